@@ -1,0 +1,47 @@
+"""Shared test configuration.
+
+Real PEC samples are third-party data: they are never copied into the repository.
+Tests read them from `../shared/fixtures/` beside the repository when it exists
+(CI has it) and skip otherwise. PECFLOW_FIXTURES overrides the location.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("PECFLOW_FIXTURES", REPO.parent / "shared" / "fixtures"))
+
+# No test reaches AWS: fake credentials and a fixed region before any client exists.
+for _name, _value in {
+    "AWS_DEFAULT_REGION": "eu-south-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}.items():
+    os.environ[_name] = _value
+os.environ.pop("AWS_PROFILE", None)
+
+
+def real_fixtures(subdir: str) -> Path:
+    """The folder of real samples, or skip the test when the founders' kit is absent."""
+    path = FIXTURES / subdir
+    if not path.is_dir():
+        pytest.skip(f"real PEC samples not available ({path} missing)")
+    return path
+
+
+def real_pec_labels() -> list[dict]:
+    return json.loads((real_fixtures("pec") / "labels.json").read_text(encoding="utf-8"))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = str(item.fspath)
+        for layer in ("unit", "integration", "e2e"):
+            if f"{os.sep}tests{os.sep}{layer}{os.sep}" in path:
+                item.add_marker(getattr(pytest.mark, layer))
