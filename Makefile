@@ -1,0 +1,66 @@
+# pecflow — everything runs from a fresh Debian machine with these targets.
+# `make demo` and `make test` install what they need (venvs, Python packages, Debian packages).
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+SAM_VENV := .venv-sam
+PY := $(VENV)/bin/python
+PIP_FLAGS := --disable-pip-version-check --quiet
+export SAM_CLI_TELEMETRY := 0
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help demo test test-fast lint bench bench-quick sam-build clean
+
+help:
+	@echo "make demo        build a sample PEC mailbox with pecflow's own message builder and classify it"
+	@echo "make test        lint the SAM template and run the whole test suite"
+	@echo "make test-fast   unit tests only"
+	@echo "make lint        cfn-lint + sam validate --lint on template.yaml"
+	@echo "make bench       run every benchmark under bench/ (QUICK=1 for the short form)"
+	@echo "make sam-build   sam build (needs python3.12 on PATH, or pyenv)"
+
+# --- environments -------------------------------------------------------------------------
+$(VENV)/.installed: requirements/dev.txt shared/pyproject.toml
+	@test -x "$(PYTHON)" || { echo "python3 not found: apt-get install -y python3 python3-venv" >&2; exit 1; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || \
+		{ echo "installing python3-venv"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) --upgrade pip
+	$(PY) -m pip install $(PIP_FLAGS) -r requirements/dev.txt
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps -e shared
+	@touch $@
+
+# aws-sam-cli pins boto3, click and pydantic tightly: it lives in a venv of its own
+$(SAM_VENV)/.installed: requirements/sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements/sam.txt
+	@touch $@
+
+# --- the two README commands ---------------------------------------------------------------
+demo: $(VENV)/.installed
+	$(PY) -m local.demo
+
+test: $(VENV)/.installed lint
+	$(PY) -m pytest -q
+
+# --- the rest ------------------------------------------------------------------------------
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q tests/unit
+
+lint: $(VENV)/.installed $(SAM_VENV)/.installed
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
+
+bench: $(VENV)/.installed
+	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b $(if $(QUICK),--quick,); done
+
+bench-quick:
+	@$(MAKE) --no-print-directory bench QUICK=1
+
+sam-build: $(SAM_VENV)/.installed
+	PYENV_VERSION=$${PYENV_VERSION:-3.12.1:3.11.7} $(SAM_VENV)/bin/sam build
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .hypothesis .bench

@@ -1,0 +1,517 @@
+"""Recognise any message found in a PEC mailbox: parse raw RFC 822 bytes and classify them.
+
+The top-level X-Ricevuta / X-Trasporto header is the first signal; daticert.xml (inside the
+provider's signature) is the authority where present. Disagreements between the two are
+reported in `problems`, never hidden. Only the parts a kind needs are read: the envelope's
+structure, daticert.xml, the headers and structure of postacert.eml, and SdI files.
+`parse` never raises on any input: what it cannot understand is `malformed`, with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+
+from pecflow import daticert as daticert_mod
+from pecflow import kinds, mime, sdi
+
+MAX_NESTED_MESSAGES = 8      # postacert.eml inside postacert.eml ... followed this deep
+MAX_PARSE_BYTES = 200 * 1024 * 1024
+
+_MAIL_FIELDS = frozenset((
+    "from", "to", "cc", "date", "subject", "message-id", "received", "return-path", "mime-version",
+    "content-type", "delivered-to", "sender", "reply-to", "x-ricevuta", "x-trasporto",
+))
+_SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+_DATICERT_NAMES = ("daticert.xml", "certdata.xml")  # RFC 6109 translates the name as certdata.xml
+_ON_BEHALF = re.compile(r"^\s*(?:per conto di|on behalf of)\s*:\s*(.+?)\s*$", re.I)
+_PERMANENT = re.compile(r"^\s*5\.\d{1,3}\.\d{1,3}")
+_IDENTIFICATIVO_TEXT = re.compile(r"Identificativo (?:del )?messaggio:\s*(\S+)", re.I)
+_LIST_TAG = re.compile(r"^\s*(?:\[[^\]]*\]\s*)+")
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    address: str
+    type: str | None = None          # daticert destinatari tipo: certificato | esterno
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str | None
+    content_type: str
+    size: int                        # encoded size, as it sits in the message
+    part: mime.Part = field(repr=False, compare=False)
+
+    def content(self) -> bytes:
+        """The decoded bytes (transfer encoding removed)."""
+        return self.part.decoded()
+
+
+@dataclass(slots=True)
+class PecMessage:
+    """What pecflow knows about one message. Fields absent from the message are None."""
+
+    kind: str
+    problems: list[str]
+    size: int
+    message_id: str | None = None
+    subject: str | None = None
+    date: datetime | None = None
+    from_address: str | None = None
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    reply_to: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] = field(default_factory=list)
+    # PEC data (daticert.xml first, headers as fallback)
+    ref_message_id: str | None = None        # receipts: the Message-ID of the message they are about
+    original_message_id: str | None = None   # envelopes: the sender's own Message-ID
+    identificativo: str | None = None
+    provider: str | None = None              # daticert gestore-emittente
+    provider_domain: str | None = None
+    receipt_type: str | None = None          # completa | breve | sintetica
+    sender: str | None = None                # the original message's sender
+    recipients: list[Recipient] = field(default_factory=list)
+    original_subject: str | None = None
+    timestamp: datetime | None = None        # the provider's time of the event, with its zone
+    delivered_to: str | None = None          # daticert consegna
+    covered: list[str] = field(default_factory=list)  # daticert ricezione (presa in carico)
+    error: str | None = None                 # daticert errore, when not "nessuno"
+    error_detail: str | None = None          # daticert errore-esteso
+    permanent_error: bool = False            # errore-esteso starts with a 5.x.x code
+    virus: bool = False
+    signature: str = "none"                  # present | missing | none
+    daticert: daticert_mod.Daticert | None = field(default=None, repr=False)
+    postacert: PecMessage | None = field(default=None, repr=False)
+    attachments: list[Attachment] = field(default_factory=list, repr=False)
+    sdi: sdi.SdiInfo | None = None
+    root: mime.Part | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_pec(self) -> bool:
+        return self.kind in kinds.PEC_KINDS
+
+    def body_text(self) -> str | None:
+        """The readable body of the logical message (postacert.eml for envelopes)."""
+        message = self.postacert if self.postacert is not None else self
+        part = _body_part(message.root) if message.root is not None else None
+        return part.text() if part is not None else None
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (what `pecflow classify --json` prints)."""
+        return {
+            "kind": self.kind,
+            "ref_message_id": self.ref_message_id,
+            "receipt_type": self.receipt_type,
+            "provider": self.provider,
+            "sdi": self.sdi.to_dict() if self.sdi is not None else None,
+            "problems": list(self.problems),
+            "message_id": self.message_id,
+            "original_message_id": self.original_message_id,
+            "identificativo": self.identificativo,
+            "subject": self.subject,
+            "original_subject": self.original_subject,
+            "from": self.from_address,
+            "sender": self.sender,
+            "recipients": [{"address": r.address, "type": r.type} for r in self.recipients],
+            "date": self.date.isoformat() if self.date else None,
+            "timestamp": self.timestamp.isoformat() if self.timestamp else None,
+            "delivered_to": self.delivered_to,
+            "covered": list(self.covered),
+            "error": self.error,
+            "error_detail": self.error_detail,
+            "permanent_error": self.permanent_error,
+            "virus": self.virus,
+            "signature": self.signature,
+            "size": self.size,
+            "postacert": None if self.postacert is None else {
+                "kind": self.postacert.kind,
+                "message_id": self.postacert.message_id,
+                "subject": self.postacert.subject,
+                "from": self.postacert.from_address,
+                "attachments": [_attachment_dict(a) for a in self.postacert.attachments],
+            },
+            "attachments": [_attachment_dict(a) for a in self.attachments],
+        }
+
+
+def _attachment_dict(att: Attachment) -> dict:
+    return {"filename": att.filename, "content_type": att.content_type, "size": att.size}
+
+
+# --------------------------------------------------------------------------------------------
+def parse(raw: bytes) -> PecMessage:
+    """Classify one message. Never raises on bad input: see `problems` and `malformed`."""
+    if not raw or not raw.strip():
+        return PecMessage(kinds.MALFORMED, ["empty file: not an e-mail"], len(raw or b""))
+    if len(raw) > MAX_PARSE_BYTES:
+        return PecMessage(kinds.MALFORMED, [f"{len(raw)} bytes: larger than the {MAX_PARSE_BYTES}-byte limit"],
+                          len(raw))
+    start = 0
+    problems = []
+    if raw.startswith(b"From "):  # an mbox separator line before the headers
+        nl = raw.find(b"\n")
+        start = len(raw) if nl == -1 else nl + 1
+        problems.append("mbox 'From ' line before the headers skipped")
+    message = _read(mime.Part(raw, start, len(raw)), 0)
+    if problems:
+        message.problems[:0] = problems
+    return message
+
+
+def _read(root: mime.Part, nesting: int) -> PecMessage:
+    size = root.end - root.start
+    headers = root.headers
+    if not any(name.lower() in _MAIL_FIELDS for name, _ in headers.fields):
+        reason = "no header fields: not an e-mail" if not len(headers) else \
+            "no e-mail header fields (From, To, Date, Subject, Message-ID, ...): not an e-mail"
+        return PecMessage(kinds.MALFORMED, [reason], size, root=root)
+
+    problems: list[str] = []
+    msg = PecMessage(kinds.POSTA_ORDINARIA, problems, size, root=root)
+    _read_common_headers(msg, headers, problems)
+
+    header_kind = _kind_from_headers(headers, problems)
+    survey = _Survey(root)
+    if header_kind is None and survey.daticert is None:
+        fallback = _kind_from_subject(msg)
+        if fallback is not None:
+            header_kind = fallback
+            problems.append(f"no X-Ricevuta/X-Trasporto header: kind {fallback!r} taken from the subject")
+
+    dc = None
+    if survey.daticert is not None and (header_kind is not None or survey.signed is not None):
+        try:
+            dc = daticert_mod.parse(survey.daticert.decoded())
+            problems.extend(dc.problems)
+        except daticert_mod.DaticertError as exc:
+            problems.append(str(exc))
+
+    kind = header_kind
+    if dc is not None and dc.tipo in daticert_mod.TIPI:
+        if kind is None:
+            problems.append(f"no X-Ricevuta/X-Trasporto header: kind {dc.tipo!r} taken from daticert.xml")
+            kind = dc.tipo
+        elif kind != dc.tipo:
+            problems.append(f"header says {kind!r} but daticert.xml says {dc.tipo!r}: daticert wins")
+            kind = dc.tipo
+    if kind is None:
+        if any(p.startswith("unknown X-") for p in problems):
+            msg.kind = kinds.MALFORMED
+            msg.attachments = _attachments(root)
+            return msg
+        msg.attachments = _attachments(root)
+        _collect_defects(root, problems)
+        return msg
+
+    msg.kind = kind
+    msg.daticert = dc
+    _read_pec(msg, headers, survey, dc, nesting, problems)
+    _collect_defects(root, problems)
+    return msg
+
+
+def _read_common_headers(msg: PecMessage, headers: mime.Headers, problems: list[str]) -> None:
+    msg.message_id = _msgid(headers.get("message-id"))
+    msg.subject = mime.decode_text(headers.get("subject"))
+    date = headers.get("date")
+    if date:
+        try:
+            msg.date = parsedate_to_datetime(date)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            problems.append(f"unreadable Date header {date[:60]!r}")
+    sender = headers.get("from")
+    if sender is not None:
+        msg.from_address = _address(sender)
+    msg.to = _addresses(headers.get_all("to"))
+    msg.cc = _addresses(headers.get_all("cc"))
+    reply_to = headers.get("reply-to")
+    msg.reply_to = _address(reply_to) if reply_to else None
+    msg.in_reply_to = _msgid(headers.get("in-reply-to"))
+    refs = headers.get("references")
+    msg.references = re.findall(r"<[^<>\s]+>", refs) if refs else []
+
+
+def _kind_from_headers(headers: mime.Headers, problems: list[str]) -> str | None:
+    found = []
+    for name, table in (("x-ricevuta", None), ("x-trasporto", kinds.BUSTE)):
+        values = [v.strip().lower() for v in headers.get_all(name)]
+        if not values:
+            continue
+        if len(set(values)) > 1:
+            problems.append(f"{len(values)} different {name} headers: {', '.join(sorted(set(values)))}")
+        elif len(values) > 1:
+            problems.append(f"{name} header repeated {len(values)} times")
+        value = values[0]
+        kind = (value if value in kinds.RICEVUTE else None) if table is None else table.get(value)
+        if kind is None:
+            problems.append(f"unknown {'X-Ricevuta' if table is None else 'X-Trasporto'} value {value!r}")
+        else:
+            found.append(kind)
+    if len(found) > 1:
+        problems.append(f"both X-Ricevuta and X-Trasporto present ({found[0]}, {found[1]})")
+    return found[0] if found else None
+
+
+def _split_subject(subject: str | None) -> tuple[str | None, str | None]:
+    """(kind, original subject) from a provider subject, past list/spam tags."""
+    if not subject:
+        return None, subject
+    text = _LIST_TAG.sub("", subject)
+    upper = text.upper()
+    for prefix, kind in kinds.SUBJECT_PREFIXES:
+        if upper.startswith(prefix):
+            return kind, text[len(prefix):]
+    return None, subject
+
+
+def _kind_from_subject(msg: PecMessage) -> str | None:
+    # only for messages a provider wrote: posta-certificata@<domain> sends them all
+    if not msg.from_address or not msg.from_address.lower().startswith("posta-certificata@"):
+        return None
+    return _split_subject(msg.subject)[0]
+
+
+class _Survey:
+    """The provider's layout: multipart/signed, daticert.xml, postacert.eml, smime.p7s."""
+
+    __slots__ = ("signed", "daticert", "postacert", "signature", "wrapped", "other_messages")
+
+    def __init__(self, root: mime.Part):
+        self.signed = self.daticert = self.postacert = self.signature = None
+        self.wrapped = False
+        self.other_messages: list[mime.Part] = []
+        queue = [(root, 0)]
+        while queue:
+            part, level = queue.pop(0)
+            ctype = part.content_type
+            if ctype.startswith("multipart/"):
+                if ctype == "multipart/alternative" or level > 4:
+                    continue
+                if ctype == "multipart/signed" and self.signed is None:
+                    self.signed = part
+                    self.wrapped = level > 0
+                queue.extend((child, level + 1) for child in part.children)
+            elif ctype in _SIGNATURE_TYPES:
+                self.signature = self.signature or part
+            elif ctype == "message/rfc822":
+                if self.postacert is None and (part.filename or "").lower() == "postacert.eml":
+                    self.postacert = part
+                else:
+                    self.other_messages.append(part)
+            elif self.daticert is None and (part.filename or "").lower() in _DATICERT_NAMES:
+                self.daticert = part
+
+
+def _read_pec(msg: PecMessage, headers: mime.Headers, survey: _Survey, dc, nesting: int,
+              problems: list[str]) -> None:
+    kind = msg.kind
+    is_busta = kind in (kinds.POSTA_CERTIFICATA, kinds.ANOMALIA)
+
+    # signature and layout
+    if survey.signed is not None:
+        msg.signature = "present" if survey.signature is not None else "missing"
+        if survey.signature is None:
+            problems.append("signature_missing: multipart/signed without its smime.p7s part")
+        if survey.wrapped:
+            problems.append("PEC message re-wrapped inside another multipart (a list or relay changed it)")
+    else:
+        problems.append("not signed: no multipart/signed structure")
+    if dc is None and survey.daticert is None and kind != kinds.ANOMALIA:
+        problems.append("daticert.xml missing: fields taken from headers")
+
+    # references
+    header_ref = _msgid(headers.get("x-riferimento-message-id"))
+    if len(headers.get_all("x-riferimento-message-id")) > 1:
+        problems.append("X-Riferimento-Message-ID header repeated")
+    dc_ref = dc.msgid if dc is not None else None
+    if header_ref and dc_ref and _bare(header_ref) != _bare(dc_ref):
+        problems.append(f"X-Riferimento-Message-ID {header_ref} disagrees with daticert msgid {dc_ref}: "
+                        "daticert wins")
+    reference = dc_ref or header_ref
+    if is_busta:
+        msg.original_message_id = reference
+    else:
+        msg.ref_message_id = reference
+        if reference is None:
+            problems.append("no reference to the original message (no X-Riferimento-Message-ID, no msgid)")
+
+    # provider
+    msg.provider_domain = _domain(msg.from_address)
+    if dc is not None:
+        msg.provider = dc.gestore_emittente
+        msg.identificativo = dc.identificativo
+        msg.sender = dc.mittente
+        msg.recipients = [Recipient(d.address, d.tipo) for d in dc.destinatari]
+        msg.original_subject = dc.oggetto
+        msg.timestamp = dc.timestamp
+        msg.delivered_to = dc.consegna
+        msg.covered = list(dc.ricezione)
+        msg.error = dc.errore if dc.errore != "nessuno" else None
+        msg.error_detail = dc.errore_esteso
+    if kind == kinds.POSTA_CERTIFICATA and msg.message_id and msg.identificativo \
+            and _bare(msg.message_id) != _bare(msg.identificativo):
+        problems.append(f"envelope Message-ID {msg.message_id} differs from daticert identificativo "
+                        f"{msg.identificativo}")
+
+    # receipt type
+    header_type = (headers.get("x-tiporicevuta") or "").strip().lower() or None
+    dc_type = dc.ricevuta if dc is not None else None
+    if header_type and dc_type and header_type != dc_type:
+        problems.append(f"X-TipoRicevuta {header_type!r} disagrees with daticert ricevuta {dc_type!r}: "
+                        "daticert wins")
+    msg.receipt_type = dc_type or (header_type if header_type in daticert_mod.TIPI_RICEVUTA else None)
+    if header_type and header_type not in daticert_mod.TIPI_RICEVUTA:
+        problems.append(f"unknown X-TipoRicevuta {header_type!r}")
+
+    # the original message, when the kind carries it
+    postacert_part = survey.postacert
+    if postacert_part is None and survey.other_messages and (is_busta or kind == kinds.AVVENUTA_CONSEGNA):
+        postacert_part = survey.other_messages[0]
+        problems.append("original message not named postacert.eml")
+    if postacert_part is not None:
+        inner = postacert_part.message
+        if inner is None:
+            problems.append("postacert.eml could not be followed")
+        elif nesting + 1 >= MAX_NESTED_MESSAGES:
+            problems.append(f"postacert.eml nested deeper than {MAX_NESTED_MESSAGES} levels: not read")
+        else:
+            msg.postacert = _read(inner, nesting + 1)
+            msg.attachments = msg.postacert.attachments
+            if msg.postacert.kind == kinds.MALFORMED:
+                problems.append("postacert.eml is not a readable message: "
+                                + "; ".join(msg.postacert.problems))
+    elif is_busta:
+        problems.append("envelope without the original message (postacert.eml)")
+
+    if kind == kinds.AVVENUTA_CONSEGNA and msg.receipt_type is None:
+        if msg.postacert is None:
+            msg.receipt_type = "sintetica"
+        elif any((a.filename or "").lower().endswith(".hash") for a in msg.attachments):
+            msg.receipt_type = "breve"
+        else:
+            msg.receipt_type = "completa"
+        problems.append(f"receipt type not stated: {msg.receipt_type!r} inferred from the structure")
+
+    # fallbacks when daticert.xml is missing
+    if dc is None:
+        _fallbacks(msg, headers, survey)
+
+    if msg.error_detail and _PERMANENT.match(msg.error_detail):
+        msg.permanent_error = True
+    verifica = (headers.get("x-verificasicurezza") or "").strip().lower()
+    msg.virus = msg.error == "virus" or kind == kinds.RILEVAZIONE_VIRUS or \
+        (verifica == "errore" and kind in (kinds.NON_ACCETTAZIONE, kinds.ERRORE_CONSEGNA))
+
+    if kind == kinds.POSTA_CERTIFICATA and msg.postacert is not None and msg.attachments:
+        msg.sdi = sdi.recognise((a.filename, a.content) for a in msg.attachments if a.filename)
+        if msg.sdi is not None:
+            problems.extend(msg.sdi.problems)
+
+
+def _fallbacks(msg: PecMessage, headers: mime.Headers, survey: _Survey) -> None:
+    kind = msg.kind
+    if msg.original_subject is None:
+        msg.original_subject = _split_subject(msg.subject)[1]
+    if kind in (kinds.POSTA_CERTIFICATA, kinds.ANOMALIA):
+        display = parseaddr(headers.get("from") or "")[0]
+        on_behalf = _ON_BEHALF.match(mime.decode_text(display) or "")
+        msg.sender = _address(on_behalf.group(1)) if on_behalf else msg.reply_to
+        source = msg.postacert if msg.postacert is not None else msg
+        msg.recipients = [Recipient(a) for a in (*source.to, *source.cc)]
+        if kind == kinds.POSTA_CERTIFICATA and msg.identificativo is None:
+            msg.identificativo = _bare(msg.message_id) if msg.message_id else None
+    else:
+        msg.sender = msg.to[0] if msg.to else None
+        text = _first_text(survey.signed or msg.root)
+        found = _IDENTIFICATIVO_TEXT.search(text or "")
+        if found:
+            msg.identificativo = found.group(1).rstrip(".")
+    if msg.timestamp is None:
+        msg.timestamp = msg.date
+
+
+def _first_text(root: mime.Part | None) -> str | None:
+    if root is None:
+        return None
+    for part in root.walk():
+        if part.content_type == "text/plain" and not part.filename:
+            return part.text()
+    return None
+
+
+def _body_part(root: mime.Part) -> mime.Part | None:
+    html = None
+    for part in root.walk():
+        disposition = part.disposition[0]
+        if part.filename or disposition == "attachment":
+            continue
+        if part.content_type == "text/plain":
+            return part
+        if part.content_type == "text/html" and html is None:
+            html = part
+    return html
+
+
+def _attachments(root: mime.Part) -> list[Attachment]:
+    """Files carried by a message: every leaf with a file name or an attachment disposition,
+    plus non-text leaves and attached messages (the body's text parts are not attachments)."""
+    out = []
+    for part in root.walk():
+        if part.is_multipart:
+            continue
+        ctype = part.content_type
+        name = part.filename
+        body_text = ctype.startswith("text/") or ctype == "message/delivery-status"
+        if name is not None or part.disposition[0] == "attachment" or (not body_text and part is not root):
+            out.append(Attachment(name, ctype, part.body_size, part))
+    return out
+
+
+def _collect_defects(root: mime.Part, problems: list[str]) -> None:
+    for defect in root.all_defects():
+        if defect not in problems:
+            problems.append(defect)
+
+
+# helpers ------------------------------------------------------------------------------------
+def _msgid(value: str | None) -> str | None:
+    if not value:
+        return None
+    found = re.search(r"<[^<>]+>", value)
+    return daticert_mod.normalise_msgid(found.group(0) if found else value.split()[0])
+
+
+def _bare(value: str) -> str:
+    return value.strip().strip("<>").strip().lower()
+
+
+def _address(value: str | None) -> str | None:
+    if not value:
+        return None
+    address = parseaddr(mime.decode_text(value) or "")[1]
+    return address or None
+
+
+def _addresses(values: list[str]) -> list[str]:
+    if not values:
+        return []
+    return [a for _, a in getaddresses([mime.decode_text(v) or "" for v in values]) if a]
+
+
+def _domain(address: str | None) -> str | None:
+    return address.rpartition("@")[2].lower() or None if address and "@" in address else None
+
+
+def classify(raw: bytes) -> PecMessage:
+    """`parse`, with a last line of defence for long-running callers (CLI, poller): an
+    unexpected internal error becomes a `malformed` result carrying the error, so one
+    message can never stop a batch. Tests call `parse` directly, where errors surface."""
+    try:
+        return parse(raw)
+    except Exception as exc:  # noqa: BLE001 - deliberate: see docstring
+        return PecMessage(kinds.MALFORMED, [f"internal parser error: {type(exc).__name__}: {exc}"],
+                          len(raw or b""))
