@@ -896,8 +896,8 @@ class Campione:
 
     `expected` keys (the labels' convention): kind; ref_message_id (receipts: the Message-ID
     they are about); original_message_id (buste di trasporto: the sender's Message-ID);
-    identificativo; receipt_type; provider (daticert gestore-emittente); sdi_type (always None
-    here); delivered_to; error (daticert errore unless "nessuno"); error_detail (errore-esteso);
+    identificativo; receipt_type; provider (daticert gestore-emittente); sdi_type (the SdI
+    file's code on envelopes from the SdI, else None); delivered_to; error (daticert errore unless "nessuno"); error_detail (errore-esteso);
     message_id and subject (of the sample itself); postacert (whether one is embedded).
     """
     name: str
@@ -1177,6 +1177,46 @@ class _Generatore:
                                 subject="ANOMALIA MESSAGGIO: " + invio.oggetto, postacert=True)
         return [(data, costruisci)]
 
+    def sdi(self, *, codice: str | None = None) -> list[_Voce]:
+        """The SdI delivers an invoice with its metadata (MT) or a notification about ours."""
+        from pecflow import sdi_builder
+
+        rng = self.rng
+        codice = codice or rng.choices(("MT", "RC", "NS", "MC", "NE", "DT", "AT"),
+                                       weights=(40, 30, 8, 10, 5, 4, 3))[0]
+        dialetto = rng.choice(("pa", "b2b"))
+        data = _ora_italiana(self.base + timedelta(seconds=rng.randrange(140 * 86400)))
+        self.seq += 1
+        seq = self.seq
+        identificativo_sdi = str(7_000_000 + seq)
+        noi = sdi_builder.Parte("IT", "01234567890", "Costruzioni Alfa S.r.l.")
+        fornitore = sdi_builder.Parte("IT", f"{rng.randrange(10**10, 10**11)}", "Fornitore Beta S.p.A.")
+        destinatario = rng.choice(_NOSTRE)
+
+        def costruisci() -> tuple[bytes, dict]:
+            if codice == "MT":
+                nome = sdi_builder.nome_fattura(fornitore, f"{seq % 100000:05d}")
+                documento = sdi_builder.fattura(fornitore, noi, [sdi_builder.Documento(
+                    f"{seq}/2024", data.date().isoformat(), f"{rng.randrange(100, 90000)}.00")])
+                files = [(sdi_builder.nome_notifica(nome, "MT"), sdi_builder.notifica(
+                    "MT", identificativo_sdi=identificativo_sdi, nome_file=nome, message_id=str(seq),
+                    quando=data, dialetto=dialetto)), (nome, documento)]
+            else:
+                nome = sdi_builder.nome_fattura(noi, f"{seq % 100000:05d}")
+                files = [(sdi_builder.nome_notifica(nome, codice), sdi_builder.notifica(
+                    codice, identificativo_sdi=identificativo_sdi, nome_file=nome, message_id=str(seq),
+                    quando=data, dialetto=dialetto, riferimento_fattura=(f"{seq}", "2024"),
+                    pec_message_id=nuovo_identificativo(self.gestore, data, seq)))]
+            raw = sdi_builder.busta_sdi(files, identificativo_sdi=identificativo_sdi, codice=codice,
+                                        destinatario=destinatario, data=data, seq=seq)
+            letto = _leggi(raw)
+            identificativo = letto.message_id.strip("<>")
+            return raw, _atteso(kinds.POSTA_CERTIFICATA, identificativo=identificativo, receipt_type="breve",
+                                provider=sdi_builder.SOGEI.name, sdi_type=codice, message_id=letto.message_id,
+                                subject=letto.oggetto, postacert=True,
+                                original_message_id=sdi_builder.message_id_sdi(identificativo_sdi, data, seq))
+        return [(data, costruisci)]
+
     def ordinaria(self) -> list[_Voce]:
         """Plain mail in the mailbox (e.g. the provider's own service notices)."""
         mittente = self.rng.choice((f"noreply@{self.gestore.domain}", *_ESTERNI))
@@ -1188,14 +1228,14 @@ class _Generatore:
         return [(invio.data, costruisci)]
 
 
-def corpus(n: int, *, seed: int = 0) -> list[Campione]:
+def corpus(n: int, *, seed: int = 0, sdi: bool = True) -> list[Campione]:
     """A deterministic mixed PEC mailbox of `n` messages, oldest first.
 
     Mostly accettazione / consegna receipts and incoming buste, some failures, a few of the
     rare kinds (non-accettazione, presa-in-carico, preavviso, virus notices, anomalia) and
-    plain mail, from several gestori. With n >= 30 every kind and receipt type is present.
-    SdI envelopes are not included: build them with `messaggio_originale(allegati=<SdI files>)`
-    and `busta_trasporto`.
+    plain mail, from several gestori, and (unless `sdi` is False) envelopes from the SdI
+    carrying invoices with their metadata or notifications. With n >= 30 every kind and
+    receipt type is present.
     """
     gen = _Generatore(seed)
     # first the flows that guarantee coverage, then flows drawn in realistic proportions
@@ -1214,10 +1254,13 @@ def corpus(n: int, *, seed: int = 0) -> list[Campione]:
         *gen.anomalia(),
         *gen.ordinaria(),
     ]
+    if sdi:
+        voci += [*gen.sdi(codice="MT"), *gen.sdi(codice="RC")]
     flussi = (gen.invio, gen.ricezione, gen.ordinaria, gen.anomalia, gen.non_accettazione,
-              gen.presa_in_carico, gen.rilevazione_virus)
+              gen.presa_in_carico, gen.rilevazione_virus, gen.sdi)
+    pesi = (58, 24, 6, 3, 2, 1.5, 1.5, 4 if sdi else 0)
     while len(voci) < n:
-        voci += gen.rng.choices(flussi, weights=(58, 28, 6, 3, 2, 1.5, 1.5))[0]()
+        voci += gen.rng.choices(flussi, weights=pesi)[0]()
     ordinate = sorted(enumerate(voci[:n]), key=lambda iv: (iv[1][0], iv[0]))
     campioni = []
     for i, (_, (_, costruisci)) in enumerate(ordinate):

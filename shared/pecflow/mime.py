@@ -425,13 +425,15 @@ class Part:
         return data
 
     def text(self) -> str:
-        """The body decoded to text with its charset (unknown charsets read as UTF-8/latin-1)."""
+        """The body as text, lines ended by "\n": decoded with its charset (unknown or wrong
+        charsets read as UTF-8, else windows-1252)."""
         data = self.decoded()
         charset = (self.params.get("charset") or "us-ascii").strip().strip('"').lower()
         try:
-            return data.decode(charset)
+            text = data.decode(charset)
         except (LookupError, ValueError):  # ValueError: unknown or NUL-laden charset names
-            return data.decode("utf-8") if _is_utf8(data) else data.decode("cp1252", errors="replace")
+            text = data.decode("utf-8") if _is_utf8(data) else data.decode("cp1252", errors="replace")
+        return text.replace("\r\n", "\n")
 
 
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")

@@ -398,10 +398,9 @@ def _read(name: str, content: bytes) -> SdiFile | None:
     if root is not None:
         kind = ROOTS.get(root.tag)
         if kind is None:
-            if by_name is None:
-                return None
-            problems.append(f"{name}: root element <{root.tag}> is not an SdI document")
-            kind, root = name_type, None
+            # readable XML that is not an SdI document: the content wins over an SdI-like name
+            # (an "ordine_0088.xml" attached to an ordinary PEC is just an order)
+            return None
     else:
         kind = sniffed or name_type
     if name_type and kind != name_type:
