@@ -69,13 +69,18 @@ class Daticert:
 
 
 _ZONA = re.compile(r"^([+-])(\d\d):?(\d\d)$")
+_GIORNO = re.compile(r"(\d\d)/(\d\d)/(\d{4})")
+_ORA = re.compile(r"(\d\d):(\d\d):(\d\d)")
 
 
 def _timestamp(giorno: str | None, ora: str | None, zona: str | None) -> datetime | None:
     if not giorno or not ora:
         return None
+    day, time = _GIORNO.fullmatch(giorno.strip()), _ORA.fullmatch(ora.strip())
+    if not day or not time:
+        return None
     try:
-        naive = datetime.strptime(f"{giorno.strip()} {ora.strip()}", "%d/%m/%Y %H:%M:%S")
+        naive = datetime(int(day[3]), int(day[2]), int(day[1]), int(time[1]), int(time[2]), int(time[3]))
     except ValueError:
         return None
     match = _ZONA.match((zona or "").strip())

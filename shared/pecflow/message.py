@@ -489,9 +489,16 @@ def _bare(value: str) -> str:
     return value.strip().strip("<>").strip().lower()
 
 
+_SIMPLE_ADDRESS = re.compile(r"\s*(?:[^<>\"(),;:@\\]*<)?\s*([^\s<>\"(),;:@\\]+@[^\s<>\"(),;:@\\]+?)\s*>?\s*")
+
+
 def _address(value: str | None) -> str | None:
     if not value:
         return None
+    # the common shapes ("a@b", "Name <a@b>") without the stdlib's general RFC 5322 parser
+    simple = _SIMPLE_ADDRESS.fullmatch(value)
+    if simple:
+        return simple.group(1)
     address = parseaddr(mime.decode_text(value) or "")[1]
     return address or None
 
@@ -499,6 +506,11 @@ def _address(value: str | None) -> str | None:
 def _addresses(values: list[str]) -> list[str]:
     if not values:
         return []
+    if not any('"' in v or "(" in v or ";" in v or "\\" in v for v in values):
+        items = [item for v in values for item in v.split(",") if item.strip()]
+        simple = [_SIMPLE_ADDRESS.fullmatch(item) for item in items]
+        if all(simple):
+            return [m.group(1) for m in simple]
     return [a for _, a in getaddresses([mime.decode_text(v) or "" for v in values]) if a]
 
 

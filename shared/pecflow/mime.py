@@ -52,7 +52,17 @@ class Headers:
         return len(self.fields)
 
 
-_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # printable ASCII except ':'
+# the start of a field: name (printable ASCII but ':'), optional blanks, ':'
+_FIELD_START = re.compile(r"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+_LINE_BREAK = re.compile(r"\r*\n")
+
+
+def _end_of_field(block: str, pos: int, size: int) -> int:
+    """Where the field whose first line starts at `pos` ends (its continuation lines included)."""
+    nl = block.find("\n", pos)
+    while nl != -1 and nl + 1 < size and block[nl + 1] in " \t":
+        nl = block.find("\n", nl + 1)
+    return size if nl == -1 else nl + 1
 
 
 def parse_header_block(block: str) -> tuple[list[tuple[str, str]], int, list[str]]:
@@ -64,39 +74,26 @@ def parse_header_block(block: str) -> tuple[list[tuple[str, str]], int, list[str
     """
     fields: list[tuple[str, str]] = []
     defects: list[str] = []
-    pos = 0
     size = len(block)
-    name = None
-    value_parts: list[str] = []
+    pos = 0
+    if block[:1] in (" ", "\t") and size:
+        defects.append("header block starts with a continuation line")
+        pos = _end_of_field(block, 0, size)
     dropped = 0
     while pos < size:
-        nl = block.find("\n", pos)
-        end = size if nl == -1 else nl + 1
-        line = block[pos:end].rstrip("\r\n")
-        if line[:1] in (" ", "\t"):
-            if name is not None:
-                value_parts.append(line)
-            elif not fields:
-                defects.append("header block starts with a continuation line")
-            pos = end
-            continue
-        colon = line.find(":")
-        field_name = line[:colon].rstrip() if colon > 0 else ""
-        if not field_name or not _FIELD_NAME.fullmatch(field_name):
+        match = _FIELD_START.match(block, pos)
+        if match is None:
             break
-        if name is not None:
-            if len(fields) < MAX_HEADER_FIELDS:
-                fields.append((name, "".join(value_parts).strip()))
-            else:
-                dropped += 1
-        name = field_name
-        value_parts = [line[colon + 1:]]
-        pos = end
-    if name is not None:
+        end = _end_of_field(block, match.end(), size)
         if len(fields) < MAX_HEADER_FIELDS:
-            fields.append((name, "".join(value_parts).strip()))
+            value = block[match.end():end]
+            nl = value.find("\n")
+            if nl != -1 and nl < len(value) - 1:
+                value = _LINE_BREAK.sub("", value)  # a folded field: unfold it
+            fields.append((match.group(1), value.strip()))
         else:
             dropped += 1
+        pos = end
     if dropped:
         defects.append(f"{dropped} header fields beyond the first {MAX_HEADER_FIELDS} ignored")
     return fields, pos, defects

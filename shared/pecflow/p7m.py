@@ -220,7 +220,7 @@ def _unarmour(data: bytes) -> bytes | None:
         text = b"".join(lines)
     if not text or not _B64_TEXT.fullmatch(text):
         return None
-    compact = re.sub(rb"\s+", b"", text)
+    compact = text.translate(None, b" \t\r\n\v\f")
     compact += b"=" * (-len(compact) % 4)
     try:
         return base64.b64decode(compact, validate=True)

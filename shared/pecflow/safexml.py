@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import re
-from dataclasses import dataclass, field
 from xml.parsers import expat
 
 MAX_BYTES = 4 * 1024 * 1024
@@ -21,12 +20,17 @@ class XmlError(ValueError):
     """The document is not well-formed, too big, or uses a forbidden construct."""
 
 
-@dataclass(slots=True)
 class Node:
-    tag: str
-    attrs: dict[str, str]
-    children: list[Node] = field(default_factory=list)
-    parts: list[str] = field(default_factory=list)
+    __slots__ = ("tag", "attrs", "children", "parts")
+
+    def __init__(self, tag: str, attrs: dict[str, str]):
+        self.tag = tag
+        self.attrs = attrs
+        self.children: list[Node] = []
+        self.parts: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"<Node {self.tag} {len(self.children)} children>"
 
     @property
     def text(self) -> str:
@@ -58,7 +62,7 @@ class Node:
 
 
 def _local(name: str) -> str:
-    return name.rpartition(":")[2]
+    return name.rpartition(":")[2] if ":" in name else name
 
 
 _DECL_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")

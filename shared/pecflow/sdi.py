@@ -211,7 +211,7 @@ def _sniff_root(content: bytes) -> str | None:
     head = content[:4096]
     if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
         head = head.decode("utf-16", errors="ignore").encode("utf-8", errors="ignore")
-    match = _ROOT_TAG.search(_COMMENT.sub(b"", head))
+    match = _ROOT_TAG.search(_COMMENT.sub(b"", head) if b"<!--" in head else head)
     return match.group(1).decode("ascii", errors="replace") if match else None
 
 
@@ -228,7 +228,7 @@ def _from_base64(content: bytes) -> bytes | None:
     if not text or not _BASE64.fullmatch(text):
         return None
     try:
-        return base64.b64decode(re.sub(rb"\s+", b"", text), validate=True)
+        return base64.b64decode(text.translate(None, b" \t\r\n\v\f"), validate=True)
     except (binascii.Error, ValueError):
         return None
 
