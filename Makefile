@@ -7,10 +7,12 @@ VENV := .venv
 SAM_VENV := .venv-sam
 PY := $(VENV)/bin/python
 PIP_FLAGS := --disable-pip-version-check --quiet
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBIAN_PACKAGES := dovecot-imapd openssl
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help demo test test-fast lint bench bench-quick sam-build clean
+.PHONY: help demo test test-fast lint bench bench-quick sam-build clean debian-packages
 
 help:
 	@echo "make demo        build a sample PEC mailbox with pecflow's own message builder and classify it"
@@ -38,11 +40,21 @@ $(SAM_VENV)/.installed: requirements/sam.txt
 	$(SAM_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements/sam.txt
 	@touch $@
 
+# Debian packages the local stack runs: Dovecot (the IMAP server), openssl (signature checks)
+debian-packages:
+	@missing=""; \
+	command -v dovecot >/dev/null || test -x /usr/sbin/dovecot || missing="$$missing dovecot-imapd"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
 # --- the two README commands ---------------------------------------------------------------
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed debian-packages
 	$(PY) -m local.demo
 
-test: $(VENV)/.installed lint
+test: $(VENV)/.installed debian-packages lint
 	$(PY) -m pytest -q
 
 # --- the rest ------------------------------------------------------------------------------
