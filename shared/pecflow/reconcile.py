@@ -1,0 +1,136 @@
+"""The life of one outgoing PEC to one recipient, and how receipts move it (ARCHITECTURE.md).
+
+pending → sending → sent → accepted → delivered, with the terminal failures not-accepted,
+delivery-failed and error, `warning` for a preavviso, and `sent?` for a message whose SMTP
+answer was lost after DATA (only its receipts can tell). Every move is expressed as
+"to this state, only from these states", so a storage adapter can apply it with one
+conditional write: a duplicate, late or out-of-order event is a no-op, never a step back.
+Pure domain code: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pecflow import kinds
+
+
+class State(StrEnum):
+    PENDING = "pending"            # da spedire
+    SENDING = "sending"            # claimed by a sender, SMTP under way
+    UNCERTAIN = "sent?"            # SMTP answer lost after DATA: the receipts will tell
+    SENT = "sent"                  # solo inviata: the provider took it over SMTP
+    ACCEPTED = "accepted"          # accettazione received
+    WARNING = "warning"            # preavviso di mancata consegna
+    DELIVERED = "delivered"        # avvenuta consegna
+    NOT_ACCEPTED = "not-accepted"  # non accettazione
+    DELIVERY_FAILED = "delivery-failed"  # errore consegna / mancata consegna
+    ERROR = "error"                # SMTP permanent failure, invalid job
+    CANCELLED = "cancelled"        # campaign cancelled before it was sent
+
+
+TERMINAL = frozenset({State.DELIVERED, State.NOT_ACCEPTED, State.DELIVERY_FAILED, State.ERROR,
+                      State.CANCELLED})
+_BEFORE_RECEIPTS = frozenset({State.PENDING, State.SENDING, State.UNCERTAIN, State.SENT})
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """Go to `to`, only from one of `only_from` (the condition of the write)."""
+
+    to: State
+    only_from: frozenset[State]
+    reason: str
+
+    def applies_to(self, current: State) -> bool:
+        return current in self.only_from
+
+
+# --- the sender's own steps ------------------------------------------------------------------
+CLAIM = Move(State.SENDING, frozenset({State.PENDING}), "claimed for sending")
+SMTP_ACCEPTED = Move(State.SENT, frozenset({State.SENDING}), "accepted over SMTP")
+SMTP_LOST = Move(State.UNCERTAIN, frozenset({State.SENDING}), "SMTP answer lost after DATA")
+SMTP_RETRY = Move(State.PENDING, frozenset({State.SENDING}), "temporary SMTP failure: to send again")
+SMTP_FAILED = Move(State.ERROR, frozenset({State.PENDING, State.SENDING}), "permanent SMTP failure")
+CANCEL = Move(State.CANCELLED, frozenset({State.PENDING}), "cancelled before sending")
+
+_PERMANENT = re.compile(r"^\s*5\.\d{1,3}\.\d{1,3}")
+
+
+def move_for_receipt(kind: str, *, error_detail: str | None = None, for_recipient: bool = True) -> Move | None:
+    """The move a receipt of `kind` makes on the job of the recipient it concerns.
+
+    `for_recipient` is False when the receipt names a recipient other than the job's (it then
+    concerns that other recipient's job) — only message-wide receipts (accettazione,
+    non-accettazione) apply to every recipient. None: the receipt changes no state.
+    """
+    if kind == kinds.ACCETTAZIONE:
+        return Move(State.ACCEPTED, _BEFORE_RECEIPTS, "accettazione")
+    if kind == kinds.NON_ACCETTAZIONE:
+        return Move(State.NOT_ACCEPTED, _BEFORE_RECEIPTS, "non accettazione")
+    if not for_recipient:
+        return None
+    # a consegna may arrive before the accettazione: it still ends the job
+    open_states = _BEFORE_RECEIPTS | {State.ACCEPTED, State.WARNING}
+    if kind == kinds.AVVENUTA_CONSEGNA:
+        return Move(State.DELIVERED, open_states, "avvenuta consegna")
+    if kind in (kinds.ERRORE_CONSEGNA, kinds.RILEVAZIONE_VIRUS):
+        return Move(State.DELIVERY_FAILED, open_states, kind.replace("-", " "))
+    if kind == kinds.PREAVVISO_ERRORE_CONSEGNA:
+        # Aruba and Namirial send preavvisi whose error is already permanent (5.x.x): final
+        if error_detail and _PERMANENT.match(error_detail):
+            return Move(State.DELIVERY_FAILED, open_states, "preavviso with a permanent error")
+        return Move(State.WARNING, _BEFORE_RECEIPTS | {State.ACCEPTED}, "preavviso di mancata consegna")
+    return None  # presa-in-carico: provider to provider, no state
+
+
+def next_state(current: State, move: Move | None) -> State:
+    """Where `current` ends after `move` (unchanged when the move does not apply)."""
+    if move is None or not move.applies_to(current):
+        return current
+    return move.to
+
+
+# --- what the statistics panel counts -----------------------------------------------------------
+def buckets(state: State, *, certified: bool = True) -> tuple[str, ...]:
+    """The campaign counters a job in `state` belongs to (besides `total`).
+
+    An external (non-PEC) recipient never gets a delivery receipt: its job ends at
+    `accepted`, which is then counted as done, not as waiting.
+    """
+    if state in (State.PENDING, State.SENDING):
+        return ("to_send",)
+    if state in (State.SENT, State.UNCERTAIN):
+        return ("sent", "only_sent", "waiting")
+    if state == State.ACCEPTED:
+        return ("sent", "accepted", "waiting") if certified else ("sent", "accepted")
+    if state == State.WARNING:
+        return ("sent", "accepted", "waiting", "warnings")
+    if state == State.DELIVERED:
+        return ("sent", "accepted", "delivered")
+    if state == State.DELIVERY_FAILED:
+        return ("sent", "delivery_failures")
+    if state == State.NOT_ACCEPTED:
+        return ("sent", "errors")
+    if state == State.ERROR:
+        return ("errors",)
+    return ("cancelled",)
+
+
+COUNTERS = ("total", "to_send", "waiting", "sent", "only_sent", "accepted", "delivered",
+            "delivery_failures", "warnings", "errors", "cancelled")
+
+
+def counter_deltas(old: State | None, new: State, *, certified: bool = True) -> dict[str, int]:
+    """Counter changes for a job moving old → new (old None: the job is created)."""
+    deltas: dict[str, int] = {}
+    if old is None:
+        deltas["total"] = 1
+    else:
+        for name in buckets(old, certified=certified):
+            deltas[name] = deltas.get(name, 0) - 1
+    for name in buckets(new, certified=certified):
+        deltas[name] = deltas.get(name, 0) + 1
+    return {name: delta for name, delta in deltas.items() if delta}
