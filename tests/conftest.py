@@ -45,3 +45,12 @@ def pytest_collection_modifyitems(config, items):
         for layer in ("unit", "integration", "e2e"):
             if f"{os.sep}tests{os.sep}{layer}{os.sep}" in path:
                 item.add_marker(getattr(pytest.mark, layer))
+
+
+@pytest.fixture(scope="session")
+def signer():
+    """(certificate, private key) of a test signer, for p7m and S/MIME signatures in tests."""
+    from pecflow import builder
+
+    firma = builder.Firma.per(builder.SIMULATO)
+    return firma.certificato, firma.chiave

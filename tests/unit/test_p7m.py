@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import base64
-import datetime
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
-from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,17 +16,6 @@ from pecflow.p7m import P7mError, extract_signed_content
 INVOICE = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
            b'<p:FatturaElettronica versione="FPR12" xmlns:p="urn:test">\xc3\xa8 ' + b"x" * 2500 +
            b"</p:FatturaElettronica>\n")
-
-
-@pytest.fixture(scope="module")
-def signer():
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pecflow test signer")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
-    return cert, key
 
 
 def sign(signer, content: bytes, *, detached: bool = False, encoding=serialization.Encoding.DER) -> bytes:

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import email
 import email.policy
 import json
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
-from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -282,17 +278,6 @@ def invoice_xml(versione: str = "FPA12") -> bytes:
            + element("FatturaElettronicaBody", body("18", "2024-03-02", None, "TD04"))
            + "</p:FatturaElettronica>")
     return xml.encode("utf-8")
-
-
-@pytest.fixture(scope="module")
-def signer():
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pecflow test signer")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
-    return cert, key
 
 
 def p7m_of(signer, content: bytes) -> bytes:
