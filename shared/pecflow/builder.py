@@ -43,7 +43,7 @@ __all__ = [
     "ARUBA", "GESTORI", "LEGALMAIL", "NAMIRIAL", "SIMULATO",
     "Autorita", "Campione", "Destinatario", "Firma", "Gestore",
     "busta_anomalia", "busta_trasporto", "corpus", "messaggio_originale",
-    "nuovo_identificativo", "ricevuta",
+    "nuovo_identificativo", "ora_italiana", "ricevuta",
 ]
 
 CRLF = b"\r\n"
@@ -905,13 +905,17 @@ class Campione:
     expected: dict = field(hash=False)
 
 
-def _ora_italiana(utc: datetime) -> datetime:
-    """Italian legal time (CET/CEST, EU rule) as a fixed-offset aware datetime."""
+def ora_italiana(utc: datetime) -> datetime:
+    """Italian legal time (CET/CEST, EU rule) as a fixed-offset aware datetime: the time
+    providers write in receipts (daticert data/ora/zona)."""
     def ultima_domenica(mese: int) -> datetime:
         fine = datetime(utc.year, mese + 1, 1, 1, tzinfo=UTC) - timedelta(days=1)
         return fine - timedelta(days=(fine.weekday() + 1) % 7)
     estate = ultima_domenica(3) <= utc < ultima_domenica(10)
     return utc.astimezone(timezone(timedelta(hours=2 if estate else 1)))
+
+
+_ora_italiana = ora_italiana
 
 
 @cache

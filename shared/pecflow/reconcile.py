@@ -11,10 +11,14 @@ Pure domain code: no I/O.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
 
 from pecflow import kinds
+
+if TYPE_CHECKING:
+    from pecflow.message import PecMessage
 
 
 class State(StrEnum):
@@ -123,14 +127,110 @@ COUNTERS = ("total", "to_send", "waiting", "sent", "only_sent", "accepted", "del
             "delivery_failures", "warnings", "errors", "cancelled")
 
 
-def counter_deltas(old: State | None, new: State, *, certified: bool = True) -> dict[str, int]:
-    """Counter changes for a job moving old → new (old None: the job is created)."""
+def counter_deltas(old: State | None, new: State, *, certified: bool = True,
+                   old_certified: bool | None = None) -> dict[str, int]:
+    """Counter changes for a job moving old → new (old None: the job is created). The
+    accettazione may also tell that the recipient is external: `old_certified` is then the
+    flag the job was counted with before."""
     deltas: dict[str, int] = {}
     if old is None:
         deltas["total"] = 1
     else:
-        for name in buckets(old, certified=certified):
+        for name in buckets(old, certified=certified if old_certified is None else old_certified):
             deltas[name] = deltas.get(name, 0) - 1
     for name in buckets(new, certified=certified):
         deltas[name] = deltas.get(name, 0) + 1
     return {name: delta for name, delta in deltas.items() if delta}
+
+
+# --- matching receipts to what we sent ---------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One recipient of one message we sent."""
+
+    address: str
+    state: State
+    certified: bool = True
+    campaign_id: str | None = None
+
+
+class OutgoingPort(Protocol):
+    """What reconciliation needs from the store of outgoing messages."""
+
+    def message(self, message_id: str) -> dict | None: ...
+    def jobs(self, message_id: str) -> list[Job]: ...
+    def by_identificativo(self, identificativo: str) -> str | None: ...
+    def set_identificativo(self, message_id: str, identificativo: str) -> None: ...
+    def apply(self, message_id: str, recipient: Job, move: Move | None, *, receipt_id: str | None = None,
+              receipt: dict | None = None, certified: bool | None = None) -> State: ...
+
+
+@dataclass(slots=True)
+class Reconciliation:
+    status: str                      # matched | unmatched
+    message_id: str | None = None
+    moves: dict[str, tuple[str, str]] = field(default_factory=dict)  # recipient -> (before, after)
+    problems: list[str] = field(default_factory=list)
+
+
+def find_original(port: OutgoingPort, msg: PecMessage) -> str | None:
+    """Our Message-ID of the message a receipt is about: by the referenced Message-ID first,
+    then by the provider's identificativo (ARCHITECTURE.md flow 5)."""
+    if msg.ref_message_id and port.message(msg.ref_message_id) is not None:
+        return msg.ref_message_id
+    if msg.identificativo:
+        return port.by_identificativo(msg.identificativo)
+    return None
+
+
+def reconcile_receipt(port: OutgoingPort, msg: PecMessage, receipt_id: str) -> Reconciliation:
+    """Move the jobs a receipt concerns. Idempotent: applying the same receipt again, or a
+    late one, changes nothing. A receipt whose original is unknown is reported unmatched."""
+    message_id = find_original(port, msg)
+    if message_id is None:
+        return Reconciliation("unmatched", problems=[
+            f"no message of ours with Message-ID {msg.ref_message_id} or identificativo {msg.identificativo}"])
+    result = Reconciliation("matched", message_id)
+    if msg.kind == kinds.ACCETTAZIONE and msg.identificativo:
+        port.set_identificativo(message_id, msg.identificativo)
+    jobs = {job.address: job for job in port.jobs(message_id)}
+    certified = {r.address.lower(): r.type != "esterno" for r in msg.recipients if r.type}
+    info = {"kind": msg.kind, "at": msg.timestamp.isoformat() if msg.timestamp else None,
+            "delivered_to": msg.delivered_to, "error": msg.error, "error_detail": msg.error_detail,
+            "receipt_type": msg.receipt_type}
+    if msg.kind in (kinds.ACCETTAZIONE, kinds.NON_ACCETTAZIONE):
+        targets = list(jobs.values())
+    else:
+        recipient = (msg.delivered_to or "").lower()
+        if recipient not in jobs:
+            result.problems.append(f"{msg.kind} for {msg.delivered_to or 'no recipient'}, "
+                                   "not a recipient of the original")
+            return result
+        targets = [jobs[recipient]]
+    for job in targets:
+        move = move_for_receipt(msg.kind, error_detail=msg.error_detail)
+        after = port.apply(message_id, job, move, receipt_id=receipt_id, receipt=info,
+                           certified=certified.get(job.address) if msg.kind == kinds.ACCETTAZIONE else None)
+        if after != job.state:
+            result.moves[job.address] = (str(job.state), str(after))
+    return result
+
+
+def find_thread(port: OutgoingPort, msg: PecMessage) -> str | None:
+    """The message of ours an incoming one answers or concerns: a reply's In-Reply-To /
+    References (the provider's identificativo, or our Message-ID), or an SdI notification's
+    PecMessageId (the identificativo of the envelope that carried our invoice)."""
+    original = msg.postacert if msg.postacert is not None else msg
+    candidates = [original.in_reply_to, *reversed(original.references)]
+    if msg.sdi is not None and msg.sdi.pec_message_id:
+        candidates.insert(0, msg.sdi.pec_message_id)
+    for ref in candidates:
+        if not ref:
+            continue
+        bare = ref.strip().strip("<>")
+        if port.message(f"<{bare}>") is not None:
+            return f"<{bare}>"
+        found = port.by_identificativo(bare)
+        if found:
+            return found
+    return None

@@ -1,0 +1,98 @@
+"""The S3 archive of originals: the raw bytes of every message, keyed by their sha256.
+
+The whole message is what has legal value, so the archive stores exactly the bytes fetched,
+with a SHA-256 checksum S3 verifies on upload, server-side encryption, and never overwrites
+(IfNoneMatch). `verify` is what must pass before anything leaves the provider mailbox.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
+
+
+def sha256_hex(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _b64(sha_hex: str) -> str:
+    return base64.b64encode(bytes.fromhex(sha_hex)).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class Archived:
+    key: str
+    created: bool          # False when the object was already there (same bytes)
+    version_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    ok: bool
+    reason: str
+
+
+class ArchiveError(RuntimeError):
+    pass
+
+
+class Archive:
+    def __init__(self, bucket: str, s3=None, *, kms_key_id: str | None = None, prefix: str = "messages/"):
+        if s3 is None:
+            import boto3
+
+            s3 = boto3.client("s3")
+        self.s3 = s3
+        self.bucket = bucket
+        self.kms_key_id = kms_key_id
+        self.prefix = prefix
+
+    def key_for(self, sha: str) -> str:
+        return f"{self.prefix}{sha[:2]}/{sha}.eml"
+
+    def store(self, raw: bytes, sha: str | None = None) -> Archived:
+        sha = sha or sha256_hex(raw)
+        key = self.key_for(sha)
+        extra = {"ServerSideEncryption": "aws:kms"}
+        if self.kms_key_id:
+            extra["SSEKMSKeyId"] = self.kms_key_id
+        try:
+            response = self.s3.put_object(
+                Bucket=self.bucket, Key=key, Body=raw, ContentType="message/rfc822",
+                ChecksumAlgorithm="SHA256", ChecksumSHA256=_b64(sha), IfNoneMatch="*",
+                Metadata={"sha256": sha}, **extra)
+            return Archived(key, True, response.get("VersionId"))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+        # already archived (a retry, or the same message in another mailbox): same key, same bytes?
+        check = self.verify(key, sha, deep=False)
+        if not check.ok:
+            raise ArchiveError(f"{key} exists but does not match: {check.reason}")
+        return Archived(key, False)
+
+    def verify(self, key: str, sha: str, *, deep: bool = True) -> Verification:
+        """Is the archived object there and exactly these bytes? `deep` reads it back and hashes
+        it (what expunging requires); otherwise the stored SHA-256 checksum is compared."""
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return Verification(False, f"object {key} is missing")
+            raise
+        stored = head.get("ChecksumSHA256")
+        if stored != _b64(sha):
+            return Verification(False, f"object {key} checksum {stored} differs from {_b64(sha)}")
+        if deep:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            actual = sha256_hex(body)
+            if actual != sha:
+                return Verification(False, f"object {key} content hashes to {actual}, not {sha}")
+        return Verification(True, "verified")
+
+    def get(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()

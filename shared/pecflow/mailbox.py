@@ -1,0 +1,211 @@
+"""A PEC mailbox as pecflow knows it: its configuration, its polling cursor, its policy against
+saturation, and the pure decisions taken on them. No I/O here."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+_ADDRESS = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+
+
+class ConfigError(ValueError):
+    """A mailbox configuration that cannot work, with the reason."""
+
+
+class Saturation(StrEnum):
+    NEVER = "never"          # leave every message on the provider
+    AFTER_DAYS = "after-days"  # move/expunge what is archived and older than N days
+    ABOVE_QUOTA = "above-quota"  # ... oldest first while IMAP QUOTA usage is above X%
+
+
+@dataclass(frozen=True, slots=True)
+class SaturationPolicy:
+    mode: Saturation = Saturation.NEVER
+    days: int = 90
+    percent: float = 80.0
+    archive_folder: str | None = "Archivio-pecflow"  # moved there on the provider...
+    expunge: bool = False                            # ...or, when True, removed from the provider
+    alarm_percent: float = 90.0                      # usage above this raises the alarm metric
+
+    def validate(self) -> None:
+        if self.mode == Saturation.AFTER_DAYS and self.days < 1:
+            raise ConfigError("saturation after-days needs days >= 1")
+        if not 0 < self.percent <= 100 or not 0 < self.alarm_percent <= 100:
+            raise ConfigError("saturation percentages must be in (0, 100]")
+        if self.mode != Saturation.NEVER and not self.archive_folder and not self.expunge:
+            raise ConfigError("a saturation policy must move to an archive folder or expunge")
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxConfig:
+    """One PEC mailbox. Its password lives in Secrets Manager under `secret_id`, never here."""
+
+    address: str
+    imap_host: str
+    imap_port: int = 993
+    smtp_host: str | None = None
+    smtp_port: int = 465
+    folders: tuple[str, ...] = ("INBOX",)
+    quota_preset: str = "aruba"
+    saturation: SaturationPolicy = field(default_factory=SaturationPolicy)
+    enabled: bool = True
+    username: str | None = None          # IMAP/SMTP login when it is not the address itself
+    secret_id: str | None = None
+    tls_verify: bool = True              # False only for test servers with private certificates
+    ca_bundle: str | None = None         # PEM of a private CA to trust (local stack)
+
+    @property
+    def login(self) -> str:
+        return self.username or self.address
+
+    def validate(self) -> MailboxConfig:
+        if not _ADDRESS.match(self.address):
+            raise ConfigError(f"not a mailbox address: {self.address!r}")
+        if not self.imap_host:
+            raise ConfigError("imap_host is required")
+        for name, port in (("imap_port", self.imap_port), ("smtp_port", self.smtp_port)):
+            if not 0 < int(port) < 65536:
+                raise ConfigError(f"{name} {port} is not a TCP port")
+        if not self.folders or any(not f.strip() for f in self.folders):
+            raise ConfigError("at least one folder to watch is required")
+        self.saturation.validate()
+        return self
+
+    def to_item(self) -> dict:
+        item = asdict(self)
+        item["folders"] = list(self.folders)
+        item["saturation"] = {**asdict(self.saturation), "mode": str(self.saturation.mode),
+                              "percent": str(self.saturation.percent),
+                              "alarm_percent": str(self.saturation.alarm_percent)}
+        return {k: v for k, v in item.items() if v is not None}
+
+    @classmethod
+    def from_item(cls, item: dict) -> MailboxConfig:
+        known = set(cls.__dataclass_fields__)
+        values = {k: v for k, v in item.items() if k in known}
+        sat = dict(values.pop("saturation", {}) or {})
+        for key in ("days",):
+            if key in sat:
+                sat[key] = int(sat[key])
+        for key in ("percent", "alarm_percent"):
+            if key in sat:
+                sat[key] = float(sat[key])
+        if "mode" in sat:
+            sat["mode"] = Saturation(sat["mode"])
+        for key in ("imap_port", "smtp_port"):
+            if key in values:
+                values[key] = int(values[key])
+        values["folders"] = tuple(values.get("folders") or ("INBOX",))
+        return cls(saturation=SaturationPolicy(**sat), **values)
+
+
+def secret_name(stack: str, address: str) -> str:
+    """Where a mailbox's password is kept in Secrets Manager."""
+    return f"{stack}/mailbox/{address.lower()}"
+
+
+# --- the polling cursor ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """How far a folder has been read: messages up to `last_uid` are durably recorded."""
+
+    folder: str
+    uidvalidity: int | None = None
+    last_uid: int = 0
+    uidnext: int | None = None
+    highestmodseq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FolderStatus:
+    """What SELECT (or STATUS) says about a folder."""
+
+    uidvalidity: int
+    uidnext: int
+    exists: int
+    highestmodseq: int | None = None
+
+
+class PollAction(StrEnum):
+    NOTHING_NEW = "nothing-new"
+    FETCH_NEW = "fetch-new"
+    RESYNC = "resync"   # UIDVALIDITY changed: every UID is new; records dedupe by sha256
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    action: PollAction
+    from_uid: int       # fetch UIDs >= from_uid
+    cursor: Cursor      # the cursor to continue from (reset on RESYNC)
+
+
+def plan_poll(cursor: Cursor, status: FolderStatus) -> PollPlan:
+    """Decide from one SELECT whether anything needs fetching: the constant-cost path."""
+    if cursor.uidvalidity is not None and cursor.uidvalidity != status.uidvalidity:
+        reset = Cursor(cursor.folder, status.uidvalidity, 0, None, None)
+        return PollPlan(PollAction.RESYNC, 1, reset)
+    current = cursor if cursor.uidvalidity is not None else replace(cursor, uidvalidity=status.uidvalidity)
+    if status.exists == 0 or status.uidnext <= current.last_uid + 1:
+        return PollPlan(PollAction.NOTHING_NEW, current.last_uid + 1, current)
+    return PollPlan(PollAction.FETCH_NEW, current.last_uid + 1, current)
+
+
+def chunks(uids_and_sizes: list[tuple[int, int]], *, max_messages: int, max_bytes: int) -> list[list[int]]:
+    """UIDs in fetch batches bounded by count and total size (one huge message alone)."""
+    out: list[list[int]] = []
+    batch: list[int] = []
+    size = 0
+    for uid, length in sorted(uids_and_sizes):
+        if batch and (len(batch) >= max_messages or size + length > max_bytes):
+            out.append(batch)
+            batch, size = [], 0
+        batch.append(uid)
+        size += length
+    if batch:
+        out.append(batch)
+    return out
+
+
+# --- saturation -------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Usage:
+    used_kb: int
+    limit_kb: int | None
+
+    @property
+    def percent(self) -> float | None:
+        return None if not self.limit_kb else 100.0 * self.used_kb / self.limit_kb
+
+
+@dataclass(frozen=True, slots=True)
+class OnProvider:
+    """A message still on the provider, and what we know of its archived copy."""
+
+    uid: int
+    size: int
+    received_at: datetime
+    archived: bool       # recorded with an S3 key
+    sha256: str | None = None
+
+
+def saturation_candidates(policy: SaturationPolicy, usage: Usage | None, messages: list[OnProvider],
+                          now: datetime) -> list[OnProvider]:
+    """Archived messages the policy wants off the provider, oldest first. Each must still
+    have its S3 copy verified before anything is moved or expunged."""
+    archived = sorted((m for m in messages if m.archived), key=lambda m: (m.received_at, m.uid))
+    if policy.mode == Saturation.AFTER_DAYS:
+        limit = now - timedelta(days=policy.days)
+        return [m for m in archived if m.received_at < limit]
+    if policy.mode == Saturation.ABOVE_QUOTA and usage is not None and usage.percent is not None:
+        excess_kb = usage.used_kb - usage.limit_kb * policy.percent / 100.0
+        picked, freed = [], 0.0
+        for m in archived:
+            if freed >= excess_kb:
+                break
+            picked.append(m)
+            freed += m.size / 1024.0
+        return picked
+    return []

@@ -1,0 +1,30 @@
+"""Mailbox passwords in AWS Secrets Manager: never in tables, templates, events or logs."""
+
+from __future__ import annotations
+
+import json
+
+from pecflow.mailbox import MailboxConfig, secret_name
+
+
+def password_from_secret(value: str) -> str:
+    """A secret holds {"password": "..."} (or, written by hand, the bare password)."""
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError:
+        return value
+    if isinstance(data, dict) and isinstance(data.get("password"), str):
+        return data["password"]
+    raise ValueError("mailbox secret has no 'password' field")
+
+
+def secret_value(password: str) -> str:
+    return json.dumps({"password": password})
+
+
+def mailbox_password(config: MailboxConfig, stack: str, *, max_age: int = 300) -> str:
+    """The mailbox's password, cached in the warm Lambda for `max_age` seconds."""
+    from aws_lambda_powertools.utilities import parameters
+
+    secret_id = config.secret_id or secret_name(stack, config.address)
+    return password_from_secret(parameters.get_secret(secret_id, max_age=max_age))

@@ -1,0 +1,409 @@
+"""DynamoDB adapters: mailboxes and their cursors, message records, outgoing messages.
+
+Table layout (template.yaml is the source of truth for names and indexes):
+- Mailboxes (address, item): item "config" holds MailboxConfig and the poll status;
+  "cursor#<folder>" holds the folder's Cursor.
+- Messages (mailbox, message): one record per distinct raw message per mailbox, message =
+  "sha256:<hex>" so a message fetched twice (crash, UIDVALIDITY change) is recorded once.
+  Index ByDate (mailbox, received_key); sparse index Unmatched (unmatched_mailbox,
+  received_key) lists receipts whose original is unknown; sparse index ByLocation (location,
+  uid) finds the record of a UID still on the provider.
+- Outgoing (message_id, recipient): "#message" describes one message we sent (mailbox,
+  subject, identificativo once accepted, campaign); one row per recipient carries the job
+  state and every receipt about it. Sparse index ByIdentificativo (identificativo) finds a
+  message from the provider's id (replies, SdI PecMessageId).
+Every state change is a conditional write; counters move in the same transaction.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.types import TypeSerializer
+from botocore.exceptions import ClientError
+
+from pecflow import clock
+from pecflow.mailbox import Cursor, MailboxConfig
+from pecflow.reconcile import Job, Move, State, counter_deltas
+
+MESSAGE_ROW = "#message"
+
+
+class Conflict(Exception):
+    """A conditional write found the item in another state than expected."""
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB's Decimals back to int/float, recursively."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, set):
+        return {_plain(v) for v in value}
+    return value
+
+
+def _clean(item: dict) -> dict:
+    """Drop None and empty strings/lists DynamoDB would refuse or store uselessly."""
+    out = {}
+    for key, value in item.items():
+        if value is None or value == "" or value == [] or value == {}:
+            continue
+        if isinstance(value, float):
+            value = Decimal(repr(value))
+        elif isinstance(value, dict):
+            value = _clean(value)
+        elif isinstance(value, list):
+            value = [_clean(v) if isinstance(v, dict) else (Decimal(repr(v)) if isinstance(v, float) else v)
+                     for v in value]
+        out[key] = value
+    return out
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("ConditionalCheckFailedException",
+                                                         "TransactionCanceledException")
+
+
+@dataclass(frozen=True, slots=True)
+class TableNames:
+    mailboxes: str
+    messages: str
+    outgoing: str
+    campaigns: str | None = None
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> TableNames:
+        env = os.environ if env is None else env
+        missing = [n for n in ("MAILBOXES_TABLE", "MESSAGES_TABLE", "OUTGOING_TABLE") if not env.get(n)]
+        if missing:
+            raise RuntimeError(f"environment variables missing: {', '.join(missing)}")
+        return cls(env["MAILBOXES_TABLE"], env["MESSAGES_TABLE"], env["OUTGOING_TABLE"],
+                   env.get("CAMPAIGNS_TABLE"))
+
+
+def _resource(dynamodb):
+    if dynamodb is not None:
+        return dynamodb
+    import boto3
+
+    return boto3.resource("dynamodb")
+
+
+# --- mailboxes -----------------------------------------------------------------------------------
+class MailboxStore:
+    def __init__(self, table_name: str, dynamodb=None):
+        self.table = _resource(dynamodb).Table(table_name)
+
+    def put(self, config: MailboxConfig) -> None:
+        now = clock.iso()
+        self.table.update_item(
+            Key={"address": config.address, "item": "config"},
+            UpdateExpression="SET #c = :c, updated_at = :now, created_at = if_not_exists(created_at, :now)",
+            ExpressionAttributeNames={"#c": "config"},
+            ExpressionAttributeValues={":c": _clean(config.to_item()), ":now": now})
+
+    def get(self, address: str) -> MailboxConfig | None:
+        item = self.table.get_item(Key={"address": address.lower(), "item": "config"}, ConsistentRead=True).get("Item")
+        return MailboxConfig.from_item(_plain(item["config"])) if item else None
+
+    def status(self, address: str) -> dict:
+        item = self.table.get_item(Key={"address": address.lower(), "item": "config"}, ConsistentRead=True).get("Item")
+        return _plain(item.get("status", {})) if item else {}
+
+    def list(self, *, enabled_only: bool = False) -> list[MailboxConfig]:
+        kwargs: dict = {"FilterExpression": Attr("item").eq("config")}
+        configs = []
+        while True:
+            page = self.table.scan(**kwargs)
+            configs += [MailboxConfig.from_item(_plain(i["config"])) for i in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        configs.sort(key=lambda c: c.address)
+        return [c for c in configs if c.enabled] if enabled_only else configs
+
+    def set_enabled(self, address: str, enabled: bool) -> None:
+        try:
+            self.table.update_item(
+                Key={"address": address.lower(), "item": "config"},
+                UpdateExpression="SET #c.enabled = :e, updated_at = :now",
+                ConditionExpression=Attr("address").exists(),
+                ExpressionAttributeNames={"#c": "config"},
+                ExpressionAttributeValues={":e": enabled, ":now": clock.iso()})
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                raise KeyError(f"no mailbox {address}") from None
+            raise
+
+    def record_poll(self, address: str, *, ok: bool, error_kind: str | None = None, error: str | None = None,
+                    usage: dict | None = None, fetched: int = 0) -> None:
+        """The outcome of one poll on the mailbox record (what `pecflow mailbox list` shows)."""
+        now = clock.iso()
+        names = {"#s": "status"}
+        values: dict = {":now": now}
+        sets = ["#s.last_poll_at = :now"]
+        if ok:
+            sets += ["#s.last_success_at = :now", "#s.consecutive_failures = :zero", "#s.last_fetched = :n"]
+            values.update({":zero": 0, ":n": fetched})
+            remove = " REMOVE #s.last_error, #s.error_kind"
+        else:
+            sets += ["#s.last_error = :err", "#s.error_kind = :kind", "#s.last_error_at = :now",
+                     "#s.consecutive_failures = if_not_exists(#s.consecutive_failures, :zero) + :one"]
+            values.update({":err": (error or "")[:1000] or "unknown error", ":kind": error_kind or "error",
+                           ":zero": 0, ":one": 1})
+            remove = ""
+        if usage:
+            sets.append("#s.usage = :usage")
+            values[":usage"] = _clean(usage)
+        self.table.update_item(
+            Key={"address": address.lower(), "item": "config"},
+            UpdateExpression="SET #s = if_not_exists(#s, :empty)", ExpressionAttributeNames=names,
+            ExpressionAttributeValues={":empty": {}})
+        self.table.update_item(Key={"address": address.lower(), "item": "config"},
+                               UpdateExpression="SET " + ", ".join(sets) + remove,
+                               ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+
+    def get_cursor(self, address: str, folder: str) -> Cursor:
+        item = self.table.get_item(Key={"address": address.lower(), "item": f"cursor#{folder}"},
+                                   ConsistentRead=True).get("Item")
+        if not item:
+            return Cursor(folder)
+        item = _plain(item)
+        return Cursor(folder, item.get("uidvalidity"), item.get("last_uid", 0), item.get("uidnext"),
+                      item.get("highestmodseq"))
+
+    def save_cursor(self, address: str, cursor: Cursor) -> None:
+        """Move the cursor forward (never back within one UIDVALIDITY)."""
+        condition = (Attr("uidvalidity").not_exists() | Attr("uidvalidity").ne(cursor.uidvalidity)
+                     | Attr("last_uid").lte(cursor.last_uid))
+        try:
+            self.table.put_item(Item=_clean({
+                "address": address.lower(), "item": f"cursor#{cursor.folder}", "folder": cursor.folder,
+                "uidvalidity": cursor.uidvalidity, "last_uid": cursor.last_uid, "uidnext": cursor.uidnext,
+                "highestmodseq": cursor.highestmodseq, "updated_at": clock.iso()}),
+                ConditionExpression=condition)
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                raise Conflict(f"cursor of {address}/{cursor.folder} is already past UID {cursor.last_uid}") from None
+            raise
+
+
+# --- message records -----------------------------------------------------------------------------
+def record_key(sha256: str) -> str:
+    return f"sha256:{sha256}"
+
+
+def location(address: str, folder: str, uidvalidity: int) -> str:
+    return f"{address.lower()}|{folder}|{uidvalidity}"
+
+
+class MessageStore:
+    def __init__(self, table_name: str, dynamodb=None):
+        self.table = _resource(dynamodb).Table(table_name)
+
+    def record(self, mailbox: str, record: dict) -> bool:
+        """Write a new record; False (and nothing written) when this message is already recorded."""
+        item = _clean({**record, "mailbox": mailbox.lower(), "message": record_key(record["sha256"])})
+        try:
+            self.table.put_item(Item=item, ConditionExpression=Attr("message").not_exists())
+            return True
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+
+    def relocate(self, mailbox: str, sha256: str, *, folder: str, uid: int, uidvalidity: int) -> None:
+        """A recorded message seen again at another UID (after a UIDVALIDITY change)."""
+        self.table.update_item(
+            Key={"mailbox": mailbox.lower(), "message": record_key(sha256)},
+            UpdateExpression="SET #f = :f, uid = :u, uidvalidity = :v, #l = :l",
+            ExpressionAttributeNames={"#f": "folder", "#l": "location"},
+            ExpressionAttributeValues={":f": folder, ":u": uid, ":v": uidvalidity,
+                                       ":l": location(mailbox, folder, uidvalidity)})
+
+    def get(self, mailbox: str, sha256: str) -> dict | None:
+        item = self.table.get_item(Key={"mailbox": mailbox.lower(), "message": record_key(sha256)},
+                                   ConsistentRead=True).get("Item")
+        return _plain(item) if item else None
+
+    def set_fields(self, mailbox: str, sha256: str, fields: dict, remove: Iterable[str] = ()) -> None:
+        fields = _clean(fields)
+        removed = list(remove)
+        if not fields and not removed:
+            return
+        names = {f"#k{i}": k for i, k in enumerate(fields)} | {f"#r{i}": k for i, k in enumerate(removed)}
+        expression = ""
+        if fields:
+            expression = "SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields)))
+        if removed:
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
+        kwargs = {"ExpressionAttributeValues": {f":v{i}": v for i, v in enumerate(fields.values())}} if fields else {}
+        self.table.update_item(Key={"mailbox": mailbox.lower(), "message": record_key(sha256)},
+                               UpdateExpression=expression.strip(), ExpressionAttributeNames=names, **kwargs)
+
+    def at_location(self, mailbox: str, folder: str, uidvalidity: int, uids: list[int]) -> dict[int, dict]:
+        """Records of the given UIDs still on the provider, by UID."""
+        if not uids:
+            return {}
+        low, high = min(uids), max(uids)
+        wanted = set(uids)
+        found: dict[int, dict] = {}
+        kwargs = {"IndexName": "ByLocation",
+                  "KeyConditionExpression": Key("location").eq(location(mailbox, folder, uidvalidity))
+                  & Key("uid").between(low, high)}
+        while True:
+            page = self.table.query(**kwargs)
+            for item in page.get("Items", []):
+                uid = int(item["uid"])
+                if uid in wanted:
+                    found[uid] = _plain(item)
+            if "LastEvaluatedKey" not in page:
+                return found
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def query(self, mailbox: str, *, index: str = "ByDate", newest_first: bool = True, limit: int = 100) -> list[dict]:
+        key = "unmatched_mailbox" if index == "Unmatched" else "mailbox"
+        page = self.table.query(IndexName=index, KeyConditionExpression=Key(key).eq(mailbox.lower()),
+                                ScanIndexForward=not newest_first, Limit=limit)
+        return [_plain(i) for i in page.get("Items", [])]
+
+    def count(self, mailbox: str) -> int:
+        total, kwargs = 0, {"KeyConditionExpression": Key("mailbox").eq(mailbox.lower()), "Select": "COUNT"}
+        while True:
+            page = self.table.query(**kwargs)
+            total += page["Count"]
+            if "LastEvaluatedKey" not in page:
+                return total
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+# --- outgoing messages and their recipients' jobs ------------------------------------------------------
+def _job(item: dict) -> Job:
+    item = _plain(item)
+    return Job(item["recipient"], State(item["state"]), bool(item.get("certified", True)),
+               item.get("campaign_id"))
+
+
+class OutgoingStore:
+    def __init__(self, table_name: str, dynamodb=None, *, campaigns_table: str | None = None):
+        resource = _resource(dynamodb)
+        self.table = resource.Table(table_name)
+        self.client = resource.meta.client
+        self.table_name = table_name
+        self.campaigns_table = campaigns_table
+        self._serialise = TypeSerializer().serialize
+
+    def register(self, message_id: str, *, mailbox: str, recipients: list[str], subject: str | None = None,
+                 state: State = State.SENT, campaign_id: str | None = None, extra: dict | None = None) -> bool:
+        """Record a message we send (False when it is already known). Recipients start in `state`."""
+        now = clock.iso()
+        head = _clean({"message_id": message_id, "recipient": MESSAGE_ROW, "mailbox": mailbox.lower(),
+                       "subject": subject, "campaign_id": campaign_id, "created_at": now,
+                       "recipients": [r.lower() for r in recipients], **(extra or {})})
+        try:
+            self.table.put_item(Item=head, ConditionExpression=Attr("message_id").not_exists())
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        with self.table.batch_writer() as batch:
+            for address in recipients:
+                batch.put_item(Item=_clean({
+                    "message_id": message_id, "recipient": address.lower(), "state": str(state),
+                    "certified": True, "campaign_id": campaign_id, "receipts": {}, "created_at": now,
+                    "updated_at": now, f"at_{state.value.replace('?', '_uncertain').replace('-', '_')}": now}))
+        return True
+
+    def message(self, message_id: str) -> dict | None:
+        item = self.table.get_item(Key={"message_id": message_id, "recipient": MESSAGE_ROW},
+                                   ConsistentRead=True).get("Item")
+        return _plain(item) if item else None
+
+    def jobs(self, message_id: str) -> list[Job]:
+        page = self.table.query(KeyConditionExpression=Key("message_id").eq(message_id), ConsistentRead=True)
+        return [_job(i) for i in page.get("Items", []) if i["recipient"] != MESSAGE_ROW]
+
+    def by_identificativo(self, identificativo: str) -> str | None:
+        page = self.table.query(IndexName="ByIdentificativo",
+                                KeyConditionExpression=Key("identificativo").eq(identificativo))
+        items = page.get("Items", [])
+        return items[0]["message_id"] if items else None
+
+    def set_identificativo(self, message_id: str, identificativo: str) -> None:
+        self.table.update_item(Key={"message_id": message_id, "recipient": MESSAGE_ROW},
+                               UpdateExpression="SET identificativo = if_not_exists(identificativo, :i)",
+                               ExpressionAttributeValues={":i": identificativo})
+
+    def apply(self, message_id: str, recipient: Job, move: Move | None, *, receipt_id: str | None = None,
+              receipt: dict | None = None, certified: bool | None = None) -> State:
+        """Apply `move` to one recipient's job with a conditional write (and its campaign's
+        counters in the same transaction); record the receipt on the job whatever happens.
+        Returns the job's state afterwards."""
+        key = {"message_id": message_id, "recipient": recipient.address}
+        now = clock.iso()
+        if receipt_id and receipt is not None:
+            # the reconciled view keeps every receipt, duplicates and late ones included
+            self.table.update_item(Key=key, UpdateExpression="SET receipts.#r = if_not_exists(receipts.#r, :info)",
+                                   ExpressionAttributeNames={"#r": receipt_id},
+                                   ExpressionAttributeValues={":info": _clean({**receipt, "recorded_at": now})})
+        new_certified = recipient.certified if certified is None else certified
+        if move is None or not move.applies_to(recipient.state):
+            return recipient.state
+        stamp = f"at_{move.to.value.replace('?', '_uncertain').replace('-', '_')}"
+        update = {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": {k: self._serialise(v) for k, v in key.items()},
+                "UpdateExpression": "SET #s = :to, updated_at = :now, #stamp = if_not_exists(#stamp, :now), "
+                                    "certified = :cert, last_reason = :why",
+                "ConditionExpression": "#s IN (" + ", ".join(f":f{i}" for i in range(len(move.only_from))) + ")",
+                "ExpressionAttributeNames": {"#s": "state", "#stamp": stamp},
+                "ExpressionAttributeValues": {
+                    ":to": self._serialise(str(move.to)), ":now": self._serialise(now),
+                    ":cert": self._serialise(new_certified), ":why": self._serialise(move.reason),
+                    **{f":f{i}": self._serialise(str(s)) for i, s in enumerate(sorted(move.only_from))}},
+            }
+        }
+        items = [update]
+        if recipient.campaign_id and self.campaigns_table:
+            deltas = counter_deltas(recipient.state, move.to, certified=new_certified,
+                                    old_certified=recipient.certified)
+            if deltas:
+                items.append(self._counter_update(recipient.campaign_id, deltas))
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                current = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+                return State(current["state"]) if current else recipient.state
+            raise
+        return move.to
+
+    def _counter_update(self, campaign_id: str, deltas: dict[str, int]) -> dict:
+        names = {f"#c{i}": name for i, name in enumerate(deltas)}
+        values = {f":d{i}": self._serialise(delta) for i, delta in enumerate(deltas.values())}
+        return {"Update": {
+            "TableName": self.campaigns_table,
+            "Key": {"campaign_id": self._serialise(campaign_id)},
+            "UpdateExpression": "ADD " + ", ".join(f"counters.#c{i} :d{i}" for i in range(len(deltas))),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values}}
+
+    def view(self, message_id: str) -> dict | None:
+        """The reconciled view: the message, each recipient's state, and all their receipts."""
+        page = self.table.query(KeyConditionExpression=Key("message_id").eq(message_id), ConsistentRead=True)
+        items = [_plain(i) for i in page.get("Items", [])]
+        head = next((i for i in items if i["recipient"] == MESSAGE_ROW), None)
+        if head is None:
+            return None
+        return {**head, "jobs": [i for i in items if i["recipient"] != MESSAGE_ROW]}
+
