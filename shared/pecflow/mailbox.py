@@ -148,7 +148,8 @@ def plan_poll(cursor: Cursor, status: FolderStatus) -> PollPlan:
         reset = Cursor(cursor.folder, status.uidvalidity, 0, None, None)
         return PollPlan(PollAction.RESYNC, 1, reset)
     current = cursor if cursor.uidvalidity is not None else replace(cursor, uidvalidity=status.uidvalidity)
-    if status.exists == 0 or status.uidnext <= current.last_uid + 1:
+    # UIDNEXT unchanged since the last complete poll: nothing arrived (whatever was deleted)
+    if status.exists == 0 or status.uidnext <= current.last_uid + 1 or status.uidnext == current.uidnext:
         return PollPlan(PollAction.NOTHING_NEW, current.last_uid + 1, current)
     return PollPlan(PollAction.FETCH_NEW, current.last_uid + 1, current)
 
