@@ -16,3 +16,34 @@ def dovecot():
     server = Dovecot().start()
     yield server
     server.stop()
+
+
+# --- PEC providers (local/pec_provider.py): one simulated network per test -------------------------
+# On a virtual clock (advance `pec_network.clock`); tests use unique domains, Dovecot is shared.
+PEC_START = "2024-03-05T09:00:00+00:00"
+
+
+@pytest.fixture
+def pec_network(dovecot):
+    from datetime import datetime
+
+    from local.pec_provider import PecNetwork
+
+    try:
+        from local.clock import VirtualClock
+    except ImportError:  # the stack's clock module absent: a minimal stand-in
+        class VirtualClock:  # type: ignore[no-redef]
+            def __init__(self, start):
+                self._now = start
+
+            def now(self):
+                return self._now
+
+            def advance(self, seconds):
+                from datetime import timedelta
+                self._now += timedelta(seconds=seconds)
+
+    network = PecNetwork(dovecot, clock=VirtualClock(datetime.fromisoformat(PEC_START))).start()
+    yield network
+    network.stop()
+# --- end PEC providers ----------------------------------------------------------------------------
