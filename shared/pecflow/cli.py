@@ -78,6 +78,102 @@ def _print_table(rows: list[dict]) -> None:
     print(f"\n{len(rows)} message(s) — {summary}" if rows else "no messages")
 
 
+# --- pecflow mailbox ------------------------------------------------------------------------------
+def _deployment(args):
+    from pecflow.deployment import Deployment
+
+    if args.local:
+        return Deployment.from_local()
+    if args.stack:
+        return Deployment.from_stack(args.stack, args.region)
+    return Deployment.from_env()
+
+
+def _password(args) -> str:
+    import getpass
+    import os
+
+    if args.password_env:
+        value = os.environ.get(args.password_env)
+        if not value:
+            raise SystemExit(f"pecflow: environment variable {args.password_env} is empty or not set")
+        return value
+    if args.password_stdin or not sys.stdin.isatty():
+        value = sys.stdin.readline().rstrip("\r\n")
+        if not value:
+            raise SystemExit("pecflow: no password on standard input")
+        return value
+    return getpass.getpass(f"Password of {args.address}: ")
+
+
+def cmd_mailbox_add(args) -> int:
+    from pecflow.admin import MailboxUnavailable, add_mailbox
+    from pecflow.mailbox import ConfigError, MailboxConfig, Saturation, SaturationPolicy
+
+    try:
+        config = MailboxConfig(
+            address=args.address.lower(), imap_host=args.imap_host, imap_port=args.imap_port,
+            smtp_host=args.smtp_host or args.imap_host.replace("imap", "smtp", 1), smtp_port=args.smtp_port,
+            folders=tuple(args.folder or ["INBOX"]), quota_preset=args.quota_preset,
+            saturation=SaturationPolicy(Saturation(args.saturation), days=args.days, percent=args.percent,
+                                        archive_folder=args.archive_folder, expunge=args.expunge),
+            enabled=not args.disabled, username=args.username,
+            ca_bundle=Path(args.ca_bundle).read_text() if args.ca_bundle else None).validate()
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"pecflow: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = add_mailbox(_deployment(args), config, _password(args), check=not args.no_check)
+    except MailboxUnavailable as exc:
+        print(f"pecflow: {config.address} not added: {exc} ({exc.kind})", file=sys.stderr)
+        return 1
+    print(f"{config.address}: added ({summary}); password stored in Secrets Manager")
+    return 0
+
+
+def cmd_mailbox_list(args) -> int:
+    from pecflow.admin import list_mailboxes
+
+    rows = list_mailboxes(_deployment(args))
+    if args.json:
+        for config, status in rows:
+            item = config.to_item()
+            item.pop("ca_bundle", None)
+            print(json.dumps({**item, "status": status}, ensure_ascii=False, default=str))
+        return 0
+    if not rows:
+        print("no mailboxes: add one with `pecflow mailbox add`")
+        return 0
+    print(f"{'MAILBOX':36s} {'ON':3s} {'IMAP':28s} {'LAST POLL':21s} {'USAGE':6s} STATUS")
+    for config, status in rows:
+        usage = (status.get("usage") or {}).get("percent")
+        state = f"error ({status.get('error_kind')}): {status.get('last_error')}" if status.get("last_error") \
+            else ("ok" if status.get("last_success_at") else "never polled")
+        print(f"{config.address:36s} {'yes' if config.enabled else 'no':3s} "
+              f"{config.imap_host + ':' + str(config.imap_port):28s} {str(status.get('last_poll_at', '-'))[:19]:21s} "
+              f"{(f'{usage:.0f}%' if usage is not None else '-'):6s} {state}")
+    return 0
+
+
+def cmd_mailbox_enable(args) -> int:
+    from pecflow.admin import set_enabled
+
+    try:
+        set_enabled(_deployment(args), args.address, args.command_name == "enable")
+    except KeyError as exc:
+        print(f"pecflow: {exc.args[0]}", file=sys.stderr)
+        return 1
+    print(f"{args.address}: {'enabled' if args.command_name == 'enable' else 'disabled'}")
+    return 0
+
+
+def _add_target_options(parser) -> None:
+    where = parser.add_argument_group("where pecflow runs (default: MAILBOXES_TABLE/STACK_NAME from the environment)")
+    where.add_argument("--stack", help="name of the deployed CloudFormation stack")
+    where.add_argument("--region", help="AWS region of the stack")
+    where.add_argument("--local", action="store_true", help="the local stack (.local-run/stack.json)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pecflow",
@@ -95,6 +191,45 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--json", action="store_true",
                           help="one JSON object per line instead of a table")
     classify.set_defaults(func=cmd_classify)
+
+    mailbox = sub.add_parser("mailbox", help="configure the PEC mailboxes pecflow polls",
+                             description="Add, list, enable and disable mailboxes. Passwords go to "
+                                         "AWS Secrets Manager, never to the tables or the template.")
+    mailbox_sub = mailbox.add_subparsers(dest="command_name", metavar="ACTION", required=True)
+    add = mailbox_sub.add_parser("add", help="add (or update) a mailbox", description=(
+        "Add a PEC mailbox, or update its settings. The password is read from standard input "
+        "(--password-stdin), from an environment variable (--password-env), or asked for; the login "
+        "is checked over IMAP before anything is saved (--no-check to skip)."))
+    add.add_argument("address", help="the PEC address, e.g. ufficio@pec.azienda.it")
+    add.add_argument("--imap-host", required=True, help="e.g. imaps.pec.aruba.it")
+    add.add_argument("--imap-port", type=int, default=993, help="IMAP over TLS port (default 993)")
+    add.add_argument("--smtp-host", help="SMTP over TLS host (default: the IMAP host with imap→smtp)")
+    add.add_argument("--smtp-port", type=int, default=465, help="default 465")
+    add.add_argument("--folder", action="append", help="folder to watch (repeatable; default INBOX)")
+    add.add_argument("--quota-preset", default="aruba", help="sending quota preset (aruba, gmail, custom)")
+    add.add_argument("--saturation", choices=["never", "after-days", "above-quota"], default="never",
+                     help="when archived messages leave the provider (default never)")
+    add.add_argument("--days", type=int, default=90, help="for after-days (default 90)")
+    add.add_argument("--percent", type=float, default=80.0, help="for above-quota (default 80)")
+    add.add_argument("--archive-folder", default="Archivio-pecflow", help="provider folder they are moved to")
+    add.add_argument("--expunge", action="store_true", help="remove them from the provider instead of moving")
+    add.add_argument("--username", help="login name, when it is not the address")
+    add.add_argument("--ca-bundle", help="PEM file of a private CA to trust (test servers)")
+    add.add_argument("--disabled", action="store_true", help="add it without polling it yet")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
+    add.add_argument("--no-check", action="store_true", help="do not try to log in first")
+    _add_target_options(add)
+    add.set_defaults(func=cmd_mailbox_add)
+    listing = mailbox_sub.add_parser("list", help="mailboxes with their last poll and errors")
+    listing.add_argument("--json", action="store_true", help="one JSON object per mailbox")
+    _add_target_options(listing)
+    listing.set_defaults(func=cmd_mailbox_list)
+    for action, text in (("disable", "stop polling a mailbox (nothing is deleted)"), ("enable", "poll it again")):
+        toggle = mailbox_sub.add_parser(action, help=text)
+        toggle.add_argument("address")
+        _add_target_options(toggle)
+        toggle.set_defaults(func=cmd_mailbox_enable)
     return parser
 
 
@@ -104,8 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from pecflow.deployment import DeploymentError
+
     try:
         return args.func(args)
+    except DeploymentError as exc:
+        print(f"pecflow: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
