@@ -47,3 +47,27 @@ def pec_network(dovecot):
     yield network
     network.stop()
 # --- end PEC providers ----------------------------------------------------------------------------
+
+
+# --- AWS: one moto server per session with template.yaml's resources (local/aws.py) ------------
+# `local_aws` gives each test fresh resources and points boto3 in this process at the server for
+# the test only. Drive handlers with `local.runner.EventRunner(template, local_aws, clock)`.
+
+
+@pytest.fixture(scope="session")
+def local_aws_session():
+    from pathlib import Path
+
+    from local.aws import LocalAws
+
+    aws = LocalAws.start(Path(__file__).resolve().parents[2] / "template.yaml", set_environ=False)
+    yield aws
+    aws.stop()
+
+
+@pytest.fixture
+def local_aws(local_aws_session):
+    local_aws_session.reset()
+    with local_aws_session.environ():
+        yield local_aws_session
+# --- end AWS -------------------------------------------------------------------------------------

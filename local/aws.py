@@ -1,0 +1,926 @@
+"""AWS on one machine: moto as a real HTTP server on a free local port, with the stack's
+resources created from template.yaml itself (the template stays the single source of truth).
+
+    aws = LocalAws.start("template.yaml")
+    aws.physical("ArchiveBucket"); aws.client("s3").put_object(...)
+    aws.stop()
+
+Created: DynamoDB tables (also SAM SimpleTable, GlobalTable as one regional table), SQS queues,
+S3 buckets (versioning, Object Lock, encryption, public access block, lifecycle, CORS, tags,
+queue/topic/EventBridge notifications), Secrets Manager secrets (SecretString or
+GenerateSecretString), SNS topics and subscriptions, KMS keys and aliases, SSM parameters.
+Not created, listed in `skipped`: everything else (IAM, Lambda permissions, layers, alarms,
+log groups, policies, ...). Functions are not created either: the event runner (`local.runner`)
+runs them in-process; `Ref`/`GetAtt` of them and of skipped resources give synthetic names/ARNs.
+Physical names: the template's name property (TableName, QueueName, BucketName, Name, ...), else
+`<stack>-<LogicalId>` (lower-cased for buckets, `.fifo` added for FIFO queues and topics).
+
+moto keeps its state per process, not per server: every LocalAws of a process sees the same
+resources, so stacks need distinct names, and `reset()` recreates every live stack.
+
+Developers: `python -m local.aws --template template.yaml` serves until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import signal
+import threading
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import boto3
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+from local.clock import Clock
+from local.template import (
+    ACCOUNT_ID,
+    Intrinsics,
+    Resource,
+    Template,
+    TemplateError,
+    load,
+    parameter_values,
+    references,
+)
+
+REGION = "eu-south-1"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+# Not created in moto, with the reason shown in `LocalAws.skipped`.
+_NOT_CREATED = {
+    "AWS::Serverless::Function": "run in-process by local.runner",
+    "AWS::Lambda::Function": "run in-process by local.runner",
+    "AWS::Serverless::LayerVersion": "layers: their folders go on sys.path in local.runner",
+    "AWS::Lambda::LayerVersion": "layers: their folders go on sys.path in local.runner",
+    "AWS::Lambda::Permission": "permissions are not enforced locally",
+    "AWS::Lambda::EventSourceMapping": "event sources are driven by local.runner",
+    "AWS::Lambda::EventInvokeConfig": "read by local.runner from the function",
+    "AWS::CloudWatch::Alarm": "alarms are not modelled locally",
+    "AWS::Logs::LogGroup": "logs go to the test output",
+    "AWS::SQS::QueuePolicy": "policies are not enforced locally",
+    "AWS::SNS::TopicPolicy": "policies are not enforced locally",
+    "AWS::S3::BucketPolicy": "policies are not enforced locally",
+}
+_SQS_INT_ATTRIBUTES = ("DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod",
+                       "ReceiveMessageWaitTimeSeconds", "VisibilityTimeout", "KmsDataKeyReusePeriodSeconds")
+_SQS_BOOL_ATTRIBUTES = ("FifoQueue", "ContentBasedDeduplication", "SqsManagedSseEnabled")
+_SQS_TEXT_ATTRIBUTES = ("DeduplicationScope", "FifoThroughputLimit", "KmsMasterKeyId")
+
+# moto's backends are process-wide: every server of this process serves the same state.
+_LIVE: list[LocalAws] = []
+_CLOCK_FOLLOWER: str | None = None          # the stack whose virtual clock moto's SQS reads
+
+
+@dataclass(frozen=True)
+class StackResource:
+    """One resource as it exists in moto: what Ref returns, its attributes for GetAtt."""
+
+    logical_id: str
+    type: str
+    physical: str
+    ref: Any
+    arn: str | None = None
+    url: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _BucketSubscription:
+    """An extra notification from a bucket to a queue of our own (the runner's S3 sources)."""
+
+    bucket_logical_id: str
+    queue_name: str
+    events: tuple[str, ...]
+    filter_rules: tuple[tuple[str, str], ...]
+
+
+class LocalAws:
+    """moto server + the template's resources. Build it with `LocalAws.start(...)`."""
+
+    def __init__(self, template: Template, *, stack_name: str, parameters: dict[str, Any], region: str,
+                 server: ThreadedMotoServer, endpoint_url: str):
+        self.template = template
+        self.stack_name = stack_name
+        self.region = region
+        self.account_id = ACCOUNT_ID
+        self.endpoint_url = endpoint_url
+        self.parameters = parameters
+        self.resources: dict[str, StackResource] = {}
+        self.skipped: dict[str, str] = {}
+        self._server: ThreadedMotoServer | None = server
+        self._intrinsics = Intrinsics(template, stack_name=stack_name, region=region,
+                                      parameters=parameters, lookup=self._lookup)
+        self._clients: dict[str, Any] = {}
+        self._boto_session: boto3.session.Session | None = None
+        self._lock = threading.RLock()
+        self._notifications: dict[str, dict] = {}            # bucket name -> template's configuration
+        self._subscriptions: dict[str, _BucketSubscription] = {}
+        self._reset_hooks: list[Callable[[], None]] = []
+        self._restore_environ: Callable[[], None] | None = None
+        self._restore_clock: Callable[[], None] | None = None
+        self._restore_logging: Callable[[], None] | None = None
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, template_path: str | Path, stack_name: str = "pecflow-local",
+              parameters: dict[str, Any] | None = None, *, region: str = REGION, port: int = 0,
+              set_environ: bool = True) -> LocalAws:
+        """Start moto on 127.0.0.1 (`port=0`: a free port) and create the template's resources.
+        With `set_environ`, the process environment points boto3 at it (AWS_ENDPOINT_URL, region,
+        fake credentials) until `stop()`; otherwise use `with aws.environ(): ...` where needed."""
+        template = load(template_path)
+        values = parameter_values(template, parameters)
+        if any(aws.stack_name == stack_name for aws in _LIVE):
+            raise ValueError(f"a LocalAws with stack name {stack_name!r} is already running in this process "
+                             "(moto's state is process-wide: give each stack its own name)")
+        restore_logging = _quiet_werkzeug()
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        host, bound_port = server.get_host_and_port()
+        aws = cls(template, stack_name=stack_name, parameters=values, region=region, server=server,
+                  endpoint_url=f"http://{host}:{bound_port}")
+        aws._restore_logging = restore_logging
+        _LIVE.append(aws)
+        try:
+            aws._create_stack()
+            if set_environ:
+                aws._restore_environ = aws._install_environ()
+        except BaseException:
+            aws.stop()
+            raise
+        return aws
+
+    def stop(self) -> None:
+        """Stop the server and put back the environment, moto's clock and logging as they were."""
+        if self._restore_clock:
+            self.follow_clock(None)
+        for name in ("_restore_environ", "_restore_logging"):
+            restore = getattr(self, name)
+            setattr(self, name, None)
+            if restore:
+                restore()
+        if self in _LIVE:
+            _LIVE.remove(self)
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+        if self._server is not None:
+            server, self._server = self._server, None
+            server.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def __enter__(self) -> LocalAws:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Fresh resources: moto forgets everything, then the stack is created again. moto's
+        state is process-wide, so every live LocalAws of this process is recreated too."""
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+        for aws in [self, *(other for other in _LIVE if other is not self)]:
+            aws._recreate()
+
+    def _recreate(self) -> None:
+        with self._lock:
+            self.resources.clear()
+            self.skipped.clear()
+            self._notifications.clear()
+            self._intrinsics = Intrinsics(self.template, stack_name=self.stack_name, region=self.region,
+                                          parameters=self.parameters, lookup=self._lookup)
+            self._create_stack()
+            for subscription in self._subscriptions.values():
+                self._subscribe(subscription)
+        for hook in list(self._reset_hooks):
+            hook()
+
+    def on_reset(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Call `hook` after every reset (ARNs of secrets and keys change); returns the undo."""
+        self._reset_hooks.append(hook)
+        return lambda: self._reset_hooks.remove(hook) if hook in self._reset_hooks else None
+
+    # --- what the stack holds -----------------------------------------------------------------
+
+    def physical(self, logical_id: str) -> str:
+        """The physical name (table/queue/bucket/topic/secret name, key id, ...)."""
+        if logical_id in self.resources:
+            return self.resources[logical_id].physical
+        return str(self._lookup(logical_id, None))
+
+    def arn(self, logical_id: str) -> str:
+        if logical_id in self.resources and self.resources[logical_id].arn:
+            return self.resources[logical_id].arn
+        return str(self._lookup(logical_id, "Arn"))
+
+    def url(self, logical_id: str) -> str:
+        """A queue's URL on the local endpoint."""
+        resource = self.resources.get(logical_id)
+        if resource is None or resource.url is None:
+            raise KeyError(f"{logical_id} is not a queue of this stack")
+        return resource.url
+
+    def resolve(self, value: Any) -> Any:
+        """A template value with its intrinsic functions resolved against this stack."""
+        with self._lock:
+            return self._intrinsics.resolve(value)
+
+    def condition(self, name: str) -> bool:
+        return self._intrinsics.condition(name)
+
+    def function_environment(self, function_logical_id: str) -> dict[str, str]:
+        """Globals.Function.Environment merged with the function's own, resolved, as strings."""
+        properties = self.template.function_properties(function_logical_id)
+        variables = self.resolve((properties.get("Environment") or {}).get("Variables") or {})
+        return {name: _env_text(value) for name, value in variables.items()}
+
+    # --- clients ------------------------------------------------------------------------------
+
+    def client(self, service: str) -> Any:
+        """A boto3 client bound to the local endpoint (cached; clients are thread-safe)."""
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self._session().client(
+                    service, endpoint_url=self.endpoint_url,
+                    config=Config(max_pool_connections=64, retries={"mode": "standard"}))
+            return self._clients[service]
+
+    def resource(self, service: str) -> Any:
+        """A new boto3 resource bound to the local endpoint (resources are not thread-safe)."""
+        with self._lock:
+            return self._session().resource(service, endpoint_url=self.endpoint_url)
+
+    def _session(self) -> boto3.session.Session:
+        """One session (sessions load botocore's data once); used under self._lock only."""
+        if self._boto_session is None:
+            self._boto_session = boto3.session.Session(
+                region_name=self.region,
+                aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"])
+        return self._boto_session
+
+    @contextmanager
+    def environ(self) -> Iterator[dict[str, str]]:
+        """Point boto3 in this process at the local endpoint for the block, then restore."""
+        restore = self._install_environ()
+        try:
+            yield dict(self.environment())
+        finally:
+            restore()
+
+    def environment(self) -> dict[str, str]:
+        """What in-process handlers need to reach this stack with an unchanged boto3."""
+        return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": self.region,
+                "AWS_REGION": self.region, **FAKE_CREDENTIALS}
+
+    def _install_environ(self) -> Callable[[], None]:
+        wanted = self.environment()
+        drop = ["AWS_PROFILE", *(k for k in os.environ if k.startswith("AWS_ENDPOINT_URL_"))]
+        saved = {name: os.environ.get(name) for name in [*wanted, *drop]}
+        os.environ.update(wanted)
+        for name in drop:
+            os.environ.pop(name, None)
+
+        def restore() -> None:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        return restore
+
+    # --- the clock moto's SQS reads -----------------------------------------------------------
+
+    def follow_clock(self, clock: Clock | None) -> None:
+        """Make moto's SQS read the time from `clock` (None, or a real clock: back to real time).
+
+        moto runs in this process (ThreadedMotoServer), and its SQS model reads the time only
+        through the names `unix_time` and `unix_time_millis` imported into `moto.sqs.models`
+        (sent timestamps, receive timestamps, visibility, delays, retention, FIFO dedup window).
+        With a virtual clock those two names are replaced by the clock, plus two adjustments
+        so that a frozen clock behaves like SQS: a message is visible again when now >= its
+        visible-at time (moto says >, which would keep a ChangeMessageVisibility(0) message
+        hidden until the clock moves), and long polls return at once (moto would wait for the
+        frozen clock forever). Everything is put back by `follow_clock(None)` or `stop()`.
+        """
+        global _CLOCK_FOLLOWER
+        if self._restore_clock:
+            if clock is not None and clock.virtual:
+                raise RuntimeError("moto already follows a virtual clock (one event runner at a time)")
+            self._restore_clock()
+            self._restore_clock = None
+            _CLOCK_FOLLOWER = None
+        if clock is not None and clock.virtual:
+            if _CLOCK_FOLLOWER is not None:
+                raise RuntimeError(f"moto already follows the virtual clock of stack {_CLOCK_FOLLOWER}")
+            self._restore_clock = _patch_sqs_time(clock)
+            _CLOCK_FOLLOWER = self.stack_name
+
+    def sqs_next_change(self, queue_names: list[str], now: float) -> float | None:
+        """When (epoch seconds) the next message of these queues becomes visible or stops being
+        delayed, after `now`; None if nothing is waiting. Reads moto's in-process model."""
+        times = []
+        for name in queue_names:
+            queue = self._moto_queue(name)
+            for message in list(queue._messages) if queue else ():
+                at = max(message.visible_at, message.delayed_until) / 1000
+                if at > now:
+                    times.append(at)
+        return min(times, default=None)
+
+    def sqs_ready(self, queue_name: str) -> bool:
+        """Whether moto holds a message of this queue that a receive could return now."""
+        queue = self._moto_queue(queue_name)
+        try:
+            return queue is None or bool(queue.messages)
+        except AttributeError:            # moto changed shape: poll anyway
+            return True
+
+    def _moto_queue(self, queue_name: str) -> Any:
+        from moto.sqs.models import sqs_backends
+        return sqs_backends[self.account_id][self.region].queues.get(queue_name)
+
+    # --- bucket notifications to queues of our own (the runner's S3 sources) -------------------
+
+    def notify_queue(self, bucket_logical_id: str, queue_name: str, events: list[str],
+                     filter_rules: list[tuple[str, str]]) -> str:
+        """Create queue `queue_name` and make the bucket notify it of `events` (kept across
+        `reset()`); the template's own notifications stay. Returns the queue URL."""
+        subscription = _BucketSubscription(bucket_logical_id, queue_name, tuple(events), tuple(filter_rules))
+        with self._lock:
+            self._subscriptions[queue_name] = subscription
+            return self._subscribe(subscription)
+
+    def stop_notifying(self, queue_name: str) -> None:
+        with self._lock:
+            subscription = self._subscriptions.pop(queue_name, None)
+            if subscription is None or self._server is None:
+                return
+            self._apply_notifications(self.physical(subscription.bucket_logical_id))
+            sqs = self.client("sqs")
+            sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=queue_name)["QueueUrl"])
+
+    def _subscribe(self, subscription: _BucketSubscription) -> str:
+        url = self.client("sqs").create_queue(
+            QueueName=subscription.queue_name,
+            Attributes={"VisibilityTimeout": "900", "MessageRetentionPeriod": "1209600"})["QueueUrl"]
+        self._apply_notifications(self.physical(subscription.bucket_logical_id))
+        return url
+
+    def _apply_notifications(self, bucket: str) -> None:
+        configuration = json.loads(json.dumps(self._notifications.get(bucket, {})))
+        for subscription in self._subscriptions.values():
+            if self.physical(subscription.bucket_logical_id) != bucket:
+                continue
+            entry: dict[str, Any] = {
+                "Id": subscription.queue_name,
+                "QueueArn": f"arn:aws:sqs:{self.region}:{self.account_id}:{subscription.queue_name}",
+                "Events": list(subscription.events),
+            }
+            if subscription.filter_rules:
+                entry["Filter"] = {"Key": {"FilterRules": [
+                    {"Name": name, "Value": value} for name, value in subscription.filter_rules]}}
+            configuration.setdefault("QueueConfigurations", []).append(entry)
+        self.client("s3").put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration=configuration)
+
+    # --- creating the stack -------------------------------------------------------------------
+
+    def _create_stack(self) -> None:
+        creators = self._creators()
+        to_create: list[Resource] = []
+        for resource in self.template.resources.values():
+            if resource.condition and not self._intrinsics.condition(resource.condition):
+                self.skipped[resource.logical_id] = f"{resource.type} (condition {resource.condition} is false)"
+            elif resource.type in creators:
+                to_create.append(resource)
+            else:
+                reason = _NOT_CREATED.get(resource.type)
+                if reason is None and resource.type.startswith("AWS::IAM::"):
+                    reason = "IAM is not enforced locally"
+                self.skipped[resource.logical_id] = f"{resource.type} ({reason or 'not modelled locally'})"
+        for resource in _creation_order(to_create):
+            properties = self._intrinsics.resolve(resource.properties)
+            try:
+                self.resources[resource.logical_id] = creators[resource.type](resource, properties)
+            except Exception as error:
+                raise TemplateError(f"creating {resource.logical_id} ({resource.type}): {error}") from error
+
+    def _creators(self) -> dict[str, Callable[[Resource, dict], StackResource]]:
+        return {
+            "AWS::DynamoDB::Table": self._create_table,
+            "AWS::DynamoDB::GlobalTable": self._create_table,
+            "AWS::Serverless::SimpleTable": self._create_simple_table,
+            "AWS::SQS::Queue": self._create_queue,
+            "AWS::S3::Bucket": self._create_bucket,
+            "AWS::SecretsManager::Secret": self._create_secret,
+            "AWS::SNS::Topic": self._create_topic,
+            "AWS::SNS::Subscription": self._create_subscription,
+            "AWS::KMS::Key": self._create_key,
+            "AWS::KMS::Alias": self._create_alias,
+            "AWS::SSM::Parameter": self._create_ssm_parameter,
+        }
+
+    def _name(self, resource: Resource, properties: dict, name_property: str | None) -> str:
+        if name_property and properties.get(name_property):
+            return str(properties[name_property])
+        return f"{self.stack_name}-{resource.logical_id}"
+
+    def _create_table(self, resource: Resource, p: dict) -> StackResource:
+        name = self._name(resource, p, "TableName")[:255]
+        billing = p.get("BillingMode", "PROVISIONED")
+        request: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": p["AttributeDefinitions"],
+            "KeySchema": p["KeySchema"],
+            "BillingMode": billing,
+        }
+        if billing == "PROVISIONED":
+            request["ProvisionedThroughput"] = _throughput(p.get("ProvisionedThroughput")
+                                                           or p.get("WriteProvisionedThroughputSettings"))
+        indexes = []
+        for index in p.get("GlobalSecondaryIndexes", []):
+            entry = {k: index[k] for k in ("IndexName", "KeySchema", "Projection") if k in index}
+            if billing == "PROVISIONED":
+                entry["ProvisionedThroughput"] = _throughput(index.get("ProvisionedThroughput"))
+            indexes.append(entry)
+        if indexes:
+            request["GlobalSecondaryIndexes"] = indexes
+        if p.get("LocalSecondaryIndexes"):
+            request["LocalSecondaryIndexes"] = [{k: index[k] for k in ("IndexName", "KeySchema", "Projection")}
+                                                for index in p["LocalSecondaryIndexes"]]
+        stream = p.get("StreamSpecification")
+        if stream and stream.get("StreamViewType"):
+            request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
+        sse = p.get("SSESpecification")
+        if sse:
+            request["SSESpecification"] = {"Enabled": _bool(sse.get("SSEEnabled")),
+                                           **{k: sse[k] for k in ("SSEType", "KMSMasterKeyId") if k in sse}}
+        for key in ("TableClass", "DeletionProtectionEnabled"):
+            if key in p:
+                request[key] = p[key]
+        if p.get("Tags"):
+            request["Tags"] = p["Tags"]
+        dynamodb = self.client("dynamodb")
+        table = dynamodb.create_table(**request)["TableDescription"]
+        ttl = p.get("TimeToLiveSpecification")
+        if ttl and _bool(ttl.get("Enabled", True)):
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+                "AttributeName": ttl["AttributeName"], "Enabled": True})
+        recovery = p.get("PointInTimeRecoverySpecification")
+        if recovery and _bool(recovery.get("PointInTimeRecoveryEnabled")):
+            dynamodb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification={
+                "PointInTimeRecoveryEnabled": True})
+        attributes = {"Arn": table["TableArn"], "TableId": table.get("TableId")}
+        if table.get("LatestStreamArn"):
+            attributes["StreamArn"] = table["LatestStreamArn"]
+        return StackResource(resource.logical_id, resource.type, name, ref=name, arn=table["TableArn"],
+                             attributes=attributes)
+
+    def _create_simple_table(self, resource: Resource, p: dict) -> StackResource:
+        key = p.get("PrimaryKey") or {"Name": "id", "Type": "String"}
+        kind = {"String": "S", "Number": "N", "Binary": "B"}[key.get("Type", "String")]
+        table = {
+            "TableName": p.get("TableName"),
+            "AttributeDefinitions": [{"AttributeName": key["Name"], "AttributeType": kind}],
+            "KeySchema": [{"AttributeName": key["Name"], "KeyType": "HASH"}],
+            "BillingMode": "PROVISIONED" if p.get("ProvisionedThroughput") else "PAY_PER_REQUEST",
+        }
+        for name in ("ProvisionedThroughput", "SSESpecification"):
+            if p.get(name):
+                table[name] = p[name]
+        if p.get("Tags"):
+            table["Tags"] = [{"Key": k, "Value": v} for k, v in p["Tags"].items()]
+        return self._create_table(resource, table)
+
+    def _create_queue(self, resource: Resource, p: dict) -> StackResource:
+        fifo = _bool(p.get("FifoQueue", False))
+        if p.get("QueueName"):
+            name = str(p["QueueName"])
+        else:
+            name = re.sub(r"[^A-Za-z0-9_-]", "-", f"{self.stack_name}-{resource.logical_id}")
+            name = name[:75] + ".fifo" if fifo else name[:80]
+        attributes: dict[str, str] = {}
+        for key in _SQS_INT_ATTRIBUTES:
+            if key in p:
+                attributes[key] = str(int(p[key]))
+        for key in _SQS_BOOL_ATTRIBUTES:
+            if key in p:
+                attributes[key] = str(_bool(p[key])).lower()
+        for key in _SQS_TEXT_ATTRIBUTES:
+            if key in p:
+                attributes[key] = str(p[key])
+        for key in ("RedrivePolicy", "RedriveAllowPolicy"):
+            if p.get(key):
+                policy = p[key] if isinstance(p[key], dict) else json.loads(p[key])
+                if "maxReceiveCount" in policy:
+                    policy = {**policy, "maxReceiveCount": int(policy["maxReceiveCount"])}
+                attributes[key] = json.dumps(policy)
+        request: dict[str, Any] = {"QueueName": name, "Attributes": attributes}
+        if p.get("Tags"):
+            request["tags"] = {t["Key"]: str(t["Value"]) for t in p["Tags"]}
+        url = self.client("sqs").create_queue(**request)["QueueUrl"]
+        arn = f"arn:aws:sqs:{self.region}:{self.account_id}:{name}"
+        return StackResource(resource.logical_id, resource.type, name, ref=url, arn=arn, url=url,
+                             attributes={"Arn": arn, "QueueName": name, "QueueUrl": url})
+
+    def _create_bucket(self, resource: Resource, p: dict) -> StackResource:
+        name = p.get("BucketName") or _bucket_name(f"{self.stack_name}-{resource.logical_id}")
+        s3 = self.client("s3")
+        request: dict[str, Any] = {"Bucket": name}
+        if self.region != "us-east-1":
+            request["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        if _bool(p.get("ObjectLockEnabled", False)):
+            request["ObjectLockEnabledForBucket"] = True
+        s3.create_bucket(**request)
+        if p.get("VersioningConfiguration"):
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={
+                "Status": p["VersioningConfiguration"]["Status"]})
+        lock = p.get("ObjectLockConfiguration")
+        if lock:
+            configuration: dict[str, Any] = {"ObjectLockEnabled": lock.get("ObjectLockEnabled", "Enabled")}
+            retention = (lock.get("Rule") or {}).get("DefaultRetention")
+            if retention:
+                configuration["Rule"] = {"DefaultRetention": {
+                    k: (int(v) if k in ("Days", "Years") else v) for k, v in retention.items()}}
+            s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=configuration)
+        encryption = p.get("BucketEncryption")
+        if encryption:
+            rules = []
+            for rule in encryption["ServerSideEncryptionConfiguration"]:
+                entry: dict[str, Any] = {}
+                default = rule.get("ServerSideEncryptionByDefault")
+                if default:
+                    by_default = {"SSEAlgorithm": default["SSEAlgorithm"]}
+                    if default.get("KMSMasterKeyID"):
+                        by_default["KMSMasterKeyID"] = default["KMSMasterKeyID"]
+                    entry["ApplyServerSideEncryptionByDefault"] = by_default
+                if "BucketKeyEnabled" in rule:
+                    entry["BucketKeyEnabled"] = _bool(rule["BucketKeyEnabled"])
+                rules.append(entry)
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+        if p.get("PublicAccessBlockConfiguration"):
+            s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
+                k: _bool(v) for k, v in p["PublicAccessBlockConfiguration"].items()})
+        if p.get("LifecycleConfiguration"):
+            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={
+                "Rules": [_lifecycle_rule(rule) for rule in p["LifecycleConfiguration"]["Rules"]]})
+        if p.get("CorsConfiguration"):
+            s3.put_bucket_cors(Bucket=name, CORSConfiguration={
+                "CORSRules": [_cors_rule(rule) for rule in p["CorsConfiguration"]["CorsRules"]]})
+        if p.get("Tags"):
+            s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": p["Tags"]})
+        if p.get("NotificationConfiguration"):
+            self._notifications[name] = _notification_configuration(p["NotificationConfiguration"])
+            self._apply_notifications(name)
+        arn = f"arn:aws:s3:::{name}"
+        return StackResource(resource.logical_id, resource.type, name, ref=name, arn=arn, attributes={
+            "Arn": arn,
+            "DomainName": f"{name}.s3.amazonaws.com",
+            "DualStackDomainName": f"{name}.s3.dualstack.{self.region}.amazonaws.com",
+            "RegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com",
+            "WebsiteURL": f"http://{name}.s3-website.{self.region}.amazonaws.com",
+        })
+
+    def _create_secret(self, resource: Resource, p: dict) -> StackResource:
+        name = self._name(resource, p, "Name")
+        secrets = self.client("secretsmanager")
+        request: dict[str, Any] = {"Name": name}
+        for key in ("Description", "KmsKeyId"):
+            if p.get(key):
+                request[key] = p[key]
+        if p.get("Tags"):
+            request["Tags"] = p["Tags"]
+        if "SecretString" in p:
+            request["SecretString"] = p["SecretString"]
+        elif "GenerateSecretString" in p:
+            request["SecretString"] = _generated_secret(secrets, p["GenerateSecretString"])
+        arn = secrets.create_secret(**request)["ARN"]
+        return StackResource(resource.logical_id, resource.type, name, ref=arn, arn=arn,
+                             attributes={"Id": arn})
+
+    def _create_topic(self, resource: Resource, p: dict) -> StackResource:
+        fifo = _bool(p.get("FifoTopic", False))
+        if p.get("TopicName"):
+            name = str(p["TopicName"])
+        else:
+            name = re.sub(r"[^A-Za-z0-9_-]", "-", f"{self.stack_name}-{resource.logical_id}")
+            name = name[:251] + ".fifo" if fifo else name[:256]
+        attributes = {}
+        for key in ("DisplayName", "KmsMasterKeyId"):
+            if p.get(key):
+                attributes[key] = str(p[key])
+        for key in ("FifoTopic", "ContentBasedDeduplication"):
+            if key in p:
+                attributes[key] = str(_bool(p[key])).lower()
+        request: dict[str, Any] = {"Name": name, "Attributes": attributes}
+        if p.get("Tags"):
+            request["Tags"] = p["Tags"]
+        sns = self.client("sns")
+        arn = sns.create_topic(**request)["TopicArn"]
+        for subscription in p.get("Subscription", []):
+            sns.subscribe(TopicArn=arn, Protocol=subscription["Protocol"], Endpoint=subscription["Endpoint"])
+        return StackResource(resource.logical_id, resource.type, name, ref=arn, arn=arn,
+                             attributes={"TopicArn": arn, "TopicName": name})
+
+    def _create_subscription(self, resource: Resource, p: dict) -> StackResource:
+        attributes = {}
+        for key in ("RawMessageDelivery", "FilterPolicyScope"):
+            if key in p:
+                attributes[key] = str(p[key]).lower() if key == "RawMessageDelivery" else str(p[key])
+        for key in ("FilterPolicy", "RedrivePolicy", "DeliveryPolicy"):
+            if p.get(key):
+                attributes[key] = p[key] if isinstance(p[key], str) else json.dumps(p[key])
+        arn = self.client("sns").subscribe(
+            TopicArn=p["TopicArn"], Protocol=p["Protocol"], Endpoint=p["Endpoint"], Attributes=attributes,
+            ReturnSubscriptionArn=True)["SubscriptionArn"]
+        return StackResource(resource.logical_id, resource.type, arn, ref=arn, arn=arn)
+
+    def _create_key(self, resource: Resource, p: dict) -> StackResource:
+        kms = self.client("kms")
+        request: dict[str, Any] = {}
+        for key in ("Description", "KeyUsage", "KeySpec", "MultiRegion"):
+            if key in p:
+                request[key] = p[key]
+        if p.get("KeyPolicy"):
+            policy = p["KeyPolicy"]
+            request["Policy"] = policy if isinstance(policy, str) else json.dumps(policy)
+        if p.get("Tags"):
+            request["Tags"] = [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in p["Tags"]]
+        metadata = kms.create_key(**request)["KeyMetadata"]
+        if _bool(p.get("EnableKeyRotation", False)):
+            kms.enable_key_rotation(KeyId=metadata["KeyId"])
+        if not _bool(p.get("Enabled", True)):
+            kms.disable_key(KeyId=metadata["KeyId"])
+        key_id, arn = metadata["KeyId"], metadata["Arn"]
+        return StackResource(resource.logical_id, resource.type, key_id, ref=key_id, arn=arn,
+                             attributes={"Arn": arn, "KeyId": key_id})
+
+    def _create_alias(self, resource: Resource, p: dict) -> StackResource:
+        self.client("kms").create_alias(AliasName=p["AliasName"], TargetKeyId=p["TargetKeyId"])
+        arn = f"arn:aws:kms:{self.region}:{self.account_id}:{p['AliasName']}"
+        return StackResource(resource.logical_id, resource.type, p["AliasName"], ref=p["AliasName"], arn=arn)
+
+    def _create_ssm_parameter(self, resource: Resource, p: dict) -> StackResource:
+        name = self._name(resource, p, "Name")
+        request = {"Name": name, "Type": p.get("Type", "String"), "Value": str(p["Value"])}
+        if p.get("Description"):
+            request["Description"] = p["Description"]
+        self.client("ssm").put_parameter(**request)
+        arn = f"arn:aws:ssm:{self.region}:{self.account_id}:parameter/{name.lstrip('/')}"
+        return StackResource(resource.logical_id, resource.type, name, ref=name, arn=arn,
+                             attributes={"Type": request["Type"], "Value": request["Value"]})
+
+    # --- Ref/GetAtt of what moto does not hold ------------------------------------------------
+
+    def _lookup(self, logical_id: str, attribute: str | None) -> Any:
+        if logical_id in self.resources:
+            resource = self.resources[logical_id]
+            if attribute is None:
+                return resource.ref
+            if attribute in resource.attributes:
+                return resource.attributes[attribute]
+            raise TemplateError(f"GetAtt {logical_id}.{attribute} is not available locally")
+        declared = self.template.resources[logical_id]
+        if declared.type in self._creators() and logical_id not in self.skipped:
+            raise TemplateError(f"{logical_id} is referenced before it is created (a cycle?)")
+        return self._synthetic(declared, attribute)
+
+    def _synthetic(self, resource: Resource, attribute: str | None) -> Any:
+        """Names and ARNs of resources moto does not hold, deterministic per stack."""
+        kind = resource.type
+        if kind in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+            name = resource.properties.get("FunctionName")
+            name = self._intrinsics.resolve(name) if name else f"{self.stack_name}-{resource.logical_id}"[:64]
+            arn = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
+            return name if attribute is None else arn
+        if kind in ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"):
+            name = f"{self.stack_name}-{resource.logical_id}"
+            return f"arn:aws:lambda:{self.region}:{self.account_id}:layer:{name}:1"
+        name = f"{self.stack_name}-{resource.logical_id}"
+        if attribute is None:
+            return name
+        if kind == "AWS::IAM::Role" and attribute == "Arn":
+            return f"arn:aws:iam::{self.account_id}:role/{name}"
+        if attribute == "Arn":
+            service = kind.split("::")[1].lower()
+            return f"arn:aws:{service}:{self.region}:{self.account_id}:{name}"
+        return f"{name}.{attribute}"
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _creation_order(resources: list[Resource]) -> list[Resource]:
+    """Dependencies first (Ref/GetAtt/Sub/DependsOn among the created), template order otherwise."""
+    by_id = {r.logical_id: r for r in resources}
+    needs = {r.logical_id: (references(r.properties) | set(r.depends_on)) & set(by_id) - {r.logical_id}
+             for r in resources}
+    ordered: list[Resource] = []
+    done: set[str] = set()
+    while len(ordered) < len(resources):
+        ready = [r for r in resources if r.logical_id not in done and needs[r.logical_id] <= done]
+        if not ready:
+            stuck = sorted(set(by_id) - done)
+            raise TemplateError(f"circular references between {', '.join(stuck)}")
+        for resource in ready:
+            ordered.append(resource)
+            done.add(resource.logical_id)
+    return ordered
+
+
+def _patch_sqs_time(clock: Clock) -> Callable[[], None]:
+    import moto.sqs.models as sqs_models
+
+    real_unix_time = sqs_models.unix_time
+    real_unix_time_millis = sqs_models.unix_time_millis
+    real_visible = sqs_models.Message.__dict__["visible"]
+    real_receive = sqs_models.SQSBackend.receive_message
+    millis = getattr(clock, "now_millis", lambda: clock.now() * 1000)
+
+    def unix_time(dt: Any = None) -> float:
+        return clock.now() if dt is None else real_unix_time(dt)
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return millis() if dt is None else real_unix_time_millis(dt)
+
+    def visible(message: Any) -> bool:
+        return millis() >= message.visible_at
+
+    def receive_message(backend: Any, queue_name: str, count: int, wait_seconds_timeout: int,
+                        visibility_timeout: int, message_attribute_names: Any = None) -> Any:
+        return real_receive(backend, queue_name, count, 0, visibility_timeout, message_attribute_names)
+
+    sqs_models.unix_time = unix_time
+    sqs_models.unix_time_millis = unix_time_millis
+    sqs_models.Message.visible = property(visible)
+    sqs_models.SQSBackend.receive_message = receive_message
+
+    def restore() -> None:
+        sqs_models.unix_time = real_unix_time
+        sqs_models.unix_time_millis = real_unix_time_millis
+        sqs_models.Message.visible = real_visible
+        sqs_models.SQSBackend.receive_message = real_receive
+    return restore
+
+
+def _quiet_werkzeug() -> Callable[[], None]:
+    """moto's server logs every request through werkzeug; keep warnings only."""
+    logger = logging.getLogger("werkzeug")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    return lambda: logger.setLevel(level)
+
+
+def _bool(value: Any) -> bool:
+    return value.strip().lower() == "true" if isinstance(value, str) else bool(value)
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (dict, list)):
+        raise TemplateError(f"environment values must be strings, got {value!r}")
+    return str(value)
+
+
+def _throughput(value: dict | None) -> dict[str, int]:
+    value = value or {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+    return {"ReadCapacityUnits": int(value.get("ReadCapacityUnits", 5)),
+            "WriteCapacityUnits": int(value.get("WriteCapacityUnits", 5))}
+
+
+def _bucket_name(text: str) -> str:
+    name = re.sub(r"[^a-z0-9.-]+", "-", text.lower())
+    return re.sub(r"-{2,}", "-", name)[:63].strip("-.")
+
+
+def _filter(cfn_filter: dict | None) -> dict | None:
+    rules = ((cfn_filter or {}).get("S3Key") or {}).get("Rules")
+    if not rules:
+        return None
+    return {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in rules]}}
+
+
+def _notification_configuration(cfn: dict) -> dict:
+    """CloudFormation's NotificationConfiguration in the S3 API's shape. LambdaConfigurations
+    are left out: functions run in-process, so only the runner's S3 events reach them."""
+    api: dict[str, Any] = {}
+    for key, target, api_target in (("QueueConfigurations", "Queue", "QueueArn"),
+                                    ("TopicConfigurations", "Topic", "TopicArn")):
+        entries = []
+        for item in cfn.get(key, []):
+            entry = {api_target: item[target], "Events": [item["Event"]]}
+            if _filter(item.get("Filter")):
+                entry["Filter"] = _filter(item.get("Filter"))
+            entries.append(entry)
+        if entries:
+            api[key] = entries
+    if "EventBridgeConfiguration" in cfn:
+        api["EventBridgeConfiguration"] = {}
+    return api
+
+
+def _lifecycle_rule(rule: dict) -> dict:
+    api: dict[str, Any] = {"Status": rule.get("Status", "Enabled")}
+    if rule.get("Id"):
+        api["ID"] = rule["Id"]
+    api["Filter"] = {"Prefix": rule.get("Prefix", "")}
+    if "ExpirationInDays" in rule:
+        api["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    if "NoncurrentVersionExpirationInDays" in rule:
+        api["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(rule["NoncurrentVersionExpirationInDays"])}
+    if "NoncurrentVersionExpiration" in rule:
+        api["NoncurrentVersionExpiration"] = {k: int(v) for k, v in rule["NoncurrentVersionExpiration"].items()}
+    if rule.get("Transitions"):
+        api["Transitions"] = [{"Days": int(t["TransitionInDays"]), "StorageClass": t["StorageClass"]}
+                              for t in rule["Transitions"]]
+    if rule.get("NoncurrentVersionTransitions"):
+        api["NoncurrentVersionTransitions"] = [
+            {"NoncurrentDays": int(t["TransitionInDays"]), "StorageClass": t["StorageClass"]}
+            for t in rule["NoncurrentVersionTransitions"]]
+    if rule.get("AbortIncompleteMultipartUpload"):
+        api["AbortIncompleteMultipartUpload"] = {
+            "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])}
+    return api
+
+
+def _cors_rule(rule: dict) -> dict:
+    names = {"AllowedHeaders": "AllowedHeaders", "AllowedMethods": "AllowedMethods",
+             "AllowedOrigins": "AllowedOrigins", "ExposedHeaders": "ExposeHeaders", "Id": "ID",
+             "MaxAge": "MaxAgeSeconds"}
+    return {names[k]: (int(v) if k == "MaxAge" else v) for k, v in rule.items() if k in names}
+
+
+def _generated_secret(secrets: Any, spec: dict) -> str:
+    options = {k: spec[k] for k in ("ExcludeCharacters", "ExcludeLowercase", "ExcludeNumbers",
+                                   "ExcludePunctuation", "ExcludeUppercase", "IncludeSpace",
+                                   "RequireEachIncludedType") if k in spec}
+    if "PasswordLength" in spec:
+        options["PasswordLength"] = int(spec["PasswordLength"])
+    password = secrets.get_random_password(**options)["RandomPassword"]
+    if spec.get("SecretStringTemplate") and spec.get("GenerateStringKey"):
+        document = json.loads(spec["SecretStringTemplate"])
+        document[spec["GenerateStringKey"]] = password
+        return json.dumps(document)
+    return password
+
+
+# --- developers' entry point ------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve the template's AWS resources from moto until Ctrl-C.")
+    parser.add_argument("--template", type=Path, default=Path("template.yaml"))
+    parser.add_argument("--stack-name", default="pecflow-local")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="parameter override (repeatable)")
+    args = parser.parse_args(argv)
+    overrides = dict(item.split("=", 1) for item in args.param)
+    aws = LocalAws.start(args.template, args.stack_name, overrides, port=args.port, set_environ=False)
+    try:
+        print(f"moto is serving {args.template} as stack {aws.stack_name} at {aws.endpoint_url}\n")
+        for resource in aws.resources.values():
+            where = resource.url or resource.arn or ""
+            print(f"  {resource.logical_id:28} {resource.type:28} {resource.physical}  {where}")
+        if aws.skipped:
+            print("\nnot created:")
+            for logical_id, why in aws.skipped.items():
+                print(f"  {logical_id:28} {why}")
+        print("\nto use it from another shell:")
+        for name, value in aws.environment().items():
+            print(f"  export {name}={value}")
+        print("\nCtrl-C stops it.", flush=True)
+        stopped = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        try:
+            while not stopped.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+    finally:
+        aws.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
