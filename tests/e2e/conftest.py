@@ -2,7 +2,36 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
 import pytest
+
+# --- nothing the suite starts may outlive it --------------------------------------------------
+
+
+def _our_servers() -> list[str]:
+    """Processes of the local stack still running (Dovecot instances in our temporary folders)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "pecflow-dovecot-" in cmdline:
+            found.append(f"{pid}: {cmdline.strip()}")
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    before = set(_our_servers())
+    yield
+    left = [p for p in _our_servers() if p not in before]
+    assert not left, f"the e2e suite left processes running: {left}"
+    stray = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    assert not stray, f"the e2e suite left threads running: {stray}"
+
 
 # --- IMAP: one Dovecot per test session; tests isolate themselves with fresh users ----------------
 
@@ -27,21 +56,8 @@ PEC_START = "2024-03-05T09:00:00+00:00"
 def pec_network(dovecot):
     from datetime import datetime
 
+    from local.clock import VirtualClock
     from local.pec_provider import PecNetwork
-
-    try:
-        from local.clock import VirtualClock
-    except ImportError:  # the stack's clock module absent: a minimal stand-in
-        class VirtualClock:  # type: ignore[no-redef]
-            def __init__(self, start):
-                self._now = start
-
-            def now(self):
-                return self._now
-
-            def advance(self, seconds):
-                from datetime import timedelta
-                self._now += timedelta(seconds=seconds)
 
     network = PecNetwork(dovecot, clock=VirtualClock(datetime.fromisoformat(PEC_START))).start()
     yield network
