@@ -24,7 +24,6 @@ from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
-from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
 from pecflow import clock
@@ -147,30 +146,33 @@ class MailboxStore:
     def record_poll(self, address: str, *, ok: bool, error_kind: str | None = None, error: str | None = None,
                     usage: dict | None = None, fetched: int = 0) -> None:
         """The outcome of one poll on the mailbox record (what `pecflow mailbox list` shows)."""
+        key = {"address": address.lower(), "item": "config"}
         now = clock.iso()
-        names = {"#s": "status"}
-        values: dict = {":now": now}
-        sets = ["#s.last_poll_at = :now"]
+        fields: dict = {"last_poll_at": now}
         if ok:
-            sets += ["#s.last_success_at = :now", "#s.consecutive_failures = :zero", "#s.last_fetched = :n"]
-            values.update({":zero": 0, ":n": fetched})
-            remove = " REMOVE #s.last_error, #s.error_kind"
+            fields |= {"last_success_at": now, "consecutive_failures": 0, "last_fetched": fetched}
+            removed = ["last_error", "error_kind"]
         else:
-            sets += ["#s.last_error = :err", "#s.error_kind = :kind", "#s.last_error_at = :now",
-                     "#s.consecutive_failures = if_not_exists(#s.consecutive_failures, :zero) + :one"]
-            values.update({":err": (error or "")[:1000] or "unknown error", ":kind": error_kind or "error",
-                           ":zero": 0, ":one": 1})
-            remove = ""
+            fields |= {"last_error": (error or "")[:1000] or "unknown error", "error_kind": error_kind or "error",
+                       "last_error_at": now}
+            removed = []
         if usage:
-            sets.append("#s.usage = :usage")
-            values[":usage"] = _clean(usage)
-        self.table.update_item(
-            Key={"address": address.lower(), "item": "config"},
-            UpdateExpression="SET #s = if_not_exists(#s, :empty)", ExpressionAttributeNames=names,
-            ExpressionAttributeValues={":empty": {}})
-        self.table.update_item(Key={"address": address.lower(), "item": "config"},
-                               UpdateExpression="SET " + ", ".join(sets) + remove,
-                               ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+            fields["usage"] = _clean(usage)
+        names = {"#s": "status", **{f"#f{i}": name for i, name in enumerate(fields)},
+                 **{f"#r{i}": name for i, name in enumerate(removed)}}
+        values = {f":v{i}": value for i, value in enumerate(fields.values())}
+        sets = [f"#s.#f{i} = :v{i}" for i in range(len(fields))]
+        if not ok:
+            names["#n"] = "consecutive_failures"
+            values |= {":zero": 0, ":one": 1}
+            sets.append("#s.#n = if_not_exists(#s.#n, :zero) + :one")
+        self.table.update_item(Key=key, UpdateExpression="SET #s = if_not_exists(#s, :empty)",
+                               ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":empty": {}})
+        expression = "SET " + ", ".join(sets)
+        if removed:
+            expression += " REMOVE " + ", ".join(f"#s.#r{i}" for i in range(len(removed)))
+        self.table.update_item(Key=key, UpdateExpression=expression, ExpressionAttributeNames=names,
+                               ExpressionAttributeValues=values)
 
     def get_cursor(self, address: str, folder: str) -> Cursor:
         item = self.table.get_item(Key={"address": address.lower(), "item": f"cursor#{folder}"},
@@ -287,6 +289,11 @@ class MessageStore:
 
 
 # --- outgoing messages and their recipients' jobs ------------------------------------------------------
+def _stamp(state: State) -> str:
+    """The attribute holding when a job reached `state`: at_sent, at_sent_uncertain, ..."""
+    return "at_" + state.value.replace("?", "_uncertain").replace("-", "_")
+
+
 def _job(item: dict) -> Job:
     item = _plain(item)
     return Job(item["recipient"], State(item["state"]), bool(item.get("certified", True)),
@@ -297,10 +304,10 @@ class OutgoingStore:
     def __init__(self, table_name: str, dynamodb=None, *, campaigns_table: str | None = None):
         resource = _resource(dynamodb)
         self.table = resource.Table(table_name)
+        # the resource's client serialises plain Python values itself (as the Table API does)
         self.client = resource.meta.client
         self.table_name = table_name
         self.campaigns_table = campaigns_table
-        self._serialise = TypeSerializer().serialize
 
     def register(self, message_id: str, *, mailbox: str, recipients: list[str], subject: str | None = None,
                  state: State = State.SENT, campaign_id: str | None = None, extra: dict | None = None) -> bool:
@@ -317,10 +324,10 @@ class OutgoingStore:
             raise
         with self.table.batch_writer() as batch:
             for address in recipients:
-                batch.put_item(Item=_clean({
+                batch.put_item(Item={**_clean({
                     "message_id": message_id, "recipient": address.lower(), "state": str(state),
-                    "certified": True, "campaign_id": campaign_id, "receipts": {}, "created_at": now,
-                    "updated_at": now, f"at_{state.value.replace('?', '_uncertain').replace('-', '_')}": now}))
+                    "certified": True, "campaign_id": campaign_id, "created_at": now,
+                    "updated_at": now, _stamp(state): now}), "receipts": {}})
         return True
 
     def message(self, message_id: str) -> dict | None:
@@ -358,19 +365,18 @@ class OutgoingStore:
         new_certified = recipient.certified if certified is None else certified
         if move is None or not move.applies_to(recipient.state):
             return recipient.state
-        stamp = f"at_{move.to.value.replace('?', '_uncertain').replace('-', '_')}"
+        stamp = _stamp(move.to)
         update = {
             "Update": {
                 "TableName": self.table_name,
-                "Key": {k: self._serialise(v) for k, v in key.items()},
+                "Key": key,
                 "UpdateExpression": "SET #s = :to, updated_at = :now, #stamp = if_not_exists(#stamp, :now), "
                                     "certified = :cert, last_reason = :why",
                 "ConditionExpression": "#s IN (" + ", ".join(f":f{i}" for i in range(len(move.only_from))) + ")",
                 "ExpressionAttributeNames": {"#s": "state", "#stamp": stamp},
                 "ExpressionAttributeValues": {
-                    ":to": self._serialise(str(move.to)), ":now": self._serialise(now),
-                    ":cert": self._serialise(new_certified), ":why": self._serialise(move.reason),
-                    **{f":f{i}": self._serialise(str(s)) for i, s in enumerate(sorted(move.only_from))}},
+                    ":to": str(move.to), ":now": now, ":cert": new_certified, ":why": move.reason,
+                    **{f":f{i}": str(s) for i, s in enumerate(sorted(move.only_from))}},
             }
         }
         items = [update]
@@ -390,10 +396,10 @@ class OutgoingStore:
 
     def _counter_update(self, campaign_id: str, deltas: dict[str, int]) -> dict:
         names = {f"#c{i}": name for i, name in enumerate(deltas)}
-        values = {f":d{i}": self._serialise(delta) for i, delta in enumerate(deltas.values())}
+        values = {f":d{i}": delta for i, delta in enumerate(deltas.values())}
         return {"Update": {
             "TableName": self.campaigns_table,
-            "Key": {"campaign_id": self._serialise(campaign_id)},
+            "Key": {"campaign_id": campaign_id},
             "UpdateExpression": "ADD " + ", ".join(f"counters.#c{i} :d{i}" for i in range(len(deltas))),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values}}

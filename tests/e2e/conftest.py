@@ -87,3 +87,14 @@ def local_aws(local_aws_session):
     with local_aws_session.environ():
         yield local_aws_session
 # --- end AWS -------------------------------------------------------------------------------------
+
+
+# --- the whole stack (local/stack.py): session Dovecot and moto, a fresh network and runner per test --
+@pytest.fixture
+def stack(dovecot, local_aws):
+    from local.stack import LocalStack
+
+    stack = LocalStack.start(dovecot=dovecot, aws=local_aws, state_file=None)
+    yield stack
+    stack.stop()
+# --- end stack -------------------------------------------------------------------------------------

@@ -1,0 +1,101 @@
+"""The whole local stack in one object: Dovecot, the simulated PEC providers, moto with
+template.yaml's resources, and the event runner driving the real handlers, on one clock.
+
+    with LocalStack.start() as stack:                      # or reuse running parts (tests)
+        aruba = stack.network.add_provider(builder.ARUBA, quota=QUOTA_ARUBA)
+        office = stack.add_company_mailbox(aruba, "ufficio@pec.azienda.test")
+        ...
+        stack.runner.advance(5 * 60)                        # the poll schedule fires, pollers run
+
+`add_company_mailbox` makes a mailbox on the simulated provider and registers it in pecflow
+exactly as `pecflow mailbox add` does (configuration in DynamoDB, password in Secrets Manager).
+The deployment (endpoint and resource names) is written to .local-run/stack.json for the CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from local.aws import LocalAws
+from local.clock import VirtualClock
+from local.imap import Account, Dovecot
+from local.pec_provider import PecNetwork, SimulatedProvider
+from local.runner import EventRunner
+from pecflow import admin
+from pecflow.deployment import LOCAL_STATE, Deployment
+from pecflow.mailbox import MailboxConfig, SaturationPolicy
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "template.yaml"
+
+
+@dataclass
+class LocalStack:
+    dovecot: Dovecot
+    aws: LocalAws
+    clock: VirtualClock
+    network: PecNetwork
+    runner: EventRunner
+    owned: list = field(default_factory=list)   # what stop() must stop (parts not passed in)
+
+    @classmethod
+    def start(cls, *, dovecot: Dovecot | None = None, aws: LocalAws | None = None,
+              clock: VirtualClock | None = None, start_time: datetime | None = None,
+              state_file: Path | None = REPO / LOCAL_STATE) -> LocalStack:
+        owned = []
+        if dovecot is None:
+            dovecot = Dovecot().start()
+            owned.append(dovecot)
+        if aws is None:
+            aws = LocalAws.start(TEMPLATE)
+            owned.append(aws)
+        clock = clock or VirtualClock(start_time or datetime(2026, 3, 2, 8, 0, tzinfo=UTC))
+        network = PecNetwork(dovecot, clock=clock).start()
+        runner = EventRunner(TEMPLATE, aws, clock)
+        stack = cls(dovecot, aws, clock, network, runner, owned)
+        if state_file is not None:
+            stack.deployment().write(state_file)
+        return stack
+
+    def deployment(self) -> Deployment:
+        aws = self.aws
+        return Deployment(
+            stack_name=aws.stack_name, region=aws.region, endpoint_url=aws.endpoint_url,
+            mailboxes_table=aws.physical("MailboxesTable"), messages_table=aws.physical("MessagesTable"),
+            outgoing_table=aws.physical("OutgoingTable"), campaigns_table=aws.physical("CampaignsTable"),
+            archive_bucket=aws.physical("ArchiveBucket"), poll_queue_url=aws.url("PollQueue"))
+
+    def add_company_mailbox(self, provider: SimulatedProvider, address: str | None = None, *,
+                            saturation: SaturationPolicy | None = None, quota: str | None = None,
+                            password: str | None = None, register: bool = True) -> Account:
+        """A mailbox on the simulated provider, registered in pecflow like `pecflow mailbox add`."""
+        account = (provider.add_mailbox(address, quota=quota) if address
+                   else provider.fresh_mailbox("ufficio", quota=quota))
+        if register:
+            config = self.mailbox_config(account.address)
+            if saturation is not None:
+                config = MailboxConfig(**{**_fields(config), "saturation": saturation})
+            admin.add_mailbox(self.deployment(), config, password or account.password, check=True)
+        return account
+
+    def mailbox_config(self, address: str) -> MailboxConfig:
+        return MailboxConfig(address=address, imap_host=self.dovecot.host, imap_port=self.dovecot.port,
+                             ca_bundle=self.dovecot.ca.pem.decode("ascii")).validate()
+
+    def stop(self) -> None:
+        self.runner.stop()
+        self.network.stop()
+        for part in reversed(self.owned):
+            part.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _fields(config: MailboxConfig) -> dict:
+    return {name: getattr(config, name) for name in config.__dataclass_fields__}
