@@ -148,6 +148,7 @@ class LocalAws:
             raise ValueError(f"a LocalAws with stack name {stack_name!r} is already running in this process "
                              "(moto's state is process-wide: give each stack its own name)")
         restore_logging = _quiet_werkzeug()
+        _atomic_dynamodb()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         host, bound_port = server.get_host_and_port()
@@ -162,6 +163,18 @@ class LocalAws:
         except BaseException:
             aws.stop()
             raise
+        return aws
+
+    @classmethod
+    def in_process(cls, template_path: str | Path, stack_name: str = "pecflow-test",
+                   parameters: dict[str, Any] | None = None, *, region: str = REGION) -> LocalAws:
+        """The template's resources in moto's in-process mock (call it inside `mock_aws()`): no
+        server, no endpoint; for integration tests of the adapters."""
+        template = load(template_path)
+        _atomic_dynamodb()
+        aws = cls(template, stack_name=stack_name, parameters=parameter_values(template, parameters),
+                  region=region, server=None, endpoint_url=None)
+        aws._create_stack()
         return aws
 
     def stop(self) -> None:
@@ -781,6 +794,33 @@ def _patch_sqs_time(clock: Clock) -> Callable[[], None]:
         sqs_models.Message.visible = real_visible
         sqs_models.SQSBackend.receive_message = real_receive
     return restore
+
+
+_DYNAMODB_LOCK = threading.RLock()
+
+
+def _atomic_dynamodb() -> None:
+    """DynamoDB applies each write (conditional ones included) and each transaction atomically;
+    moto checks a condition and then writes without a lock, so two concurrent requests can both
+    pass the same condition. Serialise moto's DynamoDB reads and writes behind one lock (once per
+    process) so that concurrent handlers and tests see DynamoDB's guarantees."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    if getattr(DynamoDBBackend, "_pecflow_atomic", False):
+        return
+    for name in ("put_item", "get_item", "update_item", "delete_item", "transact_write_items",
+                 "transact_get_items", "query", "scan"):
+        original = getattr(DynamoDBBackend, name, None)
+        if original is None:
+            continue
+
+        def locked(self, *args, __original=original, **kwargs):
+            with _DYNAMODB_LOCK:
+                return __original(self, *args, **kwargs)
+
+        locked.__name__ = name
+        setattr(DynamoDBBackend, name, locked)
+    DynamoDBBackend._pecflow_atomic = True
 
 
 def _quiet_werkzeug() -> Callable[[], None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,41 @@ def signer():
 
     firma = builder.Firma.per(builder.SIMULATO)
     return firma.certificato, firma.chiave
+
+
+@pytest.fixture(scope="session")
+def dovecot():
+    """One real IMAP server (Dovecot) for the session; tests isolate themselves with fresh users."""
+    from local.imap import INSTALL_HINT, Dovecot, dovecot_binary
+
+    if dovecot_binary() is None:
+        pytest.fail(INSTALL_HINT)
+    server = Dovecot().start()
+    yield server
+    server.stop()
+
+
+# --- nothing the suite starts may outlive it --------------------------------------------------
+
+
+def _our_servers() -> list[str]:
+    """Processes of the local stack still running (Dovecot instances in our temporary folders)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "pecflow-dovecot-" in cmdline:
+            found.append(f"{pid}: {cmdline.strip()}")
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    before = set(_our_servers())
+    yield
+    left = [p for p in _our_servers() if p not in before]
+    assert not left, f"the test suite left processes running: {left}"
+    stray = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    assert not stray, f"the test suite left threads running: {stray}"

@@ -11,7 +11,7 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, FlexibleChecksumError
 
 
 def sha256_hex(raw: bytes) -> str:
@@ -88,7 +88,10 @@ class Archive:
         if stored != _b64(sha):
             return Verification(False, f"object {key} checksum {stored} differs from {_b64(sha)}")
         if deep:
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            try:
+                body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except FlexibleChecksumError as exc:  # botocore checks the bytes against the stored checksum
+                return Verification(False, f"object {key} does not match its stored checksum: {exc}")
             actual = sha256_hex(body)
             if actual != sha:
                 return Verification(False, f"object {key} content hashes to {actual}, not {sha}")

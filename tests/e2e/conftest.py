@@ -2,50 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import threading
-
 import pytest
-
-# --- nothing the suite starts may outlive it --------------------------------------------------
-
-
-def _our_servers() -> list[str]:
-    """Processes of the local stack still running (Dovecot instances in our temporary folders)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "pecflow-dovecot-" in cmdline:
-            found.append(f"{pid}: {cmdline.strip()}")
-    return found
-
-
-@pytest.fixture(scope="session", autouse=True)
-def no_process_left_behind():
-    before = set(_our_servers())
-    yield
-    left = [p for p in _our_servers() if p not in before]
-    assert not left, f"the e2e suite left processes running: {left}"
-    stray = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    assert not stray, f"the e2e suite left threads running: {stray}"
-
-
-# --- IMAP: one Dovecot per test session; tests isolate themselves with fresh users ----------------
-
-
-@pytest.fixture(scope="session")
-def dovecot():
-    from local.imap import Dovecot, dovecot_binary, INSTALL_HINT
-
-    if dovecot_binary() is None:
-        pytest.fail(INSTALL_HINT)
-    server = Dovecot().start()
-    yield server
-    server.stop()
-
 
 # --- PEC providers (local/pec_provider.py): one simulated network per test -------------------------
 # On a virtual clock (advance `pec_network.clock`); tests use unique domains, Dovecot is shared.

@@ -1,0 +1,22 @@
+"""Integration tests: the adapters against moto in-process, with template.yaml's resources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """Fresh in-process moto with every resource template.yaml creates."""
+    from moto import mock_aws
+
+    from local.aws import LocalAws
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        yield LocalAws.in_process(TEMPLATE)
