@@ -37,6 +37,9 @@ class SaturationPolicy:
             raise ConfigError("saturation percentages must be in (0, 100]")
         if self.mode != Saturation.NEVER and not self.archive_folder and not self.expunge:
             raise ConfigError("a saturation policy must move to an archive folder or expunge")
+        if self.mode == Saturation.ABOVE_QUOTA and not self.expunge:
+            raise ConfigError("above-quota needs expunge: moving to another folder of the same mailbox "
+                              "frees no quota")
 
 
 @dataclass(frozen=True, slots=True)
