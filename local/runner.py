@@ -280,6 +280,12 @@ class EventRunner:
         return [i for i in self.invocations
                 if i.function == function and (source is None or i.source == source)]
 
+    def module(self, logical_id: str) -> Any:
+        """A function's handler module, imported (its cold start) if it was not yet: tests use it
+        to inject faults into the real handler's wiring."""
+        self._handler(self.functions[logical_id])
+        return sys.modules[_module_name(logical_id)]
+
     def run_until_idle(self, timeout: float = 30.0) -> None:
         """Process every source until nothing is due now and nothing is in flight. With a
         virtual clock, what waits on time (invisible or delayed messages, batching windows,

@@ -106,9 +106,10 @@ class MailboxStore:
         now = clock.iso()
         self.table.update_item(
             Key={"address": config.address, "item": "config"},
-            UpdateExpression="SET #c = :c, updated_at = :now, created_at = if_not_exists(created_at, :now)",
-            ExpressionAttributeNames={"#c": "config"},
-            ExpressionAttributeValues={":c": _clean(config.to_item()), ":now": now})
+            UpdateExpression="SET #c = :c, updated_at = :now, created_at = if_not_exists(created_at, :now), "
+                             "#s = if_not_exists(#s, :empty)",
+            ExpressionAttributeNames={"#c": "config", "#s": "status"},
+            ExpressionAttributeValues={":c": _clean(config.to_item()), ":now": now, ":empty": {}})
 
     def get(self, address: str) -> MailboxConfig | None:
         item = self.table.get_item(Key={"address": address.lower(), "item": "config"}, ConsistentRead=True).get("Item")
@@ -166,8 +167,6 @@ class MailboxStore:
             names["#n"] = "consecutive_failures"
             values |= {":zero": 0, ":one": 1}
             sets.append("#s.#n = if_not_exists(#s.#n, :zero) + :one")
-        self.table.update_item(Key=key, UpdateExpression="SET #s = if_not_exists(#s, :empty)",
-                               ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":empty": {}})
         expression = "SET " + ", ".join(sets)
         if removed:
             expression += " REMOVE " + ", ".join(f"#s.#r{i}" for i in range(len(removed)))
@@ -357,13 +356,14 @@ class OutgoingStore:
         Returns the job's state afterwards."""
         key = {"message_id": message_id, "recipient": recipient.address}
         now = clock.iso()
-        if receipt_id and receipt is not None:
-            # the reconciled view keeps every receipt, duplicates and late ones included
-            self.table.update_item(Key=key, UpdateExpression="SET receipts.#r = if_not_exists(receipts.#r, :info)",
-                                   ExpressionAttributeNames={"#r": receipt_id},
-                                   ExpressionAttributeValues={":info": _clean({**receipt, "recorded_at": now})})
+        # the reconciled view keeps every receipt (duplicates and late ones too), keyed by its sha256
+        record = ("receipts.#r = if_not_exists(receipts.#r, :info)", {"#r": receipt_id},
+                  {":info": _clean({**(receipt or {}), "recorded_at": now})}) if receipt_id else None
         new_certified = recipient.certified if certified is None else certified
         if move is None or not move.applies_to(recipient.state):
+            if record:
+                self.table.update_item(Key=key, UpdateExpression="SET " + record[0],
+                                       ExpressionAttributeNames=record[1], ExpressionAttributeValues=record[2])
             return recipient.state
         stamp = _stamp(move.to)
         update = {
@@ -371,12 +371,13 @@ class OutgoingStore:
                 "TableName": self.table_name,
                 "Key": key,
                 "UpdateExpression": "SET #s = :to, updated_at = :now, #stamp = if_not_exists(#stamp, :now), "
-                                    "certified = :cert, last_reason = :why",
+                                    "certified = :cert, last_reason = :why" + (", " + record[0] if record else ""),
                 "ConditionExpression": "#s IN (" + ", ".join(f":f{i}" for i in range(len(move.only_from))) + ")",
-                "ExpressionAttributeNames": {"#s": "state", "#stamp": stamp},
+                "ExpressionAttributeNames": {"#s": "state", "#stamp": stamp, **(record[1] if record else {})},
                 "ExpressionAttributeValues": {
                     ":to": str(move.to), ":now": now, ":cert": new_certified, ":why": move.reason,
-                    **{f":f{i}": str(s) for i, s in enumerate(sorted(move.only_from))}},
+                    **{f":f{i}": str(s) for i, s in enumerate(sorted(move.only_from))},
+                    **(record[2] if record else {})},
             }
         }
         items = [update]
@@ -386,9 +387,16 @@ class OutgoingStore:
             if deltas:
                 items.append(self._counter_update(recipient.campaign_id, deltas))
         try:
-            self.client.transact_write_items(TransactItems=items)
+            if len(items) == 1:   # nothing else to keep in step: a conditional write, no transaction
+                update = {k: v for k, v in items[0]["Update"].items() if k != "TableName"}
+                self.table.update_item(**update)
+            else:
+                self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if _conditional_failed(exc):   # moved meanwhile: record the receipt alone
+                if record:
+                    self.table.update_item(Key=key, UpdateExpression="SET " + record[0],
+                                           ExpressionAttributeNames=record[1], ExpressionAttributeValues=record[2])
                 current = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
                 return State(current["state"]) if current else recipient.state
             raise
