@@ -5,14 +5,10 @@ providers delivered into real IMAP mailboxes."""
 from __future__ import annotations
 
 import hashlib
-import io
 import random
 import smtplib
 from collections import Counter
-from contextlib import redirect_stdout
-from datetime import timedelta
 
-import pytest
 
 from local.pec_provider import FAIL, NO_DOMAIN, REJECT
 from pecflow import builder, kinds
