@@ -78,18 +78,22 @@ class Ingestor:
     on_message: Callable[[str, PecMessage], None] | None = None   # metrics/logging hook
 
     def poll(self, config: MailboxConfig, session: ImapSession, *,
-             time_left: Callable[[], float] = lambda: float("inf"), margin: float = 20.0) -> PollResult:
+             time_left: Callable[[], float] = lambda: float("inf"), margin: float = 20.0,
+             usage_due: bool = True) -> PollResult:
+        """Fetch what is new in every watched folder; then, when something arrived or when
+        `usage_due`, read the quota usage and apply the saturation policy."""
         result = PollResult(config.address)
         try:
             for folder in config.folders:
                 if not self._poll_folder(config, session, folder, result, time_left, margin):
                     result.more = True
                     break
-            if not result.more and config.saturation.mode != Saturation.NEVER:
-                self.guard_saturation(config, session, result)
-            elif not result.more:
-                usage = session.usage(config.folders[0])
-                result.usage_percent = usage.percent if usage else None
+            if not result.more and (result.fetched or usage_due):
+                if config.saturation.mode != Saturation.NEVER:
+                    self.guard_saturation(config, session, result)
+                else:
+                    usage = session.usage(config.folders[0])
+                    result.usage_percent = usage.percent if usage else None
         finally:
             result.imap_commands = session.commands
         return result
@@ -100,7 +104,7 @@ class Ingestor:
         """Fetch what is new in one folder. False when the deadline stopped it midway."""
         address = config.address
         cursor = self.mailboxes.get_cursor(address, folder)
-        status = session.select(folder)
+        status = session.status(folder)
         plan = plan_poll(cursor, status)
         if plan.action == PollAction.NOTHING_NEW:
             if (cursor.uidvalidity, cursor.uidnext, cursor.highestmodseq) != \
@@ -108,6 +112,7 @@ class Ingestor:
                 self.mailboxes.save_cursor(address, replace(plan.cursor, uidnext=status.uidnext,
                                                             highestmodseq=status.highestmodseq))
             return True
+        status = session.select(folder)   # something to fetch: open the folder
         cursor = plan.cursor
         if plan.action == PollAction.RESYNC:
             result.resynced.append(folder)
@@ -171,7 +176,7 @@ class Ingestor:
     def guard_saturation(self, config: MailboxConfig, session: ImapSession, result: PollResult) -> None:
         """Move or expunge archived messages as the mailbox's policy asks, oldest first. A
         message leaves the provider only after its S3 copy is read back and hashes right.
-        Costs one command (QUOTA or SEARCH BEFORE) when there is nothing to do."""
+        Costs a QUOTA (and for after-days a SELECT and a SEARCH BEFORE) when there is nothing to do."""
         policy = config.saturation
         folder = config.folders[0]
         usage = session.usage(folder)
@@ -179,8 +184,10 @@ class Ingestor:
         if policy.mode == Saturation.ABOVE_QUOTA:
             if usage is None or usage.percent is None or usage.percent <= policy.percent:
                 return
+            session.select(folder)
             uids = session.uids_from(1)
         else:
+            session.select(folder)
             uids = session.uids_before(clock.now() - timedelta(days=policy.days))
         cursor: Cursor = self.mailboxes.get_cursor(config.address, folder)
         uids = [u for u in uids if u <= cursor.last_uid]  # only what is recorded

@@ -89,10 +89,18 @@ class ImapSession:
             raise MailboxUnavailable("protocol", f"login to {config.imap_host} failed: {_text(exc)}") from None
         return session
 
+    def status(self, folder: str) -> FolderStatus:
+        """STATUS of a folder: constant cost whatever it holds (SELECT grows with the folder)."""
+        items = ["UIDNEXT", "UIDVALIDITY", "MESSAGES"]
+        if b"CONDSTORE" in self.client.capabilities():
+            items.append("HIGHESTMODSEQ")
+        info = self.client.folder_status(folder, items)
+        modseq = info.get(b"HIGHESTMODSEQ")
+        return FolderStatus(int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT", 0)), int(info.get(b"MESSAGES", 0)),
+                            int(modseq) if modseq is not None else None)
+
     def select(self, folder: str) -> FolderStatus:
-        if not self._condstore and b"CONDSTORE" in self.client.capabilities():
-            self.client.enable("CONDSTORE")
-            self._condstore = True
+        """Open a folder read-only for fetching (EXAMINE: \\Seen flags stay as they are)."""
         info = self.client.select_folder(folder, readonly=True)
         modseq = info.get(b"HIGHESTMODSEQ")
         return FolderStatus(int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT", 0)), int(info.get(b"EXISTS", 0)),

@@ -75,10 +75,11 @@ def handle_poll(request: PollRequest, *, mailboxes: MailboxStore, ingestor: Inge
                 password_of: Callable[[MailboxConfig], str],
                 open_session: Callable[[MailboxConfig, str], ImapSession] = ImapSession.open,
                 requeue: Callable[[PollRequest], None] | None = None,
-                time_left: Callable[[], float] = lambda: float("inf"), margin: float = 20.0) -> PollOutcome:
+                time_left: Callable[[], float] = lambda: float("inf"), margin: float = 20.0,
+                usage_every: float = 3600.0) -> PollOutcome:
     """Poll one mailbox. A mailbox that cannot be opened (credentials, network, TLS) is an
     outcome recorded on its record, not an exception: the other mailboxes go on."""
-    config = mailboxes.get(request.mailbox)
+    config, status = mailboxes.get_with_status(request.mailbox)
     if config is None:
         return PollOutcome(request, skipped="unknown mailbox")
     if not config.enabled:
@@ -89,7 +90,8 @@ def handle_poll(request: PollRequest, *, mailboxes: MailboxStore, ingestor: Inge
         mailboxes.record_poll(config.address, ok=False, error_kind=exc.kind, error=str(exc))
         return PollOutcome(request, error_kind=exc.kind, error=str(exc))
     try:
-        result = ingestor.poll(config, session, time_left=time_left, margin=margin)
+        result = ingestor.poll(config, session, time_left=time_left, margin=margin,
+                               usage_due=_usage_due(status.get("usage_at"), usage_every))
     except CONNECTION_ERRORS as exc:
         # the connection broke midway: what was recorded stays recorded (the cursor says so)
         mailboxes.record_poll(config.address, ok=False, error_kind="interrupted", error=str(exc))
@@ -101,3 +103,12 @@ def handle_poll(request: PollRequest, *, mailboxes: MailboxStore, ingestor: Inge
     if result.more and requeue is not None:
         requeue(PollRequest(request.mailbox, request.tick, request.continuation + 1))
     return PollOutcome(request, result)
+
+
+def _usage_due(last: str | None, every: float) -> bool:
+    """IMAP QUOTA is read when messages arrive, and otherwise at most every `every` seconds
+    (its cost grows with the mailbox; a poll with nothing new must not)."""
+    if not last:
+        return True
+    then = datetime.fromisoformat(last.replace("Z", "+00:00"))
+    return (clock.now() - then).total_seconds() >= every

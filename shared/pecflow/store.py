@@ -115,6 +115,13 @@ class MailboxStore:
         item = self.table.get_item(Key={"address": address.lower(), "item": "config"}, ConsistentRead=True).get("Item")
         return MailboxConfig.from_item(_plain(item["config"])) if item else None
 
+    def get_with_status(self, address: str) -> tuple[MailboxConfig | None, dict]:
+        """The configuration and the poll status, in one read."""
+        item = self.table.get_item(Key={"address": address.lower(), "item": "config"}, ConsistentRead=True).get("Item")
+        if not item:
+            return None, {}
+        return MailboxConfig.from_item(_plain(item["config"])), _plain(item.get("status", {}))
+
     def status(self, address: str) -> dict:
         item = self.table.get_item(Key={"address": address.lower(), "item": "config"}, ConsistentRead=True).get("Item")
         return _plain(item.get("status", {})) if item else {}
@@ -159,6 +166,7 @@ class MailboxStore:
             removed = []
         if usage:
             fields["usage"] = _clean(usage)
+            fields["usage_at"] = now
         names = {"#s": "status", **{f"#f{i}": name for i, name in enumerate(fields)},
                  **{f"#r{i}": name for i, name in enumerate(removed)}}
         values = {f":v{i}": value for i, value in enumerate(fields.values())}

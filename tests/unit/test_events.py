@@ -1,0 +1,38 @@
+"""The sample events in events/ have the shapes the handlers read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aws_lambda_powertools.utilities.data_classes import SQSEvent
+
+from pecflow.polling import PollRequest, tick_of
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+def test_every_function_has_a_sample_event():
+    import yaml
+
+    from local.template import load
+
+    template = load(EVENTS.parent / "template.yaml")
+    functions = [r.logical_id for r in template.of_type("AWS::Serverless::Function")]
+    samples = {p.name for p in EVENTS.glob("*.json")}
+    for logical_id in functions:
+        folder = Path(template.function_properties(logical_id)["CodeUri"]).name
+        assert any(name.startswith(folder + "_") for name in samples), f"no sample event for {folder}"
+    assert yaml  # the template loader's dependency is there
+
+
+def test_scheduler_tick():
+    event = json.loads((EVENTS / "poll_scheduler_tick.json").read_text())
+    assert tick_of(event) == "2026-03-02T08:05Z"
+
+
+def test_poller_sqs_batch():
+    event = SQSEvent(json.loads((EVENTS / "mailbox_poller_poll.json").read_text()))
+    record = next(iter(event.records))
+    request = PollRequest.parse(record.body)
+    assert request.mailbox == record.attributes.message_group_id == "ufficio@pec.azienda.it"
