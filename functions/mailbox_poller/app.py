@@ -25,11 +25,18 @@ metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 sqs = boto3.client("sqs")
 mailboxes = MailboxStore(settings.mailboxes_table)
+def _log_message(address, msg) -> None:
+    logger.info("message ingested", extra={"message_id": msg.message_id, "kind": msg.kind,
+                                           "ref_message_id": msg.ref_message_id, "identificativo": msg.identificativo,
+                                           "problems": len(msg.problems)})
+
+
 ingestor = Ingestor(
     archive=Archive(settings.archive_bucket),
     messages=MessageStore(settings.messages_table),
     mailboxes=mailboxes,
     outgoing=OutgoingStore(settings.outgoing_table, campaigns_table=settings.campaigns_table or None),
+    on_message=_log_message,
 )
 _context = None
 

@@ -167,6 +167,50 @@ def cmd_mailbox_enable(args) -> int:
     return 0
 
 
+def cmd_sent_show(args) -> int:
+    from pecflow.store import OutgoingStore
+
+    deployment = _deployment(args)
+    message_id = args.message_id if args.message_id.startswith("<") else f"<{args.message_id}>"
+    view = OutgoingStore(deployment.outgoing_table, deployment.resource("dynamodb")).view(message_id)
+    if view is None:
+        print(f"pecflow: no message {message_id} sent by pecflow", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(view, ensure_ascii=False, default=str))
+        return 0
+    print(f"{message_id}  from {view.get('mailbox')}  subject: {view.get('subject') or '-'}")
+    print(f"identificativo: {view.get('identificativo') or '(no accettazione yet)'}")
+    for job in view["jobs"]:
+        kind = "" if job.get("certified", True) else " (external: no delivery receipt)"
+        print(f"  {job['recipient']}: {job['state']}{kind}")
+        for receipt in sorted(job.get("receipts", {}).values(), key=lambda r: r.get("at") or ""):
+            detail = f" — {receipt.get('error_detail')}" if receipt.get("error_detail") else ""
+            print(f"      {receipt.get('at') or '?':25s} {receipt['kind']}{detail}")
+    return 0
+
+
+def cmd_inbox_list(args) -> int:
+    from pecflow.store import MessageStore
+
+    deployment = _deployment(args)
+    store = MessageStore(deployment.messages_table, deployment.resource("dynamodb"))
+    records = store.query(args.mailbox, index="Unmatched" if args.unmatched else "ByDate", limit=args.limit)
+    if args.kind:
+        records = [r for r in records if r.get("kind") == args.kind]
+    if args.json:
+        for record in records:
+            print(json.dumps(record, ensure_ascii=False, default=str))
+        return 0
+    for r in records:
+        reference = r.get("ref_message_id") or r.get("identificativo") or ""
+        note = f"  [{r['reconciled']}]" if r.get("reconciled") else ""
+        print(f"{r.get('received_at', '')[:19]}  {r.get('kind', ''):26s} {str(r.get('subject') or '')[:50]:50s} "
+              f"{reference}{note}")
+    print(f"{len(records)} message(s)")
+    return 0
+
+
 def _add_target_options(parser) -> None:
     where = parser.add_argument_group("where pecflow runs (default: MAILBOXES_TABLE/STACK_NAME from the environment)")
     where.add_argument("--stack", help="name of the deployed CloudFormation stack")
@@ -230,6 +274,29 @@ def build_parser() -> argparse.ArgumentParser:
         toggle.add_argument("address")
         _add_target_options(toggle)
         toggle.set_defaults(func=cmd_mailbox_enable)
+
+    sent = sub.add_parser("sent", help="messages pecflow sent, with their receipts",
+                          description="The reconciled view of a message pecflow sent: each recipient's "
+                                      "state and every receipt about it, in order.")
+    sent_sub = sent.add_subparsers(dest="command_name", metavar="ACTION", required=True)
+    show = sent_sub.add_parser("show", help="one sent message and its receipts")
+    show.add_argument("message_id", help="its Message-ID (with or without <>)")
+    show.add_argument("--json", action="store_true")
+    _add_target_options(show)
+    show.set_defaults(func=cmd_sent_show)
+
+    inbox = sub.add_parser("inbox", help="what arrived in a mailbox", description=(
+        "Messages recorded for a mailbox, newest first; --unmatched lists receipts whose original "
+        "pecflow does not know (kept, never dropped)."))
+    inbox_sub = inbox.add_subparsers(dest="command_name", metavar="ACTION", required=True)
+    listing = inbox_sub.add_parser("list", help="recorded messages, newest first")
+    listing.add_argument("mailbox")
+    listing.add_argument("--kind", help="only this kind (e.g. avvenuta-consegna)")
+    listing.add_argument("--unmatched", action="store_true", help="only receipts matching nothing we sent")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    _add_target_options(listing)
+    listing.set_defaults(func=cmd_inbox_list)
     return parser
 
 

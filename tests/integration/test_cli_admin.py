@@ -1,0 +1,79 @@
+"""`pecflow mailbox`, `pecflow sent`, `pecflow inbox` against moto (tables from template.yaml)
+and a real IMAP server for the login check."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from pecflow import cli
+from pecflow.store import MailboxStore, MessageStore, OutgoingStore
+
+
+@pytest.fixture
+def env(aws, monkeypatch):
+    for name, logical in (("MAILBOXES_TABLE", "MailboxesTable"), ("MESSAGES_TABLE", "MessagesTable"),
+                          ("OUTGOING_TABLE", "OutgoingTable")):
+        monkeypatch.setenv(name, aws.physical(logical))
+    monkeypatch.setenv("STACK_NAME", "pecflow-test")
+    return aws
+
+
+def run(monkeypatch, capsys, argv, stdin=""):
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = cli.main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_mailbox_add_checks_the_login_and_keeps_the_password_secret(env, dovecot, tmp_path, monkeypatch, capsys):
+    account = dovecot.fresh_user()
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(dovecot.ca.pem)
+    base = ["mailbox", "add", account.address, "--imap-host", dovecot.host, "--imap-port", str(dovecot.port),
+            "--ca-bundle", str(ca), "--password-stdin"]
+    code, out, err = run(monkeypatch, capsys, base, stdin="sbagliata\n")
+    assert code == 1 and "login refused" in err and "auth" in err
+    assert MailboxStore(env.physical("MailboxesTable"), env.resource("dynamodb")).get(account.address) is None
+    code, out, err = run(monkeypatch, capsys, base, stdin=account.password + "\n")
+    assert code == 0 and "added" in out and "0 message(s) in INBOX" in out
+    secret = env.client("secretsmanager").get_secret_value(SecretId=f"pecflow-test/mailbox/{account.address}")
+    assert json.loads(secret["SecretString"]) == {"password": account.password}
+    item = env.resource("dynamodb").Table(env.physical("MailboxesTable")).get_item(
+        Key={"address": account.address, "item": "config"})["Item"]
+    assert account.password not in json.dumps(item, default=str)
+
+    code, out, _ = run(monkeypatch, capsys, ["mailbox", "list"])
+    assert code == 0 and account.address in out and "never polled" in out
+    assert run(monkeypatch, capsys, ["mailbox", "disable", account.address])[0] == 0
+    code, out, _ = run(monkeypatch, capsys, ["mailbox", "list", "--json"])
+    listed = json.loads(out.splitlines()[0])
+    assert listed["enabled"] is False and "ca_bundle" not in listed
+    code, _, err = run(monkeypatch, capsys, ["mailbox", "enable", "nobody@pec.test"])
+    assert code == 1 and "no mailbox" in err
+
+
+def test_invalid_settings_and_missing_target_are_clear_errors(aws, monkeypatch, capsys):
+    monkeypatch.delenv("MAILBOXES_TABLE", raising=False)
+    code, _, err = run(monkeypatch, capsys, ["mailbox", "list"])
+    assert code == 2 and "--stack NAME, --local" in err
+    code, _, err = run(monkeypatch, capsys, ["mailbox", "add", "non-un-indirizzo", "--imap-host", "x"])
+    assert code == 2 and "not a mailbox address" in err
+
+
+def test_sent_show_and_inbox_list(env, monkeypatch, capsys):
+    ddb = env.resource("dynamodb")
+    outgoing = OutgoingStore(env.physical("OutgoingTable"), ddb)
+    outgoing.register("<a1@pec.azienda.test>", mailbox="ufficio@pec.azienda.test", recipients=["c@pec.test"],
+                      subject="Contratto")
+    code, out, _ = run(monkeypatch, capsys, ["sent", "show", "a1@pec.azienda.test"])
+    assert code == 0 and "c@pec.test: sent" in out and "Contratto" in out
+    assert run(monkeypatch, capsys, ["sent", "show", "<nope@x>"])[0] == 1
+    MessageStore(env.physical("MessagesTable"), ddb).record("ufficio@pec.azienda.test", {
+        "sha256": "cd" * 32, "kind": "accettazione", "received_key": "2026-03-02T10:00:00Z#1",
+        "received_at": "2026-03-02T10:00:00Z", "subject": "ACCETTAZIONE: x", "reconciled": "unmatched",
+        "unmatched_mailbox": "ufficio@pec.azienda.test"})
+    code, out, _ = run(monkeypatch, capsys, ["inbox", "list", "ufficio@pec.azienda.test", "--unmatched"])
+    assert code == 0 and "accettazione" in out and "[unmatched]" in out and "1 message(s)" in out
