@@ -188,3 +188,99 @@ class ImapSession:
 def _text(exc: Exception) -> str:
     text = str(exc)
     return text[2:-1] if text.startswith(("b'", 'b"')) else text
+
+
+# --- SMTP submission --------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What the provider's access point answered.
+
+    status: accepted (250 after DATA) | lost (the answer after DATA never came: the message may
+    have gone; only its receipts can tell) | temporary (4xx, or no connection: nothing was sent,
+    try later) | permanent (5xx: nothing was sent, do not retry) | auth (the mailbox's
+    credentials were refused: nothing was sent)."""
+
+    status: str
+    code: int | None = None
+    text: str = ""
+
+    @property
+    def sent(self) -> bool:
+        return self.status == "accepted"
+
+
+class SmtpSubmitter:
+    """One authenticated SMTP connection over implicit TLS to a provider's access point.
+    MAIL, RCPT and DATA are sent step by step so that a failure is known to be before DATA
+    (nothing sent) or during/after it (perhaps sent: never resend blindly)."""
+
+    def __init__(self, smtp):
+        self.smtp = smtp
+
+    @classmethod
+    def open(cls, config: MailboxConfig, password: str, *, timeout: float = 60.0) -> SmtpSubmitter:
+        import smtplib
+
+        host = config.smtp_host or config.imap_host
+        try:
+            smtp = smtplib.SMTP_SSL(host, config.smtp_port, context=_tls_context(config), timeout=timeout)
+        except ssl.SSLError as exc:
+            raise MailboxUnavailable("tls", f"TLS with {host}:{config.smtp_port} failed: {exc}") from None
+        except OSError as exc:
+            raise MailboxUnavailable("unreachable", f"cannot reach {host}:{config.smtp_port}: {exc}") from None
+        try:
+            smtp.login(config.login, password)
+        except smtplib.SMTPAuthenticationError as exc:
+            _quit(smtp)
+            raise MailboxUnavailable("auth", f"SMTP login refused for {config.login}: {exc.smtp_code} "
+                                             f"{_smtp_text(exc.smtp_error)}") from None
+        except (smtplib.SMTPException, OSError) as exc:
+            _quit(smtp)
+            raise MailboxUnavailable("protocol", f"SMTP login to {host} failed: {exc}") from None
+        return cls(smtp)
+
+    def submit(self, raw: bytes, mail_from: str, recipients: list[str]) -> Submission:
+        import smtplib
+
+        smtp = self.smtp
+        try:
+            code, text = smtp.mail(mail_from, ["SIZE=%d" % len(raw)] if smtp.has_extn("size") else [])
+            if code != 250:
+                return _refusal(code, text)
+            for rcpt in recipients:
+                code, text = smtp.rcpt(rcpt)
+                if code not in (250, 251):
+                    smtp.rset()
+                    return _refusal(code, text)
+        except (smtplib.SMTPException, OSError) as exc:   # before DATA: nothing went out
+            return Submission("temporary", None, f"connection failed before DATA: {exc}")
+        try:
+            code, text = smtp.data(raw)
+        except smtplib.SMTPDataError as exc:
+            return _refusal(exc.smtp_code, exc.smtp_error)
+        except (smtplib.SMTPException, OSError) as exc:   # during or after DATA: perhaps sent
+            return Submission("lost", None, f"no answer after DATA: {type(exc).__name__}: {exc}")
+        if code == 250:
+            return Submission("accepted", code, _smtp_text(text))
+        return _refusal(code, text)
+
+    def close(self) -> None:
+        _quit(self.smtp)
+
+
+def _refusal(code: int, text) -> Submission:
+    return Submission("permanent" if code >= 500 else "temporary", code, _smtp_text(text))
+
+
+def _smtp_text(text) -> str:
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+
+
+def _quit(smtp) -> None:
+    try:
+        smtp.quit()
+    except Exception:  # noqa: BLE001 - already gone
+        try:
+            smtp.close()
+        except Exception:  # noqa: BLE001
+            pass
