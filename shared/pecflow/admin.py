@@ -56,3 +56,93 @@ def set_enabled(deployment: Deployment, address: str, enabled: bool) -> None:
 
 
 __all__ = ["MailboxUnavailable", "add_mailbox", "check_login", "list_mailboxes", "set_enabled", "store_password"]
+
+
+# --- campaigns -----------------------------------------------------------------------------------
+STAT_LABELS = (
+    ("total", "Totale"), ("waiting", "In attesa di conferma"), ("to_send", "Da spedire"), ("sent", "Spedite"),
+    ("only_sent", "Solo spedite (nessuna ricevuta)"), ("accepted", "Accettate"),
+    ("delivered", "Accettate e consegnate"), ("delivery_failures", "Errori di consegna"),
+    ("errors", "Errori (non accettate, rifiutate, non valide)"), ("warnings", "Con preavviso di mancata consegna"),
+    ("cancelled", "Annullate"),
+)
+RESENDABLE = ("delivery-failed", "error", "not-accepted")
+
+
+def _campaign_stores(deployment: Deployment):
+    from pecflow.store import CampaignStore, OutgoingStore
+
+    ddb = deployment.resource("dynamodb")
+    return (CampaignStore(deployment.campaigns_table, ddb),
+            OutgoingStore(deployment.outgoing_table, ddb, campaigns_table=deployment.campaigns_table))
+
+
+def campaign_stats(deployment: Deployment, campaign_id: str) -> dict:
+    campaigns, _ = _campaign_stores(deployment)
+    item = campaigns.get(campaign_id)
+    if item is None:
+        raise KeyError(f"no campaign {campaign_id}")
+    return {"campaign_id": campaign_id, "status": item.get("status"), "mailbox": item.get("mailbox"),
+            "counters": campaigns.counters(campaign_id), "validation": item.get("validation"),
+            "queued": item.get("fanout_queued", 0)}
+
+
+def campaign_jobs(deployment: Deployment, campaign_id: str):
+    _, outgoing = _campaign_stores(deployment)
+    return outgoing.campaign_jobs(campaign_id)
+
+
+def set_campaign_status(deployment: Deployment, campaign_id: str, action: str) -> str:
+    """pause | resume | cancel. Returns the new status."""
+    from pecflow.store import CampaignStatus
+
+    campaigns, _ = _campaign_stores(deployment)
+    transitions = {
+        "pause": (CampaignStatus.PAUSED, (CampaignStatus.SENDING, CampaignStatus.QUEUING)),
+        "resume": (CampaignStatus.SENDING, (CampaignStatus.PAUSED,)),
+        "cancel": (CampaignStatus.CANCELLED, (CampaignStatus.SENDING, CampaignStatus.QUEUING,
+                                              CampaignStatus.PAUSED)),
+    }
+    target, allowed = transitions[action]
+    if campaigns.get(campaign_id) is None:
+        raise KeyError(f"no campaign {campaign_id}")
+    if not campaigns.update(campaign_id, {"status": target}, only_if_status=allowed):
+        current = campaigns.get(campaign_id)["status"]
+        raise ValueError(f"campaign {campaign_id} is {current}: cannot {action} it")
+    return target
+
+
+def resend_failed(deployment: Deployment, campaign_id: str) -> int:
+    """A new attempt for every recipient whose latest attempt failed (delivery failure, error,
+    non accettazione): new jobs with new Message-IDs, counted and queued. Safe to repeat."""
+    from pecflow.fanout import BATCH, queue_entry
+    from pecflow.sending import message_id_for
+    from pecflow.store import CampaignStatus
+
+    campaigns, outgoing = _campaign_stores(deployment)
+    item = campaigns.get(campaign_id)
+    if item is None:
+        raise KeyError(f"no campaign {campaign_id}")
+    if item["status"] in (CampaignStatus.CANCELLED, CampaignStatus.INVALID, CampaignStatus.VALIDATED):
+        raise ValueError(f"campaign {campaign_id} is {item['status']}: nothing to resend")
+    latest: dict[int, dict] = {}
+    for job in outgoing.campaign_jobs(campaign_id):
+        if job["row"] not in latest or job["attempt"] > latest[job["row"]]["attempt"]:
+            latest[job["row"]] = job
+    retry = [job for job in latest.values() if job["state"] in RESENDABLE]
+    sqs = deployment.client("sqs")
+    created = 0
+    for start in range(0, len(retry), BATCH):
+        batch = [{"message_id": message_id_for(campaign_id, job["row"], job["attempt"] + 1, job["mailbox"]),
+                  "recipient": job["recipient"], "mailbox": job["mailbox"], "campaign_id": campaign_id,
+                  "row": job["row"], "attempt": job["attempt"] + 1, "values": job.get("values")}
+                 for job in retry[start:start + BATCH]]
+        new = outgoing.add_jobs(batch, may_exist=True)
+        if new:
+            campaigns.add_jobs(campaign_id, new)
+        sqs.send_message_batch(QueueUrl=deployment.send_queue_url,
+                               Entries=[queue_entry(job["message_id"], i) for i, job in enumerate(batch)])
+        created += new
+    if created and item["status"] != CampaignStatus.SENDING:
+        campaigns.update(campaign_id, {"status": CampaignStatus.SENDING})
+    return created

@@ -20,6 +20,10 @@ class Settings:
     campaigns_table: str = ""
     archive_bucket: str = ""
     poll_queue_url: str = ""
+    campaign_bucket: str = ""
+    quota_table: str = ""
+    send_queue_url: str = ""
+    fanout_queue_url: str = ""
 
     @classmethod
     def from_env(cls, *required: str, env: dict | None = None) -> Settings:

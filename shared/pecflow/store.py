@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from pecflow import clock
 from pecflow.mailbox import Cursor, MailboxConfig
-from pecflow.reconcile import Job, Move, State, counter_deltas
+from pecflow.reconcile import COUNTERS, Job, Move, State, counter_deltas
 
 MESSAGE_ROW = "#message"
 
@@ -337,6 +337,70 @@ class OutgoingStore:
                     "updated_at": now, _stamp(state): now}), "receipts": {}})
         return True
 
+    def add_jobs(self, jobs: list[dict], *, may_exist: bool = False) -> int:
+        """Create campaign jobs, pending. `jobs`: dicts with message_id, recipient, mailbox,
+        campaign_id, row, attempt, values. Normally written in batches; with `may_exist` (the
+        first batch after a resumed fan-out, which may already be on its way) each is written
+        only if absent, so a job that moved on is never reset. Returns how many were written."""
+        now = clock.iso()
+        items = []
+        for job in jobs:
+            head = _clean({"message_id": job["message_id"], "recipient": MESSAGE_ROW, "mailbox": job["mailbox"],
+                           "campaign_id": job["campaign_id"], "created_at": now, "recipients": [job["recipient"]]})
+            row = {**_clean({
+                "message_id": job["message_id"], "recipient": job["recipient"].lower(), "state": str(State.PENDING),
+                "certified": True, "campaign_id": job["campaign_id"], "job_key": job_key(job["row"], job["attempt"]),
+                "row": job["row"], "attempt": job["attempt"], "values": job.get("values"), "created_at": now,
+                "updated_at": now, "mailbox": job["mailbox"], _stamp(State.PENDING): now}), "receipts": {}}
+            items.append((head, row))
+        if not may_exist:
+            with self.table.batch_writer() as batch:
+                for head, row in items:
+                    batch.put_item(Item=head)
+                    batch.put_item(Item=row)
+            return len(items)
+        written = 0
+        for head, row in items:
+            try:
+                self.table.put_item(Item=row, ConditionExpression=Attr("message_id").not_exists())
+            except ClientError as exc:
+                if _conditional_failed(exc):
+                    continue
+                raise
+            self.table.put_item(Item=head)
+            written += 1
+        return written
+
+    def job(self, message_id: str) -> dict | None:
+        """A campaign job: its one recipient row (with the head's fields)."""
+        rows = [_plain(i) for i in self.table.query(KeyConditionExpression=Key("message_id").eq(message_id),
+                                                    ConsistentRead=True).get("Items", [])]
+        head = next((r for r in rows if r["recipient"] == MESSAGE_ROW), None)
+        jobs = [r for r in rows if r["recipient"] != MESSAGE_ROW]
+        if head is None or not jobs:
+            return None
+        return {**jobs[0], "head": head}
+
+    def set_job_fields(self, message_id: str, recipient: str, fields: dict) -> None:
+        fields = _clean(fields)
+        if not fields:
+            return
+        self.table.update_item(Key={"message_id": message_id, "recipient": recipient.lower()},
+                               UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields))),
+                               ExpressionAttributeNames={f"#k{i}": k for i, k in enumerate(fields)},
+                               ExpressionAttributeValues={f":v{i}": v for i, v in enumerate(fields.values())})
+
+    def campaign_jobs(self, campaign_id: str):
+        """Every job of a campaign, in row then attempt order (streamed, page by page)."""
+        kwargs = {"IndexName": "ByCampaign", "KeyConditionExpression": Key("campaign_id").eq(campaign_id)}
+        while True:
+            page = self.table.query(**kwargs)
+            for item in page.get("Items", []):
+                yield _plain(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def message(self, message_id: str) -> dict | None:
         item = self.table.get_item(Key={"message_id": message_id, "recipient": MESSAGE_ROW},
                                    ConsistentRead=True).get("Item")
@@ -429,3 +493,102 @@ class OutgoingStore:
             return None
         return {**head, "jobs": [i for i in items if i["recipient"] != MESSAGE_ROW]}
 
+
+
+# --- campaigns ---------------------------------------------------------------------------------------
+class CampaignStatus:
+    VALIDATING = "validating"
+    INVALID = "invalid"
+    VALIDATED = "validated"      # dry run: checked, nothing queued
+    QUEUING = "queuing"
+    SENDING = "sending"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
+
+def job_key(row: int, attempt: int) -> str:
+    """Sort key of a job in its campaign: row order, then attempt."""
+    return f"{row:09d}#{attempt:03d}"
+
+
+class CampaignStore:
+    """The campaign item: definition, status, fan-out progress, and its counters."""
+
+    def __init__(self, table_name: str, dynamodb=None):
+        self.table = _resource(dynamodb).Table(table_name)
+
+    def get(self, campaign_id: str) -> dict | None:
+        item = self.table.get_item(Key={"campaign_id": campaign_id}, ConsistentRead=True).get("Item")
+        return _plain(item) if item else None
+
+    def create(self, campaign_id: str, fields: dict) -> bool:
+        """Create the campaign once (False when it exists: a repeated S3 event or a resume)."""
+        now = clock.iso()
+        item = {**_clean({**fields, "campaign_id": campaign_id, "created_at": now, "updated_at": now}),
+                "counters": dict.fromkeys(COUNTERS, 0)}
+        try:
+            self.table.put_item(Item=item, ConditionExpression=Attr("campaign_id").not_exists())
+            return True
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+
+    def update(self, campaign_id: str, fields: dict, *, only_if_status: tuple[str, ...] | None = None) -> bool:
+        fields = {**_clean(fields), "updated_at": clock.iso()}
+        names = {f"#k{i}": k for i, k in enumerate(fields)}
+        values = {f":v{i}": v for i, v in enumerate(fields.values())}
+        kwargs = {}
+        if only_if_status:
+            names["#status"] = "status"
+            values.update({f":s{i}": s for i, s in enumerate(only_if_status)})
+            kwargs["ConditionExpression"] = "#status IN (" + ", ".join(f":s{i}" for i in range(len(only_if_status))) + ")"
+        try:
+            self.table.update_item(Key={"campaign_id": campaign_id},
+                                   UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields))),
+                                   ExpressionAttributeNames=names, ExpressionAttributeValues=values, **kwargs)
+            return True
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+
+    def start_counting(self, campaign_id: str, total: int) -> bool:
+        """Set the counters for `total` jobs to send, once (a resumed fan-out does not count twice)."""
+        try:
+            self.table.update_item(
+                Key={"campaign_id": campaign_id},
+                UpdateExpression="SET counters.#t = :t, counters.#s = :t, counting_started = :yes",
+                ConditionExpression=Attr("counting_started").not_exists(),
+                ExpressionAttributeNames={"#t": "total", "#s": "to_send"},
+                ExpressionAttributeValues={":t": total, ":yes": True})
+            return True
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+
+    def add_jobs(self, campaign_id: str, count: int) -> None:
+        """More jobs to send (a resend of the failed ones)."""
+        self.table.update_item(Key={"campaign_id": campaign_id},
+                               UpdateExpression="ADD counters.#t :n, counters.#s :n",
+                               ExpressionAttributeNames={"#t": "total", "#s": "to_send"},
+                               ExpressionAttributeValues={":n": count})
+
+    def checkpoint(self, campaign_id: str, next_row: int, queued: int, expected_next_row: int) -> bool:
+        """Fan-out progress: rows before `next_row` are queued. Conditional on the last checkpoint."""
+        try:
+            self.table.update_item(
+                Key={"campaign_id": campaign_id},
+                UpdateExpression="SET fanout_next_row = :n, fanout_queued = :q, updated_at = :now",
+                ConditionExpression=Attr("fanout_next_row").not_exists() | Attr("fanout_next_row").eq(expected_next_row),
+                ExpressionAttributeValues={":n": next_row, ":q": queued, ":now": clock.iso()})
+            return True
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+
+    def counters(self, campaign_id: str) -> dict[str, int]:
+        item = self.get(campaign_id) or {}
+        return {name: int(item.get("counters", {}).get(name, 0)) for name in COUNTERS}

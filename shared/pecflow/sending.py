@@ -1,0 +1,174 @@
+"""Sending one campaign job: claim it, take a quota slot, render, archive, submit over SMTPS.
+
+A recipient is sent at most once per job, whatever happens around it:
+- the job leaves `pending` for `sending` with a conditional write: a duplicate or redelivered
+  queue message finds it claimed and stops;
+- a job found in `sending` long after its claim (a crash after the SMTP answer, before it was
+  recorded) becomes `sent?`, never sent again: its receipts will tell;
+- an SMTP answer lost after DATA is `sent?` too; only failures known to be before DATA
+  (4xx, no connection) return the job to `pending`, to be tried again later.
+A job that must wait (quota slot, paused campaign, scheduled start, temporary failure) goes
+back to the queue with a visibility delay until the moment it can go: no busy retry.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pecflow import clock
+from pecflow.archive import Archive
+from pecflow.mail import MailboxUnavailable, Submission
+from pecflow.mailbox import MailboxConfig
+from pecflow.reconcile import (CANCEL, CLAIM, SMTP_ACCEPTED, SMTP_FAILED, SMTP_LOST, SMTP_RETRY, Job, Move, State)
+from pecflow.store import CampaignStatus, CampaignStore, OutgoingStore
+
+STALE_CLAIM_SECONDS = 15 * 60        # a claim older than this never finished: its outcome is unknown
+PAUSED_RECHECK_SECONDS = 60
+TEMPORARY_RETRY_SECONDS = 5 * 60
+AUTH_RETRY_SECONDS = 15 * 60
+MAX_DELAY_SECONDS = 12 * 3600        # SQS visibility timeout limit
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the queue message becomes: done (delete it) or back on the queue after `delay`."""
+
+    action: str                      # done | delay
+    delay: int = 0
+    state: str | None = None
+    reason: str = ""
+
+    @classmethod
+    def later(cls, seconds: float, reason: str, state: str | None = None) -> Outcome:
+        return cls("delay", max(1, min(MAX_DELAY_SECONDS, int(seconds + 0.999))), state, reason)
+
+
+@dataclass(slots=True)
+class Sender:
+    """One sender, wired with its ports (the handler builds it; tests pass fakes or moto)."""
+
+    outgoing: OutgoingStore
+    campaigns: CampaignStore
+    archive: Archive
+    mailbox_of: Callable[[str], MailboxConfig | None]
+    acquire: Callable[[str, float], object]        # RateLimiter.acquire(mailbox, now) -> Decision
+    release: Callable[[str, float], None]           # RateLimiter.release(mailbox, at)
+    render: Callable[[dict, dict, str, datetime], bytes]   # (campaign, job, message_id, date) -> raw
+    submit: Callable[[MailboxConfig, bytes, list[str]], Submission]
+    check_size: Callable[[MailboxConfig, bytes], str | None] = lambda config, raw: None
+    campaign_cache: dict = field(default_factory=dict)
+
+    def send(self, message_id: str) -> Outcome:
+        job = self.outgoing.job(message_id)
+        if job is None:
+            return Outcome("done", reason="unknown job (deleted?)")
+        state = State(job["state"])
+        recipient = Job(job["recipient"], state, bool(job.get("certified", True)), job.get("campaign_id"))
+        if state == State.SENDING:
+            return self._stale_claim(job, recipient)
+        if state != State.PENDING:
+            return Outcome("done", state=str(state), reason="already handled")
+
+        campaign = self.campaigns.get(job["campaign_id"]) if job.get("campaign_id") else {}
+        status = (campaign or {}).get("status")
+        if status == CampaignStatus.CANCELLED:
+            self._move(job, recipient, CANCEL)
+            return Outcome("done", state=str(State.CANCELLED), reason="campaign cancelled")
+        if status == CampaignStatus.PAUSED:
+            return Outcome.later(PAUSED_RECHECK_SECONDS, "campaign paused")
+        start_at = (campaign or {}).get("start_at")
+        now = clock.timestamp()
+        if start_at:
+            start = datetime.fromisoformat(start_at).timestamp()
+            if start > now:
+                return Outcome.later(start - now, "scheduled start")
+
+        config = self.mailbox_of(job["mailbox"])
+        if config is None:
+            self._move(job, recipient, SMTP_FAILED, error=f"sending mailbox {job['mailbox']} is not configured")
+            return Outcome("done", state=str(State.ERROR), reason="no such mailbox")
+
+        if self._move(job, recipient, CLAIM) != State.SENDING:
+            return Outcome("done", reason="claimed by another sender")
+        recipient = Job(recipient.address, State.SENDING, recipient.certified, recipient.campaign_id)
+        self.outgoing.set_job_fields(message_id, recipient.address, {"claimed_at": clock.iso()})
+
+        decision = self.acquire(config.address, now)
+        if not decision.allowed:
+            self._move(job, recipient, SMTP_RETRY)
+            return Outcome.later(decision.wait_seconds, "waiting for a quota slot", str(State.PENDING))
+
+        try:
+            raw = self.render(campaign or {}, job, message_id, clock.now())
+        except Exception as exc:  # noqa: BLE001 - a row that cannot be rendered is this job's error
+            self.release(config.address, now)
+            self._move(job, recipient, SMTP_FAILED, error=f"cannot render the message: {exc}")
+            return Outcome("done", state=str(State.ERROR), reason="render failed")
+        too_big = self.check_size(config, raw)
+        if too_big:
+            self.release(config.address, now)
+            self._move(job, recipient, SMTP_FAILED, error=too_big)
+            return Outcome("done", state=str(State.ERROR), reason="over the size budget")
+        archived = self.archive.store(raw)
+        self.outgoing.set_job_fields(message_id, recipient.address, {"sent_s3_key": archived.key, "size": len(raw)})
+
+        try:
+            result = self.submit(config, raw, [recipient.address])
+        except MailboxUnavailable as exc:   # nothing was sent: credentials, network, TLS
+            self._move(job, recipient, SMTP_RETRY, error=str(exc))
+            retry = AUTH_RETRY_SECONDS if exc.kind == "auth" else TEMPORARY_RETRY_SECONDS
+            return Outcome.later(retry, f"mailbox unavailable ({exc.kind})", str(State.PENDING))
+        return self._after_submission(job, recipient, result)
+
+    def _after_submission(self, job: dict, recipient: Job, result: Submission) -> Outcome:
+        detail = f"{result.code or ''} {result.text}".strip()
+        if result.status == "accepted":
+            self._move(job, recipient, SMTP_ACCEPTED, smtp=detail)
+            return Outcome("done", state=str(State.SENT))
+        if result.status == "lost":
+            self._move(job, recipient, SMTP_LOST, smtp=detail)
+            return Outcome("done", state=str(State.UNCERTAIN), reason="SMTP answer lost after DATA")
+        if result.status == "permanent":
+            self._move(job, recipient, SMTP_FAILED, error=f"SMTP refused: {detail}")
+            return Outcome("done", state=str(State.ERROR), reason="refused")
+        self._move(job, recipient, SMTP_RETRY, error=f"SMTP temporary failure: {detail}")
+        return Outcome.later(_retry_after(result), "temporary SMTP failure", str(State.PENDING))
+
+    def _stale_claim(self, job: dict, recipient: Job) -> Outcome:
+        claimed = job.get("claimed_at") or job.get("at_sending")
+        age = (clock.now() - _parse(claimed)).total_seconds() if claimed else STALE_CLAIM_SECONDS
+        if age < STALE_CLAIM_SECONDS:
+            return Outcome("done", state=str(State.SENDING), reason="being sent by another invocation")
+        # the sender stopped somewhere between its claim and recording the answer: never resend
+        self._move(job, recipient, SMTP_LOST, smtp="sender stopped before recording the SMTP answer")
+        return Outcome("done", state=str(State.UNCERTAIN), reason="outcome unknown: waiting for receipts")
+
+    def _move(self, job: dict, recipient: Job, move: Move, *, error: str | None = None, smtp: str | None = None) -> State:
+        after = self.outgoing.apply(job["message_id"], recipient, move)
+        fields = {}
+        if error:
+            fields["error"] = error[:1000]
+        if smtp:
+            fields["smtp_answer"] = smtp[:500]
+        if fields and after == move.to:
+            self.outgoing.set_job_fields(job["message_id"], recipient.address, fields)
+        return after
+
+
+def _retry_after(result: Submission) -> float:
+    # providers say when the quota frees up sometimes ("riprovare tra 10 minuti"): honour it
+    match = re.search(r"(\d+)\s*(?:min|minuti|minutes)", result.text or "", re.I)
+    return int(match.group(1)) * 60 if match else TEMPORARY_RETRY_SECONDS
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def message_id_for(campaign_id: str, row: int, attempt: int, mailbox: str) -> str:
+    """The deterministic Message-ID of a job: the same job always sends the same Message-ID."""
+    domain = mailbox.rpartition("@")[2].lower()
+    return f"<pecflow.{campaign_id}.{row}.{attempt}@{domain}>"
