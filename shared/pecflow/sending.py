@@ -47,6 +47,21 @@ class Outcome:
 
 
 @dataclass(slots=True)
+class Faults:
+    """Crash points for tests: each, when set, is called (and may raise) at that step."""
+
+    after_claim: Callable[[], None] | None = None
+    after_slot: Callable[[], None] | None = None
+    after_archive: Callable[[], None] | None = None
+    after_submit: Callable[[], None] | None = None
+
+    def hit(self, name: str) -> None:
+        hook = getattr(self, name)
+        if hook is not None:
+            hook()
+
+
+@dataclass(slots=True)
 class Sender:
     """One sender, wired with its ports (the handler builds it; tests pass fakes or moto)."""
 
@@ -59,7 +74,7 @@ class Sender:
     render: Callable[[dict, dict, str, datetime], bytes]   # (campaign, job, message_id, date) -> raw
     submit: Callable[[MailboxConfig, bytes, list[str]], Submission]
     check_size: Callable[[MailboxConfig, bytes], str | None] = lambda config, raw: None
-    campaign_cache: dict = field(default_factory=dict)
+    faults: Faults = field(default_factory=lambda: Faults())
 
     def send(self, message_id: str) -> Outcome:
         job = self.outgoing.job(message_id)
@@ -68,7 +83,11 @@ class Sender:
         state = State(job["state"])
         recipient = Job(job["recipient"], state, bool(job.get("certified", True)), job.get("campaign_id"))
         if state == State.SENDING:
-            return self._stale_claim(job, recipient)
+            waiting = self._stale_claim(job, recipient)
+            if waiting is not None:
+                return waiting
+            state = State.PENDING                       # stopped before SMTP DATA: send it now
+            recipient = Job(recipient.address, state, recipient.certified, recipient.campaign_id)
         if state != State.PENDING:
             return Outcome("done", state=str(state), reason="already handled")
 
@@ -94,12 +113,15 @@ class Sender:
         if self._move(job, recipient, CLAIM) != State.SENDING:
             return Outcome("done", reason="claimed by another sender")
         recipient = Job(recipient.address, State.SENDING, recipient.certified, recipient.campaign_id)
-        self.outgoing.set_job_fields(message_id, recipient.address, {"claimed_at": clock.iso()})
+        claim = clock.iso()
+        self.outgoing.set_job_fields(message_id, recipient.address, {"claimed_at": claim})
+        self.faults.hit("after_claim")
 
         decision = self.acquire(config.address, now)
         if not decision.allowed:
             self._move(job, recipient, SMTP_RETRY)
             return Outcome.later(decision.wait_seconds, "waiting for a quota slot", str(State.PENDING))
+        self.faults.hit("after_slot")
 
         try:
             raw = self.render(campaign or {}, job, message_id, clock.now())
@@ -113,14 +135,17 @@ class Sender:
             self._move(job, recipient, SMTP_FAILED, error=too_big)
             return Outcome("done", state=str(State.ERROR), reason="over the size budget")
         archived = self.archive.store(raw)
-        self.outgoing.set_job_fields(message_id, recipient.address, {"sent_s3_key": archived.key, "size": len(raw)})
-
+        self.faults.hit("after_archive")
+        # from here on the message may leave: a sender that stops now must not send it again
+        self.outgoing.set_job_fields(message_id, recipient.address, {
+            "sent_s3_key": archived.key, "size": len(raw), "submitting_claim": claim})
         try:
             result = self.submit(config, raw, [recipient.address])
         except MailboxUnavailable as exc:   # nothing was sent: credentials, network, TLS
             self._move(job, recipient, SMTP_RETRY, error=str(exc))
             retry = AUTH_RETRY_SECONDS if exc.kind == "auth" else TEMPORARY_RETRY_SECONDS
             return Outcome.later(retry, f"mailbox unavailable ({exc.kind})", str(State.PENDING))
+        self.faults.hit("after_submit")
         return self._after_submission(job, recipient, result)
 
     def _after_submission(self, job: dict, recipient: Job, result: Submission) -> Outcome:
@@ -137,14 +162,20 @@ class Sender:
         self._move(job, recipient, SMTP_RETRY, error=f"SMTP temporary failure: {detail}")
         return Outcome.later(_retry_after(result), "temporary SMTP failure", str(State.PENDING))
 
-    def _stale_claim(self, job: dict, recipient: Job) -> Outcome:
-        claimed = job.get("claimed_at") or job.get("at_sending")
+    def _stale_claim(self, job: dict, recipient: Job) -> Outcome | None:
+        """A job found `sending`. Another invocation may be sending it: wait until the claim is
+        stale. Then, if the sender had started the SMTP submission, the message may have gone:
+        `sent?`, resolved by receipts, never resent. If it stopped before that: None (send it)."""
+        claimed = job.get("claimed_at")
         age = (clock.now() - _parse(claimed)).total_seconds() if claimed else STALE_CLAIM_SECONDS
         if age < STALE_CLAIM_SECONDS:
-            return Outcome("done", state=str(State.SENDING), reason="being sent by another invocation")
-        # the sender stopped somewhere between its claim and recording the answer: never resend
-        self._move(job, recipient, SMTP_LOST, smtp="sender stopped before recording the SMTP answer")
-        return Outcome("done", state=str(State.UNCERTAIN), reason="outcome unknown: waiting for receipts")
+            return Outcome.later(STALE_CLAIM_SECONDS - age, "being sent by another invocation")
+        if claimed and job.get("submitting_claim") == claimed:   # this claim had started submitting
+            self._move(job, recipient, SMTP_LOST, smtp="sender stopped after starting the SMTP submission")
+            return Outcome("done", state=str(State.UNCERTAIN), reason="outcome unknown: waiting for receipts")
+        if self._move(job, recipient, SMTP_RETRY) != State.PENDING:
+            return Outcome("done", reason="moved on meanwhile")
+        return None
 
     def _move(self, job: dict, recipient: Job, move: Move, *, error: str | None = None, smtp: str | None = None) -> State:
         after = self.outgoing.apply(job["message_id"], recipient, move)
