@@ -203,6 +203,7 @@ class Submission:
     status: str
     code: int | None = None
     text: str = ""
+    before_data: bool = False      # refused or failed before DATA began: certainly not sent
 
     @property
     def sent(self) -> bool:
@@ -246,14 +247,14 @@ class SmtpSubmitter:
         try:
             code, text = smtp.mail(mail_from, ["SIZE=%d" % len(raw)] if smtp.has_extn("size") else [])
             if code != 250:
-                return _refusal(code, text)
+                return _refusal(code, text, before_data=True)
             for rcpt in recipients:
                 code, text = smtp.rcpt(rcpt)
                 if code not in (250, 251):
                     smtp.rset()
-                    return _refusal(code, text)
+                    return _refusal(code, text, before_data=True)
         except (smtplib.SMTPException, OSError) as exc:   # before DATA: nothing went out
-            return Submission("temporary", None, f"connection failed before DATA: {exc}")
+            return Submission("temporary", None, f"connection failed before DATA: {exc}", before_data=True)
         try:
             code, text = smtp.data(raw)
         except smtplib.SMTPDataError as exc:
@@ -268,8 +269,8 @@ class SmtpSubmitter:
         _quit(self.smtp)
 
 
-def _refusal(code: int, text) -> Submission:
-    return Submission("permanent" if code >= 500 else "temporary", code, _smtp_text(text))
+def _refusal(code: int, text, *, before_data: bool = False) -> Submission:
+    return Submission("permanent" if code >= 500 else "temporary", code, _smtp_text(text), before_data)
 
 
 def _smtp_text(text) -> str:

@@ -1,4 +1,4 @@
-"""Sending one campaign job: claim it, take a quota slot, render, archive, submit over SMTPS.
+"""Sending one campaign job: render it, take a quota slot, claim it, archive, submit over SMTPS.
 
 A recipient is sent at most once per job, whatever happens around it:
 - the job leaves `pending` for `sending` with a conditional write: a duplicate or redelivered
@@ -50,8 +50,8 @@ class Outcome:
 class Faults:
     """Crash points for tests: each, when set, is called (and may raise) at that step."""
 
-    after_claim: Callable[[], None] | None = None
     after_slot: Callable[[], None] | None = None
+    after_claim: Callable[[], None] | None = None
     after_archive: Callable[[], None] | None = None
     after_submit: Callable[[], None] | None = None
 
@@ -110,30 +110,32 @@ class Sender:
             self._move(job, recipient, SMTP_FAILED, error=f"sending mailbox {job['mailbox']} is not configured")
             return Outcome("done", state=str(State.ERROR), reason="no such mailbox")
 
+        # render and check the size before taking a slot: what cannot be sent wastes none
+        try:
+            raw = self.render(campaign or {}, job, message_id, clock.now())
+        except Exception as exc:  # noqa: BLE001 - a row that cannot be rendered is this job's error
+            self._move(job, recipient, SMTP_FAILED, error=f"cannot render the message: {exc}")
+            return Outcome("done", state=str(State.ERROR), reason="render failed")
+        too_big = self.check_size(config, raw)
+        if too_big:
+            self._move(job, recipient, SMTP_FAILED, error=too_big)
+            return Outcome("done", state=str(State.ERROR), reason="over the size budget")
+
+        # the quota slot first (a refusal costs one read), taken right before the submission
+        decision = self.acquire(config.address, clock.timestamp())
+        if not decision.allowed:
+            if decision.at is None:   # contention on the limiter: try again in a moment
+                return Outcome.later(1, "quota limiter busy")
+            return Outcome.later(decision.wait_seconds, "waiting for a quota slot")
+        self.faults.hit("after_slot")
         if self._move(job, recipient, CLAIM) != State.SENDING:
+            self.release(config.address, decision.at)
             return Outcome("done", reason="claimed by another sender")
         recipient = Job(recipient.address, State.SENDING, recipient.certified, recipient.campaign_id)
         claim = clock.iso()
         self.outgoing.set_job_fields(message_id, recipient.address, {"claimed_at": claim})
         self.faults.hit("after_claim")
 
-        decision = self.acquire(config.address, now)
-        if not decision.allowed:
-            self._move(job, recipient, SMTP_RETRY)
-            return Outcome.later(decision.wait_seconds, "waiting for a quota slot", str(State.PENDING))
-        self.faults.hit("after_slot")
-
-        try:
-            raw = self.render(campaign or {}, job, message_id, clock.now())
-        except Exception as exc:  # noqa: BLE001 - a row that cannot be rendered is this job's error
-            self.release(config.address, now)
-            self._move(job, recipient, SMTP_FAILED, error=f"cannot render the message: {exc}")
-            return Outcome("done", state=str(State.ERROR), reason="render failed")
-        too_big = self.check_size(config, raw)
-        if too_big:
-            self.release(config.address, now)
-            self._move(job, recipient, SMTP_FAILED, error=too_big)
-            return Outcome("done", state=str(State.ERROR), reason="over the size budget")
         archived = self.archive.store(raw)
         self.faults.hit("after_archive")
         # from here on the message may leave: a sender that stops now must not send it again
@@ -142,10 +144,13 @@ class Sender:
         try:
             result = self.submit(config, raw, [recipient.address])
         except MailboxUnavailable as exc:   # nothing was sent: credentials, network, TLS
+            self.release(config.address, decision.at)
             self._move(job, recipient, SMTP_RETRY, error=str(exc))
             retry = AUTH_RETRY_SECONDS if exc.kind == "auth" else TEMPORARY_RETRY_SECONDS
             return Outcome.later(retry, f"mailbox unavailable ({exc.kind})", str(State.PENDING))
         self.faults.hit("after_submit")
+        if result.before_data:   # nothing reached the provider: the slot is free again
+            self.release(config.address, decision.at)
         return self._after_submission(job, recipient, result)
 
     def _after_submission(self, job: dict, recipient: Job, result: Submission) -> Outcome:
