@@ -211,6 +211,109 @@ def cmd_inbox_list(args) -> int:
     return 0
 
 
+# --- pecflow campaign validate (campaign domain: pecflow.campaign) ------------------------------------
+_PROGRESS_SECONDS = 2.0      # how often big files report the rows read (on stderr)
+
+
+def cmd_campaign_validate(args) -> int:
+    import time
+
+    from pecflow import campaign
+
+    csv_path = Path(args.csv)
+    try:
+        manifest = Path(args.manifest).read_bytes()
+        total = csv_path.stat().st_size
+    except OSError as exc:
+        print(f"pecflow: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    folder = Path(args.attachments) if args.attachments else csv_path.parent / "attachments"
+    if args.attachments and not folder.is_dir():
+        print(f"pecflow: {folder}: not a folder", file=sys.stderr)
+        return 2
+    report_dir = Path(args.report_dir) if args.report_dir else csv_path.parent
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"pecflow: {report_dir}: {exc.strerror}", file=sys.stderr)
+        return 2
+    shown = {"at": time.monotonic()}
+
+    def progress(rows: int, read: int) -> None:
+        now = time.monotonic()
+        if now - shown["at"] >= _PROGRESS_SECONDS:
+            shown["at"] = now
+            print(f"… {rows:,} rows read ({100 * read / max(total, 1):.0f}% of {total / 1e6:,.1f} MB)",
+                  file=sys.stderr, flush=True)
+
+    limits = campaign.CsvLimits(max_bytes=int(args.max_csv_mb * 1024 * 1024))
+    index = campaign.SqliteAttachmentIndex.from_directory(folder) if folder.is_dir() \
+        else campaign.DictAttachmentIndex()
+    try:
+        with csv_path.open("rb") as body:
+            report = campaign.validate(manifest, body, index, limits=limits, progress=progress)
+    finally:
+        if isinstance(index, campaign.SqliteAttachmentIndex):
+            index.close()
+    with report:
+        json_path = report_dir / f"{csv_path.stem}.validation.json"
+        errors_path = report_dir / f"{csv_path.stem}.validation-errors.csv"
+        json_path.write_text(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        with errors_path.open("wb") as sink:
+            report.write_errors_csv(sink)
+        _print_validation(csv_path, report, args.show, json_path, errors_path)
+    return 0 if report.valid else 1
+
+
+def _print_validation(csv_path: Path, report, show: int, json_path: Path, errors_path: Path) -> None:
+    from pecflow.campaign_csv import ENCODING_NAMES
+
+    if report.csv_format is not None:
+        delimiter = {"\t": "tab"}.get(report.delimiter, repr(report.delimiter))
+        print(f"{csv_path.name}: {report.rows:,} rows, {ENCODING_NAMES[report.encoding]}, delimiter {delimiter}, "
+              f"columns: {', '.join(h or '(unnamed)' for h in report.header)}")
+    if report.merge_fields:
+        print(f"merge fields: {', '.join(report.merge_fields)}")
+    if report.valid:
+        print(f"VALID: {report.rows:,} recipients ready")
+    else:
+        campaign_level = sum(1 for i in report.errors if i.row is None)
+        print(f"INVALID: {report.error_count:,} error(s): {report.invalid_rows:,} row(s) with errors"
+              + (f", {campaign_level} about the whole campaign" if campaign_level else ""))
+        for code, count in sorted(report.errors_by_code.items(), key=lambda kv: -kv[1]):
+            print(f"  {code:28s} {count:,}")
+        print("first errors:" if report.error_count > show else "errors:")
+        for issue in report.errors[:show]:
+            print(f"  {issue.message}")
+        if report.error_count > show:
+            print(f"  ... and {report.error_count - show:,} more in {errors_path.name}")
+    print(f"report: {json_path}")
+    print(f"errors: {errors_path}")
+
+
+def _add_campaign_parser(sub) -> argparse._SubParsersAction:
+    """`pecflow campaign ...`; returns its subcommands so others (stats, export) can be added."""
+    campaign = sub.add_parser("campaign", help="campaigns: one PEC per recipient of a CSV",
+                              description="Check and follow campaigns (manifest.json + recipients.csv + "
+                                          "attachments/).")
+    actions = campaign.add_subparsers(dest="command_name", metavar="ACTION", required=True)
+    check = actions.add_parser("validate", help="check a campaign locally before uploading it", description=(
+        "Run the same validation as the fan-out: the manifest, its templates, the attachments and every row "
+        "of the CSV. Writes <csv>.validation.json and <csv>.validation-errors.csv (every error, for Excel) "
+        "next to the CSV or in --report-dir. Exit status 0 when valid, 1 when invalid, 2 on usage errors."))
+    check.add_argument("--manifest", required=True, metavar="M", help="the manifest.json")
+    check.add_argument("--csv", required=True, metavar="C", help="the recipients CSV")
+    check.add_argument("--attachments", metavar="DIR",
+                       help="the attachments folder (default: attachments/ beside the CSV, when present)")
+    check.add_argument("--report-dir", metavar="DIR", help="where the report files go (default: beside the CSV)")
+    check.add_argument("--show", type=int, default=20, metavar="N", help="errors printed (default 20)")
+    check.add_argument("--max-csv-mb", type=float, default=100, metavar="MB",
+                       help="largest CSV accepted (default 100, as the fan-out)")
+    check.set_defaults(func=cmd_campaign_validate)
+    return actions
+# --- end of pecflow campaign validate ----------------------------------------------------------------
+
+
 def _add_target_options(parser) -> None:
     where = parser.add_argument_group("where pecflow runs (default: MAILBOXES_TABLE/STACK_NAME from the environment)")
     where.add_argument("--stack", help="name of the deployed CloudFormation stack")
@@ -297,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
     _add_target_options(listing)
     listing.set_defaults(func=cmd_inbox_list)
+    _add_campaign_parser(sub)   # pecflow campaign validate
     return parser
 
 

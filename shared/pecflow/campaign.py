@@ -1,0 +1,34 @@
+"""Campaigns: one PEC per recipient, from a manifest, a CSV and attachments (ARCHITECTURE.md,
+flows 3 and 4). This module is the one to import; the work is split by concern:
+
+- `campaign_manifest`: the manifest and its JSON Schema, address and name rules;
+- `campaign_csv`: reading the CSV as people produce it, streamed;
+- `campaign_validate`: every check before anything is sent, and the report;
+- `campaign_render`: templates, Italian filters, the message of one recipient;
+- `campaign_pdf`: the per-recipient PDF; `campaign_export`: formula-safe CSV for Excel;
+- `campaign_issues`: the error codes and exceptions.
+
+Pure domain code: no AWS, no sockets.
+"""
+
+from pecflow.campaign_csv import CsvFormat, CsvLimits, CsvRows, Row, read_rows
+from pecflow.campaign_export import EXPORT_COLUMNS, export_rows, safe_cell, write_export, write_lines
+from pecflow.campaign_issues import CampaignError, Code, CsvError, Issue, ManifestError, RenderError
+from pecflow.campaign_manifest import (DEFAULT_FORMATS, DEFAULT_MAX_ATTACHMENT_BYTES,
+                                       DEFAULT_MAX_MESSAGE_BYTES, RECEIPT_TYPES, Manifest, PdfSpec,
+                                       address_problem, attachment_name_problem, column_key, schema)
+from pecflow.campaign_pdf import text_pdf
+from pecflow.campaign_render import (Rendered, Templates, compile_templates, data, environment,
+                                     estimated_size, importo, render_message, row_values)
+from pecflow.campaign_validate import (AttachmentIndex, DictAttachmentIndex, SqliteAttachmentIndex,
+                                       ValidationReport, validate)
+
+__all__ = [
+    "AttachmentIndex", "CampaignError", "Code", "CsvError", "CsvFormat", "CsvLimits", "CsvRows",
+    "DEFAULT_FORMATS", "DEFAULT_MAX_ATTACHMENT_BYTES", "DEFAULT_MAX_MESSAGE_BYTES", "DictAttachmentIndex",
+    "EXPORT_COLUMNS", "Issue", "Manifest", "ManifestError", "PdfSpec", "RECEIPT_TYPES", "RenderError",
+    "Rendered", "Row", "SqliteAttachmentIndex", "Templates", "ValidationReport", "address_problem",
+    "attachment_name_problem", "column_key", "compile_templates", "data", "environment", "estimated_size",
+    "export_rows", "importo", "read_rows", "render_message", "row_values", "safe_cell", "schema", "text_pdf",
+    "validate", "write_export", "write_lines",
+]

@@ -1,0 +1,495 @@
+"""Validation of a whole campaign before anything is sent: the manifest, its templates, the
+fixed attachments, then every row of the CSV, streamed. Any error makes the campaign invalid.
+
+Memory stays constant whatever the number of rows: the addresses seen (for duplicates) and
+every error found live in a scratch sqlite database on disk; only counters and the first
+`max_errors` errors are kept in memory for the report. Pure domain code: the attachments are
+known through `AttachmentIndex` (the Lambda fills one from an S3 listing, the CLI from a folder).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from pecflow.campaign_csv import ENCODING_NAMES, CsvFormat, CsvLimits, Row, read_rows
+from pecflow.campaign_export import export_rows, write_lines
+from pecflow.campaign_issues import Code, CsvError, Issue, ManifestError, RenderError
+from pecflow.campaign_manifest import Manifest, address_problem, attachment_name_problem, extension, show
+from pecflow.campaign_pdf import text_pdf
+from pecflow.campaign_render import Templates, compile_templates, estimated_size
+
+MAX_ERRORS = 1000
+ERROR_COLUMNS = ("row", "column", "code", "reason")
+
+
+def _scratch_db(path: str) -> sqlite3.Connection:
+    """A throwaway database: no journal, no fsync, a small page cache (bounded memory)."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode = OFF")
+    db.execute("PRAGMA synchronous = OFF")
+    db.execute("PRAGMA cache_size = -2048")          # KiB
+    db.execute("PRAGMA temp_store = FILE")
+    return db
+
+
+# --- what is in attachments/ ------------------------------------------------------------------------
+class AttachmentIndex(Protocol):
+    """The files under the campaign's attachments/ folder, by name relative to it.
+    May also offer `suggest(name) -> str | None`: a file whose name differs only in case."""
+
+    def get(self, name: str) -> int | None:
+        """The size in bytes of `name`, or None when there is no such file."""
+
+
+class DictAttachmentIndex:
+    """An index held in memory (tests, small folders)."""
+
+    def __init__(self, sizes: Mapping[str, int] | Iterable[tuple[str, int]] = ()):
+        self._sizes = dict(sizes)
+        self._folded = {name.casefold(): name for name in self._sizes}
+
+    def get(self, name: str) -> int | None:
+        return self._sizes.get(name)
+
+    def suggest(self, name: str) -> str | None:
+        return self._folded.get(name.casefold())
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+
+class SqliteAttachmentIndex:
+    """An index on disk, for listings of any length (an S3 listing streamed page by page).
+    It lives in `path`, or in a new file in `directory` (default: the system's temp folder)
+    removed by `close()`."""
+
+    def __init__(self, entries: Iterable[tuple[str, int]], *, directory: str | os.PathLike | None = None,
+                 path: str | os.PathLike | None = None):
+        self._tmp = None
+        if path is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="pecflow-attachments-", dir=directory)
+            path = os.path.join(self._tmp.name, "attachments.sqlite3")
+        self._db = _scratch_db(str(path))
+        self._db.execute("CREATE TABLE IF NOT EXISTS attachments "
+                         "(name TEXT PRIMARY KEY, folded TEXT, size INTEGER)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS attachments_folded ON attachments (folded)")
+        self._db.execute("BEGIN")
+        self._db.executemany("INSERT OR REPLACE INTO attachments VALUES (?, ?, ?)",
+                             ((name, name.casefold(), int(size)) for name, size in entries))
+        self._db.execute("COMMIT")
+
+    @classmethod
+    def from_directory(cls, root: str | os.PathLike, **kwargs) -> SqliteAttachmentIndex:
+        """Every file under `root`, named relative to it with '/' between folders."""
+        root = Path(root)
+
+        def walk():
+            for folder, _, files in os.walk(root):
+                for name in files:
+                    path = Path(folder, name)
+                    yield path.relative_to(root).as_posix(), path.stat().st_size
+
+        return cls(walk(), **kwargs)
+
+    def get(self, name: str) -> int | None:
+        found = self._db.execute("SELECT size FROM attachments WHERE name = ?", (name,)).fetchone()
+        return found[0] if found else None
+
+    def suggest(self, name: str) -> str | None:
+        found = self._db.execute("SELECT name FROM attachments WHERE folded = ? LIMIT 1",
+                                 (name.casefold(),)).fetchone()
+        return found[0] if found else None
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT count(*) FROM attachments").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> SqliteAttachmentIndex:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# --- the findings --------------------------------------------------------------------------------------
+class _Findings:
+    """Every issue goes to disk; counters and the first `keep` stay in memory. Campaign-level
+    issues (no row) are few and always kept."""
+
+    def __init__(self, directory: str | os.PathLike | None, keep: int):
+        self._tmp = tempfile.TemporaryDirectory(prefix="pecflow-validation-", dir=directory)
+        self.db = _scratch_db(os.path.join(self._tmp.name, "validation.sqlite3"))
+        self.db.execute("CREATE TABLE issues (row INTEGER, col TEXT, field TEXT, code TEXT, reason TEXT)")
+        self.db.execute("CREATE TABLE seen (address TEXT PRIMARY KEY, row INTEGER) WITHOUT ROWID")
+        self.db.execute("BEGIN")
+        self.keep = keep
+        self.kept: list[Issue] = []
+        self.kept_rows = 0
+        self.count = 0
+        self.by_code: dict[str, int] = {}
+        self._pending: list[tuple] = []
+
+    def add(self, issue: Issue) -> None:
+        self.count += 1
+        self.by_code[issue.code] = self.by_code.get(issue.code, 0) + 1
+        if issue.row is None:
+            self.kept.append(issue)
+        elif self.kept_rows < self.keep:
+            self.kept_rows += 1
+            self.kept.append(issue)
+        self._pending.append((issue.row, issue.column, issue.field, str(issue.code), issue.reason))
+        if len(self._pending) >= 500:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self.db.executemany("INSERT INTO issues VALUES (?, ?, ?, ?, ?)", self._pending)
+            self._pending.clear()
+
+    def first_row_with(self, address: str, row: int) -> int | None:
+        """Remember `address` at `row`; the row it was first seen on when already seen."""
+        if self.db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (address, row)).rowcount:
+            return None
+        return self.db.execute("SELECT row FROM seen WHERE address = ?", (address,)).fetchone()[0]
+
+    def done(self) -> None:
+        self.flush()
+        self.db.execute("COMMIT")
+        self.db.execute("DROP TABLE seen")
+
+    def issues(self) -> Iterable[tuple]:
+        """(row, column, code, reason) of every issue, the manifest field (or template) in the reason."""
+        for row, column, field_name, code, reason in self.db.execute("SELECT * FROM issues ORDER BY rowid"):
+            yield row, column, code, f"{field_name}: {reason}" if field_name else reason
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self.db.close()
+            self._tmp.cleanup()
+            self._tmp = None
+
+    @property
+    def closed(self) -> bool:
+        return self._tmp is None
+
+
+# --- the report --------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ValidationReport:
+    """What `validate` found. Close it (or use `with`) to delete its scratch database."""
+
+    valid: bool
+    rows: int                              # data rows read (blank lines left out)
+    valid_rows: int
+    invalid_rows: int
+    error_count: int                       # every error, including those not kept in `errors`
+    errors: tuple[Issue, ...]              # campaign-level ones, then the first `max_errors` of the rows
+    errors_by_code: dict[str, int]
+    csv_format: CsvFormat | None
+    merge_fields: tuple[str, ...]          # the variables the templates use (columns of the CSV)
+    bytes_read: int
+    _findings: _Findings = field(repr=False, compare=False)
+
+    @property
+    def errors_truncated(self) -> bool:
+        return self.error_count > len(self.errors)
+
+    @property
+    def campaign_errors(self) -> tuple[Issue, ...]:
+        return tuple(i for i in self.errors if i.row is None)
+
+    @property
+    def encoding(self) -> str | None:
+        return self.csv_format.encoding if self.csv_format else None
+
+    @property
+    def delimiter(self) -> str | None:
+        return self.csv_format.delimiter if self.csv_format else None
+
+    @property
+    def header(self) -> tuple[str, ...]:
+        return self.csv_format.header if self.csv_format else ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.csv_format.columns if self.csv_format else ()
+
+    def summary(self) -> dict:
+        """The few figures for the campaign item (DynamoDB-friendly: no floats)."""
+        return {"valid": self.valid, "rows": self.rows, "valid_rows": self.valid_rows,
+                "invalid_rows": self.invalid_rows, "error_count": self.error_count,
+                "errors_by_code": dict(self.errors_by_code), "encoding": self.encoding,
+                "delimiter": self.delimiter}
+
+    def to_json(self) -> dict:
+        """The JSON-ready report written to campaigns/<id>/validation.json."""
+        return {
+            **self.summary(),
+            "encoding_name": ENCODING_NAMES.get(self.encoding or "", None),
+            "header": list(self.header), "columns": list(self.columns),
+            "merge_fields": list(self.merge_fields),
+            "bytes_read": self.bytes_read,
+            "errors_truncated": self.errors_truncated,
+            "errors": [issue.to_dict() for issue in self.errors],
+        }
+
+    def write_errors_csv(self, sink: BinaryIO) -> int:
+        """Every error (not only those kept), as a CSV of row;column;code;reason for Excel
+        (UTF-8 with BOM, formula-safe), streamed to a binary sink. Returns the errors written."""
+        if self._findings.closed:
+            raise ValueError("the report is closed")
+        return max(0, write_lines(sink, export_rows(self._findings.issues(), ERROR_COLUMNS)) - 1)
+
+    def close(self) -> None:
+        self._findings.close()
+
+    def __enter__(self) -> ValidationReport:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# --- the validation -----------------------------------------------------------------------------------
+def validate(manifest: Manifest | bytes | str | Mapping, binary_csv: BinaryIO, attachments: AttachmentIndex,
+             *, limits: CsvLimits = CsvLimits(), max_errors: int = MAX_ERRORS, size: int | None = None,
+             directory: str | os.PathLike | None = None, progress: Callable[[int, int], Any] | None = None,
+             progress_every: int = 1000) -> ValidationReport:
+    """Check a whole campaign; never raises on bad input, every problem is in the report.
+
+    `manifest` is a Manifest or the raw manifest (bytes, str, decoded JSON) so that its own
+    errors land in the report too. `size`: the CSV's size when known (S3 ContentLength).
+    `directory`: where the scratch database goes (default: the system's temp folder).
+    `progress(rows, bytes_read)` is called every `progress_every` rows.
+    """
+    findings = _Findings(directory, max_errors)
+    try:
+        run = _Run(findings, attachments)
+        run.manifest_checks(manifest)
+        run.csv_checks(binary_csv, limits, size, progress, max(1, progress_every))
+        findings.done()
+    except BaseException:
+        findings.close()
+        raise
+    return ValidationReport(
+        valid=findings.count == 0, rows=run.rows, valid_rows=run.rows - run.invalid_rows,
+        invalid_rows=run.invalid_rows, error_count=findings.count, errors=tuple(findings.kept),
+        errors_by_code=dict(findings.by_code), csv_format=run.format,
+        merge_fields=tuple(sorted(run.templates.variables)) if run.templates else (),
+        bytes_read=run.bytes_read, _findings=findings)
+
+
+class _Run:
+    def __init__(self, findings: _Findings, attachments: AttachmentIndex):
+        self.findings, self.index = findings, attachments
+        self.manifest: Manifest | None = None
+        self.templates: Templates | None = None
+        self.format: CsvFormat | None = None
+        self.fixed_sizes: list[int] = []
+        self.required: tuple[str, ...] = ()    # merge fields every row must fill, in column order
+        self.render = False
+        self.address_key = self.attachment_key = None
+        self.defaults: dict[str, str] = {}     # optional columns absent from a row render as ''
+
+        self.rows = self.invalid_rows = self.bytes_read = 0
+
+    def add(self, code: Code, reason: str, row: int | None = None, column: str | None = None,
+            field: str | None = None) -> None:
+        self.findings.add(Issue(code, reason, row, column, field))
+
+    # --- before the rows ---------------------------------------------------------------------------
+    def manifest_checks(self, manifest) -> None:
+        try:
+            if isinstance(manifest, (bytes, str)):
+                manifest = Manifest.parse(manifest)
+            elif not isinstance(manifest, Manifest):
+                manifest = Manifest.from_dict(manifest)
+        except ManifestError as exc:
+            for issue in exc.issues:
+                self.findings.add(issue)
+            return
+        self.manifest = manifest
+        self.address_key, self.attachment_key = manifest.address_key, manifest.attachment_key
+        self.defaults = dict.fromkeys(manifest.optional_keys, "")
+        try:
+            self.templates = compile_templates(manifest)
+        except ManifestError as exc:
+            for issue in exc.issues:
+                self.findings.add(issue)
+        for i, name in enumerate(manifest.attachments):
+            size = self._attachment_problem(name, None, None, f"attachments[{i}]")
+            if size is not None:
+                self.fixed_sizes.append(size)
+
+    def _attachment_problem(self, name: str, row: int | None, column: str | None,
+                            field: str | None) -> int | None:
+        """The size of a usable attachment, or None after adding what is wrong with it."""
+        manifest = self.manifest
+        problem = attachment_name_problem(name)
+        if problem:
+            self.add(Code.ATTACHMENT_NAME_INVALID, f"{show(name)}: {problem}", row, column, field)
+            return None
+        if not manifest.accepts(name):
+            kind = f".{extension(name)} files are" if extension(name) else "a file without extension is"
+            self.add(Code.ATTACHMENT_FORMAT, f"{show(name)}: {kind} not accepted (accepted: "
+                                             f"{', '.join(manifest.accepted_formats)})", row, column, field)
+            return None
+        size = self.index.get(name)
+        if size is None:
+            suggest = getattr(self.index, "suggest", None)
+            close = suggest(name) if suggest else None
+            hint = f" (there is {show(close)}: names must match exactly, capitals too)" if close else ""
+            self.add(Code.ATTACHMENT_NOT_FOUND, f"{show(name)} is not in the attachments/ folder{hint}", row,
+                     column, field)
+            return None
+        if size > manifest.max_attachment_bytes:
+            limit = _mb(manifest.max_attachment_bytes)
+            self.add(Code.ATTACHMENT_TOO_LARGE, f"{show(name)} is {_mb(size)}, over the {limit} limit for "
+                                                "one attachment", row, column, field)
+            return None
+        return size
+
+    def header_checks(self, fmt: CsvFormat) -> None:
+        self.format = fmt
+        seen: dict[str, str] = {}
+        for name, key in zip(fmt.header, fmt.columns):
+            if key and key in seen:
+                self.add(Code.COLUMN_DUPLICATE,
+                         f"columns {show(seen[key])} and {show(name)} have the same name", column=name)
+            seen.setdefault(key, name)
+        manifest = self.manifest
+        if manifest is None:
+            return
+        columns = set(fmt.columns) - {""}
+        listing = ", ".join(h for h in fmt.header if h) or "none"
+        if manifest.address_key not in columns:
+            self.add(Code.ADDRESS_COLUMN_MISSING, f"no column {show(manifest.address_column)} for the "
+                                                  f"recipients' addresses (columns: {listing})",
+                     field="address_column")
+        if manifest.attachment_key and manifest.attachment_key not in columns:
+            self.add(Code.ATTACHMENT_COLUMN_MISSING, f"no column {show(manifest.attachment_column)} naming "
+                                                     f"each recipient's attachment (columns: {listing})",
+                     field="attachment_column")
+        if self.templates is None:
+            return
+        missing = sorted(self.templates.variables - columns)
+        for name in missing:
+            close = difflib.get_close_matches(name, sorted(columns), n=1)
+            hint = f" (did you mean {{{{ {close[0]} }}}}?)" if close \
+                else f" (columns: {', '.join(sorted(columns))})"
+            self.add(Code.MERGE_FIELD_MISSING,
+                     f"the template uses {{{{ {name} }}}} but the CSV has no such column{hint}",
+                     field=self.templates.used_by(name))
+        needed = self.templates.variables - manifest.optional_keys - {manifest.address_key}
+        self.required = tuple(dict.fromkeys(c for c in fmt.columns if c in needed))
+        self.render = not missing
+
+    # --- the rows -----------------------------------------------------------------------------------
+    def csv_checks(self, binary, limits, size, progress, every) -> None:
+        try:
+            rows = read_rows(binary, limits=limits, size=size)
+        except CsvError as exc:
+            self.findings.add(exc.issue)
+            return
+        self.header_checks(rows.format)
+        try:
+            for row in rows:
+                self.rows += 1
+                if not self.row_checks(row):
+                    self.invalid_rows += 1
+                if progress is not None and self.rows % every == 0:
+                    progress(self.rows, rows.bytes_read)
+        except CsvError as exc:
+            self.findings.add(exc.issue)
+            self.bytes_read = rows.bytes_read
+            return
+        self.bytes_read = rows.bytes_read
+        if progress is not None:
+            progress(self.rows, rows.bytes_read)
+        if self.rows == 0:
+            self.add(Code.CSV_HEADER_ONLY, "the file has a header but no rows")
+
+    def row_checks(self, row: Row) -> bool:
+        """Every check on one row; True when it has no error."""
+        before = self.findings.count
+        fmt, manifest, number = self.format, self.manifest, row.number
+        if row.cells is not None and not fmt.named_width <= row.cells <= fmt.width:
+            counted = f"{row.cells} fields where the header has {fmt.width}"
+            if row.cells > fmt.width:
+                self.add(Code.ROW_TOO_MANY_FIELDS,
+                         f"{counted}: does a value hold a '{fmt.delimiter}' without quotes?", number)
+            else:
+                self.add(Code.ROW_TOO_FEW_FIELDS, counted, number)
+            return False
+        if manifest is None:
+            return True
+        values = row.values
+        key = self.address_key
+        if key in values:
+            address = values[key]
+            column = fmt.display(key)
+            problem = address_problem(address)
+            if not address:
+                self.add(Code.ADDRESS_EMPTY, "the address is empty", number, column)
+            elif problem:
+                self.add(Code.ADDRESS_INVALID, f"{show(address)} is not a valid address: {problem}", number,
+                         column)
+            else:
+                first = self.findings.first_row_with(address.lower(), number)
+                if first is not None:
+                    self.add(Code.ADDRESS_DUPLICATE, f"{show(address)} is already on row {first} (addresses "
+                                                     "are compared ignoring capitals)", number, column)
+        empty = False
+        for name in self.required:
+            if not values.get(name):
+                empty = True
+                self.add(Code.VALUE_EMPTY, f"empty, and the template uses {{{{ {name} }}}}", number,
+                         fmt.display(name))
+        attachment_sizes = list(self.fixed_sizes)
+        akey = self.attachment_key
+        if akey and akey in values:
+            name = values[akey]
+            if not name:
+                self.add(Code.VALUE_EMPTY, "no file named for this recipient", number, fmt.display(akey))
+            else:
+                size = self._attachment_problem(name, number, fmt.display(akey), None)
+                if size is not None:
+                    attachment_sizes.append(size)
+        if self.render and not empty:
+            self._render_checks(values, number, attachment_sizes)
+        return self.findings.count == before
+
+    def _render_checks(self, values: dict, number: int, attachment_sizes: list[int]) -> None:
+        manifest = self.manifest
+        try:
+            rendered = self.templates.render({**self.defaults, **values} if self.defaults else values)
+        except RenderError as exc:
+            self.add(Code.RENDER_FAILED, exc.reason, number, field=exc.field)
+            return
+        pdf_size = 0
+        if rendered.pdf_text is not None:
+            pdf_size = len(text_pdf(rendered.pdf_text))
+            if pdf_size > manifest.max_attachment_bytes:
+                self.add(Code.ATTACHMENT_TOO_LARGE, f"the generated PDF is {_mb(pdf_size)}, over the "
+                                                    f"{_mb(manifest.max_attachment_bytes)} limit", number,
+                         field="pdf.template")
+        total = estimated_size(rendered, attachment_sizes, pdf_size)
+        if total > manifest.max_message_bytes:
+            self.add(Code.MESSAGE_TOO_LARGE, f"the message would be about {_mb(total)} with its attachments, "
+                                             f"over the {_mb(manifest.max_message_bytes)} limit", number)
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1_000_000:,.1f} MB" if size >= 100_000 else f"{size:,} bytes"
