@@ -8,7 +8,6 @@ SAM_VENV := .venv-sam
 PY := $(VENV)/bin/python
 PIP_FLAGS := --disable-pip-version-check --quiet
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := dovecot-imapd openssl
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -40,11 +39,13 @@ $(SAM_VENV)/.installed: requirements/sam.txt
 	$(SAM_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements/sam.txt
 	@touch $@
 
-# Debian packages the local stack runs: Dovecot (the IMAP server), openssl (signature checks)
+# Debian packages the local stack runs: Dovecot (the IMAP server), openssl (signature checks),
+# poppler-utils (pdftotext reads back the PDFs campaigns generate)
 debian-packages:
 	@missing=""; \
 	command -v dovecot >/dev/null || test -x /usr/sbin/dovecot || missing="$$missing dovecot-imapd"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v pdftotext >/dev/null || missing="$$missing poppler-utils"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \

@@ -65,7 +65,8 @@ class LocalStack:
             stack_name=aws.stack_name, region=aws.region, endpoint_url=aws.endpoint_url,
             mailboxes_table=aws.physical("MailboxesTable"), messages_table=aws.physical("MessagesTable"),
             outgoing_table=aws.physical("OutgoingTable"), campaigns_table=aws.physical("CampaignsTable"),
-            archive_bucket=aws.physical("ArchiveBucket"), poll_queue_url=aws.url("PollQueue"))
+            archive_bucket=aws.physical("ArchiveBucket"), poll_queue_url=aws.url("PollQueue"),
+            campaign_bucket=aws.physical("CampaignBucket"), send_queue_url=aws.url("SendQueue"))
 
     def add_company_mailbox(self, provider: SimulatedProvider, address: str | None = None, *,
                             saturation: SaturationPolicy | None = None, quota: str | None = None,
@@ -74,15 +75,17 @@ class LocalStack:
         account = (provider.add_mailbox(address, quota=quota) if address
                    else provider.fresh_mailbox("ufficio", quota=quota))
         if register:
-            config = self.mailbox_config(account.address)
+            config = self.mailbox_config(account.address, provider)
             if saturation is not None:
                 config = MailboxConfig(**{**_fields(config), "saturation": saturation})
             admin.add_mailbox(self.deployment(), config, password or account.password, check=True)
         return account
 
-    def mailbox_config(self, address: str) -> MailboxConfig:
+    def mailbox_config(self, address: str, provider: SimulatedProvider | None = None) -> MailboxConfig:
+        """How pecflow reaches a simulated mailbox: IMAP on Dovecot, SMTPS on its provider."""
+        smtp = {"smtp_host": provider.host, "smtp_port": provider.port} if provider is not None else {}
         return MailboxConfig(address=address, imap_host=self.dovecot.host, imap_port=self.dovecot.port,
-                             ca_bundle=self.dovecot.ca.pem.decode("ascii")).validate()
+                             ca_bundle=self.dovecot.ca.pem.decode("ascii"), **smtp).validate()
 
     def stop(self) -> None:
         self.runner.stop()

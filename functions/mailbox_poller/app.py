@@ -22,7 +22,6 @@ settings = Settings.from_env("messages_table", "outgoing_table", "archive_bucket
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
 sqs = boto3.client("sqs")
 mailboxes = MailboxStore(settings.mailboxes_table)
 def _log_message(address, msg) -> None:
@@ -38,25 +37,18 @@ ingestor = Ingestor(
     outgoing=OutgoingStore(settings.outgoing_table, campaigns_table=settings.campaigns_table or None),
     on_message=_log_message,
 )
-_context = None
-
-
 def _requeue(request: PollRequest) -> None:
     sqs.send_message(QueueUrl=settings.poll_queue_url, **{k: v for k, v in request.sqs_entry().items() if k != "Id"})
 
 
-def _time_left() -> float:
-    return _context.get_remaining_time_in_millis() / 1000.0 if _context is not None else float("inf")
-
-
 @tracer.capture_method
-def poll_record(record: SQSRecord) -> None:
+def poll_record(record: SQSRecord, context) -> None:
     request = PollRequest.parse(record.body)
     logger.append_keys(mailbox=request.mailbox, tick=request.tick)
     started = time.monotonic()
     outcome = handle_poll(request, mailboxes=mailboxes, ingestor=ingestor,
                           password_of=lambda config: mailbox_password(config, settings.stack_name),
-                          requeue=_requeue, time_left=_time_left)
+                          requeue=_requeue, time_left=lambda: context.get_remaining_time_in_millis() / 1000.0)
     elapsed_ms = (time.monotonic() - started) * 1000
     if outcome.skipped:
         logger.warning("poll skipped", extra={"reason": outcome.skipped})
@@ -92,6 +84,7 @@ def poll_record(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event, context):
-    global _context
-    _context = context
-    return process_partial_response(event=event, record_handler=poll_record, processor=processor, context=context)
+    # a processor per invocation: it holds the batch's state (and the local stack runs
+    # concurrent invocations in one process)
+    return process_partial_response(event=event, record_handler=lambda record: poll_record(record, context),
+                                    processor=BatchProcessor(event_type=EventType.SQS), context=context)

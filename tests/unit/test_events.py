@@ -36,3 +36,18 @@ def test_poller_sqs_batch():
     record = next(iter(event.records))
     request = PollRequest.parse(record.body)
     assert request.mailbox == record.attributes.message_group_id == "ufficio@pec.azienda.it"
+
+
+def test_fanout_events():
+    from pecflow.fanout import campaign_of
+
+    s3_event = json.loads((EVENTS / "campaign_fanout_manifest.json").read_text())
+    assert campaign_of(s3_event["Records"][0]["s3"]["object"]["key"]) == "solleciti-marzo-2026"
+    continuation = SQSEvent(json.loads((EVENTS / "campaign_fanout_continue.json").read_text()))
+    assert json.loads(next(iter(continuation.records)).body)["campaign_id"] == "solleciti-marzo-2026"
+
+
+def test_sender_event():
+    event = SQSEvent(json.loads((EVENTS / "sender_job.json").read_text()))
+    body = json.loads(next(iter(event.records)).body)
+    assert body["message_id"].startswith("<pecflow.solleciti-marzo-2026.")
