@@ -400,8 +400,89 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
     _add_target_options(listing)
     listing.set_defaults(func=cmd_inbox_list)
-    _add_campaign_parser(sub)   # pecflow campaign validate
+    _add_campaign_operations(_add_campaign_parser(sub))   # pecflow campaign validate|stats|export|...
     return parser
+
+
+# --- pecflow campaign stats | export | pause | resume | cancel | resend ---------------------------
+def cmd_campaign_stats(args) -> int:
+    from pecflow.admin import STAT_LABELS, campaign_stats
+
+    try:
+        stats = campaign_stats(_deployment(args), args.campaign_id)
+    except KeyError as exc:
+        print(f"pecflow: {exc.args[0]}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(stats, ensure_ascii=False, default=str))
+        return 0
+    print(f"Campagna {stats['campaign_id']} — {stats['status']} — da {stats['mailbox']}")
+    counters = stats["counters"]
+    for key, label in STAT_LABELS:
+        print(f"  {label:48s} {counters.get(key, 0):>8d}")
+    validation = stats.get("validation") or {}
+    if validation.get("error_count"):
+        print(f"  validation: {validation['error_count']} error(s) — see validation.json in the campaign folder")
+    return 0
+
+
+def cmd_campaign_export(args) -> int:
+    from pecflow import campaign
+    from pecflow.admin import campaign_jobs
+
+    def with_receipts(jobs):
+        for job in jobs:
+            receipts = sorted((job.get("receipts") or {}).values(), key=lambda r: r.get("at") or "")
+            yield {**job, "receipts": "; ".join(f"{r.get('kind')} {r.get('at') or ''}".strip() for r in receipts)}
+
+    jobs = with_receipts(campaign_jobs(_deployment(args), args.campaign_id))
+    columns = (*campaign.EXPORT_COLUMNS, ("receipts", "receipts"))
+    out = open(args.output, "wb") if args.output != "-" else sys.stdout.buffer
+    try:
+        count = campaign.write_export(out, jobs, columns=columns)
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    print(f"{count} recipient(s) written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_campaign_status(args) -> int:
+    from pecflow.admin import resend_failed, set_campaign_status
+
+    try:
+        if args.command_name == "resend":
+            created = resend_failed(_deployment(args), args.campaign_id)
+            print(f"{args.campaign_id}: {created} failed recipient(s) queued again as new attempts")
+        else:
+            status = set_campaign_status(_deployment(args), args.campaign_id, args.command_name)
+            print(f"{args.campaign_id}: {status}")
+    except (KeyError, ValueError) as exc:
+        print(f"pecflow: {exc.args[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_campaign_operations(actions) -> None:
+    stats = actions.add_parser("stats", help="the statistics panel of a campaign", description=(
+        "Totals of a campaign: to send, sent, only sent, accepted, accepted and delivered, delivery "
+        "failures, errors, waiting for confirmation. Kept atomically as receipts arrive."))
+    stats.add_argument("campaign_id")
+    stats.add_argument("--json", action="store_true")
+    _add_target_options(stats)
+    stats.set_defaults(func=cmd_campaign_stats)
+    export = actions.add_parser("export", help="per-recipient outcome as CSV (opens safely in Excel)")
+    export.add_argument("campaign_id")
+    export.add_argument("-o", "--output", default="-", help="file to write (default: standard output)")
+    _add_target_options(export)
+    export.set_defaults(func=cmd_campaign_export)
+    for action, text in (("pause", "stop sending (queued jobs wait)"), ("resume", "send again after a pause"),
+                         ("cancel", "send nothing more (what was sent stays sent)"),
+                         ("resend", "a new attempt for every recipient whose delivery failed")):
+        parser = actions.add_parser(action, help=text)
+        parser.add_argument("campaign_id")
+        _add_target_options(parser)
+        parser.set_defaults(func=cmd_campaign_status)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,12 +128,11 @@ class Sender:
                 return Outcome.later(1, "quota limiter busy")
             return Outcome.later(decision.wait_seconds, "waiting for a quota slot")
         self.faults.hit("after_slot")
-        if self._move(job, recipient, CLAIM) != State.SENDING:
+        claim = clock.iso()   # written with the claim itself: a claim is never seen without its time
+        if not self.outgoing.try_move(message_id, recipient, CLAIM, also_set={"claimed_at": claim}):
             self.release(config.address, decision.at)
             return Outcome("done", reason="claimed by another sender")
         recipient = Job(recipient.address, State.SENDING, recipient.certified, recipient.campaign_id)
-        claim = clock.iso()
-        self.outgoing.set_job_fields(message_id, recipient.address, {"claimed_at": claim})
         self.faults.hit("after_claim")
 
         archived = self.archive.store(raw)
@@ -175,11 +174,14 @@ class Sender:
         age = (clock.now() - _parse(claimed)).total_seconds() if claimed else STALE_CLAIM_SECONDS
         if age < STALE_CLAIM_SECONDS:
             return Outcome.later(STALE_CLAIM_SECONDS - age, "being sent by another invocation")
+        # both moves only for this very claim: a sender that re-claimed meanwhile changed claimed_at
+        this_claim = {"claimed_at": claimed}
         if claimed and job.get("submitting_claim") == claimed:   # this claim had started submitting
-            self._move(job, recipient, SMTP_LOST, smtp="sender stopped after starting the SMTP submission")
+            self.outgoing.apply(job["message_id"], recipient, SMTP_LOST, only_if=this_claim,
+                                also_set={"smtp_answer": "sender stopped after starting the SMTP submission"})
             return Outcome("done", state=str(State.UNCERTAIN), reason="outcome unknown: waiting for receipts")
-        if self._move(job, recipient, SMTP_RETRY) != State.PENDING:
-            return Outcome("done", reason="moved on meanwhile")
+        if not self.outgoing.try_move(job["message_id"], recipient, SMTP_RETRY, only_if=this_claim):
+            return Outcome.later(1, "moved on meanwhile: look again")
         return None
 
     def _move(self, job: dict, recipient: Job, move: Move, *, error: str | None = None, smtp: str | None = None) -> State:

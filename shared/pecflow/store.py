@@ -421,11 +421,20 @@ class OutgoingStore:
                                UpdateExpression="SET identificativo = if_not_exists(identificativo, :i)",
                                ExpressionAttributeValues={":i": identificativo})
 
+    def try_move(self, message_id: str, recipient: Job, move: Move, **kwargs) -> bool:
+        """Like `apply`, but says whether this very write made the move (False: the job was not
+        in a state, or with the fields, the move requires)."""
+        outcome: list[bool] = []
+        self.apply(message_id, recipient, move, _applied=outcome, **kwargs)
+        return bool(outcome and outcome[0])
+
     def apply(self, message_id: str, recipient: Job, move: Move | None, *, receipt_id: str | None = None,
-              receipt: dict | None = None, certified: bool | None = None) -> State:
+              receipt: dict | None = None, certified: bool | None = None, also_set: dict | None = None,
+              only_if: dict | None = None, _applied: list | None = None) -> State:
         """Apply `move` to one recipient's job with a conditional write (and its campaign's
         counters in the same transaction); record the receipt on the job whatever happens.
-        Returns the job's state afterwards."""
+        `also_set` is written by the same write; `only_if` adds conditions (attribute equal to a
+        value, or absent for None). Returns the job's state afterwards."""
         key = {"message_id": message_id, "recipient": recipient.address}
         now = clock.iso()
         # the reconciled view keeps every receipt (duplicates and late ones too), keyed by its sha256
@@ -433,25 +442,39 @@ class OutgoingStore:
                   {":info": _clean({**(receipt or {}), "recorded_at": now})}) if receipt_id else None
         new_certified = recipient.certified if certified is None else certified
         if move is None or not move.applies_to(recipient.state):
+            if _applied is not None:
+                _applied.append(False)
             if record:
                 self.table.update_item(Key=key, UpdateExpression="SET " + record[0],
                                        ExpressionAttributeNames=record[1], ExpressionAttributeValues=record[2])
             return recipient.state
-        stamp = _stamp(move.to)
-        update = {
-            "Update": {
-                "TableName": self.table_name,
-                "Key": key,
-                "UpdateExpression": "SET #s = :to, updated_at = :now, #stamp = if_not_exists(#stamp, :now), "
-                                    "certified = :cert, last_reason = :why" + (", " + record[0] if record else ""),
-                "ConditionExpression": "#s IN (" + ", ".join(f":f{i}" for i in range(len(move.only_from))) + ")",
-                "ExpressionAttributeNames": {"#s": "state", "#stamp": stamp, **(record[1] if record else {})},
-                "ExpressionAttributeValues": {
-                    ":to": str(move.to), ":now": now, ":cert": new_certified, ":why": move.reason,
-                    **{f":f{i}": str(s) for i, s in enumerate(sorted(move.only_from))},
-                    **(record[2] if record else {})},
-            }
-        }
+        sets = ["#s = :to", "updated_at = :now", "#stamp = if_not_exists(#stamp, :now)", "certified = :cert",
+                "last_reason = :why"]
+        names = {"#s": "state", "#stamp": _stamp(move.to)}
+        values = {":to": str(move.to), ":now": now, ":cert": new_certified, ":why": move.reason,
+                  **{f":f{i}": str(s) for i, s in enumerate(sorted(move.only_from))}}
+        conditions = ["#s IN (" + ", ".join(f":f{i}" for i in range(len(move.only_from))) + ")"]
+        if record:
+            sets.append(record[0])
+            names.update(record[1])
+            values.update(record[2])
+        extra = dict(also_set or {})
+        if receipt and move.to in (State.DELIVERY_FAILED, State.NOT_ACCEPTED):
+            # a failure receipt's own words become the job's error text
+            extra["error"] = (receipt.get("error_detail") or receipt.get("error") or move.reason)[:1000]
+        for i, (name, value) in enumerate(_clean(extra).items()):
+            sets.append(f"#x{i} = :x{i}")
+            names[f"#x{i}"], values[f":x{i}"] = name, value
+        for i, (name, value) in enumerate((only_if or {}).items()):
+            names[f"#c{i}"] = name
+            if value is None:
+                conditions.append(f"attribute_not_exists(#c{i})")
+            else:
+                conditions.append(f"#c{i} = :c{i}")
+                values[f":c{i}"] = value
+        update = {"Update": {"TableName": self.table_name, "Key": key, "UpdateExpression": "SET " + ", ".join(sets),
+                             "ConditionExpression": " AND ".join(conditions), "ExpressionAttributeNames": names,
+                             "ExpressionAttributeValues": values}}
         items = [update]
         if recipient.campaign_id and self.campaigns_table:
             deltas = counter_deltas(recipient.state, move.to, certified=new_certified,
@@ -470,8 +493,12 @@ class OutgoingStore:
                     self.table.update_item(Key=key, UpdateExpression="SET " + record[0],
                                            ExpressionAttributeNames=record[1], ExpressionAttributeValues=record[2])
                 current = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+                if _applied is not None:
+                    _applied.append(False)
                 return State(current["state"]) if current else recipient.state
             raise
+        if _applied is not None:
+            _applied.append(True)
         return move.to
 
     def _counter_update(self, campaign_id: str, deltas: dict[str, int]) -> dict:
