@@ -55,8 +55,10 @@ debian-packages:
 demo: $(VENV)/.installed debian-packages
 	$(PY) -m local.demo
 
+# the suite runs on every core (2 on CI); `make test JOBS=1` runs it in one process
+JOBS ?= auto
 test: $(VENV)/.installed debian-packages lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(JOBS) --dist load
 
 # --- the rest ------------------------------------------------------------------------------
 test-fast: $(VENV)/.installed

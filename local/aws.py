@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import signal
+import copy
 import threading
 import urllib.request
 from contextlib import contextmanager
@@ -149,6 +150,7 @@ class LocalAws:
                              "(moto's state is process-wide: give each stack its own name)")
         restore_logging = _quiet_werkzeug()
         _atomic_dynamodb()
+        _fast_dispatch()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         host, bound_port = server.get_host_and_port()
@@ -820,7 +822,80 @@ def _atomic_dynamodb() -> None:
 
         locked.__name__ = name
         setattr(DynamoDBBackend, name, locked)
+    _cheap_transactions(DynamoDBBackend)
     DynamoDBBackend._pecflow_atomic = True
+
+
+class _NoTableCopies:
+    """Stands in for the `copy` module inside moto's transact_write_items (see below)."""
+
+    @staticmethod
+    def deepcopy(value, memo=None):
+        return value
+
+
+def _cheap_transactions(backend_class) -> None:
+    """moto deep-copies every table a transaction touches, to roll back on failure: the cost of
+    a transaction grows with the table (tens of ms at a few thousand items, so a campaign's
+    counters make the local stack crawl). Under the DynamoDB lock, copy only the items the
+    transaction touches instead, and put them back if it fails."""
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    original = backend_class.transact_write_items
+
+    def transact_write_items(self, transact_items):
+        with _DYNAMODB_LOCK:
+            return _transact(self, transact_items)
+
+    def _transact(self, transact_items):
+        saved = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            key = op.get("Key") or {name: op.get("Item", {}).get(name)
+                                    for name in (table.hash_key_attr, table.range_key_attr) if name}
+            hash_value = DynamoType(key[table.hash_key_attr])
+            range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+            current = table.items.get(hash_value, {}).get(range_value) if range_value is not None \
+                else table.items.get(hash_value)
+            saved.append((table, hash_value, range_value, copy.deepcopy(current)))
+        real_copy, models.copy = models.copy, _NoTableCopies
+        try:
+            return original(self, transact_items)
+        except BaseException:
+            for table, hash_value, range_value, item in reversed(saved):
+                if range_value is None:
+                    if item is None:
+                        table.items.pop(hash_value, None)
+                    else:
+                        table.items[hash_value] = item
+                else:
+                    bucket = table.items[hash_value]
+                    if item is None:
+                        bucket.pop(range_value, None)
+                    else:
+                        bucket[range_value] = item
+            raise
+        finally:
+            models.copy = real_copy
+
+    transact_write_items.__name__ = "transact_write_items"
+    backend_class.transact_write_items = transact_write_items
+
+
+def _fast_dispatch() -> None:
+    """moto's server lists its own package folder on disk for every request to find the
+    backend (`list_of_moto_modules`): a listing that never changes. Read it once."""
+    from moto import backends
+
+    if getattr(backends, "_pecflow_cached", False):
+        return
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+    backends._pecflow_cached = True
 
 
 def _quiet_werkzeug() -> Callable[[], None]:

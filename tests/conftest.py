@@ -73,14 +73,17 @@ def dovecot():
 
 
 def _our_servers() -> list[str]:
-    """Processes of the local stack still running (Dovecot instances in our temporary folders)."""
+    """Servers this test process started that still run (Dovecot masters are its children;
+    other processes, such as a parallel test worker's, are not ours to judge)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
+            stat = open(f"/proc/{pid}/stat").read()
             cmdline = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "pecflow-dovecot-" in cmdline:
+        parent = int(stat.rpartition(")")[2].split()[1])
+        if parent == os.getpid() and "dovecot" in cmdline:
             found.append(f"{pid}: {cmdline.strip()}")
     return found
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,11 +80,23 @@ class Deployment:
         path.write_text(json.dumps({k: getattr(self, k) for k in self.__dataclass_fields__}, indent=2))
 
     def client(self, service: str):
-        import boto3
-
-        return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url)
+        return _cached("client", service, self.region, self.endpoint_url)
 
     def resource(self, service: str):
-        import boto3
+        return _cached("resource", service, self.region, self.endpoint_url)
 
-        return boto3.resource(service, region_name=self.region, endpoint_url=self.endpoint_url)
+
+_local = threading.local()
+
+
+def _cached(kind: str, service: str, region: str | None, endpoint_url: str | None):
+    """boto3 clients and resources, made once per thread (making one reads botocore's models;
+    resources are not thread-safe)."""
+    import boto3
+
+    cache = _local.__dict__.setdefault("cache", {})
+    key = (kind, service, region, endpoint_url)
+    if key not in cache:
+        factory = boto3.client if kind == "client" else boto3.resource
+        cache[key] = factory(service, region_name=region, endpoint_url=endpoint_url)
+    return cache[key]

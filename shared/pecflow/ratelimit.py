@@ -84,10 +84,14 @@ class RateLimiter:
         self.sleep = sleep
         self.stats = LimiterStats()
 
-    def acquire(self, mailbox: str, now: float | None = None) -> Decision:
+    def acquire(self, mailbox: str, now: float | None = None, *, horizon: float = 0.0) -> Decision:
         """Take a slot for one send from `mailbox` at `now` (default: pecflow.clock), or say
         how long to wait. Allowed: send at `at` (normally `now`) — not before. Refused:
-        nothing was taken; try again after `wait_seconds` (the real next slot: ceil it for SQS)."""
+        nothing was taken; try again after `wait_seconds` (the real next slot: ceil it for SQS).
+
+        With a `horizon` (seconds), a slot up to that far in the future is reserved instead of
+        refused: the caller holds it and sends at `at`. Waiting senders then get successive
+        slots and each wakes once, instead of all waking for the same slot."""
         key = mailbox.lower()
         now = clock.timestamp() if now is None else float(now)
         policy = self.policy_for(mailbox)
@@ -98,8 +102,11 @@ class RateLimiter:
             slots = _Slots.of(state, policy, taken_at)
             slot = slots.next_slot(taken_at)
             if slot > taken_at:
-                self.stats.add(refused=1)
-                return Decision(False, slot - now, slot)
+                if slot - now > horizon:
+                    self.stats.add(refused=1)
+                    return Decision(False, slot - now, slot)
+                taken_at = slot
+                slots = _Slots.of(state, policy, taken_at)
             slots.take(taken_at)
             if self._write(key, state.version, slots.item(key, state.version + 1, taken_at)):
                 self.stats.add(acquired=1)

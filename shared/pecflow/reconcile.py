@@ -159,6 +159,7 @@ class OutgoingPort(Protocol):
 
     def message(self, message_id: str) -> dict | None: ...
     def jobs(self, message_id: str) -> list[Job]: ...
+    def message_and_jobs(self, message_id: str) -> tuple[dict | None, list[Job]]: ...
     def by_identificativo(self, identificativo: str) -> str | None: ...
     def set_identificativo(self, message_id: str, identificativo: str) -> None: ...
     def apply(self, message_id: str, recipient: Job, move: Move | None, *, receipt_id: str | None = None,
@@ -173,27 +174,31 @@ class Reconciliation:
     problems: list[str] = field(default_factory=list)
 
 
-def find_original(port: OutgoingPort, msg: PecMessage) -> str | None:
-    """Our Message-ID of the message a receipt is about: by the referenced Message-ID first,
-    then by the provider's identificativo (ARCHITECTURE.md flow 5)."""
-    if msg.ref_message_id and port.message(msg.ref_message_id) is not None:
-        return msg.ref_message_id
+def find_original(port: OutgoingPort, msg: PecMessage) -> tuple[str | None, list[Job]]:
+    """Our Message-ID of the message a receipt is about, with its jobs: by the referenced
+    Message-ID first, then by the provider's identificativo (ARCHITECTURE.md flow 5)."""
+    if msg.ref_message_id:
+        head, jobs = port.message_and_jobs(msg.ref_message_id)
+        if head is not None:
+            return msg.ref_message_id, jobs
     if msg.identificativo:
-        return port.by_identificativo(msg.identificativo)
-    return None
+        found = port.by_identificativo(msg.identificativo)
+        if found:
+            return found, port.jobs(found)
+    return None, []
 
 
 def reconcile_receipt(port: OutgoingPort, msg: PecMessage, receipt_id: str) -> Reconciliation:
     """Move the jobs a receipt concerns. Idempotent: applying the same receipt again, or a
     late one, changes nothing. A receipt whose original is unknown is reported unmatched."""
-    message_id = find_original(port, msg)
+    message_id, found_jobs = find_original(port, msg)
     if message_id is None:
         return Reconciliation("unmatched", problems=[
             f"no message of ours with Message-ID {msg.ref_message_id} or identificativo {msg.identificativo}"])
     result = Reconciliation("matched", message_id)
     if msg.kind == kinds.ACCETTAZIONE and msg.identificativo:
         port.set_identificativo(message_id, msg.identificativo)
-    jobs = {job.address: job for job in port.jobs(message_id)}
+    jobs = {job.address: job for job in found_jobs}
     certified = {r.address.lower(): r.type != "esterno" for r in msg.recipients if r.type}
     info = {"kind": msg.kind, "at": msg.timestamp.isoformat() if msg.timestamp else None,
             "delivered_to": msg.delivered_to, "error": msg.error, "error_detail": msg.error_detail,

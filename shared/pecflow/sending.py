@@ -14,6 +14,7 @@ back to the queue with a visibility delay until the moment it can go: no busy re
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +31,8 @@ PAUSED_RECHECK_SECONDS = 60
 TEMPORARY_RETRY_SECONDS = 5 * 60
 AUTH_RETRY_SECONDS = 15 * 60
 MAX_DELAY_SECONDS = 12 * 3600        # SQS visibility timeout limit
+RESERVE_HORIZON_SECONDS = 6 * 3600   # a job reserves a quota slot at most this far ahead
+CAMPAIGN_CACHE_SECONDS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +72,13 @@ class Sender:
     campaigns: CampaignStore
     archive: Archive
     mailbox_of: Callable[[str], MailboxConfig | None]
-    acquire: Callable[[str, float], object]        # RateLimiter.acquire(mailbox, now) -> Decision
+    acquire: Callable[..., object]                 # RateLimiter.acquire(mailbox, now, horizon=) -> Decision
     release: Callable[[str, float], None]           # RateLimiter.release(mailbox, at)
     render: Callable[[dict, dict, str, datetime], bytes]   # (campaign, job, message_id, date) -> raw
     submit: Callable[[MailboxConfig, bytes, list[str]], Submission]
     check_size: Callable[[MailboxConfig, bytes], str | None] = lambda config, raw: None
     faults: Faults = field(default_factory=lambda: Faults())
+    cache: dict = field(default_factory=dict)
 
     def send(self, message_id: str) -> Outcome:
         job = self.outgoing.job(message_id)
@@ -91,8 +95,13 @@ class Sender:
         if state != State.PENDING:
             return Outcome("done", state=str(state), reason="already handled")
 
-        campaign = self.campaigns.get(job["campaign_id"]) if job.get("campaign_id") else {}
+        campaign = self._campaign(job.get("campaign_id"))
         status = (campaign or {}).get("status")
+        reserved = float(job.get("slot_at") or 0)          # a quota slot this job holds
+        if status in (CampaignStatus.CANCELLED, CampaignStatus.PAUSED) and reserved:
+            self.release(job["mailbox"], reserved)          # give it back to the others
+            self.outgoing.set_job_fields(message_id, recipient.address, {"slot_at": 0})
+            reserved = 0.0
         if status == CampaignStatus.CANCELLED:
             self._move(job, recipient, CANCEL)
             return Outcome("done", state=str(State.CANCELLED), reason="campaign cancelled")
@@ -121,17 +130,32 @@ class Sender:
             self._move(job, recipient, SMTP_FAILED, error=too_big)
             return Outcome("done", state=str(State.ERROR), reason="over the size budget")
 
-        # the quota slot first (a refusal costs one read), taken right before the submission
-        decision = self.acquire(config.address, clock.timestamp())
-        if not decision.allowed:
-            if decision.at is None:   # contention on the limiter: try again in a moment
-                return Outcome.later(1, "quota limiter busy")
-            return Outcome.later(decision.wait_seconds, "waiting for a quota slot")
+        # the quota slot: the one this job reserved earlier, or the next one (reserved, when it
+        # is in the future: the job then sleeps on the queue until its own slot, and wakes once)
+        now = clock.timestamp()
+        if reserved:
+            if reserved > now:
+                return Outcome.later(reserved - now, "waiting for its reserved quota slot")
+            slot = reserved
+        else:
+            decision = self.acquire(config.address, now, horizon=RESERVE_HORIZON_SECONDS)
+            if not decision.allowed:
+                if decision.at is None:   # contention on the limiter: try again in a moment
+                    return Outcome.later(1, "quota limiter busy")
+                return Outcome.later(min(decision.wait_seconds, MAX_DELAY_SECONDS), "waiting for a quota slot")
+            slot = decision.at
+            if slot > now:
+                if not self.outgoing.reserve_slot(message_id, recipient.address, slot):
+                    self.release(config.address, slot)     # a duplicate of this job reserved first
+                    return Outcome.later(1, "another copy of this job holds a slot")
+                return Outcome.later(slot - now, "waiting for its reserved quota slot")
         self.faults.hit("after_slot")
         claim = clock.iso()   # written with the claim itself: a claim is never seen without its time
-        if not self.outgoing.try_move(message_id, recipient, CLAIM, also_set={"claimed_at": claim}):
-            self.release(config.address, decision.at)
+        if not self.outgoing.try_move(message_id, recipient, CLAIM, also_set={"claimed_at": claim, "slot_at": 0}):
+            if not reserved:
+                self.release(config.address, slot)
             return Outcome("done", reason="claimed by another sender")
+        decision_at = slot
         recipient = Job(recipient.address, State.SENDING, recipient.certified, recipient.campaign_id)
         self.faults.hit("after_claim")
 
@@ -143,14 +167,26 @@ class Sender:
         try:
             result = self.submit(config, raw, [recipient.address])
         except MailboxUnavailable as exc:   # nothing was sent: credentials, network, TLS
-            self.release(config.address, decision.at)
+            self.release(config.address, decision_at)
             self._move(job, recipient, SMTP_RETRY, error=str(exc))
             retry = AUTH_RETRY_SECONDS if exc.kind == "auth" else TEMPORARY_RETRY_SECONDS
             return Outcome.later(retry, f"mailbox unavailable ({exc.kind})", str(State.PENDING))
         self.faults.hit("after_submit")
         if result.before_data:   # nothing reached the provider: the slot is free again
-            self.release(config.address, decision.at)
+            self.release(config.address, decision_at)
         return self._after_submission(job, recipient, result)
+
+    def _campaign(self, campaign_id: str | None) -> dict:
+        """The campaign, read at most every few seconds (its status is what changes: a pause or
+        a cancellation is seen within CAMPAIGN_CACHE_SECONDS)."""
+        if not campaign_id:
+            return {}
+        cached = self.cache.get(campaign_id)
+        now = time.monotonic()
+        if cached is None or now - cached[0] > CAMPAIGN_CACHE_SECONDS:
+            cached = (now, self.campaigns.get(campaign_id) or {})
+            self.cache[campaign_id] = cached
+        return cached[1]
 
     def _after_submission(self, job: dict, recipient: Job, result: Submission) -> Outcome:
         detail = f"{result.code or ''} {result.text}".strip()
@@ -185,15 +221,12 @@ class Sender:
         return None
 
     def _move(self, job: dict, recipient: Job, move: Move, *, error: str | None = None, smtp: str | None = None) -> State:
-        after = self.outgoing.apply(job["message_id"], recipient, move)
         fields = {}
         if error:
             fields["error"] = error[:1000]
         if smtp:
             fields["smtp_answer"] = smtp[:500]
-        if fields and after == move.to:
-            self.outgoing.set_job_fields(job["message_id"], recipient.address, fields)
-        return after
+        return self.outgoing.apply(job["message_id"], recipient, move, also_set=fields)
 
 
 def _retry_after(result: Submission) -> float:

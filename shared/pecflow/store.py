@@ -381,6 +381,22 @@ class OutgoingStore:
             return None
         return {**jobs[0], "head": head}
 
+    def reserve_slot(self, message_id: str, recipient: str, at: float) -> bool:
+        """Note the quota slot a pending job holds, unless it holds one already (a duplicate of
+        the job may have reserved first). False: not noted, give the slot back."""
+        try:
+            self.table.update_item(
+                Key={"message_id": message_id, "recipient": recipient.lower()},
+                UpdateExpression="SET slot_at = :at",
+                ConditionExpression="#s = :pending AND (attribute_not_exists(slot_at) OR slot_at = :none)",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={":at": Decimal(repr(at)), ":pending": str(State.PENDING), ":none": 0})
+            return True
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+
     def set_job_fields(self, message_id: str, recipient: str, fields: dict) -> None:
         fields = _clean(fields)
         if not fields:
@@ -405,6 +421,13 @@ class OutgoingStore:
         item = self.table.get_item(Key={"message_id": message_id, "recipient": MESSAGE_ROW},
                                    ConsistentRead=True).get("Item")
         return _plain(item) if item else None
+
+    def message_and_jobs(self, message_id: str) -> tuple[dict | None, list[Job]]:
+        """The message's head row and its recipients' jobs, in one query."""
+        page = self.table.query(KeyConditionExpression=Key("message_id").eq(message_id), ConsistentRead=True)
+        items = page.get("Items", [])
+        head = next((_plain(i) for i in items if i["recipient"] == MESSAGE_ROW), None)
+        return head, [_job(i) for i in items if i["recipient"] != MESSAGE_ROW]
 
     def jobs(self, message_id: str) -> list[Job]:
         page = self.table.query(KeyConditionExpression=Key("message_id").eq(message_id), ConsistentRead=True)
