@@ -60,7 +60,7 @@ def measure(ingestor, mailboxes, config, password, polls: int) -> tuple[list[int
 
         started = time.perf_counter()
         outcome = handle_poll(PollRequest(config.address, f"tick-{n}"), mailboxes=mailboxes, ingestor=ingestor,
-                              password_of=lambda _: password, open_session=open_session)
+                              password_of=lambda _, refresh=False: password, open_session=open_session)
         seconds.append(time.perf_counter() - started)
         commands.append(sessions[0].commands + 1)   # + LOGOUT
         assert outcome.ok and outcome.result.fetched == 0, "the cursor was up to date: nothing is new"

@@ -47,7 +47,8 @@ def poll_record(record: SQSRecord, context) -> None:
     logger.append_keys(mailbox=request.mailbox, tick=request.tick)
     started = time.monotonic()
     outcome = handle_poll(request, mailboxes=mailboxes, ingestor=ingestor,
-                          password_of=lambda config: mailbox_password(config, settings.stack_name),
+                          password_of=lambda config, refresh=False: mailbox_password(
+                              config, settings.stack_name, refresh=refresh),
                           requeue=_requeue, time_left=lambda: context.get_remaining_time_in_millis() / 1000.0)
     elapsed_ms = (time.monotonic() - started) * 1000
     if outcome.skipped:

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pecflow import campaign, quota
 from pecflow.archive import Archive
 from pecflow.mail import SmtpSubmitter
+from pecflow.polling import open_with_fresh_password
 from pecflow.ratelimit import RateLimiter
 from pecflow.secrets import mailbox_password
 from pecflow.sending import Sender
@@ -75,7 +76,8 @@ def render(campaign_item: dict, job: dict, message_id: str, date) -> bytes:
 
 
 def submit(config, raw: bytes, recipients: list[str]):
-    smtp = SmtpSubmitter.open(config, mailbox_password(config, settings.stack_name))
+    smtp = open_with_fresh_password(config, SmtpSubmitter.open, lambda c, refresh=False: mailbox_password(
+        c, settings.stack_name, refresh=refresh))
     try:
         return smtp.submit(raw, config.address, recipients)
     finally:

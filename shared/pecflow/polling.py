@@ -85,7 +85,7 @@ def handle_poll(request: PollRequest, *, mailboxes: MailboxStore, ingestor: Inge
     if not config.enabled:
         return PollOutcome(request, skipped="mailbox disabled")
     try:
-        session = open_session(config, password_of(config))
+        session = open_with_fresh_password(config, open_session, password_of)
     except MailboxUnavailable as exc:
         mailboxes.record_poll(config.address, ok=False, error_kind=exc.kind, error=str(exc))
         return PollOutcome(request, error_kind=exc.kind, error=str(exc))
@@ -112,3 +112,14 @@ def _usage_due(last: str | None, every: float) -> bool:
         return True
     then = datetime.fromisoformat(last.replace("Z", "+00:00"))
     return (clock.now() - then).total_seconds() >= every
+
+
+def open_with_fresh_password(config: MailboxConfig, opener: Callable, password_of: Callable):
+    """Open a connection with the cached password; if the login is refused, read the password
+    again (it may have just been changed with `pecflow mailbox add`) and try once more."""
+    try:
+        return opener(config, password_of(config))
+    except MailboxUnavailable as exc:
+        if exc.kind != "auth":
+            raise
+        return opener(config, password_of(config, refresh=True))

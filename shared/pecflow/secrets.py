@@ -22,9 +22,10 @@ def secret_value(password: str) -> str:
     return json.dumps({"password": password})
 
 
-def mailbox_password(config: MailboxConfig, stack: str, *, max_age: int = 300) -> str:
-    """The mailbox's password, cached in the warm Lambda for `max_age` seconds."""
+def mailbox_password(config: MailboxConfig, stack: str, *, max_age: int = 300, refresh: bool = False) -> str:
+    """The mailbox's password, cached in the warm Lambda for `max_age` seconds; `refresh`
+    reads it again (after a refused login: the password may have just been changed)."""
     from aws_lambda_powertools.utilities import parameters
 
     secret_id = config.secret_id or secret_name(stack, config.address)
-    return password_from_secret(parameters.get_secret(secret_id, max_age=max_age))
+    return password_from_secret(parameters.get_secret(secret_id, max_age=max_age, force_fetch=refresh))

@@ -14,7 +14,6 @@ back to the queue with a visibility delay until the moment it can go: no busy re
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -182,7 +181,7 @@ class Sender:
         if not campaign_id:
             return {}
         cached = self.cache.get(campaign_id)
-        now = time.monotonic()
+        now = clock.timestamp()
         if cached is None or now - cached[0] > CAMPAIGN_CACHE_SECONDS:
             cached = (now, self.campaigns.get(campaign_id) or {})
             self.cache[campaign_id] = cached

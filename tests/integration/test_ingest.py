@@ -166,7 +166,7 @@ def test_handle_poll_records_bad_credentials_and_moves_on(dovecot, wiring):
         wiring.mailboxes.put(config_for(dovecot, account))
     passwords = {good.address: good.password, bad.address: "wrong"}
     outcomes = [handle_poll(PollRequest(a.address, "t"), mailboxes=wiring.mailboxes, ingestor=wiring,
-                            password_of=lambda c: passwords[c.address]) for a in (bad, good)]
+                            password_of=lambda c, refresh=False: passwords[c.address]) for a in (bad, good)]
     assert (outcomes[0].ok, outcomes[0].error_kind) == (False, "auth")
     assert outcomes[1].ok and outcomes[1].result.fetched == 3
     status = wiring.mailboxes.status(bad.address)
