@@ -64,6 +64,7 @@ MANIFEST = {
 }
 
 
+@pytest.mark.timeout(900)   # minutes of work for one CPU, shared with a parallel worker
 def test_a_500_row_campaign_ends_with_statistics_matching_the_script(stack, dovecot):
     net = stack.network
     alfa = net.add_provider(builder.Gestore("Alfa PEC S.p.A.", "pec.alfa.test"), quota=ARUBA)

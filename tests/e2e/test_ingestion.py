@@ -4,6 +4,8 @@ providers delivered into real IMAP mailboxes."""
 
 from __future__ import annotations
 
+import pytest
+
 import hashlib
 import random
 import smtplib
@@ -46,6 +48,7 @@ def mailbox_contents(dovecot, account) -> list[bytes]:
     return [data[uid][b"BODY[]"] for uid in sorted(data)]
 
 
+@pytest.mark.timeout(900)   # minutes of work for one CPU, shared with a parallel worker
 def test_a_thousand_messages_each_archived_recorded_classified_and_reconciled_once(stack, dovecot):
     net = stack.network
     alfa = net.add_provider(builder.Gestore("Alfa PEC S.p.A.", "pec.alfa.test"))
