@@ -22,7 +22,10 @@ window's L sends at the instant the window opens. The measured overhead includes
 workers take to send each window's 250 messages (about a minute), the margin (2.5 s a window),
 the whole-second visibility delays, and the limiter's own races.
 
-`--hold S` measures a sender refinement: a worker refused for a slot at most S seconds away
+By default the workers do what the sender does: a job that cannot go now reserves the next free
+slot (up to 6 hours ahead) and sleeps on the queue until it, so each job wakes once
+(`--strategy refuse` puts it back until the next free slot instead, and every waiting job wakes
+for the same slot). `--hold S` measures a sender refinement: a worker refused for a slot at most S seconds away
 waits for it inside its invocation and asks again, instead of putting its batch back. Without it,
 each window's burst makes free workers cycle through refused batches (SQS delays are whole
 seconds, the next slot a fraction of one away).
@@ -64,6 +67,9 @@ ROUND_TRIP = 0.010                  # a DynamoDB read + conditional write, virtu
 INVOCATION = 0.020                  # a Lambda invocation's own overhead per batch
 SEND = (0.5, 2.0)                   # SMTP submission, virtual seconds
 MARGIN = 2.5                        # >= ROUND_TRIP + the longest send
+WAKE = 5.0                          # a reserved slot is used at most this late (whole-second delays, busy workers)
+PACE = 0.4                          # reserved slots this far apart: 5 workers keep up (1.25 s a send on average)
+NEAR = 10.0                         # a slot this close is waited for on the queue, not reserved
 MAX_VISIBILITY = 43_200             # SQS: at most 12 hours
 
 
@@ -116,8 +122,11 @@ class Worker:
     wake: float = math.inf
 
 
-def simulate(recipients: int, workers: int, batch_size: int, seed: int, t0: float, hold: float = 0.0) -> dict:
-    policy = quota.policy_from("aruba", margin_seconds=MARGIN)
+def simulate(recipients: int, workers: int, batch_size: int, seed: int, t0: float, hold: float = 0.0,
+             horizon: float = 0.0) -> dict:
+    # with reservations the send may start up to WAKE after its slot: the margin covers that too
+    policy = quota.policy_from("aruba", margin_seconds=MARGIN + (WAKE if horizon else 0.0),
+                               pace_seconds=PACE if horizon else 0.0)
     provider = quota.policy_from("aruba")            # what the provider enforces: no margin
     rng = random.Random(seed)
     with mock_aws():
@@ -128,6 +137,7 @@ def simulate(recipients: int, workers: int, batch_size: int, seed: int, t0: floa
         events: list[tuple[float, int, int, int, str]] = []
         counter = [0]
         slots, arrivals, groups, held = [], [], {"concurrent": 0, "largest": 1}, [0]
+        reserved: dict[int, float] = {}   # job -> the future slot it holds (the sender's reservations)
 
         def schedule(worker: Worker, at: float, kind: str) -> None:
             counter[0] += 1
@@ -174,14 +184,34 @@ def simulate(recipients: int, workers: int, batch_size: int, seed: int, t0: floa
                         break
                     heapq.heappop(events)
                     group.append((other_at, crew[other_number]))
+                def decide(item):
+                    now, member = item
+                    job = member.batch[0]
+                    if job in reserved:                  # woken for the slot it reserved: no limiter call
+                        slot = reserved.pop(job)
+                        if now - slot <= WAKE:
+                            return quota.Decision(True, max(0.0, slot - now), slot)
+                        limiter.release(MAILBOX, slot)   # woken too late (workers busy): a new slot
+                    decision = limiter.acquire(MAILBOX, now)
+                    if decision.allowed or not horizon or decision.at is None or decision.wait_seconds <= NEAR:
+                        return decision                  # now, or soon: no reservation
+                    return limiter.acquire(MAILBOX, now, horizon=horizon)   # a later window: reserve
+
                 if len(group) > 1:
                     groups["concurrent"] += 1
                     groups["largest"] = max(groups["largest"], len(group))
-                    decisions = list(pool.map(lambda item: limiter.acquire(MAILBOX, item[0]), group))
+                    decisions = list(pool.map(decide, group))
                 else:
-                    decisions = [limiter.acquire(MAILBOX, at)]
+                    decisions = [decide(group[0])]
                 for (now, member), decision in zip(group, decisions):
                     answered = now + ROUND_TRIP
+                    if decision.allowed and decision.at > answered + 1:
+                        # a slot reserved ahead: this job sleeps on the queue until it, the rest go on
+                        job = member.batch.pop(0)
+                        reserved[job] = decision.at
+                        put_back([job], answered + min(MAX_VISIBILITY, math.ceil(decision.at - answered)))
+                        schedule(member, answered, "acquire" if member.batch else "receive")
+                        continue
                     if decision.allowed:
                         start = max(answered, decision.at)
                         done = start + rng.uniform(*SEND)
@@ -215,6 +245,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=5, help="concurrent senders (MaximumConcurrency)")
     parser.add_argument("--batch", type=int, default=10, help="SQS batch size")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--strategy", choices=["reserve", "refuse"], default="reserve",
+                        help="reserve: a refused job reserves its future slot and wakes once for it (what the "
+                             "sender does, horizon 6 h); refuse: it is put back until the next free slot")
     parser.add_argument("--hold", type=float, default=0.0, metavar="S",
                         help="a worker refused for a slot at most S seconds away waits for it and asks again, "
                              "instead of putting its batch back (default 0: always put back)")
@@ -223,7 +256,8 @@ def main() -> None:
     t0 = datetime.fromisoformat("2026-03-02T08:00:00+01:00").timestamp()
 
     started = time.perf_counter()
-    run = simulate(recipients, args.workers, args.batch, args.seed, t0, args.hold)
+    run = simulate(recipients, args.workers, args.batch, args.seed, t0, args.hold,
+                   horizon=6 * 3600 if args.strategy == "reserve" else 0.0)
     wall = time.perf_counter() - started
 
     provider, policy = run["provider"], run["policy"]

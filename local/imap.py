@@ -143,7 +143,8 @@ class Dovecot:
         self.ca: LocalCA | None = None
         self.master = Account("pecflow-deliver", secrets.token_hex(16))
         self._process: subprocess.Popen | None = None
-        self._users: dict[str, tuple[str, str | None]] = {}
+        self._users: dict[str, tuple[str, str | None, Path]] = {}
+        self._homes = 0
         self._lock = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -232,16 +233,26 @@ class Dovecot:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
 
     # -- users --------------------------------------------------------------------------------
-    def add_user(self, address: str, password: str | None = None, *, quota: str | None = None) -> Account:
-        """Create (or replace) a mailbox. `quota` like "10M" overrides the default storage quota."""
+    def add_user(self, address: str, password: str | None = None, *, quota: str | None = None,
+                 keep_mail: bool = False) -> Account:
+        """Create a mailbox, empty even if the address was used before on this server (tests
+        share one server and reuse addresses). `keep_mail` changes only the password and
+        quota of an existing one. `quota` like "10M" overrides the default storage quota."""
         if ":" in address or "\n" in address or "*" in address:
             raise ValueError(f"not a usable mailbox address: {address!r}")
+        address = address.lower()
         password = password or secrets.token_urlsafe(12)
         with self._lock:
-            self._users[address.lower()] = (password, quota)
+            previous = self._users.get(address)
+            if keep_mail and previous is not None:
+                home = previous[2]
+            else:   # a new home directory: nothing left by an earlier user of the address
+                self._homes += 1
+                home = self.base / "mail" / address / str(self._homes)
+            self._users[address] = (password, quota, home)
             if self.running:
-                self._write_user(address.lower())
-        return Account(address.lower(), password)
+                self._write_user(address)
+        return Account(address, password)
 
     def fresh_user(self, prefix: str = "user", domain: str = "pec.test", **kw) -> Account:
         """A new mailbox with a unique address: per-test isolation on a shared server."""
@@ -251,8 +262,8 @@ class Dovecot:
         return self._users[address.lower()][0]
 
     def _write_user(self, address: str) -> None:
-        password, quota = self._users[address]
-        userdb = {"uid": self._uid, "gid": self._gid, "home": str(self.base / "mail" / address)}
+        password, quota, home = self._users[address]
+        userdb = {"uid": self._uid, "gid": self._gid, "home": str(home)}
         if quota:
             userdb["quota_rule"] = f"*:storage={quota}"
         for kind, record in (("userdb", userdb), ("passdb", {"password": f"{{PLAIN}}{password}"})):

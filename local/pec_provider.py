@@ -234,11 +234,11 @@ class SimulatedProvider:
     def _casella_piena(self, address: str) -> Iterator[None]:
         """The mailbox's real Dovecot quota made tiny for one APPEND (its lane runs nothing else)."""
         account = self.accounts[address]
-        self.network.dovecot.add_user(address, account.password, quota=_CASELLA_PIENA_QUOTA)
+        self.network.dovecot.add_user(address, account.password, quota=_CASELLA_PIENA_QUOTA, keep_mail=True)
         try:
             yield
         finally:
-            self.network.dovecot.add_user(address, account.password, quota=self._quote[address])
+            self.network.dovecot.add_user(address, account.password, quota=self._quote[address], keep_mail=True)
 
     # -- scripting
     def script_next(self, n: int, outcome: Outcome) -> None:

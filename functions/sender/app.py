@@ -43,12 +43,17 @@ def mailbox_of(address: str):
     return config
 
 
-SEND_MARGIN_SECONDS = 10   # from taking a slot to the end of DATA: the provider counts on arrival
+SEND_MARGIN_SECONDS = 10   # a reserved slot used up to 5 s late, plus the SMTP submission: the provider
+                           # counts a message when it arrives
+SEND_PACE_SECONDS = 0.5    # reserved slots at least this far apart: the senders keep up with them
 
 
 def policy_for(address: str) -> quota.QuotaPolicy:
     config = mailbox_of(address)
-    return quota.policy_from(config.quota_preset if config else "aruba", margin_seconds=SEND_MARGIN_SECONDS)
+    base = quota.policy_from(config.quota_preset if config else "aruba")
+    pace = min(SEND_PACE_SECONDS, base.window_seconds / base.limit / 2)
+    return quota.policy_from(config.quota_preset if config else "aruba", margin_seconds=SEND_MARGIN_SECONDS,
+                             pace_seconds=pace)
 
 
 @lru_cache(maxsize=64)

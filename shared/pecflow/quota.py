@@ -121,6 +121,8 @@ class QuotaPolicy:
     size_divided_by_recipients: bool = False    # the size limit is shared by all the recipients
     margin_seconds: float = 0.0                 # longest time from a slot to the provider's count
     timezone: str | None = None                 # fixed windows only: calendar days in this zone
+    pace_seconds: float = 0.0                   # at least this between two slots (spreads a window's
+                                                # burst at the speed the senders can actually send)
 
     def __post_init__(self) -> None:
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
@@ -130,6 +132,9 @@ class QuotaPolicy:
         if not _finite(self.margin_seconds) or not 0 <= self.margin_seconds < self.window_seconds:
             raise ValueError(f"margin_seconds must be at least 0 and shorter than the window "
                              f"(got {self.margin_seconds!r})")
+        if not _finite(self.pace_seconds) or not 0 <= self.pace_seconds * self.limit <= self.window_seconds:
+            raise ValueError(f"pace_seconds must be at least 0 and fit `limit` slots in a window "
+                             f"(got {self.pace_seconds!r})")
         if self.max_message_bytes is not None and (
                 isinstance(self.max_message_bytes, bool) or not isinstance(self.max_message_bytes, int)
                 or self.max_message_bytes < 1):

@@ -101,6 +101,8 @@ class RateLimiter:
             taken_at = now if state.latest is None else max(now, state.latest)
             slots = _Slots.of(state, policy, taken_at)
             slot = slots.next_slot(taken_at)
+            if state.latest is not None and policy.pace_seconds:
+                slot = max(slot, state.latest + policy.pace_seconds)   # never closer than the pace
             if slot > taken_at:
                 if slot - now > horizon:
                     self.stats.add(refused=1)

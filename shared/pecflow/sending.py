@@ -31,7 +31,10 @@ TEMPORARY_RETRY_SECONDS = 5 * 60
 AUTH_RETRY_SECONDS = 15 * 60
 MAX_DELAY_SECONDS = 12 * 3600        # SQS visibility timeout limit
 RESERVE_HORIZON_SECONDS = 6 * 3600   # a job reserves a quota slot at most this far ahead
+NEAR_SLOT_SECONDS = 10               # a slot this close is waited for on the queue, not reserved
 CAMPAIGN_CACHE_SECONDS = 5
+LATE_FOR_SLOT_SECONDS = 5            # a reserved slot used later than this is given back: the
+                                     # quota margin covers this lateness plus the SMTP submission
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,12 +135,20 @@ class Sender:
         # the quota slot: the one this job reserved earlier, or the next one (reserved, when it
         # is in the future: the job then sleeps on the queue until its own slot, and wakes once)
         now = clock.timestamp()
+        if reserved and now - reserved > LATE_FOR_SLOT_SECONDS:
+            # woken long after its slot (a busy queue): sending now could crowd a later window
+            self.release(config.address, reserved)
+            self.outgoing.set_job_fields(message_id, recipient.address, {"slot_at": 0})
+            reserved = 0.0
         if reserved:
             if reserved > now:
                 return Outcome.later(reserved - now, "waiting for its reserved quota slot")
             slot = reserved
         else:
-            decision = self.acquire(config.address, now, horizon=RESERVE_HORIZON_SECONDS)
+            decision = self.acquire(config.address, now)
+            if not decision.allowed and decision.at is not None and decision.wait_seconds > NEAR_SLOT_SECONDS:
+                # the next free slot is in a later window: reserve it, and sleep until it
+                decision = self.acquire(config.address, now, horizon=RESERVE_HORIZON_SECONDS)
             if not decision.allowed:
                 if decision.at is None:   # contention on the limiter: try again in a moment
                     return Outcome.later(1, "quota limiter busy")

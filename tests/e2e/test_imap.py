@@ -56,6 +56,19 @@ def test_users_are_isolated(dovecot):
         dovecot.connect(two.address, one.password)
 
 
+def test_an_address_used_again_starts_empty_unless_its_mail_is_kept(dovecot):
+    """Tests on one worker reuse addresses (ufficio@...): a new mailbox never sees an old one's mail."""
+    address = f"riusata-{os.getpid()}@pec.test"
+    dovecot.add_user(address)
+    dovecot.append(address, MESSAGE)
+    account = dovecot.add_user(address, "altra-password", keep_mail=True)     # a password change
+    with dovecot.connect(address, account.password) as client:
+        assert client.select_folder("INBOX")[b"EXISTS"] == 1
+    dovecot.add_user(address)                                                 # a new user of the address
+    with dovecot.connect(address) as client:
+        assert client.select_folder("INBOX")[b"EXISTS"] == 0
+
+
 def test_capabilities_the_poller_relies_on(dovecot):
     account = dovecot.fresh_user()
     with dovecot.connect(account.address) as client:

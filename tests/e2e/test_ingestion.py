@@ -176,7 +176,7 @@ def test_bad_credentials_and_unreachable_hosts_do_not_stop_the_others(stack, dov
     alfa = net.add_provider(builder.Gestore("Delta PEC S.p.A.", "pec.delta.test"))
     good = stack.add_company_mailbox(alfa, "buona@pec.delta.test")
     wrong = stack.add_company_mailbox(alfa, "password-cambiata@pec.delta.test")
-    dovecot.add_user(wrong.address, "una-nuova-password")          # changed on the provider, not in pecflow
+    dovecot.add_user(wrong.address, "una-nuova-password", keep_mail=True)        # changed on the provider, not in pecflow
     from pecflow import admin
     from pecflow.mailbox import MailboxConfig
     admin.add_mailbox(stack.deployment(), MailboxConfig("irraggiungibile@pec.delta.test", "127.0.0.1", 1),

@@ -206,3 +206,19 @@ def test_a_policy_change_carries_the_sends_over(limiter, policies):
     policies[BOX] = QuotaPolicy(2, 600)                              # rolling again: 5 recent sends
     assert limiter.acquire(BOX, T0 + 20).at == T0 + 20 + 600          # taken as sent at the latest
     assert limiter.release(BOX, T0 + 11) is False                    # kept under another policy: not released
+
+
+def test_reservations_hand_out_successive_future_slots_within_the_quota(aws):
+    policy = QuotaPolicy(limit=5, window_seconds=60.0, margin_seconds=2.0, pace_seconds=1.5)
+    limiter = RateLimiter(aws.physical("QuotaTable"), lambda _: policy, dynamodb=aws.resource("dynamodb"))
+    t0 = 1_000_000.0
+    reserved = [limiter.acquire("a@pec.test", t0, horizon=3600) for _ in range(17)]
+    assert all(d.allowed for d in reserved)
+    slots = [d.at for d in reserved]
+    assert slots == sorted(slots) and slots[0] == t0
+    assert all(b - a >= 1.5 for a, b in zip(slots, slots[1:])), "never closer than the pace"
+    assert quota.violations(policy, slots) == []
+    assert slots[5] >= slots[0] + 62.0, "the sixth waits for the window (and margin) of the first"
+    beyond = limiter.acquire("a@pec.test", t0, horizon=60)
+    assert not beyond.allowed and beyond.at > t0 + 60, "beyond the horizon: refused, nothing taken"
+    assert limiter.acquire("a@pec.test", t0, horizon=3600).at > slots[-1]
