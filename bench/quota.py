@@ -1,15 +1,18 @@
 """A 10,000-recipient campaign under the `aruba` preset (250 per rolling 20 minutes), on a virtual clock.
 
 The real RateLimiter, on DynamoDB in moto (in-process, the QuotaTable of template.yaml), paces
-N sender workers (5, as the send queue's MaximumConcurrency would run them). Each worker takes a
-batch of up to 10 visible jobs from a simulated SQS queue and, job by job, calls `acquire` at the
-virtual time: allowed, it sends (0.5-2 s of virtual time, the provider counts the message when
-it arrives at the end); refused, it puts the rest of its batch back with a visibility delay of
-ceil(wait) seconds (SQS delays are whole seconds) and takes the next batch: no busy retry.
-Acquisitions whose virtual times fall within one DynamoDB round trip (10 ms) run at the same time
-on real threads, so the optimistic-concurrency races are real ones. The policy's margin (2.5 s)
-covers the round trip and the longest send: a slot is taken before SMTP, the provider counts the
-message up to 2.01 s later.
+N sender workers (5, as the send queue's MaximumConcurrency would run them). Each worker takes
+visible jobs from a simulated SQS queue one at a time (the sender's BatchSize is 1) and does what
+the sender does: it calls `acquire` with a 6-hour horizon at the virtual time. A slot free now:
+it sends (0.5-2 s of virtual time; the provider counts the message when it arrives, at the end).
+A later slot: the limiter reserves it for this job (waiting slots are paced 0.5 s apart, so
+waiting jobs wake one by one at the speed the workers send) and the job goes back on the queue
+with a visibility delay of ceil(wait) seconds (SQS delays are whole seconds): it wakes once, at
+its slot, and sends without asking the limiter again. A job woken more than WAKE (8 s) after its
+slot gives the slot back and takes a new one. No busy retry. Acquisitions whose virtual times
+fall within one DynamoDB round trip (10 ms) run at the same time on real threads, so the
+optimistic-concurrency races are real ones. The policy's margin (2.5 s + WAKE) covers the
+round trip, the longest send and the lateness a reserved slot may be used with.
 
 The theoretical minimum. Number the sends in the order the provider counts them, s_0 <= s_1 <=
 ... <= s_{N-1}. Under L sends per rolling window w, any L + 1 consecutive sends span at least w
@@ -22,13 +25,9 @@ window's L sends at the instant the window opens. The measured overhead includes
 workers take to send each window's 250 messages (about a minute), the margin (2.5 s a window),
 the whole-second visibility delays, and the limiter's own races.
 
-By default the workers do what the sender does: a job that cannot go now reserves the next free
-slot (up to 6 hours ahead) and sleeps on the queue until it, so each job wakes once
-(`--strategy refuse` puts it back until the next free slot instead, and every waiting job wakes
-for the same slot). `--hold S` measures a sender refinement: a worker refused for a slot at most S seconds away
-waits for it inside its invocation and asks again, instead of putting its batch back. Without it,
-each window's burst makes free workers cycle through refused batches (SQS delays are whole
-seconds, the next slot a fraction of one away).
+`--strategy refuse` measures the alternative without reservations: a refused job is put back
+until the next free slot, and every waiting job wakes for the same slot. `--hold S`: a worker
+refused for a slot at most S seconds away waits for it in place instead.
 
 Reported: sends, windows over quota (quota.violations on the provider's arrival times, and on the
 slot times), completion against the minimum, the limiter's counters (acquired, refused, lost
@@ -61,15 +60,15 @@ from moto import mock_aws  # noqa: E402
 from local.aws import LocalAws  # noqa: E402
 from pecflow import quota  # noqa: E402
 from pecflow.ratelimit import RateLimiter  # noqa: E402
+from pecflow.sending import horizon_spread  # noqa: E402
 
 MAILBOX = "campagne@pec.example.it"
 ROUND_TRIP = 0.010                  # a DynamoDB read + conditional write, virtual seconds
 INVOCATION = 0.020                  # a Lambda invocation's own overhead per batch
 SEND = (0.5, 2.0)                   # SMTP submission, virtual seconds
 MARGIN = 2.5                        # >= ROUND_TRIP + the longest send
-WAKE = 5.0                          # a reserved slot is used at most this late (whole-second delays, busy workers)
-PACE = 0.4                          # reserved slots this far apart: 5 workers keep up (1.25 s a send on average)
-NEAR = 10.0                         # a slot this close is waited for on the queue, not reserved
+WAKE = 8.0                          # a reserved slot is used at most this late (whole-second delays, busy workers)
+PACE = 0.5                          # reserved slots this far apart (as the sender): 5 workers keep up with 2 a second
 MAX_VISIBILITY = 43_200             # SQS: at most 12 hours
 
 
@@ -136,7 +135,7 @@ def simulate(recipients: int, workers: int, batch_size: int, seed: int, t0: floa
         crew = [Worker(n) for n in range(workers)]
         events: list[tuple[float, int, int, int, str]] = []
         counter = [0]
-        slots, arrivals, groups, held = [], [], {"concurrent": 0, "largest": 1}, [0]
+        slots, arrivals, groups, held, late = [], [], {"concurrent": 0, "largest": 1}, [0], [0]
         reserved: dict[int, float] = {}   # job -> the future slot it holds (the sender's reservations)
 
         def schedule(worker: Worker, at: float, kind: str) -> None:
@@ -191,11 +190,9 @@ def simulate(recipients: int, workers: int, batch_size: int, seed: int, t0: floa
                         slot = reserved.pop(job)
                         if now - slot <= WAKE:
                             return quota.Decision(True, max(0.0, slot - now), slot)
+                        late[0] += 1
                         limiter.release(MAILBOX, slot)   # woken too late (workers busy): a new slot
-                    decision = limiter.acquire(MAILBOX, now)
-                    if decision.allowed or not horizon or decision.at is None or decision.wait_seconds <= NEAR:
-                        return decision                  # now, or soon: no reservation
-                    return limiter.acquire(MAILBOX, now, horizon=horizon)   # a later window: reserve
+                    return limiter.acquire(MAILBOX, now, horizon=horizon)   # now, or reserved ahead
 
                 if len(group) > 1:
                     groups["concurrent"] += 1
@@ -229,13 +226,18 @@ def simulate(recipients: int, workers: int, batch_size: int, seed: int, t0: floa
                             held[0] += 1
                             schedule(member, max(slot, answered), "acquire")
                             continue
-                        delay = min(MAX_VISIBILITY, max(0, math.ceil(slot - answered)))
+                        if horizon and decision.at is not None:   # beyond the horizon: back when reservable,
+                            job = member.batch[0]                  # each job at its own moment (as the sender)
+                            wait = slot - answered - horizon + horizon_spread(f"<job-{job}>")
+                        else:
+                            wait = slot - answered
+                        delay = min(MAX_VISIBILITY, max(0, math.ceil(wait)))
                         put_back(member.batch, answered + delay)
                         member.batch = []
                         schedule(member, answered, "receive")
     return {"policy": policy, "provider": provider, "slots": slots, "arrivals": arrivals,
             "stats": limiter.stats.as_dict(), "receives": queue.receives, "returned": queue.returned,
-            "groups": groups, "held": held[0]}
+            "groups": groups, "held": held[0], "late": late[0]}
 
 
 def main() -> None:
@@ -243,7 +245,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 recipients instead of 10,000 (under 30 s)")
     parser.add_argument("--recipients", type=int, help="campaign size")
     parser.add_argument("--workers", type=int, default=5, help="concurrent senders (MaximumConcurrency)")
-    parser.add_argument("--batch", type=int, default=10, help="SQS batch size")
+    parser.add_argument("--batch", type=int, default=1, help="SQS batch size (template.yaml: 1)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--strategy", choices=["reserve", "refuse"], default="reserve",
                         help="reserve: a refused job reserves its future slot and wakes once for it (what the "
@@ -282,7 +284,8 @@ def main() -> None:
           f"{stats['conflicts']} lost races re-decided, {stats['contended']} given up on contention; "
           f"{run['groups']['concurrent']} rounds of concurrent acquisitions (up to {run['groups']['largest']} at once)")
     held = f", {run['held']} waits in place for a slot at most {args.hold:g} s away" if args.hold else ""
-    print(f"queue: {run['receives']} receives, {run['returned']} jobs put back with a visibility delay{held}; "
+    print(f"queue: {run['receives']} receives, {run['returned']} jobs put back with a visibility delay{held}, "
+          f"{run['late']} woken more than {WAKE:g} s after their slot (slot given back, a new one taken); "
           f"wall time {wall:.1f} s")
     print(f"quota: {percent:.2f} % over the theoretical minimum, {len(over)} windows over quota "
           f"(target < 2 %, 0 windows)")

@@ -43,8 +43,8 @@ def mailbox_of(address: str):
     return config
 
 
-SEND_MARGIN_SECONDS = 10   # a reserved slot used up to 5 s late, plus the SMTP submission: the provider
-                           # counts a message when it arrives
+SEND_MARGIN_SECONDS = 15   # a reserved slot used up to 8 s late, plus up to 7 s of SMTP submission:
+                           # the provider counts a message when it arrives
 SEND_PACE_SECONDS = 0.5    # reserved slots at least this far apart: the senders keep up with them
 
 

@@ -13,6 +13,7 @@ back to the queue with a visibility delay until the moment it can go: no busy re
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,10 +32,15 @@ TEMPORARY_RETRY_SECONDS = 5 * 60
 AUTH_RETRY_SECONDS = 15 * 60
 MAX_DELAY_SECONDS = 12 * 3600        # SQS visibility timeout limit
 RESERVE_HORIZON_SECONDS = 6 * 3600   # a job reserves a quota slot at most this far ahead
-NEAR_SLOT_SECONDS = 10               # a slot this close is waited for on the queue, not reserved
+HORIZON_SPREAD_SECONDS = 1800        # jobs beyond the horizon come back spread over this much time
 CAMPAIGN_CACHE_SECONDS = 5
-LATE_FOR_SLOT_SECONDS = 5            # a reserved slot used later than this is given back: the
+LATE_FOR_SLOT_SECONDS = 8            # a reserved slot used later than this is given back: the
                                      # quota margin covers this lateness plus the SMTP submission
+
+
+def horizon_spread(message_id: str) -> int:
+    """A job's own offset in [0, HORIZON_SPREAD_SECONDS): the same on every retry."""
+    return int(hashlib.sha256(message_id.encode()).hexdigest()[:8], 16) % HORIZON_SPREAD_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,14 +151,16 @@ class Sender:
                 return Outcome.later(reserved - now, "waiting for its reserved quota slot")
             slot = reserved
         else:
-            decision = self.acquire(config.address, now)
-            if not decision.allowed and decision.at is not None and decision.wait_seconds > NEAR_SLOT_SECONDS:
-                # the next free slot is in a later window: reserve it, and sleep until it
-                decision = self.acquire(config.address, now, horizon=RESERVE_HORIZON_SECONDS)
+            # the next free slot, reserved when it is ahead: each waiting job holds its own and
+            # wakes once for it (jobs refused and retried would all wake for every freed slot)
+            decision = self.acquire(config.address, now, horizon=RESERVE_HORIZON_SECONDS)
             if not decision.allowed:
                 if decision.at is None:   # contention on the limiter: try again in a moment
                     return Outcome.later(1, "quota limiter busy")
-                return Outcome.later(min(decision.wait_seconds, MAX_DELAY_SECONDS), "waiting for a quota slot")
+                # beyond the horizon: back when that slot can be reserved, each job at its own
+                # moment (thousands waking together would keep the senders from the slots due then)
+                wake = decision.wait_seconds - RESERVE_HORIZON_SECONDS + horizon_spread(message_id)
+                return Outcome.later(min(max(wake, 1), MAX_DELAY_SECONDS), "waiting for a quota slot")
             slot = decision.at
             if slot > now:
                 if not self.outgoing.reserve_slot(message_id, recipient.address, slot):
