@@ -151,6 +151,7 @@ class LocalAws:
         restore_logging = _quiet_werkzeug()
         _atomic_dynamodb()
         _fast_dispatch()
+        _lazy_queue_attributes()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         host, bound_port = server.get_host_and_port()
@@ -174,6 +175,7 @@ class LocalAws:
         server, no endpoint; for integration tests of the adapters."""
         template = load(template_path)
         _atomic_dynamodb()
+        _lazy_queue_attributes()
         aws = cls(template, stack_name=stack_name, parameters=parameter_values(template, parameters),
                   region=region, server=None, endpoint_url=None)
         aws._create_stack()
@@ -896,6 +898,56 @@ def _fast_dispatch() -> None:
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
     backends._pecflow_cached = True
+
+
+def _lazy_queue_attributes() -> None:
+    """moto's `Queue.attributes` computes every attribute, message counts included (a pass over
+    all messages, with date arithmetic per message), and moto reads it a few times per message
+    sent to a FIFO queue just to look at ContentBasedDeduplication: sending grows O(n) with the
+    queue, O(n^2) over a campaign. The same mapping, each value computed when read."""
+    import json
+    from collections.abc import Mapping
+
+    from moto.core.utils import camelcase_to_underscores
+    from moto.sqs.models import Queue
+
+    if getattr(Queue, "_pecflow_lazy", False):
+        return
+
+    class Attributes(Mapping):
+        __slots__ = ("queue", "names")
+
+        def __init__(self, queue: Any):
+            self.queue = queue
+            names = list(queue.BASE_ATTRIBUTES)
+            if queue.fifo_queue:
+                names += queue.FIFO_ATTRIBUTES
+            if queue.kms_master_key_id:
+                names += queue.KMS_ATTRIBUTES
+            if queue.policy:
+                names.append("Policy")
+            if queue.redrive_policy:
+                names.append("RedrivePolicy")
+            self.names = dict.fromkeys(names)
+
+        def __getitem__(self, name: str) -> Any:
+            if name not in self.names:
+                raise KeyError(name)
+            if name == "Policy":
+                return self.queue.policy
+            if name == "RedrivePolicy":
+                return json.dumps(self.queue.redrive_policy)
+            value = getattr(self.queue, camelcase_to_underscores(name))
+            return str(value).lower() if isinstance(value, bool) else value
+
+        def __iter__(self):
+            return iter(self.names)
+
+        def __len__(self) -> int:
+            return len(self.names)
+
+    Queue.attributes = property(Attributes)
+    Queue._pecflow_lazy = True
 
 
 def _quiet_werkzeug() -> Callable[[], None]:
