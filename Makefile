@@ -14,7 +14,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: help demo test test-fast lint bench bench-quick sam-build clean debian-packages
 
 help:
-	@echo "make demo        build a sample PEC mailbox with pecflow's own message builder and classify it"
+	@echo "make demo        a day of two companies' PEC mailboxes on the local stack (campaign, receipts, inbox)"
 	@echo "make test        lint the SAM template and run the whole test suite"
 	@echo "make test-fast   unit tests only"
 	@echo "make lint        cfn-lint + sam validate --lint on template.yaml"

@@ -70,7 +70,8 @@ class LocalStack:
 
     def add_company_mailbox(self, provider: SimulatedProvider, address: str | None = None, *,
                             saturation: SaturationPolicy | None = None, quota: str | None = None,
-                            password: str | None = None, register: bool = True) -> Account:
+                            password: str | None = None, register: bool = True,
+                            quota_preset: str | None = None) -> Account:
         """A mailbox on the simulated provider, registered in pecflow like `pecflow mailbox add`."""
         account = (provider.add_mailbox(address, quota=quota) if address
                    else provider.fresh_mailbox("ufficio", quota=quota))
@@ -78,6 +79,8 @@ class LocalStack:
             config = self.mailbox_config(account.address, provider)
             if saturation is not None:
                 config = MailboxConfig(**{**_fields(config), "saturation": saturation})
+            if quota_preset is not None:
+                config = MailboxConfig(**{**_fields(config), "quota_preset": quota_preset}).validate()
             admin.add_mailbox(self.deployment(), config, password or account.password, check=True)
         return account
 

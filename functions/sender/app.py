@@ -50,10 +50,11 @@ SEND_PACE_SECONDS = 0.5    # reserved slots at least this far apart: the senders
 
 def policy_for(address: str) -> quota.QuotaPolicy:
     config = mailbox_of(address)
-    base = quota.policy_from(config.quota_preset if config else "aruba")
+    spec = config.quota_preset if config else "aruba"
+    base = quota.policy_from_spec(spec)
     pace = min(SEND_PACE_SECONDS, base.window_seconds / base.limit / 2)
-    return quota.policy_from(config.quota_preset if config else "aruba", margin_seconds=SEND_MARGIN_SECONDS,
-                             pace_seconds=pace)
+    return quota.policy_from_spec(spec, margin_seconds=min(SEND_MARGIN_SECONDS, base.window_seconds / 4),
+                                  pace_seconds=pace)
 
 
 @lru_cache(maxsize=64)

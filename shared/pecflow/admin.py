@@ -82,8 +82,12 @@ def campaign_stats(deployment: Deployment, campaign_id: str) -> dict:
     item = campaigns.get(campaign_id)
     if item is None:
         raise KeyError(f"no campaign {campaign_id}")
-    return {"campaign_id": campaign_id, "status": item.get("status"), "mailbox": item.get("mailbox"),
-            "counters": campaigns.counters(campaign_id), "validation": item.get("validation"),
+    counters = campaigns.counters(campaign_id)
+    status = item.get("status")
+    if status == "sending" and counters.get("total") and not counters.get("to_send") and not counters.get("waiting"):
+        status = "completed"   # derived: every job has its outcome (a resend makes it sending again)
+    return {"campaign_id": campaign_id, "status": status, "mailbox": item.get("mailbox"),
+            "counters": counters, "validation": item.get("validation"),
             "queued": item.get("fanout_queued", 0)}
 
 

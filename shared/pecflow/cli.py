@@ -353,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--smtp-host", help="SMTP over TLS host (default: the IMAP host with imap→smtp)")
     add.add_argument("--smtp-port", type=int, default=465, help="default 465")
     add.add_argument("--folder", action="append", help="folder to watch (repeatable; default INBOX)")
-    add.add_argument("--quota-preset", default="aruba", help="sending quota preset (aruba, gmail, custom)")
+    add.add_argument("--quota-preset", default="aruba", help="the provider's sending quota: aruba (250 per 20 minutes), gmail (100 a day), "
+                          "legalmail (6 a minute) or custom:N/WINDOW[,fixed], e.g. custom:50/10m (default: aruba)")
     add.add_argument("--saturation", choices=["never", "after-days", "above-quota"], default="never",
                      help="when archived messages leave the provider (default never)")
     add.add_argument("--days", type=int, default=90, help="for after-days (default 90)")

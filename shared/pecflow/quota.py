@@ -231,6 +231,32 @@ def policy_from(preset: str, **overrides) -> QuotaPolicy:
     return replace(PRESETS[name], **overrides) if overrides else PRESETS[name]
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
+
+
+def policy_from_spec(spec: str, **overrides) -> QuotaPolicy:
+    """A mailbox's quota setting: a preset name (`aruba`, `gmail`, `legalmail`) or
+    `custom:N/WINDOW` with WINDOW like `600s`, `20m`, `1h`, `1d`, rolling unless followed by
+    `,fixed` — e.g. `custom:50/10m` or `custom:500/1d,fixed`."""
+    text = (spec or "").strip().lower()
+    if not text.startswith("custom:"):
+        return policy_from(text, **overrides)
+    body, _, shape = text[len("custom:"):].partition(",")
+    if shape not in ("", "rolling", "fixed"):
+        raise ValueError(f"quota {spec!r}: after the comma, 'fixed' or 'rolling' (got {shape!r})")
+    limit, slash, window = body.partition("/")
+    try:
+        count = int(limit)
+        unit = _UNITS[window.strip()[-1:]] if window.strip()[-1:] in _UNITS else 1.0
+        number = window.strip()[:-1] if window.strip()[-1:] in _UNITS else window.strip()
+        seconds = float(number) * unit
+    except (ValueError, KeyError):
+        raise ValueError(f"quota {spec!r}: expected custom:N/WINDOW, e.g. custom:50/10m or custom:500/1d,fixed") from None
+    if not slash:
+        raise ValueError(f"quota {spec!r}: expected custom:N/WINDOW, e.g. custom:50/10m")
+    return policy_from("custom", limit=count, window_seconds=seconds, rolling=shape != "fixed", **overrides)
+
+
 # --- decisions --------------------------------------------------------------------------------------
 def next_slot(policy: QuotaPolicy, history: Sequence[float], now: float) -> float:
     """The earliest time >= now at which one more send keeps every window within the limit,

@@ -296,3 +296,15 @@ def test_calendar_days_across_summer_time(limit, offsets, now_s):
         assert slot == quota.window_of(policy, slot)[0]          # a Rome midnight, the first day with room
         assert datetime.fromtimestamp(slot, UTC).hour in (22, 23)
         assert all(admit(policy, sent, t).allowed is False for t in (now, slot - 0.001) if t >= now)
+
+
+def test_a_mailbox_quota_setting_names_a_preset_or_a_custom_rate():
+    assert quota.policy_from_spec("Aruba") == quota.PRESETS["aruba"]
+    custom = quota.policy_from_spec("custom:50/10m")
+    assert (custom.limit, custom.window_seconds, custom.rolling) == (50, 600.0, True)
+    daily = quota.policy_from_spec("custom:500/1d,fixed", margin_seconds=5)
+    assert (daily.limit, daily.window_seconds, daily.rolling, daily.margin_seconds) == (500, quota.DAY, False, 5)
+    assert quota.policy_from_spec("custom:6/60").window_seconds == 60.0
+    for bad in ("custom:50", "custom:x/10m", "custom:50/10m,daily", "custom:0/10m", "nessuno"):
+        with pytest.raises(ValueError):
+            quota.policy_from_spec(bad)
