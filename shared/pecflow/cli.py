@@ -464,7 +464,61 @@ def cmd_campaign_status(args) -> int:
     return 0
 
 
+def cmd_campaign_upload(args) -> int:
+    """Upload a campaign folder in the order the fan-out expects: attachments, CSV, manifest last
+    (the manifest's arrival starts the campaign). Validated locally first unless --no-validate."""
+    from pecflow.fanout import CAMPAIGN_ID
+
+    folder = Path(args.folder)
+    manifest, recipients = folder / "manifest.json", folder / "recipients.csv"
+    missing = [str(p) for p in (manifest, recipients) if not p.is_file()]
+    if missing:
+        print(f"pecflow: the campaign folder needs {' and '.join(missing)}", file=sys.stderr)
+        return 2
+    campaign_id = args.campaign_id or folder.resolve().name
+    if not CAMPAIGN_ID.match(campaign_id):
+        print(f"pecflow: {campaign_id!r} is not a usable campaign id (letters, digits, . _ -; at most 64)",
+              file=sys.stderr)
+        return 2
+    if not args.no_validate:
+        check = argparse.Namespace(manifest=str(manifest), csv=str(recipients), attachments=None,
+                                   report_dir=None, show=args.show, max_csv_mb=100)
+        if cmd_campaign_validate(check) != 0:
+            print("pecflow: not uploaded: fix the errors above (the report is beside the CSV)", file=sys.stderr)
+            return 1
+    deployment = _deployment(args)
+    if not deployment.campaign_bucket:
+        print("pecflow: this deployment has no campaign bucket", file=sys.stderr)
+        return 2
+    s3 = deployment.client("s3")
+    prefix = f"campaigns/{campaign_id}/"
+    if s3.list_objects_v2(Bucket=deployment.campaign_bucket, Prefix=prefix + "manifest.json").get("KeyCount"):
+        print(f"pecflow: campaign {campaign_id} already exists: choose another id (--campaign-id)", file=sys.stderr)
+        return 1
+    files = sorted(p for p in (folder / "attachments").rglob("*") if p.is_file()) \
+        if (folder / "attachments").is_dir() else []
+    uploads = [(p, prefix + "attachments/" + p.relative_to(folder / "attachments").as_posix()) for p in files]
+    uploads += [(recipients, prefix + "recipients.csv"), (manifest, prefix + "manifest.json")]
+    for n, (path, key) in enumerate(uploads, 1):
+        s3.upload_file(str(path), deployment.campaign_bucket, key)
+        if n % 50 == 0 or n == len(uploads):
+            print(f"  uploaded {n}/{len(uploads)} files", file=sys.stderr)
+    print(f"campaign {campaign_id} uploaded to s3://{deployment.campaign_bucket}/{prefix}: it starts now; "
+          f"follow it with `pecflow campaign stats {campaign_id}`")
+    return 0
+
+
 def _add_campaign_operations(actions) -> None:
+    upload = actions.add_parser("upload", help="upload a campaign folder and start it", description=(
+        "Validate a campaign folder (manifest.json, recipients.csv, attachments/) as the fan-out will, "
+        "then upload it to the campaign bucket: attachments first, the CSV, the manifest last (its "
+        "arrival starts the campaign)."))
+    upload.add_argument("folder", help="the campaign folder")
+    upload.add_argument("--campaign-id", help="the campaign's id (default: the folder's name)")
+    upload.add_argument("--no-validate", action="store_true", help="skip the local validation")
+    upload.add_argument("--show", type=int, default=20, help="validation errors printed (default 20)")
+    _add_target_options(upload)
+    upload.set_defaults(func=cmd_campaign_upload)
     stats = actions.add_parser("stats", help="the statistics panel of a campaign", description=(
         "Totals of a campaign: to send, sent, only sent, accepted, accepted and delivered, delivery "
         "failures, errors, waiting for confirmation. Kept atomically as receipts arrive."))

@@ -77,3 +77,49 @@ def test_sent_show_and_inbox_list(env, monkeypatch, capsys):
         "unmatched_mailbox": "ufficio@pec.azienda.test"})
     code, out, _ = run(monkeypatch, capsys, ["inbox", "list", "ufficio@pec.azienda.test", "--unmatched"])
     assert code == 0 and "accettazione" in out and "[unmatched]" in out and "1 message(s)" in out
+
+
+def test_campaign_upload_validates_then_uploads_the_manifest_last(env, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CAMPAIGN_BUCKET", env.physical("CampaignBucket"))
+    folder = tmp_path / "avvisi-aprile"
+    (folder / "attachments").mkdir(parents=True)
+    (folder / "attachments" / "avviso.pdf").write_bytes(b"%PDF-1.4 avviso\n%%EOF\n")
+    (folder / "recipients.csv").write_bytes("PEC;Nome\r\nuno@pec.test;Società Uno\r\nnon-un-indirizzo;Due\r\n"
+                                            .encode("cp1252"))
+    (folder / "manifest.json").write_text(json.dumps({
+        "mailbox": "ufficio@pec.test", "subject": "Avviso per {{ nome }}", "body_text": "Gentile {{ nome }}\n",
+        "attachments": ["avviso.pdf"]}))
+    s3 = env.client("s3")
+    bucket = env.physical("CampaignBucket")
+
+    code, _, err = run(monkeypatch, capsys, ["campaign", "upload", str(folder)])
+    assert code == 1 and "not uploaded" in err
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0, "an invalid campaign uploads nothing"
+
+    (folder / "recipients.csv").write_bytes("PEC;Nome\r\nuno@pec.test;Società Uno\r\n".encode("cp1252"))
+    from pecflow.deployment import Deployment
+
+    uploaded, client_of = [], Deployment.client
+
+    def spying_client(self, service):
+        client = client_of(self, service)
+        if service == "s3":
+            class Spy:
+                def __getattr__(self, name):
+                    return getattr(client, name)
+
+                def upload_file(self, path, bucket, key):
+                    uploaded.append(key)
+                    return client.upload_file(path, bucket, key)
+            return Spy()
+        return client
+
+    monkeypatch.setattr(Deployment, "client", spying_client)
+    code, out, err = run(monkeypatch, capsys, ["campaign", "upload", str(folder)])
+    assert code == 0 and "campaign avvisi-aprile uploaded" in out, err
+    assert uploaded == ["campaigns/avvisi-aprile/attachments/avviso.pdf", "campaigns/avvisi-aprile/recipients.csv",
+                        "campaigns/avvisi-aprile/manifest.json"], "the manifest last: its arrival starts the campaign"
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert set(uploaded) <= keys
+    code, _, err = run(monkeypatch, capsys, ["campaign", "upload", str(folder)])
+    assert code == 1 and "already exists" in err
