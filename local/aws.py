@@ -901,7 +901,7 @@ def _fast_dispatch() -> None:
 
 
 def _lazy_queue_attributes() -> None:
-    """moto's `Queue.attributes` computes every attribute, message counts included (a pass over
+    """Two of moto's SQS costs that grow with the queue. `Queue.attributes` computes every attribute, message counts included (a pass over
     all messages, with date arithmetic per message), and moto reads it a few times per message
     sent to a FIFO queue just to look at ContentBasedDeduplication: sending grows O(n) with the
     queue, O(n^2) over a campaign. The same mapping, each value computed when read."""
@@ -948,6 +948,32 @@ def _lazy_queue_attributes() -> None:
 
     Queue.attributes = property(Attributes)
     Queue._pecflow_lazy = True
+
+    # FIFO deduplication: moto compares the new id with every message in the queue (O(n) a send);
+    # an index of the ids seen in the last 5 minutes does it in O(1), and like SQS it also
+    # remembers ids of messages already deleted
+    from moto.sqs.models import DEDUPLICATION_TIME_IN_SECONDS
+
+    original_add = Queue.add_message
+
+    def add_message(self, message) -> None:
+        if not self.fifo_queue or self.lambda_event_source_mappings:
+            return original_add(self, message)
+        if self.attributes.get("ContentBasedDeduplication") == "true" or message.deduplication_id:
+            seen = self.__dict__.setdefault("_pecflow_dedup", {})
+            then = seen.get(message.deduplication_id)
+            if then is not None and (message.sent_timestamp - then) / 1000 < DEDUPLICATION_TIME_IN_SECONDS:
+                return
+            seen[message.deduplication_id] = message.sent_timestamp
+            if len(seen) > 10_000:   # forget what is older than the deduplication interval
+                horizon = message.sent_timestamp - DEDUPLICATION_TIME_IN_SECONDS * 1000
+                for key in [k for k, t in seen.items() if t < horizon]:
+                    del seen[key]
+        with self._messages_lock:
+            self._messages.append(message)
+            self._messages_lock.notify_all()
+
+    Queue.add_message = add_message
 
 
 def _quiet_werkzeug() -> Callable[[], None]:
