@@ -965,10 +965,12 @@ def _lazy_queue_attributes() -> None:
             if then is not None and (message.sent_timestamp - then) / 1000 < DEDUPLICATION_TIME_IN_SECONDS:
                 return
             seen[message.deduplication_id] = message.sent_timestamp
-            if len(seen) > 10_000:   # forget what is older than the deduplication interval
+            if len(seen) > self.__dict__.get("_pecflow_dedup_limit", 10_000):
+                # forget what is older than the deduplication interval; next look when it doubled
                 horizon = message.sent_timestamp - DEDUPLICATION_TIME_IN_SECONDS * 1000
                 for key in [k for k, t in seen.items() if t < horizon]:
                     del seen[key]
+                self._pecflow_dedup_limit = max(10_000, 2 * len(seen))
         with self._messages_lock:
             self._messages.append(message)
             self._messages_lock.notify_all()
