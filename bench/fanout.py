@@ -151,3 +151,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    sys.stdout.flush()
+    os._exit(0)   # moto's state of 100,000 jobs takes minutes to tear down object by object
