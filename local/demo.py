@@ -22,7 +22,6 @@ import json
 import smtplib
 import sys
 import time
-import warnings
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=200, help="campaign size (default 200)")
     args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore", message="Session.login_data")   # aiosmtpd, inside the simulator
     LAMBDA_LOG.parent.mkdir(exist_ok=True)
     with open(LAMBDA_LOG, "w") as lambda_log:
         sys.stdout = lambda_log     # the handlers' loggers and metrics print here

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import itertools
+import logging
 import secrets
 import shutil
 import tempfile
@@ -66,6 +67,15 @@ PREAVVISO_DOPO = timedelta(hours=12)   # RFC 6109 §3.1.6: first notice without 
 SCADENZA_DOPO = timedelta(hours=24)    # the final one; the provider stops tracking the message
 MOTIVO_ANOMALIA = "Il messaggio non proviene da un gestore di posta certificata."
 _CASELLA_PIENA_QUOTA = "1K"            # MAILBOX_FULL: the Dovecot quota set around that APPEND
+
+
+def _drop_login_data_warning(record: logging.LogRecord) -> bool:
+    """aiosmtpd warns that Session.login_data is deprecated each time it sets it itself during
+    AUTH: noise from inside the library, once per login."""
+    return "Session.login_data is deprecated" not in record.getMessage()
+
+
+logging.getLogger("mail.log").addFilter(_drop_login_data_warning)
 
 
 # --- the clock (integration point with local/clock.py) -----------------------------------------
