@@ -60,7 +60,7 @@ from moto import mock_aws  # noqa: E402
 from local.aws import LocalAws  # noqa: E402
 from pecflow import quota  # noqa: E402
 from pecflow.ratelimit import RateLimiter  # noqa: E402
-from pecflow.sending import horizon_spread  # noqa: E402
+from pecflow.sending import RESERVE_HORIZON_SECONDS, horizon_spread  # noqa: E402
 
 MAILBOX = "campagne@pec.example.it"
 ROUND_TRIP = 0.010                  # a DynamoDB read + conditional write, virtual seconds
@@ -259,7 +259,7 @@ def main() -> None:
 
     started = time.perf_counter()
     run = simulate(recipients, args.workers, args.batch, args.seed, t0, args.hold,
-                   horizon=6 * 3600 if args.strategy == "reserve" else 0.0)
+                   horizon=RESERVE_HORIZON_SECONDS if args.strategy == "reserve" else 0.0)
     wall = time.perf_counter() - started
 
     provider, policy = run["provider"], run["policy"]
