@@ -18,7 +18,7 @@ Every state change is a conditional write; counters move in the same transaction
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -70,6 +70,17 @@ def _clean(item: dict) -> dict:
 def _conditional_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") in ("ConditionalCheckFailedException",
                                                          "TransactionCanceledException")
+
+
+def _conditional_write(write: Callable[..., Any], **request: Any) -> bool:
+    """A conditional DynamoDB write: True when written, False when its condition did not hold."""
+    try:
+        write(**request)
+        return True
+    except ClientError as exc:
+        if _conditional_failed(exc):
+            return False
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,17 +150,14 @@ class MailboxStore:
         return [c for c in configs if c.enabled] if enabled_only else configs
 
     def set_enabled(self, address: str, enabled: bool) -> None:
-        try:
-            self.table.update_item(
+        if not _conditional_write(
+                self.table.update_item,
                 Key={"address": address.lower(), "item": "config"},
                 UpdateExpression="SET #c.enabled = :e, updated_at = :now",
                 ConditionExpression=Attr("address").exists(),
                 ExpressionAttributeNames={"#c": "config"},
-                ExpressionAttributeValues={":e": enabled, ":now": clock.iso()})
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                raise KeyError(f"no mailbox {address}") from None
-            raise
+                ExpressionAttributeValues={":e": enabled, ":now": clock.iso()}):
+            raise KeyError(f"no mailbox {address}")
 
     def record_poll(self, address: str, *, ok: bool, error_kind: str | None = None, error: str | None = None,
                     usage: dict | None = None, fetched: int = 0) -> None:
@@ -194,16 +202,12 @@ class MailboxStore:
         """Move the cursor forward (never back within one UIDVALIDITY)."""
         condition = (Attr("uidvalidity").not_exists() | Attr("uidvalidity").ne(cursor.uidvalidity)
                      | Attr("last_uid").lte(cursor.last_uid))
-        try:
-            self.table.put_item(Item=_clean({
-                "address": address.lower(), "item": f"cursor#{cursor.folder}", "folder": cursor.folder,
-                "uidvalidity": cursor.uidvalidity, "last_uid": cursor.last_uid, "uidnext": cursor.uidnext,
-                "highestmodseq": cursor.highestmodseq, "updated_at": clock.iso()}),
-                ConditionExpression=condition)
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                raise Conflict(f"cursor of {address}/{cursor.folder} is already past UID {cursor.last_uid}") from None
-            raise
+        item = _clean({
+            "address": address.lower(), "item": f"cursor#{cursor.folder}", "folder": cursor.folder,
+            "uidvalidity": cursor.uidvalidity, "last_uid": cursor.last_uid, "uidnext": cursor.uidnext,
+            "highestmodseq": cursor.highestmodseq, "updated_at": clock.iso()})
+        if not _conditional_write(self.table.put_item, Item=item, ConditionExpression=condition):
+            raise Conflict(f"cursor of {address}/{cursor.folder} is already past UID {cursor.last_uid}")
 
 
 # --- message records -----------------------------------------------------------------------------
@@ -222,13 +226,7 @@ class MessageStore:
     def record(self, mailbox: str, record: dict) -> bool:
         """Write a new record; False (and nothing written) when this message is already recorded."""
         item = _clean({**record, "mailbox": mailbox.lower(), "message": record_key(record["sha256"])})
-        try:
-            self.table.put_item(Item=item, ConditionExpression=Attr("message").not_exists())
-            return True
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
+        return _conditional_write(self.table.put_item, Item=item, ConditionExpression=Attr("message").not_exists())
 
     def relocate(self, mailbox: str, sha256: str, *, folder: str, uid: int, uidvalidity: int) -> None:
         """A recorded message seen again at another UID (after a UIDVALIDITY change)."""
@@ -323,12 +321,8 @@ class OutgoingStore:
         head = _clean({"message_id": message_id, "recipient": MESSAGE_ROW, "mailbox": mailbox.lower(),
                        "subject": subject, "campaign_id": campaign_id, "created_at": now,
                        "recipients": [r.lower() for r in recipients], **(extra or {})})
-        try:
-            self.table.put_item(Item=head, ConditionExpression=Attr("message_id").not_exists())
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
+        if not _conditional_write(self.table.put_item, Item=head, ConditionExpression=Attr("message_id").not_exists()):
+            return False
         with self.table.batch_writer() as batch:
             for address in recipients:
                 batch.put_item(Item={**_clean({
@@ -361,12 +355,8 @@ class OutgoingStore:
             return len(items)
         written = 0
         for head, row in items:
-            try:
-                self.table.put_item(Item=row, ConditionExpression=Attr("message_id").not_exists())
-            except ClientError as exc:
-                if _conditional_failed(exc):
-                    continue
-                raise
+            if not _conditional_write(self.table.put_item, Item=row, ConditionExpression=Attr("message_id").not_exists()):
+                continue
             self.table.put_item(Item=head)
             written += 1
         return written
@@ -384,18 +374,13 @@ class OutgoingStore:
     def reserve_slot(self, message_id: str, recipient: str, at: float) -> bool:
         """Note the quota slot a pending job holds, unless it holds one already (a duplicate of
         the job may have reserved first). False: not noted, give the slot back."""
-        try:
-            self.table.update_item(
-                Key={"message_id": message_id, "recipient": recipient.lower()},
-                UpdateExpression="SET slot_at = :at",
-                ConditionExpression="#s = :pending AND (attribute_not_exists(slot_at) OR slot_at = :none)",
-                ExpressionAttributeNames={"#s": "state"},
-                ExpressionAttributeValues={":at": Decimal(repr(at)), ":pending": str(State.PENDING), ":none": 0})
-            return True
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
+        return _conditional_write(
+            self.table.update_item,
+            Key={"message_id": message_id, "recipient": recipient.lower()},
+            UpdateExpression="SET slot_at = :at",
+            ConditionExpression="#s = :pending AND (attribute_not_exists(slot_at) OR slot_at = :none)",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={":at": Decimal(repr(at)), ":pending": str(State.PENDING), ":none": 0})
 
     def set_job_fields(self, message_id: str, recipient: str, fields: dict) -> None:
         fields = _clean(fields)
@@ -576,13 +561,7 @@ class CampaignStore:
         now = clock.iso()
         item = {**_clean({**fields, "campaign_id": campaign_id, "created_at": now, "updated_at": now}),
                 "counters": dict.fromkeys(COUNTERS, 0)}
-        try:
-            self.table.put_item(Item=item, ConditionExpression=Attr("campaign_id").not_exists())
-            return True
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
+        return _conditional_write(self.table.put_item, Item=item, ConditionExpression=Attr("campaign_id").not_exists())
 
     def update(self, campaign_id: str, fields: dict, *, only_if_status: tuple[str, ...] | None = None) -> bool:
         fields = {**_clean(fields), "updated_at": clock.iso()}
@@ -593,30 +572,20 @@ class CampaignStore:
             names["#status"] = "status"
             values.update({f":s{i}": s for i, s in enumerate(only_if_status)})
             kwargs["ConditionExpression"] = "#status IN (" + ", ".join(f":s{i}" for i in range(len(only_if_status))) + ")"
-        try:
-            self.table.update_item(Key={"campaign_id": campaign_id},
-                                   UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields))),
-                                   ExpressionAttributeNames=names, ExpressionAttributeValues=values, **kwargs)
-            return True
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
+        return _conditional_write(
+            self.table.update_item, Key={"campaign_id": campaign_id},
+            UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields))),
+            ExpressionAttributeNames=names, ExpressionAttributeValues=values, **kwargs)
 
     def start_counting(self, campaign_id: str, total: int) -> bool:
         """Set the counters for `total` jobs to send, once (a resumed fan-out does not count twice)."""
-        try:
-            self.table.update_item(
-                Key={"campaign_id": campaign_id},
-                UpdateExpression="SET counters.#t = :t, counters.#s = :t, counting_started = :yes",
-                ConditionExpression=Attr("counting_started").not_exists(),
-                ExpressionAttributeNames={"#t": "total", "#s": "to_send"},
-                ExpressionAttributeValues={":t": total, ":yes": True})
-            return True
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
+        return _conditional_write(
+            self.table.update_item,
+            Key={"campaign_id": campaign_id},
+            UpdateExpression="SET counters.#t = :t, counters.#s = :t, counting_started = :yes",
+            ConditionExpression=Attr("counting_started").not_exists(),
+            ExpressionAttributeNames={"#t": "total", "#s": "to_send"},
+            ExpressionAttributeValues={":t": total, ":yes": True})
 
     def add_jobs(self, campaign_id: str, count: int) -> None:
         """More jobs to send (a resend of the failed ones)."""
@@ -627,17 +596,12 @@ class CampaignStore:
 
     def checkpoint(self, campaign_id: str, next_row: int, queued: int, expected_next_row: int) -> bool:
         """Fan-out progress: rows before `next_row` are queued. Conditional on the last checkpoint."""
-        try:
-            self.table.update_item(
-                Key={"campaign_id": campaign_id},
-                UpdateExpression="SET fanout_next_row = :n, fanout_queued = :q, updated_at = :now",
-                ConditionExpression=Attr("fanout_next_row").not_exists() | Attr("fanout_next_row").eq(expected_next_row),
-                ExpressionAttributeValues={":n": next_row, ":q": queued, ":now": clock.iso()})
-            return True
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
+        return _conditional_write(
+            self.table.update_item,
+            Key={"campaign_id": campaign_id},
+            UpdateExpression="SET fanout_next_row = :n, fanout_queued = :q, updated_at = :now",
+            ConditionExpression=Attr("fanout_next_row").not_exists() | Attr("fanout_next_row").eq(expected_next_row),
+            ExpressionAttributeValues={":n": next_row, ":q": queued, ":now": clock.iso()})
 
     def counters(self, campaign_id: str) -> dict[str, int]:
         item = self.get(campaign_id) or {}
