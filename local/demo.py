@@ -116,7 +116,7 @@ def run(args) -> int:
         rossi = stack.add_company_mailbox(aruba, "ufficio@pec.rossi-srl.test",
                                           quota_preset=f"custom:{QUOTA[0]}/{QUOTA[1]}s")
         bianchi = stack.add_company_mailbox(namirial, "amministrazione@pec.bianchi-spa.test")
-        log(f"  mailboxes registered in pecflow (configuration in DynamoDB, password in Secrets Manager):")
+        log("  mailboxes registered in pecflow (configuration in DynamoDB, password in Secrets Manager):")
         log(f"    {rossi.address:40s} on {aruba.gestore.name}, quota {QUOTA[0]} messages per {QUOTA[1] // 60} minutes")
         log(f"    {bianchi.address:40s} on {namirial.gestore.name}")
 

@@ -101,7 +101,7 @@ class RateLimiter:
             taken_at = now if state.latest is None else max(now, state.latest)
             slots = _Slots.of(state, policy, taken_at)
             slot = slots.next_slot(taken_at)
-            if slot - now > policy.pace_seconds and state.latest is not None:
+            if policy.pace_seconds and state.latest is not None and slot - now > policy.pace_seconds:
                 # a slot that must wait anyway is also paced: waiting senders wake one by one,
                 # at the speed they can send (a slot free now is never delayed by the pace)
                 slot = slots.next_slot(max(slot, state.latest + policy.pace_seconds))
