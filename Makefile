@@ -69,7 +69,7 @@ lint: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
 
 bench: $(VENV)/.installed
-	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b $(if $(QUICK),--quick,); done
+	@set -e; for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b $(if $(QUICK),--quick,); done
 
 bench-quick:
 	@$(MAKE) --no-print-directory bench QUICK=1

@@ -14,15 +14,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "shared")]
-for _name, _value in {"AWS_DEFAULT_REGION": "eu-south-1", "AWS_ACCESS_KEY_ID": "bench",
-                      "AWS_SECRET_ACCESS_KEY": "bench"}.items():
-    os.environ.setdefault(_name, _value)
+from _env import REPO  # first: the paths and fake AWS credentials
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
 from moto import mock_aws  # noqa: E402

@@ -41,18 +41,12 @@ import heapq
 import math
 import os
 import random
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "shared")]
-for _name, _value in {"AWS_DEFAULT_REGION": "eu-south-1", "AWS_ACCESS_KEY_ID": "bench",
-                      "AWS_SECRET_ACCESS_KEY": "bench"}.items():
-    os.environ.setdefault(_name, _value)
+from _env import REPO  # first: the paths and fake AWS credentials
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
 from moto import mock_aws  # noqa: E402
