@@ -137,20 +137,13 @@ _TYPE_WORDS = {"object": "an object", "array": "a list", "string": "a string", "
                "number": "a number", "boolean": "true or false", "null": "null"}
 
 
+_PYTHON_TYPES = (("boolean", bool), ("integer", int), ("number", float), ("string", str), ("array", list),
+                 ("object", dict))     # bool before int: True is an int too
+
+
 def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true or false"
-    if isinstance(value, int):
-        return "a whole number"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return "null"
+    """A value's JSON type, in the words of _TYPE_WORDS."""
+    return _TYPE_WORDS[next((kind for kind, python in _PYTHON_TYPES if isinstance(value, python)), "null")]
 
 
 def _path(parts) -> str | None:
