@@ -8,14 +8,18 @@ from pecflow.mailbox import MailboxConfig, secret_name
 
 
 def password_from_secret(value: str) -> str:
-    """A secret holds {"password": "..."} (or, written by hand, the bare password)."""
-    try:
-        data = json.loads(value)
+    """A secret holds {"password": "..."} (or, written by hand, the bare password: text, even
+    when it happens to read as JSON, such as 12345678 or true)."""
+    try:   # numbers kept as written: {"password": 1.50} is "1.50", never 1.5
+        data = json.loads(value, parse_int=str, parse_float=str, parse_constant=str)
     except json.JSONDecodeError:
         return value
-    if isinstance(data, dict) and isinstance(data.get("password"), str):
-        return data["password"]
-    raise ValueError("mailbox secret has no 'password' field")
+    if not isinstance(data, dict):
+        return value
+    password = data.get("password")
+    if password is None:
+        raise ValueError("mailbox secret has no 'password' field")
+    return password if isinstance(password, str) else json.dumps(password)
 
 
 def secret_value(password: str) -> str:

@@ -110,6 +110,16 @@ def test_secret_values():
         password_from_secret('{"user": "x"}')
 
 
+@pytest.mark.parametrize("stored,password", [
+    ("12345678", "12345678"), ("1.50", "1.50"), ("true", "true"), ("null", "null"), ('"quoted"', '"quoted"'),
+    ("[1, 2]", "[1, 2]"), ('{"password": 12345678}', "12345678"), ('{"password": 1.50}', "1.50"),
+    ('{"password": true}', "true"),
+])
+def test_a_secret_is_read_as_text_whatever_its_json_type(stored, password):
+    """A password typed by hand in the console as a bare number (issue 10, item 8) is that text."""
+    assert password_from_secret(stored) == password
+
+
 def test_uidnext_unchanged_means_nothing_new_even_after_deletions():
     cursor = Cursor("INBOX", uidvalidity=7, last_uid=100, uidnext=150)   # 101..149 were deleted
     assert plan_poll(cursor, FolderStatus(7, 150, 80)).action == PollAction.NOTHING_NEW
