@@ -25,15 +25,17 @@ campaigns = CampaignStore(settings.campaigns_table)
 outgoing = OutgoingStore(settings.outgoing_table, campaigns_table=settings.campaigns_table)
 
 
-def _campaigns_in(event: dict) -> list[str]:
+def _campaigns_in(event: dict) -> list[tuple[str, str | None]]:
+    """(campaign id, the manifest version an S3 event names, or None for a continuation)."""
     found = []
     for record in event.get("Records", []):
         if record.get("eventSource") == "aws:s3":
-            campaign_id = campaign_of(unquote_plus(record["s3"]["object"]["key"]))
+            obj = record["s3"]["object"]
+            campaign_id = campaign_of(unquote_plus(obj["key"]))
             if campaign_id:
-                found.append(campaign_id)
+                found.append((campaign_id, obj.get("versionId")))
         elif record.get("eventSource") == "aws:sqs":
-            found.append(json.loads(record["body"])["campaign_id"])
+            found.append((json.loads(record["body"])["campaign_id"], None))
     return found
 
 
@@ -42,7 +44,7 @@ def _campaigns_in(event: dict) -> list[str]:
 @metrics.log_metrics
 def handler(event, context):
     results = []
-    for campaign_id in _campaigns_in(event):
+    for campaign_id, manifest_version in _campaigns_in(event):
         logger.append_keys(campaign_id=campaign_id)
         result = fan_out(
             campaign_id, package=CampaignPackage(s3, settings.campaign_bucket, campaign_id), campaigns=campaigns,
@@ -50,7 +52,8 @@ def handler(event, context):
             send_batch=lambda entries: sqs.send_message_batch(QueueUrl=settings.send_queue_url, Entries=entries),
             time_left=lambda: context.get_remaining_time_in_millis() / 1000.0,
             continue_later=lambda cid: sqs.send_message(QueueUrl=settings.fanout_queue_url,
-                                                        MessageBody=json.dumps({"campaign_id": cid})))
+                                                        MessageBody=json.dumps({"campaign_id": cid})),
+            manifest_version=manifest_version)
         metrics.add_metric(name="JobsQueued", unit=MetricUnit.Count, value=result.queued)
         logger.info("campaign fan-out", extra={"status": result.status, "rows": result.rows,
                                                "queued": result.queued, "errors": result.errors,

@@ -71,6 +71,9 @@ def poll_record(record: SQSRecord, context) -> None:
     metrics.add_metric(name="PollLatency", unit=MetricUnit.Milliseconds, value=elapsed_ms)
     if result.usage_percent is not None:
         metrics.add_metric(name="MailboxUsagePercent", unit=MetricUnit.Percent, value=result.usage_percent)
+    if result.quarantined:
+        metrics.add_metric(name="MessagesQuarantined", unit=MetricUnit.Count, value=len(result.quarantined))
+        logger.error("messages quarantined: archived, recorded as a summary", extra={"quarantined": result.quarantined})
     if result.refused:
         metrics.add_metric(name="ArchiveVerificationFailures", unit=MetricUnit.Count, value=len(result.refused))
         logger.error("messages kept on the provider: archive not verified", extra={"refused": result.refused})

@@ -19,7 +19,8 @@ from pecflow.mail import SmtpSubmitter
 from pecflow.polling import open_with_fresh_password
 from pecflow.ratelimit import RateLimiter
 from pecflow.secrets import mailbox_password
-from pecflow.sending import Sender
+from pecflow.fanout import queue_entry
+from pecflow.sending import Sender, renew
 from pecflow.settings import Settings
 from pecflow.store import CampaignStore, MailboxStore, OutgoingStore
 
@@ -112,6 +113,12 @@ def send_record(record: SQSRecord) -> None:
     message_id = json.loads(record.body)["message_id"]
     logger.append_keys(message_id=message_id)
     outcome = sender.send(message_id)
+    if outcome.action == "delay" and renew(int(record.attributes.approximate_receive_count)):
+        # a fresh message in place of this one (deleted on return): waiting never dead-letters a job
+        entry = queue_entry(message_id, again=f"renewed {record.message_id}")
+        sqs.send_message(QueueUrl=settings.send_queue_url, **{k: v for k, v in entry.items() if k != "Id"})
+        logger.info("job renewed on the queue", extra={"reason": outcome.reason})
+        return
     if outcome.action == "delay":
         sqs.change_message_visibility(QueueUrl=settings.send_queue_url, ReceiptHandle=record.receipt_handle,
                                       VisibilityTimeout=outcome.delay)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
+from pecflow import clock
 from pecflow.deployment import Deployment
 from pecflow.mail import ImapSession, MailboxUnavailable
 from pecflow.mailbox import MailboxConfig, secret_name
@@ -88,7 +89,9 @@ def campaign_stats(deployment: Deployment, campaign_id: str) -> dict:
         status = "completed"   # derived: every job has its outcome (a resend makes it sending again)
     return {"campaign_id": campaign_id, "status": status, "mailbox": item.get("mailbox"),
             "counters": counters, "validation": item.get("validation"),
-            "queued": item.get("fanout_queued", 0)}
+            "queued": item.get("fanout_queued", 0), "fanout_error": item.get("fanout_error"),
+            "problems": item.get("problems", []), "invalid_reason": item.get("invalid_reason"),
+            "dead_lettered": item.get("dead_lettered", 0)}
 
 
 def campaign_jobs(deployment: Deployment, campaign_id: str):
@@ -113,7 +116,58 @@ def set_campaign_status(deployment: Deployment, campaign_id: str, action: str) -
     if not campaigns.update(campaign_id, {"status": target}, only_if_status=allowed):
         current = campaigns.get(campaign_id)["status"]
         raise ValueError(f"campaign {campaign_id} is {current}: cannot {action} it")
+    if action in ("resume", "cancel"):
+        # paused jobs left the queue: every job still to send goes back on it, to be sent (resume) or
+        # marked cancelled (cancel). After the status changed: a sender that saw the pause before
+        # this point parked a job this finds pending.
+        _requeue(deployment, [job for job in campaign_jobs(deployment, campaign_id) if job["state"] == "pending"],
+                 why=f"{action} {clock.iso()}")
     return target
+
+
+def _requeue(deployment: Deployment, jobs: list[dict], *, why: str) -> int:
+    """Put jobs back on the send queue (a job already there is safe: a sender handles a job once)."""
+    from pecflow.fanout import BATCH, queue_entry
+
+    sqs = deployment.client("sqs")
+    for start in range(0, len(jobs), BATCH):
+        entries = [queue_entry(job["message_id"], i, again=why) for i, job in enumerate(jobs[start:start + BATCH])]
+        failed = sqs.send_message_batch(QueueUrl=deployment.send_queue_url, Entries=entries).get("Failed")
+        if failed:
+            raise RuntimeError(f"jobs not queued again: {failed}")
+    return len(jobs)
+
+
+def redrive(deployment: Deployment, campaign_id: str) -> dict[str, int]:
+    """Send again what stopped without being sent: the jobs the dead-letter queue turned into
+    errors (back to `pending`), and every pending job, which may have no queue message left.
+    Safe to repeat: a job is sent at most once whatever is queued."""
+    from pecflow.reconcile import REDRIVE, Job, State
+    from pecflow.store import CampaignStatus
+
+    campaigns, outgoing = _campaign_stores(deployment)
+    item = campaigns.get(campaign_id)
+    if item is None:
+        raise KeyError(f"no campaign {campaign_id}")
+    if item["status"] in (CampaignStatus.CANCELLED, CampaignStatus.INVALID, CampaignStatus.VALIDATED,
+                          CampaignStatus.VALIDATING):
+        raise ValueError(f"campaign {campaign_id} is {item['status']}: nothing to redrive")
+    redriven, pending = 0, []
+    for job in outgoing.campaign_jobs(campaign_id):
+        state = State(job["state"])
+        if state == State.ERROR and job.get("dead_letter"):
+            recipient = Job(job["recipient"], state, bool(job.get("certified", True)), campaign_id)
+            if outgoing.try_move(job["message_id"], recipient, REDRIVE, only_if={"dead_letter": job["dead_letter"]},
+                                 also_set={"redriven_at": clock.iso()},
+                                 also_remove=("dead_letter", "error", "last_failure")):
+                redriven += 1
+                outgoing.count_in_campaign(campaign_id, "dead_lettered", -1)
+                pending.append(job)
+        elif state == State.PENDING:
+            pending.append(job)
+    if item["status"] != CampaignStatus.PAUSED:   # a paused campaign's jobs are queued on resume
+        _requeue(deployment, pending, why=f"redrive {clock.iso()}")
+    return {"redriven": redriven, "queued": len(pending) if item["status"] != CampaignStatus.PAUSED else 0}
 
 
 def resend_failed(deployment: Deployment, campaign_id: str) -> int:
@@ -141,7 +195,7 @@ def resend_failed(deployment: Deployment, campaign_id: str) -> int:
                   "recipient": job["recipient"], "mailbox": job["mailbox"], "campaign_id": campaign_id,
                   "row": job["row"], "attempt": job["attempt"] + 1, "values": job.get("values")}
                  for job in retry[start:start + BATCH]]
-        new = outgoing.add_jobs(batch, may_exist=True)
+        new = outgoing.add_jobs(batch)
         if new:
             campaigns.add_jobs(campaign_id, new)
         sqs.send_message_batch(QueueUrl=deployment.send_queue_url,

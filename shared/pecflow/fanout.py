@@ -1,22 +1,33 @@
 """Campaign fan-out: validate the whole package first, then one job per row, queued in batches.
 
 Upload order: `campaigns/<id>/attachments/...`, `recipients.csv`, then `manifest.json` last;
-the manifest's arrival starts this. The CSV is streamed (constant memory, any size) twice:
-once to validate every row (an invalid campaign queues nothing), once to create the jobs and
-queue them ten at a time. Progress is checkpointed after every batch, so a fan-out stopped
-midway (timeout, crash) resumes from the checkpoint: no row lost; the one batch whose
-checkpoint may be missing is re-created only where absent and re-queued under the same
-deduplication ids, so nothing is queued twice.
+the manifest's arrival starts this. The first event pins the manifest and the CSV (their S3
+version ids, or ETags where the bucket keeps no versions): validation, queuing and every
+continuation read exactly those bytes, so a file replaced meanwhile changes nothing (a pinned
+version that can no longer be read stops the queuing with the reason on the campaign). A
+manifest uploaded again under a campaign that exists starts nothing: it is noted on the
+campaign (a campaign runs once; a new one needs a new id).
+
+The CSV is streamed (constant memory, any size) twice: once to validate every row (an invalid
+campaign queues nothing), once to create the jobs and queue them ten at a time. Every job is
+created only where it does not exist, so no retry, duplicated S3 event or concurrent fan-out
+ever rewrites a job that moved on. Progress is checkpointed after every batch (conditional on
+the previous checkpoint: of two concurrent fan-outs, one goes on and the other stops), so a
+fan-out stopped midway (timeout, crash) resumes from the checkpoint: no row lost, and the batch
+whose checkpoint may be missing is re-queued under the same deduplication ids.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+from botocore.exceptions import ClientError
 
 from pecflow import campaign as campaign_mod
 from pecflow import clock
@@ -34,22 +45,53 @@ def campaign_of(key: str) -> str | None:
     return match.group("id") if match and CAMPAIGN_ID.match(match.group("id")) else None
 
 
+class PackageChanged(Exception):
+    """A pinned campaign file cannot be read as it was pinned (replaced or deleted)."""
+
+
 class CampaignPackage:
-    """The campaign's files in S3."""
+    """The campaign's files in S3. `pin` notes the version of a file; reads given that pin
+    return those bytes or raise PackageChanged."""
 
     def __init__(self, s3, bucket: str, campaign_id: str):
         self.s3, self.bucket, self.campaign_id = s3, bucket, campaign_id
         self.prefix = f"campaigns/{campaign_id}/"
 
-    def read(self, name: str) -> bytes:
-        return self.s3.get_object(Bucket=self.bucket, Key=self.prefix + name)["Body"].read()
+    def pin(self, name: str, version_id: str | None = None) -> dict | None:
+        """{"version_id", "etag"} of `name` now (or of `version_id`); None when it is absent."""
+        kwargs = {"VersionId": version_id} if version_id else {}
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=self.prefix + name, **kwargs)
+        except ClientError as exc:
+            if _status(exc) in (404, 400) or _code(exc) in _GONE:
+                return None
+            raise
+        version = head.get("VersionId")
+        return {"version_id": version if version and version != "null" else None, "etag": head.get("ETag")}
 
-    def open(self, name: str):
+    def _get(self, name: str, pin: dict | None) -> dict:
+        kwargs: dict = {}
+        if pin and pin.get("version_id"):
+            kwargs["VersionId"] = pin["version_id"]
+        elif pin and pin.get("etag"):
+            kwargs["IfMatch"] = pin["etag"]
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=self.prefix + name, **kwargs)
+        except ClientError as exc:
+            if pin and (_code(exc) in _GONE or _status(exc) in (404, 412)):
+                raise PackageChanged(f"{name} is no longer the file validated for this campaign "
+                                     f"({_code(exc) or _status(exc)}): it was replaced or deleted") from None
+            raise
+
+    def read(self, name: str, pin: dict | None = None) -> bytes:
+        return self._get(name, pin)["Body"].read()
+
+    def open(self, name: str, pin: dict | None = None):
         """A streaming body: read in chunks, never whole."""
-        return self.open_with_size(name)[0]
+        return self.open_with_size(name, pin)[0]
 
-    def open_with_size(self, name: str):
-        response = self.s3.get_object(Bucket=self.bucket, Key=self.prefix + name)
+    def open_with_size(self, name: str, pin: dict | None = None):
+        response = self._get(name, pin)
         return response["Body"], response.get("ContentLength")
 
     def exists(self, name: str) -> bool:
@@ -67,6 +109,17 @@ class CampaignPackage:
         self.s3.upload_fileobj(body, self.bucket, self.prefix + name, ExtraArgs={"ContentType": content_type})
 
 
+_GONE = ("NoSuchKey", "NoSuchVersion", "PreconditionFailed", "NotFound", "InvalidArgument")
+
+
+def _code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code") or ""
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
 @dataclass(slots=True)
 class FanoutResult:
     campaign_id: str
@@ -80,26 +133,38 @@ class FanoutResult:
 
 def fan_out(campaign_id: str, *, package: CampaignPackage, campaigns: CampaignStore, outgoing: OutgoingStore,
             send_batch: Callable[[list[dict]], dict], time_left: Callable[[], float] = lambda: float("inf"),
-            margin: float = 30.0, continue_later: Callable[[str], None] | None = None) -> FanoutResult:
+            margin: float = 30.0, continue_later: Callable[[str], None] | None = None,
+            manifest_version: str | None = None) -> FanoutResult:
+    """Validate, then queue, the campaign; or go on queuing it. `manifest_version`: the version
+    the S3 event names (None for a continuation)."""
     existing = campaigns.get(campaign_id)
-    if existing and existing.get("status") not in (CampaignStatus.VALIDATING, CampaignStatus.QUEUING):
-        return FanoutResult(campaign_id, existing["status"], problems=["already fanned out"])
-    manifest_bytes = package.read("manifest.json")
+    if existing is None:
+        existing = _create(campaign_id, package, campaigns, manifest_version)
+    elif manifest_version and manifest_version != _pinned(existing, MANIFEST).get("version_id"):
+        campaigns.note_problem(campaign_id, f"{clock.iso()}: manifest.json uploaded again (version "
+                                            f"{manifest_version}): ignored, a campaign runs once; upload "
+                                            "the new one under a new campaign id")
+    status = existing.get("status")
+    if status not in (CampaignStatus.VALIDATING, CampaignStatus.QUEUING):
+        return FanoutResult(campaign_id, status, problems=["already fanned out"])
+    pins = existing.get("files") or {}
     try:
+        manifest_bytes = package.read(MANIFEST, pins.get(MANIFEST))
         manifest = campaign_mod.Manifest.parse(manifest_bytes)
+    except PackageChanged as exc:
+        return _stop(campaign_id, campaigns, existing, str(exc))
     except campaign_mod.ManifestError as exc:
         # the full report (every manifest problem, the CSV checks too) is still published
-        summary = _validate(package, manifest_bytes)
-        campaigns.create(campaign_id, {"status": CampaignStatus.INVALID})
+        summary = _validate(package, manifest_bytes, pins)
         campaigns.update(campaign_id, {"status": CampaignStatus.INVALID, "validation": summary,
                                        "invalid_reason": str(exc)})
         return FanoutResult(campaign_id, CampaignStatus.INVALID, errors=summary["error_count"], problems=[str(exc)])
-    campaigns.create(campaign_id, {"status": CampaignStatus.VALIDATING, "mailbox": manifest.mailbox,
-                                   "manifest": manifest.to_dict(), "dry_run": manifest.dry_run,
-                                   "start_at": manifest.start_at, "attempts": 1})
-    state = campaigns.get(campaign_id)
-    if state["status"] == CampaignStatus.VALIDATING:
-        summary = _validate(package, manifest_bytes)
+    state = existing
+    if status == CampaignStatus.VALIDATING:
+        try:
+            summary = _validate(package, manifest_bytes, pins)
+        except PackageChanged as exc:
+            return _stop(campaign_id, campaigns, existing, str(exc))
         if not summary["valid"]:
             campaigns.update(campaign_id, {"status": CampaignStatus.INVALID, "validation": summary})
             return FanoutResult(campaign_id, CampaignStatus.INVALID, rows=summary.get("rows", 0),
@@ -111,16 +176,65 @@ def fan_out(campaign_id: str, *, package: CampaignPackage, campaigns: CampaignSt
                          only_if_status=(CampaignStatus.VALIDATING,))
         campaigns.start_counting(campaign_id, summary["valid_rows"])
         state = campaigns.get(campaign_id)
+        if state.get("status") != CampaignStatus.QUEUING:   # cancelled, or queued by another fan-out meanwhile
+            return FanoutResult(campaign_id, state.get("status"), problems=["already fanned out"])
     return _queue(campaign_id, manifest, state, package=package, campaigns=campaigns, outgoing=outgoing,
                   send_batch=send_batch, time_left=time_left, margin=margin, continue_later=continue_later)
 
 
-def _validate(package: CampaignPackage, manifest_bytes: bytes) -> dict:
+MANIFEST, RECIPIENTS = "manifest.json", "recipients.csv"
+
+
+def _pinned(campaign: dict, name: str) -> dict:
+    return (campaign.get("files") or {}).get(name) or {}
+
+
+def _create(campaign_id: str, package: CampaignPackage, campaigns: CampaignStore,
+            manifest_version: str | None) -> dict:
+    """The campaign item, created once with its files pinned (a concurrent duplicate event
+    finds it created and uses the same pins)."""
+    pins = {MANIFEST: package.pin(MANIFEST, manifest_version), RECIPIENTS: package.pin(RECIPIENTS)}
+    fields: dict = {"status": CampaignStatus.VALIDATING, "attempts": 1,
+                    "files": {name: pin for name, pin in pins.items() if pin}}
+    if pins[MANIFEST] is None:
+        fields |= {"status": CampaignStatus.INVALID, "invalid_reason": "manifest.json is missing"}
+    elif pins[RECIPIENTS] is None:
+        fields |= {"status": CampaignStatus.INVALID,
+                   "invalid_reason": "recipients.csv is missing: upload the CSV and the attachments first, "
+                                     "the manifest last"}
+    else:
+        try:
+            manifest = campaign_mod.Manifest.parse(package.read(MANIFEST, pins[MANIFEST]))
+            fields |= {"mailbox": manifest.mailbox, "manifest": manifest.to_dict(), "dry_run": manifest.dry_run,
+                       "start_at": manifest.start_at}
+        except (campaign_mod.ManifestError, PackageChanged):
+            pass   # reported by the validation, which reads the same pinned bytes
+    campaigns.create(campaign_id, fields)
+    return campaigns.get(campaign_id)
+
+
+def _stop(campaign_id: str, campaigns: CampaignStore, campaign: dict, reason: str) -> FanoutResult:
+    """A pinned file is gone: queue nothing more, say why, and count only what was queued."""
+    queued = int(campaign.get("fanout_queued", 0))
+    if campaign.get("status") == CampaignStatus.VALIDATING:
+        campaigns.update(campaign_id, {"status": CampaignStatus.INVALID, "invalid_reason": reason})
+        return FanoutResult(campaign_id, CampaignStatus.INVALID, problems=[reason])
+    message = f"queuing stopped after {queued} recipient(s): {reason}; the recipients queued are sent"
+    if campaigns.update(campaign_id, {"status": CampaignStatus.SENDING, "fanout_error": message,
+                                      "fanout_finished_at": clock.iso()},
+                        only_if_status=(CampaignStatus.QUEUING,)):
+        never = int((campaign.get("validation") or {}).get("valid_rows", queued)) - queued
+        if never > 0:
+            campaigns.add_jobs(campaign_id, -never)
+    return FanoutResult(campaign_id, CampaignStatus.SENDING, queued=queued, problems=[message])
+
+
+def _validate(package: CampaignPackage, manifest_bytes: bytes, pins: dict) -> dict:
     """Validate every row (constant memory: scratch space on disk) and publish the report;
     returns the report's summary."""
     with tempfile.TemporaryDirectory(prefix="pecflow-validate-") as scratch, \
             campaign_mod.SqliteAttachmentIndex(package.attachments(), directory=scratch) as index:
-        csv_body, size = package.open_with_size("recipients.csv")
+        csv_body, size = package.open_with_size(RECIPIENTS, pins.get(RECIPIENTS))
         with campaign_mod.validate(manifest_bytes, csv_body, index, size=size, directory=scratch) as report:
             with tempfile.TemporaryFile(dir=scratch) as errors:
                 report.write_errors_csv(errors)
@@ -141,10 +255,12 @@ def _queue(campaign_id: str, manifest, state: dict, *, package, campaigns, outgo
            margin, continue_later) -> FanoutResult:
     next_row = int(state.get("fanout_next_row", 0))
     queued = int(state.get("fanout_queued", 0))
-    resumed = next_row > 0 or queued > 0
     result = FanoutResult(campaign_id, CampaignStatus.QUEUING, queued=queued)
     batch: list[dict] = []
-    csv_body, size = package.open_with_size("recipients.csv")
+    try:
+        csv_body, size = package.open_with_size(RECIPIENTS, _pinned(state, RECIPIENTS))
+    except PackageChanged as exc:
+        return _stop(campaign_id, campaigns, state, str(exc))
     for row in campaign_mod.read_rows(csv_body, size=size):
         result.rows += 1
         if row.number < next_row:
@@ -154,8 +270,11 @@ def _queue(campaign_id: str, manifest, state: dict, *, package, campaigns, outgo
                       "campaign_id": campaign_id, "row": row.number, "attempt": 1,
                       "values": campaign_mod.row_values(manifest, row)})
         if len(batch) == BATCH:
-            next_row, queued = _flush(campaign_id, batch, next_row, queued, resumed, campaigns, outgoing, send_batch)
-            resumed, batch = False, []
+            moved = _flush(campaign_id, batch, next_row, queued, campaigns, outgoing, send_batch)
+            if moved is None:
+                return _yield_to_other(result)
+            next_row, queued = moved
+            batch = []
             result.queued = queued
             if time_left() < margin:
                 result.more = True
@@ -163,7 +282,10 @@ def _queue(campaign_id: str, manifest, state: dict, *, package, campaigns, outgo
                     continue_later(campaign_id)
                 return result
     if batch:
-        next_row, queued = _flush(campaign_id, batch, next_row, queued, resumed, campaigns, outgoing, send_batch)
+        moved = _flush(campaign_id, batch, next_row, queued, campaigns, outgoing, send_batch)
+        if moved is None:
+            return _yield_to_other(result)
+        next_row, queued = moved
         result.queued = queued
     campaigns.update(campaign_id, {"status": CampaignStatus.SENDING, "fanout_finished_at": clock.iso()},
                      only_if_status=(CampaignStatus.QUEUING,))
@@ -171,22 +293,32 @@ def _queue(campaign_id: str, manifest, state: dict, *, package, campaigns, outgo
     return result
 
 
-def _flush(campaign_id, batch, next_row, queued, resumed, campaigns, outgoing, send_batch) -> tuple[int, int]:
-    outgoing.add_jobs(batch, may_exist=resumed)
+def _yield_to_other(result: FanoutResult) -> FanoutResult:
+    result.problems.append("another fan-out of this campaign is ahead: it goes on, this one stops")
+    return result
+
+
+def _flush(campaign_id, batch, next_row, queued, campaigns, outgoing, send_batch) -> tuple[int, int] | None:
+    """Create the batch's jobs (where absent), queue them, checkpoint. None when another fan-out
+    moved the checkpoint meanwhile (its jobs are the same jobs: nothing is lost or doubled)."""
+    outgoing.add_jobs(batch)
     entries = [queue_entry(job["message_id"], i) for i, job in enumerate(batch)]
     response = send_batch(entries)
     if response.get("Failed"):
         raise RuntimeError(f"jobs not queued: {response['Failed']}")
     new_next = batch[-1]["row"] + 1
     if not campaigns.checkpoint(campaign_id, new_next, queued + len(batch), next_row):
-        raise RuntimeError(f"campaign {campaign_id}: another fan-out moved the checkpoint")
+        return None
     return new_next, queued + len(batch)
 
 
-def queue_entry(message_id: str, index: int = 0) -> dict:
-    """A send-queue entry: each job its own group (sent in parallel), deduplicated by job."""
-    import hashlib
-
+def queue_entry(message_id: str, index: int = 0, *, again: str | None = None) -> dict:
+    """A send-queue entry: each job its own group (sent in parallel), deduplicated by job. `again`
+    names a deliberate re-queue (resume, redrive, a long wait renewed): a new deduplication id,
+    since SQS drops an id it saw in the last five minutes."""
     dedupe = hashlib.sha256(message_id.encode()).hexdigest()
+    group = dedupe[:64]
+    if again:
+        dedupe = hashlib.sha256(f"{message_id}|{again}".encode()).hexdigest()
     return {"Id": str(index), "MessageBody": json.dumps({"message_id": message_id}),
-            "MessageGroupId": dedupe[:64], "MessageDeduplicationId": dedupe}
+            "MessageGroupId": group, "MessageDeduplicationId": dedupe}

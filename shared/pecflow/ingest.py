@@ -9,10 +9,21 @@ Per message, in this order (a crash anywhere loses nothing and duplicates nothin
 The cursor moves only after the record is durable, so a crash re-fetches from the last
 recorded UID. Work is bounded per invocation: fetches in chunks, and a deadline after which
 the poll stops cleanly and says there is more to do.
+
+No message can stop a mailbox. A message that cannot be archived (S3 failing) stops the poll
+there: it stays on the provider, is tried again at the next poll, and the mailbox's status says
+why. Once archived, a message whose processing fails for a reason of its own (the parser, a
+record DynamoDB refuses, reconciliation) is recorded as a bounded summary with the reason and
+quarantined: the cursor moves on, the mailbox's status counts it. One that stopped the poller
+itself (time-out, out of memory) is found on the cursor by the next polls, and after
+MAX_ATTEMPTS starts it is quarantined without classifying it again. A failure of AWS itself
+(throttling, network) is not the message's fault: the poll stops and the message is retried.
+Records are bounded (long fields cut, the cut stated; the archived original keeps everything).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -23,12 +34,15 @@ from pecflow.archive import Archive, sha256_hex
 from pecflow.mailbox import (Cursor, MailboxConfig, OnProvider, PollAction, Saturation, chunks, plan_poll,
                              saturation_candidates)
 from pecflow.mail import ImapSession
-from pecflow.message import PecMessage, classify
+from pecflow.message import PecMessage, parse
 from pecflow.reconcile import OutgoingPort, find_thread, reconcile_receipt
-from pecflow.store import MailboxStore, MessageStore, location
+from pecflow.store import MailboxStore, MessageStore, is_service_failure, location
 
 CHUNK_MESSAGES = 25
 CHUNK_BYTES = 24 * 1024 * 1024
+MAX_MESSAGE_BYTES = 120 * 1024 * 1024   # larger messages are left on the provider, recorded as such
+MAX_ATTEMPTS = 2                         # polls that may die on one message before it is quarantined
+RECORD_BUDGET = 300_000                  # bytes of a record as JSON (DynamoDB's limit is 400 KB)
 
 
 @dataclass(slots=True)
@@ -43,6 +57,15 @@ class Faults:
         hook = getattr(self, name)
         if hook is not None:
             hook(uid)
+
+
+class ArchiveFailed(RuntimeError):
+    """A message could not be archived: it stays on the provider and the poll stops there."""
+
+    def __init__(self, uid: int, size: int, cause: BaseException):
+        super().__init__(f"UID {uid} ({size:,} bytes) could not be archived: {type(cause).__name__}: {cause}; "
+                         "it stays in the mailbox and is tried again at the next poll")
+        self.uid = uid
 
 
 @dataclass(slots=True)
@@ -62,6 +85,7 @@ class PollResult:
     refused: list[str] = field(default_factory=list)   # saturation candidates kept, with the reason
     usage_percent: float | None = None
     resynced: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)   # "UID n: reason"
 
 
 @dataclass(slots=True)
@@ -75,7 +99,10 @@ class Ingestor:
     faults: Faults = field(default_factory=Faults)
     chunk_messages: int = CHUNK_MESSAGES
     chunk_bytes: int = CHUNK_BYTES
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     on_message: Callable[[str, PecMessage], None] | None = None   # metrics/logging hook
+    service_failure: Callable[[BaseException], bool] = is_service_failure
+    classify: Callable[[bytes], PecMessage] = parse
 
     def poll(self, config: MailboxConfig, session: ImapSession, *,
              time_left: Callable[[], float] = lambda: float("inf"), margin: float = 20.0,
@@ -117,41 +144,126 @@ class Ingestor:
         if plan.action == PollAction.RESYNC:
             result.resynced.append(folder)
             self.mailboxes.save_cursor(address, cursor)
-        uids = session.uids_from(plan.from_uid)
-        for batch in chunks(session.sizes(uids), max_messages=self.chunk_messages, max_bytes=self.chunk_bytes):
+        sizes = dict(session.sizes(session.uids_from(plan.from_uid)))
+        started: int | None = None   # the UID this poll has noted as started on the cursor
+        for batch in self._batches(sizes):
             if time_left() < margin:
                 return False
-            for fetched in session.fetch(batch):
-                self._ingest_one(config, folder, status.uidvalidity, fetched, result)
-                cursor = replace(cursor, last_uid=fetched.uid)
+            if sizes[batch[0]] > self.max_message_bytes:   # alone in its batch, never fetched
+                cursor = self._too_large(config, folder, status.uidvalidity, batch[0], sizes[batch[0]], cursor,
+                                         result)
+                continue
+            fetched_batch = session.fetch(batch)
+            for i, fetched in enumerate(fetched_batch):
+                if time_left() < margin:
+                    if started is not None:   # noted but not begun: not an attempt
+                        self.mailboxes.save_cursor(address, replace(cursor, attempt_uid=None, attempts=0))
+                    return False
+                if started != fetched.uid:
+                    cursor = cursor.started(fetched.uid)
+                    self.mailboxes.save_cursor(address, cursor)
+                self._ingest_one(config, folder, status.uidvalidity, fetched, result, cursor.attempts)
+                following = fetched_batch[i + 1].uid if i + 1 < len(fetched_batch) else None
+                cursor = cursor.done(fetched.uid, following)
                 self.mailboxes.save_cursor(address, cursor)
+                started = following
             if time_left() < margin:
                 return False
         self.mailboxes.save_cursor(address, replace(cursor, uidnext=status.uidnext,
                                                     highestmodseq=status.highestmodseq))
         return True
 
-    def _ingest_one(self, config: MailboxConfig, folder: str, uidvalidity: int, fetched, result: PollResult) -> None:
+    def _batches(self, sizes: dict[int, int]):
+        """Fetch batches in UID order; a message over `max_message_bytes` alone in its own."""
+        fetchable: list[tuple[int, int]] = []
+        for uid in sorted(sizes):
+            if sizes[uid] <= self.max_message_bytes:
+                fetchable.append((uid, sizes[uid]))
+                continue
+            yield from chunks(fetchable, max_messages=self.chunk_messages, max_bytes=self.chunk_bytes)
+            fetchable = []
+            yield [uid]
+        yield from chunks(fetchable, max_messages=self.chunk_messages, max_bytes=self.chunk_bytes)
+
+    def _ingest_one(self, config: MailboxConfig, folder: str, uidvalidity: int, fetched, result: PollResult,
+                    attempts: int = 1) -> None:
         address = config.address
         raw = fetched.raw
         sha = sha256_hex(raw)
-        archived = self.archive.store(raw, sha)
+        try:
+            archived = self.archive.store(raw, sha)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the message stays on the provider
+            raise ArchiveFailed(fetched.uid, len(raw), exc) from exc
         self.faults.hit("after_archive", fetched.uid)
-        msg = classify(raw)
         result.fetched += 1
+        where = (address, folder, uidvalidity, fetched.uid, fetched.internaldate, raw, sha, archived.key)
+        if attempts > MAX_ATTEMPTS:
+            self._quarantine(where, result, None, "classify", f"processing stopped {attempts - 1} times before it "
+                             "finished (the poller ran out of time or memory on this message): not classified")
+            return
+        msg = None
+        try:
+            msg = self.classify(raw)
+            record = build_record(*where, msg)
+            recorded = self.messages.record(address, record)
+        except Exception as exc:  # noqa: BLE001 - this message's problem, unless AWS itself failed
+            if self.service_failure(exc):
+                raise
+            self._quarantine(where, result, msg, "record", _failure(exc))
+            return
         result.by_kind[msg.kind] = result.by_kind.get(msg.kind, 0) + 1
-        record = build_record(address, folder, uidvalidity, fetched.uid, fetched.internaldate, raw, sha,
-                              archived.key, msg)
-        if self.messages.record(address, record):
+        if recorded:
             result.recorded += 1
         else:
             result.already_recorded += 1
             self.messages.relocate(address, sha, folder=folder, uid=fetched.uid, uidvalidity=uidvalidity)
         self.faults.hit("after_record", fetched.uid)
-        self._reconcile(address, sha, msg, result)
+        try:
+            self._reconcile(address, sha, msg, result)
+        except Exception as exc:  # noqa: BLE001 - as above
+            if self.service_failure(exc):
+                raise
+            self._quarantine(where, result, msg, "reconcile", _failure(exc), recorded=True)
         if self.on_message is not None:
             self.on_message(address, msg)
         self.faults.hit("before_cursor", fetched.uid)
+
+    def _quarantine(self, where: tuple, result: PollResult, msg: PecMessage | None, stage: str, reason: str, *,
+                    recorded: bool = False) -> None:
+        """Record what is known of a message whose processing failed, with the reason, and count
+        it on the mailbox: the poll goes on with the next message."""
+        address, uid, sha = where[0], where[3], where[6]
+        quarantine = {"stage": stage, "reason": reason[:1000], "at": clock.iso()}
+        flag = {"quarantined": quarantine, "quarantined_mailbox": address.lower()}
+        if recorded or not self.messages.record(address, summary_record(*where, msg, reason) | flag):
+            self.messages.set_fields(address, sha, flag)
+        kind = msg.kind if msg is not None else kinds.MALFORMED
+        result.by_kind[kind] = result.by_kind.get(kind, 0) + 1
+        result.quarantined.append(f"UID {uid}: {reason}")
+        self.mailboxes.note_quarantine(address, uid=uid, sha256=sha, reason=f"{stage}: {reason}")
+
+    def _too_large(self, config: MailboxConfig, folder: str, uidvalidity: int, uid: int, size: int, cursor: Cursor,
+                   result: PollResult) -> Cursor:
+        """A message too large for the poller's memory: not fetched, left on the provider (nothing
+        expunges a message without an archived copy), recorded and counted so a person sees it."""
+        address = config.address
+        reason = (f"{size / 1_000_000:,.1f} MB: larger than the {self.max_message_bytes / 1_000_000:,.0f} MB the "
+                  "poller can read; left on the provider, not archived")
+        marker = f"unfetched-{uidvalidity}-{uid}"
+        summary = {
+            "sha256": marker, "size": size, "folder": folder, "uid": uid, "uidvalidity": uidvalidity,
+            "location": location(address, folder, uidvalidity), "received_at": clock.iso(),
+            "received_key": f"{clock.iso()}#{marker[:16]}", "recorded_at": clock.iso(), "kind": kinds.MALFORMED,
+            "problems": [reason], "on_provider": "yes",
+            "quarantined": {"stage": "fetch", "reason": reason, "at": clock.iso()},
+            "quarantined_mailbox": address.lower()}
+        self.messages.record(address, summary)
+        result.by_kind[kinds.MALFORMED] = result.by_kind.get(kinds.MALFORMED, 0) + 1
+        result.quarantined.append(f"UID {uid}: {reason}")
+        self.mailboxes.note_quarantine(address, uid=uid, sha256=marker, reason=f"fetch: {reason}")
+        cursor = cursor.done(uid)
+        self.mailboxes.save_cursor(address, cursor)
+        return cursor
 
     def _reconcile(self, address: str, sha: str, msg: PecMessage, result: PollResult) -> None:
         if msg.kind in kinds.RICEVUTE:
@@ -234,30 +346,103 @@ def _parse_iso(value: str | None) -> datetime:
 
 def build_record(mailbox: str, folder: str, uidvalidity: int, uid: int, internaldate: datetime | None, raw: bytes,
                  sha: str, s3_key: str, msg: PecMessage) -> dict:
-    """The message record: what the inbox lists and what reconciliation and evidence need."""
-    received = internaldate or clock.now()
-    received_key = f"{clock.iso(received)}#{sha[:16]}"
+    """The message record: what the inbox lists and what reconciliation and evidence need.
+    Bounded: long values and lists are cut (the cut is a problem on the record; the archived
+    original keeps everything), so no message makes a record DynamoDB refuses."""
+    cut: list[str] = []
+    text = _Texts(cut)
     record = {
-        "sha256": sha, "size": len(raw), "s3_key": s3_key, "folder": folder, "uid": uid,
-        "uidvalidity": uidvalidity, "location": location(mailbox, folder, uidvalidity),
-        "received_at": clock.iso(received), "received_key": received_key, "recorded_at": clock.iso(),
-        "kind": msg.kind, "subject": msg.subject, "message_id": msg.message_id,
-        "from": msg.from_address, "to": msg.to, "cc": msg.cc,
+        **_place(mailbox, folder, uidvalidity, uid, internaldate, raw, sha, s3_key),
+        "kind": msg.kind, "subject": text("subject", msg.subject, 2000), "message_id": text("message_id", msg.message_id),
+        "from": text("from", msg.from_address), "to": text.many("to", msg.to), "cc": text.many("cc", msg.cc),
         "date": msg.date.isoformat() if msg.date else None,
-        "ref_message_id": msg.ref_message_id, "original_message_id": msg.original_message_id,
-        "identificativo": msg.identificativo, "provider": msg.provider, "receipt_type": msg.receipt_type,
-        "sender": msg.sender, "recipients": [{"address": r.address, "type": r.type} for r in msg.recipients],
-        "original_subject": msg.original_subject,
+        "ref_message_id": text("ref_message_id", msg.ref_message_id),
+        "original_message_id": text("original_message_id", msg.original_message_id),
+        "identificativo": text("identificativo", msg.identificativo), "provider": text("provider", msg.provider),
+        "receipt_type": text("receipt_type", msg.receipt_type), "sender": text("sender", msg.sender),
+        "recipients": [{"address": text("recipients", r.address), "type": text("recipients", r.type)}
+                       for r in text.first("recipients", msg.recipients)],
+        "original_subject": text("original_subject", msg.original_subject, 2000),
         "timestamp": msg.timestamp.isoformat() if msg.timestamp else None,
-        "delivered_to": msg.delivered_to, "error": msg.error, "error_detail": msg.error_detail,
-        "problems": msg.problems[:50], "on_provider": "yes",
-        "attachments": [{"filename": a.filename, "content_type": a.content_type, "size": a.size}
-                        for a in msg.attachments[:100]],
+        "delivered_to": text("delivered_to", msg.delivered_to), "error": text("error", msg.error),
+        "error_detail": text("error_detail", msg.error_detail, 2000),
+        "on_provider": "yes",
+        "attachments": [{"filename": text("attachments", a.filename, 255),
+                         "content_type": text("attachments", a.content_type, 255), "size": a.size}
+                        for a in text.first("attachments", msg.attachments)],
     }
     if msg.sdi is not None:
-        record["sdi"] = {"type": msg.sdi.type, "identificativo_sdi": msg.sdi.identificativo_sdi,
-                         "nome_file": msg.sdi.nome_file, "pec_message_id": msg.sdi.pec_message_id}
+        record["sdi"] = {"type": text("sdi", msg.sdi.type), "identificativo_sdi": text("sdi", msg.sdi.identificativo_sdi),
+                         "nome_file": text("sdi", msg.sdi.nome_file, 255),
+                         "pec_message_id": text("sdi", msg.sdi.pec_message_id)}
+    problems = [text("problems", p, 500) for p in text.first("problems", msg.problems, 50)]
+    if cut:
+        problems.append(f"record fields cut to fit: {', '.join(sorted(set(cut)))} (the archived original is whole)")
+    record["problems"] = problems
+    if _json_size(record) > RECORD_BUDGET:   # only with many long multi-byte values: keep the essentials
+        lists = ("to", "cc", "recipients", "attachments")
+        record |= {name: [] for name in lists}
+        record["problems"] = problems[:10] + [f"too much to record: {', '.join(lists)} left out (the archived "
+                                              "original is whole)"]
     return record
+
+
+class _Texts:
+    """Cuts values for a record: text at a length, lists at a count, noting what was cut. Text
+    that cannot be stored (lone surrogates) is mended."""
+
+    def __init__(self, cut: list[str]):
+        self.cut = cut
+
+    def __call__(self, name: str, value: str | None, limit: int = 1000) -> str | None:
+        if value is None:
+            return None
+        if len(value) > limit:
+            self.cut.append(name)
+            value = value[:limit]
+        return value.encode("utf-8", "replace").decode("utf-8")
+
+    def many(self, name: str, values: list[str], limit: int = 1000, count: int = 100) -> list[str]:
+        return [self(name, v, limit) for v in self.first(name, values, count)]
+
+    def first(self, name: str, values: list, count: int = 100) -> list:
+        if len(values) > count:
+            self.cut.append(name)
+        return values[:count]
+
+
+def _place(mailbox: str, folder: str, uidvalidity: int, uid: int, internaldate: datetime | None, raw: bytes,
+           sha: str, s3_key: str) -> dict:
+    """Where a message is and what it is as bytes: the part of a record known before parsing."""
+    received = internaldate or clock.now()
+    return {"sha256": sha, "size": len(raw), "s3_key": s3_key, "folder": folder, "uid": uid,
+            "uidvalidity": uidvalidity, "location": location(mailbox, folder, uidvalidity),
+            "received_at": clock.iso(received), "received_key": f"{clock.iso(received)}#{sha[:16]}",
+            "recorded_at": clock.iso()}
+
+
+def summary_record(mailbox: str, folder: str, uidvalidity: int, uid: int, internaldate: datetime | None,
+                   raw: bytes, sha: str, s3_key: str, msg: PecMessage | None, reason: str) -> dict:
+    """What is recorded of a message whose processing failed: where it is, its kind if it was
+    classified, a few short fields, and the reason."""
+    text = _Texts([])
+    record = {**_place(mailbox, folder, uidvalidity, uid, internaldate, raw, sha, s3_key),
+              "kind": msg.kind if msg is not None else kinds.MALFORMED, "on_provider": "yes",
+              "problems": [text("problems", reason, 1000)]}
+    if msg is not None:
+        record |= {"subject": text("subject", msg.subject, 200), "from": text("from", msg.from_address, 200),
+                   "message_id": text("message_id", msg.message_id, 500),
+                   "ref_message_id": text("ref_message_id", msg.ref_message_id, 500),
+                   "identificativo": text("identificativo", msg.identificativo, 500)}
+    return record
+
+
+def _json_size(record: dict) -> int:
+    return len(json.dumps(record, ensure_ascii=False, default=str).encode("utf-8", "replace"))
+
+
+def _failure(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:1000]
 
 
 def monotonic_deadline(seconds: float) -> Callable[[], float]:

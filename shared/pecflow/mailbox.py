@@ -119,13 +119,25 @@ def secret_name(stack: str, address: str) -> str:
 # --- the polling cursor ----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """How far a folder has been read: messages up to `last_uid` are durably recorded."""
+    """How far a folder has been read: messages up to `last_uid` are durably recorded.
+    `attempt_uid` is the message being processed and `attempts` how many polls have started it:
+    one that stopped polls before (time-out, out of memory) is found here by the next poll."""
 
     folder: str
     uidvalidity: int | None = None
     last_uid: int = 0
     uidnext: int | None = None
     highestmodseq: int | None = None
+    attempt_uid: int | None = None
+    attempts: int = 0
+
+    def started(self, uid: int) -> Cursor:
+        """The cursor noting that `uid` is being processed (once more, if it was already)."""
+        return replace(self, attempt_uid=uid, attempts=self.attempts + 1 if self.attempt_uid == uid else 1)
+
+    def done(self, uid: int, next_uid: int | None = None) -> Cursor:
+        """`uid` recorded; `next_uid`, already at hand, starts now (saved with it: one write)."""
+        return replace(self, last_uid=uid, attempt_uid=next_uid, attempts=1 if next_uid is not None else 0)
 
 
 @dataclass(frozen=True, slots=True)

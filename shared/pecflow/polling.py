@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pecflow import clock
-from pecflow.ingest import Ingestor, PollResult
+from pecflow.ingest import ArchiveFailed, Ingestor, PollResult
 from pecflow.mail import CONNECTION_ERRORS, ImapSession, MailboxUnavailable
 from pecflow.mailbox import MailboxConfig
 from pecflow.store import MailboxStore
@@ -96,6 +96,14 @@ def handle_poll(request: PollRequest, *, mailboxes: MailboxStore, ingestor: Inge
         # the connection broke midway: what was recorded stays recorded (the cursor says so)
         mailboxes.record_poll(config.address, ok=False, error_kind="interrupted", error=str(exc))
         return PollOutcome(request, error_kind="interrupted", error=f"connection lost during the poll: {exc}")
+    except ArchiveFailed as exc:
+        mailboxes.record_poll(config.address, ok=False, error_kind="archive", error=str(exc))
+        return PollOutcome(request, error_kind="archive", error=str(exc))
+    except Exception as exc:
+        # AWS failing, or a fault of ours: the mailbox says so, and the request is tried again
+        mailboxes.record_poll(config.address, ok=False, error_kind="internal",
+                              error=f"the poll stopped: {type(exc).__name__}: {exc}")
+        raise
     finally:
         session.close()
     usage = {"percent": round(result.usage_percent, 2)} if result.usage_percent is not None else None

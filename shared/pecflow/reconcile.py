@@ -59,6 +59,10 @@ SMTP_LOST = Move(State.UNCERTAIN, frozenset({State.SENDING}), "SMTP answer lost 
 SMTP_RETRY = Move(State.PENDING, frozenset({State.SENDING}), "temporary SMTP failure: to send again")
 SMTP_FAILED = Move(State.ERROR, frozenset({State.PENDING, State.SENDING}), "permanent SMTP failure")
 CANCEL = Move(State.CANCELLED, frozenset({State.PENDING}), "cancelled before sending")
+# a job whose queue message reached the dead-letter queue: an error the statistics show, until
+# a person re-drives it (only a job that never started its SMTP submission)
+DEAD_LETTER = Move(State.ERROR, frozenset({State.PENDING, State.SENDING}), "stopped on the dead-letter queue")
+REDRIVE = Move(State.PENDING, frozenset({State.ERROR}), "re-driven from the dead-letter queue")
 
 _PERMANENT = re.compile(r"^\s*5\.\d{1,3}\.\d{1,3}")
 

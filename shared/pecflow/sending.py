@@ -7,8 +7,13 @@ A recipient is sent at most once per job, whatever happens around it:
   recorded) becomes `sent?`, never sent again: its receipts will tell;
 - an SMTP answer lost after DATA is `sent?` too; only failures known to be before DATA
   (4xx, no connection) return the job to `pending`, to be tried again later.
-A job that must wait (quota slot, paused campaign, scheduled start, temporary failure) goes
-back to the queue with a visibility delay until the moment it can go: no busy retry.
+A job that must wait (quota slot, scheduled start, temporary failure) goes back to the queue
+with a visibility delay until the moment it can go: no busy retry. Waiting never wears a job
+out: after RENEW_AFTER_RECEIVES deliveries a waiting job's queue message is replaced by a fresh
+one (the dead-letter count starts again), and a job of a paused campaign leaves the queue
+altogether (resume puts every pending job back). A job that fails for a reason of its own notes
+it (`last_failure`); if its message still ends on the dead-letter queue, `dead_lettered` makes
+it an error with that reason, shown in the statistics, until `redrive` sends it again.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ from pecflow import clock
 from pecflow.archive import Archive
 from pecflow.mail import MailboxUnavailable, Submission
 from pecflow.mailbox import MailboxConfig
-from pecflow.reconcile import (CANCEL, CLAIM, SMTP_ACCEPTED, SMTP_FAILED, SMTP_LOST, SMTP_RETRY, Job, Move, State)
+from pecflow.reconcile import (CANCEL, CLAIM, DEAD_LETTER, SMTP_ACCEPTED, SMTP_FAILED, SMTP_LOST, SMTP_RETRY, Job,
+                               Move, State)
 from pecflow.store import CampaignStatus, CampaignStore, OutgoingStore
 
 STALE_CLAIM_SECONDS = 15 * 60        # a claim older than this never finished: its outcome is unknown
-PAUSED_RECHECK_SECONDS = 60
+RENEW_AFTER_RECEIVES = 10            # a waiting job's queue message is renewed after this many
+                                     # deliveries (the send queue dead-letters at 50)
 TEMPORARY_RETRY_SECONDS = 5 * 60
 AUTH_RETRY_SECONDS = 15 * 60
 MAX_DELAY_SECONDS = 12 * 3600        # SQS visibility timeout limit
@@ -92,6 +99,16 @@ class Sender:
         job = self.outgoing.job(message_id)
         if job is None:
             return Outcome("done", reason="unknown job (deleted?)")
+        try:
+            return self._send(job)
+        except Exception as exc:
+            # the queue tries again; should it give up, the dead-letter queue tells this reason
+            self.outgoing.set_job_fields(message_id, job["recipient"], {
+                "last_failure": f"{clock.iso()} {type(exc).__name__}: {exc}"[:1000]})
+            raise
+
+    def _send(self, job: dict) -> Outcome:
+        message_id = job["message_id"]
         state = State(job["state"])
         recipient = Job(job["recipient"], state, bool(job.get("certified", True)), job.get("campaign_id"))
         if state == State.SENDING:
@@ -105,6 +122,9 @@ class Sender:
 
         campaign = self._campaign(job.get("campaign_id"))
         status = (campaign or {}).get("status")
+        if status == CampaignStatus.PAUSED:   # seen through the cache: make sure before leaving the queue
+            campaign = self._campaign(job.get("campaign_id"), fresh=True)
+            status = campaign.get("status")
         reserved = float(job.get("slot_at") or 0)          # a quota slot this job holds
         if status in (CampaignStatus.CANCELLED, CampaignStatus.PAUSED) and reserved:
             self.release(job["mailbox"], reserved)          # give it back to the others
@@ -114,7 +134,8 @@ class Sender:
             self._move(job, recipient, CANCEL)
             return Outcome("done", state=str(State.CANCELLED), reason="campaign cancelled")
         if status == CampaignStatus.PAUSED:
-            return Outcome.later(PAUSED_RECHECK_SECONDS, "campaign paused")
+            # off the queue: waiting here would cost a delivery a minute; resume queues it again
+            return Outcome("done", state=str(State.PENDING), reason="campaign paused: waits for resume")
         start_at = (campaign or {}).get("start_at")
         now = clock.timestamp()
         if start_at:
@@ -194,14 +215,14 @@ class Sender:
             self.release(config.address, decision_at)
         return self._after_submission(job, recipient, result)
 
-    def _campaign(self, campaign_id: str | None) -> dict:
+    def _campaign(self, campaign_id: str | None, *, fresh: bool = False) -> dict:
         """The campaign, read at most every few seconds (its status is what changes: a pause or
-        a cancellation is seen within CAMPAIGN_CACHE_SECONDS)."""
+        a cancellation is seen within CAMPAIGN_CACHE_SECONDS); `fresh` reads it now."""
         if not campaign_id:
             return {}
         cached = self.cache.get(campaign_id)
         now = clock.timestamp()
-        if cached is None or now - cached[0] > CAMPAIGN_CACHE_SECONDS:
+        if fresh or cached is None or now - cached[0] > CAMPAIGN_CACHE_SECONDS:
             cached = (now, self.campaigns.get(campaign_id) or {})
             self.cache[campaign_id] = cached
         return cached[1]
@@ -245,6 +266,39 @@ class Sender:
         if smtp:
             fields["smtp_answer"] = smtp[:500]
         return self.outgoing.apply(job["message_id"], recipient, move, also_set=fields)
+
+
+def renew(receive_count: int) -> bool:
+    """Should a job that waits replace its queue message by a fresh one (instead of waiting
+    on this one), so that waiting never brings it to the dead-letter queue?"""
+    return receive_count >= RENEW_AFTER_RECEIVES
+
+
+def dead_lettered(outgoing: OutgoingStore, message_id: str, *, deliveries: int | None = None) -> str:
+    """A job's queue message reached the dead-letter queue. A job not yet sent becomes an
+    `error` with the reason (counted in the statistics; `redrive` sends it again); one that had
+    started its SMTP submission becomes `sent?` (its receipts will tell; never sent twice).
+    Returns the job's state afterwards."""
+    job = outgoing.job(message_id)
+    if job is None:
+        return "unknown"
+    state = State(job["state"])
+    recipient = Job(job["recipient"], state, bool(job.get("certified", True)), job.get("campaign_id"))
+    tries = f"{deliveries} attempts" if deliveries else "repeated attempts"
+    reason = job.get("last_failure") or f"no outcome after {tries} (the sender stopped each time)"
+    also = {"dead_letter": reason, "error": f"not sent, stopped after {tries}: {reason}"[:1000]}
+    if state not in (State.PENDING, State.SENDING):
+        return str(state)
+    this_claim = {"claimed_at": job.get("claimed_at")} if state == State.SENDING else None
+    if state == State.SENDING and job.get("claimed_at") and job.get("submitting_claim") == job.get("claimed_at"):
+        outgoing.apply(message_id, recipient, SMTP_LOST, only_if=this_claim, also_set={
+            "smtp_answer": "sender stopped after starting the SMTP submission"})
+        return str(State.UNCERTAIN)
+    if outgoing.try_move(message_id, recipient, DEAD_LETTER, only_if=this_claim, also_set=also):
+        if recipient.campaign_id:
+            outgoing.count_in_campaign(recipient.campaign_id, "dead_lettered", 1)
+        return str(State.ERROR)
+    return str(State(outgoing.job(message_id)["state"]))
 
 
 def _retry_after(result: Submission) -> float:

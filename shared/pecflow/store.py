@@ -6,8 +6,10 @@ Table layout (template.yaml is the source of truth for names and indexes):
 - Messages (mailbox, message): one record per distinct raw message per mailbox, message =
   "sha256:<hex>" so a message fetched twice (crash, UIDVALIDITY change) is recorded once.
   Index ByDate (mailbox, received_key); sparse index Unmatched (unmatched_mailbox,
-  received_key) lists receipts whose original is unknown; sparse index ByLocation (location,
-  uid) finds the record of a UID still on the provider.
+  received_key) lists receipts whose original is unknown; sparse index Quarantined
+  (quarantined_mailbox, received_key) lists messages whose processing failed (archived, recorded
+  as a bounded summary with the reason); sparse index ByLocation (location, uid) finds the record
+  of a UID still on the provider.
 - Outgoing (message_id, recipient): "#message" describes one message we sent (mailbox,
   subject, identificativo once accepted, campaign); one row per recipient carries the job
   state and every receipt about it. Sparse index ByIdentificativo (identificativo) finds a
@@ -24,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from pecflow import clock
 from pecflow.mailbox import Cursor, MailboxConfig
@@ -81,6 +83,20 @@ def _conditional_write(write: Callable[..., Any], **request: Any) -> bool:
         if _conditional_failed(exc):
             return False
         raise
+
+
+_REFUSED_DATA = ("ValidationException", "SerializationException")
+
+
+def is_service_failure(exc: BaseException) -> bool:
+    """Did AWS (or the network to it) fail, rather than the data we gave it? A service failure
+    stops the work there, to be tried again; refused data (an item over 400 KB, a value DynamoDB
+    cannot store) is a problem of that one message."""
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code") not in _REFUSED_DATA
+    if isinstance(exc, BotoCoreError):
+        return not isinstance(exc, ParamValidationError)
+    return isinstance(exc, (OSError, TimeoutError))
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +205,15 @@ class MailboxStore:
         self.table.update_item(Key=key, UpdateExpression=expression, ExpressionAttributeNames=names,
                                ExpressionAttributeValues=values)
 
+    def note_quarantine(self, address: str, *, uid: int, sha256: str, reason: str) -> None:
+        """One more quarantined message on the mailbox's status (what `pecflow mailbox list` shows)."""
+        self.table.update_item(
+            Key={"address": address.lower(), "item": "config"},
+            UpdateExpression="SET #s.#q = if_not_exists(#s.#q, :zero) + :one, #s.#l = :last",
+            ExpressionAttributeNames={"#s": "status", "#q": "quarantined", "#l": "last_quarantined"},
+            ExpressionAttributeValues={":zero": 0, ":one": 1, ":last": {
+                "uid": uid, "sha256": sha256, "reason": reason[:1000], "at": clock.iso()}})
+
     def get_cursor(self, address: str, folder: str) -> Cursor:
         item = self.table.get_item(Key={"address": address.lower(), "item": f"cursor#{folder}"},
                                    ConsistentRead=True).get("Item")
@@ -196,7 +221,7 @@ class MailboxStore:
             return Cursor(folder)
         item = _plain(item)
         return Cursor(folder, item.get("uidvalidity"), item.get("last_uid", 0), item.get("uidnext"),
-                      item.get("highestmodseq"))
+                      item.get("highestmodseq"), item.get("attempt_uid"), item.get("attempts", 0))
 
     def save_cursor(self, address: str, cursor: Cursor) -> None:
         """Move the cursor forward (never back within one UIDVALIDITY)."""
@@ -205,7 +230,8 @@ class MailboxStore:
         item = _clean({
             "address": address.lower(), "item": f"cursor#{cursor.folder}", "folder": cursor.folder,
             "uidvalidity": cursor.uidvalidity, "last_uid": cursor.last_uid, "uidnext": cursor.uidnext,
-            "highestmodseq": cursor.highestmodseq, "updated_at": clock.iso()})
+            "highestmodseq": cursor.highestmodseq, "attempt_uid": cursor.attempt_uid,
+            "attempts": cursor.attempts or None, "updated_at": clock.iso()})
         if not _conditional_write(self.table.put_item, Item=item, ConditionExpression=condition):
             raise Conflict(f"cursor of {address}/{cursor.folder} is already past UID {cursor.last_uid}")
 
@@ -278,7 +304,7 @@ class MessageStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def query(self, mailbox: str, *, index: str = "ByDate", newest_first: bool = True, limit: int = 100) -> list[dict]:
-        key = "unmatched_mailbox" if index == "Unmatched" else "mailbox"
+        key = {"Unmatched": "unmatched_mailbox", "Quarantined": "quarantined_mailbox"}.get(index, "mailbox")
         page = self.table.query(IndexName=index, KeyConditionExpression=Key(key).eq(mailbox.lower()),
                                 ScanIndexForward=not newest_first, Limit=limit)
         return [_plain(i) for i in page.get("Items", [])]
@@ -331,11 +357,11 @@ class OutgoingStore:
                     "updated_at": now, _stamp(state): now}), "receipts": {}})
         return True
 
-    def add_jobs(self, jobs: list[dict], *, may_exist: bool = False) -> int:
-        """Create campaign jobs, pending. `jobs`: dicts with message_id, recipient, mailbox,
-        campaign_id, row, attempt, values. Normally written in batches; with `may_exist` (the
-        first batch after a resumed fan-out, which may already be on its way) each is written
-        only if absent, so a job that moved on is never reset. Returns how many were written."""
+    def add_jobs(self, jobs: list[dict]) -> int:
+        """Create campaign jobs, pending, each only where it does not exist: a job already there
+        (a retried or duplicated fan-out, a repeated resend) is never rewritten, so a job that
+        moved on keeps its state, claim and receipts. `jobs`: dicts with message_id, recipient,
+        mailbox, campaign_id, row, attempt, values. Returns how many were created."""
         now = clock.iso()
         items = []
         for job in jobs:
@@ -347,18 +373,24 @@ class OutgoingStore:
                 "row": job["row"], "attempt": job["attempt"], "values": job.get("values"), "created_at": now,
                 "updated_at": now, "mailbox": job["mailbox"], _stamp(State.PENDING): now}), "receipts": {}}
             items.append((head, row))
-        if not may_exist:
-            with self.table.batch_writer() as batch:
-                for head, row in items:
-                    batch.put_item(Item=head)
-                    batch.put_item(Item=row)
+        if not items:
+            return 0
+        absent = "attribute_not_exists(message_id)"
+        # the usual case, nothing there yet: the whole batch in one conditional transaction
+        if _conditional_write(self.client.transact_write_items, TransactItems=[
+                {"Put": {"TableName": self.table_name, "Item": item, "ConditionExpression": absent}}
+                for pair in items for item in pair]):
             return len(items)
         written = 0
-        for head, row in items:
-            if not _conditional_write(self.table.put_item, Item=row, ConditionExpression=Attr("message_id").not_exists()):
+        for head, row in items:   # some exist: job by job, its two items together where both are absent
+            if _conditional_write(self.client.transact_write_items, TransactItems=[
+                    {"Put": {"TableName": self.table_name, "Item": item, "ConditionExpression": absent}}
+                    for item in (head, row)]):
+                written += 1
                 continue
-            self.table.put_item(Item=head)
-            written += 1
+            if _conditional_write(self.table.put_item, Item=row, ConditionExpression=absent):
+                written += 1
+            _conditional_write(self.table.put_item, Item=head, ConditionExpression=absent)
         return written
 
     def job(self, message_id: str) -> dict | None:
@@ -438,11 +470,11 @@ class OutgoingStore:
 
     def apply(self, message_id: str, recipient: Job, move: Move | None, *, receipt_id: str | None = None,
               receipt: dict | None = None, certified: bool | None = None, also_set: dict | None = None,
-              only_if: dict | None = None, _applied: list | None = None) -> State:
+              only_if: dict | None = None, also_remove: tuple[str, ...] = (), _applied: list | None = None) -> State:
         """Apply `move` to one recipient's job with a conditional write (and its campaign's
         counters in the same transaction); record the receipt on the job whatever happens.
-        `also_set` is written by the same write; `only_if` adds conditions (attribute equal to a
-        value, or absent for None). Returns the job's state afterwards."""
+        `also_set` is written (and `also_remove` removed) by the same write; `only_if` adds
+        conditions (attribute equal to a value, or absent for None). Returns the job's state afterwards."""
         key = {"message_id": message_id, "recipient": recipient.address}
         now = clock.iso()
         # the reconciled view keeps every receipt (duplicates and late ones too), keyed by its sha256
@@ -480,7 +512,11 @@ class OutgoingStore:
             else:
                 conditions.append(f"#c{i} = :c{i}")
                 values[f":c{i}"] = value
-        update = {"Update": {"TableName": self.table_name, "Key": key, "UpdateExpression": "SET " + ", ".join(sets),
+        expression = "SET " + ", ".join(sets)
+        if also_remove:
+            names.update({f"#d{i}": name for i, name in enumerate(also_remove)})
+            expression += " REMOVE " + ", ".join(f"#d{i}" for i in range(len(also_remove)))
+        update = {"Update": {"TableName": self.table_name, "Key": key, "UpdateExpression": expression,
                              "ConditionExpression": " AND ".join(conditions), "ExpressionAttributeNames": names,
                              "ExpressionAttributeValues": values}}
         items = [update]
@@ -508,6 +544,13 @@ class OutgoingStore:
         if _applied is not None:
             _applied.append(True)
         return move.to
+
+    def count_in_campaign(self, campaign_id: str, name: str, delta: int) -> None:
+        """Add `delta` to a figure of the campaign item kept beside its counters (e.g. dead_lettered)."""
+        if self.campaigns_table:
+            self.client.update_item(TableName=self.campaigns_table, Key={"campaign_id": campaign_id},
+                                    UpdateExpression="ADD #n :d", ExpressionAttributeNames={"#n": name},
+                                    ExpressionAttributeValues={":d": delta})
 
     def _counter_update(self, campaign_id: str, deltas: dict[str, int]) -> dict:
         names = {f"#c{i}": name for i, name in enumerate(deltas)}
@@ -576,6 +619,16 @@ class CampaignStore:
             self.table.update_item, Key={"campaign_id": campaign_id},
             UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields))),
             ExpressionAttributeNames=names, ExpressionAttributeValues=values, **kwargs)
+
+    def note_problem(self, campaign_id: str, text: str, *, keep: int = 20) -> bool:
+        """Add a line to the campaign's `problems` (what `campaign stats` shows), up to `keep` lines."""
+        return _conditional_write(
+            self.table.update_item,
+            Key={"campaign_id": campaign_id},
+            UpdateExpression="SET problems = list_append(if_not_exists(problems, :empty), :p), updated_at = :now",
+            ConditionExpression="attribute_exists(campaign_id) AND (attribute_not_exists(problems) "
+                                "OR size(problems) < :keep)",
+            ExpressionAttributeValues={":empty": [], ":p": [text[:1000]], ":now": clock.iso(), ":keep": keep})
 
     def start_counting(self, campaign_id: str, total: int) -> bool:
         """Set the counters for `total` jobs to send, once (a resumed fan-out does not count twice)."""

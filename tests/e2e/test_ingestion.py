@@ -193,3 +193,63 @@ def test_bad_credentials_and_unreachable_hosts_do_not_stop_the_others(stack, dov
     logs = capsys.readouterr().out
     assert logs.count('"MailboxPollErrorsTotal"') >= 2, "the alarm metric is emitted for each failing mailbox"
     assert "una-nuova-password" not in logs and wrong.password not in logs
+
+
+def test_one_poison_message_does_not_stop_the_mailbox(stack, dovecot, capsys):
+    """Issue 10, item 1: an ordinary e-mail with 100 attachments named with 4,500 characters
+    arrives in a busta di anomalia (its full record is over DynamoDB's 400 KB); a message the
+    parser fails on arrives too. The certified mail and receipts after them are archived,
+    recorded and reconciled, and the mailbox's status counts what was quarantined."""
+    from pecflow import admin
+
+    net = stack.network
+    alfa = net.add_provider(builder.Gestore("Epsilon PEC S.p.A.", "pec.epsilon.test"))
+    office = stack.add_company_mailbox(alfa, "ufficio@pec.epsilon.test")
+    client = alfa.add_mailbox("cliente@pec.epsilon.test")
+    messages, outgoing = stores(stack)
+
+    parts = []
+    for i in range(100):   # each name in RFC 2231 continuations, as mail clients fold long names
+        name = f"{i:03d}-" + "nome-lunghissimo-" * 264 + ".pdf"
+        pieces = ";\r\n".join(f' filename*{n}="{name[k:k + 60]}"' for n, k in enumerate(range(0, len(name), 60)))
+        parts.append(f"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+                     f"Content-Disposition: attachment;\r\n{pieces}\r\n\r\nJVBERi0xLjQK\r\n")
+    poison = (f"From: x@posta-ordinaria.test\r\nTo: {office.address}\r\nSubject: Cento allegati\r\n"
+              "Message-ID: <cento@posta-ordinaria.test>\r\nMIME-Version: 1.0\r\n"
+              'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n'
+              "allegati\r\n" + "".join(f"--b\r\n{part}" for part in parts) + "--b--\r\n")
+    with smtplib.SMTP(net.mx_host, net.mx_port, timeout=20) as mx:
+        mx.sendmail("x@posta-ordinaria.test", [office.address], poison.encode())
+    submit(alfa, office, [client.address], subject="parser in difficoltà", msgid="<bug@pec.epsilon.test>",
+           outgoing=outgoing)
+    for n in range(5):
+        submit(alfa, office, [client.address], subject=f"dopo n. {n}", msgid=f"<dopo{n}@pec.epsilon.test>",
+               outgoing=outgoing)
+    net.wait_idle(60)
+
+    poller = stack.runner.module("MailboxPollerFunction")
+    real = poller.ingestor.classify
+
+    def buggy(raw):   # the parser failing on the receipts of one message (a bug of ours, say)
+        if b"parser in difficolt" in raw or b"<bug@pec.epsilon.test>" in raw:
+            raise ValueError("a parser bug")
+        return real(raw)
+
+    poller.ingestor.classify = buggy
+    try:
+        stack.runner.advance(2 * POLL, timeout=120)
+    finally:
+        poller.ingestor.classify = real
+
+    assert all(i.ok for i in stack.runner.invocations_of("MailboxPollerFunction"))
+    raws = mailbox_contents(dovecot, office)
+    assert messages.count(office.address) == len({hashlib.sha256(r).hexdigest() for r in raws}) == 13
+    assert all(outgoing.jobs(f"<dopo{n}@pec.epsilon.test>")[0].state == State.DELIVERED for n in range(5))
+    anomalia = next(r for r in messages.query(office.address) if r["kind"] == kinds.ANOMALIA)
+    assert len(anomalia["attachments"]) == 100 and "s3_key" in anomalia
+    assert all(len(a["filename"]) == 255 for a in anomalia["attachments"]), "names cut, the original whole"
+    quarantined = messages.query(office.address, index="Quarantined")
+    assert len(quarantined) == 2 and all("a parser bug" in q["problems"][0] for q in quarantined)
+    mailbox = next(s for c, s in admin.list_mailboxes(stack.deployment()) if c.address == office.address)
+    assert mailbox["quarantined"] == 2 and "a parser bug" in mailbox["last_quarantined"]["reason"]
+    assert capsys.readouterr().out.count('"MessagesQuarantined"') >= 1, "the alarm metric is emitted"

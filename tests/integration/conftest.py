@@ -20,3 +20,18 @@ def aws(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with mock_aws():
         yield LocalAws.in_process(TEMPLATE)
+
+
+@pytest.fixture
+def wiring(aws):
+    """An ingestor on moto's tables and bucket."""
+    from pecflow.archive import Archive
+    from pecflow.ingest import Ingestor
+    from pecflow.store import MailboxStore, MessageStore, OutgoingStore
+
+    ddb = aws.resource("dynamodb")
+    return Ingestor(
+        archive=Archive(aws.physical("ArchiveBucket"), aws.client("s3")),
+        messages=MessageStore(aws.physical("MessagesTable"), ddb),
+        mailboxes=MailboxStore(aws.physical("MailboxesTable"), ddb),
+        outgoing=OutgoingStore(aws.physical("OutgoingTable"), ddb, campaigns_table=aws.physical("CampaignsTable")))

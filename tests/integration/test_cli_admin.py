@@ -123,3 +123,23 @@ def test_campaign_upload_validates_then_uploads_the_manifest_last(env, tmp_path,
     assert set(uploaded) <= keys
     code, _, err = run(monkeypatch, capsys, ["campaign", "upload", str(folder)])
     assert code == 1 and "already exists" in err
+
+
+def test_quarantined_messages_show_on_the_mailbox_and_in_the_inbox(env, monkeypatch, capsys):
+    from pecflow.mailbox import MailboxConfig
+
+    ddb = env.resource("dynamodb")
+    mailboxes = MailboxStore(env.physical("MailboxesTable"), ddb)
+    mailboxes.put(MailboxConfig("ufficio@pec.azienda.test", "imap.pec.test"))
+    mailboxes.record_poll("ufficio@pec.azienda.test", ok=True, fetched=3)
+    MessageStore(env.physical("MessagesTable"), ddb).record("ufficio@pec.azienda.test", {
+        "sha256": "ef" * 32, "kind": "malformed", "received_key": "2026-03-02T10:00:00Z#2", "uid": 7,
+        "received_at": "2026-03-02T10:00:00Z", "problems": ["ValueError: a parser bug"],
+        "quarantined": {"stage": "record", "reason": "ValueError: a parser bug"},
+        "quarantined_mailbox": "ufficio@pec.azienda.test"})
+    mailboxes.note_quarantine("ufficio@pec.azienda.test", uid=7, sha256="ef" * 32, reason="record: ValueError: a parser bug")
+    code, out, _ = run(monkeypatch, capsys, ["mailbox", "list"])
+    assert code == 0 and "1 quarantined (last: UID 7, record: ValueError: a parser bug" in out
+    assert "--quarantined" in out, "says where to look"
+    code, out, _ = run(monkeypatch, capsys, ["inbox", "list", "ufficio@pec.azienda.test", "--quarantined"])
+    assert code == 0 and "[quarantined UID 7: ValueError: a parser bug]" in out and "1 message(s)" in out

@@ -24,16 +24,6 @@ class Crash(Exception):
     pass
 
 
-@pytest.fixture
-def wiring(aws):
-    ddb = aws.resource("dynamodb")
-    return Ingestor(
-        archive=Archive(aws.physical("ArchiveBucket"), aws.client("s3")),
-        messages=MessageStore(aws.physical("MessagesTable"), ddb),
-        mailboxes=MailboxStore(aws.physical("MailboxesTable"), ddb),
-        outgoing=OutgoingStore(aws.physical("OutgoingTable"), ddb, campaigns_table=aws.physical("CampaignsTable")))
-
-
 def config_for(dovecot, account, **kw) -> MailboxConfig:
     return MailboxConfig(account.address, dovecot.host, dovecot.port, ca_bundle=dovecot.ca.pem.decode(), **kw)
 
