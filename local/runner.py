@@ -311,6 +311,20 @@ class EventRunner:
             self.clock.advance_to(target)
             self._run_until_idle(max(0.1, deadline - time.monotonic()))
 
+    def set_schedules_enabled(self, function: str, enabled: bool) -> None:
+        """Disable or enable a function's schedules, as `aws scheduler update-schedule --state`
+        does: a disabled schedule fires nothing (and `advance` does not stop at its ticks);
+        enabled again, it fires from its next tick after now."""
+        with self._lock:
+            now = self.clock.now()
+            for key, (source, at) in list(self._schedules.items()):
+                if source.function != function:
+                    continue
+                if not enabled:
+                    self._schedules[key] = (source, None)
+                elif at is None:
+                    self._schedules[key] = (source, _expression(source).next_after(now, anchor=source.start or now))
+
     def serve(self, stop: threading.Event, poll_interval: float = 1.0) -> None:
         """Run on the system clock until `stop` is set (for the demo and developers)."""
         while not stop.is_set():

@@ -13,7 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from pecflow import campaign, quota
+from pecflow import campaign, clock, quota
 from pecflow.archive import Archive
 from pecflow.mail import SmtpSubmitter
 from pecflow.polling import open_with_fresh_password
@@ -113,7 +113,8 @@ def send_record(record: SQSRecord) -> None:
     message_id = json.loads(record.body)["message_id"]
     logger.append_keys(message_id=message_id)
     outcome = sender.send(message_id)
-    if outcome.action == "delay" and renew(int(record.attributes.approximate_receive_count)):
+    age = clock.timestamp() - int(record.attributes.sent_timestamp) / 1000
+    if outcome.action == "delay" and renew(int(record.attributes.approximate_receive_count), age, outcome.delay):
         # a fresh message in place of this one (deleted on return): waiting never dead-letters a job
         entry = queue_entry(message_id, again=f"renewed {record.message_id}")
         sqs.send_message(QueueUrl=settings.send_queue_url, **{k: v for k, v in entry.items() if k != "Id"})

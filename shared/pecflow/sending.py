@@ -9,9 +9,10 @@ A recipient is sent at most once per job, whatever happens around it:
   (4xx, no connection) return the job to `pending`, to be tried again later.
 A job that must wait (quota slot, scheduled start, temporary failure) goes back to the queue
 with a visibility delay until the moment it can go: no busy retry. Waiting never wears a job
-out: after RENEW_AFTER_RECEIVES deliveries a waiting job's queue message is replaced by a fresh
-one (the dead-letter count starts again), and a job of a paused campaign leaves the queue
-altogether (resume puts every pending job back). A job that fails for a reason of its own notes
+out: after RENEW_AFTER_RECEIVES deliveries, or when the wait would take its message past SQS's
+12 hours, a waiting job's queue message is replaced by a fresh one (the dead-letter count starts
+again), and a job of a paused campaign leaves the queue altogether (resume puts every pending
+job back). A job that fails for a reason of its own notes
 it (`last_failure`); if its message still ends on the dead-letter queue, `dead_lettered` makes
 it an error with that reason, shown in the statistics, until `redrive` sends it again.
 """
@@ -37,7 +38,8 @@ RENEW_AFTER_RECEIVES = 10            # a waiting job's queue message is renewed 
                                      # deliveries (the send queue dead-letters at 50)
 TEMPORARY_RETRY_SECONDS = 5 * 60
 AUTH_RETRY_SECONDS = 15 * 60
-MAX_DELAY_SECONDS = 12 * 3600        # SQS visibility timeout limit
+VISIBILITY_LIMIT_SECONDS = 12 * 3600  # SQS: no message stays invisible longer, counted from its sending
+MAX_DELAY_SECONDS = VISIBILITY_LIMIT_SECONDS - 300   # the longest wait asked, with room to spare
 RESERVE_HORIZON_SECONDS = 6 * 3600   # a job reserves a quota slot at most this far ahead
 HORIZON_SPREAD_SECONDS = 1800        # jobs beyond the horizon come back spread over this much time
 CAMPAIGN_CACHE_SECONDS = 5
@@ -268,10 +270,11 @@ class Sender:
         return self.outgoing.apply(job["message_id"], recipient, move, also_set=fields)
 
 
-def renew(receive_count: int) -> bool:
-    """Should a job that waits replace its queue message by a fresh one (instead of waiting
-    on this one), so that waiting never brings it to the dead-letter queue?"""
-    return receive_count >= RENEW_AFTER_RECEIVES
+def renew(receive_count: int, age: float = 0.0, delay: float = 0.0) -> bool:
+    """Should a job that waits `delay` seconds replace its queue message (received
+    `receive_count` times, sent `age` seconds ago) by a fresh one, instead of waiting on it?
+    Yes when waiting on it would bring it near the dead-letter limit, or past SQS's 12 hours."""
+    return receive_count >= RENEW_AFTER_RECEIVES or age + delay > VISIBILITY_LIMIT_SECONDS - 60
 
 
 def dead_lettered(outgoing: OutgoingStore, message_id: str, *, deliveries: int | None = None) -> str:

@@ -327,6 +327,17 @@ def test_schedules_over_a_virtual_day(start_runner):
     assert len({i.result["aws_request_id"] for i in ticks}) == 288
 
 
+def test_a_disabled_schedule_fires_nothing_and_resumes_at_its_next_tick(start_runner):
+    runner = start_runner("Ticker", clock=VirtualClock(MONDAY))
+    runner.set_schedules_enabled("Ticker", False)
+    runner.advance(7 * 86400)
+    assert runner.invocations_of("Ticker") == []
+    runner.set_schedules_enabled("Ticker", True)
+    runner.advance(600)
+    ticks = runner.invocations_of("Ticker", "Every5Minutes")
+    assert [i.started for i in ticks] == [MONDAY.timestamp() + 7 * 86400 + 300 * n for n in (1, 2)]
+
+
 def app_arn(name: str) -> str:
     return f"arn:aws:lambda:eu-south-1:123456789012:function:{name}"
 

@@ -1,0 +1,169 @@
+"""Waiting never wears a campaign job out (issue 10, item 5), against moto: a paused job leaves the
+send queue and resume (or cancel) puts it back; a waiting job renews its queue message before the
+dead-letter limit; a job that still reaches the dead-letter queue becomes an error with its reason
+in the statistics, and `redrive` sends it again. The SMTP side is a fake here: what is under test
+is the job's life on the queue and in DynamoDB."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pecflow import admin, clock
+from pecflow.archive import Archive
+from pecflow.deployment import Deployment
+from pecflow.fanout import queue_entry
+from pecflow.mail import Submission
+from pecflow.mailbox import MailboxConfig
+from pecflow.quota import Decision
+from pecflow.sending import MAX_DELAY_SECONDS, RENEW_AFTER_RECEIVES, Sender, dead_lettered, renew
+from pecflow.store import CampaignStatus, CampaignStore, OutgoingStore
+
+MAILBOX = "ufficio@pec.azienda.test"
+
+
+class World:
+    """A campaign of `n` pending jobs in moto's tables, the send queue, and a sender with a fake SMTP."""
+
+    def __init__(self, aws, n: int = 4, campaign_id: str = "attesa"):
+        self.aws, self.id = aws, campaign_id
+        ddb = aws.resource("dynamodb")
+        self.campaigns = CampaignStore(aws.physical("CampaignsTable"), ddb)
+        self.outgoing = OutgoingStore(aws.physical("OutgoingTable"), ddb, campaigns_table=aws.physical("CampaignsTable"))
+        self.campaigns.create(campaign_id, {"status": CampaignStatus.SENDING, "mailbox": MAILBOX})
+        self.campaigns.start_counting(campaign_id, n)
+        self.jobs = [{"message_id": f"<pecflow.{campaign_id}.{row}.1@pec.azienda.test>",
+                      "recipient": f"c{row}@pec.beta.test", "mailbox": MAILBOX, "campaign_id": campaign_id,
+                      "row": row, "attempt": 1, "values": {"nome": f"Ditta {row}"}} for row in range(2, n + 2)]
+        self.outgoing.add_jobs(self.jobs)
+        self.submitted: list[str] = []
+        self.sender = Sender(
+            outgoing=self.outgoing, campaigns=self.campaigns,
+            archive=Archive(aws.physical("ArchiveBucket"), aws.client("s3")),
+            mailbox_of=lambda address: MailboxConfig(address, "imap.pec.test"),
+            acquire=lambda mailbox, now, horizon=0: Decision(True, 0.0, now), release=lambda mailbox, at: None,
+            render=lambda campaign, job, message_id, date: f"Message-ID: {message_id}\r\n\r\nx\r\n".encode(),
+            submit=self.submit)
+        self.deployment = Deployment("pecflow-test", region=aws.region, outgoing_table=aws.physical("OutgoingTable"),
+                                     campaigns_table=aws.physical("CampaignsTable"),
+                                     send_queue_url=aws.url("SendQueue"))
+        self.sqs = aws.client("sqs")
+
+    def submit(self, config, raw: bytes, recipients: list[str]) -> Submission:
+        self.submitted += recipients
+        return Submission("accepted", 250, "ok")
+
+    def queued(self) -> list[str]:
+        """Drain the send queue: the message ids on it."""
+        out = []
+        while messages := self.sqs.receive_message(QueueUrl=self.aws.url("SendQueue"), MaxNumberOfMessages=10,
+                                                   VisibilityTimeout=0).get("Messages", []):
+            for message in messages:
+                out.append(json.loads(message["Body"])["message_id"])
+                self.sqs.delete_message(QueueUrl=self.aws.url("SendQueue"), ReceiptHandle=message["ReceiptHandle"])
+        return out
+
+    def states(self) -> dict[str, str]:
+        return {j["recipient"]: j["state"] for j in self.outgoing.campaign_jobs(self.id)}
+
+
+def test_a_paused_job_leaves_the_queue_and_resume_puts_it_back(aws):
+    world = World(aws)
+    assert admin.set_campaign_status(world.deployment, world.id, "pause") == CampaignStatus.PAUSED
+    for job in world.jobs:
+        outcome = world.sender.send(job["message_id"])
+        assert (outcome.action, outcome.state) == ("done", "pending"), "off the queue, not delayed on it"
+    assert world.submitted == [] and set(world.states().values()) == {"pending"}
+    assert world.queued() == [], "nothing left on the queue while paused"
+    admin.set_campaign_status(world.deployment, world.id, "resume")
+    queued = world.queued()
+    assert sorted(queued) == sorted(j["message_id"] for j in world.jobs), "every job back, once"
+    for message_id in queued:
+        assert world.sender.send(message_id).state == "sent"
+    assert sorted(world.submitted) == sorted(j["recipient"] for j in world.jobs)
+
+
+def test_a_stale_cached_pause_never_parks_a_job_of_a_resumed_campaign(aws):
+    world = World(aws, n=1)
+    admin.set_campaign_status(world.deployment, world.id, "pause")
+    assert world.sender.send(world.jobs[0]["message_id"]).action == "done"     # the cache says: paused
+    admin.set_campaign_status(world.deployment, world.id, "resume")
+    world.queued()
+    outcome = world.sender.send(world.jobs[0]["message_id"])                  # cache still says paused
+    assert outcome.state == "sent", "the pause is checked again before leaving the queue"
+
+
+def test_cancelling_a_paused_campaign_cancels_its_parked_jobs(aws):
+    world = World(aws, n=3)
+    admin.set_campaign_status(world.deployment, world.id, "pause")
+    for job in world.jobs:
+        world.sender.send(job["message_id"])
+    admin.set_campaign_status(world.deployment, world.id, "cancel")
+    for message_id in world.queued():
+        world.sender.cache.clear()
+        assert world.sender.send(message_id).state == "cancelled"
+    counters = world.campaigns.counters(world.id)
+    assert (counters["to_send"], counters["cancelled"]) == (0, 3)
+
+
+def test_the_same_job_queued_again_is_not_dropped_as_a_duplicate():
+    """SQS FIFO drops a deduplication id seen in the last five minutes: a resume right after a
+    pause must still queue the job again."""
+    first, again = queue_entry("<a@b>"), queue_entry("<a@b>", again="resume 1")
+    assert first["MessageGroupId"] == again["MessageGroupId"]
+    assert first["MessageDeduplicationId"] != again["MessageDeduplicationId"]
+
+
+def test_waiting_renews_the_queue_message_before_the_dead_letter_limit(aws):
+    redrive = json.loads(aws.client("sqs").get_queue_attributes(
+        QueueUrl=aws.url("SendQueue"), AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
+    assert not renew(RENEW_AFTER_RECEIVES - 1) and renew(RENEW_AFTER_RECEIVES)
+    assert RENEW_AFTER_RECEIVES < int(redrive["maxReceiveCount"]), "renewed well before SQS gives up"
+    assert not renew(1, age=5, delay=MAX_DELAY_SECONDS), "a fresh message waits the longest delay"
+    assert renew(1, age=MAX_DELAY_SECONDS, delay=MAX_DELAY_SECONDS), "an old one would pass SQS's 12 hours"
+
+
+def test_a_dead_lettered_job_is_an_error_with_its_reason_until_redriven(aws):
+    world = World(aws, n=3)
+    broken = world.jobs[1]
+    acquire = world.sender.acquire
+
+    def unavailable(*args, **kwargs):
+        raise OSError("QuotaTable: connection reset by peer")
+
+    world.sender.acquire = unavailable
+    with pytest.raises(OSError):
+        world.sender.send(broken["message_id"])
+    assert "connection reset" in world.outgoing.job(broken["message_id"])["last_failure"]
+    assert dead_lettered(world.outgoing, broken["message_id"]) == "error"
+    job = world.outgoing.job(broken["message_id"])
+    assert job["state"] == "error" and "connection reset" in job["error"] and "not sent" in job["error"]
+    stats = admin.campaign_stats(world.deployment, world.id)
+    assert stats["counters"]["errors"] == 1 and stats["counters"]["to_send"] == 2 and stats["dead_lettered"] == 1
+    assert dead_lettered(world.outgoing, broken["message_id"]) == "error", "a duplicate changes nothing"
+    assert admin.campaign_stats(world.deployment, world.id)["dead_lettered"] == 1
+
+    world.sender.acquire = acquire
+    done = admin.redrive(world.deployment, world.id)
+    assert done == {"redriven": 1, "queued": 3}, "the dead-lettered job and the two still to send"
+    for message_id in world.queued():
+        world.sender.send(message_id)
+    assert set(world.states().values()) == {"sent"}
+    job = world.outgoing.job(broken["message_id"])
+    assert "error" not in job and "dead_letter" not in job and job["redriven_at"]
+    stats = admin.campaign_stats(world.deployment, world.id)
+    assert stats["counters"]["errors"] == 0 and stats["counters"]["sent"] == 3 and stats["dead_lettered"] == 0
+    assert admin.redrive(world.deployment, world.id) == {"redriven": 0, "queued": 0}
+
+
+def test_a_job_dead_lettered_while_submitting_is_uncertain_never_sent_again(aws):
+    world = World(aws, n=1)
+    job = world.jobs[0]
+    claim = clock.iso()
+    from pecflow.reconcile import CLAIM, Job, State
+    world.outgoing.try_move(job["message_id"], Job(job["recipient"], State.PENDING, True, world.id), CLAIM,
+                            also_set={"claimed_at": claim})
+    world.outgoing.set_job_fields(job["message_id"], job["recipient"], {"submitting_claim": claim})
+    assert dead_lettered(world.outgoing, job["message_id"]) == "sent?"
+    assert admin.redrive(world.deployment, world.id) == {"redriven": 0, "queued": 0}
