@@ -4,6 +4,7 @@ what the simulated provider received: one message per recipient, and every recip
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 
 import pytest
@@ -129,3 +130,46 @@ def upload_csv(stack, campaign_id: str, addresses: list[str]) -> None:
     body = "pec;ragione_sociale\r\n" + "".join(f"{a};Altra {i}\r\n" for i, a in enumerate(addresses))
     stack.aws.client("s3").put_object(Bucket=stack.aws.physical("CampaignBucket"),
                                       Key=f"campaigns/{campaign_id}/recipients.csv", Body=body.encode("cp1252"))
+
+
+def test_a_job_that_reaches_the_dead_letter_queue_shows_as_an_error_and_is_redriven(stack):
+    """A job the senders keep failing on (here: its quota slot cannot be read) ends on the
+    dead-letter queue: the statistics show it as an error with the reason, never silently, and
+    `redrive` sends it once the cause is gone."""
+    manifest, addresses = _campaign(stack, 3, domain="dlq")
+    handler = stack.runner.module("SenderFunction")
+    sender = handler.sender
+    real = sender.acquire
+    unlucky = addresses[1]
+    current = threading.local()      # the job each concurrent invocation is sending
+
+    def failing_for_one(mailbox, now, **kwargs):
+        if getattr(current, "recipient", None) == unlucky:
+            raise ConnectionResetError("QuotaTable unreachable")
+        return real(mailbox, now, **kwargs)
+
+    class Tracking:
+        def send(self, message_id):
+            job = sender.outgoing.job(message_id)
+            current.recipient = job["recipient"] if job else None
+            return sender.send(message_id)
+
+    sender.acquire = failing_for_one
+    handler.sender = Tracking()
+    upload(stack, "coda-errori", manifest=manifest, rows=_rows(addresses), files={})
+    stack.runner.advance(4 * 3600, timeout=300)      # 50 deliveries, 3 minutes apart
+    deployment = stack.deployment()
+    stats = admin.campaign_stats(deployment, "coda-errori")
+    assert stats["dead_lettered"] == 1 and stats["counters"]["errors"] == 1
+    assert stats["counters"]["delivered"] == 2
+    [job] = [j for j in admin.campaign_jobs(deployment, "coda-errori") if j["recipient"] == unlucky]
+    assert job["state"] == "error" and "QuotaTable unreachable" in job["error"]
+    assert stack.runner.invocations_of("CampaignDeadLettersFunction"), "recorded by the dead-letter function"
+
+    sender.acquire = real
+    assert admin.redrive(deployment, "coda-errori") == {"redriven": 1, "queued": 1}
+    counters = settle(stack, "coda-errori")
+    assert counters["delivered"] == 3 and counters["errors"] == 0
+    assert admin.campaign_stats(deployment, "coda-errori")["dead_lettered"] == 0
+    for address in addresses:
+        assert received_by(stack.network, address) == 1, address
