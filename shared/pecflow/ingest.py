@@ -162,7 +162,12 @@ class Ingestor:
                 if started != fetched.uid:
                     cursor = cursor.started(fetched.uid)
                     self.mailboxes.save_cursor(address, cursor)
-                self._ingest_one(config, folder, status.uidvalidity, fetched, result, cursor.attempts)
+                try:
+                    self._ingest_one(config, folder, status.uidvalidity, fetched, result, cursor.attempts)
+                except Exception:
+                    # S3 or DynamoDB failing is not this message's fault: this was no attempt
+                    self.mailboxes.save_cursor(address, replace(cursor, attempt_uid=None, attempts=0))
+                    raise
                 following = fetched_batch[i + 1].uid if i + 1 < len(fetched_batch) else None
                 cursor = cursor.done(fetched.uid, following)
                 self.mailboxes.save_cursor(address, cursor)
@@ -201,23 +206,24 @@ class Ingestor:
             self._quarantine(where, result, None, "classify", f"processing stopped {attempts - 1} times before it "
                              "finished (the poller ran out of time or memory on this message): not classified")
             return
-        msg = None
+        msg = recorded = None
         try:
             msg = self.classify(raw)
-            record = build_record(*where, msg)
-            recorded = self.messages.record(address, record)
+            recorded = self.messages.record(address, build_record(*where, msg))
         except Exception as exc:  # noqa: BLE001 - this message's problem, unless AWS itself failed
             if self.service_failure(exc):
                 raise
             self._quarantine(where, result, msg, "record", _failure(exc))
-            return
-        result.by_kind[msg.kind] = result.by_kind.get(msg.kind, 0) + 1
-        if recorded:
-            result.recorded += 1
-        else:
-            result.already_recorded += 1
-            self.messages.relocate(address, sha, folder=folder, uid=fetched.uid, uidvalidity=uidvalidity)
-        self.faults.hit("after_record", fetched.uid)
+            if msg is None:
+                return
+        if recorded is not None:
+            result.by_kind[msg.kind] = result.by_kind.get(msg.kind, 0) + 1
+            if recorded:
+                result.recorded += 1
+            else:
+                result.already_recorded += 1
+                self.messages.relocate(address, sha, folder=folder, uid=fetched.uid, uidvalidity=uidvalidity)
+        self.faults.hit("after_record", fetched.uid)   # a receipt whose record failed is reconciled all the same
         try:
             self._reconcile(address, sha, msg, result)
         except Exception as exc:  # noqa: BLE001 - as above
@@ -353,7 +359,8 @@ def build_record(mailbox: str, folder: str, uidvalidity: int, uid: int, internal
     text = _Texts(cut)
     record = {
         **_place(mailbox, folder, uidvalidity, uid, internaldate, raw, sha, s3_key),
-        "kind": msg.kind, "subject": text("subject", msg.subject, 2000), "message_id": text("message_id", msg.message_id),
+        "kind": msg.kind, "subject": text("subject", msg.subject, 2000),
+        "message_id": text("message_id", msg.message_id),
         "from": text("from", msg.from_address), "to": text.many("to", msg.to), "cc": text.many("cc", msg.cc),
         "date": msg.date.isoformat() if msg.date else None,
         "ref_message_id": text("ref_message_id", msg.ref_message_id),
@@ -372,19 +379,22 @@ def build_record(mailbox: str, folder: str, uidvalidity: int, uid: int, internal
                         for a in text.first("attachments", msg.attachments)],
     }
     if msg.sdi is not None:
-        record["sdi"] = {"type": text("sdi", msg.sdi.type), "identificativo_sdi": text("sdi", msg.sdi.identificativo_sdi),
+        record["sdi"] = {"type": text("sdi", msg.sdi.type),
+                         "identificativo_sdi": text("sdi", msg.sdi.identificativo_sdi),
                          "nome_file": text("sdi", msg.sdi.nome_file, 255),
                          "pec_message_id": text("sdi", msg.sdi.pec_message_id)}
     problems = [text("problems", p, 500) for p in text.first("problems", msg.problems, 50)]
     if cut:
         problems.append(f"record fields cut to fit: {', '.join(sorted(set(cut)))} (the archived original is whole)")
     record["problems"] = problems
-    if _json_size(record) > RECORD_BUDGET:   # only with many long multi-byte values: keep the essentials
-        lists = ("to", "cc", "recipients", "attachments")
-        record |= {name: [] for name in lists}
-        record["problems"] = problems[:10] + [f"too much to record: {', '.join(lists)} left out (the archived "
-                                              "original is whole)"]
+    size = _json_size(record)
+    if size > RECORD_BUDGET:   # only with many long multi-byte values, even cut
+        raise RecordTooLarge(f"its record would take {size:,} bytes, over the {RECORD_BUDGET:,}-byte budget")
     return record
+
+
+class RecordTooLarge(ValueError):
+    """Even cut, a message's record would not fit its budget."""
 
 
 class _Texts:

@@ -136,13 +136,15 @@ def test_a_message_that_cannot_be_archived_stays_and_the_mailbox_says_why(doveco
                           "PutObject")
 
     wiring.archive.store = s3_down
-    outcome = _poll_request(dovecot, wiring, mailbox)
+    for _ in range(MAX_ATTEMPTS + 1):
+        outcome = _poll_request(dovecot, wiring, mailbox)
     assert (outcome.ok, outcome.error_kind) == (False, "archive")
     status = wiring.mailboxes.status(mailbox.address)
     assert status["error_kind"] == "archive" and "UID 1" in status["last_error"] and "tried again" in status["last_error"]
     assert wiring.messages.count(mailbox.address) == 0
     wiring.archive.store = store
-    assert _poll_request(dovecot, wiring, mailbox).ok
+    outcome = _poll_request(dovecot, wiring, mailbox)
+    assert outcome.ok and outcome.result.quarantined == [], "S3 failing was no fault of the message"
     assert wiring.messages.count(mailbox.address) == 4 and "last_error" not in wiring.mailboxes.status(mailbox.address)
 
 
@@ -155,8 +157,9 @@ def test_when_dynamodb_fails_the_poll_stops_and_nothing_is_quarantined(dovecot, 
                           "PutItem")
 
     wiring.messages.record = throttled
-    with pytest.raises(ClientError):
-        _poll_request(dovecot, wiring, mailbox)
+    for _ in range(MAX_ATTEMPTS + 1):
+        with pytest.raises(ClientError):
+            _poll_request(dovecot, wiring, mailbox)
     status = wiring.mailboxes.status(mailbox.address)
     assert status["error_kind"] == "internal" and "ProvisionedThroughputExceeded" in status["last_error"]
     wiring.messages.record = record
@@ -193,3 +196,24 @@ def test_records_are_bounded_and_storable_whatever_the_message_says():
     assert len(encoded) < 400_000
 
 
+
+
+def test_a_record_over_its_budget_even_cut_is_a_quarantined_summary(dovecot, wiring, mailbox):
+    raws = our_traffic(wiring, mailbox.address, 2)
+    heavy = raws[0]
+
+    def parse_heavy(raw):   # 100 addresses of 1,000 four-byte characters in To and in Cc
+        msg = message.parse(raw)
+        if raw == heavy:
+            msg.to = msg.cc = [f"{'𝔞' * 990}{i}@pec.test" for i in range(100)]
+        return msg
+
+    wiring.classify = parse_heavy
+    fill(dovecot, mailbox, raws)
+    result = poll(dovecot, mailbox, wiring)
+    assert len(result.quarantined) == 1 and "over the 300,000-byte budget" in result.quarantined[0]
+    summary = wiring.messages.query(mailbox.address, index="Quarantined")[0]
+    assert summary["kind"] == kinds.ACCETTAZIONE and summary["ref_message_id"] == "<m0@pec.azienda.test>"
+    assert wiring.messages.count(mailbox.address) == 4
+    assert result.receipts_matched == 4, "reconciled all the same: its effect on the job is not lost"
+    assert wiring.outgoing.jobs("<m0@pec.azienda.test>")[0].state == "delivered"
