@@ -2,8 +2,9 @@
 
 `parse` is strict about safety (no entities, no DTDs, bounded size) and lenient about
 content: real files carry stray text and unknown elements, and those are reported in
-`problems`, never fatal. `render` writes the same record back as XML (used by the
-message builder and the provider simulator).
+`problems`, never fatal; whatever the bytes, it raises nothing but `DaticertError`.
+`render` writes the same record back as XML (used by the message builder and the
+provider simulator).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from xml.sax.saxutils import escape, quoteattr
 
-from pecflow import safexml
+from pecflow import mime, safexml
 
 MAX_DATICERT_BYTES = 256 * 1024
 
@@ -30,6 +31,8 @@ TIPI = (
 ERRORI = ("nessuno", "no-dest", "no-dominio", "virus", "altro")
 TIPI_RICEVUTA = ("completa", "breve", "sintetica")
 TIPI_DESTINATARIO = ("certificato", "esterno")
+# encodings providers write daticert.xml in; any other is reported
+_USUAL_ENCODINGS = ("utf_8", "ascii", "latin_1", "iso8859_15", "cp1252", "utf_16")
 
 
 class DaticertError(ValueError):
@@ -111,16 +114,19 @@ def parse(data: bytes) -> Daticert:
     except safexml.XmlError as exc:
         raise DaticertError(f"daticert.xml: {exc}") from None
     problems: list[str] = []
+    declared = safexml.declared_encoding(data)
+    if declared is not None and mime.safe_codec(declared) not in _USUAL_ENCODINGS:
+        problems.append(f"daticert.xml: declares the unusual encoding {declared[:40]!r}")
     if root.tag != "postacert":
-        problems.append(f"daticert.xml: root element is <{root.tag}>, expected <postacert>")
+        problems.append(f"daticert.xml: root element is <{_clip(root.tag)}>, expected <postacert>")
     tipo = root.attrs.get("tipo", "").strip() or None
     if tipo is None:
         problems.append("daticert.xml: postacert has no tipo")
     elif tipo not in TIPI:
-        problems.append(f"daticert.xml: unknown postacert tipo {tipo!r}")
+        problems.append(f"daticert.xml: unknown postacert tipo {_clip(tipo)!r}")
     errore = root.attrs.get("errore", "nessuno").strip() or "nessuno"
     if errore not in ERRORI:
-        problems.append(f"daticert.xml: unknown errore {errore!r}")
+        problems.append(f"daticert.xml: unknown errore {_clip(errore)!r}")
 
     head = root.find("intestazione")
     dati = root.find("dati")
@@ -135,14 +141,15 @@ def parse(data: bytes) -> Daticert:
             problems.append(f"daticert.xml: stray text inside <{node.tag}>")
         unknown = sorted({c.tag for c in node.children} - known)
         if unknown:
-            problems.append(f"daticert.xml: unexpected element(s) in <{node.tag}>: {', '.join(unknown)}")
+            problems.append(f"daticert.xml: unexpected element(s) in <{node.tag}>: "
+                            f"{', '.join(_clip(tag) for tag in unknown[:10])}")
 
     destinatari = []
     if head is not None:
         for node in head.findall("destinatari"):
             kind = node.attrs.get("tipo", "certificato").strip() or "certificato"
             if kind not in TIPI_DESTINATARIO:
-                problems.append(f"daticert.xml: unknown destinatari tipo {kind!r}")
+                problems.append(f"daticert.xml: unknown destinatari tipo {_clip(kind)!r}")
             if node.text:
                 destinatari.append(Destinatario(node.text, kind))
 
@@ -150,7 +157,7 @@ def parse(data: bytes) -> Daticert:
     ricevuta_node = dati.find("ricevuta") if dati is not None else None
     ricevuta = (ricevuta_node.attrs.get("tipo", "").strip() or None) if ricevuta_node is not None else None
     if ricevuta is not None and ricevuta not in TIPI_RICEVUTA:
-        problems.append(f"daticert.xml: unknown ricevuta tipo {ricevuta!r}")
+        problems.append(f"daticert.xml: unknown ricevuta tipo {_clip(ricevuta)!r}")
 
     def text(node, path):
         value = node.findtext(path) if node is not None else None
@@ -180,6 +187,10 @@ def parse(data: bytes) -> Daticert:
     if record.identificativo is None and tipo is not None:
         problems.append("daticert.xml: <identificativo> missing")
     return replace(record, problems=tuple(problems)) if problems else record
+
+
+def _clip(value: str, size: int = 100) -> str:
+    return value if len(value) <= size else value[:size] + "…"
 
 
 def render(record: Daticert) -> bytes:

@@ -4,12 +4,17 @@ The top-level X-Ricevuta / X-Trasporto header is the first signal; daticert.xml 
 provider's signature) is the authority where present. Disagreements between the two are
 reported in `problems`, never hidden. Only the parts a kind needs are read: the envelope's
 structure, daticert.xml, the headers and structure of postacert.eml, and SdI files.
-`parse` never raises on any input: what it cannot understand is `malformed`, with the reason.
+`parse` never raises on any input: what it cannot understand is `malformed`, with the reason,
+and a field it cannot read is a problem on that field. Its work is linear in the input: the
+MIME layer is bounded (see `mime`), the standard library's address parser (slow Python,
+recursive on nested comments) is given only small, sane values, and one budget per message
+bounds that parser's characters and the addresses read.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
@@ -19,6 +24,10 @@ from pecflow import kinds, mime, sdi
 
 MAX_NESTED_MESSAGES = 8      # postacert.eml inside postacert.eml ... followed this deep
 MAX_PARSE_BYTES = 200 * 1024 * 1024
+MAX_ADDRESS_CHARS = 16 * 1024  # characters the stdlib address parser may read per message tree
+MAX_ADDRESSES = 10_000       # addresses read from the address fields of one message tree
+MAX_COMMENT_DEPTH = 16       # nested (comments) in an address field handed to it
+MAX_DATE_CHARS = 200         # of a Date value read (a real one has about 31)
 
 _MAIL_FIELDS = frozenset((
     "from", "to", "cc", "date", "subject", "message-id", "received", "return-path", "mime-version",
@@ -26,7 +35,7 @@ _MAIL_FIELDS = frozenset((
 ))
 _SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
 _DATICERT_NAMES = ("daticert.xml", "certdata.xml")  # RFC 6109 translates the name as certdata.xml
-_ON_BEHALF = re.compile(r"^\s*(?:per conto di|on behalf of)\s*:\s*(.+?)\s*$", re.I)
+_ON_BEHALF = re.compile(r"\s*+(?:per conto di|on behalf of)\s*+:", re.I)
 _PERMANENT = re.compile(r"^\s*5\.\d{1,3}\.\d{1,3}")
 _IDENTIFICATIVO_TEXT = re.compile(r"Identificativo (?:del )?messaggio:\s*(\S+)", re.I)
 _LIST_TAG = re.compile(r"^\s*(?:\[[^\]]*\]\s*)+")
@@ -145,7 +154,7 @@ def _attachment_dict(att: Attachment) -> dict:
 # --------------------------------------------------------------------------------------------
 def parse(raw: bytes) -> PecMessage:
     """Classify one message. Never raises on bad input: see `problems` and `malformed`."""
-    if not raw or not raw.strip():
+    if not raw or raw.isspace():  # (strip() would copy the whole message)
         return PecMessage(kinds.MALFORMED, ["empty file: not an e-mail"], len(raw or b""))
     if len(raw) > MAX_PARSE_BYTES:
         return PecMessage(kinds.MALFORMED, [f"{len(raw)} bytes: larger than the {MAX_PARSE_BYTES}-byte limit"],
@@ -156,13 +165,24 @@ def parse(raw: bytes) -> PecMessage:
         nl = raw.find(b"\n")
         start = len(raw) if nl == -1 else nl + 1
         problems.append("mbox 'From ' line before the headers skipped")
-    message = _read(mime.Part(raw, start, len(raw)), 0)
+    message = _read(mime.Part(raw, start, len(raw)), 0, _Budget())
     if problems:
         message.problems[:0] = problems
     return message
 
 
-def _read(root: mime.Part, nesting: int) -> PecMessage:
+class _Budget:
+    """What the rest of one message tree may still spend on addresses: characters handed to
+    the stdlib parser, addresses read (each costs some Python work)."""
+
+    __slots__ = ("address_chars", "addresses")
+
+    def __init__(self):
+        self.address_chars = MAX_ADDRESS_CHARS
+        self.addresses = MAX_ADDRESSES
+
+
+def _read(root: mime.Part, nesting: int, budget: _Budget) -> PecMessage:
     size = root.end - root.start
     headers = root.headers
     if not any(name.lower() in _MAIL_FIELDS for name, _ in headers.fields):
@@ -172,7 +192,7 @@ def _read(root: mime.Part, nesting: int) -> PecMessage:
 
     problems: list[str] = []
     msg = PecMessage(kinds.POSTA_ORDINARIA, problems, size, root=root)
-    _read_common_headers(msg, headers, problems)
+    _read_common_headers(msg, headers, problems, budget)
 
     header_kind = _kind_from_headers(headers, problems)
     survey = _Survey(root)
@@ -209,27 +229,28 @@ def _read(root: mime.Part, nesting: int) -> PecMessage:
 
     msg.kind = kind
     msg.daticert = dc
-    _read_pec(msg, headers, survey, dc, nesting, problems)
+    _read_pec(msg, headers, survey, dc, nesting, problems, budget)
     _collect_defects(root, problems)
     return msg
 
 
-def _read_common_headers(msg: PecMessage, headers: mime.Headers, problems: list[str]) -> None:
+def _read_common_headers(msg: PecMessage, headers: mime.Headers, problems: list[str],
+                         budget: _Budget) -> None:
     msg.message_id = _msgid(headers.get("message-id"))
-    msg.subject = mime.decode_text(headers.get("subject"))
+    msg.subject = mime.decode_text(headers.get("subject"), problems, msg.root.budget)
     date = headers.get("date")
     if date:
         try:
-            msg.date = parsedate_to_datetime(date)
+            msg.date = parsedate_to_datetime(date[:MAX_DATE_CHARS])
         except (TypeError, ValueError, IndexError, OverflowError):
             problems.append(f"unreadable Date header {date[:60]!r}")
     sender = headers.get("from")
     if sender is not None:
-        msg.from_address = _address(sender)
-    msg.to = _addresses(headers.get_all("to"))
-    msg.cc = _addresses(headers.get_all("cc"))
+        msg.from_address = _address(sender, "From", problems, budget)
+    msg.to = _addresses(headers.get_all("to"), "To", problems, budget)
+    msg.cc = _addresses(headers.get_all("cc"), "Cc", problems, budget)
     reply_to = headers.get("reply-to")
-    msg.reply_to = _address(reply_to) if reply_to else None
+    msg.reply_to = _address(reply_to, "Reply-To", problems, budget) if reply_to else None
     msg.in_reply_to = _msgid(headers.get("in-reply-to"))
     refs = headers.get("references")
     msg.references = re.findall(r"<[^<>\s]+>", refs) if refs else []
@@ -242,13 +263,15 @@ def _kind_from_headers(headers: mime.Headers, problems: list[str]) -> str | None
         if not values:
             continue
         if len(set(values)) > 1:
-            problems.append(f"{len(values)} different {name} headers: {', '.join(sorted(set(values)))}")
+            problems.append(f"{len(values)} different {name} headers: "
+                            f"{', '.join(_clip(v) for v in sorted(set(values))[:10])}")
         elif len(values) > 1:
             problems.append(f"{name} header repeated {len(values)} times")
         value = values[0]
         kind = (value if value in kinds.RICEVUTE else None) if table is None else table.get(value)
         if kind is None:
-            problems.append(f"unknown {'X-Ricevuta' if table is None else 'X-Trasporto'} value {value!r}")
+            field_name = "X-Ricevuta" if table is None else "X-Trasporto"
+            problems.append(f"unknown {field_name} value {_clip(value)!r}")
         else:
             found.append(kind)
     if len(found) > 1:
@@ -284,9 +307,9 @@ class _Survey:
         self.signed = self.daticert = self.postacert = self.signature = None
         self.wrapped = False
         self.other_messages: list[mime.Part] = []
-        queue = [(root, 0)]
+        queue = deque([(root, 0)])
         while queue:
-            part, level = queue.pop(0)
+            part, level = queue.popleft()
             ctype = part.content_type
             if ctype.startswith("multipart/"):
                 if ctype == "multipart/alternative" or level > 4:
@@ -307,7 +330,7 @@ class _Survey:
 
 
 def _read_pec(msg: PecMessage, headers: mime.Headers, survey: _Survey, dc, nesting: int,
-              problems: list[str]) -> None:
+              problems: list[str], budget: _Budget) -> None:
     kind = msg.kind
     is_busta = kind in (kinds.POSTA_CERTIFICATA, kinds.ANOMALIA)
 
@@ -329,8 +352,8 @@ def _read_pec(msg: PecMessage, headers: mime.Headers, survey: _Survey, dc, nesti
         problems.append("X-Riferimento-Message-ID header repeated")
     dc_ref = dc.msgid if dc is not None else None
     if header_ref and dc_ref and _bare(header_ref) != _bare(dc_ref):
-        problems.append(f"X-Riferimento-Message-ID {header_ref} disagrees with daticert msgid {dc_ref}: "
-                        "daticert wins")
+        problems.append(f"X-Riferimento-Message-ID {_clip(header_ref)} disagrees with daticert msgid "
+                        f"{_clip(dc_ref)}: daticert wins")
     reference = dc_ref or header_ref
     if is_busta:
         msg.original_message_id = reference
@@ -354,18 +377,18 @@ def _read_pec(msg: PecMessage, headers: mime.Headers, survey: _Survey, dc, nesti
         msg.error_detail = dc.errore_esteso
     if kind == kinds.POSTA_CERTIFICATA and msg.message_id and msg.identificativo \
             and _bare(msg.message_id) != _bare(msg.identificativo):
-        problems.append(f"envelope Message-ID {msg.message_id} differs from daticert identificativo "
-                        f"{msg.identificativo}")
+        problems.append(f"envelope Message-ID {_clip(msg.message_id)} differs from daticert identificativo "
+                        f"{_clip(msg.identificativo)}")
 
     # receipt type
     header_type = (headers.get("x-tiporicevuta") or "").strip().lower() or None
     dc_type = dc.ricevuta if dc is not None else None
     if header_type and dc_type and header_type != dc_type:
-        problems.append(f"X-TipoRicevuta {header_type!r} disagrees with daticert ricevuta {dc_type!r}: "
-                        "daticert wins")
+        problems.append(f"X-TipoRicevuta {_clip(header_type)!r} disagrees with daticert ricevuta "
+                        f"{_clip(dc_type)!r}: daticert wins")
     msg.receipt_type = dc_type or (header_type if header_type in daticert_mod.TIPI_RICEVUTA else None)
     if header_type and header_type not in daticert_mod.TIPI_RICEVUTA:
-        problems.append(f"unknown X-TipoRicevuta {header_type!r}")
+        problems.append(f"unknown X-TipoRicevuta {_clip(header_type)!r}")
 
     # the original message, when the kind carries it
     postacert_part = survey.postacert
@@ -379,7 +402,7 @@ def _read_pec(msg: PecMessage, headers: mime.Headers, survey: _Survey, dc, nesti
         elif nesting + 1 >= MAX_NESTED_MESSAGES:
             problems.append(f"postacert.eml nested deeper than {MAX_NESTED_MESSAGES} levels: not read")
         else:
-            msg.postacert = _read(inner, nesting + 1)
+            msg.postacert = _read(inner, nesting + 1, budget)
             msg.attachments = msg.postacert.attachments
             if msg.postacert.kind == kinds.MALFORMED:
                 problems.append("postacert.eml is not a readable message: "
@@ -398,7 +421,7 @@ def _read_pec(msg: PecMessage, headers: mime.Headers, survey: _Survey, dc, nesti
 
     # fallbacks when daticert.xml is missing
     if dc is None:
-        _fallbacks(msg, headers, survey)
+        _fallbacks(msg, headers, survey, problems, budget)
 
     if msg.error_detail and _PERMANENT.match(msg.error_detail):
         msg.permanent_error = True
@@ -412,14 +435,18 @@ def _read_pec(msg: PecMessage, headers: mime.Headers, survey: _Survey, dc, nesti
             problems.extend(msg.sdi.problems)
 
 
-def _fallbacks(msg: PecMessage, headers: mime.Headers, survey: _Survey) -> None:
+def _fallbacks(msg: PecMessage, headers: mime.Headers, survey: _Survey, problems: list[str],
+               budget: _Budget) -> None:
     kind = msg.kind
     if msg.original_subject is None:
         msg.original_subject = _split_subject(msg.subject)[1]
     if kind in (kinds.POSTA_CERTIFICATA, kinds.ANOMALIA):
-        display = parseaddr(headers.get("from") or "")[0]
-        on_behalf = _ON_BEHALF.match(mime.decode_text(display) or "")
-        msg.sender = _address(on_behalf.group(1)) if on_behalf else msg.reply_to
+        display = _display_name(headers.get("from") or "", problems, budget)
+        display = mime.decode_text(display) or ""
+        on_behalf = _ON_BEHALF.match(display)
+        behalf = display[on_behalf.end():].strip() if on_behalf else ""
+        msg.sender = _address(behalf, "From", problems, budget) if behalf and "\n" not in behalf \
+            else msg.reply_to
         source = msg.postacert if msg.postacert is not None else msg
         msg.recipients = [Recipient(a) for a in (*source.to, *source.cc)]
         if kind == kinds.POSTA_CERTIFICATA and msg.identificativo is None:
@@ -472,8 +499,10 @@ def _attachments(root: mime.Part) -> list[Attachment]:
 
 
 def _collect_defects(root: mime.Part, problems: list[str]) -> None:
+    seen = set(problems)
     for defect in root.all_defects():
-        if defect not in problems:
+        if defect not in seen:
+            seen.add(defect)
             problems.append(defect)
 
 
@@ -489,29 +518,146 @@ def _bare(value: str) -> str:
     return value.strip().strip("<>").strip().lower()
 
 
-_SIMPLE_ADDRESS = re.compile(r"\s*(?:[^<>\"(),;:@\\]*<)?\s*([^\s<>\"(),;:@\\]+@[^\s<>\"(),;:@\\]+?)\s*>?\s*")
+_ADDR_SPEC = re.compile(r"[^\s<>\"(),;:@\\]++@[^\s<>\"(),;:@\\]++")
+_NOT_IN_DISPLAY = re.compile(r"[<>\"(),;:@\\]")
+_NOT_IN_COLLAPSED_DISPLAY = re.compile(r"[<>(),;:@\\]")  # quoted strings already collapsed to ""
+_QUOTED = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.S)
+_PARENS = re.compile(r"\\.|[()]", re.S)
+_QUOTED_DISPLAY = re.compile(r'\s*+"((?:[^"\\]++|\\.)*+)"\s*+<[^<>]*+>\s*+', re.S)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.S)
 
 
-def _address(value: str | None) -> str | None:
+def _simple_address(item: str, collapsed: bool = False) -> str | None:
+    """The address of the common shapes ("a@b", "Name <a@b>"), read without the stdlib's
+    general RFC 5322 parser; None for anything else."""
+    text = item.strip()
+    lt = text.find("<")
+    if lt != -1:
+        if (_NOT_IN_COLLAPSED_DISPLAY if collapsed else _NOT_IN_DISPLAY).search(text, 0, lt):
+            return None
+        text = text[lt + 1:]
+    if text.endswith(">"):
+        text = text[:-1]
+    found = _ADDR_SPEC.fullmatch(text.strip())
+    return found.group(0) if found else None
+
+
+def _collapsed(value: str) -> str | None:
+    """`value` with each quoted string shrunk to "" (its commas then separate nothing), or
+    None when a quote is left open or comments, groups or quoted pairs lie outside quotes."""
+    if '"' in value:
+        if not value.isascii():
+            value = mime.decode_text(value)  # as the stdlib parser was given it
+        value = _QUOTED.sub('""', value)
+    if value.count('"') % 2 or "(" in value or ";" in value or "\\" in value:
+        return None
+    return value
+
+
+def _simple_addresses(values: list[str], budget: _Budget | None = None) -> list[str] | None:
+    """The addresses of a list of common shapes (display names may be quoted), or None.
+    No more than what is left of `budget` are read (see `_addresses`)."""
+    out = []
+    left = MAX_ADDRESSES if budget is None else budget.addresses
+    for value in values:
+        collapsed = _collapsed(value)
+        if collapsed is None:
+            return None
+        for item in collapsed.split(",", left):
+            if item.strip():
+                if len(out) == left:
+                    break
+                address = _simple_address(item, collapsed=True)
+                if address is None:
+                    return None
+                out.append(address)
+    return out
+
+
+def _add_problem(problems: list[str], text: str) -> None:
+    if text not in problems:
+        problems.append(text)
+
+
+def _stdlib_may_read(name: str, text: str, problems: list[str], budget: _Budget) -> bool:
+    """Whether the stdlib address parser may be given `text`: it reads in Python, a few
+    microseconds per character, and recurses once per nested comment."""
+    if len(text) > budget.address_chars:
+        _add_problem(problems, f"{name} header unreadable: {len(text)} characters, past the "
+                               f"{MAX_ADDRESS_CHARS} the address parser may read for one message")
+        return False
+    budget.address_chars -= len(text)
+    if "(" in text:
+        depth = deepest = 0
+        for token in _PARENS.finditer(text):
+            if token.group() == "(":
+                depth += 1
+                deepest = max(deepest, depth)
+            elif token.group() == ")":
+                depth = max(depth - 1, 0)
+        if deepest > MAX_COMMENT_DEPTH:
+            _add_problem(problems, f"{name} header unreadable: comments nested {deepest} deep")
+            return False
+    return True
+
+
+def _stdlib_addresses(name: str, values: list[str], problems: list[str], budget: _Budget,
+                      *, first: bool = False, decode: bool = True) -> list[tuple[str, str]]:
+    texts = [mime.decode_text(v, problems) or "" for v in values] if decode else values
+    if not _stdlib_may_read(name, ", ".join(texts), problems, budget):
+        return []
+    try:
+        return [parseaddr(texts[0])] if first else getaddresses(texts)
+    except Exception as exc:  # noqa: BLE001 - the stdlib on hostile input (RecursionError, IndexError...)
+        _add_problem(problems, f"{name} header unreadable: {type(exc).__name__}: {_clip(str(exc))}")
+        return []
+
+
+def _address(value: str | None, name: str = "From", problems: list[str] | None = None,
+             budget: _Budget | None = None) -> str | None:
     if not value:
         return None
-    # the common shapes ("a@b", "Name <a@b>") without the stdlib's general RFC 5322 parser
-    simple = _SIMPLE_ADDRESS.fullmatch(value)
+    simple = _simple_address(value)
+    if simple is None and '"' in value:
+        collapsed = _collapsed(value)
+        if collapsed is not None and "," not in collapsed:
+            simple = _simple_address(collapsed, collapsed=True)
     if simple:
-        return simple.group(1)
-    address = parseaddr(mime.decode_text(value) or "")[1]
-    return address or None
+        return simple
+    found = _stdlib_addresses(name, [value], [] if problems is None else problems,
+                              budget or _Budget(), first=True)
+    return (found[0][1] or None) if found else None
 
 
-def _addresses(values: list[str]) -> list[str]:
+def _addresses(values: list[str], name: str = "To", problems: list[str] | None = None,
+               budget: _Budget | None = None) -> list[str]:
     if not values:
         return []
-    if not any('"' in v or "(" in v or ";" in v or "\\" in v for v in values):
-        items = [item for v in values for item in v.split(",") if item.strip()]
-        simple = [_SIMPLE_ADDRESS.fullmatch(item) for item in items]
-        if all(simple):
-            return [m.group(1) for m in simple]
-    return [a for _, a in getaddresses([mime.decode_text(v) or "" for v in values]) if a]
+    budget = budget or _Budget()
+    simple = _simple_addresses(values, budget)
+    if simple is not None:
+        if len(simple) == budget.addresses and problems is not None:
+            _add_problem(problems, f"{name}: addresses beyond the {MAX_ADDRESSES} read for one message ignored")
+        budget.addresses -= len(simple)
+        return simple
+    found = _stdlib_addresses(name, values, [] if problems is None else problems, budget)
+    return [a for _, a in found if a]
+
+
+def _display_name(value: str, problems: list[str], budget: _Budget) -> str:
+    """The display name of a From field (raw, encoded words not decoded)."""
+    quoted = _QUOTED_DISPLAY.fullmatch(value)
+    if quoted:
+        return _QUOTED_PAIR.sub(r"\1", quoted.group(1))
+    if not value or ("<" not in value and "(" not in value and '"' not in value):
+        return ""  # a bare address: no display name
+    found = _stdlib_addresses("From", [value], problems, budget, first=True, decode=False)
+    return found[0][0] if found else ""
+
+
+def _clip(value: str | None, size: int = 100) -> str | None:
+    """A value quoted in a problem, cut to a readable length."""
+    return value if value is None or len(value) <= size else value[:size] + "…"
 
 
 def _domain(address: str | None) -> str | None:

@@ -3,31 +3,45 @@
 Built directly on expat: no entity declarations, no external entities or DTDs, no
 network, bounded size, depth and element count. Elements are matched by local name
 (prefixes are dropped), since the SdI publishes the same documents under two namespaces.
+A declared encoding expat lacks is never handed to pyexpat (which would look the name up
+in Python's codec registry and raise ValueError or LookupError): the document is decoded
+here, and only with linear C codecs (`mime.safe_codec`; UTF-7, which can hide markup, is
+refused). `parse` raises `XmlError` and nothing else, whatever the bytes.
 """
 
 from __future__ import annotations
 
-import codecs
 import re
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from xml.parsers import expat
+
+from pecflow import mime
 
 MAX_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 200_000
+NODES_BASE, BYTES_PER_NODE = 1000, 16  # and at most 1,000 plus one per 16 bytes of the document
 
 
 class XmlError(ValueError):
     """The document is not well-formed, too big, or uses a forbidden construct."""
 
 
+_NO_ATTRS: Mapping[str, str] = MappingProxyType({})
+
+
 class Node:
+    """An element: local tag name, attributes, child elements and character data (both
+    sequences: a shared empty tuple until the first item, which keeps big trees small)."""
+
     __slots__ = ("tag", "attrs", "children", "parts")
 
-    def __init__(self, tag: str, attrs: dict[str, str]):
+    def __init__(self, tag: str, attrs: Mapping[str, str]):
         self.tag = tag
         self.attrs = attrs
-        self.children: list[Node] = []
-        self.parts: list[str] = []
+        self.children: Sequence[Node] = ()
+        self.parts: Sequence[str] = ()
 
     def __repr__(self) -> str:
         return f"<Node {self.tag} {len(self.children)} children>"
@@ -65,38 +79,16 @@ def _local(name: str) -> str:
     return name.rpartition(":")[2] if ":" in name else name
 
 
-_DECL_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_DECL_ENCODING = re.compile(rb"""\s*+<\?xml[^>]*?encoding\s*+=\s*+["']([A-Za-z0-9._-]++)["']""")
+_DECL_HEAD = 1024  # the declaration is looked for in the first bytes only
+_REFUSED_CODECS = ("utf_7",)
+_EXPAT_ENCODINGS = ("UTF-8", "UTF-16", "UTF-16BE", "UTF-16LE", "ISO-8859-1", "US-ASCII")  # built in
 
 
-class _Builder:
-    __slots__ = ("stack", "root", "count", "max_depth", "max_nodes")
-
-    def __init__(self, max_depth: int, max_nodes: int):
-        self.stack: list[Node] = []
-        self.root: Node | None = None
-        self.count = 0
-        self.max_depth = max_depth
-        self.max_nodes = max_nodes
-
-    def start(self, name: str, attrs: dict[str, str]) -> None:
-        self.count += 1
-        if self.count > self.max_nodes:
-            raise XmlError(f"more than {self.max_nodes} elements")
-        if len(self.stack) >= self.max_depth:
-            raise XmlError(f"elements nested deeper than {self.max_depth}")
-        node = Node(_local(name), {_local(k): v for k, v in attrs.items()} if attrs else {})
-        if self.stack:
-            self.stack[-1].children.append(node)
-        else:
-            self.root = node
-        self.stack.append(node)
-
-    def end(self, name: str) -> None:
-        self.stack.pop()
-
-    def data(self, text: str) -> None:
-        if self.stack:
-            self.stack[-1].parts.append(text)
+def declared_encoding(data: bytes) -> str | None:
+    """The encoding named by the XML declaration of `data`, if any (as written)."""
+    match = _DECL_ENCODING.match(data[:_DECL_HEAD]) if isinstance(data, (bytes, bytearray)) else None
+    return match.group(1).decode("ascii") if match else None
 
 
 def _forbid(what: str):
@@ -112,14 +104,45 @@ def _doctype(name, sysid, pubid, has_internal_subset):
 
 
 def _parse_once(data: bytes | str, max_depth: int, max_nodes: int) -> Node:
-    builder = _Builder(max_depth, max_nodes)
+    # the handlers are closures over locals: they run once per element, the hot path
+    stack: list[Node] = []
+    roots: list[Node] = []
+    budget = [max_nodes]
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise XmlError(f"more than {max_nodes} elements")
+        if ":" in name:
+            name = name.rpartition(":")[2]
+        node = Node(name, {_local(k): v for k, v in attrs.items()} if attrs else _NO_ATTRS)
+        if stack:
+            if len(stack) >= max_depth:
+                raise XmlError(f"elements nested deeper than {max_depth}")
+            parent = stack[-1]
+            if parent.children:
+                parent.children.append(node)
+            else:
+                parent.children = [node]
+        else:
+            roots.append(node)
+        stack.append(node)
+
+    def text(chars: str) -> None:
+        if stack:
+            node = stack[-1]
+            if node.parts:
+                node.parts.append(chars)
+            else:
+                node.parts = [chars]
+
     parser = expat.ParserCreate()
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     parser.buffer_text = True
     parser.ordered_attributes = False
-    parser.StartElementHandler = builder.start
-    parser.EndElementHandler = builder.end
-    parser.CharacterDataHandler = builder.data
+    parser.StartElementHandler = start
+    parser.EndElementHandler = lambda name: stack.pop()
+    parser.CharacterDataHandler = text
     parser.StartDoctypeDeclHandler = _doctype
     parser.EntityDeclHandler = _forbid("entity declarations")
     parser.UnparsedEntityDeclHandler = _forbid("unparsed entities")
@@ -129,31 +152,43 @@ def _parse_once(data: bytes | str, max_depth: int, max_nodes: int) -> Node:
     except expat.ExpatError as exc:
         raise XmlError(f"not well-formed XML: {expat.ErrorString(exc.code)} "
                        f"(line {exc.lineno}, column {exc.offset})") from None
-    if builder.root is None:
+    if not roots:
         raise XmlError("no root element")
-    return builder.root
+    return roots[0]
 
 
 def parse(data: bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH,
           max_nodes: int = MAX_NODES) -> Node:
     """Parse `data` into a tree of `Node`s, or raise `XmlError` saying why not."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise XmlError(f"expected bytes, got {type(data).__name__}")
     if len(data) > max_bytes:
         raise XmlError(f"document of {len(data)} bytes exceeds the {max_bytes}-byte limit")
     if not data.strip():
         raise XmlError("empty document")
+    # building a node costs microseconds: no more of them than real documents need (they
+    # spend 50 bytes or more on an element), so that the work stays linear in the bytes
+    max_nodes = min(max_nodes, NODES_BASE + len(data) // BYTES_PER_NODE)
     try:
-        return _parse_once(data, max_depth, max_nodes)
-    except XmlError as exc:
-        # expat knows UTF-8/16, ISO-8859-1 and ASCII; decode anything else through Python's codecs
-        if "unknown encoding" not in str(exc):
-            raise
-        match = _DECL_ENCODING.match(data)
-        try:
-            codec = codecs.lookup(match.group(1).decode("ascii")) if match else None
-        except LookupError:
-            codec = None
-        if codec is None:
-            raise
-        text = data.decode(codec.name, errors="replace")
-        text = text[text.index("?>") + 2:] if text.lstrip().startswith("<?xml") else text
-        return _parse_once(text, max_depth, max_nodes)
+        declared = declared_encoding(data)
+        if declared is not None and declared.upper() not in _EXPAT_ENCODINGS:
+            return _parse_declared(bytes(data), declared, max_depth, max_nodes)
+        return _parse_once(bytes(data), max_depth, max_nodes)
+    except XmlError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the contract: XmlError only, whatever the bytes
+        raise XmlError(f"unreadable XML ({type(exc).__name__}: {str(exc)[:100]})") from None
+
+
+def _parse_declared(data: bytes, name: str, max_depth: int, max_nodes: int) -> Node:
+    codec = mime.safe_codec(name)
+    if codec is None or codec in _REFUSED_CODECS:
+        raise XmlError(f"encoding {name[:40]!r} not supported")
+    text = mime.clean_text(data.decode(codec, errors="replace"))
+    # without its declaration: expat reads a str as UTF-8 and would refuse the encoding name
+    if text.lstrip().startswith("<?xml"):
+        end = text.find("?>")
+        if end == -1:
+            raise XmlError("XML declaration not closed")
+        text = text[end + 2:]
+    return _parse_once(text, max_depth, max_nodes)
