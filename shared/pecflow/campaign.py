@@ -18,17 +18,17 @@ from pecflow.campaign_manifest import (DEFAULT_FORMATS, DEFAULT_MAX_ATTACHMENT_B
                                        DEFAULT_MAX_MESSAGE_BYTES, RECEIPT_TYPES, Manifest, PdfSpec,
                                        address_problem, attachment_name_problem, column_key, schema)
 from pecflow.campaign_pdf import text_pdf
-from pecflow.campaign_render import (Rendered, Templates, compile_templates, data, environment,
-                                     estimated_size, importo, render_message, row_values)
+from pecflow.campaign_render import (Rendered, TemplateLimitError, Templates, compile_templates, data,
+                                     environment, estimated_size, importo, render_message, row_values)
 from pecflow.campaign_validate import (AttachmentIndex, DictAttachmentIndex, SqliteAttachmentIndex,
-                                       ValidationReport, validate)
+                                       ValidationReport, local_files, validate)
 
 __all__ = [
     "AttachmentIndex", "CampaignError", "Code", "CsvError", "CsvFormat", "CsvLimits", "CsvRows",
     "DEFAULT_FORMATS", "DEFAULT_MAX_ATTACHMENT_BYTES", "DEFAULT_MAX_MESSAGE_BYTES", "DictAttachmentIndex",
     "EXPORT_COLUMNS", "Issue", "Manifest", "ManifestError", "PdfSpec", "RECEIPT_TYPES", "RenderError",
-    "Rendered", "Row", "SqliteAttachmentIndex", "Templates", "ValidationReport", "address_problem",
-    "attachment_name_problem", "column_key", "compile_templates", "data", "environment", "estimated_size",
-    "export_rows", "importo", "read_rows", "render_message", "row_values", "safe_cell", "schema", "text_pdf",
-    "validate", "write_export", "write_lines",
+    "Rendered", "Row", "SqliteAttachmentIndex", "TemplateLimitError", "Templates", "ValidationReport",
+    "address_problem", "attachment_name_problem", "column_key", "compile_templates", "data", "environment",
+    "estimated_size", "export_rows", "importo", "local_files", "read_rows", "render_message", "row_values",
+    "safe_cell", "schema", "text_pdf", "validate", "write_export", "write_lines",
 ]

@@ -12,8 +12,8 @@
   (empty cells past the header and unnamed columns at its end do not count).
 - Row numbers are the ones a spreadsheet shows: the header is row 1, blank lines count,
   a quoted field spanning lines stays one row.
-- Limits (total bytes, field and row size) are errors, so memory stays bounded whatever
-  arrives: at most one sniff window, one chunk and one row are held at a time.
+- Limits (total bytes, field and row size, columns) are errors, so memory stays bounded
+  whatever arrives: at most one sniff window, one chunk and one row are held at a time.
 """
 
 from __future__ import annotations
@@ -37,6 +37,12 @@ _SIGNATURES = ((b"PK\x03\x04", "a ZIP archive (an Excel .xlsx or LibreOffice .od
                (b"%PDF", "a PDF document"),
                (b"{\\rtf", "an RTF document"))
 _SAVE_AS = "in Excel use File > Save as > 'CSV UTF-8' (or 'CSV (separatore: punto e virgola)')"
+MAX_NAME_CHARS = 100                # a column name in reports and errors
+
+
+def cut(name: str, limit: int = MAX_NAME_CHARS) -> str:
+    """A column name as shown in reports: at most `limit` characters (then '…')."""
+    return name if len(name) <= limit else name[:limit] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,7 @@ class CsvLimits:
     max_bytes: int = 100 * 1024 * 1024     # the whole file (~500,000 typical rows)
     max_field_chars: int = 64 * 1024       # one cell
     max_row_chars: int = 1024 * 1024       # one row, all its lines
+    max_columns: int = 1000                # the header's cells, empty ones included
     sniff_bytes: int = 1024 * 1024         # what decides the encoding
 
 
@@ -65,11 +72,12 @@ class CsvFormat:
         return max((i + 1 for i, key in enumerate(self.columns) if key), default=0)
 
     def display(self, key: str) -> str:
-        """The header as the user wrote it for a column key (the key itself when absent)."""
+        """The header as the user wrote it for a column key (the key itself when absent), cut
+        after MAX_NAME_CHARS: it is repeated in every error about the column."""
         for name, column in zip(self.header, self.columns):
             if column == key:
-                return name
-        return key
+                return name if len(name) <= MAX_NAME_CHARS else cut(name)
+        return cut(key)
 
     def to_dict(self) -> dict:
         return {"encoding": self.encoding, "delimiter": self.delimiter, "header": list(self.header),
@@ -281,6 +289,11 @@ class CsvRows:
                 header = [c.strip() for c in cells]
         if header:
             header[0] = header[0].removeprefix("\ufeff")
+        if len(header) > limits.max_columns:
+            raise CsvError(Code.CSV_TOO_MANY_COLUMNS,
+                           f"the header has {len(header):,} columns: at most {limits.max_columns:,} (empty "
+                           "columns count too: delete the unused ones; or is the delimiter wrong?)",
+                           row=self._number)
         self.format = CsvFormat(encoding, delimiter, tuple(header), tuple(column_key(h) for h in header),
                                 self._number)
         self._keys = [(i, key) for i, key in enumerate(self.format.columns) if key]

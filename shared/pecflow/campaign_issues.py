@@ -11,6 +11,7 @@ class Code(StrEnum):
     # the campaign as a whole: nothing can be sent until it is fixed
     MANIFEST_INVALID = "manifest-invalid"
     TEMPLATE_SYNTAX = "template-syntax"
+    TEMPLATE_LIMIT = "template-limit"                    # over a limit: its size, or time, loops... on a row
     MERGE_FIELD_MISSING = "merge-field-missing"          # a template variable that is no column
     ADDRESS_COLUMN_MISSING = "address-column-missing"
     ATTACHMENT_COLUMN_MISSING = "attachment-column-missing"
@@ -21,6 +22,7 @@ class Code(StrEnum):
     CSV_ENCODING = "csv-encoding"
     CSV_TOO_LARGE = "csv-too-large"
     CSV_MALFORMED = "csv-malformed"
+    CSV_TOO_MANY_COLUMNS = "csv-too-many-columns"
     CSV_UNCLOSED_QUOTE = "csv-unclosed-quote"
     FIELD_TOO_LARGE = "field-too-large"
     ROW_TOO_LONG = "row-too-long"
@@ -35,6 +37,7 @@ class Code(StrEnum):
     ATTACHMENT_NOT_FOUND = "attachment-not-found"        # also for a missing fixed attachment
     ATTACHMENT_FORMAT = "attachment-format"
     ATTACHMENT_TOO_LARGE = "attachment-too-large"
+    ATTACHMENT_NOT_A_FILE = "attachment-not-a-file"     # a symbolic link, a special file: never read
     RENDER_FAILED = "render-failed"
     MESSAGE_TOO_LARGE = "message-too-large"
 
@@ -90,8 +93,9 @@ class CsvError(CampaignError):
 
 
 class RenderError(CampaignError):
-    """One recipient's message cannot be rendered."""
+    """One recipient's message cannot be rendered; `code` is TEMPLATE_LIMIT when a template went
+    over its limits (time, size, loops, calls), RENDER_FAILED otherwise."""
 
-    def __init__(self, field: str, reason: str):
-        self.field, self.reason = field, reason
-        super().__init__([Issue(Code.RENDER_FAILED, reason, field=field)])
+    def __init__(self, field: str, reason: str, code: Code = Code.RENDER_FAILED):
+        self.field, self.reason, self.code = field, reason, code
+        super().__init__([Issue(code, reason, field=field)])

@@ -5,12 +5,23 @@ error, never an empty string); HTML bodies are autoescaped. Italian filters: `da
 and `importo` (amounts). The message is built with `email.message.EmailMessage` (policy SMTP,
 CRLF): From is the mailbox, To is the row's address alone, and no value from the row can reach
 a header other than the Subject, which is rendered on one line. Pure: no I/O.
+
+Templates are bounded in time and memory, by the same mechanism when validating and when
+sending (`Templates.render`): one row's templates together have a time budget (RENDER_SECONDS)
+and budgets of loop iterations, calls and characters written; no value they build (text, list,
+number) may pass MAX_SEQUENCE characters or items (MAX_INT_BITS for a number), refused before
+the operations that could build one at once (`*`, `**`, `%`, `center`, `join`...). Over a limit,
+the row's RenderError has code TEMPLATE_LIMIT. See "the sandbox" below.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -19,22 +30,29 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 from functools import cache, lru_cache
-from typing import Any
+from itertools import chain
+from types import BuiltinMethodType, GeneratorType, MethodType
+from typing import Any, NoReturn
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2 import (Environment, StrictUndefined, TemplateSyntaxError, meta, nodes, pass_context,
+                    pass_environment, pass_eval_context)
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
-from jinja2.utils import concat
+from jinja2.filters import make_attrgetter
+from jinja2.runtime import Macro, markup_join, str_join
+from jinja2.sandbox import MAX_RANGE, SandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
+from jinja2.utils import Namespace, concat
+from jinja2.visitor import NodeTransformer
+from markupsafe import Markup
 
 from pecflow.campaign_issues import Code, Issue, ManifestError, RenderError
-from pecflow.campaign_manifest import Manifest, address_problem, extension
+from pecflow.campaign_manifest import Manifest, address_problem, extension, show
 from pecflow.campaign_pdf import text_pdf
 
 MESI = ("gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto", "settembre",
         "ottobre", "novembre", "dicembre")
 GIORNI = ("lunedì", "martedì", "mercoledì", "giovedì", "venerdì", "sabato", "domenica")
 DATE_PRESETS = {"breve": "%d/%m/%Y", "lungo": "%d %B %Y", "esteso": "%A %d %B %Y"}
-MAX_SEQUENCE = 1_000_000          # the longest string or list a template may build with * (sandbox)
+MAX_DATE_FORMAT = 200           # characters of a `data` format
 
 # by extension; anything else (a .eml too: base64 is not allowed on message/rfc822) is octet-stream
 _CONTENT_TYPES = {
@@ -89,7 +107,9 @@ def data(value: Any, formato: str = "%d/%m/%Y") -> str:
     Italian names (%B marzo, %b mar, %A lunedì, %a lun) or a preset: 'breve' 02/03/2026,
     'lungo' 2 marzo 2026, 'esteso' lunedì 2 marzo 2026. Beside a month or day name, %d has no
     leading zero, as in Italian prose ('%d %B %Y' → 2 marzo 2026); %-d never has one."""
-    if isinstance(value, str):
+    if isinstance(formato, str) and len(formato) > MAX_DATE_FORMAT:
+        raise ValueError(f"data: the format is longer than {MAX_DATE_FORMAT} characters")
+    if isinstance(value, str) and len(value) <= 64:
         return _data_of_text(value, formato)   # a campaign's dates repeat: remembered
     return _format_date(_as_date(value), formato)
 
@@ -163,37 +183,729 @@ _ITALIAN_NUMBER = str.maketrans(",.", ".,")
 def importo(value: Any, simbolo: bool = True) -> str:
     """An amount in euro as Italians write it: 1500, "1500.5", "1.500,00" → 1.500,00 €
     (`simbolo=False`: 1.500,00). Rounded half up to the cent."""
-    amount = _as_amount(value).quantize(_CENT, rounding=ROUND_HALF_UP)
+    try:
+        amount = _as_amount(value).quantize(_CENT, rounding=ROUND_HALF_UP)
+    except InvalidOperation:                               # more than 26 digits before the comma
+        raise ValueError(f"importo: {show(str(value))} is too large an amount") from None
     if amount.is_zero():
         amount = amount.copy_abs()                         # never "-0,00"
     text = f"{amount:,.2f}".translate(_ITALIAN_NUMBER)     # 1,500.00 → 1.500,00
     return f"{text} €" if simbolo else text
 
 
-# --- the sandbox ------------------------------------------------------------------------------------
-class _Sandbox(SandboxedEnvironment):
-    """Jinja's sandbox, also refusing to build huge strings or numbers with * and **."""
+# --- the sandbox: bounded in time and memory ----------------------------------------------------------
+# Jinja compiles a template to Python (a {% for %} is a plain `for`, a filter a plain call), so the
+# bounds sit where every operation of a template passes:
+# - the parsed template is rewritten before it is compiled (`_Hardener`): each {% for %} iterates
+#   through `_pecflow_loop` (charges the row's loop and output budgets, looks at the clock); `~`,
+#   list, tuple and dict literals, comparisons, tests and slices pass through checks too;
+# - every call (function, method, macro) goes through `_Sandbox.call`, every filter through
+#   `_bounded`, the operators + * ** % through `call_binop`, every {{ output }} through `_written`;
+# - what one C call could blow up before any check runs (a width of 10**9, a huge power, a
+#   repetition) is refused from its arguments, before the call: `_check_*`.
+# The budgets are per row (all its templates together), in a context variable started by
+# Templates.render; outside it (the environment used alone) only the size bounds apply.
+MAX_SEQUENCE = 1_000_000      # the longest text, the most items (and their characters) a template may build
+MAX_INT_BITS = 10_000         # the largest number a template may build (about 3,000 digits)
+MAX_EXPONENT = 100            # also the largest precision of `round`
+RENDER_SECONDS = 2.0          # per row: generous, a row of a normal campaign takes well under a millisecond
+MAX_ITERATIONS = 100_000      # loop iterations per row
+MAX_CALLS = 20_000            # function, method and macro calls per row
+MAX_RENDERED = 4_000_000      # characters written per row (lowered to the manifest's max_message_bytes)
+MAX_TAG_CHARS = 20_000        # characters inside {{ }} and {% %} of one template: what compiling costs
 
-    intercepted_binops = frozenset(["*", "**"])
+_monotonic = time.monotonic
+
+
+class TemplateLimitError(SecurityError):
+    """A template over one of its limits; the message says which, for the user."""
+
+
+class _Budget:
+    """What the templates of the row being rendered may still spend. One per thread, kept
+    between rows (idle: no limit) so that a row costs no allocation for it."""
+
+    __slots__ = ("deadline", "seconds", "iterations", "calls", "chars", "max_chars")
+
+    def __init__(self):
+        self.seconds, self.max_chars = 0.0, 0
+        self.stop()
+
+    def start(self, seconds: float, max_chars: int) -> None:
+        self.seconds, self.deadline = seconds, _monotonic() + seconds
+        self.iterations, self.calls = MAX_ITERATIONS, MAX_CALLS
+        self.chars = self.max_chars = max_chars
+
+    def stop(self) -> None:
+        self.deadline, self.iterations = math.inf, _UNLIMITED
+        self.calls = self.chars = _UNLIMITED
+
+    @property
+    def idle(self) -> bool:
+        return self.deadline == math.inf
+
+    def exceeded(self) -> NoReturn:
+        if self.chars < 0:
+            raise TemplateLimitError(f"the templates would write more than {self.max_chars:,} characters "
+                                     "for this row")
+        if self.iterations < 0:
+            raise TemplateLimitError(f"the templates loop more than {MAX_ITERATIONS:,} times for this row "
+                                     "(a loop too long?)")
+        if self.calls < 0:
+            raise TemplateLimitError(f"the templates make more than {MAX_CALLS:,} calls for this row "
+                                     "(a macro calling itself?)")
+        raise TemplateLimitError(f"the template took longer than {self.seconds:g} s for this row "
+                                 "(a loop too long, a macro calling itself?)")
+
+
+_UNLIMITED = 1 << 62
+_BUDGET: ContextVar[_Budget | None] = ContextVar("pecflow_template_budget", default=None)
+
+
+def _budget(seconds: float, max_chars: int) -> tuple[_Budget, Token | None]:
+    """The thread's budget, started; with the token to reset when it is a new one for a render
+    inside another (never in practice)."""
+    budget, token = _BUDGET.get(), None
+    if budget is None:
+        budget = _Budget()
+        _BUDGET.set(budget)                     # kept for the next rows of this thread
+    elif not budget.idle:
+        budget = _Budget()
+        token = _BUDGET.set(budget)
+    budget.start(seconds, max_chars)
+    return budget, token
+
+
+def _end(budget: _Budget, token: Token | None) -> None:
+    budget.stop()
+    if token is not None:
+        _BUDGET.reset(token)
+
+
+def _check_clock() -> None:
+    budget = _BUDGET.get()
+    if budget is not None and _monotonic() > budget.deadline:
+        budget.exceeded()
+
+
+def _too_large(what: str) -> str:
+    return f"{what} would be too large (more than {MAX_SEQUENCE:,} characters or items)"
+
+
+def _check_length(what: str, length: Any) -> None:
+    """Refuse a width, count or length that alone makes a result longer than MAX_SEQUENCE."""
+    if isinstance(length, int) and length > MAX_SEQUENCE:
+        raise TemplateLimitError(_too_large(f"{what}({length:,})"))
+
+
+def _check_estimate(what: str, estimate: int) -> None:
+    if estimate > MAX_SEQUENCE:
+        raise TemplateLimitError(_too_large(what))
+
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def _leaf_size(item: Any) -> int | None:
+    """The written size of a text, a number or another scalar; None for a list, tuple, dict,
+    set or namespace. A list of texts (or of numbers) only is counted whole, at C speed."""
+    if isinstance(item, (str, bytes)):
+        return len(item) + 2
+    if isinstance(item, int):
+        return item.bit_length() // 3 + 1
+    if isinstance(item, Namespace):             # {% set ns.x = ... %} fills it with no check
+        return None
+    if isinstance(item, _CONTAINERS):
+        if not isinstance(item, dict):
+            kinds = set(map(type, item))
+            if kinds <= {str}:
+                return 2 * len(item) + 2 + sum(map(len, item))
+            if kinds <= {int}:
+                return 2 * len(item) + 2 + sum(map(int.bit_length, item)) // 3 + len(item)
+        return None
+    return 8
+
+
+def _size(value: Any, limit: int = MAX_SEQUENCE) -> int:
+    """About how many characters `value` takes written out: its texts' characters and its items,
+    one held twice counted twice, as printing it would (each list is looked at once, so a list
+    repeated a million times costs nothing to count). A list holding itself counts as endless.
+    Counting stops past `limit`."""
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    own = _leaf_size(value)
+    if own is not None:
+        return own
+    known: dict[int, int] = {}                  # id of a list already counted -> its size
+    open_ = {id(value)}                         # lists being counted (one inside itself: endless)
+    frames = [[value, _items(value), 2 * len(_attrs(value)) + 2]]
+    while frames:
+        frame = frames[-1]
+        for child in frame[1]:
+            size = _leaf_size(child)
+            if size is None:
+                size = known.get(id(child))
+                if size is None:
+                    if id(child) in open_:
+                        return limit + 1
+                    open_.add(id(child))
+                    frames.append([child, _items(child), 2 * len(_attrs(child)) + 2])
+                    break
+            frame[2] += size
+            if frame[2] > limit:
+                return frame[2]
+        else:
+            frames.pop()
+            open_.discard(id(frame[0]))
+            known[id(frame[0])] = frame[2]
+            if not frames:
+                return frame[2]
+            frames[-1][2] += frame[2]
+            if frames[-1][2] > limit:
+                return frames[-1][2]
+    return 0
+
+
+def _attrs(container: Any) -> Any:
+    return container._Namespace__attrs if isinstance(container, Namespace) else container
+
+
+def _items(container: Any) -> Iterator:
+    """What a container holds: a dict's keys and values, a namespace's values."""
+    container = _attrs(container)
+    return chain(container, container.values()) if isinstance(container, dict) else iter(container)
+
+
+def _depth(value: Any, limit: int = MAX_SEQUENCE) -> int:
+    """How deeply `value` nests (what pprint and tojson indent by), looking at `limit` items at most."""
+    deepest, seen, stack = 0, 0, [(value, 0)]
+    while stack and seen <= limit:
+        item, depth = stack.pop()
+        if isinstance(item, Namespace):
+            item = item._Namespace__attrs
+        if isinstance(item, _CONTAINERS):
+            deepest, seen = max(deepest, depth + 1), seen + len(item) + 1
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)
+                         if isinstance(child, _CONTAINERS) or isinstance(child, Namespace))
+    return deepest
+
+
+def _checked(value: Any, what: str = "the value") -> Any:
+    """`value`, refused when larger than MAX_SEQUENCE (MAX_INT_BITS for a number); a generator's
+    items are checked as they come."""
+    if isinstance(value, (str, bytes)):
+        if len(value) > MAX_SEQUENCE:
+            raise TemplateLimitError(_too_large(what))
+    elif isinstance(value, int):
+        if value.bit_length() > MAX_INT_BITS:
+            raise TemplateLimitError(f"{what} would be too large (a number of more than "
+                                     f"{MAX_INT_BITS * 3 // 10:,} digits)")
+    elif isinstance(value, _CONTAINERS):
+        if _size(value) > MAX_SEQUENCE:
+            raise TemplateLimitError(_too_large(what))
+    elif isinstance(value, GeneratorType):
+        return _checked_items(value, what)
+    return value
+
+
+def _checked_items(items: Iterable, what: str) -> Iterator:
+    for item in items:
+        yield _checked(item, what)
+
+
+# --- checks before the operations that can build a lot at once --------------------------------------
+def _check_power(base: Any, exponent: Any) -> None:
+    if isinstance(exponent, (int, float)) and abs(exponent) > MAX_EXPONENT:
+        raise TemplateLimitError(f"exponent too large: at most {MAX_EXPONENT}")
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 \
+            and base.bit_length() * exponent > MAX_INT_BITS:
+        raise TemplateLimitError(f"the result of ** would be too large (a number of more than "
+                                 f"{MAX_INT_BITS * 3 // 10:,} digits)")
+
+
+def _check_product(left: Any, right: Any) -> None:
+    if isinstance(left, int) and isinstance(right, int):
+        if left.bit_length() + right.bit_length() > MAX_INT_BITS:
+            raise TemplateLimitError(f"the result of * would be too large (a number of more than "
+                                     f"{MAX_INT_BITS * 3 // 10:,} digits)")
+        return
+    for sequence, times in ((left, right), (right, left)):
+        if isinstance(sequence, (str, bytes, list, tuple)) and isinstance(times, int):
+            _check_estimate("the result of *", len(sequence) * times)
+            if isinstance(sequence, (list, tuple)) and times > 1:     # items repeated: their size too
+                _check_estimate("the result of *", _size(sequence) * times)
+
+
+def _check_sum(left: Any, right: Any) -> None:
+    if isinstance(left, (str, bytes, list, tuple)) and isinstance(right, (str, bytes, list, tuple)):
+        _check_estimate("the result of +", len(left) + len(right))
+        if isinstance(left, (list, tuple)):
+            _check_estimate("the result of +", _size(left) + _size(right))
+
+
+# %[(key)][flags][width][.precision][length]type, width and precision may be * (taken from the values)
+_PRINTF = re.compile(r"%(?:\(([^)]*)\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d*))?[hlL]?(.)", re.S)
+
+
+def _format_number(value: Any) -> int:
+    """A width or precision, written ('12') or given by * (an int); 0 when it is neither."""
+    if isinstance(value, str):
+        return MAX_SEQUENCE + 1 if len(value) > 7 else int(value or 0)
+    return abs(value) if isinstance(value, int) else 0
+
+
+def _check_printf(what: str, template: str | bytes, args: Any) -> None:
+    """Refuse a %-formatting whose result would pass MAX_SEQUENCE: its widths, its precisions and
+    the values it writes, counted before Python builds it."""
+    if isinstance(template, bytes):
+        template = template.decode("latin-1")
+    values = list(args) if isinstance(args, tuple) else [args]
+    mapping = args if isinstance(args, Mapping) else None
+    position, total = 0, len(template)
+    for match in _PRINTF.finditer(template):
+        key, width, precision, kind = match.groups()
+        if kind == "%":
+            continue
+        if width == "*":
+            width, position = values[position] if position < len(values) else 0, position + 1
+        if precision == "*":
+            precision, position = values[position] if position < len(values) else 0, position + 1
+        if key is not None:
+            value = mapping.get(key) if mapping is not None else None
+        else:
+            value, position = values[position] if position < len(values) else None, position + 1
+        # 320: the digits of a float, up to 1e308
+        total += _format_number(width) + _format_number(precision) + _size(value) + 320
+        _check_estimate(what, total)
+
+
+def _replaced_size(text: str | bytes, old: Any, new: Any, count: Any) -> int:
+    """The length of text.replace(old, new, count), from counting old."""
+    kind = str if isinstance(text, str) else bytes
+    if not (isinstance(old, kind) and isinstance(new, kind)):
+        return 0                                  # replace() itself says what is wrong
+    found = len(text) + 1 if not old else text.count(old)
+    if isinstance(count, int) and count >= 0:
+        found = min(found, count)
+    return len(text) + found * max(0, len(new) - len(old))
+
+
+# methods of str and bytes that build more than they are given: (text, args, kwargs) -> args
+def _width_method(name: str):
+    def check(text, args, kwargs):
+        _check_length(name, args[0] if args else None)
+        return args
+    return check
+
+
+def _expandtabs(text, args, kwargs):
+    size = args[0] if args else kwargs.get("tabsize", 8)
+    if isinstance(size, int):
+        _check_estimate("expandtabs", len(text) + text.count("\t" if isinstance(text, str) else b"\t") * size)
+    return args
+
+
+def _replace_method(text, args, kwargs):
+    if len(args) >= 2:
+        count = args[2] if len(args) > 2 else kwargs.get("count", -1)
+        _check_estimate("replace", _replaced_size(text, args[0], args[1], count))
+    return args
+
+
+def _join_method(separator, args, kwargs):
+    if len(args) != 1:
+        return args
+    items = list(args[0])
+    written = sum(len(item) for item in items if isinstance(item, (str, bytes)))
+    _check_estimate("join", written + len(separator) * max(0, len(items) - 1))
+    return (items,)
+
+
+def _translate(text, args, kwargs):
+    table = args[0] if args else None
+    if isinstance(text, str) and isinstance(table, Mapping):
+        longest = max((len(v) for v in table.values() if isinstance(v, str)), default=1)
+        _check_estimate("translate", len(text) * max(longest, 1))
+    return args
+
+
+_TEXT_METHODS = {
+    "center": _width_method("center"), "ljust": _width_method("ljust"), "rjust": _width_method("rjust"),
+    "zfill": _width_method("zfill"), "expandtabs": _expandtabs, "replace": _replace_method,
+    "join": _join_method, "translate": _translate,
+}
+_MUTATORS = frozenset(["append", "extend", "insert", "update", "setdefault", "add"])
+
+
+# filters that build more than they are given: called with the filter's arguments (without the
+# context or environment Jinja passes first); may return new arguments (an iterator read once)
+def _center(value=None, width=80, *args, **kwargs):
+    _check_length("center", width)
+
+
+def _indent(s=None, width=4, *args, **kwargs):
+    if isinstance(width, int):
+        _check_length("indent", width)
+    step = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
+    if isinstance(s, str):
+        _check_estimate("indent", len(s) + (s.count("\n") + 1) * step)
+
+
+def _wordwrap(s=None, width=79, break_long_words=True, wrapstring=None, *args, **kwargs):
+    if isinstance(s, str):
+        _check_estimate("wordwrap", len(s) * (1 + (len(wrapstring) if isinstance(wrapstring, str) else 1)))
+
+
+def _format(value=None, *args, **kwargs):
+    if isinstance(value, str):
+        _check_printf("format", value, kwargs or args)
+
+
+def _replace(s=None, old=None, new=None, count=None, *args, **kwargs):
+    if old is not None and new is not None:
+        _check_estimate("replace", _replaced_size(str(s), str(old), str(new), -1 if count is None else count))
+
+
+def _join(value=(), *args, **kwargs):
+    items = value if isinstance(value, (list, tuple)) else list(value)
+    separator = str(args[0] if args else kwargs.get("d", ""))
+    _check_estimate("join", sum(_size(item) for item in items) + len(separator) * max(0, len(items) - 1))
+    return (items, *args)
+
+
+def _count_argument(name: str):
+    def check(value=None, count=None, *args, **kwargs):
+        _check_length(name, count)
+    return check
+
+
+def _urlize(value=None, *args, **kwargs):
+    if isinstance(value, str) and len(value) > MAX_SEQUENCE // 10:        # it takes ~150 bytes a character
+        raise TemplateLimitError(f"urlize: the text is longer than {MAX_SEQUENCE // 10:,} characters")
+
+
+def _round(value=None, precision=0, *args, **kwargs):
+    if isinstance(precision, int) and abs(precision) > MAX_EXPONENT:
+        raise TemplateLimitError(f"round: a precision of {precision:,} is too large (at most {MAX_EXPONENT})")
+
+
+def _tojson(value=None, indent=None, *args, **kwargs):
+    step = len(indent) if isinstance(indent, str) else indent if isinstance(indent, int) else 0
+    _check_length("tojson", step)
+    if step > 0:
+        _check_estimate("tojson", _size(value) * (1 + step * (_depth(value) + 1)))
+
+
+def _pprint(value=None, *args, **kwargs):
+    _check_estimate("pprint", _size(value) * (1 + _depth(value)))
+
+
+# filters building at most a few times what they are given, in one pass: left as they are (the
+# cost of a wrapper on the filters every template uses); the others go through _bounded
+_LINEAR_FILTERS = frozenset(["upper", "lower", "trim", "title", "capitalize", "default", "d", "safe",
+                             "length", "count", "first", "last", "float", "abs", "striptags", "wordcount",
+                             "truncate", "filesizeformat", "random", "attr", "reverse", "data", "importo"])
+_FILTER_CHECKS = {
+    "center": _center, "indent": _indent, "wordwrap": _wordwrap, "format": _format, "replace": _replace,
+    "join": _join, "batch": _count_argument("batch"), "slice": _count_argument("slice"), "round": _round,
+    "tojson": _tojson, "pprint": _pprint, "urlize": _urlize,
+}
+
+
+def _bounded(name: str, func: Callable, check: Callable | None = None) -> Callable:
+    """The filter `func`, looking at the clock, refusing from its arguments (`check`) what would be
+    too large to build, and checking what it built."""
+    skip = 1 if getattr(func, "jinja_pass_arg", None) is not None else 0     # context, environment...
+    what = f"the filter {name}"
+
+    @functools.wraps(func)
+    def bounded(*args, **kwargs):
+        budget = _BUDGET.get()
+        if budget is not None and _monotonic() > budget.deadline:
+            budget.exceeded()
+        if check is not None:
+            changed = check(*args[skip:], **kwargs)
+            if changed is not None:
+                args = (*args[:skip], *changed)
+        result = func(*args, **kwargs)
+        if type(result) is str and len(result) <= MAX_SEQUENCE:
+            return result                               # the usual case, at once
+        return _checked(result, what)
+
+    return bounded
+
+
+def _sum_of(original: Callable) -> Callable:
+    """`sum` adding lists or tuples in one pass (Python's sum copies the growing list at every
+    item: a million small lists would take hours); numbers as before."""
+
+    @pass_environment
+    def do_sum(environment, iterable, attribute=None, start=0):
+        if not isinstance(start, (list, tuple)):
+            return original(environment, iterable, attribute, start)
+        if attribute is not None:
+            iterable = map(make_attrgetter(environment, attribute), iterable)
+        items = list(iterable)
+        kind = type(start)
+        if not all(isinstance(item, kind) for item in items):
+            raise TypeError(f"sum: only {kind.__name__}s can be added to a {kind.__name__}")
+        _check_estimate("sum", len(start) + sum(map(len, items)))
+        return kind(chain(start, *items))
+
+    return do_sum
+
+
+def _range_of(original: Callable) -> Callable:
+    """The sandbox's range (at most MAX_RANGE numbers), saying so as a limit."""
+
+    def range(*args):
+        try:
+            return original(*args)
+        except OverflowError:
+            raise TemplateLimitError(f"range would be too long: at most {MAX_RANGE:,} numbers") from None
+
+    return range
+
+
+def _lipsum_of(original: Callable) -> Callable:
+    def lipsum(n=5, html=True, min=20, max=100):
+        for value, top in ((n, 100), (min, 1000), (max, 1000)):
+            if isinstance(value, int) and value > top:
+                raise TemplateLimitError("lipsum: at most 100 paragraphs (n) of 1,000 words (min, max)")
+        return original(n, html, min, max)
+
+    return lipsum
+
+
+# the filters the rewritten templates call (see _Hardener)
+@pass_context
+def _loop(context, iterable, literal: int = 0):
+    """The items of a {% for %}: each charges an iteration and `literal` characters (the text of
+    the loop's body) to the row's budget, and looks at the clock."""
+    budget = _BUDGET.get()
+    if budget is None:
+        yield from iterable
+        return
+    for item in iterable:
+        budget.iterations -= 1
+        budget.chars -= literal
+        if budget.iterations < 0 or budget.chars < 0 or _monotonic() > budget.deadline:
+            budget.exceeded()
+        yield item
+
+
+@pass_eval_context
+def _concat(eval_ctx, *parts):
+    """`~`, with the size of the result checked before it is built."""
+    _check_clock()
+    _check_estimate("the result of ~", sum(len(p) if isinstance(p, str) else _size(p) for p in parts))
+    return _checked(markup_join(parts) if eval_ctx.autoescape else str_join(parts), "the result of ~")
+
+
+def _built(value):
+    """A list, tuple or dict written in the template, checked once built."""
+    _check_clock()
+    return _checked(value, "the list")
+
+
+def _tick(value):
+    """A comparison, a test or a slice (each may read a long text) looks at the clock."""
+    _check_clock()
+    return value
+
+
+def _charge(chars: int) -> None:
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.chars -= chars
+        if budget.chars < 0:
+            budget.exceeded()
+
+
+@pass_context
+def _block_written(context, value):
+    """What a {% filter %} block writes (it bypasses `_written`)."""
+    _charge(len(value) if isinstance(value, str) else _size(value, MAX_RENDERED))
+    return value
+
+
+@pass_eval_context
+def _written(eval_ctx, value):
+    """Every {{ output }}, in the template or in a {% set %} block or a macro: charged to the row.
+    (Taking the evaluation context keeps Jinja from computing constant outputs while compiling.)"""
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.chars -= len(value) if isinstance(value, str) else _size(value, max(budget.chars, 0))
+        if budget.chars < 0:
+            budget.exceeded()
+    return value
+
+
+_INTERNAL_FILTERS = {"_pecflow_loop": _loop, "_pecflow_concat": _concat, "_pecflow_built": _built,
+                     "_pecflow_tick": _tick, "_pecflow_written": _block_written}
+
+
+def _literal_chars(node: nodes.Node) -> int:
+    """Characters of template text `node` writes each time it runs, its inner loops and macros
+    aside (they are charged on their own)."""
+    if isinstance(node, nodes.TemplateData):
+        return len(node.data)
+    if isinstance(node, (nodes.Macro, nodes.CallBlock)):
+        return 0
+    children = node.else_ if isinstance(node, nodes.For) else node.iter_child_nodes()
+    return sum(_literal_chars(child) for child in children)
+
+
+def _internal(name: str, node: nodes.Expr, *args: nodes.Expr) -> nodes.Filter:
+    return nodes.Filter(node, name, list(args), [], None, None, lineno=node.lineno)
+
+
+def _constant(node: nodes.Node) -> bool:
+    if isinstance(node, nodes.Pair):
+        return _constant(node.key) and _constant(node.value)
+    return isinstance(node, nodes.Const)
+
+
+class _Hardener(NodeTransformer):
+    """Rewrites a parsed template so that its loops, `~`, literals, comparisons, tests, slices
+    and filter blocks go through the budget and size checks above."""
+
+    def visit_For(self, node: nodes.For) -> nodes.For:
+        self.generic_visit(node)
+        literal = sum(_literal_chars(child) for child in node.body)
+        node.iter = _internal("_pecflow_loop", node.iter, nodes.Const(literal, lineno=node.lineno))
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Filter:
+        self.generic_visit(node)
+        return _internal("_pecflow_concat", *node.nodes)
+
+    def _literal(self, node: nodes.Expr) -> nodes.Expr:
+        self.generic_visit(node)
+        return node if all(map(_constant, node.items)) else _internal("_pecflow_built", node)
+
+    visit_List = visit_Dict = _literal
+
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Expr:
+        return self._literal(node) if node.ctx == "load" else self.generic_visit(node)
+
+    def _ticking(self, node: nodes.Expr) -> nodes.Filter:
+        self.generic_visit(node)
+        return _internal("_pecflow_tick", node)
+
+    visit_Compare = visit_Test = _ticking
+
+    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Expr:
+        return self._ticking(node) if isinstance(node.arg, nodes.Slice) else self.generic_visit(node)
+
+    def visit_FilterBlock(self, node: nodes.FilterBlock) -> nodes.FilterBlock:
+        self.generic_visit(node)
+        node.filter = _internal("_pecflow_written", node.filter)
+        return node
+
+
+class _BoundedFormatter(SandboxedFormatter):
+    """str.format and format_map in templates: every width and precision, and the whole result,
+    within MAX_SEQUENCE."""
+
+    def __init__(self, env: Environment, **kwargs: Any):
+        super().__init__(env, **kwargs)
+        self.written = 0
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        for number in re.findall(r"\d+", format_spec):
+            if len(number) > 7 or int(number) > MAX_SEQUENCE:
+                raise TemplateLimitError(_too_large(f"format: a width or precision of {number[:12]}"))
+        text = super().format_field(value, format_spec)
+        self.written += len(text)
+        _check_estimate("the result of format", self.written)
+        return text
+
+
+class _BoundedEscapeFormatter(_BoundedFormatter, SandboxedEscapeFormatter):
+    pass
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox, bounded in time and memory (see above)."""
+
+    intercepted_binops = frozenset(["+", "*", "**", "%"])
+
+    def _parse(self, source, name, filename):
+        # every template source Jinja reads (parse, from_string, compile) is parsed here
+        tree = _Hardener().visit(super()._parse(source, name, filename))
+        tree.set_environment(self)
+        return tree
 
     def call_binop(self, context, operator, left, right):
-        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 100:
-            raise SecurityError("exponent too large")
-        if operator == "*":
-            for sequence, times in ((left, right), (right, left)):
-                if isinstance(sequence, (str, list, tuple)) and isinstance(times, int) \
-                        and len(sequence) * times > MAX_SEQUENCE:
-                    raise SecurityError("the result would be too large")
-        return super().call_binop(context, operator, left, right)
+        _check_clock()
+        if operator == "**":
+            _check_power(left, right)
+        elif operator == "*":
+            _check_product(left, right)
+        elif operator == "+":
+            _check_sum(left, right)
+        elif isinstance(left, (str, bytes)):            # % formatting
+            _check_printf("the result of %", left, right)
+        result = self.binop_table[operator](left, right)
+        return result if isinstance(result, (list, tuple)) else _checked(result, f"the result of {operator}")
+
+    def call(self, context, obj, /, *args, **kwargs):
+        budget = _BUDGET.get()
+        if budget is not None:
+            budget.calls -= 1
+            if budget.calls < 0 or _monotonic() > budget.deadline:
+                budget.exceeded()
+        owner = getattr(obj, "__self__", None)
+        name = getattr(obj, "__name__", None)
+        if isinstance(owner, (str, bytes)) and name in _TEXT_METHODS:
+            args = _TEXT_METHODS[name](owner, args, kwargs)
+        elif type(owner) is int and name == "to_bytes":
+            _check_length("to_bytes", args[0] if args else kwargs.get("length"))
+        result = super().call(context, obj, *args, **kwargs)
+        if isinstance(owner, (str, bytes)):             # a list from split...: no more than the text
+            return _checked(result, f"the result of {name}") if isinstance(result, (str, bytes)) else result
+        if isinstance(obj, Macro) and isinstance(result, str):
+            _charge(len(result))                        # a {% call %} block writes it unseen by _written
+        if isinstance(owner, _CONTAINERS) and name in _MUTATORS:
+            _checked(owner, f"the list after {name}")
+        return _checked(result, f"the result of {name or 'the call'}")
+
+    def wrap_str_format(self, value):
+        """str.format and format_map, through a formatter that bounds what they write."""
+        if not isinstance(value, (MethodType, BuiltinMethodType)) \
+                or value.__name__ not in ("format", "format_map") or not isinstance(value.__self__, str):
+            return None
+        text, by_map = value.__self__, value.__name__ == "format_map"
+
+        def bounded_format(*args, **kwargs):
+            if by_map:
+                if kwargs or len(args) != 1:
+                    raise TypeError("format_map() takes exactly one argument")
+                args, kwargs = (), args[0]
+            formatter = _BoundedEscapeFormatter(self, escape=text.escape) if isinstance(text, Markup) \
+                else _BoundedFormatter(self)
+            return type(text)(formatter.vformat(text, args, kwargs))
+
+        return bounded_format
 
 
 @cache
 def environment(html: bool = False) -> SandboxedEnvironment:
-    """The template environment: sandboxed, StrictUndefined, autoescaped for HTML only."""
+    """The template environment: sandboxed and bounded, StrictUndefined, autoescaped for HTML only."""
+    # optimized=False: Jinja's folding of constant expressions at compile time costs the square of
+    # their depth, and would run template code outside the budgets
     env = _Sandbox(undefined=StrictUndefined, autoescape=html, keep_trailing_newline=True,
-                   trim_blocks=True, lstrip_blocks=True)
+                   trim_blocks=True, lstrip_blocks=True, finalize=_written, optimized=False)
     env.filters["data"] = data
     env.filters["importo"] = importo
+    env.filters["sum"] = _sum_of(env.filters["sum"])
+    for name, func in list(env.filters.items()):
+        if name not in _LINEAR_FILTERS:
+            env.filters[name] = _bounded(name, func, _FILTER_CHECKS.get(name))
+    env.filters.update(_INTERNAL_FILTERS)
+    env.globals["lipsum"] = _lipsum_of(env.globals["lipsum"])
+    env.globals["range"] = _range_of(env.globals["range"])
     return env
 
 
@@ -217,22 +929,31 @@ class Templates:
     compiled: tuple[tuple[str, Any], ...]    # (manifest field, jinja2 Template)
     variables: frozenset[str]
     uses: tuple[tuple[str, frozenset[str]], ...] = ()    # (manifest field, the variables it uses)
+    max_chars: int = MAX_RENDERED            # what one row's templates may write, all together
+    seconds: float = RENDER_SECONDS          # how long one row's templates may take, all together
 
     def used_by(self, variable: str) -> str | None:
         """The first template (manifest field) using `variable`."""
         return next((field for field, names in self.uses if variable in names), None)
 
     def render(self, values: Mapping[str, str]) -> Rendered:
-        """Every template for one row; RenderError names the template that failed and why."""
+        """Every template for one row, within the row's budgets of time and size; RenderError
+        names the template that failed and why (code TEMPLATE_LIMIT when over a limit)."""
         out: dict[str, str] = {}
         # one context for all the templates of the row, globals included (what render() does
         # for each template, at twice the cost)
         context = {**_GLOBALS, **values}
-        for field, template in self.compiled:
-            try:
-                out[field] = concat(template.root_render_func(template.new_context(context, shared=True)))
-            except Exception as exc:  # noqa: BLE001 - whatever a template raises is this row's error
-                raise RenderError(field, _render_reason(exc)) from None
+        budget, token = _budget(self.seconds, self.max_chars)
+        try:
+            for field, template in self.compiled:
+                try:
+                    out[field] = concat(template.root_render_func(template.new_context(context, shared=True)))
+                except Exception as exc:  # noqa: BLE001 - whatever a template raises is this row's error
+                    limit = isinstance(exc, (TemplateLimitError, RecursionError, MemoryError))
+                    raise RenderError(field, _render_reason(exc),
+                                      Code.TEMPLATE_LIMIT if limit else Code.RENDER_FAILED) from None
+        finally:
+            _end(budget, token)
         subject = one_line(out["subject"])
         if not subject:
             raise RenderError("subject", "the subject is empty")
@@ -246,15 +967,40 @@ class Templates:
 
 
 def _render_reason(exc: Exception) -> str:
+    if isinstance(exc, TemplateLimitError):
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return "the templates call themselves too deeply (a macro calling itself?)"
+    if isinstance(exc, MemoryError):
+        return "the template needs too much memory for this row"
     text = str(exc) or type(exc).__name__
     if isinstance(exc, SecurityError):
         return f"not allowed in a template: {text}"
     return text
 
 
+class _Variables(meta.TrackingCodeGenerator):
+    """The variables a template reads, as jinja2.meta finds them, without folding constants
+    (see `environment`)."""
+
+    def __init__(self, environment: Environment):
+        super().__init__(environment)
+        self.optimizer = None
+
+
+def _variables(tree: nodes.Template) -> set[str]:
+    finder = _Variables(tree.environment)
+    finder.visit(tree)
+    return finder.undeclared_identifiers
+
+
+_TAGS = re.compile(r"\{[{%].*?(?:[}%]\}|\Z)", re.S)
+
+
 @lru_cache(maxsize=32)
 def compile_templates(manifest: Manifest) -> Templates:
-    """Compile every template of `manifest`; ManifestError lists each syntax error with its line."""
+    """Compile every template of `manifest`; ManifestError lists each syntax error with its line,
+    and each template over MAX_TAG_CHARS (compiling costs time and memory by its tags)."""
     sources = [("subject", manifest.subject, False), ("body_text", manifest.body_text, False),
                ("body_html", manifest.body_html, True)]
     if manifest.pdf is not None:
@@ -262,24 +1008,41 @@ def compile_templates(manifest: Manifest) -> Templates:
                     ("pdf.template", manifest.pdf.template, False)]
     compiled, uses, issues = [], [], []
     known = set(environment().globals)
-    for field, source, html in sources:
-        if source is None:
-            continue
-        env = environment(html)
-        try:
-            tree = env.parse(source)
-            uses.append((field, frozenset(meta.find_undeclared_variables(tree) - known)))
-            compiled.append((field, env.from_string(tree)))
-        except TemplateSyntaxError as exc:
-            lines = source.splitlines()
-            where = ""
-            if 0 < (exc.lineno or 0) <= len(lines):
-                where = f" (in: {lines[exc.lineno - 1].strip()[:80]!r})"
-            issues.append(Issue(Code.TEMPLATE_SYNTAX, f"line {exc.lineno}: {exc.message}{where}",
-                                field=field))
+    budget, token = _budget(RENDER_SECONDS, MAX_RENDERED)    # should anything run while compiling
+    try:
+        for field, source, html in sources:
+            if source is None:
+                continue
+            tags = sum(map(len, _TAGS.findall(source)))
+            if tags > MAX_TAG_CHARS:
+                issues.append(Issue(Code.TEMPLATE_LIMIT, f"{tags:,} characters inside {{{{ }}}} and {{% %}}: "
+                                    f"at most {MAX_TAG_CHARS:,} (the text around them has no such limit)",
+                                    field=field))
+                continue
+            env = environment(html)
+            try:
+                tree = env.parse(source)
+                uses.append((field, frozenset(_variables(tree) - known)))
+                compiled.append((field, env.from_string(tree)))
+            except TemplateSyntaxError as exc:
+                lines = source.splitlines()
+                where = ""
+                if 0 < (exc.lineno or 0) <= len(lines):
+                    where = f" (in: {lines[exc.lineno - 1].strip()[:80]!r})"
+                issues.append(Issue(Code.TEMPLATE_SYNTAX, f"line {exc.lineno}: {exc.message}{where}",
+                                    field=field))
+            except (RecursionError, SyntaxError):       # Jinja's parser, or Python's compiler, gave up
+                issues.append(Issue(Code.TEMPLATE_SYNTAX, "the template is nested too deeply (brackets, "
+                                    "loops or blocks inside each other)", field=field))
+            except ValueError as exc:                   # e.g. a number of more than 4,300 digits
+                issues.append(Issue(Code.TEMPLATE_SYNTAX, f"the template cannot be compiled: {exc}",
+                                    field=field))
+    finally:
+        _end(budget, token)
     if issues:
         raise ManifestError(issues)
-    return Templates(tuple(compiled), frozenset().union(*(names for _, names in uses)), tuple(uses))
+    return Templates(tuple(compiled), frozenset().union(*(names for _, names in uses)), tuple(uses),
+                     max_chars=min(MAX_RENDERED, manifest.max_message_bytes))
 
 
 # --- the message ----------------------------------------------------------------------------------------

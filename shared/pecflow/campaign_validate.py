@@ -4,7 +4,8 @@ fixed attachments, then every row of the CSV, streamed. Any error makes the camp
 Memory stays constant whatever the number of rows: the addresses seen (for duplicates) and
 every error found live in a scratch sqlite database on disk; only counters and the first
 `max_errors` errors are kept in memory for the report. Pure domain code: the attachments are
-known through `AttachmentIndex` (the Lambda fills one from an S3 listing, the CLI from a folder).
+known through `AttachmentIndex` (the Lambda fills one from an S3 listing, the CLI from a folder,
+listed by `local_files` without ever following a symbolic link).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import difflib
 import os
 import sqlite3
+import stat
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from pecflow.campaign_csv import ENCODING_NAMES, CsvFormat, CsvLimits, Row, read_rows
+from pecflow.campaign_csv import ENCODING_NAMES, MAX_NAME_CHARS, CsvFormat, CsvLimits, Row, cut, read_rows
 from pecflow.campaign_export import export_rows, write_lines
 from pecflow.campaign_issues import Code, CsvError, Issue, ManifestError, RenderError
 from pecflow.campaign_manifest import Manifest, address_problem, attachment_name_problem, extension, show
@@ -26,6 +28,8 @@ from pecflow.campaign_pdf import text_pdf
 from pecflow.campaign_render import Templates, compile_templates, estimated_size
 
 MAX_ERRORS = 1000
+MAX_ROWS_OVER_LIMIT = 3      # rows whose templates went over their limits before the others are not rendered
+MAX_COLUMN_ISSUES = 20       # issues of one kind about the header's columns; one more counts the others
 ERROR_COLUMNS = ("row", "column", "code", "reason")
 
 
@@ -42,7 +46,8 @@ def _scratch_db(path: str) -> sqlite3.Connection:
 # --- what is in attachments/ ------------------------------------------------------------------------
 class AttachmentIndex(Protocol):
     """The files under the campaign's attachments/ folder, by name relative to it.
-    May also offer `suggest(name) -> str | None`: a file whose name differs only in case."""
+    May also offer `suggest(name) -> str | None`: a file whose name differs only in case, and
+    `problem(name) -> str | None`: why a name that is there cannot be sent (a symbolic link)."""
 
     def get(self, name: str) -> int | None:
         """The size in bytes of `name`, or None when there is no such file."""
@@ -65,12 +70,51 @@ class DictAttachmentIndex:
         return len(self._sizes)
 
 
+_LINKED_FILE = "is a symbolic link: put the file itself in attachments/"
+_LINKED_FOLDER = "is a symbolic link: put the folder itself in attachments/"
+_SPECIAL = "is not a regular file (a device, a pipe?): put the file itself in attachments/"
+
+
+def local_files(root: str | os.PathLike) -> Iterator[tuple[str, int | None, str | None]]:
+    """Everything under the folder `root`, named relative to it with '/' between folders:
+    (name, size, None) for a regular file, (name, None, problem) for what cannot be sent as one:
+    a symbolic link (to a file or a folder, dangling or looping alike: never followed), a special
+    file, a folder that cannot be read."""
+    root = Path(root)
+    unreadable: list[OSError] = []
+    for folder, folders, files in os.walk(root, onerror=unreadable.append):    # never enters a link
+        for name in folders:
+            path = Path(folder, name)
+            if path.is_symlink():
+                yield path.relative_to(root).as_posix(), None, _LINKED_FOLDER
+        for name in files:                      # links to files, dangling or looping ones are here
+            path = Path(folder, name)
+            relative = path.relative_to(root).as_posix()
+            try:
+                info = path.lstat()
+            except OSError as exc:
+                yield relative, None, f"cannot be read ({exc.strerror})"
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                yield relative, None, _LINKED_FILE
+            elif not stat.S_ISREG(info.st_mode):
+                yield relative, None, _SPECIAL
+            else:
+                yield relative, info.st_size, None
+    for exc in unreadable:
+        where = Path(exc.filename or root)
+        if where != root:
+            yield (where.relative_to(root).as_posix(), None,
+                   f"is a folder that cannot be read ({exc.strerror})")
+
+
 class SqliteAttachmentIndex:
     """An index on disk, for listings of any length (an S3 listing streamed page by page).
     It lives in `path`, or in a new file in `directory` (default: the system's temp folder)
-    removed by `close()`."""
+    removed by `close()`. Entries are (name, size), or (name, size, problem) for what is in the
+    folder but cannot be sent (see `local_files`)."""
 
-    def __init__(self, entries: Iterable[tuple[str, int]], *, directory: str | os.PathLike | None = None,
+    def __init__(self, entries: Iterable[tuple], *, directory: str | os.PathLike | None = None,
                  path: str | os.PathLike | None = None):
         self._tmp = None
         if path is None:
@@ -78,29 +122,43 @@ class SqliteAttachmentIndex:
             path = os.path.join(self._tmp.name, "attachments.sqlite3")
         self._db = _scratch_db(str(path))
         self._db.execute("CREATE TABLE IF NOT EXISTS attachments "
-                         "(name TEXT PRIMARY KEY, folded TEXT, size INTEGER)")
+                         "(name TEXT PRIMARY KEY, folded TEXT, size INTEGER, problem TEXT)")
         self._db.execute("CREATE INDEX IF NOT EXISTS attachments_folded ON attachments (folded)")
+
+        def rows():
+            for name, size, *problem in entries:
+                problem = problem[0] if problem else None
+                yield name, name.casefold(), None if problem else int(size), problem
+
         self._db.execute("BEGIN")
-        self._db.executemany("INSERT OR REPLACE INTO attachments VALUES (?, ?, ?)",
-                             ((name, name.casefold(), int(size)) for name, size in entries))
+        self._db.executemany("INSERT OR REPLACE INTO attachments VALUES (?, ?, ?, ?)", rows())
         self._db.execute("COMMIT")
 
     @classmethod
     def from_directory(cls, root: str | os.PathLike, **kwargs) -> SqliteAttachmentIndex:
-        """Every file under `root`, named relative to it with '/' between folders."""
-        root = Path(root)
-
-        def walk():
-            for folder, _, files in os.walk(root):
-                for name in files:
-                    path = Path(folder, name)
-                    yield path.relative_to(root).as_posix(), path.stat().st_size
-
-        return cls(walk(), **kwargs)
+        """Everything under `root`, named relative to it with '/' between folders; symbolic
+        links and special files are there with their problem, never followed."""
+        return cls(local_files(root), **kwargs)
 
     def get(self, name: str) -> int | None:
+        """The size of the file `name`; None when absent or unusable (see `problem`)."""
         found = self._db.execute("SELECT size FROM attachments WHERE name = ?", (name,)).fetchone()
         return found[0] if found else None
+
+    def problem(self, name: str) -> str | None:
+        """Why `name` cannot be sent although it is in the folder: it, or a folder above it, is a
+        symbolic link, a special file...; None when nothing is known against it."""
+        parts = name.split("/")
+        paths = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        found = self._db.execute("SELECT name, problem FROM attachments WHERE problem IS NOT NULL "
+                                 f"AND name IN ({', '.join('?' * len(paths))}) ORDER BY length(name) LIMIT 1",
+                                 paths).fetchone()
+        if found is None:
+            return None
+        where, problem = found
+        if where == name:
+            return f"{show(name)} {problem}"
+        return f"{show(name)} is in {show(where)}, which {problem}"
 
     def suggest(self, name: str) -> str | None:
         found = self._db.execute("SELECT name FROM attachments WHERE folded = ? LIMIT 1",
@@ -238,7 +296,7 @@ class ValidationReport:
         return {
             **self.summary(),
             "encoding_name": ENCODING_NAMES.get(self.encoding or "", None),
-            "header": list(self.header), "columns": list(self.columns),
+            "header": list(map(cut, self.header)), "columns": list(map(cut, self.columns)),
             "merge_fields": list(self.merge_fields),
             "bytes_read": self.bytes_read,
             "errors_truncated": self.errors_truncated,
@@ -304,6 +362,7 @@ class _Run:
         self.defaults: dict[str, str] = {}     # optional columns absent from a row render as ''
 
         self.rows = self.invalid_rows = self.bytes_read = 0
+        self.over_limit = 0                    # rows whose templates went over their limits
 
     def add(self, code: Code, reason: str, row: int | None = None, column: str | None = None,
             field: str | None = None) -> None:
@@ -348,6 +407,11 @@ class _Run:
             return None
         size = self.index.get(name)
         if size is None:
+            problem = getattr(self.index, "problem", None)
+            reason = problem(name) if problem else None
+            if reason:
+                self.add(Code.ATTACHMENT_NOT_A_FILE, reason, row, column, field)
+                return None
             suggest = getattr(self.index, "suggest", None)
             close = suggest(name) if suggest else None
             hint = f" (there is {show(close)}: names must match exactly, capitals too)" if close else ""
@@ -362,18 +426,26 @@ class _Run:
         return size
 
     def header_checks(self, fmt: CsvFormat) -> None:
+        """The header's own problems, then the columns the manifest and templates need. Each
+        kind of problem gives at most MAX_COLUMN_ISSUES issues and one counting the others."""
         self.format = fmt
         seen: dict[str, str] = {}
+        duplicates = 0
         for name, key in zip(fmt.header, fmt.columns):
             if key and key in seen:
-                self.add(Code.COLUMN_DUPLICATE,
-                         f"columns {show(seen[key])} and {show(name)} have the same name", column=name)
+                duplicates += 1
+                if duplicates <= MAX_COLUMN_ISSUES:
+                    self.add(Code.COLUMN_DUPLICATE, f"columns {show(seen[key])} and {show(name)} have the "
+                                                    "same name", column=cut(name))
             seen.setdefault(key, name)
+        if duplicates > MAX_COLUMN_ISSUES:
+            self.add(Code.COLUMN_DUPLICATE, f"…and {duplicates - MAX_COLUMN_ISSUES:,} more columns with a "
+                                            "name already used (each column needs its own name)")
         manifest = self.manifest
         if manifest is None:
             return
         columns = set(fmt.columns) - {""}
-        listing = ", ".join(h for h in fmt.header if h) or "none"
+        listing = _listing([h for h in fmt.header if h])
         if manifest.address_key not in columns:
             self.add(Code.ADDRESS_COLUMN_MISSING, f"no column {show(manifest.address_column)} for the "
                                                   f"recipients' addresses (columns: {listing})",
@@ -385,13 +457,17 @@ class _Run:
         if self.templates is None:
             return
         missing = sorted(self.templates.variables - columns)
-        for name in missing:
-            close = difflib.get_close_matches(name, sorted(columns), n=1)
+        candidates = sorted(c for c in columns if len(c) <= MAX_NAME_CHARS)
+        for name in missing[:MAX_COLUMN_ISSUES]:
+            close = difflib.get_close_matches(name, candidates, n=1)
             hint = f" (did you mean {{{{ {close[0]} }}}}?)" if close \
-                else f" (columns: {', '.join(sorted(columns))})"
+                else f" (columns: {_listing(sorted(columns))})"
             self.add(Code.MERGE_FIELD_MISSING,
-                     f"the template uses {{{{ {name} }}}} but the CSV has no such column{hint}",
+                     f"the template uses {{{{ {cut(name)} }}}} but the CSV has no such column{hint}",
                      field=self.templates.used_by(name))
+        if len(missing) > MAX_COLUMN_ISSUES:
+            self.add(Code.MERGE_FIELD_MISSING, f"…and {len(missing) - MAX_COLUMN_ISSUES:,} more variables of "
+                                               "the templates with no column of that name")
         needed = self.templates.variables - manifest.optional_keys - {manifest.address_key}
         self.required = tuple(dict.fromkeys(c for c in fmt.columns if c in needed))
         self.render = not missing
@@ -476,7 +552,15 @@ class _Run:
         try:
             rendered = self.templates.render({**self.defaults, **values} if self.defaults else values)
         except RenderError as exc:
-            self.add(Code.RENDER_FAILED, exc.reason, number, field=exc.field)
+            self.add(exc.code, exc.reason, number, field=exc.field)
+            if exc.code == Code.TEMPLATE_LIMIT:
+                self.over_limit += 1
+                if self.over_limit == MAX_ROWS_OVER_LIMIT:
+                    # each may have taken RENDER_SECONDS: what is wrong is the template, not the rows
+                    self.render = False
+                    self.add(Code.TEMPLATE_LIMIT,
+                             f"the rows after row {number:,} were not rendered: the templates went over "
+                             f"their limits on {self.over_limit} rows (fix the templates and validate again)")
             return
         pdf_size = 0
         if rendered.pdf_text is not None:
@@ -489,6 +573,14 @@ class _Run:
         if total > manifest.max_message_bytes:
             self.add(Code.MESSAGE_TOO_LARGE, f"the message would be about {_mb(total)} with its attachments, "
                                              f"over the {_mb(manifest.max_message_bytes)} limit", number)
+
+
+def _listing(names: list[str], limit: int = MAX_COLUMN_ISSUES) -> str:
+    """Column names for a message: the first `limit`, each cut, and how many in all."""
+    if not names:
+        return "none"
+    shown = ", ".join(cut(name, 40) for name in names[:limit])
+    return shown if len(names) <= limit else f"{shown}… ({len(names):,} in all)"
 
 
 def _mb(size: int) -> str:

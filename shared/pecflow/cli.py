@@ -12,43 +12,86 @@ from pecflow import __version__
 
 
 def _classify_files(paths: list[str]):
-    """(display name, result or None, read error or None) per input, directories walked for *.eml."""
+    """(display name, result or None, error or None) per input, directories walked for *.eml.
+    Never raises: a file that cannot be read or classified comes with its error."""
     from pecflow import message
+
+    def classified(raw: bytes):
+        try:
+            return message.classify(raw), None
+        except Exception as exc:  # noqa: BLE001 - classify never raises; one file must not stop the rest
+            return None, f"cannot classify: {type(exc).__name__}: {exc}"
 
     for name in paths:
         if name == "-":
-            yield "-", message.classify(sys.stdin.buffer.read()), None
+            try:
+                raw = sys.stdin.buffer.read()
+            except (OSError, ValueError) as exc:
+                yield "-", None, f"cannot read: {exc}"
+                continue
+            yield "-", *classified(raw)
             continue
         path = Path(name)
-        targets = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".eml", ".msg", ".txt")) \
-            if path.is_dir() else [path]
+        try:
+            targets = sorted(p for p in path.rglob("*")
+                             if p.is_file() and p.suffix.lower() in (".eml", ".msg", ".txt")) \
+                if path.is_dir() else [path]
+        except OSError as exc:
+            yield name, None, f"cannot read: {exc.strerror or exc}"
+            continue
         for target in targets:
             try:
                 raw = target.read_bytes()
             except OSError as exc:
                 yield str(target), None, f"cannot read: {exc.strerror or exc}"
                 continue
-            yield str(target), message.classify(raw), None
+            yield (str(target), *classified(raw))
 
 
 def cmd_classify(args) -> int:
+    def clean(value):
+        """JSON-ready data whose strings all encode to UTF-8 (lone surrogates replaced)."""
+        if isinstance(value, str):
+            return value.encode("utf-8", "replace").decode("utf-8") if not value.isascii() else value
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value if value is None or isinstance(value, (bool, int, float)) else str(value)
+
+    def failure(name: str, error: str) -> dict:
+        return {"file": name, "kind": None, "ref_message_id": None, "receipt_type": None,
+                "provider": None, "sdi": None, "problems": [error]}
+
+    # whatever the terminal's encoding, printing a record cannot fail
+    try:
+        sys.stdout.reconfigure(errors="backslashreplace")
+    except (AttributeError, ValueError, OSError):
+        pass
     failed = 0
     rows = []
     for name, result, error in _classify_files(args.files):
+        record = None
+        if error is None:
+            try:
+                record = clean({"file": name, **result.to_dict()})
+            except Exception as exc:  # noqa: BLE001 - a record we cannot build is reported, not fatal
+                error = f"cannot report the result: {type(exc).__name__}: {exc}"
         if error is not None:
             failed += 1
-            record = {"file": name, "kind": None, "ref_message_id": None, "receipt_type": None,
-                      "provider": None, "sdi": None, "problems": [error]}
-        else:
-            record = {"file": name, **result.to_dict()}
-        if args.json:
-            print(json.dumps(record, ensure_ascii=False), flush=True)
-        else:
+            record = clean(failure(name, error))
+        if not args.json:
             rows.append(record)
+            continue
+        try:
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+        except (TypeError, ValueError) as exc:  # UnicodeError included
+            error = f"cannot print the result: {type(exc).__name__}: {exc}"
+            print(json.dumps(failure(name, error)), flush=True)
     if not args.json:
         _print_table(rows)
     if failed:
-        print(f"pecflow: {failed} file(s) could not be read", file=sys.stderr)
+        print(f"pecflow: {failed} file(s) could not be read or classified", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -149,6 +192,10 @@ def cmd_mailbox_list(args) -> int:
         usage = (status.get("usage") or {}).get("percent")
         state = f"error ({status.get('error_kind')}): {status.get('last_error')}" if status.get("last_error") \
             else ("ok" if status.get("last_success_at") else "never polled")
+        if status.get("quarantined"):
+            last = status.get("last_quarantined") or {}
+            state += (f"; {status['quarantined']} quarantined (last: UID {last.get('uid')}, {last.get('reason')}; "
+                      f"see `pecflow inbox list {config.address} --quarantined`)")
         print(f"{config.address:36s} {'yes' if config.enabled else 'no':3s} "
               f"{config.imap_host + ':' + str(config.imap_port):28s} {str(status.get('last_poll_at', '-'))[:19]:21s} "
               f"{(f'{usage:.0f}%' if usage is not None else '-'):6s} {state}")
@@ -195,7 +242,8 @@ def cmd_inbox_list(args) -> int:
 
     deployment = _deployment(args)
     store = MessageStore(deployment.messages_table, deployment.resource("dynamodb"))
-    records = store.query(args.mailbox, index="Unmatched" if args.unmatched else "ByDate", limit=args.limit)
+    index = "Quarantined" if args.quarantined else "Unmatched" if args.unmatched else "ByDate"
+    records = store.query(args.mailbox, index=index, limit=args.limit)
     if args.kind:
         records = [r for r in records if r.get("kind") == args.kind]
     if args.json:
@@ -205,6 +253,8 @@ def cmd_inbox_list(args) -> int:
     for r in records:
         reference = r.get("ref_message_id") or r.get("identificativo") or ""
         note = f"  [{r['reconciled']}]" if r.get("reconciled") else ""
+        if r.get("quarantined"):
+            note += f"  [quarantined UID {r.get('uid')}: {r['quarantined'].get('reason', '')}]"
         print(f"{r.get('received_at', '')[:19]}  {r.get('kind', ''):26s} {str(r.get('subject') or '')[:50]:50s} "
               f"{reference}{note}")
     print(f"{len(records)} message(s)")
@@ -266,12 +316,15 @@ def cmd_campaign_validate(args) -> int:
 
 
 def _print_validation(csv_path: Path, report, show: int, json_path: Path, errors_path: Path) -> None:
-    from pecflow.campaign_csv import ENCODING_NAMES
+    from pecflow.campaign_csv import ENCODING_NAMES, cut
 
     if report.csv_format is not None:
         delimiter = {"\t": "tab"}.get(report.delimiter, repr(report.delimiter))
+        shown = ", ".join(cut(h, 40) if h else "(unnamed)" for h in report.header[:30])
+        if len(report.header) > 30:
+            shown += f"… ({len(report.header):,} columns)"
         print(f"{csv_path.name}: {report.rows:,} rows, {ENCODING_NAMES[report.encoding]}, delimiter {delimiter}, "
-              f"columns: {', '.join(h or '(unnamed)' for h in report.header)}")
+              f"columns: {shown}")
     if report.merge_fields:
         print(f"merge fields: {', '.join(report.merge_fields)}")
     if report.valid:
@@ -391,12 +444,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     inbox = sub.add_parser("inbox", help="what arrived in a mailbox", description=(
         "Messages recorded for a mailbox, newest first; --unmatched lists receipts whose original "
-        "pecflow does not know (kept, never dropped)."))
+        "pecflow does not know (kept, never dropped); --quarantined lists messages whose processing "
+        "failed (archived, recorded as a summary with the reason)."))
     inbox_sub = inbox.add_subparsers(dest="command_name", metavar="ACTION", required=True)
     listing = inbox_sub.add_parser("list", help="recorded messages, newest first")
     listing.add_argument("mailbox")
     listing.add_argument("--kind", help="only this kind (e.g. avvenuta-consegna)")
     listing.add_argument("--unmatched", action="store_true", help="only receipts matching nothing we sent")
+    listing.add_argument("--quarantined", action="store_true",
+                         help="only messages whose processing failed (with the reason)")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--json", action="store_true")
     _add_target_options(listing)
@@ -424,6 +480,12 @@ def cmd_campaign_stats(args) -> int:
     validation = stats.get("validation") or {}
     if validation.get("error_count"):
         print(f"  validation: {validation['error_count']} error(s) — see validation.json in the campaign folder")
+    if stats.get("dead_lettered"):
+        print(f"  {stats['dead_lettered']} job(s) stopped on the dead-letter queue (in 'Errori'): see "
+              f"`pecflow campaign export` for the reason, `pecflow campaign redrive {stats['campaign_id']}` "
+              "to send them again")
+    for problem in filter(None, [stats.get("fanout_error"), *stats.get("problems", [])]):
+        print(f"  ! {problem}")
     return 0
 
 
@@ -449,12 +511,16 @@ def cmd_campaign_export(args) -> int:
 
 
 def cmd_campaign_status(args) -> int:
-    from pecflow.admin import resend_failed, set_campaign_status
+    from pecflow.admin import redrive, resend_failed, set_campaign_status
 
     try:
         if args.command_name == "resend":
             created = resend_failed(_deployment(args), args.campaign_id)
             print(f"{args.campaign_id}: {created} failed recipient(s) queued again as new attempts")
+        elif args.command_name == "redrive":
+            done = redrive(_deployment(args), args.campaign_id)
+            print(f"{args.campaign_id}: {done['redriven']} job(s) back from the dead-letter queue; "
+                  f"{done['queued']} job(s) still to send put back on the send queue")
         else:
             status = set_campaign_status(_deployment(args), args.campaign_id, args.command_name)
             print(f"{args.campaign_id}: {status}")
@@ -467,10 +533,32 @@ def cmd_campaign_status(args) -> int:
 def cmd_campaign_upload(args) -> int:
     """Upload a campaign folder in the order the fan-out expects: attachments, CSV, manifest last
     (the manifest's arrival starts the campaign). Validated locally first unless --no-validate."""
+    from pecflow.campaign_validate import local_files
     from pecflow.fanout import CAMPAIGN_ID
 
     folder = Path(args.folder)
     manifest, recipients = folder / "manifest.json", folder / "recipients.csv"
+    attachments = folder / "attachments"
+    # what a symbolic link points to is never uploaded: links are refused before anything else
+    refused = [f"{p.name} is a symbolic link: put the file itself in the campaign folder"
+               for p in (manifest, recipients) if p.is_symlink()]
+    files: list[str] = []
+    if attachments.is_symlink():
+        refused.append("attachments is a symbolic link: put the folder itself in the campaign folder")
+    elif attachments.is_dir():
+        for name, _, problem in sorted(local_files(attachments), key=lambda entry: entry[0]):
+            if problem:
+                refused.append(f"attachments/{name} {problem}")
+            else:
+                files.append(name)
+    if refused:
+        print("pecflow: not uploaded: only the files themselves can be uploaded (pecflow never uploads what a "
+              "symbolic link points to)", file=sys.stderr)
+        for reason in refused[:20]:
+            print(f"  {reason}", file=sys.stderr)
+        if len(refused) > 20:
+            print(f"  ... and {len(refused) - 20:,} more", file=sys.stderr)
+        return 1
     missing = [str(p) for p in (manifest, recipients) if not p.is_file()]
     if missing:
         print(f"pecflow: the campaign folder needs {' and '.join(missing)}", file=sys.stderr)
@@ -495,9 +583,7 @@ def cmd_campaign_upload(args) -> int:
     if s3.list_objects_v2(Bucket=deployment.campaign_bucket, Prefix=prefix + "manifest.json").get("KeyCount"):
         print(f"pecflow: campaign {campaign_id} already exists: choose another id (--campaign-id)", file=sys.stderr)
         return 1
-    files = sorted(p for p in (folder / "attachments").rglob("*") if p.is_file()) \
-        if (folder / "attachments").is_dir() else []
-    uploads = [(p, prefix + "attachments/" + p.relative_to(folder / "attachments").as_posix()) for p in files]
+    uploads = [(attachments / name, prefix + "attachments/" + name) for name in files]
     uploads += [(recipients, prefix + "recipients.csv"), (manifest, prefix + "manifest.json")]
     for n, (path, key) in enumerate(uploads, 1):
         s3.upload_file(str(path), deployment.campaign_bucket, key)
@@ -533,7 +619,9 @@ def _add_campaign_operations(actions) -> None:
     export.set_defaults(func=cmd_campaign_export)
     for action, text in (("pause", "stop sending (queued jobs wait)"), ("resume", "send again after a pause"),
                          ("cancel", "send nothing more (what was sent stays sent)"),
-                         ("resend", "a new attempt for every recipient whose delivery failed")):
+                         ("resend", "a new attempt for every recipient whose delivery failed"),
+                         ("redrive", "send again the jobs stopped on the dead-letter queue (and any job "
+                                     "still to send that has left the queue)")):
         parser = actions.add_parser(action, help=text)
         parser.add_argument("campaign_id")
         _add_target_options(parser)
