@@ -278,25 +278,27 @@ def daticert(encoding: str):
 
 
 def sdi_invoice(size):
-    from pecflow import builder
-
     nodes = b"<Altro><x/></Altro>" * max(1, min(size, 4_500_000) // 19)
     xml = (b'<?xml version="1.0" encoding="UTF-8"?><p:FatturaElettronica versione="FPR12" xmlns:p="x">'
            b"<FatturaElettronicaHeader><CedentePrestatore>" + nodes
            + b"</CedentePrestatore><CessionarioCommittente/></FatturaElettronicaHeader>"
            + b"<FatturaElettronicaBody/>" * 1000 + b"</p:FatturaElettronica>")
+    return _sdi_envelope(("IT01234567890_00001.xml", "application/xml", xml), "sdi", 2)
+
+
+def _sdi_envelope(attachment: tuple[str, str, bytes], name: str, number: int) -> bytes:
+    """An SdI file as it arrives: attached to a certified message, in its busta di trasporto."""
+    from pecflow import builder
+
     original = builder.messaggio_originale(
         mittente="sdi01@pec.fatturapa.it", destinatari=["dest@pec.esempio.it"], oggetto="Fattura",
-        testo="fattura\n", allegati=[("IT01234567890_00001.xml", "application/xml", xml)],
-        message_id="<sdi@pec.fatturapa.it>", data=WHEN)
+        testo="fattura\n", allegati=[attachment], message_id=f"<{name}@pec.fatturapa.it>", data=WHEN)
     return builder.busta_trasporto(original, gestore=builder.SIMULATO,
-                                   identificativo="opec.2@pec.simulato.test",
+                                   identificativo=f"opec.{number}@pec.simulato.test",
                                    data=WHEN, destinatari=[builder.Destinatario("dest@pec.esempio.it")])
 
 
 def p7m_indefinite(size):
-    from pecflow import builder
-
     # BER, indefinite lengths: digestAlgorithms holding empty SEQUENCEs (each read the general
     # way), then an eContent split in one-byte chunks
     empties = b"\x31\x80" + b"\x30\x00" * (size // 4) + b"\x00\x00"
@@ -304,13 +306,7 @@ def p7m_indefinite(size):
     body = (b"\x30\x80\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02\xa0\x80\x30\x80\x02\x01\x01" + empties
             + b"\x30\x80\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x01\xa0\x80" + chunks
             + b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
-    original = builder.messaggio_originale(
-        mittente="sdi01@pec.fatturapa.it", destinatari=["dest@pec.esempio.it"], oggetto="Fattura",
-        testo="fattura\n", allegati=[("IT01234567890_00001.xml.p7m", "application/pkcs7-mime", body)],
-        message_id="<p7m@pec.fatturapa.it>", data=WHEN)
-    return builder.busta_trasporto(original, gestore=builder.SIMULATO,
-                                   identificativo="opec.3@pec.simulato.test",
-                                   data=WHEN, destinatari=[builder.Destinatario("dest@pec.esempio.it")])
+    return _sdi_envelope(("IT01234567890_00001.xml.p7m", "application/pkcs7-mime", body), "p7m", 3)
 
 
 # (name, builder, full size in bytes)

@@ -146,7 +146,7 @@ def fan_out(campaign_id: str, *, package: CampaignPackage, campaigns: CampaignSt
                                             "the new one under a new campaign id")
     status = existing.get("status")
     if status not in (CampaignStatus.VALIDATING, CampaignStatus.QUEUING):
-        return FanoutResult(campaign_id, status, problems=["already fanned out"])
+        return FanoutResult(campaign_id, status, problems=[existing.get("invalid_reason") or "already fanned out"])
     pins = existing.get("files") or {}
     try:
         manifest_bytes = package.read(MANIFEST, pins.get(MANIFEST))

@@ -270,6 +270,10 @@ class Sender:
         return self.outgoing.apply(job["message_id"], recipient, move, also_set=fields)
 
 
+class StillSending(RuntimeError):
+    """A dead-lettered job another invocation is sending right now: decided once its claim is stale."""
+
+
 def renew(receive_count: int, age: float = 0.0, delay: float = 0.0) -> bool:
     """Should a job that waits `delay` seconds replace its queue message (received
     `receive_count` times, sent `age` seconds ago) by a fresh one, instead of waiting on it?
@@ -280,8 +284,9 @@ def renew(receive_count: int, age: float = 0.0, delay: float = 0.0) -> bool:
 def dead_lettered(outgoing: OutgoingStore, message_id: str, *, deliveries: int | None = None) -> str:
     """A job's queue message reached the dead-letter queue. A job not yet sent becomes an
     `error` with the reason (counted in the statistics; `redrive` sends it again); one that had
-    started its SMTP submission becomes `sent?` (its receipts will tell; never sent twice).
-    Returns the job's state afterwards."""
+    started its SMTP submission becomes `sent?` (its receipts will tell; never sent twice); one
+    claimed by a sender less than STALE_CLAIM_SECONDS ago raises StillSending (another copy of
+    its queue message may be on its way: decide later). Returns the job's state afterwards."""
     job = outgoing.job(message_id)
     if job is None:
         return "unknown"
@@ -292,7 +297,10 @@ def dead_lettered(outgoing: OutgoingStore, message_id: str, *, deliveries: int |
     also = {"dead_letter": reason, "error": f"not sent, stopped after {tries}: {reason}"[:1000]}
     if state not in (State.PENDING, State.SENDING):
         return str(state)
-    this_claim = {"claimed_at": job.get("claimed_at")} if state == State.SENDING else None
+    claimed = job.get("claimed_at")
+    if state == State.SENDING and claimed and (clock.now() - _parse(claimed)).total_seconds() < STALE_CLAIM_SECONDS:
+        raise StillSending(f"{message_id} is being sent by another invocation: look again later")
+    this_claim = {"claimed_at": claimed} if state == State.SENDING else None
     if state == State.SENDING and job.get("claimed_at") and job.get("submitting_claim") == job.get("claimed_at"):
         outgoing.apply(message_id, recipient, SMTP_LOST, only_if=this_claim, also_set={
             "smtp_answer": "sender stopped after starting the SMTP submission"})

@@ -7,6 +7,7 @@ is the job's life on the queue and in DynamoDB."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -17,7 +18,9 @@ from pecflow.fanout import queue_entry
 from pecflow.mail import Submission
 from pecflow.mailbox import MailboxConfig
 from pecflow.quota import Decision
-from pecflow.sending import MAX_DELAY_SECONDS, RENEW_AFTER_RECEIVES, Sender, dead_lettered, renew
+from pecflow.reconcile import CLAIM, Job, State
+from pecflow.sending import (MAX_DELAY_SECONDS, RENEW_AFTER_RECEIVES, STALE_CLAIM_SECONDS, Sender, StillSending,
+                             dead_lettered, renew)
 from pecflow.store import CampaignStatus, CampaignStore, OutgoingStore
 
 MAILBOX = "ufficio@pec.azienda.test"
@@ -157,13 +160,24 @@ def test_a_dead_lettered_job_is_an_error_with_its_reason_until_redriven(aws):
     assert admin.redrive(world.deployment, world.id) == {"redriven": 0, "queued": 0}
 
 
-def test_a_job_dead_lettered_while_submitting_is_uncertain_never_sent_again(aws):
+@pytest.mark.parametrize("submitting", [True, False])
+def test_a_job_dead_lettered_while_claimed_waits_for_its_claim_and_is_never_sent_twice(aws, submitting):
+    """Another copy of the job's queue message may be being sent right now: nothing is decided
+    until the claim is stale; then one that had started its submission is `sent?` (never sent
+    again), one that had not is an error that redrive sends."""
     world = World(aws, n=1)
     job = world.jobs[0]
-    claim = clock.iso()
-    from pecflow.reconcile import CLAIM, Job, State
+    claim = clock.iso(clock.now() - timedelta(minutes=1))
     world.outgoing.try_move(job["message_id"], Job(job["recipient"], State.PENDING, True, world.id), CLAIM,
                             also_set={"claimed_at": claim})
-    world.outgoing.set_job_fields(job["message_id"], job["recipient"], {"submitting_claim": claim})
-    assert dead_lettered(world.outgoing, job["message_id"]) == "sent?"
-    assert admin.redrive(world.deployment, world.id) == {"redriven": 0, "queued": 0}
+    if submitting:
+        world.outgoing.set_job_fields(job["message_id"], job["recipient"], {"submitting_claim": claim})
+    with pytest.raises(StillSending):
+        dead_lettered(world.outgoing, job["message_id"])
+    assert world.outgoing.job(job["message_id"])["state"] == "sending"
+    stale = clock.iso(clock.now() - timedelta(seconds=STALE_CLAIM_SECONDS + 1))
+    world.outgoing.set_job_fields(job["message_id"], job["recipient"], {
+        "claimed_at": stale, **({"submitting_claim": stale} if submitting else {})})
+    assert dead_lettered(world.outgoing, job["message_id"]) == ("sent?" if submitting else "error")
+    assert admin.redrive(world.deployment, world.id) == ({"redriven": 0, "queued": 0} if submitting
+                                                         else {"redriven": 1, "queued": 1})
