@@ -125,8 +125,9 @@ def set_campaign_status(deployment: Deployment, campaign_id: str, action: str) -
     return target
 
 
-def _requeue(deployment: Deployment, jobs: list[dict], *, why: str) -> int:
-    """Put jobs back on the send queue (a job already there is safe: a sender handles a job once)."""
+def _requeue(deployment: Deployment, jobs: list[dict], *, why: str | None) -> int:
+    """Put jobs on the send queue; `why` names a deliberate re-queue (a new deduplication id: a
+    job already there is safe, a sender handles a job once)."""
     from pecflow.fanout import BATCH, queue_entry
 
     sqs = deployment.client("sqs")
@@ -165,15 +166,16 @@ def redrive(deployment: Deployment, campaign_id: str) -> dict[str, int]:
                 pending.append(job)
         elif state == State.PENDING:
             pending.append(job)
+    queued = 0
     if item["status"] != CampaignStatus.PAUSED:   # a paused campaign's jobs are queued on resume
-        _requeue(deployment, pending, why=f"redrive {clock.iso()}")
-    return {"redriven": redriven, "queued": len(pending) if item["status"] != CampaignStatus.PAUSED else 0}
+        queued = _requeue(deployment, pending, why=f"redrive {clock.iso()}")
+    return {"redriven": redriven, "queued": queued}
 
 
 def resend_failed(deployment: Deployment, campaign_id: str) -> int:
     """A new attempt for every recipient whose latest attempt failed (delivery failure, error,
     non accettazione): new jobs with new Message-IDs, counted and queued. Safe to repeat."""
-    from pecflow.fanout import BATCH, queue_entry
+    from pecflow.fanout import BATCH
     from pecflow.sending import message_id_for
     from pecflow.store import CampaignStatus
 
@@ -188,7 +190,6 @@ def resend_failed(deployment: Deployment, campaign_id: str) -> int:
         if job["row"] not in latest or job["attempt"] > latest[job["row"]]["attempt"]:
             latest[job["row"]] = job
     retry = [job for job in latest.values() if job["state"] in RESENDABLE]
-    sqs = deployment.client("sqs")
     created = 0
     for start in range(0, len(retry), BATCH):
         batch = [{"message_id": message_id_for(campaign_id, job["row"], job["attempt"] + 1, job["mailbox"]),
@@ -198,8 +199,7 @@ def resend_failed(deployment: Deployment, campaign_id: str) -> int:
         new = outgoing.add_jobs(batch)
         if new:
             campaigns.add_jobs(campaign_id, new)
-        sqs.send_message_batch(QueueUrl=deployment.send_queue_url,
-                               Entries=[queue_entry(job["message_id"], i) for i, job in enumerate(batch)])
+        _requeue(deployment, batch, why=None)
         created += new
     if created and item["status"] != CampaignStatus.SENDING:
         campaigns.update(campaign_id, {"status": CampaignStatus.SENDING})
