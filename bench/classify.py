@@ -1,4 +1,4 @@
-"""Throughput of pecflow.message against the bare standard-library parse of the same bytes.
+"""Throughput of pecflow.pec.message against the bare standard-library parse of the same bytes.
 
 Corpus: a mixed mailbox from pecflow's own message builder, plus the real samples in
 ../shared/fixtures/pec when present. The baseline is `email.message_from_bytes(raw)` (the
@@ -22,7 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "shared"))
 
-from pecflow import builder, message  # noqa: E402
+from local.pecbuild import builder  # noqa: E402
+from pecflow.pec import message
 
 TARGET = 1.2
 
@@ -69,7 +70,7 @@ def main() -> None:
 
     functions = {
         "stdlib compat32 (bare parse)": email.message_from_bytes,
-        "pecflow.message.parse": message.parse,
+        "pecflow.pec.message.parse": message.parse,
     }
     if not args.quick:
         functions["stdlib policy.default (bare parse)"] = \
@@ -83,8 +84,8 @@ def main() -> None:
         # the real samples alone (small, few attachments): the least favourable mix for pecflow
         few = best_of(rounds * 20, {k: functions[k] for k in list(functions)[:2]}, real)
         print(f"real samples only ({len(real)} messages): "
-              f"{few['pecflow.message.parse'] / few['stdlib compat32 (bare parse)']:.2f}x")
-    ratio = best["pecflow.message.parse"] / base
+              f"{few["pecflow.pec.message.parse"] / few['stdlib compat32 (bare parse)']:.2f}x")
+    ratio = best["pecflow.pec.message.parse"] / base
     print(f"classify: {ratio:.2f} x bare compat32 parse (target <= {TARGET})")
 
 

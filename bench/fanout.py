@@ -1,6 +1,6 @@
 """Campaign fan-out: rows per second and peak memory at 1,000 and 100,000 rows.
 
-The real fan-out (`pecflow.fanout.fan_out`: validate every row, then one DynamoDB job per row
+The real fan-out (`pecflow.services.fanout.fan_out`: validate every row, then one DynamoDB job per row
 and SQS batches of ten, checkpointed) runs against moto as a server with template.yaml's
 tables, queues and bucket. moto runs in this process; each fan-out runs in a child process of
 its own, so the child's peak resident memory (the kernel's VmHWM) is the fan-out's alone,
@@ -71,8 +71,8 @@ def child(args) -> None:
     """One fan-out, measured from inside its own process; prints one JSON line."""
     import boto3
 
-    from pecflow.fanout import CampaignPackage, fan_out
-    from pecflow.store import CampaignStore, OutgoingStore
+    from pecflow.services.fanout import CampaignPackage, fan_out
+    from pecflow.adapters.dynamodb import CampaignStore, OutgoingStore
 
     env = json.loads(args.child)
     s3 = boto3.client("s3", endpoint_url=env["endpoint"])

@@ -1,7 +1,7 @@
 """Worst-case cost of classifying hostile messages: seconds and memory per MB of input.
 
 A sender controls every byte of a message. The corpus here is made by pecflow's own code
-(hand-written MIME, and pecflow.builder for receipts and envelopes): the parser's known
+(hand-written MIME, and local.pecbuild.builder for receipts and envelopes): the parser's known
 weak spots pushed to sizes where super-linear work shows (punycode text, MIME bombs wide
 and deep, megabytes of encoded words, folded headers, nested comments in addresses,
 RFC 2231 continuations, daticert.xml in odd encodings, regex-backtracking shapes, many
@@ -63,7 +63,7 @@ def punycode_text(size):
 
 
 def punycode_in_anomalia(size):
-    from pecflow import builder
+    from local.pecbuild import builder
 
     inner = RECEIPT + b"Content-Type: text/plain; charset=punycode\r\n\r\n-" + b"a" * size
     return builder.busta_anomalia(inner, gestore=builder.SIMULATO, data=WHEN, motivo="non certificato")
@@ -256,7 +256,7 @@ def header_lookalike_lines(size):
 
 def daticert(encoding: str):
     def build(size):
-        from pecflow import builder
+        from local.pecbuild import builder
 
         original = builder.messaggio_originale(
             mittente="mittente@pec.esempio.it", destinatari=["dest@pec.esempio.it"], oggetto="prova",
@@ -288,7 +288,7 @@ def sdi_invoice(size):
 
 def _sdi_envelope(attachment: tuple[str, str, bytes], name: str, number: int) -> bytes:
     """An SdI file as it arrives: attached to a certified message, in its busta di trasporto."""
-    from pecflow import builder
+    from local.pecbuild import builder
 
     original = builder.messaggio_originale(
         mittente="sdi01@pec.fatturapa.it", destinatari=["dest@pec.esempio.it"], oggetto="Fattura",
@@ -369,7 +369,7 @@ def _status(field: str, pid: str = "self") -> int | None:
 
 
 def child(path: str) -> None:
-    from pecflow import message
+    from pecflow.pec import message
 
     message.classify(WARM_UP).to_dict()
     raw = Path(path).read_bytes()

@@ -23,13 +23,13 @@ from moto import mock_aws  # noqa: E402
 
 from local.aws import LocalAws  # noqa: E402
 from local.imap import Dovecot  # noqa: E402
-from pecflow import builder  # noqa: E402
-from pecflow.archive import Archive  # noqa: E402
-from pecflow.ingest import Ingestor  # noqa: E402
-from pecflow.mail import ImapSession  # noqa: E402
-from pecflow.mailbox import Cursor, MailboxConfig  # noqa: E402
-from pecflow.polling import PollRequest, handle_poll  # noqa: E402
-from pecflow.store import MailboxStore, MessageStore, OutgoingStore  # noqa: E402
+from local.pecbuild import builder  # noqa: E402
+from pecflow.adapters.archive import Archive  # noqa: E402
+from pecflow.services.receive import Ingestor  # noqa: E402
+from pecflow.adapters.mail import ImapSession  # noqa: E402
+from pecflow.domain.mailbox import Cursor, MailboxConfig  # noqa: E402
+from pecflow.services.polling import PollRequest, handle_poll  # noqa: E402
+from pecflow.adapters.dynamodb import MailboxStore, MessageStore, OutgoingStore  # noqa: E402
 
 
 def fill(dovecot: Dovecot, address: str, count: int, samples: list[bytes]) -> None:

@@ -52,9 +52,9 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 from moto import mock_aws  # noqa: E402
 
 from local.aws import LocalAws  # noqa: E402
-from pecflow import quota  # noqa: E402
-from pecflow.ratelimit import RateLimiter  # noqa: E402
-from pecflow.sending import RESERVE_HORIZON_SECONDS, horizon_spread  # noqa: E402
+from pecflow.domain import quota  # noqa: E402
+from pecflow.adapters.ratelimit import RateLimiter  # noqa: E402
+from pecflow.services.sending import RESERVE_HORIZON_SECONDS, horizon_spread  # noqa: E402
 
 MAILBOX = "campagne@pec.example.it"
 ROUND_TRIP = 0.010                  # a DynamoDB read + conditional write, virtual seconds

@@ -101,9 +101,11 @@ def run(args) -> int:
 
     from local.pec_provider import FAIL, REJECT, SMTP_REJECT, Quota
     from local.stack import LocalStack
-    from pecflow import admin, builder, kinds, sdi_builder
-    from pecflow.campaign_pdf import text_pdf
-    from pecflow.store import MessageStore
+    from local.pecbuild import builder, sdi_builder
+    from pecflow.pec import kinds
+    from pecflow.services import admin
+    from pecflow.domain.campaign.pdf import text_pdf
+    from pecflow.adapters.dynamodb import MessageStore
 
     log("pecflow demo — starting the local stack (Dovecot, simulated PEC providers, moto, event runner) ...")
     with LocalStack.start(start_time=START) as stack:

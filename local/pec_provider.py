@@ -50,8 +50,8 @@ from local.pec_rules import (
     REJECT, REJECT_VIRUS, SMTP_REJECT, TIMEOUT, VIRUS, Intestazione, Outcome, Quota, casella_piena,
     controllo_formale, errore_append, rifiuto_simulato, scadenza_24_ore,
 )
-from pecflow import kinds
-from pecflow.builder import (
+from pecflow.pec import kinds
+from local.pecbuild.builder import (
     Autorita, Destinatario, Firma, Gestore, busta_anomalia, busta_trasporto, nuovo_identificativo,
     ora_italiana, ricevuta,
 )

@@ -23,9 +23,9 @@ from local.clock import VirtualClock
 from local.imap import Account, Dovecot
 from local.pec_provider import PecNetwork, SimulatedProvider
 from local.runner import EventRunner
-from pecflow import admin
+from pecflow.services import admin
 from pecflow.deployment import LOCAL_STATE, Deployment
-from pecflow.mailbox import MailboxConfig, SaturationPolicy
+from pecflow.domain.mailbox import MailboxConfig, SaturationPolicy
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "template.yaml"

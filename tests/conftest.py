@@ -51,7 +51,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def signer():
     """(certificate, private key) of a test signer, for p7m and S/MIME signatures in tests."""
-    from pecflow import builder
+    from local.pecbuild import builder
 
     firma = builder.Firma.per(builder.SIMULATO)
     return firma.certificato, firma.chiave

@@ -10,9 +10,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from pecflow.sending import dead_lettered
+from pecflow.services.sending import dead_lettered
 from pecflow.settings import Settings
-from pecflow.store import OutgoingStore
+from pecflow.adapters.dynamodb import OutgoingStore
 
 settings = Settings.from_env("outgoing_table", "campaigns_table")
 logger = Logger()

@@ -10,9 +10,9 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pecflow.fanout import CampaignPackage, campaign_of, fan_out
+from pecflow.services.fanout import CampaignPackage, campaign_of, fan_out
 from pecflow.settings import Settings
-from pecflow.store import CampaignStore, OutgoingStore
+from pecflow.adapters.dynamodb import CampaignStore, OutgoingStore
 
 settings = Settings.from_env("outgoing_table", "campaigns_table", "campaign_bucket", "send_queue_url",
                              "fanout_queue_url")

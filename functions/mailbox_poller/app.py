@@ -11,12 +11,12 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from pecflow.archive import Archive
-from pecflow.ingest import Ingestor
-from pecflow.polling import PollRequest, handle_poll
-from pecflow.secrets import mailbox_password
+from pecflow.adapters.archive import Archive
+from pecflow.services.receive import Ingestor
+from pecflow.services.polling import PollRequest, handle_poll
+from pecflow.adapters.secrets import mailbox_password
 from pecflow.settings import Settings
-from pecflow.store import MailboxStore, MessageStore, OutgoingStore
+from pecflow.adapters.dynamodb import MailboxStore, MessageStore, OutgoingStore
 
 settings = Settings.from_env("messages_table", "outgoing_table", "archive_bucket", "poll_queue_url")
 logger = Logger()

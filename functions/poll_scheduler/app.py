@@ -6,9 +6,9 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pecflow.polling import schedule_polls, tick_of
+from pecflow.services.polling import schedule_polls, tick_of
 from pecflow.settings import Settings
-from pecflow.store import MailboxStore
+from pecflow.adapters.dynamodb import MailboxStore
 
 settings = Settings.from_env("poll_queue_url")
 logger = Logger()

@@ -13,16 +13,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from pecflow import campaign, clock, quota
-from pecflow.archive import Archive
-from pecflow.mail import SmtpSubmitter
-from pecflow.polling import open_with_fresh_password
-from pecflow.ratelimit import RateLimiter
-from pecflow.secrets import mailbox_password
-from pecflow.fanout import queue_entry
-from pecflow.sending import Sender, renew
+from pecflow.domain import campaign, clock, quota
+from pecflow.adapters.archive import Archive
+from pecflow.adapters.mail import SmtpSubmitter
+from pecflow.services.polling import open_with_fresh_password
+from pecflow.adapters.ratelimit import RateLimiter
+from pecflow.adapters.secrets import mailbox_password
+from pecflow.services.fanout import queue_entry
+from pecflow.services.sending import Sender, renew
 from pecflow.settings import Settings
-from pecflow.store import CampaignStore, MailboxStore, OutgoingStore
+from pecflow.adapters.dynamodb import CampaignStore, MailboxStore, OutgoingStore
 
 settings = Settings.from_env("outgoing_table", "campaigns_table", "campaign_bucket", "archive_bucket",
                              "quota_table", "send_queue_url")

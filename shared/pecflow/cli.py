@@ -14,7 +14,7 @@ from pecflow import __version__
 def _classify_files(paths: list[str]):
     """(display name, result or None, error or None) per input, directories walked for *.eml.
     Never raises: a file that cannot be read or classified comes with its error."""
-    from pecflow import message
+    from pecflow.pec import message
 
     def classified(raw: bytes):
         try:
@@ -150,8 +150,8 @@ def _password(args) -> str:
 
 
 def cmd_mailbox_add(args) -> int:
-    from pecflow.admin import MailboxUnavailable, add_mailbox
-    from pecflow.mailbox import ConfigError, MailboxConfig, Saturation, SaturationPolicy
+    from pecflow.services.admin import MailboxUnavailable, add_mailbox
+    from pecflow.domain.mailbox import ConfigError, MailboxConfig, Saturation, SaturationPolicy
 
     try:
         config = MailboxConfig(
@@ -175,7 +175,7 @@ def cmd_mailbox_add(args) -> int:
 
 
 def cmd_mailbox_list(args) -> int:
-    from pecflow.admin import list_mailboxes
+    from pecflow.services.admin import list_mailboxes
 
     rows = list_mailboxes(_deployment(args))
     if args.json:
@@ -203,7 +203,7 @@ def cmd_mailbox_list(args) -> int:
 
 
 def cmd_mailbox_enable(args) -> int:
-    from pecflow.admin import set_enabled
+    from pecflow.services.admin import set_enabled
 
     try:
         set_enabled(_deployment(args), args.address, args.command_name == "enable")
@@ -215,7 +215,7 @@ def cmd_mailbox_enable(args) -> int:
 
 
 def cmd_sent_show(args) -> int:
-    from pecflow.store import OutgoingStore
+    from pecflow.adapters.dynamodb import OutgoingStore
 
     deployment = _deployment(args)
     message_id = args.message_id if args.message_id.startswith("<") else f"<{args.message_id}>"
@@ -238,7 +238,7 @@ def cmd_sent_show(args) -> int:
 
 
 def cmd_inbox_list(args) -> int:
-    from pecflow.store import MessageStore
+    from pecflow.adapters.dynamodb import MessageStore
 
     deployment = _deployment(args)
     store = MessageStore(deployment.messages_table, deployment.resource("dynamodb"))
@@ -268,7 +268,7 @@ _PROGRESS_SECONDS = 2.0      # how often big files report the rows read (on stde
 def cmd_campaign_validate(args) -> int:
     import time
 
-    from pecflow import campaign
+    from pecflow.domain import campaign
 
     csv_path = Path(args.csv)
     try:
@@ -316,7 +316,7 @@ def cmd_campaign_validate(args) -> int:
 
 
 def _print_validation(csv_path: Path, report, show: int, json_path: Path, errors_path: Path) -> None:
-    from pecflow.campaign_csv import ENCODING_NAMES, cut
+    from pecflow.domain.campaign.recipients import ENCODING_NAMES, cut
 
     if report.csv_format is not None:
         delimiter = {"\t": "tab"}.get(report.delimiter, repr(report.delimiter))
@@ -463,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --- pecflow campaign stats | export | pause | resume | cancel | resend ---------------------------
 def cmd_campaign_stats(args) -> int:
-    from pecflow.admin import STAT_LABELS, campaign_stats
+    from pecflow.services.admin import STAT_LABELS, campaign_stats
 
     try:
         stats = campaign_stats(_deployment(args), args.campaign_id)
@@ -490,8 +490,8 @@ def cmd_campaign_stats(args) -> int:
 
 
 def cmd_campaign_export(args) -> int:
-    from pecflow import campaign
-    from pecflow.admin import campaign_jobs
+    from pecflow.domain import campaign
+    from pecflow.services.admin import campaign_jobs
 
     def with_receipts(jobs):
         for job in jobs:
@@ -511,7 +511,7 @@ def cmd_campaign_export(args) -> int:
 
 
 def cmd_campaign_status(args) -> int:
-    from pecflow.admin import redrive, resend_failed, set_campaign_status
+    from pecflow.services.admin import redrive, resend_failed, set_campaign_status
 
     try:
         if args.command_name == "resend":
@@ -533,8 +533,8 @@ def cmd_campaign_status(args) -> int:
 def cmd_campaign_upload(args) -> int:
     """Upload a campaign folder in the order the fan-out expects: attachments, CSV, manifest last
     (the manifest's arrival starts the campaign). Validated locally first unless --no-validate."""
-    from pecflow.campaign_validate import local_files
-    from pecflow.fanout import CAMPAIGN_ID
+    from pecflow.domain.campaign.validation import local_files
+    from pecflow.services.fanout import CAMPAIGN_ID
 
     folder = Path(args.folder)
     manifest, recipients = folder / "manifest.json", folder / "recipients.csv"

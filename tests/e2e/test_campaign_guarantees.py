@@ -10,8 +10,9 @@ from datetime import datetime
 import pytest
 
 from local.pec_provider import Quota
-from pecflow import admin, builder
-from pecflow.store import CampaignStatus, CampaignStore
+from local.pecbuild import builder
+from pecflow.services import admin
+from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore
 from tests.e2e.test_campaigns import MANIFEST, received_by, settle, upload
 
 PLAIN = {**MANIFEST, "body_text": "Gentile {{ ragione_sociale }}.\n", "attachments": []}

@@ -12,8 +12,10 @@ from collections import Counter
 import pytest
 
 from local.pec_provider import DROP_AFTER_DATA, FAIL, REJECT, SMTP_REJECT, Quota
-from pecflow import admin, builder, quota
-from pecflow.store import CampaignStatus, OutgoingStore
+from local.pecbuild import builder
+from pecflow.domain import quota
+from pecflow.services import admin
+from pecflow.adapters.dynamodb import CampaignStatus, OutgoingStore
 
 STEP = 60
 ARUBA = Quota(250, 20 * 60)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from local.pec_provider import FAIL, REJECT
-from pecflow.builder import Gestore, messaggio_originale
+from local.pecbuild.builder import Gestore, messaggio_originale
 
 
 def test_pecflow_classify_recognises_what_the_providers_deliver(dovecot, pec_network, tmp_path):

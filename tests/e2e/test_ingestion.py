@@ -13,10 +13,11 @@ from collections import Counter
 
 
 from local.pec_provider import FAIL, NO_DOMAIN, REJECT
-from pecflow import builder, kinds
-from pecflow.message import parse
-from pecflow.reconcile import State
-from pecflow.store import MessageStore, OutgoingStore
+from local.pecbuild import builder
+from pecflow.pec import kinds
+from pecflow.pec.message import parse
+from pecflow.domain.reconcile import State
+from pecflow.adapters.dynamodb import MessageStore, OutgoingStore
 
 POLL = 5 * 60
 
@@ -177,15 +178,15 @@ def test_bad_credentials_and_unreachable_hosts_do_not_stop_the_others(stack, dov
     good = stack.add_company_mailbox(alfa, "buona@pec.delta.test")
     wrong = stack.add_company_mailbox(alfa, "password-cambiata@pec.delta.test")
     dovecot.add_user(wrong.address, "una-nuova-password", keep_mail=True)        # changed on the provider, not in pecflow
-    from pecflow import admin
-    from pecflow.mailbox import MailboxConfig
+    from pecflow.services import admin
+    from pecflow.domain.mailbox import MailboxConfig
     admin.add_mailbox(stack.deployment(), MailboxConfig("irraggiungibile@pec.delta.test", "127.0.0.1", 1),
                       "x", check=False)
     dovecot.append(good.address, builder.corpus(1, seed=2)[0].raw)
     stack.runner.advance(POLL, timeout=120)
     polls = stack.runner.invocations_of("MailboxPollerFunction")
     assert len(polls) == 3 and all(i.ok for i in polls), "errors are recorded, not raised"
-    from pecflow.store import MailboxStore
+    from pecflow.adapters.dynamodb import MailboxStore
     registry = MailboxStore(stack.deployment().mailboxes_table, stack.deployment().resource("dynamodb"))
     assert registry.status(wrong.address)["error_kind"] == "auth"
     assert registry.status("irraggiungibile@pec.delta.test")["error_kind"] == "unreachable"
@@ -200,7 +201,7 @@ def test_one_poison_message_does_not_stop_the_mailbox(stack, dovecot, capsys):
     arrives in a busta di anomalia (its full record is over DynamoDB's 400 KB); a message the
     parser fails on arrives too. The certified mail and receipts after them are archived,
     recorded and reconciled, and the mailbox's status counts what was quarantined."""
-    from pecflow import admin
+    from pecflow.services import admin
 
     net = stack.network
     alfa = net.add_provider(builder.Gestore("Epsilon PEC S.p.A.", "pec.epsilon.test"))

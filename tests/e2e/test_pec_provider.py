@@ -21,9 +21,9 @@ from local.pec_provider import (
     DELAY, DROP_AFTER_DATA, FAIL, MAILBOX_FULL, NO_DOMAIN, REJECT, REJECT_VIRUS, SMTP_REJECT, TIMEOUT, VIRUS,
     PecNetwork, Quota, SimulatedProvider,
 )
-from pecflow import kinds
-from pecflow.builder import Gestore, messaggio_originale
-from pecflow.message import PecMessage, parse
+from pecflow.pec import kinds
+from local.pecbuild.builder import Gestore, messaggio_originale
+from pecflow.pec.message import PecMessage, parse
 
 ESTERNO = "mario.rossi@posta-ordinaria.example"
 

@@ -373,7 +373,7 @@ def test_the_functions_environment_is_installed_for_the_runners_life(app_aws, st
     assert os.environ["SECRET_ARN"] == app_aws.arn("ApiSecret")
     assert os.environ["AWS_ENDPOINT_URL"] == app_aws.endpoint_url
     assert os.environ["PECFLOW_CLOCK"] == "local.clock:now"
-    from pecflow import clock as pecflow_clock
+    from pecflow.domain import clock as pecflow_clock
     assert pecflow_clock.timestamp() == runner.clock.now()           # pecflow reads the runner's clock
     runner.stop()
     assert dict(os.environ) == before

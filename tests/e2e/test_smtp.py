@@ -8,9 +8,9 @@ import secrets
 import pytest
 
 from local.pec_provider import DROP_AFTER_DATA, SMTP_REJECT, Quota
-from pecflow import builder
-from pecflow.mail import MailboxUnavailable, SmtpSubmitter
-from pecflow.mailbox import MailboxConfig
+from local.pecbuild import builder
+from pecflow.adapters.mail import MailboxUnavailable, SmtpSubmitter
+from pecflow.domain.mailbox import MailboxConfig
 
 
 @pytest.fixture

@@ -25,9 +25,9 @@ def aws(monkeypatch):
 @pytest.fixture
 def wiring(aws):
     """An ingestor on moto's tables and bucket."""
-    from pecflow.archive import Archive
-    from pecflow.ingest import Ingestor
-    from pecflow.store import MailboxStore, MessageStore, OutgoingStore
+    from pecflow.adapters.archive import Archive
+    from pecflow.services.receive import Ingestor
+    from pecflow.adapters.dynamodb import MailboxStore, MessageStore, OutgoingStore
 
     ddb = aws.resource("dynamodb")
     return Ingestor(

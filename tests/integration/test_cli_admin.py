@@ -9,7 +9,7 @@ import json
 import pytest
 
 from pecflow import cli
-from pecflow.store import MailboxStore, MessageStore, OutgoingStore
+from pecflow.adapters.dynamodb import MailboxStore, MessageStore, OutgoingStore
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_campaign_upload_validates_then_uploads_the_manifest_last(env, tmp_path,
 
 
 def test_quarantined_messages_show_on_the_mailbox_and_in_the_inbox(env, monkeypatch, capsys):
-    from pecflow.mailbox import MailboxConfig
+    from pecflow.domain.mailbox import MailboxConfig
 
     ddb = env.resource("dynamodb")
     mailboxes = MailboxStore(env.physical("MailboxesTable"), ddb)

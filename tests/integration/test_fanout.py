@@ -10,9 +10,9 @@ import threading
 
 import pytest
 
-from pecflow.fanout import CampaignPackage, fan_out
-from pecflow.reconcile import CLAIM, SMTP_ACCEPTED, Job, State
-from pecflow.store import CampaignStatus, CampaignStore, OutgoingStore
+from pecflow.services.fanout import CampaignPackage, fan_out
+from pecflow.domain.reconcile import CLAIM, SMTP_ACCEPTED, Job, State
+from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore, OutgoingStore
 
 MANIFEST = {"mailbox": "ufficio@pec.azienda.test", "subject": "Avviso – {{ nome }}",
             "body_text": "Gentile {{ nome }}.\n", "receipt_type": "breve"}

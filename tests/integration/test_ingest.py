@@ -8,14 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pecflow import builder, kinds
-from pecflow.archive import Archive
-from pecflow.daticert import Destinatario
-from pecflow.ingest import Faults, Ingestor
-from pecflow.mail import ImapSession, MailboxUnavailable
-from pecflow.mailbox import MailboxConfig, Saturation, SaturationPolicy
-from pecflow.polling import PollRequest, handle_poll
-from pecflow.store import MailboxStore, MessageStore, OutgoingStore
+from local.pecbuild import builder
+from pecflow.pec import kinds
+from pecflow.adapters.archive import Archive
+from pecflow.pec.daticert import Destinatario
+from pecflow.services.receive import Faults, Ingestor
+from pecflow.adapters.mail import ImapSession, MailboxUnavailable
+from pecflow.domain.mailbox import MailboxConfig, Saturation, SaturationPolicy
+from pecflow.services.polling import PollRequest, handle_poll
+from pecflow.adapters.dynamodb import MailboxStore, MessageStore, OutgoingStore
 
 WHEN = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
@@ -243,7 +244,7 @@ def test_above_quota_expunges_oldest_first_until_below_the_line(dovecot, wiring)
 
 
 def test_above_quota_policy_must_expunge():
-    from pecflow.mailbox import ConfigError
+    from pecflow.domain.mailbox import ConfigError
 
     with pytest.raises(ConfigError, match="expunge"):
         SaturationPolicy(Saturation.ABOVE_QUOTA, archive_folder="Archivio").validate()

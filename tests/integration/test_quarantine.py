@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 import pytest
 from botocore.exceptions import ClientError
 
-from pecflow import builder, kinds, message
-from pecflow.ingest import MAX_ATTEMPTS, build_record
-from pecflow.polling import PollRequest, handle_poll
+from local.pecbuild import builder
+from pecflow.pec import kinds, message
+from pecflow.services.receive import MAX_ATTEMPTS, build_record
+from pecflow.services.polling import PollRequest, handle_poll
 from tests.integration.test_ingest import config_for, fill, our_traffic, poll
 
 WHEN = datetime(2026, 3, 2, 9, tzinfo=UTC)

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from botocore.exceptions import ClientError
 
-from pecflow import quota
-from pecflow.quota import QuotaPolicy, policy_from
-from pecflow.ratelimit import CONTENTION_WAIT, MAX_ROLLING_LIMIT, RateLimiter
+from pecflow.domain import quota
+from pecflow.domain.quota import QuotaPolicy, policy_from
+from pecflow.adapters.ratelimit import CONTENTION_WAIT, MAX_ROLLING_LIMIT, RateLimiter
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC).timestamp()
 BOX = "ufficio@pec.example.it"

@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pecflow import builder, kinds, message
-from pecflow.archive import Archive, sha256_hex
-from pecflow.daticert import Destinatario
-from pecflow.mailbox import Cursor, MailboxConfig
-from pecflow.reconcile import COUNTERS, State, reconcile_receipt
-from pecflow.store import Conflict, MailboxStore, MessageStore, OutgoingStore
+from local.pecbuild import builder
+from pecflow.pec import kinds, message
+from pecflow.adapters.archive import Archive, sha256_hex
+from pecflow.pec.daticert import Destinatario
+from pecflow.domain.mailbox import Cursor, MailboxConfig
+from pecflow.domain.reconcile import COUNTERS, State, reconcile_receipt
+from pecflow.adapters.dynamodb import Conflict, MailboxStore, MessageStore, OutgoingStore
 
 WHEN = datetime(2026, 3, 2, 10, tzinfo=UTC)
 

@@ -11,17 +11,18 @@ from datetime import timedelta
 
 import pytest
 
-from pecflow import admin, clock
-from pecflow.archive import Archive
+from pecflow.domain import clock
+from pecflow.services import admin
+from pecflow.adapters.archive import Archive
 from pecflow.deployment import Deployment
-from pecflow.fanout import queue_entry
-from pecflow.mail import Submission
-from pecflow.mailbox import MailboxConfig
-from pecflow.quota import Decision
-from pecflow.reconcile import CLAIM, Job, State
-from pecflow.sending import (MAX_DELAY_SECONDS, RENEW_AFTER_RECEIVES, STALE_CLAIM_SECONDS, Sender, StillSending,
+from pecflow.services.fanout import queue_entry
+from pecflow.adapters.mail import Submission
+from pecflow.domain.mailbox import MailboxConfig
+from pecflow.domain.quota import Decision
+from pecflow.domain.reconcile import CLAIM, Job, State
+from pecflow.services.sending import (MAX_DELAY_SECONDS, RENEW_AFTER_RECEIVES, STALE_CLAIM_SECONDS, Sender, StillSending,
                              dead_lettered, renew)
-from pecflow.store import CampaignStatus, CampaignStore, OutgoingStore
+from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore, OutgoingStore
 
 MAILBOX = "ufficio@pec.azienda.test"
 

@@ -13,8 +13,9 @@ from datetime import datetime, timedelta, timezone
 from email import policy
 
 import pytest
-from pecflow import builder, daticert, kinds
-from pecflow.builder import (
+from local.pecbuild import builder
+from pecflow.pec import daticert, kinds
+from local.pecbuild.builder import (
     ARUBA,
     LEGALMAIL,
     NAMIRIAL,

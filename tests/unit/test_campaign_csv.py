@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pecflow.campaign import Code, CsvError, CsvLimits, read_rows
+from pecflow.domain.campaign import Code, CsvError, CsvLimits, read_rows
 
 
 def rows_of(data: bytes, **kwargs):

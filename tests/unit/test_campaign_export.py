@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pecflow.campaign import EXPORT_COLUMNS, export_rows, safe_cell, write_export
+from pecflow.domain.campaign import EXPORT_COLUMNS, export_rows, safe_cell, write_export
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

@@ -18,8 +18,10 @@ import pytest
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
-from pecflow import campaign, campaign_render, cli
-from pecflow.campaign import (Code, DictAttachmentIndex, Manifest, RenderError, SqliteAttachmentIndex,
+from pecflow import cli
+from pecflow.domain import campaign
+from pecflow.domain.campaign import rendering as campaign_render
+from pecflow.domain.campaign import (Code, DictAttachmentIndex, Manifest, RenderError, SqliteAttachmentIndex,
                               compile_templates, render_message, validate)
 
 HEADER = "Nome;PEC\r\n"

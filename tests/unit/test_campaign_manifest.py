@@ -8,8 +8,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from tests.conftest import REPO
-from pecflow import campaign
-from pecflow.campaign import Code, Manifest, ManifestError, PdfSpec
+from pecflow.domain import campaign
+from pecflow.domain.campaign import Code, Manifest, ManifestError, PdfSpec
 
 MINIMAL = {"mailbox": "ufficio@pec.azienda.it", "subject": "Avviso {{ numero }}", "body_text": "Gentile {{ nome }}"}
 

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pecflow import campaign, campaign_pdf
-from pecflow.campaign import Manifest, RenderError, compile_templates, data, importo, render_message, text_pdf
+from pecflow.domain import campaign
+from pecflow.domain.campaign import pdf as campaign_pdf
+from pecflow.domain.campaign import Manifest, RenderError, compile_templates, data, importo, render_message, text_pdf
 
 WHEN = datetime(2026, 3, 2, 9, 30, tzinfo=timezone(timedelta(hours=1)))
 MANIFEST = Manifest.from_dict({

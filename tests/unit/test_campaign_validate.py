@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pecflow import campaign, cli
-from pecflow.campaign import Code, CsvLimits, DictAttachmentIndex, Manifest, SqliteAttachmentIndex, validate
+from pecflow import cli
+from pecflow.domain import campaign
+from pecflow.domain.campaign import Code, CsvLimits, DictAttachmentIndex, Manifest, SqliteAttachmentIndex, validate
 
 MANIFEST = {
     "mailbox": "ufficio@pec.azienda.it",

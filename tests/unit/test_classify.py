@@ -8,8 +8,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pecflow import builder, cli, kinds, message, sdi_builder
-from pecflow.daticert import Destinatario
+from local.pecbuild import builder, sdi_builder
+from pecflow import cli
+from pecflow.pec import kinds, message
+from pecflow.pec.daticert import Destinatario
 
 ROME = timezone(timedelta(hours=1))
 WHEN = datetime(2026, 3, 2, 10, 30, tzinfo=ROME)

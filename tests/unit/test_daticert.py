@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pecflow import daticert, safexml
-from pecflow.daticert import Daticert, Destinatario
+from pecflow.pec import daticert, safexml
+from pecflow.pec.daticert import Daticert, Destinatario
 from tests.conftest import real_fixtures
 
 ROME = timezone(timedelta(hours=1))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
-from pecflow.polling import PollRequest, tick_of
+from pecflow.services.polling import PollRequest, tick_of
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -39,7 +39,7 @@ def test_poller_sqs_batch():
 
 
 def test_fanout_events():
-    from pecflow.fanout import campaign_of
+    from pecflow.services.fanout import campaign_of
 
     s3_event = json.loads((EVENTS / "campaign_fanout_manifest.json").read_text())
     assert campaign_of(s3_event["Records"][0]["s3"]["object"]["key"]) == "solleciti-marzo-2026"

@@ -18,7 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pecflow import builder, cli, daticert, kinds, message, mime, p7m, safexml
+from local.pecbuild import builder
+from pecflow import cli
+from pecflow.pec import daticert, kinds, message, mime, p7m, safexml
 from tests.unit.test_robustness import _replace_daticert
 
 WHEN = datetime(2026, 3, 2, 10, 30, tzinfo=UTC)

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pecflow.mailbox import (ConfigError, Cursor, FolderStatus, MailboxConfig, OnProvider, PollAction, Saturation,
+from pecflow.domain.mailbox import (ConfigError, Cursor, FolderStatus, MailboxConfig, OnProvider, PollAction, Saturation,
                              SaturationPolicy, Usage, chunks, plan_poll, saturation_candidates)
-from pecflow.polling import PollRequest, tick_of
-from pecflow.secrets import password_from_secret, secret_value
+from pecflow.services.polling import PollRequest, tick_of
+from pecflow.adapters.secrets import password_from_secret, secret_value
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pecflow import mime
+from pecflow.pec import mime
 
 
 def part(text: str | bytes) -> mime.Part:

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pecflow import p7m
-from pecflow.p7m import P7mError, extract_signed_content
+from pecflow.pec import p7m
+from pecflow.pec.p7m import P7mError, extract_signed_content
 
 INVOICE = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
            b'<p:FatturaElettronica versione="FPR12" xmlns:p="urn:test">\xc3\xa8 ' + b"x" * 2500 +

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from pecflow import quota
-from pecflow.quota import MB, PRESETS, Decision, QuotaPolicy, admit, fits, next_slot, policy_from, prune, violations
+from pecflow.domain import quota
+from pecflow.domain.quota import MB, PRESETS, Decision, QuotaPolicy, admit, fits, next_slot, policy_from, prune, violations
 
 BASE = datetime(2026, 3, 2, 9, tzinfo=UTC).timestamp()    # realistic epoch magnitudes for float rounding
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import pytest
 
-from pecflow import kinds, message
+from pecflow.pec import kinds, message
 from tests.conftest import FIXTURES, real_fixtures, real_pec_labels
 
 

@@ -5,8 +5,8 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pecflow import kinds
-from pecflow.reconcile import (CLAIM, COUNTERS, SMTP_ACCEPTED, SMTP_LOST, State, buckets, counter_deltas,
+from pecflow.pec import kinds
+from pecflow.domain.reconcile import (CLAIM, COUNTERS, SMTP_ACCEPTED, SMTP_LOST, State, buckets, counter_deltas,
                                move_for_receipt, next_state)
 
 RECEIPTS = [kinds.ACCETTAZIONE, kinds.AVVENUTA_CONSEGNA, kinds.ERRORE_CONSEGNA,

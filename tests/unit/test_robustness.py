@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pecflow import builder, kinds, message
+from local.pecbuild import builder
+from pecflow.pec import kinds, message
 from tests.conftest import FIXTURES
 
 BOMB_LAUGHS = b"""<?xml version="1.0"?>

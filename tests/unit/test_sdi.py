@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pecflow import sdi
-from pecflow.sdi import classify_filename, normalise_nome_file, read_file, recognise
+from pecflow.pec import sdi
+from pecflow.pec.sdi import classify_filename, normalise_nome_file, read_file, recognise
 from tests.conftest import real_fixtures
 
 PA = "http://www.fatturapa.gov.it/sdi/messaggi/v1.0"

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
-from pecflow import campaign as campaign_mod
-from pecflow import clock
-from pecflow.sending import message_id_for
-from pecflow.store import CampaignStatus, CampaignStore, OutgoingStore
+from pecflow.domain import campaign as campaign_mod
+from pecflow.domain import clock
+from pecflow.services.sending import message_id_for
+from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore, OutgoingStore
 
 CAMPAIGN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MANIFEST_KEY = re.compile(r"^campaigns/(?P<id>[^/]+)/manifest\.json$")

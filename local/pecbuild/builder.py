@@ -36,8 +36,8 @@ from functools import cache, lru_cache
 from html import escape as html_escape
 from typing import Any
 
-from pecflow import daticert, kinds
-from pecflow.daticert import Daticert, Destinatario, normalise_msgid
+from pecflow.pec import daticert, kinds
+from pecflow.pec.daticert import Daticert, Destinatario, normalise_msgid
 
 __all__ = [
     "ARUBA", "GESTORI", "LEGALMAIL", "NAMIRIAL", "SIMULATO",
@@ -1183,7 +1183,7 @@ class _Generatore:
 
     def sdi(self, *, codice: str | None = None) -> list[_Voce]:
         """The SdI delivers an invoice with its metadata (MT) or a notification about ours."""
-        from pecflow import sdi_builder
+        from local.pecbuild import sdi_builder
 
         rng = self.rng
         codice = codice or rng.choices(("MT", "RC", "NS", "MC", "NE", "DT", "AT"),

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from pecflow.campaign_csv import ENCODING_NAMES, MAX_NAME_CHARS, CsvFormat, CsvLimits, Row, cut, read_rows
-from pecflow.campaign_export import export_rows, write_lines
-from pecflow.campaign_issues import Code, CsvError, Issue, ManifestError, RenderError
-from pecflow.campaign_manifest import Manifest, address_problem, attachment_name_problem, extension, show
-from pecflow.campaign_pdf import text_pdf
-from pecflow.campaign_render import Templates, compile_templates, estimated_size
+from pecflow.domain.campaign.recipients import ENCODING_NAMES, MAX_NAME_CHARS, CsvFormat, CsvLimits, Row, cut, read_rows
+from pecflow.domain.campaign.export import export_rows, write_lines
+from pecflow.domain.campaign.issues import Code, CsvError, Issue, ManifestError, RenderError
+from pecflow.domain.campaign.manifest import Manifest, address_problem, attachment_name_problem, extension, show
+from pecflow.domain.campaign.pdf import text_pdf
+from pecflow.domain.campaign.rendering import Templates, compile_templates, estimated_size
 
 MAX_ERRORS = 1000
 MAX_ROWS_OVER_LIMIT = 3      # rows whose templates went over their limits before the others are not rendered

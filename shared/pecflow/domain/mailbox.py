@@ -75,7 +75,7 @@ class MailboxConfig:
         if not self.folders or any(not f.strip() for f in self.folders):
             raise ConfigError("at least one folder to watch is required")
         self.saturation.validate()
-        from pecflow.quota import policy_from_spec
+        from pecflow.domain.quota import policy_from_spec
 
         try:
             policy_from_spec(self.quota_preset)

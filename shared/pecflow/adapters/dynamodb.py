@@ -28,9 +28,9 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from pecflow import clock
-from pecflow.mailbox import Cursor, MailboxConfig
-from pecflow.reconcile import COUNTERS, Job, Move, State, counter_deltas
+from pecflow.domain import clock
+from pecflow.domain.mailbox import Cursor, MailboxConfig
+from pecflow.domain.reconcile import COUNTERS, Job, Move, State, counter_deltas
 
 MESSAGE_ROW = "#message"
 

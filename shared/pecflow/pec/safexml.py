@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from xml.parsers import expat
 
-from pecflow import mime
+from pecflow.pec import mime
 
 MAX_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from pecflow import clock
-from pecflow.ingest import ArchiveFailed, Ingestor, PollResult
-from pecflow.mail import CONNECTION_ERRORS, ImapSession, MailboxUnavailable
-from pecflow.mailbox import MailboxConfig
-from pecflow.store import MailboxStore
+from pecflow.domain import clock
+from pecflow.services.receive import ArchiveFailed, Ingestor, PollResult
+from pecflow.adapters.mail import CONNECTION_ERRORS, ImapSession, MailboxUnavailable
+from pecflow.domain.mailbox import MailboxConfig
+from pecflow.adapters.dynamodb import MailboxStore
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,13 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pecflow import clock
-from pecflow.archive import Archive
-from pecflow.mail import MailboxUnavailable, Submission
-from pecflow.mailbox import MailboxConfig
-from pecflow.reconcile import (CANCEL, CLAIM, DEAD_LETTER, SMTP_ACCEPTED, SMTP_FAILED, SMTP_LOST, SMTP_RETRY, Job,
+from pecflow.domain import clock
+from pecflow.adapters.archive import Archive
+from pecflow.adapters.mail import MailboxUnavailable, Submission
+from pecflow.domain.mailbox import MailboxConfig
+from pecflow.domain.reconcile import (CANCEL, CLAIM, DEAD_LETTER, SMTP_ACCEPTED, SMTP_FAILED, SMTP_LOST, SMTP_RETRY, Job,
                                Move, State)
-from pecflow.store import CampaignStatus, CampaignStore, OutgoingStore
+from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore, OutgoingStore
 
 STALE_CLAIM_SECONDS = 15 * 60        # a claim older than this never finished: its outcome is unknown
 RENEW_AFTER_RECEIVES = 10            # a waiting job's queue message is renewed after this many

@@ -24,8 +24,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pecflow.campaign_issues import Code, CsvError
-from pecflow.campaign_manifest import column_key
+from pecflow.domain.campaign.issues import Code, CsvError
+from pecflow.domain.campaign.manifest import column_key
 
 DELIMITERS = (";", "\t", ",")       # order of preference when the sniffing cannot tell
 ENCODING_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "utf-16": "UTF-16",

@@ -15,7 +15,7 @@ import binascii
 import re
 from dataclasses import dataclass, field
 
-from pecflow import p7m, safexml
+from pecflow.pec import p7m, safexml
 
 MAX_FILE_BYTES = 8 * 1024 * 1024  # an attachment, p7m and base64 included
 MAX_XML_BYTES = 5 * 1024 * 1024  # the SdI's own limit for a file

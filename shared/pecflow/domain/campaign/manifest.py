@@ -15,7 +15,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from pecflow.campaign_issues import Code, Issue, ManifestError
+from pecflow.domain.campaign.issues import Code, Issue, ManifestError
 
 SCHEMA_NAME = "campaign-manifest.schema.json"
 RECEIPT_TYPES = ("completa", "breve", "sintetica")

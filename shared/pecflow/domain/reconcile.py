@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
-from pecflow import kinds
+from pecflow.pec import kinds
 
 if TYPE_CHECKING:
-    from pecflow.message import PecMessage
+    from pecflow.pec.message import PecMessage
 
 
 class State(StrEnum):

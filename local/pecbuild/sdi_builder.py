@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from xml.sax.saxutils import escape
 
-from pecflow import builder
+from local.pecbuild import builder
 
 PA = "http://www.fatturapa.gov.it/sdi/messaggi/v1.0"
 B2B = "http://ivaservizi.agenziaentrate.gov.it/docs/xsd/fattura/messaggi/v1.0"

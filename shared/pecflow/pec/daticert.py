@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from xml.sax.saxutils import escape, quoteattr
 
-from pecflow import mime, safexml
+from pecflow.pec import mime, safexml
 
 MAX_DATICERT_BYTES = 256 * 1024
 

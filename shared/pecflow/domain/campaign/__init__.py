@@ -11,16 +11,16 @@ flows 3 and 4). This module is the one to import; the work is split by concern:
 Pure domain code: no AWS, no sockets.
 """
 
-from pecflow.campaign_csv import CsvFormat, CsvLimits, CsvRows, Row, read_rows
-from pecflow.campaign_export import EXPORT_COLUMNS, export_rows, safe_cell, write_export, write_lines
-from pecflow.campaign_issues import CampaignError, Code, CsvError, Issue, ManifestError, RenderError
-from pecflow.campaign_manifest import (DEFAULT_FORMATS, DEFAULT_MAX_ATTACHMENT_BYTES,
+from pecflow.domain.campaign.recipients import CsvFormat, CsvLimits, CsvRows, Row, read_rows
+from pecflow.domain.campaign.export import EXPORT_COLUMNS, export_rows, safe_cell, write_export, write_lines
+from pecflow.domain.campaign.issues import CampaignError, Code, CsvError, Issue, ManifestError, RenderError
+from pecflow.domain.campaign.manifest import (DEFAULT_FORMATS, DEFAULT_MAX_ATTACHMENT_BYTES,
                                        DEFAULT_MAX_MESSAGE_BYTES, RECEIPT_TYPES, Manifest, PdfSpec,
                                        address_problem, attachment_name_problem, column_key, schema)
-from pecflow.campaign_pdf import text_pdf
-from pecflow.campaign_render import (Rendered, TemplateLimitError, Templates, compile_templates, data,
+from pecflow.domain.campaign.pdf import text_pdf
+from pecflow.domain.campaign.rendering import (Rendered, TemplateLimitError, Templates, compile_templates, data,
                                      environment, estimated_size, importo, render_message, row_values)
-from pecflow.campaign_validate import (AttachmentIndex, DictAttachmentIndex, SqliteAttachmentIndex,
+from pecflow.domain.campaign.validation import (AttachmentIndex, DictAttachmentIndex, SqliteAttachmentIndex,
                                        ValidationReport, local_files, validate)
 
 __all__ = [

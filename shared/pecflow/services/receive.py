@@ -29,14 +29,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from pecflow import clock, kinds
-from pecflow.archive import Archive, sha256_hex
-from pecflow.mailbox import (Cursor, MailboxConfig, OnProvider, PollAction, Saturation, chunks, plan_poll,
+from pecflow.domain import clock
+from pecflow.pec import kinds
+from pecflow.adapters.archive import Archive, sha256_hex
+from pecflow.domain.mailbox import (Cursor, MailboxConfig, OnProvider, PollAction, Saturation, chunks, plan_poll,
                              saturation_candidates)
-from pecflow.mail import ImapSession
-from pecflow.message import PecMessage, parse
-from pecflow.reconcile import OutgoingPort, find_thread, reconcile_receipt
-from pecflow.store import MailboxStore, MessageStore, is_service_failure, location
+from pecflow.adapters.mail import ImapSession
+from pecflow.pec.message import PecMessage, parse
+from pecflow.domain.reconcile import OutgoingPort, find_thread, reconcile_receipt
+from pecflow.adapters.dynamodb import MailboxStore, MessageStore, is_service_failure, location
 
 CHUNK_MESSAGES = 25
 CHUNK_BYTES = 24 * 1024 * 1024

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pecflow.mailbox import MailboxConfig, secret_name
+from pecflow.domain.mailbox import MailboxConfig, secret_name
 
 
 def password_from_secret(value: str) -> str:

@@ -12,7 +12,7 @@ import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pecflow.mailbox import FolderStatus, MailboxConfig, Usage
+from pecflow.domain.mailbox import FolderStatus, MailboxConfig, Usage
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:

@@ -1,5 +1,5 @@
 """The DynamoDB-backed rate limiter: one item per sending mailbox, shared by every concurrent
-sender (ARCHITECTURE.md flow 4). The decisions are `pecflow.quota`'s; this module only keeps
+sender (ARCHITECTURE.md flow 4). The decisions are `pecflow.domain.quota`'s; this module only keeps
 the state and takes slots atomically.
 
 Item (QuotaTable, key `mailbox`, lower-cased):
@@ -32,8 +32,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pecflow import clock, quota
-from pecflow.quota import Decision, QuotaPolicy
+from pecflow.domain import clock, quota
+from pecflow.domain.quota import Decision, QuotaPolicy
 
 MAX_ROLLING_LIMIT = 2_000     # 8 bytes a slot: items under 16 KB, writes under 16 WCU
 CONTENTION_WAIT = 1.0         # seconds, when every attempt lost its race
@@ -85,7 +85,7 @@ class RateLimiter:
         self.stats = LimiterStats()
 
     def acquire(self, mailbox: str, now: float | None = None, *, horizon: float = 0.0) -> Decision:
-        """Take a slot for one send from `mailbox` at `now` (default: pecflow.clock), or say
+        """Take a slot for one send from `mailbox` at `now` (default: pecflow.domain.clock), or say
         how long to wait. Allowed: send at `at` (normally `now`) — not before. Refused:
         nothing was taken; try again after `wait_seconds` (the real next slot: ceil it for SQS).
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-from pecflow import clock
+from pecflow.domain import clock
 from pecflow.deployment import Deployment
-from pecflow.mail import ImapSession, MailboxUnavailable
-from pecflow.mailbox import MailboxConfig, secret_name
-from pecflow.secrets import secret_value
-from pecflow.store import MailboxStore
+from pecflow.adapters.mail import ImapSession, MailboxUnavailable
+from pecflow.domain.mailbox import MailboxConfig, secret_name
+from pecflow.adapters.secrets import secret_value
+from pecflow.adapters.dynamodb import MailboxStore
 
 
 def store_password(deployment: Deployment, address: str, password: str) -> str:
@@ -71,7 +71,7 @@ RESENDABLE = ("delivery-failed", "error", "not-accepted")
 
 
 def _campaign_stores(deployment: Deployment):
-    from pecflow.store import CampaignStore, OutgoingStore
+    from pecflow.adapters.dynamodb import CampaignStore, OutgoingStore
 
     ddb = deployment.resource("dynamodb")
     return (CampaignStore(deployment.campaigns_table, ddb),
@@ -101,7 +101,7 @@ def campaign_jobs(deployment: Deployment, campaign_id: str):
 
 def set_campaign_status(deployment: Deployment, campaign_id: str, action: str) -> str:
     """pause | resume | cancel. Returns the new status."""
-    from pecflow.store import CampaignStatus
+    from pecflow.adapters.dynamodb import CampaignStatus
 
     campaigns, _ = _campaign_stores(deployment)
     transitions = {
@@ -128,7 +128,7 @@ def set_campaign_status(deployment: Deployment, campaign_id: str, action: str) -
 def _requeue(deployment: Deployment, jobs: list[dict], *, why: str | None) -> int:
     """Put jobs on the send queue; `why` names a deliberate re-queue (a new deduplication id: a
     job already there is safe, a sender handles a job once)."""
-    from pecflow.fanout import BATCH, queue_entry
+    from pecflow.services.fanout import BATCH, queue_entry
 
     sqs = deployment.client("sqs")
     for start in range(0, len(jobs), BATCH):
@@ -143,8 +143,8 @@ def redrive(deployment: Deployment, campaign_id: str) -> dict[str, int]:
     """Send again what stopped without being sent: the jobs the dead-letter queue turned into
     errors (back to `pending`), and every pending job, which may have no queue message left.
     Safe to repeat: a job is sent at most once whatever is queued."""
-    from pecflow.reconcile import REDRIVE, Job, State
-    from pecflow.store import CampaignStatus
+    from pecflow.domain.reconcile import REDRIVE, Job, State
+    from pecflow.adapters.dynamodb import CampaignStatus
 
     campaigns, outgoing = _campaign_stores(deployment)
     item = campaigns.get(campaign_id)
@@ -175,9 +175,9 @@ def redrive(deployment: Deployment, campaign_id: str) -> dict[str, int]:
 def resend_failed(deployment: Deployment, campaign_id: str) -> int:
     """A new attempt for every recipient whose latest attempt failed (delivery failure, error,
     non accettazione): new jobs with new Message-IDs, counted and queued. Safe to repeat."""
-    from pecflow.fanout import BATCH
-    from pecflow.sending import message_id_for
-    from pecflow.store import CampaignStatus
+    from pecflow.services.fanout import BATCH
+    from pecflow.services.sending import message_id_for
+    from pecflow.adapters.dynamodb import CampaignStatus
 
     campaigns, outgoing = _campaign_stores(deployment)
     item = campaigns.get(campaign_id)

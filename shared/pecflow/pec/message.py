@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
-from pecflow import daticert as daticert_mod
-from pecflow import kinds, mime, sdi
+from pecflow.pec import daticert as daticert_mod
+from pecflow.pec import kinds, mime, sdi
 
 MAX_NESTED_MESSAGES = 8      # postacert.eml inside postacert.eml ... followed this deep
 MAX_PARSE_BYTES = 200 * 1024 * 1024

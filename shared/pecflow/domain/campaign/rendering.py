@@ -44,9 +44,9 @@ from jinja2.utils import Namespace, concat
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup
 
-from pecflow.campaign_issues import Code, Issue, ManifestError, RenderError
-from pecflow.campaign_manifest import Manifest, address_problem, extension, show
-from pecflow.campaign_pdf import text_pdf
+from pecflow.domain.campaign.issues import Code, Issue, ManifestError, RenderError
+from pecflow.domain.campaign.manifest import Manifest, address_problem, extension, show
+from pecflow.domain.campaign.pdf import text_pdf
 
 MESI = ("gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto", "settembre",
         "ottobre", "novembre", "dicembre")
