@@ -9,6 +9,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "shared")]
-for _name, _value in {"AWS_DEFAULT_REGION": "eu-south-1", "AWS_ACCESS_KEY_ID": "bench",
-                      "AWS_SECRET_ACCESS_KEY": "bench"}.items():
+for _name, _value in {
+    "AWS_DEFAULT_REGION": "eu-south-1",
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+}.items():
     os.environ.setdefault(_name, _value)

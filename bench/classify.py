@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "shared"))
 
 from local.pecbuild import builder  # noqa: E402
-from pecflow.pec import message
+from pecflow.pec import message  # noqa: E402
 
 TARGET = 1.2
 
@@ -51,9 +51,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small corpus, few rounds (under 30 s)")
     parser.add_argument("--messages", type=int, help="messages from the builder (default 3000; quick 600)")
     parser.add_argument("--rounds", type=int, help="timed rounds per parser (default 5; quick 3)")
-    parser.add_argument("--samples", type=Path, action="append",
-                        default=[REPO.parent / "shared" / "fixtures" / "pec"],
-                        help="extra folder of .eml files (repeatable)")
+    parser.add_argument(
+        "--samples",
+        type=Path,
+        action="append",
+        default=[REPO.parent / "shared" / "fixtures" / "pec"],
+        help="extra folder of .eml files (repeatable)",
+    )
     args = parser.parse_args()
     size = args.messages or (600 if args.quick else 3000)
     rounds = args.rounds or (3 if args.quick else 5)
@@ -65,26 +69,33 @@ def main() -> None:
     by_kind: dict[str, int] = {}
     for r in results:
         by_kind[r.kind] = by_kind.get(r.kind, 0) + 1
-    print(f"corpus: {len(raws)} messages, {total_mb:.1f} MB "
-          f"({', '.join(f'{k} {n}' for k, n in sorted(by_kind.items(), key=lambda kv: -kv[1]))})")
+    print(
+        f"corpus: {len(raws)} messages, {total_mb:.1f} MB "
+        f"({', '.join(f'{k} {n}' for k, n in sorted(by_kind.items(), key=lambda kv: -kv[1]))})"
+    )
 
     functions = {
         "stdlib compat32 (bare parse)": email.message_from_bytes,
         "pecflow.pec.message.parse": message.parse,
     }
     if not args.quick:
-        functions["stdlib policy.default (bare parse)"] = \
-            lambda raw: email.message_from_bytes(raw, policy=email.policy.default)
+        functions["stdlib policy.default (bare parse)"] = lambda raw: email.message_from_bytes(
+            raw, policy=email.policy.default
+        )
     best = best_of(rounds, functions, raws)
     base = best["stdlib compat32 (bare parse)"]
     for name, seconds in best.items():
-        print(f"{name:36s} {len(raws) / seconds:9.0f} msg/s {total_mb / seconds:8.1f} MB/s "
-              f"{seconds / base:6.2f}x")
+        print(
+            f"{name:36s} {len(raws) / seconds:9.0f} msg/s {total_mb / seconds:8.1f} MB/s "
+            f"{seconds / base:6.2f}x"
+        )
     if real:
         # the real samples alone (small, few attachments): the least favourable mix for pecflow
         few = best_of(rounds * 20, {k: functions[k] for k in list(functions)[:2]}, real)
-        print(f"real samples only ({len(real)} messages): "
-              f"{few["pecflow.pec.message.parse"] / few['stdlib compat32 (bare parse)']:.2f}x")
+        print(
+            f"real samples only ({len(real)} messages): "
+            f"{few['pecflow.pec.message.parse'] / few['stdlib compat32 (bare parse)']:.2f}x"
+        )
     ratio = best["pecflow.pec.message.parse"] / base
     print(f"classify: {ratio:.2f} x bare compat32 parse (target <= {TARGET})")
 

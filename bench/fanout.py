@@ -27,7 +27,7 @@ MANIFEST = {
     "mailbox": "ufficio@pec.azienda.test",
     "subject": "Avviso di scadenza – {{ ragione_sociale }}",
     "body_text": "Gentile {{ ragione_sociale }},\nle ricordiamo l'importo di {{ importo|importo }} "
-                 "in scadenza il {{ scadenza|data }}.\nCordiali saluti\n",
+    "in scadenza il {{ scadenza|data }}.\nCordiali saluti\n",
     "attachments": ["condizioni-generali.pdf"],
     "attachment_column": "allegato",
     "receipt_type": "completa",
@@ -49,8 +49,10 @@ def csv_bytes(rows: int) -> bytes:
     out = io.StringIO()
     out.write("PEC;Ragione Sociale;Importo;Scadenza;Allegato\r\n")
     for i in range(rows):
-        out.write(f"cliente{i:06d}@pec.clienti.test;\"Società {i} S.r.l. – àèìòù\";{1000 + i % 9000},50;"
-                  f"31/01/2027;avviso-{i % FILES:03d}.pdf\r\n")
+        out.write(
+            f'cliente{i:06d}@pec.clienti.test;"Società {i} S.r.l. – àèìòù";{1000 + i % 9000},50;'
+            f"31/01/2027;avviso-{i % FILES:03d}.pdf\r\n"
+        )
     return out.getvalue().encode("cp1252")
 
 
@@ -58,11 +60,17 @@ def upload(aws, campaign_id: str, rows: int) -> None:
     s3 = aws.client("s3")
     bucket = aws.physical("CampaignBucket")
     prefix = f"campaigns/{campaign_id}/"
-    s3.put_object(Bucket=bucket, Key=prefix + "attachments/condizioni-generali.pdf",
-                  Body=b"%PDF-1.4 condizioni generali\n%%EOF\n")
+    s3.put_object(
+        Bucket=bucket,
+        Key=prefix + "attachments/condizioni-generali.pdf",
+        Body=b"%PDF-1.4 condizioni generali\n%%EOF\n",
+    )
     for i in range(FILES):
-        s3.put_object(Bucket=bucket, Key=f"{prefix}attachments/avviso-{i:03d}.pdf",
-                      Body=f"%PDF-1.4 avviso {i}\n%%EOF\n".encode())
+        s3.put_object(
+            Bucket=bucket,
+            Key=f"{prefix}attachments/avviso-{i:03d}.pdf",
+            Body=f"%PDF-1.4 avviso {i}\n%%EOF\n".encode(),
+        )
     s3.put_object(Bucket=bucket, Key=prefix + "recipients.csv", Body=csv_bytes(rows))
     s3.put_object(Bucket=bucket, Key=prefix + "manifest.json", Body=json.dumps(MANIFEST).encode())
 
@@ -71,8 +79,8 @@ def child(args) -> None:
     """One fan-out, measured from inside its own process; prints one JSON line."""
     import boto3
 
-    from pecflow.services.fanout import CampaignPackage, fan_out
     from pecflow.adapters.dynamodb import CampaignStore, OutgoingStore
+    from pecflow.services.fanout import CampaignPackage, fan_out
 
     env = json.loads(args.child)
     s3 = boto3.client("s3", endpoint_url=env["endpoint"])
@@ -81,21 +89,39 @@ def child(args) -> None:
     campaigns = CampaignStore(env["campaigns_table"], dynamodb)
     outgoing = OutgoingStore(env["outgoing_table"], dynamodb, campaigns_table=env["campaigns_table"])
     package = CampaignPackage(s3, env["bucket"], env["campaign_id"])
-    package.read("manifest.json")      # connections and parsers warm, as in a warm Lambda
+    package.read("manifest.json")  # connections and parsers warm, as in a warm Lambda
     before = _status_mib("VmRSS")
     started = time.perf_counter()
-    result = fan_out(env["campaign_id"], package=package, campaigns=campaigns, outgoing=outgoing,
-                     send_batch=lambda entries: sqs.send_message_batch(QueueUrl=env["queue_url"], Entries=entries))
+    result = fan_out(
+        env["campaign_id"],
+        package=package,
+        campaigns=campaigns,
+        outgoing=outgoing,
+        send_batch=lambda entries: sqs.send_message_batch(QueueUrl=env["queue_url"], Entries=entries),
+    )
     elapsed = time.perf_counter() - started
     peak = _status_mib("VmHWM")
-    print(json.dumps({"status": result.status, "rows": result.rows, "queued": result.queued,
-                      "seconds": elapsed, "peak_mib": peak, "before_mib": before}))
+    print(
+        json.dumps(
+            {
+                "status": result.status,
+                "rows": result.rows,
+                "queued": result.queued,
+                "seconds": elapsed,
+                "peak_mib": peak,
+                "before_mib": before,
+            }
+        )
+    )
 
 
 def in_queue(aws) -> int:
-    return int(aws.client("sqs").get_queue_attributes(
-        QueueUrl=aws.url("SendQueue"), AttributeNames=["ApproximateNumberOfMessages"],
-    )["Attributes"]["ApproximateNumberOfMessages"])
+    return int(
+        aws.client("sqs").get_queue_attributes(
+            QueueUrl=aws.url("SendQueue"),
+            AttributeNames=["ApproximateNumberOfMessages"],
+        )["Attributes"]["ApproximateNumberOfMessages"]
+    )
 
 
 def measure(aws, rows: int) -> dict:
@@ -104,11 +130,20 @@ def measure(aws, rows: int) -> dict:
     started = time.perf_counter()
     upload(aws, campaign_id, rows)
     uploaded = time.perf_counter() - started
-    env = {"endpoint": aws.endpoint_url, "bucket": aws.physical("CampaignBucket"), "campaign_id": campaign_id,
-           "campaigns_table": aws.physical("CampaignsTable"), "outgoing_table": aws.physical("OutgoingTable"),
-           "queue_url": aws.url("SendQueue")}
-    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(env)], capture_output=True, text=True,
-                          env={**os.environ, "POWERTOOLS_SERVICE_NAME": "bench"})
+    env = {
+        "endpoint": aws.endpoint_url,
+        "bucket": aws.physical("CampaignBucket"),
+        "campaign_id": campaign_id,
+        "campaigns_table": aws.physical("CampaignsTable"),
+        "outgoing_table": aws.physical("OutgoingTable"),
+        "queue_url": aws.url("SendQueue"),
+    }
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(env)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "POWERTOOLS_SERVICE_NAME": "bench"},
+    )
     if done.returncode != 0:
         sys.exit(f"fan-out of {rows} rows failed:\n{done.stderr[-3000:]}")
     figures = json.loads(done.stdout.strip().splitlines()[-1])
@@ -134,17 +169,22 @@ def main() -> None:
         results = {}
         for rows in (small, large):
             figures = results[rows] = measure(aws, rows)
-            print(f"{rows:7d} rows: {rows / figures['seconds']:7.0f} rows/s ({figures['seconds']:.1f} s), "
-                  f"peak memory {figures['peak_mib']:.1f} MiB (before the fan-out {figures['before_mib']:.1f} MiB), "
-                  f"{figures['in_queue']} jobs in the send queue", flush=True)
+            print(
+                f"{rows:7d} rows: {rows / figures['seconds']:7.0f} rows/s ({figures['seconds']:.1f} s), "
+                f"peak memory {figures['peak_mib']:.1f} MiB (before the fan-out {figures['before_mib']:.1f} MiB), "
+                f"{figures['in_queue']} jobs in the send queue",
+                flush=True,
+            )
     finally:
         aws.stop()
     ratio = results[large]["peak_mib"] / results[small]["peak_mib"]
-    print(f"fanout: {ratio:.2f} x the peak memory of {small:,} rows at {large:,} rows, "
-          f"{large / results[large]['seconds']:.0f} rows/s (target <= 1.20 x)")
+    print(
+        f"fanout: {ratio:.2f} x the peak memory of {small:,} rows at {large:,} rows, "
+        f"{large / results[large]['seconds']:.0f} rows/s (target <= 1.20 x)"
+    )
 
 
 if __name__ == "__main__":
     main()
     sys.stdout.flush()
-    os._exit(0)   # moto's state of 100,000 jobs takes minutes to tear down object by object
+    os._exit(0)  # moto's state of 100,000 jobs takes minutes to tear down object by object

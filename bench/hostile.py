@@ -41,13 +41,17 @@ MB = 1 << 20
 FLOOR_MB = 1.0
 TARGET_S, TARGET_M = 0.5, 20.0
 
-HEAD = (b"From: mittente@pec.esempio.it\r\nTo: dest@pec.esempio.it\r\nSubject: prova\r\n"
-        b"Date: Mon, 02 Mar 2026 10:30:00 +0100\r\nMessage-ID: <hostile@pec.esempio.it>\r\n"
-        b"MIME-Version: 1.0\r\n")
-RECEIPT = (b"From: posta-certificata@pec.esempio.it\r\nTo: mittente@pec.esempio.it\r\n"
-           b"Subject: ACCETTAZIONE: prova\r\nDate: Mon, 02 Mar 2026 10:30:00 +0100\r\n"
-           b"Message-ID: <ricevuta@pec.esempio.it>\r\nX-Ricevuta: accettazione\r\n"
-           b"X-Riferimento-Message-ID: <hostile@pec.esempio.it>\r\nMIME-Version: 1.0\r\n")
+HEAD = (
+    b"From: mittente@pec.esempio.it\r\nTo: dest@pec.esempio.it\r\nSubject: prova\r\n"
+    b"Date: Mon, 02 Mar 2026 10:30:00 +0100\r\nMessage-ID: <hostile@pec.esempio.it>\r\n"
+    b"MIME-Version: 1.0\r\n"
+)
+RECEIPT = (
+    b"From: posta-certificata@pec.esempio.it\r\nTo: mittente@pec.esempio.it\r\n"
+    b"Subject: ACCETTAZIONE: prova\r\nDate: Mon, 02 Mar 2026 10:30:00 +0100\r\n"
+    b"Message-ID: <ricevuta@pec.esempio.it>\r\nX-Ricevuta: accettazione\r\n"
+    b"X-Riferimento-Message-ID: <hostile@pec.esempio.it>\r\nMIME-Version: 1.0\r\n"
+)
 WHEN = datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
 
 
@@ -74,47 +78,79 @@ def mime_bomb(size):
     width = max(10, int((size / 9) ** 0.5))
     inner = b"".join(b"--i\r\n\r\n" for _ in range(width)) + b"--i--\r\n"
     child = b"Content-Type: multipart/mixed; boundary=i\r\n\r\n" + inner
-    return (HEAD + b"Content-Type: multipart/mixed; boundary=o\r\n\r\n"
-            + b"".join(b"--o\r\n" + child for _ in range(width)) + b"--o--\r\n")
+    return (
+        HEAD
+        + b"Content-Type: multipart/mixed; boundary=o\r\n\r\n"
+        + b"".join(b"--o\r\n" + child for _ in range(width))
+        + b"--o--\r\n"
+    )
 
 
 def named_parts(size):
     # an envelope whose postacert.eml holds the most parts read, each named, with encoded
     # words and RFC 2231 parameters, and .xml files looked at as possible SdI files
-    leaf = (b'Content-Type: application/xml; name="=?utf-8?q?f=C3=A9?=.xml"; charset=utf-8\r\n'
-            b"Content-Disposition: attachment; filename*=utf-8''f%C3%A9.xml\r\n\r\n<a/>\r\n")
-    group = (b"Content-Type: multipart/mixed; boundary=g\r\n\r\n"
-             + b"".join(b"--g\r\n" + leaf for _ in range(999)) + b"--g--\r\n")
+    leaf = (
+        b'Content-Type: application/xml; name="=?utf-8?q?f=C3=A9?=.xml"; charset=utf-8\r\n'
+        b"Content-Disposition: attachment; filename*=utf-8''f%C3%A9.xml\r\n\r\n<a/>\r\n"
+    )
+    group = (
+        b"Content-Type: multipart/mixed; boundary=g\r\n\r\n"
+        + b"".join(b"--g\r\n" + leaf for _ in range(999))
+        + b"--g--\r\n"
+    )
     count = max(1, min(11, size // len(group)))
-    inner = (HEAD + b"Content-Type: multipart/mixed; boundary=i\r\n\r\n"
-             + b"".join(b"--i\r\n" + group for _ in range(count)) + b"--i--\r\n")
-    return (b"From: posta-certificata@pec.esempio.it\r\nX-Trasporto: posta-certificata\r\n"
-            b"Subject: POSTA CERTIFICATA: x\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n"
-            b'Content-Type: message/rfc822; name="postacert.eml"\r\n\r\n' + inner + b"\r\n--o--\r\n")
+    inner = (
+        HEAD
+        + b"Content-Type: multipart/mixed; boundary=i\r\n\r\n"
+        + b"".join(b"--i\r\n" + group for _ in range(count))
+        + b"--i--\r\n"
+    )
+    return (
+        b"From: posta-certificata@pec.esempio.it\r\nX-Trasporto: posta-certificata\r\n"
+        b"Subject: POSTA CERTIFICATA: x\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n"
+        b'Content-Type: message/rfc822; name="postacert.eml"\r\n\r\n' + inner + b"\r\n--o--\r\n"
+    )
 
 
 def many_parameters(size):
     # parts whose header fields hold as many short parameters as are read
     field = b"; a=b" * 1000
-    part = (b"Content-Type: text/plain" + field + b"\r\nContent-Disposition: attachment" + field
-            + b"\r\n\r\nx\r\n")
-    return (HEAD + b"Content-Type: multipart/mixed; boundary=p\r\n\r\n"
-            + b"".join(b"--p\r\n" + part for _ in range(max(1, size // len(part)))) + b"--p--\r\n")
+    part = (
+        b"Content-Type: text/plain"
+        + field
+        + b"\r\nContent-Disposition: attachment"
+        + field
+        + b"\r\n\r\nx\r\n"
+    )
+    return (
+        HEAD
+        + b"Content-Type: multipart/mixed; boundary=p\r\n\r\n"
+        + b"".join(b"--p\r\n" + part for _ in range(max(1, size // len(part))))
+        + b"--p--\r\n"
+    )
 
 
 def tiny_fields_in_parts(size):
     # parts whose headers hold as many one-letter fields as are kept for one entity
     part = b"a:\n" * 2000 + b"\nx\n"
-    return (HEAD + b"Content-Type: multipart/mixed; boundary=f\r\n\r\n"
-            + b"".join(b"--f\n" + part for _ in range(max(1, size // len(part)))) + b"--f--\n")
+    return (
+        HEAD
+        + b"Content-Type: multipart/mixed; boundary=f\r\n\r\n"
+        + b"".join(b"--f\n" + part for _ in range(max(1, size // len(part))))
+        + b"--f--\n"
+    )
 
 
 def encoded_word_names(size):
     # parts named with as many short encoded words as fit in a header field
     name = b"=?a?q?b?=" * 20_000
     part = b'Content-Type: application/pdf; name="' + name + b'"\r\n\r\nx\r\n'
-    return (HEAD + b"Content-Type: multipart/mixed; boundary=w\r\n\r\n"
-            + b"".join(b"--w\r\n" + part for _ in range(max(1, size // len(part)))) + b"--w--\r\n")
+    return (
+        HEAD
+        + b"Content-Type: multipart/mixed; boundary=w\r\n\r\n"
+        + b"".join(b"--w\r\n" + part for _ in range(max(1, size // len(part))))
+        + b"--w--\r\n"
+    )
 
 
 def deep_multipart(size):
@@ -131,10 +167,12 @@ def deep_multipart(size):
 
 def deep_messages(size):
     # postacert.eml inside postacert.eml ... each level an envelope, 7bit
-    level = (b"From: posta-certificata@pec.esempio.it\r\nX-Trasporto: posta-certificata\r\n"
-             b"Subject: POSTA CERTIFICATA: x\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\n"
-             b'Content-Type: message/rfc822; name="postacert.eml"\r\n'
-             b'Content-Disposition: attachment; filename="postacert.eml"\r\n\r\n')
+    level = (
+        b"From: posta-certificata@pec.esempio.it\r\nX-Trasporto: posta-certificata\r\n"
+        b"Subject: POSTA CERTIFICATA: x\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\n"
+        b'Content-Type: message/rfc822; name="postacert.eml"\r\n'
+        b'Content-Disposition: attachment; filename="postacert.eml"\r\n\r\n'
+    )
     return level * max(1, size // len(level)) + b"Subject: fine\r\n\r\nfine\r\n"
 
 
@@ -142,11 +180,12 @@ def base64_messages(size):
     # each level a message/rfc822 part in base64 holding the next: 3/4 of the size per level
     raw = HEAD + b"\r\n" + _fill(b"x" * 75 + b"\r\n", size // 8)
     while len(raw) < size:
-        raw = (HEAD + b"X-Trasporto: posta-certificata\r\n"
-               b"Content-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\n"
-               b'Content-Type: message/rfc822; name="postacert.eml"\r\n'
-               b"Content-Transfer-Encoding: base64\r\n\r\n"
-               + base64.encodebytes(raw) + b"\r\n--z--\r\n")
+        raw = (
+            HEAD + b"X-Trasporto: posta-certificata\r\n"
+            b"Content-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\n"
+            b'Content-Type: message/rfc822; name="postacert.eml"\r\n'
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(raw) + b"\r\n--z--\r\n"
+        )
     return raw
 
 
@@ -154,11 +193,13 @@ def qp_messages(size):
     # quoted-printable nesting: a level decodes to nearly its own size
     raw = HEAD + b"\r\n" + _fill(b"y" * 70 + b"\r\n", size)
     for level in range(9):
-        raw = (HEAD + b"X-Trasporto: posta-certificata\r\n"
-               b"Content-Type: multipart/mixed; boundary=q%d\r\n\r\n--q%d\r\n"
-               b'Content-Type: message/rfc822; name="postacert.eml"\r\n'
-               b"Content-Transfer-Encoding: quoted-printable"
-               b"\r\n\r\n%s\r\n--q%d--\r\n" % (level, level, raw.replace(b"=", b"=3D"), level))
+        raw = (
+            HEAD + b"X-Trasporto: posta-certificata\r\n"
+            b"Content-Type: multipart/mixed; boundary=q%d\r\n\r\n--q%d\r\n"
+            b'Content-Type: message/rfc822; name="postacert.eml"\r\n'
+            b"Content-Transfer-Encoding: quoted-printable"
+            b"\r\n\r\n%s\r\n--q%d--\r\n" % (level, level, raw.replace(b"=", b"=3D"), level)
+        )
     return raw
 
 
@@ -172,8 +213,7 @@ def encoded_words_unclosed(size):
 
 def utf7_surrogate_subject(size):
     subject = b"Subject: =?utf-7?Q?+2D0-?= " + _fill(b"=?utf-7?B?K0FHRS0=?= ", size)
-    return (HEAD.replace(b"Subject: prova", subject)
-            + b"\r\nbody\r\n")
+    return HEAD.replace(b"Subject: prova", subject) + b"\r\nbody\r\n"
 
 
 def folded_header(size):
@@ -186,15 +226,28 @@ def many_header_fields(size):
 
 def from_parentheses(size):
     count = min(100_000, size)
-    return (b"From: " + b"(" * count + b"a@b.it\r\nTo: " + b"(" * count + b"c@d.it\r\n"
-            + RECEIPT[RECEIPT.index(b"Subject"):] + b"\r\n" + _fill(b"pad\r\n", size - 2 * count))
+    return (
+        b"From: "
+        + b"(" * count
+        + b"a@b.it\r\nTo: "
+        + b"(" * count
+        + b"c@d.it\r\n"
+        + RECEIPT[RECEIPT.index(b"Subject") :]
+        + b"\r\n"
+        + _fill(b"pad\r\n", size - 2 * count)
+    )
 
 
 def address_slow_shapes(size):
     # the stdlib address parser at its slowest (several microseconds a character)
     field = b"@" * 200_000
-    return (RECEIPT.replace(b"To: mittente@pec.esempio.it", b"To: " + field + b"\r\nCc: " + b"<" * 200_000)
-            + b"Reply-To: " + b",".join([b"a.b.c" * 40] * 1000) + b"\r\n\r\n" + _fill(b"pad\r\n", size))
+    return (
+        RECEIPT.replace(b"To: mittente@pec.esempio.it", b"To: " + field + b"\r\nCc: " + b"<" * 200_000)
+        + b"Reply-To: "
+        + b",".join([b"a.b.c" * 40] * 1000)
+        + b"\r\n\r\n"
+        + _fill(b"pad\r\n", size)
+    )
 
 
 def many_recipients(size):
@@ -210,26 +263,41 @@ def many_to_fields(size):
 
 def rfc2231_continuations(size):
     pieces = b"".join(b";\r\n filename*%d*=%%C3%%A9" % i for i in range(size // 20))
-    return (HEAD + b"Content-Type: multipart/mixed; boundary=r\r\n\r\n--r\r\n"
-            b"Content-Type: application/octet-stream; name*0*=punycode''abc" + pieces + b"\r\n"
-            b"Content-Disposition: attachment" + pieces + b"\r\n\r\ndata\r\n--r--\r\n")
+    return (
+        HEAD + b"Content-Type: multipart/mixed; boundary=r\r\n\r\n--r\r\n"
+        b"Content-Type: application/octet-stream; name*0*=punycode''abc" + pieces + b"\r\n"
+        b"Content-Disposition: attachment" + pieces + b"\r\n\r\ndata\r\n--r--\r\n"
+    )
 
 
 def params_backtracking(size):
-    return (HEAD + b"Content-Type: multipart/mixed;" + b" " * (size // 3) + b";x" + b" " * (size // 3)
-            + b"; boundary=" + b"\t" * (size // 3) + b"\r\n\r\nbody\r\n")
+    return (
+        HEAD
+        + b"Content-Type: multipart/mixed;"
+        + b" " * (size // 3)
+        + b";x"
+        + b" " * (size // 3)
+        + b"; boundary="
+        + b"\t" * (size // 3)
+        + b"\r\n\r\nbody\r\n"
+    )
 
 
 def address_backtracking(size):
-    return (RECEIPT.replace(b"To: mittente@pec.esempio.it", b"To: a@b" + b" " * (size // 2) + b"x")
-            .replace(b"From: posta-certificata@pec.esempio.it", b"From: " + b" " * (size // 2) + b"x@y z")
-            + b"\r\nbody\r\n")
+    return (
+        RECEIPT.replace(b"To: mittente@pec.esempio.it", b"To: a@b" + b" " * (size // 2) + b"x").replace(
+            b"From: posta-certificata@pec.esempio.it", b"From: " + b" " * (size // 2) + b"x@y z"
+        )
+        + b"\r\nbody\r\n"
+    )
 
 
 def on_behalf_backtracking(size):
     display = b"Per conto di: a" + b" " * size + b"b"
-    return (b'From: "' + display + b'" <posta-certificata@pec.esempio.it>\r\n'
-            b"X-Trasporto: posta-certificata\r\nSubject: POSTA CERTIFICATA: x\r\n\r\nbody\r\n")
+    return (
+        b'From: "' + display + b'" <posta-certificata@pec.esempio.it>\r\n'
+        b"X-Trasporto: posta-certificata\r\nSubject: POSTA CERTIFICATA: x\r\n\r\nbody\r\n"
+    )
 
 
 def carriage_returns(size):
@@ -242,8 +310,12 @@ def long_line_body(size):
 
 
 def boundary_lookalikes(size):
-    return (HEAD + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n"
-            + _fill(b"--bx\r\n", size) + b"--b--\r\n")
+    return (
+        HEAD
+        + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n"
+        + _fill(b"--bx\r\n", size)
+        + b"--b--\r\n"
+    )
 
 
 def no_blank_line(size):
@@ -259,10 +331,20 @@ def daticert(encoding: str):
         from local.pecbuild import builder
 
         original = builder.messaggio_originale(
-            mittente="mittente@pec.esempio.it", destinatari=["dest@pec.esempio.it"], oggetto="prova",
-            testo="testo\n", message_id="<hostile@pec.esempio.it>", data=WHEN)
-        raw = builder.ricevuta("accettazione", original, gestore=builder.SIMULATO,
-                               identificativo="opec.1@pec.simulato.test", data=WHEN)
+            mittente="mittente@pec.esempio.it",
+            destinatari=["dest@pec.esempio.it"],
+            oggetto="prova",
+            testo="testo\n",
+            message_id="<hostile@pec.esempio.it>",
+            data=WHEN,
+        )
+        raw = builder.ricevuta(
+            "accettazione",
+            original,
+            gestore=builder.SIMULATO,
+            identificativo="opec.1@pec.simulato.test",
+            data=WHEN,
+        )
         start = raw.index(b"daticert.xml")
         start = raw.index(b"\r\n\r\n", start) + 4
         end = raw.index(b"\r\n--", start)
@@ -279,10 +361,14 @@ def daticert(encoding: str):
 
 def sdi_invoice(size):
     nodes = b"<Altro><x/></Altro>" * max(1, min(size, 4_500_000) // 19)
-    xml = (b'<?xml version="1.0" encoding="UTF-8"?><p:FatturaElettronica versione="FPR12" xmlns:p="x">'
-           b"<FatturaElettronicaHeader><CedentePrestatore>" + nodes
-           + b"</CedentePrestatore><CessionarioCommittente/></FatturaElettronicaHeader>"
-           + b"<FatturaElettronicaBody/>" * 1000 + b"</p:FatturaElettronica>")
+    xml = (
+        b'<?xml version="1.0" encoding="UTF-8"?><p:FatturaElettronica versione="FPR12" xmlns:p="x">'
+        b"<FatturaElettronicaHeader><CedentePrestatore>"
+        + nodes
+        + b"</CedentePrestatore><CessionarioCommittente/></FatturaElettronicaHeader>"
+        + b"<FatturaElettronicaBody/>" * 1000
+        + b"</p:FatturaElettronica>"
+    )
     return _sdi_envelope(("IT01234567890_00001.xml", "application/xml", xml), "sdi", 2)
 
 
@@ -291,11 +377,21 @@ def _sdi_envelope(attachment: tuple[str, str, bytes], name: str, number: int) ->
     from local.pecbuild import builder
 
     original = builder.messaggio_originale(
-        mittente="sdi01@pec.fatturapa.it", destinatari=["dest@pec.esempio.it"], oggetto="Fattura",
-        testo="fattura\n", allegati=[attachment], message_id=f"<{name}@pec.fatturapa.it>", data=WHEN)
-    return builder.busta_trasporto(original, gestore=builder.SIMULATO,
-                                   identificativo=f"opec.{number}@pec.simulato.test",
-                                   data=WHEN, destinatari=[builder.Destinatario("dest@pec.esempio.it")])
+        mittente="sdi01@pec.fatturapa.it",
+        destinatari=["dest@pec.esempio.it"],
+        oggetto="Fattura",
+        testo="fattura\n",
+        allegati=[attachment],
+        message_id=f"<{name}@pec.fatturapa.it>",
+        data=WHEN,
+    )
+    return builder.busta_trasporto(
+        original,
+        gestore=builder.SIMULATO,
+        identificativo=f"opec.{number}@pec.simulato.test",
+        data=WHEN,
+        destinatari=[builder.Destinatario("dest@pec.esempio.it")],
+    )
 
 
 def p7m_indefinite(size):
@@ -303,9 +399,13 @@ def p7m_indefinite(size):
     # way), then an eContent split in one-byte chunks
     empties = b"\x31\x80" + b"\x30\x00" * (size // 4) + b"\x00\x00"
     chunks = b"\x24\x80" + b"\x04\x01x" * (size // 6) + b"\x00\x00"
-    body = (b"\x30\x80\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02\xa0\x80\x30\x80\x02\x01\x01" + empties
-            + b"\x30\x80\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x01\xa0\x80" + chunks
-            + b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+    body = (
+        b"\x30\x80\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02\xa0\x80\x30\x80\x02\x01\x01"
+        + empties
+        + b"\x30\x80\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x01\xa0\x80"
+        + chunks
+        + b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    )
     return _sdi_envelope(("IT01234567890_00001.xml.p7m", "application/pkcs7-mime", body), "p7m", 3)
 
 
@@ -350,11 +450,13 @@ CASES = [
 
 
 # --- the child: one case, measured ------------------------------------------------------------
-WARM_UP = (RECEIPT + b"Content-Type: multipart/mixed; boundary=w\r\n\r\n--w\r\n"
-           b"Content-Type: text/plain; charset=utf-8\r\n\r\nIdentificativo del messaggio: x@y\r\n--w\r\n"
-           b'Content-Type: application/xml; name="daticert.xml"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
-           + base64.encodebytes(b'<?xml version="1.0"?><postacert tipo="accettazione"><dati/></postacert>')
-           + b"--w--\r\n")
+WARM_UP = (
+    RECEIPT + b"Content-Type: multipart/mixed; boundary=w\r\n\r\n--w\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n\r\nIdentificativo del messaggio: x@y\r\n--w\r\n"
+    b'Content-Type: application/xml; name="daticert.xml"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+    + base64.encodebytes(b'<?xml version="1.0"?><postacert tipo="accettazione"><dati/></postacert>')
+    + b"--w--\r\n"
+)
 
 
 def _status(field: str, pid: str = "self") -> int | None:
@@ -398,8 +500,13 @@ def run_case(raw: bytes, package: Path, timeout: float) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".eml", delete=False) as handle:
         handle.write(raw)
     env = {**os.environ, "PYTHONPATH": str(package)}
-    proc = subprocess.Popen([sys.executable, __file__, "--child", handle.name], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", handle.name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout + 5)  # + start-up and warm-up
         timed_out = False
@@ -415,21 +522,36 @@ def run_case(raw: bytes, package: Path, timeout: float) -> dict:
     if timed_out or len(lines) < 2:
         peak = hwm if timed_out else None
         why = "timeout" if timed_out else (err.strip().splitlines() or ["no output"])[-1][:60]
-        return {"timeout": timed_out, "seconds": timeout if timed_out else None, "error": why,
-                "peak_mb": (peak - baseline) / 1024 if peak and baseline else None, "kind": None}
+        return {
+            "timeout": timed_out,
+            "seconds": timeout if timed_out else None,
+            "error": why,
+            "peak_mb": (peak - baseline) / 1024 if peak and baseline else None,
+            "kind": None,
+        }
     done = lines[1]
     peak = (done["peak_kb"] - baseline) / 1024 if done["peak_kb"] and baseline else None
-    return {"timeout": False, "seconds": done["seconds"], "peak_mb": peak, "kind": done["kind"],
-            "error": done["error"]}
+    return {
+        "timeout": False,
+        "seconds": done["seconds"],
+        "peak_mb": peak,
+        "kind": done["kind"],
+        "error": done["error"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (whole run under 30 s)")
-    parser.add_argument("--timeout", type=float,
-                        help="seconds per case before it is killed (default 60; quick 5)")
-    parser.add_argument("--package-path", type=Path, default=REPO / "shared",
-                        help="folder holding the pecflow package to measure (default: this checkout's)")
+    parser.add_argument(
+        "--timeout", type=float, help="seconds per case before it is killed (default 60; quick 5)"
+    )
+    parser.add_argument(
+        "--package-path",
+        type=Path,
+        default=REPO / "shared",
+        help="folder holding the pecflow package to measure (default: this checkout's)",
+    )
     parser.add_argument("--only", help="run only the cases whose name contains this text")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -440,10 +562,13 @@ def main() -> None:
     scale = 1 / 16 if args.quick else 1.0
     timeout = args.timeout or (5.0 if args.quick else 60.0)
     package = args.package_path.resolve()
-    print(f"pecflow package: {package}; timeout {timeout:.0f} s per case; "
-          f"ratios charge inputs under {FLOOR_MB:.0f} MB as {FLOOR_MB:.0f} MB")
-    print(f"{'case':32s} {'input MB':>8s} {'seconds':>17s} {'s/MB':>7s} {'peak MB':>8s} {'MB/MB':>6s}"
-          "  result")
+    print(
+        f"pecflow package: {package}; timeout {timeout:.0f} s per case; "
+        f"ratios charge inputs under {FLOOR_MB:.0f} MB as {FLOOR_MB:.0f} MB"
+    )
+    print(
+        f"{'case':32s} {'input MB':>8s} {'seconds':>17s} {'s/MB':>7s} {'peak MB':>8s} {'MB/MB':>6s}  result"
+    )
     worst_s = worst_m = 0.0
     timed_out = False
     crashed = []
@@ -474,12 +599,17 @@ def main() -> None:
         worst_m = max(worst_m, m_ratio)
         peak_txt = f"{res['peak_mb']:.1f}" if res["peak_mb"] is not None else "-"
         s_txt = (">" if res["timeout"] else "") + f"{s_ratio:.3f}"
-        print(f"{name:32s} {size_mb:8.2f} {seconds_txt:>17s} {s_txt:>7s} {peak_txt:>8s} {m_ratio:6.1f}"
-              f"  {result}", flush=True)
+        print(
+            f"{name:32s} {size_mb:8.2f} {seconds_txt:>17s} {s_txt:>7s} {peak_txt:>8s} {m_ratio:6.1f}"
+            f"  {result}",
+            flush=True,
+        )
     if crashed:
         print(f"crashed: {', '.join(crashed)}")
-    print(f"hostile: {'>' if timed_out else ''}{worst_s:.2f} s/MB, {worst_m:.1f} MB/MB "
-          f"(target {TARGET_S} s/MB, {TARGET_M:.0f} MB/MB)")
+    print(
+        f"hostile: {'>' if timed_out else ''}{worst_s:.2f} s/MB, {worst_m:.1f} MB/MB "
+        f"(target {TARGET_S} s/MB, {TARGET_M:.0f} MB/MB)"
+    )
 
 
 if __name__ == "__main__":

@@ -47,23 +47,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from _env import REPO  # first: the paths and fake AWS credentials
+
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
 from moto import mock_aws  # noqa: E402
 
 from local.aws import LocalAws  # noqa: E402
-from pecflow.domain import quota  # noqa: E402
 from pecflow.adapters.ratelimit import RateLimiter  # noqa: E402
+from pecflow.domain import quota  # noqa: E402
 from pecflow.services.sending import RESERVE_HORIZON_SECONDS, horizon_spread  # noqa: E402
 
 MAILBOX = "campagne@pec.example.it"
-ROUND_TRIP = 0.010                  # a DynamoDB read + conditional write, virtual seconds
-INVOCATION = 0.020                  # a Lambda invocation's own overhead per batch
-SEND = (0.5, 2.0)                   # SMTP submission, virtual seconds
-MARGIN = 2.5                        # >= ROUND_TRIP + the longest send
-WAKE = 8.0                          # a reserved slot is used at most this late (whole-second delays, busy workers)
-PACE = 0.5                          # reserved slots this far apart (as the sender): 5 workers keep up with 2 a second
-MAX_VISIBILITY = 43_200             # SQS: at most 12 hours
+ROUND_TRIP = 0.010  # a DynamoDB read + conditional write, virtual seconds
+INVOCATION = 0.020  # a Lambda invocation's own overhead per batch
+SEND = (0.5, 2.0)  # SMTP submission, virtual seconds
+MARGIN = 2.5  # >= ROUND_TRIP + the longest send
+WAKE = 8.0  # a reserved slot is used at most this late (whole-second delays, busy workers)
+PACE = 0.5  # reserved slots this far apart (as the sender): 5 workers keep up with 2 a second
+MAX_VISIBILITY = 43_200  # SQS: at most 12 hours
 
 
 @dataclass(order=True)
@@ -110,17 +111,25 @@ class Queue:
 class Worker:
     number: int
     batch: list[int] = field(default_factory=list)
-    token: int = 0              # events scheduled with an older token are stale
+    token: int = 0  # events scheduled with an older token are stale
     idle: bool = False
     wake: float = math.inf
 
 
-def simulate(recipients: int, workers: int, batch_size: int, seed: int, t0: float, hold: float = 0.0,
-             horizon: float = 0.0) -> dict:
+def simulate(
+    recipients: int,
+    workers: int,
+    batch_size: int,
+    seed: int,
+    t0: float,
+    hold: float = 0.0,
+    horizon: float = 0.0,
+) -> dict:
     # with reservations the send may start up to WAKE after its slot: the margin covers that too
-    policy = quota.policy_from("aruba", margin_seconds=MARGIN + (WAKE if horizon else 0.0),
-                               pace_seconds=PACE if horizon else 0.0)
-    provider = quota.policy_from("aruba")            # what the provider enforces: no margin
+    policy = quota.policy_from(
+        "aruba", margin_seconds=MARGIN + (WAKE if horizon else 0.0), pace_seconds=PACE if horizon else 0.0
+    )
+    provider = quota.policy_from("aruba")  # what the provider enforces: no margin
     rng = random.Random(seed)
     with mock_aws():
         aws = LocalAws.in_process(REPO / "template.yaml", stack_name="bench-quota")
@@ -130,7 +139,7 @@ def simulate(recipients: int, workers: int, batch_size: int, seed: int, t0: floa
         events: list[tuple[float, int, int, int, str]] = []
         counter = [0]
         slots, arrivals, groups, held, late = [], [], {"concurrent": 0, "largest": 1}, [0], [0]
-        reserved: dict[int, float] = {}   # job -> the future slot it holds (the sender's reservations)
+        reserved: dict[int, float] = {}  # job -> the future slot it holds (the sender's reservations)
 
         def schedule(worker: Worker, at: float, kind: str) -> None:
             counter[0] += 1
@@ -144,15 +153,15 @@ def simulate(recipients: int, workers: int, batch_size: int, seed: int, t0: floa
                 return
             upcoming = queue.next_visible()
             if upcoming is None and queue.in_flight == 0:
-                return                                       # the campaign is over for this worker
+                return  # the campaign is over for this worker
             worker.idle, worker.wake = True, upcoming if upcoming is not None else math.inf
             worker.token += 1
             if upcoming is not None:
-                schedule(worker, upcoming, "receive")        # long polling: back when a message shows
+                schedule(worker, upcoming, "receive")  # long polling: back when a message shows
 
         def put_back(jobs: list[int], visible_at: float) -> None:
             queue.put_back(jobs, visible_at)
-            for other in crew:                               # wake long-polling workers earlier
+            for other in crew:  # wake long-polling workers earlier
                 if other.idle and visible_at < other.wake:
                     other.token += 1
                     other.wake = visible_at
@@ -177,16 +186,17 @@ def simulate(recipients: int, workers: int, batch_size: int, seed: int, t0: floa
                         break
                     heapq.heappop(events)
                     group.append((other_at, crew[other_number]))
+
                 def decide(item):
                     now, member = item
                     job = member.batch[0]
-                    if job in reserved:                  # woken for the slot it reserved: no limiter call
+                    if job in reserved:  # woken for the slot it reserved: no limiter call
                         slot = reserved.pop(job)
                         if now - slot <= WAKE:
                             return quota.Decision(True, max(0.0, slot - now), slot)
                         late[0] += 1
-                        limiter.release(MAILBOX, slot)   # woken too late (workers busy): a new slot
-                    return limiter.acquire(MAILBOX, now, horizon=horizon)   # now, or reserved ahead
+                        limiter.release(MAILBOX, slot)  # woken too late (workers busy): a new slot
+                    return limiter.acquire(MAILBOX, now, horizon=horizon)  # now, or reserved ahead
 
                 if len(group) > 1:
                     groups["concurrent"] += 1
@@ -216,12 +226,12 @@ def simulate(recipients: int, workers: int, batch_size: int, seed: int, t0: floa
                             schedule(member, done, "receive")
                     else:
                         slot = decision.at if decision.at is not None else answered + decision.wait_seconds
-                        if slot - answered <= hold:          # the slot is seconds away: wait for it in place
+                        if slot - answered <= hold:  # the slot is seconds away: wait for it in place
                             held[0] += 1
                             schedule(member, max(slot, answered), "acquire")
                             continue
-                        if horizon and decision.at is not None:   # beyond the horizon: back when reservable,
-                            job = member.batch[0]                  # each job at its own moment (as the sender)
+                        if horizon and decision.at is not None:  # beyond the horizon: back when reservable,
+                            job = member.batch[0]  # each job at its own moment (as the sender)
                             wait = slot - answered - horizon + horizon_spread(f"<job-{job}>")
                         else:
                             wait = slot - answered
@@ -229,31 +239,58 @@ def simulate(recipients: int, workers: int, batch_size: int, seed: int, t0: floa
                         put_back(member.batch, answered + delay)
                         member.batch = []
                         schedule(member, answered, "receive")
-    return {"policy": policy, "provider": provider, "slots": slots, "arrivals": arrivals,
-            "stats": limiter.stats.as_dict(), "receives": queue.receives, "returned": queue.returned,
-            "groups": groups, "held": held[0], "late": late[0]}
+    return {
+        "policy": policy,
+        "provider": provider,
+        "slots": slots,
+        "arrivals": arrivals,
+        "stats": limiter.stats.as_dict(),
+        "receives": queue.receives,
+        "returned": queue.returned,
+        "groups": groups,
+        "held": held[0],
+        "late": late[0],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2,000 recipients instead of 10,000 (under 30 s)")
+    parser.add_argument(
+        "--quick", action="store_true", help="2,000 recipients instead of 10,000 (under 30 s)"
+    )
     parser.add_argument("--recipients", type=int, help="campaign size")
     parser.add_argument("--workers", type=int, default=5, help="concurrent senders (MaximumConcurrency)")
     parser.add_argument("--batch", type=int, default=1, help="SQS batch size (template.yaml: 1)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--strategy", choices=["reserve", "refuse"], default="reserve",
-                        help="reserve: a refused job reserves its future slot and wakes once for it (what the "
-                             "sender does, horizon 6 h); refuse: it is put back until the next free slot")
-    parser.add_argument("--hold", type=float, default=0.0, metavar="S",
-                        help="a worker refused for a slot at most S seconds away waits for it and asks again, "
-                             "instead of putting its batch back (default 0: always put back)")
+    parser.add_argument(
+        "--strategy",
+        choices=["reserve", "refuse"],
+        default="reserve",
+        help="reserve: a refused job reserves its future slot and wakes once for it (what the "
+        "sender does, horizon 6 h); refuse: it is put back until the next free slot",
+    )
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="a worker refused for a slot at most S seconds away waits for it and asks again, "
+        "instead of putting its batch back (default 0: always put back)",
+    )
     args = parser.parse_args()
     recipients = args.recipients or (2_000 if args.quick else 10_000)
     t0 = datetime.fromisoformat("2026-03-02T08:00:00+01:00").timestamp()
 
     started = time.perf_counter()
-    run = simulate(recipients, args.workers, args.batch, args.seed, t0, args.hold,
-                   horizon=RESERVE_HORIZON_SECONDS if args.strategy == "reserve" else 0.0)
+    run = simulate(
+        recipients,
+        args.workers,
+        args.batch,
+        args.seed,
+        t0,
+        args.hold,
+        horizon=RESERVE_HORIZON_SECONDS if args.strategy == "reserve" else 0.0,
+    )
     wall = time.perf_counter() - started
 
     provider, policy = run["provider"], run["policy"]
@@ -266,23 +303,35 @@ def main() -> None:
     percent = (completion / minimum - 1) * 100
     stats = run["stats"]
 
-    print(f"campaign: {recipients} recipients from one mailbox, {provider.describe()} (aruba), "
-          f"{args.workers} workers, batches of {args.batch}, sends of {SEND[0]}-{SEND[1]} s, margin {policy.margin_seconds} s")
-    print(f"sends: {sends} of {recipients}; windows over quota: {len(over)} at the provider's arrival times, "
-          f"{len(over_slots)} at the slot times")
-    print(f"completion: {completion:,.1f} s ({completion / 3600:.2f} h) after the first send; theoretical minimum "
-          f"{windows} x {provider.window_seconds:.0f} s + {SEND[0]} s = {minimum:,.1f} s; "
-          f"ratio {completion / minimum:.4f}")
-    print(f"limiter: {stats['acquired']} acquired, {stats['refused']} refused "
-          f"({(stats['acquired'] + stats['refused'] + stats['contended']) / max(sends, 1):.2f} calls a send), "
-          f"{stats['conflicts']} lost races re-decided, {stats['contended']} given up on contention; "
-          f"{run['groups']['concurrent']} rounds of concurrent acquisitions (up to {run['groups']['largest']} at once)")
+    print(
+        f"campaign: {recipients} recipients from one mailbox, {provider.describe()} (aruba), "
+        f"{args.workers} workers, batches of {args.batch}, sends of {SEND[0]}-{SEND[1]} s, margin {policy.margin_seconds} s"
+    )
+    print(
+        f"sends: {sends} of {recipients}; windows over quota: {len(over)} at the provider's arrival times, "
+        f"{len(over_slots)} at the slot times"
+    )
+    print(
+        f"completion: {completion:,.1f} s ({completion / 3600:.2f} h) after the first send; theoretical minimum "
+        f"{windows} x {provider.window_seconds:.0f} s + {SEND[0]} s = {minimum:,.1f} s; "
+        f"ratio {completion / minimum:.4f}"
+    )
+    print(
+        f"limiter: {stats['acquired']} acquired, {stats['refused']} refused "
+        f"({(stats['acquired'] + stats['refused'] + stats['contended']) / max(sends, 1):.2f} calls a send), "
+        f"{stats['conflicts']} lost races re-decided, {stats['contended']} given up on contention; "
+        f"{run['groups']['concurrent']} rounds of concurrent acquisitions (up to {run['groups']['largest']} at once)"
+    )
     held = f", {run['held']} waits in place for a slot at most {args.hold:g} s away" if args.hold else ""
-    print(f"queue: {run['receives']} receives, {run['returned']} jobs put back with a visibility delay{held}, "
-          f"{run['late']} woken more than {WAKE:g} s after their slot (slot given back, a new one taken); "
-          f"wall time {wall:.1f} s")
-    print(f"quota: {percent:.2f} % over the theoretical minimum, {len(over)} windows over quota "
-          f"(target < 2 %, 0 windows)")
+    print(
+        f"queue: {run['receives']} receives, {run['returned']} jobs put back with a visibility delay{held}, "
+        f"{run['late']} woken more than {WAKE:g} s after their slot (slot given back, a new one taken); "
+        f"wall time {wall:.1f} s"
+    )
+    print(
+        f"quota: {percent:.2f} % over the theoretical minimum, {len(over)} windows over quota "
+        f"(target < 2 %, 0 windows)"
+    )
 
 
 if __name__ == "__main__":

@@ -24,18 +24,19 @@ Developers: `python -m local.aws --template template.yaml` serves until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
 import re
 import signal
-import copy
 import threading
 import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -75,14 +76,20 @@ _NOT_CREATED = {
     "AWS::SNS::TopicPolicy": "policies are not enforced locally",
     "AWS::S3::BucketPolicy": "policies are not enforced locally",
 }
-_SQS_INT_ATTRIBUTES = ("DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod",
-                       "ReceiveMessageWaitTimeSeconds", "VisibilityTimeout", "KmsDataKeyReusePeriodSeconds")
+_SQS_INT_ATTRIBUTES = (
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+    "KmsDataKeyReusePeriodSeconds",
+)
 _SQS_BOOL_ATTRIBUTES = ("FifoQueue", "ContentBasedDeduplication", "SqsManagedSseEnabled")
 _SQS_TEXT_ATTRIBUTES = ("DeduplicationScope", "FifoThroughputLimit", "KmsMasterKeyId")
 
 # moto's backends are process-wide: every server of this process serves the same state.
 _LIVE: list[LocalAws] = []
-_CLOCK_FOLLOWER: str | None = None          # the stack whose virtual clock moto's SQS reads
+_CLOCK_FOLLOWER: str | None = None  # the stack whose virtual clock moto's SQS reads
 
 
 @dataclass(frozen=True)
@@ -111,8 +118,16 @@ class _BucketSubscription:
 class LocalAws:
     """moto server + the template's resources. Build it with `LocalAws.start(...)`."""
 
-    def __init__(self, template: Template, *, stack_name: str, parameters: dict[str, Any], region: str,
-                 server: ThreadedMotoServer, endpoint_url: str):
+    def __init__(
+        self,
+        template: Template,
+        *,
+        stack_name: str,
+        parameters: dict[str, Any],
+        region: str,
+        server: ThreadedMotoServer,
+        endpoint_url: str,
+    ):
         self.template = template
         self.stack_name = stack_name
         self.region = region
@@ -122,12 +137,13 @@ class LocalAws:
         self.resources: dict[str, StackResource] = {}
         self.skipped: dict[str, str] = {}
         self._server: ThreadedMotoServer | None = server
-        self._intrinsics = Intrinsics(template, stack_name=stack_name, region=region,
-                                      parameters=parameters, lookup=self._lookup)
+        self._intrinsics = Intrinsics(
+            template, stack_name=stack_name, region=region, parameters=parameters, lookup=self._lookup
+        )
         self._clients: dict[str, Any] = {}
         self._boto_session: boto3.session.Session | None = None
         self._lock = threading.RLock()
-        self._notifications: dict[str, dict] = {}            # bucket name -> template's configuration
+        self._notifications: dict[str, dict] = {}  # bucket name -> template's configuration
         self._subscriptions: dict[str, _BucketSubscription] = {}
         self._reset_hooks: list[Callable[[], None]] = []
         self._restore_environ: Callable[[], None] | None = None
@@ -137,17 +153,26 @@ class LocalAws:
     # --- life cycle ---------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, template_path: str | Path, stack_name: str = "pecflow-local",
-              parameters: dict[str, Any] | None = None, *, region: str = REGION, port: int = 0,
-              set_environ: bool = True) -> LocalAws:
+    def start(
+        cls,
+        template_path: str | Path,
+        stack_name: str = "pecflow-local",
+        parameters: dict[str, Any] | None = None,
+        *,
+        region: str = REGION,
+        port: int = 0,
+        set_environ: bool = True,
+    ) -> LocalAws:
         """Start moto on 127.0.0.1 (`port=0`: a free port) and create the template's resources.
         With `set_environ`, the process environment points boto3 at it (AWS_ENDPOINT_URL, region,
         fake credentials) until `stop()`; otherwise use `with aws.environ(): ...` where needed."""
         template = load(template_path)
         values = parameter_values(template, parameters)
         if any(aws.stack_name == stack_name for aws in _LIVE):
-            raise ValueError(f"a LocalAws with stack name {stack_name!r} is already running in this process "
-                             "(moto's state is process-wide: give each stack its own name)")
+            raise ValueError(
+                f"a LocalAws with stack name {stack_name!r} is already running in this process "
+                "(moto's state is process-wide: give each stack its own name)"
+            )
         restore_logging = _quiet_werkzeug()
         _atomic_dynamodb()
         _fast_dispatch()
@@ -155,8 +180,14 @@ class LocalAws:
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         host, bound_port = server.get_host_and_port()
-        aws = cls(template, stack_name=stack_name, parameters=values, region=region, server=server,
-                  endpoint_url=f"http://{host}:{bound_port}")
+        aws = cls(
+            template,
+            stack_name=stack_name,
+            parameters=values,
+            region=region,
+            server=server,
+            endpoint_url=f"http://{host}:{bound_port}",
+        )
         aws._restore_logging = restore_logging
         _LIVE.append(aws)
         try:
@@ -169,15 +200,27 @@ class LocalAws:
         return aws
 
     @classmethod
-    def in_process(cls, template_path: str | Path, stack_name: str = "pecflow-test",
-                   parameters: dict[str, Any] | None = None, *, region: str = REGION) -> LocalAws:
+    def in_process(
+        cls,
+        template_path: str | Path,
+        stack_name: str = "pecflow-test",
+        parameters: dict[str, Any] | None = None,
+        *,
+        region: str = REGION,
+    ) -> LocalAws:
         """The template's resources in moto's in-process mock (call it inside `mock_aws()`): no
         server, no endpoint; for integration tests of the adapters."""
         template = load(template_path)
         _atomic_dynamodb()
         _lazy_queue_attributes()
-        aws = cls(template, stack_name=stack_name, parameters=parameter_values(template, parameters),
-                  region=region, server=None, endpoint_url=None)
+        aws = cls(
+            template,
+            stack_name=stack_name,
+            parameters=parameter_values(template, parameters),
+            region=region,
+            server=None,
+            endpoint_url=None,
+        )
         aws._create_stack()
         return aws
 
@@ -223,8 +266,13 @@ class LocalAws:
             self.resources.clear()
             self.skipped.clear()
             self._notifications.clear()
-            self._intrinsics = Intrinsics(self.template, stack_name=self.stack_name, region=self.region,
-                                          parameters=self.parameters, lookup=self._lookup)
+            self._intrinsics = Intrinsics(
+                self.template,
+                stack_name=self.stack_name,
+                region=self.region,
+                parameters=self.parameters,
+                lookup=self._lookup,
+            )
             self._create_stack()
             for subscription in self._subscriptions.values():
                 self._subscribe(subscription)
@@ -277,8 +325,10 @@ class LocalAws:
         with self._lock:
             if service not in self._clients:
                 self._clients[service] = self._session().client(
-                    service, endpoint_url=self.endpoint_url,
-                    config=Config(max_pool_connections=64, retries={"mode": "standard"}))
+                    service,
+                    endpoint_url=self.endpoint_url,
+                    config=Config(max_pool_connections=64, retries={"mode": "standard"}),
+                )
             return self._clients[service]
 
     def resource(self, service: str) -> Any:
@@ -293,7 +343,8 @@ class LocalAws:
                 region_name=self.region,
                 aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                 aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"])
+                aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+            )
         return self._boto_session
 
     @contextmanager
@@ -307,8 +358,12 @@ class LocalAws:
 
     def environment(self) -> dict[str, str]:
         """What in-process handlers need to reach this stack with an unchanged boto3."""
-        return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": self.region,
-                "AWS_REGION": self.region, **FAKE_CREDENTIALS}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            **FAKE_CREDENTIALS,
+        }
 
     def _install_environ(self) -> Callable[[], None]:
         wanted = self.environment()
@@ -324,6 +379,7 @@ class LocalAws:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
         return restore
 
     # --- the clock moto's SQS reads -----------------------------------------------------------
@@ -370,17 +426,19 @@ class LocalAws:
         queue = self._moto_queue(queue_name)
         try:
             return queue is None or bool(queue.messages)
-        except AttributeError:            # moto changed shape: poll anyway
+        except AttributeError:  # moto changed shape: poll anyway
             return True
 
     def _moto_queue(self, queue_name: str) -> Any:
         from moto.sqs.models import sqs_backends
+
         return sqs_backends[self.account_id][self.region].queues.get(queue_name)
 
     # --- bucket notifications to queues of our own (the runner's S3 sources) -------------------
 
-    def notify_queue(self, bucket_logical_id: str, queue_name: str, events: list[str],
-                     filter_rules: list[tuple[str, str]]) -> str:
+    def notify_queue(
+        self, bucket_logical_id: str, queue_name: str, events: list[str], filter_rules: list[tuple[str, str]]
+    ) -> str:
         """Create queue `queue_name` and make the bucket notify it of `events` (kept across
         `reset()`); the template's own notifications stay. Returns the queue URL."""
         subscription = _BucketSubscription(bucket_logical_id, queue_name, tuple(events), tuple(filter_rules))
@@ -400,7 +458,8 @@ class LocalAws:
     def _subscribe(self, subscription: _BucketSubscription) -> str:
         url = self.client("sqs").create_queue(
             QueueName=subscription.queue_name,
-            Attributes={"VisibilityTimeout": "900", "MessageRetentionPeriod": "1209600"})["QueueUrl"]
+            Attributes={"VisibilityTimeout": "900", "MessageRetentionPeriod": "1209600"},
+        )["QueueUrl"]
         self._apply_notifications(self.physical(subscription.bucket_logical_id))
         return url
 
@@ -415,11 +474,17 @@ class LocalAws:
                 "Events": list(subscription.events),
             }
             if subscription.filter_rules:
-                entry["Filter"] = {"Key": {"FilterRules": [
-                    {"Name": name, "Value": value} for name, value in subscription.filter_rules]}}
+                entry["Filter"] = {
+                    "Key": {
+                        "FilterRules": [
+                            {"Name": name, "Value": value} for name, value in subscription.filter_rules
+                        ]
+                    }
+                }
             configuration.setdefault("QueueConfigurations", []).append(entry)
         self.client("s3").put_bucket_notification_configuration(
-            Bucket=bucket, NotificationConfiguration=configuration)
+            Bucket=bucket, NotificationConfiguration=configuration
+        )
 
     # --- creating the stack -------------------------------------------------------------------
 
@@ -428,7 +493,9 @@ class LocalAws:
         to_create: list[Resource] = []
         for resource in self.template.resources.values():
             if resource.condition and not self._intrinsics.condition(resource.condition):
-                self.skipped[resource.logical_id] = f"{resource.type} (condition {resource.condition} is false)"
+                self.skipped[resource.logical_id] = (
+                    f"{resource.type} (condition {resource.condition} is false)"
+                )
             elif resource.type in creators:
                 to_create.append(resource)
             else:
@@ -473,8 +540,9 @@ class LocalAws:
             "BillingMode": billing,
         }
         if billing == "PROVISIONED":
-            request["ProvisionedThroughput"] = _throughput(p.get("ProvisionedThroughput")
-                                                           or p.get("WriteProvisionedThroughputSettings"))
+            request["ProvisionedThroughput"] = _throughput(
+                p.get("ProvisionedThroughput") or p.get("WriteProvisionedThroughputSettings")
+            )
         indexes = []
         for index in p.get("GlobalSecondaryIndexes", []):
             entry = {k: index[k] for k in ("IndexName", "KeySchema", "Projection") if k in index}
@@ -484,15 +552,22 @@ class LocalAws:
         if indexes:
             request["GlobalSecondaryIndexes"] = indexes
         if p.get("LocalSecondaryIndexes"):
-            request["LocalSecondaryIndexes"] = [{k: index[k] for k in ("IndexName", "KeySchema", "Projection")}
-                                                for index in p["LocalSecondaryIndexes"]]
+            request["LocalSecondaryIndexes"] = [
+                {k: index[k] for k in ("IndexName", "KeySchema", "Projection")}
+                for index in p["LocalSecondaryIndexes"]
+            ]
         stream = p.get("StreamSpecification")
         if stream and stream.get("StreamViewType"):
-            request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
+            request["StreamSpecification"] = {
+                "StreamEnabled": True,
+                "StreamViewType": stream["StreamViewType"],
+            }
         sse = p.get("SSESpecification")
         if sse:
-            request["SSESpecification"] = {"Enabled": _bool(sse.get("SSEEnabled")),
-                                           **{k: sse[k] for k in ("SSEType", "KMSMasterKeyId") if k in sse}}
+            request["SSESpecification"] = {
+                "Enabled": _bool(sse.get("SSEEnabled")),
+                **{k: sse[k] for k in ("SSEType", "KMSMasterKeyId") if k in sse},
+            }
         for key in ("TableClass", "DeletionProtectionEnabled"):
             if key in p:
                 request[key] = p[key]
@@ -502,17 +577,21 @@ class LocalAws:
         table = dynamodb.create_table(**request)["TableDescription"]
         ttl = p.get("TimeToLiveSpecification")
         if ttl and _bool(ttl.get("Enabled", True)):
-            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={
-                "AttributeName": ttl["AttributeName"], "Enabled": True})
+            dynamodb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+            )
         recovery = p.get("PointInTimeRecoverySpecification")
         if recovery and _bool(recovery.get("PointInTimeRecoveryEnabled")):
-            dynamodb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification={
-                "PointInTimeRecoveryEnabled": True})
+            dynamodb.update_continuous_backups(
+                TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+            )
         attributes = {"Arn": table["TableArn"], "TableId": table.get("TableId")}
         if table.get("LatestStreamArn"):
             attributes["StreamArn"] = table["LatestStreamArn"]
-        return StackResource(resource.logical_id, resource.type, name, ref=name, arn=table["TableArn"],
-                             attributes=attributes)
+        return StackResource(
+            resource.logical_id, resource.type, name, ref=name, arn=table["TableArn"], attributes=attributes
+        )
 
     def _create_simple_table(self, resource: Resource, p: dict) -> StackResource:
         key = p.get("PrimaryKey") or {"Name": "id", "Type": "String"}
@@ -558,8 +637,15 @@ class LocalAws:
             request["tags"] = {t["Key"]: str(t["Value"]) for t in p["Tags"]}
         url = self.client("sqs").create_queue(**request)["QueueUrl"]
         arn = f"arn:aws:sqs:{self.region}:{self.account_id}:{name}"
-        return StackResource(resource.logical_id, resource.type, name, ref=url, arn=arn, url=url,
-                             attributes={"Arn": arn, "QueueName": name, "QueueUrl": url})
+        return StackResource(
+            resource.logical_id,
+            resource.type,
+            name,
+            ref=url,
+            arn=arn,
+            url=url,
+            attributes={"Arn": arn, "QueueName": name, "QueueUrl": url},
+        )
 
     def _create_bucket(self, resource: Resource, p: dict) -> StackResource:
         name = p.get("BucketName") or _bucket_name(f"{self.stack_name}-{resource.logical_id}")
@@ -571,15 +657,19 @@ class LocalAws:
             request["ObjectLockEnabledForBucket"] = True
         s3.create_bucket(**request)
         if p.get("VersioningConfiguration"):
-            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={
-                "Status": p["VersioningConfiguration"]["Status"]})
+            s3.put_bucket_versioning(
+                Bucket=name, VersioningConfiguration={"Status": p["VersioningConfiguration"]["Status"]}
+            )
         lock = p.get("ObjectLockConfiguration")
         if lock:
             configuration: dict[str, Any] = {"ObjectLockEnabled": lock.get("ObjectLockEnabled", "Enabled")}
             retention = (lock.get("Rule") or {}).get("DefaultRetention")
             if retention:
-                configuration["Rule"] = {"DefaultRetention": {
-                    k: (int(v) if k in ("Days", "Years") else v) for k, v in retention.items()}}
+                configuration["Rule"] = {
+                    "DefaultRetention": {
+                        k: (int(v) if k in ("Days", "Years") else v) for k, v in retention.items()
+                    }
+                }
             s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=configuration)
         encryption = p.get("BucketEncryption")
         if encryption:
@@ -597,27 +687,46 @@ class LocalAws:
                 rules.append(entry)
             s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
         if p.get("PublicAccessBlockConfiguration"):
-            s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
-                k: _bool(v) for k, v in p["PublicAccessBlockConfiguration"].items()})
+            s3.put_public_access_block(
+                Bucket=name,
+                PublicAccessBlockConfiguration={
+                    k: _bool(v) for k, v in p["PublicAccessBlockConfiguration"].items()
+                },
+            )
         if p.get("LifecycleConfiguration"):
-            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={
-                "Rules": [_lifecycle_rule(rule) for rule in p["LifecycleConfiguration"]["Rules"]]})
+            s3.put_bucket_lifecycle_configuration(
+                Bucket=name,
+                LifecycleConfiguration={
+                    "Rules": [_lifecycle_rule(rule) for rule in p["LifecycleConfiguration"]["Rules"]]
+                },
+            )
         if p.get("CorsConfiguration"):
-            s3.put_bucket_cors(Bucket=name, CORSConfiguration={
-                "CORSRules": [_cors_rule(rule) for rule in p["CorsConfiguration"]["CorsRules"]]})
+            s3.put_bucket_cors(
+                Bucket=name,
+                CORSConfiguration={
+                    "CORSRules": [_cors_rule(rule) for rule in p["CorsConfiguration"]["CorsRules"]]
+                },
+            )
         if p.get("Tags"):
             s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": p["Tags"]})
         if p.get("NotificationConfiguration"):
             self._notifications[name] = _notification_configuration(p["NotificationConfiguration"])
             self._apply_notifications(name)
         arn = f"arn:aws:s3:::{name}"
-        return StackResource(resource.logical_id, resource.type, name, ref=name, arn=arn, attributes={
-            "Arn": arn,
-            "DomainName": f"{name}.s3.amazonaws.com",
-            "DualStackDomainName": f"{name}.s3.dualstack.{self.region}.amazonaws.com",
-            "RegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com",
-            "WebsiteURL": f"http://{name}.s3-website.{self.region}.amazonaws.com",
-        })
+        return StackResource(
+            resource.logical_id,
+            resource.type,
+            name,
+            ref=name,
+            arn=arn,
+            attributes={
+                "Arn": arn,
+                "DomainName": f"{name}.s3.amazonaws.com",
+                "DualStackDomainName": f"{name}.s3.dualstack.{self.region}.amazonaws.com",
+                "RegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com",
+                "WebsiteURL": f"http://{name}.s3-website.{self.region}.amazonaws.com",
+            },
+        )
 
     def _create_secret(self, resource: Resource, p: dict) -> StackResource:
         name = self._name(resource, p, "Name")
@@ -633,8 +742,9 @@ class LocalAws:
         elif "GenerateSecretString" in p:
             request["SecretString"] = _generated_secret(secrets, p["GenerateSecretString"])
         arn = secrets.create_secret(**request)["ARN"]
-        return StackResource(resource.logical_id, resource.type, name, ref=arn, arn=arn,
-                             attributes={"Id": arn})
+        return StackResource(
+            resource.logical_id, resource.type, name, ref=arn, arn=arn, attributes={"Id": arn}
+        )
 
     def _create_topic(self, resource: Resource, p: dict) -> StackResource:
         fifo = _bool(p.get("FifoTopic", False))
@@ -657,8 +767,14 @@ class LocalAws:
         arn = sns.create_topic(**request)["TopicArn"]
         for subscription in p.get("Subscription", []):
             sns.subscribe(TopicArn=arn, Protocol=subscription["Protocol"], Endpoint=subscription["Endpoint"])
-        return StackResource(resource.logical_id, resource.type, name, ref=arn, arn=arn,
-                             attributes={"TopicArn": arn, "TopicName": name})
+        return StackResource(
+            resource.logical_id,
+            resource.type,
+            name,
+            ref=arn,
+            arn=arn,
+            attributes={"TopicArn": arn, "TopicName": name},
+        )
 
     def _create_subscription(self, resource: Resource, p: dict) -> StackResource:
         attributes = {}
@@ -669,8 +785,12 @@ class LocalAws:
             if p.get(key):
                 attributes[key] = p[key] if isinstance(p[key], str) else json.dumps(p[key])
         arn = self.client("sns").subscribe(
-            TopicArn=p["TopicArn"], Protocol=p["Protocol"], Endpoint=p["Endpoint"], Attributes=attributes,
-            ReturnSubscriptionArn=True)["SubscriptionArn"]
+            TopicArn=p["TopicArn"],
+            Protocol=p["Protocol"],
+            Endpoint=p["Endpoint"],
+            Attributes=attributes,
+            ReturnSubscriptionArn=True,
+        )["SubscriptionArn"]
         return StackResource(resource.logical_id, resource.type, arn, ref=arn, arn=arn)
 
     def _create_key(self, resource: Resource, p: dict) -> StackResource:
@@ -690,8 +810,14 @@ class LocalAws:
         if not _bool(p.get("Enabled", True)):
             kms.disable_key(KeyId=metadata["KeyId"])
         key_id, arn = metadata["KeyId"], metadata["Arn"]
-        return StackResource(resource.logical_id, resource.type, key_id, ref=key_id, arn=arn,
-                             attributes={"Arn": arn, "KeyId": key_id})
+        return StackResource(
+            resource.logical_id,
+            resource.type,
+            key_id,
+            ref=key_id,
+            arn=arn,
+            attributes={"Arn": arn, "KeyId": key_id},
+        )
 
     def _create_alias(self, resource: Resource, p: dict) -> StackResource:
         self.client("kms").create_alias(AliasName=p["AliasName"], TargetKeyId=p["TargetKeyId"])
@@ -705,8 +831,14 @@ class LocalAws:
             request["Description"] = p["Description"]
         self.client("ssm").put_parameter(**request)
         arn = f"arn:aws:ssm:{self.region}:{self.account_id}:parameter/{name.lstrip('/')}"
-        return StackResource(resource.logical_id, resource.type, name, ref=name, arn=arn,
-                             attributes={"Type": request["Type"], "Value": request["Value"]})
+        return StackResource(
+            resource.logical_id,
+            resource.type,
+            name,
+            ref=name,
+            arn=arn,
+            attributes={"Type": request["Type"], "Value": request["Value"]},
+        )
 
     # --- Ref/GetAtt of what moto does not hold ------------------------------------------------
 
@@ -747,11 +879,14 @@ class LocalAws:
 
 # --- helpers ----------------------------------------------------------------------------------
 
+
 def _creation_order(resources: list[Resource]) -> list[Resource]:
     """Dependencies first (Ref/GetAtt/Sub/DependsOn among the created), template order otherwise."""
     by_id = {r.logical_id: r for r in resources}
-    needs = {r.logical_id: (references(r.properties) | set(r.depends_on)) & set(by_id) - {r.logical_id}
-             for r in resources}
+    needs = {
+        r.logical_id: (references(r.properties) | set(r.depends_on)) & set(by_id) - {r.logical_id}
+        for r in resources
+    }
     ordered: list[Resource] = []
     done: set[str] = set()
     while len(ordered) < len(resources):
@@ -783,8 +918,14 @@ def _patch_sqs_time(clock: Clock) -> Callable[[], None]:
     def visible(message: Any) -> bool:
         return millis() >= message.visible_at
 
-    def receive_message(backend: Any, queue_name: str, count: int, wait_seconds_timeout: int,
-                        visibility_timeout: int, message_attribute_names: Any = None) -> Any:
+    def receive_message(
+        backend: Any,
+        queue_name: str,
+        count: int,
+        wait_seconds_timeout: int,
+        visibility_timeout: int,
+        message_attribute_names: Any = None,
+    ) -> Any:
         return real_receive(backend, queue_name, count, 0, visibility_timeout, message_attribute_names)
 
     sqs_models.unix_time = unix_time
@@ -797,6 +938,7 @@ def _patch_sqs_time(clock: Clock) -> Callable[[], None]:
         sqs_models.unix_time_millis = real_unix_time_millis
         sqs_models.Message.visible = real_visible
         sqs_models.SQSBackend.receive_message = real_receive
+
     return restore
 
 
@@ -812,8 +954,16 @@ def _atomic_dynamodb() -> None:
 
     if getattr(DynamoDBBackend, "_pecflow_atomic", False):
         return
-    for name in ("put_item", "get_item", "update_item", "delete_item", "transact_write_items",
-                 "transact_get_items", "query", "scan"):
+    for name in (
+        "put_item",
+        "get_item",
+        "update_item",
+        "delete_item",
+        "transact_write_items",
+        "transact_get_items",
+        "query",
+        "scan",
+    ):
         original = getattr(DynamoDBBackend, name, None)
         if original is None:
             continue
@@ -857,12 +1007,18 @@ def _cheap_transactions(backend_class) -> None:
             table = self.tables.get(op.get("TableName"))
             if table is None:
                 continue
-            key = op.get("Key") or {name: op.get("Item", {}).get(name)
-                                    for name in (table.hash_key_attr, table.range_key_attr) if name}
+            key = op.get("Key") or {
+                name: op.get("Item", {}).get(name)
+                for name in (table.hash_key_attr, table.range_key_attr)
+                if name
+            }
             hash_value = DynamoType(key[table.hash_key_attr])
             range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
-            current = table.items.get(hash_value, {}).get(range_value) if range_value is not None \
+            current = (
+                table.items.get(hash_value, {}).get(range_value)
+                if range_value is not None
                 else table.items.get(hash_value)
+            )
             saved.append((table, hash_value, range_value, copy.deepcopy(current)))
         real_copy, models.copy = models.copy, _NoTableCopies
         try:
@@ -1000,8 +1156,10 @@ def _env_text(value: Any) -> str:
 
 def _throughput(value: dict | None) -> dict[str, int]:
     value = value or {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
-    return {"ReadCapacityUnits": int(value.get("ReadCapacityUnits", 5)),
-            "WriteCapacityUnits": int(value.get("WriteCapacityUnits", 5))}
+    return {
+        "ReadCapacityUnits": int(value.get("ReadCapacityUnits", 5)),
+        "WriteCapacityUnits": int(value.get("WriteCapacityUnits", 5)),
+    }
 
 
 def _bucket_name(text: str) -> str:
@@ -1020,8 +1178,10 @@ def _notification_configuration(cfn: dict) -> dict:
     """CloudFormation's NotificationConfiguration in the S3 API's shape. LambdaConfigurations
     are left out: functions run in-process, so only the runner's S3 events reach them."""
     api: dict[str, Any] = {}
-    for key, target, api_target in (("QueueConfigurations", "Queue", "QueueArn"),
-                                    ("TopicConfigurations", "Topic", "TopicArn")):
+    for key, target, api_target in (
+        ("QueueConfigurations", "Queue", "QueueArn"),
+        ("TopicConfigurations", "Topic", "TopicArn"),
+    ):
         entries = []
         for item in cfn.get(key, []):
             entry = {api_target: item[target], "Events": [item["Event"]]}
@@ -1043,33 +1203,56 @@ def _lifecycle_rule(rule: dict) -> dict:
     if "ExpirationInDays" in rule:
         api["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
     if "NoncurrentVersionExpirationInDays" in rule:
-        api["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(rule["NoncurrentVersionExpirationInDays"])}
+        api["NoncurrentVersionExpiration"] = {
+            "NoncurrentDays": int(rule["NoncurrentVersionExpirationInDays"])
+        }
     if "NoncurrentVersionExpiration" in rule:
-        api["NoncurrentVersionExpiration"] = {k: int(v) for k, v in rule["NoncurrentVersionExpiration"].items()}
+        api["NoncurrentVersionExpiration"] = {
+            k: int(v) for k, v in rule["NoncurrentVersionExpiration"].items()
+        }
     if rule.get("Transitions"):
-        api["Transitions"] = [{"Days": int(t["TransitionInDays"]), "StorageClass": t["StorageClass"]}
-                              for t in rule["Transitions"]]
+        api["Transitions"] = [
+            {"Days": int(t["TransitionInDays"]), "StorageClass": t["StorageClass"]}
+            for t in rule["Transitions"]
+        ]
     if rule.get("NoncurrentVersionTransitions"):
         api["NoncurrentVersionTransitions"] = [
             {"NoncurrentDays": int(t["TransitionInDays"]), "StorageClass": t["StorageClass"]}
-            for t in rule["NoncurrentVersionTransitions"]]
+            for t in rule["NoncurrentVersionTransitions"]
+        ]
     if rule.get("AbortIncompleteMultipartUpload"):
         api["AbortIncompleteMultipartUpload"] = {
-            "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])}
+            "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+        }
     return api
 
 
 def _cors_rule(rule: dict) -> dict:
-    names = {"AllowedHeaders": "AllowedHeaders", "AllowedMethods": "AllowedMethods",
-             "AllowedOrigins": "AllowedOrigins", "ExposedHeaders": "ExposeHeaders", "Id": "ID",
-             "MaxAge": "MaxAgeSeconds"}
+    names = {
+        "AllowedHeaders": "AllowedHeaders",
+        "AllowedMethods": "AllowedMethods",
+        "AllowedOrigins": "AllowedOrigins",
+        "ExposedHeaders": "ExposeHeaders",
+        "Id": "ID",
+        "MaxAge": "MaxAgeSeconds",
+    }
     return {names[k]: (int(v) if k == "MaxAge" else v) for k, v in rule.items() if k in names}
 
 
 def _generated_secret(secrets: Any, spec: dict) -> str:
-    options = {k: spec[k] for k in ("ExcludeCharacters", "ExcludeLowercase", "ExcludeNumbers",
-                                   "ExcludePunctuation", "ExcludeUppercase", "IncludeSpace",
-                                   "RequireEachIncludedType") if k in spec}
+    options = {
+        k: spec[k]
+        for k in (
+            "ExcludeCharacters",
+            "ExcludeLowercase",
+            "ExcludeNumbers",
+            "ExcludePunctuation",
+            "ExcludeUppercase",
+            "IncludeSpace",
+            "RequireEachIncludedType",
+        )
+        if k in spec
+    }
     if "PasswordLength" in spec:
         options["PasswordLength"] = int(spec["PasswordLength"])
     password = secrets.get_random_password(**options)["RandomPassword"]
@@ -1082,13 +1265,15 @@ def _generated_secret(secrets: Any, spec: dict) -> str:
 
 # --- developers' entry point ------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve the template's AWS resources from moto until Ctrl-C.")
     parser.add_argument("--template", type=Path, default=Path("template.yaml"))
     parser.add_argument("--stack-name", default="pecflow-local")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="parameter override (repeatable)")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="parameter override (repeatable)"
+    )
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.param)
     aws = LocalAws.start(args.template, args.stack_name, overrides, port=args.port, set_environ=False)

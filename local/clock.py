@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Iterator, Protocol
+from typing import Protocol
 
 CLOCK_ENV = "PECFLOW_CLOCK"
 CLOCK_HOOK = "local.clock:now"
@@ -43,7 +44,7 @@ class VirtualClock:
 
     def __init__(self, start: datetime | float | None = None):
         if start is None:
-            start = float(int(time.time()))           # now, to the second
+            start = float(int(time.time()))  # now, to the second
         if isinstance(start, datetime):
             if start.tzinfo is None:
                 raise ValueError("VirtualClock needs an aware datetime (e.g. tzinfo=UTC)")

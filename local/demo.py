@@ -28,12 +28,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CAMPAIGN = "solleciti-marzo"
-STEP = 60                                    # virtual seconds between two looks at the campaign
+STEP = 60  # virtual seconds between two looks at the campaign
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # Monday, 9:00 in Rome
-QUOTA = (50, 600)                            # the sending provider's contract: 50 messages per 10 minutes
+QUOTA = (50, 600)  # the sending provider's contract: 50 messages per 10 minutes
 
 
-OUT = sys.stdout            # the demo's own output; the Lambdas' JSON logs go to LAMBDA_LOG
+OUT = sys.stdout  # the demo's own output; the Lambdas' JSON logs go to LAMBDA_LOG
 LAMBDA_LOG = REPO / ".local-run" / "demo-lambdas.log"
 
 
@@ -51,9 +51,11 @@ class Progress:
         done = min(self.total, counters.get("total", 0) - counters.get("to_send", 0))
         width = 30
         filled = round(width * done / max(self.total, 1))
-        line = (f"  {clock.astimezone(ROME):%H:%M} [{'#' * filled}{'.' * (width - filled)}] {done:3d}/{self.total} "
-                f"sent or settled | accettate {counters.get('accepted', 0):3d} | consegnate "
-                f"{counters.get('delivered', 0):3d} | errori {counters.get('errors', 0) + counters.get('delivery_failures', 0):2d}")
+        line = (
+            f"  {clock.astimezone(ROME):%H:%M} [{'#' * filled}{'.' * (width - filled)}] {done:3d}/{self.total} "
+            f"sent or settled | accettate {counters.get('accepted', 0):3d} | consegnate "
+            f"{counters.get('delivered', 0):3d} | errori {counters.get('errors', 0) + counters.get('delivery_failures', 0):2d}"
+        )
         if line == self.last:
             return
         self.last = line
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     LAMBDA_LOG.parent.mkdir(exist_ok=True)
     with open(LAMBDA_LOG, "w") as lambda_log:
-        sys.stdout = lambda_log     # the handlers' loggers and metrics print here
+        sys.stdout = lambda_log  # the handlers' loggers and metrics print here
         try:
             return run(args)
         finally:
@@ -100,26 +102,32 @@ def run(args) -> int:
     started = time.perf_counter()
 
     from local.pec_provider import FAIL, REJECT, SMTP_REJECT, Quota
-    from local.stack import LocalStack
     from local.pecbuild import builder, sdi_builder
+    from local.stack import LocalStack
+    from pecflow.adapters.dynamodb import MessageStore
+    from pecflow.domain.campaign.pdf import text_pdf
     from pecflow.pec import kinds
     from pecflow.services import admin
-    from pecflow.domain.campaign.pdf import text_pdf
-    from pecflow.adapters.dynamodb import MessageStore
 
     log("pecflow demo — starting the local stack (Dovecot, simulated PEC providers, moto, event runner) ...")
     with LocalStack.start(start_time=START) as stack:
         net = stack.network
-        aruba = net.add_provider(builder.Gestore("Aruba PEC S.p.A. (simulato)", "pec.rossi-srl.test"),
-                                 quota=Quota(*QUOTA))
-        namirial = net.add_provider(builder.Gestore("Namirial S.p.A. (simulato)", "pec.clienti.test"),
-                                    domains=("pec.clienti.test", "pec.bianchi-spa.test"))
+        aruba = net.add_provider(
+            builder.Gestore("Aruba PEC S.p.A. (simulato)", "pec.rossi-srl.test"), quota=Quota(*QUOTA)
+        )
+        namirial = net.add_provider(
+            builder.Gestore("Namirial S.p.A. (simulato)", "pec.clienti.test"),
+            domains=("pec.clienti.test", "pec.bianchi-spa.test"),
+        )
         sogei = net.add_provider(builder.Gestore("Sogei - SdI (simulato)", "pec.fatturapa.test"))
-        rossi = stack.add_company_mailbox(aruba, "ufficio@pec.rossi-srl.test",
-                                          quota_preset=f"custom:{QUOTA[0]}/{QUOTA[1]}s")
+        rossi = stack.add_company_mailbox(
+            aruba, "ufficio@pec.rossi-srl.test", quota_preset=f"custom:{QUOTA[0]}/{QUOTA[1]}s"
+        )
         bianchi = stack.add_company_mailbox(namirial, "amministrazione@pec.bianchi-spa.test")
         log("  mailboxes registered in pecflow (configuration in DynamoDB, password in Secrets Manager):")
-        log(f"    {rossi.address:40s} on {aruba.gestore.name}, quota {QUOTA[0]} messages per {QUOTA[1] // 60} minutes")
+        log(
+            f"    {rossi.address:40s} on {aruba.gestore.name}, quota {QUOTA[0]} messages per {QUOTA[1] // 60} minutes"
+        )
         log(f"    {bianchi.address:40s} on {namirial.gestore.name}")
 
         # -- the campaign: recipients, scripted outcomes, the package as a user uploads it
@@ -127,25 +135,32 @@ def run(args) -> int:
         for i in range(1, args.recipients + 1):
             address = f"cliente{i:03d}@pec.clienti.test"
             if i % 50 == 7:
-                net.script(address, FAIL)              # errore-consegna: the box does not exist
+                net.script(address, FAIL)  # errore-consegna: the box does not exist
                 script["delivery_failures"] += 1
             elif i % 100 == 33:
-                net.script(address, REJECT)            # non-accettazione from the sender's provider
+                net.script(address, REJECT)  # non-accettazione from the sender's provider
                 script["not_accepted"] += 1
             elif i == 150 and args.recipients >= 150:
-                net.script(address, SMTP_REJECT)       # refused at RCPT TO
+                net.script(address, SMTP_REJECT)  # refused at RCPT TO
                 script["smtp_rejected"] += 1
             else:
                 namirial.add_mailbox(address)
                 script["delivered"] += 1
-            rows.append({"PEC": address, "Ragione Sociale": f"Cliente {i} S.r.l. – Società Benefit",
-                         "Importo": f"{900 + i * 7},50", "Scadenza": "31/03/2026", "Allegato": f"avviso-{i:03d}.pdf"})
+            rows.append(
+                {
+                    "PEC": address,
+                    "Ragione Sociale": f"Cliente {i} S.r.l. – Società Benefit",
+                    "Importo": f"{900 + i * 7},50",
+                    "Scadenza": "31/03/2026",
+                    "Allegato": f"avviso-{i:03d}.pdf",
+                }
+            )
         manifest = {
             "mailbox": rossi.address,
             "subject": "Sollecito di pagamento – {{ ragione_sociale }}",
             "body_text": "Gentile {{ ragione_sociale }},\nle ricordiamo l'importo di {{ importo|importo }} "
-                         "in scadenza il {{ scadenza|data }}.\nIn allegato l'avviso e le condizioni generali.\n"
-                         "Cordiali saluti\nRossi S.r.l.\n",
+            "in scadenza il {{ scadenza|data }}.\nIn allegato l'avviso e le condizioni generali.\n"
+            "Cordiali saluti\nRossi S.r.l.\n",
             "attachments": ["condizioni-generali.pdf"],
             "attachment_column": "allegato",
             "receipt_type": "completa",
@@ -153,59 +168,92 @@ def run(args) -> int:
         s3 = stack.aws.client("s3")
         bucket = stack.aws.physical("CampaignBucket")
         prefix = f"campaigns/{CAMPAIGN}/"
-        s3.put_object(Bucket=bucket, Key=prefix + "attachments/condizioni-generali.pdf",
-                      Body=text_pdf("Rossi S.r.l. - Condizioni generali di fornitura.\n" * 20))
+        s3.put_object(
+            Bucket=bucket,
+            Key=prefix + "attachments/condizioni-generali.pdf",
+            Body=text_pdf("Rossi S.r.l. - Condizioni generali di fornitura.\n" * 20),
+        )
         for row in rows:
-            s3.put_object(Bucket=bucket, Key=prefix + "attachments/" + row["Allegato"],
-                          Body=text_pdf(f"Avviso di pagamento per {row['Ragione Sociale']}\n"
-                                        f"Importo: {row['Importo']} EUR, scadenza {row['Scadenza']}"))
+            s3.put_object(
+                Bucket=bucket,
+                Key=prefix + "attachments/" + row["Allegato"],
+                Body=text_pdf(
+                    f"Avviso di pagamento per {row['Ragione Sociale']}\n"
+                    f"Importo: {row['Importo']} EUR, scadenza {row['Scadenza']}"
+                ),
+            )
         s3.put_object(Bucket=bucket, Key=prefix + "recipients.csv", Body=excel_csv(rows))
-        log(f"\nCampaign {CAMPAIGN}: {len(rows)} recipients, recipients.csv in Windows-1252 with ';' as Excel writes it,")
+        log(
+            f"\nCampaign {CAMPAIGN}: {len(rows)} recipients, recipients.csv in Windows-1252 with ';' as Excel writes it,"
+        )
         log(f"  a fixed PDF and one PDF per recipient, uploaded to s3://{bucket}/{prefix}")
-        log(f"  scripted: {script['delivery_failures']} errore-consegna, {script['not_accepted']} non-accettazione, "
-            f"{script['smtp_rejected']} refused over SMTP; the others delivered")
+        log(
+            f"  scripted: {script['delivery_failures']} errore-consegna, {script['not_accepted']} non-accettazione, "
+            f"{script['smtp_rejected']} refused over SMTP; the others delivered"
+        )
 
         # -- what reaches Bianchi S.p.A. during the day
         clients = [namirial.add_mailbox(f"fornitore{i}@pec.clienti.test") for i in range(1, 7)]
         incoming = 0
         for n, client in enumerate(clients * 2):
-            raw = builder.messaggio_originale(mittente=client.address, destinatari=[bianchi.address],
-                                              oggetto=f"Richiesta di preventivo n. {n + 1}",
-                                              testo="Buongiorno,\nvi inviamo la richiesta in oggetto.\n",
-                                              message_id=f"<richiesta-{n + 1}@pec.clienti.test>")
-            with smtplib.SMTP_SSL(namirial.host, namirial.port, context=namirial.ssl_context(), timeout=20) as smtp:
+            raw = builder.messaggio_originale(
+                mittente=client.address,
+                destinatari=[bianchi.address],
+                oggetto=f"Richiesta di preventivo n. {n + 1}",
+                testo="Buongiorno,\nvi inviamo la richiesta in oggetto.\n",
+                message_id=f"<richiesta-{n + 1}@pec.clienti.test>",
+            )
+            with smtplib.SMTP_SSL(
+                namirial.host, namirial.port, context=namirial.ssl_context(), timeout=20
+            ) as smtp:
                 smtp.login(client.address, client.password)
                 smtp.sendmail(client.address, [bianchi.address], raw)
             incoming += 1
         for n in range(3):
             with smtplib.SMTP(net.mx_host, net.mx_port, timeout=20) as mx:
-                mx.sendmail("offerte@posta-ordinaria.test", [bianchi.address],
-                            f"From: offerte@posta-ordinaria.test\r\nTo: {bianchi.address}\r\n"
-                            f"Subject: Offerta speciale {n + 1}\r\nMessage-ID: <offerta-{n}@posta-ordinaria.test>\r\n"
-                            f"\r\nNon e' posta certificata.\r\n".encode())
+                mx.sendmail(
+                    "offerte@posta-ordinaria.test",
+                    [bianchi.address],
+                    f"From: offerte@posta-ordinaria.test\r\nTo: {bianchi.address}\r\n"
+                    f"Subject: Offerta speciale {n + 1}\r\nMessage-ID: <offerta-{n}@posta-ordinaria.test>\r\n"
+                    f"\r\nNon e' posta certificata.\r\n".encode(),
+                )
         sdi = sogei.add_mailbox("sdi01@pec.fatturapa.test")
         fornitore = sdi_builder.Parte("IT", "09876543210", "Fornitore Verdi S.p.A.")
         noi = sdi_builder.Parte("IT", "01234567890", "Bianchi S.p.A.")
         nome = sdi_builder.nome_fattura(fornitore, "00042")
-        fattura = sdi_builder.fattura(fornitore, noi, [sdi_builder.Documento("42/2026", "2026-02-27", "1220.00")])
-        metadati = sdi_builder.notifica("MT", identificativo_sdi="123456789", nome_file=nome, message_id="1",
-                                        quando=START)
+        fattura = sdi_builder.fattura(
+            fornitore, noi, [sdi_builder.Documento("42/2026", "2026-02-27", "1220.00")]
+        )
+        metadati = sdi_builder.notifica(
+            "MT", identificativo_sdi="123456789", nome_file=nome, message_id="1", quando=START
+        )
         raw = builder.messaggio_originale(
-            mittente=sdi.address, destinatari=[bianchi.address], oggetto="Invio File 123456789",
+            mittente=sdi.address,
+            destinatari=[bianchi.address],
+            oggetto="Invio File 123456789",
             testo=f"Il file {nome} e' stato trasmesso dal Sistema di Interscambio.\n",
-            allegati=[(sdi_builder.nome_notifica(nome, "MT"), "application/xml", metadati),
-                      (nome, "application/xml", fattura)], message_id="<123456789@sdi.fatturapa.test>",
-            tipo_ricevuta="breve")
+            allegati=[
+                (sdi_builder.nome_notifica(nome, "MT"), "application/xml", metadati),
+                (nome, "application/xml", fattura),
+            ],
+            message_id="<123456789@sdi.fatturapa.test>",
+            tipo_ricevuta="breve",
+        )
         with smtplib.SMTP_SSL(sogei.host, sogei.port, context=sogei.ssl_context(), timeout=20) as smtp:
             smtp.login(sdi.address, sdi.password)
             smtp.sendmail(sdi.address, [bianchi.address], raw)
-        log(f"\nIncoming for {bianchi.address}: {incoming} certified messages, 3 ordinary e-mails (they become "
-            f"anomalie), 1 e-invoice from the SdI")
+        log(
+            f"\nIncoming for {bianchi.address}: {incoming} certified messages, 3 ordinary e-mails (they become "
+            f"anomalie), 1 e-invoice from the SdI"
+        )
 
         # -- the day runs: the manifest's upload starts the campaign; the clock is fast-forwarded
         s3.put_object(Bucket=bucket, Key=prefix + "manifest.json", Body=json.dumps(manifest).encode())
-        log(f"\nmanifest.json uploaded: validation, fan-out, then sending paced by the quota "
-            f"({QUOTA[0]} per {QUOTA[1] // 60} minutes), clock fast-forwarded ...")
+        log(
+            f"\nmanifest.json uploaded: validation, fan-out, then sending paced by the quota "
+            f"({QUOTA[0]} per {QUOTA[1] // 60} minutes), clock fast-forwarded ..."
+        )
         deployment = stack.deployment()
         progress = Progress(len(rows))
         stack.runner.run_until_idle(300)
@@ -217,7 +265,7 @@ def run(args) -> int:
             progress.show(datetime.fromtimestamp(stack.clock.now(), UTC), counters)
             if counters.get("total") and counters["to_send"] == 0 and counters["waiting"] == 0:
                 break
-        stack.runner.advance(10 * 60, timeout=600)        # two more polls: the last receipts
+        stack.runner.advance(10 * 60, timeout=600)  # two more polls: the last receipts
         net.wait_idle(120)
         progress.close()
         stats = admin.campaign_stats(deployment, CAMPAIGN)
@@ -236,15 +284,25 @@ def run(args) -> int:
                 log(f"  {kind:32s} {count:>6d}")
             invoices = [r for r in records if r.get("sdi")]
             for r in invoices:
-                log(f"  SdI: {r['sdi'].get('type')} {r['sdi'].get('nome_file') or ''} "
-                    f"(IdentificativoSdI {r['sdi'].get('identificativo_sdi') or '-'})")
+                log(
+                    f"  SdI: {r['sdi'].get('type')} {r['sdi'].get('nome_file') or ''} "
+                    f"(IdentificativoSdI {r['sdi'].get('identificativo_sdi') or '-'})"
+                )
         archive = stack.aws.physical("ArchiveBucket")
-        objects = sum(page.get("KeyCount", 0) for page in
-                      s3.get_paginator("list_objects_v2").paginate(Bucket=archive, Prefix="messages/"))
+        objects = sum(
+            page.get("KeyCount", 0)
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=archive, Prefix="messages/")
+        )
         received = sum(len(r) for r in recorded.values())
-        log(f"\nArchive: {objects} messages, untouched, in s3://{archive}/messages/ (key = sha256 of the bytes):")
-        log(f"  the {received} received above and the {objects - received} the campaign sent (archived before submission)")
-        log(f"  (moto at {stack.aws.endpoint_url} while the demo runs; the Lambdas' logs: {LAMBDA_LOG.relative_to(REPO)})")
+        log(
+            f"\nArchive: {objects} messages, untouched, in s3://{archive}/messages/ (key = sha256 of the bytes):"
+        )
+        log(
+            f"  the {received} received above and the {objects - received} the campaign sent (archived before submission)"
+        )
+        log(
+            f"  (moto at {stack.aws.endpoint_url} while the demo runs; the Lambdas' logs: {LAMBDA_LOG.relative_to(REPO)})"
+        )
 
         # -- the check: every number above against what the simulator recorded
         problems = check(net, counters, script, rows, rossi, bianchi, recorded, objects, kinds)
@@ -254,9 +312,11 @@ def run(args) -> int:
             for p in problems:
                 log(f"  - {p}")
             return 1
-        log(f"\nCheck: every figure above matches what the simulated providers recorded "
+        log(
+            f"\nCheck: every figure above matches what the simulated providers recorded "
             f"({len(net.submissions)} submissions, {len(net.deliveries)} deliveries). "
-            f"Demo finished in {elapsed:.0f} s.")
+            f"Demo finished in {elapsed:.0f} s."
+        )
     return 0
 
 
@@ -264,24 +324,40 @@ def check(net, counters, script, rows, rossi, bianchi, recorded, objects, kinds)
     problems = []
     submitted = [s for s in net.submissions if s.account == rossi.address]
     expected = {
-        "total": len(rows), "to_send": 0, "waiting": 0,
+        "total": len(rows),
+        "to_send": 0,
+        "waiting": 0,
         "sent": len(submitted),
         # accepted: accepted by the provider and not (yet) failed; delivered ones included
         "accepted": sum(1 for s in submitted if s.receipt == "accettazione")
-                    - sum(1 for d in net.deliveries if d.mailbox == rossi.address
-                          and d.kind == kinds.ERRORE_CONSEGNA and d.error is None),
-        "delivered": sum(1 for r in rows if any(d.mailbox == r["PEC"] and d.kind == kinds.POSTA_CERTIFICATA
-                                                 and d.error is None for d in net.deliveries)),
-        "delivery_failures": sum(1 for d in net.deliveries if d.mailbox == rossi.address
-                                 and d.kind == kinds.ERRORE_CONSEGNA and d.error is None),
+        - sum(
+            1
+            for d in net.deliveries
+            if d.mailbox == rossi.address and d.kind == kinds.ERRORE_CONSEGNA and d.error is None
+        ),
+        "delivered": sum(
+            1
+            for r in rows
+            if any(
+                d.mailbox == r["PEC"] and d.kind == kinds.POSTA_CERTIFICATA and d.error is None
+                for d in net.deliveries
+            )
+        ),
+        "delivery_failures": sum(
+            1
+            for d in net.deliveries
+            if d.mailbox == rossi.address and d.kind == kinds.ERRORE_CONSEGNA and d.error is None
+        ),
         "errors": sum(1 for s in submitted if s.receipt == "non-accettazione")
-                  + sum(1 for r in net.refusals if r.account == rossi.address),
+        + sum(1 for r in net.refusals if r.account == rossi.address),
     }
     for key, value in expected.items():
         if counters.get(key) != value:
             problems.append(f"campaign {key}: pecflow says {counters.get(key)}, the simulator {value}")
     if expected["sent"] != len(rows) - script["smtp_rejected"]:
-        problems.append(f"{expected['sent']} submissions, {len(rows) - script['smtp_rejected']} expected (one each)")
+        problems.append(
+            f"{expected['sent']} submissions, {len(rows) - script['smtp_rejected']} expected (one each)"
+        )
     if counters.get("delivered") != script["delivered"]:
         problems.append(f"delivered {counters.get('delivered')}, scripted {script['delivered']}")
     distinct = 0
@@ -292,7 +368,9 @@ def check(net, counters, script, rows, rossi, bianchi, recorded, objects, kinds)
         if mine != delivered:
             problems.append(f"inbox {box.address}: pecflow {dict(mine)}, delivered {dict(delivered)}")
     if objects != distinct + len(rows):
-        problems.append(f"archive holds {objects} objects: {distinct} messages were delivered, {len(rows)} sent")
+        problems.append(
+            f"archive holds {objects} objects: {distinct} messages were delivered, {len(rows)} sent"
+        )
     return problems
 
 

@@ -26,8 +26,9 @@ from pathlib import Path
 
 from local.certs import LocalCA
 
-INSTALL_HINT = ("Dovecot is not installed: `apt-get install -y dovecot-imapd` "
-                "(make test and make demo do it for you)")
+INSTALL_HINT = (
+    "Dovecot is not installed: `apt-get install -y dovecot-imapd` (make test and make demo do it for you)"
+)
 
 
 def free_port() -> int:
@@ -38,7 +39,8 @@ def free_port() -> int:
 
 def dovecot_binary() -> str | None:
     return shutil.which("dovecot") or next(
-        (p for p in ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot") if os.access(p, os.X_OK)), None)
+        (p for p in ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot") if os.access(p, os.X_OK)), None
+    )
 
 
 @dataclass(frozen=True)
@@ -165,8 +167,9 @@ class Dovecot:
         else:
             uid, gid = os.getuid(), os.getgid()
             me = pwd.getpwuid(uid).pw_name
-            nonroot = (f"default_internal_user = {me}\ndefault_internal_group = {me}\n"
-                       f"default_login_user = {me}")
+            nonroot = (
+                f"default_internal_user = {me}\ndefault_internal_group = {me}\ndefault_login_user = {me}"
+            )
             login_chroot = anvil_chroot = "  chroot ="
         self._uid, self._gid = uid, gid
         (self.base / "masters").write_text(f"{self.master.address}:{{PLAIN}}{self.master.password}\n")
@@ -175,30 +178,45 @@ class Dovecot:
         (self.base / "users.conf").write_text(_USERS_DICT.format(base=self.base))
         self.port = free_port()
         config = self.base / "dovecot.conf"
-        config.write_text(_CONFIG.format(
-            base=self.base, tag=self.base.name, cert=server.cert_path, key=server.key_path, port=self.port,
-            uid=uid, gid=gid, nonroot=nonroot, login_chroot=login_chroot, anvil_chroot=anvil_chroot,
-            default_quota=self.default_quota))
+        config.write_text(
+            _CONFIG.format(
+                base=self.base,
+                tag=self.base.name,
+                cert=server.cert_path,
+                key=server.key_path,
+                port=self.port,
+                uid=uid,
+                gid=gid,
+                nonroot=nonroot,
+                login_chroot=login_chroot,
+                anvil_chroot=anvil_chroot,
+                default_quota=self.default_quota,
+            )
+        )
         check = subprocess.run([binary, "-c", str(config), "-n"], capture_output=True, text=True)
         if check.returncode != 0:
             raise RuntimeError(f"dovecot rejected its configuration: {check.stderr.strip()}")
-        self._process = subprocess.Popen([binary, "-F", "-c", str(config)], stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.PIPE)
+        self._process = subprocess.Popen(
+            [binary, "-F", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         for address in self._users:
             self._write_user(address)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 err = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
-                raise RuntimeError(f"dovecot exited at start ({self._process.returncode}): {err.strip()}"
-                                   f"\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"dovecot exited at start ({self._process.returncode}): {err.strip()}\n{self.log_tail()}"
+                )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
                     return self
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"dovecot did not listen on {self.host}:{self.port} within {timeout}s\n{self.log_tail()}")
+        raise RuntimeError(
+            f"dovecot did not listen on {self.host}:{self.port} within {timeout}s\n{self.log_tail()}"
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None
@@ -233,8 +251,9 @@ class Dovecot:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
 
     # -- users --------------------------------------------------------------------------------
-    def add_user(self, address: str, password: str | None = None, *, quota: str | None = None,
-                 keep_mail: bool = False) -> Account:
+    def add_user(
+        self, address: str, password: str | None = None, *, quota: str | None = None, keep_mail: bool = False
+    ) -> Account:
         """Create a mailbox, empty even if the address was used before on this server (tests
         share one server and reuse addresses). `keep_mail` changes only the password and
         quota of an existing one. `quota` like "10M" overrides the default storage quota."""
@@ -246,7 +265,7 @@ class Dovecot:
             previous = self._users.get(address)
             if keep_mail and previous is not None:
                 home = previous[2]
-            else:   # a new home directory: nothing left by an earlier user of the address
+            else:  # a new home directory: nothing left by an earlier user of the address
                 self._homes += 1
                 home = self.base / "mail" / address / str(self._homes)
             self._users[address] = (password, quota, home)
@@ -291,8 +310,9 @@ class Dovecot:
         """A connection to `address`'s mailbox through the master user (for delivery)."""
         return self.connect(f"{address.lower()}*{self.master.address}", self.master.password)
 
-    def append(self, address: str, raw: bytes, *, folder: str = "INBOX", flags: tuple = (),
-               when=None) -> int | None:
+    def append(
+        self, address: str, raw: bytes, *, folder: str = "INBOX", flags: tuple = (), when=None
+    ) -> int | None:
         """Deliver `raw` into a mailbox (IMAP APPEND); returns the new UID (UIDPLUS).
 
         Raises imapclient's IMAPClientError on failure, e.g. "[OVERQUOTA]" when the box is full.

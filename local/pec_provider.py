@@ -46,27 +46,72 @@ from imapclient.exceptions import IMAPClientError
 from local.imap import Account, Dovecot, free_port
 from local.pec_queue import MailboxLanes, Schedule
 from local.pec_rules import (
-    DELAY, DELIVER, DROP_AFTER_DATA, FAIL, MAILBOX_FULL, NO_DOMAIN, QUOTA_100_AL_GIORNO, QUOTA_ARUBA,
-    REJECT, REJECT_VIRUS, SMTP_REJECT, TIMEOUT, VIRUS, Intestazione, Outcome, Quota, casella_piena,
-    controllo_formale, errore_append, rifiuto_simulato, scadenza_24_ore,
+    DELAY,
+    DELIVER,
+    DROP_AFTER_DATA,
+    FAIL,
+    MAILBOX_FULL,
+    NO_DOMAIN,
+    QUOTA_100_AL_GIORNO,
+    QUOTA_ARUBA,
+    REJECT,
+    REJECT_VIRUS,
+    SMTP_REJECT,
+    TIMEOUT,
+    VIRUS,
+    Intestazione,
+    Outcome,
+    Quota,
+    casella_piena,
+    controllo_formale,
+    errore_append,
+    rifiuto_simulato,
+    scadenza_24_ore,
+)
+from local.pecbuild.builder import (
+    Autorita,
+    Destinatario,
+    Firma,
+    Gestore,
+    busta_anomalia,
+    busta_trasporto,
+    nuovo_identificativo,
+    ora_italiana,
+    ricevuta,
 )
 from pecflow.pec import kinds
-from local.pecbuild.builder import (
-    Autorita, Destinatario, Firma, Gestore, busta_anomalia, busta_trasporto, nuovo_identificativo,
-    ora_italiana, ricevuta,
-)
 
 __all__ = [
-    "DELAY", "DELIVER", "DROP_AFTER_DATA", "FAIL", "MAILBOX_FULL", "NO_DOMAIN", "QUOTA_100_AL_GIORNO",
-    "QUOTA_ARUBA", "REJECT", "REJECT_VIRUS", "SMTP_REJECT", "TIMEOUT", "VIRUS",
-    "Account", "Delivery", "Outcome", "PecNetwork", "ProviderNotice", "Quota", "RecipientRecord",
-    "Refusal", "SimulatedProvider", "Submission", "default_clock",
+    "DELAY",
+    "DELIVER",
+    "DROP_AFTER_DATA",
+    "FAIL",
+    "MAILBOX_FULL",
+    "NO_DOMAIN",
+    "QUOTA_100_AL_GIORNO",
+    "QUOTA_ARUBA",
+    "REJECT",
+    "REJECT_VIRUS",
+    "SMTP_REJECT",
+    "TIMEOUT",
+    "VIRUS",
+    "Account",
+    "Delivery",
+    "Outcome",
+    "PecNetwork",
+    "ProviderNotice",
+    "Quota",
+    "RecipientRecord",
+    "Refusal",
+    "SimulatedProvider",
+    "Submission",
+    "default_clock",
 ]
 
-PREAVVISO_DOPO = timedelta(hours=12)   # RFC 6109 §3.1.6: first notice without delivery
-SCADENZA_DOPO = timedelta(hours=24)    # the final one; the provider stops tracking the message
+PREAVVISO_DOPO = timedelta(hours=12)  # RFC 6109 §3.1.6: first notice without delivery
+SCADENZA_DOPO = timedelta(hours=24)  # the final one; the provider stops tracking the message
 MOTIVO_ANOMALIA = "Il messaggio non proviene da un gestore di posta certificata."
-_CASELLA_PIENA_QUOTA = "1K"            # MAILBOX_FULL: the Dovecot quota set around that APPEND
+_CASELLA_PIENA_QUOTA = "1K"  # MAILBOX_FULL: the Dovecot quota set around that APPEND
 
 
 def _drop_login_data_warning(record: logging.LogRecord) -> bool:
@@ -79,6 +124,7 @@ logging.getLogger("mail.log").addFilter(_drop_login_data_warning)
 
 
 # --- the clock (integration point with local/clock.py) -----------------------------------------
+
 
 class Clock(Protocol):
     """Anything with `now()`: epoch seconds (local.clock's clocks) or an aware datetime."""
@@ -111,14 +157,16 @@ def _utc(value: float | datetime) -> datetime:
 
 # --- the record of truth ------------------------------------------------------------------------
 
+
 @dataclass(slots=True)
 class RecipientRecord:
     """One recipient of a submission and what became of it."""
+
     address: str
-    tipo: str                      # certificato | esterno (daticert destinatari tipo)
-    outcome: Outcome               # as scripted (DELIVER when not)
-    gestore: str | None            # the recipient's provider (gestore name), None outside the network
-    result: str | None = None      # kind of the last receipt the sender got about it; "smtp-rejected"
+    tipo: str  # certificato | esterno (daticert destinatari tipo)
+    outcome: Outcome  # as scripted (DELIVER when not)
+    gestore: str | None  # the recipient's provider (gestore name), None outside the network
+    result: str | None = None  # kind of the last receipt the sender got about it; "smtp-rejected"
     errore_esteso: str | None = None
     delivered_uid: int | None = None  # UID of the busta in the recipient's INBOX
 
@@ -126,18 +174,19 @@ class RecipientRecord:
 @dataclass(slots=True)
 class Submission:
     """One message that reached DATA at an access point."""
-    time: datetime                 # clock time of acceptance, Italian legal time
-    provider: str                  # the access point's gestore domain
-    account: str                   # the authenticated account (= MAIL FROM)
+
+    time: datetime  # clock time of acceptance, Italian legal time
+    provider: str  # the access point's gestore domain
+    account: str  # the authenticated account (= MAIL FROM)
     mail_from: str
-    rcpt_tos: tuple[str, ...]      # every RCPT TO the client gave, refused ones included
-    message_id: str | None         # the client's Message-ID
-    identificativo: str            # the PEC id assigned (also for a non-accettazione)
+    rcpt_tos: tuple[str, ...]  # every RCPT TO the client gave, refused ones included
+    message_id: str | None  # the client's Message-ID
+    identificativo: str  # the PEC id assigned (also for a non-accettazione)
     size: int
-    receipt: str                   # accettazione | non-accettazione
-    errore_esteso: str | None      # why it was not accepted
+    receipt: str  # accettazione | non-accettazione
+    errore_esteso: str | None  # why it was not accepted
     recipients: list[RecipientRecord]
-    dropped: bool = False          # DROP_AFTER_DATA: the client never saw the final 250
+    dropped: bool = False  # DROP_AFTER_DATA: the client never saw the final 250
 
     def recipient(self, address: str) -> RecipientRecord:
         return next(r for r in self.recipients if r.address.lower() == address.lower())
@@ -146,22 +195,24 @@ class Submission:
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One IMAP APPEND (also the failed ones: `error` set, `uid` None)."""
+
     time: datetime
     mailbox: str
-    kind: str                      # posta-certificata, anomalia, accettazione, ...
+    kind: str  # posta-certificata, anomalia, accettazione, ...
     size: int
     uid: int | None
     identificativo: str | None = None
     ref_message_id: str | None = None
-    consegna: str | None = None    # the recipient a per-recipient receipt is about
+    consegna: str | None = None  # the recipient a per-recipient receipt is about
     error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """An SMTP-level refusal (4xx/5xx) at an access point or at the MX."""
+
     time: datetime
-    server: str                    # gestore domain, or "mx"
+    server: str  # gestore domain, or "mx"
     account: str | None
     address: str | None
     reply: str
@@ -170,10 +221,11 @@ class Refusal:
 @dataclass(frozen=True, slots=True)
 class ProviderNotice:
     """A message between providers (rilevazione-virus), not delivered to any user mailbox."""
+
     time: datetime
     kind: str
-    sender: str                    # emitting gestore domain
-    recipient: str                 # the gestore domain it goes to
+    sender: str  # emitting gestore domain
+    recipient: str  # the gestore domain it goes to
     identificativo: str
     consegna: str | None
     raw: bytes = field(repr=False)
@@ -182,17 +234,18 @@ class ProviderNotice:
 @dataclass(slots=True)
 class _Script:
     outcome: Outcome
-    remaining: int | None          # None: for every message
+    remaining: int | None  # None: for every message
 
 
 @dataclass(slots=True)
 class _Transazione:
     """What the access point learns during one SMTP transaction (kept on the envelope)."""
+
     account: str
     provider_outcome: Outcome | None = None
-    tentati: list[str] = field(default_factory=list)             # every RCPT TO
-    esiti: dict[str, Outcome] = field(default_factory=dict)      # accepted RCPT TO -> outcome
-    rifiutati: list[str] = field(default_factory=list)           # refused at RCPT TO
+    tentati: list[str] = field(default_factory=list)  # every RCPT TO
+    esiti: dict[str, Outcome] = field(default_factory=dict)  # accepted RCPT TO -> outcome
+    rifiutati: list[str] = field(default_factory=list)  # refused at RCPT TO
 
 
 def _transazione(envelope: Any) -> _Transazione | None:
@@ -201,11 +254,18 @@ def _transazione(envelope: Any) -> _Transazione | None:
 
 # --- providers ------------------------------------------------------------------------------------
 
+
 class SimulatedProvider:
     """One gestore: its domains, accounts (Dovecot users), quota and access point (SMTPS)."""
 
-    def __init__(self, network: PecNetwork, gestore: Gestore, domains: tuple[str, ...], quota: Quota | None,
-                 max_message_bytes: int):
+    def __init__(
+        self,
+        network: PecNetwork,
+        gestore: Gestore,
+        domains: tuple[str, ...],
+        quota: Quota | None,
+        max_message_bytes: int,
+    ):
         self.network = network
         self.gestore = gestore
         self.domains = tuple(d.lower() for d in domains)
@@ -215,9 +275,9 @@ class SimulatedProvider:
         self.accounts: dict[str, Account] = {}
         self.host = "127.0.0.1"
         self.port = 0
-        self._quote: dict[str, str | None] = {}        # mailbox -> its own Dovecot quota
-        self._next: deque[Outcome] = deque()            # script_next
-        self._sent: dict[str, list[datetime]] = {}      # account -> submission times (UTC), for the quota
+        self._quote: dict[str, str | None] = {}  # mailbox -> its own Dovecot quota
+        self._next: deque[Outcome] = deque()  # script_next
+        self._sent: dict[str, list[datetime]] = {}  # account -> submission times (UTC), for the quota
         self._controller: Controller | None = None
 
     def __repr__(self) -> str:
@@ -248,7 +308,9 @@ class SimulatedProvider:
         try:
             yield
         finally:
-            self.network.dovecot.add_user(address, account.password, quota=self._quote[address], keep_mail=True)
+            self.network.dovecot.add_user(
+                address, account.password, quota=self._quote[address], keep_mail=True
+            )
 
     # -- scripting
     def script_next(self, n: int, outcome: Outcome) -> None:
@@ -282,12 +344,18 @@ class SimulatedProvider:
         self.port = free_port()
         handler = _PuntoDiAccesso(self)
         self._controller = Controller(
-            handler, hostname=self.host, port=self.port, ssl_context=cert.server_context(),
-            server_hostname=f"smtp.{self.domains[0]}", authenticator=handler.authenticate,
+            handler,
+            hostname=self.host,
+            port=self.port,
+            ssl_context=cert.server_context(),
+            server_hostname=f"smtp.{self.domains[0]}",
+            authenticator=handler.authenticate,
             # implicit TLS: the channel is already encrypted, so AUTH is offered at once; the
             # access point itself answers 530 to MAIL FROM before AUTH (see handle_MAIL)
             auth_require_tls=False,
-            data_size_limit=self.max_message_bytes, ready_timeout=10)
+            data_size_limit=self.max_message_bytes,
+            ready_timeout=10,
+        )
         self._controller.start()
 
     def _stop(self) -> None:
@@ -323,8 +391,11 @@ class _PuntoDiAccesso:
         # decision: a MAIL FROM other than the authenticated account is an SMTP refusal, like
         # real providers' submission servers (the formal checks then compare From with MAIL FROM)
         if address.lower() != account:
-            return self._refuse(account, address, f"553 5.7.1 <{address}>: mittente non corrispondente "
-                                                  f"all'utente autenticato {account}")
+            return self._refuse(
+                account,
+                address,
+                f"553 5.7.1 <{address}>: mittente non corrispondente all'utente autenticato {account}",
+            )
         if self.network._over_quota(self.provider, account):
             return self._refuse(account, address, _quota_reply(self.provider.quota))
         envelope.mail_from = address
@@ -350,7 +421,7 @@ class _PuntoDiAccesso:
         tx = _transazione(envelope)
         raw = envelope.original_content or b""
         submission = self.network._submit(self.provider, tx, envelope.mail_from, raw)
-        if isinstance(submission, str):   # refused (quota reached meanwhile)
+        if isinstance(submission, str):  # refused (quota reached meanwhile)
             return submission
         if submission.dropped:
             # processed and queued, but the client never gets the final reply
@@ -361,8 +432,10 @@ class _PuntoDiAccesso:
 
 def _quota_reply(quota: Quota | None) -> str:
     window = f"{quota.window_seconds:g} s" if quota else "?"
-    return (f"451 4.7.1 Limite di invio raggiunto ({quota.limit if quota else '?'} messaggi in {window}): "
-            "riprovare più tardi")
+    return (
+        f"451 4.7.1 Limite di invio raggiunto ({quota.limit if quota else '?'} messaggi in {window}): "
+        "riprovare più tardi"
+    )
 
 
 class _IngressoOrdinario:
@@ -385,18 +458,30 @@ class _IngressoOrdinario:
         return reply
 
     async def handle_DATA(self, server, session, envelope):
-        self.network._arrive(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or b"",
-                             session.host_name or "unknown", session.peer)
+        self.network._arrive(
+            envelope.mail_from,
+            list(envelope.rcpt_tos),
+            envelope.original_content or b"",
+            session.host_name or "unknown",
+            session.peer,
+        )
         return "250 2.0.0 Ok"
 
 
 # --- one accepted (or refused) message and the work it causes --------------------------------------
 
+
 class _Invio:
     """A submission being processed: builds its receipts and busta, delivers them, and records."""
 
-    def __init__(self, network: PecNetwork, provider: SimulatedProvider, submission: Submission, raw: bytes,
-                 destinatari: tuple[Destinatario, ...]):
+    def __init__(
+        self,
+        network: PecNetwork,
+        provider: SimulatedProvider,
+        submission: Submission,
+        raw: bytes,
+        destinatari: tuple[Destinatario, ...],
+    ):
         self.network = network
         self.provider = provider
         self.submission = submission
@@ -414,18 +499,38 @@ class _Invio:
         with self._busta_lock:
             if self._busta is None:
                 self._busta = busta_trasporto(
-                    self.raw, gestore=self.provider.gestore, identificativo=self.submission.identificativo,
-                    data=self.submission.time, destinatari=self.destinatari, firma=self.provider.firma)
+                    self.raw,
+                    gestore=self.provider.gestore,
+                    identificativo=self.submission.identificativo,
+                    data=self.submission.time,
+                    destinatari=self.destinatari,
+                    firma=self.provider.firma,
+                )
             return self._busta
 
-    def notifica(self, tipo: str, when: datetime, gestore: SimulatedProvider, rec: RecipientRecord | None = None,
-                 *, originale: bytes | None = None, destinatari: tuple[Destinatario, ...] | None = None,
-                 **extra: Any) -> None:
+    def notifica(
+        self,
+        tipo: str,
+        when: datetime,
+        gestore: SimulatedProvider,
+        rec: RecipientRecord | None = None,
+        *,
+        originale: bytes | None = None,
+        destinatari: tuple[Destinatario, ...] | None = None,
+        **extra: Any,
+    ) -> None:
         """A receipt or notice from `gestore` into the sender's mailbox."""
-        raw = ricevuta(tipo, originale or self.raw, gestore=gestore.gestore,
-                       identificativo=self.submission.identificativo, data=ora_italiana(when),
-                       destinatari=destinatari or self.destinatari, consegna=rec.address if rec else None,
-                       firma=gestore.firma, **extra)
+        raw = ricevuta(
+            tipo,
+            originale or self.raw,
+            gestore=gestore.gestore,
+            identificativo=self.submission.identificativo,
+            data=ora_italiana(when),
+            destinatari=destinatari or self.destinatari,
+            consegna=rec.address if rec else None,
+            firma=gestore.firma,
+            **extra,
+        )
         self.network._append(self.mittente, raw, tipo, when, self.submission, rec)
         if rec is not None:
             with self.network._lock:
@@ -448,40 +553,73 @@ class _Invio:
         except IMAPClientError as error:
             # decision: a full mailbox (or any failed APPEND) is an errore-consegna "altro" from the
             # recipient's provider; the RFC does not cover mailbox-full
-            esteso = casella_piena(destinazione.gestore.name) if "OVERQUOTA" in str(error).upper() \
+            esteso = (
+                casella_piena(destinazione.gestore.name)
+                if "OVERQUOTA" in str(error).upper()
                 else errore_append(destinazione.gestore.name, error)
-            network._lanes.submit(self.mittente, lambda: self.notifica(
-                kinds.ERRORE_CONSEGNA, when, destinazione, rec, errore="altro", errore_esteso=esteso))
+            )
+            network._lanes.submit(
+                self.mittente,
+                lambda: self.notifica(
+                    kinds.ERRORE_CONSEGNA, when, destinazione, rec, errore="altro", errore_esteso=esteso
+                ),
+            )
             return
         with network._lock:
             rec.delivered_uid = uid
-        network._lanes.submit(self.mittente, lambda: self.notifica(kinds.AVVENUTA_CONSEGNA, when, destinazione, rec))
+        network._lanes.submit(
+            self.mittente, lambda: self.notifica(kinds.AVVENUTA_CONSEGNA, when, destinazione, rec)
+        )
 
     def errore_no_dest(self, rec: RecipientRecord, when: datetime) -> None:
         destinazione = self.network.provider_for(rec.address) or self.provider
-        self.network._lanes.submit(self.mittente, lambda: self.notifica(
-            kinds.ERRORE_CONSEGNA, when, destinazione, rec, errore="no-dest"))
+        self.network._lanes.submit(
+            self.mittente,
+            lambda: self.notifica(kinds.ERRORE_CONSEGNA, when, destinazione, rec, errore="no-dest"),
+        )
 
     def virus(self, rec: RecipientRecord, when: datetime) -> None:
         """The recipient's provider finds a virus: rilevazione-virus to the sender's provider
         (RFC 6109 §3.2.3), which tells its user with an errore-consegna per virus (§3.2.4)."""
         destinazione = self.network.provider_for(rec.address) or self.provider
-        notice = ricevuta(kinds.RILEVAZIONE_VIRUS, self.raw, gestore=destinazione.gestore,
-                          identificativo=self.submission.identificativo, data=ora_italiana(when),
-                          destinatari=self.destinatari, consegna=rec.address, firma=destinazione.firma)
-        self.network._record_notice(ProviderNotice(
-            ora_italiana(when), kinds.RILEVAZIONE_VIRUS, destinazione.gestore.domain, self.provider.gestore.domain,
-            self.submission.identificativo, rec.address, notice))
+        notice = ricevuta(
+            kinds.RILEVAZIONE_VIRUS,
+            self.raw,
+            gestore=destinazione.gestore,
+            identificativo=self.submission.identificativo,
+            data=ora_italiana(when),
+            destinatari=self.destinatari,
+            consegna=rec.address,
+            firma=destinazione.firma,
+        )
+        self.network._record_notice(
+            ProviderNotice(
+                ora_italiana(when),
+                kinds.RILEVAZIONE_VIRUS,
+                destinazione.gestore.domain,
+                self.provider.gestore.domain,
+                self.submission.identificativo,
+                rec.address,
+                notice,
+            )
+        )
         self.notifica(kinds.ERRORE_CONSEGNA, when, self.provider, rec, virus=True)
 
 
 # --- the network ------------------------------------------------------------------------------------
 
+
 class PecNetwork:
     """Simulated PEC providers sharing one signing CA, a router by domain, one MX, one clock."""
 
-    def __init__(self, dovecot: Dovecot, *, clock: Clock | None = None, autorita: Autorita | None = None,
-                 workers: int = 4):
+    def __init__(
+        self,
+        dovecot: Dovecot,
+        *,
+        clock: Clock | None = None,
+        autorita: Autorita | None = None,
+        workers: int = 4,
+    ):
         self.dovecot = dovecot
         self.clock: Clock = clock if clock is not None else default_clock()
         self.autorita = autorita or Autorita.nuova("pecflow CA dei gestori simulati")
@@ -490,7 +628,7 @@ class PecNetwork:
         self.deliveries: list[Delivery] = []
         self.refusals: list[Refusal] = []
         self.provider_notices: list[ProviderNotice] = []
-        self.errors: list[BaseException] = []          # simulator bugs, raised by wait_idle
+        self.errors: list[BaseException] = []  # simulator bugs, raised by wait_idle
         self.mx_host = "127.0.0.1"
         self.mx_port = 0
         self._by_domain: dict[str, SimulatedProvider] = {}
@@ -505,7 +643,7 @@ class PecNetwork:
         self._ticking = threading.Event()
         self._mx: Controller | None = None
         self._dir = Path(tempfile.mkdtemp(prefix="pecflow-pec-"))
-        self.ca_file = self._dir / "gestori-ca.pem"    # for `openssl smime -verify -CAfile`
+        self.ca_file = self._dir / "gestori-ca.pem"  # for `openssl smime -verify -CAfile`
         self.ca_file.write_bytes(self.autorita.cert_pem)
 
     # -- lifecycle
@@ -524,8 +662,13 @@ class PecNetwork:
         self._ticker = threading.Thread(target=self._tick, name="pec-orologio", daemon=True)
         self._ticker.start()
         self.mx_port = free_port()
-        self._mx = Controller(_IngressoOrdinario(self), hostname=self.mx_host, port=self.mx_port,
-                              server_hostname="mx.pecflow.test", ready_timeout=10)
+        self._mx = Controller(
+            _IngressoOrdinario(self),
+            hostname=self.mx_host,
+            port=self.mx_port,
+            server_hostname="mx.pecflow.test",
+            ready_timeout=10,
+        )
         self._mx.start()
         for provider in self.providers:
             provider._start()
@@ -555,8 +698,14 @@ class PecNetwork:
         self.stop()
 
     # -- providers and routing
-    def add_provider(self, gestore: Gestore, *, domains: tuple[str, ...] | None = None, quota: Quota | None = None,
-                     max_message_bytes: int = 30 * 1024 * 1024) -> SimulatedProvider:
+    def add_provider(
+        self,
+        gestore: Gestore,
+        *,
+        domains: tuple[str, ...] | None = None,
+        quota: Quota | None = None,
+        max_message_bytes: int = 30 * 1024 * 1024,
+    ) -> SimulatedProvider:
         domains = tuple(d.lower() for d in (domains or (gestore.domain,)))
         with self._lock:
             taken = [d for d in domains if d in self._by_domain]
@@ -578,8 +727,9 @@ class PecNetwork:
     def script(self, address: str, outcome: Outcome, *, times: int | None = None) -> None:
         """What happens to messages for `address` (all of them, or the next `times` ones)."""
         if outcome.needs_recipient_provider and self.provider_for(address) is None:
-            raise ValueError(f"{outcome} is played by the recipient's provider: {address} is in no "
-                             "simulated domain")
+            raise ValueError(
+                f"{outcome} is played by the recipient's provider: {address} is in no simulated domain"
+            )
         with self._lock:
             if outcome == DELIVER and times is None:
                 self._scripts.pop(address.lower(), None)
@@ -596,8 +746,9 @@ class PecNetwork:
                     if script.remaining <= 0:
                         del self._scripts[address.lower()]
                 return script.outcome
-        if provider_outcome is not None and not (provider_outcome.needs_recipient_provider
-                                                 and self.provider_for(address) is None):
+        if provider_outcome is not None and not (
+            provider_outcome.needs_recipient_provider and self.provider_for(address) is None
+        ):
             return provider_outcome
         return DELIVER
 
@@ -645,8 +796,10 @@ class PecNetwork:
             if idle:
                 break
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"PEC network still busy after {timeout}s "
-                                   f"({lanes.in_flight if lanes else 0} tasks in flight)")
+                raise TimeoutError(
+                    f"PEC network still busy after {timeout}s "
+                    f"({lanes.in_flight if lanes else 0} tasks in flight)"
+                )
             if lanes is not None:
                 lanes.wait_idle(min(deadline, time.monotonic() + 0.05))
         with self._lock:
@@ -667,13 +820,25 @@ class PecNetwork:
         with self._lock:
             self.provider_notices.append(notice)
 
-    def _append(self, mailbox: str, raw: bytes, kind: str, when: datetime, submission: Submission | None,
-                rec: RecipientRecord | None) -> int | None:
+    def _append(
+        self,
+        mailbox: str,
+        raw: bytes,
+        kind: str,
+        when: datetime,
+        submission: Submission | None,
+        rec: RecipientRecord | None,
+    ) -> int | None:
         """IMAP APPEND into `mailbox`'s INBOX (INTERNALDATE from the clock), recorded either way."""
-        record = dict(time=ora_italiana(when), mailbox=mailbox, kind=kind, size=len(raw),
-                      identificativo=submission.identificativo if submission else None,
-                      ref_message_id=submission.message_id if submission else None,
-                      consegna=rec.address if rec is not None else None)
+        record = dict(
+            time=ora_italiana(when),
+            mailbox=mailbox,
+            kind=kind,
+            size=len(raw),
+            identificativo=submission.identificativo if submission else None,
+            ref_message_id=submission.message_id if submission else None,
+            consegna=rec.address if rec is not None else None,
+        )
         try:
             uid = self.dovecot.append(mailbox, raw, when=ora_italiana(when))
         except IMAPClientError as error:
@@ -691,8 +856,9 @@ class PecNetwork:
         with self._lock:
             return provider.quota.used(provider._sent.get(account, ()), self.now()) >= provider.quota.limit
 
-    def _submit(self, provider: SimulatedProvider, tx: _Transazione, mail_from: str,
-                raw: bytes) -> Submission | str:
+    def _submit(
+        self, provider: SimulatedProvider, tx: _Transazione, mail_from: str, raw: bytes
+    ) -> Submission | str:
         head = Intestazione.leggi(raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
         with self._lock:
             # checked again here: parallel connections may all have passed MAIL FROM
@@ -701,8 +867,9 @@ class PecNetwork:
             now = self.now()
             when = ora_italiana(now)
             identificativo = nuovo_identificativo(provider.gestore, when, next(self._seq))
-            difetto = controllo_formale(raw, head, mail_from=mail_from, rcpt_tos=tx.tentati,
-                                        max_bytes=provider.max_message_bytes)
+            difetto = controllo_formale(
+                raw, head, mail_from=mail_from, rcpt_tos=tx.tentati, max_bytes=provider.max_message_bytes
+            )
             rifiuto = next((o for o in tx.esiti.values() if o.name == REJECT.name), None)
             per_virus = False
             if difetto is None and rifiuto is not None:
@@ -714,20 +881,39 @@ class PecNetwork:
             for address in ordered:
                 outcome = tx.esiti[address.lower()]
                 destinazione = self.provider_for(address)
-                records.append(RecipientRecord(address, self._tipo(address, outcome), outcome,
-                                               destinazione.gestore.name if destinazione else None))
+                records.append(
+                    RecipientRecord(
+                        address,
+                        self._tipo(address, outcome),
+                        outcome,
+                        destinazione.gestore.name if destinazione else None,
+                    )
+                )
             for address in tx.rifiutati:
                 destinazione = self.provider_for(address)
-                records.append(RecipientRecord(address, self._tipo(address, SMTP_REJECT), SMTP_REJECT,
-                                               destinazione.gestore.name if destinazione else None,
-                                               result="smtp-rejected"))
+                records.append(
+                    RecipientRecord(
+                        address,
+                        self._tipo(address, SMTP_REJECT),
+                        SMTP_REJECT,
+                        destinazione.gestore.name if destinazione else None,
+                        result="smtp-rejected",
+                    )
+                )
             submission = Submission(
-                time=when, provider=provider.gestore.domain, account=tx.account, mail_from=mail_from,
-                rcpt_tos=tuple(tx.tentati), message_id=head.message_id, identificativo=identificativo,
-                size=len(raw), receipt=kinds.NON_ACCETTAZIONE if difetto else kinds.ACCETTAZIONE,
+                time=when,
+                provider=provider.gestore.domain,
+                account=tx.account,
+                mail_from=mail_from,
+                rcpt_tos=tuple(tx.tentati),
+                message_id=head.message_id,
+                identificativo=identificativo,
+                size=len(raw),
+                receipt=kinds.NON_ACCETTAZIONE if difetto else kinds.ACCETTAZIONE,
                 errore_esteso=difetto.errore_esteso(provider.gestore.name) if difetto else None,
                 recipients=records,
-                dropped=any(o.name == DROP_AFTER_DATA.name for o in tx.esiti.values()))
+                dropped=any(o.name == DROP_AFTER_DATA.name for o in tx.esiti.values()),
+            )
             self.submissions.append(submission)
             provider._sent.setdefault(tx.account, []).append(now)
         destinatari = tuple(Destinatario(r.address, r.tipo) for r in records if r.result != "smtp-rejected")
@@ -742,15 +928,25 @@ class PecNetwork:
         self._record_refusal(provider.gestore.domain, tx.account, None, reply)
         return reply
 
-    def _plan_non_accettazione(self, invio: _Invio, head: Intestazione, mail_from: str, virus: bool,
-                               now: datetime) -> None:
+    def _plan_non_accettazione(
+        self, invio: _Invio, head: Intestazione, mail_from: str, virus: bool, now: datetime
+    ) -> None:
         # decision: the notice goes to the reverse-path (RFC 6109 §2.1) and certifies the envelope
         # sender, so a missing or forged From is replaced by MAIL FROM in what the receipt reads
         originale = invio.raw if head.mittenti == (mail_from,) else _con_mittente(invio.raw, mail_from)
         assert self._lanes is not None
-        self._lanes.submit(invio.mittente, lambda: invio.notifica(
-            kinds.NON_ACCETTAZIONE, now, invio.provider, originale=originale, virus=virus,
-            errore="virus" if virus else "altro", errore_esteso=invio.submission.errore_esteso))
+        self._lanes.submit(
+            invio.mittente,
+            lambda: invio.notifica(
+                kinds.NON_ACCETTAZIONE,
+                now,
+                invio.provider,
+                originale=originale,
+                virus=virus,
+                errore="virus" if virus else "altro",
+                errore_esteso=invio.submission.errore_esteso,
+            ),
+        )
 
     def _plan_accettazione(self, invio: _Invio, now: datetime) -> None:
         lanes = self._lanes
@@ -766,22 +962,34 @@ class PecNetwork:
                 invio.errore_no_dest(rec, now)
             elif name == NO_DOMAIN.name:
                 # decision: an unknown domain is found by the sender's provider (directory lookup)
-                lanes.submit(invio.mittente, lambda rec=rec: invio.notifica(
-                    kinds.ERRORE_CONSEGNA, now, invio.provider, rec, errore="no-dominio"))
+                lanes.submit(
+                    invio.mittente,
+                    lambda rec=rec: invio.notifica(
+                        kinds.ERRORE_CONSEGNA, now, invio.provider, rec, errore="no-dominio"
+                    ),
+                )
             elif name == VIRUS.name:
                 lanes.submit(invio.mittente, lambda rec=rec: invio.virus(rec, now))
             elif name in ("delay", TIMEOUT.name):
                 consegna = now + timedelta(seconds=rec.outcome.seconds) if name == "delay" else None
                 if consegna is not None:
-                    self._later(consegna, rec.address.lower(),
-                                lambda rec=rec, at=consegna: invio.consegna(rec, at))
+                    self._later(
+                        consegna, rec.address.lower(), lambda rec=rec, at=consegna: invio.consegna(rec, at)
+                    )
                 # the timers run on their own: a delivery after 12 h still had its 12 h notice
-                for dopo, esteso in ((PREAVVISO_DOPO, None),
-                                     (SCADENZA_DOPO, scadenza_24_ore(invio.provider.gestore.name))):
+                for dopo, esteso in (
+                    (PREAVVISO_DOPO, None),
+                    (SCADENZA_DOPO, scadenza_24_ore(invio.provider.gestore.name)),
+                ):
                     at = now + dopo
                     if consegna is None or consegna > at:
-                        self._later(at, invio.mittente, lambda rec=rec, at=at, esteso=esteso: invio.notifica(
-                            kinds.PREAVVISO_ERRORE_CONSEGNA, at, invio.provider, rec, errore_esteso=esteso))
+                        self._later(
+                            at,
+                            invio.mittente,
+                            lambda rec=rec, at=at, esteso=esteso: invio.notifica(
+                                kinds.PREAVVISO_ERRORE_CONSEGNA, at, invio.provider, rec, errore_esteso=esteso
+                            ),
+                        )
 
     # -- the MX: ordinary mail into PEC mailboxes
     def _arrive(self, mail_from: str, rcpt_tos: list[str], raw: bytes, helo: str, peer: Any) -> None:
@@ -789,8 +997,10 @@ class PecNetwork:
         when = ora_italiana(now)
         host = peer[0] if isinstance(peer, tuple) else str(peer)
         # what arrived, as the Incoming Point received it (the anomaly inherits these fields)
-        ricevuto = (f"Return-Path: <{mail_from}>\r\nReceived: from {helo} ([{host}])\r\n"
-                    f"\tby mx.pecflow.test with SMTP; {format_datetime(when)}\r\n").encode() + raw
+        ricevuto = (
+            f"Return-Path: <{mail_from}>\r\nReceived: from {helo} ([{host}])\r\n"
+            f"\tby mx.pecflow.test with SMTP; {format_datetime(when)}\r\n"
+        ).encode() + raw
         lanes = self._lanes
         assert lanes is not None
         for address in rcpt_tos:
@@ -799,12 +1009,18 @@ class PecNetwork:
                 continue
 
             def deliver(address: str = address, provider: SimulatedProvider = provider) -> None:
-                busta = busta_anomalia(ricevuto, gestore=provider.gestore, data=when, motivo=MOTIVO_ANOMALIA,
-                                       firma=provider.firma)
+                busta = busta_anomalia(
+                    ricevuto,
+                    gestore=provider.gestore,
+                    data=when,
+                    motivo=MOTIVO_ANOMALIA,
+                    firma=provider.firma,
+                )
                 try:
                     self._append(address.lower(), busta, kinds.ANOMALIA, now, None, None)
                 except IMAPClientError:
                     pass  # RFC 6109 §3.3.2: no notice for ordinary mail that cannot be delivered; recorded
+
             lanes.submit(address.lower(), deliver)
 
 

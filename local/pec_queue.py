@@ -21,14 +21,15 @@ class MailboxLanes:
 
     def __init__(self, workers: int, on_error: Callable[[BaseException], None], name: str = "pec-lane"):
         self._cond = threading.Condition()
-        self._queues: dict[str, deque[Task]] = {}   # lanes with queued work or being served
-        self._ready: deque[str] = deque()           # lanes with work and no thread on them
+        self._queues: dict[str, deque[Task]] = {}  # lanes with queued work or being served
+        self._ready: deque[str] = deque()  # lanes with work and no thread on them
         self._busy: set[str] = set()
         self._in_flight = 0
         self._stopping = False
         self._on_error = on_error
-        self._threads = [threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True)
-                         for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True) for i in range(workers)
+        ]
 
     def start(self) -> None:
         for thread in self._threads:

@@ -16,16 +16,27 @@ from email.utils import getaddresses
 
 # --- scripted outcomes ------------------------------------------------------------------------
 
-_OUTCOMES = ("deliver", "fail", "no-domain", "delay", "timeout", "virus", "reject", "mailbox-full",
-             "smtp-reject", "drop-after-data")
+_OUTCOMES = (
+    "deliver",
+    "fail",
+    "no-domain",
+    "delay",
+    "timeout",
+    "virus",
+    "reject",
+    "mailbox-full",
+    "smtp-reject",
+    "drop-after-data",
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What happens to a message for one recipient (see the constants below)."""
+
     name: str
-    seconds: float = 0.0   # DELAY: how long after acceptance the busta is delivered
-    virus: bool = False    # REJECT: the non-accettazione is "per virus" (RFC 6109 §3.1.3)
+    seconds: float = 0.0  # DELAY: how long after acceptance the busta is delivered
+    virus: bool = False  # REJECT: the non-accettazione is "per virus" (RFC 6109 §3.1.3)
 
     def __post_init__(self) -> None:
         if self.name not in _OUTCOMES:
@@ -34,8 +45,13 @@ class Outcome:
             raise ValueError("a delay cannot be negative")
 
     def __str__(self) -> str:
-        return f"delay({self.seconds:g}s)" if self.name == "delay" else \
-            "reject(virus)" if self.virus else self.name
+        return (
+            f"delay({self.seconds:g}s)"
+            if self.name == "delay"
+            else "reject(virus)"
+            if self.virus
+            else self.name
+        )
 
     @property
     def needs_recipient_provider(self) -> bool:
@@ -48,15 +64,15 @@ class Outcome:
         return self.name in ("no-domain", "timeout")
 
 
-DELIVER = Outcome("deliver")                 # busta in the INBOX, avvenuta-consegna to the sender
-FAIL = Outcome("fail")                       # errore-consegna no-dest (5.1.1), from the recipient's gestore
-NO_DOMAIN = Outcome("no-domain")             # errore-consegna no-dominio, from the sender's gestore
-TIMEOUT = Outcome("timeout")                 # never delivered: preavviso at 12 h and at 24 h (5.4.1)
-VIRUS = Outcome("virus")                     # no busta; errore-consegna virus to the sender
-REJECT = Outcome("reject")                   # the whole message: non-accettazione
+DELIVER = Outcome("deliver")  # busta in the INBOX, avvenuta-consegna to the sender
+FAIL = Outcome("fail")  # errore-consegna no-dest (5.1.1), from the recipient's gestore
+NO_DOMAIN = Outcome("no-domain")  # errore-consegna no-dominio, from the sender's gestore
+TIMEOUT = Outcome("timeout")  # never delivered: preavviso at 12 h and at 24 h (5.4.1)
+VIRUS = Outcome("virus")  # no busta; errore-consegna virus to the sender
+REJECT = Outcome("reject")  # the whole message: non-accettazione
 REJECT_VIRUS = Outcome("reject", virus=True)  # the whole message: non-accettazione per virus
-MAILBOX_FULL = Outcome("mailbox-full")       # the real IMAP APPEND fails OVERQUOTA: errore-consegna 5.2.2
-SMTP_REJECT = Outcome("smtp-reject")         # 550 5.1.1 at RCPT TO
+MAILBOX_FULL = Outcome("mailbox-full")  # the real IMAP APPEND fails OVERQUOTA: errore-consegna 5.2.2
+SMTP_REJECT = Outcome("smtp-reject")  # 550 5.1.1 at RCPT TO
 DROP_AFTER_DATA = Outcome("drop-after-data")  # processed, but the connection drops before the final 250
 
 
@@ -67,10 +83,12 @@ def DELAY(seconds: float) -> Outcome:  # noqa: N802 - reads like the other outco
 
 # --- quotas -----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class Quota:
     """At most `limit` messages per sending account in any window of `window_seconds`
     (rolling), or in each window aligned to the epoch (`rolling=False`, e.g. per day in UTC)."""
+
     limit: int
     window_seconds: float
     rolling: bool = True
@@ -107,14 +125,16 @@ class Quota:
         return [(ts[-1], len(ts)) for ts in counts.values() if len(ts) > self.limit]
 
 
-QUOTA_ARUBA = Quota(250, 20 * 60)                       # 250 messages per 20 minutes
+QUOTA_ARUBA = Quota(250, 20 * 60)  # 250 messages per 20 minutes
 QUOTA_100_AL_GIORNO = Quota(100, 24 * 3600, rolling=False)  # 100 per calendar day (UTC days)
 
 
 # --- the access point's formal checks (RFC 6109 §3.1.1) ----------------------------------------
 
-_ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+_ADDRESS = re.compile(
+    r"^[^@\s<>()\[\],;:\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
 
 
 def valid_address(address: str) -> bool:
@@ -124,10 +144,11 @@ def valid_address(address: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class Intestazione:
     """The header values of a submitted message the access point looks at."""
-    mittenti: tuple[str, ...]       # From addresses ("" for an unreadable one)
+
+    mittenti: tuple[str, ...]  # From addresses ("" for an unreadable one)
     to: tuple[str, ...]
     cc: tuple[str, ...]
-    bcc: str                        # the Bcc field's value, "" when absent or empty
+    bcc: str  # the Bcc field's value, "" when absent or empty
     message_id: str | None
     oggetto: str
 
@@ -141,8 +162,14 @@ class Intestazione:
 
         bcc = " ".join(str(v) for v in head.get_all("bcc", [])).strip()
         message_id = str(head.get("message-id") or "").strip() or None
-        return cls(mittenti=indirizzi("from"), to=indirizzi("to"), cc=indirizzi("cc"), bcc=bcc,
-                   message_id=message_id, oggetto=str(head.get("subject") or ""))
+        return cls(
+            mittenti=indirizzi("from"),
+            to=indirizzi("to"),
+            cc=indirizzi("cc"),
+            bcc=bcc,
+            message_id=message_id,
+            oggetto=str(head.get("subject") or ""),
+        )
 
     @property
     def destinatari(self) -> tuple[str, ...]:
@@ -158,6 +185,7 @@ class Intestazione:
 @dataclass(frozen=True, slots=True)
 class Difetto:
     """Why the access point does not accept a message: the errore-esteso's code and text."""
+
     codice: str
     testo: str
 
@@ -165,8 +193,9 @@ class Difetto:
         return f"{self.codice} - {gestore_name} - {self.testo}"
 
 
-def controllo_formale(raw: bytes, head: Intestazione, *, mail_from: str, rcpt_tos: Sequence[str],
-                      max_bytes: int) -> Difetto | None:
+def controllo_formale(
+    raw: bytes, head: Intestazione, *, mail_from: str, rcpt_tos: Sequence[str], max_bytes: int
+) -> Difetto | None:
     """The first failed check of RFC 6109 §3.1.1, or None. `rcpt_tos` are every RCPT TO the
     client gave (also those refused at RCPT: the client did address them)."""
     if len(head.mittenti) != 1 or not valid_address(head.mittenti[0]):
@@ -176,7 +205,9 @@ def controllo_formale(raw: bytes, head: Intestazione, *, mail_from: str, rcpt_to
     if not all(valid_address(a) for a in head.cc):
         return Difetto("5.6.0", "campo Cc non valido")
     if head.mittenti[0].lower() != mail_from.lower():
-        return Difetto("5.7.1", f"il mittente {head.mittenti[0]} non corrisponde al mittente SMTP {mail_from}")
+        return Difetto(
+            "5.7.1", f"il mittente {head.mittenti[0]} non corrisponde al mittente SMTP {mail_from}"
+        )
     if head.bcc:
         return Difetto("5.7.0", "destinatari in copia nascosta (Bcc) non ammessi")
     rcpt = {a.lower() for a in rcpt_tos}
@@ -184,17 +215,27 @@ def controllo_formale(raw: bytes, head: Intestazione, *, mail_from: str, rcpt_to
     if rcpt != intestati:
         extra = sorted(rcpt - intestati)
         missing = sorted(intestati - rcpt)
-        detail = "; ".join(filter(None, (
-            f"non in To/Cc: {', '.join(extra)}" if extra else "",
-            f"in To/Cc ma non in RCPT TO: {', '.join(missing)}" if missing else "")))
+        detail = "; ".join(
+            filter(
+                None,
+                (
+                    f"non in To/Cc: {', '.join(extra)}" if extra else "",
+                    f"in To/Cc ma non in RCPT TO: {', '.join(missing)}" if missing else "",
+                ),
+            )
+        )
         return Difetto("5.7.0", f"destinatari SMTP diversi da quelli in To e Cc ({detail})")
     if len(raw) * len(rcpt) > max_bytes:
-        return Difetto("5.3.4", f"dimensione del messaggio oltre il limite consentito ({len(raw)} byte "
-                                f"x {len(rcpt)} destinatari > {max_bytes} byte)")
+        return Difetto(
+            "5.3.4",
+            f"dimensione del messaggio oltre il limite consentito ({len(raw)} byte "
+            f"x {len(rcpt)} destinatari > {max_bytes} byte)",
+        )
     return None
 
 
 # --- errore-esteso texts ------------------------------------------------------------------------
+
 
 def rifiuto_simulato(virus: bool) -> Difetto:
     if virus:

@@ -60,12 +60,13 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 from zoneinfo import ZoneInfo
 
@@ -76,13 +77,14 @@ from local.template import TemplateError
 
 log = logging.getLogger(__name__)
 
-ASYNC_RETRY_DELAYS = (60, 120)            # Lambda's asynchronous retries: after 1, then 2 minutes
+ASYNC_RETRY_DELAYS = (60, 120)  # Lambda's asynchronous retries: after 1, then 2 minutes
 DEFAULT_ASYNC_RETRIES = 2
 DEFAULT_MAX_EVENT_AGE = 6 * 3600
 FIFO_MAX_BATCH = 10
 
 
 # --- what the template declares -----------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SqsSource:
@@ -106,16 +108,16 @@ class S3Source:
     bucket_logical_id: str
     events: tuple[str, ...]
     filter_rules: tuple[tuple[str, str], ...]
-    queue_name: str                       # the internal queue the bucket notifies
+    queue_name: str  # the internal queue the bucket notifies
 
 
 @dataclass(frozen=True)
 class ScheduleSource:
     function: str
     name: str
-    kind: str                             # Schedule (EventBridge rule) | ScheduleV2 (Scheduler)
+    kind: str  # Schedule (EventBridge rule) | ScheduleV2 (Scheduler)
     expression: str
-    input: Any                            # the parsed Input, or None for the scheduled-event shape
+    input: Any  # the parsed Input, or None for the scheduled-event shape
     resource_arn: str
     timezone: str = "UTC"
     start: float | None = None
@@ -141,7 +143,7 @@ class Function:
     max_event_age: int
     layer_paths: tuple[Path, ...]
     sources: tuple[Source, ...]
-    not_driven: dict[str, str] = field(default_factory=dict)   # event name -> why
+    not_driven: dict[str, str] = field(default_factory=dict)  # event name -> why
 
 
 @dataclass(frozen=True)
@@ -150,20 +152,20 @@ class Invocation:
 
     function: str
     source: str
-    kind: str                             # sqs | s3 | schedule
+    kind: str  # sqs | s3 | schedule
     event: dict
     request_id: str
     started: float
     ended: float
     attempt: int = 1
     result: Any = None
-    error: str | None = None              # "TypeName: message" when the handler failed
+    error: str | None = None  # "TypeName: message" when the handler failed
     traceback: str | None = field(default=None, repr=False)
     # SQS only: what happened to the batch afterwards
-    deleted: tuple[str, ...] = ()         # message ids deleted from the queue
-    retained: tuple[str, ...] = ()        # message ids left for redelivery
-    batch_problem: str | None = None      # why a partial batch response failed the whole batch
-    wall_started: float = field(default=0.0, repr=False)   # time.perf_counter(), for overlap checks
+    deleted: tuple[str, ...] = ()  # message ids deleted from the queue
+    retained: tuple[str, ...] = ()  # message ids left for redelivery
+    batch_problem: str | None = None  # why a partial batch response failed the whole batch
+    wall_started: float = field(default=0.0, repr=False)  # time.perf_counter(), for overlap checks
     wall_ended: float = field(default=0.0, repr=False)
 
     @property
@@ -197,6 +199,7 @@ class LambdaContext:
 
 # --- the runner ---------------------------------------------------------------------------------
 
+
 @dataclass
 class _AsyncEvent:
     due: float
@@ -217,8 +220,16 @@ class _SqsPoller:
 
 
 class EventRunner:
-    def __init__(self, template_path: str | Path, aws: LocalAws, clock: Clock | None = None, *,
-                 functions: list[str] | None = None, default_concurrency: int = 10, max_workers: int = 32):
+    def __init__(
+        self,
+        template_path: str | Path,
+        aws: LocalAws,
+        clock: Clock | None = None,
+        *,
+        functions: list[str] | None = None,
+        default_concurrency: int = 10,
+        max_workers: int = 32,
+    ):
         """Drive the template's functions (or only `functions`, by logical id) against `aws`.
         `default_concurrency` caps an SQS source without ScalingConfig."""
         if Path(template_path).resolve() != aws.template.path:
@@ -251,19 +262,28 @@ class EventRunner:
             previous = clock_hook.install(self.clock)
             self._undo.append(lambda: clock_hook.install(previous))
             self._undo.append(aws.on_reset(self._after_reset))
-            self._sqs = [_SqsPoller(s) for f in self.functions.values() for s in f.sources
-                         if isinstance(s, SqsSource)]
+            self._sqs = [
+                _SqsPoller(s) for f in self.functions.values() for s in f.sources if isinstance(s, SqsSource)
+            ]
             self._s3 = [s for f in self.functions.values() for s in f.sources if isinstance(s, S3Source)]
             self._s3_queue_urls: dict[str, str] = {}
             for source in self._s3:
                 self._s3_queue_urls[source.queue_name] = aws.notify_queue(
-                    source.bucket_logical_id, source.queue_name, list(source.events), list(source.filter_rules))
+                    source.bucket_logical_id,
+                    source.queue_name,
+                    list(source.events),
+                    list(source.filter_rules),
+                )
                 self._undo.append(lambda q=source.queue_name: aws.stop_notifying(q))
             self._drain_s3_test_events()
             now = self.clock.now()
-            schedules = [s for f in self.functions.values() for s in f.sources if isinstance(s, ScheduleSource)]
-            self._schedules = {(s.function, s.name): (s, _expression(s).next_after(now, anchor=s.start or now))
-                               for s in schedules}
+            schedules = [
+                s for f in self.functions.values() for s in f.sources if isinstance(s, ScheduleSource)
+            ]
+            self._schedules = {
+                (s.function, s.name): (s, _expression(s).next_after(now, anchor=s.start or now))
+                for s in schedules
+            }
         except BaseException:
             self.stop()
             raise
@@ -277,8 +297,9 @@ class EventRunner:
             return list(self._invocations)
 
     def invocations_of(self, function: str, source: str | None = None) -> list[Invocation]:
-        return [i for i in self.invocations
-                if i.function == function and (source is None or i.source == source)]
+        return [
+            i for i in self.invocations if i.function == function and (source is None or i.source == source)
+        ]
 
     def module(self, logical_id: str) -> Any:
         """A function's handler module, imported (its cold start) if it was not yet: tests use it
@@ -323,7 +344,10 @@ class EventRunner:
                 if not enabled:
                     self._schedules[key] = (source, None)
                 elif at is None:
-                    self._schedules[key] = (source, _expression(source).next_after(now, anchor=source.start or now))
+                    self._schedules[key] = (
+                        source,
+                        _expression(source).next_after(now, anchor=source.start or now),
+                    )
 
     def serve(self, stop: threading.Event, poll_interval: float = 1.0) -> None:
         """Run on the system clock until `stop` is set (for the demo and developers)."""
@@ -378,8 +402,11 @@ class EventRunner:
             timeout=int(aws.resolve(p.get("Timeout", 3))),
             memory_size=int(aws.resolve(p.get("MemorySize", 128))),
             environment=aws.function_environment(fid),
-            reserved_concurrency=(int(aws.resolve(p["ReservedConcurrentExecutions"]))
-                                  if p.get("ReservedConcurrentExecutions") is not None else None),
+            reserved_concurrency=(
+                int(aws.resolve(p["ReservedConcurrentExecutions"]))
+                if p.get("ReservedConcurrentExecutions") is not None
+                else None
+            ),
             async_retries=int(invoke_config.get("MaximumRetryAttempts", DEFAULT_ASYNC_RETRIES)),
             max_event_age=int(invoke_config.get("MaximumEventAgeInSeconds", DEFAULT_MAX_EVENT_AGE)),
             layer_paths=self._layer_paths(p.get("Layers") or []),
@@ -408,7 +435,9 @@ class EventRunner:
         for layer in layers:
             logical_id = layer.get("Ref") if isinstance(layer, dict) else None
             resource = self.aws.template.resources.get(logical_id or "")
-            content = resource and (resource.properties.get("ContentUri") or resource.properties.get("Content"))
+            content = resource and (
+                resource.properties.get("ContentUri") or resource.properties.get("Content")
+            )
             if isinstance(content, str):
                 folder = (self.aws.template.root / content).resolve()
                 paths.append(folder / "python" if (folder / "python").is_dir() else folder)
@@ -438,13 +467,22 @@ class EventRunner:
             raise TemplateError(f"{where}: MaximumConcurrency must be 2..1000, not {concurrency}")
         visibility = int(attributes.get("VisibilityTimeout", 30))
         if visibility < function.timeout:
-            raise TemplateError(f"{where}: queue visibility timeout {visibility}s is less than the "
-                                f"function timeout {function.timeout}s (AWS rejects this mapping)")
+            raise TemplateError(
+                f"{where}: queue visibility timeout {visibility}s is less than the "
+                f"function timeout {function.timeout}s (AWS rejects this mapping)"
+            )
         return SqsSource(
-            function=function.logical_id, name=name, queue_name=queue_name, queue_arn=arn, queue_url=url,
-            fifo=fifo, batch_size=batch_size, batching_window=window,
+            function=function.logical_id,
+            name=name,
+            queue_name=queue_name,
+            queue_arn=arn,
+            queue_url=url,
+            fifo=fifo,
+            batch_size=batch_size,
+            batching_window=window,
             max_concurrency=int(concurrency) if concurrency is not None else self.default_concurrency,
-            report_batch_item_failures="ReportBatchItemFailures" in (p.get("FunctionResponseTypes") or ()))
+            report_batch_item_failures="ReportBatchItemFailures" in (p.get("FunctionResponseTypes") or ()),
+        )
 
     def _s3_source(self, function: Function, name: str, p: dict) -> S3Source:
         bucket_ref = p["Bucket"]
@@ -457,10 +495,14 @@ class EventRunner:
         if len(base) > 80:
             base = base[:71] + "-" + hashlib.sha1(base.encode()).hexdigest()[:8]
         return S3Source(
-            function=function.logical_id, name=name, bucket=self.aws.physical(logical_id),
-            bucket_logical_id=logical_id, events=tuple(self.aws.resolve(events)),
+            function=function.logical_id,
+            name=name,
+            bucket=self.aws.physical(logical_id),
+            bucket_logical_id=logical_id,
+            events=tuple(self.aws.resolve(events)),
             filter_rules=tuple((r["Name"].lower(), self.aws.resolve(r["Value"])) for r in rules),
-            queue_name=base)
+            queue_name=base,
+        )
 
     def _schedule_source(self, function: Function, name: str, kind: str, p: dict) -> ScheduleSource | None:
         p = self.aws.resolve(p)
@@ -482,9 +524,18 @@ class EventRunner:
             timezone = p.get("ScheduleExpressionTimezone", "UTC")
             start = _timestamp(p["StartDate"]) if p.get("StartDate") else None
             end = _timestamp(p["EndDate"]) if p.get("EndDate") else None
-        source = ScheduleSource(function=function.logical_id, name=name, kind=kind, expression=expression,
-                                input=parsed, resource_arn=arn, timezone=timezone, start=start, end=end)
-        _expression(source)               # a bad expression fails at start
+        source = ScheduleSource(
+            function=function.logical_id,
+            name=name,
+            kind=kind,
+            expression=expression,
+            input=parsed,
+            resource_arn=arn,
+            timezone=timezone,
+            start=start,
+            end=end,
+        )
+        _expression(source)  # a bad expression fails at start
         return source
 
     # --- environment, imports -----------------------------------------------------------------
@@ -501,11 +552,14 @@ class EventRunner:
                 owner.setdefault(key, fid)
         for key, value in {**self.aws.environment(), CLOCK_ENV: CLOCK_HOOK}.items():
             if merged.get(key, value) != value:
-                clashes.append(f"{key} is set by the local stack, but {owner[key]} sets it to {merged[key]!r}")
+                clashes.append(
+                    f"{key} is set by the local stack, but {owner[key]} sets it to {merged[key]!r}"
+                )
             merged[key] = value
         if clashes:
-            raise TemplateError("functions share one process locally, so their environments must agree: "
-                                + "; ".join(clashes))
+            raise TemplateError(
+                "functions share one process locally, so their environments must agree: " + "; ".join(clashes)
+            )
         return merged
 
     def _install_environment(self) -> None:
@@ -578,7 +632,9 @@ class EventRunner:
                 if not progressed and self._in_flight == 0 and not self._waiting_in_real_time():
                     return
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"not idle after {timeout}s: {self._in_flight} invocation(s) in flight")
+                    raise TimeoutError(
+                        f"not idle after {timeout}s: {self._in_flight} invocation(s) in flight"
+                    )
                 if not progressed:
                     self._lock.wait(0.02)
 
@@ -606,10 +662,11 @@ class EventRunner:
         with self._lock:
             times += [event.due for event in self._async]
         times += [p.buffer_since + p.source.batching_window for p in self._sqs if p.buffer]
-        queue_change = self.aws.sqs_next_change([p.source.queue_name for p in self._sqs]
-                                                + [s.queue_name for s in self._s3], now)
+        queue_change = self.aws.sqs_next_change(
+            [p.source.queue_name for p in self._sqs] + [s.queue_name for s in self._s3], now
+        )
         if queue_change is not None:
-            times.append(queue_change + 1e-6)   # moto keeps milliseconds: land just after
+            times.append(queue_change + 1e-6)  # moto keeps milliseconds: land just after
         return min((t for t in times if t > now), default=None)
 
     def _has_room(self, fid: str, poller: _SqsPoller | None = None) -> bool:
@@ -638,6 +695,7 @@ class EventRunner:
                     if poller is not None:
                         poller.in_flight -= 1
                     self._lock.notify_all()
+
         self._executor.submit(run)
 
     # --- SQS ----------------------------------------------------------------------------------
@@ -650,7 +708,7 @@ class EventRunner:
             return None
         full = len(poller.buffer) >= source.batch_size
         if full or source.batching_window == 0 or now >= poller.buffer_since + source.batching_window:
-            batch, poller.buffer = poller.buffer[:source.batch_size], poller.buffer[source.batch_size:]
+            batch, poller.buffer = poller.buffer[: source.batch_size], poller.buffer[source.batch_size :]
             poller.buffer_since = now
             return batch
         return None
@@ -660,9 +718,17 @@ class EventRunner:
         while len(poller.buffer) < source.batch_size:
             wanted = min(10, source.batch_size - len(poller.buffer))
             try:
-                messages = self.aws.client("sqs").receive_message(
-                    QueueUrl=source.queue_url, MaxNumberOfMessages=wanted, WaitTimeSeconds=0,
-                    MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
+                messages = (
+                    self.aws.client("sqs")
+                    .receive_message(
+                        QueueUrl=source.queue_url,
+                        MaxNumberOfMessages=wanted,
+                        WaitTimeSeconds=0,
+                        MessageSystemAttributeNames=["All"],
+                        MessageAttributeNames=["All"],
+                    )
+                    .get("Messages", [])
+                )
             except Exception:  # noqa: BLE001 - e.g. the queue went away in a reset
                 log.exception("event runner: receiving from %s", source.queue_name)
                 return
@@ -678,13 +744,16 @@ class EventRunner:
         """Messages received for a batch that never ran go back to the queue at once."""
         if not poller.buffer or not self.aws.running:
             return
-        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                   for i, m in enumerate(poller.buffer)]
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+            for i, m in enumerate(poller.buffer)
+        ]
         poller.buffer = []
         for chunk in _chunks(entries, 10):
             try:
-                self.aws.client("sqs").change_message_visibility_batch(QueueUrl=poller.source.queue_url,
-                                                                      Entries=chunk)
+                self.aws.client("sqs").change_message_visibility_batch(
+                    QueueUrl=poller.source.queue_url, Entries=chunk
+                )
             except Exception:  # noqa: BLE001
                 log.exception("event runner: releasing buffered messages")
 
@@ -703,15 +772,22 @@ class EventRunner:
                 to_delete = ids
         handles = {m["MessageId"]: m["ReceiptHandle"] for m in messages}
         deleted = self._delete(source, [(i, handles[i]) for i in to_delete])
-        self._record(replace(invocation, deleted=tuple(deleted),
-                             retained=tuple(i for i in ids if i not in deleted), batch_problem=problem))
+        self._record(
+            replace(
+                invocation,
+                deleted=tuple(deleted),
+                retained=tuple(i for i in ids if i not in deleted),
+                batch_problem=problem,
+            )
+        )
 
     def _delete(self, source: SqsSource, messages: list[tuple[str, str]]) -> list[str]:
         deleted = []
         for chunk in _chunks(messages, 10):
             response = self.aws.client("sqs").delete_message_batch(
                 QueueUrl=source.queue_url,
-                Entries=[{"Id": str(n), "ReceiptHandle": handle} for n, (_, handle) in enumerate(chunk)])
+                Entries=[{"Id": str(n), "ReceiptHandle": handle} for n, (_, handle) in enumerate(chunk)],
+            )
             ok = {int(entry["Id"]) for entry in response.get("Successful", [])}
             deleted += [message_id for n, (message_id, _) in enumerate(chunk) if n in ok]
         return deleted
@@ -728,18 +804,23 @@ class EventRunner:
             if not self.aws.sqs_ready(source.queue_name):
                 continue
             url = self._s3_queue_urls[source.queue_name]
-            while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-                                                  MessageSystemAttributeNames=["All"]).get("Messages", []):
+            while messages := sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, MessageSystemAttributeNames=["All"]
+            ).get("Messages", []):
                 for message in messages:
                     body = json.loads(message["Body"])
                     sent = int(message["Attributes"]["SentTimestamp"])
-                    for record in body.get("Records", []):      # s3:TestEvent has none
+                    for record in body.get("Records", []):  # s3:TestEvent has none
                         self._sequencer += 1
                         event = {"Records": [self._s3_record(record, sent)]}
                         self._enqueue(_AsyncEvent(now, source.function, source.name, "s3", event, now))
                         progressed = True
-                sqs.delete_message_batch(QueueUrl=url, Entries=[
-                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)])
+                sqs.delete_message_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)
+                    ],
+                )
         return progressed
 
     def _s3_record(self, record: dict, sent_millis: int) -> dict:
@@ -762,24 +843,35 @@ class EventRunner:
             "eventName": record["eventName"],
             "userIdentity": {"principalId": "AWS:AIDAPECFLOWLOCAL"},
             "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-            "responseElements": {"x-amz-request-id": uuid.uuid4().hex[:16].upper(),
-                                 "x-amz-id-2": base64.b64encode(uuid.uuid4().bytes * 2).decode()},
+            "responseElements": {
+                "x-amz-request-id": uuid.uuid4().hex[:16].upper(),
+                "x-amz-id-2": base64.b64encode(uuid.uuid4().bytes * 2).decode(),
+            },
             "s3": {
                 "s3SchemaVersion": "1.0",
                 "configurationId": s3.get("configurationId", ""),
-                "bucket": {"name": s3["bucket"]["name"], "ownerIdentity": {"principalId": "A1PECFLOWLOCAL"},
-                           "arn": s3["bucket"]["arn"]},
+                "bucket": {
+                    "name": s3["bucket"]["name"],
+                    "ownerIdentity": {"principalId": "A1PECFLOWLOCAL"},
+                    "arn": s3["bucket"]["arn"],
+                },
                 "object": obj,
             },
         }
 
     def _version_id(self, bucket: str, key: str, etag: str) -> str | None:
         try:
-            versions = self.aws.client("s3").list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+            versions = (
+                self.aws.client("s3").list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+            )
         except Exception:  # noqa: BLE001 - best effort: real events carry it, handlers rarely need it
             return None
-        for version in versions:          # newest first
-            if version["Key"] == key and version["ETag"].strip('"') == etag and version["VersionId"] != "null":
+        for version in versions:  # newest first
+            if (
+                version["Key"] == key
+                and version["ETag"].strip('"') == etag
+                and version["VersionId"] != "null"
+            ):
                 return version["VersionId"]
         return None
 
@@ -792,8 +884,9 @@ class EventRunner:
             while at is not None and at <= now:
                 if source.end is None or at <= source.end:
                     event = source.input if source.input is not None else self._scheduled_event(source, at)
-                    self._enqueue(_AsyncEvent(at, source.function, source.name, "schedule",
-                                              copy.deepcopy(event), at))
+                    self._enqueue(
+                        _AsyncEvent(at, source.function, source.name, "schedule", copy.deepcopy(event), at)
+                    )
                     fired = True
                 at = expression.next_after(at, anchor=source.start or at)
             self._schedules[key] = (source, at)
@@ -840,27 +933,45 @@ class EventRunner:
 
     # --- one invocation -----------------------------------------------------------------------
 
-    def _invoke(self, function: Function, source: str, kind: str, event: dict, attempt: int = 1) -> Invocation:
+    def _invoke(
+        self, function: Function, source: str, kind: str, event: dict, attempt: int = 1
+    ) -> Invocation:
         request_id = str(uuid.uuid4())
         started, wall_started = self.clock.now(), time.perf_counter()
         context = LambdaContext(
-            function_name=function.name, function_version="$LATEST", invoked_function_arn=function.arn,
-            memory_limit_in_mb=str(function.memory_size), aws_request_id=request_id,
+            function_name=function.name,
+            function_version="$LATEST",
+            invoked_function_arn=function.arn,
+            memory_limit_in_mb=str(function.memory_size),
+            aws_request_id=request_id,
             log_group_name=f"/aws/lambda/{function.name}",
             log_stream_name=f"{datetime.fromtimestamp(started, UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}",
-            deadline=started + function.timeout, clock=self.clock)
+            deadline=started + function.timeout,
+            clock=self.clock,
+        )
         result, error, trace = None, None, None
         try:
             result = self._handler(function)(copy.deepcopy(event), context)
-            json.dumps(result)            # Lambda serialises the response: it must be JSON
+            json.dumps(result)  # Lambda serialises the response: it must be JSON
             if self.clock.now() - started > function.timeout:
                 raise TimeoutError(f"Task timed out after {function.timeout}.00 seconds")
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - recorded, never raised
             result, error, trace = None, f"{type(exc).__name__}: {exc}", traceback.format_exc()
-        return Invocation(function=function.logical_id, source=source, kind=kind, event=event,
-                          request_id=request_id, started=started, ended=self.clock.now(), attempt=attempt,
-                          result=result, error=error, traceback=trace,
-                          wall_started=wall_started, wall_ended=time.perf_counter())
+        return Invocation(
+            function=function.logical_id,
+            source=source,
+            kind=kind,
+            event=event,
+            request_id=request_id,
+            started=started,
+            ended=self.clock.now(),
+            attempt=attempt,
+            result=result,
+            error=error,
+            traceback=trace,
+            wall_started=wall_started,
+            wall_ended=time.perf_counter(),
+        )
 
     def _record(self, invocation: Invocation) -> None:
         if invocation.error:
@@ -871,9 +982,16 @@ class EventRunner:
 
 # --- event shapes -------------------------------------------------------------------------------
 
-_SQS_ATTRIBUTE_ORDER = ("ApproximateReceiveCount", "SentTimestamp", "SenderId",
-                        "ApproximateFirstReceiveTimestamp", "SequenceNumber", "MessageGroupId",
-                        "MessageDeduplicationId", "AWSTraceHeader")
+_SQS_ATTRIBUTE_ORDER = (
+    "ApproximateReceiveCount",
+    "SentTimestamp",
+    "SenderId",
+    "ApproximateFirstReceiveTimestamp",
+    "SequenceNumber",
+    "MessageGroupId",
+    "MessageDeduplicationId",
+    "AWSTraceHeader",
+)
 
 
 def _sqs_record(message: dict, queue_arn: str, region: str) -> dict:
@@ -889,13 +1007,21 @@ def _sqs_record(message: dict, queue_arn: str, region: str) -> dict:
         "receiptHandle": message["ReceiptHandle"],
         "body": message["Body"],
         "attributes": {name: attributes[name] for name in _SQS_ATTRIBUTE_ORDER if name in attributes},
-        "messageAttributes": {name: _lambda_message_attribute(value)
-                              for name, value in message.get("MessageAttributes", {}).items()},
+        "messageAttributes": {
+            name: _lambda_message_attribute(value)
+            for name, value in message.get("MessageAttributes", {}).items()
+        },
     }
     if message.get("MD5OfMessageAttributes"):
         record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
-    record.update({"md5OfBody": message["MD5OfBody"], "eventSource": "aws:sqs", "eventSourceARN": queue_arn,
-                   "awsRegion": region})
+    record.update(
+        {
+            "md5OfBody": message["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": queue_arn,
+            "awsRegion": region,
+        }
+    )
     return record
 
 
@@ -939,6 +1065,7 @@ def _batch_item_failures(result: Any, message_ids: list[str]) -> tuple[set[str],
 
 # --- schedule expressions -----------------------------------------------------------------------
 
+
 class _Rate:
     def __init__(self, seconds: int):
         self.seconds = seconds
@@ -979,8 +1106,11 @@ class _Cron:
         if self.dom not in ("?", "L") and "W" in self.dom:
             raise TemplateError("cron: W (nearest weekday) is not supported locally")
         self.dom_values = None if self.dom in ("?", "L") else _cron_values(self.dom, 1, 31)
-        self.dow_values = None if self.dow == "?" or "L" in self.dow or "#" in self.dow else \
-            _cron_values(self.dow, 1, 7, _WEEKDAYS)
+        self.dow_values = (
+            None
+            if self.dow == "?" or "L" in self.dow or "#" in self.dow
+            else _cron_values(self.dow, 1, 7, _WEEKDAYS)
+        )
 
     def _day_matches(self, day: date) -> bool:
         if day.month not in self.months or (self.years is not None and day.year not in self.years):
@@ -990,7 +1120,7 @@ class _Cron:
             return day.day == last
         if self.dom_values is not None:
             return day.day in self.dom_values
-        weekday = (day.weekday() + 1) % 7 + 1          # AWS: 1 = Sunday ... 7 = Saturday
+        weekday = (day.weekday() + 1) % 7 + 1  # AWS: 1 = Sunday ... 7 = Saturday
         if self.dow.endswith("L"):
             return weekday == _weekday(self.dow[:-1] or "7") and day.day > last - 7
         if "#" in self.dow:
@@ -1009,7 +1139,9 @@ class _Cron:
             for hour in self.hours:
                 for minute in self.minutes:
                     if hour * 60 + minute >= earliest:
-                        when = datetime(current.year, current.month, current.day, hour, minute, tzinfo=self.tz)
+                        when = datetime(
+                            current.year, current.month, current.day, hour, minute, tzinfo=self.tz
+                        )
                         return when.timestamp()
         return None
 
@@ -1061,6 +1193,7 @@ def _expression(source: ScheduleSource) -> _Rate | _Cron | _At:
 
 # --- small helpers ------------------------------------------------------------------------------
 
+
 def _zone(name: str) -> Any:
     return UTC if name.upper() == "UTC" else ZoneInfo(name)
 
@@ -1083,4 +1216,4 @@ def _iso_millis(t: float) -> str:
 
 
 def _chunks(items: list, size: int) -> list[list]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]

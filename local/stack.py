@@ -23,9 +23,9 @@ from local.clock import VirtualClock
 from local.imap import Account, Dovecot
 from local.pec_provider import PecNetwork, SimulatedProvider
 from local.runner import EventRunner
-from pecflow.services import admin
 from pecflow.deployment import LOCAL_STATE, Deployment
 from pecflow.domain.mailbox import MailboxConfig, SaturationPolicy
+from pecflow.services import admin
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "template.yaml"
@@ -38,12 +38,18 @@ class LocalStack:
     clock: VirtualClock
     network: PecNetwork
     runner: EventRunner
-    owned: list = field(default_factory=list)   # what stop() must stop (parts not passed in)
+    owned: list = field(default_factory=list)  # what stop() must stop (parts not passed in)
 
     @classmethod
-    def start(cls, *, dovecot: Dovecot | None = None, aws: LocalAws | None = None,
-              clock: VirtualClock | None = None, start_time: datetime | None = None,
-              state_file: Path | None = REPO / LOCAL_STATE) -> LocalStack:
+    def start(
+        cls,
+        *,
+        dovecot: Dovecot | None = None,
+        aws: LocalAws | None = None,
+        clock: VirtualClock | None = None,
+        start_time: datetime | None = None,
+        state_file: Path | None = REPO / LOCAL_STATE,
+    ) -> LocalStack:
         owned = []
         if dovecot is None:
             dovecot = Dovecot().start()
@@ -62,19 +68,36 @@ class LocalStack:
     def deployment(self) -> Deployment:
         aws = self.aws
         return Deployment(
-            stack_name=aws.stack_name, region=aws.region, endpoint_url=aws.endpoint_url,
-            mailboxes_table=aws.physical("MailboxesTable"), messages_table=aws.physical("MessagesTable"),
-            outgoing_table=aws.physical("OutgoingTable"), campaigns_table=aws.physical("CampaignsTable"),
-            archive_bucket=aws.physical("ArchiveBucket"), poll_queue_url=aws.url("PollQueue"),
-            campaign_bucket=aws.physical("CampaignBucket"), send_queue_url=aws.url("SendQueue"))
+            stack_name=aws.stack_name,
+            region=aws.region,
+            endpoint_url=aws.endpoint_url,
+            mailboxes_table=aws.physical("MailboxesTable"),
+            messages_table=aws.physical("MessagesTable"),
+            outgoing_table=aws.physical("OutgoingTable"),
+            campaigns_table=aws.physical("CampaignsTable"),
+            archive_bucket=aws.physical("ArchiveBucket"),
+            poll_queue_url=aws.url("PollQueue"),
+            campaign_bucket=aws.physical("CampaignBucket"),
+            send_queue_url=aws.url("SendQueue"),
+        )
 
-    def add_company_mailbox(self, provider: SimulatedProvider, address: str | None = None, *,
-                            saturation: SaturationPolicy | None = None, quota: str | None = None,
-                            password: str | None = None, register: bool = True,
-                            quota_preset: str | None = None) -> Account:
+    def add_company_mailbox(
+        self,
+        provider: SimulatedProvider,
+        address: str | None = None,
+        *,
+        saturation: SaturationPolicy | None = None,
+        quota: str | None = None,
+        password: str | None = None,
+        register: bool = True,
+        quota_preset: str | None = None,
+    ) -> Account:
         """A mailbox on the simulated provider, registered in pecflow like `pecflow mailbox add`."""
-        account = (provider.add_mailbox(address, quota=quota) if address
-                   else provider.fresh_mailbox("ufficio", quota=quota))
+        account = (
+            provider.add_mailbox(address, quota=quota)
+            if address
+            else provider.fresh_mailbox("ufficio", quota=quota)
+        )
         if register:
             config = self.mailbox_config(account.address, provider)
             if saturation is not None:
@@ -87,8 +110,13 @@ class LocalStack:
     def mailbox_config(self, address: str, provider: SimulatedProvider | None = None) -> MailboxConfig:
         """How pecflow reaches a simulated mailbox: IMAP on Dovecot, SMTPS on its provider."""
         smtp = {"smtp_host": provider.host, "smtp_port": provider.port} if provider is not None else {}
-        return MailboxConfig(address=address, imap_host=self.dovecot.host, imap_port=self.dovecot.port,
-                             ca_bundle=self.dovecot.ca.pem.decode("ascii"), **smtp).validate()
+        return MailboxConfig(
+            address=address,
+            imap_host=self.dovecot.host,
+            imap_port=self.dovecot.port,
+            ca_bundle=self.dovecot.ca.pem.decode("ascii"),
+            **smtp,
+        ).validate()
 
     def stop(self) -> None:
         self.runner.stop()

@@ -10,20 +10,38 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-ACCOUNT_ID = "123456789012"          # moto's default account
+ACCOUNT_ID = "123456789012"  # moto's default account
 
 # Ref of AWS::NoValue: the property is removed.
 NO_VALUE = object()
 
 _SHORT_TAGS = (
-    "Ref", "Condition", "GetAtt", "Sub", "Join", "Select", "Split", "If", "Equals", "Not", "And",
-    "Or", "FindInMap", "Base64", "GetAZs", "ImportValue", "Cidr", "Transform", "ToJsonString",
+    "Ref",
+    "Condition",
+    "GetAtt",
+    "Sub",
+    "Join",
+    "Select",
+    "Split",
+    "If",
+    "Equals",
+    "Not",
+    "And",
+    "Or",
+    "FindInMap",
+    "Base64",
+    "GetAZs",
+    "ImportValue",
+    "Cidr",
+    "Transform",
+    "ToJsonString",
     "Length",
 )
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
@@ -34,6 +52,7 @@ class TemplateError(ValueError):
 
 
 # --- YAML with CloudFormation tags ------------------------------------------------------------
+
 
 class _CfnLoader(yaml.SafeLoader):
     pass
@@ -51,6 +70,7 @@ def _tag_constructor(fn_key: str) -> Callable[[yaml.Loader, yaml.Node], dict]:
         else:
             value = loader.construct_mapping(node, deep=True)
         return {fn_key: value}
+
     return construct
 
 
@@ -64,6 +84,7 @@ def load_yaml(text: str) -> dict:
 
 
 # --- the template -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -140,6 +161,7 @@ def load(path: str | Path) -> Template:
 
 # --- parameters -------------------------------------------------------------------------------
 
+
 def parameter_values(template: Template, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Defaults plus overrides, checked against AllowedValues/MinValue/MaxValue, typed as
     CloudFormation types them (Number -> int or float, lists -> list of str)."""
@@ -176,9 +198,13 @@ def parameter_values(template: Template, overrides: dict[str, Any] | None = None
 
 # --- intrinsic functions ----------------------------------------------------------------------
 
+
 def _is_intrinsic(value: Any) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and (
-        next(iter(value)) in ("Ref", "Condition") or next(iter(value)).startswith("Fn::"))
+    return (
+        isinstance(value, dict)
+        and len(value) == 1
+        and (next(iter(value)) in ("Ref", "Condition") or next(iter(value)).startswith("Fn::"))
+    )
 
 
 def references(value: Any) -> set[str]:
@@ -207,14 +233,22 @@ def references(value: Any) -> set[str]:
     return found
 
 
-Lookup = Callable[[str, "str | None"], Any]   # (logical_id, attribute or None for Ref) -> value
+Lookup = Callable[[str, "str | None"], Any]  # (logical_id, attribute or None for Ref) -> value
 
 
 class Intrinsics:
     """Resolves intrinsic functions for one stack."""
 
-    def __init__(self, template: Template, *, stack_name: str, region: str, parameters: dict[str, Any],
-                 lookup: Lookup, account_id: str = ACCOUNT_ID):
+    def __init__(
+        self,
+        template: Template,
+        *,
+        stack_name: str,
+        region: str,
+        parameters: dict[str, Any],
+        lookup: Lookup,
+        account_id: str = ACCOUNT_ID,
+    ):
         self.template = template
         self.parameters = parameters
         self.lookup = lookup
@@ -225,7 +259,7 @@ class Intrinsics:
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::StackId": f"arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/"
-                            "00000000-0000-4000-8000-000000000000",
+            "00000000-0000-4000-8000-000000000000",
             "AWS::NotificationARNs": [],
         }
         self._conditions: dict[str, bool] = {}

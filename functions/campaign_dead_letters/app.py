@@ -10,9 +10,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from pecflow.adapters.dynamodb import OutgoingStore
 from pecflow.services.sending import dead_lettered
 from pecflow.settings import Settings
-from pecflow.adapters.dynamodb import OutgoingStore
 
 settings = Settings.from_env("outgoing_table", "campaigns_table")
 logger = Logger()
@@ -26,12 +26,18 @@ def record_dead_letter(record: SQSRecord) -> None:
     message_id = json.loads(record.body)["message_id"]
     state = dead_lettered(outgoing, message_id)
     metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
-    logger.error("campaign job stopped on the dead-letter queue", extra={"message_id": message_id, "state": state})
+    logger.error(
+        "campaign job stopped on the dead-letter queue", extra={"message_id": message_id, "state": state}
+    )
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event, context):
-    return process_partial_response(event=event, record_handler=record_dead_letter,
-                                    processor=BatchProcessor(event_type=EventType.SQS), context=context)
+    return process_partial_response(
+        event=event,
+        record_handler=record_dead_letter,
+        processor=BatchProcessor(event_type=EventType.SQS),
+        context=context,
+    )

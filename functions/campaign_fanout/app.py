@@ -10,12 +10,13 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
+from pecflow.adapters.dynamodb import CampaignStore, OutgoingStore
 from pecflow.services.fanout import CampaignPackage, campaign_of, fan_out
 from pecflow.settings import Settings
-from pecflow.adapters.dynamodb import CampaignStore, OutgoingStore
 
-settings = Settings.from_env("outgoing_table", "campaigns_table", "campaign_bucket", "send_queue_url",
-                             "fanout_queue_url")
+settings = Settings.from_env(
+    "outgoing_table", "campaigns_table", "campaign_bucket", "send_queue_url", "fanout_queue_url"
+)
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
@@ -47,17 +48,37 @@ def handler(event, context):
     for campaign_id, manifest_version in _campaigns_in(event):
         logger.append_keys(campaign_id=campaign_id)
         result = fan_out(
-            campaign_id, package=CampaignPackage(s3, settings.campaign_bucket, campaign_id), campaigns=campaigns,
+            campaign_id,
+            package=CampaignPackage(s3, settings.campaign_bucket, campaign_id),
+            campaigns=campaigns,
             outgoing=outgoing,
-            send_batch=lambda entries: sqs.send_message_batch(QueueUrl=settings.send_queue_url, Entries=entries),
+            send_batch=lambda entries: sqs.send_message_batch(
+                QueueUrl=settings.send_queue_url, Entries=entries
+            ),
             time_left=lambda: context.get_remaining_time_in_millis() / 1000.0,
-            continue_later=lambda cid: sqs.send_message(QueueUrl=settings.fanout_queue_url,
-                                                        MessageBody=json.dumps({"campaign_id": cid})),
-            manifest_version=manifest_version)
+            continue_later=lambda cid: sqs.send_message(
+                QueueUrl=settings.fanout_queue_url, MessageBody=json.dumps({"campaign_id": cid})
+            ),
+            manifest_version=manifest_version,
+        )
         metrics.add_metric(name="JobsQueued", unit=MetricUnit.Count, value=result.queued)
-        logger.info("campaign fan-out", extra={"status": result.status, "rows": result.rows,
-                                               "queued": result.queued, "errors": result.errors,
-                                               "more": result.more, "problems": result.problems})
-        results.append({"campaign_id": campaign_id, "status": result.status, "queued": result.queued,
-                        "more": result.more})
+        logger.info(
+            "campaign fan-out",
+            extra={
+                "status": result.status,
+                "rows": result.rows,
+                "queued": result.queued,
+                "errors": result.errors,
+                "more": result.more,
+                "problems": result.problems,
+            },
+        )
+        results.append(
+            {
+                "campaign_id": campaign_id,
+                "status": result.status,
+                "queued": result.queued,
+                "more": result.more,
+            }
+        )
     return {"campaigns": results}

@@ -6,9 +6,9 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
+from pecflow.adapters.dynamodb import MailboxStore
 from pecflow.services.polling import schedule_polls, tick_of
 from pecflow.settings import Settings
-from pecflow.adapters.dynamodb import MailboxStore
 
 settings = Settings.from_env("poll_queue_url")
 logger = Logger()
@@ -24,7 +24,10 @@ mailboxes = MailboxStore(settings.mailboxes_table)
 def handler(event, context):
     tick = tick_of(event)
     queued = schedule_polls(
-        mailboxes, lambda entries: sqs.send_message_batch(QueueUrl=settings.poll_queue_url, Entries=entries), tick)
+        mailboxes,
+        lambda entries: sqs.send_message_batch(QueueUrl=settings.poll_queue_url, Entries=entries),
+        tick,
+    )
     metrics.add_metric(name="PollRequests", unit=MetricUnit.Count, value=len(queued))
     logger.info("poll requests queued", extra={"tick": tick, "mailboxes": queued})
     return {"tick": tick, "queued": len(queued)}

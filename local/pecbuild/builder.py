@@ -40,10 +40,23 @@ from pecflow.pec import daticert, kinds
 from pecflow.pec.daticert import Daticert, Destinatario, normalise_msgid
 
 __all__ = [
-    "ARUBA", "GESTORI", "LEGALMAIL", "NAMIRIAL", "SIMULATO",
-    "Autorita", "Campione", "Destinatario", "Firma", "Gestore",
-    "busta_anomalia", "busta_trasporto", "corpus", "messaggio_originale",
-    "nuovo_identificativo", "ora_italiana", "ricevuta",
+    "ARUBA",
+    "GESTORI",
+    "LEGALMAIL",
+    "NAMIRIAL",
+    "SIMULATO",
+    "Autorita",
+    "Campione",
+    "Destinatario",
+    "Firma",
+    "Gestore",
+    "busta_anomalia",
+    "busta_trasporto",
+    "corpus",
+    "messaggio_originale",
+    "nuovo_identificativo",
+    "ora_italiana",
+    "ricevuta",
 ]
 
 CRLF = b"\r\n"
@@ -51,9 +64,11 @@ CRLF = b"\r\n"
 
 # --- providers and their signatures -------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class Gestore:
     """A PEC provider: `name` is its daticert gestore-emittente, `domain` its mail domain."""
+
     name: str
     domain: str
     x_pkcs7: bool = False  # signs with the older "application/x-pkcs7-signature" naming
@@ -92,8 +107,9 @@ def _serial(text: str) -> int:
 @dataclass(frozen=True, slots=True, eq=False)
 class Autorita:
     """A certification authority for test signatures (real providers chain to AgID's CA)."""
+
     certificato: Any  # cryptography x509.Certificate
-    chiave: Any       # its private key
+    chiave: Any  # its private key
 
     @classmethod
     def nuova(cls, nome: str = "pecflow CA di prova") -> Autorita:
@@ -105,15 +121,27 @@ class Autorita:
         soggetto = _nome(C="IT", O="pecflow", CN=nome)
         certificato = (
             x509.CertificateBuilder()
-            .subject_name(soggetto).issuer_name(soggetto)
+            .subject_name(soggetto)
+            .issuer_name(soggetto)
             .public_key(chiave.public_key())
             .serial_number(_serial(nome))
-            .not_valid_before(_VALIDITA[0]).not_valid_after(_VALIDITA[1])
+            .not_valid_before(_VALIDITA[0])
+            .not_valid_after(_VALIDITA[1])
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(chiave.public_key()), critical=False)
             .sign(chiave, hashes.SHA256())
         )
@@ -150,6 +178,7 @@ _FIRME: dict[tuple[Gestore, int], Firma] = {}
 @dataclass(frozen=True, slots=True, eq=False)
 class Firma:
     """A provider's signing certificate (subjectAltName posta-certificata@domain) and key."""
+
     gestore: Gestore
     autorita: Autorita
     certificato: Any
@@ -178,12 +207,23 @@ class Firma:
             .issuer_name(autorita.certificato.subject)
             .public_key(chiave.public_key())
             .serial_number(_serial(gestore.domain))
-            .not_valid_before(_VALIDITA[0]).not_valid_after(_VALIDITA[1])
+            .not_valid_before(_VALIDITA[0])
+            .not_valid_after(_VALIDITA[1])
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(
-                digital_signature=True, content_commitment=True, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=True,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
             .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(gestore.indirizzo)]), critical=False)
             .sign(autorita.chiave, hashes.SHA256())
@@ -205,8 +245,14 @@ class Firma:
             pkcs7.PKCS7SignatureBuilder()
             .set_data(content)
             .add_signer(self.certificato, self.chiave, hashes.SHA256())
-            .sign(Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary,
-                                 pkcs7.PKCS7Options.NoAttributes])
+            .sign(
+                Encoding.DER,
+                [
+                    pkcs7.PKCS7Options.DetachedSignature,
+                    pkcs7.PKCS7Options.Binary,
+                    pkcs7.PKCS7Options.NoAttributes,
+                ],
+            )
         )
 
 
@@ -218,6 +264,7 @@ def _firma(gestore: Gestore, firma: Firma | None) -> Firma:
 
 
 # --- identifiers and dates ----------------------------------------------------------------
+
 
 def _aware(when: datetime) -> datetime:
     if when.utcoffset() is None:
@@ -242,6 +289,7 @@ def _quando(when: datetime) -> str:
 
 # --- MIME writing ---------------------------------------------------------------------------
 
+
 def _crlf(raw: bytes) -> bytes:
     return raw if raw.count(b"\n") == raw.count(b"\r\n") else re.sub(rb"\r?\n", b"\r\n", raw)
 
@@ -261,8 +309,9 @@ def _parole_codificate(text: str) -> list[str]:
     between characters. Decoders drop the folding whitespace between them."""
     words, current = [], ""
     for char in text:
-        piece = "".join(chr(b) if b in _Q_SICURI else "_" if b == 0x20 else f"={b:02X}"
-                        for b in char.encode())
+        piece = "".join(
+            chr(b) if b in _Q_SICURI else "_" if b == 0x20 else f"={b:02X}" for b in char.encode()
+        )
         if len(current) + len(piece) > 75 - len("=?utf-8?q??="):
             words.append(current)
             current = ""
@@ -303,7 +352,7 @@ def _indirizzi(name: str, addresses: Sequence[str]) -> str:
 def _per_conto_di(mittente: str, gestore: Gestore) -> str:
     nome = mittente.replace("\\", "\\\\").replace('"', '\\"')
     line = f'From: "Per conto di: {nome}" <{gestore.indirizzo}>'
-    return line if len(line) <= 78 else line.replace("\" <", "\"\r\n <", 1)
+    return line if len(line) <= 78 else line.replace('" <', '"\r\n <', 1)
 
 
 def _base64(data: bytes) -> bytes:
@@ -343,9 +392,11 @@ def _multipart(sottotipo: str, parti: Sequence[bytes], boundary: str) -> tuple[s
 
 # --- reading the messages we certify or wrap ---------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class _Letto:
     """A message split into raw header fields and body, with the values the builder needs."""
+
     campi: tuple[tuple[str, bytes], ...]  # (lower-case name, raw field with folding and CRLF)
     corpo: bytes
     mittente: str
@@ -381,8 +432,10 @@ def _dividi(raw: bytes) -> tuple[tuple[tuple[str, bytes], ...], bytes]:
         else:
             campi.append([line])
     return tuple(
-        (lines[0].split(b":", 1)[0].strip().lower().decode("ascii", "replace") if b":" in lines[0] else "",
-         CRLF.join(lines) + CRLF)
+        (
+            lines[0].split(b":", 1)[0].strip().lower().decode("ascii", "replace") if b":" in lines[0] else "",
+            CRLF.join(lines) + CRLF,
+        )
         for lines in campi
     ), corpo
 
@@ -447,8 +500,10 @@ def _postacert(orig: _Letto, identificativo: str) -> bytes:
     identificativo, the client's Message-ID kept in X-Riferimento-Message-ID."""
     if _inoltrato(orig, identificativo):
         return orig.intero()
-    nuovi = (f"Message-ID: <{identificativo}>\r\n"
-             f"X-Riferimento-Message-ID: {_riferimento(orig, identificativo)}\r\n")
+    nuovi = (
+        f"Message-ID: <{identificativo}>\r\n"
+        f"X-Riferimento-Message-ID: {_riferimento(orig, identificativo)}\r\n"
+    )
     campi = [raw for name, raw in orig.campi if name != "message-id"]
     at = next((i for i, (name, _) in enumerate(orig.campi) if name == "message-id"), len(orig.campi))
     campi.insert(at, nuovi.encode("ascii"))
@@ -456,6 +511,7 @@ def _postacert(orig: _Letto, identificativo: str) -> bytes:
 
 
 # --- breve receipts: attachments replaced by their SHA-1 -------------------------------------
+
 
 def _mime(campi: Sequence[tuple[str, bytes]]) -> Message:
     msg = Message()
@@ -467,10 +523,14 @@ def _mime(campi: Sequence[tuple[str, bytes]]) -> Message:
 
 def _hash_part(nome: str, contenuto: bytes) -> bytes:
     nome = f"{nome}.hash"
-    return _entita([f'Content-Type: text/plain; charset="us-ascii";\r\n {_parametro("name", nome)}',
-                    f"Content-Disposition: attachment;\r\n {_parametro('filename', nome)}",
-                    "Content-Transfer-Encoding: 7bit"],
-                   hashlib.sha1(contenuto).hexdigest().encode("ascii"))
+    return _entita(
+        [
+            f'Content-Type: text/plain; charset="us-ascii";\r\n {_parametro("name", nome)}',
+            f"Content-Disposition: attachment;\r\n {_parametro('filename', nome)}",
+            "Content-Transfer-Encoding: 7bit",
+        ],
+        hashlib.sha1(contenuto).hexdigest().encode("ascii"),
+    )
 
 
 def _breve_parte(parte: bytes) -> bytes:
@@ -499,17 +559,17 @@ def _breve_multipart(corpo: bytes, msg: Message) -> bytes:
     out, prec = [], None
     for indice, match in enumerate(delim.finditer(corpo)):
         if prec is None:
-            out.append(corpo[:match.end()])
+            out.append(corpo[: match.end()])
         else:
-            parte = corpo[prec.end() + 2:match.start()]
+            parte = corpo[prec.end() + 2 : match.start()]
             out.append(CRLF + (_breve_parte(parte) if indice == 1 or not solo_prima else parte))
-            out.append(corpo[match.start():match.end()])
+            out.append(corpo[match.start() : match.end()])
         prec = match
         if match.group(1):
             break
     if prec is None:
         return corpo
-    out.append(corpo[prec.end():])
+    out.append(corpo[prec.end() :])
     return b"".join(out)
 
 
@@ -523,17 +583,31 @@ def _breve(postacert: bytes) -> bytes:
 
 # --- the signed provider message -----------------------------------------------------------------
 
+
 def _alternativa(titolo: str, righe: Sequence[str], seme: str) -> bytes:
     testo = f"{titolo}\n\n" + "\n".join(righe) + "\n"
     corpo_html = "<br>\n".join(html_escape(r) for r in righe)
-    pagina = (f"<html>\n<head><title>{html_escape(titolo)}</title></head>\n<body>\n"
-              f"<h3>{html_escape(titolo)}</h3>\n<hr>\n<p>\n{corpo_html}\n</p>\n</body>\n</html>\n")
+    pagina = (
+        f"<html>\n<head><title>{html_escape(titolo)}</title></head>\n<body>\n"
+        f"<h3>{html_escape(titolo)}</h3>\n<hr>\n<p>\n{corpo_html}\n</p>\n</body>\n</html>\n"
+    )
     parti = [
-        _entita(['Content-Type: text/plain; charset="iso-8859-1"', "Content-Disposition: inline",
-                 "Content-Transfer-Encoding: quoted-printable"], _qp(testo, "iso-8859-1", "replace")),
-        _entita(['Content-Type: text/html; charset="iso-8859-1"', "Content-Disposition: inline",
-                 "Content-Transfer-Encoding: quoted-printable"],
-                _qp(pagina, "iso-8859-1", "xmlcharrefreplace")),
+        _entita(
+            [
+                'Content-Type: text/plain; charset="iso-8859-1"',
+                "Content-Disposition: inline",
+                "Content-Transfer-Encoding: quoted-printable",
+            ],
+            _qp(testo, "iso-8859-1", "replace"),
+        ),
+        _entita(
+            [
+                'Content-Type: text/html; charset="iso-8859-1"',
+                "Content-Disposition: inline",
+                "Content-Transfer-Encoding: quoted-printable",
+            ],
+            _qp(pagina, "iso-8859-1", "xmlcharrefreplace"),
+        ),
     ]
     boundary = _confine(seme + "|alt", parti, lambda h: f"----------=_{h[:24]}")
     tipo, corpo = _multipart("alternative", parti, boundary)
@@ -541,36 +615,70 @@ def _alternativa(titolo: str, righe: Sequence[str], seme: str) -> bytes:
 
 
 def _parte_daticert(record: Daticert) -> bytes:
-    return _entita(['Content-Type: application/xml; name="daticert.xml"',
-                    'Content-Disposition: inline; filename="daticert.xml"',
-                    "Content-Transfer-Encoding: base64"], _base64(daticert.render(record)))
+    return _entita(
+        [
+            'Content-Type: application/xml; name="daticert.xml"',
+            'Content-Disposition: inline; filename="daticert.xml"',
+            "Content-Transfer-Encoding: base64",
+        ],
+        _base64(daticert.render(record)),
+    )
 
 
 def _parte_postacert(raw: bytes) -> bytes:
-    return _entita(['Content-Type: message/rfc822; name="postacert.eml"',
-                    'Content-Disposition: inline; filename="postacert.eml"',
-                    f"Content-Transfer-Encoding: {'7bit' if raw.isascii() else '8bit'}"], raw)
+    return _entita(
+        [
+            'Content-Type: message/rfc822; name="postacert.eml"',
+            'Content-Disposition: inline; filename="postacert.eml"',
+            f"Content-Transfer-Encoding: {'7bit' if raw.isascii() else '8bit'}",
+        ],
+        raw,
+    )
 
 
-def _messaggio_firmato(campi: Sequence[str | bytes], parti: Sequence[bytes], firma: Firma,
-                       seme: str) -> bytes:
+def _messaggio_firmato(
+    campi: Sequence[str | bytes], parti: Sequence[bytes], firma: Firma, seme: str
+) -> bytes:
     """Header fields + multipart/signed: the multipart/mixed of `parti` is built once, with
     CRLF, and exactly those bytes are signed and placed in the message."""
-    tipo, corpo = _multipart("mixed", parti,
-                             _confine(seme + "|mixed", parti, lambda h: f"----------=_{h[:28]}"))
-    firmato = _entita([f"Content-Type: {tipo}", "Content-Transfer-Encoding: binary", "MIME-Version: 1.0"],
-                      corpo)
+    tipo, corpo = _multipart(
+        "mixed", parti, _confine(seme + "|mixed", parti, lambda h: f"----------=_{h[:28]}")
+    )
+    firmato = _entita(
+        [f"Content-Type: {tipo}", "Content-Transfer-Encoding: binary", "MIME-Version: 1.0"], corpo
+    )
     protocollo = "application/x-pkcs7-signature" if firma.gestore.x_pkcs7 else "application/pkcs7-signature"
-    p7s = _entita([f'Content-Type: {protocollo}; name="smime.p7s"', "Content-Transfer-Encoding: base64",
-                   'Content-Disposition: attachment; filename="smime.p7s"'], _base64(firma.sign(firmato)))
+    p7s = _entita(
+        [
+            f'Content-Type: {protocollo}; name="smime.p7s"',
+            "Content-Transfer-Encoding: base64",
+            'Content-Disposition: attachment; filename="smime.p7s"',
+        ],
+        _base64(firma.sign(firmato)),
+    )
     b = _confine(seme + "|signed", [firmato, p7s], lambda h: "----" + h[:32].upper()).encode("ascii")
-    return _entita([
-        *campi,
-        "MIME-Version: 1.0",
-        (f'Content-Type: multipart/signed; protocol="{protocollo}"; micalg="sha-256";'
-         f'\r\n boundary="{b.decode()}"'),
-    ], b"This is an S/MIME signed message\r\n\r\n--" + b + CRLF + firmato + b"\r\n--" + b + CRLF + p7s
-       + b"\r\n--" + b + b"--" + CRLF)
+    return _entita(
+        [
+            *campi,
+            "MIME-Version: 1.0",
+            (
+                f'Content-Type: multipart/signed; protocol="{protocollo}"; micalg="sha-256";'
+                f'\r\n boundary="{b.decode()}"'
+            ),
+        ],
+        b"This is an S/MIME signed message\r\n\r\n--"
+        + b
+        + CRLF
+        + firmato
+        + b"\r\n--"
+        + b
+        + CRLF
+        + p7s
+        + b"\r\n--"
+        + b
+        + b"--"
+        + CRLF,
+    )
 
 
 def _elenco(destinatari: Sequence[Destinatario]) -> list[str]:
@@ -580,10 +688,20 @@ def _elenco(destinatari: Sequence[Destinatario]) -> list[str]:
 
 # --- what a user submits -------------------------------------------------------------------------
 
-def messaggio_originale(*, mittente: str, destinatari: Sequence[str], oggetto: str, testo: str,
-                        html: str | None = None, cc: Sequence[str] = (),
-                        allegati: Sequence[tuple[str, str, bytes]] = (), message_id: str | None = None,
-                        tipo_ricevuta: str | None = None, data: datetime | None = None) -> bytes:
+
+def messaggio_originale(
+    *,
+    mittente: str,
+    destinatari: Sequence[str],
+    oggetto: str,
+    testo: str,
+    html: str | None = None,
+    cc: Sequence[str] = (),
+    allegati: Sequence[tuple[str, str, bytes]] = (),
+    message_id: str | None = None,
+    tipo_ricevuta: str | None = None,
+    data: datetime | None = None,
+) -> bytes:
     """A message as a mail client submits it to the provider.
 
     `allegati` are (filename, content type, content) triples, sent base64 (message/rfc822 ones
@@ -595,7 +713,7 @@ def messaggio_originale(*, mittente: str, destinatari: Sequence[str], oggetto: s
         raise ValueError(f"unknown tipo_ricevuta {tipo_ricevuta!r}")
     seme = "|".join([mittente, *destinatari, *cc, oggetto, data.isoformat(), testo])
     if message_id is None:
-        dominio = (getaddresses([mittente])[0][1].rpartition("@")[2] or "localhost")
+        dominio = getaddresses([mittente])[0][1].rpartition("@")[2] or "localhost"
         message_id = f"<{hashlib.sha1(seme.encode()).hexdigest()[:24]}.{int(data.timestamp())}@{dominio}>"
     message_id = normalise_msgid(message_id) or ""
 
@@ -603,9 +721,13 @@ def messaggio_originale(*, mittente: str, destinatari: Sequence[str], oggetto: s
         return _confine(f"{seme}|{n}", parti, lambda h: f"==============={int(h[:15], 16):019d}==")
 
     def testo_utf8(sottotipo: str, text: str) -> bytes:
-        return _entita([f'Content-Type: text/{sottotipo}; charset="utf-8"',
-                        "Content-Transfer-Encoding: quoted-printable"],
-                       _qp(text.replace("\r\n", "\n"), "utf-8", "strict"))
+        return _entita(
+            [
+                f'Content-Type: text/{sottotipo}; charset="utf-8"',
+                "Content-Transfer-Encoding: quoted-printable",
+            ],
+            _qp(text.replace("\r\n", "\n"), "utf-8", "strict"),
+        )
 
     corpo = testo_utf8("plain", testo)
     if html is not None:
@@ -621,9 +743,16 @@ def messaggio_originale(*, mittente: str, destinatari: Sequence[str], oggetto: s
                 codifica = "7bit" if contenuto.isascii() else "8bit"
             else:
                 codifica, contenuto = "base64", _base64_allegato(contenuto)
-            parti.append(_entita([f"Content-Type: {ctype};\r\n {_parametro('name', nome)}",
-                                  f"Content-Disposition: attachment;\r\n {_parametro('filename', nome)}",
-                                  f"Content-Transfer-Encoding: {codifica}"], contenuto))
+            parti.append(
+                _entita(
+                    [
+                        f"Content-Type: {ctype};\r\n {_parametro('name', nome)}",
+                        f"Content-Disposition: attachment;\r\n {_parametro('filename', nome)}",
+                        f"Content-Transfer-Encoding: {codifica}",
+                    ],
+                    contenuto,
+                )
+            )
         tipo, corpo_misto = _multipart("mixed", parti, confine(2, parti))
         corpo = _entita([f"Content-Type: {tipo}"], corpo_misto)
 
@@ -639,9 +768,17 @@ def messaggio_originale(*, mittente: str, destinatari: Sequence[str], oggetto: s
 
 # --- envelopes -------------------------------------------------------------------------------------
 
-def busta_trasporto(originale: bytes, *, gestore: Gestore, identificativo: str, data: datetime,
-                    destinatari: Sequence[Destinatario], tipo_ricevuta: str | None = None,
-                    firma: Firma | None = None) -> bytes:
+
+def busta_trasporto(
+    originale: bytes,
+    *,
+    gestore: Gestore,
+    identificativo: str,
+    data: datetime,
+    destinatari: Sequence[Destinatario],
+    tipo_ricevuta: str | None = None,
+    firma: Firma | None = None,
+) -> bytes:
     """The busta di trasporto the sender's provider delivers (RFC 6109 §3.1.5).
 
     `originale` is the message as submitted; `destinatari` say which are certificato/esterno.
@@ -655,54 +792,80 @@ def busta_trasporto(originale: bytes, *, gestore: Gestore, identificativo: str, 
     riferimento = _riferimento(orig, identificativo)
     giorno, ora, zona = daticert.data_fields(data)
     record = Daticert(
-        tipo=kinds.POSTA_CERTIFICATA, mittente=orig.mittente, destinatari=tuple(destinatari),
-        risposte=orig.risposte, oggetto=orig.oggetto, gestore_emittente=gestore.name,
-        giorno=giorno, ora=ora, zona=zona, identificativo=identificativo, msgid=riferimento,
+        tipo=kinds.POSTA_CERTIFICATA,
+        mittente=orig.mittente,
+        destinatari=tuple(destinatari),
+        risposte=orig.risposte,
+        oggetto=orig.oggetto,
+        gestore_emittente=gestore.name,
+        giorno=giorno,
+        ora=ora,
+        zona=zona,
+        identificativo=identificativo,
+        msgid=riferimento,
         ricevuta=tipo_ricevuta,
     )
-    righe = [f'{_quando(data)} il messaggio "{orig.oggetto}" è stato inviato da "{orig.mittente}"',
-             "ed indirizzato a:", *_elenco(destinatari), "",
-             "Il messaggio originale è allegato nel file postacert.eml;",
-             "i dati di certificazione sono nel file daticert.xml.",
-             f"Identificativo del messaggio: {identificativo}"]
+    righe = [
+        f'{_quando(data)} il messaggio "{orig.oggetto}" è stato inviato da "{orig.mittente}"',
+        "ed indirizzato a:",
+        *_elenco(destinatari),
+        "",
+        "Il messaggio originale è allegato nel file postacert.eml;",
+        "i dati di certificazione sono nel file daticert.xml.",
+        f"Identificativo del messaggio: {identificativo}",
+    ]
     # Received, Return-Path, To, Cc and Reply-To come unmodified from the original (§3.1.5)
-    campi = [*orig.ereditati("received", "return-path"),
-             f"Date: {format_datetime(data)}",
-             _per_conto_di(orig.mittente, gestore),
-             *orig.ereditati("to", "cc"),
-             _oggetto("POSTA CERTIFICATA: " + orig.oggetto),
-             f"Message-ID: <{identificativo}>",
-             *(orig.ereditati("reply-to") or [f"Reply-To: {orig.mittente}"]),
-             "X-Trasporto: posta-certificata",
-             f"X-Riferimento-Message-ID: {riferimento}",
-             f"X-TipoRicevuta: {tipo_ricevuta}"]
-    parti = [_alternativa("Messaggio di posta certificata", righe, identificativo),
-             _parte_daticert(record), _parte_postacert(_postacert(orig, identificativo))]
+    campi = [
+        *orig.ereditati("received", "return-path"),
+        f"Date: {format_datetime(data)}",
+        _per_conto_di(orig.mittente, gestore),
+        *orig.ereditati("to", "cc"),
+        _oggetto("POSTA CERTIFICATA: " + orig.oggetto),
+        f"Message-ID: <{identificativo}>",
+        *(orig.ereditati("reply-to") or [f"Reply-To: {orig.mittente}"]),
+        "X-Trasporto: posta-certificata",
+        f"X-Riferimento-Message-ID: {riferimento}",
+        f"X-TipoRicevuta: {tipo_ricevuta}",
+    ]
+    parti = [
+        _alternativa("Messaggio di posta certificata", righe, identificativo),
+        _parte_daticert(record),
+        _parte_postacert(_postacert(orig, identificativo)),
+    ]
     return _messaggio_firmato(campi, parti, firma, identificativo)
 
 
-def busta_anomalia(ricevuto: bytes, *, gestore: Gestore, data: datetime, motivo: str,
-                   firma: Firma | None = None) -> bytes:
+def busta_anomalia(
+    ricevuto: bytes, *, gestore: Gestore, data: datetime, motivo: str, firma: Firma | None = None
+) -> bytes:
     """The busta di anomalia (RFC 6109 §3.2.2): the received message, unmodified, with a text
     saying why it could not be certified. No daticert; the Message-ID is the received one."""
     _aware(data)
     firma = _firma(gestore, firma)
     orig = _leggi(ricevuto)
     destinatari = [Destinatario(a) for a in orig.to + orig.cc]
-    righe = [f'{_quando(data)} è stato ricevuto il messaggio "{orig.oggetto}"',
-             f'proveniente da "{orig.mittente}"',
-             "ed indirizzato a:", *(d.address for d in destinatari), "",
-             "I dati del messaggio non sono stati certificati per il seguente motivo:", motivo, "",
-             "Il messaggio ricevuto è allegato nel file postacert.eml."]
+    righe = [
+        f'{_quando(data)} è stato ricevuto il messaggio "{orig.oggetto}"',
+        f'proveniente da "{orig.mittente}"',
+        "ed indirizzato a:",
+        *(d.address for d in destinatari),
+        "",
+        "I dati del messaggio non sono stati certificati per il seguente motivo:",
+        motivo,
+        "",
+        "Il messaggio ricevuto è allegato nel file postacert.eml.",
+    ]
 
     # Received, Return-Path, To, Cc, Message-ID and Reply-To come unmodified (§3.2.2)
-    campi = [*orig.ereditati("received", "return-path"),
-             f"Date: {format_datetime(data)}",
-             _per_conto_di(orig.mittente, gestore),
-             *orig.ereditati("to", "cc", "message-id"),
-             _oggetto("ANOMALIA MESSAGGIO: " + orig.oggetto),
-             *(orig.ereditati("reply-to") or [f"Reply-To: {orig.mittente}"]),
-             "X-Trasporto: errore"]
+    campi = [
+        *orig.ereditati("received", "return-path"),
+        f"Date: {format_datetime(data)}",
+        _per_conto_di(orig.mittente, gestore),
+        *orig.ereditati("to", "cc", "message-id"),
+        _oggetto("ANOMALIA MESSAGGIO: " + orig.oggetto),
+        *(orig.ereditati("reply-to") or [f"Reply-To: {orig.mittente}"]),
+        "X-Trasporto: errore",
+    ]
     seme = f"{orig.message_id}|{data.isoformat()}|anomalia"
     parti = [_alternativa("Anomalia del messaggio", righe, seme), _parte_postacert(orig.intero())]
     return _messaggio_firmato(campi, parti, firma, seme)
@@ -721,8 +884,12 @@ _OGGETTI = {
     (kinds.PREAVVISO_ERRORE_CONSEGNA, False): "AVVISO DI MANCATA CONSEGNA PER SUP. TEMPO MASSIMO: ",
     (kinds.RILEVAZIONE_VIRUS, True): "PROBLEMA DI SICUREZZA: ",
 }
-_PER_DESTINATARIO = (kinds.AVVENUTA_CONSEGNA, kinds.ERRORE_CONSEGNA, kinds.PREAVVISO_ERRORE_CONSEGNA,
-                     kinds.RILEVAZIONE_VIRUS)
+_PER_DESTINATARIO = (
+    kinds.AVVENUTA_CONSEGNA,
+    kinds.ERRORE_CONSEGNA,
+    kinds.PREAVVISO_ERRORE_CONSEGNA,
+    kinds.RILEVAZIONE_VIRUS,
+)
 
 
 def _errore_esteso(tipo: str, errore: str, gestore: Gestore) -> str | None:
@@ -736,70 +903,116 @@ def _errore_esteso(tipo: str, errore: str, gestore: Gestore) -> str | None:
         "no-dominio": f"5.1.2 - {gestore.name} - dominio non gestito",
         "virus": f"5.7.1 - {gestore.name} - rilevato contenuto pericoloso",
         "altro": f"5.7.0 - {gestore.name} - "
-                 + ("messaggio non conforme" if tipo == kinds.NON_ACCETTAZIONE else "errore di consegna"),
+        + ("messaggio non conforme" if tipo == kinds.NON_ACCETTAZIONE else "errore di consegna"),
     }.get(errore)
 
 
-def _testo_ricevuta(tipo: str, virus: bool, ricevuta_tipo: str | None, orig: _Letto, data: datetime,
-                    record: Daticert) -> tuple[str, list[str]]:
+def _testo_ricevuta(
+    tipo: str, virus: bool, ricevuta_tipo: str | None, orig: _Letto, data: datetime, record: Daticert
+) -> tuple[str, list[str]]:
     """(title, lines) of the human-readable text of a receipt or notice."""
     quando, oggetto, mittente = _quando(data), orig.oggetto, orig.mittente
     verso = f'il messaggio "{oggetto}" proveniente da "{mittente}"'
     a_lui = f'ed indirizzato a "{record.consegna}"'
     causa = record.errore_esteso or "errore non specificato"
     if tipo == kinds.ACCETTAZIONE:
-        titolo, righe = "Ricevuta di accettazione", [
-            f"{quando} {verso}", "ed indirizzato a:", *_elenco(record.destinatari),
-            "è stato accettato dal sistema ed inoltrato ai destinatari."]
+        titolo, righe = (
+            "Ricevuta di accettazione",
+            [
+                f"{quando} {verso}",
+                "ed indirizzato a:",
+                *_elenco(record.destinatari),
+                "è stato accettato dal sistema ed inoltrato ai destinatari.",
+            ],
+        )
     elif tipo == kinds.NON_ACCETTAZIONE:
         titolo = "Avviso di non accettazione" + (" per virus" if virus else "")
         problema = "un problema di sicurezza" if virus else "un problema che ne impedisce l'accettazione"
-        righe = [f"{quando} nel messaggio \"{oggetto}\" proveniente da \"{mittente}\"", "ed indirizzato a:",
-                 *_elenco(record.destinatari), f"è stato rilevato {problema}: {causa}.",
-                 "Il messaggio non è stato accettato."]
+        righe = [
+            f'{quando} nel messaggio "{oggetto}" proveniente da "{mittente}"',
+            "ed indirizzato a:",
+            *_elenco(record.destinatari),
+            f"è stato rilevato {problema}: {causa}.",
+            "Il messaggio non è stato accettato.",
+        ]
     elif tipo == kinds.PRESA_IN_CARICO:
-        titolo, righe = "Ricevuta di presa in carico", [
-            f"{quando} {verso}", "ed indirizzato a:", *record.ricezione,
-            "è stato preso in carico dal gestore di destinazione."]
+        titolo, righe = (
+            "Ricevuta di presa in carico",
+            [
+                f"{quando} {verso}",
+                "ed indirizzato a:",
+                *record.ricezione,
+                "è stato preso in carico dal gestore di destinazione.",
+            ],
+        )
     elif tipo == kinds.AVVENUTA_CONSEGNA:
-        titolo = {"completa": "Ricevuta di avvenuta consegna",
-                  "breve": "Ricevuta breve di avvenuta consegna",
-                  "sintetica": "Ricevuta sintetica di avvenuta consegna"}[ricevuta_tipo or "completa"]
+        titolo = {
+            "completa": "Ricevuta di avvenuta consegna",
+            "breve": "Ricevuta breve di avvenuta consegna",
+            "sintetica": "Ricevuta sintetica di avvenuta consegna",
+        }[ricevuta_tipo or "completa"]
         righe = [f"{quando} {verso}", a_lui, "è stato posto nella casella di destinazione."]
         if ricevuta_tipo == "completa":
             righe.append("Il messaggio originale è allegato nel file postacert.eml.")
         elif ricevuta_tipo == "breve":
-            righe.append("Il messaggio originale è allegato nel file postacert.eml; "
-                         "i suoi allegati sono sostituiti dalle rispettive impronte (file .hash).")
+            righe.append(
+                "Il messaggio originale è allegato nel file postacert.eml; "
+                "i suoi allegati sono sostituiti dalle rispettive impronte (file .hash)."
+            )
     elif tipo == kinds.ERRORE_CONSEGNA:
         titolo = "Avviso di mancata consegna" + (" per virus" if virus else "")
         problema = "un problema di sicurezza" if virus else "un errore"
-        righe = [f"{quando} nel messaggio \"{oggetto}\" proveniente da \"{mittente}\"", a_lui,
-                 f"è stato rilevato {problema}: {causa}.", "Il messaggio non è stato consegnato."]
+        righe = [
+            f'{quando} nel messaggio "{oggetto}" proveniente da "{mittente}"',
+            a_lui,
+            f"è stato rilevato {problema}: {causa}.",
+            "Il messaggio non è stato consegnato.",
+        ]
     elif tipo == kinds.PREAVVISO_ERRORE_CONSEGNA:
         titolo = "Avviso di mancata consegna per superamento del tempo massimo"
         if causa.startswith("5."):  # the 24 h notice: the transmission is over
-            esito = ["non è stato consegnato entro 24 ore dall'invio.",
-                     "La trasmissione si considera conclusa con esito negativo."]
+            esito = [
+                "non è stato consegnato entro 24 ore dall'invio.",
+                "La trasmissione si considera conclusa con esito negativo.",
+            ]
         else:
-            esito = ["non è stato ancora consegnato nelle prime 12 ore dall'invio.",
-                     "Se la consegna non sarà confermata nelle prossime 12 ore,",
-                     "riceverete un ulteriore avviso."]
+            esito = [
+                "non è stato ancora consegnato nelle prime 12 ore dall'invio.",
+                "Se la consegna non sarà confermata nelle prossime 12 ore,",
+                "riceverete un ulteriore avviso.",
+            ]
         righe = [f"{quando} {verso}", a_lui, *esito, f"Dettaglio: {causa}."]
     else:  # rilevazione-virus
-        titolo, righe = "Avviso di rilevazione virus", [
-            f"{quando} nel messaggio \"{oggetto}\" proveniente da \"{mittente}\"", a_lui,
-            f"è stato rilevato un problema di sicurezza: {causa}.",
-            "Il messaggio non è stato inoltrato al destinatario."]
+        titolo, righe = (
+            "Avviso di rilevazione virus",
+            [
+                f'{quando} nel messaggio "{oggetto}" proveniente da "{mittente}"',
+                a_lui,
+                f"è stato rilevato un problema di sicurezza: {causa}.",
+                "Il messaggio non è stato inoltrato al destinatario.",
+            ],
+        )
     righe += ["", f"Identificativo del messaggio: {record.identificativo}"]
     return titolo, righe
 
 
-def ricevuta(tipo: str, originale: bytes, *, gestore: Gestore, identificativo: str, data: datetime,
-             destinatari: Sequence[Destinatario] | None = None, consegna: str | None = None,
-             ricezione: Sequence[str] = (), errore: str = "nessuno", errore_esteso: str | None = None,
-             tipo_ricevuta: str | None = None, virus: bool = False, cc: bool = False,
-             firma: Firma | None = None) -> bytes:
+def ricevuta(
+    tipo: str,
+    originale: bytes,
+    *,
+    gestore: Gestore,
+    identificativo: str,
+    data: datetime,
+    destinatari: Sequence[Destinatario] | None = None,
+    consegna: str | None = None,
+    ricezione: Sequence[str] = (),
+    errore: str = "nessuno",
+    errore_esteso: str | None = None,
+    tipo_ricevuta: str | None = None,
+    virus: bool = False,
+    cc: bool = False,
+    firma: Firma | None = None,
+) -> bytes:
     """A receipt or notice (`tipo` is its X-Ricevuta value) about `originale`.
 
     `originale` is the message as the user submitted it, or the postacert.eml taken from its
@@ -856,25 +1069,44 @@ def ricevuta(tipo: str, originale: bytes, *, gestore: Gestore, identificativo: s
     riferimento = _riferimento(orig, identificativo)
     giorno, ora, zona = daticert.data_fields(data)
     record = Daticert(
-        tipo=tipo, errore=errore, mittente=orig.mittente, destinatari=destinatari, risposte=orig.risposte,
-        oggetto=orig.oggetto, gestore_emittente=gestore.name, giorno=giorno, ora=ora, zona=zona,
-        identificativo=identificativo, msgid=riferimento, ricevuta=ricevuta_tipo, consegna=consegna,
-        ricezione=tuple(ricezione), errore_esteso=errore_esteso,
+        tipo=tipo,
+        errore=errore,
+        mittente=orig.mittente,
+        destinatari=destinatari,
+        risposte=orig.risposte,
+        oggetto=orig.oggetto,
+        gestore_emittente=gestore.name,
+        giorno=giorno,
+        ora=ora,
+        zona=zona,
+        identificativo=identificativo,
+        msgid=riferimento,
+        ricevuta=ricevuta_tipo,
+        consegna=consegna,
+        ricezione=tuple(ricezione),
+        errore_esteso=errore_esteso,
     )
-    seq = int(hashlib.sha1(f"{tipo}|{identificativo}|{consegna}|{errore_esteso}|{data.isoformat()}"
-                           .encode()).hexdigest()[:6], 16)
+    seq = int(
+        hashlib.sha1(
+            f"{tipo}|{identificativo}|{consegna}|{errore_esteso}|{data.isoformat()}".encode()
+        ).hexdigest()[:6],
+        16,
+    )
     message_id = nuovo_identificativo(gestore, data, seq)
     # presa in carico and rilevazione virus go provider to provider: to the service mailbox of
     # the sender's provider, whose domain ends the identificativo it assigned
     provider_to_provider = tipo in (kinds.PRESA_IN_CARICO, kinds.RILEVAZIONE_VIRUS)
-    campi = [f"Date: {format_datetime(data)}",
-             f"From: {gestore.indirizzo}",
-             f"To: posta-certificata@{identificativo.rpartition('@')[2]}" if provider_to_provider
-             else f"To: {orig.mittente}",
-             _oggetto(_OGGETTI[tipo, virus] + orig.oggetto),
-             f"Message-ID: <{message_id}>",
-             f"X-Ricevuta: {tipo}",
-             f"X-Riferimento-Message-ID: {riferimento}"]
+    campi = [
+        f"Date: {format_datetime(data)}",
+        f"From: {gestore.indirizzo}",
+        f"To: posta-certificata@{identificativo.rpartition('@')[2]}"
+        if provider_to_provider
+        else f"To: {orig.mittente}",
+        _oggetto(_OGGETTI[tipo, virus] + orig.oggetto),
+        f"Message-ID: <{message_id}>",
+        f"X-Ricevuta: {tipo}",
+        f"X-Riferimento-Message-ID: {riferimento}",
+    ]
     if virus:
         campi.append("X-VerificaSicurezza: errore")
     if tipo == kinds.RILEVAZIONE_VIRUS:
@@ -890,6 +1122,7 @@ def ricevuta(tipo: str, originale: bytes, *, gestore: Gestore, identificativo: s
 
 # --- a deterministic mixed mailbox ------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class Campione:
     """One corpus message and what a classifier should find in it.
@@ -900,6 +1133,7 @@ class Campione:
     file's code on envelopes from the SdI, else None); delivered_to; error (daticert errore unless "nessuno"); error_detail (errore-esteso);
     message_id and subject (of the sample itself); postacert (whether one is embedded).
     """
+
     name: str
     raw: bytes
     expected: dict = field(hash=False)
@@ -908,9 +1142,11 @@ class Campione:
 def ora_italiana(utc: datetime) -> datetime:
     """Italian legal time (CET/CEST, EU rule) as a fixed-offset aware datetime: the time
     providers write in receipts (daticert data/ora/zona)."""
+
     def ultima_domenica(mese: int) -> datetime:
         fine = datetime(utc.year, mese + 1, 1, 1, tzinfo=UTC) - timedelta(days=1)
         return fine - timedelta(days=(fine.weekday() + 1) % 7)
+
     estate = ultima_domenica(3) <= utc < ultima_domenica(10)
     return utc.astimezone(timezone(timedelta(hours=2 if estate else 1)))
 
@@ -927,12 +1163,17 @@ def _allegati() -> tuple[tuple[str, str, bytes], ...]:
         return b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" + rnd.randbytes(size - 24) + b"\n%%EOF\n"
 
     righe = "".join(f"{i:03d}. documento allegato alla pratica, pagina {i}\n" for i in range(1, 60))
-    ordine = "".join(f'  <riga n="{i}"><codice>ART-{i:04d}</codice><quantita>{i % 7 + 1}</quantita></riga>\n'
-                     for i in range(1, 60))
+    ordine = "".join(
+        f'  <riga n="{i}"><codice>ART-{i:04d}</codice><quantita>{i % 7 + 1}</quantita></riga>\n'
+        for i in range(1, 60)
+    )
     return (
         ("elenco_documenti.txt", "text/plain", righe.encode()),
-        ("ordine_0088.xml", "application/xml",
-         f'<?xml version="1.0"?>\n<ordine>\n{ordine}</ordine>\n'.encode()),
+        (
+            "ordine_0088.xml",
+            "application/xml",
+            f'<?xml version="1.0"?>\n<ordine>\n{ordine}</ordine>\n'.encode(),
+        ),
         ("dichiarazione_conformità.pdf", "application/pdf", pdf(9_000)),
         ("fattura_2024_0117.pdf", "application/pdf", pdf(24_000)),
         ("visura_camerale.pdf", "application/pdf", pdf(48_000)),
@@ -960,10 +1201,14 @@ _SOGGETTI = (
 )
 _TESTI = (
     "Buongiorno,\n\ncon la presente trasmettiamo quanto in oggetto.\n\nCordiali saluti\n{firma}\n",
-    ("Gentili signori,\n\nin riferimento alla vostra ultima comunicazione, vi chiediamo un riscontro "
-     "entro dieci giorni lavorativi dalla ricezione della presente.\n\nDistinti saluti\n{firma}\n"),
-    ("Spett.le ditta,\n\nsi allega la documentazione richiesta. Restiamo a disposizione per "
-     "qualsiasi chiarimento.\n\n{firma}\n"),
+    (
+        "Gentili signori,\n\nin riferimento alla vostra ultima comunicazione, vi chiediamo un riscontro "
+        "entro dieci giorni lavorativi dalla ricezione della presente.\n\nDistinti saluti\n{firma}\n"
+    ),
+    (
+        "Spett.le ditta,\n\nsi allega la documentazione richiesta. Restiamo a disposizione per "
+        "qualsiasi chiarimento.\n\n{firma}\n"
+    ),
 )
 _NOSTRE = ("protocollo@pec.costruzioni-alfa.example", "amministrazione@pec.costruzioni-alfa.example")
 _CORRISPONDENTI = (
@@ -982,6 +1227,7 @@ _DOMINIO_INESISTENTE = "pec.dominio-inesistente.example"
 @dataclass(frozen=True, slots=True)
 class _Invio:
     """One submitted message of the corpus (its bytes are made on first use)."""
+
     mittente: str
     destinatari: tuple[Destinatario, ...]
     to: tuple[str, ...]
@@ -1002,16 +1248,35 @@ class _Invio:
 
     def costruisci(self) -> bytes:
         return messaggio_originale(
-            mittente=self.mittente, destinatari=self.to, cc=self.cc, oggetto=self.oggetto, testo=self.testo,
+            mittente=self.mittente,
+            destinatari=self.to,
+            cc=self.cc,
+            oggetto=self.oggetto,
+            testo=self.testo,
             html=f"<p>{html_escape(self.testo).replace(chr(10), '<br>')}</p>" if self.html else None,
-            allegati=self.allegati, message_id=self.message_id, tipo_ricevuta=self.tipo_ricevuta,
-            data=self.data)
+            allegati=self.allegati,
+            message_id=self.message_id,
+            tipo_ricevuta=self.tipo_ricevuta,
+            data=self.data,
+        )
 
 
 def _atteso(kind: str, **values: Any) -> dict:
-    expected = {"kind": kind, "ref_message_id": None, "original_message_id": None, "identificativo": None,
-                "receipt_type": None, "provider": None, "sdi_type": None, "delivered_to": None, "error": None,
-                "error_detail": None, "message_id": None, "subject": None, "postacert": False}
+    expected = {
+        "kind": kind,
+        "ref_message_id": None,
+        "original_message_id": None,
+        "identificativo": None,
+        "receipt_type": None,
+        "provider": None,
+        "sdi_type": None,
+        "delivered_to": None,
+        "error": None,
+        "error_detail": None,
+        "message_id": None,
+        "subject": None,
+        "postacert": False,
+    }
     return expected | values
 
 
@@ -1027,16 +1292,23 @@ class _Generatore:
         self.base = datetime(2024, 1, 8, 7, 0, tzinfo=UTC)
         self.seq = 0
         self.gestore = self.rng.choice(GESTORI)  # the provider of the mailbox we model
-        self.originali: dict[str, bytes] = {}    # identificativo -> submitted bytes, built once
+        self.originali: dict[str, bytes] = {}  # identificativo -> submitted bytes, built once
 
     def originale(self, invio: _Invio) -> bytes:
         if invio.identificativo not in self.originali:
             self.originali[invio.identificativo] = invio.costruisci()
         return self.originali[invio.identificativo]
 
-    def _invio(self, mittente: str, gestore: Gestore, to: Sequence[str], cc: Sequence[str] = (),
-               esterni: Sequence[str] = (), tipo_ricevuta: str | None = None,
-               allegati: bool = True) -> _Invio:
+    def _invio(
+        self,
+        mittente: str,
+        gestore: Gestore,
+        to: Sequence[str],
+        cc: Sequence[str] = (),
+        esterni: Sequence[str] = (),
+        tipo_ricevuta: str | None = None,
+        allegati: bool = True,
+    ) -> _Invio:
         self.seq += 1
         data = _ora_italiana(self.base + timedelta(seconds=self.rng.randrange(140 * 86400)))
         if allegati:
@@ -1048,21 +1320,39 @@ class _Generatore:
         firma = "Ufficio " + mittente.split("@")[0].replace(".", " ").title()
         return _Invio(
             mittente=mittente,
-            destinatari=(*(Destinatario(a) for a in (*to, *cc)),
-                         *(Destinatario(a, "esterno") for a in esterni)),
-            to=(*to, *esterni), cc=tuple(cc),
-            oggetto=self.rng.choice(_SOGGETTI), testo=self.rng.choice(_TESTI).format(firma=firma),
-            html=self.rng.random() < 0.3, allegati=scelti, tipo_ricevuta=tipo_ricevuta, data=data,
-            gestore=gestore, identificativo=nuovo_identificativo(gestore, data, self.seq))
+            destinatari=(
+                *(Destinatario(a) for a in (*to, *cc)),
+                *(Destinatario(a, "esterno") for a in esterni),
+            ),
+            to=(*to, *esterni),
+            cc=tuple(cc),
+            oggetto=self.rng.choice(_SOGGETTI),
+            testo=self.rng.choice(_TESTI).format(firma=firma),
+            html=self.rng.random() < 0.3,
+            allegati=scelti,
+            tipo_ricevuta=tipo_ricevuta,
+            data=data,
+            gestore=gestore,
+            identificativo=nuovo_identificativo(gestore, data, self.seq),
+        )
 
     def _tipo_ricevuta(self, tipo: str | None) -> str | None:
         if tipo is not _CASUALE:
             return tipo
         return self.rng.choices((None, "completa", "breve", "sintetica"), weights=(60, 20, 12, 8))[0]
 
-    def _ricevuta(self, invio: _Invio, tipo: str, gestore: Gestore, ritardo: int, *,
-                  consegna: str | None = None, errore: str = "nessuno", errore_esteso: str | None = None,
-                  virus: bool = False) -> _Voce:
+    def _ricevuta(
+        self,
+        invio: _Invio,
+        tipo: str,
+        gestore: Gestore,
+        ritardo: int,
+        *,
+        consegna: str | None = None,
+        errore: str = "nessuno",
+        errore_esteso: str | None = None,
+        virus: bool = False,
+    ) -> _Voce:
         data = invio.data + timedelta(seconds=ritardo)
         # the expected values come from the inputs and the rules, not from reading the output back
         if virus or tipo == kinds.RILEVAZIONE_VIRUS:
@@ -1074,39 +1364,70 @@ class _Generatore:
             receipt_type = "sintetica" if consegna in invio.cc else invio.tipo_ricevuta or "completa"
 
         def costruisci() -> tuple[bytes, dict]:
-            raw = ricevuta(tipo, self.originale(invio), gestore=gestore, identificativo=invio.identificativo,
-                           data=data, destinatari=invio.destinatari, consegna=consegna, errore=errore,
-                           errore_esteso=errore_esteso, virus=virus)
+            raw = ricevuta(
+                tipo,
+                self.originale(invio),
+                gestore=gestore,
+                identificativo=invio.identificativo,
+                data=data,
+                destinatari=invio.destinatari,
+                consegna=consegna,
+                errore=errore,
+                errore_esteso=errore_esteso,
+                virus=virus,
+            )
             letto = _leggi(raw)
             return raw, _atteso(
-                tipo, ref_message_id=invio.message_id, identificativo=invio.identificativo,
-                receipt_type=receipt_type, provider=gestore.name, delivered_to=consegna,
+                tipo,
+                ref_message_id=invio.message_id,
+                identificativo=invio.identificativo,
+                receipt_type=receipt_type,
+                provider=gestore.name,
+                delivered_to=consegna,
                 error=None if errore == "nessuno" else errore,
                 error_detail=errore_esteso or _errore_esteso(tipo, errore, gestore),
-                message_id=letto.message_id, subject=letto.oggetto,
-                postacert=receipt_type in ("completa", "breve"))
+                message_id=letto.message_id,
+                subject=letto.oggetto,
+                postacert=receipt_type in ("completa", "breve"),
+            )
+
         return data, costruisci
 
     # each flow returns the samples it adds to the mailbox
 
-    def invio(self, *, esito: str | None = None, tipo_ricevuta: str | None = _CASUALE,
-              con_cc: bool | None = None) -> list[_Voce]:
+    def invio(
+        self, *, esito: str | None = None, tipo_ricevuta: str | None = _CASUALE, con_cc: bool | None = None
+    ) -> list[_Voce]:
         """We send: accettazione, then per certified recipient a consegna or a failure notice."""
         rng = self.rng
         to = rng.sample([a for a, _ in _CORRISPONDENTI], rng.choices((1, 2, 3), weights=(75, 18, 7))[0])
         con_cc = rng.random() < 0.15 if con_cc is None else con_cc
         cc = [a for a, _ in _CORRISPONDENTI if a not in to][:1] if con_cc else []
         esterni = [rng.choice(_ESTERNI)] if rng.random() < 0.1 else []
-        esiti = [esito or rng.choices(("consegna", "no-dest", "no-dominio", "preavviso", "virus"),
-                                      weights=(93, 3, 1, 2, 1))[0] for _ in (*to, *cc)]
+        esiti = [
+            esito
+            or rng.choices(
+                ("consegna", "no-dest", "no-dominio", "preavviso", "virus"), weights=(93, 3, 1, 2, 1)
+            )[0]
+            for _ in (*to, *cc)
+        ]
         # a failing recipient gets an address that cannot be delivered
         indirizzi = []
         for address, e in zip((*to, *cc), esiti):
             local, _, domain = address.partition("@")
-            indirizzi.append({"no-dest": f"{local}.errato@{domain}",
-                              "no-dominio": f"{local}@{_DOMINIO_INESISTENTE}"}.get(e, address))
-        invio = self._invio(rng.choice(_NOSTRE), self.gestore, indirizzi[:len(to)], indirizzi[len(to):],
-                            esterni, self._tipo_ricevuta(tipo_ricevuta))
+            indirizzi.append(
+                {"no-dest": f"{local}.errato@{domain}", "no-dominio": f"{local}@{_DOMINIO_INESISTENTE}"}.get(
+                    e, address
+                )
+            )
+        invio = self._invio(
+            rng.choice(_NOSTRE),
+            self.gestore,
+            indirizzi[: len(to)],
+            indirizzi[len(to) :],
+            esterni,
+            self._tipo_ricevuta(tipo_ricevuta),
+        )
         voci = [self._ricevuta(invio, kinds.ACCETTAZIONE, invio.gestore, 1)]
         for i, (corrispondente, address, e) in enumerate(zip((*to, *cc), indirizzi, esiti)):
             suo = next(g for a, g in _CORRISPONDENTI if a == corrispondente)
@@ -1115,28 +1436,50 @@ class _Generatore:
             elif e in ("no-dest", "no-dominio"):
                 # an unknown domain is found by the sender's provider, an unknown mailbox by the recipient's
                 chi = invio.gestore if e == "no-dominio" else suo
-                voci.append(self._ricevuta(invio, kinds.ERRORE_CONSEGNA, chi, 2 + i, consegna=address,
-                                           errore=e))
+                voci.append(
+                    self._ricevuta(invio, kinds.ERRORE_CONSEGNA, chi, 2 + i, consegna=address, errore=e)
+                )
             elif e == "virus":
-                voci.append(self._ricevuta(invio, kinds.ERRORE_CONSEGNA, invio.gestore, 30 + i,
-                                           consegna=address, virus=True))
+                voci.append(
+                    self._ricevuta(
+                        invio, kinds.ERRORE_CONSEGNA, invio.gestore, 30 + i, consegna=address, virus=True
+                    )
+                )
             else:  # preavviso at 12 h, sometimes the final one at 24 h too
-                voci.append(self._ricevuta(invio, kinds.PREAVVISO_ERRORE_CONSEGNA, invio.gestore, 12 * 3600,
-                                           consegna=address))
+                voci.append(
+                    self._ricevuta(
+                        invio, kinds.PREAVVISO_ERRORE_CONSEGNA, invio.gestore, 12 * 3600, consegna=address
+                    )
+                )
                 if rng.random() < 0.5:
-                    voci.append(self._ricevuta(
-                        invio, kinds.PREAVVISO_ERRORE_CONSEGNA, invio.gestore, 24 * 3600, consegna=address,
-                        errore_esteso=f"5.4.1 - {invio.gestore.name} - consegna non avvenuta entro 24 ore"))
+                    voci.append(
+                        self._ricevuta(
+                            invio,
+                            kinds.PREAVVISO_ERRORE_CONSEGNA,
+                            invio.gestore,
+                            24 * 3600,
+                            consegna=address,
+                            errore_esteso=f"5.4.1 - {invio.gestore.name} - consegna non avvenuta entro 24 ore",
+                        )
+                    )
         return voci
 
     def non_accettazione(self, *, virus: bool | None = None) -> list[_Voce]:
         virus = self.rng.random() < 0.3 if virus is None else virus
         invio = self._invio(self.rng.choice(_NOSTRE), self.gestore, [self.rng.choice(_CORRISPONDENTI)[0]])
-        motivo = None if virus else self.rng.choice((
-            f"5.3.4 - {self.gestore.name} - dimensione del messaggio oltre il limite consentito",
-            f"5.7.0 - {self.gestore.name} - destinatari in copia nascosta non ammessi"))
-        return [self._ricevuta(invio, kinds.NON_ACCETTAZIONE, self.gestore, 1, virus=virus,
-                               errore_esteso=motivo)]
+        motivo = (
+            None
+            if virus
+            else self.rng.choice(
+                (
+                    f"5.3.4 - {self.gestore.name} - dimensione del messaggio oltre il limite consentito",
+                    f"5.7.0 - {self.gestore.name} - destinatari in copia nascosta non ammessi",
+                )
+            )
+        )
+        return [
+            self._ricevuta(invio, kinds.NON_ACCETTAZIONE, self.gestore, 1, virus=virus, errore_esteso=motivo)
+        ]
 
     def presa_in_carico(self) -> list[_Voce]:
         address, gestore = self.rng.choice(_CORRISPONDENTI)
@@ -1152,33 +1495,54 @@ class _Generatore:
         """A certified message reaches our mailbox in its busta di trasporto."""
         address, gestore = self.rng.choice(_CORRISPONDENTI)
         cc = [a for a, _ in _CORRISPONDENTI if a != address][:1] if self.rng.random() < 0.1 else []
-        invio = self._invio(address, gestore, [self.rng.choice(_NOSTRE)], cc,
-                            tipo_ricevuta=self._tipo_ricevuta(tipo_ricevuta))
+        invio = self._invio(
+            address, gestore, [self.rng.choice(_NOSTRE)], cc, tipo_ricevuta=self._tipo_ricevuta(tipo_ricevuta)
+        )
 
         def costruisci() -> tuple[bytes, dict]:
-            raw = busta_trasporto(self.originale(invio), gestore=gestore, identificativo=invio.identificativo,
-                                  data=invio.data, destinatari=invio.destinatari)
-            return raw, _atteso(
-                kinds.POSTA_CERTIFICATA, original_message_id=invio.message_id,
+            raw = busta_trasporto(
+                self.originale(invio),
+                gestore=gestore,
                 identificativo=invio.identificativo,
-                receipt_type=invio.tipo_ricevuta or "completa", provider=gestore.name,
-                message_id=f"<{invio.identificativo}>", subject="POSTA CERTIFICATA: " + invio.oggetto,
-                postacert=True)
+                data=invio.data,
+                destinatari=invio.destinatari,
+            )
+            return raw, _atteso(
+                kinds.POSTA_CERTIFICATA,
+                original_message_id=invio.message_id,
+                identificativo=invio.identificativo,
+                receipt_type=invio.tipo_ricevuta or "completa",
+                provider=gestore.name,
+                message_id=f"<{invio.identificativo}>",
+                subject="POSTA CERTIFICATA: " + invio.oggetto,
+                postacert=True,
+            )
+
         return [(invio.data, costruisci)]
 
     def anomalia(self) -> list[_Voce]:
         """Ordinary mail reaching our PEC mailbox, delivered in a busta di anomalia."""
-        invio = self._invio(self.rng.choice(_ESTERNI), self.gestore, [self.rng.choice(_NOSTRE)],
-                            allegati=False)
-        motivo = self.rng.choice(("Il messaggio non proviene da un gestore di posta certificata.",
-                                  "La firma del gestore mittente non è valida."))
+        invio = self._invio(
+            self.rng.choice(_ESTERNI), self.gestore, [self.rng.choice(_NOSTRE)], allegati=False
+        )
+        motivo = self.rng.choice(
+            (
+                "Il messaggio non proviene da un gestore di posta certificata.",
+                "La firma del gestore mittente non è valida.",
+            )
+        )
         data = invio.data + timedelta(seconds=3)
 
         def costruisci() -> tuple[bytes, dict]:
             raw = busta_anomalia(self.originale(invio), gestore=self.gestore, data=data, motivo=motivo)
             # the reason is only in the human text (no daticert), so nothing to expect from a parser
-            return raw, _atteso(kinds.ANOMALIA, message_id=invio.message_id,
-                                subject="ANOMALIA MESSAGGIO: " + invio.oggetto, postacert=True)
+            return raw, _atteso(
+                kinds.ANOMALIA,
+                message_id=invio.message_id,
+                subject="ANOMALIA MESSAGGIO: " + invio.oggetto,
+                postacert=True,
+            )
+
         return [(data, costruisci)]
 
     def sdi(self, *, codice: str | None = None) -> list[_Voce]:
@@ -1186,8 +1550,10 @@ class _Generatore:
         from local.pecbuild import sdi_builder
 
         rng = self.rng
-        codice = codice or rng.choices(("MT", "RC", "NS", "MC", "NE", "DT", "AT"),
-                                       weights=(40, 30, 8, 10, 5, 4, 3))[0]
+        codice = (
+            codice
+            or rng.choices(("MT", "RC", "NS", "MC", "NE", "DT", "AT"), weights=(40, 30, 8, 10, 5, 4, 3))[0]
+        )
         dialetto = rng.choice(("pa", "b2b"))
         data = _ora_italiana(self.base + timedelta(seconds=rng.randrange(140 * 86400)))
         self.seq += 1
@@ -1200,25 +1566,68 @@ class _Generatore:
         def costruisci() -> tuple[bytes, dict]:
             if codice == "MT":
                 nome = sdi_builder.nome_fattura(fornitore, f"{seq % 100000:05d}")
-                documento = sdi_builder.fattura(fornitore, noi, [sdi_builder.Documento(
-                    f"{seq}/2024", data.date().isoformat(), f"{rng.randrange(100, 90000)}.00")])
-                files = [(sdi_builder.nome_notifica(nome, "MT"), sdi_builder.notifica(
-                    "MT", identificativo_sdi=identificativo_sdi, nome_file=nome, message_id=str(seq),
-                    quando=data, dialetto=dialetto)), (nome, documento)]
+                documento = sdi_builder.fattura(
+                    fornitore,
+                    noi,
+                    [
+                        sdi_builder.Documento(
+                            f"{seq}/2024", data.date().isoformat(), f"{rng.randrange(100, 90000)}.00"
+                        )
+                    ],
+                )
+                files = [
+                    (
+                        sdi_builder.nome_notifica(nome, "MT"),
+                        sdi_builder.notifica(
+                            "MT",
+                            identificativo_sdi=identificativo_sdi,
+                            nome_file=nome,
+                            message_id=str(seq),
+                            quando=data,
+                            dialetto=dialetto,
+                        ),
+                    ),
+                    (nome, documento),
+                ]
             else:
                 nome = sdi_builder.nome_fattura(noi, f"{seq % 100000:05d}")
-                files = [(sdi_builder.nome_notifica(nome, codice), sdi_builder.notifica(
-                    codice, identificativo_sdi=identificativo_sdi, nome_file=nome, message_id=str(seq),
-                    quando=data, dialetto=dialetto, riferimento_fattura=(f"{seq}", "2024"),
-                    pec_message_id=nuovo_identificativo(self.gestore, data, seq)))]
-            raw = sdi_builder.busta_sdi(files, identificativo_sdi=identificativo_sdi, codice=codice,
-                                        destinatario=destinatario, data=data, seq=seq)
+                files = [
+                    (
+                        sdi_builder.nome_notifica(nome, codice),
+                        sdi_builder.notifica(
+                            codice,
+                            identificativo_sdi=identificativo_sdi,
+                            nome_file=nome,
+                            message_id=str(seq),
+                            quando=data,
+                            dialetto=dialetto,
+                            riferimento_fattura=(f"{seq}", "2024"),
+                            pec_message_id=nuovo_identificativo(self.gestore, data, seq),
+                        ),
+                    )
+                ]
+            raw = sdi_builder.busta_sdi(
+                files,
+                identificativo_sdi=identificativo_sdi,
+                codice=codice,
+                destinatario=destinatario,
+                data=data,
+                seq=seq,
+            )
             letto = _leggi(raw)
             identificativo = letto.message_id.strip("<>")
-            return raw, _atteso(kinds.POSTA_CERTIFICATA, identificativo=identificativo, receipt_type="breve",
-                                provider=sdi_builder.SOGEI.name, sdi_type=codice, message_id=letto.message_id,
-                                subject=letto.oggetto, postacert=True,
-                                original_message_id=sdi_builder.message_id_sdi(identificativo_sdi, data, seq))
+            return raw, _atteso(
+                kinds.POSTA_CERTIFICATA,
+                identificativo=identificativo,
+                receipt_type="breve",
+                provider=sdi_builder.SOGEI.name,
+                sdi_type=codice,
+                message_id=letto.message_id,
+                subject=letto.oggetto,
+                postacert=True,
+                original_message_id=sdi_builder.message_id_sdi(identificativo_sdi, data, seq),
+            )
+
         return [(data, costruisci)]
 
     def ordinaria(self) -> list[_Voce]:
@@ -1227,8 +1636,10 @@ class _Generatore:
         invio = self._invio(mittente, self.gestore, [self.rng.choice(_NOSTRE)], allegati=False)
 
         def costruisci() -> tuple[bytes, dict]:
-            return self.originale(invio), _atteso(kinds.POSTA_ORDINARIA, message_id=invio.message_id,
-                                                  subject=invio.oggetto)
+            return self.originale(invio), _atteso(
+                kinds.POSTA_ORDINARIA, message_id=invio.message_id, subject=invio.oggetto
+            )
+
         return [(invio.data, costruisci)]
 
 
@@ -1260,8 +1671,16 @@ def corpus(n: int, *, seed: int = 0, sdi: bool = True) -> list[Campione]:
     ]
     if sdi:
         voci += [*gen.sdi(codice="MT"), *gen.sdi(codice="RC")]
-    flussi = (gen.invio, gen.ricezione, gen.ordinaria, gen.anomalia, gen.non_accettazione,
-              gen.presa_in_carico, gen.rilevazione_virus, gen.sdi)
+    flussi = (
+        gen.invio,
+        gen.ricezione,
+        gen.ordinaria,
+        gen.anomalia,
+        gen.non_accettazione,
+        gen.presa_in_carico,
+        gen.rilevazione_virus,
+        gen.sdi,
+    )
     pesi = (58, 24, 6, 3, 2, 1.5, 1.5, 4 if sdi else 0)
     while len(voci) < n:
         voci += gen.rng.choices(flussi, weights=pesi)[0]()

@@ -34,9 +34,14 @@ RADICI = {
 }
 # the envelope subject the SdI uses for each file it sends
 TESTI_OGGETTO = {
-    "RC": "Ricevuta di consegna", "NS": "Notifica di scarto", "MC": "Notifica di mancata consegna",
-    "NE": "Notifica di esito", "DT": "Notifica di decorrenza termini",
-    "AT": "Attestazione di avvenuta trasmissione", "MT": "Invio File", "SE": "Scarto esito committente",
+    "RC": "Ricevuta di consegna",
+    "NS": "Notifica di scarto",
+    "MC": "Notifica di mancata consegna",
+    "NE": "Notifica di esito",
+    "DT": "Notifica di decorrenza termini",
+    "AT": "Attestazione di avvenuta trasmissione",
+    "MT": "Invio File",
+    "SE": "Scarto esito committente",
     "EC": "Esito committente",
 }
 
@@ -44,6 +49,7 @@ TESTI_OGGETTO = {
 @dataclass(frozen=True, slots=True)
 class Parte:
     """A party of an invoice: partita IVA (IT + 11 digits) and its name."""
+
     id_paese: str
     id_codice: str
     denominazione: str
@@ -52,9 +58,10 @@ class Parte:
 @dataclass(frozen=True, slots=True)
 class Documento:
     """One FatturaElettronicaBody."""
+
     numero: str
-    data: str                 # YYYY-MM-DD
-    importo: str              # ImportoTotaleDocumento, e.g. "1220.00"
+    data: str  # YYYY-MM-DD
+    importo: str  # ImportoTotaleDocumento, e.g. "1220.00"
     tipo: str = "TD01"
     divisa: str = "EUR"
     descrizione: str = "Servizi professionali"
@@ -68,9 +75,15 @@ def nome_fattura(cedente: Parte, progressivo: str, *, p7m: bool = False) -> str:
     return f"{cedente.id_paese}{cedente.id_codice}_{progressivo}.xml" + (".p7m" if p7m else "")
 
 
-def fattura(cedente: Parte, cessionario: Parte, documenti: Sequence[Documento], *,
-            versione: str = "FPR12", codice_destinatario: str = "0000000",
-            progressivo: str = "00001") -> bytes:
+def fattura(
+    cedente: Parte,
+    cessionario: Parte,
+    documenti: Sequence[Documento],
+    *,
+    versione: str = "FPR12",
+    codice_destinatario: str = "0000000",
+    progressivo: str = "00001",
+) -> bytes:
     """A FatturaPA document (FPR12 between businesses, FPA12 to a public administration)."""
     bodies = []
     for doc in documenti:
@@ -78,49 +91,84 @@ def fattura(cedente: Parte, cessionario: Parte, documenti: Sequence[Documento], 
         imposta = f"{float(doc.importo) - float(imponibile):.2f}"
         bodies.append(
             "<FatturaElettronicaBody><DatiGenerali><DatiGeneraliDocumento>"
-            + _x("TipoDocumento", doc.tipo) + _x("Divisa", doc.divisa) + _x("Data", doc.data)
-            + _x("Numero", doc.numero) + _x("ImportoTotaleDocumento", doc.importo)
+            + _x("TipoDocumento", doc.tipo)
+            + _x("Divisa", doc.divisa)
+            + _x("Data", doc.data)
+            + _x("Numero", doc.numero)
+            + _x("ImportoTotaleDocumento", doc.importo)
             + "</DatiGeneraliDocumento></DatiGenerali><DatiBeniServizi><DettaglioLinee>"
-            + _x("NumeroLinea", "1") + _x("Descrizione", doc.descrizione)
-            + _x("PrezzoUnitario", imponibile) + _x("PrezzoTotale", imponibile) + _x("AliquotaIVA", "22.00")
-            + "</DettaglioLinee><DatiRiepilogo>" + _x("AliquotaIVA", "22.00")
-            + _x("ImponibileImporto", imponibile) + _x("Imposta", imposta)
-            + "</DatiRiepilogo></DatiBeniServizi></FatturaElettronicaBody>")
+            + _x("NumeroLinea", "1")
+            + _x("Descrizione", doc.descrizione)
+            + _x("PrezzoUnitario", imponibile)
+            + _x("PrezzoTotale", imponibile)
+            + _x("AliquotaIVA", "22.00")
+            + "</DettaglioLinee><DatiRiepilogo>"
+            + _x("AliquotaIVA", "22.00")
+            + _x("ImponibileImporto", imponibile)
+            + _x("Imposta", imposta)
+            + "</DatiRiepilogo></DatiBeniServizi></FatturaElettronicaBody>"
+        )
 
     def anagrafica(parte: Parte, ruolo: str) -> str:
-        sede = ("<Sede><Indirizzo>Via Roma 1</Indirizzo><CAP>00100</CAP><Comune>Roma</Comune>"
-                "<Nazione>IT</Nazione></Sede>")
+        sede = (
+            "<Sede><Indirizzo>Via Roma 1</Indirizzo><CAP>00100</CAP><Comune>Roma</Comune>"
+            "<Nazione>IT</Nazione></Sede>"
+        )
         regime = _x("RegimeFiscale", "RF01") if ruolo == "CedentePrestatore" else ""
-        return (f"<{ruolo}><DatiAnagrafici><IdFiscaleIVA>{_x('IdPaese', parte.id_paese)}"
-                f"{_x('IdCodice', parte.id_codice)}</IdFiscaleIVA><Anagrafica>"
-                f"{_x('Denominazione', parte.denominazione)}</Anagrafica>{regime}</DatiAnagrafici>{sede}</{ruolo}>")
+        return (
+            f"<{ruolo}><DatiAnagrafici><IdFiscaleIVA>{_x('IdPaese', parte.id_paese)}"
+            f"{_x('IdCodice', parte.id_codice)}</IdFiscaleIVA><Anagrafica>"
+            f"{_x('Denominazione', parte.denominazione)}</Anagrafica>{regime}</DatiAnagrafici>{sede}</{ruolo}>"
+        )
 
-    header = ("<FatturaElettronicaHeader><DatiTrasmissione><IdTrasmittente>"
-              + _x("IdPaese", cedente.id_paese) + _x("IdCodice", cedente.id_codice) + "</IdTrasmittente>"
-              + _x("ProgressivoInvio", progressivo) + _x("FormatoTrasmissione", versione)
-              + _x("CodiceDestinatario", codice_destinatario) + "</DatiTrasmissione>"
-              + anagrafica(cedente, "CedentePrestatore") + anagrafica(cessionario, "CessionarioCommittente")
-              + "</FatturaElettronicaHeader>")
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<p:FatturaElettronica versione="{versione}" '
-            f'xmlns:p="{FATTURE}">{header}{"".join(bodies)}</p:FatturaElettronica>\n').encode()
+    header = (
+        "<FatturaElettronicaHeader><DatiTrasmissione><IdTrasmittente>"
+        + _x("IdPaese", cedente.id_paese)
+        + _x("IdCodice", cedente.id_codice)
+        + "</IdTrasmittente>"
+        + _x("ProgressivoInvio", progressivo)
+        + _x("FormatoTrasmissione", versione)
+        + _x("CodiceDestinatario", codice_destinatario)
+        + "</DatiTrasmissione>"
+        + anagrafica(cedente, "CedentePrestatore")
+        + anagrafica(cessionario, "CessionarioCommittente")
+        + "</FatturaElettronicaHeader>"
+    )
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<p:FatturaElettronica versione="{versione}" '
+        f'xmlns:p="{FATTURE}">{header}{"".join(bodies)}</p:FatturaElettronica>\n'
+    ).encode()
 
 
 def firma_p7m(content: bytes, firma: builder.Firma) -> bytes:
     """`content` enveloped in a CAdES-like SignedData (.p7m), as signing tools write it."""
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.serialization import Encoding
-    from cryptography.hazmat.primitives.serialization import pkcs7
+    from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
-    return (pkcs7.PKCS7SignatureBuilder().set_data(content)
-            .add_signer(firma.certificato, firma.chiave, hashes.SHA256())
-            .sign(Encoding.DER, [pkcs7.PKCS7Options.NoCapabilities]))
+    return (
+        pkcs7.PKCS7SignatureBuilder()
+        .set_data(content)
+        .add_signer(firma.certificato, firma.chiave, hashes.SHA256())
+        .sign(Encoding.DER, [pkcs7.PKCS7Options.NoCapabilities])
+    )
 
 
-def notifica(codice: str, *, identificativo_sdi: str, nome_file: str, message_id: str,
-             quando: datetime, dialetto: str = "pa", pec_message_id: str | None = None,
-             errori: Sequence[tuple[str, str]] = (), esito: str = "EC01",
-             riferimento_fattura: tuple[str, str] | None = None, descrizione: str | None = None,
-             codice_destinatario: str = "0000000", formato: str = "FPR12") -> bytes:
+def notifica(
+    codice: str,
+    *,
+    identificativo_sdi: str,
+    nome_file: str,
+    message_id: str,
+    quando: datetime,
+    dialetto: str = "pa",
+    pec_message_id: str | None = None,
+    errori: Sequence[tuple[str, str]] = (),
+    esito: str = "EC01",
+    riferimento_fattura: tuple[str, str] | None = None,
+    descrizione: str | None = None,
+    codice_destinatario: str = "0000000",
+    formato: str = "FPR12",
+) -> bytes:
     """One SdI notification document. `dialetto` is "pa" (fatturapa.gov.it) or "b2b" (ivaservizi)."""
     if codice not in RADICI:
         raise ValueError(f"unknown SdI notification code {codice!r}")
@@ -130,24 +178,42 @@ def notifica(codice: str, *, identificativo_sdi: str, nome_file: str, message_id
     corpo = [_x("IdentificativoSdI", identificativo_sdi)]
     riferimento = ""
     if riferimento_fattura:
-        riferimento = ("<RiferimentoFattura>" + _x("NumeroFattura", riferimento_fattura[0])
-                       + _x("AnnoFattura", riferimento_fattura[1]) + "</RiferimentoFattura>")
+        riferimento = (
+            "<RiferimentoFattura>"
+            + _x("NumeroFattura", riferimento_fattura[0])
+            + _x("AnnoFattura", riferimento_fattura[1])
+            + "</RiferimentoFattura>"
+        )
     if codice not in ("EC", "SE"):
         corpo.append(_x("NomeFile", nome_file))
     if codice in ("RC", "NS", "MC", "AT"):
         corpo.append(_x("DataOraRicezione", stamp))
     if codice == "RC":
-        corpo += [_x("DataOraConsegna", stamp), "<Destinatario><Codice>" + codice_destinatario
-                  + "</Codice><Descrizione>Destinatario</Descrizione></Destinatario>"]
+        corpo += [
+            _x("DataOraConsegna", stamp),
+            "<Destinatario><Codice>"
+            + codice_destinatario
+            + "</Codice><Descrizione>Destinatario</Descrizione></Destinatario>",
+        ]
     elif codice == "NS":
-        corpo.append("<ListaErrori>" + "".join(
-            f"<Errore>{_x('Codice', c)}{_x('Descrizione', d)}</Errore>"
-            for c, d in (errori or [("00200", "File non conforme al formato")])) + "</ListaErrori>")
+        corpo.append(
+            "<ListaErrori>"
+            + "".join(
+                f"<Errore>{_x('Codice', c)}{_x('Descrizione', d)}</Errore>"
+                for c, d in (errori or [("00200", "File non conforme al formato")])
+            )
+            + "</ListaErrori>"
+        )
     elif codice == "MC" and dialetto == "b2b":
         corpo += [_x("Hash", "0" * 64), _x("DataMessaADisposizione", stamp)]
     elif codice == "NE":
-        corpo.append("<EsitoCommittente>" + _x("IdentificativoSdI", identificativo_sdi) + riferimento
-                     + _x("Esito", esito) + "</EsitoCommittente>")
+        corpo.append(
+            "<EsitoCommittente>"
+            + _x("IdentificativoSdI", identificativo_sdi)
+            + riferimento
+            + _x("Esito", esito)
+            + "</EsitoCommittente>"
+        )
     elif codice == "DT":
         corpo.insert(1, riferimento)
     elif codice == "AT":
@@ -168,8 +234,10 @@ def notifica(codice: str, *, identificativo_sdi: str, nome_file: str, message_id
         corpo.append(_x("PecMessageId", pec_message_id))
     if codice == "AT":
         corpo.append(_x("HashFileOriginale", "0" * 64))
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<ns:{radice} xmlns:ns="{ns}" versione="1.0">'
-            f'{"".join(corpo)}</ns:{radice}>\n').encode()
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<ns:{radice} xmlns:ns="{ns}" versione="1.0">'
+        f"{''.join(corpo)}</ns:{radice}>\n"
+    ).encode()
 
 
 def nome_notifica(nome_fattura_inviata: str, codice: str, progressivo: int = 1) -> str:
@@ -182,17 +250,36 @@ def message_id_sdi(identificativo_sdi: str, data: datetime, seq: int) -> str:
     return f"<{seq}{identificativo_sdi}.{int(data.timestamp() * 1000)}@pec.fatturapa.it>"
 
 
-def busta_sdi(files: Sequence[tuple[str, bytes]], *, identificativo_sdi: str, codice: str, destinatario: str,
-              data: datetime, seq: int, casella_sdi: str = "sdi01@pec.fatturapa.it",
-              gestore: builder.Gestore = SOGEI, simulazione: bool = False) -> bytes:
+def busta_sdi(
+    files: Sequence[tuple[str, bytes]],
+    *,
+    identificativo_sdi: str,
+    codice: str,
+    destinatario: str,
+    data: datetime,
+    seq: int,
+    casella_sdi: str = "sdi01@pec.fatturapa.it",
+    gestore: builder.Gestore = SOGEI,
+    simulazione: bool = False,
+) -> bytes:
     """The busta di trasporto in which the SdI delivers `files` (breve receipts, as the SdI asks)."""
-    oggetto = f"{TESTI_OGGETTO.get(codice, 'Invio File')} {identificativo_sdi}" + (" (SIMULAZIONE)" if simulazione else "")
+    oggetto = f"{TESTI_OGGETTO.get(codice, 'Invio File')} {identificativo_sdi}" + (
+        " (SIMULAZIONE)" if simulazione else ""
+    )
     originale = builder.messaggio_originale(
-        mittente=casella_sdi, destinatari=[destinatario], oggetto=oggetto,
+        mittente=casella_sdi,
+        destinatari=[destinatario],
+        oggetto=oggetto,
         testo=f"Il file {files[0][0]} e' stato trasmesso dal Sistema di Interscambio.\n",
         allegati=[(name, "application/octet-stream", content) for name, content in files],
         message_id=message_id_sdi(identificativo_sdi, data, seq),
-        tipo_ricevuta="breve", data=data)
+        tipo_ricevuta="breve",
+        data=data,
+    )
     return builder.busta_trasporto(
-        originale, gestore=gestore, identificativo=builder.nuovo_identificativo(gestore, data, seq),
-        data=data, destinatari=[builder.Destinatario(destinatario)])
+        originale,
+        gestore=gestore,
+        identificativo=builder.nuovo_identificativo(gestore, data, seq),
+        data=data,
+        destinatari=[builder.Destinatario(destinatario)],
+    )

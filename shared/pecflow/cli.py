@@ -33,9 +33,13 @@ def _classify_files(paths: list[str]):
             continue
         path = Path(name)
         try:
-            targets = sorted(p for p in path.rglob("*")
-                             if p.is_file() and p.suffix.lower() in (".eml", ".msg", ".txt")) \
-                if path.is_dir() else [path]
+            targets = (
+                sorted(
+                    p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".eml", ".msg", ".txt")
+                )
+                if path.is_dir()
+                else [path]
+            )
         except OSError as exc:
             yield name, None, f"cannot read: {exc.strerror or exc}"
             continue
@@ -60,8 +64,15 @@ def cmd_classify(args) -> int:
         return value if value is None or isinstance(value, (bool, int, float)) else str(value)
 
     def failure(name: str, error: str) -> dict:
-        return {"file": name, "kind": None, "ref_message_id": None, "receipt_type": None,
-                "provider": None, "sdi": None, "problems": [error]}
+        return {
+            "file": name,
+            "kind": None,
+            "ref_message_id": None,
+            "receipt_type": None,
+            "provider": None,
+            "sdi": None,
+            "problems": [error],
+        }
 
     # whatever the terminal's encoding, printing a record cannot fail
     try:
@@ -96,19 +107,25 @@ def cmd_classify(args) -> int:
 
 
 def _print_table(rows: list[dict]) -> None:
-    columns = [("FILE", lambda r: Path(r["file"]).name), ("KIND", lambda r: r["kind"] or "(unreadable)"),
-               ("TYPE", lambda r: r["receipt_type"] or ""), ("PROVIDER", lambda r: r["provider"] or ""),
-               ("SDI", lambda r: (r["sdi"] or {}).get("type") or ""),
-               ("REFERENCE", lambda r: r["ref_message_id"] or r.get("identificativo") or ""),
-               ("PROBLEMS", lambda r: "; ".join(r["problems"]))]
+    columns = [
+        ("FILE", lambda r: Path(r["file"]).name),
+        ("KIND", lambda r: r["kind"] or "(unreadable)"),
+        ("TYPE", lambda r: r["receipt_type"] or ""),
+        ("PROVIDER", lambda r: r["provider"] or ""),
+        ("SDI", lambda r: (r["sdi"] or {}).get("type") or ""),
+        ("REFERENCE", lambda r: r["ref_message_id"] or r.get("identificativo") or ""),
+        ("PROBLEMS", lambda r: "; ".join(r["problems"])),
+    ]
     table = [[str(get(r)) for _, get in columns] for r in rows]
     width = shutil.get_terminal_size((160, 20)).columns
     caps = [34, 26, 10, 20, 4, 40, 200]
-    sizes = [min(cap, max([len(h)] + [len(row[i]) for row in table])) for i, ((h, _), cap) in
-             enumerate(zip(columns, caps))]
+    sizes = [
+        min(cap, max([len(h)] + [len(row[i]) for row in table]))
+        for i, ((h, _), cap) in enumerate(zip(columns, caps))
+    ]
 
     def fmt(cells):
-        out = "  ".join(c[:s - 1] + "…" if len(c) > s else c.ljust(s) for c, s in zip(cells, sizes))
+        out = "  ".join(c[: s - 1] + "…" if len(c) > s else c.ljust(s) for c, s in zip(cells, sizes))
         return out[:width].rstrip()
 
     print(fmt([h for h, _ in columns]))
@@ -150,18 +167,29 @@ def _password(args) -> str:
 
 
 def cmd_mailbox_add(args) -> int:
-    from pecflow.services.admin import MailboxUnavailable, add_mailbox
     from pecflow.domain.mailbox import ConfigError, MailboxConfig, Saturation, SaturationPolicy
+    from pecflow.services.admin import MailboxUnavailable, add_mailbox
 
     try:
         config = MailboxConfig(
-            address=args.address.lower(), imap_host=args.imap_host, imap_port=args.imap_port,
-            smtp_host=args.smtp_host or args.imap_host.replace("imap", "smtp", 1), smtp_port=args.smtp_port,
-            folders=tuple(args.folder or ["INBOX"]), quota_preset=args.quota_preset,
-            saturation=SaturationPolicy(Saturation(args.saturation), days=args.days, percent=args.percent,
-                                        archive_folder=args.archive_folder, expunge=args.expunge),
-            enabled=not args.disabled, username=args.username,
-            ca_bundle=Path(args.ca_bundle).read_text() if args.ca_bundle else None).validate()
+            address=args.address.lower(),
+            imap_host=args.imap_host,
+            imap_port=args.imap_port,
+            smtp_host=args.smtp_host or args.imap_host.replace("imap", "smtp", 1),
+            smtp_port=args.smtp_port,
+            folders=tuple(args.folder or ["INBOX"]),
+            quota_preset=args.quota_preset,
+            saturation=SaturationPolicy(
+                Saturation(args.saturation),
+                days=args.days,
+                percent=args.percent,
+                archive_folder=args.archive_folder,
+                expunge=args.expunge,
+            ),
+            enabled=not args.disabled,
+            username=args.username,
+            ca_bundle=Path(args.ca_bundle).read_text() if args.ca_bundle else None,
+        ).validate()
     except (ConfigError, ValueError, OSError) as exc:
         print(f"pecflow: {exc}", file=sys.stderr)
         return 2
@@ -190,15 +218,22 @@ def cmd_mailbox_list(args) -> int:
     print(f"{'MAILBOX':36s} {'ON':3s} {'IMAP':28s} {'LAST POLL':21s} {'USAGE':6s} STATUS")
     for config, status in rows:
         usage = (status.get("usage") or {}).get("percent")
-        state = f"error ({status.get('error_kind')}): {status.get('last_error')}" if status.get("last_error") \
+        state = (
+            f"error ({status.get('error_kind')}): {status.get('last_error')}"
+            if status.get("last_error")
             else ("ok" if status.get("last_success_at") else "never polled")
+        )
         if status.get("quarantined"):
             last = status.get("last_quarantined") or {}
-            state += (f"; {status['quarantined']} quarantined (last: UID {last.get('uid')}, {last.get('reason')}; "
-                      f"see `pecflow inbox list {config.address} --quarantined`)")
-        print(f"{config.address:36s} {'yes' if config.enabled else 'no':3s} "
-              f"{config.imap_host + ':' + str(config.imap_port):28s} {str(status.get('last_poll_at', '-'))[:19]:21s} "
-              f"{(f'{usage:.0f}%' if usage is not None else '-'):6s} {state}")
+            state += (
+                f"; {status['quarantined']} quarantined (last: UID {last.get('uid')}, {last.get('reason')}; "
+                f"see `pecflow inbox list {config.address} --quarantined`)"
+            )
+        print(
+            f"{config.address:36s} {'yes' if config.enabled else 'no':3s} "
+            f"{config.imap_host + ':' + str(config.imap_port):28s} {str(status.get('last_poll_at', '-'))[:19]:21s} "
+            f"{(f'{usage:.0f}%' if usage is not None else '-'):6s} {state}"
+        )
     return 0
 
 
@@ -255,14 +290,16 @@ def cmd_inbox_list(args) -> int:
         note = f"  [{r['reconciled']}]" if r.get("reconciled") else ""
         if r.get("quarantined"):
             note += f"  [quarantined UID {r.get('uid')}: {r['quarantined'].get('reason', '')}]"
-        print(f"{r.get('received_at', '')[:19]}  {r.get('kind', ''):26s} {str(r.get('subject') or '')[:50]:50s} "
-              f"{reference}{note}")
+        print(
+            f"{r.get('received_at', '')[:19]}  {r.get('kind', ''):26s} {str(r.get('subject') or '')[:50]:50s} "
+            f"{reference}{note}"
+        )
     print(f"{len(records)} message(s)")
     return 0
 
 
 # --- pecflow campaign validate (campaign domain: pecflow.campaign) ------------------------------------
-_PROGRESS_SECONDS = 2.0      # how often big files report the rows read (on stderr)
+_PROGRESS_SECONDS = 2.0  # how often big files report the rows read (on stderr)
 
 
 def cmd_campaign_validate(args) -> int:
@@ -293,12 +330,18 @@ def cmd_campaign_validate(args) -> int:
         now = time.monotonic()
         if now - shown["at"] >= _PROGRESS_SECONDS:
             shown["at"] = now
-            print(f"… {rows:,} rows read ({100 * read / max(total, 1):.0f}% of {total / 1e6:,.1f} MB)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"… {rows:,} rows read ({100 * read / max(total, 1):.0f}% of {total / 1e6:,.1f} MB)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     limits = campaign.CsvLimits(max_bytes=int(args.max_csv_mb * 1024 * 1024))
-    index = campaign.SqliteAttachmentIndex.from_directory(folder) if folder.is_dir() \
+    index = (
+        campaign.SqliteAttachmentIndex.from_directory(folder)
+        if folder.is_dir()
         else campaign.DictAttachmentIndex()
+    )
     try:
         with csv_path.open("rb") as body:
             report = campaign.validate(manifest, body, index, limits=limits, progress=progress)
@@ -308,7 +351,9 @@ def cmd_campaign_validate(args) -> int:
     with report:
         json_path = report_dir / f"{csv_path.stem}.validation.json"
         errors_path = report_dir / f"{csv_path.stem}.validation-errors.csv"
-        json_path.write_text(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        json_path.write_text(
+            json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
         with errors_path.open("wb") as sink:
             report.write_errors_csv(sink)
         _print_validation(csv_path, report, args.show, json_path, errors_path)
@@ -323,16 +368,20 @@ def _print_validation(csv_path: Path, report, show: int, json_path: Path, errors
         shown = ", ".join(cut(h, 40) if h else "(unnamed)" for h in report.header[:30])
         if len(report.header) > 30:
             shown += f"… ({len(report.header):,} columns)"
-        print(f"{csv_path.name}: {report.rows:,} rows, {ENCODING_NAMES[report.encoding]}, delimiter {delimiter}, "
-              f"columns: {shown}")
+        print(
+            f"{csv_path.name}: {report.rows:,} rows, {ENCODING_NAMES[report.encoding]}, delimiter {delimiter}, "
+            f"columns: {shown}"
+        )
     if report.merge_fields:
         print(f"merge fields: {', '.join(report.merge_fields)}")
     if report.valid:
         print(f"VALID: {report.rows:,} recipients ready")
     else:
         campaign_level = sum(1 for i in report.errors if i.row is None)
-        print(f"INVALID: {report.error_count:,} error(s): {report.invalid_rows:,} row(s) with errors"
-              + (f", {campaign_level} about the whole campaign" if campaign_level else ""))
+        print(
+            f"INVALID: {report.error_count:,} error(s): {report.invalid_rows:,} row(s) with errors"
+            + (f", {campaign_level} about the whole campaign" if campaign_level else "")
+        )
         for code, count in sorted(report.errors_by_code.items(), key=lambda kv: -kv[1]):
             print(f"  {code:28s} {count:,}")
         print("first errors:" if report.error_count > show else "errors:")
@@ -346,29 +395,50 @@ def _print_validation(csv_path: Path, report, show: int, json_path: Path, errors
 
 def _add_campaign_parser(sub) -> argparse._SubParsersAction:
     """`pecflow campaign ...`; returns its subcommands so others (stats, export) can be added."""
-    campaign = sub.add_parser("campaign", help="campaigns: one PEC per recipient of a CSV",
-                              description="Check and follow campaigns (manifest.json + recipients.csv + "
-                                          "attachments/).")
+    campaign = sub.add_parser(
+        "campaign",
+        help="campaigns: one PEC per recipient of a CSV",
+        description="Check and follow campaigns (manifest.json + recipients.csv + attachments/).",
+    )
     actions = campaign.add_subparsers(dest="command_name", metavar="ACTION", required=True)
-    check = actions.add_parser("validate", help="check a campaign locally before uploading it", description=(
-        "Run the same validation as the fan-out: the manifest, its templates, the attachments and every row "
-        "of the CSV. Writes <csv>.validation.json and <csv>.validation-errors.csv (every error, for Excel) "
-        "next to the CSV or in --report-dir. Exit status 0 when valid, 1 when invalid, 2 on usage errors."))
+    check = actions.add_parser(
+        "validate",
+        help="check a campaign locally before uploading it",
+        description=(
+            "Run the same validation as the fan-out: the manifest, its templates, the attachments and every row "
+            "of the CSV. Writes <csv>.validation.json and <csv>.validation-errors.csv (every error, for Excel) "
+            "next to the CSV or in --report-dir. Exit status 0 when valid, 1 when invalid, 2 on usage errors."
+        ),
+    )
     check.add_argument("--manifest", required=True, metavar="M", help="the manifest.json")
     check.add_argument("--csv", required=True, metavar="C", help="the recipients CSV")
-    check.add_argument("--attachments", metavar="DIR",
-                       help="the attachments folder (default: attachments/ beside the CSV, when present)")
-    check.add_argument("--report-dir", metavar="DIR", help="where the report files go (default: beside the CSV)")
+    check.add_argument(
+        "--attachments",
+        metavar="DIR",
+        help="the attachments folder (default: attachments/ beside the CSV, when present)",
+    )
+    check.add_argument(
+        "--report-dir", metavar="DIR", help="where the report files go (default: beside the CSV)"
+    )
     check.add_argument("--show", type=int, default=20, metavar="N", help="errors printed (default 20)")
-    check.add_argument("--max-csv-mb", type=float, default=100, metavar="MB",
-                       help="largest CSV accepted (default 100, as the fan-out)")
+    check.add_argument(
+        "--max-csv-mb",
+        type=float,
+        default=100,
+        metavar="MB",
+        help="largest CSV accepted (default 100, as the fan-out)",
+    )
     check.set_defaults(func=cmd_campaign_validate)
     return actions
+
+
 # --- end of pecflow campaign validate ----------------------------------------------------------------
 
 
 def _add_target_options(parser) -> None:
-    where = parser.add_argument_group("where pecflow runs (default: MAILBOXES_TABLE/STACK_NAME from the environment)")
+    where = parser.add_argument_group(
+        "where pecflow runs (default: MAILBOXES_TABLE/STACK_NAME from the environment)"
+    )
     where.add_argument("--stack", help="name of the deployed CloudFormation stack")
     where.add_argument("--region", help="AWS region of the stack")
     where.add_argument("--local", action="store_true", help="the local stack (.local-run/stack.json)")
@@ -377,39 +447,57 @@ def _add_target_options(parser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pecflow",
-        description="Run a company's PEC (Posta Elettronica Certificata) mailboxes on AWS serverless.")
+        description="Run a company's PEC (Posta Elettronica Certificata) mailboxes on AWS serverless.",
+    )
     parser.add_argument("--version", action="version", version=f"pecflow {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     classify = sub.add_parser(
-        "classify", help="recognise PEC messages and receipts in .eml files",
+        "classify",
+        help="recognise PEC messages and receipts in .eml files",
         description="Classify each message (posta-certificata, anomalia, the seven receipt kinds, "
-                    "posta-ordinaria, malformed) and show its PEC data. Directories are searched for "
-                    "*.eml files; '-' reads one message from standard input. Exit status 1 when a file "
-                    "cannot be read; a file that is not an e-mail is reported as 'malformed'.")
+        "posta-ordinaria, malformed) and show its PEC data. Directories are searched for "
+        "*.eml files; '-' reads one message from standard input. Exit status 1 when a file "
+        "cannot be read; a file that is not an e-mail is reported as 'malformed'.",
+    )
     classify.add_argument("files", nargs="+", metavar="FILE", help=".eml file, directory, or '-'")
-    classify.add_argument("--json", action="store_true",
-                          help="one JSON object per line instead of a table")
+    classify.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     classify.set_defaults(func=cmd_classify)
 
-    mailbox = sub.add_parser("mailbox", help="configure the PEC mailboxes pecflow polls",
-                             description="Add, list, enable and disable mailboxes. Passwords go to "
-                                         "AWS Secrets Manager, never to the tables or the template.")
+    mailbox = sub.add_parser(
+        "mailbox",
+        help="configure the PEC mailboxes pecflow polls",
+        description="Add, list, enable and disable mailboxes. Passwords go to "
+        "AWS Secrets Manager, never to the tables or the template.",
+    )
     mailbox_sub = mailbox.add_subparsers(dest="command_name", metavar="ACTION", required=True)
-    add = mailbox_sub.add_parser("add", help="add (or update) a mailbox", description=(
-        "Add a PEC mailbox, or update its settings. The password is read from standard input "
-        "(--password-stdin), from an environment variable (--password-env), or asked for; the login "
-        "is checked over IMAP before anything is saved (--no-check to skip)."))
+    add = mailbox_sub.add_parser(
+        "add",
+        help="add (or update) a mailbox",
+        description=(
+            "Add a PEC mailbox, or update its settings. The password is read from standard input "
+            "(--password-stdin), from an environment variable (--password-env), or asked for; the login "
+            "is checked over IMAP before anything is saved (--no-check to skip)."
+        ),
+    )
     add.add_argument("address", help="the PEC address, e.g. ufficio@pec.azienda.it")
     add.add_argument("--imap-host", required=True, help="e.g. imaps.pec.aruba.it")
     add.add_argument("--imap-port", type=int, default=993, help="IMAP over TLS port (default 993)")
     add.add_argument("--smtp-host", help="SMTP over TLS host (default: the IMAP host with imap→smtp)")
     add.add_argument("--smtp-port", type=int, default=465, help="default 465")
     add.add_argument("--folder", action="append", help="folder to watch (repeatable; default INBOX)")
-    add.add_argument("--quota-preset", default="aruba", help="the provider's sending quota: aruba (250 per 20 minutes), gmail (100 a day), "
-                          "legalmail (6 a minute) or custom:N/WINDOW[,fixed], e.g. custom:50/10m (default: aruba)")
-    add.add_argument("--saturation", choices=["never", "after-days", "above-quota"], default="never",
-                     help="when archived messages leave the provider (default never)")
+    add.add_argument(
+        "--quota-preset",
+        default="aruba",
+        help="the provider's sending quota: aruba (250 per 20 minutes), gmail (100 a day), "
+        "legalmail (6 a minute) or custom:N/WINDOW[,fixed], e.g. custom:50/10m (default: aruba)",
+    )
+    add.add_argument(
+        "--saturation",
+        choices=["never", "after-days", "above-quota"],
+        default="never",
+        help="when archived messages leave the provider (default never)",
+    )
     add.add_argument("--days", type=int, default=90, help="for after-days (default 90)")
     add.add_argument("--percent", type=float, default=80.0, help="for above-quota (default 80)")
     add.add_argument("--archive-folder", default="Archivio-pecflow", help="provider folder they are moved to")
@@ -426,15 +514,21 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="one JSON object per mailbox")
     _add_target_options(listing)
     listing.set_defaults(func=cmd_mailbox_list)
-    for action, text in (("disable", "stop polling a mailbox (nothing is deleted)"), ("enable", "poll it again")):
+    for action, text in (
+        ("disable", "stop polling a mailbox (nothing is deleted)"),
+        ("enable", "poll it again"),
+    ):
         toggle = mailbox_sub.add_parser(action, help=text)
         toggle.add_argument("address")
         _add_target_options(toggle)
         toggle.set_defaults(func=cmd_mailbox_enable)
 
-    sent = sub.add_parser("sent", help="messages pecflow sent, with their receipts",
-                          description="The reconciled view of a message pecflow sent: each recipient's "
-                                      "state and every receipt about it, in order.")
+    sent = sub.add_parser(
+        "sent",
+        help="messages pecflow sent, with their receipts",
+        description="The reconciled view of a message pecflow sent: each recipient's "
+        "state and every receipt about it, in order.",
+    )
     sent_sub = sent.add_subparsers(dest="command_name", metavar="ACTION", required=True)
     show = sent_sub.add_parser("show", help="one sent message and its receipts")
     show.add_argument("message_id", help="its Message-ID (with or without <>)")
@@ -442,22 +536,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(show)
     show.set_defaults(func=cmd_sent_show)
 
-    inbox = sub.add_parser("inbox", help="what arrived in a mailbox", description=(
-        "Messages recorded for a mailbox, newest first; --unmatched lists receipts whose original "
-        "pecflow does not know (kept, never dropped); --quarantined lists messages whose processing "
-        "failed (archived, recorded as a summary with the reason)."))
+    inbox = sub.add_parser(
+        "inbox",
+        help="what arrived in a mailbox",
+        description=(
+            "Messages recorded for a mailbox, newest first; --unmatched lists receipts whose original "
+            "pecflow does not know (kept, never dropped); --quarantined lists messages whose processing "
+            "failed (archived, recorded as a summary with the reason)."
+        ),
+    )
     inbox_sub = inbox.add_subparsers(dest="command_name", metavar="ACTION", required=True)
     listing = inbox_sub.add_parser("list", help="recorded messages, newest first")
     listing.add_argument("mailbox")
     listing.add_argument("--kind", help="only this kind (e.g. avvenuta-consegna)")
     listing.add_argument("--unmatched", action="store_true", help="only receipts matching nothing we sent")
-    listing.add_argument("--quarantined", action="store_true",
-                         help="only messages whose processing failed (with the reason)")
+    listing.add_argument(
+        "--quarantined", action="store_true", help="only messages whose processing failed (with the reason)"
+    )
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--json", action="store_true")
     _add_target_options(listing)
     listing.set_defaults(func=cmd_inbox_list)
-    _add_campaign_operations(_add_campaign_parser(sub))   # pecflow campaign validate|stats|export|...
+    _add_campaign_operations(_add_campaign_parser(sub))  # pecflow campaign validate|stats|export|...
     return parser
 
 
@@ -479,11 +579,15 @@ def cmd_campaign_stats(args) -> int:
         print(f"  {label:48s} {counters.get(key, 0):>8d}")
     validation = stats.get("validation") or {}
     if validation.get("error_count"):
-        print(f"  validation: {validation['error_count']} error(s) — see validation.json in the campaign folder")
+        print(
+            f"  validation: {validation['error_count']} error(s) — see validation.json in the campaign folder"
+        )
     if stats.get("dead_lettered"):
-        print(f"  {stats['dead_lettered']} job(s) stopped on the dead-letter queue (in 'Errori'): see "
-              f"`pecflow campaign export` for the reason, `pecflow campaign redrive {stats['campaign_id']}` "
-              "to send them again")
+        print(
+            f"  {stats['dead_lettered']} job(s) stopped on the dead-letter queue (in 'Errori'): see "
+            f"`pecflow campaign export` for the reason, `pecflow campaign redrive {stats['campaign_id']}` "
+            "to send them again"
+        )
     for problem in filter(None, [stats.get("fanout_error"), *stats.get("problems", [])]):
         print(f"  ! {problem}")
     return 0
@@ -496,7 +600,10 @@ def cmd_campaign_export(args) -> int:
     def with_receipts(jobs):
         for job in jobs:
             receipts = sorted((job.get("receipts") or {}).values(), key=lambda r: r.get("at") or "")
-            yield {**job, "receipts": "; ".join(f"{r.get('kind')} {r.get('at') or ''}".strip() for r in receipts)}
+            yield {
+                **job,
+                "receipts": "; ".join(f"{r.get('kind')} {r.get('at') or ''}".strip() for r in receipts),
+            }
 
     jobs = with_receipts(campaign_jobs(_deployment(args), args.campaign_id))
     columns = (*campaign.EXPORT_COLUMNS, ("receipts", "receipts"))
@@ -519,8 +626,10 @@ def cmd_campaign_status(args) -> int:
             print(f"{args.campaign_id}: {created} failed recipient(s) queued again as new attempts")
         elif args.command_name == "redrive":
             done = redrive(_deployment(args), args.campaign_id)
-            print(f"{args.campaign_id}: {done['redriven']} job(s) back from the dead-letter queue; "
-                  f"{done['queued']} job(s) still to send put back on the send queue")
+            print(
+                f"{args.campaign_id}: {done['redriven']} job(s) back from the dead-letter queue; "
+                f"{done['queued']} job(s) still to send put back on the send queue"
+            )
         else:
             status = set_campaign_status(_deployment(args), args.campaign_id, args.command_name)
             print(f"{args.campaign_id}: {status}")
@@ -540,8 +649,11 @@ def cmd_campaign_upload(args) -> int:
     manifest, recipients = folder / "manifest.json", folder / "recipients.csv"
     attachments = folder / "attachments"
     # what a symbolic link points to is never uploaded: links are refused before anything else
-    refused = [f"{p.name} is a symbolic link: put the file itself in the campaign folder"
-               for p in (manifest, recipients) if p.is_symlink()]
+    refused = [
+        f"{p.name} is a symbolic link: put the file itself in the campaign folder"
+        for p in (manifest, recipients)
+        if p.is_symlink()
+    ]
     files: list[str] = []
     if attachments.is_symlink():
         refused.append("attachments is a symbolic link: put the folder itself in the campaign folder")
@@ -552,8 +664,11 @@ def cmd_campaign_upload(args) -> int:
             else:
                 files.append(name)
     if refused:
-        print("pecflow: not uploaded: only the files themselves can be uploaded (pecflow never uploads what a "
-              "symbolic link points to)", file=sys.stderr)
+        print(
+            "pecflow: not uploaded: only the files themselves can be uploaded (pecflow never uploads what a "
+            "symbolic link points to)",
+            file=sys.stderr,
+        )
         for reason in refused[:20]:
             print(f"  {reason}", file=sys.stderr)
         if len(refused) > 20:
@@ -565,14 +680,24 @@ def cmd_campaign_upload(args) -> int:
         return 2
     campaign_id = args.campaign_id or folder.resolve().name
     if not CAMPAIGN_ID.match(campaign_id):
-        print(f"pecflow: {campaign_id!r} is not a usable campaign id (letters, digits, . _ -; at most 64)",
-              file=sys.stderr)
+        print(
+            f"pecflow: {campaign_id!r} is not a usable campaign id (letters, digits, . _ -; at most 64)",
+            file=sys.stderr,
+        )
         return 2
     if not args.no_validate:
-        check = argparse.Namespace(manifest=str(manifest), csv=str(recipients), attachments=None,
-                                   report_dir=None, show=args.show, max_csv_mb=100)
+        check = argparse.Namespace(
+            manifest=str(manifest),
+            csv=str(recipients),
+            attachments=None,
+            report_dir=None,
+            show=args.show,
+            max_csv_mb=100,
+        )
         if cmd_campaign_validate(check) != 0:
-            print("pecflow: not uploaded: fix the errors above (the report is beside the CSV)", file=sys.stderr)
+            print(
+                "pecflow: not uploaded: fix the errors above (the report is beside the CSV)", file=sys.stderr
+            )
             return 1
     deployment = _deployment(args)
     if not deployment.campaign_bucket:
@@ -581,7 +706,10 @@ def cmd_campaign_upload(args) -> int:
     s3 = deployment.client("s3")
     prefix = f"campaigns/{campaign_id}/"
     if s3.list_objects_v2(Bucket=deployment.campaign_bucket, Prefix=prefix + "manifest.json").get("KeyCount"):
-        print(f"pecflow: campaign {campaign_id} already exists: choose another id (--campaign-id)", file=sys.stderr)
+        print(
+            f"pecflow: campaign {campaign_id} already exists: choose another id (--campaign-id)",
+            file=sys.stderr,
+        )
         return 1
     uploads = [(attachments / name, prefix + "attachments/" + name) for name in files]
     uploads += [(recipients, prefix + "recipients.csv"), (manifest, prefix + "manifest.json")]
@@ -589,25 +717,37 @@ def cmd_campaign_upload(args) -> int:
         s3.upload_file(str(path), deployment.campaign_bucket, key)
         if n % 50 == 0 or n == len(uploads):
             print(f"  uploaded {n}/{len(uploads)} files", file=sys.stderr)
-    print(f"campaign {campaign_id} uploaded to s3://{deployment.campaign_bucket}/{prefix}: it starts now; "
-          f"follow it with `pecflow campaign stats {campaign_id}`")
+    print(
+        f"campaign {campaign_id} uploaded to s3://{deployment.campaign_bucket}/{prefix}: it starts now; "
+        f"follow it with `pecflow campaign stats {campaign_id}`"
+    )
     return 0
 
 
 def _add_campaign_operations(actions) -> None:
-    upload = actions.add_parser("upload", help="upload a campaign folder and start it", description=(
-        "Validate a campaign folder (manifest.json, recipients.csv, attachments/) as the fan-out will, "
-        "then upload it to the campaign bucket: attachments first, the CSV, the manifest last (its "
-        "arrival starts the campaign)."))
+    upload = actions.add_parser(
+        "upload",
+        help="upload a campaign folder and start it",
+        description=(
+            "Validate a campaign folder (manifest.json, recipients.csv, attachments/) as the fan-out will, "
+            "then upload it to the campaign bucket: attachments first, the CSV, the manifest last (its "
+            "arrival starts the campaign)."
+        ),
+    )
     upload.add_argument("folder", help="the campaign folder")
     upload.add_argument("--campaign-id", help="the campaign's id (default: the folder's name)")
     upload.add_argument("--no-validate", action="store_true", help="skip the local validation")
     upload.add_argument("--show", type=int, default=20, help="validation errors printed (default 20)")
     _add_target_options(upload)
     upload.set_defaults(func=cmd_campaign_upload)
-    stats = actions.add_parser("stats", help="the statistics panel of a campaign", description=(
-        "Totals of a campaign: to send, sent, only sent, accepted, accepted and delivered, delivery "
-        "failures, errors, waiting for confirmation. Kept atomically as receipts arrive."))
+    stats = actions.add_parser(
+        "stats",
+        help="the statistics panel of a campaign",
+        description=(
+            "Totals of a campaign: to send, sent, only sent, accepted, accepted and delivered, delivery "
+            "failures, errors, waiting for confirmation. Kept atomically as receipts arrive."
+        ),
+    )
     stats.add_argument("campaign_id")
     stats.add_argument("--json", action="store_true")
     _add_target_options(stats)
@@ -617,11 +757,17 @@ def _add_campaign_operations(actions) -> None:
     export.add_argument("-o", "--output", default="-", help="file to write (default: standard output)")
     _add_target_options(export)
     export.set_defaults(func=cmd_campaign_export)
-    for action, text in (("pause", "stop sending (queued jobs wait)"), ("resume", "send again after a pause"),
-                         ("cancel", "send nothing more (what was sent stays sent)"),
-                         ("resend", "a new attempt for every recipient whose delivery failed"),
-                         ("redrive", "send again the jobs stopped on the dead-letter queue (and any job "
-                                     "still to send that has left the queue)")):
+    for action, text in (
+        ("pause", "stop sending (queued jobs wait)"),
+        ("resume", "send again after a pause"),
+        ("cancel", "send nothing more (what was sent stays sent)"),
+        ("resend", "a new attempt for every recipient whose delivery failed"),
+        (
+            "redrive",
+            "send again the jobs stopped on the dead-letter queue (and any job "
+            "still to send that has left the queue)",
+        ),
+    ):
         parser = actions.add_parser(action, help=text)
         parser.add_argument("campaign_id")
         _add_target_options(parser)

@@ -16,10 +16,14 @@ from pathlib import Path
 LOCAL_STATE = Path(".local-run") / "stack.json"
 
 _OUTPUTS = {
-    "MailboxesTableName": "mailboxes_table", "MessagesTableName": "messages_table",
-    "OutgoingTableName": "outgoing_table", "CampaignsTableName": "campaigns_table",
-    "ArchiveBucketName": "archive_bucket", "PollQueueUrl": "poll_queue_url",
-    "CampaignBucketName": "campaign_bucket", "SendQueueUrl": "send_queue_url",
+    "MailboxesTableName": "mailboxes_table",
+    "MessagesTableName": "messages_table",
+    "OutgoingTableName": "outgoing_table",
+    "CampaignsTableName": "campaigns_table",
+    "ArchiveBucketName": "archive_bucket",
+    "PollQueueUrl": "poll_queue_url",
+    "CampaignBucketName": "campaign_bucket",
+    "SendQueueUrl": "send_queue_url",
 }
 
 
@@ -47,21 +51,27 @@ class Deployment:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            stacks = boto3.client("cloudformation", region_name=region).describe_stacks(StackName=stack_name)["Stacks"]
+            stacks = boto3.client("cloudformation", region_name=region).describe_stacks(StackName=stack_name)[
+                "Stacks"
+            ]
         except (ClientError, BotoCoreError) as exc:
             raise DeploymentError(f"cannot read stack {stack_name!r}: {exc}") from None
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
         values = {field: outputs[key] for key, field in _OUTPUTS.items() if key in outputs}
         if "mailboxes_table" not in values:
-            raise DeploymentError(f"stack {stack_name!r} has no MailboxesTableName output: is it a pecflow stack?")
+            raise DeploymentError(
+                f"stack {stack_name!r} has no MailboxesTableName output: is it a pecflow stack?"
+            )
         return cls(stack_name=stack_name, region=region, **values)
 
     @classmethod
     def from_local(cls, path: Path | None = None) -> Deployment:
         path = path or Path(os.environ.get("PECFLOW_LOCAL_STATE", LOCAL_STATE))
         if not path.exists():
-            raise DeploymentError(f"no local stack state at {path}: start the local stack first "
-                                  "(`make demo`, or `python -m local.stack`)")
+            raise DeploymentError(
+                f"no local stack state at {path}: start the local stack first "
+                "(`make demo`, or `python -m local.stack`)"
+            )
         data = json.loads(path.read_text())
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
@@ -69,11 +79,16 @@ class Deployment:
     def from_env(cls) -> Deployment:
         env = os.environ
         if not env.get("MAILBOXES_TABLE"):
-            raise DeploymentError("say where pecflow runs: --stack NAME, --local, or MAILBOXES_TABLE and "
-                                  "STACK_NAME in the environment")
-        return cls(stack_name=env.get("STACK_NAME", "pecflow"), region=env.get("AWS_REGION"),
-                   endpoint_url=env.get("AWS_ENDPOINT_URL"),
-                   **{field: env.get(field.upper(), "") for field in _OUTPUTS.values()})
+            raise DeploymentError(
+                "say where pecflow runs: --stack NAME, --local, or MAILBOXES_TABLE and "
+                "STACK_NAME in the environment"
+            )
+        return cls(
+            stack_name=env.get("STACK_NAME", "pecflow"),
+            region=env.get("AWS_REGION"),
+            endpoint_url=env.get("AWS_ENDPOINT_URL"),
+            **{field: env.get(field.upper(), "") for field in _OUTPUTS.values()},
+        )
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,9 @@ class Settings:
     def from_env(cls, *required: str, env: dict | None = None) -> Settings:
         env = os.environ if env is None else env
         values = {f.name: env.get(f.name.upper(), "") for f in fields(cls)}
-        missing = [name.upper() for name in ("stack_name", "mailboxes_table", *required) if not values.get(name)]
+        missing = [
+            name.upper() for name in ("stack_name", "mailboxes_table", *required) if not values.get(name)
+        ]
         if missing:
             raise SettingsError(f"missing environment variables: {', '.join(missing)}")
         return cls(**values)

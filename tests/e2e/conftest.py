@@ -19,6 +19,8 @@ def pec_network(dovecot):
     network = PecNetwork(dovecot, clock=VirtualClock(datetime.fromisoformat(PEC_START))).start()
     yield network
     network.stop()
+
+
 # --- end PEC providers ----------------------------------------------------------------------------
 
 
@@ -43,6 +45,8 @@ def local_aws(local_aws_session):
     local_aws_session.reset()
     with local_aws_session.environ():
         yield local_aws_session
+
+
 # --- end AWS -------------------------------------------------------------------------------------
 
 
@@ -54,4 +58,6 @@ def stack(dovecot, local_aws):
     stack = LocalStack.start(dovecot=dovecot, aws=local_aws, state_file=None)
     yield stack
     stack.stop()
+
+
 # --- end stack -------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import pytest
 
 from local.pec_provider import Quota
 from local.pecbuild import builder
-from pecflow.services import admin
 from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore
+from pecflow.services import admin
 from tests.e2e.test_campaigns import MANIFEST, received_by, settle, upload
 
 PLAIN = {**MANIFEST, "body_text": "Gentile {{ ragione_sociale }}.\n", "attachments": []}
@@ -60,8 +60,13 @@ def test_a_fan_out_retried_after_a_crash_sends_each_recipient_once(stack):
 
 def test_a_pause_of_seventy_minutes_then_resume_sends_every_job(stack):
     manifest, addresses = _campaign(stack, 4, domain="pausa")
-    upload(stack, "pausa-lunga", manifest={**manifest, "start_at": "2026-03-02T08:20:00+00:00"},
-           rows=_rows(addresses), files={})
+    upload(
+        stack,
+        "pausa-lunga",
+        manifest={**manifest, "start_at": "2026-03-02T08:20:00+00:00"},
+        rows=_rows(addresses),
+        files={},
+    )
     stack.runner.run_until_idle(60)
     deployment = stack.deployment()
     assert admin.set_campaign_status(deployment, "pausa-lunga", "pause") == CampaignStatus.PAUSED
@@ -73,8 +78,9 @@ def test_a_pause_of_seventy_minutes_then_resume_sends_every_job(stack):
     assert admin.campaign_stats(deployment, "pausa-lunga")["status"] == "completed"
     for address in addresses:
         assert received_by(stack.network, address) == 1, address
-    dead = stack.aws.client("sqs").get_queue_attributes(QueueUrl=stack.aws.url("SendDeadLetterQueue"),
-                                                         AttributeNames=["ApproximateNumberOfMessages"])
+    dead = stack.aws.client("sqs").get_queue_attributes(
+        QueueUrl=stack.aws.url("SendDeadLetterQueue"), AttributeNames=["ApproximateNumberOfMessages"]
+    )
     assert dead["Attributes"]["ApproximateNumberOfMessages"] == "0"
     assert stack.runner.invocations_of("CampaignDeadLettersFunction") == []
 
@@ -84,10 +90,17 @@ def test_a_campaign_starting_thirty_days_ahead_sends_every_job(stack):
     """Each job wakes every 12 hours (SQS's longest wait): 60 deliveries of its queue message,
     more than the dead-letter limit of 50, unless waiting renews the message."""
     manifest, addresses = _campaign(stack, 3, domain="avanti")
-    upload(stack, "tra-un-mese", manifest={**manifest, "start_at": "2026-04-01T08:00:00+00:00"},
-           rows=_rows(addresses), files={})
+    upload(
+        stack,
+        "tra-un-mese",
+        manifest={**manifest, "start_at": "2026-04-01T08:00:00+00:00"},
+        rows=_rows(addresses),
+        files={},
+    )
     stack.runner.run_until_idle(60)
-    stack.runner.set_schedules_enabled("PollSchedulerFunction", False)   # a month of polls finding nothing: skipped
+    stack.runner.set_schedules_enabled(
+        "PollSchedulerFunction", False
+    )  # a month of polls finding nothing: skipped
     stack.runner.advance(30 * 86400 - 600, timeout=300)
     assert stack.network.submissions == []
     stack.runner.set_schedules_enabled("PollSchedulerFunction", True)
@@ -95,11 +108,15 @@ def test_a_campaign_starting_thirty_days_ahead_sends_every_job(stack):
     assert counters["delivered"] == 3
     for address in addresses:
         assert received_by(stack.network, address) == 1, address
-    assert stack.runner.invocations_of("CampaignDeadLettersFunction") == [], "nothing reached the dead-letter queue"
+    assert stack.runner.invocations_of("CampaignDeadLettersFunction") == [], (
+        "nothing reached the dead-letter queue"
+    )
     wakeups = [i for i in stack.runner.invocations_of("SenderFunction") if i.ok]
     assert len(wakeups) > 3 * 50, "each job woke more often than the dead-letter limit"
     first = min(s.time for s in stack.network.submissions)
-    assert first.timestamp() >= datetime.fromisoformat("2026-04-01T08:00:00+00:00").timestamp(), "not before its start"
+    assert first.timestamp() >= datetime.fromisoformat("2026-04-01T08:00:00+00:00").timestamp(), (
+        "not before its start"
+    )
 
 
 def test_a_csv_replaced_while_queuing_queues_exactly_the_validated_rows_once(stack):
@@ -109,8 +126,8 @@ def test_a_csv_replaced_while_queuing_queues_exactly_the_validated_rows_once(sta
     replaced = []
 
     def one_batch_per_invocation(*args, **kwargs):
-        result = real(*args, **{**kwargs, "margin": 10 ** 9})    # stop after each batch: a continuation follows
-        if result.more and not replaced:   # the user uploads another file while the fan-out is queuing
+        result = real(*args, **{**kwargs, "margin": 10**9})  # stop after each batch: a continuation follows
+        if result.more and not replaced:  # the user uploads another file while the fan-out is queuing
             replaced.append(True)
             upload_csv(stack, "sostituita", [f"mai-validato{i}@pec.gamma.test" for i in range(40)])
         return result
@@ -129,8 +146,11 @@ def test_a_csv_replaced_while_queuing_queues_exactly_the_validated_rows_once(sta
 
 def upload_csv(stack, campaign_id: str, addresses: list[str]) -> None:
     body = "pec;ragione_sociale\r\n" + "".join(f"{a};Altra {i}\r\n" for i, a in enumerate(addresses))
-    stack.aws.client("s3").put_object(Bucket=stack.aws.physical("CampaignBucket"),
-                                      Key=f"campaigns/{campaign_id}/recipients.csv", Body=body.encode("cp1252"))
+    stack.aws.client("s3").put_object(
+        Bucket=stack.aws.physical("CampaignBucket"),
+        Key=f"campaigns/{campaign_id}/recipients.csv",
+        Body=body.encode("cp1252"),
+    )
 
 
 def test_a_job_that_reaches_the_dead_letter_queue_shows_as_an_error_and_is_redriven(stack):
@@ -142,7 +162,7 @@ def test_a_job_that_reaches_the_dead_letter_queue_shows_as_an_error_and_is_redri
     sender = handler.sender
     real = sender.acquire
     unlucky = addresses[1]
-    current = threading.local()      # the job each concurrent invocation is sending
+    current = threading.local()  # the job each concurrent invocation is sending
 
     def failing_for_one(mailbox, now, **kwargs):
         if getattr(current, "recipient", None) == unlucky:
@@ -158,7 +178,7 @@ def test_a_job_that_reaches_the_dead_letter_queue_shows_as_an_error_and_is_redri
     sender.acquire = failing_for_one
     handler.sender = Tracking()
     upload(stack, "coda-errori", manifest=manifest, rows=_rows(addresses), files={})
-    stack.runner.advance(4 * 3600, timeout=300)      # 50 deliveries, 3 minutes apart
+    stack.runner.advance(4 * 3600, timeout=300)  # 50 deliveries, 3 minutes apart
     deployment = stack.deployment()
     stats = admin.campaign_stats(deployment, "coda-errori")
     assert stats["dead_lettered"] == 1 and stats["counters"]["errors"] == 1

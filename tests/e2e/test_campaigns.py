@@ -13,28 +13,41 @@ import pytest
 
 from local.pec_provider import DROP_AFTER_DATA, FAIL, REJECT, SMTP_REJECT, Quota
 from local.pecbuild import builder
+from pecflow.adapters.dynamodb import CampaignStatus, OutgoingStore
 from pecflow.domain import quota
 from pecflow.services import admin
-from pecflow.adapters.dynamodb import CampaignStatus, OutgoingStore
 
 STEP = 60
 ARUBA = Quota(250, 20 * 60)
 
 
-def upload(stack, campaign_id: str, *, manifest: dict, rows: list[dict], files: dict[str, bytes],
-           encoding: str = "cp1252", delimiter: str = ";") -> None:
+def upload(
+    stack,
+    campaign_id: str,
+    *,
+    manifest: dict,
+    rows: list[dict],
+    files: dict[str, bytes],
+    encoding: str = "cp1252",
+    delimiter: str = ";",
+) -> None:
     """As a user would: attachments, then the CSV (Excel on Italian Windows), the manifest last."""
     s3 = stack.aws.client("s3")
     bucket = stack.aws.physical("CampaignBucket")
     for name, content in files.items():
         s3.put_object(Bucket=bucket, Key=f"campaigns/{campaign_id}/attachments/{name}", Body=content)
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["pec"], delimiter=delimiter,
-                            lineterminator="\r\n")
+    writer = csv.DictWriter(
+        text, fieldnames=list(rows[0]) if rows else ["pec"], delimiter=delimiter, lineterminator="\r\n"
+    )
     writer.writeheader()
     writer.writerows(rows)
-    s3.put_object(Bucket=bucket, Key=f"campaigns/{campaign_id}/recipients.csv", Body=text.getvalue().encode(encoding))
-    s3.put_object(Bucket=bucket, Key=f"campaigns/{campaign_id}/manifest.json", Body=json.dumps(manifest).encode())
+    s3.put_object(
+        Bucket=bucket, Key=f"campaigns/{campaign_id}/recipients.csv", Body=text.getvalue().encode(encoding)
+    )
+    s3.put_object(
+        Bucket=bucket, Key=f"campaigns/{campaign_id}/manifest.json", Body=json.dumps(manifest).encode()
+    )
 
 
 def settle(stack, campaign_id: str, *, max_minutes: int = 240) -> dict:
@@ -45,28 +58,31 @@ def settle(stack, campaign_id: str, *, max_minutes: int = 240) -> dict:
         stack.network.wait_idle(120)
         counters = admin.campaign_stats(deployment, campaign_id)["counters"]
         if counters["total"] and counters["to_send"] == 0 and counters["waiting"] == 0:
-            stack.runner.advance(5 * 60, timeout=600)   # one more poll: late receipts
+            stack.runner.advance(5 * 60, timeout=600)  # one more poll: late receipts
             return admin.campaign_stats(deployment, campaign_id)["counters"]
     raise AssertionError(f"campaign {campaign_id} did not settle: {counters}")
 
 
 def received_by(network, address: str) -> int:
-    return sum(1 for d in network.deliveries if d.mailbox == address and d.kind == "posta-certificata"
-               and d.error is None)
+    return sum(
+        1
+        for d in network.deliveries
+        if d.mailbox == address and d.kind == "posta-certificata" and d.error is None
+    )
 
 
 MANIFEST = {
     "mailbox": "ufficio@pec.alfa.test",
     "subject": "Sollecito di pagamento – {{ ragione_sociale }}",
     "body_text": "Gentile {{ ragione_sociale }},\nle ricordiamo l'importo di {{ importo|importo }} "
-                 "scaduto il {{ scadenza|data }}.\n",
+    "scaduto il {{ scadenza|data }}.\n",
     "attachments": ["condizioni-generali.pdf"],
     "attachment_column": "allegato",
     "receipt_type": "breve",
 }
 
 
-@pytest.mark.timeout(900)   # minutes of work for one CPU, shared with a parallel worker
+@pytest.mark.timeout(900)  # minutes of work for one CPU, shared with a parallel worker
 def test_a_500_row_campaign_ends_with_statistics_matching_the_script(stack, dovecot):
     net = stack.network
     alfa = net.add_provider(builder.Gestore("Alfa PEC S.p.A.", "pec.alfa.test"), quota=ARUBA)
@@ -76,36 +92,53 @@ def test_a_500_row_campaign_ends_with_statistics_matching_the_script(stack, dove
     for i in range(500):
         address = f"cliente{i:03d}@pec.beta.test"
         if i % 10 == 3:
-            net.script(address, FAIL)                 # errore-consegna
+            net.script(address, FAIL)  # errore-consegna
             script["delivery_failures"] += 1
         elif i % 25 == 7:
-            net.script(address, REJECT)               # non-accettazione
+            net.script(address, REJECT)  # non-accettazione
             script["not_accepted"] += 1
         elif i % 50 == 11:
-            net.script(address, SMTP_REJECT)          # 550 at RCPT: refused over SMTP
+            net.script(address, SMTP_REJECT)  # 550 at RCPT: refused over SMTP
             script["smtp_rejected"] += 1
         else:
             beta.add_mailbox(address)
             script["delivered"] += 1
-        rows.append({"PEC": address, "Ragione Sociale": f"Società {i} S.r.l. – àèìòù",
-                     "Importo": f"{1000 + i},50", "Scadenza": "31/01/2026", "Allegato": f"fattura-{i:03d}.pdf"})
-    files = {"condizioni-generali.pdf": b"%PDF-1.4 condizioni generali di contratto\n%%EOF\n",
-             **{f"fattura-{i:03d}.pdf": f"%PDF-1.4 fattura {i}\n%%EOF\n".encode() for i in range(500)}}
+        rows.append(
+            {
+                "PEC": address,
+                "Ragione Sociale": f"Società {i} S.r.l. – àèìòù",
+                "Importo": f"{1000 + i},50",
+                "Scadenza": "31/01/2026",
+                "Allegato": f"fattura-{i:03d}.pdf",
+            }
+        )
+    files = {
+        "condizioni-generali.pdf": b"%PDF-1.4 condizioni generali di contratto\n%%EOF\n",
+        **{f"fattura-{i:03d}.pdf": f"%PDF-1.4 fattura {i}\n%%EOF\n".encode() for i in range(500)},
+    }
     upload(stack, "solleciti-500", manifest=MANIFEST, rows=rows, files=files)
     stack.runner.run_until_idle(300)
     counters = settle(stack, "solleciti-500")
 
     errors = script["not_accepted"] + script["smtp_rejected"]
     assert counters == {
-        "total": 500, "to_send": 0, "waiting": 0, "only_sent": 0, "warnings": 0, "cancelled": 0,
-        "sent": 500 - script["smtp_rejected"], "accepted": script["delivered"], "delivered": script["delivered"],
-        "delivery_failures": script["delivery_failures"], "errors": errors,
+        "total": 500,
+        "to_send": 0,
+        "waiting": 0,
+        "only_sent": 0,
+        "warnings": 0,
+        "cancelled": 0,
+        "sent": 500 - script["smtp_rejected"],
+        "accepted": script["delivered"],
+        "delivered": script["delivered"],
+        "delivery_failures": script["delivery_failures"],
+        "errors": errors,
     }
     failures = [i for i in stack.runner.invocations if not i.ok and "Deferred" not in (i.error or "")]
     assert failures == [], failures[0].error if failures else None
 
     # what the simulator recorded: one busta per delivered recipient, nothing else, never over quota
-    for i, row in enumerate(rows):
+    for row in rows:
         expected = 1 if beta.has_mailbox(row["PEC"]) else 0
         assert received_by(net, row["PEC"]) == expected, row["PEC"]
     submissions = [s for s in net.submissions if s.account == "ufficio@pec.alfa.test"]
@@ -131,18 +164,26 @@ def test_no_recipient_gets_two_messages_whatever_happens_to_the_senders(stack, d
     stack.add_company_mailbox(alfa, "ufficio@pec.alfa.test")
     addresses = [beta.add_mailbox(f"cliente{i:02d}@pec.beta.test").address for i in range(24)]
     for lost in addresses[20:22]:
-        net.script(lost, DROP_AFTER_DATA, times=1)   # the SMTP answer after DATA never arrives
+        net.script(lost, DROP_AFTER_DATA, times=1)  # the SMTP answer after DATA never arrives
     manifest = {**MANIFEST, "attachment_column": None, "body_text": "Gentile {{ ragione_sociale }}.\n"}
     manifest.pop("attachment_column")
-    upload(stack, "robusta", manifest=manifest,
-           rows=[{"pec": a, "ragione_sociale": f"Ditta {i}"} for i, a in enumerate(addresses)],
-           files={"condizioni-generali.pdf": b"%PDF-1.4 x\n%%EOF\n"})
+    upload(
+        stack,
+        "robusta",
+        manifest=manifest,
+        rows=[{"pec": a, "ragione_sociale": f"Ditta {i}"} for i, a in enumerate(addresses)],
+        files={"condizioni-generali.pdf": b"%PDF-1.4 x\n%%EOF\n"},
+    )
 
     handler = stack.runner.module("SenderFunction")
-    crashes = {addresses[2]: "after_slot", addresses[5]: "after_claim", addresses[8]: "after_archive",
-               addresses[11]: "after_submit"}
+    crashes = {
+        addresses[2]: "after_slot",
+        addresses[5]: "after_claim",
+        addresses[8]: "after_archive",
+        addresses[11]: "after_submit",
+    }
     hit = set()
-    current = threading.local()   # the job each concurrent invocation is sending
+    current = threading.local()  # the job each concurrent invocation is sending
 
     def crash_at(point):
         def hook():
@@ -150,6 +191,7 @@ def test_no_recipient_gets_two_messages_whatever_happens_to_the_senders(stack, d
             if crashes.get(recipient) == point and recipient not in hit:
                 hit.add(recipient)
                 raise RuntimeError(f"sender killed {point}")
+
         return hook
 
     class Tracking:
@@ -169,8 +211,12 @@ def test_no_recipient_gets_two_messages_whatever_happens_to_the_senders(stack, d
     sqs = stack.aws.client("sqs")
     outgoing = OutgoingStore(stack.deployment().outgoing_table, stack.aws.resource("dynamodb"))
     for job in outgoing.campaign_jobs("robusta"):
-        sqs.send_message(QueueUrl=stack.aws.url("SendQueue"), MessageBody=json.dumps({"message_id": job["message_id"]}),
-                         MessageGroupId="dup-" + str(job["row"]), MessageDeduplicationId="dup-" + str(job["row"]))
+        sqs.send_message(
+            QueueUrl=stack.aws.url("SendQueue"),
+            MessageBody=json.dumps({"message_id": job["message_id"]}),
+            MessageGroupId="dup-" + str(job["row"]),
+            MessageDeduplicationId="dup-" + str(job["row"]),
+        )
     counters = settle(stack, "robusta")
 
     assert hit == set(crashes), "every crash point was hit"
@@ -184,13 +230,27 @@ def test_no_recipient_gets_two_messages_whatever_happens_to_the_senders(stack, d
     assert "at_sent" not in jobs[addresses[11]] and jobs[addresses[11]]["state"] == "delivered"
 
 
-@pytest.mark.parametrize("case,rows,files,code", [
-    ("duplicates", [{"pec": "a@pec.beta.test", "ragione_sociale": "A"}, {"pec": "A@pec.beta.test", "ragione_sociale": "B"}],
-     {}, "address-duplicate"),
-    ("missing-attachment", [{"pec": "a@pec.beta.test", "ragione_sociale": "A", "allegato": "manca.pdf"}],
-     {}, "attachment-not-found"),
-    ("bad-address", [{"pec": "mario.rossi@", "ragione_sociale": "A"}], {}, "address-invalid"),
-])
+@pytest.mark.parametrize(
+    "case,rows,files,code",
+    [
+        (
+            "duplicates",
+            [
+                {"pec": "a@pec.beta.test", "ragione_sociale": "A"},
+                {"pec": "A@pec.beta.test", "ragione_sociale": "B"},
+            ],
+            {},
+            "address-duplicate",
+        ),
+        (
+            "missing-attachment",
+            [{"pec": "a@pec.beta.test", "ragione_sociale": "A", "allegato": "manca.pdf"}],
+            {},
+            "attachment-not-found",
+        ),
+        ("bad-address", [{"pec": "mario.rossi@", "ragione_sociale": "A"}], {}, "address-invalid"),
+    ],
+)
 def test_an_invalid_campaign_queues_nothing_and_says_why(stack, case, rows, files, code):
     net = stack.network
     alfa = net.add_provider(builder.Gestore("Alfa PEC S.p.A.", "pec.alfa.test"))
@@ -204,9 +264,13 @@ def test_an_invalid_campaign_queues_nothing_and_says_why(stack, case, rows, file
     assert stats["status"] == CampaignStatus.INVALID and stats["counters"]["total"] == 0
     s3 = stack.aws.client("s3")
     bucket = stack.aws.physical("CampaignBucket")
-    report = json.loads(s3.get_object(Bucket=bucket, Key=f"campaigns/errata-{case}/validation.json")["Body"].read())
+    report = json.loads(
+        s3.get_object(Bucket=bucket, Key=f"campaigns/errata-{case}/validation.json")["Body"].read()
+    )
     assert code in json.dumps(report)
-    bad_rows = s3.get_object(Bucket=bucket, Key=f"campaigns/errata-{case}/validation-errors.csv")["Body"].read()
+    bad_rows = s3.get_object(Bucket=bucket, Key=f"campaigns/errata-{case}/validation-errors.csv")[
+        "Body"
+    ].read()
     assert code.encode() in bad_rows
     assert stack.runner.invocations_of("SenderFunction") == []
     assert [s for s in net.submissions] == []
@@ -219,11 +283,20 @@ def test_pause_resume_cancel_and_resend(stack):
     stack.add_company_mailbox(alfa, "ufficio@pec.alfa.test")
     addresses = [beta.add_mailbox(f"c{i}@pec.beta.test").address for i in range(6)]
     net.script(addresses[0], FAIL, times=1)
-    manifest = {**MANIFEST, "body_text": "Gentile {{ ragione_sociale }}.\n", "attachments": [],
-                "start_at": "2026-03-02T08:30:00+00:00"}   # 30 minutes after the stack's clock starts
+    manifest = {
+        **MANIFEST,
+        "body_text": "Gentile {{ ragione_sociale }}.\n",
+        "attachments": [],
+        "start_at": "2026-03-02T08:30:00+00:00",
+    }  # 30 minutes after the stack's clock starts
     manifest.pop("attachment_column")
-    upload(stack, "gestita", manifest=manifest, rows=[{"pec": a, "ragione_sociale": f"D{i}"} for i, a in enumerate(addresses)],
-           files={})
+    upload(
+        stack,
+        "gestita",
+        manifest=manifest,
+        rows=[{"pec": a, "ragione_sociale": f"D{i}"} for i, a in enumerate(addresses)],
+        files={},
+    )
     stack.runner.run_until_idle(60)
     deployment = stack.deployment()
     assert admin.set_campaign_status(deployment, "gestita", "pause") == CampaignStatus.PAUSED

@@ -19,12 +19,22 @@ from local.pecbuild.builder import Gestore, messaggio_originale
 def test_pecflow_classify_recognises_what_the_providers_deliver(dovecot, pec_network, tmp_path):
     alfa = pec_network.add_provider(Gestore("Alfa PEC S.p.A.", f"pec-{secrets.token_hex(3)}.alfa.test"))
     beta = pec_network.add_provider(Gestore("Beta PEC S.p.A.", f"pec-{secrets.token_hex(3)}.beta.test"))
-    sender, ok, wrong = alfa.fresh_mailbox("ufficio"), beta.fresh_mailbox("cliente"), beta.fresh_mailbox("errato")
+    sender, ok, wrong = (
+        alfa.fresh_mailbox("ufficio"),
+        beta.fresh_mailbox("cliente"),
+        beta.fresh_mailbox("errato"),
+    )
     pec_network.script(wrong.address, FAIL)
 
     def submit(to, subject, **kw):
-        raw = messaggio_originale(mittente=sender.address, destinatari=to, oggetto=subject, testo="Buongiorno.\n",
-                                  data=datetime(2024, 3, 5, 9, tzinfo=UTC), **kw)
+        raw = messaggio_originale(
+            mittente=sender.address,
+            destinatari=to,
+            oggetto=subject,
+            testo="Buongiorno.\n",
+            data=datetime(2024, 3, 5, 9, tzinfo=UTC),
+            **kw,
+        )
         with smtplib.SMTP_SSL(alfa.host, alfa.port, context=alfa.ssl_context(), timeout=10) as smtp:
             smtp.login(sender.address, sender.password)
             smtp.sendmail(sender.address, to, raw)
@@ -33,8 +43,13 @@ def test_pecflow_classify_recognises_what_the_providers_deliver(dovecot, pec_net
     pec_network.script(ok.address, REJECT, times=1)
     submit([ok.address], "Respinto")
     with smtplib.SMTP(pec_network.mx_host, pec_network.mx_port, timeout=10) as mx:
-        mx.sendmail("mario@posta.example", [ok.address],
-                    b"From: mario@posta.example\r\nTo: " + ok.address.encode() + b"\r\nSubject: ordinaria\r\n\r\nciao\r\n")
+        mx.sendmail(
+            "mario@posta.example",
+            [ok.address],
+            b"From: mario@posta.example\r\nTo: "
+            + ok.address.encode()
+            + b"\r\nSubject: ordinaria\r\n\r\nciao\r\n",
+        )
     pec_network.wait_idle()
 
     for account in (sender, ok):
@@ -45,7 +60,9 @@ def test_pecflow_classify_recognises_what_the_providers_deliver(dovecot, pec_net
                 (tmp_path / f"{account.address}-{uid:03d}.eml").write_bytes(data[b"BODY[]"])
 
     command = shutil.which("pecflow", path=str(Path(sys.executable).parent)) or "pecflow"
-    out = subprocess.run([command, "classify", "--json", str(tmp_path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [command, "classify", "--json", str(tmp_path)], capture_output=True, text=True, check=True
+    )
     records = [json.loads(line) for line in out.stdout.splitlines()]
     kinds_by_box = {}
     for record in records:
@@ -53,7 +70,8 @@ def test_pecflow_classify_recognises_what_the_providers_deliver(dovecot, pec_net
         kinds_by_box.setdefault(box, []).append(record["kind"])
         assert record["problems"] == [], record
     assert sorted(kinds_by_box[sender.address]) == sorted(
-        ["accettazione", "avvenuta-consegna", "errore-consegna", "non-accettazione"])
+        ["accettazione", "avvenuta-consegna", "errore-consegna", "non-accettazione"]
+    )
     assert sorted(kinds_by_box[ok.address]) == ["anomalia", "posta-certificata"]
     consegna = next(r for r in records if r["kind"] == "avvenuta-consegna")
     assert consegna["receipt_type"] == "breve" and consegna["delivered_to"] == ok.address

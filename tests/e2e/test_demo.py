@@ -13,8 +13,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.timeout(600)
 def test_the_demo_plays_the_day_and_its_figures_match_the_simulator(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "local.demo", "--recipients", "40"], cwd=REPO,
-                          capture_output=True, text=True, timeout=540)
+    done = subprocess.run(
+        [sys.executable, "-m", "local.demo", "--recipients", "40"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "Campaign solleciti-marzo — completed" in out

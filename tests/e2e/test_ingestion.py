@@ -4,20 +4,19 @@ providers delivered into real IMAP mailboxes."""
 
 from __future__ import annotations
 
-import pytest
-
 import hashlib
 import random
 import smtplib
 from collections import Counter
 
+import pytest
 
 from local.pec_provider import FAIL, NO_DOMAIN, REJECT
 from local.pecbuild import builder
+from pecflow.adapters.dynamodb import MessageStore, OutgoingStore
+from pecflow.domain.reconcile import State
 from pecflow.pec import kinds
 from pecflow.pec.message import parse
-from pecflow.domain.reconcile import State
-from pecflow.adapters.dynamodb import MessageStore, OutgoingStore
 
 POLL = 5 * 60
 
@@ -25,15 +24,23 @@ POLL = 5 * 60
 def stores(stack):
     deployment = stack.deployment()
     ddb = deployment.resource("dynamodb")
-    return (MessageStore(deployment.messages_table, ddb),
-            OutgoingStore(deployment.outgoing_table, ddb, campaigns_table=deployment.campaigns_table))
+    return (
+        MessageStore(deployment.messages_table, ddb),
+        OutgoingStore(deployment.outgoing_table, ddb, campaigns_table=deployment.campaigns_table),
+    )
 
 
 def submit(provider, account, to, *, subject, msgid, cc=(), tipo_ricevuta=None, outgoing=None):
     """What the sender function does: register the outgoing message, then send it over SMTPS."""
-    raw = builder.messaggio_originale(mittente=account.address, destinatari=list(to), cc=list(cc), oggetto=subject,
-                                      testo="Buongiorno,\nin allegato la documentazione.\n", message_id=msgid,
-                                      tipo_ricevuta=tipo_ricevuta)
+    raw = builder.messaggio_originale(
+        mittente=account.address,
+        destinatari=list(to),
+        cc=list(cc),
+        oggetto=subject,
+        testo="Buongiorno,\nin allegato la documentazione.\n",
+        message_id=msgid,
+        tipo_ricevuta=tipo_ricevuta,
+    )
     if outgoing is not None:
         outgoing.register(msgid, mailbox=account.address, recipients=[*to, *cc], subject=subject)
     with smtplib.SMTP_SSL(provider.host, provider.port, context=provider.ssl_context(), timeout=20) as smtp:
@@ -49,13 +56,15 @@ def mailbox_contents(dovecot, account) -> list[bytes]:
     return [data[uid][b"BODY[]"] for uid in sorted(data)]
 
 
-@pytest.mark.timeout(900)   # minutes of work for one CPU, shared with a parallel worker
+@pytest.mark.timeout(900)  # minutes of work for one CPU, shared with a parallel worker
 def test_a_thousand_messages_each_archived_recorded_classified_and_reconciled_once(stack, dovecot):
     net = stack.network
     alfa = net.add_provider(builder.Gestore("Alfa PEC S.p.A.", "pec.alfa.test"))
     beta = net.add_provider(builder.Gestore("Beta PEC S.p.A.", "pec.beta.test"))
-    offices = [stack.add_company_mailbox(alfa, "ufficio@pec.alfa.test"),
-               stack.add_company_mailbox(alfa, "amministrazione@pec.alfa.test")]
+    offices = [
+        stack.add_company_mailbox(alfa, "ufficio@pec.alfa.test"),
+        stack.add_company_mailbox(alfa, "amministrazione@pec.alfa.test"),
+    ]
     clients = [beta.add_mailbox(f"cliente{i}@pec.beta.test") for i in range(12)]
     colleagues = [alfa.add_mailbox(f"collega{i}@pec.alfa.test") for i in range(3)]
     net.script("cliente10@pec.beta.test", FAIL)
@@ -64,7 +73,7 @@ def test_a_thousand_messages_each_archived_recorded_classified_and_reconciled_on
     rng = random.Random(5)
     expected_state: dict[str, State] = {}
 
-    for round_ in range(6):                      # rounds of traffic, each followed by a poll of both boxes
+    for round_ in range(6):  # rounds of traffic, each followed by a poll of both boxes
         for i in range(70):
             n = round_ * 100 + i
             office = offices[i % 2]
@@ -78,32 +87,50 @@ def test_a_thousand_messages_each_archived_recorded_classified_and_reconciled_on
                 net.script("cliente3@pec.beta.test", REJECT, times=1)
                 to, state = ["cliente3@pec.beta.test"], State.NOT_ACCEPTED
             elif pick < 0.12:
-                to, state = ["mario.rossi@posta-ordinaria.test"], State.ACCEPTED      # external: no consegna
+                to, state = ["mario.rossi@posta-ordinaria.test"], State.ACCEPTED  # external: no consegna
             else:
                 to, state = [rng.choice(clients[:10]).address], State.DELIVERED
-            submit(alfa, office, to, subject=f"Pratica {n}", msgid=msgid, outgoing=outgoing,
-                   tipo_ricevuta=rng.choice([None, "breve", "sintetica"]))
+            submit(
+                alfa,
+                office,
+                to,
+                subject=f"Pratica {n}",
+                msgid=msgid,
+                outgoing=outgoing,
+                tipo_ricevuta=rng.choice([None, "breve", "sintetica"]),
+            )
             expected_state[msgid] = state
-        for i in range(36):                      # certified mail reaching us, and ordinary mail
+        for i in range(36):  # certified mail reaching us, and ordinary mail
             sender = rng.choice(clients + colleagues)
             provider = alfa if sender in colleagues else beta
-            submit(provider, sender, [offices[i % 2].address], subject=f"Richiesta {round_}-{i}",
-                   msgid=f"<in-{round_}-{i}@x>")
+            submit(
+                provider,
+                sender,
+                [offices[i % 2].address],
+                subject=f"Richiesta {round_}-{i}",
+                msgid=f"<in-{round_}-{i}@x>",
+            )
         for i in range(8):
             with smtplib.SMTP(net.mx_host, net.mx_port, timeout=20) as mx:
                 to = offices[i % 2].address
-                mx.sendmail("fornitore@posta.test", [to],
-                            f"From: fornitore@posta.test\r\nTo: {to}\r\nSubject: offerta {round_}-{i}\r\n"
-                            f"Message-ID: <ord-{round_}-{i}@posta.test>\r\n\r\nSalve\r\n".encode())
+                mx.sendmail(
+                    "fornitore@posta.test",
+                    [to],
+                    f"From: fornitore@posta.test\r\nTo: {to}\r\nSubject: offerta {round_}-{i}\r\n"
+                    f"Message-ID: <ord-{round_}-{i}@posta.test>\r\n\r\nSalve\r\n".encode(),
+                )
         net.wait_idle(120)
-        stack.runner.advance(POLL, timeout=300)   # the schedule fires, one poller per mailbox runs
+        stack.runner.advance(POLL, timeout=300)  # the schedule fires, one poller per mailbox runs
 
     failures = [i for i in stack.runner.invocations if not i.ok]
     assert failures == [], failures[0].error if failures else None
     s3 = stack.aws.client("s3")
     bucket = stack.aws.physical("ArchiveBucket")
-    keys = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-            for o in page.get("Contents", [])}
+    keys = {
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for o in page.get("Contents", [])
+    }
     total = 0
     for office in offices:
         raws = mailbox_contents(dovecot, office)
@@ -112,7 +139,10 @@ def test_a_thousand_messages_each_archived_recorded_classified_and_reconciled_on
         # each archived once: one S3 object per distinct message, holding exactly its bytes
         assert {f"messages/{sha[:2]}/{sha}.eml" for sha in distinct} <= keys
         for sha in rng.sample(sorted(distinct), 20):
-            assert s3.get_object(Bucket=bucket, Key=f"messages/{sha[:2]}/{sha}.eml")["Body"].read() == distinct[sha]
+            assert (
+                s3.get_object(Bucket=bucket, Key=f"messages/{sha[:2]}/{sha}.eml")["Body"].read()
+                == distinct[sha]
+            )
         # each recorded once, classified as pecflow classifies its bytes, kinds as the simulator delivered
         records = messages.query(office.address, limit=5000)
         assert len(records) == len(distinct) == messages.count(office.address)
@@ -141,7 +171,14 @@ def test_crashing_pollers_are_redelivered_and_lose_or_duplicate_nothing(stack, d
     client = alfa.add_mailbox("cliente@pec.gamma.test")
     messages, outgoing = stores(stack)
     for n in range(12):
-        submit(alfa, office, [client.address], subject=f"n. {n}", msgid=f"<k{n}@pec.gamma.test>", outgoing=outgoing)
+        submit(
+            alfa,
+            office,
+            [client.address],
+            subject=f"n. {n}",
+            msgid=f"<k{n}@pec.gamma.test>",
+            outgoing=outgoing,
+        )
     net.wait_idle(60)
 
     poller = stack.runner.module("MailboxPollerFunction")
@@ -160,7 +197,7 @@ def test_crashing_pollers_are_redelivered_and_lose_or_duplicate_nothing(stack, d
 
         poller.ingestor.faults = faults_type(**{point: kill})
         before = len(failures())
-        for _ in range(8):                        # ticks, and the redelivery after the visibility timeout
+        for _ in range(8):  # ticks, and the redelivery after the visibility timeout
             stack.runner.advance(POLL, timeout=120)
             if len(failures()) > before:
                 break
@@ -177,16 +214,21 @@ def test_bad_credentials_and_unreachable_hosts_do_not_stop_the_others(stack, dov
     alfa = net.add_provider(builder.Gestore("Delta PEC S.p.A.", "pec.delta.test"))
     good = stack.add_company_mailbox(alfa, "buona@pec.delta.test")
     wrong = stack.add_company_mailbox(alfa, "password-cambiata@pec.delta.test")
-    dovecot.add_user(wrong.address, "una-nuova-password", keep_mail=True)        # changed on the provider, not in pecflow
-    from pecflow.services import admin
+    dovecot.add_user(
+        wrong.address, "una-nuova-password", keep_mail=True
+    )  # changed on the provider, not in pecflow
     from pecflow.domain.mailbox import MailboxConfig
-    admin.add_mailbox(stack.deployment(), MailboxConfig("irraggiungibile@pec.delta.test", "127.0.0.1", 1),
-                      "x", check=False)
+    from pecflow.services import admin
+
+    admin.add_mailbox(
+        stack.deployment(), MailboxConfig("irraggiungibile@pec.delta.test", "127.0.0.1", 1), "x", check=False
+    )
     dovecot.append(good.address, builder.corpus(1, seed=2)[0].raw)
     stack.runner.advance(POLL, timeout=120)
     polls = stack.runner.invocations_of("MailboxPollerFunction")
     assert len(polls) == 3 and all(i.ok for i in polls), "errors are recorded, not raised"
     from pecflow.adapters.dynamodb import MailboxStore
+
     registry = MailboxStore(stack.deployment().mailboxes_table, stack.deployment().resource("dynamodb"))
     assert registry.status(wrong.address)["error_kind"] == "auth"
     assert registry.status("irraggiungibile@pec.delta.test")["error_kind"] == "unreachable"
@@ -210,28 +252,46 @@ def test_one_poison_message_does_not_stop_the_mailbox(stack, dovecot, capsys):
     messages, outgoing = stores(stack)
 
     parts = []
-    for i in range(100):   # each name in RFC 2231 continuations, as mail clients fold long names
+    for i in range(100):  # each name in RFC 2231 continuations, as mail clients fold long names
         name = f"{i:03d}-" + "nome-lunghissimo-" * 264 + ".pdf"
-        pieces = ";\r\n".join(f' filename*{n}="{name[k:k + 60]}"' for n, k in enumerate(range(0, len(name), 60)))
-        parts.append(f"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
-                     f"Content-Disposition: attachment;\r\n{pieces}\r\n\r\nJVBERi0xLjQK\r\n")
-    poison = (f"From: x@posta-ordinaria.test\r\nTo: {office.address}\r\nSubject: Cento allegati\r\n"
-              "Message-ID: <cento@posta-ordinaria.test>\r\nMIME-Version: 1.0\r\n"
-              'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n'
-              "allegati\r\n" + "".join(f"--b\r\n{part}" for part in parts) + "--b--\r\n")
+        pieces = ";\r\n".join(
+            f' filename*{n}="{name[k : k + 60]}"' for n, k in enumerate(range(0, len(name), 60))
+        )
+        parts.append(
+            f"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+            f"Content-Disposition: attachment;\r\n{pieces}\r\n\r\nJVBERi0xLjQK\r\n"
+        )
+    poison = (
+        f"From: x@posta-ordinaria.test\r\nTo: {office.address}\r\nSubject: Cento allegati\r\n"
+        "Message-ID: <cento@posta-ordinaria.test>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n'
+        "allegati\r\n" + "".join(f"--b\r\n{part}" for part in parts) + "--b--\r\n"
+    )
     with smtplib.SMTP(net.mx_host, net.mx_port, timeout=20) as mx:
         mx.sendmail("x@posta-ordinaria.test", [office.address], poison.encode())
-    submit(alfa, office, [client.address], subject="parser in difficoltà", msgid="<bug@pec.epsilon.test>",
-           outgoing=outgoing)
+    submit(
+        alfa,
+        office,
+        [client.address],
+        subject="parser in difficoltà",
+        msgid="<bug@pec.epsilon.test>",
+        outgoing=outgoing,
+    )
     for n in range(5):
-        submit(alfa, office, [client.address], subject=f"dopo n. {n}", msgid=f"<dopo{n}@pec.epsilon.test>",
-               outgoing=outgoing)
+        submit(
+            alfa,
+            office,
+            [client.address],
+            subject=f"dopo n. {n}",
+            msgid=f"<dopo{n}@pec.epsilon.test>",
+            outgoing=outgoing,
+        )
     net.wait_idle(60)
 
     poller = stack.runner.module("MailboxPollerFunction")
     real = poller.ingestor.classify
 
-    def buggy(raw):   # the parser failing on the receipts of one message (a bug of ours, say)
+    def buggy(raw):  # the parser failing on the receipts of one message (a bug of ours, say)
         if b"parser in difficolt" in raw or b"<bug@pec.epsilon.test>" in raw:
             raise ValueError("a parser bug")
         return real(raw)

@@ -46,12 +46,15 @@ def assert_tables_match(aws: LocalAws) -> int:
             continue
         declared = aws.resolve(resource.properties)
         table = aws.client("dynamodb").describe_table(TableName=aws.physical(resource.logical_id))["Table"]
-        assert _attribute_set(table["AttributeDefinitions"]) == _attribute_set(declared["AttributeDefinitions"])
+        assert _attribute_set(table["AttributeDefinitions"]) == _attribute_set(
+            declared["AttributeDefinitions"]
+        )
         assert table["KeySchema"] == declared["KeySchema"]
         assert table["BillingModeSummary"]["BillingMode"] == declared.get("BillingMode", "PROVISIONED")
         for kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
-            assert sorted(map(_index_shape, table.get(kind, []))) == \
-                sorted(map(_index_shape, declared.get(kind, [])))
+            assert sorted(map(_index_shape, table.get(kind, []))) == sorted(
+                map(_index_shape, declared.get(kind, []))
+            )
         checked += 1
     return checked
 
@@ -63,7 +66,8 @@ def assert_queues_match(aws: LocalAws) -> int:
             continue
         declared = aws.resolve(resource.properties)
         attributes = aws.client("sqs").get_queue_attributes(
-            QueueUrl=aws.url(resource.logical_id), AttributeNames=["All"])["Attributes"]
+            QueueUrl=aws.url(resource.logical_id), AttributeNames=["All"]
+        )["Attributes"]
         assert attributes["QueueArn"] == aws.arn(resource.logical_id)
         for name in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds"):
             if name in declared:
@@ -75,13 +79,16 @@ def assert_queues_match(aws: LocalAws) -> int:
             assert attributes["ContentBasedDeduplication"] == dedup
         if "RedrivePolicy" in declared:
             redrive = json.loads(attributes["RedrivePolicy"])
-            assert redrive == {"deadLetterTargetArn": declared["RedrivePolicy"]["deadLetterTargetArn"],
-                               "maxReceiveCount": int(declared["RedrivePolicy"]["maxReceiveCount"])}
+            assert redrive == {
+                "deadLetterTargetArn": declared["RedrivePolicy"]["deadLetterTargetArn"],
+                "maxReceiveCount": int(declared["RedrivePolicy"]["maxReceiveCount"]),
+            }
         checked += 1
     return checked
 
 
 # --- the real template ----------------------------------------------------------------------------
+
 
 def test_real_template_resources_match_the_template(local_aws):
     template = load(REPO / "template.yaml")
@@ -104,8 +111,10 @@ def test_real_template_resources_match_the_template(local_aws):
     # what is not created is listed, with the reason
     for resource in template.resources.values():
         assert (resource.logical_id in local_aws.resources) != (resource.logical_id in local_aws.skipped)
-    assert all("alarms are not modelled" in local_aws.skipped[r.logical_id]
-               for r in template.of_type("AWS::CloudWatch::Alarm"))
+    assert all(
+        "alarms are not modelled" in local_aws.skipped[r.logical_id]
+        for r in template.of_type("AWS::CloudWatch::Alarm")
+    )
     assert "layers" in local_aws.skipped["CoreLayer"]
 
 
@@ -130,7 +139,7 @@ def test_environ_points_boto3_at_the_server_for_the_block_only(local_aws_session
     with local_aws_session.environ() as environment:
         assert os.environ["AWS_ENDPOINT_URL"] == environment["AWS_ENDPOINT_URL"]
         assert environment["AWS_ENDPOINT_URL"] == local_aws_session.endpoint_url
-        names = boto3.client("s3").list_buckets()["Buckets"]     # a plain client reaches moto
+        names = boto3.client("s3").list_buckets()["Buckets"]  # a plain client reaches moto
         assert local_aws_session.physical("ArchiveBucket") in {b["Name"] for b in names}
     assert os.environ.get("AWS_ENDPOINT_URL") == before
 
@@ -139,17 +148,20 @@ def test_reset_gives_fresh_resources(local_aws):
     table = local_aws.physical("MailboxesTable")
     dynamodb = local_aws.client("dynamodb")
     dynamodb.put_item(TableName=table, Item={"address": {"S": "a@pec.example"}, "item": {"S": "config"}})
-    local_aws.client("sqs").send_message(QueueUrl=local_aws.url("PollQueue"), MessageBody="x",
-                                         MessageGroupId="g", MessageDeduplicationId="d")
+    local_aws.client("sqs").send_message(
+        QueueUrl=local_aws.url("PollQueue"), MessageBody="x", MessageGroupId="g", MessageDeduplicationId="d"
+    )
     local_aws.reset()
     assert dynamodb.scan(TableName=table)["Count"] == 0
     attributes = local_aws.client("sqs").get_queue_attributes(
-        QueueUrl=local_aws.url("PollQueue"), AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+        QueueUrl=local_aws.url("PollQueue"), AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
     assert attributes["ApproximateNumberOfMessages"] == "0"
     assert_tables_match(local_aws)
 
 
 # --- a richer template ------------------------------------------------------------------------------
+
 
 def test_rich_template_table_queue_bucket_secret_topic_key(app_aws):
     aws = app_aws
@@ -164,11 +176,14 @@ def test_rich_template_table_queue_bucket_secret_topic_key(app_aws):
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
 
     # FIFO queue with its dead-letter queue, maxReceiveCount from a mapping
-    redrive = json.loads(aws.client("sqs").get_queue_attributes(
-        QueueUrl=aws.url("JobsQueue"), AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
+    redrive = json.loads(
+        aws.client("sqs").get_queue_attributes(
+            QueueUrl=aws.url("JobsQueue"), AttributeNames=["RedrivePolicy"]
+        )["Attributes"]["RedrivePolicy"]
+    )
     assert redrive == {"deadLetterTargetArn": aws.arn("JobsDeadLetters"), "maxReceiveCount": 3}
     assert aws.physical("JobsDeadLetters") == "app-test-JobsDeadLetters.fifo"
-    assert aws.physical("AuditQueue") == "app-test-audit"                   # an explicit !Sub name
+    assert aws.physical("AuditQueue") == "app-test-audit"  # an explicit !Sub name
 
     # bucket: explicit name, versioning, its own notification (suffix filter) to a queue
     bucket = aws.physical("UploadBucket")
@@ -178,10 +193,14 @@ def test_rich_template_table_queue_bucket_secret_topic_key(app_aws):
     sqs.purge_queue(QueueUrl=aws.url("AuditQueue"))
     s3.put_object(Bucket=bucket, Key="docs/contract.pdf", Body=b"%PDF")
     s3.put_object(Bucket=bucket, Key="docs/notes.txt", Body=b"no")
-    bodies = [json.loads(m["Body"]) for m in sqs.receive_message(
-        QueueUrl=aws.url("AuditQueue"), MaxNumberOfMessages=10).get("Messages", [])]
+    bodies = [
+        json.loads(m["Body"])
+        for m in sqs.receive_message(QueueUrl=aws.url("AuditQueue"), MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
+    ]
     keys = [record["s3"]["object"]["key"] for body in bodies for record in body.get("Records", [])]
-    assert keys == ["docs%2Fcontract.pdf"]          # moto's encoding; the runner hands real S3's
+    assert keys == ["docs%2Fcontract.pdf"]  # moto's encoding; the runner hands real S3's
 
     secret = aws.client("secretsmanager").get_secret_value(SecretId=aws.arn("ApiSecret"))
     secret = json.loads(secret["SecretString"])
@@ -208,8 +227,8 @@ def test_physical_arn_url_of_functions_and_queues(app_aws):
     with pytest.raises(KeyError):
         app_aws.url("SeenTable")
     environment = app_aws.function_environment("Ticker")
-    assert environment["SEEN_TABLE"] == "app-test-SeenTable"               # from Globals
-    assert environment["SECRET_ARN"] == app_aws.arn("ApiSecret")            # its own, resolved
+    assert environment["SEEN_TABLE"] == "app-test-SeenTable"  # from Globals
+    assert environment["SECRET_ARN"] == app_aws.arn("ApiSecret")  # its own, resolved
     assert environment["KEY_ARN"] == app_aws.arn("DataKey")
 
 
@@ -225,12 +244,13 @@ def test_virtual_clock_drives_sqs_visibility_and_delays(app_aws):
         sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=600)
         assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)
         clock.advance(600)
-        message = sqs.receive_message(QueueUrl=url, VisibilityTimeout=1200, WaitTimeSeconds=0,
-                                      MessageSystemAttributeNames=["All"])["Messages"][0]
+        message = sqs.receive_message(
+            QueueUrl=url, VisibilityTimeout=1200, WaitTimeSeconds=0, MessageSystemAttributeNames=["All"]
+        )["Messages"][0]
         assert int(message["Attributes"]["SentTimestamp"]) == int((clock.now() - 600) * 1000)
         clock.advance(1199)
         started = time.monotonic()
-        assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5)   # no real wait
+        assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5)  # no real wait
         assert time.monotonic() - started < 2
         clock.advance(1)
         again = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)["Messages"][0]
@@ -244,10 +264,14 @@ def test_virtual_clock_drives_sqs_visibility_and_delays(app_aws):
 
 def test_stacks_of_one_process_share_moto_so_a_reset_recreates_them_all(local_aws, app_aws):
     local_aws.client("sqs").send_message(QueueUrl=app_aws.url("WorkQueue"), MessageBody="x")
-    local_aws.reset()                                     # the session stack's reset...
-    assert app_aws.client("sqs").get_queue_attributes(   # ...leaves the other stack whole and empty
-        QueueUrl=app_aws.url("WorkQueue"), AttributeNames=["ApproximateNumberOfMessages"],
-    )["Attributes"]["ApproximateNumberOfMessages"] == "0"
+    local_aws.reset()  # the session stack's reset...
+    assert (
+        app_aws.client("sqs").get_queue_attributes(  # ...leaves the other stack whole and empty
+            QueueUrl=app_aws.url("WorkQueue"),
+            AttributeNames=["ApproximateNumberOfMessages"],
+        )["Attributes"]["ApproximateNumberOfMessages"]
+        == "0"
+    )
     tables = len(load(REPO / "template.yaml").of_type("AWS::DynamoDB::Table"))
     assert assert_queues_match(app_aws) == 11 and assert_tables_match(local_aws) == tables
     with pytest.raises(ValueError, match="already running"):
@@ -328,8 +352,11 @@ def test_the_less_common_resources(tmp_path):
         assert aws.client("ssm").get_parameter(Name="/pecflow/extras/mode")["Parameter"]["Value"] == "local"
         s3, bucket = aws.client("s3"), aws.physical("Lifecycled")
         [rule] = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
-        assert (rule["ID"], rule["Expiration"]["Days"], rule["NoncurrentVersionExpiration"]["NoncurrentDays"]) == (
-            "expire-reports", 30, 7)
+        assert (
+            rule["ID"],
+            rule["Expiration"]["Days"],
+            rule["NoncurrentVersionExpiration"]["NoncurrentDays"],
+        ) == ("expire-reports", 30, 7)
         [cors] = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
         assert (cors["AllowedMethods"], cors["MaxAgeSeconds"], cors["ID"]) == (["GET"], 600, "console")
         assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == [{"Key": "team", "Value": "pec"}]
@@ -381,8 +408,14 @@ def _values(tmp_path, **overrides):
 
     def lookup(logical_id, attribute):
         return f"arn:{logical_id}" if attribute == "Arn" else f"url:{logical_id}"
-    intrinsics = Intrinsics(template, stack_name="s", region="eu-south-1",
-                            parameters=parameter_values(template, overrides), lookup=lookup)
+
+    intrinsics = Intrinsics(
+        template,
+        stack_name="s",
+        region="eu-south-1",
+        parameters=parameter_values(template, overrides),
+        lookup=lookup,
+    )
     return intrinsics.resolve(template.resources["Values"].properties)
 
 
@@ -403,7 +436,12 @@ def test_intrinsics_short_and_long_forms(tmp_path):
     }
     prod = _values(tmp_path, Stage="prod")
     assert (prod["when"], prod["gone"], prod["list"], prod["map"], prod["both"]) == (
-        "big", "x", [1, 2, 3], 50, "no")
+        "big",
+        "x",
+        [1, 2, 3],
+        50,
+        "no",
+    )
 
 
 def test_parameters_are_checked(tmp_path):
@@ -417,15 +455,19 @@ def test_parameters_are_checked(tmp_path):
 
 def test_yaml_tags_become_long_forms():
     assert load_yaml("a: !GetAtt Q.Arn\nb: !Ref X\nc: !Condition C\n") == {
-        "a": {"Fn::GetAtt": ["Q", "Arn"]}, "b": {"Ref": "X"}, "c": {"Condition": "C"}}
+        "a": {"Fn::GetAtt": ["Q", "Arn"]},
+        "b": {"Ref": "X"},
+        "c": {"Condition": "C"},
+    }
 
 
 # --- life cycle: nothing left behind ------------------------------------------------------------------
 
+
 def test_start_and_stop_leave_no_thread_server_or_environment_behind():
     threads_before = set(threading.enumerate())
     environment_before = dict(os.environ)
-    aws = LocalAws.start(APP_TEMPLATE, stack_name="leak-test")            # set_environ=True
+    aws = LocalAws.start(APP_TEMPLATE, stack_name="leak-test")  # set_environ=True
     assert os.environ["AWS_ENDPOINT_URL"] == aws.endpoint_url
     host, port = aws.endpoint_url.removeprefix("http://").split(":")
     aws.follow_clock(VirtualClock())
@@ -436,12 +478,18 @@ def test_start_and_stop_leave_no_thread_server_or_environment_behind():
         socket.create_connection((host, int(port)), timeout=1).close()
     import moto.core.utils
     import moto.sqs.models
+
     assert moto.sqs.models.unix_time is moto.core.utils.unix_time
 
 
 def test_cli_serves_until_interrupted():
-    process = subprocess.Popen([sys.executable, "-m", "local.aws", "--template", "template.yaml"], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.aws", "--template", "template.yaml"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = []
         for line in process.stdout:
@@ -450,7 +498,7 @@ def test_cli_serves_until_interrupted():
                 break
         output = "".join(lines)
         assert "moto is serving" in output and "http://127.0.0.1:" in output
-        assert "ArchiveBucket" in output and "MailboxPollErrorsAlarm" in output    # created / not created
+        assert "ArchiveBucket" in output and "MailboxPollErrorsAlarm" in output  # created / not created
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0
     finally:

@@ -18,17 +18,29 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from local.pec_provider import (
-    DELAY, DROP_AFTER_DATA, FAIL, MAILBOX_FULL, NO_DOMAIN, REJECT, REJECT_VIRUS, SMTP_REJECT, TIMEOUT, VIRUS,
-    PecNetwork, Quota, SimulatedProvider,
+    DELAY,
+    DROP_AFTER_DATA,
+    FAIL,
+    MAILBOX_FULL,
+    NO_DOMAIN,
+    REJECT,
+    REJECT_VIRUS,
+    SMTP_REJECT,
+    TIMEOUT,
+    VIRUS,
+    PecNetwork,
+    Quota,
+    SimulatedProvider,
 )
-from pecflow.pec import kinds
 from local.pecbuild.builder import Gestore, messaggio_originale
+from pecflow.pec import kinds
 from pecflow.pec.message import PecMessage, parse
 
 ESTERNO = "mario.rossi@posta-ordinaria.example"
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
 
 def gestore(nome: str) -> Gestore:
     """A provider with a domain of its own (Dovecot is shared by the whole session)."""
@@ -37,8 +49,14 @@ def gestore(nome: str) -> Gestore:
 
 def originale(mittente, to, *, cc=(), oggetto="Trasmissione contratto", **kw) -> bytes:
     kw.setdefault("data", datetime(2024, 3, 5, 9, 0, tzinfo=UTC))
-    return messaggio_originale(mittente=mittente, destinatari=list(to), cc=list(cc), oggetto=oggetto,
-                               testo="Buongiorno,\nin allegato il contratto.\n", **kw)
+    return messaggio_originale(
+        mittente=mittente,
+        destinatari=list(to),
+        cc=list(cc),
+        oggetto=oggetto,
+        testo="Buongiorno,\nin allegato il contratto.\n",
+        **kw,
+    )
 
 
 def invia(provider: SimulatedProvider, account, raw: bytes, rcpts, *, mail_from: str | None = None) -> dict:
@@ -90,20 +108,30 @@ def coppia(pec_network):
 
 # --- DELIVER: accettazione, buste, consegne; Cc gets sintetica; external recipients nothing --------
 
+
 def test_deliver_completa_with_cc_and_an_external_recipient(dovecot, pec_network, coppia):
     alfa, beta, mittente = coppia
     primo, collega = beta.fresh_mailbox("primo"), alfa.fresh_mailbox("collega")
-    raw = originale(mittente.address, [primo.address, ESTERNO], cc=[collega.address],
-                    message_id="<contratto-1@cliente.example>")
+    raw = originale(
+        mittente.address,
+        [primo.address, ESTERNO],
+        cc=[collega.address],
+        message_id="<contratto-1@cliente.example>",
+    )
     assert invia(alfa, mittente, raw, [primo.address, ESTERNO, collega.address]) == {}
     pec_network.wait_idle()
 
     [submission] = pec_network.submissions
     ident = submission.identificativo
-    assert submission.receipt == kinds.ACCETTAZIONE and submission.message_id == "<contratto-1@cliente.example>"
+    assert (
+        submission.receipt == kinds.ACCETTAZIONE and submission.message_id == "<contratto-1@cliente.example>"
+    )
     assert ident.endswith("@" + alfa.gestore.domain) and ".20240305100000." in ident  # Italian time
     assert [(r.address, r.tipo) for r in submission.recipients] == [
-        (primo.address, "certificato"), (ESTERNO, "esterno"), (collega.address, "certificato")]
+        (primo.address, "certificato"),
+        (ESTERNO, "esterno"),
+        (collega.address, "certificato"),
+    ]
     assert submission.recipient(ESTERNO).result is None
 
     sent = leggi(dovecot, mittente)
@@ -111,12 +139,15 @@ def test_deliver_completa_with_cc_and_an_external_recipient(dovecot, pec_network
     accettazione = sent[0]
     assert accettazione.provider == alfa.gestore.name and accettazione.to == [mittente.address]
     assert {(r.address, r.type) for r in accettazione.recipients} == {
-        (primo.address, "certificato"), (ESTERNO, "esterno"), (collega.address, "certificato")}
+        (primo.address, "certificato"),
+        (ESTERNO, "esterno"),
+        (collega.address, "certificato"),
+    }
     consegne = {m.delivered_to: m for m in sent[1:]}
     assert set(consegne) == {primo.address, collega.address}  # none for the external recipient
     assert consegne[primo.address].receipt_type == "completa" and consegne[primo.address].postacert
-    assert consegne[primo.address].provider == beta.gestore.name       # the recipient's provider
-    assert consegne[collega.address].receipt_type == "sintetica"       # Cc: sintetica
+    assert consegne[primo.address].provider == beta.gestore.name  # the recipient's provider
+    assert consegne[collega.address].receipt_type == "sintetica"  # Cc: sintetica
     assert consegne[collega.address].provider == alfa.gestore.name
     for m in sent:
         assert m.ref_message_id == "<contratto-1@cliente.example>" and m.identificativo == ident
@@ -126,19 +157,25 @@ def test_deliver_completa_with_cc_and_an_external_recipient(dovecot, pec_network
     for account in (primo, collega):
         [busta] = leggi(dovecot, account)
         assert busta.kind == kinds.POSTA_CERTIFICATA and busta.identificativo == ident
-        assert busta.message_id == f"<{ident}>" and busta.original_message_id == "<contratto-1@cliente.example>"
+        assert (
+            busta.message_id == f"<{ident}>" and busta.original_message_id == "<contratto-1@cliente.example>"
+        )
         assert busta.provider == alfa.gestore.name and busta.receipt_type == "completa"
         inner = busta.postacert
-        assert inner.message_id == f"<{ident}>"                  # rewritten to the identificativo
+        assert inner.message_id == f"<{ident}>"  # rewritten to the identificativo
         assert inner.root.headers.get("x-riferimento-message-id") == "<contratto-1@cliente.example>"
         assert inner.subject == "Trasmissione contratto" and inner.from_address == mittente.address
 
     kinds_delivered = sorted((d.mailbox, d.kind) for d in pec_network.deliveries)
-    assert kinds_delivered == sorted([(mittente.address, kinds.ACCETTAZIONE),
-                                      (mittente.address, kinds.AVVENUTA_CONSEGNA),
-                                      (mittente.address, kinds.AVVENUTA_CONSEGNA),
-                                      (primo.address, kinds.POSTA_CERTIFICATA),
-                                      (collega.address, kinds.POSTA_CERTIFICATA)])
+    assert kinds_delivered == sorted(
+        [
+            (mittente.address, kinds.ACCETTAZIONE),
+            (mittente.address, kinds.AVVENUTA_CONSEGNA),
+            (mittente.address, kinds.AVVENUTA_CONSEGNA),
+            (primo.address, kinds.POSTA_CERTIFICATA),
+            (collega.address, kinds.POSTA_CERTIFICATA),
+        ]
+    )
     assert all(d.uid and d.error is None and d.identificativo == ident for d in pec_network.deliveries)
     assert submission.recipient(primo.address).result == kinds.AVVENUTA_CONSEGNA
 
@@ -147,8 +184,12 @@ def test_deliver_completa_with_cc_and_an_external_recipient(dovecot, pec_network
 def test_receipt_type_follows_x_tiporicevuta(dovecot, pec_network, coppia, tipo):
     alfa, beta, mittente = coppia
     dest = beta.fresh_mailbox()
-    raw = originale(mittente.address, [dest.address], tipo_ricevuta=tipo,
-                    allegati=[("contratto.pdf", "application/pdf", b"%PDF-1.4 " + b"x" * 3000)])
+    raw = originale(
+        mittente.address,
+        [dest.address],
+        tipo_ricevuta=tipo,
+        allegati=[("contratto.pdf", "application/pdf", b"%PDF-1.4 " + b"x" * 3000)],
+    )
     invia(alfa, mittente, raw, [dest.address])
     pec_network.wait_idle()
     accettazione, consegna = leggi(dovecot, mittente)
@@ -167,8 +208,11 @@ def test_uids_follow_the_order_of_submissions(dovecot, pec_network, coppia):
     with smtplib.SMTP_SSL(alfa.host, alfa.port, context=alfa.ssl_context(), timeout=10) as smtp:
         smtp.login(mittente.address, mittente.password)
         for n in range(5):
-            smtp.sendmail(mittente.address, [dest.address],
-                          originale(mittente.address, [dest.address], oggetto=f"Messaggio {n}"))
+            smtp.sendmail(
+                mittente.address,
+                [dest.address],
+                originale(mittente.address, [dest.address], oggetto=f"Messaggio {n}"),
+            )
     pec_network.wait_idle()
     buste = leggi(dovecot, dest)
     assert [b.original_subject for b in buste] == [f"Messaggio {n}" for n in range(5)]
@@ -176,6 +220,7 @@ def test_uids_follow_the_order_of_submissions(dovecot, pec_network, coppia):
 
 
 # --- failures at delivery -------------------------------------------------------------------------
+
 
 def test_fail_and_unknown_mailbox_give_errore_consegna_no_dest(dovecot, pec_network, coppia):
     alfa, beta, mittente = coppia
@@ -231,8 +276,12 @@ def test_mailbox_full_is_a_real_overquota(dovecot, pec_network, coppia):
     alfa, beta, mittente = coppia
     piena, vera = beta.fresh_mailbox("piena"), beta.fresh_mailbox("vera", quota="2K")
     pec_network.script(piena.address, MAILBOX_FULL, times=1)
-    invia(alfa, mittente, originale(mittente.address, [piena.address, vera.address]),
-          [piena.address, vera.address])
+    invia(
+        alfa,
+        mittente,
+        originale(mittente.address, [piena.address, vera.address]),
+        [piena.address, vera.address],
+    )
     pec_network.wait_idle()
     sent = leggi(dovecot, mittente)
     assert by_kind(sent) == [kinds.ACCETTAZIONE, kinds.ERRORE_CONSEGNA, kinds.ERRORE_CONSEGNA]
@@ -251,6 +300,7 @@ def test_mailbox_full_is_a_real_overquota(dovecot, pec_network, coppia):
 
 # --- timing on the virtual clock ----------------------------------------------------------------------
 
+
 def test_delay_delivers_when_the_clock_gets_there(dovecot, pec_network, coppia):
     alfa, beta, mittente = coppia
     dest = beta.fresh_mailbox()
@@ -265,7 +315,7 @@ def test_delay_delivers_when_the_clock_gets_there(dovecot, pec_network, coppia):
     pec_network.clock.advance(1)
     pec_network.run_due()
     [busta] = leggi(dovecot, dest)
-    assert busta.timestamp == datetime(2024, 3, 5, 9, 0, tzinfo=UTC)   # the busta dates the acceptance
+    assert busta.timestamp == datetime(2024, 3, 5, 9, 0, tzinfo=UTC)  # the busta dates the acceptance
     accettazione, consegna = leggi(dovecot, mittente)
     assert consegna.kind == kinds.AVVENUTA_CONSEGNA
     assert consegna.timestamp == datetime(2024, 3, 5, 9, 10, tzinfo=UTC)
@@ -303,21 +353,29 @@ def test_delay_past_12_hours_gets_the_preavviso_then_the_consegna(dovecot, pec_n
     dest = beta.fresh_mailbox()
     pec_network.script(dest.address, DELAY(13 * 3600))
     invia(alfa, mittente, originale(mittente.address, [dest.address]), [dest.address])
-    pec_network.clock.advance(24 * 3600)   # one jump: the events still come in their order
+    pec_network.clock.advance(24 * 3600)  # one jump: the events still come in their order
     pec_network.run_due()
     assert by_kind(leggi(dovecot, mittente)) == [
-        kinds.ACCETTAZIONE, kinds.PREAVVISO_ERRORE_CONSEGNA, kinds.AVVENUTA_CONSEGNA]
+        kinds.ACCETTAZIONE,
+        kinds.PREAVVISO_ERRORE_CONSEGNA,
+        kinds.AVVENUTA_CONSEGNA,
+    ]
     assert by_kind(leggi(dovecot, dest)) == [kinds.POSTA_CERTIFICATA]
 
 
 # --- the access point: non-accettazione, SMTP refusals ------------------------------------------------
 
+
 def test_reject_gives_only_a_non_accettazione(dovecot, pec_network, coppia):
     alfa, beta, mittente = coppia
     dest, altro = beta.fresh_mailbox(), beta.fresh_mailbox()
     pec_network.script(dest.address, REJECT)
-    invia(alfa, mittente, originale(mittente.address, [dest.address, altro.address]),
-          [dest.address, altro.address])
+    invia(
+        alfa,
+        mittente,
+        originale(mittente.address, [dest.address, altro.address]),
+        [dest.address, altro.address],
+    )
     pec_network.wait_idle()
     [avviso] = leggi(dovecot, mittente)
     assert avviso.kind == kinds.NON_ACCETTAZIONE and avviso.error == "altro" and not avviso.virus
@@ -340,18 +398,31 @@ def test_reject_virus_gives_a_non_accettazione_per_virus(dovecot, pec_network, c
 
 def _senza_header(raw: bytes, name: bytes) -> bytes:
     head, _, body = raw.partition(b"\r\n\r\n")
-    return b"\r\n".join(line for line in head.split(b"\r\n")
-                        if not line.lower().startswith(name.lower() + b":")) + b"\r\n\r\n" + body
+    return (
+        b"\r\n".join(line for line in head.split(b"\r\n") if not line.lower().startswith(name.lower() + b":"))
+        + b"\r\n\r\n"
+        + body
+    )
 
 
 FORMALI = {
     # name: (how the message/envelope differs, the errore-esteso's start)
-    "from-not-mail-from": ("5.7.1", lambda m, d, raw: (raw.replace(
-        f"From: {m}".encode(), b"From: qualcun.altro@pec.altrove.test", 1), [d])),
+    "from-not-mail-from": (
+        "5.7.1",
+        lambda m, d, raw: (
+            raw.replace(f"From: {m}".encode(), b"From: qualcun.altro@pec.altrove.test", 1),
+            [d],
+        ),
+    ),
     "bcc": ("5.7.0", lambda m, d, raw: (raw.replace(b"Subject:", f"Bcc: {d}\r\nSubject:".encode(), 1), [d])),
     "rcpt-not-in-to-cc": ("5.7.0", lambda m, d, raw: (raw, [d, f"nascosto@{d.split('@')[1]}"])),
-    "to-in-header-not-rcpt": ("5.7.0", lambda m, d, raw: (raw.replace(
-        f"To: {d}".encode(), f"To: {d}, secondo@{d.split('@')[1]}".encode(), 1), [d])),
+    "to-in-header-not-rcpt": (
+        "5.7.0",
+        lambda m, d, raw: (
+            raw.replace(f"To: {d}".encode(), f"To: {d}, secondo@{d.split('@')[1]}".encode(), 1),
+            [d],
+        ),
+    ),
     "no-to": ("5.6.0", lambda m, d, raw: (_senza_header(raw, b"To"), [d])),
     "no-from": ("5.6.0", lambda m, d, raw: (_senza_header(raw, b"From"), [d])),
 }
@@ -363,7 +434,7 @@ def test_formal_checks_give_a_non_accettazione(dovecot, pec_network, coppia, cas
     dest = beta.fresh_mailbox()
     codice, guasta = FORMALI[caso]
     raw, rcpts = guasta(mittente.address, dest.address, originale(mittente.address, [dest.address]))
-    assert invia(alfa, mittente, raw, rcpts) == {}   # SMTP accepts; the notice says no
+    assert invia(alfa, mittente, raw, rcpts) == {}  # SMTP accepts; the notice says no
     pec_network.wait_idle()
     [avviso] = leggi(dovecot, mittente)
     assert avviso.kind == kinds.NON_ACCETTAZIONE and avviso.error == "altro"
@@ -376,11 +447,15 @@ def test_formal_checks_give_a_non_accettazione(dovecot, pec_network, coppia, cas
 def test_size_counts_once_per_recipient(dovecot, pec_network):
     alfa = pec_network.add_provider(gestore("Alfa"), max_message_bytes=12_000)
     mittente, uno, due = alfa.fresh_mailbox(), alfa.fresh_mailbox(), alfa.fresh_mailbox()
-    allegato = [("dati.bin", "application/octet-stream", os.urandom(5000))]   # ~7 KB as sent
+    allegato = [("dati.bin", "application/octet-stream", os.urandom(5000))]  # ~7 KB as sent
     invia(alfa, mittente, originale(mittente.address, [uno.address], allegati=allegato), [uno.address])
     pec_network.wait_idle()
-    invia(alfa, mittente, originale(mittente.address, [uno.address, due.address], allegati=allegato),
-          [uno.address, due.address])
+    invia(
+        alfa,
+        mittente,
+        originale(mittente.address, [uno.address, due.address], allegati=allegato),
+        [uno.address, due.address],
+    )
     pec_network.wait_idle()
     kinds_sent = by_kind(leggi(dovecot, mittente))
     assert kinds_sent[:2] == [kinds.ACCETTAZIONE, kinds.AVVENUTA_CONSEGNA]
@@ -388,8 +463,16 @@ def test_size_counts_once_per_recipient(dovecot, pec_network):
     assert pec_network.submissions[1].errore_esteso.startswith("5.3.4 - ")
     # one copy over the limit: SMTP's business (RFC 6109 §3.1.2), at MAIL FROM SIZE= or at DATA
     with pytest.raises((smtplib.SMTPSenderRefused, smtplib.SMTPDataError)) as too_big:
-        invia(alfa, mittente, originale(mittente.address, [uno.address], allegati=[
-            ("grande.bin", "application/octet-stream", os.urandom(12_000))]), [uno.address])
+        invia(
+            alfa,
+            mittente,
+            originale(
+                mittente.address,
+                [uno.address],
+                allegati=[("grande.bin", "application/octet-stream", os.urandom(12_000))],
+            ),
+            [uno.address],
+        )
     assert too_big.value.smtp_code == 552
 
 
@@ -404,7 +487,7 @@ def test_authentication_and_envelope_sender(dovecot, pec_network, coppia):
         with pytest.raises(smtplib.SMTPSenderRefused) as anonymous:
             smtp.sendmail(mittente.address, [dest.address], raw)
         assert anonymous.value.smtp_code == 530
-    with pytest.raises(smtplib.SMTPAuthenticationError):   # another provider's account
+    with pytest.raises(smtplib.SMTPAuthenticationError):  # another provider's account
         invia(beta, mittente, raw, [dest.address])
     with pytest.raises(smtplib.SMTPSenderRefused) as spoofed:
         invia(alfa, altro, raw, [dest.address], mail_from=mittente.address)
@@ -412,7 +495,7 @@ def test_authentication_and_envelope_sender(dovecot, pec_network, coppia):
     pec_network.wait_idle()
     assert pec_network.submissions == [] and pec_network.deliveries == []
     assert [r.reply[:3] for r in pec_network.refusals] == ["530", "553"]
-    with pytest.raises(ssl.SSLCertVerificationError):   # a default context does not trust the local CA
+    with pytest.raises(ssl.SSLCertVerificationError):  # a default context does not trust the local CA
         smtplib.SMTP_SSL(alfa.host, alfa.port, context=ssl.create_default_context(), timeout=5)
 
 
@@ -420,8 +503,12 @@ def test_smtp_reject_refuses_one_recipient_at_rcpt(dovecot, pec_network, coppia)
     alfa, beta, mittente = coppia
     buono, cattivo = beta.fresh_mailbox(), beta.fresh_mailbox()
     pec_network.script(cattivo.address, SMTP_REJECT)
-    refused = invia(alfa, mittente, originale(mittente.address, [buono.address, cattivo.address]),
-                    [buono.address, cattivo.address])
+    refused = invia(
+        alfa,
+        mittente,
+        originale(mittente.address, [buono.address, cattivo.address]),
+        [buono.address, cattivo.address],
+    )
     assert refused[cattivo.address][0] == 550 and b"5.1.1" in refused[cattivo.address][1]
     pec_network.wait_idle()
     accettazione, consegna = leggi(dovecot, mittente)
@@ -457,11 +544,15 @@ def test_script_next_applies_to_the_next_transactions(dovecot, pec_network, copp
 
 # --- the MX: ordinary mail becomes a busta di anomalia ----------------------------------------------
 
+
 def test_ordinary_mail_through_the_mx_becomes_anomalia(dovecot, pec_network, coppia):
     alfa, _, mittente = coppia
-    raw = (b"From: Mario Rossi <mario.rossi@posta-ordinaria.example>\r\nTo: " + mittente.address.encode()
-           + b"\r\nSubject: Richiesta informazioni\r\nMessage-ID: <ordinaria-1@posta-ordinaria.example>\r\n"
-           b"Date: Tue, 05 Mar 2024 10:00:00 +0100\r\n\r\nBuongiorno.\r\n")
+    raw = (
+        b"From: Mario Rossi <mario.rossi@posta-ordinaria.example>\r\nTo: "
+        + mittente.address.encode()
+        + b"\r\nSubject: Richiesta informazioni\r\nMessage-ID: <ordinaria-1@posta-ordinaria.example>\r\n"
+        b"Date: Tue, 05 Mar 2024 10:00:00 +0100\r\n\r\nBuongiorno.\r\n"
+    )
     with smtplib.SMTP(pec_network.mx_host, pec_network.mx_port, timeout=10) as smtp:
         assert smtp.sendmail("mario.rossi@posta-ordinaria.example", [mittente.address], raw) == {}
         with pytest.raises(smtplib.SMTPRecipientsRefused):
@@ -480,6 +571,7 @@ def test_ordinary_mail_through_the_mx_becomes_anomalia(dovecot, pec_network, cop
 
 
 # --- quotas ---------------------------------------------------------------------------------------------
+
 
 def test_quota_451_then_the_window_opens(dovecot, pec_network):
     alfa = pec_network.add_provider(gestore("Alfa"), quota=Quota(2, 60))
@@ -503,11 +595,16 @@ def test_quota_451_then_the_window_opens(dovecot, pec_network):
 
 def test_two_providers_with_their_own_domains_and_quotas(dovecot, pec_network):
     alfa = pec_network.add_provider(gestore("Alfa"), quota=Quota(1, 3600))
-    beta = pec_network.add_provider(gestore("Beta"), domains=(f"pec-{secrets.token_hex(3)}.beta.test",
-                                                              f"pec-{secrets.token_hex(3)}.beta-due.test"),
-                                    quota=Quota(3, 3600, rolling=False))
-    a, b1, b2 = alfa.fresh_mailbox(), beta.add_mailbox(f"uno@{beta.domains[0]}"), \
-        beta.add_mailbox(f"due@{beta.domains[1]}")
+    beta = pec_network.add_provider(
+        gestore("Beta"),
+        domains=(f"pec-{secrets.token_hex(3)}.beta.test", f"pec-{secrets.token_hex(3)}.beta-due.test"),
+        quota=Quota(3, 3600, rolling=False),
+    )
+    a, b1, b2 = (
+        alfa.fresh_mailbox(),
+        beta.add_mailbox(f"uno@{beta.domains[0]}"),
+        beta.add_mailbox(f"due@{beta.domains[1]}"),
+    )
     invia(alfa, a, originale(a.address, [b1.address, b2.address]), [b1.address, b2.address])
     with pytest.raises(smtplib.SMTPSenderRefused):
         invia(alfa, a, originale(a.address, [b1.address]), [b1.address])
@@ -516,9 +613,10 @@ def test_two_providers_with_their_own_domains_and_quotas(dovecot, pec_network):
     with pytest.raises(smtplib.SMTPSenderRefused):
         invia(beta, b1, originale(b1.address, [a.address]), [a.address])
     pec_network.wait_idle()
-    in_a = leggi(dovecot, a)   # a's own receipts and the three buste from beta, interleaved
-    assert sorted(by_kind(in_a)) == sorted([kinds.ACCETTAZIONE] + [kinds.AVVENUTA_CONSEGNA] * 2
-                                           + [kinds.POSTA_CERTIFICATA] * 3)
+    in_a = leggi(dovecot, a)  # a's own receipts and the three buste from beta, interleaved
+    assert sorted(by_kind(in_a)) == sorted(
+        [kinds.ACCETTAZIONE] + [kinds.AVVENUTA_CONSEGNA] * 2 + [kinds.POSTA_CERTIFICATA] * 3
+    )
     assert {m.provider for m in in_a if m.kind == kinds.POSTA_CERTIFICATA} == {beta.gestore.name}
     consegne = {m.delivered_to: m.provider for m in in_a if m.kind == kinds.AVVENUTA_CONSEGNA}
     assert consegne == {b1.address: beta.gestore.name, b2.address: beta.gestore.name}
@@ -538,6 +636,7 @@ def test_quota_violations_are_counted_per_window():
 
 # --- signatures -------------------------------------------------------------------------------------------
 
+
 def test_signatures_verify_with_openssl_against_the_network_ca(dovecot, pec_network, coppia, tmp_path):
     openssl = shutil.which("openssl")
     if openssl is None:
@@ -550,33 +649,69 @@ def test_signatures_verify_with_openssl_against_the_network_ca(dovecot, pec_netw
     accettazione, consegna = leggi(dovecot, mittente)
     for name, message in (("busta", busta), ("accettazione", accettazione), ("consegna", consegna)):
         path = tmp_path / f"{name}.eml"
-        path.write_bytes(message.root.raw)   # the message exactly as fetched over IMAP
-        result = subprocess.run([openssl, "smime", "-verify", "-in", str(path), "-CAfile",
-                                 str(pec_network.ca_file), "-purpose", "any", "-out", os.devnull],
-                                capture_output=True, text=True, timeout=60, check=False)
+        path.write_bytes(message.root.raw)  # the message exactly as fetched over IMAP
+        result = subprocess.run(
+            [
+                openssl,
+                "smime",
+                "-verify",
+                "-in",
+                str(path),
+                "-CAfile",
+                str(pec_network.ca_file),
+                "-purpose",
+                "any",
+                "-out",
+                os.devnull,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert result.returncode == 0, (name, result.stderr)
     tampered = tmp_path / "tampered.eml"
-    tampered.write_bytes((tmp_path / "busta.eml").read_bytes().replace(b"postacert.eml;", b"postacert.emX;", 1))
-    result = subprocess.run([openssl, "smime", "-verify", "-in", str(tampered), "-CAfile",
-                             str(pec_network.ca_file), "-purpose", "any", "-out", os.devnull],
-                            capture_output=True, text=True, timeout=60, check=False)
+    tampered.write_bytes(
+        (tmp_path / "busta.eml").read_bytes().replace(b"postacert.eml;", b"postacert.emX;", 1)
+    )
+    result = subprocess.run(
+        [
+            openssl,
+            "smime",
+            "-verify",
+            "-in",
+            str(tampered),
+            "-CAfile",
+            str(pec_network.ca_file),
+            "-purpose",
+            "any",
+            "-out",
+            os.devnull,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode != 0
 
 
 # --- lifecycle ---------------------------------------------------------------------------------------------
+
 
 def _sockets() -> int:
     count = 0
     for fd in os.listdir("/proc/self/fd"):
         try:
             count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-        except OSError:   # the listing's own descriptor, already closed
+        except OSError:  # the listing's own descriptor, already closed
             pass
     return count
 
 
 def test_stop_leaves_no_thread_or_socket(dovecot):
     import gc
+
     gc.collect()
     threads, sockets = set(threading.enumerate()), _sockets()
     with PecNetwork(dovecot) as network:

@@ -52,9 +52,12 @@ def queue_counts(aws: LocalAws, logical_id: str) -> tuple[int, int]:
     """(visible, in flight) messages of a queue."""
     attributes = aws.client("sqs").get_queue_attributes(
         QueueUrl=aws.url(logical_id),
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-    return (int(attributes["ApproximateNumberOfMessages"]),
-            int(attributes["ApproximateNumberOfMessagesNotVisible"]))
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return (
+        int(attributes["ApproximateNumberOfMessages"]),
+        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+    )
 
 
 def send(aws: LocalAws, logical_id: str, *bodies: dict, **extra) -> list[str]:
@@ -67,6 +70,7 @@ def send(aws: LocalAws, logical_id: str, *bodies: dict, **extra) -> list[str]:
 
 # --- SQS: partial batch responses -------------------------------------------------------------------
 
+
 def test_batch_item_failures_come_back_and_the_others_do_not(app_aws, start_runner):
     runner = start_runner("Partial")
     ids = send(app_aws, "PartialQueue", *({"n": n, "fail": n in (1, 4)} for n in range(6)))
@@ -78,11 +82,11 @@ def test_batch_item_failures_come_back_and_the_others_do_not(app_aws, start_runn
     assert set(first.retained) == failing and set(first.deleted) == set(ids) - failing
     assert queue_counts(app_aws, "PartialQueue") == (0, 2)
     seen = app_aws.client("dynamodb").scan(TableName=app_aws.physical("SeenTable"))["Items"]
-    assert {item["sk"]["S"] for item in seen} == set(ids) - failing        # the handler reached moto
+    assert {item["sk"]["S"] for item in seen} == set(ids) - failing  # the handler reached moto
 
     runner.advance(29)
-    assert len(runner.invocations) == 1                                     # still invisible
-    runner.advance(1)                                                       # VisibilityTimeout: 30
+    assert len(runner.invocations) == 1  # still invisible
+    runner.advance(1)  # VisibilityTimeout: 30
     second = runner.invocations[1]
     assert set(second.message_ids) == failing
     assert {r["attributes"]["ApproximateReceiveCount"] for r in second.event["Records"]} == {"2"}
@@ -91,24 +95,48 @@ def test_batch_item_failures_come_back_and_the_others_do_not(app_aws, start_runn
 
 def test_sqs_event_has_lambdas_shape(app_aws, start_runner):
     runner = start_runner("Partial")
-    [message_id] = send(app_aws, "PartialQueue", {"n": 1}, MessageAttributes={
-        "kind": {"DataType": "String", "StringValue": "poll"},
-        "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"}})
+    [message_id] = send(
+        app_aws,
+        "PartialQueue",
+        {"n": 1},
+        MessageAttributes={
+            "kind": {"DataType": "String", "StringValue": "poll"},
+            "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"},
+        },
+    )
     runner.run_until_idle()
     [record] = runner.invocations[0].event["Records"]
-    assert list(record) == ["messageId", "receiptHandle", "body", "attributes", "messageAttributes",
-                            "md5OfMessageAttributes", "md5OfBody", "eventSource", "eventSourceARN", "awsRegion"]
+    assert list(record) == [
+        "messageId",
+        "receiptHandle",
+        "body",
+        "attributes",
+        "messageAttributes",
+        "md5OfMessageAttributes",
+        "md5OfBody",
+        "eventSource",
+        "eventSourceARN",
+        "awsRegion",
+    ]
     assert record["messageId"] == message_id
     assert record["body"] == '{"n": 1}' and record["md5OfBody"] == hashlib.md5(b'{"n": 1}').hexdigest()
     assert (record["eventSource"], record["eventSourceARN"], record["awsRegion"]) == (
-        "aws:sqs", app_aws.arn("PartialQueue"), "eu-south-1")
-    assert list(record["attributes"]) == ["ApproximateReceiveCount", "SentTimestamp", "SenderId",
-                                          "ApproximateFirstReceiveTimestamp"]
+        "aws:sqs",
+        app_aws.arn("PartialQueue"),
+        "eu-south-1",
+    )
+    assert list(record["attributes"]) == [
+        "ApproximateReceiveCount",
+        "SentTimestamp",
+        "SenderId",
+        "ApproximateFirstReceiveTimestamp",
+    ]
     assert record["attributes"]["ApproximateReceiveCount"] == "1"
     assert record["attributes"]["ApproximateFirstReceiveTimestamp"] == str(int(runner.clock.now() * 1000))
     assert record["messageAttributes"] == {
         "kind": {"stringValue": "poll", "stringListValues": [], "binaryListValues": [], "dataType": "String"},
-        "blob": {"binaryValue": "AAE=", "stringListValues": [], "binaryListValues": [], "dataType": "Binary"}}
+        "blob": {"binaryValue": "AAE=", "stringListValues": [], "binaryListValues": [], "dataType": "Binary"},
+    }
 
 
 def test_a_partial_response_is_ignored_without_report_batch_item_failures(app_aws, start_runner):
@@ -121,14 +149,17 @@ def test_a_partial_response_is_ignored_without_report_batch_item_failures(app_aw
     assert queue_counts(app_aws, "IgnoredQueue") == (0, 0)
 
 
-@pytest.mark.parametrize("response, problem", [
-    ({"batchItemFailures": [{"itemIdentifier": "not-in-the-batch"}]}, "not a message of the batch"),
-    ({"batchItemFailures": [{"itemIdentifier": ""}]}, "null or empty"),
-    ({"batchItemFailures": [{"itemIdentifier": None}]}, "null or empty"),
-    ({"batchItemFailures": [{"id": "x"}]}, "has no itemIdentifier"),
-    ({"batchItemFailures": "all"}, "not a list"),
-    ("done", "not a batch response"),
-])
+@pytest.mark.parametrize(
+    "response, problem",
+    [
+        ({"batchItemFailures": [{"itemIdentifier": "not-in-the-batch"}]}, "not a message of the batch"),
+        ({"batchItemFailures": [{"itemIdentifier": ""}]}, "null or empty"),
+        ({"batchItemFailures": [{"itemIdentifier": None}]}, "null or empty"),
+        ({"batchItemFailures": [{"id": "x"}]}, "has no itemIdentifier"),
+        ({"batchItemFailures": "all"}, "not a list"),
+        ("done", "not a batch response"),
+    ],
+)
 def test_a_malformed_batch_response_fails_the_whole_batch(app_aws, start_runner, response, problem):
     runner = start_runner("Strict")
     ids = send(app_aws, "StrictQueue", {"respond": response}, {"other": 1})
@@ -150,6 +181,7 @@ def test_an_empty_batch_response_is_a_success(app_aws, start_runner, response):
 
 # --- SQS: a raising handler, redelivery and the dead-letter queue --------------------------------------
 
+
 def test_a_raising_handler_gets_the_whole_batch_again_then_the_dlq_has_it(app_aws, start_runner):
     runner = start_runner("Crashing")
     ids = send(app_aws, "WorkQueue", *({"n": n} for n in range(5)))
@@ -163,8 +195,8 @@ def test_a_raising_handler_gets_the_whole_batch_again_then_the_dlq_has_it(app_aw
     assert len(runner.invocations) == 1
     runner.advance(0.1)
     assert len(runner.invocations) == 2 and set(runner.invocations[1].message_ids) == set(ids)
-    runner.advance(30)                              # third receive: maxReceiveCount is 3
-    runner.advance(300)                             # the fourth would-be receive moves them to the DLQ
+    runner.advance(30)  # third receive: maxReceiveCount is 3
+    runner.advance(300)  # the fourth would-be receive moves them to the DLQ
     assert len(runner.invocations) == 3
     assert all(i.error for i in runner.invocations)
     assert queue_counts(app_aws, "WorkQueue") == (0, 0)
@@ -172,6 +204,7 @@ def test_a_raising_handler_gets_the_whole_batch_again_then_the_dlq_has_it(app_aw
 
 
 # --- SQS: concurrency and FIFO order -------------------------------------------------------------------
+
 
 def max_overlap(invocations) -> int:
     edges = sorted([(i.wall_started, 1) for i in invocations] + [(i.wall_ended, -1) for i in invocations])
@@ -183,39 +216,49 @@ def max_overlap(invocations) -> int:
 
 
 def test_maximum_concurrency_is_never_exceeded(app_aws, start_runner):
-    runner = start_runner("Load")                    # BatchSize 1, MaximumConcurrency 2, 20 ms each
+    runner = start_runner("Load")  # BatchSize 1, MaximumConcurrency 2, 20 ms each
     sqs = app_aws.client("sqs")
     for start in range(0, 40, 10):
-        sqs.send_message_batch(QueueUrl=app_aws.url("LoadQueue"), Entries=[
-            {"Id": str(n), "MessageBody": json.dumps({"n": start + n})} for n in range(10)])
+        sqs.send_message_batch(
+            QueueUrl=app_aws.url("LoadQueue"),
+            Entries=[{"Id": str(n), "MessageBody": json.dumps({"n": start + n})} for n in range(10)],
+        )
     started = time.monotonic()
     runner.run_until_idle()
     invocations = runner.invocations
     assert len(invocations) == 40 and all(i.ok for i in invocations)
-    assert max_overlap(invocations) == 2            # the limit, and reached
+    assert max_overlap(invocations) == 2  # the limit, and reached
     assert time.monotonic() - started < 5
     assert queue_counts(app_aws, "LoadQueue") == (0, 0)
 
 
 def test_fifo_order_holds_per_message_group(app_aws, start_runner):
-    runner = start_runner("Ordered")                 # BatchSize 3, MaximumConcurrency 5
+    runner = start_runner("Ordered")  # BatchSize 3, MaximumConcurrency 5
     sqs = app_aws.client("sqs")
     groups = ["alpha", "beta", "gamma", "delta"]
     for n in range(8):
         for group in groups:
             body = {"group": group, "n": n, "fail_once": group == "beta" and n == 4}
-            sqs.send_message(QueueUrl=app_aws.url("JobsQueue"), MessageBody=json.dumps(body),
-                             MessageGroupId=group)
+            sqs.send_message(
+                QueueUrl=app_aws.url("JobsQueue"), MessageBody=json.dumps(body), MessageGroupId=group
+            )
     runner.run_until_idle()
-    runner.advance(31)                               # the failed batch comes back after 30 s
+    runner.advance(31)  # the failed batch comes back after 30 s
     done = sorted((i for i in runner.invocations if i.ok), key=lambda i: i.wall_started)
     for group in groups:
-        sequence = [json.loads(r["body"])["n"] for i in done for r in i.event["Records"]
-                    if json.loads(r["body"])["group"] == group]
+        sequence = [
+            json.loads(r["body"])["n"]
+            for i in done
+            for r in i.event["Records"]
+            if json.loads(r["body"])["group"] == group
+        ]
         assert sequence == list(range(8)), group
-        of_group = [i for i in runner.invocations
-                    if any(json.loads(r["body"])["group"] == group for r in i.event["Records"])]
-        assert max_overlap(of_group) == 1, group   # one batch of a group at a time
+        of_group = [
+            i
+            for i in runner.invocations
+            if any(json.loads(r["body"])["group"] == group for r in i.event["Records"])
+        ]
+        assert max_overlap(of_group) == 1, group  # one batch of a group at a time
     failed = [i for i in runner.invocations if not i.ok]
     assert len(failed) == 1 and "transient failure" in failed[0].error
     record = done[0].event["Records"][0]
@@ -224,13 +267,15 @@ def test_fifo_order_holds_per_message_group(app_aws, start_runner):
 
 
 def test_batching_window_waits_on_the_clock_for_a_full_batch(app_aws, start_runner):
-    runner = start_runner("Windowed")                # BatchSize 50, MaximumBatchingWindowInSeconds 20
+    runner = start_runner("Windowed")  # BatchSize 50, MaximumBatchingWindowInSeconds 20
     sqs = app_aws.client("sqs")
     for start in range(0, 60, 10):
-        sqs.send_message_batch(QueueUrl=app_aws.url("WindowQueue"), Entries=[
-            {"Id": str(n), "MessageBody": json.dumps({"n": start + n})} for n in range(10)])
+        sqs.send_message_batch(
+            QueueUrl=app_aws.url("WindowQueue"),
+            Entries=[{"Id": str(n), "MessageBody": json.dumps({"n": start + n})} for n in range(10)],
+        )
     runner.run_until_idle()
-    assert [len(i.event["Records"]) for i in runner.invocations] == [50]     # full: at once
+    assert [len(i.event["Records"]) for i in runner.invocations] == [50]  # full: at once
     runner.advance(19)
     assert len(runner.invocations) == 1
     runner.advance(1)
@@ -239,24 +284,26 @@ def test_batching_window_waits_on_the_clock_for_a_full_batch(app_aws, start_runn
 
 # --- the clock drives visibility -----------------------------------------------------------------------
 
+
 def test_a_visibility_delay_set_by_the_handler_passes_on_the_virtual_clock(app_aws, start_runner):
-    runner = start_runner("Throttled")               # puts every job back for 20 minutes, once
+    runner = start_runner("Throttled")  # puts every job back for 20 minutes, once
     ids = send(app_aws, "ThrottleQueue", {"job": 1}, {"job": 2}, {"job": 3})
     started = time.monotonic()
     runner.run_until_idle()
     assert set(runner.invocations[0].retained) == set(ids)
     runner.advance(1199)
-    assert len(runner.invocations) == 1              # a 30 s timeout would have brought them back
+    assert len(runner.invocations) == 1  # a 30 s timeout would have brought them back
     runner.advance(1)
     assert set(runner.invocations[1].deleted) == set(ids)
     assert queue_counts(app_aws, "ThrottleQueue") == (0, 0)
-    assert time.monotonic() - started < 3           # 20 virtual minutes, no real waiting
+    assert time.monotonic() - started < 3  # 20 virtual minutes, no real waiting
 
 
 # --- S3 -------------------------------------------------------------------------------------------------
 
+
 def test_s3_put_invokes_the_handler_once_with_real_s3s_event(app_aws, start_runner):
-    runner = start_runner("Uploads")                 # prefix campaigns/, suffix .csv
+    runner = start_runner("Uploads")  # prefix campaigns/, suffix .csv
     s3, bucket = app_aws.client("s3"), app_aws.physical("UploadBucket")
     key = "campaigns/acme 2026/list one.csv"
     put = s3.put_object(Bucket=bucket, Key=key, Body=b"address\na@pec.example\n")
@@ -267,15 +314,21 @@ def test_s3_put_invokes_the_handler_once_with_real_s3s_event(app_aws, start_runn
     [invocation] = runner.invocations
     assert invocation.kind == "s3" and invocation.ok
     [record] = invocation.event["Records"]
-    assert record["s3"]["object"]["key"] == "campaigns/acme+2026/list+one.csv"    # '+' for space, '/' kept
+    assert record["s3"]["object"]["key"] == "campaigns/acme+2026/list+one.csv"  # '+' for space, '/' kept
     assert unquote_plus(record["s3"]["object"]["key"]) == key
     assert invocation.result == ["campaigns/acme+2026/list+one.csv"]
     assert (record["eventVersion"], record["eventSource"], record["awsRegion"], record["eventName"]) == (
-        "2.1", "aws:s3", "eu-south-1", "ObjectCreated:Put")
+        "2.1",
+        "aws:s3",
+        "eu-south-1",
+        "ObjectCreated:Put",
+    )
     assert record["s3"]["bucket"]["name"] == bucket
     assert record["s3"]["bucket"]["arn"] == f"arn:aws:s3:::{bucket}"
     obj = record["s3"]["object"]
-    assert obj["size"] == 22 and obj["eTag"] == put["ETag"].strip('"') and obj["versionId"] == put["VersionId"]
+    assert (
+        obj["size"] == 22 and obj["eTag"] == put["ETag"].strip('"') and obj["versionId"] == put["VersionId"]
+    )
     assert obj["sequencer"]
     assert record["eventTime"].endswith("Z")
     # the template's own notification of the same bucket still works beside the runner's
@@ -299,6 +352,7 @@ def test_a_failed_s3_invocation_is_retried_twice_as_async_invocations_are(app_aw
 
 # --- schedules --------------------------------------------------------------------------------------------
 
+
 def test_schedules_over_a_virtual_day(start_runner):
     runner = start_runner("Ticker", clock=VirtualClock(MONDAY))
     started = time.monotonic()
@@ -308,19 +362,34 @@ def test_schedules_over_a_virtual_day(start_runner):
     assert len(ticks) == 288
     assert [i.started for i in ticks] == [MONDAY.timestamp() + 300 * n for n in range(1, 289)]
     event = ticks[0].event
-    assert set(event) == {"version", "id", "detail-type", "source", "account", "time", "region", "resources",
-                          "detail"}
+    assert set(event) == {
+        "version",
+        "id",
+        "detail-type",
+        "source",
+        "account",
+        "time",
+        "region",
+        "resources",
+        "detail",
+    }
     assert (event["detail-type"], event["source"], event["time"], event["detail"]) == (
-        "Scheduled Event", "aws.events", "2026-11-23T00:05:00Z", {})
-    assert event["resources"] == ["arn:aws:events:eu-south-1:123456789012:rule/runner-test-TickerEvery5Minutes"]
+        "Scheduled Event",
+        "aws.events",
+        "2026-11-23T00:05:00Z",
+        {},
+    )
+    assert event["resources"] == [
+        "arn:aws:events:eu-south-1:123456789012:rule/runner-test-TickerEvery5Minutes"
+    ]
     [digest] = runner.invocations_of("Ticker", "WeekdayDigest")
-    assert digest.event == {"job": "digest"}                      # its Input
-    assert digest.started == datetime(2026, 11, 23, 8, 0, tzinfo=UTC).timestamp()   # 09:00 in Rome
+    assert digest.event == {"job": "digest"}  # its Input
+    assert digest.started == datetime(2026, 11, 23, 8, 0, tzinfo=UTC).timestamp()  # 09:00 in Rome
     assert runner.invocations_of("Ticker", "Paused") == []
     assert "Paused" in runner.functions["Ticker"].not_driven
 
-    context = ticks[0].result                        # what the fake Lambda context said
-    assert context["remaining_ms"] == 30_000                       # Timeout: 30, on a frozen clock
+    context = ticks[0].result  # what the fake Lambda context said
+    assert context["remaining_ms"] == 30_000  # Timeout: 30, on a frozen clock
     assert context["function_name"] == "runner-test-Ticker"
     assert context["memory_limit_in_mb"] == "256"
     assert context["invoked_function_arn"] == app_arn("runner-test-Ticker")
@@ -353,10 +422,9 @@ def test_cron_expressions_follow_eventbridge():
     assert len(fires("cron(0 9 ? * MON-FRI *)", 7, "Europe/Rome")) == 5
     assert len(fires("cron(*/15 * * * ? *)", 1)) == 96
     assert [t.day for t in fires("cron(0 0 L * ? *)", 70)] == [30, 31, 31]
-    assert [t.date().isoformat() for t in fires("cron(30 6 ? * 2#1 *)", 70)] == [
-        "2026-12-07", "2027-01-04"]
+    assert [t.date().isoformat() for t in fires("cron(30 6 ? * 2#1 *)", 70)] == ["2026-12-07", "2027-01-04"]
     assert fires("rate(1 day)", 3)[0] == MONDAY + timedelta(days=1)
-    march = datetime(2027, 3, 27, tzinfo=UTC).timestamp()            # Rome moves to summer time
+    march = datetime(2027, 3, 27, tzinfo=UTC).timestamp()  # Rome moves to summer time
     source = ScheduleSource("F", "E", "ScheduleV2", "cron(0 9 * * ? *)", None, "arn", "Europe/Rome")
     first = _expression(source).next_after(march, anchor=march)
     second = _expression(source).next_after(first, anchor=march)
@@ -364,6 +432,7 @@ def test_cron_expressions_follow_eventbridge():
 
 
 # --- environment, validation, leftovers ------------------------------------------------------------------
+
 
 def test_the_functions_environment_is_installed_for_the_runners_life(app_aws, start_runner):
     before = dict(os.environ)
@@ -374,7 +443,8 @@ def test_the_functions_environment_is_installed_for_the_runners_life(app_aws, st
     assert os.environ["AWS_ENDPOINT_URL"] == app_aws.endpoint_url
     assert os.environ["PECFLOW_CLOCK"] == "local.clock:now"
     from pecflow.domain import clock as pecflow_clock
-    assert pecflow_clock.timestamp() == runner.clock.now()           # pecflow reads the runner's clock
+
+    assert pecflow_clock.timestamp() == runner.clock.now()  # pecflow reads the runner's clock
     runner.stop()
     assert dict(os.environ) == before
 
@@ -420,7 +490,9 @@ def test_what_aws_would_refuse_fails_at_start(tmp_path):
         clock = VirtualClock()
         with pytest.raises(TemplateError, match=r"MODE: One='one' but Two='two'"):
             EventRunner(template, aws, clock, functions=["One", "Two"])
-        with pytest.raises(TemplateError, match="visibility timeout 30s is less than the function timeout 60s"):
+        with pytest.raises(
+            TemplateError, match="visibility timeout 30s is less than the function timeout 60s"
+        ):
             EventRunner(template, aws, clock, functions=["TooShort"])
         with pytest.raises(TemplateError, match="MaximumConcurrency must be 2..1000"):
             EventRunner(template, aws, clock, functions=["OnlyOne"])

@@ -15,13 +15,19 @@ from pecflow.domain.mailbox import MailboxConfig
 
 @pytest.fixture
 def provider(pec_network):
-    return pec_network.add_provider(builder.Gestore("Epsilon PEC S.p.A.", f"pec-{secrets.token_hex(3)}.eps.test"),
-                                    quota=Quota(2, 3600))
+    return pec_network.add_provider(
+        builder.Gestore("Epsilon PEC S.p.A.", f"pec-{secrets.token_hex(3)}.eps.test"), quota=Quota(2, 3600)
+    )
 
 
 def config(provider, account, dovecot):
-    return MailboxConfig(account.address, "127.0.0.1", smtp_host=provider.host, smtp_port=provider.port,
-                         ca_bundle=dovecot.ca.pem.decode())
+    return MailboxConfig(
+        account.address,
+        "127.0.0.1",
+        smtp_host=provider.host,
+        smtp_port=provider.port,
+        ca_bundle=dovecot.ca.pem.decode(),
+    )
 
 
 def message(sender, to):
@@ -32,7 +38,10 @@ def test_accepted_refused_quota_and_lost(pec_network, provider, dovecot):
     sender, to = provider.fresh_mailbox("mittente"), provider.fresh_mailbox("dest")
     smtp = SmtpSubmitter.open(config(provider, sender, dovecot), sender.password)
     try:
-        assert smtp.submit(message(sender.address, to.address), sender.address, [to.address]).status == "accepted"
+        assert (
+            smtp.submit(message(sender.address, to.address), sender.address, [to.address]).status
+            == "accepted"
+        )
         pec_network.script(to.address, SMTP_REJECT, times=1)
         refused = smtp.submit(message(sender.address, to.address), sender.address, [to.address])
         assert (refused.status, refused.code) == ("permanent", 550)
@@ -42,10 +51,12 @@ def test_accepted_refused_quota_and_lost(pec_network, provider, dovecot):
     finally:
         smtp.close()
     pec_network.wait_idle()
-    delivered = [d for d in pec_network.deliveries if d.mailbox == to.address and d.kind == "posta-certificata"]
+    delivered = [
+        d for d in pec_network.deliveries if d.mailbox == to.address and d.kind == "posta-certificata"
+    ]
     assert len(delivered) == 2, "the lost one went out once"
     smtp = SmtpSubmitter.open(config(provider, sender, dovecot), sender.password)
-    try:   # 2 per hour (the refused one never reached DATA): the quota is used up
+    try:  # 2 per hour (the refused one never reached DATA): the quota is used up
         over = smtp.submit(message(sender.address, to.address), sender.address, [to.address])
         assert (over.status, over.code) == ("temporary", 451)
     finally:

@@ -26,12 +26,15 @@ def aws(monkeypatch):
 def wiring(aws):
     """An ingestor on moto's tables and bucket."""
     from pecflow.adapters.archive import Archive
-    from pecflow.services.receive import Ingestor
     from pecflow.adapters.dynamodb import MailboxStore, MessageStore, OutgoingStore
+    from pecflow.services.receive import Ingestor
 
     ddb = aws.resource("dynamodb")
     return Ingestor(
         archive=Archive(aws.physical("ArchiveBucket"), aws.client("s3")),
         messages=MessageStore(aws.physical("MessagesTable"), ddb),
         mailboxes=MailboxStore(aws.physical("MailboxesTable"), ddb),
-        outgoing=OutgoingStore(aws.physical("OutgoingTable"), ddb, campaigns_table=aws.physical("CampaignsTable")))
+        outgoing=OutgoingStore(
+            aws.physical("OutgoingTable"), ddb, campaigns_table=aws.physical("CampaignsTable")
+        ),
+    )

@@ -10,12 +10,16 @@ import threading
 
 import pytest
 
-from pecflow.services.fanout import CampaignPackage, fan_out
-from pecflow.domain.reconcile import CLAIM, SMTP_ACCEPTED, Job, State
 from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore, OutgoingStore
+from pecflow.domain.reconcile import CLAIM, SMTP_ACCEPTED, Job, State
+from pecflow.services.fanout import CampaignPackage, fan_out
 
-MANIFEST = {"mailbox": "ufficio@pec.azienda.test", "subject": "Avviso – {{ nome }}",
-            "body_text": "Gentile {{ nome }}.\n", "receipt_type": "breve"}
+MANIFEST = {
+    "mailbox": "ufficio@pec.azienda.test",
+    "subject": "Avviso – {{ nome }}",
+    "body_text": "Gentile {{ nome }}.\n",
+    "receipt_type": "breve",
+}
 
 
 def csv_bytes(addresses: list[str]) -> bytes:
@@ -35,14 +39,18 @@ class Campaign:
         self.bucket = bucket or aws.physical("CampaignBucket")
         ddb = aws.resource("dynamodb")
         self.campaigns = CampaignStore(aws.physical("CampaignsTable"), ddb)
-        self.outgoing = OutgoingStore(aws.physical("OutgoingTable"), ddb, campaigns_table=aws.physical("CampaignsTable"))
+        self.outgoing = OutgoingStore(
+            aws.physical("OutgoingTable"), ddb, campaigns_table=aws.physical("CampaignsTable")
+        )
         self.queued: list[str] = []
         self.lock = threading.Lock()
         self.put("recipients.csv", csv_bytes(addresses))
         self.manifest_version = self.put("manifest.json", json.dumps(MANIFEST).encode())
 
     def put(self, name: str, body: bytes) -> str | None:
-        return self.s3.put_object(Bucket=self.bucket, Key=f"campaigns/{self.id}/{name}", Body=body).get("VersionId")
+        return self.s3.put_object(Bucket=self.bucket, Key=f"campaigns/{self.id}/{name}", Body=body).get(
+            "VersionId"
+        )
 
     def send_batch(self, entries: list[dict]) -> dict:
         with self.lock:
@@ -57,10 +65,17 @@ class Campaign:
         if own_stores:
             ddb = self.aws.resource("dynamodb")
             campaigns = CampaignStore(self.aws.physical("CampaignsTable"), ddb)
-            outgoing = OutgoingStore(self.aws.physical("OutgoingTable"), ddb,
-                                     campaigns_table=self.aws.physical("CampaignsTable"))
-        return fan_out(self.id, package=CampaignPackage(self.s3, self.bucket, self.id), campaigns=campaigns,
-                       outgoing=outgoing, send_batch=self.send_batch, **kwargs)
+            outgoing = OutgoingStore(
+                self.aws.physical("OutgoingTable"), ddb, campaigns_table=self.aws.physical("CampaignsTable")
+            )
+        return fan_out(
+            self.id,
+            package=CampaignPackage(self.s3, self.bucket, self.id),
+            campaigns=campaigns,
+            outgoing=outgoing,
+            send_batch=self.send_batch,
+            **kwargs,
+        )
 
     def jobs(self) -> dict[str, dict]:
         return {j["recipient"]: j for j in self.outgoing.campaign_jobs(self.id)}
@@ -84,12 +99,18 @@ def test_a_retried_fan_out_never_rewrites_a_job_that_moved_on(aws, monkeypatch):
         campaign.fan_out()
     sent = campaign.jobs()[ADDRESSES[3]]
     job = Job(sent["recipient"], State.PENDING, True, campaign.id)
-    assert campaign.outgoing.try_move(sent["message_id"], job, CLAIM, also_set={"claimed_at": "2026-03-02T09:00:00Z"})
-    campaign.outgoing.apply(sent["message_id"], Job(job.address, State.SENDING, True, campaign.id), SMTP_ACCEPTED,
-                            also_set={"smtp_answer": "250 ok"})
+    assert campaign.outgoing.try_move(
+        sent["message_id"], job, CLAIM, also_set={"claimed_at": "2026-03-02T09:00:00Z"}
+    )
+    campaign.outgoing.apply(
+        sent["message_id"],
+        Job(job.address, State.SENDING, True, campaign.id),
+        SMTP_ACCEPTED,
+        also_set={"smtp_answer": "250 ok"},
+    )
     campaign.outgoing.set_identificativo(sent["message_id"], "opec-1@pec.azienda.test")
 
-    result = campaign.fan_out()     # the retry (or a duplicate S3 event)
+    result = campaign.fan_out()  # the retry (or a duplicate S3 event)
     assert result.status == CampaignStatus.SENDING and result.queued == 25
     again = campaign.jobs()[ADDRESSES[3]]
     assert again["state"] == "sent" and again["claimed_at"] == "2026-03-02T09:00:00Z"
@@ -107,8 +128,9 @@ def test_concurrent_duplicate_events_create_each_job_once(aws):
     def run():
         try:
             results.append(campaign.fan_out(own_stores=True))
-        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+        except Exception:  # noqa: BLE001 - collected for the assertion
             import traceback
+
             errors.append(traceback.format_exc())
 
     threads = [threading.Thread(target=run) for _ in range(3)]
@@ -132,8 +154,8 @@ def test_a_csv_replaced_while_queuing_changes_nothing(aws):
     # the user uploads another CSV (and manifest) under the same campaign while it is queuing
     campaign.put("recipients.csv", csv_bytes([f"mai-validato{i}@pec.gamma.test" for i in range(40)]))
     new_manifest = campaign.put("manifest.json", json.dumps({**MANIFEST, "subject": "Altro"}).encode())
-    campaign.fan_out(manifest_version=new_manifest)       # the S3 event of the new manifest
-    result = campaign.fan_out(manifest_version=None)      # the continuation
+    campaign.fan_out(manifest_version=new_manifest)  # the S3 event of the new manifest
+    result = campaign.fan_out(manifest_version=None)  # the continuation
     assert sorted(campaign.jobs()) == sorted(ADDRESSES), "exactly the validated rows"
     assert sorted(campaign.queued) == sorted(j["message_id"] for j in campaign.jobs().values()), "each once"
     assert result.status == CampaignStatus.SENDING
@@ -150,7 +172,7 @@ def test_a_new_manifest_under_a_running_campaign_starts_nothing_and_is_noted(aws
     result = campaign.fan_out(manifest_version=version)
     assert result.problems == ["already fanned out"] and campaign.queued == queued
     assert "uploaded again" in campaign.campaigns.get(campaign.id)["problems"][0]
-    campaign.fan_out()          # a duplicate event of the first manifest: nothing to note
+    campaign.fan_out()  # a duplicate event of the first manifest: nothing to note
     assert len(campaign.campaigns.get(campaign.id)["problems"]) == 1
 
 
@@ -158,13 +180,16 @@ def test_a_pinned_csv_that_is_gone_stops_the_queuing_with_the_reason(aws):
     campaign = Campaign(aws, "cancellata", ADDRESSES)
     campaign.fan_out(time_left=lambda: 0.0, margin=30)
     pin = campaign.campaigns.get(campaign.id)["files"]["recipients.csv"]
-    campaign.s3.delete_object(Bucket=campaign.bucket, Key=f"campaigns/{campaign.id}/recipients.csv",
-                              VersionId=pin["version_id"])
+    campaign.s3.delete_object(
+        Bucket=campaign.bucket, Key=f"campaigns/{campaign.id}/recipients.csv", VersionId=pin["version_id"]
+    )
     result = campaign.fan_out(manifest_version=None)
     assert result.status == CampaignStatus.SENDING and result.queued == 10
     item = campaign.campaigns.get(campaign.id)
-    assert "queuing stopped after 10 recipient(s): recipients.csv is no longer the file validated" \
+    assert (
+        "queuing stopped after 10 recipient(s): recipients.csv is no longer the file validated"
         in item["fanout_error"]
+    )
     counters = campaign.campaigns.counters(campaign.id)
     assert (counters["total"], counters["to_send"]) == (10, 10), "only what was queued is counted"
     assert len(campaign.jobs()) == 10
@@ -172,7 +197,9 @@ def test_a_pinned_csv_that_is_gone_stops_the_queuing_with_the_reason(aws):
 
 def test_without_versions_the_etag_pins_the_files(aws):
     s3 = aws.client("s3")
-    s3.create_bucket(Bucket="pecflow-senza-versioni", CreateBucketConfiguration={"LocationConstraint": aws.region})
+    s3.create_bucket(
+        Bucket="pecflow-senza-versioni", CreateBucketConfiguration={"LocationConstraint": aws.region}
+    )
     campaign = Campaign(aws, "etag", ADDRESSES, bucket="pecflow-senza-versioni")
     assert campaign.manifest_version is None
     campaign.fan_out(time_left=lambda: 0.0, margin=30)
@@ -185,12 +212,18 @@ def test_without_versions_the_etag_pins_the_files(aws):
 def test_a_manifest_without_its_csv_is_invalid_with_the_reason(aws):
     s3 = aws.client("s3")
     bucket = aws.physical("CampaignBucket")
-    version = s3.put_object(Bucket=bucket, Key="campaigns/senza-csv/manifest.json",
-                            Body=json.dumps(MANIFEST).encode())["VersionId"]
+    version = s3.put_object(
+        Bucket=bucket, Key="campaigns/senza-csv/manifest.json", Body=json.dumps(MANIFEST).encode()
+    )["VersionId"]
     ddb = aws.resource("dynamodb")
     campaigns = CampaignStore(aws.physical("CampaignsTable"), ddb)
-    result = fan_out("senza-csv", package=CampaignPackage(s3, bucket, "senza-csv"), campaigns=campaigns,
-                     outgoing=OutgoingStore(aws.physical("OutgoingTable"), ddb), send_batch=lambda e: {},
-                     manifest_version=version)
+    result = fan_out(
+        "senza-csv",
+        package=CampaignPackage(s3, bucket, "senza-csv"),
+        campaigns=campaigns,
+        outgoing=OutgoingStore(aws.physical("OutgoingTable"), ddb),
+        send_batch=lambda e: {},
+        manifest_version=version,
+    )
     assert result.status == CampaignStatus.INVALID
     assert "recipients.csv is missing" in campaigns.get("senza-csv")["invalid_reason"]

@@ -9,14 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from local.pecbuild import builder
-from pecflow.pec import kinds
-from pecflow.adapters.archive import Archive
-from pecflow.pec.daticert import Destinatario
-from pecflow.services.receive import Faults, Ingestor
 from pecflow.adapters.mail import ImapSession, MailboxUnavailable
 from pecflow.domain.mailbox import MailboxConfig, Saturation, SaturationPolicy
+from pecflow.pec import kinds
+from pecflow.pec.daticert import Destinatario
 from pecflow.services.polling import PollRequest, handle_poll
-from pecflow.adapters.dynamodb import MailboxStore, MessageStore, OutgoingStore
+from pecflow.services.receive import Faults
 
 WHEN = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
@@ -44,18 +42,33 @@ def our_traffic(ingestor, address: str, n: int) -> list[bytes]:
     for i in range(n):
         to = [f"cliente{i}@pec.cliente.test"]
         msgid = f"<m{i}@pec.azienda.test>"
-        original = builder.messaggio_originale(mittente=address, destinatari=to, oggetto=f"Pratica {i}", testo="x",
-                                               message_id=msgid, data=WHEN)
+        original = builder.messaggio_originale(
+            mittente=address, destinatari=to, oggetto=f"Pratica {i}", testo="x", message_id=msgid, data=WHEN
+        )
         ingestor.outgoing.register(msgid, mailbox=address, recipients=to)
-        kw = dict(gestore=builder.SIMULATO, identificativo=f"opec{i}.1@pec.simulato.test",
-                  destinatari=[Destinatario(to[0])])
+        kw = dict(
+            gestore=builder.SIMULATO,
+            identificativo=f"opec{i}.1@pec.simulato.test",
+            destinatari=[Destinatario(to[0])],
+        )
         raws.append(builder.ricevuta(kinds.ACCETTAZIONE, original, data=WHEN + timedelta(seconds=1), **kw))
         if i % 4 == 3:
-            raws.append(builder.ricevuta(kinds.ERRORE_CONSEGNA, original, consegna=to[0], errore="no-dest",
-                                         data=WHEN + timedelta(seconds=2), **kw))
+            raws.append(
+                builder.ricevuta(
+                    kinds.ERRORE_CONSEGNA,
+                    original,
+                    consegna=to[0],
+                    errore="no-dest",
+                    data=WHEN + timedelta(seconds=2),
+                    **kw,
+                )
+            )
         else:
-            raws.append(builder.ricevuta(kinds.AVVENUTA_CONSEGNA, original, consegna=to[0],
-                                         data=WHEN + timedelta(seconds=2), **kw))
+            raws.append(
+                builder.ricevuta(
+                    kinds.AVVENUTA_CONSEGNA, original, consegna=to[0], data=WHEN + timedelta(seconds=2), **kw
+                )
+            )
     return raws
 
 
@@ -126,10 +139,11 @@ def test_uidvalidity_change_resyncs_without_duplicates(dovecot, wiring):
     fill(dovecot, account, raws, folder="Ricevute")
     config = config_for(dovecot, account, folders=("Ricevute",))
     poll(dovecot, account, wiring, config)
-    with dovecot.connect(account.address) as client:       # the provider rebuilds the folder
+    with dovecot.connect(account.address) as client:  # the provider rebuilds the folder
         client.delete_folder("Ricevute")
-    newcomer = builder.messaggio_originale(mittente="a@pec.test", destinatari=[account.address], oggetto="nuovo",
-                                           testo="x", data=WHEN)
+    newcomer = builder.messaggio_originale(
+        mittente="a@pec.test", destinatari=[account.address], oggetto="nuovo", testo="x", data=WHEN
+    )
     fill(dovecot, account, raws + [newcomer], folder="Ricevute")
     result = poll(dovecot, account, wiring, config)
     assert result.resynced == ["Ricevute"]
@@ -156,8 +170,15 @@ def test_handle_poll_records_bad_credentials_and_moves_on(dovecot, wiring):
     for account in (good, bad):
         wiring.mailboxes.put(config_for(dovecot, account))
     passwords = {good.address: good.password, bad.address: "wrong"}
-    outcomes = [handle_poll(PollRequest(a.address, "t"), mailboxes=wiring.mailboxes, ingestor=wiring,
-                            password_of=lambda c, refresh=False: passwords[c.address]) for a in (bad, good)]
+    outcomes = [
+        handle_poll(
+            PollRequest(a.address, "t"),
+            mailboxes=wiring.mailboxes,
+            ingestor=wiring,
+            password_of=lambda c, refresh=False: passwords[c.address],
+        )
+        for a in (bad, good)
+    ]
     assert (outcomes[0].ok, outcomes[0].error_kind) == (False, "auth")
     assert outcomes[1].ok and outcomes[1].result.fetched == 3
     status = wiring.mailboxes.status(bad.address)
@@ -165,7 +186,9 @@ def test_handle_poll_records_bad_credentials_and_moves_on(dovecot, wiring):
     assert "wrong" not in str(status), "no secret in the mailbox record"
 
 
-@pytest.mark.parametrize("host,port,kind", [("127.0.0.1", 1, "unreachable"), ("localhost.invalid", 993, "unreachable")])
+@pytest.mark.parametrize(
+    "host,port,kind", [("127.0.0.1", 1, "unreachable"), ("localhost.invalid", 993, "unreachable")]
+)
 def test_unreachable_hosts_are_a_clear_error(dovecot, host, port, kind):
     config = MailboxConfig("x@pec.test", host, port)
     with pytest.raises(MailboxUnavailable) as error:
@@ -174,7 +197,7 @@ def test_unreachable_hosts_are_a_clear_error(dovecot, host, port, kind):
 
 
 def test_tls_errors_are_a_clear_error(dovecot):
-    config = MailboxConfig("x@pec.test", dovecot.host, dovecot.port)   # our private CA is not trusted
+    config = MailboxConfig("x@pec.test", dovecot.host, dovecot.port)  # our private CA is not trusted
     with pytest.raises(MailboxUnavailable) as error:
         ImapSession.open(config, "pw", timeout=5)
     assert error.value.kind == "tls" and "certificate" in str(error.value).lower()
@@ -205,15 +228,19 @@ def test_old_archived_messages_move_to_the_archive_folder(dovecot, wiring):
 
 def test_nothing_leaves_the_provider_unless_its_archive_copy_verifies(dovecot, wiring, aws):
     account, config, raws = _saturated(dovecot, wiring, SaturationPolicy(Saturation.NEVER))
-    poll(dovecot, account, wiring, config)                         # archived and recorded, nothing removed
+    poll(dovecot, account, wiring, config)  # archived and recorded, nothing removed
     assert _inbox(dovecot, account) == 10
     s3 = aws.client("s3")
     bucket = aws.physical("ArchiveBucket")
     records = {r["uid"]: r for r in wiring.messages.query(account.address, limit=100)}
     missing, tampered = records[1], records[2]
-    s3.delete_object(Bucket=bucket, Key=missing["s3_key"])        # a delete marker: the object is gone
-    s3.put_object(Bucket=bucket, Key=tampered["s3_key"], Body=b"something else",  # a new version, other bytes
-                  ChecksumAlgorithm="SHA256")
+    s3.delete_object(Bucket=bucket, Key=missing["s3_key"])  # a delete marker: the object is gone
+    s3.put_object(
+        Bucket=bucket,
+        Key=tampered["s3_key"],
+        Body=b"something else",  # a new version, other bytes
+        ChecksumAlgorithm="SHA256",
+    )
     policy = SaturationPolicy(Saturation.AFTER_DAYS, days=30, expunge=True)
     result = poll(dovecot, account, wiring, config_for(dovecot, account, saturation=policy))
     assert result.expunged == 4
@@ -225,10 +252,18 @@ def test_nothing_leaves_the_provider_unless_its_archive_copy_verifies(dovecot, w
 
 def test_above_quota_expunges_oldest_first_until_below_the_line(dovecot, wiring):
     account = dovecot.fresh_user(quota="400K")
-    blob = bytes(range(256)) * 100   # 25.6 KB, about 35 KB in base64
-    raws = [builder.messaggio_originale(mittente="a@pec.test", destinatari=[account.address], oggetto=f"n. {i}",
-                                        testo="x", allegati=[(f"doc{i}.pdf", "application/pdf", blob)],
-                                        data=WHEN + timedelta(minutes=i)) for i in range(8)]
+    blob = bytes(range(256)) * 100  # 25.6 KB, about 35 KB in base64
+    raws = [
+        builder.messaggio_originale(
+            mittente="a@pec.test",
+            destinatari=[account.address],
+            oggetto=f"n. {i}",
+            testo="x",
+            allegati=[(f"doc{i}.pdf", "application/pdf", blob)],
+            data=WHEN + timedelta(minutes=i),
+        )
+        for i in range(8)
+    ]
     for i, raw in enumerate(raws):
         dovecot.append(account.address, raw, when=WHEN + timedelta(minutes=i))
     policy = SaturationPolicy(Saturation.ABOVE_QUOTA, percent=40, expunge=True)

@@ -16,8 +16,8 @@ from botocore.exceptions import ClientError
 
 from local.pecbuild import builder
 from pecflow.pec import kinds, message
-from pecflow.services.receive import MAX_ATTEMPTS, build_record
 from pecflow.services.polling import PollRequest, handle_poll
+from pecflow.services.receive import MAX_ATTEMPTS, build_record
 from tests.integration.test_ingest import config_for, fill, our_traffic, poll
 
 WHEN = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -27,16 +27,28 @@ GESTORE = builder.Gestore("Alfa PEC S.p.A.", "pec.alfa.test")
 def long_names_anomalia(to: str) -> bytes:
     """An ordinary e-mail with 100 attachments named with 4,500 characters each, as the provider
     delivers it: inside a busta di anomalia. Its full record is over DynamoDB's 400 KB."""
-    files = [(f"{i:03d}-" + "nome-lunghissimo-" * 264 + ".pdf", "application/pdf", b"%PDF-1.4 x\n%%EOF\n")
-             for i in range(100)]
-    ordinary = builder.messaggio_originale(mittente="chiunque@example.com", destinatari=[to], oggetto="Cento allegati",
-                                           testo="x", allegati=files, data=WHEN)
+    files = [
+        (f"{i:03d}-" + "nome-lunghissimo-" * 264 + ".pdf", "application/pdf", b"%PDF-1.4 x\n%%EOF\n")
+        for i in range(100)
+    ]
+    ordinary = builder.messaggio_originale(
+        mittente="chiunque@example.com",
+        destinatari=[to],
+        oggetto="Cento allegati",
+        testo="x",
+        allegati=files,
+        data=WHEN,
+    )
     return builder.busta_anomalia(ordinary, gestore=GESTORE, data=WHEN, motivo="messaggio non certificato")
 
 
 def _poll_request(dovecot, wiring, account):
-    return handle_poll(PollRequest(account.address, "t"), mailboxes=wiring.mailboxes, ingestor=wiring,
-                       password_of=lambda c, refresh=False: account.password)
+    return handle_poll(
+        PollRequest(account.address, "t"),
+        mailboxes=wiring.mailboxes,
+        ingestor=wiring,
+        password_of=lambda c, refresh=False: account.password,
+    )
 
 
 @pytest.fixture
@@ -46,8 +58,9 @@ def mailbox(dovecot, wiring):
     return account
 
 
-def test_a_message_with_a_huge_record_is_recorded_bounded_and_the_mail_after_it_goes_on(dovecot, wiring, aws,
-                                                                                       mailbox):
+def test_a_message_with_a_huge_record_is_recorded_bounded_and_the_mail_after_it_goes_on(
+    dovecot, wiring, aws, mailbox
+):
     poison = long_names_anomalia(mailbox.address)
     msg = message.parse(poison)
     assert msg.kind == kinds.ANOMALIA and len(msg.attachments) == 100
@@ -59,7 +72,9 @@ def test_a_message_with_a_huge_record_is_recorded_bounded_and_the_mail_after_it_
     assert len(record["attachments"]) == 100 and all(len(a["filename"]) == 255 for a in record["attachments"])
     assert any("record fields cut to fit: attachments" in p for p in record["problems"])
     assert record["s3_key"], "the original is archived whole"
-    assert {j.state for i in range(3) for j in wiring.outgoing.jobs(f"<m{i}@pec.azienda.test>")} == {"delivered"}
+    assert {j.state for i in range(3) for j in wiring.outgoing.jobs(f"<m{i}@pec.azienda.test>")} == {
+        "delivered"
+    }
 
 
 def test_a_message_the_parser_fails_on_is_quarantined_and_the_mail_after_it_goes_on(dovecot, wiring, mailbox):
@@ -74,7 +89,11 @@ def test_a_message_the_parser_fails_on_is_quarantined_and_the_mail_after_it_goes
     wiring.classify = parser_with_a_bug
     fill(dovecot, mailbox, raws)
     outcome = _poll_request(dovecot, wiring, mailbox)
-    assert outcome.ok and len(outcome.result.quarantined) == 1 and "RecursionError" in outcome.result.quarantined[0]
+    assert (
+        outcome.ok
+        and len(outcome.result.quarantined) == 1
+        and "RecursionError" in outcome.result.quarantined[0]
+    )
     assert outcome.result.receipts_matched == 5, "every other receipt reconciled"
     quarantined = wiring.messages.query(mailbox.address, index="Quarantined")
     assert len(quarantined) == 1
@@ -114,8 +133,11 @@ def test_a_message_that_kills_the_poller_is_quarantined_after_a_few_polls(doveco
     assert wiring.messages.count(mailbox.address) == 6
     summary = wiring.messages.query(mailbox.address, index="Quarantined")[0]
     assert summary["uid"] == 4 and summary["quarantined"]["stage"] == "classify" and summary["s3_key"]
-    assert all(j.state in ("delivered", "delivery-failed") for i in (0, 2)
-               for j in wiring.outgoing.jobs(f"<m{i}@pec.azienda.test>"))
+    assert all(
+        j.state in ("delivered", "delivery-failed")
+        for i in (0, 2)
+        for j in wiring.outgoing.jobs(f"<m{i}@pec.azienda.test>")
+    )
     assert poll(dovecot, mailbox, wiring).fetched == 0
 
 
@@ -133,20 +155,28 @@ def test_a_message_that_cannot_be_archived_stays_and_the_mailbox_says_why(doveco
     store = wiring.archive.store
 
     def s3_down(raw, sha=None):
-        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "Please reduce your request rate"}},
-                          "PutObject")
+        raise ClientError(
+            {"Error": {"Code": "ServiceUnavailable", "Message": "Please reduce your request rate"}},
+            "PutObject",
+        )
 
     wiring.archive.store = s3_down
     for _ in range(MAX_ATTEMPTS + 1):
         outcome = _poll_request(dovecot, wiring, mailbox)
     assert (outcome.ok, outcome.error_kind) == (False, "archive")
     status = wiring.mailboxes.status(mailbox.address)
-    assert status["error_kind"] == "archive" and "UID 1" in status["last_error"] and "tried again" in status["last_error"]
+    assert (
+        status["error_kind"] == "archive"
+        and "UID 1" in status["last_error"]
+        and "tried again" in status["last_error"]
+    )
     assert wiring.messages.count(mailbox.address) == 0
     wiring.archive.store = store
     outcome = _poll_request(dovecot, wiring, mailbox)
     assert outcome.ok and outcome.result.quarantined == [], "S3 failing was no fault of the message"
-    assert wiring.messages.count(mailbox.address) == 4 and "last_error" not in wiring.mailboxes.status(mailbox.address)
+    assert wiring.messages.count(mailbox.address) == 4 and "last_error" not in wiring.mailboxes.status(
+        mailbox.address
+    )
 
 
 def test_when_dynamodb_fails_the_poll_stops_and_nothing_is_quarantined(dovecot, wiring, mailbox):
@@ -154,8 +184,9 @@ def test_when_dynamodb_fails_the_poll_stops_and_nothing_is_quarantined(dovecot, 
     record = wiring.messages.record
 
     def throttled(*args, **kwargs):
-        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
-                          "PutItem")
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "PutItem"
+        )
 
     wiring.messages.record = throttled
     for _ in range(MAX_ATTEMPTS + 1):
@@ -170,12 +201,22 @@ def test_when_dynamodb_fails_the_poll_stops_and_nothing_is_quarantined(dovecot, 
 
 def test_a_message_too_large_to_fetch_is_left_on_the_provider_and_recorded(dovecot, wiring, mailbox):
     raws = our_traffic(wiring, mailbox.address, 2)
-    big = builder.messaggio_originale(mittente="x@pec.test", destinatari=[mailbox.address], oggetto="grande",
-                                      testo="x", allegati=[("grande.pdf", "application/pdf", b"%" * 300_000)], data=WHEN)
+    big = builder.messaggio_originale(
+        mittente="x@pec.test",
+        destinatari=[mailbox.address],
+        oggetto="grande",
+        testo="x",
+        allegati=[("grande.pdf", "application/pdf", b"%" * 300_000)],
+        data=WHEN,
+    )
     fill(dovecot, mailbox, [raws[0], big, *raws[1:]])
     wiring.max_message_bytes = 200_000
     result = poll(dovecot, mailbox, wiring)
-    assert result.recorded == 4 and len(result.quarantined) == 1 and "left on the provider" in result.quarantined[0]
+    assert (
+        result.recorded == 4
+        and len(result.quarantined) == 1
+        and "left on the provider" in result.quarantined[0]
+    )
     summary = wiring.messages.query(mailbox.address, index="Quarantined")[0]
     assert summary["uid"] == 2 and "s3_key" not in summary and summary["quarantined"]["stage"] == "fetch"
     assert result.receipts_matched == 4
@@ -183,27 +224,26 @@ def test_a_message_too_large_to_fetch_is_left_on_the_provider_and_recorded(dovec
 
 def test_records_are_bounded_and_storable_whatever_the_message_says():
     addresses = [f"{'x' * 300}{i}@pec.test" for i in range(300)]
-    original = builder.messaggio_originale(mittente="a@pec.test", destinatari=addresses, oggetto="Ö" * 40_000,
-                                           testo="x", data=WHEN)
+    original = builder.messaggio_originale(
+        mittente="a@pec.test", destinatari=addresses, oggetto="Ö" * 40_000, testo="x", data=WHEN
+    )
     msg = message.parse(original)
-    msg.subject += "\ud800"   # a lone surrogate, as a hostile encoded word can produce
+    msg.subject += "\ud800"  # a lone surrogate, as a hostile encoded word can produce
     msg.recipients = [message.Recipient(a, "certificato") for a in addresses]
     msg.problems.extend(f"problem {i} " + "é" * 2000 for i in range(400))
     record = build_record("m@pec.test", "INBOX", 1, 1, WHEN, original, "0" * 64, "k", msg)
     assert len(record["subject"]) == 2000 and len(record["to"]) == 100 and len(record["recipients"]) == 100
     assert len(record["problems"]) == 51
     assert "record fields cut to fit: problems, recipients, subject, to" in record["problems"][-1]
-    encoded = json.dumps(record, ensure_ascii=False).encode("utf-8")   # raises on a lone surrogate
+    encoded = json.dumps(record, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate
     assert len(encoded) < 400_000
-
-
 
 
 def test_a_record_over_its_budget_even_cut_is_a_quarantined_summary(dovecot, wiring, mailbox):
     raws = our_traffic(wiring, mailbox.address, 2)
     heavy = raws[0]
 
-    def parse_heavy(raw):   # 100 addresses of 1,000 four-byte characters in To and in Cc
+    def parse_heavy(raw):  # 100 addresses of 1,000 four-byte characters in To and in Cc
         msg = message.parse(raw)
         if raw == heavy:
             msg.to = msg.cc = [f"{'𝔞' * 990}{i}@pec.test" for i in range(100)]

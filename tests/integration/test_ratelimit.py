@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from botocore.exceptions import ClientError
 
+from pecflow.adapters.ratelimit import CONTENTION_WAIT, MAX_ROLLING_LIMIT, RateLimiter
 from pecflow.domain import quota
 from pecflow.domain.quota import QuotaPolicy, policy_from
-from pecflow.adapters.ratelimit import CONTENTION_WAIT, MAX_ROLLING_LIMIT, RateLimiter
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC).timestamp()
 BOX = "ufficio@pec.example.it"
@@ -40,9 +40,15 @@ def test_sequential_acquisitions_stop_at_the_limit_and_wait_for_the_real_next_sl
     assert refused.at == quota.next_slot(QuotaPolicy(5, 60), stored, T0 + 10) == T0 + 60
     assert refused.wait_seconds == (T0 + 60) - (T0 + 10)
     assert not limiter.acquire(BOX, refused.at - 0.001).allowed
-    assert limiter.acquire(BOX, refused.at).allowed                # exactly at the slot
-    assert limiter.slots(BOX)["times"] == [T0 + i for i in range(1, 5)] + [T0 + 60]   # pruned
-    assert limiter.stats.as_dict() == {"acquired": 6, "refused": 2, "conflicts": 0, "contended": 0, "released": 0}
+    assert limiter.acquire(BOX, refused.at).allowed  # exactly at the slot
+    assert limiter.slots(BOX)["times"] == [T0 + i for i in range(1, 5)] + [T0 + 60]  # pruned
+    assert limiter.stats.as_dict() == {
+        "acquired": 6,
+        "refused": 2,
+        "conflicts": 0,
+        "contended": 0,
+        "released": 0,
+    }
 
 
 def test_a_refusal_writes_nothing(limiter):
@@ -57,11 +63,11 @@ def test_a_refusal_writes_nothing(limiter):
 def test_release_gives_the_slot_back(limiter):
     taken = [limiter.acquire(BOX, T0 + i) for i in range(5)]
     assert not limiter.acquire(BOX, T0 + 10).allowed
-    assert limiter.release(BOX, taken[2].at) is True                  # e.g. the claim failed
+    assert limiter.release(BOX, taken[2].at) is True  # e.g. the claim failed
     again = limiter.acquire(BOX, T0 + 10)
     assert again.allowed and again.at == T0 + 10
-    assert limiter.release(BOX, taken[2].at) is False                  # only once
-    assert limiter.release(BOX, T0 + 999) is False                     # never taken
+    assert limiter.release(BOX, taken[2].at) is False  # only once
+    assert limiter.release(BOX, T0 + 999) is False  # never taken
     assert limiter.release("nobody@pec.example.it", T0) is False
     assert limiter.stats.released == 1
 
@@ -74,13 +80,13 @@ def test_two_mailboxes_are_independent(limiter, policies):
     assert limiter.acquire(other, T0 + 5).allowed and limiter.acquire(other, T0 + 6).allowed
     assert not limiter.acquire(other, T0 + 7).allowed
     assert not limiter.acquire(BOX, T0 + 7).allowed
-    assert limiter.acquire(other.lower(), T0 + 65).allowed          # the address is case-insensitive
+    assert limiter.acquire(other.lower(), T0 + 65).allowed  # the address is case-insensitive
     assert limiter.slots(other)["times"] == [T0 + 6, T0 + 65]
 
 
 def test_a_clock_behind_gets_its_slot_after_the_latest(limiter):
     assert limiter.acquire(BOX, T0 + 10).at == T0 + 10
-    late = limiter.acquire(BOX, T0 + 9.5)                # this sender's clock is half a second behind
+    late = limiter.acquire(BOX, T0 + 9.5)  # this sender's clock is half a second behind
     assert late.allowed and late.at == T0 + 10 and late.wait_seconds == 0.5
     assert limiter.slots(BOX)["latest"] == T0 + 10
 
@@ -125,7 +131,7 @@ def test_concurrent_senders_over_many_windows(limiter, policies):
         for _ in range(60):
             with lock:
                 ticks[0] += 1
-                now = T0 + ticks[0] * 0.05            # 20 attempts per second across the threads
+                now = T0 + ticks[0] * 0.05  # 20 attempts per second across the threads
             decision = acquire_retrying(limiter, BOX, now)
             if decision.allowed:
                 with lock:
@@ -138,7 +144,7 @@ def test_concurrent_senders_over_many_windows(limiter, policies):
         t.join()
     assert quota.violations(policy, allowed) == []
     span = T0 + ticks[0] * 0.05 - T0
-    assert len(allowed) >= 7 * int(span // 10)       # the quota was used, not only respected
+    assert len(allowed) >= 7 * int(span // 10)  # the quota was used, not only respected
 
 
 def test_contention_gives_up_after_bounded_retries(limiter, monkeypatch):
@@ -147,7 +153,9 @@ def test_contention_gives_up_after_bounded_retries(limiter, monkeypatch):
 
     def always_lose(**kwargs):
         calls.append(kwargs)
-        raise ClientError({"Error": {"Code": "ConditionalCheckFailedException", "Message": "lost"}}, "PutItem")
+        raise ClientError(
+            {"Error": {"Code": "ConditionalCheckFailedException", "Message": "lost"}}, "PutItem"
+        )
 
     monkeypatch.setattr(limiter.client, "put_item", always_lose)
     limiter.sleep = lambda seconds: None
@@ -170,7 +178,7 @@ def test_fixed_windows_keep_counters_not_times(limiter, policies):
     stored = limiter.slots(BOX)
     assert stored["times"] == [] and stored["windows"] == [[midnight - 86400, midnight, 100]]
     assert limiter.acquire(BOX, midnight).allowed
-    assert limiter.slots(BOX)["windows"] == [[midnight, midnight + 86400, 1]]    # yesterday dropped
+    assert limiter.slots(BOX)["windows"] == [[midnight, midnight + 86400, 1]]  # yesterday dropped
 
 
 def test_large_limits_need_fixed_windows(limiter, policies):
@@ -187,25 +195,27 @@ def test_an_aruba_item_stays_small(aws, limiter, policies):
     policies[BOX] = policy_from("aruba", margin_seconds=10)
     for i in range(300):
         limiter.acquire(BOX, T0 + i * 0.5)
-    item = aws.client("dynamodb").get_item(TableName=aws.physical("QuotaTable"), Key={"mailbox": {"S": BOX}})["Item"]
+    item = aws.client("dynamodb").get_item(TableName=aws.physical("QuotaTable"), Key={"mailbox": {"S": BOX}})[
+        "Item"
+    ]
     assert len(item["times"]["B"]) == 250 * 8
     assert len(limiter.slots(BOX)["times"]) == 250
     size = sum(len(k) + len(v.get("B", b"")) + len(str(v.get("N", v.get("S", "")))) for k, v in item.items())
-    assert size < 2_200, size           # 1 read unit, 3 write units a send; DynamoDB allows 400 KB
+    assert size < 2_200, size  # 1 read unit, 3 write units a send; DynamoDB allows 400 KB
 
 
 def test_a_policy_change_carries_the_sends_over(limiter, policies):
-    policies[BOX] = QuotaPolicy(3, 60)                               # rolling
+    policies[BOX] = QuotaPolicy(3, 60)  # rolling
     for i in range(3):
         limiter.acquire(BOX, T0 + i)
-    policies[BOX] = QuotaPolicy(5, 3600, rolling=False)             # now fixed: the three still count
+    policies[BOX] = QuotaPolicy(5, 3600, rolling=False)  # now fixed: the three still count
     hour = quota.window_of(policies[BOX], T0 + 10)
     assert limiter.acquire(BOX, T0 + 10).allowed and limiter.acquire(BOX, T0 + 11).allowed
     assert limiter.acquire(BOX, T0 + 12).at == hour[1]
     assert limiter.slots(BOX)["windows"] == [[hour[0], hour[1], 5]]
-    policies[BOX] = QuotaPolicy(2, 600)                              # rolling again: 5 recent sends
-    assert limiter.acquire(BOX, T0 + 20).at == T0 + 20 + 600          # taken as sent at the latest
-    assert limiter.release(BOX, T0 + 11) is False                    # kept under another policy: not released
+    policies[BOX] = QuotaPolicy(2, 600)  # rolling again: 5 recent sends
+    assert limiter.acquire(BOX, T0 + 20).at == T0 + 20 + 600  # taken as sent at the latest
+    assert limiter.release(BOX, T0 + 11) is False  # kept under another policy: not released
 
 
 def test_reservations_hand_out_successive_future_slots_within_the_quota(aws):
@@ -217,7 +227,9 @@ def test_reservations_hand_out_successive_future_slots_within_the_quota(aws):
     slots = [d.at for d in reserved]
     assert slots == sorted(slots) and slots[:5] == [t0] * 5, "slots free now are not delayed by the pace"
     waiting = slots[5:]
-    assert all(b - a >= 1.5 for a, b in zip(waiting, waiting[1:])), "reserved slots never closer than the pace"
+    assert all(b - a >= 1.5 for a, b in zip(waiting, waiting[1:])), (
+        "reserved slots never closer than the pace"
+    )
     assert quota.violations(policy, slots) == []
     assert slots[5] >= slots[0] + 62.0, "the sixth waits for the window (and margin) of the first"
     beyond = limiter.acquire("a@pec.test", t0, horizon=60)

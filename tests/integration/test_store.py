@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from local.pecbuild import builder
-from pecflow.pec import kinds, message
 from pecflow.adapters.archive import Archive, sha256_hex
-from pecflow.pec.daticert import Destinatario
+from pecflow.adapters.dynamodb import Conflict, MailboxStore, MessageStore, OutgoingStore
 from pecflow.domain.mailbox import Cursor, MailboxConfig
 from pecflow.domain.reconcile import COUNTERS, State, reconcile_receipt
-from pecflow.adapters.dynamodb import Conflict, MailboxStore, MessageStore, OutgoingStore
+from pecflow.pec import kinds, message
+from pecflow.pec.daticert import Destinatario
 
 WHEN = datetime(2026, 3, 2, 10, tzinfo=UTC)
 
@@ -23,8 +23,11 @@ WHEN = datetime(2026, 3, 2, 10, tzinfo=UTC)
 @pytest.fixture
 def stores(aws):
     ddb = aws.resource("dynamodb")
-    return (MailboxStore(aws.physical("MailboxesTable"), ddb), MessageStore(aws.physical("MessagesTable"), ddb),
-            OutgoingStore(aws.physical("OutgoingTable"), ddb, campaigns_table=aws.physical("CampaignsTable")))
+    return (
+        MailboxStore(aws.physical("MailboxesTable"), ddb),
+        MessageStore(aws.physical("MessagesTable"), ddb),
+        OutgoingStore(aws.physical("OutgoingTable"), ddb, campaigns_table=aws.physical("CampaignsTable")),
+    )
 
 
 # --- mailboxes and cursors -----------------------------------------------------------------------------
@@ -64,15 +67,24 @@ def test_cursor_only_moves_forward_within_a_uidvalidity(stores):
     assert mailboxes.get_cursor("b@pec.test", "INBOX") == Cursor("INBOX", 5, 12, 13, 99)
     with pytest.raises(Conflict):
         mailboxes.save_cursor("b@pec.test", Cursor("INBOX", 5, 11))
-    mailboxes.save_cursor("b@pec.test", Cursor("INBOX", 6, 0))   # UIDVALIDITY changed: back to the start
+    mailboxes.save_cursor("b@pec.test", Cursor("INBOX", 6, 0))  # UIDVALIDITY changed: back to the start
     assert mailboxes.get_cursor("b@pec.test", "INBOX").last_uid == 0
 
 
 # --- message records --------------------------------------------------------------------------------
 def test_a_message_is_recorded_once(stores):
     _, messages, _ = stores
-    record = {"sha256": "ab" * 32, "uid": 3, "folder": "INBOX", "uidvalidity": 5, "location": "b@pec.test|INBOX|5",
-              "received_key": "2026-03-02T10:00:00Z#x", "kind": "accettazione", "subject": "x", "to": []}
+    record = {
+        "sha256": "ab" * 32,
+        "uid": 3,
+        "folder": "INBOX",
+        "uidvalidity": 5,
+        "location": "b@pec.test|INBOX|5",
+        "received_key": "2026-03-02T10:00:00Z#x",
+        "kind": "accettazione",
+        "subject": "x",
+        "to": [],
+    }
     assert messages.record("b@pec.test", record) is True
     assert messages.record("b@pec.test", {**record, "uid": 9}) is False
     assert messages.get("b@pec.test", "ab" * 32)["uid"] == 3
@@ -88,29 +100,43 @@ def test_a_message_is_recorded_once(stores):
 
 # --- outgoing messages and receipts ---------------------------------------------------------------------
 def _sent(to=("cliente@pec.cliente.test",), cc=()):
-    return builder.messaggio_originale(mittente="ufficio@pec.azienda.test", destinatari=list(to), cc=list(cc),
-                                       oggetto="Contratto", testo="x", message_id="<c1@pec.azienda.test>", data=WHEN)
+    return builder.messaggio_originale(
+        mittente="ufficio@pec.azienda.test",
+        destinatari=list(to),
+        cc=list(cc),
+        oggetto="Contratto",
+        testo="x",
+        message_id="<c1@pec.azienda.test>",
+        data=WHEN,
+    )
 
 
 def _receipt(kind, original, **kw):
     kw.setdefault("destinatari", [Destinatario("cliente@pec.cliente.test")])
-    raw = builder.ricevuta(kind, original, gestore=builder.SIMULATO, identificativo="opec1.x.1@pec.simulato.test",
-                           data=WHEN + timedelta(seconds=kw.pop("after", 1)), **kw)
+    raw = builder.ricevuta(
+        kind,
+        original,
+        gestore=builder.SIMULATO,
+        identificativo="opec1.x.1@pec.simulato.test",
+        data=WHEN + timedelta(seconds=kw.pop("after", 1)),
+        **kw,
+    )
     return message.parse(raw), sha256_hex(raw)
 
 
 def test_receipts_in_any_order_end_in_the_right_state(stores):
     _, _, outgoing = stores
     original = _sent()
-    outgoing.register("<c1@pec.azienda.test>", mailbox="ufficio@pec.azienda.test",
-                      recipients=["cliente@pec.cliente.test"])
+    outgoing.register(
+        "<c1@pec.azienda.test>", mailbox="ufficio@pec.azienda.test", recipients=["cliente@pec.cliente.test"]
+    )
     consegna = _receipt(kinds.AVVENUTA_CONSEGNA, original, consegna="cliente@pec.cliente.test", after=2)
     accettazione = _receipt(kinds.ACCETTAZIONE, original)
-    first = reconcile_receipt(outgoing, *consegna)           # the consegna arrives first
+    first = reconcile_receipt(outgoing, *consegna)  # the consegna arrives first
     assert first.status == "matched" and first.moves == {"cliente@pec.cliente.test": ("sent", "delivered")}
-    again = reconcile_receipt(outgoing, *accettazione)        # the late accettazione moves nothing back
+    again = reconcile_receipt(outgoing, *accettazione)  # the late accettazione moves nothing back
     assert again.moves == {}
-    reconcile_receipt(outgoing, *consegna)                    # a duplicate changes nothing
+    reconcile_receipt(outgoing, *consegna)  # a duplicate changes nothing
     view = outgoing.view("<c1@pec.azienda.test>")
     job = view["jobs"][0]
     assert job["state"] == "delivered"
@@ -128,12 +154,18 @@ def test_unknown_original_is_unmatched(stores):
 def test_campaign_counters_move_with_the_jobs_exactly_once(stores, aws):
     _, _, outgoing = stores
     table = aws.resource("dynamodb").Table(aws.physical("CampaignsTable"))
-    table.put_item(Item={"campaign_id": "camp-1", "counters": {name: 0 for name in COUNTERS} | {"total": 2, "sent": 2,
-                                                                                               "only_sent": 2,
-                                                                                               "waiting": 2}})
+    table.put_item(
+        Item={
+            "campaign_id": "camp-1",
+            "counters": {name: 0 for name in COUNTERS}
+            | {"total": 2, "sent": 2, "only_sent": 2, "waiting": 2},
+        }
+    )
     to = ["cliente@pec.cliente.test", "privato@posta.example"]
     original = _sent(to=to)
-    outgoing.register("<c1@pec.azienda.test>", mailbox="ufficio@pec.azienda.test", recipients=to, campaign_id="camp-1")
+    outgoing.register(
+        "<c1@pec.azienda.test>", mailbox="ufficio@pec.azienda.test", recipients=to, campaign_id="camp-1"
+    )
     destinatari = [Destinatario(to[0]), Destinatario(to[1], "esterno")]
     accettazione = _receipt(kinds.ACCETTAZIONE, original, destinatari=destinatari)
     # the same receipt applied by many pollers at once moves each job once
@@ -142,23 +174,40 @@ def test_campaign_counters_move_with_the_jobs_exactly_once(stores, aws):
         t.start()
     for t in threads:
         t.join()
-    reconcile_receipt(outgoing, *_receipt(kinds.AVVENUTA_CONSEGNA, original, destinatari=destinatari,
-                                          consegna=to[0], after=3))
-    counters = {k: int(v) for k, v in table.get_item(Key={"campaign_id": "camp-1"})["Item"]["counters"].items()}
+    reconcile_receipt(
+        outgoing,
+        *_receipt(kinds.AVVENUTA_CONSEGNA, original, destinatari=destinatari, consegna=to[0], after=3),
+    )
+    counters = {
+        k: int(v) for k, v in table.get_item(Key={"campaign_id": "camp-1"})["Item"]["counters"].items()
+    }
     assert counters["total"] == 2 and counters["sent"] == 2 and counters["only_sent"] == 0
     assert counters["accepted"] == 2 and counters["delivered"] == 1
     assert counters["waiting"] == 0, "an external recipient waits for no delivery receipt"
-    states = {j["recipient"]: (j["state"], j["certified"]) for j in outgoing.view("<c1@pec.azienda.test>")["jobs"]}
+    states = {
+        j["recipient"]: (j["state"], j["certified"]) for j in outgoing.view("<c1@pec.azienda.test>")["jobs"]
+    }
     assert states == {to[0]: ("delivered", True), to[1]: ("accepted", False)}
 
 
 def test_permanent_preavviso_fails_the_job(stores):
     _, _, outgoing = stores
     original = _sent()
-    outgoing.register("<c1@pec.azienda.test>", mailbox="ufficio@pec.azienda.test",
-                      recipients=["cliente@pec.cliente.test"], state=State.UNCERTAIN)
-    reconcile_receipt(outgoing, *_receipt(kinds.PREAVVISO_ERRORE_CONSEGNA, original, consegna="cliente@pec.cliente.test",
-                                          errore_esteso="5.4.1 - non consegnato entro 24 ore"))
+    outgoing.register(
+        "<c1@pec.azienda.test>",
+        mailbox="ufficio@pec.azienda.test",
+        recipients=["cliente@pec.cliente.test"],
+        state=State.UNCERTAIN,
+    )
+    reconcile_receipt(
+        outgoing,
+        *_receipt(
+            kinds.PREAVVISO_ERRORE_CONSEGNA,
+            original,
+            consegna="cliente@pec.cliente.test",
+            errore_esteso="5.4.1 - non consegnato entro 24 ore",
+        ),
+    )
     assert outgoing.jobs("<c1@pec.azienda.test>")[0].state == State.DELIVERY_FAILED
 
 
@@ -188,8 +237,13 @@ def test_verification_refuses_missing_or_different_objects(aws):
     assert "checksum" in archive.verify(archive.key_for(sha), other).reason
     # silently corrupted: the stored checksum says one thing, the bytes another
     corrupt = hashlib.sha256(b"corrupt").hexdigest()
-    s3.put_object(Bucket=archive.bucket, Key=archive.key_for(corrupt), Body=b"not what was archived",
-                  ChecksumAlgorithm="SHA256", ChecksumSHA256=base64.b64encode(bytes.fromhex(corrupt)).decode())
+    s3.put_object(
+        Bucket=archive.bucket,
+        Key=archive.key_for(corrupt),
+        Body=b"not what was archived",
+        ChecksumAlgorithm="SHA256",
+        ChecksumSHA256=base64.b64encode(bytes.fromhex(corrupt)).decode(),
+    )
     assert archive.verify(archive.key_for(corrupt), corrupt, deep=False).ok
     deep = archive.verify(archive.key_for(corrupt), corrupt)
     assert not deep.ok and "does not match its stored checksum" in deep.reason

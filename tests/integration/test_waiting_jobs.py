@@ -11,18 +11,25 @@ from datetime import timedelta
 
 import pytest
 
-from pecflow.domain import clock
-from pecflow.services import admin
 from pecflow.adapters.archive import Archive
-from pecflow.deployment import Deployment
-from pecflow.services.fanout import queue_entry
+from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore, OutgoingStore
 from pecflow.adapters.mail import Submission
+from pecflow.deployment import Deployment
+from pecflow.domain import clock
 from pecflow.domain.mailbox import MailboxConfig
 from pecflow.domain.quota import Decision
 from pecflow.domain.reconcile import CLAIM, Job, State
-from pecflow.services.sending import (MAX_DELAY_SECONDS, RENEW_AFTER_RECEIVES, STALE_CLAIM_SECONDS, Sender, StillSending,
-                             dead_lettered, renew)
-from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore, OutgoingStore
+from pecflow.services import admin
+from pecflow.services.fanout import queue_entry
+from pecflow.services.sending import (
+    MAX_DELAY_SECONDS,
+    RENEW_AFTER_RECEIVES,
+    STALE_CLAIM_SECONDS,
+    Sender,
+    StillSending,
+    dead_lettered,
+    renew,
+)
 
 MAILBOX = "ufficio@pec.azienda.test"
 
@@ -34,24 +41,42 @@ class World:
         self.aws, self.id = aws, campaign_id
         ddb = aws.resource("dynamodb")
         self.campaigns = CampaignStore(aws.physical("CampaignsTable"), ddb)
-        self.outgoing = OutgoingStore(aws.physical("OutgoingTable"), ddb, campaigns_table=aws.physical("CampaignsTable"))
+        self.outgoing = OutgoingStore(
+            aws.physical("OutgoingTable"), ddb, campaigns_table=aws.physical("CampaignsTable")
+        )
         self.campaigns.create(campaign_id, {"status": CampaignStatus.SENDING, "mailbox": MAILBOX})
         self.campaigns.start_counting(campaign_id, n)
-        self.jobs = [{"message_id": f"<pecflow.{campaign_id}.{row}.1@pec.azienda.test>",
-                      "recipient": f"c{row}@pec.beta.test", "mailbox": MAILBOX, "campaign_id": campaign_id,
-                      "row": row, "attempt": 1, "values": {"nome": f"Ditta {row}"}} for row in range(2, n + 2)]
+        self.jobs = [
+            {
+                "message_id": f"<pecflow.{campaign_id}.{row}.1@pec.azienda.test>",
+                "recipient": f"c{row}@pec.beta.test",
+                "mailbox": MAILBOX,
+                "campaign_id": campaign_id,
+                "row": row,
+                "attempt": 1,
+                "values": {"nome": f"Ditta {row}"},
+            }
+            for row in range(2, n + 2)
+        ]
         self.outgoing.add_jobs(self.jobs)
         self.submitted: list[str] = []
         self.sender = Sender(
-            outgoing=self.outgoing, campaigns=self.campaigns,
+            outgoing=self.outgoing,
+            campaigns=self.campaigns,
             archive=Archive(aws.physical("ArchiveBucket"), aws.client("s3")),
             mailbox_of=lambda address: MailboxConfig(address, "imap.pec.test"),
-            acquire=lambda mailbox, now, horizon=0: Decision(True, 0.0, now), release=lambda mailbox, at: None,
+            acquire=lambda mailbox, now, horizon=0: Decision(True, 0.0, now),
+            release=lambda mailbox, at: None,
             render=lambda campaign, job, message_id, date: f"Message-ID: {message_id}\r\n\r\nx\r\n".encode(),
-            submit=self.submit)
-        self.deployment = Deployment("pecflow-test", region=aws.region, outgoing_table=aws.physical("OutgoingTable"),
-                                     campaigns_table=aws.physical("CampaignsTable"),
-                                     send_queue_url=aws.url("SendQueue"))
+            submit=self.submit,
+        )
+        self.deployment = Deployment(
+            "pecflow-test",
+            region=aws.region,
+            outgoing_table=aws.physical("OutgoingTable"),
+            campaigns_table=aws.physical("CampaignsTable"),
+            send_queue_url=aws.url("SendQueue"),
+        )
         self.sqs = aws.client("sqs")
 
     def submit(self, config, raw: bytes, recipients: list[str]) -> Submission:
@@ -61,11 +86,14 @@ class World:
     def queued(self) -> list[str]:
         """Drain the send queue: the message ids on it."""
         out = []
-        while messages := self.sqs.receive_message(QueueUrl=self.aws.url("SendQueue"), MaxNumberOfMessages=10,
-                                                   VisibilityTimeout=0).get("Messages", []):
+        while messages := self.sqs.receive_message(
+            QueueUrl=self.aws.url("SendQueue"), MaxNumberOfMessages=10, VisibilityTimeout=0
+        ).get("Messages", []):
             for message in messages:
                 out.append(json.loads(message["Body"])["message_id"])
-                self.sqs.delete_message(QueueUrl=self.aws.url("SendQueue"), ReceiptHandle=message["ReceiptHandle"])
+                self.sqs.delete_message(
+                    QueueUrl=self.aws.url("SendQueue"), ReceiptHandle=message["ReceiptHandle"]
+                )
         return out
 
     def states(self) -> dict[str, str]:
@@ -91,10 +119,10 @@ def test_a_paused_job_leaves_the_queue_and_resume_puts_it_back(aws):
 def test_a_stale_cached_pause_never_parks_a_job_of_a_resumed_campaign(aws):
     world = World(aws, n=1)
     admin.set_campaign_status(world.deployment, world.id, "pause")
-    assert world.sender.send(world.jobs[0]["message_id"]).action == "done"     # the cache says: paused
+    assert world.sender.send(world.jobs[0]["message_id"]).action == "done"  # the cache says: paused
     admin.set_campaign_status(world.deployment, world.id, "resume")
     world.queued()
-    outcome = world.sender.send(world.jobs[0]["message_id"])                  # cache still says paused
+    outcome = world.sender.send(world.jobs[0]["message_id"])  # cache still says paused
     assert outcome.state == "sent", "the pause is checked again before leaving the queue"
 
 
@@ -120,8 +148,11 @@ def test_the_same_job_queued_again_is_not_dropped_as_a_duplicate():
 
 
 def test_waiting_renews_the_queue_message_before_the_dead_letter_limit(aws):
-    redrive = json.loads(aws.client("sqs").get_queue_attributes(
-        QueueUrl=aws.url("SendQueue"), AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
+    redrive = json.loads(
+        aws.client("sqs").get_queue_attributes(
+            QueueUrl=aws.url("SendQueue"), AttributeNames=["RedrivePolicy"]
+        )["Attributes"]["RedrivePolicy"]
+    )
     assert not renew(RENEW_AFTER_RECEIVES - 1) and renew(RENEW_AFTER_RECEIVES)
     assert RENEW_AFTER_RECEIVES < int(redrive["maxReceiveCount"]), "renewed well before SQS gives up"
     assert not renew(1, age=5, delay=MAX_DELAY_SECONDS), "a fresh message waits the longest delay"
@@ -144,7 +175,9 @@ def test_a_dead_lettered_job_is_an_error_with_its_reason_until_redriven(aws):
     job = world.outgoing.job(broken["message_id"])
     assert job["state"] == "error" and "connection reset" in job["error"] and "not sent" in job["error"]
     stats = admin.campaign_stats(world.deployment, world.id)
-    assert stats["counters"]["errors"] == 1 and stats["counters"]["to_send"] == 2 and stats["dead_lettered"] == 1
+    assert (
+        stats["counters"]["errors"] == 1 and stats["counters"]["to_send"] == 2 and stats["dead_lettered"] == 1
+    )
     assert dead_lettered(world.outgoing, broken["message_id"]) == "error", "a duplicate changes nothing"
     assert admin.campaign_stats(world.deployment, world.id)["dead_lettered"] == 1
 
@@ -169,16 +202,24 @@ def test_a_job_dead_lettered_while_claimed_waits_for_its_claim_and_is_never_sent
     world = World(aws, n=1)
     job = world.jobs[0]
     claim = clock.iso(clock.now() - timedelta(minutes=1))
-    world.outgoing.try_move(job["message_id"], Job(job["recipient"], State.PENDING, True, world.id), CLAIM,
-                            also_set={"claimed_at": claim})
+    world.outgoing.try_move(
+        job["message_id"],
+        Job(job["recipient"], State.PENDING, True, world.id),
+        CLAIM,
+        also_set={"claimed_at": claim},
+    )
     if submitting:
         world.outgoing.set_job_fields(job["message_id"], job["recipient"], {"submitting_claim": claim})
     with pytest.raises(StillSending):
         dead_lettered(world.outgoing, job["message_id"])
     assert world.outgoing.job(job["message_id"])["state"] == "sending"
     stale = clock.iso(clock.now() - timedelta(seconds=STALE_CLAIM_SECONDS + 1))
-    world.outgoing.set_job_fields(job["message_id"], job["recipient"], {
-        "claimed_at": stale, **({"submitting_claim": stale} if submitting else {})})
+    world.outgoing.set_job_fields(
+        job["message_id"],
+        job["recipient"],
+        {"claimed_at": stale, **({"submitting_claim": stale} if submitting else {})},
+    )
     assert dead_lettered(world.outgoing, job["message_id"]) == ("sent?" if submitting else "error")
-    assert admin.redrive(world.deployment, world.id) == ({"redriven": 0, "queued": 0} if submitting
-                                                         else {"redriven": 1, "queued": 1})
+    assert admin.redrive(world.deployment, world.id) == (
+        {"redriven": 0, "queued": 0} if submitting else {"redriven": 1, "queued": 1}
+    )

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 from email import policy
 
 import pytest
+
 from local.pecbuild import builder
-from pecflow.pec import daticert, kinds
 from local.pecbuild.builder import (
     ARUBA,
     LEGALMAIL,
@@ -31,6 +31,7 @@ from local.pecbuild.builder import (
     nuovo_identificativo,
     ricevuta,
 )
+from pecflow.pec import daticert, kinds
 
 CET = timezone(timedelta(hours=1))
 INVIO = datetime(2024, 2, 12, 9, 30, 15, tzinfo=CET)
@@ -43,15 +44,28 @@ OGGETTO = "Fattura n° 2024/117 – saldo"
 
 ALLEGATO_PDF = ("preventivo.pdf", "application/pdf", b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"%%EOF\n")
 ALLEGATO_ACCENTATO = ("dichiarazione_conformità.txt", "text/plain", "Dichiarazione di conformità\n".encode())
-INOLTRATO = messaggio_originale(mittente="terzi@esempio.example", destinatari=[MITTENTE],
-                                oggetto="Messaggio inoltrato", testo="testo inoltrato\n", data=INVIO)
+INOLTRATO = messaggio_originale(
+    mittente="terzi@esempio.example",
+    destinatari=[MITTENTE],
+    oggetto="Messaggio inoltrato",
+    testo="testo inoltrato\n",
+    data=INVIO,
+)
 
 
 def _originale(**changes) -> bytes:
-    args = {"mittente": MITTENTE, "destinatari": [*TO, ESTERNO], "cc": CC, "oggetto": OGGETTO,
-            "testo": "Buongiorno,\nin allegato quanto richiesto.\nSaluti\n", "html": "<p>Buongiorno</p>",
-            "allegati": [ALLEGATO_PDF, ALLEGATO_ACCENTATO, ("inoltro.eml", "message/rfc822", INOLTRATO)],
-            "message_id": "<client-123@pec.mittente.example>", "tipo_ricevuta": "completa", "data": INVIO}
+    args = {
+        "mittente": MITTENTE,
+        "destinatari": [*TO, ESTERNO],
+        "cc": CC,
+        "oggetto": OGGETTO,
+        "testo": "Buongiorno,\nin allegato quanto richiesto.\nSaluti\n",
+        "html": "<p>Buongiorno</p>",
+        "allegati": [ALLEGATO_PDF, ALLEGATO_ACCENTATO, ("inoltro.eml", "message/rfc822", INOLTRATO)],
+        "message_id": "<client-123@pec.mittente.example>",
+        "tipo_ricevuta": "completa",
+        "data": INVIO,
+    }
     return messaggio_originale(**(args | changes))
 
 
@@ -104,7 +118,7 @@ def _postacert(raw: bytes) -> bytes | None:
     if match is None:
         return None
     boundary = b"\r\n--" + _parse(raw).get_payload()[0].get_boundary().encode()
-    return raw[match.end():raw.index(boundary, match.end())]
+    return raw[match.end() : raw.index(boundary, match.end())]
 
 
 def _signed(raw: bytes) -> tuple[bytes, bytes]:
@@ -134,6 +148,7 @@ def _common_checks(raw: bytes) -> email.message.EmailMessage:
 
 
 # --- the original message ---------------------------------------------------------------
+
 
 def test_messaggio_originale_parses_back():
     msg = _parse(ORIGINALE)
@@ -173,67 +188,171 @@ def test_nuovo_identificativo_shape():
 
 def test_aware_dates_and_signer_checks():
     with pytest.raises(ValueError):
-        ricevuta("accettazione", ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO,
-                 data=datetime(2024, 1, 1))
+        ricevuta(
+            "accettazione", ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=datetime(2024, 1, 1)
+        )
     with pytest.raises(ValueError):
-        ricevuta("accettazione", ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=DOPO,
-                 firma=Firma.per(NAMIRIAL))
+        ricevuta(
+            "accettazione",
+            ORIGINALE,
+            gestore=ARUBA,
+            identificativo=IDENTIFICATIVO,
+            data=DOPO,
+            firma=Firma.per(NAMIRIAL),
+        )
     with pytest.raises(ValueError):
         ricevuta("inesistente", ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=DOPO)
     with pytest.raises(ValueError):
-        ricevuta("accettazione", ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=DOPO,
-                 virus=True)
+        ricevuta(
+            "accettazione", ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=DOPO, virus=True
+        )
     with pytest.raises(ValueError):
-        ricevuta("accettazione", ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=DOPO,
-                 consegna=TO[0])
+        ricevuta(
+            "accettazione", ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=DOPO, consegna=TO[0]
+        )
 
 
 # --- every kind ------------------------------------------------------------------------------
 
+
 def _r(tipo, gestore=ARUBA, **kw):
-    return ricevuta(tipo, ORIGINALE, gestore=gestore, identificativo=IDENTIFICATIVO, data=DOPO,
-                    destinatari=DESTINATARI, **kw)
+    return ricevuta(
+        tipo,
+        ORIGINALE,
+        gestore=gestore,
+        identificativo=IDENTIFICATIVO,
+        data=DOPO,
+        destinatari=DESTINATARI,
+        **kw,
+    )
 
 
 # (label, emitting gestore, build, X-Ricevuta, subject prefix, daticert errore, ricevuta tipo, virus)
 RICEVUTE = [
-    ("accettazione", ARUBA, lambda: _r("accettazione"),
-     "accettazione", "ACCETTAZIONE: ", "nessuno", None, False),
-    ("non-accettazione", ARUBA, lambda: _r("non-accettazione"),
-     "non-accettazione", "AVVISO DI NON ACCETTAZIONE: ", "altro", None, False),
-    ("non-accettazione-virus", ARUBA, lambda: _r("non-accettazione", virus=True),
-     "non-accettazione", "AVVISO DI NON ACCETTAZIONE PER VIRUS: ", "virus", None, True),
-    ("presa-in-carico", LEGALMAIL, lambda: _r("presa-in-carico", LEGALMAIL, ricezione=[TO[0]]),
-     "presa-in-carico", "PRESA IN CARICO: ", "nessuno", None, False),
-    ("consegna-completa", LEGALMAIL, lambda: _r("avvenuta-consegna", LEGALMAIL, consegna=TO[0]),
-     "avvenuta-consegna", "CONSEGNA: ", "nessuno", "completa", False),
-    ("consegna-breve", LEGALMAIL,
-     lambda: _r("avvenuta-consegna", LEGALMAIL, consegna=TO[0], tipo_ricevuta="breve"),
-     "avvenuta-consegna", "CONSEGNA: ", "nessuno", "breve", False),
-    ("consegna-sintetica", LEGALMAIL,
-     lambda: _r("avvenuta-consegna", LEGALMAIL, consegna=TO[0], tipo_ricevuta="sintetica"),
-     "avvenuta-consegna", "CONSEGNA: ", "nessuno", "sintetica", False),
-    ("errore-consegna", LEGALMAIL, lambda: _r("errore-consegna", LEGALMAIL, consegna=TO[0], errore="no-dest"),
-     "errore-consegna", "AVVISO DI MANCATA CONSEGNA: ", "no-dest", None, False),
-    ("errore-consegna-virus", ARUBA, lambda: _r("errore-consegna", consegna=TO[0], virus=True),
-     "errore-consegna", "AVVISO DI MANCATA CONSEGNA PER VIRUS: ", "virus", None, True),
-    ("preavviso", ARUBA, lambda: _r("preavviso-errore-consegna", consegna=TO[1]),
-     "preavviso-errore-consegna", "AVVISO DI MANCATA CONSEGNA PER SUP. TEMPO MASSIMO: ", "nessuno", None,
-     False),
-    ("rilevazione-virus", NAMIRIAL, lambda: _r("rilevazione-virus", NAMIRIAL, consegna=TO[1]),
-     "rilevazione-virus", "PROBLEMA DI SICUREZZA: ", "virus", None, True),
+    (
+        "accettazione",
+        ARUBA,
+        lambda: _r("accettazione"),
+        "accettazione",
+        "ACCETTAZIONE: ",
+        "nessuno",
+        None,
+        False,
+    ),
+    (
+        "non-accettazione",
+        ARUBA,
+        lambda: _r("non-accettazione"),
+        "non-accettazione",
+        "AVVISO DI NON ACCETTAZIONE: ",
+        "altro",
+        None,
+        False,
+    ),
+    (
+        "non-accettazione-virus",
+        ARUBA,
+        lambda: _r("non-accettazione", virus=True),
+        "non-accettazione",
+        "AVVISO DI NON ACCETTAZIONE PER VIRUS: ",
+        "virus",
+        None,
+        True,
+    ),
+    (
+        "presa-in-carico",
+        LEGALMAIL,
+        lambda: _r("presa-in-carico", LEGALMAIL, ricezione=[TO[0]]),
+        "presa-in-carico",
+        "PRESA IN CARICO: ",
+        "nessuno",
+        None,
+        False,
+    ),
+    (
+        "consegna-completa",
+        LEGALMAIL,
+        lambda: _r("avvenuta-consegna", LEGALMAIL, consegna=TO[0]),
+        "avvenuta-consegna",
+        "CONSEGNA: ",
+        "nessuno",
+        "completa",
+        False,
+    ),
+    (
+        "consegna-breve",
+        LEGALMAIL,
+        lambda: _r("avvenuta-consegna", LEGALMAIL, consegna=TO[0], tipo_ricevuta="breve"),
+        "avvenuta-consegna",
+        "CONSEGNA: ",
+        "nessuno",
+        "breve",
+        False,
+    ),
+    (
+        "consegna-sintetica",
+        LEGALMAIL,
+        lambda: _r("avvenuta-consegna", LEGALMAIL, consegna=TO[0], tipo_ricevuta="sintetica"),
+        "avvenuta-consegna",
+        "CONSEGNA: ",
+        "nessuno",
+        "sintetica",
+        False,
+    ),
+    (
+        "errore-consegna",
+        LEGALMAIL,
+        lambda: _r("errore-consegna", LEGALMAIL, consegna=TO[0], errore="no-dest"),
+        "errore-consegna",
+        "AVVISO DI MANCATA CONSEGNA: ",
+        "no-dest",
+        None,
+        False,
+    ),
+    (
+        "errore-consegna-virus",
+        ARUBA,
+        lambda: _r("errore-consegna", consegna=TO[0], virus=True),
+        "errore-consegna",
+        "AVVISO DI MANCATA CONSEGNA PER VIRUS: ",
+        "virus",
+        None,
+        True,
+    ),
+    (
+        "preavviso",
+        ARUBA,
+        lambda: _r("preavviso-errore-consegna", consegna=TO[1]),
+        "preavviso-errore-consegna",
+        "AVVISO DI MANCATA CONSEGNA PER SUP. TEMPO MASSIMO: ",
+        "nessuno",
+        None,
+        False,
+    ),
+    (
+        "rilevazione-virus",
+        NAMIRIAL,
+        lambda: _r("rilevazione-virus", NAMIRIAL, consegna=TO[1]),
+        "rilevazione-virus",
+        "PROBLEMA DI SICUREZZA: ",
+        "virus",
+        None,
+        True,
+    ),
 ]
 
 
-@pytest.mark.parametrize("label,gestore,build,tipo,prefisso,errore,ricevuta_tipo,virus", RICEVUTE,
-                         ids=[r[0] for r in RICEVUTE])
+@pytest.mark.parametrize(
+    "label,gestore,build,tipo,prefisso,errore,ricevuta_tipo,virus", RICEVUTE, ids=[r[0] for r in RICEVUTE]
+)
 def test_ricevuta(label, gestore, build, tipo, prefisso, errore, ricevuta_tipo, virus):
     raw = build()
     msg = _common_checks(raw)
     con_postacert = ricevuta_tipo in ("completa", "breve")
     assert _layout(msg) == _layout_atteso(daticert_=True, postacert=con_postacert, legacy=gestore.x_pkcs7)
-    assert msg.get_param("protocol") == ("application/x-pkcs7-signature" if gestore.x_pkcs7
-                                         else "application/pkcs7-signature")
+    assert msg.get_param("protocol") == (
+        "application/x-pkcs7-signature" if gestore.x_pkcs7 else "application/pkcs7-signature"
+    )
 
     assert msg["X-Ricevuta"] == tipo
     assert "X-Trasporto" not in msg
@@ -265,8 +384,12 @@ def test_ricevuta(label, gestore, build, tipo, prefisso, errore, ricevuta_tipo, 
     assert record.identificativo == IDENTIFICATIVO
     assert record.msgid == "<client-123@pec.mittente.example>"
     assert record.ricevuta == ricevuta_tipo
-    per_destinatario = tipo in ("avvenuta-consegna", "errore-consegna", "preavviso-errore-consegna",
-                                "rilevazione-virus")
+    per_destinatario = tipo in (
+        "avvenuta-consegna",
+        "errore-consegna",
+        "preavviso-errore-consegna",
+        "rilevazione-virus",
+    )
     assert (record.consegna is not None) is per_destinatario
     assert record.ricezione == ((TO[0],) if tipo == "presa-in-carico" else ())
     if errore != "nessuno" or tipo == "preavviso-errore-consegna":
@@ -289,46 +412,78 @@ def test_ricevuta(label, gestore, build, tipo, prefisso, errore, ricevuta_tipo, 
 def test_ricevuta_consegna_completa_embeds_the_forwarded_original():
     raw = _r("avvenuta-consegna", LEGALMAIL, consegna=TO[0])
     inner = _postacert(raw)
-    expected = ORIGINALE.replace(b"Message-ID: <client-123@pec.mittente.example>\r\n",
-                                 f"Message-ID: <{IDENTIFICATIVO}>\r\n"
-                                 f"X-Riferimento-Message-ID: <client-123@pec.mittente.example>\r\n".encode())
+    expected = ORIGINALE.replace(
+        b"Message-ID: <client-123@pec.mittente.example>\r\n",
+        f"Message-ID: <{IDENTIFICATIVO}>\r\n"
+        f"X-Riferimento-Message-ID: <client-123@pec.mittente.example>\r\n".encode(),
+    )
     assert inner == expected
 
 
 def test_ricevuta_accepts_the_postacert_form_too():
-    postacert = _postacert(busta_trasporto(ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO,
-                                           data=INVIO, destinatari=DESTINATARI))
+    postacert = _postacert(
+        busta_trasporto(
+            ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=INVIO, destinatari=DESTINATARI
+        )
+    )
     for tipo, extra in (("accettazione", {}), ("avvenuta-consegna", {"consegna": TO[0]})):
         a = _r(tipo, LEGALMAIL, **extra)
-        b = ricevuta(tipo, postacert, gestore=LEGALMAIL, identificativo=IDENTIFICATIVO, data=DOPO,
-                     destinatari=DESTINATARI, **extra)
+        b = ricevuta(
+            tipo,
+            postacert,
+            gestore=LEGALMAIL,
+            identificativo=IDENTIFICATIVO,
+            data=DOPO,
+            destinatari=DESTINATARI,
+            **extra,
+        )
         assert a == b
 
 
 def test_ricevuta_defaults_read_from_the_original():
-    raw = ricevuta("avvenuta-consegna", _originale(tipo_ricevuta="breve"), gestore=LEGALMAIL,
-                   identificativo=IDENTIFICATIVO, data=DOPO)
+    raw = ricevuta(
+        "avvenuta-consegna",
+        _originale(tipo_ricevuta="breve"),
+        gestore=LEGALMAIL,
+        identificativo=IDENTIFICATIVO,
+        data=DOPO,
+    )
     record = _daticert(raw)
     assert record.consegna == TO[0]  # the first certified recipient
     assert record.ricevuta == "breve"  # from X-TipoRicevuta
     assert [d.address for d in record.destinatari] == [*TO, ESTERNO, *CC]
-    presa = _daticert(ricevuta("presa-in-carico", ORIGINALE, gestore=LEGALMAIL, identificativo=IDENTIFICATIVO,
-                               data=DOPO, destinatari=DESTINATARI))
+    presa = _daticert(
+        ricevuta(
+            "presa-in-carico",
+            ORIGINALE,
+            gestore=LEGALMAIL,
+            identificativo=IDENTIFICATIVO,
+            data=DOPO,
+            destinatari=DESTINATARI,
+        )
+    )
     assert presa.ricezione == (*TO, *CC)
-    assert ricevuta("accettazione", ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=DOPO) == \
-        ricevuta("accettazione", ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=DOPO)
+    assert ricevuta(
+        "accettazione", ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=DOPO
+    ) == ricevuta("accettazione", ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=DOPO)
 
 
 def test_preavviso_12h_and_24h_texts():
     dodici = _text(_parse(_r("preavviso-errore-consegna", consegna=TO[0])))
-    finale = _parse(_r("preavviso-errore-consegna", consegna=TO[0],
-                       errore_esteso="5.4.1 - Aruba PEC S.p.A. - consegna non avvenuta entro 24 ore"))
+    finale = _parse(
+        _r(
+            "preavviso-errore-consegna",
+            consegna=TO[0],
+            errore_esteso="5.4.1 - Aruba PEC S.p.A. - consegna non avvenuta entro 24 ore",
+        )
+    )
     assert "12 ore" in dodici
     assert "esito negativo" in _text(finale)
     assert finale["X-Ricevuta"] == "preavviso-errore-consegna"
 
 
 # --- Cc recipients and breve receipts ----------------------------------------------------------
+
 
 def test_cc_recipient_gets_sintetica_even_when_completa_was_asked():
     per_cc = _r("avvenuta-consegna", LEGALMAIL, consegna=CC[0])
@@ -354,8 +509,13 @@ def test_breve_replaces_every_named_part_with_its_sha1():
         if part.get_content_maintype() == "multipart":
             return [shape(p) for p in part.get_payload()]
         return part.get_filename()
-    assert shape(inner) == [[None, None], "preventivo.pdf.hash", "dichiarazione_conformità.txt.hash",
-                            "inoltro.eml.hash"]
+
+    assert shape(inner) == [
+        [None, None],
+        "preventivo.pdf.hash",
+        "dichiarazione_conformità.txt.hash",
+        "inoltro.eml.hash",
+    ]
     assert shape(original) == [[None, None], "preventivo.pdf", "dichiarazione_conformità.txt", "inoltro.eml"]
 
     hashed = {p.get_filename(): p for p in inner.walk() if (p.get_filename() or "").endswith(".hash")}
@@ -366,7 +526,7 @@ def test_breve_replaces_every_named_part_with_its_sha1():
         if part.get_content_type() == "message/rfc822":
             # an attached message is replaced entirely: hash its bytes as transmitted
             start = ORIGINALE.index(b"\r\n\r\n", ORIGINALE.index(b"Content-Type: message/rfc822")) + 4
-            encoded = ORIGINALE[start:ORIGINALE.index(b"\r\n--", start)]
+            encoded = ORIGINALE[start : ORIGINALE.index(b"\r\n--", start)]
         else:
             encoded = part.get_payload().encode("ascii")  # the base64 text, CRLFs included
         replacement = hashed[f"{name}.hash"]
@@ -380,15 +540,28 @@ def test_breve_replaces_every_named_part_with_its_sha1():
 
 
 def test_breve_keeps_a_signed_original_signature_part():
-    firmato = busta_trasporto(ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=INVIO,
-                              destinatari=DESTINATARI)  # any multipart/signed message will do
+    firmato = busta_trasporto(
+        ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=INVIO, destinatari=DESTINATARI
+    )  # any multipart/signed message will do
     # the sender forwards that signed envelope as its own (outer headers of a client message)
-    head = (f"From: {MITTENTE}\r\nTo: {TO[0]}\r\nSubject: inoltro firmato\r\n"
-            "Message-ID: <firmato@pec.mittente.example>\r\n").encode()
-    originale = head + firmato.partition(b"\r\n\r\n")[0].split(b"MIME-Version: 1.0\r\n")[1] + b"\r\n\r\n" \
+    head = (
+        f"From: {MITTENTE}\r\nTo: {TO[0]}\r\nSubject: inoltro firmato\r\n"
+        "Message-ID: <firmato@pec.mittente.example>\r\n"
+    ).encode()
+    originale = (
+        head
+        + firmato.partition(b"\r\n\r\n")[0].split(b"MIME-Version: 1.0\r\n")[1]
+        + b"\r\n\r\n"
         + firmato.partition(b"\r\n\r\n")[2]
-    raw = ricevuta("avvenuta-consegna", originale, gestore=LEGALMAIL, identificativo=IDENTIFICATIVO,
-                   data=DOPO, tipo_ricevuta="breve")
+    )
+    raw = ricevuta(
+        "avvenuta-consegna",
+        originale,
+        gestore=LEGALMAIL,
+        identificativo=IDENTIFICATIVO,
+        data=DOPO,
+        tipo_ricevuta="breve",
+    )
     inner = _parse(_postacert(raw))
     assert inner.get_content_type() == "multipart/signed"
     first, signature = inner.get_payload()
@@ -400,9 +573,11 @@ def test_breve_keeps_a_signed_original_signature_part():
 
 # --- envelopes ------------------------------------------------------------------------------------
 
+
 def test_busta_trasporto():
-    raw = busta_trasporto(ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=INVIO,
-                          destinatari=DESTINATARI)
+    raw = busta_trasporto(
+        ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=INVIO, destinatari=DESTINATARI
+    )
     msg = _common_checks(raw)
     assert _layout(msg) == _layout_atteso(daticert_=True, postacert=True, legacy=True)  # ARUBA: older naming
     assert msg["X-Trasporto"] == "posta-certificata"
@@ -434,23 +609,40 @@ def test_busta_trasporto():
 
 
 def test_busta_trasporto_options():
-    breve = busta_trasporto(_originale(tipo_ricevuta="breve"), gestore=SIMULATO,
-                            identificativo=IDENTIFICATIVO, data=INVIO, destinatari=DESTINATARI)
+    breve = busta_trasporto(
+        _originale(tipo_ricevuta="breve"),
+        gestore=SIMULATO,
+        identificativo=IDENTIFICATIVO,
+        data=INVIO,
+        destinatari=DESTINATARI,
+    )
     assert _parse(breve)["X-TipoRicevuta"] == "breve" and _daticert(breve).ricevuta == "breve"
     assert _parse(breve).get_param("protocol") == "application/pkcs7-signature"
     con_reply = _originale(message_id=None, tipo_ricevuta=None)
-    con_reply = con_reply.replace(b"MIME-Version: 1.0\r\n", b"Reply-To: risposte@pec.mittente.example\r\n"
-                                  b"MIME-Version: 1.0\r\n", 1)
-    raw = busta_trasporto(con_reply, gestore=SIMULATO, identificativo=IDENTIFICATIVO, data=INVIO,
-                          destinatari=DESTINATARI, tipo_ricevuta="sintetica")
+    con_reply = con_reply.replace(
+        b"MIME-Version: 1.0\r\n", b"Reply-To: risposte@pec.mittente.example\r\nMIME-Version: 1.0\r\n", 1
+    )
+    raw = busta_trasporto(
+        con_reply,
+        gestore=SIMULATO,
+        identificativo=IDENTIFICATIVO,
+        data=INVIO,
+        destinatari=DESTINATARI,
+        tipo_ricevuta="sintetica",
+    )
     assert _parse(raw)["Reply-To"] == "risposte@pec.mittente.example"
     assert _parse(raw)["X-TipoRicevuta"] == "sintetica"
     assert _daticert(raw).risposte == "risposte@pec.mittente.example"
 
 
 def test_busta_anomalia():
-    ricevuto = messaggio_originale(mittente="qualcuno@ordinaria.example", destinatari=[TO[0]],
-                                   oggetto="Offerta speciale", testo="Non è PEC.\n", data=INVIO)
+    ricevuto = messaggio_originale(
+        mittente="qualcuno@ordinaria.example",
+        destinatari=[TO[0]],
+        oggetto="Offerta speciale",
+        testo="Non è PEC.\n",
+        data=INVIO,
+    )
     raw = busta_anomalia(ricevuto, gestore=LEGALMAIL, data=DOPO, motivo="Messaggio non certificato.")
     msg = _common_checks(raw)
     assert _layout(msg) == _layout_atteso(daticert_=False, postacert=True)
@@ -467,28 +659,37 @@ def test_busta_anomalia():
 
 
 def test_busta_anomalia_tolerates_odd_input():
-    raw = busta_anomalia(b"Subject: senza mittente\n\ncorpo con a capo unix\n", gestore=SIMULATO, data=DOPO,
-                         motivo="Formato non valido.")
+    raw = busta_anomalia(
+        b"Subject: senza mittente\n\ncorpo con a capo unix\n",
+        gestore=SIMULATO,
+        data=DOPO,
+        motivo="Formato non valido.",
+    )
     msg = _common_checks(raw)
     assert msg["Subject"] == "ANOMALIA MESSAGGIO: senza mittente"
     assert _postacert(raw) == b"Subject: senza mittente\r\n\r\ncorpo con a capo unix\r\n"
 
     # raw 8-bit headers, as some ordinary mail arrives: copied byte for byte, part marked 8bit
-    otto_bit = b"From: Caf\xe8 <bar@ordinaria.example>\r\nTo: Jos\xe9 <" + TO[0].encode() + b">\r\n" \
-               b"Subject: prova\r\nMessage-ID: <x@ordinaria.example>\r\n\r\ncorpo\r\n"
+    otto_bit = (
+        b"From: Caf\xe8 <bar@ordinaria.example>\r\nTo: Jos\xe9 <" + TO[0].encode() + b">\r\n"
+        b"Subject: prova\r\nMessage-ID: <x@ordinaria.example>\r\n\r\ncorpo\r\n"
+    )
     raw = busta_anomalia(otto_bit, gestore=SIMULATO, data=DOPO, motivo="Formato non valido.")
     assert b"\r\nTo: Jos\xe9 <" + TO[0].encode() + b">\r\n" in raw.partition(b"\r\n\r\n")[0]
     assert b"Per conto di: bar@ordinaria.example" in raw
     assert _postacert(raw) == otto_bit
-    assert b'name="postacert.eml"\r\nContent-Disposition: inline; filename="postacert.eml"\r\n' \
-           b"Content-Transfer-Encoding: 8bit\r\n" in raw
+    assert (
+        b'name="postacert.eml"\r\nContent-Disposition: inline; filename="postacert.eml"\r\n'
+        b"Content-Transfer-Encoding: 8bit\r\n" in raw
+    )
 
 
 # --- signatures ------------------------------------------------------------------------------------
 
 SIGNED = {
-    "busta-aruba": lambda: busta_trasporto(ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO,
-                                           data=INVIO, destinatari=DESTINATARI),
+    "busta-aruba": lambda: busta_trasporto(
+        ORIGINALE, gestore=ARUBA, identificativo=IDENTIFICATIVO, data=INVIO, destinatari=DESTINATARI
+    ),
     "anomalia": lambda: busta_anomalia(ORIGINALE, gestore=SIMULATO, data=DOPO, motivo="prova"),
     **{label: build for label, _, build, *_ in RICEVUTE},
 }
@@ -502,17 +703,37 @@ def openssl():
     return path
 
 
-def _verify(openssl, tmp_path, raw: bytes, ca_pem: bytes,
-            command: str = "smime") -> subprocess.CompletedProcess:
+def _verify(
+    openssl, tmp_path, raw: bytes, ca_pem: bytes, command: str = "smime"
+) -> subprocess.CompletedProcess:
     content, signature = _signed(raw)
     (tmp_path / "content.bin").write_bytes(content)
     (tmp_path / "smime.p7s").write_bytes(signature)
     (tmp_path / "ca.pem").write_bytes(ca_pem)
     return subprocess.run(
-        [openssl, command, "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "smime.p7s"),
-         "-content", str(tmp_path / "content.bin"), "-CAfile", str(tmp_path / "ca.pem"), "-purpose", "any",
-         "-out", str(tmp_path / "out.bin")],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            openssl,
+            command,
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            str(tmp_path / "smime.p7s"),
+            "-content",
+            str(tmp_path / "content.bin"),
+            "-CAfile",
+            str(tmp_path / "ca.pem"),
+            "-purpose",
+            "any",
+            "-out",
+            str(tmp_path / "out.bin"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("label", list(SIGNED))
@@ -544,13 +765,15 @@ def test_own_ca_and_cms_verify(openssl, tmp_path):
     san = firma.certificato.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.RFC822Name) == ["posta-certificata@pec.prova.test"]
     assert firma.certificato.issuer == ca.certificato.subject
-    raw = ricevuta("accettazione", ORIGINALE, gestore=gestore, identificativo=IDENTIFICATIVO, data=DOPO,
-                   firma=firma)
+    raw = ricevuta(
+        "accettazione", ORIGINALE, gestore=gestore, identificativo=IDENTIFICATIVO, data=DOPO, firma=firma
+    )
     assert _verify(openssl, tmp_path, raw, ca.cert_pem, "cms").returncode == 0
     assert _verify(openssl, tmp_path, raw, Firma.per(ARUBA).autorita.cert_pem, "cms").returncode != 0
 
 
 # --- corpus ----------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def campioni():
@@ -595,9 +818,20 @@ def test_corpus_expected_matches_the_messages(campioni):
     for c in first:
         msg = _parse(c.raw)
         e = c.expected
-        assert set(e) >= {"kind", "ref_message_id", "receipt_type", "provider", "sdi_type", "delivered_to",
-                          "error", "original_message_id", "identificativo"}
-        assert e["sdi_type"] is None or (e["kind"] == kinds.POSTA_CERTIFICATA and e["receipt_type"] == "breve")
+        assert set(e) >= {
+            "kind",
+            "ref_message_id",
+            "receipt_type",
+            "provider",
+            "sdi_type",
+            "delivered_to",
+            "error",
+            "original_message_id",
+            "identificativo",
+        }
+        assert e["sdi_type"] is None or (
+            e["kind"] == kinds.POSTA_CERTIFICATA and e["receipt_type"] == "breve"
+        )
         assert c.raw.count(b"\n") == c.raw.count(b"\r\n")
         assert msg["Message-ID"] == e["message_id"]
         assert msg["Subject"] == e["subject"]

@@ -37,28 +37,41 @@ class Trickle(io.RawIOBase):
 
     def read(self, size=-1):
         size = self.step if size < 0 else min(size, self.step)
-        out = self.data[self.at:self.at + size]
+        out = self.data[self.at : self.at + size]
         self.at += len(out)
         return out
 
 
-ITALIAN = "Nome;Città;PEC;Importo\r\nNiccolò;Forlì;niccolo@pec.it;1.500,00 €\r\nAndrea;Cantù;andrea@pec.it;è 0\r\n"
+ITALIAN = (
+    "Nome;Città;PEC;Importo\r\nNiccolò;Forlì;niccolo@pec.it;1.500,00 €\r\nAndrea;Cantù;andrea@pec.it;è 0\r\n"
+)
 
 
-@pytest.mark.parametrize("encoding, detected", [
-    ("utf-8", "utf-8"), ("utf-8-sig", "utf-8-sig"), ("cp1252", "cp1252"), ("utf-16", "utf-16"),
-])
+@pytest.mark.parametrize(
+    "encoding, detected",
+    [
+        ("utf-8", "utf-8"),
+        ("utf-8-sig", "utf-8-sig"),
+        ("cp1252", "cp1252"),
+        ("utf-16", "utf-16"),
+    ],
+)
 def test_encodings(encoding, detected):
     fmt, rows = rows_of(ITALIAN.encode(encoding))
     assert fmt.encoding == detected
     assert fmt.header == ("Nome", "Città", "PEC", "Importo")
-    assert rows[0][1] == {"nome": "Niccolò", "città": "Forlì", "pec": "niccolo@pec.it", "importo": "1.500,00 €"}
+    assert rows[0][1] == {
+        "nome": "Niccolò",
+        "città": "Forlì",
+        "pec": "niccolo@pec.it",
+        "importo": "1.500,00 €",
+    }
     assert rows[1][1]["importo"] == "è 0"
 
 
 def test_windows_1252_is_what_excel_on_italian_windows_writes():
     raw = "nome;nota\r\nà è é ì ò ù;costo 5 €\r\n".encode("cp1252")
-    assert b"\x80" in raw and b"\xe0" in raw       # € and à as single bytes: not UTF-8
+    assert b"\x80" in raw and b"\xe0" in raw  # € and à as single bytes: not UTF-8
     fmt, rows = rows_of(raw)
     assert fmt.encoding == "cp1252"
     assert rows[0][1] == {"nome": "à è é ì ò ù", "nota": "costo 5 €"}
@@ -66,7 +79,9 @@ def test_windows_1252_is_what_excel_on_italian_windows_writes():
 
 @pytest.mark.parametrize("delimiter", [";", ",", "\t"])
 def test_delimiters_are_sniffed(delimiter):
-    text = delimiter.join(["nome", "pec", "importo"]) + "\n" + delimiter.join(["Rossi", "r@pec.it", "12"]) + "\n"
+    text = (
+        delimiter.join(["nome", "pec", "importo"]) + "\n" + delimiter.join(["Rossi", "r@pec.it", "12"]) + "\n"
+    )
     fmt, rows = rows_of(text.encode())
     assert fmt.delimiter == delimiter
     assert rows == [(2, {"nome": "Rossi", "pec": "r@pec.it", "importo": "12"}, 3)]
@@ -77,7 +92,11 @@ def test_the_delimiter_is_the_one_the_header_and_rows_agree_on():
     text = "Cognome, Nome;PEC;Importo (€, IVA inclusa)\nRossi, Mario;r@pec.it;1.500,00\nBianchi, Anna;b@pec.it;2,50\n"
     fmt, rows = rows_of(text.encode())
     assert fmt.delimiter == ";"
-    assert rows[0][1] == {"cognome_nome": "Rossi, Mario", "pec": "r@pec.it", "importo_iva_inclusa": "1.500,00"}
+    assert rows[0][1] == {
+        "cognome_nome": "Rossi, Mario",
+        "pec": "r@pec.it",
+        "importo_iva_inclusa": "1.500,00",
+    }
 
 
 def test_a_single_column_file():
@@ -94,8 +113,10 @@ def test_excels_sep_line_sets_the_delimiter_and_is_no_row():
 def test_quoted_fields_with_delimiters_quotes_and_newlines_stay_one_row():
     text = 'nome;indirizzo;pec\r\n"Rossi; Mario";"Via ""Roma"" 1\r\n20100 Milano";r@pec.it\r\nBianchi;"a\nb";b@pec.it\r\n'
     fmt, rows = rows_of(text.encode())
-    assert rows == [(2, {"nome": "Rossi; Mario", "indirizzo": 'Via "Roma" 1\r\n20100 Milano', "pec": "r@pec.it"}, 3),
-                    (3, {"nome": "Bianchi", "indirizzo": "a\nb", "pec": "b@pec.it"}, 3)]
+    assert rows == [
+        (2, {"nome": "Rossi; Mario", "indirizzo": 'Via "Roma" 1\r\n20100 Milano', "pec": "r@pec.it"}, 3),
+        (3, {"nome": "Bianchi", "indirizzo": "a\nb", "pec": "b@pec.it"}, 3),
+    ]
 
 
 def test_header_names_are_trimmed_and_case_insensitive():
@@ -112,11 +133,13 @@ def test_values_are_trimmed():
 
 
 def test_blank_lines_and_empty_excel_rows_are_skipped_but_counted():
-    fmt, rows = rows_of(b"\r\nnome;pec;;\r\n\r\nRossi;r@pec.it;;\r\n;;;\r\n  ;  ;;\r\nBianchi;b@pec.it;;\r\n\r\n")
+    fmt, rows = rows_of(
+        b"\r\nnome;pec;;\r\n\r\nRossi;r@pec.it;;\r\n;;;\r\n  ;  ;;\r\nBianchi;b@pec.it;;\r\n\r\n"
+    )
     assert fmt.header_row == 2 and fmt.columns == ("nome", "pec", "", "")
     # spreadsheet numbering: what Excel shows beside each row
     assert [(n, v["nome"]) for n, v, _ in rows] == [(4, "Rossi"), (7, "Bianchi")]
-    assert all(set(v) == {"nome", "pec"} for _, v, _ in rows)       # unnamed columns left out
+    assert all(set(v) == {"nome", "pec"} for _, v, _ in rows)  # unnamed columns left out
 
 
 def test_ragged_rows_are_yielded_with_their_cell_count():
@@ -152,7 +175,7 @@ def test_invalid_utf8_after_the_sniff_window_names_its_row():
     raw = head + b"Citt\xe0;bad@pec.it\n" + b"Rossi;z@pec.it\n"
     error = error_of(raw, limits=CsvLimits(sniff_bytes=4096))
     assert error.issue.code == Code.CSV_ENCODING
-    assert error.issue.row == 2000                          # header row 1, data rows 2..1999, then this one
+    assert error.issue.row == 2000  # header row 1, data rows 2..1999, then this one
     assert "0xE0" in error.issue.reason and "not valid UTF-8" in error.issue.reason
 
 
@@ -160,12 +183,14 @@ def test_invalid_utf8_after_the_default_one_mib_window():
     lines = [b"nome;pec\n"] + [b"%08d;r%08d@pec.it\n" % (i, i) for i in range(2, 50_000)]
     raw = b"".join(lines)
     assert len(raw) > 1024 * 1024
-    error = error_of(raw + b"\"multi\nline \x80 row\";x@pec.it\n")
+    error = error_of(raw + b'"multi\nline \x80 row";x@pec.it\n')
     assert error.issue.code == Code.CSV_ENCODING and error.issue.row == 50_000
 
 
 def test_rows_before_the_bad_byte_are_read():
-    reader = read_rows(io.BytesIO(b"nome;pec\n" + b"a;a@pec.it\n" * 3000 + b"\xff;x\n"), limits=CsvLimits(sniff_bytes=1024))
+    reader = read_rows(
+        io.BytesIO(b"nome;pec\n" + b"a;a@pec.it\n" * 3000 + b"\xff;x\n"), limits=CsvLimits(sniff_bytes=1024)
+    )
     seen = []
     with pytest.raises(CsvError) as caught:
         for row in reader:
@@ -174,7 +199,7 @@ def test_rows_before_the_bad_byte_are_read():
 
 
 def test_reading_on_after_an_error_raises_it_again():
-    reader = read_rows(io.BytesIO(b"nome;pec\n\"a;b\n"))
+    reader = read_rows(io.BytesIO(b'nome;pec\n"a;b\n'))
     with pytest.raises(CsvError) as first:
         next(reader)
     with pytest.raises(CsvError) as again:
@@ -184,15 +209,22 @@ def test_reading_on_after_an_error_raises_it_again():
 
 def test_bytes_undefined_in_windows_1252():
     error = error_of("nome;pec\nà;a@pec.it\n".encode("cp1252") + b"\x81;b@pec.it\n")
-    assert error.issue.code == Code.CSV_ENCODING and error.issue.row == 3 and "Windows-1252" in error.issue.reason
+    assert (
+        error.issue.code == Code.CSV_ENCODING
+        and error.issue.row == 3
+        and "Windows-1252" in error.issue.reason
+    )
 
 
-@pytest.mark.parametrize("raw, what", [
-    (b"PK\x03\x04\x14\x00\x06\x00", "Excel .xlsx"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", ".xls"),
-    (b"%PDF-1.7\n", "PDF"),
-    ("nome;pec\n".encode("utf-16-le"), "NUL bytes"),
-])
+@pytest.mark.parametrize(
+    "raw, what",
+    [
+        (b"PK\x03\x04\x14\x00\x06\x00", "Excel .xlsx"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", ".xls"),
+        (b"%PDF-1.7\n", "PDF"),
+        ("nome;pec\n".encode("utf-16-le"), "NUL bytes"),
+    ],
+)
 def test_files_that_are_not_text(raw, what):
     error = error_of(raw)
     assert error.issue.code == Code.CSV_NOT_TEXT and what in error.issue.reason
@@ -261,8 +293,10 @@ def test_random_cells_round_trip(data):
     delimiter = data.draw(st.sampled_from([";", ",", "\t"]))
     encoding = data.draw(st.sampled_from(["utf-8", "utf-8-sig", "cp1252", "utf-16"]))
     cells = _latin if encoding == "cp1252" else _cell
-    header = [data.draw(st.sampled_from(["", " ", "  "])) + f"Col{i}" + data.draw(st.sampled_from(["", " "]))
-              for i in range(width)]
+    header = [
+        data.draw(st.sampled_from(["", " ", "  "])) + f"Col{i}" + data.draw(st.sampled_from(["", " "]))
+        for i in range(width)
+    ]
     table = data.draw(st.lists(st.lists(cells, min_size=width, max_size=width), max_size=15))
     # Python 3.11's writer leaves a lone CR unquoted with "\n" line ends (no spreadsheet does): quote all then
     lineterminator, quoting = data.draw(st.sampled_from([("\r\n", csv.QUOTE_MINIMAL), ("\n", csv.QUOTE_ALL)]))
@@ -272,7 +306,7 @@ def test_random_cells_round_trip(data):
     writer.writerows(table)
     raw = out.getvalue().encode(encoding)
     if encoding == "cp1252":
-        try:                # cp1252 text that happens to be valid UTF-8 is UTF-8: nobody can tell
+        try:  # cp1252 text that happens to be valid UTF-8 is UTF-8: nobody can tell
             raw.decode("utf-8")
             assume(raw.isascii())
         except UnicodeDecodeError:
@@ -280,8 +314,11 @@ def test_random_cells_round_trip(data):
     reader = read_rows(io.BytesIO(raw))
     assert reader.format.delimiter == delimiter
     assert reader.format.columns == tuple(f"col{i}" for i in range(width))
-    expected = [{f"col{i}": cell.strip() for i, cell in enumerate(row)} for row in table
-                if any(cell.strip() for cell in row)]
+    expected = [
+        {f"col{i}": cell.strip() for i, cell in enumerate(row)}
+        for row in table
+        if any(cell.strip() for cell in row)
+    ]
     got = [row.values for row in reader]
     assert got == expected
 

@@ -16,14 +16,28 @@ from pecflow.domain.campaign import EXPORT_COLUMNS, export_rows, safe_cell, writ
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-@pytest.mark.parametrize("value, cell", [
-    ("=HYPERLINK(\"http://evil\",\"clic\")", "'=HYPERLINK(\"http://evil\",\"clic\")"),
-    ("+39 02 1234", "'+39 02 1234"), ("-1+1", "'-1+1"), ("@SUM(A1)", "'@SUM(A1)"), ("\t=1", "'\t=1"),
-    ("\r=1", "'\r=1"), ("mario@pec.it", "mario@pec.it"), ("1=1", "1=1"), ("", ""), (None, ""),
-    (17, "17"), (-3, "-3"), (Decimal("2"), "2"), (True, "true"),
-    (datetime(2026, 3, 2, 9, tzinfo=UTC), "2026-03-02T09:00:00+00:00"),
-    ({"k": "=x"}, '{"k": "=x"}'), (["=a"], '["=a"]'),
-])
+@pytest.mark.parametrize(
+    "value, cell",
+    [
+        ('=HYPERLINK("http://evil","clic")', '\'=HYPERLINK("http://evil","clic")'),
+        ("+39 02 1234", "'+39 02 1234"),
+        ("-1+1", "'-1+1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1", "'\t=1"),
+        ("\r=1", "'\r=1"),
+        ("mario@pec.it", "mario@pec.it"),
+        ("1=1", "1=1"),
+        ("", ""),
+        (None, ""),
+        (17, "17"),
+        (-3, "-3"),
+        (Decimal("2"), "2"),
+        (True, "true"),
+        (datetime(2026, 3, 2, 9, tzinfo=UTC), "2026-03-02T09:00:00+00:00"),
+        ({"k": "=x"}, '{"k": "=x"}'),
+        (["=a"], '["=a"]'),
+    ],
+)
 def test_safe_cell(value, cell):
     assert safe_cell(value) == cell
 
@@ -42,13 +56,28 @@ def _read(raw: bytes) -> list[list[str]]:
 
 def test_write_export_of_jobs():
     jobs = [
-        {"row": Decimal(2), "recipient": "mario@pec.it", "state": "delivered", "attempt": 1,
-         "message_id": "<pecflow.c1.2.1@pec.azienda.it>", "at_sent": "2026-03-02T09:00:00+00:00",
-         "at_accepted": "2026-03-02T09:00:05+00:00", "at_delivered": "2026-03-02T09:00:09+00:00",
-         "values": {"nome": "Mario; \"il grande\"", "note": "=cmd|' /C calc'!A0"}},
-        {"row": 3, "recipient": "anna@pec.it", "state": "delivery-failed", "attempt": 1, "message_id": "<m3@x.it>",
-         "at_sent_uncertain": "2026-03-02T09:01:00+00:00", "at_delivery_failed": "2026-03-02T09:30:00+00:00",
-         "error": "5.1.1 casella inesistente\nriprovare", "values": {"nome": "Anna Città"}},
+        {
+            "row": Decimal(2),
+            "recipient": "mario@pec.it",
+            "state": "delivered",
+            "attempt": 1,
+            "message_id": "<pecflow.c1.2.1@pec.azienda.it>",
+            "at_sent": "2026-03-02T09:00:00+00:00",
+            "at_accepted": "2026-03-02T09:00:05+00:00",
+            "at_delivered": "2026-03-02T09:00:09+00:00",
+            "values": {"nome": 'Mario; "il grande"', "note": "=cmd|' /C calc'!A0"},
+        },
+        {
+            "row": 3,
+            "recipient": "anna@pec.it",
+            "state": "delivery-failed",
+            "attempt": 1,
+            "message_id": "<m3@x.it>",
+            "at_sent_uncertain": "2026-03-02T09:01:00+00:00",
+            "at_delivery_failed": "2026-03-02T09:30:00+00:00",
+            "error": "5.1.1 casella inesistente\nriprovare",
+            "values": {"nome": "Anna Città"},
+        },
     ]
     out = io.BytesIO()
     assert write_export(out, jobs, value_columns=["nome", "note"]) == 2
@@ -56,17 +85,26 @@ def test_write_export_of_jobs():
     assert table[0] == [c[0] for c in EXPORT_COLUMNS] + ["nome", "note"]
     assert table[0][:4] == ["row", "recipient", "state", "attempt"]
     first = dict(zip(table[0], table[1]))
-    assert first["row"] == "2" and first["delivered_at"] == "2026-03-02T09:00:09+00:00" and first["failed_at"] == ""
+    assert (
+        first["row"] == "2"
+        and first["delivered_at"] == "2026-03-02T09:00:09+00:00"
+        and first["failed_at"] == ""
+    )
     assert first["nome"] == 'Mario; "il grande"' and first["note"] == "'=cmd|' /C calc'!A0"
     second = dict(zip(table[0], table[2]))
-    assert second["sent_at"] == "2026-03-02T09:01:00+00:00" and second["failed_at"] == "2026-03-02T09:30:00+00:00"
+    assert (
+        second["sent_at"] == "2026-03-02T09:01:00+00:00"
+        and second["failed_at"] == "2026-03-02T09:30:00+00:00"
+    )
     assert second["error"] == "5.1.1 casella inesistente\nriprovare" and second["nome"] == "Anna Città"
     assert second["note"] == ""
 
 
 def test_a_csv_column_named_like_an_outcome_column_does_not_hide_it():
     out = io.BytesIO()
-    write_export(out, [{"row": 2, "state": "sent", "values": {"state": "Lombardia"}}], value_columns=["state"])
+    write_export(
+        out, [{"row": 2, "state": "sent", "values": {"state": "Lombardia"}}], value_columns=["state"]
+    )
     header, line = _read(out.getvalue())
     assert line[header.index("state")] == "sent" and line[-1] == "Lombardia"
 

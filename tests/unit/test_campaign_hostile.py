@@ -12,7 +12,7 @@ import os
 import re
 import time
 import tracemalloc
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from jinja2 import StrictUndefined
@@ -20,17 +20,26 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from pecflow import cli
 from pecflow.domain import campaign
+from pecflow.domain.campaign import (
+    Code,
+    DictAttachmentIndex,
+    Manifest,
+    RenderError,
+    SqliteAttachmentIndex,
+    compile_templates,
+    render_message,
+    validate,
+)
 from pecflow.domain.campaign import rendering as campaign_render
-from pecflow.domain.campaign import (Code, DictAttachmentIndex, Manifest, RenderError, SqliteAttachmentIndex,
-                              compile_templates, render_message, validate)
 
 HEADER = "Nome;PEC\r\n"
 ROW = {"nome": "Mario", "pec": "mario@pec.it"}
 
 
 def manifest(body: str, **extra) -> Manifest:
-    return Manifest.from_dict({"mailbox": "ufficio@pec.azienda.it", "subject": "Avviso", "body_text": body,
-                               **extra})
+    return Manifest.from_dict(
+        {"mailbox": "ufficio@pec.azienda.it", "subject": "Avviso", "body_text": body, **extra}
+    )
 
 
 def validated(body: str, rows: int = 1, trace: bool = True, **extra):
@@ -47,7 +56,7 @@ def validated(body: str, rows: int = 1, trace: bool = True, **extra):
 
 
 # --- templates over their limits -------------------------------------------------------------------------
-SLOW = "|took longer than 2 s"     # what a loop says when a busy machine runs it slower than its budget
+SLOW = "|took longer than 2 s"  # what a loop says when a busy machine runs it slower than its budget
 
 # (template, what the error says); the first six are issue 10's item 7
 HOSTILE = [
@@ -55,8 +64,10 @@ HOSTILE = [
     ("{{ 'x'|indent(10**9) }}", r"indent\(1,000,000,000\) would be too large"),
     ("{{ '%0999999999d' % 1 }}", "the result of % would be too large"),
     ("{{ lipsum(10**6) }}", "lipsum: at most 100 paragraphs"),
-    ("{% for i in range(99999) %}{% for j in range(99999) %}{{ i }}{% endfor %}{% endfor %}",
-     "loop more than 100,000 times" + SLOW),
+    (
+        "{% for i in range(99999) %}{% for j in range(99999) %}{{ i }}{% endfor %}{% endfor %}",
+        "loop more than 100,000 times" + SLOW,
+    ),
     ("{{ (((10**100)**100)**100)**100 }}", r"the result of \*\* would be too large \(a number"),
     # the same families, by other ways
     ("{{ 'x'.center(10**9) }}", "center.* would be too large"),
@@ -80,39 +91,69 @@ HOSTILE = [
     ("{{ [1]|slice(10**8)|list }}", r"slice\(100,000,000\) would be too large"),
     ("{{ ([[]] * 999999)|sum(start=[]) }}", "the result of \\* would be too large|sum would be too large"),
     ("{{ ['x' * 999]|tojson(indent=999999) }}", "tojson would be too large"),
-    ("{{ 'x'|wordwrap(1, wrapstring='y' * 999999) ~ ('x y' * 99999)|wordwrap(1, wrapstring='y' * 99) }}",
-     "wordwrap would be too large"),
+    (
+        "{{ 'x'|wordwrap(1, wrapstring='y' * 999999) ~ ('x y' * 99999)|wordwrap(1, wrapstring='y' * 99) }}",
+        "wordwrap would be too large",
+    ),
     # repetition of shared lists: printing them would write billions of characters
     ("{{ [[[1] * 1000] * 1000] * 1000 }}", r"the result of \* would be too large"),
-    ("{% set a = 'x' * 1000 %}{% set b = [a,a,a,a,a,a,a,a,a,a] %}{% set c = [b,b,b,b,b,b,b,b,b,b] %}"
-     "{% set d = [c,c,c,c,c,c,c,c,c,c] %}{% set e = [d,d,d,d,d,d,d,d,d,d] %}{{ e|length }}",
-     "the list would be too large"),
-    ("{% set l = [1] %}{% for i in range(40) %}{{ l.extend(l) }}{% endfor %}",
-     "the list after extend would be too large"),
+    (
+        "{% set a = 'x' * 1000 %}{% set b = [a,a,a,a,a,a,a,a,a,a] %}{% set c = [b,b,b,b,b,b,b,b,b,b] %}"
+        "{% set d = [c,c,c,c,c,c,c,c,c,c] %}{% set e = [d,d,d,d,d,d,d,d,d,d] %}{{ e|length }}",
+        "the list would be too large",
+    ),
+    (
+        "{% set l = [1] %}{% for i in range(40) %}{{ l.extend(l) }}{% endfor %}",
+        "the list after extend would be too large",
+    ),
     ("{{ dict(a='x' * 999999, b='x' * 999999) }}", "the result of dict would be too large"),
-    ("{% set ns = namespace() %}{% set x = 'x' * 600000 %}"
-     + "".join(f"{{% set ns.a{i} = x %}}" for i in range(8)) + "{{ ns }}",
-     "would write more than 4,000,000 characters"),
-    ("{% set ns = namespace() %}{% set x = 'x' * 600000 %}{% set ns.a = x %}{% set ns.b = x %}{{ ns ~ '' }}",
-     "the result of ~ would be too large"),
+    (
+        "{% set ns = namespace() %}{% set x = 'x' * 600000 %}"
+        + "".join(f"{{% set ns.a{i} = x %}}" for i in range(8))
+        + "{{ ns }}",
+        "would write more than 4,000,000 characters",
+    ),
+    (
+        "{% set ns = namespace() %}{% set x = 'x' * 600000 %}{% set ns.a = x %}{% set ns.b = x %}{{ ns ~ '' }}",
+        "the result of ~ would be too large",
+    ),
     # growing a text or a buffer in a loop
-    ("{% set ns = namespace(s='') %}{% for i in range(1000) %}{% set ns.s = ns.s ~ ('x' * 999999) %}"
-     "{% endfor %}", "the result of ~ would be too large"),
-    ("{% set ns = namespace(s='') %}{% for i in range(1000) %}{% set ns.s = ns.s + ('x' * 999999) %}"
-     "{% endfor %}", r"the result of \+ would be too large"),
-    ("{% set x %}{% for i in range(99999) %}{{ 'x' * 999999 }}{% endfor %}{% endset %}{{ x|length }}",
-     "would write more than 4,000,000 characters"),
-    ("{% for i in range(99999) %}{% filter center(999999) %}x{% endfilter %}{% endfor %}",
-     "would write more than 4,000,000 characters"),
-    ("{% macro m() %}" + "x" * 100_000 + "{{ caller() }}{% endmacro %}{% set s %}{% for i in range(99999) %}"
-     "{% call m() %}{% endcall %}{% endfor %}{% endset %}", "would write more than 4,000,000 characters"),
-    ("{% set s %}{% for i in range(99999) %}" + "x" * 100_000 + "{% endfor %}{% endset %}",
-     "would write more than 4,000,000 characters"),
+    (
+        "{% set ns = namespace(s='') %}{% for i in range(1000) %}{% set ns.s = ns.s ~ ('x' * 999999) %}"
+        "{% endfor %}",
+        "the result of ~ would be too large",
+    ),
+    (
+        "{% set ns = namespace(s='') %}{% for i in range(1000) %}{% set ns.s = ns.s + ('x' * 999999) %}"
+        "{% endfor %}",
+        r"the result of \+ would be too large",
+    ),
+    (
+        "{% set x %}{% for i in range(99999) %}{{ 'x' * 999999 }}{% endfor %}{% endset %}{{ x|length }}",
+        "would write more than 4,000,000 characters",
+    ),
+    (
+        "{% for i in range(99999) %}{% filter center(999999) %}x{% endfilter %}{% endfor %}",
+        "would write more than 4,000,000 characters",
+    ),
+    (
+        "{% macro m() %}"
+        + "x" * 100_000
+        + "{{ caller() }}{% endmacro %}{% set s %}{% for i in range(99999) %}"
+        "{% call m() %}{% endcall %}{% endfor %}{% endset %}",
+        "would write more than 4,000,000 characters",
+    ),
+    (
+        "{% set s %}{% for i in range(99999) %}" + "x" * 100_000 + "{% endfor %}{% endset %}",
+        "would write more than 4,000,000 characters",
+    ),
     # time: loops, recursion, calls
     ("{% for c in 'x' * 999999 %}{{ c }}{% endfor %}", "loop more than 100,000 times" + SLOW),
     ("{% for i in range(10**6) %}{% endfor %}", "range would be too long: at most 100,000 numbers"),
-    ("{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}",
-     "more than 20,000 calls" + SLOW),
+    (
+        "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+        "more than 20,000 calls" + SLOW,
+    ),
     ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "call themselves too deeply"),
 ]
 
@@ -126,22 +167,27 @@ def test_a_hostile_template_is_invalid_quickly_and_in_bounded_memory(body, reaso
     assert issue.field == "body_text" and issue.row == 2
     assert re.search(reason, issue.reason), issue.reason
     assert issue.code == Code.TEMPLATE_LIMIT
-    assert seconds < 10, seconds                 # 2 s of budget at most; the machine may be busy
+    assert seconds < 10, seconds  # 2 s of budget at most; the machine may be busy
     assert peak < 60_000_000, peak
 
 
 @pytest.mark.parametrize("body", [b for b, _ in HOSTILE[:6]])
 def test_the_sender_refuses_the_same_templates(body):
     with pytest.raises(RenderError) as caught:
-        render_message(manifest(body), ROW, mailbox="ufficio@pec.azienda.it", message_id="<1@pecflow>",
-                       date=datetime(2026, 3, 2, tzinfo=timezone.utc))
+        render_message(
+            manifest(body),
+            ROW,
+            mailbox="ufficio@pec.azienda.it",
+            message_id="<1@pecflow>",
+            date=datetime(2026, 3, 2, tzinfo=UTC),
+        )
     assert caught.value.code == Code.TEMPLATE_LIMIT and caught.value.field == "body_text"
     assert caught.value.issues[0].code == Code.TEMPLATE_LIMIT
 
 
 def test_sum_of_lists_takes_linear_time():
     do_sum = campaign.environment().filters["sum"]
-    lists = [[1] for _ in range(200_000)]                     # Python's sum: 20 billion copies
+    lists = [[1] for _ in range(200_000)]  # Python's sum: 20 billion copies
     started = time.monotonic()
     assert do_sum(campaign.environment(), lists, start=[]) == [1] * 200_000
     assert time.monotonic() - started < 2
@@ -151,17 +197,34 @@ def test_sum_of_lists_takes_linear_time():
         do_sum(campaign.environment(), [[1], (2,)], start=[])
 
 
-@pytest.mark.parametrize("body, reason", [
-    ("{% for i in range(99999) %}{% for j in range(9) %}{% endfor %}{% endfor %}",
-     "loop more than 100,000 times"),
-    ("{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}",
-     "make more than 20,000 calls for this row"),
-    ("{% for i in range(50000) %}{{ 'x'.upper() }}{{ 'y'.lower() }}{% endfor %}", "more than 20,000 calls"),
-    ("{% set s %}{% for i in range(99999) %}" + "x" * 100 + "{% endfor %}{% endset %}",
-     "would write more than 4,000,000 characters"),
-    ("{% macro m() %}" + "x" * 1000 + "{{ caller() }}{% endmacro %}{% set s %}{% for i in range(9999) %}"
-     "{% call m() %}{% endcall %}{% endfor %}{% endset %}", "would write more than 4,000,000 characters"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (
+            "{% for i in range(99999) %}{% for j in range(9) %}{% endfor %}{% endfor %}",
+            "loop more than 100,000 times",
+        ),
+        (
+            "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+            "make more than 20,000 calls for this row",
+        ),
+        (
+            "{% for i in range(50000) %}{{ 'x'.upper() }}{{ 'y'.lower() }}{% endfor %}",
+            "more than 20,000 calls",
+        ),
+        (
+            "{% set s %}{% for i in range(99999) %}" + "x" * 100 + "{% endfor %}{% endset %}",
+            "would write more than 4,000,000 characters",
+        ),
+        (
+            "{% macro m() %}"
+            + "x" * 1000
+            + "{{ caller() }}{% endmacro %}{% set s %}{% for i in range(9999) %}"
+            "{% call m() %}{% endcall %}{% endfor %}{% endset %}",
+            "would write more than 4,000,000 characters",
+        ),
+    ],
+)
 def test_each_budget_stops_its_own_excess(body, reason):
     """With all the time it wants, a template still stops at its loop, call and output budgets:
     the same verdict on a fast laptop and on a slow Lambda."""
@@ -172,10 +235,15 @@ def test_each_budget_stops_its_own_excess(body, reason):
 
 
 def test_the_time_budget_holds_whatever_the_loop():
-    templates = dataclasses.replace(compile_templates(manifest(
-        "{% for i in range(99999) %}{{ i is divisibleby 7 }}{% endfor %}"
-        "{% for i in range(99999) %}x{% endfor %}")),
-        seconds=0.05)
+    templates = dataclasses.replace(
+        compile_templates(
+            manifest(
+                "{% for i in range(99999) %}{{ i is divisibleby 7 }}{% endfor %}"
+                "{% for i in range(99999) %}x{% endfor %}"
+            )
+        ),
+        seconds=0.05,
+    )
     started = time.monotonic()
     with pytest.raises(RenderError, match="took longer than 0.05 s for this row") as caught:
         templates.render(ROW)
@@ -192,13 +260,14 @@ def test_the_budgets_are_per_row_and_shared_by_the_templates_of_the_row():
         templates.render(ROW)
     assert caught.value.field == "body_html"
     alone = compile_templates(manifest(body, max_message_bytes=50_000))
-    for _ in range(3):                                       # every row starts afresh
+    for _ in range(3):  # every row starts afresh
         assert len(alone.render(ROW).text) == 30_000
 
 
 def test_validation_stops_rendering_after_a_few_rows_over_the_limits():
     report, seconds, _ = validated(
-        "{% for i in range(99999) %}{% for j in range(9) %}{% endfor %}{% endfor %}", rows=50, trace=False)
+        "{% for i in range(99999) %}{% for j in range(9) %}{% endfor %}{% endfor %}", rows=50, trace=False
+    )
     by_row = [i for i in report.errors if i.row is not None]
     assert [i.row for i in by_row] == [2, 3, 4]
     assert all(re.search("loop more than" + SLOW, i.reason) for i in by_row)
@@ -213,15 +282,18 @@ def test_templates_too_costly_to_compile_are_refused_before_compiling():
     assert issue.code == Code.TEMPLATE_LIMIT and issue.field == "body_text"
     assert "500,000 characters inside {{ }} and {% %}: at most 20,000" in issue.reason
     assert seconds < 5 and peak < 20_000_000
-    assert validated("Lorem ipsum dolor sit amet. " * 30_000 + "{{ nome }}")[0].valid   # long text: fine
+    assert validated("Lorem ipsum dolor sit amet. " * 30_000 + "{{ nome }}")[0].valid  # long text: fine
 
 
-@pytest.mark.parametrize("body, reason", [
-    ("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}", "nested too deeply"),
-    ("{{ " + "[" * 900 + "]" * 900 + " }}", "nested too deeply"),
-    ("{% for a in b %}" * 25 + "x" + "{% endfor %}" * 25, "nested too deeply"),
-    ("{{ " + "1" * 5000 + " }}", "cannot be compiled"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}", "nested too deeply"),
+        ("{{ " + "[" * 900 + "]" * 900 + " }}", "nested too deeply"),
+        ("{% for a in b %}" * 25 + "x" + "{% endfor %}" * 25, "nested too deeply"),
+        ("{{ " + "1" * 5000 + " }}", "cannot be compiled"),
+    ],
+)
 def test_templates_that_jinja_or_python_cannot_compile_are_reported_not_raised(body, reason):
     report, _, _ = validated(body)
     issue = report.campaign_errors[0]
@@ -247,9 +319,11 @@ def test_a_normal_template_renders_as_jinja_renders_it():
         "{{ nome|center(11) }}|{{ nome.ljust(8) }}|{{ 'a\tb'.expandtabs(4) }}|{{ nome|replace('a', 'A') }}\n"
         "{{ 'è'|wordwrap(10) }} {{ {'x': [1, 2]}|tojson }} {{ 1.25|round(1, 'ceil') }} {{ 'x' in nome }} "
         "{{ nome is string }} {{ '%(a)s' % {'a': nome} }} {{ (1, 2) + (3,) }}"
-        " {{ [[1], [2]]|sum(start=[]) }}\n")
-    reference = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
-                                     lstrip_blocks=True)
+        " {{ [[1], [2]]|sum(start=[]) }}\n"
+    )
+    reference = SandboxedEnvironment(
+        undefined=StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True
+    )
     values = {"nome": "Mario", "pec": "m@pec.it", "righe": "uno, due, x, tre"}
     expected = reference.from_string(source).render(values)
     body = compile_templates(manifest(source)).render(values).text
@@ -289,11 +363,19 @@ def folder(tmp_path):
     (attachments / "ciclo.pdf").symlink_to(attachments / "ciclo.pdf")
     (attachments / "cartella").symlink_to(attachments / "vera")
     rows = ["vera/ok.pdf", "link.pdf", "orfano.pdf", "ciclo.pdf", "cartella/ok.pdf"]
-    (root / "recipients.csv").write_text("Nome;PEC;File\r\n" + "".join(
-        f"Cliente {i};c{i}@pec.it;{name}\r\n" for i, name in enumerate(rows)))
-    (root / "manifest.json").write_text(json.dumps({
-        "mailbox": "ufficio@pec.azienda.it", "subject": "Avviso", "body_text": "Gentile {{ nome }}",
-        "attachment_column": "File"}))
+    (root / "recipients.csv").write_text(
+        "Nome;PEC;File\r\n" + "".join(f"Cliente {i};c{i}@pec.it;{name}\r\n" for i, name in enumerate(rows))
+    )
+    (root / "manifest.json").write_text(
+        json.dumps(
+            {
+                "mailbox": "ufficio@pec.azienda.it",
+                "subject": "Avviso",
+                "body_text": "Gentile {{ nome }}",
+                "attachment_column": "File",
+            }
+        )
+    )
     return root
 
 
@@ -310,20 +392,37 @@ def test_symbolic_links_are_errors_in_validation_never_followed(folder):
     assert reasons[3] == "'link.pdf' is a symbolic link: put the file itself in attachments/"
     assert reasons[4] == "'orfano.pdf' is a symbolic link: put the file itself in attachments/"
     assert reasons[5] == "'ciclo.pdf' is a symbolic link: put the file itself in attachments/"
-    assert reasons[6] == ("'cartella/ok.pdf' is in 'cartella', which is a symbolic link: put the folder "
-                          "itself in attachments/")
+    assert reasons[6] == (
+        "'cartella/ok.pdf' is in 'cartella', which is a symbolic link: put the folder itself in attachments/"
+    )
 
 
 def test_a_fixed_attachment_that_is_a_link_is_an_error_too(folder):
     with SqliteAttachmentIndex.from_directory(folder / "attachments") as index:
-        report = validate({"mailbox": "ufficio@pec.azienda.it", "subject": "Avviso", "body_text": "x",
-                           "attachments": ["link.pdf"]}, io.BytesIO(b"PEC\r\na@pec.it\r\n"), index)
+        report = validate(
+            {
+                "mailbox": "ufficio@pec.azienda.it",
+                "subject": "Avviso",
+                "body_text": "x",
+                "attachments": ["link.pdf"],
+            },
+            io.BytesIO(b"PEC\r\na@pec.it\r\n"),
+            index,
+        )
     assert [(i.field, i.code) for i in report.errors] == [("attachments[0]", Code.ATTACHMENT_NOT_A_FILE)]
 
 
 def test_cli_validate_reports_links_without_a_traceback(folder, capsys):
-    code = cli.main(["campaign", "validate", "--manifest", str(folder / "manifest.json"),
-                     "--csv", str(folder / "recipients.csv")])
+    code = cli.main(
+        [
+            "campaign",
+            "validate",
+            "--manifest",
+            str(folder / "manifest.json"),
+            "--csv",
+            str(folder / "recipients.csv"),
+        ]
+    )
     assert code == 1
     out = capsys.readouterr().out
     assert "'ciclo.pdf' is a symbolic link" in out and "attachment-not-a-file" in out
@@ -386,15 +485,17 @@ def test_upload_lists_only_regular_files(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "_deployment", lambda args: Deployment())
     assert cli.main(["campaign", "upload", str(root), "--no-validate"]) == 0
-    assert uploaded == [("attachments/a.pdf", "campaigns/avvisi/attachments/a.pdf"),
-                        ("attachments/sub/b.pdf", "campaigns/avvisi/attachments/sub/b.pdf"),
-                        ("recipients.csv", "campaigns/avvisi/recipients.csv"),
-                        ("manifest.json", "campaigns/avvisi/manifest.json")]
+    assert uploaded == [
+        ("attachments/a.pdf", "campaigns/avvisi/attachments/a.pdf"),
+        ("attachments/sub/b.pdf", "campaigns/avvisi/attachments/sub/b.pdf"),
+        ("recipients.csv", "campaigns/avvisi/recipients.csv"),
+        ("manifest.json", "campaigns/avvisi/manifest.json"),
+    ]
 
 
 # --- headers of thousands of columns ---------------------------------------------------------------------
 def test_a_header_of_thousands_of_duplicate_names_is_one_error():
-    header = ";".join(["Nome", "PEC"] + ["nome"] * 100_000)          # 500 KB
+    header = ";".join(["Nome", "PEC"] + ["nome"] * 100_000)  # 500 KB
     report, seconds, peak = validated_csv(header + "\r\nMario;m@pec.it\r\n")
     assert set(report.errors_by_code) == {Code.CSV_TOO_MANY_COLUMNS}
     assert "the header has 100,002 columns: at most 1,000" in report.errors[0].reason
@@ -403,14 +504,15 @@ def test_a_header_of_thousands_of_duplicate_names_is_one_error():
 
 
 def test_duplicate_columns_are_capped_and_their_names_cut(tmp_path):
-    long = "Nota " + "x" * 795                                         # 800 characters
-    header = ";".join(["Nome", "PEC"] + [long] * 998)                 # 800 KB, 1,000 columns
+    long = "Nota " + "x" * 795  # 800 characters
+    header = ";".join(["Nome", "PEC"] + [long] * 998)  # 800 KB, 1,000 columns
     row = ";".join(["Mario", "m@pec.it"] + ["n"] * 998)
     report, seconds, peak = validated_csv(f"{header}\r\n{row}\r\n")
     duplicates = [i for i in report.errors if i.code == Code.COLUMN_DUPLICATE]
     assert len(duplicates) == 21
-    assert duplicates[-1].reason == ("…and 977 more columns with a name already used (each column needs "
-                                     "its own name)")
+    assert duplicates[-1].reason == (
+        "…and 977 more columns with a name already used (each column needs its own name)"
+    )
     assert all(len(i.message) < 300 for i in report.errors)
     assert len(json.dumps(report.to_json(), ensure_ascii=False, indent=2)) < 400_000
     assert seconds < 10 and peak < 100_000_000, (seconds, peak)
@@ -424,12 +526,28 @@ def test_many_missing_merge_fields_are_capped():
 
 
 def test_cli_prints_a_short_column_list(tmp_path, capsys):
-    (tmp_path / "manifest.json").write_text(json.dumps({"mailbox": "u@pec.it", "subject": "x",
-                                                        "body_text": "x"}))
-    (tmp_path / "recipients.csv").write_text(";".join(["PEC"] + [f"C{i}" for i in range(900)]) + "\r\n"
-                                             + ";".join(["a@pec.it"] + ["v"] * 900) + "\r\n")
-    assert cli.main(["campaign", "validate", "--manifest", str(tmp_path / "manifest.json"),
-                     "--csv", str(tmp_path / "recipients.csv")]) == 0
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"mailbox": "u@pec.it", "subject": "x", "body_text": "x"})
+    )
+    (tmp_path / "recipients.csv").write_text(
+        ";".join(["PEC"] + [f"C{i}" for i in range(900)])
+        + "\r\n"
+        + ";".join(["a@pec.it"] + ["v"] * 900)
+        + "\r\n"
+    )
+    assert (
+        cli.main(
+            [
+                "campaign",
+                "validate",
+                "--manifest",
+                str(tmp_path / "manifest.json"),
+                "--csv",
+                str(tmp_path / "recipients.csv"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "… (901 columns)" in out and len(out) < 2_000
 

@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 
 from pecflow import cli
 from pecflow.domain import campaign
-from pecflow.domain.campaign import Code, CsvLimits, DictAttachmentIndex, Manifest, SqliteAttachmentIndex, validate
+from pecflow.domain.campaign import (
+    Code,
+    CsvLimits,
+    DictAttachmentIndex,
+    Manifest,
+    SqliteAttachmentIndex,
+    validate,
+)
 
 MANIFEST = {
     "mailbox": "ufficio@pec.azienda.it",
@@ -26,15 +33,24 @@ HEADER = "Nome;PEC;Numero;Importo;Scadenza\r\n"
 
 
 def row(i: int, **change) -> str:
-    values = {"nome": f"Cliente {i}", "pec": f"cliente{i}@pec.it", "numero": str(i), "importo": "1500,5",
-              "scadenza": "02/03/2026"} | change
+    values = {
+        "nome": f"Cliente {i}",
+        "pec": f"cliente{i}@pec.it",
+        "numero": str(i),
+        "importo": "1500,5",
+        "scadenza": "02/03/2026",
+    } | change
     return ";".join(values.values()) + "\r\n"
 
 
 def check(csv_text: str | bytes, manifest=None, attachments=None, **kwargs) -> campaign.ValidationReport:
     raw = csv_text.encode() if isinstance(csv_text, str) else csv_text
-    report = validate(Manifest.from_dict(manifest or MANIFEST) if isinstance(manifest or MANIFEST, dict)
-                      else manifest, io.BytesIO(raw), DictAttachmentIndex(attachments or {}), **kwargs)
+    report = validate(
+        Manifest.from_dict(manifest or MANIFEST) if isinstance(manifest or MANIFEST, dict) else manifest,
+        io.BytesIO(raw),
+        DictAttachmentIndex(attachments or {}),
+        **kwargs,
+    )
     return report
 
 
@@ -81,8 +97,10 @@ def test_wrong_encoding_utf16_without_bom():
 
 def test_missing_address_column():
     issues = only(check("Nome;Email;Numero;Importo;Scadenza\r\n" + row(1)), Code.ADDRESS_COLUMN_MISSING)
-    assert issues[0].reason == "no column 'pec' for the recipients' addresses (columns: Nome, Email, Numero, " \
-                               "Importo, Scadenza)"
+    assert (
+        issues[0].reason == "no column 'pec' for the recipients' addresses (columns: Nome, Email, Numero, "
+        "Importo, Scadenza)"
+    )
 
 
 def test_missing_merge_field_column():
@@ -102,12 +120,15 @@ def test_missing_attachment_column():
 
 
 def test_bad_addresses():
-    report = check(HEADER + row(1, pec="mario.rossi@") + row(2, pec="a b@pec.it") + row(3) + row(4, pec="x@pec"))
+    report = check(
+        HEADER + row(1, pec="mario.rossi@") + row(2, pec="a b@pec.it") + row(3) + row(4, pec="x@pec")
+    )
     issues = only(report, Code.ADDRESS_INVALID)
     assert [i.message for i in issues] == [
         "row 2, column PEC: 'mario.rossi@' is not a valid address: nothing after @",
         "row 3, column PEC: 'a b@pec.it' is not a valid address: it contains spaces",
-        "row 5, column PEC: 'x@pec' is not a valid address: the domain has no dot"]
+        "row 5, column PEC: 'x@pec' is not a valid address: the domain has no dot",
+    ]
     assert report.rows == 4 and report.valid_rows == 1 and report.invalid_rows == 3
 
 
@@ -126,8 +147,15 @@ def test_duplicates_ignoring_capitals_with_both_rows():
 
 def test_missing_per_recipient_attachment():
     manifest = {**MANIFEST, "attachment_column": "Fattura"}
-    text = "Nome;PEC;Numero;Importo;Scadenza;Fattura\r\n" + row(1).rstrip() + ";f1.pdf\r\n" + \
-        row(2).rstrip() + ";fatture/F2.pdf\r\n" + row(3).rstrip() + ";f3.pdf\r\n"
+    text = (
+        "Nome;PEC;Numero;Importo;Scadenza;Fattura\r\n"
+        + row(1).rstrip()
+        + ";f1.pdf\r\n"
+        + row(2).rstrip()
+        + ";fatture/F2.pdf\r\n"
+        + row(3).rstrip()
+        + ";f3.pdf\r\n"
+    )
     issues = only(check(text, manifest, {"f1.pdf": 10, "fatture/f2.pdf": 20}), Code.ATTACHMENT_NOT_FOUND)
     assert [(i.row, i.column) for i in issues] == [(3, "Fattura"), (4, "Fattura")]
     assert "there is 'fatture/f2.pdf'" in issues[0].reason
@@ -145,18 +173,20 @@ def test_template_syntax_error():
     report = check(HEADER + row(1), manifest)
     issues = only(report, Code.TEMPLATE_SYNTAX)
     assert issues[0].field == "body_text" and issues[0].row is None and "line" in issues[0].reason
-    assert report.rows == 1     # the CSV is still read and counted
+    assert report.rows == 1  # the CSV is still read and counted
 
 
 def test_template_undefined_variable():
-    issues = only(check(HEADER + row(1), {**MANIFEST, "body_text": "Gentile {{ cognome }}"}),
-                  Code.MERGE_FIELD_MISSING)
+    issues = only(
+        check(HEADER + row(1), {**MANIFEST, "body_text": "Gentile {{ cognome }}"}), Code.MERGE_FIELD_MISSING
+    )
     assert "{{ cognome }}" in issues[0].reason
 
 
 def test_template_failing_on_a_row():
-    issues = only(check(HEADER + row(1) + row(2, importo="mille") + row(3, scadenza="31/02/2026")),
-                  Code.RENDER_FAILED)
+    issues = only(
+        check(HEADER + row(1) + row(2, importo="mille") + row(3, scadenza="31/02/2026")), Code.RENDER_FAILED
+    )
     assert [(i.row, i.field) for i in issues] == [(3, "body_text"), (4, "body_text")]
     assert "importo: 'mille' is not an amount" in issues[0].reason
 
@@ -175,7 +205,7 @@ def test_a_200_mb_file(tmp_path):
     """Over the 100 MB limit (CsvLimits.max_bytes): refused at once when its size is known (a
     file, an S3 ContentLength); read as a stream, it stops at the limit in constant memory."""
     path = tmp_path / "recipients.csv"
-    note = b"x" * 50_000                             # rows with a long note: few rows, many bytes
+    note = b"x" * 50_000  # rows with a long note: few rows, many bytes
     with path.open("wb") as out:
         out.write(b"Nome;PEC;Numero;Importo;Scadenza;Nota\r\n")
         i = 0
@@ -189,7 +219,7 @@ def test_a_200_mb_file(tmp_path):
     issues = only(report, Code.CSV_TOO_LARGE)
     assert "larger than 100 MB" in issues[0].reason and report.bytes_read == 0
 
-    class Unseekable(io.RawIOBase):      # an S3 body: no size, no seek
+    class Unseekable(io.RawIOBase):  # an S3 body: no size, no seek
         def __init__(self, f):
             self.f = f
 
@@ -208,7 +238,7 @@ def test_a_200_mb_file(tmp_path):
             tracemalloc.stop()
     assert only(report, Code.CSV_TOO_LARGE)[0].row is None
     assert 100 * 1024 * 1024 < report.bytes_read <= 100 * 1024 * 1024 + 65536
-    assert report.rows > 1500                       # every row before the limit was checked
+    assert report.rows > 1500  # every row before the limit was checked
     assert peak < 8 * 1024 * 1024, peak
     assert time.monotonic() - started < 20
 
@@ -222,8 +252,14 @@ def test_ragged_rows():
 
 
 def test_trailing_delimiters_and_unnamed_trailing_columns_are_not_ragged():
-    report = check("Nome;PEC;Numero;Importo;Scadenza;;\r\n" + row(1) + row(2).rstrip() + ";;;;\r\n"
-                   + row(3).rstrip() + ";\r\n")
+    report = check(
+        "Nome;PEC;Numero;Importo;Scadenza;;\r\n"
+        + row(1)
+        + row(2).rstrip()
+        + ";;;;\r\n"
+        + row(3).rstrip()
+        + ";\r\n"
+    )
     assert report.valid and report.rows == 3
 
 
@@ -234,51 +270,73 @@ def test_empty_merge_values_are_reported_per_column():
 
 
 def test_optional_columns_may_be_empty():
-    manifest = {**MANIFEST, "body_text": "Gentile {{ nome }}{% if nota %} ({{ nota }}){% endif %}",
-                "optional_columns": ["Nota"]}
-    assert check("Nome;PEC;Numero;Nota\r\nRossi;r@pec.it;1;\r\nBianchi;b@pec.it;2;urgente\r\n", manifest).valid
+    manifest = {
+        **MANIFEST,
+        "body_text": "Gentile {{ nome }}{% if nota %} ({{ nota }}){% endif %}",
+        "optional_columns": ["Nota"],
+    }
+    assert check(
+        "Nome;PEC;Numero;Nota\r\nRossi;r@pec.it;1;\r\nBianchi;b@pec.it;2;urgente\r\n", manifest
+    ).valid
 
 
 def test_attachment_format_size_and_name():
     manifest = {**MANIFEST, "attachment_column": "File", "max_attachment_bytes": 1000}
     text = "Nome;PEC;Numero;Importo;Scadenza;File\r\n" + "".join(
-        row(i).rstrip() + f";{name}\r\n" for i, name in enumerate(["a.exe", "grande.pdf", "../x.pdf", "", "ok.PDF"]))
+        row(i).rstrip() + f";{name}\r\n"
+        for i, name in enumerate(["a.exe", "grande.pdf", "../x.pdf", "", "ok.PDF"])
+    )
     report = check(text, manifest, {"grande.pdf": 5000, "ok.PDF": 10})
     assert [(i.row, i.code) for i in report.errors] == [
-        (2, Code.ATTACHMENT_FORMAT), (3, Code.ATTACHMENT_TOO_LARGE), (4, Code.ATTACHMENT_NAME_INVALID),
-        (5, Code.VALUE_EMPTY)]
+        (2, Code.ATTACHMENT_FORMAT),
+        (3, Code.ATTACHMENT_TOO_LARGE),
+        (4, Code.ATTACHMENT_NAME_INVALID),
+        (5, Code.VALUE_EMPTY),
+    ]
     assert ".exe files are not accepted" in report.errors[0].reason
     assert report.valid_rows == 1
 
 
 def test_message_too_large():
     manifest = {**MANIFEST, "attachments": ["a.pdf", "b.pdf"], "max_message_bytes": 1_000_000}
-    issues = only(check(HEADER + row(1), manifest, {"a.pdf": 400_000, "b.pdf": 400_000}), Code.MESSAGE_TOO_LARGE)
+    issues = only(
+        check(HEADER + row(1), manifest, {"a.pdf": 400_000, "b.pdf": 400_000}), Code.MESSAGE_TOO_LARGE
+    )
     assert "about 1.1 MB with its attachments, over the 1.0 MB limit" in issues[0].reason
 
 
 def test_generated_pdf_is_checked():
-    manifest = {**MANIFEST, "pdf": {"filename": "avviso-{{ numero }}.pdf", "template": "Avviso {{ numero|importo }}"}}
+    manifest = {
+        **MANIFEST,
+        "pdf": {"filename": "avviso-{{ numero }}.pdf", "template": "Avviso {{ numero|importo }}"},
+    }
     issues = only(check(HEADER + row(1) + row(2, numero="n/a"), manifest), Code.RENDER_FAILED)
     assert issues[0].row == 3 and issues[0].field == "pdf.template"
 
 
 def test_duplicate_columns():
-    issues = only(check("Nome;PEC;nome ;Numero;Importo;Scadenza\r\nA;a@pec.it;B;1;2;02/03/2026\r\n"),
-                  Code.COLUMN_DUPLICATE)
+    issues = only(
+        check("Nome;PEC;nome ;Numero;Importo;Scadenza\r\nA;a@pec.it;B;1;2;02/03/2026\r\n"),
+        Code.COLUMN_DUPLICATE,
+    )
     assert "'Nome' and 'nome'" in issues[0].reason
 
 
 def test_a_raw_manifest_with_errors_is_reported_with_the_csv_structure():
-    report = validate(b'{"mailbox": "x", "subject": "s", "body_text": "b", "colore": 1}',
-                      io.BytesIO((HEADER + row(1) + "a;b\r\n").encode()), DictAttachmentIndex())
+    report = validate(
+        b'{"mailbox": "x", "subject": "s", "body_text": "b", "colore": 1}',
+        io.BytesIO((HEADER + row(1) + "a;b\r\n").encode()),
+        DictAttachmentIndex(),
+    )
     assert codes(report) == {"manifest-invalid": 2, "row-too-few-fields": 1}
     assert {i.field for i in report.campaign_errors} == {"mailbox", "colore"}
     assert report.rows == 2
 
 
 def test_cp1252_excel_export_validates():
-    raw = ("Nome;PEC;Numero;Importo;Scadenza\r\nNiccolò;n@pec.it;1;1.500,00 €;02/03/2026\r\n;;;;\r\n").encode("cp1252")
+    raw = ("Nome;PEC;Numero;Importo;Scadenza\r\nNiccolò;n@pec.it;1;1.500,00 €;02/03/2026\r\n;;;;\r\n").encode(
+        "cp1252"
+    )
     report = check(raw)
     assert report.valid and report.encoding == "cp1252" and report.rows == 1
 
@@ -293,22 +351,42 @@ def test_the_report_keeps_the_first_errors_and_counts_all():
         data = report.to_json()
         assert json.loads(json.dumps(data)) == data
         assert data["valid"] is False and data["error_count"] == 2501 and data["errors_truncated"] is True
-        assert data["errors"][1] == {"row": 2, "column": "PEC", "field": None, "code": "address-invalid",
-                                     "reason": "'bad1@' is not a valid address: nothing after @",
-                                     "message": "row 2, column PEC: 'bad1@' is not a valid address: nothing after @"}
-        assert report.summary() == {"valid": False, "rows": 2500, "valid_rows": 0, "invalid_rows": 2500,
-                                    "error_count": 2501, "errors_by_code": {"attachment-not-found": 1,
-                                                                            "address-invalid": 2500},
-                                    "encoding": "utf-8", "delimiter": ";"}
+        assert data["errors"][1] == {
+            "row": 2,
+            "column": "PEC",
+            "field": None,
+            "code": "address-invalid",
+            "reason": "'bad1@' is not a valid address: nothing after @",
+            "message": "row 2, column PEC: 'bad1@' is not a valid address: nothing after @",
+        }
+        assert report.summary() == {
+            "valid": False,
+            "rows": 2500,
+            "valid_rows": 0,
+            "invalid_rows": 2500,
+            "error_count": 2501,
+            "errors_by_code": {"attachment-not-found": 1, "address-invalid": 2500},
+            "encoding": "utf-8",
+            "delimiter": ";",
+        }
         out = io.BytesIO()
         assert report.write_errors_csv(out) == 2501
         raw = out.getvalue()
         assert raw.startswith(b"\xef\xbb\xbf")
         lines = list(csv.reader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";"))
         assert lines[0] == ["row", "column", "code", "reason"]
-        assert lines[1] == ["", "", "attachment-not-found",
-                            "attachments[0]: 'manca.pdf' is not in the attachments/ folder"]
-        assert lines[-1] == ["2501", "PEC", "address-invalid", "'bad2500@' is not a valid address: nothing after @"]
+        assert lines[1] == [
+            "",
+            "",
+            "attachment-not-found",
+            "attachments[0]: 'manca.pdf' is not in the attachments/ folder",
+        ]
+        assert lines[-1] == [
+            "2501",
+            "PEC",
+            "address-invalid",
+            "'bad2500@' is not a valid address: nothing after @",
+        ]
     with pytest.raises(ValueError, match="closed"):
         report.write_errors_csv(io.BytesIO())
 
@@ -332,7 +410,11 @@ def test_the_scratch_database_goes_away(tmp_path):
 
 def test_progress_is_reported():
     calls = []
-    check(HEADER + "".join(row(i) for i in range(1, 2501)), progress=lambda *a: calls.append(a), progress_every=1000)
+    check(
+        HEADER + "".join(row(i) for i in range(1, 2501)),
+        progress=lambda *a: calls.append(a),
+        progress_every=1000,
+    )
     assert [rows for rows, _ in calls] == [1000, 2000, 2500]
     assert calls[-1][1] == len((HEADER + "".join(row(i) for i in range(1, 2501))).encode())
 
@@ -356,17 +438,21 @@ def test_sqlite_attachment_index_in_a_given_database_and_from_a_folder(tmp_path)
     index = SqliteAttachmentIndex.from_directory(folder, path=tmp_path / "scratch.sqlite3")
     assert (index.get("a.pdf"), index.get("sub/b.p7m"), index.get("b.p7m")) == (5, 1, None)
     index.close()
-    assert (tmp_path / "scratch.sqlite3").exists()      # a database the caller named is the caller's
+    assert (tmp_path / "scratch.sqlite3").exists()  # a database the caller named is the caller's
 
 
 # --- properties ---------------------------------------------------------------------------------------------------
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=2000))
 def test_validation_never_raises_on_random_bytes(raw):
-    with validate(Manifest.from_dict(MANIFEST), io.BytesIO(raw), DictAttachmentIndex(),
-                  limits=CsvLimits(sniff_bytes=256)) as report:
+    with validate(
+        Manifest.from_dict(MANIFEST),
+        io.BytesIO(raw),
+        DictAttachmentIndex(),
+        limits=CsvLimits(sniff_bytes=256),
+    ) as report:
         assert report.valid == (report.error_count == 0)
-        assert report.valid is False            # random bytes never make a campaign
+        assert report.valid is False  # random bytes never make a campaign
         assert all(isinstance(i.code, Code) for i in report.errors)
 
 
@@ -405,7 +491,12 @@ class Rows(io.RawIOBase):
         parts, have = [self.buffer], len(self.buffer)
         while have < size and self.done < self.count:
             self.done += 1
-            line = b"Cliente %d;cliente%d@pec.it;%d;%d,50;02/03/2026\r\n" % (self.done, self.done, self.done, self.done)
+            line = b"Cliente %d;cliente%d@pec.it;%d;%d,50;02/03/2026\r\n" % (
+                self.done,
+                self.done,
+                self.done,
+                self.done,
+            )
             parts.append(line)
             have += len(line)
         data = b"".join(parts)
@@ -424,7 +515,7 @@ def _peak(count: int) -> tuple[int, campaign.ValidationReport]:
 
 
 def test_memory_is_the_same_for_1000_and_100000_rows():
-    check(HEADER + row(1)).close()                       # templates compiled, modules loaded
+    check(HEADER + row(1)).close()  # templates compiled, modules loaded
     small, report = _peak(1_000)
     assert report.valid and report.rows == 1_000
     report.close()
@@ -451,19 +542,33 @@ def run_cli(*args: str) -> int:
 
 
 def test_cli_valid(package, capsys):
-    assert run_cli("--manifest", str(package / "manifest.json"), "--csv", str(package / "recipients.csv")) == 0
+    assert (
+        run_cli("--manifest", str(package / "manifest.json"), "--csv", str(package / "recipients.csv")) == 0
+    )
     out = capsys.readouterr().out
     assert "recipients.csv: 2 rows, UTF-8, delimiter ';'" in out and "VALID: 2 recipients ready" in out
     report = json.loads((package / "recipients.validation.json").read_text())
     assert report["valid"] is True and report["rows"] == 2
-    assert (package / "recipients.validation-errors.csv").read_bytes() == b"\xef\xbb\xbfrow;column;code;reason\r\n"
+    assert (
+        package / "recipients.validation-errors.csv"
+    ).read_bytes() == b"\xef\xbb\xbfrow;column;code;reason\r\n"
 
 
 def test_cli_invalid(package, capsys, tmp_path):
-    (package / "recipients.csv").write_text(HEADER + row(1) + row(2, pec="rossi@") + row(3, pec="CLIENTE1@pec.it"))
+    (package / "recipients.csv").write_text(
+        HEADER + row(1) + row(2, pec="rossi@") + row(3, pec="CLIENTE1@pec.it")
+    )
     reports = tmp_path / "reports"
-    code = run_cli("--manifest", str(package / "manifest.json"), "--csv", str(package / "recipients.csv"),
-                   "--report-dir", str(reports), "--show", "1")
+    code = run_cli(
+        "--manifest",
+        str(package / "manifest.json"),
+        "--csv",
+        str(package / "recipients.csv"),
+        "--report-dir",
+        str(reports),
+        "--show",
+        "1",
+    )
     assert code == 1
     out = capsys.readouterr().out
     assert "INVALID: 2 error(s): 2 row(s) with errors" in out
@@ -477,15 +582,35 @@ def test_cli_invalid(package, capsys, tmp_path):
 def test_cli_attachments_folder(package, tmp_path):
     other = tmp_path / "altrove"
     other.mkdir()
-    assert run_cli("--manifest", str(package / "manifest.json"), "--csv", str(package / "recipients.csv"),
-                   "--attachments", str(other)) == 1
-    assert run_cli("--manifest", str(package / "manifest.json"), "--csv", str(package / "recipients.csv"),
-                   "--attachments", str(tmp_path / "nowhere")) == 2
+    assert (
+        run_cli(
+            "--manifest",
+            str(package / "manifest.json"),
+            "--csv",
+            str(package / "recipients.csv"),
+            "--attachments",
+            str(other),
+        )
+        == 1
+    )
+    assert (
+        run_cli(
+            "--manifest",
+            str(package / "manifest.json"),
+            "--csv",
+            str(package / "recipients.csv"),
+            "--attachments",
+            str(tmp_path / "nowhere"),
+        )
+        == 2
+    )
 
 
 def test_cli_invalid_manifest_is_a_report_not_a_crash(package, capsys):
     (package / "manifest.json").write_text("{ not json")
-    assert run_cli("--manifest", str(package / "manifest.json"), "--csv", str(package / "recipients.csv")) == 1
+    assert (
+        run_cli("--manifest", str(package / "manifest.json"), "--csv", str(package / "recipients.csv")) == 1
+    )
     assert "not valid JSON" in capsys.readouterr().out
 
 
@@ -500,6 +625,8 @@ def test_cli_usage_errors(package, capsys):
 def test_cli_shows_progress_on_big_files(package, capsys, monkeypatch):
     monkeypatch.setattr(cli, "_PROGRESS_SECONDS", 0.0)
     (package / "recipients.csv").write_text(HEADER + "".join(row(i) for i in range(1, 3001)))
-    assert run_cli("--manifest", str(package / "manifest.json"), "--csv", str(package / "recipients.csv")) == 0
+    assert (
+        run_cli("--manifest", str(package / "manifest.json"), "--csv", str(package / "recipients.csv")) == 0
+    )
     err = capsys.readouterr().err
     assert "… 1,000 rows read" in err and "… 3,000 rows read (100%" in err

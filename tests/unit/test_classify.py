@@ -15,8 +15,19 @@ from pecflow.pec.daticert import Destinatario
 
 ROME = timezone(timedelta(hours=1))
 WHEN = datetime(2026, 3, 2, 10, 30, tzinfo=ROME)
-FIELDS = ("kind", "ref_message_id", "original_message_id", "identificativo", "receipt_type", "provider",
-          "delivered_to", "error", "error_detail", "message_id", "subject")
+FIELDS = (
+    "kind",
+    "ref_message_id",
+    "original_message_id",
+    "identificativo",
+    "receipt_type",
+    "provider",
+    "delivered_to",
+    "error",
+    "error_detail",
+    "message_id",
+    "subject",
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +56,15 @@ def test_corpus_covers_every_kind_and_receipt_type(corpus):
 
 
 def _original(**kw):
-    fields = dict(mittente="ufficio@pec.azienda.example", destinatari=["cliente@pec.cliente.example"],
-                  oggetto="Contratto n. 7 – firmato", testo="In allegato il contratto.\n",
-                  allegati=[("contratto.pdf", "application/pdf", b"%PDF-1.4 contratto" * 50)],
-                  message_id="<contratto-7@pec.azienda.example>", data=WHEN)
+    fields = dict(
+        mittente="ufficio@pec.azienda.example",
+        destinatari=["cliente@pec.cliente.example"],
+        oggetto="Contratto n. 7 – firmato",
+        testo="In allegato il contratto.\n",
+        allegati=[("contratto.pdf", "application/pdf", b"%PDF-1.4 contratto" * 50)],
+        message_id="<contratto-7@pec.azienda.example>",
+        data=WHEN,
+    )
     fields.update(kw)
     return builder.messaggio_originale(**fields)
 
@@ -57,31 +73,59 @@ ID = "opec99.20260302103000.1.1.1.1@pec.simulato.test"
 DEST = [Destinatario("cliente@pec.cliente.example"), Destinatario("privato@gmail.example", "esterno")]
 
 
-@pytest.mark.parametrize("tipo,options,expected", [
-    ("accettazione", {}, {"error": None, "delivered_to": None}),
-    ("non-accettazione", {"errore_esteso": "5.7.0 - destinatari in copia nascosta"}, {"error": "altro"}),
-    ("non-accettazione", {"virus": True}, {"error": "virus", "virus": True}),
-    ("presa-in-carico", {"ricezione": ("cliente@pec.cliente.example",)},
-     {"covered": ["cliente@pec.cliente.example"]}),
-    ("avvenuta-consegna", {"consegna": "cliente@pec.cliente.example", "tipo_ricevuta": "completa"},
-     {"receipt_type": "completa", "delivered_to": "cliente@pec.cliente.example"}),
-    ("avvenuta-consegna", {"consegna": "cliente@pec.cliente.example", "tipo_ricevuta": "breve"},
-     {"receipt_type": "breve"}),
-    ("avvenuta-consegna", {"consegna": "cliente@pec.cliente.example", "tipo_ricevuta": "sintetica"},
-     {"receipt_type": "sintetica"}),
-    ("errore-consegna", {"consegna": "cliente@pec.cliente.example", "errore": "no-dest"},
-     {"error": "no-dest", "permanent_error": True}),
-    ("errore-consegna", {"consegna": "cliente@pec.cliente.example", "virus": True}, {"virus": True}),
-    ("preavviso-errore-consegna", {"consegna": "cliente@pec.cliente.example"}, {"permanent_error": False}),
-    ("preavviso-errore-consegna", {"consegna": "cliente@pec.cliente.example",
-                                   "errore_esteso": "5.4.1 - non consegnato entro 24 ore"},
-     {"permanent_error": True}),
-    ("rilevazione-virus", {"consegna": "cliente@pec.cliente.example"}, {"virus": True}),
-])
+@pytest.mark.parametrize(
+    "tipo,options,expected",
+    [
+        ("accettazione", {}, {"error": None, "delivered_to": None}),
+        ("non-accettazione", {"errore_esteso": "5.7.0 - destinatari in copia nascosta"}, {"error": "altro"}),
+        ("non-accettazione", {"virus": True}, {"error": "virus", "virus": True}),
+        (
+            "presa-in-carico",
+            {"ricezione": ("cliente@pec.cliente.example",)},
+            {"covered": ["cliente@pec.cliente.example"]},
+        ),
+        (
+            "avvenuta-consegna",
+            {"consegna": "cliente@pec.cliente.example", "tipo_ricevuta": "completa"},
+            {"receipt_type": "completa", "delivered_to": "cliente@pec.cliente.example"},
+        ),
+        (
+            "avvenuta-consegna",
+            {"consegna": "cliente@pec.cliente.example", "tipo_ricevuta": "breve"},
+            {"receipt_type": "breve"},
+        ),
+        (
+            "avvenuta-consegna",
+            {"consegna": "cliente@pec.cliente.example", "tipo_ricevuta": "sintetica"},
+            {"receipt_type": "sintetica"},
+        ),
+        (
+            "errore-consegna",
+            {"consegna": "cliente@pec.cliente.example", "errore": "no-dest"},
+            {"error": "no-dest", "permanent_error": True},
+        ),
+        ("errore-consegna", {"consegna": "cliente@pec.cliente.example", "virus": True}, {"virus": True}),
+        (
+            "preavviso-errore-consegna",
+            {"consegna": "cliente@pec.cliente.example"},
+            {"permanent_error": False},
+        ),
+        (
+            "preavviso-errore-consegna",
+            {
+                "consegna": "cliente@pec.cliente.example",
+                "errore_esteso": "5.4.1 - non consegnato entro 24 ore",
+            },
+            {"permanent_error": True},
+        ),
+        ("rilevazione-virus", {"consegna": "cliente@pec.cliente.example"}, {"virus": True}),
+    ],
+)
 def test_each_receipt_kind(tipo, options, expected):
     original = _original(tipo_ricevuta=options.pop("tipo_ricevuta", None))
-    raw = builder.ricevuta(tipo, original, gestore=builder.SIMULATO, identificativo=ID, data=WHEN,
-                           destinatari=DEST, **options)
+    raw = builder.ricevuta(
+        tipo, original, gestore=builder.SIMULATO, identificativo=ID, data=WHEN, destinatari=DEST, **options
+    )
     result = message.parse(raw)
     assert result.kind == tipo
     assert result.problems == []
@@ -102,8 +146,13 @@ def test_each_receipt_kind(tipo, options, expected):
 
 
 def test_busta_di_trasporto_and_its_original():
-    raw = builder.busta_trasporto(_original(cc=["altro@pec.altro.example"]), gestore=builder.ARUBA,
-                                  identificativo=ID, data=WHEN, destinatari=DEST)
+    raw = builder.busta_trasporto(
+        _original(cc=["altro@pec.altro.example"]),
+        gestore=builder.ARUBA,
+        identificativo=ID,
+        data=WHEN,
+        destinatari=DEST,
+    )
     result = message.parse(raw)
     assert result.kind == kinds.POSTA_CERTIFICATA and result.problems == []
     assert result.ref_message_id is None
@@ -117,8 +166,9 @@ def test_busta_di_trasporto_and_its_original():
 
 def test_busta_di_anomalia():
     ordinary = _original(mittente="mario@posta.example")
-    raw = builder.busta_anomalia(ordinary, gestore=builder.SIMULATO, data=WHEN,
-                                 motivo="Il messaggio non proviene da un gestore PEC.")
+    raw = builder.busta_anomalia(
+        ordinary, gestore=builder.SIMULATO, data=WHEN, motivo="Il messaggio non proviene da un gestore PEC."
+    )
     result = message.parse(raw)
     assert result.kind == kinds.ANOMALIA
     assert result.daticert is None and result.problems == []
@@ -128,14 +178,25 @@ def test_busta_di_anomalia():
 
 
 def test_nested_pec_keeps_the_outer_kind():
-    inner = builder.busta_trasporto(_original(), gestore=builder.ARUBA, identificativo=ID, data=WHEN,
-                                    destinatari=DEST)
+    inner = builder.busta_trasporto(
+        _original(), gestore=builder.ARUBA, identificativo=ID, data=WHEN, destinatari=DEST
+    )
     forwarded = builder.messaggio_originale(
-        mittente="cliente@pec.cliente.example", destinatari=["terzo@pec.terzo.example"], oggetto="I: contratto",
-        testo="inoltro", allegati=[("postacert.eml", "message/rfc822", inner)], data=WHEN)
+        mittente="cliente@pec.cliente.example",
+        destinatari=["terzo@pec.terzo.example"],
+        oggetto="I: contratto",
+        testo="inoltro",
+        allegati=[("postacert.eml", "message/rfc822", inner)],
+        data=WHEN,
+    )
     outer_id = "opec1.20260302103000.9.9.9.9@pec.legalmail.it"
-    raw = builder.busta_trasporto(forwarded, gestore=builder.LEGALMAIL, identificativo=outer_id, data=WHEN,
-                                  destinatari=[Destinatario("terzo@pec.terzo.example")])
+    raw = builder.busta_trasporto(
+        forwarded,
+        gestore=builder.LEGALMAIL,
+        identificativo=outer_id,
+        data=WHEN,
+        destinatari=[Destinatario("terzo@pec.terzo.example")],
+    )
     result = message.parse(raw)
     assert result.kind == kinds.POSTA_CERTIFICATA and result.identificativo == outer_id
     nested = message.parse(result.postacert.attachments[0].content())
@@ -146,15 +207,30 @@ def test_nested_pec_keeps_the_outer_kind():
 @pytest.mark.parametrize("codice", sorted(sdi_builder.RADICI))
 def test_every_sdi_notification_in_an_envelope(codice, dialetto):
     nome = "IT01234567890_00042.xml"
-    notice = sdi_builder.notifica(codice, identificativo_sdi="5550001", nome_file=nome, message_id="77",
-                                  quando=WHEN, dialetto=dialetto, riferimento_fattura=("42", "2026"),
-                                  pec_message_id=ID)
+    notice = sdi_builder.notifica(
+        codice,
+        identificativo_sdi="5550001",
+        nome_file=nome,
+        message_id="77",
+        quando=WHEN,
+        dialetto=dialetto,
+        riferimento_fattura=("42", "2026"),
+        pec_message_id=ID,
+    )
     files = [(sdi_builder.nome_notifica(nome, codice), notice)]
     if codice == "MT":
         parte = sdi_builder.Parte("IT", "01234567890", "Fornitore S.p.A.")
-        files.append((nome, sdi_builder.fattura(parte, parte, [sdi_builder.Documento("42", "2026-03-02", "1220.00")])))
-    raw = sdi_builder.busta_sdi(files, identificativo_sdi="5550001", codice=codice,
-                                destinatario="noi@pec.azienda.example", data=WHEN, seq=1)
+        files.append(
+            (nome, sdi_builder.fattura(parte, parte, [sdi_builder.Documento("42", "2026-03-02", "1220.00")]))
+        )
+    raw = sdi_builder.busta_sdi(
+        files,
+        identificativo_sdi="5550001",
+        codice=codice,
+        destinatario="noi@pec.azienda.example",
+        data=WHEN,
+        seq=1,
+    )
     result = message.parse(raw)
     assert result.kind == kinds.POSTA_CERTIFICATA
     assert result.problems == []
@@ -173,9 +249,14 @@ def test_signed_invoice_p7m_in_an_envelope():
     p7m = sdi_builder.firma_p7m(xml, builder.Firma.per(builder.SIMULATO))
     nome = sdi_builder.nome_fattura(parte, "00009", p7m=True)
     meta = sdi_builder.notifica("MT", identificativo_sdi="1", nome_file=nome, message_id="1", quando=WHEN)
-    raw = sdi_builder.busta_sdi([(sdi_builder.nome_notifica(nome, "MT"), meta), (nome, p7m)],
-                                identificativo_sdi="1", codice="MT", destinatario="noi@pec.azienda.example",
-                                data=WHEN, seq=2)
+    raw = sdi_builder.busta_sdi(
+        [(sdi_builder.nome_notifica(nome, "MT"), meta), (nome, p7m)],
+        identificativo_sdi="1",
+        codice="MT",
+        destinatario="noi@pec.azienda.example",
+        data=WHEN,
+        seq=2,
+    )
     result = message.parse(raw)
     assert result.sdi.type == "MT" and result.problems == []
     assert result.sdi.invoices[0].numero == "9"
@@ -184,14 +265,19 @@ def test_signed_invoice_p7m_in_an_envelope():
 def test_ordinary_xml_attachment_is_not_sdi():
     raw = builder.busta_trasporto(
         _original(allegati=[("ordine_0088.xml", "application/xml", b"<?xml version='1.0'?><ordine/>")]),
-        gestore=builder.ARUBA, identificativo=ID, data=WHEN, destinatari=DEST)
+        gestore=builder.ARUBA,
+        identificativo=ID,
+        data=WHEN,
+        destinatari=DEST,
+    )
     result = message.parse(raw)
     assert result.sdi is None and result.problems == []
 
 
 def test_header_and_daticert_disagreement_is_reported():
-    raw = builder.ricevuta("accettazione", _original(), gestore=builder.SIMULATO, identificativo=ID,
-                           data=WHEN, destinatari=DEST)
+    raw = builder.ricevuta(
+        "accettazione", _original(), gestore=builder.SIMULATO, identificativo=ID, data=WHEN, destinatari=DEST
+    )
     raw = raw.replace(b"X-Ricevuta: accettazione", b"X-Ricevuta: avvenuta-consegna")
     raw = raw.replace(b"X-Riferimento-Message-ID: <contratto-7@", b"X-Riferimento-Message-ID: <altro@")
     result = message.parse(raw)

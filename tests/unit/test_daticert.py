@@ -15,12 +15,21 @@ ROME = timezone(timedelta(hours=1))
 
 def sample(**overrides) -> Daticert:
     giorno, ora, zona = daticert.data_fields(datetime(2026, 11, 23, 9, 5, 7, tzinfo=ROME))
-    fields = dict(tipo="avvenuta-consegna", mittente="ufficio@pec.azienda.it",
-                  destinatari=(Destinatario("cliente@pec.cliente.it"), Destinatario("x@gmail.com", "esterno")),
-                  risposte="ufficio@pec.azienda.it", oggetto="Fattura n. 12 <urgente> & \"altro\"",
-                  gestore_emittente="Gestore di prova S.p.A.", giorno=giorno, ora=ora, zona=zona,
-                  identificativo="opec1.20261123090507.1.1.1.1@pec.prova.it", msgid="<abc@client>",
-                  ricevuta="breve", consegna="cliente@pec.cliente.it")
+    fields = dict(
+        tipo="avvenuta-consegna",
+        mittente="ufficio@pec.azienda.it",
+        destinatari=(Destinatario("cliente@pec.cliente.it"), Destinatario("x@gmail.com", "esterno")),
+        risposte="ufficio@pec.azienda.it",
+        oggetto='Fattura n. 12 <urgente> & "altro"',
+        gestore_emittente="Gestore di prova S.p.A.",
+        giorno=giorno,
+        ora=ora,
+        zona=zona,
+        identificativo="opec1.20261123090507.1.1.1.1@pec.prova.it",
+        msgid="<abc@client>",
+        ricevuta="breve",
+        consegna="cliente@pec.cliente.it",
+    )
     fields.update(overrides)
     return Daticert(**fields)
 
@@ -36,8 +45,12 @@ def test_render_then_parse_round_trips():
 def test_every_tipo_and_errore_round_trips():
     for tipo in daticert.TIPI:
         for errore in daticert.ERRORI:
-            record = sample(tipo=tipo, errore=errore, ricezione=("a@pec.it", "b@pec.it"),
-                            errore_esteso="5.1.1 - utente sconosciuto")
+            record = sample(
+                tipo=tipo,
+                errore=errore,
+                ricezione=("a@pec.it", "b@pec.it"),
+                errore_esteso="5.1.1 - utente sconosciuto",
+            )
             assert daticert.parse(daticert.render(record)) == record
 
 
@@ -56,8 +69,10 @@ def test_msgid_normalised_with_angle_brackets():
 
 
 def test_lenient_content_reported_in_problems():
-    xml = (b'<postacert tipo="non-esiste" errore="boh"><intestazione>stray<mittente>m</mittente>'
-           b"<nuovo/></intestazione><dati><identificativo>i</identificativo></dati></postacert>")
+    xml = (
+        b'<postacert tipo="non-esiste" errore="boh"><intestazione>stray<mittente>m</mittente>'
+        b"<nuovo/></intestazione><dati><identificativo>i</identificativo></dati></postacert>"
+    )
     record = daticert.parse(xml)
     assert record.tipo == "non-esiste"
     joined = " | ".join(record.problems)
@@ -71,22 +86,27 @@ def test_other_root_and_missing_sections():
     assert any("<intestazione> missing" in p for p in record.problems)
 
 
-@pytest.mark.parametrize("data,reason", [
-    (b"", "empty"),
-    (b"<postacert>", "not well-formed"),
-    (b"<!DOCTYPE p [<!ENTITY a 'b'>]><postacert>&a;</postacert>", "not allowed"),
-    (b'<!DOCTYPE p [<!ENTITY x SYSTEM "file:///etc/passwd">]><postacert>&x;</postacert>', "not allowed"),
-    (b"<postacert>&undefined;</postacert>", "not well-formed"),
-    (b"<postacert>" + b"x" * (daticert.MAX_DATICERT_BYTES + 1) + b"</postacert>", "limit"),
-])
+@pytest.mark.parametrize(
+    "data,reason",
+    [
+        (b"", "empty"),
+        (b"<postacert>", "not well-formed"),
+        (b"<!DOCTYPE p [<!ENTITY a 'b'>]><postacert>&a;</postacert>", "not allowed"),
+        (b'<!DOCTYPE p [<!ENTITY x SYSTEM "file:///etc/passwd">]><postacert>&x;</postacert>', "not allowed"),
+        (b"<postacert>&undefined;</postacert>", "not well-formed"),
+        (b"<postacert>" + b"x" * (daticert.MAX_DATICERT_BYTES + 1) + b"</postacert>", "limit"),
+    ],
+)
 def test_unreadable_documents_raise_daticert_error(data, reason):
     with pytest.raises(daticert.DaticertError, match=reason):
         daticert.parse(data)
 
 
 def test_encodings_expat_does_not_know_are_decoded():
-    xml = '<?xml version="1.0" encoding="windows-1252"?><postacert tipo="accettazione">' \
-          "<intestazione><oggetto>Caffè – €</oggetto></intestazione></postacert>"
+    xml = (
+        '<?xml version="1.0" encoding="windows-1252"?><postacert tipo="accettazione">'
+        "<intestazione><oggetto>Caffè – €</oggetto></intestazione></postacert>"
+    )
     record = daticert.parse(xml.encode("cp1252"))
     assert record.oggetto == "Caffè – €"
 
@@ -128,7 +148,10 @@ def test_random_bytes_raise_only_daticert_error(data):
 @given(st.text(max_size=40), st.sampled_from(daticert.TIPI), st.lists(st.emails(), max_size=3))
 def test_any_text_round_trips(text, tipo, addresses):
     # XML 1.0 cannot carry most control characters; providers never send them
-    text = "".join(ch for ch in text if ch in "\t\n" or (ch >= " " and ch not in "\ufffe\uffff"
-                                                        and not 0xD800 <= ord(ch) <= 0xDFFF)).strip()
+    text = "".join(
+        ch
+        for ch in text
+        if ch in "\t\n" or (ch >= " " and ch not in "\ufffe\uffff" and not 0xD800 <= ord(ch) <= 0xDFFF)
+    ).strip()
     record = sample(tipo=tipo, oggetto=text or None, destinatari=tuple(Destinatario(a) for a in addresses))
     assert daticert.parse(daticert.render(record)) == record

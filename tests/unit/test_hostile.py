@@ -24,22 +24,34 @@ from pecflow.pec import daticert, kinds, message, mime, p7m, safexml
 from tests.unit.test_robustness import _replace_daticert
 
 WHEN = datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
-RECEIPT = (b"From: posta-certificata@pec.esempio.it\r\nTo: mittente@pec.esempio.it\r\n"
-           b"Subject: ACCETTAZIONE: prova\r\nDate: Mon, 02 Mar 2026 10:30:00 +0100\r\n"
-           b"Message-ID: <ricevuta@pec.esempio.it>\r\nX-Ricevuta: accettazione\r\n"
-           b"X-Riferimento-Message-ID: <orig@pec.esempio.it>\r\nMIME-Version: 1.0\r\n")
+RECEIPT = (
+    b"From: posta-certificata@pec.esempio.it\r\nTo: mittente@pec.esempio.it\r\n"
+    b"Subject: ACCETTAZIONE: prova\r\nDate: Mon, 02 Mar 2026 10:30:00 +0100\r\n"
+    b"Message-ID: <ricevuta@pec.esempio.it>\r\nX-Ricevuta: accettazione\r\n"
+    b"X-Riferimento-Message-ID: <orig@pec.esempio.it>\r\nMIME-Version: 1.0\r\n"
+)
 
 
 def _original() -> bytes:
     return builder.messaggio_originale(
-        mittente="mittente@pec.esempio.it", destinatari=["dest@pec.esempio.it"], oggetto="prova",
-        testo="testo\n", message_id="<orig@pec.esempio.it>", data=WHEN)
+        mittente="mittente@pec.esempio.it",
+        destinatari=["dest@pec.esempio.it"],
+        oggetto="prova",
+        testo="testo\n",
+        message_id="<orig@pec.esempio.it>",
+        data=WHEN,
+    )
 
 
 @pytest.fixture(scope="module")
 def receipt() -> bytes:
-    return builder.ricevuta(kinds.ACCETTAZIONE, _original(), gestore=builder.SIMULATO,
-                            identificativo="opec.1@pec.simulato.test", data=WHEN)
+    return builder.ricevuta(
+        kinds.ACCETTAZIONE,
+        _original(),
+        gestore=builder.SIMULATO,
+        identificativo="opec.1@pec.simulato.test",
+        data=WHEN,
+    )
 
 
 def _utf8_safe(result: message.PecMessage) -> dict:
@@ -53,6 +65,7 @@ def _utf8_safe(result: message.PecMessage) -> dict:
 
 def _ratio(work, small, large) -> float:
     """Best-of-5 time of work(large) over work(small), with a floor against timer noise."""
+
     def best(arg):
         runs = []
         for _ in range(5):
@@ -77,15 +90,27 @@ def _linear(work, small, large) -> None:
 
 
 # --- charsets ------------------------------------------------------------------------------
-@pytest.mark.parametrize("charset", ["punycode", "idna", "rot13", "uu", "zlib", "hex", "base64", "x-no-such",
-                                     "utf-8\x00", "a" * 200])
+@pytest.mark.parametrize(
+    "charset",
+    ["punycode", "idna", "rot13", "uu", "zlib", "hex", "base64", "x-no-such", "utf-8\x00", "a" * 200],
+)
 def test_only_known_linear_codecs_decode(charset):
     assert mime.safe_codec(charset) is None
 
 
-@pytest.mark.parametrize("charset,codec", [
-    ("UTF-8", "utf_8"), ("us-ascii", "ascii"), ("ISO-8859-15", "iso8859_15"), ("windows-1252", "cp1252"),
-    ("Shift_JIS", "shift_jis"), ('"koi8-r"', "koi8_r"), ("utf-7", "utf_7"), ("GB2312", "gb2312")])
+@pytest.mark.parametrize(
+    "charset,codec",
+    [
+        ("UTF-8", "utf_8"),
+        ("us-ascii", "ascii"),
+        ("ISO-8859-15", "iso8859_15"),
+        ("windows-1252", "cp1252"),
+        ("Shift_JIS", "shift_jis"),
+        ('"koi8-r"', "koi8_r"),
+        ("utf-7", "utf_7"),
+        ("GB2312", "gb2312"),
+    ],
+)
 def test_usual_charsets_resolve(charset, codec):
     assert mime.safe_codec(charset) == codec
 
@@ -111,24 +136,28 @@ def test_punycode_inside_an_anomalia_envelope():
 def test_text_decoding_is_linear():
     def work(n):  # valid punycode: Python's decoder is quadratic in it
         mime.Part(b"Content-Type: text/plain; charset=punycode\r\n\r\n-" + b"a" * n).text()
+
     _linear(work, 200_000, 800_000)
 
 
 # --- RFC 2047 encoded words ----------------------------------------------------------------------
-@pytest.mark.parametrize("value,expected", [
-    ("=?utf-8?q?Caf=C3=A9?=", "Café"),
-    ("Re: =?utf-8?q?Caf=C3=A9?= bar", "Re: Café bar"),
-    ("=?utf-8?q?a?= =?utf-8?q?b?=", "ab"),                       # blanks between words dropped
-    ("=?utf-8?q?a?=\t =?iso-8859-1?q?=E8?=", "aè"),
-    ("=?utf-8?q?a?= x =?utf-8?q?b?=", "a x b"),                   # ... but not other text
-    ("=?utf-8?B?w6g=?==?utf-8?B?w6g=?=", "èè"),
-    ("=?utf-8?q?=C3?= =?utf-8?q?=A8?=", "è"),                     # a character split across words
-    ("=?UTF-8*it?Q?caf=C3=A9_bar?=", "café bar"),                 # RFC 2231 language, '_' is a space
-    ("=?utf-8?b?!!!?= ok", "=?utf-8?b?!!!?= ok"),                 # a broken word stays as it is
-    ("=?utf-8?q?abc=?=", "abc="),
-    ("=?utf-8?q?a", "=?utf-8?q?a"),
-    ("plain text", "plain text"),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("=?utf-8?q?Caf=C3=A9?=", "Café"),
+        ("Re: =?utf-8?q?Caf=C3=A9?= bar", "Re: Café bar"),
+        ("=?utf-8?q?a?= =?utf-8?q?b?=", "ab"),  # blanks between words dropped
+        ("=?utf-8?q?a?=\t =?iso-8859-1?q?=E8?=", "aè"),
+        ("=?utf-8?q?a?= x =?utf-8?q?b?=", "a x b"),  # ... but not other text
+        ("=?utf-8?B?w6g=?==?utf-8?B?w6g=?=", "èè"),
+        ("=?utf-8?q?=C3?= =?utf-8?q?=A8?=", "è"),  # a character split across words
+        ("=?UTF-8*it?Q?caf=C3=A9_bar?=", "café bar"),  # RFC 2231 language, '_' is a space
+        ("=?utf-8?b?!!!?= ok", "=?utf-8?b?!!!?= ok"),  # a broken word stays as it is
+        ("=?utf-8?q?abc=?=", "abc="),
+        ("=?utf-8?q?a", "=?utf-8?q?a"),
+        ("plain text", "plain text"),
+    ],
+)
 def test_encoded_words(value, expected):
     assert mime.decode_text(value) == expected
 
@@ -167,9 +196,11 @@ def test_utf7_surrogate_subject_never_reaches_the_output(tmp_path, capsys):
 
 
 def test_utf7_filename_and_body_are_clean():
-    raw = (b"From: a@b.it\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\n"
-           b"Content-Type: text/plain; charset=utf-7\r\n\r\n+2D0-\r\n--z\r\n"
-           b"Content-Type: application/pdf; name=\"=?utf-7?Q?+2D0-.pdf?=\"\r\n\r\n%PDF\r\n--z--\r\n")
+    raw = (
+        b"From: a@b.it\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\n"
+        b"Content-Type: text/plain; charset=utf-7\r\n\r\n+2D0-\r\n--z\r\n"
+        b'Content-Type: application/pdf; name="=?utf-7?Q?+2D0-.pdf?="\r\n\r\n%PDF\r\n--z--\r\n'
+    )
     result = message.parse(raw)
     assert result.body_text() == "\ufffd"
     assert result.attachments[0].filename == "\ufffd.pdf"
@@ -209,16 +240,19 @@ def test_cli_prints_a_record_whose_strings_hold_surrogates(tmp_path, capsys, mon
 # --- daticert.xml in odd encodings ------------------------------------------------------------
 def _daticert_xml(receipt: bytes) -> bytes:
     start = receipt.index(b"\r\n\r\n", receipt.index(b"daticert.xml")) + 4
-    return base64.b64decode(receipt[start:receipt.index(b"\r\n--", start)])
+    return base64.b64decode(receipt[start : receipt.index(b"\r\n--", start)])
 
 
-@pytest.mark.parametrize("encoding,problem", [
-    ("utf-7", "daticert.xml: encoding 'utf-7' not supported"),
-    ("utf-32", "daticert.xml: not well-formed XML"),
-    ("x-no-such", "daticert.xml: encoding 'x-no-such' not supported"),
-    ("punycode", "daticert.xml: encoding 'punycode' not supported"),
-    ("hex", "daticert.xml: encoding 'hex' not supported"),
-])
+@pytest.mark.parametrize(
+    "encoding,problem",
+    [
+        ("utf-7", "daticert.xml: encoding 'utf-7' not supported"),
+        ("utf-32", "daticert.xml: not well-formed XML"),
+        ("x-no-such", "daticert.xml: encoding 'x-no-such' not supported"),
+        ("punycode", "daticert.xml: encoding 'punycode' not supported"),
+        ("hex", "daticert.xml: encoding 'hex' not supported"),
+    ],
+)
 def test_hostile_daticert_encoding_keeps_the_receipt(receipt, encoding, problem):
     xml = _daticert_xml(receipt).replace(b'encoding="UTF-8"', f'encoding="{encoding}"'.encode())
     result = message.parse(_replace_daticert(receipt, xml))
@@ -238,18 +272,21 @@ def test_daticert_in_shift_jis_is_read_and_reported(receipt):
     assert "daticert.xml: declares the unusual encoding 'Shift_JIS'" in result.problems
 
 
-@pytest.mark.parametrize("data", [
-    b'<?xml version="1.0" encoding="utf-7"?><a>+2D0-</a>',
-    b'<?xml version="1.0" encoding="shift_jis"?><a>x</a>',
-    b'<?xml version="1.0" encoding="utf-32"?><a>x</a>',
-    b'<?xml version="1.0" encoding="zlib"?><a>x</a>',
-    b'<?xml version="1.0" encoding="rot13"?><a>x</a>',
-    b'<?xml version="1.0" encoding="idna"?><a>x</a>',
-    b'<?xml encoding="cp1252" <a>x</a>',
-    b'<?xml version="1.0" encoding="' + b"x" * 5000 + b'"?><a/>',
-    b"\xff\xfe\x00\x00<\x00\x00\x00",
-    b"<a>\x00</a>",
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'<?xml version="1.0" encoding="utf-7"?><a>+2D0-</a>',
+        b'<?xml version="1.0" encoding="shift_jis"?><a>x</a>',
+        b'<?xml version="1.0" encoding="utf-32"?><a>x</a>',
+        b'<?xml version="1.0" encoding="zlib"?><a>x</a>',
+        b'<?xml version="1.0" encoding="rot13"?><a>x</a>',
+        b'<?xml version="1.0" encoding="idna"?><a>x</a>',
+        b'<?xml encoding="cp1252" <a>x</a>',
+        b'<?xml version="1.0" encoding="' + b"x" * 5000 + b'"?><a/>',
+        b"\xff\xfe\x00\x00<\x00\x00\x00",
+        b"<a>\x00</a>",
+    ],
+)
 def test_safexml_raises_only_xml_error(data):
     try:
         safexml.parse(data)
@@ -270,20 +307,26 @@ def test_xml_elements_are_bounded_by_the_document_size():
 # --- addresses ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("count,why", [(1_000, "comments nested 1000 deep"), (100_000, "100006 characters")])
 def test_from_with_nested_parentheses_is_a_problem_on_from(receipt, count, why):
-    raw = receipt.replace(b"From: posta-certificata@pec.simulato.test",
-                          b"From: " + b"(" * count + b"a@b.it", 1)
+    raw = receipt.replace(
+        b"From: posta-certificata@pec.simulato.test", b"From: " + b"(" * count + b"a@b.it", 1
+    )
     assert raw != receipt
     result = message.parse(raw)
     assert result.kind == kinds.ACCETTAZIONE
     assert result.from_address is None
-    assert any(p.startswith("From header unreadable: ") and why in p for p in result.problems), \
+    assert any(p.startswith("From header unreadable: ") and why in p for p in result.problems), (
         result.problems
+    )
     _utf8_safe(result)
 
 
 def test_stdlib_address_parser_gets_a_bounded_share():
-    raw = (RECEIPT.replace(b"To: mittente@pec.esempio.it", b"To: " + b"@" * 100_000)
-           + b"Cc: " + b"<" * 50_000 + b"\r\n\r\nbody\r\n")
+    raw = (
+        RECEIPT.replace(b"To: mittente@pec.esempio.it", b"To: " + b"@" * 100_000)
+        + b"Cc: "
+        + b"<" * 50_000
+        + b"\r\n\r\nbody\r\n"
+    )
     start = time.perf_counter()
     result = message.parse(raw)
     assert time.perf_counter() - start < 5  # unbounded, the stdlib parser would take about 1 s here
@@ -292,8 +335,7 @@ def test_stdlib_address_parser_gets_a_bounded_share():
 
 
 def test_addresses_read_are_bounded_per_message():
-    raw = (b"From: a@b.it\r\n" + (b"To: " + b"a@b," * 6_000 + b"\r\n") * 3
-           + b"Cc: c@d.it\r\n\r\nbody\r\n")
+    raw = b"From: a@b.it\r\n" + (b"To: " + b"a@b," * 6_000 + b"\r\n") * 3 + b"Cc: c@d.it\r\n\r\nbody\r\n"
     result = message.parse(raw)
     assert len(result.to) == message.MAX_ADDRESSES and result.cc == []
     assert f"To: addresses beyond the {message.MAX_ADDRESSES} read for one message ignored" in result.problems
@@ -305,24 +347,32 @@ def test_quoted_display_names_take_the_fast_path():
     assert message._address('"Per conto di: a@b.it" <posta-certificata@pec.it>') == "posta-certificata@pec.it"
 
 
-@pytest.mark.parametrize("shape", [
-    lambda n: "a@b" + " " * n + "x",                      # the old \s*>?\s* tail
-    lambda n: " " * n + "x@y z",
-    lambda n: "Per conto di: a" + " " * n + "b",          # the old (.+?)\s*$
-])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda n: "a@b" + " " * n + "x",  # the old \s*>?\s* tail
+        lambda n: " " * n + "x@y z",
+        lambda n: "Per conto di: a" + " " * n + "b",  # the old (.+?)\s*$
+    ],
+)
 def test_address_shapes_do_not_backtrack(shape):
     def work(n):
         value = shape(n)
         message._address(value, "From", [], message._Budget())
         message._ON_BEHALF.match(value)
+
     _linear(work, 50_000, 200_000)
 
 
 # --- MIME structure ------------------------------------------------------------------------------
 def test_mime_bomb_reports_the_part_budget():
     inner = b"Content-Type: multipart/mixed; boundary=i\r\n\r\n" + b"--i\r\n\r\n" * 200 + b"--i--\r\n"
-    raw = (b"From: a@b.it\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n"
-           + b"--o\r\n" * 1 + (b"--o\r\n").join([inner] * 200) + b"--o--\r\n")
+    raw = (
+        b"From: a@b.it\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n"
+        + b"--o\r\n" * 1
+        + (b"--o\r\n").join([inner] * 200)
+        + b"--o--\r\n"
+    )
     result = message.parse(raw)
     assert f"more than {mime.MAX_TOTAL_PARTS} MIME parts in the message: the rest not read" in result.problems
     assert sum(1 for _ in result.root.walk()) <= mime.MAX_TOTAL_PARTS + 1
@@ -330,8 +380,9 @@ def test_mime_bomb_reports_the_part_budget():
 
 
 def test_deep_nesting_is_cut_and_reported():
-    levels = b"".join(b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
-                      for i in range(20_000))
+    levels = b"".join(
+        b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i) for i in range(20_000)
+    )
     result = message.parse(b"From: a@b.it\r\n" + levels + b"\r\nleaf\r\n")
     assert any("nested deeper than" in p for p in result.problems)
 
@@ -340,24 +391,35 @@ def test_boundary_look_alikes_are_skipped_in_c():
     def work(n):
         raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n" + b"--bx\r\n" * n + b"--b--\r\n"
         assert len(mime.Part(raw).children) == 1
+
     _linear(work, 50_000, 200_000)
 
 
 def test_delimiters_with_every_tail():
-    raw = (b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n--bx\r\n--b \r\n\r\ntwo\r\n"
-           b"--b-x\r\n--b\t\r\n\r\nthree\r\n--b--")
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n--bx\r\n--b \r\n\r\ntwo\r\n"
+        b"--b-x\r\n--b\t\r\n\r\nthree\r\n--b--"
+    )
     assert [p.body for p in mime.Part(raw).children] == [b"one\r\n--bx", b"two\r\n--b-x", b"three"]
 
 
 def test_delimiters_with_every_tail_among_dense_look_alikes():
     pad = b"--bx\r\n--b-\r\n--bb\r\n" * 40  # dense look-alikes: the tails are looked for one by one
-    raw = (b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n" + pad
-           + b"--b \r\n\r\ntwo\r\n"
-           + pad + b"--b\t\r\n\r\nthree\r\n" + pad + b"--b\n\nfour\n" + pad + b"--b--\r\nepilogue")
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n"
+        + pad
+        + b"--b \r\n\r\ntwo\r\n"
+        + pad
+        + b"--b\t\r\n\r\nthree\r\n"
+        + pad
+        + b"--b\n\nfour\n"
+        + pad
+        + b"--b--\r\nepilogue"
+    )
     bodies = [p.body for p in mime.Part(raw).children]
     assert bodies == [head + pad[:-2] for head in (b"one\r\n", b"two\r\n", b"three\r\n", b"four\n")]
     inner = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nin\r\n" + pad + b"--b"
-    outer = (b"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n" + inner + b"\r\n--o--\r\n")
+    outer = b"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n" + inner + b"\r\n--o--\r\n"
     # a delimiter ending the range (its tail past it) opens a last, empty part, as it always did
     assert [p.body for p in mime.Part(outer).children[0].children] == [b"in\r\n" + pad[:-2], b""]
 
@@ -372,7 +434,7 @@ def _reference_split(raw: bytes, start: int, end: int, delim: bytes) -> list[tup
         hit = hit + 1 if hit != -1 else -1
     while hit != -1:
         after = hit + len(delim)
-        tail = raw[after:after + 2]
+        tail = raw[after : after + 2]
         if tail != b"--" and tail and tail[:1] not in b" \t\r\n":
             hit = raw.find(b"\n" + delim, after, end)
             hit = hit + 1 if hit != -1 else -1
@@ -404,7 +466,7 @@ def test_delimiter_scan_matches_the_simple_one(tokens, dense, cut):
     raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + body + b"\r\n--b--tail"
     part = mime.Part(raw, 0, len(raw) - min(cut, len(body)))
     spans = [(p.start, p.end) for p in part.children]
-    assert spans == _reference_split(raw, part.body_start, part.end, b"--b")[:mime.MAX_PARTS]
+    assert spans == _reference_split(raw, part.body_start, part.end, b"--b")[: mime.MAX_PARTS]
 
 
 def test_header_fields_are_capped():
@@ -430,8 +492,11 @@ def test_folded_header_is_unfolded_linearly_and_cut():
 
 
 def test_parameters_do_not_backtrack():
-    _linear(lambda n: mime.parse_params(";" + " " * n + ";x" + " " * n + "; boundary=" + "\t" * n),
-            50_000, 200_000)
+    _linear(
+        lambda n: mime.parse_params(";" + " " * n + ";x" + " " * n + "; boundary=" + "\t" * n),
+        50_000,
+        200_000,
+    )
 
 
 def test_rfc2231_continuations_are_bounded_and_their_charset_checked():
@@ -439,25 +504,39 @@ def test_rfc2231_continuations_are_bounded_and_their_charset_checked():
     pieces = "".join(f"; filename*{i}*=%C3%A9" for i in range(5_000))
     params = mime.parse_params("; filename*0*=punycode''abc" + pieces, problems)
     assert params["filename"].startswith("abc")
-    assert problems == [f"5001 parameters in a header field: only the first {mime.MAX_PARAMS} read",
-                        "charset 'punycode' not decoded: text read as UTF-8/Windows-1252"]
+    assert problems == [
+        f"5001 parameters in a header field: only the first {mime.MAX_PARAMS} read",
+        "charset 'punycode' not decoded: text read as UTF-8/Windows-1252",
+    ]
     many = mime.parse_params("".join(f"; f*{i}*=a" for i in range(5_000)))
     assert many["f"] == "a" * mime.MAX_PARAMS
 
 
 def _parts(header: bytes, count: int) -> bytes:
-    return (b"From: a@b.it\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n"
-            + b"".join(b"--z\r\n" + header + b"\r\n\r\nx\r\n" for _ in range(count)) + b"--z--\r\n")
+    return (
+        b"From: a@b.it\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n"
+        + b"".join(b"--z\r\n" + header + b"\r\n\r\nx\r\n" for _ in range(count))
+        + b"--z--\r\n"
+    )
 
 
-@pytest.mark.parametrize("header,expected", [
-    (b"a: b\r\n" * 1999 + b"Content-Type: text/plain",
-     f"(at most {mime.MAX_TOTAL_FIELDS} are read from one message)"),
-    (b"Content-Type: text/plain" + b"; a=b" * 1000,
-     f"(at most {mime.MAX_TOTAL_PARAMS} are read from one message)"),
-    (b'Content-Type: a/b; name="' + b"=?utf-8?q?a?=" * 1000 + b'"',
-     f"encoded words beyond the {mime.MAX_TOTAL_WORDS} decoded for one message left as they are"),
-])
+@pytest.mark.parametrize(
+    "header,expected",
+    [
+        (
+            b"a: b\r\n" * 1999 + b"Content-Type: text/plain",
+            f"(at most {mime.MAX_TOTAL_FIELDS} are read from one message)",
+        ),
+        (
+            b"Content-Type: text/plain" + b"; a=b" * 1000,
+            f"(at most {mime.MAX_TOTAL_PARAMS} are read from one message)",
+        ),
+        (
+            b'Content-Type: a/b; name="' + b"=?utf-8?q?a?=" * 1000 + b'"',
+            f"encoded words beyond the {mime.MAX_TOTAL_WORDS} decoded for one message left as they are",
+        ),
+    ],
+)
 def test_per_message_budgets_of_python_work(header, expected):
     result = message.parse(_parts(header, 25))
     assert result.kind == kinds.POSTA_ORDINARIA
@@ -469,11 +548,13 @@ def test_nested_decoded_messages_share_a_budget():
     # quoted-printable: each level decodes to about its own size
     raw = b"From: a@b.it\r\n\r\n" + (b"x" * 70 + b"\r\n") * 15_000
     for level in range(6):
-        raw = (b"From: a@b.it\r\nX-Trasporto: posta-certificata\r\n"
-               b"Content-Type: multipart/mixed; boundary=q%d\r\n\r\n--q%d\r\n"
-               b"Content-Type: message/rfc822; name=postacert.eml\r\n"
-               b"Content-Transfer-Encoding: quoted-printable\r\n\r\n%s\r\n--q%d--\r\n"
-               % (level, level, raw.replace(b"=", b"=3D"), level))
+        raw = (
+            b"From: a@b.it\r\nX-Trasporto: posta-certificata\r\n"
+            b"Content-Type: multipart/mixed; boundary=q%d\r\n\r\n--q%d\r\n"
+            b"Content-Type: message/rfc822; name=postacert.eml\r\n"
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n%s\r\n--q%d--\r\n"
+            % (level, level, raw.replace(b"=", b"=3D"), level)
+        )
     result = message.parse(raw)
     assert any("too many bytes of nested messages to decode" in p for p in result.problems)
 
@@ -481,12 +562,18 @@ def test_nested_decoded_messages_share_a_budget():
 # --- p7m -------------------------------------------------------------------------------------------
 def test_p7m_elements_are_bounded_by_the_file_size():
     def signed_data(n):
-        return (b"\x30\x80\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02\xa0\x80\x30\x80\x02\x01\x01\x31\x80"
-                + b"\x30\x00" * n + b"\x00\x00" + b"\x00\x00" * 3)
+        return (
+            b"\x30\x80\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02\xa0\x80\x30\x80\x02\x01\x01\x31\x80"
+            + b"\x30\x00" * n
+            + b"\x00\x00"
+            + b"\x00\x00" * 3
+        )
+
     with pytest.raises(p7m.P7mError, match="too many ASN.1 elements"):
         p7m.extract_signed_content(signed_data(100_000))
 
     def work(n):
         with pytest.raises(p7m.P7mError):
             p7m.extract_signed_content(signed_data(n))
+
     _linear(work, 50_000, 200_000)

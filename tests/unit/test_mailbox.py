@@ -6,29 +6,48 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pecflow.domain.mailbox import (ConfigError, Cursor, FolderStatus, MailboxConfig, OnProvider, PollAction, Saturation,
-                             SaturationPolicy, Usage, chunks, plan_poll, saturation_candidates)
-from pecflow.services.polling import PollRequest, tick_of
 from pecflow.adapters.secrets import password_from_secret, secret_value
+from pecflow.domain.mailbox import (
+    ConfigError,
+    Cursor,
+    FolderStatus,
+    MailboxConfig,
+    OnProvider,
+    PollAction,
+    Saturation,
+    SaturationPolicy,
+    Usage,
+    chunks,
+    plan_poll,
+    saturation_candidates,
+)
+from pecflow.services.polling import PollRequest, tick_of
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
 
 def test_config_round_trips_through_an_item():
-    config = MailboxConfig("ufficio@pec.azienda.it", "imaps.pec.aruba.it", folders=("INBOX", "Posta inviata"),
-                           saturation=SaturationPolicy(Saturation.ABOVE_QUOTA, percent=75.5, expunge=True))
+    config = MailboxConfig(
+        "ufficio@pec.azienda.it",
+        "imaps.pec.aruba.it",
+        folders=("INBOX", "Posta inviata"),
+        saturation=SaturationPolicy(Saturation.ABOVE_QUOTA, percent=75.5, expunge=True),
+    )
     assert MailboxConfig.from_item(config.to_item()) == config
     assert "password" not in str(config.to_item())
 
 
-@pytest.mark.parametrize("bad,reason", [
-    (dict(address="nope"), "not a mailbox address"),
-    (dict(imap_host=""), "imap_host"),
-    (dict(imap_port=0), "not a TCP port"),
-    (dict(folders=()), "folder"),
-    (dict(saturation=SaturationPolicy(Saturation.AFTER_DAYS, days=0)), "days"),
-    (dict(saturation=SaturationPolicy(Saturation.ABOVE_QUOTA, archive_folder=None)), "archive folder"),
-])
+@pytest.mark.parametrize(
+    "bad,reason",
+    [
+        (dict(address="nope"), "not a mailbox address"),
+        (dict(imap_host=""), "imap_host"),
+        (dict(imap_port=0), "not a TCP port"),
+        (dict(folders=()), "folder"),
+        (dict(saturation=SaturationPolicy(Saturation.AFTER_DAYS, days=0)), "days"),
+        (dict(saturation=SaturationPolicy(Saturation.ABOVE_QUOTA, archive_folder=None)), "archive folder"),
+    ],
+)
 def test_invalid_configs_say_why(bad, reason):
     fields = dict(address="a@pec.it", imap_host="imap.pec.it") | bad
     with pytest.raises(ConfigError, match=reason):
@@ -58,8 +77,11 @@ def test_uidvalidity_change_means_resync_from_scratch():
     assert plan.cursor == Cursor("INBOX", 8, 0)
 
 
-@given(st.lists(st.tuples(st.integers(1, 10_000), st.integers(0, 5_000_000)), unique_by=lambda t: t[0]),
-       st.integers(1, 30), st.integers(1_000, 20_000_000))
+@given(
+    st.lists(st.tuples(st.integers(1, 10_000), st.integers(0, 5_000_000)), unique_by=lambda t: t[0]),
+    st.integers(1, 30),
+    st.integers(1_000, 20_000_000),
+)
 def test_chunks_are_bounded_and_complete(items, max_messages, max_bytes):
     batches = chunks(items, max_messages=max_messages, max_bytes=max_bytes)
     assert [uid for batch in batches for uid in batch] == sorted(uid for uid, _ in items)
@@ -70,7 +92,10 @@ def test_chunks_are_bounded_and_complete(items, max_messages, max_bytes):
 
 
 def _messages(n: int) -> list[OnProvider]:
-    return [OnProvider(uid, 100 * 1024, NOW - timedelta(days=n - uid), archived=uid % 5 != 0) for uid in range(1, n + 1)]
+    return [
+        OnProvider(uid, 100 * 1024, NOW - timedelta(days=n - uid), archived=uid % 5 != 0)
+        for uid in range(1, n + 1)
+    ]
 
 
 def test_after_days_takes_only_old_archived_messages():
@@ -82,7 +107,7 @@ def test_after_days_takes_only_old_archived_messages():
 
 def test_above_quota_frees_just_enough_oldest_first():
     policy = SaturationPolicy(Saturation.ABOVE_QUOTA, percent=50)
-    usage = Usage(used_kb=3000, limit_kb=4000)   # 75%: 1000 KB over the 50% line
+    usage = Usage(used_kb=3000, limit_kb=4000)  # 75%: 1000 KB over the 50% line
     picked = saturation_candidates(policy, usage, _messages(30), NOW)
     assert sum(m.size for m in picked) / 1024 >= 1000
     assert sum(m.size for m in picked[:-1]) / 1024 < 1000
@@ -104,23 +129,32 @@ def test_poll_requests_deduplicate_per_tick_and_group_per_mailbox():
 
 
 def test_secret_values():
-    assert password_from_secret(secret_value("s3cr3t:\"x")) == "s3cr3t:\"x"
+    assert password_from_secret(secret_value('s3cr3t:"x')) == 's3cr3t:"x'
     assert password_from_secret("bare-password") == "bare-password"
     with pytest.raises(ValueError):
         password_from_secret('{"user": "x"}')
 
 
-@pytest.mark.parametrize("stored,password", [
-    ("12345678", "12345678"), ("1.50", "1.50"), ("true", "true"), ("null", "null"), ('"quoted"', '"quoted"'),
-    ("[1, 2]", "[1, 2]"), ('{"password": 12345678}', "12345678"), ('{"password": 1.50}', "1.50"),
-    ('{"password": true}', "true"),
-])
+@pytest.mark.parametrize(
+    "stored,password",
+    [
+        ("12345678", "12345678"),
+        ("1.50", "1.50"),
+        ("true", "true"),
+        ("null", "null"),
+        ('"quoted"', '"quoted"'),
+        ("[1, 2]", "[1, 2]"),
+        ('{"password": 12345678}', "12345678"),
+        ('{"password": 1.50}', "1.50"),
+        ('{"password": true}', "true"),
+    ],
+)
 def test_a_secret_is_read_as_text_whatever_its_json_type(stored, password):
     """A password typed by hand in the console as a bare number (issue 10, item 8) is that text."""
     assert password_from_secret(stored) == password
 
 
 def test_uidnext_unchanged_means_nothing_new_even_after_deletions():
-    cursor = Cursor("INBOX", uidvalidity=7, last_uid=100, uidnext=150)   # 101..149 were deleted
+    cursor = Cursor("INBOX", uidvalidity=7, last_uid=100, uidnext=150)  # 101..149 were deleted
     assert plan_poll(cursor, FolderStatus(7, 150, 80)).action == PollAction.NOTHING_NEW
     assert plan_poll(cursor, FolderStatus(7, 151, 81)).action == PollAction.FETCH_NEW

@@ -43,7 +43,8 @@ def test_space_before_colon_is_tolerated():
 
 def test_content_type_params_quoted_and_rfc2231():
     ctype, params = mime.parse_content_type(
-        'Application/PDF; name="a \\"b\\".pdf"; charset=UTF-8; x*=utf-8\'it\'%C3%A8%20s')
+        'Application/PDF; name="a \\"b\\".pdf"; charset=UTF-8; x*=utf-8\'it\'%C3%A8%20s'
+    )
     assert ctype == "application/pdf"
     assert params["name"] == 'a "b".pdf'
     assert params["charset"] == "UTF-8"
@@ -62,8 +63,10 @@ def test_encoded_word_filename_and_unknown_charset():
 
 
 def test_multipart_split_matches_the_boundaries():
-    raw = (b"Content-Type: multipart/mixed; boundary=XX\r\n\r\npreamble\r\n--XX\r\n"
-           b"Content-Type: text/plain\r\n\r\none\r\n--XXnot-a-delimiter\r\n--XX \r\n\r\ntwo\r\n--XX--\r\nepilogue")
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=XX\r\n\r\npreamble\r\n--XX\r\n"
+        b"Content-Type: text/plain\r\n\r\none\r\n--XXnot-a-delimiter\r\n--XX \r\n\r\ntwo\r\n--XX--\r\nepilogue"
+    )
     root = part(raw)
     bodies = [c.body for c in root.children]
     assert bodies == [b"one\r\n--XXnot-a-delimiter", b"two"]
@@ -84,8 +87,10 @@ def test_boundary_never_found_and_no_boundary():
 
 def test_message_rfc822_is_followed_lazily():
     inner = "Subject: inner\r\nMessage-ID: <i@x>\r\n\r\nhello"
-    root = part(f"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: message/rfc822\r\n"
-                f"\r\n{inner}\r\n--B--\r\n")
+    root = part(
+        f"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: message/rfc822\r\n"
+        f"\r\n{inner}\r\n--B--\r\n"
+    )
     msg = root.children[0].message
     assert msg.headers.get("message-id") == "<i@x>" and msg.body == b"hello"
 
@@ -120,12 +125,20 @@ def mime_tree(draw, depth=0):
     msg = EmailMessage()
     # no line-break characters: the stdlib would write them raw, producing a non-RFC 5322 header
     msg["Subject"] = draw(st.text(max_size=30).filter(lambda s: not any(c in s for c in _LINE_BREAKS)))
-    kind = draw(st.sampled_from(["text", "attachment", "multipart", "message"] if depth < 3 else ["text", "attachment"]))
+    kind = draw(
+        st.sampled_from(
+            ["text", "attachment", "multipart", "message"] if depth < 3 else ["text", "attachment"]
+        )
+    )
     if kind == "text":
         msg.set_content(draw(st.text(max_size=200)))
     elif kind == "attachment":
-        msg.set_content(draw(_payloads), maintype="application", subtype="octet-stream",
-                        filename=draw(_names).strip() or "f")
+        msg.set_content(
+            draw(_payloads),
+            maintype="application",
+            subtype="octet-stream",
+            filename=draw(_names).strip() or "f",
+        )
     elif kind == "message":
         msg.set_content(draw(mime_tree(depth=depth + 1)))
     else:
@@ -162,7 +175,8 @@ def test_same_tree_and_payloads_as_the_standard_library(msg, linesep):
     ours = mime.Part(raw)
     theirs = email.message_from_bytes(raw)
     assert _shape_ours(ours) == _shape_stdlib(theirs), raw
-    ours_leaves = [p for p in ours.walk(into_messages=True) if not p.is_multipart
-                   and p.content_type != "message/rfc822"]
+    ours_leaves = [
+        p for p in ours.walk(into_messages=True) if not p.is_multipart and p.content_type != "message/rfc822"
+    ]
     their_leaves = [p for p in theirs.walk() if not p.is_multipart()]
     assert [p.decoded() for p in ours_leaves] == [p.get_payload(decode=True) for p in their_leaves], raw

@@ -13,9 +13,12 @@ from hypothesis import strategies as st
 from pecflow.pec import p7m
 from pecflow.pec.p7m import P7mError, extract_signed_content
 
-INVOICE = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
-           b'<p:FatturaElettronica versione="FPR12" xmlns:p="urn:test">\xc3\xa8 ' + b"x" * 2500 +
-           b"</p:FatturaElettronica>\n")
+INVOICE = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<p:FatturaElettronica versione="FPR12" xmlns:p="urn:test">\xc3\xa8 '
+    + b"x" * 2500
+    + b"</p:FatturaElettronica>\n"
+)
 
 
 def sign(signer, content: bytes, *, detached: bool = False, encoding=serialization.Encoding.DER) -> bytes:
@@ -34,6 +37,7 @@ def signed(signer) -> bytes:
 
 # --- a DER -> BER re-encoder, independent of the module under test ---------------------------
 
+
 def _der_items(data: bytes):
     """(tag octet, value) for each DER element in `data` (low tag numbers only, as CMS uses)."""
     pos = 0
@@ -42,11 +46,11 @@ def _der_items(data: bytes):
         pos += 2
         if first & 0x80:
             count = first & 0x7F
-            length = int.from_bytes(data[pos:pos + count], "big")
+            length = int.from_bytes(data[pos : pos + count], "big")
             pos += count
         else:
             length = first
-        yield tag, data[pos:pos + length]
+        yield tag, data[pos : pos + length]
         pos += length
 
 
@@ -66,7 +70,7 @@ def indefinite(tag: int, *parts: bytes) -> bytes:
 
 
 def chunked(value: bytes, size: int, *, indefinite_length: bool) -> bytes:
-    chunks = [tlv(0x04, value[i:i + size]) for i in range(0, len(value), size)]
+    chunks = [tlv(0x04, value[i : i + size]) for i in range(0, len(value), size)]
     return indefinite(0x24, *chunks) if indefinite_length else tlv(0x24, b"".join(chunks))
 
 
@@ -86,6 +90,7 @@ def to_ber(der: bytes, payload: bytes, *, chunk: int = 1000, indefinite_length: 
 
 
 # --- round trips --------------------------------------------------------------------------------
+
 
 def test_der_round_trip(signed):
     assert signed[:1] == b"\x30"
@@ -116,8 +121,9 @@ def test_tiny_chunks(signed):
 
 def test_chunks_nested_in_chunks():
     parts = [b"<a>", b"bc", b"</a>"]
-    content = indefinite(0x24, tlv(0x04, parts[0]), indefinite(0x24, tlv(0x04, parts[1])),
-                         tlv(0x04, parts[2]))
+    content = indefinite(
+        0x24, tlv(0x04, parts[0]), indefinite(0x24, tlv(0x04, parts[1])), tlv(0x04, parts[2])
+    )
     assert extract_signed_content(_minimal_signed_data(content)) == b"".join(parts)
 
 
@@ -140,13 +146,16 @@ def test_hand_built_ber():
     assert extract_signed_content(_minimal_signed_data(tlv(0x04, b""))) == b""
 
 
-@pytest.mark.parametrize("wrap", [
-    lambda der: base64.b64encode(der),
-    lambda der: base64.encodebytes(der),  # 76-column lines
-    lambda der: base64.encodebytes(der).replace(b"\n", b"\r\n"),
-    lambda der: b"\n  " + base64.b64encode(der).rstrip(b"=") + b"\n",  # padding dropped
-    lambda der: b"-----BEGIN PKCS7-----\n" + base64.encodebytes(der) + b"-----END PKCS7-----\n",
-])
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda der: base64.b64encode(der),
+        lambda der: base64.encodebytes(der),  # 76-column lines
+        lambda der: base64.encodebytes(der).replace(b"\n", b"\r\n"),
+        lambda der: b"\n  " + base64.b64encode(der).rstrip(b"=") + b"\n",  # padding dropped
+        lambda der: b"-----BEGIN PKCS7-----\n" + base64.encodebytes(der) + b"-----END PKCS7-----\n",
+    ],
+)
 def test_base64_text(signed, wrap):
     assert extract_signed_content(wrap(signed)) == INVOICE
 
@@ -178,6 +187,7 @@ def test_too_many_layers(signer):
 
 # --- refusals -----------------------------------------------------------------------------------
 
+
 def test_detached_signature(signer):
     detached = sign(signer, INVOICE, detached=True)
     with pytest.raises(P7mError, match="detached"):
@@ -194,11 +204,25 @@ def test_not_signed_data():
         extract_signed_content(tlv(0x02, b"\x01"))
 
 
-@pytest.mark.parametrize("data", [
-    b"", b"   \n", b"<?xml version='1.0'?><a/>", b"%PDF-1.4 hello", b"\x30", b"\x30\x80",
-    b"\x30\x84\xff\xff\xff\xff", b"\x30\x85\x01\x00\x00\x00\x00\x00", b"\x30\xff", b"\x04\x80\x00\x00",
-    b"\x1f\xff\xff\xff\xff\x7f\x00", b"MIIB", b"-----BEGIN PKCS7-----\n-----END PKCS7-----\n", b"\x00\x00",
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"   \n",
+        b"<?xml version='1.0'?><a/>",
+        b"%PDF-1.4 hello",
+        b"\x30",
+        b"\x30\x80",
+        b"\x30\x84\xff\xff\xff\xff",
+        b"\x30\x85\x01\x00\x00\x00\x00\x00",
+        b"\x30\xff",
+        b"\x04\x80\x00\x00",
+        b"\x1f\xff\xff\xff\xff\x7f\x00",
+        b"MIIB",
+        b"-----BEGIN PKCS7-----\n-----END PKCS7-----\n",
+        b"\x00\x00",
+    ],
+)
 def test_garbage(data):
     with pytest.raises(P7mError):
         extract_signed_content(data)
@@ -241,6 +265,7 @@ def test_truncations_all_raise(signed):
 
 # --- never anything but P7mError --------------------------------------------------------------------
 
+
 def _call(data: bytes) -> None:
     try:
         result = extract_signed_content(data)
@@ -279,5 +304,5 @@ def test_mutations_of_a_valid_p7m(signed, data):
         elif action == "insert":
             mutated[pos:pos] = data.draw(st.binary(min_size=1, max_size=8))
         else:
-            del mutated[pos:pos + data.draw(st.integers(1, 16))]
+            del mutated[pos : pos + data.draw(st.integers(1, 16))]
     _call(bytes(mutated))

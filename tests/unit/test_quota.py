@@ -8,9 +8,20 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from pecflow.domain import quota
-from pecflow.domain.quota import MB, PRESETS, Decision, QuotaPolicy, admit, fits, next_slot, policy_from, prune, violations
+from pecflow.domain.quota import (
+    MB,
+    PRESETS,
+    Decision,
+    QuotaPolicy,
+    admit,
+    fits,
+    next_slot,
+    policy_from,
+    prune,
+    violations,
+)
 
-BASE = datetime(2026, 3, 2, 9, tzinfo=UTC).timestamp()    # realistic epoch magnitudes for float rounding
+BASE = datetime(2026, 3, 2, 9, tzinfo=UTC).timestamp()  # realistic epoch magnitudes for float rounding
 
 
 def rome(*args) -> float:
@@ -25,7 +36,12 @@ def test_presets():
     assert (aruba.limit, aruba.window_seconds, aruba.rolling) == (250, 1200.0, True)
     assert (aruba.max_message_bytes, aruba.size_divided_by_recipients) == (100 * MB, True)
     gmail = policy_from("Gmail")
-    assert (gmail.limit, gmail.window_seconds, gmail.rolling, gmail.timezone) == (100, 86400.0, False, "Europe/Rome")
+    assert (gmail.limit, gmail.window_seconds, gmail.rolling, gmail.timezone) == (
+        100,
+        86400.0,
+        False,
+        "Europe/Rome",
+    )
     assert policy_from("legalmail").describe() == "6 per minute rolling"
     assert gmail.describe() == "100 per calendar day (Europe/Rome)"
     assert set(PRESETS) == {"aruba", "gmail", "legalmail"}
@@ -44,19 +60,22 @@ def test_policy_from_overrides_and_custom():
         policy_from("aruba", per_minute=3)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"limit": 0, "window_seconds": 60}, "limit"),
-    ({"limit": 2.5, "window_seconds": 60}, "limit"),
-    ({"limit": 1, "window_seconds": 0}, "window_seconds"),
-    ({"limit": 1, "window_seconds": math.inf}, "window_seconds"),
-    ({"limit": 1, "window_seconds": 60, "margin_seconds": 60}, "margin"),
-    ({"limit": 1, "window_seconds": 60, "margin_seconds": -1}, "margin"),
-    ({"limit": 1, "window_seconds": 60, "size_divided_by_recipients": True}, "max_message_bytes"),
-    ({"limit": 1, "window_seconds": 60, "max_message_bytes": 0}, "max_message_bytes"),
-    ({"limit": 1, "window_seconds": 86400, "timezone": "Europe/Rome"}, "fixed windows only"),
-    ({"limit": 1, "window_seconds": 3600, "rolling": False, "timezone": "Europe/Rome"}, "calendar day"),
-    ({"limit": 1, "window_seconds": 86400, "rolling": False, "timezone": "Mars/Olympus"}, "time zone"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"limit": 0, "window_seconds": 60}, "limit"),
+        ({"limit": 2.5, "window_seconds": 60}, "limit"),
+        ({"limit": 1, "window_seconds": 0}, "window_seconds"),
+        ({"limit": 1, "window_seconds": math.inf}, "window_seconds"),
+        ({"limit": 1, "window_seconds": 60, "margin_seconds": 60}, "margin"),
+        ({"limit": 1, "window_seconds": 60, "margin_seconds": -1}, "margin"),
+        ({"limit": 1, "window_seconds": 60, "size_divided_by_recipients": True}, "max_message_bytes"),
+        ({"limit": 1, "window_seconds": 60, "max_message_bytes": 0}, "max_message_bytes"),
+        ({"limit": 1, "window_seconds": 86400, "timezone": "Europe/Rome"}, "fixed windows only"),
+        ({"limit": 1, "window_seconds": 3600, "rolling": False, "timezone": "Europe/Rome"}, "calendar day"),
+        ({"limit": 1, "window_seconds": 86400, "rolling": False, "timezone": "Mars/Olympus"}, "time zone"),
+    ],
+)
 def test_invalid_policies(kwargs, message):
     with pytest.raises(ValueError, match=message):
         QuotaPolicy(**kwargs)
@@ -93,7 +112,7 @@ def test_prune_keeps_what_can_still_matter():
     policy = QuotaPolicy(3, 60, margin_seconds=5)
     history = [BASE, BASE + 10, BASE + 64.9, BASE + 70]
     assert prune(policy, history, BASE + 74.9) == [BASE + 10, BASE + 64.9, BASE + 70]
-    assert prune(policy, history, BASE + 75) == [BASE + 64.9, BASE + 70]   # 10 + 65: gone at 75
+    assert prune(policy, history, BASE + 75) == [BASE + 64.9, BASE + 70]  # 10 + 65: gone at 75
     assert prune(policy, history, BASE + 1000) == []
 
 
@@ -115,10 +134,10 @@ def test_fixed_windows_are_aligned():
 def test_fixed_and_rolling_differ_at_the_window_edge():
     fixed, rolling = QuotaPolicy(3, 60, rolling=False), QuotaPolicy(3, 60)
     edge = math.ceil(BASE / 60) * 60
-    late = [edge - 3, edge - 2, edge - 1]                        # a full window, at its very end
-    assert admit(fixed, late, edge).allowed                      # a new fixed window: a full quota again
+    late = [edge - 3, edge - 2, edge - 1]  # a full window, at its very end
+    assert admit(fixed, late, edge).allowed  # a new fixed window: a full quota again
     assert admit(rolling, late, edge) == Decision(False, 57.0, edge + 57)
-    burst = [*late, edge, edge + 1, edge + 2]                    # fixed: 6 sends within 5 seconds
+    burst = [*late, edge, edge + 1, edge + 2]  # fixed: 6 sends within 5 seconds
     assert violations(fixed, burst) == []
     assert violations(rolling, burst) == [edge - 3, edge - 2, edge - 1]
 
@@ -130,19 +149,23 @@ def test_fixed_margin_counts_in_the_next_window_too():
     # a slot at 57 may reach the provider in the next window: that window is full too
     assert next_slot(policy, [start + 57], start + 58) == start + 120
     # a full next window pushes a slot back to where the margin no longer reaches it
-    counts = {start + 60: 1}                                    # only the next window is full
-    assert quota.next_slot_for_counts(policy, counts, start + 54) == start + 54      # 59 < 60: not reached
-    assert quota.next_slot_for_counts(policy, counts, start + 56) == start + 120     # reached: after it
+    counts = {start + 60: 1}  # only the next window is full
+    assert quota.next_slot_for_counts(policy, counts, start + 54) == start + 54  # 59 < 60: not reached
+    assert quota.next_slot_for_counts(policy, counts, start + 56) == start + 120  # reached: after it
 
 
 def test_gmail_day_is_the_rome_calendar_day():
     gmail = policy_from("gmail")
     sent = [rome(2026, 5, 4, 23, 50) + i for i in range(100)]
     decision = admit(gmail, sent, rome(2026, 5, 4, 23, 59))
-    assert decision.at == rome(2026, 5, 5, 0, 0)                 # Rome midnight, 22:00 UTC in May
+    assert decision.at == rome(2026, 5, 5, 0, 0)  # Rome midnight, 22:00 UTC in May
     assert admit(gmail, sent, rome(2026, 5, 5, 0, 0)).allowed
     # summer time starts and ends: days of 23 and 25 hours
-    for day, hours in ((datetime(2026, 3, 29), 23), (datetime(2026, 10, 25), 25), (datetime(2026, 1, 15), 24)):
+    for day, hours in (
+        (datetime(2026, 3, 29), 23),
+        (datetime(2026, 10, 25), 25),
+        (datetime(2026, 1, 15), 24),
+    ):
         start, end = quota.window_of(gmail, rome(day.year, day.month, day.day, 12))
         assert (start, (end - start) / 3600) == (rome(day.year, day.month, day.day), hours)
 
@@ -156,7 +179,7 @@ def test_rome_rule_without_a_tz_database_agrees_with_zoneinfo():
         for probe in (t, t + timedelta(minutes=59), t + timedelta(minutes=61)):
             assert quota._rome_offset(probe.timestamp()) == probe.astimezone(zone).utcoffset().total_seconds()
         t += timedelta(days=7, hours=1)
-    for year in (2026, 2027, 2030):      # both switches, to the minute
+    for year in (2026, 2027, 2030):  # both switches, to the minute
         for month in (3, 10):
             switch = quota._eu_switch(year, month)
             for delta in (-60, 0, 60):
@@ -169,12 +192,13 @@ def test_size_budget_divided_by_recipients():
     aruba = policy_from("aruba")
     assert fits(aruba, 60 * MB, 1) == (True, "")
     ok, reason = fits(aruba, 60 * MB, 2)
-    assert not ok and reason == ("the message is 60.0 MB, over the 50.0 MB the provider accepts "
-                                 "(100.0 MB divided by 2 recipients)")
+    assert not ok and reason == (
+        "the message is 60.0 MB, over the 50.0 MB the provider accepts (100.0 MB divided by 2 recipients)"
+    )
     assert quota.size_budget(aruba, 3) == 33_333_333
     gmail = policy_from("gmail")
     assert fits(gmail, 25 * MB, 10).ok and not fits(gmail, 25 * MB + 1, 1)
-    assert fits(QuotaPolicy(1, 60), 10**12, 500).ok                  # no size limit known
+    assert fits(QuotaPolicy(1, 60), 10**12, 500).ok  # no size limit known
     with pytest.raises(ValueError):
         fits(aruba, 10, 0)
 
@@ -188,7 +212,9 @@ def policies(draw, margins=True):
     rolling = draw(st.booleans())
     window = draw(st.sampled_from([1.0, 7.5, 60.0, 100.0, 1200.0]))
     margin = draw(st.sampled_from([0.0, 0.0, 0.4, 2.0])) if margins else 0.0
-    return QuotaPolicy(draw(st.integers(1, 6)), window, rolling=rolling, margin_seconds=min(margin, window / 2))
+    return QuotaPolicy(
+        draw(st.integers(1, 6)), window, rolling=rolling, margin_seconds=min(margin, window / 2)
+    )
 
 
 def times(offsets):
@@ -199,7 +225,7 @@ def times(offsets):
 @given(policies(), st.lists(millis, max_size=80))
 def test_whatever_the_order_admitted_sends_never_overfill_a_window(policy, offsets):
     sent = []
-    for t in times(offsets):          # attempts in any order and spacing: concurrent senders, skewed clocks
+    for t in times(offsets):  # attempts in any order and spacing: concurrent senders, skewed clocks
         if admit(policy, sent, t).allowed:
             sent.append(t)
     assert violations(policy, sent) == []
@@ -225,14 +251,14 @@ def test_next_slot_is_allowed_and_never_later_than_necessary(policy, offsets, no
     history, now = times(offsets), BASE + now_ms / 1000
     slot = next_slot(policy, history, now)
     assert slot >= now
-    assert admit(policy, history, slot).allowed                   # sending at the slot is allowed
+    assert admit(policy, history, slot).allowed  # sending at the slot is allowed
     decision = admit(policy, history, now)
     assert decision.allowed == (slot == now) and decision.at == slot
     if slot > now:
         assert decision.wait_seconds == slot - now
         if slot - 0.001 >= now:
-            assert not admit(policy, history, slot - 0.001).allowed     # 1 ms earlier is not
-        earlier = now + (slot - now) * (probe / 10**6)                  # nor anything before it
+            assert not admit(policy, history, slot - 0.001).allowed  # 1 ms earlier is not
+        earlier = now + (slot - now) * (probe / 10**6)  # nor anything before it
         if earlier < slot:
             assert not admit(policy, history, earlier).allowed
 
@@ -257,7 +283,9 @@ def test_the_margin_covers_the_time_a_send_takes(exact, margin, offsets, data):
     for t in sorted(times(offsets)):
         if admit(widened, slots, t).allowed:
             slots.append(t)
-    delays = data.draw(st.lists(st.floats(0, margin, exclude_max=True), min_size=len(slots), max_size=len(slots)))
+    delays = data.draw(
+        st.lists(st.floats(0, margin, exclude_max=True), min_size=len(slots), max_size=len(slots))
+    )
     arrivals = [s + d for s, d in zip(slots, delays)]
     assert violations(exact, arrivals) == []
 
@@ -283,7 +311,7 @@ def test_fixed_and_rolling_at_window_edges(limit, window, phase):
 @given(st.integers(1, 5), st.lists(st.integers(0, 4 * 86400), max_size=40), st.integers(0, 4 * 86400))
 def test_calendar_days_across_summer_time(limit, offsets, now_s):
     policy = QuotaPolicy(limit, 86400.0, rolling=False, timezone="Europe/Rome")
-    base = rome(2026, 10, 23)                    # spans the 25-hour day of 25 October 2026
+    base = rome(2026, 10, 23)  # spans the 25-hour day of 25 October 2026
     sent = []
     for t in sorted(base + s for s in offsets):
         if admit(policy, sent, t).allowed:
@@ -293,7 +321,7 @@ def test_calendar_days_across_summer_time(limit, offsets, now_s):
     slot = next_slot(policy, sent, now)
     assert admit(policy, sent, slot).allowed
     if slot > now:
-        assert slot == quota.window_of(policy, slot)[0]          # a Rome midnight, the first day with room
+        assert slot == quota.window_of(policy, slot)[0]  # a Rome midnight, the first day with room
         assert datetime.fromtimestamp(slot, UTC).hour in (22, 23)
         assert all(admit(policy, sent, t).allowed is False for t in (now, slot - 0.001) if t >= now)
 
@@ -303,7 +331,12 @@ def test_a_mailbox_quota_setting_names_a_preset_or_a_custom_rate():
     custom = quota.policy_from_spec("custom:50/10m")
     assert (custom.limit, custom.window_seconds, custom.rolling) == (50, 600.0, True)
     daily = quota.policy_from_spec("custom:500/1d,fixed", margin_seconds=5)
-    assert (daily.limit, daily.window_seconds, daily.rolling, daily.margin_seconds) == (500, quota.DAY, False, 5)
+    assert (daily.limit, daily.window_seconds, daily.rolling, daily.margin_seconds) == (
+        500,
+        quota.DAY,
+        False,
+        5,
+    )
     assert quota.policy_from_spec("custom:6/60").window_seconds == 60.0
     for bad in ("custom:50", "custom:x/10m", "custom:50/10m,daily", "custom:0/10m", "nessuno"):
         with pytest.raises(ValueError):

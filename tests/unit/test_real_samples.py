@@ -55,11 +55,13 @@ def test_fields_match_the_daticert_beside_the_sample(label):
     assert result.identificativo == dati.findtext("identificativo")
     assert result.sender == head.findtext("mittente")
     assert [(r.address, r.type) for r in result.recipients] == [
-        (d.text.strip(), d.get("tipo", "certificato")) for d in head.findall("destinatari")]
+        (d.text.strip(), d.get("tipo", "certificato")) for d in head.findall("destinatari")
+    ]
     assert result.original_subject == head.findtext("oggetto")
     zona = dati.find("data").get("zona")
     expected_time = datetime.strptime(
-        f"{dati.findtext('data/giorno')} {dati.findtext('data/ora')} {zona}", "%d/%m/%Y %H:%M:%S %z")
+        f"{dati.findtext('data/giorno')} {dati.findtext('data/ora')} {zona}", "%d/%m/%Y %H:%M:%S %z"
+    )
     assert result.timestamp == expected_time
     assert result.timestamp.utcoffset() == expected_time.utcoffset()
     assert result.delivered_to == dati.findtext("consegna")
@@ -78,16 +80,18 @@ def test_postacert_is_parsed_recursively(label):
     raw = (real_fixtures("pec") / label["file"]).read_bytes()
     result = message.parse(raw)
     stdlib = email.message_from_bytes(raw)
-    inner = [p for p in stdlib.walk() if p.get_content_type() == "message/rfc822"
-             and (p.get_filename() or "").lower() == "postacert.eml"]
+    inner = [
+        p
+        for p in stdlib.walk()
+        if p.get_content_type() == "message/rfc822" and (p.get_filename() or "").lower() == "postacert.eml"
+    ]
     if not inner or result.kind == kinds.POSTA_ORDINARIA:
         assert result.postacert is None
         return
     original = inner[0].get_payload(0)
     assert result.postacert is not None
     assert result.postacert.message_id == (original["Message-ID"] or "").strip() or None
-    expected_files = [p.get_filename() for p in original.walk()
-                      if not p.is_multipart() and p.get_filename()]
+    expected_files = [p.get_filename() for p in original.walk() if not p.is_multipart() and p.get_filename()]
     assert [a.filename for a in result.attachments if a.filename] == expected_files
     for att in result.attachments:
         if att.filename:
@@ -98,9 +102,11 @@ def test_postacert_is_parsed_recursively(label):
 def test_provider_rewrites_the_message_id_of_postacert():
     """Seen at Aruba, Sogei and Namirial: the recipient sees our message under the identificativo."""
     folder = real_fixtures("pec")
-    for name in ("oca__aruba_avvenuta-consegna_IT03339130126_00009.eml",
-                 "oca__sdi_busta_RC_ricevuta-consegna_6782414.eml",
-                 "mlarchive__namirial_busta-trasporto_via-mailman.eml"):
+    for name in (
+        "oca__aruba_avvenuta-consegna_IT03339130126_00009.eml",
+        "oca__sdi_busta_RC_ricevuta-consegna_6782414.eml",
+        "mlarchive__namirial_busta-trasporto_via-mailman.eml",
+    ):
         result = message.parse((folder / name).read_bytes())
         assert result.postacert.message_id == f"<{result.identificativo}>"
 

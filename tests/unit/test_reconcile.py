@@ -5,13 +5,28 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pecflow.domain.reconcile import (
+    CLAIM,
+    COUNTERS,
+    SMTP_ACCEPTED,
+    SMTP_LOST,
+    State,
+    buckets,
+    counter_deltas,
+    move_for_receipt,
+    next_state,
+)
 from pecflow.pec import kinds
-from pecflow.domain.reconcile import (CLAIM, COUNTERS, SMTP_ACCEPTED, SMTP_LOST, State, buckets, counter_deltas,
-                               move_for_receipt, next_state)
 
-RECEIPTS = [kinds.ACCETTAZIONE, kinds.AVVENUTA_CONSEGNA, kinds.ERRORE_CONSEGNA,
-            kinds.PREAVVISO_ERRORE_CONSEGNA, kinds.NON_ACCETTAZIONE, kinds.PRESA_IN_CARICO,
-            kinds.RILEVAZIONE_VIRUS]
+RECEIPTS = [
+    kinds.ACCETTAZIONE,
+    kinds.AVVENUTA_CONSEGNA,
+    kinds.ERRORE_CONSEGNA,
+    kinds.PREAVVISO_ERRORE_CONSEGNA,
+    kinds.NON_ACCETTAZIONE,
+    kinds.PRESA_IN_CARICO,
+    kinds.RILEVAZIONE_VIRUS,
+]
 
 
 def run(events, start=State.SENT):
@@ -23,8 +38,12 @@ def run(events, start=State.SENT):
 
 def test_happy_path():
     state = State.PENDING
-    for move in (CLAIM, SMTP_ACCEPTED, move_for_receipt(kinds.ACCETTAZIONE),
-                 move_for_receipt(kinds.AVVENUTA_CONSEGNA)):
+    for move in (
+        CLAIM,
+        SMTP_ACCEPTED,
+        move_for_receipt(kinds.ACCETTAZIONE),
+        move_for_receipt(kinds.AVVENUTA_CONSEGNA),
+    ):
         state = next_state(state, move)
     assert state == State.DELIVERED
 
@@ -67,19 +86,37 @@ def test_a_receipt_for_another_recipient_does_not_touch_this_job():
 
 def test_terminal_states_never_move():
     every_move = [move_for_receipt(k) for k in RECEIPTS] + [CLAIM, SMTP_ACCEPTED, SMTP_LOST]
-    for terminal in (State.DELIVERED, State.NOT_ACCEPTED, State.DELIVERY_FAILED, State.ERROR, State.CANCELLED):
+    for terminal in (
+        State.DELIVERED,
+        State.NOT_ACCEPTED,
+        State.DELIVERY_FAILED,
+        State.ERROR,
+        State.CANCELLED,
+    ):
         for move in every_move:
             assert next_state(terminal, move) == terminal
 
 
-RANK = {State.PENDING: 0, State.SENDING: 1, State.UNCERTAIN: 2, State.SENT: 2, State.ACCEPTED: 3,
-        State.WARNING: 4, State.DELIVERED: 5, State.NOT_ACCEPTED: 5, State.DELIVERY_FAILED: 5,
-        State.ERROR: 5, State.CANCELLED: 5}
+RANK = {
+    State.PENDING: 0,
+    State.SENDING: 1,
+    State.UNCERTAIN: 2,
+    State.SENT: 2,
+    State.ACCEPTED: 3,
+    State.WARNING: 4,
+    State.DELIVERED: 5,
+    State.NOT_ACCEPTED: 5,
+    State.DELIVERY_FAILED: 5,
+    State.ERROR: 5,
+    State.CANCELLED: 5,
+}
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.sampled_from(RECEIPTS), max_size=8), st.sampled_from([State.SENT, State.UNCERTAIN,
-                                                                          State.SENDING]))
+@given(
+    st.lists(st.sampled_from(RECEIPTS), max_size=8),
+    st.sampled_from([State.SENT, State.UNCERTAIN, State.SENDING]),
+)
 def test_never_a_step_back(receipts, start):
     state = start
     for kind in receipts:

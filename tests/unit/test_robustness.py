@@ -36,8 +36,13 @@ BOMB_EXTERNAL = b"""<?xml version="1.0"?>
 BOMB_PARAMETER = b"""<?xml version="1.0"?>
 <!DOCTYPE postacert SYSTEM "http://127.0.0.1:9/daticert.dtd" [<!ENTITY % p SYSTEM "http://127.0.0.1:9/x">%p;]>
 <postacert tipo="accettazione"/>"""
-BOMB_QUADRATIC = (b'<?xml version="1.0"?><!DOCTYPE p [<!ENTITY a "' + b"x" * 50_000 + b'">]><postacert tipo="x">'
-                  + b"&a;" * 5_000 + b"</postacert>")
+BOMB_QUADRATIC = (
+    b'<?xml version="1.0"?><!DOCTYPE p [<!ENTITY a "'
+    + b"x" * 50_000
+    + b'">]><postacert tipo="x">'
+    + b"&a;" * 5_000
+    + b"</postacert>"
+)
 BOMB_DEEP = b"<postacert>" + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</postacert>"
 
 
@@ -74,7 +79,12 @@ def mutations(name: str, raw: bytes):
     yield "unknown-charset", raw.replace(b'charset="iso-8859-1"', b'charset="x-no-such-charset"')
     yield "charset-lies", raw.replace(b"charset=", b"charset=utf-16; x=")
     yield "encoded-word-garbage", b"Subject: =?utf-8?B?////?= =?koi8-zz?Q?=ZZ?=\r\n" + raw
-    yield "base64-garbage", re.sub(rb"(?m)^[A-Za-z0-9+/]{60,}$", lambda m: bytes(rng.choice(b"!@#$%^&*()A") for _ in m.group(0)), raw)
+    yield (
+        "base64-garbage",
+        re.sub(
+            rb"(?m)^[A-Za-z0-9+/]{60,}$", lambda m: bytes(rng.choice(b"!@#$%^&*()A") for _ in m.group(0)), raw
+        ),
+    )
     yield "base64-bad-padding", re.sub(rb"(?m)^([A-Za-z0-9+/]{8,})=*$", rb"\1=", raw)
     yield "no-line-ends", raw.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
     yield "nul-bytes", raw.replace(b"\r\n", b"\x00\r\n", 50)
@@ -83,8 +93,13 @@ def mutations(name: str, raw: bytes):
     yield "huge-header", b"Subject: " + b"x" * 3_000_000 + b"\r\n" + raw
     yield "many-headers", b"X-A: b\r\n" * 60_000 + raw
     yield "folded-forever", b"Subject: start\r\n" + b" more\r\n" * 50_000 + raw
-    for bomb_name, bomb in (("laughs", BOMB_LAUGHS), ("external", BOMB_EXTERNAL),
-                            ("parameter", BOMB_PARAMETER), ("quadratic", BOMB_QUADRATIC), ("deep", BOMB_DEEP)):
+    for bomb_name, bomb in (
+        ("laughs", BOMB_LAUGHS),
+        ("external", BOMB_EXTERNAL),
+        ("parameter", BOMB_PARAMETER),
+        ("quadratic", BOMB_QUADRATIC),
+        ("deep", BOMB_DEEP),
+    ):
         yield f"daticert-bomb-{bomb_name}", _replace_daticert(raw, bomb)
     flipped = bytearray(raw)
     for _ in range(max(1, size // 200)):
@@ -95,10 +110,18 @@ def mutations(name: str, raw: bytes):
 def nested_messages(depth: int) -> bytes:
     raw = b"From: a@b.it\r\nSubject: leaf\r\n\r\nleaf"
     for i in range(depth):
-        raw = (b"From: posta-certificata@p.it\r\nX-Trasporto: posta-certificata\r\n"
-               b"Content-Type: multipart/mixed; boundary=b" + str(i).encode() + b"\r\n\r\n--b" + str(i).encode()
-               + b"\r\nContent-Type: message/rfc822; name=postacert.eml\r\n\r\n" + raw + b"\r\n--b"
-               + str(i).encode() + b"--\r\n")
+        raw = (
+            b"From: posta-certificata@p.it\r\nX-Trasporto: posta-certificata\r\n"
+            b"Content-Type: multipart/mixed; boundary=b"
+            + str(i).encode()
+            + b"\r\n\r\n--b"
+            + str(i).encode()
+            + b"\r\nContent-Type: message/rfc822; name=postacert.eml\r\n\r\n"
+            + raw
+            + b"\r\n--b"
+            + str(i).encode()
+            + b"--\r\n"
+        )
     return raw
 
 
@@ -110,9 +133,12 @@ def nested_multiparts(depth: int) -> bytes:
 def base64_nested_messages(depth: int) -> bytes:
     raw = b"From: a@b.it\r\n\r\nleaf"
     for _ in range(depth):
-        raw = (b"From: a@b.it\r\nX-Trasporto: posta-certificata\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n"
-               b"--z\r\nContent-Type: message/rfc822; name=postacert.eml\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-               + base64.encodebytes(raw) + b"\r\n--z--\r\n")
+        raw = (
+            b"From: a@b.it\r\nX-Trasporto: posta-certificata\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n"
+            b"--z\r\nContent-Type: message/rfc822; name=postacert.eml\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + base64.encodebytes(raw)
+            + b"\r\n--z--\r\n"
+        )
     return raw
 
 
@@ -127,7 +153,8 @@ PATHOLOGICAL = {
     "nested-messages-50": nested_messages(50),
     "nested-multiparts-2000": nested_multiparts(2000),
     "base64-nested-20": base64_nested_messages(20),
-    "many-parts": b"From: a@b.it\r\nContent-Type: multipart/mixed; boundary=q\r\n\r\n" + b"--q\r\n\r\nx\r\n" * 20_000,
+    "many-parts": b"From: a@b.it\r\nContent-Type: multipart/mixed; boundary=q\r\n\r\n"
+    + b"--q\r\n\r\nx\r\n" * 20_000,
 }
 
 
@@ -176,15 +203,26 @@ def test_xml_bombs_are_refused_not_expanded():
         assert result.kind == kinds.ACCETTAZIONE  # the header still says what it is
 
 
-@pytest.mark.parametrize("name", ["huge-header", "many-headers", "folded-forever", "base64-garbage",
-                                  "daticert-bomb-laughs", "daticert-bomb-quadratic"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "huge-header",
+        "many-headers",
+        "folded-forever",
+        "base64-garbage",
+        "daticert-bomb-laughs",
+        "daticert-bomb-quadratic",
+    ],
+)
 def test_memory_stays_bounded(name):
     raw = next(m for label, m in mutations("seed", builder.corpus(5, seed=11)[1].raw) if label == name)
     peak = _peak_memory(raw)
     assert peak < 8 * len(raw) + 4_000_000, f"{name}: peak {peak} for {len(raw)} bytes"
 
 
-@pytest.mark.parametrize("name", ["nested-messages-50", "nested-multiparts-2000", "base64-nested-20", "many-parts"])
+@pytest.mark.parametrize(
+    "name", ["nested-messages-50", "nested-multiparts-2000", "base64-nested-20", "many-parts"]
+)
 def test_memory_bounded_on_deep_structures(name):
     raw = PATHOLOGICAL[name]
     peak = _peak_memory(raw)
@@ -222,10 +260,23 @@ def test_random_mutations_of_pec_messages(data):
         elif op == "cut":
             del raw[i:]
         elif op == "insert":
-            raw[i:i] = data.draw(st.sampled_from([b"\r\n", b"\r\n\r\n", b"--", b":", b"=?", b"\x00", b"<", b"&",
-                                                  b"Content-Type: multipart/mixed; boundary=x\r\n"]))
+            raw[i:i] = data.draw(
+                st.sampled_from(
+                    [
+                        b"\r\n",
+                        b"\r\n\r\n",
+                        b"--",
+                        b":",
+                        b"=?",
+                        b"\x00",
+                        b"<",
+                        b"&",
+                        b"Content-Type: multipart/mixed; boundary=x\r\n",
+                    ]
+                )
+            )
         elif op == "delete":
-            del raw[i:i + data.draw(st.integers(1, 200))]
+            del raw[i : i + data.draw(st.integers(1, 200))]
         else:
             j = data.draw(st.integers(i, min(len(raw), i + 500)))
             raw[j:j] = raw[i:j]

@@ -25,6 +25,7 @@ DS = "http://www.w3.org/2000/09/xmldsig#"
 
 # --- builders (repo-owned test data) ----------------------------------------------------------------
 
+
 def element(tag: str, value) -> str:
     if isinstance(value, dict):
         return f"<{tag}>" + "".join(element(k, v) for k, v in value.items()) + f"</{tag}>"
@@ -34,8 +35,10 @@ def element(tag: str, value) -> str:
 
 
 DIALECTS = {
-    "pa-prefixed": lambda root: (f'<types:{root} xmlns:types="{PA}" xmlns:ds="{DS}" versione="1.0">',
-                                 f"</types:{root}>"),
+    "pa-prefixed": lambda root: (
+        f'<types:{root} xmlns:types="{PA}" xmlns:ds="{DS}" versione="1.0">',
+        f"</types:{root}>",
+    ),
     "b2b-prefixed": lambda root: (f'<ns3:{root} xmlns:ns3="{B2B}" versione="1.0">', f"</ns3:{root}>"),
     "b2b-default": lambda root: (f'<{root} xmlns="{B2B}" versione="1.0">', f"</{root}>"),
     "no-namespace": lambda root: (f'<{root} versione="1.0">', f"</{root}>"),
@@ -44,8 +47,14 @@ DIALECTS = {
 
 def notification(root: str, children: dict, dialect: str = "pa-prefixed", *, signed: bool = False) -> bytes:
     start, end = DIALECTS[dialect](root)
-    signature = (f'<ds:Signature xmlns:ds="{DS}"><ds:SignedInfo/>'
-                 '<ds:SignatureValue>AAAA</ds:SignatureValue></ds:Signature>') if signed else ""
+    signature = (
+        (
+            f'<ds:Signature xmlns:ds="{DS}"><ds:SignedInfo/>'
+            "<ds:SignatureValue>AAAA</ds:SignatureValue></ds:Signature>"
+        )
+        if signed
+        else ""
+    )
     body = "".join(element(k, v) for k, v in children.items())
     return f'<?xml version="1.0" encoding="UTF-8"?>\n{start}{body}{signature}{end}'.encode()
 
@@ -56,64 +65,178 @@ RIFERIMENTO = {"NumeroFattura": "2024/17", "AnnoFattura": "2024", "PosizioneFatt
 
 # root, code, children, expected fields (beyond the identifiers)
 CASES = [
-    ("RicevutaConsegna", "RC",
-     {**BASE, "DataOraRicezione": "2024-03-01T10:00:00.000+01:00", "DataOraConsegna": "2024-03-01T10:05:00Z",
-      "Destinatario": {"Codice": "UFABCD", "Descrizione": "Comune di prova"}, "MessageId": "991",
-      "PecMessageId": "opec123.20240301@pec.example.it", "Note": "consegnata"},
-     {"DataOraRicezione": "2024-03-01T10:00:00.000+01:00", "DataOraConsegna": "2024-03-01T10:05:00Z",
-      "Destinatario/Codice": "UFABCD", "Destinatario/Descrizione": "Comune di prova", "Note": "consegnata"}),
-    ("NotificaScarto", "NS",
-     {**BASE, "DataOraRicezione": "2024-03-01T10:00:00", "RiferimentoArchivio": {
-         "IdentificativoSdI": "4000", "NomeFile": "IT01234567890_ARC01.zip"},
-      "ListaErrori": {"Errore": [{"Codice": "00200", "Descrizione": "File non conforme al formato"},
-                                 {"Codice": "00305", "Descrizione": "IdCodice non valido"}]},
-      "MessageId": "992"},
-     {"DataOraRicezione": "2024-03-01T10:00:00", "RiferimentoArchivio/IdentificativoSdI": "4000",
-      "RiferimentoArchivio/NomeFile": "IT01234567890_ARC01.zip"}),
-    ("RicevutaScarto", "NS",
-     {**BASE, "DataOraRicezione": "2024-03-01T10:00:00",
-      "ListaErrori": {"Errore": {"Codice": "00404", "Descrizione": "Fattura duplicata"}}, "MessageId": "993"},
-     {"DataOraRicezione": "2024-03-01T10:00:00"}),
-    ("NotificaMancataConsegna", "MC",
-     {**BASE, "DataOraRicezione": "2024-03-01T10:00:00", "Descrizione": "casella piena", "MessageId": "994",
-      "PecMessageId": "opec999@pec.example.it"},
-     {"DataOraRicezione": "2024-03-01T10:00:00", "Descrizione": "casella piena"}),
-    ("RicevutaImpossibilitaRecapito", "MC",
-     {**BASE, "Hash": "ab" * 32, "DataOraRicezione": "2024-03-01T10:00:00.000+01:00",
-      "DataMessaADisposizione": "2024-03-02", "Descrizione": "area riservata", "MessageId": "995",
-      "PecMessageId": "opec1@pec.example.it"},
-     {"Hash": "ab" * 32, "DataMessaADisposizione": "2024-03-02", "Descrizione": "area riservata",
-      "DataOraRicezione": "2024-03-01T10:00:00.000+01:00"}),
-    ("NotificaEsito", "NE",
-     {**BASE, "EsitoCommittente": {"IdentificativoSdI": "4242", "RiferimentoFattura": RIFERIMENTO,
-                                   "Esito": "EC02", "Descrizione": "importo errato",
-                                   "MessageIdCommittente": "77"},
-      "MessageId": "996"},
-     {"Esito": "EC02", "Descrizione": "importo errato", "RiferimentoFattura/NumeroFattura": "2024/17",
-      "RiferimentoFattura/AnnoFattura": "2024", "RiferimentoFattura/PosizioneFattura": "1",
-      "MessageIdCommittente": "77"}),
-    ("NotificaDecorrenzaTermini", "DT",
-     {"IdentificativoSdI": "4242", "RiferimentoFattura": RIFERIMENTO, "NomeFile": INVOICE_NAME,
-      "Descrizione": "termini decorsi", "MessageId": "997"},
-     {"Descrizione": "termini decorsi"}),
-    ("AttestazioneTrasmissioneFattura", "AT",
-     {**BASE, "DataOraRicezione": "2024-03-01T10:00:00", "Destinatario": {"Codice": "UFABCD"},
-      "MessageId": "998", "HashFileOriginale": "cd" * 32},
-     {"HashFileOriginale": "cd" * 32, "Destinatario/Codice": "UFABCD"}),
-    ("MetadatiInvioFile", "MT",
-     {**BASE, "CodiceDestinatario": "ABC123", "Formato": "FPA12", "TentativiInvio": "2", "MessageId": "999"},
-     {"CodiceDestinatario": "ABC123", "Formato": "FPA12", "TentativiInvio": "2"}),
-    ("FileMetadati", "MT",
-     {**BASE, "Formato": "FPR12", "TentativiInvio": "1", "MessageId": "1000"},
-     {"Formato": "FPR12", "TentativiInvio": "1"}),
-    ("NotificaEsitoCommittente", "EC",
-     {"IdentificativoSdI": "4242", "RiferimentoFattura": RIFERIMENTO, "Esito": "EC01",
-      "Descrizione": "ok", "MessageIdCommittente": "78"},
-     {"Esito": "EC01", "Descrizione": "ok", "RiferimentoFattura/NumeroFattura": "2024/17"}),
-    ("ScartoEsitoCommittente", "SE",
-     {"IdentificativoSdI": "4242", "RiferimentoFattura": RIFERIMENTO, "Scarto": "EN01", "MessageId": "1001",
-      "MessageIdCommittente": "78"},
-     {"Scarto": "EN01", "MessageIdCommittente": "78"}),
+    (
+        "RicevutaConsegna",
+        "RC",
+        {
+            **BASE,
+            "DataOraRicezione": "2024-03-01T10:00:00.000+01:00",
+            "DataOraConsegna": "2024-03-01T10:05:00Z",
+            "Destinatario": {"Codice": "UFABCD", "Descrizione": "Comune di prova"},
+            "MessageId": "991",
+            "PecMessageId": "opec123.20240301@pec.example.it",
+            "Note": "consegnata",
+        },
+        {
+            "DataOraRicezione": "2024-03-01T10:00:00.000+01:00",
+            "DataOraConsegna": "2024-03-01T10:05:00Z",
+            "Destinatario/Codice": "UFABCD",
+            "Destinatario/Descrizione": "Comune di prova",
+            "Note": "consegnata",
+        },
+    ),
+    (
+        "NotificaScarto",
+        "NS",
+        {
+            **BASE,
+            "DataOraRicezione": "2024-03-01T10:00:00",
+            "RiferimentoArchivio": {"IdentificativoSdI": "4000", "NomeFile": "IT01234567890_ARC01.zip"},
+            "ListaErrori": {
+                "Errore": [
+                    {"Codice": "00200", "Descrizione": "File non conforme al formato"},
+                    {"Codice": "00305", "Descrizione": "IdCodice non valido"},
+                ]
+            },
+            "MessageId": "992",
+        },
+        {
+            "DataOraRicezione": "2024-03-01T10:00:00",
+            "RiferimentoArchivio/IdentificativoSdI": "4000",
+            "RiferimentoArchivio/NomeFile": "IT01234567890_ARC01.zip",
+        },
+    ),
+    (
+        "RicevutaScarto",
+        "NS",
+        {
+            **BASE,
+            "DataOraRicezione": "2024-03-01T10:00:00",
+            "ListaErrori": {"Errore": {"Codice": "00404", "Descrizione": "Fattura duplicata"}},
+            "MessageId": "993",
+        },
+        {"DataOraRicezione": "2024-03-01T10:00:00"},
+    ),
+    (
+        "NotificaMancataConsegna",
+        "MC",
+        {
+            **BASE,
+            "DataOraRicezione": "2024-03-01T10:00:00",
+            "Descrizione": "casella piena",
+            "MessageId": "994",
+            "PecMessageId": "opec999@pec.example.it",
+        },
+        {"DataOraRicezione": "2024-03-01T10:00:00", "Descrizione": "casella piena"},
+    ),
+    (
+        "RicevutaImpossibilitaRecapito",
+        "MC",
+        {
+            **BASE,
+            "Hash": "ab" * 32,
+            "DataOraRicezione": "2024-03-01T10:00:00.000+01:00",
+            "DataMessaADisposizione": "2024-03-02",
+            "Descrizione": "area riservata",
+            "MessageId": "995",
+            "PecMessageId": "opec1@pec.example.it",
+        },
+        {
+            "Hash": "ab" * 32,
+            "DataMessaADisposizione": "2024-03-02",
+            "Descrizione": "area riservata",
+            "DataOraRicezione": "2024-03-01T10:00:00.000+01:00",
+        },
+    ),
+    (
+        "NotificaEsito",
+        "NE",
+        {
+            **BASE,
+            "EsitoCommittente": {
+                "IdentificativoSdI": "4242",
+                "RiferimentoFattura": RIFERIMENTO,
+                "Esito": "EC02",
+                "Descrizione": "importo errato",
+                "MessageIdCommittente": "77",
+            },
+            "MessageId": "996",
+        },
+        {
+            "Esito": "EC02",
+            "Descrizione": "importo errato",
+            "RiferimentoFattura/NumeroFattura": "2024/17",
+            "RiferimentoFattura/AnnoFattura": "2024",
+            "RiferimentoFattura/PosizioneFattura": "1",
+            "MessageIdCommittente": "77",
+        },
+    ),
+    (
+        "NotificaDecorrenzaTermini",
+        "DT",
+        {
+            "IdentificativoSdI": "4242",
+            "RiferimentoFattura": RIFERIMENTO,
+            "NomeFile": INVOICE_NAME,
+            "Descrizione": "termini decorsi",
+            "MessageId": "997",
+        },
+        {"Descrizione": "termini decorsi"},
+    ),
+    (
+        "AttestazioneTrasmissioneFattura",
+        "AT",
+        {
+            **BASE,
+            "DataOraRicezione": "2024-03-01T10:00:00",
+            "Destinatario": {"Codice": "UFABCD"},
+            "MessageId": "998",
+            "HashFileOriginale": "cd" * 32,
+        },
+        {"HashFileOriginale": "cd" * 32, "Destinatario/Codice": "UFABCD"},
+    ),
+    (
+        "MetadatiInvioFile",
+        "MT",
+        {
+            **BASE,
+            "CodiceDestinatario": "ABC123",
+            "Formato": "FPA12",
+            "TentativiInvio": "2",
+            "MessageId": "999",
+        },
+        {"CodiceDestinatario": "ABC123", "Formato": "FPA12", "TentativiInvio": "2"},
+    ),
+    (
+        "FileMetadati",
+        "MT",
+        {**BASE, "Formato": "FPR12", "TentativiInvio": "1", "MessageId": "1000"},
+        {"Formato": "FPR12", "TentativiInvio": "1"},
+    ),
+    (
+        "NotificaEsitoCommittente",
+        "EC",
+        {
+            "IdentificativoSdI": "4242",
+            "RiferimentoFattura": RIFERIMENTO,
+            "Esito": "EC01",
+            "Descrizione": "ok",
+            "MessageIdCommittente": "78",
+        },
+        {"Esito": "EC01", "Descrizione": "ok", "RiferimentoFattura/NumeroFattura": "2024/17"},
+    ),
+    (
+        "ScartoEsitoCommittente",
+        "SE",
+        {
+            "IdentificativoSdI": "4242",
+            "RiferimentoFattura": RIFERIMENTO,
+            "Scarto": "EN01",
+            "MessageId": "1001",
+            "MessageIdCommittente": "78",
+        },
+        {"Scarto": "EN01", "MessageIdCommittente": "78"},
+    ),
 ]
 
 
@@ -151,8 +274,10 @@ def test_content_is_recognised_under_any_name():
 
 
 def test_content_wins_over_the_name():
-    data = notification("NotificaScarto", {**BASE, "MessageId": "1",
-                                           "ListaErrori": {"Errore": {"Codice": "1", "Descrizione": "x"}}})
+    data = notification(
+        "NotificaScarto",
+        {**BASE, "MessageId": "1", "ListaErrori": {"Errore": {"Codice": "1", "Descrizione": "x"}}},
+    )
     found = read_file("IT01234567890_0A1b2_RC_001.xml", data)
     assert found.type == "NS"
     assert "IT01234567890_0A1b2_RC_001.xml: the file name says RC, the content is NS" in found.problems
@@ -167,15 +292,19 @@ def test_unknown_code_in_the_name_is_tolerated():
 
 
 def test_name_prefix_and_nome_file_disagree():
-    data = notification("RicevutaConsegna", {"IdentificativoSdI": "1", "NomeFile": "IT99999999999_00001.xml",
-                                             "MessageId": "1"})
+    data = notification(
+        "RicevutaConsegna",
+        {"IdentificativoSdI": "1", "NomeFile": "IT99999999999_00001.xml", "MessageId": "1"},
+    )
     found = read_file("IT01234567890_0A1b2_RC_001.xml", data)
     assert any("does not match NomeFile" in p for p in found.problems)
     matching = read_file("IT99999999999_00001_RC_001.xml", data)
     assert matching.problems == ()
     # the PA examples name the signed file: NomeFile ends .xml.p7m, the prefix still matches
-    signed_name = notification("RicevutaConsegna", {
-        "IdentificativoSdI": "1", "NomeFile": "IT99999999999_00001.XML.P7M", "MessageId": "1"})
+    signed_name = notification(
+        "RicevutaConsegna",
+        {"IdentificativoSdI": "1", "NomeFile": "IT99999999999_00001.XML.P7M", "MessageId": "1"},
+    )
     assert read_file("IT99999999999_00001_RC_001.xml", signed_name).problems == ()
 
 
@@ -189,8 +318,9 @@ def test_missing_identifiers_are_problems():
 def test_bad_esito_and_scarto_values():
     ne = read_file("x.xml", notification("NotificaEsito", {**BASE, "EsitoCommittente": {"Esito": "EC09"}}))
     assert any("EC09" in p for p in ne.problems)
-    se = read_file("x.xml", notification("ScartoEsitoCommittente",
-                                         {"IdentificativoSdI": "1", "Scarto": "EN7"}))
+    se = read_file(
+        "x.xml", notification("ScartoEsitoCommittente", {"IdentificativoSdI": "1", "Scarto": "EN7"})
+    )
     assert any("EN7" in p for p in se.problems)
 
 
@@ -209,81 +339,109 @@ def test_not_sdi():
 
 # --- file names ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,expected", [
-    ("IT01234567890_11111.xml", ("invoice", None)),
-    ("IT01234567890_11111.xml.p7m", ("invoice", None)),
-    ("it01234567890_aB1.XML.P7M", ("invoice", None)),
-    ("IT01234567890_11111.zip", ("invoice", None)),
-    ("DE12_1.xml", ("invoice", None)),
-    ("FR" + "A" * 28 + "_12345.xml", ("invoice", None)),
-    ("IT01234567890_11111_RC_001.xml", ("notification", "RC")),
-    ("IT01234567890_11111_ns_1.xml", ("notification", "NS")),
-    ("IT01234567890_11111_MT_A2.xml.p7m", ("notification", "MT")),
-    ("some/dir/IT01234567890_11111_DT_001.xml", ("notification", "DT")),
-    ("  IT01234567890_11111.xml ", ("invoice", None)),
-    ("IT01234567890_123456.xml", None),  # progressive of 6
-    ("FR" + "A" * 29 + "_12345.xml", None),
-    ("I_11111.xml", None),
-    ("IT01234567890_11111.pdf", None),
-    ("IT01234567890_11111.xml.p7m.txt", None),
-    ("IT01234567890_11111_RC_0001.xml", None),
-    ("IT01234567890_11111_RC_001.zip", None),
-    ("IT0123_4567890_11111.xml", None),
-    ("fattura.xml", None),
-    ("", None),
-])
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("IT01234567890_11111.xml", ("invoice", None)),
+        ("IT01234567890_11111.xml.p7m", ("invoice", None)),
+        ("it01234567890_aB1.XML.P7M", ("invoice", None)),
+        ("IT01234567890_11111.zip", ("invoice", None)),
+        ("DE12_1.xml", ("invoice", None)),
+        ("FR" + "A" * 28 + "_12345.xml", ("invoice", None)),
+        ("IT01234567890_11111_RC_001.xml", ("notification", "RC")),
+        ("IT01234567890_11111_ns_1.xml", ("notification", "NS")),
+        ("IT01234567890_11111_MT_A2.xml.p7m", ("notification", "MT")),
+        ("some/dir/IT01234567890_11111_DT_001.xml", ("notification", "DT")),
+        ("  IT01234567890_11111.xml ", ("invoice", None)),
+        ("IT01234567890_123456.xml", None),  # progressive of 6
+        ("FR" + "A" * 29 + "_12345.xml", None),
+        ("I_11111.xml", None),
+        ("IT01234567890_11111.pdf", None),
+        ("IT01234567890_11111.xml.p7m.txt", None),
+        ("IT01234567890_11111_RC_0001.xml", None),
+        ("IT01234567890_11111_RC_001.zip", None),
+        ("IT0123_4567890_11111.xml", None),
+        ("fattura.xml", None),
+        ("", None),
+    ],
+)
 def test_classify_filename(name, expected):
     assert classify_filename(name) == expected
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("IT01234567890_11111.xml.p7m", "IT01234567890_11111.xml"),
-    ("IT01234567890_11111.XML.P7M", "IT01234567890_11111.xml"),
-    ("IT01234567890_11111.Xml", "IT01234567890_11111.xml"),
-    ("IT01234567890_11111.xml", "IT01234567890_11111.xml"),
-    ("IT01234567890_11111.zip", "IT01234567890_11111.zip"),
-    ("IT06363391001_ynFj2.xml.p7m.p7m", "IT06363391001_ynFj2.xml"),
-    (" IT01234567890_11111.xml.p7m ", "IT01234567890_11111.xml"),
-    ("noextension", "noextension"),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("IT01234567890_11111.xml.p7m", "IT01234567890_11111.xml"),
+        ("IT01234567890_11111.XML.P7M", "IT01234567890_11111.xml"),
+        ("IT01234567890_11111.Xml", "IT01234567890_11111.xml"),
+        ("IT01234567890_11111.xml", "IT01234567890_11111.xml"),
+        ("IT01234567890_11111.zip", "IT01234567890_11111.zip"),
+        ("IT06363391001_ynFj2.xml.p7m.p7m", "IT06363391001_ynFj2.xml"),
+        (" IT01234567890_11111.xml.p7m ", "IT01234567890_11111.xml"),
+        ("noextension", "noextension"),
+    ],
+)
 def test_normalise_nome_file(name, expected):
     assert normalise_nome_file(name) == expected
 
 
 # --- invoices ---------------------------------------------------------------------------------------
 
+
 def body(numero: str, data: str, totale: str | None, tipo: str = "TD01") -> dict:
     documento = {"TipoDocumento": tipo, "Divisa": "EUR", "Data": data, "Numero": numero}
     if totale is not None:
         documento["ImportoTotaleDocumento"] = totale
-    return {"DatiGenerali": {"DatiGeneraliDocumento": documento},
-            "DatiBeniServizi": {"DettaglioLinee": {"NumeroLinea": "1", "Descrizione": "consulenza"}}}
+    return {
+        "DatiGenerali": {"DatiGeneraliDocumento": documento},
+        "DatiBeniServizi": {"DettaglioLinee": {"NumeroLinea": "1", "Descrizione": "consulenza"}},
+    }
 
 
 def invoice_xml(versione: str = "FPA12") -> bytes:
     header = {
-        "DatiTrasmissione": {"IdTrasmittente": {"IdPaese": "IT", "IdCodice": "01234567890"},
-                             "ProgressivoInvio": "0A1b2", "FormatoTrasmissione": versione,
-                             "CodiceDestinatario": "UFABCD"},
-        "CedentePrestatore": {"DatiAnagrafici": {
-            "IdFiscaleIVA": {"IdPaese": "IT", "IdCodice": "01234567890"},
-            "Anagrafica": {"Denominazione": "Fornitore Esempio S.r.l. \u00e8"}, "RegimeFiscale": "RF01"}},
-        "CessionarioCommittente": {"DatiAnagrafici": {
-            "IdFiscaleIVA": {"IdPaese": "DE", "IdCodice": "123456789"}, "CodiceFiscale": "RSSMRA80A01H501U",
-            "Anagrafica": {"Nome": "Mario", "Cognome": "Rossi"}}},
+        "DatiTrasmissione": {
+            "IdTrasmittente": {"IdPaese": "IT", "IdCodice": "01234567890"},
+            "ProgressivoInvio": "0A1b2",
+            "FormatoTrasmissione": versione,
+            "CodiceDestinatario": "UFABCD",
+        },
+        "CedentePrestatore": {
+            "DatiAnagrafici": {
+                "IdFiscaleIVA": {"IdPaese": "IT", "IdCodice": "01234567890"},
+                "Anagrafica": {"Denominazione": "Fornitore Esempio S.r.l. \u00e8"},
+                "RegimeFiscale": "RF01",
+            }
+        },
+        "CessionarioCommittente": {
+            "DatiAnagrafici": {
+                "IdFiscaleIVA": {"IdPaese": "DE", "IdCodice": "123456789"},
+                "CodiceFiscale": "RSSMRA80A01H501U",
+                "Anagrafica": {"Nome": "Mario", "Cognome": "Rossi"},
+            }
+        },
     }
-    xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<p:FatturaElettronica versione="{versione}" '
-           f'xmlns:p="{FATTURE}">' + element("FatturaElettronicaHeader", header)
-           + element("FatturaElettronicaBody", body("17", "2024-03-01", "122.00"))
-           + element("FatturaElettronicaBody", body("18", "2024-03-02", None, "TD04"))
-           + "</p:FatturaElettronica>")
+    xml = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<p:FatturaElettronica versione="{versione}" '
+        f'xmlns:p="{FATTURE}">'
+        + element("FatturaElettronicaHeader", header)
+        + element("FatturaElettronicaBody", body("17", "2024-03-01", "122.00"))
+        + element("FatturaElettronicaBody", body("18", "2024-03-02", None, "TD04"))
+        + "</p:FatturaElettronica>"
+    )
     return xml.encode("utf-8")
 
 
 def p7m_of(signer, content: bytes) -> bytes:
     cert, key = signer
-    return (pkcs7.PKCS7SignatureBuilder().set_data(content).add_signer(cert, key, hashes.SHA256())
-            .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary]))
+    return (
+        pkcs7.PKCS7SignatureBuilder()
+        .set_data(content)
+        .add_signer(cert, key, hashes.SHA256())
+        .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+    )
 
 
 @pytest.fixture(scope="module")
@@ -316,8 +474,13 @@ def test_invoice_xml():
     found = read_file(INVOICE_NAME, invoice_xml())
     check_invoice(found)
     assert found.problems == ()
-    assert found.to_dict()["invoices"][0] == {"tipo_documento": "TD01", "divisa": "EUR", "data": "2024-03-01",
-                                              "numero": "17", "importo_totale_documento": "122.00"}
+    assert found.to_dict()["invoices"][0] == {
+        "tipo_documento": "TD01",
+        "divisa": "EUR",
+        "data": "2024-03-01",
+        "numero": "17",
+        "importo_totale_documento": "122.00",
+    }
 
 
 def test_invoice_p7m(signer):
@@ -390,18 +553,25 @@ def test_invoice_without_header_or_body():
 
 # --- recognise ----------------------------------------------------------------------------------------
 
+
 def attachments(*items):
     return [(name, (lambda data=data: data)) for name, data in items]
 
 
-MT_FILE = ("IT01234567890_0A1b2_MT_001.xml",
-           notification("FileMetadati", {**BASE, "Formato": "FPA12", "TentativiInvio": "1", "MessageId": "5"},
-                        "b2b-prefixed"))
+MT_FILE = (
+    "IT01234567890_0A1b2_MT_001.xml",
+    notification(
+        "FileMetadati", {**BASE, "Formato": "FPA12", "TentativiInvio": "1", "MessageId": "5"}, "b2b-prefixed"
+    ),
+)
 
 
 def test_recognise_invoice_with_metadata(signer):
-    info = recognise(attachments(("IT01234567890_0A1b2.xml.p7m", p7m_of(signer, invoice_xml())), MT_FILE,
-                                 ("testo.txt", b"hello")))
+    info = recognise(
+        attachments(
+            ("IT01234567890_0A1b2.xml.p7m", p7m_of(signer, invoice_xml())), MT_FILE, ("testo.txt", b"hello")
+        )
+    )
     assert info.type == "MT"
     assert (info.identificativo_sdi, info.nome_file, info.pec_message_id) == ("4242", INVOICE_NAME, None)
     assert [f.type for f in info.files] == ["invoice", "MT"]
@@ -419,8 +589,12 @@ def test_recognise_invoice_alone():
 def test_recognise_notification():
     rc = notification("RicevutaConsegna", CASES[0][2], "pa-prefixed")
     info = recognise(attachments(("IT01234567890_0A1b2_RC_001.xml", rc), ("testo.txt", b"x")))
-    assert (info.type, info.identificativo_sdi, info.nome_file, info.pec_message_id) == \
-        ("RC", "4242", INVOICE_NAME, "opec123.20240301@pec.example.it")
+    assert (info.type, info.identificativo_sdi, info.nome_file, info.pec_message_id) == (
+        "RC",
+        "4242",
+        INVOICE_NAME,
+        "opec123.20240301@pec.example.it",
+    )
 
 
 def test_recognise_metadata_for_another_invoice():
@@ -447,12 +621,19 @@ def test_recognise_reads_only_candidates():
         def get():
             calls.append(name)
             return data
+
         return name, get
 
     big = b"<RicevutaConsegna>" + b" " * (sdi.MAX_PROBE_BYTES + 1) + b"</RicevutaConsegna>"
-    info = recognise([content("foto.jpg", b"\xff\xd8"), content("lettera.pdf", b"%PDF"),
-                      content("postacert.eml", b"From: x"), content("grande.xml", big),
-                      content("daticert.xml", b"<postacert/>")])
+    info = recognise(
+        [
+            content("foto.jpg", b"\xff\xd8"),
+            content("lettera.pdf", b"%PDF"),
+            content("postacert.eml", b"From: x"),
+            content("grande.xml", big),
+            content("daticert.xml", b"<postacert/>"),
+        ]
+    )
     assert info is None
     assert calls == ["grande.xml", "daticert.xml"]
 
@@ -461,8 +642,15 @@ def test_recognise_survives_a_broken_attachment():
     def boom():
         raise RuntimeError("bad base64")
 
-    info = recognise([("IT01234567890_0A1b2_RC_001.xml", boom), ("x.xml", boom), (None, boom), "junk",
-                      ("IT01234567890_0A1b2.xml", invoice_xml)])
+    info = recognise(
+        [
+            ("IT01234567890_0A1b2_RC_001.xml", boom),
+            ("x.xml", boom),
+            (None, boom),
+            "junk",
+            ("IT01234567890_0A1b2.xml", invoice_xml),
+        ]
+    )
     assert [f.type for f in info.files] == ["RC", "invoice"]
     assert any("content could not be read (RuntimeError: bad base64)" in p for p in info.problems)
 
@@ -470,8 +658,9 @@ def test_recognise_survives_a_broken_attachment():
 def test_recognise_several_notification_types():
     rc = notification("RicevutaConsegna", {**BASE, "MessageId": "1"})
     mc = notification("NotificaMancataConsegna", {**BASE, "MessageId": "2"})
-    info = recognise(attachments(("IT01234567890_0A1b2_RC_001.xml", rc),
-                                 ("IT01234567890_0A1b2_MC_001.xml", mc)))
+    info = recognise(
+        attachments(("IT01234567890_0A1b2_RC_001.xml", rc), ("IT01234567890_0A1b2_MC_001.xml", mc))
+    )
     assert info.type == "RC"
     assert "several SdI notification types in one message: MC, RC" in info.problems
 
@@ -532,17 +721,22 @@ def test_oversized_file_is_not_read():
 
 SDI_NAMES = st.one_of(
     st.text(max_size=40),
-    st.from_regex(r"[A-Za-z]{2}[A-Za-z0-9]{2,28}_[A-Za-z0-9]{1,5}\.(xml|xml\.p7m|zip|XML\.P7M)",
-                  fullmatch=True),
+    st.from_regex(
+        r"[A-Za-z]{2}[A-Za-z0-9]{2,28}_[A-Za-z0-9]{1,5}\.(xml|xml\.p7m|zip|XML\.P7M)", fullmatch=True
+    ),
     st.from_regex(r"[A-Z]{2}[0-9]{11}_[A-Z0-9]{5}_[A-Z]{2}_[0-9]{3}\.xml", fullmatch=True),
     st.sampled_from(["x.xml", "x.p7m", "daticert.xml", ""]),
 )
 XMLISH = st.one_of(
     st.binary(max_size=400),
-    st.builds(lambda root, inner: f"<{root}>{inner}</{root}>".encode(),
-              st.sampled_from(sorted(sdi.ROOTS)), st.text(max_size=200)),
-    st.builds(lambda a, b: notification(CASES[0][0], CASES[0][2])[a:b],
-              st.integers(0, 600), st.integers(0, 600)),
+    st.builds(
+        lambda root, inner: f"<{root}>{inner}</{root}>".encode(),
+        st.sampled_from(sorted(sdi.ROOTS)),
+        st.text(max_size=200),
+    ),
+    st.builds(
+        lambda a, b: notification(CASES[0][0], CASES[0][2])[a:b], st.integers(0, 600), st.integers(0, 600)
+    ),
 )
 
 
@@ -570,7 +764,7 @@ def test_mutated_p7m_never_raises(signed_invoice, data):
     for _ in range(data.draw(st.integers(1, 4))):
         pos = data.draw(st.integers(0, len(sample) - 1))
         sample[pos] = data.draw(st.integers(0, 255))
-    _never_raises("IT01234567890_0A1b2.xml.p7m", bytes(sample[:data.draw(st.integers(0, len(sample)))]))
+    _never_raises("IT01234567890_0A1b2.xml.p7m", bytes(sample[: data.draw(st.integers(0, len(sample)))]))
 
 
 @settings(max_examples=200, deadline=None)
@@ -586,49 +780,135 @@ def test_classify_and_normalise_never_raise(name):
 # fixture file -> (code, IdentificativoSdI, NomeFile, MessageId, PecMessageId, some fields)
 REAL_SDI = {
     "testsdi__IT01234567890_11111_RC_001.xml": (
-        "RC", "111", "IT01234567890_11111.xml.p7m", "123456", None,
-        {"DataOraRicezione": "2013-06-06T12:00:00Z", "DataOraConsegna": "2013-06-06T12:01:00Z",
-         "Destinatario/Codice": "AAA111", "Destinatario/Descrizione": "Amministrazione di prova",
-         "IntermediarioConDupliceRuolo": "Si"}),
+        "RC",
+        "111",
+        "IT01234567890_11111.xml.p7m",
+        "123456",
+        None,
+        {
+            "DataOraRicezione": "2013-06-06T12:00:00Z",
+            "DataOraConsegna": "2013-06-06T12:01:00Z",
+            "Destinatario/Codice": "AAA111",
+            "Destinatario/Descrizione": "Amministrazione di prova",
+            "IntermediarioConDupliceRuolo": "Si",
+        },
+    ),
     "testsdi__IT01234567890_11111_NS_001.xml": (
-        "NS", "111", "IT01234567890_11111.xml.p7m", "123456", None,
-        {"DataOraRicezione": "2013-06-06T12:00:00Z", "RiferimentoArchivio/IdentificativoSdI": "100",
-         "RiferimentoArchivio/NomeFile": "IT01234567890_11111.zip", "Note": "Note"}),
+        "NS",
+        "111",
+        "IT01234567890_11111.xml.p7m",
+        "123456",
+        None,
+        {
+            "DataOraRicezione": "2013-06-06T12:00:00Z",
+            "RiferimentoArchivio/IdentificativoSdI": "100",
+            "RiferimentoArchivio/NomeFile": "IT01234567890_11111.zip",
+            "Note": "Note",
+        },
+    ),
     "testsdi__IT01234567890_11111_MC_001.xml": (
-        "MC", "111", "IT01234567890_11111.xml.p7m", "123456", None,
-        {"DataOraRicezione": "2013-06-06T12:00:00", "Descrizione": "Notifica di esempio"}),
+        "MC",
+        "111",
+        "IT01234567890_11111.xml.p7m",
+        "123456",
+        None,
+        {"DataOraRicezione": "2013-06-06T12:00:00", "Descrizione": "Notifica di esempio"},
+    ),
     "testsdi__IT01234567890_11111_NE_001.xml": (
-        "NE", "111", "IT01234567890_11111.xml.p7m", "123456", None,
-        {"Esito": "EC01", "Descrizione": "Notifica di esempio", "RiferimentoFattura/NumeroFattura": "1111",
-         "RiferimentoFattura/AnnoFattura": "2013", "RiferimentoFattura/PosizioneFattura": "2",
-         "MessageIdCommittente": "123456", "Note": "Notifica di esito di esempio"}),
+        "NE",
+        "111",
+        "IT01234567890_11111.xml.p7m",
+        "123456",
+        None,
+        {
+            "Esito": "EC01",
+            "Descrizione": "Notifica di esempio",
+            "RiferimentoFattura/NumeroFattura": "1111",
+            "RiferimentoFattura/AnnoFattura": "2013",
+            "RiferimentoFattura/PosizioneFattura": "2",
+            "MessageIdCommittente": "123456",
+            "Note": "Notifica di esito di esempio",
+        },
+    ),
     "testsdi__IT01234567890_11111_DT_001.xml": (
-        "DT", "111", "IT01234567890_11111.xml.p7m", "123456", None, {"Descrizione": "Notifica di esempio"}),
+        "DT",
+        "111",
+        "IT01234567890_11111.xml.p7m",
+        "123456",
+        None,
+        {"Descrizione": "Notifica di esempio"},
+    ),
     "testsdi__IT01234567890_11111_AT_001.xml": (
-        "AT", "111", "IT01234567890_11111.xml.p7m", "123456", None,
-        {"HashFileOriginale": "2c1f3a240a056d9537a8608fed310812ef7b1b7a410d0152f5c9c9e93486ae44",
-         "Destinatario/Codice": "AAAAAA"}),
+        "AT",
+        "111",
+        "IT01234567890_11111.xml.p7m",
+        "123456",
+        None,
+        {
+            "HashFileOriginale": "2c1f3a240a056d9537a8608fed310812ef7b1b7a410d0152f5c9c9e93486ae44",
+            "Destinatario/Codice": "AAAAAA",
+        },
+    ),
     "testsdi__IT01234567890_11111_EC_001.xml": (
-        "EC", "111", None, None, None,
-        {"Esito": "EC01", "Descrizione": "Esempio", "RiferimentoFattura/NumeroFattura": "1111",
-         "MessageIdCommittente": "123456"}),
+        "EC",
+        "111",
+        None,
+        None,
+        None,
+        {
+            "Esito": "EC01",
+            "Descrizione": "Esempio",
+            "RiferimentoFattura/NumeroFattura": "1111",
+            "MessageIdCommittente": "123456",
+        },
+    ),
     "testsdi__IT01234567890_11111_SE_001.xml": (
-        "SE", "111", None, "123456", None, {"Scarto": "EN00", "MessageIdCommittente": "123456"}),
+        "SE",
+        "111",
+        None,
+        "123456",
+        None,
+        {"Scarto": "EN00", "MessageIdCommittente": "123456"},
+    ),
     "testsdi__IT01234567890_11111_MT_001.xml": (
-        "MT", "111", "IT01234567890_11111.xml.p7m", "123456", None,
-        {"CodiceDestinatario": "AAA111", "Formato": "SDI10", "TentativiInvio": "1"}),
+        "MT",
+        "111",
+        "IT01234567890_11111.xml.p7m",
+        "123456",
+        None,
+        {"CodiceDestinatario": "AAA111", "Formato": "SDI10", "TentativiInvio": "1"},
+    ),
     "oca__IT03339130126_00009_RC_003.xml": (
-        "RC", "6782414", "IT03339130126_00009.xml", "1269788243", None,
-        {"DataOraRicezione": "2018-11-13T16:47:26.000+01:00",
-         "DataOraConsegna": "2018-11-13T16:47:32.000+01:00"}),
+        "RC",
+        "6782414",
+        "IT03339130126_00009.xml",
+        "1269788243",
+        None,
+        {
+            "DataOraRicezione": "2018-11-13T16:47:26.000+01:00",
+            "DataOraConsegna": "2018-11-13T16:47:32.000+01:00",
+        },
+    ),
     "oca__IT14627831002_02621_MC_001.xml": (
-        "MC", "141107829", "IT14627831002_02621.xml", "1122874802",
+        "MC",
+        "141107829",
+        "IT14627831002_02621.xml",
+        "1122874802",
         "opec2891.20190104200105.26626.212.1.62@pec.aruba.it",
-        {"Hash": "91e8b555478dfe9b2ea8fe6223e63ebcbc15f4f95a123d908de14fdb97228c1f",
-         "DataMessaADisposizione": "2019-01-05", "DataOraRicezione": "2019-01-04T20:01:05.000+01:00"}),
+        {
+            "Hash": "91e8b555478dfe9b2ea8fe6223e63ebcbc15f4f95a123d908de14fdb97228c1f",
+            "DataMessaADisposizione": "2019-01-05",
+            "DataOraRicezione": "2019-01-04T20:01:05.000+01:00",
+        },
+    ),
     "oca__IT02652600210_00007_MT_002.xml": (
-        "MT", "7339338", "IT02652600210_00007.xml", "1809491993", None,
-        {"Formato": "FPR12", "TentativiInvio": "1"}),
+        "MT",
+        "7339338",
+        "IT02652600210_00007.xml",
+        "1809491993",
+        None,
+        {"Formato": "FPR12", "TentativiInvio": "1"},
+    ),
 }
 
 
@@ -647,22 +927,30 @@ def test_real_sdi_file(fixture):
     assert classify_filename(name) == ("notification", code)
     found = read_file(name, path.read_bytes())
     assert (found.role, found.type) == ("notification", code)
-    assert (found.identificativo_sdi, found.nome_file, found.message_id, found.pec_message_id) == \
-        (identificativo, nome_file, message_id, pec_message_id)
+    assert (found.identificativo_sdi, found.nome_file, found.message_id, found.pec_message_id) == (
+        identificativo,
+        nome_file,
+        message_id,
+        pec_message_id,
+    )
     for key, value in fields.items():
         assert found.fields[key] == value, key
     assert found.problems == ()
 
 
 def test_real_scarto_errors():
-    found = read_file("IT01234567890_11111_NS_001.xml",
-                      (real_fixtures("sdi") / "testsdi__IT01234567890_11111_NS_001.xml").read_bytes())
+    found = read_file(
+        "IT01234567890_11111_NS_001.xml",
+        (real_fixtures("sdi") / "testsdi__IT01234567890_11111_NS_001.xml").read_bytes(),
+    )
     assert found.errors == (("00100", "Certificato di firma scaduto"),)
 
 
 def test_real_b2b_mc_description():
-    found = read_file("IT14627831002_02621_MC_001.xml",
-                      (real_fixtures("sdi") / "oca__IT14627831002_02621_MC_001.xml").read_bytes())
+    found = read_file(
+        "IT14627831002_02621_MC_001.xml",
+        (real_fixtures("sdi") / "oca__IT14627831002_02621_MC_001.xml").read_bytes(),
+    )
     assert found.fields["Descrizione"].startswith("La fattura è disponibile in consultazione")
     assert "Note" not in found.fields  # <Note/> is empty
 
@@ -671,14 +959,21 @@ def real_attachments(eml: str):
     """The named leaf parts of a real PEC, walking into postacert.eml, as recognise() gets them."""
     raw = (real_fixtures("pec") / eml).read_bytes()
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
-    return [(part.get_filename(), (lambda part=part: part.get_payload(decode=True)))
-            for part in message.walk() if part.get_filename() and not part.is_multipart()]
+    return [
+        (part.get_filename(), (lambda part=part: part.get_payload(decode=True)))
+        for part in message.walk()
+        if part.get_filename() and not part.is_multipart()
+    ]
 
 
 def test_real_rc_envelope():
     info = recognise(real_attachments("oca__sdi_busta_RC_ricevuta-consegna_6782414.eml"))
-    assert (info.type, info.identificativo_sdi, info.nome_file, info.pec_message_id) == \
-        ("RC", "6782414", "IT03339130126_00009.xml", None)
+    assert (info.type, info.identificativo_sdi, info.nome_file, info.pec_message_id) == (
+        "RC",
+        "6782414",
+        "IT03339130126_00009.xml",
+        None,
+    )
     assert [f.filename for f in info.files] == ["IT03339130126_00009_RC_003.xml"]
     assert info.problems == ()
 
@@ -726,12 +1021,20 @@ def test_real_invoice_as_base64_p7m():
     assert [(s.numero, s.data) for s in info.invoices] == [("123", "2014-12-18"), ("456", "2014-12-20")]
     assert invoice.problems == ()
     # the test author swapped the invoice but kept the metadata file's name
-    assert info.problems == ("IT02652600210_00007_MT_002.xml: file name prefix 'IT02652600210_00007' "
-                             "does not match NomeFile 'IT01234567890_FPR04.xml.p7m'",)
+    assert info.problems == (
+        "IT02652600210_00007_MT_002.xml: file name prefix 'IT02652600210_00007' "
+        "does not match NomeFile 'IT01234567890_FPR04.xml.p7m'",
+    )
 
 
-@pytest.mark.parametrize("eml", ["biagioT__accettazione.eml", "gopec__busta-trasporto_email_3.eml",
-                                 "mlarchive__namirial_busta-trasporto_via-mailman.eml",
-                                 "biagioT__non-pec_DSN_failure_negative-control.eml"])
+@pytest.mark.parametrize(
+    "eml",
+    [
+        "biagioT__accettazione.eml",
+        "gopec__busta-trasporto_email_3.eml",
+        "mlarchive__namirial_busta-trasporto_via-mailman.eml",
+        "biagioT__non-pec_DSN_failure_negative-control.eml",
+    ],
+)
 def test_real_non_sdi_messages(eml):
     assert recognise(real_attachments(eml)) is None

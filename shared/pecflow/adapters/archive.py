@@ -25,7 +25,7 @@ def _b64(sha_hex: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Archived:
     key: str
-    created: bool          # False when the object was already there (same bytes)
+    created: bool  # False when the object was already there (same bytes)
     version_id: str | None = None
 
 
@@ -61,9 +61,16 @@ class Archive:
             extra["SSEKMSKeyId"] = self.kms_key_id
         try:
             response = self.s3.put_object(
-                Bucket=self.bucket, Key=key, Body=raw, ContentType="message/rfc822",
-                ChecksumAlgorithm="SHA256", ChecksumSHA256=_b64(sha), IfNoneMatch="*",
-                Metadata={"sha256": sha}, **extra)
+                Bucket=self.bucket,
+                Key=key,
+                Body=raw,
+                ContentType="message/rfc822",
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=_b64(sha),
+                IfNoneMatch="*",
+                Metadata={"sha256": sha},
+                **extra,
+            )
             return Archived(key, True, response.get("VersionId"))
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")

@@ -63,15 +63,19 @@ def _clean(item: dict) -> dict:
         elif isinstance(value, dict):
             value = _clean(value)
         elif isinstance(value, list):
-            value = [_clean(v) if isinstance(v, dict) else (Decimal(repr(v)) if isinstance(v, float) else v)
-                     for v in value]
+            value = [
+                _clean(v) if isinstance(v, dict) else (Decimal(repr(v)) if isinstance(v, float) else v)
+                for v in value
+            ]
         out[key] = value
     return out
 
 
 def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in ("ConditionalCheckFailedException",
-                                                         "TransactionCanceledException")
+    return exc.response.get("Error", {}).get("Code") in (
+        "ConditionalCheckFailedException",
+        "TransactionCanceledException",
+    )
 
 
 def _conditional_write(write: Callable[..., Any], **request: Any) -> bool:
@@ -112,8 +116,9 @@ class TableNames:
         missing = [n for n in ("MAILBOXES_TABLE", "MESSAGES_TABLE", "OUTGOING_TABLE") if not env.get(n)]
         if missing:
             raise RuntimeError(f"environment variables missing: {', '.join(missing)}")
-        return cls(env["MAILBOXES_TABLE"], env["MESSAGES_TABLE"], env["OUTGOING_TABLE"],
-                   env.get("CAMPAIGNS_TABLE"))
+        return cls(
+            env["MAILBOXES_TABLE"], env["MESSAGES_TABLE"], env["OUTGOING_TABLE"], env.get("CAMPAIGNS_TABLE")
+        )
 
 
 def _resource(dynamodb):
@@ -134,23 +139,30 @@ class MailboxStore:
         self.table.update_item(
             Key={"address": config.address, "item": "config"},
             UpdateExpression="SET #c = :c, updated_at = :now, created_at = if_not_exists(created_at, :now), "
-                             "#s = if_not_exists(#s, :empty)",
+            "#s = if_not_exists(#s, :empty)",
             ExpressionAttributeNames={"#c": "config", "#s": "status"},
-            ExpressionAttributeValues={":c": _clean(config.to_item()), ":now": now, ":empty": {}})
+            ExpressionAttributeValues={":c": _clean(config.to_item()), ":now": now, ":empty": {}},
+        )
 
     def get(self, address: str) -> MailboxConfig | None:
-        item = self.table.get_item(Key={"address": address.lower(), "item": "config"}, ConsistentRead=True).get("Item")
+        item = self.table.get_item(
+            Key={"address": address.lower(), "item": "config"}, ConsistentRead=True
+        ).get("Item")
         return MailboxConfig.from_item(_plain(item["config"])) if item else None
 
     def get_with_status(self, address: str) -> tuple[MailboxConfig | None, dict]:
         """The configuration and the poll status, in one read."""
-        item = self.table.get_item(Key={"address": address.lower(), "item": "config"}, ConsistentRead=True).get("Item")
+        item = self.table.get_item(
+            Key={"address": address.lower(), "item": "config"}, ConsistentRead=True
+        ).get("Item")
         if not item:
             return None, {}
         return MailboxConfig.from_item(_plain(item["config"])), _plain(item.get("status", {}))
 
     def status(self, address: str) -> dict:
-        item = self.table.get_item(Key={"address": address.lower(), "item": "config"}, ConsistentRead=True).get("Item")
+        item = self.table.get_item(
+            Key={"address": address.lower(), "item": "config"}, ConsistentRead=True
+        ).get("Item")
         return _plain(item.get("status", {})) if item else {}
 
     def list(self, *, enabled_only: bool = False) -> list[MailboxConfig]:
@@ -167,16 +179,25 @@ class MailboxStore:
 
     def set_enabled(self, address: str, enabled: bool) -> None:
         if not _conditional_write(
-                self.table.update_item,
-                Key={"address": address.lower(), "item": "config"},
-                UpdateExpression="SET #c.enabled = :e, updated_at = :now",
-                ConditionExpression=Attr("address").exists(),
-                ExpressionAttributeNames={"#c": "config"},
-                ExpressionAttributeValues={":e": enabled, ":now": clock.iso()}):
+            self.table.update_item,
+            Key={"address": address.lower(), "item": "config"},
+            UpdateExpression="SET #c.enabled = :e, updated_at = :now",
+            ConditionExpression=Attr("address").exists(),
+            ExpressionAttributeNames={"#c": "config"},
+            ExpressionAttributeValues={":e": enabled, ":now": clock.iso()},
+        ):
             raise KeyError(f"no mailbox {address}")
 
-    def record_poll(self, address: str, *, ok: bool, error_kind: str | None = None, error: str | None = None,
-                    usage: dict | None = None, fetched: int = 0) -> None:
+    def record_poll(
+        self,
+        address: str,
+        *,
+        ok: bool,
+        error_kind: str | None = None,
+        error: str | None = None,
+        usage: dict | None = None,
+        fetched: int = 0,
+    ) -> None:
         """The outcome of one poll on the mailbox record (what `pecflow mailbox list` shows)."""
         key = {"address": address.lower(), "item": "config"}
         now = clock.iso()
@@ -185,14 +206,20 @@ class MailboxStore:
             fields |= {"last_success_at": now, "consecutive_failures": 0, "last_fetched": fetched}
             removed = ["last_error", "error_kind"]
         else:
-            fields |= {"last_error": (error or "")[:1000] or "unknown error", "error_kind": error_kind or "error",
-                       "last_error_at": now}
+            fields |= {
+                "last_error": (error or "")[:1000] or "unknown error",
+                "error_kind": error_kind or "error",
+                "last_error_at": now,
+            }
             removed = []
         if usage:
             fields["usage"] = _clean(usage)
             fields["usage_at"] = now
-        names = {"#s": "status", **{f"#f{i}": name for i, name in enumerate(fields)},
-                 **{f"#r{i}": name for i, name in enumerate(removed)}}
+        names = {
+            "#s": "status",
+            **{f"#f{i}": name for i, name in enumerate(fields)},
+            **{f"#r{i}": name for i, name in enumerate(removed)},
+        }
         values = {f":v{i}": value for i, value in enumerate(fields.values())}
         sets = [f"#s.#f{i} = :v{i}" for i in range(len(fields))]
         if not ok:
@@ -202,8 +229,12 @@ class MailboxStore:
         expression = "SET " + ", ".join(sets)
         if removed:
             expression += " REMOVE " + ", ".join(f"#s.#r{i}" for i in range(len(removed)))
-        self.table.update_item(Key=key, UpdateExpression=expression, ExpressionAttributeNames=names,
-                               ExpressionAttributeValues=values)
+        self.table.update_item(
+            Key=key,
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     def note_quarantine(self, address: str, *, uid: int, sha256: str, reason: str) -> None:
         """One more quarantined message on the mailbox's status (what `pecflow mailbox list` shows)."""
@@ -211,27 +242,51 @@ class MailboxStore:
             Key={"address": address.lower(), "item": "config"},
             UpdateExpression="SET #s.#q = if_not_exists(#s.#q, :zero) + :one, #s.#l = :last",
             ExpressionAttributeNames={"#s": "status", "#q": "quarantined", "#l": "last_quarantined"},
-            ExpressionAttributeValues={":zero": 0, ":one": 1, ":last": {
-                "uid": uid, "sha256": sha256, "reason": reason[:1000], "at": clock.iso()}})
+            ExpressionAttributeValues={
+                ":zero": 0,
+                ":one": 1,
+                ":last": {"uid": uid, "sha256": sha256, "reason": reason[:1000], "at": clock.iso()},
+            },
+        )
 
     def get_cursor(self, address: str, folder: str) -> Cursor:
-        item = self.table.get_item(Key={"address": address.lower(), "item": f"cursor#{folder}"},
-                                   ConsistentRead=True).get("Item")
+        item = self.table.get_item(
+            Key={"address": address.lower(), "item": f"cursor#{folder}"}, ConsistentRead=True
+        ).get("Item")
         if not item:
             return Cursor(folder)
         item = _plain(item)
-        return Cursor(folder, item.get("uidvalidity"), item.get("last_uid", 0), item.get("uidnext"),
-                      item.get("highestmodseq"), item.get("attempt_uid"), item.get("attempts", 0))
+        return Cursor(
+            folder,
+            item.get("uidvalidity"),
+            item.get("last_uid", 0),
+            item.get("uidnext"),
+            item.get("highestmodseq"),
+            item.get("attempt_uid"),
+            item.get("attempts", 0),
+        )
 
     def save_cursor(self, address: str, cursor: Cursor) -> None:
         """Move the cursor forward (never back within one UIDVALIDITY)."""
-        condition = (Attr("uidvalidity").not_exists() | Attr("uidvalidity").ne(cursor.uidvalidity)
-                     | Attr("last_uid").lte(cursor.last_uid))
-        item = _clean({
-            "address": address.lower(), "item": f"cursor#{cursor.folder}", "folder": cursor.folder,
-            "uidvalidity": cursor.uidvalidity, "last_uid": cursor.last_uid, "uidnext": cursor.uidnext,
-            "highestmodseq": cursor.highestmodseq, "attempt_uid": cursor.attempt_uid,
-            "attempts": cursor.attempts or None, "updated_at": clock.iso()})
+        condition = (
+            Attr("uidvalidity").not_exists()
+            | Attr("uidvalidity").ne(cursor.uidvalidity)
+            | Attr("last_uid").lte(cursor.last_uid)
+        )
+        item = _clean(
+            {
+                "address": address.lower(),
+                "item": f"cursor#{cursor.folder}",
+                "folder": cursor.folder,
+                "uidvalidity": cursor.uidvalidity,
+                "last_uid": cursor.last_uid,
+                "uidnext": cursor.uidnext,
+                "highestmodseq": cursor.highestmodseq,
+                "attempt_uid": cursor.attempt_uid,
+                "attempts": cursor.attempts or None,
+                "updated_at": clock.iso(),
+            }
+        )
         if not _conditional_write(self.table.put_item, Item=item, ConditionExpression=condition):
             raise Conflict(f"cursor of {address}/{cursor.folder} is already past UID {cursor.last_uid}")
 
@@ -252,7 +307,9 @@ class MessageStore:
     def record(self, mailbox: str, record: dict) -> bool:
         """Write a new record; False (and nothing written) when this message is already recorded."""
         item = _clean({**record, "mailbox": mailbox.lower(), "message": record_key(record["sha256"])})
-        return _conditional_write(self.table.put_item, Item=item, ConditionExpression=Attr("message").not_exists())
+        return _conditional_write(
+            self.table.put_item, Item=item, ConditionExpression=Attr("message").not_exists()
+        )
 
     def relocate(self, mailbox: str, sha256: str, *, folder: str, uid: int, uidvalidity: int) -> None:
         """A recorded message seen again at another UID (after a UIDVALIDITY change)."""
@@ -260,12 +317,18 @@ class MessageStore:
             Key={"mailbox": mailbox.lower(), "message": record_key(sha256)},
             UpdateExpression="SET #f = :f, uid = :u, uidvalidity = :v, #l = :l",
             ExpressionAttributeNames={"#f": "folder", "#l": "location"},
-            ExpressionAttributeValues={":f": folder, ":u": uid, ":v": uidvalidity,
-                                       ":l": location(mailbox, folder, uidvalidity)})
+            ExpressionAttributeValues={
+                ":f": folder,
+                ":u": uid,
+                ":v": uidvalidity,
+                ":l": location(mailbox, folder, uidvalidity),
+            },
+        )
 
     def get(self, mailbox: str, sha256: str) -> dict | None:
-        item = self.table.get_item(Key={"mailbox": mailbox.lower(), "message": record_key(sha256)},
-                                   ConsistentRead=True).get("Item")
+        item = self.table.get_item(
+            Key={"mailbox": mailbox.lower(), "message": record_key(sha256)}, ConsistentRead=True
+        ).get("Item")
         return _plain(item) if item else None
 
     def set_fields(self, mailbox: str, sha256: str, fields: dict, remove: Iterable[str] = ()) -> None:
@@ -279,9 +342,17 @@ class MessageStore:
             expression = "SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields)))
         if removed:
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
-        kwargs = {"ExpressionAttributeValues": {f":v{i}": v for i, v in enumerate(fields.values())}} if fields else {}
-        self.table.update_item(Key={"mailbox": mailbox.lower(), "message": record_key(sha256)},
-                               UpdateExpression=expression.strip(), ExpressionAttributeNames=names, **kwargs)
+        kwargs = (
+            {"ExpressionAttributeValues": {f":v{i}": v for i, v in enumerate(fields.values())}}
+            if fields
+            else {}
+        )
+        self.table.update_item(
+            Key={"mailbox": mailbox.lower(), "message": record_key(sha256)},
+            UpdateExpression=expression.strip(),
+            ExpressionAttributeNames=names,
+            **kwargs,
+        )
 
     def at_location(self, mailbox: str, folder: str, uidvalidity: int, uids: list[int]) -> dict[int, dict]:
         """Records of the given UIDs still on the provider, by UID."""
@@ -290,9 +361,11 @@ class MessageStore:
         low, high = min(uids), max(uids)
         wanted = set(uids)
         found: dict[int, dict] = {}
-        kwargs = {"IndexName": "ByLocation",
-                  "KeyConditionExpression": Key("location").eq(location(mailbox, folder, uidvalidity))
-                  & Key("uid").between(low, high)}
+        kwargs = {
+            "IndexName": "ByLocation",
+            "KeyConditionExpression": Key("location").eq(location(mailbox, folder, uidvalidity))
+            & Key("uid").between(low, high),
+        }
         while True:
             page = self.table.query(**kwargs)
             for item in page.get("Items", []):
@@ -303,10 +376,16 @@ class MessageStore:
                 return found
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def query(self, mailbox: str, *, index: str = "ByDate", newest_first: bool = True, limit: int = 100) -> list[dict]:
+    def query(
+        self, mailbox: str, *, index: str = "ByDate", newest_first: bool = True, limit: int = 100
+    ) -> list[dict]:
         key = {"Unmatched": "unmatched_mailbox", "Quarantined": "quarantined_mailbox"}.get(index, "mailbox")
-        page = self.table.query(IndexName=index, KeyConditionExpression=Key(key).eq(mailbox.lower()),
-                                ScanIndexForward=not newest_first, Limit=limit)
+        page = self.table.query(
+            IndexName=index,
+            KeyConditionExpression=Key(key).eq(mailbox.lower()),
+            ScanIndexForward=not newest_first,
+            Limit=limit,
+        )
         return [_plain(i) for i in page.get("Items", [])]
 
     def count(self, mailbox: str) -> int:
@@ -327,8 +406,9 @@ def _stamp(state: State) -> str:
 
 def _job(item: dict) -> Job:
     item = _plain(item)
-    return Job(item["recipient"], State(item["state"]), bool(item.get("certified", True)),
-               item.get("campaign_id"))
+    return Job(
+        item["recipient"], State(item["state"]), bool(item.get("certified", True)), item.get("campaign_id")
+    )
 
 
 class OutgoingStore:
@@ -340,21 +420,54 @@ class OutgoingStore:
         self.table_name = table_name
         self.campaigns_table = campaigns_table
 
-    def register(self, message_id: str, *, mailbox: str, recipients: list[str], subject: str | None = None,
-                 state: State = State.SENT, campaign_id: str | None = None, extra: dict | None = None) -> bool:
+    def register(
+        self,
+        message_id: str,
+        *,
+        mailbox: str,
+        recipients: list[str],
+        subject: str | None = None,
+        state: State = State.SENT,
+        campaign_id: str | None = None,
+        extra: dict | None = None,
+    ) -> bool:
         """Record a message we send (False when it is already known). Recipients start in `state`."""
         now = clock.iso()
-        head = _clean({"message_id": message_id, "recipient": MESSAGE_ROW, "mailbox": mailbox.lower(),
-                       "subject": subject, "campaign_id": campaign_id, "created_at": now,
-                       "recipients": [r.lower() for r in recipients], **(extra or {})})
-        if not _conditional_write(self.table.put_item, Item=head, ConditionExpression=Attr("message_id").not_exists()):
+        head = _clean(
+            {
+                "message_id": message_id,
+                "recipient": MESSAGE_ROW,
+                "mailbox": mailbox.lower(),
+                "subject": subject,
+                "campaign_id": campaign_id,
+                "created_at": now,
+                "recipients": [r.lower() for r in recipients],
+                **(extra or {}),
+            }
+        )
+        if not _conditional_write(
+            self.table.put_item, Item=head, ConditionExpression=Attr("message_id").not_exists()
+        ):
             return False
         with self.table.batch_writer() as batch:
             for address in recipients:
-                batch.put_item(Item={**_clean({
-                    "message_id": message_id, "recipient": address.lower(), "state": str(state),
-                    "certified": True, "campaign_id": campaign_id, "created_at": now,
-                    "updated_at": now, _stamp(state): now}), "receipts": {}})
+                batch.put_item(
+                    Item={
+                        **_clean(
+                            {
+                                "message_id": message_id,
+                                "recipient": address.lower(),
+                                "state": str(state),
+                                "certified": True,
+                                "campaign_id": campaign_id,
+                                "created_at": now,
+                                "updated_at": now,
+                                _stamp(state): now,
+                            }
+                        ),
+                        "receipts": {},
+                    }
+                )
         return True
 
     def add_jobs(self, jobs: list[dict]) -> int:
@@ -365,27 +478,59 @@ class OutgoingStore:
         now = clock.iso()
         items = []
         for job in jobs:
-            head = _clean({"message_id": job["message_id"], "recipient": MESSAGE_ROW, "mailbox": job["mailbox"],
-                           "campaign_id": job["campaign_id"], "created_at": now, "recipients": [job["recipient"]]})
-            row = {**_clean({
-                "message_id": job["message_id"], "recipient": job["recipient"].lower(), "state": str(State.PENDING),
-                "certified": True, "campaign_id": job["campaign_id"], "job_key": job_key(job["row"], job["attempt"]),
-                "row": job["row"], "attempt": job["attempt"], "values": job.get("values"), "created_at": now,
-                "updated_at": now, "mailbox": job["mailbox"], _stamp(State.PENDING): now}), "receipts": {}}
+            head = _clean(
+                {
+                    "message_id": job["message_id"],
+                    "recipient": MESSAGE_ROW,
+                    "mailbox": job["mailbox"],
+                    "campaign_id": job["campaign_id"],
+                    "created_at": now,
+                    "recipients": [job["recipient"]],
+                }
+            )
+            row = {
+                **_clean(
+                    {
+                        "message_id": job["message_id"],
+                        "recipient": job["recipient"].lower(),
+                        "state": str(State.PENDING),
+                        "certified": True,
+                        "campaign_id": job["campaign_id"],
+                        "job_key": job_key(job["row"], job["attempt"]),
+                        "row": job["row"],
+                        "attempt": job["attempt"],
+                        "values": job.get("values"),
+                        "created_at": now,
+                        "updated_at": now,
+                        "mailbox": job["mailbox"],
+                        _stamp(State.PENDING): now,
+                    }
+                ),
+                "receipts": {},
+            }
             items.append((head, row))
         if not items:
             return 0
         absent = "attribute_not_exists(message_id)"
         # the usual case, nothing there yet: the whole batch in one conditional transaction
-        if _conditional_write(self.client.transact_write_items, TransactItems=[
+        if _conditional_write(
+            self.client.transact_write_items,
+            TransactItems=[
                 {"Put": {"TableName": self.table_name, "Item": item, "ConditionExpression": absent}}
-                for pair in items for item in pair]):
+                for pair in items
+                for item in pair
+            ],
+        ):
             return len(items)
         written = 0
-        for head, row in items:   # some exist: job by job, its two items together where both are absent
-            if _conditional_write(self.client.transact_write_items, TransactItems=[
+        for head, row in items:  # some exist: job by job, its two items together where both are absent
+            if _conditional_write(
+                self.client.transact_write_items,
+                TransactItems=[
                     {"Put": {"TableName": self.table_name, "Item": item, "ConditionExpression": absent}}
-                    for item in (head, row)]):
+                    for item in (head, row)
+                ],
+            ):
                 written += 1
                 continue
             if _conditional_write(self.table.put_item, Item=row, ConditionExpression=absent):
@@ -395,8 +540,12 @@ class OutgoingStore:
 
     def job(self, message_id: str) -> dict | None:
         """A campaign job: its one recipient row (with the head's fields)."""
-        rows = [_plain(i) for i in self.table.query(KeyConditionExpression=Key("message_id").eq(message_id),
-                                                    ConsistentRead=True).get("Items", [])]
+        rows = [
+            _plain(i)
+            for i in self.table.query(
+                KeyConditionExpression=Key("message_id").eq(message_id), ConsistentRead=True
+            ).get("Items", [])
+        ]
         head = next((r for r in rows if r["recipient"] == MESSAGE_ROW), None)
         jobs = [r for r in rows if r["recipient"] != MESSAGE_ROW]
         if head is None or not jobs:
@@ -412,16 +561,19 @@ class OutgoingStore:
             UpdateExpression="SET slot_at = :at",
             ConditionExpression="#s = :pending AND (attribute_not_exists(slot_at) OR slot_at = :none)",
             ExpressionAttributeNames={"#s": "state"},
-            ExpressionAttributeValues={":at": Decimal(repr(at)), ":pending": str(State.PENDING), ":none": 0})
+            ExpressionAttributeValues={":at": Decimal(repr(at)), ":pending": str(State.PENDING), ":none": 0},
+        )
 
     def set_job_fields(self, message_id: str, recipient: str, fields: dict) -> None:
         fields = _clean(fields)
         if not fields:
             return
-        self.table.update_item(Key={"message_id": message_id, "recipient": recipient.lower()},
-                               UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields))),
-                               ExpressionAttributeNames={f"#k{i}": k for i, k in enumerate(fields)},
-                               ExpressionAttributeValues={f":v{i}": v for i, v in enumerate(fields.values())})
+        self.table.update_item(
+            Key={"message_id": message_id, "recipient": recipient.lower()},
+            UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields))),
+            ExpressionAttributeNames={f"#k{i}": k for i, k in enumerate(fields)},
+            ExpressionAttributeValues={f":v{i}": v for i, v in enumerate(fields.values())},
+        )
 
     def campaign_jobs(self, campaign_id: str):
         """Every job of a campaign, in row then attempt order (streamed, page by page)."""
@@ -435,8 +587,9 @@ class OutgoingStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def message(self, message_id: str) -> dict | None:
-        item = self.table.get_item(Key={"message_id": message_id, "recipient": MESSAGE_ROW},
-                                   ConsistentRead=True).get("Item")
+        item = self.table.get_item(
+            Key={"message_id": message_id, "recipient": MESSAGE_ROW}, ConsistentRead=True
+        ).get("Item")
         return _plain(item) if item else None
 
     def message_and_jobs(self, message_id: str) -> tuple[dict | None, list[Job]]:
@@ -451,15 +604,18 @@ class OutgoingStore:
         return [_job(i) for i in page.get("Items", []) if i["recipient"] != MESSAGE_ROW]
 
     def by_identificativo(self, identificativo: str) -> str | None:
-        page = self.table.query(IndexName="ByIdentificativo",
-                                KeyConditionExpression=Key("identificativo").eq(identificativo))
+        page = self.table.query(
+            IndexName="ByIdentificativo", KeyConditionExpression=Key("identificativo").eq(identificativo)
+        )
         items = page.get("Items", [])
         return items[0]["message_id"] if items else None
 
     def set_identificativo(self, message_id: str, identificativo: str) -> None:
-        self.table.update_item(Key={"message_id": message_id, "recipient": MESSAGE_ROW},
-                               UpdateExpression="SET identificativo = if_not_exists(identificativo, :i)",
-                               ExpressionAttributeValues={":i": identificativo})
+        self.table.update_item(
+            Key={"message_id": message_id, "recipient": MESSAGE_ROW},
+            UpdateExpression="SET identificativo = if_not_exists(identificativo, :i)",
+            ExpressionAttributeValues={":i": identificativo},
+        )
 
     def try_move(self, message_id: str, recipient: Job, move: Move, **kwargs) -> bool:
         """Like `apply`, but says whether this very write made the move (False: the job was not
@@ -468,9 +624,20 @@ class OutgoingStore:
         self.apply(message_id, recipient, move, _applied=outcome, **kwargs)
         return bool(outcome and outcome[0])
 
-    def apply(self, message_id: str, recipient: Job, move: Move | None, *, receipt_id: str | None = None,
-              receipt: dict | None = None, certified: bool | None = None, also_set: dict | None = None,
-              only_if: dict | None = None, also_remove: tuple[str, ...] = (), _applied: list | None = None) -> State:
+    def apply(
+        self,
+        message_id: str,
+        recipient: Job,
+        move: Move | None,
+        *,
+        receipt_id: str | None = None,
+        receipt: dict | None = None,
+        certified: bool | None = None,
+        also_set: dict | None = None,
+        only_if: dict | None = None,
+        also_remove: tuple[str, ...] = (),
+        _applied: list | None = None,
+    ) -> State:
         """Apply `move` to one recipient's job with a conditional write (and its campaign's
         counters in the same transaction); record the receipt on the job whatever happens.
         `also_set` is written (and `also_remove` removed) by the same write; `only_if` adds
@@ -478,21 +645,42 @@ class OutgoingStore:
         key = {"message_id": message_id, "recipient": recipient.address}
         now = clock.iso()
         # the reconciled view keeps every receipt (duplicates and late ones too), keyed by its sha256
-        record = ("receipts.#r = if_not_exists(receipts.#r, :info)", {"#r": receipt_id},
-                  {":info": _clean({**(receipt or {}), "recorded_at": now})}) if receipt_id else None
+        record = (
+            (
+                "receipts.#r = if_not_exists(receipts.#r, :info)",
+                {"#r": receipt_id},
+                {":info": _clean({**(receipt or {}), "recorded_at": now})},
+            )
+            if receipt_id
+            else None
+        )
         new_certified = recipient.certified if certified is None else certified
         if move is None or not move.applies_to(recipient.state):
             if _applied is not None:
                 _applied.append(False)
             if record:
-                self.table.update_item(Key=key, UpdateExpression="SET " + record[0],
-                                       ExpressionAttributeNames=record[1], ExpressionAttributeValues=record[2])
+                self.table.update_item(
+                    Key=key,
+                    UpdateExpression="SET " + record[0],
+                    ExpressionAttributeNames=record[1],
+                    ExpressionAttributeValues=record[2],
+                )
             return recipient.state
-        sets = ["#s = :to", "updated_at = :now", "#stamp = if_not_exists(#stamp, :now)", "certified = :cert",
-                "last_reason = :why"]
+        sets = [
+            "#s = :to",
+            "updated_at = :now",
+            "#stamp = if_not_exists(#stamp, :now)",
+            "certified = :cert",
+            "last_reason = :why",
+        ]
         names = {"#s": "state", "#stamp": _stamp(move.to)}
-        values = {":to": str(move.to), ":now": now, ":cert": new_certified, ":why": move.reason,
-                  **{f":f{i}": str(s) for i, s in enumerate(sorted(move.only_from))}}
+        values = {
+            ":to": str(move.to),
+            ":now": now,
+            ":cert": new_certified,
+            ":why": move.reason,
+            **{f":f{i}": str(s) for i, s in enumerate(sorted(move.only_from))},
+        }
         conditions = ["#s IN (" + ", ".join(f":f{i}" for i in range(len(move.only_from))) + ")"]
         if record:
             sets.append(record[0])
@@ -516,26 +704,38 @@ class OutgoingStore:
         if also_remove:
             names.update({f"#d{i}": name for i, name in enumerate(also_remove)})
             expression += " REMOVE " + ", ".join(f"#d{i}" for i in range(len(also_remove)))
-        update = {"Update": {"TableName": self.table_name, "Key": key, "UpdateExpression": expression,
-                             "ConditionExpression": " AND ".join(conditions), "ExpressionAttributeNames": names,
-                             "ExpressionAttributeValues": values}}
+        update = {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": key,
+                "UpdateExpression": expression,
+                "ConditionExpression": " AND ".join(conditions),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
         items = [update]
         if recipient.campaign_id and self.campaigns_table:
-            deltas = counter_deltas(recipient.state, move.to, certified=new_certified,
-                                    old_certified=recipient.certified)
+            deltas = counter_deltas(
+                recipient.state, move.to, certified=new_certified, old_certified=recipient.certified
+            )
             if deltas:
                 items.append(self._counter_update(recipient.campaign_id, deltas))
         try:
-            if len(items) == 1:   # nothing else to keep in step: a conditional write, no transaction
+            if len(items) == 1:  # nothing else to keep in step: a conditional write, no transaction
                 update = {k: v for k, v in items[0]["Update"].items() if k != "TableName"}
                 self.table.update_item(**update)
             else:
                 self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
-            if _conditional_failed(exc):   # moved meanwhile: record the receipt alone
+            if _conditional_failed(exc):  # moved meanwhile: record the receipt alone
                 if record:
-                    self.table.update_item(Key=key, UpdateExpression="SET " + record[0],
-                                           ExpressionAttributeNames=record[1], ExpressionAttributeValues=record[2])
+                    self.table.update_item(
+                        Key=key,
+                        UpdateExpression="SET " + record[0],
+                        ExpressionAttributeNames=record[1],
+                        ExpressionAttributeValues=record[2],
+                    )
                 current = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
                 if _applied is not None:
                     _applied.append(False)
@@ -548,19 +748,26 @@ class OutgoingStore:
     def count_in_campaign(self, campaign_id: str, name: str, delta: int) -> None:
         """Add `delta` to a figure of the campaign item kept beside its counters (e.g. dead_lettered)."""
         if self.campaigns_table:
-            self.client.update_item(TableName=self.campaigns_table, Key={"campaign_id": campaign_id},
-                                    UpdateExpression="ADD #n :d", ExpressionAttributeNames={"#n": name},
-                                    ExpressionAttributeValues={":d": delta})
+            self.client.update_item(
+                TableName=self.campaigns_table,
+                Key={"campaign_id": campaign_id},
+                UpdateExpression="ADD #n :d",
+                ExpressionAttributeNames={"#n": name},
+                ExpressionAttributeValues={":d": delta},
+            )
 
     def _counter_update(self, campaign_id: str, deltas: dict[str, int]) -> dict:
         names = {f"#c{i}": name for i, name in enumerate(deltas)}
         values = {f":d{i}": delta for i, delta in enumerate(deltas.values())}
-        return {"Update": {
-            "TableName": self.campaigns_table,
-            "Key": {"campaign_id": campaign_id},
-            "UpdateExpression": "ADD " + ", ".join(f"counters.#c{i} :d{i}" for i in range(len(deltas))),
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values}}
+        return {
+            "Update": {
+                "TableName": self.campaigns_table,
+                "Key": {"campaign_id": campaign_id},
+                "UpdateExpression": "ADD " + ", ".join(f"counters.#c{i} :d{i}" for i in range(len(deltas))),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
 
     def view(self, message_id: str) -> dict | None:
         """The reconciled view: the message, each recipient's state, and all their receipts."""
@@ -572,12 +779,11 @@ class OutgoingStore:
         return {**head, "jobs": [i for i in items if i["recipient"] != MESSAGE_ROW]}
 
 
-
 # --- campaigns ---------------------------------------------------------------------------------------
 class CampaignStatus:
     VALIDATING = "validating"
     INVALID = "invalid"
-    VALIDATED = "validated"      # dry run: checked, nothing queued
+    VALIDATED = "validated"  # dry run: checked, nothing queued
     QUEUING = "queuing"
     SENDING = "sending"
     PAUSED = "paused"
@@ -602,11 +808,17 @@ class CampaignStore:
     def create(self, campaign_id: str, fields: dict) -> bool:
         """Create the campaign once (False when it exists: a repeated S3 event or a resume)."""
         now = clock.iso()
-        item = {**_clean({**fields, "campaign_id": campaign_id, "created_at": now, "updated_at": now}),
-                "counters": dict.fromkeys(COUNTERS, 0)}
-        return _conditional_write(self.table.put_item, Item=item, ConditionExpression=Attr("campaign_id").not_exists())
+        item = {
+            **_clean({**fields, "campaign_id": campaign_id, "created_at": now, "updated_at": now}),
+            "counters": dict.fromkeys(COUNTERS, 0),
+        }
+        return _conditional_write(
+            self.table.put_item, Item=item, ConditionExpression=Attr("campaign_id").not_exists()
+        )
 
-    def update(self, campaign_id: str, fields: dict, *, only_if_status: tuple[str, ...] | None = None) -> bool:
+    def update(
+        self, campaign_id: str, fields: dict, *, only_if_status: tuple[str, ...] | None = None
+    ) -> bool:
         fields = {**_clean(fields), "updated_at": clock.iso()}
         names = {f"#k{i}": k for i, k in enumerate(fields)}
         values = {f":v{i}": v for i, v in enumerate(fields.values())}
@@ -614,11 +826,17 @@ class CampaignStore:
         if only_if_status:
             names["#status"] = "status"
             values.update({f":s{i}": s for i, s in enumerate(only_if_status)})
-            kwargs["ConditionExpression"] = "#status IN (" + ", ".join(f":s{i}" for i in range(len(only_if_status))) + ")"
+            kwargs["ConditionExpression"] = (
+                "#status IN (" + ", ".join(f":s{i}" for i in range(len(only_if_status))) + ")"
+            )
         return _conditional_write(
-            self.table.update_item, Key={"campaign_id": campaign_id},
+            self.table.update_item,
+            Key={"campaign_id": campaign_id},
             UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields))),
-            ExpressionAttributeNames=names, ExpressionAttributeValues=values, **kwargs)
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            **kwargs,
+        )
 
     def note_problem(self, campaign_id: str, text: str, *, keep: int = 20) -> bool:
         """Add a line to the campaign's `problems` (what `campaign stats` shows), up to `keep` lines."""
@@ -627,8 +845,9 @@ class CampaignStore:
             Key={"campaign_id": campaign_id},
             UpdateExpression="SET problems = list_append(if_not_exists(problems, :empty), :p), updated_at = :now",
             ConditionExpression="attribute_exists(campaign_id) AND (attribute_not_exists(problems) "
-                                "OR size(problems) < :keep)",
-            ExpressionAttributeValues={":empty": [], ":p": [text[:1000]], ":now": clock.iso(), ":keep": keep})
+            "OR size(problems) < :keep)",
+            ExpressionAttributeValues={":empty": [], ":p": [text[:1000]], ":now": clock.iso(), ":keep": keep},
+        )
 
     def start_counting(self, campaign_id: str, total: int) -> bool:
         """Set the counters for `total` jobs to send, once (a resumed fan-out does not count twice)."""
@@ -638,14 +857,17 @@ class CampaignStore:
             UpdateExpression="SET counters.#t = :t, counters.#s = :t, counting_started = :yes",
             ConditionExpression=Attr("counting_started").not_exists(),
             ExpressionAttributeNames={"#t": "total", "#s": "to_send"},
-            ExpressionAttributeValues={":t": total, ":yes": True})
+            ExpressionAttributeValues={":t": total, ":yes": True},
+        )
 
     def add_jobs(self, campaign_id: str, count: int) -> None:
         """More jobs to send (a resend of the failed ones)."""
-        self.table.update_item(Key={"campaign_id": campaign_id},
-                               UpdateExpression="ADD counters.#t :n, counters.#s :n",
-                               ExpressionAttributeNames={"#t": "total", "#s": "to_send"},
-                               ExpressionAttributeValues={":n": count})
+        self.table.update_item(
+            Key={"campaign_id": campaign_id},
+            UpdateExpression="ADD counters.#t :n, counters.#s :n",
+            ExpressionAttributeNames={"#t": "total", "#s": "to_send"},
+            ExpressionAttributeValues={":n": count},
+        )
 
     def checkpoint(self, campaign_id: str, next_row: int, queued: int, expected_next_row: int) -> bool:
         """Fan-out progress: rows before `next_row` are queued. Conditional on the last checkpoint."""
@@ -653,8 +875,10 @@ class CampaignStore:
             self.table.update_item,
             Key={"campaign_id": campaign_id},
             UpdateExpression="SET fanout_next_row = :n, fanout_queued = :q, updated_at = :now",
-            ConditionExpression=Attr("fanout_next_row").not_exists() | Attr("fanout_next_row").eq(expected_next_row),
-            ExpressionAttributeValues={":n": next_row, ":q": queued, ":now": clock.iso()})
+            ConditionExpression=Attr("fanout_next_row").not_exists()
+            | Attr("fanout_next_row").eq(expected_next_row),
+            ExpressionAttributeValues={":n": next_row, ":q": queued, ":now": clock.iso()},
+        )
 
     def counters(self, campaign_id: str) -> dict[str, int]:
         item = self.get(campaign_id) or {}

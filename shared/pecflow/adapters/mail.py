@@ -41,8 +41,11 @@ class Fetched:
 
 
 def _tls_context(config: MailboxConfig) -> ssl.SSLContext:
-    context = ssl.create_default_context(cadata=config.ca_bundle) if config.ca_bundle \
+    context = (
+        ssl.create_default_context(cadata=config.ca_bundle)
+        if config.ca_bundle
         else ssl.create_default_context()
+    )
     if not config.tls_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -71,13 +74,21 @@ class ImapSession:
         from imapclient.exceptions import IMAPClientError, LoginError
 
         try:
-            client = IMAPClient(config.imap_host, port=config.imap_port, ssl=True,
-                                ssl_context=_tls_context(config), timeout=timeout)
+            client = IMAPClient(
+                config.imap_host,
+                port=config.imap_port,
+                ssl=True,
+                ssl_context=_tls_context(config),
+                timeout=timeout,
+            )
         except ssl.SSLError as exc:  # includes certificate verification failures
-            raise MailboxUnavailable("tls", f"TLS with {config.imap_host}:{config.imap_port} failed: {exc}") from None
+            raise MailboxUnavailable(
+                "tls", f"TLS with {config.imap_host}:{config.imap_port} failed: {exc}"
+            ) from None
         except (socket.gaierror, ConnectionError, TimeoutError, OSError) as exc:
-            raise MailboxUnavailable("unreachable",
-                                     f"cannot reach {config.imap_host}:{config.imap_port}: {exc}") from None
+            raise MailboxUnavailable(
+                "unreachable", f"cannot reach {config.imap_host}:{config.imap_port}: {exc}"
+            ) from None
         session = cls(client)
         try:
             client.login(config.login, password)
@@ -86,7 +97,9 @@ class ImapSession:
             raise MailboxUnavailable("auth", f"login refused for {config.login}: {_text(exc)}") from None
         except (IMAPClientError, OSError) as exc:
             session.close()
-            raise MailboxUnavailable("protocol", f"login to {config.imap_host} failed: {_text(exc)}") from None
+            raise MailboxUnavailable(
+                "protocol", f"login to {config.imap_host} failed: {_text(exc)}"
+            ) from None
         return session
 
     def status(self, folder: str) -> FolderStatus:
@@ -96,15 +109,23 @@ class ImapSession:
             items.append("HIGHESTMODSEQ")
         info = self.client.folder_status(folder, items)
         modseq = info.get(b"HIGHESTMODSEQ")
-        return FolderStatus(int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT", 0)), int(info.get(b"MESSAGES", 0)),
-                            int(modseq) if modseq is not None else None)
+        return FolderStatus(
+            int(info[b"UIDVALIDITY"]),
+            int(info.get(b"UIDNEXT", 0)),
+            int(info.get(b"MESSAGES", 0)),
+            int(modseq) if modseq is not None else None,
+        )
 
     def select(self, folder: str) -> FolderStatus:
         """Open a folder read-only for fetching (EXAMINE: \\Seen flags stay as they are)."""
         info = self.client.select_folder(folder, readonly=True)
         modseq = info.get(b"HIGHESTMODSEQ")
-        return FolderStatus(int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT", 0)), int(info.get(b"EXISTS", 0)),
-                            int(modseq) if modseq is not None else None)
+        return FolderStatus(
+            int(info[b"UIDVALIDITY"]),
+            int(info.get(b"UIDNEXT", 0)),
+            int(info.get(b"EXISTS", 0)),
+            int(modseq) if modseq is not None else None,
+        )
 
     def uids_from(self, first_uid: int) -> list[int]:
         # "n:*" always matches the last message even when its UID is below n: filter
@@ -132,8 +153,14 @@ class ImapSession:
             when = item.get(b"INTERNALDATE")
             if when is not None and when.tzinfo is None:
                 when = when.astimezone()
-            out.append(Fetched(uid, bytes(item[b"BODY[]"]), when.astimezone(UTC) if when else None,
-                               tuple(f.decode() if isinstance(f, bytes) else str(f) for f in item.get(b"FLAGS", ()))))
+            out.append(
+                Fetched(
+                    uid,
+                    bytes(item[b"BODY[]"]),
+                    when.astimezone(UTC) if when else None,
+                    tuple(f.decode() if isinstance(f, bytes) else str(f) for f in item.get(b"FLAGS", ())),
+                )
+            )
         return out
 
     def internaldates(self, uids: list[int]) -> dict[int, tuple[datetime | None, int]]:
@@ -203,7 +230,7 @@ class Submission:
     status: str
     code: int | None = None
     text: str = ""
-    before_data: bool = False      # refused or failed before DATA began: certainly not sent
+    before_data: bool = False  # refused or failed before DATA began: certainly not sent
 
     @property
     def sent(self) -> bool:
@@ -228,13 +255,16 @@ class SmtpSubmitter:
         except ssl.SSLError as exc:
             raise MailboxUnavailable("tls", f"TLS with {host}:{config.smtp_port} failed: {exc}") from None
         except OSError as exc:
-            raise MailboxUnavailable("unreachable", f"cannot reach {host}:{config.smtp_port}: {exc}") from None
+            raise MailboxUnavailable(
+                "unreachable", f"cannot reach {host}:{config.smtp_port}: {exc}"
+            ) from None
         try:
             smtp.login(config.login, password)
         except smtplib.SMTPAuthenticationError as exc:
             _quit(smtp)
-            raise MailboxUnavailable("auth", f"SMTP login refused for {config.login}: {exc.smtp_code} "
-                                             f"{_smtp_text(exc.smtp_error)}") from None
+            raise MailboxUnavailable(
+                "auth", f"SMTP login refused for {config.login}: {exc.smtp_code} {_smtp_text(exc.smtp_error)}"
+            ) from None
         except (smtplib.SMTPException, OSError) as exc:
             _quit(smtp)
             raise MailboxUnavailable("protocol", f"SMTP login to {host} failed: {exc}") from None
@@ -245,7 +275,7 @@ class SmtpSubmitter:
 
         smtp = self.smtp
         try:
-            code, text = smtp.mail(mail_from, ["SIZE=%d" % len(raw)] if smtp.has_extn("size") else [])
+            code, text = smtp.mail(mail_from, [f"SIZE={len(raw)}"] if smtp.has_extn("size") else [])
             if code != 250:
                 return _refusal(code, text, before_data=True)
             for rcpt in recipients:
@@ -253,13 +283,13 @@ class SmtpSubmitter:
                 if code not in (250, 251):
                     smtp.rset()
                     return _refusal(code, text, before_data=True)
-        except (smtplib.SMTPException, OSError) as exc:   # before DATA: nothing went out
+        except (smtplib.SMTPException, OSError) as exc:  # before DATA: nothing went out
             return Submission("temporary", None, f"connection failed before DATA: {exc}", before_data=True)
         try:
             code, text = smtp.data(raw)
         except smtplib.SMTPDataError as exc:
             return _refusal(exc.smtp_code, exc.smtp_error)
-        except (smtplib.SMTPException, OSError) as exc:   # during or after DATA: perhaps sent
+        except (smtplib.SMTPException, OSError) as exc:  # during or after DATA: perhaps sent
             return Submission("lost", None, f"no answer after DATA: {type(exc).__name__}: {exc}")
         if code == 250:
             return Submission("accepted", code, _smtp_text(text))

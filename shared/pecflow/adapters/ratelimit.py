@@ -35,8 +35,8 @@ from botocore.exceptions import ClientError
 from pecflow.domain import clock, quota
 from pecflow.domain.quota import Decision, QuotaPolicy
 
-MAX_ROLLING_LIMIT = 2_000     # 8 bytes a slot: items under 16 KB, writes under 16 WCU
-CONTENTION_WAIT = 1.0         # seconds, when every attempt lost its race
+MAX_ROLLING_LIMIT = 2_000  # 8 bytes a slot: items under 16 KB, writes under 16 WCU
+CONTENTION_WAIT = 1.0  # seconds, when every attempt lost its race
 
 
 @dataclass
@@ -45,8 +45,8 @@ class LimiterStats:
 
     acquired: int = 0
     refused: int = 0
-    conflicts: int = 0      # conditional writes that lost a race (each one re-read and re-decided)
-    contended: int = 0      # acquisitions that gave up after max_attempts races
+    conflicts: int = 0  # conditional writes that lost a race (each one re-read and re-decided)
+    contended: int = 0  # acquisitions that gave up after max_attempts races
     released: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -68,8 +68,15 @@ class RateLimiter:
     each round: keep `max_attempts` at least the number of senders that can run at once for a
     mailbox (the send queue's MaximumConcurrency). Safe to share between threads."""
 
-    def __init__(self, table: Any, policy_for: Callable[[str], QuotaPolicy], *, dynamodb: Any = None,
-                 max_attempts: int = 8, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        table: Any,
+        policy_for: Callable[[str], QuotaPolicy],
+        *,
+        dynamodb: Any = None,
+        max_attempts: int = 8,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if isinstance(table, str):
             if dynamodb is None:
                 import boto3
@@ -129,7 +136,7 @@ class RateLimiter:
         for attempt in range(self.max_attempts):
             state = self._read(key)
             if state.version == 0 or state.shape != _shape(policy):
-                return False      # nothing stored, or kept under another policy: keep it (safe side)
+                return False  # nothing stored, or kept under another policy: keep it (safe side)
             slots = _Slots.of(state, policy, state.latest)
             if not slots.give_back(at):
                 return False
@@ -138,31 +145,41 @@ class RateLimiter:
                 return True
             self.stats.add(conflicts=1)
             self._backoff(attempt)
-        raise RuntimeError(f"could not release the slot of {mailbox} at {at}: "
-                           f"{self.max_attempts} concurrent writes in a row")
+        raise RuntimeError(
+            f"could not release the slot of {mailbox} at {at}: {self.max_attempts} concurrent writes in a row"
+        )
 
     def slots(self, mailbox: str) -> dict:
         """What is stored for `mailbox` (plain values): for tests, the CLI and diagnostics."""
         state = self._read(mailbox.lower())
-        return {"version": state.version, "shape": state.shape, "latest": state.latest,
-                "times": list(state.times), "windows": [list(w) for w in state.windows]}
+        return {
+            "version": state.version,
+            "shape": state.shape,
+            "latest": state.latest,
+            "times": list(state.times),
+            "windows": [list(w) for w in state.windows],
+        }
 
     def _backoff(self, attempt: int) -> None:
         """Full jitter, doubling: racing senders spread out instead of colliding again."""
-        self.sleep(random.uniform(0, min(0.1, 0.004 * 2 ** attempt)))
+        self.sleep(random.uniform(0, min(0.1, 0.004 * 2**attempt)))
 
     # --- DynamoDB ---------------------------------------------------------------------------------
     def _read(self, key: str) -> _Stored:
-        item = self.client.get_item(TableName=self.table_name, Key={"mailbox": key},
-                                    ConsistentRead=True).get("Item")
+        item = self.client.get_item(TableName=self.table_name, Key={"mailbox": key}, ConsistentRead=True).get(
+            "Item"
+        )
         return _Stored.from_item(item)
 
     def _write(self, key: str, version: int, item: dict) -> bool:
         if version == 0:
             condition = {"ConditionExpression": "attribute_not_exists(mailbox)"}
         else:
-            condition = {"ConditionExpression": "#v = :v", "ExpressionAttributeNames": {"#v": "version"},
-                         "ExpressionAttributeValues": {":v": version}}
+            condition = {
+                "ConditionExpression": "#v = :v",
+                "ExpressionAttributeNames": {"#v": "version"},
+                "ExpressionAttributeValues": {":v": version},
+            }
         try:
             self.client.put_item(TableName=self.table_name, Item=item, **condition)
             return True
@@ -175,8 +192,10 @@ class RateLimiter:
 def check_storable(policy: QuotaPolicy) -> None:
     """Raise ValueError for a policy the limiter cannot keep in one small item."""
     if policy.rolling and policy.limit > MAX_ROLLING_LIMIT:
-        raise ValueError(f"a rolling quota keeps one timestamp per send: at most {MAX_ROLLING_LIMIT} per window "
-                         f"(got {policy.limit}); use fixed windows (rolling=False) for larger limits")
+        raise ValueError(
+            f"a rolling quota keeps one timestamp per send: at most {MAX_ROLLING_LIMIT} per window "
+            f"(got {policy.limit}); use fixed windows (rolling=False) for larger limits"
+        )
 
 
 # --- the stored state -----------------------------------------------------------------------------
@@ -187,7 +206,7 @@ def _shape(policy: QuotaPolicy) -> str:
 
 
 def _number(value: float) -> Decimal:
-    return Decimal(repr(float(value)))     # repr round-trips: the same float comes back
+    return Decimal(repr(float(value)))  # repr round-trips: the same float comes back
 
 
 def _pack(times: list[float]) -> bytes:
@@ -197,7 +216,7 @@ def _pack(times: list[float]) -> bytes:
 def _unpack(blob: Any) -> tuple[float, ...]:
     if blob is None:
         return ()
-    data = bytes(getattr(blob, "value", blob))     # boto3 hands Binary attributes back wrapped
+    data = bytes(getattr(blob, "value", blob))  # boto3 hands Binary attributes back wrapped
     return struct.unpack(f"<{len(data) // 8}d", data)
 
 
@@ -213,20 +232,25 @@ class _Stored:
     def from_item(cls, item: dict | None) -> _Stored:
         if not item:
             return cls()
-        return cls(int(item["version"]), item.get("shape"),
-                   float(item["latest"]) if item.get("latest") is not None else None,
-                   _unpack(item.get("times")),
-                   tuple((float(s), float(e), int(c)) for s, e, c in item.get("windows", [])))
+        return cls(
+            int(item["version"]),
+            item.get("shape"),
+            float(item["latest"]) if item.get("latest") is not None else None,
+            _unpack(item.get("times")),
+            tuple((float(s), float(e), int(c)) for s, e, c in item.get("windows", [])),
+        )
 
 
 class _Slots:
     """The slots of one mailbox under its current policy, pruned to what still matters."""
 
-    def __init__(self, policy: QuotaPolicy, times: list[float], counts: dict[float, int], ends: dict[float, float]):
+    def __init__(
+        self, policy: QuotaPolicy, times: list[float], counts: dict[float, int], ends: dict[float, float]
+    ):
         self.policy = policy
-        self.times = times      # rolling
-        self.counts = counts    # fixed: window start -> slots counted
-        self.ends = ends        # fixed: window start -> end
+        self.times = times  # rolling
+        self.counts = counts  # fixed: window start -> slots counted
+        self.ends = ends  # fixed: window start -> end
 
     @classmethod
     def of(cls, stored: _Stored, policy: QuotaPolicy, now: float) -> _Slots:
@@ -274,7 +298,9 @@ class _Slots:
                 return False
             self.times.remove(at)
             return True
-        windows = [start for start, _ in quota.counting_windows(self.policy, at) if self.counts.get(start, 0) > 0]
+        windows = [
+            start for start, _ in quota.counting_windows(self.policy, at) if self.counts.get(start, 0) > 0
+        ]
         for start in windows:
             self.counts[start] -= 1
         return bool(windows)

@@ -10,7 +10,7 @@ from pecflow.domain.mailbox import MailboxConfig, secret_name
 def password_from_secret(value: str) -> str:
     """A secret holds {"password": "..."} (or, written by hand, the bare password: text, even
     when it happens to read as JSON, such as 12345678 or true)."""
-    try:   # numbers kept as written: {"password": 1.50} is "1.50", never 1.5
+    try:  # numbers kept as written: {"password": 1.50} is "1.50", never 1.5
         data = json.loads(value, parse_int=str, parse_float=str, parse_constant=str)
     except json.JSONDecodeError:
         return value

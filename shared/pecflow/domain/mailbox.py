@@ -16,7 +16,7 @@ class ConfigError(ValueError):
 
 
 class Saturation(StrEnum):
-    NEVER = "never"          # leave every message on the provider
+    NEVER = "never"  # leave every message on the provider
     AFTER_DAYS = "after-days"  # move/expunge what is archived and older than N days
     ABOVE_QUOTA = "above-quota"  # ... oldest first while IMAP QUOTA usage is above X%
 
@@ -27,8 +27,8 @@ class SaturationPolicy:
     days: int = 90
     percent: float = 80.0
     archive_folder: str | None = "Archivio-pecflow"  # moved there on the provider...
-    expunge: bool = False                            # ...or, when True, removed from the provider
-    alarm_percent: float = 90.0                      # usage above this raises the alarm metric
+    expunge: bool = False  # ...or, when True, removed from the provider
+    alarm_percent: float = 90.0  # usage above this raises the alarm metric
 
     def validate(self) -> None:
         if self.mode == Saturation.AFTER_DAYS and self.days < 1:
@@ -38,8 +38,9 @@ class SaturationPolicy:
         if self.mode != Saturation.NEVER and not self.archive_folder and not self.expunge:
             raise ConfigError("a saturation policy must move to an archive folder or expunge")
         if self.mode == Saturation.ABOVE_QUOTA and not self.expunge:
-            raise ConfigError("above-quota needs expunge: moving to another folder of the same mailbox "
-                              "frees no quota")
+            raise ConfigError(
+                "above-quota needs expunge: moving to another folder of the same mailbox frees no quota"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +56,10 @@ class MailboxConfig:
     quota_preset: str = "aruba"
     saturation: SaturationPolicy = field(default_factory=SaturationPolicy)
     enabled: bool = True
-    username: str | None = None          # IMAP/SMTP login when it is not the address itself
+    username: str | None = None  # IMAP/SMTP login when it is not the address itself
     secret_id: str | None = None
-    tls_verify: bool = True              # False only for test servers with private certificates
-    ca_bundle: str | None = None         # PEM of a private CA to trust (local stack)
+    tls_verify: bool = True  # False only for test servers with private certificates
+    ca_bundle: str | None = None  # PEM of a private CA to trust (local stack)
 
     @property
     def login(self) -> str:
@@ -86,9 +87,12 @@ class MailboxConfig:
     def to_item(self) -> dict:
         item = asdict(self)
         item["folders"] = list(self.folders)
-        item["saturation"] = {**asdict(self.saturation), "mode": str(self.saturation.mode),
-                              "percent": str(self.saturation.percent),
-                              "alarm_percent": str(self.saturation.alarm_percent)}
+        item["saturation"] = {
+            **asdict(self.saturation),
+            "mode": str(self.saturation.mode),
+            "percent": str(self.saturation.percent),
+            "alarm_percent": str(self.saturation.alarm_percent),
+        }
         return {k: v for k, v in item.items() if v is not None}
 
     @classmethod
@@ -153,14 +157,14 @@ class FolderStatus:
 class PollAction(StrEnum):
     NOTHING_NEW = "nothing-new"
     FETCH_NEW = "fetch-new"
-    RESYNC = "resync"   # UIDVALIDITY changed: every UID is new; records dedupe by sha256
+    RESYNC = "resync"  # UIDVALIDITY changed: every UID is new; records dedupe by sha256
 
 
 @dataclass(frozen=True, slots=True)
 class PollPlan:
     action: PollAction
-    from_uid: int       # fetch UIDs >= from_uid
-    cursor: Cursor      # the cursor to continue from (reset on RESYNC)
+    from_uid: int  # fetch UIDs >= from_uid
+    cursor: Cursor  # the cursor to continue from (reset on RESYNC)
 
 
 def plan_poll(cursor: Cursor, status: FolderStatus) -> PollPlan:
@@ -209,12 +213,13 @@ class OnProvider:
     uid: int
     size: int
     received_at: datetime
-    archived: bool       # recorded with an S3 key
+    archived: bool  # recorded with an S3 key
     sha256: str | None = None
 
 
-def saturation_candidates(policy: SaturationPolicy, usage: Usage | None, messages: list[OnProvider],
-                          now: datetime) -> list[OnProvider]:
+def saturation_candidates(
+    policy: SaturationPolicy, usage: Usage | None, messages: list[OnProvider], now: datetime
+) -> list[OnProvider]:
     """Archived messages the policy wants off the provider, oldest first. Each must still
     have its S3 copy verified before anything is moved or expunged."""
     archived = sorted((m for m in messages if m.archived), key=lambda m: (m.received_at, m.uid))

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import NamedTuple
 
 MB = 1_000_000
@@ -75,7 +75,7 @@ def _midnight(zone: str, day: int) -> float:
     offset = _offset_function(zone)
     local = day * DAY
     utc = local - offset(local)
-    for _ in range(3):              # the offset at the instant itself, not at the guess
+    for _ in range(3):  # the offset at the instant itself, not at the guess
         better = local - offset(utc)
         if better == utc:
             break
@@ -83,7 +83,7 @@ def _midnight(zone: str, day: int) -> float:
     return utc
 
 
-@lru_cache(maxsize=None)
+@cache
 def _offset_function(zone: str) -> Callable[[float], float]:
     """Seconds east of UTC at an instant. From the system's tz database (zoneinfo); Europe/Rome
     also without one (the EU rule since 1996), so the gmail preset never depends on tzdata."""
@@ -91,7 +91,7 @@ def _offset_function(zone: str) -> Callable[[float], float]:
         from zoneinfo import ZoneInfo
 
         info = ZoneInfo(zone)
-    except Exception:   # ZoneInfoNotFoundError, a bad key, or no tz database at all
+    except Exception:  # ZoneInfoNotFoundError, a bad key, or no tz database at all
         if zone == "Europe/Rome":
             return _rome_offset
         raise ValueError(f"unknown time zone {zone!r}") from None
@@ -114,41 +114,52 @@ def _eu_switch(year: int, month: int) -> float:
 
 @dataclass(frozen=True, slots=True)
 class QuotaPolicy:
-    limit: int                                  # sends per window, at least 1
+    limit: int  # sends per window, at least 1
     window_seconds: float
-    rolling: bool = True                        # False: aligned (fixed) windows
-    max_message_bytes: int | None = None        # the provider's message size limit (encoded bytes)
-    size_divided_by_recipients: bool = False    # the size limit is shared by all the recipients
-    margin_seconds: float = 0.0                 # longest time from a slot to the provider's count
-    timezone: str | None = None                 # fixed windows only: calendar days in this zone
-    pace_seconds: float = 0.0                   # at least this between two slots (spreads a window's
-                                                # burst at the speed the senders can actually send)
+    rolling: bool = True  # False: aligned (fixed) windows
+    max_message_bytes: int | None = None  # the provider's message size limit (encoded bytes)
+    size_divided_by_recipients: bool = False  # the size limit is shared by all the recipients
+    margin_seconds: float = 0.0  # longest time from a slot to the provider's count
+    timezone: str | None = None  # fixed windows only: calendar days in this zone
+    pace_seconds: float = 0.0  # at least this between two slots (spreads a window's
+    # burst at the speed the senders can actually send)
 
     def __post_init__(self) -> None:
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
             raise ValueError(f"limit must be a whole number of sends, at least 1 (got {self.limit!r})")
         if not _finite(self.window_seconds) or self.window_seconds <= 0:
-            raise ValueError(f"window_seconds must be a positive number of seconds (got {self.window_seconds!r})")
+            raise ValueError(
+                f"window_seconds must be a positive number of seconds (got {self.window_seconds!r})"
+            )
         if not _finite(self.margin_seconds) or not 0 <= self.margin_seconds < self.window_seconds:
-            raise ValueError(f"margin_seconds must be at least 0 and shorter than the window "
-                             f"(got {self.margin_seconds!r})")
+            raise ValueError(
+                f"margin_seconds must be at least 0 and shorter than the window (got {self.margin_seconds!r})"
+            )
         if not _finite(self.pace_seconds) or not 0 <= self.pace_seconds * self.limit <= self.window_seconds:
-            raise ValueError(f"pace_seconds must be at least 0 and fit `limit` slots in a window "
-                             f"(got {self.pace_seconds!r})")
+            raise ValueError(
+                f"pace_seconds must be at least 0 and fit `limit` slots in a window "
+                f"(got {self.pace_seconds!r})"
+            )
         if self.max_message_bytes is not None and (
-                isinstance(self.max_message_bytes, bool) or not isinstance(self.max_message_bytes, int)
-                or self.max_message_bytes < 1):
-            raise ValueError(f"max_message_bytes must be a positive whole number (got {self.max_message_bytes!r})")
+            isinstance(self.max_message_bytes, bool)
+            or not isinstance(self.max_message_bytes, int)
+            or self.max_message_bytes < 1
+        ):
+            raise ValueError(
+                f"max_message_bytes must be a positive whole number (got {self.max_message_bytes!r})"
+            )
         if self.size_divided_by_recipients and self.max_message_bytes is None:
             raise ValueError("size_divided_by_recipients needs max_message_bytes")
         if self.timezone is not None:
             if self.rolling:
                 raise ValueError("timezone applies to fixed windows only (rolling=False)")
             if self.window_seconds != DAY:
-                raise ValueError("with a timezone the fixed window is one calendar day: window_seconds must be 86400")
+                raise ValueError(
+                    "with a timezone the fixed window is one calendar day: window_seconds must be 86400"
+                )
             if self.margin_seconds >= DAY - 3600:
                 raise ValueError("margin_seconds must be shorter than the shortest calendar day (23 hours)")
-            _offset_function(self.timezone)     # unknown zones fail here, not at the first send
+            _offset_function(self.timezone)  # unknown zones fail here, not at the first send
 
     @property
     def span(self) -> float:
@@ -206,10 +217,13 @@ class Fit(NamedTuple):
 #   namirial, poste: no published sending rate was found, so no preset: guessing would either
 #     waste the quota or exceed it. Use "custom" with the figures agreed with the provider.
 PRESETS: dict[str, QuotaPolicy] = {
-    "aruba": QuotaPolicy(250, 20 * 60.0, rolling=True, max_message_bytes=100 * MB,
-                         size_divided_by_recipients=True),
+    "aruba": QuotaPolicy(
+        250, 20 * 60.0, rolling=True, max_message_bytes=100 * MB, size_divided_by_recipients=True
+    ),
     "gmail": QuotaPolicy(100, DAY, rolling=False, timezone="Europe/Rome", max_message_bytes=25 * MB),
-    "legalmail": QuotaPolicy(6, 60.0, rolling=True, max_message_bytes=30 * MB, size_divided_by_recipients=True),
+    "legalmail": QuotaPolicy(
+        6, 60.0, rolling=True, max_message_bytes=30 * MB, size_divided_by_recipients=True
+    ),
 }
 _FIELDS = frozenset(f.name for f in fields(QuotaPolicy))
 
@@ -241,7 +255,7 @@ def policy_from_spec(spec: str, **overrides) -> QuotaPolicy:
     text = (spec or "").strip().lower()
     if not text.startswith("custom:"):
         return policy_from(text, **overrides)
-    body, _, shape = text[len("custom:"):].partition(",")
+    body, _, shape = text[len("custom:") :].partition(",")
     if shape not in ("", "rolling", "fixed"):
         raise ValueError(f"quota {spec!r}: after the comma, 'fixed' or 'rolling' (got {shape!r})")
     limit, slash, window = body.partition("/")
@@ -251,7 +265,9 @@ def policy_from_spec(spec: str, **overrides) -> QuotaPolicy:
         number = window.strip()[:-1] if window.strip()[-1:] in _UNITS else window.strip()
         seconds = float(number) * unit
     except (ValueError, KeyError):
-        raise ValueError(f"quota {spec!r}: expected custom:N/WINDOW, e.g. custom:50/10m or custom:500/1d,fixed") from None
+        raise ValueError(
+            f"quota {spec!r}: expected custom:N/WINDOW, e.g. custom:50/10m or custom:500/1d,fixed"
+        ) from None
     if not slash:
         raise ValueError(f"quota {spec!r}: expected custom:N/WINDOW, e.g. custom:50/10m")
     return policy_from("custom", limit=count, window_seconds=seconds, rolling=shape != "fixed", **overrides)
@@ -381,12 +397,12 @@ def _rolling_next_slot(policy: QuotaPolicy, times: list[float], now: float) -> f
     for j in range(len(times) - limit + 1):
         first, last = times[j], times[j + limit - 1]
         release = first + span
-        if not last < release:      # the run does not fit in one window: it blocks nothing
+        if not last < release:  # the run does not fit in one window: it blocks nothing
             continue
-        if release <= slot:         # its zone is behind us
+        if release <= slot:  # its zone is behind us
             continue
-        if last < slot + span:      # inside its zone: jump to its end
+        if last < slot + span:  # inside its zone: jump to its end
             slot = release
-        else:                       # before its zone, and before every later run's
+        else:  # before its zone, and before every later run's
             break
     return slot

@@ -22,21 +22,22 @@ if TYPE_CHECKING:
 
 
 class State(StrEnum):
-    PENDING = "pending"            # da spedire
-    SENDING = "sending"            # claimed by a sender, SMTP under way
-    UNCERTAIN = "sent?"            # SMTP answer lost after DATA: the receipts will tell
-    SENT = "sent"                  # solo inviata: the provider took it over SMTP
-    ACCEPTED = "accepted"          # accettazione received
-    WARNING = "warning"            # preavviso di mancata consegna
-    DELIVERED = "delivered"        # avvenuta consegna
+    PENDING = "pending"  # da spedire
+    SENDING = "sending"  # claimed by a sender, SMTP under way
+    UNCERTAIN = "sent?"  # SMTP answer lost after DATA: the receipts will tell
+    SENT = "sent"  # solo inviata: the provider took it over SMTP
+    ACCEPTED = "accepted"  # accettazione received
+    WARNING = "warning"  # preavviso di mancata consegna
+    DELIVERED = "delivered"  # avvenuta consegna
     NOT_ACCEPTED = "not-accepted"  # non accettazione
     DELIVERY_FAILED = "delivery-failed"  # errore consegna / mancata consegna
-    ERROR = "error"                # SMTP permanent failure, invalid job
-    CANCELLED = "cancelled"        # campaign cancelled before it was sent
+    ERROR = "error"  # SMTP permanent failure, invalid job
+    CANCELLED = "cancelled"  # campaign cancelled before it was sent
 
 
-TERMINAL = frozenset({State.DELIVERED, State.NOT_ACCEPTED, State.DELIVERY_FAILED, State.ERROR,
-                      State.CANCELLED})
+TERMINAL = frozenset(
+    {State.DELIVERED, State.NOT_ACCEPTED, State.DELIVERY_FAILED, State.ERROR, State.CANCELLED}
+)
 _BEFORE_RECEIPTS = frozenset({State.PENDING, State.SENDING, State.UNCERTAIN, State.SENT})
 
 
@@ -67,7 +68,9 @@ REDRIVE = Move(State.PENDING, frozenset({State.ERROR}), "re-driven from the dead
 _PERMANENT = re.compile(r"^\s*5\.\d{1,3}\.\d{1,3}")
 
 
-def move_for_receipt(kind: str, *, error_detail: str | None = None, for_recipient: bool = True) -> Move | None:
+def move_for_receipt(
+    kind: str, *, error_detail: str | None = None, for_recipient: bool = True
+) -> Move | None:
     """The move a receipt of `kind` makes on the job of the recipient it concerns.
 
     `for_recipient` is False when the receipt names a recipient other than the job's (it then
@@ -127,12 +130,24 @@ def buckets(state: State, *, certified: bool = True) -> tuple[str, ...]:
     return ("cancelled",)
 
 
-COUNTERS = ("total", "to_send", "waiting", "sent", "only_sent", "accepted", "delivered",
-            "delivery_failures", "warnings", "errors", "cancelled")
+COUNTERS = (
+    "total",
+    "to_send",
+    "waiting",
+    "sent",
+    "only_sent",
+    "accepted",
+    "delivered",
+    "delivery_failures",
+    "warnings",
+    "errors",
+    "cancelled",
+)
 
 
-def counter_deltas(old: State | None, new: State, *, certified: bool = True,
-                   old_certified: bool | None = None) -> dict[str, int]:
+def counter_deltas(
+    old: State | None, new: State, *, certified: bool = True, old_certified: bool | None = None
+) -> dict[str, int]:
     """Counter changes for a job moving old → new (old None: the job is created). The
     accettazione may also tell that the recipient is external: `old_certified` is then the
     flag the job was counted with before."""
@@ -166,13 +181,21 @@ class OutgoingPort(Protocol):
     def message_and_jobs(self, message_id: str) -> tuple[dict | None, list[Job]]: ...
     def by_identificativo(self, identificativo: str) -> str | None: ...
     def set_identificativo(self, message_id: str, identificativo: str) -> None: ...
-    def apply(self, message_id: str, recipient: Job, move: Move | None, *, receipt_id: str | None = None,
-              receipt: dict | None = None, certified: bool | None = None) -> State: ...
+    def apply(
+        self,
+        message_id: str,
+        recipient: Job,
+        move: Move | None,
+        *,
+        receipt_id: str | None = None,
+        receipt: dict | None = None,
+        certified: bool | None = None,
+    ) -> State: ...
 
 
 @dataclass(slots=True)
 class Reconciliation:
-    status: str                      # matched | unmatched
+    status: str  # matched | unmatched
     message_id: str | None = None
     moves: dict[str, tuple[str, str]] = field(default_factory=dict)  # recipient -> (before, after)
     problems: list[str] = field(default_factory=list)
@@ -197,29 +220,45 @@ def reconcile_receipt(port: OutgoingPort, msg: PecMessage, receipt_id: str) -> R
     late one, changes nothing. A receipt whose original is unknown is reported unmatched."""
     message_id, found_jobs = find_original(port, msg)
     if message_id is None:
-        return Reconciliation("unmatched", problems=[
-            f"no message of ours with Message-ID {msg.ref_message_id} or identificativo {msg.identificativo}"])
+        return Reconciliation(
+            "unmatched",
+            problems=[
+                f"no message of ours with Message-ID {msg.ref_message_id} or identificativo {msg.identificativo}"
+            ],
+        )
     result = Reconciliation("matched", message_id)
     if msg.kind == kinds.ACCETTAZIONE and msg.identificativo:
         port.set_identificativo(message_id, msg.identificativo)
     jobs = {job.address: job for job in found_jobs}
     certified = {r.address.lower(): r.type != "esterno" for r in msg.recipients if r.type}
-    info = {"kind": msg.kind, "at": msg.timestamp.isoformat() if msg.timestamp else None,
-            "delivered_to": msg.delivered_to, "error": msg.error, "error_detail": msg.error_detail,
-            "receipt_type": msg.receipt_type}
+    info = {
+        "kind": msg.kind,
+        "at": msg.timestamp.isoformat() if msg.timestamp else None,
+        "delivered_to": msg.delivered_to,
+        "error": msg.error,
+        "error_detail": msg.error_detail,
+        "receipt_type": msg.receipt_type,
+    }
     if msg.kind in (kinds.ACCETTAZIONE, kinds.NON_ACCETTAZIONE):
         targets = list(jobs.values())
     else:
         recipient = (msg.delivered_to or "").lower()
         if recipient not in jobs:
-            result.problems.append(f"{msg.kind} for {msg.delivered_to or 'no recipient'}, "
-                                   "not a recipient of the original")
+            result.problems.append(
+                f"{msg.kind} for {msg.delivered_to or 'no recipient'}, not a recipient of the original"
+            )
             return result
         targets = [jobs[recipient]]
     for job in targets:
         move = move_for_receipt(msg.kind, error_detail=msg.error_detail)
-        after = port.apply(message_id, job, move, receipt_id=receipt_id, receipt=info,
-                           certified=certified.get(job.address) if msg.kind == kinds.ACCETTAZIONE else None)
+        after = port.apply(
+            message_id,
+            job,
+            move,
+            receipt_id=receipt_id,
+            receipt=info,
+            certified=certified.get(job.address) if msg.kind == kinds.ACCETTAZIONE else None,
+        )
         if after != job.state:
             result.moves[job.address] = (str(job.state), str(after))
     return result

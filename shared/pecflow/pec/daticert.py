@@ -102,8 +102,16 @@ def normalise_msgid(value: str | None) -> str | None:
     return f"<{value}>" if value else None
 
 
-_KNOWN_DATI = {"gestore-emittente", "data", "identificativo", "msgid", "ricevuta",
-               "consegna", "ricezione", "errore-esteso"}
+_KNOWN_DATI = {
+    "gestore-emittente",
+    "data",
+    "identificativo",
+    "msgid",
+    "ricevuta",
+    "consegna",
+    "ricezione",
+    "errore-esteso",
+}
 _KNOWN_INTESTAZIONE = {"mittente", "destinatari", "risposte", "oggetto"}
 
 
@@ -141,8 +149,10 @@ def parse(data: bytes) -> Daticert:
             problems.append(f"daticert.xml: stray text inside <{node.tag}>")
         unknown = sorted({c.tag for c in node.children} - known)
         if unknown:
-            problems.append(f"daticert.xml: unexpected element(s) in <{node.tag}>: "
-                            f"{', '.join(_clip(tag) for tag in unknown[:10])}")
+            problems.append(
+                f"daticert.xml: unexpected element(s) in <{node.tag}>: "
+                f"{', '.join(_clip(tag) for tag in unknown[:10])}"
+            )
 
     destinatari = []
     if head is not None:
@@ -195,9 +205,11 @@ def _clip(value: str, size: int = 100) -> str:
 
 def render(record: Daticert) -> bytes:
     """The record as a daticert.xml document, laid out as providers write it."""
-    out = ['<?xml version="1.0" encoding="UTF-8"?>',
-           f"<postacert tipo={quoteattr(record.tipo or '')} errore={quoteattr(record.errore)}>",
-           "    <intestazione>"]
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f"<postacert tipo={quoteattr(record.tipo or '')} errore={quoteattr(record.errore)}>",
+        "    <intestazione>",
+    ]
     if record.mittente is not None:
         out.append(f"        <mittente>{escape(record.mittente)}</mittente>")
     for dest in record.destinatari:
@@ -210,10 +222,12 @@ def render(record: Daticert) -> bytes:
     if record.gestore_emittente is not None:
         out.append(f"        <gestore-emittente>{escape(record.gestore_emittente)}</gestore-emittente>")
     if record.giorno is not None:
-        out += [f"        <data zona={quoteattr(record.zona or '+0000')}>",
-                f"            <giorno>{escape(record.giorno)}</giorno>",
-                f"            <ora>{escape(record.ora or '00:00:00')}</ora>",
-                "        </data>"]
+        out += [
+            f"        <data zona={quoteattr(record.zona or '+0000')}>",
+            f"            <giorno>{escape(record.giorno)}</giorno>",
+            f"            <ora>{escape(record.ora or '00:00:00')}</ora>",
+            "        </data>",
+        ]
     if record.identificativo is not None:
         out.append(f"        <identificativo>{escape(record.identificativo)}</identificativo>")
     if record.msgid is not None:
@@ -236,4 +250,8 @@ def data_fields(when: datetime) -> tuple[str, str, str]:
     minutes = int(offset.total_seconds() // 60)
     sign = "+" if minutes >= 0 else "-"
     minutes = abs(minutes)
-    return when.strftime("%d/%m/%Y"), when.strftime("%H:%M:%S"), f"{sign}{minutes // 60:02d}{minutes % 60:02d}"
+    return (
+        when.strftime("%d/%m/%Y"),
+        when.strftime("%H:%M:%S"),
+        f"{sign}{minutes // 60:02d}{minutes % 60:02d}",
+    )

@@ -31,17 +31,22 @@ PEC_KINDS = frozenset((POSTA_CERTIFICATA, ANOMALIA, *RICEVUTE))
 
 # Subject prefixes providers put before the original subject (RFC 6109 and observed samples).
 # Longest first, so "AVVISO DI MANCATA CONSEGNA PER VIRUS: " wins over its shorter prefix.
-SUBJECT_PREFIXES = tuple(sorted({
-    "POSTA CERTIFICATA: ": POSTA_CERTIFICATA,
-    "ANOMALIA MESSAGGIO: ": ANOMALIA,
-    "ACCETTAZIONE: ": ACCETTAZIONE,
-    "AVVISO DI NON ACCETTAZIONE: ": NON_ACCETTAZIONE,
-    "AVVISO DI NON ACCETTAZIONE PER VIRUS: ": NON_ACCETTAZIONE,
-    "PRESA IN CARICO: ": PRESA_IN_CARICO,
-    "CONSEGNA: ": AVVENUTA_CONSEGNA,
-    "AVVISO DI MANCATA CONSEGNA: ": ERRORE_CONSEGNA,
-    "AVVISO DI MANCATA CONSEGNA PER VIRUS: ": ERRORE_CONSEGNA,
-    # RFC 6109 §3.1.6: both the 12 h and the 24 h notices carry X-Ricevuta: preavviso-errore-consegna
-    "AVVISO DI MANCATA CONSEGNA PER SUP. TEMPO MASSIMO: ": PREAVVISO_ERRORE_CONSEGNA,
-    "PROBLEMA DI SICUREZZA: ": RILEVAZIONE_VIRUS,
-}.items(), key=lambda item: -len(item[0])))
+SUBJECT_PREFIXES = tuple(
+    sorted(
+        {
+            "POSTA CERTIFICATA: ": POSTA_CERTIFICATA,
+            "ANOMALIA MESSAGGIO: ": ANOMALIA,
+            "ACCETTAZIONE: ": ACCETTAZIONE,
+            "AVVISO DI NON ACCETTAZIONE: ": NON_ACCETTAZIONE,
+            "AVVISO DI NON ACCETTAZIONE PER VIRUS: ": NON_ACCETTAZIONE,
+            "PRESA IN CARICO: ": PRESA_IN_CARICO,
+            "CONSEGNA: ": AVVENUTA_CONSEGNA,
+            "AVVISO DI MANCATA CONSEGNA: ": ERRORE_CONSEGNA,
+            "AVVISO DI MANCATA CONSEGNA PER VIRUS: ": ERRORE_CONSEGNA,
+            # RFC 6109 §3.1.6: both the 12 h and the 24 h notices carry X-Ricevuta: preavviso-errore-consegna
+            "AVVISO DI MANCATA CONSEGNA PER SUP. TEMPO MASSIMO: ": PREAVVISO_ERRORE_CONSEGNA,
+            "PROBLEMA DI SICUREZZA: ": RILEVAZIONE_VIRUS,
+        }.items(),
+        key=lambda item: -len(item[0]),
+    )
+)

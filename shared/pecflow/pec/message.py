@@ -22,17 +22,32 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from pecflow.pec import daticert as daticert_mod
 from pecflow.pec import kinds, mime, sdi
 
-MAX_NESTED_MESSAGES = 8      # postacert.eml inside postacert.eml ... followed this deep
+MAX_NESTED_MESSAGES = 8  # postacert.eml inside postacert.eml ... followed this deep
 MAX_PARSE_BYTES = 200 * 1024 * 1024
 MAX_ADDRESS_CHARS = 16 * 1024  # characters the stdlib address parser may read per message tree
-MAX_ADDRESSES = 10_000       # addresses read from the address fields of one message tree
-MAX_COMMENT_DEPTH = 16       # nested (comments) in an address field handed to it
-MAX_DATE_CHARS = 200         # of a Date value read (a real one has about 31)
+MAX_ADDRESSES = 10_000  # addresses read from the address fields of one message tree
+MAX_COMMENT_DEPTH = 16  # nested (comments) in an address field handed to it
+MAX_DATE_CHARS = 200  # of a Date value read (a real one has about 31)
 
-_MAIL_FIELDS = frozenset((
-    "from", "to", "cc", "date", "subject", "message-id", "received", "return-path", "mime-version",
-    "content-type", "delivered-to", "sender", "reply-to", "x-ricevuta", "x-trasporto",
-))
+_MAIL_FIELDS = frozenset(
+    (
+        "from",
+        "to",
+        "cc",
+        "date",
+        "subject",
+        "message-id",
+        "received",
+        "return-path",
+        "mime-version",
+        "content-type",
+        "delivered-to",
+        "sender",
+        "reply-to",
+        "x-ricevuta",
+        "x-trasporto",
+    )
+)
 _SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
 _DATICERT_NAMES = ("daticert.xml", "certdata.xml")  # RFC 6109 translates the name as certdata.xml
 _ON_BEHALF = re.compile(r"\s*+(?:per conto di|on behalf of)\s*+:", re.I)
@@ -44,14 +59,14 @@ _LIST_TAG = re.compile(r"^\s*(?:\[[^\]]*\]\s*)+")
 @dataclass(frozen=True, slots=True)
 class Recipient:
     address: str
-    type: str | None = None          # daticert destinatari tipo: certificato | esterno
+    type: str | None = None  # daticert destinatari tipo: certificato | esterno
 
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
     filename: str | None
     content_type: str
-    size: int                        # encoded size, as it sits in the message
+    size: int  # encoded size, as it sits in the message
     part: mime.Part = field(repr=False, compare=False)
 
     def content(self) -> bytes:
@@ -76,23 +91,23 @@ class PecMessage:
     in_reply_to: str | None = None
     references: list[str] = field(default_factory=list)
     # PEC data (daticert.xml first, headers as fallback)
-    ref_message_id: str | None = None        # receipts: the Message-ID of the message they are about
-    original_message_id: str | None = None   # envelopes: the sender's own Message-ID
+    ref_message_id: str | None = None  # receipts: the Message-ID of the message they are about
+    original_message_id: str | None = None  # envelopes: the sender's own Message-ID
     identificativo: str | None = None
-    provider: str | None = None              # daticert gestore-emittente
+    provider: str | None = None  # daticert gestore-emittente
     provider_domain: str | None = None
-    receipt_type: str | None = None          # completa | breve | sintetica
-    sender: str | None = None                # the original message's sender
+    receipt_type: str | None = None  # completa | breve | sintetica
+    sender: str | None = None  # the original message's sender
     recipients: list[Recipient] = field(default_factory=list)
     original_subject: str | None = None
-    timestamp: datetime | None = None        # the provider's time of the event, with its zone
-    delivered_to: str | None = None          # daticert consegna
+    timestamp: datetime | None = None  # the provider's time of the event, with its zone
+    delivered_to: str | None = None  # daticert consegna
     covered: list[str] = field(default_factory=list)  # daticert ricezione (presa in carico)
-    error: str | None = None                 # daticert errore, when not "nessuno"
-    error_detail: str | None = None          # daticert errore-esteso
-    permanent_error: bool = False            # errore-esteso starts with a 5.x.x code
+    error: str | None = None  # daticert errore, when not "nessuno"
+    error_detail: str | None = None  # daticert errore-esteso
+    permanent_error: bool = False  # errore-esteso starts with a 5.x.x code
     virus: bool = False
-    signature: str = "none"                  # present | missing | none
+    signature: str = "none"  # present | missing | none
     daticert: daticert_mod.Daticert | None = field(default=None, repr=False)
     postacert: PecMessage | None = field(default=None, repr=False)
     attachments: list[Attachment] = field(default_factory=list, repr=False)
@@ -136,7 +151,9 @@ class PecMessage:
             "virus": self.virus,
             "signature": self.signature,
             "size": self.size,
-            "postacert": None if self.postacert is None else {
+            "postacert": None
+            if self.postacert is None
+            else {
                 "kind": self.postacert.kind,
                 "message_id": self.postacert.message_id,
                 "subject": self.postacert.subject,
@@ -157,8 +174,9 @@ def parse(raw: bytes) -> PecMessage:
     if not raw or raw.isspace():  # (strip() would copy the whole message)
         return PecMessage(kinds.MALFORMED, ["empty file: not an e-mail"], len(raw or b""))
     if len(raw) > MAX_PARSE_BYTES:
-        return PecMessage(kinds.MALFORMED, [f"{len(raw)} bytes: larger than the {MAX_PARSE_BYTES}-byte limit"],
-                          len(raw))
+        return PecMessage(
+            kinds.MALFORMED, [f"{len(raw)} bytes: larger than the {MAX_PARSE_BYTES}-byte limit"], len(raw)
+        )
     start = 0
     problems = []
     if raw.startswith(b"From "):  # an mbox separator line before the headers
@@ -186,8 +204,11 @@ def _read(root: mime.Part, nesting: int, budget: _Budget) -> PecMessage:
     size = root.end - root.start
     headers = root.headers
     if not any(name.lower() in _MAIL_FIELDS for name, _ in headers.fields):
-        reason = "no header fields: not an e-mail" if not len(headers) else \
-            "no e-mail header fields (From, To, Date, Subject, Message-ID, ...): not an e-mail"
+        reason = (
+            "no header fields: not an e-mail"
+            if not len(headers)
+            else "no e-mail header fields (From, To, Date, Subject, Message-ID, ...): not an e-mail"
+        )
         return PecMessage(kinds.MALFORMED, [reason], size, root=root)
 
     problems: list[str] = []
@@ -234,8 +255,9 @@ def _read(root: mime.Part, nesting: int, budget: _Budget) -> PecMessage:
     return msg
 
 
-def _read_common_headers(msg: PecMessage, headers: mime.Headers, problems: list[str],
-                         budget: _Budget) -> None:
+def _read_common_headers(
+    msg: PecMessage, headers: mime.Headers, problems: list[str], budget: _Budget
+) -> None:
     msg.message_id = _msgid(headers.get("message-id"))
     msg.subject = mime.decode_text(headers.get("subject"), problems, msg.root.budget)
     date = headers.get("date")
@@ -263,8 +285,10 @@ def _kind_from_headers(headers: mime.Headers, problems: list[str]) -> str | None
         if not values:
             continue
         if len(set(values)) > 1:
-            problems.append(f"{len(values)} different {name} headers: "
-                            f"{', '.join(_clip(v) for v in sorted(set(values))[:10])}")
+            problems.append(
+                f"{len(values)} different {name} headers: "
+                f"{', '.join(_clip(v) for v in sorted(set(values))[:10])}"
+            )
         elif len(values) > 1:
             problems.append(f"{name} header repeated {len(values)} times")
         value = values[0]
@@ -287,7 +311,7 @@ def _split_subject(subject: str | None) -> tuple[str | None, str | None]:
     upper = text.upper()
     for prefix, kind in kinds.SUBJECT_PREFIXES:
         if upper.startswith(prefix):
-            return kind, text[len(prefix):]
+            return kind, text[len(prefix) :]
     return None, subject
 
 
@@ -329,8 +353,15 @@ class _Survey:
                 self.daticert = part
 
 
-def _read_pec(msg: PecMessage, headers: mime.Headers, survey: _Survey, dc, nesting: int,
-              problems: list[str], budget: _Budget) -> None:
+def _read_pec(
+    msg: PecMessage,
+    headers: mime.Headers,
+    survey: _Survey,
+    dc,
+    nesting: int,
+    problems: list[str],
+    budget: _Budget,
+) -> None:
     kind = msg.kind
     is_busta = kind in (kinds.POSTA_CERTIFICATA, kinds.ANOMALIA)
 
@@ -352,8 +383,10 @@ def _read_pec(msg: PecMessage, headers: mime.Headers, survey: _Survey, dc, nesti
         problems.append("X-Riferimento-Message-ID header repeated")
     dc_ref = dc.msgid if dc is not None else None
     if header_ref and dc_ref and _bare(header_ref) != _bare(dc_ref):
-        problems.append(f"X-Riferimento-Message-ID {_clip(header_ref)} disagrees with daticert msgid "
-                        f"{_clip(dc_ref)}: daticert wins")
+        problems.append(
+            f"X-Riferimento-Message-ID {_clip(header_ref)} disagrees with daticert msgid "
+            f"{_clip(dc_ref)}: daticert wins"
+        )
     reference = dc_ref or header_ref
     if is_busta:
         msg.original_message_id = reference
@@ -375,17 +408,25 @@ def _read_pec(msg: PecMessage, headers: mime.Headers, survey: _Survey, dc, nesti
         msg.covered = list(dc.ricezione)
         msg.error = dc.errore if dc.errore != "nessuno" else None
         msg.error_detail = dc.errore_esteso
-    if kind == kinds.POSTA_CERTIFICATA and msg.message_id and msg.identificativo \
-            and _bare(msg.message_id) != _bare(msg.identificativo):
-        problems.append(f"envelope Message-ID {_clip(msg.message_id)} differs from daticert identificativo "
-                        f"{_clip(msg.identificativo)}")
+    if (
+        kind == kinds.POSTA_CERTIFICATA
+        and msg.message_id
+        and msg.identificativo
+        and _bare(msg.message_id) != _bare(msg.identificativo)
+    ):
+        problems.append(
+            f"envelope Message-ID {_clip(msg.message_id)} differs from daticert identificativo "
+            f"{_clip(msg.identificativo)}"
+        )
 
     # receipt type
     header_type = (headers.get("x-tiporicevuta") or "").strip().lower() or None
     dc_type = dc.ricevuta if dc is not None else None
     if header_type and dc_type and header_type != dc_type:
-        problems.append(f"X-TipoRicevuta {_clip(header_type)!r} disagrees with daticert ricevuta "
-                        f"{_clip(dc_type)!r}: daticert wins")
+        problems.append(
+            f"X-TipoRicevuta {_clip(header_type)!r} disagrees with daticert ricevuta "
+            f"{_clip(dc_type)!r}: daticert wins"
+        )
     msg.receipt_type = dc_type or (header_type if header_type in daticert_mod.TIPI_RICEVUTA else None)
     if header_type and header_type not in daticert_mod.TIPI_RICEVUTA:
         problems.append(f"unknown X-TipoRicevuta {_clip(header_type)!r}")
@@ -405,8 +446,9 @@ def _read_pec(msg: PecMessage, headers: mime.Headers, survey: _Survey, dc, nesti
             msg.postacert = _read(inner, nesting + 1, budget)
             msg.attachments = msg.postacert.attachments
             if msg.postacert.kind == kinds.MALFORMED:
-                problems.append("postacert.eml is not a readable message: "
-                                + "; ".join(msg.postacert.problems))
+                problems.append(
+                    "postacert.eml is not a readable message: " + "; ".join(msg.postacert.problems)
+                )
     elif is_busta:
         problems.append("envelope without the original message (postacert.eml)")
 
@@ -426,8 +468,11 @@ def _read_pec(msg: PecMessage, headers: mime.Headers, survey: _Survey, dc, nesti
     if msg.error_detail and _PERMANENT.match(msg.error_detail):
         msg.permanent_error = True
     verifica = (headers.get("x-verificasicurezza") or "").strip().lower()
-    msg.virus = msg.error == "virus" or kind == kinds.RILEVAZIONE_VIRUS or \
-        (verifica == "errore" and kind in (kinds.NON_ACCETTAZIONE, kinds.ERRORE_CONSEGNA))
+    msg.virus = (
+        msg.error == "virus"
+        or kind == kinds.RILEVAZIONE_VIRUS
+        or (verifica == "errore" and kind in (kinds.NON_ACCETTAZIONE, kinds.ERRORE_CONSEGNA))
+    )
 
     if kind == kinds.POSTA_CERTIFICATA and msg.postacert is not None and msg.attachments:
         msg.sdi = sdi.recognise((a.filename, a.content) for a in msg.attachments if a.filename)
@@ -435,8 +480,9 @@ def _read_pec(msg: PecMessage, headers: mime.Headers, survey: _Survey, dc, nesti
             problems.extend(msg.sdi.problems)
 
 
-def _fallbacks(msg: PecMessage, headers: mime.Headers, survey: _Survey, problems: list[str],
-               budget: _Budget) -> None:
+def _fallbacks(
+    msg: PecMessage, headers: mime.Headers, survey: _Survey, problems: list[str], budget: _Budget
+) -> None:
     kind = msg.kind
     if msg.original_subject is None:
         msg.original_subject = _split_subject(msg.subject)[1]
@@ -444,9 +490,10 @@ def _fallbacks(msg: PecMessage, headers: mime.Headers, survey: _Survey, problems
         display = _display_name(headers.get("from") or "", problems, budget)
         display = mime.decode_text(display) or ""
         on_behalf = _ON_BEHALF.match(display)
-        behalf = display[on_behalf.end():].strip() if on_behalf else ""
-        msg.sender = _address(behalf, "From", problems, budget) if behalf and "\n" not in behalf \
-            else msg.reply_to
+        behalf = display[on_behalf.end() :].strip() if on_behalf else ""
+        msg.sender = (
+            _address(behalf, "From", problems, budget) if behalf and "\n" not in behalf else msg.reply_to
+        )
         source = msg.postacert if msg.postacert is not None else msg
         msg.recipients = [Recipient(a) for a in (*source.to, *source.cc)]
         if kind == kinds.POSTA_CERTIFICATA and msg.identificativo is None:
@@ -535,7 +582,7 @@ def _simple_address(item: str, collapsed: bool = False) -> str | None:
     if lt != -1:
         if (_NOT_IN_COLLAPSED_DISPLAY if collapsed else _NOT_IN_DISPLAY).search(text, 0, lt):
             return None
-        text = text[lt + 1:]
+        text = text[lt + 1 :]
     if text.endswith(">"):
         text = text[:-1]
     found = _ADDR_SPEC.fullmatch(text.strip())
@@ -583,8 +630,11 @@ def _stdlib_may_read(name: str, text: str, problems: list[str], budget: _Budget)
     """Whether the stdlib address parser may be given `text`: it reads in Python, a few
     microseconds per character, and recurses once per nested comment."""
     if len(text) > budget.address_chars:
-        _add_problem(problems, f"{name} header unreadable: {len(text)} characters, past the "
-                               f"{MAX_ADDRESS_CHARS} the address parser may read for one message")
+        _add_problem(
+            problems,
+            f"{name} header unreadable: {len(text)} characters, past the "
+            f"{MAX_ADDRESS_CHARS} the address parser may read for one message",
+        )
         return False
     budget.address_chars -= len(text)
     if "(" in text:
@@ -601,8 +651,15 @@ def _stdlib_may_read(name: str, text: str, problems: list[str], budget: _Budget)
     return True
 
 
-def _stdlib_addresses(name: str, values: list[str], problems: list[str], budget: _Budget,
-                      *, first: bool = False, decode: bool = True) -> list[tuple[str, str]]:
+def _stdlib_addresses(
+    name: str,
+    values: list[str],
+    problems: list[str],
+    budget: _Budget,
+    *,
+    first: bool = False,
+    decode: bool = True,
+) -> list[tuple[str, str]]:
     texts = [mime.decode_text(v, problems) or "" for v in values] if decode else values
     if not _stdlib_may_read(name, ", ".join(texts), problems, budget):
         return []
@@ -613,8 +670,9 @@ def _stdlib_addresses(name: str, values: list[str], problems: list[str], budget:
         return []
 
 
-def _address(value: str | None, name: str = "From", problems: list[str] | None = None,
-             budget: _Budget | None = None) -> str | None:
+def _address(
+    value: str | None, name: str = "From", problems: list[str] | None = None, budget: _Budget | None = None
+) -> str | None:
     if not value:
         return None
     simple = _simple_address(value)
@@ -624,20 +682,24 @@ def _address(value: str | None, name: str = "From", problems: list[str] | None =
             simple = _simple_address(collapsed, collapsed=True)
     if simple:
         return simple
-    found = _stdlib_addresses(name, [value], [] if problems is None else problems,
-                              budget or _Budget(), first=True)
+    found = _stdlib_addresses(
+        name, [value], [] if problems is None else problems, budget or _Budget(), first=True
+    )
     return (found[0][1] or None) if found else None
 
 
-def _addresses(values: list[str], name: str = "To", problems: list[str] | None = None,
-               budget: _Budget | None = None) -> list[str]:
+def _addresses(
+    values: list[str], name: str = "To", problems: list[str] | None = None, budget: _Budget | None = None
+) -> list[str]:
     if not values:
         return []
     budget = budget or _Budget()
     simple = _simple_addresses(values, budget)
     if simple is not None:
         if len(simple) == budget.addresses and problems is not None:
-            _add_problem(problems, f"{name}: addresses beyond the {MAX_ADDRESSES} read for one message ignored")
+            _add_problem(
+                problems, f"{name}: addresses beyond the {MAX_ADDRESSES} read for one message ignored"
+            )
         budget.addresses -= len(simple)
         return simple
     found = _stdlib_addresses(name, values, [] if problems is None else problems, budget)
@@ -671,5 +733,6 @@ def classify(raw: bytes) -> PecMessage:
     try:
         return parse(raw)
     except Exception as exc:  # noqa: BLE001 - deliberate: see docstring
-        return PecMessage(kinds.MALFORMED, [f"internal parser error: {type(exc).__name__}: {exc}"],
-                          len(raw or b""))
+        return PecMessage(
+            kinds.MALFORMED, [f"internal parser error: {type(exc).__name__}: {exc}"], len(raw or b"")
+        )

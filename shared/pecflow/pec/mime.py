@@ -24,16 +24,16 @@ import re
 from encodings.aliases import aliases as _CODEC_ALIASES
 from urllib.parse import unquote_to_bytes
 
-MAX_HEADER_FIELDS = 2000      # header fields kept per entity; the rest is reported, not parsed
+MAX_HEADER_FIELDS = 2000  # header fields kept per entity; the rest is reported, not parsed
 MAX_FIELD_CHARS = 256 * 1024  # one field's value; longer values are cut
 MAX_HEADER_CHARS = 8 * 1024 * 1024  # values kept from one header section; past it fields are skipped
-MAX_PARTS = 1000              # sub-parts read from one multipart
-MAX_TOTAL_PARTS = 2_000       # parts read from one message tree, nested messages included
-MAX_TOTAL_FIELDS = 20_000     # header fields kept from one message tree
-MAX_TOTAL_WORDS = 20_000      # RFC 2047 encoded words decoded for one message tree
-MAX_TOTAL_PARAMS = 20_000     # Content-Type / Content-Disposition parameters read from one message tree
-MAX_DEPTH = 40                # multipart / message nesting followed
-MAX_PARAMS = 1000             # parameters read from one header field (RFC 2231 pieces included)
+MAX_PARTS = 1000  # sub-parts read from one multipart
+MAX_TOTAL_PARTS = 2_000  # parts read from one message tree, nested messages included
+MAX_TOTAL_FIELDS = 20_000  # header fields kept from one message tree
+MAX_TOTAL_WORDS = 20_000  # RFC 2047 encoded words decoded for one message tree
+MAX_TOTAL_PARAMS = 20_000  # Content-Type / Content-Disposition parameters read from one message tree
+MAX_DEPTH = 40  # multipart / message nesting followed
+MAX_PARAMS = 1000  # parameters read from one header field (RFC 2231 pieces included)
 
 
 class Headers:
@@ -71,16 +71,53 @@ class Headers:
 # Codecs decoded with: C implementations, timed linear in their input. Others are refused:
 # punycode and idna are quadratic Python code, and hex, zlib, base64, uu, rot13 ... are not
 # charsets at all.
-_LINEAR_CODECS = frozenset((
-    "ascii", "latin_1", "utf_8", "utf_8_sig", "utf_7", "utf_16", "utf_16_le", "utf_16_be",
-    "utf_32", "utf_32_le", "utf_32_be",
-    *(f"iso8859_{n}" for n in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16)),
-    *(f"cp{n}" for n in (437, 850, 852, 866, 874, 1250, 1251, 1252, 1253, 1254, 1255, 1256, 1257, 1258)),
-    "koi8_r", "koi8_u", "koi8_t", "tis_620", "mac_roman", "mac_latin2",
-    "shift_jis", "cp932", "euc_jp", "shift_jis_2004", "shift_jisx0213", "euc_jis_2004", "euc_jisx0213",
-    "iso2022_jp", "iso2022_jp_1", "iso2022_jp_2", "iso2022_jp_3", "iso2022_jp_ext", "iso2022_jp_2004",
-    "gb2312", "gbk", "gb18030", "hz", "big5", "big5hkscs", "cp950", "euc_kr", "cp949", "johab", "iso2022_kr",
-))
+_LINEAR_CODECS = frozenset(
+    (
+        "ascii",
+        "latin_1",
+        "utf_8",
+        "utf_8_sig",
+        "utf_7",
+        "utf_16",
+        "utf_16_le",
+        "utf_16_be",
+        "utf_32",
+        "utf_32_le",
+        "utf_32_be",
+        *(f"iso8859_{n}" for n in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16)),
+        *(f"cp{n}" for n in (437, 850, 852, 866, 874, 1250, 1251, 1252, 1253, 1254, 1255, 1256, 1257, 1258)),
+        "koi8_r",
+        "koi8_u",
+        "koi8_t",
+        "tis_620",
+        "mac_roman",
+        "mac_latin2",
+        "shift_jis",
+        "cp932",
+        "euc_jp",
+        "shift_jis_2004",
+        "shift_jisx0213",
+        "euc_jis_2004",
+        "euc_jisx0213",
+        "iso2022_jp",
+        "iso2022_jp_1",
+        "iso2022_jp_2",
+        "iso2022_jp_3",
+        "iso2022_jp_ext",
+        "iso2022_jp_2004",
+        "gb2312",
+        "gbk",
+        "gb18030",
+        "hz",
+        "big5",
+        "big5hkscs",
+        "cp950",
+        "euc_kr",
+        "cp949",
+        "johab",
+        "iso2022_kr",
+    )
+)
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _CHARSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]*+")
 
@@ -146,8 +183,9 @@ _NOT_A_FIELD = re.compile(rb"\n(?![ \t]|[\x21-\x39\x3b-\x7e]++[ \t]*+:)")
 _LINE_BREAK = re.compile(r"(?<!\r)\r*+\n")
 
 
-def _read_fields(raw: bytes, pos: int, size: int,
-                 budget: _Budget | None = None) -> tuple[list[tuple[str, str]], int, list[str]]:
+def _read_fields(
+    raw: bytes, pos: int, size: int, budget: _Budget | None = None
+) -> tuple[list[tuple[str, str]], int, list[str]]:
     """The fields of the header lines in raw[pos:size]: see `parse_header_block`. Each
     field kept costs some Python work: `budget` (the message's) bounds their number."""
     fields: list[tuple[str, str]] = []
@@ -168,9 +206,14 @@ def _read_fields(raw: bytes, pos: int, size: int,
             stop = size if found is None else found.end()
             lines = 1 + raw.count(b"\n", pos, stop - 1)
             skipped = lines - raw.count(b"\n ", pos, stop) - raw.count(b"\n\t", pos, stop)
-            defects.append(f"{skipped} header fields beyond the first {len(fields)} ignored"
-                           + ("" if len(fields) < limit or limit == MAX_HEADER_FIELDS else
-                              f" (at most {MAX_TOTAL_FIELDS} are read from one message)"))
+            defects.append(
+                f"{skipped} header fields beyond the first {len(fields)} ignored"
+                + (
+                    ""
+                    if len(fields) < limit or limit == MAX_HEADER_FIELDS
+                    else f" (at most {MAX_TOTAL_FIELDS} are read from one message)"
+                )
+            )
             if budget is not None:
                 budget.fields -= len(fields)
             return fields, stop, defects
@@ -179,9 +222,10 @@ def _read_fields(raw: bytes, pos: int, size: int,
         end = size if found is None else found.end()
         name = match.group(1).decode("latin-1")
         if end - start > MAX_FIELD_CHARS:
-            defects.append(f"{name[:40]} header field of {end - start} characters: "
-                           f"only the first {MAX_FIELD_CHARS} read")
-            value = raw[start:start + MAX_FIELD_CHARS].decode("latin-1")
+            defects.append(
+                f"{name[:40]} header field of {end - start} characters: only the first {MAX_FIELD_CHARS} read"
+            )
+            value = raw[start : start + MAX_FIELD_CHARS].decode("latin-1")
         else:
             value = raw[start:end].decode("latin-1")
         nl = value.find("\n")
@@ -216,8 +260,9 @@ _PARAM = re.compile(r""";\s*+([^\s=;"]++)\s*+=\s*+("(?:[^"\\]++|\\.)*+"?|[^;]*+)
 _QUOTED_PAIR = re.compile(r"\\(.)", re.S)
 
 
-def parse_content_type(value: str | None, problems: list[str] | None = None,
-                       budget: _Budget | None = None) -> tuple[str, dict[str, str]]:
+def parse_content_type(
+    value: str | None, problems: list[str] | None = None, budget: _Budget | None = None
+) -> tuple[str, dict[str, str]]:
     """('type/subtype' lower-cased, params with lower-cased names, RFC 2231 decoded)."""
     if not value:
         return "text/plain", {}
@@ -228,16 +273,18 @@ def parse_content_type(value: str | None, problems: list[str] | None = None,
     return ctype, parse_params(";" + rest, problems, budget) if rest else {}
 
 
-def parse_disposition(value: str | None, problems: list[str] | None = None,
-                      budget: _Budget | None = None) -> tuple[str, dict[str, str]]:
+def parse_disposition(
+    value: str | None, problems: list[str] | None = None, budget: _Budget | None = None
+) -> tuple[str, dict[str, str]]:
     if not value:
         return "", {}
     head, _, rest = value.partition(";")
     return head.strip().lower(), parse_params(";" + rest, problems, budget) if rest else {}
 
 
-def parse_params(text: str, problems: list[str] | None = None,
-                 budget: _Budget | None = None) -> dict[str, str]:
+def parse_params(
+    text: str, problems: list[str] | None = None, budget: _Budget | None = None
+) -> dict[str, str]:
     """Parameters after a header value's first ';' (names lower-cased, RFC 2231 decoded;
     a charset that is not decoded is reported in `problems`). At most `MAX_PARAMS` are
     read, and no more than what is left of the message's `budget`."""
@@ -245,9 +292,14 @@ def parse_params(text: str, problems: list[str] | None = None,
     allowed = MAX_PARAMS if budget is None else max(0, min(MAX_PARAMS, budget.params))
     if len(found) > allowed:
         if problems is not None:
-            problems.append(f"{len(found)} parameters in a header field: only the first {allowed} read"
-                            + ("" if allowed == MAX_PARAMS else
-                               f" (at most {MAX_TOTAL_PARAMS} are read from one message)"))
+            problems.append(
+                f"{len(found)} parameters in a header field: only the first {allowed} read"
+                + (
+                    ""
+                    if allowed == MAX_PARAMS
+                    else f" (at most {MAX_TOTAL_PARAMS} are read from one message)"
+                )
+            )
         del found[allowed:]
     if budget is not None:
         budget.params -= len(found)
@@ -304,16 +356,17 @@ def _word_bytes(encoding: str, text: str) -> bytes | None:
     try:
         if encoding in "bB":
             if len(data) % 4:
-                data += b"==="[:4 - len(data) % 4]
+                data += b"==="[: 4 - len(data) % 4]
             return binascii.a2b_base64(data, strict_mode=True)
         stripped = data.rstrip(b"=")  # a2b_qp would take a final '=' for a soft line break
-        return binascii.a2b_qp(stripped, header=True) + data[len(stripped):]
+        return binascii.a2b_qp(stripped, header=True) + data[len(stripped) :]
     except binascii.Error:
         return None
 
 
-def decode_text(value: str | None, problems: list[str] | None = None,
-                budget: _Budget | None = None) -> str | None:
+def decode_text(
+    value: str | None, problems: list[str] | None = None, budget: _Budget | None = None
+) -> str | None:
     """A header value as text: RFC 2047 encoded words decoded, raw 8-bit read as UTF-8 or
     Windows-1252. Adjacent encoded words are joined (the blanks between them dropped, their
     bytes decoded together when the charset is the same); broken words stay as they are.
@@ -326,7 +379,7 @@ def decode_text(value: str | None, problems: list[str] | None = None,
     if "=?" not in value:
         return value
     out: list[str] = []
-    pending = bytearray()   # bytes of adjacent words in one charset, decoded together
+    pending = bytearray()  # bytes of adjacent words in one charset, decoded together
     pending_charset = ""
     pos = 0
     after_word = False
@@ -341,10 +394,11 @@ def decode_text(value: str | None, problems: list[str] | None = None,
             budget.words -= 1
             if budget.words < 0:
                 if problems is not None and budget.words == -1:
-                    problems.append(f"encoded words beyond the {MAX_TOTAL_WORDS} decoded for one message "
-                                    "left as they are")
+                    problems.append(
+                        f"encoded words beyond the {MAX_TOTAL_WORDS} decoded for one message left as they are"
+                    )
                 break
-        gap = value[pos:match.start()]
+        gap = value[pos : match.start()]
         data = _word_bytes(match.group(2), match.group(3))
         if data is None:
             flush()
@@ -392,8 +446,7 @@ class _Delimiters:
     delimiter already found, and what a search learnt is kept until passed: look-alikes
     then cost no Python work, and no byte is searched twice for the same tail."""
 
-    __slots__ = ("raw", "end", "needle", "needles", "found", "checked", "lookalikes", "first",
-                 "by_tail")
+    __slots__ = ("raw", "end", "needle", "needles", "found", "checked", "lookalikes", "first", "by_tail")
     TAILS = (b"\r", b"\n", b"--", b" ", b"\t")  # the likeliest first
 
     def __init__(self, raw: bytes, delim: bytes, end: int):
@@ -401,10 +454,10 @@ class _Delimiters:
         self.end = end
         self.needle = b"\n" + delim
         self.needles = [self.needle + tail for tail in self.TAILS]
-        self.found = [-1] * len(self.TAILS)    # per tail: the first occurrence found, or -1
-        self.checked = [0] * len(self.TAILS)   # ... and no other starts before this position
+        self.found = [-1] * len(self.TAILS)  # per tail: the first occurrence found, or -1
+        self.checked = [0] * len(self.TAILS)  # ... and no other starts before this position
         self.lookalikes = 0
-        self.first = -1                        # where the first look-alike was
+        self.first = -1  # where the first look-alike was
         self.by_tail = False
 
     def next(self, pos: int) -> int:
@@ -414,7 +467,7 @@ class _Delimiters:
             at = raw.find(needle, pos, end)
             if at == -1:
                 return -1
-            tail = raw[at + len(needle):at + len(needle) + 2]
+            tail = raw[at + len(needle) : at + len(needle) + 2]
             if not tail or tail == b"--" or tail[:1] in b" \t\r\n":
                 return at + 1
             self.lookalikes += 1
@@ -439,9 +492,13 @@ class _Delimiters:
                 best = at
         # a delimiter ending the range, its tail past it (whole, or the second '-' of "--")
         last = end - len(needle)
-        for at, tail in ((last - 1, raw[end - 1:end + 1]), (last, raw[end:end + 2])):
-            if pos <= at and (best == -1 or at < best) and raw.startswith(needle, at) \
-                    and (not tail or tail == b"--" or (at == last and tail[:1] in b" \t\r\n")):
+        for at, tail in ((last - 1, raw[end - 1 : end + 1]), (last, raw[end : end + 2])):
+            if (
+                pos <= at
+                and (best == -1 or at < best)
+                and raw.startswith(needle, at)
+                and (not tail or tail == b"--" or (at == last and tail[:1] in b" \t\r\n"))
+            ):
                 best = at
                 break
         return best + 1 if best != -1 else -1
@@ -469,11 +526,31 @@ _UNSET = object()
 class Part:
     """One MIME entity: raw[start:end], header section then body."""
 
-    __slots__ = ("raw", "start", "end", "depth", "body_start", "budget", "_headers", "_ctype", "_params",
-                 "_disposition", "_filename", "_children", "_message", "defects")
+    __slots__ = (
+        "raw",
+        "start",
+        "end",
+        "depth",
+        "body_start",
+        "budget",
+        "_headers",
+        "_ctype",
+        "_params",
+        "_disposition",
+        "_filename",
+        "_children",
+        "_message",
+        "defects",
+    )
 
-    def __init__(self, raw: bytes, start: int = 0, end: int | None = None, depth: int = 0,
-                 budget: _Budget | None = None):
+    def __init__(
+        self,
+        raw: bytes,
+        start: int = 0,
+        end: int | None = None,
+        depth: int = 0,
+        budget: _Budget | None = None,
+    ):
         self.raw = raw
         self.start = start
         self.end = len(raw) if end is None else end
@@ -513,7 +590,7 @@ class Part:
     def body(self) -> bytes:
         if self._headers is None:
             self._parse_headers()
-        return self.raw[self.body_start:self.end]
+        return self.raw[self.body_start : self.end]
 
     @property
     def body_size(self) -> int:
@@ -524,15 +601,17 @@ class Part:
     @property
     def content_type(self) -> str:
         if self._ctype is None:
-            self._ctype, self._params = parse_content_type(self.headers.get("content-type"), self.defects,
-                                                             self.budget)
+            self._ctype, self._params = parse_content_type(
+                self.headers.get("content-type"), self.defects, self.budget
+            )
         return self._ctype
 
     @property
     def params(self) -> dict[str, str]:
         if self._params is None:
-            self._ctype, self._params = parse_content_type(self.headers.get("content-type"), self.defects,
-                                                             self.budget)
+            self._ctype, self._params = parse_content_type(
+                self.headers.get("content-type"), self.defects, self.budget
+            )
         return self._params
 
     @property
@@ -542,8 +621,9 @@ class Part:
     @property
     def disposition(self) -> tuple[str, dict[str, str]]:
         if self._disposition is None:
-            self._disposition = parse_disposition(self.headers.get("content-disposition"), self.defects,
-                                                  self.budget)
+            self._disposition = parse_disposition(
+                self.headers.get("content-disposition"), self.defects, self.budget
+            )
         return self._disposition
 
     @property
@@ -552,8 +632,9 @@ class Part:
         if self._filename is _UNSET:
             _, dparams = self.disposition
             name = dparams.get("filename") or self.params.get("name")
-            self._filename = None if name is None else \
-                (decode_text(name, self.defects, self.budget).strip() or None)
+            self._filename = (
+                None if name is None else (decode_text(name, self.defects, self.budget).strip() or None)
+            )
         return self._filename
 
     @property
@@ -584,8 +665,9 @@ class Part:
             return Part(self.raw, self.body_start, self.end, self.depth + 1, self.budget)
         self.defects.append(f"message/rfc822 part with {encoding} transfer encoding")
         if self.body_size > self.budget.decoded:
-            self.defects.append("message/rfc822 part not followed: "
-                                "too many bytes of nested messages to decode")
+            self.defects.append(
+                "message/rfc822 part not followed: too many bytes of nested messages to decode"
+            )
             return None
         inner = decode_body(self.body, encoding)[0]
         self.budget.decoded -= len(inner)
@@ -597,8 +679,9 @@ class Part:
         if budget.parts <= 0:
             if not budget.spent:
                 budget.spent = True
-                self.defects.append(f"more than {MAX_TOTAL_PARTS} MIME parts in the message: "
-                                    "the rest not read")
+                self.defects.append(
+                    f"more than {MAX_TOTAL_PARTS} MIME parts in the message: the rest not read"
+                )
             return False
         budget.parts -= 1
         return True
@@ -623,14 +706,14 @@ class Part:
         part_start = -1
         closed = False
         # a delimiter is "--boundary" at the start of a line, followed by "--", blanks or EOL
-        tail = raw[start + dlen:start + dlen + 2]
+        tail = raw[start + dlen : start + dlen + 2]
         if raw.startswith(delim, start) and (not tail or tail == b"--" or tail[:1] in b" \t\r\n"):
             hit = start
         else:
             hit = delimiters.next(start)
         while hit != -1:
             after = hit + dlen
-            is_close = raw[after:after + 2] == b"--"
+            is_close = raw[after : after + 2] == b"--"
             if part_start != -1:
                 pend = hit - 1 if hit > start and raw[hit - 1] == 0x0A else hit
                 if pend > part_start and raw[pend - 1] == 0x0D:

@@ -27,8 +27,14 @@ ELEMENTS_BASE = 500
 # DER of the OIDs 1.2.840.113549.1.7.2 (signedData) and 1.2.840.113549.1.7.1 (data), without tag+length
 _OID_SIGNED_DATA = bytes.fromhex("2a864886f70d010702")
 _PKCS7 = bytes.fromhex("2a864886f70d0107")
-_PKCS7_NAMES = {1: "data", 2: "signedData", 3: "envelopedData", 4: "signedAndEnvelopedData",
-                5: "digestedData", 6: "encryptedData"}
+_PKCS7_NAMES = {
+    1: "data",
+    2: "signedData",
+    3: "envelopedData",
+    4: "signedAndEnvelopedData",
+    5: "digestedData",
+    6: "encryptedData",
+}
 
 # universal tags
 _INTEGER, _OCTET_STRING, _OID, _SEQUENCE, _SET = 2, 4, 6, 16, 17
@@ -122,13 +128,12 @@ class _Reader:
                 raise P7mError(f"length of {count} octets at byte {pos}")
             if i + count > limit:
                 raise P7mError(f"truncated length at byte {pos}")
-            length = int.from_bytes(data[i:i + count], "big")
+            length = int.from_bytes(data[i : i + count], "big")
             i += count
         else:
             length = octet
         if i + length > limit:
-            raise P7mError(f"truncated: element at byte {pos} claims {length} bytes, "
-                           f"{limit - i} available")
+            raise P7mError(f"truncated: element at byte {pos} claims {length} bytes, {limit - i} available")
         return _Tlv(cls, constructed, number, pos, i, i + length, i + length)
 
     def _indefinite_end(self, pos: int, body: int, limit: int, depth: int) -> tuple[int, int]:
@@ -154,14 +159,14 @@ class _Reader:
         """An OCTET STRING's value; a constructed one is the concatenation of its chunks."""
         data = self.data
         if not tlv.constructed:
-            return data[tlv.body:tlv.end]
+            return data[tlv.body : tlv.end]
         out = bytearray()
         cursor = tlv.body
         while cursor < tlv.end:
             if data[cursor] == 0x04:  # a primitive chunk: the quick way
                 after = self._short_primitive(cursor, tlv.end, depth + 1)
                 if after != -1:
-                    out += data[cursor + 2:after]
+                    out += data[cursor + 2 : after]
                     cursor = after
                     continue
             chunk = self.read(cursor, tlv.end, depth + 1)
@@ -202,7 +207,7 @@ def _one_layer(data: bytes) -> bytes:
     oid = next(info, None)
     if oid is None or not oid.is_(_UNIVERSAL, _OID) or oid.constructed:
         raise P7mError("not a PKCS#7/CMS ContentInfo (no content type)")
-    content_type = data[oid.body:oid.end]
+    content_type = data[oid.body : oid.end]
     if content_type != _OID_SIGNED_DATA:
         raise P7mError(f"content type {_oid_text(content_type)} is not SignedData")
     wrapper = next(info, None)
@@ -236,7 +241,7 @@ def _one_layer(data: bytes) -> bytes:
     if inner.is_(_UNIVERSAL, _OCTET_STRING):
         return reader.octets(inner, 5)
     # PKCS#7 v1.5 allowed `content [0] EXPLICIT ANY` for other types: hand back the encoding
-    return data[inner.start:inner.next]
+    return data[inner.start : inner.next]
 
 
 _B64_TEXT = re.compile(rb"[A-Za-z0-9+/=\s]+")
@@ -272,7 +277,7 @@ def _starts_signed(data: bytes) -> bool:
         return False
     octet = data[1]
     skip = 2 + (octet & 0x7F if octet > 0x80 else 0)
-    return data[skip:skip + len(_SIGNED_DATA_TLV)] == _SIGNED_DATA_TLV
+    return data[skip : skip + len(_SIGNED_DATA_TLV)] == _SIGNED_DATA_TLV
 
 
 def _looks_signed(data: bytes) -> bool:

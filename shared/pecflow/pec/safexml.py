@@ -150,15 +150,17 @@ def _parse_once(data: bytes | str, max_depth: int, max_nodes: int) -> Node:
     try:
         parser.Parse(data, True)
     except expat.ExpatError as exc:
-        raise XmlError(f"not well-formed XML: {expat.ErrorString(exc.code)} "
-                       f"(line {exc.lineno}, column {exc.offset})") from None
+        raise XmlError(
+            f"not well-formed XML: {expat.ErrorString(exc.code)} (line {exc.lineno}, column {exc.offset})"
+        ) from None
     if not roots:
         raise XmlError("no root element")
     return roots[0]
 
 
-def parse(data: bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH,
-          max_nodes: int = MAX_NODES) -> Node:
+def parse(
+    data: bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES
+) -> Node:
     """Parse `data` into a tree of `Node`s, or raise `XmlError` saying why not."""
     if not isinstance(data, (bytes, bytearray)):
         raise XmlError(f"expected bytes, got {type(data).__name__}")
@@ -190,5 +192,5 @@ def _parse_declared(data: bytes, name: str, max_depth: int, max_nodes: int) -> N
         end = text.find("?>")
         if end == -1:
             raise XmlError("XML declaration not closed")
-        text = text[end + 2:]
+        text = text[end + 2 :]
     return _parse_once(text, max_depth, max_nodes)

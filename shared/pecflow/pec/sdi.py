@@ -61,15 +61,31 @@ _NOME_FILE_REQUIRED = {"RC", "NS", "MC", "NE", "DT", "AT", "MT"}
 
 # notification values kept in SdiFile.fields, by path below the root (the path is the key)
 _FIELDS = (
-    "DataOraRicezione", "DataOraConsegna", "Destinatario/Codice", "Destinatario/Descrizione",
-    "RiferimentoArchivio/IdentificativoSdI", "RiferimentoArchivio/NomeFile", "Descrizione", "Note",
-    "CodiceDestinatario", "Formato", "TentativiInvio", "HashFileOriginale", "Hash", "DataMessaADisposizione",
-    "Scarto", "MessageIdCommittente",
+    "DataOraRicezione",
+    "DataOraConsegna",
+    "Destinatario/Codice",
+    "Destinatario/Descrizione",
+    "RiferimentoArchivio/IdentificativoSdI",
+    "RiferimentoArchivio/NomeFile",
+    "Descrizione",
+    "Note",
+    "CodiceDestinatario",
+    "Formato",
+    "TentativiInvio",
+    "HashFileOriginale",
+    "Hash",
+    "DataMessaADisposizione",
+    "Scarto",
+    "MessageIdCommittente",
 )
 # the committente's outcome: at the root of EC, inside EsitoCommittente in NE
 _ESITO_FIELDS = (
-    "Esito", "Descrizione", "RiferimentoFattura/NumeroFattura", "RiferimentoFattura/AnnoFattura",
-    "RiferimentoFattura/PosizioneFattura", "MessageIdCommittente",
+    "Esito",
+    "Descrizione",
+    "RiferimentoFattura/NumeroFattura",
+    "RiferimentoFattura/AnnoFattura",
+    "RiferimentoFattura/PosizioneFattura",
+    "MessageIdCommittente",
 )
 _ATTRIBUTES = ("versione", "IntermediarioConDupliceRuolo")
 
@@ -161,8 +177,11 @@ class SdiInfo:
 # --- file names ---------------------------------------------------------------------------
 
 _INVOICE_NAME = re.compile(r"[A-Z]{2}[A-Z0-9]{2,28}_[A-Z0-9]{1,5}\.(?:XML|XML\.P7M|ZIP)", re.I)
-_NOTIFICATION_NAME = re.compile(r"(?P<invoice>[A-Z]{2}[A-Z0-9]{2,28}_[A-Z0-9]{1,5})"
-                                r"_(?P<code>[A-Z]{2})_[A-Z0-9]{1,3}\.XML(?:\.P7M)?", re.I)
+_NOTIFICATION_NAME = re.compile(
+    r"(?P<invoice>[A-Z]{2}[A-Z0-9]{2,28}_[A-Z0-9]{1,5})"
+    r"_(?P<code>[A-Z]{2})_[A-Z0-9]{1,3}\.XML(?:\.P7M)?",
+    re.I,
+)
 
 
 def _basename(filename: str) -> str:
@@ -196,7 +215,7 @@ def _stem(name: str) -> str:
     normal = normalise_nome_file(name)
     for ext in (".xml", ".zip"):
         if normal.endswith(ext):
-            return normal[:-len(ext)]
+            return normal[: -len(ext)]
     return normal
 
 
@@ -235,8 +254,9 @@ def _from_base64(content: bytes) -> bytes | None:
 
 def _looks_p7m(content: bytes) -> bool:
     head = content[:64].lstrip()
-    return (content[:1] == b"\x30" and len(content) > 1 and content[1] >= 0x80) \
-        or head.startswith((b"MI", b"-----BEGIN"))
+    return (content[:1] == b"\x30" and len(content) > 1 and content[1] >= 0x80) or head.startswith(
+        (b"MI", b"-----BEGIN")
+    )
 
 
 def _unwrap(name: str, content: bytes, problems: list[str]) -> bytes | None:
@@ -278,8 +298,9 @@ def _collect(name: str, node: safexml.Node | None, paths, into: dict[str, str], 
             into[path] = value
 
 
-def _party(name: str, node: safexml.Node | None, prefix: str, into: dict[str, str],
-           problems: list[str]) -> None:
+def _party(
+    name: str, node: safexml.Node | None, prefix: str, into: dict[str, str], problems: list[str]
+) -> None:
     """CedentePrestatore / CessionarioCommittente: tax ids and name (first found below the node)."""
     if node is None:
         return
@@ -300,8 +321,9 @@ def _party(name: str, node: safexml.Node | None, prefix: str, into: dict[str, st
         into[f"{prefix}/Denominazione"] = _clip(name, prefix, denominazione, problems)
 
 
-def _invoice(name: str, root: safexml.Node,
-             problems: list[str]) -> tuple[dict[str, str], tuple[InvoiceSummary, ...]]:
+def _invoice(
+    name: str, root: safexml.Node, problems: list[str]
+) -> tuple[dict[str, str], tuple[InvoiceSummary, ...]]:
     fields: dict[str, str] = {}
     versione = _clip(name, "versione", root.attrs.get("versione", "").strip(), problems)
     if versione:
@@ -328,10 +350,19 @@ def _invoice(name: str, root: safexml.Node,
             problems.append(f"{name}: a body without <DatiGenerali>/<DatiGeneraliDocumento>")
             summaries.append(InvoiceSummary())
             continue
-        values = {tag: _clip(name, tag, doc.findtext(tag), problems) for tag in
-                  ("TipoDocumento", "Divisa", "Data", "Numero", "ImportoTotaleDocumento")}
-        summaries.append(InvoiceSummary(values["TipoDocumento"], values["Divisa"], values["Data"],
-                                        values["Numero"], values["ImportoTotaleDocumento"]))
+        values = {
+            tag: _clip(name, tag, doc.findtext(tag), problems)
+            for tag in ("TipoDocumento", "Divisa", "Data", "Numero", "ImportoTotaleDocumento")
+        }
+        summaries.append(
+            InvoiceSummary(
+                values["TipoDocumento"],
+                values["Divisa"],
+                values["Data"],
+                values["Numero"],
+                values["ImportoTotaleDocumento"],
+            )
+        )
     return fields, tuple(summaries)
 
 
@@ -361,8 +392,12 @@ def _notification(name: str, code: str, root: safexml.Node, problems: list[str])
         if len(found) > MAX_ERRORS:
             problems.append(f"{name}: {len(found)} errors, only the first {MAX_ERRORS} kept")
         for errore in found[:MAX_ERRORS]:
-            errors.append((_clip(name, "Codice", errore.findtext("Codice"), problems) or "",
-                           _clip(name, "Descrizione", errore.findtext("Descrizione"), problems) or ""))
+            errors.append(
+                (
+                    _clip(name, "Codice", errore.findtext("Codice"), problems) or "",
+                    _clip(name, "Descrizione", errore.findtext("Descrizione"), problems) or "",
+                )
+            )
     return fields, tuple(errors)
 
 
@@ -373,8 +408,9 @@ def _read(name: str, content: bytes) -> SdiFile | None:
     if by_name and by_name[0] == "notification" and by_name[1] not in NOTIFICATION_TYPES:
         problems.append(f"{name}: unknown notification type code {by_name[1]!r} in the file name")
     if name_type == "invoice" and name.lower().endswith(".zip"):
-        return SdiFile(name, "invoice", "invoice",
-                       problems=(f"{name}: zip archive of invoices, not inspected",))
+        return SdiFile(
+            name, "invoice", "invoice", problems=(f"{name}: zip archive of invoices, not inspected",)
+        )
     if len(content) > MAX_FILE_BYTES:
         if by_name is None:
             return None
@@ -425,11 +461,21 @@ def _read(name: str, content: bytes) -> SdiFile | None:
         problems.append(f"{name}: <NomeFile> missing")
     match = _NOTIFICATION_NAME.fullmatch(name)
     if match and nome_file and match.group("invoice").lower() != _stem(nome_file).lower():
-        problems.append(f"{name}: file name prefix {match.group('invoice')!r} does not match "
-                        f"NomeFile {nome_file!r}")
-    return SdiFile(name, role, kind, identificativo_sdi=identificativo, nome_file=nome_file,
-                   message_id=message_id, pec_message_id=pec_message_id, fields=fields, errors=errors,
-                   problems=tuple(problems))
+        problems.append(
+            f"{name}: file name prefix {match.group('invoice')!r} does not match NomeFile {nome_file!r}"
+        )
+    return SdiFile(
+        name,
+        role,
+        kind,
+        identificativo_sdi=identificativo,
+        nome_file=nome_file,
+        message_id=message_id,
+        pec_message_id=pec_message_id,
+        fields=fields,
+        errors=errors,
+        problems=tuple(problems),
+    )
 
 
 def _as_bytes(content) -> bytes:
@@ -516,7 +562,15 @@ def _envelope(files: list[SdiFile], problems: list[str]) -> SdiInfo:
         if not invoices:
             problems.append("metadata file (MT) without its invoice")
         elif main.nome_file and normalise_nome_file(main.nome_file).lower() not in sent:
-            problems.append(f"MT NomeFile {main.nome_file!r} matches none of the invoice files "
-                            f"({', '.join(f.filename for f in invoices)})")
-    return SdiInfo(main.type, identificativo_sdi=main.identificativo_sdi, nome_file=main.nome_file,
-                   pec_message_id=main.pec_message_id, files=tuple(files), problems=tuple(problems))
+            problems.append(
+                f"MT NomeFile {main.nome_file!r} matches none of the invoice files "
+                f"({', '.join(f.filename for f in invoices)})"
+            )
+    return SdiInfo(
+        main.type,
+        identificativo_sdi=main.identificativo_sdi,
+        nome_file=main.nome_file,
+        pec_message_id=main.pec_message_id,
+        files=tuple(files),
+        problems=tuple(problems),
+    )

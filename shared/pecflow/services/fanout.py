@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
+from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore, OutgoingStore
 from pecflow.domain import campaign as campaign_mod
 from pecflow.domain import clock
 from pecflow.services.sending import message_id_for
-from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore, OutgoingStore
 
 CAMPAIGN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MANIFEST_KEY = re.compile(r"^campaigns/(?P<id>[^/]+)/manifest\.json$")
@@ -79,8 +79,10 @@ class CampaignPackage:
             return self.s3.get_object(Bucket=self.bucket, Key=self.prefix + name, **kwargs)
         except ClientError as exc:
             if pin and (_code(exc) in _GONE or _status(exc) in (404, 412)):
-                raise PackageChanged(f"{name} is no longer the file validated for this campaign "
-                                     f"({_code(exc) or _status(exc)}): it was replaced or deleted") from None
+                raise PackageChanged(
+                    f"{name} is no longer the file validated for this campaign "
+                    f"({_code(exc) or _status(exc)}): it was replaced or deleted"
+                ) from None
             raise
 
     def read(self, name: str, pin: dict | None = None) -> bytes:
@@ -103,7 +105,7 @@ class CampaignPackage:
         folder = self.prefix + "attachments/"
         for page in paginator.paginate(Bucket=self.bucket, Prefix=folder):
             for obj in page.get("Contents", []):
-                yield obj["Key"][len(folder):], obj["Size"]
+                yield obj["Key"][len(folder) :], obj["Size"]
 
     def put(self, name: str, body, content_type: str) -> None:
         self.s3.upload_fileobj(body, self.bucket, self.prefix + name, ExtraArgs={"ContentType": content_type})
@@ -131,22 +133,35 @@ class FanoutResult:
     problems: list[str] = field(default_factory=list)
 
 
-def fan_out(campaign_id: str, *, package: CampaignPackage, campaigns: CampaignStore, outgoing: OutgoingStore,
-            send_batch: Callable[[list[dict]], dict], time_left: Callable[[], float] = lambda: float("inf"),
-            margin: float = 30.0, continue_later: Callable[[str], None] | None = None,
-            manifest_version: str | None = None) -> FanoutResult:
+def fan_out(
+    campaign_id: str,
+    *,
+    package: CampaignPackage,
+    campaigns: CampaignStore,
+    outgoing: OutgoingStore,
+    send_batch: Callable[[list[dict]], dict],
+    time_left: Callable[[], float] = lambda: float("inf"),
+    margin: float = 30.0,
+    continue_later: Callable[[str], None] | None = None,
+    manifest_version: str | None = None,
+) -> FanoutResult:
     """Validate, then queue, the campaign; or go on queuing it. `manifest_version`: the version
     the S3 event names (None for a continuation)."""
     existing = campaigns.get(campaign_id)
     if existing is None:
         existing = _create(campaign_id, package, campaigns, manifest_version)
     elif manifest_version and manifest_version != _pinned(existing, MANIFEST).get("version_id"):
-        campaigns.note_problem(campaign_id, f"{clock.iso()}: manifest.json uploaded again (version "
-                                            f"{manifest_version}): ignored, a campaign runs once; upload "
-                                            "the new one under a new campaign id")
+        campaigns.note_problem(
+            campaign_id,
+            f"{clock.iso()}: manifest.json uploaded again (version "
+            f"{manifest_version}): ignored, a campaign runs once; upload "
+            "the new one under a new campaign id",
+        )
     status = existing.get("status")
     if status not in (CampaignStatus.VALIDATING, CampaignStatus.QUEUING):
-        return FanoutResult(campaign_id, status, problems=[existing.get("invalid_reason") or "already fanned out"])
+        return FanoutResult(
+            campaign_id, status, problems=[existing.get("invalid_reason") or "already fanned out"]
+        )
     pins = existing.get("files") or {}
     try:
         manifest_bytes = package.read(MANIFEST, pins.get(MANIFEST))
@@ -156,9 +171,12 @@ def fan_out(campaign_id: str, *, package: CampaignPackage, campaigns: CampaignSt
     except campaign_mod.ManifestError as exc:
         # the full report (every manifest problem, the CSV checks too) is still published
         summary = _validate(package, manifest_bytes, pins)
-        campaigns.update(campaign_id, {"status": CampaignStatus.INVALID, "validation": summary,
-                                       "invalid_reason": str(exc)})
-        return FanoutResult(campaign_id, CampaignStatus.INVALID, errors=summary["error_count"], problems=[str(exc)])
+        campaigns.update(
+            campaign_id, {"status": CampaignStatus.INVALID, "validation": summary, "invalid_reason": str(exc)}
+        )
+        return FanoutResult(
+            campaign_id, CampaignStatus.INVALID, errors=summary["error_count"], problems=[str(exc)]
+        )
     state = existing
     if status == CampaignStatus.VALIDATING:
         try:
@@ -167,19 +185,36 @@ def fan_out(campaign_id: str, *, package: CampaignPackage, campaigns: CampaignSt
             return _stop(campaign_id, campaigns, existing, str(exc))
         if not summary["valid"]:
             campaigns.update(campaign_id, {"status": CampaignStatus.INVALID, "validation": summary})
-            return FanoutResult(campaign_id, CampaignStatus.INVALID, rows=summary.get("rows", 0),
-                                errors=summary["error_count"])
+            return FanoutResult(
+                campaign_id,
+                CampaignStatus.INVALID,
+                rows=summary.get("rows", 0),
+                errors=summary["error_count"],
+            )
         if manifest.dry_run:
             campaigns.update(campaign_id, {"status": CampaignStatus.VALIDATED, "validation": summary})
             return FanoutResult(campaign_id, CampaignStatus.VALIDATED, rows=summary.get("rows", 0))
-        campaigns.update(campaign_id, {"status": CampaignStatus.QUEUING, "validation": summary},
-                         only_if_status=(CampaignStatus.VALIDATING,))
+        campaigns.update(
+            campaign_id,
+            {"status": CampaignStatus.QUEUING, "validation": summary},
+            only_if_status=(CampaignStatus.VALIDATING,),
+        )
         campaigns.start_counting(campaign_id, summary["valid_rows"])
         state = campaigns.get(campaign_id)
-        if state.get("status") != CampaignStatus.QUEUING:   # cancelled, or queued by another fan-out meanwhile
+        if state.get("status") != CampaignStatus.QUEUING:  # cancelled, or queued by another fan-out meanwhile
             return FanoutResult(campaign_id, state.get("status"), problems=["already fanned out"])
-    return _queue(campaign_id, manifest, state, package=package, campaigns=campaigns, outgoing=outgoing,
-                  send_batch=send_batch, time_left=time_left, margin=margin, continue_later=continue_later)
+    return _queue(
+        campaign_id,
+        manifest,
+        state,
+        package=package,
+        campaigns=campaigns,
+        outgoing=outgoing,
+        send_batch=send_batch,
+        time_left=time_left,
+        margin=margin,
+        continue_later=continue_later,
+    )
 
 
 MANIFEST, RECIPIENTS = "manifest.json", "recipients.csv"
@@ -189,26 +224,36 @@ def _pinned(campaign: dict, name: str) -> dict:
     return (campaign.get("files") or {}).get(name) or {}
 
 
-def _create(campaign_id: str, package: CampaignPackage, campaigns: CampaignStore,
-            manifest_version: str | None) -> dict:
+def _create(
+    campaign_id: str, package: CampaignPackage, campaigns: CampaignStore, manifest_version: str | None
+) -> dict:
     """The campaign item, created once with its files pinned (a concurrent duplicate event
     finds it created and uses the same pins)."""
     pins = {MANIFEST: package.pin(MANIFEST, manifest_version), RECIPIENTS: package.pin(RECIPIENTS)}
-    fields: dict = {"status": CampaignStatus.VALIDATING, "attempts": 1,
-                    "files": {name: pin for name, pin in pins.items() if pin}}
+    fields: dict = {
+        "status": CampaignStatus.VALIDATING,
+        "attempts": 1,
+        "files": {name: pin for name, pin in pins.items() if pin},
+    }
     if pins[MANIFEST] is None:
         fields |= {"status": CampaignStatus.INVALID, "invalid_reason": "manifest.json is missing"}
     elif pins[RECIPIENTS] is None:
-        fields |= {"status": CampaignStatus.INVALID,
-                   "invalid_reason": "recipients.csv is missing: upload the CSV and the attachments first, "
-                                     "the manifest last"}
+        fields |= {
+            "status": CampaignStatus.INVALID,
+            "invalid_reason": "recipients.csv is missing: upload the CSV and the attachments first, "
+            "the manifest last",
+        }
     else:
         try:
             manifest = campaign_mod.Manifest.parse(package.read(MANIFEST, pins[MANIFEST]))
-            fields |= {"mailbox": manifest.mailbox, "manifest": manifest.to_dict(), "dry_run": manifest.dry_run,
-                       "start_at": manifest.start_at}
+            fields |= {
+                "mailbox": manifest.mailbox,
+                "manifest": manifest.to_dict(),
+                "dry_run": manifest.dry_run,
+                "start_at": manifest.start_at,
+            }
         except (campaign_mod.ManifestError, PackageChanged):
-            pass   # reported by the validation, which reads the same pinned bytes
+            pass  # reported by the validation, which reads the same pinned bytes
     campaigns.create(campaign_id, fields)
     return campaigns.get(campaign_id)
 
@@ -220,9 +265,11 @@ def _stop(campaign_id: str, campaigns: CampaignStore, campaign: dict, reason: st
         campaigns.update(campaign_id, {"status": CampaignStatus.INVALID, "invalid_reason": reason})
         return FanoutResult(campaign_id, CampaignStatus.INVALID, problems=[reason])
     message = f"queuing stopped after {queued} recipient(s): {reason}; the recipients queued are sent"
-    if campaigns.update(campaign_id, {"status": CampaignStatus.SENDING, "fanout_error": message,
-                                      "fanout_finished_at": clock.iso()},
-                        only_if_status=(CampaignStatus.QUEUING,)):
+    if campaigns.update(
+        campaign_id,
+        {"status": CampaignStatus.SENDING, "fanout_error": message, "fanout_finished_at": clock.iso()},
+        only_if_status=(CampaignStatus.QUEUING,),
+    ):
         never = int((campaign.get("validation") or {}).get("valid_rows", queued)) - queued
         if never > 0:
             campaigns.add_jobs(campaign_id, -never)
@@ -232,27 +279,47 @@ def _stop(campaign_id: str, campaigns: CampaignStore, campaign: dict, reason: st
 def _validate(package: CampaignPackage, manifest_bytes: bytes, pins: dict) -> dict:
     """Validate every row (constant memory: scratch space on disk) and publish the report;
     returns the report's summary."""
-    with tempfile.TemporaryDirectory(prefix="pecflow-validate-") as scratch, \
-            campaign_mod.SqliteAttachmentIndex(package.attachments(), directory=scratch) as index:
+    with (
+        tempfile.TemporaryDirectory(prefix="pecflow-validate-") as scratch,
+        campaign_mod.SqliteAttachmentIndex(package.attachments(), directory=scratch) as index,
+    ):
         csv_body, size = package.open_with_size(RECIPIENTS, pins.get(RECIPIENTS))
         with campaign_mod.validate(manifest_bytes, csv_body, index, size=size, directory=scratch) as report:
             with tempfile.TemporaryFile(dir=scratch) as errors:
                 report.write_errors_csv(errors)
                 errors.seek(0)
                 _write_report(package, report.to_json(), errors)
-            return {**report.summary(), "valid": report.valid, "valid_rows": report.valid_rows,
-                    "error_count": report.error_count}
+            return {
+                **report.summary(),
+                "valid": report.valid,
+                "valid_rows": report.valid_rows,
+                "error_count": report.error_count,
+            }
 
 
 def _write_report(package: CampaignPackage, report: dict, errors_csv) -> None:
-    package.put("validation.json", io.BytesIO(json.dumps(report, ensure_ascii=False, indent=2).encode()),
-                "application/json")
+    package.put(
+        "validation.json",
+        io.BytesIO(json.dumps(report, ensure_ascii=False, indent=2).encode()),
+        "application/json",
+    )
     if errors_csv is not None:
         package.put("validation-errors.csv", errors_csv, "text/csv; charset=utf-8")
 
 
-def _queue(campaign_id: str, manifest, state: dict, *, package, campaigns, outgoing, send_batch, time_left,
-           margin, continue_later) -> FanoutResult:
+def _queue(
+    campaign_id: str,
+    manifest,
+    state: dict,
+    *,
+    package,
+    campaigns,
+    outgoing,
+    send_batch,
+    time_left,
+    margin,
+    continue_later,
+) -> FanoutResult:
     next_row = int(state.get("fanout_next_row", 0))
     queued = int(state.get("fanout_queued", 0))
     result = FanoutResult(campaign_id, CampaignStatus.QUEUING, queued=queued)
@@ -265,10 +332,17 @@ def _queue(campaign_id: str, manifest, state: dict, *, package, campaigns, outgo
         result.rows += 1
         if row.number < next_row:
             continue
-        batch.append({"message_id": message_id_for(campaign_id, row.number, 1, manifest.mailbox),
-                      "recipient": manifest.address_of(row).lower(), "mailbox": manifest.mailbox,
-                      "campaign_id": campaign_id, "row": row.number, "attempt": 1,
-                      "values": campaign_mod.row_values(manifest, row)})
+        batch.append(
+            {
+                "message_id": message_id_for(campaign_id, row.number, 1, manifest.mailbox),
+                "recipient": manifest.address_of(row).lower(),
+                "mailbox": manifest.mailbox,
+                "campaign_id": campaign_id,
+                "row": row.number,
+                "attempt": 1,
+                "values": campaign_mod.row_values(manifest, row),
+            }
+        )
         if len(batch) == BATCH:
             moved = _flush(campaign_id, batch, next_row, queued, campaigns, outgoing, send_batch)
             if moved is None:
@@ -287,8 +361,11 @@ def _queue(campaign_id: str, manifest, state: dict, *, package, campaigns, outgo
             return _yield_to_other(result)
         next_row, queued = moved
         result.queued = queued
-    campaigns.update(campaign_id, {"status": CampaignStatus.SENDING, "fanout_finished_at": clock.iso()},
-                     only_if_status=(CampaignStatus.QUEUING,))
+    campaigns.update(
+        campaign_id,
+        {"status": CampaignStatus.SENDING, "fanout_finished_at": clock.iso()},
+        only_if_status=(CampaignStatus.QUEUING,),
+    )
     result.status = CampaignStatus.SENDING
     return result
 
@@ -320,5 +397,9 @@ def queue_entry(message_id: str, index: int = 0, *, again: str | None = None) ->
     group = dedupe[:64]
     if again:
         dedupe = hashlib.sha256(f"{message_id}|{again}".encode()).hexdigest()
-    return {"Id": str(index), "MessageBody": json.dumps({"message_id": message_id}),
-            "MessageGroupId": group, "MessageDeduplicationId": dedupe}
+    return {
+        "Id": str(index),
+        "MessageBody": json.dumps({"message_id": message_id}),
+        "MessageGroupId": group,
+        "MessageDeduplicationId": dedupe,
+    }

@@ -9,18 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from pecflow.domain import clock
-from pecflow.services.receive import ArchiveFailed, Ingestor, PollResult
-from pecflow.adapters.mail import CONNECTION_ERRORS, ImapSession, MailboxUnavailable
-from pecflow.domain.mailbox import MailboxConfig
 from pecflow.adapters.dynamodb import MailboxStore
+from pecflow.adapters.mail import CONNECTION_ERRORS, ImapSession, MailboxUnavailable
+from pecflow.domain import clock
+from pecflow.domain.mailbox import MailboxConfig
+from pecflow.services.receive import ArchiveFailed, Ingestor, PollResult
 
 
 @dataclass(frozen=True, slots=True)
 class PollRequest:
     mailbox: str
     tick: str
-    continuation: int = 0     # > 0: the n-th follow-up of a poll stopped by its deadline
+    continuation: int = 0  # > 0: the n-th follow-up of a poll stopped by its deadline
 
     def body(self) -> str:
         return json.dumps({"mailbox": self.mailbox, "tick": self.tick, "continuation": self.continuation})
@@ -35,8 +35,12 @@ class PollRequest:
     def sqs_entry(self, index: int = 0) -> dict:
         """A FIFO entry: one group per mailbox (one poller at a time), deduplicated per tick."""
         dedupe = hashlib.sha256(f"{self.mailbox}|{self.tick}|{self.continuation}".encode()).hexdigest()
-        return {"Id": str(index), "MessageBody": self.body(), "MessageGroupId": self.mailbox,
-                "MessageDeduplicationId": dedupe}
+        return {
+            "Id": str(index),
+            "MessageBody": self.body(),
+            "MessageGroupId": self.mailbox,
+            "MessageDeduplicationId": dedupe,
+        }
 
 
 def tick_of(event: dict | None) -> str:
@@ -50,7 +54,9 @@ def schedule_polls(mailboxes: MailboxStore, send_batch: Callable[[list[dict]], d
     """One poll request per enabled mailbox, in SQS batches of 10. Returns the mailboxes."""
     enabled = [c.address for c in mailboxes.list(enabled_only=True)]
     for start in range(0, len(enabled), 10):
-        entries = [PollRequest(address, tick).sqs_entry(i) for i, address in enumerate(enabled[start:start + 10])]
+        entries = [
+            PollRequest(address, tick).sqs_entry(i) for i, address in enumerate(enabled[start : start + 10])
+        ]
         response = send_batch(entries)
         failed = response.get("Failed") or []
         if failed:
@@ -71,12 +77,18 @@ class PollOutcome:
         return self.error is None
 
 
-def handle_poll(request: PollRequest, *, mailboxes: MailboxStore, ingestor: Ingestor,
-                password_of: Callable[[MailboxConfig], str],
-                open_session: Callable[[MailboxConfig, str], ImapSession] = ImapSession.open,
-                requeue: Callable[[PollRequest], None] | None = None,
-                time_left: Callable[[], float] = lambda: float("inf"), margin: float = 20.0,
-                usage_every: float = 3600.0) -> PollOutcome:
+def handle_poll(
+    request: PollRequest,
+    *,
+    mailboxes: MailboxStore,
+    ingestor: Ingestor,
+    password_of: Callable[[MailboxConfig], str],
+    open_session: Callable[[MailboxConfig, str], ImapSession] = ImapSession.open,
+    requeue: Callable[[PollRequest], None] | None = None,
+    time_left: Callable[[], float] = lambda: float("inf"),
+    margin: float = 20.0,
+    usage_every: float = 3600.0,
+) -> PollOutcome:
     """Poll one mailbox. A mailbox that cannot be opened (credentials, network, TLS) is an
     outcome recorded on its record, not an exception: the other mailboxes go on."""
     config, status = mailboxes.get_with_status(request.mailbox)
@@ -90,8 +102,13 @@ def handle_poll(request: PollRequest, *, mailboxes: MailboxStore, ingestor: Inge
         mailboxes.record_poll(config.address, ok=False, error_kind=exc.kind, error=str(exc))
         return PollOutcome(request, error_kind=exc.kind, error=str(exc))
     try:
-        result = ingestor.poll(config, session, time_left=time_left, margin=margin,
-                               usage_due=_usage_due(status.get("usage_at"), usage_every))
+        result = ingestor.poll(
+            config,
+            session,
+            time_left=time_left,
+            margin=margin,
+            usage_due=_usage_due(status.get("usage_at"), usage_every),
+        )
     except CONNECTION_ERRORS as exc:
         # the connection broke midway: what was recorded stays recorded (the cursor says so)
         mailboxes.record_poll(config.address, ok=False, error_kind="interrupted", error=str(exc))
@@ -101,8 +118,12 @@ def handle_poll(request: PollRequest, *, mailboxes: MailboxStore, ingestor: Inge
         return PollOutcome(request, error_kind="archive", error=str(exc))
     except Exception as exc:
         # AWS failing, or a fault of ours: the mailbox says so, and the request is tried again
-        mailboxes.record_poll(config.address, ok=False, error_kind="internal",
-                              error=f"the poll stopped: {type(exc).__name__}: {exc}")
+        mailboxes.record_poll(
+            config.address,
+            ok=False,
+            error_kind="internal",
+            error=f"the poll stopped: {type(exc).__name__}: {exc}",
+        )
         raise
     finally:
         session.close()

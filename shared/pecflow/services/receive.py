@@ -29,21 +29,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from pecflow.domain import clock
-from pecflow.pec import kinds
 from pecflow.adapters.archive import Archive, sha256_hex
-from pecflow.domain.mailbox import (Cursor, MailboxConfig, OnProvider, PollAction, Saturation, chunks, plan_poll,
-                             saturation_candidates)
-from pecflow.adapters.mail import ImapSession
-from pecflow.pec.message import PecMessage, parse
-from pecflow.domain.reconcile import OutgoingPort, find_thread, reconcile_receipt
 from pecflow.adapters.dynamodb import MailboxStore, MessageStore, is_service_failure, location
+from pecflow.adapters.mail import ImapSession
+from pecflow.domain import clock
+from pecflow.domain.mailbox import (
+    Cursor,
+    MailboxConfig,
+    OnProvider,
+    PollAction,
+    Saturation,
+    chunks,
+    plan_poll,
+    saturation_candidates,
+)
+from pecflow.domain.reconcile import OutgoingPort, find_thread, reconcile_receipt
+from pecflow.pec import kinds
+from pecflow.pec.message import PecMessage, parse
 
 CHUNK_MESSAGES = 25
 CHUNK_BYTES = 24 * 1024 * 1024
-MAX_MESSAGE_BYTES = 120 * 1024 * 1024   # larger messages are left on the provider, recorded as such
-MAX_ATTEMPTS = 2                         # polls that may die on one message before it is quarantined
-RECORD_BUDGET = 300_000                  # bytes of a record as JSON (DynamoDB's limit is 400 KB)
+MAX_MESSAGE_BYTES = 120 * 1024 * 1024  # larger messages are left on the provider, recorded as such
+MAX_ATTEMPTS = 2  # polls that may die on one message before it is quarantined
+RECORD_BUDGET = 300_000  # bytes of a record as JSON (DynamoDB's limit is 400 KB)
 
 
 @dataclass(slots=True)
@@ -64,8 +72,10 @@ class ArchiveFailed(RuntimeError):
     """A message could not be archived: it stays on the provider and the poll stops there."""
 
     def __init__(self, uid: int, size: int, cause: BaseException):
-        super().__init__(f"UID {uid} ({size:,} bytes) could not be archived: {type(cause).__name__}: {cause}; "
-                         "it stays in the mailbox and is tried again at the next poll")
+        super().__init__(
+            f"UID {uid} ({size:,} bytes) could not be archived: {type(cause).__name__}: {cause}; "
+            "it stays in the mailbox and is tried again at the next poll"
+        )
         self.uid = uid
 
 
@@ -79,14 +89,14 @@ class PollResult:
     receipts_matched: int = 0
     receipts_unmatched: int = 0
     replies_threaded: int = 0
-    more: bool = False            # stopped by the deadline: continue in another invocation
+    more: bool = False  # stopped by the deadline: continue in another invocation
     imap_commands: int = 0
     moved: int = 0
     expunged: int = 0
-    refused: list[str] = field(default_factory=list)   # saturation candidates kept, with the reason
+    refused: list[str] = field(default_factory=list)  # saturation candidates kept, with the reason
     usage_percent: float | None = None
     resynced: list[str] = field(default_factory=list)
-    quarantined: list[str] = field(default_factory=list)   # "UID n: reason"
+    quarantined: list[str] = field(default_factory=list)  # "UID n: reason"
 
 
 @dataclass(slots=True)
@@ -101,13 +111,19 @@ class Ingestor:
     chunk_messages: int = CHUNK_MESSAGES
     chunk_bytes: int = CHUNK_BYTES
     max_message_bytes: int = MAX_MESSAGE_BYTES
-    on_message: Callable[[str, PecMessage], None] | None = None   # metrics/logging hook
+    on_message: Callable[[str, PecMessage], None] | None = None  # metrics/logging hook
     service_failure: Callable[[BaseException], bool] = is_service_failure
     classify: Callable[[bytes], PecMessage] = parse
 
-    def poll(self, config: MailboxConfig, session: ImapSession, *,
-             time_left: Callable[[], float] = lambda: float("inf"), margin: float = 20.0,
-             usage_due: bool = True) -> PollResult:
+    def poll(
+        self,
+        config: MailboxConfig,
+        session: ImapSession,
+        *,
+        time_left: Callable[[], float] = lambda: float("inf"),
+        margin: float = 20.0,
+        usage_due: bool = True,
+    ) -> PollResult:
         """Fetch what is new in every watched folder; then, when something arrived or when
         `usage_due`, read the quota usage and apply the saturation policy."""
         result = PollResult(config.address)
@@ -127,37 +143,43 @@ class Ingestor:
         return result
 
     # -- fetching -----------------------------------------------------------------------------------
-    def _poll_folder(self, config: MailboxConfig, session: ImapSession, folder: str, result: PollResult,
-                     time_left, margin) -> bool:
+    def _poll_folder(
+        self, config: MailboxConfig, session: ImapSession, folder: str, result: PollResult, time_left, margin
+    ) -> bool:
         """Fetch what is new in one folder. False when the deadline stopped it midway."""
         address = config.address
         cursor = self.mailboxes.get_cursor(address, folder)
         status = session.status(folder)
         plan = plan_poll(cursor, status)
         if plan.action == PollAction.NOTHING_NEW:
-            if (cursor.uidvalidity, cursor.uidnext, cursor.highestmodseq) != \
-                    (status.uidvalidity, status.uidnext, status.highestmodseq):
-                self.mailboxes.save_cursor(address, replace(plan.cursor, uidnext=status.uidnext,
-                                                            highestmodseq=status.highestmodseq))
+            if (cursor.uidvalidity, cursor.uidnext, cursor.highestmodseq) != (
+                status.uidvalidity,
+                status.uidnext,
+                status.highestmodseq,
+            ):
+                self.mailboxes.save_cursor(
+                    address, replace(plan.cursor, uidnext=status.uidnext, highestmodseq=status.highestmodseq)
+                )
             return True
-        status = session.select(folder)   # something to fetch: open the folder
+        status = session.select(folder)  # something to fetch: open the folder
         cursor = plan.cursor
         if plan.action == PollAction.RESYNC:
             result.resynced.append(folder)
             self.mailboxes.save_cursor(address, cursor)
         sizes = dict(session.sizes(session.uids_from(plan.from_uid)))
-        started: int | None = None   # the UID this poll has noted as started on the cursor
+        started: int | None = None  # the UID this poll has noted as started on the cursor
         for batch in self._batches(sizes):
             if time_left() < margin:
                 return False
-            if sizes[batch[0]] > self.max_message_bytes:   # alone in its batch, never fetched
-                cursor = self._too_large(config, folder, status.uidvalidity, batch[0], sizes[batch[0]], cursor,
-                                         result)
+            if sizes[batch[0]] > self.max_message_bytes:  # alone in its batch, never fetched
+                cursor = self._too_large(
+                    config, folder, status.uidvalidity, batch[0], sizes[batch[0]], cursor, result
+                )
                 continue
             fetched_batch = session.fetch(batch)
             for i, fetched in enumerate(fetched_batch):
                 if time_left() < margin:
-                    if started is not None:   # noted but not begun: not an attempt
+                    if started is not None:  # noted but not begun: not an attempt
                         self.mailboxes.save_cursor(address, replace(cursor, attempt_uid=None, attempts=0))
                     return False
                 if started != fetched.uid:
@@ -175,8 +197,9 @@ class Ingestor:
                 started = following
             if time_left() < margin:
                 return False
-        self.mailboxes.save_cursor(address, replace(cursor, uidnext=status.uidnext,
-                                                    highestmodseq=status.highestmodseq))
+        self.mailboxes.save_cursor(
+            address, replace(cursor, uidnext=status.uidnext, highestmodseq=status.highestmodseq)
+        )
         return True
 
     def _batches(self, sizes: dict[int, int]):
@@ -191,8 +214,15 @@ class Ingestor:
             yield [uid]
         yield from chunks(fetchable, max_messages=self.chunk_messages, max_bytes=self.chunk_bytes)
 
-    def _ingest_one(self, config: MailboxConfig, folder: str, uidvalidity: int, fetched, result: PollResult,
-                    attempts: int = 1) -> None:
+    def _ingest_one(
+        self,
+        config: MailboxConfig,
+        folder: str,
+        uidvalidity: int,
+        fetched,
+        result: PollResult,
+        attempts: int = 1,
+    ) -> None:
         address = config.address
         raw = fetched.raw
         sha = sha256_hex(raw)
@@ -204,8 +234,14 @@ class Ingestor:
         result.fetched += 1
         where = (address, folder, uidvalidity, fetched.uid, fetched.internaldate, raw, sha, archived.key)
         if attempts > MAX_ATTEMPTS:
-            self._quarantine(where, result, None, "classify", f"processing stopped {attempts - 1} times before it "
-                             "finished (the poller ran out of time or memory on this message): not classified")
+            self._quarantine(
+                where,
+                result,
+                None,
+                "classify",
+                f"processing stopped {attempts - 1} times before it "
+                "finished (the poller ran out of time or memory on this message): not classified",
+            )
             return
         msg = recorded = None
         try:
@@ -224,7 +260,9 @@ class Ingestor:
             else:
                 result.already_recorded += 1
                 self.messages.relocate(address, sha, folder=folder, uid=fetched.uid, uidvalidity=uidvalidity)
-        self.faults.hit("after_record", fetched.uid)   # a receipt whose record failed is reconciled all the same
+        self.faults.hit(
+            "after_record", fetched.uid
+        )  # a receipt whose record failed is reconciled all the same
         try:
             self._reconcile(address, sha, msg, result)
         except Exception as exc:  # noqa: BLE001 - as above
@@ -235,8 +273,16 @@ class Ingestor:
             self.on_message(address, msg)
         self.faults.hit("before_cursor", fetched.uid)
 
-    def _quarantine(self, where: tuple, result: PollResult, msg: PecMessage | None, stage: str, reason: str, *,
-                    recorded: bool = False) -> None:
+    def _quarantine(
+        self,
+        where: tuple,
+        result: PollResult,
+        msg: PecMessage | None,
+        stage: str,
+        reason: str,
+        *,
+        recorded: bool = False,
+    ) -> None:
         """Record what is known of a message whose processing failed, with the reason, and count
         it on the mailbox: the poll goes on with the next message."""
         address, uid, sha = where[0], where[3], where[6]
@@ -249,21 +295,40 @@ class Ingestor:
         result.quarantined.append(f"UID {uid}: {reason}")
         self.mailboxes.note_quarantine(address, uid=uid, sha256=sha, reason=f"{stage}: {reason}")
 
-    def _too_large(self, config: MailboxConfig, folder: str, uidvalidity: int, uid: int, size: int, cursor: Cursor,
-                   result: PollResult) -> Cursor:
+    def _too_large(
+        self,
+        config: MailboxConfig,
+        folder: str,
+        uidvalidity: int,
+        uid: int,
+        size: int,
+        cursor: Cursor,
+        result: PollResult,
+    ) -> Cursor:
         """A message too large for the poller's memory: not fetched, left on the provider (nothing
         expunges a message without an archived copy), recorded and counted so a person sees it."""
         address = config.address
-        reason = (f"{size / 1_000_000:,.1f} MB: larger than the {self.max_message_bytes / 1_000_000:,.0f} MB the "
-                  "poller can read; left on the provider, not archived")
+        reason = (
+            f"{size / 1_000_000:,.1f} MB: larger than the {self.max_message_bytes / 1_000_000:,.0f} MB the "
+            "poller can read; left on the provider, not archived"
+        )
         marker = f"unfetched-{uidvalidity}-{uid}"
         summary = {
-            "sha256": marker, "size": size, "folder": folder, "uid": uid, "uidvalidity": uidvalidity,
-            "location": location(address, folder, uidvalidity), "received_at": clock.iso(),
-            "received_key": f"{clock.iso()}#{marker[:16]}", "recorded_at": clock.iso(), "kind": kinds.MALFORMED,
-            "problems": [reason], "on_provider": "yes",
+            "sha256": marker,
+            "size": size,
+            "folder": folder,
+            "uid": uid,
+            "uidvalidity": uidvalidity,
+            "location": location(address, folder, uidvalidity),
+            "received_at": clock.iso(),
+            "received_key": f"{clock.iso()}#{marker[:16]}",
+            "recorded_at": clock.iso(),
+            "kind": kinds.MALFORMED,
+            "problems": [reason],
+            "on_provider": "yes",
             "quarantined": {"stage": "fetch", "reason": reason, "at": clock.iso()},
-            "quarantined_mailbox": address.lower()}
+            "quarantined_mailbox": address.lower(),
+        }
         self.messages.record(address, summary)
         result.by_kind[kinds.MALFORMED] = result.by_kind.get(kinds.MALFORMED, 0) + 1
         result.quarantined.append(f"UID {uid}: {reason}")
@@ -277,14 +342,27 @@ class Ingestor:
             outcome = reconcile_receipt(self.outgoing, msg, receipt_id=sha)
             if outcome.status == "matched":
                 result.receipts_matched += 1
-                self.messages.set_fields(address, sha, {
-                    "reconciled": "matched", "outgoing_message_id": outcome.message_id,
-                    "reconcile_problems": outcome.problems}, remove=["unmatched_mailbox"])
+                self.messages.set_fields(
+                    address,
+                    sha,
+                    {
+                        "reconciled": "matched",
+                        "outgoing_message_id": outcome.message_id,
+                        "reconcile_problems": outcome.problems,
+                    },
+                    remove=["unmatched_mailbox"],
+                )
             else:
                 result.receipts_unmatched += 1
-                self.messages.set_fields(address, sha, {
-                    "reconciled": "unmatched", "unmatched_mailbox": address.lower(),
-                    "reconcile_problems": outcome.problems})
+                self.messages.set_fields(
+                    address,
+                    sha,
+                    {
+                        "reconciled": "unmatched",
+                        "unmatched_mailbox": address.lower(),
+                        "reconcile_problems": outcome.problems,
+                    },
+                )
         elif msg.kind == kinds.POSTA_CERTIFICATA:
             original = find_thread(self.outgoing, msg)
             if original is not None:
@@ -314,9 +392,17 @@ class Ingestor:
             return
         recorded = self.messages.at_location(config.address, folder, cursor.uidvalidity, uids)
         dates = session.internaldates(list(recorded))
-        on_provider = [OnProvider(uid, dates[uid][1], _aware(dates[uid][0]) or _parse_iso(rec.get("received_at")),
-                                  archived=bool(rec.get("s3_key")), sha256=rec.get("sha256"))
-                       for uid, rec in recorded.items() if uid in dates]
+        on_provider = [
+            OnProvider(
+                uid,
+                dates[uid][1],
+                _aware(dates[uid][0]) or _parse_iso(rec.get("received_at")),
+                archived=bool(rec.get("s3_key")),
+                sha256=rec.get("sha256"),
+            )
+            for uid, rec in recorded.items()
+            if uid in dates
+        ]
         verified: list[int] = []
         for message in saturation_candidates(policy, usage, on_provider, clock.now()):
             record = recorded[message.uid]
@@ -336,9 +422,15 @@ class Ingestor:
             result.moved += len(verified)
         now = clock.iso()
         for uid in verified:
-            self.messages.set_fields(config.address, recorded[uid]["sha256"], {
-                "on_provider": "expunged" if policy.expunge else f"moved to {policy.archive_folder}",
-                "left_provider_at": now}, remove=["location"])
+            self.messages.set_fields(
+                config.address,
+                recorded[uid]["sha256"],
+                {
+                    "on_provider": "expunged" if policy.expunge else f"moved to {policy.archive_folder}",
+                    "left_provider_at": now,
+                },
+                remove=["location"],
+            )
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -351,8 +443,17 @@ def _parse_iso(value: str | None) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else clock.now()
 
 
-def build_record(mailbox: str, folder: str, uidvalidity: int, uid: int, internaldate: datetime | None, raw: bytes,
-                 sha: str, s3_key: str, msg: PecMessage) -> dict:
+def build_record(
+    mailbox: str,
+    folder: str,
+    uidvalidity: int,
+    uid: int,
+    internaldate: datetime | None,
+    raw: bytes,
+    sha: str,
+    s3_key: str,
+    msg: PecMessage,
+) -> dict:
     """The message record: what the inbox lists and what reconciliation and evidence need.
     Bounded: long values and lists are cut (the cut is a problem on the record; the archived
     original keeps everything), so no message makes a record DynamoDB refuses."""
@@ -360,36 +461,53 @@ def build_record(mailbox: str, folder: str, uidvalidity: int, uid: int, internal
     text = _Texts(cut)
     record = {
         **_place(mailbox, folder, uidvalidity, uid, internaldate, raw, sha, s3_key),
-        "kind": msg.kind, "subject": text("subject", msg.subject, 2000),
+        "kind": msg.kind,
+        "subject": text("subject", msg.subject, 2000),
         "message_id": text("message_id", msg.message_id),
-        "from": text("from", msg.from_address), "to": text.many("to", msg.to), "cc": text.many("cc", msg.cc),
+        "from": text("from", msg.from_address),
+        "to": text.many("to", msg.to),
+        "cc": text.many("cc", msg.cc),
         "date": msg.date.isoformat() if msg.date else None,
         "ref_message_id": text("ref_message_id", msg.ref_message_id),
         "original_message_id": text("original_message_id", msg.original_message_id),
-        "identificativo": text("identificativo", msg.identificativo), "provider": text("provider", msg.provider),
-        "receipt_type": text("receipt_type", msg.receipt_type), "sender": text("sender", msg.sender),
-        "recipients": [{"address": text("recipients", r.address), "type": text("recipients", r.type)}
-                       for r in text.first("recipients", msg.recipients)],
+        "identificativo": text("identificativo", msg.identificativo),
+        "provider": text("provider", msg.provider),
+        "receipt_type": text("receipt_type", msg.receipt_type),
+        "sender": text("sender", msg.sender),
+        "recipients": [
+            {"address": text("recipients", r.address), "type": text("recipients", r.type)}
+            for r in text.first("recipients", msg.recipients)
+        ],
         "original_subject": text("original_subject", msg.original_subject, 2000),
         "timestamp": msg.timestamp.isoformat() if msg.timestamp else None,
-        "delivered_to": text("delivered_to", msg.delivered_to), "error": text("error", msg.error),
+        "delivered_to": text("delivered_to", msg.delivered_to),
+        "error": text("error", msg.error),
         "error_detail": text("error_detail", msg.error_detail, 2000),
         "on_provider": "yes",
-        "attachments": [{"filename": text("attachments", a.filename, 255),
-                         "content_type": text("attachments", a.content_type, 255), "size": a.size}
-                        for a in text.first("attachments", msg.attachments)],
+        "attachments": [
+            {
+                "filename": text("attachments", a.filename, 255),
+                "content_type": text("attachments", a.content_type, 255),
+                "size": a.size,
+            }
+            for a in text.first("attachments", msg.attachments)
+        ],
     }
     if msg.sdi is not None:
-        record["sdi"] = {"type": text("sdi", msg.sdi.type),
-                         "identificativo_sdi": text("sdi", msg.sdi.identificativo_sdi),
-                         "nome_file": text("sdi", msg.sdi.nome_file, 255),
-                         "pec_message_id": text("sdi", msg.sdi.pec_message_id)}
+        record["sdi"] = {
+            "type": text("sdi", msg.sdi.type),
+            "identificativo_sdi": text("sdi", msg.sdi.identificativo_sdi),
+            "nome_file": text("sdi", msg.sdi.nome_file, 255),
+            "pec_message_id": text("sdi", msg.sdi.pec_message_id),
+        }
     problems = [text("problems", p, 500) for p in text.first("problems", msg.problems, 50)]
     if cut:
-        problems.append(f"record fields cut to fit: {', '.join(sorted(set(cut)))} (the archived original is whole)")
+        problems.append(
+            f"record fields cut to fit: {', '.join(sorted(set(cut)))} (the archived original is whole)"
+        )
     record["problems"] = problems
     size = _json_size(record)
-    if size > RECORD_BUDGET:   # only with many long multi-byte values, even cut
+    if size > RECORD_BUDGET:  # only with many long multi-byte values, even cut
         raise RecordTooLarge(f"its record would take {size:,} bytes, over the {RECORD_BUDGET:,}-byte budget")
     return record
 
@@ -422,29 +540,61 @@ class _Texts:
         return values[:count]
 
 
-def _place(mailbox: str, folder: str, uidvalidity: int, uid: int, internaldate: datetime | None, raw: bytes,
-           sha: str, s3_key: str) -> dict:
+def _place(
+    mailbox: str,
+    folder: str,
+    uidvalidity: int,
+    uid: int,
+    internaldate: datetime | None,
+    raw: bytes,
+    sha: str,
+    s3_key: str,
+) -> dict:
     """Where a message is and what it is as bytes: the part of a record known before parsing."""
     received = internaldate or clock.now()
-    return {"sha256": sha, "size": len(raw), "s3_key": s3_key, "folder": folder, "uid": uid,
-            "uidvalidity": uidvalidity, "location": location(mailbox, folder, uidvalidity),
-            "received_at": clock.iso(received), "received_key": f"{clock.iso(received)}#{sha[:16]}",
-            "recorded_at": clock.iso()}
+    return {
+        "sha256": sha,
+        "size": len(raw),
+        "s3_key": s3_key,
+        "folder": folder,
+        "uid": uid,
+        "uidvalidity": uidvalidity,
+        "location": location(mailbox, folder, uidvalidity),
+        "received_at": clock.iso(received),
+        "received_key": f"{clock.iso(received)}#{sha[:16]}",
+        "recorded_at": clock.iso(),
+    }
 
 
-def summary_record(mailbox: str, folder: str, uidvalidity: int, uid: int, internaldate: datetime | None,
-                   raw: bytes, sha: str, s3_key: str, msg: PecMessage | None, reason: str) -> dict:
+def summary_record(
+    mailbox: str,
+    folder: str,
+    uidvalidity: int,
+    uid: int,
+    internaldate: datetime | None,
+    raw: bytes,
+    sha: str,
+    s3_key: str,
+    msg: PecMessage | None,
+    reason: str,
+) -> dict:
     """What is recorded of a message whose processing failed: where it is, its kind if it was
     classified, a few short fields, and the reason."""
     text = _Texts([])
-    record = {**_place(mailbox, folder, uidvalidity, uid, internaldate, raw, sha, s3_key),
-              "kind": msg.kind if msg is not None else kinds.MALFORMED, "on_provider": "yes",
-              "problems": [text("problems", reason, 1000)]}
+    record = {
+        **_place(mailbox, folder, uidvalidity, uid, internaldate, raw, sha, s3_key),
+        "kind": msg.kind if msg is not None else kinds.MALFORMED,
+        "on_provider": "yes",
+        "problems": [text("problems", reason, 1000)],
+    }
     if msg is not None:
-        record |= {"subject": text("subject", msg.subject, 200), "from": text("from", msg.from_address, 200),
-                   "message_id": text("message_id", msg.message_id, 500),
-                   "ref_message_id": text("ref_message_id", msg.ref_message_id, 500),
-                   "identificativo": text("identificativo", msg.identificativo, 500)}
+        record |= {
+            "subject": text("subject", msg.subject, 200),
+            "from": text("from", msg.from_address, 200),
+            "message_id": text("message_id", msg.message_id, 500),
+            "ref_message_id": text("ref_message_id", msg.ref_message_id, 500),
+            "identificativo": text("identificativo", msg.identificativo, 500),
+        }
     return record
 
 

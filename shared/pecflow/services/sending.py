@@ -25,26 +25,36 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pecflow.domain import clock
 from pecflow.adapters.archive import Archive
-from pecflow.adapters.mail import MailboxUnavailable, Submission
-from pecflow.domain.mailbox import MailboxConfig
-from pecflow.domain.reconcile import (CANCEL, CLAIM, DEAD_LETTER, SMTP_ACCEPTED, SMTP_FAILED, SMTP_LOST, SMTP_RETRY, Job,
-                               Move, State)
 from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore, OutgoingStore
+from pecflow.adapters.mail import MailboxUnavailable, Submission
+from pecflow.domain import clock
+from pecflow.domain.mailbox import MailboxConfig
+from pecflow.domain.reconcile import (
+    CANCEL,
+    CLAIM,
+    DEAD_LETTER,
+    SMTP_ACCEPTED,
+    SMTP_FAILED,
+    SMTP_LOST,
+    SMTP_RETRY,
+    Job,
+    Move,
+    State,
+)
 
-STALE_CLAIM_SECONDS = 15 * 60        # a claim older than this never finished: its outcome is unknown
-RENEW_AFTER_RECEIVES = 10            # a waiting job's queue message is renewed after this many
-                                     # deliveries (the send queue dead-letters at 50)
+STALE_CLAIM_SECONDS = 15 * 60  # a claim older than this never finished: its outcome is unknown
+RENEW_AFTER_RECEIVES = 10  # a waiting job's queue message is renewed after this many
+# deliveries (the send queue dead-letters at 50)
 TEMPORARY_RETRY_SECONDS = 5 * 60
 AUTH_RETRY_SECONDS = 15 * 60
 VISIBILITY_LIMIT_SECONDS = 12 * 3600  # SQS: no message stays invisible longer, counted from its sending
-MAX_DELAY_SECONDS = VISIBILITY_LIMIT_SECONDS - 300   # the longest wait asked, with room to spare
-RESERVE_HORIZON_SECONDS = 6 * 3600   # a job reserves a quota slot at most this far ahead
-HORIZON_SPREAD_SECONDS = 1800        # jobs beyond the horizon come back spread over this much time
+MAX_DELAY_SECONDS = VISIBILITY_LIMIT_SECONDS - 300  # the longest wait asked, with room to spare
+RESERVE_HORIZON_SECONDS = 6 * 3600  # a job reserves a quota slot at most this far ahead
+HORIZON_SPREAD_SECONDS = 1800  # jobs beyond the horizon come back spread over this much time
 CAMPAIGN_CACHE_SECONDS = 5
-LATE_FOR_SLOT_SECONDS = 8            # a reserved slot used later than this is given back: the
-                                     # quota margin covers this lateness plus the SMTP submission
+LATE_FOR_SLOT_SECONDS = 8  # a reserved slot used later than this is given back: the
+# quota margin covers this lateness plus the SMTP submission
 
 
 def horizon_spread(message_id: str) -> int:
@@ -56,7 +66,7 @@ def horizon_spread(message_id: str) -> int:
 class Outcome:
     """What the queue message becomes: done (delete it) or back on the queue after `delay`."""
 
-    action: str                      # done | delay
+    action: str  # done | delay
     delay: int = 0
     state: str | None = None
     reason: str = ""
@@ -89,9 +99,9 @@ class Sender:
     campaigns: CampaignStore
     archive: Archive
     mailbox_of: Callable[[str], MailboxConfig | None]
-    acquire: Callable[..., object]                 # RateLimiter.acquire(mailbox, now, horizon=) -> Decision
-    release: Callable[[str, float], None]           # RateLimiter.release(mailbox, at)
-    render: Callable[[dict, dict, str, datetime], bytes]   # (campaign, job, message_id, date) -> raw
+    acquire: Callable[..., object]  # RateLimiter.acquire(mailbox, now, horizon=) -> Decision
+    release: Callable[[str, float], None]  # RateLimiter.release(mailbox, at)
+    render: Callable[[dict, dict, str, datetime], bytes]  # (campaign, job, message_id, date) -> raw
     submit: Callable[[MailboxConfig, bytes, list[str]], Submission]
     check_size: Callable[[MailboxConfig, bytes], str | None] = lambda config, raw: None
     faults: Faults = field(default_factory=lambda: Faults())
@@ -105,8 +115,11 @@ class Sender:
             return self._send(job)
         except Exception as exc:
             # the queue tries again; should it give up, the dead-letter queue tells this reason
-            self.outgoing.set_job_fields(message_id, job["recipient"], {
-                "last_failure": f"{clock.iso()} {type(exc).__name__}: {exc}"[:1000]})
+            self.outgoing.set_job_fields(
+                message_id,
+                job["recipient"],
+                {"last_failure": f"{clock.iso()} {type(exc).__name__}: {exc}"[:1000]},
+            )
             raise
 
     def _send(self, job: dict) -> Outcome:
@@ -117,19 +130,19 @@ class Sender:
             waiting = self._stale_claim(job, recipient)
             if waiting is not None:
                 return waiting
-            state = State.PENDING                       # stopped before SMTP DATA: send it now
+            state = State.PENDING  # stopped before SMTP DATA: send it now
             recipient = Job(recipient.address, state, recipient.certified, recipient.campaign_id)
         if state != State.PENDING:
             return Outcome("done", state=str(state), reason="already handled")
 
         campaign = self._campaign(job.get("campaign_id"))
         status = (campaign or {}).get("status")
-        if status == CampaignStatus.PAUSED:   # seen through the cache: make sure before leaving the queue
+        if status == CampaignStatus.PAUSED:  # seen through the cache: make sure before leaving the queue
             campaign = self._campaign(job.get("campaign_id"), fresh=True)
             status = campaign.get("status")
-        reserved = float(job.get("slot_at") or 0)          # a quota slot this job holds
+        reserved = float(job.get("slot_at") or 0)  # a quota slot this job holds
         if status in (CampaignStatus.CANCELLED, CampaignStatus.PAUSED) and reserved:
-            self.release(job["mailbox"], reserved)          # give it back to the others
+            self.release(job["mailbox"], reserved)  # give it back to the others
             self.outgoing.set_job_fields(message_id, recipient.address, {"slot_at": 0})
             reserved = 0.0
         if status == CampaignStatus.CANCELLED:
@@ -147,7 +160,9 @@ class Sender:
 
         config = self.mailbox_of(job["mailbox"])
         if config is None:
-            self._move(job, recipient, SMTP_FAILED, error=f"sending mailbox {job['mailbox']} is not configured")
+            self._move(
+                job, recipient, SMTP_FAILED, error=f"sending mailbox {job['mailbox']} is not configured"
+            )
             return Outcome("done", state=str(State.ERROR), reason="no such mailbox")
 
         # render and check the size before taking a slot: what cannot be sent wastes none
@@ -178,7 +193,7 @@ class Sender:
             # wakes once for it (jobs refused and retried would all wake for every freed slot)
             decision = self.acquire(config.address, now, horizon=RESERVE_HORIZON_SECONDS)
             if not decision.allowed:
-                if decision.at is None:   # contention on the limiter: try again in a moment
+                if decision.at is None:  # contention on the limiter: try again in a moment
                     return Outcome.later(1, "quota limiter busy")
                 # beyond the horizon: back when that slot can be reserved, each job at its own
                 # moment (thousands waking together would keep the senders from the slots due then)
@@ -187,12 +202,14 @@ class Sender:
             slot = decision.at
             if slot > now:
                 if not self.outgoing.reserve_slot(message_id, recipient.address, slot):
-                    self.release(config.address, slot)     # a duplicate of this job reserved first
+                    self.release(config.address, slot)  # a duplicate of this job reserved first
                     return Outcome.later(1, "another copy of this job holds a slot")
                 return Outcome.later(slot - now, "waiting for its reserved quota slot")
         self.faults.hit("after_slot")
-        claim = clock.iso()   # written with the claim itself: a claim is never seen without its time
-        if not self.outgoing.try_move(message_id, recipient, CLAIM, also_set={"claimed_at": claim, "slot_at": 0}):
+        claim = clock.iso()  # written with the claim itself: a claim is never seen without its time
+        if not self.outgoing.try_move(
+            message_id, recipient, CLAIM, also_set={"claimed_at": claim, "slot_at": 0}
+        ):
             if not reserved:
                 self.release(config.address, slot)
             return Outcome("done", reason="claimed by another sender")
@@ -203,17 +220,20 @@ class Sender:
         archived = self.archive.store(raw)
         self.faults.hit("after_archive")
         # from here on the message may leave: a sender that stops now must not send it again
-        self.outgoing.set_job_fields(message_id, recipient.address, {
-            "sent_s3_key": archived.key, "size": len(raw), "submitting_claim": claim})
+        self.outgoing.set_job_fields(
+            message_id,
+            recipient.address,
+            {"sent_s3_key": archived.key, "size": len(raw), "submitting_claim": claim},
+        )
         try:
             result = self.submit(config, raw, [recipient.address])
-        except MailboxUnavailable as exc:   # nothing was sent: credentials, network, TLS
+        except MailboxUnavailable as exc:  # nothing was sent: credentials, network, TLS
             self.release(config.address, decision_at)
             self._move(job, recipient, SMTP_RETRY, error=str(exc))
             retry = AUTH_RETRY_SECONDS if exc.kind == "auth" else TEMPORARY_RETRY_SECONDS
             return Outcome.later(retry, f"mailbox unavailable ({exc.kind})", str(State.PENDING))
         self.faults.hit("after_submit")
-        if result.before_data:   # nothing reached the provider: the slot is free again
+        if result.before_data:  # nothing reached the provider: the slot is free again
             self.release(config.address, decision_at)
         return self._after_submission(job, recipient, result)
 
@@ -253,15 +273,22 @@ class Sender:
             return Outcome.later(STALE_CLAIM_SECONDS - age, "being sent by another invocation")
         # both moves only for this very claim: a sender that re-claimed meanwhile changed claimed_at
         this_claim = {"claimed_at": claimed}
-        if claimed and job.get("submitting_claim") == claimed:   # this claim had started submitting
-            self.outgoing.apply(job["message_id"], recipient, SMTP_LOST, only_if=this_claim,
-                                also_set={"smtp_answer": "sender stopped after starting the SMTP submission"})
+        if claimed and job.get("submitting_claim") == claimed:  # this claim had started submitting
+            self.outgoing.apply(
+                job["message_id"],
+                recipient,
+                SMTP_LOST,
+                only_if=this_claim,
+                also_set={"smtp_answer": "sender stopped after starting the SMTP submission"},
+            )
             return Outcome("done", state=str(State.UNCERTAIN), reason="outcome unknown: waiting for receipts")
         if not self.outgoing.try_move(job["message_id"], recipient, SMTP_RETRY, only_if=this_claim):
             return Outcome.later(1, "moved on meanwhile: look again")
         return None
 
-    def _move(self, job: dict, recipient: Job, move: Move, *, error: str | None = None, smtp: str | None = None) -> State:
+    def _move(
+        self, job: dict, recipient: Job, move: Move, *, error: str | None = None, smtp: str | None = None
+    ) -> State:
         fields = {}
         if error:
             fields["error"] = error[:1000]
@@ -298,12 +325,25 @@ def dead_lettered(outgoing: OutgoingStore, message_id: str, *, deliveries: int |
     if state not in (State.PENDING, State.SENDING):
         return str(state)
     claimed = job.get("claimed_at")
-    if state == State.SENDING and claimed and (clock.now() - _parse(claimed)).total_seconds() < STALE_CLAIM_SECONDS:
+    if (
+        state == State.SENDING
+        and claimed
+        and (clock.now() - _parse(claimed)).total_seconds() < STALE_CLAIM_SECONDS
+    ):
         raise StillSending(f"{message_id} is being sent by another invocation: look again later")
     this_claim = {"claimed_at": claimed} if state == State.SENDING else None
-    if state == State.SENDING and job.get("claimed_at") and job.get("submitting_claim") == job.get("claimed_at"):
-        outgoing.apply(message_id, recipient, SMTP_LOST, only_if=this_claim, also_set={
-            "smtp_answer": "sender stopped after starting the SMTP submission"})
+    if (
+        state == State.SENDING
+        and job.get("claimed_at")
+        and job.get("submitting_claim") == job.get("claimed_at")
+    ):
+        outgoing.apply(
+            message_id,
+            recipient,
+            SMTP_LOST,
+            only_if=this_claim,
+            also_set={"smtp_answer": "sender stopped after starting the SMTP submission"},
+        )
         return str(State.UNCERTAIN)
     if outgoing.try_move(message_id, recipient, DEAD_LETTER, only_if=this_claim, also_set=also):
         if recipient.campaign_id:

@@ -11,24 +11,85 @@ flows 3 and 4). This module is the one to import; the work is split by concern:
 Pure domain code: no AWS, no sockets.
 """
 
-from pecflow.domain.campaign.recipients import CsvFormat, CsvLimits, CsvRows, Row, read_rows
 from pecflow.domain.campaign.export import EXPORT_COLUMNS, export_rows, safe_cell, write_export, write_lines
 from pecflow.domain.campaign.issues import CampaignError, Code, CsvError, Issue, ManifestError, RenderError
-from pecflow.domain.campaign.manifest import (DEFAULT_FORMATS, DEFAULT_MAX_ATTACHMENT_BYTES,
-                                       DEFAULT_MAX_MESSAGE_BYTES, RECEIPT_TYPES, Manifest, PdfSpec,
-                                       address_problem, attachment_name_problem, column_key, schema)
+from pecflow.domain.campaign.manifest import (
+    DEFAULT_FORMATS,
+    DEFAULT_MAX_ATTACHMENT_BYTES,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    RECEIPT_TYPES,
+    Manifest,
+    PdfSpec,
+    address_problem,
+    attachment_name_problem,
+    column_key,
+    schema,
+)
 from pecflow.domain.campaign.pdf import text_pdf
-from pecflow.domain.campaign.rendering import (Rendered, TemplateLimitError, Templates, compile_templates, data,
-                                     environment, estimated_size, importo, render_message, row_values)
-from pecflow.domain.campaign.validation import (AttachmentIndex, DictAttachmentIndex, SqliteAttachmentIndex,
-                                       ValidationReport, local_files, validate)
+from pecflow.domain.campaign.recipients import CsvFormat, CsvLimits, CsvRows, Row, read_rows
+from pecflow.domain.campaign.rendering import (
+    Rendered,
+    TemplateLimitError,
+    Templates,
+    compile_templates,
+    data,
+    environment,
+    estimated_size,
+    importo,
+    render_message,
+    row_values,
+)
+from pecflow.domain.campaign.validation import (
+    AttachmentIndex,
+    DictAttachmentIndex,
+    SqliteAttachmentIndex,
+    ValidationReport,
+    local_files,
+    validate,
+)
 
 __all__ = [
-    "AttachmentIndex", "CampaignError", "Code", "CsvError", "CsvFormat", "CsvLimits", "CsvRows",
-    "DEFAULT_FORMATS", "DEFAULT_MAX_ATTACHMENT_BYTES", "DEFAULT_MAX_MESSAGE_BYTES", "DictAttachmentIndex",
-    "EXPORT_COLUMNS", "Issue", "Manifest", "ManifestError", "PdfSpec", "RECEIPT_TYPES", "RenderError",
-    "Rendered", "Row", "SqliteAttachmentIndex", "TemplateLimitError", "Templates", "ValidationReport",
-    "address_problem", "attachment_name_problem", "column_key", "compile_templates", "data", "environment",
-    "estimated_size", "export_rows", "importo", "local_files", "read_rows", "render_message", "row_values",
-    "safe_cell", "schema", "text_pdf", "validate", "write_export", "write_lines",
+    "AttachmentIndex",
+    "CampaignError",
+    "Code",
+    "CsvError",
+    "CsvFormat",
+    "CsvLimits",
+    "CsvRows",
+    "DEFAULT_FORMATS",
+    "DEFAULT_MAX_ATTACHMENT_BYTES",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DictAttachmentIndex",
+    "EXPORT_COLUMNS",
+    "Issue",
+    "Manifest",
+    "ManifestError",
+    "PdfSpec",
+    "RECEIPT_TYPES",
+    "RenderError",
+    "Rendered",
+    "Row",
+    "SqliteAttachmentIndex",
+    "TemplateLimitError",
+    "Templates",
+    "ValidationReport",
+    "address_problem",
+    "attachment_name_problem",
+    "column_key",
+    "compile_templates",
+    "data",
+    "environment",
+    "estimated_size",
+    "export_rows",
+    "importo",
+    "local_files",
+    "read_rows",
+    "render_message",
+    "row_values",
+    "safe_cell",
+    "schema",
+    "text_pdf",
+    "validate",
+    "write_export",
+    "write_lines",
 ]

@@ -22,9 +22,14 @@ Column = str | tuple[str, str | tuple[str, ...]]
 
 # the per-recipient outcome, from the job items of the outgoing table
 EXPORT_COLUMNS: tuple[Column, ...] = (
-    ("row", "row"), ("recipient", "recipient"), ("state", "state"), ("attempt", "attempt"),
-    ("message_id", "message_id"), ("sent_at", ("at_sent", "at_sent_uncertain")),
-    ("accepted_at", "at_accepted"), ("delivered_at", "at_delivered"),
+    ("row", "row"),
+    ("recipient", "recipient"),
+    ("state", "state"),
+    ("attempt", "attempt"),
+    ("message_id", "message_id"),
+    ("sent_at", ("at_sent", "at_sent_uncertain")),
+    ("accepted_at", "at_accepted"),
+    ("delivered_at", "at_delivered"),
     ("failed_at", ("at_delivery_failed", "at_not_accepted", "at_error")),
     ("error", ("error", "last_error")),
 )
@@ -41,8 +46,9 @@ def safe_cell(value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, (dict, list, tuple, set)):
-        value = json.dumps(sorted(value) if isinstance(value, set) else value, ensure_ascii=False,
-                           default=str)
+        value = json.dumps(
+            sorted(value) if isinstance(value, set) else value, ensure_ascii=False, default=str
+        )
     text = str(value)
     return "'" + text if text.startswith(FORMULA_START) else text
 
@@ -54,7 +60,7 @@ def _header(column: Column) -> str:
 def _get(row: Mapping, column: Column) -> Any:
     keys = column if isinstance(column, str) else column[1]
     for key in (keys,) if isinstance(keys, str) else keys:
-        if key.startswith("values."):           # the recipient's own CSV columns, kept on the job
+        if key.startswith("values."):  # the recipient's own CSV columns, kept on the job
             value = (row.get("values") or {}).get(key[7:])
         else:
             value = row.get(key)
@@ -97,8 +103,13 @@ def write_lines(sink: BinaryIO, lines: Iterable[str]) -> int:
     return count
 
 
-def write_export(sink: BinaryIO, jobs: Iterable[Mapping], *, columns: Sequence[Column] = EXPORT_COLUMNS,
-                 value_columns: Sequence[str] = ()) -> int:
+def write_export(
+    sink: BinaryIO,
+    jobs: Iterable[Mapping],
+    *,
+    columns: Sequence[Column] = EXPORT_COLUMNS,
+    value_columns: Sequence[str] = (),
+) -> int:
     """The per-recipient outcome CSV of a campaign; `value_columns` adds the recipient's own
     CSV columns (from the job's `values`) after the outcome. Returns the jobs written."""
     every = [*columns, *((name, f"values.{name}") for name in value_columns)]

@@ -11,14 +11,14 @@ class Code(StrEnum):
     # the campaign as a whole: nothing can be sent until it is fixed
     MANIFEST_INVALID = "manifest-invalid"
     TEMPLATE_SYNTAX = "template-syntax"
-    TEMPLATE_LIMIT = "template-limit"                    # over a limit: its size, or time, loops... on a row
-    MERGE_FIELD_MISSING = "merge-field-missing"          # a template variable that is no column
+    TEMPLATE_LIMIT = "template-limit"  # over a limit: its size, or time, loops... on a row
+    MERGE_FIELD_MISSING = "merge-field-missing"  # a template variable that is no column
     ADDRESS_COLUMN_MISSING = "address-column-missing"
     ATTACHMENT_COLUMN_MISSING = "attachment-column-missing"
-    COLUMN_DUPLICATE = "column-duplicate"                # two headers with the same name
+    COLUMN_DUPLICATE = "column-duplicate"  # two headers with the same name
     CSV_EMPTY = "csv-empty"
     CSV_HEADER_ONLY = "csv-header-only"
-    CSV_NOT_TEXT = "csv-not-text"                        # a workbook, a PDF, UTF-16 without BOM...
+    CSV_NOT_TEXT = "csv-not-text"  # a workbook, a PDF, UTF-16 without BOM...
     CSV_ENCODING = "csv-encoding"
     CSV_TOO_LARGE = "csv-too-large"
     CSV_MALFORMED = "csv-malformed"
@@ -32,12 +32,12 @@ class Code(StrEnum):
     ADDRESS_EMPTY = "address-empty"
     ADDRESS_INVALID = "address-invalid"
     ADDRESS_DUPLICATE = "address-duplicate"
-    VALUE_EMPTY = "value-empty"                          # a merge field the templates need is empty
+    VALUE_EMPTY = "value-empty"  # a merge field the templates need is empty
     ATTACHMENT_NAME_INVALID = "attachment-name-invalid"
-    ATTACHMENT_NOT_FOUND = "attachment-not-found"        # also for a missing fixed attachment
+    ATTACHMENT_NOT_FOUND = "attachment-not-found"  # also for a missing fixed attachment
     ATTACHMENT_FORMAT = "attachment-format"
     ATTACHMENT_TOO_LARGE = "attachment-too-large"
-    ATTACHMENT_NOT_A_FILE = "attachment-not-a-file"     # a symbolic link, a special file: never read
+    ATTACHMENT_NOT_A_FILE = "attachment-not-a-file"  # a symbolic link, a special file: never read
     RENDER_FAILED = "render-failed"
     MESSAGE_TOO_LARGE = "message-too-large"
 
@@ -48,9 +48,9 @@ class Issue:
 
     code: Code
     reason: str
-    row: int | None = None          # spreadsheet numbering: the header is row 1
-    column: str | None = None       # the header as the user wrote it
-    field: str | None = None        # manifest field: subject, attachments[2], pdf.template...
+    row: int | None = None  # spreadsheet numbering: the header is row 1
+    column: str | None = None  # the header as the user wrote it
+    field: str | None = None  # manifest field: subject, attachments[2], pdf.template...
 
     @property
     def message(self) -> str:
@@ -65,8 +65,14 @@ class Issue:
         return f"{', '.join(where)}: {self.reason}" if where else self.reason
 
     def to_dict(self) -> dict:
-        return {"row": self.row, "column": self.column, "field": self.field, "code": str(self.code),
-                "reason": self.reason, "message": self.message}
+        return {
+            "row": self.row,
+            "column": self.column,
+            "field": self.field,
+            "code": str(self.code),
+            "reason": self.reason,
+            "message": self.message,
+        }
 
 
 class CampaignError(ValueError):

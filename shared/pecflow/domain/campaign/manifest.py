@@ -19,10 +19,26 @@ from pecflow.domain.campaign.issues import Code, Issue, ManifestError
 
 SCHEMA_NAME = "campaign-manifest.schema.json"
 RECEIPT_TYPES = ("completa", "breve", "sintetica")
-DEFAULT_FORMATS = ("pdf", "p7m", "p7s", "xml", "txt", "csv", "jpg", "jpeg", "png", "tif", "tiff", "zip",
-                   "odt", "ods", "docx", "xlsx")
-DEFAULT_MAX_ATTACHMENT_BYTES = 20_000_000   # one file; base64 makes it ~27 MB in the message
-DEFAULT_MAX_MESSAGE_BYTES = 30_000_000      # the usual PEC limit, counted on the encoded message
+DEFAULT_FORMATS = (
+    "pdf",
+    "p7m",
+    "p7s",
+    "xml",
+    "txt",
+    "csv",
+    "jpg",
+    "jpeg",
+    "png",
+    "tif",
+    "tiff",
+    "zip",
+    "odt",
+    "ods",
+    "docx",
+    "xlsx",
+)
+DEFAULT_MAX_ATTACHMENT_BYTES = 20_000_000  # one file; base64 makes it ~27 MB in the message
+DEFAULT_MAX_MESSAGE_BYTES = 30_000_000  # the usual PEC limit, counted on the encoded message
 
 
 # --- small syntax rules ---------------------------------------------------------------------------
@@ -30,9 +46,12 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _LOCAL = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _TLD = re.compile(r"[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59}")
-_VALID = re.compile(rf"(?=.{{3,254}}\Z)(?=[^@]{{1,64}}@){_ATEXT}+(?:\.{_ATEXT}+)*@"
-                    r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
-                    r"(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})", re.S)
+_VALID = re.compile(
+    rf"(?=.{{3,254}}\Z)(?=[^@]{{1,64}}@){_ATEXT}+(?:\.{_ATEXT}+)*@"
+    r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})",
+    re.S,
+)
 _NOT_KEY = re.compile(r"\W+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -40,7 +59,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def address_problem(address: str) -> str | None:
     """Why `address` cannot be a PEC recipient (a pragmatic RFC 5321 check), or None."""
     if _VALID.fullmatch(address):
-        return None                 # the common case, in one match; the rest says what is wrong
+        return None  # the common case, in one match; the rest says what is wrong
     if not address:
         return "it is empty"
     if "@" in address and (address.count("@") > 1 and re.search(r"[,;\s]", address)):
@@ -133,12 +152,25 @@ def _validator():
     return Draft202012Validator(schema())
 
 
-_TYPE_WORDS = {"object": "an object", "array": "a list", "string": "a string", "integer": "a whole number",
-               "number": "a number", "boolean": "true or false", "null": "null"}
+_TYPE_WORDS = {
+    "object": "an object",
+    "array": "a list",
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
 
 
-_PYTHON_TYPES = (("boolean", bool), ("integer", int), ("number", float), ("string", str), ("array", list),
-                 ("object", dict))     # bool before int: True is an int too
+_PYTHON_TYPES = (
+    ("boolean", bool),
+    ("integer", int),
+    ("number", float),
+    ("string", str),
+    ("array", list),
+    ("object", dict),
+)  # bool before int: True is an int too
 
 
 def _json_type(value: Any) -> str:
@@ -170,12 +202,16 @@ def _describe(error) -> list[Issue]:
             issues.append(Issue(Code.MANIFEST_INVALID, "unknown field" + hint, field=_join(field, name)))
         return issues
     if kind == "required":
-        return [Issue(Code.MANIFEST_INVALID, "is required", field=_join(field, name))
-                for name in expected if name not in value]
+        return [
+            Issue(Code.MANIFEST_INVALID, "is required", field=_join(field, name))
+            for name in expected
+            if name not in value
+        ]
     if kind == "type":
         if field is None:
-            return [Issue(Code.MANIFEST_INVALID,
-                          f"the manifest must be a JSON object, not {_json_type(value)}")]
+            return [
+                Issue(Code.MANIFEST_INVALID, f"the manifest must be a JSON object, not {_json_type(value)}")
+            ]
         reason = f"must be {_TYPE_WORDS.get(expected, expected)}, not {_json_type(value)}"
     elif kind == "enum":
         reason = f"must be one of {', '.join(map(str, expected))}, not {value!r}"
@@ -211,17 +247,17 @@ class PdfSpec:
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    mailbox: str                                  # the sending PEC mailbox (envelope sender and From)
-    subject: str                                  # templates (Jinja2, sandboxed, StrictUndefined)
+    mailbox: str  # the sending PEC mailbox (envelope sender and From)
+    subject: str  # templates (Jinja2, sandboxed, StrictUndefined)
     body_text: str
     body_html: str | None = None
     address_column: str = "pec"
-    attachments: tuple[str, ...] = ()             # fixed: the same files to every recipient
-    attachment_column: str | None = None          # per recipient: the column naming the file
-    optional_columns: tuple[str, ...] = ()        # template variables allowed to be empty
+    attachments: tuple[str, ...] = ()  # fixed: the same files to every recipient
+    attachment_column: str | None = None  # per recipient: the column naming the file
+    optional_columns: tuple[str, ...] = ()  # template variables allowed to be empty
     pdf: PdfSpec | None = None
     receipt_type: str = "completa"
-    start_at: str | None = None                   # ISO 8601 with its zone, as datetime.isoformat()
+    start_at: str | None = None  # ISO 8601 with its zone, as datetime.isoformat()
     dry_run: bool = False
     accepted_formats: tuple[str, ...] = DEFAULT_FORMATS
     max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES
@@ -237,8 +273,9 @@ class Manifest:
             try:
                 raw = raw.decode("utf-8-sig")
             except UnicodeDecodeError as exc:
-                raise ManifestError([Issue(Code.MANIFEST_INVALID,
-                                           f"the manifest is not UTF-8 text (byte {exc.start:,})")]) from None
+                raise ManifestError(
+                    [Issue(Code.MANIFEST_INVALID, f"the manifest is not UTF-8 text (byte {exc.start:,})")]
+                ) from None
         raw = raw.removeprefix("\ufeff")
         try:
             data = json.loads(raw, object_pairs_hook=_no_repeated_keys)
@@ -270,8 +307,13 @@ class Manifest:
                 start = datetime.fromisoformat(values["start_at"].replace(" ", "T", 1))
                 values["start_at"] = start.isoformat()
             except ValueError:
-                issues.append(Issue(Code.MANIFEST_INVALID, f"{show(data['start_at'])} is not a real date and "
-                                                           "time", field="start_at"))
+                issues.append(
+                    Issue(
+                        Code.MANIFEST_INVALID,
+                        f"{show(data['start_at'])} is not a real date and time",
+                        field="start_at",
+                    )
+                )
         manifest = cls(**values)
         issues.extend(manifest._rule_issues())
         if issues:

@@ -27,17 +27,23 @@ from dataclasses import dataclass
 from pecflow.domain.campaign.issues import Code, CsvError
 from pecflow.domain.campaign.manifest import column_key
 
-DELIMITERS = (";", "\t", ",")       # order of preference when the sniffing cannot tell
-ENCODING_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "utf-16": "UTF-16",
-                  "cp1252": "Windows-1252"}
+DELIMITERS = (";", "\t", ",")  # order of preference when the sniffing cannot tell
+ENCODING_NAMES = {
+    "utf-8": "UTF-8",
+    "utf-8-sig": "UTF-8 with BOM",
+    "utf-16": "UTF-16",
+    "cp1252": "Windows-1252",
+}
 _CHUNK = 64 * 1024
 _TEXT = re.compile(rb"[^ \t\r\n]")
-_SIGNATURES = ((b"PK\x03\x04", "a ZIP archive (an Excel .xlsx or LibreOffice .ods workbook?)"),
-               (b"\xd0\xcf\x11\xe0", "an old Excel .xls workbook"),
-               (b"%PDF", "a PDF document"),
-               (b"{\\rtf", "an RTF document"))
+_SIGNATURES = (
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx or LibreOffice .ods workbook?)"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel .xls workbook"),
+    (b"%PDF", "a PDF document"),
+    (b"{\\rtf", "an RTF document"),
+)
 _SAVE_AS = "in Excel use File > Save as > 'CSV UTF-8' (or 'CSV (separatore: punto e virgola)')"
-MAX_NAME_CHARS = 100                # a column name in reports and errors
+MAX_NAME_CHARS = 100  # a column name in reports and errors
 
 
 def cut(name: str, limit: int = MAX_NAME_CHARS) -> str:
@@ -47,19 +53,19 @@ def cut(name: str, limit: int = MAX_NAME_CHARS) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CsvLimits:
-    max_bytes: int = 100 * 1024 * 1024     # the whole file (~500,000 typical rows)
-    max_field_chars: int = 64 * 1024       # one cell
-    max_row_chars: int = 1024 * 1024       # one row, all its lines
-    max_columns: int = 1000                # the header's cells, empty ones included
-    sniff_bytes: int = 1024 * 1024         # what decides the encoding
+    max_bytes: int = 100 * 1024 * 1024  # the whole file (~500,000 typical rows)
+    max_field_chars: int = 64 * 1024  # one cell
+    max_row_chars: int = 1024 * 1024  # one row, all its lines
+    max_columns: int = 1000  # the header's cells, empty ones included
+    sniff_bytes: int = 1024 * 1024  # what decides the encoding
 
 
 @dataclass(frozen=True, slots=True)
 class CsvFormat:
-    encoding: str                   # utf-8 | utf-8-sig | utf-16 | cp1252
+    encoding: str  # utf-8 | utf-8-sig | utf-16 | cp1252
     delimiter: str
-    header: tuple[str, ...]         # as written, trimmed
-    columns: tuple[str, ...]        # their keys ('' for an unnamed column)
+    header: tuple[str, ...]  # as written, trimmed
+    columns: tuple[str, ...]  # their keys ('' for an unnamed column)
     header_row: int = 1
 
     @property
@@ -80,15 +86,20 @@ class CsvFormat:
         return cut(key)
 
     def to_dict(self) -> dict:
-        return {"encoding": self.encoding, "delimiter": self.delimiter, "header": list(self.header),
-                "columns": list(self.columns), "header_row": self.header_row}
+        return {
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+            "header": list(self.header),
+            "columns": list(self.columns),
+            "header_row": self.header_row,
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    number: int                     # spreadsheet row number (header = 1)
-    values: dict[str, str]          # column key → trimmed value (unnamed columns left out)
-    cells: int | None = None        # cells found; differs from the header's width on a ragged row
+    number: int  # spreadsheet row number (header = 1)
+    values: dict[str, str]  # column key → trimmed value (unnamed columns left out)
+    cells: int | None = None  # cells found; differs from the header's width on a ragged row
 
 
 class _Undecodable(Exception):
@@ -104,19 +115,27 @@ class _Lines:
     """Decoded lines, their endings kept, from a binary stream: the `head` already read, then
     chunks. Counts bytes against the limit and characters of the current row."""
 
-    def __init__(self, binary, head: bytearray, head_size: int, eof: bool, encoding: str, limits: CsvLimits,
-                 split_on: str):
+    def __init__(
+        self,
+        binary,
+        head: bytearray,
+        head_size: int,
+        eof: bool,
+        encoding: str,
+        limits: CsvLimits,
+        split_on: str,
+    ):
         self.binary, self.head, self.head_size = binary, head, head_size
         self.eof, self.limits, self.split_on = eof, limits, split_on
         self.encoding = encoding
         self.decoder = codecs.getincrementaldecoder(encoding)("strict")
         self.bytes_read = head_size
-        self.row_chars = 0          # reset by the reader after each record
+        self.row_chars = 0  # reset by the reader after each record
 
     def _raw(self) -> Iterator[bytes]:
         head, self.head = self.head, None
         for start in range(0, self.head_size, _CHUNK):
-            yield bytes(head[start:min(start + _CHUNK, self.head_size)])
+            yield bytes(head[start : min(start + _CHUNK, self.head_size)])
         del head
         while not self.eof:
             chunk = self.binary.read(_CHUNK)
@@ -134,8 +153,8 @@ class _Lines:
                 text = self.decoder.decode(chunk)
             except UnicodeDecodeError as exc:
                 # the text before the bad byte still makes rows; the row holding it is reported
-                held = len(exc.object) - len(chunk)          # bytes kept back from earlier chunks
-                yield bytes(exc.object[:exc.start]).decode(self.encoding, "replace")
+                held = len(exc.object) - len(chunk)  # bytes kept back from earlier chunks
+                yield bytes(exc.object[: exc.start]).decode(self.encoding, "replace")
                 raise _Undecodable(fed - held + exc.start, exc.object[exc.start]) from None
             fed += len(chunk)
             if text:
@@ -148,13 +167,13 @@ class _Lines:
             yield tail
 
     def __iter__(self) -> Iterator[str]:
-        carry = ""                  # the start of a line whose end is in the next text
+        carry = ""  # the start of a line whose end is in the next text
         sep, limit = self.split_on, self.limits.max_row_chars
         for text in self._texts():
             start = 0
             end = text.find(sep)
             while end != -1:
-                line = text[start:end + 1]
+                line = text[start : end + 1]
                 if carry:
                     line, carry = carry + line, ""
                 self.row_chars += len(line)
@@ -185,7 +204,7 @@ def _read_head(binary, limit: int) -> tuple[bytearray, int, bool]:
         chunk = binary.read(min(_CHUNK, limit - size))
         if not chunk:
             return window, size, True
-        window[size:size + len(chunk)] = chunk
+        window[size : size + len(chunk)] = chunk
         size += len(chunk)
     return window, size, False
 
@@ -204,7 +223,7 @@ def _stream_size(binary) -> int | None:
 
 
 def _encoding(head: bytearray, size: int, eof: bool) -> str:
-    start = bytes(head[:min(size, 8)])
+    start = bytes(head[: min(size, 8)])
     if start.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -213,12 +232,15 @@ def _encoding(head: bytearray, size: int, eof: bool) -> str:
         if start.startswith(signature):
             raise CsvError(Code.CSV_NOT_TEXT, f"this is {what}, not a CSV file: {_SAVE_AS}")
     if head.find(b"\x00", 0, size) != -1:
-        raise CsvError(Code.CSV_NOT_TEXT, "the file contains NUL bytes: it is not a text CSV (UTF-16 without "
-                                          f"a BOM, or a binary file?): {_SAVE_AS}")
+        raise CsvError(
+            Code.CSV_NOT_TEXT,
+            "the file contains NUL bytes: it is not a text CSV (UTF-16 without "
+            f"a BOM, or a binary file?): {_SAVE_AS}",
+        )
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     try:
         for at in range(0, size, _CHUNK):
-            decoder.decode(head[at:min(at + _CHUNK, size)])
+            decoder.decode(head[at : min(at + _CHUNK, size)])
         decoder.decode(b"", final=eof)
     except UnicodeDecodeError:
         return "cp1252"
@@ -267,18 +289,19 @@ class CsvRows:
         if eof and not _TEXT.search(head, 3 if head.startswith(codecs.BOM_UTF8) else 0, head_size):
             raise CsvError(Code.CSV_EMPTY, "the file is empty")
         encoding = _encoding(head, head_size, eof)
-        sample = head[:min(head_size, _CHUNK)].decode(encoding, "replace")
+        sample = head[: min(head_size, _CHUNK)].decode(encoding, "replace")
         delimiter, sep_hint = _sniff(sample.removeprefix("\ufeff"))
         split_on = "\r" if "\n" not in sample and "\r" in sample else "\n"
         self._lines = _Lines(binary, head, head_size, eof, encoding, limits, split_on)
-        self._records = csv.reader(self._lines, delimiter=delimiter, quotechar='"', doublequote=True,
-                                   strict=True)
+        self._records = csv.reader(
+            self._lines, delimiter=delimiter, quotechar='"', doublequote=True, strict=True
+        )
         if csv.field_size_limit() < limits.max_field_chars + 1:
             csv.field_size_limit(limits.max_field_chars + 1)
         self._number = 0
         self._failed: CsvError | None = None
         if sep_hint:
-            self._next_record()         # Excel's hint line: not a row anybody sees
+            self._next_record()  # Excel's hint line: not a row anybody sees
             self._number = 0
         header: list[str] | None = None
         while header is None:
@@ -290,12 +313,15 @@ class CsvRows:
         if header:
             header[0] = header[0].removeprefix("\ufeff")
         if len(header) > limits.max_columns:
-            raise CsvError(Code.CSV_TOO_MANY_COLUMNS,
-                           f"the header has {len(header):,} columns: at most {limits.max_columns:,} (empty "
-                           "columns count too: delete the unused ones; or is the delimiter wrong?)",
-                           row=self._number)
-        self.format = CsvFormat(encoding, delimiter, tuple(header), tuple(column_key(h) for h in header),
-                                self._number)
+            raise CsvError(
+                Code.CSV_TOO_MANY_COLUMNS,
+                f"the header has {len(header):,} columns: at most {limits.max_columns:,} (empty "
+                "columns count too: delete the unused ones; or is the delimiter wrong?)",
+                row=self._number,
+            )
+        self.format = CsvFormat(
+            encoding, delimiter, tuple(header), tuple(column_key(h) for h in header), self._number
+        )
         self._keys = [(i, key) for i, key in enumerate(self.format.columns) if key]
 
     @property
@@ -305,7 +331,7 @@ class CsvRows:
     def _next_record(self) -> list[str] | None:
         """The next record (blank ones included), numbered; None at the end."""
         if self._failed is not None:
-            raise self._failed              # the file cannot be read past its first fatal error
+            raise self._failed  # the file cannot be read past its first fatal error
         try:
             return self._read_record()
         except CsvError as exc:
@@ -318,24 +344,35 @@ class CsvRows:
             cells = next(self._records, None)
         except _Undecodable as exc:
             codec = ENCODING_NAMES[self._lines.encoding]
-            reason = (f"byte 0x{exc.byte:02X} at offset {exc.offset:,} is not valid {codec}: the file mixes "
-                      f"encodings; {_SAVE_AS}")
+            reason = (
+                f"byte 0x{exc.byte:02X} at offset {exc.offset:,} is not valid {codec}: the file mixes "
+                f"encodings; {_SAVE_AS}"
+            )
             raise CsvError(Code.CSV_ENCODING, reason, row=number) from None
         except _TooLong:
-            raise CsvError(Code.ROW_TOO_LONG, f"the row is longer than {self.limits.max_row_chars:,} "
-                                              'characters: is a quote (") left open?', row=number) from None
+            raise CsvError(
+                Code.ROW_TOO_LONG,
+                f'the row is longer than {self.limits.max_row_chars:,} characters: is a quote (") left open?',
+                row=number,
+            ) from None
         except csv.Error as exc:
             text = str(exc)
             if "field larger than field limit" in text:
                 raise CsvError(Code.FIELD_TOO_LARGE, self._field_reason(), row=number) from None
             if "unexpected end of data" in text:
-                raise CsvError(Code.CSV_UNCLOSED_QUOTE,
-                               'a quoted field is never closed: a quote (") is missing', row=number) from None
+                raise CsvError(
+                    Code.CSV_UNCLOSED_QUOTE,
+                    'a quoted field is never closed: a quote (") is missing',
+                    row=number,
+                ) from None
             if "NUL" in text:
                 raise CsvError(Code.CSV_NOT_TEXT, "the row contains a NUL byte", row=number) from None
             if "expected after" in text:
-                raise CsvError(Code.CSV_MALFORMED, 'text follows a closing quote ("): quotes inside a quoted '
-                                                   'field must be doubled ("")', row=number) from None
+                raise CsvError(
+                    Code.CSV_MALFORMED,
+                    'text follows a closing quote ("): quotes inside a quoted field must be doubled ("")',
+                    row=number,
+                ) from None
             raise CsvError(Code.CSV_MALFORMED, f"the row cannot be read as CSV: {text}", row=number) from None
         if cells is None:
             return None
@@ -345,8 +382,10 @@ class CsvRows:
         return cells
 
     def _field_reason(self) -> str:
-        return (f"a field is longer than {self.limits.max_field_chars:,} characters: is a quote (\") left "
-                "open, swallowing the rows after it?")
+        return (
+            f'a field is longer than {self.limits.max_field_chars:,} characters: is a quote (") left '
+            "open, swallowing the rows after it?"
+        )
 
     def __iter__(self) -> Iterator[Row]:
         return self
@@ -358,16 +397,17 @@ class CsvRows:
             if cells is None:
                 raise StopIteration
             if not any(c and not c.isspace() for c in cells):
-                continue                    # blank line, or a row of empty cells
+                continue  # blank line, or a row of empty cells
             for i, cell in enumerate(cells):
                 if len(cell) > limit:
                     column = self.format.header[i] if i < self.format.width else None
-                    self._failed = CsvError(Code.FIELD_TOO_LARGE, self._field_reason(), row=self._number,
-                                            column=column)
+                    self._failed = CsvError(
+                        Code.FIELD_TOO_LARGE, self._field_reason(), row=self._number, column=column
+                    )
                     raise self._failed
             width = self.format.width
             while len(cells) > width and not cells[-1].strip():
-                cells.pop()                 # empty cells past the header: trailing delimiters
+                cells.pop()  # empty cells past the header: trailing delimiters
             values = {key: cells[i].strip() for i, key in self._keys if i < len(cells)}
             return Row(self._number, values, len(cells))
 

@@ -34,8 +34,16 @@ from itertools import chain
 from types import BuiltinMethodType, GeneratorType, MethodType
 from typing import Any, NoReturn
 
-from jinja2 import (Environment, StrictUndefined, TemplateSyntaxError, meta, nodes, pass_context,
-                    pass_environment, pass_eval_context)
+from jinja2 import (
+    Environment,
+    StrictUndefined,
+    TemplateSyntaxError,
+    meta,
+    nodes,
+    pass_context,
+    pass_environment,
+    pass_eval_context,
+)
 from jinja2.exceptions import SecurityError
 from jinja2.filters import make_attrgetter
 from jinja2.runtime import Macro, markup_join, str_join
@@ -48,22 +56,44 @@ from pecflow.domain.campaign.issues import Code, Issue, ManifestError, RenderErr
 from pecflow.domain.campaign.manifest import Manifest, address_problem, extension, show
 from pecflow.domain.campaign.pdf import text_pdf
 
-MESI = ("gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto", "settembre",
-        "ottobre", "novembre", "dicembre")
+MESI = (
+    "gennaio",
+    "febbraio",
+    "marzo",
+    "aprile",
+    "maggio",
+    "giugno",
+    "luglio",
+    "agosto",
+    "settembre",
+    "ottobre",
+    "novembre",
+    "dicembre",
+)
 GIORNI = ("lunedì", "martedì", "mercoledì", "giovedì", "venerdì", "sabato", "domenica")
 DATE_PRESETS = {"breve": "%d/%m/%Y", "lungo": "%d %B %Y", "esteso": "%A %d %B %Y"}
-MAX_DATE_FORMAT = 200           # characters of a `data` format
+MAX_DATE_FORMAT = 200  # characters of a `data` format
 
 # by extension; anything else (a .eml too: base64 is not allowed on message/rfc822) is octet-stream
 _CONTENT_TYPES = {
-    "pdf": "application/pdf", "p7m": "application/pkcs7-mime", "p7s": "application/pkcs7-signature",
-    "xml": "application/xml", "txt": "text/plain", "csv": "text/csv", "jpg": "image/jpeg",
-    "jpeg": "image/jpeg", "png": "image/png", "tif": "image/tiff", "tiff": "image/tiff",
+    "pdf": "application/pdf",
+    "p7m": "application/pkcs7-mime",
+    "p7s": "application/pkcs7-signature",
+    "xml": "application/xml",
+    "txt": "text/plain",
+    "csv": "text/csv",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "tif": "image/tiff",
+    "tiff": "image/tiff",
     "zip": "application/zip",
-    "odt": "application/vnd.oasis.opendocument.text", "ods": "application/vnd.oasis.opendocument.spreadsheet",
+    "odt": "application/vnd.oasis.opendocument.text",
+    "ods": "application/vnd.oasis.opendocument.spreadsheet",
     "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "html": "text/html", "json": "application/json",
+    "html": "text/html",
+    "json": "application/json",
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 _UNSAFE_NAME = re.compile(r'[<>:"/\\|?*]')
@@ -88,8 +118,9 @@ def _as_date(value: Any) -> date:
         if match:
             day, _, month, year, hour, minute, second = match.groups()
             if len(year) != 4:
-                raise ValueError(f"data: {text!r} has a {len(year)}-digit year: write it with four "
-                                 "(02/03/2026)")
+                raise ValueError(
+                    f"data: {text!r} has a {len(year)}-digit year: write it with four (02/03/2026)"
+                )
             if hour is None:
                 return date(int(year), int(month), int(day))
             return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0))
@@ -110,7 +141,7 @@ def data(value: Any, formato: str = "%d/%m/%Y") -> str:
     if isinstance(formato, str) and len(formato) > MAX_DATE_FORMAT:
         raise ValueError(f"data: the format is longer than {MAX_DATE_FORMAT} characters")
     if isinstance(value, str) and len(value) <= 64:
-        return _data_of_text(value, formato)   # a campaign's dates repeat: remembered
+        return _data_of_text(value, formato)  # a campaign's dates repeat: remembered
     return _format_date(_as_date(value), formato)
 
 
@@ -152,7 +183,7 @@ def _as_amount(value: Any) -> Decimal:
         return Decimal(repr(value))
     original = str(value)
     if _PLAIN_AMOUNT.fullmatch(original):
-        return Decimal(original.replace(",", "."))          # 1500, 1500.5, 1500,50: the usual case
+        return Decimal(original.replace(",", "."))  # 1500, 1500.5, 1500,50: the usual case
     text = _AMOUNT_NOISE.sub("", original.strip())
     if not text:
         raise ValueError("importo: the value is empty")
@@ -163,11 +194,11 @@ def _as_amount(value: Any) -> Decimal:
         else:
             text = text.replace(",", "")
     elif text.count(",") == 1:
-        text = text.replace(",", ".")                      # 1500,5
+        text = text.replace(",", ".")  # 1500,5
     elif "," in text:
-        text = text.replace(",", "")                       # 1,500,000
+        text = text.replace(",", "")  # 1,500,000
     elif re.fullmatch(r"[+-]?\d{1,3}(?:\.\d{3})+", text):
-        text = text.replace(".", "")                       # 1.500 and 12.345.678: Italian thousands
+        text = text.replace(".", "")  # 1.500 and 12.345.678: Italian thousands
     if not re.fullmatch(r"[+-]?\d+(?:\.\d+)?", text):
         raise ValueError(f"importo: {original.strip()!r} is not an amount (write 1500,00 or 1.500,00)")
     try:
@@ -185,11 +216,11 @@ def importo(value: Any, simbolo: bool = True) -> str:
     (`simbolo=False`: 1.500,00). Rounded half up to the cent."""
     try:
         amount = _as_amount(value).quantize(_CENT, rounding=ROUND_HALF_UP)
-    except InvalidOperation:                               # more than 26 digits before the comma
+    except InvalidOperation:  # more than 26 digits before the comma
         raise ValueError(f"importo: {show(str(value))} is too large an amount") from None
     if amount.is_zero():
-        amount = amount.copy_abs()                         # never "-0,00"
-    text = f"{amount:,.2f}".translate(_ITALIAN_NUMBER)     # 1,500.00 → 1.500,00
+        amount = amount.copy_abs()  # never "-0,00"
+    text = f"{amount:,.2f}".translate(_ITALIAN_NUMBER)  # 1,500.00 → 1.500,00
     return f"{text} €" if simbolo else text
 
 
@@ -205,14 +236,14 @@ def importo(value: Any, simbolo: bool = True) -> str:
 #   repetition) is refused from its arguments, before the call: `_check_*`.
 # The budgets are per row (all its templates together), in a context variable started by
 # Templates.render; outside it (the environment used alone) only the size bounds apply.
-MAX_SEQUENCE = 1_000_000      # the longest text, the most items (and their characters) a template may build
-MAX_INT_BITS = 10_000         # the largest number a template may build (about 3,000 digits)
-MAX_EXPONENT = 100            # also the largest precision of `round`
-RENDER_SECONDS = 2.0          # per row: generous, a row of a normal campaign takes well under a millisecond
-MAX_ITERATIONS = 100_000      # loop iterations per row
-MAX_CALLS = 20_000            # function, method and macro calls per row
-MAX_RENDERED = 4_000_000      # characters written per row (lowered to the manifest's max_message_bytes)
-MAX_TAG_CHARS = 20_000        # characters inside {{ }} and {% %} of one template: what compiling costs
+MAX_SEQUENCE = 1_000_000  # the longest text, the most items (and their characters) a template may build
+MAX_INT_BITS = 10_000  # the largest number a template may build (about 3,000 digits)
+MAX_EXPONENT = 100  # also the largest precision of `round`
+RENDER_SECONDS = 2.0  # per row: generous, a row of a normal campaign takes well under a millisecond
+MAX_ITERATIONS = 100_000  # loop iterations per row
+MAX_CALLS = 20_000  # function, method and macro calls per row
+MAX_RENDERED = 4_000_000  # characters written per row (lowered to the manifest's max_message_bytes)
+MAX_TAG_CHARS = 20_000  # characters inside {{ }} and {% %} of one template: what compiling costs
 
 _monotonic = time.monotonic
 
@@ -246,16 +277,21 @@ class _Budget:
 
     def exceeded(self) -> NoReturn:
         if self.chars < 0:
-            raise TemplateLimitError(f"the templates would write more than {self.max_chars:,} characters "
-                                     "for this row")
+            raise TemplateLimitError(
+                f"the templates would write more than {self.max_chars:,} characters for this row"
+            )
         if self.iterations < 0:
-            raise TemplateLimitError(f"the templates loop more than {MAX_ITERATIONS:,} times for this row "
-                                     "(a loop too long?)")
+            raise TemplateLimitError(
+                f"the templates loop more than {MAX_ITERATIONS:,} times for this row (a loop too long?)"
+            )
         if self.calls < 0:
-            raise TemplateLimitError(f"the templates make more than {MAX_CALLS:,} calls for this row "
-                                     "(a macro calling itself?)")
-        raise TemplateLimitError(f"the template took longer than {self.seconds:g} s for this row "
-                                 "(a loop too long, a macro calling itself?)")
+            raise TemplateLimitError(
+                f"the templates make more than {MAX_CALLS:,} calls for this row (a macro calling itself?)"
+            )
+        raise TemplateLimitError(
+            f"the template took longer than {self.seconds:g} s for this row "
+            "(a loop too long, a macro calling itself?)"
+        )
 
 
 _UNLIMITED = 1 << 62
@@ -268,7 +304,7 @@ def _budget(seconds: float, max_chars: int) -> tuple[_Budget, Token | None]:
     budget, token = _BUDGET.get(), None
     if budget is None:
         budget = _Budget()
-        _BUDGET.set(budget)                     # kept for the next rows of this thread
+        _BUDGET.set(budget)  # kept for the next rows of this thread
     elif not budget.idle:
         budget = _Budget()
         token = _BUDGET.set(budget)
@@ -313,7 +349,7 @@ def _leaf_size(item: Any) -> int | None:
         return len(item) + 2
     if isinstance(item, int):
         return item.bit_length() // 3 + 1
-    if isinstance(item, Namespace):             # {% set ns.x = ... %} fills it with no check
+    if isinstance(item, Namespace):  # {% set ns.x = ... %} fills it with no check
         return None
     if isinstance(item, _CONTAINERS):
         if not isinstance(item, dict):
@@ -336,8 +372,8 @@ def _size(value: Any, limit: int = MAX_SEQUENCE) -> int:
     own = _leaf_size(value)
     if own is not None:
         return own
-    known: dict[int, int] = {}                  # id of a list already counted -> its size
-    open_ = {id(value)}                         # lists being counted (one inside itself: endless)
+    known: dict[int, int] = {}  # id of a list already counted -> its size
+    open_ = {id(value)}  # lists being counted (one inside itself: endless)
     frames = [[value, _items(value), 2 * len(_attrs(value)) + 2]]
     while frames:
         frame = frames[-1]
@@ -385,8 +421,11 @@ def _depth(value: Any, limit: int = MAX_SEQUENCE) -> int:
             item = item._Namespace__attrs
         if isinstance(item, _CONTAINERS):
             deepest, seen = max(deepest, depth + 1), seen + len(item) + 1
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)
-                         if isinstance(child, _CONTAINERS) or isinstance(child, Namespace))
+            stack.extend(
+                (child, depth + 1)
+                for child in (item.values() if isinstance(item, dict) else item)
+                if isinstance(child, _CONTAINERS) or isinstance(child, Namespace)
+            )
     return deepest
 
 
@@ -398,8 +437,9 @@ def _checked(value: Any, what: str = "the value") -> Any:
             raise TemplateLimitError(_too_large(what))
     elif isinstance(value, int):
         if value.bit_length() > MAX_INT_BITS:
-            raise TemplateLimitError(f"{what} would be too large (a number of more than "
-                                     f"{MAX_INT_BITS * 3 // 10:,} digits)")
+            raise TemplateLimitError(
+                f"{what} would be too large (a number of more than {MAX_INT_BITS * 3 // 10:,} digits)"
+            )
     elif isinstance(value, _CONTAINERS):
         if _size(value) > MAX_SEQUENCE:
             raise TemplateLimitError(_too_large(what))
@@ -417,22 +457,29 @@ def _checked_items(items: Iterable, what: str) -> Iterator:
 def _check_power(base: Any, exponent: Any) -> None:
     if isinstance(exponent, (int, float)) and abs(exponent) > MAX_EXPONENT:
         raise TemplateLimitError(f"exponent too large: at most {MAX_EXPONENT}")
-    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 \
-            and base.bit_length() * exponent > MAX_INT_BITS:
-        raise TemplateLimitError(f"the result of ** would be too large (a number of more than "
-                                 f"{MAX_INT_BITS * 3 // 10:,} digits)")
+    if (
+        isinstance(base, int)
+        and isinstance(exponent, int)
+        and exponent > 0
+        and base.bit_length() * exponent > MAX_INT_BITS
+    ):
+        raise TemplateLimitError(
+            f"the result of ** would be too large (a number of more than {MAX_INT_BITS * 3 // 10:,} digits)"
+        )
 
 
 def _check_product(left: Any, right: Any) -> None:
     if isinstance(left, int) and isinstance(right, int):
         if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-            raise TemplateLimitError(f"the result of * would be too large (a number of more than "
-                                     f"{MAX_INT_BITS * 3 // 10:,} digits)")
+            raise TemplateLimitError(
+                f"the result of * would be too large (a number of more than "
+                f"{MAX_INT_BITS * 3 // 10:,} digits)"
+            )
         return
     for sequence, times in ((left, right), (right, left)):
         if isinstance(sequence, (str, bytes, list, tuple)) and isinstance(times, int):
             _check_estimate("the result of *", len(sequence) * times)
-            if isinstance(sequence, (list, tuple)) and times > 1:     # items repeated: their size too
+            if isinstance(sequence, (list, tuple)) and times > 1:  # items repeated: their size too
                 _check_estimate("the result of *", _size(sequence) * times)
 
 
@@ -483,7 +530,7 @@ def _replaced_size(text: str | bytes, old: Any, new: Any, count: Any) -> int:
     """The length of text.replace(old, new, count), from counting old."""
     kind = str if isinstance(text, str) else bytes
     if not (isinstance(old, kind) and isinstance(new, kind)):
-        return 0                                  # replace() itself says what is wrong
+        return 0  # replace() itself says what is wrong
     found = len(text) + 1 if not old else text.count(old)
     if isinstance(count, int) and count >= 0:
         found = min(found, count)
@@ -495,6 +542,7 @@ def _width_method(name: str):
     def check(text, args, kwargs):
         _check_length(name, args[0] if args else None)
         return args
+
     return check
 
 
@@ -530,9 +578,14 @@ def _translate(text, args, kwargs):
 
 
 _TEXT_METHODS = {
-    "center": _width_method("center"), "ljust": _width_method("ljust"), "rjust": _width_method("rjust"),
-    "zfill": _width_method("zfill"), "expandtabs": _expandtabs, "replace": _replace_method,
-    "join": _join_method, "translate": _translate,
+    "center": _width_method("center"),
+    "ljust": _width_method("ljust"),
+    "rjust": _width_method("rjust"),
+    "zfill": _width_method("zfill"),
+    "expandtabs": _expandtabs,
+    "replace": _replace_method,
+    "join": _join_method,
+    "translate": _translate,
 }
 _MUTATORS = frozenset(["append", "extend", "insert", "update", "setdefault", "add"])
 
@@ -576,11 +629,12 @@ def _join(value=(), *args, **kwargs):
 def _count_argument(name: str):
     def check(value=None, count=None, *args, **kwargs):
         _check_length(name, count)
+
     return check
 
 
 def _urlize(value=None, *args, **kwargs):
-    if isinstance(value, str) and len(value) > MAX_SEQUENCE // 10:        # it takes ~150 bytes a character
+    if isinstance(value, str) and len(value) > MAX_SEQUENCE // 10:  # it takes ~150 bytes a character
         raise TemplateLimitError(f"urlize: the text is longer than {MAX_SEQUENCE // 10:,} characters")
 
 
@@ -602,20 +656,53 @@ def _pprint(value=None, *args, **kwargs):
 
 # filters building at most a few times what they are given, in one pass: left as they are (the
 # cost of a wrapper on the filters every template uses); the others go through _bounded
-_LINEAR_FILTERS = frozenset(["upper", "lower", "trim", "title", "capitalize", "default", "d", "safe",
-                             "length", "count", "first", "last", "float", "abs", "striptags", "wordcount",
-                             "truncate", "filesizeformat", "random", "attr", "reverse", "data", "importo"])
+_LINEAR_FILTERS = frozenset(
+    [
+        "upper",
+        "lower",
+        "trim",
+        "title",
+        "capitalize",
+        "default",
+        "d",
+        "safe",
+        "length",
+        "count",
+        "first",
+        "last",
+        "float",
+        "abs",
+        "striptags",
+        "wordcount",
+        "truncate",
+        "filesizeformat",
+        "random",
+        "attr",
+        "reverse",
+        "data",
+        "importo",
+    ]
+)
 _FILTER_CHECKS = {
-    "center": _center, "indent": _indent, "wordwrap": _wordwrap, "format": _format, "replace": _replace,
-    "join": _join, "batch": _count_argument("batch"), "slice": _count_argument("slice"), "round": _round,
-    "tojson": _tojson, "pprint": _pprint, "urlize": _urlize,
+    "center": _center,
+    "indent": _indent,
+    "wordwrap": _wordwrap,
+    "format": _format,
+    "replace": _replace,
+    "join": _join,
+    "batch": _count_argument("batch"),
+    "slice": _count_argument("slice"),
+    "round": _round,
+    "tojson": _tojson,
+    "pprint": _pprint,
+    "urlize": _urlize,
 }
 
 
 def _bounded(name: str, func: Callable, check: Callable | None = None) -> Callable:
     """The filter `func`, looking at the clock, refusing from its arguments (`check`) what would be
     too large to build, and checking what it built."""
-    skip = 1 if getattr(func, "jinja_pass_arg", None) is not None else 0     # context, environment...
+    skip = 1 if getattr(func, "jinja_pass_arg", None) is not None else 0  # context, environment...
     what = f"the filter {name}"
 
     @functools.wraps(func)
@@ -629,7 +716,7 @@ def _bounded(name: str, func: Callable, check: Callable | None = None) -> Callab
                 args = (*args[:skip], *changed)
         result = func(*args, **kwargs)
         if type(result) is str and len(result) <= MAX_SEQUENCE:
-            return result                               # the usual case, at once
+            return result  # the usual case, at once
         return _checked(result, what)
 
     return bounded
@@ -741,8 +828,13 @@ def _written(eval_ctx, value):
     return value
 
 
-_INTERNAL_FILTERS = {"_pecflow_loop": _loop, "_pecflow_concat": _concat, "_pecflow_built": _built,
-                     "_pecflow_tick": _tick, "_pecflow_written": _block_written}
+_INTERNAL_FILTERS = {
+    "_pecflow_loop": _loop,
+    "_pecflow_concat": _concat,
+    "_pecflow_built": _built,
+    "_pecflow_tick": _tick,
+    "_pecflow_written": _block_written,
+}
 
 
 def _literal_chars(node: nodes.Node) -> int:
@@ -845,7 +937,7 @@ class _Sandbox(SandboxedEnvironment):
             _check_product(left, right)
         elif operator == "+":
             _check_sum(left, right)
-        elif isinstance(left, (str, bytes)):            # % formatting
+        elif isinstance(left, (str, bytes)):  # % formatting
             _check_printf("the result of %", left, right)
         result = self.binop_table[operator](left, right)
         return result if isinstance(result, (list, tuple)) else _checked(result, f"the result of {operator}")
@@ -863,18 +955,21 @@ class _Sandbox(SandboxedEnvironment):
         elif type(owner) is int and name == "to_bytes":
             _check_length("to_bytes", args[0] if args else kwargs.get("length"))
         result = super().call(context, obj, *args, **kwargs)
-        if isinstance(owner, (str, bytes)):             # a list from split...: no more than the text
+        if isinstance(owner, (str, bytes)):  # a list from split...: no more than the text
             return _checked(result, f"the result of {name}") if isinstance(result, (str, bytes)) else result
         if isinstance(obj, Macro) and isinstance(result, str):
-            _charge(len(result))                        # a {% call %} block writes it unseen by _written
+            _charge(len(result))  # a {% call %} block writes it unseen by _written
         if isinstance(owner, _CONTAINERS) and name in _MUTATORS:
             _checked(owner, f"the list after {name}")
         return _checked(result, f"the result of {name or 'the call'}")
 
     def wrap_str_format(self, value):
         """str.format and format_map, through a formatter that bounds what they write."""
-        if not isinstance(value, (MethodType, BuiltinMethodType)) \
-                or value.__name__ not in ("format", "format_map") or not isinstance(value.__self__, str):
+        if (
+            not isinstance(value, (MethodType, BuiltinMethodType))
+            or value.__name__ not in ("format", "format_map")
+            or not isinstance(value.__self__, str)
+        ):
             return None
         text, by_map = value.__self__, value.__name__ == "format_map"
 
@@ -883,8 +978,11 @@ class _Sandbox(SandboxedEnvironment):
                 if kwargs or len(args) != 1:
                     raise TypeError("format_map() takes exactly one argument")
                 args, kwargs = (), args[0]
-            formatter = _BoundedEscapeFormatter(self, escape=text.escape) if isinstance(text, Markup) \
+            formatter = (
+                _BoundedEscapeFormatter(self, escape=text.escape)
+                if isinstance(text, Markup)
                 else _BoundedFormatter(self)
+            )
             return type(text)(formatter.vformat(text, args, kwargs))
 
         return bounded_format
@@ -895,8 +993,15 @@ def environment(html: bool = False) -> SandboxedEnvironment:
     """The template environment: sandboxed and bounded, StrictUndefined, autoescaped for HTML only."""
     # optimized=False: Jinja's folding of constant expressions at compile time costs the square of
     # their depth, and would run template code outside the budgets
-    env = _Sandbox(undefined=StrictUndefined, autoescape=html, keep_trailing_newline=True,
-                   trim_blocks=True, lstrip_blocks=True, finalize=_written, optimized=False)
+    env = _Sandbox(
+        undefined=StrictUndefined,
+        autoescape=html,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_written,
+        optimized=False,
+    )
     env.filters["data"] = data
     env.filters["importo"] = importo
     env.filters["sum"] = _sum_of(env.filters["sum"])
@@ -915,7 +1020,7 @@ _GLOBALS = dict(environment().globals)
 # --- the manifest's templates --------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    subject: str                    # one line
+    subject: str  # one line
     text: str
     html: str | None = None
     pdf_filename: str | None = None
@@ -926,11 +1031,11 @@ class Rendered:
 class Templates:
     """The manifest's templates, compiled once; `variables` are the merge fields they use."""
 
-    compiled: tuple[tuple[str, Any], ...]    # (manifest field, jinja2 Template)
+    compiled: tuple[tuple[str, Any], ...]  # (manifest field, jinja2 Template)
     variables: frozenset[str]
-    uses: tuple[tuple[str, frozenset[str]], ...] = ()    # (manifest field, the variables it uses)
-    max_chars: int = MAX_RENDERED            # what one row's templates may write, all together
-    seconds: float = RENDER_SECONDS          # how long one row's templates may take, all together
+    uses: tuple[tuple[str, frozenset[str]], ...] = ()  # (manifest field, the variables it uses)
+    max_chars: int = MAX_RENDERED  # what one row's templates may write, all together
+    seconds: float = RENDER_SECONDS  # how long one row's templates may take, all together
 
     def used_by(self, variable: str) -> str | None:
         """The first template (manifest field) using `variable`."""
@@ -950,8 +1055,9 @@ class Templates:
                     out[field] = concat(template.root_render_func(template.new_context(context, shared=True)))
                 except Exception as exc:  # noqa: BLE001 - whatever a template raises is this row's error
                     limit = isinstance(exc, (TemplateLimitError, RecursionError, MemoryError))
-                    raise RenderError(field, _render_reason(exc),
-                                      Code.TEMPLATE_LIMIT if limit else Code.RENDER_FAILED) from None
+                    raise RenderError(
+                        field, _render_reason(exc), Code.TEMPLATE_LIMIT if limit else Code.RENDER_FAILED
+                    ) from None
         finally:
             _end(budget, token)
         subject = one_line(out["subject"])
@@ -962,8 +1068,9 @@ class Templates:
             pdf_filename = safe_filename(out["pdf.filename"], default="documento", path=False)
             if not pdf_filename.lower().endswith(".pdf"):
                 pdf_filename += ".pdf"
-        return Rendered(subject, out["body_text"], out.get("body_html"), pdf_filename,
-                        out.get("pdf.template"))
+        return Rendered(
+            subject, out["body_text"], out.get("body_html"), pdf_filename, out.get("pdf.template")
+        )
 
 
 def _render_reason(exc: Exception) -> str:
@@ -1001,23 +1108,33 @@ _TAGS = re.compile(r"\{[{%].*?(?:[}%]\}|\Z)", re.S)
 def compile_templates(manifest: Manifest) -> Templates:
     """Compile every template of `manifest`; ManifestError lists each syntax error with its line,
     and each template over MAX_TAG_CHARS (compiling costs time and memory by its tags)."""
-    sources = [("subject", manifest.subject, False), ("body_text", manifest.body_text, False),
-               ("body_html", manifest.body_html, True)]
+    sources = [
+        ("subject", manifest.subject, False),
+        ("body_text", manifest.body_text, False),
+        ("body_html", manifest.body_html, True),
+    ]
     if manifest.pdf is not None:
-        sources += [("pdf.filename", manifest.pdf.filename, False),
-                    ("pdf.template", manifest.pdf.template, False)]
+        sources += [
+            ("pdf.filename", manifest.pdf.filename, False),
+            ("pdf.template", manifest.pdf.template, False),
+        ]
     compiled, uses, issues = [], [], []
     known = set(environment().globals)
-    budget, token = _budget(RENDER_SECONDS, MAX_RENDERED)    # should anything run while compiling
+    budget, token = _budget(RENDER_SECONDS, MAX_RENDERED)  # should anything run while compiling
     try:
         for field, source, html in sources:
             if source is None:
                 continue
             tags = sum(map(len, _TAGS.findall(source)))
             if tags > MAX_TAG_CHARS:
-                issues.append(Issue(Code.TEMPLATE_LIMIT, f"{tags:,} characters inside {{{{ }}}} and {{% %}}: "
-                                    f"at most {MAX_TAG_CHARS:,} (the text around them has no such limit)",
-                                    field=field))
+                issues.append(
+                    Issue(
+                        Code.TEMPLATE_LIMIT,
+                        f"{tags:,} characters inside {{{{ }}}} and {{% %}}: "
+                        f"at most {MAX_TAG_CHARS:,} (the text around them has no such limit)",
+                        field=field,
+                    )
+                )
                 continue
             env = environment(html)
             try:
@@ -1029,20 +1146,31 @@ def compile_templates(manifest: Manifest) -> Templates:
                 where = ""
                 if 0 < (exc.lineno or 0) <= len(lines):
                     where = f" (in: {lines[exc.lineno - 1].strip()[:80]!r})"
-                issues.append(Issue(Code.TEMPLATE_SYNTAX, f"line {exc.lineno}: {exc.message}{where}",
-                                    field=field))
-            except (RecursionError, SyntaxError):       # Jinja's parser, or Python's compiler, gave up
-                issues.append(Issue(Code.TEMPLATE_SYNTAX, "the template is nested too deeply (brackets, "
-                                    "loops or blocks inside each other)", field=field))
-            except ValueError as exc:                   # e.g. a number of more than 4,300 digits
-                issues.append(Issue(Code.TEMPLATE_SYNTAX, f"the template cannot be compiled: {exc}",
-                                    field=field))
+                issues.append(
+                    Issue(Code.TEMPLATE_SYNTAX, f"line {exc.lineno}: {exc.message}{where}", field=field)
+                )
+            except (RecursionError, SyntaxError):  # Jinja's parser, or Python's compiler, gave up
+                issues.append(
+                    Issue(
+                        Code.TEMPLATE_SYNTAX,
+                        "the template is nested too deeply (brackets, loops or blocks inside each other)",
+                        field=field,
+                    )
+                )
+            except ValueError as exc:  # e.g. a number of more than 4,300 digits
+                issues.append(
+                    Issue(Code.TEMPLATE_SYNTAX, f"the template cannot be compiled: {exc}", field=field)
+                )
     finally:
         _end(budget, token)
     if issues:
         raise ManifestError(issues)
-    return Templates(tuple(compiled), frozenset().union(*(names for _, names in uses)), tuple(uses),
-                     max_chars=min(MAX_RENDERED, manifest.max_message_bytes))
+    return Templates(
+        tuple(compiled),
+        frozenset().union(*(names for _, names in uses)),
+        tuple(uses),
+        max_chars=min(MAX_RENDERED, manifest.max_message_bytes),
+    )
 
 
 # --- the message ----------------------------------------------------------------------------------------
@@ -1072,9 +1200,16 @@ def row_values(manifest: Manifest, row) -> dict[str, str]:
     return {**dict.fromkeys(manifest.optional_keys, ""), **values}
 
 
-def render_message(manifest: Manifest, row, *, mailbox: str, message_id: str,
-                   attachments: Iterable[tuple[str, bytes]] = (), date: datetime,
-                   templates: Templates | None = None) -> bytes:
+def render_message(
+    manifest: Manifest,
+    row,
+    *,
+    mailbox: str,
+    message_id: str,
+    attachments: Iterable[tuple[str, bytes]] = (),
+    date: datetime,
+    templates: Templates | None = None,
+) -> bytes:
     """The PEC to submit for one row: RFC 5322 bytes with CRLF line ends.
 
     `attachments` are the fixed and per-recipient files, already read, as (file name, bytes);
@@ -1109,8 +1244,9 @@ def render_message(manifest: Manifest, row, *, mailbox: str, message_id: str,
         maintype, subtype = content_type(name)
         message.add_attachment(content, maintype=maintype, subtype=subtype, filename=safe_filename(name))
     if rendered.pdf_text is not None:
-        message.add_attachment(text_pdf(rendered.pdf_text), maintype="application", subtype="pdf",
-                               filename=rendered.pdf_filename)
+        message.add_attachment(
+            text_pdf(rendered.pdf_text), maintype="application", subtype="pdf", filename=rendered.pdf_filename
+        )
     return message.as_bytes()
 
 
@@ -1119,15 +1255,16 @@ def _set_subject(message: EmailMessage, subject: str) -> None:
     encoded words and long words. Plain ASCII is folded at its spaces; anything else (or a
     word too long for a line) goes as RFC 2047 encoded words cut between characters."""
     plain = subject.isascii() and max(map(len, subject.split(" "))) <= 60
-    encoded = Header(subject, "us-ascii" if plain else "utf-8", maxlinelen=76,
-                     header_name="Subject").encode(linesep="\r\n")
-    message.set_raw("Subject", encoded)      # already folded: stored and written as it is
+    encoded = Header(subject, "us-ascii" if plain else "utf-8", maxlinelen=76, header_name="Subject").encode(
+        linesep="\r\n"
+    )
+    message.set_raw("Subject", encoded)  # already folded: stored and written as it is
 
 
 # --- how big it will be --------------------------------------------------------------------------------
 _HIGH = bytes(range(128, 256))
-_HEADERS = 1500              # headers, MIME boundaries and part headers of the message itself
-_PART = 300                  # headers of one attachment part
+_HEADERS = 1500  # headers, MIME boundaries and part headers of the message itself
+_PART = 300  # headers of one attachment part
 
 
 def base64_size(size: int) -> int:

@@ -20,16 +20,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from pecflow.domain.campaign.recipients import ENCODING_NAMES, MAX_NAME_CHARS, CsvFormat, CsvLimits, Row, cut, read_rows
 from pecflow.domain.campaign.export import export_rows, write_lines
 from pecflow.domain.campaign.issues import Code, CsvError, Issue, ManifestError, RenderError
-from pecflow.domain.campaign.manifest import Manifest, address_problem, attachment_name_problem, extension, show
+from pecflow.domain.campaign.manifest import (
+    Manifest,
+    address_problem,
+    attachment_name_problem,
+    extension,
+    show,
+)
 from pecflow.domain.campaign.pdf import text_pdf
+from pecflow.domain.campaign.recipients import (
+    ENCODING_NAMES,
+    MAX_NAME_CHARS,
+    CsvFormat,
+    CsvLimits,
+    Row,
+    cut,
+    read_rows,
+)
 from pecflow.domain.campaign.rendering import Templates, compile_templates, estimated_size
 
 MAX_ERRORS = 1000
-MAX_ROWS_OVER_LIMIT = 3      # rows whose templates went over their limits before the others are not rendered
-MAX_COLUMN_ISSUES = 20       # issues of one kind about the header's columns; one more counts the others
+MAX_ROWS_OVER_LIMIT = 3  # rows whose templates went over their limits before the others are not rendered
+MAX_COLUMN_ISSUES = 20  # issues of one kind about the header's columns; one more counts the others
 ERROR_COLUMNS = ("row", "column", "code", "reason")
 
 
@@ -38,7 +52,7 @@ def _scratch_db(path: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode = OFF")
     db.execute("PRAGMA synchronous = OFF")
-    db.execute("PRAGMA cache_size = -2048")          # KiB
+    db.execute("PRAGMA cache_size = -2048")  # KiB
     db.execute("PRAGMA temp_store = FILE")
     return db
 
@@ -82,12 +96,12 @@ def local_files(root: str | os.PathLike) -> Iterator[tuple[str, int | None, str 
     file, a folder that cannot be read."""
     root = Path(root)
     unreadable: list[OSError] = []
-    for folder, folders, files in os.walk(root, onerror=unreadable.append):    # never enters a link
+    for folder, folders, files in os.walk(root, onerror=unreadable.append):  # never enters a link
         for name in folders:
             path = Path(folder, name)
             if path.is_symlink():
                 yield path.relative_to(root).as_posix(), None, _LINKED_FOLDER
-        for name in files:                      # links to files, dangling or looping ones are here
+        for name in files:  # links to files, dangling or looping ones are here
             path = Path(folder, name)
             relative = path.relative_to(root).as_posix()
             try:
@@ -104,8 +118,11 @@ def local_files(root: str | os.PathLike) -> Iterator[tuple[str, int | None, str 
     for exc in unreadable:
         where = Path(exc.filename or root)
         if where != root:
-            yield (where.relative_to(root).as_posix(), None,
-                   f"is a folder that cannot be read ({exc.strerror})")
+            yield (
+                where.relative_to(root).as_posix(),
+                None,
+                f"is a folder that cannot be read ({exc.strerror})",
+            )
 
 
 class SqliteAttachmentIndex:
@@ -114,15 +131,22 @@ class SqliteAttachmentIndex:
     removed by `close()`. Entries are (name, size), or (name, size, problem) for what is in the
     folder but cannot be sent (see `local_files`)."""
 
-    def __init__(self, entries: Iterable[tuple], *, directory: str | os.PathLike | None = None,
-                 path: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        entries: Iterable[tuple],
+        *,
+        directory: str | os.PathLike | None = None,
+        path: str | os.PathLike | None = None,
+    ):
         self._tmp = None
         if path is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="pecflow-attachments-", dir=directory)
             path = os.path.join(self._tmp.name, "attachments.sqlite3")
         self._db = _scratch_db(str(path))
-        self._db.execute("CREATE TABLE IF NOT EXISTS attachments "
-                         "(name TEXT PRIMARY KEY, folded TEXT, size INTEGER, problem TEXT)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS attachments "
+            "(name TEXT PRIMARY KEY, folded TEXT, size INTEGER, problem TEXT)"
+        )
         self._db.execute("CREATE INDEX IF NOT EXISTS attachments_folded ON attachments (folded)")
 
         def rows():
@@ -150,9 +174,11 @@ class SqliteAttachmentIndex:
         symbolic link, a special file...; None when nothing is known against it."""
         parts = name.split("/")
         paths = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
-        found = self._db.execute("SELECT name, problem FROM attachments WHERE problem IS NOT NULL "
-                                 f"AND name IN ({', '.join('?' * len(paths))}) ORDER BY length(name) LIMIT 1",
-                                 paths).fetchone()
+        found = self._db.execute(
+            "SELECT name, problem FROM attachments WHERE problem IS NOT NULL "
+            f"AND name IN ({', '.join('?' * len(paths))}) ORDER BY length(name) LIMIT 1",
+            paths,
+        ).fetchone()
         if found is None:
             return None
         where, problem = found
@@ -161,8 +187,9 @@ class SqliteAttachmentIndex:
         return f"{show(name)} is in {show(where)}, which {problem}"
 
     def suggest(self, name: str) -> str | None:
-        found = self._db.execute("SELECT name FROM attachments WHERE folded = ? LIMIT 1",
-                                 (name.casefold(),)).fetchone()
+        found = self._db.execute(
+            "SELECT name FROM attachments WHERE folded = ? LIMIT 1", (name.casefold(),)
+        ).fetchone()
         return found[0] if found else None
 
     def __len__(self) -> int:
@@ -249,14 +276,14 @@ class ValidationReport:
     """What `validate` found. Close it (or use `with`) to delete its scratch database."""
 
     valid: bool
-    rows: int                              # data rows read (blank lines left out)
+    rows: int  # data rows read (blank lines left out)
     valid_rows: int
     invalid_rows: int
-    error_count: int                       # every error, including those not kept in `errors`
-    errors: tuple[Issue, ...]              # campaign-level ones, then the first `max_errors` of the rows
+    error_count: int  # every error, including those not kept in `errors`
+    errors: tuple[Issue, ...]  # campaign-level ones, then the first `max_errors` of the rows
     errors_by_code: dict[str, int]
     csv_format: CsvFormat | None
-    merge_fields: tuple[str, ...]          # the variables the templates use (columns of the CSV)
+    merge_fields: tuple[str, ...]  # the variables the templates use (columns of the CSV)
     bytes_read: int
     _findings: _Findings = field(repr=False, compare=False)
 
@@ -286,17 +313,24 @@ class ValidationReport:
 
     def summary(self) -> dict:
         """The few figures for the campaign item (DynamoDB-friendly: no floats)."""
-        return {"valid": self.valid, "rows": self.rows, "valid_rows": self.valid_rows,
-                "invalid_rows": self.invalid_rows, "error_count": self.error_count,
-                "errors_by_code": dict(self.errors_by_code), "encoding": self.encoding,
-                "delimiter": self.delimiter}
+        return {
+            "valid": self.valid,
+            "rows": self.rows,
+            "valid_rows": self.valid_rows,
+            "invalid_rows": self.invalid_rows,
+            "error_count": self.error_count,
+            "errors_by_code": dict(self.errors_by_code),
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+        }
 
     def to_json(self) -> dict:
         """The JSON-ready report written to campaigns/<id>/validation.json."""
         return {
             **self.summary(),
             "encoding_name": ENCODING_NAMES.get(self.encoding or "", None),
-            "header": list(map(cut, self.header)), "columns": list(map(cut, self.columns)),
+            "header": list(map(cut, self.header)),
+            "columns": list(map(cut, self.columns)),
             "merge_fields": list(self.merge_fields),
             "bytes_read": self.bytes_read,
             "errors_truncated": self.errors_truncated,
@@ -321,10 +355,18 @@ class ValidationReport:
 
 
 # --- the validation -----------------------------------------------------------------------------------
-def validate(manifest: Manifest | bytes | str | Mapping, binary_csv: BinaryIO, attachments: AttachmentIndex,
-             *, limits: CsvLimits = CsvLimits(), max_errors: int = MAX_ERRORS, size: int | None = None,
-             directory: str | os.PathLike | None = None, progress: Callable[[int, int], Any] | None = None,
-             progress_every: int = 1000) -> ValidationReport:
+def validate(
+    manifest: Manifest | bytes | str | Mapping,
+    binary_csv: BinaryIO,
+    attachments: AttachmentIndex,
+    *,
+    limits: CsvLimits = CsvLimits(),  # noqa: B008 (frozen, immutable)
+    max_errors: int = MAX_ERRORS,
+    size: int | None = None,
+    directory: str | os.PathLike | None = None,
+    progress: Callable[[int, int], Any] | None = None,
+    progress_every: int = 1000,
+) -> ValidationReport:
     """Check a whole campaign; never raises on bad input, every problem is in the report.
 
     `manifest` is a Manifest or the raw manifest (bytes, str, decoded JSON) so that its own
@@ -342,11 +384,18 @@ def validate(manifest: Manifest | bytes | str | Mapping, binary_csv: BinaryIO, a
         findings.close()
         raise
     return ValidationReport(
-        valid=findings.count == 0, rows=run.rows, valid_rows=run.rows - run.invalid_rows,
-        invalid_rows=run.invalid_rows, error_count=findings.count, errors=tuple(findings.kept),
-        errors_by_code=dict(findings.by_code), csv_format=run.format,
+        valid=findings.count == 0,
+        rows=run.rows,
+        valid_rows=run.rows - run.invalid_rows,
+        invalid_rows=run.invalid_rows,
+        error_count=findings.count,
+        errors=tuple(findings.kept),
+        errors_by_code=dict(findings.by_code),
+        csv_format=run.format,
         merge_fields=tuple(sorted(run.templates.variables)) if run.templates else (),
-        bytes_read=run.bytes_read, _findings=findings)
+        bytes_read=run.bytes_read,
+        _findings=findings,
+    )
 
 
 class _Run:
@@ -356,16 +405,22 @@ class _Run:
         self.templates: Templates | None = None
         self.format: CsvFormat | None = None
         self.fixed_sizes: list[int] = []
-        self.required: tuple[str, ...] = ()    # merge fields every row must fill, in column order
+        self.required: tuple[str, ...] = ()  # merge fields every row must fill, in column order
         self.render = False
         self.address_key = self.attachment_key = None
-        self.defaults: dict[str, str] = {}     # optional columns absent from a row render as ''
+        self.defaults: dict[str, str] = {}  # optional columns absent from a row render as ''
 
         self.rows = self.invalid_rows = self.bytes_read = 0
-        self.over_limit = 0                    # rows whose templates went over their limits
+        self.over_limit = 0  # rows whose templates went over their limits
 
-    def add(self, code: Code, reason: str, row: int | None = None, column: str | None = None,
-            field: str | None = None) -> None:
+    def add(
+        self,
+        code: Code,
+        reason: str,
+        row: int | None = None,
+        column: str | None = None,
+        field: str | None = None,
+    ) -> None:
         self.findings.add(Issue(code, reason, row, column, field))
 
     # --- before the rows ---------------------------------------------------------------------------
@@ -392,8 +447,9 @@ class _Run:
             if size is not None:
                 self.fixed_sizes.append(size)
 
-    def _attachment_problem(self, name: str, row: int | None, column: str | None,
-                            field: str | None) -> int | None:
+    def _attachment_problem(
+        self, name: str, row: int | None, column: str | None, field: str | None
+    ) -> int | None:
         """The size of a usable attachment, or None after adding what is wrong with it."""
         manifest = self.manifest
         problem = attachment_name_problem(name)
@@ -402,8 +458,13 @@ class _Run:
             return None
         if not manifest.accepts(name):
             kind = f".{extension(name)} files are" if extension(name) else "a file without extension is"
-            self.add(Code.ATTACHMENT_FORMAT, f"{show(name)}: {kind} not accepted (accepted: "
-                                             f"{', '.join(manifest.accepted_formats)})", row, column, field)
+            self.add(
+                Code.ATTACHMENT_FORMAT,
+                f"{show(name)}: {kind} not accepted (accepted: {', '.join(manifest.accepted_formats)})",
+                row,
+                column,
+                field,
+            )
             return None
         size = self.index.get(name)
         if size is None:
@@ -415,13 +476,23 @@ class _Run:
             suggest = getattr(self.index, "suggest", None)
             close = suggest(name) if suggest else None
             hint = f" (there is {show(close)}: names must match exactly, capitals too)" if close else ""
-            self.add(Code.ATTACHMENT_NOT_FOUND, f"{show(name)} is not in the attachments/ folder{hint}", row,
-                     column, field)
+            self.add(
+                Code.ATTACHMENT_NOT_FOUND,
+                f"{show(name)} is not in the attachments/ folder{hint}",
+                row,
+                column,
+                field,
+            )
             return None
         if size > manifest.max_attachment_bytes:
             limit = _mb(manifest.max_attachment_bytes)
-            self.add(Code.ATTACHMENT_TOO_LARGE, f"{show(name)} is {_mb(size)}, over the {limit} limit for "
-                                                "one attachment", row, column, field)
+            self.add(
+                Code.ATTACHMENT_TOO_LARGE,
+                f"{show(name)} is {_mb(size)}, over the {limit} limit for one attachment",
+                row,
+                column,
+                field,
+            )
             return None
         return size
 
@@ -435,39 +506,59 @@ class _Run:
             if key and key in seen:
                 duplicates += 1
                 if duplicates <= MAX_COLUMN_ISSUES:
-                    self.add(Code.COLUMN_DUPLICATE, f"columns {show(seen[key])} and {show(name)} have the "
-                                                    "same name", column=cut(name))
+                    self.add(
+                        Code.COLUMN_DUPLICATE,
+                        f"columns {show(seen[key])} and {show(name)} have the same name",
+                        column=cut(name),
+                    )
             seen.setdefault(key, name)
         if duplicates > MAX_COLUMN_ISSUES:
-            self.add(Code.COLUMN_DUPLICATE, f"…and {duplicates - MAX_COLUMN_ISSUES:,} more columns with a "
-                                            "name already used (each column needs its own name)")
+            self.add(
+                Code.COLUMN_DUPLICATE,
+                f"…and {duplicates - MAX_COLUMN_ISSUES:,} more columns with a "
+                "name already used (each column needs its own name)",
+            )
         manifest = self.manifest
         if manifest is None:
             return
         columns = set(fmt.columns) - {""}
         listing = _listing([h for h in fmt.header if h])
         if manifest.address_key not in columns:
-            self.add(Code.ADDRESS_COLUMN_MISSING, f"no column {show(manifest.address_column)} for the "
-                                                  f"recipients' addresses (columns: {listing})",
-                     field="address_column")
+            self.add(
+                Code.ADDRESS_COLUMN_MISSING,
+                f"no column {show(manifest.address_column)} for the "
+                f"recipients' addresses (columns: {listing})",
+                field="address_column",
+            )
         if manifest.attachment_key and manifest.attachment_key not in columns:
-            self.add(Code.ATTACHMENT_COLUMN_MISSING, f"no column {show(manifest.attachment_column)} naming "
-                                                     f"each recipient's attachment (columns: {listing})",
-                     field="attachment_column")
+            self.add(
+                Code.ATTACHMENT_COLUMN_MISSING,
+                f"no column {show(manifest.attachment_column)} naming "
+                f"each recipient's attachment (columns: {listing})",
+                field="attachment_column",
+            )
         if self.templates is None:
             return
         missing = sorted(self.templates.variables - columns)
         candidates = sorted(c for c in columns if len(c) <= MAX_NAME_CHARS)
         for name in missing[:MAX_COLUMN_ISSUES]:
             close = difflib.get_close_matches(name, candidates, n=1)
-            hint = f" (did you mean {{{{ {close[0]} }}}}?)" if close \
+            hint = (
+                f" (did you mean {{{{ {close[0]} }}}}?)"
+                if close
                 else f" (columns: {_listing(sorted(columns))})"
-            self.add(Code.MERGE_FIELD_MISSING,
-                     f"the template uses {{{{ {cut(name)} }}}} but the CSV has no such column{hint}",
-                     field=self.templates.used_by(name))
+            )
+            self.add(
+                Code.MERGE_FIELD_MISSING,
+                f"the template uses {{{{ {cut(name)} }}}} but the CSV has no such column{hint}",
+                field=self.templates.used_by(name),
+            )
         if len(missing) > MAX_COLUMN_ISSUES:
-            self.add(Code.MERGE_FIELD_MISSING, f"…and {len(missing) - MAX_COLUMN_ISSUES:,} more variables of "
-                                               "the templates with no column of that name")
+            self.add(
+                Code.MERGE_FIELD_MISSING,
+                f"…and {len(missing) - MAX_COLUMN_ISSUES:,} more variables of "
+                "the templates with no column of that name",
+            )
         needed = self.templates.variables - manifest.optional_keys - {manifest.address_key}
         self.required = tuple(dict.fromkeys(c for c in fmt.columns if c in needed))
         self.render = not missing
@@ -504,8 +595,11 @@ class _Run:
         if row.cells is not None and not fmt.named_width <= row.cells <= fmt.width:
             counted = f"{row.cells} fields where the header has {fmt.width}"
             if row.cells > fmt.width:
-                self.add(Code.ROW_TOO_MANY_FIELDS,
-                         f"{counted}: does a value hold a '{fmt.delimiter}' without quotes?", number)
+                self.add(
+                    Code.ROW_TOO_MANY_FIELDS,
+                    f"{counted}: does a value hold a '{fmt.delimiter}' without quotes?",
+                    number,
+                )
             else:
                 self.add(Code.ROW_TOO_FEW_FIELDS, counted, number)
             return False
@@ -520,19 +614,29 @@ class _Run:
             if not address:
                 self.add(Code.ADDRESS_EMPTY, "the address is empty", number, column)
             elif problem:
-                self.add(Code.ADDRESS_INVALID, f"{show(address)} is not a valid address: {problem}", number,
-                         column)
+                self.add(
+                    Code.ADDRESS_INVALID, f"{show(address)} is not a valid address: {problem}", number, column
+                )
             else:
                 first = self.findings.first_row_with(address.lower(), number)
                 if first is not None:
-                    self.add(Code.ADDRESS_DUPLICATE, f"{show(address)} is already on row {first} (addresses "
-                                                     "are compared ignoring capitals)", number, column)
+                    self.add(
+                        Code.ADDRESS_DUPLICATE,
+                        f"{show(address)} is already on row {first} (addresses "
+                        "are compared ignoring capitals)",
+                        number,
+                        column,
+                    )
         empty = False
         for name in self.required:
             if not values.get(name):
                 empty = True
-                self.add(Code.VALUE_EMPTY, f"empty, and the template uses {{{{ {name} }}}}", number,
-                         fmt.display(name))
+                self.add(
+                    Code.VALUE_EMPTY,
+                    f"empty, and the template uses {{{{ {name} }}}}",
+                    number,
+                    fmt.display(name),
+                )
         attachment_sizes = list(self.fixed_sizes)
         akey = self.attachment_key
         if akey and akey in values:
@@ -558,21 +662,31 @@ class _Run:
                 if self.over_limit == MAX_ROWS_OVER_LIMIT:
                     # each may have taken RENDER_SECONDS: what is wrong is the template, not the rows
                     self.render = False
-                    self.add(Code.TEMPLATE_LIMIT,
-                             f"the rows after row {number:,} were not rendered: the templates went over "
-                             f"their limits on {self.over_limit} rows (fix the templates and validate again)")
+                    self.add(
+                        Code.TEMPLATE_LIMIT,
+                        f"the rows after row {number:,} were not rendered: the templates went over "
+                        f"their limits on {self.over_limit} rows (fix the templates and validate again)",
+                    )
             return
         pdf_size = 0
         if rendered.pdf_text is not None:
             pdf_size = len(text_pdf(rendered.pdf_text))
             if pdf_size > manifest.max_attachment_bytes:
-                self.add(Code.ATTACHMENT_TOO_LARGE, f"the generated PDF is {_mb(pdf_size)}, over the "
-                                                    f"{_mb(manifest.max_attachment_bytes)} limit", number,
-                         field="pdf.template")
+                self.add(
+                    Code.ATTACHMENT_TOO_LARGE,
+                    f"the generated PDF is {_mb(pdf_size)}, over the "
+                    f"{_mb(manifest.max_attachment_bytes)} limit",
+                    number,
+                    field="pdf.template",
+                )
         total = estimated_size(rendered, attachment_sizes, pdf_size)
         if total > manifest.max_message_bytes:
-            self.add(Code.MESSAGE_TOO_LARGE, f"the message would be about {_mb(total)} with its attachments, "
-                                             f"over the {_mb(manifest.max_message_bytes)} limit", number)
+            self.add(
+                Code.MESSAGE_TOO_LARGE,
+                f"the message would be about {_mb(total)} with its attachments, "
+                f"over the {_mb(manifest.max_message_bytes)} limit",
+                number,
+            )
 
 
 def _listing(names: list[str], limit: int = MAX_COLUMN_ISSUES) -> str:

@@ -9,7 +9,7 @@ import time
 
 import boto3
 
-_table = boto3.resource("dynamodb").Table(os.environ["SEEN_TABLE"])   # at import: a cold start
+_table = boto3.resource("dynamodb").Table(os.environ["SEEN_TABLE"])  # at import: a cold start
 
 
 def _seen(kind: str, record_id: str, body: str) -> None:
@@ -53,8 +53,11 @@ def throttle(event, context):
     failures = []
     for record in event["Records"]:
         if record["attributes"]["ApproximateReceiveCount"] == "1":
-            sqs.change_message_visibility(QueueUrl=os.environ["THROTTLE_QUEUE_URL"],
-                                          ReceiptHandle=record["receiptHandle"], VisibilityTimeout=1200)
+            sqs.change_message_visibility(
+                QueueUrl=os.environ["THROTTLE_QUEUE_URL"],
+                ReceiptHandle=record["receiptHandle"],
+                VisibilityTimeout=1200,
+            )
             failures.append({"itemIdentifier": record["messageId"]})
     return {"batchItemFailures": failures}
 
