@@ -17,7 +17,7 @@ help:
 	@echo "make demo        a day of two companies' PEC mailboxes on the local stack (campaign, receipts, inbox)"
 	@echo "make test        lint the SAM template and run the whole test suite"
 	@echo "make test-fast   unit tests only"
-	@echo "make lint        cfn-lint + sam validate --lint on template.yaml"
+	@echo "make lint        ruff (lint + format), mypy, cfn-lint + sam validate --lint on template.yaml"
 	@echo "make bench       run every benchmark under bench/ (QUICK=1 for the short form)"
 	@echo "make sam-build   sam build (needs python3.12 on PATH, or pyenv)"
 
@@ -65,6 +65,8 @@ test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q tests/unit
 
 lint: $(VENV)/.installed $(SAM_VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
 

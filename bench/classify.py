@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "shared"))
 
-from local.pecbuild import builder  # noqa: E402
+from local.pecbuild import corpus as pecmix  # noqa: E402
 from pecflow.pec import message  # noqa: E402
 
 TARGET = 1.2
@@ -31,7 +31,7 @@ TARGET = 1.2
 def corpus(size: int, extra: list[Path]) -> tuple[list[bytes], list[bytes]]:
     """(builder-made messages, real samples)"""
     real = [p.read_bytes() for folder in extra if folder.is_dir() for p in sorted(folder.glob("*.eml"))]
-    return [c.raw for c in builder.corpus(size, seed=2026)], real
+    return [c.raw for c in pecmix.corpus(size, seed=2026)], real
 
 
 def best_of(rounds: int, functions: dict[str, callable], raws: list[bytes]) -> dict[str, float]:

@@ -79,8 +79,9 @@ def child(args) -> None:
     """One fan-out, measured from inside its own process; prints one JSON line."""
     import boto3
 
+    from pecflow.adapters.campaign_files import CampaignPackage
     from pecflow.adapters.dynamodb import CampaignStore, OutgoingStore
-    from pecflow.services.fanout import CampaignPackage, fan_out
+    from pecflow.services.fanout import fan_out
 
     env = json.loads(args.child)
     s3 = boto3.client("s3", endpoint_url=env["endpoint"])

@@ -24,7 +24,7 @@ from moto import mock_aws  # noqa: E402
 
 from local.aws import LocalAws  # noqa: E402
 from local.imap import Dovecot  # noqa: E402
-from local.pecbuild import builder  # noqa: E402
+from local.pecbuild import corpus as pecmix  # noqa: E402
 from pecflow.adapters.archive import Archive  # noqa: E402
 from pecflow.adapters.dynamodb import MailboxStore, MessageStore, OutgoingStore  # noqa: E402
 from pecflow.adapters.mail import ImapSession  # noqa: E402
@@ -75,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     large = args.large or (1_000 if args.quick else 10_000)
     polls = args.polls or (15 if args.quick else 30)
-    samples = [c.raw for c in builder.corpus(200, seed=1, sdi=False)]
+    samples = [c.raw for c in pecmix.corpus(200, seed=1, sdi=False)]
 
     with Dovecot() as dovecot, mock_aws():
         aws = LocalAws.in_process(REPO / "template.yaml", stack_name="bench")

@@ -11,8 +11,9 @@ with a visibility delay of ceil(wait) seconds (SQS delays are whole seconds): it
 its slot, and sends without asking the limiter again. A job woken more than WAKE (8 s) after its
 slot gives the slot back and takes a new one. No busy retry. Acquisitions whose virtual times
 fall within one DynamoDB round trip (10 ms) run at the same time on real threads, so the
-optimistic-concurrency races are real ones. The policy's margin (2.5 s + WAKE) covers the
-round trip, the longest send and the lateness a reserved slot may be used with.
+optimistic-concurrency races are real ones. The policy is the deployed one
+(`quota.sending_policy`: margin 15 s, slots paced 0.5 s apart): its margin covers the round trip,
+the longest send and the lateness a reserved slot may be used with.
 
 The theoretical minimum. Number the sends in the order the provider counts them, s_0 <= s_1 <=
 ... <= s_{N-1}. Under L sends per rolling window w, any L + 1 consecutive sends span at least w
@@ -61,9 +62,7 @@ MAILBOX = "campagne@pec.example.it"
 ROUND_TRIP = 0.010  # a DynamoDB read + conditional write, virtual seconds
 INVOCATION = 0.020  # a Lambda invocation's own overhead per batch
 SEND = (0.5, 2.0)  # SMTP submission, virtual seconds
-MARGIN = 2.5  # >= ROUND_TRIP + the longest send
-WAKE = 8.0  # a reserved slot is used at most this late (whole-second delays, busy workers)
-PACE = 0.5  # reserved slots this far apart (as the sender): 5 workers keep up with 2 a second
+WAKE = float(quota.LATE_FOR_SLOT_SECONDS)  # a reserved slot is used at most this late, as the sender
 MAX_VISIBILITY = 43_200  # SQS: at most 12 hours
 
 
@@ -125,10 +124,8 @@ def simulate(
     hold: float = 0.0,
     horizon: float = 0.0,
 ) -> dict:
-    # with reservations the send may start up to WAKE after its slot: the margin covers that too
-    policy = quota.policy_from(
-        "aruba", margin_seconds=MARGIN + (WAKE if horizon else 0.0), pace_seconds=PACE if horizon else 0.0
-    )
+    # the policy the deployed senders apply (margin and pace included), not one of the bench's own
+    policy = quota.sending_policy("aruba")
     provider = quota.policy_from("aruba")  # what the provider enforces: no margin
     rng = random.Random(seed)
     with mock_aws():

@@ -104,10 +104,11 @@ def run(args) -> int:
     from local.pec_provider import FAIL, REJECT, SMTP_REJECT, Quota
     from local.pecbuild import builder, sdi_builder
     from local.stack import LocalStack
+    from pecflow import bootstrap
     from pecflow.adapters.dynamodb import MessageStore
     from pecflow.domain.campaign.pdf import text_pdf
     from pecflow.pec import kinds
-    from pecflow.services import admin
+    from pecflow.services.admin import STAT_LABELS
 
     log("pecflow demo — starting the local stack (Dovecot, simulated PEC providers, moto, event runner) ...")
     with LocalStack.start(start_time=START) as stack:
@@ -261,19 +262,19 @@ def run(args) -> int:
         for _ in range(24 * 60 * 60 // STEP):
             stack.runner.advance(STEP, timeout=600)
             net.wait_idle(120)
-            counters = admin.campaign_stats(deployment, CAMPAIGN)["counters"]
+            counters = bootstrap.campaign_admin(deployment).stats(CAMPAIGN)["counters"]
             progress.show(datetime.fromtimestamp(stack.clock.now(), UTC), counters)
             if counters.get("total") and counters["to_send"] == 0 and counters["waiting"] == 0:
                 break
         stack.runner.advance(10 * 60, timeout=600)  # two more polls: the last receipts
         net.wait_idle(120)
         progress.close()
-        stats = admin.campaign_stats(deployment, CAMPAIGN)
+        stats = bootstrap.campaign_admin(deployment).stats(CAMPAIGN)
         counters = stats["counters"]
 
         # -- what pecflow shows
         log(f"\nCampaign {CAMPAIGN} — {stats['status']} — from {stats['mailbox']}")
-        for key, label in admin.STAT_LABELS:
+        for key, label in STAT_LABELS:
             log(f"  {label:48s} {counters.get(key, 0):>6d}")
         messages = MessageStore(deployment.messages_table, deployment.resource("dynamodb"))
         recorded = {box.address: messages.query(box.address, limit=10_000) for box in (rossi, bianchi)}

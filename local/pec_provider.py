@@ -1,5 +1,5 @@
-"""The PEC provider simulator: simulated gestori over real protocols, as PEC_FORMAT.md and
-RFC 6109 describe them.
+"""The PEC provider simulator: simulated gestori over real protocols, as RFC 6109 and
+docs/pec-format.md describe them.
 
     with PecNetwork(dovecot, clock=VirtualClock(...)) as network:
         aruba = network.add_provider(Gestore("Aruba PEC S.p.A.", "pec.aruba.test"), quota=QUOTA_ARUBA)

@@ -23,9 +23,9 @@ from local.clock import VirtualClock
 from local.imap import Account, Dovecot
 from local.pec_provider import PecNetwork, SimulatedProvider
 from local.runner import EventRunner
-from pecflow.deployment import LOCAL_STATE, Deployment
+from pecflow import bootstrap
+from pecflow.config import LOCAL_STATE, Config
 from pecflow.domain.mailbox import MailboxConfig, SaturationPolicy
-from pecflow.services import admin
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "template.yaml"
@@ -65,9 +65,9 @@ class LocalStack:
             stack.deployment().write(state_file)
         return stack
 
-    def deployment(self) -> Deployment:
+    def deployment(self) -> Config:
         aws = self.aws
-        return Deployment(
+        return Config(
             stack_name=aws.stack_name,
             region=aws.region,
             endpoint_url=aws.endpoint_url,
@@ -104,7 +104,7 @@ class LocalStack:
                 config = MailboxConfig(**{**_fields(config), "saturation": saturation})
             if quota_preset is not None:
                 config = MailboxConfig(**{**_fields(config), "quota_preset": quota_preset}).validate()
-            admin.add_mailbox(self.deployment(), config, password or account.password, check=True)
+            bootstrap.mailbox_admin(self.deployment()).add(config, password or account.password, check=True)
         return account
 
     def mailbox_config(self, address: str, provider: SimulatedProvider | None = None) -> MailboxConfig:

@@ -10,21 +10,20 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from pecflow.adapters.dynamodb import OutgoingStore
-from pecflow.services.sending import dead_lettered
-from pecflow.settings import Settings
+from pecflow import bootstrap
+from pecflow.config import Config
 
-settings = Settings.from_env("outgoing_table", "campaigns_table")
+config = Config.for_function("outgoing_table", "campaigns_table")
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-outgoing = OutgoingStore(settings.outgoing_table, campaigns_table=settings.campaigns_table)
+dead_lettered = bootstrap.dead_letters(config)
 
 
 @tracer.capture_method
 def record_dead_letter(record: SQSRecord) -> None:
     message_id = json.loads(record.body)["message_id"]
-    state = dead_lettered(outgoing, message_id)
+    state = dead_lettered(message_id)
     metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
     logger.error(
         "campaign job stopped on the dead-letter queue", extra={"message_id": message_id, "state": state}

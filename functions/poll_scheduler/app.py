@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pecflow.adapters.dynamodb import MailboxStore
-from pecflow.services.polling import schedule_polls, tick_of
-from pecflow.settings import Settings
+from pecflow import bootstrap
+from pecflow.config import Config
+from pecflow.services.polling import tick_of
 
-settings = Settings.from_env("poll_queue_url")
+config = Config.for_function("poll_queue_url")
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-sqs = boto3.client("sqs")
-mailboxes = MailboxStore(settings.mailboxes_table)
+schedule_polls = bootstrap.poll_scheduler(config)
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -23,11 +21,7 @@ mailboxes = MailboxStore(settings.mailboxes_table)
 @metrics.log_metrics
 def handler(event, context):
     tick = tick_of(event)
-    queued = schedule_polls(
-        mailboxes,
-        lambda entries: sqs.send_message_batch(QueueUrl=settings.poll_queue_url, Entries=entries),
-        tick,
-    )
+    queued = schedule_polls(tick)
     metrics.add_metric(name="PollRequests", unit=MetricUnit.Count, value=len(queued))
     logger.info("poll requests queued", extra={"tick": tick, "mailboxes": queued})
     return {"tick": tick, "queued": len(queued)}

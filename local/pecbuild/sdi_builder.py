@@ -3,7 +3,7 @@
 Used for the repo's own fixtures, the benchmark corpus and the simulated SdI of the local
 stack: an incoming invoice (FatturaPA XML, optionally signed as `.xml.p7m`) with its MT
 metadata, and every notification type, in the PA or the B2B dialect. Layouts follow
-MessaggiTypes_v1.1 and the observed B2B variants (PEC_FORMAT.md §7).
+MessaggiTypes_v1.1 and the observed B2B variants (docs/pec-format.md, "SdI e-invoicing over PEC").
 """
 
 from __future__ import annotations

@@ -140,13 +140,13 @@ def _print_table(rows: list[dict]) -> None:
 
 # --- pecflow mailbox ------------------------------------------------------------------------------
 def _deployment(args):
-    from pecflow.deployment import Deployment
+    from pecflow.config import Config
 
     if args.local:
-        return Deployment.from_local()
+        return Config.from_local()
     if args.stack:
-        return Deployment.from_stack(args.stack, args.region)
-    return Deployment.from_env()
+        return Config.from_stack(args.stack, args.region)
+    return Config.from_env()
 
 
 def _password(args) -> str:
@@ -167,8 +167,9 @@ def _password(args) -> str:
 
 
 def cmd_mailbox_add(args) -> int:
+    from pecflow import bootstrap
     from pecflow.domain.mailbox import ConfigError, MailboxConfig, Saturation, SaturationPolicy
-    from pecflow.services.admin import MailboxUnavailable, add_mailbox
+    from pecflow.domain.ports import MailboxUnavailable
 
     try:
         config = MailboxConfig(
@@ -194,7 +195,9 @@ def cmd_mailbox_add(args) -> int:
         print(f"pecflow: {exc}", file=sys.stderr)
         return 2
     try:
-        summary = add_mailbox(_deployment(args), config, _password(args), check=not args.no_check)
+        summary = bootstrap.mailbox_admin(_deployment(args)).add(
+            config, _password(args), check=not args.no_check
+        )
     except MailboxUnavailable as exc:
         print(f"pecflow: {config.address} not added: {exc} ({exc.kind})", file=sys.stderr)
         return 1
@@ -203,9 +206,9 @@ def cmd_mailbox_add(args) -> int:
 
 
 def cmd_mailbox_list(args) -> int:
-    from pecflow.services.admin import list_mailboxes
+    from pecflow import bootstrap
 
-    rows = list_mailboxes(_deployment(args))
+    rows = bootstrap.mailbox_admin(_deployment(args)).list()
     if args.json:
         for config, status in rows:
             item = config.to_item()
@@ -238,10 +241,10 @@ def cmd_mailbox_list(args) -> int:
 
 
 def cmd_mailbox_enable(args) -> int:
-    from pecflow.services.admin import set_enabled
+    from pecflow import bootstrap
 
     try:
-        set_enabled(_deployment(args), args.address, args.command_name == "enable")
+        bootstrap.mailbox_admin(_deployment(args)).set_enabled(args.address, args.command_name == "enable")
     except KeyError as exc:
         print(f"pecflow: {exc.args[0]}", file=sys.stderr)
         return 1
@@ -250,11 +253,10 @@ def cmd_mailbox_enable(args) -> int:
 
 
 def cmd_sent_show(args) -> int:
-    from pecflow.adapters.dynamodb import OutgoingStore
+    from pecflow import bootstrap
 
-    deployment = _deployment(args)
     message_id = args.message_id if args.message_id.startswith("<") else f"<{args.message_id}>"
-    view = OutgoingStore(deployment.outgoing_table, deployment.resource("dynamodb")).view(message_id)
+    view = bootstrap.outgoing_store(_deployment(args)).view(message_id)
     if view is None:
         print(f"pecflow: no message {message_id} sent by pecflow", file=sys.stderr)
         return 1
@@ -273,10 +275,9 @@ def cmd_sent_show(args) -> int:
 
 
 def cmd_inbox_list(args) -> int:
-    from pecflow.adapters.dynamodb import MessageStore
+    from pecflow import bootstrap
 
-    deployment = _deployment(args)
-    store = MessageStore(deployment.messages_table, deployment.resource("dynamodb"))
+    store = bootstrap.message_store(_deployment(args))
     index = "Quarantined" if args.quarantined else "Unmatched" if args.unmatched else "ByDate"
     records = store.query(args.mailbox, index=index, limit=args.limit)
     if args.kind:
@@ -298,7 +299,7 @@ def cmd_inbox_list(args) -> int:
     return 0
 
 
-# --- pecflow campaign validate (campaign domain: pecflow.campaign) ------------------------------------
+# --- pecflow campaign validate (campaign domain: pecflow.domain.campaign) -----------------------------
 _PROGRESS_SECONDS = 2.0  # how often big files report the rows read (on stderr)
 
 
@@ -563,10 +564,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --- pecflow campaign stats | export | pause | resume | cancel | resend ---------------------------
 def cmd_campaign_stats(args) -> int:
-    from pecflow.services.admin import STAT_LABELS, campaign_stats
+    from pecflow import bootstrap
+    from pecflow.services.admin import STAT_LABELS
 
     try:
-        stats = campaign_stats(_deployment(args), args.campaign_id)
+        stats = bootstrap.campaign_admin(_deployment(args)).stats(args.campaign_id)
     except KeyError as exc:
         print(f"pecflow: {exc.args[0]}", file=sys.stderr)
         return 1
@@ -594,8 +596,8 @@ def cmd_campaign_stats(args) -> int:
 
 
 def cmd_campaign_export(args) -> int:
+    from pecflow import bootstrap
     from pecflow.domain import campaign
-    from pecflow.services.admin import campaign_jobs
 
     def with_receipts(jobs):
         for job in jobs:
@@ -605,7 +607,7 @@ def cmd_campaign_export(args) -> int:
                 "receipts": "; ".join(f"{r.get('kind')} {r.get('at') or ''}".strip() for r in receipts),
             }
 
-    jobs = with_receipts(campaign_jobs(_deployment(args), args.campaign_id))
+    jobs = with_receipts(bootstrap.campaign_admin(_deployment(args)).jobs(args.campaign_id))
     columns = (*campaign.EXPORT_COLUMNS, ("receipts", "receipts"))
     out = open(args.output, "wb") if args.output != "-" else sys.stdout.buffer
     try:
@@ -618,20 +620,21 @@ def cmd_campaign_export(args) -> int:
 
 
 def cmd_campaign_status(args) -> int:
-    from pecflow.services.admin import redrive, resend_failed, set_campaign_status
+    from pecflow import bootstrap
 
+    admin = bootstrap.campaign_admin(_deployment(args))
     try:
         if args.command_name == "resend":
-            created = resend_failed(_deployment(args), args.campaign_id)
+            created = admin.resend_failed(args.campaign_id)
             print(f"{args.campaign_id}: {created} failed recipient(s) queued again as new attempts")
         elif args.command_name == "redrive":
-            done = redrive(_deployment(args), args.campaign_id)
+            done = admin.redrive(args.campaign_id)
             print(
                 f"{args.campaign_id}: {done['redriven']} job(s) back from the dead-letter queue; "
                 f"{done['queued']} job(s) still to send put back on the send queue"
             )
         else:
-            status = set_campaign_status(_deployment(args), args.campaign_id, args.command_name)
+            status = admin.set_status(args.campaign_id, args.command_name)
             print(f"{args.campaign_id}: {status}")
     except (KeyError, ValueError) as exc:
         print(f"pecflow: {exc.args[0]}", file=sys.stderr)
@@ -642,8 +645,8 @@ def cmd_campaign_status(args) -> int:
 def cmd_campaign_upload(args) -> int:
     """Upload a campaign folder in the order the fan-out expects: attachments, CSV, manifest last
     (the manifest's arrival starts the campaign). Validated locally first unless --no-validate."""
+    from pecflow.domain.campaign.manifest import CAMPAIGN_ID
     from pecflow.domain.campaign.validation import local_files
-    from pecflow.services.fanout import CAMPAIGN_ID
 
     folder = Path(args.folder)
     manifest, recipients = folder / "manifest.json", folder / "recipients.csv"
@@ -703,22 +706,23 @@ def cmd_campaign_upload(args) -> int:
     if not deployment.campaign_bucket:
         print("pecflow: this deployment has no campaign bucket", file=sys.stderr)
         return 2
-    s3 = deployment.client("s3")
-    prefix = f"campaigns/{campaign_id}/"
-    if s3.list_objects_v2(Bucket=deployment.campaign_bucket, Prefix=prefix + "manifest.json").get("KeyCount"):
+    from pecflow import bootstrap
+
+    package = bootstrap.campaign_files(deployment, campaign_id)
+    if package.exists("manifest.json"):
         print(
             f"pecflow: campaign {campaign_id} already exists: choose another id (--campaign-id)",
             file=sys.stderr,
         )
         return 1
-    uploads = [(attachments / name, prefix + "attachments/" + name) for name in files]
-    uploads += [(recipients, prefix + "recipients.csv"), (manifest, prefix + "manifest.json")]
-    for n, (path, key) in enumerate(uploads, 1):
-        s3.upload_file(str(path), deployment.campaign_bucket, key)
+    uploads = [(attachments / name, "attachments/" + name) for name in files]
+    uploads += [(recipients, "recipients.csv"), (manifest, "manifest.json")]  # the manifest starts it
+    for n, (path, name) in enumerate(uploads, 1):
+        package.upload_file(name, path)
         if n % 50 == 0 or n == len(uploads):
             print(f"  uploaded {n}/{len(uploads)} files", file=sys.stderr)
     print(
-        f"campaign {campaign_id} uploaded to s3://{deployment.campaign_bucket}/{prefix}: it starts now; "
+        f"campaign {campaign_id} uploaded to s3://{deployment.campaign_bucket}/{package.prefix}: it starts now; "
         f"follow it with `pecflow campaign stats {campaign_id}`"
     )
     return 0
@@ -780,11 +784,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from pecflow.deployment import DeploymentError
+    from pecflow.config import ConfigError
 
     try:
         return args.func(args)
-    except DeploymentError as exc:
+    except ConfigError as exc:
         print(f"pecflow: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,8 +11,9 @@ import pytest
 
 from local.pec_provider import Quota
 from local.pecbuild import builder
-from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore
-from pecflow.services import admin
+from pecflow import bootstrap
+from pecflow.adapters.dynamodb import CampaignStore
+from pecflow.domain.reconcile import CampaignStatus
 from tests.e2e.test_campaigns import MANIFEST, received_by, settle, upload
 
 PLAIN = {**MANIFEST, "body_text": "Gentile {{ ragione_sociale }}.\n", "attachments": []}
@@ -47,7 +48,9 @@ def test_a_fan_out_retried_after_a_crash_sends_each_recipient_once(stack):
             raise RuntimeError("fan-out killed before its checkpoint")
         return real(self, *args, **kwargs)
 
-    fanout.campaigns.checkpoint = crash_once.__get__(fanout.campaigns)
+    campaigns = bootstrap.campaign_store(fanout.config)
+    campaigns.checkpoint = crash_once.__get__(campaigns)
+    fanout.fanout = bootstrap.fanout(fanout.config, campaigns=campaigns)
     upload(stack, "ritentata", manifest=manifest, rows=_rows(addresses), files={})
     counters = settle(stack, "ritentata")
     assert crashed, "the fan-out crashed once"
@@ -69,13 +72,13 @@ def test_a_pause_of_seventy_minutes_then_resume_sends_every_job(stack):
     )
     stack.runner.run_until_idle(60)
     deployment = stack.deployment()
-    assert admin.set_campaign_status(deployment, "pausa-lunga", "pause") == CampaignStatus.PAUSED
+    assert bootstrap.campaign_admin(deployment).set_status("pausa-lunga", "pause") == CampaignStatus.PAUSED
     stack.runner.advance(70 * 60, timeout=300)
     assert stack.network.submissions == [], "nothing leaves while paused"
-    admin.set_campaign_status(deployment, "pausa-lunga", "resume")
+    bootstrap.campaign_admin(deployment).set_status("pausa-lunga", "resume")
     counters = settle(stack, "pausa-lunga")
     assert counters["delivered"] == 4 and counters["total"] == 4
-    assert admin.campaign_stats(deployment, "pausa-lunga")["status"] == "completed"
+    assert bootstrap.campaign_admin(deployment).stats("pausa-lunga")["status"] == "completed"
     for address in addresses:
         assert received_by(stack.network, address) == 1, address
     dead = stack.aws.client("sqs").get_queue_attributes(
@@ -136,7 +139,7 @@ def test_a_csv_replaced_while_queuing_queues_exactly_the_validated_rows_once(sta
     upload(stack, "sostituita", manifest=manifest, rows=_rows(addresses), files={})
     counters = settle(stack, "sostituita")
     assert replaced and len(stack.runner.invocations_of("CampaignFanoutFunction")) >= 2
-    jobs = list(admin.campaign_jobs(stack.deployment(), "sostituita"))
+    jobs = list(bootstrap.campaign_admin(stack.deployment()).jobs("sostituita"))
     assert sorted(j["recipient"] for j in jobs) == sorted(addresses), "exactly the validated rows, once each"
     assert counters["total"] == 15 and counters["delivered"] == 15
     for address in addresses:
@@ -159,8 +162,7 @@ def test_a_job_that_reaches_the_dead_letter_queue_shows_as_an_error_and_is_redri
     `redrive` sends it once the cause is gone."""
     manifest, addresses = _campaign(stack, 3, domain="dlq")
     handler = stack.runner.module("SenderFunction")
-    sender = handler.sender
-    real = sender.acquire
+    real = handler.delivery.sender.acquire
     unlucky = addresses[1]
     current = threading.local()  # the job each concurrent invocation is sending
 
@@ -175,22 +177,22 @@ def test_a_job_that_reaches_the_dead_letter_queue_shows_as_an_error_and_is_redri
             current.recipient = job["recipient"] if job else None
             return sender.send(message_id)
 
-    sender.acquire = failing_for_one
-    handler.sender = Tracking()
+    sender = bootstrap.sender(handler.config, acquire=failing_for_one)
+    handler.delivery = bootstrap.job_delivery(handler.config, sender=Tracking())
     upload(stack, "coda-errori", manifest=manifest, rows=_rows(addresses), files={})
     stack.runner.advance(4 * 3600, timeout=300)  # 50 deliveries, 3 minutes apart
     deployment = stack.deployment()
-    stats = admin.campaign_stats(deployment, "coda-errori")
+    stats = bootstrap.campaign_admin(deployment).stats("coda-errori")
     assert stats["dead_lettered"] == 1 and stats["counters"]["errors"] == 1
     assert stats["counters"]["delivered"] == 2
-    [job] = [j for j in admin.campaign_jobs(deployment, "coda-errori") if j["recipient"] == unlucky]
+    [job] = [j for j in bootstrap.campaign_admin(deployment).jobs("coda-errori") if j["recipient"] == unlucky]
     assert job["state"] == "error" and "QuotaTable unreachable" in job["error"]
     assert stack.runner.invocations_of("CampaignDeadLettersFunction"), "recorded by the dead-letter function"
 
-    sender.acquire = real
-    assert admin.redrive(deployment, "coda-errori") == {"redriven": 1, "queued": 1}
+    handler.delivery = bootstrap.job_delivery(handler.config)  # the cause is gone
+    assert bootstrap.campaign_admin(deployment).redrive("coda-errori") == {"redriven": 1, "queued": 1}
     counters = settle(stack, "coda-errori")
     assert counters["delivered"] == 3 and counters["errors"] == 0
-    assert admin.campaign_stats(deployment, "coda-errori")["dead_lettered"] == 0
+    assert bootstrap.campaign_admin(deployment).stats("coda-errori")["dead_lettered"] == 0
     for address in addresses:
         assert received_by(stack.network, address) == 1, address

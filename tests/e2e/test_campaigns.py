@@ -13,9 +13,10 @@ import pytest
 
 from local.pec_provider import DROP_AFTER_DATA, FAIL, REJECT, SMTP_REJECT, Quota
 from local.pecbuild import builder
-from pecflow.adapters.dynamodb import CampaignStatus, OutgoingStore
+from pecflow import bootstrap
+from pecflow.adapters.dynamodb import OutgoingStore
 from pecflow.domain import quota
-from pecflow.services import admin
+from pecflow.domain.reconcile import CampaignStatus
 
 STEP = 60
 ARUBA = Quota(250, 20 * 60)
@@ -56,10 +57,10 @@ def settle(stack, campaign_id: str, *, max_minutes: int = 240) -> dict:
     for _ in range(max_minutes * 60 // STEP):
         stack.runner.advance(STEP, timeout=600)
         stack.network.wait_idle(120)
-        counters = admin.campaign_stats(deployment, campaign_id)["counters"]
+        counters = bootstrap.campaign_admin(deployment).stats(campaign_id)["counters"]
         if counters["total"] and counters["to_send"] == 0 and counters["waiting"] == 0:
             stack.runner.advance(5 * 60, timeout=600)  # one more poll: late receipts
-            return admin.campaign_stats(deployment, campaign_id)["counters"]
+            return bootstrap.campaign_admin(deployment).stats(campaign_id)["counters"]
     raise AssertionError(f"campaign {campaign_id} did not settle: {counters}")
 
 
@@ -148,7 +149,7 @@ def test_a_500_row_campaign_ends_with_statistics_matching_the_script(stack, dove
     assert quota.violations(aruba, [s.time.timestamp() for s in submissions]) == []
 
     # per recipient: state, timestamps, receipts, error text; the export is formula-safe
-    jobs = {j["recipient"]: j for j in admin.campaign_jobs(stack.deployment(), "solleciti-500")}
+    jobs = {j["recipient"]: j for j in bootstrap.campaign_admin(stack.deployment()).jobs("solleciti-500")}
     failed = jobs["cliente003@pec.beta.test"]
     assert failed["state"] == "delivery-failed" and "5.1.1" in failed["error"]
     delivered = jobs["cliente000@pec.beta.test"]
@@ -185,14 +186,11 @@ def test_no_recipient_gets_two_messages_whatever_happens_to_the_senders(stack, d
     hit = set()
     current = threading.local()  # the job each concurrent invocation is sending
 
-    def crash_at(point):
-        def hook():
-            recipient = getattr(current, "recipient", None)
-            if crashes.get(recipient) == point and recipient not in hit:
-                hit.add(recipient)
-                raise RuntimeError(f"sender killed {point}")
-
-        return hook
+    def crash(step, **where):
+        recipient = getattr(current, "recipient", None)
+        if crashes.get(recipient) == step and recipient not in hit:
+            hit.add(recipient)
+            raise RuntimeError(f"sender killed {step}")
 
     class Tracking:
         """The handler's sender, noting which recipient each invocation is on."""
@@ -202,9 +200,9 @@ def test_no_recipient_gets_two_messages_whatever_happens_to_the_senders(stack, d
             current.recipient = job["recipient"] if job else None
             return real.send(message_id)
 
-    real = handler.sender
-    real.faults = type(real.faults)(**{point: crash_at(point) for point in set(crashes.values())})
-    handler.sender = Tracking()
+    # the handler's sender, built again through the composition root with the crash points
+    real = bootstrap.sender(handler.config, checkpoint=crash)
+    handler.delivery = bootstrap.job_delivery(handler.config, sender=Tracking())
 
     stack.runner.run_until_idle(120)
     # duplicates of every job on the queue (as at-least-once delivery may produce)
@@ -223,7 +221,7 @@ def test_no_recipient_gets_two_messages_whatever_happens_to_the_senders(stack, d
     for address in addresses:
         assert received_by(net, address) == 1, address
     assert counters["delivered"] == 24 and counters["total"] == 24
-    jobs = {j["recipient"]: j for j in admin.campaign_jobs(stack.deployment(), "robusta")}
+    jobs = {j["recipient"]: j for j in bootstrap.campaign_admin(stack.deployment()).jobs("robusta")}
     for lost in addresses[20:22]:
         assert "at_sent_uncertain" in jobs[lost], "recorded as sent? and resolved by its receipts"
     # killed after the SMTP answer, before recording it: its receipts resolved it (never resent)
@@ -260,7 +258,7 @@ def test_an_invalid_campaign_queues_nothing_and_says_why(stack, case, rows, file
         manifest.pop("attachment_column")
     upload(stack, f"errata-{case}", manifest=manifest, rows=rows, files=files)
     stack.runner.run_until_idle(60)
-    stats = admin.campaign_stats(stack.deployment(), f"errata-{case}")
+    stats = bootstrap.campaign_admin(stack.deployment()).stats(f"errata-{case}")
     assert stats["status"] == CampaignStatus.INVALID and stats["counters"]["total"] == 0
     s3 = stack.aws.client("s3")
     bucket = stack.aws.physical("CampaignBucket")
@@ -299,18 +297,18 @@ def test_pause_resume_cancel_and_resend(stack):
     )
     stack.runner.run_until_idle(60)
     deployment = stack.deployment()
-    assert admin.set_campaign_status(deployment, "gestita", "pause") == CampaignStatus.PAUSED
+    assert bootstrap.campaign_admin(deployment).set_status("gestita", "pause") == CampaignStatus.PAUSED
     stack.runner.advance(40 * 60, timeout=120)
     assert net.submissions == [], "nothing leaves while paused (and before the scheduled start)"
-    admin.set_campaign_status(deployment, "gestita", "resume")
+    bootstrap.campaign_admin(deployment).set_status("gestita", "resume")
     counters = settle(stack, "gestita")
     assert counters["delivered"] == 5 and counters["delivery_failures"] == 1
-    assert admin.resend_failed(deployment, "gestita") == 1
-    assert admin.resend_failed(deployment, "gestita") == 0, "a second resend adds nothing"
+    assert bootstrap.campaign_admin(deployment).resend_failed("gestita") == 1
+    assert bootstrap.campaign_admin(deployment).resend_failed("gestita") == 0, "a second resend adds nothing"
     counters = settle(stack, "gestita")
     assert counters["delivered"] == 6 and counters["total"] == 7 and counters["delivery_failures"] == 1
     assert received_by(net, addresses[0]) == 1
 
     with pytest.raises(ValueError):
-        admin.set_campaign_status(deployment, "gestita", "resume")
-    assert admin.set_campaign_status(deployment, "gestita", "cancel") == CampaignStatus.CANCELLED
+        bootstrap.campaign_admin(deployment).set_status("gestita", "resume")
+    assert bootstrap.campaign_admin(deployment).set_status("gestita", "cancel") == CampaignStatus.CANCELLED

@@ -13,6 +13,8 @@ import pytest
 
 from local.pec_provider import FAIL, NO_DOMAIN, REJECT
 from local.pecbuild import builder
+from local.pecbuild import corpus as pecmix
+from pecflow import bootstrap
 from pecflow.adapters.dynamodb import MessageStore, OutgoingStore
 from pecflow.domain.reconcile import State
 from pecflow.pec import kinds
@@ -182,7 +184,9 @@ def test_crashing_pollers_are_redelivered_and_lose_or_duplicate_nothing(stack, d
     net.wait_idle(60)
 
     poller = stack.runner.module("MailboxPollerFunction")
-    faults_type = type(poller.ingestor.faults)
+
+    def rebuild(**parts):  # the handler's poller, built again through the composition root
+        poller.poller = bootstrap.poller(poller.config, ingestor=bootstrap.ingestor(poller.config, **parts))
 
     def failures():
         return [i for i in stack.runner.invocations_of("MailboxPollerFunction") if not i.ok]
@@ -195,14 +199,14 @@ def test_crashing_pollers_are_redelivered_and_lose_or_duplicate_nothing(stack, d
                 hit.append(at)
                 raise RuntimeError(f"killed at UID {at}")
 
-        poller.ingestor.faults = faults_type(**{point: kill})
+        rebuild(checkpoint=lambda step, uid, point=point, kill=kill: kill(uid) if step == point else None)
         before = len(failures())
         for _ in range(8):  # ticks, and the redelivery after the visibility timeout
             stack.runner.advance(POLL, timeout=120)
             if len(failures()) > before:
                 break
         assert len(failures()) == before + 1, f"the poller was killed {point}"
-    poller.ingestor.faults = faults_type()
+    rebuild()
     stack.runner.advance(20 * 60, timeout=120)
     raws = mailbox_contents(dovecot, office)
     assert messages.count(office.address) == len({hashlib.sha256(r).hexdigest() for r in raws}) == 24
@@ -218,12 +222,11 @@ def test_bad_credentials_and_unreachable_hosts_do_not_stop_the_others(stack, dov
         wrong.address, "una-nuova-password", keep_mail=True
     )  # changed on the provider, not in pecflow
     from pecflow.domain.mailbox import MailboxConfig
-    from pecflow.services import admin
 
-    admin.add_mailbox(
-        stack.deployment(), MailboxConfig("irraggiungibile@pec.delta.test", "127.0.0.1", 1), "x", check=False
+    bootstrap.mailbox_admin(stack.deployment()).add(
+        MailboxConfig("irraggiungibile@pec.delta.test", "127.0.0.1", 1), "x", check=False
     )
-    dovecot.append(good.address, builder.corpus(1, seed=2)[0].raw)
+    dovecot.append(good.address, pecmix.corpus(1, seed=2)[0].raw)
     stack.runner.advance(POLL, timeout=120)
     polls = stack.runner.invocations_of("MailboxPollerFunction")
     assert len(polls) == 3 and all(i.ok for i in polls), "errors are recorded, not raised"
@@ -243,7 +246,6 @@ def test_one_poison_message_does_not_stop_the_mailbox(stack, dovecot, capsys):
     arrives in a busta di anomalia (its full record is over DynamoDB's 400 KB); a message the
     parser fails on arrives too. The certified mail and receipts after them are archived,
     recorded and reconciled, and the mailbox's status counts what was quarantined."""
-    from pecflow.services import admin
 
     net = stack.network
     alfa = net.add_provider(builder.Gestore("Epsilon PEC S.p.A.", "pec.epsilon.test"))
@@ -289,18 +291,20 @@ def test_one_poison_message_does_not_stop_the_mailbox(stack, dovecot, capsys):
     net.wait_idle(60)
 
     poller = stack.runner.module("MailboxPollerFunction")
-    real = poller.ingestor.classify
+    real = poller.poller.ingestor.classify
 
     def buggy(raw):  # the parser failing on the receipts of one message (a bug of ours, say)
         if b"parser in difficolt" in raw or b"<bug@pec.epsilon.test>" in raw:
             raise ValueError("a parser bug")
         return real(raw)
 
-    poller.ingestor.classify = buggy
+    poller.poller = bootstrap.poller(
+        poller.config, ingestor=bootstrap.ingestor(poller.config, classify=buggy)
+    )
     try:
         stack.runner.advance(2 * POLL, timeout=120)
     finally:
-        poller.ingestor.classify = real
+        poller.poller = bootstrap.poller(poller.config)
 
     assert all(i.ok for i in stack.runner.invocations_of("MailboxPollerFunction"))
     raws = mailbox_contents(dovecot, office)
@@ -311,6 +315,8 @@ def test_one_poison_message_does_not_stop_the_mailbox(stack, dovecot, capsys):
     assert all(len(a["filename"]) == 255 for a in anomalia["attachments"]), "names cut, the original whole"
     quarantined = messages.query(office.address, index="Quarantined")
     assert len(quarantined) == 2 and all("a parser bug" in q["problems"][0] for q in quarantined)
-    mailbox = next(s for c, s in admin.list_mailboxes(stack.deployment()) if c.address == office.address)
+    mailbox = next(
+        s for c, s in bootstrap.mailbox_admin(stack.deployment()).list() if c.address == office.address
+    )
     assert mailbox["quarantined"] == 2 and "a parser bug" in mailbox["last_quarantined"]["reason"]
     assert capsys.readouterr().out.count('"MessagesQuarantined"') >= 1, "the alarm metric is emitted"

@@ -135,9 +135,9 @@ def test_campaign_upload_validates_then_uploads_the_manifest_last(env, tmp_path,
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0, "an invalid campaign uploads nothing"
 
     (folder / "recipients.csv").write_bytes("PEC;Nome\r\nuno@pec.test;Società Uno\r\n".encode("cp1252"))
-    from pecflow.deployment import Deployment
+    from pecflow.config import Config
 
-    uploaded, client_of = [], Deployment.client
+    uploaded, client_of = [], Config.client
 
     def spying_client(self, service):
         client = client_of(self, service)
@@ -154,7 +154,7 @@ def test_campaign_upload_validates_then_uploads_the_manifest_last(env, tmp_path,
             return Spy()
         return client
 
-    monkeypatch.setattr(Deployment, "client", spying_client)
+    monkeypatch.setattr(Config, "client", spying_client)
     code, out, err = run(monkeypatch, capsys, ["campaign", "upload", str(folder)])
     assert code == 0 and "campaign avvisi-aprile uploaded" in out, err
     assert uploaded == [

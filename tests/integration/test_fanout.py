@@ -10,9 +10,10 @@ import threading
 
 import pytest
 
-from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore, OutgoingStore
-from pecflow.domain.reconcile import CLAIM, SMTP_ACCEPTED, Job, State
-from pecflow.services.fanout import CampaignPackage, fan_out
+from pecflow.adapters.campaign_files import CampaignPackage
+from pecflow.adapters.dynamodb import CampaignStore, OutgoingStore
+from pecflow.domain.reconcile import CLAIM, SMTP_ACCEPTED, CampaignStatus, Job, State
+from pecflow.services.fanout import fan_out
 
 MANIFEST = {
     "mailbox": "ufficio@pec.azienda.test",

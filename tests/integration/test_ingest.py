@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from local.pecbuild import builder
+from local.pecbuild import corpus as pecmix
 from pecflow.adapters.mail import ImapSession, MailboxUnavailable
 from pecflow.domain.mailbox import MailboxConfig, Saturation, SaturationPolicy
+from pecflow.domain.ports import no_checkpoint
 from pecflow.pec import kinds
 from pecflow.pec.daticert import Destinatario
 from pecflow.services.polling import PollRequest, handle_poll
-from pecflow.services.receive import Faults
 
 WHEN = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
@@ -79,7 +80,7 @@ def fill(dovecot, account, raws, *, folder="INBOX", when=None):
 
 def test_every_message_archived_and_recorded_once_and_receipts_reconciled(dovecot, wiring):
     account = dovecot.fresh_user()
-    mixed = [c.raw for c in builder.corpus(40, seed=3)]
+    mixed = [c.raw for c in pecmix.corpus(40, seed=3)]
     ours = our_traffic(wiring, account.address, 10)
     fill(dovecot, account, mixed[:20] + ours[:10])
     first = poll(dovecot, account, wiring)
@@ -98,7 +99,7 @@ def test_every_message_archived_and_recorded_once_and_receipts_reconciled(doveco
 
 def test_nothing_new_costs_the_same_whatever_the_mailbox_holds(dovecot, wiring):
     small, large = dovecot.fresh_user(), dovecot.fresh_user()
-    corpus = [c.raw for c in builder.corpus(120, seed=4, sdi=False)]
+    corpus = [c.raw for c in pecmix.corpus(120, seed=4, sdi=False)]
     fill(dovecot, small, corpus[:5])
     fill(dovecot, large, corpus)
     commands = []
@@ -111,17 +112,17 @@ def test_nothing_new_costs_the_same_whatever_the_mailbox_holds(dovecot, wiring):
 @pytest.mark.parametrize("point", ["after_archive", "after_record", "before_cursor"])
 def test_a_crash_at_any_step_loses_nothing_and_duplicates_nothing(dovecot, wiring, aws, point):
     account = dovecot.fresh_user()
-    raws = our_traffic(wiring, account.address, 6) + [c.raw for c in builder.corpus(12, seed=9)]
+    raws = our_traffic(wiring, account.address, 6) + [c.raw for c in pecmix.corpus(12, seed=9)]
     fill(dovecot, account, raws)
 
-    def crash_at_uid_7(uid):
-        if uid == 7:
+    def crash_at_uid_7(step, uid):
+        if step == point and uid == 7:
             raise Crash(point)
 
-    setattr(wiring.faults, point, crash_at_uid_7)
+    wiring.checkpoint = crash_at_uid_7
     with pytest.raises(Crash):
         poll(dovecot, account, wiring)
-    wiring.faults = Faults()
+    wiring.checkpoint = no_checkpoint
     poll(dovecot, account, wiring)
     assert wiring.messages.count(account.address) == len(set(raws))
     s3 = aws.client("s3").list_objects_v2(Bucket=aws.physical("ArchiveBucket"))
@@ -135,7 +136,7 @@ def test_a_crash_at_any_step_loses_nothing_and_duplicates_nothing(dovecot, wirin
 
 def test_uidvalidity_change_resyncs_without_duplicates(dovecot, wiring):
     account = dovecot.fresh_user()
-    raws = [c.raw for c in builder.corpus(15, seed=5, sdi=False)]
+    raws = [c.raw for c in pecmix.corpus(15, seed=5, sdi=False)]
     fill(dovecot, account, raws, folder="Ricevute")
     config = config_for(dovecot, account, folders=("Ricevute",))
     poll(dovecot, account, wiring, config)
@@ -153,7 +154,7 @@ def test_uidvalidity_change_resyncs_without_duplicates(dovecot, wiring):
 
 def test_a_deadline_stops_cleanly_and_the_next_poll_continues(dovecot, wiring):
     account = dovecot.fresh_user()
-    raws = [c.raw for c in builder.corpus(60, seed=6, sdi=False)]
+    raws = [c.raw for c in pecmix.corpus(60, seed=6, sdi=False)]
     fill(dovecot, account, raws)
     wiring.chunk_messages = 10
     budget = iter([100, 100, 100, 0, 0])
@@ -166,7 +167,7 @@ def test_a_deadline_stops_cleanly_and_the_next_poll_continues(dovecot, wiring):
 
 def test_handle_poll_records_bad_credentials_and_moves_on(dovecot, wiring):
     good, bad = dovecot.fresh_user(), dovecot.fresh_user()
-    fill(dovecot, good, [c.raw for c in builder.corpus(3, seed=1, sdi=False)])
+    fill(dovecot, good, [c.raw for c in pecmix.corpus(3, seed=1, sdi=False)])
     for account in (good, bad):
         wiring.mailboxes.put(config_for(dovecot, account))
     passwords = {good.address: good.password, bad.address: "wrong"}
@@ -176,6 +177,7 @@ def test_handle_poll_records_bad_credentials_and_moves_on(dovecot, wiring):
             mailboxes=wiring.mailboxes,
             ingestor=wiring,
             password_of=lambda c, refresh=False: passwords[c.address],
+            open_session=ImapSession.open,
         )
         for a in (bad, good)
     ]
@@ -206,7 +208,7 @@ def test_tls_errors_are_a_clear_error(dovecot):
 # --- saturation ----------------------------------------------------------------------------------------
 def _saturated(dovecot, wiring, policy):
     account = dovecot.fresh_user()
-    raws = [c.raw for c in builder.corpus(10, seed=8, sdi=False)]
+    raws = [c.raw for c in pecmix.corpus(10, seed=8, sdi=False)]
     fill(dovecot, account, raws[:6], when=datetime.now(UTC) - timedelta(days=200))
     fill(dovecot, account, raws[6:])
     config = config_for(dovecot, account, saturation=policy)

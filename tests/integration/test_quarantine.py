@@ -15,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local.pecbuild import builder
+from pecflow.adapters.mail import ImapSession
 from pecflow.pec import kinds, message
 from pecflow.services.polling import PollRequest, handle_poll
 from pecflow.services.receive import MAX_ATTEMPTS, build_record
@@ -48,6 +49,7 @@ def _poll_request(dovecot, wiring, account):
         mailboxes=wiring.mailboxes,
         ingestor=wiring,
         password_of=lambda c, refresh=False: account.password,
+        open_session=ImapSession.open,
     )
 
 

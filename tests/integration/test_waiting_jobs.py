@@ -11,16 +11,15 @@ from datetime import timedelta
 
 import pytest
 
+from pecflow import bootstrap
 from pecflow.adapters.archive import Archive
-from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore, OutgoingStore
+from pecflow.adapters.dynamodb import CampaignStore, OutgoingStore
 from pecflow.adapters.mail import Submission
-from pecflow.deployment import Deployment
+from pecflow.config import Config
 from pecflow.domain import clock
 from pecflow.domain.mailbox import MailboxConfig
 from pecflow.domain.quota import Decision
-from pecflow.domain.reconcile import CLAIM, Job, State
-from pecflow.services import admin
-from pecflow.services.fanout import queue_entry
+from pecflow.domain.reconcile import CLAIM, CampaignStatus, Job, State
 from pecflow.services.sending import (
     MAX_DELAY_SECONDS,
     RENEW_AFTER_RECEIVES,
@@ -28,6 +27,7 @@ from pecflow.services.sending import (
     Sender,
     StillSending,
     dead_lettered,
+    queue_entry,
     renew,
 )
 
@@ -70,7 +70,7 @@ class World:
             render=lambda campaign, job, message_id, date: f"Message-ID: {message_id}\r\n\r\nx\r\n".encode(),
             submit=self.submit,
         )
-        self.deployment = Deployment(
+        self.deployment = Config(
             "pecflow-test",
             region=aws.region,
             outgoing_table=aws.physical("OutgoingTable"),
@@ -102,13 +102,13 @@ class World:
 
 def test_a_paused_job_leaves_the_queue_and_resume_puts_it_back(aws):
     world = World(aws)
-    assert admin.set_campaign_status(world.deployment, world.id, "pause") == CampaignStatus.PAUSED
+    assert bootstrap.campaign_admin(world.deployment).set_status(world.id, "pause") == CampaignStatus.PAUSED
     for job in world.jobs:
         outcome = world.sender.send(job["message_id"])
         assert (outcome.action, outcome.state) == ("done", "pending"), "off the queue, not delayed on it"
     assert world.submitted == [] and set(world.states().values()) == {"pending"}
     assert world.queued() == [], "nothing left on the queue while paused"
-    admin.set_campaign_status(world.deployment, world.id, "resume")
+    bootstrap.campaign_admin(world.deployment).set_status(world.id, "resume")
     queued = world.queued()
     assert sorted(queued) == sorted(j["message_id"] for j in world.jobs), "every job back, once"
     for message_id in queued:
@@ -118,9 +118,9 @@ def test_a_paused_job_leaves_the_queue_and_resume_puts_it_back(aws):
 
 def test_a_stale_cached_pause_never_parks_a_job_of_a_resumed_campaign(aws):
     world = World(aws, n=1)
-    admin.set_campaign_status(world.deployment, world.id, "pause")
+    bootstrap.campaign_admin(world.deployment).set_status(world.id, "pause")
     assert world.sender.send(world.jobs[0]["message_id"]).action == "done"  # the cache says: paused
-    admin.set_campaign_status(world.deployment, world.id, "resume")
+    bootstrap.campaign_admin(world.deployment).set_status(world.id, "resume")
     world.queued()
     outcome = world.sender.send(world.jobs[0]["message_id"])  # cache still says paused
     assert outcome.state == "sent", "the pause is checked again before leaving the queue"
@@ -128,10 +128,10 @@ def test_a_stale_cached_pause_never_parks_a_job_of_a_resumed_campaign(aws):
 
 def test_cancelling_a_paused_campaign_cancels_its_parked_jobs(aws):
     world = World(aws, n=3)
-    admin.set_campaign_status(world.deployment, world.id, "pause")
+    bootstrap.campaign_admin(world.deployment).set_status(world.id, "pause")
     for job in world.jobs:
         world.sender.send(job["message_id"])
-    admin.set_campaign_status(world.deployment, world.id, "cancel")
+    bootstrap.campaign_admin(world.deployment).set_status(world.id, "cancel")
     for message_id in world.queued():
         world.sender.cache.clear()
         assert world.sender.send(message_id).state == "cancelled"
@@ -174,24 +174,24 @@ def test_a_dead_lettered_job_is_an_error_with_its_reason_until_redriven(aws):
     assert dead_lettered(world.outgoing, broken["message_id"]) == "error"
     job = world.outgoing.job(broken["message_id"])
     assert job["state"] == "error" and "connection reset" in job["error"] and "not sent" in job["error"]
-    stats = admin.campaign_stats(world.deployment, world.id)
+    stats = bootstrap.campaign_admin(world.deployment).stats(world.id)
     assert (
         stats["counters"]["errors"] == 1 and stats["counters"]["to_send"] == 2 and stats["dead_lettered"] == 1
     )
     assert dead_lettered(world.outgoing, broken["message_id"]) == "error", "a duplicate changes nothing"
-    assert admin.campaign_stats(world.deployment, world.id)["dead_lettered"] == 1
+    assert bootstrap.campaign_admin(world.deployment).stats(world.id)["dead_lettered"] == 1
 
     world.sender.acquire = acquire
-    done = admin.redrive(world.deployment, world.id)
+    done = bootstrap.campaign_admin(world.deployment).redrive(world.id)
     assert done == {"redriven": 1, "queued": 3}, "the dead-lettered job and the two still to send"
     for message_id in world.queued():
         world.sender.send(message_id)
     assert set(world.states().values()) == {"sent"}
     job = world.outgoing.job(broken["message_id"])
     assert "error" not in job and "dead_letter" not in job and job["redriven_at"]
-    stats = admin.campaign_stats(world.deployment, world.id)
+    stats = bootstrap.campaign_admin(world.deployment).stats(world.id)
     assert stats["counters"]["errors"] == 0 and stats["counters"]["sent"] == 3 and stats["dead_lettered"] == 0
-    assert admin.redrive(world.deployment, world.id) == {"redriven": 0, "queued": 0}
+    assert bootstrap.campaign_admin(world.deployment).redrive(world.id) == {"redriven": 0, "queued": 0}
 
 
 @pytest.mark.parametrize("submitting", [True, False])
@@ -220,6 +220,6 @@ def test_a_job_dead_lettered_while_claimed_waits_for_its_claim_and_is_never_sent
         {"claimed_at": stale, **({"submitting_claim": stale} if submitting else {})},
     )
     assert dead_lettered(world.outgoing, job["message_id"]) == ("sent?" if submitting else "error")
-    assert admin.redrive(world.deployment, world.id) == (
+    assert bootstrap.campaign_admin(world.deployment).redrive(world.id) == (
         {"redriven": 0, "queued": 0} if submitting else {"redriven": 1, "queued": 1}
     )

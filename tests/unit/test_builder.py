@@ -26,11 +26,11 @@ from local.pecbuild.builder import (
     Gestore,
     busta_anomalia,
     busta_trasporto,
-    corpus,
     messaggio_originale,
     nuovo_identificativo,
     ricevuta,
 )
+from local.pecbuild.corpus import corpus
 from pecflow.pec import daticert, kinds
 
 CET = timezone(timedelta(hours=1))

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from local.pecbuild import builder, sdi_builder
+from local.pecbuild import corpus as pecmix
 from pecflow import cli
 from pecflow.pec import kinds, message
 from pecflow.pec.daticert import Destinatario
@@ -32,7 +33,7 @@ FIELDS = (
 
 @pytest.fixture(scope="module")
 def corpus():
-    return builder.corpus(400, seed=42)
+    return pecmix.corpus(400, seed=42)
 
 
 def test_every_field_of_every_corpus_message(corpus):

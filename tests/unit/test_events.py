@@ -39,7 +39,7 @@ def test_poller_sqs_batch():
 
 
 def test_fanout_events():
-    from pecflow.services.fanout import campaign_of
+    from pecflow.adapters.campaign_files import campaign_of
 
     s3_event = json.loads((EVENTS / "campaign_fanout_manifest.json").read_text())
     assert campaign_of(s3_event["Records"][0]["s3"]["object"]["key"]) == "solleciti-marzo-2026"

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from local.pecbuild import builder
+from local.pecbuild import corpus as pecmix
 from pecflow.pec import kinds, message
 from tests.conftest import FIXTURES
 
@@ -47,7 +47,7 @@ BOMB_DEEP = b"<postacert>" + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</postacer
 
 
 def seeds() -> list[tuple[str, bytes]]:
-    out = [(c.name, c.raw) for c in builder.corpus(40, seed=7)]
+    out = [(c.name, c.raw) for c in pecmix.corpus(40, seed=7)]
     pec = FIXTURES / "pec"
     if pec.is_dir():
         out += [(p.name, p.read_bytes()) for p in sorted(pec.glob("*.eml"))]
@@ -195,7 +195,7 @@ def test_mutation_corpus_never_raises_and_always_has_a_kind():
 
 
 def test_xml_bombs_are_refused_not_expanded():
-    seed = next(c.raw for c in builder.corpus(20, seed=3) if c.expected["kind"] == kinds.ACCETTAZIONE)
+    seed = next(c.raw for c in pecmix.corpus(20, seed=3) if c.expected["kind"] == kinds.ACCETTAZIONE)
     for bomb in (BOMB_LAUGHS, BOMB_EXTERNAL, BOMB_PARAMETER, BOMB_QUADRATIC, BOMB_DEEP):
         result = message.parse(_replace_daticert(seed, bomb))
         assert result.daticert is None
@@ -215,7 +215,7 @@ def test_xml_bombs_are_refused_not_expanded():
     ],
 )
 def test_memory_stays_bounded(name):
-    raw = next(m for label, m in mutations("seed", builder.corpus(5, seed=11)[1].raw) if label == name)
+    raw = next(m for label, m in mutations("seed", pecmix.corpus(5, seed=11)[1].raw) if label == name)
     peak = _peak_memory(raw)
     assert peak < 8 * len(raw) + 4_000_000, f"{name}: peak {peak} for {len(raw)} bytes"
 

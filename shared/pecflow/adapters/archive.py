@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
 
 from botocore.exceptions import ClientError, FlexibleChecksumError
+
+from pecflow.domain.ports import Archived, ArchiveError, Verification
+
+__all__ = ["Archive", "ArchiveError", "Archived", "Verification", "sha256_hex"]
 
 
 def sha256_hex(raw: bytes) -> str:
@@ -20,23 +23,6 @@ def sha256_hex(raw: bytes) -> str:
 
 def _b64(sha_hex: str) -> str:
     return base64.b64encode(bytes.fromhex(sha_hex)).decode("ascii")
-
-
-@dataclass(frozen=True, slots=True)
-class Archived:
-    key: str
-    created: bool  # False when the object was already there (same bytes)
-    version_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Verification:
-    ok: bool
-    reason: str
-
-
-class ArchiveError(RuntimeError):
-    pass
 
 
 class Archive:

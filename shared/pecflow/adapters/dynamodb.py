@@ -19,9 +19,7 @@ Every state change is a conditional write; counters move in the same transaction
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +27,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from pecflow.domain import clock
-from pecflow.domain.mailbox import Cursor, MailboxConfig
+from pecflow.domain.mailbox import Cursor, MailboxConfig, location
 from pecflow.domain.reconcile import COUNTERS, Job, Move, State, counter_deltas
 
 MESSAGE_ROW = "#message"
@@ -101,24 +99,6 @@ def is_service_failure(exc: BaseException) -> bool:
     if isinstance(exc, BotoCoreError):
         return not isinstance(exc, ParamValidationError)
     return isinstance(exc, (OSError, TimeoutError))
-
-
-@dataclass(frozen=True, slots=True)
-class TableNames:
-    mailboxes: str
-    messages: str
-    outgoing: str
-    campaigns: str | None = None
-
-    @classmethod
-    def from_env(cls, env: dict | None = None) -> TableNames:
-        env = os.environ if env is None else env
-        missing = [n for n in ("MAILBOXES_TABLE", "MESSAGES_TABLE", "OUTGOING_TABLE") if not env.get(n)]
-        if missing:
-            raise RuntimeError(f"environment variables missing: {', '.join(missing)}")
-        return cls(
-            env["MAILBOXES_TABLE"], env["MESSAGES_TABLE"], env["OUTGOING_TABLE"], env.get("CAMPAIGNS_TABLE")
-        )
 
 
 def _resource(dynamodb):
@@ -296,13 +276,11 @@ def record_key(sha256: str) -> str:
     return f"sha256:{sha256}"
 
 
-def location(address: str, folder: str, uidvalidity: int) -> str:
-    return f"{address.lower()}|{folder}|{uidvalidity}"
-
-
 class MessageStore:
     def __init__(self, table_name: str, dynamodb=None):
         self.table = _resource(dynamodb).Table(table_name)
+
+    is_service_failure = staticmethod(is_service_failure)
 
     def record(self, mailbox: str, record: dict) -> bool:
         """Write a new record; False (and nothing written) when this message is already recorded."""
@@ -780,16 +758,6 @@ class OutgoingStore:
 
 
 # --- campaigns ---------------------------------------------------------------------------------------
-class CampaignStatus:
-    VALIDATING = "validating"
-    INVALID = "invalid"
-    VALIDATED = "validated"  # dry run: checked, nothing queued
-    QUEUING = "queuing"
-    SENDING = "sending"
-    PAUSED = "paused"
-    CANCELLED = "cancelled"
-
-
 def job_key(row: int, attempt: int) -> str:
     """Sort key of a job in its campaign: row order, then attempt."""
     return f"{row:09d}#{attempt:03d}"

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import socket
 import ssl
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pecflow.domain.mailbox import FolderStatus, MailboxConfig, Usage
+from pecflow.domain.ports import Fetched, MailboxUnavailable, Submission
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "Fetched",
+    "ImapSession",
+    "MailboxUnavailable",
+    "SmtpSubmitter",
+    "Submission",
+]
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:
@@ -22,22 +31,6 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
 
 
 CONNECTION_ERRORS = _connection_errors()  # a connection that broke while in use
-
-
-class MailboxUnavailable(Exception):
-    """The mailbox could not be opened. `kind`: auth | unreachable | tls | protocol."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    uid: int
-    raw: bytes
-    internaldate: datetime | None
-    flags: tuple[str, ...]
 
 
 def _tls_context(config: MailboxConfig) -> ssl.SSLContext:
@@ -54,6 +47,8 @@ def _tls_context(config: MailboxConfig) -> ssl.SSLContext:
 
 class ImapSession:
     """One logged-in IMAP connection to a mailbox."""
+
+    connection_errors = CONNECTION_ERRORS
 
     def __init__(self, client):
         self.client = client
@@ -218,25 +213,6 @@ def _text(exc: Exception) -> str:
 
 
 # --- SMTP submission --------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Submission:
-    """What the provider's access point answered.
-
-    status: accepted (250 after DATA) | lost (the answer after DATA never came: the message may
-    have gone; only its receipts can tell) | temporary (4xx, or no connection: nothing was sent,
-    try later) | permanent (5xx: nothing was sent, do not retry) | auth (the mailbox's
-    credentials were refused: nothing was sent)."""
-
-    status: str
-    code: int | None = None
-    text: str = ""
-    before_data: bool = False  # refused or failed before DATA began: certainly not sent
-
-    @property
-    def sent(self) -> bool:
-        return self.status == "accepted"
-
-
 class SmtpSubmitter:
     """One authenticated SMTP connection over implicit TLS to a provider's access point.
     MAIL, RCPT and DATA are sent step by step so that a failure is known to be before DATA

@@ -1,5 +1,5 @@
 """The DynamoDB-backed rate limiter: one item per sending mailbox, shared by every concurrent
-sender (ARCHITECTURE.md flow 4). The decisions are `pecflow.domain.quota`'s; this module only keeps
+sender (docs/architecture.md, flow 4). The decisions are `pecflow.domain.quota`'s; this module only keeps
 the state and takes slots atomically.
 
 Item (QuotaTable, key `mailbox`, lower-cased):

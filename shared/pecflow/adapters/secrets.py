@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from pecflow.domain.mailbox import MailboxConfig, secret_name
+
+__all__ = ["SecretsManager", "mailbox_password", "password_from_secret", "secret_value"]
 
 
 def password_from_secret(value: str) -> str:
@@ -33,3 +36,20 @@ def mailbox_password(config: MailboxConfig, stack: str, *, max_age: int = 300, r
 
     secret_id = config.secret_id or secret_name(stack, config.address)
     return password_from_secret(parameters.get_secret(secret_id, max_age=max_age, force_fetch=refresh))
+
+
+class SecretsManager:
+    """Writes mailbox passwords as secrets (the CLI); the functions read them with `mailbox_password`."""
+
+    def __init__(self, client: Any):
+        self.client = client
+
+    def put(self, name: str, value: str, description: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.create_secret(Name=name, SecretString=secret_value(value), Description=description)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceExistsException":
+                raise
+            self.client.put_secret_value(SecretId=name, SecretString=secret_value(value))

@@ -4,9 +4,11 @@ saturation, and the pure decisions taken on them. No I/O here."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 _ADDRESS = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
@@ -84,7 +86,7 @@ class MailboxConfig:
             raise ConfigError(str(exc)) from None
         return self
 
-    def to_item(self) -> dict:
+    def to_item(self) -> dict[str, Any]:
         item = asdict(self)
         item["folders"] = list(self.folders)
         item["saturation"] = {
@@ -96,7 +98,7 @@ class MailboxConfig:
         return {k: v for k, v in item.items() if v is not None}
 
     @classmethod
-    def from_item(cls, item: dict) -> MailboxConfig:
+    def from_item(cls, item: Mapping[str, Any]) -> MailboxConfig:
         known = set(cls.__dataclass_fields__)
         values = {k: v for k, v in item.items() if k in known}
         sat = dict(values.pop("saturation", {}) or {})
@@ -227,6 +229,7 @@ def saturation_candidates(
         limit = now - timedelta(days=policy.days)
         return [m for m in archived if m.received_at < limit]
     if policy.mode == Saturation.ABOVE_QUOTA and usage is not None and usage.percent is not None:
+        assert usage.limit_kb is not None  # a percent is known
         excess_kb = usage.used_kb - usage.limit_kb * policy.percent / 100.0
         picked, freed = [], 0.0
         for m in archived:
@@ -236,3 +239,8 @@ def saturation_candidates(
             freed += m.size / 1024.0
         return picked
     return []
+
+
+def location(address: str, folder: str, uidvalidity: int) -> str:
+    """Where a message sits on the provider: mailbox, folder and the folder's UIDVALIDITY."""
+    return f"{address.lower()}|{folder}|{uidvalidity}"

@@ -1,4 +1,4 @@
-"""Provider sending quotas as pure rate math (ARCHITECTURE.md flow 4). No I/O.
+"""Provider sending quotas as pure rate math (docs/architecture.md, flow 4). No I/O.
 
 A `QuotaPolicy` says how many messages one sending mailbox may hand to its provider per window:
 
@@ -26,14 +26,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime
 from functools import cache, lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 MB = 1_000_000
 DAY = 86_400.0
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-def _finite(value) -> bool:
+def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -95,7 +95,8 @@ def _offset_function(zone: str) -> Callable[[float], float]:
         if zone == "Europe/Rome":
             return _rome_offset
         raise ValueError(f"unknown time zone {zone!r}") from None
-    return lambda t: datetime.fromtimestamp(t, info).utcoffset().total_seconds()
+    # typeshed: utcoffset() may be None, never for a datetime made with a zone
+    return lambda t: datetime.fromtimestamp(t, info).utcoffset().total_seconds()  # type: ignore[union-attr]
 
 
 def _rome_offset(t: float) -> float:
@@ -202,7 +203,7 @@ class Fit(NamedTuple):
 
 # --- presets ----------------------------------------------------------------------------------------
 # Only values a provider documents, read conservatively. Sources:
-#   aruba: 250 messages per 20 minutes (the founders' figure, issue 6 / ARCHITECTURE.md flow 4);
+#   aruba: 250 messages per 20 minutes (the founders' figure, issue 6);
 #     outgoing messages up to 100 MB including attachments, the limit divided by the number of
 #     recipients (guide.pec.it, "dimensione massima di un messaggio in uscita").
 #   gmail: 100 per day, counted per Europe/Rome calendar day (the founders' figure: far under
@@ -228,7 +229,7 @@ PRESETS: dict[str, QuotaPolicy] = {
 _FIELDS = frozenset(f.name for f in fields(QuotaPolicy))
 
 
-def policy_from(preset: str, **overrides) -> QuotaPolicy:
+def policy_from(preset: str, **overrides: Any) -> QuotaPolicy:
     """A preset by name, with any field overridden (e.g. `margin_seconds=10`), or
     `policy_from("custom", limit=N, window_seconds=S, rolling=...)`."""
     unknown = set(overrides) - _FIELDS
@@ -248,7 +249,7 @@ def policy_from(preset: str, **overrides) -> QuotaPolicy:
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
 
 
-def policy_from_spec(spec: str, **overrides) -> QuotaPolicy:
+def policy_from_spec(spec: str, **overrides: Any) -> QuotaPolicy:
     """A mailbox's quota setting: a preset name (`aruba`, `gmail`, `legalmail`) or
     `custom:N/WINDOW` with WINDOW like `600s`, `20m`, `1h`, `1d`, rolling unless followed by
     `,fixed` — e.g. `custom:50/10m` or `custom:500/1d,fixed`."""
@@ -382,6 +383,7 @@ def fits(policy: QuotaPolicy, message_bytes: int, recipients: int = 1) -> Fit:
         return Fit(True, "")
     reason = f"the message is {_size(message_bytes)}, over the {_size(budget)} the provider accepts"
     if policy.size_divided_by_recipients and recipients > 1:
+        assert policy.max_message_bytes is not None  # a budget comes from it
         reason += f" ({_size(policy.max_message_bytes)} divided by {recipients} recipients)"
     return Fit(False, reason)
 
@@ -406,3 +408,21 @@ def _rolling_next_slot(policy: QuotaPolicy, times: list[float], now: float) -> f
         else:  # before its zone, and before every later run's
             break
     return slot
+
+
+# --- the deployed sending policy ----------------------------------------------------------------------
+LATE_FOR_SLOT_SECONDS = 8  # a reserved slot used later than this is given back and a new one taken
+SEND_MARGIN_SECONDS = 15.0  # a slot used up to LATE_FOR_SLOT_SECONDS late, plus up to 7 s of SMTP
+# submission: the provider counts a message when it arrives
+SEND_PACE_SECONDS = 0.5  # reserved slots at least this far apart: the senders keep up with them
+
+
+def sending_policy(spec: str) -> QuotaPolicy:
+    """The policy the senders apply to a mailbox whose quota setting is `spec`: the provider's
+    limit with the margin and the pace above (both scaled down for very short windows)."""
+    base = policy_from_spec(spec)
+    return policy_from_spec(
+        spec,
+        margin_seconds=min(SEND_MARGIN_SECONDS, base.window_seconds / 4),
+        pace_seconds=min(SEND_PACE_SECONDS, base.window_seconds / base.limit / 2),
+    )

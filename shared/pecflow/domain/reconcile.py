@@ -1,4 +1,5 @@
-"""The life of one outgoing PEC to one recipient, and how receipts move it (ARCHITECTURE.md).
+"""The life of one outgoing PEC to one recipient, and how receipts move it (docs/architecture.md,
+"The outgoing job state machine").
 
 pending → sending → sent → accepted → delivered, with the terminal failures not-accepted,
 delivery-failed and error, `warning` for a preavviso, and `sent?` for a message whose SMTP
@@ -13,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pecflow.pec import kinds
 
@@ -64,6 +65,19 @@ CANCEL = Move(State.CANCELLED, frozenset({State.PENDING}), "cancelled before sen
 # a person re-drives it (only a job that never started its SMTP submission)
 DEAD_LETTER = Move(State.ERROR, frozenset({State.PENDING, State.SENDING}), "stopped on the dead-letter queue")
 REDRIVE = Move(State.PENDING, frozenset({State.ERROR}), "re-driven from the dead-letter queue")
+
+
+class CampaignStatus(StrEnum):
+    """Where a campaign is: checked, queuing its jobs, sending, paused or cancelled."""
+
+    VALIDATING = "validating"
+    INVALID = "invalid"
+    VALIDATED = "validated"  # dry run: checked, nothing queued
+    QUEUING = "queuing"
+    SENDING = "sending"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
 
 _PERMANENT = re.compile(r"^\s*5\.\d{1,3}\.\d{1,3}")
 
@@ -176,9 +190,9 @@ class Job:
 class OutgoingPort(Protocol):
     """What reconciliation needs from the store of outgoing messages."""
 
-    def message(self, message_id: str) -> dict | None: ...
+    def message(self, message_id: str) -> dict[str, Any] | None: ...
     def jobs(self, message_id: str) -> list[Job]: ...
-    def message_and_jobs(self, message_id: str) -> tuple[dict | None, list[Job]]: ...
+    def message_and_jobs(self, message_id: str) -> tuple[dict[str, Any] | None, list[Job]]: ...
     def by_identificativo(self, identificativo: str) -> str | None: ...
     def set_identificativo(self, message_id: str, identificativo: str) -> None: ...
     def apply(
@@ -188,7 +202,7 @@ class OutgoingPort(Protocol):
         move: Move | None,
         *,
         receipt_id: str | None = None,
-        receipt: dict | None = None,
+        receipt: dict[str, str | None] | None = None,
         certified: bool | None = None,
     ) -> State: ...
 
@@ -203,7 +217,7 @@ class Reconciliation:
 
 def find_original(port: OutgoingPort, msg: PecMessage) -> tuple[str | None, list[Job]]:
     """Our Message-ID of the message a receipt is about, with its jobs: by the referenced
-    Message-ID first, then by the provider's identificativo (ARCHITECTURE.md flow 5)."""
+    Message-ID first, then by the provider's identificativo (docs/architecture.md, flow 5)."""
     if msg.ref_message_id:
         head, jobs = port.message_and_jobs(msg.ref_message_id)
         if head is not None:

@@ -169,7 +169,7 @@ def parse(data: bytes) -> Daticert:
     if ricevuta is not None and ricevuta not in TIPI_RICEVUTA:
         problems.append(f"daticert.xml: unknown ricevuta tipo {_clip(ricevuta)!r}")
 
-    def text(node, path):
+    def text(node: safexml.Node | None, path: str) -> str | None:
         value = node.findtext(path) if node is not None else None
         return value or None
 

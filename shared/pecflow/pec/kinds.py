@@ -1,4 +1,4 @@
-"""The message-kind vocabulary: the protocol's own header values (ARCHITECTURE.md)."""
+"""The message-kind vocabulary: the protocol's own header values (docs/architecture.md, "Message kinds")."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from typing import overload
 
 from pecflow.pec import daticert as daticert_mod
 from pecflow.pec import kinds, mime, sdi
@@ -124,7 +125,7 @@ class PecMessage:
         part = _body_part(message.root) if message.root is not None else None
         return part.text() if part is not None else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         """JSON-ready summary (what `pecflow classify --json` prints)."""
         return {
             "kind": self.kind,
@@ -164,7 +165,7 @@ class PecMessage:
         }
 
 
-def _attachment_dict(att: Attachment) -> dict:
+def _attachment_dict(att: Attachment) -> dict[str, str | int | None]:
     return {"filename": att.filename, "content_type": att.content_type, "size": att.size}
 
 
@@ -195,7 +196,7 @@ class _Budget:
 
     __slots__ = ("address_chars", "addresses")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.address_chars = MAX_ADDRESS_CHARS
         self.addresses = MAX_ADDRESSES
 
@@ -258,6 +259,7 @@ def _read(root: mime.Part, nesting: int, budget: _Budget) -> PecMessage:
 def _read_common_headers(
     msg: PecMessage, headers: mime.Headers, problems: list[str], budget: _Budget
 ) -> None:
+    assert msg.root is not None  # `_read` builds every message with its root
     msg.message_id = _msgid(headers.get("message-id"))
     msg.subject = mime.decode_text(headers.get("subject"), problems, msg.root.budget)
     date = headers.get("date")
@@ -357,7 +359,7 @@ def _read_pec(
     msg: PecMessage,
     headers: mime.Headers,
     survey: _Survey,
-    dc,
+    dc: daticert_mod.Daticert | None,
     nesting: int,
     problems: list[str],
     budget: _Budget,
@@ -604,7 +606,7 @@ def _collapsed(value: str) -> str | None:
 def _simple_addresses(values: list[str], budget: _Budget | None = None) -> list[str] | None:
     """The addresses of a list of common shapes (display names may be quoted), or None.
     No more than what is left of `budget` are read (see `_addresses`)."""
-    out = []
+    out: list[str] = []
     left = MAX_ADDRESSES if budget is None else budget.addresses
     for value in values:
         collapsed = _collapsed(value)
@@ -717,6 +719,12 @@ def _display_name(value: str, problems: list[str], budget: _Budget) -> str:
     return found[0][0] if found else ""
 
 
+@overload
+def _clip(value: str, size: int = 100) -> str: ...
+@overload
+def _clip(value: None, size: int = 100) -> None: ...
+@overload
+def _clip(value: str | None, size: int = 100) -> str | None: ...
 def _clip(value: str | None, size: int = 100) -> str | None:
     """A value quoted in a problem, cut to a readable length."""
     return value if value is None or len(value) <= size else value[:size] + "…"

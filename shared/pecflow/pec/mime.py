@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import binascii
 import encodings
+import enum
 import functools
 import re
+from collections.abc import Iterator
 from encodings.aliases import aliases as _CODEC_ALIASES
+from typing import Final, Literal, overload
 from urllib.parse import unquote_to_bytes
 
 MAX_HEADER_FIELDS = 2000  # header fields kept per entity; the rest is reported, not parsed
@@ -162,6 +165,7 @@ def decode_bytes(data: bytes, charset: str | None, problems: list[str] | None = 
     latter is reported in `problems`."""
     codec = "ascii" if charset is None else safe_codec(charset)
     if codec is None:
+        assert charset is not None  # None is read as US-ASCII
         if problems is not None:
             problems.append(f"charset {charset.strip()[:40]!r} not decoded: text read as UTF-8/Windows-1252")
         return _utf8_or_cp1252(data)
@@ -364,6 +368,14 @@ def _word_bytes(encoding: str, text: str) -> bytes | None:
         return None
 
 
+@overload
+def decode_text(value: str, problems: list[str] | None = None, budget: _Budget | None = None) -> str: ...
+@overload
+def decode_text(value: None, problems: list[str] | None = None, budget: _Budget | None = None) -> None: ...
+@overload
+def decode_text(
+    value: str | None, problems: list[str] | None = None, budget: _Budget | None = None
+) -> str | None: ...
 def decode_text(
     value: str | None, problems: list[str] | None = None, budget: _Budget | None = None
 ) -> str | None:
@@ -520,7 +532,13 @@ class _Budget:
         self.spent = False
 
 
-_UNSET = object()
+class _Unset(enum.Enum):
+    """The type of `_UNSET`: a value not worked out yet (None is a result)."""
+
+    UNSET = enum.auto()
+
+
+_UNSET: Final = _Unset.UNSET
 
 
 class Part:
@@ -561,19 +579,19 @@ class Part:
         self._ctype: str | None = None
         self._params: dict[str, str] | None = None
         self._disposition: tuple[str, dict[str, str]] | None = None
-        self._filename = _UNSET
+        self._filename: str | None | Literal[_Unset.UNSET] = _UNSET
         self._children: list[Part] | None = None
-        self._message = _UNSET
+        self._message: Part | None | Literal[_Unset.UNSET] = _UNSET
         self.body_start = -1
 
     # -- headers ---------------------------------------------------------------------------
     @property
     def headers(self) -> Headers:
         if self._headers is None:
-            self._parse_headers()
+            return self._parse_headers()
         return self._headers
 
-    def _parse_headers(self) -> None:
+    def _parse_headers(self) -> Headers:
         raw, start = self.raw, self.start
         hend, bstart = _find_blank_line(raw, start, self.end)
         fields, consumed, defects = _read_fields(raw, start, hend, self.budget)
@@ -583,8 +601,9 @@ class Part:
             if fields or raw[start:consumed].strip():
                 self.defects.append("header section not ended by a blank line")
             bstart = consumed
-        self._headers = Headers(fields)
+        self._headers = headers = Headers(fields)
         self.body_start = bstart
+        return headers
 
     @property
     def body(self) -> bytes:
@@ -740,7 +759,7 @@ class Part:
                 self.defects.append(f"{self.content_type}: closing boundary missing")
         return parts
 
-    def walk(self, *, into_messages: bool = False):
+    def walk(self, *, into_messages: bool = False) -> Iterator[Part]:
         """This part and every part below it, depth first, in order."""
         stack = [self]
         while stack:

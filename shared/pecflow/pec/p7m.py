@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterator
 from typing import NamedTuple
 
 MAX_P7M_BYTES = 32 * 1024 * 1024
@@ -146,7 +147,7 @@ class _Reader:
             self.ends[key] = (cursor, cursor + 2)
         return self.ends[key]
 
-    def children(self, tlv: _Tlv, depth: int):
+    def children(self, tlv: _Tlv, depth: int) -> Iterator[_Tlv]:
         if not tlv.constructed:
             raise P7mError(f"primitive element at byte {tlv.start} where a constructed one was expected")
         cursor = tlv.body

@@ -12,8 +12,9 @@ refused). `parse` raises `XmlError` and nothing else, whatever the bytes.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
+from typing import NoReturn
 from xml.parsers import expat
 
 from pecflow.pec import mime
@@ -40,8 +41,8 @@ class Node:
     def __init__(self, tag: str, attrs: Mapping[str, str]):
         self.tag = tag
         self.attrs = attrs
-        self.children: Sequence[Node] = ()
-        self.parts: Sequence[str] = ()
+        self.children: list[Node] | tuple[()] = ()
+        self.parts: list[str] | tuple[()] = ()
 
     def __repr__(self) -> str:
         return f"<Node {self.tag} {len(self.children)} children>"
@@ -66,7 +67,7 @@ class Node:
         node = self.find(path)
         return node.text if node is not None else None
 
-    def iter(self, name: str | None = None):
+    def iter(self, name: str | None = None) -> Iterator[Node]:
         stack = [self]
         while stack:
             node = stack.pop()
@@ -91,14 +92,14 @@ def declared_encoding(data: bytes) -> str | None:
     return match.group(1).decode("ascii") if match else None
 
 
-def _forbid(what: str):
-    def handler(*args):
+def _forbid(what: str) -> Callable[..., NoReturn]:
+    def handler(*args: object) -> NoReturn:
         raise XmlError(f"{what} not allowed")
 
     return handler
 
 
-def _doctype(name, sysid, pubid, has_internal_subset):
+def _doctype(name: str, sysid: str | None, pubid: str | None, has_internal_subset: bool) -> None:
     if has_internal_subset:
         raise XmlError("DOCTYPE with an internal subset not allowed")
 

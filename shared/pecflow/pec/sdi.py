@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pecflow.pec import p7m, safexml
@@ -100,7 +101,7 @@ class InvoiceSummary:
     numero: str | None = None
     importo_totale_documento: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, str | None]:
         return {
             "tipo_documento": self.tipo_documento,
             "divisa": self.divisa,
@@ -132,7 +133,7 @@ class SdiFile:
     invoices: tuple[InvoiceSummary, ...] = ()
     problems: tuple[str, ...] = field(default=(), compare=False)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "filename": self.filename,
             "role": self.role,
@@ -163,7 +164,7 @@ class SdiInfo:
     def invoices(self) -> tuple[InvoiceSummary, ...]:
         return tuple(summary for f in self.files for summary in f.invoices)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "type": self.type,
             "identificativo_sdi": self.identificativo_sdi,
@@ -282,13 +283,20 @@ def _unwrap(name: str, content: bytes, problems: list[str]) -> bytes | None:
 def _clip(name: str, key: str, value: str | None, problems: list[str]) -> str | None:
     if not value:
         return None
+    return _cut(name, key, value, problems)
+
+
+def _cut(name: str, key: str, value: str, problems: list[str]) -> str:
+    """`value` (not empty) cut to MAX_FIELD_CHARS, reported in `problems`."""
     if len(value) > MAX_FIELD_CHARS:
         problems.append(f"{name}: {key} longer than {MAX_FIELD_CHARS} characters, cut")
         return value[:MAX_FIELD_CHARS]
     return value
 
 
-def _collect(name: str, node: safexml.Node | None, paths, into: dict[str, str], problems: list[str]) -> None:
+def _collect(
+    name: str, node: safexml.Node | None, paths: Iterable[str], into: dict[str, str], problems: list[str]
+) -> None:
     """Non-empty values at `paths` below `node`; a key already set is kept."""
     if node is None:
         return
@@ -308,17 +316,17 @@ def _party(
     if id_iva is not None:
         value = (id_iva.findtext("IdPaese") or "") + (id_iva.findtext("IdCodice") or "")
         if value:
-            into[f"{prefix}/IdFiscaleIVA"] = _clip(name, prefix, value, problems)
+            into[f"{prefix}/IdFiscaleIVA"] = _cut(name, prefix, value, problems)
     codice_fiscale = next(node.iter("CodiceFiscale"), None)
     if codice_fiscale is not None and codice_fiscale.text:
-        into[f"{prefix}/CodiceFiscale"] = _clip(name, prefix, codice_fiscale.text, problems)
+        into[f"{prefix}/CodiceFiscale"] = _cut(name, prefix, codice_fiscale.text, problems)
     denominazione = next((n.text for n in node.iter("Denominazione") if n.text), None)
     if denominazione is None:
         nome = next((n.text for n in node.iter("Nome") if n.text), "")
         cognome = next((n.text for n in node.iter("Cognome") if n.text), "")
         denominazione = f"{nome} {cognome}".strip() or None
     if denominazione:
-        into[f"{prefix}/Denominazione"] = _clip(name, prefix, denominazione, problems)
+        into[f"{prefix}/Denominazione"] = _cut(name, prefix, denominazione, problems)
 
 
 def _invoice(
@@ -366,7 +374,9 @@ def _invoice(
     return fields, tuple(summaries)
 
 
-def _notification(name: str, code: str, root: safexml.Node, problems: list[str]):
+def _notification(
+    name: str, code: str, root: safexml.Node, problems: list[str]
+) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
     fields: dict[str, str] = {}
     for attr in _ATTRIBUTES:
         value = _clip(name, attr, root.attrs.get(attr, "").strip(), problems)
@@ -384,7 +394,7 @@ def _notification(name: str, code: str, root: safexml.Node, problems: list[str])
         problems.append(f"{name}: Esito {fields.get('Esito')!r} is neither EC01 nor EC02")
     if code == "SE" and fields.get("Scarto") not in ("EN00", "EN01"):
         problems.append(f"{name}: Scarto {fields.get('Scarto')!r} is neither EN00 nor EN01")
-    errors = []
+    errors: list[tuple[str, str]] = []
     if code == "NS":
         found = [e for lista in root.findall("ListaErrori") for e in lista.findall("Errore")]
         if not found:
@@ -418,7 +428,7 @@ def _read(name: str, content: bytes) -> SdiFile | None:
         document = None
     else:
         document = _unwrap(name, content, problems)
-    sniffed = ROOTS.get(_sniff_root(document)) if document else None
+    sniffed = ROOTS.get(_sniff_root(document) or "") if document else None
     if by_name is None and sniffed is None:
         return None  # neither the name nor the content is SdI's
 
@@ -439,6 +449,7 @@ def _read(name: str, content: bytes) -> SdiFile | None:
             return None
     else:
         kind = sniffed or name_type
+        assert kind is not None  # the name or the content is SdI's (checked above)
     if name_type and kind != name_type:
         problems.append(f"{name}: the file name says {name_type}, the content is {kind}")
 
@@ -449,7 +460,7 @@ def _read(name: str, content: bytes) -> SdiFile | None:
         fields, summaries = _invoice(name, root, problems)
         return SdiFile(name, role, kind, fields=fields, invoices=summaries, problems=tuple(problems))
 
-    def own(tag):
+    def own(tag: str) -> str | None:
         return _clip(name, tag, root.findtext(tag), problems)
 
     identificativo, nome_file = own("IdentificativoSdI"), own("NomeFile")
@@ -478,7 +489,7 @@ def _read(name: str, content: bytes) -> SdiFile | None:
     )
 
 
-def _as_bytes(content) -> bytes:
+def _as_bytes(content: object) -> bytes:
     if isinstance(content, bytes):
         return content
     if isinstance(content, (bytearray, memoryview)):
@@ -506,7 +517,7 @@ def _unreadable(name: str, why: str) -> SdiFile | None:
     return SdiFile(name, by_name[0], by_name[1] or "invoice", problems=(f"{name}: {why}",))
 
 
-def recognise(attachments) -> SdiInfo | None:
+def recognise(attachments: Iterable[tuple[str, Callable[[], bytes]]]) -> SdiInfo | None:
     """The SdI files among a PEC's attachments, given as (filename, get_content) pairs.
 
     `get_content` is called only for names that look like SdI files or end in .xml/.p7m,

@@ -19,107 +19,51 @@ whose checkpoint may be missing is re-queued under the same deduplication ids.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import re
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from botocore.exceptions import ClientError
-
-from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore, OutgoingStore
 from pecflow.domain import campaign as campaign_mod
 from pecflow.domain import clock
-from pecflow.services.sending import message_id_for
+from pecflow.domain.ports import CampaignFiles, CampaignStore, OutgoingStore, PackageChanged, Queue
+from pecflow.domain.reconcile import CampaignStatus
+from pecflow.services.sending import QUEUE_BATCH, message_id_for, queue_entry
 
-CAMPAIGN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-MANIFEST_KEY = re.compile(r"^campaigns/(?P<id>[^/]+)/manifest\.json$")
-BATCH = 10
-
-
-def campaign_of(key: str) -> str | None:
-    """The campaign id of a `campaigns/<id>/manifest.json` key (None for any other key)."""
-    match = MANIFEST_KEY.match(key)
-    return match.group("id") if match and CAMPAIGN_ID.match(match.group("id")) else None
+BATCH = QUEUE_BATCH
 
 
-class PackageChanged(Exception):
-    """A pinned campaign file cannot be read as it was pinned (replaced or deleted)."""
+@dataclass(slots=True)
+class Fanout:
+    """The fan-out of any campaign, wired by the bootstrap."""
 
+    files_of: Callable[[str], CampaignFiles]
+    campaigns: CampaignStore
+    outgoing: OutgoingStore
+    send_queue: Queue
+    fanout_queue: Queue | None = None  # where a fan-out stopped by its deadline continues
 
-class CampaignPackage:
-    """The campaign's files in S3. `pin` notes the version of a file; reads given that pin
-    return those bytes or raise PackageChanged."""
-
-    def __init__(self, s3, bucket: str, campaign_id: str):
-        self.s3, self.bucket, self.campaign_id = s3, bucket, campaign_id
-        self.prefix = f"campaigns/{campaign_id}/"
-
-    def pin(self, name: str, version_id: str | None = None) -> dict | None:
-        """{"version_id", "etag"} of `name` now (or of `version_id`); None when it is absent."""
-        kwargs = {"VersionId": version_id} if version_id else {}
-        try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=self.prefix + name, **kwargs)
-        except ClientError as exc:
-            if _status(exc) in (404, 400) or _code(exc) in _GONE:
-                return None
-            raise
-        version = head.get("VersionId")
-        return {"version_id": version if version and version != "null" else None, "etag": head.get("ETag")}
-
-    def _get(self, name: str, pin: dict | None) -> dict:
-        kwargs: dict = {}
-        if pin and pin.get("version_id"):
-            kwargs["VersionId"] = pin["version_id"]
-        elif pin and pin.get("etag"):
-            kwargs["IfMatch"] = pin["etag"]
-        try:
-            return self.s3.get_object(Bucket=self.bucket, Key=self.prefix + name, **kwargs)
-        except ClientError as exc:
-            if pin and (_code(exc) in _GONE or _status(exc) in (404, 412)):
-                raise PackageChanged(
-                    f"{name} is no longer the file validated for this campaign "
-                    f"({_code(exc) or _status(exc)}): it was replaced or deleted"
-                ) from None
-            raise
-
-    def read(self, name: str, pin: dict | None = None) -> bytes:
-        return self._get(name, pin)["Body"].read()
-
-    def open(self, name: str, pin: dict | None = None):
-        """A streaming body: read in chunks, never whole."""
-        return self.open_with_size(name, pin)[0]
-
-    def open_with_size(self, name: str, pin: dict | None = None):
-        response = self._get(name, pin)
-        return response["Body"], response.get("ContentLength")
-
-    def exists(self, name: str) -> bool:
-        response = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix + name, MaxKeys=1)
-        return any(o["Key"] == self.prefix + name for o in response.get("Contents", []))
-
-    def attachments(self) -> Iterable[tuple[str, int]]:
-        paginator = self.s3.get_paginator("list_objects_v2")
-        folder = self.prefix + "attachments/"
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=folder):
-            for obj in page.get("Contents", []):
-                yield obj["Key"][len(folder) :], obj["Size"]
-
-    def put(self, name: str, body, content_type: str) -> None:
-        self.s3.upload_fileobj(body, self.bucket, self.prefix + name, ExtraArgs={"ContentType": content_type})
-
-
-_GONE = ("NoSuchKey", "NoSuchVersion", "PreconditionFailed", "NotFound", "InvalidArgument")
-
-
-def _code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code") or ""
-
-
-def _status(exc: ClientError) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    def run(
+        self,
+        campaign_id: str,
+        *,
+        manifest_version: str | None = None,
+        time_left: Callable[[], float] = lambda: float("inf"),
+    ) -> FanoutResult:
+        later = self.fanout_queue
+        return fan_out(
+            campaign_id,
+            package=self.files_of(campaign_id),
+            campaigns=self.campaigns,
+            outgoing=self.outgoing,
+            send_batch=self.send_queue.send_batch,
+            time_left=time_left,
+            continue_later=(
+                (lambda cid: later.send({"MessageBody": json.dumps({"campaign_id": cid})})) if later else None
+            ),
+            manifest_version=manifest_version,
+        )
 
 
 @dataclass(slots=True)
@@ -136,7 +80,7 @@ class FanoutResult:
 def fan_out(
     campaign_id: str,
     *,
-    package: CampaignPackage,
+    package: CampaignFiles,
     campaigns: CampaignStore,
     outgoing: OutgoingStore,
     send_batch: Callable[[list[dict]], dict],
@@ -225,7 +169,7 @@ def _pinned(campaign: dict, name: str) -> dict:
 
 
 def _create(
-    campaign_id: str, package: CampaignPackage, campaigns: CampaignStore, manifest_version: str | None
+    campaign_id: str, package: CampaignFiles, campaigns: CampaignStore, manifest_version: str | None
 ) -> dict:
     """The campaign item, created once with its files pinned (a concurrent duplicate event
     finds it created and uses the same pins)."""
@@ -276,7 +220,7 @@ def _stop(campaign_id: str, campaigns: CampaignStore, campaign: dict, reason: st
     return FanoutResult(campaign_id, CampaignStatus.SENDING, queued=queued, problems=[message])
 
 
-def _validate(package: CampaignPackage, manifest_bytes: bytes, pins: dict) -> dict:
+def _validate(package: CampaignFiles, manifest_bytes: bytes, pins: dict) -> dict:
     """Validate every row (constant memory: scratch space on disk) and publish the report;
     returns the report's summary."""
     with (
@@ -297,7 +241,7 @@ def _validate(package: CampaignPackage, manifest_bytes: bytes, pins: dict) -> di
             }
 
 
-def _write_report(package: CampaignPackage, report: dict, errors_csv) -> None:
+def _write_report(package: CampaignFiles, report: dict, errors_csv) -> None:
     package.put(
         "validation.json",
         io.BytesIO(json.dumps(report, ensure_ascii=False, indent=2).encode()),
@@ -387,19 +331,3 @@ def _flush(campaign_id, batch, next_row, queued, campaigns, outgoing, send_batch
     if not campaigns.checkpoint(campaign_id, new_next, queued + len(batch), next_row):
         return None
     return new_next, queued + len(batch)
-
-
-def queue_entry(message_id: str, index: int = 0, *, again: str | None = None) -> dict:
-    """A send-queue entry: each job its own group (sent in parallel), deduplicated by job. `again`
-    names a deliberate re-queue (resume, redrive, a long wait renewed): a new deduplication id,
-    since SQS drops an id it saw in the last five minutes."""
-    dedupe = hashlib.sha256(message_id.encode()).hexdigest()
-    group = dedupe[:64]
-    if again:
-        dedupe = hashlib.sha256(f"{message_id}|{again}".encode()).hexdigest()
-    return {
-        "Id": str(index),
-        "MessageBody": json.dumps({"message_id": message_id}),
-        "MessageGroupId": group,
-        "MessageDeduplicationId": dedupe,
-    }

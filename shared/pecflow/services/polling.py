@@ -9,10 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from pecflow.adapters.dynamodb import MailboxStore
-from pecflow.adapters.mail import CONNECTION_ERRORS, ImapSession, MailboxUnavailable
 from pecflow.domain import clock
-from pecflow.domain.mailbox import MailboxConfig
+from pecflow.domain.ports import MailboxStore, MailboxUnavailable, MailOpener, PasswordOf
+from pecflow.services.logins import open_with_fresh_password
 from pecflow.services.receive import ArchiveFailed, Ingestor, PollResult
 
 
@@ -82,8 +81,8 @@ def handle_poll(
     *,
     mailboxes: MailboxStore,
     ingestor: Ingestor,
-    password_of: Callable[[MailboxConfig], str],
-    open_session: Callable[[MailboxConfig, str], ImapSession] = ImapSession.open,
+    password_of: PasswordOf,
+    open_session: MailOpener,
     requeue: Callable[[PollRequest], None] | None = None,
     time_left: Callable[[], float] = lambda: float("inf"),
     margin: float = 20.0,
@@ -109,7 +108,7 @@ def handle_poll(
             margin=margin,
             usage_due=_usage_due(status.get("usage_at"), usage_every),
         )
-    except CONNECTION_ERRORS as exc:
+    except session.connection_errors as exc:
         # the connection broke midway: what was recorded stays recorded (the cursor says so)
         mailboxes.record_poll(config.address, ok=False, error_kind="interrupted", error=str(exc))
         return PollOutcome(request, error_kind="interrupted", error=f"connection lost during the poll: {exc}")
@@ -143,12 +142,25 @@ def _usage_due(last: str | None, every: float) -> bool:
     return (clock.now() - then).total_seconds() >= every
 
 
-def open_with_fresh_password(config: MailboxConfig, opener: Callable, password_of: Callable):
-    """Open a connection with the cached password; if the login is refused, read the password
-    again (it may have just been changed with `pecflow mailbox add`) and try once more."""
-    try:
-        return opener(config, password_of(config))
-    except MailboxUnavailable as exc:
-        if exc.kind != "auth":
-            raise
-        return opener(config, password_of(config, refresh=True))
+@dataclass(slots=True)
+class Poller:
+    """One poll request's work, wired by the bootstrap: the ports `handle_poll` needs."""
+
+    mailboxes: MailboxStore
+    ingestor: Ingestor
+    password_of: PasswordOf
+    open_session: MailOpener
+    requeue: Callable[[PollRequest], None] | None = None
+
+    def poll(
+        self, request: PollRequest, time_left: Callable[[], float] = lambda: float("inf")
+    ) -> PollOutcome:
+        return handle_poll(
+            request,
+            mailboxes=self.mailboxes,
+            ingestor=self.ingestor,
+            password_of=self.password_of,
+            open_session=self.open_session,
+            requeue=self.requeue,
+            time_left=time_left,
+        )

@@ -23,15 +23,13 @@ Records are bounded (long fields cut, the cut stated; the archived original keep
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from pecflow.adapters.archive import Archive, sha256_hex
-from pecflow.adapters.dynamodb import MailboxStore, MessageStore, is_service_failure, location
-from pecflow.adapters.mail import ImapSession
 from pecflow.domain import clock
 from pecflow.domain.mailbox import (
     Cursor,
@@ -40,10 +38,20 @@ from pecflow.domain.mailbox import (
     PollAction,
     Saturation,
     chunks,
+    location,
     plan_poll,
     saturation_candidates,
 )
-from pecflow.domain.reconcile import OutgoingPort, find_thread, reconcile_receipt
+from pecflow.domain.ports import (
+    Archive,
+    Checkpoint,
+    MailboxStore,
+    MailSession,
+    MessageStore,
+    OutgoingPort,
+    no_checkpoint,
+)
+from pecflow.domain.reconcile import find_thread, reconcile_receipt
 from pecflow.pec import kinds
 from pecflow.pec.message import PecMessage, parse
 
@@ -52,20 +60,6 @@ CHUNK_BYTES = 24 * 1024 * 1024
 MAX_MESSAGE_BYTES = 120 * 1024 * 1024  # larger messages are left on the provider, recorded as such
 MAX_ATTEMPTS = 2  # polls that may die on one message before it is quarantined
 RECORD_BUDGET = 300_000  # bytes of a record as JSON (DynamoDB's limit is 400 KB)
-
-
-@dataclass(slots=True)
-class Faults:
-    """Crash points for tests: each, when set, raises at that step of one message."""
-
-    after_archive: Callable[[int], None] | None = None
-    after_record: Callable[[int], None] | None = None
-    before_cursor: Callable[[int], None] | None = None
-
-    def hit(self, name: str, uid: int) -> None:
-        hook = getattr(self, name)
-        if hook is not None:
-            hook(uid)
 
 
 class ArchiveFailed(RuntimeError):
@@ -107,18 +101,17 @@ class Ingestor:
     messages: MessageStore
     mailboxes: MailboxStore
     outgoing: OutgoingPort
-    faults: Faults = field(default_factory=Faults)
+    checkpoint: Checkpoint = no_checkpoint  # tests crash here (bootstrap overrides)
     chunk_messages: int = CHUNK_MESSAGES
     chunk_bytes: int = CHUNK_BYTES
     max_message_bytes: int = MAX_MESSAGE_BYTES
     on_message: Callable[[str, PecMessage], None] | None = None  # metrics/logging hook
-    service_failure: Callable[[BaseException], bool] = is_service_failure
     classify: Callable[[bytes], PecMessage] = parse
 
     def poll(
         self,
         config: MailboxConfig,
-        session: ImapSession,
+        session: MailSession,
         *,
         time_left: Callable[[], float] = lambda: float("inf"),
         margin: float = 20.0,
@@ -144,7 +137,7 @@ class Ingestor:
 
     # -- fetching -----------------------------------------------------------------------------------
     def _poll_folder(
-        self, config: MailboxConfig, session: ImapSession, folder: str, result: PollResult, time_left, margin
+        self, config: MailboxConfig, session: MailSession, folder: str, result: PollResult, time_left, margin
     ) -> bool:
         """Fetch what is new in one folder. False when the deadline stopped it midway."""
         address = config.address
@@ -225,12 +218,12 @@ class Ingestor:
     ) -> None:
         address = config.address
         raw = fetched.raw
-        sha = sha256_hex(raw)
+        sha = hashlib.sha256(raw).hexdigest()
         try:
             archived = self.archive.store(raw, sha)
         except Exception as exc:  # noqa: BLE001 - whatever it is, the message stays on the provider
             raise ArchiveFailed(fetched.uid, len(raw), exc) from exc
-        self.faults.hit("after_archive", fetched.uid)
+        self.checkpoint("after_archive", uid=fetched.uid)
         result.fetched += 1
         where = (address, folder, uidvalidity, fetched.uid, fetched.internaldate, raw, sha, archived.key)
         if attempts > MAX_ATTEMPTS:
@@ -248,7 +241,7 @@ class Ingestor:
             msg = self.classify(raw)
             recorded = self.messages.record(address, build_record(*where, msg))
         except Exception as exc:  # noqa: BLE001 - this message's problem, unless AWS itself failed
-            if self.service_failure(exc):
+            if self.messages.is_service_failure(exc):
                 raise
             self._quarantine(where, result, msg, "record", _failure(exc))
             if msg is None:
@@ -260,18 +253,17 @@ class Ingestor:
             else:
                 result.already_recorded += 1
                 self.messages.relocate(address, sha, folder=folder, uid=fetched.uid, uidvalidity=uidvalidity)
-        self.faults.hit(
-            "after_record", fetched.uid
-        )  # a receipt whose record failed is reconciled all the same
+        # a receipt whose record failed is reconciled all the same
+        self.checkpoint("after_record", uid=fetched.uid)
         try:
             self._reconcile(address, sha, msg, result)
         except Exception as exc:  # noqa: BLE001 - as above
-            if self.service_failure(exc):
+            if self.messages.is_service_failure(exc):
                 raise
             self._quarantine(where, result, msg, "reconcile", _failure(exc), recorded=True)
         if self.on_message is not None:
             self.on_message(address, msg)
-        self.faults.hit("before_cursor", fetched.uid)
+        self.checkpoint("before_cursor", uid=fetched.uid)
 
     def _quarantine(
         self,
@@ -370,7 +362,7 @@ class Ingestor:
                 self.messages.set_fields(address, sha, {"thread_of": original})
 
     # -- saturation -----------------------------------------------------------------------------------
-    def guard_saturation(self, config: MailboxConfig, session: ImapSession, result: PollResult) -> None:
+    def guard_saturation(self, config: MailboxConfig, session: MailSession, result: PollResult) -> None:
         """Move or expunge archived messages as the mailbox's policy asks, oldest first. A
         message leaves the provider only after its S3 copy is read back and hashes right.
         Costs a QUOTA (and for after-days a SELECT and a SEARCH BEFORE) when there is nothing to do."""

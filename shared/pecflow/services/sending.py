@@ -20,16 +20,31 @@ it an error with that reason, shown in the statistics, until `redrive` sends it 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
-from pecflow.adapters.archive import Archive
-from pecflow.adapters.dynamodb import CampaignStatus, CampaignStore, OutgoingStore
-from pecflow.adapters.mail import MailboxUnavailable, Submission
-from pecflow.domain import clock
+from pecflow.domain import campaign, clock
 from pecflow.domain.mailbox import MailboxConfig
+from pecflow.domain.ports import (
+    Archive,
+    CampaignFiles,
+    CampaignStore,
+    Checkpoint,
+    MailboxStore,
+    MailboxUnavailable,
+    OutgoingStore,
+    PasswordOf,
+    Queue,
+    Submission,
+    Submitter,
+    no_checkpoint,
+)
+from pecflow.domain.quota import LATE_FOR_SLOT_SECONDS, QuotaPolicy, fits, sending_policy
 from pecflow.domain.reconcile import (
     CANCEL,
     CLAIM,
@@ -38,10 +53,12 @@ from pecflow.domain.reconcile import (
     SMTP_FAILED,
     SMTP_LOST,
     SMTP_RETRY,
+    CampaignStatus,
     Job,
     Move,
     State,
 )
+from pecflow.services.logins import open_with_fresh_password
 
 STALE_CLAIM_SECONDS = 15 * 60  # a claim older than this never finished: its outcome is unknown
 RENEW_AFTER_RECEIVES = 10  # a waiting job's queue message is renewed after this many
@@ -53,8 +70,6 @@ MAX_DELAY_SECONDS = VISIBILITY_LIMIT_SECONDS - 300  # the longest wait asked, wi
 RESERVE_HORIZON_SECONDS = 6 * 3600  # a job reserves a quota slot at most this far ahead
 HORIZON_SPREAD_SECONDS = 1800  # jobs beyond the horizon come back spread over this much time
 CAMPAIGN_CACHE_SECONDS = 5
-LATE_FOR_SLOT_SECONDS = 8  # a reserved slot used later than this is given back: the
-# quota margin covers this lateness plus the SMTP submission
 
 
 def horizon_spread(message_id: str) -> int:
@@ -77,21 +92,6 @@ class Outcome:
 
 
 @dataclass(slots=True)
-class Faults:
-    """Crash points for tests: each, when set, is called (and may raise) at that step."""
-
-    after_slot: Callable[[], None] | None = None
-    after_claim: Callable[[], None] | None = None
-    after_archive: Callable[[], None] | None = None
-    after_submit: Callable[[], None] | None = None
-
-    def hit(self, name: str) -> None:
-        hook = getattr(self, name)
-        if hook is not None:
-            hook()
-
-
-@dataclass(slots=True)
 class Sender:
     """One sender, wired with its ports (the handler builds it; tests pass fakes or moto)."""
 
@@ -104,7 +104,7 @@ class Sender:
     render: Callable[[dict, dict, str, datetime], bytes]  # (campaign, job, message_id, date) -> raw
     submit: Callable[[MailboxConfig, bytes, list[str]], Submission]
     check_size: Callable[[MailboxConfig, bytes], str | None] = lambda config, raw: None
-    faults: Faults = field(default_factory=lambda: Faults())
+    checkpoint: Checkpoint = no_checkpoint  # tests crash here (bootstrap overrides)
     cache: dict = field(default_factory=dict)
 
     def send(self, message_id: str) -> Outcome:
@@ -205,7 +205,7 @@ class Sender:
                     self.release(config.address, slot)  # a duplicate of this job reserved first
                     return Outcome.later(1, "another copy of this job holds a slot")
                 return Outcome.later(slot - now, "waiting for its reserved quota slot")
-        self.faults.hit("after_slot")
+        self.checkpoint("after_slot")
         claim = clock.iso()  # written with the claim itself: a claim is never seen without its time
         if not self.outgoing.try_move(
             message_id, recipient, CLAIM, also_set={"claimed_at": claim, "slot_at": 0}
@@ -215,10 +215,10 @@ class Sender:
             return Outcome("done", reason="claimed by another sender")
         decision_at = slot
         recipient = Job(recipient.address, State.SENDING, recipient.certified, recipient.campaign_id)
-        self.faults.hit("after_claim")
+        self.checkpoint("after_claim")
 
         archived = self.archive.store(raw)
-        self.faults.hit("after_archive")
+        self.checkpoint("after_archive")
         # from here on the message may leave: a sender that stops now must not send it again
         self.outgoing.set_job_fields(
             message_id,
@@ -232,7 +232,7 @@ class Sender:
             self._move(job, recipient, SMTP_RETRY, error=str(exc))
             retry = AUTH_RETRY_SECONDS if exc.kind == "auth" else TEMPORARY_RETRY_SECONDS
             return Outcome.later(retry, f"mailbox unavailable ({exc.kind})", str(State.PENDING))
-        self.faults.hit("after_submit")
+        self.checkpoint("after_submit")
         if result.before_data:  # nothing reached the provider: the slot is free again
             self.release(config.address, decision_at)
         return self._after_submission(job, recipient, result)
@@ -366,3 +366,125 @@ def message_id_for(campaign_id: str, row: int, attempt: int, mailbox: str) -> st
     """The deterministic Message-ID of a job: the same job always sends the same Message-ID."""
     domain = mailbox.rpartition("@")[2].lower()
     return f"<pecflow.{campaign_id}.{row}.{attempt}@{domain}>"
+
+
+QUEUE_BATCH = 10  # entries per SQS batch
+
+
+def queue_entry(message_id: str, index: int = 0, *, again: str | None = None) -> dict:
+    """A send-queue entry: each job its own group (sent in parallel), deduplicated by job. `again`
+    names a deliberate re-queue (resume, redrive, a long wait renewed): a new deduplication id,
+    since SQS drops an id it saw in the last five minutes."""
+    dedupe = hashlib.sha256(message_id.encode()).hexdigest()
+    group = dedupe[:64]
+    if again:
+        dedupe = hashlib.sha256(f"{message_id}|{again}".encode()).hexdigest()
+    return {
+        "Id": str(index),
+        "MessageBody": json.dumps({"message_id": message_id}),
+        "MessageGroupId": group,
+        "MessageDeduplicationId": dedupe,
+    }
+
+
+# --- what the sender function runs around one job ---------------------------------------------------
+@dataclass(slots=True)
+class Delivery:
+    outcome: Outcome
+    renewed: bool = False  # a fresh queue message replaced this one (deleted on return)
+
+
+@dataclass(slots=True)
+class JobDelivery:
+    """One send-queue message: send its job; a job that waits goes back on the queue for its
+    delay, or, when waiting on this message would wear it out, on a fresh one (`renew`)."""
+
+    sender: Sender
+    queue: Queue
+
+    def deliver(
+        self, message_id: str, *, queue_message_id: str, receipt_handle: str, receive_count: int, age: float
+    ) -> Delivery:
+        outcome = self.sender.send(message_id)
+        if outcome.action != "delay":
+            return Delivery(outcome)
+        if renew(receive_count, age, outcome.delay):
+            self.queue.send(queue_entry(message_id, again=f"renewed {queue_message_id}"))
+            return Delivery(outcome, renewed=True)
+        self.queue.change_visibility(receipt_handle, outcome.delay)
+        return Delivery(outcome)
+
+
+class MailboxDirectory:
+    """Mailbox configurations as the senders read them: cached for `ttl` seconds in a warm
+    function, with the deployed sending policy of each (`quota.sending_policy`)."""
+
+    def __init__(self, mailboxes: MailboxStore, ttl: float = 60.0):
+        self.mailboxes, self.ttl = mailboxes, ttl
+        self._configs: dict[str, tuple[float, MailboxConfig | None]] = {}
+
+    def config(self, address: str) -> MailboxConfig | None:
+        cached = self._configs.get(address)
+        if cached and time.monotonic() - cached[0] < self.ttl:
+            return cached[1]
+        config = self.mailboxes.get(address)
+        self._configs[address] = (time.monotonic(), config)
+        return config
+
+    def policy(self, address: str) -> QuotaPolicy:
+        config = self.config(address)
+        return sending_policy(config.quota_preset if config else "aruba")
+
+    def check_size(self, config: MailboxConfig, raw: bytes) -> str | None:
+        ok, reason = fits(self.policy(config.address), len(raw), 1)
+        return None if ok else reason
+
+
+class CampaignMessages:
+    """Renders a campaign job's message from the campaign's files: manifests compiled and fixed
+    attachments read once per warm function (they repeat on every job)."""
+
+    def __init__(self, files_of: Callable[[str], CampaignFiles]):
+        self.files_of = files_of
+        self._attachment = lru_cache(maxsize=64)(self._read_attachment)
+        self._compiled = lru_cache(maxsize=32)(self._compile)
+
+    def _read_attachment(self, campaign_id: str, name: str) -> bytes:
+        return self.files_of(campaign_id).read(f"attachments/{name}")
+
+    @staticmethod
+    def _compile(manifest_json: str) -> tuple[campaign.Manifest, campaign.Templates]:
+        manifest = campaign.Manifest.from_dict(json.loads(manifest_json))
+        return manifest, campaign.compile_templates(manifest)
+
+    def render(self, campaign_item: dict, job: dict, message_id: str, date: datetime) -> bytes:
+        manifest, templates = self._compiled(json.dumps(campaign_item["manifest"], sort_keys=True))
+        row = campaign.Row(job["row"], job.get("values") or {})
+        files = [(name, self._attachment(job["campaign_id"], name)) for name in manifest.attachments]
+        own = (row.values.get(manifest.attachment_key) or "").strip() if manifest.attachment_key else ""
+        if own:  # one per recipient: read each time
+            files.append((own, self.files_of(job["campaign_id"]).read(f"attachments/{own}")))
+        return campaign.render_message(
+            manifest,
+            row,
+            mailbox=job["mailbox"],
+            message_id=message_id,
+            attachments=files,
+            date=date,
+            templates=templates,
+        )
+
+
+def submitter(
+    open_smtp: Callable[[MailboxConfig, str], Submitter], password_of: PasswordOf
+) -> Callable[[MailboxConfig, bytes, list[str]], Submission]:
+    """Submit one message over a new SMTP connection, the password read again once if refused."""
+
+    def submit(config: MailboxConfig, raw: bytes, recipients: list[str]) -> Submission:
+        smtp = open_with_fresh_password(config, open_smtp, password_of)
+        try:
+            return smtp.submit(raw, config.address, recipients)
+        finally:
+            smtp.close()
+
+    return submit

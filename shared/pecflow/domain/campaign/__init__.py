@@ -1,12 +1,12 @@
-"""Campaigns: one PEC per recipient, from a manifest, a CSV and attachments (ARCHITECTURE.md,
-flows 3 and 4). This module is the one to import; the work is split by concern:
+"""Campaigns: one PEC per recipient, from a manifest, a CSV and attachments (docs/architecture.md,
+flows 3 and 4, "Send"). This package is the one to import; the work is split by concern:
 
-- `campaign_manifest`: the manifest and its JSON Schema, address and name rules;
-- `campaign_csv`: reading the CSV as people produce it, streamed;
-- `campaign_validate`: every check before anything is sent, and the report;
-- `campaign_render`: templates, Italian filters, the message of one recipient;
-- `campaign_pdf`: the per-recipient PDF; `campaign_export`: formula-safe CSV for Excel;
-- `campaign_issues`: the error codes and exceptions.
+- `manifest`: the manifest and its JSON Schema, address and name rules;
+- `recipients`: reading the CSV as people produce it, streamed;
+- `validation`: every check before anything is sent, and the report;
+- `rendering`: templates, Italian filters, the message of one recipient;
+- `pdf`: the per-recipient PDF; `export`: formula-safe CSV for Excel;
+- `issues`: the error codes and exceptions.
 
 Pure domain code: no AWS, no sockets.
 """

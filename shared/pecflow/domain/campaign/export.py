@@ -57,7 +57,7 @@ def _header(column: Column) -> str:
     return column if isinstance(column, str) else column[0]
 
 
-def _get(row: Mapping, column: Column) -> Any:
+def _get(row: Mapping[str, Any], column: Column) -> Any:
     keys = column if isinstance(column, str) else column[1]
     for key in (keys,) if isinstance(keys, str) else keys:
         if key.startswith("values."):  # the recipient's own CSV columns, kept on the job
@@ -69,7 +69,9 @@ def _get(row: Mapping, column: Column) -> Any:
     return None
 
 
-def export_rows(rows: Iterable[Mapping | Sequence], columns: Sequence[Column] | None = None) -> Iterator[str]:
+def export_rows(
+    rows: Iterable[Mapping[str, Any] | Sequence[Any]], columns: Sequence[Column] | None = None
+) -> Iterator[str]:
     """CSV lines (`;`, CRLF, formula-safe): the header when `columns` are given, then one line
     per row (a mapping read through `columns`, or a sequence of cells)."""
     buffer = io.StringIO()
@@ -105,7 +107,7 @@ def write_lines(sink: BinaryIO, lines: Iterable[str]) -> int:
 
 def write_export(
     sink: BinaryIO,
-    jobs: Iterable[Mapping],
+    jobs: Iterable[Mapping[str, Any]],
     *,
     columns: Sequence[Column] = EXPORT_COLUMNS,
     value_columns: Sequence[str] = (),

@@ -64,7 +64,7 @@ class Issue:
             where.append(f"field {self.field}")
         return f"{', '.join(where)}: {self.reason}" if where else self.reason
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, str | int | None]:
         return {
             "row": self.row,
             "column": self.column,

@@ -8,15 +8,19 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pecflow.domain.campaign.issues import Code, Issue, ManifestError
 
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+
+CAMPAIGN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # also a safe S3 key segment
 SCHEMA_NAME = "campaign-manifest.schema.json"
 RECEIPT_TYPES = ("completa", "breve", "sintetica")
 DEFAULT_FORMATS = (
@@ -139,13 +143,16 @@ def show(value: str, limit: int = 60) -> str:
 
 # --- the schema -------------------------------------------------------------------------------------
 @cache
-def schema() -> dict:
+def schema() -> dict[str, Any]:
     """The published manifest schema (packaged with pecflow, identical to schemas/ in the repo)."""
-    return json.loads(resources.files("pecflow").joinpath("schemas", SCHEMA_NAME).read_text("utf-8"))
+    loaded: dict[str, Any] = json.loads(
+        resources.files("pecflow").joinpath("schemas", SCHEMA_NAME).read_text("utf-8")
+    )
+    return loaded
 
 
 @cache
-def _validator():
+def _validator() -> Draft202012Validator:
     from jsonschema import Draft202012Validator
 
     Draft202012Validator.check_schema(schema())
@@ -178,7 +185,7 @@ def _json_type(value: Any) -> str:
     return _TYPE_WORDS[next((kind for kind, python in _PYTHON_TYPES if isinstance(value, python)), "null")]
 
 
-def _path(parts) -> str | None:
+def _path(parts: Iterable[str | int]) -> str | None:
     out = ""
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -189,8 +196,9 @@ def _join(base: str | None, name: str) -> str:
     return f"{base}.{name}" if base else name
 
 
-def _describe(error) -> list[Issue]:
+def _describe(error: Any) -> list[Issue]:
     """Plain words for one jsonschema error, located at its field."""
+    # a jsonschema.ValidationError: its stubs type each attribute as possibly `Unset`, never the case here
     field = _path(error.absolute_path)
     kind, expected, value = error.validator, error.validator_value, error.instance
     if kind == "additionalProperties":
@@ -224,8 +232,13 @@ def _describe(error) -> list[Issue]:
     elif kind == "minimum":
         reason = f"must be at least {expected:,}, not {value}"
     elif kind == "uniqueItems":
-        seen: list = []
-        dups = [v for v in value if v in seen or seen.append(v)]
+        seen: list[Any] = []
+        dups = []
+        for v in value:
+            if v in seen:
+                dups.append(v)
+            else:
+                seen.append(v)
         reason = f"lists {dups[0]!r} more than once" if dups else "has repeated items"
     elif kind == "minItems":
         reason = "must not be empty"
@@ -344,9 +357,9 @@ class Manifest:
         return issues
 
     # --- writing ----------------------------------------------------------------------------------
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready, schema-valid, without empty optional fields: `from_dict` gives it back."""
-        out: dict = {}
+        out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if value is None:
@@ -377,7 +390,7 @@ class Manifest:
     def start_time(self) -> datetime | None:
         return datetime.fromisoformat(self.start_at) if self.start_at else None
 
-    def address_of(self, row) -> str:
+    def address_of(self, row: _HasValues | Mapping[str, str]) -> str:
         """The recipient of a row (a Row or its values): its address column, trimmed."""
         values = row if isinstance(row, Mapping) else row.values
         return (values.get(self.address_key) or "").strip()
@@ -386,12 +399,19 @@ class Manifest:
         return extension(name) in self.accepted_formats
 
 
+class _HasValues(Protocol):
+    """A recipients.Row, as far as `Manifest.address_of` reads it (recipients imports this module)."""
+
+    @property
+    def values(self) -> Mapping[str, str]: ...
+
+
 class _RepeatedKey(ValueError):
     pass
 
 
-def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict:
-    out: dict = {}
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
             raise _RepeatedKey(key)

@@ -275,14 +275,15 @@ _CONTROLS = bytes(c for c in range(32) if c not in (10, 12)) + b"\x7f"
 _UNDECOMPOSABLE = str.maketrans("łŁđĐıħĦ", "lLdDihH")
 
 
-def _fallback(error: UnicodeEncodeError):
+def _fallback(error: UnicodeEncodeError) -> tuple[str, int]:
     """Outside WinAnsi: the letter without its accent (ć → c, ł → l), else '?'."""
     text = error.object[error.start : error.end].translate(_UNDECOMPOSABLE)
     plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     return plain.encode("cp1252", "replace").decode("cp1252"), error.end
 
 
-codecs.register_error("pecflow-winansi", _fallback)
+# typeshed types every handler as taking UnicodeError; this one is only used for encoding
+codecs.register_error("pecflow-winansi", _fallback)  # type: ignore[arg-type]
 
 
 def winansi(text: str) -> bytes:

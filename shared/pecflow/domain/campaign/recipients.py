@@ -23,6 +23,7 @@ import csv
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import IO
 
 from pecflow.domain.campaign.issues import Code, CsvError
 from pecflow.domain.campaign.manifest import column_key
@@ -85,7 +86,7 @@ class CsvFormat:
                 return name if len(name) <= MAX_NAME_CHARS else cut(name)
         return cut(key)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "encoding": self.encoding,
             "delimiter": self.delimiter,
@@ -117,7 +118,7 @@ class _Lines:
 
     def __init__(
         self,
-        binary,
+        binary: IO[bytes],
         head: bytearray,
         head_size: int,
         eof: bool,
@@ -125,7 +126,8 @@ class _Lines:
         limits: CsvLimits,
         split_on: str,
     ):
-        self.binary, self.head, self.head_size = binary, head, head_size
+        self.binary, self.head_size = binary, head_size
+        self.head: bytearray | None = head
         self.eof, self.limits, self.split_on = eof, limits, split_on
         self.encoding = encoding
         self.decoder = codecs.getincrementaldecoder(encoding)("strict")
@@ -134,6 +136,7 @@ class _Lines:
 
     def _raw(self) -> Iterator[bytes]:
         head, self.head = self.head, None
+        assert head is not None  # read once
         for start in range(0, self.head_size, _CHUNK):
             yield bytes(head[start : min(start + _CHUNK, self.head_size)])
         del head
@@ -195,7 +198,7 @@ def _too_large(limit: int) -> str:
     return f"the file is larger than {limit / 1024 / 1024:,.0f} MB: split it into smaller campaigns"
 
 
-def _read_head(binary, limit: int) -> tuple[bytearray, int, bool]:
+def _read_head(binary: IO[bytes], limit: int) -> tuple[bytearray, int, bool]:
     """The first `limit` bytes (a stream may return less than asked): (window, bytes in it,
     whether that was all). The window is reserved whole and kept until its rows are read, so
     the memory used is the same for a small file and a huge one."""
@@ -209,7 +212,7 @@ def _read_head(binary, limit: int) -> tuple[bytearray, int, bool]:
     return window, size, False
 
 
-def _stream_size(binary) -> int | None:
+def _stream_size(binary: IO[bytes]) -> int | None:
     """The total size of a seekable stream (an open file), without moving it."""
     try:
         if not binary.seekable():
@@ -265,7 +268,7 @@ def _sniff(sample: str) -> tuple[str, bool]:
         return DELIMITERS[0], False
     header, rest = lines[0], lines[1:50]
 
-    def score(delimiter: str):
+    def score(delimiter: str) -> tuple[bool, float, int, int]:
         width = len(_fields(header, delimiter))
         same = sum(len(_fields(line, delimiter)) == width for line in rest)
         consistency = same / len(rest) if rest else 1.0
@@ -278,7 +281,7 @@ class CsvRows:
     """The rows of a CSV stream, one at a time. `format` is known once constructed (the head of
     the stream has been read); iterating raises CsvError where the file cannot be read on."""
 
-    def __init__(self, binary, *, limits: CsvLimits = CsvLimits(), size: int | None = None):
+    def __init__(self, binary: IO[bytes], *, limits: CsvLimits = CsvLimits(), size: int | None = None):
         self.limits = limits
         size = size if size is not None else _stream_size(binary)
         if size is not None and size > limits.max_bytes:
@@ -412,7 +415,7 @@ class CsvRows:
             return Row(self._number, values, len(cells))
 
 
-def read_rows(binary, *, limits: CsvLimits = CsvLimits(), size: int | None = None) -> CsvRows:
+def read_rows(binary: IO[bytes], *, limits: CsvLimits = CsvLimits(), size: int | None = None) -> CsvRows:
     """Rows of a binary stream (an open file, an S3 StreamingBody). `size`, when known (S3
     ContentLength), rejects a file over the limit before reading it."""
     return CsvRows(binary, limits=limits, size=size)

@@ -32,7 +32,7 @@ from email.utils import format_datetime
 from functools import cache, lru_cache
 from itertools import chain
 from types import BuiltinMethodType, GeneratorType, MethodType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from jinja2 import (
     Environment,
@@ -55,6 +55,11 @@ from markupsafe import Markup
 from pecflow.domain.campaign.issues import Code, Issue, ManifestError, RenderError
 from pecflow.domain.campaign.manifest import Manifest, address_problem, extension, show
 from pecflow.domain.campaign.pdf import text_pdf
+
+if TYPE_CHECKING:
+    from jinja2.runtime import Context
+
+    from pecflow.domain.campaign.recipients import Row
 
 MESI = (
     "gennaio",
@@ -154,7 +159,7 @@ def _format_date(when: date, formato: str) -> str:
     pattern = DATE_PRESETS.get(formato, formato)
     prose = "%B" in pattern or "%A" in pattern
 
-    def one(match: re.Match) -> str:
+    def one(match: re.Match[str]) -> str:
         strip, code = match.groups()
         strip = strip or (prose and code == "d")
         if code == "%":
@@ -258,7 +263,7 @@ class _Budget:
 
     __slots__ = ("deadline", "seconds", "iterations", "calls", "chars", "max_chars")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.seconds, self.max_chars = 0.0, 0
         self.stop()
 
@@ -298,7 +303,7 @@ _UNLIMITED = 1 << 62
 _BUDGET: ContextVar[_Budget | None] = ContextVar("pecflow_template_budget", default=None)
 
 
-def _budget(seconds: float, max_chars: int) -> tuple[_Budget, Token | None]:
+def _budget(seconds: float, max_chars: int) -> tuple[_Budget, Token[_Budget | None] | None]:
     """The thread's budget, started; with the token to reset when it is a new one for a render
     inside another (never in practice)."""
     budget, token = _BUDGET.get(), None
@@ -312,7 +317,7 @@ def _budget(seconds: float, max_chars: int) -> tuple[_Budget, Token | None]:
     return budget, token
 
 
-def _end(budget: _Budget, token: Token | None) -> None:
+def _end(budget: _Budget, token: Token[_Budget | None] | None) -> None:
     budget.stop()
     if token is not None:
         _BUDGET.reset(token)
@@ -389,16 +394,16 @@ def _size(value: Any, limit: int = MAX_SEQUENCE) -> int:
                     break
             frame[2] += size
             if frame[2] > limit:
-                return frame[2]
+                return cast(int, frame[2])
         else:
             frames.pop()
             open_.discard(id(frame[0]))
             known[id(frame[0])] = frame[2]
             if not frames:
-                return frame[2]
+                return cast(int, frame[2])
             frames[-1][2] += frame[2]
             if frames[-1][2] > limit:
-                return frames[-1][2]
+                return cast(int, frames[-1][2])
     return 0
 
 
@@ -406,7 +411,7 @@ def _attrs(container: Any) -> Any:
     return container._Namespace__attrs if isinstance(container, Namespace) else container
 
 
-def _items(container: Any) -> Iterator:
+def _items(container: Any) -> Iterator[Any]:
     """What a container holds: a dict's keys and values, a namespace's values."""
     container = _attrs(container)
     return chain(container, container.values()) if isinstance(container, dict) else iter(container)
@@ -448,7 +453,7 @@ def _checked(value: Any, what: str = "the value") -> Any:
     return value
 
 
-def _checked_items(items: Iterable, what: str) -> Iterator:
+def _checked_items(items: Iterable[Any], what: str) -> Iterator[Any]:
     for item in items:
         yield _checked(item, what)
 
@@ -531,36 +536,41 @@ def _replaced_size(text: str | bytes, old: Any, new: Any, count: Any) -> int:
     kind = str if isinstance(text, str) else bytes
     if not (isinstance(old, kind) and isinstance(new, kind)):
         return 0  # replace() itself says what is wrong
-    found = len(text) + 1 if not old else text.count(old)
+    # old has text's type (checked above), which mypy cannot follow through `kind`
+    found = len(text) + 1 if not old else text.count(old)  # type: ignore[arg-type]
     if isinstance(count, int) and count >= 0:
         found = min(found, count)
     return len(text) + found * max(0, len(new) - len(old))
 
 
 # methods of str and bytes that build more than they are given: (text, args, kwargs) -> args
-def _width_method(name: str):
-    def check(text, args, kwargs):
+_TextMethodCheck = Callable[[Any, tuple[Any, ...], dict[str, Any]], tuple[Any, ...]]
+
+
+def _width_method(name: str) -> _TextMethodCheck:
+    def check(text: str | bytes, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         _check_length(name, args[0] if args else None)
         return args
 
     return check
 
 
-def _expandtabs(text, args, kwargs):
+def _expandtabs(text: str | bytes, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     size = args[0] if args else kwargs.get("tabsize", 8)
     if isinstance(size, int):
-        _check_estimate("expandtabs", len(text) + text.count("\t" if isinstance(text, str) else b"\t") * size)
+        # the tab has text's type, which mypy cannot follow through the isinstance
+        _check_estimate("expandtabs", len(text) + text.count("\t" if isinstance(text, str) else b"\t") * size)  # type: ignore[arg-type]
     return args
 
 
-def _replace_method(text, args, kwargs):
+def _replace_method(text: str | bytes, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     if len(args) >= 2:
         count = args[2] if len(args) > 2 else kwargs.get("count", -1)
         _check_estimate("replace", _replaced_size(text, args[0], args[1], count))
     return args
 
 
-def _join_method(separator, args, kwargs):
+def _join_method(separator: str | bytes, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     if len(args) != 1:
         return args
     items = list(args[0])
@@ -569,7 +579,7 @@ def _join_method(separator, args, kwargs):
     return (items,)
 
 
-def _translate(text, args, kwargs):
+def _translate(text: str | bytes, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     table = args[0] if args else None
     if isinstance(text, str) and isinstance(table, Mapping):
         longest = max((len(v) for v in table.values() if isinstance(v, str)), default=1)
@@ -577,7 +587,7 @@ def _translate(text, args, kwargs):
     return args
 
 
-_TEXT_METHODS = {
+_TEXT_METHODS: dict[str, _TextMethodCheck] = {
     "center": _width_method("center"),
     "ljust": _width_method("ljust"),
     "rjust": _width_method("rjust"),
@@ -592,11 +602,11 @@ _MUTATORS = frozenset(["append", "extend", "insert", "update", "setdefault", "ad
 
 # filters that build more than they are given: called with the filter's arguments (without the
 # context or environment Jinja passes first); may return new arguments (an iterator read once)
-def _center(value=None, width=80, *args, **kwargs):
+def _center(value: Any = None, width: Any = 80, *args: Any, **kwargs: Any) -> None:
     _check_length("center", width)
 
 
-def _indent(s=None, width=4, *args, **kwargs):
+def _indent(s: Any = None, width: Any = 4, *args: Any, **kwargs: Any) -> None:
     if isinstance(width, int):
         _check_length("indent", width)
     step = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
@@ -604,53 +614,62 @@ def _indent(s=None, width=4, *args, **kwargs):
         _check_estimate("indent", len(s) + (s.count("\n") + 1) * step)
 
 
-def _wordwrap(s=None, width=79, break_long_words=True, wrapstring=None, *args, **kwargs):
+def _wordwrap(
+    s: Any = None,
+    width: Any = 79,
+    break_long_words: Any = True,
+    wrapstring: Any = None,
+    *args: Any,
+    **kwargs: Any,
+) -> None:
     if isinstance(s, str):
         _check_estimate("wordwrap", len(s) * (1 + (len(wrapstring) if isinstance(wrapstring, str) else 1)))
 
 
-def _format(value=None, *args, **kwargs):
+def _format(value: Any = None, *args: Any, **kwargs: Any) -> None:
     if isinstance(value, str):
         _check_printf("format", value, kwargs or args)
 
 
-def _replace(s=None, old=None, new=None, count=None, *args, **kwargs):
+def _replace(
+    s: Any = None, old: Any = None, new: Any = None, count: Any = None, *args: Any, **kwargs: Any
+) -> None:
     if old is not None and new is not None:
         _check_estimate("replace", _replaced_size(str(s), str(old), str(new), -1 if count is None else count))
 
 
-def _join(value=(), *args, **kwargs):
+def _join(value: Any = (), *args: Any, **kwargs: Any) -> tuple[Any, ...]:
     items = value if isinstance(value, (list, tuple)) else list(value)
     separator = str(args[0] if args else kwargs.get("d", ""))
     _check_estimate("join", sum(_size(item) for item in items) + len(separator) * max(0, len(items) - 1))
     return (items, *args)
 
 
-def _count_argument(name: str):
-    def check(value=None, count=None, *args, **kwargs):
+def _count_argument(name: str) -> Callable[..., None]:
+    def check(value: Any = None, count: Any = None, *args: Any, **kwargs: Any) -> None:
         _check_length(name, count)
 
     return check
 
 
-def _urlize(value=None, *args, **kwargs):
+def _urlize(value: Any = None, *args: Any, **kwargs: Any) -> None:
     if isinstance(value, str) and len(value) > MAX_SEQUENCE // 10:  # it takes ~150 bytes a character
         raise TemplateLimitError(f"urlize: the text is longer than {MAX_SEQUENCE // 10:,} characters")
 
 
-def _round(value=None, precision=0, *args, **kwargs):
+def _round(value: Any = None, precision: Any = 0, *args: Any, **kwargs: Any) -> None:
     if isinstance(precision, int) and abs(precision) > MAX_EXPONENT:
         raise TemplateLimitError(f"round: a precision of {precision:,} is too large (at most {MAX_EXPONENT})")
 
 
-def _tojson(value=None, indent=None, *args, **kwargs):
+def _tojson(value: Any = None, indent: Any = None, *args: Any, **kwargs: Any) -> None:
     step = len(indent) if isinstance(indent, str) else indent if isinstance(indent, int) else 0
     _check_length("tojson", step)
     if step > 0:
         _check_estimate("tojson", _size(value) * (1 + step * (_depth(value) + 1)))
 
 
-def _pprint(value=None, *args, **kwargs):
+def _pprint(value: Any = None, *args: Any, **kwargs: Any) -> None:
     _check_estimate("pprint", _size(value) * (1 + _depth(value)))
 
 
@@ -683,7 +702,7 @@ _LINEAR_FILTERS = frozenset(
         "importo",
     ]
 )
-_FILTER_CHECKS = {
+_FILTER_CHECKS: dict[str, Callable[..., tuple[Any, ...] | None]] = {
     "center": _center,
     "indent": _indent,
     "wordwrap": _wordwrap,
@@ -699,14 +718,16 @@ _FILTER_CHECKS = {
 }
 
 
-def _bounded(name: str, func: Callable, check: Callable | None = None) -> Callable:
+def _bounded(
+    name: str, func: Callable[..., Any], check: Callable[..., tuple[Any, ...] | None] | None = None
+) -> Callable[..., Any]:
     """The filter `func`, looking at the clock, refusing from its arguments (`check`) what would be
     too large to build, and checking what it built."""
     skip = 1 if getattr(func, "jinja_pass_arg", None) is not None else 0  # context, environment...
     what = f"the filter {name}"
 
     @functools.wraps(func)
-    def bounded(*args, **kwargs):
+    def bounded(*args: Any, **kwargs: Any) -> Any:
         budget = _BUDGET.get()
         if budget is not None and _monotonic() > budget.deadline:
             budget.exceeded()
@@ -722,12 +743,12 @@ def _bounded(name: str, func: Callable, check: Callable | None = None) -> Callab
     return bounded
 
 
-def _sum_of(original: Callable) -> Callable:
+def _sum_of(original: Callable[..., Any]) -> Callable[..., Any]:
     """`sum` adding lists or tuples in one pass (Python's sum copies the growing list at every
     item: a million small lists would take hours); numbers as before."""
 
     @pass_environment
-    def do_sum(environment, iterable, attribute=None, start=0):
+    def do_sum(environment: Environment, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
         if not isinstance(start, (list, tuple)):
             return original(environment, iterable, attribute, start)
         if attribute is not None:
@@ -742,10 +763,10 @@ def _sum_of(original: Callable) -> Callable:
     return do_sum
 
 
-def _range_of(original: Callable) -> Callable:
+def _range_of(original: Callable[..., Any]) -> Callable[..., Any]:
     """The sandbox's range (at most MAX_RANGE numbers), saying so as a limit."""
 
-    def range(*args):
+    def range(*args: Any) -> Any:
         try:
             return original(*args)
         except OverflowError:
@@ -754,8 +775,8 @@ def _range_of(original: Callable) -> Callable:
     return range
 
 
-def _lipsum_of(original: Callable) -> Callable:
-    def lipsum(n=5, html=True, min=20, max=100):
+def _lipsum_of(original: Callable[..., Any]) -> Callable[..., Any]:
+    def lipsum(n: Any = 5, html: Any = True, min: Any = 20, max: Any = 100) -> Any:
         for value, top in ((n, 100), (min, 1000), (max, 1000)):
             if isinstance(value, int) and value > top:
                 raise TemplateLimitError("lipsum: at most 100 paragraphs (n) of 1,000 words (min, max)")
@@ -766,7 +787,7 @@ def _lipsum_of(original: Callable) -> Callable:
 
 # the filters the rewritten templates call (see _Hardener)
 @pass_context
-def _loop(context, iterable, literal: int = 0):
+def _loop(context: Context, iterable: Iterable[Any], literal: int = 0) -> Iterator[Any]:
     """The items of a {% for %}: each charges an iteration and `literal` characters (the text of
     the loop's body) to the row's budget, and looks at the clock."""
     budget = _BUDGET.get()
@@ -782,20 +803,20 @@ def _loop(context, iterable, literal: int = 0):
 
 
 @pass_eval_context
-def _concat(eval_ctx, *parts):
+def _concat(eval_ctx: nodes.EvalContext, *parts: Any) -> Any:
     """`~`, with the size of the result checked before it is built."""
     _check_clock()
     _check_estimate("the result of ~", sum(len(p) if isinstance(p, str) else _size(p) for p in parts))
     return _checked(markup_join(parts) if eval_ctx.autoescape else str_join(parts), "the result of ~")
 
 
-def _built(value):
+def _built(value: Any) -> Any:
     """A list, tuple or dict written in the template, checked once built."""
     _check_clock()
     return _checked(value, "the list")
 
 
-def _tick(value):
+def _tick(value: Any) -> Any:
     """A comparison, a test or a slice (each may read a long text) looks at the clock."""
     _check_clock()
     return value
@@ -810,14 +831,14 @@ def _charge(chars: int) -> None:
 
 
 @pass_context
-def _block_written(context, value):
+def _block_written(context: Context, value: Any) -> Any:
     """What a {% filter %} block writes (it bypasses `_written`)."""
     _charge(len(value) if isinstance(value, str) else _size(value, MAX_RENDERED))
     return value
 
 
 @pass_eval_context
-def _written(eval_ctx, value):
+def _written(eval_ctx: nodes.EvalContext, value: Any) -> Any:
     """Every {{ output }}, in the template or in a {% set %} block or a macro: charged to the row.
     (Taking the evaluation context keeps Jinja from computing constant outputs while compiling.)"""
     budget = _BUDGET.get()
@@ -848,7 +869,7 @@ def _literal_chars(node: nodes.Node) -> int:
     return sum(_literal_chars(child) for child in children)
 
 
-def _internal(name: str, node: nodes.Expr, *args: nodes.Expr) -> nodes.Filter:
+def _internal(name: str, node: nodes.Node, *args: nodes.Node) -> nodes.Filter:
     return nodes.Filter(node, name, list(args), [], None, None, lineno=node.lineno)
 
 
@@ -872,13 +893,13 @@ class _Hardener(NodeTransformer):
         self.generic_visit(node)
         return _internal("_pecflow_concat", *node.nodes)
 
-    def _literal(self, node: nodes.Expr) -> nodes.Expr:
+    def _literal(self, node: nodes.List | nodes.Dict | nodes.Tuple) -> nodes.Node:
         self.generic_visit(node)
         return node if all(map(_constant, node.items)) else _internal("_pecflow_built", node)
 
     visit_List = visit_Dict = _literal
 
-    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Expr:
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Node:
         return self._literal(node) if node.ctx == "load" else self.generic_visit(node)
 
     def _ticking(self, node: nodes.Expr) -> nodes.Filter:
@@ -887,7 +908,7 @@ class _Hardener(NodeTransformer):
 
     visit_Compare = visit_Test = _ticking
 
-    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Expr:
+    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
         return self._ticking(node) if isinstance(node.arg, nodes.Slice) else self.generic_visit(node)
 
     def visit_FilterBlock(self, node: nodes.FilterBlock) -> nodes.FilterBlock:
@@ -908,7 +929,7 @@ class _BoundedFormatter(SandboxedFormatter):
         for number in re.findall(r"\d+", format_spec):
             if len(number) > 7 or int(number) > MAX_SEQUENCE:
                 raise TemplateLimitError(_too_large(f"format: a width or precision of {number[:12]}"))
-        text = super().format_field(value, format_spec)
+        text: str = super().format_field(value, format_spec)
         self.written += len(text)
         _check_estimate("the result of format", self.written)
         return text
@@ -923,13 +944,13 @@ class _Sandbox(SandboxedEnvironment):
 
     intercepted_binops = frozenset(["+", "*", "**", "%"])
 
-    def _parse(self, source, name, filename):
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         # every template source Jinja reads (parse, from_string, compile) is parsed here
-        tree = _Hardener().visit(super()._parse(source, name, filename))
+        tree: nodes.Template = _Hardener().visit(super()._parse(source, name, filename))
         tree.set_environment(self)
         return tree
 
-    def call_binop(self, context, operator, left, right):
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         _check_clock()
         if operator == "**":
             _check_power(left, right)
@@ -942,7 +963,7 @@ class _Sandbox(SandboxedEnvironment):
         result = self.binop_table[operator](left, right)
         return result if isinstance(result, (list, tuple)) else _checked(result, f"the result of {operator}")
 
-    def call(self, context, obj, /, *args, **kwargs):
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         budget = _BUDGET.get()
         if budget is not None:
             budget.calls -= 1
@@ -963,7 +984,7 @@ class _Sandbox(SandboxedEnvironment):
             _checked(owner, f"the list after {name}")
         return _checked(result, f"the result of {name or 'the call'}")
 
-    def wrap_str_format(self, value):
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         """str.format and format_map, through a formatter that bounds what they write."""
         if (
             not isinstance(value, (MethodType, BuiltinMethodType))
@@ -973,11 +994,12 @@ class _Sandbox(SandboxedEnvironment):
             return None
         text, by_map = value.__self__, value.__name__ == "format_map"
 
-        def bounded_format(*args, **kwargs):
+        def bounded_format(*args: Any, **kwargs: Any) -> str:
             if by_map:
                 if kwargs or len(args) != 1:
                     raise TypeError("format_map() takes exactly one argument")
-                args, kwargs = (), args[0]
+                kwargs = args[0]
+                args = ()
             formatter = (
                 _BoundedEscapeFormatter(self, escape=text.escape)
                 if isinstance(text, Markup)
@@ -1009,8 +1031,9 @@ def environment(html: bool = False) -> SandboxedEnvironment:
         if name not in _LINEAR_FILTERS:
             env.filters[name] = _bounded(name, func, _FILTER_CHECKS.get(name))
     env.filters.update(_INTERNAL_FILTERS)
-    env.globals["lipsum"] = _lipsum_of(env.globals["lipsum"])
-    env.globals["range"] = _range_of(env.globals["range"])
+    # jinja2 types its default globals as object
+    env.globals["lipsum"] = _lipsum_of(env.globals["lipsum"])  # type: ignore[arg-type]
+    env.globals["range"] = _range_of(env.globals["range"])  # type: ignore[arg-type]
     return env
 
 
@@ -1096,6 +1119,7 @@ class _Variables(meta.TrackingCodeGenerator):
 
 
 def _variables(tree: nodes.Template) -> set[str]:
+    assert tree.environment is not None  # set by Environment.parse
     finder = _Variables(tree.environment)
     finder.visit(tree)
     return finder.undeclared_identifiers
@@ -1193,7 +1217,7 @@ def content_type(name: str) -> tuple[str, str]:
     return maintype, subtype
 
 
-def row_values(manifest: Manifest, row) -> dict[str, str]:
+def row_values(manifest: Manifest, row: Row | Mapping[str, str]) -> dict[str, str]:
     """The values a row renders with: a Row or its values (optional columns default to '',
     as stores may drop empty strings)."""
     values = row if isinstance(row, Mapping) else row.values
@@ -1202,7 +1226,7 @@ def row_values(manifest: Manifest, row) -> dict[str, str]:
 
 def render_message(
     manifest: Manifest,
-    row,
+    row: Row | Mapping[str, str],
     *,
     mailbox: str,
     message_id: str,

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import IO, Any, BinaryIO, Protocol, cast
 
 from pecflow.domain.campaign.export import export_rows, write_lines
 from pecflow.domain.campaign.issues import Code, CsvError, Issue, ManifestError, RenderError
@@ -89,7 +89,7 @@ _LINKED_FOLDER = "is a symbolic link: put the folder itself in attachments/"
 _SPECIAL = "is not a regular file (a device, a pipe?): put the file itself in attachments/"
 
 
-def local_files(root: str | os.PathLike) -> Iterator[tuple[str, int | None, str | None]]:
+def local_files(root: str | os.PathLike[str]) -> Iterator[tuple[str, int | None, str | None]]:
     """Everything under the folder `root`, named relative to it with '/' between folders:
     (name, size, None) for a regular file, (name, None, problem) for what cannot be sent as one:
     a symbolic link (to a file or a folder, dangling or looping alike: never followed), a special
@@ -115,13 +115,13 @@ def local_files(root: str | os.PathLike) -> Iterator[tuple[str, int | None, str 
                 yield relative, None, _SPECIAL
             else:
                 yield relative, info.st_size, None
-    for exc in unreadable:
-        where = Path(exc.filename or root)
+    for error in unreadable:
+        where = Path(error.filename or root)
         if where != root:
             yield (
                 where.relative_to(root).as_posix(),
                 None,
-                f"is a folder that cannot be read ({exc.strerror})",
+                f"is a folder that cannot be read ({error.strerror})",
             )
 
 
@@ -133,12 +133,12 @@ class SqliteAttachmentIndex:
 
     def __init__(
         self,
-        entries: Iterable[tuple],
+        entries: Iterable[tuple[str, int | None] | tuple[str, int | None, str | None]],
         *,
-        directory: str | os.PathLike | None = None,
-        path: str | os.PathLike | None = None,
+        directory: str | os.PathLike[str] | None = None,
+        path: str | os.PathLike[str] | None = None,
     ):
-        self._tmp = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if path is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="pecflow-attachments-", dir=directory)
             path = os.path.join(self._tmp.name, "attachments.sqlite3")
@@ -149,17 +149,20 @@ class SqliteAttachmentIndex:
         )
         self._db.execute("CREATE INDEX IF NOT EXISTS attachments_folded ON attachments (folded)")
 
-        def rows():
-            for name, size, *problem in entries:
-                problem = problem[0] if problem else None
-                yield name, name.casefold(), None if problem else int(size), problem
+        def rows() -> Iterator[tuple[str, str, int | None, str | None]]:
+            for name, size, *rest in entries:
+                problem = rest[0] if rest else None
+                # a size is None only with a problem
+                yield name, name.casefold(), None if problem else int(cast(int, size)), problem
 
         self._db.execute("BEGIN")
         self._db.executemany("INSERT OR REPLACE INTO attachments VALUES (?, ?, ?, ?)", rows())
         self._db.execute("COMMIT")
 
     @classmethod
-    def from_directory(cls, root: str | os.PathLike, **kwargs) -> SqliteAttachmentIndex:
+    def from_directory(
+        cls, root: str | os.PathLike[str], **kwargs: str | os.PathLike[str] | None
+    ) -> SqliteAttachmentIndex:
         """Everything under `root`, named relative to it with '/' between folders; symbolic
         links and special files are there with their problem, never followed."""
         return cls(local_files(root), **kwargs)
@@ -193,7 +196,8 @@ class SqliteAttachmentIndex:
         return found[0] if found else None
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT count(*) FROM attachments").fetchone()[0]
+        count: int = self._db.execute("SELECT count(*) FROM attachments").fetchone()[0]
+        return count
 
     def close(self) -> None:
         self._db.close()
@@ -204,7 +208,7 @@ class SqliteAttachmentIndex:
     def __enter__(self) -> SqliteAttachmentIndex:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -213,8 +217,10 @@ class _Findings:
     """Every issue goes to disk; counters and the first `keep` stay in memory. Campaign-level
     issues (no row) are few and always kept."""
 
-    def __init__(self, directory: str | os.PathLike | None, keep: int):
-        self._tmp = tempfile.TemporaryDirectory(prefix="pecflow-validation-", dir=directory)
+    def __init__(self, directory: str | os.PathLike[str] | None, keep: int):
+        self._tmp: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(
+            prefix="pecflow-validation-", dir=directory
+        )
         self.db = _scratch_db(os.path.join(self._tmp.name, "validation.sqlite3"))
         self.db.execute("CREATE TABLE issues (row INTEGER, col TEXT, field TEXT, code TEXT, reason TEXT)")
         self.db.execute("CREATE TABLE seen (address TEXT PRIMARY KEY, row INTEGER) WITHOUT ROWID")
@@ -224,7 +230,7 @@ class _Findings:
         self.kept_rows = 0
         self.count = 0
         self.by_code: dict[str, int] = {}
-        self._pending: list[tuple] = []
+        self._pending: list[tuple[int | None, str | None, str | None, str, str]] = []
 
     def add(self, issue: Issue) -> None:
         self.count += 1
@@ -247,14 +253,15 @@ class _Findings:
         """Remember `address` at `row`; the row it was first seen on when already seen."""
         if self.db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (address, row)).rowcount:
             return None
-        return self.db.execute("SELECT row FROM seen WHERE address = ?", (address,)).fetchone()[0]
+        first: int = self.db.execute("SELECT row FROM seen WHERE address = ?", (address,)).fetchone()[0]
+        return first
 
     def done(self) -> None:
         self.flush()
         self.db.execute("COMMIT")
         self.db.execute("DROP TABLE seen")
 
-    def issues(self) -> Iterable[tuple]:
+    def issues(self) -> Iterable[tuple[int | None, str | None, str, str]]:
         """(row, column, code, reason) of every issue, the manifest field (or template) in the reason."""
         for row, column, field_name, code, reason in self.db.execute("SELECT * FROM issues ORDER BY rowid"):
             yield row, column, code, f"{field_name}: {reason}" if field_name else reason
@@ -311,7 +318,7 @@ class ValidationReport:
     def columns(self) -> tuple[str, ...]:
         return self.csv_format.columns if self.csv_format else ()
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, object]:
         """The few figures for the campaign item (DynamoDB-friendly: no floats)."""
         return {
             "valid": self.valid,
@@ -324,7 +331,7 @@ class ValidationReport:
             "delimiter": self.delimiter,
         }
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         """The JSON-ready report written to campaigns/<id>/validation.json."""
         return {
             **self.summary(),
@@ -350,20 +357,20 @@ class ValidationReport:
     def __enter__(self) -> ValidationReport:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 # --- the validation -----------------------------------------------------------------------------------
 def validate(
-    manifest: Manifest | bytes | str | Mapping,
-    binary_csv: BinaryIO,
+    manifest: Manifest | bytes | str | Mapping[str, Any],
+    binary_csv: IO[bytes],
     attachments: AttachmentIndex,
     *,
     limits: CsvLimits = CsvLimits(),  # noqa: B008 (frozen, immutable)
     max_errors: int = MAX_ERRORS,
     size: int | None = None,
-    directory: str | os.PathLike | None = None,
+    directory: str | os.PathLike[str] | None = None,
     progress: Callable[[int, int], Any] | None = None,
     progress_every: int = 1000,
 ) -> ValidationReport:
@@ -407,7 +414,8 @@ class _Run:
         self.fixed_sizes: list[int] = []
         self.required: tuple[str, ...] = ()  # merge fields every row must fill, in column order
         self.render = False
-        self.address_key = self.attachment_key = None
+        self.address_key: str | None = None
+        self.attachment_key: str | None = None
         self.defaults: dict[str, str] = {}  # optional columns absent from a row render as ''
 
         self.rows = self.invalid_rows = self.bytes_read = 0
@@ -424,7 +432,7 @@ class _Run:
         self.findings.add(Issue(code, reason, row, column, field))
 
     # --- before the rows ---------------------------------------------------------------------------
-    def manifest_checks(self, manifest) -> None:
+    def manifest_checks(self, manifest: Manifest | bytes | str | Mapping[str, Any]) -> None:
         try:
             if isinstance(manifest, (bytes, str)):
                 manifest = Manifest.parse(manifest)
@@ -452,6 +460,7 @@ class _Run:
     ) -> int | None:
         """The size of a usable attachment, or None after adding what is wrong with it."""
         manifest = self.manifest
+        assert manifest is not None  # attachments are checked once the manifest is read
         problem = attachment_name_problem(name)
         if problem:
             self.add(Code.ATTACHMENT_NAME_INVALID, f"{show(name)}: {problem}", row, column, field)
@@ -531,6 +540,7 @@ class _Run:
                 field="address_column",
             )
         if manifest.attachment_key and manifest.attachment_key not in columns:
+            assert manifest.attachment_column is not None  # the key is made from it
             self.add(
                 Code.ATTACHMENT_COLUMN_MISSING,
                 f"no column {show(manifest.attachment_column)} naming "
@@ -564,7 +574,14 @@ class _Run:
         self.render = not missing
 
     # --- the rows -----------------------------------------------------------------------------------
-    def csv_checks(self, binary, limits, size, progress, every) -> None:
+    def csv_checks(
+        self,
+        binary: IO[bytes],
+        limits: CsvLimits,
+        size: int | None,
+        progress: Callable[[int, int], Any] | None,
+        every: int,
+    ) -> None:
         try:
             rows = read_rows(binary, limits=limits, size=size)
         except CsvError as exc:
@@ -592,6 +609,7 @@ class _Run:
         """Every check on one row; True when it has no error."""
         before = self.findings.count
         fmt, manifest, number = self.format, self.manifest, row.number
+        assert fmt is not None  # the header is read before the rows
         if row.cells is not None and not fmt.named_width <= row.cells <= fmt.width:
             counted = f"{row.cells} fields where the header has {fmt.width}"
             if row.cells > fmt.width:
@@ -607,6 +625,7 @@ class _Run:
             return True
         values = row.values
         key = self.address_key
+        assert key is not None  # set with the manifest
         if key in values:
             address = values[key]
             column = fmt.display(key)
@@ -651,8 +670,9 @@ class _Run:
             self._render_checks(values, number, attachment_sizes)
         return self.findings.count == before
 
-    def _render_checks(self, values: dict, number: int, attachment_sizes: list[int]) -> None:
+    def _render_checks(self, values: dict[str, str], number: int, attachment_sizes: list[int]) -> None:
         manifest = self.manifest
+        assert manifest is not None and self.templates is not None  # rows render only then
         try:
             rendered = self.templates.render({**self.defaults, **values} if self.defaults else values)
         except RenderError as exc:

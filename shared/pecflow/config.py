@@ -1,8 +1,8 @@
-"""Where a pecflow installation lives: a deployed CloudFormation stack, or the local stack.
-
-The CLI uses it to reach the same tables, bucket, queues and secrets the functions use:
-`--stack NAME` reads the stack's outputs; `--local` reads the file the local stack writes
-(`.local-run/stack.json`: moto's endpoint and the resource names from template.yaml).
+"""Where a pecflow installation lives, read one way for everyone: the functions read their
+environment at cold start (`Config.for_function`: a missing variable fails the function at start,
+with its name, not in the middle of a poll); the CLI reads a deployed stack's outputs
+(`--stack NAME`), the local stack's file (`--local`: `.local-run/stack.json`, moto's endpoint
+and the resource names from template.yaml) or the same environment as a function.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 LOCAL_STATE = Path(".local-run") / "stack.json"
 
-_OUTPUTS = {
+_OUTPUTS = {  # the stack's outputs the CLI reads
     "MailboxesTableName": "mailboxes_table",
     "MessagesTableName": "messages_table",
     "OutgoingTableName": "outgoing_table",
@@ -27,12 +28,12 @@ _OUTPUTS = {
 }
 
 
-class DeploymentError(RuntimeError):
+class ConfigError(RuntimeError):
     pass
 
 
 @dataclass(frozen=True, slots=True)
-class Deployment:
+class Config:
     stack_name: str
     region: str | None = None
     endpoint_url: str | None = None
@@ -44,9 +45,24 @@ class Deployment:
     poll_queue_url: str = ""
     campaign_bucket: str = ""
     send_queue_url: str = ""
+    quota_table: str = ""
+    fanout_queue_url: str = ""
 
     @classmethod
-    def from_stack(cls, stack_name: str, region: str | None = None) -> Deployment:
+    def for_function(cls, *required: str, env: Mapping[str, str] | None = None) -> Config:
+        """A function's configuration from its environment; `required` names the settings it
+        cannot run without (besides the stack and the mailboxes table)."""
+        env = os.environ if env is None else env
+        values = {name: env.get(name.upper(), "") for name in _SETTINGS}
+        missing = [n.upper() for n in ("stack_name", "mailboxes_table", *required) if not values.get(n)]
+        if missing:
+            raise ConfigError(f"missing environment variables: {', '.join(missing)}")
+        return cls(
+            region=env.get("AWS_REGION") or None, endpoint_url=env.get("AWS_ENDPOINT_URL") or None, **values
+        )
+
+    @classmethod
+    def from_stack(cls, stack_name: str, region: str | None = None) -> Config:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -55,20 +71,20 @@ class Deployment:
                 "Stacks"
             ]
         except (ClientError, BotoCoreError) as exc:
-            raise DeploymentError(f"cannot read stack {stack_name!r}: {exc}") from None
+            raise ConfigError(f"cannot read stack {stack_name!r}: {exc}") from None
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
         values = {field: outputs[key] for key, field in _OUTPUTS.items() if key in outputs}
         if "mailboxes_table" not in values:
-            raise DeploymentError(
+            raise ConfigError(
                 f"stack {stack_name!r} has no MailboxesTableName output: is it a pecflow stack?"
             )
         return cls(stack_name=stack_name, region=region, **values)
 
     @classmethod
-    def from_local(cls, path: Path | None = None) -> Deployment:
+    def from_local(cls, path: Path | None = None) -> Config:
         path = path or Path(os.environ.get("PECFLOW_LOCAL_STATE", LOCAL_STATE))
         if not path.exists():
-            raise DeploymentError(
+            raise ConfigError(
                 f"no local stack state at {path}: start the local stack first "
                 "(`make demo`, or `python -m local.stack`)"
             )
@@ -76,10 +92,11 @@ class Deployment:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     @classmethod
-    def from_env(cls) -> Deployment:
+    def from_env(cls) -> Config:
+        """The CLI's third way: the same environment a function has."""
         env = os.environ
         if not env.get("MAILBOXES_TABLE"):
-            raise DeploymentError(
+            raise ConfigError(
                 "say where pecflow runs: --stack NAME, --local, or MAILBOXES_TABLE and "
                 "STACK_NAME in the environment"
             )
@@ -87,7 +104,7 @@ class Deployment:
             stack_name=env.get("STACK_NAME", "pecflow"),
             region=env.get("AWS_REGION"),
             endpoint_url=env.get("AWS_ENDPOINT_URL"),
-            **{field: env.get(field.upper(), "") for field in _OUTPUTS.values()},
+            **{name: env.get(name.upper(), "") for name in _SETTINGS if name != "stack_name"},
         )
 
     def write(self, path: Path) -> None:
@@ -101,6 +118,7 @@ class Deployment:
         return _cached("resource", service, self.region, self.endpoint_url)
 
 
+_SETTINGS = tuple(f.name for f in fields(Config) if f.name not in ("region", "endpoint_url"))
 _local = threading.local()
 
 

@@ -1,0 +1,129 @@
+"""The campaign files in S3, and their key layout: `campaigns/<id>/manifest.json`,
+`campaigns/<id>/recipients.csv`, `campaigns/<id>/attachments/<name>`, the validation report
+beside them. Read by the fan-out (pinned versions) and the sender (attachments), written by
+`pecflow campaign upload`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote_plus
+
+from botocore.exceptions import ClientError
+
+from pecflow.domain.campaign.manifest import CAMPAIGN_ID
+from pecflow.domain.ports import PackageChanged
+
+__all__ = [
+    "MANIFEST_KEY",
+    "CampaignPackage",
+    "PackageChanged",
+    "campaign_of",
+    "campaign_prefix",
+    "campaigns_in",
+]
+
+MANIFEST_KEY = re.compile(r"^campaigns/(?P<id>[^/]+)/manifest\.json$")
+
+
+def campaign_prefix(campaign_id: str) -> str:
+    return f"campaigns/{campaign_id}/"
+
+
+def campaign_of(key: str) -> str | None:
+    """The campaign id of a `campaigns/<id>/manifest.json` key (None for any other key)."""
+    match = MANIFEST_KEY.match(key)
+    return match.group("id") if match and CAMPAIGN_ID.match(match.group("id")) else None
+
+
+def campaigns_in(event: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(campaign id, the manifest version an S3 event names, or None for a continuation)."""
+    found = []
+    for record in event.get("Records", []):
+        if record.get("eventSource") == "aws:s3":
+            obj = record["s3"]["object"]
+            campaign_id = campaign_of(unquote_plus(obj["key"]))
+            if campaign_id:
+                found.append((campaign_id, obj.get("versionId")))
+        elif record.get("eventSource") == "aws:sqs":
+            found.append((json.loads(record["body"])["campaign_id"], None))
+    return found
+
+
+class CampaignPackage:
+    """The campaign's files in S3. `pin` notes the version of a file; reads given that pin
+    return those bytes or raise PackageChanged."""
+
+    def __init__(self, s3, bucket: str, campaign_id: str):
+        self.s3, self.bucket, self.campaign_id = s3, bucket, campaign_id
+        self.prefix = campaign_prefix(campaign_id)
+
+    def pin(self, name: str, version_id: str | None = None) -> dict | None:
+        """{"version_id", "etag"} of `name` now (or of `version_id`); None when it is absent."""
+        kwargs = {"VersionId": version_id} if version_id else {}
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=self.prefix + name, **kwargs)
+        except ClientError as exc:
+            if _status(exc) in (404, 400) or _code(exc) in _GONE:
+                return None
+            raise
+        version = head.get("VersionId")
+        return {"version_id": version if version and version != "null" else None, "etag": head.get("ETag")}
+
+    def _get(self, name: str, pin: dict | None) -> dict:
+        kwargs: dict = {}
+        if pin and pin.get("version_id"):
+            kwargs["VersionId"] = pin["version_id"]
+        elif pin and pin.get("etag"):
+            kwargs["IfMatch"] = pin["etag"]
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=self.prefix + name, **kwargs)
+        except ClientError as exc:
+            if pin and (_code(exc) in _GONE or _status(exc) in (404, 412)):
+                raise PackageChanged(
+                    f"{name} is no longer the file validated for this campaign "
+                    f"({_code(exc) or _status(exc)}): it was replaced or deleted"
+                ) from None
+            raise
+
+    def read(self, name: str, pin: dict | None = None) -> bytes:
+        return self._get(name, pin)["Body"].read()
+
+    def open(self, name: str, pin: dict | None = None):
+        """A streaming body: read in chunks, never whole."""
+        return self.open_with_size(name, pin)[0]
+
+    def open_with_size(self, name: str, pin: dict | None = None):
+        response = self._get(name, pin)
+        return response["Body"], response.get("ContentLength")
+
+    def exists(self, name: str) -> bool:
+        response = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix + name, MaxKeys=1)
+        return any(o["Key"] == self.prefix + name for o in response.get("Contents", []))
+
+    def attachments(self) -> Iterable[tuple[str, int]]:
+        paginator = self.s3.get_paginator("list_objects_v2")
+        folder = self.prefix + "attachments/"
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=folder):
+            for obj in page.get("Contents", []):
+                yield obj["Key"][len(folder) :], obj["Size"]
+
+    def upload_file(self, name: str, path: str | os.PathLike[str]) -> None:
+        self.s3.upload_file(str(path), self.bucket, self.prefix + name)
+
+    def put(self, name: str, body, content_type: str) -> None:
+        self.s3.upload_fileobj(body, self.bucket, self.prefix + name, ExtraArgs={"ContentType": content_type})
+
+
+_GONE = ("NoSuchKey", "NoSuchVersion", "PreconditionFailed", "NotFound", "InvalidArgument")
+
+
+def _code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code") or ""
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)

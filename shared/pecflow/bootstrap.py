@@ -1,0 +1,198 @@
+"""The composition root: each service built with its real adapters (DynamoDB, S3, SQS, Secrets
+Manager, IMAP, SMTP) from one `Config`. Every keyword a builder takes replaces the part of that
+name: tests pass fakes, or a `checkpoint` that crashes at a chosen step. Nothing else in the
+package constructs an adapter for a service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from pecflow.adapters.archive import Archive
+from pecflow.adapters.campaign_files import CampaignPackage
+from pecflow.adapters.dynamodb import CampaignStore, MailboxStore, MessageStore, OutgoingStore
+from pecflow.adapters.mail import ImapSession, SmtpSubmitter
+from pecflow.adapters.queues import SqsQueue
+from pecflow.adapters.ratelimit import RateLimiter
+from pecflow.adapters.secrets import SecretsManager, mailbox_password
+from pecflow.config import Config
+from pecflow.domain.ports import PasswordOf
+from pecflow.services.admin import CampaignAdmin, MailboxAdmin
+from pecflow.services.fanout import Fanout
+from pecflow.services.polling import Poller, PollRequest, schedule_polls
+from pecflow.services.receive import Ingestor
+from pecflow.services.sending import (
+    CampaignMessages,
+    JobDelivery,
+    MailboxDirectory,
+    Sender,
+    dead_lettered,
+    submitter,
+)
+
+__all__ = [
+    "campaign_admin",
+    "campaign_files",
+    "campaign_store",
+    "dead_letters",
+    "fanout",
+    "ingestor",
+    "job_delivery",
+    "mailbox_admin",
+    "mailbox_store",
+    "message_store",
+    "outgoing_store",
+    "poll_scheduler",
+    "poller",
+    "sender",
+]
+
+
+# --- adapters ---------------------------------------------------------------------------------------
+def mailbox_store(config: Config) -> MailboxStore:
+    return MailboxStore(config.mailboxes_table, config.resource("dynamodb"))
+
+
+def message_store(config: Config) -> MessageStore:
+    return MessageStore(config.messages_table, config.resource("dynamodb"))
+
+
+def outgoing_store(config: Config) -> OutgoingStore:
+    return OutgoingStore(
+        config.outgoing_table, config.resource("dynamodb"), campaigns_table=config.campaigns_table or None
+    )
+
+
+def campaign_store(config: Config) -> CampaignStore:
+    return CampaignStore(config.campaigns_table, config.resource("dynamodb"))
+
+
+def campaign_files(config: Config, campaign_id: str) -> CampaignPackage:
+    return CampaignPackage(config.client("s3"), config.campaign_bucket, campaign_id)
+
+
+def password_of(config: Config) -> PasswordOf:
+    """The mailbox's password from its secret (cached a few minutes in a warm function)."""
+
+    def read(mailbox: Any, refresh: bool = False) -> str:
+        return mailbox_password(mailbox, config.stack_name, refresh=refresh)
+
+    return read
+
+
+def _lazy(parts: dict[str, Callable[[], Any]], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Build only the parts not overridden (a fake in place of an adapter creates no client)."""
+    unknown = set(overrides) - set(parts)
+    if unknown:
+        raise TypeError(f"no part named {', '.join(sorted(unknown))} (parts: {', '.join(sorted(parts))})")
+    return {name: overrides[name] if name in overrides else make() for name, make in parts.items()}
+
+
+# --- receiving ----------------------------------------------------------------------------------------
+def ingestor(config: Config, **overrides: Any) -> Ingestor:
+    """archive, messages, mailboxes, outgoing, checkpoint, on_message, ... (Ingestor's fields)."""
+    parts: dict[str, Callable[[], Any]] = {
+        "archive": lambda: Archive(config.archive_bucket, config.client("s3")),
+        "messages": lambda: message_store(config),
+        "mailboxes": lambda: mailbox_store(config),
+        "outgoing": lambda: outgoing_store(config),
+    }
+    extra = {k: v for k, v in overrides.items() if k not in parts}
+    return Ingestor(**_lazy(parts, {k: v for k, v in overrides.items() if k in parts}), **extra)
+
+
+def poller(config: Config, **overrides: Any) -> Poller:
+    """mailboxes, ingestor, password_of, open_session, requeue."""
+    parts: dict[str, Callable[[], Any]] = {
+        "mailboxes": lambda: mailbox_store(config),
+        "ingestor": lambda: ingestor(config),
+        "password_of": lambda: password_of(config),
+        "open_session": lambda: ImapSession.open,
+        "requeue": lambda: _requeue_poll(SqsQueue(config.poll_queue_url, config.client("sqs"))),
+    }
+    return Poller(**_lazy(parts, overrides))
+
+
+def _requeue_poll(queue: SqsQueue) -> Callable[[PollRequest], None]:
+    return lambda request: queue.send(request.sqs_entry())
+
+
+def poll_scheduler(config: Config) -> Callable[[str], list[str]]:
+    """tick → the mailboxes a poll request was queued for."""
+    queue = SqsQueue(config.poll_queue_url, config.client("sqs"))
+    return partial(schedule_polls, mailbox_store(config), queue.send_batch)
+
+
+# --- sending ------------------------------------------------------------------------------------------
+def sender(config: Config, **overrides: Any) -> Sender:
+    """outgoing, campaigns, archive, mailbox_of, acquire, release, render, submit, check_size,
+    checkpoint (Sender's fields)."""
+    directory = MailboxDirectory(mailbox_store(config))
+    parts: dict[str, Callable[[], Any]] = {
+        "outgoing": lambda: outgoing_store(config),
+        "campaigns": lambda: campaign_store(config),
+        "archive": lambda: Archive(config.archive_bucket, config.client("s3")),
+        "mailbox_of": lambda: directory.config,
+        "render": lambda: CampaignMessages(partial(campaign_files, config)).render,
+        "submit": lambda: submitter(SmtpSubmitter.open, password_of(config)),
+        "check_size": lambda: directory.check_size,
+    }
+    limiter: list[RateLimiter] = []  # made once, when acquire or release is not overridden
+
+    def rate_limiter() -> RateLimiter:
+        if not limiter:
+            limiter.append(
+                RateLimiter(config.quota_table, directory.policy, dynamodb=config.resource("dynamodb"))
+            )
+        return limiter[0]
+
+    parts["acquire"] = lambda: rate_limiter().acquire
+    parts["release"] = lambda: rate_limiter().release
+    extra = {k: v for k, v in overrides.items() if k not in parts}
+    return Sender(**_lazy(parts, {k: v for k, v in overrides.items() if k in parts}), **extra)
+
+
+def job_delivery(config: Config, **overrides: Any) -> JobDelivery:
+    """The sender function's work: `sender` (or its parts) and the send `queue`."""
+    queue = overrides.pop("queue", None) or SqsQueue(config.send_queue_url, config.client("sqs"))
+    built = overrides.pop("sender", None) or sender(config, **overrides)
+    return JobDelivery(built, queue)
+
+
+def dead_letters(config: Config) -> Callable[[str], str]:
+    """message id → the job's state once its dead-lettered queue message is accounted for."""
+    return partial(dead_lettered, outgoing_store(config))
+
+
+def fanout(config: Config, **overrides: Any) -> Fanout:
+    """files_of, campaigns, outgoing, send_queue, fanout_queue."""
+    parts: dict[str, Callable[[], Any]] = {
+        "files_of": lambda: partial(campaign_files, config),
+        "campaigns": lambda: campaign_store(config),
+        "outgoing": lambda: outgoing_store(config),
+        "send_queue": lambda: SqsQueue(config.send_queue_url, config.client("sqs")),
+        "fanout_queue": lambda: (
+            SqsQueue(config.fanout_queue_url, config.client("sqs")) if config.fanout_queue_url else None
+        ),
+    }
+    return Fanout(**_lazy(parts, overrides))
+
+
+# --- administration -----------------------------------------------------------------------------------
+def mailbox_admin(config: Config, **overrides: Any) -> MailboxAdmin:
+    parts: dict[str, Callable[[], Any]] = {
+        "mailboxes": lambda: mailbox_store(config),
+        "secrets": lambda: SecretsManager(config.client("secretsmanager")),
+        "open_session": lambda: partial(ImapSession.open, timeout=20),
+    }
+    return MailboxAdmin(**_lazy(parts, overrides), stack_name=config.stack_name)
+
+
+def campaign_admin(config: Config, **overrides: Any) -> CampaignAdmin:
+    parts: dict[str, Callable[[], Any]] = {
+        "campaigns": lambda: campaign_store(config),
+        "outgoing": lambda: outgoing_store(config),
+        "send_queue": lambda: SqsQueue(config.send_queue_url, config.client("sqs")),
+    }
+    return CampaignAdmin(**_lazy(parts, overrides))

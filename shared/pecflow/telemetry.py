@@ -1,0 +1,97 @@
+"""What the functions tell CloudWatch: the metrics and the structured log lines of a poll, a
+send and a fan-out (Powertools' Metrics and Logger, passed in by each handler)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from pecflow.services.fanout import FanoutResult
+from pecflow.services.polling import PollOutcome
+from pecflow.services.sending import Delivery
+
+
+def _dimensioned(metrics: Any, name: str, value: float, dimension: str, of: str) -> None:
+    with single_metric(
+        name=name,
+        unit=MetricUnit.Count,
+        value=value,
+        namespace=metrics.namespace,
+        default_dimensions=metrics.default_dimensions,
+    ) as metric:
+        metric.add_dimension(name=dimension, value=of)
+
+
+def report_poll(outcome: PollOutcome, elapsed_ms: float, metrics: Any, logger: Any) -> None:
+    if outcome.skipped:
+        logger.warning("poll skipped", extra={"reason": outcome.skipped})
+        return
+    if not outcome.ok or outcome.result is None:
+        logger.error("mailbox poll failed", extra={"error_kind": outcome.error_kind, "error": outcome.error})
+        _dimensioned(metrics, "MailboxPollErrors", 1, "ErrorKind", outcome.error_kind or "error")
+        metrics.add_metric(name="MailboxPollErrorsTotal", unit=MetricUnit.Count, value=1)
+        return
+    result = outcome.result
+    for kind, count in result.by_kind.items():
+        _dimensioned(metrics, "MessagesIngested", count, "Kind", kind)
+    metrics.add_metric(name="ReceiptsReconciled", unit=MetricUnit.Count, value=result.receipts_matched)
+    metrics.add_metric(name="ReceiptsUnmatched", unit=MetricUnit.Count, value=result.receipts_unmatched)
+    metrics.add_metric(name="PollLatency", unit=MetricUnit.Milliseconds, value=elapsed_ms)
+    if result.usage_percent is not None:
+        metrics.add_metric(name="MailboxUsagePercent", unit=MetricUnit.Percent, value=result.usage_percent)
+    if result.quarantined:
+        metrics.add_metric(name="MessagesQuarantined", unit=MetricUnit.Count, value=len(result.quarantined))
+        logger.error(
+            "messages quarantined: archived, recorded as a summary", extra={"quarantined": result.quarantined}
+        )
+    if result.refused:
+        metrics.add_metric(
+            name="ArchiveVerificationFailures", unit=MetricUnit.Count, value=len(result.refused)
+        )
+        logger.error("messages kept on the provider: archive not verified", extra={"refused": result.refused})
+    logger.info(
+        "mailbox polled",
+        extra={
+            "fetched": result.fetched,
+            "recorded": result.recorded,
+            "already_recorded": result.already_recorded,
+            "by_kind": result.by_kind,
+            "matched": result.receipts_matched,
+            "unmatched": result.receipts_unmatched,
+            "more": result.more,
+            "imap_commands": result.imap_commands,
+            "moved": result.moved,
+            "expunged": result.expunged,
+            "elapsed_ms": round(elapsed_ms),
+        },
+    )
+
+
+def report_delivery(delivery: Delivery, metrics: Any, logger: Any) -> None:
+    outcome = delivery.outcome
+    if delivery.renewed:
+        logger.info("job renewed on the queue", extra={"reason": outcome.reason})
+    elif outcome.action == "delay":
+        metrics.add_metric(name="JobsDeferred", unit=MetricUnit.Count, value=1)
+        logger.info("job deferred", extra={"delay": outcome.delay, "reason": outcome.reason})
+    else:
+        if outcome.state in ("sent", "sent?"):
+            name = "JobsSent" if outcome.state == "sent" else "JobsUncertain"
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+        logger.info("job handled", extra={"state": outcome.state, "reason": outcome.reason})
+
+
+def report_fanout(result: FanoutResult, metrics: Any, logger: Any) -> None:
+    metrics.add_metric(name="JobsQueued", unit=MetricUnit.Count, value=result.queued)
+    logger.info(
+        "campaign fan-out",
+        extra={
+            "status": result.status,
+            "rows": result.rows,
+            "queued": result.queued,
+            "errors": result.errors,
+            "more": result.more,
+            "problems": result.problems,
+        },
+    )

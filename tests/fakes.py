@@ -1,0 +1,1415 @@
+"""In-memory fakes of every port the services use, for unit tests without AWS, IMAP or SMTP.
+
+Each fake behaves as its adapter does, as the callers can observe it: what is stored (values
+cleaned as DynamoDB keeps them: None, "" and empty lists or maps dropped, whole floats back as
+ints), every conditional write refused when the adapter's condition does not hold, updates that
+create the item where DynamoDB's would, and the same errors where the adapter raises them
+(a ClientError ValidationException for a document path DynamoDB cannot update, Conflict for a
+cursor moving back, KeyError for an unknown mailbox, ArchiveError, MailboxUnavailable). They use the
+real domain types (MailboxConfig, Cursor, Job, State, Decision, Usage, FolderStatus).
+tests/integration/test_fakes_contract.py runs the same scenarios against each fake and its
+adapter on moto, so the two cannot drift apart.
+
+- FakeMailboxStore, FakeMessageStore, FakeOutgoingStore, FakeCampaignStore: the DynamoDB stores
+  (the outgoing store moves its campaign's counters in the fake campaign store it is given, as
+  the real one does in one transaction);
+- FakeArchive: the S3 archive (sha256 keys, checksums, never overwritten; can be told to fail
+  its puts, and objects can be deleted or tampered with);
+- FakeImapServer / FakeImapSession: a provider's mailboxes (folders of (uid, raw bytes) under a
+  UIDVALIDITY, quota) and one logged-in session counting its IMAP commands as the real one does;
+- FakeSmtp: the provider's SMTP access point, `submit(config, raw, recipients)` as the sender's
+  handler wires it; the real SmtpSubmitter speaks to it, so refusals at MAIL, RCPT or DATA and a
+  lost answer map to the same Submission as in production;
+- FakeRateLimiter: the rate limiter's own decisions (the real RateLimiter's code) kept in memory;
+  scripted decisions can be queued in front of them;
+- FakeClock: the time pecflow reads (installed through PECFLOW_CLOCK).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import smtplib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+from imapclient.exceptions import IMAPClientError
+
+from pecflow.adapters.dynamodb import Conflict
+from pecflow.adapters.mail import CONNECTION_ERRORS, SmtpSubmitter
+from pecflow.adapters.ratelimit import LimiterStats, RateLimiter
+from pecflow.adapters.ratelimit import _Stored as _LimiterState
+from pecflow.domain import clock
+from pecflow.domain.mailbox import Cursor, FolderStatus, MailboxConfig, Usage, location
+from pecflow.domain.ports import (
+    Archived,
+    ArchiveError,
+    Fetched,
+    MailboxUnavailable,
+    PackageChanged,
+    Submission,
+    Verification,
+)
+from pecflow.domain.quota import Decision, QuotaPolicy, policy_from_spec
+from pecflow.domain.reconcile import COUNTERS, Job, Move, State, counter_deltas
+
+MESSAGE_ROW = "#message"
+ITEM_LIMIT = 400_000  # DynamoDB refuses items over 400 KB
+
+
+# --- time -------------------------------------------------------------------------------------------
+class FakeClock:
+    """The time pecflow reads, moved by tests. Install it with
+    `monkeypatch.setenv("PECFLOW_CLOCK", "tests.fakes:fake_time")` (see `install`)."""
+
+    def __init__(self, start: datetime = datetime(2026, 3, 2, 9, tzinfo=UTC)):
+        self.t = start.timestamp()
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+    def set(self, when: datetime | float) -> None:
+        self.t = when.timestamp() if isinstance(when, datetime) else float(when)
+
+    def install(self, monkeypatch) -> FakeClock:
+        global CLOCK
+        CLOCK = self
+        monkeypatch.setenv("PECFLOW_CLOCK", "tests.fakes:fake_time")
+        return self
+
+
+CLOCK = FakeClock()
+
+
+def fake_time() -> float:
+    return CLOCK.t
+
+
+# --- what DynamoDB keeps ---------------------------------------------------------------------------
+def _validation(message: str, operation: str = "UpdateItem") -> ClientError:
+    return ClientError({"Error": {"Code": "ValidationException", "Message": message}}, operation)
+
+
+def _no_path(operation: str = "UpdateItem") -> ClientError:
+    """What DynamoDB answers to SET/ADD on a nested path whose parent map does not exist."""
+    return _validation("The document path provided in the update expression is invalid for update", operation)
+
+
+def _clean(item: dict) -> dict:
+    """As the adapters clean what they write: None, "", [] and {} dropped (nested maps cleaned first,
+    so a map left empty by the cleaning stays, as in the adapters)."""
+    out = {}
+    for key, value in item.items():
+        if value is None or value == "" or value == [] or value == {}:
+            continue
+        if isinstance(value, dict):
+            value = _clean(value)
+        elif isinstance(value, list):
+            value = [_clean(v) if isinstance(v, dict) else v for v in value]
+        out[key] = value
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """A stored value as the adapters read it back: numbers through Decimal (whole floats are ints)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, set):
+        return {_plain(v) for v in value}
+    return copy.deepcopy(value)
+
+
+def _kept(item: dict) -> dict:
+    """What DynamoDB keeps of an item the adapters write (cleaned, numbers normalised, a copy)."""
+    return _plain(_clean(item))
+
+
+def _check_size(item: dict, operation: str = "PutItem") -> None:
+    size = len(json.dumps(item, ensure_ascii=False, default=str).encode("utf-8", "replace"))
+    if size > ITEM_LIMIT:
+        raise _validation("Item size has exceeded the maximum allowed size", operation)
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def sha256_hex(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+_REFUSED_DATA = ("ValidationException", "SerializationException")
+
+
+def is_service_failure(exc: BaseException) -> bool:
+    """As the DynamoDB adapter classifies errors: a ClientError other than refused data, or a
+    network error, is the service failing (the work stops, to be tried again); a
+    ValidationException (an item over 400 KB, a value DynamoDB cannot store) is that record's."""
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code") not in _REFUSED_DATA
+    return isinstance(exc, (OSError, TimeoutError))
+
+
+def _stamp(state: State) -> str:
+    return "at_" + state.value.replace("?", "_uncertain").replace("-", "_")
+
+
+# --- mailboxes ---------------------------------------------------------------------------------------
+class FakeMailboxStore:
+    """MailboxStore: the mailbox configurations, their poll status and their folders' cursors."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], dict] = {}
+        self.cursor_writes: list[tuple[str, Cursor]] = []  # every cursor saved, in order (for tests)
+
+    def put(self, config: MailboxConfig) -> None:
+        now = clock.iso()
+        key = (config.address, "config")  # as the adapter: the address as given (reads lower it)
+        item = self.items.setdefault(key, {"address": config.address, "item": "config", "created_at": now})
+        item["config"] = _kept(config.to_item())
+        item["updated_at"] = now
+        item.setdefault("status", {})
+
+    def _config_item(self, address: str) -> dict | None:
+        return self.items.get((address.lower(), "config"))
+
+    def get(self, address: str) -> MailboxConfig | None:
+        item = self._config_item(address)
+        return MailboxConfig.from_item(copy.deepcopy(item["config"])) if item else None
+
+    def get_with_status(self, address: str) -> tuple[MailboxConfig | None, dict]:
+        item = self._config_item(address)
+        if not item:
+            return None, {}
+        return MailboxConfig.from_item(copy.deepcopy(item["config"])), copy.deepcopy(item.get("status", {}))
+
+    def status(self, address: str) -> dict:
+        item = self._config_item(address)
+        return copy.deepcopy(item.get("status", {})) if item else {}
+
+    def list(self, *, enabled_only: bool = False) -> list[MailboxConfig]:
+        configs = [
+            MailboxConfig.from_item(copy.deepcopy(i["config"]))
+            for (_, kind), i in self.items.items()
+            if kind == "config" and "config" in i
+        ]
+        configs.sort(key=lambda c: c.address)
+        return [c for c in configs if c.enabled] if enabled_only else configs
+
+    def set_enabled(self, address: str, enabled: bool) -> None:
+        item = self._config_item(address)
+        if item is None:
+            raise KeyError(f"no mailbox {address}")
+        if "config" not in item:
+            raise _no_path()
+        item["config"]["enabled"] = enabled
+        item["updated_at"] = clock.iso()
+
+    def _status_map(self, address: str) -> dict:
+        item = self._config_item(address)
+        if item is None or not isinstance(item.get("status"), dict):
+            raise _no_path()  # DynamoDB: SET status.x on an item without a status map
+        return item["status"]
+
+    def record_poll(
+        self,
+        address: str,
+        *,
+        ok: bool,
+        error_kind: str | None = None,
+        error: str | None = None,
+        usage: dict | None = None,
+        fetched: int = 0,
+    ) -> None:
+        status = self._status_map(address)
+        now = clock.iso()
+        status["last_poll_at"] = now
+        if ok:
+            status |= {"last_success_at": now, "consecutive_failures": 0, "last_fetched": fetched}
+            status.pop("last_error", None)
+            status.pop("error_kind", None)
+        else:
+            status |= {
+                "last_error": (error or "")[:1000] or "unknown error",
+                "error_kind": error_kind or "error",
+                "last_error_at": now,
+            }
+            status["consecutive_failures"] = status.get("consecutive_failures", 0) + 1
+        if usage:
+            status["usage"] = _kept(usage)
+            status["usage_at"] = now
+
+    def note_quarantine(self, address: str, *, uid: int, sha256: str, reason: str) -> None:
+        status = self._status_map(address)
+        status["quarantined"] = status.get("quarantined", 0) + 1
+        status["last_quarantined"] = {
+            "uid": uid,
+            "sha256": sha256,
+            "reason": reason[:1000],
+            "at": clock.iso(),
+        }
+
+    def get_cursor(self, address: str, folder: str) -> Cursor:
+        item = self.items.get((address.lower(), f"cursor#{folder}"))
+        if not item:
+            return Cursor(folder)
+        return Cursor(
+            folder,
+            item.get("uidvalidity"),
+            item.get("last_uid", 0),
+            item.get("uidnext"),
+            item.get("highestmodseq"),
+            item.get("attempt_uid"),
+            item.get("attempts", 0),
+        )
+
+    def save_cursor(self, address: str, cursor: Cursor) -> None:
+        """Forward only within one UIDVALIDITY (Conflict otherwise), as the adapter's condition."""
+        key = (address.lower(), f"cursor#{cursor.folder}")
+        current = self.items.get(key)
+        if (
+            current is not None
+            and "uidvalidity" in current
+            and current["uidvalidity"] == cursor.uidvalidity
+            and not current.get("last_uid", 0) <= cursor.last_uid
+        ):
+            raise Conflict(f"cursor of {address}/{cursor.folder} is already past UID {cursor.last_uid}")
+        self.items[key] = _kept(
+            {
+                "address": address.lower(),
+                "item": f"cursor#{cursor.folder}",
+                "folder": cursor.folder,
+                "uidvalidity": cursor.uidvalidity,
+                "last_uid": cursor.last_uid,
+                "uidnext": cursor.uidnext,
+                "highestmodseq": cursor.highestmodseq,
+                "attempt_uid": cursor.attempt_uid,
+                "attempts": cursor.attempts or None,
+                "updated_at": clock.iso(),
+            }
+        )
+        self.cursor_writes.append((address.lower(), cursor))
+
+
+# --- message records ---------------------------------------------------------------------------------
+_INDEX_KEYS = {"ByDate": "mailbox", "Unmatched": "unmatched_mailbox", "Quarantined": "quarantined_mailbox"}
+
+
+class FakeMessageStore:
+    """MessageStore: one record per distinct raw message per mailbox, keyed by its sha256."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], dict] = {}
+        self.refused: list[str] = []  # sha256 of records refused because already recorded (for tests)
+
+    is_service_failure = staticmethod(is_service_failure)
+
+    @staticmethod
+    def _key(mailbox: str, sha256: str) -> tuple[str, str]:
+        return mailbox.lower(), f"sha256:{sha256}"
+
+    def record(self, mailbox: str, record: dict) -> bool:
+        item = _kept({**record, "mailbox": mailbox.lower(), "message": f"sha256:{record['sha256']}"})
+        _check_size(item)
+        key = self._key(mailbox, record["sha256"])
+        if key in self.items:
+            self.refused.append(record["sha256"])
+            return False
+        self.items[key] = item
+        return True
+
+    def _upsert(self, mailbox: str, sha256: str) -> dict:
+        key = self._key(mailbox, sha256)
+        return self.items.setdefault(key, {"mailbox": key[0], "message": key[1]})
+
+    def relocate(self, mailbox: str, sha256: str, *, folder: str, uid: int, uidvalidity: int) -> None:
+        self._upsert(mailbox, sha256).update(
+            folder=folder, uid=uid, uidvalidity=uidvalidity, location=location(mailbox, folder, uidvalidity)
+        )
+
+    def get(self, mailbox: str, sha256: str) -> dict | None:
+        item = self.items.get(self._key(mailbox, sha256))
+        return copy.deepcopy(item) if item else None
+
+    def set_fields(self, mailbox: str, sha256: str, fields: dict, remove: Iterable[str] = ()) -> None:
+        fields = _kept(fields)
+        removed = list(remove)
+        if not fields and not removed:
+            return
+        key = self._key(mailbox, sha256)
+        item = {**self.items.get(key, {"mailbox": key[0], "message": key[1]}), **fields}
+        for name in removed:
+            item.pop(name, None)
+        _check_size(item, "UpdateItem")  # refused: the record stays as it was
+        self.items[key] = item
+
+    def at_location(self, mailbox: str, folder: str, uidvalidity: int, uids: list[int]) -> dict[int, dict]:
+        if not uids:
+            return {}
+        where, wanted = location(mailbox, folder, uidvalidity), set(uids)
+        return {
+            item["uid"]: copy.deepcopy(item)
+            for item in self.items.values()
+            if item.get("location") == where and "uid" in item and item["uid"] in wanted
+        }
+
+    def query(
+        self, mailbox: str, *, index: str = "ByDate", newest_first: bool = True, limit: int = 100
+    ) -> list[dict]:
+        if index not in _INDEX_KEYS:
+            raise _validation(f"the index {index} cannot be queried by mailbox", "Query")
+        name = _INDEX_KEYS[index]
+        found = [
+            i
+            for i in self.items.values()
+            if i.get(name) == mailbox.lower() and isinstance(i.get("received_key"), str)  # sparse index
+        ]
+        found.sort(key=lambda i: (_utf8(i["received_key"]), _utf8(i["message"])), reverse=newest_first)
+        return [copy.deepcopy(i) for i in found[:limit]]
+
+    def count(self, mailbox: str) -> int:
+        return sum(1 for m, _ in self.items if m == mailbox.lower())
+
+    # for tests
+    def records(self, mailbox: str) -> list[dict]:
+        return [copy.deepcopy(i) for (m, _), i in self.items.items() if m == mailbox.lower()]
+
+
+# --- campaigns -----------------------------------------------------------------------------------------
+class FakeCampaignStore:
+    """CampaignStore: the campaign item, its status and its counters."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict] = {}
+
+    def get(self, campaign_id: str) -> dict | None:
+        item = self.items.get(campaign_id)
+        return copy.deepcopy(item) if item else None
+
+    def create(self, campaign_id: str, fields: dict) -> bool:
+        if campaign_id in self.items:
+            return False
+        now = clock.iso()
+        self.items[campaign_id] = {
+            **_kept({**fields, "campaign_id": campaign_id, "created_at": now, "updated_at": now}),
+            "counters": dict.fromkeys(COUNTERS, 0),
+        }
+        return True
+
+    def update(
+        self, campaign_id: str, fields: dict, *, only_if_status: tuple[str, ...] | None = None
+    ) -> bool:
+        item = self.items.get(campaign_id)
+        if only_if_status and (item is None or item.get("status") not in only_if_status):
+            return False
+        item = self.items.setdefault(campaign_id, {"campaign_id": campaign_id})
+        item.update(_kept(fields), updated_at=clock.iso())
+        return True
+
+    def note_problem(self, campaign_id: str, text: str, *, keep: int = 20) -> bool:
+        item = self.items.get(campaign_id)
+        if item is None or len(item.get("problems", [])) >= keep:
+            return False
+        item["problems"] = [*item.get("problems", []), text[:1000]]
+        item["updated_at"] = clock.iso()
+        return True
+
+    def _counters_map(self, campaign_id: str) -> dict:
+        item = self.items.get(campaign_id)
+        if item is None or not isinstance(item.get("counters"), dict):
+            raise _no_path()  # SET/ADD counters.x without a counters map
+        return item["counters"]
+
+    def start_counting(self, campaign_id: str, total: int) -> bool:
+        item = self.items.get(campaign_id)
+        if item is not None and "counting_started" in item:
+            return False
+        counters = self._counters_map(campaign_id)
+        counters["total"] = counters["to_send"] = total
+        self.items[campaign_id]["counting_started"] = True
+        return True
+
+    def add_jobs(self, campaign_id: str, count: int) -> None:
+        counters = self._counters_map(campaign_id)
+        for name in ("total", "to_send"):
+            counters[name] = counters.get(name, 0) + count
+
+    def checkpoint(self, campaign_id: str, next_row: int, queued: int, expected_next_row: int) -> bool:
+        item = self.items.get(campaign_id)
+        if item is not None and "fanout_next_row" in item and item["fanout_next_row"] != expected_next_row:
+            return False
+        item = self.items.setdefault(campaign_id, {"campaign_id": campaign_id})
+        item.update(fanout_next_row=next_row, fanout_queued=queued, updated_at=clock.iso())
+        return True
+
+    def counters(self, campaign_id: str) -> dict[str, int]:
+        item = self.items.get(campaign_id) or {}
+        return {name: int(item.get("counters", {}).get(name, 0)) for name in COUNTERS}
+
+    # what the outgoing store does to the campaign item
+    def _transact_counters(self, campaign_id: str, deltas: dict[str, int]) -> bool:
+        """The counter half of a job's move transaction. False: DynamoDB cancels the transaction
+        (no campaign item, or one without counters: the document path is invalid), and the
+        outgoing store reads a cancelled transaction as a refused move. (moto applies the move and
+        drops the counter update instead: real DynamoDB does not.)"""
+        item = self.items.get(campaign_id)
+        if item is None or not isinstance(item.get("counters"), dict):
+            return False
+        for name, delta in deltas.items():
+            item["counters"][name] = item["counters"].get(name, 0) + delta
+        return True
+
+    def _add_figure(self, campaign_id: str, name: str, delta: int) -> None:
+        item = self.items.setdefault(campaign_id, {"campaign_id": campaign_id})
+        item[name] = item.get(name, 0) + delta
+
+
+# --- outgoing messages and their jobs ----------------------------------------------------------------------
+class FakeOutgoingStore:
+    """OutgoingStore: "#message" rows and one job row per recipient, moved by conditional writes;
+    with `campaigns`, every move changes its campaign's counters together with the job."""
+
+    def __init__(self, campaigns: FakeCampaignStore | None = None) -> None:
+        self.rows: dict[tuple[str, str], dict] = {}
+        self.campaigns = campaigns
+        self.moves: list[tuple[str, str, str, bool]] = []  # (message_id, recipient, to, applied), for tests
+
+    # -- reading
+    def _rows_of(self, message_id: str) -> list[dict]:
+        rows = [r for (m, _), r in self.rows.items() if m == message_id]
+        return sorted(rows, key=lambda r: _utf8(r["recipient"]))
+
+    @staticmethod
+    def _job(item: dict) -> Job:
+        return Job(
+            item["recipient"],
+            State(item["state"]),
+            bool(item.get("certified", True)),
+            item.get("campaign_id"),
+        )
+
+    def job(self, message_id: str) -> dict | None:
+        rows = [copy.deepcopy(r) for r in self._rows_of(message_id)]
+        head = next((r for r in rows if r["recipient"] == MESSAGE_ROW), None)
+        jobs = [r for r in rows if r["recipient"] != MESSAGE_ROW]
+        if head is None or not jobs:
+            return None
+        return {**jobs[0], "head": head}
+
+    def message(self, message_id: str) -> dict | None:
+        head = self.rows.get((message_id, MESSAGE_ROW))
+        return copy.deepcopy(head) if head else None
+
+    def message_and_jobs(self, message_id: str) -> tuple[dict | None, list[Job]]:
+        rows = self._rows_of(message_id)
+        head = next((copy.deepcopy(r) for r in rows if r["recipient"] == MESSAGE_ROW), None)
+        return head, [self._job(r) for r in rows if r["recipient"] != MESSAGE_ROW]
+
+    def jobs(self, message_id: str) -> list[Job]:
+        return [self._job(r) for r in self._rows_of(message_id) if r["recipient"] != MESSAGE_ROW]
+
+    def by_identificativo(self, identificativo: str) -> str | None:
+        return next(
+            (r["message_id"] for r in self.rows.values() if r.get("identificativo") == identificativo), None
+        )
+
+    def campaign_jobs(self, campaign_id: str):
+        rows = [
+            r
+            for r in self.rows.values()
+            if r.get("campaign_id") == campaign_id and isinstance(r.get("job_key"), str)
+        ]
+        for row in sorted(rows, key=lambda r: _utf8(r["job_key"])):
+            yield copy.deepcopy(row)
+
+    def view(self, message_id: str) -> dict | None:
+        rows = [copy.deepcopy(r) for r in self._rows_of(message_id)]
+        head = next((r for r in rows if r["recipient"] == MESSAGE_ROW), None)
+        if head is None:
+            return None
+        return {**head, "jobs": [r for r in rows if r["recipient"] != MESSAGE_ROW]}
+
+    # -- creating
+    def register(
+        self,
+        message_id: str,
+        *,
+        mailbox: str,
+        recipients: list[str],
+        subject: str | None = None,
+        state: State = State.SENT,
+        campaign_id: str | None = None,
+        extra: dict | None = None,
+    ) -> bool:
+        if (message_id, MESSAGE_ROW) in self.rows:
+            return False
+        now = clock.iso()
+        self.rows[(message_id, MESSAGE_ROW)] = _kept(
+            {
+                "message_id": message_id,
+                "recipient": MESSAGE_ROW,
+                "mailbox": mailbox.lower(),
+                "subject": subject,
+                "campaign_id": campaign_id,
+                "created_at": now,
+                "recipients": [r.lower() for r in recipients],
+                **(extra or {}),
+            }
+        )
+        for address in recipients:  # a batch write: rows are put whatever is there
+            self.rows[(message_id, address.lower())] = {
+                **_kept(
+                    {
+                        "message_id": message_id,
+                        "recipient": address.lower(),
+                        "state": str(state),
+                        "certified": True,
+                        "campaign_id": campaign_id,
+                        "created_at": now,
+                        "updated_at": now,
+                        _stamp(state): now,
+                    }
+                ),
+                "receipts": {},
+            }
+        return True
+
+    def add_jobs(self, jobs: list[dict]) -> int:
+        """Each job's head and row created where absent, never rewritten. Returns the rows created."""
+        now = clock.iso()
+        written = 0
+        for job in jobs:
+            head = _kept(
+                {
+                    "message_id": job["message_id"],
+                    "recipient": MESSAGE_ROW,
+                    "mailbox": job["mailbox"],
+                    "campaign_id": job["campaign_id"],
+                    "created_at": now,
+                    "recipients": [job["recipient"]],
+                }
+            )
+            row = {
+                **_kept(
+                    {
+                        "message_id": job["message_id"],
+                        "recipient": job["recipient"].lower(),
+                        "state": str(State.PENDING),
+                        "certified": True,
+                        "campaign_id": job["campaign_id"],
+                        "job_key": f"{job['row']:09d}#{job['attempt']:03d}",
+                        "row": job["row"],
+                        "attempt": job["attempt"],
+                        "values": job.get("values"),
+                        "created_at": now,
+                        "updated_at": now,
+                        "mailbox": job["mailbox"],
+                        _stamp(State.PENDING): now,
+                    }
+                ),
+                "receipts": {},
+            }
+            if (row["message_id"], row["recipient"]) not in self.rows:
+                self.rows[(row["message_id"], row["recipient"])] = row
+                written += 1
+            self.rows.setdefault((head["message_id"], MESSAGE_ROW), head)
+        return written
+
+    # -- writing
+    def _upsert(self, message_id: str, recipient: str) -> dict:
+        return self.rows.setdefault(
+            (message_id, recipient), {"message_id": message_id, "recipient": recipient}
+        )
+
+    def set_identificativo(self, message_id: str, identificativo: str) -> None:
+        self._upsert(message_id, MESSAGE_ROW).setdefault("identificativo", identificativo)
+
+    def reserve_slot(self, message_id: str, recipient: str, at: float) -> bool:
+        row = self.rows.get((message_id, recipient.lower()))
+        if row is None or row.get("state") != str(State.PENDING) or row.get("slot_at", 0) != 0:
+            return False
+        row["slot_at"] = _plain(float(at))
+        return True
+
+    def set_job_fields(self, message_id: str, recipient: str, fields: dict) -> None:
+        fields = _kept(fields)
+        if fields:
+            self._upsert(message_id, recipient.lower()).update(fields)
+
+    def count_in_campaign(self, campaign_id: str, name: str, delta: int) -> None:
+        if self.campaigns is not None:
+            self.campaigns._add_figure(campaign_id, name, delta)
+
+    def _record_receipt(self, key: tuple[str, str], receipt_id: str, info: dict) -> None:
+        row = self.rows.get(key)
+        if row is None or not isinstance(row.get("receipts"), dict):
+            raise _no_path()  # SET receipts.x where there is no receipts map
+        row["receipts"].setdefault(receipt_id, copy.deepcopy(info))
+
+    def try_move(self, message_id: str, recipient: Job, move: Move, **kwargs) -> bool:
+        outcome: list[bool] = []
+        self.apply(message_id, recipient, move, _applied=outcome, **kwargs)
+        return bool(outcome and outcome[0])
+
+    def apply(
+        self,
+        message_id: str,
+        recipient: Job,
+        move: Move | None,
+        *,
+        receipt_id: str | None = None,
+        receipt: dict | None = None,
+        certified: bool | None = None,
+        also_set: dict | None = None,
+        only_if: dict | None = None,
+        also_remove: tuple[str, ...] = (),
+        _applied: list | None = None,
+    ) -> State:
+        """As the adapter: the move is tried only when it applies to the state the caller read
+        (`recipient.state`); its write is conditional on the stored state (and `only_if`); the
+        counters move from the caller's state; the receipt is recorded whatever happens."""
+        key = (message_id, recipient.address)  # as the adapter: the address as the Job has it
+        now = clock.iso()
+        info = _kept({**(receipt or {}), "recorded_at": now}) if receipt_id else None
+        new_certified = recipient.certified if certified is None else certified
+
+        def refused() -> None:
+            if _applied is not None:
+                _applied.append(False)
+            if receipt_id:
+                self._record_receipt(key, receipt_id, info)
+
+        if move is None or not move.applies_to(recipient.state):
+            refused()
+            return recipient.state
+        row = self.rows.get(key)
+        holds = row is not None and row.get("state") in {str(s) for s in move.only_from}
+        for name, value in (only_if or {}).items():
+            if row is None:
+                break
+            holds = holds and (name not in row if value is None else name in row and row[name] == value)
+        if holds and receipt_id and not isinstance(row.get("receipts"), dict):
+            raise _no_path()
+        if holds and recipient.campaign_id and self.campaigns is not None:
+            deltas = counter_deltas(
+                recipient.state, move.to, certified=new_certified, old_certified=recipient.certified
+            )
+            if deltas and not self.campaigns._transact_counters(recipient.campaign_id, deltas):
+                holds = False  # the transaction is cancelled: the adapter reads it as a refusal
+        if not holds:
+            refused()
+            self.moves.append((message_id, recipient.address, str(move.to), False))
+            current = self.rows.get(key)
+            return State(current["state"]) if current and "state" in current else recipient.state
+        row["state"] = str(move.to)
+        row["updated_at"] = now
+        row.setdefault(_stamp(move.to), now)
+        row["certified"] = new_certified
+        row["last_reason"] = move.reason
+        if receipt_id:
+            row["receipts"].setdefault(receipt_id, copy.deepcopy(info))
+        extra = dict(also_set or {})
+        if receipt and move.to in (State.DELIVERY_FAILED, State.NOT_ACCEPTED):
+            extra["error"] = (receipt.get("error_detail") or receipt.get("error") or move.reason)[:1000]
+        row.update(_kept(extra))
+        for name in also_remove:
+            row.pop(name, None)
+        if _applied is not None:
+            _applied.append(True)
+        self.moves.append((message_id, recipient.address, str(move.to), True))
+        return move.to
+
+
+# --- the S3 archive ---------------------------------------------------------------------------------------
+@dataclass
+class ArchivedObject:
+    body: bytes
+    checksum: str  # the SHA-256 S3 stored with the object (hex)
+    version_id: str
+
+
+class FakeArchive:
+    """Archive: the raw bytes keyed by their sha256, never overwritten, with the checksum S3 keeps.
+    `fail_puts()` makes the next puts (or every one, until `heal()`) raise as S3 would."""
+
+    def __init__(self, prefix: str = "messages/") -> None:
+        self.prefix = prefix
+        self.objects: dict[str, ArchivedObject] = {}
+        self.created: list[str] = []  # keys, once per object written (for tests)
+        self._failures: list[BaseException] = []
+        self._down: BaseException | None = None
+        self._versions = 0
+
+    def key_for(self, sha: str) -> str:
+        return f"{self.prefix}{sha[:2]}/{sha}.eml"
+
+    def fail_puts(self, error: BaseException | None = None, *, times: int | None = None) -> None:
+        """The next `times` puts (None: every put until `heal()`) raise `error` (default: S3 unavailable)."""
+        error = error or ClientError(
+            {"Error": {"Code": "ServiceUnavailable", "Message": "Please reduce your request rate"}},
+            "PutObject",
+        )
+        if times is None:
+            self._down = error
+        else:
+            self._failures += [error] * times
+
+    def heal(self) -> None:
+        self._down, self._failures = None, []
+
+    def _version(self) -> str:
+        self._versions += 1
+        return f"v{self._versions}"
+
+    def store(self, raw: bytes, sha: str | None = None) -> Archived:
+        if self._down is not None:
+            raise self._down
+        if self._failures:
+            raise self._failures.pop(0)
+        sha = sha or sha256_hex(raw)
+        key = self.key_for(sha)
+        if key in self.objects:  # If-None-Match refused the put: the same bytes?
+            check = self.verify(key, sha, deep=False)
+            if not check.ok:
+                raise ArchiveError(f"{key} exists but does not match: {check.reason}")
+            return Archived(key, False)
+        if sha256_hex(raw) != sha:  # S3 checks the body against ChecksumSHA256 (moto does not)
+            raise ClientError(
+                {"Error": {"Code": "BadDigest", "Message": "The SHA256 you specified did not match"}},
+                "PutObject",
+            )
+        version = self._version()
+        self.objects[key] = ArchivedObject(bytes(raw), sha, version)
+        self.created.append(key)
+        return Archived(key, True, version)
+
+    def verify(self, key: str, sha: str, *, deep: bool = True) -> Verification:
+        obj = self.objects.get(key)
+        if obj is None:
+            return Verification(False, f"object {key} is missing")
+        if obj.checksum != sha:
+            return Verification(False, f"object {key} checksum {obj.checksum} differs from {sha}")
+        if deep:
+            actual = sha256_hex(obj.body)
+            if actual != obj.checksum:
+                return Verification(False, f"object {key} does not match its stored checksum: {actual}")
+            if actual != sha:
+                return Verification(False, f"object {key} content hashes to {actual}, not {sha}")
+        return Verification(True, "verified")
+
+    def get(self, key: str) -> bytes:
+        obj = self.objects.get(key)
+        if obj is None:
+            raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "no such key"}}, "GetObject")
+        return obj.body
+
+    # what can happen to an archived object behind our back (for tests)
+    def delete(self, key: str) -> None:
+        """A delete marker: the object is gone."""
+        self.objects.pop(key)
+
+    def overwrite(self, key: str, body: bytes) -> None:
+        """A new version with other bytes (and their own checksum)."""
+        self.objects[key] = ArchivedObject(body, sha256_hex(body), self._version())
+
+    def corrupt(self, key: str, body: bytes) -> None:
+        """Other bytes under the checksum stored for the original."""
+        self.objects[key].body = body
+
+
+# --- IMAP -------------------------------------------------------------------------------------------------
+@dataclass
+class FakeMessage:
+    uid: int
+    raw: bytes
+    internaldate: datetime  # aware
+    flags: tuple[str, ...] = ()
+
+
+@dataclass
+class FakeFolder:
+    uidvalidity: int
+    uidnext: int = 1
+    modseq: int = 1
+    messages: dict[int, FakeMessage] = field(default_factory=dict)
+
+    def add(self, raw: bytes, when: datetime, flags: tuple[str, ...] = ()) -> int:
+        uid = self.uidnext
+        self.messages[uid] = FakeMessage(uid, bytes(raw), when, flags)
+        self.uidnext += 1
+        self.modseq += 1
+        return uid
+
+
+class FakeAccount:
+    """One mailbox on the provider: folders of (uid, raw bytes) under their UIDVALIDITY."""
+
+    def __init__(self, server: FakeImapServer, address: str, password: str, quota_kb: int | None):
+        self.server, self.address, self.password, self.quota_kb = server, address, password, quota_kb
+        self.folders: dict[str, FakeFolder] = {"INBOX": FakeFolder(server.next_uidvalidity())}
+
+    def folder(self, name: str = "INBOX") -> FakeFolder:
+        return self.folders[name]
+
+    def append(self, raw: bytes, *, folder: str = "INBOX", when: datetime | None = None) -> int:
+        if folder not in self.folders:
+            self.folders[folder] = FakeFolder(self.server.next_uidvalidity())
+        when = when or clock.now()
+        return self.folders[folder].add(raw, when if when.tzinfo else when.astimezone())
+
+    def rebuild(self, folder: str = "INBOX") -> None:
+        """The provider rebuilds a folder: empty, under a new UIDVALIDITY."""
+        self.folders[folder] = FakeFolder(self.server.next_uidvalidity())
+
+    def uids(self, folder: str = "INBOX") -> list[int]:
+        return sorted(self.folders[folder].messages) if folder in self.folders else []
+
+    def raws(self, folder: str = "INBOX") -> list[bytes]:
+        return (
+            [m.raw for _, m in sorted(self.folders[folder].messages.items())]
+            if folder in self.folders
+            else []
+        )
+
+    @property
+    def used_kb(self) -> int:
+        return sum(len(m.raw) for f in self.folders.values() for m in f.messages.values()) // 1024
+
+
+class FakeImapServer:
+    """A provider's IMAP server. `open(config, password)` is ImapSession.open: it logs in (one
+    command) or raises MailboxUnavailable as the adapter does."""
+
+    def __init__(self, *, capabilities: Iterable[str] = ("QUOTA", "MOVE", "UIDPLUS", "CONDSTORE")):
+        self.capabilities = frozenset(c.upper() for c in capabilities)
+        self.accounts: dict[str, FakeAccount] = {}
+        self.unreachable = False
+        self.drop_after: int | None = None  # sessions opened from now on break at that command
+        self.sessions: list[FakeImapSession] = []
+        self._uidvalidity = 1_000
+
+    def next_uidvalidity(self) -> int:
+        self._uidvalidity += 1
+        return self._uidvalidity
+
+    def add_account(
+        self, address: str, password: str = "secret", *, quota_kb: int | None = None
+    ) -> FakeAccount:
+        self.accounts[address.lower()] = FakeAccount(self, address.lower(), password, quota_kb)
+        return self.accounts[address.lower()]
+
+    def open(self, config: MailboxConfig, password: str, *, timeout: float = 30.0) -> FakeImapSession:
+        if self.unreachable:
+            raise MailboxUnavailable(
+                "unreachable", f"cannot reach {config.imap_host}:{config.imap_port}: connection refused"
+            )
+        session = FakeImapSession(self)
+        session._command()  # LOGIN
+        account = self.accounts.get(config.login.lower())
+        if account is None or account.password != password:
+            session.close()
+            raise MailboxUnavailable(
+                "auth", f"login refused for {config.login}: [AUTHENTICATIONFAILED] Authentication failed."
+            )
+        session.account = account
+        if self.drop_after is not None:
+            session.break_after(self.drop_after)
+        self.sessions.append(session)
+        return session
+
+
+class FakeImapSession:
+    """ImapSession on a FakeImapServer. `commands` counts IMAP commands as the real session does
+    (every tagged command, LOGIN and LOGOUT included); `break_after(n)` makes the connection
+    drop (ConnectionResetError, as a socket would) at the n-th command from now."""
+
+    connection_errors = CONNECTION_ERRORS
+
+    def __init__(self, server: FakeImapServer):
+        self.server = server
+        self.account: FakeAccount | None = None
+        self.commands = 0
+        self.fetched: list[list[int]] = []  # each FETCH of bodies, its UIDs (for tests)
+        self.closed = False
+        self._selected: str | None = None
+        self._break_at: int | None = None
+
+    def break_after(self, n: int) -> None:
+        self._break_at = self.commands + n
+
+    def _command(self) -> None:
+        if self.closed:
+            raise IMAPClientError("the connection is closed")
+        self.commands += 1
+        if self._break_at is not None and self.commands >= self._break_at:
+            self.closed = True
+            raise ConnectionResetError(104, "Connection reset by peer")
+
+    def _folder(self, name: str) -> FakeFolder:
+        folder = self.account.folders.get(name)
+        if folder is None:
+            raise IMAPClientError(f"select/status failed: Mailbox doesn't exist: {name}")
+        return folder
+
+    def _status_of(self, folder: FakeFolder) -> FolderStatus:
+        condstore = "CONDSTORE" in self.server.capabilities
+        return FolderStatus(
+            folder.uidvalidity, folder.uidnext, len(folder.messages), folder.modseq if condstore else None
+        )
+
+    def status(self, folder: str) -> FolderStatus:
+        self._command()  # STATUS (the capabilities came with the login)
+        return self._status_of(self._folder(folder))
+
+    def select(self, folder: str) -> FolderStatus:
+        self._command()  # EXAMINE
+        self._selected = folder
+        return self._status_of(self._folder(folder))
+
+    def _current(self) -> FakeFolder:
+        if self._selected is None:
+            raise IMAPClientError("command not allowed: no folder selected")
+        return self._folder(self._selected)
+
+    def uids_from(self, first_uid: int) -> list[int]:
+        self._command()  # UID SEARCH
+        return sorted(uid for uid in self._current().messages if uid >= first_uid)
+
+    def uids_before(self, when: datetime) -> list[int]:
+        self._command()  # SEARCH BEFORE <date>
+        day = when.date()
+        return sorted(uid for uid, m in self._current().messages.items() if m.internaldate.date() < day)
+
+    def sizes(self, uids: list[int]) -> list[tuple[int, int]]:
+        if not uids:
+            return []
+        self._command()  # UID FETCH RFC822.SIZE
+        messages = self._current().messages
+        return [(uid, len(messages[uid].raw)) for uid in uids if uid in messages]
+
+    def fetch(self, uids: list[int]) -> list[Fetched]:
+        if not uids:
+            return []
+        self._command()  # UID FETCH BODY.PEEK[] INTERNALDATE FLAGS
+        self.fetched.append(list(uids))
+        messages = self._current().messages
+        return [
+            Fetched(uid, messages[uid].raw, messages[uid].internaldate.astimezone(UTC), messages[uid].flags)
+            for uid in uids
+            if uid in messages  # expunged meanwhile
+        ]
+
+    def internaldates(self, uids: list[int]) -> dict[int, tuple[datetime | None, int]]:
+        if not uids:
+            return {}
+        self._command()  # UID FETCH INTERNALDATE RFC822.SIZE
+        messages = self._current().messages
+        # imapclient hands INTERNALDATE back naive, in local time
+        return {
+            uid: (messages[uid].internaldate.astimezone().replace(tzinfo=None), len(messages[uid].raw))
+            for uid in uids
+            if uid in messages
+        }
+
+    def usage(self, folder: str = "INBOX") -> Usage | None:
+        if "QUOTA" not in self.server.capabilities:
+            return None
+        self._command()  # GETQUOTAROOT
+        if self.account.quota_kb is None:
+            return None
+        return Usage(self.account.used_kb, self.account.quota_kb)
+
+    def move(self, folder: str, uids: list[int], target: str) -> None:
+        if not uids:
+            return
+        self._command()  # LIST (folder_exists)
+        if target not in self.account.folders:
+            self._command()  # CREATE
+            self.account.folders[target] = FakeFolder(self.server.next_uidvalidity())
+        self._command()  # SELECT
+        self._selected = folder
+        source = self._folder(folder)
+        if "MOVE" in self.server.capabilities:
+            self._command()  # UID MOVE
+        else:
+            self._command()  # UID COPY
+            self._command()  # UID STORE +FLAGS \Deleted
+            self._command()  # UID EXPUNGE / EXPUNGE
+        for uid in sorted(uids):
+            message = source.messages.pop(uid, None)
+            if message is not None:
+                self.account.folders[target].add(message.raw, message.internaldate, message.flags)
+        source.modseq += 1
+
+    def expunge(self, folder: str, uids: list[int]) -> None:
+        if not uids:
+            return
+        self._command()  # SELECT
+        self._selected = folder
+        source = self._folder(folder)
+        self._command()  # UID STORE +FLAGS \Deleted
+        self._command()  # UID EXPUNGE (or EXPUNGE)
+        for uid in uids:
+            source.messages.pop(uid, None)
+        source.modseq += 1
+
+    def close(self) -> None:
+        if not self.closed:
+            self.commands += 1  # LOGOUT
+            self.closed = True
+
+
+# --- SMTP -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Received:
+    """A message the provider received (DATA completed, whatever became of the answer)."""
+
+    mail_from: str
+    recipients: tuple[str, ...]
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class SmtpBehaviour:
+    """How the access point handles one submission."""
+
+    kind: str = (
+        "accept"  # accept | refuse_mail | refuse_rcpt | refuse_data | lose_answer | drop | unavailable
+    )
+    code: int = 250
+    text: str = "2.0.0 Ok: queued"
+    unavailable_kind: str = "unreachable"
+
+
+class _SmtpConnection:
+    """The part of smtplib.SMTP that SmtpSubmitter uses, answering as `behaviour` says."""
+
+    def __init__(self, server: FakeSmtp, behaviour: SmtpBehaviour):
+        self.server, self.behaviour = server, behaviour
+        self.mail_from: str | None = None
+        self.rcpts: list[str] = []
+        self.quit_called = False
+
+    def has_extn(self, name: str) -> bool:
+        return name.lower() == "size"
+
+    def mail(self, sender: str, options=()):
+        if self.behaviour.kind == "drop":
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        if self.behaviour.kind == "refuse_mail":
+            return self.behaviour.code, self.behaviour.text.encode()
+        self.mail_from = sender
+        return 250, b"2.1.0 Ok"
+
+    def rcpt(self, recipient: str, options=()):
+        if self.behaviour.kind == "refuse_rcpt":
+            return self.behaviour.code, self.behaviour.text.encode()
+        self.rcpts.append(recipient)
+        return 250, b"2.1.5 Ok"
+
+    def rset(self):
+        self.mail_from, self.rcpts = None, []
+        return 250, b"2.0.0 Ok"
+
+    def data(self, raw: bytes):
+        kind = self.behaviour.kind
+        if kind == "refuse_data_command":  # smtplib raises when DATA itself is not answered 354
+            raise smtplib.SMTPDataError(self.behaviour.code, self.behaviour.text.encode())
+        if kind == "refuse_data":  # the provider reads the message, then refuses it
+            return self.behaviour.code, self.behaviour.text.encode()
+        self.server.received.append(Received(self.mail_from or "", tuple(self.rcpts), bytes(raw)))
+        if kind == "lose_answer":  # the message went; its answer never came back
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        return self.behaviour.code, self.behaviour.text.encode()
+
+    def quit(self):
+        self.quit_called = True
+        return 221, b"2.0.0 Bye"
+
+    def close(self):
+        pass
+
+
+class FakeSmtp:
+    """The provider's SMTP access point, as the sender's `submit(config, raw, recipients)` sees it.
+    It answers each submission as the next queued behaviour says (`refuse_rcpt()`, `refuse_data()`,
+    `lose_answer()`, `drop()`, `unavailable()`), then as `default`. `received` is what reached the
+    provider: the messages that were sent, whatever the sender learned of it."""
+
+    def __init__(self, default: SmtpBehaviour | None = None):
+        self.default = default or SmtpBehaviour()
+        self.queue: list[SmtpBehaviour] = []
+        self.received: list[Received] = []
+        self.submissions: list[tuple[str, tuple[str, ...], Submission | str]] = []  # every attempt
+
+    def then(self, behaviour: SmtpBehaviour) -> FakeSmtp:
+        self.queue.append(behaviour)
+        return self
+
+    def refuse_mail(self, code: int = 553, text: str = "5.7.1 Sender not allowed") -> FakeSmtp:
+        return self.then(SmtpBehaviour("refuse_mail", code, text))
+
+    def refuse_rcpt(self, code: int = 550, text: str = "5.1.1 Recipient address rejected") -> FakeSmtp:
+        return self.then(SmtpBehaviour("refuse_rcpt", code, text))
+
+    def refuse_data(
+        self, code: int = 554, text: str = "5.6.0 Message refused", *, at_command: bool = False
+    ) -> FakeSmtp:
+        """Refused at DATA: after reading the message, or (`at_command`) at the DATA command itself."""
+        return self.then(SmtpBehaviour("refuse_data_command" if at_command else "refuse_data", code, text))
+
+    def lose_answer(self) -> FakeSmtp:
+        return self.then(SmtpBehaviour("lose_answer"))
+
+    def drop(self) -> FakeSmtp:
+        """The connection breaks before DATA: nothing is sent."""
+        return self.then(SmtpBehaviour("drop"))
+
+    def unavailable(self, kind: str = "auth") -> FakeSmtp:
+        """The mailbox cannot be opened (login refused, unreachable, TLS): MailboxUnavailable."""
+        return self.then(SmtpBehaviour("unavailable", unavailable_kind=kind))
+
+    def submit(self, config: MailboxConfig, raw: bytes, recipients: list[str]) -> Submission:
+        behaviour = self.queue.pop(0) if self.queue else self.default
+        if behaviour.kind == "unavailable":
+            self.submissions.append(
+                (config.address, tuple(recipients), f"unavailable: {behaviour.unavailable_kind}")
+            )
+            raise MailboxUnavailable(
+                behaviour.unavailable_kind,
+                f"SMTP to {config.smtp_host or config.imap_host}: {behaviour.kind}",
+            )
+        connection = _SmtpConnection(self, behaviour)
+        try:
+            result = SmtpSubmitter(connection).submit(raw, config.address, recipients)
+        finally:
+            connection.quit()
+        self.submissions.append((config.address, tuple(recipients), result))
+        return result
+
+    def received_by(self, recipient: str) -> int:
+        return sum(1 for r in self.received if recipient in r.recipients)
+
+
+# --- the rate limiter ----------------------------------------------------------------------------------
+class FakeRateLimiter(RateLimiter):
+    """RateLimiter with its state in memory: the real limiter's decisions (rolling and fixed windows,
+    horizon reservations, pace, release), its versioned conditional writes kept in a dict.
+    `script(decision, ...)` queues decisions `acquire` returns first, whatever the slots say.
+    `acquired` and `released` list what the callers took and gave back."""
+
+    def __init__(
+        self,
+        policy_for: Callable[[str], QuotaPolicy] | None = None,
+        *,
+        policy: QuotaPolicy | str = "aruba",
+        max_attempts: int = 8,
+    ) -> None:
+        fixed = policy_from_spec(policy) if isinstance(policy, str) else policy
+        self.table_name = "fake-quota"
+        self.client = None
+        self.policy_for = policy_for or (lambda mailbox: fixed)
+        self.max_attempts = max_attempts
+        self.sleep = lambda seconds: None
+        self.stats = LimiterStats()
+        self.items: dict[str, dict] = {}
+        self.scripted: list[Decision] = []
+        self.acquired: list[tuple[str, float]] = []
+        self.released: list[tuple[str, float]] = []
+
+    def script(self, *decisions: Decision) -> None:
+        self.scripted.extend(decisions)
+
+    def acquire(self, mailbox: str, now: float | None = None, *, horizon: float = 0.0) -> Decision:
+        decision = self.scripted.pop(0) if self.scripted else super().acquire(mailbox, now, horizon=horizon)
+        if decision.allowed:
+            self.acquired.append((mailbox.lower(), decision.at))
+        return decision
+
+    def release(self, mailbox: str, at: float) -> bool:
+        self.released.append((mailbox.lower(), float(at)))
+        return super().release(mailbox, at)
+
+    def held(self, mailbox: str) -> list[float]:
+        """Slots taken and not given back (by the callers' account)."""
+        held = [at for m, at in self.acquired if m == mailbox.lower()]
+        for m, at in self.released:
+            if m == mailbox.lower() and at in held:
+                held.remove(at)
+        return held
+
+    def _read(self, key: str) -> _LimiterState:
+        return _LimiterState.from_item(copy.deepcopy(self.items.get(key)))
+
+    def _write(self, key: str, version: int, item: dict) -> bool:
+        current = self.items.get(key)
+        if (current is None) != (version == 0) or (current is not None and current["version"] != version):
+            return False
+        self.items[key] = copy.deepcopy(item)
+        return True
+
+
+# --- queues, secrets, campaign files ------------------------------------------------------------------
+class FakeQueue:
+    """Queue (SQS): `sent` is every entry accepted, `messages` what is on the queue (a FIFO entry
+    whose deduplication id was seen in the last five minutes is accepted and dropped, as SQS does).
+    `fail_ids` makes send_batch report those entry ids under "Failed"."""
+
+    DEDUPLICATION_SECONDS = 300
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+        self.messages: list[dict] = []
+        self.visibility: list[tuple[str, int]] = []
+        self.fail_ids: set[str] = set()
+        self._seen: dict[str, float] = {}
+
+    def _enqueue(self, entry: dict) -> None:
+        self.sent.append(entry)
+        dedupe = entry.get("MessageDeduplicationId")
+        now = clock.timestamp()
+        if dedupe is not None:
+            if now - self._seen.get(dedupe, float("-inf")) < self.DEDUPLICATION_SECONDS:
+                return
+            self._seen[dedupe] = now
+        self.messages.append(entry)
+
+    def send_batch(self, entries: list[dict]) -> dict:
+        if not 1 <= len(entries) <= 10:
+            code = "EmptyBatchRequest" if not entries else "TooManyEntriesInBatchRequest"
+            raise ClientError({"Error": {"Code": code, "Message": code}}, "SendMessageBatch")
+        if len({e["Id"] for e in entries}) != len(entries):
+            raise ClientError(
+                {"Error": {"Code": "BatchEntryIdsNotDistinct", "Message": "ids repeat"}}, "SendMessageBatch"
+            )
+        answer: dict = {"Successful": [], "Failed": []}
+        for entry in entries:
+            if entry["Id"] in self.fail_ids:
+                answer["Failed"].append({"Id": entry["Id"], "Code": "InternalError", "SenderFault": False})
+                continue
+            self._enqueue({k: v for k, v in entry.items() if k != "Id"})
+            answer["Successful"].append({"Id": entry["Id"]})
+        if not answer["Failed"]:
+            del answer["Failed"]
+        return answer
+
+    def send(self, entry: dict) -> None:
+        self._enqueue({k: v for k, v in entry.items() if k != "Id"})
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        if not 0 <= seconds <= 43_200:
+            raise ClientError(
+                {"Error": {"Code": "InvalidParameterValue", "Message": f"VisibilityTimeout {seconds}"}},
+                "ChangeMessageVisibility",
+            )
+        self.visibility.append((receipt_handle, seconds))
+
+    def bodies(self) -> list[dict]:
+        """The bodies of the messages on the queue, in order (and takes them off it)."""
+        taken, self.messages = self.messages, []
+        return [json.loads(m["MessageBody"]) for m in taken]
+
+
+class FakeSecrets:
+    """SecretStore (what the CLI writes) and the functions' `password_of(config, refresh=False)`."""
+
+    def __init__(self, passwords: dict[str, str] | None = None) -> None:
+        self.secrets: dict[str, tuple[str, str]] = {}
+        self.passwords = {k.lower(): v for k, v in (passwords or {}).items()}
+        self.reads: list[tuple[str, bool]] = []
+
+    def put(self, name: str, value: str, description: str) -> None:
+        self.secrets[name] = (value, description)
+
+    def password_of(self, config: MailboxConfig, refresh: bool = False) -> str:
+        self.reads.append((config.address.lower(), refresh))
+        return self.passwords[config.address.lower()]
+
+
+@dataclass
+class _FileVersion:
+    version_id: str
+    etag: str
+    body: bytes
+
+
+class FakeCampaignFiles:
+    """CampaignFiles: one campaign's files in a versioned bucket. A read given a pin returns the
+    pinned bytes, or raises PackageChanged when that version is gone; `replace` uploads a new one."""
+
+    def __init__(self, campaign_id: str, files: dict[str, bytes] | None = None) -> None:
+        self.campaign_id = campaign_id
+        self.versions: dict[str, list[_FileVersion]] = {}
+        self._count = 0
+        for name, body in (files or {}).items():
+            self.replace(name, body)
+
+    def replace(self, name: str, body: bytes) -> str:
+        self._count += 1
+        version = _FileVersion(f"v{self._count}", f'"{hashlib.md5(body).hexdigest()}"', bytes(body))
+        self.versions.setdefault(name, []).append(version)
+        return version.version_id
+
+    def delete(self, name: str, version_id: str | None = None) -> None:
+        """The file gone (or only one of its versions)."""
+        if version_id is None:
+            self.versions.pop(name, None)
+        else:
+            self.versions[name] = [v for v in self.versions.get(name, []) if v.version_id != version_id]
+
+    def _version(self, name: str, pin: dict | None) -> _FileVersion:
+        versions = self.versions.get(name) or []
+        if pin and pin.get("version_id"):
+            found = next((v for v in versions if v.version_id == pin["version_id"]), None)
+        elif pin and pin.get("etag"):
+            found = versions[-1] if versions and versions[-1].etag == pin["etag"] else None
+        else:
+            found = versions[-1] if versions else None
+        if found is not None:
+            return found
+        if pin:
+            raise PackageChanged(
+                f"{name} is no longer the file validated for this campaign: it was replaced or deleted"
+            )
+        raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "no such key"}}, "GetObject")
+
+    def pin(self, name: str, version_id: str | None = None) -> dict | None:
+        versions = self.versions.get(name) or []
+        found = (
+            next((v for v in versions if v.version_id == version_id), None)
+            if version_id
+            else (versions[-1] if versions else None)
+        )
+        return {"version_id": found.version_id, "etag": found.etag} if found else None
+
+    def read(self, name: str, pin: dict | None = None) -> bytes:
+        return self._version(name, pin).body
+
+    def open_with_size(self, name: str, pin: dict | None = None):
+        body = self._version(name, pin).body
+        return io.BytesIO(body), len(body)
+
+    def attachments(self) -> Iterable[tuple[str, int]]:
+        for name in sorted(self.versions, key=_utf8):
+            if name.startswith("attachments/") and self.versions[name]:
+                yield name[len("attachments/") :], len(self.versions[name][-1].body)
+
+    def put(self, name: str, body, content_type: str) -> None:
+        self.replace(name, body.read())
+
+
+# --- wiring helpers --------------------------------------------------------------------------------------
+def config(address: str = "ufficio@pec.azienda.test", **kw) -> MailboxConfig:
+    """A mailbox configuration for the fakes (the host is never reached)."""
+    return MailboxConfig(address, "imap.fake.test", **kw)

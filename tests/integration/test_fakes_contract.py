@@ -1,0 +1,608 @@
+"""The fakes of tests/fakes.py against their adapters: the same scenarios, run once on each fake and
+once on the real adapter on moto, so a fake cannot drift from what the services meet in production.
+
+A handful of behaviours per port: conditional transitions refused when the state changed,
+idempotent re-records, counters moved once, values cleaned as DynamoDB keeps them, errors where
+the adapter raises them. One moto stack serves the whole module (each test uses its own keys).
+Where moto itself differs from AWS the scenario says so and is left out (see the fakes).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from pecflow.adapters.archive import Archive
+from pecflow.adapters.campaign_files import CampaignPackage
+from pecflow.adapters.dynamodb import CampaignStore, Conflict, MailboxStore, MessageStore, OutgoingStore
+from pecflow.adapters.ratelimit import RateLimiter
+from pecflow.domain.mailbox import Cursor, MailboxConfig
+from pecflow.domain.ports import ArchiveError, PackageChanged
+from pecflow.domain.quota import QuotaPolicy
+from pecflow.domain.reconcile import (
+    CLAIM,
+    COUNTERS,
+    SMTP_ACCEPTED,
+    SMTP_RETRY,
+    Job,
+    Move,
+    State,
+    move_for_receipt,
+)
+from pecflow.pec import kinds
+from tests import fakes
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def moto_stack():
+    """One in-process moto stack with template.yaml's resources, for the whole module."""
+    from moto import mock_aws
+
+    from local.aws import LocalAws
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+            patch.delenv(name, raising=False)
+        with mock_aws():
+            yield LocalAws.in_process(TEMPLATE)
+
+
+@dataclass
+class Ports:
+    """One implementation of the ports under test, and what can happen behind their back."""
+
+    name: str
+    mailboxes: Any
+    messages: Any
+    outgoing: Any
+    campaigns: Any
+    archive: Any
+    limiter_for: Any  # policy -> a rate limiter
+    files_for: Any  # campaign id -> its files
+    upload: Any  # (campaign id, name, bytes) -> a new version of a campaign file
+    corrupt: Any  # (key, bytes): other bytes under the stored checksum
+    overwrite: Any  # (key, bytes): a new version, other bytes with their own checksum
+    delete: Any  # key: a delete marker
+
+
+def _fake_ports() -> Ports:
+    campaigns = fakes.FakeCampaignStore()
+    archive = fakes.FakeArchive()
+    files: dict[str, fakes.FakeCampaignFiles] = {}
+
+    def files_for(campaign_id):
+        return files.setdefault(campaign_id, fakes.FakeCampaignFiles(campaign_id))
+
+    return Ports(
+        "fake",
+        fakes.FakeMailboxStore(),
+        fakes.FakeMessageStore(),
+        fakes.FakeOutgoingStore(campaigns),
+        campaigns,
+        archive,
+        lambda policy: fakes.FakeRateLimiter(policy=policy),
+        files_for,
+        lambda campaign_id, name, body: files_for(campaign_id).replace(name, body),
+        archive.corrupt,
+        archive.overwrite,
+        archive.delete,
+    )
+
+
+def _moto_ports(aws) -> Ports:
+    ddb, s3 = aws.resource("dynamodb"), aws.client("s3")
+    archive = Archive(aws.physical("ArchiveBucket"), s3)
+    bucket, campaign_bucket = archive.bucket, aws.physical("CampaignBucket")
+
+    def corrupt(key, body):
+        stored = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")["ChecksumSHA256"]
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256", ChecksumSHA256=stored)
+
+    def upload(campaign_id, name, body):
+        return s3.put_object(Bucket=campaign_bucket, Key=f"campaigns/{campaign_id}/{name}", Body=body)[
+            "VersionId"
+        ]
+
+    return Ports(
+        "moto",
+        MailboxStore(aws.physical("MailboxesTable"), ddb),
+        MessageStore(aws.physical("MessagesTable"), ddb),
+        OutgoingStore(aws.physical("OutgoingTable"), ddb, campaigns_table=aws.physical("CampaignsTable")),
+        CampaignStore(aws.physical("CampaignsTable"), ddb),
+        archive,
+        lambda policy: RateLimiter(aws.physical("QuotaTable"), lambda m: policy, dynamodb=ddb),
+        lambda campaign_id: CampaignPackage(s3, campaign_bucket, campaign_id),
+        upload,
+        corrupt,
+        lambda key, body: s3.put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256"),
+        lambda key: s3.delete_object(Bucket=bucket, Key=key),
+    )
+
+
+@pytest.fixture(params=["fake", "moto"])
+def ports(request) -> Ports:
+    if request.param == "fake":
+        return _fake_ports()
+    return _moto_ports(request.getfixturevalue("moto_stack"))
+
+
+@pytest.fixture
+def uid() -> str:
+    """A token of this test's own: keys no other test in the shared stack uses."""
+    return f"k{next(_ids)}"
+
+
+def _validation_error(error: pytest.ExceptionInfo) -> bool:
+    return error.value.response["Error"]["Code"] == "ValidationException"
+
+
+# --- MailboxStore ----------------------------------------------------------------------------------------
+def test_mailbox_registry(ports, uid):
+    store = ports.mailboxes
+    on = MailboxConfig(f"b{uid}@pec.test", "imap.pec.test", folders=("INBOX", "Ricevute"))
+    off = MailboxConfig(f"a{uid}@pec.test", "imap.pec.test", enabled=False)
+    store.put(on)
+    store.put(off)
+    assert store.get(f"B{uid}@PEC.TEST") == on
+    assert store.get(f"nobody{uid}@pec.test") is None
+    mine = [c.address for c in store.list() if uid in c.address]
+    assert mine == [off.address, on.address]
+    assert off.address not in [c.address for c in store.list(enabled_only=True)]
+    store.set_enabled(off.address, True)
+    assert store.get(off.address).enabled
+    store.put(on)  # put again: the status is kept
+    with pytest.raises(KeyError):
+        store.set_enabled(f"nobody{uid}@pec.test", True)
+    config, status = store.get_with_status(on.address)
+    assert config == on and status == {}
+    assert store.get_with_status(f"nobody{uid}@pec.test") == (None, {})
+
+
+def test_poll_status_counts_failures_and_quarantines(ports, uid):
+    store = ports.mailboxes
+    address = f"m{uid}@pec.test"
+    store.put(MailboxConfig(address, "imap.pec.test"))
+    store.record_poll(address, ok=False, error_kind="auth", error="login refused")
+    store.record_poll(address, ok=False, error="")
+    status = store.status(address)
+    assert (status["error_kind"], status["last_error"], status["consecutive_failures"]) == (
+        "error",
+        "unknown error",
+        2,
+    )
+    store.note_quarantine(address, uid=3, sha256="ab" * 32, reason="record: broken")
+    store.note_quarantine(address, uid=4, sha256="cd" * 32, reason="x" * 2000)
+    store.record_poll(address, ok=True, usage={"percent": 42.5, "kb": 10.0}, fetched=3)
+    status = store.status(address)
+    assert "last_error" not in status and "error_kind" not in status and "last_error_at" in status
+    assert status["consecutive_failures"] == 0 and status["last_fetched"] == 3
+    assert status["usage"] == {"percent": 42.5, "kb": 10}, "whole floats come back as ints"
+    assert status["quarantined"] == 2
+    assert status["last_quarantined"]["uid"] == 4 and len(status["last_quarantined"]["reason"]) == 1000
+    store.put(MailboxConfig(address, "imap2.pec.test"))
+    assert store.status(address)["quarantined"] == 2, "a new configuration keeps the status"
+
+
+def test_status_of_an_unknown_mailbox_cannot_be_written(ports, uid):
+    with pytest.raises(ClientError) as error:
+        ports.mailboxes.record_poll(f"ghost{uid}@pec.test", ok=False, error="x")
+    assert _validation_error(error)
+    with pytest.raises(ClientError) as error:
+        ports.mailboxes.note_quarantine(f"ghost{uid}@pec.test", uid=1, sha256="a", reason="r")
+    assert _validation_error(error)
+    assert ports.mailboxes.status(f"ghost{uid}@pec.test") == {}
+
+
+def test_cursor_moves_forward_only_within_a_uidvalidity(ports, uid):
+    store = ports.mailboxes
+    address = f"c{uid}@pec.test"
+    assert store.get_cursor(address, "INBOX") == Cursor("INBOX")
+    store.save_cursor(address, Cursor("INBOX", 5, 10).started(11))
+    assert store.get_cursor(address.upper(), "INBOX") == Cursor("INBOX", 5, 10, None, None, 11, 1)
+    store.save_cursor(address, Cursor("INBOX", 5, 10).started(11).started(11))
+    assert store.get_cursor(address, "INBOX").attempts == 2
+    store.save_cursor(address, Cursor("INBOX", 5, 12, 13, 99))
+    assert store.get_cursor(address, "INBOX") == Cursor("INBOX", 5, 12, 13, 99)
+    with pytest.raises(Conflict):
+        store.save_cursor(address, Cursor("INBOX", 5, 11))
+    assert store.get_cursor(address, "INBOX").last_uid == 12, "a refused cursor changes nothing"
+    store.save_cursor(address, Cursor("INBOX", 6, 0))  # UIDVALIDITY changed: back to the start
+    assert store.get_cursor(address, "INBOX") == Cursor("INBOX", 6, 0)
+    assert store.get_cursor(address, "Ricevute") == Cursor("Ricevute"), "one cursor per folder"
+
+
+# --- MessageStore ----------------------------------------------------------------------------------------
+def _record(sha: str, uid: int = 3, **fields) -> dict:
+    return {
+        "sha256": sha,
+        "uid": uid,
+        "folder": "INBOX",
+        "uidvalidity": 5,
+        "received_key": f"2026-03-02T10:00:0{uid % 10}Z#{sha[:16]}",
+        "kind": kinds.ACCETTAZIONE,
+        **fields,
+    }
+
+
+def test_a_message_is_recorded_once(ports, uid):
+    store = ports.messages
+    box = f"r{uid}@pec.test"
+    sha = "ab" * 32
+    assert store.record(box, _record(sha, location=f"{box}|INBOX|5")) is True
+    assert store.record(box.upper(), _record(sha, uid=9, subject="again")) is False
+    kept = store.get(box, sha)
+    assert kept["uid"] == 3 and "subject" not in kept, "the first record stays as it was"
+    assert kept["mailbox"] == box and kept["message"] == f"sha256:{sha}"
+    assert store.count(box) == 1 and store.count(f"other{uid}@pec.test") == 0
+    assert store.get(box, "cd" * 32) is None
+
+
+def test_records_are_kept_as_dynamodb_keeps_them(ports, uid):
+    store = ports.messages
+    box = f"v{uid}@pec.test"
+    sha = "ef" * 32
+    store.record(
+        box,
+        _record(
+            sha,
+            subject=None,
+            to=[],
+            cc=[],
+            error="",
+            sdi={},
+            problems=["one"],
+            size=12.0,
+            ratio=0.25,
+            attachments=[{"filename": "a.pdf", "content_type": None, "size": 3}],
+            nested={"a": None, "b": ""},
+        ),
+    )
+    kept = store.get(box, sha)
+    for absent in ("subject", "to", "cc", "error", "sdi"):
+        assert absent not in kept, absent
+    assert kept["size"] == 12 and isinstance(kept["size"], int) and kept["ratio"] == 0.25
+    assert kept["attachments"] == [{"filename": "a.pdf", "size": 3}]
+    assert kept["nested"] == {}, "a map emptied by the cleaning is still written"
+    store.set_fields(box, sha, {"reconciled": "matched", "outgoing_message_id": None, "problems": []})
+    kept = store.get(box, sha)
+    assert kept["reconciled"] == "matched" and "outgoing_message_id" not in kept
+    assert kept["problems"] == ["one"], "an empty list does not overwrite"
+
+
+def test_sparse_indexes_list_what_they_should(ports, uid):
+    store = ports.messages
+    box = f"i{uid}@pec.test"
+    shas = [f"{i:02d}" * 32 for i in range(1, 5)]
+    for i, sha in enumerate(shas):
+        store.record(box, _record(sha, uid=i + 1))
+    store.set_fields(box, "99" * 32, {"kind": "x"})  # created by an update, with no received_key
+    assert [r["sha256"] for r in store.query(box)] == list(reversed(shas)), "newest first"
+    assert [r["sha256"] for r in store.query(box, newest_first=False, limit=2)] == shas[:2]
+    store.set_fields(box, shas[1], {"unmatched_mailbox": box})
+    store.set_fields(box, shas[2], {"quarantined_mailbox": box, "quarantined": {"stage": "record"}})
+    assert [r["sha256"] for r in store.query(box, index="Unmatched")] == [shas[1]]
+    assert [r["sha256"] for r in store.query(box, index="Quarantined")] == [shas[2]]
+    store.set_fields(box, shas[1], {"reconciled": "matched"}, remove=["unmatched_mailbox"])
+    assert store.query(box, index="Unmatched") == []
+    assert store.get(box, shas[1])["reconciled"] == "matched"
+    assert store.count(box) == 5
+
+
+def test_records_are_found_where_they_are_on_the_provider(ports, uid):
+    store = ports.messages
+    box = f"l{uid}@pec.test"
+    a, b = "a1" * 32, "b2" * 32
+    store.record(box, _record(a, uid=3, location=f"{box}|INBOX|5"))
+    store.record(box, _record(b, uid=4, location=f"{box}|INBOX|5"))
+    assert sorted(store.at_location(box, "INBOX", 5, [3, 4, 5])) == [3, 4]
+    assert store.at_location(box, "INBOX", 5, []) == {}
+    store.relocate(box, a, folder="INBOX", uid=1, uidvalidity=6)  # seen again after a UIDVALIDITY change
+    assert list(store.at_location(box, "INBOX", 6, [1, 2])) == [1]
+    assert list(store.at_location(box, "INBOX", 5, [3, 4])) == [4]
+    store.set_fields(box, b, {"on_provider": "expunged"}, remove=["location"])
+    assert store.at_location(box, "INBOX", 5, [3, 4]) == {}
+    store.relocate(box, "c3" * 32, folder="INBOX", uid=7, uidvalidity=6)  # an update creates the item
+    assert store.get(box, "c3" * 32)["location"] == f"{box}|INBOX|6"
+
+
+def test_a_record_over_dynamodbs_limit_is_refused_data_not_a_service_failure(ports, uid):
+    store = ports.messages
+    with pytest.raises(ClientError) as error:
+        store.record(f"big{uid}@pec.test", _record("d4" * 32, subject="x" * 410_000))
+    assert _validation_error(error) and not store.is_service_failure(error.value)
+    assert store.get(f"big{uid}@pec.test", "d4" * 32) is None
+    throttled = ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "PutItem")
+    assert store.is_service_failure(throttled) and store.is_service_failure(ConnectionResetError())
+    assert not store.is_service_failure(ValueError("parser"))
+
+
+# --- OutgoingStore ------------------------------------------------------------------------------------------
+def test_a_message_is_registered_once_and_found_by_its_identificativo(ports, uid):
+    store = ports.outgoing
+    msgid = f"<{uid}@pec.azienda.test>"
+    assert store.register(msgid, mailbox="Ufficio@PEC.test", recipients=["B@x.test", "a@x.test"], subject="S")
+    assert not store.register(msgid, mailbox="ufficio@pec.test", recipients=["c@x.test"])
+    head, jobs = store.message_and_jobs(msgid)
+    assert head["mailbox"] == "ufficio@pec.test" and head["recipients"] == ["b@x.test", "a@x.test"]
+    assert jobs == [Job("a@x.test", State.SENT), Job("b@x.test", State.SENT)], "in recipient order"
+    assert store.jobs(msgid) == jobs and store.message(msgid) == head
+    view = store.view(msgid)
+    assert [j["receipts"] for j in view["jobs"]] == [{}, {}] and "at_sent" in view["jobs"][0]
+    assert store.job(msgid)["recipient"] == "a@x.test" and store.job(msgid)["head"] == head
+    store.set_identificativo(msgid, f"opec.{uid}")
+    store.set_identificativo(msgid, "another")
+    assert store.message(msgid)["identificativo"] == f"opec.{uid}", "the first identificativo stays"
+    assert store.by_identificativo(f"opec.{uid}") == msgid and store.by_identificativo("another") is None
+    assert store.view(f"<none{uid}>") is None and store.job(f"<none{uid}>") is None
+    assert store.message_and_jobs(f"<none{uid}>") == (None, [])
+
+
+def _jobs(uid: str, n: int, campaign: str) -> list[dict]:
+    return [
+        {
+            "message_id": f"<pecflow.{uid}.{row}.1@pec.test>",
+            "recipient": f"C{row}@pec.beta.test",
+            "mailbox": "ufficio@pec.test",
+            "campaign_id": campaign,
+            "row": row,
+            "attempt": 1,
+            "values": {"nome": f"Ditta {row}", "vuoto": ""},
+        }
+        for row in range(2, n + 2)
+    ]
+
+
+def test_jobs_are_created_once_and_never_rewritten(ports, uid):
+    store = ports.outgoing
+    campaign = f"camp-{uid}"
+    ports.campaigns.create(campaign, {"status": "sending"})
+    jobs = _jobs(uid, 3, campaign)
+    assert store.add_jobs(jobs[:2]) == 2
+    first = jobs[0]["message_id"]
+    recipient = Job("c2@pec.beta.test", State.PENDING, True, campaign)
+    assert store.try_move(first, recipient, CLAIM, also_set={"claimed_at": "t1"})
+    assert store.add_jobs(jobs) == 1, "only the new one"
+    assert store.add_jobs(jobs) == 0 and store.add_jobs([]) == 0
+    job = store.job(first)
+    assert job["state"] == "sending" and job["claimed_at"] == "t1", "a job that moved on is not rewritten"
+    assert job["values"] == {"nome": "Ditta 2"} and job["job_key"] == "000000002#001"
+    assert job["head"]["recipients"] == ["C2@pec.beta.test"], "the head keeps the address as given"
+    listed = list(store.campaign_jobs(campaign))
+    assert [j["row"] for j in listed] == [2, 3, 4] and all(j["recipient"] != "#message" for j in listed)
+
+
+def test_transitions_are_refused_when_the_state_changed(ports, uid):
+    store = ports.outgoing
+    campaign = f"camp-{uid}"
+    ports.campaigns.create(campaign, {"status": "sending"})
+    ports.campaigns.start_counting(campaign, 1)
+    [job] = _jobs(uid, 1, campaign)
+    store.add_jobs([job])
+    msgid, pending = job["message_id"], Job("c2@pec.beta.test", State.PENDING, True, campaign)
+    assert store.try_move(msgid, pending, CLAIM, also_set={"claimed_at": "t1", "slot_at": 0})
+    assert not store.try_move(msgid, pending, CLAIM, also_set={"claimed_at": "t2"}), "claimed once"
+    assert store.apply(msgid, pending, CLAIM) == State.SENDING, "a refused move answers the state now"
+    sending = Job(pending.address, State.SENDING, True, campaign)
+    assert not store.try_move(msgid, sending, SMTP_RETRY, only_if={"claimed_at": "t0"}), "another claim"
+    assert not store.try_move(msgid, sending, SMTP_RETRY, only_if={"claimed_at": None}), "claimed_at is set"
+    assert store.job(msgid)["claimed_at"] == "t1" and store.job(msgid)["slot_at"] == 0
+    # a move that does not apply to the state the caller read is not even tried
+    assert store.apply(msgid, pending, SMTP_ACCEPTED) == State.PENDING
+    assert store.try_move(
+        msgid, sending, SMTP_ACCEPTED, only_if={"claimed_at": "t1"}, also_set={"smtp_answer": "250 ok"}
+    )
+    job_now = store.job(msgid)
+    assert job_now["state"] == "sent" and job_now["smtp_answer"] == "250 ok" and "at_sent" in job_now
+    assert job_now["last_reason"] == SMTP_ACCEPTED.reason
+    assert store.try_move(
+        msgid,
+        Job(pending.address, State.SENT, True, campaign),
+        Move(State.ERROR, frozenset({State.SENT}), "t"),
+    )
+    counters = ports.campaigns.counters(campaign)
+    assert (counters["to_send"], counters["sent"], counters["errors"]) == (0, 0, 1), "each move counted once"
+    assert not store.try_move(f"<ghost{uid}>", pending, CLAIM), "no job, no move"
+
+
+def test_receipts_are_recorded_once_whatever_the_move(ports, uid):
+    store = ports.outgoing
+    campaign = f"camp-{uid}"
+    ports.campaigns.create(campaign, {"status": "sending"})
+    msgid = f"<r{uid}@pec.azienda.test>"
+    store.register(msgid, mailbox="u@pec.test", recipients=["a@x.test", "b@x.test"], campaign_id=campaign)
+    a = Job("a@x.test", State.SENT, True, campaign)
+    delivered = move_for_receipt(kinds.AVVENUTA_CONSEGNA)
+    info = {"kind": kinds.AVVENUTA_CONSEGNA, "at": None, "error": None}
+    assert store.apply(msgid, a, delivered, receipt_id="r1", receipt=info) == State.DELIVERED
+    assert store.apply(msgid, a, delivered, receipt_id="r1", receipt={"kind": "other"}) == State.DELIVERED
+    late = Job("a@x.test", State.DELIVERED, True, campaign)
+    accepted = move_for_receipt(kinds.ACCETTAZIONE)
+    assert store.apply(msgid, late, accepted, receipt_id="r2", receipt={"kind": "accettazione"}) == (
+        State.DELIVERED
+    )
+    failed = move_for_receipt(kinds.ERRORE_CONSEGNA)
+    b = Job("b@x.test", State.SENT, True, campaign)
+    store.apply(msgid, b, failed, receipt_id="r3", receipt={"kind": "errore", "error_detail": "5.1.1 no"})
+    jobs = {j["recipient"]: j for j in store.view(msgid)["jobs"]}
+    receipts = jobs["a@x.test"]["receipts"]
+    assert sorted(receipts) == ["r1", "r2"] and receipts["r1"]["kind"] == kinds.AVVENUTA_CONSEGNA
+    assert "at" not in receipts["r1"] and "recorded_at" in receipts["r1"]
+    assert jobs["b@x.test"]["state"] == "delivery-failed" and jobs["b@x.test"]["error"] == "5.1.1 no"
+    counters = ports.campaigns.counters(campaign)
+    assert (counters["delivered"], counters["delivery_failures"], counters["accepted"]) == (1, 1, 1)
+    with pytest.raises(ClientError) as error:  # a receipt for a job that does not exist
+        store.apply(f"<ghost{uid}>", a, None, receipt_id="r9", receipt={"kind": "x"})
+    assert _validation_error(error)
+
+
+def test_an_accettazione_can_tell_a_recipient_is_external(ports, uid):
+    store = ports.outgoing
+    campaign = f"camp-{uid}"
+    ports.campaigns.create(campaign, {"status": "sending"})
+    msgid = f"<e{uid}@pec.azienda.test>"
+    store.register(msgid, mailbox="u@pec.test", recipients=["p@posta.example"], campaign_id=campaign)
+    job = Job("p@posta.example", State.SENT, True, campaign)
+    store.apply(msgid, job, move_for_receipt(kinds.ACCETTAZIONE), certified=False)
+    assert store.jobs(msgid) == [Job("p@posta.example", State.ACCEPTED, False, campaign)]
+    counters = ports.campaigns.counters(campaign)
+    assert (counters["accepted"], counters["waiting"], counters["only_sent"]) == (1, -1, -1)
+
+
+def test_a_quota_slot_is_reserved_once_and_only_while_pending(ports, uid):
+    store = ports.outgoing
+    [job] = _jobs(uid, 1, f"camp-{uid}")
+    store.add_jobs([job])
+    msgid = job["message_id"]
+    assert store.reserve_slot(msgid, "C2@pec.beta.test", 1700000000.25)
+    assert not store.reserve_slot(msgid, "c2@pec.beta.test", 1700000001.0), "it holds one already"
+    assert store.job(msgid)["slot_at"] == 1700000000.25
+    store.set_job_fields(msgid, "C2@pec.beta.test", {"slot_at": 0, "note": None, "tries": 2.0})
+    assert store.job(msgid)["slot_at"] == 0 and "note" not in store.job(msgid)
+    assert store.job(msgid)["tries"] == 2
+    assert store.reserve_slot(msgid, "c2@pec.beta.test", 1700000002.0)
+    assert store.job(msgid)["slot_at"] == 1700000002, "whole floats come back as ints"
+    store.set_job_fields(msgid, "c2@pec.beta.test", {"slot_at": 0})
+    store.try_move(msgid, Job("c2@pec.beta.test", State.PENDING, True, None), CLAIM)
+    assert not store.reserve_slot(msgid, "c2@pec.beta.test", 1700000003.0), "claimed: no slot"
+    assert not store.reserve_slot(f"<ghost{uid}>", "c2@pec.beta.test", 1.0)
+    store.set_job_fields(f"<ghost{uid}>", "x@y.test", {"last_failure": "boom"})  # an update creates a row
+    assert store.job(f"<ghost{uid}>") is None, "a row without its head is no job"
+
+
+def test_campaign_figures_are_added(ports, uid):
+    campaign = f"camp-{uid}"
+    ports.campaigns.create(campaign, {"status": "sending"})
+    ports.outgoing.count_in_campaign(campaign, "dead_lettered", 1)
+    ports.outgoing.count_in_campaign(campaign, "dead_lettered", 1)
+    ports.outgoing.count_in_campaign(campaign, "dead_lettered", -1)
+    assert ports.campaigns.get(campaign)["dead_lettered"] == 1
+    ports.outgoing.count_in_campaign(f"none-{uid}", "dead_lettered", 1)  # an update creates the item
+    assert ports.campaigns.get(f"none-{uid}")["dead_lettered"] == 1
+
+
+# --- CampaignStore ----------------------------------------------------------------------------------------
+def test_campaign_lifecycle_writes_are_conditional(ports, uid):
+    store = ports.campaigns
+    campaign = f"camp-{uid}"
+    assert store.create(campaign, {"status": "validating", "mailbox": "u@pec.test", "start_at": None})
+    assert not store.create(campaign, {"status": "sending"})
+    item = store.get(campaign)
+    assert item["status"] == "validating" and "start_at" not in item
+    assert item["counters"] == dict.fromkeys(COUNTERS, 0)
+    assert not store.update(campaign, {"status": "paused"}, only_if_status=("sending",))
+    assert store.update(
+        campaign, {"status": "sending", "manifest": {"a": 1.0}}, only_if_status=("validating",)
+    )
+    assert store.get(campaign)["manifest"] == {"a": 1}
+    assert store.start_counting(campaign, 5) and not store.start_counting(campaign, 7)
+    store.add_jobs(campaign, 2)
+    counters = store.counters(campaign)
+    assert (counters["total"], counters["to_send"], counters["sent"]) == (7, 7, 0)
+    assert store.checkpoint(campaign, 11, 10, 0) and not store.checkpoint(campaign, 21, 20, 0)
+    assert store.checkpoint(campaign, 21, 20, 11)
+    assert (store.get(campaign)["fanout_next_row"], store.get(campaign)["fanout_queued"]) == (21, 20)
+    for i in range(3):
+        assert store.note_problem(campaign, f"problem {i}", keep=2) == (i < 2)
+    assert store.get(campaign)["problems"] == ["problem 0", "problem 1"]
+    assert store.counters(f"none-{uid}") == dict.fromkeys(COUNTERS, 0)
+
+
+def test_campaign_writes_on_a_missing_campaign(ports, uid):
+    store = ports.campaigns
+    missing = f"none-{uid}"
+    assert not store.update(missing, {"status": "paused"}, only_if_status=("sending",))
+    assert not store.note_problem(missing, "x")
+    assert store.get(missing) is None
+    for write in (lambda: store.start_counting(missing, 3), lambda: store.add_jobs(missing, 3)):
+        with pytest.raises(ClientError) as error:
+            write()
+        assert _validation_error(error)
+    assert store.update(missing, {"status": "x"}) and store.get(missing)["status"] == "x", "an upsert"
+    assert store.checkpoint(f"{missing}b", 11, 10, 0)
+
+
+# --- Archive ----------------------------------------------------------------------------------------------
+def test_archive_stores_once_and_verifies(ports, uid):
+    archive = ports.archive
+    raw = f"From: a@b\r\n\r\noriginale {uid}".encode()
+    sha = fakes.sha256_hex(raw)
+    first = archive.store(raw, sha)
+    again = archive.store(raw)
+    assert first.created and not again.created and first.key == again.key == archive.key_for(sha)
+    assert first.version_id and again.version_id is None
+    assert archive.get(first.key) == raw
+    assert archive.verify(first.key, sha) == archive.verify(first.key, sha, deep=False)
+    assert archive.verify(first.key, sha).ok
+
+
+def test_archive_verification_refuses_missing_or_different_objects(ports, uid):
+    archive = ports.archive
+    raws = [f"From: a@b\r\n\r\n{uid} n. {i}".encode() for i in range(3)]
+    shas = [fakes.sha256_hex(r) for r in raws]
+    missing = archive.verify(archive.key_for(shas[0]), shas[0])
+    assert not missing.ok and "missing" in missing.reason
+    for raw in raws:
+        archive.store(raw)
+    other = fakes.sha256_hex(b"other")
+    assert "checksum" in archive.verify(archive.key_for(shas[0]), other).reason
+    ports.corrupt(archive.key_for(shas[0]), b"silently corrupted")
+    assert archive.verify(archive.key_for(shas[0]), shas[0], deep=False).ok, "only reading tells"
+    deep = archive.verify(archive.key_for(shas[0]), shas[0])
+    assert not deep.ok and "does not match its stored checksum" in deep.reason
+    ports.overwrite(archive.key_for(shas[1]), b"something else")
+    changed = archive.verify(archive.key_for(shas[1]), shas[1])
+    assert not changed.ok and "differs" in changed.reason
+    with pytest.raises(ArchiveError):
+        archive.store(raws[1])  # its key holds other bytes now
+    ports.delete(archive.key_for(shas[2]))
+    assert "missing" in archive.verify(archive.key_for(shas[2]), shas[2]).reason
+    assert archive.store(raws[2]).created, "stored again after a delete marker"
+    with pytest.raises(ClientError):
+        archive.get(archive.key_for(other))
+
+
+# --- RateLimiter --------------------------------------------------------------------------------------------
+def test_rate_limiter_slots(ports, uid):
+    policy = QuotaPolicy(2, 60.0)
+    limiter = ports.limiter_for(policy)
+    box = f"q{uid}@pec.test"
+    now = 1_800_000_000.0
+    first, second = limiter.acquire(box, now), limiter.acquire(box, now + 1)
+    assert (first.allowed, first.at, second.allowed, second.at) == (True, now, True, now + 1)
+    refused = limiter.acquire(box, now + 2)
+    assert (refused.allowed, refused.at, refused.wait_seconds) == (False, now + 60, 58)
+    reserved = limiter.acquire(box, now + 2, horizon=120)
+    assert reserved.allowed and reserved.at == now + 60, "reserved ahead, within the horizon"
+    assert limiter.release(box, reserved.at) and not limiter.release(box, reserved.at)
+    assert limiter.release(box, second.at)
+    again = limiter.acquire(box, now + 3)
+    assert again.allowed and again.at == now + 60, "a slot given back is free again, after the latest taken"
+    assert limiter.slots(box)["version"] == 6
+
+
+# --- CampaignFiles -------------------------------------------------------------------------------------------
+def test_campaign_files_read_what_was_pinned(ports, uid):
+    campaign = f"files-{uid}"
+    first = ports.upload(campaign, "recipients.csv", b"pec;nome\r\na@b.test;A\r\n")
+    ports.upload(campaign, "attachments/b.pdf", b"%PDF-b")
+    ports.upload(campaign, "attachments/a.pdf", b"%PDF-aa")
+    files = ports.files_for(campaign)
+    pin = files.pin("recipients.csv")
+    assert pin["version_id"] == first and pin["etag"]
+    assert files.pin("manifest.json") is None
+    ports.upload(campaign, "recipients.csv", b"pec;nome\r\nz@z.test;Z\r\n")
+    assert files.read("recipients.csv", pin) == b"pec;nome\r\na@b.test;A\r\n", "the pinned bytes"
+    assert files.read("recipients.csv") == b"pec;nome\r\nz@z.test;Z\r\n", "unpinned: the latest"
+    body, size = files.open_with_size("recipients.csv", pin)
+    assert body.read() == b"pec;nome\r\na@b.test;A\r\n" and size == 22
+    assert sorted(files.attachments()) == [("a.pdf", 7), ("b.pdf", 6)]
+    with pytest.raises(PackageChanged):
+        files.read("recipients.csv", {"version_id": "gone", "etag": pin["etag"]})
