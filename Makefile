@@ -67,6 +67,7 @@ test-fast: $(VENV)/.installed
 lint: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
 

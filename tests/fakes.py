@@ -22,7 +22,13 @@ adapter on moto, so the two cannot drift apart.
   lost answer map to the same Submission as in production;
 - FakeRateLimiter: the rate limiter's own decisions (the real RateLimiter's code) kept in memory;
   scripted decisions can be queued in front of them;
+- FakeQueue (SQS, FIFO deduplication), FakeSecrets (the secret store and `password_of`),
+  FakeCampaignFiles (a campaign's files in a versioned bucket, pinned reads);
 - FakeClock: the time pecflow reads (installed through PECFLOW_CLOCK).
+
+The fakes take the adapters' own code where it is the behaviour itself rather than the storage
+(SmtpSubmitter's reading of SMTP answers, RateLimiter's slot decisions, the adapters' error
+classes), so they test the services, not a second copy of those rules.
 """
 
 from __future__ import annotations
@@ -311,7 +317,6 @@ class FakeMessageStore:
 
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], dict] = {}
-        self.refused: list[str] = []  # sha256 of records refused because already recorded (for tests)
 
     is_service_failure = staticmethod(is_service_failure)
 
@@ -324,7 +329,6 @@ class FakeMessageStore:
         _check_size(item)
         key = self._key(mailbox, record["sha256"])
         if key in self.items:
-            self.refused.append(record["sha256"])
             return False
         self.items[key] = item
         return True
@@ -483,7 +487,6 @@ class FakeOutgoingStore:
     def __init__(self, campaigns: FakeCampaignStore | None = None) -> None:
         self.rows: dict[tuple[str, str], dict] = {}
         self.campaigns = campaigns
-        self.moves: list[tuple[str, str, str, bool]] = []  # (message_id, recipient, to, applied), for tests
 
     # -- reading
     def _rows_of(self, message_id: str) -> list[dict]:
@@ -709,7 +712,6 @@ class FakeOutgoingStore:
                 holds = False  # the transaction is cancelled: the adapter reads it as a refusal
         if not holds:
             refused()
-            self.moves.append((message_id, recipient.address, str(move.to), False))
             current = self.rows.get(key)
             return State(current["state"]) if current and "state" in current else recipient.state
         row["state"] = str(move.to)
@@ -727,7 +729,6 @@ class FakeOutgoingStore:
             row.pop(name, None)
         if _applied is not None:
             _applied.append(True)
-        self.moves.append((message_id, recipient.address, str(move.to), True))
         return move.to
 
 

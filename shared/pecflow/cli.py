@@ -76,13 +76,13 @@ def cmd_classify(args) -> int:
 
     # whatever the terminal's encoding, printing a record cannot fail
     try:
-        sys.stdout.reconfigure(errors="backslashreplace")
+        sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     except (AttributeError, ValueError, OSError):
         pass
     failed = 0
-    rows = []
+    rows: list[dict] = []
     for name, result, error in _classify_files(args.files):
-        record = None
+        record: dict | None = None
         if error is None:
             try:
                 record = clean({"file": name, **result.to_dict()})
@@ -92,7 +92,7 @@ def cmd_classify(args) -> int:
             failed += 1
             record = clean(failure(name, error))
         if not args.json:
-            rows.append(record)
+            rows.append(record or {})
             continue
         try:
             print(json.dumps(record, ensure_ascii=False), flush=True)

@@ -10,6 +10,7 @@ Where moto itself differs from AWS the scenario says so and is left out (see the
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from botocore.exceptions import ClientError
 from pecflow.adapters.archive import Archive
 from pecflow.adapters.campaign_files import CampaignPackage
 from pecflow.adapters.dynamodb import CampaignStore, Conflict, MailboxStore, MessageStore, OutgoingStore
+from pecflow.adapters.queues import SqsQueue
 from pecflow.adapters.ratelimit import RateLimiter
 from pecflow.domain.mailbox import Cursor, MailboxConfig
 from pecflow.domain.ports import ArchiveError, PackageChanged
@@ -35,6 +37,7 @@ from pecflow.domain.reconcile import (
     move_for_receipt,
 )
 from pecflow.pec import kinds
+from pecflow.services.polling import PollRequest
 from tests import fakes
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -71,6 +74,8 @@ class Ports:
     corrupt: Any  # (key, bytes): other bytes under the stored checksum
     overwrite: Any  # (key, bytes): a new version, other bytes with their own checksum
     delete: Any  # key: a delete marker
+    poll_queue: Any  # the FIFO poll queue
+    drain: Any  # () -> the bodies on the poll queue, taken off it
 
 
 def _fake_ports() -> Ports:
@@ -81,6 +86,7 @@ def _fake_ports() -> Ports:
     def files_for(campaign_id):
         return files.setdefault(campaign_id, fakes.FakeCampaignFiles(campaign_id))
 
+    queue = fakes.FakeQueue()
     return Ports(
         "fake",
         fakes.FakeMailboxStore(),
@@ -94,6 +100,8 @@ def _fake_ports() -> Ports:
         archive.corrupt,
         archive.overwrite,
         archive.delete,
+        queue,
+        queue.bodies,
     )
 
 
@@ -105,6 +113,16 @@ def _moto_ports(aws) -> Ports:
     def corrupt(key, body):
         stored = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")["ChecksumSHA256"]
         s3.put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256", ChecksumSHA256=stored)
+
+    sqs, url = aws.client("sqs"), aws.url("PollQueue")
+
+    def drain():
+        bodies = []
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in messages:
+                bodies.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return bodies
 
     def upload(campaign_id, name, body):
         return s3.put_object(Bucket=campaign_bucket, Key=f"campaigns/{campaign_id}/{name}", Body=body)[
@@ -124,6 +142,8 @@ def _moto_ports(aws) -> Ports:
         corrupt,
         lambda key, body: s3.put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256"),
         lambda key: s3.delete_object(Bucket=bucket, Key=key),
+        SqsQueue(url, sqs),
+        drain,
     )
 
 
@@ -606,3 +626,19 @@ def test_campaign_files_read_what_was_pinned(ports, uid):
     assert sorted(files.attachments()) == [("a.pdf", 7), ("b.pdf", 6)]
     with pytest.raises(PackageChanged):
         files.read("recipients.csv", {"version_id": "gone", "etag": pin["etag"]})
+
+
+# --- Queue ------------------------------------------------------------------------------------------------
+def test_a_fifo_queue_drops_what_it_has_just_seen(ports, uid):
+    queue = ports.poll_queue
+    requests = [PollRequest(f"{i}{uid}@pec.test", "2026-03-02T09:00Z") for i in range(3)]
+    answer = queue.send_batch([r.sqs_entry(i) for i, r in enumerate(requests)])
+    assert [e["Id"] for e in answer["Successful"]] == ["0", "1", "2"] and not answer.get("Failed")
+    queue.send_batch([requests[0].sqs_entry(0)])  # the same tick again: a duplicate
+    queue.send(PollRequest(requests[0].mailbox, "2026-03-02T09:00Z", 1).sqs_entry())  # a continuation
+    bodies = ports.drain()
+    assert sorted((b["mailbox"], b["continuation"]) for b in bodies) == sorted(
+        [(r.mailbox, 0) for r in requests] + [(requests[0].mailbox, 1)]
+    )
+    with pytest.raises(ClientError):
+        queue.send_batch([r.sqs_entry(i) for i, r in enumerate(requests * 4)])  # over 10 entries

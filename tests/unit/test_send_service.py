@@ -11,15 +11,16 @@ import pytest
 
 from local.pecbuild import builder
 from pecflow.domain.ports import no_checkpoint
-from pecflow.domain.quota import Decision, QuotaPolicy
+from pecflow.domain.quota import LATE_FOR_SLOT_SECONDS, Decision, QuotaPolicy
 from pecflow.domain.reconcile import CLAIM, CampaignStatus, Job, Move, State
 from pecflow.services.sending import (
     AUTH_RETRY_SECONDS,
     CAMPAIGN_CACHE_SECONDS,
-    LATE_FOR_SLOT_SECONDS,
+    RENEW_AFTER_RECEIVES,
     RESERVE_HORIZON_SECONDS,
     STALE_CLAIM_SECONDS,
     TEMPORARY_RETRY_SECONDS,
+    JobDelivery,
     Sender,
     StillSending,
     dead_lettered,
@@ -216,6 +217,19 @@ def test_a_job_dead_lettered_while_claimed_waits_for_its_claim_and_is_never_sent
     assert world.received() == (1 if submitting else 0), "a dead-lettered job waits for redrive"
 
 
+def test_a_message_that_cannot_be_archived_is_not_sent(clock):
+    world = World()
+    world.archive.fail_puts(times=1)
+    with pytest.raises(Exception, match="reduce your request rate"):
+        world.send()
+    job = world.job()
+    assert job["state"] == "sending" and "submitting_claim" not in job and world.smtp.submissions == []
+    assert "ServiceUnavailable" in job["last_failure"]
+    clock.advance(STALE_CLAIM_SECONDS + 1)  # its claim is stale: it never started submitting
+    assert world.send().state == "sent" and world.received() == 1
+    assert world.archive.get(world.job()["sent_s3_key"]) == world.smtp.received[0].raw
+
+
 def test_a_job_whose_sender_kept_failing_is_an_error_with_the_reason(clock):
     world = World(2)
 
@@ -268,6 +282,21 @@ def test_a_job_woken_long_after_its_slot_gives_it_back_and_takes_the_next(clock)
     outcome = world.send(1)
     assert (BOX, reserved) in world.limiter.released
     assert outcome.state == "sent" and world.received(1) == 1
+
+
+def test_a_waiting_job_goes_back_on_the_queue_and_is_renewed_before_it_wears_out(clock):
+    world = World(2, policy=QuotaPolicy(1, 3600.0))
+    queue = fakes.FakeQueue()
+    delivery = JobDelivery(world.sender, queue)
+    message_id = world.jobs[1]["message_id"]
+    world.send(0)
+    waiting = delivery.deliver(message_id, queue_message_id="q1", receipt_handle="h1", receive_count=1, age=0)
+    assert not waiting.renewed and queue.visibility == [("h1", 3600)] and queue.messages == []
+    worn = dict(queue_message_id="q1", receipt_handle="h1", receive_count=RENEW_AFTER_RECEIVES, age=60)
+    renewed = delivery.deliver(message_id, **worn)
+    assert renewed.renewed and queue.bodies() == [{"message_id": message_id}], "a fresh queue message"
+    assert delivery.deliver(message_id, **worn).renewed and queue.bodies() == [], "the same renewal once"
+    assert world.received(1) == 0 and world.job(1)["state"] == "pending"
 
 
 def test_a_busy_limiter_defers_the_job_for_a_moment(clock):

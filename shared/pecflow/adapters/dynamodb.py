@@ -701,8 +701,8 @@ class OutgoingStore:
                 items.append(self._counter_update(recipient.campaign_id, deltas))
         try:
             if len(items) == 1:  # nothing else to keep in step: a conditional write, no transaction
-                update = {k: v for k, v in items[0]["Update"].items() if k != "TableName"}
-                self.table.update_item(**update)
+                single = {k: v for k, v in items[0]["Update"].items() if k != "TableName"}
+                self.table.update_item(**single)
             else:
                 self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:

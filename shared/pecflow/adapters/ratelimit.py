@@ -137,7 +137,7 @@ class RateLimiter:
             state = self._read(key)
             if state.version == 0 or state.shape != _shape(policy):
                 return False  # nothing stored, or kept under another policy: keep it (safe side)
-            slots = _Slots.of(state, policy, state.latest)
+            slots = _Slots.of(state, policy, state.latest if state.latest is not None else at)
             if not slots.give_back(at):
                 return False
             if self._write(key, state.version, slots.item(key, state.version + 1, state.latest)):
@@ -172,6 +172,7 @@ class RateLimiter:
         return _Stored.from_item(item)
 
     def _write(self, key: str, version: int, item: dict) -> bool:
+        condition: dict[str, Any]
         if version == 0:
             condition = {"ConditionExpression": "attribute_not_exists(mailbox)"}
         else:

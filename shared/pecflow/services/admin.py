@@ -130,7 +130,7 @@ class CampaignAdmin:
         if campaigns.get(campaign_id) is None:
             raise KeyError(f"no campaign {campaign_id}")
         if not campaigns.update(campaign_id, {"status": target}, only_if_status=allowed):
-            current = campaigns.get(campaign_id)["status"]
+            current = (campaigns.get(campaign_id) or {}).get("status", "gone")
             raise ValueError(f"campaign {campaign_id} is {current}: cannot {action} it")
         if action in ("resume", "cancel"):
             # paused jobs left the queue: every job still to send goes back on it, to be sent (resume) or

@@ -104,7 +104,7 @@ def fan_out(
     status = existing.get("status")
     if status not in (CampaignStatus.VALIDATING, CampaignStatus.QUEUING):
         return FanoutResult(
-            campaign_id, status, problems=[existing.get("invalid_reason") or "already fanned out"]
+            campaign_id, str(status), problems=[existing.get("invalid_reason") or "already fanned out"]
         )
     pins = existing.get("files") or {}
     try:
@@ -144,9 +144,9 @@ def fan_out(
             only_if_status=(CampaignStatus.VALIDATING,),
         )
         campaigns.start_counting(campaign_id, summary["valid_rows"])
-        state = campaigns.get(campaign_id)
+        state = campaigns.get(campaign_id) or {}
         if state.get("status") != CampaignStatus.QUEUING:  # cancelled, or queued by another fan-out meanwhile
-            return FanoutResult(campaign_id, state.get("status"), problems=["already fanned out"])
+            return FanoutResult(campaign_id, str(state.get("status")), problems=["already fanned out"])
     return _queue(
         campaign_id,
         manifest,
@@ -199,7 +199,7 @@ def _create(
         except (campaign_mod.ManifestError, PackageChanged):
             pass  # reported by the validation, which reads the same pinned bytes
     campaigns.create(campaign_id, fields)
-    return campaigns.get(campaign_id)
+    return campaigns.get(campaign_id) or fields
 
 
 def _stop(campaign_id: str, campaigns: CampaignStore, campaign: dict, reason: str) -> FanoutResult:

@@ -267,7 +267,7 @@ class Ingestor:
 
     def _quarantine(
         self,
-        where: tuple,
+        where: Where,
         result: PollResult,
         msg: PecMessage | None,
         stage: str,
@@ -410,6 +410,7 @@ class Ingestor:
             session.expunge(folder, verified)
             result.expunged += len(verified)
         else:
+            assert policy.archive_folder is not None  # a move policy is validated with its folder
             session.move(folder, verified, policy.archive_folder)
             result.moved += len(verified)
         now = clock.iso()
@@ -504,6 +505,10 @@ def build_record(
     return record
 
 
+# where a message is and what it is: mailbox, folder, uidvalidity, uid, internaldate, raw, sha256, S3 key
+Where = tuple[str, str, int, int, datetime | None, bytes, str, str]
+
+
 class RecordTooLarge(ValueError):
     """Even cut, a message's record would not fit its budget."""
 
@@ -524,7 +529,7 @@ class _Texts:
         return value.encode("utf-8", "replace").decode("utf-8")
 
     def many(self, name: str, values: list[str], limit: int = 1000, count: int = 100) -> list[str]:
-        return [self(name, v, limit) for v in self.first(name, values, count)]
+        return [self(name, v, limit) or "" for v in self.first(name, values, count)]
 
     def first(self, name: str, values: list, count: int = 100) -> list:
         if len(values) > count:

@@ -44,7 +44,7 @@ from pecflow.domain.ports import (
     Submitter,
     no_checkpoint,
 )
-from pecflow.domain.quota import LATE_FOR_SLOT_SECONDS, QuotaPolicy, fits, sending_policy
+from pecflow.domain.quota import LATE_FOR_SLOT_SECONDS, Decision, QuotaPolicy, fits, sending_policy
 from pecflow.domain.reconcile import (
     CANCEL,
     CLAIM,
@@ -99,7 +99,7 @@ class Sender:
     campaigns: CampaignStore
     archive: Archive
     mailbox_of: Callable[[str], MailboxConfig | None]
-    acquire: Callable[..., object]  # RateLimiter.acquire(mailbox, now, horizon=) -> Decision
+    acquire: Callable[..., Decision]  # RateLimiter.acquire(mailbox, now, horizon=)
     release: Callable[[str, float], None]  # RateLimiter.release(mailbox, at)
     render: Callable[[dict, dict, str, datetime], bytes]  # (campaign, job, message_id, date) -> raw
     submit: Callable[[MailboxConfig, bytes, list[str]], Submission]
@@ -199,6 +199,7 @@ class Sender:
                 # moment (thousands waking together would keep the senders from the slots due then)
                 wake = decision.wait_seconds - RESERVE_HORIZON_SECONDS + horizon_spread(message_id)
                 return Outcome.later(min(max(wake, 1), MAX_DELAY_SECONDS), "waiting for a quota slot")
+            assert decision.at is not None  # an allowed decision always names its slot
             slot = decision.at
             if slot > now:
                 if not self.outgoing.reserve_slot(message_id, recipient.address, slot):
@@ -349,7 +350,8 @@ def dead_lettered(outgoing: OutgoingStore, message_id: str, *, deliveries: int |
         if recipient.campaign_id:
             outgoing.count_in_campaign(recipient.campaign_id, "dead_lettered", 1)
         return str(State.ERROR)
-    return str(State(outgoing.job(message_id)["state"]))
+    after = outgoing.job(message_id)
+    return str(State(after["state"])) if after else "unknown"
 
 
 def _retry_after(result: Submission) -> float:
