@@ -166,7 +166,7 @@ def dead_letters(config: Config) -> Callable[[str], str]:
 
 
 def fanout(config: Config, **overrides: Any) -> Fanout:
-    """files_of, campaigns, outgoing, send_queue, fanout_queue."""
+    """files_of, campaigns, outgoing, send_queue, fanout_queue, margin."""
     parts: dict[str, Callable[[], Any]] = {
         "files_of": lambda: partial(campaign_files, config),
         "campaigns": lambda: campaign_store(config),
@@ -176,7 +176,8 @@ def fanout(config: Config, **overrides: Any) -> Fanout:
             SqsQueue(config.fanout_queue_url, config.client("sqs")) if config.fanout_queue_url else None
         ),
     }
-    return Fanout(**_lazy(parts, overrides))
+    extra = {k: v for k, v in overrides.items() if k not in parts}
+    return Fanout(**_lazy(parts, {k: v for k, v in overrides.items() if k in parts}), **extra)
 
 
 # --- administration -----------------------------------------------------------------------------------

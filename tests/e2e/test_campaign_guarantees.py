@@ -125,17 +125,19 @@ def test_a_campaign_starting_thirty_days_ahead_sends_every_job(stack):
 def test_a_csv_replaced_while_queuing_queues_exactly_the_validated_rows_once(stack):
     manifest, addresses = _campaign(stack, 15, domain="csv")
     fanout = stack.runner.module("CampaignFanoutFunction")
-    real = fanout.fan_out
+    # stops after each batch (a margin no deadline leaves): a continuation follows
+    real = bootstrap.fanout(fanout.config, margin=10**9)
     replaced = []
 
-    def one_batch_per_invocation(*args, **kwargs):
-        result = real(*args, **{**kwargs, "margin": 10**9})  # stop after each batch: a continuation follows
-        if result.more and not replaced:  # the user uploads another file while the fan-out is queuing
-            replaced.append(True)
-            upload_csv(stack, "sostituita", [f"mai-validato{i}@pec.gamma.test" for i in range(40)])
-        return result
+    class OneBatchPerInvocation:
+        def run(self, campaign_id, **kwargs):
+            result = real.run(campaign_id, **kwargs)
+            if result.more and not replaced:  # the user uploads another file while the fan-out is queuing
+                replaced.append(True)
+                upload_csv(stack, "sostituita", [f"mai-validato{i}@pec.gamma.test" for i in range(40)])
+            return result
 
-    fanout.fan_out = one_batch_per_invocation
+    fanout.fanout = OneBatchPerInvocation()
     upload(stack, "sostituita", manifest=manifest, rows=_rows(addresses), files={})
     counters = settle(stack, "sostituita")
     assert replaced and len(stack.runner.invocations_of("CampaignFanoutFunction")) >= 2

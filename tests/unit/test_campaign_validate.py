@@ -519,12 +519,10 @@ def test_memory_is_the_same_for_1000_and_100000_rows():
     small, report = _peak(1_000)
     assert report.valid and report.rows == 1_000
     report.close()
-    started = time.monotonic()
     large, report = _peak(100_000)
     assert report.valid and report.rows == 100_000
     report.close()
     assert abs(large - small) <= 0.2 * small, (small, large)
-    assert time.monotonic() - started < 60
 
 
 # --- pecflow campaign validate -----------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ class Fanout:
     outgoing: OutgoingStore
     send_queue: Queue
     fanout_queue: Queue | None = None  # where a fan-out stopped by its deadline continues
+    margin: float = 30.0  # seconds left when it stops queuing and continues in another invocation
 
     def run(
         self,
@@ -59,6 +60,7 @@ class Fanout:
             outgoing=self.outgoing,
             send_batch=self.send_queue.send_batch,
             time_left=time_left,
+            margin=self.margin,
             continue_later=(
                 (lambda cid: later.send({"MessageBody": json.dumps({"campaign_id": cid})})) if later else None
             ),
