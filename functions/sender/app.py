@@ -23,10 +23,6 @@ metrics = Metrics()
 delivery = bootstrap.job_delivery(config)
 
 
-class Deferred(Exception):
-    """The job waits: its message is back on the queue after a visibility delay."""
-
-
 @tracer.capture_method
 def send_record(record: SQSRecord) -> None:
     message_id = json.loads(record.body)["message_id"]
@@ -39,8 +35,7 @@ def send_record(record: SQSRecord) -> None:
         age=clock.timestamp() - int(record.attributes.sent_timestamp) / 1000,
     )
     report_delivery(done, metrics, logger)
-    if done.outcome.action == "delay" and not done.renewed:
-        raise Deferred(done.outcome.reason)
+    done.raise_if_deferred()  # a batch item failure: the message waits out its visibility delay
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from pecflow.domain.reconcile import State
 from pecflow.services.fanout import FanoutResult
 from pecflow.services.polling import PollOutcome
 from pecflow.services.sending import Delivery
@@ -76,8 +77,8 @@ def report_delivery(delivery: Delivery, metrics: Any, logger: Any) -> None:
         metrics.add_metric(name="JobsDeferred", unit=MetricUnit.Count, value=1)
         logger.info("job deferred", extra={"delay": outcome.delay, "reason": outcome.reason})
     else:
-        if outcome.state in ("sent", "sent?"):
-            name = "JobsSent" if outcome.state == "sent" else "JobsUncertain"
+        if outcome.state in (State.SENT, State.UNCERTAIN):
+            name = "JobsSent" if outcome.state == State.SENT else "JobsUncertain"
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
         logger.info("job handled", extra={"state": outcome.state, "reason": outcome.reason})
 

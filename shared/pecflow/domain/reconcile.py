@@ -77,6 +77,7 @@ class CampaignStatus(StrEnum):
     SENDING = "sending"
     PAUSED = "paused"
     CANCELLED = "cancelled"
+    COMPLETED = "completed"  # derived for the statistics (every job has its outcome), never stored
 
 
 _PERMANENT = re.compile(r"^\s*5\.\d{1,3}\.\d{1,3}")

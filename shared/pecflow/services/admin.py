@@ -76,7 +76,7 @@ STAT_LABELS = (
     ("warnings", "Con preavviso di mancata consegna"),
     ("cancelled", "Annullate"),
 )
-RESENDABLE = ("delivery-failed", "error", "not-accepted")
+RESENDABLE = (State.DELIVERY_FAILED, State.ERROR, State.NOT_ACCEPTED)
 
 
 @dataclass(slots=True)
@@ -93,12 +93,14 @@ class CampaignAdmin:
         counters = campaigns.counters(campaign_id)
         status = item.get("status")
         if (
-            status == "sending"
+            status == CampaignStatus.SENDING
             and counters.get("total")
             and not counters.get("to_send")
             and not counters.get("waiting")
         ):
-            status = "completed"  # derived: every job has its outcome (a resend makes it sending again)
+            status = (
+                CampaignStatus.COMPLETED
+            )  # derived: every job has its outcome (a resend makes it sending again)
         return {
             "campaign_id": campaign_id,
             "status": status,
@@ -137,7 +139,7 @@ class CampaignAdmin:
             # marked cancelled (cancel). After the status changed: a sender that saw the pause before
             # this point parked a job this finds pending.
             self._requeue(
-                [job for job in self.jobs(campaign_id) if job["state"] == "pending"],
+                [job for job in self.jobs(campaign_id) if job["state"] == State.PENDING],
                 why=f"{action} {clock.iso()}",
             )
         return target

@@ -83,11 +83,11 @@ class Outcome:
 
     action: str  # done | delay
     delay: int = 0
-    state: str | None = None
+    state: State | None = None
     reason: str = ""
 
     @classmethod
-    def later(cls, seconds: float, reason: str, state: str | None = None) -> Outcome:
+    def later(cls, seconds: float, reason: str, state: State | None = None) -> Outcome:
         return cls("delay", max(1, min(MAX_DELAY_SECONDS, int(seconds + 0.999))), state, reason)
 
 
@@ -133,7 +133,7 @@ class Sender:
             state = State.PENDING  # stopped before SMTP DATA: send it now
             recipient = Job(recipient.address, state, recipient.certified, recipient.campaign_id)
         if state != State.PENDING:
-            return Outcome("done", state=str(state), reason="already handled")
+            return Outcome("done", state=state, reason="already handled")
 
         campaign = self._campaign(job.get("campaign_id"))
         status = (campaign or {}).get("status")
@@ -147,10 +147,10 @@ class Sender:
             reserved = 0.0
         if status == CampaignStatus.CANCELLED:
             self._move(job, recipient, CANCEL)
-            return Outcome("done", state=str(State.CANCELLED), reason="campaign cancelled")
+            return Outcome("done", state=State.CANCELLED, reason="campaign cancelled")
         if status == CampaignStatus.PAUSED:
             # off the queue: waiting here would cost a delivery a minute; resume queues it again
-            return Outcome("done", state=str(State.PENDING), reason="campaign paused: waits for resume")
+            return Outcome("done", state=State.PENDING, reason="campaign paused: waits for resume")
         start_at = (campaign or {}).get("start_at")
         now = clock.timestamp()
         if start_at:
@@ -163,18 +163,18 @@ class Sender:
             self._move(
                 job, recipient, SMTP_FAILED, error=f"sending mailbox {job['mailbox']} is not configured"
             )
-            return Outcome("done", state=str(State.ERROR), reason="no such mailbox")
+            return Outcome("done", state=State.ERROR, reason="no such mailbox")
 
         # render and check the size before taking a slot: what cannot be sent wastes none
         try:
             raw = self.render(campaign or {}, job, message_id, clock.now())
         except Exception as exc:  # noqa: BLE001 - a row that cannot be rendered is this job's error
             self._move(job, recipient, SMTP_FAILED, error=f"cannot render the message: {exc}")
-            return Outcome("done", state=str(State.ERROR), reason="render failed")
+            return Outcome("done", state=State.ERROR, reason="render failed")
         too_big = self.check_size(config, raw)
         if too_big:
             self._move(job, recipient, SMTP_FAILED, error=too_big)
-            return Outcome("done", state=str(State.ERROR), reason="over the size budget")
+            return Outcome("done", state=State.ERROR, reason="over the size budget")
 
         # the quota slot: the one this job reserved earlier, or the next one (reserved, when it
         # is in the future: the job then sleeps on the queue until its own slot, and wakes once)
@@ -232,7 +232,7 @@ class Sender:
             self.release(config.address, decision_at)
             self._move(job, recipient, SMTP_RETRY, error=str(exc))
             retry = AUTH_RETRY_SECONDS if exc.kind == "auth" else TEMPORARY_RETRY_SECONDS
-            return Outcome.later(retry, f"mailbox unavailable ({exc.kind})", str(State.PENDING))
+            return Outcome.later(retry, f"mailbox unavailable ({exc.kind})", State.PENDING)
         self.checkpoint("after_submit")
         if result.before_data:  # nothing reached the provider: the slot is free again
             self.release(config.address, decision_at)
@@ -254,15 +254,15 @@ class Sender:
         detail = f"{result.code or ''} {result.text}".strip()
         if result.status == "accepted":
             self._move(job, recipient, SMTP_ACCEPTED, smtp=detail)
-            return Outcome("done", state=str(State.SENT))
+            return Outcome("done", state=State.SENT)
         if result.status == "lost":
             self._move(job, recipient, SMTP_LOST, smtp=detail)
-            return Outcome("done", state=str(State.UNCERTAIN), reason="SMTP answer lost after DATA")
+            return Outcome("done", state=State.UNCERTAIN, reason="SMTP answer lost after DATA")
         if result.status == "permanent":
             self._move(job, recipient, SMTP_FAILED, error=f"SMTP refused: {detail}")
-            return Outcome("done", state=str(State.ERROR), reason="refused")
+            return Outcome("done", state=State.ERROR, reason="refused")
         self._move(job, recipient, SMTP_RETRY, error=f"SMTP temporary failure: {detail}")
-        return Outcome.later(_retry_after(result), "temporary SMTP failure", str(State.PENDING))
+        return Outcome.later(_retry_after(result), "temporary SMTP failure", State.PENDING)
 
     def _stale_claim(self, job: dict, recipient: Job) -> Outcome | None:
         """A job found `sending`. Another invocation may be sending it: wait until the claim is
@@ -282,7 +282,7 @@ class Sender:
                 only_if=this_claim,
                 also_set={"smtp_answer": "sender stopped after starting the SMTP submission"},
             )
-            return Outcome("done", state=str(State.UNCERTAIN), reason="outcome unknown: waiting for receipts")
+            return Outcome("done", state=State.UNCERTAIN, reason="outcome unknown: waiting for receipts")
         if not self.outgoing.try_move(job["message_id"], recipient, SMTP_RETRY, only_if=this_claim):
             return Outcome.later(1, "moved on meanwhile: look again")
         return None
@@ -345,11 +345,11 @@ def dead_lettered(outgoing: OutgoingStore, message_id: str, *, deliveries: int |
             only_if=this_claim,
             also_set={"smtp_answer": "sender stopped after starting the SMTP submission"},
         )
-        return str(State.UNCERTAIN)
+        return State.UNCERTAIN
     if outgoing.try_move(message_id, recipient, DEAD_LETTER, only_if=this_claim, also_set=also):
         if recipient.campaign_id:
             outgoing.count_in_campaign(recipient.campaign_id, "dead_lettered", 1)
-        return str(State.ERROR)
+        return State.ERROR
     after = outgoing.job(message_id)
     return str(State(after["state"])) if after else "unknown"
 
@@ -390,10 +390,18 @@ def queue_entry(message_id: str, index: int = 0, *, again: str | None = None) ->
 
 
 # --- what the sender function runs around one job ---------------------------------------------------
+class Deferred(Exception):
+    """The job waits: its queue message is back on the queue after a visibility delay."""
+
+
 @dataclass(slots=True)
 class Delivery:
     outcome: Outcome
     renewed: bool = False  # a fresh queue message replaced this one (deleted on return)
+
+    def raise_if_deferred(self) -> None:
+        if self.outcome.action == "delay" and not self.renewed:
+            raise Deferred(self.outcome.reason)
 
 
 @dataclass(slots=True)
