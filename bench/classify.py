@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "shared"))
+sys.path[:0] = [str(REPO), str(REPO / "shared")]  # the builders (local/) and the core
 
 from local.pecbuild import corpus as pecmix  # noqa: E402
 from pecflow.pec import message  # noqa: E402

@@ -558,7 +558,7 @@ def main() -> None:
     if args.child:
         child(args.child)
         return
-    sys.path.insert(0, str(REPO / "shared"))  # the corpus is built with this checkout's builder
+    sys.path[:0] = [str(REPO), str(REPO / "shared")]  # the corpus is built with this checkout's builder
     scale = 1 / 16 if args.quick else 1.0
     timeout = args.timeout or (5.0 if args.quick else 60.0)
     package = args.package_path.resolve()
