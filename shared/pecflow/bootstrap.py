@@ -81,12 +81,11 @@ def password_of(config: Config) -> PasswordOf:
     return read
 
 
-def _lazy(parts: dict[str, Callable[[], Any]], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Build only the parts not overridden (a fake in place of an adapter creates no client)."""
-    unknown = set(overrides) - set(parts)
-    if unknown:
-        raise TypeError(f"no part named {', '.join(sorted(unknown))} (parts: {', '.join(sorted(parts))})")
-    return {name: overrides[name] if name in overrides else make() for name, make in parts.items()}
+def _parts(parts: dict[str, Callable[[], Any]], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The service's parts: each override as given, the other parts built (a fake in place of an
+    adapter creates no client). Overrides of other fields pass through to the service's
+    constructor, which refuses a name it does not have."""
+    return {name: make() for name, make in parts.items() if name not in overrides} | overrides
 
 
 # --- receiving ----------------------------------------------------------------------------------------
@@ -98,8 +97,7 @@ def ingestor(config: Config, **overrides: Any) -> Ingestor:
         "mailboxes": lambda: mailbox_store(config),
         "outgoing": lambda: outgoing_store(config),
     }
-    extra = {k: v for k, v in overrides.items() if k not in parts}
-    return Ingestor(**_lazy(parts, {k: v for k, v in overrides.items() if k in parts}), **extra)
+    return Ingestor(**_parts(parts, overrides))
 
 
 def poller(config: Config, **overrides: Any) -> Poller:
@@ -111,7 +109,7 @@ def poller(config: Config, **overrides: Any) -> Poller:
         "open_session": lambda: ImapSession.open,
         "requeue": lambda: _requeue_poll(SqsQueue(config.poll_queue_url, config.client("sqs"))),
     }
-    return Poller(**_lazy(parts, overrides))
+    return Poller(**_parts(parts, overrides))
 
 
 def _requeue_poll(queue: SqsQueue) -> Callable[[PollRequest], None]:
@@ -149,8 +147,7 @@ def sender(config: Config, **overrides: Any) -> Sender:
 
     parts["acquire"] = lambda: rate_limiter().acquire
     parts["release"] = lambda: rate_limiter().release
-    extra = {k: v for k, v in overrides.items() if k not in parts}
-    return Sender(**_lazy(parts, {k: v for k, v in overrides.items() if k in parts}), **extra)
+    return Sender(**_parts(parts, overrides))
 
 
 def job_delivery(config: Config, **overrides: Any) -> JobDelivery:
@@ -176,8 +173,7 @@ def fanout(config: Config, **overrides: Any) -> Fanout:
             SqsQueue(config.fanout_queue_url, config.client("sqs")) if config.fanout_queue_url else None
         ),
     }
-    extra = {k: v for k, v in overrides.items() if k not in parts}
-    return Fanout(**_lazy(parts, {k: v for k, v in overrides.items() if k in parts}), **extra)
+    return Fanout(**_parts(parts, overrides))
 
 
 # --- administration -----------------------------------------------------------------------------------
@@ -187,7 +183,7 @@ def mailbox_admin(config: Config, **overrides: Any) -> MailboxAdmin:
         "secrets": lambda: SecretsManager(config.client("secretsmanager")),
         "open_session": lambda: partial(ImapSession.open, timeout=20),
     }
-    return MailboxAdmin(**_lazy(parts, overrides), stack_name=config.stack_name)
+    return MailboxAdmin(**_parts(parts, overrides), stack_name=config.stack_name)
 
 
 def campaign_admin(config: Config, **overrides: Any) -> CampaignAdmin:
@@ -196,4 +192,4 @@ def campaign_admin(config: Config, **overrides: Any) -> CampaignAdmin:
         "outgoing": lambda: outgoing_store(config),
         "send_queue": lambda: SqsQueue(config.send_queue_url, config.client("sqs")),
     }
-    return CampaignAdmin(**_lazy(parts, overrides))
+    return CampaignAdmin(**_parts(parts, overrides))
