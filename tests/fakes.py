@@ -12,7 +12,8 @@ adapter on moto, so the two cannot drift apart.
 
 - FakeMailboxStore, FakeMessageStore, FakeOutgoingStore, FakeCampaignStore: the DynamoDB stores
   (the outgoing store moves its campaign's counters in the fake campaign store it is given, as
-  the real one does in one transaction);
+  the real one does in one transaction; its `interfere` makes its next move writes refused for
+  contention, as DynamoDB refuses them under load, which moto never does);
 - FakeArchive: the S3 archive (sha256 keys, checksums, never overwritten; can be told to fail
   its puts, and objects can be deleted or tampered with);
 - FakeImapServer / FakeImapSession: a provider's mailboxes (folders of (uid, raw bytes) under a
@@ -46,7 +47,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from imapclient.exceptions import IMAPClientError
 
-from pecflow.adapters.dynamodb import Conflict
+from pecflow.adapters.dynamodb import CONFLICT_ATTEMPTS, MOVE_ATTEMPTS, Conflict, write_refusal
 from pecflow.adapters.mail import CONNECTION_ERRORS, SmtpSubmitter
 from pecflow.adapters.ratelimit import LimiterStats, RateLimiter
 from pecflow.adapters.ratelimit import _Stored as _LimiterState
@@ -63,8 +64,8 @@ from pecflow.domain.ports import (
 )
 from pecflow.domain.quota import Decision, QuotaPolicy, policy_from_spec
 from pecflow.domain.reconcile import COUNTERS, Job, Move, State, counter_deltas
+from pecflow.domain.records import KEPT_EMPTY, MESSAGE_ROW, NewJob, job_items, state_stamp
 
-MESSAGE_ROW = "#message"
 ITEM_LIMIT = 400_000  # DynamoDB refuses items over 400 KB
 
 
@@ -106,12 +107,12 @@ def _no_path(operation: str = "UpdateItem") -> ClientError:
     return _validation("The document path provided in the update expression is invalid for update", operation)
 
 
-def _clean(item: dict) -> dict:
+def _clean(item: dict, *, keep: Iterable[str] = ()) -> dict:
     """As the adapters clean what they write: None, "", [] and {} dropped (nested maps cleaned first,
-    so a map left empty by the cleaning stays, as in the adapters)."""
+    so a map left empty by the cleaning stays, as in the adapters), except the attributes in `keep`."""
     out = {}
     for key, value in item.items():
-        if value is None or value == "" or value == [] or value == {}:
+        if key not in keep and (value is None or value == "" or value == [] or value == {}):
             continue
         if isinstance(value, dict):
             value = _clean(value)
@@ -136,9 +137,9 @@ def _plain(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-def _kept(item: dict) -> dict:
+def _kept(item: dict, *, keep: Iterable[str] = ()) -> dict:
     """What DynamoDB keeps of an item the adapters write (cleaned, numbers normalised, a copy)."""
-    return _plain(_clean(item))
+    return _plain(_clean(item, keep=keep))
 
 
 def _check_size(item: dict, operation: str = "PutItem") -> None:
@@ -167,8 +168,45 @@ def is_service_failure(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, TimeoutError))
 
 
-def _stamp(state: State) -> str:
-    return "at_" + state.value.replace("?", "_uncertain").replace("-", "_")
+_stamp = state_stamp
+
+
+# --- what DynamoDB answers under contention (moto never does) -----------------------------------------
+def transaction_cancelled(*reasons: str) -> ClientError:
+    """A cancelled transaction as botocore parses it: one reason per item, "None" for an item
+    that was fine (TransactionConflict, ThrottlingError, ConditionalCheckFailed, ValidationError...)."""
+    return ClientError(
+        {
+            "Error": {
+                "Code": "TransactionCanceledException",
+                "Message": "Transaction cancelled, please refer cancellation reasons for specific "
+                f"reasons [{', '.join(reasons)}]",
+            },
+            "CancellationReasons": [
+                {"Code": reason} if reason == "None" else {"Code": reason, "Message": reason}
+                for reason in reasons
+            ],
+        },
+        "TransactWriteItems",
+    )
+
+
+def contention_error(reason: str, *, transaction: bool) -> ClientError:
+    """What DynamoDB answers to a move's write refused for `reason`: a transaction (the job, then
+    its campaign's counters) cancelled for it on the counters item; a single write refused with
+    TransactionConflictException (another transaction holds the item) or the reason's own code."""
+    if transaction:
+        return transaction_cancelled("None", reason)
+    code = {"TransactionConflict": "TransactionConflictException"}.get(reason, reason)
+    return ClientError({"Error": {"Code": code, "Message": reason}}, "UpdateItem")
+
+
+def _holds(only_if: dict | None, item: dict) -> bool:
+    """A move's `only_if` conditions on the stored item: equal to the value, or absent for None."""
+    return all(
+        name not in item if value is None else name in item and item[name] == value
+        for name, value in (only_if or {}).items()
+    )
 
 
 # --- mailboxes ---------------------------------------------------------------------------------------
@@ -181,8 +219,10 @@ class FakeMailboxStore:
 
     def put(self, config: MailboxConfig) -> None:
         now = clock.iso()
-        key = (config.address, "config")  # as the adapter: the address as given (reads lower it)
-        item = self.items.setdefault(key, {"address": config.address, "item": "config", "created_at": now})
+        address = config.address.lower()  # as every read looks it up (the config keeps it as given)
+        item = self.items.setdefault(
+            (address, "config"), {"address": address, "item": "config", "created_at": now}
+        )
         item["config"] = _kept(config.to_item())
         item["updated_at"] = now
         item.setdefault("status", {})
@@ -462,17 +502,16 @@ class FakeCampaignStore:
         return {name: int(item.get("counters", {}).get(name, 0)) for name in COUNTERS}
 
     # what the outgoing store does to the campaign item
-    def _transact_counters(self, campaign_id: str, deltas: dict[str, int]) -> bool:
-        """The counter half of a job's move transaction. False: DynamoDB cancels the transaction
-        (no campaign item, or one without counters: the document path is invalid), and the
-        outgoing store reads a cancelled transaction as a refused move. (moto applies the move and
-        drops the counter update instead: real DynamoDB does not.)"""
+    def _transact_counters(self, campaign_id: str, deltas: dict[str, int]) -> None:
+        """The counter half of a job's move transaction. With no campaign item, or one without
+        counters, the document path is invalid: DynamoDB cancels the transaction with a
+        ValidationError, which the outgoing store raises (not a refused move). (moto raises a
+        ValidationException: an error all the same.)"""
         item = self.items.get(campaign_id)
         if item is None or not isinstance(item.get("counters"), dict):
-            return False
+            raise transaction_cancelled("None", "ValidationError")
         for name, delta in deltas.items():
             item["counters"][name] = item["counters"].get(name, 0) + delta
-        return True
 
     def _add_figure(self, campaign_id: str, name: str, delta: int) -> None:
         item = self.items.setdefault(campaign_id, {"campaign_id": campaign_id})
@@ -487,6 +526,16 @@ class FakeOutgoingStore:
     def __init__(self, campaigns: FakeCampaignStore | None = None) -> None:
         self.rows: dict[tuple[str, str], dict] = {}
         self.campaigns = campaigns
+        self._interference: list[str] = []  # reasons the next move writes are refused for
+        self._writes: list[str] | None = None  # the move writes tried since `interfere`
+
+    def interfere(self, reasons: Iterable[str]) -> list[str]:
+        """Refuse the next move writes for contention, one per reason ("TransactionConflict",
+        "ThrottlingError", ...; "ValidationError" for refused data), as DynamoDB does under load.
+        Returns the list of the move writes tried from now on ("transaction" or "update")."""
+        self._interference = list(reasons)
+        self._writes = []
+        return self._writes
 
     # -- reading
     def _rows_of(self, message_id: str) -> list[dict]:
@@ -593,36 +642,8 @@ class FakeOutgoingStore:
         now = clock.iso()
         written = 0
         for job in jobs:
-            head = _kept(
-                {
-                    "message_id": job["message_id"],
-                    "recipient": MESSAGE_ROW,
-                    "mailbox": job["mailbox"],
-                    "campaign_id": job["campaign_id"],
-                    "created_at": now,
-                    "recipients": [job["recipient"]],
-                }
-            )
-            row = {
-                **_kept(
-                    {
-                        "message_id": job["message_id"],
-                        "recipient": job["recipient"].lower(),
-                        "state": str(State.PENDING),
-                        "certified": True,
-                        "campaign_id": job["campaign_id"],
-                        "job_key": f"{job['row']:09d}#{job['attempt']:03d}",
-                        "row": job["row"],
-                        "attempt": job["attempt"],
-                        "values": job.get("values"),
-                        "created_at": now,
-                        "updated_at": now,
-                        "mailbox": job["mailbox"],
-                        _stamp(State.PENDING): now,
-                    }
-                ),
-                "receipts": {},
-            }
+            head, row = job_items(NewJob.from_dict(job), now)  # the adapter's shape
+            head, row = _kept(head), _kept(row, keep=KEPT_EMPTY)
             if (row["message_id"], row["recipient"]) not in self.rows:
                 self.rows[(row["message_id"], row["recipient"])] = row
                 written += 1
@@ -680,40 +701,91 @@ class FakeOutgoingStore:
         _applied: list | None = None,
     ) -> State:
         """As the adapter: the move is tried only when it applies to the state the caller read
-        (`recipient.state`); its write is conditional on the stored state (and `only_if`); the
-        counters move from the caller's state; the receipt is recorded whatever happens."""
+        (`recipient.state`); its write is conditional on exactly that state and certified flag
+        (and `only_if`), and the counters move from them; when the job moved meanwhile to a state
+        the move applies from, it is made from there; a write refused for contention (`interfere`)
+        is tried again, then raised; the receipt is recorded whatever happens."""
         key = (message_id, recipient.address)  # as the adapter: the address as the Job has it
         now = clock.iso()
         info = _kept({**(receipt or {}), "recorded_at": now}) if receipt_id else None
-        new_certified = recipient.certified if certified is None else certified
+        state = recipient.state
+        if move is not None and move.applies_to(recipient.state):
+            job = recipient
+            write = {
+                "now": now,
+                "certified": certified,
+                "receipt_id": receipt_id,
+                "info": info,
+                "receipt": receipt,
+                "also_set": also_set,
+                "only_if": only_if,
+                "also_remove": also_remove,
+            }
+            for _ in range(MOVE_ATTEMPTS):
+                if self._write_move(key, job, move, **write):
+                    if _applied is not None:
+                        _applied.append(True)
+                    return move.to
+                row = self.rows.get(key)  # read again: may the move still be made, from where it is?
+                if row is None or "state" not in row:
+                    break
+                job = self._job(row)
+                state = job.state
+                if not move.applies_to(job.state) or not _holds(only_if, row):
+                    break
+            else:  # (the job cannot move behind the fake's back: as the adapter, for completeness)
+                raise ClientError({"Error": {"Code": "ConditionalCheckFailedException"}}, "UpdateItem")
+        if _applied is not None:
+            _applied.append(False)
+        if receipt_id:
+            self._record_receipt(key, receipt_id, info)
+        return state
 
-        def refused() -> None:
-            if _applied is not None:
-                _applied.append(False)
-            if receipt_id:
-                self._record_receipt(key, receipt_id, info)
-
-        if move is None or not move.applies_to(recipient.state):
-            refused()
-            return recipient.state
-        row = self.rows.get(key)
-        holds = row is not None and row.get("state") in {str(s) for s in move.only_from}
-        for name, value in (only_if or {}).items():
-            if row is None:
+    def _write_move(
+        self,
+        key: tuple[str, str],
+        job: Job,
+        move: Move,
+        *,
+        now: str,
+        certified: bool | None,
+        receipt_id: str | None,
+        info: dict | None,
+        receipt: dict | None,
+        also_set: dict | None,
+        only_if: dict | None,
+        also_remove: tuple[str, ...],
+    ) -> bool:
+        """One conditional write moving `job` (as read) by `move`: a transaction with the counter
+        deltas from its state when there are some, tried again while refused for contention, as
+        the adapter's `_try_write`. False: its condition did not hold."""
+        new_certified = job.certified if certified is None else certified
+        deltas = (
+            counter_deltas(job.state, move.to, certified=new_certified, old_certified=job.certified)
+            if job.campaign_id and self.campaigns is not None
+            else {}
+        )
+        for attempt in range(CONFLICT_ATTEMPTS):
+            if self._writes is not None:
+                self._writes.append("transaction" if deltas else "update")
+            if not self._interference:
                 break
-            holds = holds and (name not in row if value is None else name in row and row[name] == value)
-        if holds and receipt_id and not isinstance(row.get("receipts"), dict):
-            raise _no_path()
-        if holds and recipient.campaign_id and self.campaigns is not None:
-            deltas = counter_deltas(
-                recipient.state, move.to, certified=new_certified, old_certified=recipient.certified
-            )
-            if deltas and not self.campaigns._transact_counters(recipient.campaign_id, deltas):
-                holds = False  # the transaction is cancelled: the adapter reads it as a refusal
+            refused = contention_error(self._interference.pop(0), transaction=bool(deltas))
+            if write_refusal(refused) != "contention" or attempt == CONFLICT_ATTEMPTS - 1:
+                raise refused
+        row = self.rows.get(key)
+        holds = (
+            row is not None
+            and row.get("state") == str(job.state)
+            and row.get("certified", True) == job.certified
+            and _holds(only_if, row)
+        )
         if not holds:
-            refused()
-            current = self.rows.get(key)
-            return State(current["state"]) if current and "state" in current else recipient.state
+            return False
+        if receipt_id and not isinstance(row.get("receipts"), dict):
+            raise _no_path()
+        if deltas:
+            self.campaigns._transact_counters(job.campaign_id, deltas)  # raises when cancelled
         row["state"] = str(move.to)
         row["updated_at"] = now
         row.setdefault(_stamp(move.to), now)
@@ -727,9 +799,7 @@ class FakeOutgoingStore:
         row.update(_kept(extra))
         for name in also_remove:
             row.pop(name, None)
-        if _applied is not None:
-            _applied.append(True)
-        return move.to
+        return True
 
 
 # --- the S3 archive ---------------------------------------------------------------------------------------

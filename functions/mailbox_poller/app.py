@@ -12,13 +12,13 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pecflow import bootstrap
 from pecflow.config import Config
 from pecflow.services.polling import PollRequest
-from pecflow.telemetry import report_poll
+from pecflow.telemetry import message_logger, report_poll
 
 config = Config.for_function("messages_table", "outgoing_table", "archive_bucket", "poll_queue_url")
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-poller = bootstrap.poller(config)
+poller = bootstrap.poller(config, ingestor=bootstrap.ingestor(config, on_message=message_logger(logger)))
 
 
 @tracer.capture_method

@@ -3,11 +3,13 @@ send and a fan-out (Powertools' Metrics and Logger, passed in by each handler)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from pecflow.domain.reconcile import State
+from pecflow.pec.message import PecMessage
 from pecflow.services.fanout import FanoutResult
 from pecflow.services.polling import PollOutcome
 from pecflow.services.sending import Delivery
@@ -22,6 +24,24 @@ def _dimensioned(metrics: Any, name: str, value: float, dimension: str, of: str)
         default_dimensions=metrics.default_dimensions,
     ) as metric:
         metric.add_dimension(name=dimension, value=of)
+
+
+def message_logger(logger: Any) -> Callable[[str, PecMessage], None]:
+    """One log line per message ingested (the poller's `on_message`)."""
+
+    def log(address: str, msg: PecMessage) -> None:
+        logger.info(
+            "message ingested",
+            extra={
+                "message_id": msg.message_id,
+                "kind": msg.kind,
+                "ref_message_id": msg.ref_message_id,
+                "identificativo": msg.identificativo,
+                "problems": len(msg.problems),
+            },
+        )
+
+    return log
 
 
 def report_poll(outcome: PollOutcome, elapsed_ms: float, metrics: Any, logger: Any) -> None:

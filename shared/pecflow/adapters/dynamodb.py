@@ -14,12 +14,21 @@ Table layout (template.yaml is the source of truth for names and indexes):
   subject, identificativo once accepted, campaign); one row per recipient carries the job
   state and every receipt about it. Sparse index ByIdentificativo (identificativo) finds a
   message from the provider's id (replies, SdI PecMessageId).
-Every state change is a conditional write; counters move in the same transaction.
+Every state change is a conditional write; counters move in the same transaction. A job's move
+is conditional on the exact state its counter deltas were computed from: when the job moved
+meanwhile it is read again and the move applied from there, if allowed (the counters stay exact).
+A write DynamoDB refuses for contention (a transaction cancelled by `TransactionConflict` on the
+campaign item every job's counters share, or by throttling; `TransactionConflictException`) is
+tried again a few times, then raised: only `ConditionalCheckFailed` means "the condition did not
+hold".
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import random
+import re
+import time
+from collections.abc import Callable, Collection, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -29,8 +38,15 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from pecflow.domain import clock
 from pecflow.domain.mailbox import Cursor, MailboxConfig, location
 from pecflow.domain.reconcile import COUNTERS, Job, Move, State, counter_deltas
+from pecflow.domain.records import KEPT_EMPTY, MESSAGE_ROW, NewJob, job_items, state_stamp
 
-MESSAGE_ROW = "#message"
+# a write refused for contention is tried this many times in all, then raised (the queue or the next
+# poll tries again); the waits between tries start at CONFLICT_BACKOFF_SECONDS and double, jittered
+CONFLICT_ATTEMPTS = 4
+CONFLICT_BACKOFF_SECONDS = 0.05
+# a job found moved on when its move is written is read again and the move retried from its new
+# state (where allowed) at most this many times in all; past that the refusal is raised
+MOVE_ATTEMPTS = 5
 
 
 class Conflict(Exception):
@@ -50,11 +66,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _clean(item: dict) -> dict:
-    """Drop None and empty strings/lists DynamoDB would refuse or store uselessly."""
+def _clean(item: dict, *, keep: Collection[str] = ()) -> dict:
+    """Drop None and empty strings/lists DynamoDB would refuse or store uselessly (at the top
+    level, not the attributes named in `keep`)."""
     out = {}
     for key, value in item.items():
-        if value is None or value == "" or value == [] or value == {}:
+        if key not in keep and (value is None or value == "" or value == [] or value == {}):
             continue
         if isinstance(value, float):
             value = Decimal(repr(value))
@@ -69,22 +86,69 @@ def _clean(item: dict) -> dict:
     return out
 
 
-def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in (
-        "ConditionalCheckFailedException",
-        "TransactionCanceledException",
-    )
+# cancellation reasons of a transaction (and error codes of a single write) that say another
+# writer or the capacity got in the way, not the data: the same write may succeed when tried again
+_CONTENTION_REASONS = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+)
+_CONTENTION_CODES = frozenset({"TransactionConflictException"})
+_LISTED_REASONS = re.compile(r"\[([A-Za-z, ]*)\]\s*$")
+
+
+def cancellation_reasons(exc: ClientError) -> list[str]:
+    """The reason codes of a cancelled transaction, one per item in order ("None" for an item
+    that was fine). botocore parses them into `CancellationReasons`; where only the message has
+    them ("... specific reasons [ConditionalCheckFailed, None]") they are read from it."""
+    reasons = exc.response.get("CancellationReasons")
+    if reasons is not None:
+        return [str((reason or {}).get("Code") or "None") for reason in reasons]
+    listed = _LISTED_REASONS.search(str(exc.response.get("Error", {}).get("Message", "")))
+    return [code.strip() for code in listed.group(1).split(",")] if listed else []
+
+
+def write_refusal(exc: ClientError) -> str | None:
+    """Why DynamoDB refused a conditional write: "condition" (a condition did not hold: the item
+    is not as the write required), "contention" (a conflicting transaction or throttling: try
+    again), or None (anything else, e.g. invalid data: an error to raise)."""
+    code = exc.response.get("Error", {}).get("Code")
+    if code == "ConditionalCheckFailedException":
+        return "condition"
+    if code in _CONTENTION_CODES:
+        return "contention"
+    if code == "TransactionCanceledException":
+        reasons = cancellation_reasons(exc)
+        if any(reason in _CONTENTION_REASONS for reason in reasons):
+            return "contention"  # tried again: a failed condition, if any, shows then on its own
+        if "ConditionalCheckFailed" in reasons and set(reasons) <= {"ConditionalCheckFailed", "None"}:
+            return "condition"
+    return None
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(CONFLICT_BACKOFF_SECONDS * 2**attempt * random.uniform(0.5, 1.5))
+
+
+def _try_write(write: Callable[..., Any], **request: Any) -> ClientError | None:
+    """A conditional DynamoDB write: None when written, the error when its condition did not
+    hold. A refusal for contention is tried again (CONFLICT_ATTEMPTS in all) and then raised, as
+    is any other error."""
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            write(**request)
+            return None
+        except ClientError as exc:
+            refusal = write_refusal(exc)
+            if refusal == "condition":
+                return exc
+            if refusal != "contention" or attempt == CONFLICT_ATTEMPTS - 1:
+                raise
+        _backoff(attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _conditional_write(write: Callable[..., Any], **request: Any) -> bool:
     """A conditional DynamoDB write: True when written, False when its condition did not hold."""
-    try:
-        write(**request)
-        return True
-    except ClientError as exc:
-        if _conditional_failed(exc):
-            return False
-        raise
+    return _try_write(write, **request) is None
 
 
 _REFUSED_DATA = ("ValidationException", "SerializationException")
@@ -117,7 +181,7 @@ class MailboxStore:
     def put(self, config: MailboxConfig) -> None:
         now = clock.iso()
         self.table.update_item(
-            Key={"address": config.address, "item": "config"},
+            Key={"address": config.address.lower(), "item": "config"},  # as every read finds it
             UpdateExpression="SET #c = :c, updated_at = :now, created_at = if_not_exists(created_at, :now), "
             "#s = if_not_exists(#s, :empty)",
             ExpressionAttributeNames={"#c": "config", "#s": "status"},
@@ -377,15 +441,22 @@ class MessageStore:
 
 
 # --- outgoing messages and their recipients' jobs ------------------------------------------------------
-def _stamp(state: State) -> str:
-    """The attribute holding when a job reached `state`: at_sent, at_sent_uncertain, ..."""
-    return "at_" + state.value.replace("?", "_uncertain").replace("-", "_")
+_stamp = state_stamp
 
 
 def _job(item: dict) -> Job:
     item = _plain(item)
     return Job(
         item["recipient"], State(item["state"]), bool(item.get("certified", True)), item.get("campaign_id")
+    )
+
+
+def _holds(only_if: dict | None, item: dict) -> bool:
+    """Do the `only_if` conditions of a move hold on the item as read?"""
+    item = _plain(item)
+    return all(
+        name not in item if value is None else name in item and item[name] == _plain(value)
+        for name, value in (only_if or {}).items()
     )
 
 
@@ -456,37 +527,8 @@ class OutgoingStore:
         now = clock.iso()
         items = []
         for job in jobs:
-            head = _clean(
-                {
-                    "message_id": job["message_id"],
-                    "recipient": MESSAGE_ROW,
-                    "mailbox": job["mailbox"],
-                    "campaign_id": job["campaign_id"],
-                    "created_at": now,
-                    "recipients": [job["recipient"]],
-                }
-            )
-            row = {
-                **_clean(
-                    {
-                        "message_id": job["message_id"],
-                        "recipient": job["recipient"].lower(),
-                        "state": str(State.PENDING),
-                        "certified": True,
-                        "campaign_id": job["campaign_id"],
-                        "job_key": job_key(job["row"], job["attempt"]),
-                        "row": job["row"],
-                        "attempt": job["attempt"],
-                        "values": job.get("values"),
-                        "created_at": now,
-                        "updated_at": now,
-                        "mailbox": job["mailbox"],
-                        _stamp(State.PENDING): now,
-                    }
-                ),
-                "receipts": {},
-            }
-            items.append((head, row))
+            head, row = job_items(NewJob.from_dict(job), now)  # the shape: pecflow/domain/records.py
+            items.append((_clean(head), _clean(row, keep=KEPT_EMPTY)))
         if not items:
             return 0
         absent = "attribute_not_exists(message_id)"
@@ -619,7 +661,14 @@ class OutgoingStore:
         """Apply `move` to one recipient's job with a conditional write (and its campaign's
         counters in the same transaction); record the receipt on the job whatever happens.
         `also_set` is written (and `also_remove` removed) by the same write; `only_if` adds
-        conditions (attribute equal to a value, or absent for None). Returns the job's state afterwards."""
+        conditions (attribute equal to a value, or absent for None). Returns the job's state afterwards.
+
+        The move is tried only when it applies to `recipient.state`, the state the caller read.
+        Its write requires the job to be exactly in that state (and certified flag), the one the
+        counter deltas are computed from. When the job moved meanwhile, it is read again and, if
+        the move (and `only_if`) still holds there, written again from that state: the counters
+        stay exact (MOVE_ATTEMPTS in all; past that the refusal is raised). A write refused for
+        contention is tried again, then raised (`_try_write`), never taken for a refusal."""
         key = {"message_id": message_id, "recipient": recipient.address}
         now = clock.iso()
         # the reconciled view keeps every receipt (duplicates and late ones too), keyed by its sha256
@@ -632,34 +681,76 @@ class OutgoingStore:
             if receipt_id
             else None
         )
-        new_certified = recipient.certified if certified is None else certified
-        if move is None or not move.applies_to(recipient.state):
-            if _applied is not None:
-                _applied.append(False)
-            if record:
-                self.table.update_item(
-                    Key=key,
-                    UpdateExpression="SET " + record[0],
-                    ExpressionAttributeNames=record[1],
-                    ExpressionAttributeValues=record[2],
+        state = recipient.state
+        if move is not None and move.applies_to(recipient.state):
+            job = recipient
+            refused: ClientError | None = None
+            for _ in range(MOVE_ATTEMPTS):
+                write, request = self._move_write(
+                    key, job, move, now, record, certified, receipt, also_set, only_if, also_remove
                 )
-            return recipient.state
+                refused = _try_write(write, **request)
+                if refused is None:
+                    if _applied is not None:
+                        _applied.append(True)
+                    return move.to
+                # the job is not as the write required: as it is now, may the move still be made?
+                item = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+                if not item or "state" not in item:
+                    break  # no such job
+                job = _job(item)
+                state = job.state
+                if not move.applies_to(job.state) or not _holds(only_if, item):
+                    break  # refused: not from this state, or not for this claim
+            else:  # moved every time it was read: raised, the caller tries again later
+                assert refused is not None
+                raise refused
+        if _applied is not None:
+            _applied.append(False)
+        if record:  # refused or not tried: the receipt alone
+            self.table.update_item(
+                Key=key,
+                UpdateExpression="SET " + record[0],
+                ExpressionAttributeNames=record[1],
+                ExpressionAttributeValues=record[2],
+            )
+        return state
+
+    def _move_write(
+        self,
+        key: dict,
+        job: Job,
+        move: Move,
+        now: str,
+        record: tuple | None,
+        certified: bool | None,
+        receipt: dict | None,
+        also_set: dict | None,
+        only_if: dict | None,
+        also_remove: tuple[str, ...],
+    ) -> tuple[Callable[..., Any], dict]:
+        """The write moving `job`, as it was read, by `move`: conditional on that very state and
+        certified flag, with the counter deltas from them in the same transaction."""
+        new_certified = job.certified if certified is None else certified
         sets = [
             "#s = :to",
             "updated_at = :now",
             "#stamp = if_not_exists(#stamp, :now)",
-            "certified = :cert",
+            "#cert = :cert",
             "last_reason = :why",
         ]
-        names = {"#s": "state", "#stamp": _stamp(move.to)}
+        names = {"#s": "state", "#stamp": _stamp(move.to), "#cert": "certified"}
         values = {
             ":to": str(move.to),
             ":now": now,
             ":cert": new_certified,
             ":why": move.reason,
-            **{f":f{i}": str(s) for i, s in enumerate(sorted(move.only_from))},
+            ":from": str(job.state),
+            ":was": job.certified,
         }
-        conditions = ["#s IN (" + ", ".join(f":f{i}" for i in range(len(move.only_from))) + ")"]
+        # exactly what the deltas are computed from (a job without the flag is read as certified)
+        was = "#cert = :was" if not job.certified else "(attribute_not_exists(#cert) OR #cert = :was)"
+        conditions = ["#s = :from", was]
         if record:
             sets.append(record[0])
             names.update(record[1])
@@ -683,45 +774,23 @@ class OutgoingStore:
             names.update({f"#d{i}": name for i, name in enumerate(also_remove)})
             expression += " REMOVE " + ", ".join(f"#d{i}" for i in range(len(also_remove)))
         update = {
-            "Update": {
-                "TableName": self.table_name,
-                "Key": key,
-                "UpdateExpression": expression,
-                "ConditionExpression": " AND ".join(conditions),
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-            }
+            "Key": key,
+            "UpdateExpression": expression,
+            "ConditionExpression": " AND ".join(conditions),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
         }
-        items = [update]
-        if recipient.campaign_id and self.campaigns_table:
-            deltas = counter_deltas(
-                recipient.state, move.to, certified=new_certified, old_certified=recipient.certified
-            )
-            if deltas:
-                items.append(self._counter_update(recipient.campaign_id, deltas))
-        try:
-            if len(items) == 1:  # nothing else to keep in step: a conditional write, no transaction
-                single = {k: v for k, v in items[0]["Update"].items() if k != "TableName"}
-                self.table.update_item(**single)
-            else:
-                self.client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if _conditional_failed(exc):  # moved meanwhile: record the receipt alone
-                if record:
-                    self.table.update_item(
-                        Key=key,
-                        UpdateExpression="SET " + record[0],
-                        ExpressionAttributeNames=record[1],
-                        ExpressionAttributeValues=record[2],
-                    )
-                current = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
-                if _applied is not None:
-                    _applied.append(False)
-                return State(current["state"]) if current else recipient.state
-            raise
-        if _applied is not None:
-            _applied.append(True)
-        return move.to
+        campaign_id = job.campaign_id if self.campaigns_table else None
+        deltas = (
+            counter_deltas(job.state, move.to, certified=new_certified, old_certified=job.certified)
+            if campaign_id
+            else {}
+        )
+        if not campaign_id or not deltas:  # nothing else to keep in step: a conditional write
+            return self.table.update_item, update
+        counters = self._counter_update(campaign_id, deltas)
+        items = [{"Update": {"TableName": self.table_name, **update}}, counters]
+        return self.client.transact_write_items, {"TransactItems": items}
 
     def count_in_campaign(self, campaign_id: str, name: str, delta: int) -> None:
         """Add `delta` to a figure of the campaign item kept beside its counters (e.g. dead_lettered)."""
@@ -758,11 +827,6 @@ class OutgoingStore:
 
 
 # --- campaigns ---------------------------------------------------------------------------------------
-def job_key(row: int, attempt: int) -> str:
-    """Sort key of a job in its campaign: row order, then attempt."""
-    return f"{row:09d}#{attempt:03d}"
-
-
 class CampaignStore:
     """The campaign item: definition, status, fan-out progress, and its counters."""
 
