@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from pecflow.adapters import dynamodb
 from pecflow.adapters.dynamodb import CampaignStore, MailboxStore, OutgoingStore
+from pecflow.adapters.dynamodb import _common as dynamodb  # the shared write and refusal logic
 from pecflow.domain.mailbox import MailboxConfig
 from pecflow.domain.reconcile import (
     CANCEL,

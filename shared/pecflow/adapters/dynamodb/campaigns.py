@@ -1,0 +1,105 @@
+"""CampaignsTable: the campaign item, its status, fan-out progress and counters."""
+
+from __future__ import annotations
+
+from boto3.dynamodb.conditions import Attr
+
+from pecflow.adapters.dynamodb._common import (
+    _clean,
+    _conditional_write,
+    _plain,
+    _resource,
+)
+from pecflow.domain import clock
+from pecflow.domain.reconcile import COUNTERS
+
+
+# --- campaigns ---------------------------------------------------------------------------------------
+class CampaignStore:
+    """The campaign item: definition, status, fan-out progress, and its counters."""
+
+    def __init__(self, table_name: str, dynamodb=None):
+        self.table = _resource(dynamodb).Table(table_name)
+
+    def get(self, campaign_id: str) -> dict | None:
+        item = self.table.get_item(Key={"campaign_id": campaign_id}, ConsistentRead=True).get("Item")
+        return _plain(item) if item else None
+
+    def create(self, campaign_id: str, fields: dict) -> bool:
+        """Create the campaign once (False when it exists: a repeated S3 event or a resume)."""
+        now = clock.iso()
+        item = {
+            **_clean({**fields, "campaign_id": campaign_id, "created_at": now, "updated_at": now}),
+            "counters": dict.fromkeys(COUNTERS, 0),
+        }
+        return _conditional_write(
+            self.table.put_item, Item=item, ConditionExpression=Attr("campaign_id").not_exists()
+        )
+
+    def update(
+        self, campaign_id: str, fields: dict, *, only_if_status: tuple[str, ...] | None = None
+    ) -> bool:
+        fields = {**_clean(fields), "updated_at": clock.iso()}
+        names = {f"#k{i}": k for i, k in enumerate(fields)}
+        values = {f":v{i}": v for i, v in enumerate(fields.values())}
+        kwargs = {}
+        if only_if_status:
+            names["#status"] = "status"
+            values.update({f":s{i}": s for i, s in enumerate(only_if_status)})
+            kwargs["ConditionExpression"] = (
+                "#status IN (" + ", ".join(f":s{i}" for i in range(len(only_if_status))) + ")"
+            )
+        return _conditional_write(
+            self.table.update_item,
+            Key={"campaign_id": campaign_id},
+            UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            **kwargs,
+        )
+
+    def note_problem(self, campaign_id: str, text: str, *, keep: int = 20) -> bool:
+        """Add a line to the campaign's `problems` (what `campaign stats` shows), up to `keep` lines."""
+        return _conditional_write(
+            self.table.update_item,
+            Key={"campaign_id": campaign_id},
+            UpdateExpression="SET problems = list_append(if_not_exists(problems, :empty), :p), updated_at = :now",
+            ConditionExpression="attribute_exists(campaign_id) AND (attribute_not_exists(problems) "
+            "OR size(problems) < :keep)",
+            ExpressionAttributeValues={":empty": [], ":p": [text[:1000]], ":now": clock.iso(), ":keep": keep},
+        )
+
+    def start_counting(self, campaign_id: str, total: int) -> bool:
+        """Set the counters for `total` jobs to send, once (a resumed fan-out does not count twice)."""
+        return _conditional_write(
+            self.table.update_item,
+            Key={"campaign_id": campaign_id},
+            UpdateExpression="SET counters.#t = :t, counters.#s = :t, counting_started = :yes",
+            ConditionExpression=Attr("counting_started").not_exists(),
+            ExpressionAttributeNames={"#t": "total", "#s": "to_send"},
+            ExpressionAttributeValues={":t": total, ":yes": True},
+        )
+
+    def add_jobs(self, campaign_id: str, count: int) -> None:
+        """More jobs to send (a resend of the failed ones)."""
+        self.table.update_item(
+            Key={"campaign_id": campaign_id},
+            UpdateExpression="ADD counters.#t :n, counters.#s :n",
+            ExpressionAttributeNames={"#t": "total", "#s": "to_send"},
+            ExpressionAttributeValues={":n": count},
+        )
+
+    def checkpoint(self, campaign_id: str, next_row: int, queued: int, expected_next_row: int) -> bool:
+        """Fan-out progress: rows before `next_row` are queued. Conditional on the last checkpoint."""
+        return _conditional_write(
+            self.table.update_item,
+            Key={"campaign_id": campaign_id},
+            UpdateExpression="SET fanout_next_row = :n, fanout_queued = :q, updated_at = :now",
+            ConditionExpression=Attr("fanout_next_row").not_exists()
+            | Attr("fanout_next_row").eq(expected_next_row),
+            ExpressionAttributeValues={":n": next_row, ":q": queued, ":now": clock.iso()},
+        )
+
+    def counters(self, campaign_id: str) -> dict[str, int]:
+        item = self.get(campaign_id) or {}
+        return {name: int(item.get("counters", {}).get(name, 0)) for name in COUNTERS}

@@ -1,0 +1,408 @@
+"""OutgoingTable: outgoing messages and one job per recipient, moved by conditional writes
+(the job state machine of pecflow.domain.reconcile), with the campaign counters kept in step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from pecflow.adapters.dynamodb._common import (
+    MOVE_ATTEMPTS,
+    _clean,
+    _conditional_write,
+    _plain,
+    _resource,
+    _try_write,
+)
+from pecflow.domain import clock
+from pecflow.domain.reconcile import Job, Move, State, counter_deltas
+from pecflow.domain.records import KEPT_EMPTY, MESSAGE_ROW, NewJob, job_items, state_stamp
+
+# --- outgoing messages and their recipients' jobs ------------------------------------------------------
+_stamp = state_stamp
+
+
+def _job(item: dict) -> Job:
+    item = _plain(item)
+    return Job(
+        item["recipient"], State(item["state"]), bool(item.get("certified", True)), item.get("campaign_id")
+    )
+
+
+def _holds(only_if: dict | None, item: dict) -> bool:
+    """Do the `only_if` conditions of a move hold on the item as read?"""
+    item = _plain(item)
+    return all(
+        name not in item if value is None else name in item and item[name] == _plain(value)
+        for name, value in (only_if or {}).items()
+    )
+
+
+class OutgoingStore:
+    def __init__(self, table_name: str, dynamodb=None, *, campaigns_table: str | None = None):
+        resource = _resource(dynamodb)
+        self.table = resource.Table(table_name)
+        # the resource's client serialises plain Python values itself (as the Table API does)
+        self.client = resource.meta.client
+        self.table_name = table_name
+        self.campaigns_table = campaigns_table
+
+    def register(
+        self,
+        message_id: str,
+        *,
+        mailbox: str,
+        recipients: list[str],
+        subject: str | None = None,
+        state: State = State.SENT,
+        campaign_id: str | None = None,
+        extra: dict | None = None,
+    ) -> bool:
+        """Record a message we send (False when it is already known). Recipients start in `state`."""
+        now = clock.iso()
+        head = _clean(
+            {
+                "message_id": message_id,
+                "recipient": MESSAGE_ROW,
+                "mailbox": mailbox.lower(),
+                "subject": subject,
+                "campaign_id": campaign_id,
+                "created_at": now,
+                "recipients": [r.lower() for r in recipients],
+                **(extra or {}),
+            }
+        )
+        if not _conditional_write(
+            self.table.put_item, Item=head, ConditionExpression=Attr("message_id").not_exists()
+        ):
+            return False
+        with self.table.batch_writer() as batch:
+            for address in recipients:
+                batch.put_item(
+                    Item={
+                        **_clean(
+                            {
+                                "message_id": message_id,
+                                "recipient": address.lower(),
+                                "state": str(state),
+                                "certified": True,
+                                "campaign_id": campaign_id,
+                                "created_at": now,
+                                "updated_at": now,
+                                _stamp(state): now,
+                            }
+                        ),
+                        "receipts": {},
+                    }
+                )
+        return True
+
+    def add_jobs(self, jobs: list[dict]) -> int:
+        """Create campaign jobs, pending, each only where it does not exist: a job already there
+        (a retried or duplicated fan-out, a repeated resend) is never rewritten, so a job that
+        moved on keeps its state, claim and receipts. `jobs`: dicts with message_id, recipient,
+        mailbox, campaign_id, row, attempt, values. Returns how many were created."""
+        now = clock.iso()
+        items = []
+        for job in jobs:
+            head, row = job_items(NewJob.from_dict(job), now)  # the shape: pecflow/domain/records.py
+            items.append((_clean(head), _clean(row, keep=KEPT_EMPTY)))
+        if not items:
+            return 0
+        absent = "attribute_not_exists(message_id)"
+        # the usual case, nothing there yet: the whole batch in one conditional transaction
+        if _conditional_write(
+            self.client.transact_write_items,
+            TransactItems=[
+                {"Put": {"TableName": self.table_name, "Item": item, "ConditionExpression": absent}}
+                for pair in items
+                for item in pair
+            ],
+        ):
+            return len(items)
+        written = 0
+        for head, row in items:  # some exist: job by job, its two items together where both are absent
+            if _conditional_write(
+                self.client.transact_write_items,
+                TransactItems=[
+                    {"Put": {"TableName": self.table_name, "Item": item, "ConditionExpression": absent}}
+                    for item in (head, row)
+                ],
+            ):
+                written += 1
+                continue
+            if _conditional_write(self.table.put_item, Item=row, ConditionExpression=absent):
+                written += 1
+            _conditional_write(self.table.put_item, Item=head, ConditionExpression=absent)
+        return written
+
+    def job(self, message_id: str) -> dict | None:
+        """A campaign job: its one recipient row (with the head's fields)."""
+        rows = [
+            _plain(i)
+            for i in self.table.query(
+                KeyConditionExpression=Key("message_id").eq(message_id), ConsistentRead=True
+            ).get("Items", [])
+        ]
+        head = next((r for r in rows if r["recipient"] == MESSAGE_ROW), None)
+        jobs = [r for r in rows if r["recipient"] != MESSAGE_ROW]
+        if head is None or not jobs:
+            return None
+        return {**jobs[0], "head": head}
+
+    def reserve_slot(self, message_id: str, recipient: str, at: float) -> bool:
+        """Note the quota slot a pending job holds, unless it holds one already (a duplicate of
+        the job may have reserved first). False: not noted, give the slot back."""
+        return _conditional_write(
+            self.table.update_item,
+            Key={"message_id": message_id, "recipient": recipient.lower()},
+            UpdateExpression="SET slot_at = :at",
+            ConditionExpression="#s = :pending AND (attribute_not_exists(slot_at) OR slot_at = :none)",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={":at": Decimal(repr(at)), ":pending": str(State.PENDING), ":none": 0},
+        )
+
+    def set_job_fields(self, message_id: str, recipient: str, fields: dict) -> None:
+        fields = _clean(fields)
+        if not fields:
+            return
+        self.table.update_item(
+            Key={"message_id": message_id, "recipient": recipient.lower()},
+            UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields))),
+            ExpressionAttributeNames={f"#k{i}": k for i, k in enumerate(fields)},
+            ExpressionAttributeValues={f":v{i}": v for i, v in enumerate(fields.values())},
+        )
+
+    def campaign_jobs(self, campaign_id: str):
+        """Every job of a campaign, in row then attempt order (streamed, page by page)."""
+        kwargs = {"IndexName": "ByCampaign", "KeyConditionExpression": Key("campaign_id").eq(campaign_id)}
+        while True:
+            page = self.table.query(**kwargs)
+            for item in page.get("Items", []):
+                yield _plain(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def message(self, message_id: str) -> dict | None:
+        item = self.table.get_item(
+            Key={"message_id": message_id, "recipient": MESSAGE_ROW}, ConsistentRead=True
+        ).get("Item")
+        return _plain(item) if item else None
+
+    def message_and_jobs(self, message_id: str) -> tuple[dict | None, list[Job]]:
+        """The message's head row and its recipients' jobs, in one query."""
+        page = self.table.query(KeyConditionExpression=Key("message_id").eq(message_id), ConsistentRead=True)
+        items = page.get("Items", [])
+        head = next((_plain(i) for i in items if i["recipient"] == MESSAGE_ROW), None)
+        return head, [_job(i) for i in items if i["recipient"] != MESSAGE_ROW]
+
+    def jobs(self, message_id: str) -> list[Job]:
+        page = self.table.query(KeyConditionExpression=Key("message_id").eq(message_id), ConsistentRead=True)
+        return [_job(i) for i in page.get("Items", []) if i["recipient"] != MESSAGE_ROW]
+
+    def by_identificativo(self, identificativo: str) -> str | None:
+        page = self.table.query(
+            IndexName="ByIdentificativo", KeyConditionExpression=Key("identificativo").eq(identificativo)
+        )
+        items = page.get("Items", [])
+        return items[0]["message_id"] if items else None
+
+    def set_identificativo(self, message_id: str, identificativo: str) -> None:
+        self.table.update_item(
+            Key={"message_id": message_id, "recipient": MESSAGE_ROW},
+            UpdateExpression="SET identificativo = if_not_exists(identificativo, :i)",
+            ExpressionAttributeValues={":i": identificativo},
+        )
+
+    def try_move(self, message_id: str, recipient: Job, move: Move, **kwargs) -> bool:
+        """Like `apply`, but says whether this very write made the move (False: the job was not
+        in a state, or with the fields, the move requires)."""
+        outcome: list[bool] = []
+        self.apply(message_id, recipient, move, _applied=outcome, **kwargs)
+        return bool(outcome and outcome[0])
+
+    def apply(
+        self,
+        message_id: str,
+        recipient: Job,
+        move: Move | None,
+        *,
+        receipt_id: str | None = None,
+        receipt: dict | None = None,
+        certified: bool | None = None,
+        also_set: dict | None = None,
+        only_if: dict | None = None,
+        also_remove: tuple[str, ...] = (),
+        _applied: list | None = None,
+    ) -> State:
+        """Apply `move` to one recipient's job with a conditional write (and its campaign's
+        counters in the same transaction); record the receipt on the job whatever happens.
+        `also_set` is written (and `also_remove` removed) by the same write; `only_if` adds
+        conditions (attribute equal to a value, or absent for None). Returns the job's state afterwards.
+
+        The move is tried only when it applies to `recipient.state`, the state the caller read.
+        Its write requires the job to be exactly in that state (and certified flag), the one the
+        counter deltas are computed from. When the job moved meanwhile, it is read again and, if
+        the move (and `only_if`) still holds there, written again from that state: the counters
+        stay exact (MOVE_ATTEMPTS in all; past that the refusal is raised). A write refused for
+        contention is tried again, then raised (`_try_write`), never taken for a refusal."""
+        key = {"message_id": message_id, "recipient": recipient.address}
+        now = clock.iso()
+        # the reconciled view keeps every receipt (duplicates and late ones too), keyed by its sha256
+        record = (
+            (
+                "receipts.#r = if_not_exists(receipts.#r, :info)",
+                {"#r": receipt_id},
+                {":info": _clean({**(receipt or {}), "recorded_at": now})},
+            )
+            if receipt_id
+            else None
+        )
+        state = recipient.state
+        if move is not None and move.applies_to(recipient.state):
+            job = recipient
+            refused: ClientError | None = None
+            for _ in range(MOVE_ATTEMPTS):
+                write, request = self._move_write(
+                    key, job, move, now, record, certified, receipt, also_set, only_if, also_remove
+                )
+                refused = _try_write(write, **request)
+                if refused is None:
+                    if _applied is not None:
+                        _applied.append(True)
+                    return move.to
+                # the job is not as the write required: as it is now, may the move still be made?
+                item = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+                if not item or "state" not in item:
+                    break  # no such job
+                job = _job(item)
+                state = job.state
+                if not move.applies_to(job.state) or not _holds(only_if, item):
+                    break  # refused: not from this state, or not for this claim
+            else:  # moved every time it was read: raised, the caller tries again later
+                assert refused is not None
+                raise refused
+        if _applied is not None:
+            _applied.append(False)
+        if record:  # refused or not tried: the receipt alone
+            self.table.update_item(
+                Key=key,
+                UpdateExpression="SET " + record[0],
+                ExpressionAttributeNames=record[1],
+                ExpressionAttributeValues=record[2],
+            )
+        return state
+
+    def _move_write(
+        self,
+        key: dict,
+        job: Job,
+        move: Move,
+        now: str,
+        record: tuple | None,
+        certified: bool | None,
+        receipt: dict | None,
+        also_set: dict | None,
+        only_if: dict | None,
+        also_remove: tuple[str, ...],
+    ) -> tuple[Callable[..., Any], dict]:
+        """The write moving `job`, as it was read, by `move`: conditional on that very state and
+        certified flag, with the counter deltas from them in the same transaction."""
+        new_certified = job.certified if certified is None else certified
+        sets = [
+            "#s = :to",
+            "updated_at = :now",
+            "#stamp = if_not_exists(#stamp, :now)",
+            "#cert = :cert",
+            "last_reason = :why",
+        ]
+        names = {"#s": "state", "#stamp": _stamp(move.to), "#cert": "certified"}
+        values = {
+            ":to": str(move.to),
+            ":now": now,
+            ":cert": new_certified,
+            ":why": move.reason,
+            ":from": str(job.state),
+            ":was": job.certified,
+        }
+        # exactly what the deltas are computed from (a job without the flag is read as certified)
+        was = "#cert = :was" if not job.certified else "(attribute_not_exists(#cert) OR #cert = :was)"
+        conditions = ["#s = :from", was]
+        if record:
+            sets.append(record[0])
+            names.update(record[1])
+            values.update(record[2])
+        extra = dict(also_set or {})
+        if receipt and move.to in (State.DELIVERY_FAILED, State.NOT_ACCEPTED):
+            # a failure receipt's own words become the job's error text
+            extra["error"] = (receipt.get("error_detail") or receipt.get("error") or move.reason)[:1000]
+        for i, (name, value) in enumerate(_clean(extra).items()):
+            sets.append(f"#x{i} = :x{i}")
+            names[f"#x{i}"], values[f":x{i}"] = name, value
+        for i, (name, value) in enumerate((only_if or {}).items()):
+            names[f"#c{i}"] = name
+            if value is None:
+                conditions.append(f"attribute_not_exists(#c{i})")
+            else:
+                conditions.append(f"#c{i} = :c{i}")
+                values[f":c{i}"] = value
+        expression = "SET " + ", ".join(sets)
+        if also_remove:
+            names.update({f"#d{i}": name for i, name in enumerate(also_remove)})
+            expression += " REMOVE " + ", ".join(f"#d{i}" for i in range(len(also_remove)))
+        update = {
+            "Key": key,
+            "UpdateExpression": expression,
+            "ConditionExpression": " AND ".join(conditions),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        campaign_id = job.campaign_id if self.campaigns_table else None
+        deltas = (
+            counter_deltas(job.state, move.to, certified=new_certified, old_certified=job.certified)
+            if campaign_id
+            else {}
+        )
+        if not campaign_id or not deltas:  # nothing else to keep in step: a conditional write
+            return self.table.update_item, update
+        counters = self._counter_update(campaign_id, deltas)
+        items = [{"Update": {"TableName": self.table_name, **update}}, counters]
+        return self.client.transact_write_items, {"TransactItems": items}
+
+    def count_in_campaign(self, campaign_id: str, name: str, delta: int) -> None:
+        """Add `delta` to a figure of the campaign item kept beside its counters (e.g. dead_lettered)."""
+        if self.campaigns_table:
+            self.client.update_item(
+                TableName=self.campaigns_table,
+                Key={"campaign_id": campaign_id},
+                UpdateExpression="ADD #n :d",
+                ExpressionAttributeNames={"#n": name},
+                ExpressionAttributeValues={":d": delta},
+            )
+
+    def _counter_update(self, campaign_id: str, deltas: dict[str, int]) -> dict:
+        names = {f"#c{i}": name for i, name in enumerate(deltas)}
+        values = {f":d{i}": delta for i, delta in enumerate(deltas.values())}
+        return {
+            "Update": {
+                "TableName": self.campaigns_table,
+                "Key": {"campaign_id": campaign_id},
+                "UpdateExpression": "ADD " + ", ".join(f"counters.#c{i} :d{i}" for i in range(len(deltas))),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
+
+    def view(self, message_id: str) -> dict | None:
+        """The reconciled view: the message, each recipient's state, and all their receipts."""
+        page = self.table.query(KeyConditionExpression=Key("message_id").eq(message_id), ConsistentRead=True)
+        items = [_plain(i) for i in page.get("Items", [])]
+        head = next((i for i in items if i["recipient"] == MESSAGE_ROW), None)
+        if head is None:
+            return None
+        return {**head, "jobs": [i for i in items if i["recipient"] != MESSAGE_ROW]}
