@@ -22,6 +22,21 @@ def aws(monkeypatch):
         yield LocalAws.in_process(TEMPLATE)
 
 
+@pytest.fixture(scope="module")
+def moto_stack():
+    """One in-process moto stack with template.yaml's resources, shared by a module's tests
+    (each test makes its own keys)."""
+    from moto import mock_aws
+
+    from local.aws import LocalAws
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+            patch.delenv(name, raising=False)
+        with mock_aws():
+            yield LocalAws.in_process(TEMPLATE)
+
+
 @pytest.fixture
 def wiring(aws):
     """An ingestor on moto's tables and bucket."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,22 +39,7 @@ from pecflow.pec import kinds
 from pecflow.services.polling import PollRequest
 from tests import fakes
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 _ids = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def moto_stack():
-    """One in-process moto stack with template.yaml's resources, for the whole module."""
-    from moto import mock_aws
-
-    from local.aws import LocalAws
-
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-            patch.delenv(name, raising=False)
-        with mock_aws():
-            yield LocalAws.in_process(TEMPLATE)
 
 
 @dataclass

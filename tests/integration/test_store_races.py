@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,21 +39,7 @@ from pecflow.domain.reconcile import (
 from pecflow.pec import kinds
 from tests import fakes
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 _ids = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def moto_stack():
-    from moto import mock_aws
-
-    from local.aws import LocalAws
-
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-            patch.delenv(name, raising=False)
-        with mock_aws():
-            yield LocalAws.in_process(TEMPLATE)
 
 
 # --- DynamoDB under contention, as moto cannot show it ----------------------------------------------
