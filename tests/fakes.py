@@ -64,7 +64,7 @@ from pecflow.domain.ports import (
 )
 from pecflow.domain.quota import Decision, QuotaPolicy, policy_from_spec
 from pecflow.domain.reconcile import COUNTERS, Job, Move, State, counter_deltas
-from pecflow.domain.records import KEPT_EMPTY, MESSAGE_ROW, NewJob, job_items, state_stamp
+from pecflow.domain.records import KEPT_EMPTY, MESSAGE_ROW, JobRecord, NewJob, job_items, state_stamp
 
 ITEM_LIMIT = 400_000  # DynamoDB refuses items over 400 KB
 
@@ -551,13 +551,13 @@ class FakeOutgoingStore:
             item.get("campaign_id"),
         )
 
-    def job(self, message_id: str) -> dict | None:
+    def job(self, message_id: str) -> JobRecord | None:
         rows = [copy.deepcopy(r) for r in self._rows_of(message_id)]
         head = next((r for r in rows if r["recipient"] == MESSAGE_ROW), None)
         jobs = [r for r in rows if r["recipient"] != MESSAGE_ROW]
         if head is None or not jobs:
             return None
-        return {**jobs[0], "head": head}
+        return JobRecord.from_item({**jobs[0], "head": head})
 
     def message(self, message_id: str) -> dict | None:
         head = self.rows.get((message_id, MESSAGE_ROW))
@@ -576,14 +576,14 @@ class FakeOutgoingStore:
             (r["message_id"] for r in self.rows.values() if r.get("identificativo") == identificativo), None
         )
 
-    def campaign_jobs(self, campaign_id: str):
+    def campaign_jobs(self, campaign_id: str) -> Iterable[JobRecord]:
         rows = [
             r
             for r in self.rows.values()
             if r.get("campaign_id") == campaign_id and isinstance(r.get("job_key"), str)
         ]
         for row in sorted(rows, key=lambda r: _utf8(r["job_key"])):
-            yield copy.deepcopy(row)
+            yield JobRecord.from_item(copy.deepcopy(row))
 
     def view(self, message_id: str) -> dict | None:
         rows = [copy.deepcopy(r) for r in self._rows_of(message_id)]

@@ -601,9 +601,9 @@ def cmd_campaign_export(args) -> int:
 
     def with_receipts(jobs):
         for job in jobs:
-            receipts = sorted((job.get("receipts") or {}).values(), key=lambda r: r.get("at") or "")
+            receipts = sorted(job.receipts.values(), key=lambda r: r.get("at") or "")
             yield {
-                **job,
+                **job.as_dict(),
                 "receipts": "; ".join(f"{r.get('kind')} {r.get('at') or ''}".strip() for r in receipts),
             }
 

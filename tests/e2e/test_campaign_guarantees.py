@@ -142,7 +142,7 @@ def test_a_csv_replaced_while_queuing_queues_exactly_the_validated_rows_once(sta
     counters = settle(stack, "sostituita")
     assert replaced and len(stack.runner.invocations_of("CampaignFanoutFunction")) >= 2
     jobs = list(bootstrap.campaign_admin(stack.deployment()).jobs("sostituita"))
-    assert sorted(j["recipient"] for j in jobs) == sorted(addresses), "exactly the validated rows, once each"
+    assert sorted(j.recipient for j in jobs) == sorted(addresses), "exactly the validated rows, once each"
     assert counters["total"] == 15 and counters["delivered"] == 15
     for address in addresses:
         assert received_by(stack.network, address) == 1, address
@@ -176,7 +176,7 @@ def test_a_job_that_reaches_the_dead_letter_queue_shows_as_an_error_and_is_redri
     class Tracking:
         def send(self, message_id):
             job = sender.outgoing.job(message_id)
-            current.recipient = job["recipient"] if job else None
+            current.recipient = job.recipient if job else None
             return sender.send(message_id)
 
     sender = bootstrap.sender(handler.config, acquire=failing_for_one)
@@ -187,8 +187,8 @@ def test_a_job_that_reaches_the_dead_letter_queue_shows_as_an_error_and_is_redri
     stats = bootstrap.campaign_admin(deployment).stats("coda-errori")
     assert stats["dead_lettered"] == 1 and stats["counters"]["errors"] == 1
     assert stats["counters"]["delivered"] == 2
-    [job] = [j for j in bootstrap.campaign_admin(deployment).jobs("coda-errori") if j["recipient"] == unlucky]
-    assert job["state"] == "error" and "QuotaTable unreachable" in job["error"]
+    [job] = [j for j in bootstrap.campaign_admin(deployment).jobs("coda-errori") if j.recipient == unlucky]
+    assert job.state == "error" and "QuotaTable unreachable" in job.error
     assert stack.runner.invocations_of("CampaignDeadLettersFunction"), "recorded by the dead-letter function"
 
     handler.delivery = bootstrap.job_delivery(handler.config)  # the cause is gone

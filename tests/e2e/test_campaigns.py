@@ -16,7 +16,7 @@ from local.pecbuild import builder
 from pecflow import bootstrap
 from pecflow.adapters.dynamodb import OutgoingStore
 from pecflow.domain import quota
-from pecflow.domain.reconcile import CampaignStatus
+from pecflow.domain.reconcile import CampaignStatus, State
 
 STEP = 60
 ARUBA = Quota(250, 20 * 60)
@@ -149,13 +149,15 @@ def test_a_500_row_campaign_ends_with_statistics_matching_the_script(stack, dove
     assert quota.violations(aruba, [s.time.timestamp() for s in submissions]) == []
 
     # per recipient: state, timestamps, receipts, error text; the export is formula-safe
-    jobs = {j["recipient"]: j for j in bootstrap.campaign_admin(stack.deployment()).jobs("solleciti-500")}
+    jobs = {j.recipient: j for j in bootstrap.campaign_admin(stack.deployment()).jobs("solleciti-500")}
     failed = jobs["cliente003@pec.beta.test"]
-    assert failed["state"] == "delivery-failed" and "5.1.1" in failed["error"]
+    assert failed.state == "delivery-failed" and "5.1.1" in failed.error
     delivered = jobs["cliente000@pec.beta.test"]
-    assert delivered["state"] == "delivered" and delivered["at_delivered"] >= delivered["at_sent"]
-    assert sorted(r["kind"] for r in delivered["receipts"].values()) == ["accettazione", "avvenuta-consegna"]
-    assert jobs["cliente011@pec.beta.test"]["state"] == "error"
+    assert delivered.state == "delivered" and (
+        delivered.reached_at[State.DELIVERED] >= delivered.reached_at[State.SENT]
+    )
+    assert sorted(r["kind"] for r in delivered.receipts.values()) == ["accettazione", "avvenuta-consegna"]
+    assert jobs["cliente011@pec.beta.test"].state == "error"
 
 
 def test_no_recipient_gets_two_messages_whatever_happens_to_the_senders(stack, dovecot):
@@ -197,7 +199,7 @@ def test_no_recipient_gets_two_messages_whatever_happens_to_the_senders(stack, d
 
         def send(self, message_id):
             job = real.outgoing.job(message_id)
-            current.recipient = job["recipient"] if job else None
+            current.recipient = job.recipient if job else None
             return real.send(message_id)
 
     # the handler's sender, built again through the composition root with the crash points
@@ -211,9 +213,9 @@ def test_no_recipient_gets_two_messages_whatever_happens_to_the_senders(stack, d
     for job in outgoing.campaign_jobs("robusta"):
         sqs.send_message(
             QueueUrl=stack.aws.url("SendQueue"),
-            MessageBody=json.dumps({"message_id": job["message_id"]}),
-            MessageGroupId="dup-" + str(job["row"]),
-            MessageDeduplicationId="dup-" + str(job["row"]),
+            MessageBody=json.dumps({"message_id": job.message_id}),
+            MessageGroupId="dup-" + str(job.row),
+            MessageDeduplicationId="dup-" + str(job.row),
         )
     counters = settle(stack, "robusta")
 
@@ -221,11 +223,11 @@ def test_no_recipient_gets_two_messages_whatever_happens_to_the_senders(stack, d
     for address in addresses:
         assert received_by(net, address) == 1, address
     assert counters["delivered"] == 24 and counters["total"] == 24
-    jobs = {j["recipient"]: j for j in bootstrap.campaign_admin(stack.deployment()).jobs("robusta")}
+    jobs = {j.recipient: j for j in bootstrap.campaign_admin(stack.deployment()).jobs("robusta")}
     for lost in addresses[20:22]:
-        assert "at_sent_uncertain" in jobs[lost], "recorded as sent? and resolved by its receipts"
+        assert State.UNCERTAIN in jobs[lost].reached_at, "recorded as sent? and resolved by its receipts"
     # killed after the SMTP answer, before recording it: its receipts resolved it (never resent)
-    assert "at_sent" not in jobs[addresses[11]] and jobs[addresses[11]]["state"] == "delivered"
+    assert State.SENT not in jobs[addresses[11]].reached_at and jobs[addresses[11]].state == "delivered"
 
 
 @pytest.mark.parametrize(

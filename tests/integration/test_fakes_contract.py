@@ -340,7 +340,7 @@ def test_a_message_is_registered_once_and_found_by_its_identificativo(ports, uid
     assert store.jobs(msgid) == jobs and store.message(msgid) == head
     view = store.view(msgid)
     assert [j["receipts"] for j in view["jobs"]] == [{}, {}] and "at_sent" in view["jobs"][0]
-    assert store.job(msgid)["recipient"] == "a@x.test" and store.job(msgid)["head"] == head
+    assert store.job(msgid).recipient == "a@x.test" and store.job(msgid).head == head
     store.set_identificativo(msgid, f"opec.{uid}")
     store.set_identificativo(msgid, "another")
     assert store.message(msgid)["identificativo"] == f"opec.{uid}", "the first identificativo stays"
@@ -376,11 +376,11 @@ def test_jobs_are_created_once_and_never_rewritten(ports, uid):
     assert store.add_jobs(jobs) == 1, "only the new one"
     assert store.add_jobs(jobs) == 0 and store.add_jobs([]) == 0
     job = store.job(first)
-    assert job["state"] == "sending" and job["claimed_at"] == "t1", "a job that moved on is not rewritten"
-    assert job["values"] == {"nome": "Ditta 2"} and job["job_key"] == "000000002#001"
-    assert job["head"]["recipients"] == ["C2@pec.beta.test"], "the head keeps the address as given"
+    assert job.state == "sending" and job.claimed_at == "t1", "a job that moved on is not rewritten"
+    assert job.values == {"nome": "Ditta 2"} and job.job_key == "000000002#001"
+    assert job.head["recipients"] == ["C2@pec.beta.test"], "the head keeps the address as given"
     listed = list(store.campaign_jobs(campaign))
-    assert [j["row"] for j in listed] == [2, 3, 4] and all(j["recipient"] != "#message" for j in listed)
+    assert [j.row for j in listed] == [2, 3, 4] and all(j.recipient != "#message" for j in listed)
 
 
 def test_transitions_are_refused_when_the_state_changed(ports, uid):
@@ -397,15 +397,15 @@ def test_transitions_are_refused_when_the_state_changed(ports, uid):
     sending = Job(pending.address, State.SENDING, True, campaign)
     assert not store.try_move(msgid, sending, SMTP_RETRY, only_if={"claimed_at": "t0"}), "another claim"
     assert not store.try_move(msgid, sending, SMTP_RETRY, only_if={"claimed_at": None}), "claimed_at is set"
-    assert store.job(msgid)["claimed_at"] == "t1" and store.job(msgid)["slot_at"] == 0
+    assert store.job(msgid).claimed_at == "t1" and store.job(msgid).slot_at == 0
     # a move that does not apply to the state the caller read is not even tried
     assert store.apply(msgid, pending, SMTP_ACCEPTED) == State.PENDING
     assert store.try_move(
         msgid, sending, SMTP_ACCEPTED, only_if={"claimed_at": "t1"}, also_set={"smtp_answer": "250 ok"}
     )
     job_now = store.job(msgid)
-    assert job_now["state"] == "sent" and job_now["smtp_answer"] == "250 ok" and "at_sent" in job_now
-    assert job_now["last_reason"] == SMTP_ACCEPTED.reason
+    assert job_now.state == "sent" and job_now.smtp_answer == "250 ok" and State.SENT in job_now.reached_at
+    assert job_now.last_reason == SMTP_ACCEPTED.reason
     assert store.try_move(
         msgid,
         Job(pending.address, State.SENT, True, campaign),
@@ -467,12 +467,12 @@ def test_a_quota_slot_is_reserved_once_and_only_while_pending(ports, uid):
     msgid = job["message_id"]
     assert store.reserve_slot(msgid, "C2@pec.beta.test", 1700000000.25)
     assert not store.reserve_slot(msgid, "c2@pec.beta.test", 1700000001.0), "it holds one already"
-    assert store.job(msgid)["slot_at"] == 1700000000.25
+    assert store.job(msgid).slot_at == 1700000000.25
     store.set_job_fields(msgid, "C2@pec.beta.test", {"slot_at": 0, "note": None, "tries": 2.0})
-    assert store.job(msgid)["slot_at"] == 0 and "note" not in store.job(msgid)
-    assert store.job(msgid)["tries"] == 2
+    assert store.job(msgid).slot_at == 0 and "note" not in store.job(msgid).extra
+    assert store.job(msgid).extra["tries"] == 2
     assert store.reserve_slot(msgid, "c2@pec.beta.test", 1700000002.0)
-    assert store.job(msgid)["slot_at"] == 1700000002, "whole floats come back as ints"
+    assert store.job(msgid).slot_at == 1700000002, "whole floats come back as ints"
     store.set_job_fields(msgid, "c2@pec.beta.test", {"slot_at": 0})
     store.try_move(msgid, Job("c2@pec.beta.test", State.PENDING, True, None), CLAIM)
     assert not store.reserve_slot(msgid, "c2@pec.beta.test", 1700000003.0), "claimed: no slot"

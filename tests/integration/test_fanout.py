@@ -13,6 +13,7 @@ import pytest
 from pecflow.adapters.campaign_files import CampaignPackage
 from pecflow.adapters.dynamodb import CampaignStore, OutgoingStore
 from pecflow.domain.reconcile import CLAIM, SMTP_ACCEPTED, CampaignStatus, Job, State
+from pecflow.domain.records import JobRecord
 from pecflow.services.fanout import fan_out
 
 MANIFEST = {
@@ -78,8 +79,8 @@ class Campaign:
             **kwargs,
         )
 
-    def jobs(self) -> dict[str, dict]:
-        return {j["recipient"]: j for j in self.outgoing.campaign_jobs(self.id)}
+    def jobs(self) -> dict[str, JobRecord]:
+        return {j.recipient: j for j in self.outgoing.campaign_jobs(self.id)}
 
 
 ADDRESSES = [f"cliente{i:02d}@pec.beta.test" for i in range(25)]
@@ -99,24 +100,24 @@ def test_a_retried_fan_out_never_rewrites_a_job_that_moved_on(aws, monkeypatch):
     with pytest.raises(RuntimeError):
         campaign.fan_out()
     sent = campaign.jobs()[ADDRESSES[3]]
-    job = Job(sent["recipient"], State.PENDING, True, campaign.id)
+    job = Job(sent.recipient, State.PENDING, True, campaign.id)
     assert campaign.outgoing.try_move(
-        sent["message_id"], job, CLAIM, also_set={"claimed_at": "2026-03-02T09:00:00Z"}
+        sent.message_id, job, CLAIM, also_set={"claimed_at": "2026-03-02T09:00:00Z"}
     )
     campaign.outgoing.apply(
-        sent["message_id"],
+        sent.message_id,
         Job(job.address, State.SENDING, True, campaign.id),
         SMTP_ACCEPTED,
         also_set={"smtp_answer": "250 ok"},
     )
-    campaign.outgoing.set_identificativo(sent["message_id"], "opec-1@pec.azienda.test")
+    campaign.outgoing.set_identificativo(sent.message_id, "opec-1@pec.azienda.test")
 
     result = campaign.fan_out()  # the retry (or a duplicate S3 event)
     assert result.status == CampaignStatus.SENDING and result.queued == 25
     again = campaign.jobs()[ADDRESSES[3]]
-    assert again["state"] == "sent" and again["claimed_at"] == "2026-03-02T09:00:00Z"
-    assert again["smtp_answer"] == "250 ok"
-    assert campaign.outgoing.message(sent["message_id"])["identificativo"] == "opec-1@pec.azienda.test"
+    assert again.state == "sent" and again.claimed_at == "2026-03-02T09:00:00Z"
+    assert again.smtp_answer == "250 ok"
+    assert campaign.outgoing.message(sent.message_id)["identificativo"] == "opec-1@pec.azienda.test"
     assert len(campaign.jobs()) == 25
     counters = campaign.campaigns.counters(campaign.id)
     assert (counters["total"], counters["to_send"], counters["sent"]) == (25, 24, 1)
@@ -143,7 +144,7 @@ def test_concurrent_duplicate_events_create_each_job_once(aws):
     assert len(campaign.jobs()) == 25
     counters = campaign.campaigns.counters(campaign.id)
     assert (counters["total"], counters["to_send"]) == (25, 25), "counted once"
-    assert set(campaign.queued) == {j["message_id"] for j in campaign.jobs().values()}
+    assert set(campaign.queued) == {j.message_id for j in campaign.jobs().values()}
     assert campaign.campaigns.get(campaign.id)["status"] == CampaignStatus.SENDING
 
 
@@ -158,7 +159,7 @@ def test_a_csv_replaced_while_queuing_changes_nothing(aws):
     campaign.fan_out(manifest_version=new_manifest)  # the S3 event of the new manifest
     result = campaign.fan_out(manifest_version=None)  # the continuation
     assert sorted(campaign.jobs()) == sorted(ADDRESSES), "exactly the validated rows"
-    assert sorted(campaign.queued) == sorted(j["message_id"] for j in campaign.jobs().values()), "each once"
+    assert sorted(campaign.queued) == sorted(j.message_id for j in campaign.jobs().values()), "each once"
     assert result.status == CampaignStatus.SENDING
     item = campaign.campaigns.get(campaign.id)
     assert item["manifest"]["subject"] == MANIFEST["subject"]

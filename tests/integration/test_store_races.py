@@ -161,7 +161,7 @@ def test_a_receipt_computed_from_a_stale_state_moves_the_counters_from_the_real_
     after = out.apply(msgid, read_by_poller, ACCETTAZIONE, receipt_id="r1", receipt={"kind": "accettazione"})
     assert after == State.ACCEPTED
     job = out.job(msgid)
-    assert job["state"] == "accepted" and sorted(job["receipts"]) == ["r1"]
+    assert job.state == "accepted" and sorted(job.receipts) == ["r1"]
     assert _counters(stores, pending) == {"total": 1, "sent": 1, "waiting": 1, "accepted": 1}
 
 
@@ -171,7 +171,7 @@ def test_try_move_says_this_write_made_the_move_after_reading_the_job_again(stor
     assert out.try_move(msgid, pending, CLAIM)
     # read as pending; claimed meanwhile: SMTP_FAILED is allowed from sending too, so it applies
     assert out.try_move(msgid, pending, SMTP_FAILED, also_set={"error": "refused"})
-    assert out.job(msgid)["state"] == "error" and out.job(msgid)["error"] == "refused"
+    assert out.job(msgid).state == "error" and out.job(msgid).error == "refused"
     assert _counters(stores, pending) == {"total": 1, "errors": 1}
     # read as pending; now an error: CANCEL is not allowed from there, nothing moves
     assert not out.try_move(msgid, pending, CANCEL)
@@ -190,7 +190,7 @@ def test_a_move_no_longer_allowed_is_refused_and_counts_nothing(stores, uid):
     )
     late = out.apply(msgid, read_as_sent, ACCETTAZIONE, receipt_id="a1", receipt={"kind": "accettazione"})
     assert late == State.DELIVERED, "answers the state the job is in"
-    assert sorted(out.job(msgid)["receipts"]) == ["a1", "c1"], "the receipt is recorded all the same"
+    assert sorted(out.job(msgid).receipts) == ["a1", "c1"], "the receipt is recorded all the same"
     assert _counters(stores, pending) == {"total": 1, "sent": 1, "accepted": 1, "delivered": 1}
 
 
@@ -219,7 +219,7 @@ def test_a_transaction_cancelled_by_a_conflict_is_tried_again(stores, uid):
     calls = stores.interfere(["TransactionConflict", "ThrottlingError"])
     assert out.try_move(msgid, sending, SMTP_ACCEPTED, also_set={"smtp_answer": "250 ok"})
     assert calls == ["transaction"] * 3, "two cancelled, the third written"
-    assert out.job(msgid)["state"] == "sent"
+    assert out.job(msgid).state == "sent"
     assert _counters(stores, pending) == {"total": 1, "sent": 1, "only_sent": 1, "waiting": 1}
 
 
@@ -232,7 +232,7 @@ def test_a_conflict_that_persists_is_raised_and_nothing_moves(stores, uid):
         out.try_move(msgid, _as(pending, State.SENDING), SMTP_ACCEPTED)
     assert error.value.response["Error"]["Code"] == "TransactionCanceledException"
     assert 1 < len(calls) < 50, "a bounded number of tries"
-    assert out.job(msgid)["state"] == "sending"
+    assert out.job(msgid).state == "sending"
     assert _counters(stores, pending) == {"total": 1, "to_send": 1}
 
 
@@ -244,7 +244,7 @@ def test_a_single_write_refused_by_another_transaction_is_tried_again(stores, ui
     calls = stores.interfere(["TransactionConflict"])
     assert out.try_move(msgid, pending, CLAIM, also_set={"claimed_at": "t1"})
     assert calls == ["update", "update"], "refused once, then written"
-    assert out.job(msgid)["state"] == "sending" and out.job(msgid)["claimed_at"] == "t1"
+    assert out.job(msgid).state == "sending" and out.job(msgid).claimed_at == "t1"
     assert not out.try_move(msgid, pending, CLAIM), "claimed once"
 
 
@@ -257,7 +257,7 @@ def test_a_transaction_cancelled_for_invalid_data_is_raised(stores, uid):
     stores.interfere(["ValidationError"])
     with pytest.raises(ClientError):
         out.try_move(msgid, _as(pending, State.SENDING), SMTP_ACCEPTED)
-    assert out.job(msgid)["state"] == "sending"
+    assert out.job(msgid).state == "sending"
 
 
 def test_a_move_that_cannot_be_counted_is_raised_not_refused(stores, uid):
@@ -269,7 +269,7 @@ def test_a_move_that_cannot_be_counted_is_raised_not_refused(stores, uid):
     assert out.try_move(msgid, pending, CLAIM), "pending to sending counts nothing: no transaction"
     with pytest.raises(ClientError):
         out.try_move(msgid, _as(pending, State.SENDING), SMTP_ACCEPTED)
-    assert out.job(msgid)["state"] == "sending"
+    assert out.job(msgid).state == "sending"
 
 
 def test_only_a_failed_condition_is_a_refusal():

@@ -97,7 +97,7 @@ class World:
         return out
 
     def states(self) -> dict[str, str]:
-        return {j["recipient"]: j["state"] for j in self.outgoing.campaign_jobs(self.id)}
+        return {j.recipient: j.state for j in self.outgoing.campaign_jobs(self.id)}
 
 
 def test_a_paused_job_leaves_the_queue_and_resume_puts_it_back(aws):
@@ -170,10 +170,10 @@ def test_a_dead_lettered_job_is_an_error_with_its_reason_until_redriven(aws):
     world.sender.acquire = unavailable
     with pytest.raises(OSError):
         world.sender.send(broken["message_id"])
-    assert "connection reset" in world.outgoing.job(broken["message_id"])["last_failure"]
+    assert "connection reset" in world.outgoing.job(broken["message_id"]).last_failure
     assert dead_lettered(world.outgoing, broken["message_id"]) == "error"
     job = world.outgoing.job(broken["message_id"])
-    assert job["state"] == "error" and "connection reset" in job["error"] and "not sent" in job["error"]
+    assert job.state == "error" and "connection reset" in job.error and "not sent" in job.error
     stats = bootstrap.campaign_admin(world.deployment).stats(world.id)
     assert (
         stats["counters"]["errors"] == 1 and stats["counters"]["to_send"] == 2 and stats["dead_lettered"] == 1
@@ -188,7 +188,7 @@ def test_a_dead_lettered_job_is_an_error_with_its_reason_until_redriven(aws):
         world.sender.send(message_id)
     assert set(world.states().values()) == {"sent"}
     job = world.outgoing.job(broken["message_id"])
-    assert "error" not in job and "dead_letter" not in job and job["redriven_at"]
+    assert job.error is None and job.dead_letter is None and job.redriven_at
     stats = bootstrap.campaign_admin(world.deployment).stats(world.id)
     assert stats["counters"]["errors"] == 0 and stats["counters"]["sent"] == 3 and stats["dead_lettered"] == 0
     assert bootstrap.campaign_admin(world.deployment).redrive(world.id) == {"redriven": 0, "queued": 0}
@@ -212,7 +212,7 @@ def test_a_job_dead_lettered_while_claimed_waits_for_its_claim_and_is_never_sent
         world.outgoing.set_job_fields(job["message_id"], job["recipient"], {"submitting_claim": claim})
     with pytest.raises(StillSending):
         dead_lettered(world.outgoing, job["message_id"])
-    assert world.outgoing.job(job["message_id"])["state"] == "sending"
+    assert world.outgoing.job(job["message_id"]).state == "sending"
     stale = clock.iso(clock.now() - timedelta(seconds=STALE_CLAIM_SECONDS + 1))
     world.outgoing.set_job_fields(
         job["message_id"],

@@ -1,12 +1,20 @@
-"""The stored shape of a new campaign job (pecflow/domain/records.py), which the DynamoDB adapter and
-the in-memory fake both use."""
+"""The stored shape of a campaign job (pecflow/domain/records.py), which the DynamoDB adapter and
+the in-memory fake both use: the items of a new job, and a job's row read back (JobRecord)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pecflow.domain.reconcile import State
-from pecflow.domain.records import KEPT_EMPTY, MESSAGE_ROW, NewJob, job_items, job_key, state_stamp
+from pecflow.domain.reconcile import Job, State
+from pecflow.domain.records import (
+    KEPT_EMPTY,
+    MESSAGE_ROW,
+    JobRecord,
+    NewJob,
+    job_items,
+    job_key,
+    state_stamp,
+)
 
 JOB = {
     "message_id": "<pecflow.c1.2.1@pec.test>",
@@ -74,3 +82,66 @@ def test_job_items_are_its_head_and_its_pending_row():
     assert set(KEPT_EMPTY) <= set(row)
     row["values"]["nome"] = "changed"
     assert JOB["values"]["nome"] == "Ditta", "the items share nothing with the job"
+
+
+# --- a job as the outgoing store reads it back -------------------------------------------------------
+STORED = {
+    "message_id": "<pecflow.c1.2.1@pec.test>",
+    "recipient": "dest@pec.beta.test",
+    "state": "sent?",
+    "certified": False,
+    "campaign_id": "c1",
+    "job_key": "000000002#001",
+    "row": 2,
+    "attempt": 1,
+    "values": {"nome": "Ditta"},
+    "created_at": "t0",
+    "updated_at": "t3",
+    "mailbox": "ufficio@pec.test",
+    "at_pending": "t0",
+    "at_sending": "t1",
+    "at_sent_uncertain": "t3",
+    "receipts": {"ab" * 32: {"kind": "accettazione", "recorded_at": "t4"}},
+    "last_reason": "SMTP answer lost after DATA",
+    "smtp_answer": "no answer after DATA",
+    "claimed_at": "t1",
+    "slot_at": 0,
+    "submitting_claim": "t1",
+    "sent_s3_key": "messages/ab/ab.eml",
+    "size": 1234,
+    "last_failure": "t2 OSError: reset",
+    "redriven_at": "t5",
+    "head": {"message_id": "<pecflow.c1.2.1@pec.test>", "recipient": MESSAGE_ROW},
+    "a_future_attribute": [1, 2],
+}
+
+
+def test_a_job_record_types_every_attribute_and_keeps_the_unknown_ones():
+    job = JobRecord.from_item(STORED)
+    assert job.state is State.UNCERTAIN and job.certified is False
+    assert (job.row, job.attempt, job.size, job.slot_at) == (2, 1, 1234, 0)
+    assert job.reached_at == {State.PENDING: "t0", State.SENDING: "t1", State.UNCERTAIN: "t3"}
+    assert job.claimed_at == job.submitting_claim == "t1" and job.error is None and job.dead_letter is None
+    assert job.head == STORED["head"] and list(job.receipts) == ["ab" * 32]
+    assert job.extra == {"a_future_attribute": [1, 2]}, "an attribute it does not know is kept"
+    assert job.as_dict() == STORED, "and given back as stored"
+    assert job.as_job() == Job("dest@pec.beta.test", State.UNCERTAIN, False, "c1")
+
+
+def test_a_job_record_of_a_minimal_row():
+    job = JobRecord.from_item({"message_id": "<m@x>", "recipient": "a@x.test", "state": "pending"})
+    assert job.certified is True and job.campaign_id is None and job.row is None and job.receipts == {}
+    assert job.as_job() == Job("a@x.test", State.PENDING, True, None)
+    with pytest.raises(ValueError):
+        JobRecord.from_item({"message_id": "<m@x>", "recipient": "a@x.test", "state": "lost"})
+    with pytest.raises(KeyError, match="state"):
+        JobRecord.from_item({"message_id": "<m@x>", "recipient": "a@x.test"})
+
+
+def test_the_row_of_a_new_job_reads_back_as_that_job():
+    _, row = job_items(NewJob.from_dict(JOB), "t0")
+    job = JobRecord.from_item(row)
+    assert job.extra == {} and job.as_dict() == row
+    again = NewJob.from_dict(job.as_dict())
+    assert (again.row, again.attempt, again.values) == (2, 1, JOB["values"])
+    assert NewJob.from_dict(NewJob.from_dict(JOB).as_dict()) == NewJob.from_dict(JOB)

@@ -13,6 +13,7 @@ from local.pecbuild import builder
 from pecflow.domain.ports import no_checkpoint
 from pecflow.domain.quota import LATE_FOR_SLOT_SECONDS, Decision, QuotaPolicy
 from pecflow.domain.reconcile import CLAIM, CampaignStatus, Job, Move, State
+from pecflow.domain.records import JobRecord
 from pecflow.services.sending import (
     AUTH_RETRY_SECONDS,
     CAMPAIGN_CACHE_SECONDS,
@@ -81,12 +82,12 @@ class World:
         )
 
     @staticmethod
-    def render(campaign: dict, job: dict, message_id: str, date: datetime) -> bytes:
+    def render(campaign: dict, job: JobRecord, message_id: str, date: datetime) -> bytes:
         return builder.messaggio_originale(
-            mittente=job["mailbox"],
-            destinatari=[job["recipient"]],
-            oggetto=f"Sollecito n. {job['row']}",
-            testo=f"Gentile {job['values']['nome']}, ...",
+            mittente=job.mailbox,
+            destinatari=[job.recipient],
+            oggetto=f"Sollecito n. {job.row}",
+            testo=f"Gentile {job.values['nome']}, ...",
             message_id=message_id,
             data=date,
         )
@@ -94,7 +95,7 @@ class World:
     def send(self, i: int = 0, sender: Sender | None = None):
         return (sender or self.sender).send(self.jobs[i]["message_id"])
 
-    def job(self, i: int = 0) -> dict:
+    def job(self, i: int = 0) -> JobRecord:
         return self.outgoing.job(self.jobs[i]["message_id"])
 
     def received(self, i: int = 0) -> int:
@@ -125,9 +126,9 @@ def test_a_job_is_claimed_archived_and_submitted_once(clock):
     assert received.recipients == ("cliente2@pec.beta.test",) and received.mail_from == BOX
     assert f"Message-ID: {world.jobs[0]['message_id']}".encode() in received.raw
     job = world.job()
-    assert job["state"] == "sent" and job["claimed_at"] == job["submitting_claim"]
-    assert world.archive.get(job["sent_s3_key"]) == received.raw, "what left is what is archived"
-    assert job["size"] == len(received.raw) and job["smtp_answer"].startswith("250")
+    assert job.state == "sent" and job.claimed_at == job.submitting_claim
+    assert world.archive.get(job.sent_s3_key) == received.raw, "what left is what is archived"
+    assert job.size == len(received.raw) and job.smtp_answer.startswith("250")
     assert world.limiter.held(BOX) == [clock.t], "one slot, taken now and kept"
     assert world.counters() == {"total": 1, "sent": 1, "only_sent": 1, "waiting": 1}
     again = world.send()  # the queue delivers the message again
@@ -148,7 +149,7 @@ def test_two_senders_with_the_same_job_send_it_once(clock):
     other.checkpoint = meanwhile
     outcome = world.send(sender=other)
     assert (outcome.action, outcome.reason) == ("done", "claimed by another sender")
-    assert world.received() == 1 and world.job()["state"] == "sent"
+    assert world.received() == 1 and world.job().state == "sent"
     assert len(world.limiter.held(BOX)) == 1, "the loser gave its slot back"
     assert world.counters()["sent"] == 1
 
@@ -172,7 +173,7 @@ def test_a_crash_at_each_step_never_sends_twice(clock, step, final, error):
     sent_before = world.received()
     assert sent_before == (1 if step == "after_submit" else 0)
     if error is Crash:
-        assert step in world.job()["last_failure"], "the reason is noted for the dead-letter queue"
+        assert step in world.job().last_failure, "the reason is noted for the dead-letter queue"
     world.sender.checkpoint = no_checkpoint
     retry = world.send()  # the queue delivers it again at once
     if step == "after_slot":
@@ -182,7 +183,7 @@ def test_a_crash_at_each_step_never_sends_twice(clock, step, final, error):
         assert world.received() == sent_before, "a fresh claim is never sent over"
         clock.advance(STALE_CLAIM_SECONDS + 1)
         retry = world.send()
-    assert retry.state == final and world.job()["state"] == final
+    assert retry.state == final and world.job().state == final
     for _ in range(3):  # whatever happens later, never a second copy
         clock.advance(STALE_CLAIM_SECONDS + 1)
         world.send()
@@ -199,16 +200,16 @@ def test_a_job_dead_lettered_while_claimed_waits_for_its_claim_and_is_never_sent
         world.send()
     with pytest.raises(StillSending):
         dead_lettered(world.outgoing, world.jobs[0]["message_id"])
-    assert world.job()["state"] == "sending"
+    assert world.job().state == "sending"
     clock.advance(STALE_CLAIM_SECONDS + 1)
     assert dead_lettered(world.outgoing, world.jobs[0]["message_id"], deliveries=50) == (
         "sent?" if submitting else "error"
     )
     job = world.job()
     if submitting:
-        assert "dead_letter" not in job and world.received() == 1
+        assert job.dead_letter is None and world.received() == 1
     else:
-        assert "not sent, stopped after 50 attempts" in job["error"]
+        assert "not sent, stopped after 50 attempts" in job.error
         assert world.campaigns.get(CAMPAIGN)["dead_lettered"] == 1 and world.counters()["errors"] == 1
         assert dead_lettered(world.outgoing, world.jobs[0]["message_id"]) == "error", "once"
         assert world.campaigns.get(CAMPAIGN)["dead_lettered"] == 1
@@ -223,11 +224,11 @@ def test_a_message_that_cannot_be_archived_is_not_sent(clock):
     with pytest.raises(Exception, match="reduce your request rate"):
         world.send()
     job = world.job()
-    assert job["state"] == "sending" and "submitting_claim" not in job and world.smtp.submissions == []
-    assert "ServiceUnavailable" in job["last_failure"]
+    assert job.state == "sending" and job.submitting_claim is None and world.smtp.submissions == []
+    assert "ServiceUnavailable" in job.last_failure
     clock.advance(STALE_CLAIM_SECONDS + 1)  # its claim is stale: it never started submitting
     assert world.send().state == "sent" and world.received() == 1
-    assert world.archive.get(world.job()["sent_s3_key"]) == world.smtp.received[0].raw
+    assert world.archive.get(world.job().sent_s3_key) == world.smtp.received[0].raw
 
 
 def test_a_job_whose_sender_kept_failing_is_an_error_with_the_reason(clock):
@@ -239,10 +240,10 @@ def test_a_job_whose_sender_kept_failing_is_an_error_with_the_reason(clock):
     world.sender.acquire = unavailable
     with pytest.raises(OSError):
         world.send(1)
-    assert "connection reset" in world.job(1)["last_failure"]
+    assert "connection reset" in world.job(1).last_failure
     assert dead_lettered(world.outgoing, world.jobs[1]["message_id"]) == "error"
     job = world.job(1)
-    assert job["state"] == "error" and "connection reset" in job["error"] and job["dead_letter"]
+    assert job.state == "error" and "connection reset" in job.error and job.dead_letter
     assert world.counters() == {"total": 2, "to_send": 1, "errors": 1}
     assert dead_lettered(world.outgoing, "<unknown@pec.test>") == "unknown"
 
@@ -256,7 +257,7 @@ def test_a_quota_refusal_beyond_the_horizon_defers_the_job_holding_nothing(clock
     earliest = 12 * 3600 - RESERVE_HORIZON_SECONDS  # back when its slot can be reserved, spread
     assert earliest <= outcome.delay <= earliest + 1801
     job = world.job(1)
-    assert job["state"] == "pending" and not job.get("slot_at") and "claimed_at" not in job
+    assert job.state == "pending" and not job.slot_at and job.claimed_at is None
     assert world.received(1) == 0 and len(world.limiter.held(BOX)) == 1
 
 
@@ -265,11 +266,11 @@ def test_a_slot_within_the_horizon_is_reserved_and_the_job_wakes_once_for_it(clo
     assert world.send(0).state == "sent"
     outcome = world.send(1)
     assert (outcome.action, outcome.reason) == ("delay", "waiting for its reserved quota slot")
-    assert outcome.delay == 3600 and world.job(1)["slot_at"] == clock.t + 3600
+    assert outcome.delay == 3600 and world.job(1).slot_at == clock.t + 3600
     assert world.send(1).reason == "waiting for its reserved quota slot", "woken early: waits again"
     assert len(world.limiter.acquired) == 2, "without taking another slot"
     clock.advance(3600)
-    assert world.send(1).state == "sent" and world.job(1)["slot_at"] == 0
+    assert world.send(1).state == "sent" and world.job(1).slot_at == 0
     assert len(world.limiter.acquired) == 2 and world.received(1) == 1
 
 
@@ -277,7 +278,7 @@ def test_a_job_woken_long_after_its_slot_gives_it_back_and_takes_the_next(clock)
     world = World(2, policy=QuotaPolicy(1, 3600.0))
     world.send(0)
     world.send(1)
-    reserved = world.job(1)["slot_at"]
+    reserved = world.job(1).slot_at
     clock.advance(3600 + LATE_FOR_SLOT_SECONDS + 60)
     outcome = world.send(1)
     assert (BOX, reserved) in world.limiter.released
@@ -296,7 +297,7 @@ def test_a_waiting_job_goes_back_on_the_queue_and_is_renewed_before_it_wears_out
     renewed = delivery.deliver(message_id, **worn)
     assert renewed.renewed and queue.bodies() == [{"message_id": message_id}], "a fresh queue message"
     assert delivery.deliver(message_id, **worn).renewed and queue.bodies() == [], "the same renewal once"
-    assert world.received(1) == 0 and world.job(1)["state"] == "pending"
+    assert world.received(1) == 0 and world.job(1).state == "pending"
 
 
 def test_a_busy_limiter_defers_the_job_for_a_moment(clock):
@@ -304,17 +305,17 @@ def test_a_busy_limiter_defers_the_job_for_a_moment(clock):
     world.limiter.script(Decision(False, 1.0, None))
     outcome = world.send()
     assert (outcome.action, outcome.delay, outcome.reason) == ("delay", 1, "quota limiter busy")
-    assert world.job()["state"] == "pending" and world.received() == 0
+    assert world.job().state == "pending" and world.received() == 0
     assert world.send().state == "sent"
 
 
 class StaleRead:
     """The outgoing store as a sender that read the job a moment ago sees it: that first read."""
 
-    def __init__(self, store: fakes.FakeOutgoingStore, job: dict):
+    def __init__(self, store: fakes.FakeOutgoingStore, job: JobRecord):
         self.store, self.stale = store, job
 
-    def job(self, message_id: str) -> dict:
+    def job(self, message_id: str) -> JobRecord:
         return self.stale
 
     def __getattr__(self, name: str):
@@ -330,7 +331,7 @@ def test_a_copy_of_a_job_that_another_copy_reserved_a_slot_for_gives_its_own_bac
     copy.outgoing = StaleRead(world.outgoing, before)
     outcome = copy.send(world.jobs[1]["message_id"])
     assert (outcome.action, outcome.reason) == ("delay", "another copy of this job holds a slot")
-    assert world.job(1)["slot_at"] == clock.t + 3600, "the first copy's reservation stands"
+    assert world.job(1).slot_at == clock.t + 3600, "the first copy's reservation stands"
     assert world.limiter.held(BOX) == [clock.t, clock.t + 3600], "the copy's own slot given back"
     clock.advance(3600)
     assert world.send(1).state == "sent" and world.received(1) == 1
@@ -346,7 +347,7 @@ def test_an_smtp_refusal_marks_the_job_failed(clock):
         outcome = world.send(i)
         assert (outcome.action, outcome.state, outcome.reason) == ("done", "error", "refused")
     jobs = [world.job(i) for i in range(3)]
-    assert "SMTP refused: 550 5.1.1" in jobs[0]["error"] and "554 5.6.0" in jobs[1]["error"]
+    assert "SMTP refused: 550 5.1.1" in jobs[0].error and "554 5.6.0" in jobs[1].error
     assert world.smtp.received == []
     assert [at for _, at in world.limiter.released] == [world.limiter.acquired[0][1]], (
         "only a refusal before DATA frees its slot: the provider may count the others"
@@ -361,7 +362,7 @@ def test_a_temporary_refusal_returns_the_job_to_pending_and_it_is_sent_later(clo
     outcome = world.send()
     assert (outcome.action, outcome.state, outcome.delay) == ("delay", "pending", 600)
     job = world.job()
-    assert job["state"] == "pending" and "SMTP temporary failure: 451" in job["error"]
+    assert job.state == "pending" and "SMTP temporary failure: 451" in job.error
     assert world.limiter.held(BOX) == [], "refused before DATA: the slot is free again"
     world.smtp.drop()
     outcome = world.send()
@@ -378,7 +379,7 @@ def test_an_unavailable_mailbox_defers_the_job_and_frees_its_slot(clock, kind, d
     world.smtp.unavailable(kind)
     outcome = world.send()
     assert (outcome.action, outcome.state, outcome.delay) == ("delay", "pending", delay)
-    assert kind in outcome.reason and world.job()["state"] == "pending"
+    assert kind in outcome.reason and world.job().state == "pending"
     assert world.limiter.held(BOX) == [] and world.smtp.received == []
     assert world.send().state == "sent" and world.received() == 1
 
@@ -389,7 +390,7 @@ def test_a_lost_smtp_answer_leaves_the_job_uncertain_and_never_resends_it(clock)
     outcome = world.send()
     assert (outcome.action, outcome.state) == ("done", "sent?")
     job = world.job()
-    assert job["state"] == "sent?" and "no answer after DATA" in job["smtp_answer"]
+    assert job.state == "sent?" and "no answer after DATA" in job.smtp_answer
     assert world.received() == 1, "it did go"
     assert world.limiter.held(BOX) == [world.limiter.acquired[0][1]], "its slot stays counted"
     for _ in range(2):
@@ -407,7 +408,7 @@ def test_a_job_of_a_cancelled_campaign_is_cancelled_and_not_sent(clock):
     clock.advance(CAMPAIGN_CACHE_SECONDS + 1)  # past the sender's cache of the campaign
     outcome = world.send(1)
     assert (outcome.action, outcome.state) == ("done", "cancelled")
-    assert world.job(1)["state"] == "cancelled" and world.received(1) == 0
+    assert world.job(1).state == "cancelled" and world.received(1) == 0
     assert world.limiter.held(BOX) == [world.limiter.acquired[0][1]], "the reserved slot given back"
     assert world.counters() == {"total": 2, "sent": 1, "only_sent": 1, "waiting": 1, "cancelled": 1}
 
@@ -421,7 +422,7 @@ def test_a_job_of_a_paused_campaign_leaves_the_queue_unsent_until_resumed(clock)
         "pending",
         "campaign paused: waits for resume",
     )
-    assert world.smtp.submissions == [] and world.limiter.acquired == [] and world.job()["state"] == "pending"
+    assert world.smtp.submissions == [] and world.limiter.acquired == [] and world.job().state == "pending"
     world.campaigns.update(CAMPAIGN, {"status": CampaignStatus.SENDING})
     # the sender's cache still says paused: it reads the campaign again before leaving the queue
     assert world.send().state == "sent" and world.received() == 1
@@ -440,17 +441,17 @@ def test_a_job_that_cannot_be_sent_is_an_error_and_takes_no_slot(clock):
     world = World(3)
     del world.configs[BOX]
     assert world.send(0).reason == "no such mailbox"
-    assert "is not configured" in world.job(0)["error"]
+    assert "is not configured" in world.job(0).error
     world.configs[BOX] = fakes.config(BOX)
 
     def broken_render(campaign, job, message_id, date):
         raise KeyError("nome")
 
     world.sender.render = broken_render
-    assert world.send(1).reason == "render failed" and "cannot render" in world.job(1)["error"]
+    assert world.send(1).reason == "render failed" and "cannot render" in world.job(1).error
     world.sender.render = World.render
     world.sender.check_size = lambda config, raw: "12.0 MB: over the 10 MB the provider takes"
-    assert world.send(2).reason == "over the size budget" and "over the 10 MB" in world.job(2)["error"]
+    assert world.send(2).reason == "over the size budget" and "over the 10 MB" in world.job(2).error
     assert world.limiter.acquired == [] and world.smtp.submissions == []
     assert world.counters() == {"total": 3, "errors": 3}
 

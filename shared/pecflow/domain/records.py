@@ -1,5 +1,6 @@
 """The stored shape of an outgoing job, written once: the DynamoDB adapter and the in-memory fake
-(tests/fakes.py) both build a new campaign job's items with `job_items`. Pure: no I/O.
+(tests/fakes.py) both build a new campaign job's items with `job_items`, and both read a job's
+row back as a `JobRecord`. Pure: no I/O.
 
 The outgoing table holds, per message we send, a head item (sort key `MESSAGE_ROW`) and one row
 per recipient carrying the job's state (docs/architecture.md, "The outgoing job state machine").
@@ -8,10 +9,10 @@ per recipient carrying the job's state (docs/architecture.md, "The outgoing job 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from pecflow.domain.reconcile import State
+from pecflow.domain.reconcile import Job, State
 
 MESSAGE_ROW = "#message"  # the sort key of a message's head item, beside its recipients' rows
 # attributes a new job's row stores even when empty: the moves write each receipt into the map
@@ -56,6 +57,18 @@ class NewJob:
             values=dict(values) if values is not None else None,
         )
 
+    def as_dict(self) -> dict[str, Any]:
+        """The dict `OutgoingStore.add_jobs` takes (the inverse of `from_dict`)."""
+        return {
+            "message_id": self.message_id,
+            "recipient": self.recipient,
+            "mailbox": self.mailbox,
+            "campaign_id": self.campaign_id,
+            "row": self.row,
+            "attempt": self.attempt,
+            "values": dict(self.values) if self.values is not None else None,
+        }
+
     @property
     def key(self) -> str:
         return job_key(self.row, self.attempt)
@@ -90,3 +103,91 @@ def job_items(job: NewJob, now: str) -> tuple[dict[str, Any], dict[str, Any]]:
         "receipts": {},
     }
     return head, row
+
+
+# the attribute of each state's time stamp, and back
+_STAMPS = {state_stamp(state): state for state in State}
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One job as the outgoing store reads it back: a recipient's row (`OutgoingStore.job`, with
+    its message's head item, and `campaign_jobs`, without). Every attribute the code writes on a
+    job row is a field; an attribute this class does not know is kept in `extra`, never lost.
+    Absent attributes are None (the stores never keep None or "": nothing is confused)."""
+
+    message_id: str
+    recipient: str  # the row's key: the address in lower case
+    state: State
+    certified: bool = True  # False: an external (non-PEC) recipient, learnt from the accettazione
+    campaign_id: str | None = None
+    mailbox: str | None = None  # the sending mailbox (campaign jobs)
+    job_key: str | None = None  # `job_key(row, attempt)`: the job's place in its campaign
+    row: int | None = None  # the CSV row (campaign jobs)
+    attempt: int | None = None  # 1, then one more per resend
+    values: Mapping[str, Any] | None = None  # the row's merge fields
+    created_at: str | None = None
+    updated_at: str | None = None
+    reached_at: Mapping[State, str] = field(default_factory=dict)  # the `at_<state>` stamps
+    receipts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # by the receipt's sha256
+    last_reason: str | None = None  # why the last move was made
+    error: str | None = None  # why it failed (SMTP refusal, render, a failure receipt's words)
+    smtp_answer: str | None = None
+    claimed_at: str | None = None  # the sender's claim (CLAIM), conditions the stale-claim moves
+    slot_at: float | None = None  # the quota slot the job holds (0: none)
+    submitting_claim: str | None = None  # the claim whose SMTP submission started
+    sent_s3_key: str | None = None  # the archived bytes of what was submitted
+    size: int | None = None  # of those bytes
+    last_failure: str | None = None  # the last exception of a send, for the dead-letter queue
+    dead_letter: str | None = None  # why its queue message was dead-lettered (until redriven)
+    redriven_at: str | None = None
+    head: Mapping[str, Any] | None = None  # the message's head item (`OutgoingStore.job` only)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # any other attribute, as stored
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> JobRecord:
+        """From a job row as stored (plain values: ints and floats, not Decimals), with "head"
+        when the store adds its message's head item. KeyError names a missing key attribute."""
+        known = {f.name for f in fields(cls)} - {"reached_at", "extra"}
+        typed: dict[str, Any] = {
+            "message_id": str(item["message_id"]),
+            "recipient": str(item["recipient"]),
+            "state": State(item["state"]),
+        }
+        reached: dict[State, str] = {}
+        extra: dict[str, Any] = {}
+        for name, value in item.items():
+            if name in typed:
+                continue
+            if name in _STAMPS:
+                reached[_STAMPS[name]] = value
+            elif name in known:
+                typed[name] = value
+            else:
+                extra[name] = value
+        if "certified" in typed:
+            typed["certified"] = bool(typed["certified"])
+        for name in ("row", "attempt", "size"):
+            if typed.get(name) is not None:
+                typed[name] = int(typed[name])
+        return cls(**typed, reached_at=reached, extra=extra)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as stored (what `from_item` was given; a row read without `certified` or
+        `receipts` shows their defaults): for exports and views."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "reached_at":
+                out.update({state_stamp(state): at for state, at in value.items()})
+            elif f.name == "extra":
+                out.update(value)
+            elif f.name == "state":
+                out["state"] = str(value)
+            elif value is not None:
+                out[f.name] = value
+        return out
+
+    def as_job(self) -> Job:
+        """The job as the state machine moves it (recipient, state, certified, campaign)."""
+        return Job(self.recipient, self.state, self.certified, self.campaign_id)

@@ -3,7 +3,7 @@ run, and what the API will call. Services over ports; `pecflow.bootstrap` builds
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,6 +19,7 @@ from pecflow.domain.ports import (
     SecretStore,
 )
 from pecflow.domain.reconcile import REDRIVE, CampaignStatus, Job, State
+from pecflow.domain.records import JobRecord, NewJob
 from pecflow.services.sending import QUEUE_BATCH, message_id_for, queue_entry
 
 __all__ = ["RESENDABLE", "STAT_LABELS", "CampaignAdmin", "MailboxAdmin", "MailboxUnavailable"]
@@ -114,7 +115,7 @@ class CampaignAdmin:
             "dead_lettered": item.get("dead_lettered", 0),
         }
 
-    def jobs(self, campaign_id: str) -> Iterable[dict]:
+    def jobs(self, campaign_id: str) -> Iterable[JobRecord]:
         return self.outgoing.campaign_jobs(campaign_id)
 
     def set_status(self, campaign_id: str, action: str) -> str:
@@ -139,17 +140,17 @@ class CampaignAdmin:
             # marked cancelled (cancel). After the status changed: a sender that saw the pause before
             # this point parked a job this finds pending.
             self._requeue(
-                [job for job in self.jobs(campaign_id) if job["state"] == State.PENDING],
+                [job for job in self.jobs(campaign_id) if job.state == State.PENDING],
                 why=f"{action} {clock.iso()}",
             )
         return target
 
-    def _requeue(self, jobs: list[dict], *, why: str | None) -> int:
+    def _requeue(self, jobs: Sequence[JobRecord | NewJob], *, why: str | None) -> int:
         """Put jobs on the send queue; `why` names a deliberate re-queue (a new deduplication id: a
         job already there is safe, a sender handles a job once)."""
         for start in range(0, len(jobs), QUEUE_BATCH):
             entries = [
-                queue_entry(job["message_id"], i, again=why)
+                queue_entry(job.message_id, i, again=why)
                 for i, job in enumerate(jobs[start : start + QUEUE_BATCH])
             ]
             failed = self.send_queue.send_batch(entries).get("Failed")
@@ -174,14 +175,14 @@ class CampaignAdmin:
             raise ValueError(f"campaign {campaign_id} is {item['status']}: nothing to redrive")
         redriven, pending = 0, []
         for job in outgoing.campaign_jobs(campaign_id):
-            state = State(job["state"])
-            if state == State.ERROR and job.get("dead_letter"):
-                recipient = Job(job["recipient"], state, bool(job.get("certified", True)), campaign_id)
+            state = job.state
+            if state == State.ERROR and job.dead_letter:
+                recipient = Job(job.recipient, state, job.certified, campaign_id)
                 if outgoing.try_move(
-                    job["message_id"],
+                    job.message_id,
                     recipient,
                     REDRIVE,
-                    only_if={"dead_letter": job["dead_letter"]},
+                    only_if={"dead_letter": job.dead_letter},
                     also_set={"redriven_at": clock.iso()},
                     also_remove=("dead_letter", "error", "last_failure"),
                 ):
@@ -204,26 +205,25 @@ class CampaignAdmin:
             raise KeyError(f"no campaign {campaign_id}")
         if item["status"] in (CampaignStatus.CANCELLED, CampaignStatus.INVALID, CampaignStatus.VALIDATED):
             raise ValueError(f"campaign {campaign_id} is {item['status']}: nothing to resend")
-        latest: dict[int, dict] = {}
-        for job in outgoing.campaign_jobs(campaign_id):
-            if job["row"] not in latest or job["attempt"] > latest[job["row"]]["attempt"]:
-                latest[job["row"]] = job
-        retry = [job for job in latest.values() if job["state"] in RESENDABLE]
+        latest: dict[int, tuple[NewJob, State]] = {}  # by row: its latest attempt, and its state
+        for record in outgoing.campaign_jobs(campaign_id):
+            job = NewJob.from_dict(record.as_dict())  # a campaign job's fields (KeyError without them)
+            if job.row not in latest or job.attempt > latest[job.row][0].attempt:
+                latest[job.row] = (job, record.state)
+        retry = [
+            replace(
+                job,
+                message_id=message_id_for(campaign_id, job.row, job.attempt + 1, job.mailbox),
+                campaign_id=campaign_id,
+                attempt=job.attempt + 1,
+            )
+            for job, state in latest.values()
+            if state in RESENDABLE
+        ]
         created = 0
         for start in range(0, len(retry), QUEUE_BATCH):
-            batch = [
-                {
-                    "message_id": message_id_for(campaign_id, job["row"], job["attempt"] + 1, job["mailbox"]),
-                    "recipient": job["recipient"],
-                    "mailbox": job["mailbox"],
-                    "campaign_id": campaign_id,
-                    "row": job["row"],
-                    "attempt": job["attempt"] + 1,
-                    "values": job.get("values"),
-                }
-                for job in retry[start : start + QUEUE_BATCH]
-            ]
-            new = outgoing.add_jobs(batch)
+            batch = retry[start : start + QUEUE_BATCH]
+            new = outgoing.add_jobs([job.as_dict() for job in batch])
             if new:
                 campaigns.add_jobs(campaign_id, new)
             self._requeue(batch, why=None)

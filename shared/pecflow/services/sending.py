@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from typing import TypeVar
 
 from pecflow.domain import campaign, clock
 from pecflow.domain.mailbox import MailboxConfig
@@ -58,6 +59,7 @@ from pecflow.domain.reconcile import (
     Move,
     State,
 )
+from pecflow.domain.records import JobRecord
 from pecflow.services.logins import open_with_fresh_password
 
 STALE_CLAIM_SECONDS = 15 * 60  # a claim older than this never finished: its outcome is unknown
@@ -70,6 +72,7 @@ MAX_DELAY_SECONDS = VISIBILITY_LIMIT_SECONDS - 300  # the longest wait asked, wi
 RESERVE_HORIZON_SECONDS = 6 * 3600  # a job reserves a quota slot at most this far ahead
 HORIZON_SPREAD_SECONDS = 1800  # jobs beyond the horizon come back spread over this much time
 CAMPAIGN_CACHE_SECONDS = 5
+T = TypeVar("T")
 
 
 def horizon_spread(message_id: str) -> int:
@@ -101,7 +104,7 @@ class Sender:
     mailbox_of: Callable[[str], MailboxConfig | None]
     acquire: Callable[..., Decision]  # RateLimiter.acquire(mailbox, now, horizon=)
     release: Callable[[str, float], None]  # RateLimiter.release(mailbox, at)
-    render: Callable[[dict, dict, str, datetime], bytes]  # (campaign, job, message_id, date) -> raw
+    render: Callable[[dict, JobRecord, str, datetime], bytes]  # (campaign, job, message_id, date) -> raw
     submit: Callable[[MailboxConfig, bytes, list[str]], Submission]
     check_size: Callable[[MailboxConfig, bytes], str | None] = lambda config, raw: None
     checkpoint: Checkpoint = no_checkpoint  # tests crash here (bootstrap overrides)
@@ -117,15 +120,15 @@ class Sender:
             # the queue tries again; should it give up, the dead-letter queue tells this reason
             self.outgoing.set_job_fields(
                 message_id,
-                job["recipient"],
+                job.recipient,
                 {"last_failure": f"{clock.iso()} {type(exc).__name__}: {exc}"[:1000]},
             )
             raise
 
-    def _send(self, job: dict) -> Outcome:
-        message_id = job["message_id"]
-        state = State(job["state"])
-        recipient = Job(job["recipient"], state, bool(job.get("certified", True)), job.get("campaign_id"))
+    def _send(self, job: JobRecord) -> Outcome:
+        message_id = job.message_id
+        state = job.state
+        recipient = job.as_job()
         if state == State.SENDING:
             waiting = self._stale_claim(job, recipient)
             if waiting is not None:
@@ -135,14 +138,14 @@ class Sender:
         if state != State.PENDING:
             return Outcome("done", state=state, reason="already handled")
 
-        campaign = self._campaign(job.get("campaign_id"))
+        campaign = self._campaign(job.campaign_id)
         status = (campaign or {}).get("status")
         if status == CampaignStatus.PAUSED:  # seen through the cache: make sure before leaving the queue
-            campaign = self._campaign(job.get("campaign_id"), fresh=True)
+            campaign = self._campaign(job.campaign_id, fresh=True)
             status = campaign.get("status")
-        reserved = float(job.get("slot_at") or 0)  # a quota slot this job holds
+        reserved = float(job.slot_at or 0)  # a quota slot this job holds
         if status in (CampaignStatus.CANCELLED, CampaignStatus.PAUSED) and reserved:
-            self.release(job["mailbox"], reserved)  # give it back to the others
+            self.release(_mailbox(job), reserved)  # give it back to the others
             self.outgoing.set_job_fields(message_id, recipient.address, {"slot_at": 0})
             reserved = 0.0
         if status == CampaignStatus.CANCELLED:
@@ -158,11 +161,9 @@ class Sender:
             if start > now:
                 return Outcome.later(start - now, "scheduled start")
 
-        config = self.mailbox_of(job["mailbox"])
+        config = self.mailbox_of(_mailbox(job))
         if config is None:
-            self._move(
-                job, recipient, SMTP_FAILED, error=f"sending mailbox {job['mailbox']} is not configured"
-            )
+            self._move(job, recipient, SMTP_FAILED, error=f"sending mailbox {job.mailbox} is not configured")
             return Outcome("done", state=State.ERROR, reason="no such mailbox")
 
         # render and check the size before taking a slot: what cannot be sent wastes none
@@ -250,7 +251,7 @@ class Sender:
             self.cache[campaign_id] = cached
         return cached[1]
 
-    def _after_submission(self, job: dict, recipient: Job, result: Submission) -> Outcome:
+    def _after_submission(self, job: JobRecord, recipient: Job, result: Submission) -> Outcome:
         detail = f"{result.code or ''} {result.text}".strip()
         if result.status == "accepted":
             self._move(job, recipient, SMTP_ACCEPTED, smtp=detail)
@@ -264,38 +265,38 @@ class Sender:
         self._move(job, recipient, SMTP_RETRY, error=f"SMTP temporary failure: {detail}")
         return Outcome.later(_retry_after(result), "temporary SMTP failure", State.PENDING)
 
-    def _stale_claim(self, job: dict, recipient: Job) -> Outcome | None:
+    def _stale_claim(self, job: JobRecord, recipient: Job) -> Outcome | None:
         """A job found `sending`. Another invocation may be sending it: wait until the claim is
         stale. Then, if the sender had started the SMTP submission, the message may have gone:
         `sent?`, resolved by receipts, never resent. If it stopped before that: None (send it)."""
-        claimed = job.get("claimed_at")
+        claimed = job.claimed_at
         age = (clock.now() - _parse(claimed)).total_seconds() if claimed else STALE_CLAIM_SECONDS
         if age < STALE_CLAIM_SECONDS:
             return Outcome.later(STALE_CLAIM_SECONDS - age, "being sent by another invocation")
         # both moves only for this very claim: a sender that re-claimed meanwhile changed claimed_at
         this_claim = {"claimed_at": claimed}
-        if claimed and job.get("submitting_claim") == claimed:  # this claim had started submitting
+        if claimed and job.submitting_claim == claimed:  # this claim had started submitting
             self.outgoing.apply(
-                job["message_id"],
+                job.message_id,
                 recipient,
                 SMTP_LOST,
                 only_if=this_claim,
                 also_set={"smtp_answer": "sender stopped after starting the SMTP submission"},
             )
             return Outcome("done", state=State.UNCERTAIN, reason="outcome unknown: waiting for receipts")
-        if not self.outgoing.try_move(job["message_id"], recipient, SMTP_RETRY, only_if=this_claim):
+        if not self.outgoing.try_move(job.message_id, recipient, SMTP_RETRY, only_if=this_claim):
             return Outcome.later(1, "moved on meanwhile: look again")
         return None
 
     def _move(
-        self, job: dict, recipient: Job, move: Move, *, error: str | None = None, smtp: str | None = None
+        self, job: JobRecord, recipient: Job, move: Move, *, error: str | None = None, smtp: str | None = None
     ) -> State:
         fields = {}
         if error:
             fields["error"] = error[:1000]
         if smtp:
             fields["smtp_answer"] = smtp[:500]
-        return self.outgoing.apply(job["message_id"], recipient, move, also_set=fields)
+        return self.outgoing.apply(job.message_id, recipient, move, also_set=fields)
 
 
 class StillSending(RuntimeError):
@@ -318,14 +319,14 @@ def dead_lettered(outgoing: OutgoingStore, message_id: str, *, deliveries: int |
     job = outgoing.job(message_id)
     if job is None:
         return "unknown"
-    state = State(job["state"])
-    recipient = Job(job["recipient"], state, bool(job.get("certified", True)), job.get("campaign_id"))
+    state = job.state
+    recipient = job.as_job()
     tries = f"{deliveries} attempts" if deliveries else "repeated attempts"
-    reason = job.get("last_failure") or f"no outcome after {tries} (the sender stopped each time)"
+    reason = job.last_failure or f"no outcome after {tries} (the sender stopped each time)"
     also = {"dead_letter": reason, "error": f"not sent, stopped after {tries}: {reason}"[:1000]}
     if state not in (State.PENDING, State.SENDING):
         return str(state)
-    claimed = job.get("claimed_at")
+    claimed = job.claimed_at
     if (
         state == State.SENDING
         and claimed
@@ -333,11 +334,7 @@ def dead_lettered(outgoing: OutgoingStore, message_id: str, *, deliveries: int |
     ):
         raise StillSending(f"{message_id} is being sent by another invocation: look again later")
     this_claim = {"claimed_at": claimed} if state == State.SENDING else None
-    if (
-        state == State.SENDING
-        and job.get("claimed_at")
-        and job.get("submitting_claim") == job.get("claimed_at")
-    ):
+    if state == State.SENDING and job.claimed_at and job.submitting_claim == job.claimed_at:
         outgoing.apply(
             message_id,
             recipient,
@@ -351,13 +348,25 @@ def dead_lettered(outgoing: OutgoingStore, message_id: str, *, deliveries: int |
             outgoing.count_in_campaign(recipient.campaign_id, "dead_lettered", 1)
         return State.ERROR
     after = outgoing.job(message_id)
-    return str(State(after["state"])) if after else "unknown"
+    return str(after.state) if after else "unknown"
 
 
 def _retry_after(result: Submission) -> float:
     # providers say when the quota frees up sometimes ("riprovare tra 10 minuti"): honour it
     match = re.search(r"(\d+)\s*(?:min|minuti|minutes)", result.text or "", re.I)
     return int(match.group(1)) * 60 if match else TEMPORARY_RETRY_SECONDS
+
+
+def _field(value: T | None, name: str) -> T:
+    """A campaign job's attribute that every campaign job has (KeyError, as the item's own
+    lookup raised, when a row lacks it)."""
+    if value is None:
+        raise KeyError(name)
+    return value
+
+
+def _mailbox(job: JobRecord) -> str:
+    return _field(job.mailbox, "mailbox")
 
 
 def _parse(value: str) -> datetime:
@@ -467,17 +476,18 @@ class CampaignMessages:
         manifest = campaign.Manifest.from_dict(json.loads(manifest_json))
         return manifest, campaign.compile_templates(manifest)
 
-    def render(self, campaign_item: dict, job: dict, message_id: str, date: datetime) -> bytes:
+    def render(self, campaign_item: dict, job: JobRecord, message_id: str, date: datetime) -> bytes:
         manifest, templates = self._compiled(json.dumps(campaign_item["manifest"], sort_keys=True))
-        row = campaign.Row(job["row"], job.get("values") or {})
-        files = [(name, self._attachment(job["campaign_id"], name)) for name in manifest.attachments]
+        row = campaign.Row(_field(job.row, "row"), dict(job.values or {}))
+        campaign_id = _field(job.campaign_id, "campaign_id")
+        files = [(name, self._attachment(campaign_id, name)) for name in manifest.attachments]
         own = (row.values.get(manifest.attachment_key) or "").strip() if manifest.attachment_key else ""
         if own:  # one per recipient: read each time
-            files.append((own, self.files_of(job["campaign_id"]).read(f"attachments/{own}")))
+            files.append((own, self.files_of(campaign_id).read(f"attachments/{own}")))
         return campaign.render_message(
             manifest,
             row,
-            mailbox=job["mailbox"],
+            mailbox=_mailbox(job),
             message_id=message_id,
             attachments=files,
             date=date,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +20,7 @@ from pecflow.adapters.dynamodb._common import (
 )
 from pecflow.domain import clock
 from pecflow.domain.reconcile import Job, Move, State, counter_deltas
-from pecflow.domain.records import KEPT_EMPTY, MESSAGE_ROW, NewJob, job_items, state_stamp
+from pecflow.domain.records import KEPT_EMPTY, MESSAGE_ROW, JobRecord, NewJob, job_items, state_stamp
 
 # --- outgoing messages and their recipients' jobs ------------------------------------------------------
 _stamp = state_stamp
@@ -140,8 +140,8 @@ class OutgoingStore:
             _conditional_write(self.table.put_item, Item=head, ConditionExpression=absent)
         return written
 
-    def job(self, message_id: str) -> dict | None:
-        """A campaign job: its one recipient row (with the head's fields)."""
+    def job(self, message_id: str) -> JobRecord | None:
+        """A campaign job: its one recipient row, with its message's head item."""
         rows = [
             _plain(i)
             for i in self.table.query(
@@ -152,7 +152,7 @@ class OutgoingStore:
         jobs = [r for r in rows if r["recipient"] != MESSAGE_ROW]
         if head is None or not jobs:
             return None
-        return {**jobs[0], "head": head}
+        return JobRecord.from_item({**jobs[0], "head": head})
 
     def reserve_slot(self, message_id: str, recipient: str, at: float) -> bool:
         """Note the quota slot a pending job holds, unless it holds one already (a duplicate of
@@ -177,13 +177,13 @@ class OutgoingStore:
             ExpressionAttributeValues={f":v{i}": v for i, v in enumerate(fields.values())},
         )
 
-    def campaign_jobs(self, campaign_id: str):
+    def campaign_jobs(self, campaign_id: str) -> Iterator[JobRecord]:
         """Every job of a campaign, in row then attempt order (streamed, page by page)."""
         kwargs = {"IndexName": "ByCampaign", "KeyConditionExpression": Key("campaign_id").eq(campaign_id)}
         while True:
             page = self.table.query(**kwargs)
             for item in page.get("Items", []):
-                yield _plain(item)
+                yield JobRecord.from_item(_plain(item))
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

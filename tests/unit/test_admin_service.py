@@ -1,0 +1,103 @@
+"""The campaign administration (CampaignAdmin: redrive, resend, the jobs listed) against the
+in-memory fakes; tests/e2e/test_campaigns.py and test_campaign_guarantees.py prove the same on the
+local stack."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from pecflow.domain.reconcile import (
+    CLAIM,
+    DEAD_LETTER,
+    SMTP_ACCEPTED,
+    SMTP_FAILED,
+    CampaignStatus,
+    Job,
+    State,
+)
+from pecflow.domain.records import JobRecord
+from pecflow.services.admin import CampaignAdmin
+from pecflow.services.sending import message_id_for
+from tests import fakes
+
+START = datetime(2026, 3, 2, 9, tzinfo=UTC)
+BOX = "ufficio@pec.azienda.test"
+CAMPAIGN = "solleciti"
+
+
+@pytest.fixture
+def clock(monkeypatch) -> fakes.FakeClock:
+    return fakes.FakeClock(START).install(monkeypatch)
+
+
+def _world(n: int) -> tuple[CampaignAdmin, fakes.FakeQueue]:
+    campaigns = fakes.FakeCampaignStore()
+    outgoing = fakes.FakeOutgoingStore(campaigns)
+    campaigns.create(CAMPAIGN, {"status": CampaignStatus.SENDING, "mailbox": BOX})
+    campaigns.start_counting(CAMPAIGN, n)
+    outgoing.add_jobs(
+        [
+            {
+                "message_id": message_id_for(CAMPAIGN, row, 1, BOX),
+                "recipient": f"Cliente{row}@pec.beta.test",
+                "mailbox": BOX,
+                "campaign_id": CAMPAIGN,
+                "row": row,
+                "attempt": 1,
+                "values": {"nome": f"Ditta {row}"},
+            }
+            for row in range(2, n + 2)
+        ]
+    )
+    queue = fakes.FakeQueue()
+    return CampaignAdmin(campaigns=campaigns, outgoing=outgoing, send_queue=queue), queue
+
+
+def _move(admin: CampaignAdmin, row: int, *moves) -> None:
+    state = State.PENDING
+    for move, fields in moves:
+        recipient = Job(f"cliente{row}@pec.beta.test", state, True, CAMPAIGN)
+        assert admin.outgoing.try_move(
+            message_id_for(CAMPAIGN, row, 1, BOX), recipient, move, also_set=fields
+        )
+        state = move.to
+
+
+def _queued(queue: fakes.FakeQueue) -> list[str]:
+    return [json.loads(m["MessageBody"])["message_id"] for m in queue.messages]
+
+
+def test_the_jobs_of_a_campaign_are_records_in_row_order(clock):
+    admin, _ = _world(3)
+    jobs = list(admin.jobs(CAMPAIGN))
+    assert all(isinstance(job, JobRecord) for job in jobs)
+    assert [(job.row, job.attempt, job.state) for job in jobs] == [(r, 1, State.PENDING) for r in (2, 3, 4)]
+    assert jobs[0].recipient == "cliente2@pec.beta.test" and jobs[0].values == {"nome": "Ditta 2"}
+
+
+def test_resend_makes_a_new_attempt_of_each_failed_recipient_once(clock):
+    admin, queue = _world(3)
+    _move(admin, 2, (SMTP_FAILED, {"error": "550 no such user"}))
+    _move(admin, 3, (CLAIM, None), (SMTP_ACCEPTED, None))
+    assert admin.resend_failed(CAMPAIGN) == 1
+    again = message_id_for(CAMPAIGN, 2, 2, BOX)
+    assert _queued(queue) == [again]
+    job = admin.outgoing.job(again)
+    assert (job.row, job.attempt, job.state, job.mailbox) == (2, 2, State.PENDING, BOX)
+    assert job.recipient == "cliente2@pec.beta.test" and job.values == {"nome": "Ditta 2"}
+    assert admin.campaigns.counters(CAMPAIGN)["total"] == 4
+    assert admin.resend_failed(CAMPAIGN) == 0, "the latest attempt is pending: nothing to resend"
+
+
+def test_redrive_sends_the_dead_lettered_jobs_and_the_pending_ones_again(clock):
+    admin, queue = _world(3)
+    _move(admin, 2, (DEAD_LETTER, {"dead_letter": "stopped", "error": "not sent"}))
+    _move(admin, 3, (SMTP_FAILED, {"error": "550 no such user"}))
+    assert admin.redrive(CAMPAIGN) == {"redriven": 1, "queued": 2}
+    assert sorted(_queued(queue)) == sorted(message_id_for(CAMPAIGN, row, 1, BOX) for row in (2, 4))
+    job = admin.outgoing.job(message_id_for(CAMPAIGN, 2, 1, BOX))
+    assert job.state == State.PENDING and job.dead_letter is None and job.error is None and job.redriven_at
+    assert admin.outgoing.job(message_id_for(CAMPAIGN, 3, 1, BOX)).state == State.ERROR, "a refusal stays"
