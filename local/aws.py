@@ -1289,10 +1289,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\nto use it from another shell:")
         for name, value in aws.environment().items():
             print(f"  export {name}={value}")
-        print("\nCtrl-C stops it.", flush=True)
         stopped = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stopped.set())
         try:
+            # said only once a Ctrl-C is caught here: one sent right after it stops cleanly
+            print("\nCtrl-C stops it.", flush=True)
             while not stopped.wait(1.0):
                 pass
         except KeyboardInterrupt:
