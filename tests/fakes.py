@@ -64,7 +64,15 @@ from pecflow.domain.ports import (
 )
 from pecflow.domain.quota import Decision, QuotaPolicy, policy_from_spec
 from pecflow.domain.reconcile import COUNTERS, Job, Move, State, counter_deltas
-from pecflow.domain.records import KEPT_EMPTY, MESSAGE_ROW, JobRecord, NewJob, job_items, state_stamp
+from pecflow.domain.records import (
+    KEPT_EMPTY,
+    MESSAGE_ROW,
+    CampaignRecord,
+    JobRecord,
+    NewJob,
+    job_items,
+    state_stamp,
+)
 
 ITEM_LIMIT = 400_000  # DynamoDB refuses items over 400 KB
 
@@ -437,9 +445,9 @@ class FakeCampaignStore:
     def __init__(self) -> None:
         self.items: dict[str, dict] = {}
 
-    def get(self, campaign_id: str) -> dict | None:
+    def get(self, campaign_id: str) -> CampaignRecord | None:
         item = self.items.get(campaign_id)
-        return copy.deepcopy(item) if item else None
+        return CampaignRecord.from_item(copy.deepcopy(item)) if item else None
 
     def create(self, campaign_id: str, fields: dict) -> bool:
         if campaign_id in self.items:

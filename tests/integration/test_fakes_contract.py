@@ -503,9 +503,9 @@ def test_campaign_figures_are_added(ports, uid):
     ports.outgoing.count_in_campaign(campaign, "dead_lettered", 1)
     ports.outgoing.count_in_campaign(campaign, "dead_lettered", 1)
     ports.outgoing.count_in_campaign(campaign, "dead_lettered", -1)
-    assert ports.campaigns.get(campaign)["dead_lettered"] == 1
+    assert ports.campaigns.get(campaign).dead_lettered == 1
     ports.outgoing.count_in_campaign(f"none-{uid}", "dead_lettered", 1)  # an update creates the item
-    assert ports.campaigns.get(f"none-{uid}")["dead_lettered"] == 1
+    assert ports.campaigns.get(f"none-{uid}").dead_lettered == 1
 
 
 # --- CampaignStore ----------------------------------------------------------------------------------------
@@ -515,23 +515,23 @@ def test_campaign_lifecycle_writes_are_conditional(ports, uid):
     assert store.create(campaign, {"status": "validating", "mailbox": "u@pec.test", "start_at": None})
     assert not store.create(campaign, {"status": "sending"})
     item = store.get(campaign)
-    assert item["status"] == "validating" and "start_at" not in item
-    assert item["counters"] == dict.fromkeys(COUNTERS, 0)
+    assert item.status == "validating" and item.start_at is None
+    assert item.counters == dict.fromkeys(COUNTERS, 0)
     assert not store.update(campaign, {"status": "paused"}, only_if_status=("sending",))
     assert store.update(
         campaign, {"status": "sending", "manifest": {"a": 1.0}}, only_if_status=("validating",)
     )
-    assert store.get(campaign)["manifest"] == {"a": 1}
+    assert store.get(campaign).manifest == {"a": 1}
     assert store.start_counting(campaign, 5) and not store.start_counting(campaign, 7)
     store.add_jobs(campaign, 2)
     counters = store.counters(campaign)
     assert (counters["total"], counters["to_send"], counters["sent"]) == (7, 7, 0)
     assert store.checkpoint(campaign, 11, 10, 0) and not store.checkpoint(campaign, 21, 20, 0)
     assert store.checkpoint(campaign, 21, 20, 11)
-    assert (store.get(campaign)["fanout_next_row"], store.get(campaign)["fanout_queued"]) == (21, 20)
+    assert (store.get(campaign).fanout_next_row, store.get(campaign).fanout_queued) == (21, 20)
     for i in range(3):
         assert store.note_problem(campaign, f"problem {i}", keep=2) == (i < 2)
-    assert store.get(campaign)["problems"] == ["problem 0", "problem 1"]
+    assert store.get(campaign).problems == ["problem 0", "problem 1"]
     assert store.counters(f"none-{uid}") == dict.fromkeys(COUNTERS, 0)
 
 
@@ -545,7 +545,9 @@ def test_campaign_writes_on_a_missing_campaign(ports, uid):
         with pytest.raises(ClientError) as error:
             write()
         assert _validation_error(error)
-    assert store.update(missing, {"status": "x"}) and store.get(missing)["status"] == "x", "an upsert"
+    assert store.update(missing, {"status": "queuing"}) and store.get(missing).status == "queuing", (
+        "an upsert"
+    )
     assert store.checkpoint(f"{missing}b", 11, 10, 0)
 
 

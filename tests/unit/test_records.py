@@ -1,14 +1,16 @@
 """The stored shape of a campaign job (pecflow/domain/records.py), which the DynamoDB adapter and
-the in-memory fake both use: the items of a new job, and a job's row read back (JobRecord)."""
+the in-memory fake both use: the items of a new job, a job's row read back (JobRecord), a campaign
+item read back (CampaignRecord)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pecflow.domain.reconcile import Job, State
+from pecflow.domain.reconcile import CampaignStatus, Job, State
 from pecflow.domain.records import (
     KEPT_EMPTY,
     MESSAGE_ROW,
+    CampaignRecord,
     JobRecord,
     NewJob,
     job_items,
@@ -145,3 +147,48 @@ def test_the_row_of_a_new_job_reads_back_as_that_job():
     again = NewJob.from_dict(job.as_dict())
     assert (again.row, again.attempt, again.values) == (2, 1, JOB["values"])
     assert NewJob.from_dict(NewJob.from_dict(JOB).as_dict()) == NewJob.from_dict(JOB)
+
+
+# --- a campaign as the campaign store reads it back ------------------------------------------------------
+CAMPAIGN = {
+    "campaign_id": "solleciti",
+    "status": "queuing",
+    "mailbox": "ufficio@pec.test",
+    "manifest": {"mailbox": "ufficio@pec.test", "subject": "Sollecito"},
+    "dry_run": False,
+    "start_at": "2026-03-02T09:00:00+00:00",
+    "attempts": 1,
+    "files": {"manifest.json": {"version_id": "v1"}, "recipients.csv": {"etag": '"e1"'}},
+    "validation": {"valid": True, "valid_rows": 20, "error_count": 0},
+    "problems": ["manifest.json uploaded again"],
+    "counters": {"total": 20, "to_send": 20},
+    "counting_started": True,
+    "dead_lettered": 0,
+    "fanout_next_row": 12,
+    "fanout_queued": 10,
+    "created_at": "t0",
+    "updated_at": "t1",
+    "a_future_attribute": {"x": 1},
+}
+
+
+def test_a_campaign_record_types_every_attribute_and_keeps_the_unknown_ones():
+    campaign = CampaignRecord.from_item(CAMPAIGN)
+    assert campaign.status is CampaignStatus.QUEUING and campaign.dry_run is False
+    assert campaign.files["recipients.csv"] == {"etag": '"e1"'} and campaign.counters["total"] == 20
+    assert (campaign.fanout_next_row, campaign.fanout_queued, campaign.dead_lettered) == (12, 10, 0)
+    assert campaign.fanout_error is None and campaign.invalid_reason is None
+    assert campaign.extra == {"a_future_attribute": {"x": 1}}, "an attribute it does not know is kept"
+    assert campaign.as_dict() == CAMPAIGN, "and given back as stored"
+
+
+def test_a_campaign_record_of_a_bare_item():
+    """An update on a missing campaign creates an item with a figure alone (DynamoDB's upsert)."""
+    campaign = CampaignRecord.from_item({"campaign_id": "c", "dead_lettered": 1})
+    assert campaign.status is None and campaign.files == {} and campaign.counters == {}
+    assert campaign.problems == () and campaign.dead_lettered == 1
+    assert campaign.as_dict() == {"campaign_id": "c", "dead_lettered": 1}
+    with pytest.raises(ValueError):
+        CampaignRecord.from_item({"campaign_id": "c", "status": "lost"})
+    with pytest.raises(KeyError, match="campaign_id"):
+        CampaignRecord.from_item({"status": "sending"})

@@ -13,7 +13,7 @@ from typing import IO, Any, Protocol
 
 from pecflow.domain.mailbox import Cursor, FolderStatus, MailboxConfig, Usage
 from pecflow.domain.reconcile import Job, Move, OutgoingPort, State
-from pecflow.domain.records import JobRecord
+from pecflow.domain.records import CampaignRecord, JobRecord
 
 __all__ = [
     "Archive",
@@ -185,7 +185,7 @@ class OutgoingStore(OutgoingPort, Protocol):
 class CampaignStore(Protocol):
     """The campaign item: definition, status, fan-out progress and counters."""
 
-    def get(self, campaign_id: str) -> dict[str, Any] | None: ...
+    def get(self, campaign_id: str) -> CampaignRecord | None: ...
     def create(self, campaign_id: str, fields: dict[str, Any]) -> bool: ...
     def update(
         self, campaign_id: str, fields: dict[str, Any], *, only_if_status: tuple[str, ...] | None = None

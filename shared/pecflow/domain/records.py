@@ -1,6 +1,6 @@
-"""The stored shape of an outgoing job, written once: the DynamoDB adapter and the in-memory fake
-(tests/fakes.py) both build a new campaign job's items with `job_items`, and both read a job's
-row back as a `JobRecord`. Pure: no I/O.
+"""The stored shapes, written once: the DynamoDB adapters and the in-memory fakes (tests/fakes.py)
+both build a new campaign job's items with `job_items`, read a job's row back as a `JobRecord`
+and a campaign item as a `CampaignRecord`. Pure: no I/O.
 
 The outgoing table holds, per message we send, a head item (sort key `MESSAGE_ROW`) and one row
 per recipient carrying the job's state (docs/architecture.md, "The outgoing job state machine").
@@ -8,11 +8,11 @@ per recipient carrying the job's state (docs/architecture.md, "The outgoing job 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from pecflow.domain.reconcile import Job, State
+from pecflow.domain.reconcile import CampaignStatus, Job, State
 
 MESSAGE_ROW = "#message"  # the sort key of a message's head item, beside its recipients' rows
 # attributes a new job's row stores even when empty: the moves write each receipt into the map
@@ -191,3 +191,76 @@ class JobRecord:
     def as_job(self) -> Job:
         """The job as the state machine moves it (recipient, state, certified, campaign)."""
         return Job(self.recipient, self.state, self.certified, self.campaign_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRecord:
+    """A campaign item as the campaign store reads it back (`CampaignStore.get`): its definition,
+    pinned files, status, fan-out progress and counters. Every attribute the code writes is a
+    field; an attribute this class does not know is kept in `extra`, never lost. Absent attributes
+    are None, or empty for the collections (the stores never keep None, "" or an empty list or
+    map)."""
+
+    campaign_id: str
+    status: CampaignStatus | None = None  # None only on an item a figure's update created
+    mailbox: str | None = None  # the sending mailbox (from the manifest)
+    manifest: Mapping[str, Any] | None = None  # the manifest as validated (`Manifest.to_dict`)
+    dry_run: bool | None = None
+    start_at: str | None = None  # ISO time: no job is sent before
+    attempts: int | None = None
+    files: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # the pins, by file name
+    validation: Mapping[str, Any] | None = None  # the validation's summary
+    invalid_reason: str | None = None
+    problems: Sequence[str] = ()  # what `campaign stats` shows (`CampaignStore.note_problem`)
+    counters: Mapping[str, int] = field(default_factory=dict)  # reconcile.COUNTERS
+    counting_started: bool | None = None
+    dead_lettered: int | None = None  # jobs stopped on the dead-letter queue, not redriven
+    fanout_next_row: int | None = None  # the fan-out's checkpoint: rows before it are queued
+    fanout_queued: int | None = None
+    fanout_error: str | None = None  # why the queuing stopped early
+    fanout_finished_at: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # any other attribute, as stored
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> CampaignRecord:
+        """From a campaign item as stored (plain values). KeyError without its id; ValueError for
+        a status that is not a CampaignStatus."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        typed: dict[str, Any] = {"campaign_id": str(item["campaign_id"])}
+        extra: dict[str, Any] = {}
+        for name, value in item.items():
+            if name in known:
+                typed.setdefault(name, value)
+            else:
+                extra[name] = value
+        if typed.get("status") is not None:
+            typed["status"] = CampaignStatus(typed["status"])
+        for name in ("attempts", "dead_lettered", "fanout_next_row", "fanout_queued"):
+            if typed.get(name) is not None:
+                typed[name] = int(typed[name])
+        for name in ("files", "counters"):
+            if typed.get(name) is None:
+                typed.pop(name, None)
+        if "counters" in typed:
+            typed["counters"] = {str(k): int(v) for k, v in typed["counters"].items()}
+        if typed.get("problems") is None:
+            typed.pop("problems", None)
+        return cls(**typed, extra=extra)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The item as stored (what `from_item` was given): for exports and views."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra":
+                out.update(value)
+            elif f.name == "status" and value is not None:
+                out["status"] = str(value)
+            elif f.name in ("files", "counters", "problems"):
+                if value:
+                    out[f.name] = value
+            elif value is not None:
+                out[f.name] = value
+        return out
