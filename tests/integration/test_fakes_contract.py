@@ -259,8 +259,8 @@ def test_a_message_is_recorded_once(ports, uid):
     assert store.record(box, _record(sha, location=f"{box}|INBOX|5")) is True
     assert store.record(box.upper(), _record(sha, uid=9, subject="again")) is False
     kept = store.get(box, sha)
-    assert kept["uid"] == 3 and "subject" not in kept, "the first record stays as it was"
-    assert kept["mailbox"] == box and kept["message"] == f"sha256:{sha}"
+    assert kept.uid == 3 and kept.subject is None, "the first record stays as it was"
+    assert kept.mailbox == box and kept.key == f"sha256:{sha}" and kept.as_dict()["message"] == kept.key
     assert store.count(box) == 1 and store.count(f"other{uid}@pec.test") == 0
     assert store.get(box, "cd" * 32) is None
 
@@ -285,7 +285,7 @@ def test_records_are_kept_as_dynamodb_keeps_them(ports, uid):
             nested={"a": None, "b": ""},
         ),
     )
-    kept = store.get(box, sha)
+    kept = store.get(box, sha).as_dict()  # the item as stored
     for absent in ("subject", "to", "cc", "error", "sdi"):
         assert absent not in kept, absent
     assert kept["size"] == 12 and isinstance(kept["size"], int) and kept["ratio"] == 0.25
@@ -293,8 +293,8 @@ def test_records_are_kept_as_dynamodb_keeps_them(ports, uid):
     assert kept["nested"] == {}, "a map emptied by the cleaning is still written"
     store.set_fields(box, sha, {"reconciled": "matched", "outgoing_message_id": None, "problems": []})
     kept = store.get(box, sha)
-    assert kept["reconciled"] == "matched" and "outgoing_message_id" not in kept
-    assert kept["problems"] == ["one"], "an empty list does not overwrite"
+    assert kept.reconciled == "matched" and kept.outgoing_message_id is None
+    assert kept.problems == ["one"], "an empty list does not overwrite"
 
 
 def test_sparse_indexes_list_what_they_should(ports, uid):
@@ -304,15 +304,15 @@ def test_sparse_indexes_list_what_they_should(ports, uid):
     for i, sha in enumerate(shas):
         store.record(box, _record(sha, uid=i + 1))
     store.set_fields(box, "99" * 32, {"kind": "x"})  # created by an update, with no received_key
-    assert [r["sha256"] for r in store.query(box)] == list(reversed(shas)), "newest first"
-    assert [r["sha256"] for r in store.query(box, newest_first=False, limit=2)] == shas[:2]
+    assert [r.sha256 for r in store.query(box)] == list(reversed(shas)), "newest first"
+    assert [r.sha256 for r in store.query(box, newest_first=False, limit=2)] == shas[:2]
     store.set_fields(box, shas[1], {"unmatched_mailbox": box})
     store.set_fields(box, shas[2], {"quarantined_mailbox": box, "quarantined": {"stage": "record"}})
-    assert [r["sha256"] for r in store.query(box, index="Unmatched")] == [shas[1]]
-    assert [r["sha256"] for r in store.query(box, index="Quarantined")] == [shas[2]]
+    assert [r.sha256 for r in store.query(box, index="Unmatched")] == [shas[1]]
+    assert [r.sha256 for r in store.query(box, index="Quarantined")] == [shas[2]]
     store.set_fields(box, shas[1], {"reconciled": "matched"}, remove=["unmatched_mailbox"])
     assert store.query(box, index="Unmatched") == []
-    assert store.get(box, shas[1])["reconciled"] == "matched"
+    assert store.get(box, shas[1]).reconciled == "matched"
     assert store.count(box) == 5
 
 
@@ -330,7 +330,7 @@ def test_records_are_found_where_they_are_on_the_provider(ports, uid):
     store.set_fields(box, b, {"on_provider": "expunged"}, remove=["location"])
     assert store.at_location(box, "INBOX", 5, [3, 4]) == {}
     store.relocate(box, "c3" * 32, folder="INBOX", uid=7, uidvalidity=6)  # an update creates the item
-    assert store.get(box, "c3" * 32)["location"] == f"{box}|INBOX|6"
+    assert store.get(box, "c3" * 32).location == f"{box}|INBOX|6"
 
 
 def test_a_record_over_dynamodbs_limit_is_refused_data_not_a_service_failure(ports, uid):

@@ -1,6 +1,6 @@
-"""The stored shape of a campaign job (pecflow/domain/records.py), which the DynamoDB adapter and
-the in-memory fake both use: the items of a new job, a job's row read back (JobRecord), a campaign
-item read back (CampaignRecord)."""
+"""The stored shapes (pecflow/domain/records.py), which the DynamoDB adapters and the in-memory fakes
+both use: the items of a new job, a job's row read back (JobRecord), a campaign item
+(CampaignRecord) and a received message's record (MessageRecord)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pecflow.domain.records import (
     MESSAGE_ROW,
     CampaignRecord,
     JobRecord,
+    MessageRecord,
     NewJob,
     job_items,
     job_key,
@@ -192,3 +193,58 @@ def test_a_campaign_record_of_a_bare_item():
         CampaignRecord.from_item({"campaign_id": "c", "status": "lost"})
     with pytest.raises(KeyError, match="campaign_id"):
         CampaignRecord.from_item({"status": "sending"})
+
+
+# --- a received message's record as the message store reads it back ---------------------------------------
+MESSAGE = {
+    "mailbox": "ufficio@pec.test",
+    "message": "sha256:" + "ab" * 32,
+    "sha256": "ab" * 32,
+    "size": 2048,
+    "s3_key": "messages/ab/" + "ab" * 32 + ".eml",
+    "folder": "INBOX",
+    "uid": 7,
+    "uidvalidity": 5,
+    "location": "ufficio@pec.test|INBOX|5",
+    "received_at": "2026-03-02T09:00:00Z",
+    "received_key": "2026-03-02T09:00:00Z#abababababababab",
+    "recorded_at": "2026-03-02T09:00:01Z",
+    "kind": "avvenuta-consegna",
+    "subject": "CONSEGNA: Sollecito",
+    "message_id": "<r1@pec.beta.test>",
+    "from": "posta-certificata@pec.beta.test",
+    "to": ["ufficio@pec.test"],
+    "ref_message_id": "<m1@pec.test>",
+    "identificativo": "opec.1",
+    "recipients": [{"address": "c@pec.beta.test", "type": "certificato"}],
+    "attachments": [{"filename": "daticert.xml", "content_type": "application/xml", "size": 900}],
+    "problems": ["no signature"],
+    "on_provider": "yes",
+    "reconciled": "matched",
+    "outgoing_message_id": "<m1@pec.test>",
+    "thread_of": None,
+    "a_future_attribute": 1,
+}
+
+
+def test_a_message_record_types_every_attribute_and_keeps_the_unknown_ones():
+    stored = {k: v for k, v in MESSAGE.items() if v is not None}
+    record = MessageRecord.from_item(MESSAGE)
+    assert record.from_address == "posta-certificata@pec.beta.test", "the stored `from`"
+    assert (record.uid, record.uidvalidity, record.size) == (7, 5, 2048)
+    assert record.key == MESSAGE["message"] and record.reconciled == "matched"
+    assert record.cc == () and record.sdi is None and record.quarantined is None
+    assert record.extra == {"a_future_attribute": 1}, "an attribute it does not know is kept"
+    assert record.as_dict() == stored, "and given back as stored"
+
+
+def test_a_message_record_an_update_created():
+    """`relocate` or `set_fields` on a message not recorded creates an item with its keys alone."""
+    record = MessageRecord.from_item({"mailbox": "u@pec.test", "message": "sha256:cd", "uid": 7})
+    assert record.sha256 == "cd" and record.kind is None and record.problems == ()
+    assert record.as_dict() == {"mailbox": "u@pec.test", "message": "sha256:cd", "sha256": "cd", "uid": 7}
+    assert MessageRecord.from_item({"mailbox": "u", "message": "k", "from_address": "x"}).extra == {
+        "from_address": "x"
+    }, "only the stored `from` is from_address"
+    with pytest.raises(KeyError, match="message"):
+        MessageRecord.from_item({"mailbox": "u@pec.test", "sha256": "cd"})
