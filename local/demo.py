@@ -279,15 +279,15 @@ def run(args) -> int:
         messages = MessageStore(deployment.messages_table, deployment.resource("dynamodb"))
         recorded = {box.address: messages.query(box.address, limit=10_000) for box in (rossi, bianchi)}
         for address, records in recorded.items():
-            by_kind = Counter(r["kind"] for r in records)
+            by_kind = Counter(r.kind for r in records)
             log(f"\nInbox {address}: {len(records)} messages")
             for kind, count in sorted(by_kind.items(), key=lambda kv: (-kv[1], kv[0])):
                 log(f"  {kind:32s} {count:>6d}")
-            invoices = [r for r in records if r.get("sdi")]
-            for r in invoices:
+            invoices = [r.sdi for r in records if r.sdi]
+            for sdi in invoices:
                 log(
-                    f"  SdI: {r['sdi'].get('type')} {r['sdi'].get('nome_file') or ''} "
-                    f"(IdentificativoSdI {r['sdi'].get('identificativo_sdi') or '-'})"
+                    f"  SdI: {sdi.get('type')} {sdi.get('nome_file') or ''} "
+                    f"(IdentificativoSdI {sdi.get('identificativo_sdi') or '-'})"
                 )
         archive = stack.aws.physical("ArchiveBucket")
         objects = sum(
@@ -364,7 +364,7 @@ def check(net, counters, script, rows, rossi, bianchi, recorded, objects, kinds)
     distinct = 0
     for box in (rossi, bianchi):
         delivered = Counter(d.kind for d in net.deliveries if d.mailbox == box.address and d.error is None)
-        mine = Counter(r["kind"] for r in recorded[box.address])
+        mine = Counter(r.kind for r in recorded[box.address])
         distinct += sum(delivered.values())
         if mine != delivered:
             problems.append(f"inbox {box.address}: pecflow {dict(mine)}, delivered {dict(delivered)}")

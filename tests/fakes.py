@@ -64,7 +64,16 @@ from pecflow.domain.ports import (
 )
 from pecflow.domain.quota import Decision, QuotaPolicy, policy_from_spec
 from pecflow.domain.reconcile import COUNTERS, Job, Move, State, counter_deltas
-from pecflow.domain.records import KEPT_EMPTY, MESSAGE_ROW, JobRecord, NewJob, job_items, state_stamp
+from pecflow.domain.records import (
+    KEPT_EMPTY,
+    MESSAGE_ROW,
+    CampaignRecord,
+    JobRecord,
+    MessageRecord,
+    NewJob,
+    job_items,
+    state_stamp,
+)
 
 ITEM_LIMIT = 400_000  # DynamoDB refuses items over 400 KB
 
@@ -382,9 +391,9 @@ class FakeMessageStore:
             folder=folder, uid=uid, uidvalidity=uidvalidity, location=location(mailbox, folder, uidvalidity)
         )
 
-    def get(self, mailbox: str, sha256: str) -> dict | None:
+    def get(self, mailbox: str, sha256: str) -> MessageRecord | None:
         item = self.items.get(self._key(mailbox, sha256))
-        return copy.deepcopy(item) if item else None
+        return MessageRecord.from_item(copy.deepcopy(item)) if item else None
 
     def set_fields(self, mailbox: str, sha256: str, fields: dict, remove: Iterable[str] = ()) -> None:
         fields = _kept(fields)
@@ -398,19 +407,21 @@ class FakeMessageStore:
         _check_size(item, "UpdateItem")  # refused: the record stays as it was
         self.items[key] = item
 
-    def at_location(self, mailbox: str, folder: str, uidvalidity: int, uids: list[int]) -> dict[int, dict]:
+    def at_location(
+        self, mailbox: str, folder: str, uidvalidity: int, uids: list[int]
+    ) -> dict[int, MessageRecord]:
         if not uids:
             return {}
         where, wanted = location(mailbox, folder, uidvalidity), set(uids)
         return {
-            item["uid"]: copy.deepcopy(item)
+            item["uid"]: MessageRecord.from_item(copy.deepcopy(item))
             for item in self.items.values()
             if item.get("location") == where and "uid" in item and item["uid"] in wanted
         }
 
     def query(
         self, mailbox: str, *, index: str = "ByDate", newest_first: bool = True, limit: int = 100
-    ) -> list[dict]:
+    ) -> list[MessageRecord]:
         if index not in _INDEX_KEYS:
             raise _validation(f"the index {index} cannot be queried by mailbox", "Query")
         name = _INDEX_KEYS[index]
@@ -420,7 +431,7 @@ class FakeMessageStore:
             if i.get(name) == mailbox.lower() and isinstance(i.get("received_key"), str)  # sparse index
         ]
         found.sort(key=lambda i: (_utf8(i["received_key"]), _utf8(i["message"])), reverse=newest_first)
-        return [copy.deepcopy(i) for i in found[:limit]]
+        return [MessageRecord.from_item(copy.deepcopy(i)) for i in found[:limit]]
 
     def count(self, mailbox: str) -> int:
         return sum(1 for m, _ in self.items if m == mailbox.lower())
@@ -437,9 +448,9 @@ class FakeCampaignStore:
     def __init__(self) -> None:
         self.items: dict[str, dict] = {}
 
-    def get(self, campaign_id: str) -> dict | None:
+    def get(self, campaign_id: str) -> CampaignRecord | None:
         item = self.items.get(campaign_id)
-        return copy.deepcopy(item) if item else None
+        return CampaignRecord.from_item(copy.deepcopy(item)) if item else None
 
     def create(self, campaign_id: str, fields: dict) -> bool:
         if campaign_id in self.items:

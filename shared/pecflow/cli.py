@@ -281,18 +281,18 @@ def cmd_inbox_list(args) -> int:
     index = "Quarantined" if args.quarantined else "Unmatched" if args.unmatched else "ByDate"
     records = store.query(args.mailbox, index=index, limit=args.limit)
     if args.kind:
-        records = [r for r in records if r.get("kind") == args.kind]
+        records = [r for r in records if r.kind == args.kind]
     if args.json:
         for record in records:
-            print(json.dumps(record, ensure_ascii=False, default=str))
+            print(json.dumps(record.as_dict(), ensure_ascii=False, default=str))
         return 0
     for r in records:
-        reference = r.get("ref_message_id") or r.get("identificativo") or ""
-        note = f"  [{r['reconciled']}]" if r.get("reconciled") else ""
-        if r.get("quarantined"):
-            note += f"  [quarantined UID {r.get('uid')}: {r['quarantined'].get('reason', '')}]"
+        reference = r.ref_message_id or r.identificativo or ""
+        note = f"  [{r.reconciled}]" if r.reconciled else ""
+        if r.quarantined:
+            note += f"  [quarantined UID {r.uid}: {r.quarantined.get('reason', '')}]"
         print(
-            f"{r.get('received_at', '')[:19]}  {r.get('kind', ''):26s} {str(r.get('subject') or '')[:50]:50s} "
+            f"{(r.received_at or '')[:19]}  {r.kind or '':26s} {str(r.subject or '')[:50]:50s} "
             f"{reference}{note}"
         )
     print(f"{len(records)} message(s)")

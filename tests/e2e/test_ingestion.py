@@ -148,14 +148,14 @@ def test_a_thousand_messages_each_archived_recorded_classified_and_reconciled_on
         # each recorded once, classified as pecflow classifies its bytes, kinds as the simulator delivered
         records = messages.query(office.address, limit=5000)
         assert len(records) == len(distinct) == messages.count(office.address)
-        by_sha = {r["sha256"]: r for r in records}
+        by_sha = {r.sha256: r for r in records}
         for sha, raw in distinct.items():
-            assert by_sha[sha]["kind"] == parse(raw).kind
+            assert by_sha[sha].kind == parse(raw).kind
         delivered = Counter(d.kind for d in net.deliveries if d.mailbox == office.address and d.error is None)
-        assert Counter(r["kind"] for r in records) == delivered
+        assert Counter(r.kind for r in records) == delivered
         # every receipt reconciled with what we sent
-        receipts = [r for r in records if r["kind"] in kinds.RICEVUTE]
-        assert receipts and all(r.get("reconciled") == "matched" for r in receipts)
+        receipts = [r for r in records if r.kind in kinds.RICEVUTE]
+        assert receipts and all(r.reconciled == "matched" for r in receipts)
     assert total >= 1000
     assert len(keys) == total, "no object archived twice, none missing"
     states = {msgid: outgoing.jobs(msgid)[0].state for msgid in expected_state}
@@ -312,11 +312,11 @@ def test_one_poison_message_does_not_stop_the_mailbox(stack, dovecot, capsys):
     raws = mailbox_contents(dovecot, office)
     assert messages.count(office.address) == len({hashlib.sha256(r).hexdigest() for r in raws}) == 13
     assert all(outgoing.jobs(f"<dopo{n}@pec.epsilon.test>")[0].state == State.DELIVERED for n in range(5))
-    anomalia = next(r for r in messages.query(office.address) if r["kind"] == kinds.ANOMALIA)
-    assert len(anomalia["attachments"]) == 100 and "s3_key" in anomalia
-    assert all(len(a["filename"]) == 255 for a in anomalia["attachments"]), "names cut, the original whole"
+    anomalia = next(r for r in messages.query(office.address) if r.kind == kinds.ANOMALIA)
+    assert len(anomalia.attachments) == 100 and anomalia.s3_key is not None
+    assert all(len(a["filename"]) == 255 for a in anomalia.attachments), "names cut, the original whole"
     quarantined = messages.query(office.address, index="Quarantined")
-    assert len(quarantined) == 2 and all("a parser bug" in q["problems"][0] for q in quarantined)
+    assert len(quarantined) == 2 and all("a parser bug" in q.problems[0] for q in quarantined)
     mailbox = next(
         s for c, s in bootstrap.mailbox_admin(stack.deployment()).list() if c.address == office.address
     )

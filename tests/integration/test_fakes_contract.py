@@ -243,8 +243,8 @@ def test_a_message_is_recorded_once(ports, uid):
     assert store.record(box, _record(sha, location=f"{box}|INBOX|5")) is True
     assert store.record(box.upper(), _record(sha, uid=9, subject="again")) is False
     kept = store.get(box, sha)
-    assert kept["uid"] == 3 and "subject" not in kept, "the first record stays as it was"
-    assert kept["mailbox"] == box and kept["message"] == f"sha256:{sha}"
+    assert kept.uid == 3 and kept.subject is None, "the first record stays as it was"
+    assert kept.mailbox == box and kept.key == f"sha256:{sha}" and kept.as_dict()["message"] == kept.key
     assert store.count(box) == 1 and store.count(f"other{uid}@pec.test") == 0
     assert store.get(box, "cd" * 32) is None
 
@@ -269,7 +269,7 @@ def test_records_are_kept_as_dynamodb_keeps_them(ports, uid):
             nested={"a": None, "b": ""},
         ),
     )
-    kept = store.get(box, sha)
+    kept = store.get(box, sha).as_dict()  # the item as stored
     for absent in ("subject", "to", "cc", "error", "sdi"):
         assert absent not in kept, absent
     assert kept["size"] == 12 and isinstance(kept["size"], int) and kept["ratio"] == 0.25
@@ -277,8 +277,8 @@ def test_records_are_kept_as_dynamodb_keeps_them(ports, uid):
     assert kept["nested"] == {}, "a map emptied by the cleaning is still written"
     store.set_fields(box, sha, {"reconciled": "matched", "outgoing_message_id": None, "problems": []})
     kept = store.get(box, sha)
-    assert kept["reconciled"] == "matched" and "outgoing_message_id" not in kept
-    assert kept["problems"] == ["one"], "an empty list does not overwrite"
+    assert kept.reconciled == "matched" and kept.outgoing_message_id is None
+    assert kept.problems == ["one"], "an empty list does not overwrite"
 
 
 def test_sparse_indexes_list_what_they_should(ports, uid):
@@ -288,15 +288,15 @@ def test_sparse_indexes_list_what_they_should(ports, uid):
     for i, sha in enumerate(shas):
         store.record(box, _record(sha, uid=i + 1))
     store.set_fields(box, "99" * 32, {"kind": "x"})  # created by an update, with no received_key
-    assert [r["sha256"] for r in store.query(box)] == list(reversed(shas)), "newest first"
-    assert [r["sha256"] for r in store.query(box, newest_first=False, limit=2)] == shas[:2]
+    assert [r.sha256 for r in store.query(box)] == list(reversed(shas)), "newest first"
+    assert [r.sha256 for r in store.query(box, newest_first=False, limit=2)] == shas[:2]
     store.set_fields(box, shas[1], {"unmatched_mailbox": box})
     store.set_fields(box, shas[2], {"quarantined_mailbox": box, "quarantined": {"stage": "record"}})
-    assert [r["sha256"] for r in store.query(box, index="Unmatched")] == [shas[1]]
-    assert [r["sha256"] for r in store.query(box, index="Quarantined")] == [shas[2]]
+    assert [r.sha256 for r in store.query(box, index="Unmatched")] == [shas[1]]
+    assert [r.sha256 for r in store.query(box, index="Quarantined")] == [shas[2]]
     store.set_fields(box, shas[1], {"reconciled": "matched"}, remove=["unmatched_mailbox"])
     assert store.query(box, index="Unmatched") == []
-    assert store.get(box, shas[1])["reconciled"] == "matched"
+    assert store.get(box, shas[1]).reconciled == "matched"
     assert store.count(box) == 5
 
 
@@ -314,7 +314,7 @@ def test_records_are_found_where_they_are_on_the_provider(ports, uid):
     store.set_fields(box, b, {"on_provider": "expunged"}, remove=["location"])
     assert store.at_location(box, "INBOX", 5, [3, 4]) == {}
     store.relocate(box, "c3" * 32, folder="INBOX", uid=7, uidvalidity=6)  # an update creates the item
-    assert store.get(box, "c3" * 32)["location"] == f"{box}|INBOX|6"
+    assert store.get(box, "c3" * 32).location == f"{box}|INBOX|6"
 
 
 def test_a_record_over_dynamodbs_limit_is_refused_data_not_a_service_failure(ports, uid):
@@ -487,9 +487,9 @@ def test_campaign_figures_are_added(ports, uid):
     ports.outgoing.count_in_campaign(campaign, "dead_lettered", 1)
     ports.outgoing.count_in_campaign(campaign, "dead_lettered", 1)
     ports.outgoing.count_in_campaign(campaign, "dead_lettered", -1)
-    assert ports.campaigns.get(campaign)["dead_lettered"] == 1
+    assert ports.campaigns.get(campaign).dead_lettered == 1
     ports.outgoing.count_in_campaign(f"none-{uid}", "dead_lettered", 1)  # an update creates the item
-    assert ports.campaigns.get(f"none-{uid}")["dead_lettered"] == 1
+    assert ports.campaigns.get(f"none-{uid}").dead_lettered == 1
 
 
 # --- CampaignStore ----------------------------------------------------------------------------------------
@@ -499,23 +499,23 @@ def test_campaign_lifecycle_writes_are_conditional(ports, uid):
     assert store.create(campaign, {"status": "validating", "mailbox": "u@pec.test", "start_at": None})
     assert not store.create(campaign, {"status": "sending"})
     item = store.get(campaign)
-    assert item["status"] == "validating" and "start_at" not in item
-    assert item["counters"] == dict.fromkeys(COUNTERS, 0)
+    assert item.status == "validating" and item.start_at is None
+    assert item.counters == dict.fromkeys(COUNTERS, 0)
     assert not store.update(campaign, {"status": "paused"}, only_if_status=("sending",))
     assert store.update(
         campaign, {"status": "sending", "manifest": {"a": 1.0}}, only_if_status=("validating",)
     )
-    assert store.get(campaign)["manifest"] == {"a": 1}
+    assert store.get(campaign).manifest == {"a": 1}
     assert store.start_counting(campaign, 5) and not store.start_counting(campaign, 7)
     store.add_jobs(campaign, 2)
     counters = store.counters(campaign)
     assert (counters["total"], counters["to_send"], counters["sent"]) == (7, 7, 0)
     assert store.checkpoint(campaign, 11, 10, 0) and not store.checkpoint(campaign, 21, 20, 0)
     assert store.checkpoint(campaign, 21, 20, 11)
-    assert (store.get(campaign)["fanout_next_row"], store.get(campaign)["fanout_queued"]) == (21, 20)
+    assert (store.get(campaign).fanout_next_row, store.get(campaign).fanout_queued) == (21, 20)
     for i in range(3):
         assert store.note_problem(campaign, f"problem {i}", keep=2) == (i < 2)
-    assert store.get(campaign)["problems"] == ["problem 0", "problem 1"]
+    assert store.get(campaign).problems == ["problem 0", "problem 1"]
     assert store.counters(f"none-{uid}") == dict.fromkeys(COUNTERS, 0)
 
 
@@ -529,7 +529,9 @@ def test_campaign_writes_on_a_missing_campaign(ports, uid):
         with pytest.raises(ClientError) as error:
             write()
         assert _validation_error(error)
-    assert store.update(missing, {"status": "x"}) and store.get(missing)["status"] == "x", "an upsert"
+    assert store.update(missing, {"status": "queuing"}) and store.get(missing).status == "queuing", (
+        "an upsert"
+    )
     assert store.checkpoint(f"{missing}b", 11, 10, 0)
 
 

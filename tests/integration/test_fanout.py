@@ -145,7 +145,7 @@ def test_concurrent_duplicate_events_create_each_job_once(aws):
     counters = campaign.campaigns.counters(campaign.id)
     assert (counters["total"], counters["to_send"]) == (25, 25), "counted once"
     assert set(campaign.queued) == {j.message_id for j in campaign.jobs().values()}
-    assert campaign.campaigns.get(campaign.id)["status"] == CampaignStatus.SENDING
+    assert campaign.campaigns.get(campaign.id).status == CampaignStatus.SENDING
 
 
 def test_a_csv_replaced_while_queuing_changes_nothing(aws):
@@ -162,8 +162,8 @@ def test_a_csv_replaced_while_queuing_changes_nothing(aws):
     assert sorted(campaign.queued) == sorted(j.message_id for j in campaign.jobs().values()), "each once"
     assert result.status == CampaignStatus.SENDING
     item = campaign.campaigns.get(campaign.id)
-    assert item["manifest"]["subject"] == MANIFEST["subject"]
-    assert any("manifest.json uploaded again" in p and "new campaign id" in p for p in item["problems"])
+    assert item.manifest["subject"] == MANIFEST["subject"]
+    assert any("manifest.json uploaded again" in p and "new campaign id" in p for p in item.problems)
 
 
 def test_a_new_manifest_under_a_running_campaign_starts_nothing_and_is_noted(aws):
@@ -173,15 +173,15 @@ def test_a_new_manifest_under_a_running_campaign_starts_nothing_and_is_noted(aws
     version = campaign.put("manifest.json", json.dumps({**MANIFEST, "subject": "Di nuovo"}).encode())
     result = campaign.fan_out(manifest_version=version)
     assert result.problems == ["already fanned out"] and campaign.queued == queued
-    assert "uploaded again" in campaign.campaigns.get(campaign.id)["problems"][0]
+    assert "uploaded again" in campaign.campaigns.get(campaign.id).problems[0]
     campaign.fan_out()  # a duplicate event of the first manifest: nothing to note
-    assert len(campaign.campaigns.get(campaign.id)["problems"]) == 1
+    assert len(campaign.campaigns.get(campaign.id).problems) == 1
 
 
 def test_a_pinned_csv_that_is_gone_stops_the_queuing_with_the_reason(aws):
     campaign = Campaign(aws, "cancellata", ADDRESSES)
     campaign.fan_out(time_left=lambda: 0.0, margin=30)
-    pin = campaign.campaigns.get(campaign.id)["files"]["recipients.csv"]
+    pin = campaign.campaigns.get(campaign.id).files["recipients.csv"]
     campaign.s3.delete_object(
         Bucket=campaign.bucket, Key=f"campaigns/{campaign.id}/recipients.csv", VersionId=pin["version_id"]
     )
@@ -190,7 +190,7 @@ def test_a_pinned_csv_that_is_gone_stops_the_queuing_with_the_reason(aws):
     item = campaign.campaigns.get(campaign.id)
     assert (
         "queuing stopped after 10 recipient(s): recipients.csv is no longer the file validated"
-        in item["fanout_error"]
+        in item.fanout_error
     )
     counters = campaign.campaigns.counters(campaign.id)
     assert (counters["total"], counters["to_send"]) == (10, 10), "only what was queued is counted"
@@ -205,7 +205,7 @@ def test_without_versions_the_etag_pins_the_files(aws):
     campaign = Campaign(aws, "etag", ADDRESSES, bucket="pecflow-senza-versioni")
     assert campaign.manifest_version is None
     campaign.fan_out(time_left=lambda: 0.0, margin=30)
-    assert campaign.campaigns.get(campaign.id)["files"]["recipients.csv"]["etag"]
+    assert campaign.campaigns.get(campaign.id).files["recipients.csv"]["etag"]
     campaign.put("recipients.csv", csv_bytes(ADDRESSES[::-1]))
     result = campaign.fan_out(manifest_version=None)
     assert "replaced or deleted" in result.problems[0] and len(campaign.jobs()) == 10
@@ -228,4 +228,4 @@ def test_a_manifest_without_its_csv_is_invalid_with_the_reason(aws):
         manifest_version=version,
     )
     assert result.status == CampaignStatus.INVALID
-    assert "recipients.csv is missing" in campaigns.get("senza-csv")["invalid_reason"]
+    assert "recipients.csv is missing" in campaigns.get("senza-csv").invalid_reason

@@ -234,12 +234,12 @@ def test_nothing_leaves_the_provider_unless_its_archive_copy_verifies(dovecot, w
     assert _inbox(dovecot, account) == 10
     s3 = aws.client("s3")
     bucket = aws.physical("ArchiveBucket")
-    records = {r["uid"]: r for r in wiring.messages.query(account.address, limit=100)}
+    records = {r.uid: r for r in wiring.messages.query(account.address, limit=100)}
     missing, tampered = records[1], records[2]
-    s3.delete_object(Bucket=bucket, Key=missing["s3_key"])  # a delete marker: the object is gone
+    s3.delete_object(Bucket=bucket, Key=missing.s3_key)  # a delete marker: the object is gone
     s3.put_object(
         Bucket=bucket,
-        Key=tampered["s3_key"],
+        Key=tampered.s3_key,
         Body=b"something else",  # a new version, other bytes
         ChecksumAlgorithm="SHA256",
     )
@@ -249,7 +249,7 @@ def test_nothing_leaves_the_provider_unless_its_archive_copy_verifies(dovecot, w
     assert len(result.refused) == 2
     assert any("missing" in r for r in result.refused) and any("differs" in r for r in result.refused)
     assert _inbox(dovecot, account) == 6, "the 4 recent ones and the 2 unverifiable ones stay"
-    assert "archive_problem" in wiring.messages.get(account.address, missing["sha256"])
+    assert wiring.messages.get(account.address, missing.sha256).archive_problem is not None
 
 
 def test_above_quota_expunges_oldest_first_until_below_the_line(dovecot, wiring):

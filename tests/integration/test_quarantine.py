@@ -70,10 +70,10 @@ def test_a_message_with_a_huge_record_is_recorded_bounded_and_the_mail_after_it_
     fill(dovecot, mailbox, [poison, *our_traffic(wiring, mailbox.address, 3)])
     outcome = _poll_request(dovecot, wiring, mailbox)
     assert outcome.ok and outcome.result.recorded == 7 and outcome.result.receipts_matched == 6
-    record = next(r for r in wiring.messages.query(mailbox.address) if r["kind"] == kinds.ANOMALIA)
-    assert len(record["attachments"]) == 100 and all(len(a["filename"]) == 255 for a in record["attachments"])
-    assert any("record fields cut to fit: attachments" in p for p in record["problems"])
-    assert record["s3_key"], "the original is archived whole"
+    record = next(r for r in wiring.messages.query(mailbox.address) if r.kind == kinds.ANOMALIA)
+    assert len(record.attachments) == 100 and all(len(a["filename"]) == 255 for a in record.attachments)
+    assert any("record fields cut to fit: attachments" in p for p in record.problems)
+    assert record.s3_key, "the original is archived whole"
     assert {j.state for i in range(3) for j in wiring.outgoing.jobs(f"<m{i}@pec.azienda.test>")} == {
         "delivered"
     }
@@ -100,8 +100,8 @@ def test_a_message_the_parser_fails_on_is_quarantined_and_the_mail_after_it_goes
     quarantined = wiring.messages.query(mailbox.address, index="Quarantined")
     assert len(quarantined) == 1
     summary = quarantined[0]
-    assert summary["uid"] == 3 and summary["s3_key"] and summary["kind"] == kinds.MALFORMED
-    assert summary["quarantined"]["stage"] == "record" and "RecursionError" in summary["problems"][0]
+    assert summary.uid == 3 and summary.s3_key and summary.kind == kinds.MALFORMED
+    assert summary.quarantined["stage"] == "record" and "RecursionError" in summary.problems[0]
     status = wiring.mailboxes.status(mailbox.address)
     assert status["quarantined"] == 1 and status["last_quarantined"]["uid"] == 3
     assert wiring.mailboxes.get_cursor(mailbox.address, "INBOX").last_uid == 6
@@ -134,7 +134,7 @@ def test_a_message_that_kills_the_poller_is_quarantined_after_a_few_polls(doveco
     assert len(result.quarantined) == 1 and "stopped 2 times" in result.quarantined[0]
     assert wiring.messages.count(mailbox.address) == 6
     summary = wiring.messages.query(mailbox.address, index="Quarantined")[0]
-    assert summary["uid"] == 4 and summary["quarantined"]["stage"] == "classify" and summary["s3_key"]
+    assert summary.uid == 4 and summary.quarantined["stage"] == "classify" and summary.s3_key
     assert all(
         j.state in ("delivered", "delivery-failed")
         for i in (0, 2)
@@ -220,7 +220,7 @@ def test_a_message_too_large_to_fetch_is_left_on_the_provider_and_recorded(dovec
         and "left on the provider" in result.quarantined[0]
     )
     summary = wiring.messages.query(mailbox.address, index="Quarantined")[0]
-    assert summary["uid"] == 2 and "s3_key" not in summary and summary["quarantined"]["stage"] == "fetch"
+    assert summary.uid == 2 and summary.s3_key is None and summary.quarantined["stage"] == "fetch"
     assert result.receipts_matched == 4
 
 
@@ -256,7 +256,7 @@ def test_a_record_over_its_budget_even_cut_is_a_quarantined_summary(dovecot, wir
     result = poll(dovecot, mailbox, wiring)
     assert len(result.quarantined) == 1 and "over the 300,000-byte budget" in result.quarantined[0]
     summary = wiring.messages.query(mailbox.address, index="Quarantined")[0]
-    assert summary["kind"] == kinds.ACCETTAZIONE and summary["ref_message_id"] == "<m0@pec.azienda.test>"
+    assert summary.kind == kinds.ACCETTAZIONE and summary.ref_message_id == "<m0@pec.azienda.test>"
     assert wiring.messages.count(mailbox.address) == 4
     assert result.receipts_matched == 4, "reconciled all the same: its effect on the job is not lost"
     assert wiring.outgoing.jobs("<m0@pec.azienda.test>")[0].state == "delivered"

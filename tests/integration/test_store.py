@@ -87,12 +87,12 @@ def test_a_message_is_recorded_once(stores):
     }
     assert messages.record("b@pec.test", record) is True
     assert messages.record("b@pec.test", {**record, "uid": 9}) is False
-    assert messages.get("b@pec.test", "ab" * 32)["uid"] == 3
+    assert messages.get("b@pec.test", "ab" * 32).uid == 3
     messages.relocate("b@pec.test", "ab" * 32, folder="INBOX", uid=1, uidvalidity=6)
     assert list(messages.at_location("b@pec.test", "INBOX", 6, [1, 2])) == [1]
     assert messages.at_location("b@pec.test", "INBOX", 5, [3]) == {}
     messages.set_fields("b@pec.test", "ab" * 32, {"unmatched_mailbox": "b@pec.test"})
-    assert [r["sha256"] for r in messages.query("b@pec.test", index="Unmatched")] == ["ab" * 32]
+    assert [r.sha256 for r in messages.query("b@pec.test", index="Unmatched")] == ["ab" * 32]
     messages.set_fields("b@pec.test", "ab" * 32, {}, remove=["unmatched_mailbox"])
     assert messages.query("b@pec.test", index="Unmatched") == []
     assert messages.count("b@pec.test") == 1

@@ -315,9 +315,9 @@ def test_a_receipt_reconciles_its_job_once(world):
     assert world.outgoing.message(msgid)["identificativo"] == "opec0.1@pec.simulato.test"
     assert world.outgoing.by_identificativo("opec0.1@pec.simulato.test") == msgid
     record = world.messages.get(BOX, hashlib.sha256(consegna).hexdigest())
-    assert (record["reconciled"], record["outgoing_message_id"]) == ("matched", msgid)
-    assert "unmatched_mailbox" not in record
-    assert record["uid"] == 9, "the copy seen again is where the record says it is"
+    assert (record.reconciled, record.outgoing_message_id) == ("matched", msgid)
+    assert record.unmatched_mailbox is None
+    assert record.uid == 9, "the copy seen again is where the record says it is"
     counters = world.campaigns.counters(CAMPAIGN)
     assert {k: v for k, v in counters.items() if v} == {
         "only_sent": -1,
@@ -326,7 +326,7 @@ def test_a_receipt_reconciles_its_job_once(world):
         "delivered": 1,
     }, "moved once, by the first receipt that applied"
     unknown = [r for r in world.messages.query(BOX, index="Unmatched")]
-    assert unknown and all(r["reconciled"] == "unmatched" and r["reconcile_problems"] for r in unknown)
+    assert unknown and all(r.reconciled == "unmatched" and r.reconcile_problems for r in unknown)
 
 
 # --- what cannot be processed ------------------------------------------------------------------------------
@@ -339,10 +339,10 @@ def test_an_unparseable_message_is_recorded_as_malformed_never_dropped(world):
     assert result.fetched == 7 and result.recorded == 7 and result.by_kind[kinds.MALFORMED] == 2
     for raw in garbage:
         record = world.messages.get(BOX, hashlib.sha256(raw).hexdigest())
-        assert record["kind"] == kinds.MALFORMED and "not an e-mail" in record["problems"][0]
-        assert world.archive.get(record["s3_key"]) == raw, "the original is archived as it came"
+        assert record.kind == kinds.MALFORMED and "not an e-mail" in record.problems[0]
+        assert world.archive.get(record.s3_key) == raw, "the original is archived as it came"
     record = world.messages.get(BOX, hashlib.sha256(damaged).hexdigest())
-    assert any("boundary" in p for p in record["problems"]), "recorded, with what is wrong with it"
+    assert any("boundary" in p for p in record.problems), "recorded, with what is wrong with it"
     assert result.receipts_matched == 4 and result.quarantined == []
     assert world.mailboxes.get_cursor(BOX, "INBOX").last_uid == 7
 
@@ -363,9 +363,9 @@ def test_a_message_the_parser_fails_on_is_quarantined_and_the_mail_after_it_goes
     assert "RecursionError" in outcome.result.quarantined[0]
     assert outcome.result.receipts_matched == 5, "every other receipt reconciled"
     [summary] = world.messages.query(BOX, index="Quarantined")
-    assert summary["uid"] == 3 and summary["kind"] == kinds.MALFORMED
-    assert world.archive.get(summary["s3_key"]) == bad, "archived whole"
-    assert summary["quarantined"]["stage"] == "record" and "RecursionError" in summary["problems"][0]
+    assert summary.uid == 3 and summary.kind == kinds.MALFORMED
+    assert world.archive.get(summary.s3_key) == bad, "archived whole"
+    assert summary.quarantined["stage"] == "record" and "RecursionError" in summary.problems[0]
     status = world.mailboxes.status(BOX)
     assert status["quarantined"] == 1 and status["last_quarantined"]["uid"] == 3
     assert world.mailboxes.get_cursor(BOX, "INBOX").last_uid == 6
@@ -387,7 +387,7 @@ def test_a_message_whose_record_cannot_fit_is_quarantined_but_still_reconciled(w
     result = world.poll()
     assert len(result.quarantined) == 1 and "over the 300,000-byte budget" in result.quarantined[0]
     [summary] = world.messages.query(BOX, index="Quarantined")
-    assert summary["kind"] == kinds.ACCETTAZIONE and summary["ref_message_id"] == "<m0@pec.azienda.test>"
+    assert summary.kind == kinds.ACCETTAZIONE and summary.ref_message_id == "<m0@pec.azienda.test>"
     assert result.receipts_matched == 4, "its effect on the job is not lost"
     assert world.outgoing.jobs("<m0@pec.azienda.test>")[0].state == "delivered"
 
@@ -413,7 +413,7 @@ def test_a_message_that_kills_the_poller_is_quarantined_after_a_few_polls(world)
     assert len(parsed) == MAX_ATTEMPTS, "not parsed again"
     assert len(result.quarantined) == 1 and f"stopped {MAX_ATTEMPTS} times" in result.quarantined[0]
     [summary] = world.messages.query(BOX, index="Quarantined")
-    assert summary["uid"] == 4 and summary["quarantined"]["stage"] == "classify" and summary["s3_key"]
+    assert summary.uid == 4 and summary.quarantined["stage"] == "classify" and summary.s3_key
     assert world.messages.count(BOX) == 6
     assert world.poll().fetched == 0
 
@@ -447,7 +447,7 @@ def test_a_message_too_large_to_fetch_is_left_on_the_provider_and_recorded(world
     assert "left on the provider" in result.quarantined[0]
     assert all(2 not in batch for batch in world.server.sessions[-1].fetched), "never fetched"
     [summary] = world.messages.query(BOX, index="Quarantined")
-    assert summary["uid"] == 2 and "s3_key" not in summary and summary["quarantined"]["stage"] == "fetch"
+    assert summary.uid == 2 and summary.s3_key is None and summary.quarantined["stage"] == "fetch"
     assert big in world.account.raws() and result.receipts_matched == 4
 
 
@@ -561,9 +561,9 @@ def test_nothing_leaves_the_provider_unless_its_archive_copy_verifies(world):
     assert result.expunged == 4 and len(result.refused) == 2
     assert any("missing" in r for r in result.refused) and any("differs" in r for r in result.refused)
     assert world.account.uids() == [1, 2, 7, 8, 9, 10], "the recent ones and the unverifiable ones stay"
-    assert "archive_problem" in world.messages.get(BOX, missing["sha256"])
+    assert world.messages.get(BOX, missing["sha256"]).archive_problem is not None
     gone = world.messages.get(BOX, records[3]["sha256"])
-    assert gone["on_provider"] == "expunged" and "location" not in gone
+    assert gone.on_provider == "expunged" and gone.location is None
 
 
 def test_old_archived_messages_move_to_the_archive_folder(world):

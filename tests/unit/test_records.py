@@ -1,15 +1,18 @@
-"""The stored shape of a campaign job (pecflow/domain/records.py), which the DynamoDB adapter and
-the in-memory fake both use: the items of a new job, and a job's row read back (JobRecord)."""
+"""The stored shapes (pecflow/domain/records.py), which the DynamoDB adapters and the in-memory fakes
+both use: the items of a new job, a job's row read back (JobRecord), a campaign item
+(CampaignRecord) and a received message's record (MessageRecord)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pecflow.domain.reconcile import Job, State
+from pecflow.domain.reconcile import CampaignStatus, Job, State
 from pecflow.domain.records import (
     KEPT_EMPTY,
     MESSAGE_ROW,
+    CampaignRecord,
     JobRecord,
+    MessageRecord,
     NewJob,
     job_items,
     job_key,
@@ -145,3 +148,103 @@ def test_the_row_of_a_new_job_reads_back_as_that_job():
     again = NewJob.from_dict(job.as_dict())
     assert (again.row, again.attempt, again.values) == (2, 1, JOB["values"])
     assert NewJob.from_dict(NewJob.from_dict(JOB).as_dict()) == NewJob.from_dict(JOB)
+
+
+# --- a campaign as the campaign store reads it back ------------------------------------------------------
+CAMPAIGN = {
+    "campaign_id": "solleciti",
+    "status": "queuing",
+    "mailbox": "ufficio@pec.test",
+    "manifest": {"mailbox": "ufficio@pec.test", "subject": "Sollecito"},
+    "dry_run": False,
+    "start_at": "2026-03-02T09:00:00+00:00",
+    "attempts": 1,
+    "files": {"manifest.json": {"version_id": "v1"}, "recipients.csv": {"etag": '"e1"'}},
+    "validation": {"valid": True, "valid_rows": 20, "error_count": 0},
+    "problems": ["manifest.json uploaded again"],
+    "counters": {"total": 20, "to_send": 20},
+    "counting_started": True,
+    "dead_lettered": 0,
+    "fanout_next_row": 12,
+    "fanout_queued": 10,
+    "created_at": "t0",
+    "updated_at": "t1",
+    "a_future_attribute": {"x": 1},
+}
+
+
+def test_a_campaign_record_types_every_attribute_and_keeps_the_unknown_ones():
+    campaign = CampaignRecord.from_item(CAMPAIGN)
+    assert campaign.status is CampaignStatus.QUEUING and campaign.dry_run is False
+    assert campaign.files["recipients.csv"] == {"etag": '"e1"'} and campaign.counters["total"] == 20
+    assert (campaign.fanout_next_row, campaign.fanout_queued, campaign.dead_lettered) == (12, 10, 0)
+    assert campaign.fanout_error is None and campaign.invalid_reason is None
+    assert campaign.extra == {"a_future_attribute": {"x": 1}}, "an attribute it does not know is kept"
+    assert campaign.as_dict() == CAMPAIGN, "and given back as stored"
+
+
+def test_a_campaign_record_of_a_bare_item():
+    """An update on a missing campaign creates an item with a figure alone (DynamoDB's upsert)."""
+    campaign = CampaignRecord.from_item({"campaign_id": "c", "dead_lettered": 1})
+    assert campaign.status is None and campaign.files == {} and campaign.counters == {}
+    assert campaign.problems == () and campaign.dead_lettered == 1
+    assert campaign.as_dict() == {"campaign_id": "c", "dead_lettered": 1}
+    with pytest.raises(ValueError):
+        CampaignRecord.from_item({"campaign_id": "c", "status": "lost"})
+    with pytest.raises(KeyError, match="campaign_id"):
+        CampaignRecord.from_item({"status": "sending"})
+
+
+# --- a received message's record as the message store reads it back ---------------------------------------
+MESSAGE = {
+    "mailbox": "ufficio@pec.test",
+    "message": "sha256:" + "ab" * 32,
+    "sha256": "ab" * 32,
+    "size": 2048,
+    "s3_key": "messages/ab/" + "ab" * 32 + ".eml",
+    "folder": "INBOX",
+    "uid": 7,
+    "uidvalidity": 5,
+    "location": "ufficio@pec.test|INBOX|5",
+    "received_at": "2026-03-02T09:00:00Z",
+    "received_key": "2026-03-02T09:00:00Z#abababababababab",
+    "recorded_at": "2026-03-02T09:00:01Z",
+    "kind": "avvenuta-consegna",
+    "subject": "CONSEGNA: Sollecito",
+    "message_id": "<r1@pec.beta.test>",
+    "from": "posta-certificata@pec.beta.test",
+    "to": ["ufficio@pec.test"],
+    "ref_message_id": "<m1@pec.test>",
+    "identificativo": "opec.1",
+    "recipients": [{"address": "c@pec.beta.test", "type": "certificato"}],
+    "attachments": [{"filename": "daticert.xml", "content_type": "application/xml", "size": 900}],
+    "problems": ["no signature"],
+    "on_provider": "yes",
+    "reconciled": "matched",
+    "outgoing_message_id": "<m1@pec.test>",
+    "thread_of": None,
+    "a_future_attribute": 1,
+}
+
+
+def test_a_message_record_types_every_attribute_and_keeps_the_unknown_ones():
+    stored = {k: v for k, v in MESSAGE.items() if v is not None}
+    record = MessageRecord.from_item(MESSAGE)
+    assert record.from_address == "posta-certificata@pec.beta.test", "the stored `from`"
+    assert (record.uid, record.uidvalidity, record.size) == (7, 5, 2048)
+    assert record.key == MESSAGE["message"] and record.reconciled == "matched"
+    assert record.cc == () and record.sdi is None and record.quarantined is None
+    assert record.extra == {"a_future_attribute": 1}, "an attribute it does not know is kept"
+    assert record.as_dict() == stored, "and given back as stored"
+
+
+def test_a_message_record_an_update_created():
+    """`relocate` or `set_fields` on a message not recorded creates an item with its keys alone."""
+    record = MessageRecord.from_item({"mailbox": "u@pec.test", "message": "sha256:cd", "uid": 7})
+    assert record.sha256 == "cd" and record.kind is None and record.problems == ()
+    assert record.as_dict() == {"mailbox": "u@pec.test", "message": "sha256:cd", "sha256": "cd", "uid": 7}
+    assert MessageRecord.from_item({"mailbox": "u", "message": "k", "from_address": "x"}).extra == {
+        "from_address": "x"
+    }, "only the stored `from` is from_address"
+    with pytest.raises(KeyError, match="message"):
+        MessageRecord.from_item({"mailbox": "u@pec.test", "sha256": "cd"})

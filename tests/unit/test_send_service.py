@@ -13,7 +13,7 @@ from local.pecbuild import builder
 from pecflow.domain.ports import no_checkpoint
 from pecflow.domain.quota import LATE_FOR_SLOT_SECONDS, Decision, QuotaPolicy
 from pecflow.domain.reconcile import CLAIM, CampaignStatus, Job, Move, State
-from pecflow.domain.records import JobRecord
+from pecflow.domain.records import CampaignRecord, JobRecord
 from pecflow.services.sending import (
     AUTH_RETRY_SECONDS,
     CAMPAIGN_CACHE_SECONDS,
@@ -82,7 +82,7 @@ class World:
         )
 
     @staticmethod
-    def render(campaign: dict, job: JobRecord, message_id: str, date: datetime) -> bytes:
+    def render(campaign: CampaignRecord | None, job: JobRecord, message_id: str, date: datetime) -> bytes:
         return builder.messaggio_originale(
             mittente=job.mailbox,
             destinatari=[job.recipient],
@@ -210,9 +210,9 @@ def test_a_job_dead_lettered_while_claimed_waits_for_its_claim_and_is_never_sent
         assert job.dead_letter is None and world.received() == 1
     else:
         assert "not sent, stopped after 50 attempts" in job.error
-        assert world.campaigns.get(CAMPAIGN)["dead_lettered"] == 1 and world.counters()["errors"] == 1
+        assert world.campaigns.get(CAMPAIGN).dead_lettered == 1 and world.counters()["errors"] == 1
         assert dead_lettered(world.outgoing, world.jobs[0]["message_id"]) == "error", "once"
-        assert world.campaigns.get(CAMPAIGN)["dead_lettered"] == 1
+        assert world.campaigns.get(CAMPAIGN).dead_lettered == 1
     world.sender.checkpoint = no_checkpoint
     world.send()
     assert world.received() == (1 if submitting else 0), "a dead-lettered job waits for redrive"

@@ -1,6 +1,7 @@
-"""The stored shape of an outgoing job, written once: the DynamoDB adapter and the in-memory fake
-(tests/fakes.py) both build a new campaign job's items with `job_items`, and both read a job's
-row back as a `JobRecord`. Pure: no I/O.
+"""The stored shapes, written once: the DynamoDB adapters and the in-memory fakes (tests/fakes.py)
+both build a new campaign job's items with `job_items`, read a job's row back as a `JobRecord`,
+a campaign item as a `CampaignRecord` and a received message's record as a `MessageRecord`.
+Pure: no I/O.
 
 The outgoing table holds, per message we send, a head item (sort key `MESSAGE_ROW`) and one row
 per recipient carrying the job's state (docs/architecture.md, "The outgoing job state machine").
@@ -8,11 +9,11 @@ per recipient carrying the job's state (docs/architecture.md, "The outgoing job 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from pecflow.domain.reconcile import Job, State
+from pecflow.domain.reconcile import CampaignStatus, Job, State
 
 MESSAGE_ROW = "#message"  # the sort key of a message's head item, beside its recipients' rows
 # attributes a new job's row stores even when empty: the moves write each receipt into the map
@@ -191,3 +192,184 @@ class JobRecord:
     def as_job(self) -> Job:
         """The job as the state machine moves it (recipient, state, certified, campaign)."""
         return Job(self.recipient, self.state, self.certified, self.campaign_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRecord:
+    """A campaign item as the campaign store reads it back (`CampaignStore.get`): its definition,
+    pinned files, status, fan-out progress and counters. Every attribute the code writes is a
+    field; an attribute this class does not know is kept in `extra`, never lost. Absent attributes
+    are None, or empty for the collections (the stores never keep None, "" or an empty list or
+    map)."""
+
+    campaign_id: str
+    status: CampaignStatus | None = None  # None only on an item a figure's update created
+    mailbox: str | None = None  # the sending mailbox (from the manifest)
+    manifest: Mapping[str, Any] | None = None  # the manifest as validated (`Manifest.to_dict`)
+    dry_run: bool | None = None
+    start_at: str | None = None  # ISO time: no job is sent before
+    attempts: int | None = None
+    files: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # the pins, by file name
+    validation: Mapping[str, Any] | None = None  # the validation's summary
+    invalid_reason: str | None = None
+    problems: Sequence[str] = ()  # what `campaign stats` shows (`CampaignStore.note_problem`)
+    counters: Mapping[str, int] = field(default_factory=dict)  # reconcile.COUNTERS
+    counting_started: bool | None = None
+    dead_lettered: int | None = None  # jobs stopped on the dead-letter queue, not redriven
+    fanout_next_row: int | None = None  # the fan-out's checkpoint: rows before it are queued
+    fanout_queued: int | None = None
+    fanout_error: str | None = None  # why the queuing stopped early
+    fanout_finished_at: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # any other attribute, as stored
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> CampaignRecord:
+        """From a campaign item as stored (plain values). KeyError without its id; ValueError for
+        a status that is not a CampaignStatus."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        typed: dict[str, Any] = {"campaign_id": str(item["campaign_id"])}
+        extra: dict[str, Any] = {}
+        for name, value in item.items():
+            if name in known:
+                typed.setdefault(name, value)
+            else:
+                extra[name] = value
+        if typed.get("status") is not None:
+            typed["status"] = CampaignStatus(typed["status"])
+        for name in ("attempts", "dead_lettered", "fanout_next_row", "fanout_queued"):
+            if typed.get(name) is not None:
+                typed[name] = int(typed[name])
+        for name in ("files", "counters"):
+            if typed.get(name) is None:
+                typed.pop(name, None)
+        if "counters" in typed:
+            typed["counters"] = {str(k): int(v) for k, v in typed["counters"].items()}
+        if typed.get("problems") is None:
+            typed.pop("problems", None)
+        return cls(**typed, extra=extra)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The item as stored (what `from_item` was given): for exports and views."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra":
+                out.update(value)
+            elif f.name == "status" and value is not None:
+                out["status"] = str(value)
+            elif f.name in ("files", "counters", "problems"):
+                if value:
+                    out[f.name] = value
+            elif value is not None:
+                out[f.name] = value
+        return out
+
+
+# --- received messages -----------------------------------------------------------------------------
+MESSAGE_KEY_PREFIX = "sha256:"  # a message record's sort key: "sha256:<hex>"
+# stored attribute → field, where the attribute's name is no Python name
+_MESSAGE_FIELDS = {"from": "from_address"}
+_MESSAGE_ATTRIBUTES = {field_name: name for name, field_name in _MESSAGE_FIELDS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """A received message's record as the message store reads it back (`MessageStore.get`,
+    `at_location`, `query`): where it is, what the classifier found, and what the poller did with
+    it (reconciliation, quarantine, saturation). Every attribute the code writes is a field (the
+    stored `from` is `from_address`); an attribute this class does not know is kept in `extra`,
+    never lost. Absent attributes are None, or empty for the lists (the stores never keep None,
+    "" or an empty list or map)."""
+
+    mailbox: str  # the table's key: the address in lower case
+    sha256: str  # of the original bytes (the sort key is "sha256:<hex>"); "unfetched-..." for a
+    # message too large to fetch
+    kind: str | None = None  # pecflow.pec.kinds; None only on an item an update created
+    size: int | None = None
+    s3_key: str | None = None  # the archived original
+    folder: str | None = None
+    uid: int | None = None
+    uidvalidity: int | None = None
+    location: str | None = None  # "mailbox|folder|uidvalidity" while on the provider (ByLocation)
+    received_at: str | None = None
+    received_key: str | None = None  # "received_at#sha256[:16]": the indexes' sort key
+    recorded_at: str | None = None
+    subject: str | None = None
+    message_id: str | None = None
+    from_address: str | None = None  # stored as `from`
+    to: Sequence[str] = ()
+    cc: Sequence[str] = ()
+    date: str | None = None
+    ref_message_id: str | None = None
+    original_message_id: str | None = None
+    identificativo: str | None = None
+    provider: str | None = None
+    receipt_type: str | None = None
+    sender: str | None = None
+    recipients: Sequence[Mapping[str, Any]] = ()  # daticert: address and type
+    original_subject: str | None = None
+    timestamp: str | None = None
+    delivered_to: str | None = None
+    error: str | None = None
+    error_detail: str | None = None
+    attachments: Sequence[Mapping[str, Any]] = ()  # filename, content_type, size
+    sdi: Mapping[str, Any] | None = None  # an SdI notification's fields
+    problems: Sequence[str] = ()
+    on_provider: str | None = None  # "yes", "expunged", "moved to <folder>"
+    left_provider_at: str | None = None
+    archive_problem: str | None = None  # why the archived copy did not verify
+    quarantined: Mapping[str, Any] | None = None  # stage, reason, at
+    quarantined_mailbox: str | None = None  # sparse index Quarantined
+    reconciled: str | None = None  # a receipt: "matched" or "unmatched"
+    outgoing_message_id: str | None = None  # the message of ours a matched receipt is about
+    reconcile_problems: Sequence[str] = ()
+    unmatched_mailbox: str | None = None  # sparse index Unmatched
+    thread_of: str | None = None  # the message of ours a certified message answers
+    extra: Mapping[str, Any] = field(default_factory=dict)  # any other attribute, as stored
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> MessageRecord:
+        """From a message record as stored (plain values). KeyError without its keys; `sha256`
+        from the sort key when the item lacks the attribute (an item an update created)."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        typed: dict[str, Any] = {"mailbox": str(item["mailbox"])}
+        key = str(item["message"])
+        typed["sha256"] = str(item.get("sha256") or key.removeprefix(MESSAGE_KEY_PREFIX))
+        extra: dict[str, Any] = {}
+        for stored, value in item.items():
+            if stored in ("mailbox", "message", "sha256"):
+                continue
+            if stored in _MESSAGE_FIELDS:
+                typed[_MESSAGE_FIELDS[stored]] = value
+            elif stored in known and stored not in _MESSAGE_ATTRIBUTES:
+                typed[stored] = value
+            else:
+                extra[stored] = value
+        for name in ("size", "uid", "uidvalidity"):
+            if typed.get(name) is not None:
+                typed[name] = int(typed[name])
+        for name in ("to", "cc", "recipients", "attachments", "problems", "reconcile_problems"):
+            if typed.get(name) is None:
+                typed.pop(name, None)
+        return cls(**typed, extra=extra)
+
+    @property
+    def key(self) -> str:
+        """The record's sort key in its mailbox."""
+        return MESSAGE_KEY_PREFIX + self.sha256
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as stored, keys included (what `from_item` was given; an item an update
+        created shows its `sha256`): for `inbox list --json` and views."""
+        out: dict[str, Any] = {"mailbox": self.mailbox, "message": self.key}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra":
+                out.update(value)
+            elif isinstance(value, (list, tuple)) and not value:
+                continue
+            elif value is not None:
+                out[_MESSAGE_ATTRIBUTES.get(f.name, f.name)] = value
+        return out

@@ -92,7 +92,7 @@ class CampaignAdmin:
         if item is None:
             raise KeyError(f"no campaign {campaign_id}")
         counters = campaigns.counters(campaign_id)
-        status = item.get("status")
+        status = item.status
         if (
             status == CampaignStatus.SENDING
             and counters.get("total")
@@ -105,14 +105,14 @@ class CampaignAdmin:
         return {
             "campaign_id": campaign_id,
             "status": status,
-            "mailbox": item.get("mailbox"),
+            "mailbox": item.mailbox,
             "counters": counters,
-            "validation": item.get("validation"),
-            "queued": item.get("fanout_queued", 0),
-            "fanout_error": item.get("fanout_error"),
-            "problems": item.get("problems", []),
-            "invalid_reason": item.get("invalid_reason"),
-            "dead_lettered": item.get("dead_lettered", 0),
+            "validation": item.validation,
+            "queued": item.fanout_queued or 0,
+            "fanout_error": item.fanout_error,
+            "problems": list(item.problems),
+            "invalid_reason": item.invalid_reason,
+            "dead_lettered": item.dead_lettered or 0,
         }
 
     def jobs(self, campaign_id: str) -> Iterable[JobRecord]:
@@ -133,7 +133,8 @@ class CampaignAdmin:
         if campaigns.get(campaign_id) is None:
             raise KeyError(f"no campaign {campaign_id}")
         if not campaigns.update(campaign_id, {"status": target}, only_if_status=allowed):
-            current = (campaigns.get(campaign_id) or {}).get("status", "gone")
+            now = campaigns.get(campaign_id)
+            current = (now.status if now else None) or "gone"
             raise ValueError(f"campaign {campaign_id} is {current}: cannot {action} it")
         if action in ("resume", "cancel"):
             # paused jobs left the queue: every job still to send goes back on it, to be sent (resume) or
@@ -166,13 +167,13 @@ class CampaignAdmin:
         item = campaigns.get(campaign_id)
         if item is None:
             raise KeyError(f"no campaign {campaign_id}")
-        if item["status"] in (
+        if item.status in (
             CampaignStatus.CANCELLED,
             CampaignStatus.INVALID,
             CampaignStatus.VALIDATED,
             CampaignStatus.VALIDATING,
         ):
-            raise ValueError(f"campaign {campaign_id} is {item['status']}: nothing to redrive")
+            raise ValueError(f"campaign {campaign_id} is {item.status}: nothing to redrive")
         redriven, pending = 0, []
         for job in outgoing.campaign_jobs(campaign_id):
             state = job.state
@@ -192,7 +193,7 @@ class CampaignAdmin:
             elif state == State.PENDING:
                 pending.append(job)
         queued = 0
-        if item["status"] != CampaignStatus.PAUSED:  # a paused campaign's jobs are queued on resume
+        if item.status != CampaignStatus.PAUSED:  # a paused campaign's jobs are queued on resume
             queued = self._requeue(pending, why=f"redrive {clock.iso()}")
         return {"redriven": redriven, "queued": queued}
 
@@ -203,8 +204,8 @@ class CampaignAdmin:
         item = campaigns.get(campaign_id)
         if item is None:
             raise KeyError(f"no campaign {campaign_id}")
-        if item["status"] in (CampaignStatus.CANCELLED, CampaignStatus.INVALID, CampaignStatus.VALIDATED):
-            raise ValueError(f"campaign {campaign_id} is {item['status']}: nothing to resend")
+        if item.status in (CampaignStatus.CANCELLED, CampaignStatus.INVALID, CampaignStatus.VALIDATED):
+            raise ValueError(f"campaign {campaign_id} is {item.status}: nothing to resend")
         latest: dict[int, tuple[NewJob, State]] = {}  # by row: its latest attempt, and its state
         for record in outgoing.campaign_jobs(campaign_id):
             job = NewJob.from_dict(record.as_dict())  # a campaign job's fields (KeyError without them)
@@ -228,6 +229,6 @@ class CampaignAdmin:
                 campaigns.add_jobs(campaign_id, new)
             self._requeue(batch, why=None)
             created += new
-        if created and item["status"] != CampaignStatus.SENDING:
+        if created and item.status != CampaignStatus.SENDING:
             campaigns.update(campaign_id, {"status": CampaignStatus.SENDING})
         return created

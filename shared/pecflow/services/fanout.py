@@ -22,13 +22,14 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pecflow.domain import campaign as campaign_mod
 from pecflow.domain import clock
 from pecflow.domain.ports import CampaignFiles, CampaignStore, OutgoingStore, PackageChanged, Queue
 from pecflow.domain.reconcile import CampaignStatus
+from pecflow.domain.records import CampaignRecord
 from pecflow.services.sending import QUEUE_BATCH, message_id_for, queue_entry
 
 BATCH = QUEUE_BATCH
@@ -103,12 +104,12 @@ def fan_out(
             f"{manifest_version}): ignored, a campaign runs once; upload "
             "the new one under a new campaign id",
         )
-    status = existing.get("status")
+    status = existing.status
     if status not in (CampaignStatus.VALIDATING, CampaignStatus.QUEUING):
         return FanoutResult(
-            campaign_id, str(status), problems=[existing.get("invalid_reason") or "already fanned out"]
+            campaign_id, str(status), problems=[existing.invalid_reason or "already fanned out"]
         )
-    pins = existing.get("files") or {}
+    pins = existing.files
     try:
         manifest_bytes = package.read(MANIFEST, pins.get(MANIFEST))
         manifest = campaign_mod.Manifest.parse(manifest_bytes)
@@ -146,9 +147,12 @@ def fan_out(
             only_if_status=(CampaignStatus.VALIDATING,),
         )
         campaigns.start_counting(campaign_id, summary["valid_rows"])
-        state = campaigns.get(campaign_id) or {}
-        if state.get("status") != CampaignStatus.QUEUING:  # cancelled, or queued by another fan-out meanwhile
-            return FanoutResult(campaign_id, str(state.get("status")), problems=["already fanned out"])
+        now = campaigns.get(campaign_id)
+        if now is None or now.status != CampaignStatus.QUEUING:  # cancelled, or queued by another fan-out
+            return FanoutResult(
+                campaign_id, str(now.status if now else None), problems=["already fanned out"]
+            )
+        state = now
     return _queue(
         campaign_id,
         manifest,
@@ -166,13 +170,13 @@ def fan_out(
 MANIFEST, RECIPIENTS = "manifest.json", "recipients.csv"
 
 
-def _pinned(campaign: dict, name: str) -> dict:
-    return (campaign.get("files") or {}).get(name) or {}
+def _pinned(campaign: CampaignRecord, name: str) -> dict:
+    return campaign.files.get(name) or {}
 
 
 def _create(
     campaign_id: str, package: CampaignFiles, campaigns: CampaignStore, manifest_version: str | None
-) -> dict:
+) -> CampaignRecord:
     """The campaign item, created once with its files pinned (a concurrent duplicate event
     finds it created and uses the same pins)."""
     pins = {MANIFEST: package.pin(MANIFEST, manifest_version), RECIPIENTS: package.pin(RECIPIENTS)}
@@ -201,13 +205,13 @@ def _create(
         except (campaign_mod.ManifestError, PackageChanged):
             pass  # reported by the validation, which reads the same pinned bytes
     campaigns.create(campaign_id, fields)
-    return campaigns.get(campaign_id) or fields
+    return campaigns.get(campaign_id) or CampaignRecord.from_item({**fields, "campaign_id": campaign_id})
 
 
-def _stop(campaign_id: str, campaigns: CampaignStore, campaign: dict, reason: str) -> FanoutResult:
+def _stop(campaign_id: str, campaigns: CampaignStore, campaign: CampaignRecord, reason: str) -> FanoutResult:
     """A pinned file is gone: queue nothing more, say why, and count only what was queued."""
-    queued = int(campaign.get("fanout_queued", 0))
-    if campaign.get("status") == CampaignStatus.VALIDATING:
+    queued = int(campaign.fanout_queued or 0)
+    if campaign.status == CampaignStatus.VALIDATING:
         campaigns.update(campaign_id, {"status": CampaignStatus.INVALID, "invalid_reason": reason})
         return FanoutResult(campaign_id, CampaignStatus.INVALID, problems=[reason])
     message = f"queuing stopped after {queued} recipient(s): {reason}; the recipients queued are sent"
@@ -216,13 +220,13 @@ def _stop(campaign_id: str, campaigns: CampaignStore, campaign: dict, reason: st
         {"status": CampaignStatus.SENDING, "fanout_error": message, "fanout_finished_at": clock.iso()},
         only_if_status=(CampaignStatus.QUEUING,),
     ):
-        never = int((campaign.get("validation") or {}).get("valid_rows", queued)) - queued
+        never = int((campaign.validation or {}).get("valid_rows", queued)) - queued
         if never > 0:
             campaigns.add_jobs(campaign_id, -never)
     return FanoutResult(campaign_id, CampaignStatus.SENDING, queued=queued, problems=[message])
 
 
-def _validate(package: CampaignFiles, manifest_bytes: bytes, pins: dict) -> dict:
+def _validate(package: CampaignFiles, manifest_bytes: bytes, pins: Mapping[str, dict]) -> dict:
     """Validate every row (constant memory: scratch space on disk) and publish the report;
     returns the report's summary."""
     with (
@@ -256,7 +260,7 @@ def _write_report(package: CampaignFiles, report: dict, errors_csv) -> None:
 def _queue(
     campaign_id: str,
     manifest,
-    state: dict,
+    state: CampaignRecord,
     *,
     package,
     campaigns,
@@ -266,8 +270,8 @@ def _queue(
     margin,
     continue_later,
 ) -> FanoutResult:
-    next_row = int(state.get("fanout_next_row", 0))
-    queued = int(state.get("fanout_queued", 0))
+    next_row = int(state.fanout_next_row or 0)
+    queued = int(state.fanout_queued or 0)
     result = FanoutResult(campaign_id, CampaignStatus.QUEUING, queued=queued)
     batch: list[dict] = []
     try:

@@ -388,9 +388,9 @@ class Ingestor:
             OnProvider(
                 uid,
                 dates[uid][1],
-                _aware(dates[uid][0]) or _parse_iso(rec.get("received_at")),
-                archived=bool(rec.get("s3_key")),
-                sha256=rec.get("sha256"),
+                _aware(dates[uid][0]) or _parse_iso(rec.received_at),
+                archived=bool(rec.s3_key),
+                sha256=rec.sha256,
             )
             for uid, rec in recorded.items()
             if uid in dates
@@ -398,12 +398,13 @@ class Ingestor:
         verified: list[int] = []
         for message in saturation_candidates(policy, usage, on_provider, clock.now()):
             record = recorded[message.uid]
-            check = self.archive.verify(record["s3_key"], record["sha256"], deep=True)
+            # a candidate is archived: it has its S3 key
+            check = self.archive.verify(record.s3_key or "", record.sha256, deep=True)
             if check.ok:
                 verified.append(message.uid)
             else:
                 result.refused.append(f"UID {message.uid}: {check.reason}")
-                self.messages.set_fields(config.address, record["sha256"], {"archive_problem": check.reason})
+                self.messages.set_fields(config.address, record.sha256, {"archive_problem": check.reason})
         if not verified:
             return
         if policy.expunge:
@@ -417,7 +418,7 @@ class Ingestor:
         for uid in verified:
             self.messages.set_fields(
                 config.address,
-                recorded[uid]["sha256"],
+                recorded[uid].sha256,
                 {
                     "on_provider": "expunged" if policy.expunge else f"moved to {policy.archive_folder}",
                     "left_provider_at": now,

@@ -59,7 +59,7 @@ from pecflow.domain.reconcile import (
     Move,
     State,
 )
-from pecflow.domain.records import JobRecord
+from pecflow.domain.records import CampaignRecord, JobRecord
 from pecflow.services.logins import open_with_fresh_password
 
 STALE_CLAIM_SECONDS = 15 * 60  # a claim older than this never finished: its outcome is unknown
@@ -104,11 +104,12 @@ class Sender:
     mailbox_of: Callable[[str], MailboxConfig | None]
     acquire: Callable[..., Decision]  # RateLimiter.acquire(mailbox, now, horizon=)
     release: Callable[[str, float], None]  # RateLimiter.release(mailbox, at)
-    render: Callable[[dict, JobRecord, str, datetime], bytes]  # (campaign, job, message_id, date) -> raw
+    # (campaign, job, message_id, date) -> raw
+    render: Callable[[CampaignRecord | None, JobRecord, str, datetime], bytes]
     submit: Callable[[MailboxConfig, bytes, list[str]], Submission]
     check_size: Callable[[MailboxConfig, bytes], str | None] = lambda config, raw: None
     checkpoint: Checkpoint = no_checkpoint  # tests crash here (bootstrap overrides)
-    cache: dict = field(default_factory=dict)
+    cache: dict[str, tuple[float, CampaignRecord | None]] = field(default_factory=dict)
 
     def send(self, message_id: str) -> Outcome:
         job = self.outgoing.job(message_id)
@@ -139,10 +140,10 @@ class Sender:
             return Outcome("done", state=state, reason="already handled")
 
         campaign = self._campaign(job.campaign_id)
-        status = (campaign or {}).get("status")
+        status = campaign.status if campaign else None
         if status == CampaignStatus.PAUSED:  # seen through the cache: make sure before leaving the queue
             campaign = self._campaign(job.campaign_id, fresh=True)
-            status = campaign.get("status")
+            status = campaign.status if campaign else None
         reserved = float(job.slot_at or 0)  # a quota slot this job holds
         if status in (CampaignStatus.CANCELLED, CampaignStatus.PAUSED) and reserved:
             self.release(_mailbox(job), reserved)  # give it back to the others
@@ -154,7 +155,7 @@ class Sender:
         if status == CampaignStatus.PAUSED:
             # off the queue: waiting here would cost a delivery a minute; resume queues it again
             return Outcome("done", state=State.PENDING, reason="campaign paused: waits for resume")
-        start_at = (campaign or {}).get("start_at")
+        start_at = campaign.start_at if campaign else None
         now = clock.timestamp()
         if start_at:
             start = datetime.fromisoformat(start_at).timestamp()
@@ -168,7 +169,7 @@ class Sender:
 
         # render and check the size before taking a slot: what cannot be sent wastes none
         try:
-            raw = self.render(campaign or {}, job, message_id, clock.now())
+            raw = self.render(campaign, job, message_id, clock.now())
         except Exception as exc:  # noqa: BLE001 - a row that cannot be rendered is this job's error
             self._move(job, recipient, SMTP_FAILED, error=f"cannot render the message: {exc}")
             return Outcome("done", state=State.ERROR, reason="render failed")
@@ -239,15 +240,16 @@ class Sender:
             self.release(config.address, decision_at)
         return self._after_submission(job, recipient, result)
 
-    def _campaign(self, campaign_id: str | None, *, fresh: bool = False) -> dict:
+    def _campaign(self, campaign_id: str | None, *, fresh: bool = False) -> CampaignRecord | None:
         """The campaign, read at most every few seconds (its status is what changes: a pause or
-        a cancellation is seen within CAMPAIGN_CACHE_SECONDS); `fresh` reads it now."""
+        a cancellation is seen within CAMPAIGN_CACHE_SECONDS); `fresh` reads it now. None: no
+        such campaign."""
         if not campaign_id:
-            return {}
+            return None
         cached = self.cache.get(campaign_id)
         now = clock.timestamp()
         if fresh or cached is None or now - cached[0] > CAMPAIGN_CACHE_SECONDS:
-            cached = (now, self.campaigns.get(campaign_id) or {})
+            cached = (now, self.campaigns.get(campaign_id))
             self.cache[campaign_id] = cached
         return cached[1]
 
@@ -476,8 +478,11 @@ class CampaignMessages:
         manifest = campaign.Manifest.from_dict(json.loads(manifest_json))
         return manifest, campaign.compile_templates(manifest)
 
-    def render(self, campaign_item: dict, job: JobRecord, message_id: str, date: datetime) -> bytes:
-        manifest, templates = self._compiled(json.dumps(campaign_item["manifest"], sort_keys=True))
+    def render(
+        self, campaign_item: CampaignRecord | None, job: JobRecord, message_id: str, date: datetime
+    ) -> bytes:
+        manifest_item = _field(campaign_item.manifest if campaign_item else None, "manifest")
+        manifest, templates = self._compiled(json.dumps(manifest_item, sort_keys=True))
         row = campaign.Row(_field(job.row, "row"), dict(job.values or {}))
         campaign_id = _field(job.campaign_id, "campaign_id")
         files = [(name, self._attachment(campaign_id, name)) for name in manifest.attachments]

@@ -12,6 +12,7 @@ from pecflow.adapters.dynamodb._common import (
 )
 from pecflow.domain import clock
 from pecflow.domain.reconcile import COUNTERS
+from pecflow.domain.records import CampaignRecord
 
 
 # --- campaigns ---------------------------------------------------------------------------------------
@@ -21,9 +22,9 @@ class CampaignStore:
     def __init__(self, table_name: str, dynamodb=None):
         self.table = _resource(dynamodb).Table(table_name)
 
-    def get(self, campaign_id: str) -> dict | None:
+    def get(self, campaign_id: str) -> CampaignRecord | None:
         item = self.table.get_item(Key={"campaign_id": campaign_id}, ConsistentRead=True).get("Item")
-        return _plain(item) if item else None
+        return CampaignRecord.from_item(_plain(item)) if item else None
 
     def create(self, campaign_id: str, fields: dict) -> bool:
         """Create the campaign once (False when it exists: a repeated S3 event or a resume)."""
@@ -101,5 +102,6 @@ class CampaignStore:
         )
 
     def counters(self, campaign_id: str) -> dict[str, int]:
-        item = self.get(campaign_id) or {}
-        return {name: int(item.get("counters", {}).get(name, 0)) for name in COUNTERS}
+        campaign = self.get(campaign_id)
+        counters = campaign.counters if campaign else {}
+        return {name: int(counters.get(name, 0)) for name in COUNTERS}

@@ -14,6 +14,7 @@ from pecflow.adapters.dynamodb._common import (
     is_service_failure,
 )
 from pecflow.domain.mailbox import location
+from pecflow.domain.records import MessageRecord
 
 
 # --- message records -----------------------------------------------------------------------------
@@ -48,11 +49,11 @@ class MessageStore:
             },
         )
 
-    def get(self, mailbox: str, sha256: str) -> dict | None:
+    def get(self, mailbox: str, sha256: str) -> MessageRecord | None:
         item = self.table.get_item(
             Key={"mailbox": mailbox.lower(), "message": record_key(sha256)}, ConsistentRead=True
         ).get("Item")
-        return _plain(item) if item else None
+        return MessageRecord.from_item(_plain(item)) if item else None
 
     def set_fields(self, mailbox: str, sha256: str, fields: dict, remove: Iterable[str] = ()) -> None:
         fields = _clean(fields)
@@ -77,13 +78,15 @@ class MessageStore:
             **kwargs,
         )
 
-    def at_location(self, mailbox: str, folder: str, uidvalidity: int, uids: list[int]) -> dict[int, dict]:
+    def at_location(
+        self, mailbox: str, folder: str, uidvalidity: int, uids: list[int]
+    ) -> dict[int, MessageRecord]:
         """Records of the given UIDs still on the provider, by UID."""
         if not uids:
             return {}
         low, high = min(uids), max(uids)
         wanted = set(uids)
-        found: dict[int, dict] = {}
+        found: dict[int, MessageRecord] = {}
         kwargs = {
             "IndexName": "ByLocation",
             "KeyConditionExpression": Key("location").eq(location(mailbox, folder, uidvalidity))
@@ -94,14 +97,14 @@ class MessageStore:
             for item in page.get("Items", []):
                 uid = int(item["uid"])
                 if uid in wanted:
-                    found[uid] = _plain(item)
+                    found[uid] = MessageRecord.from_item(_plain(item))
             if "LastEvaluatedKey" not in page:
                 return found
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def query(
         self, mailbox: str, *, index: str = "ByDate", newest_first: bool = True, limit: int = 100
-    ) -> list[dict]:
+    ) -> list[MessageRecord]:
         key = {"Unmatched": "unmatched_mailbox", "Quarantined": "quarantined_mailbox"}.get(index, "mailbox")
         page = self.table.query(
             IndexName=index,
@@ -109,7 +112,7 @@ class MessageStore:
             ScanIndexForward=not newest_first,
             Limit=limit,
         )
-        return [_plain(i) for i in page.get("Items", [])]
+        return [MessageRecord.from_item(_plain(i)) for i in page.get("Items", [])]
 
     def count(self, mailbox: str) -> int:
         total, kwargs = 0, {"KeyConditionExpression": Key("mailbox").eq(mailbox.lower()), "Select": "COUNT"}
