@@ -147,6 +147,7 @@ class Deployed:
     completed: dict[str, str]  # logical id -> how it was created outside moto's CloudFormation
     not_created: dict[str, str]  # logical id -> why (a condition that is false)
     code: dict[str, Path]  # function logical id -> its CodeUri folder
+    skipped_by_moto: int  # entries moto's ListStackResources shows blank: the resources it skipped
     notes: list[str] = field(default_factory=list)  # what was changed for moto, and why
     _functions: dict[str, DeployedFunction] = field(default_factory=dict, repr=False)
 
@@ -216,7 +217,6 @@ def deploy(
     }
     # moto lists each resource it skipped as an entry with no id and no type
     blank = sum(1 for r in listed if not r["LogicalResourceId"])
-    notes.append(f"moto's ListStackResources has {blank} blank entries (the resources it skipped)")
     resources.update(created_here)
     completed = {k: f"created by the harness: {MOTO_GAPS[kind]}" for k, (kind, _) in created_here.items()}
     functions = {
@@ -224,7 +224,7 @@ def deploy(
         for k, folder in folders.items()
         if template["Resources"].get(k, {}).get("Type") == "AWS::Lambda::Function"
     }
-    stack = Deployed(stack_name, region, template, resources, completed, not_created, functions, notes)
+    stack = Deployed(stack_name, region, template, resources, completed, not_created, functions, blank, notes)
     _disable_event_source_mappings(stack)
     return stack
 
@@ -442,7 +442,7 @@ def _notifications(cfn: dict) -> dict:
 
 
 def _lifecycle(cfn: dict) -> dict:
-    rules = []
+    rules: list[dict] = []
     for rule in cfn.get("Rules", []):
         api: dict[str, Any] = {"ID": rule.get("Id", f"rule-{len(rules)}"), "Status": rule["Status"]}
         api["Filter"] = {"Prefix": rule.get("Prefix", "")}
