@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import WaiterError
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "template.yaml"
@@ -206,7 +207,17 @@ def deploy(
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
     )
-    cfn.get_waiter("stack_create_complete").wait(StackName=stack_name, WaiterConfig={"Delay": 1})
+    try:
+        cfn.get_waiter("stack_create_complete").wait(StackName=stack_name, WaiterConfig={"Delay": 1})
+    except WaiterError:
+        failed = [
+            f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason', e['ResourceStatus'])}"
+            for e in cfn.describe_stack_events(StackName=stack_name)["StackEvents"]
+            if e["ResourceStatus"].endswith("FAILED")
+        ]
+        raise DeployError(
+            f"stack {stack_name} not created: {'; '.join(failed) or 'no reason given'}"
+        ) from None
 
     created_here, not_created = _complete(stack_name, region, template)
     listed = _stack_resources(cfn, stack_name)
