@@ -256,7 +256,7 @@ class EventRunner:
         self._undo: list[Callable[[], None]] = []
         self._stopped = False
         self._sequencer = 0
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pecflow-runner")
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=THREAD_PREFIX)
         try:
             selected = functions or [r.logical_id for r in aws.template.of_type("AWS::Serverless::Function")]
             self.functions: dict[str, Function] = {fid: self._read_function(fid) for fid in selected}
@@ -599,7 +599,7 @@ class EventRunner:
                     self._added_paths.append(text)
 
     @contextmanager
-    def _environment(self, function: Function) -> Iterator[ModuleType]:
+    def _execution_environment(self, function: Function) -> Iterator[ModuleType]:
         """An idle execution environment of the function, or a new one (a cold start): for one
         invocation at a time."""
         fid = function.logical_id
@@ -994,7 +994,7 @@ class EventRunner:
         )
         result, error, trace = None, None, None
         try:
-            with self._environment(function) as module:
+            with self._execution_environment(function) as module:
                 handler = getattr(module, function.handler.rpartition(".")[2])
                 result = handler(copy.deepcopy(event), context)
             json.dumps(result)  # Lambda serialises the response: it must be JSON
@@ -1255,6 +1255,9 @@ def _expression(source: ScheduleSource) -> _Rate | _Cron | _At:
 
 def _zone(name: str) -> Any:
     return UTC if name.upper() == "UTC" else ZoneInfo(name)
+
+
+THREAD_PREFIX = "pecflow-runner"  # the threads that run the handlers
 
 
 def _module_name(logical_id: str) -> str:

@@ -38,12 +38,6 @@ def handler(event: dict, context: LambdaContext) -> dict:
         with record_keys(logger, campaign_id=campaign_id):
             result = fanout.run(campaign_id, manifest_version=version, time_left=time_left)
             report_fanout(result, metrics, logger)
-        results.append(
-            {
-                "campaign_id": campaign_id,
-                "status": result.status,
-                "queued": result.queued,
-                "more": result.more,
-            }
-        )
+        summary = {"status": result.status, "queued": result.queued, "more": result.more}
+        results.append({"campaign_id": campaign_id, **summary})
     return {"campaigns": results}

@@ -4,6 +4,7 @@ reconcile, advance the cursor. Failed items are reported individually (partial b
 from __future__ import annotations
 
 import time
+import warnings
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics
@@ -18,6 +19,8 @@ from pecflow.telemetry import message_logger, record_keys, report_poll
 
 config = Config.for_function("messages_table", "outgoing_table", "archive_bucket", "poll_queue_url")
 logger = Logger()
+# a poll skipped: an invocation with no metric, as Powertools documents
+warnings.filterwarnings("ignore", "No application metrics to publish")
 metrics = EphemeralMetrics()  # this function's own metric set (Metrics shares one per process)
 poller = bootstrap.poller(config, ingestor=bootstrap.ingestor(config, on_message=message_logger(logger)))
 

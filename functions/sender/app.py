@@ -3,6 +3,8 @@ wait goes back to the queue with a visibility delay (reported as a batch item fa
 
 from __future__ import annotations
 
+import warnings
+
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
@@ -18,6 +20,8 @@ config = Config.for_function(
     "outgoing_table", "campaigns_table", "campaign_bucket", "archive_bucket", "quota_table", "send_queue_url"
 )
 logger = Logger()
+# a renewal, a duplicate of a settled job: no metric to publish (suppressed as Powertools documents)
+warnings.filterwarnings("ignore", "No application metrics to publish")
 metrics = EphemeralMetrics()  # this function's own metric set (Metrics shares one per process)
 delivery = bootstrap.job_delivery(config)
 

@@ -102,6 +102,11 @@ def report_poll(outcome: PollOutcome, elapsed_ms: float, metrics: Any, logger: A
     )
 
 
+# a job done with one of these states is counted; others (a duplicate queue message of a job
+# already settled, a cancelled campaign) publish no metric
+_JOB_METRICS = {State.SENT: "JobsSent", State.UNCERTAIN: "JobsUncertain", State.ERROR: "JobsFailed"}
+
+
 def report_delivery(delivery: Delivery, metrics: Any, logger: Any) -> None:
     outcome = delivery.outcome
     if delivery.renewed:
@@ -110,8 +115,8 @@ def report_delivery(delivery: Delivery, metrics: Any, logger: Any) -> None:
         metrics.add_metric(name="JobsDeferred", unit=MetricUnit.Count, value=1)
         logger.info("job deferred", extra={"delay": outcome.delay, "reason": outcome.reason})
     else:
-        if outcome.state in (State.SENT, State.UNCERTAIN):
-            name = "JobsSent" if outcome.state == State.SENT else "JobsUncertain"
+        name = _JOB_METRICS.get(outcome.state) if outcome.state else None
+        if name:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
         logger.info("job handled", extra={"state": outcome.state, "reason": outcome.reason})
 
