@@ -926,7 +926,11 @@ class EventRunner:
             expression = _expression(source)
             while at is not None and at <= now:
                 if source.end is None or at <= source.end:
-                    event = source.input if source.input is not None else self._scheduled_event(source, at)
+                    event = (
+                        _scheduler_context(source.input, source, at)
+                        if source.input is not None
+                        else self._scheduled_event(source, at)
+                    )
                     self._enqueue(
                         _AsyncEvent(at, source.function, source.name, "schedule", copy.deepcopy(event), at)
                     )
@@ -1233,6 +1237,26 @@ def _cron_values(text: str, low: int, high: int, names: dict[str, int] | None = 
 
 _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
 _UNITS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def _scheduler_context(value, source: ScheduleSource, at: float):
+    """The schedule's Input with EventBridge Scheduler's context attributes filled in (ScheduleV2)."""
+    if source.kind != "ScheduleV2":
+        return copy.deepcopy(value)
+    if isinstance(value, dict):
+        return {k: _scheduler_context(v, source, at) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scheduler_context(v, source, at) for v in value]
+    if isinstance(value, str):
+        attributes = {
+            "<aws.scheduler.scheduled-time>": datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "<aws.scheduler.schedule-arn>": source.resource_arn,
+            "<aws.scheduler.execution-id>": uuid.uuid4().hex[:16],
+            "<aws.scheduler.attempt-number>": "1",
+        }
+        for name, filled in attributes.items():
+            value = value.replace(name, filled)
+    return value
 
 
 def _expression(source: ScheduleSource) -> _Rate | _Cron | _At:

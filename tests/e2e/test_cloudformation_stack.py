@@ -199,20 +199,16 @@ def s3_event(stack: Deployed, bucket: str, key: str) -> dict:
 
 
 def scheduled_event(stack: Deployed) -> dict:
+    """What the schedule's target sends: its Input, with Scheduler's context attributes filled in
+    (with no Input, Scheduler would send no scheduled time at all)."""
     from datetime import UTC, datetime
 
     (schedule,) = stack.of_type("AWS::Scheduler::Schedule")
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.scheduler",
-        "account": "123456789012",
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": stack.region,
-        "resources": [stack.physical(schedule)],
-        "detail": {},
-    }
+    name = stack.physical(schedule).rsplit("/", 1)[-1]
+    target = stack.client("scheduler").get_schedule(Name=name)["Target"]
+    assert "<aws.scheduler.scheduled-time>" in target.get("Input", ""), target
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json.loads(target["Input"].replace("<aws.scheduler.scheduled-time>", now))
 
 
 def drain(stack: Deployed, function: str, limit: int = 10) -> list:
