@@ -79,6 +79,7 @@ TABLE = [
     ("((m@x.it", [], ["To header unreadable: a comment left open in '((m@x.it'"]),
     ("@@@", [], [NOT_AN_ADDRESS + "'@@@'"]),
     ("a@b@c", [], [NOT_AN_ADDRESS + "'a@b@c'"]),
+    ("=@[@", [], [NOT_AN_ADDRESS + "'=@[@'"]),  # a domain literal left open
     ("=?utf-8?q?a@b.it?=", [], [NOT_AN_ADDRESS + "'=?utf-8?q?a@b.it?='"]),
 ]
 

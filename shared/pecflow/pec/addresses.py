@@ -52,6 +52,7 @@ _COMMON_ITEM = re.compile(
 )
 _PARENS = re.compile(r"\\.|[()]", re.S)
 _CLOSED_QUOTE = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.S)
+_CLOSED_LITERAL = re.compile(r"\[(?:[^\[\]\\]++|\\.)*+\]", re.S)
 _QUOTED_PAIR = re.compile(r"\\(.)", re.S)
 _BLANKS = re.compile(r"[ \t\r\n]+")
 
@@ -148,6 +149,8 @@ def _addr_spec(tokens: list[_Token]) -> str | None:
         return None
     if any(kind not in ("atom", ".", "dl") for kind, _ in domain):
         return None
+    if any(kind == "dl" and _CLOSED_LITERAL.fullmatch(text) is None for kind, text in domain):
+        return None  # a domain literal left open: '[' to the end of the value
     address = "".join(text for _, text in parts)
     return mime.raw_text(address)
 
