@@ -127,3 +127,22 @@ lock: lock-venv
 
 clean:
 	rm -rf $(VENV) $(NEXT_VENV) $(SAM_VENV) $(LOCK_VENV) .aws-sam .pytest_cache .hypothesis .bench
+
+# --- deploying (samconfig.toml) ------------------------------------------------------------
+# `make deploy`: sam build, then the first deployment of an environment is guided (stack name,
+# region, parameters: saved to samconfig.toml); once samconfig.toml names its stack, plain
+# `sam deploy`. Another environment: `make deploy SAM_ENV=prod`.
+SAM_ENV ?= default
+.PHONY: deploy
+deploy: sam-build
+	@configured=$$($(SAM_VENV)/bin/python -c 'import os, sys, tomllib; \
+		config = tomllib.load(open("samconfig.toml", "rb")) if os.path.exists("samconfig.toml") else {}; \
+		env = config.get(sys.argv[1], {}); \
+		names = [env.get(part, {}).get("parameters", {}).get("stack_name") for part in ("deploy", "global")]; \
+		print("yes" if any(names) else "no")' $(SAM_ENV)) || exit 1; \
+	if [ "$$configured" = yes ]; then \
+		$(SAM_VENV)/bin/sam deploy --config-env $(SAM_ENV); \
+	else \
+		echo "first deployment of '$(SAM_ENV)': sam asks for the stack name, the region and the parameters, and saves them in samconfig.toml"; \
+		$(SAM_VENV)/bin/sam deploy --guided --config-env $(SAM_ENV); \
+	fi

@@ -21,7 +21,9 @@ import io
 import json
 import smtplib
 import sys
+import threading
 import time
+import warnings
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,10 +94,24 @@ def main(argv: list[str] | None = None) -> int:
     LAMBDA_LOG.parent.mkdir(exist_ok=True)
     with open(LAMBDA_LOG, "w") as lambda_log:
         sys.stdout = lambda_log  # the handlers' loggers and metrics print here
+        shown = warnings.showwarning
+        warnings.showwarning = _lambdas_warnings_to(lambda_log, shown)
         try:
             return run(args)
         finally:
-            sys.stdout = OUT
+            sys.stdout, warnings.showwarning = OUT, shown
+
+
+def _lambdas_warnings_to(lambda_log, show):
+    """A Python warning raised inside a handler goes to the Lambdas' log, as on Lambda (its stderr
+    is the function's log), not to the demo's screen."""
+    from local.runner import THREAD_PREFIX
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        in_handler = threading.current_thread().name.startswith(THREAD_PREFIX)
+        show(message, category, filename, lineno, lambda_log if in_handler else file, line)
+
+    return showwarning
 
 
 def run(args) -> int:

@@ -24,9 +24,11 @@ Driven event sources:
 S3 and schedules are asynchronous invocations: a failure is retried after 1 and 2 minutes
 (EventInvokeConfig.MaximumRetryAttempts / MaximumEventAgeInSeconds honoured), then dropped.
 
-Functions: CodeUri/Handler with Globals merged; the module is imported by path under a unique
-name (`_pecflow_fn_<LogicalId>`), with CodeUri and the layers' folders on sys.path, at the first
-invocation (an import error is that invocation's error, as a failed cold start is). Every
+Functions: CodeUri/Handler with Globals merged. Each concurrent invocation runs in an execution
+environment of its own, as on Lambda: an import of the handler module by path under a unique name
+(`_pecflow_fn_<LogicalId>_<n>`), with CodeUri and the layers' folders on sys.path, made when no
+environment of the function is idle (its cold start; an import error is that invocation's error and
+the environment is discarded) and reused warm afterwards, one invocation at a time. Every
 function's environment goes into os.environ for the runner's life (handlers share the process),
 with what boto3 needs to reach the LocalAws (AWS_ENDPOINT_URL, region, fake credentials) and
 PECFLOW_CLOCK: two functions giving one variable different values is an error at start.
@@ -36,8 +38,9 @@ without a batching window, MaximumConcurrency outside 2..1000, a queue visibilit
 than the function timeout. FilterCriteria is refused too (not honoured: it would silently differ).
 
 Not honoured: per-invocation runtime variables (AWS_LAMBDA_FUNCTION_NAME, ...: handlers share
-os.environ); isolation between instances (one warm module per function, shared by concurrent
-invocations); interrupting a handler at its Timeout (an overrun is recorded as a timeout error
+os.environ); what libraries keep per process rather than per module is shared by the environments
+(the logging tree, Powertools' `Metrics` class-level metric set: handlers use `EphemeralMetrics`);
+interrupting a handler at its Timeout (an overrun is recorded as a timeout error
 after it returns); Lambda's gradual SQS scale-up (concurrency goes to the limit at once); payload
 limits; async on-failure destinations; ScheduleV2 FlexibleTimeWindow; event types other than
 SQS, S3 and schedules (listed in `Function.not_driven`). One runner per LocalAws at a time.
@@ -66,6 +69,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 from zoneinfo import ZoneInfo
@@ -240,7 +244,9 @@ class EventRunner:
         self._lock = threading.Condition(threading.RLock())
         self._drive_lock = threading.Lock()
         self._invocations: list[Invocation] = []
-        self._handlers: dict[str, Callable] = {}
+        self._instances: dict[str, list[ModuleType]] = {}  # every environment started, by function
+        self._idle: dict[str, list[ModuleType]] = {}  # those not running an invocation
+        self._patches: dict[str, dict[str, Any]] = {}  # what tests set through `module()`
         self._import_lock = threading.Lock()
         self._async: list[_AsyncEvent] = []
         self._in_flight = 0
@@ -250,7 +256,7 @@ class EventRunner:
         self._undo: list[Callable[[], None]] = []
         self._stopped = False
         self._sequencer = 0
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pecflow-runner")
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=THREAD_PREFIX)
         try:
             selected = functions or [r.logical_id for r in aws.template.of_type("AWS::Serverless::Function")]
             self.functions: dict[str, Function] = {fid: self._read_function(fid) for fid in selected}
@@ -301,11 +307,13 @@ class EventRunner:
             i for i in self.invocations if i.function == function and (source is None or i.source == source)
         ]
 
-    def module(self, logical_id: str) -> Any:
-        """A function's handler module, imported (its cold start) if it was not yet: tests use it
-        to inject faults into the real handler's wiring."""
-        self._handler(self.functions[logical_id])
-        return sys.modules[_module_name(logical_id)]
+    def module(self, logical_id: str) -> FunctionModules:
+        """A function's handler module, as tests inject faults into the real handler's wiring:
+        reading an attribute reads it in an environment (started if none is); setting one sets it in
+        every environment of the function, present and future."""
+        if logical_id not in self.functions:
+            raise KeyError(logical_id)
+        return FunctionModules(self, logical_id)
 
     def run_until_idle(self, timeout: float = 30.0) -> None:
         """Process every source until nothing is due now and nothing is in flight. With a
@@ -372,8 +380,9 @@ class EventRunner:
         for path in self._added_paths:
             if path in sys.path:
                 sys.path.remove(path)
-        for fid in self._handlers:
-            sys.modules.pop(_module_name(fid), None)
+        for modules in self._instances.values():
+            for module in modules:
+                sys.modules.pop(module.__name__, None)
 
     def __enter__(self) -> EventRunner:
         return self
@@ -589,26 +598,60 @@ class EventRunner:
                     sys.path.insert(0, text)
                     self._added_paths.append(text)
 
-    def _handler(self, function: Function) -> Callable:
+    @contextmanager
+    def _execution_environment(self, function: Function) -> Iterator[ModuleType]:
+        """An idle execution environment of the function, or a new one (a cold start): for one
+        invocation at a time."""
+        fid = function.logical_id
         with self._import_lock:
-            if function.logical_id not in self._handlers:
-                module_path, _, attribute = function.handler.rpartition(".")
-                file = function.code_uri / (module_path.replace(".", "/") + ".py")
-                if not file.is_file():
-                    file = function.code_uri / module_path.replace(".", "/") / "__init__.py"
-                name = _module_name(function.logical_id)
-                spec = importlib.util.spec_from_file_location(name, file)
-                if spec is None or spec.loader is None or not file.is_file():
-                    raise ImportError(f"Unable to import module '{module_path}': no {file}")
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[name] = module
-                try:
-                    spec.loader.exec_module(module)
-                except BaseException:
-                    sys.modules.pop(name, None)
-                    raise
-                self._handlers[function.logical_id] = getattr(module, attribute)
-            return self._handlers[function.logical_id]
+            idle = self._idle.setdefault(fid, [])
+            module = idle.pop() if idle else None
+        if module is None:
+            module = self._start_environment(function)
+        try:
+            yield module
+        finally:
+            with self._import_lock:
+                self._idle[fid].append(module)
+
+    def _start_environment(self, function: Function) -> ModuleType:
+        module_path, _, _ = function.handler.rpartition(".")
+        file = function.code_uri / (module_path.replace(".", "/") + ".py")
+        if not file.is_file():
+            file = function.code_uri / module_path.replace(".", "/") / "__init__.py"
+        with self._import_lock:  # one import at a time: the handlers share sys.modules
+            instances = self._instances.setdefault(function.logical_id, [])
+            name = f"{_module_name(function.logical_id)}_{len(instances) + 1}"
+            spec = importlib.util.spec_from_file_location(name, file)
+            if spec is None or spec.loader is None or not file.is_file():
+                raise ImportError(f"Unable to import module '{module_path}': no {file}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(name, None)
+                raise
+            for attribute, value in self._patches.get(function.logical_id, {}).items():
+                setattr(module, attribute, value)
+            instances.append(module)
+            return module
+
+    def _patch(self, fid: str, attribute: str, value: Any) -> None:
+        with self._import_lock:
+            self._patches.setdefault(fid, {})[attribute] = value
+            for module in self._instances.get(fid, []):
+                setattr(module, attribute, value)
+
+    def _any_environment(self, fid: str) -> ModuleType:
+        with self._import_lock:
+            started = self._instances.get(fid)
+            if started:
+                return started[0]
+        module = self._start_environment(self.functions[fid])
+        with self._import_lock:
+            self._idle.setdefault(fid, []).append(module)
+        return module
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -883,7 +926,11 @@ class EventRunner:
             expression = _expression(source)
             while at is not None and at <= now:
                 if source.end is None or at <= source.end:
-                    event = source.input if source.input is not None else self._scheduled_event(source, at)
+                    event = (
+                        _scheduler_context(source.input, source, at)
+                        if source.input is not None
+                        else self._scheduled_event(source, at)
+                    )
                     self._enqueue(
                         _AsyncEvent(at, source.function, source.name, "schedule", copy.deepcopy(event), at)
                     )
@@ -951,7 +998,9 @@ class EventRunner:
         )
         result, error, trace = None, None, None
         try:
-            result = self._handler(function)(copy.deepcopy(event), context)
+            with self._execution_environment(function) as module:
+                handler = getattr(module, function.handler.rpartition(".")[2])
+                result = handler(copy.deepcopy(event), context)
             json.dumps(result)  # Lambda serialises the response: it must be JSON
             if self.clock.now() - started > function.timeout:
                 raise TimeoutError(f"Task timed out after {function.timeout}.00 seconds")
@@ -978,6 +1027,20 @@ class EventRunner:
             log.info("%s (%s) failed: %s", invocation.function, invocation.source, invocation.error)
         with self._lock:
             self._invocations.append(invocation)
+
+
+class FunctionModules:
+    """What `EventRunner.module` returns: a function's handler module across its environments."""
+
+    def __init__(self, runner: EventRunner, logical_id: str):
+        object.__setattr__(self, "_runner", runner)
+        object.__setattr__(self, "_fid", logical_id)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._runner._any_environment(self._fid), attribute)
+
+    def __setattr__(self, attribute: str, value: Any) -> None:
+        self._runner._patch(self._fid, attribute, value)
 
 
 # --- event shapes -------------------------------------------------------------------------------
@@ -1176,6 +1239,26 @@ _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)
 _UNITS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
+def _scheduler_context(value, source: ScheduleSource, at: float):
+    """The schedule's Input with EventBridge Scheduler's context attributes filled in (ScheduleV2)."""
+    if source.kind != "ScheduleV2":
+        return copy.deepcopy(value)
+    if isinstance(value, dict):
+        return {k: _scheduler_context(v, source, at) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scheduler_context(v, source, at) for v in value]
+    if isinstance(value, str):
+        attributes = {
+            "<aws.scheduler.scheduled-time>": datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "<aws.scheduler.schedule-arn>": source.resource_arn,
+            "<aws.scheduler.execution-id>": uuid.uuid4().hex[:16],
+            "<aws.scheduler.attempt-number>": "1",
+        }
+        for name, filled in attributes.items():
+            value = value.replace(name, filled)
+    return value
+
+
 def _expression(source: ScheduleSource) -> _Rate | _Cron | _At:
     text = source.expression.strip()
     if match := _RATE.match(text):
@@ -1196,6 +1279,9 @@ def _expression(source: ScheduleSource) -> _Rate | _Cron | _At:
 
 def _zone(name: str) -> Any:
     return UTC if name.upper() == "UTC" else ZoneInfo(name)
+
+
+THREAD_PREFIX = "pecflow-runner"  # the threads that run the handlers
 
 
 def _module_name(logical_id: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,8 +259,10 @@ class Intrinsics:
             "AWS::AccountId": account_id,
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
+            # CloudFormation gives each stack creation its own UUID (and names from it must differ
+            # between stacks): here one per stack name, the same on every run
             "AWS::StackId": f"arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/"
-            "00000000-0000-4000-8000-000000000000",
+            f"{uuid.uuid5(uuid.NAMESPACE_URL, f'pecflow-local:{region}:{account_id}:{stack_name}')}",
             "AWS::NotificationARNs": [],
         }
         self._conditions: dict[str, bool] = {}

@@ -3,38 +3,41 @@ row; a fan-out stopped by its deadline continues through the fan-out queue (SQS)
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics
+from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pecflow import bootstrap
-from pecflow.adapters.campaign_files import campaigns_in
+from pecflow.adapters.campaign_files import manifests_in
 from pecflow.config import Config
-from pecflow.telemetry import report_fanout
+from pecflow.telemetry import record_keys, report_fanout
 
 config = Config.for_function(
     "outgoing_table", "campaigns_table", "campaign_bucket", "send_queue_url", "fanout_queue_url"
 )
 logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
+metrics = EphemeralMetrics()  # this function's own metric set (Metrics shares one per process)
 fanout = bootstrap.fanout(config)
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
+def campaigns_in(event: dict) -> list[tuple[str, str | None]]:
+    """(campaign id, manifest version) of a manifest uploaded; (campaign id, None) of a continuation."""
+    records = event.get("Records") or []
+    if records and records[0].get("eventSource") == "aws:sqs":
+        return [(message.json_body["campaign_id"], None) for message in SQSEvent(event).records]
+    return manifests_in(S3Event(event).records)
+
+
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def handler(event, context):
+def handler(event: dict, context: LambdaContext) -> dict:
+    time_left = lambda: context.get_remaining_time_in_millis() / 1000.0  # noqa: E731
     results = []
     for campaign_id, version in campaigns_in(event):
-        logger.append_keys(campaign_id=campaign_id)
-        time_left = lambda: context.get_remaining_time_in_millis() / 1000.0  # noqa: E731
-        result = fanout.run(campaign_id, manifest_version=version, time_left=time_left)
-        report_fanout(result, metrics, logger)
-        results.append(
-            {
-                "campaign_id": campaign_id,
-                "status": result.status,
-                "queued": result.queued,
-                "more": result.more,
-            }
-        )
+        with record_keys(logger, campaign_id=campaign_id):
+            result = fanout.run(campaign_id, manifest_version=version, time_left=time_left)
+            report_fanout(result, metrics, logger)
+        summary = {"status": result.status, "queued": result.queued, "more": result.more}
+        results.append({"campaign_id": campaign_id, **summary})
     return {"campaigns": results}

@@ -4,38 +4,39 @@ reconcile, advance the cursor. Failed items are reported individually (partial b
 from __future__ import annotations
 
 import time
+import warnings
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pecflow import bootstrap
 from pecflow.config import Config
 from pecflow.services.polling import PollRequest
-from pecflow.telemetry import message_logger, report_poll
+from pecflow.telemetry import message_logger, record_keys, report_poll
 
 config = Config.for_function("messages_table", "outgoing_table", "archive_bucket", "poll_queue_url")
 logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
+# a poll skipped: an invocation with no metric, as Powertools documents
+warnings.filterwarnings("ignore", "No application metrics to publish")
+metrics = EphemeralMetrics()  # this function's own metric set (Metrics shares one per process)
 poller = bootstrap.poller(config, ingestor=bootstrap.ingestor(config, on_message=message_logger(logger)))
 
 
-@tracer.capture_method
-def poll_record(record: SQSRecord, context) -> None:
+def poll_record(record: SQSRecord, context: LambdaContext) -> None:
     request = PollRequest.parse(record.body)
-    logger.append_keys(mailbox=request.mailbox, tick=request.tick)
-    started = time.monotonic()
-    outcome = poller.poll(request, time_left=lambda: context.get_remaining_time_in_millis() / 1000.0)
-    report_poll(outcome, (time.monotonic() - started) * 1000, metrics, logger)
+    with record_keys(logger, mailbox=request.mailbox, tick=request.tick):
+        started = time.monotonic()
+        outcome = poller.poll(request, time_left=lambda: context.get_remaining_time_in_millis() / 1000.0)
+        report_poll(outcome, (time.monotonic() - started) * 1000, metrics, logger)
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def handler(event, context):
-    # a processor per invocation: it holds the batch's state (and the local stack runs
-    # concurrent invocations in one process)
-    processor = BatchProcessor(event_type=EventType.SQS)
+def handler(event: dict, context: LambdaContext) -> dict:
+    # one group per mailbox: a failed poll holds back the later polls of its mailbox only
+    processor = SqsFifoPartialProcessor(skip_group_on_error=True)
     handle = lambda record: poll_record(record, context)  # noqa: E731
     return process_partial_response(event=event, record_handler=handle, processor=processor, context=context)

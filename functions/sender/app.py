@@ -3,47 +3,48 @@ wait goes back to the queue with a visibility delay (reported as a batch item fa
 
 from __future__ import annotations
 
-import json
+import warnings
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pecflow import bootstrap
 from pecflow.config import Config
 from pecflow.domain import clock
-from pecflow.telemetry import report_delivery
+from pecflow.telemetry import record_keys, report_delivery
 
 config = Config.for_function(
     "outgoing_table", "campaigns_table", "campaign_bucket", "archive_bucket", "quota_table", "send_queue_url"
 )
 logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
+# a renewal, a duplicate of a settled job: no metric to publish (suppressed as Powertools documents)
+warnings.filterwarnings("ignore", "No application metrics to publish")
+metrics = EphemeralMetrics()  # this function's own metric set (Metrics shares one per process)
 delivery = bootstrap.job_delivery(config)
 
 
-@tracer.capture_method
 def send_record(record: SQSRecord) -> None:
-    message_id = json.loads(record.body)["message_id"]
-    logger.append_keys(message_id=message_id)
-    done = delivery.deliver(
-        message_id,
-        queue_message_id=record.message_id,
-        receipt_handle=record.receipt_handle,
-        receive_count=int(record.attributes.approximate_receive_count),
-        age=clock.timestamp() - int(record.attributes.sent_timestamp) / 1000,
-    )
-    report_delivery(done, metrics, logger)
+    message_id = record.json_body["message_id"]
+    with record_keys(logger, message_id=message_id):
+        done = delivery.deliver(
+            message_id,
+            queue_message_id=record.message_id,
+            receipt_handle=record.receipt_handle,
+            receive_count=int(record.attributes.approximate_receive_count),
+            age=clock.timestamp() - int(record.attributes.sent_timestamp) / 1000,
+        )
+        report_delivery(done, metrics, logger)
     done.raise_if_deferred()  # a batch item failure: the message waits out its visibility delay
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def handler(event, context):
-    # a processor per invocation (the local stack runs concurrent invocations in one process)
-    processor = BatchProcessor(event_type=EventType.SQS)
+def handler(event: dict, context: LambdaContext) -> dict:
+    # each job is its own FIFO group: a deferred job holds back no other job of the batch
+    processor = SqsFifoPartialProcessor(skip_group_on_error=True)
     return process_partial_response(
         event=event, record_handler=send_record, processor=processor, context=context
     )

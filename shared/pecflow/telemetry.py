@@ -3,7 +3,8 @@ send and a fan-out (Powertools' Metrics and Logger, passed in by each handler)."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -13,6 +14,18 @@ from pecflow.pec.message import PecMessage
 from pecflow.services.fanout import FanoutResult
 from pecflow.services.polling import PollOutcome
 from pecflow.services.sending import Delivery
+
+
+@contextmanager
+def record_keys(logger: Any, **keys: Any) -> Iterator[None]:
+    """Keys on every log line written while one record is handled, and on no other: kept in the
+    calling thread's context (Powertools' thread-safe keys) and removed when the record is done,
+    however it ends. The invocation's own keys are reset by `inject_lambda_context(clear_state=True)`."""
+    logger.thread_safe_append_keys(**keys)
+    try:
+        yield
+    finally:
+        logger.thread_safe_remove_keys(keys)
 
 
 def _dimensioned(metrics: Any, name: str, value: float, dimension: str, of: str) -> None:
@@ -89,6 +102,11 @@ def report_poll(outcome: PollOutcome, elapsed_ms: float, metrics: Any, logger: A
     )
 
 
+# a job done with one of these states is counted; others (a duplicate queue message of a job
+# already settled, a cancelled campaign) publish no metric
+_JOB_METRICS = {State.SENT: "JobsSent", State.UNCERTAIN: "JobsUncertain", State.ERROR: "JobsFailed"}
+
+
 def report_delivery(delivery: Delivery, metrics: Any, logger: Any) -> None:
     outcome = delivery.outcome
     if delivery.renewed:
@@ -97,8 +115,8 @@ def report_delivery(delivery: Delivery, metrics: Any, logger: Any) -> None:
         metrics.add_metric(name="JobsDeferred", unit=MetricUnit.Count, value=1)
         logger.info("job deferred", extra={"delay": outcome.delay, "reason": outcome.reason})
     else:
-        if outcome.state in (State.SENT, State.UNCERTAIN):
-            name = "JobsSent" if outcome.state == State.SENT else "JobsUncertain"
+        name = _JOB_METRICS.get(outcome.state) if outcome.state else None
+        if name:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
         logger.info("job handled", extra={"state": outcome.state, "reason": outcome.reason})
 

@@ -343,25 +343,3 @@ def test_cli_help_and_no_command(capsys):
         cli.main(["classify", "--help"])
     assert exit_info.value.code == 0
     assert "--json" in capsys.readouterr().out
-
-
-# --- the address fast path agrees with the standard library ---------------------------------------
-from email.utils import getaddresses, parseaddr  # noqa: E402
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-_address_text = st.text(alphabet='ab.-_@<> ,;:"()\\=?MR', max_size=40)
-
-
-@settings(max_examples=600, deadline=None)
-@given(_address_text)
-def test_address_fast_path_matches_stdlib(value):
-    expected = parseaddr(value)[1] or None
-    assert message._address(value) == expected
-
-
-@settings(max_examples=600, deadline=None)
-@given(st.lists(_address_text, min_size=1, max_size=3))
-def test_addresses_fast_path_matches_stdlib(values):
-    assert message._addresses(values) == [a for _, a in getaddresses(values) if a]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aws_lambda_powertools.utilities.data_classes import SQSEvent
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, S3Event, SQSEvent
 
 from pecflow.services.polling import PollRequest, tick_of
 
@@ -28,7 +28,7 @@ def test_every_function_has_a_sample_event():
 
 def test_scheduler_tick():
     event = json.loads((EVENTS / "poll_scheduler_tick.json").read_text())
-    assert tick_of(event) == "2026-03-02T08:05Z"
+    assert tick_of(EventBridgeEvent(event).time) == "2026-03-02T08:05Z"
 
 
 def test_poller_sqs_batch():
@@ -39,10 +39,13 @@ def test_poller_sqs_batch():
 
 
 def test_fanout_events():
-    from pecflow.adapters.campaign_files import campaign_of
+    from pecflow.adapters.campaign_files import manifests_in
 
     s3_event = json.loads((EVENTS / "campaign_fanout_manifest.json").read_text())
-    assert campaign_of(s3_event["Records"][0]["s3"]["object"]["key"]) == "solleciti-marzo-2026"
+    version = s3_event["Records"][0]["s3"]["object"].get("versionId")
+    assert manifests_in(S3Event(s3_event).records) == [("solleciti-marzo-2026", version)]
+    other = json.loads(json.dumps(s3_event).replace("manifest.json", "recipients.csv"))
+    assert manifests_in(S3Event(other).records) == [], "only a manifest starts a fan-out"
     continuation = SQSEvent(json.loads((EVENTS / "campaign_fanout_continue.json").read_text()))
     assert json.loads(next(iter(continuation.records)).body)["campaign_id"] == "solleciti-marzo-2026"
 

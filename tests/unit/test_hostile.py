@@ -305,7 +305,7 @@ def test_xml_elements_are_bounded_by_the_document_size():
 
 
 # --- addresses ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("count,why", [(1_000, "comments nested 1000 deep"), (100_000, "100006 characters")])
+@pytest.mark.parametrize("count,why", [(1_000, "a comment left open"), (100_000, "100006 characters")])
 def test_from_with_nested_parentheses_is_a_problem_on_from(receipt, count, why):
     raw = receipt.replace(
         b"From: posta-certificata@pec.simulato.test", b"From: " + b"(" * count + b"a@b.it", 1
@@ -320,7 +320,7 @@ def test_from_with_nested_parentheses_is_a_problem_on_from(receipt, count, why):
     _utf8_safe(result)
 
 
-def test_stdlib_address_parser_gets_a_bounded_share():
+def test_address_reader_gets_a_bounded_share():
     raw = (
         RECEIPT.replace(b"To: mittente@pec.esempio.it", b"To: " + b"@" * 100_000)
         + b"Cc: "
@@ -329,9 +329,10 @@ def test_stdlib_address_parser_gets_a_bounded_share():
     )
     start = time.perf_counter()
     result = message.parse(raw)
-    assert time.perf_counter() - start < 5  # unbounded, the stdlib parser would take about 1 s here
+    assert time.perf_counter() - start < 5  # unbounded, reading token by token takes about 1 s here
     assert result.to == [] and result.cc == []
     assert any(p.startswith("To header unreadable: 100000 characters") for p in result.problems)
+    assert any(p.startswith("Cc header unreadable: not an address inside '<…>'") for p in result.problems)
 
 
 def test_addresses_read_are_bounded_per_message():
@@ -361,7 +362,7 @@ def test_address_shapes_do_not_backtrack(shape):
         message._address(value, "From", [], message._Budget())
         message._ON_BEHALF.match(value)
 
-    _linear(work, 50_000, 200_000)
+    _linear(work, 15_000, 60_000)  # within MAX_ADDRESS_CHARS: read token by token
 
 
 # --- MIME structure ------------------------------------------------------------------------------

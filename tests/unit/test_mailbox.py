@@ -123,7 +123,7 @@ def test_poll_requests_deduplicate_per_tick_and_group_per_mailbox():
     assert one["MessageDeduplicationId"] == again["MessageDeduplicationId"] != later["MessageDeduplicationId"]
     assert one["MessageGroupId"] == "a@pec.it"
     assert PollRequest.parse(one["MessageBody"]) == PollRequest("a@pec.it", "2026-11-23T12:05Z")
-    assert tick_of({"time": "2026-11-23T12:05:59Z"}) == "2026-11-23T12:05Z"
+    assert tick_of("2026-11-23T12:05:59Z") == "2026-11-23T12:05Z"
     with pytest.raises(ValueError):
         PollRequest.parse('{"tick": 1}')
 

@@ -5,7 +5,6 @@ beside them. Read by the fan-out (pinned versions) and the sender (attachments),
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable
@@ -23,7 +22,7 @@ __all__ = [
     "PackageChanged",
     "campaign_of",
     "campaign_prefix",
-    "campaigns_in",
+    "manifests_in",
 ]
 
 MANIFEST_KEY = re.compile(r"^campaigns/(?P<id>[^/]+)/manifest\.json$")
@@ -39,17 +38,15 @@ def campaign_of(key: str) -> str | None:
     return match.group("id") if match and CAMPAIGN_ID.match(match.group("id")) else None
 
 
-def campaigns_in(event: dict[str, Any]) -> list[tuple[str, str | None]]:
-    """(campaign id, the manifest version an S3 event names, or None for a continuation)."""
+def manifests_in(records: Iterable[Any]) -> list[tuple[str, str | None]]:
+    """(campaign id, manifest version) of each S3 notification record (Powertools'
+    `S3EventRecord`) naming a `campaigns/<id>/manifest.json`; other keys are ignored."""
     found = []
-    for record in event.get("Records", []):
-        if record.get("eventSource") == "aws:s3":
-            obj = record["s3"]["object"]
-            campaign_id = campaign_of(unquote_plus(obj["key"]))
-            if campaign_id:
-                found.append((campaign_id, obj.get("versionId")))
-        elif record.get("eventSource") == "aws:sqs":
-            found.append((json.loads(record["body"])["campaign_id"], None))
+    for record in records:
+        obj = record.s3.get_object
+        campaign_id = campaign_of(unquote_plus(obj.key))  # S3 sends the key URL-encoded
+        if campaign_id:
+            found.append((campaign_id, obj.version_id))
     return found
 
 

@@ -6,9 +6,9 @@ reported in `problems`, never hidden. Only the parts a kind needs are read: the 
 structure, daticert.xml, the headers and structure of postacert.eml, and SdI files.
 `parse` never raises on any input: what it cannot understand is `malformed`, with the reason,
 and a field it cannot read is a problem on that field. Its work is linear in the input: the
-MIME layer is bounded (see `mime`), the standard library's address parser (slow Python,
-recursive on nested comments) is given only small, sane values, and one budget per message
-bounds that parser's characters and the addresses read.
+MIME layer is bounded (see `mime`), and one budget per message bounds the characters of
+address fields read (see `addresses`, which does not depend on the Python version) and the
+addresses kept.
 """
 
 from __future__ import annotations
@@ -17,17 +17,16 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from typing import overload
 
+from pecflow.pec import addresses, kinds, mime, sdi
 from pecflow.pec import daticert as daticert_mod
-from pecflow.pec import kinds, mime, sdi
 
 MAX_NESTED_MESSAGES = 8  # postacert.eml inside postacert.eml ... followed this deep
 MAX_PARSE_BYTES = 200 * 1024 * 1024
-MAX_ADDRESS_CHARS = 16 * 1024  # characters the stdlib address parser may read per message tree
-MAX_ADDRESSES = 10_000  # addresses read from the address fields of one message tree
-MAX_COMMENT_DEPTH = 16  # nested (comments) in an address field handed to it
+MAX_ADDRESS_CHARS = addresses.MAX_ADDRESS_CHARS
+MAX_ADDRESSES = addresses.MAX_ADDRESSES
 MAX_DATE_CHARS = 200  # of a Date value read (a real one has about 31)
 
 _MAIL_FIELDS = frozenset(
@@ -190,15 +189,7 @@ def parse(raw: bytes) -> PecMessage:
     return message
 
 
-class _Budget:
-    """What the rest of one message tree may still spend on addresses: characters handed to
-    the stdlib parser, addresses read (each costs some Python work)."""
-
-    __slots__ = ("address_chars", "addresses")
-
-    def __init__(self) -> None:
-        self.address_chars = MAX_ADDRESS_CHARS
-        self.addresses = MAX_ADDRESSES
+_Budget = addresses.Budget  # what one message tree may still spend on address fields
 
 
 def _read(root: mime.Part, nesting: int, budget: _Budget) -> PecMessage:
@@ -489,8 +480,7 @@ def _fallbacks(
     if msg.original_subject is None:
         msg.original_subject = _split_subject(msg.subject)[1]
     if kind in (kinds.POSTA_CERTIFICATA, kinds.ANOMALIA):
-        display = _display_name(headers.get("from") or "", problems, budget)
-        display = mime.decode_text(display) or ""
+        display = _display_name(headers.get("from") or "", budget)
         on_behalf = _ON_BEHALF.match(display)
         behalf = display[on_behalf.end() :].strip() if on_behalf else ""
         msg.sender = (
@@ -567,127 +557,14 @@ def _bare(value: str) -> str:
     return value.strip().strip("<>").strip().lower()
 
 
-_ADDR_SPEC = re.compile(r"[^\s<>\"(),;:@\\]++@[^\s<>\"(),;:@\\]++")
-_NOT_IN_DISPLAY = re.compile(r"[<>\"(),;:@\\]")
-_NOT_IN_COLLAPSED_DISPLAY = re.compile(r"[<>(),;:@\\]")  # quoted strings already collapsed to ""
-_QUOTED = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.S)
-_PARENS = re.compile(r"\\.|[()]", re.S)
-_QUOTED_DISPLAY = re.compile(r'\s*+"((?:[^"\\]++|\\.)*+)"\s*+<[^<>]*+>\s*+', re.S)
-_QUOTED_PAIR = re.compile(r"\\(.)", re.S)
-
-
-def _simple_address(item: str, collapsed: bool = False) -> str | None:
-    """The address of the common shapes ("a@b", "Name <a@b>"), read without the stdlib's
-    general RFC 5322 parser; None for anything else."""
-    text = item.strip()
-    lt = text.find("<")
-    if lt != -1:
-        if (_NOT_IN_COLLAPSED_DISPLAY if collapsed else _NOT_IN_DISPLAY).search(text, 0, lt):
-            return None
-        text = text[lt + 1 :]
-    if text.endswith(">"):
-        text = text[:-1]
-    found = _ADDR_SPEC.fullmatch(text.strip())
-    return found.group(0) if found else None
-
-
-def _collapsed(value: str) -> str | None:
-    """`value` with each quoted string shrunk to "" (its commas then separate nothing), or
-    None when a quote is left open or comments, groups or quoted pairs lie outside quotes."""
-    if '"' in value:
-        if not value.isascii():
-            value = mime.decode_text(value)  # as the stdlib parser was given it
-        value = _QUOTED.sub('""', value)
-    if value.count('"') % 2 or "(" in value or ";" in value or "\\" in value:
-        return None
-    return value
-
-
-def _simple_addresses(values: list[str], budget: _Budget | None = None) -> list[str] | None:
-    """The addresses of a list of common shapes (display names may be quoted), or None.
-    No more than what is left of `budget` are read (see `_addresses`)."""
-    out: list[str] = []
-    left = MAX_ADDRESSES if budget is None else budget.addresses
-    for value in values:
-        collapsed = _collapsed(value)
-        if collapsed is None:
-            return None
-        for item in collapsed.split(",", left):
-            if item.strip():
-                if len(out) == left:
-                    break
-                address = _simple_address(item, collapsed=True)
-                if address is None:
-                    return None
-                out.append(address)
-    return out
-
-
-def _add_problem(problems: list[str], text: str) -> None:
-    if text not in problems:
-        problems.append(text)
-
-
-def _stdlib_may_read(name: str, text: str, problems: list[str], budget: _Budget) -> bool:
-    """Whether the stdlib address parser may be given `text`: it reads in Python, a few
-    microseconds per character, and recurses once per nested comment."""
-    if len(text) > budget.address_chars:
-        _add_problem(
-            problems,
-            f"{name} header unreadable: {len(text)} characters, past the "
-            f"{MAX_ADDRESS_CHARS} the address parser may read for one message",
-        )
-        return False
-    budget.address_chars -= len(text)
-    if "(" in text:
-        depth = deepest = 0
-        for token in _PARENS.finditer(text):
-            if token.group() == "(":
-                depth += 1
-                deepest = max(deepest, depth)
-            elif token.group() == ")":
-                depth = max(depth - 1, 0)
-        if deepest > MAX_COMMENT_DEPTH:
-            _add_problem(problems, f"{name} header unreadable: comments nested {deepest} deep")
-            return False
-    return True
-
-
-def _stdlib_addresses(
-    name: str,
-    values: list[str],
-    problems: list[str],
-    budget: _Budget,
-    *,
-    first: bool = False,
-    decode: bool = True,
-) -> list[tuple[str, str]]:
-    texts = [mime.decode_text(v, problems) or "" for v in values] if decode else values
-    if not _stdlib_may_read(name, ", ".join(texts), problems, budget):
-        return []
-    try:
-        return [parseaddr(texts[0])] if first else getaddresses(texts)
-    except Exception as exc:  # noqa: BLE001 - the stdlib on hostile input (RecursionError, IndexError...)
-        _add_problem(problems, f"{name} header unreadable: {type(exc).__name__}: {_clip(str(exc))}")
-        return []
-
-
 def _address(
     value: str | None, name: str = "From", problems: list[str] | None = None, budget: _Budget | None = None
 ) -> str | None:
+    """The first address of a field (From may name several mailboxes; the first is the author)."""
     if not value:
         return None
-    simple = _simple_address(value)
-    if simple is None and '"' in value:
-        collapsed = _collapsed(value)
-        if collapsed is not None and "," not in collapsed:
-            simple = _simple_address(collapsed, collapsed=True)
-    if simple:
-        return simple
-    found = _stdlib_addresses(
-        name, [value], [] if problems is None else problems, budget or _Budget(), first=True
-    )
-    return (found[0][1] or None) if found else None
+    found = addresses.read([value], name, [] if problems is None else problems, budget, first=True)
+    return found[0].address if found else None
 
 
 def _addresses(
@@ -695,28 +572,15 @@ def _addresses(
 ) -> list[str]:
     if not values:
         return []
-    budget = budget or _Budget()
-    simple = _simple_addresses(values, budget)
-    if simple is not None:
-        if len(simple) == budget.addresses and problems is not None:
-            _add_problem(
-                problems, f"{name}: addresses beyond the {MAX_ADDRESSES} read for one message ignored"
-            )
-        budget.addresses -= len(simple)
-        return simple
-    found = _stdlib_addresses(name, values, [] if problems is None else problems, budget)
-    return [a for _, a in found if a]
+    found = addresses.read(values, name, [] if problems is None else problems, budget)
+    return [mailbox.address for mailbox in found]
 
 
-def _display_name(value: str, problems: list[str], budget: _Budget) -> str:
-    """The display name of a From field (raw, encoded words not decoded)."""
-    quoted = _QUOTED_DISPLAY.fullmatch(value)
-    if quoted:
-        return _QUOTED_PAIR.sub(r"\1", quoted.group(1))
-    if not value or ("<" not in value and "(" not in value and '"' not in value):
-        return ""  # a bare address: no display name
-    found = _stdlib_addresses("From", [value], problems, budget, first=True, decode=False)
-    return found[0][0] if found else ""
+def _display_name(value: str, budget: _Budget) -> str:
+    """The decoded display name of a From field's first mailbox ("" when it has none). Its
+    problems were reported when the field was first read."""
+    found = addresses.read([value], "From", [], budget, first=True) if value else []
+    return found[0].display_name if found else ""
 
 
 @overload

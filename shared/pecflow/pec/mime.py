@@ -152,6 +152,11 @@ def clean_text(text: str) -> str:
     return text
 
 
+def raw_text(value: str) -> str:
+    """A header value kept as latin-1 (raw bytes) as text: 8-bit read as UTF-8 or Windows-1252."""
+    return value if value.isascii() else _utf8_or_cp1252(value.encode("latin-1", errors="replace"))
+
+
 def _utf8_or_cp1252(data: bytes) -> str:
     try:
         return data.decode("utf-8")

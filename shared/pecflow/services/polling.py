@@ -42,9 +42,9 @@ class PollRequest:
         }
 
 
-def tick_of(event: dict | None) -> str:
-    """The schedule's time, to the minute: two deliveries of one tick deduplicate."""
-    when = (event or {}).get("time")
+def tick_of(when: str | None) -> str:
+    """The schedule's time (the event's `time`; None: now), to the minute: two deliveries of one
+    tick deduplicate."""
     moment = datetime.fromisoformat(when.replace("Z", "+00:00")) if isinstance(when, str) else clock.now()
     return moment.strftime("%Y-%m-%dT%H:%MZ")
 
