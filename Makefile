@@ -1,43 +1,49 @@
 # pecflow — everything runs from a fresh Debian machine with these targets.
-# `make demo` and `make test` install what they need (venvs, Python packages, Debian packages).
+# `make demo` and `make test` install what they need: Python 3.12 (through pyenv when missing), the
+# venvs from the hashed lock files in requirements/, and the Debian packages of the local stack.
 
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The Lambda runtime's Python (template.yaml: Runtime python3.12): venvs, tests, benches, demo, sam build.
+PYTHON_VERSION := 3.12
+# The unit suite runs on this one too: its standard library parses e-mail addresses more strictly.
+NEXT_PYTHON_VERSION := 3.13
 VENV := .venv
+NEXT_VENV := .venv-py313
 SAM_VENV := .venv-sam
+LOCK_VENV := .venv-lock
 PY := $(VENV)/bin/python
-PIP_FLAGS := --disable-pip-version-check --quiet
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help demo test test-fast lint bench bench-quick sam-build clean debian-packages
+.PHONY: help demo test test-fast lint bench bench-quick sam-build lock clean debian-packages \
+	venv next-venv sam-venv lock-venv
 
 help:
 	@echo "make demo        a day of two companies' PEC mailboxes on the local stack (campaign, receipts, inbox)"
-	@echo "make test        lint the SAM template and run the whole test suite"
+	@echo "make test        lint, the whole suite on Python $(PYTHON_VERSION), the unit suite again on $(NEXT_PYTHON_VERSION)"
 	@echo "make test-fast   unit tests only"
 	@echo "make lint        ruff (lint + format), mypy, cfn-lint + sam validate --lint on template.yaml"
 	@echo "make bench       run every benchmark under bench/ (QUICK=1 for the short form)"
-	@echo "make sam-build   sam build (needs python3.12 on PATH, or pyenv)"
+	@echo "make sam-build   sam build, for the Lambda runtime (Python $(PYTHON_VERSION), arm64)"
+	@echo "make lock        recompile the hashed lock files from their .in sources (UPGRADE=all or UPGRADE='pkg ...')"
 
 # --- environments -------------------------------------------------------------------------
-$(VENV)/.installed: requirements/dev.txt shared/pyproject.toml
-	@test -x "$(PYTHON)" || { echo "python3 not found: apt-get install -y python3 python3-venv" >&2; exit 1; }
-	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || \
-		{ echo "installing python3-venv"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install $(PIP_FLAGS) --upgrade pip
-	$(PY) -m pip install $(PIP_FLAGS) -r requirements/dev.txt
-	$(PY) -m pip install $(PIP_FLAGS) --no-deps -e shared
-	@touch $@
+# tools/venv finds the Python asked (tools/find-python: PATH, pyenv, `pyenv install`), and builds the
+# venv again whenever its interpreter or its lock file changed; otherwise it only says it is up to date.
+venv:
+	@tools/venv $(VENV) $(PYTHON_VERSION) requirements/dev.txt shared
+
+next-venv:
+	@tools/venv $(NEXT_VENV) $(NEXT_PYTHON_VERSION) requirements/dev.txt shared
 
 # aws-sam-cli pins boto3, click and pydantic tightly: it lives in a venv of its own
-$(SAM_VENV)/.installed: requirements/sam.txt
-	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
-	$(SAM_VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements/sam.txt
-	@touch $@
+sam-venv:
+	@tools/venv $(SAM_VENV) $(PYTHON_VERSION) requirements/sam.txt
+
+# uv, the lock compiler, at the version pinned in requirements/uv.in
+lock-venv:
+	@tools/venv $(LOCK_VENV) $(PYTHON_VERSION) requirements/uv.txt
 
 # Debian packages the local stack runs: Dovecot (the IMAP server), openssl (signature checks),
 # poppler-utils (pdftotext reads back the PDFs campaigns generate)
@@ -52,36 +58,75 @@ debian-packages:
 	fi
 
 # --- the two README commands ---------------------------------------------------------------
-demo: $(VENV)/.installed debian-packages
+demo: venv debian-packages
 	$(PY) -m local.demo
 
 # the suite runs on every core (2 on CI); `make test JOBS=1` runs it in one process
 JOBS ?= auto
-test: $(VENV)/.installed debian-packages lint
+test: venv next-venv debian-packages lint
+	@echo "== the whole suite (unit, integration, end to end) on Python $(PYTHON_VERSION), in $(VENV)"
 	$(PY) -m pytest -q -n $(JOBS) --dist load
+	@echo "== the unit suite again on Python $(NEXT_PYTHON_VERSION), in $(NEXT_VENV)"
+	$(NEXT_VENV)/bin/python -m pytest -q -n $(JOBS) --dist load tests/unit
 
 # --- the rest ------------------------------------------------------------------------------
-test-fast: $(VENV)/.installed
+test-fast: venv
 	$(PY) -m pytest -q tests/unit
 
-lint: $(VENV)/.installed $(SAM_VENV)/.installed
+lint: venv sam-venv
+	@echo "== lint: ruff, mypy, cfn-lint and sam validate"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
 
-bench: $(VENV)/.installed
+bench: venv
 	@set -e; for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b $(if $(QUICK),--quick,); done
 
 bench-quick:
 	@$(MAKE) --no-print-directory bench QUICK=1
 
-sam-build: $(SAM_VENV)/.installed
-	PYENV_VERSION=$${PYENV_VERSION:-3.12.1:3.11.7} $(SAM_VENV)/bin/sam build
+# sam build finds `python3.12` on PATH: the interpreter tools/find-python chose comes first
+sam-build: sam-venv
+	@py=$$(tools/find-python $(PYTHON_VERSION)) && \
+	echo "== sam build with $$py (the layer from layers/deps/requirements.txt, hashes checked)" && \
+	PATH="$$(dirname "$$py"):$$PATH" $(SAM_VENV)/bin/sam build
+
+# --- lock files ------------------------------------------------------------------------------
+# Each X.in lists what we use directly; X.txt is compiled from it by uv: every package pinned with the
+# sha256 of each of its files, one universal file for every platform and Python >= 3.12. Installs use
+# `pip install --require-hashes`. `make lock` keeps the current pins and adds what an .in gained;
+# UPGRADE=all moves everything to the newest versions, UPGRADE='jinja2 moto' only those.
+# The deps layer is compiled against the dev lock, so its pins are the dev lock's (tests/unit/test_locks.py).
+UV_COMPILE = $(LOCK_VENV)/bin/uv pip compile --quiet --universal --python-version $(PYTHON_VERSION) \
+	--generate-hashes --custom-compile-command "make lock" \
+	$(if $(filter all,$(UPGRADE)),--upgrade,$(addprefix --upgrade-package ,$(UPGRADE)))
+LOCK_PLATFORMS := x86_64-manylinux_2_28 aarch64-manylinux_2_28
+
+lock: lock-venv
+	@echo "== requirements/dev.txt from requirements/dev.in (which includes layers/deps/requirements.in)"
+	$(UV_COMPILE) requirements/dev.in -o requirements/dev.txt
+	@echo "== layers/deps/requirements.txt from layers/deps/requirements.in, at the dev lock's versions"
+	$(UV_COMPILE) layers/deps/requirements.in -c requirements/dev.txt -o layers/deps/requirements.txt
+	@echo "== requirements/sam.txt, uv.txt (the compiler) and pip.txt (the installer)"
+	$(UV_COMPILE) requirements/sam.in -o requirements/sam.txt
+	$(UV_COMPILE) requirements/uv.in -o requirements/uv.txt
+	$(UV_COMPILE) requirements/pip.in -o requirements/pip.txt
+	@echo "== every pin has a wheel for Linux x86_64 and aarch64 on Python $(PYTHON_VERSION) and $(NEXT_PYTHON_VERSION)"
+	@set -e; for lock in requirements/dev requirements/sam layers/deps/requirements; do \
+		for platform in $(LOCK_PLATFORMS); do for version in $(PYTHON_VERSION) $(NEXT_PYTHON_VERSION); do \
+			$(LOCK_VENV)/bin/uv pip compile --quiet --no-header --no-annotate --only-binary :all: \
+				--python-platform $$platform --python-version $$version $$lock.in -c $$lock.txt >/dev/null \
+			|| { echo "$$lock.txt: no wheel for $$platform, Python $$version (see above)" >&2; exit 1; }; \
+		done; done; echo "   $$lock.txt: ok"; \
+	done
+	@$(MAKE) --no-print-directory venv
+	@echo "== the deps layer's pins are the dev lock's, and it carries no AWS SDK"
+	$(PY) -m pytest -q tests/unit/test_locks.py
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .hypothesis .bench
+	rm -rf $(VENV) $(NEXT_VENV) $(SAM_VENV) $(LOCK_VENV) .aws-sam .pytest_cache .hypothesis .bench
 
 # --- deploying (samconfig.toml) ------------------------------------------------------------
 # `make deploy`: sam build, then the first deployment of an environment is guided (stack name,
