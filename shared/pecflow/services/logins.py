@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 from pecflow.domain.mailbox import MailboxConfig
 from pecflow.domain.ports import MailboxUnavailable, PasswordOf
 
-Connection = TypeVar("Connection")
 
-
-def open_with_fresh_password(
+def open_with_fresh_password[Connection](
     config: MailboxConfig, opener: Callable[[MailboxConfig, str], Connection], password_of: PasswordOf
 ) -> Connection:
     """Open a connection with the cached password; if the login is refused, read the password

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import TypeVar
 
 from pecflow.domain import campaign, clock
 from pecflow.domain.mailbox import MailboxConfig
@@ -72,7 +71,6 @@ MAX_DELAY_SECONDS = VISIBILITY_LIMIT_SECONDS - 300  # the longest wait asked, wi
 RESERVE_HORIZON_SECONDS = 6 * 3600  # a job reserves a quota slot at most this far ahead
 HORIZON_SPREAD_SECONDS = 1800  # jobs beyond the horizon come back spread over this much time
 CAMPAIGN_CACHE_SECONDS = 5
-T = TypeVar("T")
 
 
 def horizon_spread(message_id: str) -> int:
@@ -359,7 +357,7 @@ def _retry_after(result: Submission) -> float:
     return int(match.group(1)) * 60 if match else TEMPORARY_RETRY_SECONDS
 
 
-def _field(value: T | None, name: str) -> T:
+def _field[T](value: T | None, name: str) -> T:
     """A campaign job's attribute that every campaign job has (KeyError, as the item's own
     lookup raised, when a row lacks it)."""
     if value is None:
