@@ -24,12 +24,10 @@ Lambda's SQS poller, since moto's would run the function in Docker.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
 import subprocess
-import sys
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -40,6 +38,8 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import WaiterError
+
+from local.runner import import_handler_module
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "template.yaml"
@@ -523,16 +523,7 @@ class DeployedFunction:
             module_path, _, attribute = handler.rpartition(".")
             file = self.code / (module_path.replace(".", "/") + ".py")
             name = f"_pecflow_cfn_{self.stack.stack_name.replace('-', '_')}_{self.logical_id}"
-            spec = importlib.util.spec_from_file_location(name, file)
-            if spec is None or spec.loader is None or not file.is_file():
-                raise ImportError(f"Unable to import module '{module_path}': no {file}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            try:
-                spec.loader.exec_module(module)  # cold start: the function reads its settings here
-            except BaseException:
-                sys.modules.pop(name, None)
-                raise
+            module = import_handler_module(name, file, module_path)
             self._handler = getattr(module, attribute)
         return self._handler
 

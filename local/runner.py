@@ -622,16 +622,7 @@ class EventRunner:
         with self._import_lock:  # one import at a time: the handlers share sys.modules
             instances = self._instances.setdefault(function.logical_id, [])
             name = f"{_module_name(function.logical_id)}_{len(instances) + 1}"
-            spec = importlib.util.spec_from_file_location(name, file)
-            if spec is None or spec.loader is None or not file.is_file():
-                raise ImportError(f"Unable to import module '{module_path}': no {file}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                sys.modules.pop(name, None)
-                raise
+            module = import_handler_module(name, file, module_path)
             for attribute, value in self._patches.get(function.logical_id, {}).items():
                 setattr(module, attribute, value)
             instances.append(module)
@@ -1237,6 +1228,22 @@ def _cron_values(text: str, low: int, high: int, names: dict[str, int] | None = 
 
 _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
 _UNITS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def import_handler_module(name: str, file: Path, module_path: str) -> ModuleType:
+    """Import a handler's file as module `name` (a cold start: the function reads its settings
+    here), with Lambda's message when the file is not there."""
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None or not file.is_file():
+        raise ImportError(f"Unable to import module '{module_path}': no {file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
 
 
 def _scheduler_context(value, source: ScheduleSource, at: float):
