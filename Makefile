@@ -26,6 +26,7 @@ help:
 	@echo "make lint        ruff (lint + format), mypy, cfn-lint + sam validate --lint on template.yaml"
 	@echo "make bench       run every benchmark under bench/ (QUICK=1 for the short form)"
 	@echo "make sam-build   sam build, for the Lambda runtime (Python $(PYTHON_VERSION), arm64)"
+	@echo "make deploy      sam build, then sam deploy to your AWS account (guided the first time: samconfig.toml)"
 	@echo "make lock        recompile the hashed lock files from their .in sources (UPGRADE=all or UPGRADE='pkg ...')"
 
 # --- environments -------------------------------------------------------------------------
