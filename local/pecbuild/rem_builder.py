@@ -51,6 +51,7 @@ from local.pecbuild.builder import (
     _oggetto,
     _qp,
 )
+from pecflow.pec import kinds
 
 __all__ = [
     "DISPATCH",
@@ -58,6 +59,9 @@ __all__ = [
     "METADATA_VERSION",
     "REASONS",
     "RECEIPT",
+    "RECEIPT_KINDS",
+    "REM_ALTRO",
+    "REM_SIMULATO",
     "Reason",
     "digest_of",
     "rem_dispatch",
@@ -73,6 +77,24 @@ REASON_URI = "http://uri.etsi.org/19522/EventReason/"
 METADATA_VERSION = "EN31953203V010201"
 POLICIES = ("http://uri.etsi.org/19532/v1#/REMbaseline", "https://eidas.agid.gov.it/REM/rem-policy-it")
 DIGEST_ALGORITHM = "http://www.w3.org/2001/04/xmlenc#sha256"
+
+REM_SIMULATO = Gestore("pecflow Gestore REM Simulato S.p.A.", "rem.simulato.test")
+REM_ALTRO = Gestore("Altro Gestore REM S.p.A.", "rem.altro.test")
+
+# PEC_FORMAT.md §10: the pecflow kind each REM message maps to. RelayToNonERDS is the REM form
+# of an accettazione for an external recipient (no delivery receipt follows).
+RECEIPT_KINDS = {
+    "SubmissionAcceptance": kinds.ACCETTAZIONE,
+    "SubmissionRejection": kinds.NON_ACCETTAZIONE,
+    "RelayAcceptance": kinds.PRESA_IN_CARICO,
+    "ContentConsignment": kinds.AVVENUTA_CONSEGNA,
+    "ContentConsignmentFailure": kinds.ERRORE_CONSEGNA,
+    "RelayRejection": kinds.ERRORE_CONSEGNA,
+    "RelayFailure": kinds.ERRORE_CONSEGNA,
+    "RelayToNonERDSFailure": kinds.ERRORE_CONSEGNA,
+    "RelayToNonERDS": kinds.ACCETTAZIONE,
+}
+DISPATCH_KINDS = {"SubmissionAcceptance": kinds.POSTA_CERTIFICATA, "ReceivedFromNonERDS": kinds.ANOMALIA}
 
 
 @dataclass(frozen=True, slots=True)
