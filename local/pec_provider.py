@@ -564,7 +564,8 @@ class _Invio:
             gestore=issuer.gestore,
             message_id=self.submission.identificativo,
             data=ora_italiana(when),
-            recipients=[rec.address] if rec is not None else [d.address for d in self.destinatari],
+            recipients=[d.address for d in self.destinatari],
+            recipient=rec.address if rec is not None else None,
             reason=evento.reason,
             firma=issuer.firma,
         )

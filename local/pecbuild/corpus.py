@@ -665,7 +665,7 @@ def rem_corpus() -> list[Campione]:
                         message_id=rem_id,
                         data=quando,
                         reason=reason,
-                        recipients=None if event.startswith("Submission") else ["mario.rossi@rem.altro.test"],
+                        recipient=None if event.startswith("Submission") else "mario.rossi@rem.altro.test",
                     ),
                     _rem_atteso(rem_builder.RECEIPT, event, reason, message_id),
                 )
@@ -759,7 +759,7 @@ def rem_robustness() -> list[Campione]:
                 reason="MessageNotConsignedForQuota",
                 header_event="ContentConsignment",
                 header_reason="MessageConsignedToRecipient",
-                recipients=["mario.rossi@rem.altro.test"],
+                recipient="mario.rossi@rem.altro.test",
             ),
             atteso(R, "ContentConsignment", "MessageConsignedToRecipient", "evidence"),
         ),

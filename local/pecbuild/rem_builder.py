@@ -446,15 +446,30 @@ def _evidence_body(
     gestore: Gestore,
     sender: str,
     recipients: Sequence[str],
+    refers_to: str | None,
     ua_message_id: str,
     digest: str,
     subject: str,
 ) -> str:
+    # recipients outside REM (RelayToNonERDS*) have no identity attributes, as in the examples
+    registered = not event.startswith("RelayToNonERDS")
     recipients_xml = "".join(
-        "<tns:RecipientDetails><tns:Identity>"
-        + _attribute("naturalperson", "PersonIdentifier", _person_id(r))
-        + f'</tns:Identity><Identifier IdentifierSchemeName="mailto">{_x(r)}</Identifier></tns:RecipientDetails>'
+        "<tns:RecipientDetails>"
+        + (
+            "<tns:Identity>"
+            + _attribute("naturalperson", "PersonIdentifier", _person_id(r))
+            + "</tns:Identity>"
+            if registered
+            else ""
+        )
+        + f'<Identifier IdentifierSchemeName="mailto">{_x(r)}</Identifier></tns:RecipientDetails>'
         for r in recipients
+    )
+    lower = [r.lower() for r in recipients]
+    refers_xml = (
+        f"<EvidenceRefersToRecipient>{lower.index(refers_to.lower()) + 1}</EvidenceRefersToRecipient>"
+        if refers_to is not None and refers_to.lower() in lower
+        else ""
     )
     return (
         f"<tns:EvidenceIdentifier>{_x(evidence_id)}</tns:EvidenceIdentifier>"
@@ -477,7 +492,8 @@ def _evidence_body(
         "</GlobalAssuranceLevel></AssuranceLevelsDetails></tns:SenderDetails>"
         + recipients_xml
         + f"<tns:SubmissionTime>{_utc(when)}</tns:SubmissionTime>"
-        f"<tns:MessageIdentifier>{_x(message_id)}</tns:MessageIdentifier>"
+        + refers_xml
+        + f"<tns:MessageIdentifier>{_x(message_id)}</tns:MessageIdentifier>"
         f"<tns:UserContentInfo><AppLayerIdentifier>{_x(ua_message_id)}</AppLayerIdentifier>"
         "<ComposingParts>1</ComposingParts><tns:PartsInfo><tns:PartInfo>"
         "<Identifier>urn:oid:1.3.6.1.7</Identifier><ContentType>message/rfc822</ContentType>"
@@ -546,6 +562,7 @@ def evidence_xml(
     ua_message_id: str,
     digest: str,
     subject: str,
+    refers_to: str | None = None,
     padding_bytes: int = 0,
 ) -> bytes:
     """The evidence document, signed (see `_xades_signature`). `padding_bytes` > 0 adds a
@@ -559,6 +576,7 @@ def evidence_xml(
         gestore=gestore,
         sender=sender,
         recipients=recipients,
+        refers_to=refers_to,
         ua_message_id=ua_message_id,
         digest=digest,
         subject=subject,
@@ -745,6 +763,7 @@ def _rem_message(
     message_id: str,
     data: datetime,
     recipients: Sequence[str] | None,
+    recipient: str | None,
     reason: str | None,
     to: Sequence[str] | None,
     firma: Firma | None,
@@ -777,7 +796,7 @@ def _rem_message(
     recipients = list(recipients) if recipients is not None else [*orig.to, *orig.cc]
     digest = digest_of(original)
     evidence_id = evidence_id or rem_identifier(
-        gestore, data, f"evidence|{message_id}|{event.name}|{recipients}"
+        gestore, data, f"evidence|{message_id}|{event.name}|{recipient}"
     )
     with_original = message_type == DISPATCH
     seed = f"{message_id}|{event.name}|{evidence_id}"
@@ -826,7 +845,7 @@ def _rem_message(
                 when=data,
                 subject=orig.oggetto,
                 sender=orig.mittente,
-                recipients=recipients,
+                recipients=[recipient] if recipient is not None else recipients,
                 message_id=message_id,
                 gestore=gestore,
                 seed=seed,
@@ -846,6 +865,7 @@ def _rem_message(
             firma=firma,
             sender=orig.mittente,
             recipients=recipients,
+            refers_to=recipient,
             ua_message_id=ua,
             digest=digest,
             subject=orig.oggetto,
@@ -869,6 +889,7 @@ def rem_receipt(
     message_id: str,
     data: datetime,
     recipients: Sequence[str] | None = None,
+    recipient: str | None = None,
     reason: str | None = None,
     to: Sequence[str] | None = None,
     firma: Firma | None = None,
@@ -887,7 +908,8 @@ def rem_receipt(
     `original` is the message as the user submitted it (its Message-ID becomes
     REM-UAMessageIdentifier; its digest REM-DigestValue); `gestore` is the issuing provider and
     `message_id` the REM message id (of the dispatch) the sender's provider gave it. `recipients`
-    are the recipients the evidence is about (default: the original's To and Cc); `reason`
+    are the message's recipients (default: the original's To and Cc), `recipient` the one a
+    per-recipient event concerns (the evidence's EvidenceRefersToRecipient); `reason`
     defaults to the event's usual one; `to` to the original's sender. Events issued after
     submission get REM-RelayDate (default: `data`).
 
@@ -908,6 +930,7 @@ def rem_receipt(
         message_id=message_id,
         data=data,
         recipients=recipients,
+        recipient=recipient,
         reason=reason,
         to=to,
         firma=firma,
@@ -953,6 +976,7 @@ def rem_dispatch(
         message_id=message_id,
         data=data,
         recipients=recipients,
+        recipient=None,
         reason=None,
         to=None,
         firma=firma,

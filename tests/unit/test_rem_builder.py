@@ -143,7 +143,10 @@ def test_evidence_xml_parses_and_agrees_with_the_headers(sample: Campione):
     sender_id = root.find("tns:SenderDetails/tns:Identity/saml:Attribute", NS)
     assert sender_id is not None and sender_id.get("FriendlyName") == "PersonIdentifier"
     recipients = [e.text for e in root.findall("tns:RecipientDetails/Identifier", NS)]
-    assert recipients and set(recipients) <= {"mario.rossi@rem.altro.test", "ufficio@pec.aruba.it"}
+    assert recipients == ["mario.rossi@rem.altro.test", "ufficio@pec.aruba.it"]  # every recipient
+    refers = root.findtext("EvidenceRefersToRecipient")
+    per_recipient = msg["REM-RelayDate"] is not None and sample.expected["rem_message_type"] == "receipt"
+    assert refers == ("1" if per_recipient else None)  # the one the event concerns: mario.rossi
     assert root.findtext("tns:UserContentInfo/AppLayerIdentifier", namespaces=NS) == UA_ID
     part = root.find("tns:UserContentInfo/tns:PartsInfo/tns:PartInfo", NS)
     assert part is not None and part.findtext("ds:DigestValue", namespaces=NS) == msg["REM-DigestValue"]
