@@ -638,6 +638,13 @@ def rem_corpus() -> list[Campione]:
             _rem_atteso(rem_builder.DISPATCH, "SubmissionAcceptance", "MessageAccepted", None),
         ),
         Campione(
+            "rem_dispatch_SubmissionAcceptance.to_non_ERDS.eml",
+            rem_builder.rem_dispatch(
+                raw, gestore=rem_builder.REM_SIMULATO, message_id=rem_id, data=quando, to_non_erds=True
+            ),
+            _rem_atteso(rem_builder.DISPATCH, "SubmissionAcceptance", "MessageAccepted", None),
+        ),
+        Campione(
             "rem_dispatch_ReceivedFromNonERDS.eml",
             rem_builder.rem_dispatch(
                 raw,

@@ -689,13 +689,18 @@ def _evidence_part(name: str, xml: bytes) -> bytes:
     )
 
 
-def _attached(orig: _Letto, message_id: str, ua_message_id: str) -> bytes:
+_TO_NON_ERDS = "REM-RelayToNonERDS: evidence-required"  # the dispatch goes to ordinary mail too
+
+
+def _attached(orig: _Letto, message_id: str, ua_message_id: str, to_non_erds: bool = False) -> bytes:
     """The original as the dispatch carries it: Message-ID replaced by the REM message id, the
     client's Message-ID kept in REM-UAMessageIdentifier (AgID's examples)."""
     campi = [raw for name, raw in orig.campi if name not in ("message-id", "rem-uamessageidentifier")]
     at = next((i for i, (name, _) in enumerate(orig.campi) if name == "message-id"), len(campi))
     campi.insert(
-        at, f"Message-ID: <{message_id}>\r\nREM-UAMessageIdentifier: {ua_message_id}\r\n".encode("ascii")
+        at,
+        f"Message-ID: <{message_id}>\r\nREM-UAMessageIdentifier: {ua_message_id}\r\n".encode("ascii")
+        + (_TO_NON_ERDS.encode("ascii") + CRLF if to_non_erds else b""),
     )
     return b"".join(campi) + CRLF + orig.corpo
 
@@ -776,6 +781,7 @@ def _rem_message(
     header_event: str | None,
     header_reason: str | None,
     strict: bool,
+    to_non_erds: bool = False,
 ) -> bytes:
     _aware(data)
     firma = _firma(gestore, firma)
@@ -832,8 +838,8 @@ def _rem_message(
         # the original's From, as the examples' REM-MD08 (raw, folding kept)
         *(b"REM-MD08:" + raw[len(b"From:") :] for raw in orig.ereditati("from")[:1]),
     ]
-    if message_type == DISPATCH and event.name == "RelayToNonERDS":
-        campi.append("REM-RelayToNonERDS: true")
+    if to_non_erds:
+        campi.append(_TO_NON_ERDS)
 
     parti = []
     if "introduction" not in omit:
@@ -853,7 +859,7 @@ def _rem_message(
             )
         )
     if with_original and "original" not in omit:
-        parti.append(_original_part(_attached(orig, message_id, ua)))
+        parti.append(_original_part(_attached(orig, message_id, ua, to_non_erds)))
     if "evidence" not in omit:
         xml = evidence or evidence_xml(
             event=event.name,
@@ -962,10 +968,12 @@ def rem_dispatch(
     evidence_padding: int = 0,
     header_event: str | None = None,
     strict: bool = True,
+    to_non_erds: bool = False,
 ) -> bytes:
     """The REM dispatch bringing `original` to its recipients: event SubmissionAcceptance (a
     message from a REM sender) or ReceivedFromNonERDS (ordinary mail arrived at a REM
-    mailbox; subject prefixed "EXTERNAL:"). Keywords as `rem_receipt`."""
+    mailbox; subject prefixed "EXTERNAL:"). `to_non_erds`: some recipients are outside REM
+    (REM-RelayToNonERDS: evidence-required, as AgID's outflow example). Keywords as `rem_receipt`."""
     if strict and event not in ("SubmissionAcceptance", "ReceivedFromNonERDS"):
         raise ValueError(f"a dispatch is SubmissionAcceptance or ReceivedFromNonERDS, not {event!r}")
     return _rem_message(
@@ -989,4 +997,5 @@ def rem_dispatch(
         header_event=header_event,
         header_reason=None,
         strict=strict,
+        to_non_erds=to_non_erds,
     )

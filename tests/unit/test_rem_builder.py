@@ -123,6 +123,8 @@ def test_parts_introduction_original_and_evidence(sample: Campione):
         assert inner["REM-UAMessageIdentifier"] == UA_ID
         assert inner["Message-ID"] == f"<{_msg(sample.raw)['Message-ID'][1:-1]}>"
         assert inner["Subject"] == _msg(ORIGINAL)["Subject"]
+        to_non_erds = "evidence-required" if "to_non_ERDS" in sample.name else None
+        assert msg["REM-RelayToNonERDS"] == inner["REM-RelayToNonERDS"] == to_non_erds
 
 
 @pytest.mark.parametrize("sample", CORPUS, ids=lambda c: c.name)
