@@ -262,3 +262,30 @@ def test_ordinary_mail_into_a_rem_mailbox_is_received_from_non_erds(dovecot, pec
     ]
     [delivery] = pec_network.deliveries
     assert (delivery.kind, delivery.rem_event) == (kinds.ANOMALIA, "ReceivedFromNonERDS")
+
+
+def test_what_rem_providers_deliver_is_classified_as_the_simulator_recorded_it(dovecot, pec_network, reti):
+    """Every message the simulator appended, classified by pecflow: the kind it recorded (what the
+    statistics are checked against), the REM event, and the reconciliation key."""
+    pytest.importorskip("pecflow.pec.rem", reason="pecflow's REM classifier is not in this tree yet")
+    from pecflow.pec.message import parse
+
+    uno, due, pec, mittente = reti
+    dest_rem, dest_pec, piena = due.fresh_mailbox(), pec.fresh_mailbox(), due.fresh_mailbox("piena")
+    pec_network.script(piena.address, MAILBOX_FULL)
+    to = [dest_rem.address, dest_pec.address, piena.address, ESTERNO]
+    invia(uno, mittente, originale(mittente.address, to, "<campagna-1@ente.example>"), to)
+    pec_network.wait_idle()
+    boxes = {a.address: leggi(dovecot, a) for a in (mittente, dest_rem, dest_pec, piena)}
+    delivered = [d for d in pec_network.deliveries if d.uid is not None]
+    assert len(delivered) == sum(map(len, boxes.values())) == 7
+    for d in delivered:
+        with dovecot.connect(d.mailbox) as client:
+            client.select_folder("INBOX", readonly=True)
+            raw = client.fetch([d.uid], ["BODY.PEEK[]"])[d.uid][b"BODY[]"]
+        result = parse(raw)
+        assert result.kind == d.kind, (d, result.problems)
+        assert result.problems == [], result.problems
+        if d.mailbox == mittente.address:
+            assert result.ref_message_id == "<campagna-1@ente.example>"
+            assert result.rem is not None and result.rem.event == d.rem_event
