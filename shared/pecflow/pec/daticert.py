@@ -117,11 +117,14 @@ _KNOWN_INTESTAZIONE = {"mittente", "destinatari", "risposte", "oggetto"}
 
 def parse(data: bytes) -> Daticert:
     """Read a daticert.xml document. Raises `DaticertError` only when it is unreadable."""
-    try:
-        root = safexml.parse(data, max_bytes=MAX_DATICERT_BYTES, max_depth=16, max_nodes=5000)
-    except safexml.XmlError as exc:
-        raise DaticertError(f"daticert.xml: {exc}") from None
     problems: list[str] = []
+    try:
+        root = _read(data)
+    except safexml.XmlError as exc:
+        root, repaired = _read_tolerant(data, exc)
+        problems.append(
+            f"daticert.xml: the provider wrote characters that XML does not allow; they were read as spaces: {repaired}"
+        )
     declared = safexml.declared_encoding(data)
     if declared is not None and mime.safe_codec(declared) not in _USUAL_ENCODINGS:
         problems.append(f"daticert.xml: declares the unusual encoding {declared[:40]!r}")
@@ -183,7 +186,7 @@ def parse(data: bytes) -> Daticert:
         gestore_emittente=text(dati, "gestore-emittente"),
         giorno=text(data_node, "giorno"),
         ora=text(data_node, "ora"),
-        zona=(data_node.attrs.get("zona") if data_node is not None else None),
+        zona=(data_node.attrs.get("zona", "").strip() or None) if data_node is not None else None,
         identificativo=text(dati, "identificativo"),
         msgid=normalise_msgid(text(dati, "msgid")),
         ricevuta=ricevuta,
@@ -197,6 +200,209 @@ def parse(data: bytes) -> Daticert:
     if record.identificativo is None and tipo is not None:
         problems.append("daticert.xml: <identificativo> missing")
     return replace(record, problems=tuple(problems)) if problems else record
+
+
+def _read(data: bytes) -> safexml.Node:
+    return safexml.parse(data, max_bytes=MAX_DATICERT_BYTES, max_depth=16, max_nodes=5000)
+
+
+# The tolerant second pass. Providers have been seen writing C0 control characters (raw, or
+# as references such as `&#1;`) into daticert.xml, which no XML parser accepts. Where they
+# stand in character data or in an attribute value they are read as spaces (a space never
+# joins or splits markup, and values are stripped); the document is parsed again with the
+# same limits and the repair is reported. Anywhere else (in an element's name, a comment, a
+# declaration) they are left alone, and the document stays unreadable.
+
+_ILLEGAL = "\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff"  # not XML 1.0 characters
+_ILLEGAL_CHAR = re.compile(f"[{_ILLEGAL}]")
+_ILLEGAL_OR_REF = re.compile(f"[{_ILLEGAL}]|&#(?:x([0-9A-Fa-f]++)|([0-9]++));")
+_SPECIAL = (  # markup other than tags, where it ends, and whether it is character data
+    ("<!--", "-->", "in a comment", True),
+    ("<![CDATA[", "]]>", "", True),
+    ("<!", ">", "in a declaration", False),
+    ("<?", "?>", "in a processing instruction", False),
+)
+_TAG_NAME = re.compile(r"</?+([^\s/>\"'=<]*+)")
+_TAG_STOP = re.compile(r"[>\"'<]")
+_REPORTED = 5  # illegal characters named one by one in a message; the others are counted
+
+
+@dataclass(frozen=True, slots=True)
+class _Illegal:
+    offset: int
+    written: str  # the character, or the reference as written
+    where: str
+
+
+def _read_tolerant(data: bytes, error: safexml.XmlError) -> tuple[safexml.Node, str]:
+    """The document parsed again with its illegal characters read as spaces, and where they
+    were; `DaticertError` when it has none, has them where no repair is safe, or cannot be
+    read for another reason."""
+    unreadable = DaticertError(f"daticert.xml: {error}")
+    if not isinstance(data, (bytes, bytearray)) or len(data) > MAX_DATICERT_BYTES:
+        raise unreadable
+    text = _decoded(bytes(data))
+    if text is None:
+        raise unreadable
+    scan = _Repair(text)
+    if scan.stuck:
+        raise DaticertError(
+            "daticert.xml: not well-formed XML: characters that XML does not allow stand inside its "
+            f"markup, where they cannot be read as spaces: {_describe(scan.stuck, text)}"
+        )
+    if not scan.fixed:
+        raise unreadable
+    repaired = scan.text
+    if repaired.lstrip().startswith("<?xml") and "?>" in repaired:  # now UTF-8, whatever it declares
+        repaired = repaired[repaired.find("?>") + 2 :]
+    try:
+        # the size limit held for the bytes as sent; as UTF-8 they may take up to 3 times more
+        root = safexml.parse(
+            repaired.encode("utf-8"), max_bytes=3 * MAX_DATICERT_BYTES, max_depth=16, max_nodes=5000
+        )
+    except safexml.XmlError as exc:
+        raise DaticertError(
+            f"daticert.xml: {exc}, after reading as spaces the characters that XML does not allow: "
+            f"{_describe(scan.fixed, text)}"
+        ) from None
+    return root, _describe(scan.fixed, text)
+
+
+def _decoded(data: bytes) -> str | None:
+    """`data` as text in its own encoding (byte-order mark, declaration, else UTF-8), or None."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        codec: str | None = "utf_8_sig"
+    elif data.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        codec = "utf_32"
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        codec = "utf_16"
+    else:
+        declared = safexml.declared_encoding(data)
+        codec = "utf_8" if declared is None else mime.safe_codec(declared)
+    if codec is None or codec == "utf_7":
+        return None
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError:
+        return None
+
+
+def _legal_reference(match: re.Match[str]) -> bool:
+    digits = (match[1] or match[2]).lstrip("0")
+    if len(digits) > 7:
+        return False
+    code = int(digits or "0", 16 if match[1] else 10)
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
+
+
+class _Repair:
+    """One pass over the document: character data and attribute values copied with their
+    illegal characters (and references to them) as spaces (`fixed`); illegal characters in
+    markup left alone (`stuck`)."""
+
+    def __init__(self, text: str):
+        self.source = text
+        self.fixed: list[_Illegal] = []
+        self.stuck: list[_Illegal] = []
+        self._out: list[str] = []
+        self._open: list[str] = []
+        pos, size = 0, len(text)
+        while pos < size:
+            lt = text.find("<", pos)
+            lt = size if lt == -1 else lt
+            if lt > pos:
+                self._content(pos, lt, self._inside())
+            if lt == size:
+                break
+            pos = self._markup(lt)
+        self.text = "".join(self._out)
+
+    def _inside(self) -> str:
+        return f"in the text of <{self._open[-1]}>" if self._open else "outside the root element"
+
+    def _content(self, start: int, end: int, where: str, references: bool = True) -> None:
+        def space(match: re.Match[str]) -> str:
+            if match.group().startswith("&") and (not references or _legal_reference(match)):
+                return match.group()
+            self.fixed.append(_Illegal(start + match.start(), match.group(), where))
+            return " "
+
+        self._out.append(_ILLEGAL_OR_REF.sub(space, self.source[start:end]))
+
+    def _kept(self, start: int, end: int, where: str) -> None:
+        for match in _ILLEGAL_CHAR.finditer(self.source, start, end):
+            self.stuck.append(_Illegal(match.start(), match.group(), where))
+        self._out.append(self.source[start:end])
+
+    def _markup(self, start: int) -> int:
+        """Copies the markup at `start`; returns where it ends."""
+        text = self.source
+        for opener, closer, where, is_data in _SPECIAL:
+            if text.startswith(opener, start):
+                end = text.find(closer, start + len(opener))
+                end = len(text) if end == -1 else end + len(closer)
+                if is_data:  # where `&#1;` is just text
+                    self._content(start, end, where or self._inside(), references=False)
+                else:
+                    self._kept(start, end, where)
+                return end
+        name_match = _TAG_NAME.match(text, start)
+        assert name_match is not None  # it matches any text that starts with "<"
+        name, closing = _shown(name_match[1]), text.startswith("</", start)
+        where = f"in the name of the element <{'/' if closing else ''}{name}>"
+        self._kept(start, name_match.end(), where)
+        where = f"in the tag <{'/' if closing else ''}{name}>"
+        pos = name_match.end()
+        while True:
+            stop = _TAG_STOP.search(text, pos)
+            if stop is None or stop.group() == "<":  # not closed: the parser will say so
+                end = len(text) if stop is None else stop.start()
+                self._kept(pos, end, where)
+                return end
+            if stop.group() == ">":
+                self._kept(pos, stop.end(), where)
+                break
+            close = text.find(stop.group(), stop.end())
+            if close == -1:
+                self._kept(pos, len(text), where)
+                return len(text)
+            before = text[max(pos, stop.start() - 200) : stop.start()].rstrip()
+            attr = (before[:-1].split() or ["?"])[-1] if before.endswith("=") else "?"
+            self._kept(pos, stop.end(), where)
+            self._content(stop.end(), close, f"in the attribute {_shown(attr)} of <{name}>")
+            self._out.append(stop.group())
+            pos = close + 1
+        if closing:
+            if self._open:
+                self._open.pop()
+        elif text[stop.start() - 1] != "/":
+            self._open.append(name)
+        return stop.end()
+
+
+def _shown(name: str) -> str:
+    """A name from the document, fit for a message."""
+    return _clip(_ILLEGAL_CHAR.sub("\ufffd", name), 40)
+
+
+def _describe(found: list[_Illegal], text: str) -> str:
+    """'U+0001 in the text of <oggetto> (line 5, column 31); …', the first few of `found`."""
+    line, line_start, counted = 1, 0, 0
+    parts = []
+    for item in sorted(found, key=lambda i: i.offset)[:_REPORTED]:
+        line += text.count("\n", counted, item.offset)
+        line_start = text.rfind("\n", 0, item.offset) + 1
+        counted = item.offset
+        shown = item.written if item.written.startswith("&") else f"U+{ord(item.written):04X}"
+        parts.append(f"{_clip(shown, 20)} {item.where} (line {line}, column {item.offset - line_start + 1})")
+    if len(found) > _REPORTED:
+        parts.append(f"and {len(found) - _REPORTED} more")
+    return "; ".join(parts)
 
 
 def _clip(value: str, size: int = 100) -> str:
