@@ -94,6 +94,29 @@ def test_reference_to_an_illegal_character_is_read_as_a_space(reference):
     assert f"{shown} in the text of <oggetto> (line {line}, column {column})" in _one_problem(record)
 
 
+def _xml_char(code: int) -> bool:
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
+
+
+def test_every_form_of_reference_is_judged_as_xml_does():
+    codes = [*range(0x41), 0x7F, 0x85, 0x999, 0x1000, 0x9999, 0xD7FF, 0xD800, 0xDBFF, 0xDC00, 0xDFFF, 0xE000]
+    codes += [0xFFFD, 0xFFFE, 0xFFFF, 0x10000, 0x10FFFF, 0x110000, 0x1FFFFF, 0xFFFFFF, 0x1000000, 10**12]
+    forms = [lambda c: f"&#{c};", lambda c: f"&#x{c:x};", lambda c: f"&#x{c:X};", lambda c: f"&#0000{c};"]
+    forms += [lambda c: f"&#x0000{c:x};"]
+    written = "|".join(form(code) for code in codes for form in forms)
+    xml = XML.replace("Fattura n. 12", f"[{written}]")
+    record = daticert.parse(xml.encode("utf-8"))
+    expected = "|".join(chr(code) if _xml_char(code) else " " for code in codes for _ in forms)
+    assert record.oggetto == f"[{expected}]"
+    illegal = sum(not _xml_char(code) for code in codes) * len(forms)
+    assert record.problems[0].endswith(f"; and {illegal - 5} more")
+
+
 def test_legal_references_are_kept_beside_illegal_ones():
     xml = XML.replace("Fattura n. 12", "F&#x61;ttura&#10;n.&#1;12&#x20AC;&#128512;")
     record = daticert.parse(xml.encode("utf-8"))

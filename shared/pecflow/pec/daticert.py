@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from itertools import islice
 from xml.sax.saxutils import escape, quoteattr
 
 from pecflow.pec import mime, safexml
@@ -208,14 +209,17 @@ def _read(data: bytes) -> safexml.Node:
 
 # The tolerant second pass. Providers have been seen writing C0 control characters (raw, or
 # as references such as `&#1;`) into daticert.xml, which no XML parser accepts. Where they
-# stand in character data or in an attribute value they are read as spaces (a space never
-# joins or splits markup, and values are stripped); the document is parsed again with the
-# same limits and the repair is reported. Anywhere else (in an element's name, a comment, a
-# declaration) they are left alone, and the document stays unreadable.
+# stand in character data, a comment or an attribute value they are read as spaces (a space
+# never joins or splits markup, and values are stripped); the document is parsed again with
+# the same limits and the repair is reported. Anywhere else (in an element's name, between
+# attributes, in a declaration) they are left alone, and the document stays unreadable.
 
 _ILLEGAL = "\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff"  # not XML 1.0 characters
 _ILLEGAL_CHAR = re.compile(f"[{_ILLEGAL}]")
-_ILLEGAL_OR_REF = re.compile(f"[{_ILLEGAL}]|&#(?:x([0-9A-Fa-f]++)|([0-9]++));")
+# references to C0 controls, replaced without a call per reference; then the only others
+# that can be illegal (surrogates, U+FFFE, U+FFFF, past U+10FFFF), each one checked
+_C0_REFERENCE = re.compile("&#(?:x0*(?:[0-8bcefBCEF]|1[0-9a-fA-F])|0*(?:[0-8]|1[124-9]|2[0-9]|3[01]));")
+_LONG_REFERENCE = re.compile("&#(?:x0*+([0-9a-fA-F]{4,}+)|0*+([0-9]{5,}+));")
 _SPECIAL = (  # markup other than tags, where it ends, and whether it is character data
     ("<!--", "-->", "in a comment", True),
     ("<![CDATA[", "]]>", "", True),
@@ -234,24 +238,43 @@ class _Illegal:
     where: str
 
 
+class _Found:
+    """Illegal characters found: how many, and the first few in the order of the document
+    (the others only counted, so that a document full of them costs no more than a few)."""
+
+    __slots__ = ("count", "first")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: list[_Illegal] = []
+
+    def room(self) -> int:
+        return _REPORTED - len(self.first)
+
+    def add(self, count: int, first: list[_Illegal]) -> None:
+        """`count` more, of which `first` are the first few (at least `room()` of them, or all)."""
+        self.count += count
+        self.first += sorted(first, key=lambda item: item.offset)[: self.room()]
+
+
 def _read_tolerant(data: bytes, error: safexml.XmlError) -> tuple[safexml.Node, str]:
     """The document parsed again with its illegal characters read as spaces, and where they
     were; `DaticertError` when it has none, has them where no repair is safe, or cannot be
     read for another reason."""
     unreadable = DaticertError(f"daticert.xml: {error}")
     if not isinstance(data, (bytes, bytearray)) or len(data) > MAX_DATICERT_BYTES:
-        raise unreadable
+        raise unreadable from None
     text = _decoded(bytes(data))
     if text is None:
-        raise unreadable
+        raise unreadable from None
     scan = _Repair(text)
-    if scan.stuck:
+    if scan.stuck.count:
         raise DaticertError(
             "daticert.xml: not well-formed XML: characters that XML does not allow stand inside its "
             f"markup, where they cannot be read as spaces: {_describe(scan.stuck, text)}"
-        )
-    if not scan.fixed:
-        raise unreadable
+        ) from None
+    if not scan.fixed.count:
+        raise unreadable from None
     repaired = scan.text
     if repaired.lstrip().startswith("<?xml") and "?>" in repaired:  # now UTF-8, whatever it declares
         repaired = repaired[repaired.find("?>") + 2 :]
@@ -307,8 +330,8 @@ class _Repair:
 
     def __init__(self, text: str):
         self.source = text
-        self.fixed: list[_Illegal] = []
-        self.stuck: list[_Illegal] = []
+        self.fixed = _Found()
+        self.stuck = _Found()
         self._out: list[str] = []
         self._open: list[str] = []
         pos, size = 0, len(text)
@@ -326,17 +349,44 @@ class _Repair:
         return f"in the text of <{self._open[-1]}>" if self._open else "outside the root element"
 
     def _content(self, start: int, end: int, where: str, references: bool = True) -> None:
-        def space(match: re.Match[str]) -> str:
-            if match.group().startswith("&") and (not references or _legal_reference(match)):
-                return match.group()
-            self.fixed.append(_Illegal(start + match.start(), match.group(), where))
-            return " "
+        segment = self.source[start:end]
+        room = self.fixed.room()
+        first: list[_Illegal] = []
+        count = 0
+        if _ILLEGAL_CHAR.search(segment):
+            first += (
+                _Illegal(start + m.start(), m.group(), where)
+                for m in islice(_ILLEGAL_CHAR.finditer(segment), room)
+            )
+            segment, count = _ILLEGAL_CHAR.subn(" ", segment)  # one for one: the offsets hold
+        if references and "&#" in segment:
+            c0 = _C0_REFERENCE.finditer(segment)
+            first += (_Illegal(start + m.start(), m.group(), where) for m in islice(c0, room))
+            long_first: list[_Illegal] = []
 
-        self._out.append(_ILLEGAL_OR_REF.sub(space, self.source[start:end]))
+            def space(match: re.Match[str]) -> str:
+                nonlocal count
+                if _legal_reference(match):
+                    return match.group()
+                count += 1
+                if len(long_first) < room:
+                    long_first.append(_Illegal(start + match.start(), match.group(), where))
+                return " "
+
+            segment = _LONG_REFERENCE.sub(space, segment)  # never makes nor breaks a C0 reference
+            segment, c0_count = _C0_REFERENCE.subn(" ", segment)
+            count += c0_count
+            first += long_first
+        self.fixed.add(count, first)
+        self._out.append(segment)
 
     def _kept(self, start: int, end: int, where: str) -> None:
-        for match in _ILLEGAL_CHAR.finditer(self.source, start, end):
-            self.stuck.append(_Illegal(match.start(), match.group(), where))
+        if _ILLEGAL_CHAR.search(self.source, start, end):
+            matches = islice(_ILLEGAL_CHAR.finditer(self.source, start, end), self.stuck.room())
+            self.stuck.add(
+                len(_ILLEGAL_CHAR.findall(self.source, start, end)),
+                [_Illegal(m.start(), m.group(), where) for m in matches],
+            )
         self._out.append(self.source[start:end])
 
     def _markup(self, start: int) -> int:
@@ -390,18 +440,18 @@ def _shown(name: str) -> str:
     return _clip(_ILLEGAL_CHAR.sub("\ufffd", name), 40)
 
 
-def _describe(found: list[_Illegal], text: str) -> str:
-    """'U+0001 in the text of <oggetto> (line 5, column 31); …', the first few of `found`."""
-    line, line_start, counted = 1, 0, 0
+def _describe(found: _Found, text: str) -> str:
+    """'U+0001 in the text of <oggetto> (line 5, column 31); …': the first few found, then a count."""
+    line, counted = 1, 0
     parts = []
-    for item in sorted(found, key=lambda i: i.offset)[:_REPORTED]:
+    for item in found.first:
         line += text.count("\n", counted, item.offset)
-        line_start = text.rfind("\n", 0, item.offset) + 1
         counted = item.offset
+        column = item.offset - text.rfind("\n", 0, item.offset)
         shown = item.written if item.written.startswith("&") else f"U+{ord(item.written):04X}"
-        parts.append(f"{_clip(shown, 20)} {item.where} (line {line}, column {item.offset - line_start + 1})")
-    if len(found) > _REPORTED:
-        parts.append(f"and {len(found) - _REPORTED} more")
+        parts.append(f"{_clip(shown, 20)} {item.where} (line {line}, column {column})")
+    if found.count > len(found.first):
+        parts.append(f"and {found.count - len(found.first)} more")
     return "; ".join(parts)
 
 
