@@ -226,7 +226,7 @@ _SPECIAL = (  # markup other than tags, where it ends, and whether it is charact
     ("<!", ">", "in a declaration", False),
     ("<?", "?>", "in a processing instruction", False),
 )
-_TAG_NAME = re.compile(r"</?+([^\s/>\"'=<]*+)")
+_TAG_NAME = re.compile(r"</?+([^ \t\r\n/>\"'=<]*+)")  # XML's white space only: not \x0b, \x1c…
 _TAG_STOP = re.compile(r"[>\"'<]")
 _REPORTED = 5  # illegal characters named one by one in a message; the others are counted
 
