@@ -10,8 +10,10 @@ provider simulator).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from itertools import islice
 from xml.sax.saxutils import escape, quoteattr
 
@@ -203,8 +205,11 @@ def parse(data: bytes) -> Daticert:
     return replace(record, problems=tuple(problems)) if problems else record
 
 
+_MAX_DEPTH, _MAX_ELEMENTS = 16, 5000
+
+
 def _read(data: bytes) -> safexml.Node:
-    return safexml.parse(data, max_bytes=MAX_DATICERT_BYTES, max_depth=16, max_nodes=5000)
+    return safexml.parse(data, max_bytes=MAX_DATICERT_BYTES, max_depth=_MAX_DEPTH, max_nodes=_MAX_ELEMENTS)
 
 
 # The tolerant second pass. Providers have been seen writing C0 control characters (raw, or
@@ -268,6 +273,8 @@ def _read_tolerant(data: bytes, error: safexml.XmlError) -> tuple[safexml.Node, 
     if text is None:
         raise unreadable from None
     scan = _Repair(text)
+    if scan.too_many:
+        raise DaticertError(f"daticert.xml: more than {_MAX_ELEMENTS} elements") from None
     if scan.stuck.count:
         raise DaticertError(
             "daticert.xml: not well-formed XML: characters that XML does not allow stand inside its "
@@ -281,7 +288,10 @@ def _read_tolerant(data: bytes, error: safexml.XmlError) -> tuple[safexml.Node, 
     try:
         # the size limit held for the bytes as sent; as UTF-8 they may take up to 3 times more
         root = safexml.parse(
-            repaired.encode("utf-8"), max_bytes=3 * MAX_DATICERT_BYTES, max_depth=16, max_nodes=5000
+            repaired.encode("utf-8"),
+            max_bytes=3 * MAX_DATICERT_BYTES,
+            max_depth=_MAX_DEPTH,
+            max_nodes=_MAX_ELEMENTS,
         )
     except safexml.XmlError as exc:
         raise DaticertError(
@@ -326,15 +336,18 @@ def _legal_reference(match: re.Match[str]) -> bool:
 class _Repair:
     """One pass over the document: character data and attribute values copied with their
     illegal characters (and references to them) as spaces (`fixed`); illegal characters in
-    markup left alone (`stuck`)."""
+    markup left alone (`stuck`). It stops after `_MAX_ELEMENTS` tags (`too_many`): the
+    second parse would refuse the document anyway. Places are named only for the first few
+    characters found (`where` is a function), which keeps the pass cheap per tag."""
 
     def __init__(self, text: str):
         self.source = text
         self.fixed = _Found()
         self.stuck = _Found()
+        self.too_many = False
         self._out: list[str] = []
         self._open: list[str] = []
-        pos, size = 0, len(text)
+        pos, size, tags = 0, len(text), 0
         while pos < size:
             lt = text.find("<", pos)
             lt = size if lt == -1 else lt
@@ -342,26 +355,34 @@ class _Repair:
                 self._content(pos, lt, self._inside())
             if lt == size:
                 break
+            tags += 1
+            if tags > 2 * _MAX_ELEMENTS:  # a start and an end tag for each
+                self.too_many = True
+                break
             pos = self._markup(lt)
         self.text = "".join(self._out)
 
-    def _inside(self) -> str:
-        return f"in the text of <{self._open[-1]}>" if self._open else "outside the root element"
+    def _inside(self) -> Callable[[], str]:
+        if not self._open:
+            return lambda: "outside the root element"
+        name = self._open[-1]
+        return lambda: f"in the text of <{_shown(name)}>"
 
-    def _content(self, start: int, end: int, where: str, references: bool = True) -> None:
+    def _content(self, start: int, end: int, where: Callable[[], str], references: bool = True) -> None:
         segment = self.source[start:end]
         room = self.fixed.room()
         first: list[_Illegal] = []
         count = 0
         if _ILLEGAL_CHAR.search(segment):
+            place = where()
             first += (
-                _Illegal(start + m.start(), m.group(), where)
+                _Illegal(start + m.start(), m.group(), place)
                 for m in islice(_ILLEGAL_CHAR.finditer(segment), room)
             )
             segment, count = _ILLEGAL_CHAR.subn(" ", segment)  # one for one: the offsets hold
         if references and "&#" in segment:
             c0 = _C0_REFERENCE.finditer(segment)
-            first += (_Illegal(start + m.start(), m.group(), where) for m in islice(c0, room))
+            first += (_Illegal(start + m.start(), m.group(), where()) for m in islice(c0, room))
             long_first: list[_Illegal] = []
 
             def space(match: re.Match[str]) -> str:
@@ -370,7 +391,7 @@ class _Repair:
                     return match.group()
                 count += 1
                 if len(long_first) < room:
-                    long_first.append(_Illegal(start + match.start(), match.group(), where))
+                    long_first.append(_Illegal(start + match.start(), match.group(), where()))
                 return " "
 
             segment = _LONG_REFERENCE.sub(space, segment)  # never makes nor breaks a C0 reference
@@ -380,51 +401,51 @@ class _Repair:
         self.fixed.add(count, first)
         self._out.append(segment)
 
-    def _kept(self, start: int, end: int, where: str) -> None:
+    def _kept(self, start: int, end: int, where: Callable[[], str]) -> None:
         if _ILLEGAL_CHAR.search(self.source, start, end):
             matches = islice(_ILLEGAL_CHAR.finditer(self.source, start, end), self.stuck.room())
             self.stuck.add(
                 len(_ILLEGAL_CHAR.findall(self.source, start, end)),
-                [_Illegal(m.start(), m.group(), where) for m in matches],
+                [_Illegal(m.start(), m.group(), where()) for m in matches],
             )
         self._out.append(self.source[start:end])
 
     def _markup(self, start: int) -> int:
         """Copies the markup at `start`; returns where it ends."""
         text = self.source
-        for opener, closer, where, is_data in _SPECIAL:
+        for opener, closer, label, is_data in _SPECIAL:
             if text.startswith(opener, start):
                 end = text.find(closer, start + len(opener))
                 end = len(text) if end == -1 else end + len(closer)
                 if is_data:  # where `&#1;` is just text
-                    self._content(start, end, where or self._inside(), references=False)
+                    self._content(
+                        start, end, partial(str, label) if label else self._inside(), references=False
+                    )
                 else:
-                    self._kept(start, end, where)
+                    self._kept(start, end, partial(str, label))
                 return end
         name_match = _TAG_NAME.match(text, start)
         assert name_match is not None  # it matches any text that starts with "<"
-        name, closing = _shown(name_match[1]), text.startswith("</", start)
-        where = f"in the name of the element <{'/' if closing else ''}{name}>"
-        self._kept(start, name_match.end(), where)
-        where = f"in the tag <{'/' if closing else ''}{name}>"
+        name, closing = name_match[1], text.startswith("</", start)
+        slash = "/" if closing else ""
+        self._kept(start, name_match.end(), lambda: f"in the name of the element <{slash}{_shown(name)}>")
+        in_tag = lambda: f"in the tag <{slash}{_shown(name)}>"  # noqa: E731
         pos = name_match.end()
         while True:
             stop = _TAG_STOP.search(text, pos)
             if stop is None or stop.group() == "<":  # not closed: the parser will say so
                 end = len(text) if stop is None else stop.start()
-                self._kept(pos, end, where)
+                self._kept(pos, end, in_tag)
                 return end
             if stop.group() == ">":
-                self._kept(pos, stop.end(), where)
+                self._kept(pos, stop.end(), in_tag)
                 break
             close = text.find(stop.group(), stop.end())
             if close == -1:
-                self._kept(pos, len(text), where)
+                self._kept(pos, len(text), in_tag)
                 return len(text)
-            before = text[max(pos, stop.start() - 200) : stop.start()].rstrip()
-            attr = (before[:-1].split() or ["?"])[-1] if before.endswith("=") else "?"
-            self._kept(pos, stop.end(), where)
-            self._content(stop.end(), close, f"in the attribute {_shown(attr)} of <{name}>")
+            self._kept(pos, stop.end(), in_tag)
+            self._content(stop.end(), close, partial(_in_attribute, text, pos, stop.start(), name))
             self._out.append(stop.group())
             pos = close + 1
         if closing:
@@ -433,6 +454,13 @@ class _Repair:
         elif text[stop.start() - 1] != "/":
             self._open.append(name)
         return stop.end()
+
+
+def _in_attribute(text: str, start: int, quote: int, element: str) -> str:
+    """Where a value is, named by the attribute written before `quote` (`start`: the tag so far)."""
+    before = text[max(start, quote - 200) : quote].rstrip()
+    name = (before[:-1].split() or ["?"])[-1] if before.endswith("=") else "?"
+    return f"in the attribute {_shown(name)} of <{_shown(element)}>"
 
 
 def _shown(name: str) -> str:
