@@ -181,13 +181,13 @@ _NO_DEST = frozenset(
 
 
 def reason_text(reason: str | None) -> str | None:
-    """The reason explained, Italian then English ("… / …"); None for no reason."""
+    """The reason explained, Italian then English, with its code: "… / … (Reason)"."""
     if not reason:
         return None
     known = REASONS.get(reason)
     if known is None:
-        return f"motivo REM {reason} / REM reason {reason}"
-    return f"{known[0]} / {known[1]}"
+        return f"motivo non descritto / reason not described ({reason})"
+    return f"{known[0]} / {known[1]} ({reason})"
 
 
 def errore_for(reason: str | None) -> str:
