@@ -61,4 +61,8 @@ def test_structure(label):
     if label["rem_event"] == "RelayToNonERDS":
         assert [r.type for r in result.recipients if r.address == result.delivered_to] == ["esterno"]
     if result.kind == kinds.ERRORE_CONSEGNA:
-        assert result.error_detail and " / " in result.error_detail and label["rem_reason"] in result.error_detail
+        assert (
+            result.error_detail
+            and " / " in result.error_detail
+            and label["rem_reason"] in result.error_detail
+        )

@@ -297,8 +297,8 @@ def reconcile_receipt(port: OutgoingPort, msg: PecMessage, receipt_id: str) -> R
             receipt=info,
             certified=certify,
         )
-        if after != job.state:
-            result.moves[job.address] = (str(job.state), str(after))
+        if after != job.state or (relayed_to_external and move is not None and after == move.to):
+            result.moves[job.address] = (str(job.state), str(after))  # (external: the flag changed)
     return result
 
 
