@@ -209,13 +209,16 @@ def last_segment(uri: str | None) -> str | None:
     return value or None
 
 
+def _version(value: str) -> tuple[int, ...] | None:
+    found = _VERSION.match(value.strip())
+    return tuple(map(int, found.groups())) if found else None
+
+
 def newer_version(value: str) -> bool:
     """True when REM-MetadataVersion names a version later than those known."""
-    found = _VERSION.match(value.strip())
-    if not found:
-        return False
-    known = max(tuple(map(int, _VERSION.match(v).groups())) for v in KNOWN_METADATA_VERSIONS)  # type: ignore[union-attr]
-    return tuple(map(int, found.groups())) > known
+    version = _version(value)
+    known = [v for v in map(_version, KNOWN_METADATA_VERSIONS) if v is not None]
+    return version is not None and version > max(known)
 
 
 # -- the evidence -----------------------------------------------------------------------------
