@@ -359,6 +359,18 @@ def daticert(encoding: str):
     return build
 
 
+def daticert_control_characters(size):
+    # the largest daticert.xml read, full of characters XML does not allow: the tolerant pass
+    raw = daticert("utf-8")(size)
+    start = raw.index(b"daticert.xml")
+    start = raw.index(b"\r\n\r\n", start) + 4
+    end = raw.index(b"\r\n--", start)
+    xml = base64.b64decode(raw[start:end])
+    room = 256 * 1024 - len(xml)
+    xml = xml.replace(b"<oggetto>prova", b"<oggetto>" + _fill(b"\x01&#1;\x1f", room))
+    return raw[:start] + base64.encodebytes(xml).replace(b"\n", b"\r\n") + raw[end:]
+
+
 def sdi_invoice(size):
     nodes = b"<Altro><x/></Altro>" * max(1, min(size, 4_500_000) // 19)
     xml = (
@@ -444,6 +456,7 @@ CASES = [
     ("daticert in utf-32", daticert("utf-32"), 0),
     ("daticert in shift_jis", daticert("shift_jis"), 0),
     ("daticert in unknown encoding", daticert("x-no-such"), 0),
+    ("daticert of control characters", daticert_control_characters, 0),
     ("SdI invoice of 200,000 nodes", sdi_invoice, 4 * MB),
     ("p7m of many BER elements", p7m_indefinite, 1 * MB),
 ]

@@ -71,6 +71,7 @@ def cmd_classify(args) -> int:
             "receipt_type": None,
             "provider": None,
             "sdi": None,
+            "rem": None,
             "problems": [error],
         }
 
@@ -111,6 +112,7 @@ def _print_table(rows: list[dict]) -> None:
         ("FILE", lambda r: Path(r["file"]).name),
         ("KIND", lambda r: r["kind"] or "(unreadable)"),
         ("TYPE", lambda r: r["receipt_type"] or ""),
+        ("REM", lambda r: (r.get("rem") or {}).get("event") or ""),
         ("PROVIDER", lambda r: r["provider"] or ""),
         ("SDI", lambda r: (r["sdi"] or {}).get("type") or ""),
         ("REFERENCE", lambda r: r["ref_message_id"] or r.get("identificativo") or ""),
@@ -118,7 +120,7 @@ def _print_table(rows: list[dict]) -> None:
     ]
     table = [[str(get(r)) for _, get in columns] for r in rows]
     width = shutil.get_terminal_size((160, 20)).columns
-    caps = [34, 26, 10, 20, 4, 40, 200]
+    caps = [34, 26, 10, 26, 20, 4, 40, 200]
     sizes = [
         min(cap, max([len(h)] + [len(row[i]) for row in table]))
         for i, ((h, _), cap) in enumerate(zip(columns, caps))

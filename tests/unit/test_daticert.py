@@ -147,7 +147,7 @@ def test_random_bytes_raise_only_daticert_error(data):
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=40), st.sampled_from(daticert.TIPI), st.lists(st.emails(), max_size=3))
 def test_any_text_round_trips(text, tipo, addresses):
-    # XML 1.0 cannot carry most control characters; providers never send them
+    # XML 1.0 cannot carry most control characters (read as spaces: test_daticert_tolerant.py)
     text = "".join(
         ch
         for ch in text

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from local.pecbuild import corpus as pecmix
 from pecflow.pec import kinds, message
 from tests.conftest import FIXTURES
+from tests.unit.test_rem import rem_message
 
 BOMB_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE postacert [
@@ -51,6 +52,21 @@ def seeds() -> list[tuple[str, bytes]]:
     pec = FIXTURES / "pec"
     if pec.is_dir():
         out += [(p.name, p.read_bytes()) for p in sorted(pec.glob("*.eml"))]
+    # REM: hand-written messages of every kind, and every sixth of AgID's examples when present
+    out += [
+        (f"rem-{t}-{e}", rem_message(e, message_type=t, refers=1))
+        for t, e in (
+            ("dispatch", "SubmissionAcceptance"),
+            ("dispatch", "ReceivedFromNonERDS"),
+            ("receipt", "SubmissionAcceptance"),
+            ("receipt", "ContentConsignment"),
+            ("receipt", "RelayFailure"),
+            ("receipt", "RelayToNonERDS"),
+        )
+    ]
+    rem = FIXTURES / "rem"
+    if rem.is_dir():
+        out += [(p.name, p.read_bytes()) for p in sorted(rem.glob("*.eml"))[::6]]
     return out
 
 
@@ -63,6 +79,16 @@ def _replace_daticert(raw: bytes, xml: bytes) -> bytes:
     end = raw.find(b"\n--", start)
     encoded = base64.encodebytes(xml).replace(b"\n", b"\r\n")
     return raw[:start] + encoded + raw[end:]
+
+
+def _replace_evidence(raw: bytes, xml: bytes) -> bytes:
+    """Swap the base64 body of a REM evidence part for `xml` (unchanged when there is none)."""
+    match = re.search(rb"REM-Section-Type: rem_message/xml_evidence\r?\n\r?\n", raw)
+    if not match:
+        return raw
+    start = match.end()
+    end = raw.find(b"\n--", start)
+    return raw[:start] + base64.encodebytes(xml) + raw[end:]
 
 
 def mutations(name: str, raw: bytes):
@@ -101,6 +127,12 @@ def mutations(name: str, raw: bytes):
         ("deep", BOMB_DEEP),
     ):
         yield f"daticert-bomb-{bomb_name}", _replace_daticert(raw, bomb)
+        if b"rem_message/xml_evidence" in raw:
+            yield f"evidence-bomb-{bomb_name}", _replace_evidence(raw, bomb)
+    if b"rem_message/xml_evidence" in raw:
+        yield "evidence-not-xml", _replace_evidence(raw, b"\x00\xff not xml")
+        yield "evidence-huge", _replace_evidence(raw, b"<Evidence>" + b"<a/>" * 1_000_000 + b"</Evidence>")
+        yield "rem-headers-only", re.sub(rb"(?s)\r?\n\r?\n.*", b"\n\n", raw, count=1)
     flipped = bytearray(raw)
     for _ in range(max(1, size // 200)):
         flipped[rng.randrange(size)] = rng.randrange(256)

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pecflow.pec import kinds
+from pecflow.pec.rem import RELAY_TO_NON_ERDS
 
 if TYPE_CHECKING:
     from pecflow.pec.message import PecMessage
@@ -64,6 +65,14 @@ CANCEL = Move(State.CANCELLED, frozenset({State.PENDING}), "cancelled before sen
 # a job whose queue message reached the dead-letter queue: an error the statistics show, until
 # a person re-drives it (only a job that never started its SMTP submission)
 DEAD_LETTER = Move(State.ERROR, frozenset({State.PENDING, State.SENDING}), "stopped on the dead-letter queue")
+# REM RelayToNonERDS: the provider handed the message to ordinary e-mail, as a PEC accettazione
+# for an external recipient says: the job ends at accepted, not certified (counted as done).
+# Also from accepted: the REM SubmissionAcceptance does not tell external recipients apart.
+RELAYED_TO_EXTERNAL = Move(
+    State.ACCEPTED,
+    _BEFORE_RECEIPTS | {State.ACCEPTED},
+    "relayed to an ordinary (non-REM) e-mail address: no delivery receipt will follow",
+)
 REDRIVE = Move(State.PENDING, frozenset({State.ERROR}), "re-driven from the dead-letter queue")
 
 
@@ -254,28 +263,42 @@ def reconcile_receipt(port: OutgoingPort, msg: PecMessage, receipt_id: str) -> R
         "error_detail": msg.error_detail,
         "receipt_type": msg.receipt_type,
     }
-    if msg.kind in (kinds.ACCETTAZIONE, kinds.NON_ACCETTAZIONE):
+    rem = msg.rem
+    relayed_to_external = rem is not None and rem.event == RELAY_TO_NON_ERDS
+    if rem is not None:
+        info["rem_event"] = rem.event
+        info["rem_reason"] = rem.reason
+    if msg.kind in (kinds.ACCETTAZIONE, kinds.NON_ACCETTAZIONE) and not relayed_to_external:
         targets = list(jobs.values())
     else:
-        recipient = (msg.delivered_to or "").lower()
-        if recipient not in jobs:
+        # a PEC receipt names its recipient (consegna); a REM one may concern several
+        named = [msg.delivered_to] if msg.delivered_to else (list(msg.covered) if rem is not None else [])
+        targets = [jobs[a.lower()] for a in named if a.lower() in jobs]
+        strangers = [a for a in named if a.lower() not in jobs]
+        if strangers or not named:
             result.problems.append(
-                f"{msg.kind} for {msg.delivered_to or 'no recipient'}, not a recipient of the original"
+                f"{msg.kind} for {', '.join(strangers[:5]) or 'no recipient'}, not a recipient of the original"
             )
+        if not targets:
             return result
-        targets = [jobs[recipient]]
     for job in targets:
-        move = move_for_receipt(msg.kind, error_detail=msg.error_detail)
+        if relayed_to_external:
+            done = job.state == State.ACCEPTED and not job.certified
+            move: Move | None = None if done else RELAYED_TO_EXTERNAL
+            certify: bool | None = False
+        else:
+            move = move_for_receipt(msg.kind, error_detail=msg.error_detail)
+            certify = certified.get(job.address) if msg.kind == kinds.ACCETTAZIONE else None
         after = port.apply(
             message_id,
             job,
             move,
             receipt_id=receipt_id,
             receipt=info,
-            certified=certified.get(job.address) if msg.kind == kinds.ACCETTAZIONE else None,
+            certified=certify,
         )
-        if after != job.state:
-            result.moves[job.address] = (str(job.state), str(after))
+        if after != job.state or (relayed_to_external and move is not None and after == move.to):
+            result.moves[job.address] = (str(job.state), str(after))  # (external: the flag changed)
     return result
 
 

@@ -22,6 +22,7 @@ from typing import overload
 
 from pecflow.pec import addresses, kinds, mime, sdi
 from pecflow.pec import daticert as daticert_mod
+from pecflow.pec import rem as rem_mod
 
 MAX_NESTED_MESSAGES = 8  # postacert.eml inside postacert.eml ... followed this deep
 MAX_PARSE_BYTES = 200 * 1024 * 1024
@@ -112,6 +113,7 @@ class PecMessage:
     postacert: PecMessage | None = field(default=None, repr=False)
     attachments: list[Attachment] = field(default_factory=list, repr=False)
     sdi: sdi.SdiInfo | None = None
+    rem: rem_mod.RemInfo | None = None  # REM messages (ETSI EN 319 532-4); None for PEC
     root: mime.Part | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -161,6 +163,7 @@ class PecMessage:
                 "attachments": [_attachment_dict(a) for a in self.postacert.attachments],
             },
             "attachments": [_attachment_dict(a) for a in self.attachments],
+            "rem": self.rem.to_dict() if self.rem is not None else None,
         }
 
 
@@ -206,6 +209,10 @@ def _read(root: mime.Part, nesting: int, budget: _Budget) -> PecMessage:
     problems: list[str] = []
     msg = PecMessage(kinds.POSTA_ORDINARIA, problems, size, root=root)
     _read_common_headers(msg, headers, problems, budget)
+    if "rem-messagetype" in headers or "rem-eventidentifier" in headers:
+        _read_rem(msg, headers, nesting, problems, budget)
+        _collect_defects(root, problems)
+        return msg
 
     header_kind = _kind_from_headers(headers, problems)
     survey = _Survey(root)
@@ -430,18 +437,7 @@ def _read_pec(
         postacert_part = survey.other_messages[0]
         problems.append("original message not named postacert.eml")
     if postacert_part is not None:
-        inner = postacert_part.message
-        if inner is None:
-            problems.append("postacert.eml could not be followed")
-        elif nesting + 1 >= MAX_NESTED_MESSAGES:
-            problems.append(f"postacert.eml nested deeper than {MAX_NESTED_MESSAGES} levels: not read")
-        else:
-            msg.postacert = _read(inner, nesting + 1, budget)
-            msg.attachments = msg.postacert.attachments
-            if msg.postacert.kind == kinds.MALFORMED:
-                problems.append(
-                    "postacert.eml is not a readable message: " + "; ".join(msg.postacert.problems)
-                )
+        _read_original(msg, postacert_part, "postacert.eml", nesting, problems, budget)
     elif is_busta:
         problems.append("envelope without the original message (postacert.eml)")
 
@@ -467,6 +463,207 @@ def _read_pec(
         or (verifica == "errore" and kind in (kinds.NON_ACCETTAZIONE, kinds.ERRORE_CONSEGNA))
     )
 
+    if kind == kinds.POSTA_CERTIFICATA and msg.postacert is not None and msg.attachments:
+        msg.sdi = sdi.recognise((a.filename, a.content) for a in msg.attachments if a.filename)
+        if msg.sdi is not None:
+            problems.extend(msg.sdi.problems)
+
+
+def _read_original(
+    msg: PecMessage, part: mime.Part, name: str, nesting: int, problems: list[str], budget: _Budget
+) -> None:
+    """The original message a provider carries (postacert.eml, REM's AttachedMimeMessage),
+    read recursively: it becomes `msg.postacert`, its attachments the envelope's."""
+    inner = part.message
+    if inner is None:
+        problems.append(f"{name} could not be followed")
+    elif nesting + 1 >= MAX_NESTED_MESSAGES:
+        problems.append(f"{name} nested deeper than {MAX_NESTED_MESSAGES} levels: not read")
+    else:
+        msg.postacert = _read(inner, nesting + 1, budget)
+        msg.attachments = msg.postacert.attachments
+        if msg.postacert.kind == kinds.MALFORMED:
+            problems.append(f"{name} is not a readable message: " + "; ".join(msg.postacert.problems))
+
+
+_REM_SUBJECT = re.compile(r"^\s*+REM\s++[A-Za-z_]++\s*+:\s?")
+MAX_REM_FIELD_CHARS = 1000  # of a REM-* header value read (a real one has under 100)
+
+
+def _read_rem(
+    msg: PecMessage, headers: mime.Headers, nesting: int, problems: list[str], budget: _Budget
+) -> None:
+    """A REM message (PEC_FORMAT §10): kind from REM-MessageType and the event, fields from the
+    evidence XML (the authority: where the headers disagree, it is reported and the evidence wins)."""
+    assert msg.root is not None
+    sections = rem_mod.survey(msg.root)
+
+    def header(name: str) -> str | None:
+        values = [v.strip()[:MAX_REM_FIELD_CHARS] for v in headers.get_all(name)]
+        if len(set(values)) > 1:
+            problems.append(
+                f"{len(values)} different {name} headers: {', '.join(_clip(v) for v in values[:5])}"
+            )
+        return values[0] or None if values else None
+
+    type_uri, event_uri = header("REM-MessageType"), header("REM-EventIdentifier")
+    reason_uri, version = header("REM-ReasonIdentifier"), header("REM-MetadataVersion")
+    header_ua = _msgid(header("REM-UAMessageIdentifier"))
+    header_evidence_id = header("REM-Evidence-ID")
+    if "x-ricevuta" in headers or "x-trasporto" in headers:
+        problems.append("both REM and PEC (X-Ricevuta/X-Trasporto) headers: read as REM")
+    if type_uri and not type_uri.startswith(rem_mod.MESSAGE_TYPE_URI):
+        problems.append(f"REM-MessageType {_clip(type_uri)!r} is not an ETSI EN 319 522 message type URI")
+    if event_uri and not event_uri.startswith(rem_mod.EVENT_URI):
+        problems.append(f"REM-EventIdentifier {_clip(event_uri)!r} is not an ETSI EN 319 522 event URI")
+
+    evidence = None
+    part = sections.evidence
+    if part is None:
+        problems.append("REM evidence XML missing: fields taken from the headers")
+    elif part.body_size > 2 * rem_mod.MAX_EVIDENCE_BYTES:
+        problems.append(
+            f"REM evidence {_clip(part.filename or '')!r} of {part.body_size} bytes: larger than the "
+            f"{rem_mod.MAX_EVIDENCE_BYTES}-byte limit, not read"
+        )
+    else:
+        try:
+            evidence = rem_mod.parse_evidence(part.decoded())
+            problems.extend(evidence.problems)
+        except rem_mod.EvidenceError as exc:
+            problems.append(str(exc))
+
+    def agree(what: str, from_header: str | None, from_evidence: str | None) -> str | None:
+        if from_header and from_evidence and _bare(from_header) != _bare(from_evidence):
+            problems.append(
+                f"{what} header {_clip(from_header)!r} disagrees with the evidence "
+                f"{_clip(from_evidence)!r}: the evidence wins"
+            )
+        return from_evidence or from_header
+
+    ev = evidence
+    event = agree("REM-EventIdentifier", rem_mod.last_segment(event_uri), ev.event if ev else None)
+    reason = agree("REM-ReasonIdentifier", rem_mod.last_segment(reason_uri), ev.reason if ev else None)
+    evidence_id = agree("REM-Evidence-ID", _msgid(header_evidence_id), _msgid(ev.evidence_id) if ev else None)
+    ua = agree("REM-UAMessageIdentifier", header_ua, _msgid(ev.ua_message_id) if ev else None)
+    digest = agree("REM-DigestValue", header("REM-DigestValue"), ev.digest_value if ev else None)
+    if event is None:
+        problems.append("REM message without an event (no REM-EventIdentifier, no evidence)")
+
+    message_type = rem_mod.last_segment(type_uri)
+    if message_type is None:
+        message_type = (
+            rem_mod.DISPATCH
+            if event == "ReceivedFromNonERDS"
+            or (event == "SubmissionAcceptance" and sections.original is not None)
+            else rem_mod.RECEIPT
+        )
+        problems.append(
+            f"REM-MessageType missing: {message_type!r} inferred from the event and the structure"
+        )
+    table = {rem_mod.RECEIPT: rem_mod.RECEIPT_KINDS, rem_mod.DISPATCH: rem_mod.DISPATCH_KINDS}.get(
+        message_type
+    )
+    if table is None:
+        problems.append(f"unknown REM-MessageType {_clip(message_type)!r}")
+    newer = version is not None and rem_mod.newer_version(version)
+    kind = table.get(event) if table is not None and event is not None else None
+    if kind is None:
+        kind = kinds.ANOMALIA
+        problems.append(
+            f"REM {message_type} of unknown event {_clip(event or '(none)')!r}"
+            + (f" (REM-MetadataVersion {_clip(version or '')}, newer than pecflow knows)" if newer else "")
+            + ": recorded as an anomaly, no job moved"
+        )
+    elif newer:
+        problems.append(
+            f"REM-MetadataVersion {_clip(version or '')} is newer than the versions pecflow knows "
+            f"({', '.join(rem_mod.KNOWN_METADATA_VERSIONS)}): read as those"
+        )
+    elif version and version not in rem_mod.KNOWN_METADATA_VERSIONS:
+        problems.append(f"unknown REM-MetadataVersion {_clip(version)!r}")
+    msg.kind = kind
+
+    # signature and layout
+    if sections.signed is not None:
+        msg.signature = "present" if sections.signature is not None else "missing"
+        if sections.signature is None:
+            problems.append("signature_missing: multipart/signed without its smime.p7s part")
+        if sections.wrapped:
+            problems.append("REM message re-wrapped inside another multipart (a list or relay changed it)")
+    else:
+        problems.append("not signed: no multipart/signed structure")
+
+    # the original message
+    is_dispatch = message_type == rem_mod.DISPATCH
+    if sections.original is not None:
+        _read_original(msg, sections.original, "AttachedMimeMessage", nesting, problems, budget)
+    elif is_dispatch:
+        problems.append("REM dispatch without the original message (AttachedMimeMessage)")
+
+    # references and parties
+    if is_dispatch:
+        msg.original_message_id = ua
+    else:
+        msg.ref_message_id = ua
+        if ua is None:
+            problems.append("no reference to the original message (no REM-UAMessageIdentifier, no evidence)")
+    introduction = (
+        rem_mod.introduction_text(sections.introduction) if sections.introduction is not None else None
+    )
+    msg.provider_domain = _domain(msg.from_address)
+    concerns: tuple[str, ...] = ()
+    if ev is not None:
+        msg.provider = ev.issuer
+        msg.identificativo = ev.message_identifier
+        msg.sender = ev.sender.address if ev.sender is not None else None
+        if event in rem_mod.PER_RECIPIENT_EVENTS:
+            concerns = rem_mod.concerned(ev)
+        external = set(concerns) if event == rem_mod.RELAY_TO_NON_ERDS else set()
+        msg.recipients = [
+            Recipient(p.address, "esterno" if p.address in external else None)
+            for p in ev.recipients
+            if p.address
+        ]
+        msg.original_subject = ev.subject
+        msg.timestamp = ev.time
+    if msg.identificativo is None and introduction:
+        found = _IDENTIFICATIVO_TEXT.search(introduction)
+        msg.identificativo = found.group(1).strip('".') if found else None
+    if msg.sender is None:
+        msg.sender = _address(headers.get("rem-md08"), "REM-MD08", problems, budget)
+    if not msg.recipients and msg.postacert is not None:
+        msg.recipients = [Recipient(a) for a in (*msg.postacert.to, *msg.postacert.cc)]
+    if msg.original_subject is None and msg.subject:
+        msg.original_subject = _REM_SUBJECT.sub("", msg.subject, count=1)
+    if msg.timestamp is None:
+        msg.timestamp = msg.date
+    msg.covered = list(concerns)
+    if len(concerns) == 1:
+        msg.delivered_to = concerns[0]
+    elif event in rem_mod.PER_RECIPIENT_EVENTS and kind != kinds.PRESA_IN_CARICO and not concerns:
+        problems.append(f"REM {event}: the recipient it concerns is not known (no evidence)")
+    if kind in (kinds.ERRORE_CONSEGNA, kinds.NON_ACCETTAZIONE):
+        msg.error = rem_mod.errore_for(reason)
+        msg.error_detail = rem_mod.reason_text(reason)
+        msg.virus = msg.error == "virus"
+
+    msg.rem = rem_mod.RemInfo(
+        message_type=message_type,
+        event=event,
+        reason=reason,
+        evidence_id=evidence_id,
+        ua_message_id=ua,
+        policies=tuple(dict.fromkeys(v.strip() for v in headers.get_all("rem-applicablepolicy")[:20]))
+        or (ev.policies if ev is not None else ()),
+        metadata_version=version,
+        digest_algorithm=header("REM-DigestAlgorithm") or (ev.digest_algorithm if ev else None),
+        digest_value=digest,
+        code=ev.code if ev is not None else None,
+        concerns=concerns,
+        introduction=introduction,
+        evidence=ev,
+    )
     if kind == kinds.POSTA_CERTIFICATA and msg.postacert is not None and msg.attachments:
         msg.sdi = sdi.recognise((a.filename, a.content) for a in msg.attachments if a.filename)
         if msg.sdi is not None:
