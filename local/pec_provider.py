@@ -15,6 +15,12 @@ the providers produce is signed by the network's CA and delivered by IMAP APPEND
 on worker threads (never on aiosmtpd's event loop), one FIFO lane per mailbox so UIDs follow
 the order of events. Timestamps and delays follow the injected clock.
 
+A provider added with `rem=True` is a REM provider (ETSI EN 319 532-4, AgID REM Policy-IT): its
+users get REM receipts (SubmissionAcceptance, ContentConsignment, failures with their ETSI
+reasons; RelayToNonERDS for ordinary addresses) instead of PEC ones, its mailboxes get REM
+dispatches instead of buste (ReceivedFromNonERDS instead of the busta di anomalia), and it
+exchanges messages with PEC providers (mixed flows, see `_Invio`).
+
 Decisions where the RFC is silent are marked "decision:" below; the module's tests show
 every outcome end to end.
 """
@@ -56,15 +62,20 @@ from local.pec_rules import (
     QUOTA_ARUBA,
     REJECT,
     REJECT_VIRUS,
+    RELAY_ACCEPTANCE,
+    RELAY_REJECTION_MALWARE,
+    RELAY_TO_NON_ERDS,
     SMTP_REJECT,
     TIMEOUT,
     VIRUS,
+    EventoRem,
     Intestazione,
     Outcome,
     Quota,
     casella_piena,
     controllo_formale,
     errore_append,
+    evento_rem,
     rifiuto_simulato,
     scadenza_24_ore,
 )
@@ -79,6 +90,9 @@ from local.pecbuild.builder import (
     ora_italiana,
     ricevuta,
 )
+from local.pecbuild.rem_builder import EVENTS as REM_EVENTS
+from local.pecbuild.rem_builder import RECEIPT_KINDS as REM_RECEIPT_KINDS
+from local.pecbuild.rem_builder import rem_dispatch, rem_identifier, rem_receipt
 from pecflow.pec import kinds
 
 __all__ = [
@@ -205,6 +219,7 @@ class Delivery:
     ref_message_id: str | None = None
     consegna: str | None = None  # the recipient a per-recipient receipt is about
     error: str | None = None
+    rem_event: str | None = None  # REM messages: the REM-EventIdentifier's last segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,9 +280,11 @@ class SimulatedProvider:
         domains: tuple[str, ...],
         quota: Quota | None,
         max_message_bytes: int,
+        rem: bool = False,
     ):
         self.network = network
         self.gestore = gestore
+        self.rem = rem  # a REM provider: REM receipts and dispatches instead of PEC ones
         self.domains = tuple(d.lower() for d in domains)
         self.quota = quota
         self.max_message_bytes = max_message_bytes
@@ -281,7 +298,8 @@ class SimulatedProvider:
         self._controller: Controller | None = None
 
     def __repr__(self) -> str:
-        return f"SimulatedProvider({self.gestore.name!r}, {self.domains}, port={self.port})"
+        kind = "REM" if self.rem else "PEC"
+        return f"SimulatedProvider({kind} {self.gestore.name!r}, {self.domains}, port={self.port})"
 
     # -- mailboxes
     def add_mailbox(self, address: str, password: str | None = None, quota: str | None = None) -> Account:
@@ -472,7 +490,15 @@ class _IngressoOrdinario:
 
 
 class _Invio:
-    """A submission being processed: builds its receipts and busta, delivers them, and records."""
+    """A submission being processed: builds its receipts and busta, delivers them, and records.
+
+    Mixed flows (decision: AgID's REM rules have REM providers interoperate with PEC during the
+    transition; each user sees the form of their own provider): the sender gets receipts in its
+    provider's form (a REM provider translates what a PEC provider reports, and signs it), and
+    each recipient's mailbox gets the form of the recipient's provider (a REM dispatch at a REM
+    provider, a busta di trasporto at a PEC one), built by the sender's provider when both
+    speak the same form, else by the recipient's provider acting as the gateway.
+    """
 
     def __init__(
         self,
@@ -487,26 +513,62 @@ class _Invio:
         self.submission = submission
         self.raw = raw
         self.destinatari = destinatari
-        self._busta: bytes | None = None
+        self._buste: dict[bool, bytes] = {}  # REM form? -> the envelope, built once
         self._busta_lock = threading.Lock()
 
     @property
     def mittente(self) -> str:
         return self.submission.account
 
-    def busta(self) -> bytes:
-        """The busta di trasporto, built once for every recipient (its Date: the acceptance)."""
+    def busta(self, destinazione: SimulatedProvider | None = None) -> bytes:
+        """What the recipients at `destinazione` get (its Date: the acceptance): the busta di
+        trasporto, or the REM dispatch at a REM provider; each form built once."""
+        rem = destinazione.rem if destinazione is not None else self.provider.rem
+        emittente = self.provider if destinazione is None or rem == self.provider.rem else destinazione
         with self._busta_lock:
-            if self._busta is None:
-                self._busta = busta_trasporto(
-                    self.raw,
-                    gestore=self.provider.gestore,
-                    identificativo=self.submission.identificativo,
-                    data=self.submission.time,
-                    destinatari=self.destinatari,
-                    firma=self.provider.firma,
-                )
-            return self._busta
+            if rem not in self._buste:
+                if rem:
+                    self._buste[rem] = rem_dispatch(
+                        self.raw,
+                        gestore=emittente.gestore,
+                        message_id=self.submission.identificativo,
+                        data=self.submission.time,
+                        recipients=[d.address for d in self.destinatari],
+                        firma=emittente.firma,
+                    )
+                else:
+                    self._buste[rem] = busta_trasporto(
+                        self.raw,
+                        gestore=emittente.gestore,
+                        identificativo=self.submission.identificativo,
+                        data=self.submission.time,
+                        destinatari=self.destinatari,
+                        firma=emittente.firma,
+                    )
+            return self._buste[rem]
+
+    def ricevuta_rem(
+        self,
+        evento: EventoRem,
+        when: datetime,
+        gestore: SimulatedProvider,
+        rec: RecipientRecord | None,
+        originale: bytes | None = None,
+    ) -> bytes:
+        """The REM receipt of `evento`: issued by `gestore` when it is a REM provider and the
+        event is its to report, else by the sender's provider (translating)."""
+        issuer = gestore if gestore.rem and REM_EVENTS[evento.event].by_recipient_provider else self.provider
+        return rem_receipt(
+            evento.event,
+            originale or self.raw,
+            gestore=issuer.gestore,
+            message_id=self.submission.identificativo,
+            data=ora_italiana(when),
+            recipients=[d.address for d in self.destinatari],
+            recipient=rec.address if rec is not None else None,
+            reason=evento.reason,
+            firma=issuer.firma,
+        )
 
     def notifica(
         self,
@@ -517,9 +579,28 @@ class _Invio:
         *,
         originale: bytes | None = None,
         destinatari: tuple[Destinatario, ...] | None = None,
+        evento: EventoRem | None = None,
         **extra: Any,
     ) -> None:
-        """A receipt or notice from `gestore` into the sender's mailbox."""
+        """A receipt or notice from `gestore` into the sender's mailbox; at a REM provider its
+        REM form (`evento`, default: the REM counterpart of `tipo`), none when REM has none."""
+        if self.provider.rem:
+            evento = evento or evento_rem(
+                tipo,
+                errore=extra.get("errore", "nessuno"),
+                errore_esteso=extra.get("errore_esteso"),
+                virus=extra.get("virus", False),
+            )
+            if evento is None:
+                return
+            raw = self.ricevuta_rem(evento, when, gestore, rec, originale)
+            kind = REM_RECEIPT_KINDS[evento.event]  # what pecflow will classify it as
+            self.network._append(self.mittente, raw, kind, when, self.submission, rec, evento.event)
+            if rec is not None:
+                with self.network._lock:
+                    rec.result = kind
+                    rec.errore_esteso = extra.get("errore_esteso")
+            return
         raw = ricevuta(
             tipo,
             originale or self.raw,
@@ -543,13 +624,29 @@ class _Invio:
         if destinazione is None or not destinazione.has_mailbox(rec.address):
             return self.errore_no_dest(rec, when)
         box = rec.address.lower()
-        busta = self.busta()
+        busta = self.busta(destinazione)
+        evento = "SubmissionAcceptance" if destinazione.rem else None  # the dispatch's event
+        if destinazione.rem and self.provider.rem and destinazione is not self.provider:
+            # between REM providers the recipient's one reports RelayAcceptance to the sender's
+            self.network._record_notice(
+                ProviderNotice(
+                    ora_italiana(when),
+                    kinds.PRESA_IN_CARICO,
+                    destinazione.gestore.domain,
+                    self.provider.gestore.domain,
+                    self.submission.identificativo,
+                    rec.address,
+                    self.ricevuta_rem(RELAY_ACCEPTANCE, when, destinazione, rec),
+                )
+            )
         try:
             if rec.outcome.name == MAILBOX_FULL.name:
                 with destinazione._casella_piena(box):
-                    uid = network._append(box, busta, kinds.POSTA_CERTIFICATA, when, self.submission, rec)
+                    uid = network._append(
+                        box, busta, kinds.POSTA_CERTIFICATA, when, self.submission, rec, evento
+                    )
             else:
-                uid = network._append(box, busta, kinds.POSTA_CERTIFICATA, when, self.submission, rec)
+                uid = network._append(box, busta, kinds.POSTA_CERTIFICATA, when, self.submission, rec, evento)
         except IMAPClientError as error:
             # decision: a full mailbox (or any failed APPEND) is an errore-consegna "altro" from the
             # recipient's provider; the RFC does not cover mailbox-full
@@ -582,15 +679,10 @@ class _Invio:
         """The recipient's provider finds a virus: rilevazione-virus to the sender's provider
         (RFC 6109 §3.2.3), which tells its user with an errore-consegna per virus (§3.2.4)."""
         destinazione = self.network.provider_for(rec.address) or self.provider
-        notice = ricevuta(
-            kinds.RILEVAZIONE_VIRUS,
-            self.raw,
-            gestore=destinazione.gestore,
-            identificativo=self.submission.identificativo,
-            data=ora_italiana(when),
-            destinatari=self.destinatari,
-            consegna=rec.address,
-            firma=destinazione.firma,
+        notice = (
+            self.ricevuta_rem(RELAY_REJECTION_MALWARE, when, destinazione, rec)
+            if destinazione.rem
+            else self._rilevazione_virus(destinazione, rec, when)
         )
         self.network._record_notice(
             ProviderNotice(
@@ -604,6 +696,20 @@ class _Invio:
             )
         )
         self.notifica(kinds.ERRORE_CONSEGNA, when, self.provider, rec, virus=True)
+
+    def _rilevazione_virus(
+        self, destinazione: SimulatedProvider, rec: RecipientRecord, when: datetime
+    ) -> bytes:
+        return ricevuta(
+            kinds.RILEVAZIONE_VIRUS,
+            self.raw,
+            gestore=destinazione.gestore,
+            identificativo=self.submission.identificativo,
+            data=ora_italiana(when),
+            destinatari=self.destinatari,
+            consegna=rec.address,
+            firma=destinazione.firma,
+        )
 
 
 # --- the network ------------------------------------------------------------------------------------
@@ -705,13 +811,15 @@ class PecNetwork:
         domains: tuple[str, ...] | None = None,
         quota: Quota | None = None,
         max_message_bytes: int = 30 * 1024 * 1024,
+        rem: bool = False,
     ) -> SimulatedProvider:
+        """A provider serving `domains` (default: the gestore's); `rem=True` makes it a REM provider."""
         domains = tuple(d.lower() for d in (domains or (gestore.domain,)))
         with self._lock:
             taken = [d for d in domains if d in self._by_domain]
             if taken:
                 raise ValueError(f"domains already served by another provider: {taken}")
-            provider = SimulatedProvider(self, gestore, domains, quota, max_message_bytes)
+            provider = SimulatedProvider(self, gestore, domains, quota, max_message_bytes, rem)
             self.providers.append(provider)
             for d in domains:
                 self._by_domain[d] = provider
@@ -828,6 +936,7 @@ class PecNetwork:
         when: datetime,
         submission: Submission | None,
         rec: RecipientRecord | None,
+        rem_event: str | None = None,
     ) -> int | None:
         """IMAP APPEND into `mailbox`'s INBOX (INTERNALDATE from the clock), recorded either way."""
         record = dict(
@@ -838,6 +947,7 @@ class PecNetwork:
             identificativo=submission.identificativo if submission else None,
             ref_message_id=submission.message_id if submission else None,
             consegna=rec.address if rec is not None else None,
+            rem_event=rem_event,
         )
         try:
             uid = self.dovecot.append(mailbox, raw, when=ora_italiana(when))
@@ -866,7 +976,12 @@ class PecNetwork:
                 return self._refuse_data(provider, tx, _quota_reply(provider.quota))
             now = self.now()
             when = ora_italiana(now)
-            identificativo = nuovo_identificativo(provider.gestore, when, next(self._seq))
+            seq = next(self._seq)
+            identificativo = (
+                rem_identifier(provider.gestore, when, f"dispatch|{seq}")
+                if provider.rem
+                else nuovo_identificativo(provider.gestore, when, seq)
+            )
             difetto = controllo_formale(
                 raw, head, mail_from=mail_from, rcpt_tos=tx.tentati, max_bytes=provider.max_message_bytes
             )
@@ -953,8 +1068,19 @@ class PecNetwork:
         assert lanes is not None
         lanes.submit(invio.mittente, lambda: invio.notifica(kinds.ACCETTAZIONE, now, invio.provider))
         for rec in invio.submission.recipients:
-            if rec.tipo != "certificato" or rec.result == "smtp-rejected":
-                continue  # external recipients: ordinary mail, no receipt ever (not simulated further)
+            if rec.result == "smtp-rejected":
+                continue
+            if rec.tipo != "certificato":
+                # external recipients: ordinary mail (not simulated further); no receipt ever from
+                # PEC, RelayToNonERDS from a REM provider (the job ends as an external recipient's)
+                if invio.provider.rem:
+                    lanes.submit(
+                        invio.mittente,
+                        lambda rec=rec: invio.notifica(
+                            kinds.ACCETTAZIONE, now, invio.provider, rec, evento=RELAY_TO_NON_ERDS
+                        ),
+                    )
+                continue
             name = rec.outcome.name
             if name in (DELIVER.name, DROP_AFTER_DATA.name, MAILBOX_FULL.name):
                 lanes.submit(rec.address.lower(), lambda rec=rec: invio.consegna(rec, now))
@@ -1007,17 +1133,33 @@ class PecNetwork:
             provider = self.provider_for(address)
             if provider is None:
                 continue
+            seq = next(self._seq)
 
-            def deliver(address: str = address, provider: SimulatedProvider = provider) -> None:
-                busta = busta_anomalia(
-                    ricevuto,
-                    gestore=provider.gestore,
-                    data=when,
-                    motivo=MOTIVO_ANOMALIA,
-                    firma=provider.firma,
-                )
+            def deliver(
+                address: str = address, provider: SimulatedProvider = provider, seq: int = seq
+            ) -> None:
+                if provider.rem:
+                    evento: str | None = "ReceivedFromNonERDS"
+                    busta = rem_dispatch(
+                        ricevuto,
+                        gestore=provider.gestore,
+                        message_id=rem_identifier(provider.gestore, when, f"inflow|{address}|{seq}"),
+                        data=when,
+                        recipients=[address],
+                        event="ReceivedFromNonERDS",
+                        firma=provider.firma,
+                    )
+                else:
+                    evento = None
+                    busta = busta_anomalia(
+                        ricevuto,
+                        gestore=provider.gestore,
+                        data=when,
+                        motivo=MOTIVO_ANOMALIA,
+                        firma=provider.firma,
+                    )
                 try:
-                    self._append(address.lower(), busta, kinds.ANOMALIA, now, None, None)
+                    self._append(address.lower(), busta, kinds.ANOMALIA, now, None, None, evento)
                 except IMAPClientError:
                     pass  # RFC 6109 §3.3.2: no notice for ordinary mail that cannot be delivered; recorded
 

@@ -253,3 +253,61 @@ def scadenza_24_ore(gestore_name: str) -> str:
 
 def errore_append(gestore_name: str, error: Exception) -> str:
     return f"4.3.0 - {gestore_name} - errore di consegna: {str(error)[:120]}"
+
+
+# --- REM providers: the REM event and reason of each PEC receipt ---------------------------------
+# A REM provider (ETSI EN 319 532-4, AgID REM Policy-IT) tells its users the same facts in REM
+# form; this is the translation the simulator uses (PEC_FORMAT.md §10, read the other way).
+
+
+@dataclass(frozen=True, slots=True)
+class EventoRem:
+    """A REM receipt's event and reason (last segments of their ETSI URIs)."""
+
+    event: str
+    reason: str
+
+
+def evento_rem(
+    tipo: str, *, errore: str = "nessuno", errore_esteso: str | None = None, virus: bool = False
+) -> EventoRem | None:
+    """The REM receipt a REM provider sends instead of the PEC receipt `tipo` (its X-Ricevuta
+    value), or None when REM has none (the 12-hour preavviso: REM only reports the final
+    outcome after 24 hours, S_ERDSP_ReceivedNoDeliveryInfoFromR_ERDSP)."""
+    esteso = errore_esteso or ""
+    if tipo == "accettazione":
+        return EventoRem("SubmissionAcceptance", "MessageAccepted")
+    if tipo == "non-accettazione":
+        if virus or errore == "virus":
+            return EventoRem("SubmissionRejection", "MalwareFound")
+        if esteso.startswith("5.3.4"):  # size over the provider's limit
+            return EventoRem("SubmissionRejection", "S_ERDS_PolicyViolation")
+        return EventoRem("SubmissionRejection", "InvalidMessageFormat")
+    if tipo == "presa-in-carico":
+        return RELAY_ACCEPTANCE
+    if tipo == "avvenuta-consegna":
+        return EventoRem("ContentConsignment", "MessageConsignedToRecipient")
+    if tipo == "rilevazione-virus":
+        return RELAY_REJECTION_MALWARE
+    if tipo == "errore-consegna":
+        if virus or errore == "virus":
+            return EventoRem("RelayFailure", "R_ERDS_MessageRejectedForMalware")
+        if errore == "no-dest":
+            return EventoRem("RelayFailure", "MessageNotAcceptedForUnregisteredRecipient")
+        if errore == "no-dominio":
+            return EventoRem("RelayFailure", "R_ERDS_NotIdentified")
+        if esteso.startswith("5.2.2"):
+            return EventoRem("ContentConsignmentFailure", "MessageNotConsignedForQuota")
+        if esteso.startswith("5.4.1"):
+            return EventoRem("ContentConsignmentFailure", "S_ERDSP_ReceivedNoDeliveryInfoFromR_ERDSP")
+        return EventoRem("ContentConsignmentFailure", "MessageNotConsignedForMalfunction")
+    if tipo == "preavviso-errore-consegna":  # the 24-hour one is final (5.4.1), the 12-hour one not
+        if esteso.startswith("5.4.1"):
+            return EventoRem("ContentConsignmentFailure", "S_ERDSP_ReceivedNoDeliveryInfoFromR_ERDSP")
+        return None
+    raise ValueError(f"no REM counterpart for {tipo!r}")
+
+
+RELAY_TO_NON_ERDS = EventoRem("RelayToNonERDS", "MessageRelayedToNonERDS")
+RELAY_ACCEPTANCE = EventoRem("RelayAcceptance", "S_ERDS_MessageSuccessfullyRelayed")
+RELAY_REJECTION_MALWARE = EventoRem("RelayRejection", "R_ERDS_MessageRejectedForMalware")

@@ -12,7 +12,7 @@ from functools import cache
 from html import escape as html_escape
 from typing import Any
 
-from local.pecbuild import sdi_builder
+from local.pecbuild import rem_builder, sdi_builder
 from local.pecbuild.builder import (
     ARUBA,
     GESTORI,
@@ -589,3 +589,188 @@ def corpus(n: int, *, seed: int = 0, sdi: bool = True) -> list[Campione]:
         raw, expected = costruisci()
         campioni.append(Campione(f"{i:05d}_{expected['kind']}.eml", raw, expected))
     return campioni
+
+
+# --- REM (ETSI EN 319 532-4) -------------------------------------------------------------------
+
+_REM_INVIO = datetime(2025, 11, 3, 9, 30, tzinfo=UTC)
+
+
+def _rem_originale() -> tuple[bytes, str]:
+    """The submitted message every REM sample is about, and its Message-ID."""
+    message_id = "<rem-prova-0001@rem.simulato.test>"
+    raw = messaggio_originale(
+        mittente="Ufficio Protocollo <protocollo@rem.simulato.test>",
+        destinatari=["mario.rossi@rem.altro.test", "ufficio@pec.aruba.it"],
+        oggetto="Convocazione assemblea – prova REM",
+        testo="Si comunica la convocazione dell'assemblea.\n",
+        message_id=message_id,
+        data=_ora_italiana(_REM_INVIO),
+    )
+    return raw, message_id
+
+
+def _rem_atteso(message_type: str, event: str, reason: str, ref: str | None, **values: Any) -> dict:
+    kind = (rem_builder.RECEIPT_KINDS if message_type == rem_builder.RECEIPT else rem_builder.DISPATCH_KINDS)[
+        event
+    ]
+    return {
+        "kind": kind,
+        "rem_message_type": message_type,
+        "rem_event": event,
+        "rem_reason": reason,
+        "ref_message_id": ref,
+        **values,
+    }
+
+
+def rem_corpus() -> list[Campione]:
+    """Builder-made REM messages: a receipt for every event with every reason AgID's examples
+    use, and both dispatches (SubmissionAcceptance, ReceivedFromNonERDS); each with what a
+    classifier must find (kind, rem_message_type, rem_event, rem_reason, ref_message_id)."""
+    raw, message_id = _rem_originale()
+    quando = _ora_italiana(_REM_INVIO + timedelta(seconds=5))
+    rem_id = rem_builder.rem_identifier(rem_builder.REM_SIMULATO, quando, "dispatch")
+    campioni = [
+        Campione(
+            "rem_dispatch_SubmissionAcceptance.eml",
+            rem_builder.rem_dispatch(raw, gestore=rem_builder.REM_SIMULATO, message_id=rem_id, data=quando),
+            _rem_atteso(rem_builder.DISPATCH, "SubmissionAcceptance", "MessageAccepted", None),
+        ),
+        Campione(
+            "rem_dispatch_SubmissionAcceptance.to_non_ERDS.eml",
+            rem_builder.rem_dispatch(
+                raw, gestore=rem_builder.REM_SIMULATO, message_id=rem_id, data=quando, to_non_erds=True
+            ),
+            _rem_atteso(rem_builder.DISPATCH, "SubmissionAcceptance", "MessageAccepted", None),
+        ),
+        Campione(
+            "rem_dispatch_ReceivedFromNonERDS.eml",
+            rem_builder.rem_dispatch(
+                raw,
+                gestore=rem_builder.REM_ALTRO,
+                message_id=rem_id,
+                data=quando,
+                event="ReceivedFromNonERDS",
+            ),
+            _rem_atteso(rem_builder.DISPATCH, "ReceivedFromNonERDS", "MessageReceivedFromNonERDS", None),
+        ),
+    ]
+    for event, spec in rem_builder.EVENTS.items():
+        if event not in rem_builder.RECEIPT_KINDS:
+            continue
+        gestore = rem_builder.REM_ALTRO if spec.by_recipient_provider else rem_builder.REM_SIMULATO
+        for reason in spec.reasons:
+            code = rem_builder.REASONS[reason].code
+            campioni.append(
+                Campione(
+                    f"rem_receipt_{event}.{code}.eml",
+                    rem_builder.rem_receipt(
+                        event,
+                        raw,
+                        gestore=gestore,
+                        message_id=rem_id,
+                        data=quando,
+                        reason=reason,
+                        recipient=None if event.startswith("Submission") else "mario.rossi@rem.altro.test",
+                    ),
+                    _rem_atteso(rem_builder.RECEIPT, event, reason, message_id),
+                )
+            )
+    return campioni
+
+
+def rem_robustness() -> list[Campione]:
+    """Deliberately broken or unusual REM messages: broken evidence XML, missing parts (no
+    evidence, no original, no introduction), huge evidence, an unknown event, a future
+    REM-MetadataVersion, header and evidence disagreeing. `expected` says what must hold: the
+    message is still recognised as REM (`rem_event` from the headers) and a problem is
+    reported (`problem`: a word the problem's text is expected to name, or None when none need
+    be); `kind` is None where the kind is the classifier's decision."""
+    raw, message_id = _rem_originale()
+    quando = _ora_italiana(_REM_INVIO + timedelta(seconds=5))
+    g = rem_builder.REM_SIMULATO
+    rem_id = rem_builder.rem_identifier(g, quando, "dispatch")
+
+    def ricevuta(**kw: Any) -> bytes:
+        return rem_builder.rem_receipt(
+            kw.pop("event", "SubmissionAcceptance"), raw, gestore=g, message_id=rem_id, data=quando, **kw
+        )
+
+    def spedizione(**kw: Any) -> bytes:
+        return rem_builder.rem_dispatch(raw, gestore=g, message_id=rem_id, data=quando, **kw)
+
+    def atteso(mt: str, event: str, reason: str, problem: str | None) -> dict:
+        ref = message_id if mt == rem_builder.RECEIPT else None
+        if event in (rem_builder.RECEIPT_KINDS if mt == rem_builder.RECEIPT else rem_builder.DISPATCH_KINDS):
+            return _rem_atteso(mt, event, reason, ref, problem=problem)
+        return {
+            "kind": None,
+            "rem_message_type": mt,
+            "rem_event": event,
+            "rem_reason": reason,
+            "ref_message_id": ref,
+            "problem": problem,
+        }
+
+    R, D = rem_builder.RECEIPT, rem_builder.DISPATCH
+    casi = [
+        (
+            "broken_evidence_xml",
+            ricevuta(evidence=b"<?xml version='1.0'?><tns:Evidence><unclosed>"),
+            atteso(R, "SubmissionAcceptance", "MessageAccepted", "evidence"),
+        ),
+        (
+            "evidence_not_xml",
+            ricevuta(evidence=b"\x00\x01 not xml at all \xff"),
+            atteso(R, "SubmissionAcceptance", "MessageAccepted", "evidence"),
+        ),
+        (
+            "no_evidence",
+            ricevuta(omit={"evidence"}),
+            atteso(R, "SubmissionAcceptance", "MessageAccepted", "evidence"),
+        ),
+        (
+            "no_introduction",
+            ricevuta(omit={"introduction"}),
+            atteso(R, "SubmissionAcceptance", "MessageAccepted", None),  # harmless: the evidence has it all
+        ),
+        (
+            "dispatch_no_original",
+            spedizione(omit={"original"}),
+            atteso(D, "SubmissionAcceptance", "MessageAccepted", "original"),
+        ),
+        (
+            "dispatch_no_evidence",
+            spedizione(omit={"evidence"}),
+            atteso(D, "SubmissionAcceptance", "MessageAccepted", "evidence"),
+        ),
+        (
+            "huge_evidence",
+            ricevuta(evidence_padding=4 * 1024 * 1024),
+            atteso(R, "SubmissionAcceptance", "MessageAccepted", "evidence"),
+        ),
+        (
+            "unknown_event",
+            ricevuta(event="ContentHandover", strict=False),
+            atteso(R, "ContentHandover", "MessageAccepted", "event"),
+        ),
+        (
+            "future_metadata_version",
+            ricevuta(metadata_version="EN31953203V020101"),
+            atteso(R, "SubmissionAcceptance", "MessageAccepted", "version"),
+        ),
+        (
+            "header_evidence_event_disagree",
+            ricevuta(
+                event="ContentConsignmentFailure",
+                reason="MessageNotConsignedForQuota",
+                header_event="ContentConsignment",
+                header_reason="MessageConsignedToRecipient",
+                recipient="mario.rossi@rem.altro.test",
+            ),
+            # which one wins is the classifier's decision: only the problem is expected
+            atteso(R, "ContentConsignment", "MessageConsignedToRecipient", "evidence") | {"kind": None},
+        ),
+    ]
+    return [Campione(f"rem_robustness_{name}.eml", data, exp) for name, data, exp in casi]
