@@ -267,7 +267,6 @@ def test_ordinary_mail_into_a_rem_mailbox_is_received_from_non_erds(dovecot, pec
 def test_what_rem_providers_deliver_is_classified_as_the_simulator_recorded_it(dovecot, pec_network, reti):
     """Every message the simulator appended, classified by pecflow: the kind it recorded (what the
     statistics are checked against), the REM event, and the reconciliation key."""
-    pytest.importorskip("pecflow.pec.rem", reason="pecflow's REM classifier is not in this tree yet")
     from pecflow.pec.message import parse
 
     uno, due, pec, mittente = reti

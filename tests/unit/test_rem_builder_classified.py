@@ -1,15 +1,13 @@
 """Builder-made REM messages classified by pecflow: every event with every reason AgID's examples
 use, both dispatches, and the REM robustness corpus (recognised as REM, a problem reported,
-never ordinary mail). Skips until pecflow has its REM reader (pecflow.pec.rem)."""
+never ordinary mail)."""
 
 from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("pecflow.pec.rem", reason="pecflow's REM classifier is not in this tree yet")
-
-from local.pecbuild.corpus import Campione, _rem_originale, rem_corpus, rem_robustness  # noqa: E402
-from pecflow.pec import kinds, message  # noqa: E402
+from local.pecbuild.corpus import Campione, _rem_originale, rem_corpus, rem_robustness
+from pecflow.pec import kinds, message
 
 _, UA_ID = _rem_originale()
 
