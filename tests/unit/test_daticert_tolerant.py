@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from pecflow.pec import daticert, message, safexml
 from pecflow.pec.daticert import Daticert, Destinatario
 from tests.conftest import FIXTURES, real_fixtures, real_pec_labels
+from tests.unit.test_daticert import sample as daticert_sample
 from tests.unit.test_hostile import _linear
 from tests.unit.test_robustness import _replace_daticert
 
@@ -23,24 +24,11 @@ PROBLEM = "daticert.xml: the provider wrote characters that XML does not allow; 
 
 
 def sample(**overrides) -> Daticert:
-    giorno, ora, zona = daticert.data_fields(datetime(2026, 11, 23, 9, 5, 7, tzinfo=ROME))
-    fields = dict(
-        tipo="avvenuta-consegna",
-        mittente="ufficio@pec.azienda.it",
-        destinatari=(Destinatario("cliente@pec.cliente.it"),),
-        risposte="ufficio@pec.azienda.it",
-        oggetto="Fattura n. 12",
-        gestore_emittente="Gestore di prova S.p.A.",
-        giorno=giorno,
-        ora=ora,
-        zona=zona,
-        identificativo="opec1.20261123090507.1.1.1.1@pec.prova.it",
-        msgid="<abc@client>",
-        ricevuta="completa",
-        consegna="cliente@pec.cliente.it",
+    """test_daticert's sample with one internal recipient, a plain subject and a full receipt."""
+    plain = dict(
+        destinatari=(Destinatario("cliente@pec.cliente.it"),), oggetto="Fattura n. 12", ricevuta="completa"
     )
-    fields.update(overrides)
-    return Daticert(**fields)
+    return daticert_sample(**{**plain, **overrides})
 
 
 RECORD = sample()
