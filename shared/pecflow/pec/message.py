@@ -325,7 +325,7 @@ class _Survey(mime.SignedLayout):
 
     __slots__ = ("daticert", "postacert", "other_messages")
 
-    def __init__(self, root: mime.Part):
+    def __init__(self, root: mime.Part) -> None:
         self.daticert: mime.Part | None = None
         self.postacert: mime.Part | None = None
         self.other_messages: list[mime.Part] = []
