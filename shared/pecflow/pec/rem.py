@@ -12,7 +12,6 @@ puts it together. Pure code: no I/O.
 from __future__ import annotations
 
 import re
-from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -415,53 +414,44 @@ def _host_serves(host: str, domain: str) -> bool:
 
 
 # -- the sections of a REM message --------------------------------------------------------------
-@dataclass(slots=True)
-class Sections:
-    """Where a REM message keeps its parts (None: not found)."""
+class Sections(mime.SignedLayout):
+    """Where a REM message keeps its parts (None: not found): by REM-Section-Type first, then
+    by the names AgID's examples use."""
 
-    signed: mime.Part | None = None
-    signature: mime.Part | None = None
-    wrapped: bool = False
-    introduction: mime.Part | None = None
-    original: mime.Part | None = None
-    evidence: mime.Part | None = None
+    __slots__ = ("introduction", "original", "evidence", "_evidence_by_name", "_original_by_type")
 
+    def __init__(self, root: mime.Part) -> None:
+        self.introduction: mime.Part | None = None
+        self.original: mime.Part | None = None
+        self.evidence: mime.Part | None = None
+        self._evidence_by_name: mime.Part | None = None
+        self._original_by_type: mime.Part | None = None
+        super().__init__(root)
+        self.evidence = self.evidence or self._evidence_by_name
+        self.original = self.original or self._original_by_type
 
-_SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+    def claim(self, part: mime.Part, leaf: bool) -> bool:
+        section = (part.headers.get("rem-section-type") or "").strip().lower()
+        if section == SECTION_INTRODUCTION and self.introduction is None:
+            self.introduction = part  # a multipart/alternative: taken whole
+            return True
+        if not leaf:
+            return False
+        filename = part.filename or ""
+        if section == SECTION_EVIDENCE:
+            self.evidence = self.evidence or part
+        elif section == SECTION_ORIGINAL or filename == "AttachedMimeMessage":
+            self.original = self.original or part
+        elif part.content_type == "message/rfc822":
+            self._original_by_type = self._original_by_type or part
+        elif filename.endswith(".xml") and filename[:-4] in EVENTS:
+            self._evidence_by_name = self._evidence_by_name or part
+        return True
 
 
 def survey(root: mime.Part) -> Sections:
-    """The REM sections, by REM-Section-Type first, then by the names AgID's examples use."""
-    found = Sections()
-    evidence_by_name = original_by_type = None
-    queue = deque([(root, 0)])
-    while queue:
-        part, level = queue.popleft()
-        ctype = part.content_type
-        section = (part.headers.get("rem-section-type") or "").strip().lower()
-        if section == SECTION_INTRODUCTION and found.introduction is None:
-            found.introduction = part
-            continue
-        if ctype.startswith("multipart/"):
-            if ctype == "multipart/alternative" or level > 4:
-                continue
-            if ctype == "multipart/signed" and found.signed is None:
-                found.signed = part
-                found.wrapped = level > 0
-            queue.extend((child, level + 1) for child in part.children)
-        elif ctype in _SIGNATURE_TYPES:
-            found.signature = found.signature or part
-        elif section == SECTION_EVIDENCE:
-            found.evidence = found.evidence or part
-        elif section == SECTION_ORIGINAL or (part.filename or "") == "AttachedMimeMessage":
-            found.original = found.original or part
-        elif ctype == "message/rfc822":
-            original_by_type = original_by_type or part
-        elif (part.filename or "").endswith(".xml") and (part.filename or "")[:-4] in EVENTS:
-            evidence_by_name = evidence_by_name or part
-    found.evidence = found.evidence or evidence_by_name
-    found.original = found.original or original_by_type
-    return found
+    """The REM sections of the message under `root`."""
+    return Sections(root)
 
 
 def introduction_text(part: mime.Part) -> str | None:
