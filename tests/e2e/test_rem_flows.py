@@ -22,18 +22,39 @@ from tests.e2e.test_campaigns import MANIFEST, settle, upload
 from tests.e2e.test_ingestion import POLL, mailbox_contents, stores, submit
 from tests.e2e.test_rem_provider import gestore
 
-# what a script makes of a recipient: the job's final state, and the REM receipt (event, reason)
-# the sender's provider reports it with (local/pec_rules.py evento_rem)
-DELIVERED = (State.DELIVERED, "ContentConsignment", "MessageConsignedToRecipient")
+# what a script makes of a recipient: the job's final state, and the receipt that puts it there
+# (kind, REM event, REM reason) as the sender's provider reports it: a REM provider with a REM
+# receipt (local/pec_rules.py evento_rem), a PEC provider with a PEC one (no REM event)
 OUTCOMES = {
-    "delivered": DELIVERED,
-    "unknown": (State.DELIVERY_FAILED, "RelayFailure", "MessageNotAcceptedForUnregisteredRecipient"),  # FAIL
-    "full": (State.DELIVERY_FAILED, "ContentConsignmentFailure", "MessageNotConsignedForQuota"),
-    "virus": (State.DELIVERY_FAILED, "RelayFailure", "R_ERDS_MessageRejectedForMalware"),
-    "refused": (State.NOT_ACCEPTED, "SubmissionRejection", "InvalidMessageFormat"),  # REJECT
-    "external": (State.ACCEPTED, "RelayToNonERDS", "MessageRelayedToNonERDS"),  # an ordinary address
+    "delivered": (
+        State.DELIVERED,
+        kinds.AVVENUTA_CONSEGNA,
+        "ContentConsignment",
+        "MessageConsignedToRecipient",
+    ),
+    "unknown": (  # FAIL: not registered at its provider
+        State.DELIVERY_FAILED,
+        kinds.ERRORE_CONSEGNA,
+        "RelayFailure",
+        "MessageNotAcceptedForUnregisteredRecipient",
+    ),
+    "full": (
+        State.DELIVERY_FAILED,
+        kinds.ERRORE_CONSEGNA,
+        "ContentConsignmentFailure",
+        "MessageNotConsignedForQuota",
+    ),
+    "virus": (
+        State.DELIVERY_FAILED,
+        kinds.ERRORE_CONSEGNA,
+        "RelayFailure",
+        "R_ERDS_MessageRejectedForMalware",
+    ),
+    "refused": (State.NOT_ACCEPTED, kinds.NON_ACCETTAZIONE, "SubmissionRejection", "InvalidMessageFormat"),
+    "external": (State.ACCEPTED, kinds.ACCETTAZIONE, "RelayToNonERDS", "MessageRelayedToNonERDS"),
 }
-Plan = dict[str, tuple[State, str, str]]
+PEC_OUTCOMES = {name: (state, kind, None, None) for name, (state, kind, *_) in OUTCOMES.items()}
+Plan = dict[str, tuple[State, str, str | None, str | None]]
 
 
 def expected_counters(states: list[State]) -> dict[str, int]:
@@ -91,27 +112,29 @@ def run_campaign(stack, campaign_id: str, sender: str, plan: Plan) -> dict:
 
 
 def check_jobs(stack, campaign_id: str, plan: Plan) -> None:
-    """Each job in the state its script says, with the REM receipt that put it there."""
+    """Each job in the state its script says, with the receipt that put it there."""
     jobs = {j.recipient: j for j in bootstrap.campaign_admin(stack.deployment()).jobs(campaign_id)}
     assert {a: jobs[a.lower()].state for a in plan} == {a: state for a, (state, *_) in plan.items()}
-    for address, (state, event, reason) in plan.items():
+    for address, (state, kind, event, reason) in plan.items():
         job = jobs[address.lower()]
-        receipts = {(r.get("rem_event"), r.get("rem_reason")) for r in job.receipts.values()}
-        assert (event, reason) in receipts, (address, receipts)
-        assert all(e for e, _ in receipts), f"{address}: a receipt without its REM event"
+        receipts = {(r["kind"], r.get("rem_event"), r.get("rem_reason")) for r in job.receipts.values()}
+        assert (kind, event, reason) in receipts, (address, receipts)
+        assert all(bool(e) is bool(event) for _, e, _ in receipts), f"{address}: PEC and REM receipts mixed"
         assert job.certified is (state != State.ACCEPTED), address
-        if state in (State.DELIVERY_FAILED, State.NOT_ACCEPTED):  # why, in Italian and English
+        if reason and state in (State.DELIVERY_FAILED, State.NOT_ACCEPTED):  # why, in Italian and English
             assert job.error and " / " in job.error and f"({reason})" in job.error, (address, job.error)
 
 
-def check_receipts(stack, sender: str) -> None:
-    """Every receipt the sender's mailbox got is recorded as REM and matched to what we sent."""
+def check_receipts(stack, sender: str, *, rem: bool) -> None:
+    """Every receipt the sender's mailbox got is recorded (REM ones with their rem map) and
+    matched to what we sent."""
     delivered = Counter(d.kind for d in stack.network.deliveries if d.mailbox == sender and d.error is None)
     messages, _ = stores(stack)
     records = messages.query(sender, limit=500)
     assert Counter(r.kind for r in records) == delivered
     for r in records:
-        assert r.kind in kinds.RICEVUTE and r.rem and r.rem["message_type"] == "receipt", r
+        assert r.kind in kinds.RICEVUTE, r
+        assert (r.rem or {}).get("message_type") == ("receipt" if rem else None), r
         assert r.reconciled == "matched" and not r.reconcile_problems, (r.rem, r.reconcile_problems)
 
 
@@ -148,7 +171,7 @@ def test_a_campaign_from_a_rem_mailbox_ends_as_the_script_says(stack):
         "errors": 1,
     }
     check_jobs(stack, "rem-solleciti", plan)
-    check_receipts(stack, sender)
+    check_receipts(stack, sender, rem=True)
     # the simulator delivered a REM dispatch to each delivered recipient, once
     dispatches = Counter(
         d.mailbox for d in net.deliveries if d.kind == kinds.POSTA_CERTIFICATA and d.error is None
@@ -165,37 +188,40 @@ def test_a_campaign_from_a_rem_mailbox_ends_as_the_script_says(stack):
 
 
 @pytest.mark.timeout(600)
-def test_a_mixed_pec_and_rem_campaign_shows_one_set_of_statistics(stack):
+@pytest.mark.parametrize("sender_on", ["rem", "pec"])
+def test_a_mixed_pec_and_rem_campaign_shows_one_set_of_statistics(stack, sender_on):
     net = stack.network
     uno = net.add_provider(gestore("Uno", True), rem=True)
     due = net.add_provider(gestore("Due", True), rem=True)
     tre = net.add_provider(gestore("Tre", False))
-    sender = stack.add_company_mailbox(uno).address
-    plan = {}
+    home = uno if sender_on == "rem" else tre
+    sender = stack.add_company_mailbox(home).address
     rows = [
         (tre, "delivered"),
         (tre, "delivered"),
         (tre, "unknown"),
         (due, "delivered"),
         (due, "full"),
-        (uno, "delivered"),  # a colleague at the sender's own provider
+        (uno, "delivered"),
         (uno, "unknown"),
         (None, "external"),
     ]
+    plan: Plan = {}
     for i, (provider, outcome) in enumerate(rows):
         if provider is None:
             address = f"fornitore{i}@posta-{uno.gestore.domain}.example"
         else:
             address = f"cliente{i}@{provider.gestore.domain}"
             script(net, provider, address, outcome)
-        plan[address] = OUTCOMES[outcome]  # a REM sender: REM receipts, whatever the recipient's provider
+        # the sender's own provider writes its receipts, whatever the recipient's provider
+        plan[address] = (OUTCOMES if home.rem else PEC_OUTCOMES)[outcome]
 
-    counters = run_campaign(stack, "misto", sender, plan)
+    counters = run_campaign(stack, f"misto-{sender_on}", sender, plan)
 
     assert counters == expected_counters([state for state, *_ in plan.values()])
     assert (counters["delivered"], counters["delivery_failures"], counters["accepted"]) == (4, 3, 5)
-    check_jobs(stack, "misto", plan)
-    check_receipts(stack, sender)
+    check_jobs(stack, f"misto-{sender_on}", plan)
+    check_receipts(stack, sender, rem=home.rem)
     # the PEC recipients got buste di trasporto, the REM ones REM dispatches
     delivered = {
         d.mailbox: d.rem_event
@@ -203,12 +229,9 @@ def test_a_mixed_pec_and_rem_campaign_shows_one_set_of_statistics(stack):
         if d.kind == kinds.POSTA_CERTIFICATA and d.error is None  # a full mailbox's APPEND failed
     }
     assert delivered == {
-        **{a: None for a, (s, *_) in plan.items() if s == State.DELIVERED and tre.gestore.domain in a},
-        **{
-            a: "SubmissionAcceptance"
-            for a, (s, *_) in plan.items()
-            if s == State.DELIVERED and tre.gestore.domain not in a
-        },
+        a: None if tre.gestore.domain in a else "SubmissionAcceptance"
+        for a, (state, *_) in plan.items()
+        if state == State.DELIVERED
     }
 
 
