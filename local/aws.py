@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -211,7 +212,7 @@ class LocalAws:
         _fast_dispatch()
         _lazy_queue_attributes()
         _lazy_kms_key_material()
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server = _KeepAliveMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         host, bound_port = server.get_host_and_port()
         aws = cls(
@@ -1102,6 +1103,73 @@ def _lazy_kms_key_material() -> None:
 
     kms.generate_private_key = generate_private_key
     kms._pecflow_lazy = True
+
+
+class _KeepAliveMotoServer(ThreadedMotoServer):
+    """moto's server, keeping connections open between requests. werkzeug's development server
+    closes every connection after one response (it cannot tell how much of a request body the
+    application left unread), so each boto3 call paid a new TCP connection and a new server
+    thread: most of the cost of a small DynamoDB or SQS call. Here a request's body is read
+    whole before the application runs, so the next request starts where this one ended."""
+
+    def _server_entry(self) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import make_server
+
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server(
+            self._ip_address, self._port, app, True, request_handler=_KeepAliveRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
+def _keep_alive_handler() -> type:
+    import io
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    # After each response werkzeug reads the connection until nothing more comes (safe only
+    # because it closes it): during that step it gets a socket at end-of-file instead.
+    at_eof, closed_end = socket.socketpair()
+    closed_end.close()
+
+    class KeepAliveRequestHandler(MotoRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            # werkzeug writes the headers and the body separately: without this, on a connection
+            # kept open, Nagle's algorithm holds the body until the client's delayed ACK (40 ms)
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def handle_one_request(self) -> None:
+            self._drained = None  # (connection, rfile) while a request's body has been read whole
+            try:
+                super().handle_one_request()
+            finally:
+                if self._drained is not None:
+                    self.connection, self.rfile = self._drained
+
+        def make_environ(self) -> dict[str, Any]:
+            environ = super().make_environ()
+            length = environ.get("CONTENT_LENGTH") or "0"
+            if length.isdigit() and "HTTP_TRANSFER_ENCODING" not in environ:
+                environ["wsgi.input"] = io.BytesIO(self.rfile.read(int(length)))
+                self._drained = (self.connection, self.rfile)
+                self.connection, self.rfile = at_eof, io.BytesIO()
+            return environ
+
+        def send_header(self, keyword: str, value: str) -> None:
+            # werkzeug always says "Connection: close"; kept open when the body was read whole
+            if keyword.lower() == "connection" and value.lower() == "close" and self._drained:
+                return
+            super().send_header(keyword, value)
+
+    return KeepAliveRequestHandler
+
+
+_KeepAliveRequestHandler = _keep_alive_handler()
 
 
 def _fast_dispatch() -> None:
