@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import logging
 import os
 import re
 import signal
+import socket
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -92,6 +94,39 @@ _LIVE: list[LocalAws] = []
 _CLOCK_FOLLOWER: str | None = None  # the stack whose virtual clock moto's SQS reads
 
 
+# One boto3 session per region for every LocalAws of the process: a session reads botocore's
+# service models once, so a test's stack makes its clients in milliseconds instead of a second.
+# Sessions are not thread-safe: clients and resources are made under _SESSION_LOCK.
+_SESSIONS: dict[str, boto3.session.Session] = {}
+_SESSION_LOCK = threading.Lock()
+
+
+def _session(region: str) -> boto3.session.Session:
+    if region not in _SESSIONS:
+        _SESSIONS[region] = boto3.session.Session(
+            region_name=region,
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+        )
+    return _SESSIONS[region]
+
+
+# Parsed templates by (path, content): parsing template.yaml takes most of a second, and the
+# integration tests make a stack per test. Each caller gets its own copy.
+_TEMPLATES: dict[tuple[Path, str], Template] = {}
+_TEMPLATES_LOCK = threading.Lock()
+
+
+def _load_template(path: str | Path) -> Template:
+    path = Path(path).resolve()
+    key = (path, hashlib.sha256(path.read_bytes()).hexdigest())
+    with _TEMPLATES_LOCK:
+        if key not in _TEMPLATES:
+            _TEMPLATES[key] = load(path)
+        return copy.deepcopy(_TEMPLATES[key])
+
+
 @dataclass(frozen=True)
 class StackResource:
     """One resource as it exists in moto: what Ref returns, its attributes for GetAtt."""
@@ -141,7 +176,6 @@ class LocalAws:
             template, stack_name=stack_name, region=region, parameters=parameters, lookup=self._lookup
         )
         self._clients: dict[str, Any] = {}
-        self._boto_session: boto3.session.Session | None = None
         self._lock = threading.RLock()
         self._notifications: dict[str, dict] = {}  # bucket name -> template's configuration
         self._subscriptions: dict[str, _BucketSubscription] = {}
@@ -166,7 +200,7 @@ class LocalAws:
         """Start moto on 127.0.0.1 (`port=0`: a free port) and create the template's resources.
         With `set_environ`, the process environment points boto3 at it (AWS_ENDPOINT_URL, region,
         fake credentials) until `stop()`; otherwise use `with aws.environ(): ...` where needed."""
-        template = load(template_path)
+        template = _load_template(template_path)
         values = parameter_values(template, parameters)
         if any(aws.stack_name == stack_name for aws in _LIVE):
             raise ValueError(
@@ -177,7 +211,8 @@ class LocalAws:
         _atomic_dynamodb()
         _fast_dispatch()
         _lazy_queue_attributes()
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        _lazy_kms_key_material()
+        server = _KeepAliveMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         host, bound_port = server.get_host_and_port()
         aws = cls(
@@ -210,9 +245,10 @@ class LocalAws:
     ) -> LocalAws:
         """The template's resources in moto's in-process mock (call it inside `mock_aws()`): no
         server, no endpoint; for integration tests of the adapters."""
-        template = load(template_path)
+        template = _load_template(template_path)
         _atomic_dynamodb()
         _lazy_queue_attributes()
+        _lazy_kms_key_material()
         aws = cls(
             template,
             stack_name=stack_name,
@@ -324,28 +360,18 @@ class LocalAws:
         """A boto3 client bound to the local endpoint (cached; clients are thread-safe)."""
         with self._lock:
             if service not in self._clients:
-                self._clients[service] = self._session().client(
-                    service,
-                    endpoint_url=self.endpoint_url,
-                    config=Config(max_pool_connections=64, retries={"mode": "standard"}),
-                )
+                with _SESSION_LOCK:
+                    self._clients[service] = _session(self.region).client(
+                        service,
+                        endpoint_url=self.endpoint_url,
+                        config=Config(max_pool_connections=64, retries={"mode": "standard"}),
+                    )
             return self._clients[service]
 
     def resource(self, service: str) -> Any:
         """A new boto3 resource bound to the local endpoint (resources are not thread-safe)."""
-        with self._lock:
-            return self._session().resource(service, endpoint_url=self.endpoint_url)
-
-    def _session(self) -> boto3.session.Session:
-        """One session (sessions load botocore's data once); used under self._lock only."""
-        if self._boto_session is None:
-            self._boto_session = boto3.session.Session(
-                region_name=self.region,
-                aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
-            )
-        return self._boto_session
+        with _SESSION_LOCK:
+            return _session(self.region).resource(service, endpoint_url=self.endpoint_url)
 
     @contextmanager
     def environ(self) -> Iterator[dict[str, str]]:
@@ -945,11 +971,19 @@ def _patch_sqs_time(clock: Clock) -> Callable[[], None]:
 _DYNAMODB_LOCK = threading.RLock()
 
 
+# moto's DynamoDB backend methods that return the stored item itself
+_RETURNS_STORED_ITEM = ("put_item", "get_item", "update_item", "delete_item")
+
+
 def _atomic_dynamodb() -> None:
     """DynamoDB applies each write (conditional ones included) and each transaction atomically;
     moto checks a condition and then writes without a lock, so two concurrent requests can both
     pass the same condition. Serialise moto's DynamoDB reads and writes behind one lock (once per
-    process) so that concurrent handlers and tests see DynamoDB's guarantees."""
+    process) so that concurrent handlers and tests see DynamoDB's guarantees.
+
+    The item methods return moto's stored item, which moto's response code then copies and
+    serialises outside any lock: a concurrent update of that item failed the reader with
+    "dictionary changed size during iteration". They return a copy made under the lock."""
     from moto.dynamodb.models import DynamoDBBackend
 
     if getattr(DynamoDBBackend, "_pecflow_atomic", False):
@@ -968,9 +1002,10 @@ def _atomic_dynamodb() -> None:
         if original is None:
             continue
 
-        def locked(self, *args, __original=original, **kwargs):
+        def locked(self, *args, __original=original, __copy=name in _RETURNS_STORED_ITEM, **kwargs):
             with _DYNAMODB_LOCK:
-                return __original(self, *args, **kwargs)
+                result = __original(self, *args, **kwargs)
+                return copy.deepcopy(result) if __copy else result
 
         locked.__name__ = name
         setattr(DynamoDBBackend, name, locked)
@@ -1042,6 +1077,99 @@ def _cheap_transactions(backend_class) -> None:
 
     transact_write_items.__name__ = "transact_write_items"
     backend_class.transact_write_items = transact_write_items
+
+
+def _lazy_kms_key_material() -> None:
+    """moto makes an RSA-2048 key pair for every KMS key, symmetric ones included (~0.1 s each,
+    two keys per stack and per reset), though only asymmetric keys (Sign, Verify, GetPublicKey)
+    ever use it. Symmetric keys get theirs when first used, if ever."""
+    import moto.kms.models as kms
+
+    if getattr(kms, "_pecflow_lazy", False):
+        return
+    eager = kms.generate_private_key
+
+    class LazyKeyPair:
+        def __init__(self, key_spec: str):
+            self._key_spec, self._real = key_spec, None
+
+        def __getattr__(self, name: str) -> Any:
+            if self._real is None:
+                self._real = eager(self._key_spec)
+            return getattr(self._real, name)
+
+    def generate_private_key(key_spec: str) -> Any:
+        return LazyKeyPair(key_spec) if key_spec == "SYMMETRIC_DEFAULT" else eager(key_spec)
+
+    kms.generate_private_key = generate_private_key
+    kms._pecflow_lazy = True
+
+
+class _KeepAliveMotoServer(ThreadedMotoServer):
+    """moto's server, keeping connections open between requests. werkzeug's development server
+    closes every connection after one response (it cannot tell how much of a request body the
+    application left unread), so each boto3 call paid a new TCP connection and a new server
+    thread: most of the cost of a small DynamoDB or SQS call. Here a request's body is read
+    whole before the application runs, so the next request starts where this one ended."""
+
+    def _server_entry(self) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import make_server
+
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server(
+            self._ip_address, self._port, app, True, request_handler=_KeepAliveRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
+def _keep_alive_handler() -> type:
+    import io
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    # After each response werkzeug reads the connection until nothing more comes (safe only
+    # because it closes it): during that step it gets a socket at end-of-file instead.
+    at_eof, closed_end = socket.socketpair()
+    closed_end.close()
+
+    class KeepAliveRequestHandler(MotoRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            # werkzeug writes the headers and the body separately: without this, on a connection
+            # kept open, Nagle's algorithm holds the body until the client's delayed ACK (40 ms)
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def handle_one_request(self) -> None:
+            self._drained = None  # (connection, rfile) while a request's body has been read whole
+            try:
+                super().handle_one_request()
+            finally:
+                if self._drained is not None:
+                    self.connection, self.rfile = self._drained
+
+        def make_environ(self) -> dict[str, Any]:
+            environ = super().make_environ()
+            length = environ.get("CONTENT_LENGTH") or "0"
+            if length.isdigit() and "HTTP_TRANSFER_ENCODING" not in environ:
+                environ["wsgi.input"] = io.BytesIO(self.rfile.read(int(length)))
+                self._drained = (self.connection, self.rfile)
+                self.connection, self.rfile = at_eof, io.BytesIO()
+            return environ
+
+        def send_header(self, keyword: str, value: str) -> None:
+            # werkzeug always says "Connection: close"; kept open when the body was read whole
+            if keyword.lower() == "connection" and value.lower() == "close" and self._drained:
+                return
+            super().send_header(keyword, value)
+
+    return KeepAliveRequestHandler
+
+
+_KeepAliveRequestHandler = _keep_alive_handler()
 
 
 def _fast_dispatch() -> None:

@@ -46,6 +46,16 @@ def pytest_collection_modifyitems(config, items):
         for layer in ("unit", "integration", "e2e"):
             if f"{os.sep}tests{os.sep}{layer}{os.sep}" in path:
                 item.add_marker(getattr(pytest.mark, layer))
+    # The tests that declare minutes of work (a timeout above the default) start first, longest
+    # first: the parallel workers then share out the short ones and finish together, instead
+    # of one worker starting a five-minute test when the others are nearly done.
+    default = float(config.getini("timeout") or 0)
+    items.sort(key=lambda item: -max(_declared_timeout(item), default))
+
+
+def _declared_timeout(item) -> float:
+    marker = item.get_closest_marker("timeout")
+    return float(marker.args[0] if marker.args else marker.kwargs.get("timeout", 0)) if marker else 0.0
 
 
 @pytest.fixture(scope="session")
