@@ -75,6 +75,7 @@ class LocalStack:
             messages_table=aws.physical("MessagesTable"),
             outgoing_table=aws.physical("OutgoingTable"),
             campaigns_table=aws.physical("CampaignsTable"),
+            audit_table=aws.physical("AuditTable"),
             archive_bucket=aws.physical("ArchiveBucket"),
             poll_queue_url=aws.url("PollQueue"),
             campaign_bucket=aws.physical("CampaignBucket"),

@@ -39,6 +39,7 @@ import hashlib
 import io
 import json
 import smtplib
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -1495,3 +1496,37 @@ class FakeCampaignFiles:
 def config(address: str = "ufficio@pec.azienda.test", **kw) -> MailboxConfig:
     """A mailbox configuration for the fakes (the host is never reached)."""
     return MailboxConfig(address, "imap.fake.test", **kw)
+
+
+class FakeAuditStore:
+    """The audit table in memory, with the adapter's append condition (the head must still be
+    the event's predecessor). `events` are the stored rows, for tests to tamper with."""
+
+    def __init__(self):
+        from pecflow.domain.audit import ChainHead
+
+        self._head_type = ChainHead
+        self.rows: dict[str, dict[int, object]] = {}
+        self.heads: dict[str, object] = {}
+        self.lock = threading.Lock()
+
+    def head(self, mailbox: str):
+        return self.heads.get(mailbox.lower()) or self._head_type(mailbox.lower())
+
+    def append(self, event) -> bool:
+        with self.lock:
+            head = self.head(event.mailbox)
+            if (head.seq, head.hash) != (event.seq - 1, event.prev_hash) or event.seq in self.rows.get(
+                event.mailbox, {}
+            ):
+                return False
+            self.rows.setdefault(event.mailbox, {})[event.seq] = event
+            self.heads[event.mailbox] = self._head_type(event.mailbox, event.seq, event.hash)
+            return True
+
+    def events(self, mailbox: str, *, after: int = 0):
+        rows = self.rows.get(mailbox.lower(), {})
+        return [rows[seq] for seq in sorted(rows) if seq > after]
+
+    def of_message(self, mailbox: str, message: str, limit: int = 200):
+        return [e for e in self.events(mailbox) if e.message == message][:limit]

@@ -12,6 +12,7 @@ from typing import Any
 from pecflow.adapters.archive import Archive
 from pecflow.adapters.campaign_files import CampaignPackage
 from pecflow.adapters.dynamodb import CampaignStore, MailboxStore, MessageStore, OutgoingStore
+from pecflow.adapters.dynamodb.audit import AuditStore
 from pecflow.adapters.mail import ImapSession, SmtpSubmitter
 from pecflow.adapters.queues import SqsQueue
 from pecflow.adapters.ratelimit import RateLimiter
@@ -19,6 +20,7 @@ from pecflow.adapters.secrets import SecretsManager, mailbox_password
 from pecflow.config import Config
 from pecflow.domain.ports import PasswordOf
 from pecflow.services.admin import CampaignAdmin, MailboxAdmin
+from pecflow.services.audit import AuditLog
 from pecflow.services.fanout import Fanout
 from pecflow.services.polling import Poller, PollRequest, schedule_polls
 from pecflow.services.receive import Ingestor
@@ -193,3 +195,11 @@ def campaign_admin(config: Config, **overrides: Any) -> CampaignAdmin:
         "send_queue": lambda: SqsQueue(config.send_queue_url, config.client("sqs")),
     }
     return CampaignAdmin(**_parts(parts, overrides))
+
+
+def audit_log(config: Config) -> AuditLog:
+    if not config.audit_table:
+        from pecflow.config import ConfigError
+
+        raise ConfigError("this installation has no audit table (AuditTableName): update the stack")
+    return AuditLog(AuditStore(config.audit_table, config.resource("dynamodb")))

@@ -561,6 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(listing)
     listing.set_defaults(func=cmd_inbox_list)
     _add_campaign_operations(_add_campaign_parser(sub))  # pecflow campaign validate|stats|export|...
+    _add_audit_parser(sub)
     return parser
 
 
@@ -778,6 +779,80 @@ def _add_campaign_operations(actions) -> None:
         parser.add_argument("campaign_id")
         _add_target_options(parser)
         parser.set_defaults(func=cmd_campaign_status)
+
+
+# --- pecflow audit ---------------------------------------------------------------------------------
+def cmd_audit_verify(args) -> int:
+    from pecflow import bootstrap
+
+    verdict = bootstrap.audit_log(_deployment(args)).verify(args.mailbox)
+    if verdict.ok:
+        print(f"{args.mailbox}: the audit log is whole ({verdict.checked} event(s) checked)")
+        return 0
+    print(
+        f"{args.mailbox}: the audit log is BROKEN at event {verdict.broken_at}: {verdict.reason}\n"
+        f"  the {verdict.checked} event(s) before it are whole",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _date(text: str):
+    from datetime import UTC, datetime
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def cmd_audit_export(args) -> int:
+    from datetime import timedelta
+
+    from pecflow import bootstrap
+
+    end = None
+    if args.to_text:
+        try:
+            end = _date(args.to_text)
+        except argparse.ArgumentTypeError as exc:
+            print(f"pecflow: --to: {exc}", file=sys.stderr)
+            return 2
+        if len(args.to_text) == 10:  # a day: the whole of it
+            end += timedelta(days=1) - timedelta(microseconds=1)
+    out = open(args.output, "wb") if args.output != "-" else sys.stdout.buffer
+    try:
+        count = bootstrap.audit_log(_deployment(args)).export(
+            args.mailbox, out, start=args.start, end=end, fmt=args.format
+        )
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    print(f"{count} audit event(s) written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _add_audit_parser(sub) -> None:
+    audit = sub.add_parser(
+        "audit",
+        help="check and export a mailbox's audit log (who viewed, replied, deleted what and when)",
+        description="Every act of a person on a mailbox is an audit event chained by hash to the one "
+        "before it: a changed, removed or reordered event breaks the chain.",
+    )
+    actions = audit.add_subparsers(dest="command_name", metavar="ACTION", required=True)
+    check = actions.add_parser("verify", help="check the chain; names the first broken event (exit 1)")
+    check.add_argument("mailbox", metavar="MAILBOX")
+    _add_target_options(check)
+    check.set_defaults(func=cmd_audit_verify)
+    export = actions.add_parser("export", help="the events of a period as CSV (Excel-safe) or JSON lines")
+    export.add_argument("mailbox", metavar="MAILBOX")
+    export.add_argument("--from", dest="start", type=_date, metavar="DATE", help="first day (YYYY-MM-DD)")
+    export.add_argument("--to", dest="to_text", metavar="DATE", help="last day, included (YYYY-MM-DD)")
+    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("-o", "--output", default="-", help="file to write (default: standard output)")
+    _add_target_options(export)
+    export.set_defaults(func=cmd_audit_export)
 
 
 def main(argv: list[str] | None = None) -> int:

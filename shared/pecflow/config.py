@@ -21,6 +21,7 @@ _OUTPUTS = {  # the stack's outputs the CLI reads
     "MessagesTableName": "messages_table",
     "OutgoingTableName": "outgoing_table",
     "CampaignsTableName": "campaigns_table",
+    "AuditTableName": "audit_table",
     "ArchiveBucketName": "archive_bucket",
     "PollQueueUrl": "poll_queue_url",
     "CampaignBucketName": "campaign_bucket",
@@ -41,6 +42,7 @@ class Config:
     messages_table: str = ""
     outgoing_table: str = ""
     campaigns_table: str = ""
+    audit_table: str = ""
     archive_bucket: str = ""
     poll_queue_url: str = ""
     campaign_bucket: str = ""
