@@ -14,6 +14,9 @@ from pecflow.domain.inbox import (
     Filters,
     decode_cursor,
     encode_cursor,
+    handling_of,
+    has_words,
+    inbox_row,
     listing_keys,
     matches,
     page_size,
@@ -101,7 +104,7 @@ def test_the_plain_list_is_the_messages_newest_first_without_receipts():
         (Filters(campaign="c1"), "ByCampaign", f"{M}#c1"),
         (Filters(has_sdi=True), "BySdi", f"{M}#sdi"),
         (Filters(bin=True), "ByList", f"{M}#bin"),
-        (Filters(text="Rossi fattura"), "ByWord", f"{M}#fattura"),
+        (Filters(text="Rossi fattura"), None, f"{M}#w#fattura"),
     ],
 )
 def test_each_filter_is_one_partition(filters, index, value):
@@ -150,18 +153,40 @@ def test_wrong_filters_are_told_plainly():
     assert page_size(None) == 50
 
 
-def test_word_search_reads_word_items_that_carry_the_row_and_the_other_filters():
+def test_word_search_reads_word_items_then_checks_the_rows():
     rec = record(sha256="ab" * 32)
-    keys = listing_keys(BOX, rec)
-    items = word_items(BOX, "ab" * 32, rec, keys, shown=("subject", "from", "kind"))
-    assert {i["word_pk"] for i in items} == {f"{M}#{w}" for w in record_words(rec)}
+    items = word_items(BOX, "ab" * 32, rec)
+    assert {i["pk"] for i in items} == {f"{M}#w#{w}" for w in record_words(rec)}
+    assert all(i["sk"] == rec["received_key"] and i["sha256"] == "ab" * 32 for i in items)
     p = plan(BOX, Filters(text="rossi Fattura", handling=Status.OPEN))
-    found = [i for i in items if i["word_pk"] == p.key_value and matches(i, p)]
-    assert len(found) == 1 and found[0]["subject"] == rec["subject"]
+    assert (p.index, p.key_attribute, p.key_value, p.words) == (None, "pk", f"{M}#w#fattura", ("rossi",))
+    found = [i for i in items if i["pk"] == p.key_value and has_words(i, p)]
+    assert len(found) == 1
+    row = inbox_row(BOX, rec)
+    assert matches(row, p)
     both = plan(BOX, Filters(text="fattura bianchi"))  # read by 'fattura', 'bianchi' checked
-    assert both.key_value == f"{M}#fattura" and not matches(found[0], both)
-    assert not matches(found[0], plan(BOX, Filters(text="rossi", has_sdi=True)))
-    assert matches(found[0], plan(BOX, Filters(text="rossi", has_sdi=False)))
+    assert both.key_value == f"{M}#w#fattura" and not has_words(found[0], both)
+    assert not matches(row, plan(BOX, Filters(text="rossi", has_sdi=True)))
+    assert matches(row, plan(BOX, Filters(text="rossi", has_sdi=False)))
+    assert not matches(inbox_row(BOX, rec, deleted={"by": "carla"}), p)  # deleted: not in the list
+
+
+def test_a_row_shows_the_list_fields_and_its_handling():
+    held = Handling(Status.IN_CHARGE, "anna", datetime(2026, 11, 26, 9, 0, tzinfo=UTC), "carla", None, 3)
+    rec = record(
+        sha256="cd" * 32, to=[f"a{i}@x.it" for i in range(8)], attachments=[{}, {}], rem={"event": "X"}
+    )
+    row = inbox_row(BOX, rec, held)
+    assert row["pk"] == f"{M}#m#{'cd' * 32}" and row["sk"] == "row"
+    assert (row["to_count"], len(row["to"]), row["attachments"], row["rem_event"]) == (8, 5, 2, "X")
+    assert (row["handling"], row["holder"], row["version"], row["holder_pk"]) == (
+        "in-carico",
+        "anna",
+        3,
+        f"{M}#anna",
+    )
+    assert handling_of(row) == held
+    assert handling_of(inbox_row(BOX, rec)) == Handling()
 
 
 def test_cursors_are_bound_to_their_list_and_cannot_be_edited():

@@ -1,11 +1,12 @@
-"""How the inbox is listed without reading the whole mailbox: each message record carries a few
-listing keys (sparse index keys, each `<mailbox>#<value>`, sorted by `received_key`), and each
-filter a person can set is answered by querying the one index whose partition is exactly that
-filter, the dates as a range of the sort key. Words of the subject and the parties are a token
-index: one small item per word per message, holding what a list row shows, so a page read from
-it costs one item per message shown. Pure domain code: no I/O.
+"""How the inbox is listed without reading the whole mailbox. Each received message has a row
+in the inbox table: what a list shows (subject, parties, kind, dates), its presa in carico and
+whether it is in the bin, and a few listing keys (sparse index keys, each `<mailbox>#<value>`,
+sorted by `received_key`). Each filter a person can set is answered by querying the one index
+whose partition is exactly that filter, the dates as a range of the sort key; the other filters
+are checked on the rows read. Words of the subject and the parties are a token index: one small
+item per word per message (`<mailbox>#w#<word>`), the rows then read by key. Pure domain code.
 
-Listing keys (attribute → index, docs/architecture.md "Listing the inbox"):
+Listing keys (attribute → index):
   list_pk     ByList     <mailbox>#messages | #receipts | #bin   (receipts apart; the bin apart)
   kind_pk     ByKind     <mailbox>#<kind>                        (not for messages in the bin)
   handling_pk ByHandling <mailbox>#da-gestire | #in-carico | #gestito (messages, not receipts)
@@ -22,7 +23,7 @@ import hmac
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -143,14 +144,14 @@ class Plan:
     """One query: an index, its partition value, a sort-key range, and what is left to check on
     each item read (`residual`: attribute → allowed values; `words`: every one must be there)."""
 
-    index: str
+    index: str | None  # None: the table itself (the word items)
     key_attribute: str
     key_value: str
     sort_from: str | None = None
     sort_to: str | None = None
     residual: tuple[tuple[str, tuple[str, ...]], ...] = ()
     words: tuple[str, ...] = ()
-    token_index: bool = False  # read from the word items, not the message records
+    token_index: bool = False  # read the word items, then the rows they point to
 
 
 def _sort_bounds(filters: Filters) -> tuple[str | None, str | None]:
@@ -209,25 +210,25 @@ def plan(mailbox: str, filters: Filters) -> Plan:
         # the longest word is likely the rarest: its partition is read, the others checked
         ordered = sorted(wanted, key=len, reverse=True)
         checked = tuple((a, (v,)) for a, v in candidates) + extra
-        return Plan(
-            "ByWord", "word_pk", f"{mailbox}#{ordered[0]}", start, end, checked, tuple(ordered[1:]), True
-        )
+        return Plan(None, "pk", word_key(mailbox, ordered[0]), start, end, checked, tuple(ordered[1:]), True)
     attribute, value = candidates[0]
     others = tuple((a, (v,)) for a, v in candidates[1:]) + extra
     return Plan(INDEXES[attribute], attribute, value, start, end, others)
 
 
-def matches(item: Mapping[str, object], plan: Plan) -> bool:
-    """Whether an item read by the plan's query passes the rest of the filters (the adapter
-    may instead express the same as a DynamoDB filter expression)."""
+def matches(row: Mapping[str, object], plan: Plan) -> bool:
+    """Whether a row read by the plan passes the rest of the filters."""
     for attribute, allowed in plan.residual:
-        value = item.get(attribute)
+        value = row.get(attribute)
         if (value if value is not None else "") not in allowed:
             return False
-    if plan.words:
-        present = set(str(item.get("words") or "").split())
-        return all(w in present for w in plan.words)
     return True
+
+
+def has_words(word_item: Mapping[str, object], plan: Plan) -> bool:
+    """Whether a word item read by a word plan has the other words searched too."""
+    present = word_item.get("words") or ()
+    return all(w in present for w in plan.words)  # type: ignore[operator]
 
 
 # --- cursors ------------------------------------------------------------------------------------
@@ -273,27 +274,95 @@ def page_size(asked: int | None) -> int:
     return asked
 
 
-def word_items(
-    mailbox: str,
-    sha256: str,
-    record: Mapping[str, object],
-    keys: Mapping[str, str | None],
-    shown: Iterable[str],
-) -> list[dict[str, object]]:
-    """The token index's items for one message: one per word, each holding the listing keys
-    (for the other filters) and the fields a list row shows (`shown`), so a search page reads
-    nothing else."""
+def word_key(mailbox: str, word: str) -> str:
+    return f"{mailbox.lower()}#w#{word}"
+
+
+def row_key(mailbox: str, sha256: str) -> str:
+    return f"{mailbox.lower()}#m#{sha256}"
+
+
+ROW_SORT = "row"
+WORD_SORT_PREFIX = ""  # a word item's sort key is the message's received_key
+
+
+def word_items(mailbox: str, sha256: str, record: Mapping[str, object]) -> list[dict[str, object]]:
+    """The token index's items for one message: one per word, pointing at its row."""
     found = record_words(record)
-    row = {f: record[f] for f in shown if record.get(f) not in (None, "", [])}
-    base = {a: v for a, v in keys.items() if v}
+    received_key = str(record.get("received_key") or "")
     return [
-        {
-            "word_pk": f"{mailbox.lower()}#{word}",
-            "received_key": str(record.get("received_key") or ""),
-            "sha256": sha256,
-            "words": " ".join(found),
-            **base,
-            **row,
-        }
-        for word in found
+        {"pk": word_key(mailbox, w), "sk": received_key, "sha256": sha256, "words": set(found)} for w in found
     ]
+
+
+ROW_FIELDS = (
+    "sha256",
+    "kind",
+    "subject",
+    "from",
+    "received_at",
+    "received_key",
+    "date",
+    "identificativo",
+    "original_subject",
+)
+
+
+def inbox_row(
+    mailbox: str,
+    record: Mapping[str, object],
+    handling: Handling | None = None,
+    *,
+    deleted: Mapping[str, str] | None = None,
+    campaign_id: str | None = None,
+) -> dict[str, object]:
+    """A message's row in the inbox table: what a list shows, its handling, its listing keys."""
+    sha256 = str(record["sha256"])
+    handling = handling or Handling()
+    row: dict[str, object] = {"pk": row_key(mailbox, sha256), "sk": ROW_SORT, "mailbox": mailbox.lower()}
+    row |= {f: record[f] for f in ROW_FIELDS if record.get(f) not in (None, "", [])}
+    to = record.get("to")
+    if isinstance(to, list) and to:
+        row["to"] = [str(a) for a in to[:5]]
+        row["to_count"] = len(to)
+    attachments = record.get("attachments")
+    if isinstance(attachments, list) and attachments:
+        row["attachments"] = len(attachments)
+    sdi = record.get("sdi")
+    if isinstance(sdi, Mapping) and sdi.get("type"):
+        row["sdi_type"] = str(sdi["type"])
+    rem = record.get("rem")
+    if isinstance(rem, Mapping) and rem.get("event"):
+        row["rem_event"] = str(rem["event"])
+    problems = record.get("problems")
+    if isinstance(problems, list) and problems:
+        row["problems"] = len(problems)
+    row |= handling_fields(handling)
+    if deleted:
+        row["deleted"] = dict(deleted)
+    keys = listing_keys(mailbox, record, handling, deleted=bool(deleted), campaign_id=campaign_id)
+    row |= {k: v for k, v in keys.items() if v}
+    return row
+
+
+def handling_fields(handling: Handling) -> dict[str, object]:
+    return {
+        "handling": handling.status.value,
+        "holder": handling.holder,
+        "since": handling.since.isoformat() if handling.since else None,
+        "handled_by": handling.by,
+        "note": handling.note,
+        "version": handling.version,
+    }
+
+
+def handling_of(row: Mapping[str, object]) -> Handling:
+    since = row.get("since")
+    return Handling(
+        status=Status(str(row.get("handling") or Status.OPEN.value)),
+        holder=str(row["holder"]) if row.get("holder") else None,
+        since=datetime.fromisoformat(str(since)) if since else None,
+        by=str(row["handled_by"]) if row.get("handled_by") else None,
+        note=str(row["note"]) if row.get("note") else None,
+        version=int(row.get("version") or 0),  # type: ignore[call-overload]
+    )
