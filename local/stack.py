@@ -76,6 +76,8 @@ class LocalStack:
             outgoing_table=aws.physical("OutgoingTable"),
             campaigns_table=aws.physical("CampaignsTable"),
             audit_table=aws.physical("AuditTable"),
+            people_table=aws.physical("PeopleTable"),
+            inbox_table=aws.physical("InboxTable"),
             archive_bucket=aws.physical("ArchiveBucket"),
             poll_queue_url=aws.url("PollQueue"),
             campaign_bucket=aws.physical("CampaignBucket"),

@@ -1530,3 +1530,104 @@ class FakeAuditStore:
 
     def of_message(self, mailbox: str, message: str, limit: int = 200):
         return [e for e in self.events(mailbox) if e.message == message][:limit]
+
+
+class FakeInboxStore:
+    """The inbox table in memory: rows and word items, pages by the same plans (one index
+    partition, newest first, residual filters), acts written with their audit event atomically
+    and only at the expected version. Counts items read like DynamoDB's ScannedCount."""
+
+    def __init__(self, audit: FakeAuditStore):
+        self.audit = audit
+        self.items: dict[tuple[str, str], dict] = {}
+        self.lock = threading.Lock()
+
+    def add(self, mailbox: str, record: dict, *, campaign_id: str | None = None) -> bool:
+        from pecflow.domain.inbox import inbox_row, word_items
+
+        for item in word_items(mailbox, str(record["sha256"]), record):
+            self.items[(item["pk"], item["sk"])] = item
+        row = _kept(inbox_row(mailbox, record, campaign_id=campaign_id))
+        with self.lock:
+            if (row["pk"], row["sk"]) in self.items:
+                return False
+            self.items[(row["pk"], row["sk"])] = row
+            return True
+
+    def row(self, mailbox: str, sha256: str):
+        from pecflow.domain.inbox import ROW_SORT, row_key
+
+        item = self.items.get((row_key(mailbox, sha256), ROW_SORT))
+        return copy.deepcopy(item) if item else None
+
+    def act(
+        self, mailbox, sha256, *, expected_version, set_fields, remove=(), audit, require_deleted=False
+    ) -> str:
+        from pecflow.domain.inbox import ROW_SORT, row_key
+
+        with self.lock, self.audit.lock:
+            item = self.items.get((row_key(mailbox, sha256), ROW_SORT))
+            if (
+                item is None
+                or int(item.get("version", 0)) != expected_version
+                or (require_deleted is not None and bool(item.get("deleted")) != require_deleted)
+            ):
+                return "row-changed"
+            head = self.audit.head(audit.mailbox)
+            if (head.seq, head.hash) != (audit.seq - 1, audit.prev_hash):
+                return "audit-moved"
+            self.audit.rows.setdefault(audit.mailbox, {})[audit.seq] = audit
+            self.audit.heads[audit.mailbox] = type(head)(audit.mailbox, audit.seq, audit.hash)
+            for name, value in set_fields.items():
+                if value is None or value == "":
+                    item.pop(name, None)
+                else:
+                    item[name] = copy.deepcopy(value)
+            for name in remove:
+                if name not in set_fields or set_fields[name] in (None, ""):
+                    item.pop(name, None)
+            item["version"] = expected_version + 1
+            return "done"
+
+    def page(self, plan, *, limit, start_key=None):
+        from types import SimpleNamespace
+
+        from pecflow.domain.inbox import ROW_SORT, has_words, matches
+
+        if plan.token_index:
+            candidates = [i for i in self.items.values() if i.get("pk") == plan.key_value]
+            sort = "sk"
+        else:
+            candidates = [i for i in self.items.values() if i.get(plan.key_attribute) == plan.key_value]
+            sort = "received_key"
+        candidates = [
+            i
+            for i in candidates
+            if (plan.sort_from is None or i[sort] >= plan.sort_from)
+            and (plan.sort_to is None or i[sort] <= plan.sort_to)
+        ]
+        candidates.sort(key=lambda i: (i[sort], i["pk"]), reverse=True)
+        if start_key:
+            after = (start_key[sort], start_key["pk"])
+            candidates = [i for i in candidates if (i[sort], i["pk"]) < after]
+        rows: list[dict] = []
+        read, last, more = 0, None, False
+        for item in candidates:
+            read += 1
+            row = item
+            if plan.token_index:
+                if not has_words(item, plan):
+                    continue
+                row = self.items.get((item["pk"].split("#w#")[0] + "#m#" + item["sha256"], ROW_SORT))
+                read += 1
+                if row is None:
+                    continue
+            if not matches(row, plan):
+                continue
+            if len(rows) == limit:  # one more matches: the page ends after the last row kept
+                more = True
+                break
+            rows.append(copy.deepcopy(row))
+            last = item
+        next_key = {"pk": last["pk"], "sk": last["sk"], sort: last[sort]} if more and last else None
+        return SimpleNamespace(rows=rows, next_key=next_key, items_read=read, requests=1)

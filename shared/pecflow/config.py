@@ -22,6 +22,8 @@ _OUTPUTS = {  # the stack's outputs the CLI reads
     "OutgoingTableName": "outgoing_table",
     "CampaignsTableName": "campaigns_table",
     "AuditTableName": "audit_table",
+    "PeopleTableName": "people_table",
+    "InboxTableName": "inbox_table",
     "ArchiveBucketName": "archive_bucket",
     "PollQueueUrl": "poll_queue_url",
     "CampaignBucketName": "campaign_bucket",
@@ -43,6 +45,8 @@ class Config:
     outgoing_table: str = ""
     campaigns_table: str = ""
     audit_table: str = ""
+    people_table: str = ""
+    inbox_table: str = ""
     archive_bucket: str = ""
     poll_queue_url: str = ""
     campaign_bucket: str = ""

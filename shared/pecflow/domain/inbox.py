@@ -112,9 +112,10 @@ def listing_keys(
         keys["handling_pk"] = f"{mailbox}#{handling.status.value}"
         if handling.status is not Status.OPEN and handling.holder:
             keys["holder_pk"] = f"{mailbox}#{handling.holder.lower()}"
+    campaign_id = campaign_id or (str(record["campaign"]) if record.get("campaign") else None)
     if campaign_id:
         keys["campaign_pk"] = f"{mailbox}#{campaign_id}"
-    if record.get("sdi"):
+    if record.get("sdi") or record.get("sdi_type"):  # a record, or a row
         keys["sdi_pk"] = f"{mailbox}#sdi"
     return keys
 
@@ -340,6 +341,8 @@ def inbox_row(
     row |= handling_fields(handling)
     if deleted:
         row["deleted"] = dict(deleted)
+    if campaign_id:
+        row["campaign"] = campaign_id
     keys = listing_keys(mailbox, record, handling, deleted=bool(deleted), campaign_id=campaign_id)
     row |= {k: v for k, v in keys.items() if v}
     return row

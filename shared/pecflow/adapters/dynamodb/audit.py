@@ -50,56 +50,10 @@ class AuditStore:
     def append(self, event: AuditEvent) -> bool:
         """Write the event and move the head to it, only if the head is still the event's
         predecessor; False (nothing written) when another event took that place first."""
-        item: dict[str, Any] = {
-            "mailbox": event.mailbox,
-            "seq": event.seq,
-            "at": event.at,
-            "actor": event.actor,
-            "action": event.action,
-            "prev_hash": event.prev_hash,
-            "hash": event.hash,
-        }
-        for name in ("message", "source_ip", "client"):
-            value = getattr(event, name)
-            if value:
-                item[name] = value
-        if event.message:
-            item["message_key"] = f"{event.mailbox}#{event.message}"
-        if event.details:
-            item["details"] = dict(event.details)
-        if event.seq == 1:
-            head_condition = "attribute_not_exists(head_seq)"
-            values: dict[str, Any] = {":seq": event.seq, ":hash": event.hash}
-        else:
-            head_condition = "head_seq = :prev AND head_hash = :prev_hash"
-            values = {
-                ":seq": event.seq,
-                ":hash": event.hash,
-                ":prev": event.seq - 1,
-                ":prev_hash": event.prev_hash,
-            }
-        refusal = _try_write(
-            self.client.transact_write_items,
-            TransactItems=[
-                {
-                    "Put": {
-                        "TableName": self.table_name,
-                        "Item": item,
-                        "ConditionExpression": "attribute_not_exists(seq)",
-                    }
-                },
-                {
-                    "Update": {
-                        "TableName": self.table_name,
-                        "Key": {"mailbox": event.mailbox, "seq": HEAD},
-                        "UpdateExpression": "SET head_seq = :seq, head_hash = :hash",
-                        "ConditionExpression": head_condition,
-                        "ExpressionAttributeValues": values,
-                    }
-                },
-            ],
+        return (
+            _try_write(self.client.transact_write_items, TransactItems=audit_items(self.table_name, event))
+            is None
         )
-        return refusal is None
 
     def events(self, mailbox: str, *, after: int = 0, page: int = 500) -> Iterator[AuditEvent]:
         """The mailbox's events in order of their numbers (the head item left out)."""
@@ -123,3 +77,43 @@ class AuditStore:
             Limit=limit,
         )
         return [_event(item) for item in result.get("Items", [])]
+
+
+def audit_items(table_name: str, event: AuditEvent) -> list[dict[str, Any]]:
+    """The two writes of an audit event, for a transaction (alone, or with the act it records):
+    the event where no event has its number, and the head moved to it from its predecessor."""
+    item: dict[str, Any] = {
+        "mailbox": event.mailbox,
+        "seq": event.seq,
+        "at": event.at,
+        "actor": event.actor,
+        "action": event.action,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
+    for name in ("message", "source_ip", "client"):
+        value = getattr(event, name)
+        if value:
+            item[name] = value
+    if event.message:
+        item["message_key"] = f"{event.mailbox}#{event.message}"
+    if event.details:
+        item["details"] = dict(event.details)
+    values: dict[str, Any] = {":seq": event.seq, ":hash": event.hash}
+    if event.seq == 1:
+        head_condition = "attribute_not_exists(head_seq)"
+    else:
+        head_condition = "head_seq = :prev AND head_hash = :prev_hash"
+        values |= {":prev": event.seq - 1, ":prev_hash": event.prev_hash}
+    return [
+        {"Put": {"TableName": table_name, "Item": item, "ConditionExpression": "attribute_not_exists(seq)"}},
+        {
+            "Update": {
+                "TableName": table_name,
+                "Key": {"mailbox": event.mailbox, "seq": HEAD},
+                "UpdateExpression": "SET head_seq = :seq, head_hash = :hash",
+                "ConditionExpression": head_condition,
+                "ExpressionAttributeValues": values,
+            }
+        },
+    ]
