@@ -213,7 +213,9 @@ def test_the_bin_is_for_admins_and_keeps_everything(world):
 def test_word_search_finds_subject_and_parties(world):
     inbox, *_ = world
     found = inbox.list(vera, BOX, Filters(text="pratica cliente1"))
-    assert {r["subject"] for r in found.rows} == {f"Pratica {i} – richiesta documenti" for i in (1, 4, 10)}  # 7 is a receipt
+    assert {r["subject"] for r in found.rows} == {
+        f"Pratica {i} – richiesta documenti" for i in (1, 4, 10)
+    }  # 7 is a receipt
     assert found.items_read <= 2 * len(found.rows) + 4
 
 
