@@ -97,7 +97,7 @@ FILTERS = [
     Filters(handling=Status.OPEN),
     Filters(received_from=datetime(2026, 11, 5, tzinfo=UTC), received_to=datetime(2026, 11, 9, tzinfo=UTC)),
     Filters(text="fattura"),
-    Filters(text="fattura alfa cliente3"),
+    Filters(text="fattura alfa cliente2"),
     Filters(text="richiesta", kind="posta-certificata"),
 ]
 
