@@ -1533,7 +1533,7 @@ class FakeAuditStore:
 
 
 class FakeInboxStore:
-    """The inbox table in memory: rows and word items, pages by the same plans (one index
+    """The inbox table in memory: rows and their word copies, pages by the same plans (one
     partition, newest first, residual filters), acts written with their audit event atomically
     and only at the expected version. Counts items read like DynamoDB's ScannedCount."""
 
@@ -1543,14 +1543,14 @@ class FakeInboxStore:
         self.lock = threading.Lock()
 
     def add(self, mailbox: str, record: dict, *, campaign_id: str | None = None) -> bool:
-        from pecflow.domain.inbox import inbox_row, word_items
+        from pecflow.domain.inbox import inbox_row, word_copies
 
-        for item in word_items(mailbox, str(record["sha256"]), record):
-            self.items[(item["pk"], item["sk"])] = item
         row = _kept(inbox_row(mailbox, record, campaign_id=campaign_id))
         with self.lock:
             if (row["pk"], row["sk"]) in self.items:
                 return False
+            for item in word_copies(row):
+                self.items[(item["pk"], item["sk"])] = item
             self.items[(row["pk"], row["sk"])] = row
             return True
 
@@ -1561,7 +1561,16 @@ class FakeInboxStore:
         return copy.deepcopy(item) if item else None
 
     def act(
-        self, mailbox, sha256, *, expected_version, set_fields, remove=(), audit, require_deleted=False
+        self,
+        mailbox,
+        sha256,
+        *,
+        expected_version,
+        set_fields,
+        remove=(),
+        audit,
+        require_deleted=False,
+        copies=None,
     ) -> str:
         from pecflow.domain.inbox import ROW_SORT, row_key
 
@@ -1578,56 +1587,60 @@ class FakeInboxStore:
                 return "audit-moved"
             self.audit.rows.setdefault(audit.mailbox, {})[audit.seq] = audit
             self.audit.heads[audit.mailbox] = type(head)(audit.mailbox, audit.seq, audit.hash)
-            for name, value in set_fields.items():
-                if value is None or value == "":
-                    item.pop(name, None)
-                else:
-                    item[name] = copy.deepcopy(value)
-            for name in remove:
-                if name not in set_fields or set_fields[name] in (None, ""):
-                    item.pop(name, None)
-            item["version"] = expected_version + 1
+            from pecflow.domain.inbox import INDEXES
+
+            targets = [(item, False)]
+            targets += [(self.items.setdefault((k["pk"], k["sk"]), dict(k)), True) for k in copies or []]
+            for target, is_copy in targets:
+                for name, value in set_fields.items():
+                    where = target.setdefault("listing", {}) if is_copy and name in INDEXES else target
+                    if value is None or value == "":
+                        where.pop(name, None)
+                    else:
+                        where[name] = _kept({"v": value})["v"]
+                for name in remove:
+                    where = target.setdefault("listing", {}) if is_copy and name in INDEXES else target
+                    if set_fields.get(name) in (None, ""):
+                        where.pop(name, None)
+                target["version"] = expected_version + 1
             return "done"
 
     def page(self, plan, *, limit, start_key=None):
         from types import SimpleNamespace
 
-        from pecflow.domain.inbox import ROW_SORT, has_words, matches
+        from pecflow.domain.inbox import has_words, matches
 
-        if plan.token_index:
-            candidates = [i for i in self.items.values() if i.get("pk") == plan.key_value]
-            sort = "sk"
-        else:
-            candidates = [i for i in self.items.values() if i.get(plan.key_attribute) == plan.key_value]
-            sort = "received_key"
+        sort = "sk" if plan.token_index else "received_key"
         candidates = [
             i
-            for i in candidates
-            if (plan.sort_from is None or i[sort] >= plan.sort_from)
+            for i in self.items.values()
+            if i.get(plan.key_attribute) == plan.key_value
+            and (plan.sort_from is None or i[sort] >= plan.sort_from)
             and (plan.sort_to is None or i[sort] <= plan.sort_to)
         ]
-        candidates.sort(key=lambda i: (i[sort], i["pk"]), reverse=True)
+        candidates.sort(key=lambda i: (_utf8(i[sort]), _utf8(i["pk"])), reverse=True)
         if start_key:
-            after = (start_key[sort], start_key["pk"])
-            candidates = [i for i in candidates if (i[sort], i["pk"]) < after]
+            after = (_utf8(start_key[sort]), _utf8(start_key["pk"]))
+            candidates = [i for i in candidates if (_utf8(i[sort]), _utf8(i["pk"])) < after]
+        # as the adapter asks DynamoDB: requests of (room + 1) items evaluated, filters after
         rows: list[dict] = []
-        read, last, more = 0, None, False
-        for item in candidates:
-            read += 1
-            row = item
-            if plan.token_index:
-                if not has_words(item, plan):
-                    continue
-                row = self.items.get((item["pk"].split("#w#")[0] + "#m#" + item["sha256"], ROW_SORT))
-                read += 1
-                if row is None:
-                    continue
-            if not matches(row, plan):
-                continue
-            if len(rows) == limit:  # one more matches: the page ends after the last row kept
-                more = True
+        read = requests = 0
+        next_key = None
+        position = 0
+        while True:
+            room = limit - len(rows)
+            batch = candidates[position : position + room + 1]
+            position += len(batch)
+            requests += 1
+            read += len(batch)
+            found = [i for i in batch if matches(i, plan) and has_words(i, plan)]
+            rows.extend(copy.deepcopy(i) for i in found[:room])
+            if len(found) > room:
+                last = rows[-1]
+                next_key = {"pk": last["pk"], "sk": last["sk"], sort: last[sort]}
+                if plan.key_attribute != "pk":
+                    next_key[plan.key_attribute] = plan.key_value
                 break
-            rows.append(copy.deepcopy(row))
-            last = item
-        next_key = {"pk": last["pk"], "sk": last["sk"], sort: last[sort]} if more and last else None
-        return SimpleNamespace(rows=rows, next_key=next_key, items_read=read, requests=1)
+            if position >= len(candidates) and len(batch) < room + 1:
+                break
+        return SimpleNamespace(rows=rows, next_key=next_key, items_read=read, requests=requests)

@@ -76,12 +76,14 @@ def worlds(moto_stack):
     return inboxes, {"dynamodb": audit, "fake": fake_audit}
 
 
-def every_page(inbox, filters, size):
+def every_page(inbox, filters, size, costs=None):
     rows, cursor, pages = [], None, 0
     while True:
         listing = inbox.list(carla, BOX, filters, cursor=cursor, size=size)
         pages += 1
         rows += [r["sha256"] for r in listing.rows]
+        if costs is not None:
+            costs.append((listing.items_read, listing.requests))
         if listing.cursor is None:
             return rows, pages
         cursor = listing.cursor
@@ -106,9 +108,11 @@ FILTERS = [
 @pytest.mark.parametrize("size", [7, 50])
 def test_the_same_pages_as_the_fake(worlds, filters, size):
     inboxes, _ = worlds
-    real, real_pages = every_page(inboxes["dynamodb"], filters, size)
-    fake, _ = every_page(inboxes["fake"], filters, size)
+    real_costs, fake_costs = [], []
+    real, real_pages = every_page(inboxes["dynamodb"], filters, size, real_costs)
+    fake, _ = every_page(inboxes["fake"], filters, size, fake_costs)
     assert real and real == fake and len(set(real)) == len(real)
+    assert fake_costs == real_costs  # items read and requests per page, as DynamoDB counts them
     assert real_pages == max(1, -(-len(real) // size))  # no empty last page
 
 
@@ -131,6 +135,11 @@ def test_a_race_has_one_winner_and_one_audit_event(worlds):
         t.join()
     losers = [r for r in results.values() if isinstance(r, HandlingConflict)]
     assert len(losers) == 1 and losers[0].code == "held-by-other"
+    (winner,) = [n for n, r in results.items() if not isinstance(r, HandlingConflict)]
+    for inbox_ in inboxes.values():  # the word copies changed with the row, in the same write
+        if inbox_ is inbox:
+            assert sha in every_page(inbox_, Filters(text="pratica", holder=winner), 50)[0]
+            assert sha not in every_page(inbox_, Filters(text="pratica", handling=Status.OPEN), 50)[0]
     trail = AuditLog(audits["dynamodb"]).trail(BOX, sha)
     assert [e.action for e in trail] == ["take-in-charge"]
     assert AuditLog(audits["dynamodb"]).verify(BOX).ok

@@ -22,7 +22,7 @@ from pecflow.domain.inbox import (
     page_size,
     plan,
     record_words,
-    word_items,
+    word_copies,
     words,
 )
 
@@ -104,7 +104,7 @@ def test_the_plain_list_is_the_messages_newest_first_without_receipts():
         (Filters(campaign="c1"), "ByCampaign", f"{M}#c1"),
         (Filters(has_sdi=True), "BySdi", f"{M}#sdi"),
         (Filters(bin=True), "ByList", f"{M}#bin"),
-        (Filters(text="Rossi fattura"), None, f"{M}#w#fattura"),
+        (Filters(text="Rossi fattura"), None, f"{M}#w#messages#fattura"),
     ],
 )
 def test_each_filter_is_one_partition(filters, index, value):
@@ -153,22 +153,36 @@ def test_wrong_filters_are_told_plainly():
     assert page_size(None) == 50
 
 
-def test_word_search_reads_word_items_then_checks_the_rows():
+def test_word_search_reads_copies_of_the_rows_in_the_words_partition():
     rec = record(sha256="ab" * 32)
-    items = word_items(BOX, "ab" * 32, rec)
-    assert {i["pk"] for i in items} == {f"{M}#w#{w}" for w in record_words(rec)}
-    assert all(i["sk"] == rec["received_key"] and i["sha256"] == "ab" * 32 for i in items)
-    p = plan(BOX, Filters(text="rossi Fattura", handling=Status.OPEN))
-    assert (p.index, p.key_attribute, p.key_value, p.words) == (None, "pk", f"{M}#w#fattura", ("rossi",))
-    found = [i for i in items if i["pk"] == p.key_value and has_words(i, p)]
-    assert len(found) == 1
     row = inbox_row(BOX, rec)
-    assert matches(row, p)
+    copies = word_copies(row)
+    assert {c["pk"] for c in copies} == {f"{M}#w#messages#{w}" for w in record_words(rec)}
+    assert all(
+        c["sk"] == rec["received_key"] and c["row_pk"] == row["pk"] and c["subject"] == rec["subject"]
+        for c in copies
+    )
+    assert {c["pk"] for c in word_copies(inbox_row(BOX, record("accettazione", sha256="cd" * 32)))} >= {
+        f"{M}#w#receipts#sollecito"
+    }
+    p = plan(BOX, Filters(text="rossi Fattura", handling=Status.OPEN))
+    assert (p.index, p.key_attribute, p.key_value, p.words) == (
+        None,
+        "pk",
+        f"{M}#w#messages#fattura",
+        ("rossi",),
+    )
+    found = [c for c in copies if c["pk"] == p.key_value and has_words(c, p) and matches(c, p)]
+    assert len(found) == 1
     both = plan(BOX, Filters(text="fattura bianchi"))  # read by 'fattura', 'bianchi' checked
-    assert both.key_value == f"{M}#w#fattura" and not has_words(found[0], both)
-    assert not matches(row, plan(BOX, Filters(text="rossi", has_sdi=True)))
-    assert matches(row, plan(BOX, Filters(text="rossi", has_sdi=False)))
-    assert not matches(inbox_row(BOX, rec, deleted={"by": "carla"}), p)  # deleted: not in the list
+    assert both.key_value == f"{M}#w#messages#fattura" and not has_words(found[0], both)
+    rossi = next(c for c in copies if c["pk"] == f"{M}#w#messages#rossi")
+    assert not matches(rossi, plan(BOX, Filters(text="rossi", has_sdi=True)))
+    assert matches(rossi, plan(BOX, Filters(text="rossi", has_sdi=False)))
+    assert "list_pk" not in rossi and rossi["listing"]["list_pk"] == f"{M}#messages"  # not in the indexes
+    deleted = word_copies(inbox_row(BOX, rec, deleted={"by": "carla"}))
+    assert not any(matches(c, p) for c in deleted)  # deleted: not in the list
+    assert plan(BOX, Filters(text="rossi", receipts=True)).key_value == f"{M}#w#receipts#rossi"
 
 
 def test_a_row_shows_the_list_fields_and_its_handling():

@@ -3,8 +3,10 @@ in the inbox table: what a list shows (subject, parties, kind, dates), its presa
 whether it is in the bin, and a few listing keys (sparse index keys, each `<mailbox>#<value>`,
 sorted by `received_key`). Each filter a person can set is answered by querying the one index
 whose partition is exactly that filter, the dates as a range of the sort key; the other filters
-are checked on the rows read. Words of the subject and the parties are a token index: one small
-item per word per message (`<mailbox>#w#<word>`), the rows then read by key. Pure domain code.
+are checked on the rows read. Words of the subject and the parties are a token index: per word
+of a message a copy of its row (`<mailbox>#w#messages|receipts#<word>`), written with the row
+in the same transaction each time the row changes, so a word search reads nothing else.
+Pure domain code.
 
 Listing keys (attribute → index):
   list_pk     ByList     <mailbox>#messages | #receipts | #bin   (receipts apart; the bin apart)
@@ -152,7 +154,7 @@ class Plan:
     sort_to: str | None = None
     residual: tuple[tuple[str, tuple[str, ...]], ...] = ()
     words: tuple[str, ...] = ()
-    token_index: bool = False  # read the word items, then the rows they point to
+    token_index: bool = False  # read the word copies of the rows
 
 
 def _sort_bounds(filters: Filters) -> tuple[str | None, str | None]:
@@ -199,7 +201,9 @@ def plan(mailbox: str, filters: Filters) -> Plan:
         candidates.append(("handling_pk", f"{mailbox}#{Status(filters.handling).value}"))
     if filters.kind and not filters.bin:
         candidates.append(("kind_pk", f"{mailbox}#{filters.kind}"))
-    if list_value:
+    if list_value and not candidates:  # every other listing key is absent from the bin's rows
+        candidates.append(("list_pk", list_value))
+    elif filters.bin:
         candidates.append(("list_pk", list_value))
     extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
     if filters.has_sdi is False:
@@ -211,16 +215,22 @@ def plan(mailbox: str, filters: Filters) -> Plan:
         # the longest word is likely the rarest: its partition is read, the others checked
         ordered = sorted(wanted, key=len, reverse=True)
         checked = tuple((a, (v,)) for a, v in candidates) + extra
-        return Plan(None, "pk", word_key(mailbox, ordered[0]), start, end, checked, tuple(ordered[1:]), True)
+        listing = LIST_RECEIPTS if filters.receipts else LIST_MESSAGES
+        return Plan(
+            None, "pk", word_key(mailbox, listing, ordered[0]), start, end, checked, tuple(ordered[1:]), True
+        )
     attribute, value = candidates[0]
     others = tuple((a, (v,)) for a, v in candidates[1:]) + extra
     return Plan(INDEXES[attribute], attribute, value, start, end, others)
 
 
 def matches(row: Mapping[str, object], plan: Plan) -> bool:
-    """Whether a row read by the plan passes the rest of the filters."""
+    """Whether a row (or a word copy of it) read by the plan passes the rest of the filters."""
+    keys = row.get("listing") if plan.token_index else row
+    if not isinstance(keys, Mapping):
+        keys = {}
     for attribute, allowed in plan.residual:
-        value = row.get(attribute)
+        value = keys.get(attribute)
         if (value if value is not None else "") not in allowed:
             return False
     return True
@@ -228,8 +238,8 @@ def matches(row: Mapping[str, object], plan: Plan) -> bool:
 
 def has_words(word_item: Mapping[str, object], plan: Plan) -> bool:
     """Whether a word item read by a word plan has the other words searched too."""
-    present = word_item.get("words") or ()
-    return all(w in present for w in plan.words)  # type: ignore[operator]
+    present = set(word_item.get("words") or ())  # type: ignore[call-overload]
+    return all(w in present for w in plan.words)
 
 
 # --- cursors ------------------------------------------------------------------------------------
@@ -275,8 +285,8 @@ def page_size(asked: int | None) -> int:
     return asked
 
 
-def word_key(mailbox: str, word: str) -> str:
-    return f"{mailbox.lower()}#w#{word}"
+def word_key(mailbox: str, listing: str, word: str) -> str:
+    return f"{mailbox.lower()}#w#{listing}#{word}"
 
 
 def row_key(mailbox: str, sha256: str) -> str:
@@ -284,16 +294,27 @@ def row_key(mailbox: str, sha256: str) -> str:
 
 
 ROW_SORT = "row"
-WORD_SORT_PREFIX = ""  # a word item's sort key is the message's received_key
 
 
-def word_items(mailbox: str, sha256: str, record: Mapping[str, object]) -> list[dict[str, object]]:
-    """The token index's items for one message: one per word, pointing at its row."""
-    found = record_words(record)
-    received_key = str(record.get("received_key") or "")
+def word_copies(row: Mapping[str, object]) -> list[dict[str, object]]:
+    """The token index's items of a row: one copy of it per word, keyed by the word. The listing
+    keys go in a map, `listing`: at the top level they would put the copies in the indexes."""
+    listing = LIST_RECEIPTS if is_receipt(str(row.get("kind"))) else LIST_MESSAGES
+    mailbox = str(row["mailbox"])
+    base = {k: v for k, v in row.items() if k not in INDEXES}
+    base["listing"] = {k: row[k] for k in INDEXES if row.get(k)}
+    base["row_pk"] = row["pk"]
+    received_key = str(row.get("received_key") or "")
+    words = row.get("words") or []
     return [
-        {"pk": word_key(mailbox, w), "sk": received_key, "sha256": sha256, "words": set(found)} for w in found
+        {**base, "pk": word_key(mailbox, listing, str(w)), "sk": received_key}
+        for w in words  # type: ignore[attr-defined]
     ]
+
+
+def copy_keys(row: Mapping[str, object]) -> list[dict[str, str]]:
+    """The keys of a row's word copies (to change them with the row)."""
+    return [{"pk": str(c["pk"]), "sk": str(c["sk"])} for c in word_copies(row)]
 
 
 ROW_FIELDS = (
@@ -338,6 +359,9 @@ def inbox_row(
     problems = record.get("problems")
     if isinstance(problems, list) and problems:
         row["problems"] = len(problems)
+    found = record_words(record)
+    if found:
+        row["words"] = found
     row |= handling_fields(handling)
     if deleted:
         row["deleted"] = dict(deleted)

@@ -21,6 +21,7 @@ from pecflow.domain.handling import Act, Handling, HandlingConflict, decide
 from pecflow.domain.inbox import (
     INDEXES,
     Filters,
+    copy_keys,
     decode_cursor,
     encode_cursor,
     handling_fields,
@@ -65,6 +66,7 @@ class InboxRows(Protocol):
         remove: tuple[str, ...] = (),
         audit: AuditEvent,
         require_deleted: bool | None = False,
+        copies: list[dict[str, str]] | None = None,
     ) -> str: ...
 
 
@@ -97,7 +99,7 @@ class InboxError(ValueError):
     """A request that cannot be done as asked (the API answers 400 with this text)."""
 
 
-_ROW_KEYS = ("pk", "sk", "mailbox", *INDEXES)
+_ROW_KEYS = ("pk", "sk", "row_pk", "mailbox", "words", *INDEXES)
 
 
 def shown(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -197,6 +199,7 @@ class Inbox:
                 expected_version=current.version,
                 set_fields={k: v for k, v in fields.items() if k != "version"},
                 audit=event,
+                copies=copy_keys(row),
             )
             if outcome == "done":
                 return after
@@ -242,6 +245,7 @@ class Inbox:
                 set_fields={"deleted": deleted, **keys},
                 audit=event,
                 require_deleted=False,
+                copies=copy_keys(row),
             )
             if outcome == "done":
                 return
@@ -263,6 +267,7 @@ class Inbox:
                 remove=("deleted",),
                 audit=event,
                 require_deleted=True,
+                copies=copy_keys(row),
             )
             if outcome == "done":
                 return

@@ -21,16 +21,7 @@ from pecflow.adapters.dynamodb._common import (
 )
 from pecflow.adapters.dynamodb.audit import audit_items
 from pecflow.domain.audit import AuditEvent
-from pecflow.domain.inbox import (
-    INDEXES,
-    ROW_SORT,
-    Plan,
-    has_words,
-    inbox_row,
-    matches,
-    row_key,
-    word_items,
-)
+from pecflow.domain.inbox import INDEXES, ROW_SORT, Plan, inbox_row, row_key, word_copies
 
 
 @dataclass(slots=True)
@@ -52,7 +43,8 @@ class ActOutcome:
 
 def _residual_filter(plan: Plan) -> ConditionBase | None:
     condition: ConditionBase | None = None
-    for attribute, allowed in plan.residual:
+    for name, allowed in plan.residual:
+        attribute = f"listing.{name}" if plan.token_index else name  # a word copy keeps them in a map
         part: ConditionBase | None = None
         for value in allowed:
             one = Attr(attribute).not_exists() if value == "" else Attr(attribute).eq(value)
@@ -81,13 +73,14 @@ class InboxStore:
 
     # --- writing ------------------------------------------------------------------------------
     def add(self, mailbox: str, record: Mapping[str, Any], *, campaign_id: str | None = None) -> bool:
-        """A newly recorded message: its word items, then its row (only if it has none: a message
-        recorded again keeps its presa in carico). False when the row was there already."""
-        sha256 = str(record["sha256"])
-        with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
-            for item in word_items(mailbox, sha256, record):
-                batch.put_item(Item=item)
+        """A newly recorded message: its word copies, then its row (only if it has none: a
+        message recorded again keeps its presa in carico). False when the row was there."""
         row = _clean(inbox_row(mailbox, record, campaign_id=campaign_id))
+        if self.row(mailbox, str(record["sha256"])) is not None:
+            return False
+        with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for copy in word_copies(row):
+                batch.put_item(Item=copy)
         refused = _try_write(self.table.put_item, Item=row, ConditionExpression=Attr("pk").not_exists())
         return refused is None
 
@@ -101,32 +94,17 @@ class InboxStore:
         remove: tuple[str, ...] = (),
         audit: AuditEvent,
         require_deleted: bool | None = False,
+        copies: list[dict[str, str]] | None = None,
     ) -> str:
         """Change a row (only if its version is still `expected_version`, and it is in the bin
-        or not as `require_deleted` says; None: either) and append the audit event, in one
-        transaction. The row's version moves by one."""
+        or not as `require_deleted` says; None: either), its word copies (`copies`: their keys)
+        alike, and append the audit event, in one transaction. The version moves by one."""
         if self.audit_table is None:
             raise RuntimeError("InboxStore needs the audit table to record acts")
-        names: dict[str, str] = {"#v": "version"}
-        values: dict[str, Any] = {
-            ":expected": expected_version,
-            ":next": expected_version + 1,
-        }
-        sets = ["#v = :next"]
-        for i, (name, value) in enumerate(sorted(set_fields.items())):
-            if value is None or value == "":
-                remove = (*remove, name)
-                continue
-            names[f"#s{i}"] = name
-            values[f":s{i}"] = _clean({"v": value})["v"]
-            sets.append(f"#s{i} = :s{i}")
-        removes = []
-        for i, name in enumerate(
-            sorted(set(remove) - set(k for k, v in set_fields.items() if v not in (None, "")))
-        ):
-            names[f"#r{i}"] = name
-            removes.append(f"#r{i}")
-        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        version = expected_version + 1
+        row_update = _update_expression(set_fields, remove, version=version, in_map=None)
+        copy_update = _update_expression(set_fields, remove, version=version, in_map="listing")
+        names, values = dict(row_update[1]), {**row_update[2], ":expected": expected_version}
         condition = "#v = :expected"
         if require_deleted is not None:
             names["#d"] = "deleted"
@@ -135,13 +113,25 @@ class InboxStore:
             "Update": {
                 "TableName": self.table_name,
                 "Key": {"pk": row_key(mailbox, sha256), "sk": ROW_SORT},
-                "UpdateExpression": expression,
+                "UpdateExpression": row_update[0],
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": values,
             }
         }
-        writes = [update, *audit_items(self.audit_table, audit)]
+        copy_writes = [
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": key,
+                    "UpdateExpression": copy_update[0],
+                    "ExpressionAttributeNames": copy_update[1],
+                    "ExpressionAttributeValues": copy_update[2],
+                }
+            }
+            for key in copies or []
+        ]
+        writes = [update, *copy_writes, *audit_items(self.audit_table, audit)]
         refused = _try_write(self.client.transact_write_items, TransactItems=writes)
         if refused is None:
             return ActOutcome.DONE
@@ -159,19 +149,23 @@ class InboxStore:
 
     def page(self, plan: Plan, *, limit: int, start_key: Mapping[str, Any] | None = None) -> Page:
         """Up to `limit` rows newest first, from `start_key` (a previous page's next_key)."""
-        if plan.token_index:
-            return self._word_page(plan, limit, start_key)
+        sort_name = "sk" if plan.token_index else "received_key"
         key = Key(plan.key_attribute).eq(plan.key_value)
-        sort = _sort_condition(plan, "received_key")
+        sort = _sort_condition(plan, sort_name)
         kwargs: dict[str, Any] = {
-            "IndexName": plan.index,
             "KeyConditionExpression": key & sort if sort is not None else key,
             "ScanIndexForward": False,
         }
-        residual = _residual_filter(plan)
-        if residual is not None:
-            kwargs["FilterExpression"] = residual
-        return self._collect(kwargs, limit, start_key, index_key=(plan.key_attribute, "received_key"))
+        if plan.index is not None:
+            kwargs["IndexName"] = plan.index
+        condition = _residual_filter(plan)
+        for word in plan.words:  # a word search's other words, in the copy's word list
+            one = Attr("words").contains(word)
+            condition = one if condition is None else condition & one
+        if condition is not None:
+            kwargs["FilterExpression"] = condition
+        index_key = ("pk", "sk") if plan.index is None else (plan.key_attribute, "received_key")
+        return self._collect(kwargs, limit, start_key, index_key=index_key)
 
     def _collect(
         self,
@@ -201,54 +195,32 @@ class InboxStore:
                 return page
             kwargs["ExclusiveStartKey"] = last_evaluated
 
-    def _word_page(self, plan: Plan, limit: int, start_key: Mapping[str, Any] | None) -> Page:
-        key = Key("pk").eq(plan.key_value)
-        sort = _sort_condition(plan, "sk")
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": key & sort if sort is not None else key,
-            "ScanIndexForward": False,
-        }
-        condition: ConditionBase | None = None
-        for word in plan.words:
-            one = Attr("words").contains(word)
-            condition = one if condition is None else condition & one
-        if condition is not None:
-            kwargs["FilterExpression"] = condition
-        page = Page([], None)
-        if start_key:
-            kwargs["ExclusiveStartKey"] = dict(start_key)
-        while True:
-            result = self.table.query(**kwargs, Limit=max(limit - len(page.rows), 10))
-            page.requests += 1
-            page.items_read += int(result.get("ScannedCount", 0))
-            hits = [_plain(i) for i in result.get("Items", [])]
-            hits = [h for h in hits if has_words(h, plan)]
-            rows = self._rows(plan.key_value.split("#w#")[0], [h["sha256"] for h in hits], page)
-            for hit in hits:
-                row = rows.get(hit["sha256"])
-                if row is not None and matches(row, plan):
-                    page.rows.append(row)
-                    if len(page.rows) == limit:
-                        page.next_key = {"pk": hit["pk"], "sk": hit["sk"]}
-                        return page
-            last_evaluated = result.get("LastEvaluatedKey")
-            if not last_evaluated:
-                return page
-            kwargs["ExclusiveStartKey"] = last_evaluated
 
-    def _rows(self, mailbox: str, shas: list[str], page: Page) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        keys = [{"pk": row_key(mailbox, sha), "sk": ROW_SORT} for sha in dict.fromkeys(shas)]
-        for start in range(0, len(keys), 100):
-            wanted: list[dict[str, Any]] = keys[start : start + 100]
-            while wanted:
-                result = self.client.batch_get_item(RequestItems={self.table_name: {"Keys": wanted}})
-                page.requests += 1
-                for item in result.get("Responses", {}).get(self.table_name, []):
-                    page.items_read += 1
-                    found[str(item["sha256"])] = _plain(item)
-                wanted = (result.get("UnprocessedKeys") or {}).get(self.table_name, {}).get("Keys", [])
-        return found
+def _update_expression(
+    set_fields: Mapping[str, Any], remove: tuple[str, ...], *, version: int, in_map: str | None
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """SET the fields (None or "": REMOVE them), REMOVE `remove`, and move the version on. With
+    `in_map`, the listing keys are set in that map (a word copy's `listing`)."""
+    names: dict[str, str] = {"#v": "version"}
+    values: dict[str, Any] = {":next": version}
+    sets, removes = ["#v = :next"], []
+
+    def path(name: str, tag: str) -> str:
+        names[tag] = name
+        if in_map and name in INDEXES:
+            names["#m"] = in_map
+            return f"#m.{tag}"
+        return tag
+
+    kept = {k: v for k, v in set_fields.items() if v not in (None, "")}
+    for i, (name, value) in enumerate(sorted(kept.items())):
+        values[f":s{i}"] = _clean({"v": value})["v"]
+        sets.append(f"{path(name, f'#s{i}')} = :s{i}")
+    gone = sorted((set(remove) | {k for k, v in set_fields.items() if v in (None, "")}) - set(kept))
+    for i, name in enumerate(gone):
+        removes.append(path(name, f"#r{i}"))
+    expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+    return expression, names, values
 
 
 __all__ = ["INDEXES", "ActOutcome", "InboxStore", "Page"]
