@@ -1644,3 +1644,61 @@ class FakeInboxStore:
             if position >= len(candidates) and len(batch) < room + 1:
                 break
         return SimpleNamespace(rows=rows, next_key=next_key, items_read=read, requests=requests)
+
+
+class FakePeopleStore:
+    """PeopleTable in memory: people and their roles per mailbox."""
+
+    def __init__(self):
+        self.people: dict[str, dict] = {}
+        self.roles: dict[tuple[str, str], str] = {}
+
+    def add(self, person, *, created_at: str) -> bool:
+        if person.username in self.people:
+            return False
+        self.people[person.username] = {
+            "email": person.email, "name": person.name, "enabled": person.enabled, "created_at": created_at,
+        }  # fmt: skip
+        return True
+
+    def person(self, username: str):
+        from pecflow.domain.access import Person, Role
+
+        head = self.people.get(username)
+        if head is None:
+            return None
+        roles = {m: Role(r) for (u, m), r in self.roles.items() if u == username}
+        return Person(username, head["email"], head["name"], head["enabled"], roles)
+
+    def set_enabled(self, username: str, enabled: bool) -> bool:
+        if username not in self.people:
+            return False
+        self.people[username]["enabled"] = enabled
+        return True
+
+    def set_role(self, username: str, mailbox: str, role) -> None:
+        if role is None:
+            self.roles.pop((username, mailbox.lower()), None)
+        else:
+            self.roles[(username, mailbox.lower())] = role.value
+
+    def on_mailbox(self, mailbox: str):
+        from pecflow.domain.access import Role
+
+        return sorted((u, Role(r)) for (u, m), r in self.roles.items() if m == mailbox.lower())
+
+    def everyone(self):
+        return [self.person(u) for u in sorted(self.people)]
+
+
+class FakeDirectory:
+    """The sign-in accounts (Cognito) in memory."""
+
+    def __init__(self):
+        self.accounts: dict[str, dict] = {}
+
+    def create(self, username: str, email: str, name: str) -> None:
+        self.accounts[username] = {"email": email, "name": name, "enabled": True}
+
+    def set_enabled(self, username: str, enabled: bool) -> None:
+        self.accounts[username]["enabled"] = enabled

@@ -11,8 +11,10 @@ from typing import Any
 
 from pecflow.adapters.archive import Archive
 from pecflow.adapters.campaign_files import CampaignPackage
+from pecflow.adapters.cognito import CognitoDirectory
 from pecflow.adapters.dynamodb import CampaignStore, MailboxStore, MessageStore, OutgoingStore
 from pecflow.adapters.dynamodb.audit import AuditStore
+from pecflow.adapters.dynamodb.people import PeopleStore
 from pecflow.adapters.mail import ImapSession, SmtpSubmitter
 from pecflow.adapters.queues import SqsQueue
 from pecflow.adapters.ratelimit import RateLimiter
@@ -22,6 +24,7 @@ from pecflow.domain.ports import PasswordOf
 from pecflow.services.admin import CampaignAdmin, MailboxAdmin
 from pecflow.services.audit import AuditLog
 from pecflow.services.fanout import Fanout
+from pecflow.services.people import PeopleAdmin
 from pecflow.services.polling import Poller, PollRequest, schedule_polls
 from pecflow.services.receive import Ingestor
 from pecflow.services.sending import (
@@ -203,3 +206,16 @@ def audit_log(config: Config) -> AuditLog:
 
         raise ConfigError("this installation has no audit table (AuditTableName): update the stack")
     return AuditLog(AuditStore(config.audit_table, config.resource("dynamodb")))
+
+
+def people_admin(config: Config) -> PeopleAdmin:
+    if not config.people_table:
+        from pecflow.config import ConfigError
+
+        raise ConfigError("this installation has no people table (PeopleTableName): update the stack")
+    directory = (
+        CognitoDirectory(config.user_pool_id, config.client("cognito-idp")) if config.user_pool_id else None
+    )
+    return PeopleAdmin(
+        PeopleStore(config.people_table, config.resource("dynamodb")), audit_log(config), directory
+    )

@@ -23,6 +23,7 @@ _OUTPUTS = {  # the stack's outputs the CLI reads
     "CampaignsTableName": "campaigns_table",
     "AuditTableName": "audit_table",
     "PeopleTableName": "people_table",
+    "UserPoolId": "user_pool_id",
     "InboxTableName": "inbox_table",
     "ArchiveBucketName": "archive_bucket",
     "PollQueueUrl": "poll_queue_url",
@@ -46,6 +47,7 @@ class Config:
     campaigns_table: str = ""
     audit_table: str = ""
     people_table: str = ""
+    user_pool_id: str = ""
     inbox_table: str = ""
     archive_bucket: str = ""
     poll_queue_url: str = ""
