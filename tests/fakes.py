@@ -1608,7 +1608,7 @@ class FakeInboxStore:
     def page(self, plan, *, limit, start_key=None):
         from types import SimpleNamespace
 
-        from pecflow.domain.inbox import has_words, matches
+        from pecflow.domain.inbox import has_words, matches, request_size
 
         sort = "sk" if plan.token_index else "received_key"
         candidates = [
@@ -1627,9 +1627,11 @@ class FakeInboxStore:
         read = requests = 0
         next_key = None
         position = 0
+        ask = 0
         while True:
             room = limit - len(rows)
-            batch = candidates[position : position + room + 1]
+            ask = request_size(room, ask)
+            batch = candidates[position : position + ask]
             position += len(batch)
             requests += 1
             read += len(batch)
@@ -1641,7 +1643,7 @@ class FakeInboxStore:
                 if plan.key_attribute != "pk":
                     next_key[plan.key_attribute] = plan.key_value
                 break
-            if position >= len(candidates) and len(batch) < room + 1:
+            if position >= len(candidates) and len(batch) < ask:
                 break
         return SimpleNamespace(rows=rows, next_key=next_key, items_read=read, requests=requests)
 

@@ -277,6 +277,15 @@ def decode_cursor(cursor: str, plan: Plan, secret: bytes) -> dict[str, object]:
     return key
 
 
+MAX_REQUEST_ITEMS = 1000
+
+
+def request_size(room: int, previous: int) -> int:
+    """Items a page's next query asks for: room for the page and one more first (one more
+    tells whether the list goes on), then twice the previous ask where filters left rows out."""
+    return room + 1 if previous == 0 else min(MAX_REQUEST_ITEMS, max(room + 1, previous * 2))
+
+
 def page_size(asked: int | None) -> int:
     if asked is None:
         return PAGE_SIZE

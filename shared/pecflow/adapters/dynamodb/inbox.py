@@ -21,7 +21,7 @@ from pecflow.adapters.dynamodb._common import (
 )
 from pecflow.adapters.dynamodb.audit import audit_items
 from pecflow.domain.audit import AuditEvent
-from pecflow.domain.inbox import INDEXES, ROW_SORT, Plan, inbox_row, row_key, word_copies
+from pecflow.domain.inbox import INDEXES, ROW_SORT, Plan, inbox_row, request_size, row_key, word_copies
 
 
 @dataclass(slots=True)
@@ -175,13 +175,16 @@ class InboxStore:
         index_key: tuple[str, str],
     ) -> Page:
         """Query until `limit` rows matched; one row more is asked for, so a page that ends the
-        list says so (no empty last page)."""
+        list says so (no empty last page). Where filters leave rows out, each further request
+        asks for twice as many items (`request_size`), so a rare match costs few requests."""
         page = Page([], None)
         if start_key:
             kwargs["ExclusiveStartKey"] = dict(start_key)
+        ask = 0
         while True:
             room = limit - len(page.rows)
-            result = self.table.query(**kwargs, Limit=room + 1)
+            ask = request_size(room, ask)
+            result = self.table.query(**kwargs, Limit=ask)
             page.requests += 1
             page.items_read += int(result.get("ScannedCount", 0))
             items = [_plain(i) for i in result.get("Items", [])]
