@@ -29,6 +29,7 @@ from local.pecbuild.builder import (
     ora_italiana,
     ricevuta,
 )
+from local.pecbuild.rem_builder import Deviations
 from pecflow.pec import kinds
 from pecflow.pec.daticert import Destinatario
 
@@ -692,13 +693,19 @@ def rem_robustness() -> list[Campione]:
     g = rem_builder.REM_SIMULATO
     rem_id = rem_builder.rem_identifier(g, quando, "dispatch")
 
-    def ricevuta(**kw: Any) -> bytes:
+    def ricevuta(deviations: Deviations, **kw: Any) -> bytes:
         return rem_builder.rem_receipt(
-            kw.pop("event", "SubmissionAcceptance"), raw, gestore=g, message_id=rem_id, data=quando, **kw
+            kw.pop("event", "SubmissionAcceptance"),
+            raw,
+            gestore=g,
+            message_id=rem_id,
+            data=quando,
+            deviations=deviations,
+            **kw,
         )
 
-    def spedizione(**kw: Any) -> bytes:
-        return rem_builder.rem_dispatch(raw, gestore=g, message_id=rem_id, data=quando, **kw)
+    def spedizione(deviations: Deviations) -> bytes:
+        return rem_builder.rem_dispatch(raw, gestore=g, message_id=rem_id, data=quando, deviations=deviations)
 
     def atteso(mt: str, event: str, reason: str, problem: str | None) -> dict:
         ref = message_id if mt == rem_builder.RECEIPT else None
@@ -717,56 +724,55 @@ def rem_robustness() -> list[Campione]:
     casi = [
         (
             "broken_evidence_xml",
-            ricevuta(evidence=b"<?xml version='1.0'?><tns:Evidence><unclosed>"),
+            ricevuta(Deviations(evidence=b"<?xml version='1.0'?><tns:Evidence><unclosed>")),
             atteso(R, "SubmissionAcceptance", "MessageAccepted", "evidence"),
         ),
         (
             "evidence_not_xml",
-            ricevuta(evidence=b"\x00\x01 not xml at all \xff"),
+            ricevuta(Deviations(evidence=b"\x00\x01 not xml at all \xff")),
             atteso(R, "SubmissionAcceptance", "MessageAccepted", "evidence"),
         ),
         (
             "no_evidence",
-            ricevuta(omit={"evidence"}),
+            ricevuta(Deviations(omit=frozenset({"evidence"}))),
             atteso(R, "SubmissionAcceptance", "MessageAccepted", "evidence"),
         ),
         (
             "no_introduction",
-            ricevuta(omit={"introduction"}),
+            ricevuta(Deviations(omit=frozenset({"introduction"}))),
             atteso(R, "SubmissionAcceptance", "MessageAccepted", None),  # harmless: the evidence has it all
         ),
         (
             "dispatch_no_original",
-            spedizione(omit={"original"}),
+            spedizione(Deviations(omit=frozenset({"original"}))),
             atteso(D, "SubmissionAcceptance", "MessageAccepted", "original"),
         ),
         (
             "dispatch_no_evidence",
-            spedizione(omit={"evidence"}),
+            spedizione(Deviations(omit=frozenset({"evidence"}))),
             atteso(D, "SubmissionAcceptance", "MessageAccepted", "evidence"),
         ),
         (
             "huge_evidence",
-            ricevuta(evidence_padding=4 * 1024 * 1024),
+            ricevuta(Deviations(evidence_padding=4 * 1024 * 1024)),
             atteso(R, "SubmissionAcceptance", "MessageAccepted", "evidence"),
         ),
         (
             "unknown_event",
-            ricevuta(event="ContentHandover", strict=False),
+            ricevuta(Deviations(strict=False), event="ContentHandover"),
             atteso(R, "ContentHandover", "MessageAccepted", "event"),
         ),
         (
             "future_metadata_version",
-            ricevuta(metadata_version="EN31953203V020101"),
+            ricevuta(Deviations(metadata_version="EN31953203V020101")),
             atteso(R, "SubmissionAcceptance", "MessageAccepted", "version"),
         ),
         (
             "header_evidence_event_disagree",
             ricevuta(
+                Deviations(header_event="ContentConsignment", header_reason="MessageConsignedToRecipient"),
                 event="ContentConsignmentFailure",
                 reason="MessageNotConsignedForQuota",
-                header_event="ContentConsignment",
-                header_reason="MessageConsignedToRecipient",
                 recipient="mario.rossi@rem.altro.test",
             ),
             # which one wins is the classifier's decision: only the problem is expected

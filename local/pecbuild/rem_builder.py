@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -62,6 +62,8 @@ __all__ = [
     "RECEIPT_KINDS",
     "REM_ALTRO",
     "REM_SIMULATO",
+    "WELL_FORMED",
+    "Deviations",
     "Reason",
     "digest_of",
     "rem_dispatch",
@@ -373,7 +375,7 @@ EVENTS: dict[str, _Event] = {
     )
 }
 # Not in EN 319 522's list for this builder: any other name makes an "unknown event" message
-# (allowed only with `strict=False`, for the robustness corpus).
+# (allowed only with `Deviations(strict=False)`, for the robustness corpus).
 
 
 # --- identifiers, digests, addresses ------------------------------------------------------------
@@ -759,6 +761,30 @@ def _signed(campi: Sequence[str | bytes], parti: Sequence[bytes], firma: Firma, 
 SECTIONS = frozenset({"introduction", "original", "evidence"})
 
 
+@dataclass(frozen=True, slots=True)
+class Deviations:
+    """How a REM message departs from a well-formed one, for the robustness corpus: `omit`
+    sections (of SECTIONS), replace the `evidence` bytes, pad the evidence with
+    `evidence_padding` bytes, make header and evidence disagree (`header_event`,
+    `header_reason`), another `metadata_version`, an unknown event or a reason the event does
+    not have (`strict=False`)."""
+
+    omit: frozenset[str] = frozenset()
+    evidence: bytes | None = None
+    evidence_padding: int = 0
+    header_event: str | None = None
+    header_reason: str | None = None
+    metadata_version: str = METADATA_VERSION
+    strict: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.omit <= SECTIONS:
+            raise ValueError(f"omit: unknown sections {sorted(self.omit - SECTIONS)}")
+
+
+WELL_FORMED = Deviations()
+
+
 def _rem_message(
     message_type: str,
     event_name: str,
@@ -768,34 +794,26 @@ def _rem_message(
     message_id: str,
     data: datetime,
     recipients: Sequence[str] | None,
-    recipient: str | None,
-    reason: str | None,
-    to: Sequence[str] | None,
+    recipient: str | None = None,
+    reason: str | None = None,
+    to: Sequence[str] | None = None,
     firma: Firma | None,
     evidence_id: str | None,
     relay_date: datetime | None,
-    metadata_version: str,
-    omit: Collection[str],
-    evidence: bytes | None,
-    evidence_padding: int,
-    header_event: str | None,
-    header_reason: str | None,
-    strict: bool,
+    deviations: Deviations,
     to_non_erds: bool = False,
 ) -> bytes:
     _aware(data)
     firma = _firma(gestore, firma)
-    if not set(omit) <= SECTIONS:
-        raise ValueError(f"omit: unknown sections {sorted(set(omit) - SECTIONS)}")
     event = EVENTS.get(event_name)
     if event is None:
-        if strict:
+        if deviations.strict:
             raise ValueError(f"unknown REM event {event_name!r}; one of {', '.join(EVENTS)}")
         event = _Event(
             event_name, ("MessageAccepted",), "ha avuto un esito sconosciuto", "had an unknown outcome"
         )
     reason_obj = REASONS[reason or event.reasons[0]]
-    if strict and reason_obj.name not in event.reasons:
+    if deviations.strict and reason_obj.name not in event.reasons:
         raise ValueError(f"{reason_obj.name} is not a reason of {event.name}")
     orig = _leggi(original)
     ua = orig.message_id or f"<{message_id}>"
@@ -822,7 +840,7 @@ def _rem_message(
         _oggetto(prefix + orig.oggetto),
         f"Date: {format_datetime(data)}",
         f"Message-ID: <{message_id if message_type == DISPATCH else rem_identifier(gestore, data, seed)}>",
-        f"REM-MetadataVersion: {metadata_version}",
+        f"REM-MetadataVersion: {deviations.metadata_version}",
     ]
     if relay_date is not None:
         campi.append(f"REM-RelayDate: {_relay_date(relay_date)}")
@@ -832,9 +850,9 @@ def _rem_message(
         f"REM-DigestAlgorithm: {DIGEST_ALGORITHM}",
         f"REM-DigestValue: {digest}",
         f"REM-UAMessageIdentifier: {ua}",
-        f"REM-EventIdentifier: {EVENT_URI}{header_event or event.name}",
+        f"REM-EventIdentifier: {EVENT_URI}{deviations.header_event or event.name}",
         f"REM-Evidence-ID: <{evidence_id}>",
-        f"REM-ReasonIdentifier: {REASON_URI}{header_reason or reason_obj.name}",
+        f"REM-ReasonIdentifier: {REASON_URI}{deviations.header_reason or reason_obj.name}",
         # the original's From, as the examples' REM-MD08 (raw, folding kept)
         *(b"REM-MD08:" + raw[len(b"From:") :] for raw in orig.ereditati("from")[:1]),
     ]
@@ -842,7 +860,7 @@ def _rem_message(
         campi.append(_TO_NON_ERDS)
 
     parti = []
-    if "introduction" not in omit:
+    if "introduction" not in deviations.omit:
         parti.append(
             _introduction(
                 message_type=message_type,
@@ -858,10 +876,10 @@ def _rem_message(
                 with_original=with_original,
             )
         )
-    if with_original and "original" not in omit:
+    if with_original and "original" not in deviations.omit:
         parti.append(_original_part(_attached(orig, message_id, ua, to_non_erds)))
-    if "evidence" not in omit:
-        xml = evidence or evidence_xml(
+    if "evidence" not in deviations.omit:
+        xml = deviations.evidence or evidence_xml(
             event=event.name,
             reason=reason_obj,
             evidence_id=evidence_id,
@@ -875,7 +893,7 @@ def _rem_message(
             ua_message_id=ua,
             digest=digest,
             subject=orig.oggetto,
-            padding_bytes=evidence_padding,
+            padding_bytes=deviations.evidence_padding,
         )
         parti.append(_evidence_part(event.name, xml))
     return _signed(campi, parti, firma, seed)
@@ -901,13 +919,7 @@ def rem_receipt(
     firma: Firma | None = None,
     evidence_id: str | None = None,
     relay_date: datetime | None = None,
-    metadata_version: str = METADATA_VERSION,
-    omit: Collection[str] = (),
-    evidence: bytes | None = None,
-    evidence_padding: int = 0,
-    header_event: str | None = None,
-    header_reason: str | None = None,
-    strict: bool = True,
+    deviations: Deviations = WELL_FORMED,
 ) -> bytes:
     """A REM receipt (evidence for the sender) of `event` about `original`.
 
@@ -917,15 +929,9 @@ def rem_receipt(
     are the message's recipients (default: the original's To and Cc), `recipient` the one a
     per-recipient event concerns (the evidence's EvidenceRefersToRecipient); `reason`
     defaults to the event's usual one; `to` to the original's sender. Events issued after
-    submission get REM-RelayDate (default: `data`).
-
-    The remaining keywords make deliberately broken messages for the robustness corpus:
-    `omit` sections, replace the `evidence` bytes, pad it, make header and evidence disagree
-    (`header_event`, `header_reason`), another `metadata_version`, an unknown event
-    (`strict=False`).
+    submission get REM-RelayDate (default: `data`). `deviations` make a deliberately broken
+    or unusual message (the robustness corpus).
     """
-    if event not in EVENTS and strict:
-        raise ValueError(f"unknown REM event {event!r}; one of {', '.join(EVENTS)}")
     if relay_date is None and not event.startswith("Submission"):
         relay_date = data
     return _rem_message(
@@ -942,13 +948,7 @@ def rem_receipt(
         firma=firma,
         evidence_id=evidence_id,
         relay_date=relay_date,
-        metadata_version=metadata_version,
-        omit=omit,
-        evidence=evidence,
-        evidence_padding=evidence_padding,
-        header_event=header_event,
-        header_reason=header_reason,
-        strict=strict,
+        deviations=deviations,
     )
 
 
@@ -962,19 +962,15 @@ def rem_dispatch(
     event: str = "SubmissionAcceptance",
     firma: Firma | None = None,
     evidence_id: str | None = None,
-    metadata_version: str = METADATA_VERSION,
-    omit: Collection[str] = (),
-    evidence: bytes | None = None,
-    evidence_padding: int = 0,
-    header_event: str | None = None,
-    strict: bool = True,
+    deviations: Deviations = WELL_FORMED,
     to_non_erds: bool = False,
 ) -> bytes:
     """The REM dispatch bringing `original` to its recipients: event SubmissionAcceptance (a
     message from a REM sender) or ReceivedFromNonERDS (ordinary mail arrived at a REM
     mailbox; subject prefixed "EXTERNAL:"). `to_non_erds`: some recipients are outside REM
-    (REM-RelayToNonERDS: evidence-required, as AgID's outflow example). Keywords as `rem_receipt`."""
-    if strict and event not in ("SubmissionAcceptance", "ReceivedFromNonERDS"):
+    (REM-RelayToNonERDS: evidence-required, as AgID's outflow example). Keywords as
+    `rem_receipt`."""
+    if deviations.strict and event not in DISPATCH_KINDS:
         raise ValueError(f"a dispatch is SubmissionAcceptance or ReceivedFromNonERDS, not {event!r}")
     return _rem_message(
         DISPATCH,
@@ -984,18 +980,9 @@ def rem_dispatch(
         message_id=message_id,
         data=data,
         recipients=recipients,
-        recipient=None,
-        reason=None,
-        to=None,
         firma=firma,
         evidence_id=evidence_id,
         relay_date=data if event == "ReceivedFromNonERDS" else None,
-        metadata_version=metadata_version,
-        omit=omit,
-        evidence=evidence,
-        evidence_padding=evidence_padding,
-        header_event=header_event,
-        header_reason=None,
-        strict=strict,
+        deviations=deviations,
         to_non_erds=to_non_erds,
     )

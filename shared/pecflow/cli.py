@@ -278,6 +278,7 @@ def cmd_sent_show(args) -> int:
 
 def cmd_inbox_list(args) -> int:
     from pecflow import bootstrap
+    from pecflow.services.admin import inbox_kind, rem_note
 
     store = bootstrap.message_store(_deployment(args))
     index = "Quarantined" if args.quarantined else "Unmatched" if args.unmatched else "ByDate"
@@ -294,9 +295,12 @@ def cmd_inbox_list(args) -> int:
         if r.quarantined:
             note += f"  [quarantined UID {r.uid}: {r.quarantined.get('reason', '')}]"
         print(
-            f"{(r.received_at or '')[:19]}  {r.kind or '':26s} {str(r.subject or '')[:50]:50s} "
+            f"{(r.received_at or '')[:19]}  {inbox_kind(r):26s} {str(r.subject or '')[:50]:50s} "
             f"{reference}{note}"
         )
+        rem = rem_note(r)
+        if rem:
+            print(f"{'':21s}{rem}")
     print(f"{len(records)} message(s)")
     return 0
 

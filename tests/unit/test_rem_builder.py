@@ -190,6 +190,8 @@ def test_builder_is_deterministic_and_refuses_wrong_combinations():
         rem_builder.rem_receipt("ContentConsignment", ORIGINAL, reason="MalwareFound", **kw)
     with pytest.raises(ValueError, match="dispatch is"):
         rem_builder.rem_dispatch(ORIGINAL, event="ContentConsignment", **kw)
+    with pytest.raises(ValueError, match="unknown sections"):
+        rem_builder.Deviations(omit=frozenset({"introduction", "body"}))
     with pytest.raises(ValueError, match="time zone"):
         rem_builder.rem_receipt(
             "SubmissionAcceptance", ORIGINAL, **{**kw, "data": _msg_date().replace(tzinfo=None)}

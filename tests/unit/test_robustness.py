@@ -1,9 +1,10 @@
 """No input crashes the classifier, memory stays bounded, every result has a kind.
 
 A mutation corpus (truncations, doubled headers, wrong charsets, base64 garbage, deep
-nesting, huge headers, XML bombs in daticert) is applied to PEC messages built by our own
-builder and, where available, to the real samples; hypothesis adds random bytes and random
-byte-level mutations on top.
+nesting, huge headers, XML bombs in daticert and in REM evidence) is applied to PEC and REM
+messages built by our own builders (the REM robustness cases among them) and, where available,
+to the real samples; hypothesis adds random bytes and random byte-level mutations on top. A REM
+message is never taken for ordinary mail, and an anomaly says why.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import random
 import re
 import tracemalloc
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -47,13 +49,11 @@ BOMB_QUADRATIC = (
 BOMB_DEEP = b"<postacert>" + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</postacert>"
 
 
-def seeds() -> list[tuple[str, bytes]]:
-    out = [(c.name, c.raw) for c in pecmix.corpus(40, seed=7)]
-    pec = FIXTURES / "pec"
-    if pec.is_dir():
-        out += [(p.name, p.read_bytes()) for p in sorted(pec.glob("*.eml"))]
-    # REM: hand-written messages of every kind, and every sixth of AgID's examples when present
-    out += [
+def rem_seeds() -> list[tuple[str, bytes]]:
+    """REM messages: hand-written ones of every kind, the builder's robustness cases (broken
+    evidence XML, missing sections, huge evidence, unknown event, ...), and every sixth of AgID's
+    examples when present (those that are REM messages, not the originals they are about)."""
+    out = [
         (f"rem-{t}-{e}", rem_message(e, message_type=t, refers=1))
         for t, e in (
             ("dispatch", "SubmissionAcceptance"),
@@ -64,9 +64,26 @@ def seeds() -> list[tuple[str, bytes]]:
             ("receipt", "RelayToNonERDS"),
         )
     ]
+    out += [(c.name, c.raw) for c in pecmix.rem_robustness()]
+    out += [(p.name, p.read_bytes()) for p in _agid_examples() if _AGID_REM in p.name]
+    return out
+
+
+_AGID_REM = "__REM_"  # in the names of AgID's REM messages
+
+
+def _agid_examples() -> list[Path]:
     rem = FIXTURES / "rem"
-    if rem.is_dir():
-        out += [(p.name, p.read_bytes()) for p in sorted(rem.glob("*.eml"))[::6]]
+    return sorted(rem.glob("*.eml"))[::6] if rem.is_dir() else []
+
+
+def seeds() -> list[tuple[str, bytes]]:
+    out = [(c.name, c.raw) for c in pecmix.corpus(40, seed=7)]
+    pec = FIXTURES / "pec"
+    if pec.is_dir():
+        out += [(p.name, p.read_bytes()) for p in sorted(pec.glob("*.eml"))]
+    out += rem_seeds()
+    out += [(p.name, p.read_bytes()) for p in _agid_examples() if _AGID_REM not in p.name]
     return out
 
 
@@ -202,6 +219,19 @@ def _check(raw: bytes) -> message.PecMessage:
     return result
 
 
+def _check_rem(raw: bytes) -> message.PecMessage:
+    """`_check`, and: still REM, never ordinary mail; an anomaly or a malformed one says why
+    (a problem, or the REM reason of mail received from outside REM)."""
+    result = _check(raw)
+    assert result.rem is not None, result.problems
+    assert result.kind != kinds.POSTA_ORDINARIA
+    if result.kind in (kinds.MALFORMED, kinds.ANOMALIA):
+        assert result.problems or (
+            result.rem.event == "ReceivedFromNonERDS" and result.rem.reason == "MessageReceivedFromNonERDS"
+        ), "an anomaly always says why"
+    return result
+
+
 @pytest.mark.parametrize("name", sorted(PATHOLOGICAL))
 def test_pathological_inputs(name):
     _check(PATHOLOGICAL[name])
@@ -224,6 +254,26 @@ def test_mutation_corpus_never_raises_and_always_has_a_kind():
                 raise AssertionError(f"{name} / {label}: {type(exc).__name__}: {exc}") from exc
             count += 1
     assert count > 500
+
+
+# mutations that may leave a REM message's header fields unreadable (a malformed message, or
+# ordinary mail with problems): every other one keeps them
+_REM_HEADERS_LOST = {"truncated@0.0", "truncated@0.01", "no-line-ends", "many-headers", "bit-flips"}
+
+
+@pytest.mark.parametrize("name, raw", rem_seeds(), ids=[name for name, _ in rem_seeds()])
+def test_rem_messages_stay_rem_and_say_what_is_wrong(name, raw):
+    _check_rem(raw)
+    checked = 0
+    for label, mutated in mutations(name, raw):
+        if label in _REM_HEADERS_LOST:
+            continue
+        try:
+            _check_rem(mutated)
+        except AssertionError as exc:  # pragma: no cover - the assertion message is the point
+            raise AssertionError(f"{name} / {label}: {exc}") from exc
+        checked += 1
+    assert checked >= 20
 
 
 def test_xml_bombs_are_refused_not_expanded():

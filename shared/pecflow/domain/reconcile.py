@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pecflow.pec import kinds
-from pecflow.pec.rem import RELAY_TO_NON_ERDS
+from pecflow.pec.rem import ALL_LISTED, PER_RECIPIENT_EVENTS, RELAY_TO_NON_ERDS, attribution
 
 if TYPE_CHECKING:
     from pecflow.pec.message import PecMessage
@@ -281,6 +281,13 @@ def reconcile_receipt(port: OutgoingPort, msg: PecMessage, receipt_id: str) -> R
             )
         if not targets:
             return result
+        if rem is not None and len(targets) > 1 and _attributed_to_all(msg):
+            result.problems.append(
+                f"REM {rem.event}: the evidence does not say which recipients it concerns (no "
+                "EvidenceRefersToRecipient, no RelayEvidenceRefersTo): applied to every recipient it "
+                f"lists that has no outcome yet (it lists {', '.join(j.address for j in targets[:5])}"
+                f"{', …' if len(targets) > 5 else ''})"
+            )
     for job in targets:
         if relayed_to_external:
             done = job.state == State.ACCEPTED and not job.certified
@@ -300,6 +307,14 @@ def reconcile_receipt(port: OutgoingPort, msg: PecMessage, receipt_id: str) -> R
         if after != job.state or (relayed_to_external and move is not None and after == move.to):
             result.moves[job.address] = (str(job.state), str(after))  # (external: the flag changed)
     return result
+
+
+def _attributed_to_all(msg: PecMessage) -> bool:
+    """A REM per-recipient event whose evidence names no recipient in particular."""
+    rem = msg.rem
+    if rem is None or rem.evidence is None or rem.event not in PER_RECIPIENT_EVENTS:
+        return False
+    return attribution(rem.evidence)[1] == ALL_LISTED
 
 
 def find_thread(port: OutgoingPort, msg: PecMessage) -> str | None:

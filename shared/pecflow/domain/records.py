@@ -316,6 +316,7 @@ class MessageRecord:
     error_detail: str | None = None
     attachments: Sequence[Mapping[str, Any]] = ()  # filename, content_type, size
     sdi: Mapping[str, Any] | None = None  # an SdI notification's fields
+    rem: Mapping[str, Any] | None = None  # a REM message: message_type, event, reason, reason_text, ...
     problems: Sequence[str] = ()
     on_provider: str | None = None  # "yes", "expunged", "moved to <folder>"
     left_provider_at: str | None = None

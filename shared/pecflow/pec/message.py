@@ -14,7 +14,6 @@ addresses kept.
 from __future__ import annotations
 
 import re
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -49,7 +48,6 @@ _MAIL_FIELDS = frozenset(
         "x-trasporto",
     )
 )
-_SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
 _DATICERT_NAMES = ("daticert.xml", "certdata.xml")  # RFC 6109 translates the name as certdata.xml
 _ON_BEHALF = re.compile(r"\s*+(?:per conto di|on behalf of)\s*+:", re.I)
 _PERMANENT = re.compile(r"^\s*5\.\d{1,3}\.\d{1,3}")
@@ -322,35 +320,42 @@ def _kind_from_subject(msg: PecMessage) -> str | None:
     return _split_subject(msg.subject)[0]
 
 
-class _Survey:
-    """The provider's layout: multipart/signed, daticert.xml, postacert.eml, smime.p7s."""
+class _Survey(mime.SignedLayout):
+    """The PEC provider's layout: multipart/signed, daticert.xml, postacert.eml, smime.p7s."""
 
-    __slots__ = ("signed", "daticert", "postacert", "signature", "wrapped", "other_messages")
+    __slots__ = ("daticert", "postacert", "other_messages")
 
-    def __init__(self, root: mime.Part):
-        self.signed = self.daticert = self.postacert = self.signature = None
-        self.wrapped = False
+    def __init__(self, root: mime.Part) -> None:
+        self.daticert: mime.Part | None = None
+        self.postacert: mime.Part | None = None
         self.other_messages: list[mime.Part] = []
-        queue = deque([(root, 0)])
-        while queue:
-            part, level = queue.popleft()
-            ctype = part.content_type
-            if ctype.startswith("multipart/"):
-                if ctype == "multipart/alternative" or level > 4:
-                    continue
-                if ctype == "multipart/signed" and self.signed is None:
-                    self.signed = part
-                    self.wrapped = level > 0
-                queue.extend((child, level + 1) for child in part.children)
-            elif ctype in _SIGNATURE_TYPES:
-                self.signature = self.signature or part
-            elif ctype == "message/rfc822":
-                if self.postacert is None and (part.filename or "").lower() == "postacert.eml":
-                    self.postacert = part
-                else:
-                    self.other_messages.append(part)
-            elif self.daticert is None and (part.filename or "").lower() in _DATICERT_NAMES:
-                self.daticert = part
+        super().__init__(root)
+
+    def claim(self, part: mime.Part, leaf: bool) -> bool:
+        if not leaf:
+            return False
+        if part.content_type == "message/rfc822":
+            if self.postacert is None and (part.filename or "").lower() == "postacert.eml":
+                self.postacert = part
+            else:
+                self.other_messages.append(part)
+        elif self.daticert is None and (part.filename or "").lower() in _DATICERT_NAMES:
+            self.daticert = part
+        return True
+
+
+def _read_signature(msg: PecMessage, layout: mime.SignedLayout, family: str, problems: list[str]) -> None:
+    """`msg.signature` and the problems of a provider's signed layout (family: "PEC", "REM")."""
+    if layout.signed is not None:
+        msg.signature = "present" if layout.signature is not None else "missing"
+        if layout.signature is None:
+            problems.append("signature_missing: multipart/signed without its smime.p7s part")
+        if layout.wrapped:
+            problems.append(
+                f"{family} message re-wrapped inside another multipart (a list or relay changed it)"
+            )
+    else:
+        problems.append("not signed: no multipart/signed structure")
 
 
 def _read_pec(
@@ -365,15 +370,7 @@ def _read_pec(
     kind = msg.kind
     is_busta = kind in (kinds.POSTA_CERTIFICATA, kinds.ANOMALIA)
 
-    # signature and layout
-    if survey.signed is not None:
-        msg.signature = "present" if survey.signature is not None else "missing"
-        if survey.signature is None:
-            problems.append("signature_missing: multipart/signed without its smime.p7s part")
-        if survey.wrapped:
-            problems.append("PEC message re-wrapped inside another multipart (a list or relay changed it)")
-    else:
-        problems.append("not signed: no multipart/signed structure")
+    _read_signature(msg, survey, "PEC", problems)
     if dc is None and survey.daticert is None and kind != kinds.ANOMALIA:
         problems.append("daticert.xml missing: fields taken from headers")
 
@@ -584,15 +581,7 @@ def _read_rem(
         problems.append(f"unknown REM-MetadataVersion {_clip(version)!r}")
     msg.kind = kind
 
-    # signature and layout
-    if sections.signed is not None:
-        msg.signature = "present" if sections.signature is not None else "missing"
-        if sections.signature is None:
-            problems.append("signature_missing: multipart/signed without its smime.p7s part")
-        if sections.wrapped:
-            problems.append("REM message re-wrapped inside another multipart (a list or relay changed it)")
-    else:
-        problems.append("not signed: no multipart/signed structure")
+    _read_signature(msg, sections, "REM", problems)
 
     # the original message
     is_dispatch = message_type == rem_mod.DISPATCH

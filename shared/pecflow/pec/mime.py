@@ -22,6 +22,7 @@ import encodings
 import enum
 import functools
 import re
+from collections import deque
 from collections.abc import Iterator
 from encodings.aliases import aliases as _CODEC_ALIASES
 from typing import Final, Literal, overload
@@ -827,3 +828,42 @@ def decode_body(body: bytes, encoding: str) -> tuple[bytes, str | None]:
     if encoding in ("7bit", "8bit", "binary", ""):
         return body, None
     return body, f"unknown Content-Transfer-Encoding {encoding[:40]!r}: body left as is"
+
+
+# --- the signed layout of a provider's message (PEC, REM) ---------------------------------------
+
+SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+_LAYOUT_DEPTH = 4  # multiparts nested deeper are not searched
+
+
+class SignedLayout:
+    """A provider's message, walked breadth-first: the first multipart/signed met, its
+    signature part, whether it is wrapped inside another multipart. multipart/alternative
+    (a body's text and HTML) is not walked into. Each family (PEC, REM) takes its own parts in
+    `claim`."""
+
+    __slots__ = ("signed", "signature", "wrapped")
+
+    def __init__(self, root: Part) -> None:
+        self.signed: Part | None = None
+        self.signature: Part | None = None
+        self.wrapped = False
+        queue = deque([(root, 0)])
+        while queue:
+            part, level = queue.popleft()
+            ctype = part.content_type
+            leaf = not ctype.startswith("multipart/") and ctype not in SIGNATURE_TYPES
+            if self.claim(part, leaf) or leaf:
+                continue
+            if ctype in SIGNATURE_TYPES:
+                self.signature = self.signature or part
+            elif ctype != "multipart/alternative" and level <= _LAYOUT_DEPTH:
+                if ctype == "multipart/signed" and self.signed is None:
+                    self.signed = part
+                    self.wrapped = level > 0
+                queue.extend((child, level + 1) for child in part.children)
+
+    def claim(self, part: Part, leaf: bool) -> bool:
+        """Whether `part` is one of the family's own, then not walked into. Every part reached
+        is offered, in breadth-first order; `leaf`: neither a multipart nor a signature."""
+        return False

@@ -12,7 +12,6 @@ puts it together. Pure code: no I/O.
 from __future__ import annotations
 
 import re
-from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -255,6 +254,7 @@ class Evidence:
     sender: Party | None = None
     recipients: tuple[Party, ...] = ()
     refers_to_recipient: int | None = None  # 1-based index into recipients
+    relay_refers_to: tuple[int, ...] = ()  # RelayEvidenceInfo extension: 1-based, the relay's recipients
     submission_time: datetime | None = None
     message_identifier: str | None = None  # the provider's id of the REM message
     ua_message_id: str | None = None  # AppLayerIdentifier: the sender's own Message-ID
@@ -376,6 +376,7 @@ def parse_evidence(data: bytes) -> Evidence:
         sender=_party(sender_node) if sender_node is not None else None,
         recipients=recipients,
         refers_to_recipient=refers_to,
+        relay_refers_to=_relay_refers_to(root, len(recipients), problems),
         submission_time=_time(root.findtext("SubmissionTime"), "SubmissionTime", problems),
         message_identifier=root.findtext("MessageIdentifier") or None,
         ua_message_id=(content.findtext("AppLayerIdentifier") or None) if content is not None else None,
@@ -393,21 +394,57 @@ def parse_evidence(data: bytes) -> Evidence:
     return replace(evidence, problems=tuple(problems)) if problems else evidence
 
 
-def concerned(evidence: Evidence) -> tuple[str, ...]:
-    """The recipients a per-recipient event concerns: the one EvidenceRefersToRecipient points
-    to; else, for a relay to a non-REM system, the recipients whose domain the external host
-    (ForwardedToExternalSystem) belongs to; else every recipient the evidence lists (a relay
-    event concerns the recipients at one provider, and the evidence does not say which)."""
+# how `attribution` found the recipients an event concerns
+REFERS_TO, RELAY_REFERS_TO, FORWARDED_TO, ONLY_LISTED, ALL_LISTED = (
+    "refers-to",  # EvidenceRefersToRecipient: one recipient
+    "relay-refers-to",  # the RelayEvidenceInfo extension: the recipients of one relay
+    "forwarded-to",  # ForwardedToExternalSystem: the recipients whose domain that host serves
+    "only-listed",  # the evidence lists one recipient
+    "all-listed",  # nothing says which: every recipient the evidence lists (a fallback)
+)
+
+
+def attribution(evidence: Evidence) -> tuple[tuple[str, ...], str]:
+    """The recipients a per-recipient event concerns, and how the evidence says so: the one
+    EvidenceRefersToRecipient points to; else the recipients of the relay the RelayEvidenceInfo
+    extension lists (AgID's relay evidences carry it: a relay concerns the recipients at one
+    provider, and the evidence lists all the message's); else, for a relay to a non-REM system,
+    the recipients whose domain the external host (ForwardedToExternalSystem) belongs to; else
+    every recipient the evidence lists (ALL_LISTED: a fallback the caller should report)."""
     addresses = [p.address for p in evidence.recipients if p.address]
     if evidence.refers_to_recipient is not None:
         address = evidence.recipients[evidence.refers_to_recipient - 1].address
-        return (address,) if address else ()
+        return ((address,) if address else ()), REFERS_TO
+    relayed = [evidence.recipients[i - 1].address for i in evidence.relay_refers_to]
+    if any(relayed):
+        return tuple(dict.fromkeys(a for a in relayed if a)), RELAY_REFERS_TO
     host = (evidence.forwarded_to or "").strip().lower()
     if host and " " not in host:
         matching = [a for a in addresses if _host_serves(host, a.rpartition("@")[2].lower())]
         if matching:
-            return tuple(matching)
-    return tuple(addresses)
+            return tuple(matching), FORWARDED_TO
+    return tuple(addresses), ONLY_LISTED if len(addresses) == 1 else ALL_LISTED
+
+
+def concerned(evidence: Evidence) -> tuple[str, ...]:
+    """The recipients a per-recipient event concerns (`attribution`, without the how)."""
+    return attribution(evidence)[0]
+
+
+def _relay_refers_to(root: safexml.Node, recipients: int, problems: list[str]) -> tuple[int, ...]:
+    """The RelayEvidenceInfo extension's RelayEvidenceRefersTo indexes (1-based, into the
+    recipients), at most 1000; one naming no recipient is reported and left out."""
+    found: list[int] = []
+    for info in root.iter("RelayEvidenceInfo"):
+        for node in info.findall("RelayEvidenceRefersTo")[:1000]:
+            text = (node.text or "").strip()
+            index = int(text) if text.isdigit() and len(text) < 6 else None
+            if index is None or not 1 <= index <= recipients:
+                problems.append(f"REM evidence: RelayEvidenceRefersTo {_clip(text)!r} names no recipient")
+            elif index not in found:
+                found.append(index)
+        break
+    return tuple(found)
 
 
 def _host_serves(host: str, domain: str) -> bool:
@@ -415,53 +452,44 @@ def _host_serves(host: str, domain: str) -> bool:
 
 
 # -- the sections of a REM message --------------------------------------------------------------
-@dataclass(slots=True)
-class Sections:
-    """Where a REM message keeps its parts (None: not found)."""
+class Sections(mime.SignedLayout):
+    """Where a REM message keeps its parts (None: not found): by REM-Section-Type first, then
+    by the names AgID's examples use."""
 
-    signed: mime.Part | None = None
-    signature: mime.Part | None = None
-    wrapped: bool = False
-    introduction: mime.Part | None = None
-    original: mime.Part | None = None
-    evidence: mime.Part | None = None
+    __slots__ = ("introduction", "original", "evidence", "_evidence_by_name", "_original_by_type")
 
+    def __init__(self, root: mime.Part) -> None:
+        self.introduction: mime.Part | None = None
+        self.original: mime.Part | None = None
+        self.evidence: mime.Part | None = None
+        self._evidence_by_name: mime.Part | None = None
+        self._original_by_type: mime.Part | None = None
+        super().__init__(root)
+        self.evidence = self.evidence or self._evidence_by_name
+        self.original = self.original or self._original_by_type
 
-_SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+    def claim(self, part: mime.Part, leaf: bool) -> bool:
+        section = (part.headers.get("rem-section-type") or "").strip().lower()
+        if section == SECTION_INTRODUCTION and self.introduction is None:
+            self.introduction = part  # a multipart/alternative: taken whole
+            return True
+        if not leaf:
+            return False
+        filename = part.filename or ""
+        if section == SECTION_EVIDENCE:
+            self.evidence = self.evidence or part
+        elif section == SECTION_ORIGINAL or filename == "AttachedMimeMessage":
+            self.original = self.original or part
+        elif part.content_type == "message/rfc822":
+            self._original_by_type = self._original_by_type or part
+        elif filename.endswith(".xml") and filename[:-4] in EVENTS:
+            self._evidence_by_name = self._evidence_by_name or part
+        return True
 
 
 def survey(root: mime.Part) -> Sections:
-    """The REM sections, by REM-Section-Type first, then by the names AgID's examples use."""
-    found = Sections()
-    evidence_by_name = original_by_type = None
-    queue = deque([(root, 0)])
-    while queue:
-        part, level = queue.popleft()
-        ctype = part.content_type
-        section = (part.headers.get("rem-section-type") or "").strip().lower()
-        if section == SECTION_INTRODUCTION and found.introduction is None:
-            found.introduction = part
-            continue
-        if ctype.startswith("multipart/"):
-            if ctype == "multipart/alternative" or level > 4:
-                continue
-            if ctype == "multipart/signed" and found.signed is None:
-                found.signed = part
-                found.wrapped = level > 0
-            queue.extend((child, level + 1) for child in part.children)
-        elif ctype in _SIGNATURE_TYPES:
-            found.signature = found.signature or part
-        elif section == SECTION_EVIDENCE:
-            found.evidence = found.evidence or part
-        elif section == SECTION_ORIGINAL or (part.filename or "") == "AttachedMimeMessage":
-            found.original = found.original or part
-        elif ctype == "message/rfc822":
-            original_by_type = original_by_type or part
-        elif (part.filename or "").endswith(".xml") and (part.filename or "")[:-4] in EVENTS:
-            evidence_by_name = evidence_by_name or part
-    found.evidence = found.evidence or evidence_by_name
-    found.original = found.original or original_by_type
-    return found
+    """The REM sections of the message under `root`."""
+    return Sections(root)
 
 
 def introduction_text(part: mime.Part) -> str | None:

@@ -19,10 +19,19 @@ from pecflow.domain.ports import (
     SecretStore,
 )
 from pecflow.domain.reconcile import REDRIVE, CampaignStatus, Job, State
-from pecflow.domain.records import JobRecord, NewJob
+from pecflow.domain.records import JobRecord, MessageRecord, NewJob
+from pecflow.pec import kinds
 from pecflow.services.sending import QUEUE_BATCH, message_id_for, queue_entry
 
-__all__ = ["RESENDABLE", "STAT_LABELS", "CampaignAdmin", "MailboxAdmin", "MailboxUnavailable"]
+__all__ = [
+    "RESENDABLE",
+    "STAT_LABELS",
+    "CampaignAdmin",
+    "MailboxAdmin",
+    "MailboxUnavailable",
+    "inbox_kind",
+    "rem_note",
+]
 
 
 @dataclass(slots=True)
@@ -232,3 +241,30 @@ class CampaignAdmin:
         if created and item.status != CampaignStatus.SENDING:
             campaigns.update(campaign_id, {"status": CampaignStatus.SENDING})
         return created
+
+
+# --- the inbox listing -------------------------------------------------------------------------------
+_REM_AS = {  # how a REM message's kind reads in the inbox, Italian / English
+    kinds.POSTA_CERTIFICATA: "posta certificata REM / certified REM mail",
+    kinds.ANOMALIA: "anomalia REM / REM anomaly",
+}
+
+
+def inbox_kind(record: MessageRecord) -> str:
+    """The kind as the inbox lists it: a REM message marked as such ("posta-certificata REM")."""
+    kind = record.kind or ""
+    return f"{kind} REM" if record.rem else kind
+
+
+def rem_note(record: MessageRecord) -> str | None:
+    """For a REM message, what it is and why, as an office worker reads it: "certified REM mail —
+    SubmissionAcceptance: …"; an anomaly says why (e.g. received from ordinary e-mail). None for PEC."""
+    rem = record.rem
+    if not rem:
+        return None
+    what = _REM_AS.get(
+        record.kind or "", "ricevuta REM / REM receipt" if rem.get("message_type") == "receipt" else "REM"
+    )
+    event = rem.get("event") or "evento sconosciuto / unknown event"
+    why = rem.get("reason_text") or rem.get("reason")
+    return f"{what} — {event}" + (f": {why}" if why else "")

@@ -54,6 +54,7 @@ from pecflow.domain.ports import (
 from pecflow.domain.reconcile import find_thread, reconcile_receipt
 from pecflow.pec import kinds
 from pecflow.pec.message import PecMessage, parse
+from pecflow.pec.rem import RemInfo
 
 CHUNK_MESSAGES = 25
 CHUNK_BYTES = 24 * 1024 * 1024
@@ -494,6 +495,8 @@ def build_record(
             "nome_file": text("sdi", msg.sdi.nome_file, 255),
             "pec_message_id": text("sdi", msg.sdi.pec_message_id),
         }
+    if msg.rem is not None:
+        record["rem"] = rem_map(text, msg.rem)
     problems = [text("problems", p, 500) for p in text.first("problems", msg.problems, 50)]
     if cut:
         problems.append(
@@ -504,6 +507,21 @@ def build_record(
     if size > RECORD_BUDGET:  # only with many long multi-byte values, even cut
         raise RecordTooLarge(f"its record would take {size:,} bytes, over the {RECORD_BUDGET:,}-byte budget")
     return record
+
+
+def rem_map(text: _Texts, rem: RemInfo) -> dict:
+    """What a REM message says about itself, for the record (absent values left out): the
+    inbox shows it as certified REM mail, with the event and why (PEC_FORMAT §10)."""
+    values = {
+        "message_type": text("rem", rem.message_type, 100),
+        "event": text("rem", rem.event, 100),
+        "reason": text("rem", rem.reason, 200),
+        "reason_text": text("rem", rem.reason_text, 500),
+        "evidence_id": text("rem", rem.evidence_id),
+        "ua_message_id": text("rem", rem.ua_message_id),
+        "policies": text.many("rem", list(rem.policies), 300, 10),
+    }
+    return {name: value for name, value in values.items() if value}
 
 
 # where a message is and what it is: mailbox, folder, uidvalidity, uid, internaldate, raw, sha256, S3 key
@@ -593,6 +611,8 @@ def summary_record(
             "ref_message_id": text("ref_message_id", msg.ref_message_id, 500),
             "identificativo": text("identificativo", msg.identificativo, 500),
         }
+        if msg.rem is not None and msg.rem.event:
+            record["rem"] = {"event": text("rem", msg.rem.event, 100)}
     return record
 
 
