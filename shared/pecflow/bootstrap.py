@@ -14,6 +14,7 @@ from pecflow.adapters.campaign_files import CampaignPackage
 from pecflow.adapters.cognito import CognitoDirectory
 from pecflow.adapters.dynamodb import CampaignStore, MailboxStore, MessageStore, OutgoingStore
 from pecflow.adapters.dynamodb.audit import AuditStore
+from pecflow.adapters.dynamodb.inbox import InboxStore
 from pecflow.adapters.dynamodb.people import PeopleStore
 from pecflow.adapters.mail import ImapSession, SmtpSubmitter
 from pecflow.adapters.queues import SqsQueue
@@ -69,6 +70,10 @@ def outgoing_store(config: Config) -> OutgoingStore:
     )
 
 
+def inbox_store(config: Config) -> InboxStore:
+    return InboxStore(config.inbox_table, config.resource("dynamodb"), audit_table=config.audit_table or None)
+
+
 def campaign_store(config: Config) -> CampaignStore:
     return CampaignStore(config.campaigns_table, config.resource("dynamodb"))
 
@@ -101,6 +106,7 @@ def ingestor(config: Config, **overrides: Any) -> Ingestor:
         "messages": lambda: message_store(config),
         "mailboxes": lambda: mailbox_store(config),
         "outgoing": lambda: outgoing_store(config),
+        "inbox": lambda: inbox_store(config) if config.inbox_table else None,
     }
     return Ingestor(**_parts(parts, overrides))
 
