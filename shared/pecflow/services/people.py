@@ -28,6 +28,10 @@ class PeopleError(ValueError):
     """A change that cannot be made as asked (a clear sentence for the person)."""
 
 
+class PeopleForbidden(PeopleError):
+    """A change the acting person's roles do not allow."""
+
+
 class PeopleStore(Protocol):
     def add(self, person: Person, *, created_at: str) -> bool: ...
     def person(self, username: str) -> Person | None: ...
@@ -72,7 +76,7 @@ class PeopleAdmin:
         if not is_address(address):
             raise PeopleError(f"{email!r} is not an e-mail address")
         if isinstance(actor, Person) and not may_change_person(actor, None):
-            raise PeopleError("only an admin of a mailbox can add people")
+            raise PeopleForbidden("only an admin of a mailbox can add people")
         person = Person(username, address, name.strip())
         if not self.store.add(person, created_at=clock.iso(self.now())):
             raise PeopleError(f"there is already a person called {username}")
@@ -90,7 +94,7 @@ class PeopleAdmin:
             if actor.username == target.username and not enabled:
                 raise PeopleError("you cannot disable your own account")
             if not may_change_person(actor, target):
-                raise PeopleError(
+                raise PeopleForbidden(
                     f"you can change only people whose every mailbox you administer: not {username}"
                 )
         self.store.set_enabled(target.username, enabled)
