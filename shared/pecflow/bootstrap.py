@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pecflow.adapters.archive import Archive
 from pecflow.adapters.campaign_files import CampaignPackage
@@ -25,6 +25,7 @@ from pecflow.domain.ports import PasswordOf
 from pecflow.services.admin import CampaignAdmin, MailboxAdmin
 from pecflow.services.audit import AuditLog
 from pecflow.services.fanout import Fanout
+from pecflow.services.inbox import Inbox
 from pecflow.services.people import PeopleAdmin
 from pecflow.services.polling import Poller, PollRequest, schedule_polls
 from pecflow.services.receive import Ingestor
@@ -36,6 +37,9 @@ from pecflow.services.sending import (
     dead_lettered,
     submitter,
 )
+
+if TYPE_CHECKING:
+    from pecflow.api.context import Services
 
 __all__ = [
     "campaign_admin",
@@ -225,3 +229,26 @@ def people_admin(config: Config) -> PeopleAdmin:
     return PeopleAdmin(
         PeopleStore(config.people_table, config.resource("dynamodb")), audit_log(config), directory
     )
+
+
+def api_services(config: Config) -> Services:
+    """The API's services: the inbox (rows, audit, people, records), people, audit."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from pecflow.api.context import Services  # the API's models need pydantic: only the api function
+
+    ddb = config.resource("dynamodb")
+    audit = AuditStore(config.audit_table, ddb)
+    people = PeopleStore(config.people_table, ddb)
+    cursor_secret = str(parameters.get_secret(config.api_secret, max_age=3600)).encode()
+    inbox = Inbox(
+        InboxStore(config.inbox_table, ddb, audit_table=config.audit_table),
+        audit,
+        people,
+        message_store(config),
+        cursor_secret=cursor_secret,
+    )
+    directory = (
+        CognitoDirectory(config.user_pool_id, config.client("cognito-idp")) if config.user_pool_id else None
+    )
+    return Services(inbox, PeopleAdmin(people, AuditLog(audit), directory), AuditLog(audit))

@@ -48,6 +48,7 @@ class Config:
     audit_table: str = ""
     people_table: str = ""
     user_pool_id: str = ""
+    api_secret: str = ""  # the secret whose value keys the API's page cursors
     inbox_table: str = ""
     archive_bucket: str = ""
     poll_queue_url: str = ""
