@@ -172,3 +172,54 @@ def test_people_and_their_roles(moto_stack):
     assert people.set_enabled("dario", False) and not people.person("dario").enabled
     assert not people.set_enabled("nessuno", False)
     assert "dario" in [p.username for p in people.everyone()]
+
+
+def test_a_deleted_message_restored_its_archived_original_untouched(aws):
+    """Delete and restore touch the inbox row only: the archived original's bytes, checksum and
+    versions, and the message record, stay exactly as they were."""
+    import hashlib
+
+    from local.pecbuild import builder
+    from pecflow.adapters.archive import Archive
+    from pecflow.adapters.dynamodb import MessageStore
+    from pecflow.pec.message import parse
+    from pecflow.services.receive import build_record
+
+    ddb = aws.resource("dynamodb")
+    bucket = aws.physical("ArchiveBucket")
+    archive = Archive(bucket, aws.client("s3"))
+    messages = MessageStore(aws.physical("MessagesTable"), ddb)
+    audit = AuditStore(aws.physical("AuditTable"), ddb)
+    rows = InboxStore(aws.physical("InboxTable"), ddb, audit_table=aws.physical("AuditTable"))
+    original = builder.messaggio_originale(
+        mittente="cliente@pec.beta.test", destinatari=[BOX], oggetto="Diffida", testo="Si diffida.\n",
+        message_id="<d1@pec.beta.test>",
+    )  # fmt: skip
+    raw = builder.busta_trasporto(
+        original,
+        gestore=builder.Gestore("Beta PEC S.p.A.", "pec.beta.test"),
+        identificativo="opec001.20261126090000.00001@pec.beta.test",
+        data=datetime(2026, 11, 26, 9, 0, tzinfo=UTC),
+        destinatari=[builder.Destinatario(BOX, "certificato")],
+    )
+    sha = hashlib.sha256(raw).hexdigest()
+    archived = archive.store(raw, sha)
+    record = build_record(BOX, "INBOX", 1, 1, None, raw, sha, archived.key, parse(raw))
+    assert messages.record(BOX, record) and rows.add(BOX, record)
+
+    s3 = aws.client("s3")
+
+    def archived_state():
+        head = s3.head_object(Bucket=bucket, Key=archived.key, ChecksumMode="ENABLED")
+        versions = s3.list_object_versions(Bucket=bucket, Prefix=archived.key).get("Versions", [])
+        body = s3.get_object(Bucket=bucket, Key=archived.key)["Body"].read()
+        return body, head.get("ChecksumSHA256"), head.get("VersionId"), [v["VersionId"] for v in versions]
+
+    before, stored_record = archived_state(), messages.get(BOX, sha)
+    inbox = Inbox(rows, audit, People(), messages, cursor_secret=b"k" * 32)
+    inbox.delete(carla, BOX, sha, "duplicato")
+    assert archived_state() == before and messages.get(BOX, sha) == stored_record
+    inbox.restore(carla, BOX, sha)
+    assert archived_state() == before and messages.get(BOX, sha) == stored_record
+    assert before[0] == raw and archive.verify(archived.key, sha).ok
+    assert [e.action for e in AuditLog(audit).trail(BOX, sha)] == ["delete", "restore"]
