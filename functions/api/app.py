@@ -11,7 +11,15 @@ from pecflow import bootstrap
 from pecflow.api import build_app
 from pecflow.config import Config
 
-config = Config.for_function("inbox_table", "audit_table", "people_table", "messages_table", "api_secret")
+config = Config.for_function(
+    "inbox_table",
+    "audit_table",
+    "people_table",
+    "messages_table",
+    "outgoing_table",
+    "send_queue_url",
+    "api_secret",
+)
 logger = Logger()
 app = build_app(bootstrap.api_services(config))
 

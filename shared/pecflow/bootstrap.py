@@ -33,6 +33,7 @@ from pecflow.services.sending import (
     CampaignMessages,
     JobDelivery,
     MailboxDirectory,
+    OutgoingMessages,
     Sender,
     dead_lettered,
     submitter,
@@ -147,7 +148,12 @@ def sender(config: Config, **overrides: Any) -> Sender:
         "campaigns": lambda: campaign_store(config),
         "archive": lambda: Archive(config.archive_bucket, config.client("s3")),
         "mailbox_of": lambda: directory.config,
-        "render": lambda: CampaignMessages(partial(campaign_files, config)).render,
+        "render": lambda: (
+            OutgoingMessages(
+                CampaignMessages(partial(campaign_files, config)).render,
+                Archive(config.archive_bucket, config.client("s3")).get,
+            ).render
+        ),
         "submit": lambda: submitter(SmtpSubmitter.open, password_of(config)),
         "check_size": lambda: directory.check_size,
     }
@@ -247,6 +253,8 @@ def api_services(config: Config) -> Services:
         people,
         message_store(config),
         cursor_secret=cursor_secret,
+        outbox=outgoing_store(config),
+        send_queue=SqsQueue(config.send_queue_url, config.client("sqs")),
     )
     directory = (
         CognitoDirectory(config.user_pool_id, config.client("cognito-idp")) if config.user_pool_id else None

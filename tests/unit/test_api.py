@@ -25,7 +25,8 @@ ROLES = [None, Role.VIEWER, Role.OPERATOR, Role.MANAGER, Role.ADMIN]
 
 class Records:
     def get(self, mailbox, sha256):
-        return None
+        return {"sha256": sha256, "subject": "Pratica", "from": "cliente@pec.beta.test", "message_id": "<m@x>",
+                "s3_key": f"messages/{sha256}"}  # fmt: skip
 
 
 def world():
@@ -41,7 +42,10 @@ def world():
         people.add("test", name, f"{name}@alfa.test")
         if role:
             people.set_role("test", name, BOX, role)
-    inbox = Inbox(rows, audit, store, Records(), cursor_secret=b"s" * 32)
+    outgoing = fakes.FakeOutgoingStore(fakes.FakeCampaignStore())
+    inbox = Inbox(
+        rows, audit, store, Records(), cursor_secret=b"s" * 32, outbox=outgoing, send_queue=fakes.FakeQueue()
+    )
     return build_app(Services(inbox, people, AuditLog(audit))), people
 
 
@@ -102,6 +106,15 @@ ROUTES = [
     ("delete", "POST", f"{M}/messages/{SHA}/delete", {"reason": "doppione"}, None, Role.ADMIN),
     ("restore", "POST", f"{M}/messages/{SHA}/restore", None, None, Role.ADMIN),
     ("verify", "GET", f"{M}/audit/verify", None, None, Role.ADMIN),
+    ("reply", "POST", f"{M}/messages/{SHA}/reply", {"text": "Gentile cliente, ..."}, None, Role.OPERATOR),
+    (
+        "forward",
+        "POST",
+        f"{M}/messages/{SHA}/forward",
+        {"to": "legale@pec.alfa.test", "text": "Per competenza"},
+        None,
+        Role.OPERATOR,
+    ),  # fmt: skip
     ("people", "GET", "/people", None, {"mailbox": BOX}, Role.ADMIN),
     ("grant", "PUT", f"/people/collega/roles/{BOX}", {"role": "viewer"}, None, Role.ADMIN),
     ("disable", "POST", "/people/collega/disable", None, None, Role.ADMIN),
@@ -121,6 +134,9 @@ RANK = {None: 0, Role.VIEWER: 1, Role.OPERATOR: 2, Role.MANAGER: 3, Role.ADMIN: 
 def test_every_route_for_every_role(route, role):
     app, _ = world()
     name, method, path, body, query, least = route
+    if name in ("reply", "forward") and RANK[role] >= RANK[Role.OPERATOR]:  # only in your own charge
+        take = {"act": "take-in-charge"}
+        assert call(app, "POST", f"{M}/messages/{SHA}/handling", user=USER_OF[role], body=take)[0] == 200
     status, payload = call(app, method, path, user=USER_OF[role], body=body, query=query)
     if RANK[role] >= RANK[least]:
         assert status == 200, payload
@@ -204,3 +220,12 @@ def test_the_published_openapi_document_is_current():
 
     published = Path(__file__).resolve().parents[2] / "openapi.json"
     assert published.read_text() == document(), "regenerate it: python -m pecflow.api > openapi.json"
+
+
+def test_a_reply_to_a_message_someone_else_holds_is_409():
+    app, _ = world()
+    call(app, "POST", f"{M}/messages/{SHA}/handling", user="otto", body={"act": "take-in-charge"})
+    status, payload = call(app, "POST", f"{M}/messages/{SHA}/reply", user="collega", body={"text": "io"})
+    assert status == 409 and payload["holder"] == "otto"
+    status, payload = call(app, "POST", f"{M}/messages/{SHA}/reply", user="otto", body={"text": "io"})
+    assert status == 200 and payload["message_id"].startswith("<pecflow.reply.")

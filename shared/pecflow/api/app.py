@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from pecflow.api import messages, people
+from pecflow.api import messages, people, replies
 from pecflow.api.context import Services, Unauthenticated, caller
 from pecflow.api.models import MailboxAccess, Me
 from pecflow.domain.access import DisabledPerson, Forbidden, NotVisible
@@ -31,6 +31,7 @@ def _problem(status: int, message: str, code: str, **extra: Any) -> Response:
 def build_app(services: Services) -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(enable_validation=True)
     app.include_router(messages.routes(services), prefix="/mailboxes")
+    app.include_router(replies.routes(services), prefix="/mailboxes")
     app.include_router(people.routes(services), prefix="/people")
 
     @app.get("/me", summary="who I am and the mailboxes I may see, with my role on each")

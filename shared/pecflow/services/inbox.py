@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from pecflow.domain import clock
 from pecflow.domain.access import Action, NotVisible, Person, Role, allows
 from pecflow.domain.audit import AuditAction, AuditEvent, next_event
-from pecflow.domain.handling import Act, Handling, HandlingConflict, decide
+from pecflow.domain.handling import Act, Handling, HandlingConflict, decide, require_in_own_charge
 from pecflow.domain.inbox import (
     INDEXES,
     Filters,
@@ -31,7 +31,11 @@ from pecflow.domain.inbox import (
     page_size,
     plan,
 )
+from pecflow.domain.ports import Queue
+from pecflow.domain.reconcile import State
+from pecflow.domain.replies import FORWARD, REPLY, ReplyError, direct_message_id, make_direct
 from pecflow.services.audit import AuditPort
+from pecflow.services.sending import queue_entry
 
 ACT_ATTEMPTS = 20
 MAX_REASON_CHARS = 500
@@ -78,6 +82,22 @@ class Records(Protocol):
     def get(self, mailbox: str, sha256: str) -> Any: ...
 
 
+class Outbox(Protocol):
+    """Where a reply or forward is registered for the sender (the outgoing store)."""
+
+    def register(
+        self,
+        message_id: str,
+        *,
+        mailbox: str,
+        recipients: list[str],
+        subject: str | None = None,
+        state: Any = ...,
+        campaign_id: str | None = None,
+        extra: dict | None = None,
+    ) -> bool: ...
+
+
 # --- values ----------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Source:
@@ -118,9 +138,12 @@ class Inbox:
         cursor_secret: bytes,
         audit_key: bytes | None = None,
         now: Callable[[], datetime] = clock.now,
+        outbox: Outbox | None = None,
+        send_queue: Queue | None = None,
     ):
         self.rows, self.audit, self.people, self.records = rows, audit, people, records
         self.cursor_secret, self.audit_key, self.now = cursor_secret, audit_key, now
+        self.outbox, self.send_queue = outbox, send_queue
 
     # --- reading ----------------------------------------------------------------------------------
     def list(
@@ -273,6 +296,64 @@ class Inbox:
                 return
         raise InboxError("the message is busy: try again in a moment")
 
+    # --- reply and forward --------------------------------------------------------------------
+    def reply(self, person: Person, mailbox: str, sha256: str, text: str, source: Source = Source()) -> str:
+        """Answer the message's sender, through the sender (quota, exactly once); the message must
+        be in the person's own charge. Returns the reply's Message-ID (the same for a repeated
+        request)."""
+        return self._send(person, mailbox, sha256, REPLY, None, text, source)
+
+    def forward(
+        self, person: Person, mailbox: str, sha256: str, to: str, text: str, source: Source = Source()
+    ) -> str:
+        """Send the message, whole, to another address, with a note."""
+        return self._send(person, mailbox, sha256, FORWARD, to, text, source)
+
+    def _send(
+        self, person: Person, mailbox: str, sha256: str, kind: str, to: str | None, text: str, source: Source
+    ) -> str:
+        if self.outbox is None or self.send_queue is None:
+            raise RuntimeError("this inbox cannot send: no outbox or send queue wired")
+        person.require(mailbox, Action.REPLY if kind == REPLY else Action.FORWARD)
+        what = "reply to" if kind == REPLY else "forward"
+        # the act (row and audit event together) first, then the outgoing job, then the queue: a
+        # request stopped half-way and repeated finds its act done and completes the rest
+        for _ in range(ACT_ATTEMPTS):
+            row = self._visible_row(mailbox, sha256, Role.VIEWER)
+            if is_receipt(str(row.get("kind"))):
+                raise InboxError("a receipt is not answered: answer the message it is about")
+            handling = handling_of(row)
+            require_in_own_charge(handling, person.username, what)
+            record = self.records.get(mailbox, sha256)
+            if record is None:
+                raise InboxError("this message has no record to answer from")
+            direct = _direct(kind, mailbox, record, to, text, person.username)
+            message_id = direct_message_id(sha256, direct)
+            if row.get(f"last_{kind}") != message_id:
+                details = {"message_id": message_id, "to": direct.to}
+                action = AuditAction.REPLY if kind == REPLY else AuditAction.FORWARD
+                outcome = self.rows.act(
+                    mailbox,
+                    sha256,
+                    expected_version=handling.version,
+                    set_fields={f"last_{kind}": message_id, f"last_{kind}_at": clock.iso(self.now())},
+                    audit=self._event(person, mailbox, sha256, action, source, details),
+                    copies=copy_keys(row),
+                )
+                if outcome != "done":
+                    continue  # someone acted meanwhile: read again (the holder may have changed)
+            self.outbox.register(
+                message_id,
+                mailbox=mailbox.lower(),
+                recipients=[direct.to],
+                subject=direct.subject,
+                state=State.PENDING,
+                extra={"direct": direct.as_dict(), "origin": {"mailbox": mailbox.lower(), "sha256": sha256}},
+            )  # False: registered already by the same request
+            self.send_queue.send(queue_entry(message_id))  # the sender sends a job once, whatever
+            return message_id
+        raise InboxError("the message is busy: try again in a moment")
+
     # --- audit -------------------------------------------------------------------------------------
     def _event(
         self,
@@ -301,3 +382,25 @@ class Inbox:
             if self.audit.append(self._event(person, mailbox, sha256, action, source, {})):
                 return
         raise InboxError("the audit log is busy: try again in a moment")
+
+
+def _direct(kind: str, mailbox: str, record: Any, to: str | None, text: str, by: str):
+    """The reply or forward of a recorded message: a reply goes to whom the message is from
+    (for a PEC envelope, the certified sender of its daticert, not the provider's address)."""
+    fields = record.as_dict() if hasattr(record, "as_dict") else dict(record)
+    if kind == REPLY:
+        to = fields.get("sender") or fields.get("from")
+    try:
+        return make_direct(
+            kind,
+            mailbox=mailbox,
+            to=str(to or ""),
+            text=text,
+            original_subject=fields.get("original_subject") or fields.get("subject"),
+            original_message_id=fields.get("original_message_id") or fields.get("message_id"),
+            original_key=fields.get("s3_key"),
+            original_sha256=fields.get("sha256"),
+            by=by,
+        )
+    except ReplyError as exc:
+        raise InboxError(str(exc)) from None
