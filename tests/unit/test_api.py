@@ -229,3 +229,9 @@ def test_a_reply_to_a_message_someone_else_holds_is_409():
     assert status == 409 and payload["holder"] == "otto"
     status, payload = call(app, "POST", f"{M}/messages/{SHA}/reply", user="otto", body={"text": "io"})
     assert status == 200 and payload["message_id"].startswith("<pecflow.reply.")
+
+
+def test_a_percent_encoded_mailbox_in_the_path_is_the_same_mailbox():
+    app, _ = world()
+    status, page = call(app, "GET", "/mailboxes/ufficio%40pec.alfa.test/messages", user="vera")
+    assert status == 200 and len(page["messages"]) == 3

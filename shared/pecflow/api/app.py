@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -28,8 +29,19 @@ def _problem(status: int, message: str, code: str, **extra: Any) -> Response:
     return Response(status, content_types.APPLICATION_JSON, json.dumps(body, ensure_ascii=False))
 
 
+class _Resolver(APIGatewayHttpResolver):
+    """API Gateway passes the path as the browser sent it (`rawPath`, percent-encoded: a mailbox
+    is `ufficio%40pec.azienda.it` there); Powertools matches it as it is. The routes get it decoded."""
+
+    def resolve(self, event: Any, context: Any) -> dict[str, Any]:
+        raw = event.get("rawPath") if isinstance(event, dict) else None
+        if raw and "%" in raw:
+            event = {**event, "rawPath": unquote(raw)}
+        return super().resolve(event, context)
+
+
 def build_app(services: Services) -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = _Resolver(enable_validation=True)
     app.include_router(messages.routes(services), prefix="/mailboxes")
     app.include_router(replies.routes(services), prefix="/mailboxes")
     app.include_router(people.routes(services), prefix="/people")
