@@ -193,6 +193,7 @@ def fanout(config: Config, **overrides: Any) -> Fanout:
         "fanout_queue": lambda: (
             SqsQueue(config.fanout_queue_url, config.client("sqs")) if config.fanout_queue_url else None
         ),
+        "audit": lambda: audit_log(config) if config.audit_table else None,
     }
     return Fanout(**_parts(parts, overrides))
 
@@ -212,6 +213,7 @@ def campaign_admin(config: Config, **overrides: Any) -> CampaignAdmin:
         "campaigns": lambda: campaign_store(config),
         "outgoing": lambda: outgoing_store(config),
         "send_queue": lambda: SqsQueue(config.send_queue_url, config.client("sqs")),
+        "audit": lambda: audit_log(config) if config.audit_table else None,
     }
     return CampaignAdmin(**_parts(parts, overrides))
 

@@ -633,16 +633,16 @@ def cmd_campaign_status(args) -> int:
     admin = bootstrap.campaign_admin(_deployment(args))
     try:
         if args.command_name == "resend":
-            created = admin.resend_failed(args.campaign_id)
+            created = admin.resend_failed(args.campaign_id, by=_operator())
             print(f"{args.campaign_id}: {created} failed recipient(s) queued again as new attempts")
         elif args.command_name == "redrive":
-            done = admin.redrive(args.campaign_id)
+            done = admin.redrive(args.campaign_id, by=_operator())
             print(
                 f"{args.campaign_id}: {done['redriven']} job(s) back from the dead-letter queue; "
                 f"{done['queued']} job(s) still to send put back on the send queue"
             )
         else:
-            status = admin.set_status(args.campaign_id, args.command_name)
+            status = admin.set_status(args.campaign_id, args.command_name, by=_operator())
             print(f"{args.campaign_id}: {status}")
     except (KeyError, ValueError) as exc:
         print(f"pecflow: {exc.args[0]}", file=sys.stderr)
