@@ -257,6 +257,7 @@ def api_services(config: Config) -> Services:
         cursor_secret=cursor_secret,
         outbox=outgoing_store(config),
         send_queue=SqsQueue(config.send_queue_url, config.client("sqs")),
+        download_url=Archive(config.archive_bucket, config.client("s3")).download_url,
     )
     directory = (
         CognitoDirectory(config.user_pool_id, config.client("cognito-idp")) if config.user_pool_id else None

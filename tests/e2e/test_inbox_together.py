@@ -93,6 +93,24 @@ def test_two_people_one_message_one_reply(stack, dovecot):
         "preventivo inviato",
     )
     assert shown["row"]["last_reply"] == sent["message_id"]
+    (reply,) = shown["sent_from_here"]  # the reply beside the message, with its receipts
+    assert (reply["message_id"], reply["to"], reply["state"]) == (
+        sent["message_id"],
+        mario.address,
+        "delivered",
+    )
+    assert [r["kind"] for r in reply["receipts"]] == ["accettazione", "avvenuta-consegna"]
+
+    # the original, byte for byte, through a short-lived link
+    import urllib.request
+
+    status, link = json_request(f"{box}/messages/{sha}/download", token=bruno)
+    assert status == 200
+    with urllib.request.urlopen(link["url"], timeout=30) as answer:
+        original = answer.read()
+    import hashlib
+
+    assert hashlib.sha256(original).hexdigest() == sha
     status, trail = json_request(f"{box}/messages/{sha}/audit", token=bruno)
     assert [(e["actor"], e["action"]) for e in trail] == [
         ("bruno", "view"),
@@ -100,6 +118,7 @@ def test_two_people_one_message_one_reply(stack, dovecot):
         ("anna", "reply"),
         ("anna", "mark-handled"),
         ("bruno", "view"),
+        ("bruno", "download"),
     ]
     assert all(e["source_ip"] == "127.0.0.1" for e in trail)
     assert bootstrap.audit_log(stack.deployment()).verify(office.address).ok

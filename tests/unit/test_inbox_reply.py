@@ -104,6 +104,10 @@ def test_a_reply_goes_once_to_the_certified_sender_threaded_to_the_original(offi
     assert message["Message-ID"] == first
     assert "in allegato il preventivo" in message.get_body().get_content()
     assert outgoing.job(first).state == State.SENT
+    view = inbox.show(anna, BOX, sha)
+    assert [(v["message_id"], v["to"], v["state"]) for v in view["sent_from_here"]] == [
+        (first, "mario.rossi@pec.cliente.test", "sent")
+    ]
     replies = [e for e in audit.events(BOX) if e.action == "reply"]
     assert [(e.actor, e.details["message_id"], e.details["to"]) for e in replies] == [
         ("anna", first, "mario.rossi@pec.cliente.test")

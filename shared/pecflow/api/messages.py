@@ -14,6 +14,7 @@ from pecflow.api.models import (
     AuditCheck,
     AuditEventOut,
     Deletion,
+    Download,
     HandlingAct,
     HandlingOut,
     MessagePage,
@@ -80,7 +81,13 @@ def routes(services: Services) -> Router:
     def show_message(mailbox: str, sha256: str) -> MessageView:
         person = caller(router.current_event, services)
         shown = services.inbox.show(person, mailbox, sha256, source(router.current_event))
-        return MessageView(message=shown["message"], row=shown["row"])
+        return MessageView(**shown)
+
+    @router.get("/<mailbox>/messages/<sha256>/download", summary="a 5-minute link to the original .eml",
+                tags=["messages"])  # fmt: skip
+    def download(mailbox: str, sha256: str) -> Download:
+        person = caller(router.current_event, services)
+        return Download(url=services.inbox.download(person, mailbox, sha256, source(router.current_event)))
 
     @router.post("/<mailbox>/messages/<sha256>/handling",
                  summary="take in charge, release, assign, mark handled or reopen", tags=["presa in carico"])  # fmt: skip

@@ -36,9 +36,27 @@ class MessagePage(BaseModel):
     cursor: str | None = Field(None, description="pass it back for the next page; null on the last")
 
 
+class SentView(BaseModel):
+    """A message we sent, reconciled: its recipient, state and receipts in order."""
+
+    message_id: str
+    subject: str | None = None
+    to: str
+    state: str
+    error: str | None = None
+    receipts: list[dict[str, Any]] = []
+
+
 class MessageView(BaseModel):
     message: dict[str, Any] | None
     row: dict[str, Any]
+    about: SentView | None = Field(None, description="a receipt's (or a reply's) message of ours")
+    sent_from_here: list[SentView] = Field([], description="our reply and forward of this message")
+
+
+class Download(BaseModel):
+    url: str
+    expires_in: int = 300
 
 
 class HandlingAct(BaseModel):

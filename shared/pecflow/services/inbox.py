@@ -140,10 +140,11 @@ class Inbox:
         now: Callable[[], datetime] = clock.now,
         outbox: Outbox | None = None,
         send_queue: Queue | None = None,
+        download_url: Callable[[str, str], str] | None = None,  # (archive key, file name) -> link
     ):
         self.rows, self.audit, self.people, self.records = rows, audit, people, records
         self.cursor_secret, self.audit_key, self.now = cursor_secret, audit_key, now
-        self.outbox, self.send_queue = outbox, send_queue
+        self.outbox, self.send_queue, self.download_url = outbox, send_queue, download_url
 
     # --- reading ----------------------------------------------------------------------------------
     def list(
@@ -168,9 +169,49 @@ class Inbox:
         row = self._visible_row(mailbox, sha256, role)
         record = self.records.get(mailbox, sha256)
         self._record(person, mailbox, sha256, AuditAction.VIEW, source)
+        fields = record.as_dict() if record is not None and hasattr(record, "as_dict") else (record or {})
+        # the reconciled view: the message of ours a receipt (or a reply to us) is about, and what
+        # we sent from this one, each with its receipts
+        about = fields.get("outgoing_message_id") or fields.get("thread_of")
+        ours = [row.get("last_reply"), row.get("last_forward")]
         return {
-            "message": record.as_dict() if record is not None and hasattr(record, "as_dict") else record,
+            "message": fields or None,
             "row": shown(row),
+            "about": self._sent(about) if about else None,
+            "sent_from_here": [v for v in (self._sent(m) for m in ours if m) if v],
+        }
+
+    def download(self, person: Person, mailbox: str, sha256: str, source: Source = Source()) -> str:
+        """A short-lived link to the original .eml, byte for byte as archived (recorded as a download)."""
+        role = person.require(mailbox, Action.DOWNLOAD)
+        self._visible_row(mailbox, sha256, role)
+        record = self.records.get(mailbox, sha256)
+        fields = record.as_dict() if record is not None and hasattr(record, "as_dict") else (record or {})
+        key = fields.get("s3_key")
+        if not key or self.download_url is None:
+            raise InboxError("this message has no archived original to download")
+        self._record(person, mailbox, sha256, AuditAction.DOWNLOAD, source)
+        return self.download_url(str(key), f"{sha256[:16]}.eml")
+
+    def _sent(self, message_id: str) -> dict[str, Any] | None:
+        """A message we sent, as reconciled: to whom, its state, its receipts in order."""
+        job = getattr(self.outbox, "job", None)
+        record = job(message_id) if job is not None else None
+        if record is None:
+            return None
+        receipts = sorted(
+            ({"kind": r.get("kind"), "at": r.get("at"), "sha256": sha, "error": r.get("error")}
+             for sha, r in record.receipts.items()),
+            key=lambda r: str(r["at"] or ""),
+        )  # fmt: skip
+        head = record.head or {}
+        return {
+            "message_id": message_id,
+            "subject": head.get("subject"),
+            "to": record.recipient,
+            "state": str(record.state),
+            "error": record.error,
+            "receipts": [{k: v for k, v in r.items() if v is not None} for r in receipts],
         }
 
     def _visible_row(self, mailbox: str, sha256: str, role: Role) -> dict[str, Any]:
