@@ -174,7 +174,7 @@ def test_people_and_their_roles(moto_stack):
     assert "dario" in [p.username for p in people.everyone()]
 
 
-def test_a_deleted_message_restored_its_archived_original_untouched(aws):
+def test_a_deleted_message_restored_its_archived_original_untouched(moto_stack):
     """Delete and restore touch the inbox row only: the archived original's bytes, checksum and
     versions, and the message record, stay exactly as they were."""
     import hashlib
@@ -185,12 +185,12 @@ def test_a_deleted_message_restored_its_archived_original_untouched(aws):
     from pecflow.pec.message import parse
     from pecflow.services.receive import build_record
 
-    ddb = aws.resource("dynamodb")
-    bucket = aws.physical("ArchiveBucket")
-    archive = Archive(bucket, aws.client("s3"))
-    messages = MessageStore(aws.physical("MessagesTable"), ddb)
-    audit = AuditStore(aws.physical("AuditTable"), ddb)
-    rows = InboxStore(aws.physical("InboxTable"), ddb, audit_table=aws.physical("AuditTable"))
+    ddb = moto_stack.resource("dynamodb")
+    bucket = moto_stack.physical("ArchiveBucket")
+    archive = Archive(bucket, moto_stack.client("s3"))
+    messages = MessageStore(moto_stack.physical("MessagesTable"), ddb)
+    audit = AuditStore(moto_stack.physical("AuditTable"), ddb)
+    rows = InboxStore(moto_stack.physical("InboxTable"), ddb, audit_table=moto_stack.physical("AuditTable"))
     original = builder.messaggio_originale(
         mittente="cliente@pec.beta.test", destinatari=[BOX], oggetto="Diffida", testo="Si diffida.\n",
         message_id="<d1@pec.beta.test>",
@@ -207,7 +207,7 @@ def test_a_deleted_message_restored_its_archived_original_untouched(aws):
     record = build_record(BOX, "INBOX", 1, 1, None, raw, sha, archived.key, parse(raw))
     assert messages.record(BOX, record) and rows.add(BOX, record)
 
-    s3 = aws.client("s3")
+    s3 = moto_stack.client("s3")
 
     def archived_state():
         head = s3.head_object(Bucket=bucket, Key=archived.key, ChecksumMode="ENABLED")
