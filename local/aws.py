@@ -77,6 +77,7 @@ _NOT_CREATED = {
     "AWS::SQS::QueuePolicy": "policies are not enforced locally",
     "AWS::SNS::TopicPolicy": "policies are not enforced locally",
     "AWS::S3::BucketPolicy": "policies are not enforced locally",
+    "AWS::Serverless::HttpApi": "served on a local port by local.api_server (LocalStack.serve_api)",
 }
 _SQS_INT_ATTRIBUTES = (
     "DelaySeconds",
@@ -549,6 +550,8 @@ class LocalAws:
             "AWS::KMS::Key": self._create_key,
             "AWS::KMS::Alias": self._create_alias,
             "AWS::SSM::Parameter": self._create_ssm_parameter,
+            "AWS::Cognito::UserPool": self._create_user_pool,
+            "AWS::Cognito::UserPoolClient": self._create_user_pool_client,
         }
 
     def _name(self, resource: Resource, properties: dict, name_property: str | None) -> str:
@@ -753,6 +756,23 @@ class LocalAws:
                 "WebsiteURL": f"http://{name}.s3-website.{self.region}.amazonaws.com",
             },
         )
+
+    def _create_user_pool(self, resource: Resource, p: dict) -> StackResource:
+        """The people's sign-in accounts: `pecflow users add` makes them here as in Cognito (the
+        local API's tokens come from local.tokens, which this pool does not sign)."""
+        name = self._name(resource, p, "UserPoolName")
+        pool = self.client("cognito-idp").create_user_pool(PoolName=name)["UserPool"]
+        provider = f"cognito-idp.{self.region}.amazonaws.com/{pool['Id']}"
+        return StackResource(
+            resource.logical_id, resource.type, pool["Id"], ref=pool["Id"], arn=pool["Arn"],
+            attributes={"Arn": pool["Arn"], "ProviderName": provider, "ProviderURL": f"https://{provider}"},
+        )  # fmt: skip
+
+    def _create_user_pool_client(self, resource: Resource, p: dict) -> StackResource:
+        client = self.client("cognito-idp").create_user_pool_client(
+            UserPoolId=p["UserPoolId"], ClientName=p.get("ClientName", resource.logical_id)
+        )["UserPoolClient"]
+        return StackResource(resource.logical_id, resource.type, client["ClientId"], ref=client["ClientId"])
 
     def _create_secret(self, resource: Resource, p: dict) -> StackResource:
         name = self._name(resource, p, "Name")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import uuid
 import zipfile
@@ -63,7 +64,21 @@ MOTO_GAPS: dict[str, str] = {
     "AWS::SQS::QueuePolicy": "sqs SetQueueAttributes Policy, for each queue",
     "AWS::Scheduler::Schedule": "scheduler CreateSchedule",
     "AWS::Lambda::EventInvokeConfig": "lambda PutFunctionEventInvokeConfig",
+    # created BEFORE the stack (PRECREATED): the stack's other resources refer to them, and moto
+    # would resolve those references to nothing; the references are replaced by their values
+    "AWS::Cognito::UserPool": "cognito-idp CreateUserPool and SetUserPoolMfaConfig, before the stack",
+    "AWS::Cognito::UserPoolClient": "cognito-idp CreateUserPoolClient, before the stack",
+    "AWS::SecretsManager::Secret": "secretsmanager CreateSecret (a generated value), before the stack",
+    "AWS::ApiGatewayV2::Api": "apigatewayv2 CreateApi and CreateAuthorizer (its JWT authorizer), before the stack",
+    "AWS::ApiGatewayV2::Stage": "apigatewayv2 CreateStage, before the stack",
 }
+PRECREATED = (
+    "AWS::Cognito::UserPool",
+    "AWS::Cognito::UserPoolClient",
+    "AWS::SecretsManager::Secret",
+    "AWS::ApiGatewayV2::Api",
+    "AWS::ApiGatewayV2::Stage",
+)
 # Properties of supported types that moto's CloudFormation ignores (AWS::S3::Bucket: it applies
 # only BucketName, BucketEncryption and Tags); applied through the S3 API after creation.
 BUCKET_PROPERTIES_APPLIED = (
@@ -150,6 +165,7 @@ class Deployed:
     code: dict[str, Path]  # function logical id -> its CodeUri folder
     skipped_by_moto: int  # entries moto's ListStackResources shows blank: the resources it skipped
     notes: list[str] = field(default_factory=list)  # what was changed for moto, and why
+    precreated: int = 0  # of `completed`, the resources made before the stack (PRECREATED)
     _functions: dict[str, DeployedFunction] = field(default_factory=dict, repr=False)
 
     def physical(self, logical_id: str) -> str:
@@ -199,11 +215,12 @@ def deploy(
     if unknown:
         raise DeployError(f"moto's CloudFormation cannot create {', '.join(unknown)}: add it to MOTO_GAPS")
     template, notes = for_moto(translated, stack_name)
+    precreated, moto_template = _precreate(template, parameters, stack_name, region)
 
     cfn = boto3.client("cloudformation", region_name=region)
     cfn.create_stack(
         StackName=stack_name,
-        TemplateBody=json.dumps(template),
+        TemplateBody=json.dumps(moto_template),
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
     )
@@ -219,7 +236,7 @@ def deploy(
             f"stack {stack_name} not created: {'; '.join(failed) or 'no reason given'}"
         ) from None
 
-    created_here, not_created = _complete(stack_name, region, template)
+    created_here, not_created = _complete(stack_name, region, moto_template)
     listed = _stack_resources(cfn, stack_name)
     resources = {
         r["LogicalResourceId"]: (r["ResourceType"], r.get("PhysicalResourceId", ""))
@@ -229,13 +246,28 @@ def deploy(
     # moto lists each resource it skipped as an entry with no id and no type
     blank = sum(1 for r in listed if not r["LogicalResourceId"])
     resources.update(created_here)
+    resources.update({k: (kind, physical) for k, (kind, physical, _) in precreated.items()})
     completed = {k: f"created by the harness: {MOTO_GAPS[kind]}" for k, (kind, _) in created_here.items()}
+    completed.update(
+        {k: f"created by the harness: {MOTO_GAPS[kind]}" for k, (kind, _, _) in precreated.items()}
+    )
     functions = {
         k: folder
         for k, folder in folders.items()
         if template["Resources"].get(k, {}).get("Type") == "AWS::Lambda::Function"
     }
-    stack = Deployed(stack_name, region, template, resources, completed, not_created, functions, blank, notes)
+    stack = Deployed(
+        stack_name,
+        region,
+        template,
+        resources,
+        completed,
+        not_created,
+        functions,
+        blank,
+        notes,
+        len(precreated),
+    )
     _disable_event_source_mappings(stack)
     return stack
 
@@ -297,6 +329,210 @@ def _complete(
             props = clean_json(resource.get("Properties") or {}, resource_map)
             completed[logical_id] = (kind, _CREATORS[kind](region, f"{stack_name}-{logical_id}", props))
     return completed, not_created
+
+
+# --- made before the stack, the stack's references to them replaced by their values ---------------
+class _Unresolved(Exception):
+    pass
+
+
+def _precreate(
+    template: dict, parameters: dict[str, str], stack_name: str, region: str
+) -> tuple[dict[str, tuple[str, str, dict[str, str]]], dict]:
+    """Create the PRECREATED resources (in the order their references need) and return them,
+    (logical id -> (type, physical id, attributes incl. "Ref")), with the template moto gets:
+    without them, every Ref, GetAtt and ${} to them replaced by its value."""
+    values = {
+        "AWS::Region": region,
+        "AWS::AccountId": ACCOUNT_ID,
+        "AWS::StackName": stack_name,
+        "AWS::Partition": "aws",
+        "AWS::URLSuffix": "amazonaws.com",
+    }
+    for name, spec in (template.get("Parameters") or {}).items():
+        if name in parameters:
+            values[name] = parameters[name]
+        elif "Default" in spec:
+            values[name] = str(spec["Default"])
+    pending = {k: r for k, r in template["Resources"].items() if r["Type"] in PRECREATED}
+    made: dict[str, tuple[str, str, dict[str, str]]] = {}
+    while pending:
+        progress = False
+        for logical_id, resource in list(pending.items()):
+            kind = resource["Type"]
+            props = resource.get("Properties") or {}
+            if kind == "AWS::ApiGatewayV2::Api":  # its authorizers only: the routes name the function
+                props = {"Body": {"components": (props.get("Body") or {}).get("components", {})}}
+            try:
+                resolved = _resolve(props, values, made)
+            except _Unresolved:
+                continue
+            attributes = _PRECREATORS[kind](region, f"{stack_name}-{logical_id}", resolved)
+            made[logical_id] = (kind, attributes["Ref"], attributes)
+            del pending[logical_id]
+            progress = True
+        if not progress:
+            raise DeployError(
+                f"cannot create {', '.join(pending)} before the stack: they refer to its resources"
+            )
+    moto_template = json.loads(json.dumps(template))
+    for logical_id in made:
+        del moto_template["Resources"][logical_id]
+    for resource in moto_template["Resources"].values():
+        if isinstance(resource.get("DependsOn"), list):
+            resource["DependsOn"] = [d for d in resource["DependsOn"] if d not in made]
+        elif resource.get("DependsOn") in made:
+            del resource["DependsOn"]
+    for section in ("Resources", "Outputs"):
+        if section in moto_template:
+            moto_template[section] = _substitute(moto_template[section], made)
+    return made, moto_template
+
+
+_SUB = re.compile(r"\$\{([^}!]+)\}")
+
+
+def _value(name: str, values: dict[str, str], made: dict) -> str:
+    logical, _, attribute = name.partition(".")
+    if logical in made:
+        attributes = made[logical][2]
+        return attributes[attribute or "Ref"]
+    if not attribute and name in values:
+        return values[name]
+    raise _Unresolved(name)
+
+
+def _resolve(value: Any, values: dict[str, str], made: dict) -> Any:
+    if isinstance(value, list):
+        return [_resolve(v, values, made) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        ((key, arg),) = value.items()
+        if key == "Ref":
+            return _value(arg, values, made)
+        if key == "Fn::GetAtt":
+            logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+            return _value(f"{logical}.{attribute}", values, made)
+        if key == "Fn::Sub":
+            text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+            local = {k: str(_resolve(v, values, made)) for k, v in variables.items()}
+            return _SUB.sub(
+                lambda m: local[m.group(1)] if m.group(1) in local else _value(m.group(1), values, made), text
+            )
+    return {k: _resolve(v, values, made) for k, v in value.items()}
+
+
+def _substitute(value: Any, made: dict) -> Any:
+    """Replace references to the resources made before the stack, leave all others to moto."""
+    if isinstance(value, list):
+        return [_substitute(v, made) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        ((key, arg),) = value.items()
+        if key == "Ref" and arg in made:
+            return made[arg][2]["Ref"]
+        if key == "Fn::GetAtt":
+            logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+            if logical in made:
+                return made[logical][2][attribute]
+        if key == "Fn::Sub":
+            text, variables = (arg, None) if isinstance(arg, str) else (arg[0], arg[1])
+            names = set(variables or {})
+
+            def replace(match: re.Match) -> str:
+                name = match.group(1)
+                logical, _, attribute = name.partition(".")
+                if name not in names and logical in made:
+                    return made[logical][2][attribute or "Ref"]
+                return match.group(0)
+
+            text = _SUB.sub(replace, text)
+            return {"Fn::Sub": text if variables is None else [text, _substitute(variables, made)]}
+    return {k: _substitute(v, made) for k, v in value.items()}
+
+
+def _user_pool(region: str, name: str, p: dict) -> dict[str, str]:
+    cognito = boto3.client("cognito-idp", region_name=region)
+    request = {k: p[k] for k in ("Policies", "AutoVerifiedAttributes", "AdminCreateUserConfig",
+                                 "UsernameConfiguration", "AccountRecoverySetting", "DeletionProtection") if k in p}  # fmt: skip
+    pool = cognito.create_user_pool(PoolName=p.get("UserPoolName", name), **request)["UserPool"]
+    if p.get("MfaConfiguration", "OFF") != "OFF":
+        cognito.set_user_pool_mfa_config(
+            UserPoolId=pool["Id"],
+            SoftwareTokenMfaConfiguration={"Enabled": "SOFTWARE_TOKEN_MFA" in p.get("EnabledMfas", [])},
+            MfaConfiguration=p["MfaConfiguration"],
+        )
+    provider = f"cognito-idp.{region}.amazonaws.com/{pool['Id']}"
+    return {
+        "Ref": pool["Id"],
+        "Arn": pool["Arn"],
+        "ProviderName": provider,
+        "ProviderURL": f"https://{provider}",
+    }
+
+
+def _user_pool_client(region: str, name: str, p: dict) -> dict[str, str]:
+    keys = ("ClientName", "ExplicitAuthFlows", "GenerateSecret", "PreventUserExistenceErrors",
+            "AccessTokenValidity", "IdTokenValidity", "RefreshTokenValidity", "TokenValidityUnits")  # fmt: skip
+    request = {k: p[k] for k in keys if k in p}
+    for key in ("AccessTokenValidity", "IdTokenValidity", "RefreshTokenValidity"):
+        if key in request:
+            request[key] = int(request[key])
+    if "GenerateSecret" in request:
+        request["GenerateSecret"] = _true(request["GenerateSecret"])
+    client = boto3.client("cognito-idp", region_name=region).create_user_pool_client(
+        UserPoolId=p["UserPoolId"], **request
+    )["UserPoolClient"]
+    return {"Ref": client["ClientId"], "Name": client["ClientName"]}
+
+
+def _secret(region: str, name: str, p: dict) -> dict[str, str]:
+    import secrets as random
+
+    generate = p.get("GenerateSecretString") or {}
+    value = p.get("SecretString") or random.token_urlsafe(int(generate.get("PasswordLength", 32)))
+    created = boto3.client("secretsmanager", region_name=region).create_secret(
+        Name=p.get("Name", f"{name}-{uuid.uuid4().hex[:6]}"),
+        Description=p.get("Description", ""),
+        SecretString=value,
+    )
+    return {"Ref": created["ARN"], "Id": created["ARN"]}
+
+
+def _http_api(region: str, name: str, p: dict) -> dict[str, str]:
+    client = boto3.client("apigatewayv2", region_name=region)
+    api = client.create_api(Name=name, ProtocolType="HTTP")
+    schemes = ((p.get("Body") or {}).get("components") or {}).get("securitySchemes") or {}
+    for scheme_name, scheme in schemes.items():
+        authorizer = scheme.get("x-amazon-apigateway-authorizer") or {}
+        if authorizer.get("type") == "jwt":
+            jwt = authorizer["jwtConfiguration"]
+            client.create_authorizer(
+                ApiId=api["ApiId"],
+                AuthorizerType="JWT",
+                IdentitySource=[authorizer["identitySource"]],
+                JwtConfiguration={"Audience": list(jwt.get("audience", [])), "Issuer": jwt["issuer"]},
+                Name=scheme_name,
+            )
+    return {"Ref": api["ApiId"], "ApiEndpoint": api["ApiEndpoint"], "ApiId": api["ApiId"]}
+
+
+def _http_stage(region: str, name: str, p: dict) -> dict[str, str]:
+    boto3.client("apigatewayv2", region_name=region).create_stage(
+        ApiId=p["ApiId"], StageName=p["StageName"], AutoDeploy=_true(p.get("AutoDeploy", False))
+    )
+    return {"Ref": p["StageName"]}
+
+
+_PRECREATORS: dict[str, Callable[[str, str, dict], dict[str, str]]] = {
+    "AWS::Cognito::UserPool": _user_pool,
+    "AWS::Cognito::UserPoolClient": _user_pool_client,
+    "AWS::SecretsManager::Secret": _secret,
+    "AWS::ApiGatewayV2::Api": _http_api,
+    "AWS::ApiGatewayV2::Stage": _http_stage,
+}
 
 
 def _alarm(region: str, name: str, p: dict) -> str:

@@ -321,8 +321,11 @@ def run(args) -> int:
             f"  (moto at {stack.aws.endpoint_url} while the demo runs; the Lambdas' logs: {LAMBDA_LOG.relative_to(REPO)})"
         )
 
+        # -- the HTTP API, as the office's people use it
+        api_problems = show_api(stack, (rossi, bianchi), recorded, kinds)
+
         # -- the check: every number above against what the simulator recorded
-        problems = check(net, counters, script, rows, rossi, bianchi, recorded, objects, kinds)
+        problems = check(net, counters, script, rows, rossi, bianchi, recorded, objects, kinds) + api_problems
         elapsed = time.perf_counter() - started
         if problems:
             log("\nCHECK FAILED:")
@@ -335,6 +338,67 @@ def run(args) -> int:
             f"Demo finished in {elapsed:.0f} s."
         )
     return 0
+
+
+DEMO_PEOPLE = {  # username: (name, role on the company's mailbox)
+    "anna": ("Anna Verdi", "operator"),
+    "marco": ("Marco Neri", "manager"),
+    "carla": ("Carla Bianchi", "admin"),
+}
+TOKENS = REPO / ".local-run" / "demo-tokens.json"
+
+
+def show_api(stack, boxes, recorded, kinds) -> list[str]:
+    """The API on its local port, three people with a role on each mailbox, each mailbox read
+    through it as Anna reads it (the messages, then the receipts apart): the API must list what
+    the inbox holds."""
+    import json
+    from urllib.parse import quote
+
+    from local.api_server import json_request
+
+    api = stack.serve_api()
+    tokens = {
+        user: stack.add_person(user, f"{user}@rossi-srl.test", name, {box.address: role for box in boxes})
+        for user, (name, role) in DEMO_PEOPLE.items()
+    }
+    TOKENS.write_text(json.dumps(tokens, indent=2))
+    problems, lines = [], []
+    for box in boxes:
+        url = f"{api.url}/mailboxes/{quote(box.address)}/messages"
+        counts = []
+        for receipts in (False, True):
+            listed, cursor = 0, None
+            while True:
+                query = (
+                    "?size=200"
+                    + ("&receipts=true" if receipts else "")
+                    + (f"&cursor={quote(cursor)}" if cursor else "")
+                )
+                status, page = json_request(url + query, token=tokens["anna"])
+                if status != 200:
+                    return [f"the API answered {status} to Anna's list of {box.address}: {page}"]
+                listed += len(page["messages"])
+                cursor = page["cursor"]
+                if not cursor:
+                    break
+            expected = sum(1 for r in recorded[box.address] if (r.kind in kinds.RICEVUTE) == receipts)
+            if listed != expected:
+                what = "receipts" if receipts else "messages"
+                problems.append(f"the API lists {listed} {what} in {box.address}, the inbox has {expected}")
+            counts.append(listed)
+        lines.append(f"  {box.address}: {counts[0]} messages to handle, {counts[1]} receipts (listed apart)")
+        status, _ = json_request(f"{url}?bin=true", token=tokens["anna"])
+        if status != 403:
+            problems.append(f"Anna (operator) opened the bin of {box.address}: {status}")
+    log(f"\nHTTP API: {api.url} (OpenAPI: {api.url}/openapi.json), while the demo runs; the people:")
+    for user, (name, role) in DEMO_PEOPLE.items():
+        log(f"  {user:6s} {role:9s} {name}")
+    log(f"  their sign-in tokens (valid 1 hour): {TOKENS.relative_to(REPO)}")
+    log("  what Anna sees through the API:")
+    for line in lines:
+        log(line)
+    return problems
 
 
 def check(net, counters, script, rows, rossi, bianchi, recorded, objects, kinds) -> list[str]:

@@ -971,6 +971,13 @@ class EventRunner:
 
     # --- one invocation -----------------------------------------------------------------------
 
+    def invoke(self, logical_id: str, event: dict, source: str = "HttpApi") -> Invocation:
+        """A synchronous invocation (API Gateway's): the handler's answer, or its error as the
+        caller would see it, recorded with the others."""
+        invocation = self._invoke(self.functions[logical_id], source, source, event)
+        self._record(invocation)
+        return invocation
+
     def _invoke(
         self, function: Function, source: str, kind: str, event: dict, attempt: int = 1
     ) -> Invocation:

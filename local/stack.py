@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from local.api_server import LocalApi
 from local.aws import LocalAws
 from local.clock import VirtualClock
 from local.imap import Account, Dovecot
 from local.pec_provider import PecNetwork, SimulatedProvider
 from local.runner import EventRunner
+from local.tokens import TokenIssuer
 from pecflow import bootstrap
 from pecflow.config import LOCAL_STATE, Config
 from pecflow.domain.mailbox import MailboxConfig, SaturationPolicy
@@ -39,6 +41,8 @@ class LocalStack:
     network: PecNetwork
     runner: EventRunner
     owned: list = field(default_factory=list)  # what stop() must stop (parts not passed in)
+    api: LocalApi | None = None  # the HTTP API on a local port, once served (serve_api)
+    issuer: TokenIssuer | None = None  # its sign-in tokens
 
     @classmethod
     def start(
@@ -75,6 +79,11 @@ class LocalStack:
             messages_table=aws.physical("MessagesTable"),
             outgoing_table=aws.physical("OutgoingTable"),
             campaigns_table=aws.physical("CampaignsTable"),
+            audit_table=aws.physical("AuditTable"),
+            people_table=aws.physical("PeopleTable"),
+            user_pool_id=aws.physical("UserPool"),
+            api_secret=aws.physical("ApiSecret"),
+            inbox_table=aws.physical("InboxTable"),
             archive_bucket=aws.physical("ArchiveBucket"),
             poll_queue_url=aws.url("PollQueue"),
             campaign_bucket=aws.physical("CampaignBucket"),
@@ -117,6 +126,38 @@ class LocalStack:
             ca_bundle=self.dovecot.ca.pem.decode("ascii"),
             **smtp,
         ).validate()
+
+    def serve_api(self, port: int = 0) -> LocalApi:
+        """The `api` function behind a local port, each request's token checked as API Gateway's
+        JWT authorizer checks it (against `issuer`, local.tokens), given as an HTTP API event to
+        the handler through the runner (its own environment, the stack's clock)."""
+        if self.api is None:
+            self.issuer = TokenIssuer()
+
+            def handler(event: dict, context: object) -> dict:
+                invocation = self.runner.invoke("ApiFunction", event)
+                if invocation.error:
+                    raise RuntimeError(invocation.error)
+                return invocation.result
+
+            self.api = LocalApi(handler, self.issuer, port=port).start()
+            self.owned.append(self.api)
+        return self.api
+
+    def add_person(
+        self, username: str, email: str, name: str = "", roles: dict[str, str] | None = None
+    ) -> str:
+        """A person with their roles, as `pecflow users add` makes them; their sign-in token."""
+        from pecflow.domain.access import Role
+
+        people = bootstrap.people_admin(self.deployment())
+        people.add("local-stack", username, email, name)
+        for mailbox, role in (roles or {}).items():
+            people.set_role("local-stack", username, mailbox, Role(role))
+        if self.issuer is None:
+            self.serve_api()
+        assert self.issuer is not None
+        return self.issuer.issue(username)
 
     def stop(self) -> None:
         self.runner.stop()

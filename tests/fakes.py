@@ -39,6 +39,7 @@ import hashlib
 import io
 import json
 import smtplib
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -1495,3 +1496,211 @@ class FakeCampaignFiles:
 def config(address: str = "ufficio@pec.azienda.test", **kw) -> MailboxConfig:
     """A mailbox configuration for the fakes (the host is never reached)."""
     return MailboxConfig(address, "imap.fake.test", **kw)
+
+
+class FakeAuditStore:
+    """The audit table in memory, with the adapter's append condition (the head must still be
+    the event's predecessor). `events` are the stored rows, for tests to tamper with."""
+
+    def __init__(self):
+        from pecflow.domain.audit import ChainHead
+
+        self._head_type = ChainHead
+        self.rows: dict[str, dict[int, object]] = {}
+        self.heads: dict[str, object] = {}
+        self.lock = threading.Lock()
+
+    def head(self, mailbox: str):
+        return self.heads.get(mailbox.lower()) or self._head_type(mailbox.lower())
+
+    def append(self, event) -> bool:
+        with self.lock:
+            head = self.head(event.mailbox)
+            if (head.seq, head.hash) != (event.seq - 1, event.prev_hash) or event.seq in self.rows.get(
+                event.mailbox, {}
+            ):
+                return False
+            self.rows.setdefault(event.mailbox, {})[event.seq] = event
+            self.heads[event.mailbox] = self._head_type(event.mailbox, event.seq, event.hash)
+            return True
+
+    def events(self, mailbox: str, *, after: int = 0):
+        rows = self.rows.get(mailbox.lower(), {})
+        return [rows[seq] for seq in sorted(rows) if seq > after]
+
+    def of_message(self, mailbox: str, message: str, limit: int = 200):
+        return [e for e in self.events(mailbox) if e.message == message][:limit]
+
+
+class FakeInboxStore:
+    """The inbox table in memory: rows and their word copies, pages by the same plans (one
+    partition, newest first, residual filters), acts written with their audit event atomically
+    and only at the expected version. Counts items read like DynamoDB's ScannedCount."""
+
+    def __init__(self, audit: FakeAuditStore):
+        self.audit = audit
+        self.items: dict[tuple[str, str], dict] = {}
+        self.lock = threading.Lock()
+
+    def add(self, mailbox: str, record: dict, *, campaign_id: str | None = None) -> bool:
+        from pecflow.domain.inbox import inbox_row, word_copies
+
+        row = _kept(inbox_row(mailbox, record, campaign_id=campaign_id))
+        with self.lock:
+            if (row["pk"], row["sk"]) in self.items:
+                return False
+            for item in word_copies(row):
+                self.items[(item["pk"], item["sk"])] = item
+            self.items[(row["pk"], row["sk"])] = row
+            return True
+
+    def row(self, mailbox: str, sha256: str):
+        from pecflow.domain.inbox import ROW_SORT, row_key
+
+        item = self.items.get((row_key(mailbox, sha256), ROW_SORT))
+        return copy.deepcopy(item) if item else None
+
+    def act(
+        self,
+        mailbox,
+        sha256,
+        *,
+        expected_version,
+        set_fields,
+        remove=(),
+        audit,
+        require_deleted=False,
+        copies=None,
+    ) -> str:
+        from pecflow.domain.inbox import ROW_SORT, row_key
+
+        with self.lock, self.audit.lock:
+            item = self.items.get((row_key(mailbox, sha256), ROW_SORT))
+            if (
+                item is None
+                or int(item.get("version", 0)) != expected_version
+                or (require_deleted is not None and bool(item.get("deleted")) != require_deleted)
+            ):
+                return "row-changed"
+            head = self.audit.head(audit.mailbox)
+            if (head.seq, head.hash) != (audit.seq - 1, audit.prev_hash):
+                return "audit-moved"
+            self.audit.rows.setdefault(audit.mailbox, {})[audit.seq] = audit
+            self.audit.heads[audit.mailbox] = type(head)(audit.mailbox, audit.seq, audit.hash)
+            from pecflow.domain.inbox import INDEXES
+
+            targets = [(item, False)]
+            targets += [(self.items.setdefault((k["pk"], k["sk"]), dict(k)), True) for k in copies or []]
+            for target, is_copy in targets:
+                for name, value in set_fields.items():
+                    where = target.setdefault("listing", {}) if is_copy and name in INDEXES else target
+                    if value is None or value == "":
+                        where.pop(name, None)
+                    else:
+                        where[name] = _kept({"v": value})["v"]
+                for name in remove:
+                    where = target.setdefault("listing", {}) if is_copy and name in INDEXES else target
+                    if set_fields.get(name) in (None, ""):
+                        where.pop(name, None)
+                target["version"] = expected_version + 1
+            return "done"
+
+    def page(self, plan, *, limit, start_key=None):
+        from types import SimpleNamespace
+
+        from pecflow.domain.inbox import has_words, matches, request_size
+
+        sort = "sk" if plan.token_index else "received_key"
+        candidates = [
+            i
+            for i in self.items.values()
+            if i.get(plan.key_attribute) == plan.key_value
+            and (plan.sort_from is None or i[sort] >= plan.sort_from)
+            and (plan.sort_to is None or i[sort] <= plan.sort_to)
+        ]
+        candidates.sort(key=lambda i: (_utf8(i[sort]), _utf8(i["pk"])), reverse=True)
+        if start_key:
+            after = (_utf8(start_key[sort]), _utf8(start_key["pk"]))
+            candidates = [i for i in candidates if (_utf8(i[sort]), _utf8(i["pk"])) < after]
+        # as the adapter asks DynamoDB: requests of (room + 1) items evaluated, filters after
+        rows: list[dict] = []
+        read = requests = 0
+        next_key = None
+        position = 0
+        ask = 0
+        while True:
+            room = limit - len(rows)
+            ask = request_size(room, ask)
+            batch = candidates[position : position + ask]
+            position += len(batch)
+            requests += 1
+            read += len(batch)
+            found = [i for i in batch if matches(i, plan) and has_words(i, plan)]
+            rows.extend(copy.deepcopy(i) for i in found[:room])
+            if len(found) > room:
+                last = rows[-1]
+                next_key = {"pk": last["pk"], "sk": last["sk"], sort: last[sort]}
+                if plan.key_attribute != "pk":
+                    next_key[plan.key_attribute] = plan.key_value
+                break
+            if position >= len(candidates) and len(batch) < ask:
+                break
+        return SimpleNamespace(rows=rows, next_key=next_key, items_read=read, requests=requests)
+
+
+class FakePeopleStore:
+    """PeopleTable in memory: people and their roles per mailbox."""
+
+    def __init__(self):
+        self.people: dict[str, dict] = {}
+        self.roles: dict[tuple[str, str], str] = {}
+
+    def add(self, person, *, created_at: str) -> bool:
+        if person.username in self.people:
+            return False
+        self.people[person.username] = {
+            "email": person.email, "name": person.name, "enabled": person.enabled, "created_at": created_at,
+        }  # fmt: skip
+        return True
+
+    def person(self, username: str):
+        from pecflow.domain.access import Person, Role
+
+        head = self.people.get(username)
+        if head is None:
+            return None
+        roles = {m: Role(r) for (u, m), r in self.roles.items() if u == username}
+        return Person(username, head["email"], head["name"], head["enabled"], roles)
+
+    def set_enabled(self, username: str, enabled: bool) -> bool:
+        if username not in self.people:
+            return False
+        self.people[username]["enabled"] = enabled
+        return True
+
+    def set_role(self, username: str, mailbox: str, role) -> None:
+        if role is None:
+            self.roles.pop((username, mailbox.lower()), None)
+        else:
+            self.roles[(username, mailbox.lower())] = role.value
+
+    def on_mailbox(self, mailbox: str):
+        from pecflow.domain.access import Role
+
+        return sorted((u, Role(r)) for (u, m), r in self.roles.items() if m == mailbox.lower())
+
+    def everyone(self):
+        return [self.person(u) for u in sorted(self.people)]
+
+
+class FakeDirectory:
+    """The sign-in accounts (Cognito) in memory."""
+
+    def __init__(self):
+        self.accounts: dict[str, dict] = {}
+
+    def create(self, username: str, email: str, name: str) -> None:
+        self.accounts[username] = {"email": email, "name": name, "enabled": True}
+
+    def set_enabled(self, username: str, enabled: bool) -> None:
+        self.accounts[username]["enabled"] = enabled

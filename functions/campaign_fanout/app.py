@@ -33,10 +33,15 @@ def campaigns_in(event: dict) -> list[tuple[str, str | None]]:
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     time_left = lambda: context.get_remaining_time_in_millis() / 1000.0  # noqa: E731
+    first = (event.get("Records") or [{}])[0]
+    principal = (first.get("userIdentity") or {}).get("principalId")  # who uploaded (S3 events)
+    uploader = f"s3:{principal}" if principal else None
     results = []
     for campaign_id, version in campaigns_in(event):
         with record_keys(logger, campaign_id=campaign_id):
-            result = fanout.run(campaign_id, manifest_version=version, time_left=time_left)
+            result = fanout.run(
+                campaign_id, manifest_version=version, time_left=time_left, uploaded_by=uploader
+            )
             report_fanout(result, metrics, logger)
         summary = {"status": result.status, "queued": result.queued, "more": result.more}
         results.append({"campaign_id": campaign_id, **summary})

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pecflow.adapters.archive import Archive
 from pecflow.adapters.campaign_files import CampaignPackage
+from pecflow.adapters.cognito import CognitoDirectory
 from pecflow.adapters.dynamodb import CampaignStore, MailboxStore, MessageStore, OutgoingStore
+from pecflow.adapters.dynamodb.audit import AuditStore
+from pecflow.adapters.dynamodb.inbox import InboxStore
+from pecflow.adapters.dynamodb.people import PeopleStore
 from pecflow.adapters.mail import ImapSession, SmtpSubmitter
 from pecflow.adapters.queues import SqsQueue
 from pecflow.adapters.ratelimit import RateLimiter
@@ -19,17 +23,24 @@ from pecflow.adapters.secrets import SecretsManager, mailbox_password
 from pecflow.config import Config
 from pecflow.domain.ports import PasswordOf
 from pecflow.services.admin import CampaignAdmin, MailboxAdmin
+from pecflow.services.audit import AuditLog
 from pecflow.services.fanout import Fanout
+from pecflow.services.inbox import Inbox
+from pecflow.services.people import PeopleAdmin
 from pecflow.services.polling import Poller, PollRequest, schedule_polls
 from pecflow.services.receive import Ingestor
 from pecflow.services.sending import (
     CampaignMessages,
     JobDelivery,
     MailboxDirectory,
+    OutgoingMessages,
     Sender,
     dead_lettered,
     submitter,
 )
+
+if TYPE_CHECKING:
+    from pecflow.api.context import Services
 
 __all__ = [
     "campaign_admin",
@@ -64,6 +75,10 @@ def outgoing_store(config: Config) -> OutgoingStore:
     )
 
 
+def inbox_store(config: Config) -> InboxStore:
+    return InboxStore(config.inbox_table, config.resource("dynamodb"), audit_table=config.audit_table or None)
+
+
 def campaign_store(config: Config) -> CampaignStore:
     return CampaignStore(config.campaigns_table, config.resource("dynamodb"))
 
@@ -96,6 +111,7 @@ def ingestor(config: Config, **overrides: Any) -> Ingestor:
         "messages": lambda: message_store(config),
         "mailboxes": lambda: mailbox_store(config),
         "outgoing": lambda: outgoing_store(config),
+        "inbox": lambda: inbox_store(config) if config.inbox_table else None,
     }
     return Ingestor(**_parts(parts, overrides))
 
@@ -132,7 +148,12 @@ def sender(config: Config, **overrides: Any) -> Sender:
         "campaigns": lambda: campaign_store(config),
         "archive": lambda: Archive(config.archive_bucket, config.client("s3")),
         "mailbox_of": lambda: directory.config,
-        "render": lambda: CampaignMessages(partial(campaign_files, config)).render,
+        "render": lambda: (
+            OutgoingMessages(
+                CampaignMessages(partial(campaign_files, config)).render,
+                Archive(config.archive_bucket, config.client("s3")).get,
+            ).render
+        ),
         "submit": lambda: submitter(SmtpSubmitter.open, password_of(config)),
         "check_size": lambda: directory.check_size,
     }
@@ -172,6 +193,7 @@ def fanout(config: Config, **overrides: Any) -> Fanout:
         "fanout_queue": lambda: (
             SqsQueue(config.fanout_queue_url, config.client("sqs")) if config.fanout_queue_url else None
         ),
+        "audit": lambda: audit_log(config) if config.audit_table else None,
     }
     return Fanout(**_parts(parts, overrides))
 
@@ -191,5 +213,53 @@ def campaign_admin(config: Config, **overrides: Any) -> CampaignAdmin:
         "campaigns": lambda: campaign_store(config),
         "outgoing": lambda: outgoing_store(config),
         "send_queue": lambda: SqsQueue(config.send_queue_url, config.client("sqs")),
+        "audit": lambda: audit_log(config) if config.audit_table else None,
     }
     return CampaignAdmin(**_parts(parts, overrides))
+
+
+def audit_log(config: Config) -> AuditLog:
+    if not config.audit_table:
+        from pecflow.config import ConfigError
+
+        raise ConfigError("this installation has no audit table (AuditTableName): update the stack")
+    return AuditLog(AuditStore(config.audit_table, config.resource("dynamodb")))
+
+
+def people_admin(config: Config) -> PeopleAdmin:
+    if not config.people_table:
+        from pecflow.config import ConfigError
+
+        raise ConfigError("this installation has no people table (PeopleTableName): update the stack")
+    directory = (
+        CognitoDirectory(config.user_pool_id, config.client("cognito-idp")) if config.user_pool_id else None
+    )
+    return PeopleAdmin(
+        PeopleStore(config.people_table, config.resource("dynamodb")), audit_log(config), directory
+    )
+
+
+def api_services(config: Config) -> Services:
+    """The API's services: the inbox (rows, audit, people, records), people, audit."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from pecflow.api.context import Services  # the API's models need pydantic: only the api function
+
+    ddb = config.resource("dynamodb")
+    audit = AuditStore(config.audit_table, ddb)
+    people = PeopleStore(config.people_table, ddb)
+    cursor_secret = str(parameters.get_secret(config.api_secret, max_age=3600)).encode()
+    inbox = Inbox(
+        InboxStore(config.inbox_table, ddb, audit_table=config.audit_table),
+        audit,
+        people,
+        message_store(config),
+        cursor_secret=cursor_secret,
+        outbox=outgoing_store(config),
+        send_queue=SqsQueue(config.send_queue_url, config.client("sqs")),
+        download_url=Archive(config.archive_bucket, config.client("s3")).download_url,
+    )
+    directory = (
+        CognitoDirectory(config.user_pool_id, config.client("cognito-idp")) if config.user_pool_id else None
+    )
+    return Services(inbox, PeopleAdmin(people, AuditLog(audit), directory), AuditLog(audit))

@@ -565,6 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(listing)
     listing.set_defaults(func=cmd_inbox_list)
     _add_campaign_operations(_add_campaign_parser(sub))  # pecflow campaign validate|stats|export|...
+    _add_audit_parser(sub)
+    _add_users_parser(sub)
     return parser
 
 
@@ -631,16 +633,16 @@ def cmd_campaign_status(args) -> int:
     admin = bootstrap.campaign_admin(_deployment(args))
     try:
         if args.command_name == "resend":
-            created = admin.resend_failed(args.campaign_id)
+            created = admin.resend_failed(args.campaign_id, by=_operator())
             print(f"{args.campaign_id}: {created} failed recipient(s) queued again as new attempts")
         elif args.command_name == "redrive":
-            done = admin.redrive(args.campaign_id)
+            done = admin.redrive(args.campaign_id, by=_operator())
             print(
                 f"{args.campaign_id}: {done['redriven']} job(s) back from the dead-letter queue; "
                 f"{done['queued']} job(s) still to send put back on the send queue"
             )
         else:
-            status = admin.set_status(args.campaign_id, args.command_name)
+            status = admin.set_status(args.campaign_id, args.command_name, by=_operator())
             print(f"{args.campaign_id}: {status}")
     except (KeyError, ValueError) as exc:
         print(f"pecflow: {exc.args[0]}", file=sys.stderr)
@@ -782,6 +784,220 @@ def _add_campaign_operations(actions) -> None:
         parser.add_argument("campaign_id")
         _add_target_options(parser)
         parser.set_defaults(func=cmd_campaign_status)
+
+
+# --- pecflow audit ---------------------------------------------------------------------------------
+def cmd_audit_verify(args) -> int:
+    from pecflow import bootstrap
+
+    verdict = bootstrap.audit_log(_deployment(args)).verify(args.mailbox)
+    if verdict.ok:
+        print(f"{args.mailbox}: the audit log is whole ({verdict.checked} event(s) checked)")
+        return 0
+    print(
+        f"{args.mailbox}: the audit log is BROKEN at event {verdict.broken_at}: {verdict.reason}\n"
+        f"  the {verdict.checked} event(s) before it are whole",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _date(text: str):
+    from datetime import UTC, datetime
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def cmd_audit_export(args) -> int:
+    from datetime import timedelta
+
+    from pecflow import bootstrap
+
+    end = None
+    if args.to_text:
+        try:
+            end = _date(args.to_text)
+        except argparse.ArgumentTypeError as exc:
+            print(f"pecflow: --to: {exc}", file=sys.stderr)
+            return 2
+        if len(args.to_text) == 10:  # a day: the whole of it
+            end += timedelta(days=1) - timedelta(microseconds=1)
+    out = open(args.output, "wb") if args.output != "-" else sys.stdout.buffer
+    try:
+        count = bootstrap.audit_log(_deployment(args)).export(
+            args.mailbox, out, start=args.start, end=end, fmt=args.format
+        )
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    print(f"{count} audit event(s) written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _add_audit_parser(sub) -> None:
+    audit = sub.add_parser(
+        "audit",
+        help="check and export a mailbox's audit log (who viewed, replied, deleted what and when)",
+        description="Every act of a person on a mailbox is an audit event chained by hash to the one "
+        "before it: a changed, removed or reordered event breaks the chain.",
+    )
+    actions = audit.add_subparsers(dest="command_name", metavar="ACTION", required=True)
+    check = actions.add_parser("verify", help="check the chain; names the first broken event (exit 1)")
+    check.add_argument("mailbox", metavar="MAILBOX")
+    _add_target_options(check)
+    check.set_defaults(func=cmd_audit_verify)
+    export = actions.add_parser("export", help="the events of a period as CSV (Excel-safe) or JSON lines")
+    export.add_argument("mailbox", metavar="MAILBOX")
+    export.add_argument("--from", dest="start", type=_date, metavar="DATE", help="first day (YYYY-MM-DD)")
+    export.add_argument("--to", dest="to_text", metavar="DATE", help="last day, included (YYYY-MM-DD)")
+    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("-o", "--output", default="-", help="file to write (default: standard output)")
+    _add_target_options(export)
+    export.set_defaults(func=cmd_audit_export)
+
+
+# --- pecflow users --------------------------------------------------------------------------------
+def _operator() -> str:
+    """Who acts through the CLI (with the stack's AWS credentials), for the audit log."""
+    import getpass
+    import socket
+
+    return f"cli:{getpass.getuser()}@{socket.gethostname()}"
+
+
+def _people_call(args, change):
+    from pecflow import bootstrap
+    from pecflow.adapters.cognito import DirectoryError
+    from pecflow.services.people import PeopleError
+
+    try:
+        return change(bootstrap.people_admin(_deployment(args)))
+    except (PeopleError, DirectoryError) as exc:
+        print(f"pecflow: {exc}", file=sys.stderr)
+        return None
+
+
+def _role(text: str):
+    from pecflow.domain.access import Role
+
+    try:
+        return Role(text.strip().lower())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a role is one of {', '.join(r.value for r in Role)}"
+        ) from None
+
+
+def _mailbox_role(text: str):
+    mailbox, sep, role = text.rpartition("=")
+    if not sep or not mailbox:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write MAILBOX=ROLE, e.g. ufficio@pec.azienda.it=operator"
+        )
+    return mailbox, _role(role)
+
+
+def _describe(person) -> str:
+    state = "" if person.enabled else "  [disabled]"
+    roles = ", ".join(f"{m} {r.value}" for m, r in sorted(person.roles.items())) or "no mailbox"
+    return f"{person.username:20} {person.email:32} {person.name or '-':24} {roles}{state}"
+
+
+def cmd_users_add(args) -> int:
+    def add(people):
+        person = people.add(_operator(), args.username, args.email, args.name or "")
+        for mailbox, role in args.role or []:
+            person = people.set_role(_operator(), person.username, mailbox, role)
+        return person
+
+    person = _people_call(args, add)
+    if person is None:
+        return 1
+    print(_describe(person))
+    if _deployment(args).user_pool_id:
+        print(f"an invitation with a temporary password was sent to {person.email}")
+    else:
+        print("note: this installation has no user pool: no sign-in account was made", file=sys.stderr)
+    return 0
+
+
+def cmd_users_list(args) -> int:
+    found = _people_call(args, lambda people: people.people(args.mailbox))
+    if found is None:
+        return 1
+    if args.json:
+        import json
+
+        for p in found:
+            print(json.dumps({"username": p.username, "email": p.email, "name": p.name, "enabled": p.enabled,
+                              "roles": {m: r.value for m, r in p.roles.items()}}, ensure_ascii=False))  # fmt: skip
+        return 0
+    for person in found:
+        print(_describe(person))
+    print(f"{len(found)} person(s)" if found else "nobody yet: pecflow users add USERNAME --email ADDRESS")
+    return 0
+
+
+def cmd_users_enable(args) -> int:
+    person = _people_call(args, lambda people: people.set_enabled(_operator(), args.username, args.enable))
+    if person is None:
+        return 1
+    print(_describe(person))
+    return 0
+
+
+def cmd_users_role(args) -> int:
+    role = getattr(args, "role", None)
+    person = _people_call(
+        args, lambda people: people.set_role(_operator(), args.username, args.mailbox, role)
+    )
+    if person is None:
+        return 1
+    print(_describe(person))
+    return 0
+
+
+def _add_users_parser(sub) -> None:
+    users = sub.add_parser(
+        "users",
+        help="people (one account each) and their role on each mailbox",
+        description="Roles: viewer (list, read, download), operator (+ take in charge, reply, forward), "
+        "manager (+ assign, campaigns), admin (+ delete and restore, people and roles, rules).",
+    )
+    actions = users.add_subparsers(dest="command_name", metavar="ACTION", required=True)
+    add = actions.add_parser(
+        "add", help="add a person (and their sign-in account, with an e-mailed invitation)"
+    )
+    add.add_argument("username", metavar="USERNAME")
+    add.add_argument("--email", required=True)
+    add.add_argument("--name", help="full name, as colleagues see it")
+    add.add_argument("--role", action="append", type=_mailbox_role, metavar="MAILBOX=ROLE",
+                     help="a role on a mailbox (repeat for several)")  # fmt: skip
+    add.set_defaults(func=cmd_users_add)
+    listing = actions.add_parser("list", help="people and their roles")
+    listing.add_argument("--mailbox", help="only the people with a role on this mailbox")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_users_list)
+    for action, enable, text in (("disable", False, "refuse every sign-in and request of a person"),
+                                 ("enable", True, "let a disabled person in again")):  # fmt: skip
+        toggle = actions.add_parser(action, help=text)
+        toggle.add_argument("username", metavar="USERNAME")
+        toggle.set_defaults(func=cmd_users_enable, enable=enable)
+    grant = actions.add_parser("grant", help="give (or change) a person's role on a mailbox")
+    grant.add_argument("username", metavar="USERNAME")
+    grant.add_argument("mailbox", metavar="MAILBOX")
+    grant.add_argument("role", type=_role, metavar="ROLE", help="viewer, operator, manager or admin")
+    grant.set_defaults(func=cmd_users_role)
+    revoke = actions.add_parser("revoke", help="take a person's role on a mailbox away")
+    revoke.add_argument("username", metavar="USERNAME")
+    revoke.add_argument("mailbox", metavar="MAILBOX")
+    revoke.set_defaults(func=cmd_users_role)
+    for parser in (add, listing, grant, revoke, *(actions.choices[a] for a in ("disable", "enable"))):
+        _add_target_options(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,10 @@ _OUTPUTS = {  # the stack's outputs the CLI reads
     "MessagesTableName": "messages_table",
     "OutgoingTableName": "outgoing_table",
     "CampaignsTableName": "campaigns_table",
+    "AuditTableName": "audit_table",
+    "PeopleTableName": "people_table",
+    "UserPoolId": "user_pool_id",
+    "InboxTableName": "inbox_table",
     "ArchiveBucketName": "archive_bucket",
     "PollQueueUrl": "poll_queue_url",
     "CampaignBucketName": "campaign_bucket",
@@ -41,6 +45,11 @@ class Config:
     messages_table: str = ""
     outgoing_table: str = ""
     campaigns_table: str = ""
+    audit_table: str = ""
+    people_table: str = ""
+    user_pool_id: str = ""
+    api_secret: str = ""  # the secret whose value keys the API's page cursors
+    inbox_table: str = ""
     archive_bucket: str = ""
     poll_queue_url: str = ""
     campaign_bucket: str = ""

@@ -25,4 +25,8 @@ def test_the_demo_plays_the_day_and_its_figures_match_the_simulator(tmp_path):
     assert "Campaign solleciti-marzo — completed" in out
     assert "SdI: MT" in out and "anomalia" in out
     assert "Check: every figure above matches what the simulated providers recorded" in out
+    assert (
+        "HTTP API: http://127.0.0.1:" in out
+        and "amministrazione@pec.bianchi-spa.test: 16 messages to handle" in out
+    )
     assert '"level"' not in out, "the Lambdas' logs go to their file, not into the demo's output"

@@ -229,3 +229,34 @@ def test_a_manifest_without_its_csv_is_invalid_with_the_reason(aws):
     )
     assert result.status == CampaignStatus.INVALID
     assert "recipients.csv is missing" in campaigns.get("senza-csv").invalid_reason
+
+
+def test_the_start_of_a_campaign_and_its_purpose_are_in_the_audit_log(aws):
+    """Through the Fanout service as the function builds it: the start is appended to the sending
+    mailbox's audit log once, with the uploader, the purpose and the recipients; a retried event
+    appends nothing more."""
+    from pecflow.adapters.dynamodb.audit import AuditStore
+    from pecflow.adapters.queues import SqsQueue
+    from pecflow.services.audit import AuditLog
+    from pecflow.services.fanout import Fanout
+
+    campaign = Campaign(aws, "con-finalita", ADDRESSES[:5])
+    manifest = {**MANIFEST, "purpose": "avviso di scadenza del contratto"}
+    version = campaign.put("manifest.json", json.dumps(manifest).encode())
+    audit = AuditLog(AuditStore(aws.physical("AuditTable"), aws.resource("dynamodb")))
+    fanout = Fanout(
+        files_of=lambda cid: CampaignPackage(campaign.s3, campaign.bucket, cid),
+        campaigns=campaign.campaigns,
+        outgoing=campaign.outgoing,
+        send_queue=SqsQueue(aws.url("SendQueue"), aws.client("sqs")),
+        audit=audit,
+    )
+    for _ in range(2):
+        fanout.run(campaign.id, manifest_version=version, uploaded_by="s3:AWS:AIDAEXAMPLE")
+    (event,) = list(audit.store.events(MANIFEST["mailbox"]))
+    assert (event.actor, event.action, event.message) == ("s3:AWS:AIDAEXAMPLE", "campaign", "con-finalita")
+    assert event.details == {
+        "change": "started",
+        "purpose": "avviso di scadenza del contratto",
+        "recipients": "5",
+    }

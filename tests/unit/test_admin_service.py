@@ -101,3 +101,21 @@ def test_redrive_sends_the_dead_lettered_jobs_and_the_pending_ones_again(clock):
     job = admin.outgoing.job(message_id_for(CAMPAIGN, 2, 1, BOX))
     assert job.state == State.PENDING and job.dead_letter is None and job.error is None and job.redriven_at
     assert admin.outgoing.job(message_id_for(CAMPAIGN, 3, 1, BOX)).state == State.ERROR, "a refusal stays"
+
+
+def test_campaign_actions_are_in_the_mailboxs_audit_log(clock):
+    from pecflow.services.audit import AuditLog
+
+    admin, _ = _world(2)
+    store = fakes.FakeAuditStore()
+    admin.audit = AuditLog(store)
+    admin.set_status(CAMPAIGN, "pause", by="cli:anna@pc")
+    admin.set_status(CAMPAIGN, "resume", by="cli:anna@pc")
+    admin.redrive(CAMPAIGN, by="cli:anna@pc")
+    events = store.events(BOX)
+    assert [(e.actor, e.action, e.message, e.details["change"]) for e in events] == [
+        ("cli:anna@pc", "campaign", CAMPAIGN, "pause"),
+        ("cli:anna@pc", "campaign", CAMPAIGN, "resume"),
+        ("cli:anna@pc", "campaign", CAMPAIGN, "redrive"),
+    ]
+    assert AuditLog(store).verify(BOX).ok

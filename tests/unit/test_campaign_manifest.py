@@ -251,3 +251,15 @@ def test_valid_addresses(address):
 )
 def test_invalid_addresses_say_why(address, reason):
     assert reason in campaign.address_problem(address)
+
+
+def test_a_campaign_may_say_its_purpose():
+    from pecflow.domain.campaign import Manifest, ManifestError
+
+    base = {"mailbox": "ufficio@pec.azienda.it", "subject": "Avviso", "body_text": "Gentile cliente"}
+    assert Manifest.from_dict({**base, "purpose": "sollecito di pagamento (contratto)"}).purpose == (
+        "sollecito di pagamento (contratto)"
+    )
+    assert Manifest.from_dict(base).purpose is None
+    with pytest.raises(ManifestError, match="purpose"):
+        Manifest.from_dict({**base, "purpose": "x" * 501})

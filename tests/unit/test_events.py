@@ -54,3 +54,12 @@ def test_sender_event():
     event = SQSEvent(json.loads((EVENTS / "sender_job.json").read_text()))
     body = json.loads(next(iter(event.records)).body)
     assert body["message_id"].startswith("<pecflow.solleciti-marzo-2026.")
+
+
+def test_api_event_takes_a_message_in_charge():
+    from tests.unit.test_api import world
+
+    app, _ = world()
+    response = app.resolve(json.loads((EVENTS / "api_take_in_charge.json").read_text()), None)
+    assert response["statusCode"] == 200, response["body"]
+    assert json.loads(response["body"])["holder"] == "otto"

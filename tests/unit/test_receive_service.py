@@ -76,8 +76,13 @@ class World:
         self.campaigns = fakes.FakeCampaignStore()
         self.campaigns.create(CAMPAIGN, {"status": "sending", "mailbox": BOX})
         self.outgoing = fakes.FakeOutgoingStore(self.campaigns)
+        self.inbox = fakes.FakeInboxStore(fakes.FakeAuditStore())
         self.ingestor = Ingestor(
-            archive=self.archive, messages=self.messages, mailboxes=self.mailboxes, outgoing=self.outgoing
+            archive=self.archive,
+            messages=self.messages,
+            mailboxes=self.mailboxes,
+            outgoing=self.outgoing,
+            inbox=self.inbox,
         )
         self.config = fakes.config(BOX)
         self.mailboxes.put(self.config)
@@ -129,6 +134,7 @@ class World:
             },
             "counters": self.campaigns.counters(CAMPAIGN),
             "on_provider": self.account.raws(),
+            "inbox": sorted(self.inbox.items.items()),
         }
 
 
@@ -225,6 +231,16 @@ def test_every_message_is_archived_and_recorded_once_and_receipts_reconciled(wor
     assert world.account.raws() == list(corpus[:15] + tuple(ours[:8]) + corpus[15:] + tuple(ours[8:])), (
         "nothing leaves the provider under the default policy"
     )
+    # what people see: one row per message, receipts apart, our campaign's receipts under it
+    rows = {r["sha256"]: r for (_, sk), r in world.inbox.items.items() if sk == "row"}
+    assert set(rows) == {r["sha256"] for r in world.messages.records(BOX)}
+    for record in world.messages.records(BOX):
+        row = rows[record["sha256"]]
+        receipt = record["kind"] in kinds.RICEVUTE
+        assert row["list_pk"] == f"{BOX}#{'receipts' if receipt else 'messages'}"
+        assert ("handling_pk" in row) != receipt and row["kind"] == record["kind"]
+    ours_rows = [rows[hashlib.sha256(raw).hexdigest()] for raw in ours]
+    assert all(r["campaign_pk"] == f"{BOX}#{CAMPAIGN}" for r in ours_rows)
 
 
 def test_fetches_go_in_chunks_and_nothing_new_costs_the_same_whatever_the_mailbox_holds(world):

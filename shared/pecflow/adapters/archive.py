@@ -92,3 +92,17 @@ class Archive:
 
     def get(self, key: str) -> bytes:
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def download_url(self, key: str, filename: str, seconds: int = 300) -> str:
+        """A short-lived link to the archived original, saved under `filename`."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in filename)[:120] or "messaggio.eml"
+        return self.s3.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ResponseContentDisposition": f'attachment; filename="{safe}"',
+                "ResponseContentType": "message/rfc822",
+            },
+            ExpiresIn=seconds,
+        )

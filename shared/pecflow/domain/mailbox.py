@@ -13,6 +13,11 @@ from typing import Any
 _ADDRESS = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
 
+def is_address(text: str) -> bool:
+    """A plain e-mail address (local@domain.tld), as mailboxes and people have."""
+    return bool(_ADDRESS.match(text))
+
+
 class ConfigError(ValueError):
     """A mailbox configuration that cannot work, with the reason."""
 

@@ -26,6 +26,7 @@ __all__ = [
     "MailOpener",
     "MailSession",
     "MailboxStore",
+    "InboxListing",
     "MailboxUnavailable",
     "MessageStore",
     "OutgoingPort",
@@ -114,6 +115,12 @@ class Archive(Protocol):
     def store(self, raw: bytes, sha: str | None = None) -> Archived: ...
     def verify(self, key: str, sha: str, *, deep: bool = True) -> Verification: ...
     def get(self, key: str) -> bytes: ...
+
+
+class InboxListing(Protocol):
+    """What people see of each received message (its row in the inbox: pecflow.domain.inbox)."""
+
+    def add(self, mailbox: str, record: dict[str, Any], *, campaign_id: str | None = None) -> bool: ...
 
 
 class MessageStore(Protocol):

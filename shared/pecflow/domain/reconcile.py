@@ -221,6 +221,7 @@ class OutgoingPort(Protocol):
 class Reconciliation:
     status: str  # matched | unmatched
     message_id: str | None = None
+    campaign_id: str | None = None  # of the message of ours the receipt is about
     moves: dict[str, tuple[str, str]] = field(default_factory=dict)  # recipient -> (before, after)
     problems: list[str] = field(default_factory=list)
 
@@ -250,7 +251,8 @@ def reconcile_receipt(port: OutgoingPort, msg: PecMessage, receipt_id: str) -> R
                 f"no message of ours with Message-ID {msg.ref_message_id} or identificativo {msg.identificativo}"
             ],
         )
-    result = Reconciliation("matched", message_id)
+    campaigns = {job.campaign_id for job in found_jobs if job.campaign_id}
+    result = Reconciliation("matched", message_id, next(iter(campaigns)) if len(campaigns) == 1 else None)
     if msg.kind == kinds.ACCETTAZIONE and msg.identificativo:
         port.set_identificativo(message_id, msg.identificativo)
     jobs = {job.address: job for job in found_jobs}

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pecflow.domain import clock
+from pecflow.domain.audit import AuditAction
 from pecflow.domain.mailbox import MailboxConfig, secret_name
 from pecflow.domain.ports import (
     CampaignStore,
@@ -21,6 +22,7 @@ from pecflow.domain.ports import (
 from pecflow.domain.reconcile import REDRIVE, CampaignStatus, Job, State
 from pecflow.domain.records import JobRecord, MessageRecord, NewJob
 from pecflow.pec import kinds
+from pecflow.services.audit import AuditLog
 from pecflow.services.sending import QUEUE_BATCH, message_id_for, queue_entry
 
 __all__ = [
@@ -94,6 +96,15 @@ class CampaignAdmin:
     campaigns: CampaignStore
     outgoing: OutgoingStore
     send_queue: Queue
+    audit: AuditLog | None = None  # each action in the campaign's mailbox's audit log
+
+    def _audit(self, campaign_id: str, change: str, by: str | None, **details: object) -> None:
+        item = self.campaigns.get(campaign_id) if self.audit is not None else None
+        if self.audit is not None and item is not None and item.mailbox:
+            self.audit.record(
+                item.mailbox, actor=by or "cli", action=AuditAction.CAMPAIGN, message=campaign_id,
+                details={"change": change, **details},
+            )  # fmt: skip
 
     def stats(self, campaign_id: str) -> dict:
         campaigns = self.campaigns
@@ -127,7 +138,7 @@ class CampaignAdmin:
     def jobs(self, campaign_id: str) -> Iterable[JobRecord]:
         return self.outgoing.campaign_jobs(campaign_id)
 
-    def set_status(self, campaign_id: str, action: str) -> str:
+    def set_status(self, campaign_id: str, action: str, *, by: str | None = None) -> str:
         """pause | resume | cancel. Returns the new status."""
         campaigns = self.campaigns
         transitions = {
@@ -153,6 +164,7 @@ class CampaignAdmin:
                 [job for job in self.jobs(campaign_id) if job.state == State.PENDING],
                 why=f"{action} {clock.iso()}",
             )
+        self._audit(campaign_id, action, by)
         return target
 
     def _requeue(self, jobs: Sequence[JobRecord | NewJob], *, why: str | None) -> int:
@@ -168,7 +180,7 @@ class CampaignAdmin:
                 raise RuntimeError(f"jobs not queued again: {failed}")
         return len(jobs)
 
-    def redrive(self, campaign_id: str) -> dict[str, int]:
+    def redrive(self, campaign_id: str, *, by: str | None = None) -> dict[str, int]:
         """Send again what stopped without being sent: the jobs the dead-letter queue turned into
         errors (back to `pending`), and every pending job, which may have no queue message left.
         Safe to repeat: a job is sent at most once whatever is queued."""
@@ -204,9 +216,10 @@ class CampaignAdmin:
         queued = 0
         if item.status != CampaignStatus.PAUSED:  # a paused campaign's jobs are queued on resume
             queued = self._requeue(pending, why=f"redrive {clock.iso()}")
+        self._audit(campaign_id, "redrive", by, redriven=redriven, queued=queued)
         return {"redriven": redriven, "queued": queued}
 
-    def resend_failed(self, campaign_id: str) -> int:
+    def resend_failed(self, campaign_id: str, *, by: str | None = None) -> int:
         """A new attempt for every recipient whose latest attempt failed (delivery failure, error,
         non accettazione): new jobs with new Message-IDs, counted and queued. Safe to repeat."""
         campaigns, outgoing = self.campaigns, self.outgoing
@@ -240,6 +253,7 @@ class CampaignAdmin:
             created += new
         if created and item.status != CampaignStatus.SENDING:
             campaigns.update(campaign_id, {"status": CampaignStatus.SENDING})
+        self._audit(campaign_id, "resend failed", by, new_attempts=created)
         return created
 
 

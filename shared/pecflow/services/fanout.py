@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 
 from pecflow.domain import campaign as campaign_mod
 from pecflow.domain import clock
+from pecflow.domain.audit import AuditAction
 from pecflow.domain.ports import CampaignFiles, CampaignStore, OutgoingStore, PackageChanged, Queue
 from pecflow.domain.reconcile import CampaignStatus
 from pecflow.domain.records import CampaignRecord
+from pecflow.services.audit import AuditLog
 from pecflow.services.sending import QUEUE_BATCH, message_id_for, queue_entry
 
 BATCH = QUEUE_BATCH
@@ -45,6 +47,7 @@ class Fanout:
     send_queue: Queue
     fanout_queue: Queue | None = None  # where a fan-out stopped by its deadline continues
     margin: float = 30.0  # seconds left when it stops queuing and continues in another invocation
+    audit: AuditLog | None = None  # the campaign's start (and its purpose) in its mailbox's log
 
     def run(
         self,
@@ -52,8 +55,22 @@ class Fanout:
         *,
         manifest_version: str | None = None,
         time_left: Callable[[], float] = lambda: float("inf"),
+        uploaded_by: str | None = None,
     ) -> FanoutResult:
         later = self.fanout_queue
+        audit = self.audit
+
+        def started(manifest: campaign_mod.Manifest, rows: int) -> None:
+            if audit is not None:
+                audit.record(
+                    manifest.mailbox,
+                    actor=uploaded_by or "upload",
+                    action=AuditAction.CAMPAIGN,
+                    message=campaign_id,
+                    details={"change": "started", "purpose": manifest.purpose, "recipients": rows,
+                             "name": manifest.name},
+                )  # fmt: skip
+
         return fan_out(
             campaign_id,
             package=self.files_of(campaign_id),
@@ -66,6 +83,7 @@ class Fanout:
                 (lambda cid: later.send({"MessageBody": json.dumps({"campaign_id": cid})})) if later else None
             ),
             manifest_version=manifest_version,
+            on_start=started,
         )
 
 
@@ -91,6 +109,7 @@ def fan_out(
     margin: float = 30.0,
     continue_later: Callable[[str], None] | None = None,
     manifest_version: str | None = None,
+    on_start: Callable[[campaign_mod.Manifest, int], None] | None = None,
 ) -> FanoutResult:
     """Validate, then queue, the campaign; or go on queuing it. `manifest_version`: the version
     the S3 event names (None for a continuation)."""
@@ -152,6 +171,8 @@ def fan_out(
             return FanoutResult(
                 campaign_id, str(now.status if now else None), problems=["already fanned out"]
             )
+        if on_start is not None:
+            on_start(manifest, summary["valid_rows"])
         state = now
     return _queue(
         campaign_id,

@@ -45,6 +45,7 @@ from pecflow.domain.mailbox import (
 from pecflow.domain.ports import (
     Archive,
     Checkpoint,
+    InboxListing,
     MailboxStore,
     MailSession,
     MessageStore,
@@ -108,6 +109,7 @@ class Ingestor:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     on_message: Callable[[str, PecMessage], None] | None = None  # metrics/logging hook
     classify: Callable[[bytes], PecMessage] = parse
+    inbox: InboxListing | None = None  # what people see: each recorded message's row
 
     def poll(
         self,
@@ -237,10 +239,11 @@ class Ingestor:
                 "finished (the poller ran out of time or memory on this message): not classified",
             )
             return
-        msg = recorded = None
+        msg = recorded = record = None
         try:
             msg = self.classify(raw)
-            recorded = self.messages.record(address, build_record(*where, msg))
+            record = build_record(*where, msg)
+            recorded = self.messages.record(address, record)
         except Exception as exc:  # noqa: BLE001 - this message's problem, unless AWS itself failed
             if self.messages.is_service_failure(exc):
                 raise
@@ -256,12 +259,15 @@ class Ingestor:
                 self.messages.relocate(address, sha, folder=folder, uid=fetched.uid, uidvalidity=uidvalidity)
         # a receipt whose record failed is reconciled all the same
         self.checkpoint("after_record", uid=fetched.uid)
+        campaign_id = None
         try:
-            self._reconcile(address, sha, msg, result)
+            campaign_id = self._reconcile(address, sha, msg, result)
         except Exception as exc:  # noqa: BLE001 - as above
             if self.messages.is_service_failure(exc):
                 raise
             self._quarantine(where, result, msg, "reconcile", _failure(exc), recorded=True)
+        if record is not None and recorded is not None:
+            self._list(address, record, campaign_id)
         if self.on_message is not None:
             self.on_message(address, msg)
         self.checkpoint("before_cursor", uid=fetched.uid)
@@ -281,8 +287,11 @@ class Ingestor:
         address, uid, sha = where[0], where[3], where[6]
         quarantine = {"stage": stage, "reason": reason[:1000], "at": clock.iso()}
         flag = {"quarantined": quarantine, "quarantined_mailbox": address.lower()}
-        if recorded or not self.messages.record(address, summary_record(*where, msg, reason) | flag):
+        summary = summary_record(*where, msg, reason) | flag
+        if recorded or not self.messages.record(address, summary):
             self.messages.set_fields(address, sha, flag)
+        if not recorded:
+            self._list(address, summary, None)
         kind = msg.kind if msg is not None else kinds.MALFORMED
         result.by_kind[kind] = result.by_kind.get(kind, 0) + 1
         result.quarantined.append(f"UID {uid}: {reason}")
@@ -330,7 +339,14 @@ class Ingestor:
         self.mailboxes.save_cursor(address, cursor)
         return cursor
 
-    def _reconcile(self, address: str, sha: str, msg: PecMessage, result: PollResult) -> None:
+    def _list(self, address: str, record: dict, campaign_id: str | None) -> None:
+        """The message's row in the inbox (once: a message recorded again keeps its row and
+        its presa in carico)."""
+        if self.inbox is not None:
+            self.inbox.add(address, record, campaign_id=campaign_id)
+
+    def _reconcile(self, address: str, sha: str, msg: PecMessage, result: PollResult) -> str | None:
+        """Reconcile a receipt or thread a reply; the campaign the message belongs to, if any."""
         if msg.kind in kinds.RICEVUTE:
             outcome = reconcile_receipt(self.outgoing, msg, receipt_id=sha)
             if outcome.status == "matched":
@@ -345,6 +361,7 @@ class Ingestor:
                     },
                     remove=["unmatched_mailbox"],
                 )
+                return outcome.campaign_id
             else:
                 result.receipts_unmatched += 1
                 self.messages.set_fields(
@@ -361,6 +378,7 @@ class Ingestor:
             if original is not None:
                 result.replies_threaded += 1
                 self.messages.set_fields(address, sha, {"thread_of": original})
+        return None
 
     # -- saturation -----------------------------------------------------------------------------------
     def guard_saturation(self, config: MailboxConfig, session: MailSession, result: PollResult) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 
-from pecflow.domain import campaign, clock
+from pecflow.domain import campaign, clock, replies
 from pecflow.domain.mailbox import MailboxConfig
 from pecflow.domain.ports import (
     Archive,
@@ -366,7 +366,7 @@ def _field[T](value: T | None, name: str) -> T:
 
 
 def _mailbox(job: JobRecord) -> str:
-    return _field(job.mailbox, "mailbox")
+    return _field(job.mailbox or (job.head or {}).get("mailbox"), "mailbox")  # a reply's: its head
 
 
 def _parse(value: str) -> datetime:
@@ -496,6 +496,29 @@ class CampaignMessages:
             date=date,
             templates=templates,
         )
+
+
+class OutgoingMessages:
+    """What the sender renders for a job: a campaign's row (`campaign`), or a reply or forward a
+    person wrote in the inbox (`direct` on the job's head: pecflow.domain.replies), a forward
+    with the original read back from the archive."""
+
+    def __init__(
+        self,
+        campaign: Callable[[CampaignRecord | None, JobRecord, str, datetime], bytes],
+        archived: Callable[[str], bytes],
+    ):
+        self.campaign, self.archived = campaign, archived
+
+    def render(
+        self, campaign_item: CampaignRecord | None, job: JobRecord, message_id: str, date: datetime
+    ) -> bytes:
+        direct = (job.head or {}).get("direct")
+        if not direct:
+            return self.campaign(campaign_item, job, message_id, date)
+        message = replies.Direct.from_dict(direct)
+        original = self.archived(message.original_key) if message.original_key else None
+        return replies.render_direct(message, message_id, date, original)
 
 
 def submitter(

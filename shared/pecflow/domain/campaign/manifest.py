@@ -277,6 +277,7 @@ class Manifest:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     name: str | None = None
     description: str | None = None
+    purpose: str | None = None  # finalità, recorded in the audit log when the campaign starts
 
     # --- reading ----------------------------------------------------------------------------------
     @classmethod

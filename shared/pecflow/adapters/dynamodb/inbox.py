@@ -1,0 +1,229 @@
+"""InboxTable: each received message's row (what a list shows, its presa in carico, the bin) and
+its word items (pecflow.domain.inbox). Pages are read from the one index a filter names (never a
+Scan); a person's act on a message and its audit event are one transaction, so no act happens
+unaudited and no audit event tells of an act that did not happen."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, ConditionBase, Key
+from botocore.exceptions import ClientError
+
+from pecflow.adapters.dynamodb._common import (
+    _clean,
+    _plain,
+    _resource,
+    _try_write,
+    cancellation_reasons,
+)
+from pecflow.adapters.dynamodb.audit import audit_items
+from pecflow.domain.audit import AuditEvent
+from pecflow.domain.inbox import INDEXES, ROW_SORT, Plan, inbox_row, request_size, row_key, word_copies
+
+
+@dataclass(slots=True)
+class Page:
+    """A page of rows, the key to continue from (None: the last page), and what it cost."""
+
+    rows: list[dict[str, Any]]
+    next_key: dict[str, Any] | None
+    items_read: int = 0
+    requests: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class ActOutcome:
+    DONE = "done"
+    ROW_CHANGED = "row-changed"  # the row is not as the act was decided on: read it again
+    AUDIT_MOVED = "audit-moved"  # another event took the audit number: chain again
+
+
+def _residual_filter(plan: Plan) -> ConditionBase | None:
+    condition: ConditionBase | None = None
+    for name, allowed in plan.residual:
+        attribute = f"listing.{name}" if plan.token_index else name  # a word copy keeps them in a map
+        part: ConditionBase | None = None
+        for value in allowed:
+            one = Attr(attribute).not_exists() if value == "" else Attr(attribute).eq(value)
+            part = one if part is None else part | one
+        if part is not None:
+            condition = part if condition is None else condition & part
+    return condition
+
+
+def _sort_condition(plan: Plan, name: str) -> ConditionBase | None:
+    if plan.sort_from and plan.sort_to:
+        return Key(name).between(plan.sort_from, plan.sort_to)
+    if plan.sort_from:
+        return Key(name).gte(plan.sort_from)
+    if plan.sort_to:
+        return Key(name).lte(plan.sort_to)
+    return None
+
+
+class InboxStore:
+    def __init__(self, table_name: str, dynamodb=None, *, audit_table: str | None = None):
+        self.table = _resource(dynamodb).Table(table_name)
+        self.client = self.table.meta.client
+        self.table_name = table_name
+        self.audit_table = audit_table
+
+    # --- writing ------------------------------------------------------------------------------
+    def add(self, mailbox: str, record: Mapping[str, Any], *, campaign_id: str | None = None) -> bool:
+        """A newly recorded message: its word copies, then its row (only if it has none: a
+        message recorded again keeps its presa in carico). False when the row was there."""
+        row = _clean(inbox_row(mailbox, record, campaign_id=campaign_id))
+        if self.row(mailbox, str(record["sha256"])) is not None:
+            return False
+        with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for copy in word_copies(row):
+                batch.put_item(Item=copy)
+        refused = _try_write(self.table.put_item, Item=row, ConditionExpression=Attr("pk").not_exists())
+        return refused is None
+
+    def act(
+        self,
+        mailbox: str,
+        sha256: str,
+        *,
+        expected_version: int,
+        set_fields: Mapping[str, Any],
+        remove: tuple[str, ...] = (),
+        audit: AuditEvent,
+        require_deleted: bool | None = False,
+        copies: list[dict[str, str]] | None = None,
+    ) -> str:
+        """Change a row (only if its version is still `expected_version`, and it is in the bin
+        or not as `require_deleted` says; None: either), its word copies (`copies`: their keys)
+        alike, and append the audit event, in one transaction. The version moves by one."""
+        if self.audit_table is None:
+            raise RuntimeError("InboxStore needs the audit table to record acts")
+        version = expected_version + 1
+        row_update = _update_expression(set_fields, remove, version=version, in_map=None)
+        copy_update = _update_expression(set_fields, remove, version=version, in_map="listing")
+        names, values = dict(row_update[1]), {**row_update[2], ":expected": expected_version}
+        condition = "#v = :expected"
+        if require_deleted is not None:
+            names["#d"] = "deleted"
+            condition += " AND " + ("attribute_exists(#d)" if require_deleted else "attribute_not_exists(#d)")
+        update = {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": {"pk": row_key(mailbox, sha256), "sk": ROW_SORT},
+                "UpdateExpression": row_update[0],
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
+        copy_writes = [
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": key,
+                    "UpdateExpression": copy_update[0],
+                    "ExpressionAttributeNames": copy_update[1],
+                    "ExpressionAttributeValues": copy_update[2],
+                }
+            }
+            for key in copies or []
+        ]
+        writes = [update, *copy_writes, *audit_items(self.audit_table, audit)]
+        refused = _try_write(self.client.transact_write_items, TransactItems=writes)
+        if refused is None:
+            return ActOutcome.DONE
+        reasons = cancellation_reasons(refused) if isinstance(refused, ClientError) else []
+        if reasons and reasons[0] == "ConditionalCheckFailed":
+            return ActOutcome.ROW_CHANGED
+        return ActOutcome.AUDIT_MOVED
+
+    # --- reading ------------------------------------------------------------------------------
+    def row(self, mailbox: str, sha256: str) -> dict[str, Any] | None:
+        item = self.table.get_item(
+            Key={"pk": row_key(mailbox, sha256), "sk": ROW_SORT}, ConsistentRead=True
+        ).get("Item")
+        return _plain(item) if item else None
+
+    def page(self, plan: Plan, *, limit: int, start_key: Mapping[str, Any] | None = None) -> Page:
+        """Up to `limit` rows newest first, from `start_key` (a previous page's next_key)."""
+        sort_name = "sk" if plan.token_index else "received_key"
+        key = Key(plan.key_attribute).eq(plan.key_value)
+        sort = _sort_condition(plan, sort_name)
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": key & sort if sort is not None else key,
+            "ScanIndexForward": False,
+        }
+        if plan.index is not None:
+            kwargs["IndexName"] = plan.index
+        condition = _residual_filter(plan)
+        for word in plan.words:  # a word search's other words, in the copy's word list
+            one = Attr("words").contains(word)
+            condition = one if condition is None else condition & one
+        if condition is not None:
+            kwargs["FilterExpression"] = condition
+        index_key = ("pk", "sk") if plan.index is None else (plan.key_attribute, "received_key")
+        return self._collect(kwargs, limit, start_key, index_key=index_key)
+
+    def _collect(
+        self,
+        kwargs: dict[str, Any],
+        limit: int,
+        start_key: Mapping[str, Any] | None,
+        index_key: tuple[str, str],
+    ) -> Page:
+        """Query until `limit` rows matched; one row more is asked for, so a page that ends the
+        list says so (no empty last page). Where filters leave rows out, each further request
+        asks for twice as many items (`request_size`), so a rare match costs few requests."""
+        page = Page([], None)
+        if start_key:
+            kwargs["ExclusiveStartKey"] = dict(start_key)
+        ask = 0
+        while True:
+            room = limit - len(page.rows)
+            ask = request_size(room, ask)
+            result = self.table.query(**kwargs, Limit=ask)
+            page.requests += 1
+            page.items_read += int(result.get("ScannedCount", 0))
+            items = [_plain(i) for i in result.get("Items", [])]
+            page.rows.extend(items[:room])
+            if len(items) > room:  # more than fit: the next page starts after the last row shown
+                last = page.rows[-1]
+                page.next_key = {k: last[k] for k in ("pk", "sk", *index_key)}
+                return page
+            last_evaluated = result.get("LastEvaluatedKey")
+            if not last_evaluated:
+                return page
+            kwargs["ExclusiveStartKey"] = last_evaluated
+
+
+def _update_expression(
+    set_fields: Mapping[str, Any], remove: tuple[str, ...], *, version: int, in_map: str | None
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """SET the fields (None or "": REMOVE them), REMOVE `remove`, and move the version on. With
+    `in_map`, the listing keys are set in that map (a word copy's `listing`)."""
+    names: dict[str, str] = {"#v": "version"}
+    values: dict[str, Any] = {":next": version}
+    sets, removes = ["#v = :next"], []
+
+    def path(name: str, tag: str) -> str:
+        names[tag] = name
+        if in_map and name in INDEXES:
+            names["#m"] = in_map
+            return f"#m.{tag}"
+        return tag
+
+    kept = {k: v for k, v in set_fields.items() if v not in (None, "")}
+    for i, (name, value) in enumerate(sorted(kept.items())):
+        values[f":s{i}"] = _clean({"v": value})["v"]
+        sets.append(f"{path(name, f'#s{i}')} = :s{i}")
+    gone = sorted((set(remove) | {k for k, v in set_fields.items() if v in (None, "")}) - set(kept))
+    for i, name in enumerate(gone):
+        removes.append(path(name, f"#r{i}"))
+    expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+    return expression, names, values
+
+
+__all__ = ["INDEXES", "ActOutcome", "InboxStore", "Page"]

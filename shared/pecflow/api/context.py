@@ -1,0 +1,43 @@
+"""What every route needs: the services, who calls, from where."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pecflow.domain.access import DisabledPerson, Person
+from pecflow.services.audit import AuditLog
+from pecflow.services.inbox import Inbox, Source
+from pecflow.services.people import PeopleAdmin
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    inbox: Inbox
+    people: PeopleAdmin
+    audit: AuditLog
+
+
+class Unauthenticated(Exception):
+    """No usable identity in the request (the authorizer lets none through; locally, the same)."""
+
+
+def caller(event: Any, services: Services) -> Person:
+    """The person the authorizer's JWT names, as the people table knows them now."""
+    try:
+        claims = event.request_context.authorizer.jwt_claim or {}
+    except (AttributeError, KeyError, TypeError):
+        claims = {}
+    username = claims.get("cognito:username") or claims.get("username")
+    if not username:
+        raise Unauthenticated("sign in first: this request carries no identity")
+    person = services.people.store.person(str(username).lower())
+    if person is None:
+        raise Unauthenticated(f"{username} has no pecflow account")
+    if not person.enabled:
+        raise DisabledPerson(f"the account {person.username} is disabled")
+    return person
+
+
+def source(event: Any) -> Source:
+    return Source(ip=event.request_context.http.source_ip, client=(event.headers or {}).get("user-agent"))

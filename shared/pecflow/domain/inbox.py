@@ -1,0 +1,404 @@
+"""How the inbox is listed without reading the whole mailbox. Each received message has a row
+in the inbox table: what a list shows (subject, parties, kind, dates), its presa in carico and
+whether it is in the bin, and a few listing keys (sparse index keys, each `<mailbox>#<value>`,
+sorted by `received_key`). Each filter a person can set is answered by querying the one index
+whose partition is exactly that filter, the dates as a range of the sort key; the other filters
+are checked on the rows read. Words of the subject and the parties are a token index: per word
+of a message a copy of its row (`<mailbox>#w#messages|receipts#<word>`), written with the row
+in the same transaction each time the row changes, so a word search reads nothing else.
+Pure domain code.
+
+Listing keys (attribute → index):
+  list_pk     ByList     <mailbox>#messages | #receipts | #bin   (receipts apart; the bin apart)
+  kind_pk     ByKind     <mailbox>#<kind>                        (not for messages in the bin)
+  handling_pk ByHandling <mailbox>#da-gestire | #in-carico | #gestito (messages, not receipts)
+  holder_pk   ByHolder   <mailbox>#<username>                    (in carico or handled by them)
+  campaign_pk ByCampaign <mailbox>#<campaign id>                 (a campaign's receipts and replies)
+  sdi_pk      BySdi      <mailbox>#sdi                           (messages carrying an SdI file)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from pecflow.domain.handling import Handling, Status
+from pecflow.pec import kinds
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+MAX_WORDS_PER_MESSAGE = 60  # subject and parties: more than a real message has
+MIN_WORD_CHARS = 2
+MAX_WORD_CHARS = 40
+
+LIST_MESSAGES, LIST_RECEIPTS, LIST_BIN = "messages", "receipts", "bin"
+INDEXES = {
+    "list_pk": "ByList",
+    "kind_pk": "ByKind",
+    "handling_pk": "ByHandling",
+    "holder_pk": "ByHolder",
+    "campaign_pk": "ByCampaign",
+    "sdi_pk": "BySdi",
+}
+RECEIPT_KINDS = frozenset(kinds.RICEVUTE)
+# words too common in PEC to narrow anything: never a key of the token index
+STOPWORDS = frozenset(
+    "pec posta certificata it com di da del della dei delle il la lo le gli un una in per con su re r "
+    "fw fwd i e a o ad al alla ai alle nel nella srl spa s r l p".split()
+)
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def words(*texts: str | None) -> list[str]:
+    """The searchable words of some texts, in order of first appearance: lower case, accents
+    removed, split at anything not a letter or digit, stopwords and one-letter words left out.
+    Addresses give their parts too (`mario.rossi@pec.beta.it` → mario, rossi, beta)."""
+    seen: dict[str, None] = {}
+    for text in texts:
+        if not text:
+            continue
+        plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+        for word in _WORD.findall(plain):
+            if MIN_WORD_CHARS <= len(word) <= MAX_WORD_CHARS and word not in STOPWORDS:
+                seen.setdefault(word, None)
+                if len(seen) >= MAX_WORDS_PER_MESSAGE:
+                    return list(seen)
+    return list(seen)
+
+
+def record_words(record: Mapping[str, object]) -> list[str]:
+    """The words a message is found by: its subject (and its original's), sender and recipients."""
+    texts: list[str | None] = [str(record.get("subject") or ""), str(record.get("original_subject") or "")]
+    texts.append(str(record.get("from") or ""))
+    texts.append(str(record.get("sender") or ""))
+    for field in ("to", "cc"):
+        value = record.get(field) or []
+        if isinstance(value, list):
+            texts.extend(str(v) for v in value)
+    return words(*texts)
+
+
+def is_receipt(kind: str | None) -> bool:
+    return kind in RECEIPT_KINDS
+
+
+def listing_keys(
+    mailbox: str,
+    record: Mapping[str, object],
+    handling: Handling | None = None,
+    *,
+    deleted: bool = False,
+    campaign_id: str | None = None,
+) -> dict[str, str | None]:
+    """The listing keys a message record carries now (None: the attribute is removed, so the
+    message leaves that index). Written with the record and again with each change of
+    handling, deletion or restore."""
+    mailbox = mailbox.lower()
+    kind = str(record.get("kind") or kinds.MALFORMED)
+    receipt = is_receipt(kind)
+    handling = handling or Handling()
+    keys: dict[str, str | None] = dict.fromkeys(INDEXES)
+    if deleted:
+        keys["list_pk"] = f"{mailbox}#{LIST_BIN}"
+        return keys
+    keys["list_pk"] = f"{mailbox}#{LIST_RECEIPTS if receipt else LIST_MESSAGES}"
+    keys["kind_pk"] = f"{mailbox}#{kind}"
+    if not receipt:
+        keys["handling_pk"] = f"{mailbox}#{handling.status.value}"
+        if handling.status is not Status.OPEN and handling.holder:
+            keys["holder_pk"] = f"{mailbox}#{handling.holder.lower()}"
+    campaign_id = campaign_id or (str(record["campaign"]) if record.get("campaign") else None)
+    if campaign_id:
+        keys["campaign_pk"] = f"{mailbox}#{campaign_id}"
+    if record.get("sdi") or record.get("sdi_type"):  # a record, or a row
+        keys["sdi_pk"] = f"{mailbox}#sdi"
+    return keys
+
+
+class FilterError(ValueError):
+    """A filter the inbox cannot answer (the API answers 400 with this text)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What a person asks the list for (all optional; several together narrow the list)."""
+
+    kind: str | None = None
+    received_from: datetime | None = None
+    received_to: datetime | None = None
+    handling: Status | None = None  # da-gestire, in-carico, gestito
+    holder: str | None = None  # in whose charge
+    campaign: str | None = None
+    has_sdi: bool | None = None
+    text: str | None = None  # words of the subject and the parties
+    receipts: bool = False  # receipts listed only when asked for
+    bin: bool = False  # the deleted messages (admins)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One query: an index, its partition value, a sort-key range, and what is left to check on
+    each item read (`residual`: attribute → allowed values; `words`: every one must be there)."""
+
+    index: str | None  # None: the table itself (the word items)
+    key_attribute: str
+    key_value: str
+    sort_from: str | None = None
+    sort_to: str | None = None
+    residual: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    words: tuple[str, ...] = ()
+    token_index: bool = False  # read the word copies of the rows
+
+
+def _sort_bounds(filters: Filters) -> tuple[str | None, str | None]:
+    def iso(value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise FilterError("dates in filters must carry their time zone")
+        return value.isoformat()
+
+    start, end = iso(filters.received_from), iso(filters.received_to)
+    if start and end and start > end:
+        raise FilterError("'received from' is after 'received to'")
+    # received_key is "<iso time>#<sha prefix>": '~' sorts after every character of that suffix
+    return start, (end + "~") if end else None
+
+
+def plan(mailbox: str, filters: Filters) -> Plan:
+    """The cheapest query for the filters: the most selective single index, the other filters
+    checked on what it returns. Words come first (the token index), then holder, campaign,
+    SdI, handling, kind, and the plain list last."""
+    mailbox = mailbox.lower()
+    start, end = _sort_bounds(filters)
+    if filters.kind is not None and filters.kind not in kinds.ALL:
+        raise FilterError(f"unknown kind {filters.kind!r}: one of {', '.join(kinds.ALL)}")
+    if filters.bin and (filters.handling or filters.holder):
+        raise FilterError("messages in the bin have no presa in carico to filter on")
+    if filters.kind is None and not filters.bin:
+        list_value = f"{mailbox}#{LIST_RECEIPTS}" if filters.receipts else f"{mailbox}#{LIST_MESSAGES}"
+    else:
+        list_value = f"{mailbox}#{LIST_BIN}" if filters.bin else ""
+
+    candidates: list[tuple[str, str]] = []  # (attribute, value), most selective first
+    wanted = words(filters.text) if filters.text else []
+    if filters.text and not wanted:
+        raise FilterError("the words searched are too short or too common: add a more specific word")
+    if filters.holder:
+        candidates.append(("holder_pk", f"{mailbox}#{filters.holder.lower()}"))
+    if filters.campaign:
+        candidates.append(("campaign_pk", f"{mailbox}#{filters.campaign}"))
+    if filters.has_sdi:
+        candidates.append(("sdi_pk", f"{mailbox}#sdi"))
+    if filters.handling:
+        candidates.append(("handling_pk", f"{mailbox}#{Status(filters.handling).value}"))
+    if filters.kind and not filters.bin:
+        candidates.append(("kind_pk", f"{mailbox}#{filters.kind}"))
+    if list_value and not candidates:  # every other listing key is absent from the bin's rows
+        candidates.append(("list_pk", list_value))
+    elif filters.bin:
+        candidates.append(("list_pk", list_value))
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    if filters.has_sdi is False:
+        extra += (("sdi_pk", ("",)),)  # "" stands for: the attribute is absent
+    if filters.kind and filters.bin:
+        extra += (("kind", (filters.kind,)),)
+
+    if wanted:
+        # the longest word is likely the rarest: its partition is read, the others checked
+        ordered = sorted(wanted, key=len, reverse=True)
+        checked = tuple((a, (v,)) for a, v in candidates) + extra
+        listing = LIST_RECEIPTS if filters.receipts else LIST_MESSAGES
+        return Plan(
+            None, "pk", word_key(mailbox, listing, ordered[0]), start, end, checked, tuple(ordered[1:]), True
+        )
+    attribute, value = candidates[0]
+    others = tuple((a, (v,)) for a, v in candidates[1:]) + extra
+    return Plan(INDEXES[attribute], attribute, value, start, end, others)
+
+
+def matches(row: Mapping[str, object], plan: Plan) -> bool:
+    """Whether a row (or a word copy of it) read by the plan passes the rest of the filters."""
+    keys = row.get("listing") if plan.token_index else row
+    if not isinstance(keys, Mapping):
+        keys = {}
+    for attribute, allowed in plan.residual:
+        value = keys.get(attribute)
+        if (value if value is not None else "") not in allowed:
+            return False
+    return True
+
+
+def has_words(word_item: Mapping[str, object], plan: Plan) -> bool:
+    """Whether a word item read by a word plan has the other words searched too."""
+    present = set(word_item.get("words") or ())  # type: ignore[call-overload]
+    return all(w in present for w in plan.words)
+
+
+# --- cursors ------------------------------------------------------------------------------------
+class CursorError(ValueError):
+    """A cursor that is not one this list gave (changed, or from another list)."""
+
+
+def _plan_tag(plan: Plan) -> str:
+    return hashlib.sha256(repr(plan).encode()).hexdigest()[:16]
+
+
+def encode_cursor(last_key: Mapping[str, object], plan: Plan, secret: bytes) -> str:
+    """An opaque cursor for the next page: the last key read, bound to this very list (its
+    plan) and signed, so it cannot be edited to reach another mailbox or reused with other filters."""
+    body = json.dumps({"k": dict(last_key), "p": _plan_tag(plan)}, sort_keys=True, separators=(",", ":"))
+    tag = hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()[:32]
+    return base64.urlsafe_b64encode(f"{tag}.{body}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, plan: Plan, secret: bytes) -> dict[str, object]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        tag, body = raw.split(".", 1)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CursorError("this page link is damaged: start the list again") from exc
+    expected = hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()[:32]
+    if not hmac.compare_digest(tag, expected):
+        raise CursorError("this page link is damaged: start the list again")
+    data = json.loads(body)
+    if data.get("p") != _plan_tag(plan):
+        raise CursorError("this page link belongs to a list with other filters: start the list again")
+    key = data.get("k")
+    if not isinstance(key, dict):
+        raise CursorError("this page link is damaged: start the list again")
+    return key
+
+
+MAX_REQUEST_ITEMS = 1000
+
+
+def request_size(room: int, previous: int) -> int:
+    """Items a page's next query asks for: room for the page and one more first (one more
+    tells whether the list goes on), then twice the previous ask where filters left rows out."""
+    return room + 1 if previous == 0 else min(MAX_REQUEST_ITEMS, max(room + 1, previous * 2))
+
+
+def page_size(asked: int | None) -> int:
+    if asked is None:
+        return PAGE_SIZE
+    if not 1 <= asked <= MAX_PAGE_SIZE:
+        raise FilterError(f"a page holds 1 to {MAX_PAGE_SIZE} messages")
+    return asked
+
+
+def word_key(mailbox: str, listing: str, word: str) -> str:
+    return f"{mailbox.lower()}#w#{listing}#{word}"
+
+
+def row_key(mailbox: str, sha256: str) -> str:
+    return f"{mailbox.lower()}#m#{sha256}"
+
+
+ROW_SORT = "row"
+
+
+def word_copies(row: Mapping[str, object]) -> list[dict[str, object]]:
+    """The token index's items of a row: one copy of it per word, keyed by the word. The listing
+    keys go in a map, `listing`: at the top level they would put the copies in the indexes."""
+    listing = LIST_RECEIPTS if is_receipt(str(row.get("kind"))) else LIST_MESSAGES
+    mailbox = str(row["mailbox"])
+    base = {k: v for k, v in row.items() if k not in INDEXES}
+    base["listing"] = {k: row[k] for k in INDEXES if row.get(k)}
+    base["row_pk"] = row["pk"]
+    received_key = str(row.get("received_key") or "")
+    words = row.get("words") or []
+    return [
+        {**base, "pk": word_key(mailbox, listing, str(w)), "sk": received_key}
+        for w in words  # type: ignore[attr-defined]
+    ]
+
+
+def copy_keys(row: Mapping[str, object]) -> list[dict[str, str]]:
+    """The keys of a row's word copies (to change them with the row)."""
+    return [{"pk": str(c["pk"]), "sk": str(c["sk"])} for c in word_copies(row)]
+
+
+ROW_FIELDS = (
+    "sha256",
+    "kind",
+    "subject",
+    "from",
+    "received_at",
+    "received_key",
+    "date",
+    "identificativo",
+    "original_subject",
+)
+
+
+def inbox_row(
+    mailbox: str,
+    record: Mapping[str, object],
+    handling: Handling | None = None,
+    *,
+    deleted: Mapping[str, str] | None = None,
+    campaign_id: str | None = None,
+) -> dict[str, object]:
+    """A message's row in the inbox table: what a list shows, its handling, its listing keys."""
+    sha256 = str(record["sha256"])
+    handling = handling or Handling()
+    row: dict[str, object] = {"pk": row_key(mailbox, sha256), "sk": ROW_SORT, "mailbox": mailbox.lower()}
+    row |= {f: record[f] for f in ROW_FIELDS if record.get(f) not in (None, "", [])}
+    to = record.get("to")
+    if isinstance(to, list) and to:
+        row["to"] = [str(a) for a in to[:5]]
+        row["to_count"] = len(to)
+    attachments = record.get("attachments")
+    if isinstance(attachments, list) and attachments:
+        row["attachments"] = len(attachments)
+    sdi = record.get("sdi")
+    if isinstance(sdi, Mapping) and sdi.get("type"):
+        row["sdi_type"] = str(sdi["type"])
+    rem = record.get("rem")
+    if isinstance(rem, Mapping) and rem.get("event"):
+        row["rem_event"] = str(rem["event"])
+    problems = record.get("problems")
+    if isinstance(problems, list) and problems:
+        row["problems"] = len(problems)
+    found = record_words(record)
+    if found:
+        row["words"] = found
+    row |= handling_fields(handling)
+    if deleted:
+        row["deleted"] = dict(deleted)
+    if campaign_id:
+        row["campaign"] = campaign_id
+    keys = listing_keys(mailbox, record, handling, deleted=bool(deleted), campaign_id=campaign_id)
+    row |= {k: v for k, v in keys.items() if v}
+    return row
+
+
+def handling_fields(handling: Handling) -> dict[str, object]:
+    return {
+        "handling": handling.status.value,
+        "holder": handling.holder,
+        "since": handling.since.isoformat() if handling.since else None,
+        "handled_by": handling.by,
+        "note": handling.note,
+        "version": handling.version,
+    }
+
+
+def handling_of(row: Mapping[str, object]) -> Handling:
+    since = row.get("since")
+    return Handling(
+        status=Status(str(row.get("handling") or Status.OPEN.value)),
+        holder=str(row["holder"]) if row.get("holder") else None,
+        since=datetime.fromisoformat(str(since)) if since else None,
+        by=str(row["handled_by"]) if row.get("handled_by") else None,
+        note=str(row["note"]) if row.get("note") else None,
+        version=int(row.get("version") or 0),  # type: ignore[call-overload]
+    )

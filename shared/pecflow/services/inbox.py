@@ -1,0 +1,447 @@
+"""Working the inbox together: what the API (and the CLI) call for a person. Every call first
+checks the person's role on the mailbox (no role: "not found", pecflow.domain.access); each act
+on a message is decided by pecflow.domain.handling and written with its audit event in one
+transaction, conditional on the row's version, so of two people acting at once exactly one
+wins and the other is told who holds the message. Opening a message records a view, nothing
+else. Deleting moves a message's row to the bin (admins, with a reason); the archived original
+and the message record are never touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from pecflow.domain import clock
+from pecflow.domain.access import Action, NotVisible, Person, Role, allows
+from pecflow.domain.audit import AuditAction, AuditEvent, next_event
+from pecflow.domain.handling import Act, Handling, HandlingConflict, decide, require_in_own_charge
+from pecflow.domain.inbox import (
+    INDEXES,
+    Filters,
+    copy_keys,
+    decode_cursor,
+    encode_cursor,
+    handling_fields,
+    handling_of,
+    is_receipt,
+    listing_keys,
+    page_size,
+    plan,
+)
+from pecflow.domain.ports import Queue
+from pecflow.domain.reconcile import State
+from pecflow.domain.replies import FORWARD, REPLY, ReplyError, direct_message_id, make_direct
+from pecflow.services.audit import AuditPort
+from pecflow.services.sending import queue_entry
+
+ACT_ATTEMPTS = 20
+MAX_REASON_CHARS = 500
+
+ACTION_OF = {
+    Act.TAKE: Action.TAKE_IN_CHARGE,
+    Act.RELEASE: Action.RELEASE,
+    Act.ASSIGN: Action.ASSIGN,
+    Act.MARK_HANDLED: Action.MARK_HANDLED,
+    Act.REOPEN: Action.REOPEN,
+}
+AUDIT_OF = {
+    Act.TAKE: AuditAction.TAKE_IN_CHARGE,
+    Act.RELEASE: AuditAction.RELEASE,
+    Act.ASSIGN: AuditAction.ASSIGN,
+    Act.MARK_HANDLED: AuditAction.MARK_HANDLED,
+    Act.REOPEN: AuditAction.REOPEN,
+}
+
+
+# --- ports -----------------------------------------------------------------------------------------
+class InboxRows(Protocol):
+    def row(self, mailbox: str, sha256: str) -> dict[str, Any] | None: ...
+    def page(self, plan: Any, *, limit: int, start_key: Mapping[str, Any] | None = None) -> Any: ...
+    def act(
+        self,
+        mailbox: str,
+        sha256: str,
+        *,
+        expected_version: int,
+        set_fields: Mapping[str, Any],
+        remove: tuple[str, ...] = (),
+        audit: AuditEvent,
+        require_deleted: bool | None = False,
+        copies: list[dict[str, str]] | None = None,
+    ) -> str: ...
+
+
+class People(Protocol):
+    def person(self, username: str) -> Person | None: ...
+
+
+class Records(Protocol):
+    def get(self, mailbox: str, sha256: str) -> Any: ...
+
+
+class Outbox(Protocol):
+    """Where a reply or forward is registered for the sender (the outgoing store)."""
+
+    def register(
+        self,
+        message_id: str,
+        *,
+        mailbox: str,
+        recipients: list[str],
+        subject: str | None = None,
+        state: Any = ...,
+        campaign_id: str | None = None,
+        extra: dict | None = None,
+    ) -> bool: ...
+
+
+# --- values ----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a request came from, for the audit log."""
+
+    ip: str | None = None
+    client: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    rows: list[dict[str, Any]]
+    cursor: str | None  # the next page, None on the last
+    items_read: int
+    requests: int
+
+
+class InboxError(ValueError):
+    """A request that cannot be done as asked (the API answers 400 with this text)."""
+
+
+_ROW_KEYS = ("pk", "sk", "row_pk", "mailbox", "words", *INDEXES)
+
+
+def shown(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as a person sees it: without the table's keys."""
+    return {k: v for k, v in row.items() if k not in _ROW_KEYS}
+
+
+class Inbox:
+    def __init__(
+        self,
+        rows: InboxRows,
+        audit: AuditPort,
+        people: People,
+        records: Records,
+        *,
+        cursor_secret: bytes,
+        audit_key: bytes | None = None,
+        now: Callable[[], datetime] = clock.now,
+        outbox: Outbox | None = None,
+        send_queue: Queue | None = None,
+        download_url: Callable[[str, str], str] | None = None,  # (archive key, file name) -> link
+    ):
+        self.rows, self.audit, self.people, self.records = rows, audit, people, records
+        self.cursor_secret, self.audit_key, self.now = cursor_secret, audit_key, now
+        self.outbox, self.send_queue, self.download_url = outbox, send_queue, download_url
+
+    # --- reading ----------------------------------------------------------------------------------
+    def list(
+        self,
+        person: Person,
+        mailbox: str,
+        filters: Filters,
+        *,
+        cursor: str | None = None,
+        size: int | None = None,
+    ) -> Listing:
+        person.require(mailbox, Action.DELETE if filters.bin else Action.LIST)  # the bin: admins
+        query = plan(mailbox, filters)
+        start = decode_cursor(cursor, query, self.cursor_secret) if cursor else None
+        page = self.rows.page(query, limit=page_size(size), start_key=start)
+        following = encode_cursor(page.next_key, query, self.cursor_secret) if page.next_key else None
+        return Listing([shown(r) for r in page.rows], following, page.items_read, page.requests)
+
+    def show(self, person: Person, mailbox: str, sha256: str, source: Source = Source()) -> dict[str, Any]:
+        """One message: its record and its row; records a view (opening is not taking in charge)."""
+        role = person.require(mailbox, Action.READ)
+        row = self._visible_row(mailbox, sha256, role)
+        record = self.records.get(mailbox, sha256)
+        self._record(person, mailbox, sha256, AuditAction.VIEW, source)
+        fields = record.as_dict() if record is not None and hasattr(record, "as_dict") else (record or {})
+        # the reconciled view: the message of ours a receipt (or a reply to us) is about, and what
+        # we sent from this one, each with its receipts
+        about = fields.get("outgoing_message_id") or fields.get("thread_of")
+        ours = [row.get("last_reply"), row.get("last_forward")]
+        return {
+            "message": fields or None,
+            "row": shown(row),
+            "about": self._sent(about) if about else None,
+            "sent_from_here": [v for v in (self._sent(m) for m in ours if m) if v],
+        }
+
+    def download(self, person: Person, mailbox: str, sha256: str, source: Source = Source()) -> str:
+        """A short-lived link to the original .eml, byte for byte as archived (recorded as a download)."""
+        role = person.require(mailbox, Action.DOWNLOAD)
+        self._visible_row(mailbox, sha256, role)
+        record = self.records.get(mailbox, sha256)
+        fields = record.as_dict() if record is not None and hasattr(record, "as_dict") else (record or {})
+        key = fields.get("s3_key")
+        if not key or self.download_url is None:
+            raise InboxError("this message has no archived original to download")
+        self._record(person, mailbox, sha256, AuditAction.DOWNLOAD, source)
+        return self.download_url(str(key), f"{sha256[:16]}.eml")
+
+    def _sent(self, message_id: str) -> dict[str, Any] | None:
+        """A message we sent, as reconciled: to whom, its state, its receipts in order."""
+        job = getattr(self.outbox, "job", None)
+        record = job(message_id) if job is not None else None
+        if record is None:
+            return None
+        receipts = sorted(
+            ({"kind": r.get("kind"), "at": r.get("at"), "sha256": sha, "error": r.get("error")}
+             for sha, r in record.receipts.items()),
+            key=lambda r: str(r["at"] or ""),
+        )  # fmt: skip
+        head = record.head or {}
+        return {
+            "message_id": message_id,
+            "subject": head.get("subject"),
+            "to": record.recipient,
+            "state": str(record.state),
+            "error": record.error,
+            "receipts": [{k: v for k, v in r.items() if v is not None} for r in receipts],
+        }
+
+    def _visible_row(self, mailbox: str, sha256: str, role: Role) -> dict[str, Any]:
+        row = self.rows.row(mailbox, sha256)
+        if row is None or (row.get("deleted") and not allows(role, Action.RESTORE)):
+            raise NotVisible(f"message {sha256} not found in {mailbox}")
+        return row
+
+    # --- presa in carico ---------------------------------------------------------------------------
+    def act(
+        self,
+        person: Person,
+        mailbox: str,
+        sha256: str,
+        act: Act,
+        *,
+        to: str | None = None,
+        note: str | None = None,
+        source: Source = Source(),
+    ) -> Handling:
+        role = person.require(mailbox, ACTION_OF[act])
+        if act is Act.ASSIGN:
+            to = self._assignee(mailbox, to)
+        for _ in range(ACT_ATTEMPTS):
+            row = self._visible_row(mailbox, sha256, Role.VIEWER)  # the bin: no acts there
+            if is_receipt(str(row.get("kind"))):
+                raise InboxError(
+                    "receipts are not taken in charge: they belong to the message they are about"
+                )
+            current = handling_of(row)
+            after = decide(current, act, actor=person.username, role=role, now=self.now(), to=to, note=note)
+            if after == current:
+                return current  # already so: nothing to write, nothing to audit
+            keys = listing_keys(mailbox, row, after)
+            fields = {
+                **handling_fields(after),
+                "handling_pk": keys["handling_pk"],
+                "holder_pk": keys["holder_pk"],
+            }
+            details = {
+                "to": to,
+                "note": after.note if act is Act.MARK_HANDLED else note,
+                "was": current.holder,
+            }
+            event = self._event(person, mailbox, sha256, AUDIT_OF[act], source, details)
+            outcome = self.rows.act(
+                mailbox,
+                sha256,
+                expected_version=current.version,
+                set_fields={k: v for k, v in fields.items() if k != "version"},
+                audit=event,
+                copies=copy_keys(row),
+            )
+            if outcome == "done":
+                return after
+            # the row changed (someone acted first) or the audit number was taken: read again;
+            # deciding again on the new row tells the loser who holds the message
+        raise HandlingConflict("busy", "the message is busy: try again in a moment", handling_of(row))
+
+    def _assignee(self, mailbox: str, to: str | None) -> str:
+        if not to:
+            raise InboxError("assign to whom? name the person")
+        assignee = self.people.person(to)
+        if assignee is None or not assignee.enabled:
+            raise InboxError(f"there is no active person called {to}")
+        role = assignee.role_on(mailbox)
+        if role is None or not allows(role, Action.TAKE_IN_CHARGE):
+            raise InboxError(
+                f"{to} cannot take messages of {mailbox} in charge (their role does not allow it)"
+            )
+        return assignee.username
+
+    # --- the bin -----------------------------------------------------------------------------------
+    def delete(
+        self, person: Person, mailbox: str, sha256: str, reason: str, source: Source = Source()
+    ) -> None:
+        """Move a message to the bin (admins, with a reason): out of every list but the bin's.
+        The archived original and the message record stay as they are."""
+        person.require(mailbox, Action.DELETE)
+        reason = (reason or "").strip()
+        if not reason:
+            raise InboxError("say why the message is deleted (the reason is kept in the audit log)")
+        reason = reason[:MAX_REASON_CHARS]
+        for _ in range(ACT_ATTEMPTS):
+            row = self._visible_row(mailbox, sha256, Role.ADMIN)
+            if row.get("deleted"):
+                return
+            deleted = {"reason": reason, "by": person.username, "at": clock.iso(self.now())}
+            keys = listing_keys(mailbox, row, handling_of(row), deleted=True)
+            event = self._event(person, mailbox, sha256, AuditAction.DELETE, source, {"reason": reason})
+            outcome = self.rows.act(
+                mailbox,
+                sha256,
+                expected_version=int(row.get("version") or 0),
+                set_fields={"deleted": deleted, **keys},
+                audit=event,
+                require_deleted=False,
+                copies=copy_keys(row),
+            )
+            if outcome == "done":
+                return
+        raise InboxError("the message is busy: try again in a moment")
+
+    def restore(self, person: Person, mailbox: str, sha256: str, source: Source = Source()) -> None:
+        person.require(mailbox, Action.RESTORE)
+        for _ in range(ACT_ATTEMPTS):
+            row = self._visible_row(mailbox, sha256, Role.ADMIN)
+            if not row.get("deleted"):
+                return
+            keys = listing_keys(mailbox, row, handling_of(row))
+            event = self._event(person, mailbox, sha256, AuditAction.RESTORE, source, {})
+            outcome = self.rows.act(
+                mailbox,
+                sha256,
+                expected_version=int(row.get("version") or 0),
+                set_fields=dict(keys),
+                remove=("deleted",),
+                audit=event,
+                require_deleted=True,
+                copies=copy_keys(row),
+            )
+            if outcome == "done":
+                return
+        raise InboxError("the message is busy: try again in a moment")
+
+    # --- reply and forward --------------------------------------------------------------------
+    def reply(self, person: Person, mailbox: str, sha256: str, text: str, source: Source = Source()) -> str:
+        """Answer the message's sender, through the sender (quota, exactly once); the message must
+        be in the person's own charge. Returns the reply's Message-ID (the same for a repeated
+        request)."""
+        return self._send(person, mailbox, sha256, REPLY, None, text, source)
+
+    def forward(
+        self, person: Person, mailbox: str, sha256: str, to: str, text: str, source: Source = Source()
+    ) -> str:
+        """Send the message, whole, to another address, with a note."""
+        return self._send(person, mailbox, sha256, FORWARD, to, text, source)
+
+    def _send(
+        self, person: Person, mailbox: str, sha256: str, kind: str, to: str | None, text: str, source: Source
+    ) -> str:
+        if self.outbox is None or self.send_queue is None:
+            raise RuntimeError("this inbox cannot send: no outbox or send queue wired")
+        person.require(mailbox, Action.REPLY if kind == REPLY else Action.FORWARD)
+        what = "reply to" if kind == REPLY else "forward"
+        # the act (row and audit event together) first, then the outgoing job, then the queue: a
+        # request stopped half-way and repeated finds its act done and completes the rest
+        for _ in range(ACT_ATTEMPTS):
+            row = self._visible_row(mailbox, sha256, Role.VIEWER)
+            if is_receipt(str(row.get("kind"))):
+                raise InboxError("a receipt is not answered: answer the message it is about")
+            handling = handling_of(row)
+            require_in_own_charge(handling, person.username, what)
+            record = self.records.get(mailbox, sha256)
+            if record is None:
+                raise InboxError("this message has no record to answer from")
+            direct = _direct(kind, mailbox, record, to, text, person.username)
+            message_id = direct_message_id(sha256, direct)
+            if row.get(f"last_{kind}") != message_id:
+                details = {"message_id": message_id, "to": direct.to}
+                action = AuditAction.REPLY if kind == REPLY else AuditAction.FORWARD
+                outcome = self.rows.act(
+                    mailbox,
+                    sha256,
+                    expected_version=handling.version,
+                    set_fields={f"last_{kind}": message_id, f"last_{kind}_at": clock.iso(self.now())},
+                    audit=self._event(person, mailbox, sha256, action, source, details),
+                    copies=copy_keys(row),
+                )
+                if outcome != "done":
+                    continue  # someone acted meanwhile: read again (the holder may have changed)
+            self.outbox.register(
+                message_id,
+                mailbox=mailbox.lower(),
+                recipients=[direct.to],
+                subject=direct.subject,
+                state=State.PENDING,
+                extra={"direct": direct.as_dict(), "origin": {"mailbox": mailbox.lower(), "sha256": sha256}},
+            )  # False: registered already by the same request
+            self.send_queue.send(queue_entry(message_id))  # the sender sends a job once, whatever
+            return message_id
+        raise InboxError("the message is busy: try again in a moment")
+
+    # --- audit -------------------------------------------------------------------------------------
+    def _event(
+        self,
+        person: Person,
+        mailbox: str,
+        sha256: str,
+        action: AuditAction,
+        source: Source,
+        details: Mapping[str, object],
+    ) -> AuditEvent:
+        return next_event(
+            self.audit.head(mailbox),
+            actor=person.username,
+            action=action,
+            at=self.now(),
+            message=sha256,
+            source_ip=source.ip,
+            client=source.client,
+            details=details,
+            key=self.audit_key,
+        )
+
+    def _record(self, person: Person, mailbox: str, sha256: str, action: AuditAction, source: Source) -> None:
+        """An audit event alone (a view, a download): chained, with the same retries as an act."""
+        for _ in range(ACT_ATTEMPTS):
+            if self.audit.append(self._event(person, mailbox, sha256, action, source, {})):
+                return
+        raise InboxError("the audit log is busy: try again in a moment")
+
+
+def _direct(kind: str, mailbox: str, record: Any, to: str | None, text: str, by: str):
+    """The reply or forward of a recorded message: a reply goes to whom the message is from
+    (for a PEC envelope, the certified sender of its daticert, not the provider's address)."""
+    fields = record.as_dict() if hasattr(record, "as_dict") else dict(record)
+    if kind == REPLY:
+        to = fields.get("sender") or fields.get("from")
+    try:
+        return make_direct(
+            kind,
+            mailbox=mailbox,
+            to=str(to or ""),
+            text=text,
+            original_subject=fields.get("original_subject") or fields.get("subject"),
+            original_message_id=fields.get("original_message_id") or fields.get("message_id"),
+            original_key=fields.get("s3_key"),
+            original_sha256=fields.get("sha256"),
+            by=by,
+        )
+    except ReplyError as exc:
+        raise InboxError(str(exc)) from None

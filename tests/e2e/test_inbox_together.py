@@ -1,0 +1,126 @@
+"""Working the inbox together on the local stack, through the HTTP API on a local port (tokens
+checked as API Gateway's authorizer does): a certified message arrives and is polled, two people
+see it, one takes it in charge and replies (the other is refused, and cannot reply either), the
+reply goes out through the sender and its receipts are reconciled, and the other sees who handled
+it and what was done, in the audit trail."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+
+from local.api_server import json_request
+from local.pecbuild import builder
+from pecflow import bootstrap
+from pecflow.domain.reconcile import State
+from tests.e2e.test_campaigns import received_by
+from tests.e2e.test_ingestion import submit
+
+POLL = 5 * 60
+
+
+@pytest.mark.timeout(600)
+def test_two_people_one_message_one_reply(stack, dovecot):
+    net = stack.network
+    alfa = net.add_provider(builder.Gestore("Alfa PEC S.p.A.", "pec.alfa.test"))
+    beta = net.add_provider(builder.Gestore("Beta PEC S.p.A.", "pec.beta.test"))
+    office = stack.add_company_mailbox(alfa, "ufficio@pec.alfa.test")
+    mario = beta.add_mailbox("mario.rossi@pec.beta.test")
+    api = stack.serve_api()
+    anna = stack.add_person("anna", "anna@alfa.test", "Anna", {office.address: "operator"})
+    bruno = stack.add_person("bruno", "bruno@alfa.test", "Bruno", {office.address: "operator"})
+    box = f"{api.url}/mailboxes/{quote(office.address)}"
+
+    submit(
+        beta, mario, [office.address], subject="Richiesta di preventivo", msgid="<richiesta-7@pec.beta.test>"
+    )
+    stack.runner.advance(POLL)
+    stack.network.wait_idle(60)
+
+    # both see it, da gestire; opening it takes nothing in charge
+    for token in (anna, bruno):
+        status, page = json_request(f"{box}/messages?handling=da-gestire", token=token)
+        assert status == 200, page
+        (row,) = [m for m in page["messages"] if m["kind"] == "posta-certificata"]
+    sha = row["sha256"]
+    status, shown = json_request(f"{box}/messages/{sha}", token=bruno)
+    assert status == 200 and shown["row"]["handling"] == "da-gestire"
+    assert shown["message"]["sender"] == "mario.rossi@pec.beta.test"
+
+    # one takes it in charge; the other is told who holds it, and cannot reply
+    status, held = json_request(
+        f"{box}/messages/{sha}/handling", "POST", token=anna, body={"act": "take-in-charge"}
+    )
+    assert status == 200 and held["holder"] == "anna"
+    status, refused = json_request(
+        f"{box}/messages/{sha}/handling", "POST", token=bruno, body={"act": "take-in-charge"}
+    )
+    assert status == 409 and refused["holder"] == "anna" and "anna" in refused["message"]
+    status, refused = json_request(
+        f"{box}/messages/{sha}/reply", "POST", token=bruno, body={"text": "Anche io"}
+    )
+    assert status == 409 and refused["code"] == "held-by-other"
+    text = {"text": "Gentile sig. Rossi,\nin allegato il nostro preventivo.\n"}
+    status, sent = json_request(f"{box}/messages/{sha}/reply", "POST", token=anna, body=text)
+    assert status == 200, sent
+    status, again = json_request(
+        f"{box}/messages/{sha}/reply", "POST", token=anna, body=text
+    )  # a double click
+    assert again == sent
+
+    # the reply goes out through the sender; its receipts come back and are reconciled
+    stack.runner.run_until_idle(120)
+    stack.network.wait_idle(60)
+    stack.runner.advance(POLL)
+    stack.network.wait_idle(60)
+    stack.runner.advance(POLL)
+    outgoing = bootstrap.outgoing_store(stack.deployment())
+    job = outgoing.job(sent["message_id"])
+    assert job is not None and job.state == State.DELIVERED, job
+    assert sorted(r["kind"] for r in job.receipts.values()) == ["accettazione", "avvenuta-consegna"]
+    assert received_by(net, mario.address) == 1, "the simulator received exactly one reply"
+
+    status, done = json_request(f"{box}/messages/{sha}/handling", "POST", token=anna,
+                                body={"act": "mark-handled", "note": "preventivo inviato"})  # fmt: skip
+    assert status == 200 and done["handling"] == "gestito"
+
+    # the other sees who handled it, and the trail
+    status, shown = json_request(f"{box}/messages/{sha}", token=bruno)
+    assert (shown["row"]["handling"], shown["row"]["holder"], shown["row"]["note"]) == (
+        "gestito",
+        "anna",
+        "preventivo inviato",
+    )
+    assert shown["row"]["last_reply"] == sent["message_id"]
+    (reply,) = shown["sent_from_here"]  # the reply beside the message, with its receipts
+    assert (reply["message_id"], reply["to"], reply["state"]) == (
+        sent["message_id"],
+        mario.address,
+        "delivered",
+    )
+    assert [r["kind"] for r in reply["receipts"]] == ["accettazione", "avvenuta-consegna"]
+
+    # the original, byte for byte, through a short-lived link
+    import urllib.request
+
+    status, link = json_request(f"{box}/messages/{sha}/download", token=bruno)
+    assert status == 200
+    with urllib.request.urlopen(link["url"], timeout=30) as answer:
+        original = answer.read()
+    import hashlib
+
+    assert hashlib.sha256(original).hexdigest() == sha
+    status, trail = json_request(f"{box}/messages/{sha}/audit", token=bruno)
+    assert [(e["actor"], e["action"]) for e in trail] == [
+        ("bruno", "view"),
+        ("anna", "take-in-charge"),
+        ("anna", "reply"),
+        ("anna", "mark-handled"),
+        ("bruno", "view"),
+        ("bruno", "download"),
+    ]
+    assert all(e["source_ip"] == "127.0.0.1" for e in trail)
+    assert bootstrap.audit_log(stack.deployment()).verify(office.address).ok
+    failures = [i for i in stack.runner.invocations if not i.ok and "Deferred" not in (i.error or "")]
+    assert failures == [], failures[0].error if failures else None

@@ -1,0 +1,225 @@
+"""The inbox on DynamoDB (moto, template.yaml's InboxTable, AuditTable, PeopleTable) against its
+fake: the same pages for every filter, the acts and their audit events in one transaction, one
+winner of a race, the bin; people and their roles."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pecflow.adapters.dynamodb.audit import AuditStore
+from pecflow.adapters.dynamodb.inbox import InboxStore
+from pecflow.adapters.dynamodb.people import PeopleStore
+from pecflow.domain.access import Person, Role
+from pecflow.domain.handling import Act, HandlingConflict, Status
+from pecflow.domain.inbox import Filters
+from pecflow.services.audit import AuditLog
+from pecflow.services.inbox import Inbox
+from tests import fakes
+
+BOX = "ufficio@pec.alfa.test"
+KINDS = ["posta-certificata", "posta-certificata", "anomalia", "accettazione", "avvenuta-consegna"]
+
+anna = Person("anna", "anna@alfa.test", roles={BOX: Role.OPERATOR})
+bruno = Person("bruno", "bruno@alfa.test", roles={BOX: Role.OPERATOR})
+carla = Person("carla", "carla@alfa.test", roles={BOX: Role.ADMIN})
+
+
+class People:
+    def person(self, username):
+        return {"anna": anna, "bruno": bruno, "carla": carla}.get(username)
+
+
+def record(i: int):
+    day = 1 + i % 28
+    return {
+        "sha256": f"{i:064x}",
+        "kind": KINDS[i % len(KINDS)],
+        "subject": f"Pratica {i} fattura {i % 7} – Società Àlfa" if i % 2 else f"Richiesta {i}",
+        "from": f"cliente{i % 5}@pec.beta.it",
+        "to": [BOX],
+        "received_at": f"2026-11-{day:02d}T09:00:00+00:00",
+        "received_key": f"2026-11-{day:02d}T09:{i % 60:02d}:{i % 13:02d}+00:00#{i:016x}",
+        **({"sdi": {"type": "RC"}} if i % 11 == 0 else {}),
+    }
+
+
+def clock():
+    state = {"at": datetime(2026, 11, 26, 9, 0, tzinfo=UTC)}
+    lock = threading.Lock()
+
+    def now():
+        with lock:
+            state["at"] += timedelta(seconds=1)
+            return state["at"]
+
+    return now
+
+
+@pytest.fixture(scope="module")
+def worlds(moto_stack):
+    ddb = moto_stack.resource("dynamodb")
+    audit = AuditStore(moto_stack.physical("AuditTable"), ddb)
+    real = InboxStore(moto_stack.physical("InboxTable"), ddb, audit_table=moto_stack.physical("AuditTable"))
+    fake_audit = fakes.FakeAuditStore()
+    fake = fakes.FakeInboxStore(fake_audit)
+    for i in range(120):
+        assert real.add(BOX, record(i))
+        fake.add(BOX, record(i))
+    assert not real.add(BOX, record(3))  # recorded again: the row stays as it is
+    inboxes = {
+        name: Inbox(rows, a, People(), None, cursor_secret=b"k" * 32, now=clock())
+        for name, rows, a in (("dynamodb", real, audit), ("fake", fake, fake_audit))
+    }
+    return inboxes, {"dynamodb": audit, "fake": fake_audit}
+
+
+def every_page(inbox, filters, size, costs=None):
+    rows, cursor, pages = [], None, 0
+    while True:
+        listing = inbox.list(carla, BOX, filters, cursor=cursor, size=size)
+        pages += 1
+        rows += [r["sha256"] for r in listing.rows]
+        if costs is not None:
+            costs.append((listing.items_read, listing.requests))
+        if listing.cursor is None:
+            return rows, pages
+        cursor = listing.cursor
+
+
+FILTERS = [
+    Filters(),
+    Filters(receipts=True),
+    Filters(kind="anomalia"),
+    Filters(kind="accettazione"),
+    Filters(has_sdi=True),
+    Filters(has_sdi=False, kind="posta-certificata"),
+    Filters(handling=Status.OPEN),
+    Filters(received_from=datetime(2026, 11, 5, tzinfo=UTC), received_to=datetime(2026, 11, 9, tzinfo=UTC)),
+    Filters(text="fattura"),
+    Filters(text="fattura alfa cliente2"),
+    Filters(text="richiesta", kind="posta-certificata"),
+]
+
+
+@pytest.mark.parametrize("filters", FILTERS, ids=[f"filter{i}" for i in range(len(FILTERS))])
+@pytest.mark.parametrize("size", [7, 50])
+def test_the_same_pages_as_the_fake(worlds, filters, size):
+    inboxes, _ = worlds
+    real_costs, fake_costs = [], []
+    real, real_pages = every_page(inboxes["dynamodb"], filters, size, real_costs)
+    fake, _ = every_page(inboxes["fake"], filters, size, fake_costs)
+    assert real and real == fake and len(set(real)) == len(real)
+    assert fake_costs == real_costs  # items read and requests per page, as DynamoDB counts them
+    assert real_pages == max(1, -(-len(real) // size))  # no empty last page
+
+
+def test_a_race_has_one_winner_and_one_audit_event(worlds):
+    inboxes, audits = worlds
+    inbox, sha = inboxes["dynamodb"], f"{5:064x}"
+    results, barrier = {}, threading.Barrier(2)
+
+    def take(person):
+        barrier.wait()
+        try:
+            results[person.username] = inbox.act(person, BOX, sha, Act.TAKE)
+        except HandlingConflict as exc:
+            results[person.username] = exc
+
+    threads = [threading.Thread(target=take, args=(p,)) for p in (anna, bruno)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    losers = [r for r in results.values() if isinstance(r, HandlingConflict)]
+    assert len(losers) == 1 and losers[0].code == "held-by-other"
+    (winner,) = [n for n, r in results.items() if not isinstance(r, HandlingConflict)]
+    for inbox_ in inboxes.values():  # the word copies changed with the row, in the same write
+        if inbox_ is inbox:
+            assert sha in every_page(inbox_, Filters(text="pratica", holder=winner), 50)[0]
+            assert sha not in every_page(inbox_, Filters(text="pratica", handling=Status.OPEN), 50)[0]
+    trail = AuditLog(audits["dynamodb"]).trail(BOX, sha)
+    assert [e.action for e in trail] == ["take-in-charge"]
+    assert AuditLog(audits["dynamodb"]).verify(BOX).ok
+
+
+def test_delete_and_restore_on_dynamodb(worlds):
+    inboxes, audits = worlds
+    inbox, sha = inboxes["dynamodb"], f"{10:064x}"
+    inbox.delete(carla, BOX, sha, "inviata per errore")
+    assert sha not in every_page(inbox, Filters(), 50)[0]
+    assert sha in every_page(inbox, Filters(bin=True), 50)[0]
+    inbox.restore(carla, BOX, sha)
+    assert sha in every_page(inbox, Filters(), 50)[0]
+    assert [e.action for e in AuditLog(audits["dynamodb"]).trail(BOX, sha)] == ["delete", "restore"]
+
+
+def test_people_and_their_roles(moto_stack):
+    people = PeopleStore(moto_stack.physical("PeopleTable"), moto_stack.resource("dynamodb"))
+    assert people.add(
+        Person("dario", "dario@alfa.test", "Dario Neri"), created_at="2026-11-26T09:00:00+00:00"
+    )
+    assert not people.add(Person("dario", "altro@alfa.test"), created_at="2026-11-26T09:00:00+00:00")
+    people.set_role("dario", "Ufficio@PEC.alfa.test", Role.OPERATOR)
+    people.set_role("dario", "legale@pec.alfa.test", Role.VIEWER)
+    dario = people.person("dario")
+    assert dario is not None and dario.roles == {BOX: Role.OPERATOR, "legale@pec.alfa.test": Role.VIEWER}
+    assert ("dario", Role.OPERATOR) in people.on_mailbox(BOX)
+    people.set_role("dario", "legale@pec.alfa.test", None)
+    assert people.person("dario").roles == {BOX: Role.OPERATOR}
+    assert people.set_enabled("dario", False) and not people.person("dario").enabled
+    assert not people.set_enabled("nessuno", False)
+    assert "dario" in [p.username for p in people.everyone()]
+
+
+def test_a_deleted_message_restored_its_archived_original_untouched(moto_stack):
+    """Delete and restore touch the inbox row only: the archived original's bytes, checksum and
+    versions, and the message record, stay exactly as they were."""
+    import hashlib
+
+    from local.pecbuild import builder
+    from pecflow.adapters.archive import Archive
+    from pecflow.adapters.dynamodb import MessageStore
+    from pecflow.pec.message import parse
+    from pecflow.services.receive import build_record
+
+    ddb = moto_stack.resource("dynamodb")
+    bucket = moto_stack.physical("ArchiveBucket")
+    archive = Archive(bucket, moto_stack.client("s3"))
+    messages = MessageStore(moto_stack.physical("MessagesTable"), ddb)
+    audit = AuditStore(moto_stack.physical("AuditTable"), ddb)
+    rows = InboxStore(moto_stack.physical("InboxTable"), ddb, audit_table=moto_stack.physical("AuditTable"))
+    original = builder.messaggio_originale(
+        mittente="cliente@pec.beta.test", destinatari=[BOX], oggetto="Diffida", testo="Si diffida.\n",
+        message_id="<d1@pec.beta.test>",
+    )  # fmt: skip
+    raw = builder.busta_trasporto(
+        original,
+        gestore=builder.Gestore("Beta PEC S.p.A.", "pec.beta.test"),
+        identificativo="opec001.20261126090000.00001@pec.beta.test",
+        data=datetime(2026, 11, 26, 9, 0, tzinfo=UTC),
+        destinatari=[builder.Destinatario(BOX, "certificato")],
+    )
+    sha = hashlib.sha256(raw).hexdigest()
+    archived = archive.store(raw, sha)
+    record = build_record(BOX, "INBOX", 1, 1, None, raw, sha, archived.key, parse(raw))
+    assert messages.record(BOX, record) and rows.add(BOX, record)
+
+    s3 = moto_stack.client("s3")
+
+    def archived_state():
+        head = s3.head_object(Bucket=bucket, Key=archived.key, ChecksumMode="ENABLED")
+        versions = s3.list_object_versions(Bucket=bucket, Prefix=archived.key).get("Versions", [])
+        body = s3.get_object(Bucket=bucket, Key=archived.key)["Body"].read()
+        return body, head.get("ChecksumSHA256"), head.get("VersionId"), [v["VersionId"] for v in versions]
+
+    before, stored_record = archived_state(), messages.get(BOX, sha)
+    inbox = Inbox(rows, audit, People(), messages, cursor_secret=b"k" * 32)
+    inbox.delete(carla, BOX, sha, "duplicato")
+    assert archived_state() == before and messages.get(BOX, sha) == stored_record
+    inbox.restore(carla, BOX, sha)
+    assert archived_state() == before and messages.get(BOX, sha) == stored_record
+    assert before[0] == raw and archive.verify(archived.key, sha).ok
+    assert [e.action for e in AuditLog(audit).trail(BOX, sha)] == ["delete", "restore"]

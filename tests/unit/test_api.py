@@ -1,0 +1,237 @@
+"""The API on fakes, with API Gateway HTTP API (v2) events as the JWT authorizer passes them:
+every route × every role (allowed, forbidden 403, invisible 404), no identity 401, a disabled
+person refused, errors as JSON with a message, the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from urllib.parse import urlencode
+
+import pytest
+
+from pecflow.api import Services, build_app
+from pecflow.api.app import openapi_document
+from pecflow.domain.access import Role
+from pecflow.services.audit import AuditLog
+from pecflow.services.inbox import Inbox
+from pecflow.services.people import PeopleAdmin
+from tests import fakes
+
+BOX = "ufficio@pec.alfa.test"
+SHA = f"{1:064x}"
+ROLES = [None, Role.VIEWER, Role.OPERATOR, Role.MANAGER, Role.ADMIN]
+
+
+class Records:
+    def get(self, mailbox, sha256):
+        return {"sha256": sha256, "subject": "Pratica", "from": "cliente@pec.beta.test", "message_id": "<m@x>",
+                "s3_key": f"messages/{sha256}"}  # fmt: skip
+
+
+def world():
+    audit = fakes.FakeAuditStore()
+    store = fakes.FakePeopleStore()
+    people = PeopleAdmin(store, AuditLog(audit), fakes.FakeDirectory())
+    rows = fakes.FakeInboxStore(audit)
+    for i in range(3):
+        rows.add(BOX, {"sha256": f"{i:064x}", "kind": "posta-certificata", "subject": f"Pratica {i}",
+                       "received_key": f"2026-11-2{i}T09:00:00+00:00#{i:016x}"})  # fmt: skip
+    for name, role in (("nessuno", None), ("vera", Role.VIEWER), ("otto", Role.OPERATOR),
+                       ("marco", Role.MANAGER), ("carla", Role.ADMIN), ("collega", Role.OPERATOR)):  # fmt: skip
+        people.add("test", name, f"{name}@alfa.test")
+        if role:
+            people.set_role("test", name, BOX, role)
+    outgoing = fakes.FakeOutgoingStore(fakes.FakeCampaignStore())
+    inbox = Inbox(
+        rows, audit, store, Records(), cursor_secret=b"s" * 32, outbox=outgoing, send_queue=fakes.FakeQueue()
+    )
+    return build_app(Services(inbox, people, AuditLog(audit))), people
+
+
+def event(method: str, path: str, *, user: str | None, body=None, query=None) -> dict:
+    context = {
+        "accountId": "123456789012", "apiId": "api", "domainName": "api.example", "domainPrefix": "api",
+        "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.7",
+                 "userAgent": "pytest"},
+        "requestId": "req", "routeKey": "$default", "stage": "$default",
+        "time": "26/Nov/2026:09:00:00 +0000", "timeEpoch": 1795683600000,
+    }  # fmt: skip
+    if user is not None:
+        context["authorizer"] = {
+            "jwt": {"claims": {"cognito:username": user, "token_use": "id"}, "scopes": None}
+        }
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": urlencode(query or {}),
+        "queryStringParameters": query,
+        "headers": {"user-agent": "pytest", "content-type": "application/json"},
+        "requestContext": context,
+        "body": json.dumps(body) if body is not None else None,
+        "isBase64Encoded": False,
+    }
+
+
+def call(app, method, path, *, user="carla", body=None, query=None):
+    response = app.resolve(event(method, path, user=user, body=body, query=query), None)
+    return response["statusCode"], json.loads(response["body"]) if response.get("body") else None
+
+
+M = f"/mailboxes/{BOX}"
+# (name, method, path, body, query, the least role allowed)
+ROUTES = [
+    ("list", "GET", f"{M}/messages", None, None, Role.VIEWER),
+    ("bin", "GET", f"{M}/messages", None, {"bin": "true"}, Role.ADMIN),
+    ("show", "GET", f"{M}/messages/{SHA}", None, None, Role.VIEWER),
+    ("trail", "GET", f"{M}/messages/{SHA}/audit", None, None, Role.VIEWER),
+    ("take", "POST", f"{M}/messages/{SHA}/handling", {"act": "take-in-charge"}, None, Role.OPERATOR),
+    (
+        "handled",
+        "POST",
+        f"{M}/messages/{SHA}/handling",
+        {"act": "mark-handled", "note": "ok"},
+        None,
+        Role.OPERATOR,
+    ),
+    (
+        "assign",
+        "POST",
+        f"{M}/messages/{SHA}/handling",
+        {"act": "assign", "to": "collega"},
+        None,
+        Role.MANAGER,
+    ),
+    ("delete", "POST", f"{M}/messages/{SHA}/delete", {"reason": "doppione"}, None, Role.ADMIN),
+    ("restore", "POST", f"{M}/messages/{SHA}/restore", None, None, Role.ADMIN),
+    ("verify", "GET", f"{M}/audit/verify", None, None, Role.ADMIN),
+    ("reply", "POST", f"{M}/messages/{SHA}/reply", {"text": "Gentile cliente, ..."}, None, Role.OPERATOR),
+    (
+        "forward",
+        "POST",
+        f"{M}/messages/{SHA}/forward",
+        {"to": "legale@pec.alfa.test", "text": "Per competenza"},
+        None,
+        Role.OPERATOR,
+    ),  # fmt: skip
+    ("people", "GET", "/people", None, {"mailbox": BOX}, Role.ADMIN),
+    ("grant", "PUT", f"/people/collega/roles/{BOX}", {"role": "viewer"}, None, Role.ADMIN),
+    ("disable", "POST", "/people/collega/disable", None, None, Role.ADMIN),
+]
+USER_OF = {
+    None: "nessuno",
+    Role.VIEWER: "vera",
+    Role.OPERATOR: "otto",
+    Role.MANAGER: "marco",
+    Role.ADMIN: "carla",
+}
+RANK = {None: 0, Role.VIEWER: 1, Role.OPERATOR: 2, Role.MANAGER: 3, Role.ADMIN: 4}
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.value if r else "no-role")
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r[0])
+def test_every_route_for_every_role(route, role):
+    app, _ = world()
+    name, method, path, body, query, least = route
+    if name in ("reply", "forward") and RANK[role] >= RANK[Role.OPERATOR]:  # only in your own charge
+        take = {"act": "take-in-charge"}
+        assert call(app, "POST", f"{M}/messages/{SHA}/handling", user=USER_OF[role], body=take)[0] == 200
+    status, payload = call(app, method, path, user=USER_OF[role], body=body, query=query)
+    if RANK[role] >= RANK[least]:
+        assert status == 200, payload
+    elif role is None and (BOX in path or BOX in (query or {}).values()):
+        assert status == 404 and "not found" in payload["message"]  # never told the mailbox exists
+    else:
+        assert status == 403 and payload["code"] == "forbidden", payload
+
+
+def test_no_identity_is_401_and_an_unknown_or_disabled_person_refused():
+    app, people = world()
+    assert call(app, "GET", "/me", user=None)[0] == 401
+    assert call(app, "GET", "/me", user="sconosciuto") == (401, {"message": "sconosciuto has no pecflow account",
+                                                                  "code": "unauthenticated"})  # fmt: skip
+    people.set_enabled("test", "otto", False)
+    status, payload = call(app, "GET", f"{M}/messages", user="otto")
+    assert status == 403 and payload["code"] == "disabled"
+
+
+def test_me_lists_my_mailboxes_and_roles():
+    app, _ = world()
+    status, me = call(app, "GET", "/me", user="marco")
+    assert status == 200 and me["mailboxes"] == [{"mailbox": BOX, "role": "manager"}]
+
+
+def test_the_loser_of_a_take_in_charge_gets_409_with_the_holder():
+    app, _ = world()
+    assert (
+        call(app, "POST", f"{M}/messages/{SHA}/handling", user="otto", body={"act": "take-in-charge"})[0]
+        == 200
+    )
+    status, payload = call(
+        app, "POST", f"{M}/messages/{SHA}/handling", user="collega", body={"act": "take-in-charge"}
+    )
+    assert status == 409 and payload["code"] == "held-by-other" and payload["holder"] == "otto"
+    assert datetime.fromisoformat(payload["since"]).tzinfo is not None
+
+
+def test_bad_requests_say_what_is_wrong_in_json():
+    app, _ = world()
+    status, payload = call(app, "POST", f"{M}/messages/{SHA}/handling", user="otto", body={"act": "leggi"})
+    assert status == 422 and "act" in payload["message"] and payload["code"] == "invalid-request"
+    status, payload = call(app, "GET", f"{M}/messages", user="vera", query={"cursor": "rotto"})
+    assert status == 400 and "start the list again" in payload["message"]
+    status, payload = call(app, "GET", f"{M}/messages", user="vera", query={"kind": "spam"})
+    assert status == 400 and "unknown kind" in payload["message"]
+    status, payload = call(app, "GET", "/nowhere", user="vera")
+    assert status == 404 and payload["code"] == "not-found"
+    status, payload = call(app, "POST", f"{M}/messages/{SHA}/delete", user="carla", body={})
+    assert status == 422 and "reason" in payload["message"]
+
+
+def test_a_page_and_its_cursor_through_the_api():
+    app, _ = world()
+    status, first = call(app, "GET", f"{M}/messages", user="vera", query={"size": "2"})
+    assert status == 200 and len(first["messages"]) == 2 and first["cursor"]
+    status, second = call(
+        app, "GET", f"{M}/messages", user="vera", query={"size": "2", "cursor": first["cursor"]}
+    )
+    assert status == 200 and len(second["messages"]) == 1 and second["cursor"] is None
+
+
+def test_the_openapi_document_is_served_and_lists_the_routes():
+    app, _ = world()
+    status, document = call(app, "GET", "/openapi.json", user=None)
+    assert status == 200 and document["info"]["title"] == "pecflow"
+    paths = document["paths"]
+    assert {
+        "/mailboxes/{mailbox}/messages",
+        "/mailboxes/{mailbox}/messages/{sha256}/handling",
+        "/people",
+        "/me",
+    } <= set(paths)
+    assert json.loads(openapi_document(app)) == document
+
+
+def test_the_published_openapi_document_is_current():
+    from pathlib import Path
+
+    from pecflow.api.__main__ import document
+
+    published = Path(__file__).resolve().parents[2] / "openapi.json"
+    assert published.read_text() == document(), "regenerate it: python -m pecflow.api > openapi.json"
+
+
+def test_a_reply_to_a_message_someone_else_holds_is_409():
+    app, _ = world()
+    call(app, "POST", f"{M}/messages/{SHA}/handling", user="otto", body={"act": "take-in-charge"})
+    status, payload = call(app, "POST", f"{M}/messages/{SHA}/reply", user="collega", body={"text": "io"})
+    assert status == 409 and payload["holder"] == "otto"
+    status, payload = call(app, "POST", f"{M}/messages/{SHA}/reply", user="otto", body={"text": "io"})
+    assert status == 200 and payload["message_id"].startswith("<pecflow.reply.")
+
+
+def test_a_percent_encoded_mailbox_in_the_path_is_the_same_mailbox():
+    app, _ = world()
+    status, page = call(app, "GET", "/mailboxes/ufficio%40pec.alfa.test/messages", user="vera")
+    assert status == 200 and len(page["messages"]) == 3

@@ -1,0 +1,218 @@
+"""Listing the inbox: each filter is one index's partition, receipts and the bin stay apart, the
+other filters are checked on what is read; words; cursors bound to their list."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from pecflow.domain.handling import Handling, Status
+from pecflow.domain.inbox import (
+    CursorError,
+    FilterError,
+    Filters,
+    decode_cursor,
+    encode_cursor,
+    handling_of,
+    has_words,
+    inbox_row,
+    listing_keys,
+    matches,
+    page_size,
+    plan,
+    record_words,
+    word_copies,
+    words,
+)
+
+BOX = "Ufficio@PEC.alfa.test"
+M = "ufficio@pec.alfa.test"
+SECRET = b"s" * 32
+
+
+def record(kind="posta-certificata", **extra):
+    return {
+        "kind": kind,
+        "subject": "POSTA CERTIFICATA: Sollecito fattura n. 1234 – Società Àlfa",
+        "from": "mario.rossi@pec.beta.it",
+        "to": [M],
+        "received_key": "2026-11-26T09:00:00+00:00#abcdef0123456789",
+        **extra,
+    }
+
+
+def test_words_are_plain_lowercase_without_accents_stopwords_or_repeats():
+    assert words("Società Àlfa S.r.l. – fattura N. 1234, fattura") == ["societa", "alfa", "fattura", "1234"]
+    assert record_words(record()) == [
+        "sollecito",
+        "fattura",
+        "1234",
+        "societa",
+        "alfa",
+        "mario",
+        "rossi",
+        "beta",
+        "ufficio",
+        "test",
+    ]
+    assert len(words(" ".join(f"w{i}" for i in range(500)))) == 60
+
+
+def test_a_new_certified_message_is_listed_as_da_gestire():
+    keys = listing_keys(BOX, record())
+    assert keys == {
+        "list_pk": f"{M}#messages",
+        "kind_pk": f"{M}#posta-certificata",
+        "handling_pk": f"{M}#da-gestire",
+        "holder_pk": None,
+        "campaign_pk": None,
+        "sdi_pk": None,
+    }
+
+
+def test_receipts_are_listed_apart_and_have_no_presa_in_carico():
+    keys = listing_keys(BOX, record("avvenuta-consegna"), campaign_id="solleciti")
+    assert keys["list_pk"] == f"{M}#receipts" and keys["handling_pk"] is None
+    assert keys["campaign_pk"] == f"{M}#solleciti"
+
+
+def test_holder_and_bin_keys():
+    held = Handling(Status.IN_CHARGE, "Anna", datetime(2026, 1, 1, tzinfo=UTC), "anna", None, 1)
+    keys = listing_keys(BOX, record(sdi={"type": "RC"}), held)
+    assert (keys["handling_pk"], keys["holder_pk"], keys["sdi_pk"]) == (
+        f"{M}#in-carico",
+        f"{M}#anna",
+        f"{M}#sdi",
+    )
+    binned = listing_keys(BOX, record(), held, deleted=True)
+    assert binned["list_pk"] == f"{M}#bin" and [v for v in binned.values() if v] == [f"{M}#bin"]
+
+
+def test_the_plain_list_is_the_messages_newest_first_without_receipts():
+    p = plan(BOX, Filters())
+    assert (p.index, p.key_value, p.residual) == ("ByList", f"{M}#messages", ())
+    assert plan(BOX, Filters(receipts=True)).key_value == f"{M}#receipts"
+
+
+@pytest.mark.parametrize(
+    ("filters", "index", "value"),
+    [
+        (Filters(kind="anomalia"), "ByKind", f"{M}#anomalia"),
+        (Filters(handling=Status.OPEN), "ByHandling", f"{M}#da-gestire"),
+        (Filters(holder="Anna"), "ByHolder", f"{M}#anna"),
+        (Filters(campaign="c1"), "ByCampaign", f"{M}#c1"),
+        (Filters(has_sdi=True), "BySdi", f"{M}#sdi"),
+        (Filters(bin=True), "ByList", f"{M}#bin"),
+        (Filters(text="Rossi fattura"), None, f"{M}#w#messages#fattura"),
+    ],
+)
+def test_each_filter_is_one_partition(filters, index, value):
+    p = plan(BOX, filters)
+    assert (p.index, p.key_value) == (index, value)
+
+
+def test_several_filters_read_the_most_selective_and_check_the_rest():
+    p = plan(BOX, Filters(holder="anna", handling=Status.IN_CHARGE, kind="posta-certificata"))
+    assert p.index == "ByHolder"
+    item = {
+        **record(),
+        **listing_keys(BOX, record(), Handling(Status.IN_CHARGE, "anna", None, None, None, 1)),
+    }
+    assert matches(item, p)
+    assert not matches({**item, "handling_pk": f"{M}#gestito"}, p)
+
+
+def test_dates_are_a_range_of_the_sort_key():
+    p = plan(
+        BOX,
+        Filters(
+            received_from=datetime(2026, 11, 1, tzinfo=UTC), received_to=datetime(2026, 11, 30, tzinfo=UTC)
+        ),
+    )
+    assert p.sort_from == "2026-11-01T00:00:00+00:00" and p.sort_to == "2026-11-30T00:00:00+00:00~"
+    assert p.sort_from <= record()["received_key"] <= p.sort_to
+    with pytest.raises(FilterError, match="after"):
+        plan(
+            BOX,
+            Filters(
+                received_from=datetime(2026, 12, 1, tzinfo=UTC), received_to=datetime(2026, 11, 1, tzinfo=UTC)
+            ),
+        )
+    with pytest.raises(FilterError, match="time zone"):
+        plan(BOX, Filters(received_from=datetime(2026, 12, 1)))
+
+
+def test_wrong_filters_are_told_plainly():
+    with pytest.raises(FilterError, match="unknown kind"):
+        plan(BOX, Filters(kind="spam"))
+    with pytest.raises(FilterError, match="too short or too common"):
+        plan(BOX, Filters(text="di la pec"))
+    with pytest.raises(FilterError, match="1 to 200"):
+        page_size(500)
+    assert page_size(None) == 50
+
+
+def test_word_search_reads_copies_of_the_rows_in_the_words_partition():
+    rec = record(sha256="ab" * 32)
+    row = inbox_row(BOX, rec)
+    copies = word_copies(row)
+    assert {c["pk"] for c in copies} == {f"{M}#w#messages#{w}" for w in record_words(rec)}
+    assert all(
+        c["sk"] == rec["received_key"] and c["row_pk"] == row["pk"] and c["subject"] == rec["subject"]
+        for c in copies
+    )
+    assert {c["pk"] for c in word_copies(inbox_row(BOX, record("accettazione", sha256="cd" * 32)))} >= {
+        f"{M}#w#receipts#sollecito"
+    }
+    p = plan(BOX, Filters(text="rossi Fattura", handling=Status.OPEN))
+    assert (p.index, p.key_attribute, p.key_value, p.words) == (
+        None,
+        "pk",
+        f"{M}#w#messages#fattura",
+        ("rossi",),
+    )
+    found = [c for c in copies if c["pk"] == p.key_value and has_words(c, p) and matches(c, p)]
+    assert len(found) == 1
+    both = plan(BOX, Filters(text="fattura bianchi"))  # read by 'fattura', 'bianchi' checked
+    assert both.key_value == f"{M}#w#messages#fattura" and not has_words(found[0], both)
+    rossi = next(c for c in copies if c["pk"] == f"{M}#w#messages#rossi")
+    assert not matches(rossi, plan(BOX, Filters(text="rossi", has_sdi=True)))
+    assert matches(rossi, plan(BOX, Filters(text="rossi", has_sdi=False)))
+    assert "list_pk" not in rossi and rossi["listing"]["list_pk"] == f"{M}#messages"  # not in the indexes
+    deleted = word_copies(inbox_row(BOX, rec, deleted={"by": "carla"}))
+    assert not any(matches(c, p) for c in deleted)  # deleted: not in the list
+    assert plan(BOX, Filters(text="rossi", receipts=True)).key_value == f"{M}#w#receipts#rossi"
+
+
+def test_a_row_shows_the_list_fields_and_its_handling():
+    held = Handling(Status.IN_CHARGE, "anna", datetime(2026, 11, 26, 9, 0, tzinfo=UTC), "carla", None, 3)
+    rec = record(
+        sha256="cd" * 32, to=[f"a{i}@x.it" for i in range(8)], attachments=[{}, {}], rem={"event": "X"}
+    )
+    row = inbox_row(BOX, rec, held)
+    assert row["pk"] == f"{M}#m#{'cd' * 32}" and row["sk"] == "row"
+    assert (row["to_count"], len(row["to"]), row["attachments"], row["rem_event"]) == (8, 5, 2, "X")
+    assert (row["handling"], row["holder"], row["version"], row["holder_pk"]) == (
+        "in-carico",
+        "anna",
+        3,
+        f"{M}#anna",
+    )
+    assert handling_of(row) == held
+    assert handling_of(inbox_row(BOX, rec)) == Handling()
+
+
+def test_cursors_are_bound_to_their_list_and_cannot_be_edited():
+    p = plan(BOX, Filters(kind="anomalia"))
+    key = {"mailbox": M, "message": "sha256:ab", "kind_pk": f"{M}#anomalia", "received_key": "k"}
+    cursor = encode_cursor(key, p, SECRET)
+    assert decode_cursor(cursor, p, SECRET) == key
+    with pytest.raises(CursorError, match="other filters"):
+        decode_cursor(cursor, plan(BOX, Filters(kind="posta-certificata")), SECRET)
+    with pytest.raises(CursorError, match="damaged"):
+        decode_cursor(cursor[:-3] + "AAA", p, SECRET)
+    with pytest.raises(CursorError, match="damaged"):
+        decode_cursor("not a cursor!", p, SECRET)
+    with pytest.raises(CursorError, match="damaged"):
+        decode_cursor(cursor, p, b"another secret")
