@@ -4,6 +4,7 @@ person refused, errors as JSON with a message, the OpenAPI document."""
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime
 from urllib.parse import urlencode
@@ -235,3 +236,85 @@ def test_a_percent_encoded_mailbox_in_the_path_is_the_same_mailbox():
     app, _ = world()
     status, page = call(app, "GET", "/mailboxes/ufficio%40pec.alfa.test/messages", user="vera")
     assert status == 200 and len(page["messages"]) == 3
+
+
+# --- what the fuzz (tests/integration/test_api_fuzz.py) found -------------------------------------
+def _raw(app, method, path, *, body: str | None, content_type: str | None, encoded=False, user="carla"):
+    sent = event(method, path, user=user)
+    sent["headers"] = {"user-agent": "pytest", **({"content-type": content_type} if content_type else {})}
+    sent["body"], sent["isBase64Encoded"] = body, encoded
+    response = app.resolve(sent, None)
+    return response["statusCode"], response["headers"], json.loads(response["body"])
+
+
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        pytest.param("multipart/form-data", "", id="multipart-without-boundary"),  # was a 500
+        pytest.param("multipart/form-data; boundary=x", "--x\r\n\r\n--x--", id="multipart"),
+        pytest.param("application/x-www-form-urlencoded", "act=take-in-charge", id="form"),
+        pytest.param("text/plain", '{"act": "take-in-charge"}', id="text"),  # was a body without a message
+    ],
+)
+def test_a_body_that_is_not_json_is_refused_with_415_and_a_message(content_type, body):
+    app, _ = world()
+    status, _, payload = _raw(
+        app, "POST", f"{M}/messages/{SHA}/handling", body=body, content_type=content_type
+    )
+    assert status == 415 and payload["code"] == "not-json" and "as JSON" in payload["message"]
+
+
+def test_json_in_any_case_of_its_content_type_is_json():
+    app, _ = world()
+    status, _, held = _raw(app, "POST", f"{M}/messages/{SHA}/handling", body='{"act": "take-in-charge"}',
+                           content_type="Application/JSON; charset=UTF-8", user="otto")  # fmt: skip
+    assert status == 200 and held["holder"] == "otto"
+
+
+def test_a_body_that_is_not_utf8_is_400_not_500():
+    app, _ = world()
+    garbage = base64.b64encode(b"\x87\x86\xff").decode()
+    status, _, payload = _raw(app, "PUT", f"/people/collega/roles/{BOX}", body=garbage,
+                              content_type="application/json", encoded=True)  # fmt: skip
+    assert status == 400 and "not even UTF-8" in payload["message"]
+
+
+def test_a_known_address_with_another_method_is_405_with_allow():
+    app, _ = world()
+    status, headers, payload = _raw(app, "DELETE", f"{M}/messages/{SHA}", body=None, content_type=None)
+    assert status == 405 and headers["Allow"] == "GET" and "does not take DELETE" in payload["message"]
+    assert call(app, "DELETE", "/nowhere")[0] == 404
+
+
+def test_odd_path_parameters_are_422_not_a_lookup():
+    app, _ = world()
+    status, payload = call(app, "GET", f"{M}/messages/{'A' * 64}")
+    assert status == 422 and "sha256" in payload["message"]
+    status, payload = call(app, "POST", f"/people/{'x' * 64}/disable")
+    assert status == 422 and "username" in payload["message"]
+    status, payload = call(app, "POST", "/people", body={"username": "è strano", "email": "a@b.test"})
+    assert status == 422 and "username" in payload["message"]
+
+
+def test_an_unknown_person_is_404():
+    app, _ = world()
+    status, payload = call(app, "POST", "/people/zeno/disable")
+    assert status == 404 and payload == {"message": "there is no person called zeno", "code": "not-found"}
+
+
+def test_the_document_declares_every_error_as_the_json_the_api_answers():
+    document = json.loads(openapi_document(world()[0]))
+    assert document["security"] == [{"cognito": []}]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert {"200", "401", "403", "422"} <= set(responses), (method, path)
+            for status, declared in responses.items():
+                if status != "200":
+                    schema = declared["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+                    assert schema == ("Unauthorized" if status == "401" else "Problem"), (
+                        method,
+                        path,
+                        status,
+                    )
+    assert document["components"]["schemas"]["Problem"]["required"] == ["message", "code"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import Router
 
 from pecflow.api.context import Services, caller, source
@@ -19,12 +19,14 @@ from pecflow.api.models import (
     HandlingOut,
     MessagePage,
     MessageView,
+    answers,
 )
 from pecflow.domain.access import Action
 from pecflow.domain.handling import Act, Handling, Status
 from pecflow.domain.inbox import Filters
 
-SHA256 = r"^[0-9a-f]{64}$"
+# a message is named by the SHA-256 of its original: anything else is no message (422, not a lookup)
+Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="the SHA-256 of the original, hex")]
 
 
 def _handling(h: Handling) -> HandlingOut:
@@ -40,7 +42,8 @@ def _handling(h: Handling) -> HandlingOut:
 def routes(services: Services) -> Router:
     router = Router()
 
-    @router.get("/<mailbox>/messages", summary="the messages of a mailbox, newest first", tags=["messages"])
+    @router.get("/<mailbox>/messages", summary="the messages of a mailbox, newest first", tags=["messages"],
+                responses=answers(400, 404))  # fmt: skip
     def list_messages(
         mailbox: str,
         kind: Annotated[
@@ -77,21 +80,22 @@ def routes(services: Services) -> Router:
         return MessagePage(messages=listing.rows, cursor=listing.cursor)
 
     @router.get("/<mailbox>/messages/<sha256>", summary="one message (recorded in the audit log as a view)",
-                tags=["messages"])  # fmt: skip
-    def show_message(mailbox: str, sha256: str) -> MessageView:
+                tags=["messages"], responses=answers(404))  # fmt: skip
+    def show_message(mailbox: str, sha256: Sha256) -> MessageView:
         person = caller(router.current_event, services)
         shown = services.inbox.show(person, mailbox, sha256, source(router.current_event))
         return MessageView(**shown)
 
     @router.get("/<mailbox>/messages/<sha256>/download", summary="a 5-minute link to the original .eml",
-                tags=["messages"])  # fmt: skip
-    def download(mailbox: str, sha256: str) -> Download:
+                tags=["messages"], responses=answers(400, 404))  # fmt: skip
+    def download(mailbox: str, sha256: Sha256) -> Download:
         person = caller(router.current_event, services)
         return Download(url=services.inbox.download(person, mailbox, sha256, source(router.current_event)))
 
     @router.post("/<mailbox>/messages/<sha256>/handling",
-                 summary="take in charge, release, assign, mark handled or reopen", tags=["presa in carico"])  # fmt: skip
-    def act(mailbox: str, sha256: str, body: HandlingAct) -> HandlingOut:
+                 summary="take in charge, release, assign, mark handled or reopen", tags=["presa in carico"],
+                 responses=answers(400, 404, 409, 415))  # fmt: skip
+    def act(mailbox: str, sha256: Sha256, body: HandlingAct) -> HandlingOut:
         person = caller(router.current_event, services)
         after = services.inbox.act(
             person,
@@ -105,23 +109,22 @@ def routes(services: Services) -> Router:
         return _handling(after)
 
     @router.post("/<mailbox>/messages/<sha256>/delete", summary="move to the bin (admins; the original is kept)",
-                 tags=["bin"])  # fmt: skip
-    def delete(mailbox: str, sha256: str, body: Deletion) -> dict:
+                 tags=["bin"], responses=answers(400, 404, 415))  # fmt: skip
+    def delete(mailbox: str, sha256: Sha256, body: Deletion) -> dict:
         person = caller(router.current_event, services)
         services.inbox.delete(person, mailbox, sha256, body.reason, source(router.current_event))
         return {"deleted": True}
 
-    @router.post(
-        "/<mailbox>/messages/<sha256>/restore", summary="bring back from the bin (admins)", tags=["bin"]
-    )
-    def restore(mailbox: str, sha256: str) -> dict:
+    @router.post("/<mailbox>/messages/<sha256>/restore", summary="bring back from the bin (admins)", tags=["bin"],
+                 responses=answers(400, 404, 415))  # fmt: skip
+    def restore(mailbox: str, sha256: Sha256) -> dict:
         person = caller(router.current_event, services)
         services.inbox.restore(person, mailbox, sha256, source(router.current_event))
         return {"restored": True}
 
     @router.get("/<mailbox>/messages/<sha256>/audit", summary="who did what with this message, and when",
-                tags=["audit"])  # fmt: skip
-    def trail(mailbox: str, sha256: str) -> list[AuditEventOut]:
+                tags=["audit"], responses=answers(404))  # fmt: skip
+    def trail(mailbox: str, sha256: Sha256) -> list[AuditEventOut]:
         person = caller(router.current_event, services)
         person.require(mailbox, Action.READ)
         return [
@@ -138,7 +141,8 @@ def routes(services: Services) -> Router:
             for e in services.audit.trail(mailbox, sha256)
         ]
 
-    @router.get("/<mailbox>/audit/verify", summary="check the mailbox's audit chain (admins)", tags=["audit"])
+    @router.get("/<mailbox>/audit/verify", summary="check the mailbox's audit chain (admins)", tags=["audit"],
+                responses=answers(404))  # fmt: skip
     def verify(mailbox: str) -> AuditCheck:
         person = caller(router.current_event, services)
         person.require(mailbox, Action.MANAGE_PEOPLE)

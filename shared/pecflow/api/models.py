@@ -3,11 +3,16 @@ OpenAPI document's schemas)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+
 RoleName = Literal["viewer", "operator", "manager", "admin"]
+# pecflow.services.people.USERNAME, in either case (the services lower it)
+USERNAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,62}$"
 
 
 class Problem(BaseModel):
@@ -17,6 +22,36 @@ class Problem(BaseModel):
     code: str
     holder: str | None = None  # 409 on a message someone else holds: who
     since: str | None = None  # and since when (ISO 8601)
+
+
+class Unauthorized(BaseModel):
+    """401: no valid token. API Gateway's authorizer answers it with a message alone; the API, for
+    a token naming nobody it knows, with a code too."""
+
+    message: str
+    code: str | None = None
+
+
+ERRORS = {
+    400: "the request cannot be done as asked (the message says why)",
+    401: "no valid token: sign in again",
+    403: "your role on the mailbox does not allow it, or your account is disabled",
+    404: "no such mailbox, message or person that you may see (or no such address in this API)",
+    409: "someone else holds the message: who, and since when",
+    415: "the body is not JSON",
+    422: "the request is not as this document describes it (the message says where)",
+}
+
+
+def answers(*errors: int) -> dict[int, OpenAPIResponse]:
+    """A route's responses in the OpenAPI document: its return model on 200, and a Problem (the
+    JSON body every error has) on each error status the route can answer."""
+    declared: dict[int, OpenAPIResponse] = {200: {"description": "done"}}
+    # every route: who calls and whether enabled (401, 403), and Powertools' validation (422)
+    for status in sorted({401, 403, 422, *errors}):
+        model = Unauthorized if status == 401 else Problem
+        declared[status] = {"description": ERRORS[status], "content": {"application/json": {"model": model}}}
+    return declared
 
 
 class MailboxAccess(BaseModel):
@@ -100,7 +135,9 @@ class AuditCheck(BaseModel):
 
 class NewPerson(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    username: str = Field(..., min_length=2, max_length=63)
+    username: str = Field(
+        ..., pattern=USERNAME, description="2 to 63 letters, digits, '.', '_' or '-'; kept lower-case"
+    )
     email: str = Field(..., min_length=3, max_length=254)
     name: str = Field("", max_length=200)
 

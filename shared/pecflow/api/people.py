@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import Router
 
 from pecflow.api.context import Services, caller
-from pecflow.api.models import NewPerson, PersonOut, RoleGrant
+from pecflow.api.models import USERNAME, NewPerson, PersonOut, RoleGrant, answers
 from pecflow.domain.access import Action, NotVisible, Person, Role
 
 
@@ -23,33 +23,38 @@ def _out(person: Person) -> PersonOut:
     )
 
 
+Username = Annotated[str, Path(pattern=USERNAME, description="the person's username")]
+
+
 def routes(services: Services) -> Router:
     router = Router()
 
-    @router.get("/", summary="the people with a role on a mailbox I administer", tags=["people"])
+    @router.get("/", summary="the people with a role on a mailbox I administer", tags=["people"],
+                responses=answers(404))  # fmt: skip
     def list_people(mailbox: Annotated[str, Query(min_length=3, max_length=254)]) -> list[PersonOut]:
         person = caller(router.current_event, services)
         person.require(mailbox, Action.MANAGE_PEOPLE)
         return [_out(p) for p in services.people.people(mailbox)]
 
-    @router.post("/", summary="add a person (an invitation is e-mailed to them)", tags=["people"])
+    @router.post("/", summary="add a person (an invitation is e-mailed to them)", tags=["people"],
+                 responses=answers(400, 415))  # fmt: skip
     def add_person(body: NewPerson) -> PersonOut:
         person = caller(router.current_event, services)
         return _out(services.people.add(person, body.username, body.email, body.name))
 
-    @router.post(
-        "/<username>/disable", summary="refuse every sign-in and request of a person", tags=["people"]
-    )
-    def disable(username: str) -> PersonOut:
+    @router.post("/<username>/disable", summary="refuse every sign-in and request of a person", tags=["people"],
+                 responses=answers(400, 404, 415))  # fmt: skip
+    def disable(username: Username) -> PersonOut:
         return _out(services.people.set_enabled(caller(router.current_event, services), username, False))
 
-    @router.post("/<username>/enable", summary="let a disabled person in again", tags=["people"])
-    def enable(username: str) -> PersonOut:
+    @router.post("/<username>/enable", summary="let a disabled person in again", tags=["people"],
+                 responses=answers(400, 404, 415))  # fmt: skip
+    def enable(username: Username) -> PersonOut:
         return _out(services.people.set_enabled(caller(router.current_event, services), username, True))
 
     @router.put("/<username>/roles/<mailbox>", summary="give, change or take away a role on a mailbox",
-                tags=["people"])  # fmt: skip
-    def set_role(username: str, mailbox: str, body: RoleGrant) -> PersonOut:
+                tags=["people"], responses=answers(400, 404, 415))  # fmt: skip
+    def set_role(username: Username, mailbox: str, body: RoleGrant) -> PersonOut:
         person = caller(router.current_event, services)
         if person.role_on(mailbox) is None:
             raise NotVisible(f"mailbox {mailbox} not found")

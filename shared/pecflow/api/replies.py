@@ -7,6 +7,8 @@ from aws_lambda_powertools.event_handler.router import Router
 from pydantic import BaseModel, ConfigDict, Field
 
 from pecflow.api.context import Services, caller, source
+from pecflow.api.messages import Sha256
+from pecflow.api.models import answers
 
 
 class ReplyIn(BaseModel):
@@ -30,15 +32,15 @@ def routes(services: Services) -> Router:
     router = Router()
 
     @router.post("/<mailbox>/messages/<sha256>/reply", summary="answer the sender (the message in your charge)",
-                 tags=["reply"])  # fmt: skip
-    def reply(mailbox: str, sha256: str, body: ReplyIn) -> Sent:
+                 tags=["reply"], responses=answers(400, 404, 409, 415))  # fmt: skip
+    def reply(mailbox: str, sha256: Sha256, body: ReplyIn) -> Sent:
         person = caller(router.current_event, services)
         message_id = services.inbox.reply(person, mailbox, sha256, body.text, source(router.current_event))
         return Sent(message_id=message_id)
 
     @router.post("/<mailbox>/messages/<sha256>/forward", summary="pass the message on, whole, with a note",
-                 tags=["reply"])  # fmt: skip
-    def forward(mailbox: str, sha256: str, body: ForwardIn) -> Sent:
+                 tags=["reply"], responses=answers(400, 404, 409, 415))  # fmt: skip
+    def forward(mailbox: str, sha256: Sha256, body: ForwardIn) -> Sent:
         person = caller(router.current_event, services)
         message_id = services.inbox.forward(
             person, mailbox, sha256, body.to, body.text, source(router.current_event)

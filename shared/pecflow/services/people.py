@@ -32,6 +32,10 @@ class PeopleForbidden(PeopleError):
     """A change the acting person's roles do not allow."""
 
 
+class NoSuchPerson(PeopleError):
+    """No person by that username (the API answers 404)."""
+
+
 class PeopleStore(Protocol):
     def add(self, person: Person, *, created_at: str) -> bool: ...
     def person(self, username: str) -> Person | None: ...
@@ -132,5 +136,5 @@ class PeopleAdmin:
     def _existing(self, username: str) -> Person:
         person = self.store.person(username.strip().lower())
         if person is None:
-            raise PeopleError(f"there is no person called {username}")
+            raise NoSuchPerson(f"there is no person called {username}")
         return person
