@@ -35,6 +35,7 @@ WORDS = (
 
 
 def mailbox(n: int, rng: random.Random):
+    from pecflow.domain import clock
     from pecflow.domain.handling import Handling, Status
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -62,7 +63,7 @@ def mailbox(n: int, rng: random.Random):
             "from": f"cliente{rng.randrange(2000)}@pec.cliente{rng.randrange(300)}.it",
             "to": [BOX],
             "received_at": at.isoformat(),
-            "received_key": f"{at.isoformat()}#{sha[:16]}",
+            "received_key": f"{clock.iso(at)}#{sha[:16]}",  # as the poller writes it
         }
         if kind == "posta-certificata" and rng.random() < 0.15:
             record["sdi"] = {"type": "RC"}

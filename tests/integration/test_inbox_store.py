@@ -41,7 +41,7 @@ def record(i: int):
         "from": f"cliente{i % 5}@pec.beta.it",
         "to": [BOX],
         "received_at": f"2026-11-{day:02d}T09:00:00+00:00",
-        "received_key": f"2026-11-{day:02d}T09:{i % 60:02d}:{i % 13:02d}+00:00#{i:016x}",
+        "received_key": f"2026-11-{day:02d}T09:{i % 60:02d}:{i % 13:02d}.000000Z#{i:016x}",
         **({"sdi": {"type": "RC"}} if i % 11 == 0 else {}),
     }
 

@@ -37,7 +37,7 @@ def world():
     rows = fakes.FakeInboxStore(audit)
     for i in range(3):
         rows.add(BOX, {"sha256": f"{i:064x}", "kind": "posta-certificata", "subject": f"Pratica {i}",
-                       "received_key": f"2026-11-2{i}T09:00:00+00:00#{i:016x}"})  # fmt: skip
+                       "received_key": f"2026-11-2{i}T09:00:00.000000Z#{i:016x}"})  # fmt: skip
     for name, role in (("nessuno", None), ("vera", Role.VIEWER), ("otto", Role.OPERATOR),
                        ("marco", Role.MANAGER), ("carla", Role.ADMIN), ("collega", Role.OPERATOR)):  # fmt: skip
         people.add("test", name, f"{name}@alfa.test")

@@ -3,7 +3,7 @@ other filters are checked on what is read; words; cursors bound to their list.""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -37,7 +37,7 @@ def record(kind="posta-certificata", **extra):
         "subject": "POSTA CERTIFICATA: Sollecito fattura n. 1234 – Società Àlfa",
         "from": "mario.rossi@pec.beta.it",
         "to": [M],
-        "received_key": "2026-11-26T09:00:00+00:00#abcdef0123456789",
+        "received_key": "2026-11-26T09:00:00.000000Z#abcdef0123456789",
         **extra,
     }
 
@@ -130,8 +130,11 @@ def test_dates_are_a_range_of_the_sort_key():
             received_from=datetime(2026, 11, 1, tzinfo=UTC), received_to=datetime(2026, 11, 30, tzinfo=UTC)
         ),
     )
-    assert p.sort_from == "2026-11-01T00:00:00+00:00" and p.sort_to == "2026-11-30T00:00:00+00:00~"
+    assert p.sort_from == "2026-11-01T00:00:00.000000Z" and p.sort_to == "2026-11-30T00:00:00.000000Z~"
     assert p.sort_from <= record()["received_key"] <= p.sort_to
+    # an offset is the same instant: 02:00 in Rome's summer is midnight UTC
+    rome = datetime(2026, 7, 1, 2, 0, tzinfo=timezone(timedelta(hours=2)))
+    assert plan(BOX, Filters(received_from=rome)).sort_from == "2026-07-01T00:00:00.000000Z"
     with pytest.raises(FilterError, match="after"):
         plan(
             BOX,

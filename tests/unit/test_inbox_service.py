@@ -54,7 +54,7 @@ def record(i: int, kind="posta-certificata", **extra):
         "from": f"cliente{i % 3}@pec.beta.it",
         "to": [BOX],
         "received_at": f"2026-11-{1 + i % 28:02d}T09:00:00+00:00",
-        "received_key": f"2026-11-{1 + i % 28:02d}T09:{i % 60:02d}:00+00:00#{i:016x}",
+        "received_key": f"2026-11-{1 + i % 28:02d}T09:{i % 60:02d}:00.000000Z#{i:016x}",
         **extra,
     }
 

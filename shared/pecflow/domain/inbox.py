@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from pecflow.domain import clock
 from pecflow.domain.handling import Handling, Status
 from pecflow.pec import kinds
 
@@ -163,12 +164,12 @@ def _sort_bounds(filters: Filters) -> tuple[str | None, str | None]:
             return None
         if value.tzinfo is None:
             raise FilterError("dates in filters must carry their time zone")
-        return value.isoformat()
+        return clock.iso(value)  # as received_key is written: UTC, microseconds, Z
 
     start, end = iso(filters.received_from), iso(filters.received_to)
     if start and end and start > end:
         raise FilterError("'received from' is after 'received to'")
-    # received_key is "<iso time>#<sha prefix>": '~' sorts after every character of that suffix
+    # received_key is "<UTC time>Z#<sha prefix>": '~' sorts after every character of that suffix
     return start, (end + "~") if end else None
 
 
