@@ -434,6 +434,13 @@ class FakeMessageStore:
         found.sort(key=lambda i: (_utf8(i["received_key"]), _utf8(i["message"])), reverse=newest_first)
         return [MessageRecord.from_item(copy.deepcopy(i)) for i in found[:limit]]
 
+    def every(self, mailbox: str):
+        return [
+            MessageRecord.from_item(copy.deepcopy(i))
+            for (m, _), i in sorted(self.items.items())
+            if m == mailbox.lower()
+        ]
+
     def count(self, mailbox: str) -> int:
         return sum(1 for m, _ in self.items if m == mailbox.lower())
 
