@@ -434,6 +434,13 @@ class FakeMessageStore:
         found.sort(key=lambda i: (_utf8(i["received_key"]), _utf8(i["message"])), reverse=newest_first)
         return [MessageRecord.from_item(copy.deepcopy(i)) for i in found[:limit]]
 
+    def every(self, mailbox: str):
+        return [
+            MessageRecord.from_item(copy.deepcopy(i))
+            for (m, _), i in sorted(self.items.items())
+            if m == mailbox.lower()
+        ]
+
     def count(self, mailbox: str) -> int:
         return sum(1 for m, _ in self.items if m == mailbox.lower())
 
@@ -452,6 +459,21 @@ class FakeCampaignStore:
     def get(self, campaign_id: str) -> CampaignRecord | None:
         item = self.items.get(campaign_id)
         return CampaignRecord.from_item(copy.deepcopy(item)) if item else None
+
+    def of_mailbox(self, mailbox: str, *, limit: int = 50, start_key: dict | None = None):
+        found = sorted(
+            (i for i in self.items.values() if i.get("mailbox") == mailbox.lower() and i.get("created_at")),
+            key=lambda i: (i["created_at"], i["campaign_id"]),
+            reverse=True,
+        )
+        if start_key:
+            after = (start_key["created_at"], start_key["campaign_id"])
+            found = [i for i in found if (i["created_at"], i["campaign_id"]) < after]
+        page = found[:limit]
+        more = len(found) > limit
+        last = page[-1] if page and more else None
+        following = {k: last[k] for k in ("campaign_id", "mailbox", "created_at")} if last else None
+        return [CampaignRecord.from_item(copy.deepcopy(i)) for i in page], following
 
     def create(self, campaign_id: str, fields: dict) -> bool:
         if campaign_id in self.items:
@@ -1704,3 +1726,23 @@ class FakeDirectory:
 
     def set_enabled(self, username: str, enabled: bool) -> None:
         self.accounts[username]["enabled"] = enabled
+
+
+class FakeUploads:
+    """The campaign bucket as the API uses it: upload links, the manifest, exports."""
+
+    def __init__(self):
+        self.links: list[tuple[str, str]] = []
+        self.manifests: dict[str, bytes] = {}
+        self.exports: dict[str, bytes] = {}
+
+    def upload_link(self, campaign_id: str, name: str, seconds: int = 900) -> str:
+        self.links.append((campaign_id, name))
+        return f"https://campaigns.example/{campaign_id}/{name}?signed"
+
+    def put_manifest(self, campaign_id: str, raw: bytes) -> None:
+        self.manifests[campaign_id] = raw
+
+    def export_link(self, campaign_id: str, name: str, body, seconds: int = 900) -> str:
+        self.exports[name] = body.read()
+        return f"https://campaigns.example/{campaign_id}/export/{name}?signed"

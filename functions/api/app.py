@@ -18,6 +18,9 @@ config = Config.for_function(
     "messages_table",
     "outgoing_table",
     "send_queue_url",
+    "archive_bucket",
+    "campaigns_table",
+    "campaign_bucket",
     "api_secret",
 )
 logger = Logger()

@@ -10,7 +10,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pecflow.adapters.archive import Archive
-from pecflow.adapters.campaign_files import CampaignPackage
+from pecflow.adapters.campaign_files import CampaignPackage, CampaignUploads
 from pecflow.adapters.cognito import CognitoDirectory
 from pecflow.adapters.dynamodb import CampaignStore, MailboxStore, MessageStore, OutgoingStore
 from pecflow.adapters.dynamodb.audit import AuditStore
@@ -24,6 +24,7 @@ from pecflow.config import Config
 from pecflow.domain.ports import PasswordOf
 from pecflow.services.admin import CampaignAdmin, MailboxAdmin
 from pecflow.services.audit import AuditLog
+from pecflow.services.campaign_desk import CampaignDesk
 from pecflow.services.fanout import Fanout
 from pecflow.services.inbox import Inbox
 from pecflow.services.people import PeopleAdmin
@@ -262,4 +263,9 @@ def api_services(config: Config) -> Services:
     directory = (
         CognitoDirectory(config.user_pool_id, config.client("cognito-idp")) if config.user_pool_id else None
     )
-    return Services(inbox, PeopleAdmin(people, AuditLog(audit), directory), AuditLog(audit))
+    desk = CampaignDesk(
+        campaign_admin(config, audit=AuditLog(audit)),
+        CampaignUploads(config.client("s3"), config.campaign_bucket),
+        AuditLog(audit),
+    )
+    return Services(inbox, PeopleAdmin(people, AuditLog(audit), directory), AuditLog(audit), desk)

@@ -305,6 +305,34 @@ def cmd_inbox_list(args) -> int:
     return 0
 
 
+def cmd_inbox_reindex(args) -> int:
+    from pecflow import bootstrap
+    from pecflow.services.inbox import reindex
+
+    deployment = _deployment(args)
+    outgoing = bootstrap.outgoing_store(deployment)
+
+    def campaign_of(message_id: str) -> str | None:
+        job = outgoing.job(message_id)
+        return job.campaign_id if job is not None else None
+
+    def progress(seen: int, added: int) -> None:
+        print(
+            f"\r{seen:,} message(s) read, {added:,} added to the inbox", end="", file=sys.stderr, flush=True
+        )
+
+    seen, added = reindex(
+        args.mailbox,
+        bootstrap.message_store(deployment).every(args.mailbox),
+        bootstrap.inbox_store(deployment),
+        campaign_of,
+        progress,
+    )
+    print(file=sys.stderr)
+    print(f"{args.mailbox}: {seen} message(s), {added} added to the inbox, {seen - added} were there already")
+    return 0
+
+
 # --- pecflow campaign validate (campaign domain: pecflow.domain.campaign) -----------------------------
 _PROGRESS_SECONDS = 2.0  # how often big files report the rows read (on stderr)
 
@@ -564,6 +592,13 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
     _add_target_options(listing)
     listing.set_defaults(func=cmd_inbox_list)
+    reindex = inbox_sub.add_parser(
+        "reindex",
+        help="give messages recorded before the inbox existed their place in it (safe to repeat)",
+    )
+    reindex.add_argument("mailbox")
+    _add_target_options(reindex)
+    reindex.set_defaults(func=cmd_inbox_reindex)
     _add_campaign_operations(_add_campaign_parser(sub))  # pecflow campaign validate|stats|export|...
     _add_audit_parser(sub)
     _add_users_parser(sub)

@@ -14,7 +14,9 @@ import pytest
 from pecflow.api import Services, build_app
 from pecflow.api.app import openapi_document
 from pecflow.domain.access import Role
+from pecflow.services.admin import CampaignAdmin
 from pecflow.services.audit import AuditLog
+from pecflow.services.campaign_desk import CampaignDesk
 from pecflow.services.inbox import Inbox
 from pecflow.services.people import PeopleAdmin
 from tests import fakes
@@ -47,7 +49,17 @@ def world():
     inbox = Inbox(
         rows, audit, store, Records(), cursor_secret=b"s" * 32, outbox=outgoing, send_queue=fakes.FakeQueue()
     )
-    return build_app(Services(inbox, people, AuditLog(audit))), people
+    campaigns = fakes.FakeCampaignStore()
+    campaigns.create("solleciti", {"status": "sending", "mailbox": BOX})
+    campaigns.create("altrui", {"status": "sending", "mailbox": "altro@pec.alfa.test"})
+    desk = CampaignDesk(
+        CampaignAdmin(
+            campaigns=campaigns, outgoing=outgoing, send_queue=fakes.FakeQueue(), audit=AuditLog(audit)
+        ),
+        fakes.FakeUploads(),
+        AuditLog(audit),
+    )
+    return build_app(Services(inbox, people, AuditLog(audit), desk)), people
 
 
 def event(method: str, path: str, *, user: str | None, body=None, query=None) -> dict:
@@ -116,6 +128,18 @@ ROUTES = [
         None,
         Role.OPERATOR,
     ),  # fmt: skip
+    ("campaigns", "GET", f"{M}/campaigns", None, None, Role.MANAGER),
+    ("campaign", "GET", f"{M}/campaigns/solleciti", None, None, Role.MANAGER),
+    ("campaign-action", "POST", f"{M}/campaigns/solleciti/actions", {"action": "pause"}, None, Role.MANAGER),
+    ("campaign-export", "GET", f"{M}/campaigns/solleciti/export", None, None, Role.MANAGER),
+    (
+        "upload-links",
+        "POST",
+        f"{M}/campaigns/nuova/upload-links",
+        {"files": ["recipients.csv"]},
+        None,
+        Role.MANAGER,
+    ),
     ("people", "GET", "/people", None, {"mailbox": BOX}, Role.ADMIN),
     ("grant", "PUT", f"/people/collega/roles/{BOX}", {"role": "viewer"}, None, Role.ADMIN),
     ("disable", "POST", "/people/collega/disable", None, None, Role.ADMIN),
@@ -318,3 +342,40 @@ def test_the_document_declares_every_error_as_the_json_the_api_answers():
                         status,
                     )
     assert document["components"]["schemas"]["Problem"]["required"] == ["message", "code"]
+
+
+def test_campaigns_of_a_mailbox_through_the_api():
+    app, _ = world()
+    status, page = call(app, "GET", f"{M}/campaigns", user="marco")
+    assert status == 200 and [c["campaign_id"] for c in page["campaigns"]] == ["solleciti"]
+    assert call(app, "GET", f"{M}/campaigns/altrui", user="marco")[0] == 404  # another mailbox's
+    status, links = call(app, "POST", f"{M}/campaigns/nuova/upload-links", user="marco",
+                         body={"files": ["recipients.csv", "attachments/condizioni.pdf"]})  # fmt: skip
+    assert status == 200 and set(links["links"]) == {"recipients.csv", "attachments/condizioni.pdf"}
+    status, refused = call(app, "POST", f"{M}/campaigns/nuova/upload-links", user="marco",
+                           body={"files": ["../manifest.json"]})  # fmt: skip
+    assert status == 400 and "not a campaign file" in refused["message"]
+    manifest = {"mailbox": "altro@pec.alfa.test", "subject": "Avviso", "body_text": "Gentile cliente"}
+    status, refused = call(
+        app, "POST", f"{M}/campaigns/nuova/manifest", user="marco", body={"manifest": manifest}
+    )
+    assert status == 400 and "sends from ufficio@pec.alfa.test" in refused["message"]
+    manifest = {**manifest, "mailbox": BOX, "purpose": "avvisi di scadenza"}
+    assert (
+        call(app, "POST", f"{M}/campaigns/nuova/manifest", user="marco", body={"manifest": manifest})[0]
+        == 200
+    )
+    status, refused = call(
+        app, "POST", f"{M}/campaigns/solleciti/manifest", user="marco", body={"manifest": manifest}
+    )
+    assert status == 409 and "runs once" in refused["message"]
+    assert (
+        call(app, "POST", f"{M}/campaigns/solleciti/actions", user="marco", body={"action": "pause"})[0]
+        == 200
+    )
+    status, again = call(
+        app, "POST", f"{M}/campaigns/solleciti/actions", user="marco", body={"action": "pause"}
+    )
+    assert status == 409 and "cannot pause" in again["message"]
+    status, trail = call(app, "GET", f"{M}/audit/verify", user="carla")
+    assert status == 200 and trail["whole"]

@@ -19,6 +19,7 @@ from pecflow.domain.ports import PackageChanged
 __all__ = [
     "MANIFEST_KEY",
     "CampaignPackage",
+    "CampaignUploads",
     "PackageChanged",
     "campaign_of",
     "campaign_prefix",
@@ -124,3 +125,37 @@ def _code(exc: ClientError) -> str:
 
 def _status(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+class CampaignUploads:
+    """What the API needs of the campaign bucket: short-lived upload links for a campaign's files,
+    the manifest written (the upload that starts the fan-out), an outcome export to download."""
+
+    def __init__(self, s3, bucket: str):
+        self.s3, self.bucket = s3, bucket
+
+    def upload_link(self, campaign_id: str, name: str, seconds: int = 900) -> str:
+        return self.s3.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": campaign_prefix(campaign_id) + name},
+            ExpiresIn=seconds,
+        )
+
+    def put_manifest(self, campaign_id: str, raw: bytes) -> None:
+        self.s3.put_object(
+            Bucket=self.bucket, Key=campaign_prefix(campaign_id) + "manifest.json", Body=raw,
+            ContentType="application/json",
+        )  # fmt: skip
+
+    def export_link(self, campaign_id: str, name: str, body: Any, seconds: int = 900) -> str:
+        key = f"{campaign_prefix(campaign_id)}export/{name}"
+        self.s3.upload_fileobj(body, self.bucket, key, ExtraArgs={"ContentType": "text/csv; charset=utf-8"})
+        return self.s3.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ResponseContentDisposition": f'attachment; filename="{name}"',
+            },
+            ExpiresIn=seconds,
+        )

@@ -7,6 +7,7 @@ from typing import Any
 
 from pecflow.domain.access import DisabledPerson, Person
 from pecflow.services.audit import AuditLog
+from pecflow.services.campaign_desk import CampaignDesk
 from pecflow.services.inbox import Inbox, Source
 from pecflow.services.people import PeopleAdmin
 
@@ -16,6 +17,7 @@ class Services:
     inbox: Inbox
     people: PeopleAdmin
     audit: AuditLog
+    campaigns: CampaignDesk | None = None
 
 
 class Unauthenticated(Exception):

@@ -218,7 +218,7 @@ def _create(
         try:
             manifest = campaign_mod.Manifest.parse(package.read(MANIFEST, pins[MANIFEST]))
             fields |= {
-                "mailbox": manifest.mailbox,
+                "mailbox": manifest.mailbox.lower(),  # as the index ByMailbox is queried
                 "manifest": manifest.to_dict(),
                 "dry_run": manifest.dry_run,
                 "start_at": manifest.start_at,

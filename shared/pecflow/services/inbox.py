@@ -9,7 +9,7 @@ and the message record are never touched.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -445,3 +445,27 @@ def _direct(kind: str, mailbox: str, record: Any, to: str | None, text: str, by:
         )
     except ReplyError as exc:
         raise InboxError(str(exc)) from None
+
+
+def reindex(
+    mailbox: str,
+    records: Iterable[Any],
+    inbox: Any,
+    campaign_of: Callable[[str], str | None],
+    progress: Callable[[int, int], None] = lambda seen, added: None,
+) -> tuple[int, int]:
+    """Give every recorded message of a mailbox its inbox row, where it has none (messages
+    recorded before the inbox existed): receipts under their campaign. Safe to repeat: a row
+    there (with its presa in carico) is left as it is. Returns (records seen, rows added)."""
+    seen = added = 0
+    for record in records:
+        fields = record.as_dict() if hasattr(record, "as_dict") else dict(record)
+        fields.setdefault("sha256", getattr(record, "sha256", None))
+        ours = fields.get("outgoing_message_id")
+        if inbox.add(mailbox, fields, campaign_id=campaign_of(str(ours)) if ours else None):
+            added += 1
+        seen += 1
+        if seen % 500 == 0:
+            progress(seen, added)
+    progress(seen, added)
+    return seen, added

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from boto3.dynamodb.conditions import Attr
+from boto3.dynamodb.conditions import Attr, Key
 
 from pecflow.adapters.dynamodb._common import (
     _clean,
@@ -25,6 +25,23 @@ class CampaignStore:
     def get(self, campaign_id: str) -> CampaignRecord | None:
         item = self.table.get_item(Key={"campaign_id": campaign_id}, ConsistentRead=True).get("Item")
         return CampaignRecord.from_item(_plain(item)) if item else None
+
+    def of_mailbox(
+        self, mailbox: str, *, limit: int = 50, start_key: dict | None = None
+    ) -> tuple[list[CampaignRecord], dict | None]:
+        """A page of a mailbox's campaigns, newest first (index ByMailbox), and where the next
+        page starts (None: the last)."""
+        kwargs: dict = {
+            "IndexName": "ByMailbox",
+            "KeyConditionExpression": Key("mailbox").eq(mailbox.lower()),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if start_key:
+            kwargs["ExclusiveStartKey"] = start_key
+        page = self.table.query(**kwargs)
+        items = [CampaignRecord.from_item(_plain(i)) for i in page.get("Items", [])]
+        return items, _plain(page["LastEvaluatedKey"]) if page.get("LastEvaluatedKey") else None
 
     def create(self, campaign_id: str, fields: dict) -> bool:
         """Create the campaign once (False when it exists: a repeated S3 event or a resume)."""

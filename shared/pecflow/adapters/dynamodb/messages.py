@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from boto3.dynamodb.conditions import Attr, Key
 
@@ -113,6 +113,17 @@ class MessageStore:
             Limit=limit,
         )
         return [MessageRecord.from_item(_plain(i)) for i in page.get("Items", [])]
+
+    def every(self, mailbox: str) -> Iterator[MessageRecord]:
+        """Every record of a mailbox (a Query of its partition, page by page)."""
+        kwargs: dict = {"KeyConditionExpression": Key("mailbox").eq(mailbox.lower())}
+        while True:
+            page = self.table.query(**kwargs)
+            for item in page.get("Items", []):
+                yield MessageRecord.from_item(_plain(item))
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def count(self, mailbox: str) -> int:
         total, kwargs = 0, {"KeyConditionExpression": Key("mailbox").eq(mailbox.lower()), "Select": "COUNT"}
