@@ -42,7 +42,7 @@ import smtplib
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -1746,3 +1746,17 @@ class FakeUploads:
     def export_link(self, campaign_id: str, name: str, body, seconds: int = 900) -> str:
         self.exports[name] = body.read()
         return f"https://campaigns.example/{campaign_id}/export/{name}?signed"
+
+
+class Ticking:
+    """A `now` for the services that moves one second at each call (thread-safe): every audit
+    event and act gets its own time, in order."""
+
+    def __init__(self, start: datetime | None = None):
+        self.at = start or datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+        self.lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self.lock:
+            self.at += timedelta(seconds=1)
+            return self.at

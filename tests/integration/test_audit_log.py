@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import threading
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,17 +18,6 @@ from pecflow.services.audit import AuditLog
 from tests import fakes
 
 MAILBOX = "ufficio@pec.alfa.test"
-
-
-class Ticking:
-    def __init__(self):
-        self.at = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
-        self.lock = threading.Lock()
-
-    def __call__(self):
-        with self.lock:
-            self.at += timedelta(seconds=1)
-            return self.at
 
 
 @pytest.fixture(params=["fake", "dynamodb"])
@@ -54,7 +42,7 @@ def acts(log: AuditLog, n: int, mailbox: str = MAILBOX) -> None:
 
 
 def test_acts_are_chained_in_order_and_verify(store):
-    log = AuditLog(store, now=Ticking())
+    log = AuditLog(store, now=fakes.Ticking())
     acts(log, 7)
     events = list(store.events(MAILBOX))
     assert [e.seq for e in events] == list(range(1, 8))
@@ -66,7 +54,7 @@ def test_acts_are_chained_in_order_and_verify(store):
 
 
 def test_concurrent_acts_each_get_their_own_number(store):
-    log = AuditLog(store, now=Ticking())
+    log = AuditLog(store, now=fakes.Ticking())
     threads = [threading.Thread(target=acts, args=(log, 5)) for _ in range(4)]
     for t in threads:
         t.start()
@@ -83,7 +71,7 @@ def env(aws, monkeypatch):
         monkeypatch.setenv(name, aws.physical(logical))
     monkeypatch.setenv("STACK_NAME", "pecflow-test")
     table = aws.resource("dynamodb").Table(aws.physical("AuditTable"))
-    acts(AuditLog(AuditStore(table.name, aws.resource("dynamodb")), now=Ticking()), 6)
+    acts(AuditLog(AuditStore(table.name, aws.resource("dynamodb")), now=fakes.Ticking()), 6)
     return table
 
 

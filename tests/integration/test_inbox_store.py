@@ -5,7 +5,7 @@ winner of a race, the bin; people and their roles."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -46,18 +46,6 @@ def record(i: int):
     }
 
 
-def clock():
-    state = {"at": datetime(2026, 11, 26, 9, 0, tzinfo=UTC)}
-    lock = threading.Lock()
-
-    def now():
-        with lock:
-            state["at"] += timedelta(seconds=1)
-            return state["at"]
-
-    return now
-
-
 @pytest.fixture(scope="module")
 def worlds(moto_stack):
     ddb = moto_stack.resource("dynamodb")
@@ -70,7 +58,7 @@ def worlds(moto_stack):
         fake.add(BOX, record(i))
     assert not real.add(BOX, record(3))  # recorded again: the row stays as it is
     inboxes = {
-        name: Inbox(rows, a, People(), None, cursor_secret=b"k" * 32, now=clock())
+        name: Inbox(rows, a, People(), None, cursor_secret=b"k" * 32, now=fakes.Ticking())
         for name, rows, a in (("dynamodb", real, audit), ("fake", fake, fake_audit))
     }
     return inboxes, {"dynamodb": audit, "fake": fake_audit}

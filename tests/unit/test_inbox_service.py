@@ -5,7 +5,7 @@ recorded but never taking a message in charge, the bin for admins only."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -33,17 +33,6 @@ class People:
 
     def person(self, username):
         return self.by_name.get(username)
-
-
-class Clock:
-    def __init__(self):
-        self.at = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
-        self.lock = threading.Lock()
-
-    def __call__(self):
-        with self.lock:
-            self.at += timedelta(seconds=1)
-            return self.at
 
 
 def record(i: int, kind="posta-certificata", **extra):
@@ -77,7 +66,12 @@ def world():
         rows.add(BOX, rec)
         records.items[(BOX, rec["sha256"])] = rec
     inbox = Inbox(
-        rows, audit, People(anna, bruno, vera, marco, carla), records, cursor_secret=b"c" * 32, now=Clock()
+        rows,
+        audit,
+        People(anna, bruno, vera, marco, carla),
+        records,
+        cursor_secret=b"c" * 32,
+        now=fakes.Ticking(),
     )
     return inbox, rows, audit
 
