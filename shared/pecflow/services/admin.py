@@ -3,7 +3,7 @@ run, and what the API will call. Services over ports; `pecflow.bootstrap` builds
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -91,6 +91,19 @@ STAT_LABELS = (
 RESENDABLE = (State.DELIVERY_FAILED, State.ERROR, State.NOT_ACCEPTED)
 
 
+def shown_status(status: str | None, counters: Mapping[str, int]) -> str | None:
+    """A campaign's status as people see it: `completed` is derived, never stored (every job
+    has its outcome; a resend makes it sending again)."""
+    if (
+        status == CampaignStatus.SENDING
+        and counters.get("total")
+        and not counters.get("to_send")
+        and not counters.get("waiting")
+    ):
+        return CampaignStatus.COMPLETED
+    return status
+
+
 @dataclass(slots=True)
 class CampaignAdmin:
     campaigns: CampaignStore
@@ -112,19 +125,9 @@ class CampaignAdmin:
         if item is None:
             raise KeyError(f"no campaign {campaign_id}")
         counters = campaigns.counters(campaign_id)
-        status = item.status
-        if (
-            status == CampaignStatus.SENDING
-            and counters.get("total")
-            and not counters.get("to_send")
-            and not counters.get("waiting")
-        ):
-            status = (
-                CampaignStatus.COMPLETED
-            )  # derived: every job has its outcome (a resend makes it sending again)
         return {
             "campaign_id": campaign_id,
-            "status": status,
+            "status": shown_status(item.status, counters),
             "mailbox": item.mailbox,
             "counters": counters,
             "validation": item.validation,

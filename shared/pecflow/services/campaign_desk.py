@@ -19,7 +19,7 @@ from pecflow.domain.access import Action, NotVisible, Person
 from pecflow.domain.audit import AuditAction
 from pecflow.domain.campaign.manifest import CAMPAIGN_ID
 from pecflow.domain.inbox import CursorError
-from pecflow.services.admin import CampaignAdmin
+from pecflow.services.admin import CampaignAdmin, shown_status
 from pecflow.services.audit import AuditLog
 
 ACTIONS = ("pause", "resume", "cancel", "resend", "redrive")
@@ -59,7 +59,7 @@ class CampaignDesk:
                 "campaign_id": c.campaign_id,
                 "name": (c.manifest or {}).get("name"),
                 "purpose": (c.manifest or {}).get("purpose"),
-                "status": str(self.admin.stats(c.campaign_id)["status"]),
+                "status": str(shown_status(c.status, c.counters or {})),  # the item read once
                 "created_at": c.created_at,
                 "counters": dict(c.counters or {}),
             }

@@ -167,9 +167,8 @@ class Inbox:
         """One message: its record and its row; records a view (opening is not taking in charge)."""
         role = person.require(mailbox, Action.READ)
         row = self._visible_row(mailbox, sha256, role)
-        record = self.records.get(mailbox, sha256)
+        fields = _fields(self.records.get(mailbox, sha256))
         self._record(person, mailbox, sha256, AuditAction.VIEW, source)
-        fields = record.as_dict() if record is not None and hasattr(record, "as_dict") else (record or {})
         # the reconciled view: the message of ours a receipt (or a reply to us) is about, and what
         # we sent from this one, each with its receipts
         about = fields.get("outgoing_message_id") or fields.get("thread_of")
@@ -185,9 +184,7 @@ class Inbox:
         """A short-lived link to the original .eml, byte for byte as archived (recorded as a download)."""
         role = person.require(mailbox, Action.DOWNLOAD)
         self._visible_row(mailbox, sha256, role)
-        record = self.records.get(mailbox, sha256)
-        fields = record.as_dict() if record is not None and hasattr(record, "as_dict") else (record or {})
-        key = fields.get("s3_key")
+        key = _fields(self.records.get(mailbox, sha256)).get("s3_key")
         if not key or self.download_url is None:
             raise InboxError("this message has no archived original to download")
         self._record(person, mailbox, sha256, AuditAction.DOWNLOAD, source)
@@ -428,7 +425,7 @@ class Inbox:
 def _direct(kind: str, mailbox: str, record: Any, to: str | None, text: str, by: str):
     """The reply or forward of a recorded message: a reply goes to whom the message is from
     (for a PEC envelope, the certified sender of its daticert, not the provider's address)."""
-    fields = record.as_dict() if hasattr(record, "as_dict") else dict(record)
+    fields = _fields(record)
     if kind == REPLY:
         to = fields.get("sender") or fields.get("from")
     try:
@@ -459,8 +456,7 @@ def reindex(
     there (with its presa in carico) is left as it is. Returns (records seen, rows added)."""
     seen = added = 0
     for record in records:
-        fields = record.as_dict() if hasattr(record, "as_dict") else dict(record)
-        fields.setdefault("sha256", getattr(record, "sha256", None))
+        fields = _fields(record)
         ours = fields.get("outgoing_message_id")
         if inbox.add(mailbox, fields, campaign_id=campaign_of(str(ours)) if ours else None):
             added += 1
@@ -469,3 +465,10 @@ def reindex(
             progress(seen, added)
     progress(seen, added)
     return seen, added
+
+
+def _fields(record: Any) -> dict[str, Any]:
+    """A message record as its stored fields (a MessageRecord, or the dict a store keeps)."""
+    if record is None:
+        return {}
+    return record.as_dict() if hasattr(record, "as_dict") else dict(record)
