@@ -1563,10 +1563,12 @@ class FakeInboxStore:
         self.audit = audit
         self.items: dict[tuple[str, str], dict] = {}
         self.lock = threading.Lock()
+        self.adds: list[tuple[str, bool]] = []  # (sha256, new) of each add, for tests
 
-    def add(self, mailbox: str, record: dict, *, campaign_id: str | None = None) -> bool:
+    def add(self, mailbox: str, record: dict, *, campaign_id: str | None = None, new: bool = False) -> bool:
         from pecflow.domain.inbox import inbox_row, word_copies
 
+        self.adds.append((record["sha256"], new))
         row = _kept(inbox_row(mailbox, record, campaign_id=campaign_id))
         with self.lock:
             if (row["pk"], row["sk"]) in self.items:

@@ -120,7 +120,9 @@ class Archive(Protocol):
 class InboxListing(Protocol):
     """What people see of each received message (its row in the inbox: pecflow.domain.inbox)."""
 
-    def add(self, mailbox: str, record: dict[str, Any], *, campaign_id: str | None = None) -> bool: ...
+    def add(
+        self, mailbox: str, record: dict[str, Any], *, campaign_id: str | None = None, new: bool = False
+    ) -> bool: ...
 
 
 class MessageStore(Protocol):

@@ -267,7 +267,7 @@ class Ingestor:
                 raise
             self._quarantine(where, result, msg, "reconcile", _failure(exc), recorded=True)
         if record is not None and recorded is not None:
-            self._list(address, record, campaign_id)
+            self._list(address, record, campaign_id, new=bool(recorded))
         if self.on_message is not None:
             self.on_message(address, msg)
         self.checkpoint("before_cursor", uid=fetched.uid)
@@ -339,11 +339,11 @@ class Ingestor:
         self.mailboxes.save_cursor(address, cursor)
         return cursor
 
-    def _list(self, address: str, record: dict, campaign_id: str | None) -> None:
+    def _list(self, address: str, record: dict, campaign_id: str | None, *, new: bool = False) -> None:
         """The message's row in the inbox (once: a message recorded again keeps its row and
-        its presa in carico)."""
+        its presa in carico). `new`: recorded by this very poll, so it has no row yet."""
         if self.inbox is not None:
-            self.inbox.add(address, record, campaign_id=campaign_id)
+            self.inbox.add(address, record, campaign_id=campaign_id, new=new)
 
     def _reconcile(self, address: str, sha: str, msg: PecMessage, result: PollResult) -> str | None:
         """Reconcile a receipt or thread a reply; the campaign the message belongs to, if any."""

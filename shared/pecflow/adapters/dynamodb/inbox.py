@@ -72,11 +72,14 @@ class InboxStore:
         self.audit_table = audit_table
 
     # --- writing ------------------------------------------------------------------------------
-    def add(self, mailbox: str, record: Mapping[str, Any], *, campaign_id: str | None = None) -> bool:
-        """A newly recorded message: its word copies, then its row (only if it has none: a
-        message recorded again keeps its presa in carico). False when the row was there."""
+    def add(
+        self, mailbox: str, record: Mapping[str, Any], *, campaign_id: str | None = None, new: bool = False
+    ) -> bool:
+        """A recorded message: its word copies, then its row (only if it has none: a message
+        recorded again keeps its presa in carico). False when the row was there. `new`: the
+        record was written just now, so no row can exist yet (the poller's case: one read less)."""
         row = _clean(inbox_row(mailbox, record, campaign_id=campaign_id))
-        if self.row(mailbox, str(record["sha256"])) is not None:
+        if not new and self.row(mailbox, str(record["sha256"])) is not None:
             return False
         with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
             for copy in word_copies(row):
