@@ -852,6 +852,7 @@ class FakeArchive:
         self.prefix = prefix
         self.objects: dict[str, ArchivedObject] = {}
         self.created: list[str] = []  # keys, once per object written (for tests)
+        self.downloads: dict[str, tuple[str, bytes]] = {}  # files taken out for a person
         self._failures: list[BaseException] = []
         self._down: BaseException | None = None
         self._versions = 0
@@ -918,6 +919,14 @@ class FakeArchive:
         if obj is None:
             raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "no such key"}}, "GetObject")
         return obj.body
+
+    # what a person downloads (pecflow.services.inbox.Originals; Downloads on S3)
+    def download_url(self, key: str, filename: str) -> str:
+        return f"https://archive.test/{key}?as={filename}"
+
+    def file_url(self, key: str, data: bytes, filename: str) -> str:
+        self.downloads[key] = (filename, bytes(data))
+        return f"https://downloads.test/{key}"
 
     # what can happen to an archived object behind our back (for tests)
     def delete(self, key: str) -> None:

@@ -19,6 +19,7 @@ config = Config.for_function(
     "outgoing_table",
     "send_queue_url",
     "archive_bucket",
+    "downloads_bucket",
     "campaigns_table",
     "campaign_bucket",
     "api_secret",

@@ -698,8 +698,11 @@ def messaggio_originale(
     message_id: str | None = None,
     tipo_ricevuta: str | None = None,
     data: datetime | None = None,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
 ) -> bytes:
-    """A message as a mail client submits it to the provider.
+    """A message as a mail client submits it to the provider (an answer names the message it
+    answers in `in_reply_to` and the conversation in `references`).
 
     `allegati` are (filename, content type, content) triples, sent base64 (message/rfc822 ones
     as they are); this is also the hook for SdI files. Without `message_id` one is derived
@@ -757,6 +760,10 @@ def messaggio_originale(
     if cc:
         campi.append(_indirizzi("Cc", cc))
     campi += [_oggetto(oggetto), f"Message-ID: {message_id}"]
+    if in_reply_to:
+        campi.append(f"In-Reply-To: {in_reply_to}")
+    if references:
+        campi.append("References: " + "\r\n ".join(references))
     if tipo_ricevuta:
         campi.append(f"X-TipoRicevuta: {tipo_ricevuta}")
     campi.append("MIME-Version: 1.0")

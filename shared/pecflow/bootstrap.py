@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pecflow.adapters.archive import Archive
 from pecflow.adapters.campaign_files import CampaignPackage, CampaignUploads
 from pecflow.adapters.cognito import CognitoDirectory
+from pecflow.adapters.downloads import Downloads
 from pecflow.adapters.dynamodb import CampaignStore, MailboxStore, MessageStore, OutgoingStore
 from pecflow.adapters.dynamodb.audit import AuditStore
 from pecflow.adapters.dynamodb.inbox import InboxStore
@@ -258,7 +259,9 @@ def api_services(config: Config) -> Services:
         cursor_secret=cursor_secret,
         outbox=outgoing_store(config),
         send_queue=SqsQueue(config.send_queue_url, config.client("sqs")),
-        download_url=Archive(config.archive_bucket, config.client("s3")).download_url,
+        originals=Downloads(
+            Archive(config.archive_bucket, config.client("s3")), config.downloads_bucket, config.client("s3")
+        ),
     )
     directory = (
         CognitoDirectory(config.user_pool_id, config.client("cognito-idp")) if config.user_pool_id else None

@@ -51,6 +51,7 @@ class Config:
     api_secret: str = ""  # the secret whose value keys the API's page cursors
     inbox_table: str = ""
     archive_bucket: str = ""
+    downloads_bucket: str = ""  # the API's copies of files taken out of originals
     poll_queue_url: str = ""
     campaign_bucket: str = ""
     send_queue_url: str = ""

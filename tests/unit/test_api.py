@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pytest
 
+from local.pecbuild.builder import messaggio_originale
 from pecflow.api import Services, build_app
 from pecflow.api.app import openapi_document
 from pecflow.domain.access import Role
@@ -26,10 +27,19 @@ SHA = f"{1:064x}"
 ROLES = [None, Role.VIEWER, Role.OPERATOR, Role.MANAGER, Role.ADMIN]
 
 
+RAW = messaggio_originale(
+    mittente="cliente@pec.beta.test", destinatari=[BOX], oggetto="Pratica", testo="Buongiorno\n",
+    allegati=[("preventivo.pdf", "application/pdf", b"%PDF-1.7 ...")], data=datetime(2026, 11, 20, tzinfo=UTC),
+)  # fmt: skip
+
+
 class Records:
+    def __init__(self, key):
+        self.key = key
+
     def get(self, mailbox, sha256):
         return {"sha256": sha256, "subject": "Pratica", "from": "cliente@pec.beta.test", "message_id": "<m@x>",
-                "s3_key": f"messages/{sha256}"}  # fmt: skip
+                "s3_key": self.key}  # fmt: skip
 
 
 def world():
@@ -46,9 +56,11 @@ def world():
         if role:
             people.set_role("test", name, BOX, role)
     outgoing = fakes.FakeOutgoingStore(fakes.FakeCampaignStore())
+    archive = fakes.FakeArchive()
     inbox = Inbox(
-        rows, audit, store, Records(), cursor_secret=b"s" * 32, outbox=outgoing, send_queue=fakes.FakeQueue()
-    )
+        rows, audit, store, Records(archive.store(RAW).key), cursor_secret=b"s" * 32, outbox=outgoing,
+        send_queue=fakes.FakeQueue(), originals=archive,
+    )  # fmt: skip
     campaigns = fakes.FakeCampaignStore()
     campaigns.create("solleciti", {"status": "sending", "mailbox": BOX})
     campaigns.create("altrui", {"status": "sending", "mailbox": "altro@pec.alfa.test"})
@@ -99,6 +111,8 @@ ROUTES = [
     ("bin", "GET", f"{M}/messages", None, {"bin": "true"}, Role.ADMIN),
     ("show", "GET", f"{M}/messages/{SHA}", None, None, Role.VIEWER),
     ("trail", "GET", f"{M}/messages/{SHA}/audit", None, None, Role.VIEWER),
+    ("download", "GET", f"{M}/messages/{SHA}/download", None, None, Role.VIEWER),
+    ("file", "GET", f"{M}/messages/{SHA}/files/0", None, None, Role.VIEWER),
     ("take", "POST", f"{M}/messages/{SHA}/handling", {"act": "take-in-charge"}, None, Role.OPERATOR),
     (
         "handled",
@@ -379,3 +393,15 @@ def test_campaigns_of_a_mailbox_through_the_api():
     assert status == 409 and "cannot pause" in again["message"]
     status, trail = call(app, "GET", f"{M}/audit/verify", user="carla")
     assert status == 200 and trail["whole"]
+
+
+def test_a_message_opened_through_the_api_says_what_it_says_and_links_its_files():
+    app, _ = world()
+    status, shown = call(app, "GET", f"{M}/messages/{SHA}", user="vera")
+    assert status == 200 and shown["content"]["text"] == "Buongiorno\n"
+    assert [f["filename"] for f in shown["content"]["files"]] == ["preventivo.pdf"]
+    status, link = call(app, "GET", f"{M}/messages/{SHA}/files/0", user="vera")
+    assert status == 200 and link["url"].startswith("https://downloads.test/files/") and link["size"] == 12
+    status, payload = call(app, "GET", f"{M}/messages/{SHA}/files/3", user="vera")
+    assert status == 404 and "no file number 3" in payload["message"]
+    assert call(app, "GET", f"{M}/messages/{SHA}/files/-1", user="vera")[0] == 422

@@ -22,6 +22,8 @@ from pecflow.domain.inbox import (
     page_size,
     plan,
     record_words,
+    thread_key,
+    thread_root,
     word_copies,
     words,
 )
@@ -68,7 +70,28 @@ def test_a_new_certified_message_is_listed_as_da_gestire():
         "holder_pk": None,
         "campaign_pk": None,
         "sdi_pk": None,
+        "thread_pk": None,  # a record without any Message-ID starts no conversation
     }
+
+
+def test_a_conversation_is_keyed_by_its_first_message_id():
+    first = record(message_id="<a@x>", original_message_id="<orig@beta>")
+    answer = record(message_id="<c@x>", in_reply_to="<b@y>", references=["<orig@beta>", "<b@y>"])
+    late = record(message_id="<d@x>", in_reply_to="<orig@beta>")  # a client that sends only In-Reply-To
+    assert thread_root(first) == thread_root(answer) == thread_root(late) == "<orig@beta>"
+    keys = {listing_keys(BOX, r)["thread_pk"] for r in (first, answer, late)}
+    assert keys == {thread_key(BOX, "<orig@beta>")} and next(iter(keys)).startswith(f"{M}#")
+    # the row keeps the root: a change of handling recomputes the same key from the row alone
+    row = inbox_row(BOX, {**answer, "sha256": "ab" * 32})
+    assert row["thread"] == "<orig@beta>" and listing_keys(BOX, row)["thread_pk"] == row["thread_pk"]
+    # receipts belong to the message they are about, not to a conversation
+    receipt = record("accettazione", message_id="<r@x>", references=["<orig@beta>"])
+    assert listing_keys(BOX, receipt)["thread_pk"] is None and "thread" not in inbox_row(
+        BOX, {**receipt, "sha256": "cd" * 32}
+    )
+    p = plan(BOX, Filters(thread="<orig@beta>", handling=Status.OPEN))
+    assert (p.index, p.key_value) == ("ByThread", thread_key(BOX, "<orig@beta>"))
+    assert p.residual == (("handling_pk", (f"{M}#da-gestire",)),)
 
 
 def test_receipts_are_listed_apart_and_have_no_presa_in_carico():

@@ -15,6 +15,7 @@ from pecflow.api.models import (
     AuditEventOut,
     Deletion,
     Download,
+    FileDownload,
     HandlingAct,
     HandlingOut,
     MessagePage,
@@ -91,6 +92,13 @@ def routes(services: Services) -> Router:
     def download(mailbox: str, sha256: Sha256) -> Download:
         person = caller(router.current_event, services)
         return Download(url=services.inbox.download(person, mailbox, sha256, source(router.current_event)))
+
+    @router.get("/<mailbox>/messages/<sha256>/files/<index>", summary="a 5-minute link to one of its files",
+                tags=["messages"], responses=answers(400, 404))  # fmt: skip
+    def file(mailbox: str, sha256: Sha256, index: Annotated[int, Path(ge=0, le=10_000)]) -> FileDownload:
+        person = caller(router.current_event, services)
+        found = services.inbox.file(person, mailbox, sha256, index, source(router.current_event))
+        return FileDownload(**found)
 
     @router.post("/<mailbox>/messages/<sha256>/handling",
                  summary="take in charge, release, assign, mark handled or reopen", tags=["presa in carico"],

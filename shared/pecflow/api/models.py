@@ -82,16 +82,51 @@ class SentView(BaseModel):
     receipts: list[dict[str, Any]] = []
 
 
+class HeaderOut(BaseModel):
+    name: str
+    value: str
+
+
+class FileOut(BaseModel):
+    index: int = Field(..., description="its number in GET .../files/{index}")
+    filename: str | None
+    content_type: str
+    size: int = Field(..., description="bytes, as it sits in the message (encoded)")
+
+
+class ContentView(BaseModel):
+    headers: list[HeaderOut] = Field(
+        ..., description="of the message itself (of an envelope: the one inside)"
+    )
+    text: str | None = Field(None, description="the body as plain text (an HTML body's words, no markup)")
+    from_html: bool = False
+    text_cut: bool = Field(False, description="the text goes on in the original")
+    envelope: bool = Field(False, description="a PEC or REM envelope: headers and text of the message inside")
+    files: list[FileOut]
+    too_large: bool = Field(False, description="too large to open here: download the original")
+    note: str | None = None
+
+
 class MessageView(BaseModel):
     message: dict[str, Any] | None
     row: dict[str, Any]
     about: SentView | None = Field(None, description="a receipt's (or a reply's) message of ours")
     sent_from_here: list[SentView] = Field([], description="our reply and forward of this message")
+    content: ContentView | None = Field(None, description="what it says, from the archived original")
+    thread: list[dict[str, Any]] = Field(
+        [], description="the received messages of its conversation, oldest first"
+    )
 
 
 class Download(BaseModel):
     url: str
     expires_in: int = 300
+
+
+class FileDownload(Download):
+    filename: str
+    content_type: str = Field(..., description="as the message declares it (served as a download)")
+    size: int = Field(..., description="bytes, decoded")
 
 
 class HandlingAct(BaseModel):

@@ -15,6 +15,7 @@ Listing keys (attribute → index):
   holder_pk   ByHolder   <mailbox>#<username>                    (in carico or handled by them)
   campaign_pk ByCampaign <mailbox>#<campaign id>                 (a campaign's receipts and replies)
   sdi_pk      BySdi      <mailbox>#sdi                           (messages carrying an SdI file)
+  thread_pk   ByThread   <mailbox>#<hash of the thread's first Message-ID> (messages, not receipts)
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ INDEXES = {
     "holder_pk": "ByHolder",
     "campaign_pk": "ByCampaign",
     "sdi_pk": "BySdi",
+    "thread_pk": "ByThread",
 }
 RECEIPT_KINDS = frozenset(kinds.RICEVUTE)
 # words too common in PEC to narrow anything: never a key of the token index
@@ -90,6 +92,23 @@ def is_receipt(kind: str | None) -> bool:
     return kind in RECEIPT_KINDS
 
 
+def thread_root(record: Mapping[str, object]) -> str | None:
+    """The Message-ID a conversation started with: the first of References, else In-Reply-To,
+    else the message's own (for a PEC envelope, its sender's Message-ID, which answers cite)."""
+    references = record.get("references")
+    if isinstance(references, list) and references:
+        return str(references[0])
+    for field in ("in_reply_to", "original_message_id", "message_id"):
+        if record.get(field):
+            return str(record[field])
+    return None
+
+
+def thread_key(mailbox: str, root: str) -> str:
+    """The ByThread partition of a conversation (Message-IDs may be long: hashed)."""
+    return f"{mailbox.lower()}#{hashlib.sha256(root.encode()).hexdigest()[:32]}"
+
+
 def listing_keys(
     mailbox: str,
     record: Mapping[str, object],
@@ -120,6 +139,9 @@ def listing_keys(
         keys["campaign_pk"] = f"{mailbox}#{campaign_id}"
     if record.get("sdi") or record.get("sdi_type"):  # a record, or a row
         keys["sdi_pk"] = f"{mailbox}#sdi"
+    root = record.get("thread") or (None if receipt else thread_root(record))  # a row, or a record
+    if root and not receipt:
+        keys["thread_pk"] = thread_key(mailbox, str(root))
     return keys
 
 
@@ -139,6 +161,7 @@ class Filters:
     campaign: str | None = None
     has_sdi: bool | None = None
     text: str | None = None  # words of the subject and the parties
+    thread: str | None = None  # the Message-ID a conversation started with (thread_root)
     receipts: bool = False  # receipts listed only when asked for
     bin: bool = False  # the deleted messages (admins)
 
@@ -175,7 +198,7 @@ def _sort_bounds(filters: Filters) -> tuple[str | None, str | None]:
 
 def plan(mailbox: str, filters: Filters) -> Plan:
     """The cheapest query for the filters: the most selective single index, the other filters
-    checked on what it returns. Words come first (the token index), then holder, campaign,
+    checked on what it returns. Words come first (the token index), then thread, holder, campaign,
     SdI, handling, kind, and the plain list last."""
     mailbox = mailbox.lower()
     start, end = _sort_bounds(filters)
@@ -192,6 +215,8 @@ def plan(mailbox: str, filters: Filters) -> Plan:
     wanted = words(filters.text) if filters.text else []
     if filters.text and not wanted:
         raise FilterError("the words searched are too short or too common: add a more specific word")
+    if filters.thread:
+        candidates.append(("thread_pk", thread_key(mailbox, filters.thread)))
     if filters.holder:
         candidates.append(("holder_pk", f"{mailbox}#{filters.holder.lower()}"))
     if filters.campaign:
@@ -369,6 +394,9 @@ def inbox_row(
     problems = record.get("problems")
     if isinstance(problems, list) and problems:
         row["problems"] = len(problems)
+    root = None if is_receipt(str(record.get("kind"))) else thread_root(record)
+    if root:
+        row["thread"] = root
     found = record_words(record)
     if found:
         row["words"] = found

@@ -302,6 +302,8 @@ class MessageRecord:
     to: Sequence[str] = ()
     cc: Sequence[str] = ()
     date: str | None = None
+    in_reply_to: str | None = None  # the conversation (for an envelope, its inner message's)
+    references: Sequence[str] = ()  # the first (the thread's root) and the last nine
     ref_message_id: str | None = None
     original_message_id: str | None = None
     identificativo: str | None = None
@@ -351,7 +353,7 @@ class MessageRecord:
         for name in ("size", "uid", "uidvalidity"):
             if typed.get(name) is not None:
                 typed[name] = int(typed[name])
-        for name in ("to", "cc", "recipients", "attachments", "problems", "reconcile_problems"):
+        for name in ("to", "cc", "references", "recipients", "attachments", "problems", "reconcile_problems"):
             if typed.get(name) is None:
                 typed.pop(name, None)
         return cls(**typed, extra=extra)

@@ -121,7 +121,7 @@ class PecMessage:
     def body_text(self) -> str | None:
         """The readable body of the logical message (postacert.eml for envelopes)."""
         message = self.postacert if self.postacert is not None else self
-        part = _body_part(message.root) if message.root is not None else None
+        part = body_part(message.root) if message.root is not None else None
         return part.text() if part is not None else None
 
     def to_dict(self) -> dict[str, object]:
@@ -695,7 +695,7 @@ def _first_text(root: mime.Part | None) -> str | None:
     return None
 
 
-def _body_part(root: mime.Part) -> mime.Part | None:
+def body_part(root: mime.Part) -> mime.Part | None:
     html = None
     for part in root.walk():
         disposition = part.disposition[0]

@@ -9,7 +9,7 @@ and the message record are never touched.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -34,11 +34,14 @@ from pecflow.domain.inbox import (
 from pecflow.domain.ports import Queue
 from pecflow.domain.reconcile import State
 from pecflow.domain.replies import FORWARD, REPLY, ReplyError, direct_message_id, make_direct
+from pecflow.pec import reading
 from pecflow.services.audit import AuditPort
 from pecflow.services.sending import queue_entry
 
 ACT_ATTEMPTS = 20
 MAX_REASON_CHARS = 500
+MAX_READ_BYTES = 50 * 1024 * 1024  # larger originals are downloaded, not opened by the API
+THREAD_SIZE = 50  # messages of a conversation shown with one of them
 
 ACTION_OF = {
     Act.TAKE: Action.TAKE_IN_CHARGE,
@@ -80,6 +83,14 @@ class People(Protocol):
 
 class Records(Protocol):
     def get(self, mailbox: str, sha256: str) -> Any: ...
+
+
+class Originals(Protocol):
+    """The archived originals, and links for a person to download one, or a file out of one."""
+
+    def get(self, key: str) -> bytes: ...
+    def download_url(self, key: str, filename: str) -> str: ...
+    def file_url(self, key: str, data: bytes, filename: str) -> str: ...
 
 
 class Outbox(Protocol):
@@ -140,11 +151,11 @@ class Inbox:
         now: Callable[[], datetime] = clock.now,
         outbox: Outbox | None = None,
         send_queue: Queue | None = None,
-        download_url: Callable[[str, str], str] | None = None,  # (archive key, file name) -> link
+        originals: Originals | None = None,
     ):
         self.rows, self.audit, self.people, self.records = rows, audit, people, records
         self.cursor_secret, self.audit_key, self.now = cursor_secret, audit_key, now
-        self.outbox, self.send_queue, self.download_url = outbox, send_queue, download_url
+        self.outbox, self.send_queue, self.originals = outbox, send_queue, originals
 
     # --- reading ----------------------------------------------------------------------------------
     def list(
@@ -164,7 +175,9 @@ class Inbox:
         return Listing([shown(r) for r in page.rows], following, page.items_read, page.requests)
 
     def show(self, person: Person, mailbox: str, sha256: str, source: Source = Source()) -> dict[str, Any]:
-        """One message: its record and its row; records a view (opening is not taking in charge)."""
+        """One message: its record, its row, what it says (headers, text, files), the messages of
+        its conversation, and what it is about or we sent from it with their receipts. Records a
+        view (opening is not taking in charge)."""
         role = person.require(mailbox, Action.READ)
         row = self._visible_row(mailbox, sha256, role)
         fields = _fields(self.records.get(mailbox, sha256))
@@ -178,17 +191,76 @@ class Inbox:
             "row": shown(row),
             "about": self._sent(about) if about else None,
             "sent_from_here": [v for v in (self._sent(m) for m in ours if m) if v],
+            "content": self._content(fields),
+            "thread": self._thread(mailbox, row),
         }
+
+    def _content(self, fields: Mapping[str, Any]) -> dict[str, Any] | None:
+        """What the archived original says, as a person reads it (None: no original to read)."""
+        key = fields.get("s3_key")
+        if self.originals is None or not key:
+            return None
+        size = int(fields.get("size") or 0)
+        if size > MAX_READ_BYTES:
+            return {
+                "too_large": True,
+                "note": f"this message ({size / 1e6:.0f} MB) is too large to open here: download the original",
+                "headers": [],
+                "files": [],
+            }
+        read = reading.read(self.originals.get(str(key)))
+        return {
+            "headers": [{"name": n, "value": v} for n, v in read.headers],
+            "text": read.text,
+            "from_html": read.from_html,
+            "text_cut": read.text_cut,
+            "envelope": read.envelope,
+            "files": [
+                {"index": f.index, "filename": f.filename, "content_type": f.content_type, "size": f.size}
+                for f in read.files
+            ],
+        }
+
+    def _thread(self, mailbox: str, row: Mapping[str, Any]) -> Sequence[dict[str, Any]]:
+        """The received messages of the row's conversation, oldest first (itself included)."""
+        root = row.get("thread")
+        if not root:
+            return []
+        page = self.rows.page(plan(mailbox, Filters(thread=str(root))), limit=THREAD_SIZE)
+        return [shown(r) for r in reversed(page.rows)]
 
     def download(self, person: Person, mailbox: str, sha256: str, source: Source = Source()) -> str:
         """A short-lived link to the original .eml, byte for byte as archived (recorded as a download)."""
         role = person.require(mailbox, Action.DOWNLOAD)
         self._visible_row(mailbox, sha256, role)
         key = _fields(self.records.get(mailbox, sha256)).get("s3_key")
-        if not key or self.download_url is None:
+        if not key or self.originals is None:
             raise InboxError("this message has no archived original to download")
         self._record(person, mailbox, sha256, AuditAction.DOWNLOAD, source)
-        return self.download_url(str(key), f"{sha256[:16]}.eml")
+        return self.originals.download_url(str(key), f"{sha256[:16]}.eml")
+
+    def file(
+        self, person: Person, mailbox: str, sha256: str, index: int, source: Source = Source()
+    ) -> dict[str, Any]:
+        """A short-lived link to one file of the message (its position in `content.files`),
+        taken out of the archived original (recorded as a download, with the file's name)."""
+        role = person.require(mailbox, Action.DOWNLOAD)
+        self._visible_row(mailbox, sha256, role)
+        fields = _fields(self.records.get(mailbox, sha256))
+        key = fields.get("s3_key")
+        if not key or self.originals is None:
+            raise InboxError("this message has no archived original to take files from")
+        if int(fields.get("size") or 0) > MAX_READ_BYTES:
+            raise InboxError("this message is too large to open here: download the original")
+        try:
+            found, data = reading.file(self.originals.get(str(key)), index)
+        except reading.NoSuchFile as exc:
+            raise NotVisible(str(exc)) from None
+        name = found.filename or f"file-{index + 1}"
+        details = {"file": name, "index": index}
+        self._record(person, mailbox, sha256, AuditAction.DOWNLOAD, source, details)
+        url = self.originals.file_url(f"files/{sha256}/{index}", data, name)
+        return {"url": url, "filename": name, "content_type": found.content_type, "size": len(data)}
 
     def _sent(self, message_id: str) -> dict[str, Any] | None:
         """A message we sent, as reconciled: to whom, its state, its receipts in order."""
@@ -414,10 +486,18 @@ class Inbox:
             key=self.audit_key,
         )
 
-    def _record(self, person: Person, mailbox: str, sha256: str, action: AuditAction, source: Source) -> None:
+    def _record(
+        self,
+        person: Person,
+        mailbox: str,
+        sha256: str,
+        action: AuditAction,
+        source: Source,
+        details: Mapping[str, object] | None = None,
+    ) -> None:
         """An audit event alone (a view, a download): chained, with the same retries as an act."""
         for _ in range(ACT_ATTEMPTS):
-            if self.audit.append(self._event(person, mailbox, sha256, action, source, {})):
+            if self.audit.append(self._event(person, mailbox, sha256, action, source, details or {})):
                 return
         raise InboxError("the audit log is busy: try again in a moment")
 

@@ -472,6 +472,7 @@ def build_record(
     original keeps everything), so no message makes a record DynamoDB refuses."""
     cut: list[str] = []
     text = _Texts(cut)
+    logical = msg.postacert if msg.postacert is not None else msg
     record = {
         **_place(mailbox, folder, uidvalidity, uid, internaldate, raw, sha, s3_key),
         "kind": msg.kind,
@@ -481,6 +482,10 @@ def build_record(
         "to": text.many("to", msg.to),
         "cc": text.many("cc", msg.cc),
         "date": msg.date.isoformat() if msg.date else None,
+        # the conversation, as the sender's message cites it (for an envelope, the message inside)
+        "in_reply_to": text("in_reply_to", logical.in_reply_to),
+        # the first (the thread's root) and the last ones: long threads cite dozens
+        "references": [text("references", r, 998) or "" for r in _ends(logical.references, 10)],
         "ref_message_id": text("ref_message_id", msg.ref_message_id),
         "original_message_id": text("original_message_id", msg.original_message_id),
         "identificativo": text("identificativo", msg.identificativo),
@@ -548,6 +553,11 @@ Where = tuple[str, str, int, int, datetime | None, bytes, str, str]
 
 class RecordTooLarge(ValueError):
     """Even cut, a message's record would not fit its budget."""
+
+
+def _ends(values: list[str], count: int) -> list[str]:
+    """The first value and the last `count - 1`, in order."""
+    return values if len(values) <= count else [values[0], *values[len(values) - count + 1 :]]
 
 
 class _Texts:
