@@ -132,6 +132,15 @@ ROUTES = [
     ("campaign", "GET", f"{M}/campaigns/solleciti", None, None, Role.MANAGER),
     ("campaign-action", "POST", f"{M}/campaigns/solleciti/actions", {"action": "pause"}, None, Role.MANAGER),
     ("campaign-export", "GET", f"{M}/campaigns/solleciti/export", None, None, Role.MANAGER),
+    ("campaign-recipients", "GET", f"{M}/campaigns/solleciti/recipients", None, None, Role.MANAGER),
+    (
+        "campaign-failed",
+        "GET",
+        f"{M}/campaigns/solleciti/recipients",
+        None,
+        {"state": "failed"},
+        Role.MANAGER,
+    ),
     (
         "upload-links",
         "POST",
@@ -379,3 +388,17 @@ def test_campaigns_of_a_mailbox_through_the_api():
     assert status == 409 and "cannot pause" in again["message"]
     status, trail = call(app, "GET", f"{M}/audit/verify", user="carla")
     assert status == 200 and trail["whole"]
+
+
+def test_the_recipients_of_a_campaign_through_the_api():
+    app, _ = world()
+    status, page = call(app, "GET", f"{M}/campaigns/solleciti/recipients", user="marco")
+    assert status == 200 and page == {"recipients": [], "cursor": None, "read": 0}
+    status, refused = call(app, "GET", f"{M}/campaigns/solleciti/recipients", user="marco",
+                           query={"state": "spam"})  # fmt: skip
+    assert status == 422 and "state" in refused["message"]
+    status, refused = call(app, "GET", f"{M}/campaigns/solleciti/recipients", user="marco",
+                           query={"cursor": "rotto"})  # fmt: skip
+    assert status == 400 and "start the list again" in refused["message"]
+    status, refused = call(app, "GET", f"{M}/campaigns/altrui/recipients", user="marco")
+    assert status == 404 and refused["code"] == "not-found"
