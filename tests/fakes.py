@@ -40,7 +40,7 @@ import io
 import json
 import smtplib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -618,6 +618,22 @@ class FakeOutgoingStore:
         ]
         for row in sorted(rows, key=lambda r: _utf8(r["job_key"])):
             yield JobRecord.from_item(copy.deepcopy(row))
+
+    def campaign_job_page(
+        self, campaign_id: str, *, after: Mapping[str, str] | None = None, limit: int = 100
+    ) -> tuple[list[JobRecord], bool]:
+        """As the store's Query of ByCampaign: `limit` jobs after the job at `after`."""
+        self.job_pages_read = getattr(self, "job_pages_read", 0) + 1
+        rows = sorted(
+            (r for r in self.rows.values()
+             if r.get("campaign_id") == campaign_id and isinstance(r.get("job_key"), str)),
+            key=lambda r: (_utf8(r["job_key"]), _utf8(r["message_id"]), _utf8(r["recipient"])),
+        )  # fmt: skip
+        if after:
+            mark = (_utf8(after["job_key"]), _utf8(after["message_id"]), _utf8(after["recipient"]))
+            rows = [r for r in rows
+                    if (_utf8(r["job_key"]), _utf8(r["message_id"]), _utf8(r["recipient"])) > mark]  # fmt: skip
+        return [JobRecord.from_item(copy.deepcopy(r)) for r in rows[:limit]], len(rows) >= limit
 
     def view(self, message_id: str) -> dict | None:
         rows = [copy.deepcopy(r) for r in self._rows_of(message_id)]

@@ -270,5 +270,6 @@ def api_services(config: Config) -> Services:
         campaign_admin(config, audit=AuditLog(audit)),
         CampaignUploads(config.client("s3"), config.campaign_bucket),
         AuditLog(audit),
+        cursor_secret=cursor_secret,
     )
     return Services(inbox, PeopleAdmin(people, AuditLog(audit), directory), AuditLog(audit), desk)

@@ -7,6 +7,8 @@ import csv
 import io
 import json
 
+import pytest
+
 from pecflow.adapters.campaign_files import CampaignUploads
 from pecflow.adapters.dynamodb import CampaignStore, OutgoingStore
 from pecflow.adapters.dynamodb.audit import AuditStore
@@ -61,3 +63,74 @@ def test_campaigns_listed_submitted_and_exported(aws):
     assert rows[1][1] == "'=cmd@pec.beta.test"  # formula-safe
     changes = [e.details["change"] for e in audit.store.events(BOX)]
     assert changes == ["submitted", "exported"] and audit.verify(BOX).ok
+
+
+def test_the_recipients_read_page_by_page_from_index_by_campaign(aws):
+    from pecflow.domain.inbox import CursorError
+    from pecflow.domain.reconcile import CLAIM, SMTP_ACCEPTED, SMTP_FAILED, move_for_receipt
+    from pecflow.pec import kinds
+
+    ddb = aws.resource("dynamodb")
+    campaigns = CampaignStore(aws.physical("CampaignsTable"), ddb)
+    outgoing = OutgoingStore(
+        aws.physical("OutgoingTable"), ddb, campaigns_table=aws.physical("CampaignsTable")
+    )
+    admin = CampaignAdmin(campaigns, outgoing, SqsQueue(aws.url("SendQueue"), aws.client("sqs")))
+    desk = CampaignDesk(admin, CampaignUploads(aws.client("s3"), aws.physical("CampaignBucket")),
+                        cursor_secret=b"k" * 32)  # fmt: skip
+    campaigns.create("solleciti", {"status": CampaignStatus.SENDING, "mailbox": BOX})
+
+    def job(row, attempt=1):
+        return {"message_id": f"<s.{row}.{attempt}@pec.alfa.test>", "recipient": f"c{row}@pec.beta.test",
+                "mailbox": BOX, "campaign_id": "solleciti", "row": row, "attempt": attempt}  # fmt: skip
+
+    for start in range(1, 131, 25):
+        campaigns.add_jobs(
+            "solleciti", outgoing.add_jobs([job(row) for row in range(start, min(start + 25, 131))])
+        )
+    campaigns.add_jobs("solleciti", outgoing.add_jobs([job(7, 2)]))  # row 7 resent
+
+    def step(row, move, attempt=1, **kw):
+        record = outgoing.job(f"<s.{row}.{attempt}@pec.alfa.test>")
+        assert outgoing.try_move(record.message_id, record.as_job(), move, **kw)
+
+    for attempt in (1, 2):
+        step(7, CLAIM, attempt)
+        step(7, SMTP_ACCEPTED, attempt)
+    failure = {
+        "kind": "errore-consegna",
+        "at": "2026-11-20T09:00:09+01:00",
+        "error_detail": "5.1.1 casella piena",
+    }
+    step(7, move_for_receipt(kinds.ERRORE_CONSEGNA), receipt_id="e" * 64, receipt=failure)
+    step(7, move_for_receipt(kinds.AVVENUTA_CONSEGNA), 2, receipt_id="d" * 64,
+         receipt={"kind": "avvenuta-consegna", "at": "2026-11-21T10:00:00+01:00"})  # fmt: skip
+    step(90, SMTP_FAILED, also_set={"error": "550 5.1.1 utente sconosciuto"})
+
+    pages, cursor = [], None
+    while True:
+        page = desk.recipients(marco, BOX, "solleciti", cursor)
+        pages.append(page)
+        cursor = page["cursor"]
+        if cursor is None:
+            break
+    rows = [r for page in pages for r in page["recipients"]]
+    assert [r["row"] for r in rows] == list(range(1, 131)) and [len(p["recipients"]) for p in pages] == [
+        50,
+        50,
+        30,
+    ]
+    assert [p["read"] for p in pages] == [52, 51, 30]  # 131 jobs: each read once, and one more a page
+    seventh = rows[6]
+    assert (seventh["attempt"], seventh["state"], seventh["receipts"][0]["sha256"]) == (
+        2,
+        "delivered",
+        "d" * 64,
+    )
+    assert seventh["earlier"][0]["error"] == "5.1.1 casella piena"
+
+    failed = desk.recipients(marco, BOX, "solleciti", outcome="failed")
+    assert [(r["row"], r["error"]) for r in failed["recipients"]] == [(90, "550 5.1.1 utente sconosciuto")]
+    assert failed["cursor"] is None and failed["read"] == 131
+    with pytest.raises(CursorError):
+        desk.recipients(marco, BOX, "solleciti", pages[0]["cursor"], outcome="failed")

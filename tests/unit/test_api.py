@@ -146,6 +146,15 @@ ROUTES = [
     ("campaign", "GET", f"{M}/campaigns/solleciti", None, None, Role.MANAGER),
     ("campaign-action", "POST", f"{M}/campaigns/solleciti/actions", {"action": "pause"}, None, Role.MANAGER),
     ("campaign-export", "GET", f"{M}/campaigns/solleciti/export", None, None, Role.MANAGER),
+    ("campaign-recipients", "GET", f"{M}/campaigns/solleciti/recipients", None, None, Role.MANAGER),
+    (
+        "campaign-failed",
+        "GET",
+        f"{M}/campaigns/solleciti/recipients",
+        None,
+        {"state": "failed"},
+        Role.MANAGER,
+    ),
     (
         "upload-links",
         "POST",
@@ -405,3 +414,17 @@ def test_a_message_opened_through_the_api_says_what_it_says_and_links_its_files(
     status, payload = call(app, "GET", f"{M}/messages/{SHA}/files/3", user="vera")
     assert status == 404 and "no file number 3" in payload["message"]
     assert call(app, "GET", f"{M}/messages/{SHA}/files/-1", user="vera")[0] == 422
+
+
+def test_the_recipients_of_a_campaign_through_the_api():
+    app, _ = world()
+    status, page = call(app, "GET", f"{M}/campaigns/solleciti/recipients", user="marco")
+    assert status == 200 and page == {"recipients": [], "cursor": None, "read": 0}
+    status, refused = call(app, "GET", f"{M}/campaigns/solleciti/recipients", user="marco",
+                           query={"state": "spam"})  # fmt: skip
+    assert status == 422 and "state" in refused["message"]
+    status, refused = call(app, "GET", f"{M}/campaigns/solleciti/recipients", user="marco",
+                           query={"cursor": "rotto"})  # fmt: skip
+    assert status == 400 and "start the list again" in refused["message"]
+    status, refused = call(app, "GET", f"{M}/campaigns/altrui/recipients", user="marco")
+    assert status == 404 and refused["code"] == "not-found"

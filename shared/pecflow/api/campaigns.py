@@ -44,6 +44,48 @@ class CampaignAction(BaseModel):
     action: Literal["pause", "resume", "cancel", "resend", "redrive"]
 
 
+class Receipt(BaseModel):
+    sha256: str = Field(..., description="open it as /mailboxes/{mailbox}/messages/{sha256}")
+    kind: str | None = Field(None, description="accettazione, avvenuta-consegna, errore-consegna, ...")
+    at: str | None = Field(None, description="when the provider issued it (ISO 8601)")
+    error: str | None = Field(None, description="what a failure receipt says")
+
+
+class Attempt(BaseModel):
+    attempt: int | None = Field(None, description="1, then one more per resend")
+    state: str = Field(
+        ..., description="the job's state, as in the CSV export (delivered, delivery-failed, ...)"
+    )
+    shown: str = Field(..., description="the state in words, as the statistics say it")
+    message_id: str = Field(..., description="the Message-ID of what was sent for this attempt")
+    sent_at: str | None = None
+    error: str | None = Field(None, description="why it failed, in words")
+    receipts: list[Receipt] = Field(default_factory=list, description="in the order they were issued")
+
+
+class Recipient(Attempt):
+    row: int | None = Field(None, description="the recipient's row in recipients.csv")
+    address: str
+    earlier: list[Attempt] = Field(default_factory=list, description="the attempts before the latest one")
+
+
+class RecipientPage(BaseModel):
+    recipients: list[Recipient] = Field(
+        ..., description="up to 50, in CSV row order (each with its latest attempt)"
+    )
+    cursor: str | None = Field(None, description="the next page; none at the end")
+    read: int = Field(
+        ...,
+        description="jobs read for this page: a filter few match may give a short page, go on with the cursor",
+    )
+
+
+Outcome = Literal[
+    "failed", "to_send", "waiting", "sent", "only_sent", "accepted", "delivered", "delivery_failures",
+    "warnings", "errors", "cancelled",
+]  # fmt: skip
+
+
 class Link(BaseModel):
     url: str
     expires_in: int = 900
@@ -65,6 +107,24 @@ def routes(services: Any) -> Router:
                 tags=["campaigns"], responses=answers(404))  # fmt: skip
     def show(mailbox: str, campaign_id: CampaignId) -> dict:
         return desk.show(caller(router.current_event, services), mailbox, campaign_id)
+
+    @router.get("/<mailbox>/campaigns/<campaign_id>/recipients",
+                summary="the recipients' outcomes, 50 a page in CSV row order; state= keeps one outcome",
+                tags=["campaigns"], responses=answers(400, 404))  # fmt: skip
+    def recipients(
+        mailbox: str,
+        campaign_id: CampaignId,
+        cursor: Annotated[str | None, Query(max_length=2000)] = None,
+        state: Annotated[
+            Outcome | None,
+            Query(
+                description="only the rows whose latest attempt is counted in this statistic; "
+                "failed: what resend would send again"
+            ),
+        ] = None,  # fmt: skip
+    ) -> RecipientPage:
+        person = caller(router.current_event, services)
+        return RecipientPage(**desk.recipients(person, mailbox, campaign_id, cursor, state))
 
     @router.post("/<mailbox>/campaigns/<campaign_id>/upload-links", summary="links to upload the CSV and attachments",
                  tags=["campaigns"], responses=answers(400, 404, 409, 415))  # fmt: skip

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -187,6 +187,25 @@ class OutgoingStore:
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def campaign_job_page(
+        self, campaign_id: str, *, after: Mapping[str, str] | None = None, limit: int = 100
+    ) -> tuple[list[JobRecord], bool]:
+        """One Query of index ByCampaign: up to `limit` jobs of a campaign in row then attempt
+        order, from after the job at `after` (its job_key, message_id, recipient); and whether
+        the campaign may go on past them. Every item read is returned (no filter)."""
+        kwargs: dict[str, Any] = {
+            "IndexName": "ByCampaign",
+            "KeyConditionExpression": Key("campaign_id").eq(campaign_id),
+            "Limit": limit,
+        }
+        if after:
+            kwargs["ExclusiveStartKey"] = {
+                "campaign_id": campaign_id,
+                **{name: after[name] for name in ("job_key", "message_id", "recipient")},
+            }
+        page = self.table.query(**kwargs)
+        return [JobRecord.from_item(_plain(i)) for i in page.get("Items", [])], "LastEvaluatedKey" in page
 
     def message(self, message_id: str) -> dict | None:
         item = self.table.get_item(
