@@ -6,6 +6,9 @@ it and what was done, in the audit trail."""
 
 from __future__ import annotations
 
+import hashlib
+import smtplib
+import urllib.request
 from urllib.parse import quote
 
 import pytest
@@ -15,9 +18,26 @@ from local.pecbuild import builder
 from pecflow import bootstrap
 from pecflow.domain.reconcile import State
 from tests.e2e.test_campaigns import received_by
-from tests.e2e.test_ingestion import submit
 
 POLL = 5 * 60
+CAPITOLATO = b"%PDF-1.7\n" + bytes(range(256)) * 64 + b"%%EOF\n"
+
+
+def submit(
+    provider, account, to, *, subject, msgid, text="Buongiorno,\nin allegato il capitolato.\n", **more
+):
+    """A message as the correspondent's mail client sends it, over SMTPS to their provider."""
+    raw = builder.messaggio_originale(
+        mittente=account.address, destinatari=list(to), oggetto=subject, testo=text, message_id=msgid, **more
+    )
+    with smtplib.SMTP_SSL(provider.host, provider.port, context=provider.ssl_context(), timeout=20) as smtp:
+        smtp.login(account.address, account.password)
+        smtp.sendmail(account.address, list(to), raw)
+
+
+def fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        return answer.read()
 
 
 @pytest.mark.timeout(600)
@@ -33,8 +53,9 @@ def test_two_people_one_message_one_reply(stack, dovecot):
     box = f"{api.url}/mailboxes/{quote(office.address)}"
 
     submit(
-        beta, mario, [office.address], subject="Richiesta di preventivo", msgid="<richiesta-7@pec.beta.test>"
-    )
+        beta, mario, [office.address], subject="Richiesta di preventivo", msgid="<richiesta-7@pec.beta.test>",
+        allegati=[("capitolato.pdf", "application/pdf", CAPITOLATO)],
+    )  # fmt: skip
     stack.runner.advance(POLL)
     stack.network.wait_idle(60)
 
@@ -47,6 +68,12 @@ def test_two_people_one_message_one_reply(stack, dovecot):
     status, shown = json_request(f"{box}/messages/{sha}", token=bruno)
     assert status == 200 and shown["row"]["handling"] == "da-gestire"
     assert shown["message"]["sender"] == "mario.rossi@pec.beta.test"
+    # what Mario wrote, from the archived original: his message inside the provider's envelope
+    content = shown["content"]
+    assert content["envelope"] and content["text"] == "Buongiorno,\nin allegato il capitolato.\n"
+    assert [(f["index"], f["filename"]) for f in content["files"]] == [(0, "capitolato.pdf")]
+    status, link = json_request(f"{box}/messages/{sha}/files/0", token=bruno)
+    assert status == 200 and link["filename"] == "capitolato.pdf" and fetch(link["url"]) == CAPITOLATO
 
     # one takes it in charge; the other is told who holds it, and cannot reply
     status, held = json_request(
@@ -102,18 +129,13 @@ def test_two_people_one_message_one_reply(stack, dovecot):
     assert [r["kind"] for r in reply["receipts"]] == ["accettazione", "avvenuta-consegna"]
 
     # the original, byte for byte, through a short-lived link
-    import urllib.request
 
     status, link = json_request(f"{box}/messages/{sha}/download", token=bruno)
-    assert status == 200
-    with urllib.request.urlopen(link["url"], timeout=30) as answer:
-        original = answer.read()
-    import hashlib
-
-    assert hashlib.sha256(original).hexdigest() == sha
+    assert status == 200 and hashlib.sha256(fetch(link["url"])).hexdigest() == sha
     status, trail = json_request(f"{box}/messages/{sha}/audit", token=bruno)
     assert [(e["actor"], e["action"]) for e in trail] == [
         ("bruno", "view"),
+        ("bruno", "download"),  # the capitolato
         ("anna", "take-in-charge"),
         ("anna", "reply"),
         ("anna", "mark-handled"),
@@ -121,6 +143,19 @@ def test_two_people_one_message_one_reply(stack, dovecot):
         ("bruno", "download"),
     ]
     assert all(e["source_ip"] == "127.0.0.1" for e in trail)
+
+    # Mario answers the reply: his answer is of the same conversation as his request
+    submit(
+        beta, mario, [office.address], subject="Re: Richiesta di preventivo", msgid="<risposta-8@pec.beta.test>",
+        text="Grazie, confermiamo.\n", in_reply_to=sent["message_id"],
+        references=["<richiesta-7@pec.beta.test>", sent["message_id"]],
+    )  # fmt: skip
+    stack.runner.advance(POLL)
+    stack.network.wait_idle(60)
+    status, page = json_request(f"{box}/messages?handling=da-gestire", token=bruno)
+    (answer,) = [m for m in page["messages"] if m["kind"] == "posta-certificata"]
+    status, shown = json_request(f"{box}/messages/{answer['sha256']}", token=bruno)
+    assert [m["sha256"] for m in shown["thread"]] == [sha, answer["sha256"]]
     assert bootstrap.audit_log(stack.deployment()).verify(office.address).ok
     failures = [i for i in stack.runner.invocations if not i.ok and "Deferred" not in (i.error or "")]
     assert failures == [], failures[0].error if failures else None
