@@ -140,3 +140,28 @@ def test_empty_text_is_refused(office):
     inbox.act(anna, BOX, sha, Act.TAKE)
     with pytest.raises(InboxError, match="the message is empty"):
         inbox.reply(anna, BOX, sha, "   \n")
+
+
+def test_a_reply_stopped_after_its_act_shows_as_interrupted_and_repeating_it_sends_it_once(office):
+    inbox, sha, raw, outgoing, queue, sender, smtp, audit = office
+    inbox.act(anna, BOX, sha, Act.TAKE)
+    register = outgoing.register
+
+    def stopped(*args, **kwargs):
+        raise TimeoutError("the function timed out")
+
+    outgoing.register = stopped
+    with pytest.raises(TimeoutError):
+        inbox.reply(anna, BOX, sha, "Gentile cliente, confermiamo.")
+    outgoing.register = register
+    (shown,) = inbox.show(anna, BOX, sha)["sent_from_here"]  # audited, not queued: said so
+    assert shown["state"] == "interrupted" and "send it again" in shown["error"]
+    assert queue.bodies() == []
+
+    message_id = inbox.reply(anna, BOX, sha, "Gentile cliente, confermiamo.")  # the person repeats it
+    assert message_id == shown["message_id"]
+    send_queued(queue, sender)
+    assert len(smtp.received) == 1 and outgoing.job(message_id).state == State.SENT
+    assert [e.action for e in audit.events(BOX)].count("reply") == 1  # one act, one event
+    (shown,) = inbox.show(anna, BOX, sha)["sent_from_here"]
+    assert shown["state"] == "sent"

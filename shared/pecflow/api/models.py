@@ -76,7 +76,7 @@ class SentView(BaseModel):
 
     message_id: str
     subject: str | None = None
-    to: str
+    to: str | None = None
     state: str
     error: str | None = None
     receipts: list[dict[str, Any]] = []

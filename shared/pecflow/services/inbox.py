@@ -190,7 +190,7 @@ class Inbox:
             "message": fields or None,
             "row": shown(row),
             "about": self._sent(about) if about else None,
-            "sent_from_here": [v for v in (self._sent(m) for m in ours if m) if v],
+            "sent_from_here": [self._sent(m) or _interrupted(m) for m in ours if m],
             "content": self._content(fields),
             "thread": self._thread(mailbox, row),
         }
@@ -500,6 +500,18 @@ class Inbox:
             if self.audit.append(self._event(person, mailbox, sha256, action, source, details or {})):
                 return
         raise InboxError("the audit log is busy: try again in a moment")
+
+
+def _interrupted(message_id: str) -> dict[str, Any]:
+    """A reply or forward whose act is recorded but whose job is not (the request stopped in
+    between): repeating it completes it, and it still goes out once."""
+    return {
+        "message_id": message_id,
+        "state": "interrupted",
+        "error": "the request stopped before this was queued for sending: send it again "
+        "(it will not go out twice)",
+        "receipts": [],
+    }
 
 
 def _direct(kind: str, mailbox: str, record: Any, to: str | None, text: str, by: str):
