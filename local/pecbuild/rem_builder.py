@@ -280,6 +280,16 @@ class _Event:
     by_recipient_provider: bool = False  # issued by the recipient's provider (From, RelayDate)
 
 
+# why a recipient's provider refuses a message (a relay rejection, or the start of a relay failure's list)
+_REFUSED_BY_RECIPIENT_PROVIDER = (
+    "MessageNotAcceptedForUnregisteredRecipient",
+    "R_ERDS_MessageRejected",
+    "R_ERDS_MessageRejectedForMalware",
+    "R_ERDS_MessageRejectedForInvalidSignature",
+    "R_ERDS_MessageRejectedForInvalidCertificate",
+    "R_ERDS_PolicyViolation",
+)
+
 EVENTS: dict[str, _Event] = {
     e.name: e
     for e in (
@@ -304,14 +314,7 @@ EVENTS: dict[str, _Event] = {
         ),
         _Event(
             "RelayRejection",
-            (
-                "MessageNotAcceptedForUnregisteredRecipient",
-                "R_ERDS_MessageRejected",
-                "R_ERDS_MessageRejectedForMalware",
-                "R_ERDS_MessageRejectedForInvalidSignature",
-                "R_ERDS_MessageRejectedForInvalidCertificate",
-                "R_ERDS_PolicyViolation",
-            ),
+            _REFUSED_BY_RECIPIENT_PROVIDER,
             "è stato rifiutato dal gestore del destinatario",
             "was rejected by the recipient's provider",
             by_recipient_provider=True,
@@ -319,12 +322,7 @@ EVENTS: dict[str, _Event] = {
         _Event(
             "RelayFailure",
             (
-                "MessageNotAcceptedForUnregisteredRecipient",
-                "R_ERDS_MessageRejected",
-                "R_ERDS_MessageRejectedForMalware",
-                "R_ERDS_MessageRejectedForInvalidSignature",
-                "R_ERDS_MessageRejectedForInvalidCertificate",
-                "R_ERDS_PolicyViolation",
+                *_REFUSED_BY_RECIPIENT_PROVIDER,
                 "R_ERDS_Malfunction",
                 "R_ERDS_NotIdentified",
                 "R_ERDS_Unreachable",
