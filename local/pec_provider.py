@@ -908,6 +908,9 @@ class PecNetwork:
                     f"PEC network still busy after {timeout}s "
                     f"({lanes.in_flight if lanes else 0} tasks in flight)"
                 )
+            # work fallen due goes to the lanes now, rather than at the ticker's next tick (the
+            # loop would spin until then: the lanes may be idle)
+            self._release_due()
             if lanes is not None:
                 lanes.wait_idle(min(deadline, time.monotonic() + 0.05))
         with self._lock:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -51,11 +53,38 @@ def pytest_collection_modifyitems(config, items):
     # of one worker starting a five-minute test when the others are nearly done.
     default = float(config.getini("timeout") or 0)
     items.sort(key=lambda item: -max(_declared_timeout(item), default))
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    if workers > 1:
+        items[:] = _one_long_test_per_worker(items, workers, default)
 
 
 def _declared_timeout(item) -> float:
     marker = item.get_closest_marker("timeout")
     return float(marker.args[0] if marker.args else marker.kwargs.get("timeout", 0)) if marker else 0.0
+
+
+def pytest_configure(config):
+    # pytest-xdist's `--dist load` hands each worker a quarter of its share of the tests at once,
+    # in collection order: the long tests sorted first would all go to the first worker. One
+    # test at a time instead (each worker holds two: the one it runs and the next).
+    if getattr(config.option, "dist", "no") == "load" and getattr(config.option, "maxschedchunk", 0) is None:
+        config.option.maxschedchunk = 1
+
+
+def _one_long_test_per_worker(items: list, workers: int, default: float) -> list:
+    """The order `--dist load` (one test at a time) needs to start the longest tests on different
+    workers: worker k starts with the tests at 2k and 2k + 1. The `workers` longest go first to
+    each (the even places), the next ones behind them in reverse (the odd places): the worker
+    with the longest test gets the shortest of the second round."""
+    long = [item for item in items if _declared_timeout(item) > default][: 2 * workers]
+    if len(long) < 2:
+        return items
+    first, second = long[:workers], long[workers:][::-1]
+    rest = [item for item in items if item not in long]
+    # a worker without a second long test waits with a short one there
+    second = [*(rest.pop() for _ in range(len(first) - len(second))), *second]
+    head = [item for pair in zip(first, second, strict=True) for item in pair]
+    return head + rest
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +103,17 @@ def dovecot():
 
     if dovecot_binary() is None:
         pytest.fail(INSTALL_HINT)
-    server = Dovecot().start()
-    yield server
-    server.stop()
+    # its mail in memory when the machine has a tmpfs: the thousands of small files a long test
+    # writes are created (and removed at the end) without waiting on the disk
+    memory = Path("/dev/shm")
+    workdir = Path(tempfile.mkdtemp(prefix="pecflow-dovecot-", dir=memory)) if memory.is_dir() else None
+    server = Dovecot(workdir).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 # --- nothing the suite starts may outlive it --------------------------------------------------

@@ -514,13 +514,15 @@ def _peak(count: int) -> tuple[int, campaign.ValidationReport]:
         tracemalloc.stop()
 
 
-def test_memory_is_the_same_for_1000_and_100000_rows():
+def test_memory_is_the_same_for_1000_and_10000_rows():
+    """Ten times the rows, the same peak: anything kept per row (30 bytes and up) breaks the 20 %.
+    bench/validate_memory.py measures 100,000 rows."""
     check(HEADER + row(1)).close()  # templates compiled, modules loaded
     small, report = _peak(1_000)
     assert report.valid and report.rows == 1_000
     report.close()
-    large, report = _peak(100_000)
-    assert report.valid and report.rows == 100_000
+    large, report = _peak(10_000)
+    assert report.valid and report.rows == 10_000
     report.close()
     assert abs(large - small) <= 0.2 * small, (small, large)
 
