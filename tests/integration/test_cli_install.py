@@ -71,7 +71,7 @@ def pecflow(workstation, *args, env=None, cwd=None):
     return done
 
 
-def test_campaign_validate_on_a_campaign_folder(workstation, tmp_path):
+def campaign_validate_on_a_campaign_folder(workstation, tmp_path):
     folder = tmp_path / "solleciti-marzo"
     (folder / "attachments").mkdir(parents=True)
     rows = [
@@ -113,13 +113,13 @@ def test_campaign_validate_on_a_campaign_folder(workstation, tmp_path):
     assert "1 row(s) with errors" in done.stdout
 
 
-def test_mailbox_list_with_no_aws_configuration_says_what_to_give(workstation):
+def mailbox_list_with_no_aws_configuration_says_what_to_give(workstation):
     done = pecflow(workstation, "mailbox", "list")
     assert done.returncode == 2
     assert "say where pecflow runs: --stack NAME, --local, or MAILBOXES_TABLE" in done.stderr
 
 
-def test_mailbox_list_against_moto(workstation):
+def mailbox_list_against_moto(workstation):
     from local.aws import LocalAws
     from pecflow.adapters.dynamodb import MailboxStore
     from pecflow.domain.mailbox import MailboxConfig
@@ -134,3 +134,11 @@ def test_mailbox_list_against_moto(workstation):
     assert done.returncode == 0, done.stderr
     line = next(line for line in done.stdout.splitlines() if line.startswith("ufficio@pec.azienda.test"))
     assert "imaps.pec.azienda.test:993" in line and "never polled" in line
+
+
+def test_the_installed_command(workstation, tmp_path):
+    """One test for the one install (a pip install takes about a minute: the parts share it
+    whichever xdist worker runs them)."""
+    campaign_validate_on_a_campaign_folder(workstation, tmp_path)
+    mailbox_list_with_no_aws_configuration_says_what_to_give(workstation)
+    mailbox_list_against_moto(workstation)
