@@ -66,7 +66,7 @@ demo: venv debian-packages
 JOBS ?= auto
 test: venv next-venv debian-packages lint
 	@echo "== the whole suite (unit, integration, end to end) on Python $(PYTHON_VERSION), in $(VENV)"
-	$(PY) -m pytest -q -n $(JOBS) --dist load
+	$(PY) -m pytest -q -n $(JOBS) --dist load --durations=30
 	@echo "== the unit suite again on Python $(NEXT_PYTHON_VERSION), in $(NEXT_VENV)"
 	$(NEXT_VENV)/bin/python -m pytest -q -n $(JOBS) --dist load tests/unit
 
