@@ -3,7 +3,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { t, when, count } from './i18n.js';
 import { api, box } from './api.js';
-import { ErrorNote, Badges, Handling, kindName } from './ui.jsx';
+import { ErrorNote, Badges, Handling, kindName, subjectOf, senderOf } from './ui.jsx';
 import { href } from './route.js';
 
 export function Mailboxes({ me }) {
@@ -194,11 +194,11 @@ export function MessageList({ me, mailbox, role, params, navigate }) {
                   <Badges row={row} />
                 </td>
                 <td data-label={t('col.subject')} class="subject">
-                  <a href={href(['box', mailbox, 'msg', row.sha256], { view })}>{row.subject || t('list.noSubject')}</a>
+                  <a href={href(['box', mailbox, 'msg', row.sha256], { view })}>{subjectOf(row) || t('list.noSubject')}</a>
                   {row.attachments ? <span class="muted"> · {t('list.attachments', { count: row.attachments })}</span> : null}
                 </td>
                 <td data-label={t('col.from')} class="from">
-                  {row.from}
+                  {senderOf(row)}
                 </td>
                 <td data-label={t('col.received')}>
                   <time dateTime={row.received_at}>{when(row.received_at)}</time>

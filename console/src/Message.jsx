@@ -4,7 +4,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { t, when, bytes, has } from './i18n.js';
 import { api, box } from './api.js';
-import { ErrorNote, Notice, Badges, Handling, kindName, stateName, isReceipt } from './ui.jsx';
+import { ErrorNote, Notice, Badges, Handling, kindName, stateName, isReceipt, subjectOf, senderOf } from './ui.jsx';
 import { href } from './route.js';
 
 const RANK = { viewer: 1, operator: 2, manager: 3, admin: 4 };
@@ -119,6 +119,12 @@ export function MessageView({ me, mailbox, role, sha, params }) {
       setNotice(done || t('act.done'));
     } catch (failure) {
       setError(failure);
+      const body = failure.body || {};
+      if (failure.status === 409 && body.holder) {
+        // someone else was quicker: show the message as the server has it now
+        const status = body.code === 'already-handled' ? 'gestito' : 'in-carico';
+        setShown((now) => now && { ...now, row: { ...now.row, handling: status, holder: body.holder, since: body.since } });
+      }
     } finally {
       setBusy(false);
     }
@@ -205,12 +211,12 @@ export function MessageView({ me, mailbox, role, sha, params }) {
       </p>
       <header class="message-head">
         <h1 tabIndex={-1} ref={heading}>
-          {row.subject || message.subject || t('list.noSubject')}
+          {subjectOf(row) || message.subject || t('list.noSubject')}
         </h1>
         <Badges row={row} />
         <dl class="facts">
           <dt>{t('msg.from')}</dt>
-          <dd>{row.from || message.sender}</dd>
+          <dd>{senderOf(row, message)}</dd>
           {row.to && (
             <>
               <dt>{t('msg.to')}</dt>
@@ -386,13 +392,13 @@ export function MessageView({ me, mailbox, role, sha, params }) {
                   <li key={item.sha256}>
                     {item.sha256 === sha ? (
                       <span aria-current="page">
-                        {item.subject || t('list.noSubject')} {t('msg.thisOne')}
+                        {subjectOf(item) || t('list.noSubject')} {t('msg.thisOne')}
                       </span>
                     ) : (
-                      <a href={href(['box', mailbox, 'msg', item.sha256], { view })}>{item.subject || t('list.noSubject')}</a>
+                      <a href={href(['box', mailbox, 'msg', item.sha256], { view })}>{subjectOf(item) || t('list.noSubject')}</a>
                     )}{' '}
                     <span class="muted">
-                      {item.from} · <time dateTime={item.received_at}>{when(item.received_at)}</time>
+                      {senderOf(item)} · <time dateTime={item.received_at}>{when(item.received_at)}</time>
                     </span>
                   </li>
                 ))}

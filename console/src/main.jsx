@@ -58,7 +58,7 @@ function App() {
   }
 
   const language = (
-    <button type="button" class="lang" lang={getLang() === 'it' ? 'en' : 'it'} aria-label={t('lang.switchLabel')} onClick={() => setLang(getLang() === 'it' ? 'en' : 'it')}>
+    <button type="button" class="lang" lang={getLang() === 'it' ? 'en' : 'it'} title={t('lang.switchLabel')} onClick={() => setLang(getLang() === 'it' ? 'en' : 'it')}>
       {t('lang.switch')}
     </button>
   );

@@ -8,14 +8,22 @@ export function describe(error) {
   const status = error.status;
   const body = error.body || {};
   let text;
+  let whole = false; // our sentence says all the server's does (and in Rome's time)
   if (status === 0) text = t('error.network');
-  else if (status === 409 && body.code === 'held-by-other') text = t('error.held', { holder: body.holder, since: when(body.since) });
-  else if (status === 409 && body.code === 'already-handled') text = t('error.handled', { holder: body.holder || '' });
-  else if (status === 409 && body.code === 'not-in-charge') text = t('error.notInCharge');
+  else if (status === 409 && body.code === 'held-by-other') {
+    text = t('error.held', { holder: body.holder, since: when(body.since) });
+    whole = true;
+  } else if (status === 409 && body.code === 'already-handled') {
+    text = t('error.handled', { holder: body.holder || '' });
+    whole = true;
+  } else if (status === 409 && body.code === 'not-in-charge') {
+    text = t('error.notInCharge');
+    whole = true;
+  }
   else if (status === 403) text = t('error.forbidden');
   else if (status === 404) text = t('error.notFound');
   else text = t('error.generic', { status });
-  const detail = body.message && body.message !== text ? t('error.detail', { message: body.message }) : null;
+  const detail = !whole && body.message && body.message !== text ? t('error.detail', { message: body.message }) : null;
   return { text, detail };
 }
 
@@ -90,5 +98,10 @@ export function Handling({ row }) {
   const status = row.handling || 'da-gestire';
   return <span class={`handling handling-${status}`}>{handlingText(row)}</span>;
 }
+
+/** What a person calls the subject and the sender: for a PEC, the sender's own (not the
+ * provider's envelope "POSTA CERTIFICATA: …" from posta-certificata@…). */
+export const subjectOf = (row) => row.original_subject || row.subject || '';
+export const senderOf = (row, message) => (message && message.sender) || row.sender || row.from || '';
 
 export const stateName = (state) => (has(`state.${state}`) ? t(`state.${state}`) : state);
