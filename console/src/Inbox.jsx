@@ -130,6 +130,11 @@ export function MessageList({ me, mailbox, role, params, navigate }) {
       <h1 tabIndex={-1} ref={heading}>
         {t('list.title', { mailbox })}
       </h1>
+      {(role === 'manager' || role === 'admin') && (
+        <p>
+          <a href={href(['box', mailbox, 'campaigns'])}>{t('nav.campaigns')}</a>
+        </p>
+      )}
       <nav aria-label={t('list.views')} class="tabs">
         {views.map(([name, label]) => (
           <a key={name} href={href(['box', mailbox], { view: name })} aria-current={name === view ? 'page' : undefined}>

@@ -7,6 +7,7 @@ import { parse, href } from './route.js';
 import { SignIn } from './SignIn.jsx';
 import { Mailboxes, MessageList } from './Inbox.jsx';
 import { MessageView } from './Message.jsx';
+import { CampaignList, CampaignView } from './Campaigns.jsx';
 import { ErrorNote } from './ui.jsx';
 import './style.css';
 
@@ -71,7 +72,12 @@ function App() {
   else {
     const [where, mailbox, what, sha] = route.parts;
     const access = me.mailboxes.find((m) => m.mailbox === (mailbox || '').toLowerCase());
-    if (where === 'box' && access && what === 'msg' && sha)
+    const campaigns = access && (access.role === 'manager' || access.role === 'admin');
+    if (where === 'box' && campaigns && what === 'campaigns' && sha)
+      body = <CampaignView mailbox={access.mailbox} id={sha} />;
+    else if (where === 'box' && campaigns && what === 'campaigns')
+      body = <CampaignList mailbox={access.mailbox} />;
+    else if (where === 'box' && access && what === 'msg' && sha)
       body = <MessageView me={me} mailbox={access.mailbox} role={access.role} sha={sha} params={route.params} />;
     else if (where === 'box' && access)
       body = <MessageList me={me} mailbox={access.mailbox} role={access.role} params={route.params} navigate={navigate} />;

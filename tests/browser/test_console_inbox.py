@@ -12,11 +12,18 @@ import smtplib
 import pytest
 from playwright.sync_api import expect
 
+from local.pec_provider import FAIL
 from local.pecbuild import builder
 from local.sign_in import totp
+from tests.e2e.test_campaigns import settle, upload
 
 POLL = 5 * 60
-SECRET_PASSWORD = {"anna": "Anna-pw-2026", "bruno": "Bruno-pw-2026", "vera": "Vera-pw-2026"}
+SECRET_PASSWORD = {
+    "anna": "Anna-pw-2026",
+    "bruno": "Bruno-pw-2026",
+    "vera": "Vera-pw-2026",
+    "marco": "Marco-pw-2026",
+}
 
 
 def submit(provider, account, to, *, subject, msgid, text, **more):
@@ -78,7 +85,26 @@ def test_two_operators_and_a_viewer_work_one_message_in_the_console(stack, brows
         stack.add_person(
             user, f"{user}@alfa.test", name, {office.address: role}, password=SECRET_PASSWORD[user]
         )
+    stack.add_person(
+        "marco",
+        "marco@alfa.test",
+        "Marco Neri",
+        {office.address: "manager"},
+        password=SECRET_PASSWORD["marco"],
+    )
     console = stack.serve_console()
+
+    # meanwhile a small campaign goes out from the office: one recipient's box does not exist
+    customers = [beta.add_mailbox(f"cliente{i}@pec.beta.test").address for i in range(1, 3)]
+    net.script("cliente0@pec.beta.test", FAIL)
+    upload(
+        stack, "solleciti-prova",
+        manifest={"mailbox": office.address, "name": "Solleciti di prova", "subject": "Sollecito – {{ ragione_sociale }}",
+                  "body_text": "Gentile {{ ragione_sociale }},\nle ricordiamo la scadenza.\n", "receipt_type": "completa"},
+        rows=[{"pec": a, "ragione_sociale": f"Cliente {i} S.r.l."} for i, a in enumerate(["cliente0@pec.beta.test", *customers])],
+        files={},
+    )  # fmt: skip
+    stack.runner.run_until_idle(60)
 
     submit(
         beta, mario, office.address, subject="Richiesta di preventivo", msgid="<richiesta-7@pec.beta.test>",
@@ -216,10 +242,39 @@ def test_two_operators_and_a_viewer_work_one_message_in_the_console(stack, brows
     sign_in(vera, console.url, pool, "vera", screens)
     expect(vera.get_by_text("Accesso come Vera Gialli")).to_be_visible()
 
+    # the manager: the campaign's panel, its numbers as the simulator made them, the failed recipient
+    counters = settle(stack, "solleciti-prova")
+    assert (counters["total"], counters["delivered"], counters["delivery_failures"]) == (3, 2, 1), counters
+    marco = new_page(browser)
+    sign_in(marco, console.url, pool, "marco")
+    marco.get_by_role("link", name=f"Apri {office.address}").click()
+    marco.get_by_role("link", name="Campagne").click()
+    campaign_row = marco.get_by_role("row").filter(has_text="Solleciti di prova")
+    expect(campaign_row).to_contain_text("completata")
+    expect(campaign_row).to_contain_text("2/3")
+    screens.check(marco, "campaigns")
+    marco.get_by_role("link", name="Solleciti di prova").click()
+    stats = marco.get_by_test_id("stats")
+    expect(stats.locator(".stat-total dd")).to_have_text("3")
+    expect(stats.locator(".stat-delivered dd")).to_have_text("2")
+    expect(stats.locator(".stat-delivery_failures dd")).to_have_text("1")
+    expect(marco.locator("table.recipients tbody tr")).to_have_count(3)
+    screens.check(marco, "campaign")
+    marco.get_by_label("Mostra").select_option(label="Errori di consegna")
+    failed = marco.locator("table.recipients tbody tr")
+    expect(failed).to_have_count(1)
+    expect(failed).to_contain_text("cliente0@pec.beta.test")
+    expect(failed.get_by_role("link", name="errore di consegna")).to_be_visible()
+    screens.check(marco, "campaign-failures")
+    vera.get_by_role("link", name=f"Apri {office.address}").click()
+    expect(vera.get_by_role("heading", name=f"Messaggi di {office.address}")).to_be_visible()
+    expect(vera.get_by_role("link", name="Campagne")).to_have_count(0)  # a viewer has no campaigns
+
     shown = [re.sub(r"^.*-\d\d-", "", p.stem) for p in screens.taken]
     assert shown == [
         "sign-in", "mfa-setup", "mailboxes", "inbox", "message", "conflict", "reply", "receipts",
         "inbox-phone", "message-phone", "message-english", "sign-in", "mfa-code",
+        "campaigns", "campaign", "campaign-failures",
     ]  # fmt: skip
     failures = [i for i in stack.runner.invocations if not i.ok and "Deferred" not in (i.error or "")]
     assert failures == [], failures[0].error if failures else None
