@@ -127,7 +127,7 @@ export function MessageList({ me, mailbox, role, params, navigate }) {
 
   return (
     <main id="content">
-      <h1 tabIndex={-1} ref={heading}>
+      <h1 tabIndex={-1} ref={heading} id="list-title">
         {t('list.title', { mailbox })}
       </h1>
       {(role === 'manager' || role === 'admin') && (
@@ -181,8 +181,7 @@ export function MessageList({ me, mailbox, role, params, navigate }) {
       </form>
       <ErrorNote error={error} />
       {rows.length > 0 && (
-        <table class="messages">
-          <caption class="visually-hidden">{t('list.count', { count: count(rows.length) })}</caption>
+        <table class="messages" aria-labelledby="list-title">
           <thead>
             <tr>
               <th scope="col">{t('col.kind')}</th>
