@@ -66,12 +66,16 @@ class LocalUserPool:
     """`pool.add("anna", "password")`; `pool.answer(target, body)` → (status, body)."""
 
     def __init__(self, issuer: TokenIssuer, *, mfa: str = "optional", now: Callable[[], float] = time.time):
-        if mfa not in ("optional", "required"):
-            raise ValueError("mfa is 'optional' or 'required'")
-        self.issuer, self.mfa, self.now = issuer, mfa, now
+        self.issuer, self.now = issuer, now
+        self.set_mfa(mfa)
         self.accounts: dict[str, _Account] = {}
         self.sessions: dict[str, _Session] = {}
         self.lock = threading.Lock()
+
+    def set_mfa(self, mfa: str) -> None:
+        if mfa not in ("optional", "required"):
+            raise ValueError("mfa is 'optional' or 'required'")
+        self.mfa = mfa
 
     def add(self, username: str, password: str, *, totp_secret: str | None = None) -> None:
         self.accounts[username.lower()] = _Account(username.lower(), password, totp_secret)

@@ -148,13 +148,16 @@ class LocalStack:
             self.owned.append(self.api)
         return self.api
 
-    def sign_in(self, mfa: str = "optional") -> LocalUserPool:
+    def sign_in(self, mfa: str | None = None) -> LocalUserPool:
         """The local user pool: people sign in with a password (and a TOTP code once enrolled;
-        `mfa="required"` makes everyone enrol), in Cognito's JSON protocol; the issuer's tokens."""
+        `mfa="required"` makes everyone enrol, "optional" is the default), in Cognito's JSON
+        protocol; the issuer's tokens."""
         if self.user_pool is None:
             self.serve_api()
             assert self.issuer is not None
-            self.user_pool = LocalUserPool(self.issuer, mfa=mfa)
+            self.user_pool = LocalUserPool(self.issuer, mfa=mfa or "optional")
+        elif mfa is not None:
+            self.user_pool.set_mfa(mfa)
         return self.user_pool
 
     def serve_console(self, port: int = 0) -> ConsoleServer:

@@ -45,6 +45,7 @@ export function CampaignList({ mailbox }) {
   }
   useEffect(() => {
     load(null);
+    document.title = `${t('camp.title', { mailbox })} — pecflow`;
   }, [mailbox]);
 
   return (
@@ -131,6 +132,7 @@ export function CampaignView({ mailbox, id }) {
 
   useEffect(() => {
     loadStats();
+    document.title = `${t('camp.detail', { name: id })} — pecflow`;
     return () => clearTimeout(timer.current);
   }, [mailbox, id]);
   useEffect(() => {

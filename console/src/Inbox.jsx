@@ -7,6 +7,9 @@ import { ErrorNote, Badges, Handling, kindName, subjectOf, senderOf } from './ui
 import { href } from './route.js';
 
 export function Mailboxes({ me }) {
+  useEffect(() => {
+    document.title = `${t('mailboxes.title')} — pecflow`;
+  });
   return (
     <main id="content">
       <h1 tabIndex={-1}>{t('mailboxes.title')}</h1>
@@ -112,6 +115,13 @@ export function MessageList({ me, mailbox, role, params, navigate }) {
   useEffect(() => {
     load(null);
   }, [mailbox, view, params.q, params.kind, params.sdi, params.from, params.to]);
+  useEffect(() => {
+    document.title = `${t('list.title', { mailbox })} — pecflow`;
+  });
+  useEffect(() => {
+    // a new mailbox or view: the reader starts at its heading
+    if (heading.current) heading.current.focus();
+  }, [mailbox, view]);
 
   function filter(event) {
     event.preventDefault();

@@ -108,6 +108,9 @@ export function MessageView({ me, mailbox, role, sha, params }) {
   useEffect(() => {
     if (shown && heading.current) heading.current.focus();
   }, [shown && shown.row.sha256]);
+  useEffect(() => {
+    if (shown) document.title = `${subjectOf(shown.row) || t('msg.title')} — pecflow`;
+  });
 
   async function act(work, done) {
     setBusy(true);

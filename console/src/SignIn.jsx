@@ -18,7 +18,12 @@ export function SignIn({ settings, notice, onSignedIn }) {
   const [busy, setBusy] = useState(false);
   const heading = useRef(null);
 
-  useEffect(() => heading.current && heading.current.focus(), [step]);
+  useEffect(() => {
+    document.title = `${t('signIn.title')} — pecflow`;
+    // the first step starts in the username field; a challenge at its heading (its text is read first)
+    const first = step ? heading.current : document.getElementById('username');
+    if (first) first.focus();
+  }, [step]);
 
   async function run(work) {
     setBusy(true);

@@ -71,7 +71,7 @@ def test_refusals_are_cognitos(pool, username, password, client):
 
 
 def test_enrolment_then_a_code_at_each_sign_in(pool, clock):
-    pool.mfa = "required"
+    pool.set_mfa("required")
     pool.add("bruno", "Bruno-pw-1")
     status, answer = initiate(pool, "bruno", "Bruno-pw-1")
     assert status == 200 and answer["ChallengeName"] == "MFA_SETUP"
@@ -129,7 +129,7 @@ def test_enrolment_then_a_code_at_each_sign_in(pool, clock):
 
 
 def test_an_expired_session_is_refused(pool, clock):
-    pool.mfa = "required"
+    pool.set_mfa("required")
     pool.add("bruno", "Bruno-pw-1")
     _, answer = initiate(pool, "bruno", "Bruno-pw-1")
     clock.now += 181
