@@ -17,7 +17,7 @@ export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help demo test test-fast lint bench bench-quick sam-build lock clean debian-packages \
-	venv next-venv sam-venv lock-venv
+	venv next-venv sam-venv lock-venv console
 
 help:
 	@echo "make demo        a day of two companies' PEC mailboxes on the local stack (campaign, receipts, inbox)"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench       run every benchmark under bench/ (QUICK=1 for the short form)"
 	@echo "make sam-build   sam build, for the Lambda runtime (Python $(PYTHON_VERSION), arm64)"
 	@echo "make deploy      sam build, then sam deploy to your AWS account (guided the first time: samconfig.toml)"
+	@echo "make console     build the web console (console/: npm ci, then vite) into console/dist"
 	@echo "make lock        recompile the hashed lock files from their .in sources (UPGRADE=all or UPGRADE='pkg ...')"
 
 # --- environments -------------------------------------------------------------------------
@@ -47,28 +48,43 @@ lock-venv:
 	@tools/venv $(LOCK_VENV) $(PYTHON_VERSION) requirements/uv.txt
 
 # Debian packages the local stack runs: Dovecot (the IMAP server), openssl (signature checks),
-# poppler-utils (pdftotext reads back the PDFs campaigns generate)
+# poppler-utils (pdftotext reads back the PDFs campaigns generate), chromium (the browser tests)
 debian-packages:
 	@missing=""; \
 	command -v dovecot >/dev/null || test -x /usr/sbin/dovecot || missing="$$missing dovecot-imapd"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v pdftotext >/dev/null || missing="$$missing poppler-utils"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
 # --- the two README commands ---------------------------------------------------------------
-demo: venv debian-packages
+demo: venv debian-packages console
 	$(PY) -m local.demo
 
 # the suite runs on every core (2 on CI); `make test JOBS=1` runs it in one process
 JOBS ?= auto
-test: venv next-venv debian-packages lint
+test: venv next-venv debian-packages console lint
 	@echo "== the whole suite (unit, integration, end to end) on Python $(PYTHON_VERSION), in $(VENV)"
 	$(PY) -m pytest -q -n $(JOBS) --dist load --durations=30
 	@echo "== the unit suite again on Python $(NEXT_PYTHON_VERSION), in $(NEXT_VENV)"
 	$(NEXT_VENV)/bin/python -m pytest -q -n $(JOBS) --dist load tests/unit
+
+# --- the web console ---------------------------------------------------------------------------
+# console/: Vite + Preact, its packages pinned by console/package-lock.json (npm ci installs exactly
+# those, checked against their integrity hashes); built into console/dist, which the local stack serves.
+# npm ci runs again only when the lock file changed since the last install.
+console:
+	@command -v npm >/dev/null || { echo "make console needs Node.js (20 or later) and npm: apt-get install nodejs npm" >&2; exit 1; }
+	@lock=$$(sha256sum <console/package-lock.json | cut -c1-64); \
+	if [ "$$(cat console/node_modules/.pecflow-lock 2>/dev/null)" != "$$lock" ]; then \
+		echo "== console: npm ci (console/package-lock.json)"; \
+		(cd console && npm ci --no-audit --no-fund --loglevel=error) && echo "$$lock" >console/node_modules/.pecflow-lock; \
+	else echo "== console/node_modules: up to date (console/package-lock.json)"; fi
+	@echo "== console: vite build into console/dist"
+	@cd console && npm run --silent build -- --logLevel warn
 
 # --- the rest ------------------------------------------------------------------------------
 test-fast: venv

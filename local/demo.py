@@ -323,6 +323,7 @@ def run(args) -> int:
 
         # -- the HTTP API, as the office's people use it
         api_problems = show_api(stack, (rossi, bianchi), recorded, kinds)
+        console = show_console(stack)
 
         # -- the check: every number above against what the simulator recorded
         problems = check(net, counters, script, rows, rossi, bianchi, recorded, objects, kinds) + api_problems
@@ -337,7 +338,19 @@ def run(args) -> int:
             f"({len(net.submissions)} submissions, {len(net.deliveries)} deliveries). "
             f"Demo finished in {elapsed:.0f} s."
         )
+        if console is not None and sys.stdin.isatty() and OUT.isatty():
+            keep_up(console)
     return 0
+
+
+def keep_up(console) -> None:
+    """In a terminal (stdin and stdout) the stack and the console stay up with the day's data until
+    Ctrl-C; from a script, CI or a test, the demo exits as soon as it is checked."""
+    log(f"\nThe console stays up at {console.url} with the day's data: press Ctrl-C to stop the stack.")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        log("\nStopping the local stack ...")
 
 
 DEMO_PEOPLE = {  # username: (name, role on the company's mailbox)
@@ -345,6 +358,8 @@ DEMO_PEOPLE = {  # username: (name, role on the company's mailbox)
     "marco": ("Marco Neri", "manager"),
     "carla": ("Carla Bianchi", "admin"),
 }
+# the console's sign-in on this machine only (the local user pool; MFA optional, not enrolled)
+DEMO_PASSWORDS = {user: f"{user.capitalize()}-demo-2026" for user in DEMO_PEOPLE}
 TOKENS = REPO / ".local-run" / "demo-tokens.json"
 
 
@@ -359,7 +374,13 @@ def show_api(stack, boxes, recorded, kinds) -> list[str]:
 
     api = stack.serve_api()
     tokens = {
-        user: stack.add_person(user, f"{user}@rossi-srl.test", name, {box.address: role for box in boxes})
+        user: stack.add_person(
+            user,
+            f"{user}@rossi-srl.test",
+            name,
+            {box.address: role for box in boxes},
+            password=DEMO_PASSWORDS[user],
+        )
         for user, (name, role) in DEMO_PEOPLE.items()
     }
     TOKENS.write_text(json.dumps(tokens, indent=2))
@@ -399,6 +420,24 @@ def show_api(stack, boxes, recorded, kinds) -> list[str]:
     for line in lines:
         log(line)
     return problems
+
+
+def show_console(stack):
+    """The web console on its local port, when it has been built (`make demo` builds it)."""
+    from local.console import DIST
+
+    if not (DIST / "index.html").is_file():
+        log(
+            f"\nWeb console: not built ({DIST.relative_to(REPO)} is missing): `make console`, then run the demo again."
+        )
+        return None
+    console = stack.serve_console()
+    log(
+        f"\nWeb console: {console.url} (in Italian; English from its header), the people and their passwords:"
+    )
+    for user, (name, role) in DEMO_PEOPLE.items():
+        log(f"  {user:6s} {DEMO_PASSWORDS[user]:18s} {role:9s} {name}")
+    return console
 
 
 def check(net, counters, script, rows, rossi, bianchi, recorded, objects, kinds) -> list[str]:

@@ -21,9 +21,11 @@ from pathlib import Path
 from local.api_server import LocalApi
 from local.aws import LocalAws
 from local.clock import VirtualClock
+from local.console import ConsoleServer
 from local.imap import Account, Dovecot
 from local.pec_provider import PecNetwork, SimulatedProvider
 from local.runner import EventRunner
+from local.sign_in import LocalUserPool
 from local.tokens import TokenIssuer
 from pecflow import bootstrap
 from pecflow.config import LOCAL_STATE, Config
@@ -43,6 +45,8 @@ class LocalStack:
     owned: list = field(default_factory=list)  # what stop() must stop (parts not passed in)
     api: LocalApi | None = None  # the HTTP API on a local port, once served (serve_api)
     issuer: TokenIssuer | None = None  # its sign-in tokens
+    user_pool: LocalUserPool | None = None  # sign-in with passwords, Cognito's protocol (local.sign_in)
+    console: ConsoleServer | None = None  # the web console, once served (serve_console)
 
     @classmethod
     def start(
@@ -144,10 +148,38 @@ class LocalStack:
             self.owned.append(self.api)
         return self.api
 
+    def sign_in(self, mfa: str | None = None) -> LocalUserPool:
+        """The local user pool: people sign in with a password (and a TOTP code once enrolled;
+        `mfa="required"` makes everyone enrol, "optional" is the default), in Cognito's JSON
+        protocol; the issuer's tokens."""
+        if self.user_pool is None:
+            self.serve_api()
+            assert self.issuer is not None
+            self.user_pool = LocalUserPool(self.issuer, mfa=mfa or "optional")
+        elif mfa is not None:
+            self.user_pool.set_mfa(mfa)
+        return self.user_pool
+
+    def serve_console(self, port: int = 0) -> ConsoleServer:
+        """The web console (console/dist, `make console`) on a local port, with its config.json
+        naming the local API and its sign-in endpoint; its URL is `.url`."""
+        if self.console is None:
+            api = self.serve_api()
+            self.console = ConsoleServer(api.url, self.sign_in(), port=port).start()
+            self.owned.append(self.console)
+        return self.console
+
     def add_person(
-        self, username: str, email: str, name: str = "", roles: dict[str, str] | None = None
+        self,
+        username: str,
+        email: str,
+        name: str = "",
+        roles: dict[str, str] | None = None,
+        *,
+        password: str | None = None,
     ) -> str:
-        """A person with their roles, as `pecflow users add` makes them; their sign-in token."""
+        """A person with their roles, as `pecflow users add` makes them; their sign-in token.
+        With a password they can also sign in to the console (sign_in())."""
         from pecflow.domain.access import Role
 
         people = bootstrap.people_admin(self.deployment())
@@ -157,6 +189,8 @@ class LocalStack:
         if self.issuer is None:
             self.serve_api()
         assert self.issuer is not None
+        if password is not None:
+            self.sign_in().add(username, password)
         return self.issuer.issue(username)
 
     def stop(self) -> None:
