@@ -16,12 +16,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help demo test test-fast lint bench bench-quick sam-build lock clean debian-packages \
+.PHONY: help demo test test-next test-fast lint bench bench-quick sam-build lock clean debian-packages \
 	venv next-venv sam-venv lock-venv console
 
 help:
 	@echo "make demo        a day of two companies' PEC mailboxes on the local stack (campaign, receipts, inbox)"
-	@echo "make test        lint, the whole suite on Python $(PYTHON_VERSION), the unit suite again on $(NEXT_PYTHON_VERSION)"
+	@echo "make test        lint, then the whole suite on Python $(PYTHON_VERSION) (the Lambda runtime's)"
+	@echo "make test-next   the unit suite on Python $(NEXT_PYTHON_VERSION) (the next runtime: not part of make test)"
 	@echo "make test-fast   unit tests only"
 	@echo "make lint        ruff (lint + format), mypy, cfn-lint + sam validate --lint on template.yaml"
 	@echo "make bench       run every benchmark under bench/ (QUICK=1 for the short form)"
@@ -48,13 +49,15 @@ lock-venv:
 	@tools/venv $(LOCK_VENV) $(PYTHON_VERSION) requirements/uv.txt
 
 # Debian packages the local stack runs: Dovecot (the IMAP server), openssl (signature checks),
-# poppler-utils (pdftotext reads back the PDFs campaigns generate), chromium (the browser tests)
+# poppler-utils (pdftotext reads back the PDFs campaigns generate), chromium (the browser tests),
+# Node.js and npm (the console's build) when the machine has none
 debian-packages:
 	@missing=""; \
 	command -v dovecot >/dev/null || test -x /usr/sbin/dovecot || missing="$$missing dovecot-imapd"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v pdftotext >/dev/null || missing="$$missing poppler-utils"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -66,17 +69,20 @@ demo: venv debian-packages console
 
 # the suite runs on every core (2 on CI); `make test JOBS=1` runs it in one process
 JOBS ?= auto
-test: venv next-venv debian-packages console lint
-	@echo "== the whole suite (unit, integration, end to end) on Python $(PYTHON_VERSION), in $(VENV)"
+test: venv debian-packages console lint
+	@echo "== the whole suite (unit, integration, end to end, browser) on Python $(PYTHON_VERSION), in $(VENV)"
 	$(PY) -m pytest -q -n $(JOBS) --dist load --durations=30
-	@echo "== the unit suite again on Python $(NEXT_PYTHON_VERSION), in $(NEXT_VENV)"
+
+# the next Lambda runtime's Python: the unit suite, apart (the whole suite must stay under 10 minutes)
+test-next: next-venv
+	@echo "== the unit suite on Python $(NEXT_PYTHON_VERSION), in $(NEXT_VENV)"
 	$(NEXT_VENV)/bin/python -m pytest -q -n $(JOBS) --dist load tests/unit
 
 # --- the web console ---------------------------------------------------------------------------
 # console/: Vite + Preact, its packages pinned by console/package-lock.json (npm ci installs exactly
 # those, checked against their integrity hashes); built into console/dist, which the local stack serves.
 # npm ci runs again only when the lock file changed since the last install.
-console:
+console: debian-packages
 	@command -v npm >/dev/null || { echo "make console needs Node.js (20 or later) and npm: apt-get install nodejs npm" >&2; exit 1; }
 	@lock=$$(sha256sum <console/package-lock.json | cut -c1-64); \
 	if [ "$$(cat console/node_modules/.pecflow-lock 2>/dev/null)" != "$$lock" ]; then \

@@ -357,6 +357,7 @@ ROW_FIELDS = (
     "kind",
     "subject",
     "from",
+    "sender",  # a PEC envelope's certified sender (its From is the provider's address)
     "received_at",
     "received_key",
     "date",
