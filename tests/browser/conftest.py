@@ -45,25 +45,7 @@ def browser():
         chromium.close()
 
 
-# --- the local stack, as tests/e2e starts it: the session's Dovecot (tests/conftest.py) and moto ---
-@pytest.fixture(scope="session")
-def local_aws_session():
-    from local.aws import LocalAws
-
-    aws = LocalAws.start(REPO / "template.yaml", set_environ=False)
-    yield aws
-    aws.stop()
-
-
-@pytest.fixture
-def stack(dovecot, local_aws_session):
-    from local.stack import LocalStack
-
-    local_aws_session.reset()
-    with local_aws_session.environ():
-        stack = LocalStack.start(dovecot=dovecot, aws=local_aws_session, state_file=None)
-        yield stack
-        stack.stop()
+# the local stack: `stack` (and its moto server, Dovecot) from tests/conftest.py, as the e2e tests use it
 
 
 class Screens:
