@@ -73,7 +73,9 @@ def _firma_valida_fino(fine: datetime) -> Firma:
     chiave = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name.from_rfc4514_string("CN=Posta Certificata Aruba scaduta,O=Aruba PEC S.p.A.,C=IT"))
+        .subject_name(
+            x509.Name.from_rfc4514_string("CN=Posta Certificata Aruba scaduta,O=Aruba PEC S.p.A.,C=IT")
+        )
         .issuer_name(autorita.certificato.subject)
         .public_key(chiave.public_key())
         .serial_number(4242)
@@ -115,7 +117,9 @@ def test_untrusted_without_anchors_and_under_an_unknown_ca():
     assert "does not chain to a trust anchor" in unknown.reason
     # a receipt signed by a CA we do not trust, while ours is an anchor
     straniera = Firma.per(NAMIRIAL, Autorita.nuova("CA sconosciuta"))
-    receipt = ricevuta(kinds.ACCETTAZIONE, ORIGINALE, gestore=NAMIRIAL, identificativo=ID, data=INVIO, firma=straniera)
+    receipt = ricevuta(
+        kinds.ACCETTAZIONE, ORIGINALE, gestore=NAMIRIAL, identificativo=ID, data=INVIO, firma=straniera
+    )
     assert _check(receipt, _ca_anchors()).outcome == signature.UNTRUSTED
 
 
@@ -208,7 +212,12 @@ def test_opaque_pkcs7_mime_envelope():
 
 def test_anchors_read_from_pem_der_and_an_xml_list():
     a, b = Autorita.nuova("CA uno").certificato, Autorita.nuova("CA due").certificato
-    pem = b"commento\n" + a.public_bytes(Encoding.PEM) + b.public_bytes(Encoding.PEM) + a.public_bytes(Encoding.PEM)
+    pem = (
+        b"commento\n"
+        + a.public_bytes(Encoding.PEM)
+        + b.public_bytes(Encoding.PEM)
+        + a.public_bytes(Encoding.PEM)
+    )
     assert len(TrustAnchors.read(pem)) == 2  # duplicates once
     assert len(TrustAnchors.read(a.public_bytes(Encoding.DER))) == 1
     tsl = (

@@ -196,9 +196,10 @@ class TrustAnchors:
 def _email_protection(policy: Any, cert: Any, eku: Any) -> None:
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    if eku is not None and not {ExtendedKeyUsageOID.EMAIL_PROTECTION, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(
-        eku
-    ):
+    if eku is not None and not {
+        ExtendedKeyUsageOID.EMAIL_PROTECTION,
+        ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
+    } & set(eku):
         raise ValueError("the certificate is not for e-mail protection")
 
 
@@ -249,7 +250,9 @@ def check_message(
     try:
         return verify(msg.root, anchors, daticert_time=msg.timestamp, received=received)
     except Exception as exc:  # noqa: BLE001 - a hostile signature must not stop ingestion
-        return SignatureCheck(INVALID, f"the signature could not be read ({type(exc).__name__}: {str(exc)[:200]})")
+        return SignatureCheck(
+            INVALID, f"the signature could not be read ({type(exc).__name__}: {str(exc)[:200]})"
+        )
 
 
 def verify(
@@ -272,7 +275,9 @@ def verify(
     if not parts:
         return SignatureCheck(INVALID, "multipart/signed without the part it signs")
     first = parts[0]
-    return _check(layout.signature.decoded(), first.raw[first.start : first.end], anchors, daticert_time, received)
+    return _check(
+        layout.signature.decoded(), first.raw[first.start : first.end], anchors, daticert_time, received
+    )
 
 
 def _opaque_part(root: mime.Part) -> mime.Part | None:
@@ -300,11 +305,16 @@ def _check(
     if not der.strip():
         return SignatureCheck(MISSING, "the signature part is empty")
     if len(der) > MAX_SIGNATURE_BYTES:
-        return SignatureCheck(INVALID, f"the signature part is {len(der):,} bytes: not a provider's signature")
+        return SignatureCheck(
+            INVALID, f"the signature part is {len(der):,} bytes: not a provider's signature"
+        )
     try:
-        info = cms.ContentInfo.load(der, strict=False)
+        load: Any = cms.ContentInfo.load  # asn1crypto is untyped
+        info = load(der, strict=False)
         if info["content_type"].native != "signed_data":
-            return SignatureCheck(INVALID, f"the signature is a CMS {info['content_type'].native}, not signed data")
+            return SignatureCheck(
+                INVALID, f"the signature is a CMS {info['content_type'].native}, not signed data"
+            )
         signed = info["content"]
         signers = signed["signer_infos"]
         if len(signers) == 0:
@@ -340,20 +350,22 @@ def _check(
     if not matched and detached is not None and _has_bare_lf(content):
         matched, _ = _matches(signer_info, cert, _crlf(content))
         canonical = matched
-    verdict = {"signer": signer, "signed_at": at, "signed_at_from": at_from, "canonicalised": canonical}
+
+    def verdict(outcome: str, reason: str) -> SignatureCheck:
+        return SignatureCheck(outcome, reason, signer, at, at_from, canonical)
+
     if not matched:
-        return SignatureCheck(INVALID, reason, **verdict)  # type: ignore[arg-type]
+        return verdict(INVALID, reason)
     if not signer.not_before <= at <= signer.not_after:
-        return SignatureCheck(
+        return verdict(
             EXPIRED,
             f"the provider's certificate was not valid on {at.isoformat()} ({at_from}): "
             f"valid from {signer.not_before.date()} to {signer.not_after.date()}",
-            **verdict,  # type: ignore[arg-type]
         )
     trusted, why = _trusted(cert, certs, anchors, at)
     if not trusted:
-        return SignatureCheck(UNTRUSTED, why, **verdict)  # type: ignore[arg-type]
-    return SignatureCheck(VALID, "signed by the provider over these exact bytes; certificate trusted", **verdict)  # type: ignore[arg-type]
+        return verdict(UNTRUSTED, why)
+    return verdict(VALID, "signed by the provider over these exact bytes; certificate trusted")
 
 
 def _signer_certificate(sid: Any, certs: Sequence[x509.Certificate]) -> x509.Certificate | None:
@@ -431,7 +443,9 @@ def _matches(signer_info: Any, cert: x509.Certificate, content: bytes) -> tuple[
     return True, ""
 
 
-def _verify_with_key(cert: x509.Certificate, signer_info: Any, signature: bytes, data: bytes, algorithm: Any) -> None:
+def _verify_with_key(
+    cert: x509.Certificate, signer_info: Any, signature: bytes, data: bytes, algorithm: Any
+) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
     key = cert.public_key()
