@@ -255,8 +255,8 @@ REAL_PEC = {
     "oca__aruba_accettazione_IT03339130126_00009.eml": signature.UNTRUSTED,
     "oca__aruba_avvenuta-consegna_IT03339130126_00009.eml": signature.UNTRUSTED,
     # Sogei envelopes as OCA keeps them in its test data: edited by the test authors (addresses,
-    # daticert removed, broken XML, base64 p7m), and for the others no line keeps a trailing
-    # blank (a repository hook strips them): the bytes are not the signed ones
+    # daticert removed, broken XML, base64 p7m); the two others lost one trailing blank to the
+    # repository's trailing-whitespace hook (test_real_sogei_envelopes_match_once_mended)
     "oca__sdi_busta_MC_mancata-consegna_no-daticert.eml": signature.INVALID,
     "oca__sdi_busta_MT_invio-file_7339338.eml": signature.INVALID,
     "oca__sdi_busta_MT_invio-file_7339338_base64-p7m.eml": signature.INVALID,
@@ -286,6 +286,30 @@ def test_real_samples(name):
         trusted = signature.check_message(msg, TrustAnchors([agid]))
         assert trusted.outcome == signature.VALID, trusted.reason
         assert trusted.signer.not_after < datetime.now(UTC) or trusted.signed_at < trusted.signer.not_after
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        _real("oca__sdi_busta_RC_ricevuta-consegna_6782414.eml"),
+        _real("oca__sdi_busta_MT_invio-file_7339338.eml"),
+    ],
+)
+def test_real_sogei_envelopes_match_once_mended(name):
+    """OCA's pre-commit (trailing-whitespace, mixed-line-ending --fix=lf) rewrote its test data:
+    the blank that ended the folded "Content-Type: multipart/mixed; " line of the message inside
+    was stripped. Put back, the bytes are the signed ones: the verdict was the fixture's, not ours."""
+    raw = (real_fixtures("pec") / name).read_bytes()
+    assert signature.check_message(parse(raw), TrustAnchors()).outcome == signature.INVALID
+    stripped = b"\nContent-Type: multipart/mixed;\n\tboundary="
+    assert raw.count(stripped) == 1
+    mended = raw.replace(stripped, b"\nContent-Type: multipart/mixed; \n\tboundary=")
+    msg = parse(mended)
+    check = signature.check_message(msg, TrustAnchors())
+    assert check.outcome == signature.UNTRUSTED, check.reason
+    assert check.signer.subject.startswith("CN=Posta Certificata Sogei")
+    agid = next(c for c in _p7s_certificates(msg) if c.subject.rfc4514_string().startswith("CN=AgID CA1"))
+    assert signature.check_message(msg, TrustAnchors([agid])).outcome == signature.VALID
 
 
 def _p7s_certificates(msg) -> list[x509.Certificate]:
