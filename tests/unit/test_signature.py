@@ -167,6 +167,40 @@ def test_expired_when_the_certificate_ended_before_signing():
     assert _check(_busta(firma, data=earlier), _ca_anchors()).outcome == signature.VALID
 
 
+def _autorita_fino(fine: datetime) -> Autorita:
+    chiave = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    nome = x509.Name.from_rfc4514_string("CN=CA che scade,O=pecflow,C=IT")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(nome)
+        .issuer_name(nome)
+        .public_key(chiave.public_key())
+        .serial_number(77)
+        .not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
+        .not_valid_after(fine)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(chiave.public_key()), critical=False)
+        .sign(chiave, hashes.SHA256())
+    )
+    return Autorita(cert, chiave)
+
+
+def test_a_validated_path_is_remembered_only_while_every_certificate_on_it_is_valid():
+    autorita = _autorita_fino(datetime(2027, 1, 1, tzinfo=UTC))
+    firma = Firma._nuova(ARUBA, autorita)  # the signer's own certificate runs to 2045
+    anchors = TrustAnchors([autorita.certificato])
+    assert _check(_busta(firma), anchors).outcome == signature.VALID
+    assert len(anchors.chains) == 1
+    assert _check(_busta(firma), anchors).outcome == signature.VALID  # from the remembered path
+    # signed once the CA had expired: the remembered path does not hold then
+    later = _check(_busta(firma, data=datetime(2028, 3, 1, tzinfo=CET)), anchors)
+    assert later.outcome == signature.UNTRUSTED
+    assert "does not chain to a trust anchor" in later.reason
+
+
 def test_missing_for_an_unsigned_message_and_a_lost_signature_part():
     assert _check(ORIGINALE, _ca_anchors()).outcome == signature.MISSING
     raw = _busta()

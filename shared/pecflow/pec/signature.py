@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -50,6 +51,7 @@ OUTCOMES = (VALID, INVALID, UNTRUSTED, MISSING, EXPIRED)
 
 MAX_SIGNATURE_BYTES = 1024 * 1024  # a provider's p7s with its chain is under 10 KB
 MAX_CHAIN_CERTIFICATES = 20  # certificates read from one signature
+MAX_CACHED_CHAINS = 256  # validated certificate paths remembered per set of anchors
 OPAQUE_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 
 _HASHES = {"sha1": "SHA1", "sha224": "SHA224", "sha256": "SHA256", "sha384": "SHA384", "sha512": "SHA512"}
@@ -128,7 +130,7 @@ class TrustAnchors:
     nobody: every signature that matches is then `untrusted`. `problem`: why the configured
     anchors could not be read (said in every `untrusted` verdict)."""
 
-    __slots__ = ("certificates", "source", "problem", "_store", "_fingerprints")
+    __slots__ = ("certificates", "source", "problem", "chains", "_store", "_fingerprints")
 
     def __init__(self, certificates: Iterable[x509.Certificate] = (), source: str = "", problem: str = ""):
         unique: dict[bytes, x509.Certificate] = {}
@@ -139,6 +141,8 @@ class TrustAnchors:
         self.source = source
         self.problem = problem
         self._store: Any = None
+        # validated paths: (signer, other certificates of the signature) -> when all were valid
+        self.chains: dict[tuple[x509.Certificate, ...], tuple[datetime, datetime]] = {}
 
     def __len__(self) -> int:
         return len(self.certificates)
@@ -300,7 +304,6 @@ def _check(
     received: datetime | None,
 ) -> SignatureCheck:
     from asn1crypto import cms
-    from cryptography import x509
 
     if not der.strip():
         return SignatureCheck(MISSING, "the signature part is empty")
@@ -321,7 +324,7 @@ def _check(
             return SignatureCheck(INVALID, "the signature names no signer")
         signer_info = signers[0]
         certs = [
-            x509.load_der_x509_certificate(choice.chosen.dump())
+            _certificate(choice.chosen.dump())
             for choice in list(signed["certificates"] or ())[:MAX_CHAIN_CERTIFICATES]
             if choice.name == "certificate"
         ]
@@ -335,7 +338,7 @@ def _check(
         return SignatureCheck(INVALID, f"the signature is not a readable CMS SignedData ({str(exc)[:200]})")
     if cert is None:
         return SignatureCheck(INVALID, "the signature does not carry the signer's certificate")
-    signer = Signer.of(cert)
+    signer = _signer(cert)
     signing_time = _signing_time(signer_info)
     if signing_time is not None:
         at, at_from = signing_time, "signingTime"
@@ -479,19 +482,49 @@ def _trusted(
     if anchors.anchors(cert):
         return True, ""
     others = [c for c in certs if c is not cert]
+    key = (cert, *others)
+    window = anchors.chains.get(key)
+    if window is not None and window[0] <= at <= window[1]:
+        return True, ""
     try:
-        anchors.verifier(at).verify(cert, others)
+        chain = anchors.verifier(at).verify(cert, others).chain
     except VerificationError as exc:
         return False, f"the provider's certificate does not chain to a trust anchor: {str(exc)[:300]}"
+    # the same path holds whenever every certificate on it is valid: later messages signed with
+    # this certificate (thousands a day from one provider) are not validated again
+    if len(anchors.chains) >= MAX_CACHED_CHAINS:
+        anchors.chains.clear()
+    anchors.chains[key] = (
+        max(c.not_valid_before_utc for c in chain),
+        min(c.not_valid_after_utc for c in chain),
+    )
     return True, ""
 
 
-_BARE_LF = re.compile(rb"(?<!\r)\n")
+@functools.lru_cache(maxsize=64)
+def _certificate(der: bytes) -> x509.Certificate:
+    """A certificate read once per process: a provider signs every message with the same one."""
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(der)
+
+
+_SIGNERS: dict[x509.Certificate, Signer] = {}
+
+
+def _signer(cert: x509.Certificate) -> Signer:
+    signer = _SIGNERS.get(cert)
+    if signer is None:
+        if len(_SIGNERS) >= 64:
+            _SIGNERS.clear()
+        signer = _SIGNERS[cert] = Signer.of(cert)
+    return signer
 
 
 def _has_bare_lf(data: bytes) -> bool:
-    return _BARE_LF.search(data) is not None
+    return data.count(b"\n") != data.count(b"\r\n")
 
 
 def _crlf(data: bytes) -> bytes:
-    return _BARE_LF.sub(b"\r\n", data)
+    """Every line ended by CRLF (S/MIME's canonical form); CRLFs already there kept."""
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
