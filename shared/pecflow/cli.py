@@ -962,12 +962,14 @@ def _add_trust_parser(sub) -> None:
         help="the certificates providers' signatures must chain to (the trust anchors)",
         description="Received messages are checked against these anchors: a signature that matches "
         "but chains to none of them is 'untrusted'. Import AgID's CA certificate, or AgID's list of "
-        "the PEC providers' certificates (an XML list whose ...Certificate elements hold base64 DER), "
-        "or any PEM/DER certificate. The stack keeps the bundle in its archive bucket "
+        "the PEC providers' certificates (an LDIF export of the providers' index, or an XML list whose "
+        "...Certificate elements hold base64 DER), or any PEM/DER certificate. The stack keeps the bundle in its archive bucket "
         "(trust/anchors.pem, every earlier version kept).",
     )
     actions = trust.add_subparsers(dest="command_name", metavar="ACTION", required=True)
-    imp = actions.add_parser("import", help="add the certificates of PEM, DER or XML files to the bundle")
+    imp = actions.add_parser(
+        "import", help="add the certificates of PEM, DER, XML or LDIF files to the bundle"
+    )
     imp.add_argument("files", nargs="+", metavar="FILE")
     imp.add_argument("--replace", action="store_true", help="the bundle becomes these certificates only")
     imp.set_defaults(func=cmd_trust_import)

@@ -266,6 +266,16 @@ def test_anchors_read_from_pem_der_and_an_xml_list():
     anchors = TrustAnchors.read(tsl)
     assert {c.subject for c in anchors.certificates} == {a.subject, b.subject}
     assert len(TrustAnchors.read(anchors.pem())) == 2  # written back as a bundle
+    # an LDIF export of the providers' index: folded base64 attribute values
+    folded = base64.b64encode(a.public_bytes(Encoding.DER)).decode()
+    lines = [folded[i : i + 76] for i in range(0, len(folded), 76)]
+    ldif = (
+        "dn: providerName=Gestore Uno,o=postacert\nproviderName: Gestore Uno\n"
+        "providerCertificate;binary:: " + "\n ".join(lines) + "\nmanagedDomains: pec.uno.example\n\n"
+        "dn: providerName=Gestore Due,o=postacert\nproviderCertificateHash: abc\n"
+        "providerCertificate:: " + base64.b64encode(b.public_bytes(Encoding.DER)).decode() + "\n"
+    ).encode()
+    assert {c.subject for c in TrustAnchors.read(ldif).certificates} == {a.subject, b.subject}
     with pytest.raises(ValueError, match="no certificate"):
         TrustAnchors.read(b"<elenco><gestore>nessun certificato</gestore></elenco>")
 

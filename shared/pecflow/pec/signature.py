@@ -55,6 +55,7 @@ MAX_CACHED_CHAINS = 256  # validated certificate paths remembered per set of anc
 OPAQUE_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 
 _HASHES = {"sha1": "SHA1", "sha224": "SHA224", "sha256": "SHA256", "sha384": "SHA384", "sha512": "SHA512"}
+_LDIF_DN = re.compile(rb"^dn::? ", re.MULTILINE)
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\s*([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----")
 
 
@@ -149,9 +150,10 @@ class TrustAnchors:
 
     @classmethod
     def read(cls, data: bytes, source: str = "") -> TrustAnchors:
-        """From a PEM bundle, a DER certificate, or an XML list of certificates (an ETSI TS 119
-        612 trusted list as AgID publishes, or any XML whose `...Certificate` elements hold
-        base64 DER). ValueError when nothing in it is a certificate."""
+        """From a PEM bundle, a DER certificate, an XML list of certificates (an ETSI TS 119 612
+        trusted list, or any XML whose `...Certificate` elements hold base64 DER) or an LDIF
+        export of the PEC providers' index (`...Certificate...::` attributes). ValueError when
+        nothing in it is a certificate."""
         return cls(read_certificates(data), source)
 
     def merged(self, other: Iterable[x509.Certificate]) -> TrustAnchors:
@@ -224,7 +226,9 @@ def read_certificates(data: bytes) -> list[x509.Certificate]:
             found.append(x509.load_der_x509_certificate(base64.b64decode(b"".join(block.split()))))
         return found
     stripped = data.lstrip()
-    if stripped.startswith(b"<"):
+    if _LDIF_DN.search(data):
+        found.extend(_ldif_certificates(data))
+    elif stripped.startswith(b"<"):
         from pecflow.pec import safexml
 
         root = safexml.parse(data, max_bytes=64 * 1024 * 1024)
@@ -238,6 +242,23 @@ def read_certificates(data: bytes) -> list[x509.Certificate]:
         found.append(x509.load_der_x509_certificate(data))
     if not found:
         raise ValueError("no certificate found (expected PEM, DER, or an XML list of certificates)")
+    return found
+
+
+def _ldif_certificates(data: bytes) -> list[x509.Certificate]:
+    """The certificates of an LDIF export (the PEC providers' index, RFC 6109 §5): every attribute
+    whose name says certificate, base64 (`name:: value`, `name;binary:: value`), folded lines joined."""
+    from cryptography import x509
+
+    found = []
+    unfolded = re.sub(rb"\r?\n ", b"", data)
+    for line in unfolded.splitlines():
+        name, sep, value = line.partition(b"::")
+        if sep and b"certificate" in name.lower():
+            try:
+                found.append(x509.load_der_x509_certificate(base64.b64decode(value.strip())))
+            except (ValueError, binascii.Error):
+                continue
     return found
 
 
