@@ -269,7 +269,8 @@ def check_message(
     msg: PecMessage, anchors: TrustAnchors, *, received: datetime | None = None
 ) -> SignatureCheck:
     """The verdict on a classified message's provider signature (never raises: a signature
-    that cannot be read is `invalid`, with the reason)."""
+    that cannot be read is `invalid`, with the reason). `received`: when the message arrived,
+    the time of signing when neither the signature nor the daticert says (else: now)."""
     if msg.root is None:
         return SignatureCheck(MISSING, "the message could not be read")
     try:

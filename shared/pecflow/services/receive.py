@@ -249,7 +249,7 @@ class Ingestor:
         try:
             msg = self.classify(raw)
             if self.check_signature is not None:
-                check = self.check_signature(msg, fetched.internaldate)
+                check = self.check_signature(msg, fetched.internaldate or clock.now())
             record = build_record(*where, msg, signature=check)
             recorded = self.messages.record(address, record)
         except Exception as exc:  # noqa: BLE001 - this message's problem, unless AWS itself failed
