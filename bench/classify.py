@@ -223,7 +223,8 @@ def main() -> None:
     # the provider's signature checked at ingestion too (the simulator's CA as the trust anchor)
     anchors = TrustAnchors([Firma.per(ARUBA).autorita.certificato])
     check_seconds, outcomes = float("inf"), {}
-    for _ in range(1 if args.quick else 2):
+    check_message(results[0], anchors)  # imports (asn1crypto) and the first certificate: once per process
+    for _ in range(2 if args.quick else 3):
         start = time.perf_counter()
         checks = [check_message(r, anchors) for r in results]
         check_seconds = min(check_seconds, time.perf_counter() - start)
