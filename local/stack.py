@@ -28,8 +28,10 @@ from local.runner import EventRunner
 from local.sign_in import LocalUserPool
 from local.tokens import TokenIssuer
 from pecflow import bootstrap
+from pecflow.adapters.trust import anchors_location, write_bundle
 from pecflow.config import LOCAL_STATE, Config
 from pecflow.domain.mailbox import MailboxConfig, SaturationPolicy
+from pecflow.pec.signature import TrustAnchors
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "template.yaml"
@@ -72,6 +74,15 @@ class LocalStack:
         if state_file is not None:
             stack.deployment().write(state_file)
         return stack
+
+    def trust_simulated_providers(self) -> None:
+        """Make the simulated providers' CA the stack's trust anchor, as `pecflow trust import`
+        does: their signatures are then `valid` in pollers started afterwards (without it they
+        are `untrusted`, and say so). Not done by `start`: the bundle is an object in the archive
+        bucket, which some checks count."""
+        config = self.deployment()
+        location = anchors_location(config.trust_anchors, config.archive_bucket)
+        write_bundle(location, TrustAnchors([self.network.autorita.certificato]), config.client("s3"))
 
     def deployment(self) -> Config:
         aws = self.aws

@@ -21,6 +21,7 @@ from pecflow.adapters.mail import ImapSession, SmtpSubmitter
 from pecflow.adapters.queues import SqsQueue
 from pecflow.adapters.ratelimit import RateLimiter
 from pecflow.adapters.secrets import SecretsManager, mailbox_password
+from pecflow.adapters.trust import anchors_location, load_anchors
 from pecflow.config import Config
 from pecflow.domain.ports import PasswordOf
 from pecflow.services.admin import CampaignAdmin, MailboxAdmin
@@ -114,8 +115,19 @@ def ingestor(config: Config, **overrides: Any) -> Ingestor:
         "mailboxes": lambda: mailbox_store(config),
         "outgoing": lambda: outgoing_store(config),
         "inbox": lambda: inbox_store(config) if config.inbox_table else None,
+        "check_signature": lambda: signature_checker(config),
     }
     return Ingestor(**_parts(parts, overrides))
+
+
+def signature_checker(config: Config) -> Callable[[Any, Any], Any]:
+    """(message, received) -> the provider's signature verdict, against the trust anchors read
+    once (at cold start) from TRUST_ANCHORS or the archive bucket's trust/anchors.pem."""
+    from pecflow.pec.signature import check_message
+
+    location = anchors_location(config.trust_anchors, config.archive_bucket)
+    anchors = load_anchors(location, config.client("s3") if location.startswith("s3://") else None)
+    return lambda msg, received: check_message(msg, anchors, received=received)
 
 
 def poller(config: Config, **overrides: Any) -> Poller:

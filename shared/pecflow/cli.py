@@ -601,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.set_defaults(func=cmd_inbox_reindex)
     _add_campaign_operations(_add_campaign_parser(sub))  # pecflow campaign validate|stats|export|...
     _add_audit_parser(sub)
+    _add_trust_parser(sub)
     _add_users_parser(sub)
     return parser
 
@@ -893,6 +894,90 @@ def _add_audit_parser(sub) -> None:
     export.add_argument("-o", "--output", default="-", help="file to write (default: standard output)")
     _add_target_options(export)
     export.set_defaults(func=cmd_audit_export)
+
+
+# --- pecflow trust ---------------------------------------------------------------------------------
+def _trust_location(args) -> tuple[str, object]:
+    from pecflow.adapters.trust import anchors_location
+
+    if args.bundle:
+        return args.bundle, None
+    config = _deployment(args)
+    location = anchors_location(config.trust_anchors, config.archive_bucket)
+    if not location:
+        raise SystemExit("pecflow: no trust bundle: give --bundle FILE, or a stack (--stack, --local)")
+    return location, config.client("s3") if location.startswith("s3://") else None
+
+
+def cmd_trust_import(args) -> int:
+    from pecflow.adapters.trust import read_bundle, write_bundle
+    from pecflow.pec.signature import TrustAnchors, read_certificates
+
+    location, s3 = _trust_location(args)
+    added = []
+    for name in args.files:
+        try:
+            with open(name, "rb") as handle:
+                added.extend(read_certificates(handle.read()))
+        except (OSError, ValueError) as exc:
+            print(f"pecflow: {name}: {exc}", file=sys.stderr)
+            return 1
+    current = TrustAnchors()
+    if not args.replace:
+        try:
+            data = read_bundle(location, s3)
+            current = TrustAnchors.read(data) if data is not None else current
+        except ValueError as exc:
+            print(
+                f"pecflow: {location} cannot be read: {exc} (--replace starts a new bundle)", file=sys.stderr
+            )
+            return 1
+    merged = current.merged(added)
+    write_bundle(location, merged, s3)
+    print(f"{len(merged) - len(current)} certificate(s) added, {len(merged)} in {location}")
+    print("the pollers read it at their next cold start", file=sys.stderr)
+    return 0
+
+
+def cmd_trust_list(args) -> int:
+    from pecflow.adapters.trust import load_anchors
+
+    location, s3 = _trust_location(args)
+    anchors = load_anchors(location, s3)
+    if anchors.problem:
+        print(f"{location}: {anchors.problem}", file=sys.stderr)
+        return 1
+    for cert in anchors.certificates:
+        print(
+            f"{cert.subject.rfc4514_string()}  (issuer {cert.issuer.rfc4514_string()}; "
+            f"serial {cert.serial_number:x}; valid {cert.not_valid_before_utc.date()} to {cert.not_valid_after_utc.date()})"
+        )
+    print(f"{len(anchors)} trust anchor(s) in {location}", file=sys.stderr)
+    return 0
+
+
+def _add_trust_parser(sub) -> None:
+    trust = sub.add_parser(
+        "trust",
+        help="the certificates providers' signatures must chain to (the trust anchors)",
+        description="Received messages are checked against these anchors: a signature that matches "
+        "but chains to none of them is 'untrusted'. Import AgID's CA certificate, or AgID's list of "
+        "the PEC providers' certificates (an LDIF export of the providers' index, or an XML list whose "
+        "...Certificate elements hold base64 DER), or any PEM/DER certificate. The stack keeps the bundle in its archive bucket "
+        "(trust/anchors.pem, every earlier version kept).",
+    )
+    actions = trust.add_subparsers(dest="command_name", metavar="ACTION", required=True)
+    imp = actions.add_parser(
+        "import", help="add the certificates of PEM, DER, XML or LDIF files to the bundle"
+    )
+    imp.add_argument("files", nargs="+", metavar="FILE")
+    imp.add_argument("--replace", action="store_true", help="the bundle becomes these certificates only")
+    imp.set_defaults(func=cmd_trust_import)
+    listing = actions.add_parser("list", help="the trust anchors in the bundle")
+    listing.set_defaults(func=cmd_trust_list)
+    for parser in (imp, listing):
+        parser.add_argument("--bundle", metavar="FILE", help="a bundle file instead of the stack's")
+        _add_target_options(parser)
 
 
 # --- pecflow users --------------------------------------------------------------------------------

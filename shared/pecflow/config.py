@@ -57,6 +57,8 @@ class Config:
     send_queue_url: str = ""
     quota_table: str = ""
     fanout_queue_url: str = ""
+    # the trust anchors of providers' signatures: s3://bucket/key or a file (pecflow.adapters.trust)
+    trust_anchors: str = ""
 
     @classmethod
     def for_function(cls, *required: str, env: Mapping[str, str] | None = None) -> Config:

@@ -11,6 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from pecflow.domain.reconcile import State
 from pecflow.pec.message import PecMessage
+from pecflow.pec.signature import INVALID
 from pecflow.services.fanout import FanoutResult
 from pecflow.services.polling import PollOutcome
 from pecflow.services.sending import Delivery
@@ -79,6 +80,17 @@ def report_poll(outcome: PollOutcome, elapsed_ms: float, metrics: Any, logger: A
         logger.error(
             "messages quarantined: archived, recorded as a summary", extra={"quarantined": result.quarantined}
         )
+    for verdict, count in result.signatures.items():
+        _dimensioned(metrics, "ProviderSignatures", count, "Outcome", verdict)
+    if result.signatures.get(INVALID):
+        # undimensioned, for the alarm: a provider's signature that does not match its bytes
+        metrics.add_metric(
+            name="ProviderSignaturesInvalid", unit=MetricUnit.Count, value=result.signatures[INVALID]
+        )
+        logger.error(
+            "provider signature invalid: the message was changed after signing, or its signature is damaged",
+            extra={"invalid_signatures": result.invalid_signatures},
+        )
     if result.refused:
         metrics.add_metric(
             name="ArchiveVerificationFailures", unit=MetricUnit.Count, value=len(result.refused)
@@ -91,6 +103,7 @@ def report_poll(outcome: PollOutcome, elapsed_ms: float, metrics: Any, logger: A
             "recorded": result.recorded,
             "already_recorded": result.already_recorded,
             "by_kind": result.by_kind,
+            "signatures": result.signatures,
             "matched": result.receipts_matched,
             "unmatched": result.receipts_unmatched,
             "more": result.more,

@@ -320,6 +320,12 @@ class MessageRecord:
     sdi: Mapping[str, Any] | None = None  # an SdI notification's fields
     rem: Mapping[str, Any] | None = None  # a REM message: message_type, event, reason, reason_text, ...
     problems: Sequence[str] = ()
+    # the provider's signature (pecflow.pec.signature): valid | invalid | untrusted | missing | expired
+    signature: str | None = None
+    signature_detail: str | None = None  # why, in a sentence
+    signer: Mapping[str, Any] | None = None  # subject, issuer, serial, not_before, not_after, email
+    signed_at: str | None = None  # when it was signed (signingTime, else the daticert time)
+    signed_at_from: str | None = None  # "signingTime" | "daticert" | "received"
     on_provider: str | None = None  # "yes", "expunged", "moved to <folder>"
     left_provider_at: str | None = None
     archive_problem: str | None = None  # why the archived copy did not verify

@@ -56,6 +56,7 @@ from pecflow.domain.reconcile import find_thread, reconcile_receipt
 from pecflow.pec import kinds
 from pecflow.pec.message import PecMessage, parse
 from pecflow.pec.rem import RemInfo
+from pecflow.pec.signature import INVALID, SignatureCheck
 
 CHUNK_MESSAGES = 25
 CHUNK_BYTES = 24 * 1024 * 1024
@@ -93,6 +94,8 @@ class PollResult:
     usage_percent: float | None = None
     resynced: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)  # "UID n: reason"
+    signatures: dict[str, int] = field(default_factory=dict)  # new records by signature outcome
+    invalid_signatures: list[str] = field(default_factory=list)  # "UID n: reason" (at most 20)
 
 
 @dataclass(slots=True)
@@ -110,6 +113,9 @@ class Ingestor:
     on_message: Callable[[str, PecMessage], None] | None = None  # metrics/logging hook
     classify: Callable[[bytes], PecMessage] = parse
     inbox: InboxListing | None = None  # what people see: each recorded message's row
+    # the provider's signature checked (pecflow.pec.signature.check_message with the trust
+    # anchors bound): message, when it was received -> verdict; None: not checked
+    check_signature: Callable[[PecMessage, datetime | None], SignatureCheck] | None = None
 
     def poll(
         self,
@@ -239,10 +245,12 @@ class Ingestor:
                 "finished (the poller ran out of time or memory on this message): not classified",
             )
             return
-        msg = recorded = record = None
+        msg = recorded = record = check = None
         try:
             msg = self.classify(raw)
-            record = build_record(*where, msg)
+            if self.check_signature is not None:
+                check = self.check_signature(msg, fetched.internaldate or clock.now())
+            record = build_record(*where, msg, signature=check)
             recorded = self.messages.record(address, record)
         except Exception as exc:  # noqa: BLE001 - this message's problem, unless AWS itself failed
             if self.messages.is_service_failure(exc):
@@ -254,6 +262,8 @@ class Ingestor:
             result.by_kind[msg.kind] = result.by_kind.get(msg.kind, 0) + 1
             if recorded:
                 result.recorded += 1
+                if check is not None:
+                    _count_signature(result, fetched.uid, check)
             else:
                 result.already_recorded += 1
                 self.messages.relocate(address, sha, folder=folder, uid=fetched.uid, uidvalidity=uidvalidity)
@@ -456,6 +466,12 @@ def _parse_iso(value: str | None) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else clock.now()
 
 
+def _count_signature(result: PollResult, uid: int, check: SignatureCheck) -> None:
+    result.signatures[check.outcome] = result.signatures.get(check.outcome, 0) + 1
+    if check.outcome == INVALID and len(result.invalid_signatures) < 20:
+        result.invalid_signatures.append(f"UID {uid}: {check.reason[:300]}")
+
+
 def build_record(
     mailbox: str,
     folder: str,
@@ -466,10 +482,13 @@ def build_record(
     sha: str,
     s3_key: str,
     msg: PecMessage,
+    *,
+    signature: SignatureCheck | None = None,
 ) -> dict:
     """The message record: what the inbox lists and what reconciliation and evidence need.
     Bounded: long values and lists are cut (the cut is a problem on the record; the archived
-    original keeps everything), so no message makes a record DynamoDB refuses."""
+    original keeps everything), so no message makes a record DynamoDB refuses. `signature`: the
+    provider's signature checked (none: not checked, no signature fields)."""
     cut: list[str] = []
     text = _Texts(cut)
     logical = msg.postacert if msg.postacert is not None else msg
@@ -520,6 +539,8 @@ def build_record(
         }
     if msg.rem is not None:
         record["rem"] = rem_map(text, msg.rem)
+    if signature is not None:
+        record.update(signature_fields(text, signature))
     problems = [text("problems", p, 500) for p in text.first("problems", msg.problems, 50)]
     if cut:
         problems.append(
@@ -530,6 +551,20 @@ def build_record(
     if size > RECORD_BUDGET:  # only with many long multi-byte values, even cut
         raise RecordTooLarge(f"its record would take {size:,} bytes, over the {RECORD_BUDGET:,}-byte budget")
     return record
+
+
+def signature_fields(text: _Texts, check: SignatureCheck) -> dict:
+    """The provider's signature on the record: outcome, why, who signed and when."""
+    fields: dict = {
+        "signature": check.outcome,
+        "signature_detail": text("signature_detail", check.reason, 500),
+        "signed_at": check.signed_at.isoformat() if check.signed_at else None,
+        "signed_at_from": check.signed_at_from,
+    }
+    if check.signer is not None:
+        signer = check.signer.to_dict()
+        fields["signer"] = {name: text("signer", value, 1000) for name, value in signer.items()}
+    return fields
 
 
 def rem_map(text: _Texts, rem: RemInfo) -> dict:
