@@ -619,9 +619,12 @@ def cmd_campaign_stats(args) -> int:
         print(json.dumps(stats, ensure_ascii=False, default=str))
         return 0
     print(f"Campagna {stats['campaign_id']} — {stats['status']} — da {stats['mailbox']}")
-    counters = stats["counters"]
+    counters, rows = stats["counters"], stats.get("rows")
+    if rows:  # one message per group of rows: both counts
+        print(f"  {'':48s} {'messaggi':>8s} {'righe':>8s}")
     for key, label in STAT_LABELS:
-        print(f"  {label:48s} {counters.get(key, 0):>8d}")
+        by_row = f" {rows.get(key, 0):>8d}" if rows else ""
+        print(f"  {label:48s} {counters.get(key, 0):>8d}{by_row}")
     validation = stats.get("validation") or {}
     if validation.get("error_count"):
         print(
