@@ -392,7 +392,36 @@ def cmd_campaign_validate(args) -> int:
         with errors_path.open("wb") as sink:
             report.write_errors_csv(sink)
         _print_validation(csv_path, report, args.show, json_path, errors_path)
+    _print_terms(manifest, args.provider)
     return 0 if report.valid else 1
+
+
+def _print_terms(manifest: bytes, preset: str | None) -> None:
+    """What the sending mailbox's provider publishes about automated and mass sending."""
+    from pecflow.domain.quota import SDI_TERMS, TERMS, preset_of_domain, terms_of
+
+    try:
+        mailbox = str(json.loads(manifest).get("mailbox") or "")
+    except (ValueError, AttributeError):
+        mailbox = ""
+    guessed = preset is None
+    preset = preset or preset_of_domain(mailbox)
+    terms = terms_of(preset) if preset else None
+    if terms is None:
+        known = ", ".join(TERMS)
+        print(
+            f"provider terms: {'unknown for ' + repr(preset) if preset else 'not known from ' + repr(mailbox)}; "
+            f"--provider {{{known}}} shows what that provider allows for automated and mass sending"
+        )
+        return
+    how = " (from the mailbox's domain)" if guessed else ""
+    print(f"provider terms — {terms.provider}, preset {preset}{how}:")
+    for line in terms.terms:
+        print(f"  - {line}")
+    print(f"  source: {terms.source}")
+    if terms.needs_agreement:
+        print("  ! automated sending needs the provider's agreement: make sure it is in place before sending")
+    print(f"  (invoices to the {SDI_TERMS.provider}: {'; '.join(SDI_TERMS.terms)})")
 
 
 def _print_validation(csv_path: Path, report, show: int, json_path: Path, errors_path: Path) -> None:
@@ -409,7 +438,9 @@ def _print_validation(csv_path: Path, report, show: int, json_path: Path, errors
         )
     if report.merge_fields:
         print(f"merge fields: {', '.join(report.merge_fields)}")
-    if report.valid:
+    if report.valid and report.messages != report.rows:  # group_by: one message per group of rows
+        print(f"VALID: {report.messages:,} messages ready, covering {report.rows:,} rows")
+    elif report.valid:
         print(f"VALID: {report.rows:,} recipients ready")
     else:
         campaign_level = sum(1 for i in report.errors if i.row is None)
@@ -462,6 +493,12 @@ def _add_campaign_parser(sub) -> argparse._SubParsersAction:
         default=100,
         metavar="MB",
         help="largest CSV accepted (default 100, as the fan-out)",
+    )
+    check.add_argument(
+        "--provider",
+        metavar="PRESET",
+        help="the sending mailbox's quota preset (aruba, legalmail, gmail): its terms for automated and "
+        "mass sending are shown (default: guessed from the mailbox's domain)",
     )
     check.set_defaults(func=cmd_campaign_validate)
     return actions
@@ -742,6 +779,7 @@ def cmd_campaign_upload(args) -> int:
             report_dir=None,
             show=args.show,
             max_csv_mb=100,
+            provider=None,
         )
         if cmd_campaign_validate(check) != 0:
             print(

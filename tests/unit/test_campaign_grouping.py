@@ -5,6 +5,7 @@ grouping of a million rows in constant memory, the CSV sorted or not."""
 from __future__ import annotations
 
 import io
+import json
 import multiprocessing
 import os
 from datetime import UTC, datetime
@@ -321,3 +322,39 @@ def test_scratch_files_are_removed():
     list(spill.groups())
     spill.close()
     assert not os.path.exists(folder)
+
+
+# --- the provider's terms -------------------------------------------------------------------------------------
+def test_every_quota_preset_carries_its_providers_terms():
+    from pecflow.domain import quota
+
+    assert set(quota.TERMS) == set(quota.PRESETS)
+    assert quota.terms_of("LegalMail").needs_agreement
+    assert any("500 recipients" in line for line in quota.terms_of("aruba").terms)
+    assert quota.terms_of("custom:50/10m") is None
+    assert quota.preset_of_domain("mario.rossi@legalmail.it") == "legalmail"
+    assert quota.preset_of_domain("ufficio@pec.azienda.it") is None
+
+
+def test_validate_shows_the_providers_terms(tmp_path, capsys):
+    from pecflow import cli
+
+    (tmp_path / "manifest.json").write_text(json.dumps({**MANIFEST, "mailbox": "ufficio@legalmail.it"}))
+    (tmp_path / "recipients.csv").write_text(HEADER + "rossi@pec.it;Rossi;1;1;f1.pdf\r\n")
+    (tmp_path / "attachments").mkdir()
+    (tmp_path / "attachments" / "f1.pdf").write_bytes(b"%PDF")
+    args = [
+        "campaign",
+        "validate",
+        "--manifest",
+        str(tmp_path / "manifest.json"),
+        "--csv",
+        str(tmp_path / "recipients.csv"),
+    ]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "VALID: 1 recipients ready" in out
+    assert "provider terms — Legalmail (InfoCert), preset legalmail (from the mailbox's domain)" in out
+    assert "forbids automated sending without the user's direct intervention" in out
+    assert cli.main([*args, "--provider", "aruba"]) == 0
+    assert "at most 500 recipients per message" in capsys.readouterr().out
