@@ -860,6 +860,49 @@ def _add_campaign_operations(actions) -> None:
         parser.add_argument("campaign_id")
         _add_target_options(parser)
         parser.set_defaults(func=cmd_campaign_status)
+    trial = actions.add_parser(
+        "test-send",
+        help="send one row (or group) of a campaign folder to an address of yours, before the real run",
+        description=(
+            "Render row N of the campaign folder exactly as the campaign would (with group_by: the message of "
+            "the group holding row N), and send it from the campaign's mailbox, within its quota, to the "
+            "address given alone: never to the row's recipient, without the campaign's cc, the subject marked "
+            "[PROVA]. Its receipts are reconciled as any message's (pecflow sent show MESSAGE-ID); it is never "
+            "counted in a campaign's statistics."
+        ),
+    )
+    trial.add_argument("folder", help="the campaign folder (manifest.json, recipients.csv, attachments/)")
+    trial.add_argument("--row", type=int, required=True, metavar="N",
+                       help="the CSV row as the spreadsheet numbers it (the header is row 1)")  # fmt: skip
+    trial.add_argument("--to", required=True, metavar="ADDRESS", help="the PEC address the test goes to")
+    trial.add_argument("--campaign-id", help="the campaign's id (default: the folder's name)")
+    _add_target_options(trial)
+    trial.set_defaults(func=cmd_campaign_test_send)
+
+
+def cmd_campaign_test_send(args) -> int:
+    from pecflow import bootstrap
+    from pecflow.adapters.campaign_files import CampaignFolder
+    from pecflow.services.campaign_tests import TestSendError
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        print(f"pecflow: {folder}: not a folder", file=sys.stderr)
+        return 2
+    campaign_id = args.campaign_id or folder.resolve().name
+    try:
+        sent = bootstrap.campaign_tests(_deployment(args)).send(
+            CampaignFolder(folder), campaign_id=campaign_id, row=args.row, to=args.to, by=_operator()
+        )
+    except (TestSendError, ValueError) as exc:
+        print(f"pecflow: not sent: {exc}", file=sys.stderr)
+        return 1
+    covered = f"rows {', '.join(map(str, sent.rows))}" if len(sent.rows) > 1 else f"row {sent.rows[0]}"
+    print(
+        f"test of {covered} queued from {sent.mailbox} to {sent.to} (subject '[PROVA] {sent.subject}'); "
+        f"follow it with `pecflow sent show '{sent.message_id}'`"
+    )
+    return 0
 
 
 # --- pecflow audit ---------------------------------------------------------------------------------

@@ -519,7 +519,8 @@ def envelope(campaign_item: CampaignRecord | None, job: JobRecord) -> list[str]:
 class OutgoingMessages:
     """What the sender renders for a job: a campaign's row (`campaign`), or a reply or forward a
     person wrote in the inbox (`direct` on the job's head: pecflow.domain.replies), a forward
-    with the original read back from the archive."""
+    with the original read back from the archive, or a campaign's test send (`test_send` on the
+    head: the message rendered when it was asked for, read back from the archive)."""
 
     def __init__(
         self,
@@ -531,7 +532,11 @@ class OutgoingMessages:
     def render(
         self, campaign_item: CampaignRecord | None, job: JobRecord, message_id: str, date: datetime
     ) -> bytes:
-        direct = (job.head or {}).get("direct")
+        head = job.head or {}
+        test = head.get("test_send")
+        if test:  # a campaign's test send (services.campaign_tests): rendered and archived already
+            return self.archived(str(test["raw_key"]))
+        direct = head.get("direct")
         if not direct:
             return self.campaign(campaign_item, job, message_id, date)
         message = replies.Direct.from_dict(direct)

@@ -18,9 +18,11 @@ from pecflow.domain.campaign.grouping import (
     RIGHE,
     Group,
     GroupSpill,
+    NoSuchRow,
     group_key,
     group_values,
     grouped,
+    message_of_row,
 )
 from pecflow.domain.campaign.issues import CampaignError, Code, CsvError, Issue, ManifestError, RenderError
 from pecflow.domain.campaign.manifest import (
@@ -79,6 +81,7 @@ __all__ = [
     "Issue",
     "Manifest",
     "ManifestError",
+    "NoSuchRow",
     "PdfSpec",
     "RECEIPT_TYPES",
     "RenderError",
@@ -102,6 +105,7 @@ __all__ = [
     "export_rows",
     "importo",
     "local_files",
+    "message_of_row",
     "read_rows",
     "render_message",
     "row_values",

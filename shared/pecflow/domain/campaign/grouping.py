@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pecflow.domain.campaign.manifest import Manifest
 from pecflow.domain.campaign.recipients import Row
+from pecflow.domain.campaign.rendering import row_values
 
 RIGHE = "righe"  # the template variable holding the group's rows
 MAX_GROUP_ROWS = 1000  # rows of one message (they travel on its job: a DynamoDB item is 400 KB at most)
@@ -198,3 +199,45 @@ def grouped(
         for row in rows:
             spill.add(group_key(row.values.get(column)), row)
         yield from spill.groups(after_row=after_row)
+
+
+class NoSuchRow(ValueError):
+    """The row a test send names is not a row of the CSV; the message says which rows are."""
+
+
+def message_of_row(
+    manifest: Manifest, read: Callable[[], Iterable[Row]], number: int
+) -> tuple[dict[str, Any], tuple[int, ...]]:
+    """The values row `number` renders with as the campaign would send it, and the rows its
+    message covers: the row alone, or, with group_by, every row of its group (a second reading
+    of the CSV, `read()` again: constant memory, the group at most MAX_GROUP_ROWS rows).
+    NoSuchRow when `number` is the header, a blank line or past the end."""
+    if number < 2:
+        raise NoSuchRow(f"row {number} is the header (or before it): the first recipient is on row 2")
+    found: Row | None = None
+    last = 1
+    for row in read():
+        last = row.number
+        if row.number == number:
+            found = row
+            break
+        if row.number > number:
+            break
+    if found is None:
+        where = "a blank line" if number < last else f"past the last row ({last})"
+        raise NoSuchRow(f"row {number} is {where}: name a row with a recipient")
+    column = manifest.group_by_key
+    if not column:
+        return row_values(manifest, found), (number,)
+    key = group_key(found.values.get(column))
+    if not key:
+        raise NoSuchRow(
+            f"row {number} has no value in {manifest.group_by!r}, the column the rows are grouped by"
+        )
+    rows = []
+    for row in read():
+        if group_key(row.values.get(column)) == key:
+            rows.append(row)
+            if len(rows) > MAX_GROUP_ROWS:
+                raise NoSuchRow(f"the message of row {number} would cover more than {MAX_GROUP_ROWS:,} rows")
+    return group_values(manifest, rows), tuple(row.number for row in rows)
