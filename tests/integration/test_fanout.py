@@ -282,6 +282,7 @@ def test_a_grouped_campaign_queues_one_job_per_customer_with_its_rows(aws):
     manifest = {
         **MANIFEST,
         "group_by": "pec",
+        "cc": "archivio@pec.azienda.test",
         "body_text": "{% for r in righe %}{{ r.numero }} {{ r.importo|importo }}\n{% endfor %}"
         "{{ righe|sum(attribute='importo')|importo }}\n",
     }
@@ -297,5 +298,6 @@ def test_a_grouped_campaign_queues_one_job_per_customer_with_its_rows(aws):
     rossi = jobs["rossi@pec.beta.test"]
     assert [r["numero"] for r in rossi.values["righe"]] == ["1", "3", "6", "7"]
     assert rossi.message_id == "<pecflow.raggruppata.2.1@pec.azienda.test>"
+    assert campaign.outgoing.message(rossi.message_id)["cc"] == ["archivio@pec.azienda.test"]
     assert campaign.campaigns.counters(campaign.id)["total"] == 3
     assert campaign.campaigns.get(campaign.id).validation["messages"] == 3

@@ -358,3 +358,40 @@ def test_validate_shows_the_providers_terms(tmp_path, capsys):
     assert "forbids automated sending without the user's direct intervention" in out
     assert cli.main([*args, "--provider", "aruba"]) == 0
     assert "at most 500 recipients per message" in capsys.readouterr().out
+
+
+def test_the_copys_own_receipts_are_expected_and_move_no_job():
+    """The cc is a recipient of the message with no job: its consegna is matched, moves nothing
+    and is no problem; a receipt for anybody else still is."""
+    from types import SimpleNamespace
+
+    from pecflow.domain.reconcile import reconcile_receipt
+    from pecflow.pec import kinds
+    from tests import fakes
+
+    outgoing = fakes.FakeOutgoingStore(fakes.FakeCampaignStore())
+    job = NewJob(
+        "<c@pec.azienda.it>",
+        "rossi@pec.it",
+        "ufficio@pec.azienda.it",
+        "c1",
+        2,
+        1,
+        {},
+        None,
+        "Archivio@pec.azienda.it",
+    )
+    outgoing.add_jobs([job.as_dict()])
+    assert outgoing.message(job.message_id)["cc"] == ["archivio@pec.azienda.it"]
+
+    def consegna(to: str):
+        return SimpleNamespace(
+            kind=kinds.AVVENUTA_CONSEGNA, ref_message_id=job.message_id, identificativo=None, recipients=(),
+            timestamp=None, delivered_to=to, error=None, error_detail=None, receipt_type="breve", rem=None,
+            covered=(),
+        )  # fmt: skip
+
+    copy = reconcile_receipt(outgoing, consegna("archivio@pec.azienda.it"), "r1")
+    assert (copy.status, copy.moves, copy.problems) == ("matched", {}, [])
+    stranger = reconcile_receipt(outgoing, consegna("altro@pec.it"), "r2")
+    assert "not a recipient of the original" in stranger.problems[0]

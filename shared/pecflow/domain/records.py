@@ -43,6 +43,7 @@ class NewJob:
     attempt: int
     values: Mapping[str, Any] | None = None  # the row's merge fields (a group's: with `righe`)
     rows: tuple[int, ...] | None = None  # a group's rows (group_by): `row` is the first of them
+    cc: str | None = None  # the campaign's fixed copy: one more recipient of the message, no job
 
     @classmethod
     def from_dict(cls, job: Mapping[str, Any]) -> NewJob:
@@ -58,6 +59,7 @@ class NewJob:
             attempt=int(job["attempt"]),
             values=dict(values) if values is not None else None,
             rows=tuple(int(r) for r in job["rows"]) if job.get("rows") else None,
+            cc=str(job["cc"]) if job.get("cc") else None,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -71,6 +73,7 @@ class NewJob:
             "attempt": self.attempt,
             "values": dict(self.values) if self.values is not None else None,
             **({"rows": list(self.rows)} if self.rows else {}),
+            **({"cc": self.cc} if self.cc else {}),
         }
 
     @property
@@ -89,6 +92,7 @@ def job_items(job: NewJob, now: str) -> tuple[dict[str, Any], dict[str, Any]]:
         "campaign_id": job.campaign_id,
         "created_at": now,
         "recipients": [job.recipient],
+        **({"cc": [job.cc.lower()]} if job.cc else {}),  # its receipts are expected, never a job's
     }
     row: dict[str, Any] = {
         "message_id": job.message_id,

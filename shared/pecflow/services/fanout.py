@@ -360,6 +360,7 @@ def _jobs(campaign_id: str, manifest, rows, next_row: int, scratch: str):
                     "row": row.number,
                     "attempt": 1,
                     "values": campaign_mod.row_values(manifest, row),
+                    **({"cc": manifest.cc} if manifest.cc else {}),
                 }
         return
     for group in campaign_mod.grouped(rows, manifest.group_by_key, directory=scratch, after_row=next_row):
@@ -373,6 +374,7 @@ def _jobs(campaign_id: str, manifest, rows, next_row: int, scratch: str):
             "attempt": 1,
             "values": values,
             "rows": list(group.numbers),
+            **({"cc": manifest.cc} if manifest.cc else {}),
         }
 
 
