@@ -105,8 +105,8 @@ def _group_a_million(ordered: bool, out) -> None:
 def test_a_million_rows_are_grouped_in_constant_memory(ordered):
     """What would hold the rows in memory (a dict of lists) needs ~500 MB here; the spill to
     disk keeps the growth to sqlite's page cache, one batch and one group."""
-    parent, child = multiprocessing.get_context("fork").Pipe()
-    worker = multiprocessing.get_context("fork").Process(target=_group_a_million, args=(ordered, child))
+    parent, child = multiprocessing.get_context("spawn").Pipe()
+    worker = multiprocessing.get_context("spawn").Process(target=_group_a_million, args=(ordered, child))
     worker.start()
     worker.join(600)
     groups, rows, in_order, growth_kib = parent.recv()
