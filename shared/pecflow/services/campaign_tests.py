@@ -14,7 +14,7 @@ head item marked `test_send`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
@@ -119,9 +119,12 @@ class CampaignTests:
 
         _present(files, RECIPIENTS)
 
-        def rows() -> Iterable[campaign.Row]:
+        def rows() -> Iterator[campaign.Row]:
             body, size = files.open_with_size(RECIPIENTS)
-            return campaign.read_rows(body, size=size)
+            try:
+                yield from campaign.read_rows(body, size=size)
+            finally:
+                body.close()
 
         try:
             values, numbers = campaign.message_of_row(manifest, rows, row)
