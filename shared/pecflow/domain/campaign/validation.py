@@ -3,9 +3,12 @@ fixed attachments, then every row of the CSV, streamed. Any error makes the camp
 
 Memory stays constant whatever the number of rows: the addresses seen (for duplicates) and
 every error found live in a scratch sqlite database on disk; only counters and the first
-`max_errors` errors are kept in memory for the report. Pure domain code: the attachments are
-known through `AttachmentIndex` (the Lambda fills one from an S3 listing, the CLI from a folder,
-listed by `local_files` without ever following a symbolic link).
+`max_errors` errors are kept in memory for the report. With the manifest's `group_by`, the rows
+are spilled to disk by group as they are read (grouping.GroupSpill), then each group is checked
+as the one message it makes: its rows agreeing on what it shows once, its size, its templates.
+Pure domain code: the attachments are known through `AttachmentIndex` (the Lambda fills one from
+an S3 listing, the CLI from a folder, listed by `local_files` without ever following a symbolic
+link).
 """
 
 from __future__ import annotations
