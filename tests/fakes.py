@@ -1530,6 +1530,9 @@ class FakeCampaignFiles:
         body = self._version(name, pin).body
         return io.BytesIO(body), len(body)
 
+    def exists(self, name: str) -> bool:
+        return bool(self.versions.get(name))
+
     def attachments(self) -> Iterable[tuple[str, int]]:
         for name in sorted(self.versions, key=_utf8):
             if name.startswith("attachments/") and self.versions[name]:

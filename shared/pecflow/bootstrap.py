@@ -27,6 +27,7 @@ from pecflow.domain.ports import PasswordOf
 from pecflow.services.admin import CampaignAdmin, MailboxAdmin
 from pecflow.services.audit import AuditLog
 from pecflow.services.campaign_desk import CampaignDesk
+from pecflow.services.campaign_tests import CampaignTests
 from pecflow.services.fanout import Fanout
 from pecflow.services.inbox import Inbox
 from pecflow.services.people import PeopleAdmin
@@ -222,6 +223,19 @@ def mailbox_admin(config: Config, **overrides: Any) -> MailboxAdmin:
     return MailboxAdmin(**_parts(parts, overrides), stack_name=config.stack_name)
 
 
+def campaign_tests(config: Config, **overrides: Any) -> CampaignTests:
+    """Test sends of campaigns: outgoing, archive, send_queue, mailbox_of, files_of, audit."""
+    parts: dict[str, Callable[[], Any]] = {
+        "outgoing": lambda: outgoing_store(config),
+        "archive": lambda: Archive(config.archive_bucket, config.client("s3")),
+        "send_queue": lambda: SqsQueue(config.send_queue_url, config.client("sqs")),
+        "mailbox_of": lambda: mailbox_store(config).get,
+        "files_of": lambda: partial(campaign_files, config) if config.campaign_bucket else None,
+        "audit": lambda: audit_log(config) if config.audit_table else None,
+    }
+    return CampaignTests(**_parts(parts, overrides))
+
+
 def campaign_admin(config: Config, **overrides: Any) -> CampaignAdmin:
     parts: dict[str, Callable[[], Any]] = {
         "campaigns": lambda: campaign_store(config),
@@ -284,4 +298,5 @@ def api_services(config: Config) -> Services:
         AuditLog(audit),
         cursor_secret=cursor_secret,
     )
-    return Services(inbox, PeopleAdmin(people, AuditLog(audit), directory), AuditLog(audit), desk)
+    tests = campaign_tests(config, audit=AuditLog(audit))
+    return Services(inbox, PeopleAdmin(people, AuditLog(audit), directory), AuditLog(audit), desk, tests)

@@ -392,7 +392,36 @@ def cmd_campaign_validate(args) -> int:
         with errors_path.open("wb") as sink:
             report.write_errors_csv(sink)
         _print_validation(csv_path, report, args.show, json_path, errors_path)
+    _print_terms(manifest, args.provider)
     return 0 if report.valid else 1
+
+
+def _print_terms(manifest: bytes, preset: str | None) -> None:
+    """What the sending mailbox's provider publishes about automated and mass sending."""
+    from pecflow.domain.quota import SDI_TERMS, TERMS, preset_of_domain, terms_of
+
+    try:
+        mailbox = str(json.loads(manifest).get("mailbox") or "")
+    except (ValueError, AttributeError):
+        mailbox = ""
+    guessed = preset is None
+    preset = preset or preset_of_domain(mailbox)
+    terms = terms_of(preset) if preset else None
+    if terms is None:
+        known = ", ".join(TERMS)
+        print(
+            f"provider terms: {'unknown for ' + repr(preset) if preset else 'not known from ' + repr(mailbox)}; "
+            f"--provider {{{known}}} shows what that provider allows for automated and mass sending"
+        )
+        return
+    how = " (from the mailbox's domain)" if guessed else ""
+    print(f"provider terms — {terms.provider}, preset {preset}{how}:")
+    for line in terms.terms:
+        print(f"  - {line}")
+    print(f"  source: {terms.source}")
+    if terms.needs_agreement:
+        print("  ! automated sending needs the provider's agreement: make sure it is in place before sending")
+    print(f"  (invoices to the {SDI_TERMS.provider}: {'; '.join(SDI_TERMS.terms)})")
 
 
 def _print_validation(csv_path: Path, report, show: int, json_path: Path, errors_path: Path) -> None:
@@ -409,7 +438,9 @@ def _print_validation(csv_path: Path, report, show: int, json_path: Path, errors
         )
     if report.merge_fields:
         print(f"merge fields: {', '.join(report.merge_fields)}")
-    if report.valid:
+    if report.valid and report.messages != report.rows:  # group_by: one message per group of rows
+        print(f"VALID: {report.messages:,} messages ready, covering {report.rows:,} rows")
+    elif report.valid:
         print(f"VALID: {report.rows:,} recipients ready")
     else:
         campaign_level = sum(1 for i in report.errors if i.row is None)
@@ -462,6 +493,12 @@ def _add_campaign_parser(sub) -> argparse._SubParsersAction:
         default=100,
         metavar="MB",
         help="largest CSV accepted (default 100, as the fan-out)",
+    )
+    check.add_argument(
+        "--provider",
+        metavar="PRESET",
+        help="the sending mailbox's quota preset (aruba, legalmail, gmail): its terms for automated and "
+        "mass sending are shown (default: guessed from the mailbox's domain)",
     )
     check.set_defaults(func=cmd_campaign_validate)
     return actions
@@ -620,9 +657,12 @@ def cmd_campaign_stats(args) -> int:
         print(json.dumps(stats, ensure_ascii=False, default=str))
         return 0
     print(f"Campagna {stats['campaign_id']} — {stats['status']} — da {stats['mailbox']}")
-    counters = stats["counters"]
+    counters, rows = stats["counters"], stats.get("rows")
+    if rows:  # one message per group of rows: both counts
+        print(f"  {'':48s} {'messaggi':>8s} {'righe':>8s}")
     for key, label in STAT_LABELS:
-        print(f"  {label:48s} {counters.get(key, 0):>8d}")
+        by_row = f" {rows.get(key, 0):>8d}" if rows else ""
+        print(f"  {label:48s} {counters.get(key, 0):>8d}{by_row}")
     validation = stats.get("validation") or {}
     if validation.get("error_count"):
         print(
@@ -740,6 +780,7 @@ def cmd_campaign_upload(args) -> int:
             report_dir=None,
             show=args.show,
             max_csv_mb=100,
+            provider=None,
         )
         if cmd_campaign_validate(check) != 0:
             print(
@@ -820,6 +861,49 @@ def _add_campaign_operations(actions) -> None:
         parser.add_argument("campaign_id")
         _add_target_options(parser)
         parser.set_defaults(func=cmd_campaign_status)
+    trial = actions.add_parser(
+        "test-send",
+        help="send one row (or group) of a campaign folder to an address of yours, before the real run",
+        description=(
+            "Render row N of the campaign folder exactly as the campaign would (with group_by: the message of "
+            "the group holding row N), and send it from the campaign's mailbox, within its quota, to the "
+            "address given alone: never to the row's recipient, without the campaign's cc, the subject marked "
+            "[PROVA]. Its receipts are reconciled as any message's (pecflow sent show MESSAGE-ID); it is never "
+            "counted in a campaign's statistics."
+        ),
+    )
+    trial.add_argument("folder", help="the campaign folder (manifest.json, recipients.csv, attachments/)")
+    trial.add_argument("--row", type=int, required=True, metavar="N",
+                       help="the CSV row as the spreadsheet numbers it (the header is row 1)")  # fmt: skip
+    trial.add_argument("--to", required=True, metavar="ADDRESS", help="the PEC address the test goes to")
+    trial.add_argument("--campaign-id", help="the campaign's id (default: the folder's name)")
+    _add_target_options(trial)
+    trial.set_defaults(func=cmd_campaign_test_send)
+
+
+def cmd_campaign_test_send(args) -> int:
+    from pecflow import bootstrap
+    from pecflow.adapters.campaign_files import CampaignFolder
+    from pecflow.services.campaign_tests import TestSendError
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        print(f"pecflow: {folder}: not a folder", file=sys.stderr)
+        return 2
+    campaign_id = args.campaign_id or folder.resolve().name
+    try:
+        sent = bootstrap.campaign_tests(_deployment(args)).send(
+            CampaignFolder(folder), campaign_id=campaign_id, row=args.row, to=args.to, by=_operator()
+        )
+    except (TestSendError, ValueError) as exc:
+        print(f"pecflow: not sent: {exc}", file=sys.stderr)
+        return 1
+    covered = f"rows {', '.join(map(str, sent.rows))}" if len(sent.rows) > 1 else f"row {sent.rows[0]}"
+    print(
+        f"test of {covered} queued from {sent.mailbox} to {sent.to} (subject '[PROVA] {sent.subject}'); "
+        f"follow it with `pecflow sent show '{sent.message_id}'`"
+    )
+    return 0
 
 
 # --- pecflow audit ---------------------------------------------------------------------------------

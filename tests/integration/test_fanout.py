@@ -260,3 +260,44 @@ def test_the_start_of_a_campaign_and_its_purpose_are_in_the_audit_log(aws):
         "purpose": "avviso di scadenza del contratto",
         "recipients": "5",
     }
+
+
+def test_a_grouped_campaign_queues_one_job_per_customer_with_its_rows(aws):
+    """group_by (issue 18): 7 invoice rows of 3 customers, unsorted → 3 jobs in the order of each
+    customer's first row, each with its rows' values in `righe`; the counters count messages."""
+    campaign = Campaign(aws, "raggruppata", [])
+    invoices = [
+        ("rossi", 1),
+        ("bianchi", 2),
+        ("rossi", 3),
+        ("verdi", 4),
+        ("bianchi", 5),
+        ("rossi", 6),
+        ("ROSSI", 7),
+    ]
+    text = "pec;nome;numero;importo\r\n" + "".join(
+        f"{who}@pec.beta.test;Ditta {who.lower()};{n};{n}.000,50\r\n" for who, n in invoices
+    )
+    campaign.put("recipients.csv", text.encode())
+    manifest = {
+        **MANIFEST,
+        "group_by": "pec",
+        "cc": "archivio@pec.azienda.test",
+        "body_text": "{% for r in righe %}{{ r.numero }} {{ r.importo|importo }}\n{% endfor %}"
+        "{{ righe|sum(attribute='importo')|importo }}\n",
+    }
+    campaign.manifest_version = campaign.put("manifest.json", json.dumps(manifest).encode())
+    result = campaign.fan_out()
+    assert (result.status, result.queued, result.rows) == (CampaignStatus.SENDING, 3, 7)
+    jobs = campaign.jobs()
+    assert {address: (job.row, job.rows) for address, job in jobs.items()} == {
+        "rossi@pec.beta.test": (2, (2, 4, 7, 8)),
+        "bianchi@pec.beta.test": (3, (3, 6)),
+        "verdi@pec.beta.test": (5, (5,)),
+    }
+    rossi = jobs["rossi@pec.beta.test"]
+    assert [r["numero"] for r in rossi.values["righe"]] == ["1", "3", "6", "7"]
+    assert rossi.message_id == "<pecflow.raggruppata.2.1@pec.azienda.test>"
+    assert campaign.outgoing.message(rossi.message_id)["cc"] == ["archivio@pec.azienda.test"]
+    assert campaign.campaigns.counters(campaign.id)["total"] == 3
+    assert campaign.campaigns.get(campaign.id).validation["messages"] == 3

@@ -120,3 +120,16 @@ def test_an_empty_export_has_its_header():
     out = io.BytesIO()
     assert write_export(out, []) == 0
     assert _read(out.getvalue()) == [[c[0] for c in EXPORT_COLUMNS]]
+
+
+def test_a_groups_message_says_how_many_rows_it_covered_and_which():
+    jobs = [
+        {"row": 2, "rows": [2, 5, 9], "recipient": "rossi@pec.it", "state": "delivered"},
+        {"row": 3, "recipient": "bianchi@pec.it", "state": "sent"},
+    ]
+    out = io.BytesIO()
+    write_export(out, jobs)
+    table = _read(out.getvalue())
+    first, second = (dict(zip(table[0], line)) for line in table[1:])
+    assert (first["rows_covered"], first["rows"]) == ("3", "2, 5, 9")
+    assert (second["rows_covered"], second["rows"]) == ("1", "")

@@ -364,6 +364,7 @@ def test_the_report_keeps_the_first_errors_and_counts_all():
             "rows": 2500,
             "valid_rows": 0,
             "invalid_rows": 2500,
+            "messages": 0,
             "error_count": 2501,
             "errors_by_code": {"attachment-not-found": 1, "address-invalid": 2500},
             "encoding": "utf-8",

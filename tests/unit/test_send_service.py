@@ -450,7 +450,7 @@ def test_a_job_that_cannot_be_sent_is_an_error_and_takes_no_slot(clock):
     world.sender.render = broken_render
     assert world.send(1).reason == "render failed" and "cannot render" in world.job(1).error
     world.sender.render = World.render
-    world.sender.check_size = lambda config, raw: "12.0 MB: over the 10 MB the provider takes"
+    world.sender.check_size = lambda config, raw, recipients: "12.0 MB: over the 10 MB the provider takes"
     assert world.send(2).reason == "over the size budget" and "over the 10 MB" in world.job(2).error
     assert world.limiter.acquired == [] and world.smtp.submissions == []
     assert world.counters() == {"total": 3, "errors": 3}
@@ -468,3 +468,15 @@ def test_an_unknown_or_finished_job_is_left_alone(clock):
         Move(State.ERROR, frozenset({State.SENDING}), "test"),
     )
     assert world.send().reason == "already handled" and world.smtp.submissions == []
+
+
+def test_a_campaigns_cc_is_in_the_envelope_of_each_message_and_counted_in_its_size(clock):
+    """Issue 18: the fixed copy goes with every message (one submission, two recipients), its
+    size checked for two recipients; the job and the counters stay one per message."""
+    world = World(manifest={"cc": "archivio@pec.azienda.test"})
+    sizes = []
+    world.sender.check_size = lambda config, raw, recipients: sizes.append(recipients)
+    assert world.send().state == "sent"
+    [received] = world.smtp.received
+    assert received.recipients == ("cliente2@pec.beta.test", "archivio@pec.azienda.test")
+    assert sizes == [2] and world.counters() == {"total": 1, "sent": 1, "only_sent": 1, "waiting": 1}

@@ -18,6 +18,7 @@ from pecflow.domain.ports import PackageChanged
 
 __all__ = [
     "MANIFEST_KEY",
+    "CampaignFolder",
     "CampaignPackage",
     "CampaignUploads",
     "PackageChanged",
@@ -159,3 +160,29 @@ class CampaignUploads:
             },
             ExpiresIn=seconds,
         )
+
+
+class CampaignFolder:
+    """A campaign folder on this computer (manifest.json, recipients.csv, attachments/), read as
+    the uploaded package is: what `pecflow campaign test-send` renders from. Symbolic links are
+    never followed (as `campaign upload` refuses them)."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = os.fspath(root)
+
+    def _path(self, name: str) -> str:
+        path = os.path.join(self.root, *name.split("/"))
+        if os.path.islink(path):
+            raise ValueError(f"{name} is a symbolic link: put the file itself in the campaign folder")
+        return path
+
+    def exists(self, name: str) -> bool:
+        return os.path.isfile(self._path(name))
+
+    def read(self, name: str) -> bytes:
+        with open(self._path(name), "rb") as body:
+            return body.read()
+
+    def open_with_size(self, name: str):
+        path = self._path(name)
+        return open(path, "rb"), os.path.getsize(path)  # noqa: SIM115 - the caller reads it as a stream

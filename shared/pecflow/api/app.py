@@ -18,13 +18,14 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pecflow.api import campaigns, messages, people, replies
+from pecflow.api import campaign_tests, campaigns, messages, people, replies
 from pecflow.api.context import Services, Unauthenticated, caller
 from pecflow.api.models import MailboxAccess, Me, answers
 from pecflow.domain.access import DisabledPerson, Forbidden, NotVisible
 from pecflow.domain.handling import HandlingConflict, NotAllowed
 from pecflow.domain.inbox import CursorError, FilterError
 from pecflow.services.campaign_desk import CampaignConflict, CampaignRefused
+from pecflow.services.campaign_tests import TestSendError
 from pecflow.services.inbox import InboxError
 from pecflow.services.people import NoSuchPerson, PeopleError, PeopleForbidden
 
@@ -103,6 +104,7 @@ def build_app(services: Services) -> APIGatewayHttpResolver:
     app.include_router(messages.routes(services), prefix="/mailboxes")
     app.include_router(replies.routes(services), prefix="/mailboxes")
     app.include_router(campaigns.routes(services), prefix="/mailboxes")
+    app.include_router(campaign_tests.routes(services), prefix="/mailboxes")
     app.include_router(people.routes(services), prefix="/people")
 
     @app.get("/me", summary="who I am and the mailboxes I may see, with my role on each", responses=answers())
@@ -156,7 +158,9 @@ def build_app(services: Services) -> APIGatewayHttpResolver:
     def campaign_conflict(exc: CampaignConflict) -> Response:
         return _problem(409, str(exc), "conflict")
 
-    @app.exception_handler([InboxError, PeopleError, FilterError, CursorError, CampaignRefused])
+    @app.exception_handler(
+        [InboxError, PeopleError, FilterError, CursorError, CampaignRefused, TestSendError]
+    )
     def bad_request(exc: Exception) -> Response:
         return _problem(400, str(exc), "bad-request")
 

@@ -8,6 +8,7 @@ from typing import Any
 from pecflow.domain.access import DisabledPerson, Person
 from pecflow.services.audit import AuditLog
 from pecflow.services.campaign_desk import CampaignDesk
+from pecflow.services.campaign_tests import CampaignTests
 from pecflow.services.inbox import Inbox, Source
 from pecflow.services.people import PeopleAdmin
 
@@ -18,6 +19,7 @@ class Services:
     people: PeopleAdmin
     audit: AuditLog
     campaigns: CampaignDesk | None = None
+    campaign_tests: CampaignTests | None = None  # test sends of a campaign (api/campaign_tests.py)
 
 
 class Unauthenticated(Exception):

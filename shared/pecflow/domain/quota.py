@@ -229,6 +229,83 @@ PRESETS: dict[str, QuotaPolicy] = {
 _FIELDS = frozenset(f.name for f in fields(QuotaPolicy))
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderTerms:
+    """What a provider publishes about automated and mass sending, as people must read it before
+    a campaign: shown by `pecflow campaign validate` and in the README. `needs_agreement`: the
+    contract forbids automated sending without an agreement with the provider."""
+
+    provider: str
+    terms: tuple[str, ...]
+    source: str
+    needs_agreement: bool = False
+
+
+# One per preset (a test keeps them together). Where a figure is the founders' rather than the
+# provider's, it says so.
+TERMS: dict[str, ProviderTerms] = {
+    "aruba": ProviderTerms(
+        "Aruba PEC",
+        (
+            "250 messages per 20 minutes from one mailbox (the figure pecflow paces to)",
+            "at most 500 recipients per message",
+            "a message up to 100 MB with its attachments, the limit shared among its recipients "
+            "(a copy in cc halves it)",
+        ),
+        "guide.pec.it: limiti di invio e dimensione massima di un messaggio in uscita",
+    ),
+    "gmail": ProviderTerms(
+        "Gmail (not a PEC provider: for tests and ordinary e-mail)",
+        (
+            "pecflow sends at most 100 messages per calendar day (Europe/Rome), far under Gmail's own limits",
+            "a message up to 25 MB with its attachments",
+        ),
+        "support.google.com/mail: limiti di invio di Gmail",
+    ),
+    "legalmail": ProviderTerms(
+        "Legalmail (InfoCert)",
+        (
+            "the contract forbids automated sending without the user's direct intervention, unless "
+            "agreed with InfoCert: agree on it before the first campaign from a Legalmail mailbox",
+            "6 messages per minute guaranteed; beyond, the server answers '550 Too much traffic from "
+            "this sender'",
+            "no published size limit: pecflow uses the legal minimum, 30 MB per message",
+        ),
+        "Condizioni Generali Legalmail, art. 5 (help.infocert.it)",
+        needs_agreement=True,
+    ),
+}
+SDI_TERMS = ProviderTerms(
+    "SdI (Sistema di Interscambio) over PEC",
+    ("an invoice message to the SdI up to 30 MB",),
+    "fatturapa.gov.it: specifiche tecniche, canale PEC",
+)
+
+
+def terms_of(preset: str) -> ProviderTerms | None:
+    """The provider terms of a preset (`aruba`, `legalmail`, `gmail`); None for `custom:` and
+    unknown names (the terms agreed with that provider apply)."""
+    return TERMS.get((preset or "").strip().lower())
+
+
+# what a mailbox's domain tells of its provider, when no preset is given
+_DOMAINS = (
+    ("legalmail.it", "legalmail"),
+    ("pec.it", "aruba"),
+    ("arubapec.it", "aruba"),
+    ("gmail.com", "gmail"),
+)
+
+
+def preset_of_domain(address: str) -> str | None:
+    """The preset of a mailbox on a provider's own domain (mario@legalmail.it → legalmail);
+    None for a company's own domain, where only the mailbox's configuration can tell."""
+    domain = address.rpartition("@")[2].lower()
+    return next(
+        (preset for suffix, preset in _DOMAINS if domain == suffix or domain.endswith("." + suffix)), None
+    )
+
+
 def policy_from(preset: str, **overrides: Any) -> QuotaPolicy:
     """A preset by name, with any field overridden (e.g. `margin_seconds=10`), or
     `policy_from("custom", limit=N, window_seconds=S, rolling=...)`."""

@@ -277,6 +277,11 @@ def reconcile_receipt(port: OutgoingPort, msg: PecMessage, receipt_id: str) -> R
         named = [msg.delivered_to] if msg.delivered_to else (list(msg.covered) if rem is not None else [])
         targets = [jobs[a.lower()] for a in named if a.lower() in jobs]
         strangers = [a for a in named if a.lower() not in jobs]
+        if strangers:  # a campaign's fixed copy (cc) has receipts of its own, and no job
+            copies = set((port.message(message_id) or {}).get("cc") or ())
+            strangers = [a for a in strangers if a.lower() not in copies]
+            if not strangers and not targets:
+                return result  # the copy's own receipt: nothing to move, nothing wrong
         if strangers or not named:
             result.problems.append(
                 f"{msg.kind} for {', '.join(strangers[:5]) or 'no recipient'}, not a recipient of the original"

@@ -41,7 +41,9 @@ class NewJob:
     campaign_id: str
     row: int
     attempt: int
-    values: Mapping[str, Any] | None = None  # the row's merge fields
+    values: Mapping[str, Any] | None = None  # the row's merge fields (a group's: with `righe`)
+    rows: tuple[int, ...] | None = None  # a group's rows (group_by): `row` is the first of them
+    cc: str | None = None  # the campaign's fixed copy: one more recipient of the message, no job
 
     @classmethod
     def from_dict(cls, job: Mapping[str, Any]) -> NewJob:
@@ -56,6 +58,8 @@ class NewJob:
             row=int(job["row"]),
             attempt=int(job["attempt"]),
             values=dict(values) if values is not None else None,
+            rows=tuple(int(r) for r in job["rows"]) if job.get("rows") else None,
+            cc=str(job["cc"]) if job.get("cc") else None,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -68,6 +72,8 @@ class NewJob:
             "row": self.row,
             "attempt": self.attempt,
             "values": dict(self.values) if self.values is not None else None,
+            **({"rows": list(self.rows)} if self.rows else {}),
+            **({"cc": self.cc} if self.cc else {}),
         }
 
     @property
@@ -86,6 +92,7 @@ def job_items(job: NewJob, now: str) -> tuple[dict[str, Any], dict[str, Any]]:
         "campaign_id": job.campaign_id,
         "created_at": now,
         "recipients": [job.recipient],
+        **({"cc": [job.cc.lower()]} if job.cc else {}),  # its receipts are expected, never a job's
     }
     row: dict[str, Any] = {
         "message_id": job.message_id,
@@ -97,6 +104,7 @@ def job_items(job: NewJob, now: str) -> tuple[dict[str, Any], dict[str, Any]]:
         "row": job.row,
         "attempt": job.attempt,
         "values": dict(job.values) if job.values is not None else None,
+        **({"rows": list(job.rows)} if job.rows else {}),
         "created_at": now,
         "updated_at": now,
         "mailbox": job.mailbox,
@@ -127,6 +135,7 @@ class JobRecord:
     row: int | None = None  # the CSV row (campaign jobs)
     attempt: int | None = None  # 1, then one more per resend
     values: Mapping[str, Any] | None = None  # the row's merge fields
+    rows: tuple[int, ...] | None = None  # the CSV rows a group's message covers (group_by)
     created_at: str | None = None
     updated_at: str | None = None
     reached_at: Mapping[State, str] = field(default_factory=dict)  # the `at_<state>` stamps
@@ -171,6 +180,8 @@ class JobRecord:
         for name in ("row", "attempt", "size"):
             if typed.get(name) is not None:
                 typed[name] = int(typed[name])
+        if typed.get("rows") is not None:
+            typed["rows"] = tuple(int(r) for r in typed["rows"])
         return cls(**typed, reached_at=reached, extra=extra)
 
     def as_dict(self) -> dict[str, Any]:
@@ -188,6 +199,11 @@ class JobRecord:
             elif value is not None:
                 out[f.name] = value
         return out
+
+    @property
+    def rows_covered(self) -> int:
+        """The CSV rows this job's message covers: those of its group, or its one row."""
+        return len(self.rows) if self.rows else 1
 
     def as_job(self) -> Job:
         """The job as the state machine moves it (recipient, state, certified, campaign)."""

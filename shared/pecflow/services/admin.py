@@ -19,7 +19,7 @@ from pecflow.domain.ports import (
     Queue,
     SecretStore,
 )
-from pecflow.domain.reconcile import REDRIVE, CampaignStatus, Job, State
+from pecflow.domain.reconcile import COUNTERS, REDRIVE, CampaignStatus, Job, State, buckets
 from pecflow.domain.records import JobRecord, MessageRecord, NewJob
 from pecflow.pec import kinds
 from pecflow.services.audit import AuditLog
@@ -130,6 +130,8 @@ class CampaignAdmin:
             "status": shown_status(item.status, counters),
             "mailbox": item.mailbox,
             "counters": counters,
+            # a campaign grouping rows (group_by): the same figures counted in CSV rows
+            "rows": self.row_counters(campaign_id) if (item.manifest or {}).get("group_by") else None,
             "validation": item.validation,
             "queued": item.fanout_queued or 0,
             "fanout_error": item.fanout_error,
@@ -137,6 +139,17 @@ class CampaignAdmin:
             "invalid_reason": item.invalid_reason,
             "dead_lettered": item.dead_lettered or 0,
         }
+
+    def row_counters(self, campaign_id: str) -> dict[str, int]:
+        """The statistics counted in CSV rows rather than messages: each job counts for the rows
+        its message covers. Read from the jobs (one query of the campaign's jobs, as the export)."""
+        rows = dict.fromkeys(COUNTERS, 0)
+        for job in self.jobs(campaign_id):
+            covered = job.rows_covered
+            rows["total"] += covered
+            for name in buckets(job.state, certified=job.certified):
+                rows[name] += covered
+        return rows
 
     def jobs(self, campaign_id: str) -> Iterable[JobRecord]:
         return self.outgoing.campaign_jobs(campaign_id)

@@ -9,7 +9,10 @@ manifest uploaded again under a campaign that exists starts nothing: it is noted
 campaign (a campaign runs once; a new one needs a new id).
 
 The CSV is streamed (constant memory, any size) twice: once to validate every row (an invalid
-campaign queues nothing), once to create the jobs and queue them ten at a time. Every job is
+campaign queues nothing), once to create the jobs and queue them ten at a time. With the
+manifest's `group_by`, one job per group of rows: the second reading spills the rows to a scratch
+database on disk by group (pecflow.domain.campaign.grouping) and queues the groups in the order
+of their first row, which is the job's `row` (its checkpoint and Message-ID). Every job is
 created only where it does not exist, so no retry, duplicated S3 event or concurrent fan-out
 ever rewrites a job that moved on. Progress is checkpointed after every batch (conditional on
 the previous checkpoint: of two concurrent fan-outs, one goes on and the other stops), so a
@@ -23,6 +26,7 @@ import io
 import json
 import tempfile
 from collections.abc import Callable, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 
 from pecflow.domain import campaign as campaign_mod
@@ -165,14 +169,14 @@ def fan_out(
             {"status": CampaignStatus.QUEUING, "validation": summary},
             only_if_status=(CampaignStatus.VALIDATING,),
         )
-        campaigns.start_counting(campaign_id, summary["valid_rows"])
+        campaigns.start_counting(campaign_id, _messages(summary))
         now = campaigns.get(campaign_id)
         if now is None or now.status != CampaignStatus.QUEUING:  # cancelled, or queued by another fan-out
             return FanoutResult(
                 campaign_id, str(now.status if now else None), problems=["already fanned out"]
             )
         if on_start is not None:
-            on_start(manifest, summary["valid_rows"])
+            on_start(manifest, _messages(summary))
         state = now
     return _queue(
         campaign_id,
@@ -189,6 +193,11 @@ def fan_out(
 
 
 MANIFEST, RECIPIENTS = "manifest.json", "recipients.csv"
+
+
+def _messages(summary: Mapping) -> int:
+    """The messages a validated campaign sends: one per row, or one per group (group_by)."""
+    return int(summary.get("messages", summary.get("valid_rows", 0)))
 
 
 def _pinned(campaign: CampaignRecord, name: str) -> dict:
@@ -241,7 +250,7 @@ def _stop(campaign_id: str, campaigns: CampaignStore, campaign: CampaignRecord, 
         {"status": CampaignStatus.SENDING, "fanout_error": message, "fanout_finished_at": clock.iso()},
         only_if_status=(CampaignStatus.QUEUING,),
     ):
-        never = int((campaign.validation or {}).get("valid_rows", queued)) - queued
+        never = _messages(campaign.validation or {"messages": queued}) - queued
         if never > 0:
             campaigns.add_jobs(campaign_id, -never)
     return FanoutResult(campaign_id, CampaignStatus.SENDING, queued=queued, problems=[message])
@@ -264,6 +273,7 @@ def _validate(package: CampaignFiles, manifest_bytes: bytes, pins: Mapping[str, 
                 **report.summary(),
                 "valid": report.valid,
                 "valid_rows": report.valid_rows,
+                "messages": report.messages,
                 "error_count": report.error_count,
             }
 
@@ -299,22 +309,16 @@ def _queue(
         csv_body, size = package.open_with_size(RECIPIENTS, _pinned(state, RECIPIENTS))
     except PackageChanged as exc:
         return _stop(campaign_id, campaigns, state, str(exc))
-    for row in campaign_mod.read_rows(csv_body, size=size):
-        result.rows += 1
-        if row.number < next_row:
-            continue
-        batch.append(
-            {
-                "message_id": message_id_for(campaign_id, row.number, 1, manifest.mailbox),
-                "recipient": manifest.address_of(row).lower(),
-                "mailbox": manifest.mailbox,
-                "campaign_id": campaign_id,
-                "row": row.number,
-                "attempt": 1,
-                "values": campaign_mod.row_values(manifest, row),
-            }
-        )
-        if len(batch) == BATCH:
+    rows = campaign_mod.read_rows(csv_body, size=size)
+    with (
+        tempfile.TemporaryDirectory(prefix="pecflow-fanout-") as scratch,
+        closing(_jobs(campaign_id, manifest, rows, next_row, scratch)) as jobs,
+    ):
+        for job in jobs:
+            result.rows += len(job.get("rows") or (1,))
+            batch.append(job)
+            if len(batch) < BATCH:
+                continue
             moved = _flush(campaign_id, batch, next_row, queued, campaigns, outgoing, send_batch)
             if moved is None:
                 return _yield_to_other(result)
@@ -339,6 +343,39 @@ def _queue(
     )
     result.status = CampaignStatus.SENDING
     return result
+
+
+def _jobs(campaign_id: str, manifest, rows, next_row: int, scratch: str):
+    """The jobs of the rows from `next_row` on: one per row, or one per group of rows (each
+    group's job carries its rows' values in `righe`, and their numbers)."""
+    mailbox = manifest.mailbox
+    if not manifest.group_by_key:
+        for row in rows:
+            if row.number >= next_row:
+                yield {
+                    "message_id": message_id_for(campaign_id, row.number, 1, mailbox),
+                    "recipient": manifest.address_of(row).lower(),
+                    "mailbox": mailbox,
+                    "campaign_id": campaign_id,
+                    "row": row.number,
+                    "attempt": 1,
+                    "values": campaign_mod.row_values(manifest, row),
+                    **({"cc": manifest.cc} if manifest.cc else {}),
+                }
+        return
+    for group in campaign_mod.grouped(rows, manifest.group_by_key, directory=scratch, after_row=next_row):
+        values = campaign_mod.group_values(manifest, group.rows)
+        yield {
+            "message_id": message_id_for(campaign_id, group.first_row, 1, mailbox),
+            "recipient": manifest.address_of(values).lower(),
+            "mailbox": mailbox,
+            "campaign_id": campaign_id,
+            "row": group.first_row,
+            "attempt": 1,
+            "values": values,
+            "rows": list(group.numbers),
+            **({"cc": manifest.cc} if manifest.cc else {}),
+        }
 
 
 def _yield_to_other(result: FanoutResult) -> FanoutResult:

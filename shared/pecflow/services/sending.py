@@ -23,10 +23,11 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from pecflow.domain import campaign, clock, replies
 from pecflow.domain.mailbox import MailboxConfig
@@ -105,7 +106,7 @@ class Sender:
     # (campaign, job, message_id, date) -> raw
     render: Callable[[CampaignRecord | None, JobRecord, str, datetime], bytes]
     submit: Callable[[MailboxConfig, bytes, list[str]], Submission]
-    check_size: Callable[[MailboxConfig, bytes], str | None] = lambda config, raw: None
+    check_size: Callable[[MailboxConfig, bytes, int], str | None] = lambda config, raw, recipients: None
     checkpoint: Checkpoint = no_checkpoint  # tests crash here (bootstrap overrides)
     cache: dict[str, tuple[float, CampaignRecord | None]] = field(default_factory=dict)
 
@@ -171,7 +172,8 @@ class Sender:
         except Exception as exc:  # noqa: BLE001 - a row that cannot be rendered is this job's error
             self._move(job, recipient, SMTP_FAILED, error=f"cannot render the message: {exc}")
             return Outcome("done", state=State.ERROR, reason="render failed")
-        too_big = self.check_size(config, raw)
+        recipients = envelope(campaign, job)
+        too_big = self.check_size(config, raw, len(recipients))
         if too_big:
             self._move(job, recipient, SMTP_FAILED, error=too_big)
             return Outcome("done", state=State.ERROR, reason="over the size budget")
@@ -227,7 +229,7 @@ class Sender:
             {"sent_s3_key": archived.key, "size": len(raw), "submitting_claim": claim},
         )
         try:
-            result = self.submit(config, raw, [recipient.address])
+            result = self.submit(config, raw, recipients)
         except MailboxUnavailable as exc:  # nothing was sent: credentials, network, TLS
             self.release(config.address, decision_at)
             self._move(job, recipient, SMTP_RETRY, error=str(exc))
@@ -454,8 +456,8 @@ class MailboxDirectory:
         config = self.config(address)
         return sending_policy(config.quota_preset if config else "aruba")
 
-    def check_size(self, config: MailboxConfig, raw: bytes) -> str | None:
-        ok, reason = fits(self.policy(config.address), len(raw), 1)
+    def check_size(self, config: MailboxConfig, raw: bytes, recipients: int = 1) -> str | None:
+        ok, reason = fits(self.policy(config.address), len(raw), recipients)
         return None if ok else reason
 
 
@@ -484,8 +486,7 @@ class CampaignMessages:
         row = campaign.Row(_field(job.row, "row"), dict(job.values or {}))
         campaign_id = _field(job.campaign_id, "campaign_id")
         files = [(name, self._attachment(campaign_id, name)) for name in manifest.attachments]
-        own = (row.values.get(manifest.attachment_key) or "").strip() if manifest.attachment_key else ""
-        if own:  # one per recipient: read each time
+        for own in own_attachments(manifest, row.values):  # one per recipient: read each time
             files.append((own, self.files_of(campaign_id).read(f"attachments/{own}")))
         return campaign.render_message(
             manifest,
@@ -498,10 +499,28 @@ class CampaignMessages:
         )
 
 
+def own_attachments(manifest: campaign.Manifest, values: Mapping[str, Any]) -> list[str]:
+    """The files named by the attachment column: the row's, or each row's of a group (in its
+    order, each file once)."""
+    key = manifest.attachment_key
+    if not key:
+        return []
+    rows = values.get(campaign.RIGHE) if manifest.group_by_key else None
+    named = [str(r.get(key) or "").strip() for r in rows] if rows else [str(values.get(key) or "").strip()]
+    return list(dict.fromkeys(name for name in named if name))
+
+
+def envelope(campaign_item: CampaignRecord | None, job: JobRecord) -> list[str]:
+    """Who a job's message goes to: its recipient, and the campaign's fixed copy (cc)."""
+    cc = ((campaign_item.manifest or {}).get("cc") if campaign_item else None) if job.campaign_id else None
+    return [job.recipient, cc.lower()] if cc and cc.lower() != job.recipient else [job.recipient]
+
+
 class OutgoingMessages:
     """What the sender renders for a job: a campaign's row (`campaign`), or a reply or forward a
     person wrote in the inbox (`direct` on the job's head: pecflow.domain.replies), a forward
-    with the original read back from the archive."""
+    with the original read back from the archive, or a campaign's test send (`test_send` on the
+    head: the message rendered when it was asked for, read back from the archive)."""
 
     def __init__(
         self,
@@ -513,7 +532,11 @@ class OutgoingMessages:
     def render(
         self, campaign_item: CampaignRecord | None, job: JobRecord, message_id: str, date: datetime
     ) -> bytes:
-        direct = (job.head or {}).get("direct")
+        head = job.head or {}
+        test = head.get("test_send")
+        if test:  # a campaign's test send (services.campaign_tests): rendered and archived already
+            return self.archived(str(test["raw_key"]))
+        direct = head.get("direct")
         if not direct:
             return self.campaign(campaign_item, job, message_id, date)
         message = replies.Direct.from_dict(direct)

@@ -4,6 +4,7 @@ flows 3 and 4, "Send"). This package is the one to import; the work is split by 
 - `manifest`: the manifest and its JSON Schema, address and name rules;
 - `recipients`: reading the CSV as people produce it, streamed;
 - `validation`: every check before anything is sent, and the report;
+- `grouping`: one message per group of rows (`group_by`), in constant memory;
 - `rendering`: templates, Italian filters, the message of one recipient;
 - `pdf`: the per-recipient PDF; `export`: formula-safe CSV for Excel;
 - `issues`: the error codes and exceptions.
@@ -12,6 +13,17 @@ Pure domain code: no AWS, no sockets.
 """
 
 from pecflow.domain.campaign.export import EXPORT_COLUMNS, export_rows, safe_cell, write_export, write_lines
+from pecflow.domain.campaign.grouping import (
+    MAX_GROUP_ROWS,
+    RIGHE,
+    Group,
+    GroupSpill,
+    NoSuchRow,
+    group_key,
+    group_values,
+    grouped,
+    message_of_row,
+)
 from pecflow.domain.campaign.issues import CampaignError, Code, CsvError, Issue, ManifestError, RenderError
 from pecflow.domain.campaign.manifest import (
     DEFAULT_FORMATS,
@@ -28,6 +40,7 @@ from pecflow.domain.campaign.manifest import (
 from pecflow.domain.campaign.pdf import text_pdf
 from pecflow.domain.campaign.recipients import CsvFormat, CsvLimits, CsvRows, Row, read_rows
 from pecflow.domain.campaign.rendering import (
+    TEST_MARK,
     Rendered,
     TemplateLimitError,
     Templates,
@@ -61,15 +74,21 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DictAttachmentIndex",
     "EXPORT_COLUMNS",
+    "Group",
+    "GroupSpill",
+    "MAX_GROUP_ROWS",
+    "RIGHE",
     "Issue",
     "Manifest",
     "ManifestError",
+    "NoSuchRow",
     "PdfSpec",
     "RECEIPT_TYPES",
     "RenderError",
     "Rendered",
     "Row",
     "SqliteAttachmentIndex",
+    "TEST_MARK",
     "TemplateLimitError",
     "Templates",
     "ValidationReport",
@@ -80,9 +99,13 @@ __all__ = [
     "data",
     "environment",
     "estimated_size",
+    "group_key",
+    "group_values",
+    "grouped",
     "export_rows",
     "importo",
     "local_files",
+    "message_of_row",
     "read_rows",
     "render_message",
     "row_values",

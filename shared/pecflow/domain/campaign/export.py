@@ -20,7 +20,8 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # a key, or (header, key or keys tried in turn); "values.<column>" reads the job's CSV values
 Column = str | tuple[str, str | tuple[str, ...]]
 
-# the per-recipient outcome, from the job items of the outgoing table
+# the per-recipient outcome, from the job items of the outgoing table; a group's message
+# (group_by) says how many CSV rows it covered, and which
 EXPORT_COLUMNS: tuple[Column, ...] = (
     ("row", "row"),
     ("recipient", "recipient"),
@@ -32,6 +33,8 @@ EXPORT_COLUMNS: tuple[Column, ...] = (
     ("delivered_at", "at_delivered"),
     ("failed_at", ("at_delivery_failed", "at_not_accepted", "at_error")),
     ("error", ("error", "last_error")),
+    ("rows_covered", "rows_covered"),
+    ("rows", "rows"),
 )
 
 
@@ -62,6 +65,10 @@ def _get(row: Mapping[str, Any], column: Column) -> Any:
     for key in (keys,) if isinstance(keys, str) else keys:
         if key.startswith("values."):  # the recipient's own CSV columns, kept on the job
             value = (row.get("values") or {}).get(key[7:])
+        elif key == "rows_covered":  # a group's rows, or the job's one row
+            value = len(row.get("rows") or ()) or (1 if row.get("row") is not None else None)
+        elif key == "rows" and row.get("rows"):
+            value = ", ".join(map(str, row["rows"]))
         else:
             value = row.get(key)
         if value not in (None, ""):

@@ -16,6 +16,8 @@ class Code(StrEnum):
     ADDRESS_COLUMN_MISSING = "address-column-missing"
     ATTACHMENT_COLUMN_MISSING = "attachment-column-missing"
     COLUMN_DUPLICATE = "column-duplicate"  # two headers with the same name
+    GROUP_COLUMN_MISSING = "group-column-missing"  # no column for the manifest's group_by
+    COLUMN_RESERVED = "column-reserved"  # a column named like a variable pecflow gives (righe)
     CSV_EMPTY = "csv-empty"
     CSV_HEADER_ONLY = "csv-header-only"
     CSV_NOT_TEXT = "csv-not-text"  # a workbook, a PDF, UTF-16 without BOM...
@@ -40,6 +42,9 @@ class Code(StrEnum):
     ATTACHMENT_NOT_A_FILE = "attachment-not-a-file"  # a symbolic link, a special file: never read
     RENDER_FAILED = "render-failed"
     MESSAGE_TOO_LARGE = "message-too-large"
+    # one group of rows (group_by): one message
+    GROUP_CONFLICT = "group-conflict"  # two rows of one message disagree on a field shown once
+    GROUP_TOO_LARGE = "group-too-large"  # more rows than one message can carry
 
 
 @dataclass(frozen=True, slots=True)

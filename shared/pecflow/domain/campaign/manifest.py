@@ -141,6 +141,13 @@ def show(value: str, limit: int = 60) -> str:
     return repr(value)
 
 
+NO_BCC = (
+    "PEC has no blind copy (BCC, copia nascosta): every recipient of a PEC is named in the message and "
+    'in its receipts. For a fixed copy of every message (e.g. the company\'s archive box) use "cc"'
+)
+_BCC_NAMES = frozenset(("bcc", "ccn", "copia_nascosta"))
+
+
 # --- the schema -------------------------------------------------------------------------------------
 @cache
 def schema() -> dict[str, Any]:
@@ -205,6 +212,9 @@ def _describe(error: Any) -> list[Issue]:
         known = sorted(error.schema.get("properties", {}))
         issues = []
         for name in sorted(set(value) - set(known)):
+            if field is None and name.strip().casefold() in _BCC_NAMES:
+                issues.append(Issue(Code.MANIFEST_INVALID, NO_BCC, field=name))
+                continue
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f" (known fields: {', '.join(known)})"
             issues.append(Issue(Code.MANIFEST_INVALID, "unknown field" + hint, field=_join(field, name)))
@@ -278,6 +288,8 @@ class Manifest:
     name: str | None = None
     description: str | None = None
     purpose: str | None = None  # finalità, recorded in the audit log when the campaign starts
+    group_by: str | None = None  # a column: rows with the same value make one message (grouping)
+    cc: str | None = None  # a fixed copy (CC) of every message, e.g. the company's archive box
 
     # --- reading ----------------------------------------------------------------------------------
     @classmethod
@@ -355,6 +367,17 @@ class Manifest:
                 add(field_name, f"{show(column)} has no letter or digit to name a column")
         if self.attachment_column and column_key(self.attachment_column) == self.address_key:
             add("attachment_column", "the same column cannot hold the address and the attachment")
+        if self.group_by is not None:
+            if not column_key(self.group_by):
+                add("group_by", f"{show(self.group_by)} has no letter or digit to name a column")
+            elif self.group_by_key == self.attachment_key:
+                add("group_by", "the rows cannot be grouped by the column naming each row's attachment")
+        if self.cc is not None:
+            problem = address_problem(self.cc)
+            if problem:
+                add("cc", f"{show(self.cc)} is not a valid address: {problem}")
+            elif self.cc.casefold() == self.mailbox.casefold():
+                add("cc", "the copy would go to the sending mailbox itself: it keeps what it sends already")
         return issues
 
     # --- writing ----------------------------------------------------------------------------------
@@ -378,6 +401,10 @@ class Manifest:
     @property
     def address_key(self) -> str:
         return column_key(self.address_column)
+
+    @property
+    def group_by_key(self) -> str | None:
+        return column_key(self.group_by) if self.group_by else None
 
     @property
     def attachment_key(self) -> str | None:

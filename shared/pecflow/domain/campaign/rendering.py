@@ -100,6 +100,7 @@ _CONTENT_TYPES = {
     "html": "text/html",
     "json": "application/json",
 }
+TEST_MARK = "[PROVA]"  # the subject of a test send starts with it
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 _UNSAFE_NAME = re.compile(r'[<>:"/\\|?*]')
 _MESSAGE_ID = re.compile(r"^<[!-;=?-~]+@[!-;=?-~]+>$")  # printable ASCII, no <, > or spaces
@@ -745,12 +746,22 @@ def _bounded(
 
 def _sum_of(original: Callable[..., Any]) -> Callable[..., Any]:
     """`sum` adding lists or tuples in one pass (Python's sum copies the growing list at every
-    item: a million small lists would take hours); numbers as before."""
+    item: a million small lists would take hours); numbers as before; amounts written as text
+    (CSV cells: "1.234,56", "1500,5", "€ 12") read as `importo` reads them, added exactly
+    (Decimal), so that `righe|sum(attribute='importo')|importo` is the total of a group."""
 
     @pass_environment
     def do_sum(environment: Environment, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
         if not isinstance(start, (list, tuple)):
-            return original(environment, iterable, attribute, start)
+            if attribute is not None:
+                iterable = map(make_attrgetter(environment, attribute), iterable)
+            items = list(iterable)
+            if any(isinstance(item, str) for item in items):
+                try:
+                    return sum(map(_as_amount, items), _as_amount(start))
+                except ValueError as exc:
+                    raise ValueError(f"sum{str(exc).removeprefix('importo')}") from None
+            return original(environment, items, None, start)
         if attribute is not None:
             iterable = map(make_attrgetter(environment, attribute), iterable)
         items = list(iterable)
@@ -1233,12 +1244,16 @@ def render_message(
     attachments: Iterable[tuple[str, bytes]] = (),
     date: datetime,
     templates: Templates | None = None,
+    test_to: str | None = None,
 ) -> bytes:
-    """The PEC to submit for one row: RFC 5322 bytes with CRLF line ends.
+    """The PEC to submit for one row (or one group: its values with `righe`, see
+    grouping.group_values): RFC 5322 bytes with CRLF line ends. The manifest's `cc`, when set,
+    is the message's Cc (one copy, the same for every message).
 
     `attachments` are the fixed and per-recipient files, already read, as (file name, bytes);
-    the generated PDF (manifest.pdf) is added after them. RenderError when this row cannot be
-    rendered; ValueError for a wrong mailbox, Message-ID or date.
+    the generated PDF (manifest.pdf) is added after them. `test_to`: a test send, the same
+    message to that address alone (no Cc), its subject marked [PROVA]. RenderError when this row
+    cannot be rendered; ValueError for a wrong mailbox, Message-ID or date.
     """
     problem = address_problem(mailbox)
     if problem:
@@ -1253,14 +1268,24 @@ def render_message(
     if problem:
         raise RenderError("to", f"{recipient!r} is not a valid address: {problem}")
     rendered = (templates or compile_templates(manifest)).render(values)
+    subject = rendered.subject
+    if test_to is not None:
+        problem = address_problem(test_to)
+        if problem:
+            raise ValueError(f"{test_to!r} is not a valid address: {problem}")
+        recipient, subject = test_to, f"{TEST_MARK} {subject}"
 
     message = EmailMessage(policy=SMTP)
     message["From"] = mailbox
     message["To"] = recipient
-    _set_subject(message, rendered.subject)
+    if manifest.cc and test_to is None:
+        message["Cc"] = manifest.cc
+    _set_subject(message, subject)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id
     message["X-TipoRicevuta"] = manifest.receipt_type
+    if test_to is not None:
+        message["X-Pecflow-Prova"] = "invio di prova (test send)"
     message.set_content(rendered.text, cte="quoted-printable")
     if rendered.html is not None:
         message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")

@@ -3,9 +3,12 @@ fixed attachments, then every row of the CSV, streamed. Any error makes the camp
 
 Memory stays constant whatever the number of rows: the addresses seen (for duplicates) and
 every error found live in a scratch sqlite database on disk; only counters and the first
-`max_errors` errors are kept in memory for the report. Pure domain code: the attachments are
-known through `AttachmentIndex` (the Lambda fills one from an S3 listing, the CLI from a folder,
-listed by `local_files` without ever following a symbolic link).
+`max_errors` errors are kept in memory for the report. With the manifest's `group_by`, the rows
+are spilled to disk by group as they are read (grouping.GroupSpill), then each group is checked
+as the one message it makes: its rows agreeing on what it shows once, its size, its templates.
+Pure domain code: the attachments are known through `AttachmentIndex` (the Lambda fills one from
+an S3 listing, the CLI from a folder, listed by `local_files` without ever following a symbolic
+link).
 """
 
 from __future__ import annotations
@@ -21,6 +24,14 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol, cast
 
 from pecflow.domain.campaign.export import export_rows, write_lines
+from pecflow.domain.campaign.grouping import (
+    MAX_GROUP_CHARS,
+    RIGHE,
+    Group,
+    GroupSpill,
+    group_key,
+    group_values,
+)
 from pecflow.domain.campaign.issues import Code, CsvError, Issue, ManifestError, RenderError
 from pecflow.domain.campaign.manifest import (
     Manifest,
@@ -292,6 +303,7 @@ class ValidationReport:
     csv_format: CsvFormat | None
     merge_fields: tuple[str, ...]  # the variables the templates use (columns of the CSV)
     bytes_read: int
+    messages: int  # what would be sent: one per valid row, or one per group of rows (group_by)
     _findings: _Findings = field(repr=False, compare=False)
 
     @property
@@ -325,6 +337,7 @@ class ValidationReport:
             "rows": self.rows,
             "valid_rows": self.valid_rows,
             "invalid_rows": self.invalid_rows,
+            "messages": self.messages,
             "error_count": self.error_count,
             "errors_by_code": dict(self.errors_by_code),
             "encoding": self.encoding,
@@ -382,14 +395,17 @@ def validate(
     `progress(rows, bytes_read)` is called every `progress_every` rows.
     """
     findings = _Findings(directory, max_errors)
+    run = _Run(findings, attachments, directory)
     try:
-        run = _Run(findings, attachments)
         run.manifest_checks(manifest)
         run.csv_checks(binary_csv, limits, size, progress, max(1, progress_every))
+        run.group_checks()
         findings.done()
     except BaseException:
         findings.close()
         raise
+    finally:
+        run.close()
     return ValidationReport(
         valid=findings.count == 0,
         rows=run.rows,
@@ -401,13 +417,19 @@ def validate(
         csv_format=run.format,
         merge_fields=tuple(sorted(run.templates.variables)) if run.templates else (),
         bytes_read=run.bytes_read,
+        messages=run.messages(),
         _findings=findings,
     )
 
 
 class _Run:
-    def __init__(self, findings: _Findings, attachments: AttachmentIndex):
-        self.findings, self.index = findings, attachments
+    def __init__(
+        self, findings: _Findings, attachments: AttachmentIndex, directory: str | os.PathLike[str] | None
+    ):
+        self.findings, self.index, self.directory = findings, attachments, directory
+        self.spill: GroupSpill | None = None  # the rows by group, with group_by
+        self.group_key: str | None = None
+        self.common: tuple[str, ...] = ()  # what the rows of one group must agree on
         self.manifest: Manifest | None = None
         self.templates: Templates | None = None
         self.format: CsvFormat | None = None
@@ -419,6 +441,7 @@ class _Run:
         self.defaults: dict[str, str] = {}  # optional columns absent from a row render as ''
 
         self.rows = self.invalid_rows = self.bytes_read = 0
+        self._count_before_row = 0
         self.over_limit = 0  # rows whose templates went over their limits
 
     def add(
@@ -430,6 +453,15 @@ class _Run:
         field: str | None = None,
     ) -> None:
         self.findings.add(Issue(code, reason, row, column, field))
+
+    def messages(self) -> int:
+        if self.spill is not None:
+            return self.spill.groups_count
+        return self.rows - self.invalid_rows
+
+    def close(self) -> None:
+        if self.spill is not None:
+            self.spill.close()
 
     # --- before the rows ---------------------------------------------------------------------------
     def manifest_checks(self, manifest: Manifest | bytes | str | Mapping[str, Any]) -> None:
@@ -444,6 +476,9 @@ class _Run:
             return
         self.manifest = manifest
         self.address_key, self.attachment_key = manifest.address_key, manifest.attachment_key
+        self.group_key = manifest.group_by_key
+        if self.group_key:
+            self.spill = GroupSpill(self.directory)
         self.defaults = dict.fromkeys(manifest.optional_keys, "")
         try:
             self.templates = compile_templates(manifest)
@@ -547,9 +582,24 @@ class _Run:
                 f"each recipient's attachment (columns: {listing})",
                 field="attachment_column",
             )
+        if manifest.group_by_key and manifest.group_by_key not in columns:
+            assert manifest.group_by is not None  # the key is made from it
+            self.add(
+                Code.GROUP_COLUMN_MISSING,
+                f"no column {show(manifest.group_by)} to group the rows by (columns: {listing})",
+                field="group_by",
+            )
+        if manifest.group_by_key and RIGHE in columns:
+            self.add(
+                Code.COLUMN_RESERVED,
+                f"with group_by the templates' {{{{ {RIGHE} }}}} is the list of a message's rows: "
+                "rename this column",
+                column=fmt.display(RIGHE),
+            )
         if self.templates is None:
             return
-        missing = sorted(self.templates.variables - columns)
+        given = {RIGHE} if manifest.group_by_key else set()
+        missing = sorted(self.templates.variables - columns - given)
         candidates = sorted(c for c in columns if len(c) <= MAX_NAME_CHARS)
         for name in missing[:MAX_COLUMN_ISSUES]:
             close = difflib.get_close_matches(name, candidates, n=1)
@@ -569,9 +619,13 @@ class _Run:
                 f"…and {len(missing) - MAX_COLUMN_ISSUES:,} more variables of "
                 "the templates with no column of that name",
             )
-        needed = self.templates.variables - manifest.optional_keys - {manifest.address_key}
+        needed = self.templates.variables - manifest.optional_keys - {manifest.address_key} - given
         self.required = tuple(dict.fromkeys(c for c in fmt.columns if c in needed))
         self.render = not missing
+        if manifest.group_by_key:
+            shown_once = (self.templates.variables | {manifest.address_key}) - given
+            shown_once -= {manifest.group_by_key, manifest.attachment_key}
+            self.common = tuple(dict.fromkeys(c for c in fmt.columns if c in shown_once))
 
     # --- the rows -----------------------------------------------------------------------------------
     def csv_checks(
@@ -607,7 +661,7 @@ class _Run:
 
     def row_checks(self, row: Row) -> bool:
         """Every check on one row; True when it has no error."""
-        before = self.findings.count
+        before = self._count_before_row = self.findings.count
         fmt, manifest, number = self.format, self.manifest, row.number
         assert fmt is not None  # the header is read before the rows
         if row.cells is not None and not fmt.named_width <= row.cells <= fmt.width:
@@ -636,7 +690,7 @@ class _Run:
                 self.add(
                     Code.ADDRESS_INVALID, f"{show(address)} is not a valid address: {problem}", number, column
                 )
-            else:
+            elif self.spill is None:  # grouped: one message per group, checked per group
                 first = self.findings.first_row_with(address.lower(), number)
                 if first is not None:
                     self.add(
@@ -658,25 +712,107 @@ class _Run:
                 )
         attachment_sizes = list(self.fixed_sizes)
         akey = self.attachment_key
+        own_size = None
         if akey and akey in values:
             name = values[akey]
             if not name:
                 self.add(Code.VALUE_EMPTY, "no file named for this recipient", number, fmt.display(akey))
             else:
-                size = self._attachment_problem(name, number, fmt.display(akey), None)
-                if size is not None:
-                    attachment_sizes.append(size)
-        if self.render and not empty:
+                own_size = self._attachment_problem(name, number, fmt.display(akey), None)
+                if own_size is not None:
+                    attachment_sizes.append(own_size)
+        if self.spill is not None:
+            self._group_row(row, own_size)
+        elif self.render and not empty:
             self._render_checks(values, number, attachment_sizes)
         return self.findings.count == before
 
-    def _render_checks(self, values: dict[str, str], number: int, attachment_sizes: list[int]) -> None:
+    def _group_row(self, row: Row, own_size: int | None) -> None:
+        """Spill a row into its group; a field shown once that differs from the group's first
+        row is a conflict, reported with both rows."""
+        fmt, manifest, spill = self.format, self.manifest, self.spill
+        assert fmt is not None and manifest is not None and spill is not None and self.group_key
+        raw = row.values.get(self.group_key)
+        if raw is None:
+            return  # the column is missing: said once, about the header
+        key = group_key(raw)
+        if not key:
+            self.add(
+                Code.VALUE_EMPTY,
+                f"empty: the rows are grouped by {show(manifest.group_by or '')}",
+                row.number,
+                fmt.display(self.group_key),
+            )
+            return
+        spill.add(key, row, own_size, ok=self.findings.count == self._count_before_row)
+
+    def group_checks(self) -> None:
+        """With group_by, after every row: each group as one message (its size, its templates
+        rendered with `righe`, its recipient not another group's)."""
+        spill, manifest = self.spill, self.manifest
+        if spill is None or manifest is None:
+            return
+        for _key, first_row, count, chars in spill.oversized():
+            self.add(
+                Code.GROUP_TOO_LARGE,
+                f"this message would cover {count:,} rows ({chars:,} characters): at most "
+                f"{spill.max_rows:,} rows and {MAX_GROUP_CHARS:,} characters in one message "
+                "(split the campaign)",
+                first_row,
+            )
+        for group in spill.groups():
+            if not group.rows or self._conflicts(group) or not group.ok or not self.render:
+                continue
+            values = group_values(manifest, group.rows)
+            if manifest.group_by_key != manifest.address_key:
+                address = manifest.address_of(values).lower()
+                other = self.findings.first_row_with(address, group.first_row)
+                if other is not None:
+                    self.add(
+                        Code.ADDRESS_DUPLICATE,
+                        f"{show(address)} is already the recipient of the message starting on row {other} "
+                        f"(another {show(manifest.group_by or '')}): group the rows by the address",
+                        group.first_row,
+                    )
+            sizes = [*self.fixed_sizes, *(size for size in group.sizes if size is not None)]
+            self._render_checks(values, group.first_row, sizes, group.numbers)
+
+    def _conflicts(self, group: Group) -> bool:
+        """A field shown once that differs from the group's first row: a conflict, reported on
+        the row with both row numbers. True when the group has one."""
+        fmt, manifest = self.format, self.manifest
+        assert fmt is not None and manifest is not None and self.group_key
+        first, conflicts = group.rows[0], False
+        for row in group.rows[1:]:
+            for name in self.common:
+                mine, theirs = row.values.get(name, ""), first.values.get(name, "")
+                same = mine.casefold() == theirs.casefold() if name == self.address_key else mine == theirs
+                if not same:
+                    conflicts = True
+                    self.add(
+                        Code.GROUP_CONFLICT,
+                        f"{show(mine)} here but {show(theirs)} on row {first.number}, in the same message "
+                        f"({fmt.display(self.group_key)} {show(first.values.get(self.group_key, ''))}): the "
+                        "rows of one message must agree on what it shows once",
+                        row.number,
+                        fmt.display(name),
+                    )
+        return conflicts
+
+    def _render_checks(
+        self,
+        values: dict[str, Any],
+        number: int,
+        attachment_sizes: list[int],
+        group: tuple[int, ...] = (),
+    ) -> None:
         manifest = self.manifest
         assert manifest is not None and self.templates is not None  # rows render only then
+        of = f"the message of rows {_rows(group)}: " if len(group) > 1 else ""
         try:
             rendered = self.templates.render({**self.defaults, **values} if self.defaults else values)
         except RenderError as exc:
-            self.add(exc.code, exc.reason, number, field=exc.field)
+            self.add(exc.code, of + exc.reason, number, field=exc.field)
             if exc.code == Code.TEMPLATE_LIMIT:
                 self.over_limit += 1
                 if self.over_limit == MAX_ROWS_OVER_LIMIT:
@@ -694,7 +830,7 @@ class _Run:
             if pdf_size > manifest.max_attachment_bytes:
                 self.add(
                     Code.ATTACHMENT_TOO_LARGE,
-                    f"the generated PDF is {_mb(pdf_size)}, over the "
+                    f"{of}the generated PDF is {_mb(pdf_size)}, over the "
                     f"{_mb(manifest.max_attachment_bytes)} limit",
                     number,
                     field="pdf.template",
@@ -703,10 +839,15 @@ class _Run:
         if total > manifest.max_message_bytes:
             self.add(
                 Code.MESSAGE_TOO_LARGE,
-                f"the message would be about {_mb(total)} with its attachments, "
+                f"{of}the message would be about {_mb(total)} with its attachments, "
                 f"over the {_mb(manifest.max_message_bytes)} limit",
                 number,
             )
+
+
+def _rows(numbers: tuple[int, ...], limit: int = 10) -> str:
+    shown = ", ".join(map(str, numbers[:limit]))
+    return shown if len(numbers) <= limit else f"{shown}… ({len(numbers):,} rows)"
 
 
 def _listing(names: list[str], limit: int = MAX_COLUMN_ISSUES) -> str:
