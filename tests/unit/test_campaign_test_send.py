@@ -165,7 +165,7 @@ def api(world: World):
         people.add("test", name, f"{name}@alfa.test")
         if role:
             people.set_role("test", name, BOX, role)
-    inbox = Inbox(fakes.FakeInboxStore(audit), audit, store, Records(), cursor_secret=b"s" * 32)
+    inbox = Inbox(fakes.FakeInboxStore(audit), audit, store, Records(key=None), cursor_secret=b"s" * 32)
     return build_app(Services(inbox, people, AuditLog(audit), None, world.tests))
 
 
