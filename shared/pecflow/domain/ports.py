@@ -191,6 +191,23 @@ class OutgoingStore(OutgoingPort, Protocol):
     def count_in_campaign(self, campaign_id: str, name: str, delta: int) -> None: ...
 
 
+class Outbox(Protocol):
+    """Where a message not of a campaign (a reply, a forward, a campaign's test send) is registered
+    for the sender: the outgoing store's `register`."""
+
+    def register(
+        self,
+        message_id: str,
+        *,
+        mailbox: str,
+        recipients: list[str],
+        subject: str | None = None,
+        state: Any = ...,
+        campaign_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> bool: ...
+
+
 class CampaignStore(Protocol):
     """The campaign item: definition, status, fan-out progress and counters."""
 

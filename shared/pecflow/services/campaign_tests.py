@@ -22,7 +22,7 @@ from pecflow.domain import campaign, clock
 from pecflow.domain.access import Action, NotVisible, Person
 from pecflow.domain.audit import AuditAction
 from pecflow.domain.mailbox import MailboxConfig
-from pecflow.domain.ports import Archive, Queue
+from pecflow.domain.ports import Archive, Outbox, Queue
 from pecflow.domain.reconcile import State
 from pecflow.services.audit import AuditLog
 from pecflow.services.sending import own_attachments, queue_entry
@@ -36,22 +36,6 @@ class CampaignSource(Protocol):
     def read(self, name: str) -> bytes: ...
     def open_with_size(self, name: str) -> tuple[IO[bytes], int | None]: ...
     def exists(self, name: str) -> bool: ...
-
-
-class Outbox(Protocol):
-    """Where the test message is registered for the sender (the outgoing store)."""
-
-    def register(
-        self,
-        message_id: str,
-        *,
-        mailbox: str,
-        recipients: list[str],
-        subject: str | None = None,
-        state: Any = ...,
-        campaign_id: str | None = None,
-        extra: dict | None = None,
-    ) -> bool: ...
 
 
 class TestSendError(ValueError):

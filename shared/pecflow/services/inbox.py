@@ -31,7 +31,7 @@ from pecflow.domain.inbox import (
     page_size,
     plan,
 )
-from pecflow.domain.ports import Queue
+from pecflow.domain.ports import Outbox, Queue
 from pecflow.domain.reconcile import State
 from pecflow.domain.replies import FORWARD, REPLY, ReplyError, direct_message_id, make_direct
 from pecflow.pec import reading
@@ -91,22 +91,6 @@ class Originals(Protocol):
     def get(self, key: str) -> bytes: ...
     def download_url(self, key: str, filename: str) -> str: ...
     def file_url(self, key: str, data: bytes, filename: str) -> str: ...
-
-
-class Outbox(Protocol):
-    """Where a reply or forward is registered for the sender (the outgoing store)."""
-
-    def register(
-        self,
-        message_id: str,
-        *,
-        mailbox: str,
-        recipients: list[str],
-        subject: str | None = None,
-        state: Any = ...,
-        campaign_id: str | None = None,
-        extra: dict | None = None,
-    ) -> bool: ...
 
 
 # --- values ----------------------------------------------------------------------------------------
