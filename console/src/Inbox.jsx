@@ -3,7 +3,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { t, when, count } from './i18n.js';
 import { api, box } from './api.js';
-import { ErrorNote, Badges, Handling, kindName, subjectOf, senderOf } from './ui.jsx';
+import { ErrorNote, Badges, Handling, kindName, subjectOf, senderOf, RECEIPT_KINDS } from './ui.jsx';
 import { href } from './route.js';
 
 export function Mailboxes({ me }) {
@@ -42,18 +42,7 @@ export const VIEWS = [
   ['bin', 'view.bin', { bin: 'true' }],
 ];
 
-const KINDS = [
-  'posta-certificata',
-  'anomalia',
-  'posta-ordinaria',
-  'accettazione',
-  'non-accettazione',
-  'presa-in-carico',
-  'avvenuta-consegna',
-  'errore-consegna',
-  'preavviso-errore-consegna',
-  'rilevazione-virus',
-];
+const KINDS = ['posta-certificata', 'anomalia', 'posta-ordinaria', ...RECEIPT_KINDS];
 
 /** Midnight in Rome of a yyyy-mm-dd day, as an ISO 8601 instant (end: the next midnight). */
 export function romeMidnight(dayText, end = false) {

@@ -46,7 +46,8 @@ export function Notice({ children }) {
   );
 }
 
-const RECEIPTS = new Set([
+/** The receipt kinds (pecflow.pec.kinds), in the order the filter lists them. */
+export const RECEIPT_KINDS = [
   'accettazione',
   'non-accettazione',
   'presa-in-carico',
@@ -54,7 +55,8 @@ const RECEIPTS = new Set([
   'errore-consegna',
   'preavviso-errore-consegna',
   'rilevazione-virus',
-]);
+];
+const RECEIPTS = new Set(RECEIPT_KINDS);
 export const isReceipt = (kind) => RECEIPTS.has(kind);
 
 /** The badges of a row: what it is (PEC, anomalia, ricevuta…) and whether it carries SdI or REM. */
