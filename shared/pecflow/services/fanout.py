@@ -348,34 +348,28 @@ def _queue(
 def _jobs(campaign_id: str, manifest, rows, next_row: int, scratch: str):
     """The jobs of the rows from `next_row` on: one per row, or one per group of rows (each
     group's job carries its rows' values in `righe`, and their numbers)."""
-    mailbox = manifest.mailbox
+
+    def job(row: int, recipient_values, values, **more) -> dict:
+        return {
+            "message_id": message_id_for(campaign_id, row, 1, manifest.mailbox),
+            "recipient": manifest.address_of(recipient_values).lower(),
+            "mailbox": manifest.mailbox,
+            "campaign_id": campaign_id,
+            "row": row,
+            "attempt": 1,
+            "values": values,
+            **more,
+            **({"cc": manifest.cc} if manifest.cc else {}),
+        }
+
     if not manifest.group_by_key:
         for row in rows:
             if row.number >= next_row:
-                yield {
-                    "message_id": message_id_for(campaign_id, row.number, 1, mailbox),
-                    "recipient": manifest.address_of(row).lower(),
-                    "mailbox": mailbox,
-                    "campaign_id": campaign_id,
-                    "row": row.number,
-                    "attempt": 1,
-                    "values": campaign_mod.row_values(manifest, row),
-                    **({"cc": manifest.cc} if manifest.cc else {}),
-                }
+                yield job(row.number, row, campaign_mod.row_values(manifest, row))
         return
     for group in campaign_mod.grouped(rows, manifest.group_by_key, directory=scratch, after_row=next_row):
         values = campaign_mod.group_values(manifest, group.rows)
-        yield {
-            "message_id": message_id_for(campaign_id, group.first_row, 1, mailbox),
-            "recipient": manifest.address_of(values).lower(),
-            "mailbox": mailbox,
-            "campaign_id": campaign_id,
-            "row": group.first_row,
-            "attempt": 1,
-            "values": values,
-            "rows": list(group.numbers),
-            **({"cc": manifest.cc} if manifest.cc else {}),
-        }
+        yield job(group.first_row, values, values, rows=list(group.numbers))
 
 
 def _yield_to_other(result: FanoutResult) -> FanoutResult:
