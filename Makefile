@@ -14,7 +14,6 @@ LOCK_VENV := .venv-lock
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export SAM_CLI_TELEMETRY := 0
-export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help demo test test-next test-fast lint bench bench-quick sam-build lock clean debian-packages \
 	venv next-venv sam-venv lock-venv console
