@@ -144,7 +144,8 @@ def test_the_health_of_a_mailbox_for_its_admin_only():
         limiter.acquire(BOX, t)
     status, health = call(app, "GET", f"/mailboxes/{BOX}/health")
     assert status == 200, health
-    assert health["quota"] == {"used": 2, "limit": 6, "window": "6 per minute rolling"}
+    assert health["quota"] == {"used": 2, "limit": 6, "window": "6 per minute rolling", "window_seconds": 60.0,
+                               "rolling": True, "timezone": None}  # fmt: skip
     assert health["to_handle"] == 7 and health["error_kind"] == "auth"
     assert health["mailbox"]["last_error"] == "login refused" and health["space_used_percent"] == 50.0
     assert health["consecutive_failures"] == 1

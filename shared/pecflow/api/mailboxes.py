@@ -85,6 +85,9 @@ class QuotaNow(BaseModel):
     used: int = Field(..., description="sends counted in the current window")
     limit: int
     window: str = Field(..., description="e.g. '250 per 20 minutes rolling'")
+    window_seconds: float
+    rolling: bool = Field(..., description="any interval of the window's length; else aligned windows")
+    timezone: str | None = Field(None, description="aligned windows: calendar days in this zone")
 
 
 class MailboxHealth(BaseModel):

@@ -36,7 +36,7 @@ _WHAT_FAILED = {
     "server non è valido o la porta non usa TLS.",
     "protocol": "{server} ({host}:{port}) ha risposto in modo inatteso.",
 }
-_SERVER = {"imap": "Il server di ricezione (IMAP)", "smtp": "Il server di invio (SMTP)"}
+_SERVER = {"imap": "il server di ricezione (IMAP)", "smtp": "il server di invio (SMTP)"}
 
 
 class MailboxRefused(ValueError):
@@ -63,7 +63,7 @@ class MailboxLoginFailed(MailboxRefused):
         sentence = _WHAT_FAILED.get(kind, _WHAT_FAILED["protocol"]).format(
             server=_SERVER[step], host=host, port=port, login=config.login
         )
-        super().__init__(f"Casella non aggiunta: {sentence} Nulla è stato salvato.")
+        super().__init__(f"Casella non aggiunta: {sentence[0].upper()}{sentence[1:]} Nulla è stato salvato.")
         self.step, self.kind, self.detail = step, kind, detail
 
 
@@ -145,6 +145,13 @@ class MailboxDesk:
         used = self.sends_in_window(config.address, policy, self.now())
         return config, {
             **status,
-            "quota": {"used": used, "limit": policy.limit, "window": policy.describe()},
+            "quota": {
+                "used": used,
+                "limit": policy.limit,
+                "window": policy.describe(),
+                "window_seconds": policy.window_seconds,
+                "rolling": policy.rolling,
+                "timezone": policy.timezone,
+            },
             "to_handle": self.to_handle(config.address),
         }
