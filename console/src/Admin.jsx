@@ -34,16 +34,21 @@ const PRESETS = ['aruba', 'legalmail', 'gmail'];
 export const administered = (me) => me.mailboxes.filter((m) => m.role === 'admin').map((m) => m.mailbox);
 export const isAdmin = (me) => administered(me).length > 0;
 
-/** An error of the API: a refused login check is said in the server's own (Italian) sentence. */
-function Problem({ error }) {
-  if (error && error.status === 400 && error.body && error.body.code === 'login-failed') {
-    return (
-      <div class="note note-error" role="alert">
-        <p>{error.body.message}</p>
-      </div>
-    );
-  }
-  return <ErrorNote error={error} />;
+/** An error of the API in the office's words: the mailbox routes answer in Italian (a refused
+ * login check says which server and why), so their sentence is shown as it is; a username already
+ * taken points to the form for people already registered. */
+function Problem({ error, own = false }) {
+  const body = (error && error.body) || {};
+  let text = null;
+  if (error && own && (error.status === 400 || error.status === 409) && body.message) text = body.message;
+  else if (error && error.status === 400 && /already a person called (\S+)/.test(body.message || ''))
+    text = t('admin.personExists', { name: body.message.match(/already a person called (\S+)/)[1] });
+  if (text === null) return <ErrorNote error={error} />;
+  return (
+    <div class="note note-error" role="alert">
+      <p>{text}</p>
+    </div>
+  );
 }
 
 function useTitle(text) {
@@ -400,7 +405,7 @@ export function AddMailbox({ navigate }) {
       <Back />
       <h1 tabIndex={-1}>{t('admin.addMailbox')}</h1>
       <p class="help">{t('admin.addMailboxHelp')}</p>
-      <Problem error={error} />
+      <Problem error={error} own />
       <form class="stack" onSubmit={submit}>
         <label for="mb-address">{t('admin.address')}</label>
         <input id="mb-address" name="address" type="email" required autocomplete="off" />

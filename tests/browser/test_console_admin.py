@@ -72,7 +72,7 @@ def test_an_admin_manages_people_and_reads_mailbox_health_a_non_admin_sees_nothi
     screens.check(carla, "admin")
 
     # a new person with a role on the mailbox
-    carla.get_by_label("Nome utente", exact=True).first.fill("dario")
+    carla.locator("#new-username").fill("dario")
     carla.get_by_label("E-mail").fill("dario@delta.test")
     carla.get_by_label("Nome e cognome").fill("Dario Verdi")
     carla.locator("#new-role").select_option("operator")
@@ -80,6 +80,14 @@ def test_an_admin_manages_people_and_reads_mailbox_health_a_non_admin_sees_nothi
     expect(carla.get_by_role("status").filter(has_text="dario aggiunto con ruolo operatore.")).to_be_visible()
     dario = carla.get_by_test_id("person-dario")
     expect(dario.get_by_text("dario@delta.test")).to_be_visible()
+    # a username already taken: pointed to the form for people already registered
+    carla.locator("#new-username").fill("otto")
+    carla.get_by_label("E-mail").fill("otto.bis@delta.test")
+    carla.get_by_role("button", name="Aggiungi la persona").click()
+    expect(carla.get_by_role("alert")).to_have_text(
+        "Esiste già una persona con nome utente otto: per darle un ruolo su questa casella usa "
+        "«Dai un ruolo a una persona già registrata»."
+    )
     # someone already registered gets a role
     carla.locator("#grant-username").fill("elena")
     carla.locator("#grant-role").select_option("viewer")
