@@ -40,6 +40,8 @@ class AuditAction(StrEnum):
     PERSON_CHANGE = "person-change"
     CAMPAIGN = "campaign"
     RULES_CHANGE = "rules-change"
+    RULE = "rule"  # an automatic rule acted on a message (actor "regole automatiche")
+    TAG = "tag"
     EXPORT = "export"
 
 

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from pecflow.domain import clock
 from pecflow.domain.mailbox import (
@@ -96,6 +97,8 @@ class PollResult:
     quarantined: list[str] = field(default_factory=list)  # "UID n: reason"
     signatures: dict[str, int] = field(default_factory=dict)  # new records by signature outcome
     invalid_signatures: list[str] = field(default_factory=list)  # "UID n: reason" (at most 20)
+    rules_applied: int = 0  # actions the mailbox's rules did
+    rules_failed: list[str] = field(default_factory=list)  # "UID n: rule: action: reason" (at most 20)
 
 
 @dataclass(slots=True)
@@ -116,6 +119,8 @@ class Ingestor:
     # the provider's signature checked (pecflow.pec.signature.check_message with the trust
     # anchors bound): message, when it was received -> verdict; None: not checked
     check_signature: Callable[[PecMessage, datetime | None], SignatureCheck] | None = None
+    # the mailbox's automatic rules (pecflow.services.rules.RuleRunner), run on each new record
+    rules: MessageRules | None = None
 
     def poll(
         self,
@@ -278,6 +283,8 @@ class Ingestor:
             self._quarantine(where, result, msg, "reconcile", _failure(exc), recorded=True)
         if record is not None and recorded is not None:
             self._list(address, record, campaign_id, new=bool(recorded))
+        if record is not None and recorded:  # archived, recorded and listed: now the rules
+            self._apply_rules(where, record, msg, result)
         if self.on_message is not None:
             self.on_message(address, msg)
         self.checkpoint("before_cursor", uid=fetched.uid)
@@ -306,6 +313,45 @@ class Ingestor:
         result.by_kind[kind] = result.by_kind.get(kind, 0) + 1
         result.quarantined.append(f"UID {uid}: {reason}")
         self.mailboxes.note_quarantine(address, uid=uid, sha256=sha, reason=f"{stage}: {reason}")
+
+    def _apply_rules(self, where: Where, record: dict, msg: PecMessage, result: PollResult) -> None:
+        """The mailbox's rules on a message just recorded. Whatever fails, the message stays
+        recorded and listed: the failure is kept on its record with the reason, and counted."""
+        if self.rules is None:
+            return
+        address, uid, sha = where[0], where[3], where[6]
+
+        def failed(reason: str) -> None:
+            if len(result.rules_failed) < 20:
+                result.rules_failed.append(f"UID {uid}: {reason}"[:500])
+
+        try:
+            ran = self.rules.run(address, record, msg, lambda reason: self._hold(where, result, reason))
+        except Exception as exc:  # noqa: BLE001 - the rules are unreadable: the message goes on
+            reason = f"regole non applicate: {_failure(exc)}"
+            failed(reason)
+            ran = None, {"rules": {"at": clock.iso(), "applied": [], "failed": [reason]}}
+        outcome, fields = ran or (None, {})
+        if outcome is not None:
+            result.rules_applied += len(outcome.applied)
+            for reason in outcome.failed:
+                failed(reason)
+        if fields:
+            try:
+                self.messages.set_fields(address, sha, fields)
+            except Exception as exc:  # noqa: BLE001 - the acts are done and audited already
+                failed(f"esito delle regole non registrato: {_failure(exc)}")
+
+    def _hold(self, where: Where, result: PollResult, reason: str) -> None:
+        """Quarantine a recorded message by a rule (as `_quarantine` does a failed one): kept,
+        listed, flagged on its record with the reason, counted on the mailbox."""
+        address, uid, sha = where[0], where[3], where[6]
+        quarantine = {"stage": "rules", "reason": reason[:1000], "at": clock.iso()}
+        self.messages.set_fields(
+            address, sha, {"quarantined": quarantine, "quarantined_mailbox": address.lower()}
+        )
+        result.quarantined.append(f"UID {uid}: {reason}")
+        self.mailboxes.note_quarantine(address, uid=uid, sha256=sha, reason=f"rules: {reason}")
 
     def _too_large(
         self,
@@ -580,6 +626,15 @@ def rem_map(text: _Texts, rem: RemInfo) -> dict:
         "policies": text.many("rem", list(rem.policies), 300, 10),
     }
     return {name: value for name, value in values.items() if value}
+
+
+class MessageRules(Protocol):
+    """A mailbox's rules run on a message just recorded: what they did and the record's new
+    fields, or None when the mailbox has none (pecflow.services.rules.RuleRunner)."""
+
+    def run(
+        self, mailbox: str, record: dict, msg: PecMessage, quarantine: Callable[[str], None]
+    ) -> tuple[Any, dict] | None: ...
 
 
 # where a message is and what it is: mailbox, folder, uidvalidity, uid, internaldate, raw, sha256, S3 key

@@ -1,0 +1,361 @@
+"""A mailbox's automatic rules at work: run on each message once it is archived and recorded
+(the ingestion calls `RuleRunner.run`), tried on recorded messages without acting (`dry_run`),
+and written by an admin (`RulesDesk`).
+
+A rule that fails never loses or blocks a message: each action is tried on its own, a failure is
+kept on the message's record with the reason and counted by the poll. Every act shows in the
+message's audit trail as done by "regole automatiche". Rules never delete and never expunge.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from pecflow.domain import clock
+from pecflow.domain.access import Action, Person, Role
+from pecflow.domain.audit import AuditAction, next_event
+from pecflow.domain.handling import Act
+from pecflow.domain.inbox import copy_keys
+from pecflow.domain.rules import (
+    ACTOR,
+    Decision,
+    RulesDocument,
+    RulesError,
+    decide,
+    load,
+    safe_name,
+    save_folder,
+    sniff,
+)
+from pecflow.pec.message import PecMessage
+from pecflow.services.audit import AuditLog, AuditPort
+
+CACHE_SECONDS = 60.0  # a poller sees a rules change within a minute
+ACT_ATTEMPTS = 10
+MAX_SNIFFED_ATTACHMENTS = 100  # as many as a record lists
+
+
+# --- ports -----------------------------------------------------------------------------------------
+class RulesStore(Protocol):
+    """Where each mailbox's rules document is kept (as JSON)."""
+
+    def rules(self, mailbox: str) -> dict[str, Any] | None: ...
+    def set_rules(self, mailbox: str, document: dict[str, Any], *, by: str) -> None: ...
+
+
+class SavedFiles(Protocol):
+    """Where the `save` action writes (an S3 prefix of its own)."""
+
+    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+
+class InboxActs(Protocol):
+    """The inbox as the rules act on it, each act with its audit event."""
+
+    def tag(self, mailbox: str, sha256: str, tags: Iterable[str], rule: str) -> None: ...
+    def assign(self, mailbox: str, sha256: str, username: str, rule: str) -> None: ...
+    def note(self, mailbox: str, sha256: str, rule: str, details: Mapping[str, object]) -> None: ...
+
+
+class Notifier(Protocol):
+    def notify(self, people: Iterable[str], mailbox: str, record: Mapping[str, Any], rule: str) -> None: ...
+
+
+# --- values ----------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class RulesOutcome:
+    applied: list[str] = field(default_factory=list)  # "rule: what was done"
+    failed: list[str] = field(default_factory=list)  # "rule: what: why"
+    quarantined: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """What the message's record keeps of the rules' work."""
+        return {"rules": {"at": clock.iso(), "applied": self.applied[:50], "failed": self.failed[:50]}}
+
+
+# --- running ---------------------------------------------------------------------------------------
+class RuleRunner:
+    """The rules of each mailbox, read through `store` (kept for CACHE_SECONDS), run on each new
+    recorded message."""
+
+    def __init__(
+        self,
+        store: RulesStore,
+        *,
+        files: SavedFiles | None = None,
+        acts: InboxActs | None = None,
+        notifier: Notifier | None = None,
+        monotonic: Callable[[], float] | None = None,
+    ):
+        import time
+
+        self.store, self.files, self.acts, self.notifier = store, files, acts, notifier
+        self.monotonic = monotonic or time.monotonic
+        self._cache: dict[str, tuple[float, RulesDocument | None]] = {}
+
+    def document(self, mailbox: str) -> RulesDocument | None:
+        key = mailbox.lower()
+        cached = self._cache.get(key)
+        if cached is not None and self.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        data = self.store.rules(key)
+        document = load(data) if data else None
+        self._cache[key] = (self.monotonic(), document)
+        return document
+
+    def with_formats(self, record: dict[str, Any], msg: PecMessage) -> list[dict[str, Any]]:
+        """The record's attachments, each with its format as its content shows it."""
+        logical = msg.postacert if msg.postacert is not None else msg
+        attachments = []
+        for entry, attachment in zip(record.get("attachments") or [], msg.attachments or logical.attachments):
+            try:
+                found = sniff(attachment.content())
+            except Exception as exc:  # noqa: BLE001 - a part that cannot be decoded is no format we know
+                found = "other"
+                entry = entry | {"format_problem": f"{type(exc).__name__}: {exc}"[:200]}
+            attachments.append(entry | {"format": found})
+        return attachments[:MAX_SNIFFED_ATTACHMENTS]
+
+    def run(
+        self,
+        mailbox: str,
+        record: dict[str, Any],
+        msg: PecMessage,
+        quarantine: Callable[[str], None],
+    ) -> tuple[RulesOutcome, dict[str, Any]] | None:
+        """Run the mailbox's rules on a message just recorded. None: the mailbox has no rules.
+        Else what was done and the record's new fields (attachment formats, the outcome).
+        Raises only when the rules document itself cannot be read."""
+        document = self.document(mailbox)
+        if document is None or document.empty:
+            return None
+        fields: dict[str, Any] = {}
+        if record.get("attachments"):
+            fields["attachments"] = self.with_formats(record, msg)
+            record = record | fields
+        outcome = RulesOutcome()
+        for decision in decide(document, record):
+            self._apply(mailbox, record, msg, decision, outcome, quarantine)
+        return outcome, fields | outcome.fields()
+
+    def _apply(
+        self,
+        mailbox: str,
+        record: dict[str, Any],
+        msg: PecMessage,
+        decision: Decision,
+        outcome: RulesOutcome,
+        quarantine: Callable[[str], None],
+    ) -> None:
+        sha, then, rule = str(record["sha256"]), decision.actions, decision.rule
+
+        def attempt(what: str, act: Callable[[], str]) -> None:
+            try:
+                outcome.applied.append(f"{rule}: {act()}")
+            except Exception as exc:  # noqa: BLE001 - one action failing stops nothing else
+                outcome.failed.append(f"{rule}: {what}: {type(exc).__name__}: {exc}"[:500])
+
+        if then.quarantine:
+            reason = f"regola «{rule}»: {then.quarantine}"
+
+            def quarantined() -> str:
+                quarantine(reason)
+                outcome.quarantined = reason
+                self._note(mailbox, sha, rule, {"action": "quarantine", "reason": then.quarantine})
+                return f"in quarantena ({then.quarantine})"
+
+            attempt("quarantena", quarantined)
+        if then.save is not None:
+            attempt("salvataggio", lambda: self._save(mailbox, record, msg, rule, then))
+        if then.tags:
+            attempt("etichetta", lambda: self._tag(mailbox, sha, then.tags, rule))
+        if then.assign:
+            attempt("assegnazione", lambda: self._assign(mailbox, sha, str(then.assign), rule))
+        if then.notify:
+            attempt("avviso", lambda: self._notify(mailbox, record, then.notify, rule))
+
+    def _save(self, mailbox: str, record: dict[str, Any], msg: PecMessage, rule: str, then: Any) -> str:
+        if self.files is None:
+            raise RuntimeError("nessuna destinazione di salvataggio configurata")
+        save = then.save
+        folder = save_folder(save, record)
+        saved = []
+        logical = msg.postacert if msg.postacert is not None else msg
+        if "header" in save.parts:
+            self.files.put(f"{folder}/header.json", _header(record), "application/json")
+            saved.append("header.json")
+        if "body" in save.parts:
+            body = msg.body_text()
+            if body is not None:
+                self.files.put(f"{folder}/body.txt", body.encode("utf-8"), "text/plain; charset=utf-8")
+                saved.append("body.txt")
+        if "attachments" in save.parts:
+            used: set[str] = set()
+            for n, attachment in enumerate(msg.attachments or logical.attachments, 1):
+                name = safe_name(attachment.filename or "", f"allegato-{n}")
+                if name in used or name in ("header.json", "body.txt"):
+                    name = f"{n}-{name}"
+                used.add(name)
+                self.files.put(f"{folder}/{name}", attachment.content(), attachment.content_type)
+                saved.append(name)
+        self._note(
+            mailbox, str(record["sha256"]), rule, {"action": "save", "to": folder, "files": len(saved)}
+        )
+        return f"salvati {len(saved)} file in {folder}/"
+
+    def _tag(self, mailbox: str, sha: str, tags: Iterable[str], rule: str) -> str:
+        if self.acts is None:
+            raise RuntimeError("la casella non ha una posta in arrivo a cui dare etichette")
+        self.acts.tag(mailbox, sha, tags, rule)
+        return f"etichetta {', '.join(tags)}"
+
+    def _assign(self, mailbox: str, sha: str, username: str, rule: str) -> str:
+        if self.acts is None:
+            raise RuntimeError("la casella non ha una posta in arrivo in cui assegnare")
+        self.acts.assign(mailbox, sha, username, rule)
+        return f"assegnato a {username}"
+
+    def _notify(self, mailbox: str, record: dict[str, Any], people: Iterable[str], rule: str) -> str:
+        if self.notifier is None:
+            raise RuntimeError("nessun canale di avviso configurato: l'avviso non è partito")
+        self.notifier.notify(people, mailbox, record, rule)
+        self._note(mailbox, str(record["sha256"]), rule, {"action": "notify", "to": ", ".join(people)})
+        return f"avvisati {', '.join(people)}"
+
+    def _note(self, mailbox: str, sha: str, rule: str, details: Mapping[str, object]) -> None:
+        if self.acts is not None:
+            self.acts.note(mailbox, sha, rule, details)
+
+
+def _header(record: Mapping[str, Any]) -> bytes:
+    names = (
+        "kind", "from", "sender", "to", "cc", "subject", "original_subject", "date", "message_id",
+        "identificativo", "provider", "received_at", "sha256", "s3_key", "signature", "sdi", "rem",
+    )  # fmt: skip
+    header = {name: record[name] for name in names if record.get(name) not in (None, [], "")}
+    return json.dumps(header, ensure_ascii=False, indent=2, default=str).encode("utf-8")
+
+
+# --- the inbox, acted on by the rules ------------------------------------------------------------
+class RuleActs:
+    """Tags, assignments and notes written on the inbox with their audit events, by the actor
+    "regole automatiche". Assignment goes through the inbox service (the same checks as a
+    person's: the assignee must be able to take the mailbox's messages in charge)."""
+
+    def __init__(
+        self,
+        inbox: Any,  # pecflow.services.inbox.Inbox
+        rows: Any,  # its InboxRows
+        audit: AuditPort,
+        *,
+        now: Callable[[], datetime] = clock.now,
+    ):
+        self.inbox, self.rows, self.audit, self.now = inbox, rows, audit, now
+
+    @staticmethod
+    def robot(mailbox: str) -> Person:
+        return Person(ACTOR, "", name=ACTOR, roles={mailbox.lower(): Role.ADMIN})
+
+    def assign(self, mailbox: str, sha256: str, username: str, rule: str) -> None:
+        self.inbox.act(self.robot(mailbox), mailbox, sha256, Act.ASSIGN, to=username, note=f"regola «{rule}»")
+
+    def tag(self, mailbox: str, sha256: str, tags: Iterable[str], rule: str) -> None:
+        for _ in range(ACT_ATTEMPTS):
+            row = self.rows.row(mailbox, sha256)
+            if row is None:
+                raise RuntimeError("il messaggio non è nella posta in arrivo")
+            had = list(row.get("tags") or [])
+            added = [t for t in tags if t not in had]
+            if not added:
+                return
+            event = next_event(
+                self.audit.head(mailbox),
+                actor=ACTOR,
+                action=AuditAction.TAG,
+                at=self.now(),
+                message=sha256,
+                details={"rule": rule, "tags": ", ".join(added)},
+            )
+            outcome = self.rows.act(
+                mailbox,
+                sha256,
+                expected_version=int(row.get("version") or 0),
+                set_fields={"tags": had + added},
+                audit=event,
+                require_deleted=None,
+                copies=copy_keys(row),
+            )
+            if outcome == "done":
+                return
+        raise RuntimeError("il messaggio è occupato: etichetta non data")
+
+    def note(self, mailbox: str, sha256: str, rule: str, details: Mapping[str, object]) -> None:
+        AuditLog(self.audit, now=self.now).record(
+            mailbox, actor=ACTOR, action=AuditAction.RULE, message=sha256, details={"rule": rule, **details}
+        )
+
+
+# --- trying and writing ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """What the rules would do with one recorded message."""
+
+    sha256: str
+    received_at: str
+    kind: str
+    sender: str
+    subject: str
+    decisions: list[Decision]
+
+
+def dry_run(document: RulesDocument, records: Iterable[Mapping[str, Any]]) -> Iterable[Trial]:
+    """What each rule would do on recorded messages, without doing it."""
+    for record in records:
+        yield Trial(
+            sha256=str(record.get("sha256")),
+            received_at=str(record.get("received_at") or ""),
+            kind=str(record.get("kind") or ""),
+            sender=str(record.get("sender") or record.get("from") or ""),
+            subject=str(record.get("original_subject") or record.get("subject") or ""),
+            decisions=decide(document, record),
+        )
+
+
+class RulesDesk:
+    """An admin reads and writes a mailbox's rules; each change is audited."""
+
+    def __init__(self, store: RulesStore, audit: AuditLog | None = None):
+        self.store, self.audit = store, audit
+
+    def show(self, person: Person | None, mailbox: str) -> dict[str, Any] | None:
+        if person is not None:
+            person.require(mailbox, Action.MANAGE_RULES)
+        return self.store.rules(mailbox.lower())
+
+    def set(
+        self, person: Person | None, mailbox: str, data: Any, *, actor: str | None = None
+    ) -> RulesDocument:
+        """Check and store a document (RulesError lists its problems); `person` None: the
+        operator's CLI, named by `actor`."""
+        if person is not None:
+            person.require(mailbox, Action.MANAGE_RULES)
+        document = load(data)
+        by = person.username if person is not None else (actor or "cli")
+        self.store.set_rules(mailbox.lower(), dict(document.source), by=by)
+        if self.audit is not None:
+            self.audit.record(
+                mailbox.lower(),
+                actor=by,
+                action=AuditAction.RULES_CHANGE,
+                message=mailbox.lower(),
+                details={"change": "rules", "rules": len(document.rules),
+                         "accepted_formats": ", ".join(sorted(document.accepted.allow)) if document.accepted else "-"},
+            )  # fmt: skip
+        return document
+
+
+__all__ = ["RuleActs", "RuleRunner", "RulesDesk", "RulesError", "RulesOutcome", "dry_run"]
