@@ -21,6 +21,7 @@ from pecflow.adapters.dynamodb.people import PeopleStore
 from pecflow.adapters.mail import ImapSession, SmtpSubmitter
 from pecflow.adapters.queues import SqsQueue
 from pecflow.adapters.ratelimit import RateLimiter
+from pecflow.adapters.rules import MailboxRules, SavedFiles
 from pecflow.adapters.secrets import SecretsManager, mailbox_password
 from pecflow.adapters.trust import anchors_location, load_anchors
 from pecflow.config import Config
@@ -35,6 +36,7 @@ from pecflow.services.mailbox_desk import MailboxDesk
 from pecflow.services.people import PeopleAdmin
 from pecflow.services.polling import Poller, PollRequest, schedule_polls
 from pecflow.services.receive import Ingestor
+from pecflow.services.rules import RuleActs, RuleRunner, RulesDesk
 from pecflow.services.sending import (
     CampaignMessages,
     JobDelivery,
@@ -119,8 +121,37 @@ def ingestor(config: Config, **overrides: Any) -> Ingestor:
         "outgoing": lambda: outgoing_store(config),
         "inbox": lambda: inbox_store(config) if config.inbox_table else None,
         "check_signature": lambda: signature_checker(config),
+        "rules": lambda: rule_runner(config),
     }
     return Ingestor(**_parts(parts, overrides))
+
+
+def rule_runner(config: Config) -> RuleRunner:
+    """The mailboxes' rules as the poller runs them: the documents on MailboxesTable, the saved
+    files in the archive bucket's rules/, tags and assignments on the inbox with their audit
+    events (without an inbox, audit or people table those actions fail, recorded on the message)."""
+    acts = None
+    if config.inbox_table and config.audit_table and config.people_table:
+        ddb = config.resource("dynamodb")
+        audit = AuditStore(config.audit_table, ddb)
+        rows = InboxStore(config.inbox_table, ddb, audit_table=config.audit_table)
+        people = PeopleStore(config.people_table, ddb)
+        # the rules never list a page: the inbox's cursor secret is not needed here
+        inbox = Inbox(rows, audit, people, message_store(config), cursor_secret=b"-")
+        acts = RuleActs(inbox, rows, audit)
+    return RuleRunner(
+        MailboxRules(config.mailboxes_table, config.resource("dynamodb")),
+        files=SavedFiles(config.archive_bucket, config.client("s3")) if config.archive_bucket else None,
+        acts=acts,
+    )
+
+
+def rules_desk(config: Config) -> RulesDesk:
+    """Reading and writing a mailbox's rules (the CLI, the API), each change audited."""
+    audit = (
+        AuditLog(AuditStore(config.audit_table, config.resource("dynamodb"))) if config.audit_table else None
+    )
+    return RulesDesk(MailboxRules(config.mailboxes_table, config.resource("dynamodb")), audit)
 
 
 def signature_checker(config: Config) -> Callable[[Any, Any], Any]:

@@ -8,6 +8,7 @@ import pytest
 from pecflow import bootstrap
 from pecflow.config import Config
 from pecflow.domain.ports import no_checkpoint
+from pecflow.services.rules import RuleRunner
 from tests.fakes import (
     FakeArchive,
     FakeCampaignFiles,
@@ -32,6 +33,14 @@ def no_aws(monkeypatch):
     monkeypatch.setattr(Config, "resource", refused)
 
 
+class RulesInMemory:
+    def rules(self, mailbox):
+        return None
+
+    def set_rules(self, mailbox, document, *, by):
+        raise AssertionError("not written here")
+
+
 def test_every_part_of_the_ingestor_is_replaceable():
     def crash(step, **where):
         raise RuntimeError(step)
@@ -41,6 +50,7 @@ def test_every_part_of_the_ingestor_is_replaceable():
         "messages": FakeMessageStore(),
         "mailboxes": FakeMailboxStore(),
         "outgoing": FakeOutgoingStore(),
+        "rules": RuleRunner(RulesInMemory()),
     }
     ingestor = bootstrap.ingestor(CONFIG, **parts, checkpoint=crash)
     assert all(getattr(ingestor, name) is part for name, part in parts.items())

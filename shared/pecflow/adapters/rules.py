@@ -1,0 +1,75 @@
+"""Where the rules live and write: each mailbox's rules document on its configuration item in
+MailboxesTable (attribute `rules`, the document as JSON text, with who changed it and when), and
+the `save` action's files in the archive bucket under rules/ (the poller may write nowhere
+else there but messages/)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr
+
+from pecflow.adapters.dynamodb._common import _conditional_write, _resource
+from pecflow.domain import clock
+
+SAVED_PREFIX = "rules/"
+
+
+class MailboxRules:
+    """The rules document of each mailbox, on its item "config" (one read per poll at most:
+    the runner keeps it a minute)."""
+
+    def __init__(self, table_name: str, dynamodb: Any = None):
+        self.table = _resource(dynamodb).Table(table_name)
+
+    def rules(self, mailbox: str) -> dict[str, Any] | None:
+        item = self.table.get_item(
+            Key={"address": mailbox.lower(), "item": "config"},
+            ProjectionExpression="#r",
+            ExpressionAttributeNames={"#r": "rules"},
+            ConsistentRead=True,
+        ).get("Item")
+        text = (item or {}).get("rules")
+        return json.loads(text) if text else None
+
+    def set_rules(self, mailbox: str, document: dict[str, Any], *, by: str) -> None:
+        if not _conditional_write(
+            self.table.update_item,
+            Key={"address": mailbox.lower(), "item": "config"},
+            UpdateExpression="SET #r = :r, rules_updated_at = :now, rules_updated_by = :by",
+            ConditionExpression=Attr("address").exists(),
+            ExpressionAttributeNames={"#r": "rules"},
+            ExpressionAttributeValues={
+                ":r": json.dumps(document, ensure_ascii=False, sort_keys=True),
+                ":now": clock.iso(),
+                ":by": by,
+            },
+        ):
+            raise KeyError(f"La casella {mailbox} non è configurata: aggiungila prima.")
+
+
+class SavedFiles:
+    """The `save` action's files: s3://<bucket>/rules/<the rule's prefix>/..., encrypted like
+    the archive. A file saved again (a message's rules run again) is overwritten with the same
+    bytes."""
+
+    def __init__(self, bucket: str, s3: Any = None, *, kms_key_id: str | None = None):
+        if s3 is None:
+            import boto3
+
+            s3 = boto3.client("s3")
+        self.s3, self.bucket, self.kms_key_id = s3, bucket, kms_key_id
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        extra = {"ServerSideEncryption": "aws:kms"}
+        if self.kms_key_id:
+            extra["SSEKMSKeyId"] = self.kms_key_id
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=f"{SAVED_PREFIX}{key}",
+            Body=data,
+            ContentType=content_type or "application/octet-stream",
+            ChecksumAlgorithm="SHA256",
+            **extra,
+        )

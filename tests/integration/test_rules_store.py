@@ -1,0 +1,114 @@
+"""The rules on moto with template.yaml's tables and bucket: the document kept on the mailbox's
+configuration item (untouched by a configuration change), and a poll whose rule saves the
+attachments under rules/ in the archive bucket, tags and assigns the message, audited."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from local.pecbuild import builder
+from pecflow import bootstrap
+from pecflow.adapters.dynamodb import MailboxStore
+from pecflow.adapters.dynamodb.audit import AuditStore
+from pecflow.adapters.dynamodb.inbox import InboxStore
+from pecflow.adapters.dynamodb.people import PeopleStore
+from pecflow.adapters.rules import MailboxRules
+from pecflow.config import Config
+from pecflow.domain.access import Person, Role
+from pecflow.domain.rules import ACTOR, RulesError
+from pecflow.pec.daticert import Destinatario
+from tests import fakes
+
+BOX = "ufficio@pec.azienda.test"
+WHEN = datetime(2026, 3, 2, 9, tzinfo=UTC)
+INVOICE = b'<?xml version="1.0"?>\n<p:FatturaElettronica xmlns:p="urn:x"/>\n'
+RULES = {
+    "version": 1,
+    "accepted_formats": {"allow": ["xml", "pdf", "text"]},
+    "rules": [
+        {
+            "name": "Fatture",
+            "when": {"attachment_types": ["xml"]},
+            "then": {"save": {"prefix": "fatture", "layout": "flat"}, "tag": ["fattura"], "assign": "anna"},
+        }
+    ],
+}
+
+
+def config_of(aws) -> Config:
+    return Config(
+        stack_name="prova",
+        mailboxes_table=aws.physical("MailboxesTable"),
+        messages_table=aws.physical("MessagesTable"),
+        outgoing_table=aws.physical("OutgoingTable"),
+        campaigns_table=aws.physical("CampaignsTable"),
+        inbox_table=aws.physical("InboxTable"),
+        audit_table=aws.physical("AuditTable"),
+        people_table=aws.physical("PeopleTable"),
+        archive_bucket=aws.physical("ArchiveBucket"),
+    )
+
+
+def test_the_document_lives_on_the_configuration_item(aws):
+    config = config_of(aws)
+    mailboxes = MailboxStore(config.mailboxes_table, aws.resource("dynamodb"))
+    desk = bootstrap.rules_desk(config)
+    with pytest.raises(KeyError, match="non è configurata"):
+        desk.set(None, BOX, RULES, actor="operatore")
+    mailboxes.put(fakes.config(BOX))
+    desk.set(None, BOX, RULES, actor="operatore")
+    mailboxes.put(fakes.config(BOX))  # the configuration written again: the rules stay
+    assert desk.show(None, BOX.upper()) == RULES
+    with pytest.raises(RulesError):
+        desk.set(None, BOX, {"version": 1, "rules": [{"name": "x"}]})
+    assert MailboxRules(config.mailboxes_table, aws.resource("dynamodb")).rules(BOX) == RULES
+    [event] = AuditStore(config.audit_table, aws.resource("dynamodb")).events(BOX)
+    assert (event.actor, event.action, event.details["rules"]) == ("operatore", "rules-change", "1")
+
+
+def test_a_poll_saves_tags_and_assigns_through_the_adapters(aws):
+    config = config_of(aws)
+    ddb = aws.resource("dynamodb")
+    MailboxStore(config.mailboxes_table, ddb).put(fakes.config(BOX))
+    bootstrap.rules_desk(config).set(None, BOX, RULES, actor="operatore")
+    people = PeopleStore(config.people_table, ddb)
+    people.add(Person("anna", "anna@azienda.test"), created_at="2026-03-01T09:00:00+00:00")
+    people.set_role("anna", BOX, Role.OPERATOR)
+
+    server = fakes.FakeImapServer()
+    account = server.add_account(BOX, "segreta")
+    original = builder.messaggio_originale(
+        mittente="fornitore@pec.fornitore.test",
+        destinatari=[BOX],
+        oggetto="Fattura 12",
+        testo="In allegato.",
+        allegati=[("IT1_0001.xml", "application/octet-stream", INVOICE)],
+        data=WHEN,
+    )
+    account.append(
+        builder.busta_trasporto(
+            original,
+            gestore=builder.SIMULATO,
+            identificativo="opec1.1@pec.simulato.test",
+            data=WHEN + timedelta(seconds=5),
+            destinatari=[Destinatario(BOX)],
+        ),
+        when=WHEN,
+    )
+    ingestor = bootstrap.ingestor(config, check_signature=None)
+    session = server.open(fakes.config(BOX), "segreta")
+    result = ingestor.poll(fakes.config(BOX), session)
+    assert result.recorded == 1 and result.rules_failed == [] and result.rules_applied == 3
+
+    [item] = ddb.Table(config.messages_table).scan()["Items"]
+    sha = item["sha256"]
+    assert item["rules"]["applied"][0] == f"Fatture: salvati 3 file in fatture/2026-03-02_{sha[:16]}/"
+    s3 = aws.client("s3")
+    key = f"rules/fatture/2026-03-02_{sha[:16]}/IT1_0001.xml"
+    assert s3.get_object(Bucket=config.archive_bucket, Key=key)["Body"].read() == INVOICE
+    row = InboxStore(config.inbox_table, ddb, audit_table=config.audit_table).row(BOX, sha)
+    assert row["tags"] == ["fattura"] and row["holder"] == "anna"
+    trail = AuditStore(config.audit_table, ddb).of_message(BOX, sha)
+    assert [(e.actor, e.action) for e in trail] == [(ACTOR, "rule"), (ACTOR, "tag"), (ACTOR, "assign")]
