@@ -4,6 +4,7 @@ attachments under rules/ in the archive bucket, tags and assigns the message, au
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -112,3 +113,59 @@ def test_a_poll_saves_tags_and_assigns_through_the_adapters(aws):
     assert row["tags"] == ["fattura"] and row["holder"] == "anna"
     trail = AuditStore(config.audit_table, ddb).of_message(BOX, sha)
     assert [(e.actor, e.action) for e in trail] == [(ACTOR, "rule"), (ACTOR, "tag"), (ACTOR, "assign")]
+
+
+def test_the_cli_sets_shows_and_tries_rules_without_acting(aws, monkeypatch, capsys, tmp_path):
+    from pecflow import cli
+
+    config = config_of(aws)
+    for name, value in (
+        ("STACK_NAME", "prova"),
+        ("MAILBOXES_TABLE", config.mailboxes_table),
+        ("MESSAGES_TABLE", config.messages_table),
+        ("AUDIT_TABLE", config.audit_table),
+    ):
+        monkeypatch.setenv(name, value)
+    ddb = aws.resource("dynamodb")
+    MailboxStore(config.mailboxes_table, ddb).put(fakes.config(BOX))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "version: 1\nrules:\n  - name: Fatture\n    when: {sender_domian: [x.it]}\n    then: {tag: [f]}\n"
+    )
+    assert cli.main(["rules", "set", BOX, str(bad)]) == 1
+    assert "regola 1 («Fatture»), campo when: campo sconosciuto «sender_domian» (forse «sender_domain»?)" in (
+        capsys.readouterr().err
+    )
+    good = tmp_path / "rules.yaml"
+    good.write_text(
+        "version: 1\nrules:\n  - name: Fatture\n    when: {has_sdi: false, subject: '*fattura*'}\n"
+        "    then: {tag: [fattura], assign: anna}\n"
+    )
+    assert cli.main(["rules", "set", BOX, str(good)]) == 0
+    assert "1 regole" in capsys.readouterr().out
+    assert cli.main(["rules", "show", BOX, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rules"][0]["name"] == "Fatture"
+
+    now = datetime.now(UTC)
+    messages = ddb.Table(config.messages_table)
+    for i, subject in enumerate(["La fattura di marzo", "Sollecito", "Fattura vecchia"]):
+        when = now - timedelta(days=40 if i == 2 else 1, minutes=i)
+        iso = when.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        messages.put_item(
+            Item={
+                "mailbox": BOX,
+                "message": f"sha256:{i:064x}",
+                "sha256": f"{i:064x}",
+                "kind": "posta-certificata",
+                "subject": subject,
+                "from": "c@pec.cliente.test",
+                "received_at": iso,
+                "received_key": f"{iso}#{i:016x}",
+            }  # fmt: skip
+        )
+    assert cli.main(["rules", "test", BOX, "--since", "30d"]) == 0
+    out = capsys.readouterr().out
+    assert "«Fatture»: etichetta fattura; assegna a anna" in out
+    assert "Prova senza effetti su 2 messaggi" in out and "1 toccati dalle regole" in out
+    assert "Fattura vecchia" not in out and "Sollecito" not in out
+    assert "tags" not in json.dumps(messages.scan()["Items"], default=str)

@@ -6,11 +6,12 @@ else there but messages/)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr
+from boto3.dynamodb.conditions import Attr, Key
 
-from pecflow.adapters.dynamodb._common import _conditional_write, _resource
+from pecflow.adapters.dynamodb._common import _conditional_write, _plain, _resource
 from pecflow.domain import clock
 
 SAVED_PREFIX = "rules/"
@@ -73,3 +74,26 @@ class SavedFiles:
             ChecksumAlgorithm="SHA256",
             **extra,
         )
+
+
+class RecordedMessages:
+    """Message records of a period, oldest first, as stored (the dry run's input): a Query of
+    the ByDate index, page by page. `reads` counts the items DynamoDB read."""
+
+    def __init__(self, table_name: str, dynamodb: Any = None):
+        self.table = _resource(dynamodb).Table(table_name)
+        self.reads = 0
+
+    def since(self, mailbox: str, since: str) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "IndexName": "ByDate",
+            "KeyConditionExpression": Key("mailbox").eq(mailbox.lower()) & Key("received_key").gte(since),
+        }
+        while True:
+            page = self.table.query(**kwargs)
+            self.reads += page.get("ScannedCount", 0)
+            for item in page.get("Items", []):
+                yield _plain(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
