@@ -91,6 +91,14 @@ def report_poll(outcome: PollOutcome, elapsed_ms: float, metrics: Any, logger: A
             "provider signature invalid: the message was changed after signing, or its signature is damaged",
             extra={"invalid_signatures": result.invalid_signatures},
         )
+    if result.rules_applied:
+        metrics.add_metric(name="RuleActions", unit=MetricUnit.Count, value=result.rules_applied)
+    if result.rules_failed:
+        metrics.add_metric(name="RuleFailures", unit=MetricUnit.Count, value=len(result.rules_failed))
+        logger.error(
+            "automatic rules failed: the messages are recorded, the reasons are on their records",
+            extra={"rules_failed": result.rules_failed},
+        )
     if result.refused:
         metrics.add_metric(
             name="ArchiveVerificationFailures", unit=MetricUnit.Count, value=len(result.refused)

@@ -263,3 +263,33 @@ def test_only_an_admin_writes_the_rules():
         desk.set(anna, BOX, RULES)
     admin = Person("carla", "c@azienda.test", roles={BOX: Role.ADMIN})
     assert len(desk.set(admin, BOX, RULES).rules) == 2
+
+
+def test_a_poll_stopped_before_the_rules_runs_them_at_the_next_poll_once():
+    world = World()
+    world.account.append(
+        envelope("fornitore@pec.fornitore.test", [("IT1.xml", "application/octet-stream", INVOICE)]),
+        when=WHEN,
+    )
+
+    def crash(step, **where):
+        if step == "before_rules":
+            raise RuntimeError("the poller stopped here")
+
+    world.ingestor.checkpoint = crash
+    with pytest.raises(RuntimeError):
+        world.poll()
+    assert "rules" not in world.only_record()
+    world.ingestor.checkpoint = lambda step, **where: None
+    world.poll()
+    world.poll()
+    record = world.only_record()
+    assert len(record["rules"]["applied"]) == 4
+    assert world.rows.row(BOX, record["sha256"])["tags"] == ["fattura", "letto-dalle-regole"]
+    assert len(world.files.objects) == 3
+    assert [e.action for e in world.audit.of_message(BOX, record["sha256"])] == [
+        "rule",
+        "tag",
+        "assign",
+        "tag",
+    ]

@@ -283,8 +283,9 @@ class Ingestor:
             self._quarantine(where, result, msg, "reconcile", _failure(exc), recorded=True)
         if record is not None and recorded is not None:
             self._list(address, record, campaign_id, new=bool(recorded))
-        if record is not None and recorded:  # archived, recorded and listed: now the rules
-            self._apply_rules(where, record, msg, result)
+        if record is not None and recorded is not None and (recorded or self._rules_pending(address, sha)):
+            self.checkpoint("before_rules", uid=fetched.uid)
+            self._apply_rules(where, record, msg, result)  # archived, recorded and listed: now the rules
         if self.on_message is not None:
             self.on_message(address, msg)
         self.checkpoint("before_cursor", uid=fetched.uid)
@@ -341,6 +342,14 @@ class Ingestor:
                 self.messages.set_fields(address, sha, fields)
             except Exception as exc:  # noqa: BLE001 - the acts are done and audited already
                 failed(f"esito delle regole non registrato: {_failure(exc)}")
+
+    def _rules_pending(self, address: str, sha: str) -> bool:
+        """A message recorded by an earlier poll that stopped before its rules ran (one read,
+        only for a message fetched again)."""
+        if self.rules is None:
+            return False
+        stored = self.messages.get(address, sha)
+        return stored is not None and not stored.quarantined and "rules" not in stored.extra
 
     def _hold(self, where: Where, result: PollResult, reason: str) -> None:
         """Quarantine a recorded message by a rule (as `_quarantine` does a failed one): kept,
