@@ -355,4 +355,5 @@ def api_services(config: Config) -> Services:
     tests = campaign_tests(config, audit=AuditLog(audit))
     admin = PeopleAdmin(people, AuditLog(audit), directory)
     mailboxes = mailbox_desk(config, people=admin, audit=AuditLog(audit))
-    return Services(inbox, admin, AuditLog(audit), desk, tests, mailboxes)
+    rules = RulesDesk(MailboxRules(config.mailboxes_table, ddb), AuditLog(audit))
+    return Services(inbox, admin, AuditLog(audit), desk, tests, mailboxes, rules)

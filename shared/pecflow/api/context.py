@@ -12,6 +12,7 @@ from pecflow.services.campaign_tests import CampaignTests
 from pecflow.services.inbox import Inbox, Source
 from pecflow.services.mailbox_desk import MailboxDesk
 from pecflow.services.people import PeopleAdmin
+from pecflow.services.rules import RulesDesk
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class Services:
     campaigns: CampaignDesk | None = None
     campaign_tests: CampaignTests | None = None  # test sends of a campaign (api/campaign_tests.py)
     mailboxes: MailboxDesk | None = None  # administration of mailboxes (api/mailboxes.py)
+    rules: RulesDesk | None = None  # a mailbox's automatic rules (api/rules.py)
 
 
 class Unauthenticated(Exception):
