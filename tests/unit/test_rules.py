@@ -231,3 +231,20 @@ def test_save_folders_by_layout():
     assert rules.save_folder(rules.Save("f", "flat"), record()) == f"f/2026-03-02_{SHA[:16]}"
     assert rules.safe_name("../../etc/passwd", "x") == "passwd"
     assert rules.safe_name("fattura 1 (copia).pdf", "x") == "fattura_1_copia_.pdf"
+
+
+def test_a_quarantine_ends_the_rules():
+    document = doc(
+        {
+            "name": "Sospetti",
+            "when": {"subject": "*urgente*"},
+            "then": {"quarantine": "da controllare", "tag": ["x"]},
+        },
+        {"name": "Dopo", "then": {"save": {"prefix": "tutto"}}},
+        accepted={"allow": ["pdf"]},
+    )
+    [held] = decide(document, record(original_subject="URGENTE"))
+    assert (held.rule, held.actions.quarantine, held.actions.tags) == ("Sospetti", "da controllare", ("x",))
+    # a refused attachment: only the quarantine, no rule saves or assigns what waits for an admin
+    [refused] = decide(document, record(attachments=[{"filename": "a.exe", "format": "executable"}]))
+    assert refused.rule == "formati accettati"

@@ -471,15 +471,16 @@ def attachment_format(attachment: Mapping[str, Any]) -> str:
 
 def decide(document: RulesDocument, record: Mapping[str, Any]) -> list[Decision]:
     """What the rules do with a recorded message, in order: the accepted formats first (a
-    refused attachment quarantines), then each enabled rule that matches, up to a `stop`."""
-    decisions = []
+    refused attachment quarantines, and no rule runs on what waits for an admin), then each
+    enabled rule that matches, up to a `stop` or a rule that quarantines."""
     refused = format_check(document, record)
     if refused:
-        decisions.append(Decision("formati accettati", Actions(quarantine="; ".join(refused)[:500])))
+        return [Decision("formati accettati", Actions(quarantine="; ".join(refused)[:500]))]
+    decisions = []
     for rule in document.rules:
         if rule.enabled and matches(rule.when, record):
             decisions.append(Decision(rule.name, rule.then))
-            if rule.stop:
+            if rule.stop or rule.then.quarantine:
                 break
     return decisions
 
