@@ -256,6 +256,8 @@ class Ingestor:
             if self.check_signature is not None:
                 check = self.check_signature(msg, fetched.internaldate or clock.now())
             record = build_record(*where, msg, signature=check)
+            if self.rules is not None:
+                record = self.rules.annotate(address, record, msg)
             recorded = self.messages.record(address, record)
         except Exception as exc:  # noqa: BLE001 - this message's problem, unless AWS itself failed
             if self.messages.is_service_failure(exc):
@@ -640,6 +642,11 @@ def rem_map(text: _Texts, rem: RemInfo) -> dict:
 class MessageRules(Protocol):
     """A mailbox's rules run on a message just recorded: what they did and the record's new
     fields, or None when the mailbox has none (pecflow.services.rules.RuleRunner)."""
+
+    def annotate(self, mailbox: str, record: dict, msg: PecMessage) -> dict:
+        """The record as the rules need it (each attachment's format by content), written with
+        it; never raises (the record as it was when anything fails)."""
+        ...
 
     def run(
         self, mailbox: str, record: dict, msg: PecMessage, quarantine: Callable[[str], None]

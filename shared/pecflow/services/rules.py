@@ -120,6 +120,17 @@ class RuleRunner:
             attachments.append(entry | {"format": found})
         return attachments[:MAX_SNIFFED_ATTACHMENTS]
 
+    def annotate(self, mailbox: str, record: dict[str, Any], msg: PecMessage) -> dict[str, Any]:
+        """Before the record is written, when the mailbox has rules: each attachment's format
+        by content on it (no write of its own). Never raises: `run` tries again."""
+        try:
+            document = self.document(mailbox)
+            if document is None or document.empty or not record.get("attachments"):
+                return record
+            return record | {"attachments": self.with_formats(record, msg)}
+        except Exception:  # noqa: BLE001 - the record is written as it is; `run` will say why
+            return record
+
     def run(
         self,
         mailbox: str,
@@ -128,18 +139,22 @@ class RuleRunner:
         quarantine: Callable[[str], None],
     ) -> tuple[RulesOutcome, dict[str, Any]] | None:
         """Run the mailbox's rules on a message just recorded. None: the mailbox has no rules.
-        Else what was done and the record's new fields (attachment formats, the outcome).
+        Else what was done and the record's new fields (attachment formats, the outcome; none
+        for a message without attachments that no rule matched).
         Raises only when the rules document itself cannot be read."""
         document = self.document(mailbox)
         if document is None or document.empty:
             return None
         fields: dict[str, Any] = {}
-        if record.get("attachments"):
+        if any("format" not in a for a in record.get("attachments") or []):  # `annotate` failed
             fields["attachments"] = self.with_formats(record, msg)
             record = record | fields
         outcome = RulesOutcome()
-        for decision in decide(document, record):
+        decisions = decide(document, record)
+        for decision in decisions:
             self._apply(mailbox, record, msg, decision, outcome, quarantine)
+        if not decisions and not fields:
+            return outcome, {}  # nothing to say: no write (running them again would do nothing too)
         return outcome, fields | outcome.fields()
 
     def _apply(
