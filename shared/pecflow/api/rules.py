@@ -51,7 +51,7 @@ def routes(services: Services) -> Router:
         return services.rules
 
     @router.get("/<mailbox>/rules", summary="the mailbox's automatic rules and accepted formats (admins)",
-                tags=["rules"], responses=answers(404))  # fmt: skip
+                tags=["rules"], responses=answers(400, 404))  # fmt: skip
     def show(mailbox: Mailbox) -> RulesOut:
         person = caller(router.current_event, services)
         return RulesOut(mailbox=mailbox.lower(), document=desk().show(person, mailbox))
