@@ -8,6 +8,7 @@ import { SignIn } from './SignIn.jsx';
 import { Mailboxes, MessageList } from './Inbox.jsx';
 import { MessageView } from './Message.jsx';
 import { CampaignList, CampaignView } from './Campaigns.jsx';
+import { CampaignWizard } from './Wizard.jsx';
 import { ErrorNote } from './ui.jsx';
 import './style.css';
 
@@ -73,8 +74,10 @@ function App() {
     const [where, mailbox, what, sha] = route.parts;
     const access = me.mailboxes.find((m) => m.mailbox === (mailbox || '').toLowerCase());
     const campaigns = access && (access.role === 'manager' || access.role === 'admin');
-    if (where === 'box' && campaigns && what === 'campaigns' && sha)
-      body = <CampaignView mailbox={access.mailbox} id={sha} />;
+    if (where === 'box' && campaigns && what === 'campaigns' && sha === 'new')
+      body = <CampaignWizard mailbox={access.mailbox} />;
+    else if (where === 'box' && campaigns && what === 'campaigns' && sha)
+      body = <CampaignView mailbox={access.mailbox} id={sha} role={access.role} />;
     else if (where === 'box' && campaigns && what === 'campaigns')
       body = <CampaignList mailbox={access.mailbox} />;
     else if (where === 'box' && access && what === 'msg' && sha)
