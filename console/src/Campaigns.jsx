@@ -212,11 +212,18 @@ export function CampaignView({ mailbox, id, role }) {
   const [listError, setListError] = useState(null);
   const [loading, setLoading] = useState(true);
   const timer = useRef(null);
+  const paged = useRef(false); // more pages read: a refresh would lose them
+  const filter = useRef(''); // the filter now (a refresh started by an older render reads it)
+  filter.current = outcome;
+  const seen = useRef(''); // the counters last shown: the recipients' first page follows them
 
   async function loadStats() {
     try {
       const shown = await api(box(mailbox, `/campaigns/${encodeURIComponent(id)}`));
       setStats(shown);
+      const now = JSON.stringify(shown.counters || {});
+      if (seen.current && now !== seen.current && !paged.current) loadRecipients(null);
+      seen.current = now;
       setError(null);
       clearTimeout(timer.current);
       if (RUNNING.has(shown.status)) timer.current = setTimeout(loadStats, REFRESH_MS);
@@ -230,10 +237,11 @@ export function CampaignView({ mailbox, id, role }) {
     setListError(null);
     try {
       const page = await api(box(mailbox, `/campaigns/${encodeURIComponent(id)}/recipients`), {
-        query: { state: outcome || undefined, cursor: after },
+        query: { state: filter.current || undefined, cursor: after },
       });
       setPeople((before) => (after ? [...before, ...page.recipients] : page.recipients));
       setCursor(page.cursor);
+      paged.current = !!after;
     } catch (failure) {
       setListError(failure);
     } finally {

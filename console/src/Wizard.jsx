@@ -8,7 +8,7 @@ import { t, count } from './i18n.js';
 import { api, box, putFile, campaignPath } from './api.js';
 import { ErrorNote, Notice } from './ui.jsx';
 import { href } from './route.js';
-import { readHeader, TermsNote, quotaText } from './CampaignParts.jsx';
+import { readHeader, TermsNote } from './CampaignParts.jsx';
 
 const STEPS = ['message', 'options', 'check'];
 const RECEIPT_TYPES = ['completa', 'breve', 'sintetica'];
@@ -345,7 +345,6 @@ function CheckStep({ mailbox, heading, csv, setCsv, fixed, own, manifest, terms,
   const [id, setId] = useState(null);
   const [phase, setPhase] = useState('ready'); // ready, uploading, validating, invalid, validated, confirming
   const [error, setError] = useState(null);
-  const [shown, setShown] = useState(null);
   const [report, setReport] = useState(null);
   const [preview, setPreview] = useState([]);
   const [fixedCsv, setFixedCsv] = useState(null);
@@ -386,7 +385,6 @@ function CheckStep({ mailbox, heading, csv, setCsv, fixed, own, manifest, terms,
     clearTimeout(timer.current);
     try {
       const now = await api(campaignPath(mailbox, campaign));
-      setShown(now);
       if (now.status === 'validating') {
         timer.current = setTimeout(() => poll(campaign), POLL_MS);
         return;
@@ -587,7 +585,6 @@ function CheckStep({ mailbox, heading, csv, setCsv, fixed, own, manifest, terms,
           {mustRead && !termsRead && <p class="help">{t('wiz.termsFirst')}</p>}
         </section>
       )}
-      {shown && shown.quota && phase === 'validated' && <p class="help">{quotaText(shown.quota)}</p>}
     </section>
   );
 }

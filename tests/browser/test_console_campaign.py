@@ -194,6 +194,7 @@ def test_a_campaign_made_in_the_wizard_fixed_after_its_report_and_followed_to_it
     expect(stats.locator(".stat-delivery_failures dd")).to_have_text("2")
     expect(stats.locator(".stat-errors dd")).to_have_text("1")
     expect(stats.locator(".stat-waiting dd")).to_have_text("0")
+    expect(page.locator("table.recipients tbody tr")).to_have_count(ROWS)  # the list follows the counters
     expect(page.locator("figure.chart path.chart-line")).to_have_count(3)
     expect(page.get_by_role("button", name="Rispedisci i non consegnati")).to_be_visible()
     at_both_sizes(page, screens, "campaign-done")
