@@ -29,7 +29,7 @@ function newId(name) {
 
 function Field({ id, label, help, error, children }) {
   return (
-    <div class="field grow">
+    <div class="field">
       <label for={id}>{label}</label>
       {children}
       {help && (
@@ -86,6 +86,7 @@ export function CampaignWizard({ mailbox }) {
   const set = (name) => (event) => {
     const value = event.currentTarget.type === 'checkbox' ? event.currentTarget.checked : event.currentTarget.value;
     setDraft((before) => ({ ...before, [name]: value }));
+    setMissing((before) => (before[name] ? { ...before, [name]: undefined } : before));
   };
 
   async function chooseCsv(event) {
@@ -95,6 +96,7 @@ export function CampaignWizard({ mailbox }) {
     try {
       const read = await readHeader(file);
       setCsv({ file, ...read });
+      setMissing((before) => ({ ...before, csv: undefined }));
       const keys = read.keys;
       setDraft((before) => ({
         ...before,
@@ -117,6 +119,7 @@ export function CampaignWizard({ mailbox }) {
     const end = element ? element.selectionEnd ?? value.length : value.length;
     const next = value.slice(0, start) + text + value.slice(end);
     setDraft((before) => ({ ...before, [name]: next }));
+    setMissing((before) => ({ ...before, [name]: undefined }));
     requestAnimationFrame(() => {
       if (!element) return;
       element.focus();
@@ -446,7 +449,7 @@ function CheckStep({ mailbox, heading, csv, setCsv, fixed, own, manifest, terms,
       <h2 id="step-title" tabIndex={-1} ref={heading}>
         {t('wiz.step.check')}
       </h2>
-      <dl class="facts">
+      <dl class="facts wizard-facts">
         <dt>{t('wiz.name')}</dt>
         <dd>{draft.name}</dd>
         <dt>{t('wiz.csv')}</dt>

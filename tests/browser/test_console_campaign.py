@@ -66,7 +66,9 @@ def at_both_sizes(page, screens, name: str) -> None:
 
 
 @pytest.mark.timeout(420)
-def test_a_campaign_made_in_the_wizard_fixed_after_its_report_and_followed_to_its_numbers(stack, browser, screens):
+def test_a_campaign_made_in_the_wizard_fixed_after_its_report_and_followed_to_its_numbers(
+    stack, browser, screens
+):
     net = stack.network
     alfa = net.add_provider(builder.Gestore("Alfa PEC S.p.A.", "pec.alfa.test"))
     beta = net.add_provider(builder.Gestore("Beta PEC S.p.A.", "pec.beta.test"))
@@ -197,6 +199,11 @@ def test_a_campaign_made_in_the_wizard_fixed_after_its_report_and_followed_to_it
     expect(page.locator("table.recipients tbody tr")).to_have_count(ROWS)  # the list follows the counters
     expect(page.locator("figure.chart path.chart-line")).to_have_count(3)
     expect(page.get_by_role("button", name="Rispedisci i non consegnati")).to_be_visible()
+    page.get_by_role("button", name="Prepara l’esito (CSV)").click()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Scarica l’esito (CSV)").click()
+    exported = download.value.path().read_bytes().decode("utf-8-sig")
+    assert exported.count("\n") >= ROWS and "cliente03@pec.beta.test" in exported
     at_both_sizes(page, screens, "campaign-done")
     series = bootstrap.campaign_admin(stack.deployment()).campaigns.get(campaign_id).extra["series"]
     assert len(series) >= 3 and series[-1][3] == delivered  # [at, sent, accepted, delivered, …]
