@@ -530,9 +530,14 @@ function CheckStep({ mailbox, heading, csv, setCsv, fixed, own, manifest, terms,
             <Field id="wiz-fixed-csv" label={t('wiz.fixedCsv')} help={t('wiz.fixedCsvHelp')} error={fixedError}>
               <input id="wiz-fixed-csv" type="file" accept=".csv,text/csv" onChange={chooseFixed} aria-describedby={describedBy('wiz-fixed-csv', true, fixedError)} />
             </Field>
-            <button type="button" class="primary" onClick={uploadFixed}>
-              {t('wiz.uploadFixed')}
-            </button>
+            <div class="buttons">
+              <button type="button" onClick={onBack}>
+                {t('wiz.editMessage')}
+              </button>
+              <button type="button" class="primary" onClick={uploadFixed}>
+                {t('wiz.uploadFixed')}
+              </button>
+            </div>
           </div>
         </section>
       )}

@@ -194,3 +194,47 @@ def test_the_expected_end_follows_the_quota_from_now_or_from_the_start_time(monk
     assert expected_end(later, {"to_send": 10}, quota).startswith("2026-03-03T07:00:05")
     paused = CampaignRecord("c", status="paused")
     assert expected_end(paused, {"to_send": 10}, quota) is None
+
+
+# --- through the API ---------------------------------------------------------------------------------
+def api_of(world: World):
+    from pecflow.api import Services, build_app
+    from pecflow.services.inbox import Inbox
+    from pecflow.services.people import PeopleAdmin
+    from tests.unit.test_api import Records
+
+    store = fakes.FakePeopleStore()
+    people = PeopleAdmin(store, AuditLog(world.audit), fakes.FakeDirectory())
+    for name, role in (("otto", Role.OPERATOR), ("marco", Role.MANAGER)):
+        people.add("test", name, f"{name}@alfa.test")
+        people.set_role("test", name, BOX, role)
+    inbox = Inbox(
+        fakes.FakeInboxStore(world.audit), world.audit, store, Records(key=None), cursor_secret=b"s" * 32
+    )
+    return build_app(Services(inbox, people, AuditLog(world.audit), world.desk))
+
+
+def test_the_wizard_routes_through_the_api_for_managers_only():
+    from tests.unit.test_api import call
+
+    bad = [*GOOD[:2], ("non-un-indirizzo", "Cliente X", "10"), *GOOD[2:]]
+    world = World(rows=bad)
+    world.submit("prima")
+    world.rows = GOOD
+    world.submit("seconda")
+    app = api_of(world)
+    m = f"/mailboxes/{BOX}"
+    status, terms = call(app, "GET", f"{m}/campaign-terms", user="marco")
+    assert status == 200 and terms["preset"] == "legalmail" and terms["first_campaign"] is True
+    status, report = call(app, "GET", f"{m}/campaigns/prima/report", user="marco", query={"limit": "10"})
+    assert status == 200 and [(e["row"], e["column"]) for e in report["errors"]] == [(4, "pec")]
+    status, page = call(app, "GET", f"{m}/campaigns/seconda/preview", user="marco", query={"count": "2"})
+    assert status == 200 and [p["to"] for p in page["messages"]] == [r[0] for r in GOOD[:2]]
+    status, done = call(app, "POST", f"{m}/campaigns/prima/actions", user="marco", body={"action": "confirm"})
+    assert status == 409 and "invalid" in done["message"]  # an invalid campaign is never sent
+    status, done = call(
+        app, "POST", f"{m}/campaigns/seconda/actions", user="marco", body={"action": "confirm"}
+    )
+    assert status == 200 and done == {"status": "queuing"}
+    for path in ("/campaign-terms", "/campaigns/prima/report", "/campaigns/seconda/preview"):
+        assert call(app, "GET", m + path, user="otto")[0] == 403, path  # an operator sends no campaign
