@@ -166,7 +166,8 @@ function Actions({ mailbox, id, stats, role, onDone }) {
       {status === 'validated' && <p>{t('cact.waitingConfirm')}</p>}
       <div class="buttons">
         {status === 'validated' && button('confirm', true)}
-        {(status === 'sending' || status === 'queuing') && button('pause')}
+        {/* not while queuing: a fan-out finds the campaign paused and stops queuing its rows */}
+        {status === 'sending' && button('pause')}
         {status === 'paused' && button('resume', true)}
         {failed > 0 && ['sending', 'completed', 'paused'].includes(status) && button('resend')}
         {['sending', 'queuing', 'paused'].includes(status) &&

@@ -178,13 +178,15 @@ def test_a_campaign_made_in_the_wizard_fixed_after_its_report_and_followed_to_it
     expect(stats.locator(".stat-total dd")).to_have_text("20")
     expect(stats.locator(".stat-to_send dd")).to_have_text("20")
     expect(page.get_by_test_id("expected-end")).to_contain_text("Fine prevista dell’invio")
-    expect(page.get_by_role("button", name="Metti in pausa")).to_be_visible()
+    expect(page.get_by_role("button", name="Annulla la campagna")).to_be_visible()
+    expect(page.get_by_role("button", name="Metti in pausa")).to_have_count(0)  # not while queuing
     screens.check(page, "campaign-queued")
 
     # sent, before any receipt: the panel follows
     stack.runner.run_until_idle(120)
     expect(stats.locator(".stat-sent dd")).to_have_text("20", timeout=15_000)
     expect(page.get_by_test_id("campaign-status")).to_have_text("in invio")
+    expect(page.get_by_role("button", name="Metti in pausa")).to_be_visible()
     screens.check(page, "campaign-sending")
 
     # the receipts: the numbers the simulator was scripted for
