@@ -9,6 +9,7 @@ import { Mailboxes, MessageList } from './Inbox.jsx';
 import { MessageView } from './Message.jsx';
 import { CampaignList, CampaignView } from './Campaigns.jsx';
 import { CampaignWizard } from './Wizard.jsx';
+import { AdminHome, AddMailbox, MailboxHealth, isAdmin } from './Admin.jsx';
 import { ErrorNote } from './ui.jsx';
 import './style.css';
 
@@ -74,7 +75,11 @@ function App() {
     const [where, mailbox, what, sha] = route.parts;
     const access = me.mailboxes.find((m) => m.mailbox === (mailbox || '').toLowerCase());
     const campaigns = access && (access.role === 'manager' || access.role === 'admin');
-    if (where === 'box' && campaigns && what === 'campaigns' && sha === 'new')
+    if (where === 'admin' && isAdmin(me)) {
+      if (mailbox === 'new-mailbox') body = <AddMailbox navigate={navigate} />;
+      else if (mailbox === 'box' && what) body = <MailboxHealth mailbox={what} added={route.params.added === '1'} />;
+      else body = <AdminHome me={me} params={route.params} navigate={navigate} />;
+    } else if (where === 'box' && campaigns && what === 'campaigns' && sha === 'new')
       body = <CampaignWizard mailbox={access.mailbox} />;
     else if (where === 'box' && campaigns && what === 'campaigns' && sha)
       body = <CampaignView mailbox={access.mailbox} id={sha} role={access.role} />;
@@ -96,6 +101,7 @@ function App() {
         <a class="brand" href={href([])}>pecflow</a>
         <nav class="top-nav" aria-label="pecflow">
           {me && <a href={href([])}>{t('nav.mailboxes')}</a>}
+          {me && isAdmin(me) && <a href={href(['admin'])}>{t('nav.admin')}</a>}
           {language}
           {me && (
             <>
