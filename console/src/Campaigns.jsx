@@ -166,8 +166,7 @@ function Actions({ mailbox, id, stats, role, onDone }) {
       {status === 'validated' && <p>{t('cact.waitingConfirm')}</p>}
       <div class="buttons">
         {status === 'validated' && button('confirm', true)}
-        {/* not while queuing: a fan-out finds the campaign paused and stops queuing its rows */}
-        {status === 'sending' && button('pause')}
+        {['sending', 'queuing'].includes(status) && button('pause')}
         {status === 'paused' && button('resume', true)}
         {failed > 0 && ['sending', 'completed', 'paused'].includes(status) && button('resend')}
         {['sending', 'queuing', 'paused'].includes(status) &&
