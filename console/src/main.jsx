@@ -76,7 +76,7 @@ function App() {
     const access = me.mailboxes.find((m) => m.mailbox === (mailbox || '').toLowerCase());
     const campaigns = access && (access.role === 'manager' || access.role === 'admin');
     if (where === 'admin' && isAdmin(me)) {
-      if (mailbox === 'new-mailbox') body = <AddMailbox navigate={navigate} />;
+      if (mailbox === 'new-mailbox') body = <AddMailbox navigate={navigate} onAdded={() => api('/me').then(setMe, setMeError)} />;
       else if (mailbox === 'box' && what) body = <MailboxHealth mailbox={what} added={route.params.added === '1'} />;
       else body = <AdminHome me={me} params={route.params} navigate={navigate} />;
     } else if (where === 'box' && campaigns && what === 'campaigns' && sha === 'new')
