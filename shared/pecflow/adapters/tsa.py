@@ -19,7 +19,9 @@ TIMEOUT_SECONDS = 20
 
 
 class HttpTsa:
-    def __init__(self, url: str, anchors: Sequence[x509.Certificate] = (), *, timeout: float = TIMEOUT_SECONDS):
+    def __init__(
+        self, url: str, anchors: Sequence[x509.Certificate] = (), *, timeout: float = TIMEOUT_SECONDS
+    ):
         if not url.startswith(("https://", "http://")):
             raise ValueError(f"the time-stamping authority's address must be http(s)://…, not {url!r}")
         self.url, self.anchors, self.timeout = url, tuple(anchors), timeout
@@ -38,7 +40,9 @@ class HttpTsa:
             with urllib.request.urlopen(req, timeout=self.timeout) as answer:  # noqa: S310 - http(s) checked above
                 body = answer.read(ts.MAX_TOKEN_BYTES + 1)
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise ts.TimestampError(f"the time-stamping authority at {self.url} did not answer: {exc}") from None
+            raise ts.TimestampError(
+                f"the time-stamping authority at {self.url} did not answer: {exc}"
+            ) from None
         token = ts.token_of(body)
         stamp = ts.check(token, digest, self.anchors, nonce=nonce, require_anchor=False)
         return token, stamp

@@ -9,6 +9,7 @@ from pecflow.domain.access import DisabledPerson, Person
 from pecflow.services.audit import AuditLog
 from pecflow.services.campaign_desk import CampaignDesk
 from pecflow.services.campaign_tests import CampaignTests
+from pecflow.services.evidence import EvidencePacks
 from pecflow.services.inbox import Inbox, Source
 from pecflow.services.people import PeopleAdmin
 
@@ -20,6 +21,7 @@ class Services:
     audit: AuditLog
     campaigns: CampaignDesk | None = None
     campaign_tests: CampaignTests | None = None  # test sends of a campaign (api/campaign_tests.py)
+    evidence: EvidencePacks | None = None  # a message's evidence pack (api/evidence.py)
 
 
 class Unauthenticated(Exception):

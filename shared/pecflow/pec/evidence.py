@@ -126,7 +126,12 @@ class Entry:
     of: str | None = None  # the .eml an extracted XML comes from
 
     def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"path": self.path, "sha256": self.sha256, "size": self.size, "role": self.role}
+        out: dict[str, object] = {
+            "path": self.path,
+            "sha256": self.sha256,
+            "size": self.size,
+            "role": self.role,
+        }
         if self.of:
             out["of"] = self.of
         return out
@@ -186,7 +191,9 @@ class Sent:
 def _message_event(fields: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
     if fields.get("timestamp"):
-        out.append({"at": fields["timestamp"], "event": "certificato dal gestore (daticert)", "file": MESSAGE})
+        out.append(
+            {"at": fields["timestamp"], "event": "certificato dal gestore (daticert)", "file": MESSAGE}
+        )
     out.append(
         {
             "at": fields.get("received_at"),
@@ -267,10 +274,14 @@ def summary_text(
 ) -> str:
     """The summary for a person (a judge, a lawyer), in Italian: who sent what to whom, when each
     receipt arrived and with what outcome, the signatures, the hashes, and how to check them."""
-    recipients = ", ".join(
-        f"{r.get('address')}" + (f" ({r.get('type')})" if r.get("type") else "")
-        for r in fields.get("recipients") or ()
-    ) or ", ".join(fields.get("to") or ()) or "non indicati"
+    recipients = (
+        ", ".join(
+            f"{r.get('address')}" + (f" ({r.get('type')})" if r.get("type") else "")
+            for r in fields.get("recipients") or ()
+        )
+        or ", ".join(fields.get("to") or ())
+        or "non indicati"
+    )
     lines = [
         "FASCICOLO PROBATORIO DI UN MESSAGGIO PEC",
         "",
@@ -290,7 +301,9 @@ def summary_text(
         f"SHA-256: {fields.get('sha256')}",
     ]
     if fields.get("error"):
-        lines.append(f"Errore indicato dal gestore: {fields['error']} {fields.get('error_detail') or ''}".strip())
+        lines.append(
+            f"Errore indicato dal gestore: {fields['error']} {fields.get('error_detail') or ''}".strip()
+        )
     lines += ["", "2. MESSAGGI INVIATI COLLEGATI E LORO RICEVUTE"]
     if not sent:
         lines.append("Nessun messaggio inviato da questa casella è collegato a questo messaggio.")

@@ -185,7 +185,9 @@ def _require_timestamping(cert: x509.Certificate) -> None:
     try:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     except x509.ExtensionNotFound:
-        raise TimestampError("the TSA's certificate is not for time-stamping (no extended key usage)") from None
+        raise TimestampError(
+            "the TSA's certificate is not for time-stamping (no extended key usage)"
+        ) from None
     if list(eku.value) != [ExtendedKeyUsageOID.TIME_STAMPING] or not eku.critical:
         raise TimestampError("the TSA's certificate is not for time-stamping (RFC 3161 §2.3)")
 

@@ -109,13 +109,18 @@ def verify(
         if name not in listed and name not in (pack.MANIFEST, pack.TOKEN):
             report.add(name, False, "file aggiunto: non è elencato nel manifest")
     for path, item in listed.items():
-        info = infos.get(path)
-        if info is None:
+        found = infos.get(path)
+        if found is None:
             report.add(path, False, "MANCANTE: il manifest lo elenca ma non è nel fascicolo")
             continue
+        info = found
         sha, size = _hash_member(zf, info)
         if sha != item.get("sha256") or size != item.get("size"):
-            report.add(path, False, f"ALTERATO: la sua impronta SHA-256 è {sha}, il manifest dice {item.get('sha256')}")
+            report.add(
+                path,
+                False,
+                f"ALTERATO: la sua impronta SHA-256 è {sha}, il manifest dice {item.get('sha256')}",
+            )
             continue
         words = "integro (impronta SHA-256 uguale a quella del manifest)"
         ok = True

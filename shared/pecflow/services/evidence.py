@@ -96,10 +96,11 @@ class EvidencePacks:
         self.provider_anchors, self.tsa_anchors, self.now = provider_anchors, tsa_anchors, now
 
     # --- for a person (the API) -----------------------------------------------------------------
-    def link(self, person: Person, mailbox: str, sha256: str, source: Source = Source()) -> dict[str, Any]:
+    def link(self, person: Person, mailbox: str, sha256: str, source: Source | None = None) -> dict[str, Any]:
         """Build the pack into the pack store; a short-lived link to it."""
         if self.packs is None:
             raise RuntimeError("no pack store wired: the API keeps packs in the downloads bucket")
+        source = source or Source()
         role = person.require(mailbox, Action.DOWNLOAD)
         fields, row = self._visible(mailbox, sha256, role)
         self.audit.record(
@@ -114,7 +115,10 @@ class EvidencePacks:
                 "files": len(built.entries), "timestamped": built.stamp is not None}  # fmt: skip
 
     # --- for the operator (the CLI, with the stack's credentials) ---------------------------------
-    def write(self, mailbox: str, sha256: str, out: IO[bytes], *, actor: str, source: Source = Source()) -> Built:
+    def write(
+        self, mailbox: str, sha256: str, out: IO[bytes], *, actor: str, source: Source | None = None
+    ) -> Built:
+        source = source or Source()
         fields, row = self._visible(mailbox, sha256, Role.ADMIN)
         self.audit.record(
             mailbox, actor=actor, action=AuditAction.EVIDENCE, message=sha256,
@@ -189,7 +193,11 @@ class EvidencePacks:
         about = fields.get("outgoing_message_id") or fields.get("thread_of")
         if about:
             linked.append((str(about), "riguarda"))
-        linked += [(str(row[k]), rel) for k, rel in (("last_reply", "risposta"), ("last_forward", "inoltro")) if row.get(k)]
+        linked += [
+            (str(row[k]), rel)
+            for k, rel in (("last_reply", "risposta"), ("last_forward", "inoltro"))
+            if row.get(k)
+        ]
         job_of = getattr(self.outbox, "job", None)
         sent: list[Sent] = []
         n_receipt = 0
@@ -213,7 +221,9 @@ class EvidencePacks:
                     path = pack.receipt_path(n_receipt, seen.get("kind") or record.get("kind"), receipt_sha)
                     chunks = self.originals.chunks(str(record["s3_key"]))
                     writer.copy(path, pack.ROLE_RECEIPT, chunks, receipt_sha)
-                receipts.append(Receipt(receipt_sha, seen.get("kind") or record.get("kind"), seen.get("at"), path, record))
+                receipts.append(
+                    Receipt(receipt_sha, seen.get("kind") or record.get("kind"), seen.get("at"), path, record)
+                )
             reached = {str(state.value): at for state, at in (job.reached_at or {}).items()}
             sent.append(
                 Sent(message_id, relation, head.get("subject"), job.recipient, str(job.state), job.error,
