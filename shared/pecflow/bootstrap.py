@@ -283,10 +283,14 @@ def timestamper(config: Config) -> Any:
 
 
 def _bundle(config: Config, location: str) -> bytes:
-    """A PEM bundle's bytes at a file or s3:// location (b"": none configured, or none there)."""
+    """A PEM bundle's bytes at a file or s3:// location (b"": none configured, none there, or
+    none readable: a pack without anchors, whose check then needs them given)."""
     if not location:
         return b""
-    return read_bundle(location, config.client("s3") if location.startswith("s3://") else None) or b""
+    try:
+        return read_bundle(location, config.client("s3") if location.startswith("s3://") else None) or b""
+    except Exception:  # noqa: BLE001 - none readable (S3 says 403 for a missing key): the pack says it has none
+        return b""
 
 
 def audit_log(config: Config) -> AuditLog:

@@ -1126,7 +1126,7 @@ def cmd_evidence_verify(path: str, args) -> int:
     """Offline: the pack and the anchors given, nothing else (no stack, no AWS)."""
     import zipfile
 
-    from pecflow.pec import evidence_verify
+    from pecflow.domain import evidence_verify
     from pecflow.pec.signature import TrustAnchors, read_certificates
 
     try:

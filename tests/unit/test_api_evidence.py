@@ -12,8 +12,8 @@ import pytest
 
 from pecflow.adapters.archive import sha256_hex
 from pecflow.api import Services, build_app
+from pecflow.domain import evidence as pack
 from pecflow.domain.access import Role
-from pecflow.pec import evidence as pack
 from pecflow.services.audit import AuditLog
 from pecflow.services.evidence import EvidencePacks
 from pecflow.services.inbox import Inbox

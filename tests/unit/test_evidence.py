@@ -28,11 +28,11 @@ from local.pecbuild.builder import (
 )
 from local.tsa import LocalTsa
 from pecflow.adapters.archive import sha256_hex
+from pecflow.domain import evidence as pack
+from pecflow.domain import evidence_verify
 from pecflow.domain.access import NotVisible, Person, Role
 from pecflow.domain.records import JobRecord
-from pecflow.pec import evidence as pack
 from pecflow.pec import evidence_timestamp as ts
-from pecflow.pec import evidence_verify
 from pecflow.pec import message as pec_message
 from pecflow.pec.signature import TrustAnchors, check_message, read_certificates
 from pecflow.services.audit import AuditLog

@@ -1,4 +1,4 @@
-"""/mailboxes/{mailbox}/messages/{sha256}/evidence: a message's evidence pack (pecflow.pec.evidence),
+"""/mailboxes/{mailbox}/messages/{sha256}/evidence: a message's evidence pack (pecflow.domain.evidence),
 built into the downloads bucket and linked for five minutes (a Lambda answers 6 MB at most)."""
 
 from __future__ import annotations

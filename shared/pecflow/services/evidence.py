@@ -1,4 +1,4 @@
-"""The evidence pack of one message (pecflow.pec.evidence says what is in it), built for a
+"""The evidence pack of one message (pecflow.domain.evidence says what is in it), built for a
 person through the API or for the operator through the CLI.
 
 Order of operations: the role is checked as for reading the message (no role: "not found"); the
@@ -22,10 +22,10 @@ from datetime import datetime
 from typing import IO, Any, Protocol
 
 from pecflow.domain import clock
+from pecflow.domain import evidence as pack
 from pecflow.domain.access import Action, NotVisible, Person, Role, allows
 from pecflow.domain.audit import AuditAction
-from pecflow.pec import evidence as pack
-from pecflow.pec.evidence import Entry, Receipt, Sent
+from pecflow.domain.evidence import Entry, Receipt, Sent
 from pecflow.pec.evidence_timestamp import Stamp, TimestampError, manifest_digest
 from pecflow.services.audit import AuditLog
 from pecflow.services.inbox import InboxError, Records, Source

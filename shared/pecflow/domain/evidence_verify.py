@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pecflow.pec import evidence as pack
+from pecflow.domain import evidence as pack
 from pecflow.pec import evidence_timestamp as ts
 from pecflow.pec import kinds, signature
 from pecflow.pec import message as pec_message
