@@ -11,8 +11,8 @@ from typing import Any
 
 from pecflow.adapters.downloads import LINK_SECONDS, disposition
 
-CHUNK_BYTES = 1024 * 1024
-PART_BYTES = 8 * 1024 * 1024  # S3's parts are 5 MiB at least (the last excepted)
+CHUNK_BYTES = 256 * 1024
+PART_BYTES = 5 * 1024 * 1024  # S3's least part (the last excepted): the pack's memory
 
 
 class ArchiveChunks:
@@ -42,14 +42,16 @@ class MultipartWriter:
     def write(self, data: bytes) -> int:
         self.buffer += data
         while len(self.buffer) >= self.part_bytes:
-            self._send(bytes(self.buffer[: self.part_bytes]))
-            del self.buffer[: self.part_bytes]
+            part, self.buffer = self.buffer, self.buffer[self.part_bytes :]
+            del part[self.part_bytes :]  # the part is the buffer itself: never two copies of it
+            self._send(part)
+            del part
         return len(data)
 
     def flush(self) -> None:
         pass
 
-    def _send(self, body: bytes) -> None:
+    def _send(self, body: bytes | bytearray) -> None:
         number = len(self.parts) + 1
         answer = self.s3.upload_part(
             Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=body
@@ -58,8 +60,8 @@ class MultipartWriter:
 
     def complete(self) -> None:
         if self.buffer or not self.parts:
-            self._send(bytes(self.buffer))
-            self.buffer.clear()
+            self._send(self.buffer)
+            self.buffer = bytearray()
         self.s3.complete_multipart_upload(
             Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
         )

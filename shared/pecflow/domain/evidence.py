@@ -54,7 +54,8 @@ ROLE_TIMELINE, ROLE_AUDIT, ROLE_SUMMARY = "cronologia", "registro-accessi", "rie
 ROLE_PROVIDER_ANCHORS, ROLE_TSA_ANCHORS = "ancore-gestori", "ancore-tsa"
 SIGNED_ROLES = (ROLE_MESSAGE, ROLE_RECEIPT)  # signed by a provider: their signature is checked
 
-PARSE_BYTES = 2 * 1024 * 1024  # the head of a message read to take its daticert out
+PARSE_BYTES = 256 * 1024  # the head and the tail of a message read to take its XML out: a
+# provider's text and daticert come first, in a few KB; a REM evidence may follow the original
 _DATICERT_NAMES = ("daticert.xml", "certdata.xml")
 
 KIND_WORDS = {
@@ -138,29 +139,42 @@ class Entry:
 
 
 # --- the XML a provider certifies, taken out of a message --------------------------------------
-def certified_xml(head: bytes, complete: bool) -> list[tuple[str, bytes]]:
+def certified_xml(head: bytes, tail: bytes = b"", *, complete: bool) -> list[tuple[str, bytes]]:
     """The daticert.xml (ROLE_DATICERT) and REM evidence (ROLE_REM) of the message whose first
-    bytes are `head` (`complete`: the whole message). Only parts wholly inside `head` are taken:
-    a provider puts them before the original it carries, so a head of PARSE_BYTES holds them
-    whatever the attachments' size. Never raises: a message without them gives []."""
+    bytes are `head` and last bytes `tail` (`complete`: `head` is the whole message). A large
+    message is read as its head and tail joined, its middle (the original it carries) left out:
+    only parts wholly inside the head or wholly inside the tail are taken. Never raises: a
+    message without them gives []."""
+    found = _certified(head, len(head), complete)
+    if found or complete or not tail:
+        return found
+    return _certified(head + tail, len(head), False)
+
+
+def _certified(data: bytes, head: int, complete: bool) -> list[tuple[str, bytes]]:
+    def whole(part: mime.Part) -> bool:  # not cut where the head ends (or where the tail begins)
+        return complete or part.end < head or part.start > head
+
     try:
-        root = mime.Part(head, 0, len(head))
-        found: list[tuple[str, bytes]] = []
+        root = mime.Part(data, 0, len(data))
         if "rem-messagetype" in root.headers or "rem-eventidentifier" in root.headers:
             evidence = rem.survey(root).evidence
-            if evidence is not None and (complete or evidence.end < len(head)):
-                found.append((ROLE_REM, evidence.decoded()))
-            return found
+            return [(ROLE_REM, evidence.decoded())] if evidence is not None and whole(evidence) else []
         for part in root.walk():  # not into the messages it carries: their daticert is theirs
-            if (part.filename or "").lower() in _DATICERT_NAMES and (complete or part.end < len(head)):
-                found.append((ROLE_DATICERT, part.decoded()))
-                break
-        return found
+            if (part.filename or "").lower() in _DATICERT_NAMES and whole(part):
+                return [(ROLE_DATICERT, part.decoded())]
+        return []
     except Exception:  # noqa: BLE001 - a hostile message gives no XML, never a failed pack
         return []
 
 
 # --- the documents -----------------------------------------------------------------------------
+# what the pack says of a receipt (a 500-recipient message's receipts each list 500 recipients:
+# the pack keeps only these, so its memory does not grow with recipients x receipts)
+RECEIPT_FIELDS = ("kind", "sha256", "delivered_to", "error", "error_detail", "signature", "signer",
+                  "signed_at", "timestamp", "received_at", "identificativo")  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Receipt:
     """A receipt of a sent message, as recorded, and where its bytes are in the pack."""
@@ -169,7 +183,7 @@ class Receipt:
     kind: str | None
     at: str | None
     path: str | None  # None: the receipt's original is not archived
-    fields: Mapping[str, Any]  # its message record
+    fields: Mapping[str, Any]  # its message record's RECEIPT_FIELDS
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,9 +207,15 @@ def _check_extracted(
     source = infos.get(str(item.get("of") or ""))
     if source is None:
         return False, f"non si trova il messaggio da cui è stato estratto ({item.get('of')})"
+    head, tail = b"", b""
     with zf.open(source) as f:
-        head = f.read(pack.PARSE_BYTES)
-    taken = dict(pack.certified_xml(head, source.file_size <= pack.PARSE_BYTES))
+        while chunk := f.read(CHUNK):
+            if len(head) < pack.PARSE_BYTES:
+                head += chunk[: pack.PARSE_BYTES - len(head)]
+            tail = (tail + chunk)[-pack.PARSE_BYTES :]
+    whole = source.file_size <= pack.PARSE_BYTES
+    rest = b"" if whole else tail[-(source.file_size - len(head)) :]
+    taken = dict(pack.certified_xml(head, rest, complete=whole))
     if taken.get(str(item.get("role"))) != zf.read(info):
         return False, f"non è uguale a quello contenuto in {source.filename}"
     return True, f"uguale a quello contenuto in {source.filename}"

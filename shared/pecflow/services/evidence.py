@@ -214,7 +214,9 @@ class EvidencePacks:
             receipts = []
             ordered = sorted(job.receipts.items(), key=lambda item: str(item[1].get("at") or ""))
             for receipt_sha, seen in ordered[:RECEIPT_LIMIT]:
-                record = _fields(self.records.get(job.mailbox or mailbox, receipt_sha))
+                found = _fields(self.records.get(job.mailbox or mailbox, receipt_sha))
+                record = {k: found[k] for k in (*pack.RECEIPT_FIELDS, "s3_key") if found.get(k) is not None}
+                del found
                 path = None
                 if record.get("s3_key"):
                     n_receipt += 1
@@ -247,7 +249,7 @@ class _Writer:
         return info
 
     def copy(self, path: str, role: str, chunks: Iterator[bytes], expected: str | None) -> None:
-        digest, size, head = hashlib.sha256(), 0, bytearray()
+        digest, size, head, tail = hashlib.sha256(), 0, b"", b""
         with self.zip.open(self._info(path), "w", force_zip64=True) as dst:
             for chunk in chunks:
                 dst.write(chunk)
@@ -255,6 +257,7 @@ class _Writer:
                 size += len(chunk)
                 if len(head) < pack.PARSE_BYTES:
                     head += chunk[: pack.PARSE_BYTES - len(head)]
+                tail = (tail + chunk)[-pack.PARSE_BYTES :]
         sha = digest.hexdigest()
         if expected is not None and sha != expected:
             raise EvidenceError(
@@ -262,7 +265,10 @@ class _Writer:
                 "the archive is damaged, the pack is not built"
             )
         self.entries.append(Entry(path, sha, size, role))
-        for what, xml in pack.certified_xml(bytes(head), size <= pack.PARSE_BYTES):
+        whole = size <= pack.PARSE_BYTES
+        for what, xml in pack.certified_xml(
+            head, b"" if whole else tail[-(size - len(head)) :], complete=whole
+        ):
             self.small(pack.xml_path(path, what), what, xml, of=path)
 
     def small(self, path: str, role: str, data: bytes, of: str | None = None) -> None:
