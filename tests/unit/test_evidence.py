@@ -424,3 +424,28 @@ def test_verify_reads_nothing_but_the_zip(built, tsa, tmp_path):
         assert evidence_verify.verify(
             zf, provider_anchors=PROVIDERS, tsa_anchors=read_certificates(tsa.anchors_pem)
         ).ok
+
+
+@pytest.mark.parametrize("family", ["pec", "rem"])
+def test_the_certified_xml_of_a_large_message_is_taken_from_its_head_and_tail(family):
+    import random
+
+    from local.pecbuild import rem_builder
+    from pecflow.pec import mime, rem
+
+    big = random.Random(3).randbytes(3 * pack.PARSE_BYTES)
+    sent = messaggio_originale(mittente=CLIENTE, destinatari=[BOX], oggetto="Perizia", testo="Allegata.\n",
+                               data=T0, allegati=[("perizia.bin", "application/octet-stream", big)])  # fmt: skip
+    if family == "pec":
+        raw = busta_trasporto(sent, gestore=ARUBA, identificativo=nuovo_identificativo(ARUBA, T0, 3), data=T0,
+                              destinatari=[Destinatario(BOX, "certificato")])  # fmt: skip
+        expected = next(p for p in mime.Part(raw).walk() if p.filename == "daticert.xml").decoded()
+        role = pack.ROLE_DATICERT
+    else:
+        raw = rem_builder.rem_dispatch(sent, gestore=ARUBA, message_id="<rem-1@pec.aruba.it>", data=T0)
+        evidence = rem.survey(mime.Part(raw)).evidence
+        assert evidence is not None
+        expected, role = evidence.decoded(), pack.ROLE_REM
+    head, tail = raw[: pack.PARSE_BYTES], raw[-pack.PARSE_BYTES :]
+    assert pack.certified_xml(head, tail, complete=False) == [(role, expected)]
+    assert pack.certified_xml(raw, complete=True) == [(role, expected)]
