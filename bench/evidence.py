@@ -157,8 +157,8 @@ def measure(directory: Path) -> None:
 
         def stamp(self, digest):
             query, nonce = ts.request(digest)
-            token = ts.token_of(tsa.reply(query))
-            return token, ts.check(token, digest, (), nonce=nonce, require_anchor=False)
+            answer = tsa.reply(query)
+            return answer, ts.check_response(answer, digest, (), nonce=nonce, require_anchor=False)
 
     audit = fakes.FakeAuditStore()
     packs = EvidencePacks(

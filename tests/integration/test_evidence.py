@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import random
+import subprocess
 import zipfile
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
@@ -127,6 +128,32 @@ def test_the_api_pack_is_uploaded_in_parts_linked_for_minutes_and_holds(aws, sta
         )
     [event] = bootstrap.audit_log(config).trail(BOX, consegna)
     assert (event.action, event.actor) == ("evidence", "vera")
+
+
+def test_openssl_alone_checks_the_stamp_as_the_readme_says(aws, stack, tsa, tmp_path):
+    config, (accettazione, _), _ = stack
+    out = tmp_path / "fascicolo.zip"
+    with out.open("wb") as f:
+        bootstrap.evidence_packs(config).write(BOX, accettazione, f, actor="cli:test")
+    with zipfile.ZipFile(out) as zf:
+        zf.extractall(tmp_path / "x")
+    x = tmp_path / "x"
+    command = [
+        "openssl",
+        "ts",
+        "-verify",
+        "-data",
+        "manifest.json",
+        "-in",
+        "manifest.tsr",
+        "-CAfile",
+        pack.TSA_ANCHORS,
+    ]
+    run = subprocess.run(command, cwd=x, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0 and "Verification: OK" in run.stdout, run.stderr
+    (x / "manifest.json").write_bytes((x / "manifest.json").read_bytes().replace(b"cli:test", b"cli:tesT"))
+    run = subprocess.run(command, cwd=x, capture_output=True, text=True, timeout=30)
+    assert run.returncode != 0 and "Verification: FAILED" in run.stdout
 
 
 def test_a_tsa_that_is_down_gives_no_pack_and_says_so(aws, stack, tsa):

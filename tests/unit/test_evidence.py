@@ -100,8 +100,8 @@ class OpensslStamper:
 
     def stamp(self, digest):
         query, nonce = ts.request(digest)
-        token = ts.token_of(self.tsa.reply(query))
-        return token, ts.check(token, digest, self.anchors, nonce=nonce)
+        answer = self.tsa.reply(query)
+        return answer, ts.check_response(answer, digest, self.anchors, nonce=nonce)
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_the_pack_of_a_delivery_receipt_holds_the_message_its_receipts_and_the_p
         assert [e["action"] for e in trail] == ["evidence"]  # the pack's own making is in it
         summary = zf.read(pack.SUMMARY)
         assert summary.startswith(b"%PDF-1.4")
-        stamp = ts.check(
+        stamp = ts.check_response(
             zf.read(pack.TOKEN), hashlib.sha256(zf.read(pack.MANIFEST)).digest(),
             read_certificates(tsa.anchors_pem),
         )  # fmt: skip

@@ -27,7 +27,7 @@ class HttpTsa:
         self.url, self.anchors, self.timeout = url, tuple(anchors), timeout
 
     def stamp(self, digest: bytes) -> tuple[bytes, ts.Stamp]:
-        """The token over a SHA-256 `digest`, checked (nonce, imprint, signature, and the chain
+        """The TSA's answer (a TimeStampResp, as a .tsr file keeps it) over a SHA-256 `digest`, checked (nonce, imprint, signature, and the chain
         when anchors are configured); TimestampError when it cannot be had."""
         query, nonce = ts.request(digest)
         req = urllib.request.Request(
@@ -43,6 +43,5 @@ class HttpTsa:
             raise ts.TimestampError(
                 f"the time-stamping authority at {self.url} did not answer: {exc}"
             ) from None
-        token = ts.token_of(body)
-        stamp = ts.check(token, digest, self.anchors, nonce=nonce, require_anchor=False)
-        return token, stamp
+        stamp = ts.check_response(body, digest, self.anchors, nonce=nonce, require_anchor=False)
+        return body, stamp

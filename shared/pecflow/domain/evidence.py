@@ -15,7 +15,7 @@ A pack is a zip holding, in this order:
     ancore/tsa.pem                     the time-stamping authority's certificates (when configured)
     riepilogo.pdf                      the summary, in Italian, for a person
     manifest.json                      the SHA-256 and size of every file above
-    manifest.tsr                       an RFC 3161 time-stamp over the manifest's SHA-256
+    manifest.tsr                       the TSA's RFC 3161 answer (TimeStampResp) over the manifest's SHA-256
 
 The manifest is written last but one, once every hash is known; the time-stamp over it is the
 last file. Changing any byte of any file changes its hash (caught against the manifest), and

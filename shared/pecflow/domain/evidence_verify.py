@@ -1,7 +1,7 @@
 """Checking an evidence pack offline (`pecflow evidence verify`): no pecflow account, no AWS,
 no network. What is checked, file by file, and said in plain Italian:
 
-1. the time-stamp (manifest.tsr) is an RFC 3161 token over the SHA-256 of manifest.json,
+1. the time-stamp (manifest.tsr, a TSA's TimeStampResp) is an RFC 3161 token over the SHA-256 of manifest.json,
    signed by a TSA whose certificate chains to the TSA anchors given (or, saying so, those the
    pack carries);
 2. every file the manifest lists is there with that SHA-256 and size, and no file is there that
@@ -154,7 +154,7 @@ def _check_stamp(
                 f"({pack.TSA_ANCHORS}): per una verifica indipendente indicare --tsa-anchors."
             )
     try:
-        stamp = ts.check(zf.read(infos[pack.TOKEN]), ts.manifest_digest(manifest_bytes), anchors)
+        stamp = ts.check_response(zf.read(infos[pack.TOKEN]), ts.manifest_digest(manifest_bytes), anchors)
     except ts.TimestampError as exc:
         report.add(pack.TOKEN, False, f"marca temporale NON VALIDA: {exc}")
         return

@@ -174,6 +174,19 @@ def check(
     return Stamp(at, cert.subject.rfc4514_string(), serial, policy, chained)
 
 
+def check_response(
+    response: bytes,
+    digest: bytes,
+    anchors: Sequence[x509.Certificate] = (),
+    *,
+    nonce: int | None = None,
+    require_anchor: bool = True,
+) -> Stamp:
+    """`check` of the token in a TSA's whole answer (a TimeStampResp: what a .tsr file holds, and
+    what `openssl ts -verify -in` reads)."""
+    return check(token_of(response), digest, anchors, nonce=nonce, require_anchor=require_anchor)
+
+
 def manifest_digest(manifest: bytes) -> bytes:
     return hashlib.sha256(manifest).digest()
 

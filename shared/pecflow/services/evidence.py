@@ -51,7 +51,9 @@ class PackStore(Protocol):
 class Timestamper(Protocol):
     url: str
 
-    def stamp(self, digest: bytes) -> tuple[bytes, Stamp]: ...
+    def stamp(self, digest: bytes) -> tuple[bytes, Stamp]:
+        """The TSA's answer (a DER TimeStampResp) over the SHA-256 `digest`, checked."""
+        ...
 
 
 class Rows(Protocol):
@@ -174,10 +176,10 @@ class EvidencePacks:
             stamp = None
             if self.timestamper is not None:
                 try:
-                    token, stamp = self.timestamper.stamp(manifest_digest(manifest))
+                    answer, stamp = self.timestamper.stamp(manifest_digest(manifest))
                 except TimestampError as exc:
                     raise EvidenceError(f"the pack could not be time-stamped: {exc}") from None
-                writer.raw(pack.TOKEN, token)
+                writer.raw(pack.TOKEN, answer)
             writer.close()
         except BaseException:
             writer.abandon()
