@@ -9,6 +9,7 @@ its certificate lives two days and nobody but the tests trusts its CA.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -43,8 +44,9 @@ ess_cert_id_alg = sha256
 
 
 class LocalTsa:
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
+    def __init__(self, directory: Path | None = None) -> None:
+        self.temporary = directory is None  # made here: removed by stop()
+        self.directory = Path(directory or tempfile.mkdtemp(prefix="pecflow-tsa-"))
         self.ca = LocalCA(self.directory, name="pecflow test TSA CA")
         self.cert = self.ca.issue_timestamping("tsa")
         (self.directory / "tsaserial").write_text("01\n")
@@ -111,6 +113,8 @@ class LocalTsa:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+        if self.temporary:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> LocalTsa:
         return self.start()
