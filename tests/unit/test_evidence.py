@@ -246,7 +246,7 @@ def test_the_summary_says_in_italian_who_sent_what_and_when_each_receipt_came():
     )  # fmt: skip
     assert "Tipo: ricevuta di avvenuta consegna" in text
     assert f"Mittente: {BOX}" in text and f"Destinatari: {CLIENTE} (certificato)" in text
-    assert "20/11/2026 09:00:00 (UTC): ricevuta di accettazione" in text
+    assert "20/11/2026 10:00:00 (ora italiana): ricevuta di accettazione" in text
     assert "Firma del gestore: valida; firmato da CN=Aruba (certificato n. 1f, emesso da CN=CA)" in text
     assert "Firma del gestore: NON VALIDA" in text
     assert "ab" * 32 in text and "Stato: consegnato" in text

@@ -28,7 +28,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pecflow.domain.campaign.pdf import text_pdf
@@ -254,13 +254,21 @@ def json_bytes(value: Any) -> bytes:
 
 
 def _when(value: Any) -> str:
+    """A time as an Italian reader reads it: Rome's time, said (UTC where no tz database is)."""
     if not value:
         return "non indicata"
     try:
         at = datetime.fromisoformat(str(value))
     except ValueError:
         return str(value)
-    return at.strftime("%d/%m/%Y %H:%M:%S") + (f" ({at.tzname()})" if at.tzinfo else "")
+    if at.tzinfo is None:
+        return at.strftime("%d/%m/%Y %H:%M:%S")
+    try:
+        from zoneinfo import ZoneInfo
+
+        return at.astimezone(ZoneInfo("Europe/Rome")).strftime("%d/%m/%Y %H:%M:%S (ora italiana)")
+    except Exception:  # noqa: BLE001 - no tz database: the time in UTC, said so
+        return at.astimezone(UTC).strftime("%d/%m/%Y %H:%M:%S (UTC)")
 
 
 def _signature_line(fields: Mapping[str, Any]) -> str:
