@@ -449,3 +449,15 @@ def test_the_certified_xml_of_a_large_message_is_taken_from_its_head_and_tail(fa
     head, tail = raw[: pack.PARSE_BYTES], raw[-pack.PARSE_BYTES :]
     assert pack.certified_xml(head, tail, complete=False) == [(role, expected)]
     assert pack.certified_xml(raw, complete=True) == [(role, expected)]
+
+
+def test_the_cli_packs_a_recorded_message_without_an_inbox_row_a_person_does_not(world, tsa):
+    service, _, archive, _, _ = world
+    raw = messaggio_originale(mittente=CLIENTE, destinatari=[BOX], oggetto="Vecchio", testo="x\n", data=T0)
+    sha = sha256_hex(raw)
+    service.records[(BOX, sha)] = {"sha256": sha, "kind": "posta-ordinaria", "s3_key": archive.store(raw).key}
+    with pytest.raises(NotVisible):  # a person sees what the inbox shows
+        service.link(vera, BOX, sha)
+    data = build(service, sha)  # recorded before the inbox existed: the operator still packs it
+    report = verdict(data, tsa)
+    assert report.ok and "posta ordinaria" in next(v.words for v in report.verdicts if v.path == pack.MESSAGE)

@@ -34,9 +34,9 @@ class MultipartWriter:
         self.s3, self.bucket, self.key, self.part_bytes = s3, bucket, key, part_bytes
         self.buffer = bytearray()
         self.parts: list[dict[str, Any]] = []
-        self.upload_id = s3.create_multipart_upload(
-            Bucket=bucket, Key=key, ContentType="application/zip", ServerSideEncryption="aws:kms"
-        )["UploadId"]
+        self.upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="application/zip")[
+            "UploadId"
+        ]  # encrypted by the bucket's default (KMS), as every download
         self.closed = False
 
     def write(self, data: bytes) -> int:

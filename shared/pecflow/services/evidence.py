@@ -121,15 +121,21 @@ class EvidencePacks:
         self, mailbox: str, sha256: str, out: IO[bytes], *, actor: str, source: Source | None = None
     ) -> Built:
         source = source or Source()
-        fields, row = self._visible(mailbox, sha256, Role.ADMIN)
+        fields, row = self._visible(mailbox, sha256, Role.ADMIN, rowless=True)
         self.audit.record(
             mailbox, actor=actor, action=AuditAction.EVIDENCE, message=sha256,
             source_ip=source.ip, client=source.client, details={"pack": "zip"},
         )  # fmt: skip
         return self._build(out, mailbox, fields, row, actor, self.now())
 
-    def _visible(self, mailbox: str, sha256: str, role: Role) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _visible(
+        self, mailbox: str, sha256: str, role: Role, *, rowless: bool = False
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The message's record and inbox row, as its reader may see them (`rowless`: the
+        operator's CLI also packs a recorded message that has no inbox row)."""
         row = self.rows.row(mailbox, sha256) if self.rows is not None else {}
+        if row is None and rowless:
+            row = {}
         if row is None or (row.get("deleted") and not allows(role, Action.RESTORE)):
             raise NotVisible(f"message {sha256} not found in {mailbox}")
         fields = _fields(self.records.get(mailbox, sha256))
