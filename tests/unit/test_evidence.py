@@ -461,3 +461,22 @@ def test_the_cli_packs_a_recorded_message_without_an_inbox_row_a_person_does_not
     data = build(service, sha)  # recorded before the inbox existed: the operator still packs it
     report = verdict(data, tsa)
     assert report.ok and "posta ordinaria" in next(v.words for v in report.verdicts if v.path == pack.MESSAGE)
+
+
+def test_the_pack_of_a_rem_message_holds_its_evidence_xml_and_holds(world, tsa):
+    from local.pecbuild import rem_builder
+
+    service, receive, _, _, _ = world
+    sent = messaggio_originale(
+        mittente=CLIENTE, destinatari=[BOX], oggetto="REM", testo="Via REM.\n", data=T0
+    )
+    sha = receive(
+        11, rem_builder.rem_dispatch(sent, gestore=ARUBA, message_id="<rem-11@pec.aruba.it>", data=T0)
+    )
+    data = build(service, sha)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        manifest = json.loads(zf.read(pack.MANIFEST))
+        [xml] = [f for f in manifest["files"] if f["role"] == pack.ROLE_REM]
+        assert xml["of"] == pack.MESSAGE and b"19522" in zf.read(xml["path"])
+    report = verdict(data, tsa)
+    assert report.ok, report.failures()

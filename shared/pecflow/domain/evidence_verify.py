@@ -95,8 +95,11 @@ def verify(
     if pack.MANIFEST not in infos:
         report.add(pack.MANIFEST, False, "manca il manifest: il fascicolo non è verificabile")
         return report
-    manifest_bytes = zf.read(infos[pack.MANIFEST])[: MAX_MANIFEST_BYTES + 1]
+    with zf.open(infos[pack.MANIFEST]) as f:
+        manifest_bytes = f.read(MAX_MANIFEST_BYTES + 1)
     try:
+        if len(manifest_bytes) > MAX_MANIFEST_BYTES:
+            raise ValueError("too large")
         manifest = json.loads(manifest_bytes)
         listed = {str(f["path"]): f for f in manifest["files"]}
     except (ValueError, KeyError, TypeError):
