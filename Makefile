@@ -14,7 +14,6 @@ LOCK_VENV := .venv-lock
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export SAM_CLI_TELEMETRY := 0
-export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help demo test test-next test-fast lint bench bench-quick sam-build lock clean debian-packages \
 	venv next-venv sam-venv lock-venv console
@@ -29,6 +28,7 @@ help:
 	@echo "make sam-build   sam build, for the Lambda runtime (Python $(PYTHON_VERSION), arm64)"
 	@echo "make deploy      sam build, then sam deploy to your AWS account (guided the first time: samconfig.toml)"
 	@echo "make console     build the web console (console/: npm ci, then vite) into console/dist"
+	@echo "make deploy-console  the built console into the stack's bucket behind CloudFront, config.json from its outputs"
 	@echo "make lock        recompile the hashed lock files from their .in sources (UPGRADE=all or UPGRADE='pkg ...')"
 
 # --- environments -------------------------------------------------------------------------
@@ -169,3 +169,12 @@ deploy: sam-build
 		echo "first deployment of '$(SAM_ENV)': sam asks for the stack name, the region and the parameters, and saves them in samconfig.toml"; \
 		$(SAM_VENV)/bin/sam deploy --guided --config-env $(SAM_ENV); \
 	fi
+
+# --- the web console in AWS ---------------------------------------------------------------------
+# `make deploy-console` (after `make deploy`): builds the console, puts console/dist into the stack's
+# ConsoleBucket with config.json written from its outputs (ApiUrl, UserPoolClientId), and has
+# CloudFront forget the old index.html and config.json. The stack and region are samconfig.toml's
+# (SAM_ENV), or STACK=name REGION=region.
+.PHONY: deploy-console
+deploy-console: venv console
+	@$(PY) tools/deploy_console.py --config-env $(SAM_ENV) $(if $(STACK),--stack $(STACK)) $(if $(REGION),--region $(REGION))

@@ -64,6 +64,9 @@ MOTO_GAPS: dict[str, str] = {
     "AWS::SQS::QueuePolicy": "sqs SetQueueAttributes Policy, for each queue",
     "AWS::Scheduler::Schedule": "scheduler CreateSchedule",
     "AWS::Lambda::EventInvokeConfig": "lambda PutFunctionEventInvokeConfig",
+    # created first after the stack (FIRST_AFTER), the others' references to them replaced by their values
+    "AWS::CloudFront::OriginAccessControl": "cloudfront CreateOriginAccessControl, first after the stack",
+    "AWS::CloudFront::Distribution": "cloudfront CreateDistribution, first after the stack",
     # created BEFORE the stack (PRECREATED): the stack's other resources refer to them, and moto
     # would resolve those references to nothing; the references are replaced by their values
     "AWS::Cognito::UserPool": "cognito-idp CreateUserPool and SetUserPoolMfaConfig, before the stack",
@@ -216,6 +219,7 @@ def deploy(
         raise DeployError(f"moto's CloudFormation cannot create {', '.join(unknown)}: add it to MOTO_GAPS")
     template, notes = for_moto(translated, stack_name)
     precreated, moto_template = _precreate(template, parameters, stack_name, region)
+    held = _hold_outputs(moto_template)
 
     cfn = boto3.client("cloudformation", region_name=region)
     cfn.create_stack(
@@ -236,7 +240,8 @@ def deploy(
             f"stack {stack_name} not created: {'; '.join(failed) or 'no reason given'}"
         ) from None
 
-    created_here, not_created = _complete(stack_name, region, moto_template)
+    created_here, not_created, made_after = _complete(stack_name, region, moto_template)
+    _add_outputs(stack_name, region, held, made_after)
     listed = _stack_resources(cfn, stack_name)
     resources = {
         r["LogicalResourceId"]: (r["ResourceType"], r.get("PhysicalResourceId", ""))
@@ -306,29 +311,68 @@ def _resource_map(stack_name: str, region: str) -> Any:
     return cloudformation_backends[ACCOUNT_ID][region].get_stack(stack_name).resource_map
 
 
+def _hold_outputs(template: dict) -> dict[str, Any]:
+    """The outputs naming a FIRST_AFTER resource, taken out of the template moto gets (it would
+    refuse the stack: the resource is not in it); `_add_outputs` puts them back once it exists."""
+    first_after = {k for k, r in template["Resources"].items() if r["Type"] in FIRST_AFTER}
+    held = {
+        key: output
+        for key, output in (template.get("Outputs") or {}).items()
+        if any(re.search(rf"\b{k}\b", json.dumps(output)) for k in first_after)
+    }
+    for key in held:
+        del template["Outputs"][key]
+    return held
+
+
+def _add_outputs(stack_name: str, region: str, held: dict[str, Any], made: dict) -> None:
+    from moto.cloudformation.models import cloudformation_backends
+
+    outputs = cloudformation_backends[ACCOUNT_ID][region].get_stack(stack_name).output_map
+    for key, output in held.items():
+        outputs._output_json_map[key] = _substitute(output, made)
+
+
 def _complete(
     stack_name: str, region: str, template: dict
-) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+) -> tuple[dict[str, tuple[str, str]], dict[str, str], dict[str, tuple[str, str, dict[str, str]]]]:
     """Create the resources moto skipped and apply the bucket properties it ignored.
-    Returns (logical id -> (type, physical id) created here, logical id -> why not created)."""
+    Returns (logical id -> (type, physical id) created here, logical id -> why not created, the
+    FIRST_AFTER resources' attributes)."""
     from moto.cloudformation.parsing import clean_json
 
     resource_map = _resource_map(stack_name, region)
     completed: dict[str, tuple[str, str]] = {}
     not_created: dict[str, str] = {}
-    for logical_id, resource in template["Resources"].items():
+    made: dict[str, tuple[str, str, dict[str, str]]] = {}  # FIRST_AFTER: their attributes
+    resources = template["Resources"]
+    order = sorted(
+        resources,
+        key=lambda k: (
+            FIRST_AFTER.index(t) if (t := resources[k]["Type"]) in FIRST_AFTER else len(FIRST_AFTER)
+        ),
+    )
+    for logical_id in order:
+        resource = resources[logical_id]
         condition = resource.get("Condition")
         if condition and not resource_map.lazy_condition_map[condition]:
             not_created[logical_id] = f"condition {condition} is false"
             continue
         kind = resource["Type"]
+        if kind in FIRST_AFTER:
+            props = clean_json(_substitute(resource.get("Properties") or {}, made), resource_map)
+            attributes = _AFTER_CREATORS[kind](region, f"{stack_name}-{logical_id}", props)
+            made[logical_id] = (kind, attributes["Ref"], attributes)
+            completed[logical_id] = (kind, attributes["Ref"])
+            continue
+        resource = {**resource, "Properties": _substitute(resource.get("Properties") or {}, made)}
         if kind == "AWS::S3::Bucket":
             props = clean_json(resource.get("Properties") or {}, resource_map)
             _apply_bucket_properties(region, resource_map[logical_id].name, props)
         elif kind in MOTO_GAPS:
             props = clean_json(resource.get("Properties") or {}, resource_map)
             completed[logical_id] = (kind, _CREATORS[kind](region, f"{stack_name}-{logical_id}", props))
-    return completed, not_created
+    return completed, not_created, made
 
 
 # --- made before the stack, the stack's references to them replaced by their values ---------------
@@ -628,6 +672,51 @@ def _event_invoke_config(region: str, name: str, p: dict) -> str:
     )
     return f"{p['FunctionName']}:{p.get('Qualifier', '$LATEST')}"
 
+
+def _origin_access_control(region: str, name: str, p: dict) -> dict[str, str]:
+    config = dict(p["OriginAccessControlConfig"])
+    created = boto3.client("cloudfront", region_name=region).create_origin_access_control(
+        OriginAccessControlConfig={"Description": "", **config}
+    )
+    return {"Ref": created["OriginAccessControl"]["Id"], "Id": created["OriginAccessControl"]["Id"]}
+
+
+def _distribution(region: str, name: str, p: dict) -> dict[str, str]:
+    """The distribution with its origins and default behaviour (what moto models of it); the
+    origin's bucket must exist, its access control too."""
+    config = p["DistributionConfig"]
+    client = boto3.client("cloudfront", region_name=region)
+    origins = []
+    for origin in config["Origins"]:
+        bucket = origin["DomainName"].split(".s3.", 1)[0]
+        boto3.client("s3", region_name=region).head_bucket(Bucket=bucket)
+        if origin.get("OriginAccessControlId"):
+            client.get_origin_access_control(Id=origin["OriginAccessControlId"])
+        origins.append({"Id": origin["Id"], "DomainName": origin["DomainName"],
+                        "S3OriginConfig": {"OriginAccessIdentity": ""}})  # fmt: skip
+    behaviour = config["DefaultCacheBehavior"]
+    created = client.create_distribution(
+        DistributionConfig={
+            "CallerReference": name,
+            "Comment": config.get("Comment", ""),
+            "Enabled": _true(config["Enabled"]),
+            "DefaultRootObject": config.get("DefaultRootObject", ""),
+            "Origins": {"Quantity": len(origins), "Items": origins},
+            "DefaultCacheBehavior": {
+                "TargetOriginId": behaviour["TargetOriginId"],
+                "ViewerProtocolPolicy": behaviour["ViewerProtocolPolicy"],
+                "CachePolicyId": behaviour["CachePolicyId"],
+            },
+        }
+    )["Distribution"]
+    return {"Ref": created["Id"], "Id": created["Id"], "DomainName": created["DomainName"]}
+
+
+FIRST_AFTER = ("AWS::CloudFront::OriginAccessControl", "AWS::CloudFront::Distribution")
+_AFTER_CREATORS: dict[str, Callable[[str, str, dict], dict[str, str]]] = {
+    "AWS::CloudFront::OriginAccessControl": _origin_access_control,
+    "AWS::CloudFront::Distribution": _distribution,
+}
 
 _CREATORS: dict[str, Callable[[str, str, dict], str]] = {
     "AWS::CloudWatch::Alarm": _alarm,

@@ -64,7 +64,7 @@ from pecflow.domain.ports import (
     Verification,
 )
 from pecflow.domain.quota import Decision, QuotaPolicy, policy_from_spec
-from pecflow.domain.reconcile import COUNTERS, Job, Move, State, counter_deltas
+from pecflow.domain.reconcile import COUNTERS, Job, Move, State, counter_deltas, weighted
 from pecflow.domain.records import (
     KEPT_EMPTY,
     MESSAGE_ROW,
@@ -73,6 +73,7 @@ from pecflow.domain.records import (
     MessageRecord,
     NewJob,
     job_items,
+    rows_covered,
     state_stamp,
 )
 
@@ -482,6 +483,7 @@ class FakeCampaignStore:
         self.items[campaign_id] = {
             **_kept({**fields, "campaign_id": campaign_id, "created_at": now, "updated_at": now}),
             "counters": dict.fromkeys(COUNTERS, 0),
+            "row_counters": dict.fromkeys(COUNTERS, 0),
         }
         return True
 
@@ -509,26 +511,42 @@ class FakeCampaignStore:
             raise _no_path()  # SET/ADD counters.x without a counters map
         return item["counters"]
 
-    def start_counting(self, campaign_id: str, total: int) -> bool:
+    def start_counting(self, campaign_id: str, total: int, rows: int | None = None) -> bool:
         item = self.items.get(campaign_id)
         if item is not None and "counting_started" in item:
             return False
         counters = self._counters_map(campaign_id)
         counters["total"] = counters["to_send"] = total
+        covered = total if rows is None else rows
+        self.items[campaign_id]["row_counters"] = {
+            **dict.fromkeys(COUNTERS, 0),
+            "total": covered,
+            "to_send": covered,
+        }
         self.items[campaign_id]["counting_started"] = True
         return True
 
-    def add_jobs(self, campaign_id: str, count: int) -> None:
+    def add_jobs(self, campaign_id: str, count: int, rows: int | None = None) -> None:
         counters = self._counters_map(campaign_id)
+        row_counters = self.items[campaign_id].get("row_counters")  # absent on an older campaign: left so
         for name in ("total", "to_send"):
             counters[name] = counters.get(name, 0) + count
+            if isinstance(row_counters, dict):
+                row_counters[name] = row_counters.get(name, 0) + (count if rows is None else rows)
 
-    def checkpoint(self, campaign_id: str, next_row: int, queued: int, expected_next_row: int) -> bool:
+    def checkpoint(
+        self, campaign_id: str, next_row: int, queued: int, expected_next_row: int, rows: int | None = None
+    ) -> bool:
         item = self.items.get(campaign_id)
         if item is not None and "fanout_next_row" in item and item["fanout_next_row"] != expected_next_row:
             return False
         item = self.items.setdefault(campaign_id, {"campaign_id": campaign_id})
-        item.update(fanout_next_row=next_row, fanout_queued=queued, updated_at=clock.iso())
+        item.update(
+            fanout_next_row=next_row,
+            fanout_queued=queued,
+            fanout_queued_rows=queued if rows is None else rows,
+            updated_at=clock.iso(),
+        )
         return True
 
     def counters(self, campaign_id: str) -> dict[str, int]:
@@ -536,16 +554,23 @@ class FakeCampaignStore:
         return {name: int(item.get("counters", {}).get(name, 0)) for name in COUNTERS}
 
     # what the outgoing store does to the campaign item
-    def _transact_counters(self, campaign_id: str, deltas: dict[str, int]) -> None:
-        """The counter half of a job's move transaction. With no campaign item, or one without
-        counters, the document path is invalid: DynamoDB cancels the transaction with a
-        ValidationError, which the outgoing store raises (not a refused move). (moto raises a
-        ValidationException: an error all the same.)"""
+    def _keeps_rows(self, campaign_id: str) -> bool:
+        """The condition of a move's counters counted in rows: the item has row_counters."""
+        return isinstance(self.items.get(campaign_id, {}).get("row_counters"), dict)
+
+    def _transact_counters(self, campaign_id: str, deltas: dict[str, int], rows: int | None = None) -> None:
+        """The counter half of a job's move transaction (with `rows`, the same deltas weighted in
+        row_counters: `_keeps_rows` was checked). With no campaign item, or one without counters,
+        the document path is invalid: DynamoDB cancels the transaction with a ValidationError,
+        which the outgoing store raises (not a refused move). (moto raises a ValidationException:
+        an error all the same.)"""
         item = self.items.get(campaign_id)
         if item is None or not isinstance(item.get("counters"), dict):
             raise transaction_cancelled("None", "ValidationError")
         for name, delta in deltas.items():
             item["counters"][name] = item["counters"].get(name, 0) + delta
+        for name, delta in weighted(deltas, rows).items() if rows is not None else ():
+            item["row_counters"][name] = item["row_counters"].get(name, 0) + delta
 
     def _add_figure(self, campaign_id: str, name: str, delta: int) -> None:
         item = self.items.setdefault(campaign_id, {"campaign_id": campaign_id})
@@ -560,6 +585,7 @@ class FakeOutgoingStore:
     def __init__(self, campaigns: FakeCampaignStore | None = None) -> None:
         self.rows: dict[tuple[str, str], dict] = {}
         self.campaigns = campaigns
+        self.unrowed: set[str] = set()  # as the adapter: campaigns found without row_counters
         self._interference: list[str] = []  # reasons the next move writes are refused for
         self._writes: list[str] | None = None  # the move writes tried since `interfere`
 
@@ -583,6 +609,7 @@ class FakeOutgoingStore:
             State(item["state"]),
             bool(item.get("certified", True)),
             item.get("campaign_id"),
+            rows_covered(item.get("rows")),
         )
 
     def job(self, message_id: str) -> JobRecord | None:
@@ -687,8 +714,9 @@ class FakeOutgoingStore:
             }
         return True
 
-    def add_jobs(self, jobs: list[dict]) -> int:
-        """Each job's head and row created where absent, never rewritten. Returns the rows created."""
+    def add_jobs(self, jobs: list[dict], *, created: list[str] | None = None) -> int:
+        """Each job's head and row created where absent, never rewritten. Returns the rows created
+        (their Message-IDs added to `created` when given)."""
         now = clock.iso()
         written = 0
         for job in jobs:
@@ -697,6 +725,8 @@ class FakeOutgoingStore:
             if (row["message_id"], row["recipient"]) not in self.rows:
                 self.rows[(row["message_id"], row["recipient"])] = row
                 written += 1
+                if created is not None:
+                    created.append(row["message_id"])
             self.rows.setdefault((head["message_id"], MESSAGE_ROW), head)
         return written
 
@@ -807,8 +837,11 @@ class FakeOutgoingStore:
         also_remove: tuple[str, ...],
     ) -> bool:
         """One conditional write moving `job` (as read) by `move`: a transaction with the counter
-        deltas from its state when there are some, tried again while refused for contention, as
-        the adapter's `_try_write`. False: its condition did not hold."""
+        deltas from its state when there are some (and, where the campaign keeps them, the row
+        counters weighted by `job.rows`, conditional on the job covering that many rows), tried
+        again while refused for contention, as the adapter's `_try_write`. False: its condition
+        did not hold. A campaign without row counters refuses the transaction: as the adapter,
+        it is noted in `unrowed` and the move written again without them."""
         new_certified = job.certified if certified is None else certified
         deltas = (
             counter_deltas(job.state, move.to, certified=new_certified, old_certified=job.certified)
@@ -823,19 +856,29 @@ class FakeOutgoingStore:
             refused = contention_error(self._interference.pop(0), transaction=bool(deltas))
             if write_refusal(refused) != "contention" or attempt == CONFLICT_ATTEMPTS - 1:
                 raise refused
+        rows = job.rows if deltas and job.campaign_id not in self.unrowed else None
         row = self.rows.get(key)
         holds = (
             row is not None
             and row.get("state") == str(job.state)
             and row.get("certified", True) == job.certified
             and _holds(only_if, row)
+            and (rows is None or rows_covered(row.get("rows")) == rows)
         )
+        if rows is not None and not self.campaigns._keeps_rows(job.campaign_id):
+            self.unrowed.add(job.campaign_id)  # the counters' condition failed too
+            if holds:  # the job held: written again without the row counters
+                return self._write_move(
+                    key, job, move, now=now, certified=certified, receipt_id=receipt_id, info=info,
+                    receipt=receipt, also_set=also_set, only_if=only_if, also_remove=also_remove,
+                )  # fmt: skip
+            return False
         if not holds:
             return False
         if receipt_id and not isinstance(row.get("receipts"), dict):
             raise _no_path()
         if deltas:
-            self.campaigns._transact_counters(job.campaign_id, deltas)  # raises when cancelled
+            self.campaigns._transact_counters(job.campaign_id, deltas, rows)  # raises when cancelled
         row["state"] = str(move.to)
         row["updated_at"] = now
         row.setdefault(_stamp(move.to), now)

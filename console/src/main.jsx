@@ -8,6 +8,7 @@ import { SignIn } from './SignIn.jsx';
 import { Mailboxes, MessageList } from './Inbox.jsx';
 import { MessageView } from './Message.jsx';
 import { CampaignList, CampaignView } from './Campaigns.jsx';
+import { AdminHome, AddMailbox, MailboxHealth, isAdmin } from './Admin.jsx';
 import { ErrorNote } from './ui.jsx';
 import './style.css';
 
@@ -73,7 +74,11 @@ function App() {
     const [where, mailbox, what, sha] = route.parts;
     const access = me.mailboxes.find((m) => m.mailbox === (mailbox || '').toLowerCase());
     const campaigns = access && (access.role === 'manager' || access.role === 'admin');
-    if (where === 'box' && campaigns && what === 'campaigns' && sha)
+    if (where === 'admin' && isAdmin(me)) {
+      if (mailbox === 'new-mailbox') body = <AddMailbox navigate={navigate} />;
+      else if (mailbox === 'box' && what) body = <MailboxHealth mailbox={what} added={route.params.added === '1'} />;
+      else body = <AdminHome me={me} params={route.params} navigate={navigate} />;
+    } else if (where === 'box' && campaigns && what === 'campaigns' && sha)
       body = <CampaignView mailbox={access.mailbox} id={sha} />;
     else if (where === 'box' && campaigns && what === 'campaigns')
       body = <CampaignList mailbox={access.mailbox} />;
@@ -93,6 +98,7 @@ function App() {
         <a class="brand" href={href([])}>pecflow</a>
         <nav class="top-nav" aria-label="pecflow">
           {me && <a href={href([])}>{t('nav.mailboxes')}</a>}
+          {me && isAdmin(me) && <a href={href(['admin'])}>{t('nav.admin')}</a>}
           {language}
           {me && (
             <>

@@ -16,6 +16,7 @@ from pecflow.adapters.downloads import Downloads
 from pecflow.adapters.dynamodb import CampaignStore, MailboxStore, MessageStore, OutgoingStore
 from pecflow.adapters.dynamodb.audit import AuditStore
 from pecflow.adapters.dynamodb.inbox import InboxStore
+from pecflow.adapters.dynamodb.inbox_counts import InboxCounts
 from pecflow.adapters.dynamodb.people import PeopleStore
 from pecflow.adapters.evidence_packs import ArchiveChunks, EvidencePackStore
 from pecflow.adapters.mail import ImapSession, SmtpSubmitter
@@ -32,6 +33,7 @@ from pecflow.services.campaign_tests import CampaignTests
 from pecflow.services.evidence import EvidencePacks
 from pecflow.services.fanout import Fanout
 from pecflow.services.inbox import Inbox
+from pecflow.services.mailbox_desk import MailboxDesk
 from pecflow.services.people import PeopleAdmin
 from pecflow.services.polling import Poller, PollRequest, schedule_polls
 from pecflow.services.receive import Ingestor
@@ -225,6 +227,27 @@ def mailbox_admin(config: Config, **overrides: Any) -> MailboxAdmin:
     return MailboxAdmin(**_parts(parts, overrides), stack_name=config.stack_name)
 
 
+def mailbox_desk(config: Config, **overrides: Any) -> MailboxDesk:
+    """Mailboxes administered from the API: the login check (IMAP, then SMTP), the password to
+    Secrets Manager, the health (the sender's quota slots, the inbox's count "da gestire").
+    `people` and `audit` as the API has them."""
+    parts: dict[str, Callable[[], Any]] = {
+        "mailboxes": lambda: mailbox_store(config),
+        "secrets": lambda: SecretsManager(config.client("secretsmanager")),
+        "open_imap": lambda: partial(ImapSession.open, timeout=10),
+        "open_smtp": lambda: partial(SmtpSubmitter.open, timeout=10),
+        "sends_in_window": lambda: (
+            RateLimiter(
+                config.quota_table,
+                MailboxDirectory(mailbox_store(config)).policy,
+                dynamodb=config.resource("dynamodb"),
+            ).used
+        ),
+        "to_handle": lambda: InboxCounts(config.inbox_table, config.resource("dynamodb")).to_handle,
+    }
+    return MailboxDesk(**_parts(parts, overrides), stack_name=config.stack_name)
+
+
 def campaign_tests(config: Config, **overrides: Any) -> CampaignTests:
     """Test sends of campaigns: outgoing, archive, send_queue, mailbox_of, files_of, audit."""
     parts: dict[str, Callable[[], Any]] = {
@@ -346,7 +369,7 @@ def api_services(config: Config) -> Services:
         cursor_secret=cursor_secret,
     )
     tests = campaign_tests(config, audit=AuditLog(audit))
+    admin = PeopleAdmin(people, AuditLog(audit), directory)
+    mailboxes = mailbox_desk(config, people=admin, audit=AuditLog(audit))
     evidence = evidence_packs(config, audit=AuditLog(audit), rows=inbox.rows, outbox=inbox.outbox)
-    return Services(
-        inbox, PeopleAdmin(people, AuditLog(audit), directory), AuditLog(audit), desk, tests, evidence
-    )
+    return Services(inbox, admin, AuditLog(audit), desk, tests, mailboxes, evidence)

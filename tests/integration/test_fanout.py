@@ -301,3 +301,52 @@ def test_a_grouped_campaign_queues_one_job_per_customer_with_its_rows(aws):
     assert campaign.outgoing.message(rossi.message_id)["cc"] == ["archivio@pec.azienda.test"]
     assert campaign.campaigns.counters(campaign.id)["total"] == 3
     assert campaign.campaigns.get(campaign.id).validation["messages"] == 3
+
+
+def _grouped(aws, campaign_id: str) -> tuple[Campaign, int]:
+    """25 customers of 1 to 3 invoice rows each, their rows interleaved: 49 rows, 25 PEC."""
+    campaign = Campaign(aws, campaign_id, [])
+    rows = [(f"cliente{c:02d}@pec.beta.test", n) for n in range(3) for c in range(25) if n <= c % 3]
+    text = "pec;nome;numero\r\n" + "".join(f"{who};Ditta {who[:9]};{n}\r\n" for who, n in rows)
+    campaign.put("recipients.csv", text.encode())
+    campaign.manifest_version = campaign.put(
+        "manifest.json", json.dumps({**MANIFEST, "group_by": "pec"}).encode()
+    )
+    return campaign, len(rows)
+
+
+def test_a_resumed_grouped_fan_out_counts_the_campaigns_rows(aws):
+    """Stopped by its deadline after each batch of 10 PEC: every continuation's result counts the
+    rows queued since the start, and the row counters cover every row once."""
+    campaign, rows = _grouped(aws, "raggruppata-ripresa")
+    first = campaign.fan_out(time_left=lambda: 0.0, margin=30)
+    assert (
+        first.more
+        and first.queued == 10
+        and first.rows == sum(j.rows_covered for j in campaign.jobs().values())
+    )
+    second = campaign.fan_out(manifest_version=None, time_left=lambda: 0.0, margin=30)
+    last = campaign.fan_out(manifest_version=None)
+    assert (second.queued, last.status, last.queued, last.rows) == (20, CampaignStatus.SENDING, 25, rows)
+    item = campaign.campaigns.get(campaign.id)
+    assert (item.fanout_queued, item.fanout_queued_rows) == (25, rows)
+    assert (item.counters["total"], item.counters["to_send"]) == (25, 25)
+    assert (item.row_counters["total"], item.row_counters["to_send"]) == (rows, rows)
+
+
+def test_a_grouped_fan_out_stopped_early_counts_only_the_rows_queued(aws):
+    campaign, rows = _grouped(aws, "raggruppata-fermata")
+    campaign.fan_out(time_left=lambda: 0.0, margin=30)
+    pin = campaign.campaigns.get(campaign.id).files["recipients.csv"]
+    campaign.s3.delete_object(
+        Bucket=campaign.bucket, Key=f"campaigns/{campaign.id}/recipients.csv", VersionId=pin["version_id"]
+    )
+    assert campaign.fan_out(manifest_version=None).queued == 10
+    item = campaign.campaigns.get(campaign.id)
+    covered = sum(j.rows_covered for j in campaign.jobs().values())
+    assert len(campaign.jobs()) == 10 and covered < rows
+    assert (item.counters["total"], item.row_counters["total"], item.row_counters["to_send"]) == (
+        10,
+        covered,
+        covered,
+    )

@@ -15,10 +15,12 @@ from local.pecbuild.builder import messaggio_originale
 from pecflow.api import Services, build_app
 from pecflow.api.app import openapi_document
 from pecflow.domain.access import Role
+from pecflow.domain.mailbox import MailboxConfig
 from pecflow.services.admin import CampaignAdmin
 from pecflow.services.audit import AuditLog
 from pecflow.services.campaign_desk import CampaignDesk
 from pecflow.services.inbox import Inbox
+from pecflow.services.mailbox_desk import MailboxDesk
 from pecflow.services.people import PeopleAdmin
 from tests import fakes
 
@@ -71,7 +73,14 @@ def world():
         fakes.FakeUploads(),
         AuditLog(audit),
     )
-    return build_app(Services(inbox, people, AuditLog(audit), desk)), people
+    mailboxes = fakes.FakeMailboxStore()
+    mailboxes.put(MailboxConfig(address=BOX, imap_host="imap.pec.alfa.test"))
+    provider = fakes.FakeImapServer()  # knows no mailbox: every login check is refused
+    boxes = MailboxDesk(
+        mailboxes, fakes.FakeSecrets(), provider.open, provider.open, people, AuditLog(audit),
+        fakes.FakeRateLimiter().used, lambda mailbox: 0, stack_name="pecflow",
+    )  # fmt: skip
+    return build_app(Services(inbox, people, AuditLog(audit), desk, mailboxes=boxes)), people
 
 
 def event(method: str, path: str, *, user: str | None, body=None, query=None) -> dict:

@@ -150,6 +150,14 @@ def test_the_row_of_a_new_job_reads_back_as_that_job():
     assert NewJob.from_dict(NewJob.from_dict(JOB).as_dict()) == NewJob.from_dict(JOB)
 
 
+def test_a_groups_job_weighs_the_rows_it_covers():
+    group = NewJob.from_dict({**JOB, "rows": [2, 5, 9]})
+    _, row = job_items(group, "t0")
+    job = JobRecord.from_item(row)
+    assert group.rows_covered == job.rows_covered == 3 and job.as_job().rows == 3
+    assert JobRecord.from_item(job_items(NewJob.from_dict(JOB), "t0")[1]).as_job().rows == 1
+
+
 # --- a campaign as the campaign store reads it back ------------------------------------------------------
 CAMPAIGN = {
     "campaign_id": "solleciti",
@@ -163,10 +171,12 @@ CAMPAIGN = {
     "validation": {"valid": True, "valid_rows": 20, "error_count": 0},
     "problems": ["manifest.json uploaded again"],
     "counters": {"total": 20, "to_send": 20},
+    "row_counters": {"total": 45, "to_send": 45},
     "counting_started": True,
     "dead_lettered": 0,
     "fanout_next_row": 12,
     "fanout_queued": 10,
+    "fanout_queued_rows": 23,
     "created_at": "t0",
     "updated_at": "t1",
     "a_future_attribute": {"x": 1},
@@ -178,6 +188,7 @@ def test_a_campaign_record_types_every_attribute_and_keeps_the_unknown_ones():
     assert campaign.status is CampaignStatus.QUEUING and campaign.dry_run is False
     assert campaign.files["recipients.csv"] == {"etag": '"e1"'} and campaign.counters["total"] == 20
     assert (campaign.fanout_next_row, campaign.fanout_queued, campaign.dead_lettered) == (12, 10, 0)
+    assert campaign.row_counters == {"total": 45, "to_send": 45} and campaign.fanout_queued_rows == 23
     assert campaign.fanout_error is None and campaign.invalid_reason is None
     assert campaign.extra == {"a_future_attribute": {"x": 1}}, "an attribute it does not know is kept"
     assert campaign.as_dict() == CAMPAIGN, "and given back as stored"
@@ -188,6 +199,7 @@ def test_a_campaign_record_of_a_bare_item():
     campaign = CampaignRecord.from_item({"campaign_id": "c", "dead_lettered": 1})
     assert campaign.status is None and campaign.files == {} and campaign.counters == {}
     assert campaign.problems == () and campaign.dead_lettered == 1
+    assert campaign.row_counters is None, "a campaign created before they were kept has none"
     assert campaign.as_dict() == {"campaign_id": "c", "dead_lettered": 1}
     with pytest.raises(ValueError):
         CampaignRecord.from_item({"campaign_id": "c", "status": "lost"})

@@ -160,6 +160,18 @@ class RateLimiter:
             "windows": [list(w) for w in state.windows],
         }
 
+    def used(self, mailbox: str, policy: QuotaPolicy, now: float) -> int:
+        """Slots taken in the window that holds `now` (rolling: the window ending now, with the
+        slots already reserved after it): what the mailbox's health shows of its quota."""
+        state = self._read(mailbox.lower())
+        if state.version == 0:
+            return 0
+        slots = _Slots.of(state, policy, now)
+        if policy.rolling:
+            return sum(1 for t in slots.times if t > now - policy.window_seconds)
+        start, _ = quota.window_of(policy, now)
+        return slots.counts.get(start, 0)
+
     def _backoff(self, attempt: int) -> None:
         """Full jitter, doubling: racing senders spread out instead of colliding again."""
         self.sleep(random.uniform(0, min(0.1, 0.004 * 2**attempt)))

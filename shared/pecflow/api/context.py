@@ -11,6 +11,7 @@ from pecflow.services.campaign_desk import CampaignDesk
 from pecflow.services.campaign_tests import CampaignTests
 from pecflow.services.evidence import EvidencePacks
 from pecflow.services.inbox import Inbox, Source
+from pecflow.services.mailbox_desk import MailboxDesk
 from pecflow.services.people import PeopleAdmin
 
 
@@ -21,6 +22,7 @@ class Services:
     audit: AuditLog
     campaigns: CampaignDesk | None = None
     campaign_tests: CampaignTests | None = None  # test sends of a campaign (api/campaign_tests.py)
+    mailboxes: MailboxDesk | None = None  # administration of mailboxes (api/mailboxes.py)
     evidence: EvidencePacks | None = None  # a message's evidence pack (api/evidence.py)
 
 

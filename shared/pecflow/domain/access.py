@@ -45,6 +45,7 @@ class Action(StrEnum):
     RESTORE = "restore"
     MANAGE_PEOPLE = "manage-people"  # grant and revoke roles on the mailbox, add and disable people
     MANAGE_RULES = "manage-rules"
+    MANAGE_MAILBOX = "manage-mailbox"  # its settings and health
 
 
 MINIMUM_ROLE: Mapping[Action, Role] = {
@@ -63,6 +64,7 @@ MINIMUM_ROLE: Mapping[Action, Role] = {
     Action.RESTORE: Role.ADMIN,
     Action.MANAGE_PEOPLE: Role.ADMIN,
     Action.MANAGE_RULES: Role.ADMIN,
+    Action.MANAGE_MAILBOX: Role.ADMIN,
 }
 
 

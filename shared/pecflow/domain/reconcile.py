@@ -186,6 +186,11 @@ def counter_deltas(
     return {name: delta for name, delta in deltas.items() if delta}
 
 
+def weighted(deltas: dict[str, int], rows: int) -> dict[str, int]:
+    """The same counter changes counted in CSV rows: a job counts for the rows its message covers."""
+    return {name: delta * rows for name, delta in deltas.items()}
+
+
 # --- matching receipts to what we sent ---------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Job:
@@ -195,6 +200,7 @@ class Job:
     state: State
     certified: bool = True
     campaign_id: str | None = None
+    rows: int = 1  # the CSV rows its message covers (a group's, with group_by): its weight in row_counters
 
 
 class OutgoingPort(Protocol):

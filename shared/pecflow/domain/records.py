@@ -26,6 +26,11 @@ def job_key(row: int, attempt: int) -> str:
     return f"{row:09d}#{attempt:03d}"
 
 
+def rows_covered(rows: Sequence[int] | None) -> int:
+    """The CSV rows a job's message covers, from its stored `rows`: a group's, or its one row."""
+    return len(rows) if rows else 1
+
+
 def state_stamp(state: State) -> str:
     """The attribute holding when a job reached `state`: at_sent, at_sent_uncertain, ..."""
     return "at_" + state.value.replace("?", "_uncertain").replace("-", "_")
@@ -79,6 +84,10 @@ class NewJob:
     @property
     def key(self) -> str:
         return job_key(self.row, self.attempt)
+
+    @property
+    def rows_covered(self) -> int:
+        return rows_covered(self.rows)
 
 
 def job_items(job: NewJob, now: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -203,11 +212,11 @@ class JobRecord:
     @property
     def rows_covered(self) -> int:
         """The CSV rows this job's message covers: those of its group, or its one row."""
-        return len(self.rows) if self.rows else 1
+        return rows_covered(self.rows)
 
     def as_job(self) -> Job:
         """The job as the state machine moves it (recipient, state, certified, campaign)."""
-        return Job(self.recipient, self.state, self.certified, self.campaign_id)
+        return Job(self.recipient, self.state, self.certified, self.campaign_id, self.rows_covered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,10 +239,14 @@ class CampaignRecord:
     invalid_reason: str | None = None
     problems: Sequence[str] = ()  # what `campaign stats` shows (`CampaignStore.note_problem`)
     counters: Mapping[str, int] = field(default_factory=dict)  # reconcile.COUNTERS
+    # the same figures in CSV rows (each job weighted by the rows it covers); None on a campaign
+    # created before they were kept
+    row_counters: Mapping[str, int] | None = None
     counting_started: bool | None = None
     dead_lettered: int | None = None  # jobs stopped on the dead-letter queue, not redriven
     fanout_next_row: int | None = None  # the fan-out's checkpoint: rows before it are queued
     fanout_queued: int | None = None
+    fanout_queued_rows: int | None = None  # the CSV rows those queued jobs cover
     fanout_error: str | None = None  # why the queuing stopped early
     fanout_finished_at: str | None = None
     created_at: str | None = None
@@ -254,14 +267,15 @@ class CampaignRecord:
                 extra[name] = value
         if typed.get("status") is not None:
             typed["status"] = CampaignStatus(typed["status"])
-        for name in ("attempts", "dead_lettered", "fanout_next_row", "fanout_queued"):
+        for name in ("attempts", "dead_lettered", "fanout_next_row", "fanout_queued", "fanout_queued_rows"):
             if typed.get(name) is not None:
                 typed[name] = int(typed[name])
         for name in ("files", "counters"):
             if typed.get(name) is None:
                 typed.pop(name, None)
-        if "counters" in typed:
-            typed["counters"] = {str(k): int(v) for k, v in typed["counters"].items()}
+        for name in ("counters", "row_counters"):
+            if typed.get(name) is not None:
+                typed[name] = {str(k): int(v) for k, v in typed[name].items()}
         if typed.get("problems") is None:
             typed.pop("problems", None)
         return cls(**typed, extra=extra)

@@ -19,7 +19,7 @@ from pecflow.domain.ports import (
     Queue,
     SecretStore,
 )
-from pecflow.domain.reconcile import COUNTERS, REDRIVE, CampaignStatus, Job, State, buckets
+from pecflow.domain.reconcile import COUNTERS, REDRIVE, CampaignStatus, State, buckets
 from pecflow.domain.records import JobRecord, MessageRecord, NewJob
 from pecflow.pec import kinds
 from pecflow.services.audit import AuditLog
@@ -104,6 +104,11 @@ def shown_status(status: str | None, counters: Mapping[str, int]) -> str | None:
     return status
 
 
+def _figures(counters: Mapping[str, int]) -> dict[str, int]:
+    """Every counter (reconcile.COUNTERS) of a campaign item's map, 0 where absent."""
+    return {name: int(counters.get(name, 0)) for name in COUNTERS}
+
+
 @dataclass(slots=True)
 class CampaignAdmin:
     campaigns: CampaignStore
@@ -120,18 +125,27 @@ class CampaignAdmin:
             )  # fmt: skip
 
     def stats(self, campaign_id: str) -> dict:
-        campaigns = self.campaigns
-        item = campaigns.get(campaign_id)
+        """The campaign's statistics, from its item alone (one read, whatever its size): its
+        counters by message and, grouping rows, by CSV row."""
+        item = self.campaigns.get(campaign_id)
         if item is None:
             raise KeyError(f"no campaign {campaign_id}")
-        counters = campaigns.counters(campaign_id)
+        counters = _figures(item.counters)
+        rows = None
+        if (item.manifest or {}).get("group_by"):
+            # kept with the counters; a campaign created before they were: counted from its jobs
+            rows = (
+                _figures(item.row_counters)
+                if item.row_counters is not None
+                else self.row_counters(campaign_id)
+            )
         return {
             "campaign_id": campaign_id,
             "status": shown_status(item.status, counters),
             "mailbox": item.mailbox,
             "counters": counters,
             # a campaign grouping rows (group_by): the same figures counted in CSV rows
-            "rows": self.row_counters(campaign_id) if (item.manifest or {}).get("group_by") else None,
+            "rows": rows,
             "validation": item.validation,
             "queued": item.fanout_queued or 0,
             "fanout_error": item.fanout_error,
@@ -141,8 +155,9 @@ class CampaignAdmin:
         }
 
     def row_counters(self, campaign_id: str) -> dict[str, int]:
-        """The statistics counted in CSV rows rather than messages: each job counts for the rows
-        its message covers. Read from the jobs (one query of the campaign's jobs, as the export)."""
+        """The statistics counted in CSV rows rather than messages, from the campaign's jobs
+        (every one read: only for a campaign created before its item kept them): each job counts
+        for the rows its message covers."""
         rows = dict.fromkeys(COUNTERS, 0)
         for job in self.jobs(campaign_id):
             covered = job.rows_covered
@@ -215,10 +230,9 @@ class CampaignAdmin:
         for job in outgoing.campaign_jobs(campaign_id):
             state = job.state
             if state == State.ERROR and job.dead_letter:
-                recipient = Job(job.recipient, state, job.certified, campaign_id)
                 if outgoing.try_move(
                     job.message_id,
-                    recipient,
+                    job.as_job(),
                     REDRIVE,
                     only_if={"dead_letter": job.dead_letter},
                     also_set={"redriven_at": clock.iso()},
@@ -262,9 +276,11 @@ class CampaignAdmin:
         created = 0
         for start in range(0, len(retry), QUEUE_BATCH):
             batch = retry[start : start + QUEUE_BATCH]
-            new = outgoing.add_jobs([job.as_dict() for job in batch])
+            made: list[str] = []
+            new = outgoing.add_jobs([job.as_dict() for job in batch], created=made)
             if new:
-                campaigns.add_jobs(campaign_id, new)
+                rows = sum(job.rows_covered for job in batch if job.message_id in made)
+                campaigns.add_jobs(campaign_id, new, rows)
             self._requeue(batch, why=None)
             created += new
         if created and item.status != CampaignStatus.SENDING:

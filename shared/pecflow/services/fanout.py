@@ -169,7 +169,7 @@ def fan_out(
             {"status": CampaignStatus.QUEUING, "validation": summary},
             only_if_status=(CampaignStatus.VALIDATING,),
         )
-        campaigns.start_counting(campaign_id, _messages(summary))
+        campaigns.start_counting(campaign_id, _messages(summary), _rows(summary))
         now = campaigns.get(campaign_id)
         if now is None or now.status != CampaignStatus.QUEUING:  # cancelled, or queued by another fan-out
             return FanoutResult(
@@ -198,6 +198,19 @@ MANIFEST, RECIPIENTS = "manifest.json", "recipients.csv"
 def _messages(summary: Mapping) -> int:
     """The messages a validated campaign sends: one per row, or one per group (group_by)."""
     return int(summary.get("messages", summary.get("valid_rows", 0)))
+
+
+def _rows(summary: Mapping) -> int:
+    """The CSV rows those messages cover (every valid row: a campaign queues only when all are)."""
+    return int(summary.get("valid_rows", _messages(summary)))
+
+
+def _queued_rows(campaign: CampaignRecord) -> int:
+    """The CSV rows the jobs queued so far cover (a checkpoint written before they were noted:
+    one per job)."""
+    if campaign.fanout_queued_rows is not None:
+        return campaign.fanout_queued_rows
+    return int(campaign.fanout_queued or 0)
 
 
 def _pinned(campaign: CampaignRecord, name: str) -> dict:
@@ -250,9 +263,10 @@ def _stop(campaign_id: str, campaigns: CampaignStore, campaign: CampaignRecord, 
         {"status": CampaignStatus.SENDING, "fanout_error": message, "fanout_finished_at": clock.iso()},
         only_if_status=(CampaignStatus.QUEUING,),
     ):
-        never = _messages(campaign.validation or {"messages": queued}) - queued
+        validation = campaign.validation or {"messages": queued, "valid_rows": _queued_rows(campaign)}
+        never = _messages(validation) - queued
         if never > 0:
-            campaigns.add_jobs(campaign_id, -never)
+            campaigns.add_jobs(campaign_id, -never, -(_rows(validation) - _queued_rows(campaign)))
     return FanoutResult(campaign_id, CampaignStatus.SENDING, queued=queued, problems=[message])
 
 
@@ -303,7 +317,8 @@ def _queue(
 ) -> FanoutResult:
     next_row = int(state.fanout_next_row or 0)
     queued = int(state.fanout_queued or 0)
-    result = FanoutResult(campaign_id, CampaignStatus.QUEUING, queued=queued)
+    # the campaign's rows queued, those before the checkpoint included (a resumed fan-out)
+    result = FanoutResult(campaign_id, CampaignStatus.QUEUING, rows=_queued_rows(state), queued=queued)
     batch: list[dict] = []
     try:
         csv_body, size = package.open_with_size(RECIPIENTS, _pinned(state, RECIPIENTS))
@@ -315,14 +330,15 @@ def _queue(
         closing(_jobs(campaign_id, manifest, rows, next_row, scratch)) as jobs,
     ):
         for job in jobs:
-            result.rows += len(job.get("rows") or (1,))
             batch.append(job)
             if len(batch) < BATCH:
                 continue
-            moved = _flush(campaign_id, batch, next_row, queued, campaigns, outgoing, send_batch)
+            moved = _flush(
+                campaign_id, batch, next_row, (queued, result.rows), campaigns, outgoing, send_batch
+            )
             if moved is None:
                 return _yield_to_other(result)
-            next_row, queued = moved
+            next_row, queued, result.rows = moved
             batch = []
             result.queued = queued
             if time_left() < margin:
@@ -331,10 +347,10 @@ def _queue(
                     continue_later(campaign_id)
                 return result
     if batch:
-        moved = _flush(campaign_id, batch, next_row, queued, campaigns, outgoing, send_batch)
+        moved = _flush(campaign_id, batch, next_row, (queued, result.rows), campaigns, outgoing, send_batch)
         if moved is None:
             return _yield_to_other(result)
-        next_row, queued = moved
+        next_row, queued, result.rows = moved
         result.queued = queued
     campaigns.update(
         campaign_id,
@@ -377,15 +393,21 @@ def _yield_to_other(result: FanoutResult) -> FanoutResult:
     return result
 
 
-def _flush(campaign_id, batch, next_row, queued, campaigns, outgoing, send_batch) -> tuple[int, int] | None:
-    """Create the batch's jobs (where absent), queue them, checkpoint. None when another fan-out
-    moved the checkpoint meanwhile (its jobs are the same jobs: nothing is lost or doubled)."""
+def _flush(
+    campaign_id, batch, next_row, so_far: tuple[int, int], campaigns, outgoing, send_batch
+) -> tuple[int, int, int] | None:
+    """Create the batch's jobs (where absent), queue them, checkpoint; `so_far`: the jobs queued
+    and the rows they cover, before the batch. Returns the checkpoint's next row, jobs and rows.
+    None when another fan-out moved the checkpoint meanwhile (its jobs are the same jobs:
+    nothing is lost or doubled)."""
+    queued, rows = so_far
     outgoing.add_jobs(batch)
     entries = [queue_entry(job["message_id"], i) for i, job in enumerate(batch)]
     response = send_batch(entries)
     if response.get("Failed"):
         raise RuntimeError(f"jobs not queued: {response['Failed']}")
     new_next = batch[-1]["row"] + 1
-    if not campaigns.checkpoint(campaign_id, new_next, queued + len(batch), next_row):
+    queued, rows = queued + len(batch), rows + sum(len(job.get("rows") or (1,)) for job in batch)
+    if not campaigns.checkpoint(campaign_id, new_next, queued, next_row, rows):
         return None
-    return new_next, queued + len(batch)
+    return new_next, queued, rows

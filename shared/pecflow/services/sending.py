@@ -24,7 +24,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -134,7 +134,7 @@ class Sender:
             if waiting is not None:
                 return waiting
             state = State.PENDING  # stopped before SMTP DATA: send it now
-            recipient = Job(recipient.address, state, recipient.certified, recipient.campaign_id)
+            recipient = replace(recipient, state=state)
         if state != State.PENDING:
             return Outcome("done", state=state, reason="already handled")
 
@@ -217,7 +217,7 @@ class Sender:
                 self.release(config.address, slot)
             return Outcome("done", reason="claimed by another sender")
         decision_at = slot
-        recipient = Job(recipient.address, State.SENDING, recipient.certified, recipient.campaign_id)
+        recipient = replace(recipient, state=State.SENDING)
         self.checkpoint("after_claim")
 
         archived = self.archive.store(raw)

@@ -1,4 +1,5 @@
-"""CampaignsTable: the campaign item, its status, fan-out progress and counters."""
+"""CampaignsTable: the campaign item, its status, fan-out progress and counters (by message, and
+by CSV row in `row_counters`: the outgoing store moves both with each job)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class CampaignStore:
         item = {
             **_clean({**fields, "campaign_id": campaign_id, "created_at": now, "updated_at": now}),
             "counters": dict.fromkeys(COUNTERS, 0),
+            "row_counters": dict.fromkeys(COUNTERS, 0),
         }
         return _conditional_write(
             self.table.put_item, Item=item, ConditionExpression=Attr("campaign_id").not_exists()
@@ -87,36 +89,57 @@ class CampaignStore:
             ExpressionAttributeValues={":empty": [], ":p": [text[:1000]], ":now": clock.iso(), ":keep": keep},
         )
 
-    def start_counting(self, campaign_id: str, total: int) -> bool:
-        """Set the counters for `total` jobs to send, once (a resumed fan-out does not count twice)."""
+    def start_counting(self, campaign_id: str, total: int, rows: int | None = None) -> bool:
+        """Set the counters for `total` jobs to send covering `rows` CSV rows (as many as the jobs
+        when None), once (a resumed fan-out does not count twice). No job exists yet: the row
+        counters are written whole (a campaign created before they were kept gets them here)."""
+        row_counters = {**dict.fromkeys(COUNTERS, 0), "total": total if rows is None else rows}
+        row_counters["to_send"] = row_counters["total"]
         return _conditional_write(
             self.table.update_item,
             Key={"campaign_id": campaign_id},
-            UpdateExpression="SET counters.#t = :t, counters.#s = :t, counting_started = :yes",
+            UpdateExpression="SET counters.#t = :t, counters.#s = :t, row_counters = :rows, counting_started = :yes",
             ConditionExpression=Attr("counting_started").not_exists(),
             ExpressionAttributeNames={"#t": "total", "#s": "to_send"},
-            ExpressionAttributeValues={":t": total, ":yes": True},
+            ExpressionAttributeValues={":t": total, ":rows": row_counters, ":yes": True},
         )
 
-    def add_jobs(self, campaign_id: str, count: int) -> None:
-        """More jobs to send (a resend of the failed ones)."""
-        self.table.update_item(
-            Key={"campaign_id": campaign_id},
-            UpdateExpression="ADD counters.#t :n, counters.#s :n",
-            ExpressionAttributeNames={"#t": "total", "#s": "to_send"},
-            ExpressionAttributeValues={":n": count},
-        )
+    def add_jobs(self, campaign_id: str, count: int, rows: int | None = None) -> None:
+        """More jobs to send (a resend of the failed ones, or fewer: a fan-out stopped early),
+        covering `rows` CSV rows (as many as the jobs when None). A campaign created before the
+        row counters were kept refuses them: its message counters alone are moved."""
+        key, names = {"campaign_id": campaign_id}, {"#t": "total", "#s": "to_send"}
+        if not _conditional_write(
+            self.table.update_item,
+            Key=key,
+            UpdateExpression="ADD counters.#t :n, counters.#s :n, row_counters.#t :r, row_counters.#s :r",
+            ConditionExpression="attribute_exists(row_counters)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={":n": count, ":r": count if rows is None else rows},
+        ):
+            self.table.update_item(
+                Key=key,
+                UpdateExpression="ADD counters.#t :n, counters.#s :n",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":n": count},
+            )
 
-    def checkpoint(self, campaign_id: str, next_row: int, queued: int, expected_next_row: int) -> bool:
-        """Fan-out progress: rows before `next_row` are queued. Conditional on the last checkpoint."""
+    def checkpoint(
+        self, campaign_id: str, next_row: int, queued: int, expected_next_row: int, rows: int | None = None
+    ) -> bool:
+        """Fan-out progress: rows before `next_row` are queued, `queued` jobs covering `rows` CSV
+        rows (as many as the jobs when None). Conditional on the last checkpoint."""
         return _conditional_write(
             self.table.update_item,
             Key={"campaign_id": campaign_id},
-            UpdateExpression="SET fanout_next_row = :n, fanout_queued = :q, updated_at = :now",
+            UpdateExpression="SET fanout_next_row = :n, fanout_queued = :q, fanout_queued_rows = :r, "
+            "updated_at = :now",
             ConditionExpression=Attr("fanout_next_row").not_exists()
             | Attr("fanout_next_row").eq(expected_next_row),
-            ExpressionAttributeValues={":n": next_row, ":q": queued, ":now": clock.iso()},
-        )
+            ExpressionAttributeValues={
+                ":n": next_row, ":q": queued, ":r": queued if rows is None else rows, ":now": clock.iso(),
+            },
+        )  # fmt: skip
 
     def counters(self, campaign_id: str) -> dict[str, int]:
         campaign = self.get(campaign_id)

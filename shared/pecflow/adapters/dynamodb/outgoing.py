@@ -17,10 +17,19 @@ from pecflow.adapters.dynamodb._common import (
     _plain,
     _resource,
     _try_write,
+    cancellation_reasons,
 )
 from pecflow.domain import clock
-from pecflow.domain.reconcile import Job, Move, State, counter_deltas
-from pecflow.domain.records import KEPT_EMPTY, MESSAGE_ROW, JobRecord, NewJob, job_items, state_stamp
+from pecflow.domain.reconcile import Job, Move, State, counter_deltas, weighted
+from pecflow.domain.records import (
+    KEPT_EMPTY,
+    MESSAGE_ROW,
+    JobRecord,
+    NewJob,
+    job_items,
+    rows_covered,
+    state_stamp,
+)
 
 # --- outgoing messages and their recipients' jobs ------------------------------------------------------
 _stamp = state_stamp
@@ -29,7 +38,11 @@ _stamp = state_stamp
 def _job(item: dict) -> Job:
     item = _plain(item)
     return Job(
-        item["recipient"], State(item["state"]), bool(item.get("certified", True)), item.get("campaign_id")
+        item["recipient"],
+        State(item["state"]),
+        bool(item.get("certified", True)),
+        item.get("campaign_id"),
+        rows_covered(item.get("rows")),
     )
 
 
@@ -50,6 +63,9 @@ class OutgoingStore:
         self.client = resource.meta.client
         self.table_name = table_name
         self.campaigns_table = campaigns_table
+        # campaigns whose item has no row_counters (created before they were kept): their moves
+        # count messages only (learnt from one refused move, then known in this process)
+        self.unrowed: set[str] = set()
 
     def register(
         self,
@@ -101,11 +117,12 @@ class OutgoingStore:
                 )
         return True
 
-    def add_jobs(self, jobs: list[dict]) -> int:
+    def add_jobs(self, jobs: list[dict], *, created: list[str] | None = None) -> int:
         """Create campaign jobs, pending, each only where it does not exist: a job already there
         (a retried or duplicated fan-out, a repeated resend) is never rewritten, so a job that
         moved on keeps its state, claim and receipts. `jobs`: dicts with message_id, recipient,
-        mailbox, campaign_id, row, attempt, values. Returns how many were created."""
+        mailbox, campaign_id, row, attempt, values. Returns how many were created; their
+        Message-IDs are added to `created` when given."""
         now = clock.iso()
         items = []
         for job in jobs:
@@ -123,6 +140,8 @@ class OutgoingStore:
                 for item in pair
             ],
         ):
+            if created is not None:
+                created.extend(head["message_id"] for head, _ in items)
             return len(items)
         written = 0
         for head, row in items:  # some exist: job by job, its two items together where both are absent
@@ -134,9 +153,13 @@ class OutgoingStore:
                 ],
             ):
                 written += 1
+                if created is not None:
+                    created.append(head["message_id"])
                 continue
             if _conditional_write(self.table.put_item, Item=row, ConditionExpression=absent):
                 written += 1
+                if created is not None:
+                    created.append(head["message_id"])
             _conditional_write(self.table.put_item, Item=head, ConditionExpression=absent)
         return written
 
@@ -295,6 +318,13 @@ class OutgoingStore:
                     if _applied is not None:
                         _applied.append(True)
                     return move.to
+                reasons = cancellation_reasons(refused)
+                if job.campaign_id and reasons[1:2] == ["ConditionalCheckFailed"]:
+                    # its campaign keeps no row counters (or there is no campaign item): from now
+                    # on its moves count messages only; the job as read held, write it so again
+                    self.unrowed.add(job.campaign_id)
+                    if reasons[0] == "None":
+                        continue
                 # the job is not as the write required: as it is now, may the move still be made?
                 item = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
                 if not item or "state" not in item:
@@ -331,7 +361,9 @@ class OutgoingStore:
         also_remove: tuple[str, ...],
     ) -> tuple[Callable[..., Any], dict]:
         """The write moving `job`, as it was read, by `move`: conditional on that very state and
-        certified flag, with the counter deltas from them in the same transaction."""
+        certified flag, with the counter deltas from them in the same transaction; counted in
+        rows too (weighted by `job.rows`, conditional on the job covering that many rows) where
+        the campaign keeps row counters."""
         new_certified = job.certified if certified is None else certified
         sets = [
             "#s = :to",
@@ -374,6 +406,17 @@ class OutgoingStore:
         if also_remove:
             names.update({f"#d{i}": name for i, name in enumerate(also_remove)})
             expression += " REMOVE " + ", ".join(f"#d{i}" for i in range(len(also_remove)))
+        campaign_id = job.campaign_id if self.campaigns_table else None
+        deltas = (
+            counter_deltas(job.state, move.to, certified=new_certified, old_certified=job.certified)
+            if campaign_id
+            else {}
+        )
+        rows = None if not campaign_id or not deltas or campaign_id in self.unrowed else job.rows
+        if rows is not None:  # the weight is the job's as stored, or the move is refused and read again
+            names["#rows"], values[":rows"] = "rows", rows
+            weight = "size(#rows) = :rows"
+            conditions.append(f"(attribute_not_exists(#rows) OR {weight})" if rows == 1 else weight)
         update = {
             "Key": key,
             "UpdateExpression": expression,
@@ -381,15 +424,9 @@ class OutgoingStore:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
-        campaign_id = job.campaign_id if self.campaigns_table else None
-        deltas = (
-            counter_deltas(job.state, move.to, certified=new_certified, old_certified=job.certified)
-            if campaign_id
-            else {}
-        )
         if not campaign_id or not deltas:  # nothing else to keep in step: a conditional write
             return self.table.update_item, update
-        counters = self._counter_update(campaign_id, deltas)
+        counters = self._counter_update(campaign_id, deltas, rows)
         items = [{"Update": {"TableName": self.table_name, **update}}, counters]
         return self.client.transact_write_items, {"TransactItems": items}
 
@@ -404,18 +441,24 @@ class OutgoingStore:
                 ExpressionAttributeValues={":d": delta},
             )
 
-    def _counter_update(self, campaign_id: str, deltas: dict[str, int]) -> dict:
+    def _counter_update(self, campaign_id: str, deltas: dict[str, int], rows: int | None) -> dict:
+        """The campaign item's half of a move: ADD the deltas to its counters and, with `rows`,
+        the same weighted by the rows to its row_counters (required to exist: a campaign created
+        before them refuses it, and its moves are written again without)."""
         names = {f"#c{i}": name for i, name in enumerate(deltas)}
         values = {f":d{i}": delta for i, delta in enumerate(deltas.values())}
-        return {
-            "Update": {
-                "TableName": self.campaigns_table,
-                "Key": {"campaign_id": campaign_id},
-                "UpdateExpression": "ADD " + ", ".join(f"counters.#c{i} :d{i}" for i in range(len(deltas))),
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-            }
+        adds = [f"counters.#c{i} :d{i}" for i in range(len(deltas))]
+        update: dict[str, Any] = {
+            "TableName": self.campaigns_table,
+            "Key": {"campaign_id": campaign_id},
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
         }
+        if rows is not None:
+            values.update({f":r{i}": delta for i, delta in enumerate(weighted(deltas, rows).values())})
+            adds += [f"row_counters.#c{i} :r{i}" for i in range(len(deltas))]
+            update["ConditionExpression"] = "attribute_exists(row_counters)"
+        return {"Update": {**update, "UpdateExpression": "ADD " + ", ".join(adds)}}
 
     def view(self, message_id: str) -> dict | None:
         """The reconciled view: the message, each recipient's state, and all their receipts."""
