@@ -367,6 +367,11 @@ def api_services(config: Config) -> Services:
         CampaignUploads(config.client("s3"), config.campaign_bucket),
         AuditLog(audit),
         cursor_secret=cursor_secret,
+        files_of=partial(campaign_files, config) if config.campaign_bucket else None,
+        mailbox_of=mailbox_store(config).get,
+        fanout_queue=SqsQueue(config.fanout_queue_url, config.client("sqs"))
+        if config.fanout_queue_url
+        else None,
     )
     tests = campaign_tests(config, audit=AuditLog(audit))
     admin = PeopleAdmin(people, AuditLog(audit), directory)
