@@ -41,6 +41,7 @@ class AuditAction(StrEnum):
     CAMPAIGN = "campaign"
     RULES_CHANGE = "rules-change"
     EXPORT = "export"
+    EVIDENCE = "evidence"  # an evidence pack of the message built and downloaded
 
 
 @dataclass(frozen=True, slots=True)
