@@ -101,6 +101,41 @@ class LocalCA:
         key_path.chmod(0o640)
         return ServerCert(cert_path, key_path)
 
+    def issue_timestamping(self, name: str) -> ServerCert:
+        """A time-stamping authority's certificate (RFC 3161 §2.3: extended key usage
+        timeStamping only, critical), written as <name>.pem / <name>.key.pem."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.now(UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"pecflow test TSA {name}")]))
+            .issuer_name(self._cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=2))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False
+            )
+            .sign(self._key, hashes.SHA256())
+        )
+        cert_path = self.directory / f"{name}.pem"
+        key_path = self.directory / f"{name}.key.pem"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        key_path.chmod(0o600)
+        return ServerCert(cert_path, key_path)
+
     @cached_property
     def pem(self) -> bytes:
         return self.cert_path.read_bytes()

@@ -27,6 +27,7 @@ from local.pec_provider import PecNetwork, SimulatedProvider
 from local.runner import EventRunner
 from local.sign_in import LocalUserPool
 from local.tokens import TokenIssuer
+from local.tsa import LocalTsa
 from pecflow import bootstrap
 from pecflow.adapters.trust import anchors_location, write_bundle
 from pecflow.config import LOCAL_STATE, Config
@@ -49,6 +50,7 @@ class LocalStack:
     issuer: TokenIssuer | None = None  # its sign-in tokens
     user_pool: LocalUserPool | None = None  # sign-in with passwords, Cognito's protocol (local.sign_in)
     console: ConsoleServer | None = None  # the web console, once served (serve_console)
+    tsa: LocalTsa | None = None  # the test time-stamping authority of evidence packs (TsaUrl)
 
     @classmethod
     def start(
@@ -69,8 +71,11 @@ class LocalStack:
             owned.append(aws)
         clock = clock or VirtualClock(start_time or datetime(2026, 3, 2, 8, 0, tzinfo=UTC))
         network = PecNetwork(dovecot, clock=clock).start()
+        tsa = LocalTsa().start()  # `openssl ts -reply`: the functions' TSA_URL, read by the runner
+        owned.append(tsa)
+        aws.parameters["TsaUrl"] = tsa.url
         runner = EventRunner(TEMPLATE, aws, clock)
-        stack = cls(dovecot, aws, clock, network, runner, owned)
+        stack = cls(dovecot, aws, clock, network, runner, owned, tsa=tsa)
         if state_file is not None:
             stack.deployment().write(state_file)
         return stack
@@ -83,6 +88,14 @@ class LocalStack:
         config = self.deployment()
         location = anchors_location(config.trust_anchors, config.archive_bucket)
         write_bundle(location, TrustAnchors([self.network.autorita.certificato]), config.client("s3"))
+
+    def trust_local_tsa(self) -> None:
+        """The local TSA's CA where the stack's functions read the TSA's certificates
+        (trust/tsa.pem in the archive bucket): its stamps are then checked as a pack is built,
+        and the CA copied into the packs. Not done by `start`, as `trust_simulated_providers`."""
+        assert self.tsa is not None
+        config = self.deployment()
+        write_bundle(config.tsa_anchors, TrustAnchors.read(self.tsa.anchors_pem), config.client("s3"))
 
     def deployment(self) -> Config:
         aws = self.aws
@@ -103,6 +116,9 @@ class LocalStack:
             poll_queue_url=aws.url("PollQueue"),
             campaign_bucket=aws.physical("CampaignBucket"),
             send_queue_url=aws.url("SendQueue"),
+            downloads_bucket=aws.physical("DownloadsBucket"),
+            tsa_url=self.tsa.url if self.tsa is not None else "",
+            tsa_anchors=f"s3://{aws.physical('ArchiveBucket')}/trust/tsa.pem",
         )
 
     def add_company_mailbox(

@@ -365,7 +365,7 @@ export function MailboxHealth({ mailbox, added }) {
   );
 }
 
-export function AddMailbox({ navigate }) {
+export function AddMailbox({ navigate, onAdded }) {
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
   const [mode, setMode] = useState('never');
@@ -392,6 +392,7 @@ export function AddMailbox({ navigate }) {
     setError(null);
     try {
       const added = await api('/mailboxes', { method: 'POST', body });
+      if (onAdded) onAdded(); // who I am now includes the new mailbox (its people, its inbox)
       navigate(['admin', 'box', added.mailbox.address], { added: '1' });
     } catch (failure) {
       setError(failure);

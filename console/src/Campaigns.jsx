@@ -1,15 +1,20 @@
-// A mailbox's campaigns, read-only: the list, then one campaign's statistics (refreshed while it
-// runs), the summary of its list's check, and its recipients page by page with their receipts.
+// A mailbox's campaigns: the list (and the wizard's "new campaign"), then one campaign's panel:
+// its statistics (refreshed while it runs; in rows too for a grouped campaign), a chart over time,
+// the expected end from the quota, pause, resume, cancel, resend the failed, confirm a checked
+// campaign, the outcome's export, and its recipients page by page with their receipts.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { t, when, count, has } from './i18n.js';
-import { api, box } from './api.js';
-import { ErrorNote, kindName } from './ui.jsx';
+import { api, box, campaignPath } from './api.js';
+import { ErrorNote, Notice, kindName } from './ui.jsx';
 import { href } from './route.js';
+import { Chart } from './Chart.jsx';
+import { quotaText } from './CampaignParts.jsx';
 
 const STATS = ['total', 'waiting', 'to_send', 'sent', 'only_sent', 'accepted', 'delivered', 'delivery_failures', 'errors', 'warnings', 'cancelled'];
 const OUTCOMES = ['failed', 'to_send', 'waiting', 'sent', 'only_sent', 'accepted', 'delivered', 'delivery_failures', 'warnings', 'errors', 'cancelled'];
 const RUNNING = new Set(['validating', 'queuing', 'sending']);
-const REFRESH_MS = 10_000;
+const REFRESH_MS = 5_000;
+const MAY_ACT = new Set(['manager', 'admin']); // the roles that send campaigns (the API checks it too)
 
 const statusName = (status) => (has(`campStatus.${status}`) ? t(`campStatus.${status}`) : status || '');
 
@@ -54,6 +59,11 @@ export function CampaignList({ mailbox }) {
         <a href={href(['box', mailbox])}>← {t('common.back')}</a>
       </p>
       <h1 tabIndex={-1}>{t('camp.title', { mailbox })}</h1>
+      <p>
+        <a class="button primary" href={href(['box', mailbox, 'campaigns', 'new'])}>
+          {t('wiz.new')}
+        </a>
+      </p>
       <ErrorNote error={error} />
       {rows.length > 0 && (
         <table class="campaigns">
@@ -92,7 +102,108 @@ export function CampaignList({ mailbox }) {
   );
 }
 
-export function CampaignView({ mailbox, id }) {
+function Figures({ counters, label, testid }) {
+  return (
+    <dl class="stats" data-testid={testid} aria-label={label}>
+      {STATS.filter((key) => key in counters || key === 'total').map((key) => (
+        <div key={key} class={`stat stat-${key}`}>
+          <dt>{t(`stat.${key}`)}</dt>
+          <dd>{count(counters[key] || 0)}</dd>
+        </div>
+      ))}
+    </dl>
+  );
+}
+
+/** The acts on a campaign its state allows, for the roles that may act (none for the others). */
+function Actions({ mailbox, id, stats, role, onDone }) {
+  const [busy, setBusy] = useState(null);
+  const [error, setError] = useState(null);
+  const [done, setDone] = useState(null);
+  const [asking, setAsking] = useState(false);
+  const [link, setLink] = useState(null);
+  if (!MAY_ACT.has(role)) return null;
+  const status = stats.status;
+  const counters = stats.counters || {};
+  const failed = (counters.delivery_failures || 0) + (counters.errors || 0);
+
+  async function act(action) {
+    setBusy(action);
+    setError(null);
+    setDone(null);
+    setAsking(false);
+    try {
+      const answer = await api(campaignPath(mailbox, id, '/actions'), { method: 'POST', body: { action } });
+      setDone(action === 'resend' ? t('cact.resent', { count: count(answer.new_attempts || 0) }) : t(`cact.done.${action}`));
+      onDone();
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(null);
+    }
+  }
+
+  async function exportCsv() {
+    setBusy('export');
+    setError(null);
+    try {
+      setLink((await api(campaignPath(mailbox, id, '/export'))).url);
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(null);
+    }
+  }
+
+  const button = (action, primary = false) => (
+    <button type="button" class={primary ? 'primary' : ''} disabled={!!busy} onClick={() => act(action)}>
+      {t(`cact.${action}`)}
+    </button>
+  );
+  return (
+    <section aria-labelledby="acts-title" class="acts">
+      <h2 id="acts-title">{t('cact.title')}</h2>
+      {status === 'validated' && <p>{t('cact.waitingConfirm')}</p>}
+      <div class="buttons">
+        {status === 'validated' && button('confirm', true)}
+        {['sending', 'queuing'].includes(status) && button('pause')}
+        {status === 'paused' && button('resume', true)}
+        {failed > 0 && ['sending', 'completed', 'paused'].includes(status) && button('resend')}
+        {['sending', 'queuing', 'paused'].includes(status) &&
+          (asking ? (
+            <>
+              <span role="alert">{t('cact.cancelSure')}</span>
+              <button type="button" class="danger" disabled={!!busy} onClick={() => act('cancel')}>
+                {t('cact.cancelYes')}
+              </button>
+              <button type="button" onClick={() => setAsking(false)}>
+                {t('cact.cancelNo')}
+              </button>
+            </>
+          ) : (
+            <button type="button" onClick={() => setAsking(true)}>
+              {t('cact.cancel')}
+            </button>
+          ))}
+        {!['validating', 'invalid'].includes(status) && (
+          <button type="button" disabled={!!busy} onClick={exportCsv}>
+            {t('cact.export')}
+          </button>
+        )}
+        {link && (
+          <a href={link} download>
+            {t('cact.download')}
+          </a>
+        )}
+      </div>
+      {busy && <p aria-live="polite">{t('common.loading')}</p>}
+      {done && <Notice>{done}</Notice>}
+      <ErrorNote error={error} />
+    </section>
+  );
+}
+
+export function CampaignView({ mailbox, id, role }) {
   const [stats, setStats] = useState(null);
   const [error, setError] = useState(null);
   const [outcome, setOutcome] = useState('');
@@ -101,11 +212,18 @@ export function CampaignView({ mailbox, id }) {
   const [listError, setListError] = useState(null);
   const [loading, setLoading] = useState(true);
   const timer = useRef(null);
+  const paged = useRef(false); // more pages read: a refresh would lose them
+  const filter = useRef(''); // the filter now (a refresh started by an older render reads it)
+  filter.current = outcome;
+  const seen = useRef(''); // the counters last shown: the recipients' first page follows them
 
   async function loadStats() {
     try {
       const shown = await api(box(mailbox, `/campaigns/${encodeURIComponent(id)}`));
       setStats(shown);
+      const now = JSON.stringify(shown.counters || {});
+      if (seen.current && now !== seen.current && !paged.current) loadRecipients(null);
+      seen.current = now;
       setError(null);
       clearTimeout(timer.current);
       if (RUNNING.has(shown.status)) timer.current = setTimeout(loadStats, REFRESH_MS);
@@ -119,10 +237,11 @@ export function CampaignView({ mailbox, id }) {
     setListError(null);
     try {
       const page = await api(box(mailbox, `/campaigns/${encodeURIComponent(id)}/recipients`), {
-        query: { state: outcome || undefined, cursor: after },
+        query: { state: filter.current || undefined, cursor: after },
       });
       setPeople((before) => (after ? [...before, ...page.recipients] : page.recipients));
       setCursor(page.cursor);
+      paged.current = !!after;
     } catch (failure) {
       setListError(failure);
     } finally {
@@ -146,25 +265,40 @@ export function CampaignView({ mailbox, id }) {
       <p>
         <a href={href(['box', mailbox, 'campaigns'])}>← {t('camp.back')}</a>
       </p>
-      <h1 tabIndex={-1}>{t('camp.detail', { name: id })}</h1>
+      <h1 tabIndex={-1}>{t('camp.detail', { name: (stats && stats.name) || id })}</h1>
       <ErrorNote error={error} />
       {stats && (
         <>
           <p>
-            <strong>{statusName(stats.status)}</strong> · {stats.mailbox}
+            <strong data-testid="campaign-status">{statusName(stats.status)}</strong> · {stats.mailbox}
+            {stats.name && <span class="muted"> · {id}</span>}
           </p>
+          {stats.purpose && <p>{t('camp.purpose', { purpose: stats.purpose })}</p>}
+          <Actions mailbox={mailbox} id={id} stats={stats} role={role} onDone={loadStats} />
           <section aria-labelledby="stats-title">
             <h2 id="stats-title">{t('camp.stats')}</h2>
-            <dl class="stats" data-testid="stats">
-              {STATS.filter((key) => key in counters || key === 'total').map((key) => (
-                <div key={key} class={`stat stat-${key}`}>
-                  <dt>{t(`stat.${key}`)}</dt>
-                  <dd>{count(counters[key] || 0)}</dd>
+            <div class={stats.rows ? 'columns-even' : ''}>
+              <div>
+                {stats.rows && <h3>{t('camp.byMessage')}</h3>}
+                <Figures counters={counters} testid="stats" label={t('camp.byMessage')} />
+              </div>
+              {stats.rows && (
+                <div>
+                  <h3>{t('camp.byRow', { column: stats.group_by })}</h3>
+                  <Figures counters={stats.rows} testid="row-stats" label={t('camp.byRow', { column: stats.group_by })} />
                 </div>
-              ))}
-            </dl>
+              )}
+            </div>
             <Progress counters={counters} />
+            {stats.expected_end && (
+              <p data-testid="expected-end">
+                {t('camp.expectedEnd', { when: when(stats.expected_end) })}
+                {stats.quota && <span class="muted"> ({quotaText(stats.quota)})</span>}
+              </p>
+            )}
             {RUNNING.has(stats.status) && <p class="help">{t('camp.updating')}</p>}
+            <h3>{t('chart.title')}</h3>
+            <Chart series={stats.series} total={counters.total || 0} />
           </section>
           {validation && (
             <section aria-labelledby="validation-title">

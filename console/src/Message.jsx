@@ -355,6 +355,11 @@ export function MessageView({ me, mailbox, role, sha, params }) {
               {t('msg.downloadOriginal')}
             </button>
           </p>
+          <p>
+            <button type="button" class="link" onClick={() => download('evidence')} title={t('msg.evidenceHelp')}>
+              {t('msg.evidence')}
+            </button>
+          </p>
           {content && content.headers.length > 0 && (
             <details>
               <summary>{t('msg.headers')}</summary>

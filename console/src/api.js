@@ -56,3 +56,18 @@ export async function api(path, { method = 'GET', body, query } = {}) {
 
 /** The path of a mailbox's resource: the address is one path segment. */
 export const box = (mailbox, rest = '') => `/mailboxes/${encodeURIComponent(mailbox)}${rest}`;
+
+/** A file PUT to an upload link the API gave (a campaign's CSV or attachment): straight to the
+ * bucket, never through the API. */
+export async function putFile(url, file, type) {
+  let answer;
+  try {
+    answer = await fetch(url, { method: 'PUT', body: file, headers: { 'Content-Type': type || file.type || 'application/octet-stream' } });
+  } catch {
+    throw new ApiError(0, null);
+  }
+  if (!answer.ok) throw new ApiError(answer.status, { message: `upload: HTTP ${answer.status}` });
+}
+
+/** A campaign's path under its mailbox. */
+export const campaignPath = (mailbox, id, rest = '') => box(mailbox, `/campaigns/${encodeURIComponent(id)}${rest}`);

@@ -8,6 +8,7 @@ import { SignIn } from './SignIn.jsx';
 import { Mailboxes, MessageList } from './Inbox.jsx';
 import { MessageView } from './Message.jsx';
 import { CampaignList, CampaignView } from './Campaigns.jsx';
+import { CampaignWizard } from './Wizard.jsx';
 import { AdminHome, AddMailbox, MailboxHealth, isAdmin } from './Admin.jsx';
 import { ErrorNote } from './ui.jsx';
 import './style.css';
@@ -75,11 +76,13 @@ function App() {
     const access = me.mailboxes.find((m) => m.mailbox === (mailbox || '').toLowerCase());
     const campaigns = access && (access.role === 'manager' || access.role === 'admin');
     if (where === 'admin' && isAdmin(me)) {
-      if (mailbox === 'new-mailbox') body = <AddMailbox navigate={navigate} />;
+      if (mailbox === 'new-mailbox') body = <AddMailbox navigate={navigate} onAdded={() => api('/me').then(setMe, setMeError)} />;
       else if (mailbox === 'box' && what) body = <MailboxHealth mailbox={what} added={route.params.added === '1'} />;
       else body = <AdminHome me={me} params={route.params} navigate={navigate} />;
-    } else if (where === 'box' && campaigns && what === 'campaigns' && sha)
-      body = <CampaignView mailbox={access.mailbox} id={sha} />;
+    } else if (where === 'box' && campaigns && what === 'campaigns' && sha === 'new')
+      body = <CampaignWizard mailbox={access.mailbox} />;
+    else if (where === 'box' && campaigns && what === 'campaigns' && sha)
+      body = <CampaignView mailbox={access.mailbox} id={sha} role={access.role} />;
     else if (where === 'box' && campaigns && what === 'campaigns')
       body = <CampaignList mailbox={access.mailbox} />;
     else if (where === 'box' && access && what === 'msg' && sha)

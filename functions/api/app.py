@@ -23,6 +23,7 @@ config = Config.for_function(
     "campaigns_table",
     "campaign_bucket",
     "api_secret",
+    "fanout_queue_url",
 )
 logger = Logger()
 app = build_app(bootstrap.api_services(config))

@@ -18,18 +18,20 @@ from pecflow.adapters.dynamodb.audit import AuditStore
 from pecflow.adapters.dynamodb.inbox import InboxStore
 from pecflow.adapters.dynamodb.inbox_counts import InboxCounts
 from pecflow.adapters.dynamodb.people import PeopleStore
+from pecflow.adapters.evidence_packs import ArchiveChunks, EvidencePackStore
 from pecflow.adapters.mail import ImapSession, SmtpSubmitter
 from pecflow.adapters.queues import SqsQueue
 from pecflow.adapters.ratelimit import RateLimiter
 from pecflow.adapters.rules import MailboxRules, SavedFiles
 from pecflow.adapters.secrets import SecretsManager, mailbox_password
-from pecflow.adapters.trust import anchors_location, load_anchors
+from pecflow.adapters.trust import anchors_location, load_anchors, read_bundle
 from pecflow.config import Config
 from pecflow.domain.ports import PasswordOf
 from pecflow.services.admin import CampaignAdmin, MailboxAdmin
 from pecflow.services.audit import AuditLog
 from pecflow.services.campaign_desk import CampaignDesk
 from pecflow.services.campaign_tests import CampaignTests
+from pecflow.services.evidence import EvidencePacks
 from pecflow.services.fanout import Fanout
 from pecflow.services.inbox import Inbox
 from pecflow.services.mailbox_desk import MailboxDesk
@@ -300,6 +302,51 @@ def campaign_admin(config: Config, **overrides: Any) -> CampaignAdmin:
     return CampaignAdmin(**_parts(parts, overrides))
 
 
+def evidence_packs(config: Config, **overrides: Any) -> EvidencePacks:
+    """A message's evidence pack: records, audit, originals, rows, outbox, timestamper, packs,
+    provider_anchors, tsa_anchors (EvidencePacks' fields)."""
+    parts: dict[str, Callable[[], Any]] = {
+        "records": lambda: message_store(config),
+        "audit": lambda: audit_log(config),
+        "originals": lambda: ArchiveChunks(config.client("s3"), config.archive_bucket),
+        "rows": lambda: inbox_store(config) if config.inbox_table else None,
+        "outbox": lambda: outgoing_store(config) if config.outgoing_table else None,
+        "timestamper": lambda: timestamper(config),
+        "packs": lambda: (
+            EvidencePackStore(config.client("s3"), config.downloads_bucket)
+            if config.downloads_bucket
+            else None
+        ),
+        "provider_anchors": lambda: partial(
+            _bundle, config, anchors_location(config.trust_anchors, config.archive_bucket)
+        ),
+        "tsa_anchors": lambda: _bundle(config, config.tsa_anchors),
+    }
+    return EvidencePacks(**_parts(parts, overrides))
+
+
+def timestamper(config: Config) -> Any:
+    """The time-stamping authority of evidence packs (None: TSA_URL not configured)."""
+    from pecflow.adapters.tsa import HttpTsa
+    from pecflow.pec.signature import read_certificates
+
+    if not config.tsa_url:
+        return None
+    anchors = _bundle(config, config.tsa_anchors)
+    return HttpTsa(config.tsa_url, read_certificates(anchors) if anchors else ())
+
+
+def _bundle(config: Config, location: str) -> bytes:
+    """A PEM bundle's bytes at a file or s3:// location (b"": none configured, none there, or
+    none readable: a pack without anchors, whose check then needs them given)."""
+    if not location:
+        return b""
+    try:
+        return read_bundle(location, config.client("s3") if location.startswith("s3://") else None) or b""
+    except Exception:  # noqa: BLE001 - none readable (S3 says 403 for a missing key): the pack says it has none
+        return b""
+
+
 def audit_log(config: Config) -> AuditLog:
     if not config.audit_table:
         from pecflow.config import ConfigError
@@ -351,9 +398,15 @@ def api_services(config: Config) -> Services:
         CampaignUploads(config.client("s3"), config.campaign_bucket),
         AuditLog(audit),
         cursor_secret=cursor_secret,
+        files_of=partial(campaign_files, config) if config.campaign_bucket else None,
+        mailbox_of=mailbox_store(config).get,
+        fanout_queue=SqsQueue(config.fanout_queue_url, config.client("sqs"))
+        if config.fanout_queue_url
+        else None,
     )
     tests = campaign_tests(config, audit=AuditLog(audit))
     admin = PeopleAdmin(people, AuditLog(audit), directory)
     mailboxes = mailbox_desk(config, people=admin, audit=AuditLog(audit))
+    evidence = evidence_packs(config, audit=AuditLog(audit), rows=inbox.rows, outbox=inbox.outbox)
     rules = RulesDesk(MailboxRules(config.mailboxes_table, ddb), AuditLog(audit))
-    return Services(inbox, admin, AuditLog(audit), desk, tests, mailboxes, rules)
+    return Services(inbox, admin, AuditLog(audit), desk, tests, mailboxes, evidence, rules)

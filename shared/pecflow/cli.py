@@ -639,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_campaign_operations(_add_campaign_parser(sub))  # pecflow campaign validate|stats|export|...
     _add_audit_parser(sub)
     _add_trust_parser(sub)
+    _add_evidence_parser(sub)
     _add_users_parser(sub)
     _add_rules_parser(sub)  # pecflow rules set|show|test
     return parser
@@ -1063,6 +1064,122 @@ def _add_trust_parser(sub) -> None:
     for parser in (imp, listing):
         parser.add_argument("--bundle", metavar="FILE", help="a bundle file instead of the stack's")
         _add_target_options(parser)
+
+
+# --- pecflow evidence -----------------------------------------------------------------------------
+def cmd_evidence(args) -> int:
+    if args.what[0] == "verify":
+        if len(args.what) != 2:
+            print(
+                "pecflow: evidence verify takes one pack: pecflow evidence verify PACK.zip", file=sys.stderr
+            )
+            return 2
+        return cmd_evidence_verify(args.what[1], args)
+    if len(args.what) != 2 or not args.output:
+        print("pecflow: write `pecflow evidence MAILBOX SHA256 -o PACK.zip` "
+              "or `pecflow evidence verify PACK.zip`", file=sys.stderr)  # fmt: skip
+        return 2
+    mailbox, sha256 = args.what
+    return cmd_evidence_pack(mailbox, sha256, args)
+
+
+def cmd_evidence_pack(mailbox: str, sha256: str, args) -> int:
+    import dataclasses
+    import os
+
+    from pecflow import bootstrap
+    from pecflow.domain.access import NotVisible
+    from pecflow.services.evidence import EvidenceError
+    from pecflow.services.inbox import Source
+
+    config = _deployment(args)
+    if args.tsa or args.tsa_anchors:
+        config = dataclasses.replace(
+            config, tsa_url=args.tsa or config.tsa_url, tsa_anchors=args.tsa_anchors or config.tsa_anchors
+        )
+    packs = bootstrap.evidence_packs(config)
+    if packs.timestamper is None:
+        print("pecflow: no time-stamping authority (--tsa URL, or TSA_URL): the pack will have no "
+              "time-stamp and `evidence verify` will say so", file=sys.stderr)  # fmt: skip
+    partial = f"{args.output}.partial"
+    try:
+        with open(partial, "wb") as out:
+            built = packs.write(
+                mailbox.lower(), sha256.lower(), out, actor=_operator(), source=Source(client="pecflow-cli")
+            )
+        os.replace(partial, args.output)
+    except (NotVisible, EvidenceError) as exc:
+        print(f"pecflow: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    stamped = (
+        f"time-stamped {built.stamp.at.isoformat()} by {built.stamp.tsa}"
+        if built.stamp
+        else "NOT time-stamped"
+    )
+    print(f"{args.output}: {len(built.entries)} file(s), {built.receipts} receipt(s), manifest {stamped}")
+    return 0
+
+
+def cmd_evidence_verify(path: str, args) -> int:
+    """Offline: the pack and the anchors given, nothing else (no stack, no AWS)."""
+    import zipfile
+
+    from pecflow.domain import evidence_verify
+    from pecflow.pec.signature import TrustAnchors, read_certificates
+
+    try:
+        providers = TrustAnchors.read(Path(args.anchors).read_bytes(), args.anchors) if args.anchors else None
+        tsa = read_certificates(Path(args.tsa_anchors).read_bytes()) if args.tsa_anchors else None
+    except (OSError, ValueError) as exc:
+        print(f"pecflow: the anchors cannot be read: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with zipfile.ZipFile(path) as zf:
+            report = evidence_verify.verify(zf, provider_anchors=providers, tsa_anchors=tsa)
+    except (OSError, zipfile.BadZipFile) as exc:
+        print(f"pecflow: {path} non è un fascicolo leggibile: {exc}", file=sys.stderr)
+        return 1
+    for verdict in report.verdicts:
+        print(f"{'OK     ' if verdict.ok else 'ERRORE '} {verdict.path}: {verdict.words}")
+    for note in report.notes:
+        print(f"Nota: {note}")
+    if report.ok:
+        print(
+            f"ESITO: il fascicolo è integro e tutte le verifiche sono superate ({len(report.verdicts)} controlli)."
+        )
+        return 0
+    print(f"ESITO: il fascicolo NON supera la verifica: {len(report.failures())} controllo/i non superato/i.")
+    return 1
+
+
+def _add_evidence_parser(sub) -> None:
+    evidence = sub.add_parser(
+        "evidence",
+        help="a message's evidence pack (fascicolo probatorio), and its offline check",
+        usage="pecflow evidence MAILBOX SHA256 -o PACK.zip [--tsa URL] [--stack|--local]\n"
+        "       pecflow evidence verify PACK.zip [--anchors PEM] [--tsa-anchors PEM]",
+        description="MAILBOX SHA256 -o PACK.zip writes the pack of one message: the .eml as archived, "
+        "every receipt's .eml, the daticert, a timeline, the audit trail, a summary in Italian (PDF) "
+        "and a manifest of SHA-256 hashes time-stamped by an RFC 3161 authority. `verify PACK.zip` "
+        "checks a pack offline (no account, no AWS): every hash, the providers' signatures, the "
+        "time-stamp; exit status 0 only when everything holds.",
+    )
+    evidence.add_argument("what", nargs="+", metavar="MAILBOX SHA256 | verify PACK")
+    evidence.add_argument("-o", "--output", metavar="PACK.zip", help="where to write the pack")
+    evidence.add_argument("--tsa", metavar="URL", help="the time-stamping authority (default: TSA_URL)")
+    evidence.add_argument(
+        "--anchors",
+        metavar="PEM",
+        help="verify: the providers' certificates to trust (default: those in the pack)",
+    )
+    evidence.add_argument(
+        "--tsa-anchors", metavar="PEM", help="the TSA's CA certificate(s) (verify default: those in the pack)"
+    )
+    _add_target_options(evidence)
+    evidence.set_defaults(func=cmd_evidence)
 
 
 # --- pecflow users --------------------------------------------------------------------------------

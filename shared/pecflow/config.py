@@ -59,6 +59,10 @@ class Config:
     fanout_queue_url: str = ""
     # the trust anchors of providers' signatures: s3://bucket/key or a file (pecflow.adapters.trust)
     trust_anchors: str = ""
+    # the RFC 3161 time-stamping authority of evidence packs (TSA_URL) and the certificates its
+    # own must chain to (TSA_ANCHORS: s3://bucket/key or a file; empty: the chain is not checked)
+    tsa_url: str = ""
+    tsa_anchors: str = ""
 
     @classmethod
     def for_function(cls, *required: str, env: Mapping[str, str] | None = None) -> Config:

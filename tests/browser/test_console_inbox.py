@@ -190,6 +190,9 @@ def test_two_operators_and_a_viewer_work_one_message_in_the_console(stack, brows
     expect(sent.get_by_role("link", name="accettazione")).to_be_visible()
     expect(sent.get_by_role("link", name="avvenuta consegna")).to_be_visible()
     screens.check(anna, "receipts")
+    with anna.expect_download() as download:  # the evidence pack: the message with the reply's receipts
+        anna.get_by_role("button", name="Scarica il fascicolo probatorio (.zip)").click()
+    assert re.fullmatch(r"fascicolo-[0-9a-f]{16}\.zip", download.value.suggested_filename)
 
     anna.get_by_role("button", name="Segna come gestito").click()
     anna.get_by_label("Nota su cosa è stato fatto (facoltativa)").fill("preventivo inviato")
@@ -197,7 +200,8 @@ def test_two_operators_and_a_viewer_work_one_message_in_the_console(stack, brows
     expect(anna.get_by_test_id("holder")).to_contain_text("gestito da anna il")
     expect(anna.get_by_test_id("holder")).to_contain_text("Nota: preventivo inviato")
     audit = anna.locator("table.audit")
-    for words in ("ha preso in carico", "ha risposto", "ha segnato come gestito", "capitolato.pdf"):
+    for words in ("ha preso in carico", "ha risposto", "ha segnato come gestito", "capitolato.pdf",
+                  "ha scaricato il fascicolo probatorio"):  # fmt: skip
         expect(audit).to_contain_text(words)
 
     # Bruno sees who handled it; as an operator he may reopen it, not reply

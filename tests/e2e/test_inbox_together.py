@@ -2,21 +2,27 @@
 checked as API Gateway's authorizer does): a certified message arrives and is polled, two people
 see it, one takes it in charge and replies (the other is refused, and cannot reply either), the
 reply goes out through the sender and its receipts are reconciled, and the other sees who handled
-it and what was done, in the audit trail."""
+it and what was done, in the audit trail; the message's evidence pack (the message, the reply and
+its receipts, time-stamped by the local TSA) passes `pecflow evidence verify`, and fails it once a
+receipt's byte is changed."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import smtplib
 import urllib.request
+import zipfile
 from urllib.parse import quote
 
 import pytest
 
 from local.api_server import json_request
 from local.pecbuild import builder
-from pecflow import bootstrap
+from pecflow import bootstrap, cli
+from pecflow.domain import evidence as pack
 from pecflow.domain.reconcile import State
+from pecflow.pec.signature import TrustAnchors
 from tests.e2e.test_campaigns import received_by
 
 POLL = 5 * 60
@@ -41,8 +47,10 @@ def fetch(url: str) -> bytes:
 
 
 @pytest.mark.timeout(600)
-def test_two_people_one_message_one_reply(stack, dovecot):
+def test_two_people_one_message_one_reply(stack, dovecot, tmp_path, capsys):
     net = stack.network
+    stack.trust_simulated_providers()
+    stack.trust_local_tsa()  # read by the API function at its cold start: before it serves
     alfa = net.add_provider(builder.Gestore("Alfa PEC S.p.A.", "pec.alfa.test"))
     beta = net.add_provider(builder.Gestore("Beta PEC S.p.A.", "pec.beta.test"))
     office = stack.add_company_mailbox(alfa, "ufficio@pec.alfa.test")
@@ -143,6 +151,38 @@ def test_two_people_one_message_one_reply(stack, dovecot):
         ("bruno", "download"),
     ]
     assert all(e["source_ip"] == "127.0.0.1" for e in trail)
+
+    # the evidence pack: the message, the reply and its receipts, the stamp of the local TSA
+    status, evidence = json_request(f"{box}/messages/{sha}/evidence", token=bruno)
+    assert status == 200 and evidence["timestamped"], evidence
+    data = fetch(evidence["url"])
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = zf.namelist()
+        assert hashlib.sha256(zf.read(pack.MESSAGE)).hexdigest() == sha
+        receipts = [n for n in names if n.startswith(pack.RECEIPTS)]
+        assert [n.split("-", 1)[1].rsplit("-", 1)[0] for n in receipts] == [
+            "accettazione",
+            "avvenuta-consegna",
+        ]
+        assert len([n for n in names if n.startswith(pack.SENT)]) == 1  # the reply as submitted
+    packed, providers, tsa = tmp_path / "fascicolo.zip", tmp_path / "gestori.pem", tmp_path / "tsa.pem"
+    packed.write_bytes(data)
+    providers.write_bytes(TrustAnchors([net.autorita.certificato]).pem())
+    tsa.write_bytes(stack.tsa.anchors_pem)
+    verify = ["evidence", "verify", str(packed), "--anchors", str(providers), "--tsa-anchors", str(tsa)]
+    assert cli.main(verify) == 0, capsys.readouterr().out
+    changed = tmp_path / "cambiato.zip"
+    with zipfile.ZipFile(packed) as src, zipfile.ZipFile(changed, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            dst.writestr(
+                info.filename, body[:-3] + b"X" + body[-2:] if info.filename == receipts[1] else body
+            )
+    capsys.readouterr()
+    assert cli.main([*verify[:2], str(changed), *verify[3:]]) == 1
+    assert f"ERRORE  {receipts[1]}: ALTERATO" in capsys.readouterr().out
+    status, trail = json_request(f"{box}/messages/{sha}/audit", token=bruno)
+    assert trail[-1]["actor"] == "bruno" and trail[-1]["action"] == "evidence"
 
     # Mario answers the reply: his answer is of the same conversation as his request
     submit(

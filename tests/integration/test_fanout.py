@@ -14,7 +14,9 @@ from pecflow.adapters.campaign_files import CampaignPackage
 from pecflow.adapters.dynamodb import CampaignStore, OutgoingStore
 from pecflow.domain.reconcile import CLAIM, SMTP_ACCEPTED, CampaignStatus, Job, State
 from pecflow.domain.records import JobRecord
+from pecflow.services.admin import CampaignAdmin
 from pecflow.services.fanout import fan_out
+from tests import fakes
 
 MANIFEST = {
     "mailbox": "ufficio@pec.azienda.test",
@@ -350,3 +352,41 @@ def test_a_grouped_fan_out_stopped_early_counts_only_the_rows_queued(aws):
         covered,
         covered,
     )
+
+
+def test_a_campaign_paused_while_its_rows_are_queued_queues_them_all_and_resume_sends_them(aws):
+    """Paused between two runs of its fan-out (a large campaign continues in a new invocation):
+    the next run still queues the rest, the status stays as the person set it, and resume puts
+    every job on the send queue; none is left behind."""
+    campaign, rows = _grouped(aws, "sospesa-in-preparazione")
+    first = campaign.fan_out(time_left=lambda: 0.0, margin=30)
+    assert first.more and first.queued == 10
+    send_queue = fakes.FakeQueue()
+    admin = CampaignAdmin(campaigns=campaign.campaigns, outgoing=campaign.outgoing, send_queue=send_queue)
+    assert admin.set_status(campaign.id, "pause") == CampaignStatus.PAUSED
+
+    second = campaign.fan_out(manifest_version=None, time_left=lambda: 0.0, margin=30)
+    assert second.queued == 20, second.problems
+    last = campaign.fan_out(manifest_version=None)
+    assert (last.status, last.queued, last.rows) == (CampaignStatus.PAUSED, 25, rows)
+    item = campaign.campaigns.get(campaign.id)
+    assert item.status == CampaignStatus.PAUSED and item.fanout_finished_at
+    assert len(campaign.jobs()) == 25
+
+    assert admin.set_status(campaign.id, "resume") == CampaignStatus.SENDING
+    requeued = {json.loads(entry["MessageBody"])["message_id"] for entry in send_queue.sent}
+    assert requeued == {job.message_id for job in campaign.jobs().values()}
+    assert campaign.fan_out(manifest_version=None).problems == ["already fanned out"]  # finished: once
+
+
+def test_a_campaign_resumed_before_its_fan_out_continues_queues_the_rest(aws):
+    campaign, rows = _grouped(aws, "ripresa-in-preparazione")
+    campaign.fan_out(time_left=lambda: 0.0, margin=30)
+    admin = CampaignAdmin(
+        campaigns=campaign.campaigns, outgoing=campaign.outgoing, send_queue=fakes.FakeQueue()
+    )
+    admin.set_status(campaign.id, "pause")
+    admin.set_status(campaign.id, "resume")
+    last = campaign.fan_out(manifest_version=None)
+    assert (last.status, last.queued, last.rows) == (CampaignStatus.SENDING, 25, rows)
+    assert len(campaign.jobs()) == 25 and campaign.campaigns.get(campaign.id).fanout_finished_at

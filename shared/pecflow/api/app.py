@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pecflow.api import campaign_tests, campaigns, mailboxes, messages, people, replies, rules
+from pecflow.api import campaign_tests, campaigns, evidence, mailboxes, messages, people, replies, rules
 from pecflow.api.context import Services, Unauthenticated, caller
 from pecflow.api.models import MailboxAccess, Me, answers
 from pecflow.domain.access import DisabledPerson, Forbidden, NotVisible
@@ -105,6 +105,7 @@ def build_app(services: Services) -> APIGatewayHttpResolver:
     app.include_router(replies.routes(services), prefix="/mailboxes")
     app.include_router(campaigns.routes(services), prefix="/mailboxes")
     app.include_router(campaign_tests.routes(services), prefix="/mailboxes")
+    app.include_router(evidence.routes(services), prefix="/mailboxes")
     app.include_router(people.routes(services), prefix="/people")
     app.include_router(mailboxes.routes(services), prefix="/mailboxes")
     app.include_router(rules.routes(services), prefix="/mailboxes")

@@ -41,7 +41,64 @@ class Submission(BaseModel):
 
 class CampaignAction(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    action: Literal["pause", "resume", "cancel", "resend", "redrive"]
+    action: Literal["pause", "resume", "cancel", "resend", "redrive", "confirm"] = Field(
+        ..., description="confirm: send a campaign submitted as a dry run, once its report was read"
+    )
+
+
+class Quota(BaseModel):
+    preset: str = Field(..., description="aruba, legalmail, gmail or custom:N/WINDOW")
+    limit: int = Field(..., description="messages per window")
+    window_seconds: float
+    rolling: bool
+
+
+class ProviderTerms(BaseModel):
+    mailbox: str
+    preset: str | None = Field(None, description="the mailbox's quota preset (or the one its domain tells)")
+    provider: str | None = None
+    terms: list[str] = Field(..., description="what the provider publishes about automated and mass sending")
+    source: str | None = None
+    needs_agreement: bool = Field(
+        ..., description="the contract forbids automated sending without an agreement"
+    )
+    quota: Quota | None = None
+    first_campaign: bool = Field(..., description="no campaign was ever sent from this mailbox")
+
+
+class BadRow(BaseModel):
+    row: int | None = Field(None, description="the CSV row as the spreadsheet numbers it (header: 1)")
+    column: str | None = None
+    field: str | None = Field(None, description="the manifest's field, for a manifest problem")
+    code: str
+    reason: str
+
+
+class ValidationReport(BaseModel):
+    campaign_id: str
+    status: str
+    invalid_reason: str | None = None
+    summary: dict[str, Any] = Field(..., description="as the statistics' validation")
+    header: list[str] = Field(..., description="the CSV's columns as written")
+    merge_fields: list[str] = Field(..., description="the template variables")
+    errors: list[BadRow] = Field(..., description="the first bad rows (validation-errors.csv has them all)")
+    error_count: int
+    errors_truncated: bool
+
+
+class Preview(BaseModel):
+    rows: list[int] = Field(..., description="the CSV rows this message covers")
+    to: str
+    cc: str | None = None
+    attachments: list[str]
+    subject: str | None = None
+    text: str | None = None
+    pdf: str | None = Field(None, description="the generated PDF's file name")
+    error: str | None = Field(None, description="why this message cannot be rendered")
+
+
+class PreviewPage(BaseModel):
+    messages: list[Preview]
 
 
 class Receipt(BaseModel):
@@ -108,6 +165,30 @@ def routes(services: Any) -> Router:
     def show(mailbox: str, campaign_id: CampaignId) -> dict:
         return desk.show(caller(router.current_event, services), mailbox, campaign_id)
 
+    @router.get("/<mailbox>/campaign-terms", summary="the sending provider's terms and quota, before a campaign",
+                tags=["campaigns"], responses=answers(404))  # fmt: skip
+    def terms(mailbox: str) -> ProviderTerms:
+        return ProviderTerms(**desk.terms(caller(router.current_event, services), mailbox))
+
+    @router.get("/<mailbox>/campaigns/<campaign_id>/report",
+                summary="the validation report: its summary and the first bad rows (row, column, reason)",
+                tags=["campaigns"], responses=answers(404))  # fmt: skip
+    def report(
+        mailbox: str, campaign_id: CampaignId, limit: Annotated[int, Query(ge=1, le=200)] = 200
+    ) -> ValidationReport:
+        return ValidationReport(
+            **desk.report(caller(router.current_event, services), mailbox, campaign_id, limit)
+        )
+
+    @router.get("/<mailbox>/campaigns/<campaign_id>/preview",
+                summary="the first messages as the campaign renders them (one per group with group_by)",
+                tags=["campaigns"], responses=answers(404, 409))  # fmt: skip
+    def preview(
+        mailbox: str, campaign_id: CampaignId, count: Annotated[int, Query(ge=1, le=10)] = 3
+    ) -> PreviewPage:
+        shown = desk.preview(caller(router.current_event, services), mailbox, campaign_id, count)
+        return PreviewPage(messages=[Preview(**m) for m in shown])
+
     @router.get("/<mailbox>/campaigns/<campaign_id>/recipients",
                 summary="the recipients' outcomes, 50 a page in CSV row order; state= keeps one outcome",
                 tags=["campaigns"], responses=answers(400, 404))  # fmt: skip
@@ -139,7 +220,7 @@ def routes(services: Any) -> Router:
         desk.submit(caller(router.current_event, services), mailbox, campaign_id, body.manifest)
         return {"submitted": True}
 
-    @router.post("/<mailbox>/campaigns/<campaign_id>/actions", summary="pause, resume, cancel, resend, redrive",
+    @router.post("/<mailbox>/campaigns/<campaign_id>/actions", summary="pause, resume, cancel, resend, redrive, confirm",
                  tags=["campaigns"], responses=answers(400, 404, 409, 415))  # fmt: skip
     def act(mailbox: str, campaign_id: CampaignId, body: CampaignAction) -> dict:
         return desk.act(caller(router.current_event, services), mailbox, campaign_id, body.action)

@@ -9,6 +9,7 @@ from pecflow.domain.access import DisabledPerson, Person
 from pecflow.services.audit import AuditLog
 from pecflow.services.campaign_desk import CampaignDesk
 from pecflow.services.campaign_tests import CampaignTests
+from pecflow.services.evidence import EvidencePacks
 from pecflow.services.inbox import Inbox, Source
 from pecflow.services.mailbox_desk import MailboxDesk
 from pecflow.services.people import PeopleAdmin
@@ -23,6 +24,7 @@ class Services:
     campaigns: CampaignDesk | None = None
     campaign_tests: CampaignTests | None = None  # test sends of a campaign (api/campaign_tests.py)
     mailboxes: MailboxDesk | None = None  # administration of mailboxes (api/mailboxes.py)
+    evidence: EvidencePacks | None = None  # a message's evidence pack (api/evidence.py)
     rules: RulesDesk | None = None  # a mailbox's automatic rules (api/rules.py)
 
 

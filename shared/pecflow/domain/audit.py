@@ -43,6 +43,7 @@ class AuditAction(StrEnum):
     RULE = "rule"  # an automatic rule acted on a message (actor "regole automatiche")
     TAG = "tag"
     EXPORT = "export"
+    EVIDENCE = "evidence"  # an evidence pack of the message built and downloaded
 
 
 @dataclass(frozen=True, slots=True)

@@ -550,3 +550,18 @@ def _has_bare_lf(data: bytes) -> bool:
 def _crlf(data: bytes) -> bytes:
     """Every line ended by CRLF (S/MIME's canonical form); CRLFs already there kept."""
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+# --- for other CMS signatures (the RFC 3161 time-stamp token of an evidence pack) ---------------
+def signature_matches(signer_info: Any, cert: x509.Certificate, content: bytes) -> tuple[bool, str]:
+    """Whether a CMS SignerInfo covers `content` with `cert`'s key; else why not."""
+    return _matches(signer_info, cert, content)
+
+
+def signer_certificate(sid: Any, certs: Sequence[x509.Certificate]) -> x509.Certificate | None:
+    """The certificate a SignerInfo's identifier names, among `certs`."""
+    return _signer_certificate(sid, certs)
+
+
+def certificate(der: bytes) -> x509.Certificate:
+    return _certificate(der)

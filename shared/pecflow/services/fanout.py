@@ -128,7 +128,14 @@ def fan_out(
             "the new one under a new campaign id",
         )
     status = existing.status
-    if status not in (CampaignStatus.VALIDATING, CampaignStatus.QUEUING):
+    # paused (or paused and resumed) while its rows were being queued: the queuing goes on where it
+    # stopped (the senders park what a paused campaign queues; resume queues it again)
+    unfinished = (
+        status in (CampaignStatus.PAUSED, CampaignStatus.SENDING)
+        and bool(existing.counting_started)
+        and not existing.fanout_finished_at
+    )
+    if status not in (CampaignStatus.VALIDATING, CampaignStatus.QUEUING) and not unfinished:
         return FanoutResult(
             campaign_id, str(status), problems=[existing.invalid_reason or "already fanned out"]
         )
@@ -352,11 +359,16 @@ def _queue(
             return _yield_to_other(result)
         next_row, queued, result.rows = moved
         result.queued = queued
-    campaigns.update(
+    finished = clock.iso()
+    if not campaigns.update(
         campaign_id,
-        {"status": CampaignStatus.SENDING, "fanout_finished_at": clock.iso()},
+        {"status": CampaignStatus.SENDING, "fanout_finished_at": finished},
         only_if_status=(CampaignStatus.QUEUING,),
-    )
+    ):  # paused (or resumed, or cancelled) meanwhile: the status stays as the person set it
+        campaigns.update(campaign_id, {"fanout_finished_at": finished})
+        now = campaigns.get(campaign_id)
+        result.status = str(now.status) if now and now.status else CampaignStatus.SENDING
+        return result
     result.status = CampaignStatus.SENDING
     return result
 
