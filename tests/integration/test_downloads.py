@@ -33,6 +33,8 @@ def test_a_file_is_copied_to_the_downloads_bucket_and_served_as_a_download(aws):
 
     original = requests.get(downloads.download_url(stored.key, "m.eml"), timeout=10)
     assert original.content == raw and sha256_hex(original.content) == sha256_hex(raw)
+    # the original's name made as a file's is (one helper: archive.disposition)
+    assert original.headers["Content-Disposition"] == "attachment; filename=\"m.eml\"; filename*=UTF-8''m.eml"
     rules = s3.get_bucket_lifecycle_configuration(Bucket=aws.physical("DownloadsBucket"))["Rules"]
     assert [(r["Status"], r["Expiration"]["Days"]) for r in rules] == [("Enabled", 1)]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from urllib.parse import quote
 
 from botocore.exceptions import ClientError, FlexibleChecksumError
 
@@ -95,14 +96,20 @@ class Archive:
 
     def download_url(self, key: str, filename: str, seconds: int = 300) -> str:
         """A short-lived link to the archived original, saved under `filename`."""
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in filename)[:120] or "messaggio.eml"
         return self.s3.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,
                 "Key": key,
-                "ResponseContentDisposition": f'attachment; filename="{safe}"',
+                "ResponseContentDisposition": disposition(filename or "messaggio.eml"),
                 "ResponseContentType": "message/rfc822",
             },
             ExpiresIn=seconds,
         )
+
+
+def disposition(filename: str) -> str:
+    """A Content-Disposition for a download: a plain ASCII name, and the real one (RFC 6266)."""
+    plain = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in filename)[:120]
+    plain = plain.strip(".") or "file"
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename[:200], safe='')}"

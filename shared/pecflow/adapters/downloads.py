@@ -6,18 +6,11 @@ it after a day) and linked from there. Files from senders are always served as d
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from pecflow.adapters.archive import Archive, disposition
 
-from pecflow.adapters.archive import Archive
+__all__ = ["LINK_SECONDS", "Downloads", "disposition"]
 
 LINK_SECONDS = 300
-
-
-def disposition(filename: str) -> str:
-    """A Content-Disposition for a download: a plain ASCII name, and the real one (RFC 6266)."""
-    plain = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in filename)[:120]
-    plain = plain.strip(".") or "file"
-    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename[:200], safe='')}"
 
 
 class Downloads:
