@@ -183,7 +183,7 @@ def measure(aws, rows: int, grouped: bool = False) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="500 and 1,500 rows (under 30 s on an idle machine)"
+        "--quick", action="store_true", help="200 and 600 rows (under 30 s on an idle machine)"
     )
     parser.add_argument("--only", choices=("rows", "grouped"), help="measure one kind of campaign only")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -193,7 +193,7 @@ def main() -> None:
         return
     from local.aws import LocalAws
 
-    small, large = (500, 1_500) if args.quick else (1_000, 100_000)
+    small, large = (200, 600) if args.quick else (1_000, 100_000)
     aws = LocalAws.start(REPO / "template.yaml", stack_name="pecflow-bench", set_environ=False)
     kinds = [k for k in (False, True) if args.only is None or args.only == ("grouped" if k else "rows")]
     ratios: dict[bool, float] = {}
