@@ -78,14 +78,12 @@ def ingest(config: Config, address: str, raws: list[bytes], requests: Requests) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="300 messages ingested, 1,000 tried (under 30 s)"
-    )
+    parser.add_argument("--quick", action="store_true", help="100 messages ingested, 500 tried (under 30 s)")
     parser.add_argument("--messages", type=int, help="messages ingested per mailbox (default 1,000)")
     parser.add_argument("--recorded", type=int, help="recorded messages of the dry run (default 10,000)")
     args = parser.parse_args()
-    count = args.messages or (300 if args.quick else 1_000)
-    recorded = args.recorded or (1_000 if args.quick else 10_000)
+    count = args.messages or (100 if args.quick else 1_000)
+    recorded = args.recorded or (500 if args.quick else 10_000)
     raws = [c.raw for c in pecmix.corpus(count, seed=7, sdi=True)]
 
     with mock_aws():
