@@ -153,7 +153,7 @@ def best_of(rounds: int, functions: dict[str, callable], raws: list[bytes]) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small corpus, few rounds (under 30 s)")
-    parser.add_argument("--messages", type=int, help="messages from the builder (default 3000; quick 600)")
+    parser.add_argument("--messages", type=int, help="messages from the builder (default 3000; quick 400)")
     parser.add_argument("--rounds", type=int, help="timed rounds per parser (default 5; quick 3)")
     parser.add_argument("--rem", type=int, help="REM messages made here (default: a fifth of --messages)")
     parser.add_argument(
@@ -170,7 +170,7 @@ def main() -> None:
         help="extra folder of .eml files (repeatable)",
     )
     args = parser.parse_args()
-    size = args.messages or (600 if args.quick else 3000)
+    size = args.messages or (400 if args.quick else 3000)
     rounds = args.rounds or (3 if args.quick else 5)
 
     built, real = corpus(size, args.samples)
