@@ -96,15 +96,8 @@ class Archive:
 
     def download_url(self, key: str, filename: str, seconds: int = 300) -> str:
         """A short-lived link to the archived original, saved under `filename`."""
-        return self.s3.generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": self.bucket,
-                "Key": key,
-                "ResponseContentDisposition": disposition(filename or "messaggio.eml"),
-                "ResponseContentType": "message/rfc822",
-            },
-            ExpiresIn=seconds,
+        return download_link(
+            self.s3, self.bucket, key, filename or "messaggio.eml", "message/rfc822", seconds
         )
 
 
@@ -113,3 +106,17 @@ def disposition(filename: str) -> str:
     plain = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in filename)[:120]
     plain = plain.strip(".") or "file"
     return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename[:200], safe='')}"
+
+
+def download_link(s3, bucket: str, key: str, filename: str, content_type: str, seconds: int) -> str:
+    """A short-lived link that downloads an object as `filename` (never rendered by a browser)."""
+    return s3.generate_presigned_url(
+        "get_object",
+        Params={
+            "Bucket": bucket,
+            "Key": key,
+            "ResponseContentDisposition": disposition(filename),
+            "ResponseContentType": content_type,
+        },
+        ExpiresIn=seconds,
+    )

@@ -6,7 +6,7 @@ it after a day) and linked from there. Files from senders are always served as d
 
 from __future__ import annotations
 
-from pecflow.adapters.archive import Archive, disposition
+from pecflow.adapters.archive import Archive, disposition, download_link
 
 __all__ = ["LINK_SECONDS", "Downloads", "disposition"]
 
@@ -31,13 +31,4 @@ class Downloads:
             ContentType="application/octet-stream",
             ContentDisposition=disposition(filename),
         )
-        return self.s3.generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": self.bucket,
-                "Key": key,
-                "ResponseContentDisposition": disposition(filename),
-                "ResponseContentType": "application/octet-stream",
-            },
-            ExpiresIn=LINK_SECONDS,
-        )
+        return download_link(self.s3, self.bucket, key, filename, "application/octet-stream", LINK_SECONDS)

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pecflow.adapters.downloads import LINK_SECONDS, disposition
+from pecflow.adapters.archive import download_link
+from pecflow.adapters.downloads import LINK_SECONDS
 
 CHUNK_BYTES = 256 * 1024
 PART_BYTES = 5 * 1024 * 1024  # S3's least part (the last excepted): the pack's memory
@@ -88,13 +89,4 @@ class EvidencePackStore:
         out.complete()
 
     def link(self, key: str, filename: str) -> str:
-        return self.s3.generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": self.bucket,
-                "Key": key,
-                "ResponseContentDisposition": disposition(filename),
-                "ResponseContentType": "application/zip",
-            },
-            ExpiresIn=LINK_SECONDS,
-        )
+        return download_link(self.s3, self.bucket, key, filename, "application/zip", LINK_SECONDS)

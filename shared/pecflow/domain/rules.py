@@ -25,10 +25,9 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from typing import Any
 
+from pecflow.domain import schemas
 from pecflow.pec import p7m
 
 SCHEMA_NAME = "rules.schema.json"
@@ -148,21 +147,13 @@ class RulesDocument:
 
 
 # --- reading a document -------------------------------------------------------------------------------
-@cache
 def schema() -> dict[str, Any]:
     """The published schema (packaged with pecflow, identical to schemas/ in the repo)."""
-    loaded: dict[str, Any] = json.loads(
-        resources.files("pecflow").joinpath("schemas", SCHEMA_NAME).read_text("utf-8")
-    )
-    return loaded
+    return schemas.published(SCHEMA_NAME)
 
 
-@cache
 def _validator() -> Any:
-    from jsonschema import Draft202012Validator
-
-    Draft202012Validator.check_schema(schema())
-    return Draft202012Validator(schema())
+    return schemas.validator(SCHEMA_NAME)
 
 
 def load(data: Any) -> RulesDocument:

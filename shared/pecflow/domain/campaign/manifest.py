@@ -11,10 +11,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
-from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pecflow.domain import schemas
 from pecflow.domain.campaign.issues import Code, Issue, ManifestError
 
 if TYPE_CHECKING:
@@ -149,21 +148,14 @@ _BCC_NAMES = frozenset(("bcc", "ccn", "copia_nascosta"))
 
 
 # --- the schema -------------------------------------------------------------------------------------
-@cache
 def schema() -> dict[str, Any]:
     """The published manifest schema (packaged with pecflow, identical to schemas/ in the repo)."""
-    loaded: dict[str, Any] = json.loads(
-        resources.files("pecflow").joinpath("schemas", SCHEMA_NAME).read_text("utf-8")
-    )
-    return loaded
+    return schemas.published(SCHEMA_NAME)
 
 
-@cache
 def _validator() -> Draft202012Validator:
-    from jsonschema import Draft202012Validator
-
-    Draft202012Validator.check_schema(schema())
-    return Draft202012Validator(schema())
+    compiled: Draft202012Validator = schemas.validator(SCHEMA_NAME)
+    return compiled
 
 
 _TYPE_WORDS = {
