@@ -66,7 +66,7 @@ class LocalCA:
     def issue(self, name: str, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> ServerCert:
         """A server certificate for `hosts`, written as <name>.pem / <name>.key.pem."""
         from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -90,6 +90,12 @@ class LocalCA:
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(self._key, hashes.SHA256())
         )
+        return self._written(name, cert, key, 0o640)
+
+    def _written(self, name: str, cert, key, mode: int) -> ServerCert:
+        """The certificate and its key as <name>.pem / <name>.key.pem (the key readable by `mode`)."""
+        from cryptography.hazmat.primitives import serialization
+
         cert_path = self.directory / f"{name}.pem"
         key_path = self.directory / f"{name}.key.pem"
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -98,14 +104,14 @@ class LocalCA:
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
         )
-        key_path.chmod(0o640)
+        key_path.chmod(mode)
         return ServerCert(cert_path, key_path)
 
     def issue_timestamping(self, name: str) -> ServerCert:
         """A time-stamping authority's certificate (RFC 3161 §2.3: extended key usage
         timeStamping only, critical), written as <name>.pem / <name>.key.pem."""
         from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -125,16 +131,7 @@ class LocalCA:
             )
             .sign(self._key, hashes.SHA256())
         )
-        cert_path = self.directory / f"{name}.pem"
-        key_path = self.directory / f"{name}.key.pem"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        key_path.chmod(0o600)
-        return ServerCert(cert_path, key_path)
+        return self._written(name, cert, key, 0o600)
 
     @cached_property
     def pem(self) -> bytes:

@@ -27,6 +27,20 @@ function newId(name) {
   return `${slug}-${stamp}-${Math.random().toString(36).slice(2, 6)}`;
 }
 
+// one of the CSV's columns (`none`: the words for choosing none; `described`: its help below)
+function ColumnSelect({ id, columns, value, onChange, none, described }) {
+  return (
+    <select id={id} value={value} onChange={onChange} aria-describedby={described ? `${id}-help` : undefined}>
+      {none !== undefined && <option value="">{none}</option>}
+      {columns.map((key) => (
+        <option key={key} value={key}>
+          {key}
+        </option>
+      ))}
+    </select>
+  );
+}
+
 function Field({ id, label, help, error, children }) {
   return (
     <div class="field">
@@ -213,13 +227,7 @@ export function CampaignWizard({ mailbox }) {
             )}
             {csv && (
               <Field id="wiz-address" label={t('wiz.addressColumn')}>
-                <select id="wiz-address" value={draft.addressColumn} onChange={set('addressColumn')}>
-                  {keys.map((key) => (
-                    <option key={key} value={key}>
-                      {key}
-                    </option>
-                  ))}
-                </select>
+                <ColumnSelect id="wiz-address" columns={keys} value={draft.addressColumn} onChange={set('addressColumn')} />
               </Field>
             )}
             {keys.length > 0 && (
@@ -261,14 +269,7 @@ export function CampaignWizard({ mailbox }) {
               <input id="wiz-fixed" type="file" multiple onChange={(e) => setFixed([...e.currentTarget.files])} aria-describedby="wiz-fixed-help" />
             </Field>
             <Field id="wiz-attcol" label={t('wiz.attachmentColumn')} help={t('wiz.attachmentColumnHelp')}>
-              <select id="wiz-attcol" value={draft.attachmentColumn} onChange={set('attachmentColumn')} aria-describedby="wiz-attcol-help">
-                <option value="">{t('wiz.noneColumn')}</option>
-                {keys.map((key) => (
-                  <option key={key} value={key}>
-                    {key}
-                  </option>
-                ))}
-              </select>
+              <ColumnSelect id="wiz-attcol" columns={keys} value={draft.attachmentColumn} onChange={set('attachmentColumn')} none={t('wiz.noneColumn')} described />
             </Field>
             {draft.attachmentColumn && (
               <Field id="wiz-own" label={t('wiz.ownFiles')} help={own.length ? own.map((f) => f.name).join(', ') : t('wiz.ownFilesHelp')}>
@@ -290,14 +291,7 @@ export function CampaignWizard({ mailbox }) {
               </>
             )}
             <Field id="wiz-group" label={t('wiz.groupBy')} help={t('wiz.groupByHelp')}>
-              <select id="wiz-group" value={draft.groupBy} onChange={set('groupBy')} aria-describedby="wiz-group-help">
-                <option value="">{t('wiz.noGrouping')}</option>
-                {keys.map((key) => (
-                  <option key={key} value={key}>
-                    {key}
-                  </option>
-                ))}
-              </select>
+              <ColumnSelect id="wiz-group" columns={keys} value={draft.groupBy} onChange={set('groupBy')} none={t('wiz.noGrouping')} described />
             </Field>
             <Field id="wiz-cc" label={t('wiz.cc')} help={t('wiz.ccHelp')} error={missing.cc}>
               <input id="wiz-cc" type="email" value={draft.cc} onInput={set('cc')} aria-describedby={describedBy('wiz-cc', true, missing.cc)} />
