@@ -1833,3 +1833,67 @@ class Ticking:
         with self.lock:
             self.at += timedelta(seconds=1)
             return self.at
+
+
+# --- alerts -----------------------------------------------------------------------------------------
+class FakeAlertGroups:
+    """AlertsTable in memory, as pecflow.adapters.alerts.AlertGroupsTable keeps it (atomic)."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict] = {}
+        self.lock = threading.Lock()
+        self.fail: Exception | None = None
+
+    def add(self, key: str, count: int, fields: dict) -> int:
+        if self.fail is not None:
+            raise self.fail
+        with self.lock:
+            item = self.items.setdefault(key, {"group": key, **fields, "count": 0})
+            item["count"] += count
+            return int(item["count"])
+
+    def claim(self, key: str, count: int) -> bool:
+        return self._set_once(key, "published_count", count)
+
+    def claim_summary(self, key: str, total: int) -> bool:
+        return self._set_once(key, "summarized", total)
+
+    def _set_once(self, key: str, name: str, value: int) -> bool:
+        with self.lock:
+            item = self.items.get(key)
+            if item is None or name in item:
+                return False
+            item[name] = value
+            return True
+
+    def claim_run(self, key: str, expires: int) -> bool:
+        with self.lock:
+            if key in self.items:
+                return False
+            self.items[key] = {"group": key, "expires": expires}
+            return True
+
+    def closed(self, before: str) -> list[dict]:
+        with self.lock:
+            return [
+                dict(i)
+                for i in self.items.values()
+                if "period_end" in i
+                and i["period_end"] <= before
+                and "published_count" in i
+                and "summarized" not in i
+                and i["count"] > i["published_count"]
+            ]
+
+
+class FakeAlertChannel:
+    """The alarms topic: what was published (subject, text, attributes)."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, str, dict]] = []
+        self.fail: Exception | None = None
+
+    def publish(self, subject: str, text: str, attributes: dict) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.published.append((subject, text, dict(attributes)))

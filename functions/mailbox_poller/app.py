@@ -15,14 +15,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pecflow import bootstrap
 from pecflow.config import Config
 from pecflow.services.polling import PollRequest
-from pecflow.telemetry import message_logger, record_keys, report_poll
+from pecflow.telemetry import alert_failures, message_logger, record_keys, report_poll
 
 config = Config.for_function("messages_table", "outgoing_table", "archive_bucket", "poll_queue_url")
 logger = Logger()
 # a poll skipped: an invocation with no metric, as Powertools documents
 warnings.filterwarnings("ignore", "No application metrics to publish")
 metrics = EphemeralMetrics()  # this function's own metric set (Metrics shares one per process)
-poller = bootstrap.poller(config, ingestor=bootstrap.ingestor(config, on_message=message_logger(logger)))
+# alerts (grouped, to the alarms topic): failed deliveries, unreadable mailbox, quarantine, ...
+alerts = bootstrap.alerts(config, on_failure=alert_failures(logger, metrics))
+ingest = bootstrap.ingestor(config, on_message=message_logger(logger), alerts=alerts)
+poller = bootstrap.poller(config, ingestor=ingest)
 
 
 def poll_record(record: SQSRecord, context: LambdaContext) -> None:
@@ -31,6 +34,8 @@ def poll_record(record: SQSRecord, context: LambdaContext) -> None:
         started = time.monotonic()
         outcome = poller.poll(request, time_left=lambda: context.get_remaining_time_in_millis() / 1000.0)
         report_poll(outcome, (time.monotonic() - started) * 1000, metrics, logger)
+        if alerts is not None:
+            alerts.after_poll(outcome)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -10,11 +10,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pecflow import bootstrap
 from pecflow.config import Config
 from pecflow.services.polling import tick_of
+from pecflow.telemetry import alert_failures
 
 config = Config.for_function("poll_queue_url")
 logger = Logger()
 metrics = EphemeralMetrics()  # this function's own metric set (Metrics shares one per process)
 schedule_polls = bootstrap.poll_scheduler(config)
+# once per alert period: receipts left unmatched, messages not taken in charge, summaries
+checks = bootstrap.alert_checks(config, alerts=bootstrap.alerts(config, on_failure=alert_failures(logger, metrics)))
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -25,4 +28,7 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
     queued = schedule_polls(tick)
     metrics.add_metric(name="PollRequests", unit=MetricUnit.Count, value=len(queued))
     logger.info("poll requests queued", extra={"tick": tick, "mailboxes": queued})
-    return {"tick": tick, "queued": len(queued)}
+    alerted = checks.run(queued) if checks is not None else None
+    if alerted is not None:
+        metrics.add_metric(name="AlertsPublished", unit=MetricUnit.Count, value=alerted)
+    return {"tick": tick, "queued": len(queued), "alerts": alerted}

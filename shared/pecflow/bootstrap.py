@@ -9,6 +9,13 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from pecflow.adapters.alerts import (
+    AlertChannel,
+    AlertGroupsTable,
+    AlertSettings,
+    Waiting,
+    webhook_url_from_secret,
+)
 from pecflow.adapters.archive import Archive
 from pecflow.adapters.campaign_files import CampaignPackage, CampaignUploads
 from pecflow.adapters.cognito import CognitoDirectory
@@ -26,8 +33,10 @@ from pecflow.adapters.rules import MailboxRules, SavedFiles
 from pecflow.adapters.secrets import SecretsManager, mailbox_password
 from pecflow.adapters.trust import anchors_location, load_anchors, read_bundle
 from pecflow.config import Config
+from pecflow.domain import clock
 from pecflow.domain.ports import PasswordOf
 from pecflow.services.admin import CampaignAdmin, MailboxAdmin
+from pecflow.services.alerts import PERIOD_SECONDS, AlertChecks, Alerts
 from pecflow.services.audit import AuditLog
 from pecflow.services.campaign_desk import CampaignDesk
 from pecflow.services.campaign_tests import CampaignTests
@@ -53,6 +62,8 @@ if TYPE_CHECKING:
     from pecflow.api.context import Services
 
 __all__ = [
+    "alert_checks",
+    "alerts",
     "campaign_admin",
     "campaign_files",
     "campaign_store",
@@ -115,7 +126,9 @@ def _parts(parts: dict[str, Callable[[], Any]], overrides: dict[str, Any]) -> di
 
 # --- receiving ----------------------------------------------------------------------------------------
 def ingestor(config: Config, **overrides: Any) -> Ingestor:
-    """archive, messages, mailboxes, outgoing, checkpoint, on_message, ... (Ingestor's fields)."""
+    """archive, messages, mailboxes, outgoing, checkpoint, on_message, ... (Ingestor's fields);
+    `alerts` (an Alerts, or None for none) takes the failed-delivery receipts and the rules' notify."""
+    notices = overrides.pop("alerts") if "alerts" in overrides else alerts(config)
     parts: dict[str, Callable[[], Any]] = {
         "archive": lambda: Archive(config.archive_bucket, config.client("s3")),
         "messages": lambda: message_store(config),
@@ -123,15 +136,17 @@ def ingestor(config: Config, **overrides: Any) -> Ingestor:
         "outgoing": lambda: outgoing_store(config),
         "inbox": lambda: inbox_store(config) if config.inbox_table else None,
         "check_signature": lambda: signature_checker(config),
-        "rules": lambda: rule_runner(config),
+        "rules": lambda: rule_runner(config, notifier=notices),
+        "on_receipt": lambda: notices.received if notices is not None else None,
     }
     return Ingestor(**_parts(parts, overrides))
 
 
-def rule_runner(config: Config) -> RuleRunner:
+def rule_runner(config: Config, notifier: Alerts | None = None) -> RuleRunner:
     """The mailboxes' rules as the poller runs them: the documents on MailboxesTable, the saved
     files in the archive bucket's rules/, tags and assignments on the inbox with their audit
-    events (without an inbox, audit or people table those actions fail, recorded on the message)."""
+    events (without an inbox, audit or people table those actions fail, recorded on the message);
+    `notify` through the alerts (without them it fails, recorded on the message)."""
     acts = None
     if config.inbox_table and config.audit_table and config.people_table:
         ddb = config.resource("dynamodb")
@@ -145,6 +160,7 @@ def rule_runner(config: Config) -> RuleRunner:
         MailboxRules(config.mailboxes_table, config.resource("dynamodb")),
         files=SavedFiles(config.archive_bucket, config.client("s3")) if config.archive_bucket else None,
         acts=acts,
+        notifier=notifier,
     )
 
 
@@ -180,6 +196,45 @@ def poller(config: Config, **overrides: Any) -> Poller:
 
 def _requeue_poll(queue: SqsQueue) -> Callable[[PollRequest], None]:
     return lambda request: queue.send(request.sqs_entry())
+
+
+# --- alerts ------------------------------------------------------------------------------------------
+def alerts(config: Config, **overrides: Any) -> Alerts | None:
+    """groups, channel, period, on_failure (Alerts' fields); None without ALERTS_TABLE and
+    ALERTS_TOPIC (an installation from before alerts)."""
+    if not (config.alerts_table and config.alerts_topic) and not {"groups", "channel"} <= overrides.keys():
+        return None
+    parts: dict[str, Callable[[], Any]] = {
+        "groups": lambda: AlertGroupsTable(config.alerts_table, config.client("dynamodb")),
+        "channel": lambda: AlertChannel(
+            config.alerts_topic,
+            config.client("sns"),
+            webhook_url=(
+                webhook_url_from_secret(config.alerts_webhook_secret, config.client("secretsmanager"))
+                if config.alerts_webhook_secret
+                else None
+            ),
+        ),
+        "period": lambda: (
+            int(float(config.alerts_period_minutes) * 60) if config.alerts_period_minutes else PERIOD_SECONDS
+        ),
+    }
+    return Alerts(**_parts(parts, overrides))
+
+
+def alert_checks(config: Config, **overrides: Any) -> AlertChecks | None:
+    """The scheduled check (once per period): alerts, waiting, settings_of, claim_run."""
+    notices = overrides.pop("alerts") if "alerts" in overrides else alerts(config)
+    if notices is None:
+        return None
+    ddb = config.client("dynamodb")
+    groups = AlertGroupsTable(config.alerts_table, ddb)
+    parts: dict[str, Callable[[], Any]] = {
+        "waiting": lambda: Waiting(config.messages_table, config.inbox_table, ddb),
+        "settings_of": lambda: AlertSettings(config.mailboxes_table, ddb).get,
+        "claim_run": lambda: lambda key: groups.claim_run(key, int(clock.timestamp()) + 2 * notices.period),
+    }
+    return AlertChecks(alerts=notices, **_parts(parts, overrides))
 
 
 def poll_scheduler(config: Config) -> Callable[[str], list[str]]:

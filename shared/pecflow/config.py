@@ -63,6 +63,12 @@ class Config:
     # own must chain to (TSA_ANCHORS: s3://bucket/key or a file; empty: the chain is not checked)
     tsa_url: str = ""
     tsa_anchors: str = ""
+    # alerts (pecflow.services.alerts): the grouping table, the topic, the chat webhook's secret,
+    # the grouping period in minutes (empty: an hour)
+    alerts_table: str = ""
+    alerts_topic: str = ""
+    alerts_webhook_secret: str = ""
+    alerts_period_minutes: str = ""
 
     @classmethod
     def for_function(cls, *required: str, env: Mapping[str, str] | None = None) -> Config:

@@ -155,3 +155,14 @@ def report_fanout(result: FanoutResult, metrics: Any, logger: Any) -> None:
             "problems": result.problems,
         },
     )
+
+
+def alert_failures(logger: Any, metrics: Any) -> Callable[[str], None]:
+    """Where an alert that could not be written or published is told (Alerts' `on_failure`):
+    the log says why, AlertsNotSent is counted (AlertsNotSentAlarm)."""
+
+    def failed(reason: str) -> None:
+        logger.error("alert not sent", extra={"reason": reason})
+        metrics.add_metric(name="AlertsNotSent", unit=MetricUnit.Count, value=1)
+
+    return failed

@@ -121,6 +121,7 @@ class Ingestor:
     check_signature: Callable[[PecMessage, datetime | None], SignatureCheck] | None = None
     # the mailbox's automatic rules (pecflow.services.rules.RuleRunner), run on each new record
     rules: MessageRules | None = None
+    on_receipt: Callable[[str, PecMessage, str | None], None] | None = None  # alerts (failed deliveries)
 
     def poll(
         self,
@@ -283,6 +284,8 @@ class Ingestor:
             if self.messages.is_service_failure(exc):
                 raise
             self._quarantine(where, result, msg, "reconcile", _failure(exc), recorded=True)
+        if self.on_receipt is not None and recorded:
+            self.on_receipt(address, msg, campaign_id)
         if record is not None and recorded is not None:
             self._list(address, record, campaign_id, new=bool(recorded))
         if record is not None and recorded is not None and (recorded or self._rules_pending(address, sha)):
