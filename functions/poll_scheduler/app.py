@@ -17,7 +17,9 @@ logger = Logger()
 metrics = EphemeralMetrics()  # this function's own metric set (Metrics shares one per process)
 schedule_polls = bootstrap.poll_scheduler(config)
 # once per alert period: receipts left unmatched, messages not taken in charge, summaries
-checks = bootstrap.alert_checks(config, alerts=bootstrap.alerts(config, on_failure=alert_failures(logger, metrics)))
+checks = bootstrap.alert_checks(
+    config, alerts=bootstrap.alerts(config, on_failure=alert_failures(logger, metrics))
+)
 
 
 @logger.inject_lambda_context(clear_state=True)

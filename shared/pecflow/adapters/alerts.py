@@ -91,7 +91,7 @@ class AlertGroupsTable:
             "ExpressionAttributeNames": {"#c": "count"},
             "ExpressionAttributeValues": {":now": {"S": before}},
         }
-        found = []
+        found: list[dict[str, Any]] = []
         while True:
             page = self.client.scan(**kwargs)
             found.extend(_plain_item(item) for item in page.get("Items", []))

@@ -182,7 +182,7 @@ class Alerts:
         return self._publish(subject, text, occurrence)
 
     def _publish(self, subject: str, text: str, occurrence: Occurrence) -> tuple[int, list[str]]:
-        attributes = {"causa": occurrence.cause, "casella": occurrence.mailbox}
+        attributes: dict[str, Any] = {"causa": occurrence.cause, "casella": occurrence.mailbox}
         if occurrence.people:
             attributes["persone"] = list(occurrence.people)
         try:
