@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 
 from local.pec_provider import FAIL, NO_DOMAIN, REJECT
+from local.alerts import TopicReader
 from local.pecbuild import builder
 from local.pecbuild import corpus as pecmix
 from pecflow import bootstrap
@@ -242,7 +243,7 @@ def test_bad_credentials_and_unreachable_hosts_do_not_stop_the_others(stack, dov
     assert "una-nuova-password" not in logs and wrong.password not in logs
 
 
-def test_one_poison_message_does_not_stop_the_mailbox(stack, dovecot, capsys):
+def test_one_poison_message_does_not_stop_the_mailbox(stack, dovecot, local_aws, capsys):
     """Issue 10, item 1: an ordinary e-mail with 100 attachments named with 4,500 characters
     arrives in a busta di anomalia (its full record is over DynamoDB's 400 KB); a message the
     parser fails on arrives too. The certified mail and receipts after them are archived,
@@ -291,6 +292,7 @@ def test_one_poison_message_does_not_stop_the_mailbox(stack, dovecot, capsys):
         )
     net.wait_idle(60)
 
+    alerts = TopicReader(local_aws)  # issue 17, item 6: someone is told, once, in words they read
     poller = stack.runner.module("MailboxPollerFunction")
     original = poller.poller
     real = original.ingestor.classify
@@ -322,3 +324,7 @@ def test_one_poison_message_does_not_stop_the_mailbox(stack, dovecot, capsys):
     )
     assert mailbox["quarantined"] == 2 and "a parser bug" in mailbox["last_quarantined"]["reason"]
     assert capsys.readouterr().out.count('"MessagesQuarantined"') >= 1, "the alarm metric is emitted"
+    [alert] = [a for a in alerts.read() if a.attributes["causa"] == "messaggio-in-quarantena"]
+    assert alert.attributes["casella"] == office.address
+    assert "sono in quarantena" in alert.text and "a parser bug" in alert.text
+    assert f"pecflow inbox list {office.address} --quarantined" in alert.text

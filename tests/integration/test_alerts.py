@@ -195,3 +195,27 @@ def test_the_tables_grouping_item_counts_every_occurrence(aws, config, clock):
     assert closed["count"] == 8 and closed["published_count"] == 7 and closed["cause"] == "x"
     assert groups.claim_summary("k", 8) and groups.closed("2026-03-02T11:00:00.000000Z") == []
     assert not groups.claim("never-added", 1)
+
+
+def test_a_rules_notify_goes_out_as_an_alert_naming_the_people(aws, config, reader, clock):
+    from pecflow.adapters.rules import MailboxRules
+
+    alerts = bootstrap.alerts(config)
+    ingestor = bootstrap.ingestor(config, alerts=alerts, check_signature=None, inbox=None)
+    assert ingestor.rules is not None and ingestor.rules.notifier is alerts
+    server = fakes.FakeImapServer()
+    account = server.add_account(BOX, "pw")
+    mailbox = fakes.config(BOX)
+    ingestor.mailboxes.put(mailbox)
+    document = {"version": 1, "rules": [{"name": "Diffide", "then": {"notify": ["mario", "lucia"]}}]}
+    MailboxRules(config.mailboxes_table, aws.resource("dynamodb")).set_rules(BOX, document, by="admin")
+    raw = (
+        f"From: avvocato@studio.test\r\nTo: {BOX}\r\nSubject: Diffida\r\nMessage-ID: <d@studio.test>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\ntesto\r\n"
+    ).encode()
+    result = poll_new(ingestor, server, mailbox, account, [raw])
+    assert result.rules_applied == 1 and result.rules_failed == []
+    [alert] = reader.read()
+    assert alert.attributes == {"causa": "avviso-da-regola", "casella": BOX, "persone": ["mario", "lucia"]}
+    assert "Regola: «Diffide»." in alert.text and "Per: mario, lucia." in alert.text
+    assert "da avvocato@studio.test; oggetto «Diffida»" in alert.text
