@@ -11,8 +11,8 @@ from collections import Counter
 
 import pytest
 
-from local.pec_provider import FAIL, NO_DOMAIN, REJECT
 from local.alerts import TopicReader
+from local.pec_provider import FAIL, NO_DOMAIN, REJECT
 from local.pecbuild import builder
 from local.pecbuild import corpus as pecmix
 from pecflow import bootstrap

@@ -158,8 +158,11 @@ def test_the_check_finds_receipts_left_unmatched_and_runs_once_per_period(aws, c
     from pecflow.adapters.dynamodb import MessageStore
 
     messages = MessageStore(config.messages_table, aws.resource("dynamodb"))
-    old = (WHEN - timedelta(hours=30)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    for n, received in enumerate([old, old, "2026-03-02T09:00:00.000000Z"]):
+    def ago(hours: float) -> str:
+        return (WHEN - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    # one told at an earlier check (30 h), one crossing 24 hours since the last check, one recent
+    for n, received in enumerate([ago(30), ago(24.5), ago(1)]):
         sha = f"{n:064x}"
         record = {"sha256": sha, "kind": kinds.ERRORE_CONSEGNA, "received_at": received,
                   "received_key": f"{received}#{sha[:16]}", "subject": f"ricevuta {n}"}  # fmt: skip
@@ -173,6 +176,8 @@ def test_the_check_finds_receipts_left_unmatched_and_runs_once_per_period(aws, c
     [alert] = reader.read()
     assert f"2 ricevute arrivate su {BOX} da più di 24 ore" in alert.text
     assert "oggetto «ricevuta 0»" in alert.text
+    clock.advance(3600)  # the next period: nothing crossed the threshold since
+    assert checks.run([BOX]) == 0 and reader.read() == []
 
 
 def test_the_webhook_secret_holds_no_url_until_one_is_put(aws, config):

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from pecflow.adapters.alerts import AlertChannel, _sns_subject
 from pecflow.domain import alerts as causes
 from pecflow.domain.alerts import Occurrence, UnknownCause, alert_text, group_key, period_start
+from pecflow.domain.clock import iso as clock_iso
 from pecflow.pec import kinds
 from pecflow.services.alerts import AlertChecks, Alerts
 from pecflow.services.polling import PollOutcome, PollRequest
@@ -229,13 +230,17 @@ class Waiting:
     def __init__(self):
         self.asked: list[tuple[str, str, str]] = []
 
-    def unmatched_before(self, mailbox, before, limit):
-        self.asked.append(("unmatched", mailbox, before))
+    def unmatched_before(self, mailbox, before, since, limit):
+        self.asked.append(("unmatched", mailbox, before, since))
         return 4, ["ricevuto 2026-03-01 08:00"]
 
-    def to_handle_before(self, mailbox, before, limit):
-        self.asked.append(("to_handle", mailbox, before))
+    def to_handle_before(self, mailbox, before, since, limit):
+        self.asked.append(("to_handle", mailbox, before, since))
         return (0, []) if mailbox == MAILBOX else (12, ["oggetto «Diffida»"])
+
+
+def hours_ago(hours: int) -> str:
+    return clock_iso(datetime(2026, 3, 2, 9, 10, tzinfo=UTC) - timedelta(hours=hours))
 
 
 def test_the_check_runs_once_per_period_with_each_mailboxs_hours(alerts, channel, groups, clock):
@@ -245,9 +250,10 @@ def test_the_check_runs_once_per_period_with_each_mailboxs_hours(alerts, channel
     other = "protocollo@pec.azienda.test"
     assert checks.run([MAILBOX, other]) == 3  # unmatched on both, not taken in charge on the other
     assert checks.run([MAILBOX, other]) is None  # this period's check is done
-    assert ("to_handle", MAILBOX, "2026-03-02T07:10:00.000000Z") in waiting.asked
-    assert ("to_handle", other, "2026-03-02T01:10:00.000000Z") in waiting.asked  # 8 hours by default
-    assert ("unmatched", other, "2026-03-01T09:10:00.000000Z") in waiting.asked  # 24 hours
+    # each asked about what crossed its threshold in the last period
+    assert ("to_handle", MAILBOX, hours_ago(2), hours_ago(3)) in waiting.asked
+    assert ("to_handle", other, hours_ago(8), hours_ago(9)) in waiting.asked  # 8 hours by default
+    assert ("unmatched", other, hours_ago(24), hours_ago(25)) in waiting.asked  # 24 hours
     texts = [t for _, t, a in channel.published if a["causa"] == causes.NON_PRESI_IN_CARICO]
     assert texts and "12 messaggi arrivati su protocollo@pec.azienda.test" in texts[0]
     assert "da più di 8 ore" in texts[0]

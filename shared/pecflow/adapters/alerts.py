@@ -209,25 +209,35 @@ def webhook_url_from_secret(
 class Waiting:
     """What the scheduled check counts, oldest first: receipts unmatched (MessagesTable's
     Unmatched index) and messages «da gestire» (InboxTable's ByHandling index) received before
-    a time. Two COUNT queries and two small reads per mailbox and check."""
+    a time, when one of them was received since `since` (it has just crossed the threshold; the
+    others were told at an earlier check). One small query per mailbox and cause when none did."""
 
     def __init__(self, messages_table: str, inbox_table: str, client: Any):
         self.messages_table, self.inbox_table, self.client = messages_table, inbox_table, client
 
-    def unmatched_before(self, mailbox: str, before: str, limit: int) -> tuple[int, list[str]]:
-        return self._count(
-            self.messages_table, "Unmatched", "unmatched_mailbox", mailbox.lower(), before, limit
-        )
+    def unmatched_before(self, mailbox: str, before: str, since: str, limit: int) -> tuple[int, list[str]]:
+        key = mailbox.lower()
+        return self._count(self.messages_table, "Unmatched", "unmatched_mailbox", key, before, since, limit)
 
-    def to_handle_before(self, mailbox: str, before: str, limit: int) -> tuple[int, list[str]]:
+    def to_handle_before(self, mailbox: str, before: str, since: str, limit: int) -> tuple[int, list[str]]:
         if not self.inbox_table:
             return 0, []
         key = f"{mailbox.lower()}#da-gestire"
-        return self._count(self.inbox_table, "ByHandling", "handling_pk", key, before, limit)
+        return self._count(self.inbox_table, "ByHandling", "handling_pk", key, before, since, limit)
 
     def _count(
-        self, table: str, index: str, name: str, key: str, before: str, limit: int
+        self, table: str, index: str, name: str, key: str, before: str, since: str, limit: int
     ) -> tuple[int, list[str]]:
+        crossed = self.client.query(
+            TableName=table,
+            IndexName=index,
+            KeyConditionExpression="#k = :k AND received_key BETWEEN :since AND :before",
+            ExpressionAttributeNames={"#k": name},
+            ExpressionAttributeValues={":k": {"S": key}, ":since": {"S": since}, ":before": {"S": before}},
+            Limit=1,
+        )
+        if not crossed.get("Items"):
+            return 0, []
         query: dict[str, Any] = {
             "TableName": table,
             "IndexName": index,

@@ -53,8 +53,14 @@ class AlertChannel(Protocol):
 class Waiting(Protocol):
     """What the scheduled check counts: receipts not matched, messages not taken in charge."""
 
-    def unmatched_before(self, mailbox: str, before: str, limit: int) -> tuple[int, list[str]]: ...
-    def to_handle_before(self, mailbox: str, before: str, limit: int) -> tuple[int, list[str]]: ...
+    # (how many were received before `before`, a few of them) when one was received since
+    # `since` (it has just crossed the threshold); (0, []) otherwise: each is told once
+    def unmatched_before(
+        self, mailbox: str, before: str, since: str, limit: int
+    ) -> tuple[int, list[str]]: ...
+    def to_handle_before(
+        self, mailbox: str, before: str, since: str, limit: int
+    ) -> tuple[int, list[str]]: ...
 
 
 # --- the service -----------------------------------------------------------------------------------
@@ -217,7 +223,9 @@ class Alerts:
 class AlertChecks:
     """The time-based causes, checked once per period by the poll scheduler: receipts still
     unmatched after a while, messages nobody took in charge in time (hours per mailbox, from its
-    alert settings), then the summaries of the periods just ended."""
+    alert settings), then the summaries of the periods just ended. A mailbox is alerted when
+    some of them crossed the threshold since the last check (each message once, not every
+    period), with the count of all those waiting."""
 
     alerts: Alerts
     waiting: Waiting
@@ -240,13 +248,15 @@ class AlertChecks:
 
     def _check(self, mailbox: str, cause: str, now: datetime, hours: float) -> None:
         before = clock.iso(now - timedelta(hours=hours))
+        # the previous check's threshold: what crossed it since then is new
+        since = clock.iso(now - timedelta(hours=hours, seconds=self.alerts.period))
         count_of = (
             self.waiting.unmatched_before
             if cause == causes.RICEVUTE_NON_ABBINATE
             else self.waiting.to_handle_before
         )
         try:
-            count, examples = count_of(mailbox, before, causes.MAX_EXAMPLES)
+            count, examples = count_of(mailbox, before, since, causes.MAX_EXAMPLES)
         except Exception as exc:  # noqa: BLE001 - one mailbox's check never stops the others'
             self.alerts.on_failure(f"controllo {cause} di {mailbox} non riuscito: {_why(exc)}")
             return
