@@ -119,6 +119,9 @@ class LocalStack:
             downloads_bucket=aws.physical("DownloadsBucket"),
             tsa_url=self.tsa.url if self.tsa is not None else "",
             tsa_anchors=f"s3://{aws.physical('ArchiveBucket')}/trust/tsa.pem",
+            alerts_table=aws.physical("AlertsTable"),
+            alerts_topic=aws.arn("AlarmsTopic"),
+            alerts_webhook_secret=aws.arn("AlertsWebhookSecret"),
         )
 
     def add_company_mailbox(

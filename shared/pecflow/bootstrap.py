@@ -222,6 +222,11 @@ def alerts(config: Config, **overrides: Any) -> Alerts | None:
     return Alerts(**_parts(parts, overrides))
 
 
+def alert_settings(config: Config) -> AlertSettings:
+    """Each mailbox's alert thresholds (the CLI)."""
+    return AlertSettings(config.mailboxes_table, config.client("dynamodb"))
+
+
 def alert_checks(config: Config, **overrides: Any) -> AlertChecks | None:
     """The scheduled check (once per period): alerts, waiting, settings_of, claim_run."""
     notices = overrides.pop("alerts") if "alerts" in overrides else alerts(config)

@@ -642,6 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evidence_parser(sub)
     _add_users_parser(sub)
     _add_rules_parser(sub)  # pecflow rules set|show|test
+    _add_alerts_parser(sub)  # pecflow alerts settings|test
     return parser
 
 
@@ -1463,6 +1464,67 @@ def _add_rules_parser(sub) -> None:
     trial.add_argument("--quiet", action="store_true", help="only the totals")
     trial.set_defaults(func=cmd_rules_test)
     for parser in (put, show, trial):
+        _add_target_options(parser)
+
+
+# --- pecflow alerts -------------------------------------------------------------------------------
+def cmd_alerts_settings(args) -> int:
+    from pecflow import bootstrap
+
+    settings = bootstrap.alert_settings(_deployment(args))
+    if args.to_handle_hours is not None or args.unmatched_hours is not None:
+        current = settings.get(args.mailbox)
+        settings.set(
+            args.mailbox,
+            to_handle_hours=args.to_handle_hours or current.get("to_handle_hours"),
+            unmatched_hours=args.unmatched_hours or current.get("unmatched_hours"),
+        )
+    from pecflow.services.alerts import TO_HANDLE_HOURS, UNMATCHED_HOURS
+
+    current = settings.get(args.mailbox)
+    print(
+        f"{args.mailbox}: avviso se un messaggio resta «da gestire» più di "
+        f"{current.get('to_handle_hours') or TO_HANDLE_HOURS:g} ore, se una ricevuta resta senza "
+        f"messaggio corrispondente più di {current.get('unmatched_hours') or UNMATCHED_HOURS:g} ore"
+    )
+    return 0
+
+
+def cmd_alerts_test(args) -> int:
+    from pecflow import bootstrap
+
+    failures: list[str] = []
+    alerts = bootstrap.alerts(_deployment(args), on_failure=failures.append)
+    if alerts is None:
+        print("pecflow: this installation has no alerts (AlertsTopicArn): update the stack", file=sys.stderr)
+        return 2
+    # a cause of its own would need its own words; a rule's notice reads right for a test
+    try:
+        alerts.notify(["prova"], args.mailbox, {"subject": "Avviso di prova di pecflow"}, "prova")
+    except RuntimeError as exc:
+        print(f"pecflow: {exc}", file=sys.stderr)
+        return 1
+    print("avviso di prova pubblicato sul topic degli avvisi (e sul webhook della chat, se configurato)")
+    return 0
+
+
+def _add_alerts_parser(sub) -> None:
+    alerts = sub.add_parser(
+        "alerts",
+        help="grouped alerts to the alarms topic and the chat webhook (README: Avvisi)",
+        description="Alerts go to the alarms topic (e-mail subscribers) and the chat webhook whose URL "
+        "is in the stack's alerts webhook secret; never through a PEC mailbox.",
+    )
+    actions = alerts.add_subparsers(dest="action", metavar="ACTION")
+    settings = actions.add_parser("settings", help="a mailbox's alert thresholds (shown, or set)")
+    settings.add_argument("mailbox", metavar="MAILBOX")
+    settings.add_argument("--to-handle-hours", type=float, help="hours a message may stay «da gestire»")
+    settings.add_argument("--unmatched-hours", type=float, help="hours a receipt may stay unmatched")
+    settings.set_defaults(func=cmd_alerts_settings)
+    trial = actions.add_parser("test", help="publish a test alert (check the e-mail and the chat)")
+    trial.add_argument("mailbox", metavar="MAILBOX")
+    trial.set_defaults(func=cmd_alerts_test)
+    for parser in (settings, trial):
         _add_target_options(parser)
 
 

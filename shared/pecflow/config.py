@@ -29,6 +29,9 @@ _OUTPUTS = {  # the stack's outputs the CLI reads
     "PollQueueUrl": "poll_queue_url",
     "CampaignBucketName": "campaign_bucket",
     "SendQueueUrl": "send_queue_url",
+    "AlertsTableName": "alerts_table",
+    "AlertsTopicArn": "alerts_topic",
+    "AlertsWebhookSecretArn": "alerts_webhook_secret",
 }
 
 

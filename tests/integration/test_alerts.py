@@ -224,3 +224,18 @@ def test_a_rules_notify_goes_out_as_an_alert_naming_the_people(aws, config, read
     assert alert.attributes == {"causa": "avviso-da-regola", "casella": BOX, "persone": ["mario", "lucia"]}
     assert "Regola: «Diffide»." in alert.text and "Per: mario, lucia." in alert.text
     assert "da avvocato@studio.test; oggetto «Diffida»" in alert.text
+
+
+def test_the_cli_sets_a_mailboxs_thresholds_and_publishes_a_test_alert(config, reader, monkeypatch, capsys):
+    from pecflow.cli import main
+
+    for name in ("mailboxes_table", "alerts_table", "alerts_topic", "alerts_webhook_secret", "stack_name"):
+        monkeypatch.setenv(name.upper(), getattr(config, name))
+    assert main(["alerts", "settings", BOX, "--to-handle-hours", "4"]) == 0
+    assert "più di 4 ore, se una ricevuta resta senza messaggio corrispondente più di 24 ore" in (
+        capsys.readouterr().out
+    )
+    assert bootstrap.alert_settings(config).get(BOX) == {"to_handle_hours": 4}
+    assert main(["alerts", "test", BOX]) == 0
+    [alert] = reader.read()
+    assert alert.attributes["casella"] == BOX and "Avviso di prova di pecflow" in alert.text

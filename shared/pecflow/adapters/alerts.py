@@ -283,7 +283,7 @@ class AlertSettings:
         ).get("Item")
         return {k: v for k, v in _plain_item(item).items() if k not in ("address", "item")} if item else {}
 
-    def set(self, mailbox: str, **hours: float) -> None:
+    def set(self, mailbox: str, **hours: float | None) -> None:
         item = {"address": {"S": mailbox.lower()}, "item": {"S": "alerts"}}
         item |= {name: {"N": str(value)} for name, value in hours.items() if value is not None}
         self.client.put_item(TableName=self.table_name, Item=item)
