@@ -231,13 +231,16 @@ class AlertChecks:
     waiting: Waiting
     settings_of: Callable[[str], Mapping[str, Any]]
     claim_run: Callable[[str], bool]  # once per period, whichever scheduler tick comes first
+    last_run: str | None = None  # this container's last claimed period: no write to ask again
 
     def run(self, mailboxes: Iterable[str]) -> int | None:
         """Alerts published; None when another tick of this period already ran the checks."""
         now = clock.now()
         start = period_start(now, self.alerts.period)
-        if not self.claim_run(f"checks#{clock.iso(start)}"):
+        key = f"checks#{clock.iso(start)}"
+        if key == self.last_run or not self.claim_run(key):
             return None
+        self.last_run = key
         for mailbox in mailboxes:
             settings = self.settings_of(mailbox)
             self._check(mailbox, causes.RICEVUTE_NON_ABBINATE, now,
