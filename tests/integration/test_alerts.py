@@ -158,6 +158,7 @@ def test_the_check_finds_receipts_left_unmatched_and_runs_once_per_period(aws, c
     from pecflow.adapters.dynamodb import MessageStore
 
     messages = MessageStore(config.messages_table, aws.resource("dynamodb"))
+
     def ago(hours: float) -> str:
         return (WHEN - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

@@ -316,3 +316,13 @@ def test_no_webhook_configured_is_the_topic_only():
 
 def test_the_sns_subject_is_one_ascii_line_under_100_characters():
     assert _sns_subject("à" * 50 + "\nperché " + "x" * 200) == ("a" * 50 + " perche " + "x" * 41)
+
+
+def test_a_receipt_the_hook_cannot_read_never_raises_into_the_poll(alerts, failures):
+    class Odd:
+        kind = kinds.ERRORE_CONSEGNA
+        delivered_to = None
+        recipients = None  # not a list
+
+    alerts.received(MAILBOX, Odd(), None)
+    assert failures and "non annotato: TypeError" in failures[0]

@@ -371,7 +371,8 @@ def test_the_alarms_topic_key_lets_this_accounts_alarms_encrypt():
 
 
 def test_no_function_is_given_the_alarms_key_it_does_not_use():
-    """No function publishes to the alarms topic: none is named in the key's policy."""
+    """The functions that publish alerts use the key through their IAM policies (the account
+    statement lets IAM decide): none is named in the key's policy."""
     policy = stack().resolve(TEMPLATE.resources[_topic_key()].properties["KeyPolicy"])
     principals = [s.get("Principal") for s in policy["Statement"]]
     assert principals == [{"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, {"Service": "cloudwatch.amazonaws.com"}]

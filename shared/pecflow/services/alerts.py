@@ -90,18 +90,22 @@ class Alerts:
             self.pending[key] = occurrence
 
     def received(self, mailbox: str, msg: Any, campaign_id: str | None) -> None:
-        """The ingestor's hook: a receipt saying a message we sent did not arrive (or not yet)."""
+        """The ingestor's hook: a receipt saying a message we sent did not arrive (or not yet).
+        Only noted in memory (written by `after_poll`); never raises into the poll."""
         cause = causes.receipt_cause(msg.kind)
         if cause is None:
             return
-        recipient = msg.delivered_to or ", ".join(r.address for r in msg.recipients[:3])
-        line = example(
-            ("destinatario", recipient),
-            ("oggetto", f"«{msg.original_subject}»" if msg.original_subject else None),
-            ("motivo", msg.error_detail or msg.error),
-            ("messaggio", msg.ref_message_id),
-        )
-        self.note(Occurrence(cause, mailbox, campaign_id, examples=[line] if line else []))
+        try:
+            recipient = msg.delivered_to or ", ".join(r.address for r in msg.recipients[:3])
+            line = example(
+                ("destinatario", recipient),
+                ("oggetto", f"«{msg.original_subject}»" if msg.original_subject else None),
+                ("motivo", msg.error_detail or msg.error),
+                ("messaggio", msg.ref_message_id),
+            )
+            self.note(Occurrence(cause, mailbox, campaign_id, examples=[line] if line else []))
+        except Exception as exc:  # noqa: BLE001 - an alert never stops the work that raised it
+            self.on_failure(f"avviso {cause} per {mailbox} non annotato: {_why(exc)}")
 
     def after_poll(self, outcome: Any) -> int:
         """A poll's outcome: a mailbox that could not be read, one near saturation, invalid
