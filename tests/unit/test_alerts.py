@@ -326,3 +326,14 @@ def test_a_receipt_the_hook_cannot_read_never_raises_into_the_poll(alerts, failu
 
     alerts.received(MAILBOX, Odd(), None)
     assert failures and "non annotato: TypeError" in failures[0]
+
+
+def test_a_mailbox_full_at_every_poll_is_one_alert_and_no_summary(alerts, channel, clock):
+    full = PollOutcome(PollRequest(MAILBOX, "t"), PollResult(MAILBOX, usage_percent=97))
+    for _ in range(10):  # 09:10 to 09:55
+        alerts.after_poll(full)
+        clock.advance(300)
+    assert len(channel.published) == 1
+    clock.advance(3600)
+    assert alerts.summarize() == 0 and len(channel.published) == 1
+    assert "Fino alle 02/03/2026 11:00 non arriveranno altri avvisi uguali." in channel.published[0][1]

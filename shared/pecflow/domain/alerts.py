@@ -13,7 +13,6 @@ the SdI invoice lifecycle raises `sdi-scartata` (NS, EC02) with the invoice in `
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +30,7 @@ class Cause:
     what: str  # what happened: {count}, {mailbox}, {where} (" nella campagna X" or ""), {hours}
     todo: str  # what to do: {mailbox}
     threshold: int = 1  # occurrences in a period before it is worth an alert
+    summary: bool = True  # False: the later occurrences of a period add nothing worth telling
 
 
 CONSEGNA_FALLITA = "consegna-fallita"
@@ -103,6 +103,7 @@ CAUSES: dict[str, Cause] = {
             "Quando è piena, i messaggi in arrivo vengono respinti. I messaggi sono già archiviati da "
             "pecflow: liberate spazio dalla webmail del gestore o attivate lo svuotamento automatico "
             "della casella.",
+            summary=False,  # each poll of a full mailbox sees it again: the alert said it
         ),
         Cause(
             LETTURA_FALLITA,
@@ -229,7 +230,7 @@ def alert_text(occurrence: Occurrence, start: datetime, period: int) -> tuple[st
         lines.append("")
         lines.append("Messaggi:" if occurrence.count <= len(occurrence.examples) else "Alcuni dei messaggi:")
         lines.extend(f"- {e}" for e in occurrence.examples[:MAX_EXAMPLES])
-    lines += ["", "Cosa fare: " + cause.todo.format(**values), "", _grouping_note(start, period)]
+    lines += ["", "Cosa fare: " + cause.todo.format(**values), "", _grouping_note(cause, start, period)]
     subject = f"pecflow: {cause.title} - {occurrence.mailbox}"
     return subject[:100], "\n".join(lines)
 
@@ -263,17 +264,12 @@ def _number(value: int) -> str:
     return f"{value:,}".replace(",", ".")
 
 
-def _grouping_note(start: datetime, period: int) -> str:
-    end = start + timedelta(seconds=period)
-    return (
-        f"Altri casi uguali fino alle {_rome(end)} non manderanno altri avvisi: saranno contati in "
-        "un solo riepilogo."
-    )
+def _grouping_note(cause: Cause, start: datetime, period: int) -> str:
+    end = _rome(start + timedelta(seconds=period))
+    if not cause.summary:
+        return f"Fino alle {end} non arriveranno altri avvisi uguali."
+    return f"Altri casi uguali fino alle {end} non manderanno altri avvisi: saranno contati in un solo riepilogo."
 
 
 def receipt_cause(kind: str) -> str | None:
     return RECEIPT_CAUSES.get(kind)
-
-
-def causes_named(names: Iterable[str]) -> list[Cause]:
-    return [CAUSES[n] for n in names]

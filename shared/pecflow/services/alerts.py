@@ -209,6 +209,8 @@ class Alerts:
             try:
                 if not self.groups.claim_summary(group["group"], total):
                     continue
+                if not causes.CAUSES[group["cause"]].summary:
+                    continue
             except Exception as exc:  # noqa: BLE001
                 self.on_failure(f"riepilogo {group['group']} non registrato: {_why(exc)}")
                 continue
