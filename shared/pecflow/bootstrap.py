@@ -258,6 +258,10 @@ def mailbox_admin(config: Config, **overrides: Any) -> MailboxAdmin:
     return MailboxAdmin(**_parts(parts, overrides), stack_name=config.stack_name)
 
 
+def _quarantined(store: Any, mailbox: str, limit: int) -> list[Any]:
+    return list(store.query(mailbox, index="Quarantined", limit=limit))
+
+
 def mailbox_desk(config: Config, **overrides: Any) -> MailboxDesk:
     """Mailboxes administered from the API: the login check (IMAP, then SMTP), the password to
     Secrets Manager, the health (the sender's quota slots, the inbox's count "da gestire").
@@ -275,6 +279,7 @@ def mailbox_desk(config: Config, **overrides: Any) -> MailboxDesk:
             ).used
         ),
         "to_handle": lambda: InboxCounts(config.inbox_table, config.resource("dynamodb")).to_handle,
+        "quarantined": lambda: partial(_quarantined, message_store(config)),
     }
     return MailboxDesk(**_parts(parts, overrides), stack_name=config.stack_name)
 
