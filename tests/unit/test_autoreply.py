@@ -249,6 +249,21 @@ def test_auto_submitted_no_is_a_person_writing():
     assert not skipped(world.record("Scritto")) and len(sent_for(world)) == 1
 
 
+def test_rem_a_dispatch_is_answered_to_its_sender_and_an_automatic_one_is_not():
+    from local.pecbuild import rem_builder
+
+    world = World()
+    world.deliver(rem_builder.rem_dispatch(original("Istanza REM"), gestore=GESTORE,
+                                           message_id="<rem-1@pec.cliente.test>", data=WHEN))  # fmt: skip
+    record = world.record("Istanza REM")
+    assert record["kind"] == kinds.POSTA_CERTIFICATA and record["from"] != CLIENT
+    assert not skipped(record) and [j.recipient for j in map(world.outgoing.job, sent_for(world))] == [CLIENT]
+    world.deliver(rem_builder.rem_dispatch(original("Conferma REM", sender="luca@pec.cliente.test",
+                                                    headers=b"Auto-Submitted: auto-replied\r\n"),
+                                           gestore=GESTORE, message_id="<rem-2@pec.cliente.test>", data=WHEN))  # fmt: skip
+    assert "(Auto-Submitted: auto-replied)" in skipped(world.record("Conferma REM"))[0]
+
+
 @pytest.mark.parametrize("local", ["MAILER-DAEMON", "postmaster", "no-reply", "posta-certificata"])
 def test_never_to_a_daemon_or_a_provider_address(local):
     world = World()
@@ -310,9 +325,11 @@ def test_never_to_ordinary_mail():
 def test_refusal_in_words_for_each_case():
     base = {"kind": "posta-certificata", "sender": CLIENT, "from": "posta-certificata@pec.cliente.test"}
     assert autoreply.refusal(BOX, base) is None
-    assert "non è un indirizzo" in autoreply.refusal(BOX, base | {"sender": None, "from": None})
+    assert "non è un indirizzo" in autoreply.refusal(BOX, base | {"sender": "mario"})
     # a daticert without mittente: the envelope's From is the provider's
-    assert "gestore" in autoreply.refusal(BOX, base | {"sender": None})
+    assert "mittente certificato non è indicato" in autoreply.refusal(BOX, base | {"sender": None})
+    assert "gestore" in autoreply.refusal(BOX, base | {"sender": "rem-service@rem.cliente.test"})
+    assert "gestore" in autoreply.refusal(BOX, base | {"sender": base["from"]})
     assert "gestore" in autoreply.refusal(BOX, base | {"sender": "posta-certificata@pec.cliente.test"})
     assert "malformed" in autoreply.refusal(BOX, base | {"kind": "malformed"})
     assert autoreply.refusal(BOX, base | {"automatic": "X"}) == "X"

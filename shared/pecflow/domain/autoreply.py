@@ -46,7 +46,7 @@ VARIABLES = {
 DAEMONS = frozenset(
     ("mailer-daemon", "postmaster", "mail-daemon", "no-reply", "noreply", "do-not-reply", "donotreply")
 )
-PROVIDER_LOCAL_PARTS = frozenset(("posta-certificata", "posta-certificata-rem"))
+PROVIDER_LOCAL_PARTS = frozenset(("posta-certificata", "rem-service"))  # providers' system mailboxes
 BULK = frozenset(("bulk", "junk", "list", "auto_reply"))
 
 
@@ -219,16 +219,17 @@ def refusal(mailbox: str, record: Mapping[str, Any], automatic: str | None = Non
         return "è un'anomalia (un messaggio non certificato, spesso di un mailer daemon): alle anomalie non si risponde"
     if kind != kinds.POSTA_CERTIFICATA:
         return f"è {kind or 'un messaggio non riconosciuto'}: si risponde in automatico solo alla posta certificata"
+    if not record.get("sender"):  # the envelope's From ("Per conto di: ...") is the provider's
+        return "il mittente certificato non è indicato dal gestore: l'indirizzo della busta è del gestore PEC/REM"
     sender = sender_of(record)
     if not is_address(sender):
-        return f"il mittente {sender or '(nessuno)'} non è un indirizzo a cui rispondere"
+        return f"il mittente {sender} non è un indirizzo a cui rispondere"
     local = sender.rpartition("@")[0]
     if sender == mailbox.lower():
         return "il mittente è questa stessa casella"
     if local in DAEMONS:
         return f"il mittente {sender} è un servizio automatico (MAILER-DAEMON, postmaster, no-reply)"
-    envelope_from = str(record.get("from") or "").strip().lower()
-    if local in PROVIDER_LOCAL_PARTS or (record.get("sender") and sender == envelope_from):
+    if local in PROVIDER_LOCAL_PARTS or sender == str(record.get("from") or "").strip().lower():
         return f"{sender} è un indirizzo del gestore PEC/REM, non di una persona"
     return automatic or (str(record["automatic"]) if record.get("automatic") else None)
 
