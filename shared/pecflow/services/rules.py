@@ -28,7 +28,7 @@ from pecflow.domain.evidence import RECEIPT_FIELDS, Receipt, Sent
 from pecflow.domain.handling import Act
 from pecflow.domain.inbox import copy_keys
 from pecflow.domain.printout import printout_pdf
-from pecflow.domain.replies import REPLY, Direct, make_direct
+from pecflow.domain.replies import REPLY, Direct, make_direct, subject_for
 from pecflow.domain.rules import (
     ACTOR,
     PDF_NAME,
@@ -542,9 +542,7 @@ def _would_reply(
             f"(al più una volta ogni {autoreply.period_words(reply.once_per)})"
         )
     answered[(rule, sender)] = at
-    subject = subject or make_direct(REPLY, mailbox=mailbox or "x@x.invalid", to=sender, text="-",
-                                     original_subject=record.get("original_subject") or record.get("subject"),
-                                     original_message_id=None, by=ACTOR).subject  # fmt: skip
+    subject = subject or subject_for(REPLY, record.get("original_subject") or record.get("subject"))
     return f"risponderebbe a {sender} con oggetto «{subject}» (non inviata: è una prova)"
 
 
