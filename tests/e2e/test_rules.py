@@ -86,7 +86,10 @@ def test_a_rule_saves_and_assigns_and_a_disguised_program_is_quarantined(stack, 
     assert [(e.actor, e.action) for e in trail] == [(ACTOR, "rule"), (ACTOR, "assign")]
 
     assert disguised.quarantined["stage"] == "rules"
-    assert "allegato «documento.pdf»: formato executable non accettato" in disguised.quarantined["reason"]
+    assert (
+        "allegato «documento.pdf»: formato non accettato (programma eseguibile)"
+        in disguised.quarantined["reason"]
+    )
     assert disguised.sha256 in {r.sha256 for r in messages.query(office.address, index="Quarantined")}
     assert rows.row(office.address, disguised.sha256) is not None  # kept and listed
     assert bootstrap.audit_log(config).verify(office.address).ok

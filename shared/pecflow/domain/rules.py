@@ -75,7 +75,15 @@ LAYOUTS = ("by-date", "by-sender", "flat")
 PARTS = ("header", "body", "attachments")
 PDF_NAME = "messaggio.pdf"  # the `pdf` action's file, in the folder the `save` action would use
 NOT_CHECKED = "not-checked"  # the signature condition's value for a message whose signature was not checked
-CONTENT_KINDS = ("posta-certificata", "posta-ordinaria")  # kinds whose attachments are checked
+# kinds whose attachments are checked: what people send (an anomalia carries an uncertified
+# message, often the riskiest); receipts and notices are the providers' own
+CONTENT_KINDS = ("posta-certificata", "posta-ordinaria", "anomalia")
+# each format in the words of the office, for the reasons a message is held
+FORMAT_WORDS = {
+    "pdf": "PDF", "xml": "XML", "p7m": "file firmato (p7m)", "zip": "archivio compresso",
+    "office": "documento Office", "image": "immagine", "text": "testo", "html": "pagina HTML",
+    "eml": "messaggio e-mail", "executable": "programma eseguibile", "other": "sconosciuto",
+}  # fmt: skip
 
 
 class RulesError(ValueError):
@@ -422,6 +430,10 @@ def extension_format(filename: str | None) -> str | None:
     return EXTENSIONS.get(filename.rsplit(".", 1)[1].strip().lower())
 
 
+def _word(found: str) -> str:
+    return FORMAT_WORDS.get(found, found)
+
+
 def refused_attachments(accepted: AcceptedFormats, attachments: Iterable[Mapping[str, Any]]) -> list[str]:
     """Why each attachment (record entries with `filename` and `format`) is not accepted."""
     reasons = []
@@ -433,14 +445,16 @@ def refused_attachments(accepted: AcceptedFormats, attachments: Iterable[Mapping
         layers = str(found).split("/")
         refused = [f for f in layers if f not in accepted.allow]
         if refused:
-            what = " firmato che contiene " + layers[1] if len(layers) > 1 else " " + layers[0]
-            reasons.append(f"allegato «{name}»: formato{what} non accettato")
+            what = f"file firmato che contiene {_word(layers[1])}" if len(layers) > 1 else _word(layers[0])
+            reasons.append(f"allegato «{name}»: formato non accettato ({what})")
             continue
         claimed = extension_format(name)
         if accepted.extension_must_match and claimed is not None and claimed != layers[0]:
             if claimed == "eml" and layers[0] == "text":
                 continue
-            reasons.append(f"allegato «{name}»: il nome dice {claimed} ma il contenuto è {layers[0]}")
+            reasons.append(
+                f"allegato «{name}»: il nome dice {_word(claimed)} ma il contenuto è {_word(layers[0])}"
+            )
     return reasons
 
 
