@@ -6,7 +6,8 @@ ordinary mail) is ingested into two mailboxes, one without rules and one with ac
 and three rules (tag SdI invoices, assign a supplier's mail, tag a subject pattern): reported are
 the DynamoDB requests and the wall time per message of each, and what the rules add.
 2. A dry run (`pecflow rules test`'s path) over the recorded messages of the period: time and
-items DynamoDB read per message.
+items DynamoDB read per message; and again with an auto-reply and a PDF rule added (the reply's
+guards and its template rendered per message, as the dry run shows them).
 Target: rules add at most 10% to the poll's DynamoDB requests per message.
 """
 
@@ -44,6 +45,18 @@ RULES = {
         {"name": "Fornitore", "when": {"sender_domain": ["pec.fornitore.test"]}, "then": {"assign": "anna"}},
         {"name": "Solleciti", "when": {"subject": "*sollecito*"}, "then": {"tag": ["sollecito"]}},
     ],
+}
+
+
+REPLY_RULE = {
+    "name": "Conferma",
+    "then": {
+        "reply": {
+            "template": "Gentile {{ mittente }},\nabbiamo ricevuto «{{ oggetto }}».\n",
+            "once_per": "7d",
+        },
+        "pdf": {"prefix": "stampe"},
+    },
 }
 
 
@@ -150,6 +163,15 @@ def main() -> None:
         print(
             f"dry run: {recorded} recorded messages in {elapsed:.2f} s ({elapsed / recorded * 1e6:.0f} µs and "
             f"{reader.reads / recorded:.2f} items read per message), {matched} would be acted on"
+        )
+        answering = load(RULES | {"rules": [*RULES["rules"], REPLY_RULE]})
+        reader = RecordedMessages(config.messages_table, ddb)
+        started = time.perf_counter()
+        would = sum(len(t.would) for t in dry_run(answering, reader.since("prova@pec.azienda.test", "2000")))
+        elapsed = time.perf_counter() - started
+        print(
+            f"dry run with an auto-reply and a PDF rule: {elapsed:.2f} s ({elapsed / recorded * 1e6:.0f} µs "
+            f"per message), {would} replies and PDFs described"
         )
     extra = (rules_req / plain_req - 1) * 100
     print(f"rules: {extra:+.1f} % DynamoDB requests per message (target <= 10 %)")

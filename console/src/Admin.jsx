@@ -294,11 +294,14 @@ function People({ me, mailbox, mine, onChoose }) {
 
 export function MailboxHealth({ mailbox, added }) {
   const [health, setHealth] = useState(null);
+  const [held, setHeld] = useState(null);
   const [error, setError] = useState(null);
   useTitle(t('admin.health', { mailbox }));
   useEffect(() => {
     setHealth(null);
+    setHeld(null);
     api(box(mailbox, '/health')).then(setHealth, setError);
+    api(box(mailbox, '/quarantine')).then(setHeld, setError);
   }, [mailbox]);
   const m = health && health.mailbox;
   const quota = health && health.quota;
@@ -347,6 +350,7 @@ export function MailboxHealth({ mailbox, added }) {
               <dd>{count(health.quarantined)}</dd>
             </div>
           </dl>
+          {held && <Quarantine mailbox={mailbox} held={held} />}
           <dl class="facts">
             <dt>{t('admin.imap')}</dt>
             <dd>{m.imap}</dd>
@@ -362,6 +366,45 @@ export function MailboxHealth({ mailbox, added }) {
         </>
       )}
     </main>
+  );
+}
+
+/** The messages held in quarantine: kept and recorded, each with why, newest first. */
+function Quarantine({ mailbox, held }) {
+  if (!held.length) return <p data-testid="quarantine">{t('admin.quarantineNone')}</p>;
+  return (
+    <section data-testid="quarantine" aria-labelledby="quarantine-title">
+      <h2 id="quarantine-title">{t('admin.quarantineTitle')}</h2>
+      <p class="small">{t('admin.quarantineHelp')}</p>
+      <table class="list">
+        <thead>
+          <tr>
+            <th scope="col">{t('col.received')}</th>
+            <th scope="col">{t('col.from')}</th>
+            <th scope="col">{t('col.subject')}</th>
+            <th scope="col">{t('admin.quarantineWhy')}</th>
+          </tr>
+        </thead>
+        <tbody>
+          {held.map((m) => (
+            <tr key={m.sha256}>
+              <td data-label={t('col.received')}>{m.received_at ? when(m.received_at) : '—'}</td>
+              <td data-label={t('col.from')}>{m.sender || '—'}</td>
+              <td data-label={t('col.subject')}>
+                {m.stage === 'rules' || m.stage === 'reconcile' ? (
+                  <a href={href(['box', mailbox, 'msg', m.sha256])}>{m.subject || t('list.noSubject')}</a>
+                ) : (
+                  m.subject || t('list.noSubject')
+                )}
+              </td>
+              <td data-label={t('admin.quarantineWhy')}>
+                {t(`admin.stage.${m.stage || 'fetch'}`)}: {m.reason}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
   );
 }
 

@@ -74,11 +74,18 @@ export function badgesOf(row) {
 }
 
 export function Badges({ row }) {
+  const tags = Array.isArray(row.tags) ? row.tags : [];
   return (
     <span class="badges">
       {badgesOf(row).map(([name, label]) => (
         <span key={name} class={`badge badge-${name}`}>
           {label}
+        </span>
+      ))}
+      {tags.map((tag) => (
+        <span key={`tag-${tag}`} class="badge badge-tag" title={t('tag.title')}>
+          <span class="visually-hidden">{t('tag.title')}: </span>
+          {tag}
         </span>
       ))}
     </span>

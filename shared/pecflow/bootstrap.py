@@ -29,7 +29,7 @@ from pecflow.adapters.evidence_packs import ArchiveChunks, EvidencePackStore
 from pecflow.adapters.mail import ImapSession, SmtpSubmitter
 from pecflow.adapters.queues import SqsQueue
 from pecflow.adapters.ratelimit import RateLimiter
-from pecflow.adapters.rules import MailboxRules, SavedFiles
+from pecflow.adapters.rules import AutoReplyClaims, MailboxRules, SavedFiles
 from pecflow.adapters.secrets import SecretsManager, mailbox_password
 from pecflow.adapters.trust import anchors_location, load_anchors, read_bundle
 from pecflow.config import Config
@@ -144,23 +144,30 @@ def ingestor(config: Config, **overrides: Any) -> Ingestor:
 
 def rule_runner(config: Config, notifier: Alerts | None = None) -> RuleRunner:
     """The mailboxes' rules as the poller runs them: the documents on MailboxesTable, the saved
-    files in the archive bucket's rules/, tags and assignments on the inbox with their audit
-    events (without an inbox, audit or people table those actions fail, recorded on the message);
-    `notify` through the alerts (without them it fails, recorded on the message)."""
-    acts = None
+    files and PDFs in the archive bucket's rules/, tags, assignments and auto-replies on the inbox
+    with their audit events, auto-replies through the send queue (without an inbox, audit or
+    people table, or a send queue, those actions fail, recorded on the message); `notify` through
+    the alerts (without them it fails, recorded on the message)."""
+    acts = inbox = None
+    ddb = config.resource("dynamodb")
     if config.inbox_table and config.audit_table and config.people_table:
-        ddb = config.resource("dynamodb")
         audit = AuditStore(config.audit_table, ddb)
         rows = InboxStore(config.inbox_table, ddb, audit_table=config.audit_table)
         people = PeopleStore(config.people_table, ddb)
+        send_queue = SqsQueue(config.send_queue_url, config.client("sqs")) if config.send_queue_url else None
         # the rules never list a page: the inbox's cursor secret is not needed here
-        inbox = Inbox(rows, audit, people, message_store(config), cursor_secret=b"-")
+        inbox = Inbox(rows, audit, people, message_store(config), cursor_secret=b"-",
+                      outbox=outgoing_store(config) if send_queue else None, send_queue=send_queue)  # fmt: skip
         acts = RuleActs(inbox, rows, audit)
     return RuleRunner(
-        MailboxRules(config.mailboxes_table, config.resource("dynamodb")),
+        MailboxRules(config.mailboxes_table, ddb),
         files=SavedFiles(config.archive_bucket, config.client("s3")) if config.archive_bucket else None,
         acts=acts,
         notifier=notifier,
+        claims=AutoReplyClaims(config.mailboxes_table, ddb),
+        replies=inbox if inbox is not None and inbox.send_queue is not None else None,
+        records=message_store(config),
+        jobs=outgoing_store(config) if config.outgoing_table else None,
     )
 
 
@@ -318,6 +325,10 @@ def mailbox_admin(config: Config, **overrides: Any) -> MailboxAdmin:
     return MailboxAdmin(**_parts(parts, overrides), stack_name=config.stack_name)
 
 
+def _quarantined(store: Any, mailbox: str, limit: int) -> list[Any]:
+    return list(store.query(mailbox, index="Quarantined", limit=limit))
+
+
 def mailbox_desk(config: Config, **overrides: Any) -> MailboxDesk:
     """Mailboxes administered from the API: the login check (IMAP, then SMTP), the password to
     Secrets Manager, the health (the sender's quota slots, the inbox's count "da gestire").
@@ -335,6 +346,7 @@ def mailbox_desk(config: Config, **overrides: Any) -> MailboxDesk:
             ).used
         ),
         "to_handle": lambda: InboxCounts(config.inbox_table, config.resource("dynamodb")).to_handle,
+        "quarantined": lambda: partial(_quarantined, message_store(config)),
     }
     return MailboxDesk(**_parts(parts, overrides), stack_name=config.stack_name)
 

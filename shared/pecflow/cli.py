@@ -1418,7 +1418,7 @@ def cmd_rules_test(args) -> int:
     started = time.monotonic()
     seen = matched = 0
     by_rule: dict[str, int] = {}
-    for trial in dry_run(document, records.since(args.mailbox, since)):
+    for trial in dry_run(document, records.since(args.mailbox, since), mailbox=args.mailbox):
         seen += 1
         if not trial.decisions:
             continue
@@ -1429,10 +1429,12 @@ def cmd_rules_test(args) -> int:
         for decision in trial.decisions:
             by_rule[decision.rule] = by_rule.get(decision.rule, 0) + 1
             print(f"    «{decision.rule}»: {'; '.join(decision.actions.describe())}")
+        for would in trial.would:  # what an auto-reply or a PDF would be, for this message
+            print(f"      {would}")
     elapsed = time.monotonic() - started
     print(
         f"Prova senza effetti su {seen} messaggi dal {since[:10]}: {matched} toccati dalle regole "
-        f"({elapsed:.1f} s, {records.reads} letture DynamoDB). Nulla è stato salvato, etichettato o assegnato."
+        f"({elapsed:.1f} s, {records.reads} letture DynamoDB). Nulla è stato salvato, etichettato, assegnato o inviato."
     )
     for rule, count in by_rule.items():
         print(f"  «{rule}»: {count} messaggi")

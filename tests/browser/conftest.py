@@ -32,8 +32,11 @@ SCREENSHOTS = REPO / ".local-run" / "screenshots"
 def browser():
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} is missing: `apt-get install chromium` (make test installs it)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # a screen waits for the API; on a shared machine a function's first call (its cold start)
+    # can take longer than Playwright's 5 s default: this is a bound, not a speed target
+    expect.set_options(timeout=15_000)
     missing = [str(p.relative_to(REPO)) for p in (DIST / "index.html", AXE) if not p.is_file()]
     if missing:
         pytest.fail(f"the console is not built ({', '.join(missing)} missing): run `make console`")

@@ -1,7 +1,7 @@
 """Administration in the web console, in Chromium against the local stack: an admin adds a person
 with a role, gives a role to someone already registered, changes and takes away roles, disables an
-account, reads a mailbox's health (last poll, quota used in the window, messages da gestire) and is
-told in plain Italian why a mailbox could not be added; on a laptop and on a phone. A person who
+account, reads a mailbox's health (last poll, quota used in the window, messages da gestire, the
+messages held in quarantine with why) and is told in plain Italian why a mailbox could not be added; on a laptop and on a phone. A person who
 administers nothing sees no administration, and the API refuses them anyway. Each screen
 photographed and checked by axe-core (conftest)."""
 
@@ -15,10 +15,17 @@ from playwright.sync_api import expect
 
 from local.api_server import json_request
 from local.pecbuild import builder
+from pecflow import bootstrap
 
 POLL = 5 * 60
 PASSWORD = {"carla": "Carla-pw-2026", "otto": "Otto-pw-2026"}
 PHONE = {"width": 390, "height": 844}
+RULES = {
+    "version": 1,
+    "accepted_formats": {"allow": ["pdf", "xml", "p7m", "text"]},
+    "rules": [{"name": "Fornitori", "when": {"sender_domain": ["posta-ordinaria.test"]},
+               "then": {"tag": ["fornitori"]}}],
+}  # fmt: skip
 
 
 def signed_in(browser, url, username, **viewport):
@@ -48,6 +55,14 @@ def test_an_admin_manages_people_and_reads_mailbox_health_a_non_admin_sees_nothi
     stack.add_person("elena", "elena@delta.test", "Elena Neri")  # registered, no role here yet
     console = stack.serve_console()
     api = console.config()["api"]
+    bootstrap.rules_desk(stack.deployment()).set(None, office.address, RULES, actor="test")
+    beta = net.add_provider(builder.Gestore("Beta PEC S.p.A.", "pec.beta.test"))
+    supplier = beta.add_mailbox("magazzino@pec.beta.test")
+    disguised = builder.messaggio_originale(
+        mittente=supplier.address, destinatari=[office.address], oggetto="Listino prezzi",
+        testo="In allegato il listino.\n",
+        allegati=[("listino.pdf", "application/pdf", b"MZ\x90\x00" + b"\0" * 500)],  # a program, not a PDF
+    )  # fmt: skip
     with smtplib.SMTP(net.mx_host, net.mx_port, timeout=20) as mx:  # one message waits to be handled
         mx.sendmail(
             "fornitore@posta-ordinaria.test",
@@ -55,6 +70,9 @@ def test_an_admin_manages_people_and_reads_mailbox_health_a_non_admin_sees_nothi
             f"From: fornitore@posta-ordinaria.test\r\nTo: {office.address}\r\nSubject: Fattura di novembre\r\n"
             "Message-ID: <fattura-11@posta-ordinaria.test>\r\n\r\nIn allegato la fattura.\r\n".encode(),
         )
+    with smtplib.SMTP_SSL(beta.host, beta.port, context=beta.ssl_context(), timeout=20) as smtp:
+        smtp.login(supplier.address, supplier.password)
+        smtp.sendmail(supplier.address, [office.address], disguised)  # a certified message the rules hold
     stack.runner.advance(POLL)
     net.wait_idle(60)
 
@@ -112,7 +130,8 @@ def test_an_admin_manages_people_and_reads_mailbox_health_a_non_admin_sees_nothi
     carla.get_by_role("link", name=office.address).click()
     expect(carla.get_by_role("heading", name=f"Stato della casella {office.address}")).to_be_visible()
     health = carla.get_by_test_id("health")
-    expect(health.locator(".stat").filter(has_text="Messaggi da gestire").locator("dd")).to_have_text("1")
+    # the supplier's message and the held one: quarantine keeps a message waiting for a person
+    expect(health.locator(".stat").filter(has_text="Messaggi da gestire").locator("dd")).to_have_text("2")
     sends = health.locator(".stat").filter(has_text="Invii nella finestra attuale")
     expect(sends.locator("dt")).to_have_text(
         "Invii nella finestra attuale (in qualsiasi intervallo di 20 minuti)"
@@ -121,7 +140,23 @@ def test_an_admin_manages_people_and_reads_mailbox_health_a_non_admin_sees_nothi
     expect(health.locator(".stat").filter(has_text="Ultima lettura riuscita").locator("dd")).not_to_have_text(
         "mai"
     )
+    held = carla.get_by_test_id("quarantine")
+    expect(held.get_by_role("heading", name="Messaggi in quarantena")).to_be_visible()
+    expect(held.locator("tbody tr")).to_have_count(1)
+    expect(held.locator("tbody tr")).to_contain_text("Listino prezzi")
+    expect(held.locator("tbody tr")).to_contain_text("Fermato da una regola: ")
+    expect(held.locator("tbody tr")).to_contain_text("listino.pdf")
+    expect(health.locator(".stat").filter(has_text="Messaggi in quarantena").locator("dd")).to_have_text("1")
     screens.check(carla, "mailbox-health")
+    # the held message opens from there; the supplier's message carries its rule's tag in the inbox
+    held.get_by_role("link", name="Listino prezzi").click()
+    expect(carla.get_by_role("heading", name="Listino prezzi")).to_be_visible()
+    carla.go_back()
+    carla.goto(f"{console.url}#/box/{quote(office.address)}")
+    supplier = carla.locator("tbody tr").filter(has_text="Fattura di novembre")
+    expect(supplier.locator(".badge-tag")).to_have_text("Etichetta: fornitori")
+    screens.check(carla, "inbox-tags")
+    carla.go_back()
 
     # a mailbox whose server does not answer is not added, and she is told why
     carla.get_by_role("link", name="Torna all’amministrazione").click()

@@ -12,7 +12,9 @@ import pytest
 from local.pecbuild import builder
 from pecflow import bootstrap
 from pecflow.adapters.dynamodb.inbox import InboxStore
+from pecflow.domain.reconcile import State
 from pecflow.domain.rules import ACTOR
+from tests.e2e.test_campaigns import received_by
 
 POLL = 5 * 60
 INVOICE = b'<?xml version="1.0" encoding="UTF-8"?>\n<p:FatturaElettronica xmlns:p="urn:x"/>\n'
@@ -84,9 +86,108 @@ def test_a_rule_saves_and_assigns_and_a_disguised_program_is_quarantined(stack, 
     assert [(e.actor, e.action) for e in trail] == [(ACTOR, "rule"), (ACTOR, "assign")]
 
     assert disguised.quarantined["stage"] == "rules"
-    assert "allegato «documento.pdf»: formato executable non accettato" in disguised.quarantined["reason"]
+    assert (
+        "allegato «documento.pdf»: formato non accettato (programma eseguibile)"
+        in disguised.quarantined["reason"]
+    )
     assert disguised.sha256 in {r.sha256 for r in messages.query(office.address, index="Quarantined")}
     assert rows.row(office.address, disguised.sha256) is not None  # kept and listed
     assert bootstrap.audit_log(config).verify(office.address).ok
+    failures = [i for i in stack.runner.invocations if not i.ok and "Deferred" not in (i.error or "")]
+    assert failures == []
+
+
+AUTO_REPLY = {
+    "version": 1,
+    "rules": [
+        {
+            "name": "Risposta automatica",
+            "then": {
+                "reply": {
+                    "template": "Gentile {{ mittente }},\nabbiamo ricevuto il suo messaggio «{{ oggetto }}».\n",
+                    "subject": "Ricevuto: {{ oggetto }}",
+                    "once_per": "7d",
+                },
+                "pdf": {"prefix": "stampe", "layout": "flat"},
+            },
+        }
+    ],
+}
+
+
+def polled(stack, rounds: int = 3) -> None:
+    """Poll, send what was queued, and deliver, until the exchange settles."""
+    for _ in range(rounds):
+        stack.runner.advance(POLL)
+        stack.network.wait_idle(60)
+        stack.runner.run_until_idle(120)
+        stack.network.wait_idle(60)
+
+
+@pytest.mark.timeout(900)
+def test_two_mailboxes_answering_each_other_in_automatic_stop_after_one_reply_each(stack, dovecot):
+    net = stack.network
+    alfa = net.add_provider(builder.Gestore("Alfa PEC S.p.A.", "pec.alfa.test"))
+    beta = net.add_provider(builder.Gestore("Beta PEC S.p.A.", "pec.beta.test"))
+    uno = stack.add_company_mailbox(alfa, "uno@pec.alfa.test")
+    due = stack.add_company_mailbox(beta, "due@pec.beta.test")
+    config = stack.deployment()
+    for box in (uno, due):
+        bootstrap.rules_desk(config).set(None, box.address, AUTO_REPLY, actor="e2e")
+
+    # a person writes from each mailbox to the other (their mail client, not pecflow)
+    submit(alfa, uno, [due.address], subject="Da uno", allegati=[])
+    submit(beta, due, [uno.address], subject="Da due", allegati=[])
+    polled(stack, rounds=4)
+
+    messages = bootstrap.message_store(config)
+    outgoing = bootstrap.outgoing_store(config)
+    certified = {
+        box.address: {
+            r.original_subject: r for r in messages.query(box.address) if r.kind == "posta-certificata"
+        }
+        for box in (uno, due)
+    }
+    # each answered the person's message once, and no more: the exchange has stopped
+    assert sorted(certified[due.address]) == ["Da uno", "Ricevuto: Da due"]
+    assert sorted(certified[uno.address]) == ["Da due", "Ricevuto: Da uno"]
+    for box, other in ((uno, due), (due, uno)):
+        person = certified[box.address][f"Da {'due' if box is uno else 'uno'}"]
+        automatic = certified[box.address][f"Ricevuto: Da {'uno' if box is uno else 'due'}"]
+        applied = person.extra["rules"]["applied"]
+        assert applied[0].startswith(f"Risposta automatica: risposta automatica a {other.address} in coda")
+        message_id = applied[0].rsplit("(", 1)[1].rstrip(")")
+        job = outgoing.job(message_id)
+        # through the sender, reconciled with its receipts (they came back to this mailbox)
+        assert job is not None and job.state == State.DELIVERED, job
+        assert sorted(r["kind"] for r in job.receipts.values()) == ["accettazione", "avvenuta-consegna"]
+        # the automatic answer that arrived here is not answered: the header inside postacert.eml
+        assert automatic.extra["rules"]["skipped"] == [
+            "Risposta automatica: nessuna risposta automatica: il messaggio è stato scritto da un sistema "
+            "automatico (Auto-Submitted: auto-replied)"
+        ]
+        # the receipts of its own reply are not answered either
+        for receipt in messages.query(box.address):
+            if receipt.kind in ("accettazione", "avvenuta-consegna") and "rules" in receipt.extra:
+                assert "è una ricevuta" in receipt.extra["rules"]["skipped"][0]
+        trail = bootstrap.audit_log(config).store.of_message(box.address, person.sha256)
+        assert ("regole automatiche", "reply") in [(e.actor, e.action) for e in trail]
+        assert bootstrap.audit_log(config).verify(box.address).ok
+    assert received_by(net, uno.address) == 2 and received_by(net, due.address) == 2  # a person's, an answer
+
+    # the second guard: the same person again within the period gets no second answer
+    submit(alfa, uno, [due.address], subject="Ancora da uno", allegati=[])
+    polled(stack, rounds=2)
+    again = next(r for r in messages.query(due.address) if r.original_subject == "Ancora da uno")
+    [skip] = again.extra["rules"]["skipped"]
+    assert skip.startswith(
+        f"Risposta automatica: nessuna risposta automatica: a {uno.address} si è già risposto il"
+    )
+    assert received_by(net, due.address) == 3 and received_by(net, uno.address) == 2
+
+    # the printable PDF of each message, beside it under rules/stampe/
+    s3 = config.client("s3")
+    key = f"rules/stampe/{again.received_at[:10]}_{again.sha256[:16]}/messaggio.pdf"
+    assert s3.get_object(Bucket=config.archive_bucket, Key=key)["Body"].read().startswith(b"%PDF-1.4")
     failures = [i for i in stack.runner.invocations if not i.ok and "Deferred" not in (i.error or "")]
     assert failures == []

@@ -169,3 +169,74 @@ def test_the_cli_sets_shows_and_tries_rules_without_acting(aws, monkeypatch, cap
     assert "Prova senza effetti su 2 messaggi" in out and "1 toccati dalle regole" in out
     assert "Fattura vecchia" not in out and "Sollecito" not in out
     assert "tags" not in json.dumps(messages.scan()["Items"], default=str)
+
+
+def test_an_auto_reply_claim_is_one_conditional_write_per_sender_and_period(aws):
+    from pecflow.adapters.rules import AutoReplyClaims
+
+    config = config_of(aws)
+    ddb = aws.resource("dynamodb")
+    MailboxStore(config.mailboxes_table, ddb).put(fakes.config(BOX))
+    claims, other_poller = (AutoReplyClaims(config.mailboxes_table, ddb) for _ in range(2))
+    week = timedelta(days=7)
+    assert (
+        claims.claim(BOX, "mario@pec.cliente.test", "Ricevuto", sha256="a" * 64, now=WHEN, period=week)
+        is None
+    )
+    # another message of the same sender, another poller: refused, with when it was answered
+    later = WHEN + timedelta(hours=1)
+    assert other_poller.claim(BOX, "mario@pec.cliente.test", "Ricevuto", sha256="b" * 64, now=later,
+                              period=week) == "2026-03-02T09:00:00.000000Z"  # fmt: skip
+    # the same message again (its rules ran again): granted, it goes out once by its job id
+    assert (
+        claims.claim(BOX, "mario@pec.cliente.test", "Ricevuto", sha256="a" * 64, now=later, period=week)
+        is None
+    )
+    # another rule, another sender: their own claims
+    assert (
+        claims.claim(BOX, "mario@pec.cliente.test", "Altra", sha256="b" * 64, now=later, period=week) is None
+    )
+    assert (
+        claims.claim(BOX, "luca@pec.cliente.test", "Ricevuto", sha256="c" * 64, now=later, period=week)
+        is None
+    )
+    # after the period: answered again
+    assert claims.claim(BOX, "mario@pec.cliente.test", "Ricevuto", sha256="d" * 64, now=WHEN + week,
+                        period=week) is None  # fmt: skip
+    # the mailboxes' listing is not disturbed by the claims
+    assert [m.address for m in MailboxStore(config.mailboxes_table, ddb).list()] == [BOX]
+
+
+def test_the_cli_dry_run_shows_what_an_auto_reply_and_a_pdf_would_do(aws, monkeypatch, capsys, tmp_path):
+    from pecflow import cli
+
+    config = config_of(aws)
+    for name, value in (("STACK_NAME", "prova"), ("MAILBOXES_TABLE", config.mailboxes_table),
+                        ("MESSAGES_TABLE", config.messages_table)):  # fmt: skip
+        monkeypatch.setenv(name, value)
+    ddb = aws.resource("dynamodb")
+    now, isos = datetime.now(UTC), []
+    for i, (kind, sender) in enumerate([("posta-certificata", "c@pec.cliente.test"),
+                                        ("avvenuta-consegna", "posta-certificata@pec.cliente.test"),
+                                        ("posta-certificata", "c@pec.cliente.test")]):  # fmt: skip
+        iso = (now - timedelta(hours=3 - i)).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        isos.append(iso)
+        ddb.Table(config.messages_table).put_item(Item={
+            "mailbox": BOX, "message": f"sha256:{i:064x}", "sha256": f"{i:064x}", "kind": kind,
+            "subject": f"Messaggio {i}", "sender": sender, "received_at": iso, "received_key": f"{iso}#{i:016x}",
+        })  # fmt: skip
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "version: 1\nrules:\n  - name: Ricevuto\n    then:\n      reply: {template: 'Ricevuto, {{ mittente }}.', "
+        "subject: 'Ricevuto: {{ oggetto }}', once_per: 7d}\n      pdf: {prefix: stampe, layout: flat}\n"
+    )
+    assert cli.main(["rules", "test", BOX, "--since", "2d", "--file", str(rules)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "Ricevuto: risponderebbe a c@pec.cliente.test con oggetto «Ricevuto: Messaggio 0» (non inviata" in out
+    )
+    assert "Ricevuto: nessuna risposta automatica: è una ricevuta (avvenuta-consegna)" in out
+    assert "Ricevuto: nessuna risposta automatica: a c@pec.cliente.test si sarebbe già risposto il" in out
+    assert f"Ricevuto: PDF stampabile in stampe/{isos[0][:10]}_{0:016x}/messaggio.pdf" in out
+    assert "Nulla è stato salvato, etichettato, assegnato o inviato." in out
+    assert [i["item"] for i in ddb.Table(config.mailboxes_table).scan()["Items"]] == []  # no claim

@@ -81,3 +81,27 @@ def test_only_admins_and_only_configured_mailboxes(world):
     assert call(app, "GET", "/mailboxes/altro@pec.alfa.test/rules")[0] == 404
     status, body = call(app, "PUT", "/mailboxes/assente@pec.alfa.test/rules", body=RULES)
     assert status == 404 and "non è configurata" in body["message"]
+
+
+def test_a_reply_and_a_pdf_are_written_and_a_bad_template_is_named(world):
+    app, rules, _ = world
+    reply = {
+        "template": "Gentile {{ mittente }}, ricevuto.",
+        "subject": "Ricevuto: {{ oggetto }}",
+        "once_per": "3d",
+    }
+    document = {
+        "version": 1,
+        "rules": [{"name": "Conferma", "then": {"reply": reply, "pdf": {"prefix": "stampe"}}}],
+    }
+    assert call(app, "PUT", PATH, body=document)[0] == 200 and rules.data[BOX] == document
+    bad = {
+        "version": 1,
+        "rules": [{"name": "Conferma", "then": {"reply": reply | {"template": "{{ nome }}"}}}],
+    }
+    status, body = call(app, "PUT", PATH, body=bad)
+    assert status == 400 and body["problems"] == [
+        "regola 1 («Conferma»), campo then.reply.template: usa «nome», ma le variabili sono mittente, oggetto, "
+        "casella, ricevuto_il, identificativo, regola"
+    ]
+    assert rules.data[BOX] == document

@@ -42,7 +42,7 @@ class Smtp:
         pass
 
 
-def world():
+def world(messages: fakes.FakeMessageStore | None = None):
     audit = fakes.FakeAuditStore()
     store = fakes.FakePeopleStore()
     people = PeopleAdmin(store, AuditLog(audit), fakes.FakeDirectory())
@@ -57,9 +57,11 @@ def world():
     secrets = fakes.FakeSecrets()
     limiter = fakes.FakeRateLimiter()
     to_handle = {BOX: 7}
+    messages = messages if messages is not None else fakes.FakeMessageStore()
     desk = MailboxDesk(
         mailboxes, secrets, imap.open, smtp.open, people, AuditLog(audit), limiter.used,
         lambda mailbox: to_handle.get(mailbox, 0), stack_name="pecflow", now=lambda: NOW,
+        quarantined=lambda mailbox, limit: messages.query(mailbox, index="Quarantined", limit=limit),
     )  # fmt: skip
     mailboxes.put(MailboxConfig(address=BOX, imap_host="imap.pec.alfa.test", quota_preset="legalmail"))
     app = build_app(Services(None, people, AuditLog(audit), mailboxes=desk))  # type: ignore[arg-type]
@@ -151,3 +153,30 @@ def test_the_health_of_a_mailbox_for_its_admin_only():
     assert health["consecutive_failures"] == 1
     assert call(app, "GET", f"/mailboxes/{BOX}/health", user="marco")[0] == 403
     assert call(app, "GET", f"/mailboxes/{NEW}/health")[0] == 404  # no role there: not told it exists
+
+
+def _held(messages, sha: str, at: str, stage: str, reason: str, **fields) -> None:
+    messages.record(BOX, {"sha256": sha, "kind": "posta-certificata", "received_at": at,
+                          "received_key": f"{at}#{sha[:16]}", **fields})  # fmt: skip
+    messages.set_fields(BOX, sha, {"quarantined": {"stage": stage, "reason": reason, "at": at},
+                                   "quarantined_mailbox": BOX})  # fmt: skip
+
+
+def test_the_quarantine_lists_the_held_messages_newest_first_with_why_for_admins_only():
+    messages = fakes.FakeMessageStore()  # what the poller recorded
+    app, *_ = world(messages)
+    messages.record(BOX, {"sha256": "c" * 64, "kind": "posta-certificata", "received_at": "2026-03-03T10:00:00Z",
+                          "received_key": "2026-03-03T10:00:00Z#" + "c" * 16})  # fmt: skip  # not held
+    _held(messages, "a" * 64, "2026-03-01T09:00:00Z", "rules", "regola «formati»: allegato .exe non ammesso",
+          sender="fornitore@pec.beta.test", original_subject="Fattura 12")  # fmt: skip
+    _held(messages, "b" * 64, "2026-03-02T09:00:00Z", "classify", "ValueError: header non leggibile")
+    status, held = call(app, "GET", f"/mailboxes/{BOX}/quarantine")
+    assert status == 200, held
+    assert [h["sha256"] for h in held] == ["b" * 64, "a" * 64]
+    assert held[1] | {} == {
+        "sha256": "a" * 64, "received_at": "2026-03-01T09:00:00Z", "kind": "posta-certificata",
+        "sender": "fornitore@pec.beta.test", "subject": "Fattura 12", "stage": "rules",
+        "reason": "regola «formati»: allegato .exe non ammesso", "at": "2026-03-01T09:00:00Z", "uid": None,
+    }  # fmt: skip
+    assert call(app, "GET", f"/mailboxes/{BOX}/quarantine", user="marco")[0] == 403
+    assert call(app, "GET", f"/mailboxes/{NEW}/quarantine")[0] == 404

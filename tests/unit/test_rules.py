@@ -213,14 +213,15 @@ def test_accepted_formats_quarantine_with_the_reason():
     [decision] = decide(document, bad)
     assert decision.rule == "formati accettati"
     assert decision.actions.quarantine == (
-        "allegato «fattura.pdf»: formato executable non accettato; "
-        "allegato «doc.p7m»: formato firmato che contiene office non accettato; "
-        "allegato «finto.pdf»: il nome dice pdf ma il contenuto è xml"
+        "allegato «fattura.pdf»: formato non accettato (programma eseguibile); "
+        "allegato «doc.p7m»: formato non accettato (file firmato che contiene documento Office); "
+        "allegato «finto.pdf»: il nome dice PDF ma il contenuto è XML"
     )
     lenient = doc(accepted=accepted | {"extension_must_match": False})
     assert [d.actions.quarantine for d in decide(lenient, bad)][0].count("allegato") == 2
-    # receipts are the providers' own: never checked
+    # receipts are the providers' own: never checked; an uncertified message in an anomalia is
     assert decide(document, bad | {"kind": "avvenuta-consegna"}) == []
+    assert decide(document, bad | {"kind": "anomalia"})[0].actions.quarantine == decision.actions.quarantine
 
 
 def test_save_folders_by_layout():

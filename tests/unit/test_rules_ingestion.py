@@ -187,7 +187,9 @@ def test_a_disallowed_attachment_quarantines_the_message_kept_and_listed():
     )
     result = world.poll()
     record = world.only_record()
-    reason = "regola «formati accettati»: allegato «fattura.pdf»: formato executable non accettato"
+    reason = (
+        "regola «formati accettati»: allegato «fattura.pdf»: formato non accettato (programma eseguibile)"
+    )
     assert record["quarantined"]["stage"] == "rules" and record["quarantined"]["reason"] == reason
     assert record["quarantined_mailbox"] == BOX
     assert result.quarantined == [f"UID 1: {reason}"]

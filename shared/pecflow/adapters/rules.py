@@ -1,12 +1,15 @@
 """Where the rules live and write: each mailbox's rules document on its configuration item in
-MailboxesTable (attribute `rules`, the document as JSON text, with who changed it and when), and
-the `save` action's files in the archive bucket under rules/ (the poller may write nowhere
-else there but messages/)."""
+MailboxesTable (attribute `rules`, the document as JSON text, with who changed it and when), the
+auto-replies' claims beside it (items "autoreply#<rule>#<sender>"), and the `save` and `pdf`
+actions' files in the archive bucket under rules/ (the poller may write nowhere else there but
+messages/)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
@@ -48,6 +51,45 @@ class MailboxRules:
             },
         ):
             raise KeyError(f"La casella {mailbox} non è configurata: aggiungila prima.")
+
+
+class AutoReplyClaims:
+    """Who a mailbox's rule answered and until when, one item per (mailbox, rule, sender) in
+    MailboxesTable: a claim is one conditional write, so of two pollers answering the same
+    sender at once exactly one wins. A claim held for the same message is granted again, as it
+    was (the rules run again on a message whose poll stopped half-way): the reply still goes out
+    once, by its job id."""
+
+    def __init__(self, table_name: str, dynamodb: Any = None):
+        self.table = _resource(dynamodb).Table(table_name)
+
+    @staticmethod
+    def item(rule: str, sender: str) -> str:
+        return f"autoreply#{hashlib.sha256(rule.casefold().encode()).hexdigest()[:16]}#{sender.lower()}"
+
+    def claim(
+        self, mailbox: str, sender: str, rule: str, *, sha256: str, now: datetime, period: timedelta
+    ) -> str | None:
+        key = {"address": mailbox.lower(), "item": self.item(rule, sender)}
+        until = now + period
+        if _conditional_write(
+            self.table.put_item,
+            Item={
+                **key,
+                "rule": rule,
+                "sender": sender.lower(),
+                "sha256": sha256,
+                "replied_at": clock.iso(now),
+                "until": clock.iso(until),
+                "expires_at": int(until.timestamp()) + 86_400,  # for a TTL on the table, if one is set
+            },
+            ConditionExpression=Attr("address").not_exists() | Attr("until").lte(clock.iso(now)),
+        ):
+            return None
+        held = self.table.get_item(Key=key, ConsistentRead=True).get("Item") or {}
+        if held.get("sha256") == sha256:
+            return None  # this message's own claim: its period stays as it was
+        return str(held.get("replied_at") or clock.iso(now))
 
 
 class SavedFiles:

@@ -103,6 +103,20 @@ class MailboxHealth(BaseModel):
     to_handle: int = Field(..., description="messages da gestire")
 
 
+class QuarantinedOut(BaseModel):
+    """A message held in quarantine: archived and recorded, waiting for an admin to look."""
+
+    sha256: str
+    received_at: str | None = None
+    kind: str | None = None
+    sender: str | None = None
+    subject: str | None = None
+    stage: str | None = Field(None, description="fetch | classify | record | reconcile | rules")
+    reason: str = Field(..., description="why it is held, in words")
+    at: str | None = None
+    uid: int | None = None
+
+
 def _out(config: MailboxConfig, status: dict[str, Any]) -> MailboxOut:
     return MailboxOut(
         address=config.address,
@@ -172,6 +186,12 @@ def routes(services: Services) -> Router:
             quota=QuotaNow(**status["quota"]),
             to_handle=status["to_handle"],
         )
+
+    @router.get("/<mailbox>/quarantine", summary="the messages held in quarantine, newest first, each "
+                "with why (admins)", tags=["mailboxes"], responses=answers(400, 404))  # fmt: skip
+    def quarantine(mailbox: Mailbox) -> list[QuarantinedOut]:
+        person = caller(router.current_event, services)
+        return [QuarantinedOut(**held) for held in desk().quarantine(person, mailbox)]
 
     @router.exception_handler(MailboxLoginFailed)
     def login_failed(exc: MailboxLoginFailed) -> Response:

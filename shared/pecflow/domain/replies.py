@@ -17,6 +17,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 
+from pecflow.domain.autoreply import AUTOMATIC_HEADERS
 from pecflow.domain.mailbox import is_address
 
 REPLY, FORWARD = "reply", "forward"
@@ -43,12 +44,14 @@ class Direct:
     original_key: str | None = None  # forward: the archived original to attach
     original_sha256: str | None = None
     by: str = ""  # the person
+    automatic: bool = False  # sent by a rule: marked so (pecflow.domain.autoreply.AUTOMATIC_HEADERS)
 
     def as_dict(self) -> dict[str, object]:
         return {
             "kind": self.kind, "mailbox": self.mailbox, "to": self.to, "subject": self.subject,
             "text": self.text, "in_reply_to": self.in_reply_to, "references": list(self.references),
             "original_key": self.original_key, "original_sha256": self.original_sha256, "by": self.by,
+            "automatic": self.automatic,
         }  # fmt: skip
 
     @classmethod
@@ -66,6 +69,7 @@ class Direct:
             original_key=str(data["original_key"]) if data.get("original_key") else None,
             original_sha256=str(data["original_sha256"]) if data.get("original_sha256") else None,
             by=str(data.get("by") or ""),
+            automatic=bool(data.get("automatic")),
         )
 
 
@@ -140,6 +144,9 @@ def render_direct(direct: Direct, message_id: str, date: datetime, original: byt
         message["In-Reply-To"] = direct.in_reply_to
     if direct.references:
         message["References"] = " ".join(direct.references)
+    if direct.automatic:
+        for name, value in AUTOMATIC_HEADERS:
+            message[name] = value
     message.set_content(direct.text, charset="utf-8")
     if direct.kind == FORWARD:
         if original is None:

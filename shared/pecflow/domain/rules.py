@@ -2,8 +2,9 @@
 
 One document per mailbox (schemas/rules.schema.json, Draft 2020-12), written as YAML or JSON:
 `accepted_formats` and a list of `rules`, each with conditions (`when`: all must hold, a list
-means any of its values) and actions (`then`: save to S3, tag, assign, notify, quarantine). Rules
-never delete and never expunge: there is no such action.
+means any of its values) and actions (`then`: save to S3, a printable PDF, tag, assign, notify,
+auto-reply (pecflow.domain.autoreply: never in a loop), quarantine). Rules never delete and never
+expunge: there is no such action.
 
 Rules are decided on the message *record* (what was classified and recorded), so the same
 decision runs at ingestion and in a dry run over recorded messages. Attachment formats are
@@ -28,6 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pecflow.domain import schemas
+from pecflow.domain.autoreply import (
+    DEFAULT_PERIOD,
+    AutoReply,
+    ReplyTemplateError,
+    compile_reply,
+    period_words,
+    sender_of,  # who sent the message: for an envelope the original sender, else the From address
+)
 from pecflow.pec import p7m
 
 SCHEMA_NAME = "rules.schema.json"
@@ -64,8 +73,17 @@ EXTENSIONS = {
 }
 LAYOUTS = ("by-date", "by-sender", "flat")
 PARTS = ("header", "body", "attachments")
+PDF_NAME = "messaggio.pdf"  # the `pdf` action's file, in the folder the `save` action would use
 NOT_CHECKED = "not-checked"  # the signature condition's value for a message whose signature was not checked
-CONTENT_KINDS = ("posta-certificata", "posta-ordinaria")  # kinds whose attachments are checked
+# kinds whose attachments are checked: what people send (an anomalia carries an uncertified
+# message, often the riskiest); receipts and notices are the providers' own
+CONTENT_KINDS = ("posta-certificata", "posta-ordinaria", "anomalia")
+# each format in the words of the office, for the reasons a message is held
+FORMAT_WORDS = {
+    "pdf": "PDF", "xml": "XML", "p7m": "file firmato (p7m)", "zip": "archivio compresso",
+    "office": "documento Office", "image": "immagine", "text": "testo", "html": "pagina HTML",
+    "eml": "messaggio e-mail", "executable": "programma eseguibile", "other": "sconosciuto",
+}  # fmt: skip
 
 
 class RulesError(ValueError):
@@ -85,12 +103,22 @@ class Save:
 
 
 @dataclass(frozen=True, slots=True)
+class Pdf:
+    """A printable PDF of the message with its receipts, under `prefix` in `layout`."""
+
+    prefix: str
+    layout: str = "by-date"
+
+
+@dataclass(frozen=True, slots=True)
 class Actions:
     save: Save | None = None
     tags: tuple[str, ...] = ()
     assign: str | None = None
     notify: tuple[str, ...] = ()
     quarantine: str | None = None
+    reply: AutoReply | None = None
+    pdf: Pdf | None = None
 
     def describe(self) -> list[str]:
         """The actions in words, for the dry run and the audit trail."""
@@ -103,6 +131,12 @@ class Actions:
             out.append(f"assegna a {self.assign}")
         if self.notify:
             out.append(f"avvisa {', '.join(self.notify)}")
+        if self.pdf is not None:
+            out.append(f"PDF stampabile con le ricevute in {self.pdf.prefix}/ ({self.pdf.layout})")
+        if self.reply is not None:
+            out.append(
+                f"risposta automatica (a ogni mittente al più una volta ogni {period_words(self.reply.once_per)})"
+            )
         if self.quarantine:
             out.append(f"quarantena: {self.quarantine}")
         return out
@@ -145,6 +179,11 @@ class RulesDocument:
     def empty(self) -> bool:
         return not self.rules and self.accepted is None
 
+    @property
+    def replies(self) -> bool:
+        """Does a rule answer in automatic (the ingestion then keeps a message's automatic signs)?"""
+        return any(rule.then.reply is not None for rule in self.rules)
+
 
 # --- reading a document -------------------------------------------------------------------------------
 def schema() -> dict[str, Any]:
@@ -168,7 +207,11 @@ def load(data: Any) -> RulesDocument:
         if name.casefold() in names:
             problems.append(f"{_where(data, ['rules', index - 1])}: il nome è già usato da un'altra regola")
         names.add(name.casefold())
-        rules.append(_rule(item))
+        try:
+            rules.append(_rule(item))
+        except ReplyTemplateError as exc:
+            for field, problem in exc.problems:
+                problems.append(f"{_where(data, ['rules', index - 1, 'then', 'reply', field])}: {problem}")
     if problems:
         raise RulesError(problems)
     accepted = data.get("accepted_formats")
@@ -186,7 +229,7 @@ def load(data: Any) -> RulesDocument:
 def _rule(item: Mapping[str, Any]) -> Rule:
     when = item.get("when", {})
     then = item["then"]
-    save = then.get("save")
+    save, pdf, reply = then.get("save"), then.get("pdf"), then.get("reply")
     return Rule(
         name=item["name"].strip(),
         enabled=item.get("enabled", True),
@@ -209,6 +252,12 @@ def _rule(item: Mapping[str, Any]) -> Rule:
             assign=then.get("assign"),
             notify=tuple(then.get("notify", ())),
             quarantine=then.get("quarantine"),
+            reply=compile_reply(
+                reply["template"], reply.get("subject"), reply.get("once_per", DEFAULT_PERIOD)
+            )
+            if reply
+            else None,
+            pdf=Pdf(pdf["prefix"], pdf.get("layout", "by-date")) if pdf else None,
         ),
     )
 
@@ -381,6 +430,10 @@ def extension_format(filename: str | None) -> str | None:
     return EXTENSIONS.get(filename.rsplit(".", 1)[1].strip().lower())
 
 
+def _word(found: str) -> str:
+    return FORMAT_WORDS.get(found, found)
+
+
 def refused_attachments(accepted: AcceptedFormats, attachments: Iterable[Mapping[str, Any]]) -> list[str]:
     """Why each attachment (record entries with `filename` and `format`) is not accepted."""
     reasons = []
@@ -392,14 +445,16 @@ def refused_attachments(accepted: AcceptedFormats, attachments: Iterable[Mapping
         layers = str(found).split("/")
         refused = [f for f in layers if f not in accepted.allow]
         if refused:
-            what = " firmato che contiene " + layers[1] if len(layers) > 1 else " " + layers[0]
-            reasons.append(f"allegato «{name}»: formato{what} non accettato")
+            what = f"file firmato che contiene {_word(layers[1])}" if len(layers) > 1 else _word(layers[0])
+            reasons.append(f"allegato «{name}»: formato non accettato ({what})")
             continue
         claimed = extension_format(name)
         if accepted.extension_must_match and claimed is not None and claimed != layers[0]:
             if claimed == "eml" and layers[0] == "text":
                 continue
-            reasons.append(f"allegato «{name}»: il nome dice {claimed} ma il contenuto è {layers[0]}")
+            reasons.append(
+                f"allegato «{name}»: il nome dice {_word(claimed)} ma il contenuto è {_word(layers[0])}"
+            )
     return reasons
 
 
@@ -422,11 +477,6 @@ def _glob(pattern: str, text: str | None) -> bool:
     if text is None:
         return False
     return fnmatch.fnmatchcase(text[:MAX_MATCHED_CHARS].casefold(), pattern.casefold())
-
-
-def sender_of(record: Mapping[str, Any]) -> str:
-    """Who sent the message: for an envelope the original sender, else the From address."""
-    return str(record.get("sender") or record.get("from") or "").strip().lower()
 
 
 def matches(when: Conditions, record: Mapping[str, Any]) -> bool:
@@ -486,7 +536,7 @@ def safe_name(name: str, fallback: str) -> str:
     return cleaned or fallback
 
 
-def save_folder(save: Save, record: Mapping[str, Any]) -> str:
+def save_folder(save: Save | Pdf, record: Mapping[str, Any]) -> str:
     """Where a rule saves a message, under its prefix, in its layout (ends without '/')."""
     received = str(record.get("received_at") or "")[:10] or "0000-00-00"
     sha = str(record["sha256"])[:16]

@@ -33,7 +33,7 @@ from pecflow.domain.inbox import (
 )
 from pecflow.domain.ports import Outbox, Queue
 from pecflow.domain.reconcile import State
-from pecflow.domain.replies import FORWARD, REPLY, ReplyError, direct_message_id, make_direct
+from pecflow.domain.replies import FORWARD, REPLY, Direct, ReplyError, direct_message_id, make_direct
 from pecflow.pec import reading
 from pecflow.services.audit import AuditPort
 from pecflow.services.sending import queue_entry
@@ -436,17 +436,58 @@ class Inbox:
                 )
                 if outcome != "done":
                     continue  # someone acted meanwhile: read again (the holder may have changed)
-            self.outbox.register(
-                message_id,
-                mailbox=mailbox.lower(),
-                recipients=[direct.to],
-                subject=direct.subject,
-                state=State.PENDING,
-                extra={"direct": direct.as_dict(), "origin": {"mailbox": mailbox.lower(), "sha256": sha256}},
-            )  # False: registered already by the same request
-            self.send_queue.send(queue_entry(message_id))  # the sender sends a job once, whatever
+            self._queue(mailbox, sha256, direct, message_id)
             return message_id
         raise InboxError("the message is busy: try again in a moment")
+
+    def queue_automatic_reply(
+        self, mailbox: str, sha256: str, direct: Direct, message_id: str, *, actor: str, rule: str
+    ) -> str:
+        """A reply no person wrote (the rules' auto-reply, pecflow.services.rules): recorded on the
+        message's row with its audit event by `actor`, then queued as a person's reply is (quota,
+        exactly once by `message_id`, threaded, reconciled). Safe to repeat."""
+        if self.outbox is None or self.send_queue is None:
+            raise RuntimeError("this inbox cannot send: no outbox or send queue wired")
+        for _ in range(ACT_ATTEMPTS):
+            row = self.rows.row(mailbox, sha256)
+            if row is None:
+                raise InboxError("the message is not in the inbox")
+            if row.get("last_reply") != message_id:
+                event = next_event(
+                    self.audit.head(mailbox),
+                    actor=actor,
+                    action=AuditAction.REPLY,
+                    at=self.now(),
+                    message=sha256,
+                    details={"message_id": message_id, "to": direct.to, "rule": rule},
+                    key=self.audit_key,
+                )
+                outcome = self.rows.act(
+                    mailbox,
+                    sha256,
+                    expected_version=int(row.get("version") or 0),
+                    set_fields={"last_reply": message_id, "last_reply_at": clock.iso(self.now())},
+                    audit=event,
+                    require_deleted=None,
+                    copies=copy_keys(row),
+                )
+                if outcome != "done":
+                    continue
+            self._queue(mailbox, sha256, direct, message_id)
+            return message_id
+        raise InboxError("the message is busy: try again in a moment")
+
+    def _queue(self, mailbox: str, sha256: str, direct: Direct, message_id: str) -> None:
+        assert self.outbox is not None and self.send_queue is not None
+        self.outbox.register(
+            message_id,
+            mailbox=mailbox.lower(),
+            recipients=[direct.to],
+            subject=direct.subject,
+            state=State.PENDING,
+            extra={"direct": direct.as_dict(), "origin": {"mailbox": mailbox.lower(), "sha256": sha256}},
+        )  # False: registered already by the same request
+        self.send_queue.send(queue_entry(message_id))  # the sender sends a job once, whatever
 
     # --- audit -------------------------------------------------------------------------------------
     def _event(

@@ -20,6 +20,7 @@ from pecflow.domain.audit import AuditAction
 from pecflow.domain.mailbox import ConfigError, MailboxConfig, secret_name
 from pecflow.domain.ports import MailboxStore, MailboxUnavailable, MailOpener, SecretStore, Submitter
 from pecflow.domain.quota import QuotaPolicy, sending_policy
+from pecflow.domain.records import MessageRecord
 from pecflow.services.audit import AuditLog
 from pecflow.services.people import PeopleAdmin
 
@@ -27,6 +28,8 @@ SmtpOpener = Callable[[MailboxConfig, str], Submitter]
 # (mailbox, its sending policy, now) -> sends counted in the window that holds now
 SendsInWindow = Callable[[str, QuotaPolicy, float], int]
 ToHandle = Callable[[str], int]  # mailbox -> messages "da gestire"
+# (mailbox, at most) -> the records held in quarantine, newest first (the store's Quarantined index)
+Quarantined = Callable[[str, int], list[MessageRecord]]
 
 # what failed, in the office's words: (step, kind) -> sentence; {host}, {port}, {login} filled in
 _WHAT_FAILED = {
@@ -79,6 +82,7 @@ class MailboxDesk:
     to_handle: ToHandle
     stack_name: str
     now: Callable[[], float] = clock.timestamp
+    quarantined: Quarantined | None = None
 
     def administered(self, person: Person) -> list[tuple[MailboxConfig, dict[str, Any]]]:
         """The mailboxes the person administers, each with its poll status."""
@@ -155,3 +159,29 @@ class MailboxDesk:
             },
             "to_handle": self.to_handle(config.address),
         }
+
+    def quarantine(self, person: Person, mailbox: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The mailbox's messages held in quarantine (kept and recorded, never dropped), newest
+        first, each with why: its processing failed, or a rule (accepted formats) held it."""
+        person.require(mailbox, Action.MANAGE_MAILBOX)
+        if self.mailboxes.get(mailbox) is None:
+            raise MailboxRefused(f"La casella {mailbox} non è configurata: aggiungila prima.")
+        if self.quarantined is None:
+            raise MailboxRefused("Questa installazione non elenca i messaggi in quarantena.")
+        out = []
+        for record in self.quarantined(mailbox.lower(), limit):
+            held = dict(record.quarantined or {})
+            out.append(
+                {
+                    "sha256": record.sha256,
+                    "received_at": record.received_at,
+                    "kind": record.kind,
+                    "sender": record.sender or record.from_address,
+                    "subject": record.original_subject or record.subject,
+                    "stage": held.get("stage"),
+                    "reason": held.get("reason") or "",
+                    "at": held.get("at"),
+                    "uid": record.uid,
+                }
+            )
+        return out

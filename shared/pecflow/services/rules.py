@@ -2,6 +2,12 @@
 (the ingestion calls `RuleRunner.run`), tried on recorded messages without acting (`dry_run`),
 and written by an admin (`RulesDesk`).
 
+An auto-reply (pecflow.domain.autoreply says when never) is claimed for its sender and period
+first (`ReplyClaims`: one conditional write, so two pollers cannot both answer), then goes out as a
+person's reply does (`AutoReplies`: the inbox's row and audit event, the sender's job by a
+Message-ID fixed per message and rule, the send queue). Every auto-reply not sent is kept on the
+message's record (`rules.skipped`) with the reason in words.
+
 A rule that fails never loses or blocks a message: each action is tried on its own, a failure is
 kept on the message's record with the reason and counted by the poll. Every act shows in the
 message's audit trail as done by "regole automatiche". Rules never delete and never expunge.
@@ -11,18 +17,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from pecflow.domain import clock
+from pecflow.domain import autoreply, clock
 from pecflow.domain.access import Action, Person, Role
 from pecflow.domain.audit import AuditAction, next_event
+from pecflow.domain.evidence import RECEIPT_FIELDS, Receipt, Sent
 from pecflow.domain.handling import Act
 from pecflow.domain.inbox import copy_keys
+from pecflow.domain.printout import printout_pdf
+from pecflow.domain.replies import REPLY, Direct, make_direct, subject_for
 from pecflow.domain.rules import (
     ACTOR,
+    PDF_NAME,
     Decision,
+    Pdf,
     RulesDocument,
     RulesError,
     decide,
@@ -37,6 +48,7 @@ from pecflow.services.audit import AuditLog, AuditPort
 CACHE_SECONDS = 60.0  # a poller sees a rules change within a minute
 ACT_ATTEMPTS = 10
 MAX_SNIFFED_ATTACHMENTS = 100  # as many as a record lists
+MAX_PRINTED_RECEIPTS = 200  # receipts read into one printout (one read each)
 
 
 # --- ports -----------------------------------------------------------------------------------------
@@ -65,16 +77,46 @@ class Notifier(Protocol):
     def notify(self, people: Iterable[str], mailbox: str, record: Mapping[str, Any], rule: str) -> None: ...
 
 
+class ReplyClaims(Protocol):
+    """Who was answered automatically, per mailbox, sender and rule."""
+
+    def claim(
+        self, mailbox: str, sender: str, rule: str, *, sha256: str, now: datetime, period: timedelta
+    ) -> str | None:
+        """Claim the right to answer `sender` under `rule` for `period` from `now`, in one
+        conditional write: None when claimed (or claimed already for this same message), else
+        when the sender was answered last (ISO time)."""
+        ...
+
+
+class AutoReplies(Protocol):
+    """The inbox, sending a reply no person wrote (pecflow.services.inbox.Inbox)."""
+
+    def queue_automatic_reply(
+        self, mailbox: str, sha256: str, direct: Direct, message_id: str, *, actor: str, rule: str
+    ) -> str: ...
+
+
+class Records(Protocol):
+    def get(self, mailbox: str, sha256: str) -> Any: ...
+
+
+class Jobs(Protocol):
+    def job(self, message_id: str) -> Any: ...
+
+
 # --- values ----------------------------------------------------------------------------------------
 @dataclass(slots=True)
 class RulesOutcome:
     applied: list[str] = field(default_factory=list)  # "rule: what was done"
     failed: list[str] = field(default_factory=list)  # "rule: what: why"
+    skipped: list[str] = field(default_factory=list)  # "rule: what was not done: why" (auto-replies)
     quarantined: str | None = None
 
     def fields(self) -> dict[str, Any]:
         """What the message's record keeps of the rules' work."""
-        return {"rules": {"at": clock.iso(), "applied": self.applied[:50], "failed": self.failed[:50]}}
+        done = {"at": clock.iso(), "applied": self.applied[:50], "failed": self.failed[:50]}
+        return {"rules": done | ({"skipped": self.skipped[:50]} if self.skipped else {})}
 
 
 # --- running ---------------------------------------------------------------------------------------
@@ -89,12 +131,18 @@ class RuleRunner:
         files: SavedFiles | None = None,
         acts: InboxActs | None = None,
         notifier: Notifier | None = None,
+        claims: ReplyClaims | None = None,
+        replies: AutoReplies | None = None,
+        records: Records | None = None,
+        jobs: Jobs | None = None,
         monotonic: Callable[[], float] | None = None,
+        now: Callable[[], datetime] = clock.now,
     ):
         import time
 
         self.store, self.files, self.acts, self.notifier = store, files, acts, notifier
-        self.monotonic = monotonic or time.monotonic
+        self.claims, self.replies, self.records, self.jobs = claims, replies, records, jobs
+        self.monotonic, self.now = monotonic or time.monotonic, now
         self._cache: dict[str, tuple[float, RulesDocument | None]] = {}
 
     def document(self, mailbox: str) -> RulesDocument | None:
@@ -122,12 +170,20 @@ class RuleRunner:
 
     def annotate(self, mailbox: str, record: dict[str, Any], msg: PecMessage) -> dict[str, Any]:
         """Before the record is written, when the mailbox has rules: each attachment's format
-        by content on it (no write of its own). Never raises: `run` tries again."""
+        by content on it, and (a rule answering) what marks the message as automatic, so a dry
+        run sees it too (no write of its own). Never raises: `run` tries again."""
         try:
             document = self.document(mailbox)
-            if document is None or document.empty or not record.get("attachments"):
+            if document is None or document.empty:
                 return record
-            return record | {"attachments": self.with_formats(record, msg)}
+            more: dict[str, Any] = {}
+            if document.replies:
+                sign = autoreply.automatic_sign(autoreply.logical_headers(msg))
+                if sign:
+                    more["automatic"] = sign
+            if record.get("attachments"):
+                more["attachments"] = self.with_formats(record, msg)
+            return record | more
         except Exception:  # noqa: BLE001 - the record is written as it is; `run` will say why
             return record
 
@@ -168,9 +224,11 @@ class RuleRunner:
     ) -> None:
         sha, then, rule = str(record["sha256"]), decision.actions, decision.rule
 
-        def attempt(what: str, act: Callable[[], str]) -> None:
+        def attempt(what: str, act: Callable[[], str | None]) -> None:
             try:
-                outcome.applied.append(f"{rule}: {act()}")
+                done = act()
+                if done is not None:  # None: not done, and `outcome.skipped` says why
+                    outcome.applied.append(f"{rule}: {done}")
             except Exception as exc:  # noqa: BLE001 - one action failing stops nothing else
                 outcome.failed.append(f"{rule}: {what}: {type(exc).__name__}: {exc}"[:500])
 
@@ -192,6 +250,101 @@ class RuleRunner:
             attempt("assegnazione", lambda: self._assign(mailbox, sha, str(then.assign), rule))
         if then.notify:
             attempt("avviso", lambda: self._notify(mailbox, record, then.notify, rule))
+        replied: list[str] = []
+        if then.reply is not None:
+            reply = then.reply
+            attempt(
+                "risposta automatica",
+                lambda: self._reply(mailbox, record, msg, rule, reply, outcome, replied),
+            )
+        if then.pdf is not None:
+            pdf = then.pdf
+            attempt("PDF", lambda: self._pdf(mailbox, record, msg, rule, pdf, replied))
+
+    def _reply(
+        self,
+        mailbox: str,
+        record: dict[str, Any],
+        msg: PecMessage,
+        rule: str,
+        reply: autoreply.AutoReply,
+        outcome: RulesOutcome,
+        replied: list[str],
+    ) -> str | None:
+        """Answer in automatic, unless the message is one never to answer or its sender was
+        answered within the period (then None, and why on `outcome.skipped`)."""
+        sha = str(record["sha256"])
+        reason = autoreply.refusal(mailbox, record, autoreply.automatic_sign(autoreply.logical_headers(msg)))
+        if reason is not None:
+            outcome.skipped.append(f"{rule}: nessuna risposta automatica: {reason}")
+            return None
+        if self.claims is None or self.replies is None:
+            raise RuntimeError("questa installazione non invia risposte automatiche (nessuna coda di invio)")
+        subject, text = autoreply.render(reply, mailbox, record, rule)
+        direct = make_direct(
+            REPLY,
+            mailbox=mailbox,
+            to=autoreply.sender_of(record),
+            text=text,
+            original_subject=record.get("original_subject") or record.get("subject"),
+            original_message_id=record.get("original_message_id") or record.get("message_id"),
+            original_references=tuple(r for r in record.get("references") or () if r),
+            original_sha256=sha,
+            by=ACTOR,
+        )
+        direct = replace(direct, automatic=True, subject=subject or direct.subject)
+        last = self.claims.claim(
+            mailbox.lower(), direct.to, rule, sha256=sha, now=self.now(), period=reply.period
+        )
+        if last is not None:
+            outcome.skipped.append(
+                f"{rule}: nessuna risposta automatica: a {direct.to} si è già risposto il {last[:16].replace('T', ' ')} "
+                f"(al più una volta ogni {autoreply.period_words(reply.once_per)})"
+            )
+            return None
+        message_id = autoreply.message_id(mailbox, sha, rule)
+        self.replies.queue_automatic_reply(mailbox, sha, direct, message_id, actor=ACTOR, rule=rule)
+        replied.append(message_id)
+        return f"risposta automatica a {direct.to} in coda per l'invio ({message_id})"
+
+    def _pdf(
+        self, mailbox: str, record: dict[str, Any], msg: PecMessage, rule: str, pdf: Pdf, replied: list[str]
+    ) -> str:
+        """The printable PDF of the message with the receipts known so far of the messages of ours
+        it is linked to (a receipt: the message it is about, with every receipt of it)."""
+        if self.files is None:
+            raise RuntimeError("nessuna destinazione di salvataggio configurata")
+        sha = str(record["sha256"])
+        stored = _fields(self.records.get(mailbox, sha)) if self.records is not None else {}
+        fields = record | {k: stored[k] for k in ("outgoing_message_id", "thread_of") if stored.get(k)}
+        linked = []
+        about = fields.get("outgoing_message_id") or fields.get("thread_of")
+        if about:
+            linked.append((str(about), "riguarda"))
+        linked += [(message_id, "risposta automatica") for message_id in replied]
+        sent = [self._sent(mailbox, message_id, relation) for message_id, relation in linked]
+        key = f"{save_folder(pdf, record)}/{PDF_NAME}"
+        self.files.put(key, printout_pdf(mailbox.lower(), fields, msg.body_text(), sent), "application/pdf")
+        receipts = sum(len(s.receipts) for s in sent)
+        self._note(mailbox, sha, rule, {"action": "pdf", "to": key, "receipts": receipts})
+        return f"PDF stampabile in {key} ({receipts} ricevute)"
+
+    def _sent(self, mailbox: str, message_id: str, relation: str) -> Sent:
+        job = self.jobs.job(message_id) if self.jobs is not None else None
+        if job is None:
+            return Sent(message_id, relation, None, None, "sconosciuto", None, {}, ())
+        receipts = []
+        ordered = sorted(job.receipts.items(), key=lambda item: str(item[1].get("at") or ""))
+        for receipt_sha, seen in ordered[:MAX_PRINTED_RECEIPTS]:
+            found = _fields(self.records.get(job.mailbox or mailbox, receipt_sha)) if self.records else {}
+            kept = {k: found[k] for k in RECEIPT_FIELDS if found.get(k) is not None}
+            receipts.append(
+                Receipt(receipt_sha, seen.get("kind") or kept.get("kind"), seen.get("at"), None, kept)
+            )
+        head = job.head or {}
+        reached = {str(state.value): at for state, at in (job.reached_at or {}).items()}
+        return Sent(message_id, relation, head.get("subject"), job.recipient, str(job.state), job.error,
+                    reached, tuple(receipts))  # fmt: skip
 
     def _save(self, mailbox: str, record: dict[str, Any], msg: PecMessage, rule: str, then: Any) -> str:
         if self.files is None:
@@ -244,6 +397,13 @@ class RuleRunner:
     def _note(self, mailbox: str, sha: str, rule: str, details: Mapping[str, object]) -> None:
         if self.acts is not None:
             self.acts.note(mailbox, sha, rule, details)
+
+
+def _fields(record: Any) -> dict[str, Any]:
+    """A message record as its stored fields (a MessageRecord, or the dict a store keeps)."""
+    if record is None:
+        return {}
+    return record.as_dict() if hasattr(record, "as_dict") else dict(record)
 
 
 def _header(record: Mapping[str, Any]) -> bytes:
@@ -325,19 +485,65 @@ class Trial:
     sender: str
     subject: str
     decisions: list[Decision]
+    would: list[str] = field(default_factory=list)  # "rule: what a reply or PDF action would do"
 
 
-def dry_run(document: RulesDocument, records: Iterable[Mapping[str, Any]]) -> Iterable[Trial]:
-    """What each rule would do on recorded messages, without doing it."""
+def dry_run(
+    document: RulesDocument, records: Iterable[Mapping[str, Any]], *, mailbox: str | None = None
+) -> Iterable[Trial]:
+    """What each rule would do on recorded messages, without doing it: for an auto-reply, to
+    whom and with what subject, or why not (the once-per-period rule played over the period's
+    messages in order: the replies sent before it are not looked up)."""
+    answered: dict[tuple[str, str], datetime] = {}
     for record in records:
+        decisions = decide(document, record)
+        would = []
+        box = str(mailbox or record.get("mailbox") or "")
+        for decision in decisions:
+            then, rule = decision.actions, decision.rule
+            if then.reply is not None:
+                would.append(f"{rule}: {_would_reply(box, record, rule, then.reply, answered)}")
+            if then.pdf is not None:
+                would.append(f"{rule}: PDF stampabile in {save_folder(then.pdf, record)}/{PDF_NAME}")
         yield Trial(
             sha256=str(record.get("sha256")),
             received_at=str(record.get("received_at") or ""),
             kind=str(record.get("kind") or ""),
             sender=str(record.get("sender") or record.get("from") or ""),
             subject=str(record.get("original_subject") or record.get("subject") or ""),
-            decisions=decide(document, record),
+            decisions=decisions,
+            would=would,
         )
+
+
+def _would_reply(
+    mailbox: str,
+    record: Mapping[str, Any],
+    rule: str,
+    reply: autoreply.AutoReply,
+    answered: dict[tuple[str, str], datetime],
+) -> str:
+    reason = autoreply.refusal(mailbox, record)
+    if reason is not None:
+        return f"nessuna risposta automatica: {reason}"
+    try:
+        subject, _ = autoreply.render(reply, mailbox, record, rule)
+    except ValueError as exc:
+        return f"la risposta automatica non partirebbe: {exc}"
+    sender = autoreply.sender_of(record)
+    try:
+        at = datetime.fromisoformat(str(record.get("received_at")))
+    except ValueError:
+        at = clock.now()
+    last = answered.get((rule, sender))
+    if last is not None and at - last < reply.period:
+        return (
+            f"nessuna risposta automatica: a {sender} si sarebbe già risposto il {last:%d/%m/%Y %H:%M} "
+            f"(al più una volta ogni {autoreply.period_words(reply.once_per)})"
+        )
+    answered[(rule, sender)] = at
+    subject = subject or subject_for(REPLY, record.get("original_subject") or record.get("subject"))
+    return f"risponderebbe a {sender} con oggetto «{subject}» (non inviata: è una prova)"
 
 
 class RulesDesk:
