@@ -1,4 +1,4 @@
-"""Sending one campaign job: render it, take a quota slot, claim it, archive, submit over SMTPS.
+"""Sending one campaign job: take a quota slot, render it, claim it, archive, submit over SMTPS.
 
 A recipient is sent at most once per job, whatever happens around it:
 - the job leaves `pending` for `sending` with a conditional write: a duplicate or redelivered
