@@ -3,12 +3,12 @@ the console's panel polling): DynamoDB requests, items and bytes read per view, 
 template.yaml's tables, for a campaign of 2,000 PEC of 3 CSV rows each (--quick: 300; moto
 itself slows down with the table's size: 20,000 takes hours there).
 
-Measured twice on the same campaign: as kept now (counters and row_counters on the campaign item,
-`CampaignAdmin.stats` reads that item once) and as a campaign created before the row counters
+Measured twice on the same campaign: as kept now (counters and row_counters on the campaign's
+counters item, `CampaignAdmin.stats` reads the campaign item and that one) and as a campaign created before the row counters
 were kept (the same view counts the rows from every job: one Query of index ByCampaign, paged,
 as every view did before). The jobs are written as the fan-out writes them (`job_items`), 20 of
 them moved through the outgoing store so both ways count something.
-Target: one request per view, whatever the campaign's size.
+Target: two requests per view (the campaign item and its counters item), whatever the campaign's size.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def main() -> None:
     from local.aws import LocalAws
     from pecflow.adapters.dynamodb import CampaignStore, OutgoingStore
     from pecflow.adapters.dynamodb._common import _clean
+    from pecflow.adapters.dynamodb.campaigns import counters_key
     from pecflow.domain.reconcile import CLAIM, SMTP_ACCEPTED, CampaignStatus
     from pecflow.domain.records import KEPT_EMPTY, NewJob, job_items
     from pecflow.services.admin import CampaignAdmin
@@ -54,9 +55,13 @@ def main() -> None:
                 campaign_id, {"status": CampaignStatus.SENDING, "mailbox": BOX, "manifest": manifest}
             )
             campaigns.start_counting(campaign_id, jobs, 3 * jobs)
-            if campaign_id == "vecchia":
+            if campaign_id == "vecchia":  # as kept before: counters on the item, no row_counters
+                counted = campaigns.table.get_item(Key=counters_key(campaign_id))["Item"]
+                campaigns.table.delete_item(Key=counters_key(campaign_id))
                 campaigns.table.update_item(
-                    Key={"campaign_id": campaign_id}, UpdateExpression="REMOVE row_counters"
+                    Key={"campaign_id": campaign_id},
+                    UpdateExpression="SET counters = :c REMOVE row_counters",
+                    ExpressionAttributeValues={":c": counted["counters"]},
                 )
             with outgoing.table.batch_writer() as batch:
                 for n in range(jobs):
@@ -93,7 +98,7 @@ def main() -> None:
             views[campaign_id] = sum(made.values())
             print(f"{how}: {dict(made)}, {read['items']:,} items, {read['bytes']:,} bytes read, "
                   f"{seconds * 1000:,.0f} ms on moto; rows total {rows['total']:,}, sent {rows['sent']:,}")  # fmt: skip
-        print(f"campaign_stats: {views['nuova']} requests per view at {jobs:,} PEC (target 1)")
+        print(f"campaign_stats: {views['nuova']} requests per view at {jobs:,} PEC (target 2)")
 
 
 if __name__ == "__main__":

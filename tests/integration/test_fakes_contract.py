@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from pecflow.adapters.archive import Archive
 from pecflow.adapters.campaign_files import CampaignPackage
 from pecflow.adapters.dynamodb import CampaignStore, Conflict, MailboxStore, MessageStore, OutgoingStore
+from pecflow.adapters.dynamodb.campaigns import counters_key
 from pecflow.adapters.queues import SqsQueue
 from pecflow.adapters.ratelimit import RateLimiter
 from pecflow.domain.mailbox import Cursor, MailboxConfig
@@ -135,9 +136,19 @@ def _moto_ports(aws) -> Ports:
         lambda key: s3.delete_object(Bucket=bucket, Key=key),
         SqsQueue(url, sqs),
         drain,
-        lambda campaign_id: ddb.Table(aws.physical("CampaignsTable")).update_item(
-            Key={"campaign_id": campaign_id}, UpdateExpression="REMOVE row_counters"
-        ),
+        lambda campaign_id: as_of_old(ddb.Table(aws.physical("CampaignsTable")), campaign_id),
+    )
+
+
+def as_of_old(table, campaign_id: str) -> None:
+    """A campaign as counted before the row counters were kept, and before the counters had an
+    item of their own: its counters on its item, without row_counters."""
+    counted = table.get_item(Key=counters_key(campaign_id))["Item"]
+    table.delete_item(Key=counters_key(campaign_id))
+    table.update_item(
+        Key={"campaign_id": campaign_id},
+        UpdateExpression="SET counters = :c REMOVE row_counters",
+        ExpressionAttributeValues={":c": counted["counters"]},
     )
 
 

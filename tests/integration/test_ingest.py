@@ -109,7 +109,7 @@ def test_nothing_new_costs_the_same_whatever_the_mailbox_holds(dovecot, wiring):
     assert commands[0] == commands[1] <= 5
 
 
-@pytest.mark.parametrize("point", ["after_archive", "after_record", "before_cursor"])
+@pytest.mark.parametrize("point", ["after_archive", "after_reconcile", "after_record", "before_cursor"])
 def test_a_crash_at_any_step_loses_nothing_and_duplicates_nothing(dovecot, wiring, aws, point):
     account = dovecot.fresh_user()
     raws = our_traffic(wiring, account.address, 6) + [c.raw for c in pecmix.corpus(12, seed=9)]

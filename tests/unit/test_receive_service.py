@@ -263,7 +263,7 @@ def test_fetches_go_in_chunks_and_nothing_new_costs_the_same_whatever_the_mailbo
 
 # --- crashes ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("error", [Crash, PollerDied], ids=["exception", "poller-died"])
-@pytest.mark.parametrize("step", ["after_archive", "after_record", "before_cursor"])
+@pytest.mark.parametrize("step", ["after_archive", "after_reconcile", "after_record", "before_cursor"])
 def test_a_crash_at_each_step_of_each_message_loses_and_duplicates_nothing(monkeypatch, step, error):
     """The clean run is the reference; the crashing run dies at `step` once on every message in
     turn, polling again after each crash. Both must end exactly alike."""
@@ -298,7 +298,7 @@ def test_a_crash_at_each_step_of_each_message_loses_and_duplicates_nothing(monke
         assert len(receipts) == 2, "each receipt recorded once on its job"
 
 
-@pytest.mark.parametrize("step", ["after_archive", "after_record", "before_cursor"])
+@pytest.mark.parametrize("step", ["after_archive", "after_reconcile", "after_record", "before_cursor"])
 def test_the_cursor_moves_only_after_the_record(world, step):
     world.fill(mixed(8, 2))
     world.crash_at(step, [5])
@@ -308,7 +308,7 @@ def test_the_cursor_moves_only_after_the_record(world, step):
     assert cursor.last_uid == 4, "the crashed message is fetched again by the next poll"
     assert (cursor.attempt_uid, cursor.attempts) == (None, 0), "a failure of ours is no attempt"
     recorded_5 = world.messages.get(BOX, hashlib.sha256(world.account.folder().messages[5].raw).hexdigest())
-    assert (recorded_5 is not None) == (step != "after_archive")
+    assert (recorded_5 is not None) == (step not in ("after_archive", "after_reconcile"))
     saved = [c.last_uid for a, c in world.mailboxes.cursor_writes]
     assert saved == sorted(saved) and 5 not in saved
     world.ingestor.checkpoint = lambda step, **where: None

@@ -274,6 +274,23 @@ def test_a_slot_within_the_horizon_is_reserved_and_the_job_wakes_once_for_it(clo
     assert len(world.limiter.acquired) == 2 and world.received(1) == 1
 
 
+def test_a_job_is_rendered_only_when_its_slot_is_due(clock):
+    """Its files are read once, when it goes: not on each wake while it waits for its slot."""
+    world = World(2, policy=QuotaPolicy(1, 3600.0))
+    rendered: list[int] = []
+
+    def render(campaign, job, message_id, date):
+        rendered.append(job.row)
+        return World.render(campaign, job, message_id, date)
+
+    world.sender.render = render
+    world.send(0)
+    assert world.send(1).action == "delay" and world.send(1).action == "delay"
+    clock.advance(3600)
+    assert world.send(1).state == "sent"
+    assert rendered == [2, 3]
+
+
 def test_a_job_woken_long_after_its_slot_gives_it_back_and_takes_the_next(clock):
     world = World(2, policy=QuotaPolicy(1, 3600.0))
     world.send(0)
@@ -437,7 +454,7 @@ def test_a_job_waits_for_its_campaigns_start(clock):
     assert world.send().state == "sent"
 
 
-def test_a_job_that_cannot_be_sent_is_an_error_and_takes_no_slot(clock):
+def test_a_job_that_cannot_be_sent_is_an_error_and_gives_its_slot_back(clock):
     world = World(3)
     del world.configs[BOX]
     assert world.send(0).reason == "no such mailbox"
@@ -452,7 +469,9 @@ def test_a_job_that_cannot_be_sent_is_an_error_and_takes_no_slot(clock):
     world.sender.render = World.render
     world.sender.check_size = lambda config, raw, recipients: "12.0 MB: over the 10 MB the provider takes"
     assert world.send(2).reason == "over the size budget" and "over the 10 MB" in world.job(2).error
-    assert world.limiter.acquired == [] and world.smtp.submissions == []
+    # rendered once its slot is due (a waiting job reads its files once): the slot goes back
+    assert len(world.limiter.acquired) == 2 and world.limiter.released == world.limiter.acquired
+    assert world.smtp.submissions == []
     assert world.counters() == {"total": 3, "errors": 3}
 
 

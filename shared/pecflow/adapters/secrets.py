@@ -29,7 +29,14 @@ def secret_value(password: str) -> str:
     return json.dumps({"password": password})
 
 
-def mailbox_password(config: MailboxConfig, stack: str, *, max_age: int = 300, refresh: bool = False) -> str:
+# a password changes rarely, and a refused login reads it again at once (`refresh`): cached for
+# hours, not for the poll interval (with 5 minutes nearly every poll paid a Secrets Manager call)
+PASSWORD_CACHE_SECONDS = 12 * 3600
+
+
+def mailbox_password(
+    config: MailboxConfig, stack: str, *, max_age: int = PASSWORD_CACHE_SECONDS, refresh: bool = False
+) -> str:
     """The mailbox's password, cached in the warm Lambda for `max_age` seconds; `refresh`
     reads it again (after a refused login: the password may have just been changed)."""
     from aws_lambda_powertools.utilities import parameters

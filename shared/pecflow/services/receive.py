@@ -1,10 +1,12 @@
-"""Mailbox ingestion: poll a mailbox, archive, classify, record, reconcile, advance the cursor.
+"""Mailbox ingestion: poll a mailbox, archive, classify, reconcile, record, advance the cursor.
 
 Per message, in this order (a crash anywhere loses nothing and duplicates nothing):
   1. store the raw bytes in S3 (key by sha256, checksum verified by S3),
   2. classify,
-  3. write the message record (conditional: a message already recorded is not recorded again),
-  4. reconcile receipts with what we sent (conditional moves: replays are no-ops),
+  3. reconcile receipts with what we sent (conditional moves: replays are no-ops; the receipt is
+     kept on its job by sha256, once),
+  4. write the message record with the reconciliation's outcome, in one write (conditional: a
+     message already recorded is not recorded again; its outcome is updated on it),
   5. advance the cursor past its UID.
 The cursor moves only after the record is durable, so a crash re-fetches from the last
 recorded UID. Work is bounded per invocation: fetches in chunks, and a deadline after which
@@ -259,13 +261,31 @@ class Ingestor:
             record = build_record(*where, msg, signature=check)
             if self.rules is not None:
                 record = self.rules.annotate(address, record, msg)
-            recorded = self.messages.record(address, record)
         except Exception as exc:  # noqa: BLE001 - this message's problem, unless AWS itself failed
             if self.messages.is_service_failure(exc):
                 raise
             self._quarantine(where, result, msg, "record", _failure(exc))
+            record = None
             if msg is None:
                 return
+        # reconciled before the record is written, so the outcome is written with it (one write,
+        # not a put and an update): the moves are conditional and the receipt is kept on the job
+        # by its sha256, so a poll that stops before the record does them again harmlessly
+        campaign_id, outcome, not_reconciled = None, Reconciled(), None
+        try:
+            campaign_id, outcome = self._reconcile(address, sha, msg, result)
+        except Exception as exc:  # noqa: BLE001 - as above
+            if self.messages.is_service_failure(exc):
+                raise
+            not_reconciled = _failure(exc)
+        self.checkpoint("after_reconcile", uid=fetched.uid)
+        if record is not None:
+            try:
+                recorded = self.messages.record(address, {**record, **outcome.fields})
+            except Exception as exc:  # noqa: BLE001 - as above
+                if self.messages.is_service_failure(exc):
+                    raise
+                self._quarantine(where, result, msg, "record", _failure(exc))
         if recorded is not None:
             result.by_kind[msg.kind] = result.by_kind.get(msg.kind, 0) + 1
             if recorded:
@@ -275,15 +295,12 @@ class Ingestor:
             else:
                 result.already_recorded += 1
                 self.messages.relocate(address, sha, folder=folder, uid=fetched.uid, uidvalidity=uidvalidity)
+        if not recorded and (outcome.fields or outcome.remove):  # recorded before, or its summary
+            self.messages.set_fields(address, sha, outcome.fields, remove=outcome.remove)
         # a receipt whose record failed is reconciled all the same
         self.checkpoint("after_record", uid=fetched.uid)
-        campaign_id = None
-        try:
-            campaign_id = self._reconcile(address, sha, msg, result)
-        except Exception as exc:  # noqa: BLE001 - as above
-            if self.messages.is_service_failure(exc):
-                raise
-            self._quarantine(where, result, msg, "reconcile", _failure(exc), recorded=True)
+        if not_reconciled is not None:
+            self._quarantine(where, result, msg, "reconcile", not_reconciled, recorded=True)
         if self.on_receipt is not None and recorded:
             self.on_receipt(address, msg, campaign_id)
         if record is not None and recorded is not None:
@@ -415,40 +432,34 @@ class Ingestor:
         if self.inbox is not None:
             self.inbox.add(address, record, campaign_id=campaign_id, new=new)
 
-    def _reconcile(self, address: str, sha: str, msg: PecMessage, result: PollResult) -> str | None:
-        """Reconcile a receipt or thread a reply; the campaign the message belongs to, if any."""
+    def _reconcile(
+        self, address: str, sha: str, msg: PecMessage, result: PollResult
+    ) -> tuple[str | None, Reconciled]:
+        """Reconcile a receipt or thread a reply: the campaign the message belongs to, if any,
+        and what its record says of it."""
         if msg.kind in kinds.RICEVUTE:
             outcome = reconcile_receipt(self.outgoing, msg, receipt_id=sha)
             if outcome.status == "matched":
                 result.receipts_matched += 1
-                self.messages.set_fields(
-                    address,
-                    sha,
-                    {
-                        "reconciled": "matched",
-                        "outgoing_message_id": outcome.message_id,
-                        "reconcile_problems": outcome.problems,
-                    },
-                    remove=["unmatched_mailbox"],
-                )
-                return outcome.campaign_id
-            else:
-                result.receipts_unmatched += 1
-                self.messages.set_fields(
-                    address,
-                    sha,
-                    {
-                        "reconciled": "unmatched",
-                        "unmatched_mailbox": address.lower(),
-                        "reconcile_problems": outcome.problems,
-                    },
-                )
-        elif msg.kind == kinds.POSTA_CERTIFICATA:
+                fields = {
+                    "reconciled": "matched",
+                    "outgoing_message_id": outcome.message_id,
+                    "reconcile_problems": outcome.problems,
+                }
+                return outcome.campaign_id, Reconciled(fields, ("unmatched_mailbox",))
+            result.receipts_unmatched += 1
+            fields = {
+                "reconciled": "unmatched",
+                "unmatched_mailbox": address.lower(),
+                "reconcile_problems": outcome.problems,
+            }
+            return None, Reconciled(fields)
+        if msg.kind == kinds.POSTA_CERTIFICATA:
             original = find_thread(self.outgoing, msg)
             if original is not None:
                 result.replies_threaded += 1
-                self.messages.set_fields(address, sha, {"thread_of": original})
-        return None
+                return None, Reconciled({"thread_of": original})
+        return None, Reconciled()
 
     # -- saturation -----------------------------------------------------------------------------------
     def guard_saturation(self, config: MailboxConfig, session: MailSession, result: PollResult) -> None:
@@ -640,6 +651,14 @@ def rem_map(text: _Texts, rem: RemInfo) -> dict:
         "policies": text.many("rem", list(rem.policies), 300, 10),
     }
     return {name: value for name, value in values.items() if value}
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """What reconciliation says on a message's record: fields to set, fields to remove."""
+
+    fields: dict = field(default_factory=dict)
+    remove: tuple[str, ...] = ()
 
 
 class MessageRules(Protocol):

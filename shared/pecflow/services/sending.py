@@ -1,4 +1,4 @@
-"""Sending one campaign job: render it, take a quota slot, claim it, archive, submit over SMTPS.
+"""Sending one campaign job: take a quota slot, render it, claim it, archive, submit over SMTPS.
 
 A recipient is sent at most once per job, whatever happens around it:
 - the job leaves `pending` for `sending` with a conditional write: a duplicate or redelivered
@@ -166,18 +166,6 @@ class Sender:
             self._move(job, recipient, SMTP_FAILED, error=f"sending mailbox {job.mailbox} is not configured")
             return Outcome("done", state=State.ERROR, reason="no such mailbox")
 
-        # render and check the size before taking a slot: what cannot be sent wastes none
-        try:
-            raw = self.render(campaign, job, message_id, clock.now())
-        except Exception as exc:  # noqa: BLE001 - a row that cannot be rendered is this job's error
-            self._move(job, recipient, SMTP_FAILED, error=f"cannot render the message: {exc}")
-            return Outcome("done", state=State.ERROR, reason="render failed")
-        recipients = envelope(campaign, job)
-        too_big = self.check_size(config, raw, len(recipients))
-        if too_big:
-            self._move(job, recipient, SMTP_FAILED, error=too_big)
-            return Outcome("done", state=State.ERROR, reason="over the size budget")
-
         # the quota slot: the one this job reserved earlier, or the next one (reserved, when it
         # is in the future: the job then sleeps on the queue until its own slot, and wakes once)
         now = clock.timestamp()
@@ -208,6 +196,22 @@ class Sender:
                     self.release(config.address, slot)  # a duplicate of this job reserved first
                     return Outcome.later(1, "another copy of this job holds a slot")
                 return Outcome.later(slot - now, "waiting for its reserved quota slot")
+        # rendered only now its slot is due (a job that waits reads its files once, when it
+        # goes); what cannot be sent gives its slot back to the others
+        try:
+            raw = self.render(campaign, job, message_id, clock.now())
+            problem = None
+        except Exception as exc:  # noqa: BLE001 - a row that cannot be rendered is this job's error
+            raw, problem = b"", f"cannot render the message: {exc}"
+        recipients = envelope(campaign, job)
+        problem = problem or self.check_size(config, raw, len(recipients))
+        if problem:
+            self.release(config.address, slot)
+            self._move(
+                job, recipient, SMTP_FAILED, error=problem, also_set={"slot_at": 0} if reserved else None
+            )
+            reason = "render failed" if problem.startswith("cannot render") else "over the size budget"
+            return Outcome("done", state=State.ERROR, reason=reason)
         self.checkpoint("after_slot")
         claim = clock.iso()  # written with the claim itself: a claim is never seen without its time
         if not self.outgoing.try_move(
@@ -291,9 +295,16 @@ class Sender:
         return None
 
     def _move(
-        self, job: JobRecord, recipient: Job, move: Move, *, error: str | None = None, smtp: str | None = None
+        self,
+        job: JobRecord,
+        recipient: Job,
+        move: Move,
+        *,
+        error: str | None = None,
+        smtp: str | None = None,
+        also_set: dict | None = None,
     ) -> State:
-        fields = {}
+        fields = dict(also_set or {})
         if error:
             fields["error"] = error[:1000]
         if smtp:

@@ -1,5 +1,10 @@
 """CampaignsTable: the campaign item, its status, fan-out progress and counters (by message, and
-by CSV row in `row_counters`: the outgoing store moves both with each job)."""
+by CSV row in `row_counters`: the outgoing store moves both with each job).
+
+The counters live on an item of their own (key `<campaign_id>#counters`, written by
+`start_counting`): a job's move adds to a few hundred bytes, not to the campaign item with its
+manifest and file pins (kilobytes, in index ByMailbox), three times per message. A campaign
+counted before that item existed keeps its counters on the campaign item (read and moved there)."""
 
 from __future__ import annotations
 
@@ -15,6 +20,13 @@ from pecflow.domain import clock
 from pecflow.domain.reconcile import COUNTERS
 from pecflow.domain.records import CampaignRecord
 
+COUNTERS_ITEM = "#counters"  # the counters item's key: the campaign id and this
+COUNTED = ("counters", "row_counters", "counting_started")  # what the counters item holds
+
+
+def counters_key(campaign_id: str) -> dict[str, str]:
+    return {"campaign_id": f"{campaign_id}{COUNTERS_ITEM}"}
+
 
 # --- campaigns ---------------------------------------------------------------------------------------
 class CampaignStore:
@@ -25,7 +37,15 @@ class CampaignStore:
 
     def get(self, campaign_id: str) -> CampaignRecord | None:
         item = self.table.get_item(Key={"campaign_id": campaign_id}, ConsistentRead=True).get("Item")
-        return CampaignRecord.from_item(_plain(item)) if item else None
+        return CampaignRecord.from_item(self._with_counters(_plain(item))) if item else None
+
+    def _with_counters(self, item: dict) -> dict:
+        """The campaign item with the figures of its counters item (when it has one)."""
+        counted = self.table.get_item(Key=counters_key(item["campaign_id"]), ConsistentRead=True).get("Item")
+        if not counted:
+            return item
+        counted = _plain(counted)
+        return {**item, **{name: counted[name] for name in COUNTED if name in counted}}
 
     def of_mailbox(
         self, mailbox: str, *, limit: int = 50, start_key: dict | None = None
@@ -41,7 +61,7 @@ class CampaignStore:
         if start_key:
             kwargs["ExclusiveStartKey"] = start_key
         page = self.table.query(**kwargs)
-        items = [CampaignRecord.from_item(_plain(i)) for i in page.get("Items", [])]
+        items = [CampaignRecord.from_item(self._with_counters(_plain(i))) for i in page.get("Items", [])]
         return items, _plain(page["LastEvaluatedKey"]) if page.get("LastEvaluatedKey") else None
 
     def create(self, campaign_id: str, fields: dict) -> bool:
@@ -95,34 +115,48 @@ class CampaignStore:
         counters are written whole (a campaign created before they were kept gets them here)."""
         row_counters = {**dict.fromkeys(COUNTERS, 0), "total": total if rows is None else rows}
         row_counters["to_send"] = row_counters["total"]
-        return _conditional_write(
+        counters = {**dict.fromkeys(COUNTERS, 0), "total": total, "to_send": total}
+        # on the campaign item first, as a campaign of old counts (a missing campaign raises):
+        # stopped before its counters item, the campaign is counted there, exactly
+        if not _conditional_write(
             self.table.update_item,
             Key={"campaign_id": campaign_id},
             UpdateExpression="SET counters.#t = :t, counters.#s = :t, row_counters = :rows, counting_started = :yes",
             ConditionExpression=Attr("counting_started").not_exists(),
             ExpressionAttributeNames={"#t": "total", "#s": "to_send"},
             ExpressionAttributeValues={":t": total, ":rows": row_counters, ":yes": True},
+        ):
+            return False
+        self.table.update_item(  # UpdateItem: what every function counting may do
+            Key=counters_key(campaign_id),
+            UpdateExpression="SET counters = :c, row_counters = :rows, counting_started = :yes",
+            ExpressionAttributeValues={":c": counters, ":rows": row_counters, ":yes": True},
         )
+        return True
 
     def add_jobs(self, campaign_id: str, count: int, rows: int | None = None) -> None:
         """More jobs to send (a resend of the failed ones, or fewer: a fan-out stopped early),
         covering `rows` CSV rows (as many as the jobs when None). A campaign created before the
         row counters were kept refuses them: its message counters alone are moved."""
-        key, names = {"campaign_id": campaign_id}, {"#t": "total", "#s": "to_send"}
-        if not _conditional_write(
-            self.table.update_item,
-            Key=key,
-            UpdateExpression="ADD counters.#t :n, counters.#s :n, row_counters.#t :r, row_counters.#s :r",
-            ConditionExpression="attribute_exists(row_counters)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues={":n": count, ":r": count if rows is None else rows},
-        ):
-            self.table.update_item(
+        names = {"#t": "total", "#s": "to_send"}
+        both = "ADD counters.#t :n, counters.#s :n, row_counters.#t :r, row_counters.#s :r"
+        # its counters item (which has both maps), or a campaign's of old: its item
+        for key in (counters_key(campaign_id), {"campaign_id": campaign_id}):
+            if _conditional_write(
+                self.table.update_item,
                 Key=key,
-                UpdateExpression="ADD counters.#t :n, counters.#s :n",
+                UpdateExpression=both,
+                ConditionExpression="attribute_exists(row_counters)",
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues={":n": count},
-            )
+                ExpressionAttributeValues={":n": count, ":r": count if rows is None else rows},
+            ):
+                return
+        self.table.update_item(  # kept no row counters (a missing campaign raises)
+            Key={"campaign_id": campaign_id},
+            UpdateExpression="ADD counters.#t :n, counters.#s :n",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={":n": count},
+        )
 
     def checkpoint(
         self, campaign_id: str, next_row: int, queued: int, expected_next_row: int, rows: int | None = None

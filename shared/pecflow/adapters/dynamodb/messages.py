@@ -81,7 +81,8 @@ class MessageStore:
     def at_location(
         self, mailbox: str, folder: str, uidvalidity: int, uids: list[int]
     ) -> dict[int, MessageRecord]:
-        """Records of the given UIDs still on the provider, by UID."""
+        """Records of the given UIDs still on the provider, by UID: as index ByLocation projects
+        them (where and what they are: sha256, s3_key, received_at, uid), not whole."""
         if not uids:
             return {}
         low, high = min(uids), max(uids)

@@ -19,6 +19,7 @@ from pecflow.adapters.dynamodb._common import (
     _try_write,
     cancellation_reasons,
 )
+from pecflow.adapters.dynamodb.campaigns import counters_key
 from pecflow.domain import clock
 from pecflow.domain.reconcile import Job, Move, State, counter_deltas, weighted
 from pecflow.domain.records import (
@@ -63,8 +64,11 @@ class OutgoingStore:
         self.client = resource.meta.client
         self.table_name = table_name
         self.campaigns_table = campaigns_table
-        # campaigns whose item has no row_counters (created before they were kept): their moves
-        # count messages only (learnt from one refused move, then known in this process)
+        # campaigns counted before their counters had an item of their own: their moves count on
+        # the campaign item; those among them whose item has no row_counters (created before
+        # they were kept) count messages only (each learnt from one refused move, then known in
+        # this process)
+        self.on_item: set[str] = set()
         self.unrowed: set[str] = set()
 
     def register(
@@ -320,9 +324,14 @@ class OutgoingStore:
                     return move.to
                 reasons = cancellation_reasons(refused)
                 if job.campaign_id and reasons[1:2] == ["ConditionalCheckFailed"]:
-                    # its campaign keeps no row counters (or there is no campaign item): from now
-                    # on its moves count messages only; the job as read held, write it so again
-                    self.unrowed.add(job.campaign_id)
+                    # its campaign has no counters item (counted before they had one): from now
+                    # on its moves count on the campaign item; where that keeps no row counters
+                    # (or there is no campaign item), messages only. The job as read held: write
+                    # it so again
+                    if job.campaign_id not in self.on_item:
+                        self.on_item.add(job.campaign_id)
+                    else:
+                        self.unrowed.add(job.campaign_id)
                     if reasons[0] == "None":
                         continue
                 # the job is not as the write required: as it is now, may the move still be made?
@@ -442,18 +451,23 @@ class OutgoingStore:
             )
 
     def _counter_update(self, campaign_id: str, deltas: dict[str, int], rows: int | None) -> dict:
-        """The campaign item's half of a move: ADD the deltas to its counters and, with `rows`,
-        the same weighted by the rows to its row_counters (required to exist: a campaign created
-        before them refuses it, and its moves are written again without)."""
+        """The counters' half of a move: ADD the deltas to the campaign's counters and, with
+        `rows`, the same weighted by the rows to its row_counters, on its counters item (required
+        to exist: a campaign counted before it had one refuses, and its moves are written again
+        on the campaign item; there, row_counters are required: one created before them
+        refuses, and its moves are written again without)."""
         names = {f"#c{i}": name for i, name in enumerate(deltas)}
         values = {f":d{i}": delta for i, delta in enumerate(deltas.values())}
         adds = [f"counters.#c{i} :d{i}" for i in range(len(deltas))]
+        own_item = campaign_id not in self.on_item
         update: dict[str, Any] = {
             "TableName": self.campaigns_table,
-            "Key": {"campaign_id": campaign_id},
+            "Key": counters_key(campaign_id) if own_item else {"campaign_id": campaign_id},
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
+        if own_item:  # never an item made by an ADD: the counters item exists, with both maps
+            update["ConditionExpression"] = "attribute_exists(row_counters)"
         if rows is not None:
             values.update({f":r{i}": delta for i, delta in enumerate(weighted(deltas, rows).values())})
             adds += [f"row_counters.#c{i} :r{i}" for i in range(len(deltas))]
