@@ -1884,10 +1884,12 @@ class FakeInvoiceStore:
         return found["target"] if found else None
 
     def link_identificativo(self, mailbox: str, identificativo: str, key: str) -> None:
-        self.items[(mailbox.lower(), f"sdi#{identificativo}")] = {"target": key}
+        item = (mailbox.lower(), f"sdi#{identificativo}")
+        self.items[item] = {"mailbox": item[0], "item": item[1], "target": key}
 
     def keep_unmatched(self, mailbox: str, entry: dict) -> None:
-        self.items.setdefault((mailbox.lower(), str(entry["entry"])), _kept(dict(entry)))
+        key = (mailbox.lower(), str(entry["entry"]))
+        self.items.setdefault(key, _kept({**entry, "mailbox": key[0], "item": key[1]}))
 
     def unmatched(self, mailbox: str) -> list[dict]:
         return self._prefixed(mailbox, "unmatched#")
@@ -1899,7 +1901,8 @@ class FakeInvoiceStore:
         return _plain(self.items.get((mailbox.lower(), "settings"), {}))
 
     def set_settings(self, mailbox: str, values: dict) -> None:
-        self.items[(mailbox.lower(), "settings")] = _kept({**self.settings(mailbox), **values})
+        key = (mailbox.lower(), "settings")
+        self.items[key] = _kept({**self.settings(mailbox), **values, "mailbox": key[0], "item": key[1]})
 
 
 class FakeInvoiceFiles:

@@ -100,7 +100,7 @@ def routes(services: Services) -> Router:
         until: Annotated[str | None, Query(alias="to", pattern=r"^\d{4}-\d{2}-\d{2}$")] = None,
         state: State = None,
         supplier: Supplier = None,
-    ) -> Response:
+    ):  # a CSV answer, not a model
         person = caller(router.current_event, services)
         text = desk().export(mailbox, chosen(direction, since, until, state, supplier), person)
         return Response(
