@@ -166,3 +166,8 @@ def test_csv_export_defuses_formulas_and_lists_due_dates():
     for value in ("=1+1", "+1", "-1", "@SUM(A1)"):
         assert inv.csv_safe(value) == "'" + value
     assert inv.csv_safe("IT01234567890") == "IT01234567890" and inv.csv_safe(None) == ""
+
+
+def test_a_late_rc_after_the_esito_is_noted_not_an_error():
+    step = inv.advance(inv.ACTIVE, inv.ACCETTATA, notice("RC"), to_pa=True)
+    assert not step.moved and step.state == inv.ACCETTATA and "dopo l'esito" in step.note

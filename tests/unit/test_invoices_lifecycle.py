@@ -436,6 +436,13 @@ def test_real_sdi_envelopes_record_an_invoice_or_quarantine_a_broken_one(clock):
     assert item["identificativo_sdi"] == "7339338" and item["scadenze"] == [
         {"data": "2018-12-21", "importo": "997.96"}
     ]
+    armoured = world.deliver(
+        (PEC_FIXTURES / "oca__sdi_busta_MT_invio-file_7339338_base64-p7m.eml").read_bytes()
+    )
+    assert armoured.quarantined == [], "a .p7m sent as base64 text is read all the same"
+    signed_item = world.items.get(BOX, inv.key_of(inv.PASSIVE, "IT01234567890_FPR04.xml"))
+    assert signed_item["nome_file"] == "IT01234567890_FPR04.xml.p7m"
+    assert world.files.objects[signed_item["xml_key"]].lstrip().startswith(b"<")
     broken = world.deliver(
         (PEC_FIXTURES / "oca__sdi_busta_MT_invio-file_7339338_broken-xml.eml").read_bytes()
     )
