@@ -144,7 +144,19 @@ class InvoiceLedger:
             taken.quarantined = "; ".join(problems)[:900]
             quarantine(taken.quarantined)
 
-    def _invoice(self, mailbox, sha, record, found, contents, received, mt, taken, problems) -> None:
+    def _invoice(
+        self,
+        mailbox: str,
+        sha: str,
+        record: Mapping[str, Any],
+        found: sdi.SdiFile,
+        contents: Mapping[str, Any],
+        received: datetime,
+        mt: sdi.SdiFile | None,
+        taken: Taken,
+        problems: list[str],
+    ) -> None:
+        """One invoice file of the message: stored and recorded, or its problem noted."""
         name = found.filename
         if name.lower().endswith(".zip"):
             taken.moved.append(f"{name}: archivio zip di fatture, non registrato")
