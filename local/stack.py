@@ -112,6 +112,7 @@ class LocalStack:
             user_pool_id=aws.physical("UserPool"),
             api_secret=aws.physical("ApiSecret"),
             inbox_table=aws.physical("InboxTable"),
+            invoices_table=aws.physical("InvoicesTable"),
             archive_bucket=aws.physical("ArchiveBucket"),
             poll_queue_url=aws.url("PollQueue"),
             campaign_bucket=aws.physical("CampaignBucket"),

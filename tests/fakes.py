@@ -1897,3 +1897,88 @@ class FakeAlertChannel:
         if self.fail is not None:
             raise self.fail
         self.published.append((subject, text, dict(attributes)))
+
+
+class FakeInvoiceStore:
+    """InvoicesTable (pecflow.adapters.dynamodb.invoices.InvoiceStore): items per mailbox by key,
+    an invoice written only if its key is free, moves conditional on the version."""
+
+    def __init__(self):
+        self.items: dict[tuple[str, str], dict] = {}
+        self.writes = 0
+
+    def add(self, mailbox: str, item: dict) -> bool:
+        key = (mailbox.lower(), str(item["invoice"]))
+        if key in self.items:
+            return False
+        self.items[key] = _kept({**item, "mailbox": key[0], "item": key[1]})
+        self.writes += 1
+        return True
+
+    def get(self, mailbox: str, key: str) -> dict | None:
+        found = self.items.get((mailbox.lower(), key))
+        return _plain(found) if found is not None else None
+
+    def move(self, mailbox: str, key: str, *, version: int, fields: dict, remove=()) -> bool:
+        item = self.items.get((mailbox.lower(), key))
+        if item is None or item.get("version") != version:
+            return False
+        values = _kept(dict(fields))
+        for name in remove:
+            if name not in values:
+                item.pop(name, None)
+        item.update(values)
+        item["version"] = version + 1
+        self.writes += 1
+        return True
+
+    def _prefixed(self, mailbox: str, prefix: str) -> list[dict]:
+        return [
+            _plain(item)
+            for (box, key), item in sorted(self.items.items())
+            if box == mailbox.lower() and key.startswith(prefix)
+        ]
+
+    def invoices(self, mailbox: str, direction: str | None = None):
+        for prefix in [direction] if direction else ["active", "passive"]:
+            yield from self._prefixed(mailbox, f"{prefix}#")
+
+    def by_identificativo(self, mailbox: str, identificativo: str) -> str | None:
+        found = self.items.get((mailbox.lower(), f"sdi#{identificativo}"))
+        return found["target"] if found else None
+
+    def link_identificativo(self, mailbox: str, identificativo: str, key: str) -> None:
+        item = (mailbox.lower(), f"sdi#{identificativo}")
+        self.items[item] = {"mailbox": item[0], "item": item[1], "target": key}
+
+    def keep_unmatched(self, mailbox: str, entry: dict) -> None:
+        key = (mailbox.lower(), str(entry["entry"]))
+        self.items.setdefault(key, _kept({**entry, "mailbox": key[0], "item": key[1]}))
+
+    def unmatched(self, mailbox: str) -> list[dict]:
+        return self._prefixed(mailbox, "unmatched#")
+
+    def drop_unmatched(self, mailbox: str, entry_key: str) -> None:
+        self.items.pop((mailbox.lower(), entry_key), None)
+
+    def settings(self, mailbox: str) -> dict:
+        return _plain(self.items.get((mailbox.lower(), "settings"), {}))
+
+    def set_settings(self, mailbox: str, values: dict) -> None:
+        key = (mailbox.lower(), "settings")
+        self.items[key] = _kept({**self.settings(mailbox), **values, "mailbox": key[0], "item": key[1]})
+
+
+class FakeInvoiceFiles:
+    """fatture/ in the archive bucket: keys to bytes."""
+
+    def __init__(self):
+        self.objects: dict[str, bytes] = {}
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        if not key.startswith("fatture/"):
+            raise ValueError(f"invoice files live under fatture/, not {key!r}")
+        self.objects[key] = data
+
+    def get(self, key: str) -> bytes:
+        return self.objects[key]

@@ -65,6 +65,9 @@ class Documento:
     tipo: str = "TD01"
     divisa: str = "EUR"
     descrizione: str = "Servizi professionali"
+    scadenze: tuple[
+        tuple[str, str], ...
+    ] = ()  # DettaglioPagamento: (DataScadenzaPagamento, ImportoPagamento)
 
 
 def _x(tag: str, value: str) -> str:
@@ -106,7 +109,9 @@ def fattura(
             + _x("AliquotaIVA", "22.00")
             + _x("ImponibileImporto", imponibile)
             + _x("Imposta", imposta)
-            + "</DatiRiepilogo></DatiBeniServizi></FatturaElettronicaBody>"
+            + "</DatiRiepilogo></DatiBeniServizi>"
+            + _pagamento(doc.scadenze)
+            + "</FatturaElettronicaBody>"
         )
 
     def anagrafica(parte: Parte, ruolo: str) -> str:
@@ -138,6 +143,24 @@ def fattura(
         f'<?xml version="1.0" encoding="UTF-8"?>\n<p:FatturaElettronica versione="{versione}" '
         f'xmlns:p="{FATTURE}">{header}{"".join(bodies)}</p:FatturaElettronica>\n'
     ).encode()
+
+
+def _pagamento(scadenze: Sequence[tuple[str, str]]) -> str:
+    if not scadenze:
+        return ""
+    return (
+        "<DatiPagamento>"
+        + _x("CondizioniPagamento", "TP01" if len(scadenze) > 1 else "TP02")
+        + "".join(
+            "<DettaglioPagamento>"
+            + _x("ModalitaPagamento", "MP05")
+            + _x("DataScadenzaPagamento", data)
+            + _x("ImportoPagamento", importo)
+            + "</DettaglioPagamento>"
+            for data, importo in scadenze
+        )
+        + "</DatiPagamento>"
+    )
 
 
 def firma_p7m(content: bytes, firma: builder.Firma) -> bytes:

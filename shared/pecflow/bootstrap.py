@@ -24,8 +24,10 @@ from pecflow.adapters.dynamodb import CampaignStore, MailboxStore, MessageStore,
 from pecflow.adapters.dynamodb.audit import AuditStore
 from pecflow.adapters.dynamodb.inbox import InboxStore
 from pecflow.adapters.dynamodb.inbox_counts import InboxCounts
+from pecflow.adapters.dynamodb.invoices import InvoiceStore
 from pecflow.adapters.dynamodb.people import PeopleStore
 from pecflow.adapters.evidence_packs import ArchiveChunks, EvidencePackStore
+from pecflow.adapters.invoices import InvoiceFiles
 from pecflow.adapters.mail import ImapSession, SmtpSubmitter
 from pecflow.adapters.queues import SqsQueue
 from pecflow.adapters.ratelimit import RateLimiter
@@ -43,6 +45,7 @@ from pecflow.services.campaign_tests import CampaignTests
 from pecflow.services.evidence import EvidencePacks
 from pecflow.services.fanout import Fanout
 from pecflow.services.inbox import Inbox
+from pecflow.services.invoices import InvoiceDesk, InvoiceLedger, prerendered
 from pecflow.services.mailbox_desk import MailboxDesk
 from pecflow.services.people import PeopleAdmin
 from pecflow.services.polling import Poller, PollRequest, schedule_polls
@@ -138,8 +141,31 @@ def ingestor(config: Config, **overrides: Any) -> Ingestor:
         "check_signature": lambda: signature_checker(config),
         "rules": lambda: rule_runner(config, notifier=notices),
         "on_receipt": lambda: notices.received if notices is not None else None,
+        "invoices": lambda: invoice_ledger(config) if config.invoices_table else None,
     }
     return Ingestor(**_parts(parts, overrides))
+
+
+def invoice_ledger(config: Config) -> InvoiceLedger:
+    """SdI invoices on InvoicesTable, their files under the archive bucket's fatture/."""
+    from pecflow.adapters.dynamodb._common import is_service_failure
+
+    return InvoiceLedger(
+        InvoiceStore(config.invoices_table, config.resource("dynamodb")),
+        InvoiceFiles(config.archive_bucket, config.client("s3")),
+        is_service_failure=is_service_failure,
+    )
+
+
+def invoice_desk(config: Config) -> InvoiceDesk:
+    """Invoices as the CLI and the API work them: listed, exported, an active one sent."""
+    return InvoiceDesk(
+        invoice_ledger(config),
+        outbox=outgoing_store(config),
+        send_queue=SqsQueue(config.send_queue_url, config.client("sqs")) if config.send_queue_url else None,
+        archive=Archive(config.archive_bucket, config.client("s3")),
+        mailbox_of=mailbox_store(config).get,
+    )
 
 
 def rule_runner(config: Config, notifier: Alerts | None = None) -> RuleRunner:
@@ -265,11 +291,12 @@ def sender(config: Config, **overrides: Any) -> Sender:
         "campaigns": lambda: campaign_store(config),
         "archive": lambda: Archive(config.archive_bucket, config.client("s3")),
         "mailbox_of": lambda: directory.config,
-        "render": lambda: (
+        "render": lambda: prerendered(  # an invoice's PEC as archived when it was asked for
             OutgoingMessages(
                 CampaignMessages(partial(campaign_files, config)).render,
                 Archive(config.archive_bucket, config.client("s3")).get,
-            ).render
+            ).render,
+            Archive(config.archive_bucket, config.client("s3")).get,
         ),
         "submit": lambda: submitter(SmtpSubmitter.open, password_of(config)),
         "check_size": lambda: directory.check_size,
@@ -481,4 +508,5 @@ def api_services(config: Config) -> Services:
     mailboxes = mailbox_desk(config, people=admin, audit=AuditLog(audit))
     evidence = evidence_packs(config, audit=AuditLog(audit), rows=inbox.rows, outbox=inbox.outbox)
     rules = RulesDesk(MailboxRules(config.mailboxes_table, ddb), AuditLog(audit))
-    return Services(inbox, admin, AuditLog(audit), desk, tests, mailboxes, evidence, rules)
+    invoices = invoice_desk(config) if config.invoices_table else None
+    return Services(inbox, admin, AuditLog(audit), desk, tests, mailboxes, evidence, rules, invoices)

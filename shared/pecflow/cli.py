@@ -643,6 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_users_parser(sub)
     _add_rules_parser(sub)  # pecflow rules set|show|test
     _add_alerts_parser(sub)  # pecflow alerts settings|test
+    _add_invoices_parser(sub)  # pecflow invoices list|export|show|send|unmatched|retry|sdi-address
     return parser
 
 
@@ -1527,6 +1528,177 @@ def _add_alerts_parser(sub) -> None:
     trial.add_argument("mailbox", metavar="MAILBOX")
     trial.set_defaults(func=cmd_alerts_test)
     for parser in (settings, trial):
+        _add_target_options(parser)
+
+
+# --- invoices ----------------------------------------------------------------------------------------
+def _invoice_filter(args):
+    from pecflow.domain.invoices import InvoiceFilter
+
+    try:
+        return InvoiceFilter(args.direction, args.since, args.until, args.state, args.supplier)
+    except ValueError as exc:
+        raise SystemExit(f"pecflow: {exc}") from None
+
+
+def _invoices_desk(args):
+    from pecflow import bootstrap
+
+    config = _deployment(args)
+    if not config.invoices_table:
+        raise SystemExit("pecflow: questa installazione non ha la tabella delle fatture (InvoicesTable)")
+    return bootstrap.invoice_desk(config)
+
+
+def cmd_invoices_list(args) -> int:
+    found = _invoices_desk(args).find(args.mailbox, _invoice_filter(args))
+    if args.json:
+        print(json.dumps(found, ensure_ascii=False, indent=2, default=str))
+        return 0
+    if not found:
+        print(f"Nessuna fattura in {args.mailbox.lower()} con questi filtri.")
+        return 0
+    for item in found:
+        party = item.get("supplier_name") if item.get("direction") == "passive" else item.get("customer_name")
+        deadline = item.get("deadline") or {}
+        due = f"  entro {deadline['by']}: {deadline.get('what')}" if deadline.get("by") else ""
+        print(
+            f"{str(item.get('data') or '?'):10s} {'ricevuta' if item.get('direction') == 'passive' else 'inviata':8s} "
+            f"{str(item.get('state')):18s} {str(item.get('nome_file')):32s} n. {str(item.get('numero') or '?'):12s} "
+            f"{str(item.get('totale') or '?'):>12s} {item.get('divisa') or ''}  {str(party or '')[:40]}{due}"
+        )
+    print(f"{len(found)} fatture.")
+    return 0
+
+
+def cmd_invoices_export(args) -> int:
+    text = _invoices_desk(args).export(args.mailbox, _invoice_filter(args))
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    # utf-8 with BOM: Excel opens accented names right
+    Path(args.output).write_text(text, encoding="utf-8-sig", newline="")
+    print(f"Fatture esportate in {args.output} ({max(text.count(chr(10)) - 1, 0)} righe).")
+    return 0
+
+
+def cmd_invoices_show(args) -> int:
+    from pecflow.services.invoices import InvoiceError
+
+    try:
+        item = _invoices_desk(args).show(args.mailbox, args.nome_file)
+    except InvoiceError as exc:
+        print(f"pecflow: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(item, ensure_ascii=False, indent=2, default=str))
+    return 0
+
+
+def cmd_invoices_send(args) -> int:
+    from pecflow.services.invoices import InvoiceError
+
+    try:
+        content = Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"pecflow: {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        sent = _invoices_desk(args).send(args.mailbox, Path(args.file).name, content, by=_operator())
+    except InvoiceError as exc:
+        print(f"pecflow: {exc}", file=sys.stderr)
+        return 1
+    if sent.new:
+        print(f"Fattura {sent.nome_file} in invio allo SdI ({sent.to}) da {args.mailbox.lower()}.")
+    else:
+        print(f"Fattura {sent.nome_file} già inviata (stato: {sent.state}): non parte una seconda volta.")
+    print(
+        f"Message-ID {sent.message_id}: ricevute con `pecflow sent show`, stato con `pecflow invoices show`."
+    )
+    return 0
+
+
+def cmd_invoices_unmatched(args) -> int:
+    found = _invoices_desk(args).unmatched(args.mailbox)
+    if not found:
+        print("Nessuna notifica SdI in attesa della sua fattura.")
+        return 0
+    for entry in found:
+        print(
+            f"{str(entry.get('received_at'))[:19]}  {entry.get('type'):3s} {entry.get('filename')}  "
+            f"NomeFile {entry.get('nome_file') or '-'}  IdentificativoSdI {entry.get('identificativo_sdi') or '-'}"
+        )
+    print(f"{len(found)} notifiche non collegate: `pecflow invoices retry` le riprova.")
+    return 0
+
+
+def cmd_invoices_retry(args) -> int:
+    linked, left = _invoices_desk(args).retry(args.mailbox)
+    print(f"Notifiche collegate ora: {linked}; ancora senza fattura: {left}.")
+    return 0
+
+
+def cmd_invoices_sdi_address(args) -> int:
+    from pecflow.services.invoices import InvoiceError
+
+    desk = _invoices_desk(args)
+    if args.address:
+        try:
+            desk.set_sdi_address(args.mailbox, args.address)
+        except InvoiceError as exc:
+            print(f"pecflow: {exc}", file=sys.stderr)
+            return 1
+    print(f"Le fatture di {args.mailbox.lower()} vanno allo SdI a {desk.sdi_address(args.mailbox)}.")
+    return 0
+
+
+def _add_invoices_parser(sub) -> None:
+    from pecflow.domain.invoices import STATES
+
+    invoices = sub.add_parser(
+        "invoices",
+        help="SdI e-invoices: received (passive) and sent (active), their states and deadlines",
+        description="Invoices received by PEC are stored under fatture/ and listed here; invoices sent "
+        "with `send` follow the SdI's notifications (RC, NS, MC, NE, DT, AT, EC, SE, MT).",
+    )
+    actions = invoices.add_subparsers(dest="action", metavar="ACTION")
+
+    def filters(parser) -> None:
+        parser.add_argument("mailbox", metavar="MAILBOX")
+        parser.add_argument("--from", dest="since", metavar="AAAA-MM-GG", help="invoice date from")
+        parser.add_argument("--to", dest="until", metavar="AAAA-MM-GG", help="invoice date to (inclusive)")
+        parser.add_argument("--state", choices=STATES, help="only invoices in this state")
+        parser.add_argument("--supplier", help="supplier's VAT number or part of its name")
+        parser.add_argument(
+            "--direction", choices=("passive", "active"), help="passive: received; active: sent"
+        )
+
+    listing = actions.add_parser("list", help="invoices, newest invoice date first")
+    filters(listing)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_invoices_list)
+    export = actions.add_parser("export", help="invoices as CSV (';'-separated) for a spreadsheet")
+    filters(export)
+    export.add_argument("-o", "--output", default="fatture.csv", help="file to write ('-': standard output)")
+    export.set_defaults(func=cmd_invoices_export)
+    show = actions.add_parser("show", help="one invoice: its fields, state, deadline and history")
+    show.add_argument("mailbox", metavar="MAILBOX")
+    show.add_argument("nome_file", metavar="FILE_NAME")
+    show.set_defaults(func=cmd_invoices_show)
+    send = actions.add_parser("send", help="send an invoice file (.xml or .xml.p7m) to the SdI by PEC")
+    send.add_argument("mailbox", metavar="MAILBOX")
+    send.add_argument("file", metavar="INVOICE_FILE")
+    send.set_defaults(func=cmd_invoices_send)
+    unmatched = actions.add_parser("unmatched", help="SdI notifications no invoice was found for yet")
+    unmatched.add_argument("mailbox", metavar="MAILBOX")
+    unmatched.set_defaults(func=cmd_invoices_unmatched)
+    retry = actions.add_parser("retry", help="try the unmatched notifications again")
+    retry.add_argument("mailbox", metavar="MAILBOX")
+    retry.set_defaults(func=cmd_invoices_retry)
+    address = actions.add_parser("sdi-address", help="the SdI's PEC address invoices are sent to")
+    address.add_argument("mailbox", metavar="MAILBOX")
+    address.add_argument("address", nargs="?", help="set it (default sdi01@pec.fatturapa.it)")
+    address.set_defaults(func=cmd_invoices_sdi_address)
+    for parser in (listing, export, show, send, unmatched, retry, address):
         _add_target_options(parser)
 
 

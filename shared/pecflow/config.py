@@ -25,6 +25,7 @@ _OUTPUTS = {  # the stack's outputs the CLI reads
     "PeopleTableName": "people_table",
     "UserPoolId": "user_pool_id",
     "InboxTableName": "inbox_table",
+    "InvoicesTableName": "invoices_table",
     "ArchiveBucketName": "archive_bucket",
     "PollQueueUrl": "poll_queue_url",
     "CampaignBucketName": "campaign_bucket",
@@ -53,6 +54,7 @@ class Config:
     user_pool_id: str = ""
     api_secret: str = ""  # the secret whose value keys the API's page cursors
     inbox_table: str = ""
+    invoices_table: str = ""  # SdI invoices (pecflow.adapters.dynamodb.invoices)
     archive_bucket: str = ""
     downloads_bucket: str = ""  # the API's copies of files taken out of originals
     poll_queue_url: str = ""

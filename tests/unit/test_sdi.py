@@ -480,6 +480,7 @@ def test_invoice_xml():
         "data": "2024-03-01",
         "numero": "17",
         "importo_totale_documento": "122.00",
+        "scadenze": [],
     }
 
 
@@ -997,7 +998,11 @@ def test_real_invoice_with_metadata():
     assert invoice.fields["CedentePrestatore/Denominazione"] == "My Company"
     assert invoice.fields["CessionarioCommittente/IdFiscaleIVA"] == "IT03339130126"
     assert invoice.fields["CessionarioCommittente/Denominazione"] == "Acme spa"
-    assert info.invoices == (sdi.InvoiceSummary("TD01", "EUR", "2018-12-06", "FATT/2018/0003", "997.96"),)
+    assert info.invoices == (
+        sdi.InvoiceSummary(
+            "TD01", "EUR", "2018-12-06", "FATT/2018/0003", "997.96", (("2018-12-21", "997.96"),)
+        ),
+    )
     assert info.problems == ()
 
 

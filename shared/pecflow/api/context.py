@@ -11,6 +11,7 @@ from pecflow.services.campaign_desk import CampaignDesk
 from pecflow.services.campaign_tests import CampaignTests
 from pecflow.services.evidence import EvidencePacks
 from pecflow.services.inbox import Inbox, Source
+from pecflow.services.invoices import InvoiceDesk
 from pecflow.services.mailbox_desk import MailboxDesk
 from pecflow.services.people import PeopleAdmin
 from pecflow.services.rules import RulesDesk
@@ -26,6 +27,7 @@ class Services:
     mailboxes: MailboxDesk | None = None  # administration of mailboxes (api/mailboxes.py)
     evidence: EvidencePacks | None = None  # a message's evidence pack (api/evidence.py)
     rules: RulesDesk | None = None  # a mailbox's automatic rules (api/rules.py)
+    invoices: InvoiceDesk | None = None  # SdI invoices (api/invoices.py)
 
 
 class Unauthenticated(Exception):

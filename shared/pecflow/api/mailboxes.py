@@ -111,7 +111,7 @@ class QuarantinedOut(BaseModel):
     kind: str | None = None
     sender: str | None = None
     subject: str | None = None
-    stage: str | None = Field(None, description="fetch | classify | record | reconcile | rules")
+    stage: str | None = Field(None, description="fetch | classify | record | reconcile | rules | fatture")
     reason: str = Field(..., description="why it is held, in words")
     at: str | None = None
     uid: int | None = None

@@ -198,8 +198,9 @@ def _oid_text(body: bytes) -> str:
     return dotted
 
 
-def _one_layer(data: bytes) -> bytes:
-    """eContent of one ContentInfo { signedData, SignedData { ..., encapContentInfo } }."""
+def _one_layer(data: bytes, require_signer: bool = False) -> bytes:
+    """eContent of one ContentInfo { signedData, SignedData { ..., encapContentInfo } };
+    `require_signer`: refuse a SignedData without a SignerInfo (nobody signed it)."""
     reader = _Reader(data)
     top = reader.read(0, len(data), 0)
     if not top.is_(_UNIVERSAL, _SEQUENCE) or not top.constructed:
@@ -240,9 +241,15 @@ def _one_layer(data: bytes) -> bytes:
     if inner is None:
         raise P7mError("detached signature: eContent is empty")
     if inner.is_(_UNIVERSAL, _OCTET_STRING):
-        return reader.octets(inner, 5)
-    # PKCS#7 v1.5 allowed `content [0] EXPLICIT ANY` for other types: hand back the encoding
-    return data[inner.start : inner.next]
+        content = reader.octets(inner, 5)
+    else:
+        # PKCS#7 v1.5 allowed `content [0] EXPLICIT ANY` for other types: hand back the encoding
+        content = data[inner.start : inner.next]
+    if require_signer:  # then [0] certificates, [1] crls (optional), the SignerInfos SET
+        signers = next((f for f in fields if f.is_(_UNIVERSAL, _SET)), None)
+        if signers is None or signers.body == signers.end:
+            raise P7mError("no signature: the SignedData has no SignerInfo")
+    return content
 
 
 _B64_TEXT = re.compile(rb"[A-Za-z0-9+/=\s]+")
@@ -292,11 +299,12 @@ def _looks_signed(data: bytes) -> bool:
     return decoded is not None and _starts_signed(decoded)
 
 
-def extract_signed_content(data: bytes) -> bytes:
+def extract_signed_content(data: bytes, *, require_signer: bool = False) -> bytes:
     """The signed content (eContent) of a `.p7m` file: DER, BER or base64 text of either.
 
     A document signed again in an outer envelope is unwrapped (up to `MAX_LAYERS`). The
-    signature is NOT verified. Raises `P7mError` saying why when there is no content to give.
+    signature is NOT verified; `require_signer` refuses an envelope that names no signer at all.
+    Raises `P7mError` saying why when there is no content to give.
     """
     if isinstance(data, (bytearray, memoryview)):
         data = bytes(data)
@@ -312,7 +320,7 @@ def extract_signed_content(data: bytes) -> bytes:
             if not decoded:
                 raise P7mError("empty file after base64 decoding")
             data = decoded
-        content = _one_layer(data)
+        content = _one_layer(data, require_signer)
         if not _looks_signed(content):
             return content
         data = content

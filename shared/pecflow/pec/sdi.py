@@ -24,6 +24,7 @@ MAX_PROBE_BYTES = 1024 * 1024  # attachments read only to see whether they are S
 MAX_FIELD_CHARS = 1024
 MAX_ERRORS = 200  # ListaErrori holds at most 200 Errore
 MAX_BODIES = 1000
+MAX_PAYMENTS = 50  # DettaglioPagamento kept per body
 MAX_ATTACHMENTS = 500
 
 NOTIFICATION_TYPES = {
@@ -100,14 +101,17 @@ class InvoiceSummary:
     data: str | None = None
     numero: str | None = None
     importo_totale_documento: str | None = None
+    # DatiPagamento/DettaglioPagamento: (DataScadenzaPagamento, ImportoPagamento), in order
+    scadenze: tuple[tuple[str | None, str | None], ...] = ()
 
-    def to_dict(self) -> dict[str, str | None]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "tipo_documento": self.tipo_documento,
             "divisa": self.divisa,
             "data": self.data,
             "numero": self.numero,
             "importo_totale_documento": self.importo_totale_documento,
+            "scadenze": [{"data": data, "importo": importo} for data, importo in self.scadenze],
         }
 
 
@@ -362,6 +366,14 @@ def _invoice(
             tag: _clip(name, tag, doc.findtext(tag), problems)
             for tag in ("TipoDocumento", "Divisa", "Data", "Numero", "ImportoTotaleDocumento")
         }
+        payments = [d for p in body.findall("DatiPagamento") for d in p.findall("DettaglioPagamento")]
+        scadenze = tuple(
+            (
+                _clip(name, "DataScadenzaPagamento", d.findtext("DataScadenzaPagamento"), problems),
+                _clip(name, "ImportoPagamento", d.findtext("ImportoPagamento"), problems),
+            )
+            for d in payments[:MAX_PAYMENTS]
+        )
         summaries.append(
             InvoiceSummary(
                 values["TipoDocumento"],
@@ -369,6 +381,7 @@ def _invoice(
                 values["Data"],
                 values["Numero"],
                 values["ImportoTotaleDocumento"],
+                scadenze,
             )
         )
     return fields, tuple(summaries)
@@ -487,6 +500,38 @@ def _read(name: str, content: bytes) -> SdiFile | None:
         errors=errors,
         problems=tuple(problems),
     )
+
+
+class InvoiceUnreadable(ValueError):
+    """An invoice file whose document cannot be had: a broken or unsigned .p7m, XML that does
+    not parse, or XML that is not a FatturaPA (the reason, for the person who reads it)."""
+
+
+def invoice_document(filename: str, content: bytes) -> bytes:
+    """The FatturaPA XML of an invoice file: the file itself, or the signed content of a `.p7m`
+    (which must name a signer). Raises InvoiceUnreadable saying why there is none."""
+    name = _basename(filename) if isinstance(filename, str) else ""
+    data = _as_bytes(content)
+    signed = name.lower().endswith(".p7m")
+    if signed or (not _looks_xml(data) and _looks_p7m(data)):
+        if signed and _looks_xml(data):
+            raise InvoiceUnreadable(f"{name}: file .p7m non firmato (contiene XML in chiaro)")
+        try:
+            data = p7m.extract_signed_content(data, require_signer=True)
+        except p7m.P7mError as exc:
+            raise InvoiceUnreadable(f"{name}: busta .p7m illeggibile ({exc})") from None
+    if not _looks_xml(data):
+        decoded = _from_base64(data)
+        data = decoded if decoded is not None and _looks_xml(decoded) else data
+    try:
+        root = safexml.parse(data, max_bytes=MAX_XML_BYTES)
+    except safexml.XmlError as exc:
+        raise InvoiceUnreadable(f"{name}: XML della fattura non leggibile ({exc})") from None
+    except (RecursionError, MemoryError, ValueError, LookupError) as exc:
+        raise InvoiceUnreadable(f"{name}: XML della fattura non leggibile ({type(exc).__name__})") from None
+    if ROOTS.get(root.tag) != "invoice":
+        raise InvoiceUnreadable(f"{name}: il documento <{root.tag}> non è una FatturaPA")
+    return data
 
 
 def _as_bytes(content: object) -> bytes:

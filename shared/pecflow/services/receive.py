@@ -124,6 +124,8 @@ class Ingestor:
     # the mailbox's automatic rules (pecflow.services.rules.RuleRunner), run on each new record
     rules: MessageRules | None = None
     on_receipt: Callable[[str, PecMessage, str | None], None] | None = None  # alerts (failed deliveries)
+    # SdI invoices and notifications (pecflow.services.invoices.InvoiceLedger), after the rules
+    invoices: Any = None
 
     def poll(
         self,
@@ -308,6 +310,10 @@ class Ingestor:
         if record is not None and recorded is not None and (recorded or self._rules_pending(address, sha)):
             self.checkpoint("before_rules", uid=fetched.uid)
             self._apply_rules(where, record, msg, result)  # archived, recorded and listed: now the rules
+        if self.invoices is not None and record is not None and recorded is not None and msg.sdi is not None:
+            self.invoices.take(
+                address, record, msg, lambda why: self._hold(where, result, why, stage="fatture")
+            )
         if self.on_message is not None:
             self.on_message(address, msg)
         self.checkpoint("before_cursor", uid=fetched.uid)
@@ -373,16 +379,16 @@ class Ingestor:
         stored = self.messages.get(address, sha)
         return stored is not None and not stored.quarantined and "rules" not in stored.extra
 
-    def _hold(self, where: Where, result: PollResult, reason: str) -> None:
+    def _hold(self, where: Where, result: PollResult, reason: str, stage: str = "rules") -> None:
         """Quarantine a recorded message by a rule (as `_quarantine` does a failed one): kept,
         listed, flagged on its record with the reason, counted on the mailbox."""
         address, uid, sha = where[0], where[3], where[6]
-        quarantine = {"stage": "rules", "reason": reason[:1000], "at": clock.iso()}
+        quarantine = {"stage": stage, "reason": reason[:1000], "at": clock.iso()}
         self.messages.set_fields(
             address, sha, {"quarantined": quarantine, "quarantined_mailbox": address.lower()}
         )
         result.quarantined.append(f"UID {uid}: {reason}")
-        self.mailboxes.note_quarantine(address, uid=uid, sha256=sha, reason=f"rules: {reason}")
+        self.mailboxes.note_quarantine(address, uid=uid, sha256=sha, reason=f"{stage}: {reason}")
 
     def _too_large(
         self,
