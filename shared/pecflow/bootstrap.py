@@ -141,19 +141,25 @@ def ingestor(config: Config, **overrides: Any) -> Ingestor:
         "check_signature": lambda: signature_checker(config),
         "rules": lambda: rule_runner(config, notifier=notices),
         "on_receipt": lambda: notices.received if notices is not None else None,
-        "invoices": lambda: invoice_ledger(config) if config.invoices_table else None,
+        "invoices": lambda: invoice_ledger(config, notices) if config.invoices_table else None,
     }
     return Ingestor(**_parts(parts, overrides))
 
 
-def invoice_ledger(config: Config) -> InvoiceLedger:
-    """SdI invoices on InvoicesTable, their files under the archive bucket's fatture/."""
+def invoice_ledger(config: Config, notices: Alerts | None = None) -> InvoiceLedger:
+    """SdI invoices on InvoicesTable, their files under the archive bucket's fatture/; a
+    rejected one (NS, EC02) raises the `sdi-scartata` alert when `notices` is given."""
     from pecflow.adapters.dynamodb._common import is_service_failure
+
+    def rejected(mailbox: str, key: str, note: str) -> None:
+        if notices is not None:
+            notices.raise_("sdi-scartata", mailbox=mailbox, example=f"{key.split('#', 1)[-1]}: {note}")
 
     return InvoiceLedger(
         InvoiceStore(config.invoices_table, config.resource("dynamodb")),
         InvoiceFiles(config.archive_bucket, config.client("s3")),
         is_service_failure=is_service_failure,
+        on_rejected=rejected,
     )
 
 

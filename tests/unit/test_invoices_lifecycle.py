@@ -40,7 +40,10 @@ class World:
         self.archive = fakes.FakeArchive()
         self.outgoing = fakes.FakeOutgoingStore()
         self.queue = fakes.FakeQueue()
-        self.ledger = InvoiceLedger(self.items, self.files)
+        self.rejected: list[tuple[str, str, str]] = []  # the alerts raised (mailbox, invoice, note)
+        self.ledger = InvoiceLedger(
+            self.items, self.files, on_rejected=lambda *alert: self.rejected.append(alert)
+        )
         self.config = fakes.config(BOX)
         self.mailboxes.put(self.config)
         self.desk = InvoiceDesk(
@@ -323,6 +326,10 @@ def test_each_sdi_answer_moves_the_sent_invoice(clock, answers, dialetto, to_pa,
         f"{c}-{e}" if c == "NE" else c for c, e in answers
     ]
     assert item["identificativo_sdi"] == "4242"
+    # a refused or rejected invoice raises its alert once; no other state does
+    assert [mailbox for mailbox, _, _ in world.rejected] == (
+        [BOX] if state in (inv.SCARTATA, inv.RIFIUTATA) else []
+    )
 
 
 def test_an_impossible_notification_is_kept_as_a_note_and_the_state_stays(clock):

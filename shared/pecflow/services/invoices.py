@@ -97,9 +97,12 @@ class InvoiceLedger:
         *,
         is_service_failure: Callable[[BaseException], bool] = lambda exc: False,
         now: Callable[[], datetime] = clock.now,
+        on_rejected: Callable[[str, str, str], None] | None = None,
     ):
         self.items, self.files, self.now = items, files, now
         self.is_service_failure = is_service_failure
+        # (mailbox, invoice key, note) once an invoice is scartata or rifiutata: the alert
+        self.on_rejected = on_rejected
 
     def take(
         self, mailbox: str, record: Mapping[str, Any], msg: PecMessage, quarantine: Callable[[str], None]
@@ -274,6 +277,8 @@ class InvoiceLedger:
             ):
                 if notice.identificativo_sdi:
                     self.items.link_identificativo(mailbox, notice.identificativo_sdi, key)
+                if step.moved and step.state in (inv.SCARTATA, inv.RIFIUTATA) and self.on_rejected:
+                    self.on_rejected(mailbox, key, step.note)
                 return step.note
         raise RuntimeError(f"fattura {key}: aggiornata da altri troppe volte di seguito, riprovare")
 
