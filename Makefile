@@ -122,7 +122,7 @@ fuzz: venv
 
 # checkov on template.yaml: clean, or each skipped check justified in the template (Metadata: checkov)
 checkov: checkov-venv
-	$(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation -f template.yaml
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml -f template.yaml
 
 bench-quick:
 	@$(MAKE) --no-print-directory bench QUICK=1
