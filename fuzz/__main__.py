@@ -53,7 +53,8 @@ def fuzz(names: list[str], seconds: int, engine: str) -> int:
         if run.returncode:
             failed += 1
             print(output[-4000:], file=sys.stderr)
-        verdict = f"CRASH {crash}" if run.returncode else "no crash"
+        verdict = f"CRASH (exit {run.returncode}): {crash or 'no input saved, see the output above'}"
+        verdict = verdict if run.returncode else "no crash"
         print(f"{name}: {_inputs(output):,} inputs in {seconds} s ({engine}): {verdict}", flush=True)
     return 1 if failed else 0
 
