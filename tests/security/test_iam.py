@@ -141,7 +141,11 @@ def reached(function: str) -> tuple[list[ast.AST], set[str]]:
         seen.add(name)
         node = defs[name]
         for call in ast.walk(node):
-            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr in ("client", "resource"):
+            if (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and call.func.attr in ("client", "resource")
+            ):
                 if call.args and isinstance(call.args[0], ast.Constant):
                     services.add(call.args[0].value)
         for used in _names(node):
@@ -151,7 +155,9 @@ def reached(function: str) -> tuple[list[ast.AST], set[str]]:
                 adapters.append(imports[used])
     callers = [app, *(defs[name] for name in seen)]
     modules = {imports[n] for node in callers for n in _names(node) if n in imports}
-    modules |= {f"{node.module}.x" for node in ast.walk(app) if isinstance(node, ast.ImportFrom) and node.module}
+    modules |= {
+        f"{node.module}.x" for node in ast.walk(app) if isinstance(node, ast.ImportFrom) and node.module
+    }
     called = _attributes(callers) | _attributes(_caller_modules(modules))
     return _adapter_nodes(adapters, called), services
 
@@ -187,9 +193,17 @@ def _methods(cls: ast.ClassDef, called: set[str]) -> list[ast.AST]:
             continue
         taken[name] = methods[name]
         for n in ast.walk(methods[name]):
-            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self" and n.attr in methods:
+            if (
+                isinstance(n, ast.Attribute)
+                and isinstance(n.value, ast.Name)
+                and n.value.id == "self"
+                and n.attr in methods
+            ):
                 wanted.append(n.attr)
-    return [*taken.values(), *(n for n in cls.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))]
+    return [
+        *taken.values(),
+        *(n for n in cls.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))),
+    ]
 
 
 def _adapter_nodes(start: list[str], called: set[str]) -> list[ast.AST]:
@@ -245,7 +259,9 @@ def calls(function: str) -> dict[str, set[str]]:
         for call in ast.walk(node):
             if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute):
                 attribute, args, keywords = call.func, call.args, call.keywords
-            elif isinstance(call, ast.Attribute):  # a method taken without a call: `f = client.x if ... else client.y`
+            elif isinstance(
+                call, ast.Attribute
+            ):  # a method taken without a call: `f = client.x if ... else client.y`
                 attribute, args, keywords = call, [], []
             else:
                 continue
@@ -267,7 +283,12 @@ def calls(function: str) -> dict[str, set[str]]:
                 elif service == "sqs":
                     actions = SQS_ACTIONS.get(operation, {f"sqs:{operation}"})
                 elif operation == "TransactWriteItems":  # the items' own actions, as built anywhere reached
-                    keys = {c.value for n in nodes for c in ast.walk(n) if isinstance(c, ast.Constant) and c.value in TRANSACTION_ITEMS}
+                    keys = {
+                        c.value
+                        for n in nodes
+                        for c in ast.walk(n)
+                        if isinstance(c, ast.Constant) and c.value in TRANSACTION_ITEMS
+                    }
                     actions = {TRANSACTION_ITEMS[k] for k in keys}
                 else:
                     actions = {f"{prefix}:{operation}"}
@@ -291,7 +312,9 @@ def allowed(function: str) -> tuple[set[str], set[str]]:
                         every.add(action)
                         own.add(action)
             else:
-                assert name in SAM_TEMPLATES, f"{function}: policy template {name}: add its actions to SAM_TEMPLATES"
+                assert name in SAM_TEMPLATES, (
+                    f"{function}: policy template {name}: add its actions to SAM_TEMPLATES"
+                )
                 every |= SAM_TEMPLATES[name]
     return every, own
 
@@ -339,11 +362,15 @@ def differences(function: str) -> set[tuple[str, str, str]]:
 def test_each_functions_policy_is_the_calls_its_code_makes(function):
     found = differences(function)
     expected = {u for u in UNSETTLED if u[0] == function}
-    assert found - expected == set(), f"calls without permission, or permissions never called: {found - expected}"
+    assert found - expected == set(), (
+        f"calls without permission, or permissions never called: {found - expected}"
+    )
     assert expected - found == set(), f"settled since (remove from UNSETTLED): {expected - found}"
 
 
 def test_the_derivation_finds_the_calls_we_know():
-    assert {"s3:PutObject", "secretsmanager:GetSecretValue", "dynamodb:PutItem"} <= set(calls("MailboxPollerFunction"))
+    assert {"s3:PutObject", "secretsmanager:GetSecretValue", "dynamodb:PutItem"} <= set(
+        calls("MailboxPollerFunction")
+    )
     assert {"cognito-idp:AdminCreateUser", "cognito-idp:AdminDisableUser"} <= set(calls("ApiFunction"))
     assert "sqs:SendMessage" in calls("PollSchedulerFunction")
