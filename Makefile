@@ -10,13 +10,14 @@ NEXT_PYTHON_VERSION := 3.13
 VENV := .venv
 NEXT_VENV := .venv-py313
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 LOCK_VENV := .venv-lock
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: help demo test test-next test-fast lint bench bench-quick sam-build lock clean debian-packages \
-	venv next-venv sam-venv lock-venv console
+	venv next-venv sam-venv lock-venv console fuzz checkov checkov-venv
 
 help:
 	@echo "make demo        a day of two companies' PEC mailboxes on the local stack (campaign, receipts, inbox)"
@@ -29,6 +30,8 @@ help:
 	@echo "make deploy      sam build, then sam deploy to your AWS account (guided the first time: samconfig.toml)"
 	@echo "make console     build the web console (console/: npm ci, then vite) into console/dist"
 	@echo "make deploy-console  the built console into the stack's bucket behind CloudFront, config.json from its outputs"
+	@echo "make fuzz        every fuzz target under fuzz/ for SECONDS=N each (atheris on x86_64, hypothesis elsewhere)"
+	@echo "make checkov     checkov's security checks on template.yaml (its own venv, .venv-checkov)"
 	@echo "make lock        recompile the hashed lock files from their .in sources (UPGRADE=all or UPGRADE='pkg ...')"
 
 # --- environments -------------------------------------------------------------------------
@@ -43,6 +46,10 @@ next-venv:
 # aws-sam-cli pins boto3, click and pydantic tightly: it lives in a venv of its own
 sam-venv:
 	@tools/venv $(SAM_VENV) $(PYTHON_VERSION) requirements/sam.txt
+
+# checkov pins boto3, networkx, pydantic and many more tightly: a venv of its own too
+checkov-venv:
+	@tools/venv $(CHECKOV_VENV) $(PYTHON_VERSION) requirements/checkov.txt
 
 # uv, the lock compiler, at the version pinned in requirements/uv.in
 lock-venv:
@@ -107,6 +114,16 @@ lint: venv sam-venv
 bench: venv
 	@set -e; for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b $(if $(QUICK),--quick,); done
 
+# every target under fuzz/ for SECONDS each (atheris where it is installed, else hypothesis), each input
+# bounded in time and memory; a crash is saved under .fuzz/crashes/ and fails the run
+SECONDS ?= 60
+fuzz: venv
+	$(PY) -m fuzz --seconds $(SECONDS) $(if $(TARGET),--target $(TARGET),)
+
+# checkov on template.yaml: clean, or each skipped check justified in the template (Metadata: checkov)
+checkov: checkov-venv
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml -f template.yaml
+
 bench-quick:
 	@$(MAKE) --no-print-directory bench QUICK=1
 
@@ -134,6 +151,7 @@ lock: lock-venv
 	$(UV_COMPILE) layers/deps/requirements.in -c requirements/dev.txt -o layers/deps/requirements.txt
 	@echo "== requirements/sam.txt, uv.txt (the compiler) and pip.txt (the installer)"
 	$(UV_COMPILE) requirements/sam.in -o requirements/sam.txt
+	$(UV_COMPILE) requirements/checkov.in -o requirements/checkov.txt
 	$(UV_COMPILE) requirements/uv.in -o requirements/uv.txt
 	$(UV_COMPILE) requirements/pip.in -o requirements/pip.txt
 	@echo "== every pin has a wheel for Linux x86_64 and aarch64 on Python $(PYTHON_VERSION) and $(NEXT_PYTHON_VERSION)"
@@ -149,7 +167,7 @@ lock: lock-venv
 	$(PY) -m pytest -q tests/unit/test_locks.py
 
 clean:
-	rm -rf $(VENV) $(NEXT_VENV) $(SAM_VENV) $(LOCK_VENV) .aws-sam .pytest_cache .hypothesis .bench
+	rm -rf $(VENV) $(NEXT_VENV) $(SAM_VENV) $(CHECKOV_VENV) $(LOCK_VENV) .aws-sam .pytest_cache .hypothesis .bench .fuzz
 
 # --- deploying (samconfig.toml) ------------------------------------------------------------
 # `make deploy`: sam build, then the first deployment of an environment is guided (stack name,

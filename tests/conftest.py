@@ -8,6 +8,7 @@ Tests read them from `../shared/fixtures/` beside the repository when it exists
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -143,6 +144,83 @@ def no_process_left_behind():
     assert not left, f"the test suite left processes running: {left}"
     stray = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     assert not stray, f"the test suite left threads running: {stray}"
+
+
+# --- no password in any log line -----------------------------------------------------------------
+# Every log record of the whole suite (any logger, Powertools' too: they all pass Logger.handle) is
+# scanned for the passwords the suite uses: the fixed ones below, and each one the code writes to
+# or reads from a secret (pecflow.adapters.secrets) or gives a test IMAP account. A password in a
+# log line, its extra fields included, fails the session.
+SECRETS: set[str] = {"segreta", "Carla-pw-2026", "Otto-pw-2026", "Paolo-pw-1"}
+_LEAKS: list[str] = []
+_RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def register_secret(value: object) -> None:
+    if isinstance(value, str) and len(value) >= 7:
+        SECRETS.add(value)
+
+
+def _texts(record: logging.LogRecord) -> list[str]:
+    try:
+        texts = [record.getMessage()]
+    except Exception:  # noqa: BLE001 - a record whose arguments do not fit: its parts
+        texts = [str(record.msg), str(record.args)]
+    texts += [str(v) for k, v in vars(record).items() if k not in _RECORD_FIELDS]
+    if record.exc_info and record.exc_info[1] is not None:
+        texts.append(str(record.exc_info[1]))
+    return texts
+
+
+_handle = logging.Logger.handle
+
+
+def _scanned_handle(self: logging.Logger, record: logging.LogRecord) -> None:
+    for text in _texts(record):
+        for secret in SECRETS:
+            if secret in text:
+                _LEAKS.append(f"{record.name} {record.levelname}: {text[:300]!r} holds a test password")
+    _handle(self, record)
+
+
+logging.Logger.handle = _scanned_handle  # type: ignore[method-assign]
+
+
+def _registering(function):
+    def wrapper(*args, **kwargs):
+        result = function(*args, **kwargs)
+        for value in (*args, result):
+            register_secret(value)
+        return result
+
+    return wrapper
+
+
+def _register_secret_sources() -> None:
+    from local import demo, imap
+    from pecflow.adapters import secrets
+
+    secrets.password_from_secret = _registering(secrets.password_from_secret)
+    secrets.secret_value = _registering(secrets.secret_value)
+    add_user = imap.Dovecot.add_user
+
+    def registering_add_user(self, address, password=None, **kwargs):
+        account = add_user(self, address, password, **kwargs)
+        register_secret(account.password)
+        return account
+
+    imap.Dovecot.add_user = registering_add_user  # type: ignore[method-assign]
+    for password in demo.DEMO_PASSWORDS.values():
+        register_secret(password)
+
+
+_register_secret_sources()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_password_in_the_logs():
+    yield
+    assert not _LEAKS, "passwords in log lines:\n" + "\n".join(_LEAKS[:20])
 
 
 # --- AWS: one moto server per session with template.yaml's resources (local/aws.py) ------------

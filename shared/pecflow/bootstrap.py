@@ -385,7 +385,8 @@ def mailbox_desk(config: Config, **overrides: Any) -> MailboxDesk:
 
 
 def campaign_tests(config: Config, **overrides: Any) -> CampaignTests:
-    """Test sends of campaigns: outgoing, archive, send_queue, mailbox_of, files_of, audit."""
+    """Test sends of campaigns: outgoing, archive, send_queue, mailbox_of, files_of, audit,
+    campaign_mailbox."""
     parts: dict[str, Callable[[], Any]] = {
         "outgoing": lambda: outgoing_store(config),
         "archive": lambda: Archive(config.archive_bucket, config.client("s3")),
@@ -393,8 +394,17 @@ def campaign_tests(config: Config, **overrides: Any) -> CampaignTests:
         "mailbox_of": lambda: mailbox_store(config).get,
         "files_of": lambda: partial(campaign_files, config) if config.campaign_bucket else None,
         "audit": lambda: audit_log(config) if config.audit_table else None,
+        "campaign_mailbox": lambda: _campaign_mailbox(campaign_store(config)),
     }
     return CampaignTests(**_parts(parts, overrides))
+
+
+def _campaign_mailbox(store: Any) -> Callable[[str], str | None]:
+    def mailbox(campaign_id: str) -> str | None:
+        item = store.get(campaign_id)
+        return item.mailbox if item is not None else None
+
+    return mailbox
 
 
 def campaign_admin(config: Config, **overrides: Any) -> CampaignAdmin:

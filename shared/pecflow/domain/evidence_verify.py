@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_CHECKED_MESSAGE_BYTES = 512 * 1024 * 1024  # a provider message read whole to check its signature
 CHUNK = 1024 * 1024
+MAX_SMALL_FILE_BYTES = 4 * 1024 * 1024  # the time-stamp token and the anchors' PEM: a few kB each
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +72,19 @@ def _hash_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def _read_small(zf: zipfile.ZipFile, info: zipfile.ZipInfo | str) -> bytes:
+    """A member that is small by nature, read up to MAX_SMALL_FILE_BYTES (a zip bomb in a forged
+    pack stops there): ValueError past it."""
+    with zf.open(info) as f:
+        data = f.read(MAX_SMALL_FILE_BYTES + 1)
+    if len(data) > MAX_SMALL_FILE_BYTES:
+        raise ValueError(f"more than {MAX_SMALL_FILE_BYTES // (1024 * 1024)} MB")
+    return data
+
+
 def _anchors_from_pack(zf: zipfile.ZipFile, name: str) -> list[x509.Certificate]:
     try:
-        return signature.read_certificates(zf.read(name))
+        return signature.read_certificates(_read_small(zf, name))
     except (KeyError, ValueError):
         return []
 
@@ -157,7 +168,12 @@ def _check_stamp(
                 f"({pack.TSA_ANCHORS}): per una verifica indipendente indicare --tsa-anchors."
             )
     try:
-        stamp = ts.check_response(zf.read(infos[pack.TOKEN]), ts.manifest_digest(manifest_bytes), anchors)
+        token = _read_small(zf, infos[pack.TOKEN])
+    except ValueError as exc:
+        report.add(pack.TOKEN, False, f"marca temporale NON VALIDA: il file è troppo grande ({exc})")
+        return
+    try:
+        stamp = ts.check_response(token, ts.manifest_digest(manifest_bytes), anchors)
     except ts.TimestampError as exc:
         report.add(pack.TOKEN, False, f"marca temporale NON VALIDA: {exc}")
         return

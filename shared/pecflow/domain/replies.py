@@ -24,6 +24,8 @@ REPLY, FORWARD = "reply", "forward"
 MAX_TEXT_CHARS = 100_000
 _PREFIX = re.compile(r"^\s*((re|r|fw|fwd|i|inoltro)\s*:\s*)+", re.I)
 _POSTA_CERTIFICATA = re.compile(r"^\s*(POSTA CERTIFICATA|ANOMALIA MESSAGGIO)\s*:\s*", re.I)
+# line breaks and other control characters a decoded subject may hold (=?utf-8?q?=0D=0A?=)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 class ReplyError(ValueError):
@@ -76,7 +78,7 @@ class Direct:
 def subject_for(kind: str, original: str | None) -> str:
     """Re: / I: (the Italian mail clients' forward prefix) before the original subject, without
     the provider's POSTA CERTIFICATA: and without piling prefixes up."""
-    base = _POSTA_CERTIFICATA.sub("", original or "")
+    base = _POSTA_CERTIFICATA.sub("", _CONTROL.sub(" ", original or ""))
     base = _PREFIX.sub("", base).strip() or "(senza oggetto)"
     return f"{'Re' if kind == REPLY else 'I'}: {base}"[:900]
 
@@ -106,7 +108,11 @@ def make_direct(
         raise ReplyError(f"the text is over {MAX_TEXT_CHARS:,} characters")
     if kind == FORWARD and not original_key:
         raise ReplyError("the original is not archived: it cannot be forwarded")
-    references = tuple(r for r in (*original_references, original_message_id) if r)[-20:]
+    if original_message_id and _CONTROL.search(original_message_id):
+        original_message_id = None  # not an id a header can carry
+    references = tuple(
+        r for r in (*original_references, original_message_id) if r and not _CONTROL.search(r)
+    )[-20:]
     return Direct(
         kind=kind,
         mailbox=mailbox.lower(),

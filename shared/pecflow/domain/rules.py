@@ -302,7 +302,7 @@ def _explain(data: Any, error: Any) -> str:
     kind, expected, value = error.validator, error.validator_value, error.instance
     if kind == "additionalProperties":
         known = sorted(error.schema.get("properties", {}))
-        unknown = sorted(set(value) - set(known))
+        unknown = sorted({str(name) for name in value} - set(known))  # YAML keys may be true, 1, ...
         hints = []
         for name in unknown:
             close = difflib.get_close_matches(name, known, n=1)

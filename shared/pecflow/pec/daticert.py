@@ -93,6 +93,8 @@ def _timestamp(giorno: str | None, ora: str | None, zona: str | None) -> datetim
     if not match:
         return None
     sign, hh, mm = match.groups()
+    if int(hh) > 23 or int(mm) > 59:  # no zone is a day away ("+4833"): unreadable, not a crash
+        return None
     delta = timedelta(hours=int(hh), minutes=int(mm))
     return naive.replace(tzinfo=timezone(delta if sign == "+" else -delta))
 

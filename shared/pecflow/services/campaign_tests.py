@@ -73,6 +73,8 @@ class CampaignTests:
     mailbox_of: Callable[[str], MailboxConfig | None]
     files_of: Callable[[str], CampaignSource] | None = None  # an uploaded campaign's package (the API)
     audit: AuditLog | None = None
+    # the mailbox a recorded campaign sends from (the campaign store); None before its submission
+    campaign_mailbox: Callable[[str], str | None] | None = None
 
     def send(
         self,
@@ -181,6 +183,9 @@ class CampaignTests:
         """The API's test send: a campaign uploaded from `mailbox` (its manifest.json, or the
         `manifest` not yet submitted, whose submission would start it), for its managers."""
         person.require(mailbox, Action.CAMPAIGN)
+        owner = self.campaign_mailbox(campaign_id) if self.campaign_mailbox is not None else None
+        if owner is not None and owner.lower() != mailbox.lower():  # another mailbox's files and rows
+            raise NotVisible(f"campaign {campaign_id} not found in {mailbox}")
         if self.files_of is None:
             raise TestSendError("this installation has no campaign bucket")
         files = self.files_of(campaign_id)
