@@ -31,7 +31,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -111,11 +111,13 @@ class SignatureCheck:
     reason: str
     signer: Signer | None = None
     signed_at: datetime | None = None
-    signed_at_from: str | None = None  # "signingTime" | "daticert" | "received"
+    signed_at_from: str | None = None  # "signingTime" | "daticert" | "evidence" | "received"
     canonicalised: bool = False  # the bytes matched once every line ended with CRLF
+    # a REM message: its evidence's own XAdES signature (pecflow.pec.xades); None for PEC
+    evidence: SignatureCheck | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "outcome": self.outcome,
             "reason": self.reason,
             "signer": self.signer.to_dict() if self.signer else None,
@@ -123,6 +125,16 @@ class SignatureCheck:
             "signed_at_from": self.signed_at_from,
             "canonicalised": self.canonicalised,
         }
+        if self.evidence is not None:
+            out["evidence"] = self.evidence.to_dict()
+        return out
+
+    def checks(self) -> tuple[tuple[str, SignatureCheck], ...]:
+        """Every signature checked, named: the message's S/MIME one (""), and for a REM message
+        its evidence's XAdES one ("REM evidence")."""
+        if self.evidence is None:
+            return (("", self),)
+        return (("", self), ("REM evidence", self.evidence))
 
 
 class TrustAnchors:
@@ -274,11 +286,31 @@ def check_message(
     if msg.root is None:
         return SignatureCheck(MISSING, "the message could not be read")
     try:
-        return verify(msg.root, anchors, daticert_time=msg.timestamp, received=received)
+        check = verify(msg.root, anchors, daticert_time=msg.timestamp, received=received)
     except Exception as exc:  # noqa: BLE001 - a hostile signature must not stop ingestion
-        return SignatureCheck(
+        check = SignatureCheck(
             INVALID, f"the signature could not be read ({type(exc).__name__}: {str(exc)[:200]})"
         )
+    if msg.rem is not None:
+        return replace(check, evidence=check_rem_evidence(msg, anchors, received=received))
+    return check
+
+
+def check_rem_evidence(
+    msg: PecMessage, anchors: TrustAnchors, *, received: datetime | None = None
+) -> SignatureCheck:
+    """The verdict on the XAdES signature of a REM message's evidence (never raises)."""
+    from pecflow.pec import rem, xades
+
+    if msg.root is None:
+        return SignatureCheck(MISSING, "the message could not be read")
+    part = rem.survey(msg.root).evidence
+    if part is None:
+        return SignatureCheck(MISSING, "the REM message carries no evidence XML")
+    evidence = msg.rem.evidence if msg.rem is not None else None
+    return xades.verify_evidence(
+        part.decoded(), anchors, event_time=evidence.time if evidence else None, received=received
+    )
 
 
 def verify(
@@ -565,3 +597,16 @@ def signer_certificate(sid: Any, certs: Sequence[x509.Certificate]) -> x509.Cert
 
 def certificate(der: bytes) -> x509.Certificate:
     return _certificate(der)
+
+
+# --- for the XAdES signature of REM evidence (pecflow.pec.xades) ----------------------------------
+def signer_of(cert: x509.Certificate) -> Signer:
+    """Who a certificate names (remembered per certificate)."""
+    return _signer(cert)
+
+
+def trusted(
+    cert: x509.Certificate, certs: Sequence[x509.Certificate], anchors: TrustAnchors, at: datetime
+) -> tuple[bool, str]:
+    """Whether `cert` chains to `anchors` at `at` (with `certs` as intermediates); else why not."""
+    return _trusted(cert, certs, anchors, at)
