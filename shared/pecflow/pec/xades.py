@@ -79,7 +79,7 @@ def _verify(
     if gate.find("Signature") is None:
         return SignatureCheck(MISSING, "the evidence carries no signature (no ds:Signature in it)")
 
-    from lxml import etree
+    from lxml import etree  # type: ignore[import-untyped]
 
     parser = etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=False
@@ -136,7 +136,7 @@ def _verify(
 
 
 def _certificates(sig: Any) -> list[x509.Certificate]:
-    found = []
+    found: list[x509.Certificate] = []
     for node in sig.iterfind(f"{{{DS}}}KeyInfo/{{{DS}}}X509Data/{{{DS}}}X509Certificate"):
         if len(found) >= MAX_CHAIN_CERTIFICATES:
             break
@@ -280,7 +280,7 @@ def _evidence_verifier_class() -> type:
     from signxml import exceptions as sx
     from signxml.xades import XAdESVerifier
 
-    class EvidenceVerifier(XAdESVerifier):  # type: ignore[misc]
+    class EvidenceVerifier(XAdESVerifier):
         """signxml's XAdES verifier, which also reads the XPath Filter 2.0 transform that AgID's
         evidences use to take their signature out of the signed document."""
 
@@ -289,7 +289,7 @@ def _evidence_verifier_class() -> type:
         def _verify_reference(self, reference: Any, index: Any, root: Any, *args: Any, **kwargs: Any) -> Any:
             if reference.get("URI") == "":
                 self.whole_document = True
-            return super()._verify_reference(reference, index, root, *args, **kwargs)
+            return super()._verify_reference(reference, index, root, *args, **kwargs)  # type: ignore[no-untyped-call]
 
         def _apply_transforms(self, payload: Any, *, transforms_node: Any, signature: Any) -> Any:
             if transforms_node is not None:
