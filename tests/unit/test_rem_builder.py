@@ -162,14 +162,14 @@ def test_evidence_carries_a_xades_signature_a_validator_accepts():
     the signer's certificate, and a changed byte of the evidence breaks it."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from pecflow.pec import xades
+    from pecflow.pec import signature
     from pecflow.pec.signature import VALID, TrustAnchors
 
     msg = _msg(CORPUS[0].raw)
     xml = _sections(msg)["rem_message/xml_evidence"].get_payload(decode=True)
     firma = Firma.per(rem_builder.REM_SIMULATO)
     anchors = TrustAnchors([firma.autorita.certificato])
-    check = xades.verify_evidence(xml, anchors)
+    check = signature.verify_evidence(xml, anchors)
     assert check.outcome == VALID, check.reason
     assert check.signer is not None and check.signer.serial == format(firma.certificato.serial_number, "x")
     assert check.signed_at_from == "signingTime"
@@ -182,7 +182,7 @@ def test_evidence_carries_a_xades_signature_a_validator_accepts():
     )
     changed = xml.replace(b"<EventTime>", b"<EventTime> ", 1)
     assert changed != xml
-    assert xades.verify_evidence(changed, anchors).outcome == "invalid"
+    assert signature.verify_evidence(changed, anchors).outcome == "invalid"
 
 
 def test_builder_is_deterministic_and_refuses_wrong_combinations():

@@ -1,4 +1,5 @@
-"""The XAdES signature of REM evidence verified over the exact signed bytes (pecflow.pec.xades):
+"""The XAdES signature of REM evidence verified over the exact signed bytes (pecflow.pec.xades,
+signature.verify_evidence):
 AgID's example messages (../shared/fixtures/rem, skipped without them), the simulator's REM
 receipts under its test CA, changed, unsigned, expired, from an unknown CA, and malformed
 signatures that must never crash the check."""
@@ -17,7 +18,7 @@ from lxml import etree
 
 from local.pecbuild import rem_builder
 from local.pecbuild.builder import Autorita, Firma, messaggio_originale
-from pecflow.pec import rem, signature, xades
+from pecflow.pec import rem, signature
 from pecflow.pec.message import parse
 from pecflow.pec.signature import TrustAnchors
 from tests.conftest import FIXTURES
@@ -82,7 +83,7 @@ def _firma_valid_until(end: datetime) -> Firma:
 def test_valid_with_the_test_ca_as_anchor_and_on_the_message_check():
     raw = _receipt()
     firma = Firma.per(GESTORE)
-    check = xades.verify_evidence(_evidence(raw), _ca())
+    check = signature.verify_evidence(_evidence(raw), _ca())
     assert check.outcome == signature.VALID, check.reason
     assert check.signer is not None
     assert check.signer.subject == firma.certificato.subject.rfc4514_string()
@@ -105,14 +106,14 @@ def test_one_byte_changed_in_the_signed_evidence_is_invalid():
     xml = _evidence(_receipt())
     at = xml.index(b"<EventTime>") + len(b"<EventTime>") + 3  # a digit of the year
     forged = xml[:at] + (b"7" if xml[at : at + 1] != b"7" else b"8") + xml[at + 1 :]
-    check = xades.verify_evidence(forged, _ca())
+    check = signature.verify_evidence(forged, _ca())
     assert check.outcome == signature.INVALID
     assert "changed after signing" in check.reason
     assert check.signer is not None  # who signed is still said
     # the signing time is signed too (SignedProperties)
     at = xml.index(b"SigningTime>") + len(b"SigningTime>") + 3
     later = xml[:at] + (b"7" if xml[at : at + 1] != b"7" else b"8") + xml[at + 1 :]
-    assert xades.verify_evidence(later, _ca()).outcome == signature.INVALID
+    assert signature.verify_evidence(later, _ca()).outcome == signature.INVALID
 
 
 def test_a_forged_evidence_in_a_message_is_reported_on_both_signatures():
@@ -131,21 +132,21 @@ def test_a_forged_evidence_in_a_message_is_reported_on_both_signatures():
 
 def test_untrusted_without_anchors_and_under_an_unknown_ca():
     xml = _evidence(_receipt())
-    alone = xades.verify_evidence(xml, TrustAnchors())
+    alone = signature.verify_evidence(xml, TrustAnchors())
     assert alone.outcome == signature.UNTRUSTED
     assert "no trust anchors" in alone.reason
     stranger = Firma.per(GESTORE, Autorita.nuova("CA REM sconosciuta"))
-    unknown = xades.verify_evidence(_evidence(_receipt(stranger)), _ca())
+    unknown = signature.verify_evidence(_evidence(_receipt(stranger)), _ca())
     assert unknown.outcome == signature.UNTRUSTED
     assert "does not chain to a trust anchor" in unknown.reason
     # the provider's own certificate as anchor (AgID's list names the providers' certificates)
     own = TrustAnchors([Firma.per(GESTORE).certificato])
-    assert xades.verify_evidence(xml, own).outcome == signature.VALID
+    assert signature.verify_evidence(xml, own).outcome == signature.VALID
 
 
 def test_expired_when_the_certificate_ended_before_signing():
     firma = _firma_valid_until(WHEN - timedelta(days=30))
-    check = xades.verify_evidence(_evidence(_receipt(firma)), _ca())
+    check = signature.verify_evidence(_evidence(_receipt(firma)), _ca())
     assert check.outcome == signature.EXPIRED
     assert "was not valid on 2026-03-02" in check.reason
     assert check.signer is not None and check.signer.serial == format(4343, "x")
@@ -159,7 +160,7 @@ def _without_signature(xml: bytes) -> bytes:
 
 def test_missing_without_a_signature_and_without_an_evidence():
     unsigned = _without_signature(_evidence(_receipt()))
-    check = xades.verify_evidence(unsigned, _ca())
+    check = signature.verify_evidence(unsigned, _ca())
     assert check.outcome == signature.MISSING
     assert "no signature" in check.reason
     in_message = signature.check_message(
@@ -208,7 +209,7 @@ def test_malformed_signatures_are_invalid_or_missing_never_a_crash():
     xml = _evidence(_receipt())
     for name, variant in _malformed_variants(xml).items():
         assert variant != xml, name
-        check = xades.verify_evidence(variant, _ca())
+        check = signature.verify_evidence(variant, _ca())
         assert check.outcome in (signature.INVALID, signature.MISSING), (name, check)
         assert check.outcome != signature.MISSING or name == "signature in another namespace", (name, check)
         assert check.reason, name
@@ -229,7 +230,7 @@ def test_a_signature_that_does_not_cover_the_whole_evidence_is_invalid():
     )
     signed = signer.sign(root, key=firma.chiave, cert=[firma.certificato], reference_uri="#part")
     xml = etree.tostring(signed)
-    check = xades.verify_evidence(xml, _ca())
+    check = signature.verify_evidence(xml, _ca())
     assert check.outcome == signature.INVALID
     assert "does not cover the whole evidence" in check.reason
 
@@ -246,7 +247,7 @@ def test_an_xpath_filter_other_than_the_signatures_removal_is_refused():
     changed = xml.replace(
         b'Filter="subtract">/descendant::ds:Signature<', b'Filter="subtract">/descendant::tns:Extensions<'
     )
-    check = xades.verify_evidence(changed, TrustAnchors())
+    check = signature.verify_evidence(changed, TrustAnchors())
     assert check.outcome == signature.INVALID
 
 
@@ -290,9 +291,9 @@ def test_real_rem_samples(path):
     assert evidence.signed_at_from == "signingTime" and evidence.signed_at.year == 2022
     xml = _evidence(path.read_bytes())
     intermediate = [c for c in _evidence_certificates(xml) if "Intermediate" in c.subject.rfc4514_string()]
-    trusted = xades.verify_evidence(xml, TrustAnchors(intermediate))
+    trusted = signature.verify_evidence(xml, TrustAnchors(intermediate))
     assert trusted.outcome == signature.VALID, trusted.reason
     assert trusted.signer == evidence.signer
     # an unrelated CA vouches for nothing
-    other = xades.verify_evidence(xml, TrustAnchors([Firma.per(GESTORE).autorita.certificato]))
+    other = signature.verify_evidence(xml, TrustAnchors([Firma.per(GESTORE).autorita.certificato]))
     assert other.outcome == signature.UNTRUSTED

@@ -233,7 +233,7 @@ def _check_evidence_signature(
 
     if info.file_size > xades.MAX_EVIDENCE_BYTES:
         return False, "troppo grande per un'evidenza REM: firma non verificata"
-    check = xades.verify_evidence(
+    check = signature.verify_evidence(
         zf.read(info), _provider_anchors(zf, anchors, report), received=datetime.now(UTC)
     )
     return _signature_said("firma XAdES del gestore", check)

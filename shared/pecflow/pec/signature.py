@@ -300,7 +300,7 @@ def check_rem_evidence(
     msg: PecMessage, anchors: TrustAnchors, *, received: datetime | None = None
 ) -> SignatureCheck:
     """The verdict on the XAdES signature of a REM message's evidence (never raises)."""
-    from pecflow.pec import rem, xades
+    from pecflow.pec import rem
 
     if msg.root is None:
         return SignatureCheck(MISSING, "the message could not be read")
@@ -308,8 +308,72 @@ def check_rem_evidence(
     if part is None:
         return SignatureCheck(MISSING, "the REM message carries no evidence XML")
     evidence = msg.rem.evidence if msg.rem is not None else None
-    return xades.verify_evidence(
+    return verify_evidence(
         part.decoded(), anchors, event_time=evidence.time if evidence else None, received=received
+    )
+
+
+def verify_evidence(
+    data: bytes,
+    anchors: TrustAnchors,
+    *,
+    event_time: datetime | None = None,
+    received: datetime | None = None,
+) -> SignatureCheck:
+    """The verdict on the XAdES signature of the REM evidence XML `data` (pecflow.pec.xades;
+    never raises). The time of signing is the signed SigningTime, else the evidence's EventTime
+    (`event_time`), else `received` (else now)."""
+    try:
+        return _verify_evidence(data, anchors, event_time, received)
+    except Exception as exc:  # noqa: BLE001 - a hostile evidence must not stop ingestion
+        return SignatureCheck(
+            INVALID, f"the evidence's signature could not be read ({type(exc).__name__}: {str(exc)[:200]})"
+        )
+
+
+def _verify_evidence(
+    data: bytes, anchors: TrustAnchors, event_time: datetime | None, received: datetime | None
+) -> SignatureCheck:
+    from pecflow.pec import xades
+
+    try:
+        sig = xades.read(data)
+    except xades.NotSigned as exc:
+        return SignatureCheck(MISSING, str(exc))
+    except xades.Malformed as exc:
+        return SignatureCheck(INVALID, str(exc))
+    signer = _signer(sig.signer)
+
+    def otherwise() -> tuple[datetime, str]:
+        return (event_time, "evidence") if event_time else (received or datetime.now(UTC), "received")
+
+    # who signed and when are said even of a signature that does not match: the time declared
+    # until it is known to be the signed one
+    at, at_from = (sig.declared_time, "signingTime") if sig.declared_time else otherwise()
+
+    def verdict(outcome: str, reason: str) -> SignatureCheck:
+        when = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        return SignatureCheck(outcome, reason, signer, when, at_from)
+
+    matched, why, verified_time = sig.matches()
+    if not matched:
+        return verdict(INVALID, why)
+    if verified_time is not None:
+        at, at_from = verified_time, "signingTime"
+    elif sig.declared_time is not None:  # a SigningTime outside the signed properties proves nothing
+        at, at_from = otherwise()
+    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    if not signer.not_before <= at <= signer.not_after:
+        return verdict(
+            EXPIRED,
+            f"the provider's certificate was not valid on {at.isoformat()} ({at_from}): "
+            f"valid from {signer.not_before.date()} to {signer.not_after.date()}",
+        )
+    trusted, why = _trusted(sig.signer, sig.certificates, anchors, at)
+    if not trusted:
+        return verdict(UNTRUSTED, why)
+    return verdict(
+        VALID, "the evidence is signed by the provider over these exact bytes; certificate trusted"
     )
 
 
@@ -597,16 +661,3 @@ def signer_certificate(sid: Any, certs: Sequence[x509.Certificate]) -> x509.Cert
 
 def certificate(der: bytes) -> x509.Certificate:
     return _certificate(der)
-
-
-# --- for the XAdES signature of REM evidence (pecflow.pec.xades) ----------------------------------
-def signer_of(cert: x509.Certificate) -> Signer:
-    """Who a certificate names (remembered per certificate)."""
-    return _signer(cert)
-
-
-def trusted(
-    cert: x509.Certificate, certs: Sequence[x509.Certificate], anchors: TrustAnchors, at: datetime
-) -> tuple[bool, str]:
-    """Whether `cert` chains to `anchors` at `at` (with `certs` as intermediates); else why not."""
-    return _trusted(cert, certs, anchors, at)

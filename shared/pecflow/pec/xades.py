@@ -5,14 +5,15 @@ enveloped `ds:Signature` child of the `Evidence` root, XAdES-B (PEC_FORMAT §10)
 reference to the whole document (URI="", the signature taken out by the enveloped-signature
 transform or, as in AgID's examples, by an XPath Filter 2.0 `subtract` of the signature) and one
 to its SignedProperties (SigningTime, the digest of the signing certificate). The verdict is in
-the vocabulary of the S/MIME check (`pecflow.pec.signature`): valid, invalid, untrusted,
-missing, expired, with the signer, against the same trust anchors.
+the vocabulary of the S/MIME check, given by `pecflow.pec.signature.verify_evidence`: valid,
+invalid, untrusted, missing, expired, with the signer, against the same trust anchors. This
+module reads the signature (`read`) and checks it with signxml (`EnvelopedSignature.matches`).
 
 signxml does the XML-DSig work (canonicalisation, the references' digests, the signature value,
 the XAdES signing-certificate digest) with lxml and cryptography; the certificate's validity at
 the time of signing and its path to a trust anchor are `signature`'s checks, shared with S/MIME.
 Parsing is safe twice over: the document must first pass `safexml` (no DTD, no entities,
-bounded), then lxml reads it with entities, DTDs and the network off. Pure: bytes in, a verdict out.
+bounded), then lxml reads it with entities, DTDs and the network off. Pure.
 """
 
 from __future__ import annotations
@@ -20,28 +21,17 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pecflow.pec import safexml
-from pecflow.pec.signature import (
-    EXPIRED,
-    INVALID,
-    MAX_CHAIN_CERTIFICATES,
-    MISSING,
-    UNTRUSTED,
-    VALID,
-    SignatureCheck,
-    TrustAnchors,
-    certificate,
-    signer_of,
-    trusted,
-)
 
 if TYPE_CHECKING:
     from cryptography import x509
 
 MAX_EVIDENCE_BYTES = 1024 * 1024  # as pecflow.pec.rem reads it
+MAX_CHAIN_CERTIFICATES = 20  # certificates read from one signature
 DS = "http://www.w3.org/2000/09/xmldsig#"
 XADES = ("http://uri.etsi.org/01903/v1.3.2#", "http://uri.etsi.org/01903/v1.4.1#")
 ENVELOPED = DS + "enveloped-signature"
@@ -51,33 +41,39 @@ FILTER2 = "http://www.w3.org/2002/06/xmldsig-filter2"
 _SIGNATURE_SUBTRACTED = frozenset({"/descendant::ds:Signature", "//ds:Signature"})
 
 
-def verify_evidence(
-    data: bytes,
-    anchors: TrustAnchors,
-    *,
-    event_time: datetime | None = None,
-    received: datetime | None = None,
-) -> SignatureCheck:
-    """The verdict on the XAdES signature of the evidence XML `data` (never raises). The time of
-    signing is the signed SigningTime, else the evidence's EventTime (`event_time`), else
-    `received` (else now)."""
-    try:
-        return _verify(data, anchors, event_time, received)
-    except Exception as exc:  # noqa: BLE001 - a hostile evidence must not stop ingestion
-        return SignatureCheck(
-            INVALID, f"the evidence's signature could not be read ({type(exc).__name__}: {str(exc)[:200]})"
-        )
+class NotSigned(ValueError):
+    """The evidence carries no XML-DSig signature."""
 
 
-def _verify(
-    data: bytes, anchors: TrustAnchors, event_time: datetime | None, received: datetime | None
-) -> SignatureCheck:
+class Malformed(ValueError):
+    """The evidence or its signature cannot be read as a provider's signature."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopedSignature:
+    """The one signature of an evidence, as read (not yet verified)."""
+
+    data: bytes
+    parser: Any
+    certificates: tuple[x509.Certificate, ...]
+    signer: x509.Certificate  # the certificate XAdES names as the signer's
+    declared_time: datetime | None  # its SigningTime, as written (proved by `matches`)
+
+    def matches(self) -> tuple[bool, str, datetime | None]:
+        """Whether it covers the whole evidence and its signed properties with the signer's key;
+        else why not. With the signed SigningTime, when there is one."""
+        return _matches(self.data, self.parser, self.signer)
+
+
+def read(data: bytes) -> EnvelopedSignature:
+    """The signature of the evidence XML `data`. Raises `NotSigned` or `Malformed` (or whatever
+    a hostile document makes lxml raise: the caller turns it into a verdict)."""
     try:  # the project's safe reader first: no DTD, no entity, bounded size, depth and elements
         gate = safexml.parse(data, max_bytes=MAX_EVIDENCE_BYTES, max_depth=32, max_nodes=20_000)
     except safexml.XmlError as exc:
-        return SignatureCheck(INVALID, f"the evidence is not readable XML ({str(exc)[:200]})")
+        raise Malformed(f"the evidence is not readable XML ({str(exc)[:200]})") from None
     if gate.find("Signature") is None:
-        return SignatureCheck(MISSING, "the evidence carries no signature (no ds:Signature in it)")
+        raise NotSigned("the evidence carries no signature (no ds:Signature in it)")
 
     from lxml import etree  # type: ignore[import-untyped]
 
@@ -87,61 +83,28 @@ def _verify(
     root = etree.fromstring(data, parser=parser)
     signatures = [node for node in root if node.tag == f"{{{DS}}}Signature"]
     if not signatures:
-        return SignatureCheck(
-            MISSING, "the evidence carries no signature (ds:Signature outside the XML-DSig namespace)"
-        )
+        raise NotSigned("the evidence carries no signature (ds:Signature outside the XML-DSig namespace)")
     if len(signatures) > 1:
-        return SignatureCheck(
-            INVALID, f"the evidence carries {len(signatures)} signatures, a provider's has one"
-        )
+        raise Malformed(f"the evidence carries {len(signatures)} signatures, a provider's has one")
     sig = signatures[0]
     certs = _certificates(sig)
     if not certs:
-        return SignatureCheck(INVALID, "the evidence's signature does not carry the signer's certificate")
-    cert = _signing_certificate(sig, certs)
-    signer = signer_of(cert)
-
-    def otherwise() -> tuple[datetime, str]:
-        return (event_time, "evidence") if event_time else (received or datetime.now(UTC), "received")
-
-    # who signed and when are said even of a signature that does not match: the time declared
-    # until it is known to be the signed one
-    declared = _declared_signing_time(sig)
-    at, at_from = (declared, "signingTime") if declared else otherwise()
-
-    def verdict(outcome: str, reason: str) -> SignatureCheck:
-        when = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-        return SignatureCheck(outcome, reason, signer, when, at_from)
-
-    matched, why, verified_time = _matches(data, parser, cert)
-    if not matched:
-        return verdict(INVALID, why)
-    if verified_time is not None:
-        at, at_from = verified_time, "signingTime"
-    elif declared is not None:  # a SigningTime outside the signed properties proves nothing
-        at, at_from = otherwise()
-    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    if not signer.not_before <= at <= signer.not_after:
-        return verdict(
-            EXPIRED,
-            f"the provider's certificate was not valid on {at.isoformat()} ({at_from}): "
-            f"valid from {signer.not_before.date()} to {signer.not_after.date()}",
-        )
-    ok, why = trusted(cert, certs, anchors, at)
-    if not ok:
-        return verdict(UNTRUSTED, why)
-    return verdict(
-        VALID, "the evidence is signed by the provider over these exact bytes; certificate trusted"
+        raise Malformed("the evidence's signature does not carry the signer's certificate")
+    return EnvelopedSignature(
+        data, parser, tuple(certs), _signing_certificate(sig, certs), _declared_signing_time(sig)
     )
 
 
 def _certificates(sig: Any) -> list[x509.Certificate]:
+    from cryptography import x509
+
     found: list[x509.Certificate] = []
     for node in sig.iterfind(f"{{{DS}}}KeyInfo/{{{DS}}}X509Data/{{{DS}}}X509Certificate"):
         if len(found) >= MAX_CHAIN_CERTIFICATES:
             break
         try:
-            found.append(certificate(base64.b64decode("".join((node.text or "").split()), validate=True)))
+            der = base64.b64decode("".join((node.text or "").split()), validate=True)
+            found.append(x509.load_der_x509_certificate(der))
         except (ValueError, binascii.Error):
             continue
     return found
