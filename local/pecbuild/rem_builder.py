@@ -14,11 +14,9 @@ with the REM-* header fields at the top (MessageType, EventIdentifier, ReasonIde
 UAMessageIdentifier = the client's Message-ID, Evidence-ID, digest of the original,
 ApplicablePolicy, MetadataVersion). Receipts carry no original, as in AgID's examples.
 
-The evidence's `ds:Signature` has the shape of the examples' XAdES-B signature (SignedInfo with a
-reference to the evidence and to the SignedProperties, SignatureValue, the signer's certificate,
-QualifyingProperties with SigningTime and SigningCertificateV2). Its digests and RSA-SHA256
-value are computed over our own serialisation, without XML canonicalisation: it is not a
-signature an XAdES validator accepts; the message's S/MIME signature is the verifiable one.
+The evidence carries an enveloped XAdES-B `ds:Signature` made by signxml with the provider's key
+(references to the evidence, its SignedProperties and KeyInfo; C14N 1.1; RSA-SHA256; QualifyingProperties with SigningTime and SigningCertificateV2): one a validator
+accepts (pecflow.pec.xades), as the message's S/MIME signature is.
 
 All output uses CRLF line endings and is deterministic given the same inputs and signer.
 """
@@ -32,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from html import escape as html_escape
+from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
 from local.pecbuild.builder import (
@@ -504,48 +503,30 @@ def _evidence_body(
     )
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+def _xades_signed(document: str, firma: Firma, when: datetime, sig_id: str) -> bytes:
+    """`document` signed in place (enveloped XAdES-B, see the module docstring): deterministic,
+    its identifiers drawn from `sig_id` and its SigningTime `when`."""
+    from lxml import etree
+    from signxml import DigestAlgorithm, SignatureMethod
+    from signxml.util import namespaces
+    from signxml.xades import XAdESSigner
 
+    class Signer(XAdESSigner):  # type: ignore[misc]
+        count = 0
 
-def _xades_signature(body: str, firma: Firma, when: datetime, sig_id: str) -> str:
-    """A ds:Signature shaped as the examples' XAdES-B (see the module docstring: no c14n)."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
-    from cryptography.hazmat.primitives.serialization import Encoding
+        def _get_token(self, length: int = 4) -> str:
+            self.count += 1
+            return hashlib.sha256(f"{sig_id}|{self.count}".encode()).hexdigest()[: 2 * length].upper()
 
-    cert_der = firma.certificato.public_bytes(Encoding.DER)
-    signed_props = (
-        f'<xades:SignedProperties Id="xades-{sig_id}"><xades:SignedSignatureProperties>'
-        f"<xades:SigningTime>{_utc(when)}</xades:SigningTime><xades:SigningCertificateV2><xades:Cert>"
-        '<xades:CertDigest><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha512"/>'
-        f"<ds:DigestValue>{_b64(hashlib.sha512(cert_der).digest())}</ds:DigestValue></xades:CertDigest>"
-        "</xades:Cert></xades:SigningCertificateV2></xades:SignedSignatureProperties></xades:SignedProperties>"
-    )
-    sha256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-    c14n = "http://www.w3.org/2001/10/xml-exc-c14n#"
-    signed_info = (
-        f'<ds:SignedInfo><ds:CanonicalizationMethod Algorithm="{c14n}"/>'
-        '<ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/>'
-        f'<ds:Reference Id="r-{sig_id}-1" URI=""><ds:Transforms>'
-        '<ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>'
-        f'<ds:Transform Algorithm="{c14n}"/></ds:Transforms><ds:DigestMethod Algorithm="{sha256}"/>'
-        f"<ds:DigestValue>{_b64(hashlib.sha256(body.encode()).digest())}</ds:DigestValue></ds:Reference>"
-        f'<ds:Reference Type="http://uri.etsi.org/01903#SignedProperties" URI="#xades-{sig_id}">'
-        f'<ds:Transforms><ds:Transform Algorithm="{c14n}"/></ds:Transforms>'
-        f'<ds:DigestMethod Algorithm="{sha256}"/>'
-        f"<ds:DigestValue>{_b64(hashlib.sha256(signed_props.encode()).digest())}</ds:DigestValue>"
-        "</ds:Reference></ds:SignedInfo>"
-    )
-    value = firma.chiave.sign(signed_info.encode(), padding.PKCS1v15(), hashes.SHA256())
-    return (
-        f'<ds:Signature Id="{sig_id}">{signed_info}'
-        f'<ds:SignatureValue Id="value-{sig_id}">{_b64(value)}</ds:SignatureValue>'
-        f"<ds:KeyInfo><ds:X509Data><ds:X509Certificate>{_b64(cert_der)}</ds:X509Certificate>"
-        "</ds:X509Data></ds:KeyInfo><ds:Object>"
-        f'<xades:QualifyingProperties xmlns:xades="http://uri.etsi.org/01903/v1.3.2#" Target="#{sig_id}">'
-        f"{signed_props}</xades:QualifyingProperties></ds:Object></ds:Signature>"
-    )
+        def add_signing_time(self, properties: Any, sig_root: Any, signing_settings: Any) -> None:
+            etree.SubElement(properties, f"{{{namespaces.xades}}}SigningTime").text = _utc(when)
+
+    # signxml's default canonicalisation (C14N 1.1): its references to SignedProperties and KeyInfo
+    # carry no transform, and a verifier canonicalises them inclusively
+    signer = Signer(signature_algorithm=SignatureMethod.RSA_SHA256, digest_algorithm=DigestAlgorithm.SHA256)
+    root = etree.fromstring(document.encode("utf-8"), parser=etree.XMLParser(resolve_entities=False))
+    signed = signer.sign(root, key=firma.chiave, cert=[firma.certificato])
+    return etree.tostring(signed, xml_declaration=True, encoding="UTF-8", standalone=False)
 
 
 def evidence_xml(
@@ -588,12 +569,9 @@ def evidence_xml(
             + "</ext:Padding></tns:Extension></tns:Extensions>"
         )
     sig_id = "id-" + hashlib.md5(evidence_id.encode(), usedforsecurity=False).hexdigest()
-    xml = (
-        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>'
-        f'<tns:Evidence {_NS} version="EN319522v1.1.1">{body}'
-        f"{_xades_signature(body, firma, when, sig_id)}</tns:Evidence>"
+    return _xades_signed(
+        f'<tns:Evidence {_NS} version="EN319522v1.1.1">{body}</tns:Evidence>', firma, when, sig_id
     )
-    return xml.encode("utf-8")
 
 
 # --- MIME parts --------------------------------------------------------------------------------------

@@ -156,29 +156,33 @@ def test_evidence_xml_parses_and_agrees_with_the_headers(sample: Campione):
     assert issuer is not None and issuer.text and "REM" in issuer.text
 
 
-def test_evidence_signature_value_is_an_rsa_signature_of_its_signed_info():
-    """The XAdES-shaped signature is real RSA-SHA256 by the provider's key over the SignedInfo
-    bytes as written (no canonicalisation), its SignedProperties name the signer's certificate."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
+def test_evidence_carries_a_xades_signature_a_validator_accepts():
+    """The evidence is signed in place (enveloped XAdES-B, by signxml) with the provider's key: the
+    check of pecflow.pec.xades finds it valid under the test CA, its SigningCertificateV2 names
+    the signer's certificate, and a changed byte of the evidence breaks it."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
+    from pecflow.pec import signature
+    from pecflow.pec.signature import VALID, TrustAnchors
+
     msg = _msg(CORPUS[0].raw)
-    xml = _sections(msg)["rem_message/xml_evidence"].get_payload(decode=True).decode()
-    signed_info = re.search(r"<ds:SignedInfo>.*?</ds:SignedInfo>", xml).group(0)
-    value = base64.b64decode(re.search(r"<ds:SignatureValue[^>]*>([^<]+)<", xml).group(1))
-    cert_der = base64.b64decode(re.search(r"<ds:X509Certificate>([^<]+)<", xml).group(1))
-    cert = x509.load_der_x509_certificate(cert_der)
-    cert.public_key().verify(value, signed_info.encode(), padding.PKCS1v15(), hashes.SHA256())
+    xml = _sections(msg)["rem_message/xml_evidence"].get_payload(decode=True)
     firma = Firma.per(rem_builder.REM_SIMULATO)
-    assert cert_der == firma.certificato.public_bytes(Encoding.DER)
-    digest = base64.b64encode(hashlib.sha512(cert_der).digest()).decode()
-    assert f"<ds:DigestValue>{digest}</ds:DigestValue>" in xml
+    anchors = TrustAnchors([firma.autorita.certificato])
+    check = signature.verify_evidence(xml, anchors)
+    assert check.outcome == VALID, check.reason
+    assert check.signer is not None and check.signer.serial == format(firma.certificato.serial_number, "x")
+    assert check.signed_at_from == "signingTime"
+    cert_der = firma.certificato.public_bytes(Encoding.DER)
+    digest = base64.b64encode(hashlib.sha256(cert_der).digest()).decode()
+    assert f"<ds:DigestValue>{digest}</ds:DigestValue>" in xml.decode()
     root = ET.fromstring(xml)
     assert (
         root.find("ds:Signature/ds:Object/xades:QualifyingProperties/xades:SignedProperties", NS) is not None
     )
+    changed = xml.replace(b"<EventTime>", b"<EventTime> ", 1)
+    assert changed != xml
+    assert signature.verify_evidence(changed, anchors).outcome == "invalid"
 
 
 def test_builder_is_deterministic_and_refuses_wrong_combinations():

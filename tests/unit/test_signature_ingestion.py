@@ -102,6 +102,42 @@ def test_without_anchors_the_same_messages_are_untrusted():
     assert result.signatures == {"untrusted": 1}
 
 
+def test_a_rem_message_records_its_evidence_signature_and_an_invalid_one_alarms():
+    """A REM message's evidence carries its own XAdES signature: recorded as `rem.signature` (with
+    its signer and time, beside the S/MIME `signature`), counted in the same outcomes, and an
+    invalid one listed for the alarm like an invalid S/MIME signature."""
+    from local.pecbuild import rem_builder
+    from pecflow.pec import rem
+
+    def receipt(n: int, **options) -> bytes:
+        return rem_builder.rem_receipt(
+            "ContentConsignment", ORIGINALE, gestore=ARUBA, message_id=f"REM-{n}@pec.aruba.it",
+            data=INVIO, recipient=BOX, evidence_id=f"EV-{n}", **options,
+        )  # fmt: skip
+
+    xml = rem.survey(parse(receipt(2)).root).evidence.decoded()
+    forged = xml.replace(BOX.encode(), b"altro." + BOX.encode(), 1)
+    assert forged != xml
+    anchors = TrustAnchors([Firma.per(ARUBA).autorita.certificato])
+    result, records = _poll(
+        [receipt(1), receipt(2, deviations=rem_builder.Deviations(evidence=forged))], anchors
+    )
+    valid, invalid = records
+    assert valid["signature"] == "valid" and valid["rem"]["signature"] == "valid"
+    assert valid["rem"]["signer"]["subject"] == valid["signer"]["subject"]
+    assert (
+        valid["rem"]["signed_at"] == INVIO.astimezone(UTC).isoformat()
+        and valid["rem"]["signed_at_from"] == "signingTime"
+    )
+    assert valid["rem"]["event"] == "ContentConsignment"  # the REM fields stay beside it
+    assert invalid["signature"] == "valid" and invalid["rem"]["signature"] == "invalid"
+    assert "changed after signing" in invalid["rem"]["signature_detail"]
+    assert result.signatures == {"valid": 3, "invalid": 1}
+    assert result.invalid_signatures == [f"UID 2: REM evidence: {invalid['rem']['signature_detail']}"]
+    typed = MessageRecord.from_item(invalid)
+    assert typed.rem is not None and typed.rem["signature"] == "invalid"
+
+
 def test_metrics_count_outcomes_and_invalid_alarms(capsys):
     result = PollResult(BOX, fetched=3, recorded=3, signatures={"valid": 2, "invalid": 1})
     result.invalid_signatures.append("UID 7: the signed part was changed after signing")

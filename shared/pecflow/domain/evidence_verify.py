@@ -10,7 +10,10 @@ no network. What is checked, file by file, and said in plain Italian:
    over its exact bytes, by a certificate that chains to the providers' anchors given (or,
    saying so, those the pack carries) and was valid when it signed (pecflow.pec.signature);
 4. every daticert / REM evidence XML is the one inside the .eml it was taken from, and a
-   receipt's file name names its own hash.
+   receipt's file name names its own hash;
+5. every REM evidence (in its message and as extracted) carries the provider's own XAdES
+   signature over its exact bytes, checked the same way against the same anchors
+   (pecflow.pec.xades).
 
 The pack holds only if everything holds. Pure: reads a `zipfile.ZipFile` it is given.
 """
@@ -145,6 +148,9 @@ def verify(
         elif role in (pack.ROLE_DATICERT, pack.ROLE_REM):
             ok, said = _check_extracted(zf, infos, info, item)
             words += f"; {said}"
+            if role == pack.ROLE_REM:
+                signed, said = _check_evidence_signature(zf, info, provider_anchors, report)
+                ok, words = ok and signed, f"{words}; {said}"
         report.add(path, ok, words)
     return report
 
@@ -194,15 +200,7 @@ def _check_signature(
     anchors: signature.TrustAnchors | None,
     report: Report,
 ) -> tuple[bool, str]:
-    if anchors is None:
-        anchors = signature.TrustAnchors(_anchors_from_pack(zf, pack.PROVIDER_ANCHORS), pack.PROVIDER_ANCHORS)
-        note = (
-            "Firme dei gestori verificate con le ancore di fiducia contenute nel fascicolo "
-            f"({pack.PROVIDER_ANCHORS}): per una verifica indipendente indicare --anchors "
-            "(ad esempio l'elenco dei gestori PEC pubblicato da AgID)."
-        )
-        if note not in report.notes:
-            report.notes.append(note)
+    anchors = _provider_anchors(zf, anchors, report)
     if info.file_size > MAX_CHECKED_MESSAGE_BYTES:
         return False, "troppo grande per verificarne la firma"
     if role == pack.ROLE_RECEIPT and sha[:16] not in info.filename:
@@ -210,14 +208,51 @@ def _check_signature(
     raw = zf.read(info)
     msg = pec_message.parse(raw)
     check = signature.check_message(msg, anchors, received=datetime.now(UTC))
-    said = f"firma del gestore {pack.signature_words(check.outcome)}"
+    if check.outcome == signature.MISSING and role == pack.ROLE_MESSAGE and msg.kind == kinds.POSTA_ORDINARIA:
+        return True, "messaggio di posta ordinaria: nessuna firma di gestore attesa"
+    ok, said = _signature_said("firma del gestore", check)
+    if check.evidence is not None:  # a REM message: its evidence's own XAdES signature too
+        evidence_ok, evidence_said = _signature_said("firma XAdES dell'evidenza REM", check.evidence)
+        ok, said = ok and evidence_ok, f"{said}; {evidence_said}"
+    return ok, said
+
+
+def _signature_said(what: str, check: signature.SignatureCheck) -> tuple[bool, str]:
+    said = f"{what} {pack.signature_words(check.outcome)}"
     if check.signer is not None:
         said += f" (firmatario {check.signer.subject})"
     if check.outcome == signature.VALID:
         return True, said
-    if check.outcome == signature.MISSING and role == pack.ROLE_MESSAGE and msg.kind == kinds.POSTA_ORDINARIA:
-        return True, "messaggio di posta ordinaria: nessuna firma di gestore attesa"
     return False, f"{said}: {check.reason}"
+
+
+def _provider_anchors(
+    zf: zipfile.ZipFile, anchors: signature.TrustAnchors | None, report: Report
+) -> signature.TrustAnchors:
+    if anchors is not None:
+        return anchors
+    note = (
+        "Firme dei gestori verificate con le ancore di fiducia contenute nel fascicolo "
+        f"({pack.PROVIDER_ANCHORS}): per una verifica indipendente indicare --anchors "
+        "(ad esempio l'elenco dei gestori PEC pubblicato da AgID)."
+    )
+    if note not in report.notes:
+        report.notes.append(note)
+    return signature.TrustAnchors(_anchors_from_pack(zf, pack.PROVIDER_ANCHORS), pack.PROVIDER_ANCHORS)
+
+
+def _check_evidence_signature(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, anchors: signature.TrustAnchors | None, report: Report
+) -> tuple[bool, str]:
+    """The XAdES signature of an extracted REM evidence, over the bytes in the pack."""
+    from pecflow.pec import xades
+
+    if info.file_size > xades.MAX_EVIDENCE_BYTES:
+        return False, "troppo grande per un'evidenza REM: firma non verificata"
+    check = signature.verify_evidence(
+        zf.read(info), _provider_anchors(zf, anchors, report), received=datetime.now(UTC)
+    )
+    return _signature_said("firma XAdES del gestore", check)
 
 
 def _check_extracted(

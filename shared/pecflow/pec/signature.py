@@ -31,7 +31,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -111,11 +111,13 @@ class SignatureCheck:
     reason: str
     signer: Signer | None = None
     signed_at: datetime | None = None
-    signed_at_from: str | None = None  # "signingTime" | "daticert" | "received"
+    signed_at_from: str | None = None  # "signingTime" | "daticert" | "evidence" | "received"
     canonicalised: bool = False  # the bytes matched once every line ended with CRLF
+    # a REM message: its evidence's own XAdES signature (pecflow.pec.xades); None for PEC
+    evidence: SignatureCheck | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "outcome": self.outcome,
             "reason": self.reason,
             "signer": self.signer.to_dict() if self.signer else None,
@@ -123,6 +125,16 @@ class SignatureCheck:
             "signed_at_from": self.signed_at_from,
             "canonicalised": self.canonicalised,
         }
+        if self.evidence is not None:
+            out["evidence"] = self.evidence.to_dict()
+        return out
+
+    def checks(self) -> tuple[tuple[str, SignatureCheck], ...]:
+        """Every signature checked, named: the message's S/MIME one (""), and for a REM message
+        its evidence's XAdES one ("REM evidence")."""
+        if self.evidence is None:
+            return (("", self),)
+        return (("", self), ("REM evidence", self.evidence))
 
 
 class TrustAnchors:
@@ -274,11 +286,95 @@ def check_message(
     if msg.root is None:
         return SignatureCheck(MISSING, "the message could not be read")
     try:
-        return verify(msg.root, anchors, daticert_time=msg.timestamp, received=received)
+        check = verify(msg.root, anchors, daticert_time=msg.timestamp, received=received)
     except Exception as exc:  # noqa: BLE001 - a hostile signature must not stop ingestion
-        return SignatureCheck(
+        check = SignatureCheck(
             INVALID, f"the signature could not be read ({type(exc).__name__}: {str(exc)[:200]})"
         )
+    if msg.rem is not None:
+        return replace(check, evidence=check_rem_evidence(msg, anchors, received=received))
+    return check
+
+
+def check_rem_evidence(
+    msg: PecMessage, anchors: TrustAnchors, *, received: datetime | None = None
+) -> SignatureCheck:
+    """The verdict on the XAdES signature of a REM message's evidence (never raises)."""
+    from pecflow.pec import rem
+
+    if msg.root is None:
+        return SignatureCheck(MISSING, "the message could not be read")
+    part = rem.survey(msg.root).evidence
+    if part is None:
+        return SignatureCheck(MISSING, "the REM message carries no evidence XML")
+    evidence = msg.rem.evidence if msg.rem is not None else None
+    return verify_evidence(
+        part.decoded(), anchors, event_time=evidence.time if evidence else None, received=received
+    )
+
+
+def verify_evidence(
+    data: bytes,
+    anchors: TrustAnchors,
+    *,
+    event_time: datetime | None = None,
+    received: datetime | None = None,
+) -> SignatureCheck:
+    """The verdict on the XAdES signature of the REM evidence XML `data` (pecflow.pec.xades;
+    never raises). The time of signing is the signed SigningTime, else the evidence's EventTime
+    (`event_time`), else `received` (else now)."""
+    try:
+        return _verify_evidence(data, anchors, event_time, received)
+    except Exception as exc:  # noqa: BLE001 - a hostile evidence must not stop ingestion
+        return SignatureCheck(
+            INVALID, f"the evidence's signature could not be read ({type(exc).__name__}: {str(exc)[:200]})"
+        )
+
+
+def _verify_evidence(
+    data: bytes, anchors: TrustAnchors, event_time: datetime | None, received: datetime | None
+) -> SignatureCheck:
+    from pecflow.pec import xades
+
+    try:
+        sig = xades.read(data)
+    except xades.NotSigned as exc:
+        return SignatureCheck(MISSING, str(exc))
+    except xades.Malformed as exc:
+        return SignatureCheck(INVALID, str(exc))
+    signer = _signer(sig.signer)
+
+    def otherwise() -> tuple[datetime, str]:
+        return (event_time, "evidence") if event_time else (received or datetime.now(UTC), "received")
+
+    # who signed and when are said even of a signature that does not match: the time declared
+    # until it is known to be the signed one
+    at, at_from = (sig.declared_time, "signingTime") if sig.declared_time else otherwise()
+
+    def verdict(outcome: str, reason: str) -> SignatureCheck:
+        when = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        return SignatureCheck(outcome, reason, signer, when, at_from)
+
+    matched, why, verified_time = sig.matches()
+    if not matched:
+        return verdict(INVALID, why)
+    if verified_time is not None:
+        at, at_from = verified_time, "signingTime"
+    elif sig.declared_time is not None:  # a SigningTime outside the signed properties proves nothing
+        at, at_from = otherwise()
+    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    if not signer.not_before <= at <= signer.not_after:
+        return verdict(
+            EXPIRED,
+            f"the provider's certificate was not valid on {at.isoformat()} ({at_from}): "
+            f"valid from {signer.not_before.date()} to {signer.not_after.date()}",
+        )
+    trusted, why = _trusted(sig.signer, sig.certificates, anchors, at)
+    if not trusted:
+        return verdict(UNTRUSTED, why)
+    return verdict(
+        VALID, "the evidence is signed by the provider over these exact bytes; certificate trusted"
+    )
 
 
 def verify(

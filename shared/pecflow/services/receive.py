@@ -544,9 +544,10 @@ def _parse_iso(value: str | None) -> datetime:
 
 
 def _count_signature(result: PollResult, uid: int, check: SignatureCheck) -> None:
-    result.signatures[check.outcome] = result.signatures.get(check.outcome, 0) + 1
-    if check.outcome == INVALID and len(result.invalid_signatures) < 20:
-        result.invalid_signatures.append(f"UID {uid}: {check.reason[:300]}")
+    for what, one in check.checks():  # a REM message: its evidence's XAdES signature too
+        result.signatures[one.outcome] = result.signatures.get(one.outcome, 0) + 1
+        if one.outcome == INVALID and len(result.invalid_signatures) < 20:
+            result.invalid_signatures.append(f"UID {uid}: {what + ': ' if what else ''}{one.reason[:300]}")
 
 
 def build_record(
@@ -618,6 +619,8 @@ def build_record(
         record["rem"] = rem_map(text, msg.rem)
     if signature is not None:
         record.update(signature_fields(text, signature))
+        if signature.evidence is not None:  # a REM evidence's own XAdES signature, as `rem.signature`
+            record.setdefault("rem", {}).update(signature_fields(text, signature.evidence))
     problems = [text("problems", p, 500) for p in text.first("problems", msg.problems, 50)]
     if cut:
         problems.append(
