@@ -18,7 +18,17 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pecflow.api import campaign_tests, campaigns, evidence, mailboxes, messages, people, replies, rules
+from pecflow.api import (
+    campaign_tests,
+    campaigns,
+    conservation,
+    evidence,
+    mailboxes,
+    messages,
+    people,
+    replies,
+    rules,
+)
 from pecflow.api.context import Services, Unauthenticated, caller
 from pecflow.api.models import MailboxAccess, Me, answers
 from pecflow.domain.access import DisabledPerson, Forbidden, NotVisible
@@ -109,6 +119,7 @@ def build_app(services: Services) -> APIGatewayHttpResolver:
     app.include_router(people.routes(services), prefix="/people")
     app.include_router(mailboxes.routes(services), prefix="/mailboxes")
     app.include_router(rules.routes(services), prefix="/mailboxes")
+    app.include_router(conservation.routes(services), prefix="/mailboxes")
 
     @app.get("/me", summary="who I am and the mailboxes I may see, with my role on each", responses=answers())
     def me() -> Me:

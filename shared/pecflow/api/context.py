@@ -9,6 +9,7 @@ from pecflow.domain.access import DisabledPerson, Person
 from pecflow.services.audit import AuditLog
 from pecflow.services.campaign_desk import CampaignDesk
 from pecflow.services.campaign_tests import CampaignTests
+from pecflow.services.conservation import ConservationExports
 from pecflow.services.evidence import EvidencePacks
 from pecflow.services.inbox import Inbox, Source
 from pecflow.services.mailbox_desk import MailboxDesk
@@ -26,6 +27,7 @@ class Services:
     mailboxes: MailboxDesk | None = None  # administration of mailboxes (api/mailboxes.py)
     evidence: EvidencePacks | None = None  # a message's evidence pack (api/evidence.py)
     rules: RulesDesk | None = None  # a mailbox's automatic rules (api/rules.py)
+    conservation: ConservationExports | None = None  # conservation exports (api/conservation.py)
 
 
 class Unauthenticated(Exception):
