@@ -1253,6 +1253,28 @@ def cmd_conservation_list(args) -> int:
     return 0
 
 
+def cmd_conservation_verify(args) -> int:
+    """Offline: the package and nothing else (no stack, no AWS)."""
+    import zipfile
+
+    from pecflow.domain import conservation
+
+    try:
+        with zipfile.ZipFile(args.package) as zf:
+            check = conservation.verify_package(zf)
+    except (OSError, zipfile.BadZipFile) as exc:
+        print(f"pecflow: {args.package} non è un pacchetto leggibile: {exc}", file=sys.stderr)
+        return 1
+    for problem in check.problems:
+        print(f"ERRORE  {problem}")
+    if check.ok:
+        print(f"ESITO: il pacchetto è integro: {check.documents} documento/i, {check.files} file con l'impronta "
+              "dell'indice, indice e metadati conformi agli schemi.")  # fmt: skip
+        return 0
+    print(f"ESITO: il pacchetto NON supera la verifica: {len(check.problems)} problema/i.")
+    return 1
+
+
 def _add_conservation_parser(sub) -> None:
     parser = sub.add_parser(
         "conservazione",
@@ -1262,7 +1284,7 @@ def _add_conservation_parser(sub) -> None:
         "as archived, with its AgID metadata (Allegato 5) and a UNI SInCRO index (IdC.xml) with every "
         "file's SHA-256; the period is then recorded as exported. A period overlapping one already "
         "exported is refused; `--continue` starts the day after the last export. `list MAILBOX` shows "
-        "the exported periods and any gap between them.",
+        "the exported periods and any gap between them; `verify PDV.zip` checks a package offline.",
     )
     actions = parser.add_subparsers(dest="command_name", metavar="ACTION", required=True)
     export = actions.add_parser("export", help="write the package of a period")
@@ -1280,6 +1302,9 @@ def _add_conservation_parser(sub) -> None:
     export.add_argument("-o", "--output", metavar="PDV.zip", required=True, help="where to write the package")
     _add_target_options(export)
     export.set_defaults(func=cmd_conservation_export)
+    verify = actions.add_parser("verify", help="check a package offline: index, hashes, metadata")
+    verify.add_argument("package", metavar="PDV.zip")
+    verify.set_defaults(func=cmd_conservation_verify)
     listing = actions.add_parser("list", help="the periods exported so far")
     listing.add_argument("mailbox")
     listing.add_argument("--json", action="store_true")

@@ -3,7 +3,7 @@ receipts and a PEC received, recorded as the poller leaves them; the package of 
 written by the bootstrap's wiring (records from MessagesTable's index ByDate, originals streamed
 from the archive bucket, the period recorded on MailboxesTable by a transaction), byte for byte
 and validating; an overlapping period refused; two exports racing on the same head: one recorded;
-the API's package uploaded to the downloads bucket and linked; the CLI's export and list."""
+the API's package uploaded to the downloads bucket and linked; the CLI's export, verify and list."""
 
 from __future__ import annotations
 
@@ -169,6 +169,16 @@ def test_the_cli_exports_continues_and_lists(aws, stack, tmp_path, monkeypatch, 
     after = (DAY + timedelta(days=5)).isoformat()
     assert cli.main(["conservazione", "export", BOX, "--continue", "--to", after, "-o", str(again)]) == 0
     assert "0 documento/i" in capsys.readouterr().out
+    assert cli.main(["conservazione", "verify", str(out)]) == 0
+    assert "ESITO: il pacchetto è integro: 4 documento/i, 8 file" in capsys.readouterr().out
+    damaged = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(out) as src, zipfile.ZipFile(damaged, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            dst.writestr(info.filename, body.replace(b"Vi diffidiamo", b"Vi diffidiano"))
+    assert cli.main(["conservazione", "verify", str(damaged)]) == 1
+    said = capsys.readouterr().out
+    assert "ALTERATO" in said and "NON supera la verifica" in said
     assert cli.main(["conservazione", "list", BOX]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert listed[0].startswith(f"{FIRST} – {LAST}") and listed[1].startswith(

@@ -438,6 +438,50 @@ def test_the_api_refuses_a_period_too_large_for_one_request(world):
     assert not periods.items
 
 
+# --- the offline check -----------------------------------------------------------------------------
+def rewritten(data: bytes, change) -> bytes:
+    """The package with `change(name, body)` applied to each file (None: the file removed)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            body = change(info.filename, src.read(info))
+            if body is not None:
+                dst.writestr(info.filename, body)
+    return out.getvalue()
+
+
+def test_verify_passes_a_package_as_built_and_names_each_change(world):
+    service = world[0]
+    data, built = export(service)
+    check = pdv.verify_package(zipfile.ZipFile(io.BytesIO(data)))
+    assert check.ok and (check.documents, check.files) == (4, 8), check.problems
+    doc, meta = "documenti/00004-", "metadati/00004-"
+
+    def problems(change):
+        return pdv.verify_package(zipfile.ZipFile(io.BytesIO(rewritten(data, change)))).problems
+
+    [said] = problems(lambda n, b: b.replace(b"Fattura", b"Fattora") if n.startswith(doc) else b)
+    assert said.startswith(doc) and "ALTERATO" in said
+    [said] = problems(lambda n, b: None if n.startswith(meta) else b)
+    assert said.startswith(meta) and "MANCANTE" in said
+    said = problems(
+        lambda n, b: b.replace(b"<Riservato>false", b"<Riservato>forse") if n.startswith(meta) else b
+    )
+    assert any("ALTERATO" in p for p in said) and any("non è conforme allo schema" in p for p in said)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        first, second = sorted(n for n in zf.namelist() if n.startswith(pdv.DOCUMENTS))[:2]
+        swapped = {first: zf.read(second), second: zf.read(first)}
+    said = problems(lambda n, b: swapped.get(n, b))
+    assert [p.split(":")[0] for p in said] == [first, second]
+    extra = io.BytesIO(data)
+    with zipfile.ZipFile(extra, "a") as zf:
+        zf.writestr("documenti/99999-intruso.eml", b"From: x")
+    [said] = pdv.verify_package(zipfile.ZipFile(extra)).problems
+    assert said.startswith("documenti/99999-intruso.eml: AGGIUNTO")
+    [said] = problems(lambda n, b: None if n == pdv.INDEX else b)
+    assert "manca l'indice" in said
+
+
 # --- what the API function may do for it (template.yaml) ------------------------------------------
 def test_the_api_function_may_export_and_record_periods_and_nothing_more():
     from tests.policy import Request, allows

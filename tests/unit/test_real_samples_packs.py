@@ -165,4 +165,6 @@ def test_the_samples_make_one_conservation_package_that_validates(samples, recor
             assert sealed == ("false" if outcome == signature.MISSING else "true"), name
             assert pdv.SEAL_WORDS[outcome] in note, (name, note)
             assert fields.find("IdDoc/ImprontaCrittograficaDelDocumento/Impronta").text == digest
+        check = pdv.verify_package(zf)
+        assert check.ok and check.documents == len(samples), check.problems
     assert periods.items[BOX][0]["package_sha256"] == built.sha256
