@@ -396,6 +396,31 @@ def test_an_overlapping_export_is_refused_and_continue_goes_on_from_the_day_afte
     assert len(audit.events(BOX)) == 3  # the refused export left no event
 
 
+def test_nothing_is_left_out_in_silence_late_arrivals_and_unarchived_messages_are_said(world):
+    service, _, records, _, _, _, _ = world
+    export(service)
+    late = {"mailbox": BOX, "sha256": "e" * 64, "kind": "posta-certificata", "s3_key": "messages/ee/x.eml",
+            "received_at": "2026-11-12T10:00:00.000000Z", "received_key": f"2026-11-12T10:00:00.000000Z#{'e' * 16}"}  # fmt: skip
+    records.items.append(late)  # recorded after its period was exported
+    too_large = {"mailbox": BOX, "sha256": "unfetched-" + "f" * 54, "kind": "posta-certificata",
+                 "received_key": "2026-11-17T10:00:00.000000Z#unfetched-ffff"}  # fmt: skip
+    records.items.append(too_large)
+    data, built = export(service, None, "2026-11-20", continue_=True)
+    late_note, unarchived_note = built.notes
+    assert "nel periodo già esportato 2026-11-01 – 2026-11-15 sono stati registrati 1 messaggi" in late_note
+    assert "1 messaggi registrati nel periodo non hanno un originale archiviato" in unarchived_note
+    assert "unfetched-ffffffffffffff" in unarchived_note and built.documents == 0
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        said = [
+            n.text
+            for n in xml_of(zf, pdv.INDEX)
+            .find("SelfDescription/MoreInfo/EmbeddedMetadata/Versamento")
+            .children
+            if n.tag == "Nota"
+        ]
+    assert said == [late_note, unarchived_note]
+
+
 def test_an_export_recorded_meanwhile_makes_this_one_fail(world):
     service, _, _, periods, _, _, _ = world
     periods.refuse_next = True

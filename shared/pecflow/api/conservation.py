@@ -43,6 +43,7 @@ class ExportedPeriod(BaseModel):
     documents: int
     sent: int = 0
     receipts: int = 0
+    records: int = 0  # the period's records when exported
     package_sha256: str
     package_size: int
     index_sha256: str

@@ -15,6 +15,7 @@ holds a chunk, a record and one small entry per document, never a whole file or 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import zipfile
 from collections.abc import Callable, Iterator
@@ -62,6 +63,9 @@ class Exported:
     index_sha256: str
     filename: str
     notes: tuple[str, ...]
+    records: int = (
+        0  # the period's records when it was exported (a later count that is higher: late arrivals)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +187,7 @@ class ConservationExports:
     def _plan(self, mailbox: str, first: str | None, last: str, continue_: bool) -> _Plan:
         seen, done = self.periods.recorded(mailbox)
         exported = [Period(date.fromisoformat(p["first"]), date.fromisoformat(p["last"])) for p in done]
+        late = self._late(mailbox, done)
         try:
             if continue_:
                 period = pdv.continued(exported, Period.parse(last, last).last)
@@ -196,7 +201,25 @@ class ConservationExports:
             notes = pdv.check_new_period(period, exported, self.today())
         except ValueError as exc:
             raise ConservationError(str(exc)) from None
-        return _Plan(seen, period, tuple(notes), tuple(exported))
+        return _Plan(seen, period, (*late, *notes), tuple(exported))
+
+    def _late(self, mailbox: str, done: list[dict[str, Any]]) -> list[str]:
+        """The exported periods that hold more records now than when they were exported: messages
+        recorded late (a poller stopped for days), in no package. Said, never silently left."""
+        notes = []
+        for item in done:
+            if "records" not in item:
+                continue
+            period = Period(date.fromisoformat(item["first"]), date.fromisoformat(item["last"]))
+            start, end = (pdv.clock_key(b) for b in period.bounds())
+            now = self.records.count_between(mailbox, start, end)
+            if now > int(item["records"]):
+                notes.append(
+                    f"ATTENZIONE: nel periodo già esportato {period} sono stati registrati {now - int(item['records'])} "
+                    "messaggi dopo la sua esportazione, che non sono in alcun pacchetto / messages were recorded in "
+                    f"the exported period {period} after its export: they are in no package"
+                )
+        return notes
 
     def today(self) -> date:
         from zoneinfo import ZoneInfo
@@ -225,11 +248,16 @@ class ConservationExports:
         stamp = max(created.timetuple()[:6], (1980, 1, 1, 0, 0, 0))
         files: list[IndexedFile] = []
         counts = {pdv.SENT: 0, pdv.RECEIPT: 0}
+        records, unarchived = 0, []
         try:
             start, end = (pdv.clock_key(b) for b in period.bounds())
             for record in self.records.received_between(mailbox, start, end):
+                records += 1
                 if not record.get("s3_key") or not record.get("sha256"):
-                    continue  # a message too large to fetch: recorded, never archived (nothing to keep)
+                    unarchived.append(
+                        str(record.get("sha256") or "?")[:24]
+                    )  # too large to fetch: never archived
+                    continue
                 sent = self._sent_with_first_receipt(mailbox, record)
                 primary = None
                 if sent is not None:
@@ -239,6 +267,8 @@ class ConservationExports:
                     primary = files[-1].doc.sha256
                 files.append(self._received(writer, stamp, len(files) + 1, record, primary, info))
                 counts[pdv.RECEIPT] += files[-1].doc.category == pdv.RECEIPT
+            if unarchived:
+                info = dataclasses.replace(info, notes=(*info.notes, _unarchived(unarchived)))
             index = pdv.index_xml(info, files)
             errors = pdv.schema_errors(index, pdv.INDEX_SCHEMA)
             if errors:
@@ -257,7 +287,7 @@ class ConservationExports:
             period=period, documents=len(files), sent=counts[pdv.SENT], receipts=counts[pdv.RECEIPT],
             sha256=hashed.digest.hexdigest(), size=hashed.size,
             index_sha256=hashlib.sha256(index).hexdigest(),
-            filename=f"pdv-{_slug(mailbox)}-{period.key}.zip", notes=plan.notes,
+            filename=f"pdv-{_slug(mailbox)}-{period.key}.zip", notes=tuple(info.notes), records=records,
         )  # fmt: skip
         return built
 
@@ -271,6 +301,7 @@ class ConservationExports:
                 "documents": built.documents,
                 "sent": built.sent,
                 "receipts": built.receipts,
+                "records": built.records,
                 "package_sha256": built.sha256,
                 "package_size": built.size,
                 "index_sha256": built.index_sha256,
@@ -387,6 +418,14 @@ def _metadata(writer: zipfile.ZipFile, stamp: tuple, doc: Document, info: Packag
         )
     writer.writestr(_info(doc.metadata_path, stamp), xml)
     return IndexedFile(doc, hashlib.sha256(xml).hexdigest(), len(xml))
+
+
+def _unarchived(shas: list[str]) -> str:
+    return (
+        f"ATTENZIONE: {len(shas)} messaggi registrati nel periodo non hanno un originale archiviato (troppo "
+        f"grandi per essere scaricati dal gestore) e non sono nel pacchetto: {', '.join(shas[:20])} / "
+        f"{len(shas)} messages of the period have no archived original and are not in the package"
+    )
 
 
 def _slug(text: str) -> str:
