@@ -370,6 +370,14 @@ def test_the_schemas_refuse_what_does_not_follow_them():
     assert pdv.schema_errors(pdv.index_xml(info, []), pdv.INDEX_SCHEMA) == []  # an empty period, said
 
 
+def test_a_subject_xml_cannot_hold_is_written_without_what_it_cannot_hold():
+    record = {"sha256": "a" * 64, "kind": "posta-certificata", "received_at": "2026-11-10T09:00:00Z",
+              "from": FORNITORE, "subject": "Fattura\udce9 n.\x01 12 <&>"}  # fmt: skip
+    xml = pdv.metadata_xml(pdv.received_document(1, record, 1, None), mailbox=BOX, series="PEC x")
+    assert pdv.schema_errors(xml, pdv.METADATA_SCHEMA) == []
+    assert text(safexml.parse(xml), "ChiaveDescrittiva/Oggetto") == "Fattura n. 12 <&>"
+
+
 def test_an_overlapping_export_is_refused_and_continue_goes_on_from_the_day_after(world):
     service, _, records, periods, audit, _, _ = world
     export(service, "2026-11-01", "2026-11-09")  # before the messages: an empty package, recorded

@@ -353,7 +353,8 @@ class AttachmentScan:
 
 # --- the XML ------------------------------------------------------------------------------------
 def _text(value: object) -> str:
-    cleaned = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]", "", str(value))
+    # what XML 1.0 cannot hold: control characters, lone surrogates (undecodable header bytes)
+    cleaned = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]", "", str(value))
     return escape(cleaned)
 
 
