@@ -11,7 +11,9 @@ the real service and the real S3 multipart writer, from the originals on disk re
 chunks as from S3, into an S3 client that hashes each part and drops it, time-stamped by
 `openssl ts -reply` (local.tsa, without HTTP). The messages are made beforehand in the parent
 process. Also: the providers' signature check per message as a ratio of the classify time, for
-PEC receipts and for REM receipts (S/MIME, and the evidence's XAdES signature).
+PEC receipts and for REM receipts (S/MIME, and the evidence's XAdES signature); and the
+conservation export (pacchetto di versamento) of the large case's period: every receipt and the
+sent message, each with its metadata, the index, both validated; its time and peak RSS.
 Target: the large pack's peak at most 1.2 x the small pack's.
 """
 
@@ -177,6 +179,88 @@ def measure(directory: Path) -> None:
                       "files": answer["files"]}))  # fmt: skip
 
 
+def measure_conservation(directory: Path) -> None:
+    """In a process of its own: the conservation package of the case's period, streamed into the
+    same dropping S3 writer as a pack; print its figures."""
+    from contextlib import contextmanager
+
+    from pecflow.adapters.evidence_packs import MultipartWriter
+    from pecflow.domain.access import Person, Role
+    from pecflow.domain.records import JobRecord
+    from pecflow.services.audit import AuditLog
+    from pecflow.services.conservation import ConservationExports
+    from tests import fakes
+
+    case = pickle.loads((directory / "case.pickle").read_bytes())
+    names = sorted(p.name for p in directory.glob("*.json"))
+
+    class Records:  # one at a time, as pages of the index ByDate
+        def received_between(self, mailbox, start, end):
+            for name in names:
+                yield json.loads((directory / name).read_text()) | {"mailbox": BOX}
+
+        def count_between(self, mailbox, start, end):
+            return len(names)
+
+    class Periods:
+        def recorded(self, mailbox):
+            return 0, []
+
+        def record(self, mailbox, period, *, seen):
+            return True
+
+    class Originals:
+        def chunks(self, key):
+            with open(directory / key, "rb") as f:
+                while chunk := f.read(256 * 1024):
+                    yield chunk
+
+    class Jobs:
+        def job(self, message_id):
+            return JobRecord.from_item(case["job"])
+
+    class Parts:
+        size = parts = 0
+
+        def create_multipart_upload(self, **kw):
+            return {"UploadId": "u"}
+
+        def upload_part(self, Body, **kw):  # noqa: N803 - boto3's names
+            self.size += len(Body)
+            self.parts += 1
+            return {"ETag": "e"}
+
+        def complete_multipart_upload(self, **kw):
+            pass
+
+        def abort_multipart_upload(self, **kw):
+            pass
+
+    s3 = Parts()
+
+    class Packages:
+        @contextmanager
+        def writer(self, key):
+            out = MultipartWriter(s3, "downloads", key)
+            yield out
+            out.complete()
+
+        def link(self, key, filename):
+            return key
+
+    exports = ConservationExports(
+        Records(), Periods(), Originals(), AuditLog(fakes.FakeAuditStore()), outbox=Jobs(), packages=Packages(),
+        now=lambda: T0 + timedelta(days=30), api_documents=10_000,
+    )  # fmt: skip
+    person = Person("bench", "bench@alfa.test", roles={BOX: Role.ADMIN})
+    day = (T0 - timedelta(days=1)).date().isoformat(), (T0 + timedelta(days=1)).date().isoformat()
+    started = time.perf_counter()
+    answer = exports.link(person, BOX, first=day[0], last=day[1])
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"peak_mb": _peak_rss_mb(), "seconds": elapsed, "pack_mb": s3.size / 1e6,
+                      "documents": answer["documents"]}))  # fmt: skip
+
+
 def _peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM: ru_maxrss would carry the parent's over exec)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -185,9 +269,9 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_case(directory: Path) -> dict:
+def run_case(directory: Path, mode: str = "--measure") -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--measure", str(directory)],
+        [sys.executable, __file__, mode, str(directory)],
         cwd=REPO, capture_output=True, text=True, timeout=600, check=True,
     )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -246,9 +330,13 @@ def main() -> int:
         help="an 8 MB attachment instead of 48 MB, each receipt listing its own recipient only (< 30 s)",
     )  # fmt: skip
     parser.add_argument("--measure", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--measure-conservation", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         measure(Path(args.measure))
+        return 0
+    if args.measure_conservation:
+        measure_conservation(Path(args.measure_conservation))
         return 0
     attachment = (8 if args.quick else 48) * 1024 * 1024
     with tempfile.TemporaryDirectory(prefix="bench-evidence-") as work:
@@ -267,6 +355,12 @@ def main() -> int:
         print(
             f"REM signature check per message (S/MIME + evidence XAdES): {rem_ratio:.2f} x the classify time "
             f"({rem_ms:.1f} ms)"
+        )
+        kept = run_case(large_dir, "--measure-conservation")
+        print(
+            f"conservation export: {kept['documents']} documents ({made_large['bytes'] / 1e6:.1f} MB) -> package of "
+            f"{kept['pack_mb']:.1f} MB (index and metadata validated) in {kept['seconds']:.2f} s, "
+            f"peak RSS {kept['peak_mb']:.1f} MB ({kept['peak_mb'] / small['peak_mb']:.2f} x the small pack's)"
         )
     ratio = large["peak_mb"] / small["peak_mb"]
     print(f"evidence_memory: {ratio:.2f} x (target <= {TARGET})")

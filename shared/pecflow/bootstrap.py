@@ -22,6 +22,7 @@ from pecflow.adapters.cognito import CognitoDirectory
 from pecflow.adapters.downloads import Downloads
 from pecflow.adapters.dynamodb import CampaignStore, MailboxStore, MessageStore, OutgoingStore
 from pecflow.adapters.dynamodb.audit import AuditStore
+from pecflow.adapters.dynamodb.conservation import ExportedPeriods, PeriodMessages
 from pecflow.adapters.dynamodb.inbox import InboxStore
 from pecflow.adapters.dynamodb.inbox_counts import InboxCounts
 from pecflow.adapters.dynamodb.invoices import InvoiceStore
@@ -42,6 +43,7 @@ from pecflow.services.alerts import PERIOD_SECONDS, AlertChecks, Alerts
 from pecflow.services.audit import AuditLog
 from pecflow.services.campaign_desk import CampaignDesk
 from pecflow.services.campaign_tests import CampaignTests
+from pecflow.services.conservation import ConservationExports
 from pecflow.services.evidence import EvidencePacks
 from pecflow.services.fanout import Fanout
 from pecflow.services.inbox import Inbox
@@ -440,6 +442,24 @@ def evidence_packs(config: Config, **overrides: Any) -> EvidencePacks:
     return EvidencePacks(**_parts(parts, overrides))
 
 
+def conservation_exports(config: Config, **overrides: Any) -> ConservationExports:
+    """A mailbox's periods exported for conservation: records, periods, originals, audit, outbox,
+    packages (ConservationExports' fields)."""
+    parts: dict[str, Callable[[], Any]] = {
+        "records": lambda: PeriodMessages(config.messages_table, config.resource("dynamodb")),
+        "periods": lambda: ExportedPeriods(config.mailboxes_table, config.resource("dynamodb")),
+        "originals": lambda: ArchiveChunks(config.client("s3"), config.archive_bucket),
+        "audit": lambda: audit_log(config),
+        "outbox": lambda: outgoing_store(config) if config.outgoing_table else None,
+        "packages": lambda: (
+            EvidencePackStore(config.client("s3"), config.downloads_bucket)
+            if config.downloads_bucket
+            else None
+        ),
+    }
+    return ConservationExports(**_parts(parts, overrides))
+
+
 def timestamper(config: Config) -> Any:
     """The time-stamping authority of evidence packs (None: TSA_URL not configured)."""
     from pecflow.adapters.tsa import HttpTsa
@@ -525,4 +545,8 @@ def api_services(config: Config) -> Services:
     evidence = evidence_packs(config, audit=AuditLog(audit), rows=inbox.rows, outbox=inbox.outbox)
     rules = RulesDesk(MailboxRules(config.mailboxes_table, ddb), AuditLog(audit))
     invoices = invoice_desk(config) if config.invoices_table else None
-    return Services(inbox, admin, AuditLog(audit), desk, tests, mailboxes, evidence, rules, invoices)
+    conservation = conservation_exports(config, audit=AuditLog(audit), outbox=inbox.outbox)
+    return Services(
+        inbox, admin, AuditLog(audit), desk, tests, mailboxes, evidence, rules,
+        invoices=invoices, conservation=conservation,
+    )  # fmt: skip

@@ -640,6 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_audit_parser(sub)
     _add_trust_parser(sub)
     _add_evidence_parser(sub)
+    _add_conservation_parser(sub)  # pecflow conservazione export|list
     _add_users_parser(sub)
     _add_rules_parser(sub)  # pecflow rules set|show|test
     _add_alerts_parser(sub)  # pecflow alerts settings|test
@@ -1182,6 +1183,135 @@ def _add_evidence_parser(sub) -> None:
     )
     _add_target_options(evidence)
     evidence.set_defaults(func=cmd_evidence)
+
+
+# --- pecflow conservazione ------------------------------------------------------------------------
+def cmd_conservation_export(args) -> int:
+    import os
+
+    from pecflow import bootstrap
+    from pecflow.services.conservation import ConservationError
+    from pecflow.services.evidence import EvidenceError
+    from pecflow.services.inbox import Source
+
+    if not args.continue_ and not args.first:
+        print(
+            "pecflow: indicare --from AAAA-MM-GG, oppure --continue (give --from, or --continue)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.continue_ and args.first:
+        print(
+            "pecflow: --from e --continue si escludono (--continue starts after the last export)",
+            file=sys.stderr,
+        )
+        return 2
+    exports = bootstrap.conservation_exports(_deployment(args))
+    partial = f"{args.output}.partial"
+    try:
+        with open(partial, "wb") as out:
+            built = exports.write(
+                args.mailbox.lower(), out, first=args.first, last=args.last, continue_=args.continue_,
+                actor=_operator(), source=Source(client="pecflow-cli"),
+            )  # fmt: skip
+        os.replace(partial, args.output)
+    except (ConservationError, EvidenceError) as exc:
+        print(f"pecflow: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    print(
+        f"{args.output}: pacchetto di versamento {built.period} di {args.mailbox.lower()}: "
+        f"{built.documents} documento/i ({built.sent} inviato/i, {built.receipts} ricevuta/e), "
+        f"SHA-256 {built.sha256}; periodo registrato come esportato"
+    )
+    for note in built.notes:
+        print(note)
+    return 0
+
+
+def cmd_conservation_list(args) -> int:
+    from datetime import date
+
+    from pecflow import bootstrap
+    from pecflow.domain import conservation
+
+    done = bootstrap.conservation_exports(_deployment(args)).recorded(args.mailbox.lower())
+    if args.json:
+        print(json.dumps(done, ensure_ascii=False, default=str))
+        return 0
+    if not done:
+        print(f"{args.mailbox.lower()}: nessun periodo esportato")
+        return 0
+    for p in done:
+        print(f"{p['first']} – {p['last']}  {p['documents']:>6} documento/i  {p['created_at']}  {p['created_by']}  "
+              f"{p['filename']}  SHA-256 {p['package_sha256']}")  # fmt: skip
+    periods = [
+        conservation.Period(date.fromisoformat(p["first"]), date.fromisoformat(p["last"])) for p in done
+    ]
+    for gap in conservation.gaps(periods):
+        print(gap)
+    return 0
+
+
+def cmd_conservation_verify(args) -> int:
+    """Offline: the package and nothing else (no stack, no AWS)."""
+    import zipfile
+
+    from pecflow.domain import conservation
+
+    try:
+        with zipfile.ZipFile(args.package) as zf:
+            check = conservation.verify_package(zf)
+    except (OSError, zipfile.BadZipFile) as exc:
+        print(f"pecflow: {args.package} non è un pacchetto leggibile: {exc}", file=sys.stderr)
+        return 1
+    for problem in check.problems:
+        print(f"ERRORE  {problem}")
+    if check.ok:
+        print(f"ESITO: il pacchetto è integro: {check.documents} documento/i, {check.files} file con l'impronta "
+              "dell'indice, indice e metadati conformi agli schemi.")  # fmt: skip
+        return 0
+    print(f"ESITO: il pacchetto NON supera la verifica: {len(check.problems)} problema/i.")
+    return 1
+
+
+def _add_conservation_parser(sub) -> None:
+    parser = sub.add_parser(
+        "conservazione",
+        help="export a mailbox's periods for conservation (pacchetto di versamento)",
+        description="`export MAILBOX --from AAAA-MM-GG --to AAAA-MM-GG -o pdv.zip` writes the pacchetto di "
+        "versamento of the period (Italian days): every message and receipt recorded in it, byte for byte "
+        "as archived, with its AgID metadata (Allegato 5) and a UNI SInCRO index (IdC.xml) with every "
+        "file's SHA-256; the period is then recorded as exported. A period overlapping one already "
+        "exported is refused; `--continue` starts the day after the last export. `list MAILBOX` shows "
+        "the exported periods and any gap between them; `verify PDV.zip` checks a package offline.",
+    )
+    actions = parser.add_subparsers(dest="command_name", metavar="ACTION", required=True)
+    export = actions.add_parser("export", help="write the package of a period")
+    export.add_argument("mailbox")
+    export.add_argument("--from", dest="first", metavar="AAAA-MM-GG", help="the first day")
+    export.add_argument(
+        "--to", dest="last", metavar="AAAA-MM-GG", required=True, help="the last day, included"
+    )
+    export.add_argument(
+        "--continue",
+        dest="continue_",
+        action="store_true",
+        help="from the day after the last exported period",
+    )
+    export.add_argument("-o", "--output", metavar="PDV.zip", required=True, help="where to write the package")
+    _add_target_options(export)
+    export.set_defaults(func=cmd_conservation_export)
+    verify = actions.add_parser("verify", help="check a package offline: index, hashes, metadata")
+    verify.add_argument("package", metavar="PDV.zip")
+    verify.set_defaults(func=cmd_conservation_verify)
+    listing = actions.add_parser("list", help="the periods exported so far")
+    listing.add_argument("mailbox")
+    listing.add_argument("--json", action="store_true")
+    _add_target_options(listing)
+    listing.set_defaults(func=cmd_conservation_list)
 
 
 # --- pecflow users --------------------------------------------------------------------------------

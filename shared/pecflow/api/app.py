@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pecflow.api import (
     campaign_tests,
     campaigns,
+    conservation,
     evidence,
     invoices,
     mailboxes,
@@ -120,6 +121,7 @@ def build_app(services: Services) -> APIGatewayHttpResolver:
     app.include_router(mailboxes.routes(services), prefix="/mailboxes")
     app.include_router(rules.routes(services), prefix="/mailboxes")
     app.include_router(invoices.routes(services), prefix="/mailboxes")
+    app.include_router(conservation.routes(services), prefix="/mailboxes")
 
     @app.get("/me", summary="who I am and the mailboxes I may see, with my role on each", responses=answers())
     def me() -> Me:

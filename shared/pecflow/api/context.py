@@ -9,6 +9,7 @@ from pecflow.domain.access import DisabledPerson, Person
 from pecflow.services.audit import AuditLog
 from pecflow.services.campaign_desk import CampaignDesk
 from pecflow.services.campaign_tests import CampaignTests
+from pecflow.services.conservation import ConservationExports
 from pecflow.services.evidence import EvidencePacks
 from pecflow.services.inbox import Inbox, Source
 from pecflow.services.invoices import InvoiceDesk
@@ -28,6 +29,7 @@ class Services:
     evidence: EvidencePacks | None = None  # a message's evidence pack (api/evidence.py)
     rules: RulesDesk | None = None  # a mailbox's automatic rules (api/rules.py)
     invoices: InvoiceDesk | None = None  # SdI invoices (api/invoices.py)
+    conservation: ConservationExports | None = None  # conservation exports (api/conservation.py)
 
 
 class Unauthenticated(Exception):

@@ -44,6 +44,7 @@ class AuditAction(StrEnum):
     TAG = "tag"
     EXPORT = "export"
     EVIDENCE = "evidence"  # an evidence pack of the message built and downloaded
+    CONSERVATION = "conservation-export"  # a period of the mailbox exported for conservation (pdv)
 
 
 @dataclass(frozen=True, slots=True)
