@@ -25,8 +25,10 @@ from pecflow.services.admin import CampaignAdmin
 from pecflow.services.audit import AuditLog
 from pecflow.services.campaign_desk import CampaignDesk
 from pecflow.services.campaign_tests import CampaignTests
+from pecflow.services.conservation import ConservationExports
 from pecflow.services.evidence import EvidencePacks
 from pecflow.services.inbox import Inbox
+from pecflow.services.invoices import InvoiceDesk, InvoiceLedger
 from pecflow.services.mailbox_desk import MailboxDesk
 from pecflow.services.people import PeopleAdmin
 from pecflow.services.rules import RulesDesk
@@ -34,6 +36,8 @@ from tests import fakes
 from tests.unit.test_api import call
 from tests.unit.test_api_evidence import Chunks, Packs
 from tests.unit.test_api_rules import RulesInMemory
+from tests.unit.test_conservation import Jobs, Packages, Periods
+from tests.unit.test_conservation import Records as ExportedRecords
 
 DOCUMENT = json.loads((Path(__file__).resolve().parents[2] / "openapi.json").read_text())
 BOX, OTHER = "ufficio@pec.alfa.test", "segreteria@pec.beta.test"
@@ -101,8 +105,16 @@ def world():
     tests = CampaignTests(outgoing, archive, fakes.FakeQueue(), configs.get,
                           lambda cid: fakes.FakeCampaignFiles(cid, RECIPIENTS), AuditLog(audit),
                           campaign_mailbox=lambda cid: getattr(campaigns.get(cid), "mailbox", None))  # fmt: skip
+    invoices = InvoiceDesk(
+        InvoiceLedger(fakes.FakeInvoiceStore(), fakes.FakeInvoiceFiles()), outbox=outgoing,
+        send_queue=fakes.FakeQueue(), archive=archive, mailbox_of=configs.get,
+    )  # fmt: skip
+    conservation = ConservationExports(
+        ExportedRecords(), Periods(), Chunks(archive), AuditLog(audit), outbox=Jobs(), packages=Packages(),
+    )  # fmt: skip
     services = Services(inbox, people, AuditLog(audit), desk, tests, mailboxes=boxes, evidence=evidence,
-                        rules=RulesDesk(rules, AuditLog(audit)))  # fmt: skip
+                        rules=RulesDesk(rules, AuditLog(audit)), invoices=invoices,
+                        conservation=conservation)  # fmt: skip
     return build_app(services)
 
 
@@ -113,6 +125,8 @@ BODIES = {  # bodies a rule beyond the schema would refuse (the schema's own are
     "UploadRequest": {"files": ["recipients.csv"]},
     "RoleGrant": {"role": "viewer"},
     "Document": {"version": 1, "rules": []},
+    "ExportRequest": {"first": "2026-11-01", "last": "2026-11-15"},
+    "InvoiceToSend": {"filename": "IT01234567890_00001.xml", "content_base64": "PD94bWw+"},
     "TestSendRequest": {"row": 2, "to": "prova@pec.alfa.test",
                         "manifest": {"mailbox": BOX, "subject": "Avviso", "body_text": "Gentile {{ nome }}"}},
 }  # fmt: skip

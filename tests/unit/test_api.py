@@ -109,8 +109,13 @@ def event(method: str, path: str, *, user: str | None, body=None, query=None) ->
 
 
 def call(app, method, path, *, user="carla", body=None, query=None):
+    """(status, the answer: JSON read, other content (a CSV export) as its text, None if empty)."""
     response = app.resolve(event(method, path, user=user, body=body, query=query), None)
-    return response["statusCode"], json.loads(response["body"]) if response.get("body") else None
+    text = response.get("body")
+    if not text:
+        return response["statusCode"], None
+    kind = str((response.get("headers") or {}).get("Content-Type") or "application/json")
+    return response["statusCode"], json.loads(text) if "json" in kind else text
 
 
 M = f"/mailboxes/{BOX}"

@@ -14,13 +14,13 @@ the deadline that follows, if any. Pure: no I/O.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+
+from pecflow.domain.campaign.export import export_rows
 
 ACTIVE, PASSIVE = "active", "passive"
 
@@ -309,12 +309,6 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
-def csv_safe(value: object) -> str:
-    """A cell a spreadsheet will not run: text starting with = + - @ (or a tab/CR) gets a '."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _cell(name: str, value: Any) -> str:
     if name == "scadenze":
         value = "; ".join(
@@ -328,14 +322,11 @@ def _cell(name: str, value: Any) -> str:
         )
     elif name == "direction":
         value = "inviata" if value == ACTIVE else "ricevuta"
-    return csv_safe(value)
+    return "" if value is None else str(value)  # text: a total "-5.00" is defused like any text
 
 
 def to_csv(items: Iterable[Mapping[str, Any]]) -> str:
-    """The invoices as CSV for a spreadsheet (';'-separated as Italian Excel reads it)."""
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow([title for title, _ in CSV_COLUMNS])
-    for item in items:
-        writer.writerow([_cell(name, item.get(name)) for _, name in CSV_COLUMNS])
-    return out.getvalue()
+    """The invoices as CSV for a spreadsheet (';'-separated as Italian Excel reads it), through
+    the one formula-safe writer (a cell starting with = + - @ gets a ')."""
+    rows = ([_cell(name, item.get(name)) for _, name in CSV_COLUMNS] for item in items)
+    return "".join(export_rows(rows, [title for title, _ in CSV_COLUMNS]))
