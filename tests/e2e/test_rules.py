@@ -1,7 +1,9 @@
 """A mailbox's rules on the local stack: a supplier's certified message arrives through the
 simulated providers and is polled by the poller function (with template.yaml's environment); a
 rule saves its attachments to the archive bucket's rules/ and assigns it, audited as "regole
-automatiche"; a message whose "PDF" is really a program is quarantined, kept and listed."""
+automatiche"; a message whose "PDF" is really a program is quarantined, kept and listed. Every
+other condition (sender address and pattern, subject, an SdI file, the provider's signature) and
+the tag and notify actions on one flow; two mailboxes answering each other stop after one reply."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import smtplib
 
 import pytest
 
-from local.pecbuild import builder
+from local.alerts import TopicReader
+from local.pecbuild import builder, sdi_builder
 from pecflow import bootstrap
 from pecflow.adapters.dynamodb.inbox import InboxStore
 from pecflow.domain.reconcile import State
@@ -189,5 +192,64 @@ def test_two_mailboxes_answering_each_other_in_automatic_stop_after_one_reply_ea
     s3 = config.client("s3")
     key = f"rules/stampe/{again.received_at[:10]}_{again.sha256[:16]}/messaggio.pdf"
     assert s3.get_object(Bucket=config.archive_bucket, Key=key)["Body"].read().startswith(b"%PDF-1.4")
+    failures = [i for i in stack.runner.invocations if not i.ok and "Deferred" not in (i.error or "")]
+    assert failures == []
+
+
+CONDITIONS = {
+    "version": 1,
+    "rules": [
+        {"name": "Solleciti", "when": {"subject": "*sollecit*"}, "then": {"tag": ["solleciti"]}},
+        {"name": "Amministrazione Beta", "when": {"sender": ["amministrazione@pec.beta.test"]},
+         "then": {"tag": ["beta"]}},
+        {"name": "Firma da controllare", "when": {"sender_pattern": "*@pec.beta.test", "signature": ["untrusted"]},
+         "then": {"notify": ["anna"]}},
+        {"name": "Fatture", "when": {"has_sdi": True}, "then": {"tag": ["fattura"]}},
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.timeout(600)
+def test_every_other_condition_and_the_tag_and_notify_actions(stack, local_aws, dovecot):
+    net = stack.network
+    alfa = net.add_provider(builder.Gestore("Alfa PEC S.p.A.", "pec.alfa.test"))
+    beta = net.add_provider(builder.Gestore("Beta PEC S.p.A.", "pec.beta.test"))
+    office = stack.add_company_mailbox(alfa, "protocollo@pec.alfa.test")
+    amministrazione = beta.add_mailbox("amministrazione@pec.beta.test")
+    commerciale = beta.add_mailbox("commerciale@pec.beta.test")
+    stack.add_person("anna", "anna@alfa.test", "Anna", {office.address: "operator"})
+    config = stack.deployment()
+    bootstrap.rules_desk(config).set(None, office.address, CONDITIONS, actor="e2e")
+    alerts = TopicReader(local_aws, name="rules-notify-reader")
+    seller = sdi_builder.Parte("IT", "09876543210", "Beta Forniture S.p.A.")
+    buyer = sdi_builder.Parte("IT", "01234567890", "Alfa S.p.A.")
+    invoice = sdi_builder.fattura(seller, buyer, [sdi_builder.Documento("12/2026", "2026-02-27", "122.00")])
+
+    submit(beta, amministrazione, [office.address], subject="Secondo sollecito di pagamento", allegati=[])
+    submit(beta, commerciale, [office.address], subject="Fattura di febbraio",
+           allegati=[(sdi_builder.nome_fattura(seller, "00012"), "application/xml", invoice)])  # fmt: skip
+    stack.runner.advance(POLL)
+    stack.network.wait_idle(60)
+
+    messages = bootstrap.message_store(config)
+    records = {r.original_subject: r for r in messages.query(office.address) if r.kind == "posta-certificata"}
+    reminder, bill = records["Secondo sollecito di pagamento"], records["Fattura di febbraio"]
+    # the simulated providers sign with a CA this stack does not trust: "untrusted", as configured
+    assert reminder.signature == bill.signature == "untrusted"
+    assert reminder.extra["rules"]["applied"] == [
+        "Solleciti: etichetta solleciti", "Amministrazione Beta: etichetta beta", "Firma da controllare: avvisati anna",
+    ]  # fmt: skip
+    assert bill.extra["rules"]["applied"] == [
+        "Firma da controllare: avvisati anna",
+        "Fatture: etichetta fattura",
+    ]
+    rows = InboxStore(config.inbox_table, config.resource("dynamodb"), audit_table=config.audit_table)
+    assert rows.row(office.address, reminder.sha256)["tags"] == ["solleciti", "beta"]
+    assert rows.row(office.address, bill.sha256)["tags"] == ["fattura"]
+    # notify: one grouped alert on the alarms topic naming anna, for both messages
+    notices = [a for a in alerts.read() if a.attributes.get("causa") == "avviso-da-regola"]
+    assert len(notices) == 1 and notices[0].attributes["persone"] == ["anna"], notices
+    assert "Firma da controllare" in notices[0].text
+    assert bootstrap.audit_log(config).verify(office.address).ok
     failures = [i for i in stack.runner.invocations if not i.ok and "Deferred" not in (i.error or "")]
     assert failures == []
