@@ -828,7 +828,8 @@ class DeployedFunction:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_SESSION_TOKEN": "testing",
-            **variables,
+            # a Number parameter's Ref is text for CloudFormation and Lambda; moto keeps the number
+            **{name: str(value) for name, value in variables.items()},
         }
 
     def invoke(self, event: dict, timeout: float | None = None) -> Any:
