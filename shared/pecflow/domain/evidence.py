@@ -271,6 +271,45 @@ def _when(value: Any) -> str:
         return at.astimezone(UTC).strftime("%d/%m/%Y %H:%M:%S (UTC)")
 
 
+# how a message of ours stands to the one described (Sent.relation), in words
+RELATION = {
+    "riguarda": "a cui questo messaggio si riferisce",
+    "risposta": "risposta inviata da qui",
+    "inoltro": "inoltro inviato da qui",
+    "risposta automatica": "risposta automatica inviata da qui",
+}
+
+
+def sent_lines(s: Sent, *, with_files: bool) -> list[str]:
+    """A message we sent and its receipts, for a reader (the pack's summary, a rule's printout):
+    `with_files` adds where each is in the pack and its SHA-256."""
+    lines = [
+        "",
+        f"Messaggio inviato {s.message_id} ({RELATION.get(s.relation, s.relation)})",
+        f"  Oggetto: {s.subject or '(nessuno)'}",
+        f"  Destinatario: {s.recipient or 'non indicato'}",
+        f"  Stato: {STATE_WORDS.get(str(s.state), str(s.state))}" + (f"; {s.error}" if s.error else ""),
+    ]
+    if with_files and s.path:
+        lines.append(f"  Copia di quanto inviato: {s.path}")
+    if not s.receipts:
+        lines.append("  Nessuna ricevuta registrata.")
+    for r in s.receipts:
+        f = r.fields
+        what = kind_words(r.kind)
+        if f.get("delivered_to"):
+            what += f" per {f['delivered_to']}"
+        lines.append(f"  - {_when(r.at or f.get('timestamp'))}: {what}")
+        if f.get("error"):
+            lines.append(f"    Esito: errore {f['error']} {f.get('error_detail') or ''}".rstrip())
+        if with_files:
+            lines.append(f"    File: {r.path or 'originale non archiviato'}")
+        lines.append(f"    {_signature_line(f)}")
+        if with_files:
+            lines.append(f"    SHA-256: {r.sha256}")
+    return lines
+
+
 def _signature_line(fields: Mapping[str, Any]) -> str:
     signer = fields.get("signer") or {}
     line = f"Firma del gestore: {signature_words(fields.get('signature'))}"
@@ -329,31 +368,8 @@ def summary_text(
     lines += ["", "2. MESSAGGI INVIATI COLLEGATI E LORO RICEVUTE"]
     if not sent:
         lines.append("Nessun messaggio inviato da questa casella è collegato a questo messaggio.")
-    relation = {"riguarda": "a cui questo messaggio si riferisce", "risposta": "risposta inviata da qui",
-                "inoltro": "inoltro inviato da qui"}  # fmt: skip
     for s in sent:
-        lines += [
-            "",
-            f"Messaggio inviato {s.message_id} ({relation.get(s.relation, s.relation)})",
-            f"  Oggetto: {s.subject or '(nessuno)'}",
-            f"  Destinatario: {s.recipient or 'non indicato'}",
-            f"  Stato: {STATE_WORDS.get(str(s.state), str(s.state))}" + (f"; {s.error}" if s.error else ""),
-        ]
-        if s.path:
-            lines.append(f"  Copia di quanto inviato: {s.path}")
-        if not s.receipts:
-            lines.append("  Nessuna ricevuta registrata.")
-        for r in s.receipts:
-            f = r.fields
-            what = kind_words(r.kind)
-            if f.get("delivered_to"):
-                what += f" per {f['delivered_to']}"
-            lines.append(f"  - {_when(r.at or f.get('timestamp'))}: {what}")
-            if f.get("error"):
-                lines.append(f"    Esito: errore {f['error']} {f.get('error_detail') or ''}".rstrip())
-            lines.append(f"    File: {r.path or 'originale non archiviato'}")
-            lines.append(f"    {_signature_line(f)}")
-            lines.append(f"    SHA-256: {r.sha256}")
+        lines += sent_lines(s, with_files=True)
     lines += ["", "3. IMPRONTE SHA-256 DEI FILE DEL FASCICOLO"]
     for e in entries:
         lines.append(f"{e.path}")

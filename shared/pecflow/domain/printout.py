@@ -12,17 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pecflow.domain.campaign.pdf import text_pdf
-from pecflow.domain.evidence import STATE_WORDS, Sent, kind_words
+from pecflow.domain.evidence import Sent, kind_words, sent_lines
 from pecflow.domain.evidence import _signature_line as signature_line
 from pecflow.domain.evidence import _when as when
 
 MAX_BODY_CHARS = 200_000  # longer texts are cut (the original is whole in the archive)
-RELATION = {
-    "riguarda": "a cui questo messaggio si riferisce",
-    "risposta": "risposta inviata da qui",
-    "inoltro": "inoltro inviato da qui",
-    "risposta automatica": "risposta automatica inviata da qui",
-}
 
 
 def printout_text(mailbox: str, fields: Mapping[str, Any], body: str | None, sent: Sequence[Sent]) -> str:
@@ -67,24 +61,7 @@ def printout_text(mailbox: str, fields: Mapping[str, Any], body: str | None, sen
     if not sent:
         lines.append("Nessun messaggio inviato da questa casella è collegato a questo messaggio.")
     for s in sent:
-        lines += [
-            "",
-            f"Messaggio inviato {s.message_id} ({RELATION.get(s.relation, s.relation)})",
-            f"  Oggetto: {s.subject or '(nessuno)'}",
-            f"  Destinatario: {s.recipient or 'non indicato'}",
-            f"  Stato: {STATE_WORDS.get(str(s.state), str(s.state))}" + (f"; {s.error}" if s.error else ""),
-        ]
-        if not s.receipts:
-            lines.append("  Nessuna ricevuta registrata.")
-        for r in s.receipts:
-            f = r.fields
-            what = kind_words(r.kind)
-            if f.get("delivered_to"):
-                what += f" per {f['delivered_to']}"
-            lines.append(f"  - {when(r.at or f.get('timestamp'))}: {what}")
-            if f.get("error"):
-                lines.append(f"    Esito: errore {f['error']} {f.get('error_detail') or ''}".rstrip())
-            lines.append(f"    {signature_line(f)}")
+        lines += sent_lines(s, with_files=False)
     lines += [
         "",
         "Copia per la lettura: hanno valore il file .eml originale archiviato e la firma del gestore.",
