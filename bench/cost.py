@@ -19,7 +19,7 @@ metrics) plus Lambda's own START/END/REPORT lines. Prices: bench/prices.json (re
 source). Storage is left out except the first month of S3 Standard for the bytes archived.
 
 The campaign mailbox's quota is N/2 per 20 minutes, so half the jobs wait for a slot, as in a
-real campaign larger than the provider's window (and the suite's 500-row test). --quick: 16.
+real campaign larger than the provider's window (and the suite's 500-row test). --quick: 8.
 
 Measured (-n 120, eu-west-1 prices of 2026-11-26): main's code $1.0726 per 10,000 sent (32.2
 requests, 58.6 WRU + 36.8 GSI WRU per message) and $0.2125 per 10,000 received; after the
@@ -522,7 +522,7 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="16 messages each way (under 30 s on an idle machine)"
+        "--quick", action="store_true", help="8 messages each way (under 30 s on an idle machine)"
     )
     parser.add_argument("-n", type=int, help="messages each way (default 200)")
     parser.add_argument(
@@ -532,7 +532,7 @@ def main() -> None:
         "--target-received", type=float, default=0.2125, help="USD per 10,000 received to halve (main's)"
     )
     args = parser.parse_args()
-    n = args.n or (16 if args.quick else 200)
+    n = args.n or (8 if args.quick else 200)
     prices = json.loads((Path(REPO) / "bench" / "prices.json").read_text())
 
     from local.pec_provider import Quota
