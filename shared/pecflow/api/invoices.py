@@ -20,7 +20,13 @@ from pecflow.domain import invoices as inv
 from pecflow.services.invoices import InvoiceDesk, InvoiceError
 
 Mailbox = Annotated[str, Path(min_length=3, max_length=254, description="the mailbox's address")]
-Day = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="invoice date, YYYY-MM-DD")]
+Since = Annotated[
+    str | None,
+    Query(alias="from", pattern=r"^\d{4}-\d{2}-\d{2}$", description="invoice date from, YYYY-MM-DD"),
+]
+Until = Annotated[
+    str | None, Query(alias="to", pattern=r"^\d{4}-\d{2}-\d{2}$", description="invoice date to, YYYY-MM-DD")
+]
 Direction = Annotated[
     Literal["active", "passive"] | None, Query(description="active: sent; passive: received")
 ]
@@ -82,8 +88,8 @@ def routes(services: Services) -> Router:
     def list_invoices(
         mailbox: Mailbox,
         direction: Direction = None,
-        since: Annotated[str | None, Query(alias="from", pattern=r"^\d{4}-\d{2}-\d{2}$")] = None,
-        until: Annotated[str | None, Query(alias="to", pattern=r"^\d{4}-\d{2}-\d{2}$")] = None,
+        since: Since = None,
+        until: Until = None,
         state: State = None,
         supplier: Supplier = None,
     ) -> InvoiceList:
@@ -96,8 +102,8 @@ def routes(services: Services) -> Router:
     def export_invoices(
         mailbox: Mailbox,
         direction: Direction = None,
-        since: Annotated[str | None, Query(alias="from", pattern=r"^\d{4}-\d{2}-\d{2}$")] = None,
-        until: Annotated[str | None, Query(alias="to", pattern=r"^\d{4}-\d{2}-\d{2}$")] = None,
+        since: Since = None,
+        until: Until = None,
         state: State = None,
         supplier: Supplier = None,
     ):  # a CSV answer, not a model
