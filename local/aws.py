@@ -1173,6 +1173,7 @@ def _keyed_table_queries() -> None:
         finally:
             _QUERIED_KEY.hash_key = None
 
+    Table._pecflow_moto = (Table.all_items, query)  # moto's own, for tests comparing the two
     Table.all_items = table_items
     Table.query = keyed_query
     Table._pecflow_keyed = True
@@ -1199,6 +1200,7 @@ def _quick_key_values() -> None:
             return Decimal(self.value)
         return general(self)
 
+    DynamoType._pecflow_moto_cast_value = DynamoType.cast_value  # moto's own, for tests
     DynamoType.cast_value = property(cast_value)
     DynamoType._pecflow_quick = True
 
