@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -210,6 +211,8 @@ class LocalAws:
             )
         restore_logging = _quiet_werkzeug()
         _atomic_dynamodb()
+        _keyed_table_queries()
+        _quick_key_values()
         _fast_dispatch()
         _plain_dynamodb_responses()
         _lazy_queue_attributes()
@@ -249,6 +252,8 @@ class LocalAws:
         server, no endpoint; for integration tests of the adapters."""
         template = _load_template(template_path)
         _atomic_dynamodb()
+        _keyed_table_queries()
+        _quick_key_values()
         _plain_dynamodb_responses()
         _lazy_queue_attributes()
         _lazy_kms_key_material()
@@ -1109,6 +1114,95 @@ def _cheap_transactions(backend_class) -> None:
 
     transact_write_items.__name__ = "transact_write_items"
     backend_class.transact_write_items = transact_write_items
+
+
+class _QueriedKey(threading.local):
+    hash_key: Any = None
+
+
+_QUERIED_KEY = _QueriedKey()  # the partition key of the table query this thread is running
+
+
+def _keyed_table_queries() -> None:
+    """moto answers a Query on a table's own key by sorting every item of the table
+    (`Table.all_items`) and keeping those of the partition: each query grows with the table
+    (O(n log n) comparisons of moto's values), a campaign's or a mailbox's queries with it.
+    During such a query `all_items` gives the partition's items alone, in the same order; the
+    rest of moto's query (its filter on the key, its sort by the range key) runs as before.
+    Queries on an index, scans and every other caller still see the whole table, sorted as
+    moto sorts it but on each key's value read once (moto compares its DynamoType objects,
+    reading their values at every comparison: most of the cost of an index query)."""
+    from moto.dynamodb.models.table import Table
+
+    if getattr(Table, "_pecflow_keyed", False):
+        return
+    query = Table.query
+
+    def sort_key(item: Any) -> Any:
+        # moto's key: (hash, range) when there is a range key, else hash; a table's keys have
+        # one type each, so their values compare (==, <) as the DynamoType objects do
+        if item.range_key is not None:
+            return (item.hash_key.cast_value, item.range_key.cast_value)
+        return item.hash_key.cast_value
+
+    def table_items(self: Any) -> list:
+        hash_key = _QUERIED_KEY.hash_key
+        if hash_key is None:
+            if self.range_key_attr:
+                items = [item for bucket in self.items.values() for item in bucket.values()]
+            else:
+                items = list(self.items.values())
+            return sorted(items, key=sort_key)
+        found = self.items.get(hash_key)  # never self.items[...]: a defaultdict
+        if found is None:
+            return []
+        if not self.range_key_attr:
+            return [found]
+        return sorted(found.values(), key=sort_key)
+
+    signature = inspect.signature(query)
+
+    def keyed_query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        given = signature.bind(self, *args, **kwargs).arguments
+        hash_key = given.get("hash_key")
+        if given.get("index_name") or hash_key is None:
+            return query(self, *args, **kwargs)
+        _QUERIED_KEY.hash_key = hash_key
+        try:
+            return query(self, *args, **kwargs)
+        finally:
+            _QUERIED_KEY.hash_key = None
+
+    Table._pecflow_moto = (Table.all_items, query)  # moto's own, for tests comparing the two
+    Table.all_items = table_items
+    Table.query = keyed_query
+    Table._pecflow_keyed = True
+
+
+def _quick_key_values() -> None:
+    """moto compares, hashes and sorts its attribute values through `DynamoType.cast_value`, a
+    chain of five type tests before the plain value of a string: read for every item a query,
+    a scan or a key lookup touches. The scalar types answer at once; the same values."""
+    from decimal import Decimal
+
+    from moto.dynamodb.models.dynamo_type import DDBType, DynamoType
+
+    if getattr(DynamoType, "_pecflow_quick", False):
+        return
+    general = DynamoType.cast_value.fget
+    plain = frozenset({DDBType.STRING, DDBType.BINARY, DDBType.BOOLEAN})
+
+    def cast_value(self: Any) -> Any:
+        kind = self.type
+        if kind in plain:
+            return self.value
+        if kind == DDBType.NUMBER:
+            return Decimal(self.value)
+        return general(self)
+
+    DynamoType._pecflow_moto_cast_value = DynamoType.cast_value  # moto's own, for tests
+    DynamoType.cast_value = property(cast_value)
+    DynamoType._pecflow_quick = True
 
 
 def _lazy_kms_key_material() -> None:

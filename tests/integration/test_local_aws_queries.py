@@ -1,0 +1,99 @@
+"""The local stack's moto answers DynamoDB queries without sorting the whole table (local/aws.py,
+_keyed_table_queries, _quick_key_values): the same items, in the same order, pages and counts
+as moto's own code, for queries on the key and on an index, and for scans."""
+
+import random
+
+import boto3
+import pytest
+from boto3.dynamodb.conditions import Attr, Key
+from moto import mock_aws
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
+
+from local.aws import _keyed_table_queries, _quick_key_values
+
+
+def _requests(ddb) -> list[dict]:
+    """A table with a range key (strings and numbers) and an index, one with a hash key only;
+    what the code asks of them: a partition, a range of it, pages, backwards, filtered, by index."""
+    jobs = ddb.create_table(
+        TableName="jobs",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+            {"AttributeName": "campaign", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "ByCampaign",
+                "KeySchema": [{"AttributeName": "campaign", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    marks = ddb.create_table(
+        TableName="marks",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    rng = random.Random(7)
+    for i in range(400):
+        jobs.put_item(
+            Item={"pk": f"p{rng.randrange(15)}", "sk": rng.randrange(-50, 500), "campaign": f"c{rng.randrange(4)}",
+                  "state": rng.choice(["sent", "delivered"]), "n": i}
+        )  # fmt: skip
+        marks.put_item(Item={"pk": f"p{rng.randrange(200)}", "n": i})
+    jobs.delete_item(
+        Key={"pk": "p3", "sk": jobs.query(KeyConditionExpression=Key("pk").eq("p3"))["Items"][0]["sk"]}
+    )
+    answers = []
+    for p in [f"p{i}" for i in range(17)]:
+        key = Key("pk").eq(p)
+        answers.append(jobs.query(KeyConditionExpression=key))
+        answers.append(
+            jobs.query(KeyConditionExpression=key & Key("sk").between(0, 300), ScanIndexForward=False)
+        )
+        answers.append(jobs.query(KeyConditionExpression=key, FilterExpression=Attr("state").eq("sent")))
+        page = jobs.query(KeyConditionExpression=key, Limit=4)
+        answers.append(page)
+        if "LastEvaluatedKey" in page:
+            answers.append(
+                jobs.query(KeyConditionExpression=key, Limit=4, ExclusiveStartKey=page["LastEvaluatedKey"])
+            )
+        answers.append(marks.query(KeyConditionExpression=key))
+    for c in ["c0", "c1", "c2", "c3", "c9"]:
+        answers.append(jobs.query(IndexName="ByCampaign", KeyConditionExpression=Key("campaign").eq(c)))
+    answers += [jobs.scan(), marks.scan(), jobs.scan(Limit=30)]
+    for answer in answers:
+        answer.pop("ResponseMetadata")
+    return answers
+
+
+def _answers() -> list[dict]:
+    with mock_aws():
+        return _requests(boto3.resource("dynamodb", region_name="eu-south-1"))
+
+
+def test_queries_answer_as_moto_does(monkeypatch):
+    _keyed_table_queries()
+    _quick_key_values()
+    ours = _answers()
+    all_items, query = Table._pecflow_moto
+    monkeypatch.setattr(Table, "all_items", all_items)
+    monkeypatch.setattr(Table, "query", query)
+    monkeypatch.setattr(DynamoType, "cast_value", DynamoType._pecflow_moto_cast_value)
+    motos = _answers()
+    assert sum(len(a["Items"]) for a in motos) > 1000
+    assert ours == motos
+
+
+@pytest.mark.parametrize("value", [{"S": "à"}, {"N": "-1.50"}, {"N": "3"}, {"B": b"\x00"}, {"BOOL": True},
+                                   {"NULL": True}, {"SS": ["a"]}, {"NS": ["1", "2.5"]}, {"L": [{"N": "1"}]},
+                                   {"M": {"a": {"S": "b"}}}])  # fmt: skip
+def test_every_type_casts_as_moto_casts_it(value):
+    _quick_key_values()
+    assert DynamoType(value).cast_value == DynamoType._pecflow_moto_cast_value.fget(DynamoType(value))
