@@ -24,7 +24,8 @@ first rounds with the runner one invocation at a time; the rest of the run untra
 concurrent), AWS requests per message (bench/cost.py's Meter:
 DynamoDB requests with WRU/GSI WRU/RRU, S3, SQS) per function, and the full run's duration
 extrapolated from the measured rate. --profile: where this process's CPU goes (every thread
-sampled every 5 ms, its CPU clock charged to the function it is in): by thread, by area on the
+sampled every 2 ms: its CPU clock, charged to the function it is in when it ran most of the
+interval): by thread, by area on the
 stack (handlers, pecflow, moto, botocore, the simulator, ...), top functions. (cProfile cannot:
 on 3.12 it is one profiler for the whole process, and the threads' stacks mix.)
 
@@ -37,6 +38,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import random
 import smtplib
 import sys
@@ -116,8 +118,9 @@ class Memory:
 
 
 class Profiles(threading.Thread):
-    """Where the CPU goes, in every thread: every 5 ms each thread's CPU time since the last look
-    (its own clock) is charged to the function it is in (and to every area on its stack)."""
+    """Where the CPU goes, in every thread: every 2 ms each thread's CPU time since the last look
+    (its own clock) is charged to its thread, and, when it ran for most of the interval, to the
+    function it is in and to every area on its stack."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True, name="soak-profiler")
@@ -128,8 +131,11 @@ class Profiles(threading.Thread):
 
     def run(self) -> None:
         last: dict[int, float] = {}
-        names = {}
-        while not self.stopping.wait(0.005):
+        names: dict[int | None, str] = {}
+        looked = time.perf_counter()
+        while not self.stopping.wait(0.002):
+            now = time.perf_counter()
+            elapsed, looked = now - looked, now
             if len(names) != threading.active_count():
                 names = {t.ident: t.name for t in threading.enumerate()}
             for ident, frame in sys._current_frames().items():
@@ -142,6 +148,11 @@ class Profiles(threading.Thread):
                 spent, last[ident] = cpu - last.get(ident, cpu), cpu
                 if spent <= 0:
                     continue
+                self.threads["".join(c for c in names.get(ident, "?") if not c.isdigit())] += spent
+                if spent < elapsed / 2:  # ran a little, then waited: where it waits says nothing
+                    self.own[("", 0, "(short bursts, not attributed)")] += spent
+                    self.inside["(short bursts, not attributed)"] += spent
+                    continue
                 code = frame.f_code
                 self.own[(code.co_filename, code.co_firstlineno, code.co_name)] += spent
                 areas = set()
@@ -150,7 +161,6 @@ class Profiles(threading.Thread):
                     frame = frame.f_back
                 for area in areas:
                     self.inside[area] += spent
-                self.threads["".join(c for c in names.get(ident, "?") if not c.isdigit())] += spent
 
     def stop(self) -> Profiles:
         self.stopping.set()
@@ -492,7 +502,7 @@ def run(n_in: int, n_out: int, memory_rounds: int, profiles: Profiles | None) ->
         rng, work = random.Random(19), Work()
         submitted, r = 0, 0
         serial, concurrent = ThreadPoolExecutor(1, thread_name_prefix="soak-serial"), runner._executor
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), os.times()
         while True:
             count = min(per_round, n_in - submitted)
             with work.lock:  # the people's share of what has arrived, catching up what they missed
@@ -536,7 +546,8 @@ def run(n_in: int, n_out: int, memory_rounds: int, profiles: Profiles | None) ->
         for _ in range(3):  # the last replies' receipts, the last polls
             runner.advance(POLL, timeout=3600)
             net.wait_idle(600)
-        wall = time.perf_counter() - t0
+        wall, cpu1 = time.perf_counter() - t0, os.times()
+        cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
         meter.phase = None
         sys.stdout = real_stdout
         stats = profiles.stop() if profiles is not None else None
@@ -559,8 +570,12 @@ def run(n_in: int, n_out: int, memory_rounds: int, profiles: Profiles | None) ->
         where_time_goes(stats, wall)
     rate = (n_in + n_out) / wall
     full = 2 * FULL / rate
+    per = cpu / (n_in + n_out)
     print(f"\nthroughput: {n_in / wall:.2f} msg/s received, {n_out / wall:.2f} msg/s sent (together {rate:.2f}); "
           f"the full run ({FULL:,} + {FULL:,}) would take {full / 3600:.1f} h at this rate")  # fmt: skip
+    print(f"CPU: {cpu:.0f} s of this process in {wall:.0f} s ({cpu / wall:.0%} of one core; Dovecot apart), "
+          f"{per:.2f} CPU s per message: the full run needs {2 * FULL * per / 3600:.1f} h of CPU, "
+          f"one core's worth (the GIL) at best")  # fmt: skip
     return rate, problems
 
 
@@ -612,7 +627,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few dozen messages each way (under 30 s)")
     parser.add_argument("-n", type=int, help=f"messages each way (default {FULL})")
     parser.add_argument("--memory-rounds", type=int, help="rounds traced for peak memory (default 2)")
-    parser.add_argument("--profile", action="store_true", help="where the CPU goes, by thread, area and function (sampled)")
+    parser.add_argument(
+        "--profile", action="store_true", help="where the CPU goes, by thread, area and function (sampled)"
+    )
     parser.add_argument("--target", type=float, default=2 * FULL / 3600,
                         help="msg/s both ways together (default: the full run in one hour)")  # fmt: skip
     args = parser.parse_args()
