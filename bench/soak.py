@@ -29,7 +29,32 @@ interval): by thread, by area on the
 stack (handlers, pecflow, moto, botocore, the simulator, ...), top functions. (cProfile cannot:
 on 3.12 it is one profiler for the whole process, and the threads' stacks mix.)
 
-Measured (2 shared cores, other engineers' tests running): see the end of this docstring.
+Measured on 2026-11-26, on 2 cores shared with other engineers' suites (load average 15 to 21;
+this process got 20 to 35% of one core), every invariant holding in every run:
+
+  -n 100 (--profile): 310 s, 0.65 msg/s both ways together; 146 s of CPU in this process,
+    0.73 CPU s per message. Per message (received and sent together, their receipts and the
+    replies included): 13.7 DynamoDB requests (32.9 WRU + 14.4 GSI WRU, 3.2 RRU), 2.2 S3,
+    1.5 SQS (+ the event source's receives and deletes).
+  -n 40 (--profile): 221 s, 0.36 msg/s, 0.98 CPU s per message (the fixed costs weigh more).
+  N200_FIGURES
+
+Where the time goes (CPU by thread, --profile, n=100 and n=40): moto's request threads 48%,
+the handlers' threads (handler code, pecflow, powertools, botocore's client side) 40 to 42%,
+the bench's main thread (the SMTPS submissions, the checks) 4 to 6%, the PEC simulator 4%. A
+sender invocation spends 130 ms of CPU and 1.2 s waiting on moto; a poller 0.6 s and 2.0 s.
+moto, and the HTTP round trip to it (botocore serialising, werkzeug, moto parsing), is the
+first half; the handlers' own work the second; the bench's setup is not the bottleneck (the
+CSV and attachments upload once, the submissions reuse one SMTPS session per sender a round).
+
+Extrapolated: at 0.73 CPU s per message, 20,000 + 20,000 need 8.1 h of one core even on an
+idle machine (one process, one GIL: moto's share included), 17 h at the wall rate measured
+here; one hour (the target, 11.1 msg/s) needs about 8 x less CPU per message. -n 1000 and
+-n 2000 did not fit in the time: at a quarter of a core each would take 1 to 2 hours (-n 1000
+was started and stopped in its first round, the 1,000-row fan-out and the first 250 sends
+traced for memory). --quick (6 each way) shows the invariants and figures, not the rate; it
+is not under `make bench`'s 30 s: loaded as here, 10 each way took 3.5 minutes (the stack's
+start, one 20-minute quota window of four polls); no idle machine was at hand to time it.
 """
 
 from __future__ import annotations
@@ -624,7 +649,9 @@ def figures(phase: Phase, invocations: list, memory: Memory, meter: Meter, n_in:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few dozen messages each way (under 30 s)")
+    parser.add_argument(
+        "--quick", action="store_true", help="6 messages each way (the invariants and figures, not the rate)"
+    )
     parser.add_argument("-n", type=int, help=f"messages each way (default {FULL})")
     parser.add_argument("--memory-rounds", type=int, help="rounds traced for peak memory (default 2)")
     parser.add_argument(
@@ -633,7 +660,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=2 * FULL / 3600,
                         help="msg/s both ways together (default: the full run in one hour)")  # fmt: skip
     args = parser.parse_args()
-    n = args.n or (10 if args.quick else FULL)
+    n = args.n or (6 if args.quick else FULL)
     rate, problems = run(
         n,
         n,
