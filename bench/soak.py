@@ -9,9 +9,9 @@ the people, through the API on its local port with tokens of local/tokens.py, li
 open a message, take it in charge, reply to or forward it, mark it handled, and an admin moves
 some to the bin; then the runner advances the clock (pollers, fan-out, senders, receipts). The
 people never act while the clock jumps: a request would last minutes of virtual time, past the
-API's 29 s time-out. One mailbox expunges what it has
-archived (saturation above 1% of a 200 MB quota), so the check that nothing leaves the provider
-unarchived has something to check.
+API's 29 s time-out. One mailbox expunges what it has archived (saturation above 0.1% of a
+20 MB quota: 20 kB), so the check that nothing leaves the provider unarchived has something to
+check.
 
 At the end, the invariants: every delivered message archived in S3 byte-identical (against
 Dovecot's copy; an expunged one against its SHA-256 key) and recorded once; every campaign
@@ -500,12 +500,12 @@ def run(n_in: int, n_out: int, memory_rounds: int, profiles: Profiles | None) ->
         stack.add_company_mailbox(alfa, CAMPAIGN_BOX, quota_preset="aruba")
         for box in INBOXES:
             saturation = (
-                SaturationPolicy(mode=Saturation.ABOVE_QUOTA, percent=1.0, archive_folder=None, expunge=True)
+                SaturationPolicy(mode=Saturation.ABOVE_QUOTA, percent=0.1, archive_folder=None, expunge=True)
                 if box == EXPUNGING
                 else None
             )
             stack.add_company_mailbox(
-                alfa, box, quota="200M" if box == EXPUNGING else None, saturation=saturation
+                alfa, box, quota="20M" if box == EXPUNGING else None, saturation=saturation
             )
         senders = [beta.add_mailbox(f"mittente{i}@pec.beta.test") for i in range(12)]
         forward_to = beta.add_mailbox("ufficio.legale@pec.beta.test").address
