@@ -19,15 +19,15 @@ recipient got exactly one message; every job (campaign, replies, forwards) deliv
 accettazione and avvenuta-consegna reconciled; the campaign's statistics equal the jobs and the
 simulator's deliveries; nothing expunged unarchived; each mailbox's audit chain verifies and holds
 every action the people did. Then the figures: messages per second each way (wall time of the
-whole run), peak memory per handler (tracemalloc, growth during one invocation, measured in the
-first rounds with the runner one invocation at a time; the rest of the run untraced and
-concurrent), AWS requests per message (bench/cost.py's Meter:
-DynamoDB requests with WRU/GSI WRU/RRU, S3, SQS) per function, and the full run's duration
-extrapolated from the measured rate. --profile: where this process's CPU goes (every thread
-sampled every 2 ms: its CPU clock, charged to the function it is in when it ran most of the
-interval): by thread, by area on the
-stack (handlers, pecflow, moto, botocore, the simulator, ...), top functions. (cProfile cannot:
-on 3.12 it is one profiler for the whole process, and the threads' stacks mix.)
+whole run) and the process's CPU per message; peak memory per handler (tracemalloc, growth
+during one invocation, in the last two rounds with the runner one invocation at a time; the
+rest of the run untraced and concurrent; the fan-out runs in the first round: its peak is
+bench/fanout.py's); AWS requests per message (bench/cost.py's Meter: DynamoDB requests with
+WRU/GSI WRU/RRU, S3, SQS) per function; the full run's duration extrapolated. --profile: where
+this process's CPU goes (every thread sampled every 2 ms: its CPU clock, charged to the function
+it is in when it ran most of the interval): by thread, by area on the stack (handlers, pecflow,
+moto, botocore, the simulator, ...), top functions. (cProfile cannot: on 3.12 it is one
+profiler for the whole process, and the threads' stacks mix.)
 
 Measured on 2026-11-26, on 2 cores shared with other engineers' suites (load average 15 to 21;
 this process got 20 to 35% of one core), every invariant holding in every run:
@@ -37,7 +37,11 @@ this process got 20 to 35% of one core), every invariant holding in every run:
     replies included): 13.7 DynamoDB requests (32.9 WRU + 14.4 GSI WRU, 3.2 RRU), 2.2 S3,
     1.5 SQS (+ the event source's receives and deletes).
   -n 40 (--profile): 221 s, 0.36 msg/s, 0.98 CPU s per message (the fixed costs weigh more).
-  N200_FIGURES
+  -n 200 (first two rounds traced for memory, the runner serial then): stopped after 26
+    minutes still in its first round (fan-out, 200 sends, 400 receipts: 10 CPU minutes), hence
+    the tracing of the last rounds instead. --quick (its first two rounds traced): 14 API actions,
+    one message expunged after archiving; peaks: API 9.8 MiB, fan-out 10.8, poller 2.3, scheduler
+    1.7, sender 8.9.
 
 Where the time goes (CPU by thread, --profile, n=100 and n=40): moto's request threads 48%,
 the handlers' threads (handler code, pecflow, powertools, botocore's client side) 40 to 42%,
@@ -533,9 +537,11 @@ def run(n_in: int, n_out: int, memory_rounds: int, profiles: Profiles | None) ->
             with work.lock:  # the people's share of what has arrived, catching up what they missed
                 jobs = max(0, math.ceil(submitted * max(3, n_in // HANDLED_SHARE) / n_in) - work.worked)
                 deletions = max(0, math.ceil(submitted * max(1, n_in // DELETED_SHARE) / n_in) - work.deleted)
-            measuring = r < memory_rounds
-            if measuring:  # the runner one invocation at a time: each peak is its own
-                if r == 0:
+            # the last rounds traced, the runner one invocation at a time (each peak its own):
+            # tracing the first, with the fan-out and a whole quota window of sends, took 4 x longer
+            measuring = rounds - memory_rounds <= r < rounds
+            if measuring:
+                if not memory.on:
                     tracemalloc.start()
                 memory.on, runner._executor = True, serial
             elif memory.on:
