@@ -538,7 +538,7 @@ def run(n_in: int, n_out: int, memory_rounds: int, profiles: Profiles | None) ->
                 jobs = max(0, math.ceil(submitted * max(3, n_in // HANDLED_SHARE) / n_in) - work.worked)
                 deletions = max(0, math.ceil(submitted * max(1, n_in // DELETED_SHARE) / n_in) - work.deleted)
             # the last rounds traced, the runner one invocation at a time (each peak its own):
-            # tracing the first, with the fan-out and a whole quota window of sends, took 4 x longer
+            # tracing the first (the fan-out, a whole quota window of sends) made it over 3 x slower
             measuring = rounds - memory_rounds <= r < rounds
             if measuring:
                 if not memory.on:
