@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: help demo test test-next test-fast lint bench bench-quick sam-build lock clean debian-packages \
-	venv next-venv sam-venv lock-venv console fuzz checkov checkov-venv
+	venv next-venv sam-venv lock-venv console fuzz checkov checkov-venv soak
 
 help:
 	@echo "make demo        a day of two companies' PEC mailboxes on the local stack (campaign, receipts, inbox)"
@@ -26,6 +26,7 @@ help:
 	@echo "make test-fast   unit tests only"
 	@echo "make lint        ruff (lint + format), mypy, cfn-lint + sam validate --lint on template.yaml"
 	@echo "make bench       run every benchmark under bench/ (QUICK=1 for the short form)"
+	@echo "make soak        N messages received and an N-recipient campaign at once, the inbox worked (N=20000; QUICK=1)"
 	@echo "make sam-build   sam build, for the Lambda runtime (Python $(PYTHON_VERSION), arm64)"
 	@echo "make deploy      sam build, then sam deploy to your AWS account (guided the first time: samconfig.toml)"
 	@echo "make console     build the web console (console/: npm ci, then vite) into console/dist"
@@ -126,6 +127,11 @@ checkov: checkov-venv
 
 bench-quick:
 	@$(MAKE) --no-print-directory bench QUICK=1
+
+# the soak on the local stack: N received and an N-recipient campaign at once (default 20,000 each;
+# hours at today's rates: bench/soak.py's docstring), the invariants checked, the figures printed
+soak: venv
+	@$(PY) bench/soak.py $(if $(QUICK),--quick,) $(if $(N),-n $(N),) $(if $(PROFILE),--profile,)
 
 # sam build finds `python3.12` on PATH: the interpreter tools/find-python chose comes first
 sam-build: sam-venv
