@@ -1555,7 +1555,9 @@ class FakeCampaignFiles:
             raise PackageChanged(
                 f"{name} is no longer the file validated for this campaign: it was replaced or deleted"
             )
-        raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "no such key"}}, "GetObject")
+        raise FileNotFoundError(
+            f"{name} is not among the campaign's files: was it deleted after the campaign was checked?"
+        )
 
     def pin(self, name: str, version_id: str | None = None) -> dict | None:
         versions = self.versions.get(name) or []

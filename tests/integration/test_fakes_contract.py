@@ -693,6 +693,9 @@ def test_campaign_files_read_what_was_pinned(ports, uid):
     assert sorted(files.attachments()) == [("a.pdf", 7), ("b.pdf", 6)]
     with pytest.raises(PackageChanged):
         files.read("recipients.csv", {"version_id": "gone", "etag": pin["etag"]})
+    # a file missing is said as missing (the sender's error for its job), not as S3's NoSuchKey
+    with pytest.raises(FileNotFoundError, match="attachments/c.pdf is not among the campaign's files"):
+        files.read("attachments/c.pdf")
 
 
 # --- Queue ------------------------------------------------------------------------------------------------

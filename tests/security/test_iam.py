@@ -7,11 +7,13 @@ action. Compared with the function's Policies in template.yaml: every call allow
 of the function's own statements called. SAM's policy templates (DynamoDBCrudPolicy, ...) grant
 a fixed set, of which the code uses a part: for those only the first half holds.
 
-The derivation works by method name: an adapter method counts when a method of that name is
-used anywhere in the modules the function's wiring imports (an over-approximation), and a call
-made through **kwargs or a helper it does not know is missed (an under-approximation). What it
-finds today and has not been settled is listed in UNSETTLED, exactly: a new difference fails, and
-so does an entry that no longer differs (remove it)."""
+The derivation works by method name: an adapter method counts when the code the function's
+wiring reaches (the classes and functions it names, followed definition by definition, not whole
+modules) calls a method of that name, or takes it from a collaborator (`self.queue.send_batch`),
+or an adapter it reaches does (an over-approximation: two classes' methods of one name are one);
+a call made through a helper it does not know is missed (an under-approximation). What it finds
+and the policy rightly does not follow is listed in UNSETTLED, exactly, each with its reason: a
+new difference fails, and so does an entry that no longer differs (remove it)."""
 
 from __future__ import annotations
 
@@ -56,14 +58,16 @@ S3_ACTIONS = {
     "DeleteObjects": {"s3:DeleteObject"},
 }
 SQS_ACTIONS = {"SendMessageBatch": {"sqs:SendMessage"}, "DeleteMessageBatch": {"sqs:DeleteMessage"}}
-# boto3's managed transfers and resource helpers
+# boto3's managed transfers and resource helpers, made on a client or resource of their service
 HELPERS = {
-    "upload_fileobj": {"s3:PutObject"},
-    "upload_file": {"s3:PutObject"},
-    "download_fileobj": {"s3:GetObject"},
-    "batch_writer": {"dynamodb:BatchWriteItem"},
-    "get_secret": {"secretsmanager:GetSecretValue"},  # Powertools' parameters.get_secret
+    "upload_fileobj": ("s3", {"s3:PutObject", "s3:AbortMultipartUpload"}),
+    "upload_file": ("s3", {"s3:PutObject", "s3:AbortMultipartUpload"}),
+    "download_fileobj": ("s3", {"s3:GetObject"}),
+    "batch_writer": ("dynamodb", {"dynamodb:BatchWriteItem"}),
 }
+# Powertools' parameters make their own client: counted wherever they are called, the builders too
+# (the API's cursor secret is read in bootstrap.api_services)
+POWERTOOLS = {"get_secret": {"secretsmanager:GetSecretValue"}}
 TRANSACTION_ITEMS = {"Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem", "Delete": "dynamodb:DeleteItem",
                      "ConditionCheck": "dynamodb:ConditionCheckItem"}  # fmt: skip
 
@@ -89,8 +93,18 @@ def parsed(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"))
 
 
+def _walked(node: ast.AST) -> list[ast.AST]:
+    """ast.walk(node), walked once (the parsed modules are cached: so are their nodes)."""
+    if id(node) not in _WALKED:
+        _WALKED[id(node)] = (node, list(ast.walk(node)))
+    return _WALKED[id(node)][1]
+
+
+_WALKED: dict[int, tuple[ast.AST, list[ast.AST]]] = {}  # the node kept: its id stays its own
+
+
 def _names(node: ast.AST) -> set[str]:
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    return {n.id for n in _walked(node) if isinstance(n, ast.Name)}
 
 
 def _imports(module: ast.Module) -> dict[str, str]:
@@ -156,28 +170,116 @@ def reached(function: str) -> tuple[list[ast.AST], set[str]]:
     callers = [app, *(defs[name] for name in seen)]
     modules = {imports[n] for node in callers for n in _names(node) if n in imports}
     modules |= {
-        f"{node.module}.x" for node in ast.walk(app) if isinstance(node, ast.ImportFrom) and node.module
+        f"{node.module}.*" for node in ast.walk(app) if isinstance(node, ast.ImportFrom) and node.module
     }
-    called = _attributes(callers) | _attributes(_caller_modules(modules))
-    return _adapter_nodes(adapters, called), services
+    # the builders pass methods along (`mailbox_of=store.get`): every attribute counts there; in
+    # the code they wire, calls and methods of a collaborator passed along, not a local's fields
+    # (`person.enabled` is not CognitoDirectory.enabled, nor a manifest's `attachments` the package's)
+    called = _attributes(callers) | _called(_caller_code(modules))
+    while True:  # and what the adapters call on one another (a pack's writer aborting its upload)
+        nodes = _adapter_nodes(adapters, called)
+        more = _called(nodes) - called
+        if not more:
+            builders = [defs[name] for name in seen]
+            return nodes + [_named(b, "bootstrap") for b in builders], services
+        called |= more
 
 
 def _attributes(nodes: list[ast.AST]) -> set[str]:
     return {n.attr for node in nodes for n in ast.walk(node) if isinstance(n, ast.Attribute)}
 
 
-def _caller_modules(start: set[str]) -> list[ast.AST]:
-    """The modules (outside the adapters and bootstrap) the wiring imports, and those they import."""
-    out, seen, pending = [], set(), [d.rsplit(".", 1)[0] for d in start]
+def _called(nodes: list[ast.AST]) -> set[str]:
+    """The names of the methods called (`x.m(...)`) or taken from a collaborator
+    (`send_batch=self.send_queue.send_batch`), not a local variable's attributes (`person.enabled`)."""
+    out = set()
+    for node in nodes:
+        for n in _walked(node):
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
+                out.add(n.func.attr)
+            elif isinstance(n, ast.Attribute) and not isinstance(n.value, ast.Name):
+                out.add(n.attr)
+    return out
+
+
+def _is_module(dotted: str) -> bool:
+    base = PACKAGE.joinpath(*dotted.removeprefix("pecflow.").split("."))
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
+def _top_level(module: ast.Module) -> dict[str, ast.AST]:
+    """Name -> the module-level statement defining it (functions, classes, assignments)."""
+    out: dict[str, ast.AST] = {}
+    for node in module.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out[node.name] = node
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                out.update({n.id: node for n in ast.walk(target) if isinstance(n, ast.Name)})
+    return out
+
+
+def _registered(module: ast.Module) -> list[ast.AST]:
+    """The definitions that run without being named: registered by a decorator such as
+    `@router.get(...)` (not `@dataclass(...)`, a plain name)."""
+    return [
+        node
+        for node in module.body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and any(isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) for d in node.decorator_list)
+    ]
+
+
+def _caller_code(start: set[str]) -> list[ast.AST]:
+    """The code outside the adapters and bootstrap that the wiring reaches: each class or function
+    it imports, and the definitions those name, followed within and across modules (a class whole,
+    with all its methods); a module imported as a module (`from pecflow.api import messages`), or by
+    app.py (`pkg.*`), whole. Definitions, not modules: one service module holds the parts of
+    several functions (sending.py's JobDelivery, the sender's, changes a queue message's
+    visibility; its MailboxDirectory is the API's too), and taking the module whole gave every
+    function that imports one part the calls of all the others."""
+    out: list[ast.AST] = []
+    seen, done, pending = set(), set(), list(start)
     while pending:
         dotted = pending.pop()
-        path = _module_path(dotted) if dotted.startswith("pecflow") else None
-        if path is None or path in seen or "adapters" in path.parts or path.name == "bootstrap.py":
+        if dotted in seen or not dotted.startswith("pecflow"):
             continue
-        seen.add(path)
+        seen.add(dotted)
+        module_name, name = dotted.rsplit(".", 1)
+        if name == "*" or _is_module(dotted):
+            path = _module_path(module_name if name == "*" else dotted)
+            whole = True
+        else:
+            path = _module_path(module_name)
+            whole = False
+        if path is None or "adapters" in path.parts or path.name == "bootstrap.py":
+            continue
         module = parsed(path)
-        out.append(module)
-        pending += [d.rsplit(".", 1)[0] for d in _imports(module).values()] + list(_imports(module).values())
+        own = "pecflow." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
+        imports, defs = _imports(module), _top_level(module)
+        if whole:
+            parts: list[ast.AST] = [module]
+        elif name in defs:
+            parts = [defs[name], *_registered(module)]
+        else:  # a name the module imports (a package's __init__ re-exporting it)
+            pending += [imports[name]] if name in imports else []
+            continue
+        parts = [part for part in parts if id(part) not in done]
+        done |= {id(part) for part in parts}
+        for part in parts:
+            imports_here = imports | {
+                alias.asname or alias.name: f"{n.module}.{alias.name}"
+                for n in _walked(part)
+                if isinstance(n, ast.ImportFrom) and n.module
+                for alias in n.names
+            }
+            # a module taken whole re-exports what it imports (a package's __init__)
+            for used in _names(part) | (set(imports_here) if part is module else set()):
+                if used in imports_here:
+                    pending.append(imports_here[used])
+                elif used in defs:
+                    pending.append(f"{own}.{used}")
+        out += parts
     return out
 
 
@@ -271,14 +373,19 @@ def calls(function: str) -> dict[str, set[str]]:
             if method in ("get_paginator", "generate_presigned_url") and args:
                 first = args[0]
                 method = first.value if isinstance(first, ast.Constant) else method
-            if method in HELPERS and "s3" in services | {"dynamodb"}:
-                add(HELPERS[method], where)
+            if method in POWERTOOLS:
+                add(POWERTOOLS[method], where)
+                continue
+            if where.startswith("bootstrap."):
+                continue  # the builders make clients and adapters, and call AWS only through Powertools
+            if method in HELPERS and HELPERS[method][0] in services:
+                add(HELPERS[method][1], where)
                 continue
             for service, operation in by_method.get(method, ()):
                 prefix = iam_prefix(service)
                 if service == "s3":
                     actions = S3_ACTIONS.get(operation, {f"s3:{operation}"})
-                    if operation == "GetObject" and any(k.arg == "VersionId" for k in keywords):
+                    if operation in ("GetObject", "HeadObject") and _versioned(keywords, node):
                         actions = actions | {"s3:GetObjectVersion"}
                 elif service == "sqs":
                     actions = SQS_ACTIONS.get(operation, {f"sqs:{operation}"})
@@ -294,6 +401,15 @@ def calls(function: str) -> dict[str, set[str]]:
                     actions = {f"{prefix}:{operation}"}
                 add(actions, where)
     return found
+
+
+def _versioned(keywords: list[ast.keyword], where: ast.AST) -> bool:
+    """Given a VersionId: as a keyword, or in the `**kwargs` the method builds."""
+    if any(k.arg == "VersionId" for k in keywords):
+        return True
+    return any(k.arg is None for k in keywords) and any(
+        isinstance(c, ast.Constant) and c.value == "VersionId" for c in ast.walk(where)
+    )
 
 
 def allowed(function: str) -> tuple[set[str], set[str]]:
@@ -325,40 +441,37 @@ def _allows(patterns: set[str], action: str) -> bool:
     return any(fnmatchcase(action.lower(), p.lower()) for p in patterns)
 
 
-# (function, "called" | "granted", action): found by the derivation, not settled yet (see above)
+# (function, "called" | "granted", action): what the derivation finds and the policy rightly does
+# not follow, each with its reason (see above)
 UNSETTLED = {
-    # a method of that name is used by another function's services (sending.py's change_visibility,
-    # the poller's save_cursor, ...): the derivation cannot tell the instances apart
-    ("ApiFunction", "called", "sqs:ChangeMessageVisibility"),
-    ("CampaignFanoutFunction", "called", "sqs:ChangeMessageVisibility"),
-    ("MailboxPollerFunction", "called", "sqs:ChangeMessageVisibility"),
-    ("PollSchedulerFunction", "called", "sqs:ChangeMessageVisibility"),
-    ("CampaignDeadLettersFunction", "called", "dynamodb:PutItem"),
-    # to check: MailboxStore.list (Scan) and CognitoDirectory.enabled (AdminGetUser) reached from
-    # the API's services; CampaignPackage.exists/attachments (ListBucket) from the sender's
+    # a name shared by two classes: MailboxStore.list (a Scan: the poll scheduler's, the CLI's) and
+    # Inbox.list, which the API's message list calls (`services.inbox.list`); no API route reads
+    # MailboxesTable but by key (MailboxDesk.administered: GetItem per mailbox of the person's roles)
     ("ApiFunction", "called", "dynamodb:Scan"),
-    ("ApiFunction", "called", "cognito-idp:AdminGetUser"),
-    ("SenderFunction", "called", "s3:ListBucket"),
-    # calls the derivation misses: a transaction's ConditionCheck, a multipart upload's abort and
-    # Powertools' get_secret reached through the API's mailbox checks, a pinned GetObject's VersionId
-    ("ApiFunction", "granted", "dynamodb:ConditionCheckItem"),
-    ("ApiFunction", "granted", "s3:AbortMultipartUpload"),
-    ("ApiFunction", "granted", "secretsmanager:GetSecretValue"),
-    ("CampaignFanoutFunction", "granted", "s3:GetObjectVersion"),
+    # CampaignPackage.read takes an optional pin: the fan-out and the API's preview pass one (a
+    # VersionId: granted to them); the sender reads the campaign's attachments by name, unpinned
+    ("SenderFunction", "called", "s3:GetObjectVersion"),
 }
 
 
 # what a call needs besides its own action: the alarms topic is encrypted with our key (AlarmsKey),
 # so a publisher makes SNS use the key on its behalf
 IMPLIED = {"sns:Publish": {"kms:GenerateDataKey", "kms:Decrypt"}}
+# what a call needs where its code relies on an answer the permission changes: S3 answers 403, not
+# 404 (NoSuchKey), for a missing key to a role that may not list the bucket; a campaign's files are
+# read knowing a missing one from a refusal (a pinned file deleted is PackageChanged, the sender's
+# missing attachment is said as missing, not as "Access Denied")
+IMPLIED_AT = {"CampaignPackage._get": {"s3:ListBucket"}}
 
 
 def differences(function: str) -> set[tuple[str, str, str]]:
     every, own = allowed(function)
-    made = set(calls(function))
+    found = calls(function)
+    made = set(found)
     assert made, f"{function}: no AWS call found: the derivation lost its way"
     for action in list(made):
         made |= IMPLIED.get(action, set())
+    made |= {a for where in set().union(*found.values()) for a in IMPLIED_AT.get(where, ())}
     missing = {(function, "called", a) for a in made if not _allows(every, a)}
     unused = {(function, "granted", a) for a in own if not any(_allows({a}, m) for m in made)}
     return missing | unused
@@ -380,3 +493,16 @@ def test_the_derivation_finds_the_calls_we_know():
     )
     assert {"cognito-idp:AdminCreateUser", "cognito-idp:AdminDisableUser"} <= set(calls("ApiFunction"))
     assert "sqs:SendMessage" in calls("PollSchedulerFunction")
+    # a pack's upload aborted by its writer; the cursor secret read by the builder (Powertools)
+    assert {"s3:AbortMultipartUpload", "secretsmanager:GetSecretValue"} <= set(calls("ApiFunction"))
+    assert "s3:GetObjectVersion" in calls("CampaignFanoutFunction"), "a pinned read: VersionId in **kwargs"
+
+
+def test_the_derivation_follows_definitions_not_whole_modules():
+    # services/sending.py holds the sender's JobDelivery (which changes a message's visibility)
+    # and the API's MailboxDirectory: importing one is not calling the other
+    assert "sqs:ChangeMessageVisibility" in calls("SenderFunction")
+    assert "sqs:ChangeMessageVisibility" not in calls("ApiFunction")
+    assert "dynamodb:PutItem" not in calls("CampaignDeadLettersFunction")
+    # a field read (`person.enabled`) is not a call of CognitoDirectory.enabled
+    assert "cognito-idp:AdminGetUser" not in calls("ApiFunction")

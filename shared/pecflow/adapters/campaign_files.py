@@ -86,6 +86,10 @@ class CampaignPackage:
                     f"{name} is no longer the file validated for this campaign "
                     f"({_code(exc) or _status(exc)}): it was replaced or deleted"
                 ) from None
+            if _code(exc) in ("NoSuchKey", "NotFound") or _status(exc) == 404:  # needs s3:ListBucket
+                raise FileNotFoundError(
+                    f"{name} is not among the campaign's files: was it deleted after the campaign was checked?"
+                ) from None
             raise
 
     def read(self, name: str, pin: dict | None = None) -> bytes:
