@@ -104,5 +104,7 @@ def pytest_terminal_summary(terminalreporter):
         write(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
         if n == 0:
             write("-+-".join("-" * width for width in widths))
-    red = sum(1 for r in rows if _OUTCOMES.get(r["nodeid"]) == "RED")
-    write(f"{len(rows)} cells: {len(rows) - red} without a broken invariant, {red} red")
+    tally = {o: sum(1 for r in rows if _OUTCOMES.get(r["nodeid"]) == o) for o in ("green", "xfail", "RED")}
+    write(
+        f"{len(rows)} cells: {tally['green']} green, {tally['xfail']} xfail (known, named), {tally['RED']} red"
+    )
