@@ -386,14 +386,7 @@ CELLS = [
         "(S3 refuses it with BadDigest): the damaged copy is archived, the poller never re-reads it",
     ),
     Cell("DynamoDB", "throttling", dynamodb_throttling),
-    Cell(
-        "DynamoDB",
-        "conditional check failure",
-        dynamodb_conditional_check_failure,
-        xfail="BUG: a conditional UpdateItem on the outgoing table that succeeded but whose answer was "
-        "lost (HTTP 500, botocore retries it) fails its condition on the retry; the sender takes that as "
-        "another sender's move and one job of three stays 'to send' for good",
-    ),
+    Cell("DynamoDB", "conditional check failure", dynamodb_conditional_check_failure),
     Cell("DynamoDB", "transaction conflict", dynamodb_transaction_conflict),
     Cell("SQS", "duplicate delivery", sqs_duplicate_delivery),
     Cell("SQS", "redelivery after visibility timeout", sqs_redelivery_after_visibility_timeout),
