@@ -383,7 +383,8 @@ CELLS = [
         "checksum mismatch",
         s3_checksum_mismatch,
         xfail="moto's server stores a PutObject whose body does not match its x-amz-checksum-sha256 "
-        "(S3 refuses it with BadDigest): the damaged copy is archived, the poller never re-reads it",
+        "(S3 refuses it with BadDigest): the damaged copy is archived and recorded; the deep check "
+        "before expunging keeps the message in the box, but no error reaches the mailbox's health",
     ),
     Cell("DynamoDB", "throttling", dynamodb_throttling),
     Cell("DynamoDB", "conditional check failure", dynamodb_conditional_check_failure),
