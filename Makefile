@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: help demo test test-next test-fast lint bench bench-quick sam-build lock clean debian-packages \
-	venv next-venv sam-venv lock-venv console fuzz checkov checkov-venv soak
+	venv next-venv sam-venv lock-venv console fuzz reliability checkov checkov-venv soak
 
 help:
 	@echo "make demo        a day of two companies' PEC mailboxes on the local stack (campaign, receipts, inbox)"
@@ -32,6 +32,7 @@ help:
 	@echo "make console     build the web console (console/: npm ci, then vite) into console/dist"
 	@echo "make deploy-console  the built console into the stack's bucket behind CloudFront, config.json from its outputs"
 	@echo "make fuzz        every fuzz target under fuzz/ for SECONDS=N each (atheris on x86_64, hypothesis elsewhere)"
+	@echo "make reliability the fault matrix: a fault at every boundary of the local stack, the invariants after each (a table)"
 	@echo "make checkov     checkov's security checks on template.yaml (its own venv, .venv-checkov)"
 	@echo "make lock        recompile the hashed lock files from their .in sources (UPGRADE=all or UPGRADE='pkg ...')"
 
@@ -79,7 +80,7 @@ demo: venv debian-packages console
 JOBS ?= auto
 test: venv debian-packages console lint
 	@echo "== the whole suite (unit, integration, end to end, browser) on Python $(PYTHON_VERSION), in $(VENV)"
-	$(PY) -m pytest -q -n $(JOBS) --dist load --durations=30
+	$(PY) -m pytest -q -n $(JOBS) --dist load --durations=30 --ignore=tests/reliability
 
 # the next Lambda runtime's Python: the unit suite, apart (the whole suite must stay under 10 minutes)
 test-next: next-venv
@@ -120,6 +121,12 @@ bench: venv
 SECONDS ?= 60
 fuzz: venv
 	$(PY) -m fuzz --seconds $(SECONDS) $(if $(TARGET),--target $(TARGET),)
+
+# the fault matrix (tests/reliability): one cell per fault at a boundary of the local stack (IMAP, SMTP,
+# S3, DynamoDB, SQS, Lambda, Cognito/API, TSA), the same invariants checked after each, printed as a
+# table at the end. Apart from `make test` (minutes of virtual-clock campaigns and one real IMAP timeout).
+reliability: venv debian-packages
+	$(PY) -m pytest -q -n $(JOBS) --dist load tests/reliability
 
 # checkov on template.yaml: clean, or each skipped check justified in the template (Metadata: checkov)
 checkov: checkov-venv

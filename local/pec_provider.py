@@ -294,6 +294,7 @@ class SimulatedProvider:
         self.port = 0
         self._quote: dict[str, str | None] = {}  # mailbox -> its own Dovecot quota
         self._next: deque[Outcome] = deque()  # script_next
+        self.data_replies: deque[str] = deque()  # the next DATA commands answered with these refusals
         self._sent: dict[str, list[datetime]] = {}  # account -> submission times (UTC), for the quota
         self._controller: Controller | None = None
 
@@ -437,6 +438,8 @@ class _PuntoDiAccesso:
 
     async def handle_DATA(self, server, session, envelope):
         tx = _transazione(envelope)
+        if self.provider.data_replies:  # refused at DATA (e.g. 554): nothing was submitted
+            return self._refuse(tx.account if tx else None, None, self.provider.data_replies.popleft())
         raw = envelope.original_content or b""
         submission = self.network._submit(self.provider, tx, envelope.mail_from, raw)
         if isinstance(submission, str):  # refused (quota reached meanwhile)

@@ -219,6 +219,11 @@ class Sender:
         ):
             if not reserved:
                 self.release(config.address, slot)
+            again = self.outgoing.job(message_id)
+            if again is not None and again.state == State.SENDING:
+                # a claim holds it: another sender's, or this one's own when the write happened but
+                # its answer was lost (the retry found the job claimed): look again once it is stale
+                return Outcome.later(STALE_CLAIM_SECONDS, "claimed: looked at again when the claim is stale")
             return Outcome("done", reason="claimed by another sender")
         decision_at = slot
         recipient = replace(recipient, state=State.SENDING)
