@@ -74,6 +74,7 @@ class Phase:
     modelled: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # label -> s
     log_bytes: Counter = field(default_factory=Counter)
     fifo: dict[str, bool] = field(default_factory=dict)
+    by_table: dict[tuple[str, str, str], float] = field(default_factory=lambda: defaultdict(float))  # WRU
 
 
 class Meter:
@@ -142,7 +143,8 @@ class Meter:
             error = error or parsed["Error"]
         line = Line(requests=1)
         if service == "dynamodb":
-            self._capacity(line, operation, body, parsed, writes, before, failed=error is not None)
+            self._capacity(line, operation, body, parsed, writes, before, failed=error is not None,
+                           by_table=(phase.by_table, label, operation))  # fmt: skip
         elif service == "sqs" and operation == "ReceiveMessage" and not (parsed or {}).get("Messages"):
             line.requests = 0  # Lambda's long polling of an idle queue: a cost per hour, not per message
         elif service == "s3" and operation == "PutObject":
@@ -209,12 +211,20 @@ class Meter:
         return []
 
     def _capacity(self, line: Line, operation: str, body: dict, parsed: dict, writes: list, before: list,
-                  *, failed: bool) -> None:  # fmt: skip
+                  *, failed: bool, by_table: tuple) -> None:  # fmt: skip
+        detail, label, _ = by_table
         for (table, key, kind, factor), old in zip(writes, before, strict=True):
             new = old if failed or kind == "check" else self._item(table, key)
-            line.wru += factor * max(1, math.ceil(max(_size(old), _size(new)) / 1024))
+            units = factor * max(1, math.ceil(max(_size(old), _size(new)) / 1024))
+            line.wru += units
+            with self._lock:
+                detail[(label, operation, _short(table))] += units
             if not failed and kind == "write":
-                line.gsi_wru += sum(_index_writes(gsi, old, new) for gsi in self._gsis(table))
+                for gsi in self._gsis(table):
+                    units = _index_writes(gsi, old, new)
+                    line.gsi_wru += units
+                    with self._lock:
+                        detail[(label, operation, f"{_short(table)}/{gsi['IndexName']}")] += units
         consistent = 1.0 if body.get("ConsistentRead") else 0.5
         if operation == "GetItem":
             line.rru += consistent * max(1, math.ceil(_size(parsed.get("Item")) / 4096))
@@ -232,6 +242,11 @@ class Meter:
 
     def _gsis(self, table: str) -> list[dict]:
         return self._table(table).get("GlobalSecondaryIndexes", [])
+
+
+def _short(table: str) -> str:
+    """A table's logical name (the physical one carries the stack's prefix and suffix)."""
+    return next((p for p in table.split("-") if p.endswith("Table")), table)
 
 
 def _index_writes(gsi: dict, old: dict | None, new: dict | None) -> int:
@@ -487,6 +502,7 @@ def report(
     traced: set[str],
     n: int,
     cpu: dict,
+    by_table: bool = False,
 ) -> float:
     print(f"\n== {name}: {n} messages ==")
     print(
@@ -502,6 +518,10 @@ def report(
             setattr(totals, attr, getattr(totals, attr) + getattr(line, attr))
     print(f"{'all':<32} {'':<15} {'':<26} {totals.requests / n:8.2f} {totals.wru / n:8.2f} "
           f"{totals.gsi_wru / n:8.2f} {totals.rru / n:8.2f}")  # fmt: skip
+    if by_table:  # WRU per message by table and index
+        for (label, operation, table), units in sorted(phase.by_table.items()):
+            if units:
+                print(f"  {label:<30} {operation:<20} {table:<34} {units / n:8.2f} WRU/msg")
     by_function = Counter(i.function for i in invocations)
     seconds = defaultdict(float)
     for i in invocations:
@@ -531,6 +551,7 @@ def main() -> None:
     parser.add_argument(
         "--target-received", type=float, default=0.2125, help="USD per 10,000 received to halve (main's)"
     )
+    parser.add_argument("--by-table", action="store_true", help="also WRU per message by table and index")
     args = parser.parse_args()
     n = args.n or (8 if args.quick else 200)
     prices = json.loads((Path(REPO) / "bench" / "prices.json").read_text())
@@ -574,7 +595,7 @@ def main() -> None:
         f"campaign: {counters}; received: {phases['received'][2]} recorded; {time.perf_counter() - started:.0f} s"
     )
     figures = {
-        name: report(name, phase, invs, functions, prices, traced, n, meter.cpu)
+        name: report(name, phase, invs, functions, prices, traced, n, meter.cpu, args.by_table)
         for name, (phase, invs, _) in phases.items()
     }
     print(f"prices: {prices['region']}, {prices['date']} (bench/prices.json)")
