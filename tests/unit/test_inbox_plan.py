@@ -85,6 +85,13 @@ def test_words_every_message_has_are_no_keys_and_no_filter():
         "rossi",
         "beta",
     ]
+    # a provider's subject prefix is the receipt's kind (the kind filter): not words of it
+    consegna = record("avvenuta-consegna", subject="CONSEGNA: Sollecito fattura n. 1234")
+    assert record_words(consegna, BOX) == ["sollecito", "fattura", "1234", "mario", "rossi", "beta"]
+    assert plan(BOX, Filters(text="consegna", receipts=True)) == plan(BOX, Filters(receipts=True))
+    r = plan(BOX, Filters(text="Consegna sollecito", receipts=True))
+    assert (r.key_value, r.words) == (f"{M}#w#receipts#sollecito", ())
+    assert plan(BOX, Filters(text="consegna")).key_value == f"{M}#w#messages#consegna"  # a message's word
     # searched, they match every message: the list itself (not an empty result)
     assert plan(BOX, Filters(text="ufficio")) == plan(BOX, Filters())
     p = plan(BOX, Filters(text="Ufficio Rossi"))

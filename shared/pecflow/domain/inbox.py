@@ -80,6 +80,17 @@ def words(*texts: str | None) -> list[str]:
 
 
 PROVIDER_LOCAL_PART = "posta-certificata"  # a provider's own address: envelopes and receipts come from it
+# the words of the prefixes providers put before an original subject ("CONSEGNA: ", …): the kind
+# of every receipt, told by the kind filter; a receipt's words are its original subject's
+PREFIX_WORDS = frozenset(w for prefix, _ in kinds.SUBJECT_PREFIXES for w in _WORD.findall(prefix.lower()))
+
+
+def _unprefixed(subject: str) -> str:
+    upper = subject.upper()
+    for prefix, _ in kinds.SUBJECT_PREFIXES:  # longest first
+        if upper.startswith(prefix):
+            return subject[len(prefix) :]
+    return subject
 
 
 def own_words(mailbox: str) -> frozenset[str]:
@@ -90,10 +101,14 @@ def own_words(mailbox: str) -> frozenset[str]:
 
 def record_words(record: Mapping[str, object], mailbox: str | None = None) -> list[str]:
     """The words a message is found by: its subject (and its original's), sender and recipients,
-    without the words every message of the mailbox has (its own address, see `own_words`) and
+    without the words every message of the mailbox has (its own address, see `own_words`),
     without a provider's own address (the From of every envelope and receipt: the certified
-    sender is in `sender`). Each word is a copy of the row written (a write unit each)."""
-    texts: list[str | None] = [str(record.get("subject") or ""), str(record.get("original_subject") or "")]
+    sender is in `sender`) and without a provider's subject prefix ("CONSEGNA: ": the kind).
+    Each word is a copy of the row written (a write unit each)."""
+    texts: list[str | None] = [
+        _unprefixed(str(record.get("subject") or "")),
+        str(record.get("original_subject") or ""),
+    ]
     sender = str(record.get("from") or "")
     if sender.split("@", 1)[0].strip().lower() != PROVIDER_LOCAL_PART:
         texts.append(sender)
@@ -238,6 +253,8 @@ def plan(mailbox: str, filters: Filters) -> Plan:
     if filters.text and not wanted:
         raise FilterError("the words searched are too short or too common: add a more specific word")
     wanted = [w for w in wanted if w not in own_words(mailbox)]  # every message has them: no filter
+    if filters.receipts or is_receipt(filters.kind):  # a receipt's kind is the kind filter's
+        wanted = [w for w in wanted if w not in PREFIX_WORDS]
     if filters.thread:
         candidates.append(("thread_pk", thread_key(mailbox, filters.thread)))
     if filters.holder:
