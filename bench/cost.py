@@ -25,8 +25,13 @@ Measured (-n 120, eu-west-1 prices of 2026-11-26): main's code $1.0726 per 10,00
 requests, 58.6 WRU + 36.8 GSI WRU per message) and $0.2125 per 10,000 received; after the
 counters item, reconcile-then-record, ByLocation's projection, quota-before-render, X-Ray off by
 default and the 12-hour password cache: $0.7927 sent (30.0 requests, 48.6 + 20.8 GSI WRU) and
-$0.2047 received. What remains is mostly the inbox's word copies (16.8 WRU per sent message,
-6.9 per received), the ByDate and inbox index copies, and the archive's S3 PUTs (fixed).
+$0.2047 received; after the inbox's words without the mailbox's own address, a provider's
+From and a receipt's subject prefix, no ByKind key for the common kinds, the cursor written per
+fetched batch, OutgoingTable's ByCampaign keys only and a job created by two puts: $0.6269 sent
+(30.2 requests, 35.8 + 12.3 GSI WRU) and $0.1626 received (4.2 requests, 7.0 + 6.0 GSI WRU).
+What remains is mostly each message's record (over 1 KB, with ByDate projecting it whole), its
+inbox row's indexes and word copies (receipts' too), the reconcile and sender transactions, and
+the archive's S3 PUTs (fixed). --by-table: WRU per message by table and index too.
 """
 
 from __future__ import annotations
