@@ -25,8 +25,13 @@ Measured (-n 120, eu-west-1 prices of 2026-11-26): main's code $1.0726 per 10,00
 requests, 58.6 WRU + 36.8 GSI WRU per message) and $0.2125 per 10,000 received; after the
 counters item, reconcile-then-record, ByLocation's projection, quota-before-render, X-Ray off by
 default and the 12-hour password cache: $0.7927 sent (30.0 requests, 48.6 + 20.8 GSI WRU) and
-$0.2047 received. What remains is mostly the inbox's word copies (16.8 WRU per sent message,
-6.9 per received), the ByDate and inbox index copies, and the archive's S3 PUTs (fixed).
+$0.2047 received; after the inbox's words without the mailbox's own address, a provider's
+From and a receipt's subject prefix, no ByKind key for the common kinds, the cursor written per
+fetched batch, OutgoingTable's ByCampaign keys only and a job created by two puts: $0.6269 sent
+(30.2 requests, 35.8 + 12.3 GSI WRU) and $0.1626 received (4.2 requests, 7.0 + 6.0 GSI WRU).
+What remains is mostly each message's record (over 1 KB, with ByDate projecting it whole), its
+inbox row's indexes and word copies (receipts' too), the reconcile and sender transactions, and
+the archive's S3 PUTs (fixed). --by-table: WRU per message by table and index too.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ class Phase:
     modelled: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # label -> s
     log_bytes: Counter = field(default_factory=Counter)
     fifo: dict[str, bool] = field(default_factory=dict)
+    by_table: dict[tuple[str, str, str], float] = field(default_factory=lambda: defaultdict(float))  # WRU
 
 
 class Meter:
@@ -142,7 +148,8 @@ class Meter:
             error = error or parsed["Error"]
         line = Line(requests=1)
         if service == "dynamodb":
-            self._capacity(line, operation, body, parsed, writes, before, failed=error is not None)
+            self._capacity(line, operation, body, parsed, writes, before, failed=error is not None,
+                           by_table=(phase.by_table, label, operation))  # fmt: skip
         elif service == "sqs" and operation == "ReceiveMessage" and not (parsed or {}).get("Messages"):
             line.requests = 0  # Lambda's long polling of an idle queue: a cost per hour, not per message
         elif service == "s3" and operation == "PutObject":
@@ -209,12 +216,20 @@ class Meter:
         return []
 
     def _capacity(self, line: Line, operation: str, body: dict, parsed: dict, writes: list, before: list,
-                  *, failed: bool) -> None:  # fmt: skip
+                  *, failed: bool, by_table: tuple) -> None:  # fmt: skip
+        detail, label, _ = by_table
         for (table, key, kind, factor), old in zip(writes, before, strict=True):
             new = old if failed or kind == "check" else self._item(table, key)
-            line.wru += factor * max(1, math.ceil(max(_size(old), _size(new)) / 1024))
+            units = factor * max(1, math.ceil(max(_size(old), _size(new)) / 1024))
+            line.wru += units
+            with self._lock:
+                detail[(label, operation, _short(table))] += units
             if not failed and kind == "write":
-                line.gsi_wru += sum(_index_writes(gsi, old, new) for gsi in self._gsis(table))
+                for gsi in self._gsis(table):
+                    units = _index_writes(gsi, old, new)
+                    line.gsi_wru += units
+                    with self._lock:
+                        detail[(label, operation, f"{_short(table)}/{gsi['IndexName']}")] += units
         consistent = 1.0 if body.get("ConsistentRead") else 0.5
         if operation == "GetItem":
             line.rru += consistent * max(1, math.ceil(_size(parsed.get("Item")) / 4096))
@@ -232,6 +247,11 @@ class Meter:
 
     def _gsis(self, table: str) -> list[dict]:
         return self._table(table).get("GlobalSecondaryIndexes", [])
+
+
+def _short(table: str) -> str:
+    """A table's logical name (the physical one carries the stack's prefix and suffix)."""
+    return next((p for p in table.split("-") if p.endswith("Table")), table)
 
 
 def _index_writes(gsi: dict, old: dict | None, new: dict | None) -> int:
@@ -487,6 +507,7 @@ def report(
     traced: set[str],
     n: int,
     cpu: dict,
+    by_table: bool = False,
 ) -> float:
     print(f"\n== {name}: {n} messages ==")
     print(
@@ -502,6 +523,10 @@ def report(
             setattr(totals, attr, getattr(totals, attr) + getattr(line, attr))
     print(f"{'all':<32} {'':<15} {'':<26} {totals.requests / n:8.2f} {totals.wru / n:8.2f} "
           f"{totals.gsi_wru / n:8.2f} {totals.rru / n:8.2f}")  # fmt: skip
+    if by_table:  # WRU per message by table and index
+        for (label, operation, table), units in sorted(phase.by_table.items()):
+            if units:
+                print(f"  {label:<30} {operation:<20} {table:<34} {units / n:8.2f} WRU/msg")
     by_function = Counter(i.function for i in invocations)
     seconds = defaultdict(float)
     for i in invocations:
@@ -531,6 +556,7 @@ def main() -> None:
     parser.add_argument(
         "--target-received", type=float, default=0.2125, help="USD per 10,000 received to halve (main's)"
     )
+    parser.add_argument("--by-table", action="store_true", help="also WRU per message by table and index")
     args = parser.parse_args()
     n = args.n or (8 if args.quick else 200)
     prices = json.loads((Path(REPO) / "bench" / "prices.json").read_text())
@@ -574,7 +600,7 @@ def main() -> None:
         f"campaign: {counters}; received: {phases['received'][2]} recorded; {time.perf_counter() - started:.0f} s"
     )
     figures = {
-        name: report(name, phase, invs, functions, prices, traced, n, meter.cpu)
+        name: report(name, phase, invs, functions, prices, traced, n, meter.cpu, args.by_table)
         for name, (phase, invs, _) in phases.items()
     }
     print(f"prices: {prices['region']}, {prices['date']} (bench/prices.json)")

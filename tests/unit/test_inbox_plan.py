@@ -61,11 +61,48 @@ def test_words_are_plain_lowercase_without_accents_stopwords_or_repeats():
     assert len(words(" ".join(f"w{i}" for i in range(500)))) == 60
 
 
+def test_words_every_message_has_are_no_keys_and_no_filter():
+    # the mailbox's own address (every message's `to`) and a provider's address (every envelope's
+    # and receipt's From) narrow nothing: no word copies for them
+    envelope = record(**{"from": "posta-certificata@pec.beta.it", "sender": "mario.rossi@pec.beta.it"})
+    assert record_words(envelope, BOX) == [
+        "sollecito",
+        "fattura",
+        "1234",
+        "societa",
+        "mario",
+        "rossi",
+        "beta",
+    ]
+    receipt = record("accettazione", **{"from": "posta-certificata@pec.alfa.test"})
+    assert "alfa" not in record_words(receipt, BOX) and "test" not in record_words(receipt, BOX)
+    assert record_words(record(), BOX) == [
+        "sollecito",
+        "fattura",
+        "1234",
+        "societa",
+        "mario",
+        "rossi",
+        "beta",
+    ]
+    # a provider's subject prefix is the receipt's kind (the kind filter): not words of it
+    consegna = record("avvenuta-consegna", subject="CONSEGNA: Sollecito fattura n. 1234")
+    assert record_words(consegna, BOX) == ["sollecito", "fattura", "1234", "mario", "rossi", "beta"]
+    assert plan(BOX, Filters(text="consegna", receipts=True)) == plan(BOX, Filters(receipts=True))
+    r = plan(BOX, Filters(text="Consegna sollecito", receipts=True))
+    assert (r.key_value, r.words) == (f"{M}#w#receipts#sollecito", ())
+    assert plan(BOX, Filters(text="consegna")).key_value == f"{M}#w#messages#consegna"  # a message's word
+    # searched, they match every message: the list itself (not an empty result)
+    assert plan(BOX, Filters(text="ufficio")) == plan(BOX, Filters())
+    p = plan(BOX, Filters(text="Ufficio Rossi"))
+    assert (p.key_value, p.words) == (f"{M}#w#messages#rossi", ())
+
+
 def test_a_new_certified_message_is_listed_as_da_gestire():
     keys = listing_keys(BOX, record())
     assert keys == {
         "list_pk": f"{M}#messages",
-        "kind_pk": f"{M}#posta-certificata",
+        "kind_pk": None,  # most messages are: the list answers that kind (an index write less)
         "handling_pk": f"{M}#da-gestire",
         "holder_pk": None,
         "campaign_pk": None,
@@ -92,6 +129,26 @@ def test_a_conversation_is_keyed_by_its_first_message_id():
     p = plan(BOX, Filters(thread="<orig@beta>", handling=Status.OPEN))
     assert (p.index, p.key_value) == ("ByThread", thread_key(BOX, "<orig@beta>"))
     assert p.residual == (("handling_pk", (f"{M}#da-gestire",)),)
+
+
+@pytest.mark.parametrize(
+    ("kind", "listed"),
+    [("posta-certificata", "messages"), ("accettazione", "receipts"), ("avvenuta-consegna", "receipts")],
+)
+def test_a_common_kind_is_its_list_checked_row_by_row(kind, listed):
+    assert listing_keys(BOX, record(kind))["kind_pk"] is None
+    p = plan(BOX, Filters(kind=kind))
+    assert (p.index, p.key_value, p.residual) == ("ByList", f"{M}#{listed}", (("kind", (kind,)),))
+    row = inbox_row(BOX, record(kind, sha256="ab" * 32))
+    assert matches(row, p) and not matches({**row, "kind": "errore-consegna"}, p)
+    # with words: the copies of the kind's list, the kind checked on each (a copy keeps it at the top)
+    w = plan(BOX, Filters(kind=kind, text="sollecito"))
+    assert w.key_value == f"{M}#w#{listed}#sollecito"
+    copy = next(c for c in word_copies(row) if c["pk"] == w.key_value)
+    assert matches(copy, w) and not matches({**copy, "kind": "errore-consegna"}, w)
+    # with another filter: that filter's index, the kind checked
+    h = plan(BOX, Filters(kind="posta-certificata", handling=Status.OPEN))
+    assert (h.index, h.residual) == ("ByHandling", (("kind", ("posta-certificata",)),))
 
 
 def test_receipts_are_listed_apart_and_have_no_presa_in_carico():
@@ -183,7 +240,7 @@ def test_word_search_reads_copies_of_the_rows_in_the_words_partition():
     rec = record(sha256="ab" * 32)
     row = inbox_row(BOX, rec)
     copies = word_copies(row)
-    assert {c["pk"] for c in copies} == {f"{M}#w#messages#{w}" for w in record_words(rec)}
+    assert {c["pk"] for c in copies} == {f"{M}#w#messages#{w}" for w in record_words(rec, BOX)}
     assert all(
         c["sk"] == rec["received_key"] and c["row_pk"] == row["pk"] and c["subject"] == rec["subject"]
         for c in copies

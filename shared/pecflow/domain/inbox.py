@@ -10,7 +10,7 @@ Pure domain code.
 
 Listing keys (attribute → index):
   list_pk     ByList     <mailbox>#messages | #receipts | #bin   (receipts apart; the bin apart)
-  kind_pk     ByKind     <mailbox>#<kind>                        (not for messages in the bin)
+  kind_pk     ByKind     <mailbox>#<kind>   (only the rarer kinds; not for messages in the bin)
   handling_pk ByHandling <mailbox>#da-gestire | #in-carico | #gestito (messages, not receipts)
   holder_pk   ByHolder   <mailbox>#<username>                    (in carico or handled by them)
   campaign_pk ByCampaign <mailbox>#<campaign id>                 (a campaign's receipts and replies)
@@ -51,6 +51,9 @@ INDEXES = {
     "thread_pk": "ByThread",
 }
 RECEIPT_KINDS = frozenset(kinds.RICEVUTE)
+# the kinds most rows of their list have: no ByKind key (an index write each saved); a filter on
+# one reads its list and checks the kind, reading at most about twice what it shows
+COMMON_KINDS = frozenset((kinds.POSTA_CERTIFICATA, kinds.ACCETTAZIONE, kinds.AVVENUTA_CONSEGNA))
 # words too common in PEC to narrow anything: never a key of the token index
 STOPWORDS = frozenset(
     "pec posta certificata it com di da del della dei delle il la lo le gli un una in per con su re r "
@@ -76,16 +79,46 @@ def words(*texts: str | None) -> list[str]:
     return list(seen)
 
 
-def record_words(record: Mapping[str, object]) -> list[str]:
-    """The words a message is found by: its subject (and its original's), sender and recipients."""
-    texts: list[str | None] = [str(record.get("subject") or ""), str(record.get("original_subject") or "")]
-    texts.append(str(record.get("from") or ""))
+PROVIDER_LOCAL_PART = "posta-certificata"  # a provider's own address: envelopes and receipts come from it
+# the words of the prefixes providers put before an original subject ("CONSEGNA: ", …): the kind
+# of every receipt, told by the kind filter; a receipt's words are its original subject's
+PREFIX_WORDS = frozenset(w for prefix, _ in kinds.SUBJECT_PREFIXES for w in _WORD.findall(prefix.lower()))
+
+
+def _unprefixed(subject: str) -> str:
+    upper = subject.upper()
+    for prefix, _ in kinds.SUBJECT_PREFIXES:  # longest first
+        if upper.startswith(prefix):
+            return subject[len(prefix) :]
+    return subject
+
+
+def own_words(mailbox: str) -> frozenset[str]:
+    """The words of the mailbox's own address: nearly every message has them (its `to`, a
+    receipt's), so they narrow nothing. Never a key of the token index; left out of searches."""
+    return frozenset(words(mailbox))
+
+
+def record_words(record: Mapping[str, object], mailbox: str | None = None) -> list[str]:
+    """The words a message is found by: its subject (and its original's), sender and recipients,
+    without the words every message of the mailbox has (its own address, see `own_words`),
+    without a provider's own address (the From of every envelope and receipt: the certified
+    sender is in `sender`) and without a provider's subject prefix ("CONSEGNA: ": the kind).
+    Each word is a copy of the row written (a write unit each)."""
+    texts: list[str | None] = [
+        _unprefixed(str(record.get("subject") or "")),
+        str(record.get("original_subject") or ""),
+    ]
+    sender = str(record.get("from") or "")
+    if sender.split("@", 1)[0].strip().lower() != PROVIDER_LOCAL_PART:
+        texts.append(sender)
     texts.append(str(record.get("sender") or ""))
     for field in ("to", "cc"):
         value = record.get(field) or []
         if isinstance(value, list):
             texts.extend(str(v) for v in value)
-    return words(*texts)
+    own = own_words(mailbox) if mailbox else frozenset()
+    return [w for w in words(*texts) if w not in own]
 
 
 def is_receipt(kind: str | None) -> bool:
@@ -129,7 +162,8 @@ def listing_keys(
         keys["list_pk"] = f"{mailbox}#{LIST_BIN}"
         return keys
     keys["list_pk"] = f"{mailbox}#{LIST_RECEIPTS if receipt else LIST_MESSAGES}"
-    keys["kind_pk"] = f"{mailbox}#{kind}"
+    if kind not in COMMON_KINDS:
+        keys["kind_pk"] = f"{mailbox}#{kind}"
     if not receipt:
         keys["handling_pk"] = f"{mailbox}#{handling.status.value}"
         if handling.status is not Status.OPEN and handling.holder:
@@ -206,8 +240,11 @@ def plan(mailbox: str, filters: Filters) -> Plan:
         raise FilterError(f"unknown kind {filters.kind!r}: one of {', '.join(kinds.ALL)}")
     if filters.bin and (filters.handling or filters.holder):
         raise FilterError("messages in the bin have no presa in carico to filter on")
+    common_kind = filters.kind in COMMON_KINDS and not filters.bin  # no ByKind key: the list, checked
     if filters.kind is None and not filters.bin:
         list_value = f"{mailbox}#{LIST_RECEIPTS}" if filters.receipts else f"{mailbox}#{LIST_MESSAGES}"
+    elif common_kind:
+        list_value = f"{mailbox}#{LIST_RECEIPTS if is_receipt(filters.kind) else LIST_MESSAGES}"
     else:
         list_value = f"{mailbox}#{LIST_BIN}" if filters.bin else ""
 
@@ -215,6 +252,9 @@ def plan(mailbox: str, filters: Filters) -> Plan:
     wanted = words(filters.text) if filters.text else []
     if filters.text and not wanted:
         raise FilterError("the words searched are too short or too common: add a more specific word")
+    wanted = [w for w in wanted if w not in own_words(mailbox)]  # every message has them: no filter
+    if filters.receipts or is_receipt(filters.kind):  # a receipt's kind is the kind filter's
+        wanted = [w for w in wanted if w not in PREFIX_WORDS]
     if filters.thread:
         candidates.append(("thread_pk", thread_key(mailbox, filters.thread)))
     if filters.holder:
@@ -225,7 +265,7 @@ def plan(mailbox: str, filters: Filters) -> Plan:
         candidates.append(("sdi_pk", f"{mailbox}#sdi"))
     if filters.handling:
         candidates.append(("handling_pk", f"{mailbox}#{Status(filters.handling).value}"))
-    if filters.kind and not filters.bin:
+    if filters.kind and not filters.bin and not common_kind:
         candidates.append(("kind_pk", f"{mailbox}#{filters.kind}"))
     if list_value and not candidates:  # every other listing key is absent from the bin's rows
         candidates.append(("list_pk", list_value))
@@ -234,14 +274,14 @@ def plan(mailbox: str, filters: Filters) -> Plan:
     extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
     if filters.has_sdi is False:
         extra += (("sdi_pk", ("",)),)  # "" stands for: the attribute is absent
-    if filters.kind and filters.bin:
+    if filters.kind and (filters.bin or common_kind):
         extra += (("kind", (filters.kind,)),)
 
     if wanted:
         # the longest word is likely the rarest: its partition is read, the others checked
         ordered = sorted(wanted, key=len, reverse=True)
         checked = tuple((a, (v,)) for a, v in candidates) + extra
-        listing = LIST_RECEIPTS if filters.receipts else LIST_MESSAGES
+        listing = LIST_RECEIPTS if filters.receipts or is_receipt(filters.kind) else LIST_MESSAGES
         return Plan(
             None, "pk", word_key(mailbox, listing, ordered[0]), start, end, checked, tuple(ordered[1:]), True
         )
@@ -252,11 +292,11 @@ def plan(mailbox: str, filters: Filters) -> Plan:
 
 def matches(row: Mapping[str, object], plan: Plan) -> bool:
     """Whether a row (or a word copy of it) read by the plan passes the rest of the filters."""
-    keys = row.get("listing") if plan.token_index else row
-    if not isinstance(keys, Mapping):
-        keys = {}
+    listing = row.get("listing") if plan.token_index else row
+    if not isinstance(listing, Mapping):
+        listing = {}
     for attribute, allowed in plan.residual:
-        value = keys.get(attribute)
+        value = (listing if attribute in INDEXES else row).get(attribute)  # a copy keeps keys in a map
         if (value if value is not None else "") not in allowed:
             return False
     return True
@@ -398,7 +438,7 @@ def inbox_row(
     root = None if is_receipt(str(record.get("kind"))) else thread_root(record)
     if root:
         row["thread"] = root
-    found = record_words(record)
+    found = record_words(record, mailbox)
     if found:
         row["words"] = found
     row |= handling_fields(handling)

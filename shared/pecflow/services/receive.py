@@ -7,9 +7,10 @@ Per message, in this order (a crash anywhere loses nothing and duplicates nothin
      kept on its job by sha256, once),
   4. write the message record with the reconciliation's outcome, in one write (conditional: a
      message already recorded is not recorded again; its outcome is updated on it),
-  5. advance the cursor past its UID.
+  5. advance the cursor past its UID (written once per fetched batch: a crash re-reads the
+     batch, each step above being idempotent; the poll after it goes one message at a time).
 The cursor moves only after the record is durable, so a crash re-fetches from the last
-recorded UID. Work is bounded per invocation: fetches in chunks, and a deadline after which
+recorded UID, never skips one. Work is bounded per invocation: fetches in chunks, and a deadline after which
 the poll stops cleanly and says there is more to do.
 
 No message can stop a mailbox. A message that cannot be archived (S3 failing) stops the poll
@@ -179,6 +180,11 @@ class Ingestor:
             result.resynced.append(folder)
             self.mailboxes.save_cursor(address, cursor)
         sizes = dict(session.sizes(session.uids_from(plan.from_uid)))
+        # The cursor is written once per fetched batch: noted as started at its first UID, then
+        # done past its last. A poll that died inside a batch left that note: the next poll goes
+        # one message at a time, each noted before it begins, so the message that stops the
+        # poller is the one its attempts are counted on (and quarantined after MAX_ATTEMPTS).
+        careful = cursor.attempt_uid is not None
         started: int | None = None  # the UID this poll has noted as started on the cursor
         for batch in self._batches(sizes):
             if time_left() < margin:
@@ -191,12 +197,13 @@ class Ingestor:
             fetched_batch = session.fetch(batch)
             for i, fetched in enumerate(fetched_batch):
                 if time_left() < margin:
-                    if started is not None:  # noted but not begun: not an attempt
+                    if started is not None or not careful:  # noted but not begun: not an attempt
                         self.mailboxes.save_cursor(address, replace(cursor, attempt_uid=None, attempts=0))
                     return False
                 if started != fetched.uid:
                     cursor = cursor.started(fetched.uid)
-                    self.mailboxes.save_cursor(address, cursor)
+                    if careful or i == 0:
+                        self.mailboxes.save_cursor(address, cursor)
                 try:
                     self._ingest_one(config, folder, status.uidvalidity, fetched, result, cursor.attempts)
                 except Exception:
@@ -205,7 +212,8 @@ class Ingestor:
                     raise
                 following = fetched_batch[i + 1].uid if i + 1 < len(fetched_batch) else None
                 cursor = cursor.done(fetched.uid, following)
-                self.mailboxes.save_cursor(address, cursor)
+                if careful or following is None:  # a batch's messages are re-read after a crash
+                    self.mailboxes.save_cursor(address, cursor)
                 started = following
             if time_left() < margin:
                 return False

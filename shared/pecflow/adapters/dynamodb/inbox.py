@@ -44,7 +44,8 @@ class ActOutcome:
 def _residual_filter(plan: Plan) -> ConditionBase | None:
     condition: ConditionBase | None = None
     for name, allowed in plan.residual:
-        attribute = f"listing.{name}" if plan.token_index else name  # a word copy keeps them in a map
+        in_map = plan.token_index and name in INDEXES  # a word copy keeps the listing keys in a map
+        attribute = f"listing.{name}" if in_map else name
         part: ConditionBase | None = None
         for value in allowed:
             one = Attr(attribute).not_exists() if value == "" else Attr(attribute).eq(value)
