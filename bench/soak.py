@@ -58,9 +58,9 @@ idle machine (one process, one GIL: moto's share included), 17 h at the wall rat
 here; one hour (the target, 11.1 msg/s) needs about 8 x less CPU per message. -n 1000 and
 -n 2000 did not fit in the time: at a quarter of a core each would take 1 to 2 hours (-n 1000
 was started and stopped in its first round, the 1,000-row fan-out and the first 250 sends
-traced for memory). --quick (6 each way) shows the invariants and figures, not the rate; it
-is not under `make bench`'s 30 s: loaded as here, 10 each way took 3.5 minutes (the stack's
-start, one 20-minute quota window of four polls); no idle machine was at hand to time it.
+traced for memory). --quick (6 each way, two rounds: a campaign within one quota window
+needs one poll; memory not traced, tracing made it 3 x slower) shows the invariants and the
+request figures, not the rate: 26 s on an idle machine (38 s with the last round traced).
 """
 
 from __future__ import annotations
@@ -528,8 +528,9 @@ def run(n_in: int, n_out: int, memory_rounds: int, profiles: Profiles | None) ->
         real_stdout = sys.stdout
         sys.stdout = LogCounter(meter, real_stdout)
         admin = bootstrap.campaign_admin(stack.deployment())
-        # the campaign's last window needs one poll: 250 go out in it (--quick: one round)
-        rounds = (math.ceil(n_out / QUOTA) - 1) * WINDOW // POLL + 1
+        # the campaign's last window needs one poll (250 go out in it); two at least, so the people
+        # have something to work on in the second
+        rounds = max(2, (math.ceil(n_out / QUOTA) - 1) * WINDOW // POLL + 1)
         per_round = math.ceil(n_in / rounds)
         rng, work = random.Random(19), Work()
         submitted, r = 0, 0
@@ -640,7 +641,12 @@ def figures(phase: Phase, invocations: list, memory: Memory, meter: Meter, n_in:
         )
         print(f"  {service:<15} {requests / n:7.2f} requests{extra}")
     counted = Counter(i.function for i in invocations)
-    print("\n== handlers: invocations, CPU, peak memory (tracemalloc growth in one invocation) ==")
+    traced = (
+        "tracemalloc growth in one invocation"
+        if any(memory.samples.values())
+        else "not traced: --memory-rounds K"
+    )
+    print(f"\n== handlers: invocations, CPU, peak memory ({traced}) ==")
     seconds: dict[str, float] = defaultdict(float)
     for i in invocations:
         seconds[i.function] += meter.cpu.get(i.request_id, 0.0)
@@ -662,7 +668,11 @@ def main() -> None:
         "--quick", action="store_true", help="6 messages each way (the invariants and figures, not the rate)"
     )
     parser.add_argument("-n", type=int, help=f"messages each way (default {FULL})")
-    parser.add_argument("--memory-rounds", type=int, help="rounds traced for peak memory (default 2)")
+    parser.add_argument(
+        "--memory-rounds",
+        type=int,
+        help="rounds traced for peak memory, the last ones (default 2; --quick: none, to stay under 30 s)",
+    )
     parser.add_argument(
         "--profile", action="store_true", help="where the CPU goes, by thread, area and function (sampled)"
     )
@@ -673,7 +683,7 @@ def main() -> None:
     rate, problems = run(
         n,
         n,
-        args.memory_rounds if args.memory_rounds is not None else 2,
+        args.memory_rounds if args.memory_rounds is not None else (0 if args.quick else 2),
         Profiles() if args.profile else None,
     )
     verdict = "" if not problems else f"; {len(problems)} invariants FAILED"
