@@ -64,27 +64,12 @@ def test_words_are_plain_lowercase_without_accents_stopwords_or_repeats():
 def test_words_every_message_has_are_no_keys_and_no_filter():
     # the mailbox's own address (every message's `to`) and a provider's address (every envelope's
     # and receipt's From) narrow nothing: no word copies for them
+    expected = ["sollecito", "fattura", "1234", "societa", "mario", "rossi", "beta"]
     envelope = record(**{"from": "posta-certificata@pec.beta.it", "sender": "mario.rossi@pec.beta.it"})
-    assert record_words(envelope, BOX) == [
-        "sollecito",
-        "fattura",
-        "1234",
-        "societa",
-        "mario",
-        "rossi",
-        "beta",
-    ]
+    assert record_words(envelope, BOX) == expected
     receipt = record("accettazione", **{"from": "posta-certificata@pec.alfa.test"})
     assert "alfa" not in record_words(receipt, BOX) and "test" not in record_words(receipt, BOX)
-    assert record_words(record(), BOX) == [
-        "sollecito",
-        "fattura",
-        "1234",
-        "societa",
-        "mario",
-        "rossi",
-        "beta",
-    ]
+    assert record_words(record(), BOX) == expected
     # a provider's subject prefix is the receipt's kind (the kind filter): not words of it
     consegna = record("avvenuta-consegna", subject="CONSEGNA: Sollecito fattura n. 1234")
     assert record_words(consegna, BOX) == ["sollecito", "fattura", "1234", "mario", "rossi", "beta"]
