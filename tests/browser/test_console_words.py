@@ -31,3 +31,20 @@ def test_every_word_a_screen_asks_for_is_in_the_dictionary():
     asked = {key for path in SRC.glob("*.js*") for key in ASKED.findall(path.read_text(encoding="utf-8"))}
     assert asked, "no t('…') found: the pattern no longer matches the source"
     assert asked - known == set()
+
+
+def test_every_kind_of_poll_error_has_its_words():
+    # the mailbox health shows `admin.kind.<error_kind>`: a kind without words would show the key
+    code = Path(__file__).resolve().parents[2] / "shared" / "pecflow"
+    recorded = set(re.findall(r'error_kind="([a-z_-]+)"', (code / "services" / "polling.py").read_text()))
+    opened = set(re.findall(r'MailboxUnavailable\(\s*"([a-z_-]+)"', "".join(
+        p.read_text() for p in code.rglob("*.py")
+    )))  # fmt: skip
+    documented = set(
+        re.search(r"`kind`: ([a-z| ]+)", (code / "domain" / "ports.py").read_text())[1].split(" | ")
+    )
+    kinds = recorded | opened | documented
+    assert {"archive", "internal", "auth", "unreachable"} <= kinds, kinds
+    known = dictionaries()
+    for lang in ("it", "en"):
+        assert {f"admin.kind.{k}" for k in kinds} - known[lang] == set(), lang
