@@ -296,12 +296,13 @@ class FakeMailboxStore:
             status |= {"last_success_at": now, "consecutive_failures": 0, "last_fetched": fetched}
             status.pop("last_error", None)
             status.pop("error_kind", None)
-        else:
+        if error or not ok:
             status |= {
                 "last_error": (error or "")[:1000] or "unknown error",
                 "error_kind": error_kind or "error",
                 "last_error_at": now,
             }
+        if not ok:
             status["consecutive_failures"] = status.get("consecutive_failures", 0) + 1
         if usage:
             status["usage"] = _kept(usage)
@@ -955,6 +956,16 @@ class FakeArchive:
                 "PutObject",
             )
         version = self._version()
+        self.objects[key] = ArchivedObject(bytes(raw), sha, version)
+        self.created.append(key)
+        return Archived(key, True, version)
+
+    def store_again(self, raw: bytes, sha: str) -> Archived:
+        if self._down is not None:
+            raise self._down
+        if sha256_hex(raw) != sha:
+            raise ArchiveError(f"the bytes hash to {sha256_hex(raw)}, not {sha}: not archived again")
+        key, version = self.key_for(sha), self._version()
         self.objects[key] = ArchivedObject(bytes(raw), sha, version)
         self.created.append(key)
         return Archived(key, True, version)

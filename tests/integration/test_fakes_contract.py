@@ -652,6 +652,13 @@ def test_archive_verification_refuses_missing_or_different_objects(ports, uid):
     ports.delete(archive.key_for(shas[2]))
     assert "missing" in archive.verify(archive.key_for(shas[2]), shas[2]).reason
     assert archive.store(raws[2]).created, "stored again after a delete marker"
+    for raw, sha in zip(raws[:2], shas[:2], strict=True):  # the damaged copies replaced by the originals
+        again = archive.store_again(raw, sha)
+        assert again.created and again.key == archive.key_for(sha) and archive.verify(again.key, sha).ok
+        assert archive.get(again.key) == raw
+    with pytest.raises(ArchiveError):
+        archive.store_again(b"not the original", shas[0])
+    assert archive.verify(archive.key_for(shas[0]), shas[0]).ok
     with pytest.raises(ClientError):
         archive.get(archive.key_for(other))
 

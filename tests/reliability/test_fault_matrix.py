@@ -378,14 +378,7 @@ CELLS = [
     Cell("SMTP", "TLS failure", smtp_tls_failure),
     Cell("SMTP", "connection reset", smtp_connection_reset),
     Cell("S3", "put fails", s3_put_fails),
-    Cell(
-        "S3",
-        "checksum mismatch",
-        s3_checksum_mismatch,
-        xfail="moto's server stores a PutObject whose body does not match its x-amz-checksum-sha256 "
-        "(S3 refuses it with BadDigest): the damaged copy is archived and recorded; the deep check "
-        "before expunging keeps the message in the box, but no error reaches the mailbox's health",
-    ),
+    Cell("S3", "checksum mismatch", s3_checksum_mismatch),
     Cell("DynamoDB", "throttling", dynamodb_throttling),
     Cell("DynamoDB", "conditional check failure", dynamodb_conditional_check_failure),
     Cell("DynamoDB", "transaction conflict", dynamodb_transaction_conflict),

@@ -585,6 +585,38 @@ def test_nothing_leaves_the_provider_unless_its_archive_copy_verifies(world):
     assert world.messages.get(BOX, missing["sha256"]).archive_problem is not None
     gone = world.messages.get(BOX, records[3]["sha256"])
     assert gone.on_provider == "expunged" and gone.location is None
+    # the provider's copies, still hashing to their records, were put back in the archive
+    assert all("archived again from the provider" in r for r in result.refused), result.refused
+    for record in (missing, tampered):
+        assert world.archive.verify(record["s3_key"], record["sha256"]).ok
+    # they leave the provider only at a later check, once their copies verify; the mailbox's
+    # health says what happened meanwhile, in words, and clears at the next clean poll
+    world.mailboxes.put(fakes.config(BOX, saturation=policy))
+    world.account.append(b"From: a@b\r\nSubject: late\r\n\r\nlate", when=WHEN - timedelta(days=200))
+    world.archive.overwrite(missing["s3_key"], b"damaged again")
+    outcome = world.handle()
+    assert outcome.result.expunged == 2, "the other one put back, and the late one"
+    assert world.account.uids() == [1, 7, 8, 9, 10]
+    status = world.mailboxes.status(BOX)
+    assert status["error_kind"] == "archive" and status["consecutive_failures"] == 0
+    assert status["last_error"].startswith("La copia in archivio di un messaggio non corrisponde")
+    assert status["last_success_at"] == status["last_poll_at"]
+    assert world.handle().result.expunged == 1 and world.account.uids() == [7, 8, 9, 10]
+    assert "last_error" not in world.mailboxes.status(BOX)
+
+
+def test_a_copy_the_provider_no_longer_matches_is_not_archived_again(world):
+    world.fill(mixed(2, 1), when=WHEN - timedelta(days=200))
+    world.poll()
+    record = world.messages.records(BOX)[0]
+    world.archive.overwrite(record["s3_key"], b"something else")
+    world.account.folder().messages[
+        record["uid"]
+    ].raw = b"From: a@b\r\n\r\nnot what was recorded"  # the provider's fault
+    result = world.poll(fakes.config(BOX, saturation=SaturationPolicy(Saturation.AFTER_DAYS, days=30)))
+    assert any("the provider's copy differs too" in r for r in result.refused), result.refused
+    assert not world.archive.verify(record["s3_key"], record["sha256"]).ok
+    assert record["uid"] in world.account.uids()
 
 
 def test_old_archived_messages_move_to_the_archive_folder(world):

@@ -43,22 +43,8 @@ class Archive:
     def store(self, raw: bytes, sha: str | None = None) -> Archived:
         sha = sha or sha256_hex(raw)
         key = self.key_for(sha)
-        extra = {"ServerSideEncryption": "aws:kms"}
-        if self.kms_key_id:
-            extra["SSEKMSKeyId"] = self.kms_key_id
         try:
-            response = self.s3.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=raw,
-                ContentType="message/rfc822",
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=_b64(sha),
-                IfNoneMatch="*",
-                Metadata={"sha256": sha},
-                **extra,
-            )
-            return Archived(key, True, response.get("VersionId"))
+            return self._put(key, raw, sha, IfNoneMatch="*")
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code not in ("PreconditionFailed", "ConditionalRequestConflict"):
@@ -68,6 +54,32 @@ class Archive:
         if not check.ok:
             raise ArchiveError(f"{key} exists but does not match: {check.reason}")
         return Archived(key, False)
+
+    def store_again(self, raw: bytes, sha: str) -> Archived:
+        """The copy under `sha`'s key failed its check: these bytes stored again as the key's
+        newest version (the damaged one stays, versioned and locked). Refused unless they hash to
+        `sha`: only the original can be put back."""
+        actual = sha256_hex(raw)
+        if actual != sha:
+            raise ArchiveError(f"the bytes hash to {actual}, not {sha}: not archived again")
+        return self._put(self.key_for(sha), raw, sha)
+
+    def _put(self, key: str, raw: bytes, sha: str, **condition: str) -> Archived:
+        extra = {"ServerSideEncryption": "aws:kms"}
+        if self.kms_key_id:
+            extra["SSEKMSKeyId"] = self.kms_key_id
+        response = self.s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=raw,
+            ContentType="message/rfc822",
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=_b64(sha),  # S3 refuses a body that does not match (BadDigest)
+            Metadata={"sha256": sha},
+            **condition,
+            **extra,
+        )
+        return Archived(key, True, response.get("VersionId"))
 
     def verify(self, key: str, sha: str, *, deep: bool = True) -> Verification:
         """Is the archived object there and exactly these bytes? `deep` reads it back and hashes

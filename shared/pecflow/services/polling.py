@@ -127,10 +127,30 @@ def handle_poll(
     finally:
         session.close()
     usage = {"percent": round(result.usage_percent, 2)} if result.usage_percent is not None else None
-    mailboxes.record_poll(config.address, ok=True, usage=usage, fetched=result.fetched)
+    kept = archive_problem(result.refused)
+    mailboxes.record_poll(
+        config.address,
+        ok=True,
+        usage=usage,
+        fetched=result.fetched,
+        error_kind=kept and "archive",
+        error=kept,
+    )
     if result.more and requeue is not None:
         requeue(PollRequest(request.mailbox, request.tick, request.continuation + 1))
     return PollOutcome(request, result)
+
+
+def archive_problem(refused: list[str]) -> str | None:
+    """What the mailbox's health says of archive copies that failed their check (the messages
+    stay on the provider), in the office's words, with the details."""
+    if not refused:
+        return None
+    many = f"{len(refused)} messaggi" if len(refused) > 1 else "un messaggio"
+    return (
+        f"La copia in archivio di {many} non corrisponde all'originale: resta sul server della "
+        f"casella finché la copia non è verificata. Dettagli: {'; '.join(refused)}"
+    )[:1000]
 
 
 def _usage_due(last: str | None, every: float) -> bool:

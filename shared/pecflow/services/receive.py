@@ -516,9 +516,12 @@ class Ingestor:
             check = self.archive.verify(record.s3_key or "", record.sha256, deep=True)
             if check.ok:
                 verified.append(message.uid)
-            else:
-                result.refused.append(f"UID {message.uid}: {check.reason}")
-                self.messages.set_fields(config.address, record.sha256, {"archive_problem": check.reason})
+                continue
+            self.messages.set_fields(config.address, record.sha256, {"archive_problem": check.reason})
+            # the provider's copy is still there: put it back in the archive (it leaves the
+            # provider only at a later check, once the archive's copy verifies)
+            again = self._archive_again(session, message.uid, record.s3_key or "", record.sha256)
+            result.refused.append(f"UID {message.uid}: {check.reason}" + (f"; {again}" if again else ""))
         if not verified:
             return
         if policy.expunge:
@@ -539,6 +542,19 @@ class Ingestor:
                 },
                 remove=["location"],
             )
+
+    def _archive_again(self, session: MailSession, uid: int, key: str, sha: str) -> str | None:
+        """The archive's copy failed its check: the provider's copy, if it still hashes to the
+        record's SHA-256, stored again (the damaged version stays, versioned). Says what happened."""
+        try:
+            fetched = session.fetch([uid])
+            if not fetched or hashlib.sha256(fetched[0].raw).hexdigest() != sha:
+                return "the provider's copy differs too: not archived again"
+            self.archive.store_again(fetched[0].raw, sha)
+            check = self.archive.verify(key, sha, deep=True)
+        except Exception as exc:  # noqa: BLE001 - the message stays on the provider whatever happens
+            return f"not archived again: {type(exc).__name__}: {exc}"[:500]
+        return "archived again from the provider" if check.ok else f"archived again, still {check.reason}"
 
 
 def _aware(value: datetime | None) -> datetime | None:

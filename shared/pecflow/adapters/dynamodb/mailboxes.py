@@ -84,14 +84,15 @@ class MailboxStore:
         usage: dict | None = None,
         fetched: int = 0,
     ) -> None:
-        """The outcome of one poll on the mailbox record (what `pecflow mailbox list` shows)."""
+        """The outcome of one poll on the mailbox record (what `pecflow mailbox list` shows); `ok`
+        with an `error`: the poll went through and left a problem to see (an archive copy)."""
         key = {"address": address.lower(), "item": "config"}
         now = clock.iso()
         fields: dict = {"last_poll_at": now}
+        removed = ["last_error", "error_kind"]
         if ok:
             fields |= {"last_success_at": now, "consecutive_failures": 0, "last_fetched": fetched}
-            removed = ["last_error", "error_kind"]
-        else:
+        if error or not ok:
             fields |= {
                 "last_error": (error or "")[:1000] or "unknown error",
                 "error_kind": error_kind or "error",
