@@ -32,6 +32,12 @@ profiler for the whole process, and the threads' stacks mix.)
 Measured on 2026-11-26, on 2 cores shared with other engineers' suites (load average 15 to 21;
 this process got 20 to 35% of one core), every invariant holding in every run:
 
+  -n 1000 (2026-11-27, the suite running alongside): 2044 s, 0.98 msg/s both ways together
+    (0.49 each), 0.76 CPU s per message (1520 s of CPU, 74% of one core); 86 API actions;
+    258 messages expunged after archiving; every invariant held (42 s to check). Per message:
+    13.8 DynamoDB requests (24.2 WRU + 9.8 GSI WRU, 3.4 RRU), 2.3 S3, 1.9 SQS. Peak growth in
+    one invocation (last two rounds traced): poller 64.9 MiB, API 2.0, sender 1.0, scheduler
+    0.9 (the fan-out's is bench/fanout.py's).
   -n 100 (--profile): 310 s, 0.65 msg/s both ways together; 146 s of CPU in this process,
     0.73 CPU s per message. Per message (received and sent together, their receipts and the
     replies included): 13.7 DynamoDB requests (32.9 WRU + 14.4 GSI WRU, 3.2 RRU), 2.2 S3,
@@ -55,10 +61,8 @@ CSV and attachments upload once, the submissions reuse one SMTPS session per sen
 
 Extrapolated: at 0.73 CPU s per message, 20,000 + 20,000 need 8.1 h of one core even on an
 idle machine (one process, one GIL: moto's share included), 17 h at the wall rate measured
-here; one hour (the target, 11.1 msg/s) needs about 8 x less CPU per message. -n 1000 and
--n 2000 did not fit in the time: at a quarter of a core each would take 1 to 2 hours (-n 1000
-was started and stopped in its first round, the 1,000-row fan-out and the first 250 sends
-traced for memory). --quick (6 each way, two rounds: a campaign within one quota window
+here; one hour (the target, 11.1 msg/s) needs about 8 x less CPU per message. -n 2000
+would take about an hour on an idle machine. --quick (6 each way, two rounds: a campaign within one quota window
 needs one poll; memory not traced, tracing made it 3 x slower) shows the invariants and the
 request figures, not the rate: 26 s on an idle machine (38 s with the last round traced).
 """
