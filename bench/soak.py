@@ -62,9 +62,10 @@ CSV and attachments upload once, the submissions reuse one SMTPS session per sen
 Extrapolated: at 0.73 CPU s per message, 20,000 + 20,000 need 8.1 h of one core even on an
 idle machine (one process, one GIL: moto's share included), 17 h at the wall rate measured
 here; one hour (the target, 11.1 msg/s) needs about 8 x less CPU per message. -n 2000
-would take about an hour on an idle machine. --quick (6 each way, two rounds: a campaign within one quota window
-needs one poll; memory not traced, tracing made it 3 x slower) shows the invariants and the
-request figures, not the rate: 26 s on an idle machine (38 s with the last round traced).
+would take about an hour on an idle machine. --quick (6 each way, two rounds: a campaign
+within one quota window needs one poll; memory not traced, tracing made it 3 x slower) shows
+the invariants and the request figures, not the rate: 26 s on an idle machine (38 s with the
+last round traced).
 """
 
 from __future__ import annotations
