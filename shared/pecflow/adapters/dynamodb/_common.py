@@ -1,12 +1,12 @@
 """What the table adapters share: cleaning values for DynamoDB, conditional writes and how
-their refusals are read, the resource."""
+their refusals are read, paging, the resource."""
 
 from __future__ import annotations
 
 import random
 import re
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -133,6 +133,17 @@ def is_service_failure(exc: BaseException) -> bool:
     if isinstance(exc, BotoCoreError):
         return not isinstance(exc, ParamValidationError)
     return isinstance(exc, (OSError, TimeoutError))
+
+
+def pages(read: Callable[..., dict], **request: Any) -> Iterator[dict]:
+    """Every page of a Query or Scan (`read`: the table's `query` or `scan`), following
+    LastEvaluatedKey."""
+    while True:
+        page = read(**request)
+        yield page
+        if "LastEvaluatedKey" not in page:
+            return
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _resource(dynamodb):

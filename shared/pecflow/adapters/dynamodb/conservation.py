@@ -20,7 +20,7 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from pecflow.adapters.dynamodb._common import _clean, _plain, _resource, _try_write
+from pecflow.adapters.dynamodb._common import _clean, _plain, _resource, _try_write, pages
 
 HEAD = "conservation"
 PREFIX = "conservation#"
@@ -34,34 +34,24 @@ class PeriodMessages:
 
     def received_between(self, mailbox: str, start: str, end: str) -> Iterator[dict[str, Any]]:
         """`start` included, `end` excluded (ISO 8601 UTC, as `received_key` begins)."""
-        kwargs: dict[str, Any] = {
-            "IndexName": "ByDate",
-            "KeyConditionExpression": Key("mailbox").eq(mailbox.lower())
-            & Key("received_key").between(start, end),
-        }
-        while True:
-            page = self.table.query(**kwargs)
+        for page in pages(self.table.query, **_period(mailbox, start, end)):
             for item in page.get("Items", []):
                 if str(item.get("received_key", "")) < end:
                     yield _plain(item)
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def count_between(self, mailbox: str, start: str, end: str) -> int:
-        total = 0
-        kwargs: dict[str, Any] = {
-            "IndexName": "ByDate",
-            "KeyConditionExpression": Key("mailbox").eq(mailbox.lower())
-            & Key("received_key").between(start, end),
-            "Select": "COUNT",
-        }
-        while True:
-            page = self.table.query(**kwargs)
-            total += page["Count"]
-            if "LastEvaluatedKey" not in page:
-                return total
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return sum(
+            page["Count"] for page in pages(self.table.query, **_period(mailbox, start, end), Select="COUNT")
+        )
+
+
+def _period(mailbox: str, start: str, end: str) -> dict[str, Any]:
+    """The ByDate query of a mailbox's period (`between` includes `end`: the readers leave it out)."""
+    return {
+        "IndexName": "ByDate",
+        "KeyConditionExpression": Key("mailbox").eq(mailbox.lower())
+        & Key("received_key").between(start, end),
+    }
 
 
 class ExportedPeriods:

@@ -12,6 +12,7 @@ from pecflow.adapters.dynamodb._common import (
     _plain,
     _resource,
     is_service_failure,
+    pages,
 )
 from pecflow.domain.mailbox import location
 from pecflow.domain.records import MessageRecord
@@ -117,20 +118,12 @@ class MessageStore:
 
     def every(self, mailbox: str) -> Iterator[MessageRecord]:
         """Every record of a mailbox (a Query of its partition, page by page)."""
-        kwargs: dict = {"KeyConditionExpression": Key("mailbox").eq(mailbox.lower())}
-        while True:
-            page = self.table.query(**kwargs)
+        for page in pages(self.table.query, KeyConditionExpression=Key("mailbox").eq(mailbox.lower())):
             for item in page.get("Items", []):
                 yield MessageRecord.from_item(_plain(item))
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def count(self, mailbox: str) -> int:
-        total, kwargs = 0, {"KeyConditionExpression": Key("mailbox").eq(mailbox.lower()), "Select": "COUNT"}
-        while True:
-            page = self.table.query(**kwargs)
-            total += page["Count"]
-            if "LastEvaluatedKey" not in page:
-                return total
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        key = Key("mailbox").eq(mailbox.lower())
+        return sum(
+            page["Count"] for page in pages(self.table.query, KeyConditionExpression=key, Select="COUNT")
+        )
