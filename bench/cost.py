@@ -28,10 +28,13 @@ default and the 12-hour password cache: $0.7927 sent (30.0 requests, 48.6 + 20.8
 $0.2047 received; after the inbox's words without the mailbox's own address, a provider's
 From and a receipt's subject prefix, no ByKind key for the common kinds, the cursor written per
 fetched batch, OutgoingTable's ByCampaign keys only and a job created by two puts: $0.6269 sent
-(30.2 requests, 35.8 + 12.3 GSI WRU) and $0.1626 received (4.2 requests, 7.0 + 6.0 GSI WRU).
-What remains is mostly each message's record (over 1 KB, with ByDate projecting it whole), its
-inbox row's indexes and word copies (receipts' too), the reconcile and sender transactions, and
-the archive's S3 PUTs (fixed). --by-table: WRU per message by table and index too.
+(30.2 requests, 35.8 + 12.3 GSI WRU) and $0.1626 received (4.2 requests, 7.0 + 6.0 GSI WRU);
+from $0.5911 sent and $0.1552 received (2026-11-27), MessagesTable's ByDate keys only (1 WRU a
+record, not 2: -2 GSI WRU per message sent, its two receipts, -1 per message received): $0.5792
+sent (30.2 requests, 35.8 + 10.3 GSI WRU) and $0.1483 received (4.2 requests, 7.0 + 5.0 GSI WRU).
+What remains is mostly each message's record (over 1 KB: 2 WRU, and 1 for each of ByDate and
+ByLocation), its inbox row's indexes and word copies (receipts' too), the reconcile and sender
+transactions, and the archive's S3 PUTs (fixed). --by-table: WRU per message by table and index.
 """
 
 from __future__ import annotations

@@ -307,9 +307,10 @@ def test_sparse_indexes_list_what_they_should(ports, uid):
     box = f"i{uid}@pec.test"
     shas = [f"{i:02d}" * 32 for i in range(1, 5)]
     for i, sha in enumerate(shas):
-        store.record(box, _record(sha, uid=i + 1))
+        store.record(box, _record(sha, uid=i + 1, subject=f"Pratica {i}"))
     store.set_fields(box, "99" * 32, {"kind": "x"})  # created by an update, with no received_key
     assert [r.sha256 for r in store.query(box)] == list(reversed(shas)), "newest first"
+    assert store.query(box) == [store.get(box, sha) for sha in reversed(shas)], "whole records"
     assert [r.sha256 for r in store.query(box, newest_first=False, limit=2)] == shas[:2]
     store.set_fields(box, shas[1], {"unmatched_mailbox": box})
     store.set_fields(box, shas[2], {"quarantined_mailbox": box, "quarantined": {"stage": "record"}})

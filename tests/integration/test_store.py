@@ -98,6 +98,58 @@ def test_a_message_is_recorded_once(stores):
     assert messages.count("b@pec.test") == 1
 
 
+def _leaving_unprocessed(client, monkeypatch, *, always=False) -> list[int]:
+    """The client's BatchGetItem answers as DynamoDB may under load: each request's last third of
+    keys left unprocessed (every time when `always`), the rest answered in reverse order. Returns
+    the number of keys of each request."""
+    real, sizes = client.batch_get_item, []
+
+    def batch_get_item(RequestItems):  # noqa: N803 - boto3's name
+        ((table, request),) = RequestItems.items()
+        keys = request["Keys"]
+        sizes.append(len(keys))
+        cut = len(keys) - max(1, len(keys) // 3) if always or len(keys) > 1 else len(keys)
+        answered = real(RequestItems={table: {"Keys": keys[:cut]}})["Responses"][table] if cut else []
+        unprocessed = {table: {"Keys": keys[cut:]}} if keys[cut:] else {}
+        return {"Responses": {table: answered[::-1]}, "UnprocessedKeys": unprocessed}
+
+    monkeypatch.setattr(client, "batch_get_item", batch_get_item)
+    return sizes
+
+
+def test_the_records_by_date_are_read_whole_in_the_indexs_order(aws, monkeypatch):
+    """ByDate keeps only the keys: its readers read the records by BatchGetItem, 100 keys a
+    request, asking again for the keys left unprocessed, in the index's order."""
+    from pecflow.adapters.dynamodb import _common
+    from pecflow.adapters.dynamodb.conservation import PeriodMessages
+    from pecflow.adapters.rules import RecordedMessages
+
+    monkeypatch.setattr(_common, "CONFLICT_BACKOFF_SECONDS", 0.0)
+    ddb, table = aws.resource("dynamodb"), aws.physical("MessagesTable")
+    messages, box = MessageStore(table, ddb), "d@pec.test"
+    shas = [f"{i:064x}" for i in range(130)]
+    for i, sha in enumerate(shas):
+        when = (WHEN + timedelta(minutes=i)).isoformat().replace("+00:00", "Z")
+        record = {"sha256": sha, "received_key": f"{when}#{sha[:16]}", "received_at": when}
+        messages.record(box, record | {"kind": "posta-certificata", "subject": f"Pratica {i}", "uid": i})
+    index = ddb.Table(table).query(IndexName="ByDate", KeyConditionExpression="mailbox = :m",
+                                   ExpressionAttributeValues={":m": box}, Limit=1)["Items"]  # fmt: skip
+    assert set(index[0]) == {"mailbox", "message", "received_key"}, "the index holds keys only"
+    whole = [messages.get(box, sha) for sha in shas]
+    sizes = _leaving_unprocessed(ddb.meta.client, monkeypatch)
+    assert messages.query(box, limit=130) == whole[::-1]
+    assert sizes[0] == 100 and sum(sizes) > 130, "100 keys a request, the unprocessed asked again"
+    assert messages.query(box, newest_first=False, limit=3) == whole[:3]
+    period = PeriodMessages(table, ddb).received_between(box, "2026-03-02T10:05", "2026-03-02T12:00")
+    assert [r["subject"] for r in period] == [f"Pratica {i}" for i in range(5, 120)]
+    recorded = RecordedMessages(table, ddb)
+    assert [r["uid"] for r in recorded.since(box, "2026-03-02T12:00")] == list(range(120, 130))
+    assert recorded.reads == 20, "the index's keys and the records"
+    _leaving_unprocessed(ddb.meta.client, monkeypatch, always=True)
+    with pytest.raises(RuntimeError, match="unread"):
+        messages.query(box, limit=1)
+
+
 # --- outgoing messages and receipts ---------------------------------------------------------------------
 def _sent(to=("cliente@pec.cliente.test",), cc=()):
     return builder.messaggio_originale(

@@ -53,7 +53,8 @@ stranger = Person("ugo", "ugo@alfa.test", roles={"altro@pec.alfa.test": Role.ADM
 
 
 class Records:
-    """MessagesTable's index ByDate, as the adapter reads it: a period's records, oldest first."""
+    """MessagesTable's records of a period as the adapter gives them (ByDate's keys, the records
+    read whole), oldest first."""
 
     def __init__(self):
         self.items: list[dict] = []
@@ -524,6 +525,7 @@ def test_the_api_function_may_export_and_record_periods_and_nothing_more():
     messages, mailboxes = lookup("MessagesTable", "Arn"), lookup("MailboxesTable", "Arn")
     downloads = lookup("DownloadsBucket", "Arn")
     assert allows(policy, Request(role, "dynamodb:Query", f"{messages}/index/ByDate"))
+    assert allows(policy, Request(role, "dynamodb:BatchGetItem", messages)), "ByDate holds keys only"
     for other in (messages, f"{messages}/index/ByLocation"):
         assert not allows(policy, Request(role, "dynamodb:Query", other)), other
     for action in ("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem"):

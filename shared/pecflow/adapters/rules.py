@@ -14,7 +14,8 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 
-from pecflow.adapters.dynamodb._common import _conditional_write, _plain, _resource
+from pecflow.adapters.dynamodb._common import _conditional_write, _plain, _resource, pages, whole_items
+from pecflow.adapters.dynamodb.messages import RECORD_KEY
 from pecflow.domain import clock
 
 SAVED_PREFIX = "rules/"
@@ -119,23 +120,26 @@ class SavedFiles:
 
 
 class RecordedMessages:
-    """Message records of a period, oldest first, as stored (the dry run's input): a Query of
-    the ByDate index, page by page. `reads` counts the items DynamoDB read."""
+    """Message records of a period, oldest first, as stored (the dry run's input): the keys of
+    the ByDate index, page by page, and the records read whole by BatchGetItem (the index keeps
+    only keys). `reads` counts the items DynamoDB read: the index's keys and the records."""
 
     def __init__(self, table_name: str, dynamodb: Any = None):
         self.table = _resource(dynamodb).Table(table_name)
         self.reads = 0
 
     def since(self, mailbox: str, since: str) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {
+        for item in whole_items(
+            self.table.meta.client, self.table.name, self._keys(mailbox, since), RECORD_KEY
+        ):
+            self.reads += 1
+            yield _plain(item)
+
+    def _keys(self, mailbox: str, since: str) -> Iterator[dict[str, Any]]:
+        request = {
             "IndexName": "ByDate",
             "KeyConditionExpression": Key("mailbox").eq(mailbox.lower()) & Key("received_key").gte(since),
         }
-        while True:
-            page = self.table.query(**kwargs)
+        for page in pages(self.table.query, **request):
             self.reads += page.get("ScannedCount", 0)
-            for item in page.get("Items", []):
-                yield _plain(item)
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            yield from page.get("Items", [])

@@ -1,13 +1,14 @@
 """What the table adapters share: cleaning values for DynamoDB, conditional writes and how
-their refusals are read, paging, the resource."""
+their refusals are read, paging, whole items behind a keys-only index, the resource."""
 
 from __future__ import annotations
 
 import random
 import re
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
@@ -17,6 +18,8 @@ CONFLICT_BACKOFF_SECONDS = 0.05
 # a job found moved on when its move is written is read again and the move retried from its new
 # state (where allowed) at most this many times in all; past that the refusal is raised
 MOVE_ATTEMPTS = 5
+BATCH_GET = 100  # keys per BatchGetItem (DynamoDB's limit)
+BATCH_GET_ROUNDS = 8  # requests for the keys DynamoDB left unprocessed, then the read is refused
 
 
 class Conflict(Exception):
@@ -144,6 +147,35 @@ def pages(read: Callable[..., dict], **request: Any) -> Iterator[dict]:
         if "LastEvaluatedKey" not in page:
             return
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def whole_items(
+    client: Any, table_name: str, keys: Iterable[dict], key_names: tuple[str, ...]
+) -> Iterator[dict]:
+    """The items of `table_name` whose keys a keys-only index gave (`keys`: its items, with the
+    table's `key_names` among their attributes), read whole by BatchGetItem, BATCH_GET at a time,
+    in the index's order; streamed, as `keys` is. An item gone since the index was read is left
+    out. Keys DynamoDB leaves unprocessed (throttled, or over 16 MB in one answer) are asked again
+    with backoff, BATCH_GET_ROUNDS requests in all, then RuntimeError. `client`: the resource's
+    (`table.meta.client`), which takes and gives Python values."""
+    keys = iter(keys)
+    while batch := [{name: k[name] for name in key_names} for k in islice(keys, BATCH_GET)]:
+        found: dict[tuple, dict] = {}
+        request: dict[str, Any] = {table_name: {"Keys": batch}}
+        for attempt in range(BATCH_GET_ROUNDS):
+            answer = client.batch_get_item(RequestItems=request)
+            for item in answer.get("Responses", {}).get(table_name, []):
+                found[tuple(item[name] for name in key_names)] = item
+            request = answer.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            if attempt == BATCH_GET_ROUNDS - 1:
+                raise RuntimeError(f"DynamoDB left items of {table_name} unread (throttled): try again")
+            _backoff(attempt)
+        for k in batch:
+            item = found.get(tuple(k[name] for name in key_names))
+            if item is not None:
+                yield item
 
 
 def _resource(dynamodb):

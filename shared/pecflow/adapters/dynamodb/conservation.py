@@ -20,7 +20,8 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from pecflow.adapters.dynamodb._common import _clean, _plain, _resource, _try_write, pages
+from pecflow.adapters.dynamodb._common import _clean, _plain, _resource, _try_write, pages, whole_items
+from pecflow.adapters.dynamodb.messages import RECORD_KEY
 
 HEAD = "conservation"
 PREFIX = "conservation#"
@@ -33,13 +34,19 @@ class PeriodMessages:
         self.table = _resource(dynamodb).Table(table_name)
 
     def received_between(self, mailbox: str, start: str, end: str) -> Iterator[dict[str, Any]]:
-        """`start` included, `end` excluded (ISO 8601 UTC, as `received_key` begins)."""
-        for page in pages(self.table.query, **_period(mailbox, start, end)):
-            for item in page.get("Items", []):
-                if str(item.get("received_key", "")) < end:
-                    yield _plain(item)
+        """`start` included, `end` excluded (ISO 8601 UTC, as `received_key` begins). ByDate
+        keeps only the keys: the records are read whole by BatchGetItem, streamed."""
+        keys = (
+            item
+            for page in pages(self.table.query, **_period(mailbox, start, end))
+            for item in page.get("Items", [])
+            if str(item.get("received_key", "")) < end
+        )
+        for item in whole_items(self.table.meta.client, self.table.name, keys, RECORD_KEY):
+            yield _plain(item)
 
     def count_between(self, mailbox: str, start: str, end: str) -> int:
+        """The index's keys counted (Select COUNT): no record read."""
         return sum(
             page["Count"] for page in pages(self.table.query, **_period(mailbox, start, end), Select="COUNT")
         )

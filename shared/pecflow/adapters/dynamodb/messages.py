@@ -13,12 +13,15 @@ from pecflow.adapters.dynamodb._common import (
     _resource,
     is_service_failure,
     pages,
+    whole_items,
 )
 from pecflow.domain.mailbox import location
 from pecflow.domain.records import MessageRecord
 
-
 # --- message records -----------------------------------------------------------------------------
+RECORD_KEY = ("mailbox", "message")  # the table's key: all that index ByDate keeps, with received_key
+
+
 def record_key(sha256: str) -> str:
     return f"sha256:{sha256}"
 
@@ -107,14 +110,19 @@ class MessageStore:
     def query(
         self, mailbox: str, *, index: str = "ByDate", newest_first: bool = True, limit: int = 100
     ) -> list[MessageRecord]:
+        """Up to `limit` records of an index, whole. ByDate keeps only the keys (a record's write
+        is then one index write unit, not two): its records are read by BatchGetItem; Unmatched
+        and Quarantined, sparse and small, hold their records whole."""
         key = {"Unmatched": "unmatched_mailbox", "Quarantined": "quarantined_mailbox"}.get(index, "mailbox")
-        page = self.table.query(
+        items = self.table.query(
             IndexName=index,
             KeyConditionExpression=Key(key).eq(mailbox.lower()),
             ScanIndexForward=not newest_first,
             Limit=limit,
-        )
-        return [MessageRecord.from_item(_plain(i)) for i in page.get("Items", [])]
+        ).get("Items", [])
+        if index == "ByDate":
+            items = list(whole_items(self.table.meta.client, self.table.name, items, RECORD_KEY))
+        return [MessageRecord.from_item(_plain(i)) for i in items]
 
     def every(self, mailbox: str) -> Iterator[MessageRecord]:
         """Every record of a mailbox (a Query of its partition, page by page)."""

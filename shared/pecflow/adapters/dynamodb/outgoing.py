@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -19,6 +18,7 @@ from pecflow.adapters.dynamodb._common import (
     _resource,
     _try_write,
     cancellation_reasons,
+    whole_items,
 )
 from pecflow.adapters.dynamodb.campaigns import counters_key
 from pecflow.domain import clock
@@ -35,8 +35,6 @@ from pecflow.domain.records import (
 
 # --- outgoing messages and their recipients' jobs ------------------------------------------------------
 _stamp = state_stamp
-BATCH_GET = 100  # keys per BatchGetItem (DynamoDB's limit)
-BATCH_GET_ROUNDS = 8  # requests for the keys DynamoDB left unprocessed, then the read is refused
 
 
 def _job(item: dict) -> Job:
@@ -220,27 +218,8 @@ class OutgoingStore:
         """The jobs whose keys index ByCampaign gave, read whole, in the index's order. The index
         keeps only the keys (KEYS_ONLY): a job's every move and receipt is then no index write;
         reads, by 100 in a BatchGetItem, cost what the index's copies did."""
-        for start in range(0, len(keys), BATCH_GET):
-            wanted = [
-                {"message_id": k["message_id"], "recipient": k["recipient"]}
-                for k in keys[start : start + BATCH_GET]
-            ]
-            found: dict[tuple[str, str], dict] = {}
-            request: dict[str, Any] = {self.table_name: {"Keys": wanted}}
-            for _ in range(BATCH_GET_ROUNDS):
-                answer = self.client.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self.table_name, []):
-                    found[(item["message_id"], item["recipient"])] = item
-                request = answer.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(0.05)
-            else:
-                raise RuntimeError("DynamoDB left a campaign's jobs unread (throttled): try again")
-            for k in wanted:
-                item = found.get((k["message_id"], k["recipient"]))
-                if item is not None:  # gone since the index was read: not a job any more
-                    yield JobRecord.from_item(_plain(item))
+        for item in whole_items(self.client, self.table_name, keys, ("message_id", "recipient")):
+            yield JobRecord.from_item(_plain(item))
 
     def message(self, message_id: str) -> dict | None:
         item = self.table.get_item(
