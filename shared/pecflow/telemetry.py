@@ -41,10 +41,13 @@ def _dimensioned(metrics: Any, name: str, value: float, dimension: str, of: str)
 
 
 def message_logger(logger: Any) -> Callable[[str, PecMessage], None]:
-    """One log line per message ingested (the poller's `on_message`)."""
+    """A log line per message ingested (the poller's `on_message`): a warning for one the reader
+    had problems with, a debug line otherwise. The poll's summary line counts the others by
+    kind and each one's record holds the rest: a line per message (about 650 bytes with the
+    invocation's keys) was most of the poller's CloudWatch Logs bill."""
 
     def log(address: str, msg: PecMessage) -> None:
-        logger.info(
+        (logger.warning if msg.problems else logger.debug)(
             "message ingested",
             extra={
                 "message_id": msg.message_id,

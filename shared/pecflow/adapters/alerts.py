@@ -15,6 +15,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from pecflow.adapters.dynamodb._common import pages
+
 WEBHOOK_TIMEOUT = 5.0  # seconds: a slow chat service never holds a poll
 WEBHOOK_PAUSE = 300.0  # after a failure the webhook rests this long (no retry storm)
 SECRET_CACHE = 300.0
@@ -91,13 +93,9 @@ class AlertGroupsTable:
             "ExpressionAttributeNames": {"#c": "count"},
             "ExpressionAttributeValues": {":now": {"S": before}},
         }
-        found: list[dict[str, Any]] = []
-        while True:
-            page = self.client.scan(**kwargs)
-            found.extend(_plain_item(item) for item in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [
+            _plain_item(item) for page in pages(self.client.scan, **kwargs) for item in page.get("Items", [])
+        ]
 
 
 def _value(value: Any) -> dict[str, str]:
@@ -249,14 +247,7 @@ class Waiting:
         items = [_plain_item(i) for i in first.get("Items", [])]
         if not items:
             return 0, []
-        total = 0
-        counting = dict(query, Select="COUNT")
-        while True:
-            page = self.client.query(**counting)
-            total += int(page.get("Count", 0))
-            if "LastEvaluatedKey" not in page:
-                break
-            counting["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        total = sum(int(page.get("Count", 0)) for page in pages(self.client.query, **query, Select="COUNT"))
         return total, [_describe(i) for i in items]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from pecflow.adapters.dynamodb._common import _plain, _resource, _try_write
+from pecflow.adapters.dynamodb._common import _plain, _resource, _try_write, pages
 from pecflow.domain.audit import AuditEvent, ChainHead
 
 HEAD = 0
@@ -57,17 +57,10 @@ class AuditStore:
 
     def events(self, mailbox: str, *, after: int = 0, page: int = 500) -> Iterator[AuditEvent]:
         """The mailbox's events in order of their numbers (the head item left out)."""
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("mailbox").eq(mailbox.lower()) & Key("seq").gt(after),
-            "Limit": page,
-        }
-        while True:
-            result = self.table.query(**kwargs)
+        key = Key("mailbox").eq(mailbox.lower()) & Key("seq").gt(after)
+        for result in pages(self.table.query, KeyConditionExpression=key, Limit=page):
             for item in result.get("Items", []):
                 yield _event(item)
-            if "LastEvaluatedKey" not in result:
-                return
-            kwargs["ExclusiveStartKey"] = result["LastEvaluatedKey"]
 
     def of_message(self, mailbox: str, message: str, limit: int = 200) -> list[AuditEvent]:
         """The audit trail of one message (index ByMessage), oldest first."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pecflow.adapters.dynamodb._common import _resource
+from pecflow.adapters.dynamodb._common import _resource, pages
 from pecflow.domain.handling import Status
 
 
@@ -22,10 +22,4 @@ class InboxCounts:
             "ExpressionAttributeValues": {":pk": f"{mailbox.lower()}#{Status.OPEN.value}"},
             "Select": "COUNT",
         }
-        total = 0
-        while True:
-            page = self.client.query(**kwargs)
-            total += int(page.get("Count", 0))
-            if "LastEvaluatedKey" not in page:
-                return total
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return sum(int(page.get("Count", 0)) for page in pages(self.client.query, **kwargs))

@@ -12,7 +12,7 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 
-from pecflow.adapters.dynamodb._common import _clean, _conditional_write, _plain, _resource
+from pecflow.adapters.dynamodb._common import _clean, _conditional_write, _plain, _resource, pages
 
 SETTINGS = "settings"
 
@@ -56,16 +56,10 @@ class InvoiceStore:
         )
 
     def _query(self, mailbox: str, prefix: str) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("mailbox").eq(mailbox.lower()) & Key("item").begins_with(prefix)
-        }
-        while True:
-            page = self.table.query(**kwargs)
+        key = Key("mailbox").eq(mailbox.lower()) & Key("item").begins_with(prefix)
+        for page in pages(self.table.query, KeyConditionExpression=key):
             for item in page.get("Items", []):
                 yield _plain(item)
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def invoices(self, mailbox: str, direction: str | None = None) -> Iterator[dict[str, Any]]:
         for prefix in [direction] if direction else ["active", "passive"]:

@@ -10,6 +10,7 @@ from pecflow.adapters.dynamodb._common import (
     _conditional_write,
     _plain,
     _resource,
+    pages,
 )
 from pecflow.domain import clock
 from pecflow.domain.mailbox import Cursor, MailboxConfig
@@ -52,14 +53,10 @@ class MailboxStore:
         return _plain(item.get("status", {})) if item else {}
 
     def list(self, *, enabled_only: bool = False) -> list[MailboxConfig]:
-        kwargs: dict = {"FilterExpression": Attr("item").eq("config")}
-        configs = []
-        while True:
-            page = self.table.scan(**kwargs)
-            configs += [MailboxConfig.from_item(_plain(i["config"])) for i in page.get("Items", [])]
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        read = pages(self.table.scan, FilterExpression=Attr("item").eq("config"))
+        configs = [
+            MailboxConfig.from_item(_plain(i["config"])) for page in read for i in page.get("Items", [])
+        ]
         configs.sort(key=lambda c: c.address)
         return [c for c in configs if c.enabled] if enabled_only else configs
 

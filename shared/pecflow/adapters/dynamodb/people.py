@@ -8,7 +8,7 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 
-from pecflow.adapters.dynamodb._common import _clean, _plain, _resource, _try_write
+from pecflow.adapters.dynamodb._common import _clean, _plain, _resource, _try_write, pages
 from pecflow.domain.access import Person, Role
 
 PERSON = "person"
@@ -53,17 +53,10 @@ class PeopleStore:
         )
 
     def person(self, username: str) -> Person | None:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("username").eq(username),
-            "ConsistentRead": True,
-        }
-        while True:
-            result = self.table.query(**kwargs)
-            items.extend(_plain(i) for i in result.get("Items", []))
-            if "LastEvaluatedKey" not in result:
-                return _person(items)
-            kwargs["ExclusiveStartKey"] = result["LastEvaluatedKey"]
+        read = pages(
+            self.table.query, KeyConditionExpression=Key("username").eq(username), ConsistentRead=True
+        )
+        return _person([_plain(i) for page in read for i in page.get("Items", [])])
 
     def set_enabled(self, username: str, enabled: bool) -> bool:
         """False when there is no such person."""
@@ -85,34 +78,21 @@ class PeopleStore:
 
     def on_mailbox(self, mailbox: str) -> list[tuple[str, Role]]:
         """(username, role) of everyone with a role on the mailbox."""
-        out: list[tuple[str, Role]] = []
-        kwargs: dict[str, Any] = {
-            "IndexName": "ByMailbox",
-            "KeyConditionExpression": Key("mailbox").eq(mailbox.lower()),
-        }
-        while True:
-            result = self.table.query(**kwargs)
-            out.extend(
-                (str(i["username"]), Role(str(i["role"])))
-                for i in result.get("Items", [])
-                if str(i["item"]).startswith(ROLE_PREFIX)
-            )
-            if "LastEvaluatedKey" not in result:
-                return sorted(out)
-            kwargs["ExclusiveStartKey"] = result["LastEvaluatedKey"]
+        read = pages(
+            self.table.query, IndexName="ByMailbox", KeyConditionExpression=Key("mailbox").eq(mailbox.lower())
+        )
+        return sorted(
+            (str(i["username"]), Role(str(i["role"])))
+            for page in read
+            for i in page.get("Items", [])
+            if str(i["item"]).startswith(ROLE_PREFIX)
+        )
 
     def everyone(self) -> list[Person]:
         """Every person, by username."""
-        names: list[str] = []
-        kwargs: dict[str, Any] = {
-            "IndexName": "ByMailbox",
-            "KeyConditionExpression": Key("mailbox").eq(DIRECTORY),
-        }
-        while True:
-            result = self.table.query(**kwargs)
-            names.extend(str(i["username"]) for i in result.get("Items", []))
-            if "LastEvaluatedKey" not in result:
-                break
-            kwargs["ExclusiveStartKey"] = result["LastEvaluatedKey"]
+        read = pages(
+            self.table.query, IndexName="ByMailbox", KeyConditionExpression=Key("mailbox").eq(DIRECTORY)
+        )
+        names = [str(i["username"]) for page in read for i in page.get("Items", [])]
         people = [self.person(name) for name in sorted(names)]
         return [p for p in people if p is not None]
