@@ -73,6 +73,9 @@ from pecflow.domain.records import (
     MessageRecord,
     NewJob,
     job_items,
+    left_behind,
+    receipt_entry,
+    registered_items,
     rows_covered,
     state_stamp,
 )
@@ -684,35 +687,19 @@ class FakeOutgoingStore:
     ) -> bool:
         if (message_id, MESSAGE_ROW) in self.rows:
             return False
-        now = clock.iso()
-        self.rows[(message_id, MESSAGE_ROW)] = _kept(
-            {
-                "message_id": message_id,
-                "recipient": MESSAGE_ROW,
-                "mailbox": mailbox.lower(),
-                "subject": subject,
-                "campaign_id": campaign_id,
-                "created_at": now,
-                "recipients": [r.lower() for r in recipients],
-                **(extra or {}),
-            }
-        )
-        for address in recipients:  # a batch write: rows are put whatever is there
-            self.rows[(message_id, address.lower())] = {
-                **_kept(
-                    {
-                        "message_id": message_id,
-                        "recipient": address.lower(),
-                        "state": str(state),
-                        "certified": True,
-                        "campaign_id": campaign_id,
-                        "created_at": now,
-                        "updated_at": now,
-                        _stamp(state): now,
-                    }
-                ),
-                "receipts": {},
-            }
+        head, rows = registered_items(
+            message_id,
+            mailbox=mailbox,
+            recipients=recipients,
+            state=state,
+            now=clock.iso(),
+            subject=subject,
+            campaign_id=campaign_id,
+            extra=extra,
+        )  # the adapter's shapes
+        self.rows[(message_id, MESSAGE_ROW)] = _kept(head)
+        for row in rows:  # a batch write: rows are put whatever is there
+            self.rows[(message_id, row["recipient"])] = _kept(row, keep=KEPT_EMPTY)
         return True
 
     def add_jobs(self, jobs: list[dict], *, created: list[str] | None = None) -> int:
@@ -788,7 +775,7 @@ class FakeOutgoingStore:
         is tried again, then raised; the receipt is recorded whatever happens."""
         key = (message_id, recipient.address)  # as the adapter: the address as the Job has it
         now = clock.iso()
-        info = _kept({**(receipt or {}), "recorded_at": now}) if receipt_id else None
+        info = _kept(receipt_entry(receipt or {}, recipient.address, now)) if receipt_id else None
         state = recipient.state
         if move is not None and move.applies_to(recipient.state):
             job = recipient
@@ -891,7 +878,7 @@ class FakeOutgoingStore:
         if receipt and move.to in (State.DELIVERY_FAILED, State.NOT_ACCEPTED):
             extra["error"] = (receipt.get("error_detail") or receipt.get("error") or move.reason)[:1000]
         row.update(_kept(extra))
-        for name in also_remove:
+        for name in (*also_remove, *left_behind(move.to, kept={*extra, *also_remove})):
             row.pop(name, None)
         return True
 

@@ -37,6 +37,7 @@ from pecflow.domain.reconcile import (
     State,
     move_for_receipt,
 )
+from pecflow.domain.records import SENDING_ONLY
 from pecflow.pec import kinds
 from pecflow.services.polling import PollRequest
 from tests import fakes
@@ -436,6 +437,62 @@ def test_transitions_are_refused_when_the_state_changed(ports, uid):
     counters = ports.campaigns.counters(campaign)
     assert (counters["to_send"], counters["sent"], counters["errors"]) == (0, 0, 1), "each move counted once"
     assert not store.try_move(f"<ghost{uid}>", pending, CLAIM), "no job, no move"
+
+
+def test_a_move_past_sending_leaves_behind_what_only_sending_needed(ports, uid):
+    """The claim, the submitting claim, the quota slot and the last failure matter only while a job
+    is pending or sending: the move past them removes them (a row under 1 KB, one write unit),
+    unless the move sets one itself; what was sent (its archived copy, its size) stays."""
+    store = ports.outgoing
+    campaign = f"camp-{uid}"
+    ports.campaigns.create(campaign, {"status": "sending"})
+    ports.campaigns.start_counting(campaign, 2)
+    one, two = _jobs(uid, 2, campaign)
+    store.add_jobs([one, two])
+    msgid, pending = one["message_id"], Job("c2@pec.beta.test", State.PENDING, True, campaign)
+    sending = replace(pending, state=State.SENDING)
+    store.set_job_fields(msgid, pending.address, {"last_failure": "t0 OSError: reset"})
+    assert store.reserve_slot(msgid, pending.address, 1234.5)
+    assert store.try_move(msgid, pending, CLAIM, also_set={"claimed_at": "t1", "slot_at": 0})
+    store.set_job_fields(msgid, pending.address, {"submitting_claim": "t1", "sent_s3_key": "k", "size": 9})
+    assert store.try_move(msgid, sending, SMTP_RETRY, only_if={"claimed_at": "t1"})
+    job = store.job(msgid)
+    assert (job.claimed_at, job.submitting_claim, job.slot_at) == ("t1", "t1", 0), "back to pending: all kept"
+    assert store.try_move(msgid, pending, CLAIM, also_set={"claimed_at": "t2", "slot_at": 0})
+    assert store.try_move(msgid, sending, SMTP_ACCEPTED, also_set={"smtp_answer": "250 ok"})
+    [row] = store.view(msgid)["jobs"]
+    assert not set(SENDING_ONLY) & set(row), "past sending: gone"
+    assert (row["sent_s3_key"], row["size"], row["smtp_answer"]) == ("k", 9, "250 ok")
+    assert {"at_pending", "at_sending", "at_sent"} <= set(row) and "created_at" not in row
+    # a move that sets one of them keeps it (and removes the others in the same write)
+    msgid2 = two["message_id"]
+    store.set_job_fields(msgid2, "c3@pec.beta.test", {"last_failure": "t0 boom", "claimed_at": "t1"})
+    other = Job("c3@pec.beta.test", State.PENDING, True, campaign)
+    assert store.try_move(msgid2, other, SMTP_FAILED, also_set={"slot_at": 0}, also_remove=("last_failure",))
+    kept = store.job(msgid2)
+    assert kept.state == "error" and kept.slot_at == 0 and kept.claimed_at is None and kept.last_failure is None
+
+
+def test_a_receipt_is_kept_on_the_job_as_its_entry(ports, uid):
+    """What a job's row keeps of a receipt (records.receipt_entry): no copy of what its own record
+    says (its type; the recipient when it is the job's; the recording time when it has one)."""
+    store = ports.outgoing
+    msgid = f"<k{uid}@pec.azienda.test>"
+    store.register(msgid, mailbox="u@pec.test", recipients=["a@x.test"])
+    a = Job("a@x.test", State.SENT)
+    at = "2026-03-02T09:00:00+01:00"
+    consegna = {"kind": kinds.AVVENUTA_CONSEGNA, "at": at, "delivered_to": "a@x.test", "error": None,
+                "error_detail": None, "receipt_type": "completa"}  # fmt: skip
+    assert store.apply(msgid, a, move_for_receipt(kinds.AVVENUTA_CONSEGNA), receipt_id="r1", receipt=consegna) == (
+        State.DELIVERED
+    )
+    odd = {**consegna, "delivered_to": "A@X.test"}
+    store.apply(msgid, replace(a, state=State.DELIVERED), None, receipt_id="r2", receipt=odd)
+    store.apply(msgid, replace(a, state=State.DELIVERED), None, receipt_id="r3", receipt={"kind": "x", "at": None})
+    receipts = store.job(msgid).receipts
+    assert receipts["r1"] == {"kind": kinds.AVVENUTA_CONSEGNA, "at": at}
+    assert receipts["r2"] == {"kind": kinds.AVVENUTA_CONSEGNA, "at": at, "delivered_to": "A@X.test"}
+    assert set(receipts["r3"]) == {"kind", "recorded_at"}
 
 
 def test_moves_count_a_grouped_jobs_rows_with_its_message(ports, uid):

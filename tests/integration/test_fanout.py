@@ -117,8 +117,8 @@ def test_a_retried_fan_out_never_rewrites_a_job_that_moved_on(aws, monkeypatch):
     result = campaign.fan_out()  # the retry (or a duplicate S3 event)
     assert result.status == CampaignStatus.SENDING and result.queued == 25
     again = campaign.jobs()[ADDRESSES[3]]
-    assert again.state == "sent" and again.claimed_at == "2026-03-02T09:00:00Z"
-    assert again.smtp_answer == "250 ok"
+    assert again.state == "sent" and {State.SENDING, State.SENT} <= set(again.reached_at)
+    assert again.smtp_answer == "250 ok", "not rewritten"
     assert campaign.outgoing.message(sent.message_id)["identificativo"] == "opec-1@pec.azienda.test"
     assert len(campaign.jobs()) == 25
     counters = campaign.campaigns.counters(campaign.id)

@@ -13,7 +13,7 @@ from local.pecbuild import builder
 from pecflow.domain.ports import no_checkpoint
 from pecflow.domain.quota import LATE_FOR_SLOT_SECONDS, Decision, QuotaPolicy
 from pecflow.domain.reconcile import CLAIM, CampaignStatus, Job, Move, State
-from pecflow.domain.records import CampaignRecord, JobRecord
+from pecflow.domain.records import SENDING_ONLY, CampaignRecord, JobRecord
 from pecflow.services.sending import (
     AUTH_RETRY_SECONDS,
     CAMPAIGN_CACHE_SECONDS,
@@ -120,13 +120,19 @@ def clock(monkeypatch) -> fakes.FakeClock:
 # --- the way it should go ------------------------------------------------------------------------------
 def test_a_job_is_claimed_archived_and_submitted_once(clock):
     world = World()
+    seen: dict[str, JobRecord | None] = {}
+    world.sender.checkpoint = lambda step: seen.setdefault(step, world.job())
     outcome = world.send()
     assert (outcome.action, outcome.state) == ("done", "sent")
     [received] = world.smtp.received
     assert received.recipients == ("cliente2@pec.beta.test",) and received.mail_from == BOX
     assert f"Message-ID: {world.jobs[0]['message_id']}".encode() in received.raw
+    during = seen["after_submit"]
+    assert during is not None and during.state == "sending" and during.submitting_claim == during.claimed_at
+    assert during.claimed_at is not None, "submitted under its claim"
     job = world.job()
-    assert job.state == "sent" and job.claimed_at == job.submitting_claim
+    assert job.state == "sent" and job.reached_at[State.SENDING]
+    assert [getattr(job, name) for name in SENDING_ONLY] == [None] * 4, "past sending: claim and slot gone"
     assert world.archive.get(job.sent_s3_key) == received.raw, "what left is what is archived"
     assert job.size == len(received.raw) and job.smtp_answer.startswith("250")
     assert world.limiter.held(BOX) == [clock.t], "one slot, taken now and kept"
@@ -270,7 +276,7 @@ def test_a_slot_within_the_horizon_is_reserved_and_the_job_wakes_once_for_it(clo
     assert world.send(1).reason == "waiting for its reserved quota slot", "woken early: waits again"
     assert len(world.limiter.acquired) == 2, "without taking another slot"
     clock.advance(3600)
-    assert world.send(1).state == "sent" and world.job(1).slot_at == 0
+    assert world.send(1).state == "sent" and world.job(1).slot_at is None, "its slot used, and left behind"
     assert len(world.limiter.acquired) == 2 and world.received(1) == 1
 
 

@@ -1,5 +1,7 @@
 """The stored shapes, written once: the DynamoDB adapters and the in-memory fakes (tests/fakes.py)
-both build a new campaign job's items with `job_items`, read a job's row back as a `JobRecord`,
+both build a new campaign job's items with `job_items` (a registered message's with
+`registered_items`), keep a receipt on a job as `receipt_entry` and drop what only sending
+needed as `left_behind` says, read a job's row back as a `JobRecord`,
 a campaign item as a `CampaignRecord` and a received message's record as a `MessageRecord`.
 Pure: no I/O.
 
@@ -9,7 +11,7 @@ per recipient carrying the job's state (docs/architecture.md, "The outgoing job 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -19,6 +21,13 @@ MESSAGE_ROW = "#message"  # the sort key of a message's head item, beside its re
 # attributes a new job's row stores even when empty: the moves write each receipt into the map
 # (the stores otherwise drop None, "" and empty lists and maps, as DynamoDB would keep them)
 KEPT_EMPTY = ("receipts",)
+# what a job needs only until it leaves pending and sending (its claim, the claim whose SMTP
+# submission started, its quota slot, the last exception for the dead-letter queue): the move
+# to any other state removes them (`left_behind`), keeping a job's row under 1 KB (a write unit)
+SENDING_ONLY = ("claimed_at", "submitting_claim", "slot_at", "last_failure")
+# what a job's row keeps of a receipt, besides `delivered_to` and `recorded_at` (`receipt_entry`):
+# what the views read without opening its record (which has the rest, by the same sha256)
+RECEIPT_ENTRY = ("kind", "at", "error", "error_detail", "rem_event", "rem_reason")
 
 
 def job_key(row: int, attempt: int) -> str:
@@ -90,10 +99,71 @@ class NewJob:
         return rows_covered(self.rows)
 
 
+def left_behind(state: State, *, kept: Collection[str] = ()) -> tuple[str, ...]:
+    """The attributes a move to `state` removes from the job besides those it names (`kept`: it
+    sets or removes them itself): SENDING_ONLY, past pending and sending."""
+    if state in (State.PENDING, State.SENDING):
+        return ()
+    return tuple(name for name in SENDING_ONLY if name not in kept)
+
+
+def receipt_entry(receipt: Mapping[str, Any], recipient: str, now: str) -> dict[str, Any]:
+    """A receipt as the row of the job it concerns keeps it, in `receipts` by its sha256, recorded
+    `now`: the RECEIPT_ENTRY fields, `delivered_to` only when it is not the job's `recipient`,
+    and `recorded_at` only when the receipt says no time (`at`). Plain values, before cleaning."""
+    entry = {name: receipt[name] for name in RECEIPT_ENTRY if receipt.get(name) not in (None, "")}
+    if receipt.get("delivered_to") and receipt["delivered_to"] != recipient:
+        entry["delivered_to"] = receipt["delivered_to"]
+    if not entry.get("at"):
+        entry["recorded_at"] = now
+    return entry
+
+
+def registered_items(
+    message_id: str,
+    *,
+    mailbox: str,
+    recipients: Sequence[str],
+    state: State,
+    now: str,
+    subject: str | None = None,
+    campaign_id: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The head item and the recipients' rows of a message registered `now` (a reply, a forward,
+    an invoice, a test send: `OutgoingStore.register`), its recipients in `state`. Plain values,
+    before the stores' cleaning; keep `KEPT_EMPTY` through it."""
+    head = {
+        "message_id": message_id,
+        "recipient": MESSAGE_ROW,
+        "mailbox": mailbox.lower(),
+        "subject": subject,
+        "campaign_id": campaign_id,
+        "created_at": now,
+        "recipients": [r.lower() for r in recipients],
+        **(extra or {}),
+    }
+    rows = [
+        {
+            "message_id": message_id,
+            "recipient": address.lower(),
+            "state": str(state),
+            "certified": True,
+            "campaign_id": campaign_id,
+            "updated_at": now,
+            state_stamp(state): now,  # when it was created (the head's created_at too)
+            "receipts": {},
+        }
+        for address in recipients
+    ]
+    return head, rows
+
+
 def job_items(job: NewJob, now: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The head item and the recipient's row of a new campaign job, created `now` (ISO time),
     pending. Plain values, before the stores' cleaning; keep `KEPT_EMPTY` through it. The head
-    keeps the addresses as given; the row's key is the recipient in lower case."""
+    keeps the addresses as given; the row's key is the recipient in lower case. The row's
+    creation time is its `at_pending` (the head's `created_at`)."""
     head: dict[str, Any] = {
         "message_id": job.message_id,
         "recipient": MESSAGE_ROW,
@@ -114,7 +184,6 @@ def job_items(job: NewJob, now: str) -> tuple[dict[str, Any], dict[str, Any]]:
         "attempt": job.attempt,
         "values": dict(job.values) if job.values is not None else None,
         **({"rows": list(job.rows)} if job.rows else {}),
-        "created_at": now,
         "updated_at": now,
         "mailbox": job.mailbox,
         state_stamp(State.PENDING): now,
@@ -145,10 +214,10 @@ class JobRecord:
     attempt: int | None = None  # 1, then one more per resend
     values: Mapping[str, Any] | None = None  # the row's merge fields
     rows: tuple[int, ...] | None = None  # the CSV rows a group's message covers (group_by)
-    created_at: str | None = None
+    created_at: str | None = None  # older rows only: now its first stamp says it (and the head's)
     updated_at: str | None = None
     reached_at: Mapping[State, str] = field(default_factory=dict)  # the `at_<state>` stamps
-    receipts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # by the receipt's sha256
+    receipts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # by sha256: `receipt_entry`
     last_reason: str | None = None  # why the last move was made
     error: str | None = None  # why it failed (SMTP refusal, render, a failure receipt's words)
     smtp_answer: str | None = None

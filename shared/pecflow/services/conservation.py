@@ -366,7 +366,8 @@ class ConservationExports:
         doc = pdv.sent_document(
             n, digest.hexdigest(), size, path, mailbox=mailbox, message_id=message_id,
             subject=head.get("subject"), recipients=recipients,
-            sent_at=str(sent_at or job.created_at or clock.iso(info.created_at)), attachments=scan.close(),
+            sent_at=str(sent_at or job.created_at or head.get("created_at") or clock.iso(info.created_at)),
+            attachments=scan.close(),
         )  # fmt: skip
         return _metadata(writer, stamp, doc, info)
 

@@ -207,9 +207,7 @@ class Sender:
         problem = problem or self.check_size(config, raw, len(recipients))
         if problem:
             self.release(config.address, slot)
-            self._move(
-                job, recipient, SMTP_FAILED, error=problem, also_set={"slot_at": 0} if reserved else None
-            )
+            self._move(job, recipient, SMTP_FAILED, error=problem)  # (removes its slot_at: left_behind)
             reason = "render failed" if problem.startswith("cannot render") else "over the size budget"
             return Outcome("done", state=State.ERROR, reason=reason)
         self.checkpoint("after_slot")
@@ -307,9 +305,8 @@ class Sender:
         *,
         error: str | None = None,
         smtp: str | None = None,
-        also_set: dict | None = None,
     ) -> State:
-        fields = dict(also_set or {})
+        fields: dict[str, str] = {}
         if error:
             fields["error"] = error[:1000]
         if smtp:

@@ -29,6 +29,9 @@ from pecflow.domain.records import (
     JobRecord,
     NewJob,
     job_items,
+    left_behind,
+    receipt_entry,
+    registered_items,
     rows_covered,
     state_stamp,
 )
@@ -84,42 +87,23 @@ class OutgoingStore:
         extra: dict | None = None,
     ) -> bool:
         """Record a message we send (False when it is already known). Recipients start in `state`."""
-        now = clock.iso()
-        head = _clean(
-            {
-                "message_id": message_id,
-                "recipient": MESSAGE_ROW,
-                "mailbox": mailbox.lower(),
-                "subject": subject,
-                "campaign_id": campaign_id,
-                "created_at": now,
-                "recipients": [r.lower() for r in recipients],
-                **(extra or {}),
-            }
-        )
+        head, rows = registered_items(
+            message_id,
+            mailbox=mailbox,
+            recipients=recipients,
+            state=state,
+            now=clock.iso(),
+            subject=subject,
+            campaign_id=campaign_id,
+            extra=extra,
+        )  # the shapes: pecflow/domain/records.py
         if not _conditional_write(
-            self.table.put_item, Item=head, ConditionExpression=Attr("message_id").not_exists()
+            self.table.put_item, Item=_clean(head), ConditionExpression=Attr("message_id").not_exists()
         ):
             return False
         with self.table.batch_writer() as batch:
-            for address in recipients:
-                batch.put_item(
-                    Item={
-                        **_clean(
-                            {
-                                "message_id": message_id,
-                                "recipient": address.lower(),
-                                "state": str(state),
-                                "certified": True,
-                                "campaign_id": campaign_id,
-                                "created_at": now,
-                                "updated_at": now,
-                                _stamp(state): now,
-                            }
-                        ),
-                        "receipts": {},
-                    }
-                )
+            for row in rows:
+                batch.put_item(Item=_clean(row, keep=KEPT_EMPTY))
         return True
 
     def add_jobs(self, jobs: list[dict], *, created: list[str] | None = None) -> int:
@@ -275,7 +259,8 @@ class OutgoingStore:
     ) -> State:
         """Apply `move` to one recipient's job with a conditional write (and its campaign's
         counters in the same transaction); record the receipt on the job whatever happens.
-        `also_set` is written (and `also_remove` removed) by the same write; `only_if` adds
+        `also_set` is written (and `also_remove` removed) by the same write, which also removes
+        what only sending needed when the move goes past it (`records.left_behind`); `only_if` adds
         conditions (attribute equal to a value, or absent for None). Returns the job's state afterwards.
 
         The move is tried only when it applies to `recipient.state`, the state the caller read.
@@ -291,7 +276,7 @@ class OutgoingStore:
             (
                 "receipts.#r = if_not_exists(receipts.#r, :info)",
                 {"#r": receipt_id},
-                {":info": _clean({**(receipt or {}), "recorded_at": now})},
+                {":info": _clean(receipt_entry(receipt or {}, recipient.address, now))},
             )
             if receipt_id
             else None
@@ -399,9 +384,10 @@ class OutgoingStore:
                 conditions.append(f"#c{i} = :c{i}")
                 values[f":c{i}"] = value
         expression = "SET " + ", ".join(sets)
-        if also_remove:
-            names.update({f"#d{i}": name for i, name in enumerate(also_remove)})
-            expression += " REMOVE " + ", ".join(f"#d{i}" for i in range(len(also_remove)))
+        removed = [*also_remove, *left_behind(move.to, kept={*extra, *also_remove})]  # past sending
+        if removed:
+            names.update({f"#d{i}": name for i, name in enumerate(removed)})
+            expression += " REMOVE " + ", ".join(f"#d{i}" for i in range(len(removed)))
         campaign_id = job.campaign_id if self.campaigns_table else None
         deltas = (
             counter_deltas(job.state, move.to, certified=new_certified, old_certified=job.certified)
