@@ -262,7 +262,9 @@ def largest_items(ddb: Any) -> dict[str, int]:
     logical name: whether a table's items stay within a write unit."""
     largest = {}
     for table in ddb.list_tables()["TableNames"]:
-        sizes = [_size(i) for page in ddb.get_paginator("scan").paginate(TableName=table) for i in page["Items"]]
+        sizes = [
+            _size(i) for page in ddb.get_paginator("scan").paginate(TableName=table) for i in page["Items"]
+        ]
         largest[_short(table)] = max(sizes, default=0)
     return largest
 
@@ -574,7 +576,11 @@ def main() -> None:
     parser.add_argument(
         "--target-received", type=float, default=0.2125, help="USD per 10,000 received to halve (main's)"
     )
-    parser.add_argument("--by-table", action="store_true", help="also WRU per message by table and index, and each table's largest item")
+    parser.add_argument(
+        "--by-table",
+        action="store_true",
+        help="also WRU per message by table and index, and each table's largest item",
+    )
     args = parser.parse_args()
     n = args.n or (8 if args.quick else 200)
     prices = json.loads((Path(REPO) / "bench" / "prices.json").read_text())

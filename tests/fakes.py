@@ -687,16 +687,10 @@ class FakeOutgoingStore:
     ) -> bool:
         if (message_id, MESSAGE_ROW) in self.rows:
             return False
+        # the shapes: pecflow/domain/records.py
         head, rows = registered_items(
-            message_id,
-            mailbox=mailbox,
-            recipients=recipients,
-            state=state,
-            now=clock.iso(),
-            subject=subject,
-            campaign_id=campaign_id,
-            extra=extra,
-        )  # the adapter's shapes
+            message_id, mailbox, recipients, subject, state, campaign_id, extra, now=clock.iso()
+        )
         self.rows[(message_id, MESSAGE_ROW)] = _kept(head)
         for row in rows:  # a batch write: rows are put whatever is there
             self.rows[(message_id, row["recipient"])] = _kept(row, keep=KEPT_EMPTY)

@@ -470,7 +470,9 @@ def test_a_move_past_sending_leaves_behind_what_only_sending_needed(ports, uid):
     other = Job("c3@pec.beta.test", State.PENDING, True, campaign)
     assert store.try_move(msgid2, other, SMTP_FAILED, also_set={"slot_at": 0}, also_remove=("last_failure",))
     kept = store.job(msgid2)
-    assert kept.state == "error" and kept.slot_at == 0 and kept.claimed_at is None and kept.last_failure is None
+    assert (
+        kept.state == "error" and kept.slot_at == 0 and kept.claimed_at is None and kept.last_failure is None
+    )
 
 
 def test_a_receipt_is_kept_on_the_job_as_its_entry(ports, uid):
@@ -483,12 +485,11 @@ def test_a_receipt_is_kept_on_the_job_as_its_entry(ports, uid):
     at = "2026-03-02T09:00:00+01:00"
     consegna = {"kind": kinds.AVVENUTA_CONSEGNA, "at": at, "delivered_to": "a@x.test", "error": None,
                 "error_detail": None, "receipt_type": "completa"}  # fmt: skip
-    assert store.apply(msgid, a, move_for_receipt(kinds.AVVENUTA_CONSEGNA), receipt_id="r1", receipt=consegna) == (
-        State.DELIVERED
-    )
-    odd = {**consegna, "delivered_to": "A@X.test"}
-    store.apply(msgid, replace(a, state=State.DELIVERED), None, receipt_id="r2", receipt=odd)
-    store.apply(msgid, replace(a, state=State.DELIVERED), None, receipt_id="r3", receipt={"kind": "x", "at": None})
+    delivered = move_for_receipt(kinds.AVVENUTA_CONSEGNA)
+    assert store.apply(msgid, a, delivered, receipt_id="r1", receipt=consegna) == State.DELIVERED
+    done = replace(a, state=State.DELIVERED)
+    store.apply(msgid, done, None, receipt_id="r2", receipt={**consegna, "delivered_to": "A@X.test"})
+    store.apply(msgid, done, None, receipt_id="r3", receipt={"kind": "x", "at": None})
     receipts = store.job(msgid).receipts
     assert receipts["r1"] == {"kind": kinds.AVVENUTA_CONSEGNA, "at": at}
     assert receipts["r2"] == {"kind": kinds.AVVENUTA_CONSEGNA, "at": at, "delivered_to": "A@X.test"}

@@ -10,11 +10,11 @@ from pecflow.domain.reconcile import CampaignStatus, Job, State
 from pecflow.domain.records import (
     KEPT_EMPTY,
     MESSAGE_ROW,
+    RECEIPT_ENTRY,
+    SENDING_ONLY,
     CampaignRecord,
     JobRecord,
     MessageRecord,
-    RECEIPT_ENTRY,
-    SENDING_ONLY,
     NewJob,
     job_items,
     job_key,
@@ -94,8 +94,8 @@ def test_job_items_are_its_head_and_its_pending_row():
 def test_a_registered_message_is_its_head_and_a_row_per_recipient_in_its_state():
     now = "2026-03-02T09:00:00Z"
     head, rows = registered_items(
-        "<r@x>", mailbox="Ufficio@PEC.test", recipients=["A@X.test", "b@x.test"], state=State.PENDING,
-        now=now, subject="Re: fattura", extra={"direct": {"kind": "reply"}},
+        "<r@x>", "Ufficio@PEC.test", ["A@X.test", "b@x.test"], "Re: fattura", State.PENDING, None,
+        {"direct": {"kind": "reply"}}, now=now,
     )  # fmt: skip
     assert head == {
         "message_id": "<r@x>", "recipient": MESSAGE_ROW, "mailbox": "ufficio@pec.test", "subject": "Re: fattura",
@@ -113,7 +113,11 @@ def test_a_move_past_sending_leaves_behind_what_only_sending_needed():
     for state in set(State) - {State.PENDING, State.SENDING}:
         assert left_behind(state) == SENDING_ONLY, state
     assert SENDING_ONLY == ("claimed_at", "submitting_claim", "slot_at", "last_failure")
-    assert left_behind(State.ERROR, kept={"slot_at", "x"}) == ("claimed_at", "submitting_claim", "last_failure")
+    assert left_behind(State.ERROR, kept={"slot_at", "x"}) == (
+        "claimed_at",
+        "submitting_claim",
+        "last_failure",
+    )
 
 
 def test_a_receipt_as_the_job_keeps_it():
@@ -122,14 +126,20 @@ def test_a_receipt_as_the_job_keeps_it():
         "error": None, "error_detail": None, "receipt_type": "completa",
     }  # fmt: skip
     assert receipt_entry(consegna, "dest@pec.beta.test", "t9") == {
-        "kind": "avvenuta-consegna", "at": "2026-03-02T09:00:00+01:00"
+        "kind": "avvenuta-consegna",
+        "at": "2026-03-02T09:00:00+01:00",
     }, "its recipient, type and recording time are the receipt's record's"
     assert receipt_entry(consegna, "other@pec.beta.test", "t9")["delivered_to"] == "dest@pec.beta.test"
-    assert receipt_entry({**consegna, "delivered_to": "Dest@PEC.beta.test"}, "dest@pec.beta.test", "t9")[
-        "delivered_to"
-    ] == "Dest@PEC.beta.test", "written otherwise: kept as written"
+    assert (
+        receipt_entry({**consegna, "delivered_to": "Dest@PEC.beta.test"}, "dest@pec.beta.test", "t9")[
+            "delivered_to"
+        ]
+        == "Dest@PEC.beta.test"
+    ), "written otherwise: kept as written"
     undated = receipt_entry({"kind": "accettazione", "at": None}, "dest@pec.beta.test", "t9")
-    assert undated == {"kind": "accettazione", "recorded_at": "t9"}, "no time of its own: when it was recorded"
+    assert undated == {"kind": "accettazione", "recorded_at": "t9"}, (
+        "no time of its own: when it was recorded"
+    )
     failed = {"kind": "errore-consegna", "at": "t1", "error": "no-dest", "error_detail": "5.1.1 unknown",
               "rem_event": "DeliveryNonDelivery", "rem_reason": "R1", "receipt_type": "breve"}  # fmt: skip
     assert receipt_entry(failed, "x@y.test", "t9") == {k: failed[k] for k in RECEIPT_ENTRY}

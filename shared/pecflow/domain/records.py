@@ -121,19 +121,19 @@ def receipt_entry(receipt: Mapping[str, Any], recipient: str, now: str) -> dict[
 
 def registered_items(
     message_id: str,
-    *,
     mailbox: str,
     recipients: Sequence[str],
+    subject: str | None,
     state: State,
+    campaign_id: str | None,
+    extra: Mapping[str, Any] | None,
+    *,
     now: str,
-    subject: str | None = None,
-    campaign_id: str | None = None,
-    extra: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The head item and the recipients' rows of a message registered `now` (a reply, a forward,
-    an invoice, a test send: `OutgoingStore.register`), its recipients in `state`. Plain values,
-    before the stores' cleaning; keep `KEPT_EMPTY` through it."""
-    head = {
+    an invoice, a test send), from `OutgoingStore.register`'s arguments, in its order: its
+    recipients in `state`. Plain values, before the stores' cleaning; keep `KEPT_EMPTY` through it."""
+    head: dict[str, Any] = {
         "message_id": message_id,
         "recipient": MESSAGE_ROW,
         "mailbox": mailbox.lower(),
@@ -143,7 +143,7 @@ def registered_items(
         "recipients": [r.lower() for r in recipients],
         **(extra or {}),
     }
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "message_id": message_id,
             "recipient": address.lower(),

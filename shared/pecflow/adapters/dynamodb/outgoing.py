@@ -87,16 +87,10 @@ class OutgoingStore:
         extra: dict | None = None,
     ) -> bool:
         """Record a message we send (False when it is already known). Recipients start in `state`."""
+        # the shapes: pecflow/domain/records.py
         head, rows = registered_items(
-            message_id,
-            mailbox=mailbox,
-            recipients=recipients,
-            state=state,
-            now=clock.iso(),
-            subject=subject,
-            campaign_id=campaign_id,
-            extra=extra,
-        )  # the shapes: pecflow/domain/records.py
+            message_id, mailbox, recipients, subject, state, campaign_id, extra, now=clock.iso()
+        )
         if not _conditional_write(
             self.table.put_item, Item=_clean(head), ConditionExpression=Attr("message_id").not_exists()
         ):
