@@ -32,10 +32,11 @@ fetched batch, OutgoingTable's ByCampaign keys only and a job created by two put
 from $0.5911 sent and $0.1552 received (2026-11-27), MessagesTable's ByDate keys only (1 WRU a
 record, not 2: -2 GSI WRU per message sent, its two receipts, -1 per message received): $0.5792
 sent (30.2 requests, 35.8 + 10.3 GSI WRU) and $0.1483 received (4.2 requests, 7.0 + 5.0 GSI WRU);
-then a job's row under 1 KB when delivered (994 bytes, from 1,246: what only sending needs
-removed past it, a receipt kept without what its own record says, no created_at beside
-at_pending), so that the poller's two reconcile transactions take 2 WRU each on OutgoingTable,
-not 3 on average (6 -> 4 WRU per message): $SENT sent (REQ requests, WRU + GSI GSI WRU).
+from $0.5677 sent and $0.1445 received (with fewer log lines), a job's row under 1 KB when
+delivered (994 bytes, from 1,246: what only sending needs removed past it, a receipt kept
+without what its own record says, no created_at beside at_pending), so that the poller's two
+reconcile transactions take 2 WRU each on OutgoingTable, not 3 on average (6 -> 4 WRU per
+message): $0.5542 sent (29.6 requests, 33.6 + 10.3 GSI WRU).
 What remains is mostly each message's record (over 1 KB: 2 WRU, and 1 for each of ByDate and
 ByLocation), its inbox row's indexes and word copies (receipts' too), the reconcile and sender
 transactions, and the archive's S3 PUTs (fixed). --by-table: WRU per message by table and
