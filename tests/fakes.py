@@ -863,7 +863,8 @@ class FakeOutgoingStore:
             self.campaigns._transact_counters(job.campaign_id, deltas, rows)  # raises when cancelled
         row["state"] = str(move.to)
         row["updated_at"] = now
-        row.setdefault(_stamp(move.to), now)
+        for stamped in (move.to, *sorted(move.through)):
+            row.setdefault(_stamp(stamped), now)
         row["certified"] = new_certified
         row["last_reason"] = move.reason
         if receipt_id:

@@ -579,6 +579,8 @@ def test_receipts_are_recorded_once_whatever_the_move(ports, uid):
     receipts = jobs["a@x.test"]["receipts"]
     assert sorted(receipts) == ["r1", "r2"] and receipts["r1"]["kind"] == kinds.AVVENUTA_CONSEGNA
     assert "at" not in receipts["r1"] and "recorded_at" in receipts["r1"]
+    assert jobs["a@x.test"]["at_accepted"] == jobs["a@x.test"]["at_delivered"], "delivered: accepted too"
+    assert "at_accepted" not in jobs["b@x.test"]
     assert jobs["b@x.test"]["state"] == "delivery-failed" and jobs["b@x.test"]["error"] == "5.1.1 no"
     counters = ports.campaigns.counters(campaign)
     assert (counters["delivered"], counters["delivery_failures"], counters["accepted"]) == (1, 1, 1)

@@ -4,7 +4,7 @@ all built by pecflow's message builder, with every extracted field checked."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -343,3 +343,25 @@ def test_cli_help_and_no_command(capsys):
         cli.main(["classify", "--help"])
     assert exit_info.value.code == 0
     assert "--json" in capsys.readouterr().out
+
+
+def test_a_consegna_tells_what_it_refers_to_from_its_headers_alone():
+    """The poller's glance at a fetched batch: an avvenuta consegna's X-Riferimento-Message-ID,
+    bare; nothing for another kind, a consegna without the header, or bytes that are no mail."""
+    original = builder.messaggio_originale(
+        mittente="ufficio@pec.azienda.test", destinatari=["c@pec.cliente.test"], oggetto="Pratica",
+        testo="x", message_id="<Pratica-7@PEC.Azienda.test>",
+    )  # fmt: skip
+    kw = {"gestore": builder.SIMULATO, "destinatari": [Destinatario("c@pec.cliente.test")],
+          "identificativo": "opec1.1@pec.simulato.test", "data": datetime(2026, 11, 27, 9, 0, tzinfo=UTC)}  # fmt: skip
+    consegna = builder.ricevuta(kinds.AVVENUTA_CONSEGNA, original, consegna="c@pec.cliente.test", **kw)
+    accettazione = builder.ricevuta(kinds.ACCETTAZIONE, original, **kw)
+    assert message.delivery_reference(consegna) == "pratica-7@pec.azienda.test"
+    assert message.delivery_reference(consegna) == message.bare_message_id(
+        message.parse(consegna).ref_message_id
+    )
+    assert message.delivery_reference(accettazione) is None
+    assert message.delivery_reference(original) is None
+    without = consegna.replace(b"X-Riferimento-Message-ID:", b"X-Altro:", 1)
+    assert message.delivery_reference(without) is None
+    assert message.delivery_reference(b"") is None and message.delivery_reference(b"\xff\x00garbage") is None

@@ -347,6 +347,87 @@ def test_a_receipt_reconciles_its_job_once(world):
     assert unknown and all(r.reconciled == "unmatched" and r.reconcile_problems for r in unknown)
 
 
+def test_an_accettazione_leaves_its_move_to_the_consegna_in_the_same_batch(world):
+    """One transaction a delivered job instead of two: the accettazione is kept on the job and
+    its avvenuta consegna, fetched in the same batch, moves it past accepted; the end is the
+    same as receipt by receipt (a batch of one), stamps and counters included."""
+    ours = our_traffic(world, 4)  # the fourth: an errore di consegna, nothing to leave to
+    writes = world.outgoing.interfere([])
+    world.fill(ours)
+    world.poll()
+    assert writes == ["transaction"] * 5, "3 consegne, and the 4th job's accettazione and errore"
+    one_by_one = World()
+    one_by_one.ingestor.chunk_messages = 1
+    our_traffic(one_by_one, 4)
+    one_by_one.fill(ours)
+    one_by_one.poll()
+    assert timeless(world.state()) == timeless(one_by_one.state())
+    for i in range(3):
+        job = world.outgoing.view(f"<m{i}@pec.azienda.test>")["jobs"][0]
+        assert job["state"] == "delivered" and len(job["receipts"]) == 2
+        assert job["at_accepted"] and job["at_delivered"], "the export's accepted_at and delivered_at"
+    counters = world.campaigns.counters(CAMPAIGN)
+    assert (counters["accepted"], counters["delivered"], counters["delivery_failures"]) == (3, 3, 1)
+
+
+TWO = ["uno@pec.cliente.test", "due@pec.cliente.test"]
+DOUBLE = "<doppio@pec.azienda.test>"
+
+
+@cache
+def double_receipts() -> tuple[bytes, bytes]:
+    """The accettazione of a message of ours to two recipients, and the first one's consegna."""
+    original = builder.messaggio_originale(
+        mittente=BOX, destinatari=TWO, oggetto="Doppio", testo="x", message_id=DOUBLE, data=WHEN
+    )
+    kw = dict(gestore=builder.SIMULATO, identificativo="opec9.1@pec.simulato.test", data=WHEN)
+    accettazione = builder.ricevuta(
+        kinds.ACCETTAZIONE, original, destinatari=[Destinatario(a) for a in TWO], **kw
+    )
+    consegna = builder.ricevuta(
+        kinds.AVVENUTA_CONSEGNA, original, destinatari=[Destinatario(TWO[0])], consegna=TWO[0], **kw
+    )
+    return accettazione, consegna
+
+
+def test_an_accettazione_moves_the_jobs_its_batch_consegna_did_not(world):
+    """A message to two recipients with one consegna in the batch: the other recipient's job is
+    moved to accepted when the batch is settled, before the cursor passes it."""
+    one_by_one = World()
+    one_by_one.ingestor.chunk_messages = 1
+    for each in (world, one_by_one):
+        each.outgoing.register(DOUBLE, mailbox=BOX, recipients=TWO, campaign_id=CAMPAIGN)
+        each.fill(double_receipts())
+        each.poll()
+    states = {job.address: str(job.state) for job in world.outgoing.jobs(DOUBLE)}
+    assert states == {TWO[0]: "delivered", TWO[1]: "accepted"}
+    assert timeless(world.state()) == timeless(one_by_one.state()), "counters included"
+
+
+def test_settling_a_batch_that_fails_takes_the_cursor_back_before_the_accettazione(world):
+    """DynamoDB failing when the batch's accettazioni are settled: the cursor goes back before
+    the first of them, with no attempt counted, and the next poll moves its jobs."""
+    world.outgoing.register(DOUBLE, mailbox=BOX, recipients=TWO, campaign_id=CAMPAIGN)
+    world.fill([*mixed(2, 8), *double_receipts()])
+    jobs, calls = world.outgoing.jobs, []
+
+    def failing(message_id):
+        calls.append(message_id)
+        raise ClientError({"Error": {"Code": "InternalServerError"}}, "Query")
+
+    world.outgoing.jobs = failing
+    with pytest.raises(ClientError):
+        world.poll()
+    assert calls == [DOUBLE]
+    cursor = world.mailboxes.get_cursor(BOX, "INBOX")
+    assert (cursor.last_uid, cursor.attempt_uid, cursor.attempts) == (2, None, 0)
+    assert {str(job.state) for job in jobs(DOUBLE)} == {"delivered", "sent"}
+    world.outgoing.jobs = jobs
+    world.poll()
+    assert {job.address: str(job.state) for job in jobs(DOUBLE)} == {TWO[0]: "delivered", TWO[1]: "accepted"}
+    assert world.mailboxes.get_cursor(BOX, "INBOX").last_uid == 4
+
+
 # --- what cannot be processed ------------------------------------------------------------------------------
 def test_an_unparseable_message_is_recorded_as_malformed_never_dropped(world):
     garbage = [b"\x00\xff\xfe not a message at all", bytes(range(256)) * 40]

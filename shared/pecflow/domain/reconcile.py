@@ -45,11 +45,13 @@ _BEFORE_RECEIPTS = frozenset({State.PENDING, State.SENDING, State.UNCERTAIN, Sta
 
 @dataclass(frozen=True, slots=True)
 class Move:
-    """Go to `to`, only from one of `only_from` (the condition of the write)."""
+    """Go to `to`, only from one of `only_from` (the condition of the write). `through`: states
+    the move implies the job passed (their stamps written too, where absent)."""
 
     to: State
     only_from: frozenset[State]
     reason: str
+    through: frozenset[State] = frozenset()
 
     def applies_to(self, current: State) -> bool:
         return current in self.only_from
@@ -109,8 +111,8 @@ def move_for_receipt(
         return None
     # a consegna may arrive before the accettazione: it still ends the job
     open_states = _BEFORE_RECEIPTS | {State.ACCEPTED, State.WARNING}
-    if kind == kinds.AVVENUTA_CONSEGNA:
-        return Move(State.DELIVERED, open_states, "avvenuta consegna")
+    if kind == kinds.AVVENUTA_CONSEGNA:  # delivered: accepted too (counted so, and stamped)
+        return Move(State.DELIVERED, open_states, "avvenuta consegna", frozenset({State.ACCEPTED}))
     if kind in (kinds.ERRORE_CONSEGNA, kinds.RILEVAZIONE_VIRUS):
         return Move(State.DELIVERY_FAILED, open_states, kind.replace("-", " "))
     if kind == kinds.PREAVVISO_ERRORE_CONSEGNA:
@@ -246,9 +248,16 @@ def find_original(port: OutgoingPort, msg: PecMessage) -> tuple[str | None, list
     return None, []
 
 
-def reconcile_receipt(port: OutgoingPort, msg: PecMessage, receipt_id: str) -> Reconciliation:
+def reconcile_receipt(
+    port: OutgoingPort, msg: PecMessage, receipt_id: str | None, *, keep_move: bool = False
+) -> Reconciliation:
     """Move the jobs a receipt concerns. Idempotent: applying the same receipt again, or a
-    late one, changes nothing. A receipt whose original is unknown is reported unmatched."""
+    late one, changes nothing. A receipt whose original is unknown is reported unmatched.
+
+    `keep_move`: the receipt is kept on its jobs, but their move is left for later (the poller,
+    for an accettazione whose avvenuta consegna is in the same fetched batch: the consegna's
+    move takes the job past accepted in one write, and the poller then reconciles the
+    accettazione again, with `receipt_id` None, for the jobs it did not move)."""
     message_id, found_jobs = find_original(port, msg)
     if message_id is None:
         return Reconciliation(
@@ -309,6 +318,8 @@ def reconcile_receipt(port: OutgoingPort, msg: PecMessage, receipt_id: str) -> R
         else:
             move = move_for_receipt(msg.kind, error_detail=msg.error_detail)
             certify = certified.get(job.address) if msg.kind == kinds.ACCETTAZIONE else None
+        if keep_move:
+            move, certify = None, None
         after = port.apply(
             message_id,
             job,
@@ -320,6 +331,15 @@ def reconcile_receipt(port: OutgoingPort, msg: PecMessage, receipt_id: str) -> R
         if after != job.state or (relayed_to_external and move is not None and after == move.to):
             result.moves[job.address] = (str(job.state), str(after))  # (external: the flag changed)
     return result
+
+
+def reconcile_kept(port: OutgoingPort, msg: PecMessage, message_id: str) -> None:
+    """Make the move of a receipt reconciled with `keep_move`, on the jobs still waiting for
+    it (those its batch's avvenuta consegna did not take past it: another recipient's, or a
+    consegna that failed): a read of the jobs, and a write only where one is left to move."""
+    move = move_for_receipt(msg.kind, error_detail=msg.error_detail)
+    if move is not None and any(move.applies_to(job.state) for job in port.jobs(message_id)):
+        reconcile_receipt(port, msg, receipt_id=None)
 
 
 def _attributed_to_all(msg: PecMessage) -> bool:

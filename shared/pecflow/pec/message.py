@@ -732,6 +732,21 @@ def _collect_defects(root: mime.Part, problems: list[str]) -> None:
 
 
 # helpers ------------------------------------------------------------------------------------
+def delivery_reference(raw: bytes) -> str | None:
+    """The Message-ID (bare: no brackets, lower case) an avvenuta consegna refers to, read from
+    its top-level headers alone (X-Ricevuta, X-Riferimento-Message-ID): a glance at a message
+    of a fetched batch before it is read in full. None for any other message, or one without
+    the header (its daticert, read in full by `parse`, may still say it)."""
+    try:
+        headers = mime.Part(raw, 0, len(raw)).headers
+        if (headers.get("x-ricevuta") or "").strip().lower() != kinds.AVVENUTA_CONSEGNA:
+            return None
+        found = _msgid(headers.get("x-riferimento-message-id"))
+    except Exception:  # noqa: BLE001 - a glance only: whatever it is, `parse` reads it properly
+        return None
+    return _bare(found) if found else None
+
+
 def _msgid(value: str | None) -> str | None:
     if not value:
         return None
@@ -741,6 +756,11 @@ def _msgid(value: str | None) -> str | None:
 
 def _bare(value: str) -> str:
     return value.strip().strip("<>").strip().lower()
+
+
+def bare_message_id(value: str) -> str:
+    """A Message-ID as two are compared: without brackets and spaces, lower case."""
+    return _bare(value)
 
 
 def _address(

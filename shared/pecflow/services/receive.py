@@ -56,9 +56,9 @@ from pecflow.domain.ports import (
     OutgoingPort,
     no_checkpoint,
 )
-from pecflow.domain.reconcile import find_thread, reconcile_receipt
+from pecflow.domain.reconcile import find_thread, reconcile_kept, reconcile_receipt
 from pecflow.pec import kinds
-from pecflow.pec.message import PecMessage, parse
+from pecflow.pec.message import PecMessage, bare_message_id, delivery_reference, parse
 from pecflow.pec.rem import RemInfo
 from pecflow.pec.signature import INVALID, SignatureCheck
 
@@ -102,6 +102,16 @@ class PollResult:
     invalid_signatures: list[str] = field(default_factory=list)  # "UID n: reason" (at most 20)
     rules_applied: int = 0  # actions the mailbox's rules did
     rules_failed: list[str] = field(default_factory=list)  # "UID n: rule: action: reason" (at most 20)
+
+
+@dataclass(slots=True)
+class Batch:
+    """A fetched batch, as reconciliation sees it: the Message-IDs its avvenute consegne refer
+    to, and the accettazioni whose moves were left to them (settled before the cursor passes)."""
+
+    deliveries: frozenset[str]
+    kept: list[tuple[str, PecMessage]] = field(default_factory=list)
+    before: Cursor | None = None  # the cursor before the first of them
 
 
 @dataclass(slots=True)
@@ -195,8 +205,13 @@ class Ingestor:
                 )
                 continue
             fetched_batch = session.fetch(batch)
+            # an accettazione whose avvenuta consegna is in this batch leaves its move to the
+            # consegna (one transaction where there were two), and is settled before the cursor
+            # passes the batch; not when going carefully: there the cursor passes each message
+            batch_seen = Batch(frozenset() if careful else _deliveries(fetched_batch))
             for i, fetched in enumerate(fetched_batch):
                 if time_left() < margin:
+                    self._settle(address, batch_seen)
                     if started is not None or not careful:  # noted but not begun: not an attempt
                         self.mailboxes.save_cursor(address, replace(cursor, attempt_uid=None, attempts=0))
                     return False
@@ -204,14 +219,21 @@ class Ingestor:
                     cursor = cursor.started(fetched.uid)
                     if careful or i == 0:
                         self.mailboxes.save_cursor(address, cursor)
+                if not batch_seen.kept:
+                    batch_seen.before = cursor
                 try:
-                    self._ingest_one(config, folder, status.uidvalidity, fetched, result, cursor.attempts)
+                    self._ingest_one(
+                        config, folder, status.uidvalidity, fetched, result, cursor.attempts, batch_seen
+                    )
                 except Exception:
                     # S3 or DynamoDB failing is not this message's fault: this was no attempt
+                    self._settle(address, batch_seen)
                     self.mailboxes.save_cursor(address, replace(cursor, attempt_uid=None, attempts=0))
                     raise
                 following = fetched_batch[i + 1].uid if i + 1 < len(fetched_batch) else None
                 cursor = cursor.done(fetched.uid, following)
+                if following is None:
+                    self._settle(address, batch_seen)
                 if careful or following is None:  # a batch's messages are re-read after a crash
                     self.mailboxes.save_cursor(address, cursor)
                 started = following
@@ -242,7 +264,9 @@ class Ingestor:
         fetched,
         result: PollResult,
         attempts: int = 1,
+        batch: Batch | None = None,
     ) -> None:
+        """`batch`: the fetched batch the message is in, as reconciliation sees it (`_reconcile`)."""
         address = config.address
         raw = fetched.raw
         sha = hashlib.sha256(raw).hexdigest()
@@ -283,7 +307,7 @@ class Ingestor:
         # by its sha256, so a poll that stops before the record does them again harmlessly
         campaign_id, outcome, not_reconciled = None, Reconciled(), None
         try:
-            campaign_id, outcome = self._reconcile(address, sha, msg, result)
+            campaign_id, outcome = self._reconcile(address, sha, msg, result, batch)
         except Exception as exc:  # noqa: BLE001 - as above
             if self.messages.is_service_failure(exc):
                 raise
@@ -447,12 +471,28 @@ class Ingestor:
             self.inbox.add(address, record, campaign_id=campaign_id, new=new)
 
     def _reconcile(
-        self, address: str, sha: str, msg: PecMessage, result: PollResult
+        self,
+        address: str,
+        sha: str,
+        msg: PecMessage,
+        result: PollResult,
+        batch: Batch | None = None,
     ) -> tuple[str | None, Reconciled]:
         """Reconcile a receipt or thread a reply: the campaign the message belongs to, if any,
-        and what its record says of it."""
+        and what its record says of it. A PEC accettazione whose avvenuta consegna is in the
+        same batch (`batch`) is kept on its jobs without moving them: the consegna moves them
+        past accepted, and what it did not move is moved when the batch is settled."""
         if msg.kind in kinds.RICEVUTE:
-            outcome = reconcile_receipt(self.outgoing, msg, receipt_id=sha)
+            keep = bool(
+                batch is not None
+                and msg.kind == kinds.ACCETTAZIONE
+                and msg.rem is None
+                and msg.ref_message_id
+                and bare_message_id(msg.ref_message_id) in batch.deliveries
+            )
+            outcome = reconcile_receipt(self.outgoing, msg, receipt_id=sha, keep_move=keep)
+            if keep and batch is not None and outcome.message_id:
+                batch.kept.append((outcome.message_id, msg))
             if outcome.status == "matched":
                 result.receipts_matched += 1
                 fields = {
@@ -474,6 +514,20 @@ class Ingestor:
                 result.replies_threaded += 1
                 return None, Reconciled({"thread_of": original})
         return None, Reconciled()
+
+    def _settle(self, address: str, batch: Batch) -> None:
+        """The moves a batch's accettazioni left to their consegne, made where they were not.
+        Failing (AWS), the cursor goes back before the first of them, not counted as an attempt:
+        the next poll reads it again and moves its jobs itself."""
+        try:
+            while batch.kept:
+                message_id, msg = batch.kept[0]
+                reconcile_kept(self.outgoing, msg, message_id)
+                batch.kept.pop(0)
+        except Exception:
+            if batch.before is not None:
+                self.mailboxes.save_cursor(address, replace(batch.before, attempt_uid=None, attempts=0))
+            raise
 
     # -- saturation -----------------------------------------------------------------------------------
     def guard_saturation(self, config: MailboxConfig, session: MailSession, result: PollResult) -> None:
@@ -555,6 +609,11 @@ class Ingestor:
         except Exception as exc:  # noqa: BLE001 - the message stays on the provider whatever happens
             return f"not archived again: {type(exc).__name__}: {exc}"[:500]
         return "archived again from the provider" if check.ok else f"archived again, still {check.reason}"
+
+
+def _deliveries(fetched_batch: list) -> frozenset[str]:
+    """The Message-IDs the avvenute consegne of a fetched batch refer to (a glance at headers)."""
+    return frozenset(ref for ref in (delivery_reference(f.raw) for f in fetched_batch) if ref)
 
 
 def _aware(value: datetime | None) -> datetime | None:

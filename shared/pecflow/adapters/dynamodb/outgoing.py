@@ -348,6 +348,9 @@ class OutgoingStore:
             "last_reason = :why",
         ]
         names = {"#s": "state", "#stamp": _stamp(move.to), "#cert": "certified"}
+        for i, passed in enumerate(sorted(move.through)):
+            sets.append(f"#p{i} = if_not_exists(#p{i}, :now)")
+            names[f"#p{i}"] = _stamp(passed)
         values = {
             ":to": str(move.to),
             ":now": now,
