@@ -132,17 +132,22 @@ _JOB_METRICS = {State.SENT: "JobsSent", State.UNCERTAIN: "JobsUncertain", State.
 
 
 def report_delivery(delivery: Delivery, metrics: Any, logger: Any) -> None:
+    """A job's metric, and its log line: a warning when it ended uncertain or failed, a debug
+    line when it was sent or waits for the quota (the job's row and the metrics say so: a line
+    each was most of the sender's CloudWatch Logs bill), info otherwise."""
     outcome = delivery.outcome
     if delivery.renewed:
         logger.info("job renewed on the queue", extra={"reason": outcome.reason})
     elif outcome.action == "delay":
         metrics.add_metric(name="JobsDeferred", unit=MetricUnit.Count, value=1)
-        logger.info("job deferred", extra={"delay": outcome.delay, "reason": outcome.reason})
+        logger.debug("job deferred", extra={"delay": outcome.delay, "reason": outcome.reason})
     else:
         name = _JOB_METRICS.get(outcome.state) if outcome.state else None
         if name:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
-        logger.info("job handled", extra={"state": outcome.state, "reason": outcome.reason})
+        level = {State.SENT: logger.debug, State.UNCERTAIN: logger.warning, State.ERROR: logger.warning}
+        log = level.get(outcome.state, logger.info) if outcome.state else logger.info
+        log("job handled", extra={"state": outcome.state, "reason": outcome.reason})
 
 
 def report_fanout(result: FanoutResult, metrics: Any, logger: Any) -> None:

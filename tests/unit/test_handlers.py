@@ -134,7 +134,20 @@ def sqs_event(*jobs: tuple[str, str]) -> dict:
     }
 
 
-def test_a_record_s_keys_stay_in_that_record_and_invocation(monkeypatch, logs):
+@pytest.fixture
+def debug_lines(logs):
+    """The `pecflow` logger writes its debug lines too (a deferred job's, a sent one's)."""
+    from aws_lambda_powertools import Logger
+
+    logger = Logger(service="pecflow")
+    previous = logger.log_level
+    logger.setLevel("DEBUG")
+    yield logs
+    logger.setLevel(previous)
+
+
+def test_a_record_s_keys_stay_in_that_record_and_invocation(monkeypatch, debug_lines):
+    logs = debug_lines
     jobs = Jobs(lambda: sender.logger, defer={"<m1>"})
     sender = load("sender", monkeypatch, job_delivery=jobs)
     scheduler = load("poll_scheduler", monkeypatch, poll_scheduler=lambda tick: ["a@pec.it"])
