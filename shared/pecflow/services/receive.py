@@ -4,7 +4,8 @@ Per message, in this order (a crash anywhere loses nothing and duplicates nothin
   1. store the raw bytes in S3 (key by sha256, checksum verified by S3),
   2. classify,
   3. reconcile receipts with what we sent (conditional moves: replays are no-ops; the receipt is
-     kept on its job by sha256, once),
+     kept on its job by sha256, once; an accettazione whose avvenuta consegna is in the same
+     batch leaves its move to it, and the batch is settled before the cursor passes it),
   4. write the message record with the reconciliation's outcome, in one write (conditional: a
      message already recorded is not recorded again; its outcome is updated on it),
   5. advance the cursor past its UID (written once per fetched batch: a crash re-reads the
