@@ -213,6 +213,7 @@ class LocalAws:
         _atomic_dynamodb()
         _keyed_table_queries()
         _quick_key_values()
+        _parsed_update_expressions()
         _fast_dispatch()
         _plain_dynamodb_responses()
         _lazy_queue_attributes()
@@ -254,6 +255,7 @@ class LocalAws:
         _atomic_dynamodb()
         _keyed_table_queries()
         _quick_key_values()
+        _parsed_update_expressions()
         _plain_dynamodb_responses()
         _lazy_queue_attributes()
         _lazy_kms_key_material()
@@ -458,8 +460,11 @@ class LocalAws:
     def sqs_ready(self, queue_name: str) -> bool:
         """Whether moto holds a message of this queue that a receive could return now."""
         queue = self._moto_queue(queue_name)
+        if queue is None:
+            return True
         try:
-            return queue is None or bool(queue.messages)
+            # moto's `queue.messages` lists every visible message: the first one found is enough
+            return any(m.visible and not m.delayed for m in list(queue._messages))
         except AttributeError:  # moto changed shape: poll anyway
             return True
 
@@ -1205,6 +1210,82 @@ def _quick_key_values() -> None:
     DynamoType._pecflow_quick = True
 
 
+def _parsed_update_expressions() -> None:
+    """moto parses an UpdateExpression twice per update (its response code to validate it, its
+    backend to run it) with a tokenizer and a recursive parser in Python, deep-copies the tree
+    for its validator, which rewrites the copy, and walks it ten times, testing each node's type
+    through ABCMeta at every step: a tenth of a campaign's time in moto, for the few expressions
+    the code writes again and again. Each expression is parsed once and kept pickled: every call
+    gets a tree of its own from the bytes, and the validator's copy is a pickle round trip
+    (deepcopy walks the tree in Python). A walker's type tests are answered once per (walker,
+    node) type: the tables of node types of moto's walkers are constants.
+    tests/integration/test_local_aws_dynamodb.py compares the updates with moto's own."""
+    import pickle
+
+    import moto.dynamodb.parsing.validators as validators
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    if getattr(UpdateExpressionParser, "_pecflow_parsed", False):
+        return
+    parse = UpdateExpressionParser.make.__func__
+    parsed: dict[str, bytes] = {}
+
+    def make(cls: Any, expression: str) -> Any:
+        if cls is not UpdateExpressionParser:
+            return parse(cls, expression)
+        tree = parsed.get(expression)
+        if tree is None:
+            if len(parsed) >= 4096:  # expressions built from data would grow it without end
+                parsed.clear()
+            tree = parsed[expression] = pickle.dumps(parse(cls, expression), pickle.HIGHEST_PROTOCOL)
+        return pickle.loads(tree)
+
+    deepcopy = validators.deepcopy
+
+    def copied(value: Any, memo: Any = None) -> Any:
+        if isinstance(value, Node):
+            return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+        return deepcopy(value, memo)
+
+    # isinstance on moto's node classes goes through ABCMeta (none registers virtual subclasses:
+    # the answer depends on the types alone); kept per type, and per (walker, node) type
+    is_node: dict[type, bool] = {}
+    processes: dict[tuple[type, type], bool] = {}
+
+    def traverse_node_recursively(self: Any, node: Any, child_id: int = -1) -> Any:
+        """moto's DepthFirstTraverser.traverse_node_recursively, its type tests remembered."""
+        kind = type(node)
+        node_kind = is_node.get(kind)
+        if node_kind is None:
+            node_kind = is_node[kind] = isinstance(node, Node)
+        if not node_kind:
+            return node
+        parent_node = node.parent
+        if node.children is not None:
+            for i, child_node in enumerate(node.children):
+                self.pre_processing_of_child(node, i)
+                self.traverse_node_recursively(child_node, i)
+        key = (type(self), kind)
+        processed = processes.get(key)
+        if processed is None:
+            processed = processes[key] = isinstance(node, self.nodes_to_be_processed())
+        if processed:
+            node = self.process(node)
+            node.parent = parent_node
+            if parent_node:
+                parent_node.children[child_id] = node
+        return node
+
+    UpdateExpressionParser._pecflow_moto_make = UpdateExpressionParser.make  # moto's own, for tests
+    UpdateExpressionParser.make = classmethod(make)
+    validators._pecflow_moto_deepcopy = deepcopy
+    validators.deepcopy = copied
+    DepthFirstTraverser._pecflow_moto_traverse = DepthFirstTraverser.traverse_node_recursively
+    DepthFirstTraverser.traverse_node_recursively = traverse_node_recursively
+    UpdateExpressionParser._pecflow_parsed = True
+
+
 def _lazy_kms_key_material() -> None:
     """moto makes an RSA-2048 key pair for every KMS key, symmetric ones included (~0.1 s each,
     two keys per stack and per reset), though only asymmetric keys (Sign, Verify, GetPublicKey)
@@ -1286,6 +1367,11 @@ def _keep_alive_handler() -> type:
                 self.connection, self.rfile = at_eof, io.BytesIO()
             return environ
 
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            # werkzeug formats a line for every request before its logger drops it (warnings only)
+            if _WERKZEUG_LOG.isEnabledFor(logging.INFO):
+                super().log_request(code, size)
+
         def send_header(self, keyword: str, value: str) -> None:
             # werkzeug always says "Connection: close"; kept open when the body was read whole
             if keyword.lower() == "connection" and value.lower() == "close" and self._drained:
@@ -1295,6 +1381,7 @@ def _keep_alive_handler() -> type:
     return KeepAliveRequestHandler
 
 
+_WERKZEUG_LOG = logging.getLogger("werkzeug")
 _KeepAliveRequestHandler = _keep_alive_handler()
 
 

@@ -135,6 +135,9 @@ def test_function_environment_merges_globals_and_resolves(local_aws):
 def test_environ_points_boto3_at_the_server_for_the_block_only(local_aws_session):
     import boto3
 
+    # the stack's resources, again: a test of moto's in-process mock (mock_aws) on this worker
+    # before this one wiped them (moto's state is process-wide)
+    local_aws_session.reset()
     before = os.environ.get("AWS_ENDPOINT_URL")
     with local_aws_session.environ() as environment:
         assert os.environ["AWS_ENDPOINT_URL"] == environment["AWS_ENDPOINT_URL"]
