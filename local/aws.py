@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -198,10 +199,14 @@ class LocalAws:
         region: str = REGION,
         port: int = 0,
         set_environ: bool = True,
+        direct_calls: bool = False,
     ) -> LocalAws:
         """Start moto on 127.0.0.1 (`port=0`: a free port) and create the template's resources.
         With `set_environ`, the process environment points boto3 at it (AWS_ENDPOINT_URL, region,
-        fake credentials) until `stop()`; otherwise use `with aws.environ(): ...` where needed."""
+        fake credentials) until `stop()`; otherwise use `with aws.environ(): ...` where needed.
+        With `direct_calls`, botocore requests of this process to the endpoint are handed to
+        moto's server application without the socket (see `_direct_calls`); other processes
+        (a browser, the CLI) still reach it over HTTP."""
         template = _load_template(template_path)
         values = parameter_values(template, parameters)
         if any(aws.stack_name == stack_name for aws in _LIVE):
@@ -231,6 +236,9 @@ class LocalAws:
         )
         aws._restore_logging = restore_logging
         _LIVE.append(aws)
+        if direct_calls:
+            _direct_calls()
+            _DIRECT_ENDPOINTS.add(f"{host}:{bound_port}")
         try:
             aws._create_stack()
             if set_environ:
@@ -281,6 +289,8 @@ class LocalAws:
                 restore()
         if self in _LIVE:
             _LIVE.remove(self)
+        if self.endpoint_url:
+            _DIRECT_ENDPOINTS.discard(self.endpoint_url.removeprefix("http://"))
         for client in self._clients.values():
             client.close()
         self._clients.clear()
@@ -1383,6 +1393,93 @@ def _keep_alive_handler() -> type:
 
 _WERKZEUG_LOG = logging.getLogger("werkzeug")
 _KeepAliveRequestHandler = _keep_alive_handler()
+
+
+# --- botocore requests of this process, without the socket ---------------------------------------
+_DIRECT_ENDPOINTS: set[str] = set()  # host:port of the servers whose requests go to moto's app directly
+
+
+def _direct_calls() -> None:
+    """The handlers run in this process, and every boto3 call of theirs went to moto's server
+    through urllib3, a socket, werkzeug's HTTP parsing and a server thread: a sixth of a
+    campaign's CPU time beside moto's own. For the endpoints in `_DIRECT_ENDPOINTS`, botocore's
+    HTTP session hands the request, built, signed and serialised as for AWS, to the same WSGI
+    application the server runs (moto's DomainDispatcherApplication), in the calling thread, with
+    the environ werkzeug's server would give it (headers with underscores kept as moto's request
+    handler keeps them); botocore parses the answer as before. Everything before `send` (the
+    handlers' `before-send` hooks, local/faults.py's among them) and after it is unchanged.
+    tests/e2e/test_local_aws.py compares the answers of both paths."""
+    import botocore.httpsession as httpsession
+
+    if getattr(httpsession.URLLib3Session, "_pecflow_direct", False):
+        return
+    send = httpsession.URLLib3Session.send
+
+    def direct_send(self: Any, request: Any) -> Any:
+        url = urlsplit(request.url)
+        if url.netloc not in _DIRECT_ENDPOINTS:
+            return send(self, request)
+        return _call_moto_app(request, url)
+
+    httpsession.URLLib3Session.send = direct_send
+    httpsession.URLLib3Session._pecflow_direct = True
+
+
+_MOTO_APP: list[Any] = []  # the WSGI application of moto's server, made once
+
+
+def _call_moto_app(request: Any, url: Any) -> Any:
+    from botocore.awsrequest import AWSResponse
+    from moto.core.botocore_stubber import MockRawResponse
+    from moto.core.request import (
+        PRESERVED_HEADER_NAMES_ENVIRON_KEY,
+        environ_key_for_header,
+        should_preserve_original_header_name,
+    )
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    if not _MOTO_APP:
+        _MOTO_APP.append(DomainDispatcherApplication(create_backend_app))
+    body = request.body
+    if body is None:
+        data = b""
+    elif isinstance(body, bytes | bytearray):
+        data = bytes(body)
+    elif isinstance(body, str):
+        data = body.encode()
+    else:  # a file or botocore's aws-chunked wrapper: what urllib3 would have sent, unframed
+        data = body.read()
+    headers = [
+        (name, value.decode("latin-1") if isinstance(value, bytes) else value)
+        for name, value in request.headers.items()
+        if name.lower() != "transfer-encoding"  # the length of `data` is known
+    ]
+    environ = EnvironBuilder(
+        path=url.path or "/",
+        query_string=url.query,
+        method=request.method,
+        headers=headers,
+        data=data,
+        base_url=f"{url.scheme}://{url.netloc}",
+    ).get_environ()
+    # as moto's request handler does: S3 metadata names with underscores kept as written
+    dashed = {environ_key_for_header(name) for name, _ in headers if "_" not in name}
+    names: dict[str, str] = {}
+    values: dict[str, list[str]] = {}
+    for name, value in headers:
+        key = environ_key_for_header(name)
+        if should_preserve_original_header_name(name) and key not in dashed:
+            names.setdefault(key, name)
+            values.setdefault(key, []).append(value.replace("\r\n", ""))
+    environ.update({key: ",".join(found) for key, found in values.items()})
+    environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = names
+    app_iter, status, response_headers = run_wsgi_app(_MOTO_APP[0], environ, buffered=True)
+    content = b"".join(app_iter)
+    answer: dict[str, str] = {}
+    for name, value in response_headers.items():
+        answer[name] = f"{answer[name]}, {value}" if name in answer else value
+    return AWSResponse(request.url, int(status.split()[0]), answer, MockRawResponse(content))
 
 
 # The DynamoDB item operations whose results moto already holds in the wire's JSON shape.

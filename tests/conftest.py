@@ -254,7 +254,11 @@ def local_aws_session():
 
     from local.aws import LocalAws
 
-    aws = LocalAws.start(Path(__file__).resolve().parents[1] / "template.yaml", set_environ=False)
+    # this process's boto3 calls go to moto's application without the socket (local/aws.py,
+    # _direct_calls); the browser tests' pages still reach the server over HTTP
+    aws = LocalAws.start(
+        Path(__file__).resolve().parents[1] / "template.yaml", set_environ=False, direct_calls=True
+    )
     yield aws
     aws.stop()
 
