@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -198,10 +199,14 @@ class LocalAws:
         region: str = REGION,
         port: int = 0,
         set_environ: bool = True,
+        direct_calls: bool = False,
     ) -> LocalAws:
         """Start moto on 127.0.0.1 (`port=0`: a free port) and create the template's resources.
         With `set_environ`, the process environment points boto3 at it (AWS_ENDPOINT_URL, region,
-        fake credentials) until `stop()`; otherwise use `with aws.environ(): ...` where needed."""
+        fake credentials) until `stop()`; otherwise use `with aws.environ(): ...` where needed.
+        With `direct_calls`, botocore requests of this process to the endpoint are handed to
+        moto's server application without the socket (see `_direct_calls`); other processes
+        (a browser, the CLI) still reach it over HTTP."""
         template = _load_template(template_path)
         values = parameter_values(template, parameters)
         if any(aws.stack_name == stack_name for aws in _LIVE):
@@ -213,6 +218,7 @@ class LocalAws:
         _atomic_dynamodb()
         _keyed_table_queries()
         _quick_key_values()
+        _parsed_update_expressions()
         _fast_dispatch()
         _plain_dynamodb_responses()
         _lazy_queue_attributes()
@@ -230,6 +236,9 @@ class LocalAws:
         )
         aws._restore_logging = restore_logging
         _LIVE.append(aws)
+        if direct_calls:
+            _direct_calls()
+            _DIRECT_ENDPOINTS.add(f"{host}:{bound_port}")
         try:
             aws._create_stack()
             if set_environ:
@@ -254,6 +263,7 @@ class LocalAws:
         _atomic_dynamodb()
         _keyed_table_queries()
         _quick_key_values()
+        _parsed_update_expressions()
         _plain_dynamodb_responses()
         _lazy_queue_attributes()
         _lazy_kms_key_material()
@@ -279,6 +289,8 @@ class LocalAws:
                 restore()
         if self in _LIVE:
             _LIVE.remove(self)
+        if self.endpoint_url:
+            _DIRECT_ENDPOINTS.discard(self.endpoint_url.removeprefix("http://"))
         for client in self._clients.values():
             client.close()
         self._clients.clear()
@@ -458,8 +470,11 @@ class LocalAws:
     def sqs_ready(self, queue_name: str) -> bool:
         """Whether moto holds a message of this queue that a receive could return now."""
         queue = self._moto_queue(queue_name)
+        if queue is None:
+            return True
         try:
-            return queue is None or bool(queue.messages)
+            # moto's `queue.messages` lists every visible message: the first one found is enough
+            return any(m.visible and not m.delayed for m in list(queue._messages))
         except AttributeError:  # moto changed shape: poll anyway
             return True
 
@@ -1205,6 +1220,82 @@ def _quick_key_values() -> None:
     DynamoType._pecflow_quick = True
 
 
+def _parsed_update_expressions() -> None:
+    """moto parses an UpdateExpression twice per update (its response code to validate it, its
+    backend to run it) with a tokenizer and a recursive parser in Python, deep-copies the tree
+    for its validator, which rewrites the copy, and walks it ten times, testing each node's type
+    through ABCMeta at every step: a tenth of a campaign's time in moto, for the few expressions
+    the code writes again and again. Each expression is parsed once and kept pickled: every call
+    gets a tree of its own from the bytes, and the validator's copy is a pickle round trip
+    (deepcopy walks the tree in Python). A walker's type tests are answered once per (walker,
+    node) type: the tables of node types of moto's walkers are constants.
+    tests/integration/test_local_aws_dynamodb.py compares the updates with moto's own."""
+    import pickle
+
+    import moto.dynamodb.parsing.validators as validators
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    if getattr(UpdateExpressionParser, "_pecflow_parsed", False):
+        return
+    parse = UpdateExpressionParser.make.__func__
+    parsed: dict[str, bytes] = {}
+
+    def make(cls: Any, expression: str) -> Any:
+        if cls is not UpdateExpressionParser:
+            return parse(cls, expression)
+        tree = parsed.get(expression)
+        if tree is None:
+            if len(parsed) >= 4096:  # expressions built from data would grow it without end
+                parsed.clear()
+            tree = parsed[expression] = pickle.dumps(parse(cls, expression), pickle.HIGHEST_PROTOCOL)
+        return pickle.loads(tree)
+
+    deepcopy = validators.deepcopy
+
+    def copied(value: Any, memo: Any = None) -> Any:
+        if isinstance(value, Node):
+            return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+        return deepcopy(value, memo)
+
+    # isinstance on moto's node classes goes through ABCMeta (none registers virtual subclasses:
+    # the answer depends on the types alone); kept per type, and per (walker, node) type
+    is_node: dict[type, bool] = {}
+    processes: dict[tuple[type, type], bool] = {}
+
+    def traverse_node_recursively(self: Any, node: Any, child_id: int = -1) -> Any:
+        """moto's DepthFirstTraverser.traverse_node_recursively, its type tests remembered."""
+        kind = type(node)
+        node_kind = is_node.get(kind)
+        if node_kind is None:
+            node_kind = is_node[kind] = isinstance(node, Node)
+        if not node_kind:
+            return node
+        parent_node = node.parent
+        if node.children is not None:
+            for i, child_node in enumerate(node.children):
+                self.pre_processing_of_child(node, i)
+                self.traverse_node_recursively(child_node, i)
+        key = (type(self), kind)
+        processed = processes.get(key)
+        if processed is None:
+            processed = processes[key] = isinstance(node, self.nodes_to_be_processed())
+        if processed:
+            node = self.process(node)
+            node.parent = parent_node
+            if parent_node:
+                parent_node.children[child_id] = node
+        return node
+
+    UpdateExpressionParser._pecflow_moto_make = UpdateExpressionParser.make  # moto's own, for tests
+    UpdateExpressionParser.make = classmethod(make)
+    validators._pecflow_moto_deepcopy = deepcopy
+    validators.deepcopy = copied
+    DepthFirstTraverser._pecflow_moto_traverse = DepthFirstTraverser.traverse_node_recursively
+    DepthFirstTraverser.traverse_node_recursively = traverse_node_recursively
+    UpdateExpressionParser._pecflow_parsed = True
+
+
 def _lazy_kms_key_material() -> None:
     """moto makes an RSA-2048 key pair for every KMS key, symmetric ones included (~0.1 s each,
     two keys per stack and per reset), though only asymmetric keys (Sign, Verify, GetPublicKey)
@@ -1286,6 +1377,11 @@ def _keep_alive_handler() -> type:
                 self.connection, self.rfile = at_eof, io.BytesIO()
             return environ
 
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            # werkzeug formats a line for every request before its logger drops it (warnings only)
+            if _WERKZEUG_LOG.isEnabledFor(logging.INFO):
+                super().log_request(code, size)
+
         def send_header(self, keyword: str, value: str) -> None:
             # werkzeug always says "Connection: close"; kept open when the body was read whole
             if keyword.lower() == "connection" and value.lower() == "close" and self._drained:
@@ -1295,7 +1391,95 @@ def _keep_alive_handler() -> type:
     return KeepAliveRequestHandler
 
 
+_WERKZEUG_LOG = logging.getLogger("werkzeug")
 _KeepAliveRequestHandler = _keep_alive_handler()
+
+
+# --- botocore requests of this process, without the socket ---------------------------------------
+_DIRECT_ENDPOINTS: set[str] = set()  # host:port of the servers whose requests go to moto's app directly
+
+
+def _direct_calls() -> None:
+    """The handlers run in this process, and every boto3 call of theirs went to moto's server
+    through urllib3, a socket, werkzeug's HTTP parsing and a server thread: a sixth of a
+    campaign's CPU time beside moto's own. For the endpoints in `_DIRECT_ENDPOINTS`, botocore's
+    HTTP session hands the request, built, signed and serialised as for AWS, to the same WSGI
+    application the server runs (moto's DomainDispatcherApplication), in the calling thread, with
+    the environ werkzeug's server would give it (headers with underscores kept as moto's request
+    handler keeps them); botocore parses the answer as before. Everything before `send` (the
+    handlers' `before-send` hooks, local/faults.py's among them) and after it is unchanged.
+    tests/e2e/test_local_aws.py compares the answers of both paths."""
+    import botocore.httpsession as httpsession
+
+    if getattr(httpsession.URLLib3Session, "_pecflow_direct", False):
+        return
+    send = httpsession.URLLib3Session.send
+
+    def direct_send(self: Any, request: Any) -> Any:
+        url = urlsplit(request.url)
+        if url.netloc not in _DIRECT_ENDPOINTS:
+            return send(self, request)
+        return _call_moto_app(request, url)
+
+    httpsession.URLLib3Session.send = direct_send
+    httpsession.URLLib3Session._pecflow_direct = True
+
+
+_MOTO_APP: list[Any] = []  # the WSGI application of moto's server, made once
+
+
+def _call_moto_app(request: Any, url: Any) -> Any:
+    from botocore.awsrequest import AWSResponse
+    from moto.core.botocore_stubber import MockRawResponse
+    from moto.core.request import (
+        PRESERVED_HEADER_NAMES_ENVIRON_KEY,
+        environ_key_for_header,
+        should_preserve_original_header_name,
+    )
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    if not _MOTO_APP:
+        _MOTO_APP.append(DomainDispatcherApplication(create_backend_app))
+    body = request.body
+    if body is None:
+        data = b""
+    elif isinstance(body, bytes | bytearray):
+        data = bytes(body)
+    elif isinstance(body, str):
+        data = body.encode()
+    else:  # a file or botocore's aws-chunked wrapper: what urllib3 would have sent, unframed
+        data = body.read()
+    headers = [
+        (name, value.decode("latin-1") if isinstance(value, bytes) else value)
+        for name, value in request.headers.items()
+        if name.lower() != "transfer-encoding"  # the length of `data` is known
+    ]
+    environ = EnvironBuilder(
+        path=url.path or "/",
+        query_string=url.query,
+        method=request.method,
+        headers=headers,
+        data=data,
+        base_url=f"{url.scheme}://{url.netloc}",
+    ).get_environ()
+    # as moto's request handler does: S3 metadata names with underscores kept as written
+    dashed = {environ_key_for_header(name) for name, _ in headers if "_" not in name}
+    names: dict[str, str] = {}
+    values: dict[str, list[str]] = {}
+    for name, value in headers:
+        key = environ_key_for_header(name)
+        if should_preserve_original_header_name(name) and key not in dashed:
+            names.setdefault(key, name)
+            values.setdefault(key, []).append(value.replace("\r\n", ""))
+    environ.update({key: ",".join(found) for key, found in values.items()})
+    environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = names
+    app_iter, status, response_headers = run_wsgi_app(_MOTO_APP[0], environ, buffered=True)
+    content = b"".join(app_iter)
+    answer: dict[str, str] = {}
+    for name, value in response_headers.items():
+        answer[name] = f"{answer[name]}, {value}" if name in answer else value
+    return AWSResponse(request.url, int(status.split()[0]), answer, MockRawResponse(content))
 
 
 # The DynamoDB item operations whose results moto already holds in the wire's JSON shape.

@@ -127,7 +127,8 @@ def run(args) -> int:
     from pecflow.services.admin import STAT_LABELS
 
     log("pecflow demo — starting the local stack (Dovecot, simulated PEC providers, moto, event runner) ...")
-    with LocalStack.start(start_time=START) as stack:
+    # the handlers run here: their boto3 calls skip the socket (the CLI still reaches moto over HTTP)
+    with LocalStack.start(start_time=START, direct_calls=True) as stack:
         net = stack.network
         aruba = net.add_provider(
             builder.Gestore("Aruba PEC S.p.A. (simulato)", "pec.rossi-srl.test"), quota=Quota(*QUOTA)

@@ -61,13 +61,16 @@ class LocalStack:
         clock: VirtualClock | None = None,
         start_time: datetime | None = None,
         state_file: Path | None = REPO / LOCAL_STATE,
+        direct_calls: bool = False,
     ) -> LocalStack:
+        """`direct_calls`: this process's boto3 calls skip the socket to the moto server the stack
+        starts (LocalAws.start); not for a given `aws`, which has its own setting."""
         owned = []
         if dovecot is None:
             dovecot = Dovecot().start()
             owned.append(dovecot)
         if aws is None:
-            aws = LocalAws.start(TEMPLATE)
+            aws = LocalAws.start(TEMPLATE, direct_calls=direct_calls)
             owned.append(aws)
         clock = clock or VirtualClock(start_time or datetime(2026, 3, 2, 8, 0, tzinfo=UTC))
         network = PecNetwork(dovecot, clock=clock).start()

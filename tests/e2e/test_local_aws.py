@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from local.aws import LocalAws
 from local.clock import VirtualClock
@@ -135,6 +136,9 @@ def test_function_environment_merges_globals_and_resolves(local_aws):
 def test_environ_points_boto3_at_the_server_for_the_block_only(local_aws_session):
     import boto3
 
+    # the stack's resources, again: a test of moto's in-process mock (mock_aws) on this worker
+    # before this one wiped them (moto's state is process-wide)
+    local_aws_session.reset()
     before = os.environ.get("AWS_ENDPOINT_URL")
     with local_aws_session.environ() as environment:
         assert os.environ["AWS_ENDPOINT_URL"] == environment["AWS_ENDPOINT_URL"]
@@ -505,3 +509,53 @@ def test_cli_serves_until_interrupted():
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_direct_calls_answer_as_the_server_does(local_aws, monkeypatch):
+    """The suite's boto3 calls skip the socket (local/aws.py, _direct_calls): the same calls over
+    HTTP and directly get the same answers, errors, metadata, odd keys and streams included."""
+    from local import aws as local_aws_module
+
+    netloc = local_aws.endpoint_url.removeprefix("http://")
+    assert netloc in local_aws_module._DIRECT_ENDPOINTS
+    direct = []
+    call = local_aws_module._call_moto_app
+    monkeypatch.setattr(local_aws_module, "_call_moto_app", lambda *a: direct.append(1) or call(*a))
+    s3, ddb, sqs = (local_aws.client(name) for name in ("s3", "dynamodb", "sqs"))
+    bucket, table = local_aws.physical("CampaignBucket"), local_aws.physical("MailboxesTable")
+    queue = local_aws.url("PollQueue")
+
+    def calls(tag: str) -> list:
+        key = f"{tag}/fattura àè +1 %20 #.pdf"
+        s3.put_object(Bucket=bucket, Key=key, Body=b"%PDF" * 5000, Metadata={"my_key": "1", "other-key": "2"})
+        got = s3.get_object(Bucket=bucket, Key=key)
+        head = s3.head_object(Bucket=bucket, Key=key)
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{tag}/")["Contents"]
+        out = [got["Body"].read() == b"%PDF" * 5000, got["Metadata"], got["ContentLength"], head["ETag"]]
+        out += [[o["Key"].removeprefix(tag) for o in listed]]
+        for failing in (
+            lambda: s3.get_object(Bucket=bucket, Key=f"{tag}/none"),
+            lambda: ddb.get_item(TableName="none", Key={"address": {"S": "x"}}),
+            lambda: sqs.send_message(QueueUrl=queue, MessageBody="x"),  # FIFO: a group id is needed
+        ):
+            with pytest.raises(ClientError) as refused:
+                failing()
+            out.append((refused.value.response["Error"]["Code"], refused.value.response["ResponseMetadata"]["HTTPStatusCode"]))  # fmt: skip
+        item = {"address": {"S": f"{tag}@pec.example"}, "item": {"S": "config"}, "n": {"N": "1.50"}}
+        ddb.put_item(TableName=table, Item=item)
+        out.append(ddb.get_item(TableName=table, Key={k: item[k] for k in ("address", "item")})["Item"]["n"])
+        sqs.send_message(QueueUrl=queue, MessageBody=f"à {tag}", MessageGroupId="g", MessageDeduplicationId=tag,
+                         MessageAttributes={"kind": {"DataType": "String", "StringValue": "poll"}})  # fmt: skip
+        received = sqs.receive_message(QueueUrl=queue, MessageAttributeNames=["All"])["Messages"][0]
+        sqs.delete_message(QueueUrl=queue, ReceiptHandle=received["ReceiptHandle"])
+        out.append((received["Body"].removesuffix(tag), received["MessageAttributes"]))
+        return out
+
+    directly = calls("direct")
+    went_direct = len(direct)
+    assert went_direct >= 10, "the calls went to moto's application directly"
+    monkeypatch.setattr(local_aws_module, "_DIRECT_ENDPOINTS", set())  # the same calls over HTTP
+    over_http = calls("http")
+    assert len(direct) == went_direct, "these went over HTTP"
+    assert directly == over_http
+    assert directly[1] == {"my_key": "1", "other-key": "2"}

@@ -3,6 +3,7 @@ _plain_dynamodb_responses): the same JSON as moto's model-driven writer, for eve
 operation and value type the code uses."""
 
 import json
+import re
 
 import boto3
 import pytest
@@ -100,3 +101,87 @@ def test_item_responses_are_the_model_driven_ones(compared):
     assert found == []
     assert {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem",
             "BatchWriteItem", "TransactGetItems", "TransactWriteItems"} <= set(actions)  # fmt: skip
+
+
+# --- updates: parsed once, copied by pickle, walked with remembered type tests -------------------
+# (local/aws.py, _parsed_update_expressions): the same items and the same errors as moto's own code
+
+UPDATES = [
+    ("SET a = :s, #n = :n, m = :m, l = :l", {}),
+    ("SET m.part = :s, l = list_append(if_not_exists(l, :empty), :l)", {}),
+    ("SET l[0] = :n, n2 = :n + :n, n3 = if_not_exists(n3, :n) - :n", {}),
+    ("ADD #n :n, ss :ss REMOVE a", {}),
+    ("DELETE ss :ss SET a = :s", {}),
+    ("REMOVE l[0], m.part", {}),
+    ("SET a = :s", {"ConditionExpression": "attribute_not_exists(nothing)"}),
+    ("SET a = :s", {"ConditionExpression": "a = :n"}),  # fails: ConditionalCheckFailed
+    ("SET a = :s, a = :n", {}),  # overlapping paths
+    ("SET pk = :s", {}),  # the key
+    ("SET a = nothere.deep", {}),  # no such attribute
+    ("ADD a :n", {}),  # a string, not a number
+    ("SET a = :undefined", {}),
+    ("SET a = :s ADD", {}),  # not an expression
+]
+VALUES = {":s": {"S": "x"}, ":n": {"N": "2"}, ":l": {"L": [{"S": "q"}]}, ":empty": {"L": []},
+          ":ss": {"SS": ["a", "b"]}, ":m": {"M": {}}}  # fmt: skip
+
+
+def _apply_updates() -> list:
+    outcomes = []
+    with mock_aws():
+        c = boto3.client("dynamodb", region_name="eu-south-1")
+        c.create_table(
+            TableName="u",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for twice in range(2):  # the second time from the parsed expressions kept
+            for expression, extra in UPDATES:
+                key = {"pk": {"S": str(twice)}}  # one item, changed by each update in turn
+                names = {"#n": "count"} if "#n" in expression else {}
+                text = expression + " " + extra.get("ConditionExpression", "")
+                used = {k: v for k, v in VALUES.items() if re.search(re.escape(k) + r"\b", text)}
+                try:
+                    c.update_item(
+                        TableName="u", Key=key, UpdateExpression=expression, ReturnValues="ALL_NEW",
+                        **({"ExpressionAttributeNames": names} if names else {}),
+                        **({"ExpressionAttributeValues": used} if used else {}), **extra,
+                    )  # fmt: skip
+                    outcomes.append(("ok", c.get_item(TableName="u", Key=key, ConsistentRead=True)["Item"]))
+                except c.exceptions.ClientError as error:
+                    outcomes.append((error.response["Error"]["Code"], error.response["Error"]["Message"]))
+            c.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": "u",
+                            "Key": {"pk": {"S": str(twice)}},
+                            "UpdateExpression": "ADD #n :n",
+                            "ExpressionAttributeNames": {"#n": "t"},
+                            "ExpressionAttributeValues": {":n": {"N": "1"}},
+                        }
+                    }
+                ]  # fmt: skip
+            )
+        outcomes.append(sorted(map(str, c.scan(TableName="u")["Items"])))
+    return outcomes
+
+
+def test_updates_apply_and_fail_as_moto_s_own_do(monkeypatch):
+    import moto.dynamodb.parsing.validators as validators
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    from local.aws import _parsed_update_expressions
+
+    _parsed_update_expressions()
+    ours = _apply_updates()
+    monkeypatch.setattr(UpdateExpressionParser, "make", UpdateExpressionParser._pecflow_moto_make)
+    monkeypatch.setattr(validators, "deepcopy", validators._pecflow_moto_deepcopy)
+    monkeypatch.setattr(
+        DepthFirstTraverser, "traverse_node_recursively", DepthFirstTraverser._pecflow_moto_traverse
+    )
+    assert _apply_updates() == ours
+    codes = [outcome[0] for outcome in ours[: len(UPDATES)]]
+    assert codes.count("ok") >= 6 and {"ConditionalCheckFailedException", "ValidationException"} <= set(codes)
