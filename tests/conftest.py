@@ -62,19 +62,17 @@ def pytest_collection_modifyitems(config, items):
 
 # Seconds CI measured (`make test`'s --durations, 2 workers), for the order above: a timeout says
 # how long a test may take, not how long it takes. Tests not listed take a few seconds at most.
-# The first four: CI's figures times new/old of a back-to-back local run after the moto patches
-# and direct calls of local/aws.py (500 rows 105 -> 78 s, 1,000 messages 56 -> 43 s, 300 rows
-# 33 -> 25 s, demo 15.6 -> 13.9 s).
+# (a clean-clone ./.ci/run of 2026-11-27 on an idle machine: 305 s of pytest in all)
 _MEASURED_SECONDS = {
-    "tests/e2e/test_campaigns.py::test_a_500_row_campaign_ends_with_statistics_matching_the_script": 224,
-    "tests/e2e/test_ingestion.py::test_a_thousand_messages_each_archived_recorded_classified_and_reconciled_once": 132,
-    "tests/e2e/test_campaign_grouping.py::test_300_invoice_rows_for_120_customers_make_120_pec_and_a_test_reaches_only_its_address": 63,
-    "tests/e2e/test_demo.py::test_the_demo_plays_the_day_and_its_figures_match_the_simulator": 38,
-    "tests/browser/test_console_campaign.py::test_a_campaign_made_in_the_wizard_fixed_after_its_report_and_followed_to_its_numbers": 38,
-    "tests/integration/test_cli_install.py::test_the_installed_command": 32,  # its module's setup
-    "tests/browser/test_console_inbox.py::test_two_operators_and_a_viewer_work_one_message_in_the_console": 31,
-    "tests/unit/test_campaign_grouping.py::test_a_million_rows_are_grouped_in_constant_memory": 25,
-    "tests/browser/test_console_admin.py::test_an_admin_manages_people_and_reads_mailbox_health_a_non_admin_sees_nothing": 19,
+    "tests/e2e/test_campaigns.py::test_a_500_row_campaign_ends_with_statistics_matching_the_script": 73,
+    "tests/e2e/test_ingestion.py::test_a_thousand_messages_each_archived_recorded_classified_and_reconciled_once": 42,
+    "tests/e2e/test_campaign_grouping.py::test_300_invoice_rows_for_120_customers_make_120_pec_and_a_test_reaches_only_its_address": 24,
+    "tests/e2e/test_demo.py::test_the_demo_plays_the_day_and_its_figures_match_the_simulator": 14,
+    "tests/browser/test_console_campaign.py::test_a_campaign_made_in_the_wizard_fixed_after_its_report_and_followed_to_its_numbers": 22,
+    "tests/integration/test_cli_install.py::test_the_installed_command": 12,  # its module's setup
+    "tests/browser/test_console_inbox.py::test_two_operators_and_a_viewer_work_one_message_in_the_console": 16,
+    "tests/unit/test_campaign_grouping.py::test_a_million_rows_are_grouped_in_constant_memory": 13,
+    "tests/browser/test_console_admin.py::test_an_admin_manages_people_and_reads_mailbox_health_a_non_admin_sees_nothing": 10,
 }
 
 
