@@ -45,8 +45,8 @@ From 2026-11-27 the Lambda duration divides the measured CPU time by the functio
 (1,024 MB: 0.58 of a vCPU), as Lambda allots CPU; the figures above did not. Main's code at the
 start (03df173) measured again with this model, the baseline the targets halve: $1.0354 sent
 (32.3 requests, 58.6 + 36.8 GSI WRU, X-Ray $0.0804, Lambda $0.0768) and $0.2044 received
-(5.1 requests, 11.0 + 8.0 GSI WRU). Now: $0.5499 sent (53 % of it: 31.4 requests, 31.2 + 10.3
-GSI WRU, Lambda $0.0647) and $0.1473 received (72 %: 4.2 requests, 7.0 + 5.0 GSI WRU).
+(5.1 requests, 11.0 + 8.0 GSI WRU). Now: $0.5475 sent (53 % of it: 30.8 requests, 30.9 + 10.3
+GSI WRU, Lambda $0.0651) and $0.1471 received (72 %: 4.2 requests, 7.0 + 5.0 GSI WRU).
 What remains is mostly each message's record (over 1 KB: 2 WRU, and 1 for each of ByDate and
 ByLocation), its inbox row's indexes and word copies (receipts' too), the reconcile and sender
 transactions, and the archive's S3 PUTs (fixed). --by-table: WRU per message by table and
