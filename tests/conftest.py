@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+# the fault matrix's table (tests/reliability): printed where the test reports arrive
+from tests.reliability.table import pytest_runtest_logreport, pytest_terminal_summary  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("PECFLOW_FIXTURES", REPO.parent / "shared" / "fixtures"))
 

@@ -5,7 +5,8 @@ one fresh "world" per cell: its own providers, office mailbox, correspondents, a
 front of Dovecot and the office's SMTP access point. A cell injects its fault at a boundary
 (local/faults.py), lets the stack recover, and applies the same five invariant checks
 (tests/reliability/invariants.py). Each cell's row (boundary | fault | checks | result) travels in
-the test report, so the table printed at the end is complete under pytest-xdist too.
+the test report; tests/reliability/table.py prints the table at the end (its hooks are in
+tests/conftest.py: under pytest-xdist only that one is loaded where the reports arrive).
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import os
 import pytest
 
 from local.faults import AwsFaults
-
-ROWS = "fault-matrix"
+from tests.reliability.table import ROWS
 
 
 def pytest_configure(config):
@@ -62,49 +62,3 @@ def world(rstack, request):
     rstack.faults.clear()
     world.close()
     request.node.user_properties.append((ROWS, json.dumps(world.row())))
-
-
-# --- the table ------------------------------------------------------------------------------------
-
-_ROWS: dict[str, dict] = {}
-_OUTCOMES: dict[str, str] = {}
-
-
-def pytest_runtest_logreport(report):
-    if not report.nodeid.startswith("tests/reliability/"):
-        return
-    if report.when == "teardown":
-        for name, value in report.user_properties:
-            if name == ROWS:
-                _ROWS[report.nodeid] = json.loads(value)
-        if report.failed:
-            _OUTCOMES[report.nodeid] = "RED"
-    elif report.when == "call" or not report.passed:
-        if hasattr(report, "wasxfail"):
-            _OUTCOMES[report.nodeid] = "xfail"
-        else:
-            _OUTCOMES[report.nodeid] = {"passed": "green", "skipped": "skipped"}.get(report.outcome, "RED")
-
-
-def pytest_terminal_summary(terminalreporter):
-    if not _ROWS:
-        return
-    rows = sorted(({**r, "nodeid": n} for n, r in _ROWS.items()), key=lambda r: (r["order"], r["nodeid"]))
-    table = [("boundary", "fault", "invariant checks", "result")]
-    for row in rows:
-        checks = "  ".join(f"{name} {mark}" for name, mark in row["checks"].items()) or "not reached"
-        table.append((row["boundary"], row["fault"], checks, _OUTCOMES.get(row["nodeid"], "?")))
-    widths = [max(len(r[i]) for r in table) for i in range(4)]
-    write = terminalreporter.write_line
-    terminalreporter.section("fault matrix")
-    write("checks: lost = no message lost, twice = none sent twice, expunged = nothing expunged")
-    write("unarchived, audit = no audit event lost, error = a clear error where the user looks")
-    write("(✓ held, ✗ broken, – nothing of that kind in the cell)")
-    for n, row in enumerate(table):
-        write(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-        if n == 0:
-            write("-+-".join("-" * width for width in widths))
-    tally = {o: sum(1 for r in rows if _OUTCOMES.get(r["nodeid"]) == o) for o in ("green", "xfail", "RED")}
-    write(
-        f"{len(rows)} cells: {tally['green']} green, {tally['xfail']} xfail (known, named), {tally['RED']} red"
-    )
