@@ -74,10 +74,10 @@ from pecflow.domain.records import (
     NewJob,
     job_items,
     left_behind,
+    move_stamps,
     receipt_entry,
     registered_items,
     rows_covered,
-    state_stamp,
 )
 
 ITEM_LIMIT = 400_000  # DynamoDB refuses items over 400 KB
@@ -180,9 +180,6 @@ def is_service_failure(exc: BaseException) -> bool:
     if isinstance(exc, ClientError):
         return exc.response.get("Error", {}).get("Code") not in _REFUSED_DATA
     return isinstance(exc, (OSError, TimeoutError))
-
-
-_stamp = state_stamp
 
 
 # --- what DynamoDB answers under contention (moto never does) -----------------------------------------
@@ -863,8 +860,8 @@ class FakeOutgoingStore:
             self.campaigns._transact_counters(job.campaign_id, deltas, rows)  # raises when cancelled
         row["state"] = str(move.to)
         row["updated_at"] = now
-        for stamped in (move.to, *sorted(move.through)):
-            row.setdefault(_stamp(stamped), now)
+        for stamp in move_stamps(move):
+            row.setdefault(stamp, now)
         row["certified"] = new_certified
         row["last_reason"] = move.reason
         if receipt_id:

@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from pecflow.domain.reconcile import CampaignStatus, Job, State
+from pecflow.domain.reconcile import CampaignStatus, Job, Move, State
 
 MESSAGE_ROW = "#message"  # the sort key of a message's head item, beside its recipients' rows
 # attributes a new job's row stores even when empty: the moves write each receipt into the map
@@ -97,6 +97,12 @@ class NewJob:
     @property
     def rows_covered(self) -> int:
         return rows_covered(self.rows)
+
+
+def move_stamps(move: Move) -> tuple[str, ...]:
+    """The `at_<state>` stamps a move writes where the job has none yet: its state's, and those
+    of the states it implies the job passed (`Move.through`)."""
+    return tuple(state_stamp(state) for state in (move.to, *sorted(move.through)))
 
 
 def left_behind(state: State, *, kept: Collection[str] = ()) -> tuple[str, ...]:

@@ -30,14 +30,13 @@ from pecflow.domain.records import (
     NewJob,
     job_items,
     left_behind,
+    move_stamps,
     receipt_entry,
     registered_items,
     rows_covered,
-    state_stamp,
 )
 
 # --- outgoing messages and their recipients' jobs ------------------------------------------------------
-_stamp = state_stamp
 
 
 def _job(item: dict) -> Job:
@@ -340,17 +339,15 @@ class OutgoingStore:
         rows too (weighted by `job.rows`, conditional on the job covering that many rows) where
         the campaign keeps row counters."""
         new_certified = job.certified if certified is None else certified
+        stamps = move_stamps(move)
         sets = [
             "#s = :to",
             "updated_at = :now",
-            "#stamp = if_not_exists(#stamp, :now)",
+            *(f"#t{i} = if_not_exists(#t{i}, :now)" for i in range(len(stamps))),
             "#cert = :cert",
             "last_reason = :why",
         ]
-        names = {"#s": "state", "#stamp": _stamp(move.to), "#cert": "certified"}
-        for i, passed in enumerate(sorted(move.through)):
-            sets.append(f"#p{i} = if_not_exists(#p{i}, :now)")
-            names[f"#p{i}"] = _stamp(passed)
+        names = {"#s": "state", "#cert": "certified", **{f"#t{i}": stamp for i, stamp in enumerate(stamps)}}
         values = {
             ":to": str(move.to),
             ":now": now,
