@@ -14,8 +14,8 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 
-from pecflow.adapters.dynamodb._common import _conditional_write, _plain, _resource, pages, whole_items
-from pecflow.adapters.dynamodb.messages import RECORD_KEY
+from pecflow.adapters.dynamodb._common import _conditional_write, _resource, pages, whole_items
+from pecflow.adapters.dynamodb.messages import RECORD_KEY, SignatureItems
 from pecflow.domain import clock
 
 SAVED_PREFIX = "rules/"
@@ -126,6 +126,7 @@ class RecordedMessages:
 
     def __init__(self, table_name: str, dynamodb: Any = None):
         self.table = _resource(dynamodb).Table(table_name)
+        self.signatures = SignatureItems(self.table)
         self.reads = 0
 
     def since(self, mailbox: str, since: str) -> Iterator[dict[str, Any]]:
@@ -133,7 +134,7 @@ class RecordedMessages:
             self.table.meta.client, self.table.name, self._keys(mailbox, since), RECORD_KEY
         ):
             self.reads += 1
-            yield _plain(item)
+            yield self.signatures.whole(item)
 
     def _keys(self, mailbox: str, since: str) -> Iterator[dict[str, Any]]:
         request = {

@@ -11,7 +11,9 @@ per recipient carrying the job's state (docs/architecture.md, "The outgoing job 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import hashlib
+import json
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -487,3 +489,149 @@ class MessageRecord:
             elif value is not None:
                 out[_MESSAGE_ATTRIBUTES.get(f.name, f.name)] = value
         return out
+
+
+# --- a received message's record as stored ---------------------------------------------------------
+# DynamoDB charges a write unit per started KB of an item: a record is stored under 1 KB (1 WRU,
+# not 2) by leaving out what it can be told from (`stored_record`, read back whole by
+# `whole_record`; the archived .eml keeps everything, the record nothing less than before):
+#   - the provider's signer (its certificate's subject, issuer, serial, validity, e-mail: the same
+#     on every message a provider signs) and, for a valid or untrusted signature, the verdict's
+#     sentence are kept once in a signature item (`signature_item`), named by the SHA-256 of its
+#     content: the record keeps `signer_ref`;
+#   - a value equal to what another attribute of the record says (DERIVED) is left out, and one
+#     that is empty where the derivation would give a value is stored as NULL; a record with
+#     these absences says so by `shape` (RECORD_SHAPE), so a record without it (written before)
+#     is read as it is;
+#   - attachments and recipients are lists of their values (ATTACHMENT, RECIPIENT) instead of
+#     maps repeating the names.
+# The derivations' sources are never changed after the record is written (`set_fields` writes
+# reconciliation, quarantine, rules, saturation: none of them); a value set later is stored whole.
+RECORD_SHAPE = 2
+SIGNATURE_SHARED = frozenset(
+    {"valid", "untrusted"}
+)  # outcomes whose sentence is the signer's, not the message's
+ATTACHMENT = ("filename", "content_type", "size", "format")  # format: when the mailbox has rules
+RECIPIENT = ("address", "type")
+_DELIVERY_KINDS = frozenset({"avvenuta-consegna", "errore-consegna", "preavviso-errore-consegna"})
+
+
+def archived_key(sha256: str) -> str:
+    """Where the archive keeps a message's original (adapters.archive.Archive's default layout)."""
+    return f"messages/{sha256[:2]}/{sha256}.eml"
+
+
+def _after_prefix(subject: Any) -> str | None:
+    """A provider's subject without its prefix ("ACCETTAZIONE: <original subject>")."""
+    return subject.partition(": ")[2] or None if isinstance(subject, str) and ": " in subject else None
+
+
+def _only_recipient(item: Mapping[str, Any]) -> str | None:
+    recipients = item.get("recipients") or []
+    if item.get("kind") not in _DELIVERY_KINDS or len(recipients) != 1:
+        return None
+    first = recipients[0]
+    return first.get("address") if isinstance(first, Mapping) else first[0]
+
+
+# attribute -> what the rest of the record says it is (None: nothing)
+DERIVED: dict[str, Any] = {
+    "received_at": lambda i: str(i.get("received_key") or "").partition("#")[0] or None,
+    "s3_key": lambda i: archived_key(i["sha256"]) if i.get("sha256") else None,
+    "date": lambda i: i.get("timestamp"),
+    "signed_at": lambda i: i.get("timestamp") if i.get("signed_at_from") == "daticert" else None,
+    "original_subject": lambda i: _after_prefix(i.get("subject")),
+    "delivered_to": _only_recipient,
+    "outgoing_message_id": lambda i: i.get("ref_message_id"),
+    "to": lambda i: [i["mailbox"]] if i.get("mailbox") else None,
+    "on_provider": lambda i: "yes",
+}
+
+
+def signature_item(fields: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """What a record's signature fields share with every message the same signer signs: its
+    reference (the first 128 bits of the SHA-256 of its content, hex) and content; None without
+    a signer."""
+    signer = fields.get("signer")
+    if not isinstance(signer, Mapping):
+        return None
+    content: dict[str, Any] = {"signer": dict(signer)}
+    if fields.get("signature") in SIGNATURE_SHARED and fields.get("signature_detail"):
+        content["signature_detail"] = fields["signature_detail"]
+    text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32], content
+
+
+def _without_signature(fields: dict[str, Any], shared: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    found = signature_item(fields)
+    if found is None:
+        return fields
+    shared.append(found)
+    ref, content = found
+    return {k: v for k, v in fields.items() if k not in content} | {"signer_ref": ref}
+
+
+def _values(value: Any, names: tuple[str, ...]) -> Any:
+    """An attachment or recipient as the list of its values, when it has exactly the first of
+    `names` (else as it is)."""
+    if isinstance(value, Mapping) and set(value) == set(names[: len(value)]):
+        return [value[n] for n in names[: len(value)]]
+    return value
+
+
+def stored_record(item: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+    """A new record as stored (`item`: the record with its keys, None and empty values dropped)
+    and the signature items it refers to (reference, content). None values in the result are
+    stored as NULL: empty where the derivation says otherwise."""
+    shared: list[tuple[str, dict[str, Any]]] = []
+    whole = {**item, "sha256": item.get("sha256") or str(item["message"]).removeprefix(MESSAGE_KEY_PREFIX)}
+    out: dict[str, Any] = {
+        k: v for k, v in _without_signature(dict(item), shared).items() if k not in DERIVED
+    }
+    if out.get("sha256") == str(item["message"]).removeprefix(MESSAGE_KEY_PREFIX):
+        del out["sha256"]
+    if isinstance(out.get("rem"), Mapping):  # a REM evidence's own signature
+        out["rem"] = _without_signature(dict(out["rem"]), shared)
+    for name, derive in DERIVED.items():
+        value, derived = item.get(name), derive(whole)
+        if value != derived and (value or derived):
+            out[name] = value or None
+    for name, fields_of in (("attachments", ATTACHMENT), ("recipients", RECIPIENT)):
+        out[name] = [_values(v, fields_of) for v in item.get(name, [])]
+    out["shape"] = RECORD_SHAPE
+    return {k: v for k, v in out.items() if v != []}, shared
+
+
+def whole_record(
+    item: Mapping[str, Any], signatures: Callable[[str], Mapping[str, Any]], *, only: Collection[str] = ()
+) -> dict[str, Any]:
+    """A record as `stored_record` was given it, from the item stored (plain values; an item
+    written before RECORD_SHAPE is returned as it is). `signatures`: the content of a signature
+    item by its reference. `only`: the derived attributes an index's projection can tell."""
+    out = dict(item)
+    if isinstance(out.get("rem"), Mapping):
+        out["rem"] = dict(out["rem"])
+    for name, fields_of in (("attachments", ATTACHMENT), ("recipients", RECIPIENT)):
+        if out.get(name):
+            out[name] = [
+                dict(zip(fields_of, v, strict=False)) if isinstance(v, list) else v for v in out[name]
+            ]
+    for where in (out, out.get("rem")):
+        if isinstance(where, dict) and "signer_ref" in where:
+            shared = signatures(where.pop("signer_ref"))
+            where.update({k: v for k, v in shared.items() if k not in where})
+    if out.get("shape") != RECORD_SHAPE:
+        return out
+    del out["shape"]
+    out.setdefault("sha256", str(out["message"]).removeprefix(MESSAGE_KEY_PREFIX))
+    whole = out.copy()
+    for name, derive in DERIVED.items():
+        if only and name not in only:
+            continue
+        if name not in out:
+            value = derive(whole)
+            if value is not None:
+                out[name] = value
+        elif out[name] is None:
+            del out[name]
+    return out

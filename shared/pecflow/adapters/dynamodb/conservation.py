@@ -21,7 +21,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 
 from pecflow.adapters.dynamodb._common import _clean, _plain, _resource, _try_write, pages, whole_items
-from pecflow.adapters.dynamodb.messages import RECORD_KEY
+from pecflow.adapters.dynamodb.messages import RECORD_KEY, SignatureItems
 
 HEAD = "conservation"
 PREFIX = "conservation#"
@@ -32,6 +32,7 @@ class PeriodMessages:
 
     def __init__(self, table_name: str, dynamodb: Any = None):
         self.table = _resource(dynamodb).Table(table_name)
+        self.signatures = SignatureItems(self.table)
 
     def received_between(self, mailbox: str, start: str, end: str) -> Iterator[dict[str, Any]]:
         """`start` included, `end` excluded (ISO 8601 UTC, as `received_key` begins). ByDate
@@ -43,7 +44,7 @@ class PeriodMessages:
             if str(item.get("received_key", "")) < end
         )
         for item in whole_items(self.table.meta.client, self.table.name, keys, RECORD_KEY):
-            yield _plain(item)
+            yield self.signatures.whole(item)
 
     def count_between(self, mailbox: str, start: str, end: str) -> int:
         """The index's keys counted (Select COUNT): no record read."""

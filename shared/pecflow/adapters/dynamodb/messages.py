@@ -1,8 +1,12 @@
-"""MessagesTable: one record per message received, keyed by mailbox and SHA-256."""
+"""MessagesTable: one record per message received, keyed by mailbox and SHA-256, stored as
+`domain.records.stored_record` says (under 1 KB: what it can be told from left out) and read
+back whole (`whole_record`); beside them, in partition SIGNATURES, one item per signature
+content (the provider's signer and the verdict's sentence), shared by the records that name it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 
@@ -16,25 +20,76 @@ from pecflow.adapters.dynamodb._common import (
     whole_items,
 )
 from pecflow.domain.mailbox import location
-from pecflow.domain.records import MessageRecord
+from pecflow.domain.records import DERIVED, MessageRecord, stored_record, whole_record
 
 # --- message records -----------------------------------------------------------------------------
 RECORD_KEY = ("mailbox", "message")  # the table's key: all that index ByDate keeps, with received_key
+SIGNATURES = "#signatures"  # the partition of the signature items (no mailbox is named so)
+# what index ByLocation projects of the derived attributes (template.yaml)
+LOCATION_DERIVED = ("s3_key", "received_at")
 
 
 def record_key(sha256: str) -> str:
     return f"sha256:{sha256}"
 
 
+class SignatureItems:
+    """The signature items of a table: each written once (a conditional put, skipped when this
+    process wrote or read it already) and read once per process. They are named by the SHA-256
+    of their content, so what is cached never goes stale."""
+
+    _known: dict[tuple[str, str], dict] = {}  # (table, reference) -> content, for every store of the process
+
+    def __init__(self, table: Any):
+        self.table = table
+
+    def keep(self, ref: str, content: dict) -> None:
+        if (self.table.name, ref) in self._known:
+            return
+        _conditional_write(
+            self.table.put_item,
+            Item=_clean({**content, "mailbox": SIGNATURES, "message": ref}),
+            ConditionExpression=Attr("message").not_exists(),
+        )
+        self._remember(ref, content)
+
+    def get(self, ref: str) -> dict:
+        known = self._known.get((self.table.name, ref))
+        if known is not None:
+            return known
+        item = self.table.get_item(Key={"mailbox": SIGNATURES, "message": ref}, ConsistentRead=True).get(
+            "Item"
+        )
+        if item is None:  # written before any record naming it, and never deleted
+            raise LookupError(f"signature item {ref} missing from {self.table.name}")
+        content = {k: v for k, v in _plain(item).items() if k not in RECORD_KEY}
+        return self._remember(ref, content)
+
+    def _remember(self, ref: str, content: dict) -> dict:
+        if len(self._known) >= 256:
+            self._known.clear()
+        self._known[(self.table.name, ref)] = content
+        return content
+
+    def whole(self, item: dict, *, only: tuple[str, ...] = ()) -> dict:
+        """A stored record (as DynamoDB gives it) whole, as it was recorded."""
+        return whole_record(_plain(item), self.get, only=only)
+
+
 class MessageStore:
     def __init__(self, table_name: str, dynamodb=None):
         self.table = _resource(dynamodb).Table(table_name)
+        self.signatures = SignatureItems(self.table)
 
     is_service_failure = staticmethod(is_service_failure)
 
     def record(self, mailbox: str, record: dict) -> bool:
         """Write a new record; False (and nothing written) when this message is already recorded."""
-        item = _clean({**record, "mailbox": mailbox.lower(), "message": record_key(record["sha256"])})
+        item, shared = stored_record(
+            _clean({**record, "mailbox": mailbox.lower(), "message": record_key(record["sha256"])})
+        )
+        for ref, content in shared:  # before the record that names it
+            self.signatures.keep(ref, content)
         return _conditional_write(
             self.table.put_item, Item=item, ConditionExpression=Attr("message").not_exists()
         )
@@ -57,11 +112,12 @@ class MessageStore:
         item = self.table.get_item(
             Key={"mailbox": mailbox.lower(), "message": record_key(sha256)}, ConsistentRead=True
         ).get("Item")
-        return MessageRecord.from_item(_plain(item)) if item else None
+        return MessageRecord.from_item(self.signatures.whole(item)) if item else None
 
     def set_fields(self, mailbox: str, sha256: str, fields: dict, remove: Iterable[str] = ()) -> None:
-        fields = _clean(fields)
-        removed = list(remove)
+        # a derived attribute removed is stored as NULL: absent, a record's reader would derive it
+        fields = _clean(fields) | {name: None for name in remove if name in DERIVED}
+        removed = [name for name in remove if name not in DERIVED]
         if not fields and not removed:
             return
         names = {f"#k{i}": k for i, k in enumerate(fields)} | {f"#r{i}": k for i, k in enumerate(removed)}
@@ -102,7 +158,7 @@ class MessageStore:
             for item in page.get("Items", []):
                 uid = int(item["uid"])
                 if uid in wanted:
-                    found[uid] = MessageRecord.from_item(_plain(item))
+                    found[uid] = MessageRecord.from_item(self.signatures.whole(item, only=LOCATION_DERIVED))
             if "LastEvaluatedKey" not in page:
                 return found
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -122,13 +178,13 @@ class MessageStore:
         ).get("Items", [])
         if index == "ByDate":
             items = list(whole_items(self.table.meta.client, self.table.name, items, RECORD_KEY))
-        return [MessageRecord.from_item(_plain(i)) for i in items]
+        return [MessageRecord.from_item(self.signatures.whole(i)) for i in items]
 
     def every(self, mailbox: str) -> Iterator[MessageRecord]:
         """Every record of a mailbox (a Query of its partition, page by page)."""
         for page in pages(self.table.query, KeyConditionExpression=Key("mailbox").eq(mailbox.lower())):
             for item in page.get("Items", []):
-                yield MessageRecord.from_item(_plain(item))
+                yield MessageRecord.from_item(self.signatures.whole(item))
 
     def count(self, mailbox: str) -> int:
         key = Key("mailbox").eq(mailbox.lower())
