@@ -47,7 +47,10 @@ start (03df173) measured again with this model, the baseline the targets halve: 
 (32.3 requests, 58.6 + 36.8 GSI WRU, X-Ray $0.0804, Lambda $0.0768) and $0.2044 received
 (5.1 requests, 11.0 + 8.0 GSI WRU). Now: $0.5475 sent (53 % of it: 30.8 requests, 30.9 + 10.3
 GSI WRU, Lambda $0.0651) and $0.1471 received (72 %: 4.2 requests, 7.0 + 5.0 GSI WRU).
-What remains is mostly each message's record (over 1 KB: 2 WRU, and 1 for each of ByDate and
+From $0.5465 sent and $0.1468 received, a message record under 1 KB (largest 957 B, from 1,882:
+the signer kept once, what the record can be told from left out): $0.5330 sent (29.0 + 10.3 GSI
+WRU; MessagesTable 2.02 WRU a message, from 4.00) and $0.1406 received (6.0 + 5.0 GSI WRU).
+What remains is mostly each message's record (1 WRU, and 1 for each of ByDate and
 ByLocation), its inbox row's indexes and word copies (receipts' too), the reconcile and sender
 transactions, and the archive's S3 PUTs (fixed). --by-table: WRU per message by table and
 index, and each table's largest item at the end.
