@@ -72,6 +72,8 @@ from typing import Any
 
 from _env import REPO  # first: the paths and fake AWS credentials
 
+from local.aws import item_size as _size
+
 BOX = "ufficio@pec.alfa.test"
 CAMPAIGN = "costi"
 POLL = 5 * 60
@@ -314,29 +316,6 @@ def _index_writes(gsi: dict, old: dict | None, new: dict | None) -> int:
 
 
 _TABLE_KEYS: set[str] = set()  # every table's key attributes (projected into every index)
-
-
-def _size(item: dict | None) -> int:
-    return sum(len(k.encode()) + _value_size(v) for k, v in (item or {}).items())
-
-
-def _value_size(value: dict) -> int:
-    ((kind, x),) = value.items()
-    if kind == "S":
-        return len(x.encode())
-    if kind == "N":
-        return (len(x.lstrip("-").replace(".", "").lstrip("0")) + 1) // 2 + 1
-    if kind == "B":
-        return len(x)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind in ("SS", "NS", "BS"):
-        return sum(len(e.encode()) if isinstance(e, str) else len(e) for e in x)
-    if kind == "L":
-        return 3 + sum(1 + _value_size(e) for e in x)
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + 1 + _value_size(e) for k, e in x.items())
-    return 0
 
 
 def _body(request: dict) -> dict:

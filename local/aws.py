@@ -1810,3 +1810,29 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def item_size(item: dict | None) -> int:
+    """A DynamoDB item's size (typed attribute values, as the low-level client gives them) as
+    DynamoDB bills it: attribute names and values in UTF-8, numbers by their digits, 3 bytes per
+    list or map and 1 per element."""
+    return sum(len(k.encode()) + _value_size(v) for k, v in (item or {}).items())
+
+
+def _value_size(value: dict) -> int:
+    ((kind, x),) = value.items()
+    if kind == "S":
+        return len(x.encode())
+    if kind == "N":
+        return (len(x.lstrip("-").replace(".", "").lstrip("0")) + 1) // 2 + 1
+    if kind == "B":
+        return len(x)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind in ("SS", "NS", "BS"):
+        return sum(len(e.encode()) if isinstance(e, str) else len(e) for e in x)
+    if kind == "L":
+        return 3 + sum(1 + _value_size(e) for e in x)
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + 1 + _value_size(e) for k, e in x.items())
+    return 0

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from local.aws import item_size
 from local.pecbuild.builder import (
     ARUBA,
     NAMIRIAL,
@@ -37,27 +38,6 @@ T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 TRUSTED = TrustAnchors([Firma.per(ARUBA).autorita.certificato, Firma.per(NAMIRIAL).autorita.certificato])
 NO_ANCHORS = TrustAnchors([])  # untrusted, with the long sentence saying why (the local stack's case)
 WRITE_UNIT = 1024
-
-
-def item_size(item: dict) -> int:
-    """An item's size as DynamoDB bills it: attribute names and values (UTF-8), numbers by their
-    digits, 3 bytes per list or map and 1 per element (its documented sizing)."""
-    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
-
-
-def _value_size(value: dict) -> int:
-    ((kind, x),) = value.items()
-    if kind == "S":
-        return len(x.encode())
-    if kind == "N":
-        return (len(x.lstrip("-").replace(".", "").lstrip("0")) + 1) // 2 + 1
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "L":
-        return 3 + sum(1 + _value_size(e) for e in x)
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + 1 + _value_size(e) for k, e in x.items())
-    raise AssertionError(f"no {kind} in a message record")
 
 
 def sent_and_received(gestore=ARUBA) -> dict[str, bytes]:
