@@ -11,6 +11,7 @@ per recipient carrying the job's state (docs/architecture.md, "The outgoing job 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -508,9 +509,8 @@ class MessageRecord:
 # The derivations' sources are never changed after the record is written (`set_fields` writes
 # reconciliation, quarantine, rules, saturation: none of them); a value set later is stored whole.
 RECORD_SHAPE = 2
-SIGNATURE_SHARED = frozenset(
-    {"valid", "untrusted"}
-)  # outcomes whose sentence is the signer's, not the message's
+# the outcomes whose sentence is the signer's (or the trust anchors'), not the message's
+SIGNATURE_SHARED = frozenset({"valid", "untrusted"})
 ATTACHMENT = ("filename", "content_type", "size", "format")  # format: when the mailbox has rules
 RECIPIENT = ("address", "type")
 _DELIVERY_KINDS = frozenset({"avvenuta-consegna", "errore-consegna", "preavviso-errore-consegna"})
@@ -523,7 +523,9 @@ def archived_key(sha256: str) -> str:
 
 def _after_prefix(subject: Any) -> str | None:
     """A provider's subject without its prefix ("ACCETTAZIONE: <original subject>")."""
-    return subject.partition(": ")[2] or None if isinstance(subject, str) and ": " in subject else None
+    if not isinstance(subject, str):
+        return None
+    return subject.partition(": ")[2] or None
 
 
 def _only_recipient(item: Mapping[str, Any]) -> str | None:
@@ -535,7 +537,7 @@ def _only_recipient(item: Mapping[str, Any]) -> str | None:
 
 
 # attribute -> what the rest of the record says it is (None: nothing)
-DERIVED: dict[str, Any] = {
+DERIVED: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "received_at": lambda i: str(i.get("received_key") or "").partition("#")[0] or None,
     "s3_key": lambda i: archived_key(i["sha256"]) if i.get("sha256") else None,
     "date": lambda i: i.get("timestamp"),
@@ -619,7 +621,8 @@ def whole_record(
     for where in (out, out.get("rem")):
         if isinstance(where, dict) and "signer_ref" in where:
             shared = signatures(where.pop("signer_ref"))
-            where.update({k: v for k, v in shared.items() if k not in where})
+            # a copy: the content is cached, shared by every record naming it
+            where.update({k: copy.deepcopy(v) for k, v in shared.items() if k not in where})
     if out.get("shape") != RECORD_SHAPE:
         return out
     del out["shape"]
