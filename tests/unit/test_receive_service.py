@@ -134,7 +134,8 @@ class World:
             },
             "counters": self.campaigns.counters(CAMPAIGN),
             "on_provider": self.account.raws(),
-            "inbox": sorted(self.inbox.items.items()),
+            "inbox": self.inbox.rows(),
+            "words": self.inbox.word_index(),  # the postings, however the polls batched them
         }
 
 

@@ -3,9 +3,10 @@ in the inbox table: what a list shows (subject, parties, kind, dates), its presa
 whether it is in the bin, and a few listing keys (sparse index keys, each `<mailbox>#<value>`,
 sorted by `received_key`). Each filter a person can set is answered by querying the one index
 whose partition is exactly that filter, the dates as a range of the sort key; the other filters
-are checked on the rows read. Words of the subject and the parties are a token index: per word
-of a message a copy of its row (`<mailbox>#w#messages|receipts#<word>`), written with the row
-in the same transaction each time the row changes, so a word search reads nothing else.
+are checked on the rows read. Words of the subject and the parties are a token index of
+postings: per word (`<mailbox>#w#messages|receipts#<word>`), hour and poll batch one item listing
+the batch's messages with that word (`postings`), written once at the batch's end; a word search
+merges them newest first and reads the rows they name (`word_page`), so acts change the row alone.
 Pure domain code.
 
 Listing keys (attribute → index):
@@ -26,9 +27,10 @@ import hmac
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from math import ceil
 
 from pecflow.domain import clock
 from pecflow.domain.handling import Handling, Status
@@ -104,7 +106,7 @@ def record_words(record: Mapping[str, object], mailbox: str | None = None) -> li
     without the words every message of the mailbox has (its own address, see `own_words`),
     without a provider's own address (the From of every envelope and receipt: the certified
     sender is in `sender`) and without a provider's subject prefix ("CONSEGNA: ": the kind).
-    Each word is a copy of the row written (a write unit each)."""
+    Each word is an entry in one posting of the poll batch (`postings`)."""
     texts: list[str | None] = [
         _unprefixed(str(record.get("subject") or "")),
         str(record.get("original_subject") or ""),
@@ -212,7 +214,7 @@ class Plan:
     sort_to: str | None = None
     residual: tuple[tuple[str, tuple[str, ...]], ...] = ()
     words: tuple[str, ...] = ()
-    token_index: bool = False  # read the word copies of the rows
+    token_index: bool = False  # read the word's postings, then the rows they name
 
 
 def _sort_bounds(filters: Filters) -> tuple[str | None, str | None]:
@@ -291,20 +293,17 @@ def plan(mailbox: str, filters: Filters) -> Plan:
 
 
 def matches(row: Mapping[str, object], plan: Plan) -> bool:
-    """Whether a row (or a word copy of it) read by the plan passes the rest of the filters."""
-    listing = row.get("listing") if plan.token_index else row
-    if not isinstance(listing, Mapping):
-        listing = {}
+    """Whether a row read by the plan passes the rest of the filters."""
     for attribute, allowed in plan.residual:
-        value = (listing if attribute in INDEXES else row).get(attribute)  # a copy keeps keys in a map
+        value = row.get(attribute)
         if (value if value is not None else "") not in allowed:
             return False
     return True
 
 
-def has_words(word_item: Mapping[str, object], plan: Plan) -> bool:
-    """Whether a word item read by a word plan has the other words searched too."""
-    present = set(word_item.get("words") or ())  # type: ignore[call-overload]
+def has_words(row: Mapping[str, object], plan: Plan) -> bool:
+    """Whether a row read by a word plan has the other words searched too."""
+    present = set(row.get("words") or ())  # type: ignore[call-overload]
     return all(w in present for w in plan.words)
 
 
@@ -371,25 +370,148 @@ def row_key(mailbox: str, sha256: str) -> str:
 ROW_SORT = "row"
 
 
-def word_copies(row: Mapping[str, object]) -> list[dict[str, object]]:
-    """The token index's items of a row: one copy of it per word, keyed by the word. The listing
-    keys go in a map, `listing`: at the top level they would put the copies in the indexes."""
-    listing = LIST_RECEIPTS if is_receipt(str(row.get("kind"))) else LIST_MESSAGES
-    mailbox = str(row["mailbox"])
-    base = {k: v for k, v in row.items() if k not in INDEXES}
-    base["listing"] = {k: row[k] for k in INDEXES if row.get(k)}
-    base["row_pk"] = row["pk"]
-    received_key = str(row.get("received_key") or "")
-    words = row.get("words") or []
-    return [
-        {**base, "pk": word_key(mailbox, listing, str(w)), "sk": received_key}
-        for w in words  # type: ignore[attr-defined]
-    ]
+# --- the token index: postings -----------------------------------------------------------------
+POSTING_ENTRIES = 2000  # entries of one posting item (~160 KB: well under DynamoDB's 400 KB)
+HOUR = 13  # "2026-11-27T03": the hour bucket of a received_key, the head of a posting's sk
 
 
-def copy_keys(row: Mapping[str, object]) -> list[dict[str, str]]:
-    """The keys of a row's word copies (to change them with the row)."""
-    return [{"pk": str(c["pk"]), "sk": str(c["sk"])} for c in word_copies(row)]
+@dataclass(frozen=True, order=True, slots=True)
+class Entry:
+    """A message in a posting: what sorts it (its row's received_key) and its row's key."""
+
+    received_key: str
+    row_pk: str
+
+
+def _entry(received_key: str, sha256: str) -> str:
+    """An entry as a posting stores it, the hour (in the posting's sk) left out: the rest of the
+    received_key and of the SHA-256 its tail already starts ("…Z#<sha[:16]>" + sha[16:])."""
+    tail = received_key[HOUR:]
+    if len(sha256) > 16 and received_key.endswith("#" + sha256[:16]) and "|" not in tail:
+        return tail + sha256[16:]
+    return f"{tail}|{sha256}"  # a key not as the poller writes it (a summary's, a test's)
+
+
+def entries_of(item: Mapping[str, object]) -> list[Entry]:
+    """The entries of a posting, or of a word copy of a row as tables written before postings
+    hold them (a whole row with `row_pk`, sk its received_key): read as a one-entry posting."""
+    pk, sk = str(item["pk"]), str(item["sk"])
+    if item.get("row_pk"):
+        return [Entry(sk, str(item["row_pk"]))]
+    mailbox, hour = pk.rsplit("#w#", 1)[0], sk[:HOUR]
+    found = []
+    for stored in item.get("entries") or ():  # type: ignore[attr-defined]
+        text = str(stored)
+        if "|" in text:
+            tail, sha256 = text.rsplit("|", 1)
+        else:
+            cut = text.rindex("#") + 17
+            tail, sha256 = text[:cut], text[cut - 16 :]
+        found.append(Entry(hour + tail, row_key(mailbox, sha256)))
+    return found
+
+
+def listing_of(row: Mapping[str, object]) -> str:
+    """The word listing a row is in: receipts apart from the other messages."""
+    return LIST_RECEIPTS if is_receipt(str(row.get("kind"))) else LIST_MESSAGES
+
+
+def postings(mailbox: str, rows: Iterable[Mapping[str, object]]) -> list[dict[str, object]]:
+    """The token index's items for a batch of rows: per listing, word and hour of received_key,
+    one item listing the rows with that word, newest first, `POSTING_ENTRIES` an item at most.
+    Its sk is "<hour>#<tag>", the tag a hash of its entries: the same batch written again
+    overwrites its postings; a batch written again otherwise (after a crash) adds postings
+    repeating entries, which `word_page` reads once."""
+    grouped: dict[tuple[str, str], dict[str, Entry]] = {}
+    mailbox = mailbox.lower()
+    for row in rows:
+        received_key, sha256 = str(row.get("received_key") or ""), str(row.get("sha256") or "")
+        if len(received_key) <= HOUR or not sha256:
+            continue
+        entry = Entry(received_key, row_key(mailbox, sha256))
+        for word in row.get("words") or ():  # type: ignore[attr-defined]
+            key = (word_key(mailbox, listing_of(row), str(word)), received_key[:HOUR])
+            grouped.setdefault(key, {})[_entry(received_key, sha256)] = entry
+    items: list[dict[str, object]] = []
+    for (pk, hour), entries in sorted(grouped.items()):
+        ordered = sorted(entries, key=entries.__getitem__, reverse=True)
+        for start in range(0, len(ordered), POSTING_ENTRIES):
+            part = ordered[start : start + POSTING_ENTRIES]
+            tag = hashlib.sha256("\n".join(part).encode()).hexdigest()[:12]
+            items.append({"pk": pk, "sk": f"{hour}#{tag}", "entries": part})
+    return items
+
+
+# a Query of postings: (sk from, sk to, Limit, ExclusiveStartKey) -> (items newest first, LastEvaluatedKey)
+PostingQuery = Callable[
+    [str | None, str | None, int, Mapping[str, object] | None],
+    tuple[list[Mapping[str, object]], Mapping[str, object] | None],
+]
+# the rows of some entries, in their order, those gone left out
+RowFetch = Callable[[list[Entry]], list[dict[str, object]]]
+
+
+def word_page(
+    plan: Plan, limit: int, start_key: Mapping[str, object] | None, query: PostingQuery, fetch: RowFetch
+) -> tuple[list[dict[str, object]], dict[str, object] | None]:
+    """Up to `limit` rows of a word search newest first, and the key to continue from (None:
+    the last page). The word's postings are read newest hour first; an hour's entries (several
+    batches' postings, each sorted) are merged once the hour is read whole, so rows come in exact
+    received_key order, each once. The rows are then read (`request_size` of them at a time) and
+    the other filters and words checked on them. `start_key`: the last row shown, so a next page
+    reads again its hour only."""
+    after: Entry | None = None
+    if start_key:
+        after = Entry(str(start_key["sk"]), str(start_key.get("row") or ""))
+    top = after.received_key if after else plan.sort_to
+    sk_from = plan.sort_from[:HOUR] if plan.sort_from else None
+    sk_to = top[:HOUR] + "~" if top else None  # '~' sorts after "#<tag>" and ":<minutes>"
+
+    def wanted(entry: Entry) -> bool:
+        return (
+            (plan.sort_from is None or entry.received_key >= plan.sort_from)
+            and (plan.sort_to is None or entry.received_key <= plan.sort_to)
+            and (after is None or entry < after)
+        )
+
+    ready: list[Entry] = []  # whole hours' entries, newest first
+    hour: str | None = None
+    pending: set[Entry] = set()
+    last: Mapping[str, object] | None = None
+    read_all = False
+    postings_read = entries_read = 0
+    rows: list[dict[str, object]] = []
+    ask = 0
+    while True:
+        room = limit - len(rows)
+        ask = request_size(room, ask)
+        while len(ready) < ask and not read_all:
+            # postings enough for what is missing at the entries per posting seen so far, and one
+            # more: a posting of the next hour tells that an hour is read whole
+            per = entries_read / postings_read if entries_read else 1.0
+            count = max(2, min(MAX_REQUEST_ITEMS, ceil((ask - len(ready)) / per) + 1))
+            items, last = query(sk_from, sk_to, count, last)
+            for item in items:
+                if str(item["sk"])[:HOUR] != hour:
+                    ready += sorted(filter(wanted, pending), reverse=True)
+                    hour, pending = str(item["sk"])[:HOUR], set()
+                found = entries_of(item)
+                pending.update(found)
+                postings_read, entries_read = postings_read + 1, entries_read + len(found)
+            if not last:
+                read_all = True
+                ready += sorted(filter(wanted, pending), reverse=True)
+                pending = set()
+        if not ready:
+            return rows, None
+        asked, ready = ready[:ask], ready[ask:]
+        found_rows = [r for r in fetch(asked) if matches(r, plan) and has_words(r, plan)]
+        rows.extend(found_rows[:room])
+        if len(found_rows) > room:
+            shown = rows[-1]
+            return rows, {"pk": plan.key_value, "sk": shown["received_key"], "row": shown["pk"]}
+        if not ready and read_all:
+            return rows, None
 
 
 ROW_FIELDS = (
