@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pecflow.adapters.dynamodb._common import _plain, pages
 from pecflow.adapters.dynamodb.audit import AuditStore
 from pecflow.adapters.dynamodb.inbox import InboxStore
 from pecflow.adapters.dynamodb.people import PeopleStore
 from pecflow.domain.access import Person, Role
 from pecflow.domain.handling import Act, HandlingConflict, Status
-from pecflow.domain.inbox import Filters
+from pecflow.domain.inbox import INDEXES, Filters, inbox_row, word_key
 from pecflow.services.audit import AuditLog
 from pecflow.services.inbox import Inbox
 from tests import fakes
@@ -57,10 +58,28 @@ def worlds(moto_stack):
         assert real.add(BOX, record(i))
         fake.add(BOX, record(i))
     assert not real.add(BOX, record(3))  # recorded again: the row stays as it is
+    for store in (real, fake):
+        # the postings as polls write them: batches of up to 25, whose hours overlap (the same
+        # day's 09:00), then some written again in another batching (a poll after a crash), and
+        # a word copy of a row as tables written before postings hold it
+        for start in range(0, 120, 25):
+            store.index_words(BOX, [inbox_row(BOX, record(i)) for i in range(start, min(start + 25, 120))])
+        store.index_words(BOX, [inbox_row(BOX, record(i)) for i in range(40, 70, 3)])
+    legacy_row = inbox_row(BOX, record(7))
+    legacy = {k: v for k, v in legacy_row.items() if k not in INDEXES and v is not None}
+    legacy |= {
+        "pk": word_key(BOX, "messages", "fattura"),
+        "sk": legacy_row["received_key"],
+        "row_pk": legacy_row["pk"],
+    }
+    real.table.put_item(Item=legacy)
+    fake.items[(legacy["pk"], legacy["sk"])] = legacy
     inboxes = {
         name: Inbox(rows, a, People(), None, cursor_secret=b"k" * 32, now=fakes.Ticking())
         for name, rows, a in (("dynamodb", real, audit), ("fake", fake, fake_audit))
     }
+    for inbox in inboxes.values():  # one in the bin (its words: still in its postings)
+        inbox.delete(carla, BOX, f"{21:064x}", "per la prova")
     return inboxes, {"dynamodb": audit, "fake": fake_audit}
 
 
@@ -124,7 +143,7 @@ def test_a_race_has_one_winner_and_one_audit_event(worlds):
     losers = [r for r in results.values() if isinstance(r, HandlingConflict)]
     assert len(losers) == 1 and losers[0].code == "held-by-other"
     (winner,) = [n for n, r in results.items() if not isinstance(r, HandlingConflict)]
-    for inbox_ in inboxes.values():  # the word copies changed with the row, in the same write
+    for inbox_ in inboxes.values():  # a word search reads the row as the act left it
         if inbox_ is inbox:
             assert sha in every_page(inbox_, Filters(text="pratica", holder=winner), 50)[0]
             assert sha not in every_page(inbox_, Filters(text="pratica", handling=Status.OPEN), 50)[0]
@@ -142,6 +161,66 @@ def test_delete_and_restore_on_dynamodb(worlds):
     inbox.restore(carla, BOX, sha)
     assert sha in every_page(inbox, Filters(), 50)[0]
     assert [e.action for e in AuditLog(audits["dynamodb"]).trail(BOX, sha)] == ["delete", "restore"]
+
+
+def stored_rows(inbox) -> list[dict]:
+    """Every row of the mailbox, read the simplest way (a scan: a test's brute force)."""
+    store = inbox.rows
+    if isinstance(store, InboxStore):
+        scanned = (i for page in pages(store.table.scan) for i in page["Items"])
+        return [_plain(i) for i in scanned if i["sk"] == "row"]
+    return store.rows()
+
+
+WORD_SEARCHES = [  # a word search, and what it finds by brute force on a row
+    (Filters(text="fattura"), lambda r: "fattura" in r["words"] and r["list_pk"] == f"{BOX}#messages"),
+    (
+        Filters(
+            text="fattura",
+            received_from=datetime(2026, 11, 5, tzinfo=UTC),
+            received_to=datetime(2026, 11, 9, 9, 30, tzinfo=UTC),
+        ),
+        lambda r: (
+            "fattura" in r["words"]
+            and r["list_pk"] == f"{BOX}#messages"
+            and "2026-11-05" <= r["received_key"] <= "2026-11-09T09:30:00.000000Z~"
+        ),
+    ),
+    (
+        Filters(text="fattura cliente2"),
+        lambda r: {"fattura", "cliente2"} <= set(r["words"]) and r["list_pk"] == f"{BOX}#messages",
+    ),
+    (
+        Filters(text="pratica", handling=Status.OPEN),
+        lambda r: (
+            "pratica" in r["words"] and r["list_pk"] == f"{BOX}#messages" and r["handling"] == "da-gestire"
+        ),
+    ),
+    (
+        Filters(text="pratica", receipts=True),
+        lambda r: "pratica" in r["words"] and r["list_pk"] == f"{BOX}#receipts",
+    ),
+    (Filters(text="pratica", bin=True), lambda r: "pratica" in r["words"] and r["list_pk"] == f"{BOX}#bin"),
+]
+
+
+@pytest.mark.parametrize("search", range(len(WORD_SEARCHES)))
+@pytest.mark.parametrize("size", [1, 3, 200])
+def test_word_pages_are_exactly_the_rows_newest_first(worlds, search, size):
+    """Postings of overlapping batches in one hour, across hours, written twice, and a word copy
+    of before: every page of a word search, put together, is the brute force's list, each once."""
+    inboxes, _ = worlds
+    filters, found = WORD_SEARCHES[search]
+    for inbox in inboxes.values():
+        expected = [
+            r["sha256"]
+            for r in sorted(stored_rows(inbox), key=lambda r: r["received_key"], reverse=True)
+            if found(r)
+        ]
+        rows, pages = every_page(inbox, filters, size)
+        assert rows == expected
+        assert pages == max(1, -(-len(expected) // size))
+    assert inboxes["dynamodb"].list(carla, BOX, filters).rows  # something found in each search, on DynamoDB
 
 
 def test_people_and_their_roles(moto_stack):
