@@ -170,7 +170,9 @@ class InboxStore:
         """A word search (`word_page`): the word's postings by Query, the rows by BatchGetItem."""
         page = Page([], None)
 
-        def query(sk_from, sk_to, count, start):
+        def query(
+            sk_from: str | None, sk_to: str | None, count: int, start: Mapping[str, Any] | None
+        ) -> tuple[list[Any], Any]:
             key = Key("pk").eq(plan.key_value)
             if sk_from and sk_to:
                 key &= Key("sk").between(sk_from, sk_to)
