@@ -47,8 +47,11 @@ start (03df173) measured again with this model, the baseline the targets halve: 
 (32.3 requests, 58.6 + 36.8 GSI WRU, X-Ray $0.0804, Lambda $0.0768) and $0.2044 received
 (5.1 requests, 11.0 + 8.0 GSI WRU). Now: $0.5475 sent (53 % of it: 30.8 requests, 30.9 + 10.3
 GSI WRU, Lambda $0.0651) and $0.1471 received (72 %: 4.2 requests, 7.0 + 5.0 GSI WRU).
+The inbox's words as postings (one item per word, hour and poll batch, not a copy of the row
+per word), from $0.5467 sent and $0.1478 received measured alongside: $0.4945 sent (28.9
+requests, 24.6 + 10.3 GSI WRU) and $0.1278 received (3.2 requests, 4.7 + 5.0 GSI WRU).
 What remains is mostly each message's record (over 1 KB: 2 WRU, and 1 for each of ByDate and
-ByLocation), its inbox row's indexes and word copies (receipts' too), the reconcile and sender
+ByLocation), its inbox row's indexes and word postings (receipts' too), the reconcile and sender
 transactions, and the archive's S3 PUTs (fixed). --by-table: WRU per message by table and
 index, and each table's largest item at the end.
 """
