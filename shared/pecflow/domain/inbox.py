@@ -387,7 +387,7 @@ def _entry(received_key: str, sha256: str) -> str:
     """An entry as a posting stores it, the hour (in the posting's sk) left out: the rest of the
     received_key and of the SHA-256 its tail already starts ("…Z#<sha[:16]>" + sha[16:])."""
     tail = received_key[HOUR:]
-    if len(sha256) > 16 and received_key.endswith("#" + sha256[:16]) and "|" not in tail:
+    if len(sha256) > 16 and sha256.isalnum() and received_key.endswith("#" + sha256[:16]) and "|" not in tail:
         return tail + sha256[16:]
     return f"{tail}|{sha256}"  # a key not as the poller writes it (a summary's, a test's)
 
