@@ -27,6 +27,7 @@ from pecflow.domain.inbox import (
     record_words,
     thread_key,
     thread_root,
+    word_page,
     words,
 )
 
@@ -305,3 +306,46 @@ def test_cursors_are_bound_to_their_list_and_cannot_be_edited():
         decode_cursor("not a cursor!", p, SECRET)
     with pytest.raises(CursorError, match="damaged"):
         decode_cursor(cursor, p, b"another secret")
+
+
+def test_a_word_page_merges_overlapping_batches_and_continues_from_an_old_cursor():
+    """Pure `word_page` on postings in memory: batches overlapping in one hour come out in exact
+    received_key order, once each; a cursor of a page read from word copies ({pk, sk}: no row)
+    goes on after its received_key."""
+    keys = [f"2026-11-27T0{h}:{m:02d}:00.000000Z#{h * 100 + m:016x}" for h in (3, 4) for m in (5, 10, 15, 20)]
+    rows = {
+        f"{h * 100 + m:016x}" + "0" * 48: inbox_row(
+            BOX, record(sha256=f"{h * 100 + m:016x}" + "0" * 48, received_key=k)
+        )
+        for k, (h, m) in zip(keys, [(h, m) for h in (3, 4) for m in (5, 10, 15, 20)], strict=True)
+    }
+    ordered = sorted(rows.values(), key=lambda r: r["received_key"])
+    items = postings(BOX, ordered[0::2]) + postings(BOX, ordered[1::2]) + postings(BOX, ordered[2:5])
+    p = plan(BOX, Filters(text="fattura"))
+    stored = sorted((i for i in items if i["pk"] == p.key_value), key=lambda i: i["sk"], reverse=True)
+    by_pk = {r["pk"]: r for r in rows.values()}
+
+    def query(sk_from, sk_to, count, start):
+        found = [
+            i
+            for i in stored
+            if (sk_to is None or i["sk"] <= sk_to) and (start is None or i["sk"] < start["sk"])
+        ]
+        return found[:count], (
+            {"pk": p.key_value, "sk": found[count - 1]["sk"]} if len(found) > count else None
+        )
+
+    def fetch(entries):
+        return [by_pk[e.row_pk] for e in entries]
+
+    newest_first = [r["received_key"] for r in reversed(ordered)]
+    shown, key = [], None
+    while True:
+        page, key = word_page(p, 3, key, query, fetch)
+        shown += [r["received_key"] for r in page]
+        if key is None:
+            break
+    assert shown == newest_first
+    old = {"pk": p.key_value, "sk": newest_first[2]}  # a cursor of word copies: no row
+    page, _ = word_page(p, 3, old, query, fetch)
+    assert [r["received_key"] for r in page] == newest_first[3:6]
