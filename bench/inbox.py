@@ -88,23 +88,34 @@ POLL_SECONDS = 300  # template.yaml's PollSchedule: a poll's batch is what arriv
 
 def items(n: int):
     """Rows and the postings of their words as the poller writes them (`inbox_row`, then
-    `postings` per poll batch: the messages received in the same 5 minutes, 25 at most)."""
+    `postings` per poll batch: the messages received in the same 5 minutes, 25 at most; a word's
+    few entries appended to their hour's open posting while it has room)."""
     from pecflow.adapters.dynamodb._common import _clean
-    from pecflow.domain.inbox import inbox_row, postings
+    from pecflow.domain.inbox import inbox_row, joined, open_sk, postings
 
     rng = random.Random(7)
     batch: list[dict] = []
     window = None
+    opened: dict[tuple, dict] = {}  # the hours' open postings, as the appends leave them
+
+    def written(batch: list[dict]):
+        for item in postings(BOX, batch):
+            key = (item["pk"], open_sk(item))
+            joined_item = joined(opened.get(key), item) if key[1] else None
+            if joined_item is not None:
+                opened[key] = joined_item
+            yield item if joined_item is None else joined_item  # a later one overwrites it
+
     for record, handling, campaign in mailbox(n, rng):
         row = _clean(inbox_row(BOX, record, handling, campaign_id=campaign))
         at = int(datetime.fromisoformat(record["received_at"]).timestamp()) // POLL_SECONDS
         if batch and (at != window or len(batch) == 25):
-            yield from postings(BOX, batch)
+            yield from written(batch)
             batch = []
         window = at
         batch.append(row)
         yield row
-    yield from postings(BOX, batch)
+    yield from written(batch)
 
 
 def populate_moto(store, n: int) -> float:

@@ -1641,14 +1641,19 @@ class FakeInboxStore:
             return True
 
     def index_words(self, mailbox: str, rows: list) -> None:
-        from pecflow.domain.inbox import postings
+        from pecflow.domain.inbox import joined, open_sk, postings
 
         items = postings(mailbox, rows)
         for item in items:
             _check_size(item, "BatchWriteItem")
         with self.lock:
             for item in items:
-                self.items[(item["pk"], item["sk"])] = _kept(item)
+                sk = open_sk(item)
+                opened = joined(self.items.get((item["pk"], sk)), item) if sk else None
+                if opened is not None:
+                    self.items[(item["pk"], sk)] = opened
+                else:
+                    self.items[(item["pk"], item["sk"])] = _kept(item)
 
     def rows(self) -> list[dict]:
         from pecflow.domain.inbox import ROW_SORT

@@ -8,6 +8,7 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+from boto3.dynamodb.conditions import Key
 
 from pecflow.adapters.dynamodb._common import _plain, pages
 from pecflow.adapters.dynamodb.audit import AuditStore
@@ -28,9 +29,13 @@ bruno = Person("bruno", "bruno@alfa.test", roles={BOX: Role.OPERATOR})
 carla = Person("carla", "carla@alfa.test", roles={BOX: Role.ADMIN})
 
 
+QUIET = "quieta@pec.alfa.test"  # a mailbox whose polls bring one message each
+dora = Person("dora", "dora@alfa.test", roles={QUIET: Role.OPERATOR})
+
+
 class People:
     def person(self, username):
-        return {"anna": anna, "bruno": bruno, "carla": carla}.get(username)
+        return {"anna": anna, "bruno": bruno, "carla": carla, "dora": dora}.get(username)
 
 
 def record(i: int):
@@ -83,10 +88,10 @@ def worlds(moto_stack):
     return inboxes, {"dynamodb": audit, "fake": fake_audit}
 
 
-def every_page(inbox, filters, size, costs=None):
+def every_page(inbox, filters, size, costs=None, person=carla):
     rows, cursor, pages = [], None, 0
     while True:
-        listing = inbox.list(carla, BOX, filters, cursor=cursor, size=size)
+        listing = inbox.list(person, QUIET if person is dora else BOX, filters, cursor=cursor, size=size)
         pages += 1
         rows += [r["sha256"] for r in listing.rows]
         if costs is not None:
@@ -150,6 +155,57 @@ def test_a_race_has_one_winner_and_one_audit_event(worlds):
     trail = AuditLog(audits["dynamodb"]).trail(BOX, sha)
     assert [e.action for e in trail] == ["take-in-charge"]
     assert AuditLog(audits["dynamodb"]).verify(BOX).ok
+
+
+def dynamodb_size(item: dict) -> int:
+    """An item's size as DynamoDB bills it (names and UTF-8 values; a list: 3 bytes and 1 per
+    element), for the strings, numbers and lists of strings postings hold."""
+
+    def value(v) -> int:
+        if isinstance(v, list):
+            return 3 + sum(1 + value(x) for x in v)
+        return len(str(v).encode())
+
+    return sum(len(k.encode()) + value(v) for k, v in item.items())
+
+
+def test_small_polls_share_their_hours_open_posting_under_1_kb(moto_stack):
+    """A quiet mailbox's polls (one message each) append their words to the hour's open posting
+    while it has room (one item, under 1 KB: 1 WRU a write), then write postings of their own;
+    a search finds every message, newest first, on DynamoDB and on the fake alike."""
+    box = QUIET
+    real = InboxStore(moto_stack.physical("InboxTable"), moto_stack.resource("dynamodb"))
+    fake = fakes.FakeInboxStore(fakes.FakeAuditStore())
+    rows = [
+        inbox_row(
+            box,
+            {
+                **record(i),
+                "kind": "posta-certificata",
+                "subject": f"Sollecito {i}",
+                "received_key": f"2026-11-03T10:{i:02d}:00.000000Z#{f'{i:064x}'[:16]}",
+            },
+        )
+        for i in range(12)
+    ]
+    for store in (real, fake):
+        for row in rows:
+            assert store.add(box, row)
+            store.index_words(box, [row])  # a poll of its own each
+        store.index_words(box, rows[3:4])  # one written again (a poll after a crash)
+    key = word_key(box, "messages", "sollecito")
+    items = [_plain(i) for i in real.table.query(KeyConditionExpression=Key("pk").eq(key))["Items"]]
+    fake_items = sorted((i for (pk, _), i in fake.items.items() if pk == key), key=lambda i: i["sk"])
+    assert [(i["sk"], i["entries"]) for i in items] == [(i["sk"], i["entries"]) for i in fake_items]
+    (opened,) = [i for i in items if i["sk"].endswith("#open")]
+    assert len(opened["entries"]) == 10 and dynamodb_size(opened) < 1024
+    assert len(items) == 4  # the open posting, then one of their own for each poll that found it full
+    for store in (real, fake):
+        inbox = Inbox(
+            store, fakes.FakeAuditStore(), People(), None, cursor_secret=b"k" * 32, now=fakes.Ticking()
+        )
+        found, _ = every_page(inbox, Filters(text="sollecito"), 5, person=dora)
+        assert found == [f"{i:064x}" for i in reversed(range(12))]
 
 
 def test_delete_and_restore_on_dynamodb(worlds):

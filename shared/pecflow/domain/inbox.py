@@ -372,6 +372,11 @@ ROW_SORT = "row"
 
 # --- the token index: postings -----------------------------------------------------------------
 POSTING_ENTRIES = 2000  # entries of one posting item (~160 KB: well under DynamoDB's 400 KB)
+# an hour's open posting ("<hour>#open"): a poll bringing a word for a few messages appends them
+# there while it holds at most this many (under 1 KB: 1 WRU a write, as an item of their own
+# would cost), so a quiet mailbox's search reads one posting per several messages, not one each
+OPEN_ENTRIES = 10
+OPEN_TAG = "open"
 HOUR = 13  # "2026-11-27T03": the hour bucket of a received_key, the head of a posting's sk
 
 
@@ -440,6 +445,31 @@ def postings(mailbox: str, rows: Iterable[Mapping[str, object]]) -> list[dict[st
             tag = hashlib.sha256("\n".join(part).encode()).hexdigest()[:12]
             items.append({"pk": pk, "sk": f"{hour}#{tag}", "entries": part})
     return items
+
+
+def open_sk(item: Mapping[str, object]) -> str | None:
+    """Where a posting's entries are appended instead of written as an item of their own: its
+    hour's open posting, when they are few (`OPEN_ENTRIES` // 2 at most); None otherwise. The
+    append holds only while the open posting has room (`open_room`); else the item is written."""
+    entries = item.get("entries") or ()
+    if not 0 < len(entries) <= OPEN_ENTRIES // 2:  # type: ignore[arg-type]
+        return None
+    return f"{str(item['sk'])[:HOUR]}#{OPEN_TAG}"
+
+
+def open_room(item: Mapping[str, object]) -> int:
+    """The most entries the open posting may already hold for `item`'s entries to join it."""
+    return OPEN_ENTRIES - len(item.get("entries") or ())  # type: ignore[arg-type]
+
+
+def joined(held: Mapping[str, object] | None, item: Mapping[str, object]) -> dict[str, object] | None:
+    """The open posting (`held`: as stored, None: none yet) with `item`'s entries appended, as
+    the adapter's conditional append leaves it; None: `item` is written as an item of its own."""
+    sk = open_sk(item)
+    entries = list(held.get("entries") or ()) if held else []  # type: ignore[call-overload]
+    if sk is None or len(entries) > open_room(item):
+        return None
+    return {"pk": item["pk"], "sk": sk, "entries": [*entries, *item["entries"]]}  # type: ignore[misc]
 
 
 # a Query of postings: (sk from, sk to, Limit, ExclusiveStartKey) -> (items newest first, LastEvaluatedKey)

@@ -28,6 +28,8 @@ from pecflow.domain.inbox import (
     Entry,
     Plan,
     inbox_row,
+    open_room,
+    open_sk,
     postings,
     request_size,
     row_key,
@@ -99,7 +101,23 @@ class InboxStore:
         again overwrites its own)."""
         with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
             for item in postings(mailbox, rows):
-                batch.put_item(Item=item)
+                if not self._append(item):
+                    batch.put_item(Item=item)
+
+    def _append(self, item: Mapping[str, Any]) -> bool:
+        """A few entries added to their hour's open posting, if it has room (`open_sk`)."""
+        sk = open_sk(item)
+        if sk is None:
+            return False
+        refused = _try_write(
+            self.table.update_item,
+            Key={"pk": item["pk"], "sk": sk},
+            UpdateExpression="SET #e = list_append(if_not_exists(#e, :none), :new)",
+            ConditionExpression="attribute_not_exists(#e) OR size(#e) <= :room",
+            ExpressionAttributeNames={"#e": "entries"},
+            ExpressionAttributeValues={":none": [], ":new": list(item["entries"]), ":room": open_room(item)},
+        )
+        return refused is None
 
     def act(
         self,
