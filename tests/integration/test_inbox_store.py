@@ -16,7 +16,7 @@ from pecflow.adapters.dynamodb.inbox import InboxStore
 from pecflow.adapters.dynamodb.people import PeopleStore
 from pecflow.domain.access import Person, Role
 from pecflow.domain.handling import Act, HandlingConflict, Status
-from pecflow.domain.inbox import INDEXES, Filters, inbox_row, word_key
+from pecflow.domain.inbox import INDEXES, MAX_WORD_CHARS, OPEN_ENTRIES, Filters, inbox_row, word_key
 from pecflow.services.audit import AuditLog
 from pecflow.services.inbox import Inbox
 from tests import fakes
@@ -169,8 +169,8 @@ def dynamodb_size(item: dict) -> int:
     return sum(len(k.encode()) + value(v) for k, v in item.items())
 
 
-def test_small_polls_share_their_hours_open_posting_under_1_kb(moto_stack):
-    """A quiet mailbox's polls (one message each) append their words to the hour's open posting
+def test_small_polls_share_their_weeks_open_posting_under_1_kb(moto_stack):
+    """A quiet mailbox's polls (one message each) append their words to the week's open posting
     while it has room (one item, under 1 KB: 1 WRU a write), then write postings of their own;
     a search finds every message, newest first, on DynamoDB and on the fake alike."""
     box = QUIET
@@ -197,9 +197,11 @@ def test_small_polls_share_their_hours_open_posting_under_1_kb(moto_stack):
     items = [_plain(i) for i in real.table.query(KeyConditionExpression=Key("pk").eq(key))["Items"]]
     fake_items = sorted((i for (pk, _), i in fake.items.items() if pk == key), key=lambda i: i["sk"])
     assert [(i["sk"], i["entries"]) for i in items] == [(i["sk"], i["entries"]) for i in fake_items]
-    (opened,) = [i for i in items if i["sk"].endswith("#open")]
-    assert len(opened["entries"]) == 10 and dynamodb_size(opened) < 1024
-    assert len(items) == 4  # the open posting, then one of their own for each poll that found it full
+    (opened,) = [i for i in items if i["sk"] == "2026-11-08T23~open"]  # that week's last hour
+    assert len(opened["entries"]) == OPEN_ENTRIES and dynamodb_size(opened) < 1024
+    longest = {**opened, "pk": word_key("m" * 64 + "@pec.alfa.test", "messages", "w" * MAX_WORD_CHARS)}
+    assert dynamodb_size(longest) < 1024  # a long address, the longest word
+    assert len(items) == 1 + 12 + 1 - OPEN_ENTRIES  # the open posting, then one each when full
     for store in (real, fake):
         inbox = Inbox(
             store, fakes.FakeAuditStore(), People(), None, cursor_secret=b"k" * 32, now=fakes.Ticking()

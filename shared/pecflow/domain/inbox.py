@@ -29,7 +29,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from math import ceil
 
 from pecflow.domain import clock
@@ -372,11 +372,13 @@ ROW_SORT = "row"
 
 # --- the token index: postings -----------------------------------------------------------------
 POSTING_ENTRIES = 2000  # entries of one posting item (~160 KB: well under DynamoDB's 400 KB)
-# an hour's open posting ("<hour>#open"): a poll bringing a word for a few messages appends them
-# there while it holds at most this many (under 1 KB: 1 WRU a write, as an item of their own
-# would cost), so a quiet mailbox's search reads one posting per several messages, not one each
-OPEN_ENTRIES = 10
-OPEN_TAG = "open"
+# a week's open posting: a poll bringing a word for a few messages appends them there while it
+# holds at most this many (under 1 KB: 1 WRU a write, as an item of their own would cost), so a
+# quiet mailbox's search reads one posting per several messages, not one each. Its sk is the
+# week's last hour (UTC, Monday to Sunday) and "~open": it sorts above every posting of its
+# week and below the next week's, so every posting's sk starts with the latest hour it holds.
+OPEN_ENTRIES = 9  # whole entries (their hour kept): 92 bytes each, under 1 KB with a long key
+OPEN_TAG = "~open"
 HOUR = 13  # "2026-11-27T03": the hour bucket of a received_key, the head of a posting's sk
 
 
@@ -403,7 +405,7 @@ def entries_of(item: Mapping[str, object]) -> list[Entry]:
     pk, sk = str(item["pk"]), str(item["sk"])
     if item.get("row_pk"):
         return [Entry(sk, str(item["row_pk"]))]
-    mailbox, hour = pk.rsplit("#w#", 1)[0], sk[:HOUR]
+    mailbox, hour = pk.rsplit("#w#", 1)[0], "" if sk.endswith(OPEN_TAG) else sk[:HOUR]
     found = []
     for stored in item.get("entries") or ():  # type: ignore[attr-defined]
         text = str(stored)
@@ -454,7 +456,18 @@ def open_sk(item: Mapping[str, object]) -> str | None:
     entries = item.get("entries") or ()
     if not 0 < len(entries) <= OPEN_ENTRIES // 2:  # type: ignore[arg-type]
         return None
-    return f"{str(item['sk'])[:HOUR]}#{OPEN_TAG}"
+    return week_open_sk(str(item["sk"]))
+
+
+def week_open_sk(key: str) -> str:
+    """The sk of the open posting of the week a received_key (or an hour) falls in."""
+    day = date.fromisoformat(key[:10])
+    return f"{day + timedelta(days=6 - day.weekday())}T23{OPEN_TAG}"
+
+
+def open_entries(item: Mapping[str, object]) -> list[str]:
+    """A posting's entries as its week's open posting keeps them: with their hour."""
+    return [str(item["sk"])[:HOUR] + str(e) for e in item.get("entries") or ()]  # type: ignore[attr-defined]
 
 
 def open_room(item: Mapping[str, object]) -> int:
@@ -469,7 +482,7 @@ def joined(held: Mapping[str, object] | None, item: Mapping[str, object]) -> dic
     entries = list(held.get("entries") or ()) if held else []  # type: ignore[call-overload]
     if sk is None or len(entries) > open_room(item):
         return None
-    return {"pk": item["pk"], "sk": sk, "entries": [*entries, *item["entries"]]}  # type: ignore[misc]
+    return {"pk": item["pk"], "sk": sk, "entries": [*entries, *open_entries(item)]}
 
 
 # a Query of postings: (sk from, sk to, Limit, ExclusiveStartKey) -> (items newest first, LastEvaluatedKey)
@@ -485,17 +498,20 @@ def word_page(
     plan: Plan, limit: int, start_key: Mapping[str, object] | None, query: PostingQuery, fetch: RowFetch
 ) -> tuple[list[dict[str, object]], dict[str, object] | None]:
     """Up to `limit` rows of a word search newest first, and the key to continue from (None:
-    the last page). The word's postings are read newest hour first; an hour's entries (several
-    batches' postings, each sorted) are merged once the hour is read whole, so rows come in exact
+    the last page). The word's postings are read newest first, each sk starting with the latest
+    hour it holds (a batch's: its hour; a week's open posting: the week's last); an entry is
+    ready once the postings still unread all start with an earlier hour, so rows come in exact
     received_key order, each once. The rows are then read (`request_size` of them at a time) and
     the other filters and words checked on them. `start_key`: the last row shown, so a next page
-    reads again its hour only."""
+    reads again its hour, and its week's open posting."""
     after: Entry | None = None
     if start_key:
         after = Entry(str(start_key["sk"]), str(start_key.get("row") or ""))
     top = after.received_key if after else plan.sort_to
     sk_from = plan.sort_from[:HOUR] if plan.sort_from else None
     sk_to = top[:HOUR] + "~" if top else None  # '~' sorts after "#<tag>" and ":<minutes>"
+    # the open posting of `top`'s week sorts at the week's end, above `sk_to`: read apart
+    opened = week_open_sk(top) if top else None
 
     def wanted(entry: Entry) -> bool:
         return (
@@ -504,12 +520,16 @@ def word_page(
             and (after is None or entry < after)
         )
 
-    ready: list[Entry] = []  # whole hours' entries, newest first
+    ready: list[Entry] = []  # entries no posting still unread can precede, newest first
     hour: str | None = None
     pending: set[Entry] = set()
     last: Mapping[str, object] | None = None
     read_all = False
     postings_read = entries_read = 0
+    if opened and (sk_from is None or opened >= sk_from):
+        for item in query(opened, opened, 1, None)[0]:
+            pending.update(entries_of(item))
+            postings_read, entries_read = 1, len(pending)
     rows: list[dict[str, object]] = []
     ask = 0
     while True:
@@ -522,9 +542,11 @@ def word_page(
             count = max(2, min(MAX_REQUEST_ITEMS, ceil((ask - len(ready)) / per) + 1))
             items, last = query(sk_from, sk_to, count, last)
             for item in items:
-                if str(item["sk"])[:HOUR] != hour:
-                    ready += sorted(filter(wanted, pending), reverse=True)
-                    hour, pending = str(item["sk"])[:HOUR], set()
+                if str(item["sk"])[:HOUR] != hour:  # what is newer than its latest hour is complete
+                    hour = str(item["sk"])[:HOUR]
+                    done = {e for e in pending if e.received_key[:HOUR] > hour}
+                    ready += sorted(filter(wanted, done), reverse=True)
+                    pending -= done
                 found = entries_of(item)
                 pending.update(found)
                 postings_read, entries_read = postings_read + 1, entries_read + len(found)

@@ -28,6 +28,7 @@ from pecflow.domain.inbox import (
     Entry,
     Plan,
     inbox_row,
+    open_entries,
     open_room,
     open_sk,
     postings,
@@ -115,7 +116,7 @@ class InboxStore:
             UpdateExpression="SET #e = list_append(if_not_exists(#e, :none), :new)",
             ConditionExpression="attribute_not_exists(#e) OR size(#e) <= :room",
             ExpressionAttributeNames={"#e": "entries"},
-            ExpressionAttributeValues={":none": [], ":new": list(item["entries"]), ":room": open_room(item)},
+            ExpressionAttributeValues={":none": [], ":new": open_entries(item), ":room": open_room(item)},
         )
         return refused is None
 
