@@ -89,9 +89,9 @@ POLL_SECONDS = 300  # template.yaml's PollSchedule: a poll's batch is what arriv
 def items(n: int):
     """Rows and the postings of their words as the poller writes them (`inbox_row`, then
     `postings` per poll batch: the messages received in the same 5 minutes, 25 at most; a word's
-    few entries appended to their hour's open posting while it has room)."""
+    few entries appended to their week's, else day's, open posting while it has room)."""
     from pecflow.adapters.dynamodb._common import _clean
-    from pecflow.domain.inbox import inbox_row, joined, open_sk, postings
+    from pecflow.domain.inbox import inbox_row, joined, open_sks, postings
 
     rng = random.Random(7)
     batch: list[dict] = []
@@ -100,11 +100,14 @@ def items(n: int):
 
     def written(batch: list[dict]):
         for item in postings(BOX, batch):
-            key = (item["pk"], open_sk(item))
-            joined_item = joined(opened.get(key), item) if key[1] else None
-            if joined_item is not None:
-                opened[key] = joined_item
-            yield item if joined_item is None else joined_item  # a later one overwrites it
+            for sk in open_sks(item):
+                joined_item = joined(opened.get((item["pk"], sk)), item, sk)
+                if joined_item is not None:
+                    opened[(item["pk"], sk)] = joined_item
+                    yield joined_item  # a later append overwrites it
+                    break
+            else:
+                yield item
 
     for record, handling, campaign in mailbox(n, rng):
         row = _clean(inbox_row(BOX, record, handling, campaign_id=campaign))

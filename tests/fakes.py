@@ -1641,17 +1641,18 @@ class FakeInboxStore:
             return True
 
     def index_words(self, mailbox: str, rows: list) -> None:
-        from pecflow.domain.inbox import joined, open_sk, postings
+        from pecflow.domain.inbox import joined, open_sks, postings
 
         items = postings(mailbox, rows)
         for item in items:
             _check_size(item, "BatchWriteItem")
         with self.lock:
             for item in items:
-                sk = open_sk(item)
-                opened = joined(self.items.get((item["pk"], sk)), item) if sk else None
-                if opened is not None:
-                    self.items[(item["pk"], sk)] = opened
+                for sk in open_sks(item):
+                    opened = joined(self.items.get((item["pk"], sk)), item, sk)
+                    if opened is not None:
+                        self.items[(item["pk"], sk)] = opened
+                        break
                 else:
                     self.items[(item["pk"], item["sk"])] = _kept(item)
 

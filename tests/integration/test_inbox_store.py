@@ -169,9 +169,10 @@ def dynamodb_size(item: dict) -> int:
     return sum(len(k.encode()) + value(v) for k, v in item.items())
 
 
-def test_small_polls_share_their_weeks_open_posting_under_1_kb(moto_stack):
+def test_small_polls_share_their_weeks_then_days_open_posting_under_1_kb(moto_stack):
     """A quiet mailbox's polls (one message each) append their words to the week's open posting
-    while it has room (one item, under 1 KB: 1 WRU a write), then write postings of their own;
+    while it has room (one item, under 1 KB: 1 WRU a write), then to the day's, then write items
+    of their own;
     a search finds every message, newest first, on DynamoDB and on the fake alike."""
     box = QUIET
     real = InboxStore(moto_stack.physical("InboxTable"), moto_stack.resource("dynamodb"))
@@ -186,7 +187,7 @@ def test_small_polls_share_their_weeks_open_posting_under_1_kb(moto_stack):
                 "received_key": f"2026-11-03T10:{i:02d}:00.000000Z#{f'{i:064x}'[:16]}",
             },
         )
-        for i in range(12)
+        for i in range(22)
     ]
     for store in (real, fake):
         for row in rows:
@@ -197,17 +198,19 @@ def test_small_polls_share_their_weeks_open_posting_under_1_kb(moto_stack):
     items = [_plain(i) for i in real.table.query(KeyConditionExpression=Key("pk").eq(key))["Items"]]
     fake_items = sorted((i for (pk, _), i in fake.items.items() if pk == key), key=lambda i: i["sk"])
     assert [(i["sk"], i["entries"]) for i in items] == [(i["sk"], i["entries"]) for i in fake_items]
-    (opened,) = [i for i in items if i["sk"] == "2026-11-08T23~open"]  # that week's last hour
+    (opened,) = [i for i in items if i["sk"] == "2026-11-08T23~week"]  # that week's last hour
+    (day,) = [i for i in items if i["sk"] == "2026-11-03T23~day"]  # then the day's
     assert len(opened["entries"]) == OPEN_ENTRIES and dynamodb_size(opened) < 1024
     longest = {**opened, "pk": word_key("m" * 64 + "@pec.alfa.test", "messages", "w" * MAX_WORD_CHARS)}
     assert dynamodb_size(longest) < 1024  # a long address, the longest word
-    assert len(items) == 1 + 12 + 1 - OPEN_ENTRIES  # the open posting, then one each when full
+    assert len(day["entries"]) == OPEN_ENTRIES  # the week's full: the day's, then items of their own
+    assert len(items) == 2 + (22 - 2 * OPEN_ENTRIES) + 1  # (the one written again: its own too)
     for store in (real, fake):
         inbox = Inbox(
             store, fakes.FakeAuditStore(), People(), None, cursor_secret=b"k" * 32, now=fakes.Ticking()
         )
         found, _ = every_page(inbox, Filters(text="sollecito"), 5, person=dora)
-        assert found == [f"{i:064x}" for i in reversed(range(12))]
+        assert found == [f"{i:064x}" for i in reversed(range(22))]
 
 
 def test_delete_and_restore_on_dynamodb(worlds):

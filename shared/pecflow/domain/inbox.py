@@ -372,13 +372,15 @@ ROW_SORT = "row"
 
 # --- the token index: postings -----------------------------------------------------------------
 POSTING_ENTRIES = 2000  # entries of one posting item (~160 KB: well under DynamoDB's 400 KB)
-# a week's open posting: a poll bringing a word for a few messages appends them there while it
-# holds at most this many (under 1 KB: 1 WRU a write, as an item of their own would cost), so a
-# quiet mailbox's search reads one posting per several messages, not one each. Its sk is the
-# week's last hour (UTC, Monday to Sunday) and "~open": it sorts above every posting of its
-# week and below the next week's, so every posting's sk starts with the latest hour it holds.
+# open postings: a poll bringing a word for a few messages appends them to their week's open
+# posting while it holds at most OPEN_ENTRIES (under 1 KB: 1 WRU a write, as an item of their
+# own would cost), else to their day's, else writes them as an item of their own; so a quiet
+# mailbox's search reads one posting per several messages, not one each. An open posting's sk is
+# the last hour of its week (Monday to Sunday, UTC) or day and its tag: it sorts above every
+# posting of its period and below the next period's, so every posting's sk starts with the
+# latest hour it may hold.
 OPEN_ENTRIES = 9  # whole entries (their hour kept): 92 bytes each, under 1 KB with a long key
-OPEN_TAG = "~open"
+WEEK_TAG, DAY_TAG = "~week", "~day"  # on a Sunday the week's sorts above the day's
 HOUR = 13  # "2026-11-27T03": the hour bucket of a received_key, the head of a posting's sk
 
 
@@ -405,7 +407,7 @@ def entries_of(item: Mapping[str, object]) -> list[Entry]:
     pk, sk = str(item["pk"]), str(item["sk"])
     if item.get("row_pk"):
         return [Entry(sk, str(item["row_pk"]))]
-    mailbox, hour = pk.rsplit("#w#", 1)[0], "" if sk.endswith(OPEN_TAG) else sk[:HOUR]
+    mailbox, hour = pk.rsplit("#w#", 1)[0], "" if sk.endswith((WEEK_TAG, DAY_TAG)) else sk[:HOUR]
     found = []
     for stored in item.get("entries") or ():  # type: ignore[attr-defined]
         text = str(stored)
@@ -449,20 +451,21 @@ def postings(mailbox: str, rows: Iterable[Mapping[str, object]]) -> list[dict[st
     return items
 
 
-def open_sk(item: Mapping[str, object]) -> str | None:
-    """Where a posting's entries are appended instead of written as an item of their own: its
-    hour's open posting, when they are few (`OPEN_ENTRIES` // 2 at most); None otherwise. The
-    append holds only while the open posting has room (`open_room`); else the item is written."""
+def open_sks(item: Mapping[str, object]) -> list[str]:
+    """The open postings a posting's entries may be appended to instead of being written as an
+    item of their own, in the order to try: when they are few (OPEN_ENTRIES // 2 at most), their
+    week's, then their day's; none otherwise. An append holds only while there is room
+    (`open_room`)."""
     entries = item.get("entries") or ()
     if not 0 < len(entries) <= OPEN_ENTRIES // 2:  # type: ignore[arg-type]
-        return None
-    return week_open_sk(str(item["sk"]))
+        return []
+    return open_postings_of(str(item["sk"]))
 
 
-def week_open_sk(key: str) -> str:
-    """The sk of the open posting of the week a received_key (or an hour) falls in."""
+def open_postings_of(key: str) -> list[str]:
+    """The sks of the open postings of the week and the day a received_key (or an hour) is in."""
     day = date.fromisoformat(key[:10])
-    return f"{day + timedelta(days=6 - day.weekday())}T23{OPEN_TAG}"
+    return [f"{day + timedelta(days=6 - day.weekday())}T23{WEEK_TAG}", f"{day}T23{DAY_TAG}"]
 
 
 def open_entries(item: Mapping[str, object]) -> list[str]:
@@ -475,12 +478,13 @@ def open_room(item: Mapping[str, object]) -> int:
     return OPEN_ENTRIES - len(item.get("entries") or ())  # type: ignore[arg-type]
 
 
-def joined(held: Mapping[str, object] | None, item: Mapping[str, object]) -> dict[str, object] | None:
-    """The open posting (`held`: as stored, None: none yet) with `item`'s entries appended, as
-    the adapter's conditional append leaves it; None: `item` is written as an item of its own."""
-    sk = open_sk(item)
+def joined(
+    held: Mapping[str, object] | None, item: Mapping[str, object], sk: str
+) -> dict[str, object] | None:
+    """The open posting `sk` (`held`: as stored, None: none yet) with `item`'s entries appended,
+    as the adapter's conditional append leaves it; None: it has no room for them."""
     entries = list(held.get("entries") or ()) if held else []  # type: ignore[call-overload]
-    if sk is None or len(entries) > open_room(item):
+    if len(entries) > open_room(item):
         return None
     return {"pk": item["pk"], "sk": sk, "entries": [*entries, *open_entries(item)]}
 
@@ -503,15 +507,15 @@ def word_page(
     ready once the postings still unread all start with an earlier hour, so rows come in exact
     received_key order, each once. The rows are then read (`request_size` of them at a time) and
     the other filters and words checked on them. `start_key`: the last row shown, so a next page
-    reads again its hour, and its week's open posting."""
+    reads again its hour, and its week's and day's open postings."""
     after: Entry | None = None
     if start_key:
         after = Entry(str(start_key["sk"]), str(start_key.get("row") or ""))
     top = after.received_key if after else plan.sort_to
     sk_from = plan.sort_from[:HOUR] if plan.sort_from else None
     sk_to = top[:HOUR] + "~" if top else None  # '~' sorts after "#<tag>" and ":<minutes>"
-    # the open posting of `top`'s week sorts at the week's end, above `sk_to`: read apart
-    opened = week_open_sk(top) if top else None
+    # the open postings of `top`'s week and day sort at their ends, above `sk_to`: read apart
+    opened = open_postings_of(top) if top else None
 
     def wanted(entry: Entry) -> bool:
         return (
@@ -526,10 +530,11 @@ def word_page(
     last: Mapping[str, object] | None = None
     read_all = False
     postings_read = entries_read = 0
-    if opened and (sk_from is None or opened >= sk_from):
-        for item in query(opened, opened, 1, None)[0]:
-            pending.update(entries_of(item))
-            postings_read, entries_read = 1, len(pending)
+    for sk in opened or ():
+        for item in query(sk, sk, 1, None)[0] if sk_from is None or sk >= sk_from else ():
+            found = entries_of(item)
+            pending.update(found)
+            postings_read, entries_read = postings_read + 1, entries_read + len(found)
     rows: list[dict[str, object]] = []
     ask = 0
     while True:

@@ -30,12 +30,15 @@ from pecflow.domain.inbox import (
     inbox_row,
     open_entries,
     open_room,
-    open_sk,
+    open_sks,
     postings,
     request_size,
     row_key,
     word_page,
 )
+
+# open postings this process found full, (table, pk, sk): not tried again (they only fill up)
+_FULL: set[tuple[str, Any, str]] = set()
 
 
 @dataclass(slots=True)
@@ -106,19 +109,25 @@ class InboxStore:
                     batch.put_item(Item=item)
 
     def _append(self, item: Mapping[str, Any]) -> bool:
-        """A few entries added to their hour's open posting, if it has room (`open_sk`)."""
-        sk = open_sk(item)
-        if sk is None:
-            return False
-        refused = _try_write(
-            self.table.update_item,
-            Key={"pk": item["pk"], "sk": sk},
-            UpdateExpression="SET #e = list_append(if_not_exists(#e, :none), :new)",
-            ConditionExpression="attribute_not_exists(#e) OR size(#e) <= :room",
-            ExpressionAttributeNames={"#e": "entries"},
-            ExpressionAttributeValues={":none": [], ":new": open_entries(item), ":room": open_room(item)},
-        )
-        return refused is None
+        """A few entries added to an open posting with room (`open_sks`): each found full is
+        remembered by the process (a refused append costs a write), so it is tried once."""
+        for sk in open_sks(item):
+            if (self.table_name, item["pk"], sk) in _FULL:
+                continue
+            refused = _try_write(
+                self.table.update_item,
+                Key={"pk": item["pk"], "sk": sk},
+                UpdateExpression="SET #e = list_append(if_not_exists(#e, :none), :new)",
+                ConditionExpression="attribute_not_exists(#e) OR size(#e) <= :room",
+                ExpressionAttributeNames={"#e": "entries"},
+                ExpressionAttributeValues={":none": [], ":new": open_entries(item), ":room": open_room(item)},
+            )
+            if refused is None:
+                return True
+            if len(_FULL) >= 10_000:
+                _FULL.clear()
+            _FULL.add((self.table_name, item["pk"], sk))
+        return False
 
     def act(
         self,
