@@ -50,8 +50,12 @@ GSI WRU, Lambda $0.0651) and $0.1471 received (72 %: 4.2 requests, 7.0 + 5.0 GSI
 From $0.5465 sent and $0.1468 received, a message record under 1 KB (largest 957 B, from 1,882:
 the signer kept once, what the record can be told from left out): $0.5330 sent (29.0 + 10.3 GSI
 WRU; MessagesTable 2.02 WRU a message, from 4.00) and $0.1406 received (6.0 + 5.0 GSI WRU).
+On its own, the inbox's words as postings (one item per word, hour and poll batch, or a few
+entries appended to their week's or day's open posting, not a copy of the row per word), from
+$0.5467 sent and $0.1478 received measured alongside: $0.4945 sent (28.9 requests, 24.6 + 10.3
+GSI WRU) and $0.1278 received (3.2 requests, 4.7 + 5.0 GSI WRU).
 What remains is mostly each message's record (1 WRU, and 1 for each of ByDate and
-ByLocation), its inbox row's indexes and word copies (receipts' too), the reconcile and sender
+ByLocation), its inbox row's indexes and word postings (receipts' too), the reconcile and sender
 transactions, and the archive's S3 PUTs (fixed). --by-table: WRU per message by table and
 index, and each table's largest item at the end.
 """

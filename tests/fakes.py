@@ -1618,9 +1618,10 @@ class FakeAuditStore:
 
 
 class FakeInboxStore:
-    """The inbox table in memory: rows and their word copies, pages by the same plans (one
-    partition, newest first, residual filters), acts written with their audit event atomically
-    and only at the expected version. Counts items read like DynamoDB's ScannedCount."""
+    """The inbox table in memory: rows and the postings of their words, pages by the same plans
+    (one partition, newest first, residual filters; a word search by `word_page` over postings
+    queried and rows read as DynamoDB does), acts written with their audit event atomically and
+    only at the expected version. Counts items read like DynamoDB's ScannedCount."""
 
     def __init__(self, audit: FakeAuditStore):
         self.audit = audit
@@ -1629,17 +1630,47 @@ class FakeInboxStore:
         self.adds: list[tuple[str, bool]] = []  # (sha256, new) of each add, for tests
 
     def add(self, mailbox: str, record: dict, *, campaign_id: str | None = None, new: bool = False) -> bool:
-        from pecflow.domain.inbox import inbox_row, word_copies
+        from pecflow.domain.inbox import inbox_row
 
         self.adds.append((record["sha256"], new))
         row = _kept(inbox_row(mailbox, record, campaign_id=campaign_id))
         with self.lock:
             if (row["pk"], row["sk"]) in self.items:
                 return False
-            for item in word_copies(row):
-                self.items[(item["pk"], item["sk"])] = item
             self.items[(row["pk"], row["sk"])] = row
             return True
+
+    def index_words(self, mailbox: str, rows: list) -> None:
+        from pecflow.domain.inbox import joined, open_sks, postings
+
+        items = postings(mailbox, rows)
+        for item in items:
+            _check_size(item, "BatchWriteItem")
+        with self.lock:
+            for item in items:
+                for sk in open_sks(item):
+                    opened = joined(self.items.get((item["pk"], sk)), item, sk)
+                    if opened is not None:
+                        self.items[(item["pk"], sk)] = opened
+                        break
+                else:
+                    self.items[(item["pk"], item["sk"])] = _kept(item)
+
+    def rows(self) -> list[dict]:
+        from pecflow.domain.inbox import ROW_SORT
+
+        return [copy.deepcopy(i) for (_, sk), i in sorted(self.items.items()) if sk == ROW_SORT]
+
+    def word_index(self) -> dict[str, list]:
+        """What the postings say, however batched: per word partition, its entries once each,
+        newest first (two runs that index the same messages compare equal)."""
+        from pecflow.domain.inbox import ROW_SORT, entries_of
+
+        index: dict[str, set] = {}
+        for (pk, sk), item in self.items.items():
+            if sk != ROW_SORT:
+                index.setdefault(pk, set()).update(entries_of(item))
+        return {pk: sorted(found, reverse=True) for pk, found in sorted(index.items())}
 
     def row(self, mailbox: str, sha256: str):
         from pecflow.domain.inbox import ROW_SORT, row_key
@@ -1657,7 +1688,6 @@ class FakeInboxStore:
         remove=(),
         audit,
         require_deleted=False,
-        copies=None,
     ) -> str:
         from pecflow.domain.inbox import ROW_SORT, row_key
 
@@ -1674,30 +1704,25 @@ class FakeInboxStore:
                 return "audit-moved"
             self.audit.rows.setdefault(audit.mailbox, {})[audit.seq] = audit
             self.audit.heads[audit.mailbox] = type(head)(audit.mailbox, audit.seq, audit.hash)
-            from pecflow.domain.inbox import INDEXES
-
-            targets = [(item, False)]
-            targets += [(self.items.setdefault((k["pk"], k["sk"]), dict(k)), True) for k in copies or []]
-            for target, is_copy in targets:
-                for name, value in set_fields.items():
-                    where = target.setdefault("listing", {}) if is_copy and name in INDEXES else target
-                    if value is None or value == "":
-                        where.pop(name, None)
-                    else:
-                        where[name] = _kept({"v": value})["v"]
-                for name in remove:
-                    where = target.setdefault("listing", {}) if is_copy and name in INDEXES else target
-                    if set_fields.get(name) in (None, ""):
-                        where.pop(name, None)
-                target["version"] = expected_version + 1
+            for name, value in set_fields.items():
+                if value is None or value == "":
+                    item.pop(name, None)
+                else:
+                    item[name] = _kept({"v": value})["v"]
+            for name in remove:
+                if set_fields.get(name) in (None, ""):
+                    item.pop(name, None)
+            item["version"] = expected_version + 1
             return "done"
 
     def page(self, plan, *, limit, start_key=None):
         from types import SimpleNamespace
 
-        from pecflow.domain.inbox import has_words, matches, request_size
+        from pecflow.domain.inbox import matches, request_size
 
-        sort = "sk" if plan.token_index else "received_key"
+        if plan.token_index:
+            return self._word_page(plan, limit, start_key)
+        sort = "received_key"
         candidates = [
             i
             for i in self.items.values()
@@ -1722,17 +1747,58 @@ class FakeInboxStore:
             position += len(batch)
             requests += 1
             read += len(batch)
-            found = [i for i in batch if matches(i, plan) and has_words(i, plan)]
+            found = [i for i in batch if matches(i, plan)]
             rows.extend(copy.deepcopy(i) for i in found[:room])
             if len(found) > room:
                 last = rows[-1]
-                next_key = {"pk": last["pk"], "sk": last["sk"], sort: last[sort]}
-                if plan.key_attribute != "pk":
-                    next_key[plan.key_attribute] = plan.key_value
+                next_key = {
+                    "pk": last["pk"],
+                    "sk": last["sk"],
+                    sort: last[sort],
+                    plan.key_attribute: plan.key_value,
+                }
                 break
             if position >= len(candidates) and len(batch) < ask:
                 break
         return SimpleNamespace(rows=rows, next_key=next_key, items_read=read, requests=requests)
+
+    def _word_page(self, plan, limit, start_key):
+        """As the adapter: the word's postings by Query (sk range, newest first, `Limit` items,
+        resumed after the last key), the rows by BatchGetItem (100 keys a request)."""
+        from types import SimpleNamespace
+
+        from pecflow.domain.inbox import ROW_SORT, word_page
+
+        cost = {"read": 0, "requests": 0}
+        postings = sorted(
+            (i for (pk, _), i in self.items.items() if pk == plan.key_value),
+            key=lambda i: _utf8(i["sk"]),
+            reverse=True,
+        )
+
+        def query(sk_from, sk_to, count, start):
+            found = [
+                i
+                for i in postings
+                if (sk_from is None or i["sk"] >= sk_from)
+                and (sk_to is None or i["sk"] <= sk_to)
+                and (start is None or _utf8(i["sk"]) < _utf8(start["sk"]))
+            ]
+            cost["requests"] += 1
+            cost["read"] += len(found[:count])
+            last = {"pk": plan.key_value, "sk": found[count - 1]["sk"]} if len(found) > count else None
+            return copy.deepcopy(found[:count]), last
+
+        def fetch(entries):
+            cost["read"] += len(entries)
+            cost["requests"] += -(-len(entries) // 100)
+            rows = (self.items.get((e.row_pk, ROW_SORT)) for e in entries)
+            return [copy.deepcopy(r) for r in rows if r is not None]
+
+        rows, next_key = word_page(plan, limit, start_key, query, fetch)
+        return SimpleNamespace(
+            rows=rows, next_key=next_key, items_read=cost["read"], requests=cost["requests"]
+        )
 
 
 class FakePeopleStore:

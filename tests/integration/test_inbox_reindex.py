@@ -1,5 +1,6 @@
 """`pecflow inbox reindex` on moto: the messages recorded before the inbox existed get their rows
-(receipts under their campaign), once; a row already there keeps its presa in carico."""
+(receipts under their campaign), once; a row already there keeps its presa in carico; every
+message, row new or not, gets the postings of its words."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from pecflow import cli
 from pecflow.adapters.dynamodb import MessageStore, OutgoingStore
 from pecflow.adapters.dynamodb.inbox import InboxStore
-from pecflow.domain.inbox import handling_of
+from pecflow.domain.inbox import Filters, handling_of, plan
 
 BOX = "ufficio@pec.alfa.test"
 
@@ -64,5 +65,12 @@ def test_reindex_adds_each_missing_row_once(env, capsys):
     assert rows.row(BOX, f"{3:064x}")["handling_pk"] == f"{BOX}#da-gestire"
     assert handling_of(rows.row(BOX, f"{6:064x}")).holder == "anna"  # left as it was
 
+    def found(text, **filters):
+        return [r["sha256"] for r in rows.page(plan(BOX, Filters(text=text, **filters)), limit=50).rows]
+
+    assert found("pratica") == [f"{i:064x}" for i in range(6, 0, -1)]  # the row there before too
+    assert found("pratica", receipts=True) == [f"{0:064x}"]
+
     assert cli.main(["inbox", "reindex", BOX]) == 0
     assert "7 message(s), 0 added" in capsys.readouterr().out
+    assert found("pratica") == [f"{i:064x}" for i in range(6, 0, -1)]  # once each

@@ -8,13 +8,15 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+from boto3.dynamodb.conditions import Key
 
+from pecflow.adapters.dynamodb._common import _plain, pages
 from pecflow.adapters.dynamodb.audit import AuditStore
 from pecflow.adapters.dynamodb.inbox import InboxStore
 from pecflow.adapters.dynamodb.people import PeopleStore
 from pecflow.domain.access import Person, Role
 from pecflow.domain.handling import Act, HandlingConflict, Status
-from pecflow.domain.inbox import Filters
+from pecflow.domain.inbox import INDEXES, MAX_WORD_CHARS, OPEN_ENTRIES, Filters, inbox_row, word_key
 from pecflow.services.audit import AuditLog
 from pecflow.services.inbox import Inbox
 from tests import fakes
@@ -27,9 +29,13 @@ bruno = Person("bruno", "bruno@alfa.test", roles={BOX: Role.OPERATOR})
 carla = Person("carla", "carla@alfa.test", roles={BOX: Role.ADMIN})
 
 
+QUIET = "quieta@pec.alfa.test"  # a mailbox whose polls bring one message each
+dora = Person("dora", "dora@alfa.test", roles={QUIET: Role.OPERATOR})
+
+
 class People:
     def person(self, username):
-        return {"anna": anna, "bruno": bruno, "carla": carla}.get(username)
+        return {"anna": anna, "bruno": bruno, "carla": carla, "dora": dora}.get(username)
 
 
 def record(i: int):
@@ -57,17 +63,35 @@ def worlds(moto_stack):
         assert real.add(BOX, record(i))
         fake.add(BOX, record(i))
     assert not real.add(BOX, record(3))  # recorded again: the row stays as it is
+    for store in (real, fake):
+        # the postings as polls write them: batches of up to 25, whose hours overlap (the same
+        # day's 09:00), then some written again in another batching (a poll after a crash), and
+        # a word copy of a row as tables written before postings hold it
+        for start in range(0, 120, 25):
+            store.index_words(BOX, [inbox_row(BOX, record(i)) for i in range(start, min(start + 25, 120))])
+        store.index_words(BOX, [inbox_row(BOX, record(i)) for i in range(40, 70, 3)])
+    legacy_row = inbox_row(BOX, record(7))
+    legacy = {k: v for k, v in legacy_row.items() if k not in INDEXES and v is not None}
+    legacy |= {
+        "pk": word_key(BOX, "messages", "fattura"),
+        "sk": legacy_row["received_key"],
+        "row_pk": legacy_row["pk"],
+    }
+    real.table.put_item(Item=legacy)
+    fake.items[(legacy["pk"], legacy["sk"])] = legacy
     inboxes = {
         name: Inbox(rows, a, People(), None, cursor_secret=b"k" * 32, now=fakes.Ticking())
         for name, rows, a in (("dynamodb", real, audit), ("fake", fake, fake_audit))
     }
+    for inbox in inboxes.values():  # one in the bin (its words: still in its postings)
+        inbox.delete(carla, BOX, f"{21:064x}", "per la prova")
     return inboxes, {"dynamodb": audit, "fake": fake_audit}
 
 
-def every_page(inbox, filters, size, costs=None):
+def every_page(inbox, filters, size, costs=None, person=carla):
     rows, cursor, pages = [], None, 0
     while True:
-        listing = inbox.list(carla, BOX, filters, cursor=cursor, size=size)
+        listing = inbox.list(person, QUIET if person is dora else BOX, filters, cursor=cursor, size=size)
         pages += 1
         rows += [r["sha256"] for r in listing.rows]
         if costs is not None:
@@ -124,13 +148,69 @@ def test_a_race_has_one_winner_and_one_audit_event(worlds):
     losers = [r for r in results.values() if isinstance(r, HandlingConflict)]
     assert len(losers) == 1 and losers[0].code == "held-by-other"
     (winner,) = [n for n, r in results.items() if not isinstance(r, HandlingConflict)]
-    for inbox_ in inboxes.values():  # the word copies changed with the row, in the same write
+    for inbox_ in inboxes.values():  # a word search reads the row as the act left it
         if inbox_ is inbox:
             assert sha in every_page(inbox_, Filters(text="pratica", holder=winner), 50)[0]
             assert sha not in every_page(inbox_, Filters(text="pratica", handling=Status.OPEN), 50)[0]
     trail = AuditLog(audits["dynamodb"]).trail(BOX, sha)
     assert [e.action for e in trail] == ["take-in-charge"]
     assert AuditLog(audits["dynamodb"]).verify(BOX).ok
+
+
+def dynamodb_size(item: dict) -> int:
+    """An item's size as DynamoDB bills it (names and UTF-8 values; a list: 3 bytes and 1 per
+    element), for the strings, numbers and lists of strings postings hold."""
+
+    def value(v) -> int:
+        if isinstance(v, list):
+            return 3 + sum(1 + value(x) for x in v)
+        return len(str(v).encode())
+
+    return sum(len(k.encode()) + value(v) for k, v in item.items())
+
+
+def test_small_polls_share_their_weeks_then_days_open_posting_under_1_kb(moto_stack):
+    """A quiet mailbox's polls (one message each) append their words to the week's open posting
+    while it has room (one item, under 1 KB: 1 WRU a write), then to the day's, then write items
+    of their own;
+    a search finds every message, newest first, on DynamoDB and on the fake alike."""
+    box = QUIET
+    real = InboxStore(moto_stack.physical("InboxTable"), moto_stack.resource("dynamodb"))
+    fake = fakes.FakeInboxStore(fakes.FakeAuditStore())
+    rows = [
+        inbox_row(
+            box,
+            {
+                **record(i),
+                "kind": "posta-certificata",
+                "subject": f"Sollecito {i}",
+                "received_key": f"2026-11-03T10:{i:02d}:00.000000Z#{f'{i:064x}'[:16]}",
+            },
+        )
+        for i in range(22)
+    ]
+    for store in (real, fake):
+        for row in rows:
+            assert store.add(box, row)
+            store.index_words(box, [row])  # a poll of its own each
+        store.index_words(box, rows[3:4])  # one written again (a poll after a crash)
+    key = word_key(box, "messages", "sollecito")
+    items = [_plain(i) for i in real.table.query(KeyConditionExpression=Key("pk").eq(key))["Items"]]
+    fake_items = sorted((i for (pk, _), i in fake.items.items() if pk == key), key=lambda i: i["sk"])
+    assert [(i["sk"], i["entries"]) for i in items] == [(i["sk"], i["entries"]) for i in fake_items]
+    (opened,) = [i for i in items if i["sk"] == "2026-11-08T23~week"]  # that week's last hour
+    (day,) = [i for i in items if i["sk"] == "2026-11-03T23~day"]  # then the day's
+    assert len(opened["entries"]) == OPEN_ENTRIES and dynamodb_size(opened) < 1024
+    longest = {**opened, "pk": word_key("m" * 64 + "@pec.alfa.test", "messages", "w" * MAX_WORD_CHARS)}
+    assert dynamodb_size(longest) < 1024  # a long address, the longest word
+    assert len(day["entries"]) == OPEN_ENTRIES  # the week's full: the day's, then items of their own
+    assert len(items) == 2 + (22 - 2 * OPEN_ENTRIES) + 1  # (the one written again: its own too)
+    for store in (real, fake):
+        inbox = Inbox(
+            store, fakes.FakeAuditStore(), People(), None, cursor_secret=b"k" * 32, now=fakes.Ticking()
+        )
+        found, _ = every_page(inbox, Filters(text="sollecito"), 5, person=dora)
+        assert found == [f"{i:064x}" for i in reversed(range(22))]
 
 
 def test_delete_and_restore_on_dynamodb(worlds):
@@ -142,6 +222,66 @@ def test_delete_and_restore_on_dynamodb(worlds):
     inbox.restore(carla, BOX, sha)
     assert sha in every_page(inbox, Filters(), 50)[0]
     assert [e.action for e in AuditLog(audits["dynamodb"]).trail(BOX, sha)] == ["delete", "restore"]
+
+
+def stored_rows(inbox) -> list[dict]:
+    """Every row of the mailbox, read the simplest way (a scan: a test's brute force)."""
+    store = inbox.rows
+    if isinstance(store, InboxStore):
+        scanned = (i for page in pages(store.table.scan) for i in page["Items"])
+        return [_plain(i) for i in scanned if i["sk"] == "row"]
+    return store.rows()
+
+
+WORD_SEARCHES = [  # a word search, and what it finds by brute force on a row
+    (Filters(text="fattura"), lambda r: "fattura" in r["words"] and r["list_pk"] == f"{BOX}#messages"),
+    (
+        Filters(
+            text="fattura",
+            received_from=datetime(2026, 11, 5, tzinfo=UTC),
+            received_to=datetime(2026, 11, 9, 9, 30, tzinfo=UTC),
+        ),
+        lambda r: (
+            "fattura" in r["words"]
+            and r["list_pk"] == f"{BOX}#messages"
+            and "2026-11-05" <= r["received_key"] <= "2026-11-09T09:30:00.000000Z~"
+        ),
+    ),
+    (
+        Filters(text="fattura cliente2"),
+        lambda r: {"fattura", "cliente2"} <= set(r["words"]) and r["list_pk"] == f"{BOX}#messages",
+    ),
+    (
+        Filters(text="pratica", handling=Status.OPEN),
+        lambda r: (
+            "pratica" in r["words"] and r["list_pk"] == f"{BOX}#messages" and r["handling"] == "da-gestire"
+        ),
+    ),
+    (
+        Filters(text="pratica", receipts=True),
+        lambda r: "pratica" in r["words"] and r["list_pk"] == f"{BOX}#receipts",
+    ),
+    (Filters(text="pratica", bin=True), lambda r: "pratica" in r["words"] and r["list_pk"] == f"{BOX}#bin"),
+]
+
+
+@pytest.mark.parametrize("search", range(len(WORD_SEARCHES)))
+@pytest.mark.parametrize("size", [1, 3, 200])
+def test_word_pages_are_exactly_the_rows_newest_first(worlds, search, size):
+    """Postings of overlapping batches in one hour, across hours, written twice, and a word copy
+    of before: every page of a word search, put together, is the brute force's list, each once."""
+    inboxes, _ = worlds
+    filters, found = WORD_SEARCHES[search]
+    for inbox in inboxes.values():
+        expected = [
+            r["sha256"]
+            for r in sorted(stored_rows(inbox), key=lambda r: r["received_key"], reverse=True)
+            if found(r)
+        ]
+        rows, pages = every_page(inbox, filters, size)
+        assert rows == expected
+        assert pages == max(1, -(-len(expected) // size))
+    assert inboxes["dynamodb"].list(carla, BOX, filters).rows  # something found in each search, on DynamoDB
 
 
 def test_people_and_their_roles(moto_stack):

@@ -10,10 +10,12 @@ import pytest
 from pecflow.domain.handling import Handling, Status
 from pecflow.domain.inbox import (
     CursorError,
+    Entry,
     FilterError,
     Filters,
     decode_cursor,
     encode_cursor,
+    entries_of,
     handling_of,
     has_words,
     inbox_row,
@@ -21,10 +23,11 @@ from pecflow.domain.inbox import (
     matches,
     page_size,
     plan,
+    postings,
     record_words,
     thread_key,
     thread_root,
-    word_copies,
+    word_page,
     words,
 )
 
@@ -126,11 +129,12 @@ def test_a_common_kind_is_its_list_checked_row_by_row(kind, listed):
     assert (p.index, p.key_value, p.residual) == ("ByList", f"{M}#{listed}", (("kind", (kind,)),))
     row = inbox_row(BOX, record(kind, sha256="ab" * 32))
     assert matches(row, p) and not matches({**row, "kind": "errore-consegna"}, p)
-    # with words: the copies of the kind's list, the kind checked on each (a copy keeps it at the top)
+    # with words: the postings of the kind's list, the kind checked on each row they name
     w = plan(BOX, Filters(kind=kind, text="sollecito"))
     assert w.key_value == f"{M}#w#{listed}#sollecito"
-    copy = next(c for c in word_copies(row) if c["pk"] == w.key_value)
-    assert matches(copy, w) and not matches({**copy, "kind": "errore-consegna"}, w)
+    posting = next(c for c in postings(BOX, [row]) if c["pk"] == w.key_value)
+    assert entries_of(posting) == [Entry(str(row["received_key"]), str(row["pk"]))]
+    assert matches(row, w) and not matches({**row, "kind": "errore-consegna"}, w)
     # with another filter: that filter's index, the kind checked
     h = plan(BOX, Filters(kind="posta-certificata", handling=Status.OPEN))
     assert (h.index, h.residual) == ("ByHandling", (("kind", ("posta-certificata",)),))
@@ -221,16 +225,17 @@ def test_wrong_filters_are_told_plainly():
     assert page_size(None) == 50
 
 
-def test_word_search_reads_copies_of_the_rows_in_the_words_partition():
+def test_word_search_reads_postings_naming_the_rows_in_the_words_partition():
     rec = record(sha256="ab" * 32)
     row = inbox_row(BOX, rec)
-    copies = word_copies(row)
-    assert {c["pk"] for c in copies} == {f"{M}#w#messages#{w}" for w in record_words(rec, BOX)}
+    items = postings(BOX, [row])
+    assert {c["pk"] for c in items} == {f"{M}#w#messages#{w}" for w in record_words(rec, BOX)}
+    hour = rec["received_key"][:13]
     assert all(
-        c["sk"] == rec["received_key"] and c["row_pk"] == row["pk"] and c["subject"] == rec["subject"]
-        for c in copies
+        str(c["sk"]).startswith(f"{hour}#") and entries_of(c) == [Entry(rec["received_key"], str(row["pk"]))]
+        for c in items
     )
-    assert {c["pk"] for c in word_copies(inbox_row(BOX, record("accettazione", sha256="cd" * 32)))} >= {
+    assert {c["pk"] for c in postings(BOX, [inbox_row(BOX, record("accettazione", sha256="cd" * 32))])} >= {
         f"{M}#w#receipts#sollecito"
     }
     p = plan(BOX, Filters(text="rossi Fattura", handling=Status.OPEN))
@@ -240,17 +245,34 @@ def test_word_search_reads_copies_of_the_rows_in_the_words_partition():
         f"{M}#w#messages#fattura",
         ("rossi",),
     )
-    found = [c for c in copies if c["pk"] == p.key_value and has_words(c, p) and matches(c, p)]
-    assert len(found) == 1
+    assert has_words(row, p) and matches(row, p)  # the other words and filters: on the row
     both = plan(BOX, Filters(text="fattura bianchi"))  # read by 'fattura', 'bianchi' checked
-    assert both.key_value == f"{M}#w#messages#fattura" and not has_words(found[0], both)
-    rossi = next(c for c in copies if c["pk"] == f"{M}#w#messages#rossi")
-    assert not matches(rossi, plan(BOX, Filters(text="rossi", has_sdi=True)))
-    assert matches(rossi, plan(BOX, Filters(text="rossi", has_sdi=False)))
-    assert "list_pk" not in rossi and rossi["listing"]["list_pk"] == f"{M}#messages"  # not in the indexes
-    deleted = word_copies(inbox_row(BOX, rec, deleted={"by": "carla"}))
-    assert not any(matches(c, p) for c in deleted)  # deleted: not in the list
+    assert both.key_value == f"{M}#w#messages#fattura" and not has_words(row, both)
+    assert not matches(row, plan(BOX, Filters(text="rossi", has_sdi=True)))
+    assert matches(row, plan(BOX, Filters(text="rossi", has_sdi=False)))
+    deleted = inbox_row(BOX, rec, deleted={"by": "carla"})
+    assert not matches(deleted, p)  # deleted: not in the list
     assert plan(BOX, Filters(text="rossi", receipts=True)).key_value == f"{M}#w#receipts#rossi"
+
+
+def test_a_posting_lists_a_batch_newest_first_compactly_and_the_same_batch_keeps_its_key():
+    recs = [
+        record(sha256=f"{i:064x}", received_key=f"2026-11-27T03:0{i}:00.000000Z#{0:016x}") for i in range(3)
+    ]
+    rows = [inbox_row(BOX, r) for r in recs]
+    (fattura,) = [c for c in postings(BOX, rows) if c["pk"] == f"{M}#w#messages#fattura"]
+    assert [e.row_pk for e in entries_of(fattura)] == [rows[2]["pk"], rows[1]["pk"], rows[0]["pk"]]
+    assert [e.received_key for e in entries_of(fattura)] == [r["received_key"] for r in reversed(recs)]
+    assert all(len(e) == 44 - 13 + 48 for e in fattura["entries"])  # the hour and the sha prefix once
+    assert postings(BOX, reversed(rows)) == postings(BOX, rows)  # written again: the same items
+    assert postings(BOX, rows[:2])[0]["sk"] != fattura["sk"]  # another batch: another item
+    # a received_key not as the poller writes it still names its row
+    odd = inbox_row(BOX, record(sha256="unfetched-1-2", received_key="2026-11-27T03:00:00Z#x|y"))
+    (entry,) = entries_of(postings(BOX, [odd])[0])
+    assert entry == Entry("2026-11-27T03:00:00Z#x|y", f"{M}#m#unfetched-1-2")
+    # a word copy of a row, as tables written before postings hold them: a one-entry posting
+    legacy = {"pk": f"{M}#w#messages#fattura", "sk": recs[0]["received_key"], "row_pk": rows[0]["pk"]}
+    assert entries_of(legacy) == [Entry(recs[0]["received_key"], str(rows[0]["pk"]))]
 
 
 def test_a_row_shows_the_list_fields_and_its_handling():
@@ -284,3 +306,46 @@ def test_cursors_are_bound_to_their_list_and_cannot_be_edited():
         decode_cursor("not a cursor!", p, SECRET)
     with pytest.raises(CursorError, match="damaged"):
         decode_cursor(cursor, p, b"another secret")
+
+
+def test_a_word_page_merges_overlapping_batches_and_continues_from_an_old_cursor():
+    """Pure `word_page` on postings in memory: batches overlapping in one hour come out in exact
+    received_key order, once each; a cursor of a page read from word copies ({pk, sk}: no row)
+    goes on after its received_key."""
+    keys = [f"2026-11-27T0{h}:{m:02d}:00.000000Z#{h * 100 + m:016x}" for h in (3, 4) for m in (5, 10, 15, 20)]
+    rows = {
+        f"{h * 100 + m:016x}" + "0" * 48: inbox_row(
+            BOX, record(sha256=f"{h * 100 + m:016x}" + "0" * 48, received_key=k)
+        )
+        for k, (h, m) in zip(keys, [(h, m) for h in (3, 4) for m in (5, 10, 15, 20)], strict=True)
+    }
+    ordered = sorted(rows.values(), key=lambda r: r["received_key"])
+    items = postings(BOX, ordered[0::2]) + postings(BOX, ordered[1::2]) + postings(BOX, ordered[2:5])
+    p = plan(BOX, Filters(text="fattura"))
+    stored = sorted((i for i in items if i["pk"] == p.key_value), key=lambda i: i["sk"], reverse=True)
+    by_pk = {r["pk"]: r for r in rows.values()}
+
+    def query(sk_from, sk_to, count, start):
+        found = [
+            i
+            for i in stored
+            if (sk_to is None or i["sk"] <= sk_to) and (start is None or i["sk"] < start["sk"])
+        ]
+        return found[:count], (
+            {"pk": p.key_value, "sk": found[count - 1]["sk"]} if len(found) > count else None
+        )
+
+    def fetch(entries):
+        return [by_pk[e.row_pk] for e in entries]
+
+    newest_first = [r["received_key"] for r in reversed(ordered)]
+    shown, key = [], None
+    while True:
+        page, key = word_page(p, 3, key, query, fetch)
+        shown += [r["received_key"] for r in page]
+        if key is None:
+            break
+    assert shown == newest_first
+    old = {"pk": p.key_value, "sk": newest_first[2]}  # a cursor of word copies: no row
+    page, _ = word_page(p, 3, old, query, fetch)
+    assert [r["received_key"] for r in page] == newest_first[3:6]

@@ -65,6 +65,7 @@ def world():
         rec = record(i, kind="avvenuta-consegna" if i % 4 == 3 else "posta-certificata")
         rows.add(BOX, rec)
         records.items[(BOX, rec["sha256"])] = rec
+    rows.index_words(BOX, rows.rows())  # as the poller does at the end of its batch
     inbox = Inbox(
         rows,
         audit,

@@ -134,7 +134,8 @@ class World:
             },
             "counters": self.campaigns.counters(CAMPAIGN),
             "on_provider": self.account.raws(),
-            "inbox": sorted(self.inbox.items.items()),
+            "inbox": self.inbox.rows(),
+            "words": self.inbox.word_index(),  # the postings, however the polls batched them
         }
 
 
@@ -402,6 +403,58 @@ def test_an_accettazione_moves_the_jobs_its_batch_consegna_did_not(world):
     states = {job.address: str(job.state) for job in world.outgoing.jobs(DOUBLE)}
     assert states == {TWO[0]: "delivered", TWO[1]: "accepted"}
     assert timeless(world.state()) == timeless(one_by_one.state()), "counters included"
+
+
+def found_by_word(world, sha: str) -> bool:
+    """Whether a word search of the message's first word lists it."""
+    from pecflow.domain.inbox import Filters, listing_of, plan
+
+    row = world.inbox.row(BOX, sha)
+    word = next(w for w in row["words"] if len(w) >= 4)
+    query = plan(BOX, Filters(text=word, receipts=listing_of(row) == "receipts"))
+    shown, key = [], None
+    while True:
+        page = world.inbox.page(query, limit=50, start_key=key)
+        shown += [r["sha256"] for r in page.rows]
+        if (key := page.next_key) is None:
+            return sha in shown
+
+
+def test_a_batch_that_dies_after_its_rows_writes_their_postings_when_polled_again(world):
+    """The poller dies after the last message's row, before the batch's postings: the rows are
+    there, no word finds them; the next poll (one message at a time) writes the postings of
+    every message of the batch, rows already there or not."""
+    raws = list(mixed(5, 3))
+    world.fill(raws)
+    shas = [hashlib.sha256(r).hexdigest() for r in raws]
+    world.crash_at("before_cursor", [world.account.uids()[-1]], PollerDied)
+    with pytest.raises(PollerDied):
+        world.poll()
+    assert all(world.inbox.row(BOX, sha) for sha in shas) and world.inbox.word_index() == {}
+    assert not any(found_by_word(world, sha) for sha in shas)
+    world.poll()
+    assert all(found_by_word(world, sha) for sha in shas)
+    assert world.mailboxes.get_cursor(BOX, "INBOX").last_uid == len(raws)
+
+
+def test_postings_failing_take_the_cursor_back_before_the_batch(world):
+    """DynamoDB failing as the batch's postings are written: the cursor goes back before the
+    batch (no attempt counted), and the next poll writes them."""
+    raws = list(mixed(4, 4))
+    world.fill(raws)
+    index_words = world.inbox.index_words
+
+    def failing(mailbox, rows):
+        raise ClientError({"Error": {"Code": "InternalServerError"}}, "BatchWriteItem")
+
+    world.inbox.index_words = failing
+    with pytest.raises(ClientError):
+        world.poll()
+    cursor = world.mailboxes.get_cursor(BOX, "INBOX")
+    assert (cursor.last_uid, cursor.attempt_uid, cursor.attempts) == (0, None, 0)
+    world.inbox.index_words = index_words
+    world.poll()
+    assert all(found_by_word(world, hashlib.sha256(r).hexdigest()) for r in raws)
 
 
 def test_settling_a_batch_that_fails_takes_the_cursor_back_before_the_accettazione(world):

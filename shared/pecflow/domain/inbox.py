@@ -3,9 +3,10 @@ in the inbox table: what a list shows (subject, parties, kind, dates), its presa
 whether it is in the bin, and a few listing keys (sparse index keys, each `<mailbox>#<value>`,
 sorted by `received_key`). Each filter a person can set is answered by querying the one index
 whose partition is exactly that filter, the dates as a range of the sort key; the other filters
-are checked on the rows read. Words of the subject and the parties are a token index: per word
-of a message a copy of its row (`<mailbox>#w#messages|receipts#<word>`), written with the row
-in the same transaction each time the row changes, so a word search reads nothing else.
+are checked on the rows read. Words of the subject and the parties are a token index of
+postings: per word (`<mailbox>#w#messages|receipts#<word>`), hour and poll batch one item listing
+the batch's messages with that word (`postings`), written once at the batch's end; a word search
+merges them newest first and reads the rows they name (`word_page`), so acts change the row alone.
 Pure domain code.
 
 Listing keys (attribute → index):
@@ -26,9 +27,10 @@ import hmac
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from math import ceil
 
 from pecflow.domain import clock
 from pecflow.domain.handling import Handling, Status
@@ -104,7 +106,7 @@ def record_words(record: Mapping[str, object], mailbox: str | None = None) -> li
     without the words every message of the mailbox has (its own address, see `own_words`),
     without a provider's own address (the From of every envelope and receipt: the certified
     sender is in `sender`) and without a provider's subject prefix ("CONSEGNA: ": the kind).
-    Each word is a copy of the row written (a write unit each)."""
+    Each word is an entry in one posting of the poll batch (`postings`)."""
     texts: list[str | None] = [
         _unprefixed(str(record.get("subject") or "")),
         str(record.get("original_subject") or ""),
@@ -212,7 +214,7 @@ class Plan:
     sort_to: str | None = None
     residual: tuple[tuple[str, tuple[str, ...]], ...] = ()
     words: tuple[str, ...] = ()
-    token_index: bool = False  # read the word copies of the rows
+    token_index: bool = False  # read the word's postings, then the rows they name
 
 
 def _sort_bounds(filters: Filters) -> tuple[str | None, str | None]:
@@ -291,20 +293,17 @@ def plan(mailbox: str, filters: Filters) -> Plan:
 
 
 def matches(row: Mapping[str, object], plan: Plan) -> bool:
-    """Whether a row (or a word copy of it) read by the plan passes the rest of the filters."""
-    listing = row.get("listing") if plan.token_index else row
-    if not isinstance(listing, Mapping):
-        listing = {}
+    """Whether a row read by the plan passes the rest of the filters."""
     for attribute, allowed in plan.residual:
-        value = (listing if attribute in INDEXES else row).get(attribute)  # a copy keeps keys in a map
+        value = row.get(attribute)
         if (value if value is not None else "") not in allowed:
             return False
     return True
 
 
-def has_words(word_item: Mapping[str, object], plan: Plan) -> bool:
-    """Whether a word item read by a word plan has the other words searched too."""
-    present = set(word_item.get("words") or ())  # type: ignore[call-overload]
+def has_words(row: Mapping[str, object], plan: Plan) -> bool:
+    """Whether a row read by a word plan has the other words searched too."""
+    present = set(row.get("words") or ())  # type: ignore[call-overload]
     return all(w in present for w in plan.words)
 
 
@@ -371,25 +370,205 @@ def row_key(mailbox: str, sha256: str) -> str:
 ROW_SORT = "row"
 
 
-def word_copies(row: Mapping[str, object]) -> list[dict[str, object]]:
-    """The token index's items of a row: one copy of it per word, keyed by the word. The listing
-    keys go in a map, `listing`: at the top level they would put the copies in the indexes."""
-    listing = LIST_RECEIPTS if is_receipt(str(row.get("kind"))) else LIST_MESSAGES
-    mailbox = str(row["mailbox"])
-    base = {k: v for k, v in row.items() if k not in INDEXES}
-    base["listing"] = {k: row[k] for k in INDEXES if row.get(k)}
-    base["row_pk"] = row["pk"]
-    received_key = str(row.get("received_key") or "")
-    words = row.get("words") or []
-    return [
-        {**base, "pk": word_key(mailbox, listing, str(w)), "sk": received_key}
-        for w in words  # type: ignore[attr-defined]
-    ]
+# --- the token index: postings -----------------------------------------------------------------
+POSTING_ENTRIES = 2000  # entries of one posting item (~160 KB: well under DynamoDB's 400 KB)
+# open postings: a poll bringing a word for a few messages appends them to their week's open
+# posting while it holds at most OPEN_ENTRIES (under 1 KB: 1 WRU a write, as an item of their
+# own would cost), else to their day's, else writes them as an item of their own; so a quiet
+# mailbox's search reads one posting per several messages, not one each. An open posting's sk is
+# the last hour of its week (Monday to Sunday, UTC) or day and its tag: it sorts above every
+# posting of its period and below the next period's, so every posting's sk starts with the
+# latest hour it may hold.
+OPEN_ENTRIES = 9  # whole entries (their hour kept): 92 bytes each, under 1 KB with a long key
+WEEK_TAG, DAY_TAG = "~week", "~day"  # on a Sunday the week's sorts above the day's
+HOUR = 13  # "2026-11-27T03": the hour bucket of a received_key, the head of a posting's sk
 
 
-def copy_keys(row: Mapping[str, object]) -> list[dict[str, str]]:
-    """The keys of a row's word copies (to change them with the row)."""
-    return [{"pk": str(c["pk"]), "sk": str(c["sk"])} for c in word_copies(row)]
+@dataclass(frozen=True, order=True, slots=True)
+class Entry:
+    """A message in a posting: what sorts it (its row's received_key) and its row's key."""
+
+    received_key: str
+    row_pk: str
+
+
+def _entry(received_key: str, sha256: str) -> str:
+    """An entry as a posting stores it, the hour (in the posting's sk) left out: the rest of the
+    received_key and of the SHA-256 its tail already starts ("…Z#<sha[:16]>" + sha[16:])."""
+    tail = received_key[HOUR:]
+    if len(sha256) > 16 and sha256.isalnum() and received_key.endswith("#" + sha256[:16]) and "|" not in tail:
+        return tail + sha256[16:]
+    return f"{tail}|{sha256}"  # a key not as the poller writes it (a summary's, a test's)
+
+
+def entries_of(item: Mapping[str, object]) -> list[Entry]:
+    """The entries of a posting, or of a word copy of a row as tables written before postings
+    hold them (a whole row with `row_pk`, sk its received_key): read as a one-entry posting."""
+    pk, sk = str(item["pk"]), str(item["sk"])
+    if item.get("row_pk"):
+        return [Entry(sk, str(item["row_pk"]))]
+    mailbox, hour = pk.rsplit("#w#", 1)[0], "" if sk.endswith((WEEK_TAG, DAY_TAG)) else sk[:HOUR]
+    found = []
+    for stored in item.get("entries") or ():  # type: ignore[attr-defined]
+        text = str(stored)
+        if "|" in text:
+            tail, sha256 = text.rsplit("|", 1)
+        else:
+            cut = text.rindex("#") + 17
+            tail, sha256 = text[:cut], text[cut - 16 :]
+        found.append(Entry(hour + tail, row_key(mailbox, sha256)))
+    return found
+
+
+def listing_of(row: Mapping[str, object]) -> str:
+    """The word listing a row is in: receipts apart from the other messages."""
+    return LIST_RECEIPTS if is_receipt(str(row.get("kind"))) else LIST_MESSAGES
+
+
+def postings(mailbox: str, rows: Iterable[Mapping[str, object]]) -> list[dict[str, object]]:
+    """The token index's items for a batch of rows: per listing, word and hour of received_key,
+    one item listing the rows with that word, newest first, `POSTING_ENTRIES` an item at most.
+    Its sk is "<hour>#<tag>", the tag a hash of its entries: the same batch written again
+    overwrites its postings; a batch written again otherwise (after a crash) adds postings
+    repeating entries, which `word_page` reads once."""
+    grouped: dict[tuple[str, str], dict[str, Entry]] = {}
+    mailbox = mailbox.lower()
+    for row in rows:
+        received_key, sha256 = str(row.get("received_key") or ""), str(row.get("sha256") or "")
+        if len(received_key) <= HOUR or not sha256:
+            continue
+        entry = Entry(received_key, row_key(mailbox, sha256))
+        for word in row.get("words") or ():  # type: ignore[attr-defined]
+            key = (word_key(mailbox, listing_of(row), str(word)), received_key[:HOUR])
+            grouped.setdefault(key, {})[_entry(received_key, sha256)] = entry
+    items: list[dict[str, object]] = []
+    for (pk, hour), entries in sorted(grouped.items()):
+        ordered = sorted(entries, key=entries.__getitem__, reverse=True)
+        for start in range(0, len(ordered), POSTING_ENTRIES):
+            part = ordered[start : start + POSTING_ENTRIES]
+            tag = hashlib.sha256("\n".join(part).encode()).hexdigest()[:12]
+            items.append({"pk": pk, "sk": f"{hour}#{tag}", "entries": part})
+    return items
+
+
+def open_sks(item: Mapping[str, object]) -> list[str]:
+    """The open postings a posting's entries may be appended to instead of being written as an
+    item of their own, in the order to try: when they are few (OPEN_ENTRIES // 2 at most), their
+    week's, then their day's; none otherwise. An append holds only while there is room
+    (`open_room`)."""
+    entries = item.get("entries") or ()
+    if not 0 < len(entries) <= OPEN_ENTRIES // 2:  # type: ignore[arg-type]
+        return []
+    return open_postings_of(str(item["sk"]))
+
+
+def open_postings_of(key: str) -> list[str]:
+    """The sks of the open postings of the week and the day a received_key (or an hour) is in."""
+    day = date.fromisoformat(key[:10])
+    return [f"{day + timedelta(days=6 - day.weekday())}T23{WEEK_TAG}", f"{day}T23{DAY_TAG}"]
+
+
+def open_entries(item: Mapping[str, object]) -> list[str]:
+    """A posting's entries as its week's open posting keeps them: with their hour."""
+    return [str(item["sk"])[:HOUR] + str(e) for e in item.get("entries") or ()]  # type: ignore[attr-defined]
+
+
+def open_room(item: Mapping[str, object]) -> int:
+    """The most entries the open posting may already hold for `item`'s entries to join it."""
+    return OPEN_ENTRIES - len(item.get("entries") or ())  # type: ignore[arg-type]
+
+
+def joined(
+    held: Mapping[str, object] | None, item: Mapping[str, object], sk: str
+) -> dict[str, object] | None:
+    """The open posting `sk` (`held`: as stored, None: none yet) with `item`'s entries appended,
+    as the adapter's conditional append leaves it; None: it has no room for them."""
+    entries = list(held.get("entries") or ()) if held else []  # type: ignore[call-overload]
+    if len(entries) > open_room(item):
+        return None
+    return {"pk": item["pk"], "sk": sk, "entries": [*entries, *open_entries(item)]}
+
+
+# a Query of postings: (sk from, sk to, Limit, ExclusiveStartKey) -> (items newest first, LastEvaluatedKey)
+PostingQuery = Callable[
+    [str | None, str | None, int, Mapping[str, object] | None],
+    tuple[list[Mapping[str, object]], Mapping[str, object] | None],
+]
+# the rows of some entries, in their order, those gone left out
+RowFetch = Callable[[list[Entry]], list[dict[str, object]]]
+
+
+def word_page(
+    plan: Plan, limit: int, start_key: Mapping[str, object] | None, query: PostingQuery, fetch: RowFetch
+) -> tuple[list[dict[str, object]], dict[str, object] | None]:
+    """Up to `limit` rows of a word search newest first, and the key to continue from (None:
+    the last page). The word's postings are read newest first, each sk starting with the latest
+    hour it holds (a batch's: its hour; a week's open posting: the week's last); an entry is
+    ready once the postings still unread all start with an earlier hour, so rows come in exact
+    received_key order, each once. The rows are then read (`request_size` of them at a time) and
+    the other filters and words checked on them. `start_key`: the last row shown, so a next page
+    reads again its hour, and its week's and day's open postings."""
+    after: Entry | None = None
+    if start_key:
+        after = Entry(str(start_key["sk"]), str(start_key.get("row") or ""))
+    top = after.received_key if after else plan.sort_to
+    sk_from = plan.sort_from[:HOUR] if plan.sort_from else None
+    sk_to = top[:HOUR] + "~" if top else None  # '~' sorts after "#<tag>" and ":<minutes>"
+    # the open postings of `top`'s week and day sort at their ends, above `sk_to`: read apart
+    opened = open_postings_of(top) if top else None
+
+    def wanted(entry: Entry) -> bool:
+        return (
+            (plan.sort_from is None or entry.received_key >= plan.sort_from)
+            and (plan.sort_to is None or entry.received_key <= plan.sort_to)
+            and (after is None or entry < after)
+        )
+
+    ready: list[Entry] = []  # entries no posting still unread can precede, newest first
+    hour: str | None = None
+    pending: set[Entry] = set()
+    last: Mapping[str, object] | None = None
+    read_all = False
+    postings_read = entries_read = 0
+    for sk in opened or ():
+        for item in query(sk, sk, 1, None)[0] if sk_from is None or sk >= sk_from else ():
+            found = entries_of(item)
+            pending.update(found)
+            postings_read, entries_read = postings_read + 1, entries_read + len(found)
+    rows: list[dict[str, object]] = []
+    ask = 0
+    while True:
+        room = limit - len(rows)
+        ask = request_size(room, ask)
+        while len(ready) < ask and not read_all:
+            # postings enough for what is missing at the entries per posting seen so far, and one
+            # more: a posting of the next hour tells that an hour is read whole
+            per = entries_read / postings_read if entries_read else 1.0
+            count = max(2, min(MAX_REQUEST_ITEMS, ceil((ask - len(ready)) / per) + 1))
+            items, last = query(sk_from, sk_to, count, last)
+            for item in items:
+                if str(item["sk"])[:HOUR] != hour:  # what is newer than its latest hour is complete
+                    hour = str(item["sk"])[:HOUR]
+                    done = {e for e in pending if e.received_key[:HOUR] > hour}
+                    ready += sorted(filter(wanted, done), reverse=True)
+                    pending -= done
+                found = entries_of(item)
+                pending.update(found)
+                postings_read, entries_read = postings_read + 1, entries_read + len(found)
+            if not last:
+                read_all = True
+                ready += sorted(filter(wanted, pending), reverse=True)
+                pending = set()
+        if not ready:
+            return rows, None
+        asked, ready = ready[:ask], ready[ask:]
+        found_rows = [r for r in fetch(asked) if matches(r, plan) and has_words(r, plan)]
+        rows.extend(found_rows[:room])
+        if len(found_rows) > room:
+            shown = rows[-1]
+            return rows, {"pk": plan.key_value, "sk": shown["received_key"], "row": shown["pk"]}
+        if not ready and read_all:
+            return rows, None
 
 
 ROW_FIELDS = (

@@ -124,6 +124,9 @@ class InboxListing(Protocol):
     def add(
         self, mailbox: str, record: dict[str, Any], *, campaign_id: str | None = None, new: bool = False
     ) -> bool: ...
+    def index_words(self, mailbox: str, rows: list[dict[str, Any]]) -> None:
+        """The postings of a batch of rows' words (pecflow.domain.inbox.postings)."""
+        ...
 
 
 class MessageStore(Protocol):

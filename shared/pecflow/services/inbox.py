@@ -21,11 +21,11 @@ from pecflow.domain.handling import Act, Handling, HandlingConflict, decide, req
 from pecflow.domain.inbox import (
     INDEXES,
     Filters,
-    copy_keys,
     decode_cursor,
     encode_cursor,
     handling_fields,
     handling_of,
+    inbox_row,
     is_receipt,
     listing_keys,
     page_size,
@@ -73,7 +73,6 @@ class InboxRows(Protocol):
         remove: tuple[str, ...] = (),
         audit: AuditEvent,
         require_deleted: bool | None = False,
-        copies: list[dict[str, str]] | None = None,
     ) -> str: ...
 
 
@@ -316,7 +315,6 @@ class Inbox:
                 expected_version=current.version,
                 set_fields={k: v for k, v in fields.items() if k != "version"},
                 audit=event,
-                copies=copy_keys(row),
             )
             if outcome == "done":
                 return after
@@ -362,7 +360,6 @@ class Inbox:
                 set_fields={"deleted": deleted, **keys},
                 audit=event,
                 require_deleted=False,
-                copies=copy_keys(row),
             )
             if outcome == "done":
                 return
@@ -384,7 +381,6 @@ class Inbox:
                 remove=("deleted",),
                 audit=event,
                 require_deleted=True,
-                copies=copy_keys(row),
             )
             if outcome == "done":
                 return
@@ -432,7 +428,6 @@ class Inbox:
                     expected_version=handling.version,
                     set_fields={f"last_{kind}": message_id, f"last_{kind}_at": clock.iso(self.now())},
                     audit=self._event(person, mailbox, sha256, action, source, details),
-                    copies=copy_keys(row),
                 )
                 if outcome != "done":
                     continue  # someone acted meanwhile: read again (the holder may have changed)
@@ -469,7 +464,6 @@ class Inbox:
                     set_fields={"last_reply": message_id, "last_reply_at": clock.iso(self.now())},
                     audit=event,
                     require_deleted=None,
-                    copies=copy_keys(row),
                 )
                 if outcome != "done":
                     continue
@@ -561,6 +555,9 @@ def _direct(kind: str, mailbox: str, record: Any, to: str | None, text: str, by:
         raise InboxError(str(exc)) from None
 
 
+REINDEX_FLUSH = 500  # rows whose postings are written together
+
+
 def reindex(
     mailbox: str,
     records: Iterable[Any],
@@ -569,17 +566,26 @@ def reindex(
     progress: Callable[[int, int], None] = lambda seen, added: None,
 ) -> tuple[int, int]:
     """Give every recorded message of a mailbox its inbox row, where it has none (messages
-    recorded before the inbox existed): receipts under their campaign. Safe to repeat: a row
-    there (with its presa in carico) is left as it is. Returns (records seen, rows added)."""
+    recorded before the inbox existed): receipts under their campaign; and the postings of every
+    message's words, rows there or not (what tables written before postings need). Safe to
+    repeat: a row there (with its presa in carico) is left as it is. Returns (records seen,
+    rows added)."""
     seen = added = 0
+    rows: list[dict[str, Any]] = []
     for record in records:
         fields = _fields(record)
         ours = fields.get("outgoing_message_id")
-        if inbox.add(mailbox, fields, campaign_id=campaign_of(str(ours)) if ours else None):
+        campaign_id = campaign_of(str(ours)) if ours else None
+        if inbox.add(mailbox, fields, campaign_id=campaign_id):
             added += 1
+        rows.append(inbox_row(mailbox, fields, campaign_id=campaign_id))
         seen += 1
-        if seen % 500 == 0:
+        if len(rows) >= REINDEX_FLUSH:
+            inbox.index_words(mailbox, rows)
+            rows = []
             progress(seen, added)
+    if rows:
+        inbox.index_words(mailbox, rows)
     progress(seen, added)
     return seen, added
 

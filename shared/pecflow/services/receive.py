@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pecflow.domain import clock
+from pecflow.domain.inbox import inbox_row
 from pecflow.domain.mailbox import (
     Cursor,
     MailboxConfig,
@@ -113,6 +114,8 @@ class Batch:
     deliveries: frozenset[str]
     kept: list[tuple[str, PecMessage]] = field(default_factory=list)
     before: Cursor | None = None  # the cursor before the first of them
+    listed: list[dict] = field(default_factory=list)  # inbox rows whose words are indexed at the settle
+    listed_before: Cursor | None = None  # the cursor before the first of them
 
 
 @dataclass(slots=True)
@@ -222,6 +225,8 @@ class Ingestor:
                         self.mailboxes.save_cursor(address, cursor)
                 if not batch_seen.kept:
                     batch_seen.before = cursor
+                if not batch_seen.listed:
+                    batch_seen.listed_before = cursor
                 try:
                     self._ingest_one(
                         config, folder, status.uidvalidity, fetched, result, cursor.attempts, batch_seen
@@ -233,7 +238,7 @@ class Ingestor:
                     raise
                 following = fetched_batch[i + 1].uid if i + 1 < len(fetched_batch) else None
                 cursor = cursor.done(fetched.uid, following)
-                if following is None:
+                if careful or following is None:
                     self._settle(address, batch_seen)
                 if careful or following is None:  # a batch's messages are re-read after a crash
                     self.mailboxes.save_cursor(address, cursor)
@@ -286,6 +291,7 @@ class Ingestor:
                 "classify",
                 f"processing stopped {attempts - 1} times before it "
                 "finished (the poller ran out of time or memory on this message): not classified",
+                batch=batch,
             )
             return
         msg = recorded = record = check = None
@@ -299,7 +305,7 @@ class Ingestor:
         except Exception as exc:  # noqa: BLE001 - this message's problem, unless AWS itself failed
             if self.messages.is_service_failure(exc):
                 raise
-            self._quarantine(where, result, msg, "record", _failure(exc))
+            self._quarantine(where, result, msg, "record", _failure(exc), batch=batch)
             record = None
             if msg is None:
                 return
@@ -320,7 +326,7 @@ class Ingestor:
             except Exception as exc:  # noqa: BLE001 - as above
                 if self.messages.is_service_failure(exc):
                     raise
-                self._quarantine(where, result, msg, "record", _failure(exc))
+                self._quarantine(where, result, msg, "record", _failure(exc), batch=batch)
         if recorded is not None:
             result.by_kind[msg.kind] = result.by_kind.get(msg.kind, 0) + 1
             if recorded:
@@ -339,7 +345,7 @@ class Ingestor:
         if self.on_receipt is not None and recorded:
             self.on_receipt(address, msg, campaign_id)
         if record is not None and recorded is not None:
-            self._list(address, record, campaign_id, new=bool(recorded))
+            self._list(address, record, campaign_id, new=bool(recorded), batch=batch)
         if record is not None and recorded is not None and (recorded or self._rules_pending(address, sha)):
             self.checkpoint("before_rules", uid=fetched.uid)
             self._apply_rules(where, record, msg, result)  # archived, recorded and listed: now the rules
@@ -360,6 +366,7 @@ class Ingestor:
         reason: str,
         *,
         recorded: bool = False,
+        batch: Batch | None = None,
     ) -> None:
         """Record what is known of a message whose processing failed, with the reason, and count
         it on the mailbox: the poll goes on with the next message."""
@@ -370,7 +377,7 @@ class Ingestor:
         if recorded or not self.messages.record(address, summary):
             self.messages.set_fields(address, sha, flag)
         if not recorded:
-            self._list(address, summary, None)
+            self._list(address, summary, None, batch=batch)
         kind = msg.kind if msg is not None else kinds.MALFORMED
         result.by_kind[kind] = result.by_kind.get(kind, 0) + 1
         result.quarantined.append(f"UID {uid}: {reason}")
@@ -465,11 +472,27 @@ class Ingestor:
         self.mailboxes.save_cursor(address, cursor)
         return cursor
 
-    def _list(self, address: str, record: dict, campaign_id: str | None, *, new: bool = False) -> None:
+    def _list(
+        self,
+        address: str,
+        record: dict,
+        campaign_id: str | None,
+        *,
+        new: bool = False,
+        batch: Batch | None = None,
+    ) -> None:
         """The message's row in the inbox (once: a message recorded again keeps its row and
-        its presa in carico). `new`: recorded by this very poll, so it has no row yet."""
-        if self.inbox is not None:
-            self.inbox.add(address, record, campaign_id=campaign_id, new=new)
+        its presa in carico). `new`: recorded by this very poll, so it has no row yet. Its words
+        are indexed with the batch's (`_settle`), row new or not: a batch read again after a crash
+        may have written rows and not their postings."""
+        if self.inbox is None:
+            return
+        self.inbox.add(address, record, campaign_id=campaign_id, new=new)
+        row = inbox_row(address, record, campaign_id=campaign_id)
+        if batch is None:
+            self.inbox.index_words(address, [row])
+        else:
+            batch.listed.append(row)
 
     def _reconcile(
         self,
@@ -517,17 +540,21 @@ class Ingestor:
         return None, Reconciled()
 
     def _settle(self, address: str, batch: Batch) -> None:
-        """The moves a batch's accettazioni left to their consegne, made where they were not.
-        Failing (AWS), the cursor goes back before the first of them, not counted as an attempt:
-        the next poll reads it again and moves its jobs itself."""
+        """The moves a batch's accettazioni left to their consegne, made where they were not, and
+        the postings of its listed messages' words. Failing (AWS), the cursor goes back before the
+        first of them, not counted as an attempt: the next poll reads it again and does it all."""
         try:
+            if batch.listed and self.inbox is not None:
+                self.inbox.index_words(address, batch.listed)
+                batch.listed.clear()
             while batch.kept:
                 message_id, msg = batch.kept[0]
                 reconcile_kept(self.outgoing, msg, message_id)
                 batch.kept.pop(0)
         except Exception:
-            if batch.before is not None:
-                self.mailboxes.save_cursor(address, replace(batch.before, attempt_uid=None, attempts=0))
+            back = batch.listed_before if batch.listed else batch.before
+            if back is not None:
+                self.mailboxes.save_cursor(address, replace(back, attempt_uid=None, attempts=0))
             raise
 
     # -- saturation -----------------------------------------------------------------------------------

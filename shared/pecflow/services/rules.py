@@ -26,7 +26,6 @@ from pecflow.domain.access import Action, Person, Role
 from pecflow.domain.audit import AuditAction, next_event
 from pecflow.domain.evidence import RECEIPT_FIELDS, Receipt, Sent
 from pecflow.domain.handling import Act
-from pecflow.domain.inbox import copy_keys
 from pecflow.domain.printout import printout_pdf
 from pecflow.domain.replies import REPLY, Direct, make_direct, subject_for
 from pecflow.domain.rules import (
@@ -462,7 +461,6 @@ class RuleActs:
                 set_fields={"tags": had + added},
                 audit=event,
                 require_deleted=None,
-                copies=copy_keys(row),
             )
             if outcome == "done":
                 return

@@ -150,20 +150,27 @@ def pages(read: Callable[..., dict], **request: Any) -> Iterator[dict]:
 
 
 def whole_items(
-    client: Any, table_name: str, keys: Iterable[dict], key_names: tuple[str, ...]
+    client: Any,
+    table_name: str,
+    keys: Iterable[dict],
+    key_names: tuple[str, ...],
+    on_request: Callable[[], object] | None = None,
 ) -> Iterator[dict]:
     """The items of `table_name` whose keys a keys-only index gave (`keys`: its items, with the
     table's `key_names` among their attributes), read whole by BatchGetItem, BATCH_GET at a time,
     in the index's order; streamed, as `keys` is. An item gone since the index was read is left
     out. Keys DynamoDB leaves unprocessed (throttled, or over 16 MB in one answer) are asked again
     with backoff, BATCH_GET_ROUNDS requests in all, then RuntimeError. `client`: the resource's
-    (`table.meta.client`), which takes and gives Python values."""
+    (`table.meta.client`), which takes and gives Python values. `on_request`: called at each
+    request (a page counting what it cost)."""
     keys = iter(keys)
     while batch := [{name: k[name] for name in key_names} for k in islice(keys, BATCH_GET)]:
         found: dict[tuple, dict] = {}
         request: dict[str, Any] = {table_name: {"Keys": batch}}
         for attempt in range(BATCH_GET_ROUNDS):
             answer = client.batch_get_item(RequestItems=request)
+            if on_request is not None:
+                on_request()
             for item in answer.get("Responses", {}).get(table_name, []):
                 found[tuple(item[name] for name in key_names)] = item
             request = answer.get("UnprocessedKeys") or {}

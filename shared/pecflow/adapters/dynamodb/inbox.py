@@ -1,5 +1,5 @@
 """InboxTable: each received message's row (what a list shows, its presa in carico, the bin) and
-its word items (pecflow.domain.inbox). Pages are read from the one index a filter names (never a
+the postings of its words (pecflow.domain.inbox). Pages are read from the one index a filter names (never a
 Scan); a person's act on a message and its audit event are one transaction, so no act happens
 unaudited and no audit event tells of an act that did not happen."""
 
@@ -18,10 +18,27 @@ from pecflow.adapters.dynamodb._common import (
     _resource,
     _try_write,
     cancellation_reasons,
+    whole_items,
 )
 from pecflow.adapters.dynamodb.audit import audit_items
 from pecflow.domain.audit import AuditEvent
-from pecflow.domain.inbox import INDEXES, ROW_SORT, Plan, inbox_row, request_size, row_key, word_copies
+from pecflow.domain.inbox import (
+    INDEXES,
+    ROW_SORT,
+    Entry,
+    Plan,
+    inbox_row,
+    open_entries,
+    open_room,
+    open_sks,
+    postings,
+    request_size,
+    row_key,
+    word_page,
+)
+
+# open postings this process found full, (table, pk, sk): not tried again (they only fill up)
+_FULL: set[tuple[str, Any, str]] = set()
 
 
 @dataclass(slots=True)
@@ -44,11 +61,9 @@ class ActOutcome:
 def _residual_filter(plan: Plan) -> ConditionBase | None:
     condition: ConditionBase | None = None
     for name, allowed in plan.residual:
-        in_map = plan.token_index and name in INDEXES  # a word copy keeps the listing keys in a map
-        attribute = f"listing.{name}" if in_map else name
         part: ConditionBase | None = None
         for value in allowed:
-            one = Attr(attribute).not_exists() if value == "" else Attr(attribute).eq(value)
+            one = Attr(name).not_exists() if value == "" else Attr(name).eq(value)
             part = one if part is None else part | one
         if part is not None:
             condition = part if condition is None else condition & part
@@ -76,17 +91,43 @@ class InboxStore:
     def add(
         self, mailbox: str, record: Mapping[str, Any], *, campaign_id: str | None = None, new: bool = False
     ) -> bool:
-        """A recorded message: its word copies, then its row (only if it has none: a message
-        recorded again keeps its presa in carico). False when the row was there. `new`: the
-        record was written just now, so no row can exist yet (the poller's case: one read less)."""
+        """A recorded message's row (only if it has none: a message recorded again keeps its presa
+        in carico). False when the row was there. `new`: the record was written just now, so no row
+        can exist yet (the poller's case: one read less). Its words: `index_words`."""
         row = _clean(inbox_row(mailbox, record, campaign_id=campaign_id))
         if not new and self.row(mailbox, str(record["sha256"])) is not None:
             return False
-        with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
-            for copy in word_copies(row):
-                batch.put_item(Item=copy)
         refused = _try_write(self.table.put_item, Item=row, ConditionExpression=Attr("pk").not_exists())
         return refused is None
+
+    def index_words(self, mailbox: str, rows: list[Mapping[str, Any]]) -> None:
+        """The postings of a batch of rows' words (`postings`), written together (a batch written
+        again overwrites its own)."""
+        with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for item in postings(mailbox, rows):
+                if not self._append(item):
+                    batch.put_item(Item=item)
+
+    def _append(self, item: Mapping[str, Any]) -> bool:
+        """A few entries added to an open posting with room (`open_sks`): each found full is
+        remembered by the process (a refused append costs a write), so it is tried once."""
+        for sk in open_sks(item):
+            if (self.table_name, item["pk"], sk) in _FULL:
+                continue
+            refused = _try_write(
+                self.table.update_item,
+                Key={"pk": item["pk"], "sk": sk},
+                UpdateExpression="SET #e = list_append(if_not_exists(#e, :none), :new)",
+                ConditionExpression="attribute_not_exists(#e) OR size(#e) <= :room",
+                ExpressionAttributeNames={"#e": "entries"},
+                ExpressionAttributeValues={":none": [], ":new": open_entries(item), ":room": open_room(item)},
+            )
+            if refused is None:
+                return True
+            if len(_FULL) >= 10_000:
+                _FULL.clear()
+            _FULL.add((self.table_name, item["pk"], sk))
+        return False
 
     def act(
         self,
@@ -98,16 +139,14 @@ class InboxStore:
         remove: tuple[str, ...] = (),
         audit: AuditEvent,
         require_deleted: bool | None = False,
-        copies: list[dict[str, str]] | None = None,
     ) -> str:
         """Change a row (only if its version is still `expected_version`, and it is in the bin
-        or not as `require_deleted` says; None: either), its word copies (`copies`: their keys)
-        alike, and append the audit event, in one transaction. The version moves by one."""
+        or not as `require_deleted` says; None: either) and append the audit event, in one
+        transaction. The version moves by one."""
         if self.audit_table is None:
             raise RuntimeError("InboxStore needs the audit table to record acts")
         version = expected_version + 1
-        row_update = _update_expression(set_fields, remove, version=version, in_map=None)
-        copy_update = _update_expression(set_fields, remove, version=version, in_map="listing")
+        row_update = _update_expression(set_fields, remove, version=version)
         names, values = dict(row_update[1]), {**row_update[2], ":expected": expected_version}
         condition = "#v = :expected"
         if require_deleted is not None:
@@ -123,19 +162,7 @@ class InboxStore:
                 "ExpressionAttributeValues": values,
             }
         }
-        copy_writes = [
-            {
-                "Update": {
-                    "TableName": self.table_name,
-                    "Key": key,
-                    "UpdateExpression": copy_update[0],
-                    "ExpressionAttributeNames": copy_update[1],
-                    "ExpressionAttributeValues": copy_update[2],
-                }
-            }
-            for key in copies or []
-        ]
-        writes = [update, *copy_writes, *audit_items(self.audit_table, audit)]
+        writes = [update, *audit_items(self.audit_table, audit)]
         refused = _try_write(self.client.transact_write_items, TransactItems=writes)
         if refused is None:
             return ActOutcome.DONE
@@ -153,23 +180,54 @@ class InboxStore:
 
     def page(self, plan: Plan, *, limit: int, start_key: Mapping[str, Any] | None = None) -> Page:
         """Up to `limit` rows newest first, from `start_key` (a previous page's next_key)."""
-        sort_name = "sk" if plan.token_index else "received_key"
+        if plan.token_index:
+            return self._word_page(plan, limit, start_key)
         key = Key(plan.key_attribute).eq(plan.key_value)
-        sort = _sort_condition(plan, sort_name)
+        sort = _sort_condition(plan, "received_key")
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": key & sort if sort is not None else key,
             "ScanIndexForward": False,
+            "IndexName": plan.index,
         }
-        if plan.index is not None:
-            kwargs["IndexName"] = plan.index
         condition = _residual_filter(plan)
-        for word in plan.words:  # a word search's other words, in the copy's word list
-            one = Attr("words").contains(word)
-            condition = one if condition is None else condition & one
         if condition is not None:
             kwargs["FilterExpression"] = condition
-        index_key = ("pk", "sk") if plan.index is None else (plan.key_attribute, "received_key")
-        return self._collect(kwargs, limit, start_key, index_key=index_key)
+        return self._collect(kwargs, limit, start_key, index_key=(plan.key_attribute, "received_key"))
+
+    def _word_page(self, plan: Plan, limit: int, start_key: Mapping[str, Any] | None) -> Page:
+        """A word search (`word_page`): the word's postings by Query, the rows by BatchGetItem."""
+        page = Page([], None)
+
+        def query(
+            sk_from: str | None, sk_to: str | None, count: int, start: Mapping[str, Any] | None
+        ) -> tuple[list[Any], Any]:
+            key = Key("pk").eq(plan.key_value)
+            if sk_from and sk_to:
+                key &= Key("sk").between(sk_from, sk_to)
+            elif sk_from or sk_to:
+                key &= Key("sk").gte(sk_from) if sk_from else Key("sk").lte(sk_to)
+            kwargs: dict[str, Any] = {
+                "KeyConditionExpression": key,
+                "ScanIndexForward": False,
+                "Limit": count,
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = dict(start)
+            result = self.table.query(**kwargs)
+            page.requests += 1
+            page.items_read += int(result.get("ScannedCount", 0))
+            return result.get("Items", []), result.get("LastEvaluatedKey")
+
+        def counted() -> None:
+            page.requests += 1
+
+        def fetch(entries: list[Entry]) -> list[dict[str, Any]]:
+            page.items_read += len(entries)
+            keys = [{"pk": e.row_pk, "sk": ROW_SORT} for e in entries]
+            return [_plain(i) for i in whole_items(self.client, self.table_name, keys, ("pk", "sk"), counted)]
+
+        page.rows, page.next_key = word_page(plan, limit, start_key, query, fetch)
+        return page
 
     def _collect(
         self,
@@ -204,19 +262,15 @@ class InboxStore:
 
 
 def _update_expression(
-    set_fields: Mapping[str, Any], remove: tuple[str, ...], *, version: int, in_map: str | None
+    set_fields: Mapping[str, Any], remove: tuple[str, ...], *, version: int
 ) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """SET the fields (None or "": REMOVE them), REMOVE `remove`, and move the version on. With
-    `in_map`, the listing keys are set in that map (a word copy's `listing`)."""
+    """SET the fields (None or "": REMOVE them), REMOVE `remove`, and move the version on."""
     names: dict[str, str] = {"#v": "version"}
     values: dict[str, Any] = {":next": version}
     sets, removes = ["#v = :next"], []
 
     def path(name: str, tag: str) -> str:
         names[tag] = name
-        if in_map and name in INDEXES:
-            names["#m"] = in_map
-            return f"#m.{tag}"
         return tag
 
     kept = {k: v for k, v in set_fields.items() if v not in (None, "")}
