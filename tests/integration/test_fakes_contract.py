@@ -589,6 +589,56 @@ def test_receipts_are_recorded_once_whatever_the_move(ports, uid):
     assert _validation_error(error)
 
 
+def test_a_move_carries_other_receipts_in_its_own_write(ports, uid):
+    """An avvenuta consegna's write takes its accettazione along (`carried`): both receipts kept
+    by the one move, the flag it sets; again, or on a job the move no longer applies to, the
+    receipts alone, each only where absent."""
+    store = ports.outgoing
+    campaign = f"camp-{uid}"
+    ports.campaigns.create(campaign, {"status": "sending"})
+    msgid = f"<c{uid}@pec.azienda.test>"
+    store.register(msgid, mailbox="u@pec.test", recipients=["a@x.test"], campaign_id=campaign)
+    a = Job("a@x.test", State.SENT, True, campaign)
+    at = "2026-03-02T09:00:00+01:00"
+    consegna = {"kind": kinds.AVVENUTA_CONSEGNA, "at": at, "delivered_to": "a@x.test"}
+    accettazione = {"kind": kinds.ACCETTAZIONE, "at": at, "delivered_to": None}
+    delivered = move_for_receipt(kinds.AVVENUTA_CONSEGNA)
+    assert (
+        store.apply(
+            msgid,
+            a,
+            delivered,
+            receipt_id="c1",
+            receipt=consegna,
+            certified=False,
+            carried={"a1": accettazione},
+        )
+        == State.DELIVERED
+    )
+    job = store.job(msgid)
+    assert job.receipts == {"c1": {"kind": kinds.AVVENUTA_CONSEGNA, "at": at},
+                            "a1": {"kind": kinds.ACCETTAZIONE, "at": at}}  # fmt: skip
+    assert State.ACCEPTED in job.reached_at and store.jobs(msgid) == [
+        replace(a, state=State.DELIVERED, certified=False)
+    ]
+    done = replace(a, state=State.DELIVERED, certified=False)
+    again = {"a1": {"kind": "other"}, "a2": {"kind": kinds.ACCETTAZIONE, "at": None}}
+    assert store.apply(msgid, a, delivered, receipt_id="c1", receipt={"kind": "x"}, carried=again) == (
+        State.DELIVERED
+    )
+    assert store.apply(msgid, done, None, carried={"a3": accettazione}) == State.DELIVERED
+    receipts = store.job(msgid).receipts
+    assert sorted(receipts) == ["a1", "a2", "a3", "c1"] and receipts["a1"]["kind"] == kinds.ACCETTAZIONE
+    assert set(receipts["a2"]) == {"kind", "recorded_at"}
+    counters = ports.campaigns.counters(campaign)
+    assert (counters["accepted"], counters["delivered"], counters["waiting"], counters["only_sent"]) == (
+        1,
+        1,
+        -1,
+        -1,
+    )
+
+
 def test_an_accettazione_can_tell_a_recipient_is_external(ports, uid):
     store = ports.outgoing
     campaign = f"camp-{uid}"

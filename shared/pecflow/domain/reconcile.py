@@ -12,6 +12,7 @@ Pure domain code: no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -222,7 +223,25 @@ class OutgoingPort(Protocol):
         receipt_id: str | None = None,
         receipt: dict[str, str | None] | None = None,
         certified: bool | None = None,
+        carried: dict[str, dict[str, str | None]] | None = None,
     ) -> State: ...
+
+
+@dataclass(slots=True)
+class Kept:
+    """An accettazione reconciled with `keep`: matched, nothing written on its jobs yet. The write
+    of its avvenuta consegna in the same batch carries it to that job (`carried`); the settling
+    (`reconcile_kept`) writes it, and moves, where none did."""
+
+    message_id: str
+    receipt_id: str
+    msg: PecMessage
+    jobs: tuple[str, ...]  # the addresses of its message's jobs, as read: it concerns them all
+    carried: set[str] = field(default_factory=set)  # jobs a consegna's write carried it to
+
+    @property
+    def receipt(self) -> dict[str, str | None]:
+        return receipt_info(self.msg)
 
 
 @dataclass(slots=True)
@@ -232,33 +251,64 @@ class Reconciliation:
     campaign_id: str | None = None  # of the message of ours the receipt is about
     moves: dict[str, tuple[str, str]] = field(default_factory=dict)  # recipient -> (before, after)
     problems: list[str] = field(default_factory=list)
+    kept: Kept | None = None  # reconciled with `keep`: what is left to write
 
 
-def find_original(port: OutgoingPort, msg: PecMessage) -> tuple[str | None, list[Job]]:
-    """Our Message-ID of the message a receipt is about, with its jobs: by the referenced
-    Message-ID first, then by the provider's identificativo (docs/architecture.md, flow 5)."""
+def find_original(port: OutgoingPort, msg: PecMessage) -> tuple[str | None, list[Job], bool]:
+    """Our Message-ID of the message a receipt is about, with its jobs, and whether it knows its
+    identificativo already: by the referenced Message-ID first, then by the provider's
+    identificativo (docs/architecture.md, flow 5)."""
     if msg.ref_message_id:
         head, jobs = port.message_and_jobs(msg.ref_message_id)
         if head is not None:
-            return msg.ref_message_id, jobs
+            return msg.ref_message_id, jobs, bool(head.get("identificativo"))
     if msg.identificativo:
         found = port.by_identificativo(msg.identificativo)
         if found:
-            return found, port.jobs(found)
-    return None, []
+            return found, port.jobs(found), True
+    return None, [], False
+
+
+def receipt_info(msg: PecMessage) -> dict[str, str | None]:
+    """What a receipt says, as the outgoing store keeps it on a job (`records.receipt_entry`)."""
+    info = {
+        "kind": msg.kind,
+        "at": msg.timestamp.isoformat() if msg.timestamp else None,
+        "delivered_to": msg.delivered_to,
+        "error": msg.error,
+        "error_detail": msg.error_detail,
+        "receipt_type": msg.receipt_type,
+    }
+    if msg.rem is not None:
+        info["rem_event"] = msg.rem.event
+        info["rem_reason"] = msg.rem.reason
+    return info
+
+
+def _certified(msg: PecMessage) -> dict[str, bool]:
+    """What an accettazione's daticert says of each recipient: certified (PEC) or external."""
+    return {r.address.lower(): r.type != "esterno" for r in msg.recipients if r.type}
 
 
 def reconcile_receipt(
-    port: OutgoingPort, msg: PecMessage, receipt_id: str | None, *, keep_move: bool = False
+    port: OutgoingPort,
+    msg: PecMessage,
+    receipt_id: str | None,
+    *,
+    keep: bool = False,
+    carry: Sequence[Kept] = (),
+    skip: Collection[str] = (),
 ) -> Reconciliation:
     """Move the jobs a receipt concerns. Idempotent: applying the same receipt again, or a
     late one, changes nothing. A receipt whose original is unknown is reported unmatched.
 
-    `keep_move`: the receipt is kept on its jobs, but their move is left for later (the poller,
-    for an accettazione whose avvenuta consegna is in the same fetched batch: the consegna's
-    move takes the job past accepted in one write, and the poller then reconciles the
-    accettazione again, with `receipt_id` None, for the jobs it did not move)."""
-    message_id, found_jobs = find_original(port, msg)
+    `keep` (the poller, for a PEC accettazione whose avvenuta consegna is in the same fetched
+    batch): matched and its identificativo stored, but nothing written on its jobs; the result's
+    `kept` says what is left. `carry`: such accettazioni of the batch; an avvenuta consegna's
+    write on a job takes theirs of the same message along (their receipt, and the flag they set),
+    one write where there were two, and notes it in their `carried`. `skip`: jobs left alone
+    (those a consegna carried the receipt to, when the accettazione is settled)."""
+    message_id, found_jobs, identificativo_known = find_original(port, msg)
     if message_id is None:
         return Reconciliation(
             "unmatched",
@@ -268,23 +318,16 @@ def reconcile_receipt(
         )
     campaigns = {job.campaign_id for job in found_jobs if job.campaign_id}
     result = Reconciliation("matched", message_id, next(iter(campaigns)) if len(campaigns) == 1 else None)
-    if msg.kind == kinds.ACCETTAZIONE and msg.identificativo:
-        port.set_identificativo(message_id, msg.identificativo)
-    jobs = {job.address: job for job in found_jobs}
-    certified = {r.address.lower(): r.type != "esterno" for r in msg.recipients if r.type}
-    info = {
-        "kind": msg.kind,
-        "at": msg.timestamp.isoformat() if msg.timestamp else None,
-        "delivered_to": msg.delivered_to,
-        "error": msg.error,
-        "error_detail": msg.error_detail,
-        "receipt_type": msg.receipt_type,
-    }
+    if msg.kind == kinds.ACCETTAZIONE and msg.identificativo and not identificativo_known:
+        port.set_identificativo(message_id, msg.identificativo)  # the first one stays
+    if keep and receipt_id:
+        result.kept = Kept(message_id, receipt_id, msg, tuple(job.address for job in found_jobs))
+        return result
+    jobs = {job.address: job for job in found_jobs if job.address not in skip}
+    certified = _certified(msg)
+    info = receipt_info(msg)
     rem = msg.rem
     relayed_to_external = rem is not None and rem.event == RELAY_TO_NON_ERDS
-    if rem is not None:
-        info["rem_event"] = rem.event
-        info["rem_reason"] = rem.reason
     if msg.kind in (kinds.ACCETTAZIONE, kinds.NON_ACCETTAZIONE) and not relayed_to_external:
         targets = list(jobs.values())
     else:
@@ -318,8 +361,11 @@ def reconcile_receipt(
         else:
             move = move_for_receipt(msg.kind, error_detail=msg.error_detail)
             certify = certified.get(job.address) if msg.kind == kinds.ACCETTAZIONE else None
-        if keep_move:
-            move, certify = None, None
+        along = _carried(carry, message_id, job, move) if carry else []
+        if along:  # the accettazione's flag, where its own move would have set it (receipt by receipt)
+            accepted = move_for_receipt(kinds.ACCETTAZIONE)
+            if accepted is not None and accepted.applies_to(job.state):
+                certify = _certified(along[0].msg).get(job.address, certify)
         after = port.apply(
             message_id,
             job,
@@ -327,19 +373,35 @@ def reconcile_receipt(
             receipt_id=receipt_id,
             receipt=info,
             certified=certify,
+            **({"carried": {k.receipt_id: k.receipt for k in along}} if along else {}),
         )
+        for kept in along:  # written: nothing left of it on this job
+            kept.carried.add(job.address)
         if after != job.state or (relayed_to_external and move is not None and after == move.to):
             result.moves[job.address] = (str(job.state), str(after))  # (external: the flag changed)
     return result
 
 
-def reconcile_kept(port: OutgoingPort, msg: PecMessage, message_id: str) -> None:
-    """Make the move of a receipt reconciled with `keep_move`, on the jobs still waiting for
-    it (those its batch's avvenuta consegna did not take past it: another recipient's, or a
-    consegna that failed): a read of the jobs, and a write only where one is left to move."""
-    move = move_for_receipt(msg.kind, error_detail=msg.error_detail)
-    if move is not None and any(move.applies_to(job.state) for job in port.jobs(message_id)):
-        reconcile_receipt(port, msg, receipt_id=None)
+def _carried(carry: Sequence[Kept], message_id: str, job: Job, move: Move | None) -> list[Kept]:
+    """The kept accettazioni a receipt's write on `job` takes along: those of its message not yet
+    carried to the job, when its move takes the job past accepted (an avvenuta consegna's: it
+    stamps `at_accepted`, and applies wherever the accettazione's move would)."""
+    if move is None or State.ACCEPTED not in move.through:
+        return []
+    return [
+        kept
+        for kept in carry
+        if kept.message_id == message_id and job.address in kept.jobs and job.address not in kept.carried
+    ]
+
+
+def reconcile_kept(port: OutgoingPort, kept: Kept) -> None:
+    """Write an accettazione reconciled with `keep` where no avvenuta consegna's write carried it
+    (another recipient's job, a consegna that came in no later message of the batch or could not
+    be applied): its receipt and its move, as `reconcile_receipt` would have. Nothing to do, no
+    read, when every job of its message had it carried."""
+    if any(address not in kept.carried for address in kept.jobs):
+        reconcile_receipt(port, kept.msg, kept.receipt_id, skip=frozenset(kept.carried))
 
 
 def _attributed_to_all(msg: PecMessage) -> bool:
