@@ -421,19 +421,32 @@ def double_traffic(world: World) -> list[bytes]:
     return [*double_receipts(), second_consegna()]
 
 
+def counted_reads(world: World) -> list[str]:
+    """The Message-IDs whose head and jobs the poll reads from now on, in order."""
+    reads, read = [], world.outgoing.message_and_jobs
+
+    def counted(message_id):
+        reads.append(message_id)
+        return read(message_id)
+
+    world.outgoing.message_and_jobs = counted
+    return reads
+
+
 def test_one_accettazione_rides_on_the_two_consegne_of_its_two_recipients(world):
     """A message to two recipients, its accettazione and both consegne in one batch: each
-    consegna's transaction carries the accettazione to its job; nothing is left to settle (not
-    even a read) and the end is the same as receipt by receipt."""
+    consegna's transaction carries the accettazione to its job, from the jobs as the accettazione
+    read them; nothing is left to settle (not even a read) and the end is the same as receipt by
+    receipt."""
     one_by_one = World()
     one_by_one.ingestor.chunk_messages = 1
     for each in (world, one_by_one):
         each.fill([*mixed(2, 8), *double_traffic(each)])
-    reads, read = [], world.outgoing.message_and_jobs
-    world.outgoing.message_and_jobs = lambda message_id: reads.append(message_id) or read(message_id)
+    reads = [counted_reads(world), counted_reads(one_by_one)]
     for each in (world, one_by_one):
         each.poll()
-    assert reads.count(DOUBLE) == 3, "the receipts' own: nothing left to settle"
+    assert reads[0].count(DOUBLE) == 1, "the accettazione's read serves its consegne; nothing to settle"
+    assert reads[1].count(DOUBLE) == 3
     assert Counter(world.outgoing.write_requests) == {"transaction": 2, "identificativo": 1}
     assert Counter(one_by_one.outgoing.write_requests) == {"transaction": 4, "identificativo": 1}
     jobs = world.outgoing.view(DOUBLE)["jobs"]

@@ -236,12 +236,19 @@ class Kept:
     message_id: str
     receipt_id: str
     msg: PecMessage
-    jobs: tuple[str, ...]  # the addresses of its message's jobs, as read: it concerns them all
-    carried: set[str] = field(default_factory=set)  # jobs a consegna's write carried it to
+    # its message's jobs as it read them (it concerns them all); its consegne start from them: a
+    # move finding a job moved since reads it again (the store's `apply`)
+    jobs: tuple[Job, ...]
+    carried: set[str] = field(default_factory=set)  # addresses of the jobs a consegna's write took it to
 
     @property
     def receipt(self) -> dict[str, str | None]:
         return receipt_info(self.msg)
+
+    @property
+    def left(self) -> list[str]:
+        """The addresses of the jobs no consegna's write carried it to."""
+        return [job.address for job in self.jobs if job.address not in self.carried]
 
 
 @dataclass(slots=True)
@@ -304,11 +311,15 @@ def reconcile_receipt(
 
     `keep` (the poller, for a PEC accettazione whose avvenuta consegna is in the same fetched
     batch): matched and its identificativo stored, but nothing written on its jobs; the result's
-    `kept` says what is left. `carry`: such accettazioni of the batch; an avvenuta consegna's
-    write on a job takes theirs of the same message along (their receipt, and the flag they set),
-    one write where there were two, and notes it in their `carried`. `skip`: jobs left alone
+    `kept` says what is left. `carry`: such accettazioni of the batch; a receipt of the same
+    message starts from the jobs they read, and an avvenuta consegna's write on a job takes them
+    along (their receipt, and the flag they set), one write where there were two, noting it in
+    their `carried`. `skip`: jobs left alone
     (those a consegna carried the receipt to, when the accettazione is settled)."""
-    message_id, found_jobs, identificativo_known = find_original(port, msg)
+    # the jobs a kept accettazione of the same message read (it wrote nothing): not read again
+    read = next((k for k in carry if msg.ref_message_id and k.message_id == msg.ref_message_id), None)
+    found = (read.message_id, list(read.jobs), True) if read is not None else find_original(port, msg)
+    message_id, found_jobs, identificativo_known = found
     if message_id is None:
         return Reconciliation(
             "unmatched",
@@ -321,7 +332,7 @@ def reconcile_receipt(
     if msg.kind == kinds.ACCETTAZIONE and msg.identificativo and not identificativo_known:
         port.set_identificativo(message_id, msg.identificativo)  # the first one stays
     if keep and receipt_id:
-        result.kept = Kept(message_id, receipt_id, msg, tuple(job.address for job in found_jobs))
+        result.kept = Kept(message_id, receipt_id, msg, tuple(found_jobs))
         return result
     jobs = {job.address: job for job in found_jobs if job.address not in skip}
     certified = _certified(msg)
@@ -388,11 +399,7 @@ def _carried(carry: Sequence[Kept], message_id: str, job: Job, move: Move | None
     stamps `at_accepted`, and applies wherever the accettazione's move would)."""
     if move is None or State.ACCEPTED not in move.through:
         return []
-    return [
-        kept
-        for kept in carry
-        if kept.message_id == message_id and job.address in kept.jobs and job.address not in kept.carried
-    ]
+    return [kept for kept in carry if kept.message_id == message_id and job.address in kept.left]
 
 
 def reconcile_kept(port: OutgoingPort, kept: Kept) -> None:
@@ -400,7 +407,7 @@ def reconcile_kept(port: OutgoingPort, kept: Kept) -> None:
     (another recipient's job, a consegna that came in no later message of the batch or could not
     be applied): its receipt and its move, as `reconcile_receipt` would have. Nothing to do, no
     read, when every job of its message had it carried."""
-    if any(address not in kept.carried for address in kept.jobs):
+    if kept.left:
         reconcile_receipt(port, kept.msg, kept.receipt_id, skip=frozenset(kept.carried))
 
 
