@@ -589,16 +589,22 @@ def test_receipts_are_recorded_once_whatever_the_move(ports, uid):
     assert _validation_error(error)
 
 
+def _campaign_message(ports, uid: str, tag: str, recipient: str) -> tuple[str, Job]:
+    """A message of a new campaign to one recipient, registered sent: its Message-ID and job."""
+    campaign = f"camp-{uid}"
+    ports.campaigns.create(campaign, {"status": "sending"})
+    msgid = f"<{tag}{uid}@pec.azienda.test>"
+    ports.outgoing.register(msgid, mailbox="u@pec.test", recipients=[recipient], campaign_id=campaign)
+    return msgid, Job(recipient, State.SENT, True, campaign)
+
+
 def test_a_move_carries_other_receipts_in_its_own_write(ports, uid):
     """An avvenuta consegna's write takes its accettazione along (`carried`): both receipts kept
     by the one move, the flag it sets; again, or on a job the move no longer applies to, the
     receipts alone, each only where absent."""
     store = ports.outgoing
-    campaign = f"camp-{uid}"
-    ports.campaigns.create(campaign, {"status": "sending"})
-    msgid = f"<c{uid}@pec.azienda.test>"
-    store.register(msgid, mailbox="u@pec.test", recipients=["a@x.test"], campaign_id=campaign)
-    a = Job("a@x.test", State.SENT, True, campaign)
+    msgid, a = _campaign_message(ports, uid, "c", "a@x.test")
+    campaign = a.campaign_id
     at = "2026-03-02T09:00:00+01:00"
     consegna = {"kind": kinds.AVVENUTA_CONSEGNA, "at": at, "delivered_to": "a@x.test"}
     accettazione = {"kind": kinds.ACCETTAZIONE, "at": at, "delivered_to": None}
@@ -641,11 +647,8 @@ def test_a_move_carries_other_receipts_in_its_own_write(ports, uid):
 
 def test_an_accettazione_can_tell_a_recipient_is_external(ports, uid):
     store = ports.outgoing
-    campaign = f"camp-{uid}"
-    ports.campaigns.create(campaign, {"status": "sending"})
-    msgid = f"<e{uid}@pec.azienda.test>"
-    store.register(msgid, mailbox="u@pec.test", recipients=["p@posta.example"], campaign_id=campaign)
-    job = Job("p@posta.example", State.SENT, True, campaign)
+    msgid, job = _campaign_message(ports, uid, "e", "p@posta.example")
+    campaign = job.campaign_id
     store.apply(msgid, job, move_for_receipt(kinds.ACCETTAZIONE), certified=False)
     assert store.jobs(msgid) == [Job("p@posta.example", State.ACCEPTED, False, campaign)]
     counters = ports.campaigns.counters(campaign)
