@@ -353,14 +353,15 @@ def test_a_receipt_reconciles_its_job_once(world):
 
 
 def test_an_accettazione_leaves_its_move_to_the_consegna_in_the_same_batch(world):
-    """One transaction a delivered job instead of two: the accettazione is kept on the job and
-    its avvenuta consegna, fetched in the same batch, moves it past accepted; the end is the
-    same as receipt by receipt (a batch of one), stamps and counters included."""
-    ours = our_traffic(world, 4)  # the fourth: an errore di consegna, nothing to leave to
+    """One write a delivered (or failed) job instead of three: the accettazione writes nothing on
+    the job, and its avvenuta consegna (or errore), fetched later in the same batch, keeps it there
+    and moves the job past accepted in its one transaction; the end is the same as receipt by
+    receipt (a batch of one), stamps and counters included."""
+    ours = our_traffic(world, 4)  # the fourth: an errore di consegna, which takes it along too
     writes = world.outgoing.interfere([])
     world.fill(ours)
     world.poll()
-    assert writes == ["transaction"] * 5, "3 consegne, and the 4th job's accettazione and errore"
+    assert writes == ["transaction"] * 4, "3 consegne and an errore, each with its accettazione"
     one_by_one = World()
     one_by_one.ingestor.chunk_messages = 1
     our_traffic(one_by_one, 4)
@@ -368,12 +369,14 @@ def test_an_accettazione_leaves_its_move_to_the_consegna_in_the_same_batch(world
     one_by_one.poll()
     assert timeless(world.state()) == timeless(one_by_one.state())
     # the accettazione's receipt rides on its consegna's transaction: no write of its own on the job
-    assert Counter(world.outgoing.write_requests) == {"transaction": 5, "identificativo": 4}
+    assert Counter(world.outgoing.write_requests) == {"transaction": 4, "identificativo": 4}
     assert Counter(one_by_one.outgoing.write_requests) == {"transaction": 8, "identificativo": 4}
     for i in range(3):
         job = world.outgoing.view(f"<m{i}@pec.azienda.test>")["jobs"][0]
         assert job["state"] == "delivered" and len(job["receipts"]) == 2
         assert job["at_accepted"] and job["at_delivered"], "the export's accepted_at and delivered_at"
+    failed = world.outgoing.view("<m3@pec.azienda.test>")["jobs"][0]
+    assert failed["state"] == "delivery-failed" and len(failed["receipts"]) == 2 and failed["at_accepted"]
     counters = world.campaigns.counters(CAMPAIGN)
     assert (counters["accepted"], counters["delivered"], counters["delivery_failures"]) == (3, 3, 1)
 
@@ -453,6 +456,32 @@ def test_one_accettazione_rides_on_the_two_consegne_of_its_two_recipients(world)
     assert [(job["state"], len(job["receipts"])) for job in jobs] == [("delivered", 2)] * 2
     assert all(job["at_accepted"] for job in jobs)
     assert timeless(world.state()) == timeless(one_by_one.state()), "counters included"
+
+
+def test_a_preavviso_or_a_virus_takes_the_accettazione_along_as_a_consegna_does(world):
+    """Whatever receipt on the delivery comes first after the accettazione in the batch takes it
+    along (a preavviso, then its consegna; a rilevazione virus): the end is receipt by receipt's."""
+    raws, one_by_one = [], World()
+    one_by_one.ingestor.chunk_messages = 1
+    for i, kinds_after in enumerate([(kinds.PREAVVISO_ERRORE_CONSEGNA, kinds.AVVENUTA_CONSEGNA),
+                                     (kinds.RILEVAZIONE_VIRUS,)]):  # fmt: skip
+        to, msgid = f"altro{i}@pec.cliente.test", f"<a{i}@pec.azienda.test>"
+        original = builder.messaggio_originale(
+            mittente=BOX, destinatari=[to], oggetto="Altro", testo="x", message_id=msgid, data=WHEN
+        )
+        kw = dict(gestore=builder.SIMULATO, identificativo=f"opec-a{i}@pec.simulato.test", data=WHEN,
+                  destinatari=[Destinatario(to)])  # fmt: skip
+        raws.append(builder.ricevuta(kinds.ACCETTAZIONE, original, **kw))
+        raws += [builder.ricevuta(kind, original, consegna=to, **kw) for kind in kinds_after]
+        for each in (world, one_by_one):
+            each.outgoing.register(msgid, mailbox=BOX, recipients=[to], campaign_id=CAMPAIGN)
+    for each in (world, one_by_one):
+        each.fill(raws)
+        each.poll()
+    assert Counter(world.outgoing.write_requests) == {"transaction": 3, "identificativo": 2}, "none refused"
+    assert [job.state for job in (*world.outgoing.jobs("<a0@pec.azienda.test>"),
+                                  *world.outgoing.jobs("<a1@pec.azienda.test>"))] == ["delivered", "delivery-failed"]  # fmt: skip
+    assert timeless(world.state()) == timeless(one_by_one.state()), "stamps and counters included"
 
 
 def test_an_accettazione_after_its_consegna_in_the_batch_is_written_by_itself(world):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -77,6 +77,8 @@ RELAYED_TO_EXTERNAL = Move(
     "relayed to an ordinary (non-REM) e-mail address: no delivery receipt will follow",
 )
 REDRIVE = Move(State.PENDING, frozenset({State.ERROR}), "re-driven from the dead-letter queue")
+ACCEPTING = Move(State.ACCEPTED, _BEFORE_RECEIPTS, "accettazione")  # an accettazione's move
+_NOT_PAST_ACCEPTED = _BEFORE_RECEIPTS | {State.ACCEPTED}
 
 
 class CampaignStatus(StrEnum):
@@ -105,7 +107,7 @@ def move_for_receipt(
     non-accettazione) apply to every recipient. None: the receipt changes no state.
     """
     if kind == kinds.ACCETTAZIONE:
-        return Move(State.ACCEPTED, _BEFORE_RECEIPTS, "accettazione")
+        return ACCEPTING
     if kind == kinds.NON_ACCETTAZIONE:
         return Move(State.NOT_ACCEPTED, _BEFORE_RECEIPTS, "non accettazione")
     if not for_recipient:
@@ -230,16 +232,15 @@ class OutgoingPort(Protocol):
 @dataclass(slots=True)
 class Kept:
     """An accettazione reconciled with `keep`: matched, nothing written on its jobs yet. The write
-    of its avvenuta consegna in the same batch carries it to that job (`carried`); the settling
-    (`reconcile_kept`) writes it, and moves, where none did."""
+    of its outcome (consegna, errore, ...) later in the same batch carries it to that job
+    (`carried`); the settling (`reconcile_kept`) writes it, and moves, where none did."""
 
     message_id: str
     receipt_id: str
     msg: PecMessage
-    # its message's jobs as it read them (it concerns them all); its consegne start from them: a
-    # move finding a job moved since reads it again (the store's `apply`)
-    jobs: tuple[Job, ...]
-    carried: set[str] = field(default_factory=set)  # addresses of the jobs a consegna's write took it to
+    jobs: tuple[Job, ...]  # its message's jobs as it read them: it concerns them all
+    carried: set[str] = field(default_factory=set)  # addresses of the jobs a receipt's write took it to
+    written: set[str] = field(default_factory=set)  # addresses of the jobs written since it read them
 
     @property
     def receipt(self) -> dict[str, str | None]:
@@ -247,7 +248,7 @@ class Kept:
 
     @property
     def left(self) -> list[str]:
-        """The addresses of the jobs no consegna's write carried it to."""
+        """The addresses of the jobs no receipt's write carried it to."""
         return [job.address for job in self.jobs if job.address not in self.carried]
 
 
@@ -309,15 +310,14 @@ def reconcile_receipt(
     """Move the jobs a receipt concerns. Idempotent: applying the same receipt again, or a
     late one, changes nothing. A receipt whose original is unknown is reported unmatched.
 
-    `keep` (the poller, for a PEC accettazione whose avvenuta consegna is in the same fetched
-    batch): matched and its identificativo stored, but nothing written on its jobs; the result's
-    `kept` says what is left. `carry`: such accettazioni of the batch; a receipt of the same
-    message starts from the jobs they read, and an avvenuta consegna's write on a job takes them
-    along (their receipt, and the flag they set), one write where there were two, noting it in
-    their `carried`. `skip`: jobs left alone
-    (those a consegna carried the receipt to, when the accettazione is settled)."""
-    # the jobs a kept accettazione of the same message read (it wrote nothing): not read again
-    read = next((k for k in carry if msg.ref_message_id and k.message_id == msg.ref_message_id), None)
+    `keep` (the poller, for a PEC accettazione whose outcome, consegna, errore, ..., is later in
+    the same fetched batch): matched and its identificativo stored, but nothing written on its
+    jobs; the result's `kept` says what is left. `carry`: such accettazioni of the batch; a
+    receipt of the same message starts from the jobs they read (`_read_by`), and an outcome's
+    write on a job takes them along (their receipt, their flag and stamp), one write where there
+    were two, noting it in their `carried`. `skip`: jobs left alone (those an outcome carried the
+    receipt to, when the accettazione is settled)."""
+    read = _read_by(carry, msg)
     found = (read.message_id, list(read.jobs), True) if read is not None else find_original(port, msg)
     message_id, found_jobs, identificativo_known = found
     if message_id is None:
@@ -373,10 +373,10 @@ def reconcile_receipt(
             move = move_for_receipt(msg.kind, error_detail=msg.error_detail)
             certify = certified.get(job.address) if msg.kind == kinds.ACCETTAZIONE else None
         along = _carried(carry, message_id, job, move) if carry else []
-        if along:  # the accettazione's flag, where its own move would have set it (receipt by receipt)
-            accepted = move_for_receipt(kinds.ACCETTAZIONE)
-            if accepted is not None and accepted.applies_to(job.state):
-                certify = _certified(along[0].msg).get(job.address, certify)
+        if move is not None and along and ACCEPTING.applies_to(job.state):
+            # where the accettazione's own move would have applied: its flag and its stamp
+            certify = _certified(along[0].msg).get(job.address, certify)
+            move = replace(move, through=move.through | {State.ACCEPTED})
         after = port.apply(
             message_id,
             job,
@@ -386,6 +386,9 @@ def reconcile_receipt(
             certified=certify,
             **({"carried": {k.receipt_id: k.receipt for k in along}} if along else {}),
         )
+        for kept in carry:
+            if kept.message_id == message_id:  # its read of this job is stale now
+                kept.written.add(job.address)
         for kept in along:  # written: nothing left of it on this job
             kept.carried.add(job.address)
         if after != job.state or (relayed_to_external and move is not None and after == move.to):
@@ -393,18 +396,34 @@ def reconcile_receipt(
     return result
 
 
+def _read_by(carry: Sequence[Kept], msg: PecMessage) -> Kept | None:
+    """A kept accettazione of the message a receipt names one recipient of, which read that
+    recipient's job and saw nothing write it since: the receipt starts from its read (the
+    accettazione wrote nothing), not reading the jobs again."""
+    named = (msg.delivered_to or "").lower()
+    for kept in carry:
+        if (
+            named
+            and kept.message_id == msg.ref_message_id
+            and named not in kept.written
+            and any(job.address == named for job in kept.jobs)
+        ):
+            return kept
+    return None
+
+
 def _carried(carry: Sequence[Kept], message_id: str, job: Job, move: Move | None) -> list[Kept]:
     """The kept accettazioni a receipt's write on `job` takes along: those of its message not yet
-    carried to the job, when its move takes the job past accepted (an avvenuta consegna's: it
-    stamps `at_accepted`, and applies wherever the accettazione's move would)."""
-    if move is None or State.ACCEPTED not in move.through:
+    carried to the job, when its move applies wherever the accettazione's would and takes the
+    job past accepted (a receipt on the delivery: consegna, errore, preavviso, virus)."""
+    if move is None or not move.only_from >= ACCEPTING.only_from or move.to in _NOT_PAST_ACCEPTED:
         return []
     return [kept for kept in carry if kept.message_id == message_id and job.address in kept.left]
 
 
 def reconcile_kept(port: OutgoingPort, kept: Kept) -> None:
-    """Write an accettazione reconciled with `keep` where no avvenuta consegna's write carried it
-    (another recipient's job, a consegna that came in no later message of the batch or could not
+    """Write an accettazione reconciled with `keep` where no outcome's write carried it
+    (another recipient's job, an outcome that came in no later message of the batch or could not
     be applied): its receipt and its move, as `reconcile_receipt` would have. Nothing to do, no
     read, when every job of its message had it carried."""
     if kept.left:

@@ -4,9 +4,9 @@ Per message, in this order (a crash anywhere loses nothing and duplicates nothin
   1. store the raw bytes in S3 (key by sha256, checksum verified by S3),
   2. classify,
   3. reconcile receipts with what we sent (conditional moves: replays are no-ops; the receipt is
-     kept on its job by sha256, once; an accettazione whose avvenuta consegna comes later in the
-     same batch is written by the consegna's own write, and the batch is settled before the
-     cursor passes it),
+     kept on its job by sha256, once; an accettazione whose outcome (consegna, errore, ...)
+     comes later in the same batch is written by the outcome's own write, and the batch is
+     settled before the cursor passes it),
   4. write the message record with the reconciliation's outcome, in one write (conditional: a
      message already recorded is not recorded again; its outcome is updated on it),
   5. advance the cursor past its UID (written once per fetched batch: a crash re-reads the
@@ -108,9 +108,9 @@ class PollResult:
 
 @dataclass(slots=True)
 class Batch:
-    """A fetched batch, as reconciliation sees it: the Message-IDs its avvenute consegne refer
-    to (each with the UID of the last one), and the accettazioni left to them (written by their
-    writes, settled before the cursor passes where they were not)."""
+    """A fetched batch, as reconciliation sees it: the Message-IDs its receipts on a delivery
+    (consegna, errore, ...) refer to, each with the UID of the last one, and the accettazioni
+    left to them (written by their writes, settled before the cursor passes where they were not)."""
 
     deliveries: dict[str, int]
     kept: list[Kept] = field(default_factory=list)
@@ -208,8 +208,8 @@ class Ingestor:
                 )
                 continue
             fetched_batch = session.fetch(batch)
-            # an accettazione whose avvenuta consegna comes later in this batch is written by the
-            # consegna's write (one where there were two), and is settled before the cursor
+            # an accettazione whose outcome (consegna, errore, ...) comes later in this batch is
+            # written by the outcome's write (one where there were two), and settled before the cursor
             # passes the batch; not when going carefully: there the cursor passes each message
             batch_seen = Batch({} if careful else _deliveries(fetched_batch))
             for i, fetched in enumerate(fetched_batch):
@@ -483,10 +483,10 @@ class Ingestor:
         uid: int = 0,
     ) -> tuple[str | None, Reconciled]:
         """Reconcile a receipt or thread a reply: the campaign the message belongs to, if any,
-        and what its record says of it. A PEC accettazione (at `uid`) whose avvenuta consegna
-        comes later in the same batch (`batch`) is matched but not written: the consegna's
-        write on its job takes it along, and what no consegna took is written when the batch is
-        settled."""
+        and what its record says of it. A PEC accettazione (at `uid`) whose outcome (consegna,
+        errore, ...) comes later in the same batch (`batch`) is matched but not written: the
+        outcome's write on its job takes it along, and what none took is written when the batch
+        is settled."""
         if msg.kind in kinds.RICEVUTE:
             keep = bool(
                 batch is not None
@@ -522,8 +522,8 @@ class Ingestor:
         return None, Reconciled()
 
     def _settle(self, address: str, batch: Batch) -> None:
-        """A batch's accettazioni left to their consegne, written (receipt and move) on the jobs
-        no consegna's write took them to. Failing (AWS), the cursor goes back before the first
+        """A batch's accettazioni left to their outcomes, written (receipt and move) on the jobs
+        no outcome's write took them to. Failing (AWS), the cursor goes back before the first
         of them, not counted as an attempt: the next poll reads it again and writes it itself."""
         try:
             while batch.kept:
@@ -617,7 +617,7 @@ class Ingestor:
 
 
 def _deliveries(fetched_batch: list) -> dict[str, int]:
-    """The Message-IDs the avvenute consegne of a fetched batch refer to, each with the UID of
+    """The Message-IDs the receipts on a delivery in a fetched batch refer to, each with the UID of
     the last of them (a glance at headers)."""
     refs = ((delivery_reference(f.raw), f.uid) for f in fetched_batch)
     return {ref: uid for ref, uid in sorted(refs, key=lambda r: r[1]) if ref}
