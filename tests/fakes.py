@@ -76,6 +76,7 @@ from pecflow.domain.records import (
     left_behind,
     move_stamps,
     receipt_entry,
+    receipts_written,
     registered_items,
     rows_covered,
 )
@@ -774,7 +775,7 @@ class FakeOutgoingStore:
         happens, by the same write."""
         key = (message_id, recipient.address)  # as the adapter: the address as the Job has it
         now = clock.iso()
-        receipts = {**({receipt_id: receipt or {}} if receipt_id else {}), **(carried or {})}
+        receipts = receipts_written(receipt_id, receipt, carried)
         infos = {rid: _kept(receipt_entry(r, recipient.address, now)) for rid, r in receipts.items()}
         state = recipient.state
         if move is not None and move.applies_to(recipient.state):

@@ -32,6 +32,7 @@ from pecflow.domain.records import (
     left_behind,
     move_stamps,
     receipt_entry,
+    receipts_written,
     registered_items,
     rows_covered,
 )
@@ -50,7 +51,7 @@ def _job(item: dict) -> Job:
     )
 
 
-def _receipt_sets(receipts: dict[str, dict], recipient: str, now: str) -> tuple[str, dict, dict] | None:
+def _receipt_sets(receipts: Mapping[str, Mapping], recipient: str, now: str) -> tuple[str, dict, dict] | None:
     """The SET clauses keeping receipts (id -> receipt) on a job's row, each only where absent:
     the clauses, their names, their values (None: no receipt)."""
     if not receipts:
@@ -281,7 +282,7 @@ class OutgoingStore:
         key = {"message_id": message_id, "recipient": recipient.address}
         now = clock.iso()
         # the reconciled view keeps every receipt (duplicates and late ones too), keyed by its sha256
-        receipts = {**({receipt_id: receipt or {}} if receipt_id else {}), **(carried or {})}
+        receipts = receipts_written(receipt_id, receipt, carried)
         record = _receipt_sets(receipts, recipient.address, now)
         state = recipient.state
         if move is not None and move.applies_to(recipient.state):
