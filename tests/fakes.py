@@ -76,6 +76,7 @@ from pecflow.domain.records import (
     left_behind,
     move_stamps,
     receipt_entry,
+    receipts_written,
     registered_items,
     rows_covered,
 )
@@ -589,6 +590,9 @@ class FakeOutgoingStore:
         self.unrowed: set[str] = set()  # as the adapter: campaigns found without row_counters
         self._interference: list[str] = []  # reasons the next move writes are refused for
         self._writes: list[str] | None = None  # the move writes tried since `interfere`
+        # every write request the adapter would make: "transaction" or "update" (a move), "receipt"
+        # (receipts alone), "identificativo"
+        self.write_requests: list[str] = []
 
     def interfere(self, reasons: Iterable[str]) -> list[str]:
         """Refuse the next move writes for contention, one per reason ("TransactionConflict",
@@ -716,6 +720,7 @@ class FakeOutgoingStore:
         )
 
     def set_identificativo(self, message_id: str, identificativo: str) -> None:
+        self.write_requests.append("identificativo")
         self._upsert(message_id, MESSAGE_ROW).setdefault("identificativo", identificativo)
 
     def reserve_slot(self, message_id: str, recipient: str, at: float) -> bool:
@@ -734,11 +739,13 @@ class FakeOutgoingStore:
         if self.campaigns is not None:
             self.campaigns._add_figure(campaign_id, name, delta)
 
-    def _record_receipt(self, key: tuple[str, str], receipt_id: str, info: dict) -> None:
+    def _record_receipts(self, key: tuple[str, str], infos: dict[str, dict]) -> None:
+        self.write_requests.append("receipt")
         row = self.rows.get(key)
         if row is None or not isinstance(row.get("receipts"), dict):
             raise _no_path()  # SET receipts.x where there is no receipts map
-        row["receipts"].setdefault(receipt_id, copy.deepcopy(info))
+        for receipt_id, info in infos.items():
+            row["receipts"].setdefault(receipt_id, copy.deepcopy(info))
 
     def try_move(self, message_id: str, recipient: Job, move: Move, **kwargs) -> bool:
         outcome: list[bool] = []
@@ -754,6 +761,7 @@ class FakeOutgoingStore:
         receipt_id: str | None = None,
         receipt: dict | None = None,
         certified: bool | None = None,
+        carried: dict[str, dict] | None = None,
         also_set: dict | None = None,
         only_if: dict | None = None,
         also_remove: tuple[str, ...] = (),
@@ -763,18 +771,19 @@ class FakeOutgoingStore:
         (`recipient.state`); its write is conditional on exactly that state and certified flag
         (and `only_if`), and the counters move from them; when the job moved meanwhile to a state
         the move applies from, it is made from there; a write refused for contention (`interfere`)
-        is tried again, then raised; the receipt is recorded whatever happens."""
+        is tried again, then raised; the receipt (and the `carried` ones) recorded whatever
+        happens, by the same write."""
         key = (message_id, recipient.address)  # as the adapter: the address as the Job has it
         now = clock.iso()
-        info = _kept(receipt_entry(receipt or {}, recipient.address, now)) if receipt_id else None
+        receipts = receipts_written(receipt_id, receipt, carried)
+        infos = {rid: _kept(receipt_entry(r, recipient.address, now)) for rid, r in receipts.items()}
         state = recipient.state
         if move is not None and move.applies_to(recipient.state):
             job = recipient
             write = {
                 "now": now,
                 "certified": certified,
-                "receipt_id": receipt_id,
-                "info": info,
+                "infos": infos,
                 "receipt": receipt,
                 "also_set": also_set,
                 "only_if": only_if,
@@ -796,8 +805,8 @@ class FakeOutgoingStore:
                 raise ClientError({"Error": {"Code": "ConditionalCheckFailedException"}}, "UpdateItem")
         if _applied is not None:
             _applied.append(False)
-        if receipt_id:
-            self._record_receipt(key, receipt_id, info)
+        if infos:
+            self._record_receipts(key, infos)
         return state
 
     def _write_move(
@@ -808,8 +817,7 @@ class FakeOutgoingStore:
         *,
         now: str,
         certified: bool | None,
-        receipt_id: str | None,
-        info: dict | None,
+        infos: dict[str, dict],
         receipt: dict | None,
         also_set: dict | None,
         only_if: dict | None,
@@ -828,6 +836,7 @@ class FakeOutgoingStore:
             else {}
         )
         for attempt in range(CONFLICT_ATTEMPTS):
+            self.write_requests.append("transaction" if deltas else "update")
             if self._writes is not None:
                 self._writes.append("transaction" if deltas else "update")
             if not self._interference:
@@ -848,13 +857,13 @@ class FakeOutgoingStore:
             self.unrowed.add(job.campaign_id)  # the counters' condition failed too
             if holds:  # the job held: written again without the row counters
                 return self._write_move(
-                    key, job, move, now=now, certified=certified, receipt_id=receipt_id, info=info,
-                    receipt=receipt, also_set=also_set, only_if=only_if, also_remove=also_remove,
+                    key, job, move, now=now, certified=certified, infos=infos, receipt=receipt,
+                    also_set=also_set, only_if=only_if, also_remove=also_remove,
                 )  # fmt: skip
             return False
         if not holds:
             return False
-        if receipt_id and not isinstance(row.get("receipts"), dict):
+        if infos and not isinstance(row.get("receipts"), dict):
             raise _no_path()
         if deltas:
             self.campaigns._transact_counters(job.campaign_id, deltas, rows)  # raises when cancelled
@@ -864,7 +873,7 @@ class FakeOutgoingStore:
             row.setdefault(stamp, now)
         row["certified"] = new_certified
         row["last_reason"] = move.reason
-        if receipt_id:
+        for receipt_id, info in infos.items():
             row["receipts"].setdefault(receipt_id, copy.deepcopy(info))
         extra = dict(also_set or {})
         if receipt and move.to in (State.DELIVERY_FAILED, State.NOT_ACCEPTED):

@@ -589,13 +589,66 @@ def test_receipts_are_recorded_once_whatever_the_move(ports, uid):
     assert _validation_error(error)
 
 
-def test_an_accettazione_can_tell_a_recipient_is_external(ports, uid):
-    store = ports.outgoing
+def _campaign_message(ports, uid: str, tag: str, recipient: str) -> tuple[str, Job]:
+    """A message of a new campaign to one recipient, registered sent: its Message-ID and job."""
     campaign = f"camp-{uid}"
     ports.campaigns.create(campaign, {"status": "sending"})
-    msgid = f"<e{uid}@pec.azienda.test>"
-    store.register(msgid, mailbox="u@pec.test", recipients=["p@posta.example"], campaign_id=campaign)
-    job = Job("p@posta.example", State.SENT, True, campaign)
+    msgid = f"<{tag}{uid}@pec.azienda.test>"
+    ports.outgoing.register(msgid, mailbox="u@pec.test", recipients=[recipient], campaign_id=campaign)
+    return msgid, Job(recipient, State.SENT, True, campaign)
+
+
+def test_a_move_carries_other_receipts_in_its_own_write(ports, uid):
+    """An avvenuta consegna's write takes its accettazione along (`carried`): both receipts kept
+    by the one move, the flag it sets; again, or on a job the move no longer applies to, the
+    receipts alone, each only where absent."""
+    store = ports.outgoing
+    msgid, a = _campaign_message(ports, uid, "c", "a@x.test")
+    campaign = a.campaign_id
+    at = "2026-03-02T09:00:00+01:00"
+    consegna = {"kind": kinds.AVVENUTA_CONSEGNA, "at": at, "delivered_to": "a@x.test"}
+    accettazione = {"kind": kinds.ACCETTAZIONE, "at": at, "delivered_to": None}
+    delivered = move_for_receipt(kinds.AVVENUTA_CONSEGNA)
+    assert (
+        store.apply(
+            msgid,
+            a,
+            delivered,
+            receipt_id="c1",
+            receipt=consegna,
+            certified=False,
+            carried={"a1": accettazione},
+        )
+        == State.DELIVERED
+    )
+    job = store.job(msgid)
+    assert job.receipts == {"c1": {"kind": kinds.AVVENUTA_CONSEGNA, "at": at},
+                            "a1": {"kind": kinds.ACCETTAZIONE, "at": at}}  # fmt: skip
+    assert State.ACCEPTED in job.reached_at and store.jobs(msgid) == [
+        replace(a, state=State.DELIVERED, certified=False)
+    ]
+    done = replace(a, state=State.DELIVERED, certified=False)
+    again = {"a1": {"kind": "other"}, "a2": {"kind": kinds.ACCETTAZIONE, "at": None}}
+    assert store.apply(msgid, a, delivered, receipt_id="c1", receipt={"kind": "x"}, carried=again) == (
+        State.DELIVERED
+    )
+    assert store.apply(msgid, done, None, carried={"a3": accettazione}) == State.DELIVERED
+    receipts = store.job(msgid).receipts
+    assert sorted(receipts) == ["a1", "a2", "a3", "c1"] and receipts["a1"]["kind"] == kinds.ACCETTAZIONE
+    assert set(receipts["a2"]) == {"kind", "recorded_at"}
+    counters = ports.campaigns.counters(campaign)
+    assert (counters["accepted"], counters["delivered"], counters["waiting"], counters["only_sent"]) == (
+        1,
+        1,
+        -1,
+        -1,
+    )
+
+
+def test_an_accettazione_can_tell_a_recipient_is_external(ports, uid):
+    store = ports.outgoing
+    msgid, job = _campaign_message(ports, uid, "e", "p@posta.example")
+    campaign = job.campaign_id
     store.apply(msgid, job, move_for_receipt(kinds.ACCETTAZIONE), certified=False)
     assert store.jobs(msgid) == [Job("p@posta.example", State.ACCEPTED, False, campaign)]
     counters = ports.campaigns.counters(campaign)

@@ -346,8 +346,9 @@ def test_cli_help_and_no_command(capsys):
 
 
 def test_a_consegna_tells_what_it_refers_to_from_its_headers_alone():
-    """The poller's glance at a fetched batch: an avvenuta consegna's X-Riferimento-Message-ID,
-    bare; nothing for another kind, a consegna without the header, or bytes that are no mail."""
+    """The poller's glance at a fetched batch: the X-Riferimento-Message-ID of a receipt on the
+    delivery (consegna, errore, ...), bare; nothing for another kind, a consegna without the
+    header, or bytes that are no mail."""
     original = builder.messaggio_originale(
         mittente="ufficio@pec.azienda.test", destinatari=["c@pec.cliente.test"], oggetto="Pratica",
         testo="x", message_id="<Pratica-7@PEC.Azienda.test>",
@@ -361,6 +362,8 @@ def test_a_consegna_tells_what_it_refers_to_from_its_headers_alone():
         message.parse(consegna).ref_message_id
     )
     assert message.delivery_reference(accettazione) is None
+    errore = builder.ricevuta(kinds.ERRORE_CONSEGNA, original, consegna="c@pec.cliente.test", **kw)
+    assert message.delivery_reference(errore) == "pratica-7@pec.azienda.test", "an outcome all the same"
     assert message.delivery_reference(original) is None
     without = consegna.replace(b"X-Riferimento-Message-ID:", b"X-Altro:", 1)
     assert message.delivery_reference(without) is None

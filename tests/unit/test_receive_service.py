@@ -269,15 +269,17 @@ def test_a_crash_at_each_step_of_each_message_loses_and_duplicates_nothing(monke
     """The clean run is the reference; the crashing run dies at `step` once on every message in
     turn, polling again after each crash. Both must end exactly alike."""
     fakes.FakeClock(WHEN + timedelta(days=1)).install(monkeypatch)
-    raws = [*our_traffic(World(), 6), *mixed(8, 9, True)]
+    raws = [*our_traffic(World(), 6), *double_traffic(World()), *mixed(8, 9, True)]
 
     clean = World()
     our_traffic(clean, 6)
+    double_traffic(clean)
     clean.fill(raws)
     clean.poll()
 
     crashing = World()
     our_traffic(crashing, 6)
+    double_traffic(crashing)
     crashing.fill(raws)
     uids = crashing.account.uids()
     left = crashing.crash_at(step, uids, error)
@@ -297,6 +299,9 @@ def test_a_crash_at_each_step_of_each_message_loses_and_duplicates_nothing(monke
     for i in range(6):
         receipts = crashing.outgoing.view(f"<m{i}@pec.azienda.test>")["jobs"][0]["receipts"]
         assert len(receipts) == 2, "each receipt recorded once on its job"
+    assert [(j["state"], len(j["receipts"])) for j in crashing.outgoing.view(DOUBLE)["jobs"]] == [
+        ("delivered", 2)
+    ] * 2
 
 
 @pytest.mark.parametrize("step", ["after_archive", "after_reconcile", "after_record", "before_cursor"])
@@ -349,24 +354,30 @@ def test_a_receipt_reconciles_its_job_once(world):
 
 
 def test_an_accettazione_leaves_its_move_to_the_consegna_in_the_same_batch(world):
-    """One transaction a delivered job instead of two: the accettazione is kept on the job and
-    its avvenuta consegna, fetched in the same batch, moves it past accepted; the end is the
-    same as receipt by receipt (a batch of one), stamps and counters included."""
-    ours = our_traffic(world, 4)  # the fourth: an errore di consegna, nothing to leave to
+    """One write a delivered (or failed) job instead of three: the accettazione writes nothing on
+    the job, and its avvenuta consegna (or errore), fetched later in the same batch, keeps it there
+    and moves the job past accepted in its one transaction; the end is the same as receipt by
+    receipt (a batch of one), stamps and counters included."""
+    ours = our_traffic(world, 4)  # the fourth: an errore di consegna, which takes it along too
     writes = world.outgoing.interfere([])
     world.fill(ours)
     world.poll()
-    assert writes == ["transaction"] * 5, "3 consegne, and the 4th job's accettazione and errore"
+    assert writes == ["transaction"] * 4, "3 consegne and an errore, each with its accettazione"
     one_by_one = World()
     one_by_one.ingestor.chunk_messages = 1
     our_traffic(one_by_one, 4)
     one_by_one.fill(ours)
     one_by_one.poll()
     assert timeless(world.state()) == timeless(one_by_one.state())
+    # the accettazione's receipt rides on its consegna's transaction: no write of its own on the job
+    assert Counter(world.outgoing.write_requests) == {"transaction": 4, "identificativo": 4}
+    assert Counter(one_by_one.outgoing.write_requests) == {"transaction": 8, "identificativo": 4}
     for i in range(3):
         job = world.outgoing.view(f"<m{i}@pec.azienda.test>")["jobs"][0]
         assert job["state"] == "delivered" and len(job["receipts"]) == 2
         assert job["at_accepted"] and job["at_delivered"], "the export's accepted_at and delivered_at"
+    failed = world.outgoing.view("<m3@pec.azienda.test>")["jobs"][0]
+    assert failed["state"] == "delivery-failed" and len(failed["receipts"]) == 2 and failed["at_accepted"]
     counters = world.campaigns.counters(CAMPAIGN)
     assert (counters["accepted"], counters["delivered"], counters["delivery_failures"]) == (3, 3, 1)
 
@@ -389,6 +400,124 @@ def double_receipts() -> tuple[bytes, bytes]:
         kinds.AVVENUTA_CONSEGNA, original, destinatari=[Destinatario(TWO[0])], consegna=TWO[0], **kw
     )
     return accettazione, consegna
+
+
+@cache
+def second_consegna() -> bytes:
+    """The avvenuta consegna of the two-recipient message to its second recipient."""
+    original = builder.messaggio_originale(
+        mittente=BOX, destinatari=TWO, oggetto="Doppio", testo="x", message_id=DOUBLE, data=WHEN
+    )
+    return builder.ricevuta(
+        kinds.AVVENUTA_CONSEGNA,
+        original,
+        gestore=builder.SIMULATO,
+        identificativo="opec9.1@pec.simulato.test",
+        data=WHEN + timedelta(seconds=5),
+        destinatari=[Destinatario(TWO[1])],
+        consegna=TWO[1],
+    )
+
+
+def double_traffic(world: World) -> list[bytes]:
+    """The two-recipient message registered, and its accettazione and two consegne."""
+    world.outgoing.register(DOUBLE, mailbox=BOX, recipients=TWO, campaign_id=CAMPAIGN)
+    return [*double_receipts(), second_consegna()]
+
+
+def counted_reads(world: World) -> list[str]:
+    """The Message-IDs whose head and jobs the poll reads from now on, in order."""
+    reads, read = [], world.outgoing.message_and_jobs
+
+    def counted(message_id):
+        reads.append(message_id)
+        return read(message_id)
+
+    world.outgoing.message_and_jobs = counted
+    return reads
+
+
+def test_one_accettazione_rides_on_the_two_consegne_of_its_two_recipients(world):
+    """A message to two recipients, its accettazione and both consegne in one batch: each
+    consegna's transaction carries the accettazione to its job, from the jobs as the accettazione
+    read them; nothing is left to settle (not even a read) and the end is the same as receipt by
+    receipt."""
+    one_by_one = World()
+    one_by_one.ingestor.chunk_messages = 1
+    for each in (world, one_by_one):
+        each.fill([*mixed(2, 8), *double_traffic(each)])
+    reads = [counted_reads(world), counted_reads(one_by_one)]
+    for each in (world, one_by_one):
+        each.poll()
+    assert reads[0].count(DOUBLE) == 1, "the accettazione's read serves its consegne; nothing to settle"
+    assert reads[1].count(DOUBLE) == 3
+    assert Counter(world.outgoing.write_requests) == {"transaction": 2, "identificativo": 1}
+    assert Counter(one_by_one.outgoing.write_requests) == {"transaction": 4, "identificativo": 1}
+    jobs = world.outgoing.view(DOUBLE)["jobs"]
+    assert [(job["state"], len(job["receipts"])) for job in jobs] == [("delivered", 2)] * 2
+    assert all(job["at_accepted"] for job in jobs)
+    assert timeless(world.state()) == timeless(one_by_one.state()), "counters included"
+
+
+def test_a_preavviso_or_a_virus_takes_the_accettazione_along_as_a_consegna_does(world):
+    """Whatever receipt on the delivery comes first after the accettazione in the batch takes it
+    along (a preavviso, then its consegna; a rilevazione virus): the end is receipt by receipt's."""
+    raws, one_by_one = [], World()
+    one_by_one.ingestor.chunk_messages = 1
+    for i, kinds_after in enumerate([(kinds.PREAVVISO_ERRORE_CONSEGNA, kinds.AVVENUTA_CONSEGNA),
+                                     (kinds.RILEVAZIONE_VIRUS,)]):  # fmt: skip
+        to, msgid = f"altro{i}@pec.cliente.test", f"<a{i}@pec.azienda.test>"
+        original = builder.messaggio_originale(
+            mittente=BOX, destinatari=[to], oggetto="Altro", testo="x", message_id=msgid, data=WHEN
+        )
+        kw = dict(gestore=builder.SIMULATO, identificativo=f"opec-a{i}@pec.simulato.test", data=WHEN,
+                  destinatari=[Destinatario(to)])  # fmt: skip
+        raws.append(builder.ricevuta(kinds.ACCETTAZIONE, original, **kw))
+        raws += [builder.ricevuta(kind, original, consegna=to, **kw) for kind in kinds_after]
+        for each in (world, one_by_one):
+            each.outgoing.register(msgid, mailbox=BOX, recipients=[to], campaign_id=CAMPAIGN)
+    for each in (world, one_by_one):
+        each.fill(raws)
+        each.poll()
+    assert Counter(world.outgoing.write_requests) == {"transaction": 3, "identificativo": 2}, "none refused"
+    assert [job.state for job in (*world.outgoing.jobs("<a0@pec.azienda.test>"),
+                                  *world.outgoing.jobs("<a1@pec.azienda.test>"))] == ["delivered", "delivery-failed"]  # fmt: skip
+    assert timeless(world.state()) == timeless(one_by_one.state()), "stamps and counters included"
+
+
+def test_an_accettazione_after_its_consegna_in_the_batch_is_written_by_itself(world):
+    """Only a consegna later in the batch takes an accettazione along: one that came before it
+    leaves nothing to carry, and the accettazione is reconciled as it arrives."""
+    [(msgid, to, (accettazione, consegna))] = our_raws(1)
+    world.outgoing.register(msgid, mailbox=BOX, recipients=[to], campaign_id=CAMPAIGN)
+    world.fill([consegna, accettazione])
+    world.poll()
+    assert world.outgoing.write_requests == ["transaction", "identificativo", "receipt"]
+    job = world.outgoing.view(msgid)["jobs"][0]
+    assert job["state"] == "delivered" and len(job["receipts"]) == 2
+
+
+def test_a_consegna_that_cannot_be_applied_leaves_its_accettazione_to_the_settling(world):
+    """The consegna's reconciliation fails for a reason of its own (its record is quarantined):
+    the accettazione it would have carried is written when the batch is settled, and moves the
+    job to accepted as receipt by receipt."""
+    [(msgid, to, (accettazione, consegna))] = our_raws(1)
+    world.outgoing.register(msgid, mailbox=BOX, recipients=[to], campaign_id=CAMPAIGN)
+    world.fill([accettazione, consegna])
+    apply = world.outgoing.apply
+
+    def refusing(message_id, recipient, move, **kw):
+        if kw.get("carried"):
+            raise ValueError("a consegna this store cannot take")
+        return apply(message_id, recipient, move, **kw)
+
+    world.outgoing.apply = refusing
+    result = world.poll()
+    assert [q.split(": ", 1)[0] for q in result.quarantined] == ["UID 2"]
+    job = world.outgoing.view(msgid)["jobs"][0]
+    assert job["state"] == "accepted" and list(job["receipts"]) == [hashlib.sha256(accettazione).hexdigest()]
+    counters = world.campaigns.counters(CAMPAIGN)
+    assert (counters["accepted"], counters["delivered"], counters["waiting"]) == (1, 0, 0)
 
 
 def test_an_accettazione_moves_the_jobs_its_batch_consegna_did_not(world):
@@ -462,22 +591,31 @@ def test_settling_a_batch_that_fails_takes_the_cursor_back_before_the_accettazio
     the first of them, with no attempt counted, and the next poll moves its jobs."""
     world.outgoing.register(DOUBLE, mailbox=BOX, recipients=TWO, campaign_id=CAMPAIGN)
     world.fill([*mixed(2, 8), *double_receipts()])
-    jobs, calls = world.outgoing.jobs, []
+    apply, calls = world.outgoing.apply, []
 
-    def failing(message_id):
-        calls.append(message_id)
-        raise ClientError({"Error": {"Code": "InternalServerError"}}, "Query")
+    def failing(message_id, recipient, move, **kw):  # the second recipient's job: only settling writes it
+        if recipient.address == TWO[1]:
+            calls.append(message_id)
+            raise ClientError({"Error": {"Code": "InternalServerError"}}, "TransactWriteItems")
+        return apply(message_id, recipient, move, **kw)
 
-    world.outgoing.jobs = failing
+    world.outgoing.apply = failing
     with pytest.raises(ClientError):
         world.poll()
     assert calls == [DOUBLE]
     cursor = world.mailboxes.get_cursor(BOX, "INBOX")
     assert (cursor.last_uid, cursor.attempt_uid, cursor.attempts) == (2, None, 0)
-    assert {str(job.state) for job in jobs(DOUBLE)} == {"delivered", "sent"}
-    world.outgoing.jobs = jobs
+    assert {str(job.state) for job in world.outgoing.jobs(DOUBLE)} == {"delivered", "sent"}
+    world.outgoing.apply = apply
     world.poll()
-    assert {job.address: str(job.state) for job in jobs(DOUBLE)} == {TWO[0]: "delivered", TWO[1]: "accepted"}
+    jobs = {job["recipient"]: job for job in world.outgoing.view(DOUBLE)["jobs"]}
+    assert {address: job["state"] for address, job in jobs.items()} == {
+        TWO[0]: "delivered",
+        TWO[1]: "accepted",
+    }
+    assert (len(jobs[TWO[0]]["receipts"]), len(jobs[TWO[1]]["receipts"])) == (2, 1), (
+        "the accettazione on both"
+    )
     assert world.mailboxes.get_cursor(BOX, "INBOX").last_uid == 4
 
 

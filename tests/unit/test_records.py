@@ -20,6 +20,7 @@ from pecflow.domain.records import (
     job_key,
     left_behind,
     receipt_entry,
+    receipts_written,
     registered_items,
     state_stamp,
 )
@@ -175,6 +176,17 @@ STORED = {
     "head": {"message_id": "<pecflow.c1.2.1@pec.test>", "recipient": MESSAGE_ROW},
     "a_future_attribute": [1, 2],
 }
+
+
+def test_a_write_keeps_the_receipts_it_carries_before_its_own():
+    """In the order they came (an accettazione its consegna takes along came first): views sort
+    receipts by time, and two of the same second stay in that order."""
+    written = receipts_written("c1", {"kind": "avvenuta-consegna"}, {"a1": {"kind": "accettazione"}})
+    assert list(written) == ["a1", "c1"] and written["c1"] == {"kind": "avvenuta-consegna"}
+    assert receipts_written(None, None, {"a1": {}}) == {"a1": {}} and receipts_written("c1", None, None) == {
+        "c1": {}
+    }
+    assert receipts_written(None, None, None) == {}
 
 
 def test_a_job_record_types_every_attribute_and_keeps_the_unknown_ones():

@@ -188,6 +188,7 @@ class OutgoingStore(OutgoingPort, Protocol):
         receipt_id: str | None = None,
         receipt: dict[str, Any] | None = None,
         certified: bool | None = None,
+        carried: dict[str, dict[str, Any]] | None = None,
         also_set: dict[str, Any] | None = None,
         only_if: dict[str, Any] | None = None,
         also_remove: tuple[str, ...] = (),

@@ -12,7 +12,8 @@ Pure domain code: no I/O.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -76,6 +77,8 @@ RELAYED_TO_EXTERNAL = Move(
     "relayed to an ordinary (non-REM) e-mail address: no delivery receipt will follow",
 )
 REDRIVE = Move(State.PENDING, frozenset({State.ERROR}), "re-driven from the dead-letter queue")
+ACCEPTING = Move(State.ACCEPTED, _BEFORE_RECEIPTS, "accettazione")  # an accettazione's move
+_NOT_PAST_ACCEPTED = _BEFORE_RECEIPTS | {State.ACCEPTED}
 
 
 class CampaignStatus(StrEnum):
@@ -104,7 +107,7 @@ def move_for_receipt(
     non-accettazione) apply to every recipient. None: the receipt changes no state.
     """
     if kind == kinds.ACCETTAZIONE:
-        return Move(State.ACCEPTED, _BEFORE_RECEIPTS, "accettazione")
+        return ACCEPTING
     if kind == kinds.NON_ACCETTAZIONE:
         return Move(State.NOT_ACCEPTED, _BEFORE_RECEIPTS, "non accettazione")
     if not for_recipient:
@@ -222,7 +225,31 @@ class OutgoingPort(Protocol):
         receipt_id: str | None = None,
         receipt: dict[str, str | None] | None = None,
         certified: bool | None = None,
+        carried: dict[str, dict[str, str | None]] | None = None,
     ) -> State: ...
+
+
+@dataclass(slots=True)
+class Kept:
+    """An accettazione reconciled with `keep`: matched, nothing written on its jobs yet. The write
+    of its outcome (consegna, errore, ...) later in the same batch carries it to that job
+    (`carried`); the settling (`reconcile_kept`) writes it, and moves, where none did."""
+
+    message_id: str
+    receipt_id: str
+    msg: PecMessage
+    jobs: tuple[Job, ...]  # its message's jobs as it read them: it concerns them all
+    carried: set[str] = field(default_factory=set)  # addresses of the jobs a receipt's write took it to
+    written: set[str] = field(default_factory=set)  # addresses of the jobs written since it read them
+
+    @property
+    def receipt(self) -> dict[str, str | None]:
+        return receipt_info(self.msg)
+
+    @property
+    def left(self) -> list[str]:
+        """The addresses of the jobs no receipt's write carried it to."""
+        return [job.address for job in self.jobs if job.address not in self.carried]
 
 
 @dataclass(slots=True)
@@ -232,33 +259,67 @@ class Reconciliation:
     campaign_id: str | None = None  # of the message of ours the receipt is about
     moves: dict[str, tuple[str, str]] = field(default_factory=dict)  # recipient -> (before, after)
     problems: list[str] = field(default_factory=list)
+    kept: Kept | None = None  # reconciled with `keep`: what is left to write
 
 
-def find_original(port: OutgoingPort, msg: PecMessage) -> tuple[str | None, list[Job]]:
-    """Our Message-ID of the message a receipt is about, with its jobs: by the referenced
-    Message-ID first, then by the provider's identificativo (docs/architecture.md, flow 5)."""
+def find_original(port: OutgoingPort, msg: PecMessage) -> tuple[str | None, list[Job], bool]:
+    """Our Message-ID of the message a receipt is about, with its jobs, and whether it knows its
+    identificativo already: by the referenced Message-ID first, then by the provider's
+    identificativo (docs/architecture.md, flow 5)."""
     if msg.ref_message_id:
         head, jobs = port.message_and_jobs(msg.ref_message_id)
         if head is not None:
-            return msg.ref_message_id, jobs
+            return msg.ref_message_id, jobs, bool(head.get("identificativo"))
     if msg.identificativo:
         found = port.by_identificativo(msg.identificativo)
         if found:
-            return found, port.jobs(found)
-    return None, []
+            return found, port.jobs(found), True
+    return None, [], False
+
+
+def receipt_info(msg: PecMessage) -> dict[str, str | None]:
+    """What a receipt says, as the outgoing store keeps it on a job (`records.receipt_entry`)."""
+    info = {
+        "kind": msg.kind,
+        "at": msg.timestamp.isoformat() if msg.timestamp else None,
+        "delivered_to": msg.delivered_to,
+        "error": msg.error,
+        "error_detail": msg.error_detail,
+        "receipt_type": msg.receipt_type,
+    }
+    if msg.rem is not None:
+        info["rem_event"] = msg.rem.event
+        info["rem_reason"] = msg.rem.reason
+    return info
+
+
+def _certified(msg: PecMessage) -> dict[str, bool]:
+    """What an accettazione's daticert says of each recipient: certified (PEC) or external."""
+    return {r.address.lower(): r.type != "esterno" for r in msg.recipients if r.type}
 
 
 def reconcile_receipt(
-    port: OutgoingPort, msg: PecMessage, receipt_id: str | None, *, keep_move: bool = False
+    port: OutgoingPort,
+    msg: PecMessage,
+    receipt_id: str | None,
+    *,
+    keep: bool = False,
+    carry: Sequence[Kept] = (),
+    skip: Collection[str] = (),
 ) -> Reconciliation:
     """Move the jobs a receipt concerns. Idempotent: applying the same receipt again, or a
     late one, changes nothing. A receipt whose original is unknown is reported unmatched.
 
-    `keep_move`: the receipt is kept on its jobs, but their move is left for later (the poller,
-    for an accettazione whose avvenuta consegna is in the same fetched batch: the consegna's
-    move takes the job past accepted in one write, and the poller then reconciles the
-    accettazione again, with `receipt_id` None, for the jobs it did not move)."""
-    message_id, found_jobs = find_original(port, msg)
+    `keep` (the poller, for a PEC accettazione whose outcome, consegna, errore, ..., is later in
+    the same fetched batch): matched and its identificativo stored, but nothing written on its
+    jobs; the result's `kept` says what is left. `carry`: such accettazioni of the batch; a
+    receipt of the same message starts from the jobs they read (`_read_by`), and an outcome's
+    write on a job takes them along (their receipt, their flag and stamp), one write where there
+    were two, noting it in their `carried`. `skip`: jobs left alone (those an outcome carried the
+    receipt to, when the accettazione is settled)."""
+    read = _read_by(carry, msg)
+    found = (read.message_id, list(read.jobs), True) if read is not None else find_original(port, msg)
+    message_id, found_jobs, identificativo_known = found
     if message_id is None:
         return Reconciliation(
             "unmatched",
@@ -268,23 +329,16 @@ def reconcile_receipt(
         )
     campaigns = {job.campaign_id for job in found_jobs if job.campaign_id}
     result = Reconciliation("matched", message_id, next(iter(campaigns)) if len(campaigns) == 1 else None)
-    if msg.kind == kinds.ACCETTAZIONE and msg.identificativo:
-        port.set_identificativo(message_id, msg.identificativo)
-    jobs = {job.address: job for job in found_jobs}
-    certified = {r.address.lower(): r.type != "esterno" for r in msg.recipients if r.type}
-    info = {
-        "kind": msg.kind,
-        "at": msg.timestamp.isoformat() if msg.timestamp else None,
-        "delivered_to": msg.delivered_to,
-        "error": msg.error,
-        "error_detail": msg.error_detail,
-        "receipt_type": msg.receipt_type,
-    }
+    if msg.kind == kinds.ACCETTAZIONE and msg.identificativo and not identificativo_known:
+        port.set_identificativo(message_id, msg.identificativo)  # the first one stays
+    if keep and receipt_id:
+        result.kept = Kept(message_id, receipt_id, msg, tuple(found_jobs))
+        return result
+    jobs = {job.address: job for job in found_jobs if job.address not in skip}
+    certified = _certified(msg)
+    info = receipt_info(msg)
     rem = msg.rem
     relayed_to_external = rem is not None and rem.event == RELAY_TO_NON_ERDS
-    if rem is not None:
-        info["rem_event"] = rem.event
-        info["rem_reason"] = rem.reason
     if msg.kind in (kinds.ACCETTAZIONE, kinds.NON_ACCETTAZIONE) and not relayed_to_external:
         targets = list(jobs.values())
     else:
@@ -318,8 +372,11 @@ def reconcile_receipt(
         else:
             move = move_for_receipt(msg.kind, error_detail=msg.error_detail)
             certify = certified.get(job.address) if msg.kind == kinds.ACCETTAZIONE else None
-        if keep_move:
-            move, certify = None, None
+        along = _carried(carry, message_id, job, move) if carry else []
+        if move is not None and along and ACCEPTING.applies_to(job.state):
+            # where the accettazione's own move would have applied: its flag and its stamp
+            certify = _certified(along[0].msg).get(job.address, certify)
+            move = replace(move, through=move.through | {State.ACCEPTED})
         after = port.apply(
             message_id,
             job,
@@ -327,19 +384,50 @@ def reconcile_receipt(
             receipt_id=receipt_id,
             receipt=info,
             certified=certify,
+            **({"carried": {k.receipt_id: k.receipt for k in along}} if along else {}),
         )
+        for kept in carry:
+            if kept.message_id == message_id:  # its read of this job is stale now
+                kept.written.add(job.address)
+        for kept in along:  # written: nothing left of it on this job
+            kept.carried.add(job.address)
         if after != job.state or (relayed_to_external and move is not None and after == move.to):
             result.moves[job.address] = (str(job.state), str(after))  # (external: the flag changed)
     return result
 
 
-def reconcile_kept(port: OutgoingPort, msg: PecMessage, message_id: str) -> None:
-    """Make the move of a receipt reconciled with `keep_move`, on the jobs still waiting for
-    it (those its batch's avvenuta consegna did not take past it: another recipient's, or a
-    consegna that failed): a read of the jobs, and a write only where one is left to move."""
-    move = move_for_receipt(msg.kind, error_detail=msg.error_detail)
-    if move is not None and any(move.applies_to(job.state) for job in port.jobs(message_id)):
-        reconcile_receipt(port, msg, receipt_id=None)
+def _read_by(carry: Sequence[Kept], msg: PecMessage) -> Kept | None:
+    """A kept accettazione of the message a receipt names one recipient of, which read that
+    recipient's job and saw nothing write it since: the receipt starts from its read (the
+    accettazione wrote nothing), not reading the jobs again."""
+    named = (msg.delivered_to or "").lower()
+    for kept in carry:
+        if (
+            named
+            and kept.message_id == msg.ref_message_id
+            and named not in kept.written
+            and any(job.address == named for job in kept.jobs)
+        ):
+            return kept
+    return None
+
+
+def _carried(carry: Sequence[Kept], message_id: str, job: Job, move: Move | None) -> list[Kept]:
+    """The kept accettazioni a receipt's write on `job` takes along: those of its message not yet
+    carried to the job, when its move applies wherever the accettazione's would and takes the
+    job past accepted (a receipt on the delivery: consegna, errore, preavviso, virus)."""
+    if move is None or not move.only_from >= ACCEPTING.only_from or move.to in _NOT_PAST_ACCEPTED:
+        return []
+    return [kept for kept in carry if kept.message_id == message_id and job.address in kept.left]
+
+
+def reconcile_kept(port: OutgoingPort, kept: Kept) -> None:
+    """Write an accettazione reconciled with `keep` where no outcome's write carried it
+    (another recipient's job, an outcome that came in no later message of the batch or could not
+    be applied): its receipt and its move, as `reconcile_receipt` would have. Nothing to do, no
+    read, when every job of its message had it carried."""
+    if kept.left:
+        reconcile_receipt(port, kept.msg, kept.receipt_id, skip=frozenset(kept.carried))
 
 
 def _attributed_to_all(msg: PecMessage) -> bool:

@@ -128,6 +128,14 @@ def receipt_entry(receipt: Mapping[str, Any], recipient: str, now: str) -> dict[
     return entry
 
 
+def receipts_written(
+    receipt_id: str | None, receipt: Mapping[str, Any] | None, carried: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, Mapping[str, Any]]:
+    """The receipts one write keeps on a job (id -> receipt), in the order they came: those it
+    carries (an accettazione its outcome takes along) before its own, as one by one."""
+    return {**(carried or {}), **({receipt_id: receipt or {}} if receipt_id else {})}
+
+
 def registered_items(
     message_id: str,
     mailbox: str,

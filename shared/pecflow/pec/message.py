@@ -732,14 +732,21 @@ def _collect_defects(root: mime.Part, problems: list[str]) -> None:
 
 
 # helpers ------------------------------------------------------------------------------------
+# what the recipient's provider says of a delivery: each ends or holds a recipient's job past accepted
+DELIVERY_OUTCOMES = frozenset(
+    {kinds.AVVENUTA_CONSEGNA, kinds.ERRORE_CONSEGNA, kinds.PREAVVISO_ERRORE_CONSEGNA, kinds.RILEVAZIONE_VIRUS}
+)
+
+
 def delivery_reference(raw: bytes) -> str | None:
-    """The Message-ID (bare: no brackets, lower case) an avvenuta consegna refers to, read from
-    its top-level headers alone (X-Ricevuta, X-Riferimento-Message-ID): a glance at a message
-    of a fetched batch before it is read in full. None for any other message, or one without
-    the header (its daticert, read in full by `parse`, may still say it)."""
+    """The Message-ID (bare: no brackets, lower case) a receipt on a delivery (avvenuta consegna,
+    errore di consegna, preavviso, rilevazione virus) refers to, read from its top-level headers
+    alone (X-Ricevuta, X-Riferimento-Message-ID): a glance at a message of a fetched batch before
+    it is read in full. None for any other message, or one without the header (its daticert,
+    read in full by `parse`, may still say it)."""
     try:
         headers = mime.Part(raw, 0, len(raw)).headers
-        if (headers.get("x-ricevuta") or "").strip().lower() != kinds.AVVENUTA_CONSEGNA:
+        if (headers.get("x-ricevuta") or "").strip().lower() not in DELIVERY_OUTCOMES:
             return None
         found = _msgid(headers.get("x-riferimento-message-id"))
     except Exception:  # noqa: BLE001 - a glance only: whatever it is, `parse` reads it properly

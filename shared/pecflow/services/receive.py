@@ -4,8 +4,9 @@ Per message, in this order (a crash anywhere loses nothing and duplicates nothin
   1. store the raw bytes in S3 (key by sha256, checksum verified by S3),
   2. classify,
   3. reconcile receipts with what we sent (conditional moves: replays are no-ops; the receipt is
-     kept on its job by sha256, once; an accettazione whose avvenuta consegna is in the same
-     batch leaves its move to it, and the batch is settled before the cursor passes it),
+     kept on its job by sha256, once; an accettazione whose outcome (consegna, errore, ...)
+     comes later in the same batch is written by the outcome's own write, and the batch is
+     settled before the cursor passes it),
   4. write the message record with the reconciliation's outcome, in one write (conditional: a
      message already recorded is not recorded again; its outcome is updated on it),
   5. advance the cursor past its UID (written once per fetched batch: a crash re-reads the
@@ -58,7 +59,7 @@ from pecflow.domain.ports import (
     OutgoingPort,
     no_checkpoint,
 )
-from pecflow.domain.reconcile import find_thread, reconcile_kept, reconcile_receipt
+from pecflow.domain.reconcile import Kept, find_thread, reconcile_kept, reconcile_receipt
 from pecflow.pec import kinds
 from pecflow.pec.message import PecMessage, bare_message_id, delivery_reference, parse
 from pecflow.pec.rem import RemInfo
@@ -108,11 +109,12 @@ class PollResult:
 
 @dataclass(slots=True)
 class Batch:
-    """A fetched batch, as reconciliation sees it: the Message-IDs its avvenute consegne refer
-    to, and the accettazioni whose moves were left to them (settled before the cursor passes)."""
+    """A fetched batch, as reconciliation sees it: the Message-IDs its receipts on a delivery
+    (consegna, errore, ...) refer to, each with the UID of the last one, and the accettazioni
+    left to them (written by their writes, settled before the cursor passes where they were not)."""
 
-    deliveries: frozenset[str]
-    kept: list[tuple[str, PecMessage]] = field(default_factory=list)
+    deliveries: dict[str, int]
+    kept: list[Kept] = field(default_factory=list)
     before: Cursor | None = None  # the cursor before the first of them
     listed: list[dict] = field(default_factory=list)  # inbox rows whose words are indexed at the settle
     listed_before: Cursor | None = None  # the cursor before the first of them
@@ -209,10 +211,10 @@ class Ingestor:
                 )
                 continue
             fetched_batch = session.fetch(batch)
-            # an accettazione whose avvenuta consegna is in this batch leaves its move to the
-            # consegna (one transaction where there were two), and is settled before the cursor
+            # an accettazione whose outcome (consegna, errore, ...) comes later in this batch is
+            # written by the outcome's write (one where there were two), and settled before the cursor
             # passes the batch; not when going carefully: there the cursor passes each message
-            batch_seen = Batch(frozenset() if careful else _deliveries(fetched_batch))
+            batch_seen = Batch({} if careful else _deliveries(fetched_batch))
             for i, fetched in enumerate(fetched_batch):
                 if time_left() < margin:
                     self._settle(address, batch_seen)
@@ -314,7 +316,7 @@ class Ingestor:
         # by its sha256, so a poll that stops before the record does them again harmlessly
         campaign_id, outcome, not_reconciled = None, Reconciled(), None
         try:
-            campaign_id, outcome = self._reconcile(address, sha, msg, result, batch)
+            campaign_id, outcome = self._reconcile(address, sha, msg, result, batch, fetched.uid)
         except Exception as exc:  # noqa: BLE001 - as above
             if self.messages.is_service_failure(exc):
                 raise
@@ -501,22 +503,25 @@ class Ingestor:
         msg: PecMessage,
         result: PollResult,
         batch: Batch | None = None,
+        uid: int = 0,
     ) -> tuple[str | None, Reconciled]:
         """Reconcile a receipt or thread a reply: the campaign the message belongs to, if any,
-        and what its record says of it. A PEC accettazione whose avvenuta consegna is in the
-        same batch (`batch`) is kept on its jobs without moving them: the consegna moves them
-        past accepted, and what it did not move is moved when the batch is settled."""
+        and what its record says of it. A PEC accettazione (at `uid`) whose outcome (consegna,
+        errore, ...) comes later in the same batch (`batch`) is matched but not written: the
+        outcome's write on its job takes it along, and what none took is written when the batch
+        is settled."""
         if msg.kind in kinds.RICEVUTE:
             keep = bool(
                 batch is not None
                 and msg.kind == kinds.ACCETTAZIONE
                 and msg.rem is None
                 and msg.ref_message_id
-                and bare_message_id(msg.ref_message_id) in batch.deliveries
+                and batch.deliveries.get(bare_message_id(msg.ref_message_id), 0) > uid
             )
-            outcome = reconcile_receipt(self.outgoing, msg, receipt_id=sha, keep_move=keep)
-            if keep and batch is not None and outcome.message_id:
-                batch.kept.append((outcome.message_id, msg))
+            carry = batch.kept if batch is not None else ()
+            outcome = reconcile_receipt(self.outgoing, msg, receipt_id=sha, keep=keep, carry=carry)
+            if batch is not None and outcome.kept is not None:
+                batch.kept.append(outcome.kept)
             if outcome.status == "matched":
                 result.receipts_matched += 1
                 fields = {
@@ -540,16 +545,16 @@ class Ingestor:
         return None, Reconciled()
 
     def _settle(self, address: str, batch: Batch) -> None:
-        """The moves a batch's accettazioni left to their consegne, made where they were not, and
-        the postings of its listed messages' words. Failing (AWS), the cursor goes back before the
-        first of them, not counted as an attempt: the next poll reads it again and does it all."""
+        """A batch's accettazioni left to their outcomes, written (receipt and move) on the jobs
+        no outcome's write took them to, and the postings of its listed messages' words. Failing
+        (AWS), the cursor goes back before the first of them, not counted as an attempt: the next
+        poll reads it again and does it all."""
         try:
             if batch.listed and self.inbox is not None:
                 self.inbox.index_words(address, batch.listed)
                 batch.listed.clear()
             while batch.kept:
-                message_id, msg = batch.kept[0]
-                reconcile_kept(self.outgoing, msg, message_id)
+                reconcile_kept(self.outgoing, batch.kept[0])
                 batch.kept.pop(0)
         except Exception:
             back = batch.listed_before if batch.listed else batch.before
@@ -639,9 +644,11 @@ class Ingestor:
         return "archived again from the provider" if check.ok else f"archived again, still {check.reason}"
 
 
-def _deliveries(fetched_batch: list) -> frozenset[str]:
-    """The Message-IDs the avvenute consegne of a fetched batch refer to (a glance at headers)."""
-    return frozenset(ref for ref in (delivery_reference(f.raw) for f in fetched_batch) if ref)
+def _deliveries(fetched_batch: list) -> dict[str, int]:
+    """The Message-IDs the receipts on a delivery in a fetched batch refer to, each with the UID of
+    the last of them (a glance at headers)."""
+    refs = ((delivery_reference(f.raw), f.uid) for f in fetched_batch)
+    return {ref: uid for ref, uid in sorted(refs, key=lambda r: r[1]) if ref}
 
 
 def _aware(value: datetime | None) -> datetime | None:

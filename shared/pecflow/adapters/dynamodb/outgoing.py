@@ -32,6 +32,7 @@ from pecflow.domain.records import (
     left_behind,
     move_stamps,
     receipt_entry,
+    receipts_written,
     registered_items,
     rows_covered,
 )
@@ -48,6 +49,19 @@ def _job(item: dict) -> Job:
         item.get("campaign_id"),
         rows_covered(item.get("rows")),
     )
+
+
+def _receipt_sets(receipts: Mapping[str, Mapping], recipient: str, now: str) -> tuple[str, dict, dict] | None:
+    """The SET clauses keeping receipts (id -> receipt) on a job's row, each only where absent:
+    the clauses, their names, their values (None: no receipt)."""
+    if not receipts:
+        return None
+    clauses, names, values = [], {}, {}
+    for i, (receipt_id, receipt) in enumerate(receipts.items()):
+        clauses.append(f"receipts.#r{i} = if_not_exists(receipts.#r{i}, :info{i})")
+        names[f"#r{i}"] = receipt_id
+        values[f":info{i}"] = _clean(receipt_entry(receipt, recipient, now))
+    return ", ".join(clauses), names, values
 
 
 def _holds(only_if: dict | None, item: dict) -> bool:
@@ -245,13 +259,16 @@ class OutgoingStore:
         receipt_id: str | None = None,
         receipt: dict | None = None,
         certified: bool | None = None,
+        carried: dict[str, dict] | None = None,
         also_set: dict | None = None,
         only_if: dict | None = None,
         also_remove: tuple[str, ...] = (),
         _applied: list | None = None,
     ) -> State:
         """Apply `move` to one recipient's job with a conditional write (and its campaign's
-        counters in the same transaction); record the receipt on the job whatever happens.
+        counters in the same transaction); record the receipt on the job whatever happens, and
+        with it, by the same write, the `carried` ones (receipt id -> receipt: an accettazione
+        its avvenuta consegna takes along).
         `also_set` is written (and `also_remove` removed) by the same write, which also removes
         what only sending needed when the move goes past it (`records.left_behind`); `only_if` adds
         conditions (attribute equal to a value, or absent for None). Returns the job's state afterwards.
@@ -265,15 +282,8 @@ class OutgoingStore:
         key = {"message_id": message_id, "recipient": recipient.address}
         now = clock.iso()
         # the reconciled view keeps every receipt (duplicates and late ones too), keyed by its sha256
-        record = (
-            (
-                "receipts.#r = if_not_exists(receipts.#r, :info)",
-                {"#r": receipt_id},
-                {":info": _clean(receipt_entry(receipt or {}, recipient.address, now))},
-            )
-            if receipt_id
-            else None
-        )
+        receipts = receipts_written(receipt_id, receipt, carried)
+        record = _receipt_sets(receipts, recipient.address, now)
         state = recipient.state
         if move is not None and move.applies_to(recipient.state):
             job = recipient
