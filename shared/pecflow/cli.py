@@ -256,6 +256,7 @@ def cmd_mailbox_enable(args) -> int:
 
 def cmd_sent_show(args) -> int:
     from pecflow import bootstrap
+    from pecflow.domain import records
 
     message_id = args.message_id if args.message_id.startswith("<") else f"<{args.message_id}>"
     view = bootstrap.outgoing_store(_deployment(args)).view(message_id)
@@ -270,7 +271,7 @@ def cmd_sent_show(args) -> int:
     for job in view["jobs"]:
         kind = "" if job.get("certified", True) else " (external: no delivery receipt)"
         print(f"  {job['recipient']}: {job['state']}{kind}")
-        for receipt in sorted(job.get("receipts", {}).values(), key=lambda r: r.get("at") or ""):
+        for receipt in sorted(job.get("receipts", {}).values(), key=records.receipt_order):
             detail = f" — {receipt.get('error_detail')}" if receipt.get("error_detail") else ""
             print(f"      {receipt.get('at') or '?':25s} {receipt['kind']}{detail}")
     return 0
@@ -686,11 +687,11 @@ def cmd_campaign_stats(args) -> int:
 
 def cmd_campaign_export(args) -> int:
     from pecflow import bootstrap
-    from pecflow.domain import campaign
+    from pecflow.domain import campaign, records
 
     def with_receipts(jobs):
         for job in jobs:
-            receipts = sorted(job.receipts.values(), key=lambda r: r.get("at") or "")
+            receipts = sorted(job.receipts.values(), key=records.receipt_order)
             yield {
                 **job.as_dict(),
                 "receipts": "; ".join(f"{r.get('kind')} {r.get('at') or ''}".strip() for r in receipts),

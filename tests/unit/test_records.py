@@ -330,3 +330,23 @@ def test_a_message_record_an_update_created():
     }, "only the stored `from` is from_address"
     with pytest.raises(KeyError, match="message"):
         MessageRecord.from_item({"mailbox": "u@pec.test", "sha256": "cd"})
+
+
+def test_receipts_of_the_same_second_come_in_the_pec_flows_order():
+    """A job's receipts map promises no order (DynamoDB keeps none): where times tie, the
+    accettazione comes before the presa in carico and the consegna, whatever the map's order."""
+    from pecflow.domain.records import receipt_order
+
+    at = "2026-11-27T09:00:00Z"
+    receipts = {
+        "c": {"kind": "avvenuta-consegna", "at": at},
+        "p": {"kind": "presa-in-carico", "at": at},
+        "a": {"kind": "accettazione", "at": at},
+        "e": {"kind": "errore-consegna", "at": "2026-11-27T08:59:59Z"},
+    }
+    assert [r["kind"] for r in sorted(receipts.values(), key=receipt_order)] == [
+        "errore-consegna",
+        "accettazione",
+        "presa-in-carico",
+        "avvenuta-consegna",
+    ]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pecflow.domain.reconcile import CampaignStatus, Job, Move, State
+from pecflow.pec import kinds
 
 MESSAGE_ROW = "#message"  # the sort key of a message's head item, beside its recipients' rows
 # attributes a new job's row stores even when empty: the moves write each receipt into the map
@@ -126,6 +127,19 @@ def receipt_entry(receipt: Mapping[str, Any], recipient: str, now: str) -> dict[
     if not entry.get("at"):
         entry["recorded_at"] = now
     return entry
+
+
+# a job's receipts in the order the PEC flow gives them where their times tie (the same second):
+# the provider's accettazione first, then the recipient provider's presa in carico, then the rest
+_FLOW_RANK = {kinds.ACCETTAZIONE: 0, kinds.NON_ACCETTAZIONE: 0, kinds.PRESA_IN_CARICO: 1}
+
+
+def receipt_order(receipt: Mapping[str, Any]) -> tuple[str, int]:
+    """The sort key of a receipt kept on a job: its time, then its place in the PEC flow (a
+    stored map of receipts promises no order of its own)."""
+    return str(receipt.get("at") or receipt.get("recorded_at") or ""), _FLOW_RANK.get(
+        str(receipt.get("kind")), 2
+    )
 
 
 def receipts_written(

@@ -36,7 +36,7 @@ from pecflow.domain.mailbox import MailboxConfig
 from pecflow.domain.ports import CampaignFiles, PackageChanged, Queue
 from pecflow.domain.quota import SEND_PACE_SECONDS, policy_from_spec, preset_of_domain, terms_of
 from pecflow.domain.reconcile import COUNTERS, CampaignStatus, State, buckets
-from pecflow.domain.records import CampaignRecord, JobRecord
+from pecflow.domain.records import CampaignRecord, JobRecord, receipt_order
 from pecflow.services.admin import RESENDABLE, CampaignAdmin, shown_status
 from pecflow.services.audit import AuditLog
 from pecflow.services.sending import own_attachments
@@ -587,7 +587,7 @@ def attempt_view(job: JobRecord) -> dict[str, Any]:
         }
         for sha256, info in (job.receipts or {}).items()
     ]
-    receipts.sort(key=lambda r: (str(r["at"] or ""), r["sha256"]))
+    receipts.sort(key=lambda r: (*receipt_order(r), r["sha256"]))
     return {
         "attempt": job.attempt,
         "state": str(job.state),

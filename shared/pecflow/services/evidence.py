@@ -26,6 +26,7 @@ from pecflow.domain import evidence as pack
 from pecflow.domain.access import Action, NotVisible, Person, Role, allows
 from pecflow.domain.audit import AuditAction
 from pecflow.domain.evidence import Entry, Receipt, Sent
+from pecflow.domain.records import receipt_order
 from pecflow.pec.evidence_timestamp import Stamp, TimestampError, manifest_digest
 from pecflow.services.audit import AuditLog
 from pecflow.services.inbox import InboxError, Records, Source
@@ -220,7 +221,7 @@ class EvidencePacks:
                 sent_path = pack.sent_path(n, str(job.sent_s3_key))
                 writer.copy(sent_path, pack.ROLE_SENT, self.originals.chunks(str(job.sent_s3_key)), None)
             receipts = []
-            ordered = sorted(job.receipts.items(), key=lambda item: str(item[1].get("at") or ""))
+            ordered = sorted(job.receipts.items(), key=lambda item: receipt_order(item[1]))
             for receipt_sha, seen in ordered[:RECEIPT_LIMIT]:
                 found = _fields(self.records.get(job.mailbox or mailbox, receipt_sha))
                 record = {k: found[k] for k in (*pack.RECEIPT_FIELDS, "s3_key") if found.get(k) is not None}

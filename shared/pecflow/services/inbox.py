@@ -33,6 +33,7 @@ from pecflow.domain.inbox import (
 )
 from pecflow.domain.ports import Outbox, Queue
 from pecflow.domain.reconcile import State
+from pecflow.domain.records import receipt_order
 from pecflow.domain.replies import FORWARD, REPLY, Direct, ReplyError, direct_message_id, make_direct
 from pecflow.pec import reading
 from pecflow.services.audit import AuditPort
@@ -254,7 +255,7 @@ class Inbox:
         receipts = sorted(
             ({"kind": r.get("kind"), "at": r.get("at"), "sha256": sha, "error": r.get("error")}
              for sha, r in record.receipts.items()),
-            key=lambda r: str(r["at"] or ""),
+            key=receipt_order,
         )  # fmt: skip
         head = record.head or {}
         return {

@@ -27,6 +27,7 @@ from pecflow.domain.audit import AuditAction, next_event
 from pecflow.domain.evidence import RECEIPT_FIELDS, Receipt, Sent
 from pecflow.domain.handling import Act
 from pecflow.domain.printout import printout_pdf
+from pecflow.domain.records import receipt_order
 from pecflow.domain.replies import REPLY, Direct, make_direct, subject_for
 from pecflow.domain.rules import (
     ACTOR,
@@ -333,7 +334,7 @@ class RuleRunner:
         if job is None:
             return Sent(message_id, relation, None, None, "sconosciuto", None, {}, ())
         receipts = []
-        ordered = sorted(job.receipts.items(), key=lambda item: str(item[1].get("at") or ""))
+        ordered = sorted(job.receipts.items(), key=lambda item: receipt_order(item[1]))
         for receipt_sha, seen in ordered[:MAX_PRINTED_RECEIPTS]:
             found = _fields(self.records.get(job.mailbox or mailbox, receipt_sha)) if self.records else {}
             kept = {k: found[k] for k in RECEIPT_FIELDS if found.get(k) is not None}
