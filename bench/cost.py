@@ -53,7 +53,11 @@ WRU; MessagesTable 2.02 WRU a message, from 4.00) and $0.1406 received (6.0 + 5.
 On its own, the inbox's words as postings (one item per word, hour and poll batch, or a few
 entries appended to their week's or day's open posting, not a copy of the row per word), from
 $0.5467 sent and $0.1478 received measured alongside: $0.4945 sent (28.9 requests, 24.6 + 10.3
-GSI WRU) and $0.1278 received (3.2 requests, 4.7 + 5.0 GSI WRU).
+GSI WRU) and $0.1278 received (3.2 requests, 4.7 + 5.0 GSI WRU). On its own, an accettazione
+written by its batch's consegna transaction (not by an UpdateItem of its own): from $0.5476 to
+$0.5337 sent. All three together (2026-11-27, d7097e9): $0.4713 sent (46 % of the baseline:
+26.8 requests, 21.7 + 10.3 GSI WRU, DynamoDB $0.2326, S3 $0.1548, Lambda $0.0569) and $0.1229
+received (60 %: 4.6 requests, 3.8 + 5.0 GSI WRU, DynamoDB $0.0619, S3 $0.0500, Lambda $0.0107).
 What remains is mostly each message's record (1 WRU, and 1 for each of ByDate and
 ByLocation), its inbox row's indexes and word postings (receipts' too), the reconcile and sender
 transactions, and the archive's S3 PUTs (fixed). --by-table: WRU per message by table and
