@@ -250,6 +250,7 @@ class EventRunner:
         self._import_lock = threading.Lock()
         self._async: list[_AsyncEvent] = []
         self._in_flight = 0
+        self._finished = 0  # invocations ended so far: one that ends may make more work due
         self._in_flight_by_function: dict[str, int] = {}
         self._saved_environ: dict[str, str | None] = {}
         self._added_paths: list[str] = []
@@ -661,9 +662,14 @@ class EventRunner:
     def _run_until_idle(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
+            with self._lock:
+                finished = self._finished
             progressed = self._pump()
             with self._lock:
-                if not progressed and self._in_flight == 0 and not self._waiting_in_real_time():
+                # idle only if no invocation ended while the pump looked: its deletes may have
+                # freed a FIFO group's next messages after the pump found the group busy
+                quiet = self._in_flight == 0 and self._finished == finished
+                if not progressed and quiet and not self._waiting_in_real_time():
                     return
                 if time.monotonic() > deadline:
                     raise TimeoutError(
@@ -725,6 +731,7 @@ class EventRunner:
             finally:
                 with self._lock:
                     self._in_flight -= 1
+                    self._finished += 1
                     self._in_flight_by_function[fid] -= 1
                     if poller is not None:
                         poller.in_flight -= 1
