@@ -32,6 +32,14 @@ profiler for the whole process, and the threads' stacks mix.)
 Measured on 2026-11-26, on 2 cores shared with other engineers' suites (load average 15 to 21;
 this process got 20 to 35% of one core), every invariant holding in every run:
 
+  -n 2000 (2026-11-27, 443e92d, the machine otherwise idle): 832 s, 4.81 msg/s both ways
+    together (2.40 each), 0.19 CPU s per message (775 s of CPU, 93% of one core); 176 API actions
+    (225 requests); 524 messages expunged after archiving; every invariant held (26 s to check).
+    Per message: 12.6 DynamoDB requests (15.2 WRU + 8.1 GSI WRU, 3.0 RRU), 2.3 S3, 2.0 SQS. Peak
+    growth in one invocation (last two rounds traced): poller 32.6 MiB, API 1.7, sender 1.1,
+    scheduler 0.1. 4 x less CPU per message than the -n 1000 run below (since: fewer requests
+    per message, moto's expression cache, an idle machine; not measured apart); at this rate
+    20,000 + 20,000 would take about 2.3 h.
   -n 1000 (2026-11-27, the suite running alongside): 2044 s, 0.98 msg/s both ways together
     (0.49 each), 0.76 CPU s per message (1520 s of CPU, 74% of one core); 86 API actions;
     258 messages expunged after archiving; every invariant held (42 s to check). Per message:
