@@ -32,6 +32,15 @@ profiler for the whole process, and the threads' stacks mix.)
 Measured on 2026-11-26, on 2 cores shared with other engineers' suites (load average 15 to 21;
 this process got 20 to 35% of one core), every invariant holding in every run:
 
+  -n 5000 (2026-11-27, b880101, the machine otherwise idle): 1917 s, 5.22 msg/s both ways
+    together (2.61 each), 0.18 CPU s per message (1770 s of CPU, 92% of one core); 450 API
+    actions (575 requests); 1314 messages expunged after archiving; every invariant held (68 s
+    to check). Per message: 12.8 DynamoDB requests (15.4 WRU + 8.1 GSI WRU, 3.2 RRU), 2.3 S3.
+    Peak growth in one invocation (last two rounds traced): API 2.6 MiB, poller 4.0, sender 1.0,
+    scheduler 0.1; the fan-out of 5,000 rows took 47 s of CPU. moto's SQS once failed a receive
+    from its own threads ("Set changed size during iteration" in pending_message_groups, a FIFO
+    queue read while another thread changed it): the runner received again, nothing was lost.
+    At this rate 20,000 + 20,000 would take about 2.1 h.
   -n 2000 (2026-11-27, 443e92d, the machine otherwise idle): 832 s, 4.81 msg/s both ways
     together (2.40 each), 0.19 CPU s per message (775 s of CPU, 93% of one core); 176 API actions
     (225 requests); 524 messages expunged after archiving; every invariant held (26 s to check).
