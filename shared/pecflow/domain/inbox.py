@@ -530,11 +530,16 @@ def word_page(
     last: Mapping[str, object] | None = None
     read_all = False
     postings_read = entries_read = 0
+
+    def take(item: Mapping[str, object]) -> None:
+        nonlocal postings_read, entries_read
+        found = entries_of(item)
+        pending.update(found)
+        postings_read, entries_read = postings_read + 1, entries_read + len(found)
+
     for sk in opened or ():
         for item in query(sk, sk, 1, None)[0] if sk_from is None or sk >= sk_from else ():
-            found = entries_of(item)
-            pending.update(found)
-            postings_read, entries_read = postings_read + 1, entries_read + len(found)
+            take(item)
     rows: list[dict[str, object]] = []
     ask = 0
     while True:
@@ -552,13 +557,11 @@ def word_page(
                     done = {e for e in pending if e.received_key[:HOUR] > hour}
                     ready += sorted(filter(wanted, done), reverse=True)
                     pending -= done
-                found = entries_of(item)
-                pending.update(found)
-                postings_read, entries_read = postings_read + 1, entries_read + len(found)
+                take(item)
             if not last:
                 read_all = True
                 ready += sorted(filter(wanted, pending), reverse=True)
-                pending = set()
+                pending.clear()
         if not ready:
             return rows, None
         asked, ready = ready[:ask], ready[ask:]

@@ -37,8 +37,9 @@ from pecflow.domain.inbox import (
     word_page,
 )
 
-# open postings this process found full, (table, pk, sk): not tried again (they only fill up)
-_FULL: set[tuple[str, Any, str]] = set()
+# open postings this process found too full, (table, pk, sk) -> the fewest entries refused: no
+# more that many are tried again (they only fill up), fewer may still fit
+_REFUSED: dict[tuple[str, Any, str], int] = {}
 
 
 @dataclass(slots=True)
@@ -70,13 +71,14 @@ def _residual_filter(plan: Plan) -> ConditionBase | None:
     return condition
 
 
-def _sort_condition(plan: Plan, name: str) -> ConditionBase | None:
-    if plan.sort_from and plan.sort_to:
-        return Key(name).between(plan.sort_from, plan.sort_to)
-    if plan.sort_from:
-        return Key(name).gte(plan.sort_from)
-    if plan.sort_to:
-        return Key(name).lte(plan.sort_to)
+def _key_range(name: str, low: str | None, high: str | None) -> ConditionBase | None:
+    """A sort key between `low` and `high` (either None: open on that side; both: no condition)."""
+    if low and high:
+        return Key(name).between(low, high)
+    if low:
+        return Key(name).gte(low)
+    if high:
+        return Key(name).lte(high)
     return None
 
 
@@ -109,10 +111,12 @@ class InboxStore:
                     batch.put_item(Item=item)
 
     def _append(self, item: Mapping[str, Any]) -> bool:
-        """A few entries added to an open posting with room (`open_sks`): each found full is
-        remembered by the process (a refused append costs a write), so it is tried once."""
+        """A few entries added to an open posting with room (`open_sks`): a refusal is remembered
+        by the process (it costs a write), so as many entries are not tried there again."""
+        count = len(item["entries"])
         for sk in open_sks(item):
-            if (self.table_name, item["pk"], sk) in _FULL:
+            key = (self.table_name, item["pk"], sk)
+            if count >= _REFUSED.get(key, count + 1):
                 continue
             refused = _try_write(
                 self.table.update_item,
@@ -124,9 +128,9 @@ class InboxStore:
             )
             if refused is None:
                 return True
-            if len(_FULL) >= 10_000:
-                _FULL.clear()
-            _FULL.add((self.table_name, item["pk"], sk))
+            if len(_REFUSED) >= 10_000:
+                _REFUSED.clear()
+            _REFUSED[key] = count  # fewer than any refused before, or the first
         return False
 
     def act(
@@ -183,7 +187,7 @@ class InboxStore:
         if plan.token_index:
             return self._word_page(plan, limit, start_key)
         key = Key(plan.key_attribute).eq(plan.key_value)
-        sort = _sort_condition(plan, "received_key")
+        sort = _key_range("received_key", plan.sort_from, plan.sort_to)
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": key & sort if sort is not None else key,
             "ScanIndexForward": False,
@@ -202,12 +206,9 @@ class InboxStore:
             sk_from: str | None, sk_to: str | None, count: int, start: Mapping[str, Any] | None
         ) -> tuple[list[Any], Any]:
             key = Key("pk").eq(plan.key_value)
-            if sk_from and sk_to:
-                key &= Key("sk").between(sk_from, sk_to)
-            elif sk_from or sk_to:
-                key &= Key("sk").gte(sk_from) if sk_from else Key("sk").lte(sk_to)
+            sort = _key_range("sk", sk_from, sk_to)
             kwargs: dict[str, Any] = {
-                "KeyConditionExpression": key,
+                "KeyConditionExpression": key & sort if sort is not None else key,
                 "ScanIndexForward": False,
                 "Limit": count,
             }
@@ -268,18 +269,14 @@ def _update_expression(
     names: dict[str, str] = {"#v": "version"}
     values: dict[str, Any] = {":next": version}
     sets, removes = ["#v = :next"], []
-
-    def path(name: str, tag: str) -> str:
-        names[tag] = name
-        return tag
-
     kept = {k: v for k, v in set_fields.items() if v not in (None, "")}
     for i, (name, value) in enumerate(sorted(kept.items())):
-        values[f":s{i}"] = _clean({"v": value})["v"]
-        sets.append(f"{path(name, f'#s{i}')} = :s{i}")
+        names[f"#s{i}"], values[f":s{i}"] = name, _clean({"v": value})["v"]
+        sets.append(f"#s{i} = :s{i}")
     gone = sorted((set(remove) | {k for k, v in set_fields.items() if v in (None, "")}) - set(kept))
     for i, name in enumerate(gone):
-        removes.append(path(name, f"#r{i}"))
+        names[f"#r{i}"] = name
+        removes.append(f"#r{i}")
     expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
     return expression, names, values
 
