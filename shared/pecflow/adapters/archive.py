@@ -14,6 +14,7 @@ from urllib.parse import quote
 from botocore.exceptions import ClientError, FlexibleChecksumError
 
 from pecflow.domain.ports import Archived, ArchiveError, Verification
+from pecflow.domain.records import ARCHIVE_PREFIX, archived_key
 
 __all__ = ["Archive", "ArchiveError", "Archived", "Verification", "sha256_hex"]
 
@@ -27,7 +28,7 @@ def _b64(sha_hex: str) -> str:
 
 
 class Archive:
-    def __init__(self, bucket: str, s3=None, *, kms_key_id: str | None = None, prefix: str = "messages/"):
+    def __init__(self, bucket: str, s3=None, *, kms_key_id: str | None = None, prefix: str = ARCHIVE_PREFIX):
         if s3 is None:
             import boto3
 
@@ -38,7 +39,7 @@ class Archive:
         self.prefix = prefix
 
     def key_for(self, sha: str) -> str:
-        return f"{self.prefix}{sha[:2]}/{sha}.eml"
+        return archived_key(sha, self.prefix)
 
     def store(self, raw: bytes, sha: str | None = None) -> Archived:
         sha = sha or sha256_hex(raw)

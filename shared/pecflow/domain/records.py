@@ -538,9 +538,12 @@ RECIPIENT = ("address", "type")
 _DELIVERY_KINDS = frozenset({"avvenuta-consegna", "errore-consegna", "preavviso-errore-consegna"})
 
 
-def archived_key(sha256: str) -> str:
-    """Where the archive keeps a message's original (adapters.archive.Archive's default layout)."""
-    return f"messages/{sha256[:2]}/{sha256}.eml"
+ARCHIVE_PREFIX = "messages/"  # adapters.archive.Archive's default
+
+
+def archived_key(sha256: str, prefix: str = ARCHIVE_PREFIX) -> str:
+    """Where the archive keeps a message's original (adapters.archive.Archive's layout)."""
+    return f"{prefix}{sha256[:2]}/{sha256}.eml"
 
 
 def _after_prefix(subject: Any) -> str | None:
