@@ -14,8 +14,8 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 
-from pecflow.adapters.dynamodb._common import _conditional_write, _resource, pages, whole_items
-from pecflow.adapters.dynamodb.messages import RECORD_KEY, SignatureItems
+from pecflow.adapters.dynamodb._common import _conditional_write, _resource, pages
+from pecflow.adapters.dynamodb.messages import SignatureItems
 from pecflow.domain import clock
 
 SAVED_PREFIX = "rules/"
@@ -130,11 +130,9 @@ class RecordedMessages:
         self.reads = 0
 
     def since(self, mailbox: str, since: str) -> Iterator[dict[str, Any]]:
-        for item in whole_items(
-            self.table.meta.client, self.table.name, self._keys(mailbox, since), RECORD_KEY
-        ):
+        for record in self.signatures.records(self._keys(mailbox, since)):
             self.reads += 1
-            yield self.signatures.whole(item)
+            yield record
 
     def _keys(self, mailbox: str, since: str) -> Iterator[dict[str, Any]]:
         request = {

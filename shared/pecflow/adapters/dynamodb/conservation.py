@@ -20,8 +20,8 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from pecflow.adapters.dynamodb._common import _clean, _plain, _resource, _try_write, pages, whole_items
-from pecflow.adapters.dynamodb.messages import RECORD_KEY, SignatureItems
+from pecflow.adapters.dynamodb._common import _clean, _plain, _resource, _try_write, pages
+from pecflow.adapters.dynamodb.messages import SignatureItems
 
 HEAD = "conservation"
 PREFIX = "conservation#"
@@ -43,8 +43,7 @@ class PeriodMessages:
             for item in page.get("Items", [])
             if str(item.get("received_key", "")) < end
         )
-        for item in whole_items(self.table.meta.client, self.table.name, keys, RECORD_KEY):
-            yield self.signatures.whole(item)
+        yield from self.signatures.records(keys)
 
     def count_between(self, mailbox: str, start: str, end: str) -> int:
         """The index's keys counted (Select COUNT): no record read."""

@@ -75,6 +75,12 @@ class SignatureItems:
         """A stored record (as DynamoDB gives it) whole, as it was recorded."""
         return whole_record(_plain(item), self.get, only=only)
 
+    def records(self, keys: Iterable[dict]) -> Iterator[dict]:
+        """The records whose keys index ByDate gave (it keeps only keys), read by BatchGetItem
+        (`whole_items`) and given whole, in the index's order, streamed."""
+        for item in whole_items(self.table.meta.client, self.table.name, keys, RECORD_KEY):
+            yield self.whole(item)
+
 
 class MessageStore:
     def __init__(self, table_name: str, dynamodb=None):
@@ -176,9 +182,8 @@ class MessageStore:
             ScanIndexForward=not newest_first,
             Limit=limit,
         ).get("Items", [])
-        if index == "ByDate":
-            items = list(whole_items(self.table.meta.client, self.table.name, items, RECORD_KEY))
-        return [MessageRecord.from_item(self.signatures.whole(i)) for i in items]
+        whole = self.signatures.records(items) if index == "ByDate" else map(self.signatures.whole, items)
+        return [MessageRecord.from_item(i) for i in whole]
 
     def every(self, mailbox: str) -> Iterator[MessageRecord]:
         """Every record of a mailbox (a Query of its partition, page by page)."""
