@@ -1731,15 +1731,10 @@ class FakeInboxStore:
 
         if plan.token_index:
             return self._word_page(plan, limit, start_key)
+        if plan.also:
+            return self._merged_page(plan, limit, start_key)
         sort = "received_key"
-        candidates = [
-            i
-            for i in self.items.values()
-            if i.get(plan.key_attribute) == plan.key_value
-            and (plan.sort_from is None or i[sort] >= plan.sort_from)
-            and (plan.sort_to is None or i[sort] <= plan.sort_to)
-        ]
-        candidates.sort(key=lambda i: (_utf8(i[sort]), _utf8(i["pk"])), reverse=True)
+        candidates = self._partition(plan, plan.key_value)
         if start_key:
             after = (_utf8(start_key[sort]), _utf8(start_key["pk"]))
             candidates = [i for i in candidates if (_utf8(i[sort]), _utf8(i["pk"])) < after]
@@ -1770,6 +1765,53 @@ class FakeInboxStore:
             if position >= len(candidates) and len(batch) < ask:
                 break
         return SimpleNamespace(rows=rows, next_key=next_key, items_read=read, requests=requests)
+
+    def _partition(self, plan, value, before=None):
+        """The rows of one partition of the plan's index in its sort-key range, newest first."""
+        sort = "received_key"
+        found = [
+            i
+            for i in self.items.values()
+            if i.get(plan.key_attribute) == value
+            and (plan.sort_from is None or i[sort] >= plan.sort_from)
+            and (plan.sort_to is None or i[sort] <= plan.sort_to)
+            # as the adapter's key condition: `between` (a date range) includes `before` itself
+            and (
+                before is None
+                or (_utf8(i[sort]) <= _utf8(before) if plan.sort_from else _utf8(i[sort]) < _utf8(before))
+            )
+        ]
+        return sorted(found, key=lambda i: (_utf8(i[sort]), _utf8(i["pk"])), reverse=True)
+
+    def _merged_page(self, plan, limit, start_key):
+        """As the adapter: each partition queried (`Limit` items evaluated, filters after,
+        resumed after the last key evaluated), merged by `merged_page`."""
+        from types import SimpleNamespace
+
+        from pecflow.domain.inbox import matches, merged_page
+
+        cost = {"read": 0, "requests": 0}
+
+        def query(partition, before, start, count):
+            rows = self._partition(plan, partition, before)
+            position = int(start["position"]) if start else 0
+            batch = rows[position : position + count]
+            cost["read"] += len(batch)
+            cost["requests"] += 1
+            more = position + len(batch) < len(rows)
+            if len(batch) == count and not more:  # as moto: a key to go on from while the
+                last = _utf8(batch[-1]["received_key"])  # partition holds older items, in range or not
+                more = any(
+                    i.get(plan.key_attribute) == partition and _utf8(i["received_key"]) < last
+                    for i in self.items.values()
+                )
+            found = [copy.deepcopy(i) for i in batch if matches(i, plan)]
+            return found, {"position": position + len(batch)} if more else None
+
+        rows, next_key = merged_page(plan, limit, start_key, query)
+        return SimpleNamespace(
+            rows=rows, next_key=next_key, items_read=cost["read"], requests=cost["requests"]
+        )
 
     def _word_page(self, plan, limit, start_key):
         """As the adapter: the word's postings by Query (sk range, newest first, `Limit` items,

@@ -1,6 +1,7 @@
 """Mailbox administration on the real adapters: the login check over IMAP (Dovecot) and SMTP (the
 simulated provider) over TLS, the password to Secrets Manager and the configuration to DynamoDB
-(moto), and the health read from the quota table and the inbox's ByHandling index."""
+(moto), and the health read from the quota table and the inbox's list of the messages «da
+gestire»."""
 
 from __future__ import annotations
 

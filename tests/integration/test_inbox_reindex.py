@@ -62,7 +62,7 @@ def test_reindex_adds_each_missing_row_once(env, capsys):
     assert f"{BOX}: 7 message(s), 6 added to the inbox, 1 were there already" in capsys.readouterr().out
     receipt = rows.row(BOX, f"{0:064x}")
     assert receipt["list_pk"] == f"{BOX}#receipts" and receipt["campaign_pk"] == f"{BOX}#solleciti"
-    assert rows.row(BOX, f"{3:064x}")["handling_pk"] == f"{BOX}#da-gestire"
+    assert rows.row(BOX, f"{3:064x}")["list_pk"] == f"{BOX}#messages#da-gestire"
     assert handling_of(rows.row(BOX, f"{6:064x}")).holder == "anna"  # left as it was
 
     def found(text, **filters):

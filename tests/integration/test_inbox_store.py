@@ -90,8 +90,9 @@ def worlds(moto_stack):
 
 def every_page(inbox, filters, size, costs=None, person=carla):
     rows, cursor, pages = [], None, 0
+    mailbox = next(iter(person.roles))
     while True:
-        listing = inbox.list(person, QUIET if person is dora else BOX, filters, cursor=cursor, size=size)
+        listing = inbox.list(person, mailbox, filters, cursor=cursor, size=size)
         pages += 1
         rows += [r["sha256"] for r in listing.rows]
         if costs is not None:
@@ -234,7 +235,10 @@ def stored_rows(inbox) -> list[dict]:
 
 
 WORD_SEARCHES = [  # a word search, and what it finds by brute force on a row
-    (Filters(text="fattura"), lambda r: "fattura" in r["words"] and r["list_pk"] == f"{BOX}#messages"),
+    (
+        Filters(text="fattura"),
+        lambda r: "fattura" in r["words"] and r["list_pk"].startswith(f"{BOX}#messages#"),
+    ),
     (
         Filters(
             text="fattura",
@@ -243,18 +247,20 @@ WORD_SEARCHES = [  # a word search, and what it finds by brute force on a row
         ),
         lambda r: (
             "fattura" in r["words"]
-            and r["list_pk"] == f"{BOX}#messages"
+            and r["list_pk"].startswith(f"{BOX}#messages#")
             and "2026-11-05" <= r["received_key"] <= "2026-11-09T09:30:00.000000Z~"
         ),
     ),
     (
         Filters(text="fattura cliente2"),
-        lambda r: {"fattura", "cliente2"} <= set(r["words"]) and r["list_pk"] == f"{BOX}#messages",
+        lambda r: {"fattura", "cliente2"} <= set(r["words"]) and r["list_pk"].startswith(f"{BOX}#messages#"),
     ),
     (
         Filters(text="pratica", handling=Status.OPEN),
         lambda r: (
-            "pratica" in r["words"] and r["list_pk"] == f"{BOX}#messages" and r["handling"] == "da-gestire"
+            "pratica" in r["words"]
+            and r["list_pk"].startswith(f"{BOX}#messages#")
+            and r["handling"] == "da-gestire"
         ),
     ),
     (
@@ -351,3 +357,69 @@ def test_a_deleted_message_restored_its_archived_original_untouched(moto_stack):
     assert archived_state() == before and messages.get(BOX, sha) == stored_record
     assert before[0] == raw and archive.verify(archived.key, sha).ok
     assert [e.action for e in AuditLog(audit).trail(BOX, sha)] == ["delete", "restore"]
+
+
+MERGED = "archivio@pec.alfa.test"  # a mailbox whose messages are spread over the three states
+
+
+@pytest.fixture(scope="module")
+def spread(moto_stack):
+    """90 messages: the newest 30 handled, the 30 before in charge, the oldest 30 to handle (a
+    skew: one partition gives a whole page), then every third one of each taken or released
+    across (interleaved), on DynamoDB and on the fake."""
+    ddb = moto_stack.resource("dynamodb")
+    audit = AuditStore(moto_stack.physical("AuditTable"), ddb)
+    real = InboxStore(moto_stack.physical("InboxTable"), ddb, audit_table=moto_stack.physical("AuditTable"))
+    fake_audit = fakes.FakeAuditStore()
+    stores = {"dynamodb": (real, audit), "fake": (fakes.FakeInboxStore(fake_audit), fake_audit)}
+    emma = Person("emma", "emma@alfa.test", roles={MERGED: Role.ADMIN})
+    inboxes = {}
+    for name, (rows, a) in stores.items():
+        inbox = Inbox(rows, a, People(), None, cursor_secret=b"k" * 32, now=fakes.Ticking())
+        for i in range(90):
+            rows.add(MERGED, {**record(i), "to": [MERGED], "kind": "posta-certificata"})
+        by_age = sorted(range(90), key=lambda i: record(i)["received_key"])
+        for n, i in enumerate(by_age):
+            acts = [] if n < 30 else [Act.TAKE] if n < 60 else [Act.TAKE, Act.MARK_HANDLED]
+            if n % 3 == 0:  # interleaved: some of each third moved to another state
+                acts = [Act.TAKE] if not acts else [Act.TAKE, Act.MARK_HANDLED] if len(acts) == 1 else []
+            for act in acts:
+                inbox.act(emma, MERGED, f"{i:064x}", act)
+        inboxes[name] = (inbox, emma)
+    return inboxes
+
+
+MERGED_FILTERS = [
+    (Filters(), lambda r: True),
+    (
+        Filters(
+            received_from=datetime(2026, 11, 5, tzinfo=UTC), received_to=datetime(2026, 11, 20, tzinfo=UTC)
+        ),
+        lambda r: "2026-11-05" <= r["received_key"] <= "2026-11-20T00:00:00.000000Z~",
+    ),
+    (Filters(handling=Status.IN_CHARGE), lambda r: r["handling"] == "in-carico"),
+    (Filters(has_sdi=False), lambda r: "sdi_pk" not in r),
+]
+
+
+@pytest.mark.parametrize("which", range(len(MERGED_FILTERS)))
+@pytest.mark.parametrize("size", [1, 4, 7, 50])
+def test_the_messages_of_the_three_states_merged_are_exactly_the_list(spread, which, size):
+    """The list of all messages is three partitions (a state each) merged: every page, put
+    together, is the brute force's list newest first, each once, on DynamoDB and on the fake
+    at the same cost; a page reads at most about twice what it shows."""
+    filters, found = MERGED_FILTERS[which]
+    costs = {}
+    for name, (inbox, person) in spread.items():
+        stored = [r for r in stored_rows(inbox) if r["pk"].startswith(f"{MERGED}#m#")]
+        assert {r["handling"] for r in stored} == {"da-gestire", "in-carico", "gestito"}
+        expected = [
+            r["sha256"] for r in sorted(stored, key=lambda r: r["received_key"], reverse=True) if found(r)
+        ]
+        costs[name] = []
+        rows, pages_ = every_page(inbox, filters, size, costs[name], person=person)
+        assert rows == expected and pages_ == max(1, -(-len(expected) // size))
+    assert costs["dynamodb"] == costs["fake"]
+    if size == 50:
+        read = sum(c[0] for c in costs["fake"])
+        assert read <= 2 * len(expected) + 3, (read, len(expected))

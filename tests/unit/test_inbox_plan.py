@@ -89,9 +89,8 @@ def test_words_every_message_has_are_no_keys_and_no_filter():
 def test_a_new_certified_message_is_listed_as_da_gestire():
     keys = listing_keys(BOX, record())
     assert keys == {
-        "list_pk": f"{M}#messages",
+        "list_pk": f"{M}#messages#da-gestire",  # its presa in carico's list
         "kind_pk": None,  # most messages are: the list answers that kind (an index write less)
-        "handling_pk": f"{M}#da-gestire",
         "holder_pk": None,
         "campaign_pk": None,
         "sdi_pk": None,
@@ -116,7 +115,7 @@ def test_a_conversation_is_keyed_by_its_first_message_id():
     )
     p = plan(BOX, Filters(thread="<orig@beta>", handling=Status.OPEN))
     assert (p.index, p.key_value) == ("ByThread", thread_key(BOX, "<orig@beta>"))
-    assert p.residual == (("handling_pk", (f"{M}#da-gestire",)),)
+    assert p.residual == (("list_pk", (f"{M}#messages#da-gestire",)),)
 
 
 @pytest.mark.parametrize(
@@ -126,7 +125,8 @@ def test_a_conversation_is_keyed_by_its_first_message_id():
 def test_a_common_kind_is_its_list_checked_row_by_row(kind, listed):
     assert listing_keys(BOX, record(kind))["kind_pk"] is None
     p = plan(BOX, Filters(kind=kind))
-    assert (p.index, p.key_value, p.residual) == ("ByList", f"{M}#{listed}", (("kind", (kind,)),))
+    lists = (f"{M}#receipts",) if listed == "receipts" else tuple(f"{M}#messages#{s}" for s in Status)
+    assert (p.index, p.partitions, p.residual) == ("ByList", lists, (("kind", (kind,)),))
     row = inbox_row(BOX, record(kind, sha256="ab" * 32))
     assert matches(row, p) and not matches({**row, "kind": "errore-consegna"}, p)
     # with words: the postings of the kind's list, the kind checked on each row they name
@@ -137,20 +137,21 @@ def test_a_common_kind_is_its_list_checked_row_by_row(kind, listed):
     assert matches(row, w) and not matches({**row, "kind": "errore-consegna"}, w)
     # with another filter: that filter's index, the kind checked
     h = plan(BOX, Filters(kind="posta-certificata", handling=Status.OPEN))
-    assert (h.index, h.residual) == ("ByHandling", (("kind", ("posta-certificata",)),))
+    assert (h.index, h.key_value, h.also) == ("ByList", f"{M}#messages#da-gestire", ())
+    assert h.residual == (("kind", ("posta-certificata",)),)
 
 
 def test_receipts_are_listed_apart_and_have_no_presa_in_carico():
     keys = listing_keys(BOX, record("avvenuta-consegna"), campaign_id="solleciti")
-    assert keys["list_pk"] == f"{M}#receipts" and keys["handling_pk"] is None
+    assert keys["list_pk"] == f"{M}#receipts" and keys["holder_pk"] is None
     assert keys["campaign_pk"] == f"{M}#solleciti"
 
 
 def test_holder_and_bin_keys():
     held = Handling(Status.IN_CHARGE, "Anna", datetime(2026, 1, 1, tzinfo=UTC), "anna", None, 1)
     keys = listing_keys(BOX, record(sdi={"type": "RC"}), held)
-    assert (keys["handling_pk"], keys["holder_pk"], keys["sdi_pk"]) == (
-        f"{M}#in-carico",
+    assert (keys["list_pk"], keys["holder_pk"], keys["sdi_pk"]) == (
+        f"{M}#messages#in-carico",
         f"{M}#anna",
         f"{M}#sdi",
     )
@@ -160,7 +161,8 @@ def test_holder_and_bin_keys():
 
 def test_the_plain_list_is_the_messages_newest_first_without_receipts():
     p = plan(BOX, Filters())
-    assert (p.index, p.key_value, p.residual) == ("ByList", f"{M}#messages", ())
+    merged = (f"{M}#messages#da-gestire", f"{M}#messages#in-carico", f"{M}#messages#gestito")
+    assert (p.index, p.partitions, p.residual) == ("ByList", merged, ())
     assert plan(BOX, Filters(receipts=True)).key_value == f"{M}#receipts"
 
 
@@ -168,7 +170,7 @@ def test_the_plain_list_is_the_messages_newest_first_without_receipts():
     ("filters", "index", "value"),
     [
         (Filters(kind="anomalia"), "ByKind", f"{M}#anomalia"),
-        (Filters(handling=Status.OPEN), "ByHandling", f"{M}#da-gestire"),
+        (Filters(handling=Status.OPEN), "ByList", f"{M}#messages#da-gestire"),
         (Filters(holder="Anna"), "ByHolder", f"{M}#anna"),
         (Filters(campaign="c1"), "ByCampaign", f"{M}#c1"),
         (Filters(has_sdi=True), "BySdi", f"{M}#sdi"),
@@ -178,7 +180,7 @@ def test_the_plain_list_is_the_messages_newest_first_without_receipts():
 )
 def test_each_filter_is_one_partition(filters, index, value):
     p = plan(BOX, filters)
-    assert (p.index, p.key_value) == (index, value)
+    assert (p.index, p.partitions) == (index, (value,))
 
 
 def test_several_filters_read_the_most_selective_and_check_the_rest():
@@ -189,7 +191,7 @@ def test_several_filters_read_the_most_selective_and_check_the_rest():
         **listing_keys(BOX, record(), Handling(Status.IN_CHARGE, "anna", None, None, None, 1)),
     }
     assert matches(item, p)
-    assert not matches({**item, "handling_pk": f"{M}#gestito"}, p)
+    assert not matches({**item, "list_pk": f"{M}#messages#gestito"}, p)
 
 
 def test_dates_are_a_range_of_the_sort_key():

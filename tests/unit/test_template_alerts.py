@@ -63,7 +63,7 @@ def test_the_poller_only_counts_and_claims_groups_the_scheduler_also_reads_them(
     [indexes] = granted("PollSchedulerFunction", "dynamodb:Query")
     assert indexes == [
         {"Fn::Sub": "${MessagesTable.Arn}/index/Unmatched"},
-        {"Fn::Sub": "${InboxTable.Arn}/index/ByHandling"},
+        {"Fn::Sub": "${InboxTable.Arn}/index/ByList"},
     ]
 
 

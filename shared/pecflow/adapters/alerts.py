@@ -1,7 +1,8 @@
 """Alerts on AWS: the grouping items (AlertsTable), the channel (the alarms topic, and a chat
 webhook whose URL is a secret), what the scheduled check counts (MessagesTable's Unmatched
-index, InboxTable's ByHandling index) and each mailbox's alert settings (MailboxesTable item
-"alerts"). Nothing here sends mail: alerts never leave through a PEC mailbox."""
+index, InboxTable's ByList partition of the messages «da gestire») and each mailbox's alert
+settings (MailboxesTable item "alerts"). Nothing here sends mail: alerts never leave through a
+PEC mailbox."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pecflow.adapters.dynamodb._common import pages
+from pecflow.domain.handling import Status
+from pecflow.domain.inbox import message_list
 
 WEBHOOK_TIMEOUT = 5.0  # seconds: a slow chat service never holds a poll
 WEBHOOK_PAUSE = 300.0  # after a failure the webhook rests this long (no retry storm)
@@ -206,7 +209,7 @@ def webhook_url_from_secret(
 
 class Waiting:
     """What the scheduled check counts, oldest first: receipts unmatched (MessagesTable's
-    Unmatched index) and messages «da gestire» (InboxTable's ByHandling index) received before
+    Unmatched index) and messages «da gestire» (their partition of InboxTable's ByList) received before
     a time, when one of them was received since `since` (it has just crossed the threshold; the
     others were told at an earlier check). One small query per mailbox and cause when none did."""
 
@@ -220,8 +223,8 @@ class Waiting:
     def to_handle_before(self, mailbox: str, before: str, since: str, limit: int) -> tuple[int, list[str]]:
         if not self.inbox_table:
             return 0, []
-        key = f"{mailbox.lower()}#da-gestire"
-        return self._count(self.inbox_table, "ByHandling", "handling_pk", key, before, since, limit)
+        key = message_list(mailbox, Status.OPEN)
+        return self._count(self.inbox_table, "ByList", "list_pk", key, before, since, limit)
 
     def _count(
         self, table: str, index: str, name: str, key: str, before: str, since: str, limit: int

@@ -10,9 +10,10 @@ merges them newest first and reads the rows they name (`word_page`), so acts cha
 Pure domain code.
 
 Listing keys (attribute → index):
-  list_pk     ByList     <mailbox>#messages | #receipts | #bin   (receipts apart; the bin apart)
+  list_pk     ByList     <mailbox>#messages#da-gestire | #messages#in-carico | #messages#gestito
+                         | #receipts | #bin   (a message's list is its presa in carico's state:
+                         the whole list of messages is the three merged, `merged_page`)
   kind_pk     ByKind     <mailbox>#<kind>   (only the rarer kinds; not for messages in the bin)
-  handling_pk ByHandling <mailbox>#da-gestire | #in-carico | #gestito (messages, not receipts)
   holder_pk   ByHolder   <mailbox>#<username>                    (in carico or handled by them)
   campaign_pk ByCampaign <mailbox>#<campaign id>                 (a campaign's receipts and replies)
   sdi_pk      BySdi      <mailbox>#sdi                           (messages carrying an SdI file)
@@ -46,7 +47,6 @@ LIST_MESSAGES, LIST_RECEIPTS, LIST_BIN = "messages", "receipts", "bin"
 INDEXES = {
     "list_pk": "ByList",
     "kind_pk": "ByKind",
-    "handling_pk": "ByHandling",
     "holder_pk": "ByHolder",
     "campaign_pk": "ByCampaign",
     "sdi_pk": "BySdi",
@@ -144,6 +144,16 @@ def thread_key(mailbox: str, root: str) -> str:
     return f"{mailbox.lower()}#{hashlib.sha256(root.encode()).hexdigest()[:32]}"
 
 
+def message_list(mailbox: str, status: Status) -> str:
+    """The ByList partition of the messages (not receipts, not in the bin) whose presa in carico
+    is in `status`: a state's list is one partition, the list of all messages the three merged."""
+    return f"{mailbox.lower()}#{LIST_MESSAGES}#{Status(status).value}"
+
+
+def message_lists(mailbox: str) -> tuple[str, ...]:
+    return tuple(message_list(mailbox, status) for status in Status)
+
+
 def listing_keys(
     mailbox: str,
     record: Mapping[str, object],
@@ -163,11 +173,10 @@ def listing_keys(
     if deleted:
         keys["list_pk"] = f"{mailbox}#{LIST_BIN}"
         return keys
-    keys["list_pk"] = f"{mailbox}#{LIST_RECEIPTS if receipt else LIST_MESSAGES}"
+    keys["list_pk"] = f"{mailbox}#{LIST_RECEIPTS}" if receipt else message_list(mailbox, handling.status)
     if kind not in COMMON_KINDS:
         keys["kind_pk"] = f"{mailbox}#{kind}"
     if not receipt:
-        keys["handling_pk"] = f"{mailbox}#{handling.status.value}"
         if handling.status is not Status.OPEN and handling.holder:
             keys["holder_pk"] = f"{mailbox}#{handling.holder.lower()}"
     campaign_id = campaign_id or (str(record["campaign"]) if record.get("campaign") else None)
@@ -215,6 +224,11 @@ class Plan:
     residual: tuple[tuple[str, tuple[str, ...]], ...] = ()
     words: tuple[str, ...] = ()
     token_index: bool = False  # read the word's postings, then the rows they name
+    also: tuple[str, ...] = ()  # more partitions of the index, merged with key_value's (`merged_page`)
+
+    @property
+    def partitions(self) -> tuple[str, ...]:
+        return (self.key_value, *self.also)
 
 
 def _sort_bounds(filters: Filters) -> tuple[str | None, str | None]:
@@ -243,14 +257,14 @@ def plan(mailbox: str, filters: Filters) -> Plan:
     if filters.bin and (filters.handling or filters.holder):
         raise FilterError("messages in the bin have no presa in carico to filter on")
     common_kind = filters.kind in COMMON_KINDS and not filters.bin  # no ByKind key: the list, checked
-    if filters.kind is None and not filters.bin:
-        list_value = f"{mailbox}#{LIST_RECEIPTS}" if filters.receipts else f"{mailbox}#{LIST_MESSAGES}"
-    elif common_kind:
-        list_value = f"{mailbox}#{LIST_RECEIPTS if is_receipt(filters.kind) else LIST_MESSAGES}"
-    else:
-        list_value = f"{mailbox}#{LIST_BIN}" if filters.bin else ""
+    receipts = filters.receipts if filters.kind is None else is_receipt(filters.kind)
+    list_values: tuple[str, ...] = ()
+    if filters.bin:
+        list_values = (f"{mailbox}#{LIST_BIN}",)
+    elif filters.kind is None or common_kind:
+        list_values = (f"{mailbox}#{LIST_RECEIPTS}",) if receipts else message_lists(mailbox)
 
-    candidates: list[tuple[str, str]] = []  # (attribute, value), most selective first
+    candidates: list[tuple[str, tuple[str, ...]]] = []  # (attribute, values), most selective first
     wanted = words(filters.text) if filters.text else []
     if filters.text and not wanted:
         raise FilterError("the words searched are too short or too common: add a more specific word")
@@ -258,21 +272,19 @@ def plan(mailbox: str, filters: Filters) -> Plan:
     if filters.receipts or is_receipt(filters.kind):  # a receipt's kind is the kind filter's
         wanted = [w for w in wanted if w not in PREFIX_WORDS]
     if filters.thread:
-        candidates.append(("thread_pk", thread_key(mailbox, filters.thread)))
+        candidates.append(("thread_pk", (thread_key(mailbox, filters.thread),)))
     if filters.holder:
-        candidates.append(("holder_pk", f"{mailbox}#{filters.holder.lower()}"))
+        candidates.append(("holder_pk", (f"{mailbox}#{filters.holder.lower()}",)))
     if filters.campaign:
-        candidates.append(("campaign_pk", f"{mailbox}#{filters.campaign}"))
+        candidates.append(("campaign_pk", (f"{mailbox}#{filters.campaign}",)))
     if filters.has_sdi:
-        candidates.append(("sdi_pk", f"{mailbox}#sdi"))
-    if filters.handling:
-        candidates.append(("handling_pk", f"{mailbox}#{Status(filters.handling).value}"))
+        candidates.append(("sdi_pk", (f"{mailbox}#sdi",)))
+    if filters.handling:  # the state's own list: every other list is left out by it
+        candidates.append(("list_pk", (message_list(mailbox, filters.handling),)))
+    elif list_values and (filters.bin or not candidates):  # the bin's rows have no other key
+        candidates.append(("list_pk", list_values))
     if filters.kind and not filters.bin and not common_kind:
-        candidates.append(("kind_pk", f"{mailbox}#{filters.kind}"))
-    if list_value and not candidates:  # every other listing key is absent from the bin's rows
-        candidates.append(("list_pk", list_value))
-    elif filters.bin:
-        candidates.append(("list_pk", list_value))
+        candidates.append(("kind_pk", (f"{mailbox}#{filters.kind}",)))
     extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
     if filters.has_sdi is False:
         extra += (("sdi_pk", ("",)),)  # "" stands for: the attribute is absent
@@ -282,14 +294,14 @@ def plan(mailbox: str, filters: Filters) -> Plan:
     if wanted:
         # the longest word is likely the rarest: its partition is read, the others checked
         ordered = sorted(wanted, key=len, reverse=True)
-        checked = tuple((a, (v,)) for a, v in candidates) + extra
+        checked = tuple(candidates) + extra
         listing = LIST_RECEIPTS if filters.receipts or is_receipt(filters.kind) else LIST_MESSAGES
         return Plan(
             None, "pk", word_key(mailbox, listing, ordered[0]), start, end, checked, tuple(ordered[1:]), True
         )
-    attribute, value = candidates[0]
-    others = tuple((a, (v,)) for a, v in candidates[1:]) + extra
-    return Plan(INDEXES[attribute], attribute, value, start, end, others)
+    attribute, values = candidates[0]
+    others = tuple(candidates[1:]) + extra
+    return Plan(INDEXES[attribute], attribute, values[0], start, end, others, also=values[1:])
 
 
 def matches(row: Mapping[str, object], plan: Plan) -> bool:
@@ -349,6 +361,60 @@ def request_size(room: int, previous: int) -> int:
     """Items a page's next query asks for: room for the page and one more first (one more
     tells whether the list goes on), then twice the previous ask where filters left rows out."""
     return room + 1 if previous == 0 else min(MAX_REQUEST_ITEMS, max(room + 1, previous * 2))
+
+
+# a partition's query: (partition, before: rows older than this received_key only (None: all),
+# the key to resume after, how many items to evaluate) -> (rows matching, the key to go on from)
+PartitionQuery = Callable[
+    [str, "str | None", "Mapping[str, object] | None", int],
+    "tuple[list[dict[str, object]], Mapping[str, object] | None]",
+]
+
+
+@dataclass(slots=True)
+class _Stream:
+    partition: str
+    rows: list[dict[str, object]]
+    next_key: Mapping[str, object] | None = None
+    done: bool = False
+    asked: int = 0  # items the last query evaluated
+    thinned: bool = False  # the filters left some of them out
+
+
+def merged_page(
+    plan: Plan, limit: int, start_key: Mapping[str, object] | None, query: PartitionQuery
+) -> tuple[list[dict[str, object]], dict[str, object] | None]:
+    """Up to `limit` rows of several partitions of one index (`plan.partitions`) newest first, and
+    the key to continue from (None: the last page; else the last row's received_key, unique to
+    it). Each partition is read a share of the page at a time and read again only once every row
+    it gave is shown or older than the others' (a partition's share first, then what the page
+    still misses, twice as much where filters left rows out), so a page reads about what it shows
+    and a partition's leftover at most."""
+    before = str(start_key["received_key"]) if start_key else None
+    streams = [_Stream(p, []) for p in plan.partitions]
+    share = ceil((limit + 1) / len(streams))
+    rows: list[dict[str, object]] = []
+    while len(rows) <= limit:
+        for stream in streams:
+            while not stream.rows and not stream.done:
+                missing = limit + 1 - len(rows)
+                if stream.asked == 0:
+                    ask = min(share, missing)
+                else:
+                    ask = request_size(missing - 1, stream.asked) if stream.thinned else missing
+                found, stream.next_key = query(stream.partition, before, stream.next_key, ask)
+                stream.rows = [r for r in found if before is None or str(r["received_key"]) < before]
+                stream.rows.reverse()  # oldest first: the newest is popped
+                stream.done, stream.asked, stream.thinned = stream.next_key is None, ask, len(found) < ask
+        live = [s for s in streams if s.rows]
+        if not live:
+            break
+        newest = max(live, key=lambda s: (str(s.rows[-1]["received_key"]), str(s.rows[-1]["pk"])))
+        rows.append(newest.rows.pop())
+    if len(rows) <= limit:
+        return rows, None
+    del rows[limit:]
+    return rows, {"received_key": rows[-1]["received_key"]}
 
 
 def page_size(asked: int | None) -> int:

@@ -301,7 +301,7 @@ class Inbox:
             keys = listing_keys(mailbox, row, after)
             fields = {
                 **handling_fields(after),
-                "handling_pk": keys["handling_pk"],
+                "list_pk": keys["list_pk"],
                 "holder_pk": keys["holder_pk"],
             }
             details = {

@@ -28,6 +28,7 @@ from pecflow.domain.inbox import (
     Entry,
     Plan,
     inbox_row,
+    merged_page,
     open_entries,
     open_room,
     open_sks,
@@ -186,6 +187,8 @@ class InboxStore:
         """Up to `limit` rows newest first, from `start_key` (a previous page's next_key)."""
         if plan.token_index:
             return self._word_page(plan, limit, start_key)
+        if plan.also:
+            return self._merged_page(plan, limit, start_key)
         key = Key(plan.key_attribute).eq(plan.key_value)
         sort = _key_range("received_key", plan.sort_from, plan.sort_to)
         kwargs: dict[str, Any] = {
@@ -197,6 +200,39 @@ class InboxStore:
         if condition is not None:
             kwargs["FilterExpression"] = condition
         return self._collect(kwargs, limit, start_key, index_key=(plan.key_attribute, "received_key"))
+
+    def _merged_page(self, plan: Plan, limit: int, start_key: Mapping[str, Any] | None) -> Page:
+        """Several partitions of the plan's index merged newest first (`merged_page`)."""
+        page = Page([], None)
+        condition = _residual_filter(plan)
+
+        def query(
+            partition: str, before: str | None, start: Mapping[str, Any] | None, count: int
+        ) -> tuple[list[dict[str, Any]], Any]:
+            key = Key(plan.key_attribute).eq(partition)
+            if before is None or (plan.sort_to is not None and plan.sort_to < before):
+                sort = _key_range("received_key", plan.sort_from, plan.sort_to)
+            elif plan.sort_from is None:
+                sort = Key("received_key").lt(before)
+            else:  # `between` includes `before`: merged_page leaves it out
+                sort = Key("received_key").between(plan.sort_from, before)
+            kwargs: dict[str, Any] = {
+                "IndexName": plan.index,
+                "KeyConditionExpression": key & sort if sort is not None else key,
+                "ScanIndexForward": False,
+                "Limit": count,
+            }
+            if condition is not None:
+                kwargs["FilterExpression"] = condition
+            if start:
+                kwargs["ExclusiveStartKey"] = dict(start)
+            result = self.table.query(**kwargs)
+            page.requests += 1
+            page.items_read += int(result.get("ScannedCount", 0))
+            return [_plain(i) for i in result.get("Items", [])], result.get("LastEvaluatedKey")
+
+        page.rows, page.next_key = merged_page(plan, limit, start_key, query)
+        return page
 
     def _word_page(self, plan: Plan, limit: int, start_key: Mapping[str, Any] | None) -> Page:
         """A word search (`word_page`): the word's postings by Query, the rows by BatchGetItem."""

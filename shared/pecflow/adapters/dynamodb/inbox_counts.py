@@ -1,5 +1,5 @@
-"""How many messages of a mailbox wait to be handled: a COUNT query on the inbox's ByHandling index
-(the rows "da gestire"; receipts have no handling key), read for the mailbox's health."""
+"""How many messages of a mailbox wait to be handled: a COUNT query of the inbox's ByList partition
+of the messages «da gestire» (`message_list`), read for the mailbox's health."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from pecflow.adapters.dynamodb._common import _resource, pages
 from pecflow.domain.handling import Status
+from pecflow.domain.inbox import message_list
 
 
 class InboxCounts:
@@ -17,9 +18,9 @@ class InboxCounts:
     def to_handle(self, mailbox: str) -> int:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
-            "IndexName": "ByHandling",
-            "KeyConditionExpression": "handling_pk = :pk",
-            "ExpressionAttributeValues": {":pk": f"{mailbox.lower()}#{Status.OPEN.value}"},
+            "IndexName": "ByList",
+            "KeyConditionExpression": "list_pk = :pk",
+            "ExpressionAttributeValues": {":pk": message_list(mailbox, Status.OPEN)},
             "Select": "COUNT",
         }
         return sum(int(page.get("Count", 0)) for page in pages(self.client.query, **kwargs))
