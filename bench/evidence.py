@@ -194,7 +194,7 @@ def measure_conservation(directory: Path) -> None:
     case = pickle.loads((directory / "case.pickle").read_bytes())
     names = sorted(p.name for p in directory.glob("*.json"))
 
-    class Records:  # one at a time, as PeriodMessages streams them (ByDate's keys, read whole)
+    class Records:  # one at a time, as PeriodMessages streams them (the period's keys, read whole)
         def received_between(self, mailbox, start, end):
             for name in names:
                 yield json.loads((directory / name).read_text()) | {"mailbox": BOX}

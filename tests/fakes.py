@@ -362,7 +362,7 @@ class FakeMailboxStore:
 
 
 # --- message records ---------------------------------------------------------------------------------
-_INDEX_KEYS = {"ByDate": "mailbox", "Unmatched": "unmatched_mailbox", "Quarantined": "quarantined_mailbox"}
+_INDEX_KEYS = {None: "mailbox", "Unmatched": "unmatched_mailbox", "Quarantined": "quarantined_mailbox"}
 
 
 class FakeMessageStore:
@@ -424,7 +424,7 @@ class FakeMessageStore:
         }
 
     def query(
-        self, mailbox: str, *, index: str = "ByDate", newest_first: bool = True, limit: int = 100
+        self, mailbox: str, *, index: str | None = None, newest_first: bool = True, limit: int = 100
     ) -> list[MessageRecord]:
         if index not in _INDEX_KEYS:
             raise _validation(f"the index {index} cannot be queried by mailbox", "Query")

@@ -282,7 +282,7 @@ def cmd_inbox_list(args) -> int:
     from pecflow.services.admin import inbox_kind, rem_note
 
     store = bootstrap.message_store(_deployment(args))
-    index = "Quarantined" if args.quarantined else "Unmatched" if args.unmatched else "ByDate"
+    index = "Quarantined" if args.quarantined else "Unmatched" if args.unmatched else None
     records = store.query(args.mailbox, index=index, limit=args.limit)
     if args.kind:
         records = [r for r in records if r.kind == args.kind]

@@ -1,6 +1,6 @@
 """Conservation exports on moto's tables and buckets (template.yaml's): a message we sent, its two
 receipts and a PEC received, recorded as the poller leaves them; the package of their period
-written by the bootstrap's wiring (records from MessagesTable's index ByDate, originals streamed
+written by the bootstrap's wiring (records from MessagesTable, originals streamed
 from the archive bucket, the period recorded on MailboxesTable by a transaction), byte for byte
 and validating; an overlapping period refused; two exports racing on the same head: one recorded;
 the API's package uploaded to the downloads bucket and linked; the CLI's export, verify and list."""

@@ -117,9 +117,10 @@ def _leaving_unprocessed(client, monkeypatch, *, always=False) -> list[int]:
     return sizes
 
 
-def test_the_records_by_date_are_read_whole_in_the_indexs_order(aws, monkeypatch):
-    """ByDate keeps only the keys: its readers read the records by BatchGetItem, 100 keys a
-    request, asking again for the keys left unprocessed, in the index's order."""
+def test_the_records_by_date_are_read_whole_in_received_order(aws, monkeypatch):
+    """No index by date: the readers of a period read the mailbox's keys (its partition, records
+    only), sort them by received_key and read the records by BatchGetItem, 100 keys a request,
+    asking again for the keys left unprocessed, in that order."""
     from pecflow.adapters.dynamodb import _common
     from pecflow.adapters.dynamodb.conservation import PeriodMessages
     from pecflow.adapters.rules import RecordedMessages
@@ -132,9 +133,8 @@ def test_the_records_by_date_are_read_whole_in_the_indexs_order(aws, monkeypatch
         when = (WHEN + timedelta(minutes=i)).isoformat().replace("+00:00", "Z")
         record = {"sha256": sha, "received_key": f"{when}#{sha[:16]}", "received_at": when}
         messages.record(box, record | {"kind": "posta-certificata", "subject": f"Pratica {i}", "uid": i})
-    index = ddb.Table(table).query(IndexName="ByDate", KeyConditionExpression="mailbox = :m",
-                                   ExpressionAttributeValues={":m": box}, Limit=1)["Items"]  # fmt: skip
-    assert set(index[0]) == {"mailbox", "message", "received_key"}, "the index holds keys only"
+    MessageStore(table, ddb).record(box + ".altra", {"sha256": "ff" * 32, "received_key": "2026-03-02T10:30"})
+    ddb.Table(table).put_item(Item={"mailbox": box, "message": "sha256:" + "ee" * 32})  # no received_key
     whole = [messages.get(box, sha) for sha in shas]
     sizes = _leaving_unprocessed(ddb.meta.client, monkeypatch)
     assert messages.query(box, limit=130) == whole[::-1]
@@ -144,7 +144,7 @@ def test_the_records_by_date_are_read_whole_in_the_indexs_order(aws, monkeypatch
     assert [r["subject"] for r in period] == [f"Pratica {i}" for i in range(5, 120)]
     recorded = RecordedMessages(table, ddb)
     assert [r["uid"] for r in recorded.since(box, "2026-03-02T12:00")] == list(range(120, 130))
-    assert recorded.reads == 20, "the index's keys and the records"
+    assert recorded.reads == 131 + 10, "the mailbox's items and the period's records"
     _leaving_unprocessed(ddb.meta.client, monkeypatch, always=True)
     with pytest.raises(RuntimeError, match="unread"):
         messages.query(box, limit=1)

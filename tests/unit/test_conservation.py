@@ -53,7 +53,7 @@ stranger = Person("ugo", "ugo@alfa.test", roles={"altro@pec.alfa.test": Role.ADM
 
 
 class Records:
-    """MessagesTable's records of a period as the adapter gives them (ByDate's keys, the records
+    """MessagesTable's records of a period as the adapter gives them (the mailbox's keys, the records
     read whole), oldest first."""
 
     def __init__(self):
@@ -524,9 +524,9 @@ def test_the_api_function_may_export_and_record_periods_and_nothing_more():
     policy, role = api_policy(), {"AWS": ROLE}
     messages, mailboxes = lookup("MessagesTable", "Arn"), lookup("MailboxesTable", "Arn")
     downloads = lookup("DownloadsBucket", "Arn")
-    assert allows(policy, Request(role, "dynamodb:Query", f"{messages}/index/ByDate"))
-    assert allows(policy, Request(role, "dynamodb:BatchGetItem", messages)), "ByDate holds keys only"
-    for other in (messages, f"{messages}/index/ByLocation"):
+    assert allows(policy, Request(role, "dynamodb:Query", messages)), "the mailbox's keys"
+    assert allows(policy, Request(role, "dynamodb:BatchGetItem", messages)), "the period's records"
+    for other in (f"{messages}/index/ByLocation", f"{messages}/index/Unmatched"):
         assert not allows(policy, Request(role, "dynamodb:Query", other)), other
     for action in ("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem"):
         assert allows(policy, Request(role, action, mailboxes)), action

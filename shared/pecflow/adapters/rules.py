@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.conditions import Attr
 
-from pecflow.adapters.dynamodb._common import _conditional_write, _resource, pages
-from pecflow.adapters.dynamodb.messages import SignatureItems
+from pecflow.adapters.dynamodb._common import _conditional_write, _resource
+from pecflow.adapters.dynamodb.messages import SignatureItems, received_keys
 from pecflow.domain import clock
 
 SAVED_PREFIX = "rules/"
@@ -120,9 +120,9 @@ class SavedFiles:
 
 
 class RecordedMessages:
-    """Message records of a period, oldest first, as stored (the dry run's input): the keys of
-    the ByDate index, page by page, and the records read whole by BatchGetItem (the index keeps
-    only keys). `reads` counts the items DynamoDB read: the index's keys and the records."""
+    """Message records of a period, oldest first, as stored (the dry run's input): their keys
+    (`received_keys`: the mailbox's partition read, the period's kept) and the records read whole
+    by BatchGetItem. `reads` counts the items DynamoDB read: the partition's and the records."""
 
     def __init__(self, table_name: str, dynamodb: Any = None):
         self.table = _resource(dynamodb).Table(table_name)
@@ -134,11 +134,8 @@ class RecordedMessages:
             self.reads += 1
             yield record
 
-    def _keys(self, mailbox: str, since: str) -> Iterator[dict[str, Any]]:
-        request = {
-            "IndexName": "ByDate",
-            "KeyConditionExpression": Key("mailbox").eq(mailbox.lower()) & Key("received_key").gte(since),
-        }
-        for page in pages(self.table.query, **request):
-            self.reads += page.get("ScannedCount", 0)
-            yield from page.get("Items", [])
+    def _keys(self, mailbox: str, since: str) -> list[dict[str, Any]]:
+        scanned: list[int] = []
+        keys = received_keys(self.table, mailbox, since, scanned=scanned)
+        self.reads += sum(scanned)
+        return keys

@@ -5,7 +5,7 @@ Table layout (template.yaml is the source of truth for names and indexes):
   "cursor#<folder>" holds the folder's Cursor.
 - Messages (mailbox, message): one record per distinct raw message per mailbox, message =
   "sha256:<hex>" so a message fetched twice (crash, UIDVALIDITY change) is recorded once.
-  Index ByDate (mailbox, received_key; keys only: the records read by BatchGetItem, whole_items);
+  No index by date: a period's readers read the mailbox's keys and sort them (received_keys);
   sparse index Unmatched (unmatched_mailbox,
   received_key) lists receipts whose original is unknown; sparse index Quarantined
   (quarantined_mailbox, received_key) lists messages whose processing failed (archived, recorded

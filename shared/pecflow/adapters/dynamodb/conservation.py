@@ -1,5 +1,6 @@
-"""The conservation exports' state: the messages received in a period (MessagesTable, index
-ByDate) and the exported periods, on MailboxesTable beside the mailbox's configuration.
+"""The conservation exports' state: the messages received in a period (MessagesTable, the
+mailbox's partition: `received_keys`) and the exported periods, on MailboxesTable beside the
+mailbox's configuration.
 
 Items on MailboxesTable (address = the mailbox):
 
@@ -20,8 +21,8 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from pecflow.adapters.dynamodb._common import _clean, _plain, _resource, _try_write, pages
-from pecflow.adapters.dynamodb.messages import SignatureItems
+from pecflow.adapters.dynamodb._common import _clean, _plain, _resource, _try_write
+from pecflow.adapters.dynamodb.messages import SignatureItems, received_keys
 
 HEAD = "conservation"
 PREFIX = "conservation#"
@@ -35,30 +36,13 @@ class PeriodMessages:
         self.signatures = SignatureItems(self.table)
 
     def received_between(self, mailbox: str, start: str, end: str) -> Iterator[dict[str, Any]]:
-        """`start` included, `end` excluded (ISO 8601 UTC, as `received_key` begins). ByDate
-        keeps only the keys: the records are read whole by BatchGetItem, streamed."""
-        keys = (
-            item
-            for page in pages(self.table.query, **_period(mailbox, start, end))
-            for item in page.get("Items", [])
-            if str(item.get("received_key", "")) < end
-        )
-        yield from self.signatures.records(keys)
+        """`start` included, `end` excluded (ISO 8601 UTC, as `received_key` begins), oldest
+        first: the period's keys (`received_keys`), the records read whole by BatchGetItem,
+        streamed."""
+        yield from self.signatures.records(received_keys(self.table, mailbox, start, end))
 
     def count_between(self, mailbox: str, start: str, end: str) -> int:
-        """The index's keys counted (Select COUNT): no record read."""
-        return sum(
-            page["Count"] for page in pages(self.table.query, **_period(mailbox, start, end), Select="COUNT")
-        )
-
-
-def _period(mailbox: str, start: str, end: str) -> dict[str, Any]:
-    """The ByDate query of a mailbox's period (`between` includes `end`: the readers leave it out)."""
-    return {
-        "IndexName": "ByDate",
-        "KeyConditionExpression": Key("mailbox").eq(mailbox.lower())
-        & Key("received_key").between(start, end),
-    }
+        return len(received_keys(self.table, mailbox, start, end))
 
 
 class ExportedPeriods:
