@@ -58,8 +58,10 @@ written by its batch's consegna transaction (not by an UpdateItem of its own): f
 $0.5337 sent. All three together (2026-11-27, d7097e9): $0.4713 sent (46 % of the baseline:
 26.8 requests, 21.7 + 10.3 GSI WRU, DynamoDB $0.2326, S3 $0.1548, Lambda $0.0569) and $0.1229
 received (60 %: 4.6 requests, 3.8 + 5.0 GSI WRU, DynamoDB $0.0619, S3 $0.0500, Lambda $0.0107).
-What remains is mostly each message's record (1 WRU, and 1 for each of ByDate and
-ByLocation), its inbox row's indexes and word postings (receipts' too), the reconcile and sender
+MessagesTable's ByLocation replaced by each mailbox's UID map, one item per fetched batch (0.04
+WRU a message, not a GSI write): from $0.4708 sent and $0.1226 received to $0.4546 and $0.1160,
+again from $0.4691 and $0.1225 to $0.4584 and $0.1158 (3.8 + 4.0 GSI WRU a message received). What remains is mostly each message's record (1 WRU,
+and 1 for ByDate), its inbox row's indexes and word postings (receipts' too), the reconcile and sender
 transactions, and the archive's S3 PUTs (fixed). --by-table: WRU per message by table and
 index, and each table's largest item at the end.
 """

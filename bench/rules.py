@@ -137,7 +137,7 @@ def main() -> None:
 
         # the dry run over a period's records
         table = ddb.Table(config.messages_table)
-        template = table.scan(Limit=1)["Items"][0]
+        template = next(i for i in table.scan()["Items"] if i["message"].startswith("sha256:"))  # a record
         start = datetime.now(UTC) - timedelta(days=10)
         with table.batch_writer() as batch:
             for i in range(recorded):

@@ -53,7 +53,18 @@ from pecflow.adapters.mail import CONNECTION_ERRORS, SmtpSubmitter
 from pecflow.adapters.ratelimit import LimiterStats, RateLimiter
 from pecflow.adapters.ratelimit import _Stored as _LimiterState
 from pecflow.domain import clock
-from pecflow.domain.mailbox import Cursor, FolderStatus, MailboxConfig, Usage, location
+from pecflow.domain.mailbox import (
+    Cursor,
+    FolderStatus,
+    MailboxConfig,
+    Usage,
+    uid_map_entries,
+    uid_map_items,
+    uid_map_key,
+    uid_map_partition,
+    uid_map_place,
+    uid_map_without,
+)
 from pecflow.domain.ports import (
     Archived,
     ArchiveError,
@@ -75,6 +86,7 @@ from pecflow.domain.records import (
     job_items,
     left_behind,
     move_stamps,
+    on_provider_record,
     receipt_entry,
     receipts_written,
     registered_items,
@@ -370,6 +382,7 @@ class FakeMessageStore:
 
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], dict] = {}
+        self.uid_map: dict[tuple[str, str], bytes] = {}  # beside the records, as in MessagesTable
 
     is_service_failure = staticmethod(is_service_failure)
 
@@ -391,9 +404,7 @@ class FakeMessageStore:
         return self.items.setdefault(key, {"mailbox": key[0], "message": key[1]})
 
     def relocate(self, mailbox: str, sha256: str, *, folder: str, uid: int, uidvalidity: int) -> None:
-        self._upsert(mailbox, sha256).update(
-            folder=folder, uid=uid, uidvalidity=uidvalidity, location=location(mailbox, folder, uidvalidity)
-        )
+        self._upsert(mailbox, sha256).update(folder=folder, uid=uid, uidvalidity=uidvalidity)
 
     def get(self, mailbox: str, sha256: str) -> MessageRecord | None:
         item = self.items.get(self._key(mailbox, sha256))
@@ -411,17 +422,49 @@ class FakeMessageStore:
         _check_size(item, "UpdateItem")  # refused: the record stays as it was
         self.items[key] = item
 
+    # the UID map: its items as the adapter keeps them, (partition, sort key) -> packed entries
+    def map_uids(self, mailbox: str, folder: str, uidvalidity: int, shas: Mapping[int, str]) -> None:
+        for key, packed in uid_map_items(folder, uidvalidity, shas):
+            self.uid_map[(uid_map_partition(mailbox), key)] = packed
+
+    def unmap_uids(
+        self, mailbox: str, folder: str, uidvalidity: int, uids: Iterable[int] | None = None
+    ) -> None:
+        gone = None if uids is None else set(uids)
+        if gone == set():
+            return
+        high = None if gone is None else max(gone)
+        for key, packed in self._map_items(mailbox, folder, uidvalidity, high):
+            left = uid_map_without(packed, gone)
+            if left == b"":
+                del self.uid_map[key]
+            elif left is not None:
+                self.uid_map[key] = left
+
     def at_location(
         self, mailbox: str, folder: str, uidvalidity: int, uids: list[int]
     ) -> dict[int, MessageRecord]:
         if not uids:
             return {}
-        where, wanted = location(mailbox, folder, uidvalidity), set(uids)
-        return {
-            item["uid"]: MessageRecord.from_item(copy.deepcopy(item))
-            for item in self.items.values()
-            if item.get("location") == where and "uid" in item and item["uid"] in wanted
-        }
+        wanted, found = set(uids), {}
+        for _, packed in self._map_items(mailbox, folder, uidvalidity, max(wanted)):
+            for uid, sha in uid_map_entries(packed).items():
+                if uid in wanted:
+                    found[uid] = on_provider_record(mailbox, folder, uidvalidity, uid, sha)
+        return found
+
+    def _map_items(self, mailbox: str, folder: str, uidvalidity: int, high: int | None):
+        """(key, packed) of the folder's items under `uidvalidity` whose first UID is at most
+        `high`, in sort-key order (a list: the caller may change the map)."""
+        low = _utf8(uid_map_key(folder, uidvalidity, 0))
+        top = _utf8(uid_map_key(folder, uidvalidity, 2**32 - 1 if high is None else high))
+        return [
+            (key, packed)
+            for key, packed in sorted(self.uid_map.items(), key=lambda kv: _utf8(kv[0][1]))
+            if key[0] == uid_map_partition(mailbox)
+            and low <= _utf8(key[1]) <= top
+            and uid_map_place(key[1])[:2] == (folder, uidvalidity)
+        ]
 
     def query(
         self, mailbox: str, *, index: str | None = None, newest_first: bool = True, limit: int = 100

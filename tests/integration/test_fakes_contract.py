@@ -262,7 +262,7 @@ def test_a_message_is_recorded_once(ports, uid):
     store = ports.messages
     box = f"r{uid}@pec.test"
     sha = "ab" * 32
-    assert store.record(box, _record(sha, location=f"{box}|INBOX|5")) is True
+    assert store.record(box, _record(sha)) is True
     assert store.record(box.upper(), _record(sha, uid=9, subject="again")) is False
     kept = store.get(box, sha)
     assert kept.uid == 3 and kept.subject is None, "the first record stays as it was"
@@ -323,21 +323,42 @@ def test_sparse_indexes_list_what_they_should(ports, uid):
     assert store.count(box) == 5
 
 
-def test_records_are_found_where_they_are_on_the_provider(ports, uid):
+def test_the_uid_map_says_which_message_each_uid_is_and_keeps_only_what_is_still_there(ports, uid):
     store = ports.messages
     box = f"l{uid}@pec.test"
-    a, b = "a1" * 32, "b2" * 32
-    store.record(box, _record(a, uid=3, location=f"{box}|INBOX|5"))
-    store.record(box, _record(b, uid=4, location=f"{box}|INBOX|5"))
-    assert sorted(store.at_location(box, "INBOX", 5, [3, 4, 5])) == [3, 4]
+    sha = {n: f"{n:064x}" for n in range(1, 61)}
+    store.record(box, _record(sha[1], uid=1))
+    store.map_uids(box, "INBOX", 5, {n: sha[n] for n in range(1, 31)})  # a batch of 30: two items
+    store.map_uids(box, "INBOX", 5, {n: sha[n] for n in range(31, 41)})
+    store.map_uids(box, "INBOX", 5, {n: sha[n] for n in range(31, 41)})  # written again: harmless
+    store.map_uids(box, "INBOX", 5, {35: sha[35]})  # read again one at a time after a crash
+    store.map_uids(box, "INBOX", 6, {1: sha[50]})  # after a UIDVALIDITY change
+    store.map_uids(box, "INBOX#5", 7, {2: sha[51]})  # a folder whose name runs into the key
+    store.map_uids(box, "Ricevute", 5, {3: sha[52]})
+    assert store.map_uids(box, "INBOX", 5, {}) is None
+
+    def at(folder="INBOX", uidvalidity=5, uids=range(1, 100)):
+        return {n: r.sha256 for n, r in store.at_location(box, folder, uidvalidity, list(uids)).items()}
+
+    found = store.at_location(box, "INBOX", 5, [2, 26, 35, 40, 41, 99])
+    assert {n: r.sha256 for n, r in found.items()} == {n: sha[n] for n in (2, 26, 35, 40)}
+    one = found[26]
+    assert (one.mailbox, one.folder, one.uidvalidity, one.uid) == (box, "INBOX", 5, 26)
+    assert one.s3_key == f"messages/{sha[26][:2]}/{sha[26]}.eml"
     assert store.at_location(box, "INBOX", 5, []) == {}
-    store.relocate(box, a, folder="INBOX", uid=1, uidvalidity=6)  # seen again after a UIDVALIDITY change
-    assert list(store.at_location(box, "INBOX", 6, [1, 2])) == [1]
-    assert list(store.at_location(box, "INBOX", 5, [3, 4])) == [4]
-    store.set_fields(box, b, {"on_provider": "expunged"}, remove=["location"])
-    assert store.at_location(box, "INBOX", 5, [3, 4]) == {}
-    store.relocate(box, "c3" * 32, folder="INBOX", uid=7, uidvalidity=6)  # an update creates the item
-    assert store.get(box, "c3" * 32).location == f"{box}|INBOX|6"
+    assert at(uidvalidity=6) == {1: sha[50]} and at("INBOX#5", 7) == {2: sha[51]}
+    assert at("Ricevute") == {3: sha[52]} and at("Ricevute", 6) == {} and at("INBOX", 7) == {}
+    # beside the records, not among them
+    assert store.count(box) == 1 and [r.sha256 for r in store.every(box)] == [sha[1]]
+    assert [r.sha256 for r in store.query(box)] == [sha[1]]
+    store.unmap_uids(box, "INBOX", 5, [2, 26, 35])  # expunged: out of every item holding them
+    kept = [n for n in range(1, 41) if n not in (2, 26, 35)]
+    assert at() == {n: sha[n] for n in kept}
+    store.unmap_uids(box, "INBOX", 5, range(31, 41))  # a whole batch moved away
+    store.unmap_uids(box, "INBOX", 5, [])
+    assert sorted(at()) == [n for n in kept if n <= 30]
+    store.unmap_uids(box, "INBOX", 6)  # a UIDVALIDITY left behind: all of it
+    assert at(uidvalidity=6) == {} and at("INBOX#5", 7) == {2: sha[51]} and at("Ricevute") == {3: sha[52]}
 
 
 def test_a_record_over_dynamodbs_limit_is_refused_data_not_a_service_failure(ports, uid):

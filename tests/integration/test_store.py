@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from local.aws import item_size
 from local.pecbuild import builder
 from pecflow.adapters.archive import Archive, sha256_hex
 from pecflow.adapters.dynamodb import Conflict, MailboxStore, MessageStore, OutgoingStore
@@ -72,6 +73,38 @@ def test_cursor_only_moves_forward_within_a_uidvalidity(stores):
 
 
 # --- message records --------------------------------------------------------------------------------
+def test_the_uid_map_is_one_write_unit_per_batch_of_25_and_gone_once_empty(stores, aws):
+    """Stored as the saturation guard's reads and the cost need: a batch's entries packed, 25 to
+    an item under 1 KB, in the mailbox's "#uids" partition; an item whose UIDs all left, deleted."""
+    _, messages, _ = stores
+    client, box, folder = (
+        aws.client("dynamodb"),
+        "protocollo.generale@pec.comune-esempio.test",
+        "Posta in arrivo",
+    )
+    shas = {uid: hashlib.sha256(str(uid).encode()).hexdigest() for uid in range(4_000_000_001, 4_000_000_051)}
+    messages.map_uids(box, folder, 1795751933, shas)
+
+    def items() -> dict[str, dict]:
+        found = client.query(
+            TableName=messages.table.name,
+            KeyConditionExpression="mailbox = :m",
+            ExpressionAttributeValues={":m": {"S": f"{box}#uids"}},
+        )["Items"]
+        return {i["message"]["S"]: i for i in found}
+
+    stored = items()
+    assert sorted(stored) == [f"{folder}#1795751933#4000000001", f"{folder}#1795751933#4000000026"]
+    assert all(item_size(item) < 1024 for item in stored.values()), [item_size(i) for i in stored.values()]
+    assert messages.count(box) == 0 and list(messages.every(box)) == []
+    first = list(shas)[:25]
+    messages.unmap_uids(box, folder, 1795751933, first[:-1])
+    assert len(items()[f"{folder}#1795751933#4000000001"]["uids"]["B"]) == 36, "one entry left"
+    messages.unmap_uids(box, folder, 1795751933, first[-1:])
+    assert sorted(items()) == [f"{folder}#1795751933#4000000026"]
+    assert sorted(messages.at_location(box, folder, 1795751933, list(shas))) == list(shas)[25:]
+
+
 def test_a_message_is_recorded_once(stores):
     _, messages, _ = stores
     record = {
@@ -79,7 +112,6 @@ def test_a_message_is_recorded_once(stores):
         "uid": 3,
         "folder": "INBOX",
         "uidvalidity": 5,
-        "location": "b@pec.test|INBOX|5",
         "received_key": "2026-03-02T10:00:00Z#x",
         "kind": "accettazione",
         "subject": "x",
@@ -89,8 +121,10 @@ def test_a_message_is_recorded_once(stores):
     assert messages.record("b@pec.test", {**record, "uid": 9}) is False
     assert messages.get("b@pec.test", "ab" * 32).uid == 3
     messages.relocate("b@pec.test", "ab" * 32, folder="INBOX", uid=1, uidvalidity=6)
-    assert list(messages.at_location("b@pec.test", "INBOX", 6, [1, 2])) == [1]
-    assert messages.at_location("b@pec.test", "INBOX", 5, [3]) == {}
+    assert (messages.get("b@pec.test", "ab" * 32).uid, messages.get("b@pec.test", "ab" * 32).uidvalidity) == (
+        1,
+        6,
+    )
     messages.set_fields("b@pec.test", "ab" * 32, {"unmatched_mailbox": "b@pec.test"})
     assert [r.sha256 for r in messages.query("b@pec.test", index="Unmatched")] == ["ab" * 32]
     messages.set_fields("b@pec.test", "ab" * 32, {}, remove=["unmatched_mailbox"])

@@ -526,7 +526,7 @@ def test_the_api_function_may_export_and_record_periods_and_nothing_more():
     downloads = lookup("DownloadsBucket", "Arn")
     assert allows(policy, Request(role, "dynamodb:Query", messages)), "the mailbox's keys"
     assert allows(policy, Request(role, "dynamodb:BatchGetItem", messages)), "the period's records"
-    for other in (f"{messages}/index/ByLocation", f"{messages}/index/Unmatched"):
+    for other in (f"{messages}/index/Unmatched", f"{messages}/index/ByLocation"):
         assert not allows(policy, Request(role, "dynamodb:Query", other)), other
     for action in ("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem"):
         assert allows(policy, Request(role, action, mailboxes)), action

@@ -136,7 +136,19 @@ class World:
             "on_provider": self.account.raws(),
             "inbox": self.inbox.rows(),
             "words": self.inbox.word_index(),  # the postings, however the polls batched them
+            "uid_map": self.mapped(),  # the entries, however the polls batched them
         }
+
+    def mapped(self, folder: str = "INBOX") -> dict[int, str]:
+        """The UID map of a folder's current UIDVALIDITY: UID -> SHA-256, for every UID ever there."""
+        uids = list(range(1, self.account.folder(folder).uidnext))
+        at = self.messages.at_location(BOX, folder, self.account.folder(folder).uidvalidity, uids)
+        return {uid: record.sha256 for uid, record in sorted(at.items())}
+
+    def shas(self, folder: str = "INBOX") -> dict[int, str]:
+        """What the provider holds: UID -> SHA-256."""
+        messages = self.account.folder(folder).messages
+        return {uid: hashlib.sha256(messages[uid].raw).hexdigest() for uid in sorted(messages)}
 
 
 def timeless(value):
@@ -566,24 +578,82 @@ def test_a_batch_that_dies_after_its_rows_writes_their_postings_when_polled_agai
     assert world.mailboxes.get_cursor(BOX, "INBOX").last_uid == len(raws)
 
 
-def test_postings_failing_take_the_cursor_back_before_the_batch(world):
-    """DynamoDB failing as the batch's postings are written: the cursor goes back before the
-    batch (no attempt counted), and the next poll writes them."""
+@pytest.mark.parametrize("fails", ["postings", "uid map", "uid map, no inbox"])
+def test_a_batch_whose_settling_writes_fail_takes_the_cursor_back_before_it(world, fails):
+    """DynamoDB failing as the batch's postings or UID map are written: the cursor goes back
+    before the batch (no attempt counted), and the next poll writes them."""
     raws = list(mixed(4, 4))
     world.fill(raws)
-    index_words = world.inbox.index_words
+    if fails.endswith("no inbox"):  # nothing else of the batch left to settle
+        world.ingestor.inbox = None
+    store, name = (world.inbox, "index_words") if fails == "postings" else (world.messages, "map_uids")
+    write = getattr(store, name)
 
-    def failing(mailbox, rows):
+    def failing(*args):
         raise ClientError({"Error": {"Code": "InternalServerError"}}, "BatchWriteItem")
 
-    world.inbox.index_words = failing
+    setattr(store, name, failing)
     with pytest.raises(ClientError):
         world.poll()
     cursor = world.mailboxes.get_cursor(BOX, "INBOX")
     assert (cursor.last_uid, cursor.attempt_uid, cursor.attempts) == (0, None, 0)
-    world.inbox.index_words = index_words
+    setattr(store, name, write)
     world.poll()
-    assert all(found_by_word(world, hashlib.sha256(r).hexdigest()) for r in raws)
+    assert world.mapped() == world.shas() and world.mailboxes.get_cursor(BOX, "INBOX").last_uid == len(raws)
+    if world.ingestor.inbox is not None:
+        assert all(found_by_word(world, hashlib.sha256(r).hexdigest()) for r in raws)
+
+
+def test_each_batch_writes_its_uid_map_before_the_cursor_passes_it(world):
+    """Every message archived is in the map (new, recorded before, quarantined), one item per
+    fetched batch; a message too large to fetch is not (it was never archived)."""
+    world.ingestor.chunk_messages = 4
+    world.ingestor.max_message_bytes = 50_000
+    raws = list(mixed(9, 6))
+    world.fill([*raws[:5], b"\x00 not a message", raws[0], bytes(60_000), *raws[5:]])
+    world.poll()
+    shas = world.shas()
+    too_large = [uid for uid, m in world.account.folder().messages.items() if len(m.raw) == 60_000]
+    assert world.mapped() == {uid: sha for uid, sha in shas.items() if uid not in too_large}
+    assert len(world.messages.uid_map) == 3, "4 + 3 messages, the large one, then 5: 3 maps"
+
+
+@pytest.mark.parametrize("error", [Crash, PollerDied], ids=["exception", "poller-died"])
+def test_a_batch_that_dies_midway_is_in_the_uid_map_once_polled_again(world, error):
+    world.fill(mixed(6, 5))
+    world.crash_at("before_cursor", [4], error)
+    with pytest.raises(error):
+        world.poll()
+    assert set(world.mapped()) == ({1, 2, 3} if error is Crash else set()), "settled before the cursor"
+    world.poll()
+    assert world.mapped() == world.shas()
+
+
+def test_a_batch_mapped_then_read_again_one_at_a_time_leaves_the_provider_once(world):
+    """The poller dies after the batch's map, before its cursor: the batch is read again one
+    message at a time, each mapped again in its own item (the first one's replacing the batch's:
+    the cursor passed none of the others). The guard finds each UID once, and what it expunges
+    leaves every item naming it."""
+    world.fill(mixed(5, 9), when=WHEN - timedelta(days=200))
+    save_cursor, died = world.mailboxes.save_cursor, []
+
+    def dies_once(address, cursor):
+        if cursor.last_uid == 5 and not died:
+            died.append(cursor)
+            raise PollerDied()
+        save_cursor(address, cursor)
+
+    world.mailboxes.save_cursor = dies_once
+    with pytest.raises(PollerDied):
+        world.poll()
+    assert world.mapped() == world.shas() and len(world.messages.uid_map) == 1
+    world.mailboxes.save_cursor = save_cursor
+    assert world.poll().fetched == 5 and len(world.messages.uid_map) == 5
+    assert world.mapped() == world.shas()
+    policy = SaturationPolicy(Saturation.AFTER_DAYS, days=30, expunge=True)
+    result = world.poll(fakes.config(BOX, saturation=policy))
+    assert result.expunged == 5 and world.account.uids() == []
+    assert world.mapped() == {} and world.messages.uid_map == {}
 
 
 def test_settling_a_batch_that_fails_takes_the_cursor_back_before_the_accettazione(world):
@@ -825,6 +895,8 @@ def test_a_uidvalidity_change_resyncs_without_duplicates(world):
     config = fakes.config(BOX, folders=("Ricevute",))
     world.fill(raws, folder="Ricevute")
     world.poll(config)
+    old = world.account.folder("Ricevute").uidvalidity
+    assert world.mapped("Ricevute") == world.shas("Ricevute")
     world.account.rebuild("Ricevute")
     newcomer = builder.messaggio_originale(
         mittente="a@pec.test", destinatari=[BOX], oggetto="nuovo", testo="x", data=WHEN
@@ -837,6 +909,8 @@ def test_a_uidvalidity_change_resyncs_without_duplicates(world):
     uidvalidity = world.account.folder("Ricevute").uidvalidity
     found = world.messages.at_location(BOX, "Ricevute", uidvalidity, world.account.uids("Ricevute"))
     assert len(found) == len(set(raws)) + 1, "every record relocated under the new UIDVALIDITY"
+    assert world.mapped("Ricevute") == world.shas("Ricevute")
+    assert world.messages.at_location(BOX, "Ricevute", old, list(range(1, 100))) == {}, "the old map dropped"
 
 
 # --- saturation ----------------------------------------------------------------------------------------------
@@ -856,7 +930,10 @@ def test_nothing_leaves_the_provider_unless_its_archive_copy_verifies(world):
     assert world.account.uids() == [1, 2, 7, 8, 9, 10], "the recent ones and the unverifiable ones stay"
     assert world.messages.get(BOX, missing["sha256"]).archive_problem is not None
     gone = world.messages.get(BOX, records[3]["sha256"])
-    assert gone.on_provider == "expunged" and gone.location is None
+    assert gone.on_provider == "expunged" and gone.left_provider_at is not None
+    uidvalidity = world.account.folder().uidvalidity
+    on_provider = world.messages.at_location(BOX, "INBOX", uidvalidity, list(range(1, 11)))
+    assert sorted(on_provider) == world.account.uids(), "what left is out of the UID map"
     # the provider's copies, still hashing to their records, were put back in the archive
     assert all("archived again from the provider" in r for r in result.refused), result.refused
     for record in (missing, tampered):

@@ -95,19 +95,3 @@ def test_a_record_without_the_shape_is_read_as_stored():
     assert whole_record(old, {}.__getitem__) == old
     partial = {k: v for k, v in consegna().items() if k not in ("date", "s3_key")}
     assert whole_record(partial, {}.__getitem__) == partial  # absent stays absent
-
-
-def test_an_index_projection_derives_only_what_it_projects():
-    stored, _ = round_trip(consegna())
-    projected = {
-        k: stored[k] for k in ("mailbox", "message", "received_key", "shape", "location") if k in stored
-    }
-    whole = whole_record(projected, {}.__getitem__, only=("s3_key", "received_at"))
-    assert whole == {
-        "mailbox": "ufficio@pec.alfa.test",
-        "message": f"sha256:{SHA}",
-        "sha256": SHA,
-        "received_key": f"2026-11-20T09:00:00.000000Z#{SHA[:16]}",
-        "received_at": "2026-11-20T09:00:00.000000Z",
-        "s3_key": archived_key(SHA),
-    }

@@ -287,7 +287,6 @@ MESSAGE = {
     "folder": "INBOX",
     "uid": 7,
     "uidvalidity": 5,
-    "location": "ufficio@pec.test|INBOX|5",
     "received_at": "2026-03-02T09:00:00Z",
     "received_key": "2026-03-02T09:00:00Z#abababababababab",
     "recorded_at": "2026-03-02T09:00:01Z",

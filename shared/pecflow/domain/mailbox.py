@@ -4,7 +4,8 @@ saturation, and the pure decisions taken on them. No I/O here."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import struct
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -246,6 +247,56 @@ def saturation_candidates(
     return []
 
 
-def location(address: str, folder: str, uidvalidity: int) -> str:
-    """Where a message sits on the provider: mailbox, folder and the folder's UIDVALIDITY."""
-    return f"{address.lower()}|{folder}|{uidvalidity}"
+# --- the UID map: which archived message each UID still on the provider is ----------------------------
+# What the saturation guard reads (MessageStore.at_location), written once per fetched batch
+# beside the records (not an index on each record: a GSI write per message). An item holds a
+# batch's entries, at most UID_MAP_ENTRIES, packed: the UID in 4 bytes and the SHA-256 in 32
+# (25 of them and the keys fit in a write unit). Its key names the folder, its UIDVALIDITY and the first UID, so a
+# batch written again (a crash before the cursor passed it) overwrites its own; a UID in two
+# items (a batch read again one message at a time) names the same message in both.
+UID_MAP_PARTITION = "#uids"  # after the address: no mailbox's partition (an address ends with its domain)
+UID_MAP_ENTRIES = 25
+_UID_ENTRY = struct.Struct(">I32s")
+
+
+def uid_map_partition(address: str) -> str:
+    return f"{address.lower()}{UID_MAP_PARTITION}"
+
+
+def uid_map_key(folder: str, uidvalidity: int, first_uid: int) -> str:
+    """An item's sort key: UIDs zero-padded, so the items of a folder sort by their first UID."""
+    return f"{folder}#{uidvalidity}#{first_uid:010d}"
+
+
+def uid_map_place(key: str) -> tuple[str, int, int]:
+    """Folder, UIDVALIDITY and first UID of an item's sort key (read from the right: a folder
+    may hold a "#")."""
+    folder, uidvalidity, first = key.rsplit("#", 2)
+    return folder, int(uidvalidity), int(first)
+
+
+def uid_map_items(folder: str, uidvalidity: int, shas: Mapping[int, str]) -> list[tuple[str, bytes]]:
+    """A batch's entries (UID -> SHA-256 hex) as the items that hold them: (sort key, packed)."""
+    uids = sorted(shas)
+    return [
+        (uid_map_key(folder, uidvalidity, part[0]), uid_map_pack({uid: shas[uid] for uid in part}))
+        for part in (uids[i : i + UID_MAP_ENTRIES] for i in range(0, len(uids), UID_MAP_ENTRIES))
+    ]
+
+
+def uid_map_pack(shas: Mapping[int, str]) -> bytes:
+    """Entries packed, in UID order."""
+    return b"".join(_UID_ENTRY.pack(uid, bytes.fromhex(shas[uid])) for uid in sorted(shas))
+
+
+def uid_map_entries(packed: bytes) -> dict[int, str]:
+    """An item's entries: UID -> SHA-256 hex."""
+    return {uid: sha.hex() for uid, sha in _UID_ENTRY.iter_unpack(packed)}
+
+
+def uid_map_without(packed: bytes, gone: Collection[int] | None) -> bytes | None:
+    """An item's entries without the UIDs `gone` (None: all of them), packed again: b"" when
+    none is left, None when the item held none of them (nothing to write)."""
+    entries = uid_map_entries(packed)
+    left = {} if gone is None else {uid: sha for uid, sha in entries.items() if uid not in gone}
+    return None if len(left) == len(entries) else uid_map_pack(left)

@@ -6,7 +6,7 @@ adapter: `pecflow.bootstrap` decides which implementation each service gets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, Protocol
@@ -138,9 +138,23 @@ class MessageStore(Protocol):
     def set_fields(
         self, mailbox: str, sha256: str, fields: dict[str, Any], remove: Iterable[str] = ()
     ) -> None: ...
+    def map_uids(self, mailbox: str, folder: str, uidvalidity: int, shas: Mapping[int, str]) -> None:
+        """A fetched batch's UIDs, each with the SHA-256 of the archived message it is (the UID
+        map, pecflow.domain.mailbox.uid_map_items): written again, it overwrites its own."""
+        ...
+
+    def unmap_uids(
+        self, mailbox: str, folder: str, uidvalidity: int, uids: Iterable[int] | None = None
+    ) -> None:
+        """UIDs gone from the provider out of the map (None: all the folder's under that UIDVALIDITY)."""
+        ...
+
     def at_location(
         self, mailbox: str, folder: str, uidvalidity: int, uids: list[int]
-    ) -> dict[int, MessageRecord]: ...
+    ) -> dict[int, MessageRecord]:
+        """The map's entries for these UIDs, by UID (pecflow.domain.records.on_provider_record)."""
+        ...
+
     def is_service_failure(self, exc: BaseException) -> bool:
         """Did the service (or the network to it) fail, rather than refuse this record?"""
         ...

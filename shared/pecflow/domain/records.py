@@ -407,11 +407,11 @@ _MESSAGE_ATTRIBUTES = {field_name: name for name, field_name in _MESSAGE_FIELDS.
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
     """A received message's record as the message store reads it back (`MessageStore.get`,
-    `at_location`, `query`): where it is, what the classifier found, and what the poller did with
-    it (reconciliation, quarantine, saturation). Every attribute the code writes is a field (the
-    stored `from` is `from_address`); an attribute this class does not know is kept in `extra`,
-    never lost. Absent attributes are None, or empty for the lists (the stores never keep None,
-    "" or an empty list or map)."""
+    `query`; `at_location` gives an `on_provider_record`): where it is, what the classifier
+    found, and what the poller did with it (reconciliation, quarantine, saturation). Every
+    attribute the code writes is a field (the stored `from` is `from_address`); an attribute this
+    class does not know is kept in `extra`, never lost. Absent attributes are None, or empty for
+    the lists (the stores never keep None, "" or an empty list or map)."""
 
     mailbox: str  # the table's key: the address in lower case
     sha256: str  # of the original bytes (the sort key is "sha256:<hex>"); "unfetched-..." for a
@@ -422,7 +422,6 @@ class MessageRecord:
     folder: str | None = None
     uid: int | None = None
     uidvalidity: int | None = None
-    location: str | None = None  # "mailbox|folder|uidvalidity" while on the provider (ByLocation)
     received_at: str | None = None
     received_key: str | None = None  # "received_at#sha256[:16]": the indexes' sort key
     recorded_at: str | None = None
@@ -512,6 +511,20 @@ class MessageRecord:
             elif value is not None:
                 out[_MESSAGE_ATTRIBUTES.get(f.name, f.name)] = value
         return out
+
+
+def on_provider_record(mailbox: str, folder: str, uidvalidity: int, uid: int, sha256: str) -> MessageRecord:
+    """What the UID map says of a message still on the provider (`MessageStore.at_location`):
+    where it is, what it is and its archived copy's key. No date: the saturation guard has the
+    provider's INTERNALDATE (without one, a message counts as arrived now: it is the last to go)."""
+    return MessageRecord(
+        mailbox=mailbox.lower(),
+        sha256=sha256,
+        s3_key=archived_key(sha256),
+        folder=folder,
+        uid=uid,
+        uidvalidity=uidvalidity,
+    )
 
 
 # --- a received message's record as stored ---------------------------------------------------------
@@ -629,12 +642,10 @@ def stored_record(item: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[s
     return {k: v for k, v in out.items() if v != []}, shared
 
 
-def whole_record(
-    item: Mapping[str, Any], signatures: Callable[[str], Mapping[str, Any]], *, only: Collection[str] = ()
-) -> dict[str, Any]:
+def whole_record(item: Mapping[str, Any], signatures: Callable[[str], Mapping[str, Any]]) -> dict[str, Any]:
     """A record as `stored_record` was given it, from the item stored (plain values; an item
     written before RECORD_SHAPE is returned as it is). `signatures`: the content of a signature
-    item by its reference. `only`: the derived attributes an index's projection can tell."""
+    item by its reference."""
     out = dict(item)
     if isinstance(out.get("rem"), Mapping):
         out["rem"] = dict(out["rem"])
@@ -654,8 +665,6 @@ def whole_record(
     out.setdefault("sha256", str(out["message"]).removeprefix(MESSAGE_KEY_PREFIX))
     whole = out.copy()
     for name, derive in DERIVED.items():
-        if only and name not in only:
-            continue
         if name not in out:
             value = derive(whole)
             if value is not None:

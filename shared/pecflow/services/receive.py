@@ -9,8 +9,9 @@ Per message, in this order (a crash anywhere loses nothing and duplicates nothin
      settled before the cursor passes it),
   4. write the message record with the reconciliation's outcome, in one write (conditional: a
      message already recorded is not recorded again; its outcome is updated on it),
-  5. advance the cursor past its UID (written once per fetched batch: a crash re-reads the
-     batch, each step above being idempotent; the poll after it goes one message at a time).
+  5. advance the cursor past its UID (written once per fetched batch, after the batch's UID map,
+     what the saturation guard reads: a crash re-reads the batch, each step above being
+     idempotent; the poll after it goes one message at a time).
 The cursor moves only after the record is durable, so a crash re-fetches from the last
 recorded UID, never skips one. Work is bounded per invocation: fetches in chunks, and a deadline after which
 the poll stops cleanly and says there is more to do.
@@ -45,7 +46,6 @@ from pecflow.domain.mailbox import (
     PollAction,
     Saturation,
     chunks,
-    location,
     plan_poll,
     saturation_candidates,
 )
@@ -118,6 +118,11 @@ class Batch:
     before: Cursor | None = None  # the cursor before the first of them
     listed: list[dict] = field(default_factory=list)  # inbox rows whose words are indexed at the settle
     listed_before: Cursor | None = None  # the cursor before the first of them
+    # the UID map: UID -> SHA-256 of each message archived (new or recorded before), written at the settle
+    folder: str = ""
+    uidvalidity: int = 0
+    mapped: dict[int, str] = field(default_factory=dict)
+    mapped_before: Cursor | None = None  # the cursor before the first of them
 
 
 @dataclass(slots=True)
@@ -191,10 +196,12 @@ class Ingestor:
                 )
             return True
         status = session.select(folder)  # something to fetch: open the folder
-        cursor = plan.cursor
         if plan.action == PollAction.RESYNC:
             result.resynced.append(folder)
-            self.mailboxes.save_cursor(address, cursor)
+            if cursor.uidvalidity is not None:  # the old UIDs name nothing now
+                self.messages.unmap_uids(address, folder, cursor.uidvalidity)
+            self.mailboxes.save_cursor(address, plan.cursor)
+        cursor = plan.cursor
         sizes = dict(session.sizes(session.uids_from(plan.from_uid)))
         # The cursor is written once per fetched batch: noted as started at its first UID, then
         # done past its last. A poll that died inside a batch left that note: the next poll goes
@@ -214,7 +221,9 @@ class Ingestor:
             # an accettazione whose outcome (consegna, errore, ...) comes later in this batch is
             # written by the outcome's write (one where there were two), and settled before the cursor
             # passes the batch; not when going carefully: there the cursor passes each message
-            batch_seen = Batch({} if careful else _deliveries(fetched_batch))
+            batch_seen = Batch(
+                {} if careful else _deliveries(fetched_batch), folder=folder, uidvalidity=status.uidvalidity
+            )
             for i, fetched in enumerate(fetched_batch):
                 if time_left() < margin:
                     self._settle(address, batch_seen)
@@ -229,8 +238,10 @@ class Ingestor:
                     batch_seen.before = cursor
                 if not batch_seen.listed:
                     batch_seen.listed_before = cursor
+                if not batch_seen.mapped:
+                    batch_seen.mapped_before = cursor
                 try:
-                    self._ingest_one(
+                    sha = self._ingest_one(
                         config, folder, status.uidvalidity, fetched, result, cursor.attempts, batch_seen
                     )
                 except Exception:
@@ -238,6 +249,7 @@ class Ingestor:
                     self._settle(address, batch_seen)
                     self.mailboxes.save_cursor(address, replace(cursor, attempt_uid=None, attempts=0))
                     raise
+                batch_seen.mapped[fetched.uid] = sha  # archived and recorded (or quarantined)
                 following = fetched_batch[i + 1].uid if i + 1 < len(fetched_batch) else None
                 cursor = cursor.done(fetched.uid, following)
                 if careful or following is None:
@@ -273,8 +285,9 @@ class Ingestor:
         result: PollResult,
         attempts: int = 1,
         batch: Batch | None = None,
-    ) -> None:
-        """`batch`: the fetched batch the message is in, as reconciliation sees it (`_reconcile`)."""
+    ) -> str:
+        """`batch`: the fetched batch the message is in, as reconciliation sees it (`_reconcile`).
+        The message's SHA-256, once it is archived and recorded (or quarantined)."""
         address = config.address
         raw = fetched.raw
         sha = hashlib.sha256(raw).hexdigest()
@@ -295,7 +308,7 @@ class Ingestor:
                 "finished (the poller ran out of time or memory on this message): not classified",
                 batch=batch,
             )
-            return
+            return sha
         msg = recorded = record = check = None
         try:
             msg = self.classify(raw)
@@ -310,7 +323,7 @@ class Ingestor:
             self._quarantine(where, result, msg, "record", _failure(exc), batch=batch)
             record = None
             if msg is None:
-                return
+                return sha
         # reconciled before the record is written, so the outcome is written with it (one write,
         # not a put and an update): the moves are conditional and the receipt is kept on the job
         # by its sha256, so a poll that stops before the record does them again harmlessly
@@ -358,6 +371,7 @@ class Ingestor:
         if self.on_message is not None:
             self.on_message(address, msg)
         self.checkpoint("before_cursor", uid=fetched.uid)
+        return sha
 
     def _quarantine(
         self,
@@ -456,7 +470,6 @@ class Ingestor:
             "folder": folder,
             "uid": uid,
             "uidvalidity": uidvalidity,
-            "location": location(address, folder, uidvalidity),
             "received_at": clock.iso(),
             "received_key": f"{clock.iso()}#{marker[:16]}",
             "recorded_at": clock.iso(),
@@ -545,11 +558,14 @@ class Ingestor:
         return None, Reconciled()
 
     def _settle(self, address: str, batch: Batch) -> None:
-        """A batch's accettazioni left to their outcomes, written (receipt and move) on the jobs
-        no outcome's write took them to, and the postings of its listed messages' words. Failing
-        (AWS), the cursor goes back before the first of them, not counted as an attempt: the next
-        poll reads it again and does it all."""
+        """A batch's UID map, the postings of its listed messages' words, and its accettazioni
+        left to their outcomes written (receipt and move) on the jobs no outcome's write took them
+        to. Failing (AWS), the cursor goes back before the first of them, not counted as an
+        attempt: the next poll reads it again and does it all."""
         try:
+            if batch.mapped:
+                self.messages.map_uids(address, batch.folder, batch.uidvalidity, batch.mapped)
+                batch.mapped.clear()
             if batch.listed and self.inbox is not None:
                 self.inbox.index_words(address, batch.listed)
                 batch.listed.clear()
@@ -557,7 +573,10 @@ class Ingestor:
                 reconcile_kept(self.outgoing, batch.kept[0])
                 batch.kept.pop(0)
         except Exception:
-            back = batch.listed_before if batch.listed else batch.before
+            # the first of what is left: every message mapped is listed or kept no earlier
+            back = (
+                batch.mapped_before if batch.mapped else batch.listed_before if batch.listed else batch.before
+            )
             if back is not None:
                 self.mailboxes.save_cursor(address, replace(back, attempt_uid=None, attempts=0))
             raise
@@ -565,7 +584,8 @@ class Ingestor:
     # -- saturation -----------------------------------------------------------------------------------
     def guard_saturation(self, config: MailboxConfig, session: MailSession, result: PollResult) -> None:
         """Move or expunge archived messages as the mailbox's policy asks, oldest first. A
-        message leaves the provider only after its S3 copy is read back and hashes right.
+        message leaves the provider only after its S3 copy is read back and hashes right. Which
+        message a UID is, the UID map says (`at_location`); what leaves is taken out of it.
         Costs a QUOTA (and for after-days a SELECT and a SEARCH BEFORE) when there is nothing to do."""
         policy = config.saturation
         folder = config.folders[0]
@@ -627,8 +647,8 @@ class Ingestor:
                     "on_provider": "expunged" if policy.expunge else f"moved to {policy.archive_folder}",
                     "left_provider_at": now,
                 },
-                remove=["location"],
             )
+        self.messages.unmap_uids(config.address, folder, cursor.uidvalidity, verified)
 
     def _archive_again(self, session: MailSession, uid: int, key: str, sha: str) -> str | None:
         """The archive's copy failed its check: the provider's copy, if it still hashes to the
@@ -689,7 +709,7 @@ def build_record(
     text = _Texts(cut)
     logical = msg.postacert if msg.postacert is not None else msg
     record = {
-        **_place(mailbox, folder, uidvalidity, uid, internaldate, raw, sha, s3_key),
+        **_place(folder, uidvalidity, uid, internaldate, raw, sha, s3_key),
         "kind": msg.kind,
         "subject": text("subject", msg.subject, 2000),
         "message_id": text("message_id", msg.message_id),
@@ -840,7 +860,6 @@ class _Texts:
 
 
 def _place(
-    mailbox: str,
     folder: str,
     uidvalidity: int,
     uid: int,
@@ -858,7 +877,6 @@ def _place(
         "folder": folder,
         "uid": uid,
         "uidvalidity": uidvalidity,
-        "location": location(mailbox, folder, uidvalidity),
         "received_at": clock.iso(received),
         "received_key": f"{clock.iso(received)}#{sha[:16]}",
         "recorded_at": clock.iso(),
@@ -881,7 +899,7 @@ def summary_record(
     classified, a few short fields, and the reason."""
     text = _Texts([])
     record = {
-        **_place(mailbox, folder, uidvalidity, uid, internaldate, raw, sha, s3_key),
+        **_place(folder, uidvalidity, uid, internaldate, raw, sha, s3_key),
         "kind": msg.kind if msg is not None else kinds.MALFORMED,
         "on_provider": "yes",
         "problems": [text("problems", reason, 1000)],

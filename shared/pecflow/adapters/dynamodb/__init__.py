@@ -6,11 +6,12 @@ Table layout (template.yaml is the source of truth for names and indexes):
 - Messages (mailbox, message): one record per distinct raw message per mailbox, message =
   "sha256:<hex>" so a message fetched twice (crash, UIDVALIDITY change) is recorded once.
   No index by date: a period's readers read the mailbox's keys and sort them (received_keys);
-  sparse index Unmatched (unmatched_mailbox,
-  received_key) lists receipts whose original is unknown; sparse index Quarantined
+  sparse index Unmatched (unmatched_mailbox, received_key) lists receipts whose original is
+  unknown; sparse index Quarantined
   (quarantined_mailbox, received_key) lists messages whose processing failed (archived, recorded
-  as a bounded summary with the reason); sparse index ByLocation (location, uid) finds the record
-  of a UID still on the provider.
+  as a bounded summary with the reason). Partition "<mailbox>#uids" holds the mailbox's UID map
+  (item "<folder>#<uidvalidity>#<first UID>" per fetched batch: its UIDs still on the provider,
+  each with its message's SHA-256), what the saturation guard reads.
 - Outgoing (message_id, recipient): "#message" describes one message we sent (mailbox,
   subject, identificativo once accepted, campaign); one row per recipient carries the job
   state and every receipt about it. Sparse index ByIdentificativo (identificativo) finds a

@@ -1,11 +1,13 @@
 """MessagesTable: one record per message received, keyed by mailbox and SHA-256, stored as
 `domain.records.stored_record` says (under 1 KB: what it can be told from left out) and read
 back whole (`whole_record`); beside them, in partition SIGNATURES, one item per signature
-content (the provider's signer and the verdict's sentence), shared by the records that name it."""
+content (the provider's signer and the verdict's sentence), shared by the records that name it;
+and in each mailbox's partition "<address>#uids" its UID map (`domain.mailbox.uid_map_items`):
+which archived message each UID still on the provider is, one item per fetched batch."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
@@ -19,14 +21,19 @@ from pecflow.adapters.dynamodb._common import (
     pages,
     whole_items,
 )
-from pecflow.domain.mailbox import location
-from pecflow.domain.records import DERIVED, MessageRecord, stored_record, whole_record
+from pecflow.domain.mailbox import (
+    uid_map_entries,
+    uid_map_items,
+    uid_map_key,
+    uid_map_partition,
+    uid_map_place,
+    uid_map_without,
+)
+from pecflow.domain.records import DERIVED, MessageRecord, on_provider_record, stored_record, whole_record
 
 # --- message records -----------------------------------------------------------------------------
 RECORD_KEY = ("mailbox", "message")  # the table's key
 SIGNATURES = "#signatures"  # the partition of the signature items (no mailbox is named so)
-# what index ByLocation projects of the derived attributes (template.yaml)
-LOCATION_DERIVED = ("s3_key", "received_at")
 
 
 def record_key(sha256: str) -> str:
@@ -107,9 +114,9 @@ class SignatureItems:
         self._known[(self.table.name, ref)] = content
         return content
 
-    def whole(self, item: dict, *, only: tuple[str, ...] = ()) -> dict:
+    def whole(self, item: dict) -> dict:
         """A stored record (as DynamoDB gives it) whole, as it was recorded."""
-        return whole_record(_plain(item), self.get, only=only)
+        return whole_record(_plain(item), self.get)
 
     def records(self, keys: Iterable[dict]) -> Iterator[dict]:
         """The records of the keys given (`received_keys`), read by BatchGetItem (`whole_items`)
@@ -140,14 +147,9 @@ class MessageStore:
         """A recorded message seen again at another UID (after a UIDVALIDITY change)."""
         self.table.update_item(
             Key={"mailbox": mailbox.lower(), "message": record_key(sha256)},
-            UpdateExpression="SET #f = :f, uid = :u, uidvalidity = :v, #l = :l",
-            ExpressionAttributeNames={"#f": "folder", "#l": "location"},
-            ExpressionAttributeValues={
-                ":f": folder,
-                ":u": uid,
-                ":v": uidvalidity,
-                ":l": location(mailbox, folder, uidvalidity),
-            },
+            UpdateExpression="SET #f = :f, uid = :u, uidvalidity = :v",
+            ExpressionAttributeNames={"#f": "folder"},
+            ExpressionAttributeValues={":f": folder, ":u": uid, ":v": uidvalidity},
         )
 
     def get(self, mailbox: str, sha256: str) -> MessageRecord | None:
@@ -180,30 +182,56 @@ class MessageStore:
             **kwargs,
         )
 
+    # --- the UID map ---------------------------------------------------------------------------
+    def map_uids(self, mailbox: str, folder: str, uidvalidity: int, shas: Mapping[int, str]) -> None:
+        """A fetched batch's UID map: one item (a write unit) per UID_MAP_ENTRIES UIDs."""
+        for key, packed in uid_map_items(folder, uidvalidity, shas):
+            self.table.put_item(Item={"mailbox": uid_map_partition(mailbox), "message": key, "uids": packed})
+
+    def unmap_uids(
+        self, mailbox: str, folder: str, uidvalidity: int, uids: Iterable[int] | None = None
+    ) -> None:
+        """The items holding these UIDs written again without them (deleted once empty)."""
+        gone = None if uids is None else set(uids)
+        if gone == set():
+            return
+        high = None if gone is None else max(gone)
+        for item in self._map_items(mailbox, folder, uidvalidity, high, consistent=True):
+            left = uid_map_without(item["uids"], gone)
+            if left == b"":
+                self.table.delete_item(Key={"mailbox": item["mailbox"], "message": item["message"]})
+            elif left is not None:  # under its key still: its first UID or an earlier one
+                self.table.put_item(Item={**item, "uids": left})
+
     def at_location(
         self, mailbox: str, folder: str, uidvalidity: int, uids: list[int]
     ) -> dict[int, MessageRecord]:
-        """Records of the given UIDs still on the provider, by UID: as index ByLocation projects
-        them (where and what they are: sha256, s3_key, received_at, uid), not whole."""
+        """What the UID map says of the given UIDs (`on_provider_record`), by UID: the items of
+        the folder's UIDVALIDITY up to the highest UID asked, read."""
         if not uids:
             return {}
-        low, high = min(uids), max(uids)
         wanted = set(uids)
         found: dict[int, MessageRecord] = {}
-        kwargs = {
-            "IndexName": "ByLocation",
-            "KeyConditionExpression": Key("location").eq(location(mailbox, folder, uidvalidity))
-            & Key("uid").between(low, high),
-        }
-        while True:
-            page = self.table.query(**kwargs)
-            for item in page.get("Items", []):
-                uid = int(item["uid"])
+        for item in self._map_items(mailbox, folder, uidvalidity, max(wanted)):
+            for uid, sha in uid_map_entries(item["uids"]).items():
                 if uid in wanted:
-                    found[uid] = MessageRecord.from_item(self.signatures.whole(item, only=LOCATION_DERIVED))
-            if "LastEvaluatedKey" not in page:
-                return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+                    found[uid] = on_provider_record(mailbox, folder, uidvalidity, uid, sha)
+        return found
+
+    def _map_items(
+        self, mailbox: str, folder: str, uidvalidity: int, high: int | None, *, consistent: bool = False
+    ) -> Iterator[dict]:
+        """The map's items of a folder under a UIDVALIDITY whose first UID is at most `high`, in
+        order, the packed entries as bytes. An entry never changes (a UID is one message): a read
+        that missed the last write misses only entries the guard takes at its next run;
+        `consistent` for a rewrite, which must not bring back entries taken out."""
+        low_key = uid_map_key(folder, uidvalidity, 0)
+        high_key = uid_map_key(folder, uidvalidity, 2**32 - 1 if high is None else high)
+        key = Key("mailbox").eq(uid_map_partition(mailbox)) & Key("message").between(low_key, high_key)
+        for page in pages(self.table.query, KeyConditionExpression=key, ConsistentRead=consistent):
+            for item in page.get("Items", []):
+                if uid_map_place(item["message"])[:2] == (folder, uidvalidity):  # not a folder "<folder>#..."
+                    yield {**item, "uids": bytes(item["uids"])}
 
     def query(
         self, mailbox: str, *, index: str | None = None, newest_first: bool = True, limit: int = 100
