@@ -1692,13 +1692,21 @@ class FakeInboxStore:
             self.items[(row["pk"], row["sk"])] = row
             return True
 
-    def index_words(self, mailbox: str, rows: list) -> None:
+    def index_words(self, mailbox: str, rows: list, *, new_rows: list = ()) -> None:
         from pecflow.domain.inbox import joined, open_sks, postings
 
         items = postings(mailbox, rows)
         for item in items:
             _check_size(item, "BatchWriteItem")
         with self.lock:
+            for row in new_rows:  # unconditional puts: a row there already would be overwritten
+                row = _kept(row)
+                if (row["pk"], row["sk"]) in self.items:
+                    raise AssertionError(
+                        f"a new row would overwrite {row['pk']}: its message was recorded before"
+                    )
+                self.items[(row["pk"], row["sk"])] = row
+                self.adds.append((row["sha256"], True))
             for item in items:
                 for sk in open_sks(item):
                     opened = joined(self.items.get((item["pk"], sk)), item, sk)

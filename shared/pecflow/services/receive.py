@@ -117,6 +117,7 @@ class Batch:
     kept: list[Kept] = field(default_factory=list)
     before: Cursor | None = None  # the cursor before the first of them
     listed: list[dict] = field(default_factory=list)  # inbox rows whose words are indexed at the settle
+    new_rows: list[dict] = field(default_factory=list)  # rows of messages recorded now, written then too
     listed_before: Cursor | None = None  # the cursor before the first of them
     # the UID map: UID -> SHA-256 of each message archived (new or recorded before), written at the settle
     folder: str = ""
@@ -497,13 +498,17 @@ class Ingestor:
         batch: Batch | None = None,
     ) -> None:
         """The message's row in the inbox (once: a message recorded again keeps its row and
-        its presa in carico). `new`: recorded by this very poll, so it has no row yet. Its words
-        are indexed with the batch's (`_settle`), row new or not: a batch read again after a crash
-        may have written rows and not their postings."""
+        its presa in carico). `new`: recorded by this very poll, so it has no row yet: written
+        with the batch's postings (`_settle`, one request for the batch), unless the mailbox's
+        rules are to act on it now. Its words are indexed with the batch's, row new or not: a
+        batch read again after a crash may have written rows and not their postings."""
         if self.inbox is None:
             return
-        self.inbox.add(address, record, campaign_id=campaign_id, new=new)
         row = inbox_row(address, record, campaign_id=campaign_id)
+        if batch is not None and new and not (self.rules is not None and self.rules.active(address)):
+            batch.new_rows.append(row)
+        else:
+            self.inbox.add(address, record, campaign_id=campaign_id, new=new)
         if batch is None:
             self.inbox.index_words(address, [row])
         else:
@@ -567,8 +572,9 @@ class Ingestor:
                 self.messages.map_uids(address, batch.folder, batch.uidvalidity, batch.mapped)
                 batch.mapped.clear()
             if batch.listed and self.inbox is not None:
-                self.inbox.index_words(address, batch.listed)
+                self.inbox.index_words(address, batch.listed, new_rows=batch.new_rows)
                 batch.listed.clear()
+                batch.new_rows.clear()
             while batch.kept:
                 reconcile_kept(self.outgoing, batch.kept[0])
                 batch.kept.pop(0)
@@ -820,6 +826,10 @@ class MessageRules(Protocol):
     def run(
         self, mailbox: str, record: dict, msg: PecMessage, quarantine: Callable[[str], None]
     ) -> tuple[Any, dict] | None: ...
+
+    def active(self, mailbox: str) -> bool:
+        """Whether the mailbox has rules (they act on a message's row as soon as it is recorded)."""
+        ...
 
 
 # where a message is and what it is: mailbox, folder, uidvalidity, uid, internaldate, raw, sha256, S3 key

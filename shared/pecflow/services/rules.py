@@ -155,6 +155,15 @@ class RuleRunner:
         self._cache[key] = (self.monotonic(), document)
         return document
 
+    def active(self, mailbox: str) -> bool:
+        """Whether the mailbox has rules (its document, as `document` keeps it); unreadable: yes,
+        so `run` says why."""
+        try:
+            document = self.document(mailbox)
+        except Exception:  # noqa: BLE001 - `run` raises and the poller records the reason
+            return True
+        return document is not None and not document.empty
+
     def with_formats(self, record: dict[str, Any], msg: PecMessage) -> list[dict[str, Any]]:
         """The record's attachments, each with its format as its content shows it."""
         logical = msg.postacert if msg.postacert is not None else msg

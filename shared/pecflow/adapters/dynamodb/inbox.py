@@ -103,10 +103,15 @@ class InboxStore:
         refused = _try_write(self.table.put_item, Item=row, ConditionExpression=Attr("pk").not_exists())
         return refused is None
 
-    def index_words(self, mailbox: str, rows: list[Mapping[str, Any]]) -> None:
+    def index_words(
+        self, mailbox: str, rows: list[Mapping[str, Any]], *, new_rows: list[Mapping[str, Any]] = ()
+    ) -> None:
         """The postings of a batch of rows' words (`postings`), written together (a batch written
-        again overwrites its own)."""
+        again overwrites its own); first `new_rows`, rows of messages recorded just now (so none
+        can be there yet: no condition), in the same requests."""
         with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for row in new_rows:
+                batch.put_item(Item=_clean(row))
             for item in postings(mailbox, rows):
                 if not self._append(item):
                     batch.put_item(Item=item)
