@@ -6,7 +6,7 @@ adapter: `pecflow.bootstrap` decides which implementation each service gets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, Protocol
@@ -124,8 +124,11 @@ class InboxListing(Protocol):
     def add(
         self, mailbox: str, record: dict[str, Any], *, campaign_id: str | None = None, new: bool = False
     ) -> bool: ...
-    def index_words(self, mailbox: str, rows: list[dict[str, Any]]) -> None:
-        """The postings of a batch of rows' words (pecflow.domain.inbox.postings)."""
+    def index_words(
+        self, mailbox: str, rows: list[dict[str, Any]], *, new_rows: Sequence[dict[str, Any]] = ...
+    ) -> None:
+        """The postings of a batch of rows' words (pecflow.domain.inbox.postings), with the rows
+        of messages recorded just now (none there yet) written first, in the same requests."""
         ...
 
 

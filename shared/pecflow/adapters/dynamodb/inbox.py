@@ -5,7 +5,7 @@ unaudited and no audit event tells of an act that did not happen."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +104,7 @@ class InboxStore:
         return refused is None
 
     def index_words(
-        self, mailbox: str, rows: list[Mapping[str, Any]], *, new_rows: list[Mapping[str, Any]] = ()
+        self, mailbox: str, rows: list[Mapping[str, Any]], *, new_rows: Sequence[dict[str, Any]] = ()
     ) -> None:
         """The postings of a batch of rows' words (`postings`), written together (a batch written
         again overwrites its own); first `new_rows`, rows of messages recorded just now (so none
