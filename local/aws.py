@@ -996,16 +996,42 @@ def _patch_sqs_time(clock: Clock) -> Callable[[], None]:
     ) -> Any:
         return real_receive(backend, queue_name, count, 0, visibility_timeout, message_attribute_names)
 
+    # moto changes a queue's set of in-flight messages from each request's thread while a FIFO
+    # receive iterates it ("Set changed size during iteration", a 500 the runner receives
+    # again): the operations that touch it, one at a time
+    lock = threading.RLock()
+    touching = {
+        name: sqs_models.SQSBackend.__dict__[name]
+        for name in (
+            "delete_message",
+            "delete_message_batch",
+            "change_message_visibility",
+            "change_message_visibility_batch",
+            "purge_queue",
+        )
+    }
+
+    def serialised(call: Callable[..., Any]) -> Callable[..., Any]:
+        def one_at_a_time(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return call(*args, **kwargs)
+
+        return one_at_a_time
+
     sqs_models.unix_time = unix_time
     sqs_models.unix_time_millis = unix_time_millis
     sqs_models.Message.visible = property(visible)
-    sqs_models.SQSBackend.receive_message = receive_message
+    sqs_models.SQSBackend.receive_message = serialised(receive_message)
+    for name, call in touching.items():
+        setattr(sqs_models.SQSBackend, name, serialised(call))
 
     def restore() -> None:
         sqs_models.unix_time = real_unix_time
         sqs_models.unix_time_millis = real_unix_time_millis
         sqs_models.Message.visible = real_visible
         sqs_models.SQSBackend.receive_message = real_receive
+        for name, call in touching.items():
+            setattr(sqs_models.SQSBackend, name, call)
 
     return restore
 
