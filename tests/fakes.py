@@ -58,11 +58,11 @@ from pecflow.domain.mailbox import (
     FolderStatus,
     MailboxConfig,
     Usage,
-    uid_map_entries,
     uid_map_items,
     uid_map_key,
     uid_map_partition,
     uid_map_place,
+    uid_map_removal,
     uid_map_without,
 )
 from pecflow.domain.ports import (
@@ -86,7 +86,7 @@ from pecflow.domain.records import (
     job_items,
     left_behind,
     move_stamps,
-    on_provider_record,
+    on_provider_records,
     receipt_entry,
     receipts_written,
     registered_items,
@@ -430,10 +430,10 @@ class FakeMessageStore:
     def unmap_uids(
         self, mailbox: str, folder: str, uidvalidity: int, uids: Iterable[int] | None = None
     ) -> None:
-        gone = None if uids is None else set(uids)
-        if gone == set():
+        removal = uid_map_removal(uids)
+        if removal is None:
             return
-        high = None if gone is None else max(gone)
+        gone, high = removal
         for key, packed in self._map_items(mailbox, folder, uidvalidity, high):
             left = uid_map_without(packed, gone)
             if left == b"":
@@ -446,12 +446,8 @@ class FakeMessageStore:
     ) -> dict[int, MessageRecord]:
         if not uids:
             return {}
-        wanted, found = set(uids), {}
-        for _, packed in self._map_items(mailbox, folder, uidvalidity, max(wanted)):
-            for uid, sha in uid_map_entries(packed).items():
-                if uid in wanted:
-                    found[uid] = on_provider_record(mailbox, folder, uidvalidity, uid, sha)
-        return found
+        items = self._map_items(mailbox, folder, uidvalidity, max(uids))
+        return on_provider_records(mailbox, folder, uidvalidity, (packed for _, packed in items), set(uids))
 
     def _map_items(self, mailbox: str, folder: str, uidvalidity: int, high: int | None):
         """(key, packed) of the folder's items under `uidvalidity` whose first UID is at most

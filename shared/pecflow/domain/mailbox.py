@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -300,3 +300,12 @@ def uid_map_without(packed: bytes, gone: Collection[int] | None) -> bytes | None
     entries = uid_map_entries(packed)
     left = {} if gone is None else {uid: sha for uid, sha in entries.items() if uid not in gone}
     return None if len(left) == len(entries) else uid_map_pack(left)
+
+
+def uid_map_removal(uids: Iterable[int] | None) -> tuple[set[int] | None, int | None] | None:
+    """What `unmap_uids` takes out of the map and the highest UID it reads up to (None: every
+    UID of the folder's UIDVALIDITY); None when nothing is to be taken out."""
+    gone = None if uids is None else set(uids)
+    if gone == set():
+        return None
+    return gone, None if gone is None else max(gone)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -525,6 +525,20 @@ def on_provider_record(mailbox: str, folder: str, uidvalidity: int, uid: int, sh
         uid=uid,
         uidvalidity=uidvalidity,
     )
+
+
+def on_provider_records(
+    mailbox: str, folder: str, uidvalidity: int, packed: Iterable[bytes], wanted: Collection[int]
+) -> dict[int, MessageRecord]:
+    """The `wanted` UIDs the UID map's items (their packed entries) name, by UID."""
+    from pecflow.domain.mailbox import uid_map_entries
+
+    return {
+        uid: on_provider_record(mailbox, folder, uidvalidity, uid, sha)
+        for entries in packed
+        for uid, sha in uid_map_entries(entries).items()
+        if uid in wanted
+    }
 
 
 # --- a received message's record as stored ---------------------------------------------------------

@@ -22,14 +22,14 @@ from pecflow.adapters.dynamodb._common import (
     whole_items,
 )
 from pecflow.domain.mailbox import (
-    uid_map_entries,
     uid_map_items,
     uid_map_key,
     uid_map_partition,
     uid_map_place,
+    uid_map_removal,
     uid_map_without,
 )
-from pecflow.domain.records import DERIVED, MessageRecord, on_provider_record, stored_record, whole_record
+from pecflow.domain.records import DERIVED, MessageRecord, on_provider_records, stored_record, whole_record
 
 # --- message records -----------------------------------------------------------------------------
 RECORD_KEY = ("mailbox", "message")  # the table's key
@@ -192,10 +192,10 @@ class MessageStore:
         self, mailbox: str, folder: str, uidvalidity: int, uids: Iterable[int] | None = None
     ) -> None:
         """The items holding these UIDs written again without them (deleted once empty)."""
-        gone = None if uids is None else set(uids)
-        if gone == set():
+        removal = uid_map_removal(uids)
+        if removal is None:
             return
-        high = None if gone is None else max(gone)
+        gone, high = removal
         for item in self._map_items(mailbox, folder, uidvalidity, high, consistent=True):
             left = uid_map_without(item["uids"], gone)
             if left == b"":
@@ -206,17 +206,12 @@ class MessageStore:
     def at_location(
         self, mailbox: str, folder: str, uidvalidity: int, uids: list[int]
     ) -> dict[int, MessageRecord]:
-        """What the UID map says of the given UIDs (`on_provider_record`), by UID: the items of
+        """What the UID map says of the given UIDs (`on_provider_records`), by UID: the items of
         the folder's UIDVALIDITY up to the highest UID asked, read."""
         if not uids:
             return {}
-        wanted = set(uids)
-        found: dict[int, MessageRecord] = {}
-        for item in self._map_items(mailbox, folder, uidvalidity, max(wanted)):
-            for uid, sha in uid_map_entries(item["uids"]).items():
-                if uid in wanted:
-                    found[uid] = on_provider_record(mailbox, folder, uidvalidity, uid, sha)
-        return found
+        items = self._map_items(mailbox, folder, uidvalidity, max(uids))
+        return on_provider_records(mailbox, folder, uidvalidity, (i["uids"] for i in items), set(uids))
 
     def _map_items(
         self, mailbox: str, folder: str, uidvalidity: int, high: int | None, *, consistent: bool = False
