@@ -117,7 +117,7 @@ class Batch:
     kept: list[Kept] = field(default_factory=list)
     before: Cursor | None = None  # the cursor before the first of them
     listed: list[dict] = field(default_factory=list)  # inbox rows whose words are indexed at the settle
-    new_rows: list[dict] = field(default_factory=list)  # rows of messages recorded now, written then too
+    new_rows: dict[str, dict] = field(default_factory=dict)  # rows of messages recorded now, written then too
     listed_before: Cursor | None = None  # the cursor before the first of them
     # the UID map: UID -> SHA-256 of each message archived (new or recorded before), written at the settle
     folder: str = ""
@@ -364,7 +364,9 @@ class Ingestor:
             self._list(address, record, campaign_id, new=bool(recorded), batch=batch)
         if record is not None and recorded is not None and (recorded or self._rules_pending(address, sha)):
             self.checkpoint("before_rules", uid=fetched.uid)
-            self._apply_rules(where, record, msg, result)  # archived, recorded and listed: now the rules
+            self._apply_rules(
+                where, record, msg, result, batch
+            )  # archived, recorded and listed: now the rules
         if self.invoices is not None and record is not None and recorded is not None and msg.sdi is not None:
             self.invoices.take(
                 address, record, msg, lambda why: self._hold(where, result, why, stage="fatture")
@@ -400,7 +402,9 @@ class Ingestor:
         result.quarantined.append(f"UID {uid}: {reason}")
         self.mailboxes.note_quarantine(address, uid=uid, sha256=sha, reason=f"{stage}: {reason}")
 
-    def _apply_rules(self, where: Where, record: dict, msg: PecMessage, result: PollResult) -> None:
+    def _apply_rules(
+        self, where: Where, record: dict, msg: PecMessage, result: PollResult, batch: Batch | None = None
+    ) -> None:
         """The mailbox's rules on a message just recorded. Whatever fails, the message stays
         recorded and listed: the failure is kept on its record with the reason, and counted."""
         if self.rules is None:
@@ -412,7 +416,13 @@ class Ingestor:
                 result.rules_failed.append(f"UID {uid}: {reason}"[:500])
 
         try:
-            ran = self.rules.run(address, record, msg, lambda reason: self._hold(where, result, reason))
+            ran = self.rules.run(
+                address,
+                record,
+                msg,
+                lambda reason: self._hold(where, result, reason),
+                listed=lambda: self._row_now(address, sha, batch),
+            )
         except Exception as exc:  # noqa: BLE001 - the rules are unreadable: the message goes on
             reason = f"regole non applicate: {_failure(exc)}"
             failed(reason)
@@ -427,6 +437,12 @@ class Ingestor:
                 self.messages.set_fields(address, sha, fields)
             except Exception as exc:  # noqa: BLE001 - the acts are done and audited already
                 failed(f"esito delle regole non registrato: {_failure(exc)}")
+
+    def _row_now(self, address: str, sha: str, batch: Batch | None) -> None:
+        """A new message's row, left for the batch's settle, written now (a rule acts on it)."""
+        row = batch.new_rows.pop(sha, None) if batch is not None and self.inbox is not None else None
+        if row is not None:
+            self.inbox.index_words(address, [], new_rows=[row])  # type: ignore[union-attr]
 
     def _rules_pending(self, address: str, sha: str) -> bool:
         """A message recorded by an earlier poll that stopped before its rules ran (one read,
@@ -499,14 +515,14 @@ class Ingestor:
     ) -> None:
         """The message's row in the inbox (once: a message recorded again keeps its row and
         its presa in carico). `new`: recorded by this very poll, so it has no row yet: written
-        with the batch's postings (`_settle`, one request for the batch), unless the mailbox's
-        rules are to act on it now. Its words are indexed with the batch's, row new or not: a
+        with the batch's postings (`_settle`, one request for the batch), or at once when a rule
+        is to act on it (`_row_now`). Its words are indexed with the batch's, row new or not: a
         batch read again after a crash may have written rows and not their postings."""
         if self.inbox is None:
             return
         row = inbox_row(address, record, campaign_id=campaign_id)
-        if batch is not None and new and not (self.rules is not None and self.rules.active(address)):
-            batch.new_rows.append(row)
+        if batch is not None and new:
+            batch.new_rows[str(record["sha256"])] = row
         else:
             self.inbox.add(address, record, campaign_id=campaign_id, new=new)
         if batch is None:
@@ -572,7 +588,7 @@ class Ingestor:
                 self.messages.map_uids(address, batch.folder, batch.uidvalidity, batch.mapped)
                 batch.mapped.clear()
             if batch.listed and self.inbox is not None:
-                self.inbox.index_words(address, batch.listed, new_rows=batch.new_rows)
+                self.inbox.index_words(address, batch.listed, new_rows=list(batch.new_rows.values()))
                 batch.listed.clear()
                 batch.new_rows.clear()
             while batch.kept:
@@ -824,11 +840,15 @@ class MessageRules(Protocol):
         ...
 
     def run(
-        self, mailbox: str, record: dict, msg: PecMessage, quarantine: Callable[[str], None]
-    ) -> tuple[Any, dict] | None: ...
-
-    def active(self, mailbox: str) -> bool:
-        """Whether the mailbox has rules (they act on a message's row as soon as it is recorded)."""
+        self,
+        mailbox: str,
+        record: dict,
+        msg: PecMessage,
+        quarantine: Callable[[str], None],
+        *,
+        listed: Callable[[], None] = ...,
+    ) -> tuple[Any, dict] | None:
+        """`listed`: called before a rule that matched acts (on the message's row, maybe)."""
         ...
 
 

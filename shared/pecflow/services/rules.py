@@ -155,15 +155,6 @@ class RuleRunner:
         self._cache[key] = (self.monotonic(), document)
         return document
 
-    def active(self, mailbox: str) -> bool:
-        """Whether the mailbox has rules (its document, as `document` keeps it); unreadable: yes,
-        so `run` says why."""
-        try:
-            document = self.document(mailbox)
-        except Exception:  # noqa: BLE001 - `run` raises and the poller records the reason
-            return True
-        return document is not None and not document.empty
-
     def with_formats(self, record: dict[str, Any], msg: PecMessage) -> list[dict[str, Any]]:
         """The record's attachments, each with its format as its content shows it."""
         logical = msg.postacert if msg.postacert is not None else msg
@@ -202,10 +193,14 @@ class RuleRunner:
         record: dict[str, Any],
         msg: PecMessage,
         quarantine: Callable[[str], None],
+        *,
+        listed: Callable[[], None] = lambda: None,
     ) -> tuple[RulesOutcome, dict[str, Any]] | None:
         """Run the mailbox's rules on a message just recorded. None: the mailbox has no rules.
         Else what was done and the record's new fields (attachment formats, the outcome; none
-        for a message without attachments that no rule matched).
+        for a message without attachments that no rule matched). `listed` is called before the
+        first rule that matched acts: the message's inbox row is then written (the poller leaves
+        a new message's row to its batch's end otherwise).
         Raises only when the rules document itself cannot be read."""
         document = self.document(mailbox)
         if document is None or document.empty:
@@ -216,6 +211,8 @@ class RuleRunner:
             record = record | fields
         outcome = RulesOutcome()
         decisions = decide(document, record)
+        if decisions:
+            listed()
         for decision in decisions:
             self._apply(mailbox, record, msg, decision, outcome, quarantine)
         if not decisions and not fields:
