@@ -32,6 +32,20 @@ profiler for the whole process, and the threads' stacks mix.)
 Measured on 2026-11-26, on 2 cores shared with other engineers' suites (load average 15 to 21;
 this process got 20 to 35% of one core), every invariant holding in every run:
 
+  -n 20000 (2026-11-27, 05cd463, the other core running the suite and benches): stopped after 5
+    rounds and 4,750 s (320 of 20,000 submitted, the campaign 500 of 20,000 delivered): a round
+    took 500 to 660 s, against 24 s at -n 5000. Not pecflow's work: moto's FIFO receive copies
+    the message groups of every message in flight at each call, and a 20,000-job campaign keeps
+    its jobs in flight, each asleep on the queue until its quota slot (an empty receive took
+    15 ms with 1,000 in flight; receiving 4,000 in batches of ten did not end in 5 minutes). The
+    full run needs that receive patched in local/aws.py first; real SQS has no such cost.
+  -n 5000 (2026-11-27, d0a72bc: ByHandling, ByDate and ByLocation gone, new rows at the batch's
+    settle; the other core running the suite niced): 2190 s, 4.57 msg/s both ways together (2.28
+    each), 0.20 CPU s per message (1985 s of CPU, 91% of one core); 450 API actions (575
+    requests); 1314 messages expunged after archiving; every invariant held (71 s to check). Per
+    message: 11.4 DynamoDB requests (15.4 WRU + 4.3 GSI WRU, 3.2 RRU), 2.3 S3, 2.2 SQS. Peak
+    growth in one invocation (last two rounds traced): API 2.6 MiB, poller 3.9, sender 1.0,
+    scheduler 0.2; the fan-out of 5,000 rows took 19 s of CPU.
   -n 5000 (2026-11-27, b880101, the machine otherwise idle): 1917 s, 5.22 msg/s both ways
     together (2.61 each), 0.18 CPU s per message (1770 s of CPU, 92% of one core); 450 API
     actions (575 requests); 1314 messages expunged after archiving; every invariant held (68 s
