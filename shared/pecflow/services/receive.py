@@ -364,9 +364,8 @@ class Ingestor:
             self._list(address, record, campaign_id, new=bool(recorded), batch=batch)
         if record is not None and recorded is not None and (recorded or self._rules_pending(address, sha)):
             self.checkpoint("before_rules", uid=fetched.uid)
-            self._apply_rules(
-                where, record, msg, result, batch
-            )  # archived, recorded and listed: now the rules
+            # archived, recorded and listed (or its row due at the settle): now the rules
+            self._apply_rules(where, record, msg, result, batch)
         if self.invoices is not None and record is not None and recorded is not None and msg.sdi is not None:
             self.invoices.take(
                 address, record, msg, lambda why: self._hold(where, result, why, stage="fatture")
