@@ -151,6 +151,9 @@ def _leaving_unprocessed(client, monkeypatch, *, always=False) -> list[int]:
     return sizes
 
 
+FIVE_PAST = "2026-03-02T10:05"  # the fifth record's minute
+
+
 def test_the_records_by_date_are_read_whole_in_received_order(aws, monkeypatch):
     """No index by date: the readers of a period read the mailbox's keys (its partition, records
     only), sort them by received_key and read the records by BatchGetItem, 100 keys a request,
@@ -176,6 +179,8 @@ def test_the_records_by_date_are_read_whole_in_received_order(aws, monkeypatch):
     assert messages.query(box, newest_first=False, limit=3) == whole[:3]
     period = PeriodMessages(table, ddb).received_between(box, "2026-03-02T10:05", "2026-03-02T12:00")
     assert [r["subject"] for r in period] == [f"Pratica {i}" for i in range(5, 120)]
+    periods = [("2026-03-02T10:05", "2026-03-02T12:00"), ("2026-03-02T12:00", "2027"), ("2025", FIVE_PAST)]
+    assert PeriodMessages(table, ddb).counts_between(box, periods) == [115, 10, 5], "start in, end out"
     recorded = RecordedMessages(table, ddb)
     assert [r["uid"] for r in recorded.since(box, "2026-03-02T12:00")] == list(range(120, 130))
     assert recorded.reads == 131 + 10, "the mailbox's items and the period's records"

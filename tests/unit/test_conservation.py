@@ -63,8 +63,8 @@ class Records:
         found = [r for r in self.items if r["mailbox"] == mailbox and start <= r["received_key"] < end]
         return iter(sorted(found, key=lambda r: r["received_key"]))
 
-    def count_between(self, mailbox, start, end):
-        return sum(1 for _ in self.received_between(mailbox, start, end))
+    def counts_between(self, mailbox, periods):
+        return [sum(1 for _ in self.received_between(mailbox, start, end)) for start, end in periods]
 
 
 class Periods:

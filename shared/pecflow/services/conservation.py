@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import IO, Any, Protocol
@@ -40,7 +40,9 @@ API_DOCUMENTS = 300
 # --- ports -----------------------------------------------------------------------------------------
 class PeriodRecords(Protocol):
     def received_between(self, mailbox: str, start: str, end: str) -> Iterator[dict[str, Any]]: ...
-    def count_between(self, mailbox: str, start: str, end: str) -> int: ...
+    def counts_between(self, mailbox: str, periods: Sequence[tuple[str, str]]) -> list[int]:
+        """How many records each [start, end) holds."""
+        ...
 
 
 class PeriodLog(Protocol):
@@ -141,7 +143,7 @@ class ConservationExports:
         plan = self._plan(mailbox, first, last, continue_)
         period = plan.period
         start, end = (pdv.clock_key(b) for b in period.bounds())
-        count = self.records.count_between(mailbox, start, end)
+        [count] = self.records.counts_between(mailbox, [(start, end)])
         if count > self.api_documents:
             raise ConservationError(
                 f"il periodo {period} ha {count} messaggi: l'API ne esporta al più {self.api_documents}; "
@@ -207,12 +209,11 @@ class ConservationExports:
         """The exported periods that hold more records now than when they were exported: messages
         recorded late (a poller stopped for days), in no package. Said, never silently left."""
         notes = []
-        for item in done:
-            if "records" not in item:
-                continue
-            period = Period(date.fromisoformat(item["first"]), date.fromisoformat(item["last"]))
-            start, end = (pdv.clock_key(b) for b in period.bounds())
-            now = self.records.count_between(mailbox, start, end)
+        counted = [item for item in done if "records" in item]
+        periods = [Period(date.fromisoformat(i["first"]), date.fromisoformat(i["last"])) for i in counted]
+        bounds = [(pdv.clock_key(a), pdv.clock_key(b)) for a, b in (p.bounds() for p in periods)]
+        counts = self.records.counts_between(mailbox, bounds) if bounds else []
+        for item, period, now in zip(counted, periods, counts, strict=True):
             if now > int(item["records"]):
                 notes.append(
                     f"ATTENZIONE: nel periodo già esportato {period} sono stati registrati {now - int(item['records'])} "

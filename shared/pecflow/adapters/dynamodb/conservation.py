@@ -16,7 +16,8 @@ recorded: the second is refused and says so; the overlap check it made stays tru
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from bisect import bisect_left
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -41,8 +42,12 @@ class PeriodMessages:
         streamed."""
         yield from self.signatures.records(received_keys(self.table, mailbox, start, end))
 
-    def count_between(self, mailbox: str, start: str, end: str) -> int:
-        return len(received_keys(self.table, mailbox, start, end))
+    def counts_between(self, mailbox: str, periods: Sequence[tuple[str, str]]) -> list[int]:
+        """How many records each [start, end) holds: the mailbox's keys read once for them all."""
+        keys = [
+            str(k["received_key"]) for k in received_keys(self.table, mailbox, min(p[0] for p in periods))
+        ]
+        return [bisect_left(keys, end) - bisect_left(keys, start) for start, end in periods]
 
 
 class ExportedPeriods:
