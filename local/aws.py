@@ -440,7 +440,8 @@ class LocalAws:
         so that a frozen clock behaves like SQS: a message is visible again when now >= its
         visible-at time (moto says >, which would keep a ChangeMessageVisibility(0) message
         hidden until the clock moves), and long polls return at once (moto would wait for the
-        frozen clock forever). Everything is put back by `follow_clock(None)` or `stop()`.
+        frozen clock forever). The same patch (`local.moto_sqs`) keeps moto's SQS linear in a
+        queue's length. Everything is put back by `follow_clock(None)` or `stop()`.
         """
         global _CLOCK_FOLLOWER
         if self._restore_clock:
@@ -473,8 +474,10 @@ class LocalAws:
         if queue is None:
             return True
         try:
-            # moto's `queue.messages` lists every visible message: the first one found is enough
-            return any(m.visible and not m.delayed for m in list(queue._messages))
+            from moto.sqs import models as sqs_models
+
+            now = sqs_models.unix_time_millis()  # the clock moto follows
+            return any(now >= m.visible_at and now >= m.delayed_until for m in list(queue._messages))
         except AttributeError:  # moto changed shape: poll anyway
             return True
 
@@ -969,71 +972,9 @@ def _creation_order(resources: list[Resource]) -> list[Resource]:
 
 
 def _patch_sqs_time(clock: Clock) -> Callable[[], None]:
-    import moto.sqs.models as sqs_models
+    from local import moto_sqs
 
-    real_unix_time = sqs_models.unix_time
-    real_unix_time_millis = sqs_models.unix_time_millis
-    real_visible = sqs_models.Message.__dict__["visible"]
-    real_receive = sqs_models.SQSBackend.receive_message
-    millis = getattr(clock, "now_millis", lambda: clock.now() * 1000)
-
-    def unix_time(dt: Any = None) -> float:
-        return clock.now() if dt is None else real_unix_time(dt)
-
-    def unix_time_millis(dt: Any = None) -> float:
-        return millis() if dt is None else real_unix_time_millis(dt)
-
-    def visible(message: Any) -> bool:
-        return millis() >= message.visible_at
-
-    def receive_message(
-        backend: Any,
-        queue_name: str,
-        count: int,
-        wait_seconds_timeout: int,
-        visibility_timeout: int,
-        message_attribute_names: Any = None,
-    ) -> Any:
-        return real_receive(backend, queue_name, count, 0, visibility_timeout, message_attribute_names)
-
-    # moto changes a queue's set of in-flight messages from each request's thread while a FIFO
-    # receive iterates it ("Set changed size during iteration", a 500 the runner receives
-    # again): the operations that touch it, one at a time
-    lock = threading.RLock()
-    touching = {
-        name: sqs_models.SQSBackend.__dict__[name]
-        for name in (
-            "delete_message",
-            "delete_message_batch",
-            "change_message_visibility",
-            "change_message_visibility_batch",
-            "purge_queue",
-        )
-    }
-
-    def serialised(call: Callable[..., Any]) -> Callable[..., Any]:
-        def one_at_a_time(*args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return call(*args, **kwargs)
-
-        return one_at_a_time
-
-    sqs_models.unix_time = unix_time
-    sqs_models.unix_time_millis = unix_time_millis
-    sqs_models.Message.visible = property(visible)
-    sqs_models.SQSBackend.receive_message = serialised(receive_message)
-    for name, call in touching.items():
-        setattr(sqs_models.SQSBackend, name, serialised(call))
-
-    def restore() -> None:
-        sqs_models.unix_time = real_unix_time
-        sqs_models.unix_time_millis = real_unix_time_millis
-        sqs_models.Message.visible = real_visible
-        sqs_models.SQSBackend.receive_message = real_receive
-        for name, call in touching.items():
-            setattr(sqs_models.SQSBackend, name, call)
-
-    return restore
+    return moto_sqs.patch(clock)
 
 
 _DYNAMODB_LOCK = threading.RLock()
