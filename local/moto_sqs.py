@@ -142,17 +142,24 @@ def patch(clock: Any) -> Callable[[], None]:
         retention_ms = int(queue.message_retention_period) * 1000
         result: list[Any] = []
         to_dead_letters = []
+        # moto holds back the groups in flight when the call began and, once an in-flight message
+        # turned visible again, those in flight at that moment (this call's first receipts too)
+        since = Counter()  # groups received since then
         for message in ready(queue, now):
             if message in pending:  # in flight, visible again: its consumer timed out
                 pending.remove(message)
                 if message.group_id is not None and held[message.group_id]:
                     held[message.group_id] -= 1
+                held += since
+                since.clear()
             if queue.fifo_queue and message.group_id and held[message.group_id] > 0:
                 continue  # an earlier message of its group is in flight
             if redrive and message.approximate_receive_count >= redrive["maxReceiveCount"]:
                 to_dead_letters.append(message)
                 continue
             pending.add(message)
+            if message.group_id is not None:
+                since[message.group_id] += 1
             message.mark_received(visibility_timeout=visibility_timeout)
             received = deepcopy(message)
             sqs_models._filter_message_attributes(received, message_attribute_names or [])
