@@ -295,3 +295,32 @@ def test_a_poll_stopped_before_the_rules_runs_them_at_the_next_poll_once():
         "assign",
         "tag",
     ]
+
+
+def test_the_first_tag_starts_from_the_row_just_written_without_reading_it_back():
+    world = World({"version": 1, "rules": [{"name": "Tutto", "then": {"tag": ["visto", "regole"]}}]})
+    reads = []
+    real_row = world.rows.row
+    world.rows.row = lambda mailbox, sha: reads.append(sha) or real_row(mailbox, sha)
+    world.account.append(envelope("chiunque@pec.altro.test", [("a.pdf", "application/pdf", PDF)]), when=WHEN)
+    result = world.poll()
+    assert result.recorded == 1 and not result.rules_failed
+    sha = world.only_record()["sha256"]
+    assert real_row(BOX, sha)["tags"] == ["visto", "regole"]
+    assert reads == []  # the row written for the rule is the row the tag starts from
+
+
+def test_a_tag_given_a_stale_row_reads_it_again_and_keeps_what_changed():
+    world = World({"version": 1, "rules": []})
+    world.account.append(envelope("chiunque@pec.altro.test", [("a.pdf", "application/pdf", PDF)]), when=WHEN)
+    world.poll()
+    sha = world.only_record()["sha256"]
+    as_written = world.rows.row(BOX, sha)
+    acts = RuleActs(
+        Inbox(world.rows, world.audit, People(anna), world.messages, cursor_secret=b"c" * 32),
+        world.rows,
+        world.audit,
+    )
+    acts.tag(BOX, sha, ["prima"], "Una")  # the row changes after it was written
+    acts.tag(BOX, sha, ["dopo"], "Due", row=as_written)
+    assert world.rows.row(BOX, sha)["tags"] == ["prima", "dopo"]

@@ -437,11 +437,13 @@ class Ingestor:
             except Exception as exc:  # noqa: BLE001 - the acts are done and audited already
                 failed(f"esito delle regole non registrato: {_failure(exc)}")
 
-    def _row_now(self, address: str, sha: str, batch: Batch | None) -> None:
-        """A new message's row, left for the batch's settle, written now (a rule acts on it)."""
+    def _row_now(self, address: str, sha: str, batch: Batch | None) -> dict | None:
+        """A new message's row, left for the batch's settle, written now (a rule acts on it);
+        None if it was written before."""
         row = batch.new_rows.pop(sha, None) if batch is not None and self.inbox is not None else None
         if row is not None:
             self.inbox.index_words(address, [], new_rows=[row])  # type: ignore[union-attr]
+        return row
 
     def _rules_pending(self, address: str, sha: str) -> bool:
         """A message recorded by an earlier poll that stopped before its rules ran (one read,

@@ -68,7 +68,15 @@ class SavedFiles(Protocol):
 class InboxActs(Protocol):
     """The inbox as the rules act on it, each act with its audit event."""
 
-    def tag(self, mailbox: str, sha256: str, tags: Iterable[str], rule: str) -> None: ...
+    def tag(
+        self,
+        mailbox: str,
+        sha256: str,
+        tags: Iterable[str],
+        rule: str,
+        *,
+        row: Mapping[str, Any] | None = None,
+    ) -> None: ...
     def assign(self, mailbox: str, sha256: str, username: str, rule: str) -> None: ...
     def note(self, mailbox: str, sha256: str, rule: str, details: Mapping[str, object]) -> None: ...
 
@@ -194,13 +202,14 @@ class RuleRunner:
         msg: PecMessage,
         quarantine: Callable[[str], None],
         *,
-        listed: Callable[[], None] = lambda: None,
+        listed: Callable[[], Mapping[str, Any] | None] = lambda: None,
     ) -> tuple[RulesOutcome, dict[str, Any]] | None:
         """Run the mailbox's rules on a message just recorded. None: the mailbox has no rules.
         Else what was done and the record's new fields (attachment formats, the outcome; none
         for a message without attachments that no rule matched). `listed` is called before the
         first rule that matched acts: the message's inbox row is then written (the poller leaves
-        a new message's row to its batch's end otherwise).
+        a new message's row to its batch's end otherwise), and returned if it was written just
+        then (the first act on the row starts from it, without reading it back).
         Raises only when the rules document itself cannot be read."""
         document = self.document(mailbox)
         if document is None or document.empty:
@@ -211,10 +220,9 @@ class RuleRunner:
             record = record | fields
         outcome = RulesOutcome()
         decisions = decide(document, record)
-        if decisions:
-            listed()
+        fresh_row = [listed() if decisions else None]  # taken by the first act on the row
         for decision in decisions:
-            self._apply(mailbox, record, msg, decision, outcome, quarantine)
+            self._apply(mailbox, record, msg, decision, outcome, quarantine, fresh_row)
         if not decisions and not fields:
             return outcome, {}  # nothing to say: no write (running them again would do nothing too)
         return outcome, fields | outcome.fields()
@@ -227,6 +235,7 @@ class RuleRunner:
         decision: Decision,
         outcome: RulesOutcome,
         quarantine: Callable[[str], None],
+        fresh_row: list[Mapping[str, Any] | None],
     ) -> None:
         sha, then, rule = str(record["sha256"]), decision.actions, decision.rule
 
@@ -251,8 +260,12 @@ class RuleRunner:
         if then.save is not None:
             attempt("salvataggio", lambda: self._save(mailbox, record, msg, rule, then))
         if then.tags:
-            attempt("etichetta", lambda: self._tag(mailbox, sha, then.tags, rule))
+            attempt(
+                "etichetta",
+                lambda: self._tag(mailbox, sha, then.tags, rule, fresh_row.pop() if fresh_row else None),
+            )
         if then.assign:
+            fresh_row.clear()  # the assignment reads the row itself
             attempt("assegnazione", lambda: self._assign(mailbox, sha, str(then.assign), rule))
         if then.notify:
             attempt("avviso", lambda: self._notify(mailbox, record, then.notify, rule))
@@ -381,10 +394,12 @@ class RuleRunner:
         )
         return f"salvati {len(saved)} file in {folder}/"
 
-    def _tag(self, mailbox: str, sha: str, tags: Iterable[str], rule: str) -> str:
+    def _tag(
+        self, mailbox: str, sha: str, tags: Iterable[str], rule: str, row: Mapping[str, Any] | None = None
+    ) -> str:
         if self.acts is None:
             raise RuntimeError("la casella non ha una posta in arrivo a cui dare etichette")
-        self.acts.tag(mailbox, sha, tags, rule)
+        self.acts.tag(mailbox, sha, tags, rule, row=row)
         return f"etichetta {', '.join(tags)}"
 
     def _assign(self, mailbox: str, sha: str, username: str, rule: str) -> str:
@@ -444,9 +459,19 @@ class RuleActs:
     def assign(self, mailbox: str, sha256: str, username: str, rule: str) -> None:
         self.inbox.act(self.robot(mailbox), mailbox, sha256, Act.ASSIGN, to=username, note=f"regola «{rule}»")
 
-    def tag(self, mailbox: str, sha256: str, tags: Iterable[str], rule: str) -> None:
+    def tag(
+        self,
+        mailbox: str,
+        sha256: str,
+        tags: Iterable[str],
+        rule: str,
+        *,
+        row: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`row`: the row as just written, if it was (else, and after a conflict, it is read)."""
+        given = row
         for _ in range(ACT_ATTEMPTS):
-            row = self.rows.row(mailbox, sha256)
+            row, given = given if given is not None else self.rows.row(mailbox, sha256), None
             if row is None:
                 raise RuntimeError("il messaggio non è nella posta in arrivo")
             had = list(row.get("tags") or [])
