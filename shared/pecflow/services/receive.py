@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -847,9 +847,10 @@ class MessageRules(Protocol):
         msg: PecMessage,
         quarantine: Callable[[str], None],
         *,
-        listed: Callable[[], None] = ...,
+        listed: Callable[[], Mapping[str, Any] | None] = ...,
     ) -> tuple[Any, dict] | None:
-        """`listed`: called before a rule that matched acts (on the message's row, maybe)."""
+        """`listed`: called before a rule that matched acts (on the message's row, maybe); the row if
+        it wrote it just then."""
         ...
 
 
