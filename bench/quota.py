@@ -30,6 +30,13 @@ the whole-second visibility delays, and the limiter's own races.
 until the next free slot, and every waiting job wakes for the same slot. `--hold S`: a worker
 refused for a slot at most S seconds away waits for it in place instead.
 
+A job refused beyond the horizon sleeps until its own slot can be reserved, its place in line
+estimated from the jobs ahead of it (`sending.beyond_horizon_wake`). Measured (2026-11-27, full
+run, 10,000 recipients): before, each came back within half an hour of the horizon's end, and
+all but a few were refused again: 56,272 refusals (6.63 limiter calls a send), 66,022 jobs put
+back, 360,582 receives; now 5,632 refusals (1.56 calls a send: each job beyond the horizon
+refused once), 15,382 put back, 82,418 receives; completion the same, 1.52 % over the minimum.
+
 Reported: sends, windows over quota (quota.violations on the provider's arrival times, and on the
 slot times), completion against the minimum, the limiter's counters (acquired, refused, lost
 races re-decided, give-ups on contention) and the queue's (receives, jobs put back).
@@ -56,7 +63,7 @@ from moto import mock_aws  # noqa: E402
 from local.aws import LocalAws  # noqa: E402
 from pecflow.adapters.ratelimit import RateLimiter  # noqa: E402
 from pecflow.domain import quota  # noqa: E402
-from pecflow.services.sending import RESERVE_HORIZON_SECONDS, horizon_spread  # noqa: E402
+from pecflow.services.sending import RESERVE_HORIZON_SECONDS, beyond_horizon_wake  # noqa: E402
 
 MAILBOX = "campagne@pec.example.it"
 ROUND_TRIP = 0.010  # a DynamoDB read + conditional write, virtual seconds
@@ -229,7 +236,9 @@ def simulate(
                             continue
                         if horizon and decision.at is not None:  # beyond the horizon: back when reservable,
                             job = member.batch[0]  # each job at its own moment (as the sender)
-                            wait = slot - answered - horizon + horizon_spread(f"<job-{job}>")
+                            ahead = max(0, job - len(slots))  # jobs numbered in queue order
+                            spacing = policy.window_seconds / policy.limit
+                            wait = beyond_horizon_wake(slot - answered, ahead, spacing, f"<job-{job}>")
                         else:
                             wait = slot - answered
                         delay = min(MAX_VISIBILITY, max(0, math.ceil(wait)))

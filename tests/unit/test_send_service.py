@@ -24,7 +24,9 @@ from pecflow.services.sending import (
     JobDelivery,
     Sender,
     StillSending,
+    beyond_horizon_wake,
     dead_lettered,
+    jobs_ahead,
 )
 from tests import fakes
 
@@ -265,6 +267,49 @@ def test_a_quota_refusal_beyond_the_horizon_defers_the_job_holding_nothing(clock
     job = world.job(1)
     assert job.state == "pending" and not job.slot_at and job.claimed_at is None
     assert world.received(1) == 0 and len(world.limiter.held(BOX)) == 1
+
+
+def test_a_job_far_down_the_line_sleeps_until_its_own_slot_can_be_reserved(clock):
+    """Refused beyond the horizon, a job sleeps about as long as the jobs ahead of it take to
+    leave, not half an hour: at 100 an hour, with 100 sent and 700 holding the next seven hours,
+    the 1,500th job has 1,400 ahead, 14 hours: it comes back in about 8 (its slot then 6 hours
+    away), once, instead of every half hour."""
+    world = World(1600, policy=QuotaPolicy(100, 3600.0))
+    world.configs[BOX] = fakes.config(BOX, quota_preset="custom:100/1h")
+    counters = world.campaigns.items[CAMPAIGN]["counters"]
+    counters["to_send"] -= 100  # 100 gone already
+    for _ in range(700):  # this hour's slots taken, and the next six hours reserved
+        assert world.limiter.acquire(BOX, clock.t, horizon=RESERVE_HORIZON_SECONDS)
+    outcome = world.send(1500)
+    assert (outcome.action, outcome.reason) == ("delay", "waiting for a quota slot")
+    expected = 1400 * 36 * 1.05 - RESERVE_HORIZON_SECONDS  # 31,320 s
+    assert expected <= outcome.delay <= expected + 1
+    near = world.send(601)  # just behind: back when the end of the reservations (7 h) can be
+    assert near.reason == "waiting for a quota slot"  # reserved, spread over half an hour as before
+    assert 3600 <= near.delay <= 3600 + 1801 + 36
+
+
+def test_the_wake_beyond_the_horizon_and_the_place_in_line():
+    hour = 3600.0
+    spacing = 4.8  # aruba: 1200 s / 250
+    far = beyond_horizon_wake(RESERVE_HORIZON_SECONDS + 60, 10_000, spacing, "<a@b>")
+    assert far == pytest.approx(10_000 * spacing * 1.05 - RESERVE_HORIZON_SECONDS)  # about 8 hours
+    near = beyond_horizon_wake(RESERVE_HORIZON_SECONDS + 60, 10, spacing, "<a@b>")
+    assert 60 <= near < 60 + 1800, "near the front: the spread, as before"
+    assert beyond_horizon_wake(RESERVE_HORIZON_SECONDS + 9 * hour, 10, spacing, "<a@b>") >= 9 * hour
+    campaign = CampaignRecord(
+        CAMPAIGN, counters={"total": 1000, "to_send": 600}, fanout_queued=1000, fanout_queued_rows=1000
+    )
+    job = JobRecord("<m>", "x@pec.test", State.PENDING, row=2 + 700)
+    assert jobs_ahead(campaign, job) == 700 - 400
+    grouped = CampaignRecord(
+        CAMPAIGN, counters={"total": 500, "to_send": 500}, fanout_queued=500, fanout_queued_rows=1000
+    )
+    assert jobs_ahead(grouped, job) == 350, "two rows a message: half as many jobs ahead"
+    assert (
+        jobs_ahead(None, job) == 0
+        and jobs_ahead(campaign, JobRecord("<m>", "x@pec.test", State.PENDING)) == 0
+    )
 
 
 def test_a_slot_within_the_horizon_is_reserved_and_the_job_wakes_once_for_it(clock):
