@@ -102,11 +102,13 @@ last round traced).
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import hashlib
 import json
 import math
 import os
 import random
+import signal
 import smtplib
 import sys
 import threading
@@ -699,6 +701,8 @@ def figures(phase: Phase, invocations: list, memory: Memory, meter: Meter, n_in:
 
 
 def main() -> None:
+    # a long run is looked into without stopping it: `kill -USR1 <pid>` prints every thread's stack
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="6 messages each way (the invariants and figures, not the rate)"
