@@ -32,13 +32,29 @@ profiler for the whole process, and the threads' stacks mix.)
 Measured on 2026-11-26, on 2 cores shared with other engineers' suites (load average 15 to 21;
 this process got 20 to 35% of one core), every invariant holding in every run:
 
+  -n 10000 (2026-11-27, 77578a4: moto's SQS kept linear, local/moto_sqs.py; jobs beyond the
+    quota's horizon asleep until their own slot; the other core mostly idle, the suite niced on
+    it for 14 minutes): 4594 s, 4.35 msg/s both ways together (2.18 each), 0.21 CPU s per message
+    (4208 s of CPU, 92% of one core); 900 API actions (1150 requests); 2626 messages expunged
+    after archiving; every invariant held (153 s to check). Per message: 11.7 DynamoDB requests
+    (14.9 WRU + 4.3 GSI WRU, 3.7 RRU), 2.3 S3, 2.8 SQS. Peak growth in one invocation (last two
+    rounds traced): API 5.1 MiB, poller 8.3, scheduler 24.6 (2 samples: its first alert
+    published in them, imports included), sender 0.6. 26,450 sender invocations for 10,000
+    jobs; the fan-out took 38 s of CPU. Round 1 (the fan-out, every job touched once: 250 sent,
+    the next six hours reserved, the rest refused once) 669 s; then about 10 s a round without
+    a quota window and 70 s with one (250 sends and their receipts). 20,000 + 20,000 at this
+    rate: about 2.6 h.
+  -n 20000 (2026-11-27, d28d559, moto's SQS patched): round 1 1484 s, round 2 425 s, then the
+    process died when gdb attached to read its stacks (`kill -USR1` prints them now). Round 2
+    was pecflow's own cost: a job refused beyond the 6-hour horizon came back within half an
+    hour of the reservations' end and nearly all were refused again, so some 15,000 jobs woke
+    every half hour (fixed in 77578a4: bench/quota.py's refusals 56,272 -> 5,632 at 10,000).
   -n 20000 (2026-11-27, 05cd463, the other core running the suite and benches): stopped after 5
     rounds and 4,750 s (320 of 20,000 submitted, the campaign 500 of 20,000 delivered): a round
-    took 500 to 660 s, against 24 s at -n 5000. Not pecflow's work: moto's FIFO receive copies
-    the message groups of every message in flight at each call, and a 20,000-job campaign keeps
-    its jobs in flight, each asleep on the queue until its quota slot (an empty receive took
-    15 ms with 1,000 in flight; receiving 4,000 in batches of ten did not end in 5 minutes). The
-    full run needs that receive patched in local/aws.py first; real SQS has no such cost.
+    took 500 to 660 s, against 24 s at -n 5000. Two causes: moto's SQS (a FIFO receive copied the
+    in-flight groups at each call, every setting read counted the whole queue, the clock was read
+    for every message: quadratic in the jobs asleep on the queue; local/moto_sqs.py since), and
+    the wakes beyond the horizon above.
   -n 5000 (2026-11-27, d0a72bc: ByHandling, ByDate and ByLocation gone, new rows at the batch's
     settle; the other core running the suite niced): 2190 s, 4.57 msg/s both ways together (2.28
     each), 0.20 CPU s per message (1985 s of CPU, 91% of one core); 450 API actions (575
