@@ -44,6 +44,23 @@ this process got 20 to 35% of one core), every invariant holding in every run:
     the next six hours reserved, the rest refused once) 669 s; then about 10 s a round without
     a quota window and 70 s with one (250 sends and their receipts). 20,000 + 20,000 at this
     rate: about 2.6 h.
+  -n 20000 (2026-11-27, 2538ad9, the machine otherwise idle): round 1 1409 s, then about 17 s a
+    round without a quota window and 100 s with one: 150 s a window, against 98 s at -n 10000, so
+    about 3.7 h in all. It died at round 13: a segfault in the interpreter while faulthandler
+    dumped every thread's stack, the 12th dump in a minute, mid-collection (USR1 runs a Python
+    handler since). Those stacks and micro-benchmarks at 20,000 found what still grew with the
+    queue and the tables, each about linear per call, all in the local stack (ae66c42 fixed each):
+      - the runner asked "is a message ready?" by a pass over the send queue at every pump (2.6
+        ms with 20,000 jobs asleep), and "when is the next one ready?" by another (14 ms);
+      - moto's receive, patched linear, still passed over the queue and counted the groups of
+        every message in flight (15 ms with nothing ready); a delete rebuilt the queue's list;
+      - moto answered a Query on an index by sorting the whole table, then testing each item
+        (59 ms at 20,000 items: once for every receipt reconciled, by ByIdentificativo).
+    Since: each queue is indexed by the time its messages become ready (a heap), with its
+    receipt handles and in-flight groups (a receive with nothing ready 15 ms -> 1.1 ms, the HTTP
+    round trip itself 1.0 ms; the runner's two questions 2.6 and 14 ms -> under 0.01 ms, once
+    their stale entries are dropped); an index query tests the index's key first and sorts what
+    it keeps (59 -> 27 ms).
   -n 20000 (2026-11-27, d28d559, moto's SQS patched): round 1 1484 s, round 2 425 s, then the
     process died when gdb attached to read its stacks (`kill -USR1` prints them now). Round 2
     was pecflow's own cost: a job refused beyond the 6-hour horizon came back within half an

@@ -467,7 +467,8 @@ class LocalAws:
                 continue
             if self._restore_clock:  # local.moto_sqs indexes the queue
                 at = moto_sqs.next_ready_at(queue, now * 1000)
-                times += [at / 1000] if at is not None and at / 1000 > now else []
+                if at is not None and at / 1000 > now:
+                    times.append(at / 1000)
                 continue
             for message in list(queue._messages):
                 at = max(message.visible_at, message.delayed_until) / 1000

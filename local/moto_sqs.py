@@ -125,6 +125,8 @@ class _Index:
             del self.members[id(message)]
             if _OWNERS.get(id(message)) is self:
                 del _OWNERS[id(message)]
+            for handle in message.all_receipt_handles:
+                self.handles.pop(handle, None)
 
     def holds(self, message: Any) -> bool:
         entry = self.members.get(id(message))
