@@ -44,6 +44,12 @@ this process got 20 to 35% of one core), every invariant holding in every run:
     the next six hours reserved, the rest refused once) 669 s; then about 10 s a round without
     a quota window and 70 s with one (250 sends and their receipts). 20,000 + 20,000 at this
     rate: about 2.6 h.
+  -n 20000 (2026-11-27, ae66c42, started 12:48 and running when this was written; log kept in
+    /work/soak20000-new.log on the machine that ran it): round 1 998 s, then 86 s a quota window
+    alone on the machine (about 60 s the round with the window, 8 s each other round), so about
+    2.2 h in all. For its first 19 minutes it ran beside a second 2538ad9 run (stopped then, at
+    round 28): a window took 95 s against that run's 196 s, under the same load. Round 1 took 998
+    s beside it, where 2538ad9's took 1409 s alone and 1730 s beside the suite.
   -n 20000 (2026-11-27, 2538ad9, the machine otherwise idle): round 1 1409 s, then about 17 s a
     round without a quota window and 100 s with one: 150 s a window, against 98 s at -n 10000, so
     about 3.7 h in all. It died at round 13: a segfault in the interpreter while faulthandler
