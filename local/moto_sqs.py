@@ -84,6 +84,7 @@ class _Pending(set):
     __iand__ = _changed("__iand__")
     __isub__ = _changed("__isub__")
     __ixor__ = _changed("__ixor__")
+    del _changed
 
 
 # each message's index, by the message's id: not on the message, which moto deep-copies
