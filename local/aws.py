@@ -1121,7 +1121,7 @@ def _keyed_table_queries() -> None:
     During such a query `all_items` gives the partition's items alone, in the same order; the
     rest of moto's query (its filter on the key, its sort by the range key) runs as before.
     A Query on an index gets the items moto's own test on the index's key keeps, sorted as moto
-    sorts the table (not the whole table sorted, then tested: 67 ms a query at 20,000 items,
+    sorts the table (not the whole table sorted, then tested: about 60 ms a query at 20,000 items,
     once for every receipt reconciled in a soak). Scans and every other caller still see the
     whole table, sorted as moto sorts it but on each key's value read once (moto compares its
     DynamoType objects, reading their values at every comparison)."""

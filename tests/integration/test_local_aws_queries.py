@@ -27,6 +27,7 @@ def _requests(ddb) -> list[dict]:
             {"AttributeName": "campaign", "AttributeType": "S"},
             {"AttributeName": "holder", "AttributeType": "S"},
             {"AttributeName": "at", "AttributeType": "N"},
+            {"AttributeName": "n", "AttributeType": "N"},
         ],
         GlobalSecondaryIndexes=[
             {
@@ -41,6 +42,11 @@ def _requests(ddb) -> list[dict]:
                     {"AttributeName": "at", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
+            {  # a number for key: moto's own comparison, not the strings' shortcut
+                "IndexName": "ByNumber",
+                "KeySchema": [{"AttributeName": "n", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
             },
         ],
         BillingMode="PAY_PER_REQUEST",
@@ -86,6 +92,8 @@ def _requests(ddb) -> list[dict]:
                 jobs.query(IndexName="ByCampaign", KeyConditionExpression=Key("campaign").eq(c), Limit=7,
                            ExclusiveStartKey=page["LastEvaluatedKey"])
             )  # fmt: skip
+    for n in [0, 7, 399, 400]:
+        answers.append(jobs.query(IndexName="ByNumber", KeyConditionExpression=Key("n").eq(n)))
     for h in ["h0", "h1", "h2", "h7"]:
         key = Key("holder").eq(h)
         answers.append(jobs.query(IndexName="ByHolder", KeyConditionExpression=key, ScanIndexForward=False))
