@@ -48,7 +48,8 @@ this process got 20 to 35% of one core), every invariant holding in every run:
     /work/soak20000-new.log on the machine that ran it): round 1 998 s, then 86 s a quota window
     alone on the machine (about 60 s the round with the window, 8 s each other round), rising
     slowly with the run (101 s a window from round 115 to 139; the process held 4.2 GB, moto's
-    S3 in memory), so about 2.4 h in all. For its first 19 minutes it ran beside a second 2538ad9 run (stopped then, at
+    S3 in memory), so about 2.4 h in all. Round 143 stood still for 382 s just after a dozen
+    `kill -USR1` samples (no IMAP session for 5 minutes; the cause not found): sample sparingly. For its first 19 minutes it ran beside a second 2538ad9 run (stopped then, at
     round 28): a window took 95 s against that run's 196 s, under the same load. Round 1 took 998
     s beside it, where 2538ad9's took 1409 s alone and 1730 s beside the suite.
   -n 20000 (2026-11-27, 2538ad9, the machine otherwise idle): round 1 1409 s, then about 17 s a
