@@ -44,14 +44,31 @@ this process got 20 to 35% of one core), every invariant holding in every run:
     the next six hours reserved, the rest refused once) 669 s; then about 10 s a round without
     a quota window and 70 s with one (250 sends and their receipts). 20,000 + 20,000 at this
     rate: about 2.6 h.
-  -n 20000 (2026-11-27, ae66c42, started 12:48 and running when this was written; log kept in
-    /work/soak20000-new.log on the machine that ran it): round 1 998 s, then 86 s a quota window
-    alone on the machine (about 60 s the round with the window, 8 s each other round), rising
-    slowly with the run (101 s a window from round 115 to 139; the process held 4.2 GB, moto's
-    S3 in memory), so about 2.4 h in all. Round 143 stood still for 382 s just after a dozen
-    `kill -USR1` samples (no IMAP session for 5 minutes; the cause not found): sample sparingly. For its first 19 minutes it ran beside a second 2538ad9 run (stopped then, at
-    round 28): a window took 95 s against that run's 196 s, under the same load. Round 1 took 998
-    s beside it, where 2538ad9's took 1409 s alone and 1730 s beside the suite.
+  -n 20000 (2026-11-27, 9591208, the final code; the clean-clone suite niced beside it for its first
+    15 minutes, the machine otherwise idle; log kept in /work/soak20000-final.log on the machine
+    that ran it): 9229 s (2.56 h, 322 rounds), 4.33 msg/s both ways together (2.17 each), 0.21 CPU
+    s per message (8261 s of CPU, 90% of one core); 1800 API actions (2300 requests); 5228 messages
+    expunged after archiving; every invariant held (389 s to check). Per message: 12.68 DynamoDB
+    requests (14.62 WRU + 4.32 GSI WRU, 4.75 RRU), 2.30 S3, 4.25 SQS: more than at 10,000 (11.7
+    DynamoDB, 3.7 RRU, 2.8 SQS), as a longer campaign's waiting jobs wake more often (3.8 sender
+    invocations a job, 2.6 at 10,000). Peak growth in one invocation (last two rounds traced): API
+    not sampled (no API action in those rounds), poller 23.4 MiB (8.3 at 10,000), scheduler 0.1
+    MiB, sender 1.0 MiB. 75,446 sender invocations for 20,000 jobs; the fan-out took 84 s of CPU.
+    Round 1 1067 s (beside the suite), then 104 s a quota window from round 8 to 88 and 102 s in
+    the last 80 rounds. Round 143 stood still 289 s: the 7,000 jobs whose slots lay past SQS's 12
+    hours all woke at 11 h 55 min of virtual time, the longest wait the sender asks, each refused
+    once more (here one at a time; bench/quota.py at 20,000, five senders, finds no slot delayed by
+    it, and spreading them by each job's offset cost 27 % more refusals: 22,132 -> 28,083, the
+    line's order lost).
+  -n 20000 (2026-11-27, ae66c42, the same pecflow code, started 12:48): ended at round 175 of
+    320 (5583 s, 11,200 messages submitted, 10,915 of the campaign delivered) when the session that
+    started it ended, which stops every process it started. Round 1 998 s, then 86 s a quota window
+    alone on the machine, rising slowly (101 s from round 115 to 139, 105 s by round 175; the
+    process held 4.5 GB, moto's S3 in memory). Round 143 stood still for 382 s, just after a dozen
+    `kill -USR1` samples, but the samples were not the cause: the final run stood still at the same
+    round (above). For its first 19 minutes it ran beside a second 2538ad9 run (stopped then, at
+    round 28): a window took 95 s against that run's 196 s, under the same load. Round 1 took 998 s
+    beside it, where 2538ad9's took 1409 s alone and 1730 s beside the suite.
   -n 20000 (2026-11-27, 2538ad9, the machine otherwise idle): round 1 1409 s, then about 17 s a
     round without a quota window and 100 s with one: 150 s a window, against 98 s at -n 10000, so
     about 3.7 h in all. It died at round 13: a segfault in the interpreter while faulthandler
